@@ -1,0 +1,246 @@
+//! The embedded database behind every node: redb, wrapped in a narrow byte-oriented API.
+//!
+//! Subsystems see named tables of byte keys and byte values, with point reads, atomic write
+//! batches and ordered prefix scans. Keeping the surface this small keeps the engine
+//! replaceable and keeps encoding decisions (and their versions) with the subsystems.
+//!
+//! The file carries its own format version in a meta table; a node refuses to open a
+//! database written by a newer format rather than misreading it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+
+/// The on-disk layout version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("__meta");
+
+/// Errors from the embedded database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot open database at {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("database at {path} has format version {found}, newer than this build's {supported}; upgrade xnode")]
+    NewerFormat { path: String, found: u32, supported: u32 },
+    #[error("database error: {0}")]
+    Engine(String),
+}
+
+macro_rules! engine_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for DbError {
+            fn from(e: $t) -> Self { DbError::Engine(e.to_string()) }
+        }
+    )*};
+}
+engine_err!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// A table name. Tables are created on first write.
+#[derive(Clone, Copy, Debug)]
+pub struct Table(pub &'static str);
+
+impl Table {
+    fn def(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
+        TableDefinition::new(self.0)
+    }
+}
+
+/// One write in an atomic batch.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    Put { table: Table, key: Vec<u8>, value: Vec<u8> },
+    Delete { table: Table, key: Vec<u8> },
+}
+
+/// A handle to the node's database. Cheap to clone; all clones share one file.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<redb::Database>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Db")
+    }
+}
+
+impl Db {
+    /// Opens (or creates) the database file at `path` and checks its format version.
+    pub fn open(path: &Path) -> Result<Self, DbError> {
+        let shown = path.display().to_string();
+        let db = redb::Database::create(path)
+            .map_err(|e| DbError::Open { path: shown.clone(), reason: e.to_string() })?;
+        let this = Self { inner: Arc::new(db) };
+        this.check_format(&shown)?;
+        Ok(this)
+    }
+
+    fn check_format(&self, path: &str) -> Result<(), DbError> {
+        let txn = self.inner.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let found = meta.get("format_version")?.map(|v| {
+                let bytes = v.value();
+                let mut arr = [0u8; 4];
+                if bytes.len() == 4 {
+                    arr.copy_from_slice(bytes);
+                }
+                u32::from_le_bytes(arr)
+            });
+            match found {
+                Some(v) if v > FORMAT_VERSION => {
+                    return Err(DbError::NewerFormat {
+                        path: path.to_owned(),
+                        found: v,
+                        supported: FORMAT_VERSION,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert("format_version", FORMAT_VERSION.to_le_bytes().as_slice())?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, DbError> {
+        let txn = self.inner.begin_read()?;
+        let t = match txn.open_table(table.def()) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    pub fn put(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), DbError> {
+        self.write(vec![WriteOp::Put { table, key: key.to_vec(), value: value.to_vec() }])
+    }
+
+    pub fn delete(&self, table: Table, key: &[u8]) -> Result<(), DbError> {
+        self.write(vec![WriteOp::Delete { table, key: key.to_vec() }])
+    }
+
+    /// Applies every operation atomically and durably (fsync before returning).
+    pub fn write(&self, ops: Vec<WriteOp>) -> Result<(), DbError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let txn = self.inner.begin_write()?;
+        for op in ops {
+            match op {
+                WriteOp::Put { table, key, value } => {
+                    let mut t = txn.open_table(table.def())?;
+                    t.insert(key.as_slice(), value.as_slice())?;
+                }
+                WriteOp::Delete { table, key } => {
+                    let mut t = txn.open_table(table.def())?;
+                    t.remove(key.as_slice())?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// All entries whose key starts with `prefix`, in key order, at most `limit` of them.
+    pub fn scan_prefix(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DbError> {
+        self.scan_from(table, prefix, prefix, limit)
+    }
+
+    /// Entries with keys `>= start` that start with `prefix`, in key order, at most `limit`.
+    pub fn scan_from(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DbError> {
+        let txn = self.inner.begin_read()?;
+        let t = match txn.open_table(table.def()) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let lower = if start >= prefix { start } else { prefix };
+        let mut out = Vec::new();
+        for item in t.range::<&[u8]>(lower..)? {
+            let (k, v) = item?;
+            let key = k.value();
+            if !key.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((key.to_vec(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Number of entries in a table.
+    pub fn len(&self, table: Table) -> Result<u64, DbError> {
+        let txn = self.inner.begin_read()?;
+        match txn.open_table(table.def()) {
+            Ok(t) => Ok(redb::ReadableTableMetadata::len(&t)?),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Table = Table("t");
+
+    #[test]
+    fn put_get_delete_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("x.redb")).unwrap();
+        assert_eq!(db.get(T, b"a").unwrap(), None);
+        db.put(T, b"a/1", b"one").unwrap();
+        db.put(T, b"a/2", b"two").unwrap();
+        db.put(T, b"b/1", b"other").unwrap();
+        assert_eq!(db.get(T, b"a/1").unwrap().as_deref(), Some(&b"one"[..]));
+        let scanned = db.scan_prefix(T, b"a/", 10).unwrap();
+        assert_eq!(scanned.len(), 2);
+        assert_eq!(db.scan_from(T, b"a/", b"a/2", 10).unwrap().len(), 1);
+        assert_eq!(db.scan_prefix(T, b"a/", 1).unwrap().len(), 1);
+        db.delete(T, b"a/1").unwrap();
+        assert_eq!(db.get(T, b"a/1").unwrap(), None);
+        assert_eq!(db.len(T).unwrap(), 2);
+    }
+
+    #[test]
+    fn data_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.redb");
+        {
+            let db = Db::open(&path).unwrap();
+            db.put(T, b"k", b"v").unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        assert_eq!(db.get(T, b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn garbage_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.redb");
+        std::fs::write(&path, b"this is not a database file at all, not even close").unwrap();
+        assert!(matches!(Db::open(&path), Err(DbError::Open { .. })));
+    }
+}

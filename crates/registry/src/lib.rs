@@ -1,0 +1,245 @@
+//! The replicated registry: small, global, owner-signed state that every node holds in full.
+//!
+//! The registry is a last-writer-wins map (a state-based CRDT). Each [`Entry`] is signed by
+//! its owner and stamped with a hybrid logical clock; merging keeps the entry with the
+//! greatest `(hlc, owner, signature)` version, and deletions are tombstones, so replicas
+//! converge whatever order updates arrive in and however often they are repeated.
+//!
+//! Who may write which key is decided by a [`WritePolicy`]: for example only node `N` may
+//! write `node/N`. Entries with a bad signature or a forbidden owner are dropped and counted.
+//!
+//! This crate knows nothing about the network: the node spreads entries by gossip and calls
+//! [`Registry::apply_remote`]; anti-entropy messages ([`sync`]) are plain data that any
+//! transport can carry.
+
+mod entry;
+mod metrics;
+mod policy;
+pub mod sync;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::broadcast;
+use xnode_db::{Db, Table};
+use xnode_types::{HlcClock, Signer};
+
+pub use entry::{Entry, Version};
+pub use metrics::RegistryMetrics;
+pub use policy::{DefaultPolicy, WritePolicy};
+
+const TABLE: Table = Table("registry");
+
+/// Largest encoded entry accepted from a peer.
+pub const MAX_ENTRY_BYTES: usize = 256 * 1024;
+
+/// Errors from registry operations.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("registry entry {key:?} has an invalid signature")]
+    BadSignature { key: String },
+    #[error("owner {owner} may not write registry key {key:?}")]
+    Forbidden { key: String, owner: String },
+    #[error("invalid registry key {key:?}: {reason}")]
+    BadKey { key: String, reason: String },
+    #[error("registry value for {key:?} is {len} bytes, over the {limit}-byte limit")]
+    TooLarge { key: String, len: usize, limit: usize },
+    #[error(transparent)]
+    Wire(#[from] xnode_wire::WireError),
+    #[error(transparent)]
+    Db(#[from] xnode_db::DbError),
+}
+
+/// What happened when an entry was merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The entry was newer and replaced (or created) the local one.
+    Updated,
+    /// The local entry was as new or newer; nothing changed.
+    Stale,
+}
+
+/// The replicated registry of one node.
+pub struct Registry {
+    db: Db,
+    entries: RwLock<BTreeMap<String, Entry>>,
+    clock: Arc<HlcClock>,
+    policy: Box<dyn WritePolicy>,
+    metrics: RegistryMetrics,
+    changes: broadcast::Sender<Entry>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// Loads the registry persisted in `db`. Entries that no longer decode or verify are
+    /// skipped (and counted) rather than failing the start: peers will send them again.
+    pub fn open(
+        db: Db,
+        clock: Arc<HlcClock>,
+        policy: Box<dyn WritePolicy>,
+        metrics: RegistryMetrics,
+    ) -> Result<Self, RegistryError> {
+        let mut entries = BTreeMap::new();
+        for (key, value) in db.scan_prefix(TABLE, b"", usize::MAX)? {
+            match xnode_wire::decode::<Entry>(&value, MAX_ENTRY_BYTES) {
+                Ok(entry) if entry.verify() => {
+                    clock.observe(entry.hlc);
+                    entries.insert(entry.key.clone(), entry);
+                }
+                _ => {
+                    tracing::warn!(key = %String::from_utf8_lossy(&key), "skipping unreadable registry entry on disk");
+                    metrics.invalid_on_disk.inc();
+                }
+            }
+        }
+        let (changes, _) = broadcast::channel(1024);
+        let this = Self { db, entries: RwLock::new(entries), clock, policy, metrics, changes };
+        this.update_gauges();
+        Ok(this)
+    }
+
+    /// Subscribes to every change (local or remote) that updated the registry.
+    pub fn subscribe(&self) -> broadcast::Receiver<Entry> {
+        self.changes.subscribe()
+    }
+
+    /// Writes `value` under `key`, signed by `signer`. Returns the new entry for gossip.
+    pub fn put(&self, signer: &dyn Signer, key: &str, value: Vec<u8>) -> Result<Entry, RegistryError> {
+        self.write_local(signer, key, Some(value))
+    }
+
+    /// Deletes `key` by writing a tombstone signed by `signer`.
+    pub fn delete(&self, signer: &dyn Signer, key: &str) -> Result<Entry, RegistryError> {
+        self.write_local(signer, key, None)
+    }
+
+    fn write_local(
+        &self,
+        signer: &dyn Signer,
+        key: &str,
+        value: Option<Vec<u8>>,
+    ) -> Result<Entry, RegistryError> {
+        let entry = Entry::sign(signer, key.to_owned(), value, self.clock.now())?;
+        self.check_policy(&entry)?;
+        self.merge(entry.clone())?;
+        Ok(entry)
+    }
+
+    /// Verifies and merges an entry received from a peer.
+    pub fn apply_remote(&self, entry: Entry) -> Result<Applied, RegistryError> {
+        if !entry.verify() {
+            self.metrics.invalid_signatures.inc();
+            return Err(RegistryError::BadSignature { key: entry.key });
+        }
+        if let Err(e) = self.check_policy(&entry) {
+            self.metrics.rejected_by_policy.inc();
+            return Err(e);
+        }
+        self.clock.observe(entry.hlc);
+        self.merge(entry)
+    }
+
+    /// Decodes, verifies and merges an encoded entry received from a peer.
+    pub fn apply_remote_bytes(&self, bytes: &[u8]) -> Result<Applied, RegistryError> {
+        match xnode_wire::decode::<Entry>(bytes, MAX_ENTRY_BYTES) {
+            Ok(entry) => self.apply_remote(entry),
+            Err(e) => {
+                self.metrics.malformed.inc();
+                Err(e.into())
+            }
+        }
+    }
+
+    fn check_policy(&self, entry: &Entry) -> Result<(), RegistryError> {
+        entry::validate_key(&entry.key)?;
+        if let Some(value) = &entry.value
+            && value.len() > MAX_ENTRY_BYTES / 2
+        {
+            return Err(RegistryError::TooLarge {
+                key: entry.key.clone(),
+                len: value.len(),
+                limit: MAX_ENTRY_BYTES / 2,
+            });
+        }
+        let current = self.read_entries().get(&entry.key).cloned();
+        if self.policy.may_write(&entry.key, &entry.owner, current.as_ref()) {
+            Ok(())
+        } else {
+            Err(RegistryError::Forbidden { key: entry.key.clone(), owner: entry.owner.to_hex() })
+        }
+    }
+
+    fn read_entries(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Entry>> {
+        match self.entries.read() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn merge(&self, entry: Entry) -> Result<Applied, RegistryError> {
+        let mut entries = match self.entries.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(current) = entries.get(&entry.key)
+            && current.version() >= entry.version()
+        {
+            self.metrics.stale.inc();
+            return Ok(Applied::Stale);
+        }
+        // Persist before publishing in memory, so what peers and readers see is durable.
+        let bytes = xnode_wire::encode(&entry)?;
+        self.db.put(TABLE, entry.key.as_bytes(), &bytes)?;
+        entries.insert(entry.key.clone(), entry.clone());
+        drop(entries);
+        self.metrics.applied.inc();
+        self.update_gauges();
+        // Nobody listening is fine.
+        let _ = self.changes.send(entry);
+        Ok(Applied::Updated)
+    }
+
+    fn update_gauges(&self) {
+        let entries = self.read_entries();
+        let live = entries.values().filter(|e| e.value.is_some()).count();
+        self.metrics.entries.set(live as i64);
+        self.metrics.tombstones.set((entries.len() - live) as i64);
+    }
+
+    /// The live (non-tombstone) entry under `key`.
+    pub fn get(&self, key: &str) -> Option<Entry> {
+        self.read_entries().get(key).filter(|e| e.value.is_some()).cloned()
+    }
+
+    /// The entry under `key`, tombstone or not.
+    pub fn get_any(&self, key: &str) -> Option<Entry> {
+        self.read_entries().get(key).cloned()
+    }
+
+    /// Live entries whose key starts with `prefix`, in key order.
+    pub fn list(&self, prefix: &str) -> Vec<Entry> {
+        self.read_entries()
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter(|(_, e)| e.value.is_some())
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
+    /// Every entry including tombstones, for anti-entropy.
+    pub(crate) fn snapshot(&self) -> Vec<Entry> {
+        self.read_entries().values().cloned().collect()
+    }
+
+    pub fn metrics(&self) -> &RegistryMetrics {
+        &self.metrics
+    }
+}
+
+#[cfg(test)]
+mod tests;

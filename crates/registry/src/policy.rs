@@ -1,0 +1,32 @@
+//! Write policies: which owner may write which registry key.
+
+use xnode_types::{NodeId, NodeRecord, PublicKeyBytes};
+
+use crate::Entry;
+
+/// Decides whether `owner` may write `key`, given the entry currently stored there.
+pub trait WritePolicy: Send + Sync {
+    fn may_write(&self, key: &str, owner: &PublicKeyBytes, current: Option<&Entry>) -> bool;
+}
+
+/// The policy every node enforces:
+///
+/// - `node/<node-id>`: only that node's own key;
+/// - `tenant/<tenant-public-key-hex>/...`: only that tenant's key;
+/// - any other namespace: refused, until a subsystem defines its rules.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DefaultPolicy;
+
+impl WritePolicy for DefaultPolicy {
+    fn may_write(&self, key: &str, owner: &PublicKeyBytes, _current: Option<&Entry>) -> bool {
+        if let Some(node) = key.strip_prefix(NodeRecord::KEY_PREFIX) {
+            let Ok(node) = node.parse::<NodeId>() else { return false };
+            return NodeId::from_public_key(owner).is_ok_and(|id| id == node);
+        }
+        if let Some(rest) = key.strip_prefix("tenant/") {
+            let tenant = rest.split('/').next().unwrap_or_default();
+            return tenant == owner.to_hex();
+        }
+        false
+    }
+}

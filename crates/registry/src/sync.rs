@@ -1,0 +1,210 @@
+//! Anti-entropy: the digest exchange that repairs whatever gossip missed.
+//!
+//! One round between an initiator `A` and a responder `B`:
+//!
+//! 1. `A` sends the hashes of its [`BUCKETS`] key buckets (`SyncRequest::Digest`).
+//! 2. `B` answers with `(key, version)` for every entry it holds in the buckets whose hash
+//!    differs (`SyncResponse::Summaries`).
+//! 3. `A` pulls the keys where `B` is newer and pushes the entries where `A` is newer.
+//!
+//! Identical registries cost one small message each way. The messages are plain data, so
+//! any transport can carry them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+use xnode_wire::{Versioned, kinds};
+
+use crate::{Applied, Entry, Registry, Version};
+
+/// Number of hash buckets the key space is split into for digests.
+pub const BUCKETS: usize = 64;
+/// Largest sync message accepted from a peer.
+pub const MAX_SYNC_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+/// Most keys pulled or entries pushed in one message.
+const BATCH: usize = 256;
+
+/// A request in an anti-entropy round.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum SyncRequest {
+    Digest { buckets: Vec<[u8; 16]> },
+    Pull { keys: Vec<String> },
+    Push { entries: Vec<Entry> },
+}
+
+/// A response in an anti-entropy round.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum SyncResponse {
+    /// The buckets whose hash differs, and the responder's versions of every entry in them.
+    Summaries { differing: Vec<u8>, items: Vec<(String, Version)> },
+    Entries { entries: Vec<Entry> },
+    Pushed { updated: u32, rejected: u32 },
+    Refused { reason: String },
+}
+
+impl Versioned for SyncRequest {
+    const KIND_TAG: u8 = kinds::REGISTRY_SYNC_REQUEST;
+    const KIND_NAME: &'static str = "registry sync request";
+    const VERSION: u8 = 1;
+}
+
+impl Versioned for SyncResponse {
+    const KIND_TAG: u8 = kinds::REGISTRY_SYNC_RESPONSE;
+    const KIND_NAME: &'static str = "registry sync response";
+    const VERSION: u8 = 1;
+}
+
+/// What one round changed locally and remotely.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    pub pulled: usize,
+    pub pushed: usize,
+}
+
+/// Errors from an anti-entropy round.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("sync transport failed: {0}")]
+    Transport(String),
+    #[error("peer refused sync: {0}")]
+    Refused(String),
+    #[error("peer answered a sync request with an unexpected message")]
+    Protocol,
+}
+
+fn bucket_of(key: &str) -> usize {
+    blake3::hash(key.as_bytes()).as_bytes()[0] as usize % BUCKETS
+}
+
+fn entry_hash(entry: &Entry) -> [u8; 16] {
+    let mut h = blake3::Hasher::new();
+    h.update(entry.key.as_bytes());
+    h.update(&entry.hlc.wall_ms.to_le_bytes());
+    h.update(&entry.hlc.logical.to_le_bytes());
+    h.update(&entry.owner.0);
+    h.update(&entry.signature.0);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    out
+}
+
+impl Registry {
+    /// Hashes of every bucket: the XOR of the hashes of the entries in it.
+    pub fn digest(&self) -> Vec<[u8; 16]> {
+        let mut buckets = vec![[0u8; 16]; BUCKETS];
+        for entry in self.snapshot() {
+            let b = &mut buckets[bucket_of(&entry.key)];
+            for (x, y) in b.iter_mut().zip(entry_hash(&entry)) {
+                *x ^= y;
+            }
+        }
+        buckets
+    }
+
+    fn versions_in(&self, buckets: &BTreeSet<usize>) -> BTreeMap<String, Version> {
+        self.snapshot()
+            .into_iter()
+            .filter(|e| buckets.contains(&bucket_of(&e.key)))
+            .map(|e| (e.key.clone(), e.version()))
+            .collect()
+    }
+
+    /// Answers one anti-entropy request from a peer.
+    pub fn handle_sync(&self, request: SyncRequest) -> SyncResponse {
+        match request {
+            SyncRequest::Digest { buckets } => {
+                if buckets.len() != BUCKETS {
+                    return SyncResponse::Refused {
+                        reason: format!("digest has {} buckets, expected {BUCKETS}", buckets.len()),
+                    };
+                }
+                let mine = self.digest();
+                let differing: BTreeSet<usize> =
+                    (0..BUCKETS).filter(|&i| mine[i] != buckets[i]).collect();
+                SyncResponse::Summaries {
+                    differing: differing.iter().map(|&b| b as u8).collect(),
+                    items: self.versions_in(&differing).into_iter().collect(),
+                }
+            }
+            SyncRequest::Pull { keys } => {
+                let entries =
+                    keys.iter().take(BATCH).filter_map(|k| self.get_any(k)).collect::<Vec<_>>();
+                SyncResponse::Entries { entries }
+            }
+            SyncRequest::Push { entries } => {
+                let (mut updated, mut rejected) = (0u32, 0u32);
+                for entry in entries.into_iter().take(BATCH) {
+                    match self.apply_remote(entry) {
+                        Ok(Applied::Updated) => updated += 1,
+                        Ok(Applied::Stale) => {}
+                        Err(_) => rejected += 1,
+                    }
+                }
+                self.metrics.sync_entries_received.inc_by(updated as u64);
+                SyncResponse::Pushed { updated, rejected }
+            }
+        }
+    }
+
+    /// Runs one anti-entropy round as the initiator. `send` carries a request to the peer
+    /// and returns its response.
+    pub async fn sync_with<F, Fut>(&self, mut send: F) -> Result<SyncStats, SyncError>
+    where
+        F: FnMut(SyncRequest) -> Fut,
+        Fut: Future<Output = Result<SyncResponse, String>>,
+    {
+        let response = send(SyncRequest::Digest { buckets: self.digest() })
+            .await
+            .map_err(SyncError::Transport)?;
+        let (differing, theirs) = match response {
+            SyncResponse::Summaries { differing, items } => (differing, items),
+            SyncResponse::Refused { reason } => return Err(SyncError::Refused(reason)),
+            _ => return Err(SyncError::Protocol),
+        };
+        let differing: BTreeSet<usize> = differing.into_iter().map(usize::from).collect();
+        let their_versions: BTreeMap<String, Version> = theirs.into_iter().collect();
+        let mut stats = SyncStats::default();
+
+        // Pull what the peer holds newer (or what we lack).
+        let to_pull: Vec<String> = their_versions
+            .iter()
+            .filter(|(key, version)| self.get_any(key).is_none_or(|l| l.version() < **version))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for keys in to_pull.chunks(BATCH) {
+            let response = send(SyncRequest::Pull { keys: keys.to_vec() })
+                .await
+                .map_err(SyncError::Transport)?;
+            let SyncResponse::Entries { entries } = response else {
+                return Err(SyncError::Protocol);
+            };
+            for entry in entries {
+                if let Ok(Applied::Updated) = self.apply_remote(entry) {
+                    stats.pulled += 1;
+                }
+            }
+        }
+        self.metrics.sync_entries_received.inc_by(stats.pulled as u64);
+
+        // Push what we hold newer, in the buckets that differ.
+        let to_push: Vec<Entry> = self
+            .snapshot()
+            .into_iter()
+            .filter(|e| differing.contains(&bucket_of(&e.key)))
+            .filter(|e| their_versions.get(&e.key).is_none_or(|v| e.version() > *v))
+            .collect();
+        for batch in to_push.chunks(BATCH) {
+            let response = send(SyncRequest::Push { entries: batch.to_vec() })
+                .await
+                .map_err(SyncError::Transport)?;
+            match response {
+                SyncResponse::Pushed { updated, .. } => stats.pushed += updated as usize,
+                SyncResponse::Refused { reason } => return Err(SyncError::Refused(reason)),
+                _ => return Err(SyncError::Protocol),
+            }
+        }
+        self.metrics.sync_rounds.inc();
+        Ok(stats)
+    }
+}

@@ -1,0 +1,221 @@
+//! Unit tests for the registry CRDT, its policy and anti-entropy.
+
+use std::sync::Arc;
+
+use xnode_db::Db;
+use xnode_types::{Hlc, HlcClock, NodeRecord, SecretKey};
+
+use super::*;
+use crate::sync::{SyncRequest, SyncResponse};
+
+fn open_registry(dir: &tempfile::TempDir, name: &str) -> Registry {
+    let db = Db::open(&dir.path().join(name)).unwrap();
+    Registry::open(db, Arc::new(HlcClock::new()), Box::new(DefaultPolicy), RegistryMetrics::default())
+        .unwrap()
+}
+
+fn tenant_key(key: &SecretKey, suffix: &str) -> String {
+    format!("tenant/{}/{suffix}", key.public().to_hex())
+}
+
+/// A fixed set of conflicting writes: same keys, different clocks and owners' values.
+fn conflicting_entries() -> Vec<Entry> {
+    let a = SecretKey::from_seed(&[1; 32]).unwrap();
+    let b = SecretKey::from_seed(&[2; 32]).unwrap();
+    let mut out = Vec::new();
+    for (i, wall) in [5u64, 9, 7, 9, 3].iter().enumerate() {
+        let key = tenant_key(&a, "x");
+        let value = if i == 3 { None } else { Some(vec![i as u8]) };
+        out.push(Entry::sign(&a, key, value, Hlc::new(*wall, i as u32 % 2)).unwrap());
+    }
+    for wall in [4u64, 8] {
+        out.push(Entry::sign(&b, tenant_key(&b, "y"), Some(vec![wall as u8]), Hlc::new(wall, 0)).unwrap());
+    }
+    out
+}
+
+fn state(reg: &Registry) -> Vec<Entry> {
+    reg.snapshot()
+}
+
+fn permutations<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
+    if items.len() <= 1 {
+        return vec![items.to_vec()];
+    }
+    let mut out = Vec::new();
+    for i in 0..items.len() {
+        let mut rest = items.to_vec();
+        let head = rest.remove(i);
+        for mut p in permutations(&rest) {
+            p.insert(0, head.clone());
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn merge_is_commutative_and_associative() {
+    // Applying the same set of entries in every order gives the same state: that is
+    // commutativity and associativity of the merge for this set.
+    let entries = conflicting_entries();
+    let dir = tempfile::tempdir().unwrap();
+    let reference = open_registry(&dir, "ref");
+    for e in &entries {
+        reference.apply_remote(e.clone()).unwrap();
+    }
+    let expected = state(&reference);
+    // Entries 0..5 are on one key; permute a 5-element subset fully (120 orders).
+    for (n, order) in permutations(&entries[..5]).into_iter().enumerate().step_by(7) {
+        let reg = open_registry(&dir, &format!("p{n}"));
+        for e in order.iter().chain(&entries[5..]) {
+            reg.apply_remote(e.clone()).unwrap();
+        }
+        assert_eq!(state(&reg), expected, "order {n} diverged");
+    }
+    // The winner on the contested key is the highest clock: wall 9, logical 1 (index 3, a tombstone).
+    let a = SecretKey::from_seed(&[1; 32]).unwrap();
+    assert!(reference.get(&tenant_key(&a, "x")).is_none());
+    assert!(reference.get_any(&tenant_key(&a, "x")).unwrap().is_tombstone());
+}
+
+#[test]
+fn merge_is_idempotent() {
+    let entries = conflicting_entries();
+    let dir = tempfile::tempdir().unwrap();
+    let reg = open_registry(&dir, "r");
+    for e in &entries {
+        reg.apply_remote(e.clone()).unwrap();
+    }
+    let once = state(&reg);
+    for e in &entries {
+        reg.apply_remote(e.clone()).unwrap();
+    }
+    assert_eq!(state(&reg), once);
+}
+
+#[test]
+fn bad_signature_is_dropped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = open_registry(&dir, "r");
+    let key = SecretKey::generate();
+    let mut entry = Entry::sign(&key, tenant_key(&key, "a"), Some(vec![1]), Hlc::new(1, 0)).unwrap();
+    entry.value = Some(vec![2]);
+    assert!(matches!(reg.apply_remote(entry), Err(RegistryError::BadSignature { .. })));
+    assert_eq!(reg.metrics().invalid_signatures.get(), 1);
+    assert!(reg.list("").is_empty());
+}
+
+#[test]
+fn policy_limits_owners_to_their_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = open_registry(&dir, "r");
+    let node = SecretKey::generate();
+    let other = SecretKey::generate();
+    let own_key = NodeRecord::registry_key(&node.node_id());
+    assert!(reg.put(&node, &own_key, vec![1]).is_ok());
+    // Another key may not write this node's record, nor a tenant's namespace.
+    let forged = Entry::sign(&other, own_key.clone(), Some(vec![9]), Hlc::new(u64::MAX / 2, 0)).unwrap();
+    assert!(matches!(reg.apply_remote(forged), Err(RegistryError::Forbidden { .. })));
+    assert_eq!(reg.metrics().rejected_by_policy.get(), 1);
+    assert!(reg.put(&other, &tenant_key(&node, "x"), vec![1]).is_err());
+    assert!(reg.put(&other, "unknown/space", vec![1]).is_err());
+    assert!(reg.put(&other, "", vec![1]).is_err());
+    assert!(reg.put(&other, "has space", vec![1]).is_err());
+    assert_eq!(reg.get(&own_key).unwrap().value, Some(vec![1]));
+}
+
+#[test]
+fn entries_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SecretKey::generate();
+    {
+        let reg = open_registry(&dir, "r");
+        reg.put(&key, &tenant_key(&key, "a"), vec![1]).unwrap();
+        reg.delete(&key, &tenant_key(&key, "a")).unwrap();
+        reg.put(&key, &tenant_key(&key, "b"), vec![2]).unwrap();
+    }
+    let reg = open_registry(&dir, "r");
+    assert!(reg.get(&tenant_key(&key, "a")).is_none());
+    assert_eq!(reg.get(&tenant_key(&key, "b")).unwrap().value, Some(vec![2]));
+    // A local write after restart still orders after what was written before it.
+    let later = reg.put(&key, &tenant_key(&key, "b"), vec![3]).unwrap();
+    assert_eq!(reg.get(&tenant_key(&key, "b")).unwrap(), later);
+}
+
+#[test]
+fn garbage_bytes_from_peers_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = open_registry(&dir, "r");
+    for bytes in [&b""[..], &[1], &[1, 1], &[1, 1, 0xff, 0xff], &[9, 9, 9]] {
+        assert!(reg.apply_remote_bytes(bytes).is_err());
+    }
+    assert!(reg.metrics().malformed.get() >= 4);
+}
+
+async fn sync_pair(a: &Registry, b: &Registry) -> crate::sync::SyncStats {
+    a.sync_with(|req: SyncRequest| {
+        // Round-trip through the wire encoding, as a real transport would.
+        let bytes = xnode_wire::encode(&req).unwrap();
+        let req: SyncRequest = xnode_wire::decode(&bytes, sync::MAX_SYNC_MESSAGE_BYTES).unwrap();
+        let resp = b.handle_sync(req);
+        let bytes = xnode_wire::encode(&resp).unwrap();
+        let resp: Result<SyncResponse, String> =
+            xnode_wire::decode(&bytes, sync::MAX_SYNC_MESSAGE_BYTES).map_err(|e| e.to_string());
+        async move { resp }
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn anti_entropy_converges_two_diverged_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open_registry(&dir, "a");
+    let b = open_registry(&dir, "b");
+    let ka = SecretKey::generate();
+    let kb = SecretKey::generate();
+    for i in 0..300 {
+        a.put(&ka, &tenant_key(&ka, &format!("k{i}")), vec![i as u8]).unwrap();
+    }
+    for i in 0..50 {
+        b.put(&kb, &tenant_key(&kb, &format!("k{i}")), vec![i as u8]).unwrap();
+    }
+    // A conflicting key written on both: b's write is later and must win everywhere.
+    let shared = tenant_key(&ka, "k7");
+    let newer = Entry::sign(&ka, shared.clone(), Some(vec![77]), Hlc::new(u64::MAX / 4, 0)).unwrap();
+    b.apply_remote(newer.clone()).unwrap();
+
+    let stats = sync_pair(&a, &b).await;
+    assert_eq!(stats.pulled, 51);
+    assert_eq!(stats.pushed, 299);
+    assert_eq!(a.digest(), b.digest());
+    assert_eq!(a.snapshot(), b.snapshot());
+    assert_eq!(a.get(&shared).unwrap(), newer);
+
+    // A second round finds nothing to do.
+    let stats = sync_pair(&a, &b).await;
+    assert_eq!(stats, Default::default());
+}
+
+#[tokio::test]
+async fn anti_entropy_does_not_accept_forged_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open_registry(&dir, "a");
+    let b = open_registry(&dir, "b");
+    let key = SecretKey::generate();
+    let mut forged = Entry::sign(&key, tenant_key(&key, "x"), Some(vec![1]), Hlc::new(5, 0)).unwrap();
+    forged.value = Some(vec![2]);
+    let resp = b.handle_sync(SyncRequest::Push { entries: vec![forged] });
+    assert!(matches!(resp, SyncResponse::Pushed { updated: 0, rejected: 1 }));
+    assert!(b.list("").is_empty());
+    let _ = a;
+}
+
+#[test]
+fn malformed_digest_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = open_registry(&dir, "r");
+    let resp = reg.handle_sync(SyncRequest::Digest { buckets: vec![[0; 16]; 3] });
+    assert!(matches!(resp, SyncResponse::Refused { .. }));
+}

@@ -1,0 +1,43 @@
+//! The record every node publishes about itself in the registry.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Capacity, NodeId};
+
+/// Whether a node intends to be part of the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeStatus {
+    /// Running and serving.
+    Active,
+    /// Stopped gracefully; it announced its departure.
+    Left,
+}
+
+/// A node's self-description. It is stored in the registry under `node/<id>`, signed by the
+/// node's own key, and re-published whenever something in it changes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub node_id: NodeId,
+    /// libp2p multiaddrs the node listens on, as text.
+    pub addresses: Vec<String>,
+    /// The base URL of the node's HTTP API, if it serves one.
+    pub api_url: Option<String>,
+    pub zone: String,
+    pub capacity: Capacity,
+    pub version: String,
+    /// Bumped on every restart and every refutation, so newer news about a node always wins.
+    pub incarnation: u64,
+    pub status: NodeStatus,
+    /// When this incarnation started, in Unix milliseconds.
+    pub started_at_ms: u64,
+}
+
+impl NodeRecord {
+    /// The registry key under which a node's record lives.
+    pub fn registry_key(node: &NodeId) -> String {
+        format!("{}{}", Self::KEY_PREFIX, node)
+    }
+
+    pub const KEY_PREFIX: &'static str = "node/";
+}
