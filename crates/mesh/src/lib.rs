@@ -1,1 +1,326 @@
-//! placeholder
+//! DSMP, the Xnode mesh: libp2p transport, membership and failure detection, gossip and RPC.
+//!
+//! A [`Mesh`] owns one libp2p swarm (TCP and QUIC, Noise, Yamux, Identify, Kademlia,
+//! Gossipsub, mDNS and two request-response protocols) running on a background task, the
+//! *driver*. Callers talk to it through this cheap, cloneable handle:
+//!
+//! - membership: [`Mesh::members`] and [`Mesh::events`] (SWIM failure detection, see
+//!   [`swim`]);
+//! - gossip: [`Mesh::subscribe`] and [`Mesh::publish`] on named topics;
+//! - RPC: [`Mesh::serve`] registers a named service, [`Mesh::request`] calls one on a peer;
+//! - fault injection for tests and drills: [`Mesh::set_faults`].
+//!
+//! The mesh knows nothing of storage, compute or HTTP. Nodes on different *networks*
+//! (see [`MeshConfig::network`]) use different protocol names and never talk to each other.
+
+mod behaviour;
+mod codec;
+mod driver;
+pub mod faults;
+mod metrics;
+pub mod proto;
+pub mod swim;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+pub use libp2p::Multiaddr;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use xnode_types::{NodeId, SecretKey};
+
+pub use faults::{FaultRules, Faults};
+pub use metrics::MeshMetrics;
+pub use proto::{RpcErrorCode, RpcResponse};
+pub use swim::{MemberState, SwimConfig};
+
+/// Configuration of the mesh.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MeshConfig {
+    /// Multiaddrs to listen on (TCP and/or QUIC).
+    pub listen: Vec<Multiaddr>,
+    /// Peers to contact at start and whenever this node has no connection at all.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Discover peers on the local network with mDNS.
+    pub mdns: bool,
+    /// The network name. Nodes only talk to nodes of the same network.
+    pub network: String,
+    /// Failure detector timing.
+    pub swim: SwimConfig,
+    /// How often a random peer is asked for its whole membership view.
+    #[serde(with = "secs")]
+    pub push_pull_interval: Duration,
+}
+
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let v = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(v).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        Self {
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            mdns: true,
+            network: "xnode".into(),
+            swim: SwimConfig::default(),
+            push_pull_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Errors from the mesh.
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+    #[error("invalid mesh configuration: {0}")]
+    Config(String),
+    #[error("the mesh has shut down")]
+    Closed,
+    #[error("peer {peer} is unreachable: {reason}")]
+    Unreachable { peer: NodeId, reason: String },
+    #[error("request to {peer} timed out after {timeout:?}")]
+    Timeout { peer: NodeId, timeout: Duration },
+    #[error("peer {peer} answered {code:?}: {message}")]
+    Remote { peer: NodeId, code: RpcErrorCode, message: String },
+    #[error("malformed message from {peer}: {reason}")]
+    Malformed { peer: NodeId, reason: String },
+    #[error("could not publish on {topic}: {reason}")]
+    Publish { topic: String, reason: String },
+}
+
+/// What this node knows about one member of the network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub id: NodeId,
+    pub state: MemberState,
+    pub incarnation: u64,
+    pub addresses: Vec<String>,
+    /// Unix milliseconds of the last time this node heard from the member directly.
+    pub last_seen_ms: Option<u64>,
+    /// Unix milliseconds since which the member has been in its current state.
+    pub state_since_ms: u64,
+    /// Whether this node has an open connection to the member.
+    pub connected: bool,
+}
+
+/// Changes the mesh reports to the rest of the node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MeshEvent {
+    /// A member changed state or incarnation.
+    MemberChanged { node: NodeId, state: MemberState, incarnation: u64 },
+    /// This node raised its own incarnation to refute a rumour; persist it.
+    LocalIncarnation(u64),
+    /// A connection to a peer of this network was opened.
+    PeerConnected(NodeId),
+}
+
+/// A gossip message delivered to a subscriber.
+#[derive(Clone, Debug)]
+pub struct GossipMessage {
+    /// The node that published it (authenticated by its signature).
+    pub source: NodeId,
+    pub data: Vec<u8>,
+}
+
+/// An RPC request delivered to the service that registered for it.
+#[derive(Debug)]
+pub struct InboundRequest {
+    pub from: NodeId,
+    pub body: Vec<u8>,
+    pub reply: oneshot::Sender<Result<Vec<u8>, (RpcErrorCode, String)>>,
+}
+
+pub(crate) enum Command {
+    Publish { topic: String, data: Vec<u8>, reply: oneshot::Sender<Result<(), MeshError>> },
+    Request {
+        peer: NodeId,
+        service: String,
+        body: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, MeshError>>,
+        delayed: bool,
+    },
+    Subscribe { topic: String },
+    RespondRpc { channel: libp2p::request_response::ResponseChannel<Vec<u8>>, bytes: Vec<u8> },
+    ObserveNode { node: NodeId, addresses: Vec<String>, incarnation: u64, left: bool },
+    ApplyFaults(FaultRules),
+    Dial(Multiaddr),
+    Leave { linger: Duration, reply: oneshot::Sender<()> },
+}
+
+pub(crate) struct Shared {
+    pub members: RwLock<Vec<MemberInfo>>,
+    pub listen_addrs: RwLock<Vec<Multiaddr>>,
+    pub local_incarnation: AtomicU64,
+    pub services: RwLock<HashMap<String, mpsc::Sender<InboundRequest>>>,
+    pub topics: RwLock<HashMap<String, mpsc::Sender<GossipMessage>>>,
+    pub faults: Faults,
+    pub events: broadcast::Sender<MeshEvent>,
+    pub network: String,
+}
+
+/// A handle to the running mesh. Cheap to clone.
+#[derive(Clone)]
+pub struct Mesh {
+    local: NodeId,
+    commands: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Mesh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mesh").field("local", &self.local).finish_non_exhaustive()
+    }
+}
+
+fn read<T: Clone>(lock: &RwLock<T>) -> T {
+    match lock.read() {
+        Ok(g) => g.clone(),
+        Err(p) => p.into_inner().clone(),
+    }
+}
+
+impl Mesh {
+    /// Starts the mesh: binds every listen address (failing fast with a clear error if one
+    /// is taken or invalid), dials the bootstrap peers and runs the driver until
+    /// [`Mesh::leave`] completes or the returned task is aborted (a crash, for tests).
+    pub async fn start(
+        config: MeshConfig,
+        key: &SecretKey,
+        incarnation: u64,
+        metrics: MeshMetrics,
+    ) -> Result<(Mesh, tokio::task::JoinHandle<()>), MeshError> {
+        driver::start(config, key, incarnation, metrics).await
+    }
+
+    pub(crate) fn from_parts(local: NodeId, commands: mpsc::Sender<Command>, shared: Arc<Shared>) -> Self {
+        Self { local, commands, shared }
+    }
+
+    pub fn local_id(&self) -> NodeId {
+        self.local
+    }
+
+    pub fn network(&self) -> &str {
+        &self.shared.network
+    }
+
+    /// This node's current incarnation.
+    pub fn incarnation(&self) -> u64 {
+        self.shared.local_incarnation.load(Ordering::Relaxed)
+    }
+
+    /// The addresses this node listens on (with unspecified IPs expanded).
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        read(&self.shared.listen_addrs)
+    }
+
+    /// Every member this node knows of, except itself.
+    pub fn members(&self) -> Vec<MemberInfo> {
+        read(&self.shared.members)
+    }
+
+    /// Subscribes to membership and connection events.
+    pub fn events(&self) -> broadcast::Receiver<MeshEvent> {
+        self.shared.events.subscribe()
+    }
+
+    fn full_topic(&self, topic: &str) -> String {
+        format!("xnode/{}/{}", self.shared.network, topic)
+    }
+
+    /// Receives gossip published on `topic` by other nodes. One subscriber per topic.
+    pub async fn subscribe(&self, topic: &str) -> Result<mpsc::Receiver<GossipMessage>, MeshError> {
+        let (tx, rx) = mpsc::channel(4096);
+        let full = self.full_topic(topic);
+        match self.shared.topics.write() {
+            Ok(mut t) => t.insert(full.clone(), tx),
+            Err(p) => p.into_inner().insert(full.clone(), tx),
+        };
+        self.commands.send(Command::Subscribe { topic: full }).await.map_err(|_| MeshError::Closed)?;
+        Ok(rx)
+    }
+
+    /// Publishes `data` to every node subscribed to `topic`. Having no peers yet is not an
+    /// error: anti-entropy delivers what gossip could not.
+    pub async fn publish(&self, topic: &str, data: Vec<u8>) -> Result<(), MeshError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Publish { topic: self.full_topic(topic), data, reply })
+            .await
+            .map_err(|_| MeshError::Closed)?;
+        rx.await.map_err(|_| MeshError::Closed)?
+    }
+
+    /// Registers an RPC service and returns the stream of its inbound requests.
+    pub fn serve(&self, service: &str) -> mpsc::Receiver<InboundRequest> {
+        let (tx, rx) = mpsc::channel(1024);
+        match self.shared.services.write() {
+            Ok(mut s) => s.insert(service.to_owned(), tx),
+            Err(p) => p.into_inner().insert(service.to_owned(), tx),
+        };
+        rx
+    }
+
+    /// Calls `service` on `peer` and waits at most `timeout` for its answer.
+    pub async fn request(
+        &self,
+        peer: NodeId,
+        service: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, MeshError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Request { peer, service: service.to_owned(), body, reply, delayed: false })
+            .await
+            .map_err(|_| MeshError::Closed)?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(MeshError::Closed),
+            Err(_) => Err(MeshError::Timeout { peer, timeout }),
+        }
+    }
+
+    /// Tells the mesh about a node learned elsewhere (the registry): its addresses and
+    /// incarnation, and whether it has left.
+    pub async fn observe_node(&self, node: NodeId, addresses: Vec<String>, incarnation: u64, left: bool) {
+        let _ = self.commands.send(Command::ObserveNode { node, addresses, incarnation, left }).await;
+    }
+
+    /// Dials an address (for example a bootstrap peer added at run time).
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), MeshError> {
+        self.commands.send(Command::Dial(addr)).await.map_err(|_| MeshError::Closed)
+    }
+
+    /// Replaces the fault rules in force (tests and drills only).
+    pub async fn set_faults(&self, rules: FaultRules) -> Result<(), MeshError> {
+        self.commands.send(Command::ApplyFaults(rules)).await.map_err(|_| MeshError::Closed)
+    }
+
+    pub fn faults(&self) -> FaultRules {
+        self.shared.faults.get()
+    }
+
+    /// Announces that this node is leaving, gives the announcement `linger` to spread, then
+    /// stops the driver.
+    pub async fn leave(&self, linger: Duration) {
+        let (reply, rx) = oneshot::channel();
+        if self.commands.send(Command::Leave { linger, reply }).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The composed libp2p behaviour of an Xnode peer.
+
+use std::time::Duration;
+
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{StreamProtocol, allow_block_list, gossipsub, identify, kad, mdns, request_response};
+use xnode_types::SecretKey;
+
+use crate::codec::BytesCodec;
+use crate::proto::{MAX_RPC_BYTES, MAX_SWIM_BYTES};
+use crate::{MeshConfig, MeshError};
+
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    pub identify: identify::Behaviour,
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub gossipsub: gossipsub::Behaviour,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub swim: request_response::Behaviour<BytesCodec>,
+    pub rpc: request_response::Behaviour<BytesCodec>,
+}
+
+/// The protocol-version string peers exchange through Identify.
+pub(crate) fn protocol_version(network: &str) -> String {
+    format!("/xnode/{network}/1")
+}
+
+fn protocol(network: &str, name: &str) -> Result<StreamProtocol, MeshError> {
+    StreamProtocol::try_from_owned(format!("/xnode/{network}/{name}/1"))
+        .map_err(|e| MeshError::Config(format!("bad protocol name for network {network:?}: {e}")))
+}
+
+impl Behaviour {
+    pub(crate) fn new(config: &MeshConfig, key: &SecretKey) -> Result<Self, MeshError> {
+        let keypair = key.to_libp2p_keypair();
+        let local_peer = keypair.public().to_peer_id();
+        let network = &config.network;
+
+        let identify = identify::Behaviour::new(
+            identify::Config::new(protocol_version(network), keypair.public())
+                .with_agent_version(format!("xnode/{}", xnode_types::SOFTWARE_VERSION))
+                .with_push_listen_addr_updates(true),
+        );
+
+        let mut kad = kad::Behaviour::with_config(
+            local_peer,
+            kad::store::MemoryStore::new(local_peer),
+            kad::Config::new(protocol(network, "kad")?),
+        );
+        kad.set_mode(Some(kad::Mode::Server));
+
+        let gossip_config = gossipsub::ConfigBuilder::default()
+            .heartbeat_interval(Duration::from_millis(500))
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .max_transmit_size(1024 * 1024)
+            .protocol_id_prefix(format!("/xnode/{network}/meshsub"))
+            .build()
+            .map_err(|e| MeshError::Config(format!("gossipsub: {e}")))?;
+        let gossipsub =
+            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(keypair), gossip_config)
+                .map_err(|e| MeshError::Config(format!("gossipsub: {e}")))?;
+
+        let mdns = if config.mdns {
+            match mdns::tokio::Behaviour::new(mdns::Config::default(), local_peer) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    tracing::warn!(error = %e, "mDNS is unavailable on this host; continuing without it");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+
+        let swim = request_response::Behaviour::with_codec(
+            BytesCodec::new(MAX_SWIM_BYTES, MAX_SWIM_BYTES),
+            [(protocol(network, "swim")?, request_response::ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(Duration::from_secs(5)),
+        );
+        let rpc = request_response::Behaviour::with_codec(
+            BytesCodec::new(MAX_RPC_BYTES, MAX_RPC_BYTES),
+            [(protocol(network, "rpc")?, request_response::ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(Duration::from_secs(120))
+                .with_max_concurrent_streams(256),
+        );
+
+        Ok(Self {
+            blocked: Default::default(),
+            identify,
+            kad,
+            gossipsub,
+            mdns: mdns.into(),
+            swim,
+            rpc,
+        })
+    }
+}
