@@ -1,1 +1,44 @@
-//! placeholder
+//! The HTTP face of a node: the control API (`/v1/...`, `/healthz`, `/metrics`) with its
+//! OpenAPI document. Later: the function gateway, the S3 gateway and the Studio.
+//!
+//! Handlers are thin: they call the [`Node`] and translate its answers into documented
+//! JSON shapes and its errors into an HTTP status plus a stable error code.
+
+mod error;
+mod routes;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use xnode_node::Node;
+
+pub use error::ApiError;
+pub use routes::ApiDoc;
+
+/// Builds the router for a node.
+pub fn router(node: Node) -> Router {
+    routes::router(node)
+}
+
+/// Binds the API address, failing with a clear message if it is taken.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!("API address {addr} is already in use (is another xnode running? choose another with --api)")
+        } else {
+            format!("cannot listen on API address {addr}: {e}")
+        }
+    })
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    node: Node,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(node))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -22,8 +22,14 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("__meta");
 pub enum DbError {
     #[error("cannot open database at {path}: {reason}")]
     Open { path: String, reason: String },
-    #[error("database at {path} has format version {found}, newer than this build's {supported}; upgrade xnode")]
-    NewerFormat { path: String, found: u32, supported: u32 },
+    #[error(
+        "database at {path} has format version {found}, newer than this build's {supported}; upgrade xnode"
+    )]
+    NewerFormat {
+        path: String,
+        found: u32,
+        supported: u32,
+    },
     #[error("database error: {0}")]
     Engine(String),
 }
@@ -55,8 +61,15 @@ impl Table {
 /// One write in an atomic batch.
 #[derive(Debug, Clone)]
 pub enum WriteOp {
-    Put { table: Table, key: Vec<u8>, value: Vec<u8> },
-    Delete { table: Table, key: Vec<u8> },
+    Put {
+        table: Table,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        table: Table,
+        key: Vec<u8>,
+    },
 }
 
 /// A handle to the node's database. Cheap to clone; all clones share one file.
@@ -75,9 +88,13 @@ impl Db {
     /// Opens (or creates) the database file at `path` and checks its format version.
     pub fn open(path: &Path) -> Result<Self, DbError> {
         let shown = path.display().to_string();
-        let db = redb::Database::create(path)
-            .map_err(|e| DbError::Open { path: shown.clone(), reason: e.to_string() })?;
-        let this = Self { inner: Arc::new(db) };
+        let db = redb::Database::create(path).map_err(|e| DbError::Open {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        let this = Self {
+            inner: Arc::new(db),
+        };
         this.check_format(&shown)?;
         Ok(this)
     }
@@ -123,11 +140,18 @@ impl Db {
     }
 
     pub fn put(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), DbError> {
-        self.write(vec![WriteOp::Put { table, key: key.to_vec(), value: value.to_vec() }])
+        self.write(vec![WriteOp::Put {
+            table,
+            key: key.to_vec(),
+            value: value.to_vec(),
+        }])
     }
 
     pub fn delete(&self, table: Table, key: &[u8]) -> Result<(), DbError> {
-        self.write(vec![WriteOp::Delete { table, key: key.to_vec() }])
+        self.write(vec![WriteOp::Delete {
+            table,
+            key: key.to_vec(),
+        }])
     }
 
     /// Applies every operation atomically and durably (fsync before returning).

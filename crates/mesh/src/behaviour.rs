@@ -41,7 +41,10 @@ impl Behaviour {
         let identify = identify::Behaviour::new(
             identify::Config::new(protocol_version(network), keypair.public())
                 .with_agent_version(format!("xnode/{}", xnode_types::SOFTWARE_VERSION))
-                .with_push_listen_addr_updates(true),
+                .with_push_listen_addr_updates(true)
+                // Dial addresses come from the membership (see `driver::dial_addresses`),
+                // not from identify's cache, so failure detection controls what is dialled.
+                .with_cache_size(0),
         );
 
         let mut kad = kad::Behaviour::with_config(
@@ -58,9 +61,11 @@ impl Behaviour {
             .protocol_id_prefix(format!("/xnode/{network}/meshsub"))
             .build()
             .map_err(|e| MeshError::Config(format!("gossipsub: {e}")))?;
-        let gossipsub =
-            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(keypair), gossip_config)
-                .map_err(|e| MeshError::Config(format!("gossipsub: {e}")))?;
+        let gossipsub = gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(keypair),
+            gossip_config,
+        )
+        .map_err(|e| MeshError::Config(format!("gossipsub: {e}")))?;
 
         let mdns = if config.mdns {
             match mdns::tokio::Behaviour::new(mdns::Config::default(), local_peer) {
@@ -76,12 +81,18 @@ impl Behaviour {
 
         let swim = request_response::Behaviour::with_codec(
             BytesCodec::new(MAX_SWIM_BYTES, MAX_SWIM_BYTES),
-            [(protocol(network, "swim")?, request_response::ProtocolSupport::Full)],
+            [(
+                protocol(network, "swim")?,
+                request_response::ProtocolSupport::Full,
+            )],
             request_response::Config::default().with_request_timeout(Duration::from_secs(5)),
         );
         let rpc = request_response::Behaviour::with_codec(
             BytesCodec::new(MAX_RPC_BYTES, MAX_RPC_BYTES),
-            [(protocol(network, "rpc")?, request_response::ProtocolSupport::Full)],
+            [(
+                protocol(network, "rpc")?,
+                request_response::ProtocolSupport::Full,
+            )],
             request_response::Config::default()
                 .with_request_timeout(Duration::from_secs(120))
                 .with_max_concurrent_streams(256),

@@ -18,7 +18,10 @@ pub struct BytesCodec {
 
 impl BytesCodec {
     pub fn new(max_request: usize, max_response: usize) -> Self {
-        Self { max_request, max_response }
+        Self {
+            max_request,
+            max_response,
+        }
     }
 }
 
@@ -37,11 +40,18 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, limit: usize) -> io
     Ok(buf)
 }
 
-async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, data: &[u8], limit: usize) -> io::Result<()> {
+async fn write_frame<T: AsyncWrite + Unpin + Send>(
+    io: &mut T,
+    data: &[u8],
+    limit: usize,
+) -> io::Result<()> {
     if data.len() > limit {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("frame of {} bytes exceeds the {limit}-byte limit", data.len()),
+            format!(
+                "frame of {} bytes exceeds the {limit}-byte limit",
+                data.len()
+            ),
         ));
     }
     io.write_all(&(data.len() as u32).to_be_bytes()).await?;
@@ -69,14 +79,24 @@ impl Codec for BytesCodec {
         read_frame(io, self.max_response).await
     }
 
-    async fn write_request<T>(&mut self, _: &Self::Protocol, io: &mut T, req: Vec<u8>) -> io::Result<()>
+    async fn write_request<T>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
         write_frame(io, &req, self.max_request).await
     }
 
-    async fn write_response<T>(&mut self, _: &Self::Protocol, io: &mut T, res: Vec<u8>) -> io::Result<()>
+    async fn write_response<T>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {

@@ -26,7 +26,10 @@ use crate::proto::{
     MAX_RPC_BYTES, MAX_SWIM_BYTES, RpcErrorCode, RpcRequest, RpcResponse, SwimRequest, SwimResponse,
 };
 use crate::swim::{Applied, MemberState, Membership, MembershipUpdate};
-use crate::{Command, FaultRules, GossipMessage, InboundRequest, MemberInfo, Mesh, MeshConfig, MeshError, MeshEvent, Shared};
+use crate::{
+    Command, FaultRules, GossipMessage, InboundRequest, MemberInfo, Mesh, MeshConfig, MeshError,
+    MeshEvent, Shared,
+};
 
 const MEMBERSHIP_TOPIC: &str = "membership";
 const TICK: Duration = Duration::from_millis(50);
@@ -39,7 +42,12 @@ pub(crate) async fn start(
     incarnation: u64,
     metrics: MeshMetrics,
 ) -> Result<(Mesh, tokio::task::JoinHandle<()>), MeshError> {
-    if config.network.is_empty() || !config.network.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if config.network.is_empty()
+        || !config
+            .network
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         return Err(MeshError::Config(format!(
             "network name {:?} must be non-empty ASCII letters, digits, '-' or '_'",
             config.network
@@ -70,9 +78,13 @@ pub(crate) async fn start(
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())
-            .map_err(|e| MeshError::Listen { addr: addr.to_string(), reason: listen_reason(&e) })?;
+            .map_err(|e| MeshError::Listen {
+                addr: addr.to_string(),
+                reason: listen_reason(&e),
+            })?;
     }
-    let topic = gossipsub::IdentTopic::new(format!("xnode/{}/{}", config.network, MEMBERSHIP_TOPIC));
+    let topic =
+        gossipsub::IdentTopic::new(format!("xnode/{}/{}", config.network, MEMBERSHIP_TOPIC));
     swarm
         .behaviour_mut()
         .gossipsub
@@ -124,7 +136,9 @@ pub(crate) async fn start(
 fn listen_reason<E: std::error::Error>(e: &libp2p::TransportError<E>) -> String {
     match e {
         libp2p::TransportError::MultiaddrNotSupported(a) => {
-            format!("unsupported address {a} (use /ip4/HOST/tcp/PORT or /ip4/HOST/udp/PORT/quic-v1)")
+            format!(
+                "unsupported address {a} (use /ip4/HOST/tcp/PORT or /ip4/HOST/udp/PORT/quic-v1)"
+            )
         }
         libp2p::TransportError::Other(inner) => {
             let mut text = inner.to_string();
@@ -143,7 +157,10 @@ fn listen_reason<E: std::error::Error>(e: &libp2p::TransportError<E>) -> String 
 }
 
 fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// An ongoing probe of one member.
@@ -153,16 +170,31 @@ struct Round {
 }
 
 enum Phase {
-    Direct { deadline: Instant },
-    Indirect { deadline: Instant, outstanding: usize },
+    Direct {
+        deadline: Instant,
+    },
+    Indirect {
+        deadline: Instant,
+        outstanding: usize,
+    },
 }
 
 /// Why a SWIM request was sent, so its answer can be routed.
 enum Purpose {
-    Probe { target: NodeId, sent: Instant },
-    Indirect { target: NodeId },
-    Relay { channel: ResponseChannel<Vec<u8>>, deadline: Instant },
-    DeadProbe { target: NodeId },
+    Probe {
+        target: NodeId,
+        sent: Instant,
+    },
+    Indirect {
+        target: NodeId,
+    },
+    Relay {
+        channel: ResponseChannel<Vec<u8>>,
+        deadline: Instant,
+    },
+    DeadProbe {
+        target: NodeId,
+    },
     Sync,
 }
 
@@ -225,7 +257,8 @@ impl Driver {
         if let Ok(mut g) = self.shared.listen_addrs.write() {
             *g = expanded.clone();
         }
-        self.membership.set_local_addresses(expanded.iter().map(|a| a.to_string()).collect());
+        self.membership
+            .set_local_addresses(expanded.iter().map(|a| a.to_string()).collect());
     }
 
     fn dial_bootstrap(&mut self) {
@@ -293,10 +326,19 @@ impl Driver {
         infos.sort_by(|a, b| a.id.cmp(&b.id));
         for state in MemberState::ALL {
             let n = infos.iter().filter(|m| m.state == state).count();
-            self.metrics.peers.get_or_create(&StateLabel { state: state.as_str() }).set(n as i64);
+            self.metrics
+                .peers
+                .get_or_create(&StateLabel {
+                    state: state.as_str(),
+                })
+                .set(n as i64);
         }
-        self.metrics.connected_peers.set(self.connected.len() as i64);
-        self.shared.local_incarnation.store(self.membership.local_incarnation(), Ordering::Relaxed);
+        self.metrics
+            .connected_peers
+            .set(self.connected.len() as i64);
+        self.shared
+            .local_incarnation
+            .store(self.membership.local_incarnation(), Ordering::Relaxed);
         if let Ok(mut g) = self.shared.members.write() {
             *g = infos;
         }
@@ -306,20 +348,36 @@ impl Driver {
     fn apply(&mut self, update: &MembershipUpdate) -> bool {
         let now = Instant::now();
         match self.membership.apply(update, now) {
-            Applied::Changed { node, state, incarnation } => {
+            Applied::Changed {
+                node,
+                state,
+                incarnation,
+            } => {
                 tracing::info!(%node, state = state.as_str(), incarnation, "member state changed");
-                self.metrics.membership_changes.get_or_create(&StateLabel { state: state.as_str() }).inc();
+                self.metrics
+                    .membership_changes
+                    .get_or_create(&StateLabel {
+                        state: state.as_str(),
+                    })
+                    .inc();
                 if state != MemberState::Suspect && state != MemberState::Alive {
                     self.rounds.remove(&node);
                 }
-                let _ = self.shared.events.send(MeshEvent::MemberChanged { node, state, incarnation });
+                let _ = self.shared.events.send(MeshEvent::MemberChanged {
+                    node,
+                    state,
+                    incarnation,
+                });
                 self.refresh_shared();
                 true
             }
             Applied::Refuted { incarnation } => {
                 tracing::warn!(incarnation, "refuting a rumour about this node");
                 self.metrics.refutations.inc();
-                let _ = self.shared.events.send(MeshEvent::LocalIncarnation(incarnation));
+                let _ = self
+                    .shared
+                    .events
+                    .send(MeshEvent::LocalIncarnation(incarnation));
                 self.refresh_shared();
                 if self.leaving.is_none() {
                     self.broadcast(self.membership.local_alive());
@@ -344,13 +402,29 @@ impl Driver {
         }
     }
 
-    fn publish_raw(&mut self, topic: gossipsub::IdentTopic, data: Vec<u8>) -> Result<(), MeshError> {
-        let label = TopicLabel { topic: topic.to_string() };
+    fn publish_raw(
+        &mut self,
+        topic: gossipsub::IdentTopic,
+        data: Vec<u8>,
+    ) -> Result<(), MeshError> {
+        let label = TopicLabel {
+            topic: topic.to_string(),
+        };
         if self.shared.faults.should_drop() {
-            self.metrics.gossip_dropped.get_or_create(&ReasonLabel { reason: "fault_injected" }).inc();
+            self.metrics
+                .gossip_dropped
+                .get_or_create(&ReasonLabel {
+                    reason: "fault_injected",
+                })
+                .inc();
             return Ok(());
         }
-        match self.swarm.behaviour_mut().gossipsub.publish(topic.clone(), data) {
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic.clone(), data)
+        {
             Ok(_) => {
                 self.metrics.gossip_out.get_or_create(&label).inc();
                 Ok(())
@@ -359,8 +433,16 @@ impl Driver {
             Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Ok(()),
             Err(gossipsub::PublishError::Duplicate) => Ok(()),
             Err(e) => {
-                self.metrics.gossip_dropped.get_or_create(&ReasonLabel { reason: "publish_failed" }).inc();
-                Err(MeshError::Publish { topic: topic.to_string(), reason: e.to_string() })
+                self.metrics
+                    .gossip_dropped
+                    .get_or_create(&ReasonLabel {
+                        reason: "publish_failed",
+                    })
+                    .inc();
+                Err(MeshError::Publish {
+                    topic: topic.to_string(),
+                    reason: e.to_string(),
+                })
             }
         }
     }
@@ -377,7 +459,11 @@ impl Driver {
                     g.push(address);
                 }
             }
-            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } => {
                 let node = NodeId::from(peer_id);
                 if self.shared.faults.is_blocked(&node) {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
@@ -391,7 +477,12 @@ impl Driver {
                 }
                 self.refresh_shared();
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } => {
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                cause,
+                ..
+            } => {
                 let node = NodeId::from(peer_id);
                 if num_established == 0 {
                     self.connected.remove(&node);
@@ -418,29 +509,43 @@ impl Driver {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
-                for addr in info.listen_addrs {
-                    if !is_unspecified(&addr) {
-                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-                    }
+                let addrs = info
+                    .listen_addrs
+                    .into_iter()
+                    .filter(|a| !is_unspecified(a))
+                    .collect();
+                for addr in dial_addresses(addrs) {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
             }
-            BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, addresses, .. }) => {
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                peer, addresses, ..
+            }) => {
                 let node = NodeId::from(peer);
                 if self.membership.member(&node).is_none() && node != self.membership.local() {
                     // A peer we did not know: connect, and the push-pull on connect
                     // brings it into the membership.
-                    let opts = DialOpts::peer_id(peer).addresses(addresses.into_vec()).build();
+                    let opts = DialOpts::peer_id(peer)
+                        .addresses(addresses.into_vec())
+                        .build();
                     let _ = self.swarm.dial(opts);
                 }
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
-                    if !self.swarm.is_connected(&peer) && peer != self.membership.local().peer_id() {
-                        let _ = self.swarm.dial(DialOpts::peer_id(peer).addresses(vec![addr]).build());
+                    if !self.swarm.is_connected(&peer) && peer != self.membership.local().peer_id()
+                    {
+                        let _ = self
+                            .swarm
+                            .dial(DialOpts::peer_id(peer).addresses(vec![addr]).build());
                     }
                 }
             }
-            BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, propagation_source, .. }) => {
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                message,
+                propagation_source,
+                ..
+            }) => {
                 self.on_gossip(message, propagation_source);
             }
             BehaviourEvent::Swim(event) => self.on_swim_event(event),
@@ -452,27 +557,62 @@ impl Driver {
     fn on_gossip(&mut self, message: gossipsub::Message, propagation_source: PeerId) {
         let topic = message.topic.as_str().to_owned();
         let Some(source) = message.source.map(NodeId::from) else {
-            self.metrics.gossip_dropped.get_or_create(&ReasonLabel { reason: "unsigned" }).inc();
+            self.metrics
+                .gossip_dropped
+                .get_or_create(&ReasonLabel { reason: "unsigned" })
+                .inc();
             return;
         };
-        if self.shared.faults.should_drop() || self.shared.faults.is_blocked(&NodeId::from(propagation_source)) {
-            self.metrics.gossip_dropped.get_or_create(&ReasonLabel { reason: "fault_injected" }).inc();
+        if self.shared.faults.should_drop()
+            || self
+                .shared
+                .faults
+                .is_blocked(&NodeId::from(propagation_source))
+        {
+            self.metrics
+                .gossip_dropped
+                .get_or_create(&ReasonLabel {
+                    reason: "fault_injected",
+                })
+                .inc();
             return;
         }
-        self.metrics.gossip_in.get_or_create(&TopicLabel { topic: topic.clone() }).inc();
+        self.metrics
+            .gossip_in
+            .get_or_create(&TopicLabel {
+                topic: topic.clone(),
+            })
+            .inc();
         self.membership.heard_from(&source, Instant::now());
         if topic == self.membership_topic.hash().as_str() {
             match xnode_wire::decode::<MembershipUpdate>(&message.data, MAX_SWIM_BYTES) {
                 Ok(update) => {
                     if update.must_come_from_subject() && update.node() != source {
-                        self.metrics.gossip_dropped.get_or_create(&ReasonLabel { reason: "forged_subject" }).inc();
+                        self.metrics
+                            .gossip_dropped
+                            .get_or_create(&ReasonLabel {
+                                reason: "forged_subject",
+                            })
+                            .inc();
                         tracing::warn!(%source, subject = %update.node(), "dropping alive/left claim made on another node's behalf");
                         return;
                     }
                     self.apply(&update);
+                    // A suspicion raised elsewhere: check for ourselves at once, so we
+                    // either confirm it (speeding up detection) or our ack helps refute it.
+                    if let MembershipUpdate::Suspect { node, .. } = update
+                        && node != self.membership.local()
+                    {
+                        self.start_probe(node);
+                    }
                 }
                 Err(e) => {
-                    self.metrics.gossip_dropped.get_or_create(&ReasonLabel { reason: "malformed" }).inc();
+                    self.metrics
+                        .gossip_dropped
+                        .get_or_create(&ReasonLabel {
+                            reason: "malformed",
+                        })
+                        .inc();
                     tracing::debug!(%source, error = %e, "malformed membership update");
                 }
             }
@@ -484,12 +624,28 @@ impl Driver {
         };
         match sender {
             Some(tx) => {
-                if tx.try_send(GossipMessage { source, data: message.data }).is_err() {
-                    self.metrics.gossip_dropped.get_or_create(&ReasonLabel { reason: "subscriber_full" }).inc();
+                if tx
+                    .try_send(GossipMessage {
+                        source,
+                        data: message.data,
+                    })
+                    .is_err()
+                {
+                    self.metrics
+                        .gossip_dropped
+                        .get_or_create(&ReasonLabel {
+                            reason: "subscriber_full",
+                        })
+                        .inc();
                 }
             }
             None => {
-                self.metrics.gossip_dropped.get_or_create(&ReasonLabel { reason: "no_subscriber" }).inc();
+                self.metrics
+                    .gossip_dropped
+                    .get_or_create(&ReasonLabel {
+                        reason: "no_subscriber",
+                    })
+                    .inc();
             }
         }
     }
@@ -497,10 +653,12 @@ impl Driver {
     // ----- SWIM -------------------------------------------------------------------------
 
     fn addresses_of(&self, node: &NodeId) -> Vec<Multiaddr> {
-        self.membership
+        let all: Vec<Multiaddr> = self
+            .membership
             .member(node)
             .map(|m| m.addresses.iter().filter_map(|a| a.parse().ok()).collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        dial_addresses(all)
     }
 
     fn send_swim(&mut self, peer: NodeId, request: &SwimRequest, purpose: Purpose) {
@@ -520,55 +678,90 @@ impl Driver {
             }
         };
         let addresses = self.addresses_of(&peer);
-        let id = self.swarm.behaviour_mut().swim.send_request_with_addresses(&peer.peer_id(), bytes, addresses);
+        let id = self.swarm.behaviour_mut().swim.send_request_with_addresses(
+            &peer.peer_id(),
+            bytes,
+            addresses,
+        );
         self.swim_pending.insert(id, purpose);
     }
 
     fn respond_swim(&mut self, channel: ResponseChannel<Vec<u8>>, response: &SwimResponse) {
         if let Ok(bytes) = xnode_wire::encode(response) {
-            let _ = self.swarm.behaviour_mut().swim.send_response(channel, bytes);
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .swim
+                .send_response(channel, bytes);
         }
     }
 
     fn about(&self, node: &NodeId) -> Option<(MemberState, u64)> {
-        self.membership.member(node).map(|m| (m.state, m.incarnation))
+        self.membership
+            .member(node)
+            .map(|m| (m.state, m.incarnation))
     }
 
     fn start_probe(&mut self, target: NodeId) {
         if self.rounds.contains_key(&target) {
             return;
         }
-        let Some(member) = self.membership.member(&target) else { return };
+        let Some(member) = self.membership.member(&target) else {
+            return;
+        };
         if !matches!(member.state, MemberState::Alive | MemberState::Suspect) {
             return;
         }
         let now = Instant::now();
         let deadline = now + self.config.swim.probe_timeout;
-        self.rounds.insert(target, Round { started: now, phase: Phase::Direct { deadline } });
-        let request = SwimRequest::Ping { about_you: self.about(&target) };
+        self.rounds.insert(
+            target,
+            Round {
+                started: now,
+                phase: Phase::Direct { deadline },
+            },
+        );
+        let request = SwimRequest::Ping {
+            about_you: self.about(&target),
+        };
         self.send_swim(target, &request, Purpose::Probe { target, sent: now });
     }
 
     fn go_indirect(&mut self, target: NodeId) {
-        let helpers = self.membership.indirect_helpers(&target, self.config.swim.indirect_probes);
+        let helpers = self
+            .membership
+            .indirect_helpers(&target, self.config.swim.indirect_probes);
         if helpers.is_empty() {
             self.probe_failed(target);
             return;
         }
         let deadline = Instant::now() + self.config.swim.indirect_timeout;
         if let Some(round) = self.rounds.get_mut(&target) {
-            round.phase = Phase::Indirect { deadline, outstanding: helpers.len() };
+            round.phase = Phase::Indirect {
+                deadline,
+                outstanding: helpers.len(),
+            };
         }
-        let addresses = self.membership.member(&target).map(|m| m.addresses.clone()).unwrap_or_default();
+        let addresses = self
+            .membership
+            .member(&target)
+            .map(|m| m.addresses.clone())
+            .unwrap_or_default();
         for helper in helpers {
-            let request = SwimRequest::PingReq { target, addresses: addresses.clone() };
+            let request = SwimRequest::PingReq {
+                target,
+                addresses: addresses.clone(),
+            };
             self.send_swim(helper, &request, Purpose::Indirect { target });
         }
     }
 
     fn probe_succeeded(&mut self, target: NodeId, result: &'static str) {
         if self.rounds.remove(&target).is_some() {
-            self.metrics.probes.get_or_create(&ResultLabel { result }).inc();
+            self.metrics
+                .probes
+                .get_or_create(&ResultLabel { result })
+                .inc();
         }
         self.membership.heard_from(&target, Instant::now());
     }
@@ -577,18 +770,30 @@ impl Driver {
         if self.rounds.remove(&target).is_none() {
             return;
         }
-        self.metrics.probes.get_or_create(&ResultLabel { result: "failed" }).inc();
+        self.metrics
+            .probes
+            .get_or_create(&ResultLabel { result: "failed" })
+            .inc();
+        let was_alive = self
+            .membership
+            .member(&target)
+            .is_some_and(|m| m.state == MemberState::Alive);
         if let Some(update) = self.membership.probe_failed(&target, Instant::now()) {
-            tracing::info!(node = %target, "suspecting member: direct and indirect probes failed");
-            if let MembershipUpdate::Suspect { node, incarnation, .. } = &update {
-                self.metrics.membership_changes.get_or_create(&StateLabel { state: "suspect" }).inc();
+            if was_alive {
+                tracing::info!(node = %target, "suspecting member: direct and indirect probes failed");
+                self.metrics
+                    .membership_changes
+                    .get_or_create(&StateLabel { state: "suspect" })
+                    .inc();
                 let _ = self.shared.events.send(MeshEvent::MemberChanged {
-                    node: *node,
+                    node: target,
                     state: MemberState::Suspect,
-                    incarnation: *incarnation,
+                    incarnation: update.incarnation(),
                 });
+                self.refresh_shared();
+            } else {
+                tracing::debug!(node = %target, "confirming suspicion");
             }
-            self.refresh_shared();
             self.broadcast(update);
         }
     }
@@ -599,7 +804,10 @@ impl Driver {
             return;
         }
         let exhausted = match self.rounds.get_mut(&target) {
-            Some(Round { phase: Phase::Indirect { outstanding, .. }, .. }) => {
+            Some(Round {
+                phase: Phase::Indirect { outstanding, .. },
+                ..
+            }) => {
                 *outstanding = outstanding.saturating_sub(1);
                 *outstanding == 0
             }
@@ -613,14 +821,20 @@ impl Driver {
     fn on_swim_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => {
-                    self.on_swim_request(NodeId::from(peer), request, channel)
-                }
-                request_response::Message::Response { request_id, response } => {
-                    self.on_swim_response(NodeId::from(peer), request_id, Ok(response))
-                }
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.on_swim_request(NodeId::from(peer), request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => self.on_swim_response(NodeId::from(peer), request_id, Ok(response)),
             },
-            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
                 tracing::trace!(%peer, %error, "swim request failed");
                 self.on_swim_response(NodeId::from(peer), request_id, Err(()))
             }
@@ -628,7 +842,12 @@ impl Driver {
         }
     }
 
-    fn on_swim_request(&mut self, from: NodeId, request: Vec<u8>, channel: ResponseChannel<Vec<u8>>) {
+    fn on_swim_request(
+        &mut self,
+        from: NodeId,
+        request: Vec<u8>,
+        channel: ResponseChannel<Vec<u8>>,
+    ) {
         if self.shared.faults.should_drop() || self.shared.faults.is_blocked(&from) {
             return;
         }
@@ -646,15 +865,23 @@ impl Driver {
                     && matches!(state, MemberState::Suspect | MemberState::Dead)
                 {
                     // The prober thinks we are failing: refute (if its news is current).
-                    let rumour = MembershipUpdate::Suspect { node: self.membership.local(), incarnation, from };
+                    let rumour = MembershipUpdate::Suspect {
+                        node: self.membership.local(),
+                        incarnation,
+                        from,
+                    };
                     self.apply(&rumour);
                 }
-                let ack = SwimResponse::Ack { incarnation: self.membership.local_incarnation() };
+                let ack = SwimResponse::Ack {
+                    incarnation: self.membership.local_incarnation(),
+                };
                 self.respond_swim(channel, &ack);
             }
             SwimRequest::PingReq { target, addresses } => {
                 if target == self.membership.local() {
-                    let ack = SwimResponse::Ack { incarnation: self.membership.local_incarnation() };
+                    let ack = SwimResponse::Ack {
+                        incarnation: self.membership.local_incarnation(),
+                    };
                     self.respond_swim(channel, &ack);
                     return;
                 }
@@ -662,14 +889,18 @@ impl Driver {
                     self.membership.add_addresses(&target, &addresses);
                 }
                 let deadline = Instant::now() + self.config.swim.probe_timeout;
-                let ping = SwimRequest::Ping { about_you: self.about(&target) };
+                let ping = SwimRequest::Ping {
+                    about_you: self.about(&target),
+                };
                 self.send_swim(target, &ping, Purpose::Relay { channel, deadline });
             }
             SwimRequest::Sync { updates } => {
                 for update in updates.iter().take(10_000) {
                     self.apply_from_sync(update, from);
                 }
-                let response = SwimResponse::Sync { updates: self.membership.snapshot() };
+                let response = SwimResponse::Sync {
+                    updates: self.membership.snapshot(),
+                };
                 self.respond_swim(channel, &response);
             }
         }
@@ -682,9 +913,18 @@ impl Driver {
         self.apply(update);
     }
 
-    fn on_swim_response(&mut self, peer: NodeId, request_id: OutboundRequestId, response: Result<Vec<u8>, ()>) {
-        let Some(purpose) = self.swim_pending.remove(&request_id) else { return };
-        let decoded = response.ok().and_then(|bytes| xnode_wire::decode::<SwimResponse>(&bytes, MAX_SWIM_BYTES).ok());
+    fn on_swim_response(
+        &mut self,
+        peer: NodeId,
+        request_id: OutboundRequestId,
+        response: Result<Vec<u8>, ()>,
+    ) {
+        let Some(purpose) = self.swim_pending.remove(&request_id) else {
+            return;
+        };
+        let decoded = response
+            .ok()
+            .and_then(|bytes| xnode_wire::decode::<SwimResponse>(&bytes, MAX_SWIM_BYTES).ok());
         if self.shared.faults.should_drop() {
             // Lost on the way back: the round's deadline will take it from here.
             return;
@@ -692,12 +932,18 @@ impl Driver {
         match purpose {
             Purpose::Probe { target, sent } => match decoded {
                 Some(SwimResponse::Ack { incarnation }) => {
-                    self.metrics.probe_rtt_seconds.observe(sent.elapsed().as_secs_f64());
+                    self.metrics
+                        .probe_rtt_seconds
+                        .observe(sent.elapsed().as_secs_f64());
                     self.note_incarnation(target, incarnation);
                     self.probe_succeeded(target, "ack");
                 }
                 _ => {
-                    if let Some(Round { phase: Phase::Direct { .. }, .. }) = self.rounds.get(&target) {
+                    if let Some(Round {
+                        phase: Phase::Direct { .. },
+                        ..
+                    }) = self.rounds.get(&target)
+                    {
                         self.go_indirect(target);
                     }
                 }
@@ -738,13 +984,19 @@ impl Driver {
         if let Some(m) = self.membership.member(&node)
             && incarnation > m.incarnation
         {
-            let update = MembershipUpdate::Alive { node, incarnation, addresses: Vec::new() };
+            let update = MembershipUpdate::Alive {
+                node,
+                incarnation,
+                addresses: Vec::new(),
+            };
             self.apply(&update);
         }
     }
 
     fn push_pull(&mut self, peer: NodeId) {
-        let request = SwimRequest::Sync { updates: self.membership.snapshot() };
+        let request = SwimRequest::Sync {
+            updates: self.membership.snapshot(),
+        };
         self.send_swim(peer, &request, Purpose::Sync);
     }
 
@@ -753,36 +1005,64 @@ impl Driver {
     fn on_rpc_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => {
-                    self.on_rpc_request(NodeId::from(peer), request, channel)
-                }
-                request_response::Message::Response { request_id, response } => {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.on_rpc_request(NodeId::from(peer), request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
                     if let Some((peer, reply)) = self.rpc_pending.remove(&request_id) {
-                        let result = match xnode_wire::decode::<RpcResponse>(&response, MAX_RPC_BYTES) {
-                            Ok(RpcResponse::Ok(body)) => Ok(body),
-                            Ok(RpcResponse::Err { code, message }) => Err(MeshError::Remote { peer, code, message }),
-                            Err(e) => Err(MeshError::Malformed { peer, reason: e.to_string() }),
-                        };
+                        let result =
+                            match xnode_wire::decode::<RpcResponse>(&response, MAX_RPC_BYTES) {
+                                Ok(RpcResponse::Ok(body)) => Ok(body),
+                                Ok(RpcResponse::Err { code, message }) => Err(MeshError::Remote {
+                                    peer,
+                                    code,
+                                    message,
+                                }),
+                                Err(e) => Err(MeshError::Malformed {
+                                    peer,
+                                    reason: e.to_string(),
+                                }),
+                            };
                         let _ = reply.send(result);
                     }
                 }
             },
-            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
                 if let Some((_, reply)) = self.rpc_pending.remove(&request_id) {
-                    let _ = reply.send(Err(MeshError::Unreachable { peer: NodeId::from(peer), reason: error.to_string() }));
+                    let _ = reply.send(Err(MeshError::Unreachable {
+                        peer: NodeId::from(peer),
+                        reason: error.to_string(),
+                    }));
                 }
             }
             _ => {}
         }
     }
 
-    fn on_rpc_request(&mut self, from: NodeId, request: Vec<u8>, channel: ResponseChannel<Vec<u8>>) {
+    fn on_rpc_request(
+        &mut self,
+        from: NodeId,
+        request: Vec<u8>,
+        channel: ResponseChannel<Vec<u8>>,
+    ) {
         if self.shared.faults.should_drop() || self.shared.faults.is_blocked(&from) {
             return;
         }
         let respond_err = |driver: &mut Self, channel, code, message: String| {
             if let Ok(bytes) = xnode_wire::encode(&RpcResponse::Err { code, message }) {
-                let _ = driver.swarm.behaviour_mut().rpc.send_response(channel, bytes);
+                let _ = driver
+                    .swarm
+                    .behaviour_mut()
+                    .rpc
+                    .send_response(channel, bytes);
             }
         };
         let request = match xnode_wire::decode::<RpcRequest>(&request, MAX_RPC_BYTES) {
@@ -791,7 +1071,10 @@ impl Driver {
         };
         self.metrics
             .rpc_requests
-            .get_or_create(&ServiceLabel { service: request.service.clone(), direction: "in" })
+            .get_or_create(&ServiceLabel {
+                service: request.service.clone(),
+                direction: "in",
+            })
             .inc();
         let handler = match self.shared.services.read() {
             Ok(s) => s.get(&request.service).cloned(),
@@ -802,16 +1085,28 @@ impl Driver {
             return respond_err(self, channel, RpcErrorCode::UnknownService, message);
         };
         let (reply, answer) = oneshot::channel();
-        let inbound = InboundRequest { from, body: request.body, reply };
+        let inbound = InboundRequest {
+            from,
+            body: request.body,
+            reply,
+        };
         if handler.try_send(inbound).is_err() {
-            return respond_err(self, channel, RpcErrorCode::Overloaded, format!("service {:?} is overloaded", request.service));
+            return respond_err(
+                self,
+                channel,
+                RpcErrorCode::Overloaded,
+                format!("service {:?} is overloaded", request.service),
+            );
         }
         let commands = self.commands_tx.clone();
         tokio::spawn(async move {
             let response = match answer.await {
                 Ok(Ok(body)) => RpcResponse::Ok(body),
                 Ok(Err((code, message))) => RpcResponse::Err { code, message },
-                Err(_) => RpcResponse::Err { code: RpcErrorCode::Internal, message: "the service dropped the request".into() },
+                Err(_) => RpcResponse::Err {
+                    code: RpcErrorCode::Internal,
+                    message: "the service dropped the request".into(),
+                },
             };
             if let Ok(bytes) = xnode_wire::encode(&response) {
                 let _ = commands.send(Command::RespondRpc { channel, bytes }).await;
@@ -825,14 +1120,27 @@ impl Driver {
         match command {
             Command::Publish { topic, data, reply } => {
                 if self.subscribed_topics.insert(topic.clone()) {
-                    let _ = self.swarm.behaviour_mut().gossipsub.subscribe(&gossipsub::IdentTopic::new(topic.clone()));
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .subscribe(&gossipsub::IdentTopic::new(topic.clone()));
                 }
                 let result = self.publish_raw(gossipsub::IdentTopic::new(topic), data);
                 let _ = reply.send(result);
             }
-            Command::Request { peer, service, body, reply, delayed } => {
+            Command::Request {
+                peer,
+                service,
+                body,
+                reply,
+                delayed,
+            } => {
                 if self.shared.faults.is_blocked(&peer) {
-                    let _ = reply.send(Err(MeshError::Unreachable { peer, reason: "partitioned by fault injection".into() }));
+                    let _ = reply.send(Err(MeshError::Unreachable {
+                        peer,
+                        reason: "partitioned by fault injection".into(),
+                    }));
                     return;
                 }
                 let delay = self.shared.faults.delay();
@@ -840,7 +1148,15 @@ impl Driver {
                     let commands = self.commands_tx.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(delay).await;
-                        let _ = commands.send(Command::Request { peer, service, body, reply, delayed: true }).await;
+                        let _ = commands
+                            .send(Command::Request {
+                                peer,
+                                service,
+                                body,
+                                reply,
+                                delayed: true,
+                            })
+                            .await;
                     });
                     return;
                 }
@@ -849,21 +1165,38 @@ impl Driver {
                     std::mem::forget(reply);
                     return;
                 }
-                self.metrics.rpc_requests.get_or_create(&ServiceLabel { service: service.clone(), direction: "out" }).inc();
+                self.metrics
+                    .rpc_requests
+                    .get_or_create(&ServiceLabel {
+                        service: service.clone(),
+                        direction: "out",
+                    })
+                    .inc();
                 let bytes = match xnode_wire::encode(&RpcRequest { service, body }) {
                     Ok(b) => b,
                     Err(e) => {
-                        let _ = reply.send(Err(MeshError::Malformed { peer, reason: e.to_string() }));
+                        let _ = reply.send(Err(MeshError::Malformed {
+                            peer,
+                            reason: e.to_string(),
+                        }));
                         return;
                     }
                 };
                 let addresses = self.addresses_of(&peer);
-                let id = self.swarm.behaviour_mut().rpc.send_request_with_addresses(&peer.peer_id(), bytes, addresses);
+                let id = self.swarm.behaviour_mut().rpc.send_request_with_addresses(
+                    &peer.peer_id(),
+                    bytes,
+                    addresses,
+                );
                 self.rpc_pending.insert(id, (peer, reply));
             }
             Command::Subscribe { topic } => {
                 if self.subscribed_topics.insert(topic.clone())
-                    && let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&gossipsub::IdentTopic::new(topic))
+                    && let Err(e) = self
+                        .swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .subscribe(&gossipsub::IdentTopic::new(topic))
                 {
                     tracing::error!(error = %e, "gossipsub subscribe failed");
                 }
@@ -871,14 +1204,23 @@ impl Driver {
             Command::RespondRpc { channel, bytes } => {
                 let _ = self.swarm.behaviour_mut().rpc.send_response(channel, bytes);
             }
-            Command::ObserveNode { node, addresses, incarnation, left } => {
+            Command::ObserveNode {
+                node,
+                addresses,
+                incarnation,
+                left,
+            } => {
                 if node == self.membership.local() {
                     return;
                 }
                 let update = if left {
                     MembershipUpdate::Left { node, incarnation }
                 } else {
-                    MembershipUpdate::Alive { node, incarnation, addresses: addresses.clone() }
+                    MembershipUpdate::Alive {
+                        node,
+                        incarnation,
+                        addresses: addresses.clone(),
+                    }
                 };
                 if !self.apply(&update) {
                     self.membership.add_addresses(&node, &addresses);
@@ -905,10 +1247,16 @@ impl Driver {
     fn apply_faults(&mut self, rules: FaultRules) {
         let before = self.shared.faults.get();
         for peer in rules.blocked.difference(&before.blocked) {
-            self.swarm.behaviour_mut().blocked.block_peer(peer.peer_id());
+            self.swarm
+                .behaviour_mut()
+                .blocked
+                .block_peer(peer.peer_id());
         }
         for peer in before.blocked.difference(&rules.blocked) {
-            self.swarm.behaviour_mut().blocked.unblock_peer(peer.peer_id());
+            self.swarm
+                .behaviour_mut()
+                .blocked
+                .unblock_peer(peer.peer_id());
         }
         tracing::warn!(?rules, "fault injection rules changed");
         self.shared.faults.set(rules);
@@ -965,10 +1313,20 @@ impl Driver {
 
         // Suspicions that ran out.
         for update in self.membership.expire_suspicions(now) {
-            if let MembershipUpdate::Dead { node, incarnation, .. } = &update {
+            if let MembershipUpdate::Dead {
+                node, incarnation, ..
+            } = &update
+            {
                 tracing::warn!(%node, incarnation, "member declared dead");
-                self.metrics.membership_changes.get_or_create(&StateLabel { state: "dead" }).inc();
-                let _ = self.shared.events.send(MeshEvent::MemberChanged { node: *node, state: MemberState::Dead, incarnation: *incarnation });
+                self.metrics
+                    .membership_changes
+                    .get_or_create(&StateLabel { state: "dead" })
+                    .inc();
+                let _ = self.shared.events.send(MeshEvent::MemberChanged {
+                    node: *node,
+                    state: MemberState::Dead,
+                    incarnation: *incarnation,
+                });
                 self.rounds.remove(node);
             }
             self.refresh_shared();
@@ -985,13 +1343,20 @@ impl Driver {
         if now.duration_since(self.last_dead_probe) >= self.config.swim.dead_probe_interval {
             self.last_dead_probe = now;
             if let Some(target) = self.membership.next_dead_target() {
-                let ping = SwimRequest::Ping { about_you: self.about(&target) };
+                let ping = SwimRequest::Ping {
+                    about_you: self.about(&target),
+                };
                 self.send_swim(target, &ping, Purpose::DeadProbe { target });
             }
         }
         if now.duration_since(self.last_push_pull) >= self.config.push_pull_interval {
             self.last_push_pull = now;
-            let mut alive: Vec<NodeId> = self.membership.members().filter(|m| m.state == MemberState::Alive).map(|m| m.id).collect();
+            let mut alive: Vec<NodeId> = self
+                .membership
+                .members()
+                .filter(|m| m.state == MemberState::Alive)
+                .map(|m| m.id)
+                .collect();
             alive.shuffle(&mut rand::thread_rng());
             if let Some(peer) = alive.first() {
                 self.push_pull(*peer);
@@ -999,7 +1364,9 @@ impl Driver {
         }
         if self.connected.is_empty()
             && !self.config.bootstrap.is_empty()
-            && self.last_bootstrap_dial.is_none_or(|t| now.duration_since(t) >= BOOTSTRAP_RETRY)
+            && self
+                .last_bootstrap_dial
+                .is_none_or(|t| now.duration_since(t) >= BOOTSTRAP_RETRY)
         {
             self.dial_bootstrap();
         }
@@ -1010,6 +1377,20 @@ impl Driver {
         // Keep last_seen fresh in the shared view at a modest rate.
         self.refresh_shared();
         false
+    }
+}
+
+/// The addresses to dial a peer on: its TCP addresses when it has any, else all of them.
+///
+/// A TCP dial to a dead process fails at once (the port refuses), while a QUIC dial waits
+/// for its handshake timeout. Preferring TCP lets the failure detector tell "gone" from
+/// "slow" quickly; QUIC-only peers are still reachable.
+fn dial_addresses(addrs: Vec<Multiaddr>) -> Vec<Multiaddr> {
+    let is_tcp = |a: &Multiaddr| a.iter().any(|p| matches!(p, Protocol::Tcp(_)));
+    if addrs.iter().any(is_tcp) {
+        addrs.into_iter().filter(is_tcp).collect()
+    } else {
+        addrs
     }
 }
 

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-pub use libp2p::Multiaddr;
+pub use libp2p::{Multiaddr, multiaddr};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use xnode_types::{NodeId, SecretKey};
@@ -95,7 +95,11 @@ pub enum MeshError {
     #[error("request to {peer} timed out after {timeout:?}")]
     Timeout { peer: NodeId, timeout: Duration },
     #[error("peer {peer} answered {code:?}: {message}")]
-    Remote { peer: NodeId, code: RpcErrorCode, message: String },
+    Remote {
+        peer: NodeId,
+        code: RpcErrorCode,
+        message: String,
+    },
     #[error("malformed message from {peer}: {reason}")]
     Malformed { peer: NodeId, reason: String },
     #[error("could not publish on {topic}: {reason}")]
@@ -121,7 +125,11 @@ pub struct MemberInfo {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MeshEvent {
     /// A member changed state or incarnation.
-    MemberChanged { node: NodeId, state: MemberState, incarnation: u64 },
+    MemberChanged {
+        node: NodeId,
+        state: MemberState,
+        incarnation: u64,
+    },
     /// This node raised its own incarnation to refute a rumour; persist it.
     LocalIncarnation(u64),
     /// A connection to a peer of this network was opened.
@@ -145,7 +153,11 @@ pub struct InboundRequest {
 }
 
 pub(crate) enum Command {
-    Publish { topic: String, data: Vec<u8>, reply: oneshot::Sender<Result<(), MeshError>> },
+    Publish {
+        topic: String,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<(), MeshError>>,
+    },
     Request {
         peer: NodeId,
         service: String,
@@ -153,12 +165,25 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<Vec<u8>, MeshError>>,
         delayed: bool,
     },
-    Subscribe { topic: String },
-    RespondRpc { channel: libp2p::request_response::ResponseChannel<Vec<u8>>, bytes: Vec<u8> },
-    ObserveNode { node: NodeId, addresses: Vec<String>, incarnation: u64, left: bool },
+    Subscribe {
+        topic: String,
+    },
+    RespondRpc {
+        channel: libp2p::request_response::ResponseChannel<Vec<u8>>,
+        bytes: Vec<u8>,
+    },
+    ObserveNode {
+        node: NodeId,
+        addresses: Vec<String>,
+        incarnation: u64,
+        left: bool,
+    },
     ApplyFaults(FaultRules),
     Dial(Multiaddr),
-    Leave { linger: Duration, reply: oneshot::Sender<()> },
+    Leave {
+        linger: Duration,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 pub(crate) struct Shared {
@@ -182,7 +207,9 @@ pub struct Mesh {
 
 impl std::fmt::Debug for Mesh {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mesh").field("local", &self.local).finish_non_exhaustive()
+        f.debug_struct("Mesh")
+            .field("local", &self.local)
+            .finish_non_exhaustive()
     }
 }
 
@@ -206,8 +233,16 @@ impl Mesh {
         driver::start(config, key, incarnation, metrics).await
     }
 
-    pub(crate) fn from_parts(local: NodeId, commands: mpsc::Sender<Command>, shared: Arc<Shared>) -> Self {
-        Self { local, commands, shared }
+    pub(crate) fn from_parts(
+        local: NodeId,
+        commands: mpsc::Sender<Command>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self {
+            local,
+            commands,
+            shared,
+        }
     }
 
     pub fn local_id(&self) -> NodeId {
@@ -250,7 +285,10 @@ impl Mesh {
             Ok(mut t) => t.insert(full.clone(), tx),
             Err(p) => p.into_inner().insert(full.clone(), tx),
         };
-        self.commands.send(Command::Subscribe { topic: full }).await.map_err(|_| MeshError::Closed)?;
+        self.commands
+            .send(Command::Subscribe { topic: full })
+            .await
+            .map_err(|_| MeshError::Closed)?;
         Ok(rx)
     }
 
@@ -259,7 +297,11 @@ impl Mesh {
     pub async fn publish(&self, topic: &str, data: Vec<u8>) -> Result<(), MeshError> {
         let (reply, rx) = oneshot::channel();
         self.commands
-            .send(Command::Publish { topic: self.full_topic(topic), data, reply })
+            .send(Command::Publish {
+                topic: self.full_topic(topic),
+                data,
+                reply,
+            })
             .await
             .map_err(|_| MeshError::Closed)?;
         rx.await.map_err(|_| MeshError::Closed)?
@@ -285,7 +327,13 @@ impl Mesh {
     ) -> Result<Vec<u8>, MeshError> {
         let (reply, rx) = oneshot::channel();
         self.commands
-            .send(Command::Request { peer, service: service.to_owned(), body, reply, delayed: false })
+            .send(Command::Request {
+                peer,
+                service: service.to_owned(),
+                body,
+                reply,
+                delayed: false,
+            })
             .await
             .map_err(|_| MeshError::Closed)?;
         match tokio::time::timeout(timeout, rx).await {
@@ -297,18 +345,38 @@ impl Mesh {
 
     /// Tells the mesh about a node learned elsewhere (the registry): its addresses and
     /// incarnation, and whether it has left.
-    pub async fn observe_node(&self, node: NodeId, addresses: Vec<String>, incarnation: u64, left: bool) {
-        let _ = self.commands.send(Command::ObserveNode { node, addresses, incarnation, left }).await;
+    pub async fn observe_node(
+        &self,
+        node: NodeId,
+        addresses: Vec<String>,
+        incarnation: u64,
+        left: bool,
+    ) {
+        let _ = self
+            .commands
+            .send(Command::ObserveNode {
+                node,
+                addresses,
+                incarnation,
+                left,
+            })
+            .await;
     }
 
     /// Dials an address (for example a bootstrap peer added at run time).
     pub async fn dial(&self, addr: Multiaddr) -> Result<(), MeshError> {
-        self.commands.send(Command::Dial(addr)).await.map_err(|_| MeshError::Closed)
+        self.commands
+            .send(Command::Dial(addr))
+            .await
+            .map_err(|_| MeshError::Closed)
     }
 
     /// Replaces the fault rules in force (tests and drills only).
     pub async fn set_faults(&self, rules: FaultRules) -> Result<(), MeshError> {
-        self.commands.send(Command::ApplyFaults(rules)).await.map_err(|_| MeshError::Closed)
+        self.commands
+            .send(Command::ApplyFaults(rules))
+            .await
+            .map_err(|_| MeshError::Closed)
     }
 
     pub fn faults(&self) -> FaultRules {
@@ -319,7 +387,12 @@ impl Mesh {
     /// stops the driver.
     pub async fn leave(&self, linger: Duration) {
         let (reply, rx) = oneshot::channel();
-        if self.commands.send(Command::Leave { linger, reply }).await.is_ok() {
+        if self
+            .commands
+            .send(Command::Leave { linger, reply })
+            .await
+            .is_ok()
+        {
             let _ = rx.await;
         }
     }

@@ -57,7 +57,10 @@ impl Default for MeshMetrics {
             gossip_out: Family::default(),
             gossip_dropped: Family::default(),
             probe_rtt_seconds: Histogram::new(
-                [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0].into_iter(),
+                [
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                ]
+                .into_iter(),
             ),
             probes: Family::default(),
             membership_changes: Family::default(),
@@ -72,9 +75,21 @@ impl MeshMetrics {
         let m = Self::default();
         let r = registry.sub_registry_with_prefix("mesh");
         r.register("peers", "Known peers by membership state", m.peers.clone());
-        r.register("connected_peers", "Peers with an open connection", m.connected_peers.clone());
-        r.register("gossip_messages_in", "Gossip messages received", m.gossip_in.clone());
-        r.register("gossip_messages_out", "Gossip messages published", m.gossip_out.clone());
+        r.register(
+            "connected_peers",
+            "Peers with an open connection",
+            m.connected_peers.clone(),
+        );
+        r.register(
+            "gossip_messages_in",
+            "Gossip messages received",
+            m.gossip_in.clone(),
+        );
+        r.register(
+            "gossip_messages_out",
+            "Gossip messages published",
+            m.gossip_out.clone(),
+        );
         r.register(
             "gossip_messages_dropped",
             "Gossip messages dropped, by reason",
@@ -91,8 +106,16 @@ impl MeshMetrics {
             "Membership state changes applied, by new state",
             m.membership_changes.clone(),
         );
-        r.register("rpc_requests", "RPC requests by service and direction", m.rpc_requests.clone());
-        r.register("refutations", "Times this node refuted a suspicion about itself", m.refutations.clone());
+        r.register(
+            "rpc_requests",
+            "RPC requests by service and direction",
+            m.rpc_requests.clone(),
+        );
+        r.register(
+            "refutations",
+            "Times this node refuted a suspicion about itself",
+            m.refutations.clone(),
+        );
         m
     }
 }

@@ -16,9 +16,14 @@ pub const MAX_RPC_BYTES: usize = 24 * 1024 * 1024;
 pub enum SwimRequest {
     /// A direct probe. `about_you` tells the target how the prober sees it, so a node that
     /// is suspected can refute at once even if it missed the gossip.
-    Ping { about_you: Option<(MemberState, u64)> },
+    Ping {
+        about_you: Option<(MemberState, u64)>,
+    },
     /// Ask the receiver to probe `target` on our behalf.
-    PingReq { target: NodeId, addresses: Vec<String> },
+    PingReq {
+        target: NodeId,
+        addresses: Vec<String>,
+    },
     /// Push-pull exchange of whole membership views, done when two nodes connect.
     Sync { updates: Vec<MembershipUpdate> },
 }

@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 use xnode_mesh::{MemberState, Mesh, MeshConfig, MeshMetrics};
 use xnode_types::{NodeId, SecretKey};
 
-async fn start_mesh(network: &str, bootstrap: Vec<xnode_mesh::Multiaddr>) -> (Mesh, tokio::task::JoinHandle<()>) {
+async fn start_mesh(
+    network: &str,
+    bootstrap: Vec<xnode_mesh::Multiaddr>,
+) -> (Mesh, tokio::task::JoinHandle<()>) {
     let config = MeshConfig {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         bootstrap,
@@ -13,7 +16,9 @@ async fn start_mesh(network: &str, bootstrap: Vec<xnode_mesh::Multiaddr>) -> (Me
         network: network.into(),
         ..Default::default()
     };
-    Mesh::start(config, &SecretKey::generate(), 1, MeshMetrics::default()).await.unwrap()
+    Mesh::start(config, &SecretKey::generate(), 1, MeshMetrics::default())
+        .await
+        .unwrap()
 }
 
 async fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> Duration {
@@ -28,7 +33,10 @@ async fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool
 }
 
 fn state_of(mesh: &Mesh, node: NodeId) -> Option<MemberState> {
-    mesh.members().into_iter().find(|m| m.id == node).map(|m| m.state)
+    mesh.members()
+        .into_iter()
+        .find(|m| m.id == node)
+        .map(|m| m.state)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,9 +49,19 @@ async fn nodes_join_detect_a_crash_and_see_a_graceful_leave() {
         nodes.push(start_mesh(&net, vec![boot.clone()]).await);
     }
     let ids: Vec<NodeId> = nodes.iter().map(|(m, _)| m.local_id()).collect();
-    wait_for("every node to see 3 alive peers", Duration::from_secs(5), || {
-        nodes.iter().all(|(m, _)| m.members().iter().filter(|x| x.state == MemberState::Alive).count() == 3)
-    })
+    wait_for(
+        "every node to see 3 alive peers",
+        Duration::from_secs(5),
+        || {
+            nodes.iter().all(|(m, _)| {
+                m.members()
+                    .iter()
+                    .filter(|x| x.state == MemberState::Alive)
+                    .count()
+                    == 3
+            })
+        },
+    )
     .await;
 
     // Crash node 3: abort its driver, which drops the swarm and its sockets.
@@ -51,7 +69,9 @@ async fn nodes_join_detect_a_crash_and_see_a_graceful_leave() {
     crashed.abort();
     let dead = ids[3];
     let took = wait_for("the crash to be detected", Duration::from_secs(5), || {
-        nodes.iter().all(|(m, _)| state_of(m, dead) == Some(MemberState::Dead))
+        nodes
+            .iter()
+            .all(|(m, _)| state_of(m, dead) == Some(MemberState::Dead))
     })
     .await;
     eprintln!("crash detected by all survivors in {took:?}");
@@ -61,7 +81,9 @@ async fn nodes_join_detect_a_crash_and_see_a_graceful_leave() {
     leaver.leave(Duration::from_millis(300)).await;
     let left = ids[2];
     wait_for("the departure to be seen", Duration::from_secs(2), || {
-        nodes.iter().all(|(m, _)| state_of(m, left) == Some(MemberState::Left))
+        nodes
+            .iter()
+            .all(|(m, _)| state_of(m, left) == Some(MemberState::Left))
     })
     .await;
 }
@@ -69,7 +91,11 @@ async fn nodes_join_detect_a_crash_and_see_a_graceful_leave() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_of_different_networks_do_not_merge() {
     let (a, _ha) = start_mesh(&format!("a{}", rand_suffix()), vec![]).await;
-    let (b, _hb) = start_mesh(&format!("b{}", rand_suffix()), vec![a.listen_addrs()[0].clone()]).await;
+    let (b, _hb) = start_mesh(
+        &format!("b{}", rand_suffix()),
+        vec![a.listen_addrs()[0].clone()],
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(a.members().is_empty(), "{:?}", a.members());
     assert!(b.members().is_empty());
@@ -89,10 +115,19 @@ async fn rpc_and_gossip_between_nodes() {
         }
     });
     let mut gossip = b.subscribe("news").await.unwrap();
-    wait_for("a to see b", Duration::from_secs(5), || state_of(&a, b.local_id()) == Some(MemberState::Alive)).await;
-    let answer = a.request(b.local_id(), "echo", vec![1, 2, 3], Duration::from_secs(5)).await.unwrap();
+    wait_for("a to see b", Duration::from_secs(5), || {
+        state_of(&a, b.local_id()) == Some(MemberState::Alive)
+    })
+    .await;
+    let answer = a
+        .request(b.local_id(), "echo", vec![1, 2, 3], Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(answer, vec![3, 2, 1]);
-    let err = a.request(b.local_id(), "nope", vec![], Duration::from_secs(5)).await.unwrap_err();
+    let err = a
+        .request(b.local_id(), "nope", vec![], Duration::from_secs(5))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("no service"), "{err}");
 
     // Gossip needs the topic mesh to form; retry publishing until it arrives.

@@ -1,1 +1,438 @@
-//! placeholder
+//! The Xnode node: wires the mesh, the registry and (later) storage and compute into one
+//! running `Node`, and runs the background workers that keep them in step.
+//!
+//! The node owns no protocol of its own. It decides *what* to do (publish this node's
+//! record, reconcile the registry with a peer, tell the mesh about a node learned from the
+//! registry) and the subsystems decide *how*. Everything the HTTP API shows comes from
+//! here, so the API crate never reaches into subsystems directly.
+
+pub mod capacity;
+pub mod config;
+pub mod identity;
+mod workers;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::registry::Registry as MetricsRegistry;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use xnode_db::{Db, Table};
+use xnode_mesh::{FaultRules, MemberState, Mesh, MeshMetrics};
+use xnode_registry::{DefaultPolicy, Registry, RegistryMetrics};
+use xnode_types::{Capacity, HlcClock, NodeId, NodeRecord, NodeStatus, SecretKey};
+
+pub use config::{Config, ConfigError};
+pub use xnode_mesh::MemberState as State;
+
+/// Gossip topic carrying registry entries.
+pub(crate) const REGISTRY_TOPIC: &str = "registry";
+/// RPC service answering anti-entropy requests.
+pub(crate) const REGISTRY_SYNC_SERVICE: &str = "registry-sync";
+
+const NODE_STATE: Table = Table("node_state");
+const INCARNATION_KEY: &[u8] = b"incarnation";
+
+/// Errors starting or running a node.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("node key {path}: {reason}")]
+    Key { path: String, reason: String },
+    #[error(transparent)]
+    Db(#[from] xnode_db::DbError),
+    #[error(transparent)]
+    Registry(#[from] xnode_registry::RegistryError),
+    #[error(transparent)]
+    Mesh(#[from] xnode_mesh::MeshError),
+    #[error("fault injection is disabled on this node (start it with --enable-fault-injection)")]
+    FaultInjectionDisabled,
+}
+
+/// This node, as the API describes it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LocalNode {
+    pub id: NodeId,
+    pub addresses: Vec<String>,
+    pub api_url: String,
+    pub zone: String,
+    pub version: String,
+    pub network: String,
+    pub incarnation: u64,
+    pub started_at_ms: u64,
+}
+
+/// One node of the network as this node sees it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NodeSummary {
+    pub id: NodeId,
+    pub addresses: Vec<String>,
+    pub api_url: Option<String>,
+    pub zone: Option<String>,
+    pub state: MemberState,
+    pub incarnation: u64,
+    /// Unix milliseconds when this node last heard from it directly.
+    pub last_seen_ms: Option<u64>,
+    pub capacity: Option<Capacity>,
+    pub version: Option<String>,
+    pub is_self: bool,
+}
+
+pub(crate) struct Inner {
+    pub config: Config,
+    pub key: SecretKey,
+    pub id: NodeId,
+    pub db: Db,
+    pub registry: Arc<Registry>,
+    pub mesh: Mesh,
+    pub metrics: Mutex<MetricsRegistry>,
+    pub api_url: String,
+    pub started_at_ms: u64,
+    pub record: Mutex<NodeRecord>,
+    pub capacity: Mutex<capacity::CapacityProbe>,
+    pub shutdown: CancellationToken,
+    pub tasks: Mutex<Vec<(&'static str, JoinHandle<()>)>>,
+    pub mesh_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A running node. Cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.inner.id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl Node {
+    /// Validates the configuration, loads (or creates) the node's identity, opens its
+    /// database, joins the mesh and starts the background workers. `api_url` is the URL
+    /// the node's API is reachable at, advertised in its record.
+    pub async fn start(config: Config, api_url: String) -> Result<Node, NodeError> {
+        config.validate()?;
+        let (key, created) = identity::load_or_create_key(&config.data_dir)?;
+        let id = key.node_id();
+        let db = Db::open(&config.data_dir.join("node.redb"))?;
+
+        // Every start is a new incarnation, persisted before we tell anyone about it, so a
+        // restarted node always outbids whatever the network remembers of its last run.
+        let previous = db
+            .get(NODE_STATE, INCARNATION_KEY)?
+            .and_then(|b| b.try_into().ok().map(u64::from_le_bytes))
+            .unwrap_or(0);
+        let incarnation = previous + 1;
+        db.put(NODE_STATE, INCARNATION_KEY, &incarnation.to_le_bytes())?;
+        tracing::info!(%id, incarnation, new_identity = created, "starting node");
+
+        let mut metrics = MetricsRegistry::default();
+        let registry_metrics = RegistryMetrics::register(&mut metrics);
+        let mesh_metrics = MeshMetrics::register(&mut metrics);
+        let registry = Arc::new(Registry::open(
+            db.clone(),
+            Arc::new(HlcClock::new()),
+            Box::new(DefaultPolicy),
+            registry_metrics,
+        )?);
+
+        let (mesh, mesh_task) = Mesh::start(config.mesh(), &key, incarnation, mesh_metrics).await?;
+        let mut probe = capacity::CapacityProbe::new();
+        let capacity = probe.sample(&config.data_dir);
+        let started_at_ms = unix_ms();
+        let record = NodeRecord {
+            node_id: id,
+            addresses: mesh.listen_addrs().iter().map(|a| a.to_string()).collect(),
+            api_url: Some(api_url.clone()),
+            zone: config.zone.clone(),
+            capacity,
+            version: xnode_types::SOFTWARE_VERSION.into(),
+            incarnation,
+            status: NodeStatus::Active,
+            started_at_ms,
+        };
+        let node = Node {
+            inner: Arc::new(Inner {
+                config,
+                key,
+                id,
+                db,
+                registry,
+                mesh,
+                metrics: Mutex::new(metrics),
+                api_url,
+                started_at_ms,
+                record: Mutex::new(record),
+                capacity: Mutex::new(probe),
+                shutdown: CancellationToken::new(),
+                tasks: Mutex::new(Vec::new()),
+                mesh_task: Mutex::new(Some(mesh_task)),
+            }),
+        };
+        workers::spawn_all(&node).await?;
+        node.publish_record().await?;
+        Ok(node)
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn mesh(&self) -> &Mesh {
+        &self.inner.mesh
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.inner.registry
+    }
+
+    /// This node's signing key (for records this node owns).
+    pub fn key(&self) -> &SecretKey {
+        &self.inner.key
+    }
+
+    pub(crate) fn spawn_worker<F>(&self, name: &'static str, future: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let token = self.inner.shutdown.clone();
+        let handle = tokio::spawn(async move {
+            tokio::select! {
+                _ = token.cancelled() => {}
+                _ = future => {}
+            }
+            tracing::debug!(worker = name, "worker stopped");
+        });
+        lock(&self.inner.tasks).push((name, handle));
+    }
+
+    /// Signs this node's current record into the registry; the publisher worker gossips it.
+    pub(crate) async fn publish_record(&self) -> Result<(), NodeError> {
+        let record = lock(&self.inner.record).clone();
+        let bytes = xnode_wire::encode(&record).map_err(xnode_registry::RegistryError::from)?;
+        self.inner.registry.put(
+            &self.inner.key,
+            &NodeRecord::registry_key(&self.inner.id),
+            bytes,
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn update_record(&self, change: impl FnOnce(&mut NodeRecord)) {
+        change(&mut lock(&self.inner.record));
+    }
+
+    pub(crate) fn persist_incarnation(&self, incarnation: u64) {
+        if let Err(e) = self
+            .inner
+            .db
+            .put(NODE_STATE, INCARNATION_KEY, &incarnation.to_le_bytes())
+        {
+            tracing::error!(error = %e, "cannot persist incarnation");
+        }
+    }
+
+    pub(crate) fn sample_capacity(&self) -> Capacity {
+        lock(&self.inner.capacity).sample(&self.inner.config.data_dir)
+    }
+
+    /// This node's own description.
+    pub fn local(&self) -> LocalNode {
+        let record = lock(&self.inner.record).clone();
+        LocalNode {
+            id: self.inner.id,
+            addresses: self
+                .inner
+                .mesh
+                .listen_addrs()
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            api_url: self.inner.api_url.clone(),
+            zone: self.inner.config.zone.clone(),
+            version: xnode_types::SOFTWARE_VERSION.into(),
+            network: self.inner.config.network.clone(),
+            incarnation: self.inner.mesh.incarnation().max(record.incarnation),
+            started_at_ms: self.inner.started_at_ms,
+        }
+    }
+
+    /// The node records held in the registry, by node id.
+    pub fn records(&self) -> Vec<NodeRecord> {
+        self.inner
+            .registry
+            .list(NodeRecord::KEY_PREFIX)
+            .into_iter()
+            .filter_map(|e| xnode_wire::decode::<NodeRecord>(e.value.as_deref()?, 64 * 1024).ok())
+            .collect()
+    }
+
+    /// Every node this node knows of, itself included: registry records joined with the
+    /// failure detector's view of their liveness.
+    pub fn nodes(&self) -> Vec<NodeSummary> {
+        let records: std::collections::HashMap<NodeId, NodeRecord> =
+            self.records().into_iter().map(|r| (r.node_id, r)).collect();
+        let mut out = Vec::new();
+        let me = self.local();
+        let my_record = lock(&self.inner.record).clone();
+        out.push(NodeSummary {
+            id: me.id,
+            addresses: me.addresses,
+            api_url: Some(me.api_url),
+            zone: Some(me.zone),
+            state: MemberState::Alive,
+            incarnation: me.incarnation,
+            last_seen_ms: Some(unix_ms()),
+            capacity: Some(my_record.capacity),
+            version: Some(me.version),
+            is_self: true,
+        });
+        let members = self.inner.mesh.members();
+        let mut seen = std::collections::HashSet::from([self.inner.id]);
+        for m in members {
+            seen.insert(m.id);
+            let record = records.get(&m.id);
+            out.push(NodeSummary {
+                id: m.id,
+                addresses: if m.addresses.is_empty() {
+                    record.map(|r| r.addresses.clone()).unwrap_or_default()
+                } else {
+                    m.addresses.clone()
+                },
+                api_url: record.and_then(|r| r.api_url.clone()),
+                zone: record.map(|r| r.zone.clone()),
+                state: m.state,
+                incarnation: m.incarnation,
+                last_seen_ms: m.last_seen_ms,
+                capacity: record.map(|r| r.capacity),
+                version: record.map(|r| r.version.clone()),
+                is_self: false,
+            });
+        }
+        // Records of nodes the failure detector has not met yet (it learns of them from
+        // the registry within moments): report what the record says.
+        for (id, r) in records {
+            if seen.contains(&id) {
+                continue;
+            }
+            out.push(NodeSummary {
+                id,
+                addresses: r.addresses.clone(),
+                api_url: r.api_url.clone(),
+                zone: Some(r.zone.clone()),
+                state: if r.status == NodeStatus::Left {
+                    MemberState::Left
+                } else {
+                    MemberState::Alive
+                },
+                incarnation: r.incarnation,
+                last_seen_ms: None,
+                capacity: Some(r.capacity),
+                version: Some(r.version.clone()),
+                is_self: false,
+            });
+        }
+        out.sort_by(|a, b| b.is_self.cmp(&a.is_self).then(a.id.cmp(&b.id)));
+        out
+    }
+
+    /// Prometheus text exposition of every subsystem's metrics.
+    pub fn metrics_text(&self) -> String {
+        let mut out = String::new();
+        let registry = lock(&self.inner.metrics);
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+
+    /// Lets subsystems added later register their metrics.
+    pub fn with_metrics_registry<R>(&self, f: impl FnOnce(&mut MetricsRegistry) -> R) -> R {
+        f(&mut lock(&self.inner.metrics))
+    }
+
+    /// Replaces the fault-injection rules (drills and tests).
+    pub async fn set_faults(&self, rules: FaultRules) -> Result<(), NodeError> {
+        if !self.inner.config.enable_fault_injection {
+            return Err(NodeError::FaultInjectionDisabled);
+        }
+        Ok(self.inner.mesh.set_faults(rules).await?)
+    }
+
+    pub fn faults(&self) -> FaultRules {
+        self.inner.mesh.faults()
+    }
+
+    /// A token cancelled when the node begins to stop.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+
+    /// Stops gracefully: marks this node's record `left`, announces the departure on the
+    /// mesh, gives it a moment to spread, then stops every worker.
+    pub async fn shutdown(&self) {
+        tracing::info!("stopping gracefully");
+        self.update_record(|r| r.status = NodeStatus::Left);
+        if let Err(e) = self.publish_record().await {
+            tracing::warn!(error = %e, "cannot record departure in the registry");
+        }
+        if let Some(entry) = self
+            .inner
+            .registry
+            .get(&NodeRecord::registry_key(&self.inner.id))
+            && let Ok(bytes) = xnode_wire::encode(&entry)
+        {
+            let _ = self.inner.mesh.publish(REGISTRY_TOPIC, bytes).await;
+        }
+        self.inner.mesh.leave(Duration::from_millis(300)).await;
+        self.stop_workers().await;
+    }
+
+    /// Stops abruptly, as a crash would: no announcement, sockets simply close. For tests.
+    pub async fn crash(&self) {
+        if let Some(task) = lock(&self.inner.mesh_task).take() {
+            task.abort();
+            let _ = task.await;
+        }
+        self.stop_workers().await;
+    }
+
+    async fn stop_workers(&self) {
+        self.inner.shutdown.cancel();
+        let tasks: Vec<_> = lock(&self.inner.tasks).drain(..).collect();
+        for (name, task) in tasks {
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(worker = name, "worker did not stop within 5 s");
+            }
+        }
+        if let Some(task) = lock(&self.inner.mesh_task).take() {
+            task.abort();
+        }
+    }
+}

@@ -60,7 +60,13 @@ impl Entry {
         validate_key(&key)?;
         let owner = signer.public();
         let signature = signer.sign(&signing_bytes(&key, value.as_deref(), hlc, &owner)?);
-        Ok(Self { key, value, hlc, owner, signature })
+        Ok(Self {
+            key,
+            value,
+            hlc,
+            owner,
+            signature,
+        })
     }
 
     /// True when the signature matches the content and the owner.
@@ -74,7 +80,11 @@ impl Entry {
     pub fn version(&self) -> Version {
         let mut sig_prefix = [0u8; 16];
         sig_prefix.copy_from_slice(&self.signature.0[..16]);
-        Version { hlc: self.hlc, owner: self.owner.0, sig_prefix }
+        Version {
+            hlc: self.hlc,
+            owner: self.owner.0,
+            sig_prefix,
+        }
     }
 
     pub fn is_tombstone(&self) -> bool {
@@ -84,7 +94,10 @@ impl Entry {
 
 /// Keys are non-empty printable ASCII without spaces, at most [`MAX_KEY_LEN`] bytes.
 pub fn validate_key(key: &str) -> Result<(), RegistryError> {
-    let bad = |reason: &str| RegistryError::BadKey { key: key.chars().take(80).collect(), reason: reason.into() };
+    let bad = |reason: &str| RegistryError::BadKey {
+        key: key.chars().take(80).collect(),
+        reason: reason.into(),
+    };
     if key.is_empty() {
         return Err(bad("empty"));
     }

@@ -43,7 +43,11 @@ pub enum RegistryError {
     #[error("invalid registry key {key:?}: {reason}")]
     BadKey { key: String, reason: String },
     #[error("registry value for {key:?} is {len} bytes, over the {limit}-byte limit")]
-    TooLarge { key: String, len: usize, limit: usize },
+    TooLarge {
+        key: String,
+        len: usize,
+        limit: usize,
+    },
     #[error(transparent)]
     Wire(#[from] xnode_wire::WireError),
     #[error(transparent)]
@@ -66,7 +70,16 @@ pub struct Registry {
     clock: Arc<HlcClock>,
     policy: Box<dyn WritePolicy>,
     metrics: RegistryMetrics,
-    changes: broadcast::Sender<Entry>,
+    changes: broadcast::Sender<Change>,
+}
+
+/// A change to the registry, as reported to subscribers.
+#[derive(Clone, Debug)]
+pub struct Change {
+    pub entry: Entry,
+    /// True when this node wrote the entry (and so should spread it), false when it came
+    /// from a peer.
+    pub local: bool,
 }
 
 impl std::fmt::Debug for Registry {
@@ -98,18 +111,30 @@ impl Registry {
             }
         }
         let (changes, _) = broadcast::channel(1024);
-        let this = Self { db, entries: RwLock::new(entries), clock, policy, metrics, changes };
+        let this = Self {
+            db,
+            entries: RwLock::new(entries),
+            clock,
+            policy,
+            metrics,
+            changes,
+        };
         this.update_gauges();
         Ok(this)
     }
 
     /// Subscribes to every change (local or remote) that updated the registry.
-    pub fn subscribe(&self) -> broadcast::Receiver<Entry> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
     }
 
     /// Writes `value` under `key`, signed by `signer`. Returns the new entry for gossip.
-    pub fn put(&self, signer: &dyn Signer, key: &str, value: Vec<u8>) -> Result<Entry, RegistryError> {
+    pub fn put(
+        &self,
+        signer: &dyn Signer,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<Entry, RegistryError> {
         self.write_local(signer, key, Some(value))
     }
 
@@ -126,7 +151,7 @@ impl Registry {
     ) -> Result<Entry, RegistryError> {
         let entry = Entry::sign(signer, key.to_owned(), value, self.clock.now())?;
         self.check_policy(&entry)?;
-        self.merge(entry.clone())?;
+        self.merge(entry.clone(), true)?;
         Ok(entry)
     }
 
@@ -141,7 +166,7 @@ impl Registry {
             return Err(e);
         }
         self.clock.observe(entry.hlc);
-        self.merge(entry)
+        self.merge(entry, false)
     }
 
     /// Decodes, verifies and merges an encoded entry received from a peer.
@@ -167,10 +192,16 @@ impl Registry {
             });
         }
         let current = self.read_entries().get(&entry.key).cloned();
-        if self.policy.may_write(&entry.key, &entry.owner, current.as_ref()) {
+        if self
+            .policy
+            .may_write(&entry.key, &entry.owner, current.as_ref())
+        {
             Ok(())
         } else {
-            Err(RegistryError::Forbidden { key: entry.key.clone(), owner: entry.owner.to_hex() })
+            Err(RegistryError::Forbidden {
+                key: entry.key.clone(),
+                owner: entry.owner.to_hex(),
+            })
         }
     }
 
@@ -181,7 +212,7 @@ impl Registry {
         }
     }
 
-    fn merge(&self, entry: Entry) -> Result<Applied, RegistryError> {
+    fn merge(&self, entry: Entry, local: bool) -> Result<Applied, RegistryError> {
         let mut entries = match self.entries.write() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -200,7 +231,7 @@ impl Registry {
         self.metrics.applied.inc();
         self.update_gauges();
         // Nobody listening is fine.
-        let _ = self.changes.send(entry);
+        let _ = self.changes.send(Change { entry, local });
         Ok(Applied::Updated)
     }
 
@@ -213,7 +244,10 @@ impl Registry {
 
     /// The live (non-tombstone) entry under `key`.
     pub fn get(&self, key: &str) -> Option<Entry> {
-        self.read_entries().get(key).filter(|e| e.value.is_some()).cloned()
+        self.read_entries()
+            .get(key)
+            .filter(|e| e.value.is_some())
+            .cloned()
     }
 
     /// The entry under `key`, tombstone or not.

@@ -24,9 +24,21 @@ impl RegistryMetrics {
         let m = Self::default();
         let r = registry.sub_registry_with_prefix("registry");
         r.register("entries", "Live entries in the registry", m.entries.clone());
-        r.register("tombstones", "Tombstones kept in the registry", m.tombstones.clone());
-        r.register("applied", "Entries that updated the registry", m.applied.clone());
-        r.register("stale", "Entries ignored because a newer version was held", m.stale.clone());
+        r.register(
+            "tombstones",
+            "Tombstones kept in the registry",
+            m.tombstones.clone(),
+        );
+        r.register(
+            "applied",
+            "Entries that updated the registry",
+            m.applied.clone(),
+        );
+        r.register(
+            "stale",
+            "Entries ignored because a newer version was held",
+            m.stale.clone(),
+        );
         r.register(
             "invalid_signatures",
             "Entries dropped because their signature did not verify",
@@ -37,13 +49,21 @@ impl RegistryMetrics {
             "Entries dropped because their owner may not write their key",
             m.rejected_by_policy.clone(),
         );
-        r.register("malformed", "Entries dropped because they did not decode", m.malformed.clone());
+        r.register(
+            "malformed",
+            "Entries dropped because they did not decode",
+            m.malformed.clone(),
+        );
         r.register(
             "invalid_on_disk",
             "Entries skipped at start because they no longer decoded or verified",
             m.invalid_on_disk.clone(),
         );
-        r.register("sync_rounds", "Anti-entropy rounds completed", m.sync_rounds.clone());
+        r.register(
+            "sync_rounds",
+            "Anti-entropy rounds completed",
+            m.sync_rounds.clone(),
+        );
         r.register(
             "sync_entries_received",
             "Entries that anti-entropy brought in",

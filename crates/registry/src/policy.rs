@@ -20,7 +20,9 @@ pub struct DefaultPolicy;
 impl WritePolicy for DefaultPolicy {
     fn may_write(&self, key: &str, owner: &PublicKeyBytes, _current: Option<&Entry>) -> bool {
         if let Some(node) = key.strip_prefix(NodeRecord::KEY_PREFIX) {
-            let Ok(node) = node.parse::<NodeId>() else { return false };
+            let Ok(node) = node.parse::<NodeId>() else {
+                return false;
+            };
             return NodeId::from_public_key(owner).is_ok_and(|id| id == node);
         }
         if let Some(rest) = key.strip_prefix("tenant/") {

@@ -37,10 +37,20 @@ pub enum SyncRequest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum SyncResponse {
     /// The buckets whose hash differs, and the responder's versions of every entry in them.
-    Summaries { differing: Vec<u8>, items: Vec<(String, Version)> },
-    Entries { entries: Vec<Entry> },
-    Pushed { updated: u32, rejected: u32 },
-    Refused { reason: String },
+    Summaries {
+        differing: Vec<u8>,
+        items: Vec<(String, Version)>,
+    },
+    Entries {
+        entries: Vec<Entry>,
+    },
+    Pushed {
+        updated: u32,
+        rejected: u32,
+    },
+    Refused {
+        reason: String,
+    },
 }
 
 impl Versioned for SyncRequest {
@@ -128,8 +138,11 @@ impl Registry {
                 }
             }
             SyncRequest::Pull { keys } => {
-                let entries =
-                    keys.iter().take(BATCH).filter_map(|k| self.get_any(k)).collect::<Vec<_>>();
+                let entries = keys
+                    .iter()
+                    .take(BATCH)
+                    .filter_map(|k| self.get_any(k))
+                    .collect::<Vec<_>>();
                 SyncResponse::Entries { entries }
             }
             SyncRequest::Push { entries } => {
@@ -154,9 +167,11 @@ impl Registry {
         F: FnMut(SyncRequest) -> Fut,
         Fut: Future<Output = Result<SyncResponse, String>>,
     {
-        let response = send(SyncRequest::Digest { buckets: self.digest() })
-            .await
-            .map_err(SyncError::Transport)?;
+        let response = send(SyncRequest::Digest {
+            buckets: self.digest(),
+        })
+        .await
+        .map_err(SyncError::Transport)?;
         let (differing, theirs) = match response {
             SyncResponse::Summaries { differing, items } => (differing, items),
             SyncResponse::Refused { reason } => return Err(SyncError::Refused(reason)),
@@ -173,9 +188,11 @@ impl Registry {
             .map(|(key, _)| key.clone())
             .collect();
         for keys in to_pull.chunks(BATCH) {
-            let response = send(SyncRequest::Pull { keys: keys.to_vec() })
-                .await
-                .map_err(SyncError::Transport)?;
+            let response = send(SyncRequest::Pull {
+                keys: keys.to_vec(),
+            })
+            .await
+            .map_err(SyncError::Transport)?;
             let SyncResponse::Entries { entries } = response else {
                 return Err(SyncError::Protocol);
             };
@@ -185,7 +202,9 @@ impl Registry {
                 }
             }
         }
-        self.metrics.sync_entries_received.inc_by(stats.pulled as u64);
+        self.metrics
+            .sync_entries_received
+            .inc_by(stats.pulled as u64);
 
         // Push what we hold newer, in the buckets that differ.
         let to_push: Vec<Entry> = self
@@ -195,9 +214,11 @@ impl Registry {
             .filter(|e| their_versions.get(&e.key).is_none_or(|v| e.version() > *v))
             .collect();
         for batch in to_push.chunks(BATCH) {
-            let response = send(SyncRequest::Push { entries: batch.to_vec() })
-                .await
-                .map_err(SyncError::Transport)?;
+            let response = send(SyncRequest::Push {
+                entries: batch.to_vec(),
+            })
+            .await
+            .map_err(SyncError::Transport)?;
             match response {
                 SyncResponse::Pushed { updated, .. } => stats.pushed += updated as usize,
                 SyncResponse::Refused { reason } => return Err(SyncError::Refused(reason)),

@@ -10,8 +10,13 @@ use crate::sync::{SyncRequest, SyncResponse};
 
 fn open_registry(dir: &tempfile::TempDir, name: &str) -> Registry {
     let db = Db::open(&dir.path().join(name)).unwrap();
-    Registry::open(db, Arc::new(HlcClock::new()), Box::new(DefaultPolicy), RegistryMetrics::default())
-        .unwrap()
+    Registry::open(
+        db,
+        Arc::new(HlcClock::new()),
+        Box::new(DefaultPolicy),
+        RegistryMetrics::default(),
+    )
+    .unwrap()
 }
 
 fn tenant_key(key: &SecretKey, suffix: &str) -> String {
@@ -29,7 +34,15 @@ fn conflicting_entries() -> Vec<Entry> {
         out.push(Entry::sign(&a, key, value, Hlc::new(*wall, i as u32 % 2)).unwrap());
     }
     for wall in [4u64, 8] {
-        out.push(Entry::sign(&b, tenant_key(&b, "y"), Some(vec![wall as u8]), Hlc::new(wall, 0)).unwrap());
+        out.push(
+            Entry::sign(
+                &b,
+                tenant_key(&b, "y"),
+                Some(vec![wall as u8]),
+                Hlc::new(wall, 0),
+            )
+            .unwrap(),
+        );
     }
     out
 }
@@ -66,7 +79,11 @@ fn merge_is_commutative_and_associative() {
     }
     let expected = state(&reference);
     // Entries 0..5 are on one key; permute a 5-element subset fully (120 orders).
-    for (n, order) in permutations(&entries[..5]).into_iter().enumerate().step_by(7) {
+    for (n, order) in permutations(&entries[..5])
+        .into_iter()
+        .enumerate()
+        .step_by(7)
+    {
         let reg = open_registry(&dir, &format!("p{n}"));
         for e in order.iter().chain(&entries[5..]) {
             reg.apply_remote(e.clone()).unwrap();
@@ -76,7 +93,12 @@ fn merge_is_commutative_and_associative() {
     // The winner on the contested key is the highest clock: wall 9, logical 1 (index 3, a tombstone).
     let a = SecretKey::from_seed(&[1; 32]).unwrap();
     assert!(reference.get(&tenant_key(&a, "x")).is_none());
-    assert!(reference.get_any(&tenant_key(&a, "x")).unwrap().is_tombstone());
+    assert!(
+        reference
+            .get_any(&tenant_key(&a, "x"))
+            .unwrap()
+            .is_tombstone()
+    );
 }
 
 #[test]
@@ -99,9 +121,13 @@ fn bad_signature_is_dropped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let reg = open_registry(&dir, "r");
     let key = SecretKey::generate();
-    let mut entry = Entry::sign(&key, tenant_key(&key, "a"), Some(vec![1]), Hlc::new(1, 0)).unwrap();
+    let mut entry =
+        Entry::sign(&key, tenant_key(&key, "a"), Some(vec![1]), Hlc::new(1, 0)).unwrap();
     entry.value = Some(vec![2]);
-    assert!(matches!(reg.apply_remote(entry), Err(RegistryError::BadSignature { .. })));
+    assert!(matches!(
+        reg.apply_remote(entry),
+        Err(RegistryError::BadSignature { .. })
+    ));
     assert_eq!(reg.metrics().invalid_signatures.get(), 1);
     assert!(reg.list("").is_empty());
 }
@@ -115,8 +141,17 @@ fn policy_limits_owners_to_their_namespace() {
     let own_key = NodeRecord::registry_key(&node.node_id());
     assert!(reg.put(&node, &own_key, vec![1]).is_ok());
     // Another key may not write this node's record, nor a tenant's namespace.
-    let forged = Entry::sign(&other, own_key.clone(), Some(vec![9]), Hlc::new(u64::MAX / 2, 0)).unwrap();
-    assert!(matches!(reg.apply_remote(forged), Err(RegistryError::Forbidden { .. })));
+    let forged = Entry::sign(
+        &other,
+        own_key.clone(),
+        Some(vec![9]),
+        Hlc::new(u64::MAX / 2, 0),
+    )
+    .unwrap();
+    assert!(matches!(
+        reg.apply_remote(forged),
+        Err(RegistryError::Forbidden { .. })
+    ));
     assert_eq!(reg.metrics().rejected_by_policy.get(), 1);
     assert!(reg.put(&other, &tenant_key(&node, "x"), vec![1]).is_err());
     assert!(reg.put(&other, "unknown/space", vec![1]).is_err());
@@ -137,7 +172,10 @@ fn entries_survive_restart() {
     }
     let reg = open_registry(&dir, "r");
     assert!(reg.get(&tenant_key(&key, "a")).is_none());
-    assert_eq!(reg.get(&tenant_key(&key, "b")).unwrap().value, Some(vec![2]));
+    assert_eq!(
+        reg.get(&tenant_key(&key, "b")).unwrap().value,
+        Some(vec![2])
+    );
     // A local write after restart still orders after what was written before it.
     let later = reg.put(&key, &tenant_key(&key, "b"), vec![3]).unwrap();
     assert_eq!(reg.get(&tenant_key(&key, "b")).unwrap(), later);
@@ -176,14 +214,22 @@ async fn anti_entropy_converges_two_diverged_replicas() {
     let ka = SecretKey::generate();
     let kb = SecretKey::generate();
     for i in 0..300 {
-        a.put(&ka, &tenant_key(&ka, &format!("k{i}")), vec![i as u8]).unwrap();
+        a.put(&ka, &tenant_key(&ka, &format!("k{i}")), vec![i as u8])
+            .unwrap();
     }
     for i in 0..50 {
-        b.put(&kb, &tenant_key(&kb, &format!("k{i}")), vec![i as u8]).unwrap();
+        b.put(&kb, &tenant_key(&kb, &format!("k{i}")), vec![i as u8])
+            .unwrap();
     }
     // A conflicting key written on both: b's write is later and must win everywhere.
     let shared = tenant_key(&ka, "k7");
-    let newer = Entry::sign(&ka, shared.clone(), Some(vec![77]), Hlc::new(u64::MAX / 4, 0)).unwrap();
+    let newer = Entry::sign(
+        &ka,
+        shared.clone(),
+        Some(vec![77]),
+        Hlc::new(u64::MAX / 4, 0),
+    )
+    .unwrap();
     b.apply_remote(newer.clone()).unwrap();
 
     let stats = sync_pair(&a, &b).await;
@@ -204,10 +250,19 @@ async fn anti_entropy_does_not_accept_forged_entries() {
     let a = open_registry(&dir, "a");
     let b = open_registry(&dir, "b");
     let key = SecretKey::generate();
-    let mut forged = Entry::sign(&key, tenant_key(&key, "x"), Some(vec![1]), Hlc::new(5, 0)).unwrap();
+    let mut forged =
+        Entry::sign(&key, tenant_key(&key, "x"), Some(vec![1]), Hlc::new(5, 0)).unwrap();
     forged.value = Some(vec![2]);
-    let resp = b.handle_sync(SyncRequest::Push { entries: vec![forged] });
-    assert!(matches!(resp, SyncResponse::Pushed { updated: 0, rejected: 1 }));
+    let resp = b.handle_sync(SyncRequest::Push {
+        entries: vec![forged],
+    });
+    assert!(matches!(
+        resp,
+        SyncResponse::Pushed {
+            updated: 0,
+            rejected: 1
+        }
+    ));
     assert!(b.list("").is_empty());
     let _ = a;
 }
@@ -216,6 +271,8 @@ async fn anti_entropy_does_not_accept_forged_entries() {
 fn malformed_digest_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let reg = open_registry(&dir, "r");
-    let resp = reg.handle_sync(SyncRequest::Digest { buckets: vec![[0; 16]; 3] });
+    let resp = reg.handle_sync(SyncRequest::Digest {
+        buckets: vec![[0; 16]; 3],
+    });
     assert!(matches!(resp, SyncResponse::Refused { .. }));
 }

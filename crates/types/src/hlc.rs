@@ -18,7 +18,10 @@ pub struct Hlc {
 }
 
 impl Hlc {
-    pub const ZERO: Hlc = Hlc { wall_ms: 0, logical: 0 };
+    pub const ZERO: Hlc = Hlc {
+        wall_ms: 0,
+        logical: 0,
+    };
 
     pub fn new(wall_ms: u64, logical: u32) -> Self {
         Self { wall_ms, logical }
@@ -39,7 +42,10 @@ impl HlcClock {
     pub const DEFAULT_MAX_DRIFT_MS: u64 = 60_000;
 
     pub fn new() -> Self {
-        Self { last: Mutex::new(Hlc::ZERO), max_drift_ms: Self::DEFAULT_MAX_DRIFT_MS }
+        Self {
+            last: Mutex::new(Hlc::ZERO),
+            max_drift_ms: Self::DEFAULT_MAX_DRIFT_MS,
+        }
     }
 
     fn wall_now() -> u64 {

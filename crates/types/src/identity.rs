@@ -63,10 +63,12 @@ impl fmt::Debug for NodeId {
 impl FromStr for NodeId {
     type Err = KeyError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        PeerId::from_str(s).map(Self).map_err(|e| KeyError::InvalidNodeId {
-            input: s.to_owned(),
-            reason: e.to_string(),
-        })
+        PeerId::from_str(s)
+            .map(Self)
+            .map_err(|e| KeyError::InvalidNodeId {
+                input: s.to_owned(),
+                reason: e.to_string(),
+            })
     }
 }
 
@@ -207,7 +209,9 @@ impl fmt::Debug for SecretKey {
 
 impl SecretKey {
     pub fn generate() -> Self {
-        Self { keypair: libp2p_identity::ed25519::Keypair::generate() }
+        Self {
+            keypair: libp2p_identity::ed25519::Keypair::generate(),
+        }
     }
 
     /// Builds a key from its 32-byte seed.
@@ -215,7 +219,9 @@ impl SecretKey {
         let mut bytes = seed.to_vec();
         let secret = libp2p_identity::ed25519::SecretKey::try_from_bytes(&mut bytes)
             .map_err(|e| KeyError::InvalidSecret(e.to_string()))?;
-        Ok(Self { keypair: secret.into() })
+        Ok(Self {
+            keypair: secret.into(),
+        })
     }
 
     /// The 32-byte seed that [`SecretKey::from_seed`] accepts.
@@ -293,7 +299,10 @@ mod tests {
         let again = SecretKey::from_seed(&key.seed()).unwrap();
         assert_eq!(key.public(), again.public());
         assert_eq!(key.node_id(), again.node_id());
-        assert_eq!(NodeId::from_public_key(&key.public()).unwrap(), key.node_id());
+        assert_eq!(
+            NodeId::from_public_key(&key.public()).unwrap(),
+            key.node_id()
+        );
     }
 
     #[test]

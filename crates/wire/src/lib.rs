@@ -17,9 +17,19 @@ pub enum WireError {
     #[error("message is empty or shorter than its 2-byte header")]
     Truncated,
     #[error("expected a {expected} message (kind {expected_tag}) but got kind {found}")]
-    WrongKind { expected: &'static str, expected_tag: u8, found: u8 },
-    #[error("unsupported {kind} format version {found} (this node reads versions up to {supported})")]
-    UnsupportedVersion { kind: &'static str, found: u8, supported: u8 },
+    WrongKind {
+        expected: &'static str,
+        expected_tag: u8,
+        found: u8,
+    },
+    #[error(
+        "unsupported {kind} format version {found} (this node reads versions up to {supported})"
+    )]
+    UnsupportedVersion {
+        kind: &'static str,
+        found: u8,
+        supported: u8,
+    },
     #[error("message of {len} bytes exceeds the limit of {limit} bytes")]
     TooLarge { len: usize, limit: usize },
     #[error("malformed {kind} message: {reason}")]
@@ -52,8 +62,10 @@ pub trait Versioned: Serialize + DeserializeOwned {
 /// Encodes a value with its kind and version header.
 pub fn encode<T: Versioned>(value: &T) -> Result<Vec<u8>, WireError> {
     let mut out = vec![T::KIND_TAG, T::VERSION];
-    let body = postcard::to_stdvec(value)
-        .map_err(|e| WireError::Encode { kind: T::KIND_NAME, reason: e.to_string() })?;
+    let body = postcard::to_stdvec(value).map_err(|e| WireError::Encode {
+        kind: T::KIND_NAME,
+        reason: e.to_string(),
+    })?;
     out.extend_from_slice(&body);
     Ok(out)
 }
@@ -61,7 +73,10 @@ pub fn encode<T: Versioned>(value: &T) -> Result<Vec<u8>, WireError> {
 /// Decodes a value, checking its header and refusing inputs longer than `limit` bytes.
 pub fn decode<T: Versioned>(bytes: &[u8], limit: usize) -> Result<T, WireError> {
     if bytes.len() > limit {
-        return Err(WireError::TooLarge { len: bytes.len(), limit });
+        return Err(WireError::TooLarge {
+            len: bytes.len(),
+            limit,
+        });
     }
     let [tag, version, body @ ..] = bytes else {
         return Err(WireError::Truncated);
@@ -74,8 +89,10 @@ pub fn decode<T: Versioned>(bytes: &[u8], limit: usize) -> Result<T, WireError> 
         });
     }
     if *version == T::VERSION {
-        postcard::from_bytes(body)
-            .map_err(|e| WireError::Malformed { kind: T::KIND_NAME, reason: e.to_string() })
+        postcard::from_bytes(body).map_err(|e| WireError::Malformed {
+            kind: T::KIND_NAME,
+            reason: e.to_string(),
+        })
     } else if *version < T::VERSION {
         T::upgrade(*version, body)
     } else {
@@ -90,8 +107,10 @@ pub fn decode<T: Versioned>(bytes: &[u8], limit: usize) -> Result<T, WireError> 
 /// Postcard-encodes a value with no header, for bytes that are signed inside a versioned
 /// envelope (the envelope carries the version).
 pub fn to_canonical_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>, WireError> {
-    postcard::to_stdvec(value)
-        .map_err(|e| WireError::Encode { kind: "canonical", reason: e.to_string() })
+    postcard::to_stdvec(value).map_err(|e| WireError::Encode {
+        kind: "canonical",
+        reason: e.to_string(),
+    })
 }
 
 /// Kind tags in use. Keeping them in one place prevents two subsystems picking the same.
@@ -132,15 +151,25 @@ mod tests {
                     kind: "sample",
                     reason: e.to_string(),
                 })?;
-                return Ok(Sample { a, b: String::new() });
+                return Ok(Sample {
+                    a,
+                    b: String::new(),
+                });
             }
-            Err(WireError::UnsupportedVersion { kind: "sample", found: version, supported: 2 })
+            Err(WireError::UnsupportedVersion {
+                kind: "sample",
+                found: version,
+                supported: 2,
+            })
         }
     }
 
     #[test]
     fn round_trip() {
-        let v = Sample { a: 7, b: "x".into() };
+        let v = Sample {
+            a: 7,
+            b: "x".into(),
+        };
         let bytes = encode(&v).unwrap();
         assert_eq!(&bytes[..2], &[200, 2]);
         assert_eq!(decode::<Sample>(&bytes, 1024).unwrap(), v);
@@ -150,20 +179,35 @@ mod tests {
     fn rejects_bad_headers_and_sizes() {
         assert_eq!(decode::<Sample>(&[], 10), Err(WireError::Truncated));
         assert_eq!(decode::<Sample>(&[200], 10), Err(WireError::Truncated));
-        assert!(matches!(decode::<Sample>(&[1, 2, 0], 10), Err(WireError::WrongKind { .. })));
+        assert!(matches!(
+            decode::<Sample>(&[1, 2, 0], 10),
+            Err(WireError::WrongKind { .. })
+        ));
         assert!(matches!(
             decode::<Sample>(&[200, 9, 0], 10),
             Err(WireError::UnsupportedVersion { found: 9, .. })
         ));
-        assert!(matches!(decode::<Sample>(&[200, 2, 0, 0, 0], 3), Err(WireError::TooLarge { .. })));
-        assert!(matches!(decode::<Sample>(&[200, 2, 0xff], 10), Err(WireError::Malformed { .. })));
+        assert!(matches!(
+            decode::<Sample>(&[200, 2, 0, 0, 0], 3),
+            Err(WireError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            decode::<Sample>(&[200, 2, 0xff], 10),
+            Err(WireError::Malformed { .. })
+        ));
     }
 
     #[test]
     fn older_versions_are_upgraded() {
         let mut bytes = vec![200, 1];
         bytes.extend(postcard::to_stdvec(&5u32).unwrap());
-        assert_eq!(decode::<Sample>(&bytes, 100).unwrap(), Sample { a: 5, b: String::new() });
+        assert_eq!(
+            decode::<Sample>(&bytes, 100).unwrap(),
+            Sample {
+                a: 5,
+                b: String::new()
+            }
+        );
     }
 
     #[test]

@@ -1,1 +1,40 @@
-fn main() {}
+//! `xnode`: the one binary of Xnode. It runs a node (`start`), a local multi-node network
+//! (`devnet`), and the client commands that talk to a node's API.
+
+mod cli;
+mod client;
+mod devnet;
+mod start;
+
+use clap::Parser;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    // Background tasks (the mesh, HTTP connections) must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    match cli.command {
+        cli::Command::Start(args) => start::run(*args).await,
+        cli::Command::Devnet(args) => devnet::run(args).await,
+        cli::Command::Nodes(args) => client::nodes(args).await,
+        cli::Command::Status(args) => client::status(args).await,
+        cli::Command::Key(args) => client::key(args),
+    }
+}

@@ -44,17 +44,36 @@ impl MemberState {
         }
     }
 
-    pub const ALL: [MemberState; 4] =
-        [MemberState::Alive, MemberState::Suspect, MemberState::Dead, MemberState::Left];
+    pub const ALL: [MemberState; 4] = [
+        MemberState::Alive,
+        MemberState::Suspect,
+        MemberState::Dead,
+        MemberState::Left,
+    ];
 }
 
 /// News about one member, spread by gossip and exchanged on join.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MembershipUpdate {
-    Alive { node: NodeId, incarnation: u64, addresses: Vec<String> },
-    Suspect { node: NodeId, incarnation: u64, from: NodeId },
-    Dead { node: NodeId, incarnation: u64, from: NodeId },
-    Left { node: NodeId, incarnation: u64 },
+    Alive {
+        node: NodeId,
+        incarnation: u64,
+        addresses: Vec<String>,
+    },
+    Suspect {
+        node: NodeId,
+        incarnation: u64,
+        from: NodeId,
+    },
+    Dead {
+        node: NodeId,
+        incarnation: u64,
+        from: NodeId,
+    },
+    Left {
+        node: NodeId,
+        incarnation: u64,
+    },
 }
 
 impl Versioned for MembershipUpdate {
@@ -85,7 +104,10 @@ impl MembershipUpdate {
     /// Updates a node may only make about itself: `alive` and `left`. Anyone may report
     /// `suspect` and `dead`, because that is what failure detection is.
     pub fn must_come_from_subject(&self) -> bool {
-        matches!(self, MembershipUpdate::Alive { .. } | MembershipUpdate::Left { .. })
+        matches!(
+            self,
+            MembershipUpdate::Alive { .. } | MembershipUpdate::Left { .. }
+        )
     }
 }
 
@@ -165,7 +187,11 @@ struct Suspicion {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Applied {
     /// The member's state or incarnation changed; the update should be spread further.
-    Changed { node: NodeId, state: MemberState, incarnation: u64 },
+    Changed {
+        node: NodeId,
+        state: MemberState,
+        incarnation: u64,
+    },
     /// The update was old news.
     Ignored,
     /// The update was about this node and wrong: it has refuted it with a new incarnation,
@@ -260,7 +286,9 @@ impl Membership {
             // brings its addresses; a death notice about a stranger is remembered so a
             // stale `alive` cannot resurrect it.
             let (state, addresses) = match update {
-                MembershipUpdate::Alive { addresses, .. } => (MemberState::Alive, addresses.clone()),
+                MembershipUpdate::Alive { addresses, .. } => {
+                    (MemberState::Alive, addresses.clone())
+                }
                 MembershipUpdate::Suspect { .. } => (MemberState::Suspect, Vec::new()),
                 MembershipUpdate::Dead { .. } => (MemberState::Dead, Vec::new()),
                 MembershipUpdate::Left { .. } => (MemberState::Left, Vec::new()),
@@ -275,12 +303,18 @@ impl Membership {
                 suspicion: None,
             };
             if let MembershipUpdate::Suspect { from, .. } = update {
-                member.suspicion =
-                    Some(Suspicion { since: now, confirmations: BTreeSet::from([*from]) });
+                member.suspicion = Some(Suspicion {
+                    since: now,
+                    confirmations: BTreeSet::from([*from]),
+                });
             }
             self.members.insert(node, member);
             self.probe_order.push(node);
-            return Applied::Changed { node, state, incarnation };
+            return Applied::Changed {
+                node,
+                state,
+                incarnation,
+            };
         };
 
         let (new_state, wins) = match update {
@@ -333,30 +367,41 @@ impl Membership {
             member.state_since = now;
         }
         member.suspicion = match update {
-            MembershipUpdate::Suspect { from, .. } => {
-                Some(Suspicion { since: now, confirmations: BTreeSet::from([*from]) })
-            }
+            MembershipUpdate::Suspect { from, .. } => Some(Suspicion {
+                since: now,
+                confirmations: BTreeSet::from([*from]),
+            }),
             _ => None,
         };
-        Applied::Changed { node, state: new_state, incarnation }
+        Applied::Changed {
+            node,
+            state: new_state,
+            incarnation,
+        }
     }
 
     fn apply_about_self(&mut self, update: &MembershipUpdate) -> Applied {
         match update {
-            MembershipUpdate::Suspect { incarnation, .. } | MembershipUpdate::Dead { incarnation, .. }
+            MembershipUpdate::Suspect { incarnation, .. }
+            | MembershipUpdate::Dead { incarnation, .. }
                 if *incarnation >= self.local_incarnation =>
             {
                 // We are alive: outbid the rumour.
                 self.local_incarnation = incarnation + 1;
-                Applied::Refuted { incarnation: self.local_incarnation }
+                Applied::Refuted {
+                    incarnation: self.local_incarnation,
+                }
             }
-            MembershipUpdate::Alive { incarnation, .. } | MembershipUpdate::Left { incarnation, .. }
+            MembershipUpdate::Alive { incarnation, .. }
+            | MembershipUpdate::Left { incarnation, .. }
                 if *incarnation > self.local_incarnation =>
             {
                 // An older run of this node got further than we started from (say, its
                 // incarnation file was lost). Continue above it.
                 self.local_incarnation = incarnation + 1;
-                Applied::Refuted { incarnation: self.local_incarnation }
+                Applied::Refuted {
+                    incarnation: self.local_incarnation,
+                }
             }
             _ => Applied::Ignored,
         }
@@ -365,7 +410,8 @@ impl Membership {
     /// The next member to probe, round-robin over alive and suspect members so every member
     /// is probed within one pass.
     pub fn next_probe_target(&mut self) -> Option<NodeId> {
-        self.probe_order.retain(|id| self_members_contains(&self.members, id));
+        self.probe_order
+            .retain(|id| self_members_contains(&self.members, id));
         let n = self.probe_order.len();
         for _ in 0..n {
             if self.probe_cursor >= n {
@@ -412,18 +458,30 @@ impl Membership {
         candidates
     }
 
-    /// A direct and all indirect probes of `node` failed: suspect it. Returns the update to
-    /// spread, if the member was not already suspected or worse.
+    /// A direct and all indirect probes of `node` failed. An alive member becomes suspect;
+    /// for a member already suspected by others, this is an independent confirmation that
+    /// shortens its suspicion (Lifeguard). Returns the update to spread, if any.
     pub fn probe_failed(&mut self, node: &NodeId, now: Instant) -> Option<MembershipUpdate> {
-        let member = self.members.get(node)?;
-        if member.state != MemberState::Alive {
-            return None;
-        }
-        let update =
-            MembershipUpdate::Suspect { node: *node, incarnation: member.incarnation, from: self.local };
-        match self.apply(&update, now) {
-            Applied::Changed { .. } => Some(update),
-            _ => None,
+        let local = self.local;
+        let member = self.members.get_mut(node)?;
+        let update = MembershipUpdate::Suspect {
+            node: *node,
+            incarnation: member.incarnation,
+            from: local,
+        };
+        match member.state {
+            MemberState::Alive => match self.apply(&update, now) {
+                Applied::Changed { .. } => Some(update),
+                _ => None,
+            },
+            MemberState::Suspect => {
+                let suspicion = member.suspicion.get_or_insert_with(|| Suspicion {
+                    since: now,
+                    confirmations: BTreeSet::new(),
+                });
+                suspicion.confirmations.insert(local).then_some(update)
+            }
+            MemberState::Dead | MemberState::Left => None,
         }
     }
 
@@ -431,7 +489,11 @@ impl Membership {
     /// shrinks from `suspicion_max` towards `suspicion_min` logarithmically in the number of
     /// independent confirmations, reaching the minimum at the expected number of witnesses.
     pub fn suspicion_timeout(&self, confirmations: usize) -> Duration {
-        let expected = self.config.indirect_probes.min(self.live_count().saturating_sub(1)).max(1);
+        let expected = self
+            .config
+            .indirect_probes
+            .min(self.live_count().saturating_sub(1))
+            .max(1);
         let extra = confirmations.saturating_sub(1).min(expected);
         let frac = ((extra + 1) as f64).ln() / ((expected + 1) as f64).ln();
         let max = self.config.suspicion_max.as_secs_f64();
@@ -453,7 +515,11 @@ impl Membership {
             .collect();
         let mut out = Vec::new();
         for (node, incarnation) in expired {
-            let update = MembershipUpdate::Dead { node, incarnation, from: self.local };
+            let update = MembershipUpdate::Dead {
+                node,
+                incarnation,
+                from: self.local,
+            };
             if let Applied::Changed { .. } = self.apply(&update, now) {
                 out.push(update);
             }
@@ -471,13 +537,20 @@ impl Membership {
                     incarnation: m.incarnation,
                     addresses: m.addresses.clone(),
                 },
-                MemberState::Suspect => {
-                    MembershipUpdate::Suspect { node: m.id, incarnation: m.incarnation, from: self.local }
-                }
-                MemberState::Dead => {
-                    MembershipUpdate::Dead { node: m.id, incarnation: m.incarnation, from: self.local }
-                }
-                MemberState::Left => MembershipUpdate::Left { node: m.id, incarnation: m.incarnation },
+                MemberState::Suspect => MembershipUpdate::Suspect {
+                    node: m.id,
+                    incarnation: m.incarnation,
+                    from: self.local,
+                },
+                MemberState::Dead => MembershipUpdate::Dead {
+                    node: m.id,
+                    incarnation: m.incarnation,
+                    from: self.local,
+                },
+                MemberState::Left => MembershipUpdate::Left {
+                    node: m.id,
+                    incarnation: m.incarnation,
+                },
             });
         }
         out

@@ -1,0 +1,257 @@
+//! Routes of the control API and their documented request and response shapes.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tower_http::trace::TraceLayer;
+use utoipa::{OpenApi, ToSchema};
+use xnode_mesh::FaultRules;
+use xnode_node::{Node, NodeSummary};
+
+use crate::error::{ApiError, ErrorBody};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Xnode control API",
+        description = "The control API every Xnode node serves."
+    ),
+    paths(
+        healthz,
+        get_node,
+        list_nodes,
+        get_one_node,
+        metrics,
+        get_faults,
+        put_faults
+    ),
+    components(schemas(Health, NodeView, NodeListItem, CapacityView, FaultsView, ErrorBody))
+)]
+pub struct ApiDoc;
+
+pub(crate) fn router(node: Node) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/node", get(get_node))
+        .route("/v1/nodes", get(list_nodes))
+        .route("/v1/nodes/{id}", get(get_one_node))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/admin/faults", get(get_faults).put(put_faults))
+        .fallback(not_found)
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+        }))
+        .with_state(node)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+/// Liveness of this node's API.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` when the node answers.
+    pub status: String,
+    pub id: String,
+}
+
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
+async fn healthz(State(node): State<Node>) -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        id: node.id().to_string(),
+    })
+}
+
+/// This node.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct NodeView {
+    /// The node id (libp2p peer id).
+    pub id: String,
+    /// libp2p multiaddrs the node listens on.
+    pub addresses: Vec<String>,
+    pub api_url: String,
+    pub zone: String,
+    pub version: String,
+    pub network: String,
+    /// Raised on every restart and refutation.
+    pub incarnation: u64,
+    /// RFC 3339 start time of this incarnation.
+    pub started_at: String,
+}
+
+#[utoipa::path(get, path = "/v1/node", responses((status = 200, body = NodeView)))]
+async fn get_node(State(node): State<Node>) -> Json<NodeView> {
+    let me = node.local();
+    Json(NodeView {
+        id: me.id.to_string(),
+        addresses: me.addresses,
+        api_url: me.api_url,
+        zone: me.zone,
+        version: me.version,
+        network: me.network,
+        incarnation: me.incarnation,
+        started_at: rfc3339(me.started_at_ms),
+    })
+}
+
+/// Capacity a node advertises.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct CapacityView {
+    pub cpu_cores: u32,
+    /// Idle CPU in thousandths of a core.
+    pub cpu_free_millis: u32,
+    pub memory_bytes: u64,
+    pub memory_free_bytes: u64,
+    pub disk_bytes: u64,
+    pub disk_free_bytes: u64,
+}
+
+/// One node of the network as this node sees it.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct NodeListItem {
+    pub id: String,
+    pub addresses: Vec<String>,
+    pub api_url: Option<String>,
+    pub zone: Option<String>,
+    /// One of `alive`, `suspect`, `dead`, `left`.
+    pub state: String,
+    pub incarnation: u64,
+    /// RFC 3339 time this node last heard from it directly, if ever.
+    pub last_seen: Option<String>,
+    pub last_seen_ms: Option<u64>,
+    pub capacity: Option<CapacityView>,
+    pub version: Option<String>,
+    /// True for the node answering the request.
+    pub is_self: bool,
+}
+
+fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+fn to_item(s: NodeSummary) -> NodeListItem {
+    NodeListItem {
+        id: s.id.to_string(),
+        addresses: s.addresses,
+        api_url: s.api_url,
+        zone: s.zone,
+        state: s.state.as_str().into(),
+        incarnation: s.incarnation,
+        last_seen: s.last_seen_ms.map(rfc3339),
+        last_seen_ms: s.last_seen_ms,
+        capacity: s.capacity.map(|c| CapacityView {
+            cpu_cores: c.cpu_cores,
+            cpu_free_millis: c.cpu_free_millis,
+            memory_bytes: c.memory_bytes,
+            memory_free_bytes: c.memory_free_bytes,
+            disk_bytes: c.disk_bytes,
+            disk_free_bytes: c.disk_free_bytes,
+        }),
+        version: s.version,
+        is_self: s.is_self,
+    }
+}
+
+#[utoipa::path(get, path = "/v1/nodes", responses((status = 200, body = [NodeListItem])))]
+async fn list_nodes(State(node): State<Node>) -> Json<Vec<NodeListItem>> {
+    Json(node.nodes().into_iter().map(to_item).collect())
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/nodes/{id}",
+    params(("id" = String, Path, description = "Node id")),
+    responses((status = 200, body = NodeListItem), (status = 404, body = ErrorBody))
+)]
+async fn get_one_node(
+    State(node): State<Node>,
+    Path(id): Path<String>,
+) -> Result<Json<NodeListItem>, ApiError> {
+    node.nodes()
+        .into_iter()
+        .find(|n| n.id.to_string() == id)
+        .map(|n| Json(to_item(n)))
+        .ok_or_else(|| ApiError::NotFound(format!("no node {id} is known to this node")))
+}
+
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", body = String)))]
+async fn metrics(State(node): State<Node>) -> Response {
+    let mut response = node.metrics_text().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// Fault-injection rules (only on nodes started with `--enable-fault-injection`).
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct FaultsView {
+    /// Probability in [0, 1] that a message is lost.
+    #[serde(default)]
+    pub drop_rate: f64,
+    /// Extra delay in milliseconds added to requests this node sends.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Node ids this node is partitioned from.
+    #[serde(default)]
+    pub blocked: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/v1/admin/faults", responses((status = 200, body = FaultsView)))]
+async fn get_faults(State(node): State<Node>) -> Json<FaultsView> {
+    let rules = node.faults();
+    Json(FaultsView {
+        drop_rate: rules.drop_rate,
+        delay_ms: rules.delay.as_millis() as u64,
+        blocked: rules.blocked.iter().map(|b| b.to_string()).collect(),
+    })
+}
+
+#[utoipa::path(
+    put,
+    path = "/v1/admin/faults",
+    request_body = FaultsView,
+    responses((status = 200, body = FaultsView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody))
+)]
+async fn put_faults(
+    State(node): State<Node>,
+    body: Result<Json<FaultsView>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<FaultsView>, ApiError> {
+    let Json(view) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    if !(0.0..=1.0).contains(&view.drop_rate) {
+        return Err(ApiError::BadRequest(
+            "drop_rate must be between 0 and 1".into(),
+        ));
+    }
+    let mut blocked = std::collections::BTreeSet::new();
+    for id in &view.blocked {
+        blocked.insert(
+            id.parse()
+                .map_err(|e: xnode_types::KeyError| ApiError::BadRequest(e.to_string()))?,
+        );
+    }
+    let rules = FaultRules {
+        drop_rate: view.drop_rate,
+        delay: Duration::from_millis(view.delay_ms),
+        blocked,
+    };
+    node.set_faults(rules).await?;
+    Ok(Json(view))
+}

@@ -1,0 +1,316 @@
+//! The node's configuration: one typed, documented structure, validated before anything
+//! starts.
+//!
+//! The binary builds it from defaults, a TOML file, `XNODE_*` environment variables and
+//! command-line flags (later sources win) and calls [`Config::validate`], which turns every
+//! mistake into one clear line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use xnode_mesh::{MeshConfig, Multiaddr, SwimConfig};
+
+/// Everything a node needs to start.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the node keeps its key, database and data.
+    pub data_dir: PathBuf,
+    /// libp2p listen addresses, TCP and/or QUIC.
+    pub listen: Vec<Multiaddr>,
+    /// Address of the HTTP API (control API, later the function gateway and Studio).
+    pub api: SocketAddr,
+    /// Peers to join through.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Free-form zone label (a rack, site or region) used to spread replicas.
+    pub zone: String,
+    /// Discover peers on the LAN with mDNS.
+    pub mdns: bool,
+    /// Network name: nodes only join nodes of the same network.
+    pub network: String,
+    /// Failure detector timing.
+    pub swim: SwimConfig,
+    /// How often the registry is reconciled with a random peer.
+    #[serde(with = "humantime_serde_compat")]
+    pub anti_entropy_interval: Duration,
+    /// How often the node refreshes and republishes its own record (free resources).
+    #[serde(with = "humantime_serde_compat")]
+    pub record_refresh_interval: Duration,
+    /// Expose `/v1/admin/faults` so drills and tests can inject drops, delays and
+    /// partitions. Never enable on a production node.
+    pub enable_fault_injection: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./xnode-data"),
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/4001"
+                    .parse()
+                    .unwrap_or_else(|_| Multiaddr::empty()),
+                "/ip4/0.0.0.0/udp/4001/quic-v1"
+                    .parse()
+                    .unwrap_or_else(|_| Multiaddr::empty()),
+            ],
+            api: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            bootstrap: Vec::new(),
+            zone: "default".into(),
+            mdns: true,
+            network: "xnode".into(),
+            swim: SwimConfig::default(),
+            anti_entropy_interval: Duration::from_secs(2),
+            record_refresh_interval: Duration::from_secs(15),
+            enable_fault_injection: false,
+        }
+    }
+}
+
+/// A configuration mistake, described in one line.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("data dir {path}: {reason}")]
+    DataDir { path: String, reason: String },
+    #[error("listen address {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+    #[error("bootstrap address {addr}: {reason}")]
+    Bootstrap { addr: String, reason: String },
+    #[error("zone {zone:?}: {reason}")]
+    Zone { zone: String, reason: String },
+    #[error("network {network:?}: must be 1-64 ASCII letters, digits, '-' or '_'")]
+    Network { network: String },
+    #[error("{field}: {reason}")]
+    Timing { field: &'static str, reason: String },
+}
+
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+fn check_addr(addr: &Multiaddr) -> Result<(), String> {
+    use xnode_mesh::multiaddr::Protocol;
+    let text = addr.to_string();
+    let parts: Vec<_> = addr.iter().collect();
+    let has_ip = parts.iter().any(|p| {
+        matches!(
+            p,
+            Protocol::Ip4(_)
+                | Protocol::Ip6(_)
+                | Protocol::Dns(_)
+                | Protocol::Dns4(_)
+                | Protocol::Dns6(_)
+        )
+    });
+    let tcp = parts.iter().any(|p| matches!(p, Protocol::Tcp(_)));
+    let quic = parts.iter().any(|p| matches!(p, Protocol::QuicV1));
+    if !has_ip || !(tcp || quic) {
+        return Err(format!(
+            "{text} is not a TCP or QUIC address (expected /ip4/HOST/tcp/PORT or /ip4/HOST/udp/PORT/quic-v1)"
+        ));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// The mesh part of the configuration.
+    pub fn mesh(&self) -> MeshConfig {
+        MeshConfig {
+            listen: self.listen.clone(),
+            bootstrap: self.bootstrap.clone(),
+            mdns: self.mdns,
+            network: self.network.clone(),
+            swim: self.swim.clone(),
+            ..MeshConfig::default()
+        }
+    }
+
+    /// Checks everything that can be checked before starting, creating the data dir if
+    /// needed and proving it writable.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_data_dir(&self.data_dir)?;
+        if self.listen.is_empty() {
+            return Err(ConfigError::Listen {
+                addr: "(none)".into(),
+                reason: "at least one listen address is required".into(),
+            });
+        }
+        for addr in &self.listen {
+            check_addr(addr).map_err(|reason| ConfigError::Listen {
+                addr: addr.to_string(),
+                reason,
+            })?;
+        }
+        for addr in &self.bootstrap {
+            check_addr(addr).map_err(|reason| ConfigError::Bootstrap {
+                addr: addr.to_string(),
+                reason,
+            })?;
+        }
+        if self.zone.is_empty()
+            || self.zone.len() > 64
+            || !self
+                .zone
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(ConfigError::Zone {
+                zone: self.zone.clone(),
+                reason: "must be 1-64 ASCII letters, digits, '-', '_' or '.'".into(),
+            });
+        }
+        if self.network.is_empty()
+            || self.network.len() > 64
+            || !self
+                .network
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+        {
+            return Err(ConfigError::Network {
+                network: self.network.clone(),
+            });
+        }
+        let s = &self.swim;
+        let positive = [
+            ("swim.probe_interval", s.probe_interval),
+            ("swim.probe_timeout", s.probe_timeout),
+            ("swim.indirect_timeout", s.indirect_timeout),
+            ("swim.suspicion_min", s.suspicion_min),
+            ("anti_entropy_interval", self.anti_entropy_interval),
+            ("record_refresh_interval", self.record_refresh_interval),
+        ];
+        for (field, value) in positive {
+            if value.is_zero() {
+                return Err(ConfigError::Timing {
+                    field,
+                    reason: "must be greater than zero".into(),
+                });
+            }
+        }
+        if s.suspicion_max < s.suspicion_min {
+            return Err(ConfigError::Timing {
+                field: "swim.suspicion_max",
+                reason: "must not be shorter than swim.suspicion_min".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn validate_data_dir(dir: &Path) -> Result<(), ConfigError> {
+    let err = |reason: String| ConfigError::DataDir {
+        path: dir.display().to_string(),
+        reason,
+    };
+    if dir.exists() && !dir.is_dir() {
+        return Err(err("exists and is not a directory".into()));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create it: {e}")))?;
+    let probe = dir.join(format!(".write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"ok").map_err(|e| err(format!("is not writable: {e}")))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid(dir: &Path) -> Config {
+        Config {
+            data_dir: dir.to_path_buf(),
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(valid(dir.path()).validate(), Ok(()));
+        let mut c = Config::default();
+        c.data_dir = dir.path().to_path_buf();
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn unwritable_or_bad_data_dir_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let err = valid(&file).validate().unwrap_err();
+        assert!(err.to_string().contains("not a directory"), "{err}");
+        let nested = file.join("sub");
+        let err = valid(&nested).validate().unwrap_err();
+        assert!(err.to_string().starts_with("data dir"), "{err}");
+    }
+
+    #[test]
+    fn bad_addresses_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = valid(dir.path());
+        c.listen = vec!["/ip4/127.0.0.1/udp/4001".parse().unwrap()];
+        let err = c.validate().unwrap_err();
+        assert!(matches!(err, ConfigError::Listen { .. }), "{err}");
+        let mut c = valid(dir.path());
+        c.bootstrap = vec!["/dns4/example/udp/1".parse().unwrap()];
+        assert!(matches!(c.validate(), Err(ConfigError::Bootstrap { .. })));
+        let mut c = valid(dir.path());
+        c.listen.clear();
+        assert!(matches!(c.validate(), Err(ConfigError::Listen { .. })));
+    }
+
+    #[test]
+    fn bad_names_and_timings_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = valid(dir.path());
+        c.zone = "eu west".into();
+        assert!(matches!(c.validate(), Err(ConfigError::Zone { .. })));
+        let mut c = valid(dir.path());
+        c.network = String::new();
+        assert!(matches!(c.validate(), Err(ConfigError::Network { .. })));
+        let mut c = valid(dir.path());
+        c.swim.probe_timeout = Duration::ZERO;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Timing {
+                field: "swim.probe_timeout",
+                ..
+            })
+        ));
+        let mut c = valid(dir.path());
+        c.swim.suspicion_max = Duration::from_millis(1);
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Timing {
+                field: "swim.suspicion_max",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn toml_round_trip_and_unknown_keys_rejected() {
+        let c = Config::default();
+        let text = toml::to_string(&c).unwrap();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back, c);
+        let partial: Config =
+            toml::from_str("zone = \"eu-1\"\nanti_entropy_interval = \"5s\"").unwrap();
+        assert_eq!(partial.zone, "eu-1");
+        assert_eq!(partial.anti_entropy_interval, Duration::from_secs(5));
+        assert!(toml::from_str::<Config>("zonee = \"x\"").is_err());
+    }
+}

@@ -1,0 +1,112 @@
+//! Command-line interface definitions.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use xnode_mesh::Multiaddr;
+
+/// Xnode: a permissionless, decentralized cloud. Run a node, a local devnet, or talk to a
+/// node's API.
+#[derive(Parser, Debug)]
+#[command(name = "xnode", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a node.
+    Start(Box<StartArgs>),
+    /// Run a local network of N real node processes on loopback, for development and drills.
+    Devnet(DevnetArgs),
+    /// List every node the network knows, with its state.
+    Nodes(ClientArgs),
+    /// Summarise a node and the network it sees.
+    Status(ClientArgs),
+    /// Show the identity (node id and public key) of the node in a data dir.
+    Key(KeyArgs),
+}
+
+/// Options of `xnode start`. Each can also come from an `XNODE_*` environment variable or
+/// a TOML config file; flags win over the environment, which wins over the file.
+#[derive(Args, Debug, Default)]
+pub struct StartArgs {
+    /// TOML configuration file (keys as in `Config`; see README).
+    #[arg(long, env = "XNODE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the node keeps its key and data [default: ./xnode-data].
+    #[arg(long, env = "XNODE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// libp2p listen multiaddr, repeatable [default: /ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/udp/4001/quic-v1].
+    #[arg(long, env = "XNODE_LISTEN", value_delimiter = ',')]
+    pub listen: Vec<Multiaddr>,
+    /// HTTP API address [default: 127.0.0.1:8080].
+    #[arg(long, env = "XNODE_API")]
+    pub api: Option<SocketAddr>,
+    /// Multiaddr of a peer to join through, repeatable.
+    #[arg(long, env = "XNODE_BOOTSTRAP", value_delimiter = ',')]
+    pub bootstrap: Vec<Multiaddr>,
+    /// Zone label (rack, site or region) [default: default].
+    #[arg(long, env = "XNODE_ZONE")]
+    pub zone: Option<String>,
+    /// Network name; nodes only join nodes of the same network [default: xnode].
+    #[arg(long, env = "XNODE_NETWORK")]
+    pub network: Option<String>,
+    /// Do not discover peers on the LAN with mDNS.
+    #[arg(long, env = "XNODE_NO_MDNS")]
+    pub no_mdns: bool,
+    /// Allow fault injection through /v1/admin/faults (drills and tests only).
+    #[arg(long, env = "XNODE_ENABLE_FAULT_INJECTION")]
+    pub enable_fault_injection: bool,
+    /// Log format.
+    #[arg(long, env = "XNODE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// Stop when the parent process exits (used by `xnode devnet`).
+    #[arg(long, hide = true)]
+    pub exit_with_parent: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DevnetArgs {
+    /// Number of nodes.
+    #[arg(long, short = 'n', default_value_t = 3)]
+    pub nodes: usize,
+    /// Directory holding each node's data dir and log.
+    #[arg(long, default_value = ".xnode-devnet")]
+    pub dir: PathBuf,
+    /// API port of node 1; node i uses this plus i-1. 0 picks free ports.
+    #[arg(long, default_value_t = 8080)]
+    pub api_port: u16,
+    /// libp2p port of node 1 (TCP and QUIC); node i uses this plus i-1. 0 picks free ports.
+    #[arg(long, default_value_t = 4001)]
+    pub p2p_port: u16,
+    /// Keep the nodes' data from an earlier run instead of starting fresh.
+    #[arg(long)]
+    pub keep: bool,
+    /// Exit once the network is up (nodes keep running only as long as this process; use
+    /// for scripts that only need a readiness check).
+    #[arg(long, hide = true)]
+    pub exit_when_ready: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ClientArgs {
+    /// Base URL of the node's API.
+    #[arg(long, env = "XNODE_API_URL", default_value = "http://127.0.0.1:8080")]
+    pub api: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct KeyArgs {
+    /// The node's data dir.
+    #[arg(long, env = "XNODE_DATA_DIR", default_value = "./xnode-data")]
+    pub data_dir: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,218 @@
+//! Client commands: they talk to a node's HTTP API and print tables or JSON.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use serde_json::Value;
+
+use crate::cli::{ClientArgs, KeyArgs};
+
+fn http() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .context("HTTP client")
+}
+
+pub async fn get_json(api: &str, path: &str) -> anyhow::Result<Value> {
+    let url = format!("{}{}", api.trim_end_matches('/'), path);
+    let response = http()?.get(&url).send().await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot reach the node at {api}: {} (is it running? pass --api URL)",
+            root_cause(&e)
+        )
+    })?;
+    let status = response.status();
+    let body: Value = response
+        .json()
+        .await
+        .with_context(|| format!("{url} did not return JSON"))?;
+    if !status.is_success() {
+        let message = body["error"]["message"]
+            .as_str()
+            .unwrap_or("request failed");
+        anyhow::bail!("{url}: {status}: {message}");
+    }
+    Ok(body)
+}
+
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+fn ago(ms: Option<u64>) -> String {
+    let Some(ms) = ms else { return "never".into() };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let d = now.saturating_sub(ms);
+    if d < 1000 {
+        "just now".into()
+    } else if d < 60_000 {
+        format!("{:.1}s ago", d as f64 / 1000.0)
+    } else {
+        format!(
+            "{} ago",
+            humantime::format_duration(Duration::from_secs(d / 1000))
+        )
+    }
+}
+
+fn bytes(n: Option<u64>) -> String {
+    let Some(n) = n else { return "-".into() };
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// Prints rows as an aligned table with a header.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let text: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        println!("{}", text.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+pub async fn nodes(args: ClientArgs) -> anyhow::Result<()> {
+    let nodes = get_json(&args.api, "/v1/nodes").await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&nodes)?);
+        return Ok(());
+    }
+    let list = nodes.as_array().cloned().unwrap_or_default();
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|n| {
+            let mut id = n["id"].as_str().unwrap_or("?").to_string();
+            if n["is_self"].as_bool() == Some(true) {
+                id.push_str(" *");
+            }
+            let cap = &n["capacity"];
+            vec![
+                id,
+                n["state"].as_str().unwrap_or("?").into(),
+                n["zone"].as_str().unwrap_or("-").into(),
+                n["api_url"].as_str().unwrap_or("-").into(),
+                ago(n["last_seen_ms"].as_u64()),
+                cap["cpu_cores"]
+                    .as_u64()
+                    .map(|c| c.to_string())
+                    .unwrap_or("-".into()),
+                bytes(cap["memory_free_bytes"].as_u64()),
+                bytes(cap["disk_free_bytes"].as_u64()),
+                n["incarnation"]
+                    .as_u64()
+                    .map(|c| c.to_string())
+                    .unwrap_or("-".into()),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "ID",
+            "STATE",
+            "ZONE",
+            "API",
+            "LAST SEEN",
+            "CPUS",
+            "MEM FREE",
+            "DISK FREE",
+            "INC",
+        ],
+        &rows,
+    );
+    println!(
+        "\n{} nodes (* = the node answering, {})",
+        list.len(),
+        args.api
+    );
+    Ok(())
+}
+
+pub async fn status(args: ClientArgs) -> anyhow::Result<()> {
+    let me = get_json(&args.api, "/v1/node").await?;
+    let nodes = get_json(&args.api, "/v1/nodes").await?;
+    let list = nodes.as_array().cloned().unwrap_or_default();
+    let count = |state: &str| list.iter().filter(|n| n["state"] == state).count();
+    if args.json {
+        let summary = serde_json::json!({
+            "node": me,
+            "network": {
+                "nodes": list.len(),
+                "alive": count("alive"),
+                "suspect": count("suspect"),
+                "dead": count("dead"),
+                "left": count("left"),
+            }
+        });
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    println!("node        {}", me["id"].as_str().unwrap_or("?"));
+    println!("api         {}", me["api_url"].as_str().unwrap_or("?"));
+    println!("zone        {}", me["zone"].as_str().unwrap_or("?"));
+    println!("version     {}", me["version"].as_str().unwrap_or("?"));
+    println!("network     {}", me["network"].as_str().unwrap_or("?"));
+    println!("incarnation {}", me["incarnation"]);
+    println!("started     {}", me["started_at"].as_str().unwrap_or("?"));
+    for a in me["addresses"].as_array().cloned().unwrap_or_default() {
+        println!("listening   {}", a.as_str().unwrap_or("?"));
+    }
+    println!(
+        "peers       {} nodes: {} alive, {} suspect, {} dead, {} left",
+        list.len(),
+        count("alive"),
+        count("suspect"),
+        count("dead"),
+        count("left")
+    );
+    Ok(())
+}
+
+pub fn key(args: KeyArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    let (key, created) = xnode_node::identity::load_or_create_key(&args.data_dir)?;
+    let path = args.data_dir.join(xnode_node::identity::KEY_FILE);
+    if args.json {
+        let v = serde_json::json!({
+            "node_id": key.node_id().to_string(),
+            "public_key": key.public().to_hex(),
+            "key_file": path.display().to_string(),
+            "created": created,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    if created {
+        println!("created a new node key in {}", path.display());
+    }
+    println!("node id     {}", key.node_id());
+    println!("public key  {}", key.public().to_hex());
+    println!("key file    {}", path.display());
+    Ok(())
+}

@@ -1,0 +1,460 @@
+//! `xnode devnet`: N real node processes on loopback, joined to each other, with an
+//! interactive prompt for fault drills (kill, stop, start) and a clean stop on Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::cli::DevnetArgs;
+use crate::client::{get_json, print_table};
+
+const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct DevNode {
+    index: usize,
+    dir: PathBuf,
+    api_port: u16,
+    p2p_port: u16,
+    zone: &'static str,
+    child: Option<Child>,
+}
+
+impl DevNode {
+    fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    fn p2p_addr(&self) -> String {
+        format!("/ip4/127.0.0.1/tcp/{}", self.p2p_port)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("node.log")
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
+    }
+
+    fn spawn(&mut self, exe: &Path, bootstrap: &[String]) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .with_context(|| format!("cannot open {}", self.log_path().display()))?;
+        let log_err = log.try_clone().context("log file handle")?;
+        let mut command = Command::new(exe);
+        command
+            .arg("start")
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{}", self.p2p_port)])
+            .args([
+                "--listen",
+                &format!("/ip4/127.0.0.1/udp/{}/quic-v1", self.p2p_port),
+            ])
+            .args(["--api", &format!("127.0.0.1:{}", self.api_port)])
+            .args(["--zone", self.zone])
+            .args(["--network", "devnet"])
+            .args([
+                "--no-mdns",
+                "--enable-fault-injection",
+                "--exit-with-parent",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            // Ctrl-C in the terminal reaches the devnet only; it stops the nodes in order.
+            .process_group(0)
+            .kill_on_drop(true);
+        for b in bootstrap {
+            command.args(["--bootstrap", b]);
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start node {}", self.index))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    async fn signal_and_wait(
+        &mut self,
+        signal: Signal,
+        grace: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        if let Some(pid) = child.id() {
+            let _ = kill(Pid::from_raw(pid as i32), signal);
+        }
+        match tokio::time::timeout(grace, child.wait()).await {
+            Ok(Ok(status)) => Some(status),
+            _ => {
+                let _ = child.kill().await;
+                child.wait().await.ok()
+            }
+        }
+    }
+}
+
+fn free_port(udp_too: bool) -> anyhow::Result<u16> {
+    for _ in 0..50 {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
+        let port = tcp.local_addr()?.port();
+        if !udp_too || std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("cannot find a free port for both TCP and UDP")
+}
+
+fn port_for(base: u16, index: usize, udp_too: bool) -> anyhow::Result<u16> {
+    if base == 0 {
+        return free_port(udp_too);
+    }
+    base.checked_add(index as u16 - 1)
+        .context("port out of range; choose a lower base port")
+}
+
+pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
+    if args.nodes == 0 || args.nodes > 64 {
+        anyhow::bail!("--nodes must be between 1 and 64");
+    }
+    let exe = std::env::current_exe().context("cannot locate the xnode binary")?;
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let base = std::fs::canonicalize(&args.dir).unwrap_or_else(|_| args.dir.clone());
+
+    let mut nodes = Vec::new();
+    for index in 1..=args.nodes {
+        let dir = base.join(format!("node-{index}"));
+        if !args.keep && dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot clear {}", dir.display()))?;
+        }
+        let api_port = port_for(args.api_port, index, false)?;
+        let p2p_port = port_for(args.p2p_port, index, true)?;
+        check_port_free(api_port, "API", "--api-port")?;
+        check_port_free(p2p_port, "p2p", "--p2p-port")?;
+        nodes.push(DevNode {
+            index,
+            dir,
+            api_port,
+            p2p_port,
+            zone: ZONES[(index - 1) % ZONES.len()],
+            child: None,
+        });
+    }
+    let addrs: Vec<String> = nodes.iter().map(|n| n.p2p_addr()).collect();
+    let bootstrap_for = |i: usize| -> Vec<String> {
+        addrs
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, a)| a.clone())
+            .collect()
+    };
+
+    println!(
+        "Starting a devnet of {} nodes in {} ...",
+        args.nodes,
+        base.display()
+    );
+    let started = Instant::now();
+    for (i, node) in nodes.iter_mut().enumerate() {
+        node.spawn(&exe, &bootstrap_for(i))?;
+    }
+    write_manifest(&base, &nodes);
+    let ready = wait_ready(&mut nodes, args.nodes).await;
+    match ready {
+        Ok(()) => println!(
+            "\nAll {} nodes are up and see each other ({:.1} s).\n",
+            args.nodes,
+            started.elapsed().as_secs_f64()
+        ),
+        Err(ref e) => {
+            println!("\nwarning: {e:#}\nSee the node logs listed below.\n");
+        }
+    }
+    print_nodes(&nodes);
+    print_help(&nodes);
+    if args.exit_when_ready {
+        stop_all(&mut nodes).await;
+        return ready;
+    }
+
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    let mut watch = tokio::time::interval(Duration::from_millis(500));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install the SIGTERM handler")?;
+    prompt();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = watch.tick() => report_exits(&mut nodes),
+            line = stdin.next_line(), if stdin_open => match line {
+                Ok(Some(line)) => {
+                    if !handle_line(line.trim(), &mut nodes, &exe, &bootstrap_for).await {
+                        break;
+                    }
+                    prompt();
+                }
+                // No terminal (CI, a pipe that closed): keep running until a signal.
+                Ok(None) | Err(_) => stdin_open = false,
+            },
+        }
+    }
+    println!("\nStopping the devnet ...");
+    stop_all(&mut nodes).await;
+    println!("Stopped. Data and logs are in {}.", base.display());
+    Ok(())
+}
+
+fn check_port_free(port: u16, what: &str, flag: &str) -> anyhow::Result<()> {
+    if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+        anyhow::bail!(
+            "{what} port {port} is already in use (another devnet or node running?); choose another base with {flag}, or 0 for free ports"
+        );
+    }
+    Ok(())
+}
+
+fn write_manifest(base: &Path, nodes: &[DevNode]) {
+    let list: Vec<serde_json::Value> = nodes
+        .iter()
+        .map(|n| {
+            serde_json::json!({
+                "index": n.index,
+                "api_url": n.api_url(),
+                "p2p": n.p2p_addr(),
+                "data_dir": n.dir.display().to_string(),
+                "log": n.log_path().display().to_string(),
+                "pid": n.pid(),
+            })
+        })
+        .collect();
+    if let Ok(text) = serde_json::to_string_pretty(&serde_json::json!({ "nodes": list })) {
+        let _ = std::fs::write(base.join("devnet.json"), text);
+    }
+}
+
+async fn wait_ready(nodes: &mut [DevNode], expected: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let mut all_ready = true;
+        for node in nodes.iter_mut() {
+            if let Some(child) = node.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                let log = std::fs::read_to_string(node.log_path()).unwrap_or_default();
+                let last = log
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .to_string();
+                anyhow::bail!("node {} exited during start ({status}): {last}", node.index);
+            }
+            let alive = match get_json(&node.api_url(), "/v1/nodes").await {
+                Ok(list) => list
+                    .as_array()
+                    .map(|l| l.iter().filter(|n| n["state"] == "alive").count())
+                    .unwrap_or(0),
+                Err(_) => 0,
+            };
+            if alive < expected {
+                all_ready = false;
+            }
+        }
+        if all_ready {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("the nodes did not all see each other within {READY_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn print_nodes(nodes: &[DevNode]) {
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.index.to_string(),
+                n.pid()
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "stopped".into()),
+                n.api_url(),
+                n.p2p_addr(),
+                n.zone.to_string(),
+                n.log_path().display().to_string(),
+            ]
+        })
+        .collect();
+    print_table(&["#", "PID", "API", "P2P", "ZONE", "LOG"], &rows);
+}
+
+fn print_help(nodes: &[DevNode]) {
+    let first = nodes.first().map(|n| n.api_url()).unwrap_or_default();
+    let second = nodes
+        .get(1)
+        .map(|n| n.api_url())
+        .unwrap_or_else(|| first.clone());
+    println!(
+        "\nTry, in another terminal:\n\
+         \x20 xnode nodes --api {first}            # every node and its state\n\
+         \x20 xnode status --api {second}\n\
+         \x20 curl -s {first}/v1/nodes\n\
+         \x20 curl -s {first}/metrics | grep mesh_peers\n\
+         \nFault drills, typed here:\n\
+         \x20 kill N     SIGKILL node N (a crash)      stop N   graceful stop (SIGTERM)\n\
+         \x20 start N    start node N again            status   the nodes as node 1 sees them\n\
+         \x20 nodes      the devnet's processes        help     this text\n\
+         \x20 quit       stop everything (as Ctrl-C does)\n"
+    );
+}
+
+fn prompt() {
+    use std::io::Write;
+    print!("devnet> ");
+    let _ = std::io::stdout().flush();
+}
+
+fn report_exits(nodes: &mut [DevNode]) {
+    for node in nodes.iter_mut() {
+        if let Some(child) = node.child.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            println!(
+                "\nnode {} exited on its own ({status}); see {}",
+                node.index,
+                node.log_path().display()
+            );
+            node.child = None;
+            prompt();
+        }
+    }
+}
+
+/// Runs one prompt command. Returns false to quit.
+async fn handle_line(
+    line: &str,
+    nodes: &mut [DevNode],
+    exe: &Path,
+    bootstrap_for: &dyn Fn(usize) -> Vec<String>,
+) -> bool {
+    let mut words = line.split_whitespace();
+    let command = words.next().unwrap_or("");
+    let arg = words.next();
+    let pick = |nodes: &[DevNode]| -> Option<usize> {
+        let n: usize = arg?.parse().ok()?;
+        (1..=nodes.len()).contains(&n).then_some(n - 1)
+    };
+    match command {
+        "" => {}
+        "help" | "?" => print_help(nodes),
+        "quit" | "exit" | "q" => return false,
+        "nodes" => print_nodes(nodes),
+        "status" => {
+            let Some(node) = nodes.iter().find(|n| n.child.is_some()) else {
+                println!("no node is running");
+                return true;
+            };
+            match get_json(&node.api_url(), "/v1/nodes").await {
+                Ok(list) => {
+                    let rows: Vec<Vec<String>> = list
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|n| {
+                            let index = nodes
+                                .iter()
+                                .find(|d| n["api_url"].as_str() == Some(d.api_url().as_str()))
+                                .map(|d| d.index.to_string())
+                                .unwrap_or_else(|| "?".into());
+                            vec![
+                                index,
+                                n["id"].as_str().unwrap_or("?").into(),
+                                n["state"].as_str().unwrap_or("?").into(),
+                                n["incarnation"].to_string(),
+                            ]
+                        })
+                        .collect();
+                    println!("as node {} sees the network:", node.index);
+                    print_table(&["#", "ID", "STATE", "INC"], &rows);
+                }
+                Err(e) => println!("error: {e:#}"),
+            }
+        }
+        "kill" | "stop" | "start" | "restart" => {
+            let Some(i) = pick(nodes) else {
+                println!(
+                    "usage: {command} N, where N is a node number from 1 to {}",
+                    nodes.len()
+                );
+                return true;
+            };
+            let node = &mut nodes[i];
+            if command != "start" {
+                if node.child.is_none() {
+                    println!("node {} is not running", node.index);
+                    if command != "restart" {
+                        return true;
+                    }
+                } else {
+                    let (signal, what) = if command == "kill" {
+                        (Signal::SIGKILL, "killed (SIGKILL)")
+                    } else {
+                        (Signal::SIGTERM, "stopped")
+                    };
+                    let status = node.signal_and_wait(signal, Duration::from_secs(5)).await;
+                    println!(
+                        "node {} {what}{}",
+                        node.index,
+                        status.map(|s| format!(": {s}")).unwrap_or_default()
+                    );
+                }
+            }
+            if command == "start" || command == "restart" {
+                if node.child.is_some() {
+                    println!("node {} is already running", node.index);
+                    return true;
+                }
+                match node.spawn(exe, &bootstrap_for(i)) {
+                    Ok(()) => println!(
+                        "node {} started (pid {})",
+                        node.index,
+                        node.pid().unwrap_or(0)
+                    ),
+                    Err(e) => println!("error: {e:#}"),
+                }
+            }
+        }
+        other => println!("unknown command {other:?}; type help"),
+    }
+    true
+}
+
+async fn stop_all(nodes: &mut [DevNode]) {
+    for node in nodes.iter_mut() {
+        if let Some(pid) = node.pid() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+    }
+    for node in nodes.iter_mut() {
+        node.signal_and_wait(Signal::SIGTERM, Duration::from_secs(5))
+            .await;
+    }
+}

@@ -1,0 +1,129 @@
+//! `xnode start`: configuration loading, logging, and the node's lifetime.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tracing_subscriber::EnvFilter;
+use xnode_node::{Config, Node};
+
+use crate::cli::StartArgs;
+
+/// Builds the configuration: defaults, then the file, then environment and flags.
+pub fn build_config(args: &StartArgs) -> anyhow::Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            toml::from_str::<Config>(&text).map_err(|e| {
+                anyhow::anyhow!("config file {}: {}", path.display(), e.message().trim())
+            })?
+        }
+        None => Config::default(),
+    };
+    if let Some(d) = &args.data_dir {
+        config.data_dir = d.clone();
+    }
+    if !args.listen.is_empty() {
+        config.listen = args.listen.clone();
+    }
+    if let Some(a) = args.api {
+        config.api = a;
+    }
+    if !args.bootstrap.is_empty() {
+        config.bootstrap = args.bootstrap.clone();
+    }
+    if let Some(z) = &args.zone {
+        config.zone = z.clone();
+    }
+    if let Some(n) = &args.network {
+        config.network = n.clone();
+    }
+    if args.no_mdns {
+        config.mdns = false;
+    }
+    if args.enable_fault_injection {
+        config.enable_fault_injection = true;
+    }
+    Ok(config)
+}
+
+fn init_logging(format: &str) {
+    let filter = EnvFilter::try_from_env("XNODE_LOG").unwrap_or_else(|_| {
+        EnvFilter::new("info,libp2p=warn,libp2p_gossipsub=error,libp2p_mdns=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+pub async fn run(args: StartArgs) -> anyhow::Result<()> {
+    let config = build_config(&args)?;
+    config.validate()?;
+    init_logging(&args.log_format);
+
+    // Bind the API first: a taken port is the most common start-up mistake, and failing
+    // before joining the mesh leaves no trace on the network.
+    let listener = xnode_api::bind(config.api)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let api_addr = listener.local_addr().context("API listener address")?;
+    let api_url = format!("http://{api_addr}");
+    let node = Node::start(config, api_url.clone()).await?;
+    let me = node.local();
+    tracing::info!(id = %me.id, api = %api_url, addresses = ?me.addresses, incarnation = me.incarnation, "node started");
+    eprintln!(
+        "xnode {} ready: API {api_url}, p2p {}",
+        me.id,
+        me.addresses.join(" ")
+    );
+
+    let token = node.shutdown_token();
+    let server = tokio::spawn(xnode_api::serve(listener, node.clone(), async move {
+        token.cancelled().await
+    }));
+
+    wait_for_stop(args.exit_with_parent).await;
+    node.shutdown().await;
+    match tokio::time::timeout(Duration::from_secs(3), server).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "API server stopped with an error"),
+        Err(_) => tracing::warn!("API server did not stop within 3 s"),
+        _ => {}
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Waits for Ctrl-C, SIGTERM, or (with `exit_with_parent`) the parent's death.
+async fn wait_for_stop(exit_with_parent: bool) {
+    let parent = nix::unistd::getppid();
+    let parent_gone = async move {
+        if !exit_with_parent {
+            return std::future::pending::<()>().await;
+        }
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if nix::unistd::getppid() != parent {
+                tracing::warn!("parent process exited; stopping");
+                return;
+            }
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
+        _ = term => tracing::info!("terminated"),
+        _ = parent_gone => {}
+    }
+}
