@@ -91,6 +91,10 @@ pub(crate) async fn start(
         .subscribe(&topic)
         .map_err(|e| MeshError::Config(format!("gossipsub subscribe: {e}")))?;
 
+    // Create the membership topic's series up front so dashboards see them from zero.
+    let label = TopicLabel { topic: topic.to_string() };
+    metrics.gossip_in.get_or_create(&label);
+    metrics.gossip_out.get_or_create(&label);
     let local = key.node_id();
     let (events, _) = broadcast::channel(1024);
     let shared = Arc::new(Shared {
@@ -898,6 +902,7 @@ impl Driver {
                 for update in updates.iter().take(10_000) {
                     self.apply_from_sync(update, from);
                 }
+                self.membership.heard_from(&from, Instant::now());
                 let response = SwimResponse::Sync {
                     updates: self.membership.snapshot(),
                 };
@@ -973,6 +978,8 @@ impl Driver {
                     for update in updates.iter().take(10_000) {
                         self.apply_from_sync(update, peer);
                     }
+                    self.membership.heard_from(&peer, Instant::now());
+                    self.refresh_shared();
                 }
             }
         }

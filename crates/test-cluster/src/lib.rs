@@ -1,1 +1,233 @@
-//! placeholder
+//! An in-process cluster harness: N real nodes (real libp2p on loopback, real redb, real
+//! HTTP API) on port 0 with temporary data dirs, plus crash, stop, restart, partition,
+//! drop and delay controls. Used by this and later subsystems' tests.
+//!
+//! Every cluster uses its own random network name, so clusters running in parallel tests
+//! never merge.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use xnode_mesh::{FaultRules, MemberState};
+use xnode_node::{Config, Node};
+use xnode_types::NodeId;
+
+/// One node of a test cluster with its API server.
+pub struct TestNode {
+    pub node: Node,
+    pub api_url: String,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+/// A running in-process cluster.
+pub struct Cluster {
+    nodes: Vec<Option<TestNode>>,
+    data_dirs: Vec<PathBuf>,
+    p2p_ports: Vec<u16>,
+    network: String,
+    _root: tempfile::TempDir,
+}
+
+/// Installs a test log subscriber once (set `XNODE_TEST_LOG=debug` to see node logs).
+pub fn init_test_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("XNODE_TEST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+impl Cluster {
+    /// Starts `n` nodes, each bootstrapping from the others, and waits until every node
+    /// sees every other alive.
+    pub async fn start(n: usize) -> Cluster {
+        init_test_logging();
+        let root = tempfile::tempdir().expect("temp dir");
+        let network = format!("test-{:08x}", rand::random::<u32>());
+        let data_dirs: Vec<PathBuf> = (0..n).map(|i| root.path().join(format!("node-{i}"))).collect();
+        // Fixed ports per node so a restarted node comes back at the same address.
+        let p2p_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let mut cluster = Cluster { nodes: Vec::new(), data_dirs, p2p_ports, network, _root: root };
+        for i in 0..n {
+            let node = cluster.launch(i).await;
+            cluster.nodes.push(Some(node));
+        }
+        cluster.wait_converged(Duration::from_secs(10)).await;
+        cluster
+    }
+
+    fn config(&self, i: usize) -> Config {
+        let bootstrap = (0..self.p2p_ports.len())
+            .filter(|&j| j != i)
+            .map(|j| format!("/ip4/127.0.0.1/tcp/{}", self.p2p_ports[j]).parse().expect("multiaddr"))
+            .collect();
+        Config {
+            data_dir: self.data_dirs[i].clone(),
+            listen: vec![format!("/ip4/127.0.0.1/tcp/{}", self.p2p_ports[i]).parse().expect("multiaddr")],
+            api: "127.0.0.1:0".parse().expect("socket addr"),
+            bootstrap,
+            zone: format!("zone-{}", i % 3),
+            mdns: false,
+            network: self.network.clone(),
+            enable_fault_injection: true,
+            ..Config::default()
+        }
+    }
+
+    async fn launch(&self, i: usize) -> TestNode {
+        let config = self.config(i);
+        let listener = xnode_api::bind(config.api).await.expect("bind API");
+        let api_url = format!("http://{}", listener.local_addr().expect("local addr"));
+        // A stopped node's database is released when the last handle to it goes, which
+        // may be an HTTP keep-alive connection that closes moments later; retry briefly.
+        let started = Instant::now();
+        let node = loop {
+            match Node::start(config.clone(), api_url.clone()).await {
+                Ok(node) => break node,
+                Err(e) if e.to_string().contains("already open") && started.elapsed() < Duration::from_secs(10) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("node {i} failed to start: {e}"),
+            }
+        };
+        let token = node.shutdown_token();
+        let server = tokio::spawn(xnode_api::serve(listener, node.clone(), async move { token.cancelled().await }));
+        TestNode { node, api_url, server }
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Node `i`. Panics if it is not running.
+    pub fn node(&self, i: usize) -> &Node {
+        &self.nodes[i].as_ref().expect("node is running").node
+    }
+
+    pub fn api_url(&self, i: usize) -> &str {
+        &self.nodes[i].as_ref().expect("node is running").api_url
+    }
+
+    pub fn id(&self, i: usize) -> NodeId {
+        xnode_node::identity::load_or_create_key(&self.data_dirs[i]).expect("key").0.node_id()
+    }
+
+    /// Indices of running nodes.
+    pub fn running(&self) -> Vec<usize> {
+        (0..self.nodes.len()).filter(|&i| self.nodes[i].is_some()).collect()
+    }
+
+    /// The state of `target` as node `observer` sees it.
+    pub fn state(&self, observer: usize, target: usize) -> Option<MemberState> {
+        let target = self.id(target);
+        self.node(observer).nodes().into_iter().find(|n| n.id == target).map(|n| n.state)
+    }
+
+    /// Waits until `check` holds, polling every 10 ms; returns how long it took.
+    pub async fn wait_until(&self, what: &str, timeout: Duration, mut check: impl FnMut(&Cluster) -> bool) -> Duration {
+        let start = Instant::now();
+        loop {
+            if check(self) {
+                return start.elapsed();
+            }
+            if start.elapsed() > timeout {
+                panic!("timed out after {timeout:?} waiting for {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until every running node sees every running node alive.
+    pub async fn wait_converged(&self, timeout: Duration) -> Duration {
+        let running = self.running();
+        self.wait_until("convergence", timeout, |c| {
+            running.iter().all(|&o| running.iter().all(|&t| o == t || c.state(o, t) == Some(MemberState::Alive)))
+        })
+        .await
+    }
+
+    /// Waits until every running node other than `target` reports `target` in `state`.
+    pub async fn wait_state(&self, target: usize, state: MemberState, timeout: Duration) -> Duration {
+        let observers: Vec<usize> = self.running().into_iter().filter(|&o| o != target).collect();
+        self.wait_until(&format!("node {target} to be {}", state.as_str()), timeout, |c| {
+            observers.iter().all(|&o| c.state(o, target) == Some(state))
+        })
+        .await
+    }
+
+    /// Kills node `i` as a crash would: no announcement; its sockets close.
+    pub async fn crash(&mut self, i: usize) {
+        if let Some(t) = self.nodes[i].take() {
+            t.node.crash().await;
+            t.server.abort();
+            let _ = t.server.await;
+        }
+    }
+
+    /// Stops node `i` gracefully (it announces `left`).
+    pub async fn stop(&mut self, i: usize) {
+        if let Some(t) = self.nodes[i].take() {
+            t.node.shutdown().await;
+            t.server.abort();
+            let _ = t.server.await;
+        }
+    }
+
+    /// Starts node `i` again on the same data dir and address.
+    pub async fn restart(&mut self, i: usize) {
+        assert!(self.nodes[i].is_none(), "node {i} is still running");
+        let node = self.launch(i).await;
+        self.nodes[i] = Some(node);
+    }
+
+    /// Cuts the network between groups `a` and `b`, in both directions.
+    pub async fn partition(&self, a: &[usize], b: &[usize]) {
+        for (side, other) in [(a, b), (b, a)] {
+            let blocked: Vec<NodeId> = other.iter().map(|&j| self.id(j)).collect();
+            for &i in side {
+                let mut rules = self.node(i).faults();
+                rules.blocked.extend(blocked.iter().copied());
+                self.node(i).set_faults(rules).await.expect("fault injection enabled");
+            }
+        }
+    }
+
+    /// Removes every fault on every running node.
+    pub async fn heal(&self) {
+        for i in self.running() {
+            self.node(i).set_faults(FaultRules::default()).await.expect("fault injection enabled");
+        }
+    }
+
+    /// Makes node `i` lose a fraction of the messages it sends and receives.
+    pub async fn set_drop_rate(&self, i: usize, rate: f64) {
+        let mut rules = self.node(i).faults();
+        rules.drop_rate = rate;
+        self.node(i).set_faults(rules).await.expect("fault injection enabled");
+    }
+
+    /// Adds latency to every RPC node `i` sends.
+    pub async fn set_delay(&self, i: usize, delay: Duration) {
+        let mut rules = self.node(i).faults();
+        rules.delay = delay;
+        self.node(i).set_faults(rules).await.expect("fault injection enabled");
+    }
+
+    /// Stops every node gracefully.
+    pub async fn shutdown(mut self) {
+        for i in 0..self.nodes.len() {
+            self.stop(i).await;
+        }
+    }
+}
