@@ -93,8 +93,8 @@ pub(crate) async fn start(
 
     // Create the membership topic's series up front so dashboards see them from zero.
     let label = TopicLabel { topic: topic.to_string() };
-    metrics.gossip_in.get_or_create(&label);
-    metrics.gossip_out.get_or_create(&label);
+    let _ = metrics.gossip_in.get_or_create(&label);
+    let _ = metrics.gossip_out.get_or_create(&label);
     let local = key.node_id();
     let (events, _) = broadcast::channel(1024);
     let shared = Arc::new(Shared {
