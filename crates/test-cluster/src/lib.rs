@@ -148,11 +148,17 @@ impl Cluster {
         }
     }
 
-    /// Waits until every running node sees every running node alive.
+    /// Waits until every running node sees every running node alive, with its record.
     pub async fn wait_converged(&self, timeout: Duration) -> Duration {
         let running = self.running();
+        let ids: Vec<NodeId> = running.iter().map(|&i| self.id(i)).collect();
         self.wait_until("convergence", timeout, |c| {
-            running.iter().all(|&o| running.iter().all(|&t| o == t || c.state(o, t) == Some(MemberState::Alive)))
+            running.iter().all(|&o| {
+                let seen = c.node(o).nodes();
+                ids.iter().all(|id| {
+                    seen.iter().any(|n| n.id == *id && n.state == MemberState::Alive && n.zone.is_some())
+                })
+            })
         })
         .await
     }
