@@ -50,7 +50,12 @@ impl Behaviour {
         let mut kad = kad::Behaviour::with_config(
             local_peer,
             kad::store::MemoryStore::new(local_peer),
-            kad::Config::new(protocol(network, "kad")?),
+            {
+                let mut c = kad::Config::new(protocol(network, "kad")?);
+                // The driver bootstraps Kademlia itself, and only once it has peers.
+                c.set_periodic_bootstrap_interval(None);
+                c
+            },
         );
         kad.set_mode(Some(kad::Mode::Server));
 

@@ -1379,7 +1379,9 @@ impl Driver {
         }
         if now.duration_since(self.last_kad_bootstrap) >= KAD_BOOTSTRAP_INTERVAL {
             self.last_kad_bootstrap = now;
-            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+            if !self.connected.is_empty() {
+                let _ = self.swarm.behaviour_mut().kad.bootstrap();
+            }
         }
         // Keep last_seen fresh in the shared view at a modest rate.
         self.refresh_shared();

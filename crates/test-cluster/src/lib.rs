@@ -40,8 +40,15 @@ pub fn init_test_logging() {
         .try_init();
 }
 
+/// A port that is free now, picked at random below Linux's ephemeral range (32768+), so
+/// ports handed out by `bind(0)` elsewhere never collide with ports a restart reuses.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    loop {
+        let port = 20_000 + rand::random::<u16>() % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl Cluster {

@@ -105,15 +105,21 @@ impl DevNode {
     }
 }
 
+/// A port free now, picked at random below Linux's ephemeral range (32768+) so ports that
+/// other programs get from `bind(0)` do not take it while a node restarts.
 fn free_port(udp_too: bool) -> anyhow::Result<u16> {
-    for _ in 0..50 {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
-        let port = tcp.local_addr()?.port();
-        if !udp_too || std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+    for _ in 0..200 {
+        let port = 20_000 + (std::process::id() as u64 * 7919 + nanos()) as u16 % 12_000;
+        let tcp_ok = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if tcp_ok && (!udp_too || std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()) {
             return Ok(port);
         }
     }
-    anyhow::bail!("cannot find a free port for both TCP and UDP")
+    anyhow::bail!("cannot find a free port")
+}
+
+fn nanos() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos() as u64).unwrap_or(0)
 }
 
 fn port_for(base: u16, index: usize, udp_too: bool) -> anyhow::Result<u16> {
