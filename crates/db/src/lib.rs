@@ -58,6 +58,9 @@ impl Table {
     }
 }
 
+/// Key-value pairs returned by scans, in key order.
+pub type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One write in an atomic batch.
 #[derive(Debug, Clone)]
 pub enum WriteOp {
@@ -182,7 +185,7 @@ impl Db {
         table: Table,
         prefix: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DbError> {
+    ) -> Result<KvPairs, DbError> {
         self.scan_from(table, prefix, prefix, limit)
     }
 
@@ -193,7 +196,7 @@ impl Db {
         prefix: &[u8],
         start: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DbError> {
+    ) -> Result<KvPairs, DbError> {
         let txn = self.inner.begin_read()?;
         let t = match txn.open_table(table.def()) {
             Ok(t) => t,

@@ -47,16 +47,13 @@ impl Behaviour {
                 .with_cache_size(0),
         );
 
-        let mut kad = kad::Behaviour::with_config(
-            local_peer,
-            kad::store::MemoryStore::new(local_peer),
-            {
+        let mut kad =
+            kad::Behaviour::with_config(local_peer, kad::store::MemoryStore::new(local_peer), {
                 let mut c = kad::Config::new(protocol(network, "kad")?);
                 // The driver bootstraps Kademlia itself, and only once it has peers.
                 c.set_periodic_bootstrap_interval(None);
                 c
-            },
-        );
+            });
         kad.set_mode(Some(kad::Mode::Server));
 
         let gossip_config = gossipsub::ConfigBuilder::default()

@@ -92,7 +92,9 @@ pub(crate) async fn start(
         .map_err(|e| MeshError::Config(format!("gossipsub subscribe: {e}")))?;
 
     // Create the membership topic's series up front so dashboards see them from zero.
-    let label = TopicLabel { topic: topic.to_string() };
+    let label = TopicLabel {
+        topic: topic.to_string(),
+    };
     let _ = metrics.gossip_in.get_or_create(&label);
     let _ = metrics.gossip_out.get_or_create(&label);
     let local = key.node_id();
@@ -167,6 +169,9 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Where the answer to an outbound RPC goes.
+type RpcReply = oneshot::Sender<Result<Vec<u8>, MeshError>>;
+
 /// An ongoing probe of one member.
 struct Round {
     started: Instant,
@@ -213,7 +218,7 @@ struct Driver {
     subscribed_topics: HashSet<String>,
     rounds: HashMap<NodeId, Round>,
     swim_pending: HashMap<OutboundRequestId, Purpose>,
-    rpc_pending: HashMap<OutboundRequestId, (NodeId, oneshot::Sender<Result<Vec<u8>, MeshError>>)>,
+    rpc_pending: HashMap<OutboundRequestId, (NodeId, RpcReply)>,
     connected: HashSet<NodeId>,
     clock_base: (Instant, u64),
     last_bootstrap_dial: Option<Instant>,
@@ -327,7 +332,7 @@ impl Driver {
                 connected: self.connected.contains(&m.id),
             })
             .collect();
-        infos.sort_by(|a, b| a.id.cmp(&b.id));
+        infos.sort_by_key(|m| m.id);
         for state in MemberState::ALL {
             let n = infos.iter().filter(|m| m.state == state).count();
             self.metrics
@@ -587,7 +592,6 @@ impl Driver {
                 topic: topic.clone(),
             })
             .inc();
-        self.membership.heard_from(&source, Instant::now());
         if topic == self.membership_topic.hash().as_str() {
             match xnode_wire::decode::<MembershipUpdate>(&message.data, MAX_SWIM_BYTES) {
                 Ok(update) => {
@@ -912,9 +916,26 @@ impl Driver {
     }
 
     fn apply_from_sync(&mut self, update: &MembershipUpdate, from: NodeId) {
-        // The sender's own record is first-hand; claims about third parties are hearsay but
-        // still follow the precedence rules, so they can only move a member forward.
-        let _ = from;
+        // A peer's view of third parties is hearsay. A death it reports is taken as a
+        // suspicion (as memberlist does), so a member that is in fact alive, for example on
+        // the other side of a healed partition, gets the chance to refute before anyone
+        // declares it dead. Other claims follow the usual precedence rules.
+        if let MembershipUpdate::Dead {
+            node, incarnation, ..
+        } = update
+            && *node != from
+            && self.membership.member(node).is_some()
+        {
+            let suspicion = MembershipUpdate::Suspect {
+                node: *node,
+                incarnation: *incarnation,
+                from,
+            };
+            if self.apply(&suspicion) {
+                self.start_probe(*node);
+            }
+            return;
+        }
         self.apply(update);
     }
 

@@ -56,12 +56,9 @@ impl Default for MeshMetrics {
             gossip_in: Family::default(),
             gossip_out: Family::default(),
             gossip_dropped: Family::default(),
-            probe_rtt_seconds: Histogram::new(
-                [
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                ]
-                .into_iter(),
-            ),
+            probe_rtt_seconds: Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ]),
             probes: Family::default(),
             membership_changes: Family::default(),
             rpc_requests: Family::default(),

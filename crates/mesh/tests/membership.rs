@@ -1,5 +1,7 @@
 //! In-process tests of the mesh: real libp2p swarms on loopback, no HTTP, no storage.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::{Duration, Instant};
 
 use xnode_mesh::{MemberState, Mesh, MeshConfig, MeshMetrics};

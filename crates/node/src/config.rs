@@ -240,8 +240,10 @@ mod tests {
     fn defaults_are_valid() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(valid(dir.path()).validate(), Ok(()));
-        let mut c = Config::default();
-        c.data_dir = dir.path().to_path_buf();
+        let c = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
         assert_eq!(c.validate(), Ok(()));
     }
 

@@ -47,6 +47,8 @@ pub enum NodeError {
     Registry(#[from] xnode_registry::RegistryError),
     #[error(transparent)]
     Mesh(#[from] xnode_mesh::MeshError),
+    #[error("{0}")]
+    State(String),
     #[error("fault injection is disabled on this node (start it with --enable-fault-injection)")]
     FaultInjectionDisabled,
 }
@@ -111,6 +113,32 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// Decodes the node record in a registry entry. The registry has already checked that
+/// `node/<id>` was signed by node `id`; this also checks that the record inside describes
+/// that same node, so no node can speak for another by naming it in its own record.
+pub(crate) fn node_record(entry: &xnode_registry::Entry) -> Option<NodeRecord> {
+    let record = xnode_wire::decode::<NodeRecord>(entry.value.as_deref()?, 64 * 1024).ok()?;
+    (entry.key == NodeRecord::registry_key(&record.node_id)).then_some(record)
+}
+
+/// What the node keeps about itself between runs.
+#[derive(Serialize, Deserialize)]
+struct NodeState {
+    incarnation: u64,
+}
+
+impl xnode_wire::Versioned for NodeState {
+    const KIND_TAG: u8 = xnode_wire::kinds::NODE_STATE;
+    const KIND_NAME: &'static str = "node state";
+    const VERSION: u8 = 1;
+}
+
+fn persist_incarnation(db: &Db, incarnation: u64) -> Result<(), NodeError> {
+    let bytes = xnode_wire::encode(&NodeState { incarnation })
+        .map_err(|e| NodeError::State(e.to_string()))?;
+    Ok(db.put(NODE_STATE, INCARNATION_KEY, &bytes)?)
+}
+
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -137,12 +165,21 @@ impl Node {
 
         // Every start is a new incarnation, persisted before we tell anyone about it, so a
         // restarted node always outbids whatever the network remembers of its last run.
-        let previous = db
-            .get(NODE_STATE, INCARNATION_KEY)?
-            .and_then(|b| b.try_into().ok().map(u64::from_le_bytes))
-            .unwrap_or(0);
+        let previous = match db.get(NODE_STATE, INCARNATION_KEY)? {
+            Some(bytes) => {
+                xnode_wire::decode::<NodeState>(&bytes, 1024)
+                    .map_err(|e| {
+                        NodeError::State(format!(
+                            "node state in {}: {e}",
+                            config.data_dir.display()
+                        ))
+                    })?
+                    .incarnation
+            }
+            None => 0,
+        };
         let incarnation = previous + 1;
-        db.put(NODE_STATE, INCARNATION_KEY, &incarnation.to_le_bytes())?;
+        persist_incarnation(&db, incarnation)?;
         tracing::info!(%id, incarnation, new_identity = created, "starting node");
 
         let mut metrics = MetricsRegistry::default();
@@ -246,11 +283,7 @@ impl Node {
     }
 
     pub(crate) fn persist_incarnation(&self, incarnation: u64) {
-        if let Err(e) = self
-            .inner
-            .db
-            .put(NODE_STATE, INCARNATION_KEY, &incarnation.to_le_bytes())
-        {
+        if let Err(e) = persist_incarnation(&self.inner.db, incarnation) {
             tracing::error!(error = %e, "cannot persist incarnation");
         }
     }
@@ -285,8 +318,8 @@ impl Node {
         self.inner
             .registry
             .list(NodeRecord::KEY_PREFIX)
-            .into_iter()
-            .filter_map(|e| xnode_wire::decode::<NodeRecord>(e.value.as_deref()?, 64 * 1024).ok())
+            .iter()
+            .filter_map(node_record)
             .collect()
     }
 
@@ -413,7 +446,8 @@ impl Node {
 
     /// Stops abruptly, as a crash would: no announcement, sockets simply close. For tests.
     pub async fn crash(&self) {
-        if let Some(task) = lock(&self.inner.mesh_task).take() {
+        let mesh_task = lock(&self.inner.mesh_task).take();
+        if let Some(task) = mesh_task {
             task.abort();
             let _ = task.await;
         }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rand::seq::SliceRandom;
 use tokio::sync::broadcast::error::RecvError;
-use xnode_mesh::{MeshEvent, RpcErrorCode};
+use xnode_mesh::{MemberState, MeshEvent, RpcErrorCode};
 use xnode_registry::sync::{MAX_SYNC_MESSAGE_BYTES, SyncRequest, SyncResponse};
 use xnode_types::{NodeId, NodeRecord, NodeStatus};
 
@@ -69,8 +69,7 @@ pub(crate) async fn spawn_all(node: &Node) -> Result<(), NodeError> {
                 }
             }
             if change.entry.key.starts_with(NodeRecord::KEY_PREFIX)
-                && let Some(value) = &change.entry.value
-                && let Ok(record) = xnode_wire::decode::<NodeRecord>(value, 64 * 1024)
+                && let Some(record) = crate::node_record(&change.entry)
             {
                 n.mesh()
                     .observe_node(
@@ -178,7 +177,7 @@ fn random_live_peer(node: &Node) -> Option<NodeId> {
         .mesh()
         .members()
         .into_iter()
-        .filter(|m| m.state == xnode_mesh::MemberState::Alive)
+        .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
         .map(|m| m.id)
         .collect();
     live.shuffle(&mut rand::thread_rng());

@@ -5,6 +5,9 @@
 //! Every cluster uses its own random network name, so clusters running in parallel tests
 //! never merge.
 
+// A test-only crate: failing loudly on a broken test setup is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -58,10 +61,18 @@ impl Cluster {
         init_test_logging();
         let root = tempfile::tempdir().expect("temp dir");
         let network = format!("test-{:08x}", rand::random::<u32>());
-        let data_dirs: Vec<PathBuf> = (0..n).map(|i| root.path().join(format!("node-{i}"))).collect();
+        let data_dirs: Vec<PathBuf> = (0..n)
+            .map(|i| root.path().join(format!("node-{i}")))
+            .collect();
         // Fixed ports per node so a restarted node comes back at the same address.
         let p2p_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let mut cluster = Cluster { nodes: Vec::new(), data_dirs, p2p_ports, network, _root: root };
+        let mut cluster = Cluster {
+            nodes: Vec::new(),
+            data_dirs,
+            p2p_ports,
+            network,
+            _root: root,
+        };
         for i in 0..n {
             let node = cluster.launch(i).await;
             cluster.nodes.push(Some(node));
@@ -73,11 +84,19 @@ impl Cluster {
     fn config(&self, i: usize) -> Config {
         let bootstrap = (0..self.p2p_ports.len())
             .filter(|&j| j != i)
-            .map(|j| format!("/ip4/127.0.0.1/tcp/{}", self.p2p_ports[j]).parse().expect("multiaddr"))
+            .map(|j| {
+                format!("/ip4/127.0.0.1/tcp/{}", self.p2p_ports[j])
+                    .parse()
+                    .expect("multiaddr")
+            })
             .collect();
         Config {
             data_dir: self.data_dirs[i].clone(),
-            listen: vec![format!("/ip4/127.0.0.1/tcp/{}", self.p2p_ports[i]).parse().expect("multiaddr")],
+            listen: vec![
+                format!("/ip4/127.0.0.1/tcp/{}", self.p2p_ports[i])
+                    .parse()
+                    .expect("multiaddr"),
+            ],
             api: "127.0.0.1:0".parse().expect("socket addr"),
             bootstrap,
             zone: format!("zone-{}", i % 3),
@@ -98,15 +117,24 @@ impl Cluster {
         let node = loop {
             match Node::start(config.clone(), api_url.clone()).await {
                 Ok(node) => break node,
-                Err(e) if e.to_string().contains("already open") && started.elapsed() < Duration::from_secs(10) => {
+                Err(e)
+                    if e.to_string().contains("already open")
+                        && started.elapsed() < Duration::from_secs(10) =>
+                {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Err(e) => panic!("node {i} failed to start: {e}"),
             }
         };
         let token = node.shutdown_token();
-        let server = tokio::spawn(xnode_api::serve(listener, node.clone(), async move { token.cancelled().await }));
-        TestNode { node, api_url, server }
+        let server = tokio::spawn(xnode_api::serve(listener, node.clone(), async move {
+            token.cancelled().await
+        }));
+        TestNode {
+            node,
+            api_url,
+            server,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -127,22 +155,36 @@ impl Cluster {
     }
 
     pub fn id(&self, i: usize) -> NodeId {
-        xnode_node::identity::load_or_create_key(&self.data_dirs[i]).expect("key").0.node_id()
+        xnode_node::identity::load_or_create_key(&self.data_dirs[i])
+            .expect("key")
+            .0
+            .node_id()
     }
 
     /// Indices of running nodes.
     pub fn running(&self) -> Vec<usize> {
-        (0..self.nodes.len()).filter(|&i| self.nodes[i].is_some()).collect()
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_some())
+            .collect()
     }
 
     /// The state of `target` as node `observer` sees it.
     pub fn state(&self, observer: usize, target: usize) -> Option<MemberState> {
         let target = self.id(target);
-        self.node(observer).nodes().into_iter().find(|n| n.id == target).map(|n| n.state)
+        self.node(observer)
+            .nodes()
+            .into_iter()
+            .find(|n| n.id == target)
+            .map(|n| n.state)
     }
 
     /// Waits until `check` holds, polling every 10 ms; returns how long it took.
-    pub async fn wait_until(&self, what: &str, timeout: Duration, mut check: impl FnMut(&Cluster) -> bool) -> Duration {
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&Cluster) -> bool,
+    ) -> Duration {
         let start = Instant::now();
         loop {
             if check(self) {
@@ -163,7 +205,8 @@ impl Cluster {
             running.iter().all(|&o| {
                 let seen = c.node(o).nodes();
                 ids.iter().all(|id| {
-                    seen.iter().any(|n| n.id == *id && n.state == MemberState::Alive && n.zone.is_some())
+                    seen.iter()
+                        .any(|n| n.id == *id && n.state == MemberState::Alive && n.zone.is_some())
                 })
             })
         })
@@ -171,11 +214,22 @@ impl Cluster {
     }
 
     /// Waits until every running node other than `target` reports `target` in `state`.
-    pub async fn wait_state(&self, target: usize, state: MemberState, timeout: Duration) -> Duration {
-        let observers: Vec<usize> = self.running().into_iter().filter(|&o| o != target).collect();
-        self.wait_until(&format!("node {target} to be {}", state.as_str()), timeout, |c| {
-            observers.iter().all(|&o| c.state(o, target) == Some(state))
-        })
+    pub async fn wait_state(
+        &self,
+        target: usize,
+        state: MemberState,
+        timeout: Duration,
+    ) -> Duration {
+        let observers: Vec<usize> = self
+            .running()
+            .into_iter()
+            .filter(|&o| o != target)
+            .collect();
+        self.wait_until(
+            &format!("node {target} to be {}", state.as_str()),
+            timeout,
+            |c| observers.iter().all(|&o| c.state(o, target) == Some(state)),
+        )
         .await
     }
 
@@ -211,7 +265,10 @@ impl Cluster {
             for &i in side {
                 let mut rules = self.node(i).faults();
                 rules.blocked.extend(blocked.iter().copied());
-                self.node(i).set_faults(rules).await.expect("fault injection enabled");
+                self.node(i)
+                    .set_faults(rules)
+                    .await
+                    .expect("fault injection enabled");
             }
         }
     }
@@ -219,7 +276,10 @@ impl Cluster {
     /// Removes every fault on every running node.
     pub async fn heal(&self) {
         for i in self.running() {
-            self.node(i).set_faults(FaultRules::default()).await.expect("fault injection enabled");
+            self.node(i)
+                .set_faults(FaultRules::default())
+                .await
+                .expect("fault injection enabled");
         }
     }
 
@@ -227,14 +287,20 @@ impl Cluster {
     pub async fn set_drop_rate(&self, i: usize, rate: f64) {
         let mut rules = self.node(i).faults();
         rules.drop_rate = rate;
-        self.node(i).set_faults(rules).await.expect("fault injection enabled");
+        self.node(i)
+            .set_faults(rules)
+            .await
+            .expect("fault injection enabled");
     }
 
     /// Adds latency to every RPC node `i` sends.
     pub async fn set_delay(&self, i: usize, delay: Duration) {
         let mut rules = self.node(i).faults();
         rules.delay = delay;
-        self.node(i).set_faults(rules).await.expect("fault injection enabled");
+        self.node(i)
+            .set_faults(rules)
+            .await
+            .expect("fault injection enabled");
     }
 
     /// Stops every node gracefully.

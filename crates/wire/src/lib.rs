@@ -128,6 +128,12 @@ pub mod kinds {
     pub const NODE_STATE: u8 = 11;
 }
 
+impl Versioned for xnode_types::NodeRecord {
+    const KIND_TAG: u8 = kinds::NODE_RECORD;
+    const KIND_NAME: &'static str = "node record";
+    const VERSION: u8 = 1;
+}
+
 #[cfg(test)]
 mod tests {
     use serde::{Deserialize, Serialize};
@@ -230,10 +236,4 @@ mod tests {
             }
         }
     }
-}
-
-impl Versioned for xnode_types::NodeRecord {
-    const KIND_TAG: u8 = kinds::NODE_RECORD;
-    const KIND_NAME: &'static str = "node record";
-    const VERSION: u8 = 1;
 }

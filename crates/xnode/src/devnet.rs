@@ -119,7 +119,10 @@ fn free_port(udp_too: bool) -> anyhow::Result<u16> {
 }
 
 fn nanos() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0)
 }
 
 fn port_for(base: u16, index: usize, udp_too: bool) -> anyhow::Result<u16> {

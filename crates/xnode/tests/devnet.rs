@@ -1,6 +1,8 @@
 //! Black-box test of `xnode devnet`: it starts real node processes, obeys its prompt, and
 //! stops everything cleanly.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
@@ -15,7 +17,17 @@ fn devnet_starts_obeys_fault_drills_and_stops_cleanly() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("devnet");
     let mut child = Command::new(xnode())
-        .args(["devnet", "--nodes", "3", "--api-port", "0", "--p2p-port", "0", "--dir", dir.to_str().unwrap()])
+        .args([
+            "devnet",
+            "--nodes",
+            "3",
+            "--api-port",
+            "0",
+            "--p2p-port",
+            "0",
+            "--dir",
+            dir.to_str().unwrap(),
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -48,17 +60,25 @@ fn devnet_starts_obeys_fault_drills_and_stops_cleanly() {
 
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("devnet.json")).unwrap()).unwrap();
-    let apis: Vec<String> =
-        manifest["nodes"].as_array().unwrap().iter().map(|n| n["api_url"].as_str().unwrap().to_string()).collect();
+    let apis: Vec<String> = manifest["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["api_url"].as_str().unwrap().to_string())
+        .collect();
     let ids: Vec<String> = apis.iter().map(|a| node_id(a)).collect();
 
     writeln!(stdin, "kill 2").unwrap();
     wait_until("node 2 to be reported dead", Duration::from_secs(5), || {
-        [0, 2].iter().all(|&o| state_of(&apis[o], &ids[1]).as_deref() == Some("dead"))
+        [0, 2]
+            .iter()
+            .all(|&o| state_of(&apis[o], &ids[1]).as_deref() == Some("dead"))
     });
     writeln!(stdin, "start 2").unwrap();
     wait_until("node 2 to be alive again", Duration::from_secs(10), || {
-        [0, 2].iter().all(|&o| state_of(&apis[o], &ids[1]).as_deref() == Some("alive"))
+        [0, 2]
+            .iter()
+            .all(|&o| state_of(&apis[o], &ids[1]).as_deref() == Some("alive"))
     });
     assert_eq!(node_id(&apis[1]), ids[1]);
     writeln!(stdin, "stop 3").unwrap();
@@ -78,6 +98,9 @@ fn devnet_starts_obeys_fault_drills_and_stops_cleanly() {
     assert!(status.success(), "devnet exit status {status}");
     // Every node is gone.
     for api in &apis {
-        assert!(get(api, "/healthz").is_none(), "{api} still answers after the devnet stopped");
+        assert!(
+            get(api, "/healthz").is_none(),
+            "{api} still answers after the devnet stopped"
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! Black-box tests: the real `xnode` binary, started as processes, killed with signals.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::process::{Command, Stdio};
@@ -14,32 +16,58 @@ fn five_processes_converge_detect_a_kill_and_a_graceful_stop_and_rejoin() {
     let mut procs = start_cluster(root.path(), 5);
     let last_start = Instant::now();
     let ids: Vec<String> = procs.iter().map(|p| node_id(&p.api_url)).collect();
-    let converged = wait_until("5 nodes to converge", Duration::from_secs(10), || all_alive(&procs, 5));
+    let converged = wait_until("5 nodes to converge", Duration::from_secs(10), || {
+        all_alive(&procs, 5)
+    });
     let since_last_start = last_start.elapsed();
-    eprintln!("converged {since_last_start:?} after the last process started ({converged:?} after all APIs answered)");
-    assert!(since_last_start < Duration::from_secs(3), "convergence took {since_last_start:?}");
+    eprintln!(
+        "converged {since_last_start:?} after the last process started ({converged:?} after all APIs answered)"
+    );
+    assert!(
+        since_last_start < Duration::from_secs(3),
+        "convergence took {since_last_start:?}"
+    );
 
     // kill -9 node 4: every survivor reports it dead within 2 s.
     procs[4].stop_with(Signal::SIGKILL);
     let killed_at = Instant::now();
-    wait_until("every survivor to report the killed node dead", Duration::from_secs(5), || {
-        procs[..4].iter().all(|p| state_of(&p.api_url, &ids[4]).as_deref() == Some("dead"))
-    });
+    wait_until(
+        "every survivor to report the killed node dead",
+        Duration::from_secs(5),
+        || {
+            procs[..4]
+                .iter()
+                .all(|p| state_of(&p.api_url, &ids[4]).as_deref() == Some("dead"))
+        },
+    );
     let detection = killed_at.elapsed();
     eprintln!("kill -9 detected by every survivor in {detection:?}");
-    assert!(detection < Duration::from_secs(2), "detection took {detection:?}");
+    assert!(
+        detection < Duration::from_secs(2),
+        "detection took {detection:?}"
+    );
 
     // SIGTERM node 3: survivors report it left within 1 s.
     let status = procs[3].stop_with(Signal::SIGTERM);
     assert!(status.success(), "graceful stop exits 0, got {status}");
     let stopped_at = Instant::now();
-    wait_until("every survivor to report the stopped node left", Duration::from_secs(3), || {
-        procs[..3].iter().all(|p| state_of(&p.api_url, &ids[3]).as_deref() == Some("left"))
-    });
+    wait_until(
+        "every survivor to report the stopped node left",
+        Duration::from_secs(3),
+        || {
+            procs[..3]
+                .iter()
+                .all(|p| state_of(&p.api_url, &ids[3]).as_deref() == Some("left"))
+        },
+    );
     let left = stopped_at.elapsed();
     eprintln!("graceful stop seen as left in {left:?}");
     assert!(left < Duration::from_secs(1), "left took {left:?}");
-    assert!(procs[3].log().contains("stopped"), "log:\n{}", procs[3].log());
+    assert!(
+        procs[3].log().contains("stopped"),
+        "log:\n{}",
+        procs[3].log()
+    );
 
     // Restart both: same ids, higher incarnations, alive everywhere.
     for i in [3, 4] {
@@ -49,30 +77,58 @@ fn five_processes_converge_detect_a_kill_and_a_graceful_stop_and_rejoin() {
             std::thread::sleep(Duration::from_secs(3));
             eprintln!("restart log of node {i}:\n{}", procs[i].log());
         }
-        assert_eq!(node_id(&procs[i].api_url), ids[i], "a restarted node keeps its id");
+        assert_eq!(
+            node_id(&procs[i].api_url),
+            ids[i],
+            "a restarted node keeps its id"
+        );
         let me = get(&procs[i].api_url, "/v1/node").unwrap();
         assert_eq!(me["incarnation"], 2);
     }
-    wait_until("the restarted nodes to be alive everywhere", Duration::from_secs(5), || all_alive(&procs, 5));
+    wait_until(
+        "the restarted nodes to be alive everywhere",
+        Duration::from_secs(5),
+        || all_alive(&procs, 5),
+    );
 }
 
 #[test]
 fn start_reports_configuration_mistakes_in_one_line() {
     let root = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
-        let out = Command::new(xnode()).arg("start").args(args).stdin(Stdio::null()).output().unwrap();
+        let out = Command::new(xnode())
+            .arg("start")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
         (out.status, String::from_utf8_lossy(&out.stderr).to_string())
     };
     let data = root.path().join("d");
     let data = data.to_str().unwrap();
 
     // A malformed multiaddr.
-    let (status, err) = run(&["--data-dir", data, "--listen", "not-an-address", "--no-mdns"]);
+    let (status, err) = run(&[
+        "--data-dir",
+        data,
+        "--listen",
+        "not-an-address",
+        "--no-mdns",
+    ]);
     assert!(!status.success());
-    assert!(err.contains("--listen") && err.contains("not-an-address"), "{err}");
+    assert!(
+        err.contains("--listen") && err.contains("not-an-address"),
+        "{err}"
+    );
 
     // A well-formed address of the wrong kind.
-    let (status, err) = run(&["--data-dir", data, "--listen", "/ip4/127.0.0.1/udp/5000", "--no-mdns"]);
+    let (status, err) = run(&[
+        "--data-dir",
+        data,
+        "--listen",
+        "/ip4/127.0.0.1/udp/5000",
+        "--no-mdns",
+    ]);
     assert!(!status.success());
     assert!(err.starts_with("error: listen address"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -82,7 +138,10 @@ fn start_reports_configuration_mistakes_in_one_line() {
     std::fs::write(&file, b"x").unwrap();
     let (status, err) = run(&["--data-dir", file.to_str().unwrap(), "--no-mdns"]);
     assert!(!status.success());
-    assert!(err.starts_with("error: data dir") && err.contains("not a directory"), "{err}");
+    assert!(
+        err.starts_with("error: data dir") && err.contains("not a directory"),
+        "{err}"
+    );
 
     // An API port that is taken.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -137,7 +196,12 @@ fn config_file_and_environment_are_applied_with_flags_winning() {
     )
     .unwrap();
     let mut child = Command::new(xnode())
-        .args(["start", "--config", cfg.to_str().unwrap(), "--exit-with-parent"])
+        .args([
+            "start",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--exit-with-parent",
+        ])
         .env("XNODE_ZONE", "from-env")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -158,7 +222,10 @@ fn key_command_creates_once_and_reuses() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("k");
     let run = || {
-        let out = Command::new(xnode()).args(["key", "--json", "--data-dir", dir.to_str().unwrap()]).output().unwrap();
+        let out = Command::new(xnode())
+            .args(["key", "--json", "--data-dir", dir.to_str().unwrap()])
+            .output()
+            .unwrap();
         assert!(out.status.success());
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
@@ -175,10 +242,20 @@ fn client_commands_print_tables_json_and_clear_errors() {
     let root = tempfile::tempdir().unwrap();
     let procs = start_cluster(root.path(), 2);
     let id = node_id(&procs[0].api_url);
-    wait_until("2 nodes to converge", Duration::from_secs(10), || all_alive(&procs, 2));
+    wait_until("2 nodes to converge", Duration::from_secs(10), || {
+        all_alive(&procs, 2)
+    });
     let run = |args: &[&str]| {
-        let out = Command::new(xnode()).args(args).args(["--api", &procs[0].api_url]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(xnode())
+            .args(args)
+            .args(["--api", &procs[0].api_url])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let table = run(&["nodes"]);
@@ -188,14 +265,23 @@ fn client_commands_print_tables_json_and_clear_errors() {
     let json: serde_json::Value = serde_json::from_str(&run(&["nodes", "--json"])).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 2);
     let status = run(&["status"]);
-    assert!(status.contains(&id) && status.contains("2 nodes: 2 alive"), "{status}");
+    assert!(
+        status.contains(&id) && status.contains("2 nodes: 2 alive"),
+        "{status}"
+    );
     let status: serde_json::Value = serde_json::from_str(&run(&["status", "--json"])).unwrap();
     assert_eq!(status["network"]["alive"], 2);
 
     // A node that is not there: a clear one-line error and a non-zero exit.
     let dead = format!("http://127.0.0.1:{}", free_port(false));
-    let out = Command::new(xnode()).args(["nodes", "--api", &dead]).output().unwrap();
+    let out = Command::new(xnode())
+        .args(["nodes", "--api", &dead])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("error: cannot reach the node") && err.trim().lines().count() == 1, "{err}");
+    assert!(
+        err.starts_with("error: cannot reach the node") && err.trim().lines().count() == 1,
+        "{err}"
+    );
 }

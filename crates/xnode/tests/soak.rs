@@ -2,6 +2,8 @@
 //! dead. It runs for 2 minutes (set `XNODE_SOAK_SECS` to change), so it is `#[ignore]`d in
 //! the main run and executed as its own step by `scripts/test.sh`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::sync::Arc;
@@ -13,13 +15,18 @@ use support::*;
 #[test]
 #[ignore = "long-running; scripts/test.sh runs it as a separate step"]
 fn no_false_suspicion_under_a_cpu_hog() {
-    let secs: u64 = std::env::var("XNODE_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(120);
+    let secs: u64 = std::env::var("XNODE_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(120);
     let root = tempfile::tempdir().unwrap();
     let procs = start_cluster(root.path(), 5);
     for p in &procs {
         node_id(&p.api_url);
     }
-    wait_until("5 nodes to converge", Duration::from_secs(10), || all_alive(&procs, 5));
+    wait_until("5 nodes to converge", Duration::from_secs(10), || {
+        all_alive(&procs, 5)
+    });
 
     // One core busy for the whole test: a tight loop in its own thread.
     let stop = Arc::new(AtomicBool::new(false));
@@ -43,26 +50,46 @@ fn no_false_suspicion_under_a_cpu_hog() {
                     polls += 1;
                     for (id, state) in list {
                         if state != "alive" {
-                            bad.push(format!("{:.1}s: {} reported {id} {state}", start.elapsed().as_secs_f64(), p.api_url));
+                            bad.push(format!(
+                                "{:.1}s: {} reported {id} {state}",
+                                start.elapsed().as_secs_f64(),
+                                p.api_url
+                            ));
                         }
                     }
                 }
-                None => bad.push(format!("{:.1}s: {} did not answer", start.elapsed().as_secs_f64(), p.api_url)),
+                None => bad.push(format!(
+                    "{:.1}s: {} did not answer",
+                    start.elapsed().as_secs_f64(),
+                    p.api_url
+                )),
             }
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     stop.store(true, Ordering::Relaxed);
     let _ = hog.join();
-    eprintln!("{polls} views polled over {secs} s under a CPU hog; {} false reports", bad.len());
+    eprintln!(
+        "{polls} views polled over {secs} s under a CPU hog; {} false reports",
+        bad.len()
+    );
     assert!(bad.is_empty(), "false failure reports:\n{}", bad.join("\n"));
     // The metric agrees: nobody ever changed to suspect.
     for p in &procs {
-        let metrics = http().get(format!("{}/metrics", p.api_url)).send().unwrap().text().unwrap();
+        let metrics = http()
+            .get(format!("{}/metrics", p.api_url))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
         let suspects = metrics
             .lines()
             .find(|l| l.starts_with("mesh_membership_changes_total{state=\"suspect\"}"))
             .map(|l| l.rsplit(' ').next().unwrap_or("0").to_string());
-        assert!(suspects.is_none() || suspects.as_deref() == Some("0"), "{}: {suspects:?}", p.api_url);
+        assert!(
+            suspects.is_none() || suspects.as_deref() == Some("0"),
+            "{}: {suspects:?}",
+            p.api_url
+        );
     }
 }

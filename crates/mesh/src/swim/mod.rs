@@ -113,6 +113,7 @@ impl MembershipUpdate {
 
 /// Timing of the failure detector.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SwimConfig {
     /// How often this node probes one member.
     #[serde(with = "millis")]

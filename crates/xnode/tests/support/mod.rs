@@ -1,6 +1,6 @@
 //! Helpers for black-box tests: start the real `xnode` binary as processes and query them.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -29,7 +29,12 @@ pub fn free_port(udp_too: bool) -> u16 {
 fn rand_u32() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
     h.finish() as u32
 }
 
@@ -72,7 +77,10 @@ impl Proc {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{}", self.p2p_port)])
-            .args(["--listen", &format!("/ip4/127.0.0.1/udp/{}/quic-v1", self.p2p_port)])
+            .args([
+                "--listen",
+                &format!("/ip4/127.0.0.1/udp/{}/quic-v1", self.p2p_port),
+            ])
             .args(["--api", &format!("127.0.0.1:{}", self.api_port)])
             .args(["--no-mdns", "--network", "blackbox", "--exit-with-parent"])
             .stdin(Stdio::null())
@@ -128,7 +136,10 @@ impl Drop for Proc {
 }
 
 pub fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build().unwrap()
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap()
 }
 
 pub fn get(api: &str, path: &str) -> Option<Value> {
@@ -141,13 +152,21 @@ pub fn states(api: &str) -> Option<Vec<(String, String)>> {
     Some(
         list.as_array()?
             .iter()
-            .map(|n| (n["id"].as_str().unwrap_or("").to_string(), n["state"].as_str().unwrap_or("").to_string()))
+            .map(|n| {
+                (
+                    n["id"].as_str().unwrap_or("").to_string(),
+                    n["state"].as_str().unwrap_or("").to_string(),
+                )
+            })
             .collect(),
     )
 }
 
 pub fn state_of(api: &str, id: &str) -> Option<String> {
-    states(api)?.into_iter().find(|(i, _)| i == id).map(|(_, s)| s)
+    states(api)?
+        .into_iter()
+        .find(|(i, _)| i == id)
+        .map(|(_, s)| s)
 }
 
 pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> Duration {
@@ -165,10 +184,17 @@ pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool
 
 /// Starts `n` nodes that bootstrap from each other; returns them once every API answers.
 pub fn start_cluster(root: &Path, n: usize) -> Vec<Proc> {
-    let mut procs: Vec<Proc> = (0..n).map(|i| Proc::new(root, &format!("n{i}"), Vec::new())).collect();
+    let mut procs: Vec<Proc> = (0..n)
+        .map(|i| Proc::new(root, &format!("n{i}"), Vec::new()))
+        .collect();
     let addrs: Vec<String> = procs.iter().map(|p| p.p2p_addr()).collect();
     for (i, p) in procs.iter_mut().enumerate() {
-        p.bootstrap = addrs.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, a)| a.clone()).collect();
+        p.bootstrap = addrs
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, a)| a.clone())
+            .collect();
         p.start();
     }
     procs
@@ -185,6 +211,7 @@ pub fn node_id(api: &str) -> String {
 
 pub fn all_alive(procs: &[Proc], expected: usize) -> bool {
     procs.iter().filter(|p| p.child.is_some()).all(|p| {
-        states(&p.api_url).is_some_and(|s| s.len() == expected && s.iter().all(|(_, st)| st == "alive"))
+        states(&p.api_url)
+            .is_some_and(|s| s.len() == expected && s.iter().all(|(_, st)| st == "alive"))
     })
 }

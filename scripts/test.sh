@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what the tests need (idempotently) and runs the whole test suite:
+# formatting and lints, every unit, in-process cluster and black-box test, then the
+# CPU-hog soak test (2 minutes; XNODE_SOAK_SECS shortens it for local runs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Tools. cargo-nextest ships with the machine image; install it if a machine lacks it.
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "==> installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "==> tests"
+cargo nextest run --workspace --no-fail-fast
+
+echo "==> soak: no false suspicion with one core busy for ${XNODE_SOAK_SECS:-120} s"
+cargo nextest run -p xnode --test soak --run-ignored only --no-capture
