@@ -85,7 +85,8 @@ fn failure_detection_latency() {
             });
         }
     }
-    // SWIM probe round trips as measured by node 0 (its Prometheus histogram).
+    // SWIM probe round trips as measured by node 0 (its Prometheus histogram),
+    // read before the freeze trials, whose late acks would inflate it.
     let metrics = client
         .get(format!("{}/metrics", procs[0].api_url))
         .send()
@@ -102,6 +103,35 @@ fn failure_detection_latency() {
     };
     let probe_mean =
         value("mesh_probe_rtt_seconds_sum") / value("mesh_probe_rtt_seconds_count").max(1.0);
+
+    // A frozen process (SIGSTOP) keeps its sockets open: nothing breaks, so detection
+    // rests on probe timeouts alone. After SIGCONT it refutes its death and rejoins.
+    let mut freezes = Vec::new();
+    let mut thaws = Vec::new();
+    for trial in 0..5 {
+        let victim = 1 + trial % 4;
+        let observers: Vec<usize> = (0..5).filter(|&o| o != victim).collect();
+        procs[victim].signal(Signal::SIGSTOP);
+        let t = Instant::now();
+        wait_until(
+            "frozen node dead everywhere",
+            Duration::from_secs(10),
+            || {
+                observers
+                    .iter()
+                    .all(|&o| state_of(&procs[o].api_url, &ids[victim]).as_deref() == Some("dead"))
+            },
+        );
+        freezes.push(t.elapsed());
+        procs[victim].signal(Signal::SIGCONT);
+        let t = Instant::now();
+        wait_until(
+            "thawed node alive everywhere",
+            Duration::from_secs(20),
+            || all_alive(&procs, 5),
+        );
+        thaws.push(t.elapsed());
+    }
 
     kills.sort();
     leaves.sort();
@@ -120,6 +150,22 @@ fn failure_detection_latency() {
         ms(percentile(&leaves, 50.0)),
         ms(percentile(&leaves, 99.0)),
         ms(*leaves.last().unwrap())
+    );
+    freezes.sort();
+    thaws.sort();
+    println!(
+        "| SIGSTOP (frozen, sockets open) → every survivor reports `dead` | {} | {} | {} | {} |",
+        freezes.len(),
+        ms(percentile(&freezes, 50.0)),
+        ms(percentile(&freezes, 99.0)),
+        ms(*freezes.last().unwrap())
+    );
+    println!(
+        "| SIGCONT → the refuted node is `alive` everywhere again | {} | {} | {} | {} |",
+        thaws.len(),
+        ms(percentile(&thaws, 50.0)),
+        ms(percentile(&thaws, 99.0)),
+        ms(*thaws.last().unwrap())
     );
     println!(
         "| baseline: `GET /healthz` round trip | {} | {:.2} ms | {:.2} ms | {:.2} ms |",
