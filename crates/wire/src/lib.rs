@@ -126,6 +126,12 @@ pub mod kinds {
     pub const RPC_RESPONSE: u8 = 9;
     pub const KEY_FILE: u8 = 10;
     pub const NODE_STATE: u8 = 11;
+    pub const MANIFEST: u8 = 12;
+    pub const OBJECT_META: u8 = 13;
+    pub const STORE_REQUEST: u8 = 14;
+    pub const STORE_RESPONSE: u8 = 15;
+    pub const BUCKET_RECORD: u8 = 16;
+    pub const TENANT_KEY_FILE: u8 = 17;
 }
 
 impl Versioned for xnode_types::NodeRecord {
