@@ -19,6 +19,17 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    BadSignature(String),
+    #[error("{0}")]
+    StaleRequest(String),
+    #[error("{0}")]
+    ReplayedRequest(String),
+    /// A storage failure with its own status and code.
+    #[error("{message}")]
+    Storage { status: StatusCode, code: &'static str, message: String },
 }
 
 impl ApiError {
@@ -29,6 +40,11 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unauthenticated(_)
+            | ApiError::BadSignature(_)
+            | ApiError::StaleRequest(_)
+            | ApiError::ReplayedRequest(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Storage { status, .. } => *status,
         }
     }
 
@@ -40,6 +56,11 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
+            ApiError::Unauthenticated(_) => "unauthenticated",
+            ApiError::BadSignature(_) => "bad_signature",
+            ApiError::StaleRequest(_) => "stale_request",
+            ApiError::ReplayedRequest(_) => "replayed_request",
+            ApiError::Storage { code, .. } => code,
         }
     }
 }
@@ -52,7 +73,8 @@ pub struct ErrorBody {
 
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable code: `not_found`, `bad_request`, `forbidden`, `unavailable` or `internal`.
+    /// Stable code, for example `not_found`, `bad_request`, `bad_signature`,
+    /// `no_such_bucket`, `quorum_unavailable` (see the README for the full table).
     pub code: String,
     /// A sentence for humans.
     pub message: String,
@@ -79,5 +101,24 @@ impl From<xnode_node::NodeError> for ApiError {
             }
             other => ApiError::Internal(other.to_string()),
         }
+    }
+}
+
+impl From<xnode_node::storage::StorageError> for ApiError {
+    fn from(e: xnode_node::storage::StorageError) -> Self {
+        use xnode_node::storage::StorageError as E;
+        let (status, code) = match &e {
+            E::NoSuchBucket(_) => (StatusCode::NOT_FOUND, "no_such_bucket"),
+            E::BucketTaken(_) => (StatusCode::CONFLICT, "bucket_taken"),
+            E::BucketNotEmpty(_) => (StatusCode::CONFLICT, "bucket_not_empty"),
+            E::AccessDenied(_) => (StatusCode::FORBIDDEN, "access_denied"),
+            E::NoSuchKey(_) => (StatusCode::NOT_FOUND, "no_such_key"),
+            E::InvalidRange(_) => (StatusCode::RANGE_NOT_SATISFIABLE, "invalid_range"),
+            E::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            E::Interrupted(_) => (StatusCode::BAD_REQUEST, "incomplete_body"),
+            E::Quorum(_) => (StatusCode::SERVICE_UNAVAILABLE, "quorum_unavailable"),
+            E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiError::Storage { status, code, message: e.to_string() }
     }
 }

@@ -4,8 +4,10 @@
 //! Handlers are thin: they call the [`Node`] and translate its answers into documented
 //! JSON shapes and its errors into an HTTP status plus a stable error code.
 
+mod auth;
 mod error;
 mod routes;
+mod storage_routes;
 
 use std::net::SocketAddr;
 

@@ -35,6 +35,7 @@ use crate::error::{ApiError, ErrorBody};
 pub struct ApiDoc;
 
 pub(crate) fn router(node: Node) -> Router {
+    let state = crate::storage_routes::AppState { node, guard: Default::default() };
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -43,11 +44,12 @@ pub(crate) fn router(node: Node) -> Router {
         .route("/v1/nodes/{id}", get(get_one_node))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/admin/faults", get(get_faults).put(put_faults))
+        .merge(crate::storage_routes::routes())
         .fallback(not_found)
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
         }))
-        .with_state(node)
+        .with_state(state)
 }
 
 async fn not_found(req: Request) -> ApiError {

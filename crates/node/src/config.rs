@@ -33,11 +33,13 @@ pub struct Config {
     /// Failure detector timing.
     pub swim: SwimConfig,
     /// How often the registry is reconciled with a random peer.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "duration_text")]
     pub anti_entropy_interval: Duration,
     /// How often the node refreshes and republishes its own record (free resources).
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "duration_text")]
     pub record_refresh_interval: Duration,
+    /// Object storage: replication, quorums, chunking, repair and scrub.
+    pub storage: crate::storage::StorageConfig,
     /// Expose `/v1/admin/faults` so drills and tests can inject drops, delays and
     /// partitions. Never enable on a production node.
     pub enable_fault_injection: bool,
@@ -63,6 +65,7 @@ impl Default for Config {
             swim: SwimConfig::default(),
             anti_entropy_interval: Duration::from_secs(2),
             record_refresh_interval: Duration::from_secs(15),
+            storage: crate::storage::StorageConfig::default(),
             enable_fault_injection: false,
         }
     }
@@ -83,9 +86,11 @@ pub enum ConfigError {
     Network { network: String },
     #[error("{field}: {reason}")]
     Timing { field: &'static str, reason: String },
+    #[error("{0}")]
+    Storage(String),
 }
 
-mod humantime_serde_compat {
+pub(crate) mod duration_text {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
@@ -198,6 +203,25 @@ impl Config {
                     reason: "must be greater than zero".into(),
                 });
             }
+        }
+        let st = &self.storage;
+        if st.replication_factor == 0 || st.replication_factor > 16 {
+            return Err(ConfigError::Storage("storage.replication_factor must be between 1 and 16".into()));
+        }
+        if st.write_quorum == 0 || st.write_quorum > st.replication_factor {
+            return Err(ConfigError::Storage("storage.write_quorum must be between 1 and storage.replication_factor".into()));
+        }
+        if st.read_quorum == 0 || st.read_quorum > st.replication_factor {
+            return Err(ConfigError::Storage("storage.read_quorum must be between 1 and storage.replication_factor".into()));
+        }
+        if st.chunk_size < 64 * 1024 || st.chunk_size > xnode_store::MAX_CHUNK_SIZE {
+            return Err(ConfigError::Storage(format!(
+                "storage.chunk_size must be between 65536 and {} bytes",
+                xnode_store::MAX_CHUNK_SIZE
+            )));
+        }
+        if st.repair_interval.is_zero() || st.scrub_bytes_per_sec == 0 {
+            return Err(ConfigError::Storage("storage.repair_interval and storage.scrub_bytes_per_sec must be greater than zero".into()));
         }
         if s.suspicion_max < s.suspicion_min {
             return Err(ConfigError::Timing {

@@ -9,6 +9,7 @@
 pub mod capacity;
 pub mod config;
 pub mod identity;
+pub mod storage;
 mod workers;
 
 use std::sync::{Arc, Mutex};
@@ -97,6 +98,7 @@ pub(crate) struct Inner {
     pub shutdown: CancellationToken,
     pub tasks: Mutex<Vec<(&'static str, JoinHandle<()>)>>,
     pub mesh_task: Mutex<Option<JoinHandle<()>>>,
+    pub storage: Arc<storage::Storage>,
 }
 
 /// A running node. Cheap to clone.
@@ -192,7 +194,23 @@ impl Node {
             registry_metrics,
         )?);
 
+        let store_metrics = xnode_store::StoreMetrics::register(&mut metrics);
+        let chunks = Arc::new(
+            xnode_store::ChunkStore::open(&config.data_dir.join("chunks"), db.clone(), store_metrics.clone())
+                .map_err(|e| NodeError::State(format!("chunk store: {e}")))?,
+        );
+        let meta = Arc::new(xnode_store::MetaStore::new(db.clone()));
+
         let (mesh, mesh_task) = Mesh::start(config.mesh(), &key, incarnation, mesh_metrics).await?;
+        let storage = Arc::new(storage::Storage::new(
+            id,
+            chunks,
+            meta,
+            mesh.clone(),
+            registry.clone(),
+            config.storage.clone(),
+            store_metrics,
+        ));
         let mut probe = capacity::CapacityProbe::new();
         let capacity = probe.sample(&config.data_dir);
         let started_at_ms = unix_ms();
@@ -223,8 +241,12 @@ impl Node {
                 shutdown: CancellationToken::new(),
                 tasks: Mutex::new(Vec::new()),
                 mesh_task: Mutex::new(Some(mesh_task)),
+                storage: storage.clone(),
             }),
         };
+        let inbound = node.inner.mesh.serve(storage::STORE_SERVICE);
+        node.spawn_worker("storage-rpc", storage.clone().serve(inbound));
+        storage::repair::spawn_workers(&node, storage);
         workers::spawn_all(&node).await?;
         node.publish_record().await?;
         Ok(node)
@@ -244,6 +266,22 @@ impl Node {
 
     pub fn registry(&self) -> &Arc<Registry> {
         &self.inner.registry
+    }
+
+    pub fn storage(&self) -> &Arc<storage::Storage> {
+        &self.inner.storage
+    }
+
+    /// Gossips a registry entry that arrived through the API (already applied locally).
+    pub async fn gossip_entry(&self, entry: &xnode_registry::Entry) {
+        match xnode_wire::encode(entry) {
+            Ok(bytes) => {
+                if let Err(e) = self.inner.mesh.publish(REGISTRY_TOPIC, bytes).await {
+                    tracing::debug!(error = %e, "could not gossip a registry entry");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode registry entry"),
+        }
     }
 
     /// This node's signing key (for records this node owns).

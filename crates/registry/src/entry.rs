@@ -38,14 +38,24 @@ impl Versioned for Entry {
     const VERSION: u8 = 1;
 }
 
-fn signing_bytes(
+/// The bytes an owner signs: a short text, so that any client (the CLI, a browser) can
+/// produce it without this crate's binary encoding. The value is covered by its BLAKE3
+/// hash.
+pub fn signing_bytes(
     key: &str,
     value: Option<&[u8]>,
     hlc: Hlc,
     owner: &PublicKeyBytes,
 ) -> Result<Vec<u8>, WireError> {
+    let value = match value {
+        Some(v) => format!("value:{}", blake3::hash(v).to_hex()),
+        None => "tombstone".to_owned(),
+    };
     let mut out = SIGNING_DOMAIN.to_vec();
-    out.extend(xnode_wire::to_canonical_bytes(&(key, value, hlc, owner))?);
+    out.extend_from_slice(
+        format!("\n{key}\n{}\n{}\n{}\n{value}", hlc.wall_ms, hlc.logical, owner.to_hex())
+            .as_bytes(),
+    );
     Ok(out)
 }
 

@@ -16,3 +16,4 @@ pub const SOFTWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub mod node_record;
 pub use node_record::{NodeRecord, NodeStatus};
+pub mod request_auth;

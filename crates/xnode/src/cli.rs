@@ -25,8 +25,88 @@ pub enum Command {
     Nodes(ClientArgs),
     /// Summarise a node and the network it sees.
     Status(ClientArgs),
-    /// Show the identity (node id and public key) of the node in a data dir.
+    /// Node and tenant keys: show the node's identity, or create a tenant key.
     Key(KeyArgs),
+    /// Create, list and delete buckets.
+    Bucket {
+        #[command(subcommand)]
+        action: BucketAction,
+    },
+    /// Upload a file as an object: `xnode put FILE BUCKET/KEY`.
+    Put {
+        file: PathBuf,
+        target: String,
+        /// Content type [default: guessed from the file name].
+        #[arg(long)]
+        content_type: Option<String>,
+        #[command(flatten)]
+        args: StorageClientArgs,
+    },
+    /// Download an object: `xnode get BUCKET/KEY [FILE]` (stdout without FILE).
+    Get {
+        target: String,
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        args: StorageClientArgs,
+    },
+    /// List objects: `xnode ls BUCKET[/PREFIX]`.
+    Ls {
+        target: String,
+        #[command(flatten)]
+        args: StorageClientArgs,
+    },
+    /// Delete an object: `xnode rm BUCKET/KEY`.
+    Rm {
+        target: String,
+        #[command(flatten)]
+        args: StorageClientArgs,
+    },
+    /// Storage status of a node.
+    Storage {
+        #[command(subcommand)]
+        action: StorageAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BucketAction {
+    /// Create a bucket owned by your tenant key.
+    Create {
+        name: String,
+        #[command(flatten)]
+        args: StorageClientArgs,
+    },
+    /// List your buckets.
+    Ls {
+        #[command(flatten)]
+        args: StorageClientArgs,
+    },
+    /// Delete an empty bucket.
+    Rm {
+        name: String,
+        #[command(flatten)]
+        args: StorageClientArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StorageAction {
+    /// Replication health as the node sees it.
+    Health(ClientArgs),
+}
+
+/// Options of commands that act as a tenant.
+#[derive(Args, Debug, Clone)]
+pub struct StorageClientArgs {
+    /// Base URL of the node's API.
+    #[arg(long, env = "XNODE_API_URL", default_value = "http://127.0.0.1:8080")]
+    pub api: String,
+    /// The tenant key file [default: the user's config dir, xnode/tenant.key].
+    #[arg(long, env = "XNODE_TENANT_KEY")]
+    pub tenant_key: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `xnode start`. Each can also come from an `XNODE_*` environment variable or
@@ -60,6 +140,9 @@ pub struct StartArgs {
     /// Allow fault injection through /v1/admin/faults (drills and tests only).
     #[arg(long, env = "XNODE_ENABLE_FAULT_INJECTION")]
     pub enable_fault_injection: bool,
+    /// How long a dead node's data waits before it is re-replicated elsewhere [default: 60s].
+    #[arg(long, env = "XNODE_REPAIR_GRACE", value_parser = humantime::parse_duration)]
+    pub repair_grace: Option<std::time::Duration>,
     /// Log format.
     #[arg(long, env = "XNODE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -103,10 +186,34 @@ pub struct ClientArgs {
 
 #[derive(Args, Debug)]
 pub struct KeyArgs {
+    #[command(subcommand)]
+    pub action: Option<KeyAction>,
     /// The node's data dir.
     #[arg(long, env = "XNODE_DATA_DIR", default_value = "./xnode-data")]
     pub data_dir: PathBuf,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyAction {
+    /// Create a tenant key (your identity as a user of the network).
+    New {
+        /// Where to write it [default: the user's config dir, xnode/tenant.key].
+        #[arg(long, env = "XNODE_TENANT_KEY")]
+        file: Option<PathBuf>,
+        /// Replace an existing key.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the tenant id of a tenant key.
+    Tenant {
+        #[arg(long, env = "XNODE_TENANT_KEY")]
+        file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }

@@ -194,6 +194,32 @@ pub async fn status(args: ClientArgs) -> anyhow::Result<()> {
 }
 
 pub fn key(args: KeyArgs) -> anyhow::Result<()> {
+    match args.action {
+        Some(crate::cli::KeyAction::New { file, force, json }) => {
+            let path = file.unwrap_or_else(crate::tenant::default_key_path);
+            let key = crate::tenant::create(&path, force)?;
+            if json {
+                println!("{}", serde_json::json!({"tenant": key.public().to_hex(), "file": path.display().to_string()}));
+            } else {
+                println!("created a tenant key in {}", path.display());
+                println!("tenant      {}", key.public().to_hex());
+                println!("Keep this file safe: it is the only way to reach your buckets and decrypt your objects.");
+            }
+            return Ok(());
+        }
+        Some(crate::cli::KeyAction::Tenant { file, json }) => {
+            let path = file.unwrap_or_else(crate::tenant::default_key_path);
+            let key = crate::tenant::load(&path)?;
+            if json {
+                println!("{}", serde_json::json!({"tenant": key.public().to_hex(), "file": path.display().to_string()}));
+            } else {
+                println!("tenant      {}", key.public().to_hex());
+                println!("key file    {}", path.display());
+            }
+            return Ok(());
+        }
+        None => {}
+    }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     let (key, created) = xnode_node::identity::load_or_create_key(&args.data_dir)?;

@@ -70,6 +70,8 @@ impl DevNode {
                 "--enable-fault-injection",
                 "--exit-with-parent",
             ])
+            // Short enough to watch repair happen in a drill.
+            .args(["--repair-grace", "10s"])
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)

@@ -41,6 +41,9 @@ pub fn build_config(args: &StartArgs) -> anyhow::Result<Config> {
     if args.no_mdns {
         config.mdns = false;
     }
+    if let Some(grace) = args.repair_grace {
+        config.storage.repair_grace = grace;
+    }
     if args.enable_fault_injection {
         config.enable_fault_injection = true;
     }

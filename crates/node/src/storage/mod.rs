@@ -1,0 +1,855 @@
+//! Replicated, verified, encrypted object storage: the distributed half of the store.
+//!
+//! `xnode-store` provides the local engine (chunk files, the metadata table, encryption,
+//! manifests, placement). This module makes it a distributed system over the mesh:
+//!
+//! - **placement**: chunks go to `rf` nodes chosen by rendezvous hashing on the chunk id;
+//!   a bucket's metadata goes to `rf` nodes chosen on the bucket, so listing a bucket is a
+//!   quorum read of those nodes only (as in Garage). Both use the *stable storage set*:
+//!   active nodes, including dead ones for a grace period so a short outage moves no data;
+//! - **writes** are acknowledged once `W` replicas hold the data durably (fsync);
+//! - **reads** take metadata from `R` replicas (the newest wins, stale replicas are
+//!   repaired) and chunk bytes from any replica whose bytes hash to the chunk id;
+//! - **encryption** happens here, at the edge: object data is sealed with a per-object key
+//!   wrapped by the tenant's data key before any chunk leaves this node;
+//! - **repair** and **scrub** run as background workers (see [`repair`]).
+
+pub mod buckets;
+pub mod proto;
+pub mod repair;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::{FuturesUnordered, Stream, StreamExt};
+use md5::Digest as _;
+use serde::{Deserialize, Serialize};
+use xnode_mesh::{MemberState, Mesh, RpcErrorCode};
+use xnode_registry::{Entry, Registry};
+use xnode_store::{
+    Candidate, ChunkId, ChunkRef, ChunkStore, DataKey, Manifest, MetaStore, ObjectInfo,
+    ObjectKey, ObjectMeta, ObjectPath, StoreError, StoreMetrics,
+};
+use xnode_types::{HlcClock, NodeId, NodeRecord, NodeStatus, PublicKeyBytes};
+
+use self::proto::{MAX_STORE_MESSAGE, StoreRequest, StoreResponse};
+
+/// The RPC service name of storage.
+pub const STORE_SERVICE: &str = "store";
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+const META_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Storage settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Copies of every chunk and metadata entry.
+    pub replication_factor: usize,
+    /// Replicas that must hold a write before it is acknowledged.
+    pub write_quorum: usize,
+    /// Metadata replicas that must answer a read.
+    pub read_quorum: usize,
+    /// Plaintext bytes per chunk.
+    pub chunk_size: u32,
+    /// How long a dead node stays in the storage set before its data is re-replicated.
+    #[serde(with = "crate::config::duration_text")]
+    pub repair_grace: Duration,
+    /// How often the repair worker scans this node's data.
+    #[serde(with = "crate::config::duration_text")]
+    pub repair_interval: Duration,
+    /// Bytes per second the scrub worker may re-hash.
+    pub scrub_bytes_per_sec: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            replication_factor: 3,
+            write_quorum: 2,
+            read_quorum: 2,
+            chunk_size: xnode_store::DEFAULT_CHUNK_SIZE,
+            repair_grace: Duration::from_secs(60),
+            repair_interval: Duration::from_secs(5),
+            scrub_bytes_per_sec: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why a storage operation failed; the API maps each to a status and a stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("bucket {0:?} does not exist")]
+    NoSuchBucket(String),
+    #[error("bucket {0:?} already exists and belongs to another tenant")]
+    BucketTaken(String),
+    #[error("bucket {0:?} is not empty")]
+    BucketNotEmpty(String),
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    #[error("object {0:?} does not exist")]
+    NoSuchKey(String),
+    #[error("invalid range: {0}")]
+    InvalidRange(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("quorum not reached: {0}")]
+    Quorum(String),
+    #[error("the upload was interrupted: {0}")]
+    Interrupted(String),
+    #[error("storage error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for StorageError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::InvalidName(m) => StorageError::BadRequest(m),
+            other => StorageError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// What `GET /v1/storage/health` reports, from this node's point of view.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StorageHealth {
+    pub chunks_stored: u64,
+    pub bytes_stored: u64,
+    /// Chunks held here that fewer than `rf` nodes of their placement hold.
+    pub under_replicated_chunks: u64,
+    /// Metadata entries held here that fewer than `rf` nodes of their placement hold.
+    pub under_replicated_objects: u64,
+    pub repairs_in_progress: u64,
+    pub repairs_done: u64,
+    /// Unix ms of the last completed repair scan.
+    pub last_repair_scan_ms: Option<u64>,
+    pub storage_nodes: usize,
+    pub replication_factor: usize,
+}
+
+/// An object's metadata and the byte range a read returns.
+pub struct ObjectRead {
+    pub meta: ObjectMeta,
+    pub info: ObjectInfo,
+    /// `[start, end)` of the plaintext being returned.
+    pub range: (u64, u64),
+    pub body: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, StorageError>> + Send>>,
+}
+
+impl std::fmt::Debug for ObjectRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectRead").field("meta", &self.meta).field("range", &self.range).finish_non_exhaustive()
+    }
+}
+
+/// The storage subsystem of a node.
+pub struct Storage {
+    pub(crate) node_id: NodeId,
+    pub(crate) chunks: Arc<ChunkStore>,
+    pub(crate) meta: Arc<MetaStore>,
+    pub(crate) mesh: Mesh,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) config: StorageConfig,
+    pub(crate) metrics: StoreMetrics,
+    clock: HlcClock,
+    pub(crate) repairs_in_progress: AtomicU64,
+    pub(crate) health: std::sync::Mutex<StorageHealth>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage").field("node", &self.node_id).finish_non_exhaustive()
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The key a bucket's metadata is placed by.
+fn bucket_placement_key(tenant: &PublicKeyBytes, bucket: &str) -> Vec<u8> {
+    format!("meta/{}/{bucket}", tenant.to_hex()).into_bytes()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StorageError::Internal(format!("storage task failed: {e}")))?
+        .map_err(StorageError::from)
+}
+
+impl Storage {
+    pub(crate) fn new(
+        node_id: NodeId,
+        chunks: Arc<ChunkStore>,
+        meta: Arc<MetaStore>,
+        mesh: Mesh,
+        registry: Arc<Registry>,
+        config: StorageConfig,
+        metrics: StoreMetrics,
+    ) -> Self {
+        Self {
+            node_id,
+            chunks,
+            meta,
+            mesh,
+            registry,
+            config,
+            metrics,
+            clock: HlcClock::new(),
+            repairs_in_progress: AtomicU64::new(0),
+            health: Default::default(),
+        }
+    }
+
+    pub fn config(&self) -> &StorageConfig {
+        &self.config
+    }
+
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
+    }
+
+    // ----- membership -------------------------------------------------------------------
+
+    /// The stable storage set: active nodes, with dead ones kept for the repair grace
+    /// period so a short outage does not move data.
+    pub fn storage_set(&self) -> Vec<Candidate> {
+        let members: BTreeMap<NodeId, (MemberState, u64)> = self
+            .mesh
+            .members()
+            .into_iter()
+            .map(|m| (m.id, (m.state, m.state_since_ms)))
+            .collect();
+        let now = unix_ms();
+        let grace = self.config.repair_grace.as_millis() as u64;
+        let mut out: Vec<Candidate> = self
+            .registry
+            .list(NodeRecord::KEY_PREFIX)
+            .iter()
+            .filter_map(crate::node_record)
+            .filter(|r| r.status == NodeStatus::Active)
+            .filter(|r| {
+                if r.node_id == self.node_id {
+                    return true;
+                }
+                match members.get(&r.node_id) {
+                    None => true,
+                    Some((MemberState::Alive | MemberState::Suspect, _)) => true,
+                    Some((MemberState::Dead, since)) => now.saturating_sub(*since) < grace,
+                    Some((MemberState::Left, _)) => false,
+                }
+            })
+            .map(|r| Candidate { id: r.node_id, zone: r.zone })
+            .collect();
+        out.sort_by_key(|c| c.id);
+        out
+    }
+
+    /// Nodes currently believed reachable (alive or suspect), including this one.
+    pub(crate) fn live_nodes(&self) -> std::collections::HashSet<NodeId> {
+        let mut live: std::collections::HashSet<NodeId> = self
+            .mesh
+            .members()
+            .into_iter()
+            .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
+            .map(|m| m.id)
+            .collect();
+        live.insert(self.node_id);
+        live
+    }
+
+    pub(crate) fn placement(&self, item: &[u8], set: &[Candidate]) -> Vec<NodeId> {
+        xnode_store::place(item, set, self.config.replication_factor)
+    }
+
+    // ----- RPC to one node (local calls short-circuit) ----------------------------------
+
+    pub(crate) async fn call(
+        &self,
+        node: NodeId,
+        request: StoreRequest,
+        timeout: Duration,
+    ) -> Result<StoreResponse, StorageError> {
+        if node == self.node_id {
+            return self.handle(request).await;
+        }
+        let body = xnode_wire::encode(&request).map_err(|e| StorageError::Internal(e.to_string()))?;
+        let bytes = self
+            .mesh
+            .request(node, STORE_SERVICE, body, timeout)
+            .await
+            .map_err(|e| StorageError::Quorum(format!("node {node}: {e}")))?;
+        let response = xnode_wire::decode::<StoreResponse>(&bytes, MAX_STORE_MESSAGE)
+            .map_err(|e| StorageError::Internal(format!("node {node} answered garbage: {e}")))?;
+        if let StoreResponse::Error(message) = response {
+            return Err(StorageError::Internal(format!("node {node}: {message}")));
+        }
+        Ok(response)
+    }
+
+    /// Serves one storage request (from a peer, or from this node itself).
+    pub(crate) async fn handle(&self, request: StoreRequest) -> Result<StoreResponse, StorageError> {
+        match request {
+            StoreRequest::PutChunk { id, data } => {
+                let chunks = self.chunks.clone();
+                blocking(move || chunks.put(&id, &data)).await?;
+                Ok(StoreResponse::Stored)
+            }
+            StoreRequest::GetChunk { id } => {
+                let chunks = self.chunks.clone();
+                // A corrupt local copy is reported as absent: the reader tries another
+                // replica and the scrubber or repair restores this one.
+                match blocking(move || chunks.get(&id)).await {
+                    Ok(data) => Ok(StoreResponse::Chunk(data)),
+                    Err(StorageError::Internal(_)) => Ok(StoreResponse::Chunk(None)),
+                    Err(e) => Err(e),
+                }
+            }
+            StoreRequest::HasChunks { ids } => {
+                let chunks = self.chunks.clone();
+                let has = blocking(move || ids.iter().map(|id| chunks.contains(id)).collect()).await?;
+                Ok(StoreResponse::Has(has))
+            }
+            StoreRequest::PutMeta { meta } => {
+                let store = self.meta.clone();
+                let changed = blocking(move || store.merge(meta)).await?;
+                Ok(StoreResponse::MetaStored { changed })
+            }
+            StoreRequest::GetMeta { path } => {
+                let store = self.meta.clone();
+                Ok(StoreResponse::Meta(blocking(move || store.get(&path)).await?))
+            }
+            StoreRequest::ListMeta { tenant, bucket, prefix, start_after, limit } => {
+                let store = self.meta.clone();
+                let limit = (limit as usize).min(10_000);
+                let list = blocking(move || {
+                    store.list(&tenant, &bucket, &prefix, start_after.as_deref(), limit)
+                })
+                .await?;
+                Ok(StoreResponse::MetaList(list))
+            }
+        }
+    }
+
+    /// Serves the `store` RPC service until the mesh closes.
+    pub(crate) async fn serve(self: Arc<Self>, mut inbound: tokio::sync::mpsc::Receiver<xnode_mesh::InboundRequest>) {
+        while let Some(request) = inbound.recv().await {
+            let this = self.clone();
+            tokio::spawn(async move {
+                let answer = match xnode_wire::decode::<StoreRequest>(&request.body, MAX_STORE_MESSAGE) {
+                    Ok(req) => match this.handle(req).await {
+                        Ok(resp) => xnode_wire::encode(&resp)
+                            .map_err(|e| (RpcErrorCode::Internal, e.to_string())),
+                        Err(e) => xnode_wire::encode(&StoreResponse::Error(e.to_string()))
+                            .map_err(|e| (RpcErrorCode::Internal, e.to_string())),
+                    },
+                    Err(e) => Err((RpcErrorCode::BadRequest, e.to_string())),
+                };
+                let _ = request.reply.send(answer);
+            });
+        }
+    }
+
+    // ----- chunks -----------------------------------------------------------------------
+
+    /// Stores a chunk on its placement; succeeds once `W` replicas hold it durably. The
+    /// remaining replicas are written in the background (repair covers any that fail).
+    pub(crate) async fn put_chunk(self: &Arc<Self>, id: ChunkId, data: Bytes, set: &[Candidate]) -> Result<(), StorageError> {
+        let targets = self.placement(&id.0, set);
+        let needed = self.config.write_quorum.min(targets.len()).max(1);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(targets.len().max(1));
+        for node in targets {
+            let this = self.clone();
+            let data = data.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let request = StoreRequest::PutChunk { id, data: data.to_vec() };
+                let result = this.call(node, request, CHUNK_TIMEOUT).await;
+                let _ = tx.send((node, result)).await;
+            });
+        }
+        drop(tx);
+        let mut ok = 0;
+        let mut errors = Vec::new();
+        while let Some((node, result)) = rx.recv().await {
+            match result {
+                Ok(_) => {
+                    ok += 1;
+                    if ok >= needed {
+                        return Ok(());
+                    }
+                }
+                Err(e) => errors.push(format!("{node}: {e}")),
+            }
+        }
+        self.metrics.quorum_failures.inc();
+        Err(StorageError::Quorum(format!(
+            "chunk {id} reached {ok} of {needed} required replicas ({})",
+            errors.join("; ")
+        )))
+    }
+
+    /// Reads a chunk from any replica whose bytes match its id. A replica that sends wrong
+    /// bytes is counted and skipped.
+    pub(crate) async fn get_chunk(&self, id: ChunkId, set: &[Candidate]) -> Result<Vec<u8>, StorageError> {
+        let mut targets = self.placement(&id.0, set);
+        // Try this node first (no network), then live replicas, then the rest.
+        let live = self.live_nodes();
+        targets.sort_by_key(|n| (*n != self.node_id, !live.contains(n)));
+        // Nodes outside the placement may still hold it (older placements, repairs).
+        for c in set {
+            if !targets.contains(&c.id) && live.contains(&c.id) {
+                targets.push(c.id);
+            }
+        }
+        let mut errors = Vec::new();
+        for node in targets {
+            match self.call(node, StoreRequest::GetChunk { id }, CHUNK_TIMEOUT).await {
+                Ok(StoreResponse::Chunk(Some(data))) => {
+                    if ChunkId::of(&data) == id {
+                        self.metrics.chunk_read_bytes.inc_by(data.len() as u64);
+                        return Ok(data);
+                    }
+                    self.metrics.bad_replica_bytes.inc();
+                    tracing::warn!(%node, chunk = %id, "a replica sent bytes that do not match the chunk id; trying another");
+                    errors.push(format!("{node}: wrong bytes"));
+                }
+                Ok(_) => errors.push(format!("{node}: missing")),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        Err(StorageError::Quorum(format!("no replica could serve chunk {id} ({})", errors.join("; "))))
+    }
+
+    // ----- metadata ---------------------------------------------------------------------
+
+    async fn put_meta(&self, meta: ObjectMeta, set: &[Candidate]) -> Result<(), StorageError> {
+        let targets = self.placement(&bucket_placement_key(&meta.path.tenant, &meta.path.bucket), set);
+        let needed = self.config.write_quorum.min(targets.len()).max(1);
+        let results = futures::future::join_all(targets.iter().map(|&node| {
+            let meta = meta.clone();
+            async move { (node, self.call(node, StoreRequest::PutMeta { meta }, META_TIMEOUT).await) }
+        }))
+        .await;
+        let ok = results.iter().filter(|(_, r)| r.is_ok()).count();
+        if ok >= needed {
+            return Ok(());
+        }
+        self.metrics.quorum_failures.inc();
+        let errors: Vec<String> = results
+            .into_iter()
+            .filter_map(|(n, r)| r.err().map(|e| format!("{n}: {e}")))
+            .collect();
+        Err(StorageError::Quorum(format!(
+            "metadata write reached {ok} of {needed} required replicas ({})",
+            errors.join("; ")
+        )))
+    }
+
+    /// Reads an object's metadata from `R` replicas; the newest version wins and stale
+    /// replicas are repaired.
+    async fn get_meta(&self, path: &ObjectPath, set: &[Candidate]) -> Result<Option<ObjectMeta>, StorageError> {
+        let targets = self.placement(&bucket_placement_key(&path.tenant, &path.bucket), set);
+        let needed = self.config.read_quorum.min(targets.len()).max(1);
+        let results = futures::future::join_all(targets.iter().map(|&node| {
+            let path = path.clone();
+            async move { (node, self.call(node, StoreRequest::GetMeta { path }, META_TIMEOUT).await) }
+        }))
+        .await;
+        let mut answers = Vec::new();
+        let mut errors = Vec::new();
+        for (node, result) in results {
+            match result {
+                Ok(StoreResponse::Meta(m)) => answers.push((node, m)),
+                Ok(_) => errors.push(format!("{node}: unexpected answer")),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        if answers.len() < needed {
+            self.metrics.quorum_failures.inc();
+            return Err(StorageError::Quorum(format!(
+                "only {} of {needed} metadata replicas answered ({})",
+                answers.len(),
+                errors.join("; ")
+            )));
+        }
+        let newest = answers
+            .iter()
+            .filter_map(|(_, m)| m.clone())
+            .reduce(|a, b| if b.supersedes(&a) { b } else { a });
+        if let Some(newest) = &newest {
+            for (node, m) in &answers {
+                if m.as_ref().is_none_or(|m| newest.supersedes(m)) {
+                    let meta = newest.clone();
+                    let node = *node;
+                    // Read repair: fire and forget.
+                    let _ = self.call(node, StoreRequest::PutMeta { meta }, META_TIMEOUT).await;
+                }
+            }
+        }
+        Ok(newest)
+    }
+
+    // ----- buckets ----------------------------------------------------------------------
+
+    fn require_bucket(&self, tenant: &PublicKeyBytes, bucket: &str) -> Result<(), StorageError> {
+        match buckets::owner_of(&self.registry, bucket) {
+            Some((owner, _)) if owner == *tenant => Ok(()),
+            Some(_) => Err(StorageError::AccessDenied(format!("bucket {bucket:?} belongs to another tenant"))),
+            None => Err(StorageError::NoSuchBucket(bucket.to_owned())),
+        }
+    }
+
+    /// Creates a bucket from a claim the tenant signed. Returns the applied entry (for gossip).
+    pub fn create_bucket(&self, tenant: &PublicKeyBytes, name: &str, claim: Entry) -> Result<Entry, StorageError> {
+        xnode_store::validate_bucket_name(name)?;
+        if claim.owner != *tenant || claim.key != buckets::bucket_key(tenant, name) {
+            return Err(StorageError::BadRequest("the signed claim does not match the bucket and tenant".into()));
+        }
+        if buckets::decode_claim(&claim).is_none() {
+            return Err(StorageError::BadRequest("the signed claim's record is malformed".into()));
+        }
+        if let Some((owner, _)) = buckets::owner_of(&self.registry, name)
+            && owner != *tenant
+        {
+            return Err(StorageError::BucketTaken(name.to_owned()));
+        }
+        self.registry
+            .apply_remote(claim.clone())
+            .map_err(|e| StorageError::BadRequest(format!("bucket claim refused: {e}")))?;
+        Ok(claim)
+    }
+
+    /// Deletes an empty bucket with a tombstone the tenant signed.
+    pub async fn delete_bucket(&self, tenant: &PublicKeyBytes, name: &str, tombstone: Entry) -> Result<Entry, StorageError> {
+        self.require_bucket(tenant, name)?;
+        if tombstone.owner != *tenant || tombstone.key != buckets::bucket_key(tenant, name) || !tombstone.is_tombstone() {
+            return Err(StorageError::BadRequest("the signed deletion does not match the bucket and tenant".into()));
+        }
+        let objects = self.list_objects(tenant, name, "", None, 1).await?;
+        if !objects.is_empty() {
+            return Err(StorageError::BucketNotEmpty(name.to_owned()));
+        }
+        self.registry
+            .apply_remote(tombstone.clone())
+            .map_err(|e| StorageError::BadRequest(format!("bucket deletion refused: {e}")))?;
+        Ok(tombstone)
+    }
+
+    pub fn list_buckets(&self, tenant: &PublicKeyBytes) -> Vec<buckets::BucketRecord> {
+        buckets::owned_by(&self.registry, tenant)
+    }
+
+    // ----- objects ----------------------------------------------------------------------
+
+    /// Stores an object streamed from `body`, encrypting it at this edge. Nothing is visible
+    /// until every chunk and the manifest reached their write quorum and the metadata was
+    /// written: an interrupted upload leaves no object (only unreferenced chunks, which
+    /// garbage collection removes).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_object<S, E>(
+        self: &Arc<Self>,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        key: &str,
+        data_key: &DataKey,
+        content_type: String,
+        user_meta: BTreeMap<String, String>,
+        expected_len: Option<u64>,
+        mut body: S,
+    ) -> Result<ObjectMeta, StorageError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        self.require_bucket(tenant, bucket)?;
+        let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
+        let set = self.storage_set();
+        if set.len() < self.config.write_quorum {
+            return Err(StorageError::Quorum(format!(
+                "only {} storage nodes are available, {} are needed",
+                set.len(),
+                self.config.write_quorum
+            )));
+        }
+        let object_key = ObjectKey::generate();
+        let nonce_prefix = xnode_store::random_nonce_prefix();
+        let aad = path.storage_key();
+        let wrapped_key = xnode_store::wrap_key(data_key, &object_key, &aad)?;
+        let chunk_size = self.config.chunk_size as usize;
+
+        let mut md5 = md5::Md5::new();
+        let mut hasher = blake3::Hasher::new();
+        let mut refs: Vec<ChunkRef> = Vec::new();
+        let mut total: u64 = 0;
+        let mut buffer: Vec<u8> = Vec::with_capacity(chunk_size);
+        // Up to this many chunks are being replicated while the next one is read, which
+        // bounds memory to a few chunks whatever the object size.
+        const IN_FLIGHT: usize = 4;
+        let mut uploads = FuturesUnordered::new();
+        let mut finished = false;
+        while !finished {
+            match body.next().await {
+                Some(Ok(bytes)) => {
+                    let mut bytes = &bytes[..];
+                    while !bytes.is_empty() {
+                        let take = (chunk_size - buffer.len()).min(bytes.len());
+                        buffer.extend_from_slice(&bytes[..take]);
+                        bytes = &bytes[take..];
+                        if buffer.len() == chunk_size {
+                            let plain = std::mem::replace(&mut buffer, Vec::with_capacity(chunk_size));
+                            self.queue_chunk(&plain, &object_key, &nonce_prefix, &mut refs, &mut md5, &mut hasher, &mut total, &set, &mut uploads)?;
+                            while uploads.len() >= IN_FLIGHT {
+                                if let Some(result) = uploads.next().await {
+                                    result?;
+                                }
+                            }
+                        }
+                    }
+                }
+                Some(Err(e)) => return Err(StorageError::Interrupted(e.to_string())),
+                None => finished = true,
+            }
+        }
+        if !buffer.is_empty() {
+            let plain = std::mem::take(&mut buffer);
+            self.queue_chunk(&plain, &object_key, &nonce_prefix, &mut refs, &mut md5, &mut hasher, &mut total, &set, &mut uploads)?;
+        }
+        while let Some(result) = uploads.next().await {
+            result?;
+        }
+        if let Some(expected) = expected_len
+            && expected != total
+        {
+            return Err(StorageError::Interrupted(format!("received {total} of {expected} bytes")));
+        }
+
+        let manifest = Manifest {
+            object_size: total,
+            chunk_size: self.config.chunk_size,
+            chunks: refs,
+            nonce_prefix,
+            wrapped_key,
+            plaintext_blake3: *hasher.finalize().as_bytes(),
+        };
+        let encoded = manifest.encode()?;
+        let manifest_id = Manifest::id_of(&encoded);
+        self.put_chunk(manifest_id, Bytes::from(encoded), &set).await?;
+
+        let meta = ObjectMeta {
+            path,
+            version: self.clock.now(),
+            writer: self.node_id,
+            info: Some(ObjectInfo {
+                manifest: manifest_id,
+                size: total,
+                etag: hex::encode(md5.finalize()),
+                content_type,
+                user_meta,
+                created_ms: unix_ms(),
+            }),
+        };
+        self.put_meta(meta.clone(), &set).await?;
+        Ok(meta)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn queue_chunk<'a>(
+        self: &'a Arc<Self>,
+        plain: &[u8],
+        object_key: &ObjectKey,
+        nonce_prefix: &[u8; 16],
+        refs: &mut Vec<ChunkRef>,
+        md5: &mut md5::Md5,
+        hasher: &mut blake3::Hasher,
+        total: &mut u64,
+        set: &'a [Candidate],
+        uploads: &mut FuturesUnordered<std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StorageError>> + Send + 'a>>>,
+    ) -> Result<(), StorageError> {
+        md5.update(plain);
+        hasher.update(plain);
+        *total += plain.len() as u64;
+        let index = refs.len() as u64;
+        let sealed = xnode_store::seal_chunk(object_key, nonce_prefix, index, plain)?;
+        let id = ChunkId::of(&sealed);
+        refs.push(ChunkRef { id, plain_len: plain.len() as u32 });
+        self.metrics.chunk_write_bytes.inc_by(sealed.len() as u64);
+        uploads.push(Box::pin(self.put_chunk(id, Bytes::from(sealed), set)));
+        Ok(())
+    }
+
+    /// An object's current metadata (never a tombstone).
+    pub async fn head_object(&self, tenant: &PublicKeyBytes, bucket: &str, key: &str) -> Result<(ObjectMeta, ObjectInfo), StorageError> {
+        self.require_bucket(tenant, bucket)?;
+        let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
+        let set = self.storage_set();
+        match self.get_meta(&path, &set).await? {
+            Some(meta) => match meta.info.clone() {
+                Some(info) => Ok((meta, info)),
+                None => Err(StorageError::NoSuchKey(key.to_owned())),
+            },
+            None => Err(StorageError::NoSuchKey(key.to_owned())),
+        }
+    }
+
+    /// The manifest of an object, fetched and verified.
+    pub async fn manifest(&self, info: &ObjectInfo) -> Result<Manifest, StorageError> {
+        let set = self.storage_set();
+        let bytes = self.get_chunk(info.manifest, &set).await?;
+        Ok(Manifest::decode(&bytes)?)
+    }
+
+    /// Reads an object, or the byte range `[start, end)` of it, decrypting at this edge.
+    pub async fn get_object(
+        self: &Arc<Self>,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        key: &str,
+        data_key: &DataKey,
+        range: Option<(u64, Option<u64>)>,
+    ) -> Result<ObjectRead, StorageError> {
+        let (meta, info) = self.head_object(tenant, bucket, key).await?;
+        let manifest = self.manifest(&info).await?;
+        let size = manifest.object_size;
+        let (start, end) = match range {
+            None => (0, size),
+            Some((start, end)) => {
+                let end = end.map(|e| e.saturating_add(1).min(size)).unwrap_or(size);
+                if start >= size || start >= end {
+                    return Err(StorageError::InvalidRange(format!(
+                        "range starts at {start} but the object has {size} bytes"
+                    )));
+                }
+                (start, end)
+            }
+        };
+        let object_key = xnode_store::unwrap_key(data_key, &manifest.wrapped_key, &meta.path.storage_key())
+            .map_err(|_| StorageError::AccessDenied("the data key does not open this object (wrong tenant key?)".into()))?;
+        let pieces = if start == end { Vec::new() } else { manifest.chunks_for_range(start, end) };
+        let set = self.storage_set();
+        let this = self.clone();
+        let nonce_prefix = manifest.nonce_prefix;
+        let chunks = manifest.chunks.clone();
+        // Fetch up to 4 chunks ahead while the client reads; memory stays bounded.
+        let body = futures::stream::iter(pieces)
+            .map(move |(index, offset, len)| {
+                let this = this.clone();
+                let set = set.clone();
+                let object_key = object_key.clone();
+                let chunk = chunks[index].clone();
+                async move {
+                    let sealed = this.get_chunk(chunk.id, &set).await?;
+                    let plain = xnode_store::open_chunk(&object_key, &nonce_prefix, index as u64, &sealed)?;
+                    let from = offset as usize;
+                    let to = from + len as usize;
+                    if to > plain.len() {
+                        return Err(StorageError::Internal(format!("chunk {index} is shorter than its manifest says")));
+                    }
+                    Ok(Bytes::copy_from_slice(&plain[from..to]))
+                }
+            })
+            .buffered(4);
+        Ok(ObjectRead { meta, info, range: (start, end), body: Box::pin(body) })
+    }
+
+    /// Deletes an object by writing a tombstone with quorum.
+    pub async fn delete_object(&self, tenant: &PublicKeyBytes, bucket: &str, key: &str) -> Result<(), StorageError> {
+        self.require_bucket(tenant, bucket)?;
+        let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
+        let set = self.storage_set();
+        let meta = ObjectMeta { path, version: self.clock.now(), writer: self.node_id, info: None };
+        self.put_meta(meta, &set).await
+    }
+
+    /// Lists a bucket's live objects in key order, merging `R` replicas' answers.
+    pub async fn list_objects(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ObjectMeta>, StorageError> {
+        self.require_bucket(tenant, bucket)?;
+        let set = self.storage_set();
+        let targets = self.placement(&bucket_placement_key(tenant, bucket), &set);
+        let needed = self.config.read_quorum.min(targets.len()).max(1);
+        // Ask for tombstones too would be better; replicas answer live entries only, so a
+        // key deleted on one replica but not yet on another can briefly show. The newer
+        // version wins when both are live.
+        let results = futures::future::join_all(targets.iter().map(|&node| {
+            let request = StoreRequest::ListMeta {
+                tenant: *tenant,
+                bucket: bucket.to_owned(),
+                prefix: prefix.to_owned(),
+                start_after: start_after.map(str::to_owned),
+                limit: limit as u32,
+            };
+            async move { (node, self.call(node, request, META_TIMEOUT).await) }
+        }))
+        .await;
+        let mut merged: BTreeMap<String, ObjectMeta> = BTreeMap::new();
+        let mut answered = 0;
+        let mut errors = Vec::new();
+        for (node, result) in results {
+            match result {
+                Ok(StoreResponse::MetaList(list)) => {
+                    answered += 1;
+                    for meta in list {
+                        match merged.get(&meta.path.key) {
+                            Some(existing) if !meta.supersedes(existing) => {}
+                            _ => {
+                                merged.insert(meta.path.key.clone(), meta);
+                            }
+                        }
+                    }
+                }
+                Ok(_) => errors.push(format!("{node}: unexpected answer")),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        if answered < needed {
+            self.metrics.quorum_failures.inc();
+            return Err(StorageError::Quorum(format!(
+                "only {answered} of {needed} metadata replicas answered ({})",
+                errors.join("; ")
+            )));
+        }
+        // Confirm each listed key against a quorum read, so a key deleted on the quorum
+        // does not show from a stale replica.
+        let mut out = Vec::new();
+        for (_, meta) in merged.into_iter() {
+            if out.len() >= limit {
+                break;
+            }
+            match self.get_meta(&meta.path, &set).await? {
+                Some(current) if current.info.is_some() => out.push(current),
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// This node's storage health.
+    pub fn health(&self) -> StorageHealth {
+        let mut health = match self.health.lock() {
+            Ok(h) => h.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        let stats = self.chunks.stats();
+        health.chunks_stored = stats.chunks;
+        health.bytes_stored = stats.bytes;
+        health.repairs_in_progress = self.repairs_in_progress.load(Ordering::Relaxed);
+        health.storage_nodes = self.storage_set().len();
+        health.replication_factor = self.config.replication_factor;
+        health
+    }
+}

@@ -1,0 +1,199 @@
+//! Background workers that keep storage healthy: repair restores `rf` copies of every
+//! chunk and metadata entry this node holds; scrub re-hashes local chunks at a bounded
+//! rate and replaces rotted ones from peers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use xnode_store::ChunkId;
+use xnode_types::NodeId;
+
+use super::proto::{StoreRequest, StoreResponse};
+use super::{Storage, StorageError, unix_ms};
+
+const BATCH: usize = 256;
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Storage {
+    /// One repair scan over everything this node stores. Returns the number of copies made.
+    pub(crate) async fn repair_scan(self: &Arc<Self>) -> Result<u64, StorageError> {
+        let set = self.storage_set();
+        let live = self.live_nodes();
+        let rf = self.config.replication_factor.min(set.len());
+        let mut repaired = 0u64;
+        let mut under_chunks = 0u64;
+        let mut under_objects = 0u64;
+
+        // Chunks.
+        let mut cursor: Option<ChunkId> = None;
+        loop {
+            let chunks = self.chunks.clone();
+            let after = cursor;
+            let batch = tokio::task::spawn_blocking(move || chunks.list(after.as_ref(), BATCH))
+                .await
+                .map_err(|e| StorageError::Internal(e.to_string()))??;
+            let Some((last, _)) = batch.last() else { break };
+            cursor = Some(*last);
+            // Which live placement nodes should hold which chunks.
+            let mut ask: BTreeMap<NodeId, Vec<ChunkId>> = BTreeMap::new();
+            let mut holders: BTreeMap<ChunkId, usize> = BTreeMap::new();
+            for (id, _) in &batch {
+                for node in self.placement(&id.0, &set) {
+                    if node == self.node_id {
+                        *holders.entry(*id).or_default() += 1;
+                    } else if live.contains(&node) {
+                        ask.entry(node).or_default().push(*id);
+                    }
+                }
+                holders.entry(*id).or_default();
+            }
+            for (node, ids) in ask {
+                let has = match self.call(node, StoreRequest::HasChunks { ids: ids.clone() }, CALL_TIMEOUT).await {
+                    Ok(StoreResponse::Has(has)) if has.len() == ids.len() => has,
+                    _ => continue,
+                };
+                for (id, present) in ids.into_iter().zip(has) {
+                    if present {
+                        *holders.entry(id).or_default() += 1;
+                        continue;
+                    }
+                    if self.copy_chunk_to(id, node).await {
+                        repaired += 1;
+                        *holders.entry(id).or_default() += 1;
+                    }
+                }
+            }
+            under_chunks += holders.values().filter(|&&n| n < rf).count() as u64;
+        }
+
+        // Metadata: offer every entry to its live placement nodes (merging is idempotent).
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let meta = self.meta.clone();
+            let from = after.clone();
+            let batch = tokio::task::spawn_blocking(move || meta.scan(from.as_deref(), BATCH))
+                .await
+                .map_err(|e| StorageError::Internal(e.to_string()))??;
+            let Some(last) = batch.last() else { break };
+            after = Some(last.path.storage_key());
+            for entry in batch {
+                let key = super::bucket_placement_key(&entry.path.tenant, &entry.path.bucket);
+                let mut reached = 0usize;
+                for node in self.placement(&key, &set) {
+                    if node == self.node_id {
+                        reached += 1;
+                        continue;
+                    }
+                    if !live.contains(&node) {
+                        continue;
+                    }
+                    match self.call(node, StoreRequest::PutMeta { meta: entry.clone() }, CALL_TIMEOUT).await {
+                        Ok(StoreResponse::MetaStored { changed }) => {
+                            reached += 1;
+                            if changed {
+                                repaired += 1;
+                                self.metrics.repairs.inc();
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if reached < rf {
+                    under_objects += 1;
+                }
+            }
+        }
+
+        if let Ok(mut health) = self.health.lock() {
+            health.under_replicated_chunks = under_chunks;
+            health.under_replicated_objects = under_objects;
+            health.repairs_done += repaired;
+            health.last_repair_scan_ms = Some(unix_ms());
+        }
+        Ok(repaired)
+    }
+
+    async fn copy_chunk_to(self: &Arc<Self>, id: ChunkId, node: NodeId) -> bool {
+        self.repairs_in_progress.fetch_add(1, Ordering::Relaxed);
+        let chunks = self.chunks.clone();
+        let result = async {
+            let data = tokio::task::spawn_blocking(move || chunks.get(&id))
+                .await
+                .map_err(|e| StorageError::Internal(e.to_string()))??
+                .ok_or_else(|| StorageError::Internal(format!("chunk {id} vanished")))?;
+            self.call(node, StoreRequest::PutChunk { id, data }, CALL_TIMEOUT).await
+        }
+        .await;
+        self.repairs_in_progress.fetch_sub(1, Ordering::Relaxed);
+        match result {
+            Ok(_) => {
+                self.metrics.repairs.inc();
+                tracing::debug!(chunk = %id, %node, "repaired a missing replica");
+                true
+            }
+            Err(e) => {
+                tracing::debug!(chunk = %id, %node, error = %e, "repair copy failed");
+                false
+            }
+        }
+    }
+
+    /// Scrubs up to `max_bytes` of local chunks after `cursor`, replacing rotted ones from
+    /// peers. Returns the cursor to continue from.
+    pub(crate) async fn scrub_step(self: &Arc<Self>, cursor: Option<ChunkId>, max_bytes: u64) -> Option<ChunkId> {
+        let chunks = self.chunks.clone();
+        let batch = match tokio::task::spawn_blocking(move || chunks.scrub_batch(cursor.as_ref(), max_bytes)).await {
+            Ok(Ok(batch)) => batch,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "scrub failed");
+                return None;
+            }
+            Err(_) => return None,
+        };
+        for id in batch.corrupt {
+            tracing::warn!(chunk = %id, "scrub found a rotted chunk; fetching a good copy from a peer");
+            let set = self.storage_set();
+            match self.get_chunk(id, &set).await {
+                Ok(data) => {
+                    let chunks = self.chunks.clone();
+                    let stored = tokio::task::spawn_blocking(move || chunks.put(&id, &data)).await;
+                    if matches!(stored, Ok(Ok(_))) {
+                        self.metrics.repairs.inc();
+                        tracing::info!(chunk = %id, "rotted chunk replaced");
+                    }
+                }
+                Err(e) => tracing::error!(chunk = %id, error = %e, "no peer could replace a rotted chunk"),
+            }
+        }
+        batch.next_cursor
+    }
+}
+
+/// Spawns the storage workers on `node`.
+pub(crate) fn spawn_workers(node: &crate::Node, storage: Arc<Storage>) {
+    let s = storage.clone();
+    let every = storage.config.repair_interval;
+    node.spawn_worker("storage-repair", async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match s.repair_scan().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(copies = n, "repair restored missing replicas"),
+                Err(e) => tracing::warn!(error = %e, "repair scan failed"),
+            }
+        }
+    });
+    let s = storage;
+    node.spawn_worker("storage-scrub", async move {
+        let mut cursor = None;
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            ticker.tick().await;
+            cursor = s.scrub_step(cursor, s.config.scrub_bytes_per_sec).await;
+        }
+    });
+}

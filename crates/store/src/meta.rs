@@ -1,0 +1,714 @@
+//! The object metadata table: which manifest a (tenant, bucket, key) currently names.
+//!
+//! This is one replica's share of the table. Entries merge last-writer-wins on
+//! `(version, writer)`, with deletes kept as tombstones, so replicas that receive the same
+//! entries in any order hold the same state; the caller does placement, quorum and
+//! anti-entropy on top.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+use xnode_db::{Db, Table};
+use xnode_types::{Hlc, NodeId, PublicKeyBytes};
+use xnode_wire::{Versioned, kinds};
+
+use crate::chunks::ChunkId;
+use crate::{StoreError, clip, successor};
+
+/// Table `objects`: [`ObjectPath::storage_key`] -> encoded [`ObjectMeta`].
+const TABLE: Table = Table("objects");
+/// The largest encoded metadata entry accepted. Keys are at most 1 KiB and S3 caps user
+/// metadata at 2 KiB, so this leaves ample room while bounding what a peer can make us
+/// store or decode.
+pub const MAX_META_BYTES: usize = 64 * 1024;
+/// Entries read per database scan.
+const PAGE: usize = 256;
+
+/// Where an object lives: a tenant's bucket and key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ObjectPath {
+    pub tenant: PublicKeyBytes,
+    pub bucket: String,
+    pub key: String,
+}
+
+impl ObjectPath {
+    /// A validated path.
+    pub fn new(
+        tenant: PublicKeyBytes,
+        bucket: impl Into<String>,
+        key: impl Into<String>,
+    ) -> Result<Self, StoreError> {
+        let path = Self {
+            tenant,
+            bucket: bucket.into(),
+            key: key.into(),
+        };
+        path.validate()?;
+        Ok(path)
+    }
+
+    /// Checks the bucket name and key; paths that arrive deserialized skip [`ObjectPath::new`].
+    pub fn validate(&self) -> Result<(), StoreError> {
+        validate_bucket_name(&self.bucket)?;
+        validate_object_key(&self.key)
+    }
+
+    /// `tenant_hex/bucket/key`. Tenant hex has a fixed length and bucket names cannot hold
+    /// `/`, so all of a bucket's keys share one prefix and sort by key: listing is a range
+    /// scan.
+    pub fn storage_key(&self) -> Vec<u8> {
+        let mut out = bucket_prefix(&self.tenant, &self.bucket);
+        out.extend_from_slice(self.key.as_bytes());
+        out
+    }
+
+    /// The hash placement runs on, so one object's metadata replicas are chosen the same
+    /// way on every node.
+    pub fn placement_key(&self) -> [u8; 32] {
+        *blake3::hash(&self.storage_key()).as_bytes()
+    }
+}
+
+fn bucket_prefix(tenant: &PublicKeyBytes, bucket: &str) -> Vec<u8> {
+    format!("{}/{bucket}/", tenant.to_hex()).into_bytes()
+}
+
+/// S3's bucket naming rules: 3 to 63 characters of lowercase letters, digits, `-` and `.`,
+/// starting and ending with a letter or digit, no `..`, not shaped like an IPv4 address,
+/// and none of the prefixes and suffixes S3 reserves.
+pub fn validate_bucket_name(name: &str) -> Result<(), StoreError> {
+    let bad = |reason: &str| {
+        Err(StoreError::InvalidName(format!(
+            "bucket name {:?} {reason}",
+            clip(name)
+        )))
+    };
+    if !(3..=63).contains(&name.len()) {
+        return bad("must be 3 to 63 characters long");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    {
+        return bad("may hold only lowercase letters, digits, '-' and '.'");
+    }
+    let edge = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !edge(name.bytes().next()) || !edge(name.bytes().last()) {
+        return bad("must start and end with a letter or digit");
+    }
+    if name.contains("..") {
+        return bad("must not contain \"..\"");
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return bad("must not be an IP address");
+    }
+    if name.starts_with("xn--") || name.starts_with("sthree-") {
+        return bad("uses a reserved prefix");
+    }
+    if name.ends_with("-s3alias") || name.ends_with("--ol-s3") {
+        return bad("uses a reserved suffix");
+    }
+    Ok(())
+}
+
+/// Object keys: 1 to 1024 bytes of UTF-8 without control characters (NUL included).
+pub fn validate_object_key(key: &str) -> Result<(), StoreError> {
+    if key.is_empty() || key.len() > 1024 {
+        return Err(StoreError::InvalidName(format!(
+            "object key must be 1 to 1024 bytes, not {}",
+            key.len()
+        )));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(StoreError::InvalidName(format!(
+            "object key {:?} contains a control character",
+            clip(key)
+        )));
+    }
+    Ok(())
+}
+
+/// What a live object is.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ObjectInfo {
+    /// The chunk holding the object's encoded [`crate::Manifest`].
+    pub manifest: ChunkId,
+    pub size: u64,
+    pub etag: String,
+    pub content_type: String,
+    pub user_meta: BTreeMap<String, String>,
+    pub created_ms: u64,
+}
+
+/// One version of one object's metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    pub path: ObjectPath,
+    pub version: Hlc,
+    /// The node that accepted the write; breaks ties between equal clocks.
+    pub writer: NodeId,
+    /// `None` is a tombstone: the object was deleted at `version`.
+    pub info: Option<ObjectInfo>,
+}
+
+impl Versioned for ObjectMeta {
+    const KIND_TAG: u8 = kinds::OBJECT_META;
+    const KIND_NAME: &'static str = "object metadata";
+    const VERSION: u8 = 1;
+}
+
+impl ObjectMeta {
+    /// Last-writer-wins: whether `self` replaces `other`, i.e. `(version, writer)` is
+    /// strictly greater. Two different entries with equal `(version, writer)` should not
+    /// exist, but if they do the contents break the tie, so every replica still picks the
+    /// same one whatever the order of arrival.
+    pub fn supersedes(&self, other: &ObjectMeta) -> bool {
+        (self.version, &self.writer, &self.info) > (other.version, &other.writer, &other.info)
+    }
+
+    pub fn is_tombstone(&self) -> bool {
+        self.info.is_none()
+    }
+}
+
+/// This node's share of the object metadata table. Cheap to clone; clones share the lock.
+#[derive(Clone)]
+pub struct MetaStore {
+    db: Db,
+    /// Serialises merges, so two concurrent merges of one key cannot both read the old
+    /// entry and the older of the two be written last.
+    merge_lock: Arc<Mutex<()>>,
+}
+
+impl std::fmt::Debug for MetaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetaStore")
+    }
+}
+
+impl MetaStore {
+    pub fn new(db: Db) -> Self {
+        Self {
+            db,
+            merge_lock: Arc::new(Mutex::new(())),
+        }
+    }
+
+    /// Stores `meta` if no entry exists for its path or it supersedes the one held. Returns
+    /// whether anything changed. Entries from peers arrive here, so the path is validated.
+    pub fn merge(&self, meta: ObjectMeta) -> Result<bool, StoreError> {
+        meta.path.validate()?;
+        let key = meta.path.storage_key();
+        let encoded = xnode_wire::encode(&meta)?;
+        if encoded.len() > MAX_META_BYTES {
+            return Err(StoreError::TooLarge {
+                what: "object metadata",
+                len: encoded.len(),
+                limit: MAX_META_BYTES,
+            });
+        }
+        let _guard = self
+            .merge_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(current) = self.db.get(TABLE, &key)? {
+            match decode_entry(&key, &current) {
+                Some(current) if !meta.supersedes(&current) => return Ok(false),
+                Some(_) => {}
+                // An unreadable entry is replaced by any readable one; peers hold copies.
+                None => {}
+            }
+        }
+        self.db.put(TABLE, &key, &encoded)?;
+        Ok(true)
+    }
+
+    /// The entry held for `path`, tombstone or not.
+    pub fn get(&self, path: &ObjectPath) -> Result<Option<ObjectMeta>, StoreError> {
+        let key = path.storage_key();
+        let Some(bytes) = self.db.get(TABLE, &key)? else {
+            return Ok(None);
+        };
+        let meta: ObjectMeta = xnode_wire::decode(&bytes, MAX_META_BYTES)?;
+        Ok(Some(meta))
+    }
+
+    /// Live objects of a bucket whose key starts with `prefix` and is greater than
+    /// `start_after`, in key order, at most `limit`.
+    pub fn list(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ObjectMeta>, StoreError> {
+        // A name with '/' in it would reach into another bucket's keys.
+        validate_bucket_name(bucket)?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let base = bucket_prefix(tenant, bucket);
+        let mut scan_prefix = base.clone();
+        scan_prefix.extend_from_slice(prefix.as_bytes());
+        let mut start = scan_prefix.clone();
+        if let Some(after) = start_after {
+            let mut past = base;
+            past.extend_from_slice(after.as_bytes());
+            let past = successor(&past);
+            if past > start {
+                start = past;
+            }
+        }
+        let mut out = Vec::new();
+        self.scan_pages(&scan_prefix, start, |meta| {
+            if meta.info.is_some() {
+                out.push(meta);
+            }
+            out.len() < limit
+        })?;
+        Ok(out)
+    }
+
+    /// Every entry, tombstones included, in storage-key order after `after` (exclusive), at
+    /// most `limit`: the walk repair and anti-entropy make over the table.
+    pub fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<ObjectMeta>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let start = after.map(successor).unwrap_or_default();
+        let mut out = Vec::new();
+        self.scan_pages(&[], start, |meta| {
+            out.push(meta);
+            out.len() < limit
+        })?;
+        Ok(out)
+    }
+
+    /// How many live objects a bucket holds (for refusing to delete a non-empty bucket).
+    pub fn count_live_in_bucket(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+    ) -> Result<u64, StoreError> {
+        validate_bucket_name(bucket)?;
+        let prefix = bucket_prefix(tenant, bucket);
+        let mut count = 0u64;
+        self.scan_pages(&prefix, prefix.clone(), |meta| {
+            if meta.info.is_some() {
+                count += 1;
+            }
+            true
+        })?;
+        Ok(count)
+    }
+
+    /// Feeds readable entries with keys `>= start` under `prefix` to `visit`, page by page,
+    /// until it returns false or the entries run out. Unreadable entries are skipped (and
+    /// logged): one bad record must not make a whole bucket unlistable.
+    fn scan_pages(
+        &self,
+        prefix: &[u8],
+        mut start: Vec<u8>,
+        mut visit: impl FnMut(ObjectMeta) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut more = true;
+        loop {
+            let page = self.db.scan_from(TABLE, prefix, &start, PAGE)?;
+            for (key, value) in &page {
+                if !more {
+                    return Ok(());
+                }
+                if let Some(meta) = decode_entry(key, value) {
+                    more = visit(meta);
+                }
+            }
+            if !more {
+                return Ok(());
+            }
+            match page.last() {
+                Some((key, _)) if page.len() == PAGE => start = successor(key),
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+/// Decodes a stored entry and checks it sits under its own key.
+fn decode_entry(key: &[u8], value: &[u8]) -> Option<ObjectMeta> {
+    match xnode_wire::decode::<ObjectMeta>(value, MAX_META_BYTES) {
+        Ok(meta) if meta.path.storage_key() == key => Some(meta),
+        Ok(_) => {
+            warn!(key = %String::from_utf8_lossy(key), "object metadata stored under the wrong key; skipped");
+            None
+        }
+        Err(e) => {
+            warn!(key = %String::from_utf8_lossy(key), error = %e, "unreadable object metadata; skipped");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use xnode_types::SecretKey;
+
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("node.redb")).unwrap();
+        (dir, db)
+    }
+
+    fn tenant(n: u8) -> PublicKeyBytes {
+        PublicKeyBytes([n; 32])
+    }
+
+    fn info(tag: &str) -> ObjectInfo {
+        ObjectInfo {
+            manifest: ChunkId::of(tag.as_bytes()),
+            size: tag.len() as u64,
+            etag: format!("\"{tag}\""),
+            content_type: "text/plain".into(),
+            user_meta: BTreeMap::from([("k".to_owned(), tag.to_owned())]),
+            created_ms: 1,
+        }
+    }
+
+    fn meta(path: &ObjectPath, ms: u64, writer: NodeId, info: Option<ObjectInfo>) -> ObjectMeta {
+        ObjectMeta {
+            path: path.clone(),
+            version: Hlc::new(ms, 0),
+            writer,
+            info,
+        }
+    }
+
+    fn node() -> NodeId {
+        SecretKey::generate().node_id()
+    }
+
+    #[test]
+    fn bucket_names() {
+        for good in [
+            "abc",
+            "my-bucket",
+            "my.bucket.2",
+            "a1b",
+            &"a".repeat(63),
+            "1.2.3",
+        ] {
+            validate_bucket_name(good).unwrap();
+        }
+        for bad in [
+            "ab",
+            &"a".repeat(64),
+            "My-Bucket",
+            "-abc",
+            "abc-",
+            ".abc",
+            "abc.",
+            "a..b",
+            "a_b",
+            "a b",
+            "a/b",
+            "192.168.5.4",
+            "xn--abc",
+            "sthree-abc",
+            "abc-s3alias",
+            "abc--ol-s3",
+            "ünï",
+            "",
+        ] {
+            assert!(
+                matches!(validate_bucket_name(bad), Err(StoreError::InvalidName(_))),
+                "{bad:?} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn object_keys() {
+        for good in [
+            "a",
+            "dir/sub/file.txt",
+            "ünïcødé 🚀",
+            &"k".repeat(1024),
+            " spaces ",
+        ] {
+            validate_object_key(good).unwrap();
+        }
+        for bad in [
+            "",
+            &"k".repeat(1025),
+            "a\0b",
+            "line\nbreak",
+            "tab\t",
+            "del\u{7f}",
+            "c1\u{85}",
+        ] {
+            assert!(validate_object_key(bad).is_err(), "{bad:?} was accepted");
+        }
+        // 1024 bytes, not characters.
+        assert!(validate_object_key(&"é".repeat(513)).is_err());
+    }
+
+    #[test]
+    fn paths_and_keys() {
+        let p = ObjectPath::new(tenant(1), "bucket", "a/b").unwrap();
+        assert_eq!(
+            p.storage_key(),
+            format!("{}/bucket/a/b", tenant(1).to_hex()).into_bytes()
+        );
+        assert_eq!(
+            p.placement_key(),
+            *blake3::hash(&p.storage_key()).as_bytes()
+        );
+        assert_ne!(
+            p.placement_key(),
+            ObjectPath::new(tenant(2), "bucket", "a/b")
+                .unwrap()
+                .placement_key()
+        );
+        assert!(ObjectPath::new(tenant(1), "BAD", "k").is_err());
+        assert!(ObjectPath::new(tenant(1), "bucket", "").is_err());
+        let owned: String = "bucket".into();
+        ObjectPath::new(tenant(1), &owned, owned.clone()).unwrap();
+    }
+
+    #[test]
+    fn lww_merge_is_order_independent() {
+        let path = ObjectPath::new(tenant(1), "bucket", "key").unwrap();
+        let (w1, w2) = (node(), node());
+        let versions = vec![
+            meta(&path, 10, w1, Some(info("a"))),
+            meta(&path, 20, w2, Some(info("b"))),
+            meta(&path, 20, w1, Some(info("c"))),
+            meta(&path, 15, w2, None),
+            meta(&path, 5, w1, None),
+        ];
+        let mut expected = None;
+        // Every rotation and its reverse: the winner is always the same.
+        for r in 0..versions.len() {
+            for reverse in [false, true] {
+                let mut order = versions.clone();
+                order.rotate_left(r);
+                if reverse {
+                    order.reverse();
+                }
+                let (_dir, db) = db();
+                let store = MetaStore::new(db);
+                for m in order {
+                    store.merge(m).unwrap();
+                }
+                let got = store.get(&path).unwrap().unwrap();
+                assert_eq!(got.version, Hlc::new(20, 0));
+                if let Some(e) = &expected {
+                    assert_eq!(&got, e);
+                }
+                expected = Some(got);
+            }
+        }
+    }
+
+    #[test]
+    fn merge_reports_changes_and_tombstones_win_when_newer() {
+        let (_dir, db) = db();
+        let store = MetaStore::new(db);
+        let path = ObjectPath::new(tenant(1), "bucket", "key").unwrap();
+        let w = node();
+        let live = meta(&path, 10, w, Some(info("a")));
+        assert!(store.merge(live.clone()).unwrap());
+        assert!(!store.merge(live.clone()).unwrap());
+        assert!(!store.merge(meta(&path, 9, w, None)).unwrap());
+        assert_eq!(store.get(&path).unwrap(), Some(live));
+
+        let tomb = meta(&path, 11, w, None);
+        assert!(store.merge(tomb.clone()).unwrap());
+        assert_eq!(store.get(&path).unwrap(), Some(tomb.clone()));
+        assert!(store.get(&path).unwrap().unwrap().is_tombstone());
+        assert!(
+            store
+                .list(&tenant(1), "bucket", "", None, 10)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(store.scan(None, 10).unwrap(), vec![tomb]);
+        assert_eq!(store.count_live_in_bucket(&tenant(1), "bucket").unwrap(), 0);
+
+        // A later write brings it back.
+        assert!(store.merge(meta(&path, 12, w, Some(info("b")))).unwrap());
+        assert_eq!(store.count_live_in_bucket(&tenant(1), "bucket").unwrap(), 1);
+    }
+
+    #[test]
+    fn merge_rejects_invalid_paths_and_oversized_entries() {
+        let (_dir, db) = db();
+        let store = MetaStore::new(db);
+        let w = node();
+        let mut bad = meta(
+            &ObjectPath::new(tenant(1), "bucket", "k").unwrap(),
+            1,
+            w,
+            None,
+        );
+        bad.path.bucket = "Bad/Bucket".into();
+        assert!(matches!(store.merge(bad), Err(StoreError::InvalidName(_))));
+        let mut big = info("x");
+        big.user_meta
+            .insert("big".into(), "x".repeat(MAX_META_BYTES));
+        let path = ObjectPath::new(tenant(1), "bucket", "k").unwrap();
+        assert!(matches!(
+            store.merge(meta(&path, 1, w, Some(big))),
+            Err(StoreError::TooLarge { .. })
+        ));
+        assert_eq!(store.get(&path).unwrap(), None);
+    }
+
+    #[test]
+    fn concurrent_merges_keep_the_newest() {
+        let (_dir, db) = db();
+        let store = MetaStore::new(db);
+        let path = ObjectPath::new(tenant(1), "bucket", "key").unwrap();
+        let w = node();
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let store = store.clone();
+                let path = path.clone();
+                s.spawn(move || {
+                    for i in 0..10u64 {
+                        store.merge(meta(&path, i * 4 + t, w, None)).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(store.get(&path).unwrap().unwrap().version, Hlc::new(39, 0));
+    }
+
+    #[test]
+    fn list_prefix_start_after_limit_and_isolation() {
+        let (_dir, db) = db();
+        let store = MetaStore::new(db);
+        let w = node();
+        let put = |t: u8, bucket: &str, key: &str, live: bool| {
+            let path = ObjectPath::new(tenant(t), bucket, key).unwrap();
+            let info = live.then(|| info(key));
+            store.merge(meta(&path, 1, w, info)).unwrap();
+        };
+        for key in ["a/1", "a/2", "a/3", "b/1", "c", "a/0-deleted"] {
+            put(1, "bucket", key, !key.ends_with("deleted"));
+        }
+        // Same tenant, other buckets (one whose name extends this one's), other tenant.
+        put(1, "bucket-2", "a/9", true);
+        put(1, "bucke", "a/8", true);
+        put(2, "bucket", "a/7", true);
+
+        let keys = |v: Vec<ObjectMeta>| v.into_iter().map(|m| m.path.key).collect::<Vec<_>>();
+        let t1 = tenant(1);
+        assert_eq!(
+            keys(store.list(&t1, "bucket", "", None, 100).unwrap()),
+            ["a/1", "a/2", "a/3", "b/1", "c"]
+        );
+        assert_eq!(
+            keys(store.list(&t1, "bucket", "a/", None, 100).unwrap()),
+            ["a/1", "a/2", "a/3"]
+        );
+        assert_eq!(
+            keys(store.list(&t1, "bucket", "a/", Some("a/1"), 100).unwrap()),
+            ["a/2", "a/3"]
+        );
+        assert_eq!(
+            keys(store.list(&t1, "bucket", "a/", None, 2).unwrap()),
+            ["a/1", "a/2"]
+        );
+        // start_after before the prefix, and past it.
+        assert_eq!(
+            keys(store.list(&t1, "bucket", "b", Some("a"), 100).unwrap()),
+            ["b/1"]
+        );
+        assert!(
+            store
+                .list(&t1, "bucket", "a/", Some("a/3"), 100)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(store.list(&t1, "bucket", "", None, 0).unwrap().is_empty());
+        assert!(
+            store
+                .list(&t1, "bucket", "zzz", None, 10)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            keys(store.list(&tenant(2), "bucket", "", None, 100).unwrap()),
+            ["a/7"]
+        );
+        assert!(
+            store
+                .list(&tenant(3), "bucket", "", None, 100)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(store.list(&t1, "a/b", "", None, 100).is_err());
+        assert_eq!(store.count_live_in_bucket(&t1, "bucket").unwrap(), 5);
+        assert_eq!(store.count_live_in_bucket(&t1, "bucket-2").unwrap(), 1);
+    }
+
+    #[test]
+    fn scan_walks_everything_in_pages() {
+        let (_dir, db) = db();
+        let store = MetaStore::new(db.clone());
+        let w = node();
+        // More than a page, including tombstones.
+        for i in 0..(PAGE + 10) {
+            let path = ObjectPath::new(tenant(1), "bucket", format!("k{i:04}")).unwrap();
+            let info = (i % 3 != 0).then(|| info("x"));
+            store.merge(meta(&path, 1, w, info)).unwrap();
+        }
+        let mut all = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = store.scan(after.as_deref(), 100).unwrap();
+            if page.is_empty() {
+                break;
+            }
+            after = page.last().map(|m| m.path.storage_key());
+            all.extend(page);
+        }
+        assert_eq!(all.len(), PAGE + 10);
+        assert!(
+            all.windows(2)
+                .all(|w| w[0].path.storage_key() < w[1].path.storage_key())
+        );
+        let live = (0..PAGE + 10).filter(|i| i % 3 != 0).count();
+        assert_eq!(
+            store
+                .list(&tenant(1), "bucket", "", None, 10_000)
+                .unwrap()
+                .len(),
+            live
+        );
+        assert_eq!(
+            store.count_live_in_bucket(&tenant(1), "bucket").unwrap(),
+            live as u64
+        );
+
+        // A corrupt record is skipped by listings, and replaced by the next merge.
+        let path = ObjectPath::new(tenant(1), "bucket", "k0001").unwrap();
+        db.put(TABLE, &path.storage_key(), b"garbage").unwrap();
+        assert_eq!(
+            store
+                .list(&tenant(1), "bucket", "k000", None, 100)
+                .unwrap()
+                .len(),
+            5
+        );
+        assert!(store.get(&path).is_err());
+        assert!(store.merge(meta(&path, 0, w, None)).unwrap());
+        assert!(store.get(&path).unwrap().unwrap().is_tombstone());
+    }
+}

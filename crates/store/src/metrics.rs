@@ -1,0 +1,112 @@
+//! Prometheus metrics owned by the storage engine and its callers (replication, repair).
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry as MetricsRegistry;
+
+/// Counters and gauges for storage, registered under the `store_` prefix.
+///
+/// The engine updates the chunk and scrub figures itself. `repairs`, `quorum_failures` and
+/// `bad_replica_bytes` describe replication, which happens above this crate, so the caller
+/// increments them.
+#[derive(Clone, Debug, Default)]
+pub struct StoreMetrics {
+    pub chunks_stored: Gauge,
+    pub bytes_stored: Gauge,
+    pub chunk_writes: Counter,
+    pub chunk_write_bytes: Counter,
+    pub chunk_reads: Counter,
+    pub chunk_read_bytes: Counter,
+    pub corrupt_chunks: Counter,
+    pub scrubbed_chunks: Counter,
+    pub scrubbed_bytes: Counter,
+    pub repairs: Counter,
+    pub quorum_failures: Counter,
+    pub bad_replica_bytes: Counter,
+}
+
+impl StoreMetrics {
+    pub fn register(registry: &mut MetricsRegistry) -> Self {
+        let m = Self::default();
+        let r = registry.sub_registry_with_prefix("store");
+        r.register(
+            "chunks_stored",
+            "Chunks held on this node's disk",
+            m.chunks_stored.clone(),
+        );
+        r.register(
+            "bytes_stored",
+            "Bytes of chunks held on this node's disk",
+            m.bytes_stored.clone(),
+        );
+        r.register(
+            "chunk_writes",
+            "Chunks written to disk (puts of chunks already held are not counted)",
+            m.chunk_writes.clone(),
+        );
+        r.register(
+            "chunk_write_bytes",
+            "Bytes of chunks written to disk",
+            m.chunk_write_bytes.clone(),
+        );
+        r.register(
+            "chunk_reads",
+            "Chunks read from disk and verified",
+            m.chunk_reads.clone(),
+        );
+        r.register(
+            "chunk_read_bytes",
+            "Bytes of chunks read from disk and verified",
+            m.chunk_read_bytes.clone(),
+        );
+        r.register(
+            "corrupt_chunks",
+            "Chunks found corrupt or missing on disk by reads or scrub, and quarantined",
+            m.corrupt_chunks.clone(),
+        );
+        r.register(
+            "scrubbed_chunks",
+            "Chunks re-hashed by the scrubber",
+            m.scrubbed_chunks.clone(),
+        );
+        r.register(
+            "scrubbed_bytes",
+            "Bytes re-hashed by the scrubber",
+            m.scrubbed_bytes.clone(),
+        );
+        r.register(
+            "repairs",
+            "Chunks or metadata entries restored on a replica that lacked them",
+            m.repairs.clone(),
+        );
+        r.register(
+            "quorum_failures",
+            "Reads or writes that could not reach their quorum",
+            m.quorum_failures.clone(),
+        );
+        r.register(
+            "bad_replica_bytes",
+            "Bytes received from a peer that did not match the requested chunk id",
+            m.bad_replica_bytes.clone(),
+        );
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registers_under_store_prefix() {
+        let mut registry = MetricsRegistry::default();
+        let m = StoreMetrics::register(&mut registry);
+        m.chunk_writes.inc();
+        m.bytes_stored.set(42);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains("store_chunk_writes_total 1"), "{text}");
+        assert!(text.contains("store_bytes_stored 42"), "{text}");
+        assert!(text.contains("store_bad_replica_bytes_total 0"), "{text}");
+    }
+}

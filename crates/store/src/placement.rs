@@ -1,0 +1,173 @@
+//! Replica placement: which nodes hold an item (a chunk, an object's metadata), computed
+//! the same way on every node from the same member list, so no coordinator is needed.
+
+use std::collections::HashSet;
+
+use xnode_types::NodeId;
+
+/// A node that may hold replicas.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub id: NodeId,
+    pub zone: String,
+}
+
+/// The rendezvous score of `node` for `item`: the first 8 bytes (little-endian) of
+/// `blake3(item || node id bytes)`.
+pub fn score(item: &[u8], node: &NodeId) -> u64 {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(item);
+    hasher.update(&node.to_bytes());
+    let hash = hasher.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash.as_bytes()[..8]);
+    u64::from_le_bytes(first)
+}
+
+/// Highest-random-weight (rendezvous) hashing: score(node) = blake3(item || node_id bytes)
+/// as u64. Deterministic on every node, whatever the order of `candidates`.
+///
+/// Picks up to `n` distinct nodes, spreading across zones: first the best-scoring node of
+/// each distinct zone in score order, until `n` or the zones run out, then the remaining
+/// best scores. Returns them in pick order.
+///
+/// Removing a node that was not picked for an item never changes that item's picks, so a
+/// member leaving moves only the items it held.
+pub fn place(item: &[u8], candidates: &[Candidate], n: usize) -> Vec<NodeId> {
+    let mut ranked: Vec<(u64, &Candidate)> =
+        candidates.iter().map(|c| (score(item, &c.id), c)).collect();
+    // Ties (practically impossible) and duplicate entries still order the same everywhere.
+    ranked.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then_with(|| a.1.id.cmp(&b.1.id))
+            .then_with(|| a.1.zone.cmp(&b.1.zone))
+    });
+    let mut seen = HashSet::new();
+    ranked.retain(|(_, c)| seen.insert(c.id));
+
+    let mut picked: Vec<NodeId> = Vec::with_capacity(n.min(ranked.len()));
+    let mut taken = vec![false; ranked.len()];
+    let mut zones = HashSet::new();
+    for (i, (_, c)) in ranked.iter().enumerate() {
+        if picked.len() >= n {
+            break;
+        }
+        if zones.insert(c.zone.as_str()) {
+            picked.push(c.id);
+            taken[i] = true;
+        }
+    }
+    for (i, (_, c)) in ranked.iter().enumerate() {
+        if picked.len() >= n {
+            break;
+        }
+        if !taken[i] {
+            picked.push(c.id);
+        }
+    }
+    picked
+}
+
+#[cfg(test)]
+mod tests {
+    use xnode_types::SecretKey;
+
+    use super::*;
+
+    fn nodes(zones: &[&str], per_zone: usize) -> Vec<Candidate> {
+        zones
+            .iter()
+            .flat_map(|z| {
+                (0..per_zone).map(move |_| Candidate {
+                    id: SecretKey::generate().node_id(),
+                    zone: (*z).to_owned(),
+                })
+            })
+            .collect()
+    }
+
+    fn item(i: u32) -> Vec<u8> {
+        blake3::hash(&i.to_le_bytes()).as_bytes().to_vec()
+    }
+
+    #[test]
+    fn deterministic_distinct_and_order_independent() {
+        let c = nodes(&["a", "b"], 4);
+        let mut reversed = c.clone();
+        reversed.reverse();
+        for i in 0..50 {
+            let p = place(&item(i), &c, 3);
+            assert_eq!(p.len(), 3);
+            assert_eq!(p, place(&item(i), &c, 3));
+            assert_eq!(p, place(&item(i), &reversed, 3));
+            let distinct: HashSet<_> = p.iter().collect();
+            assert_eq!(distinct.len(), 3);
+        }
+        // Different items land on different nodes (not all on the same ones).
+        let firsts: HashSet<_> = (0..50).map(|i| place(&item(i), &c, 1)[0]).collect();
+        assert!(firsts.len() > 2);
+    }
+
+    #[test]
+    fn spreads_across_zones() {
+        let c = nodes(&["a", "b", "c"], 3);
+        let zone_of = |id: &NodeId| c.iter().find(|x| x.id == *id).unwrap().zone.clone();
+        for i in 0..100 {
+            let p = place(&item(i), &c, 3);
+            let zones: HashSet<_> = p.iter().map(zone_of).collect();
+            assert_eq!(zones.len(), 3, "item {i} placed on {p:?}");
+        }
+        // More replicas than zones: one per zone first, then the best of the rest.
+        for i in 0..20 {
+            let p = place(&item(i), &c, 5);
+            let first_three: HashSet<_> = p[..3].iter().map(zone_of).collect();
+            assert_eq!(first_three.len(), 3);
+            assert_eq!(p.iter().collect::<HashSet<_>>().len(), 5);
+        }
+        // One zone only: plain rendezvous.
+        let single = nodes(&["z"], 5);
+        let p = place(&item(1), &single, 3);
+        let mut by_score: Vec<_> = single
+            .iter()
+            .map(|c| (score(&item(1), &c.id), c.id))
+            .collect();
+        by_score.sort_by_key(|x| std::cmp::Reverse(x.0));
+        assert_eq!(p, by_score[..3].iter().map(|x| x.1).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn removing_a_node_moves_only_its_items() {
+        let c = nodes(&["a", "b", "c"], 3);
+        for gone in 0..c.len() {
+            let removed = c[gone].id;
+            let rest: Vec<_> = c.iter().filter(|x| x.id != removed).cloned().collect();
+            for i in 0..100 {
+                let before = place(&item(i), &c, 3);
+                let after = place(&item(i), &rest, 3);
+                if before.contains(&removed) {
+                    assert!(!after.contains(&removed));
+                    // The survivors keep their replicas.
+                    let kept = before.iter().filter(|id| **id != removed).count();
+                    assert_eq!(after.iter().filter(|id| before.contains(id)).count(), kept);
+                } else {
+                    assert_eq!(before, after, "item {i} moved when an unrelated node left");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn small_and_degenerate_inputs() {
+        let c = nodes(&["a", "b"], 1);
+        let all = place(&item(0), &c, 5);
+        assert_eq!(all.len(), 2);
+        assert_eq!(all.iter().collect::<HashSet<_>>().len(), 2);
+        assert!(place(&item(0), &c, 0).is_empty());
+        assert!(place(&item(0), &[], 3).is_empty());
+        // A node listed twice counts once.
+        let mut dup = c.clone();
+        dup.push(c[0].clone());
+        assert_eq!(place(&item(0), &dup, 5).len(), 2);
+        assert!(place(b"", &c, 1).len() == 1);
+    }
+}
