@@ -29,7 +29,11 @@ pub enum ApiError {
     ReplayedRequest(String),
     /// A storage failure with its own status and code.
     #[error("{message}")]
-    Storage { status: StatusCode, code: &'static str, message: String },
+    Storage {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
 }
 
 impl ApiError {
@@ -119,6 +123,10 @@ impl From<xnode_node::storage::StorageError> for ApiError {
             E::Quorum(_) => (StatusCode::SERVICE_UNAVAILABLE, "quorum_unavailable"),
             E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        ApiError::Storage { status, code, message: e.to_string() }
+        ApiError::Storage {
+            status,
+            code,
+            message: e.to_string(),
+        }
     }
 }

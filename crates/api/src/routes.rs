@@ -35,7 +35,10 @@ use crate::error::{ApiError, ErrorBody};
 pub struct ApiDoc;
 
 pub(crate) fn router(node: Node) -> Router {
-    let state = crate::storage_routes::AppState { node, guard: Default::default() };
+    let state = crate::storage_routes::AppState {
+        node,
+        guard: Default::default(),
+    };
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

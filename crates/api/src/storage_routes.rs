@@ -41,16 +41,32 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/storage/health", get(health))
         .route("/v1/buckets", get(list_buckets))
-        .route("/v1/buckets/{bucket}", get(get_bucket).put(create_bucket).delete(delete_bucket))
+        .route(
+            "/v1/buckets/{bucket}",
+            get(get_bucket).put(create_bucket).delete(delete_bucket),
+        )
         .route("/v1/buckets/{bucket}/objects", get(list_objects))
         .route(
             "/v1/buckets/{bucket}/objects/{*key}",
-            get(get_object).head(head_object).put(put_object).delete(delete_object),
+            get(get_object)
+                .head(head_object)
+                .put(put_object)
+                .delete(delete_object),
         )
 }
 
-fn tenant_of(state: &AppState, method: &Method, uri: &axum::http::Uri, headers: &HeaderMap) -> Result<PublicKeyBytes, ApiError> {
-    state.guard.verify(method.as_str(), uri.path(), uri.query().unwrap_or(""), headers)
+fn tenant_of(
+    state: &AppState,
+    method: &Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+) -> Result<PublicKeyBytes, ApiError> {
+    state.guard.verify(
+        method.as_str(),
+        uri.path(),
+        uri.query().unwrap_or(""),
+        headers,
+    )
 }
 
 /// Storage health as this node sees it.
@@ -93,20 +109,42 @@ pub struct BucketView {
 }
 
 fn bucket_view(r: BucketRecord) -> BucketView {
-    BucketView { name: r.name, owner: r.owner, created_ms: r.created_ms }
+    BucketView {
+        name: r.name,
+        owner: r.owner,
+        created_ms: r.created_ms,
+    }
 }
 
 #[utoipa::path(get, path = "/v1/buckets", responses((status = 200, body = [BucketView]), (status = 401, body = crate::error::ErrorBody)))]
-pub(crate) async fn list_buckets(State(state): State<AppState>, req: Request) -> Result<Json<Vec<BucketView>>, ApiError> {
+pub(crate) async fn list_buckets(
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<Json<Vec<BucketView>>, ApiError> {
     let tenant = tenant_of(&state, req.method(), req.uri(), req.headers())?;
-    Ok(Json(state.node.storage().list_buckets(&tenant).into_iter().map(bucket_view).collect()))
+    Ok(Json(
+        state
+            .node
+            .storage()
+            .list_buckets(&tenant)
+            .into_iter()
+            .map(bucket_view)
+            .collect(),
+    ))
 }
 
-pub(crate) async fn get_bucket(State(state): State<AppState>, Path(bucket): Path<String>, req: Request) -> Result<Json<BucketView>, ApiError> {
+pub(crate) async fn get_bucket(
+    State(state): State<AppState>,
+    Path(bucket): Path<String>,
+    req: Request,
+) -> Result<Json<BucketView>, ApiError> {
     let tenant = tenant_of(&state, req.method(), req.uri(), req.headers())?;
     match xnode_node::storage::buckets::owner_of(state.node.registry(), &bucket) {
         Some((owner, record)) if owner == tenant => Ok(Json(bucket_view(record))),
-        Some(_) => Err(xnode_node::storage::StorageError::AccessDenied(format!("bucket {bucket:?} belongs to another tenant")).into()),
+        Some(_) => Err(xnode_node::storage::StorageError::AccessDenied(format!(
+            "bucket {bucket:?} belongs to another tenant"
+        ))
+        .into()),
         None => Err(xnode_node::storage::StorageError::NoSuchBucket(bucket).into()),
     }
 }
@@ -124,7 +162,11 @@ pub struct SignedBucketChange {
     pub signature: String,
 }
 
-fn signed_entry(tenant: PublicKeyBytes, bucket: &str, change: SignedBucketChange) -> Result<Entry, ApiError> {
+fn signed_entry(
+    tenant: PublicKeyBytes,
+    bucket: &str,
+    change: SignedBucketChange,
+) -> Result<Entry, ApiError> {
     let signature = xnode_types::request_auth::parse_signature(&change.signature)
         .ok_or_else(|| ApiError::BadRequest("signature must be 64 bytes of hex".into()))?;
     Ok(Entry {
@@ -140,31 +182,49 @@ async fn json_body<T: serde::de::DeserializeOwned>(req: Request) -> Result<T, Ap
     let bytes = axum::body::to_bytes(req.into_body(), 64 * 1024)
         .await
         .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))
 }
 
 #[utoipa::path(put, path = "/v1/buckets/{bucket}", request_body = SignedBucketChange,
     responses((status = 200, body = BucketView), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
-pub(crate) async fn create_bucket(State(state): State<AppState>, Path(bucket): Path<String>, req: Request) -> Result<Json<BucketView>, ApiError> {
+pub(crate) async fn create_bucket(
+    State(state): State<AppState>,
+    Path(bucket): Path<String>,
+    req: Request,
+) -> Result<Json<BucketView>, ApiError> {
     let tenant = tenant_of(&state, req.method(), req.uri(), req.headers())?;
     let change: SignedBucketChange = json_body(req).await?;
     if change.record.is_none() {
-        return Err(ApiError::BadRequest("a bucket creation needs its record".into()));
+        return Err(ApiError::BadRequest(
+            "a bucket creation needs its record".into(),
+        ));
     }
     let entry = signed_entry(tenant, &bucket, change)?;
-    let applied = state.node.storage().create_bucket(&tenant, &bucket, entry)?;
+    let applied = state
+        .node
+        .storage()
+        .create_bucket(&tenant, &bucket, entry)?;
     state.node.gossip_entry(&applied).await;
     let record = xnode_node::storage::buckets::decode_claim(&applied)
         .ok_or_else(|| ApiError::Internal("applied bucket claim no longer decodes".into()))?;
     Ok(Json(bucket_view(record)))
 }
 
-pub(crate) async fn delete_bucket(State(state): State<AppState>, Path(bucket): Path<String>, req: Request) -> Result<StatusCode, ApiError> {
+pub(crate) async fn delete_bucket(
+    State(state): State<AppState>,
+    Path(bucket): Path<String>,
+    req: Request,
+) -> Result<StatusCode, ApiError> {
     let tenant = tenant_of(&state, req.method(), req.uri(), req.headers())?;
     let change: SignedBucketChange = json_body(req).await?;
     let mut entry = signed_entry(tenant, &bucket, change)?;
     entry.value = None;
-    let applied = state.node.storage().delete_bucket(&tenant, &bucket, entry).await?;
+    let applied = state
+        .node
+        .storage()
+        .delete_bucket(&tenant, &bucket, entry)
+        .await?;
     state.node.gossip_entry(&applied).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -211,14 +271,22 @@ pub(crate) async fn list_objects(
 ) -> Result<Json<Vec<ObjectView>>, ApiError> {
     let tenant = tenant_of(&state, req.method(), req.uri(), req.headers())?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
-    let list = state.node.storage().list_objects(&tenant, &bucket, &q.prefix, q.start_after.as_deref(), limit).await?;
+    let list = state
+        .node
+        .storage()
+        .list_objects(&tenant, &bucket, &q.prefix, q.start_after.as_deref(), limit)
+        .await?;
     Ok(Json(list.iter().filter_map(object_view).collect()))
 }
 
 #[utoipa::path(put, path = "/v1/buckets/{bucket}/objects/{key}",
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 200, body = ObjectView), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
-pub(crate) async fn put_object(State(state): State<AppState>, Path((bucket, key)): Path<(String, String)>, req: Request) -> Result<Json<ObjectView>, ApiError> {
+pub(crate) async fn put_object(
+    State(state): State<AppState>,
+    Path((bucket, key)): Path<(String, String)>,
+    req: Request,
+) -> Result<Json<ObjectView>, ApiError> {
     let tenant = tenant_of(&state, req.method(), req.uri(), req.headers())?;
     let data_key = data_key(req.headers())?;
     let headers = req.headers();
@@ -229,14 +297,19 @@ pub(crate) async fn put_object(State(state): State<AppState>, Path((bucket, key)
         .to_owned();
     let expected_len = match headers.get(header::CONTENT_LENGTH) {
         Some(v) => Some(
-            v.to_str().ok().and_then(|s| s.parse::<u64>().ok()).ok_or_else(|| ApiError::BadRequest("bad Content-Length".into()))?,
+            v.to_str()
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| ApiError::BadRequest("bad Content-Length".into()))?,
         ),
         None => None,
     };
     let mut user_meta = BTreeMap::new();
     for (name, value) in headers {
         if let Some(meta_key) = name.as_str().strip_prefix(META_PREFIX) {
-            let value = value.to_str().map_err(|_| ApiError::BadRequest(format!("header {name} is not valid text")))?;
+            let value = value
+                .to_str()
+                .map_err(|_| ApiError::BadRequest(format!("header {name} is not valid text")))?;
             user_meta.insert(meta_key.to_owned(), value.to_owned());
         }
     }
@@ -244,9 +317,20 @@ pub(crate) async fn put_object(State(state): State<AppState>, Path((bucket, key)
     let meta = state
         .node
         .storage()
-        .put_object(&tenant, &bucket, &key, &data_key, content_type, user_meta, expected_len, body)
+        .put_object(
+            &tenant,
+            &bucket,
+            &key,
+            &data_key,
+            content_type,
+            user_meta,
+            expected_len,
+            body,
+        )
         .await?;
-    object_view(&meta).map(Json).ok_or_else(|| ApiError::Internal("stored object has no info".into()))
+    object_view(&meta)
+        .map(Json)
+        .ok_or_else(|| ApiError::Internal("stored object has no info".into()))
 }
 
 fn object_headers(view: &ObjectView, headers: &mut HeaderMap) {
@@ -267,13 +351,23 @@ fn object_headers(view: &ObjectView, headers: &mut HeaderMap) {
     }
 }
 
-pub(crate) async fn head_object(State(state): State<AppState>, Path((bucket, key)): Path<(String, String)>, req: Request) -> Result<Response, ApiError> {
+pub(crate) async fn head_object(
+    State(state): State<AppState>,
+    Path((bucket, key)): Path<(String, String)>,
+    req: Request,
+) -> Result<Response, ApiError> {
     let tenant = tenant_of(&state, req.method(), req.uri(), req.headers())?;
-    let (meta, info) = state.node.storage().head_object(&tenant, &bucket, &key).await?;
+    let (meta, info) = state
+        .node
+        .storage()
+        .head_object(&tenant, &bucket, &key)
+        .await?;
     let view = object_view(&meta).ok_or_else(|| ApiError::Internal("object has no info".into()))?;
     let mut response = StatusCode::OK.into_response();
     object_headers(&view, response.headers_mut());
-    response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(info.size));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(info.size));
     Ok(response)
 }
 
@@ -284,7 +378,9 @@ fn parse_range(value: &str) -> Result<RangeSpec, ApiError> {
     let bad = || ApiError::Storage {
         status: StatusCode::RANGE_NOT_SATISFIABLE,
         code: "invalid_range",
-        message: format!("unsupported Range header {value:?} (use bytes=START-END, bytes=START- or bytes=-N; one range)"),
+        message: format!(
+            "unsupported Range header {value:?} (use bytes=START-END, bytes=START- or bytes=-N; one range)"
+        ),
     };
     let spec = value.trim().strip_prefix("bytes=").ok_or_else(bad)?;
     if spec.contains(',') {
@@ -319,11 +415,19 @@ enum RangeSpec {
     Suffix(u64),
 }
 
-pub(crate) async fn get_object(State(state): State<AppState>, Path((bucket, key)): Path<(String, String)>, req: Request) -> Result<Response, ApiError> {
+pub(crate) async fn get_object(
+    State(state): State<AppState>,
+    Path((bucket, key)): Path<(String, String)>,
+    req: Request,
+) -> Result<Response, ApiError> {
     let tenant = tenant_of(&state, req.method(), req.uri(), req.headers())?;
     let data_key = data_key(req.headers())?;
     let range = match req.headers().get(header::RANGE) {
-        Some(v) => Some(parse_range(v.to_str().map_err(|_| ApiError::BadRequest("Range is not valid text".into()))?)?),
+        Some(v) => {
+            Some(parse_range(v.to_str().map_err(|_| {
+                ApiError::BadRequest("Range is not valid text".into())
+            })?)?)
+        }
         None => None,
     };
     let storage = state.node.storage().clone();
@@ -334,30 +438,50 @@ pub(crate) async fn get_object(State(state): State<AppState>, Path((bucket, key)
         Some(RangeSpec::Suffix(n)) => {
             let (_, info) = storage.head_object(&tenant, &bucket, &key).await?;
             if info.size == 0 {
-                return Err(xnode_node::storage::StorageError::InvalidRange("the object is empty".into()).into());
+                return Err(xnode_node::storage::StorageError::InvalidRange(
+                    "the object is empty".into(),
+                )
+                .into());
             }
             Some((info.size.saturating_sub(n), None))
         }
     };
-    let read = storage.get_object(&tenant, &bucket, &key, &data_key, range).await?;
-    let view = object_view(&read.meta).ok_or_else(|| ApiError::Internal("object has no info".into()))?;
+    let read = storage
+        .get_object(&tenant, &bucket, &key, &data_key, range)
+        .await?;
+    let view =
+        object_view(&read.meta).ok_or_else(|| ApiError::Internal("object has no info".into()))?;
     let (start, end) = read.range;
     let body = Body::from_stream(read.body.map(|r| r.map_err(std::io::Error::other)));
     let mut response = Response::new(body);
     object_headers(&view, response.headers_mut());
-    response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
     if range.is_some() {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
-        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{}", end.saturating_sub(1), view.size)) {
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "bytes {start}-{}/{}",
+            end.saturating_sub(1),
+            view.size
+        )) {
             response.headers_mut().insert(header::CONTENT_RANGE, v);
         }
     }
     Ok(response)
 }
 
-pub(crate) async fn delete_object(State(state): State<AppState>, Path((bucket, key)): Path<(String, String)>, req: Request) -> Result<StatusCode, ApiError> {
+pub(crate) async fn delete_object(
+    State(state): State<AppState>,
+    Path((bucket, key)): Path<(String, String)>,
+    req: Request,
+) -> Result<StatusCode, ApiError> {
     let tenant = tenant_of(&state, req.method(), req.uri(), req.headers())?;
-    state.node.storage().delete_object(&tenant, &bucket, &key).await?;
+    state
+        .node
+        .storage()
+        .delete_object(&tenant, &bucket, &key)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -367,10 +491,21 @@ mod tests {
 
     #[test]
     fn ranges_parse_or_fail_clearly() {
-        assert!(matches!(parse_range("bytes=0-9"), Ok(RangeSpec::Between(0, 9))));
+        assert!(matches!(
+            parse_range("bytes=0-9"),
+            Ok(RangeSpec::Between(0, 9))
+        ));
         assert!(matches!(parse_range("bytes=5-"), Ok(RangeSpec::From(5))));
         assert!(matches!(parse_range("bytes=-3"), Ok(RangeSpec::Suffix(3))));
-        for bad in ["bytes=9-1", "bytes=a-b", "items=0-1", "bytes=0-1,3-4", "bytes=-", "bytes=-0", "0-1"] {
+        for bad in [
+            "bytes=9-1",
+            "bytes=a-b",
+            "items=0-1",
+            "bytes=0-1,3-4",
+            "bytes=-",
+            "bytes=-0",
+            "0-1",
+        ] {
             let err = parse_range(bad).err().unwrap();
             assert_eq!(err.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{bad}");
         }

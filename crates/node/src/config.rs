@@ -206,13 +206,19 @@ impl Config {
         }
         let st = &self.storage;
         if st.replication_factor == 0 || st.replication_factor > 16 {
-            return Err(ConfigError::Storage("storage.replication_factor must be between 1 and 16".into()));
+            return Err(ConfigError::Storage(
+                "storage.replication_factor must be between 1 and 16".into(),
+            ));
         }
         if st.write_quorum == 0 || st.write_quorum > st.replication_factor {
-            return Err(ConfigError::Storage("storage.write_quorum must be between 1 and storage.replication_factor".into()));
+            return Err(ConfigError::Storage(
+                "storage.write_quorum must be between 1 and storage.replication_factor".into(),
+            ));
         }
         if st.read_quorum == 0 || st.read_quorum > st.replication_factor {
-            return Err(ConfigError::Storage("storage.read_quorum must be between 1 and storage.replication_factor".into()));
+            return Err(ConfigError::Storage(
+                "storage.read_quorum must be between 1 and storage.replication_factor".into(),
+            ));
         }
         if st.chunk_size < 64 * 1024 || st.chunk_size > xnode_store::MAX_CHUNK_SIZE {
             return Err(ConfigError::Storage(format!(
@@ -221,7 +227,10 @@ impl Config {
             )));
         }
         if st.repair_interval.is_zero() || st.scrub_bytes_per_sec == 0 {
-            return Err(ConfigError::Storage("storage.repair_interval and storage.scrub_bytes_per_sec must be greater than zero".into()));
+            return Err(ConfigError::Storage(
+                "storage.repair_interval and storage.scrub_bytes_per_sec must be greater than zero"
+                    .into(),
+            ));
         }
         if s.suspicion_max < s.suspicion_min {
             return Err(ConfigError::Timing {

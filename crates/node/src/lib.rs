@@ -196,8 +196,12 @@ impl Node {
 
         let store_metrics = xnode_store::StoreMetrics::register(&mut metrics);
         let chunks = Arc::new(
-            xnode_store::ChunkStore::open(&config.data_dir.join("chunks"), db.clone(), store_metrics.clone())
-                .map_err(|e| NodeError::State(format!("chunk store: {e}")))?,
+            xnode_store::ChunkStore::open(
+                &config.data_dir.join("chunks"),
+                db.clone(),
+                store_metrics.clone(),
+            )
+            .map_err(|e| NodeError::State(format!("chunk store: {e}")))?,
         );
         let meta = Arc::new(xnode_store::MetaStore::new(db.clone()));
 

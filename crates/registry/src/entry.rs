@@ -53,8 +53,13 @@ pub fn signing_bytes(
     };
     let mut out = SIGNING_DOMAIN.to_vec();
     out.extend_from_slice(
-        format!("\n{key}\n{}\n{}\n{}\n{value}", hlc.wall_ms, hlc.logical, owner.to_hex())
-            .as_bytes(),
+        format!(
+            "\n{key}\n{}\n{}\n{}\n{value}",
+            hlc.wall_ms,
+            hlc.logical,
+            owner.to_hex()
+        )
+        .as_bytes(),
     );
     Ok(out)
 }

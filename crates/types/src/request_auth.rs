@@ -50,7 +50,14 @@ pub fn sign_request(
     nonce: &str,
 ) -> Vec<(&'static str, String)> {
     let tenant = key.public();
-    let signature = key.sign(&canonical_request(method, path, query, timestamp_ms, nonce, &tenant));
+    let signature = key.sign(&canonical_request(
+        method,
+        path,
+        query,
+        timestamp_ms,
+        nonce,
+        &tenant,
+    ));
     vec![
         (HEADER_TENANT, tenant.to_hex()),
         (HEADER_TIMESTAMP, timestamp_ms.to_string()),
@@ -75,7 +82,10 @@ mod tests {
         let headers = sign_request(&key, "put", "/v1/buckets/b/objects/k", "", 1000, "abc");
         let sig = parse_signature(&headers[3].1).unwrap();
         let tenant = key.public();
-        assert!(tenant.verify(&canonical_request("PUT", "/v1/buckets/b/objects/k", "", 1000, "abc", &tenant), &sig));
+        assert!(tenant.verify(
+            &canonical_request("PUT", "/v1/buckets/b/objects/k", "", 1000, "abc", &tenant),
+            &sig
+        ));
         for (m, p, q, t, n) in [
             ("GET", "/v1/buckets/b/objects/k", "", 1000, "abc"),
             ("PUT", "/v1/buckets/b/objects/x", "", 1000, "abc"),

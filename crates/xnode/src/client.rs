@@ -199,11 +199,16 @@ pub fn key(args: KeyArgs) -> anyhow::Result<()> {
             let path = file.unwrap_or_else(crate::tenant::default_key_path);
             let key = crate::tenant::create(&path, force)?;
             if json {
-                println!("{}", serde_json::json!({"tenant": key.public().to_hex(), "file": path.display().to_string()}));
+                println!(
+                    "{}",
+                    serde_json::json!({"tenant": key.public().to_hex(), "file": path.display().to_string()})
+                );
             } else {
                 println!("created a tenant key in {}", path.display());
                 println!("tenant      {}", key.public().to_hex());
-                println!("Keep this file safe: it is the only way to reach your buckets and decrypt your objects.");
+                println!(
+                    "Keep this file safe: it is the only way to reach your buckets and decrypt your objects."
+                );
             }
             return Ok(());
         }
@@ -211,7 +216,10 @@ pub fn key(args: KeyArgs) -> anyhow::Result<()> {
             let path = file.unwrap_or_else(crate::tenant::default_key_path);
             let key = crate::tenant::load(&path)?;
             if json {
-                println!("{}", serde_json::json!({"tenant": key.public().to_hex(), "file": path.display().to_string()}));
+                println!(
+                    "{}",
+                    serde_json::json!({"tenant": key.public().to_hex(), "file": path.display().to_string()})
+                );
             } else {
                 println!("tenant      {}", key.public().to_hex());
                 println!("key file    {}", path.display());

@@ -174,6 +174,11 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
             .collect()
     };
 
+    // A tenant key for trying storage right away.
+    let tenant_key = base.join("tenant.key");
+    if !tenant_key.exists() {
+        crate::tenant::create(&tenant_key, false)?;
+    }
     println!(
         "Starting a devnet of {} nodes in {} ...",
         args.nodes,
@@ -197,6 +202,7 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
     }
     print_nodes(&nodes);
     print_help(&nodes);
+    print_storage_help(&nodes, &tenant_key);
     if args.exit_when_ready {
         stop_all(&mut nodes).await;
         return ready;
@@ -333,6 +339,24 @@ fn print_help(nodes: &[DevNode]) {
          \x20 start N    start node N again            status   the nodes as node 1 sees them\n\
          \x20 nodes      the devnet's processes        help     this text\n\
          \x20 quit       stop everything (as Ctrl-C does)\n"
+    );
+}
+
+fn print_storage_help(nodes: &[DevNode], tenant_key: &Path) {
+    let first = nodes.first().map(|n| n.api_url()).unwrap_or_default();
+    let last = nodes
+        .last()
+        .map(|n| n.api_url())
+        .unwrap_or_else(|| first.clone());
+    println!(
+        "Storage, with the tenant key this devnet created ({key}):\n\
+         \x20 export XNODE_TENANT_KEY={key}\n\
+         \x20 xnode bucket create photos --api {first}\n\
+         \x20 xnode put ./README.md photos/readme.md --api {first}\n\
+         \x20 xnode get photos/readme.md ./readme-copy.md --api {last}   # through another node\n\
+         \x20 xnode ls photos --api {last}\n\
+         \x20 xnode storage health --api {first}\n",
+        key = tenant_key.display()
     );
 }
 

@@ -39,10 +39,19 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Status(args) => client::status(args).await,
         cli::Command::Key(args) => client::key(args),
         cli::Command::Bucket { action } => storage_cmd::bucket(action).await,
-        cli::Command::Put { file, target, content_type, args } => storage_cmd::put(&file, &target, content_type, args).await,
-        cli::Command::Get { target, file, args } => storage_cmd::get(&target, file.as_deref(), args).await,
+        cli::Command::Put {
+            file,
+            target,
+            content_type,
+            args,
+        } => storage_cmd::put(&file, &target, content_type, args).await,
+        cli::Command::Get { target, file, args } => {
+            storage_cmd::get(&target, file.as_deref(), args).await
+        }
         cli::Command::Ls { target, args } => storage_cmd::ls(&target, args).await,
         cli::Command::Rm { target, args } => storage_cmd::rm(&target, args).await,
-        cli::Command::Storage { action: cli::StorageAction::Health(args) } => storage_cmd::health(&args.api, args.json).await,
+        cli::Command::Storage {
+            action: cli::StorageAction::Health(args),
+        } => storage_cmd::health(&args.api, args.json).await,
     }
 }

@@ -17,7 +17,10 @@ use crate::tenant::SignedClient;
 const PROGRESS_THRESHOLD: u64 = 4 * 1024 * 1024;
 
 fn client(args: &StorageClientArgs) -> anyhow::Result<SignedClient> {
-    let path = args.tenant_key.clone().unwrap_or_else(crate::tenant::default_key_path);
+    let path = args
+        .tenant_key
+        .clone()
+        .unwrap_or_else(crate::tenant::default_key_path);
     let key = crate::tenant::load(&path)?;
     SignedClient::new(&args.api, key)
 }
@@ -26,7 +29,10 @@ fn client(args: &StorageClientArgs) -> anyhow::Result<SignedClient> {
 pub fn encode_path(text: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
-        let keep = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~') || (b == b'.' ) || (keep_slash && b == b'/');
+        let keep = b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'_' | b'~')
+            || (b == b'.')
+            || (keep_slash && b == b'/');
         if keep {
             out.push(b as char);
         } else {
@@ -84,7 +90,10 @@ fn split_target(target: &str) -> anyhow::Result<(String, String)> {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// A signed bucket claim or deletion: the registry entry the tenant signs.
@@ -100,7 +109,8 @@ fn signed_change(c: &SignedClient, bucket: &str, create: bool) -> anyhow::Result
         })
         .to_string()
     });
-    let entry = xnode_registry::Entry::sign(&c.key, key, record.clone().map(String::into_bytes), hlc)?;
+    let entry =
+        xnode_registry::Entry::sign(&c.key, key, record.clone().map(String::into_bytes), hlc)?;
     Ok(serde_json::json!({
         "record": record,
         "hlc_wall_ms": hlc.wall_ms,
@@ -115,7 +125,10 @@ pub async fn bucket(action: BucketAction) -> anyhow::Result<()> {
             let c = client(&args)?;
             let path = format!("/v1/buckets/{}", encode_path(&name, false));
             let body = signed_change(&c, &name, true)?;
-            let v: Value = send(c.request(Method::PUT, &path, "").json(&body), &c.api).await?.json().await?;
+            let v: Value = send(c.request(Method::PUT, &path, "").json(&body), &c.api)
+                .await?
+                .json()
+                .await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -135,7 +148,10 @@ pub async fn bucket(action: BucketAction) -> anyhow::Result<()> {
         }
         BucketAction::Ls { args } => {
             let c = client(&args)?;
-            let v: Value = send(c.request(Method::GET, "/v1/buckets", ""), &c.api).await?.json().await?;
+            let v: Value = send(c.request(Method::GET, "/v1/buckets", ""), &c.api)
+                .await?
+                .json()
+                .await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(());
@@ -145,7 +161,12 @@ pub async fn bucket(action: BucketAction) -> anyhow::Result<()> {
                 .cloned()
                 .unwrap_or_default()
                 .iter()
-                .map(|b| vec![b["name"].as_str().unwrap_or("?").to_owned(), created(&b["created_ms"])])
+                .map(|b| {
+                    vec![
+                        b["name"].as_str().unwrap_or("?").to_owned(),
+                        created(&b["created_ms"]),
+                    ]
+                })
                 .collect();
             if rows.is_empty() {
                 println!("no buckets yet (create one with `xnode bucket create NAME`)");
@@ -159,7 +180,9 @@ pub async fn bucket(action: BucketAction) -> anyhow::Result<()> {
 
 fn created(v: &Value) -> String {
     v.as_u64()
-        .map(|ms| humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string())
+        .map(|ms| {
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+        })
         .unwrap_or_else(|| "-".into())
 }
 
@@ -177,19 +200,35 @@ fn progress(len: u64, what: &str) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
-pub async fn put(file: &Path, target: &str, content_type: Option<String>, args: StorageClientArgs) -> anyhow::Result<()> {
+pub async fn put(
+    file: &Path,
+    target: &str,
+    content_type: Option<String>,
+    args: StorageClientArgs,
+) -> anyhow::Result<()> {
     let (bucket, key) = split_target(target)?;
     let c = client(&args)?;
-    let handle = tokio::fs::File::open(file).await.with_context(|| format!("cannot open {}", file.display()))?;
+    let handle = tokio::fs::File::open(file)
+        .await
+        .with_context(|| format!("cannot open {}", file.display()))?;
     let len = handle.metadata().await?.len();
-    let bar = if args.json { None } else { progress(len, "uploading") };
+    let bar = if args.json {
+        None
+    } else {
+        progress(len, "uploading")
+    };
     let bar2 = bar.clone();
-    let stream = tokio_util::io::ReaderStream::with_capacity(handle, 256 * 1024).inspect(move |chunk| {
-        if let (Some(bar), Ok(bytes)) = (&bar2, chunk) {
-            bar.inc(bytes.len() as u64);
-        }
-    });
-    let path = format!("/v1/buckets/{}/objects/{}", encode_path(&bucket, false), encode_path(&key, true));
+    let stream =
+        tokio_util::io::ReaderStream::with_capacity(handle, 256 * 1024).inspect(move |chunk| {
+            if let (Some(bar), Ok(bytes)) = (&bar2, chunk) {
+                bar.inc(bytes.len() as u64);
+            }
+        });
+    let path = format!(
+        "/v1/buckets/{}/objects/{}",
+        encode_path(&bucket, false),
+        encode_path(&key, true)
+    );
     let content_type = content_type.unwrap_or_else(|| guess_type(file));
     let builder = c
         .with_data_key(c.request(Method::PUT, &path, ""))
@@ -204,13 +243,21 @@ pub async fn put(file: &Path, target: &str, content_type: Option<String>, args: 
     if args.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("stored {bucket}/{key}: {} bytes, etag {}", v["size"], v["etag"].as_str().unwrap_or("?"));
+        println!(
+            "stored {bucket}/{key}: {} bytes, etag {}",
+            v["size"],
+            v["etag"].as_str().unwrap_or("?")
+        );
     }
     Ok(())
 }
 
 fn guess_type(file: &Path) -> String {
-    let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = file
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     match ext.as_str() {
         "txt" | "md" => "text/plain",
         "html" | "htm" => "text/html",
@@ -226,7 +273,11 @@ fn guess_type(file: &Path) -> String {
 pub async fn get(target: &str, out: Option<&Path>, args: StorageClientArgs) -> anyhow::Result<()> {
     let (bucket, key) = split_target(target)?;
     let c = client(&args)?;
-    let path = format!("/v1/buckets/{}/objects/{}", encode_path(&bucket, false), encode_path(&key, true));
+    let path = format!(
+        "/v1/buckets/{}/objects/{}",
+        encode_path(&bucket, false),
+        encode_path(&key, true)
+    );
     let response = send(c.with_data_key(c.request(Method::GET, &path, "")), &c.api).await?;
     let len = response.content_length().unwrap_or(0);
     let mut stream = response.bytes_stream();
@@ -235,11 +286,19 @@ pub async fn get(target: &str, out: Option<&Path>, args: StorageClientArgs) -> a
             // Write to a temporary file and rename, so a failed download never leaves a
             // truncated file under the requested name.
             let tmp = file.with_extension("xnode-partial");
-            let mut f = tokio::fs::File::create(&tmp).await.with_context(|| format!("cannot create {}", tmp.display()))?;
-            let bar = if args.json { None } else { progress(len, "downloading") };
+            let mut f = tokio::fs::File::create(&tmp)
+                .await
+                .with_context(|| format!("cannot create {}", tmp.display()))?;
+            let bar = if args.json {
+                None
+            } else {
+                progress(len, "downloading")
+            };
             let mut written = 0u64;
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| anyhow::anyhow!("download interrupted after {written} bytes: {e}"))?;
+                let chunk = chunk.map_err(|e| {
+                    anyhow::anyhow!("download interrupted after {written} bytes: {e}")
+                })?;
                 f.write_all(&chunk).await?;
                 written += chunk.len() as u64;
                 if let Some(bar) = &bar {
@@ -256,15 +315,23 @@ pub async fn get(target: &str, out: Option<&Path>, args: StorageClientArgs) -> a
             }
             tokio::fs::rename(&tmp, file).await?;
             if args.json {
-                println!("{}", serde_json::json!({"bucket": bucket, "key": key, "size": written, "file": file.display().to_string()}));
+                println!(
+                    "{}",
+                    serde_json::json!({"bucket": bucket, "key": key, "size": written, "file": file.display().to_string()})
+                );
             } else {
-                println!("saved {bucket}/{key} to {} ({written} bytes)", file.display());
+                println!(
+                    "saved {bucket}/{key} to {} ({written} bytes)",
+                    file.display()
+                );
             }
         }
         None => {
             let mut stdout = tokio::io::stdout();
             while let Some(chunk) = stream.next().await {
-                stdout.write_all(&chunk.context("download interrupted")?).await?;
+                stdout
+                    .write_all(&chunk.context("download interrupted")?)
+                    .await?;
             }
             stdout.flush().await?;
         }
@@ -282,8 +349,15 @@ pub async fn ls(target: &str, args: StorageClientArgs) -> anyhow::Result<()> {
     let mut all: Vec<Value> = Vec::new();
     let mut start_after = String::new();
     loop {
-        let query = encode_query(&[("prefix", &prefix), ("start_after", &start_after), ("limit", "1000")]);
-        let page: Value = send(c.request(Method::GET, &path, &query), &c.api).await?.json().await?;
+        let query = encode_query(&[
+            ("prefix", &prefix),
+            ("start_after", &start_after),
+            ("limit", "1000"),
+        ]);
+        let page: Value = send(c.request(Method::GET, &path, &query), &c.api)
+            .await?
+            .json()
+            .await?;
         let page = page.as_array().cloned().unwrap_or_default();
         let done = page.len() < 1000;
         if let Some(last) = page.last() {
@@ -310,7 +384,14 @@ pub async fn ls(target: &str, args: StorageClientArgs) -> anyhow::Result<()> {
         })
         .collect();
     if rows.is_empty() {
-        println!("no objects in {bucket}{}", if prefix.is_empty() { String::new() } else { format!(" under {prefix:?}") });
+        println!(
+            "no objects in {bucket}{}",
+            if prefix.is_empty() {
+                String::new()
+            } else {
+                format!(" under {prefix:?}")
+            }
+        );
     } else {
         print_table(&["KEY", "SIZE", "ETAG", "CREATED"], &rows);
     }
@@ -320,10 +401,17 @@ pub async fn ls(target: &str, args: StorageClientArgs) -> anyhow::Result<()> {
 pub async fn rm(target: &str, args: StorageClientArgs) -> anyhow::Result<()> {
     let (bucket, key) = split_target(target)?;
     let c = client(&args)?;
-    let path = format!("/v1/buckets/{}/objects/{}", encode_path(&bucket, false), encode_path(&key, true));
+    let path = format!(
+        "/v1/buckets/{}/objects/{}",
+        encode_path(&bucket, false),
+        encode_path(&key, true)
+    );
     send(c.request(Method::DELETE, &path, ""), &c.api).await?;
     if args.json {
-        println!("{}", serde_json::json!({"deleted": format!("{bucket}/{key}")}));
+        println!(
+            "{}",
+            serde_json::json!({"deleted": format!("{bucket}/{key}")})
+        );
     } else {
         println!("deleted {bucket}/{key}");
     }

@@ -22,20 +22,27 @@ impl Versioned for TenantKeyFile {
 
 /// Where the tenant key lives unless `--tenant-key` or `XNODE_TENANT_KEY` says otherwise.
 pub fn default_key_path() -> PathBuf {
-    dirs::config_dir().unwrap_or_else(|| PathBuf::from(".")).join("xnode").join("tenant.key")
+    dirs::config_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("xnode")
+        .join("tenant.key")
 }
 
 /// Creates a new tenant key file (refusing to overwrite one unless `force`).
 pub fn create(path: &Path, force: bool) -> anyhow::Result<SecretKey> {
     if path.exists() && !force {
-        anyhow::bail!("{} already exists; pass --force to replace it (its buckets and objects become unreachable)", path.display());
+        anyhow::bail!(
+            "{} already exists; pass --force to replace it (its buckets and objects become unreachable)",
+            path.display()
+        );
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let key = SecretKey::generate();
     let bytes = xnode_wire::encode(&TenantKeyFile { seed: key.seed() })?;
-    xnode_node::identity::write_private(path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    xnode_node::identity::write_private(path, &bytes)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(key)
 }
 
@@ -43,7 +50,10 @@ pub fn create(path: &Path, force: bool) -> anyhow::Result<SecretKey> {
 pub fn load(path: &Path) -> anyhow::Result<SecretKey> {
     let bytes = std::fs::read(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            anyhow::anyhow!("no tenant key at {} (create one with `xnode key new`)", path.display())
+            anyhow::anyhow!(
+                "no tenant key at {} (create one with `xnode key new`)",
+                path.display()
+            )
         } else {
             anyhow::anyhow!("cannot read the tenant key {}: {e}", path.display())
         }
@@ -59,7 +69,10 @@ pub fn data_key(key: &SecretKey) -> DataKey {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// An HTTP client that signs every request with a tenant key.
@@ -75,25 +88,48 @@ impl SignedClient {
             .connect_timeout(std::time::Duration::from_secs(5))
             .build()
             .context("HTTP client")?;
-        Ok(Self { http, api: api.trim_end_matches('/').to_owned(), key })
+        Ok(Self {
+            http,
+            api: api.trim_end_matches('/').to_owned(),
+            key,
+        })
     }
 
     /// A request to `path_and_query` (which must be percent-encoded already), signed.
-    pub fn request(&self, method: reqwest::Method, path: &str, query: &str) -> reqwest::RequestBuilder {
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &str,
+    ) -> reqwest::RequestBuilder {
         let nonce: String = {
             use rand::Rng;
             let bytes: [u8; 16] = rand::thread_rng().r#gen();
             hex::encode(bytes)
         };
-        let url = if query.is_empty() { format!("{}{path}", self.api) } else { format!("{}{path}?{query}", self.api) };
+        let url = if query.is_empty() {
+            format!("{}{path}", self.api)
+        } else {
+            format!("{}{path}?{query}", self.api)
+        };
         let mut builder = self.http.request(method.clone(), url);
-        for (name, value) in xnode_types::request_auth::sign_request(&self.key, method.as_str(), path, query, now_ms(), &nonce) {
+        for (name, value) in xnode_types::request_auth::sign_request(
+            &self.key,
+            method.as_str(),
+            path,
+            query,
+            now_ms(),
+            &nonce,
+        ) {
             builder = builder.header(name, value);
         }
         builder
     }
 
     pub fn with_data_key(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        builder.header(xnode_types::request_auth::HEADER_DATA_KEY, data_key(&self.key).to_hex())
+        builder.header(
+            xnode_types::request_auth::HEADER_DATA_KEY,
+            data_key(&self.key).to_hex(),
+        )
     }
 }

@@ -36,7 +36,7 @@ pub fn decode_claim(entry: &Entry) -> Option<BucketRecord> {
     (record.v == BUCKET_RECORD_VERSION
         && record.owner == entry.owner.to_hex()
         && entry.key == bucket_key(&entry.owner, &record.name))
-        .then_some(record)
+    .then_some(record)
 }
 
 /// The bucket named `name` and its owner, if any tenant holds a live claim on it.

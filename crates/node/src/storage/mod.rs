@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 use xnode_mesh::{MemberState, Mesh, RpcErrorCode};
 use xnode_registry::{Entry, Registry};
 use xnode_store::{
-    Candidate, ChunkId, ChunkRef, ChunkStore, DataKey, Manifest, MetaStore, ObjectInfo,
-    ObjectKey, ObjectMeta, ObjectPath, StoreError, StoreMetrics,
+    Candidate, ChunkId, ChunkRef, ChunkStore, DataKey, Manifest, MetaStore, ObjectInfo, ObjectKey,
+    ObjectMeta, ObjectPath, StoreError, StoreMetrics,
 };
 use xnode_types::{HlcClock, NodeId, NodeRecord, NodeStatus, PublicKeyBytes};
 
@@ -140,7 +140,10 @@ pub struct ObjectRead {
 
 impl std::fmt::Debug for ObjectRead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ObjectRead").field("meta", &self.meta).field("range", &self.range).finish_non_exhaustive()
+        f.debug_struct("ObjectRead")
+            .field("meta", &self.meta)
+            .field("range", &self.range)
+            .finish_non_exhaustive()
     }
 }
 
@@ -160,7 +163,9 @@ pub struct Storage {
 
 impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Storage").field("node", &self.node_id).finish_non_exhaustive()
+        f.debug_struct("Storage")
+            .field("node", &self.node_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -247,7 +252,10 @@ impl Storage {
                     Some((MemberState::Left, _)) => false,
                 }
             })
-            .map(|r| Candidate { id: r.node_id, zone: r.zone })
+            .map(|r| Candidate {
+                id: r.node_id,
+                zone: r.zone,
+            })
             .collect();
         out.sort_by_key(|c| c.id);
         out
@@ -281,7 +289,8 @@ impl Storage {
         if node == self.node_id {
             return self.handle(request).await;
         }
-        let body = xnode_wire::encode(&request).map_err(|e| StorageError::Internal(e.to_string()))?;
+        let body =
+            xnode_wire::encode(&request).map_err(|e| StorageError::Internal(e.to_string()))?;
         let bytes = self
             .mesh
             .request(node, STORE_SERVICE, body, timeout)
@@ -296,7 +305,10 @@ impl Storage {
     }
 
     /// Serves one storage request (from a peer, or from this node itself).
-    pub(crate) async fn handle(&self, request: StoreRequest) -> Result<StoreResponse, StorageError> {
+    pub(crate) async fn handle(
+        &self,
+        request: StoreRequest,
+    ) -> Result<StoreResponse, StorageError> {
         match request {
             StoreRequest::PutChunk { id, data } => {
                 let chunks = self.chunks.clone();
@@ -315,7 +327,8 @@ impl Storage {
             }
             StoreRequest::HasChunks { ids } => {
                 let chunks = self.chunks.clone();
-                let has = blocking(move || ids.iter().map(|id| chunks.contains(id)).collect()).await?;
+                let has =
+                    blocking(move || ids.iter().map(|id| chunks.contains(id)).collect()).await?;
                 Ok(StoreResponse::Has(has))
             }
             StoreRequest::PutMeta { meta } => {
@@ -325,9 +338,17 @@ impl Storage {
             }
             StoreRequest::GetMeta { path } => {
                 let store = self.meta.clone();
-                Ok(StoreResponse::Meta(blocking(move || store.get(&path)).await?))
+                Ok(StoreResponse::Meta(
+                    blocking(move || store.get(&path)).await?,
+                ))
             }
-            StoreRequest::ListMeta { tenant, bucket, prefix, start_after, limit } => {
+            StoreRequest::ListMeta {
+                tenant,
+                bucket,
+                prefix,
+                start_after,
+                limit,
+            } => {
                 let store = self.meta.clone();
                 let limit = (limit as usize).min(10_000);
                 let list = blocking(move || {
@@ -340,19 +361,23 @@ impl Storage {
     }
 
     /// Serves the `store` RPC service until the mesh closes.
-    pub(crate) async fn serve(self: Arc<Self>, mut inbound: tokio::sync::mpsc::Receiver<xnode_mesh::InboundRequest>) {
+    pub(crate) async fn serve(
+        self: Arc<Self>,
+        mut inbound: tokio::sync::mpsc::Receiver<xnode_mesh::InboundRequest>,
+    ) {
         while let Some(request) = inbound.recv().await {
             let this = self.clone();
             tokio::spawn(async move {
-                let answer = match xnode_wire::decode::<StoreRequest>(&request.body, MAX_STORE_MESSAGE) {
-                    Ok(req) => match this.handle(req).await {
-                        Ok(resp) => xnode_wire::encode(&resp)
-                            .map_err(|e| (RpcErrorCode::Internal, e.to_string())),
-                        Err(e) => xnode_wire::encode(&StoreResponse::Error(e.to_string()))
-                            .map_err(|e| (RpcErrorCode::Internal, e.to_string())),
-                    },
-                    Err(e) => Err((RpcErrorCode::BadRequest, e.to_string())),
-                };
+                let answer =
+                    match xnode_wire::decode::<StoreRequest>(&request.body, MAX_STORE_MESSAGE) {
+                        Ok(req) => match this.handle(req).await {
+                            Ok(resp) => xnode_wire::encode(&resp)
+                                .map_err(|e| (RpcErrorCode::Internal, e.to_string())),
+                            Err(e) => xnode_wire::encode(&StoreResponse::Error(e.to_string()))
+                                .map_err(|e| (RpcErrorCode::Internal, e.to_string())),
+                        },
+                        Err(e) => Err((RpcErrorCode::BadRequest, e.to_string())),
+                    };
                 let _ = request.reply.send(answer);
             });
         }
@@ -362,7 +387,12 @@ impl Storage {
 
     /// Stores a chunk on its placement; succeeds once `W` replicas hold it durably. The
     /// remaining replicas are written in the background (repair covers any that fail).
-    pub(crate) async fn put_chunk(self: &Arc<Self>, id: ChunkId, data: Bytes, set: &[Candidate]) -> Result<(), StorageError> {
+    pub(crate) async fn put_chunk(
+        self: &Arc<Self>,
+        id: ChunkId,
+        data: Bytes,
+        set: &[Candidate],
+    ) -> Result<(), StorageError> {
         let targets = self.placement(&id.0, set);
         let needed = self.config.write_quorum.min(targets.len()).max(1);
         let (tx, mut rx) = tokio::sync::mpsc::channel(targets.len().max(1));
@@ -371,7 +401,10 @@ impl Storage {
             let data = data.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
-                let request = StoreRequest::PutChunk { id, data: data.to_vec() };
+                let request = StoreRequest::PutChunk {
+                    id,
+                    data: data.to_vec(),
+                };
                 let result = this.call(node, request, CHUNK_TIMEOUT).await;
                 let _ = tx.send((node, result)).await;
             });
@@ -399,7 +432,11 @@ impl Storage {
 
     /// Reads a chunk from any replica whose bytes match its id. A replica that sends wrong
     /// bytes is counted and skipped.
-    pub(crate) async fn get_chunk(&self, id: ChunkId, set: &[Candidate]) -> Result<Vec<u8>, StorageError> {
+    pub(crate) async fn get_chunk(
+        &self,
+        id: ChunkId,
+        set: &[Candidate],
+    ) -> Result<Vec<u8>, StorageError> {
         let mut targets = self.placement(&id.0, set);
         // Try this node first (no network), then live replicas, then the rest.
         let live = self.live_nodes();
@@ -412,7 +449,10 @@ impl Storage {
         }
         let mut errors = Vec::new();
         for node in targets {
-            match self.call(node, StoreRequest::GetChunk { id }, CHUNK_TIMEOUT).await {
+            match self
+                .call(node, StoreRequest::GetChunk { id }, CHUNK_TIMEOUT)
+                .await
+            {
                 Ok(StoreResponse::Chunk(Some(data))) => {
                     if ChunkId::of(&data) == id {
                         self.metrics.chunk_read_bytes.inc_by(data.len() as u64);
@@ -426,17 +466,29 @@ impl Storage {
                 Err(e) => errors.push(e.to_string()),
             }
         }
-        Err(StorageError::Quorum(format!("no replica could serve chunk {id} ({})", errors.join("; "))))
+        Err(StorageError::Quorum(format!(
+            "no replica could serve chunk {id} ({})",
+            errors.join("; ")
+        )))
     }
 
     // ----- metadata ---------------------------------------------------------------------
 
     async fn put_meta(&self, meta: ObjectMeta, set: &[Candidate]) -> Result<(), StorageError> {
-        let targets = self.placement(&bucket_placement_key(&meta.path.tenant, &meta.path.bucket), set);
+        let targets = self.placement(
+            &bucket_placement_key(&meta.path.tenant, &meta.path.bucket),
+            set,
+        );
         let needed = self.config.write_quorum.min(targets.len()).max(1);
         let results = futures::future::join_all(targets.iter().map(|&node| {
             let meta = meta.clone();
-            async move { (node, self.call(node, StoreRequest::PutMeta { meta }, META_TIMEOUT).await) }
+            async move {
+                (
+                    node,
+                    self.call(node, StoreRequest::PutMeta { meta }, META_TIMEOUT)
+                        .await,
+                )
+            }
         }))
         .await;
         let ok = results.iter().filter(|(_, r)| r.is_ok()).count();
@@ -456,12 +508,22 @@ impl Storage {
 
     /// Reads an object's metadata from `R` replicas; the newest version wins and stale
     /// replicas are repaired.
-    async fn get_meta(&self, path: &ObjectPath, set: &[Candidate]) -> Result<Option<ObjectMeta>, StorageError> {
+    async fn get_meta(
+        &self,
+        path: &ObjectPath,
+        set: &[Candidate],
+    ) -> Result<Option<ObjectMeta>, StorageError> {
         let targets = self.placement(&bucket_placement_key(&path.tenant, &path.bucket), set);
         let needed = self.config.read_quorum.min(targets.len()).max(1);
         let results = futures::future::join_all(targets.iter().map(|&node| {
             let path = path.clone();
-            async move { (node, self.call(node, StoreRequest::GetMeta { path }, META_TIMEOUT).await) }
+            async move {
+                (
+                    node,
+                    self.call(node, StoreRequest::GetMeta { path }, META_TIMEOUT)
+                        .await,
+                )
+            }
         }))
         .await;
         let mut answers = Vec::new();
@@ -491,7 +553,9 @@ impl Storage {
                     let meta = newest.clone();
                     let node = *node;
                     // Read repair: fire and forget.
-                    let _ = self.call(node, StoreRequest::PutMeta { meta }, META_TIMEOUT).await;
+                    let _ = self
+                        .call(node, StoreRequest::PutMeta { meta }, META_TIMEOUT)
+                        .await;
                 }
             }
         }
@@ -503,19 +567,30 @@ impl Storage {
     fn require_bucket(&self, tenant: &PublicKeyBytes, bucket: &str) -> Result<(), StorageError> {
         match buckets::owner_of(&self.registry, bucket) {
             Some((owner, _)) if owner == *tenant => Ok(()),
-            Some(_) => Err(StorageError::AccessDenied(format!("bucket {bucket:?} belongs to another tenant"))),
+            Some(_) => Err(StorageError::AccessDenied(format!(
+                "bucket {bucket:?} belongs to another tenant"
+            ))),
             None => Err(StorageError::NoSuchBucket(bucket.to_owned())),
         }
     }
 
     /// Creates a bucket from a claim the tenant signed. Returns the applied entry (for gossip).
-    pub fn create_bucket(&self, tenant: &PublicKeyBytes, name: &str, claim: Entry) -> Result<Entry, StorageError> {
+    pub fn create_bucket(
+        &self,
+        tenant: &PublicKeyBytes,
+        name: &str,
+        claim: Entry,
+    ) -> Result<Entry, StorageError> {
         xnode_store::validate_bucket_name(name)?;
         if claim.owner != *tenant || claim.key != buckets::bucket_key(tenant, name) {
-            return Err(StorageError::BadRequest("the signed claim does not match the bucket and tenant".into()));
+            return Err(StorageError::BadRequest(
+                "the signed claim does not match the bucket and tenant".into(),
+            ));
         }
         if buckets::decode_claim(&claim).is_none() {
-            return Err(StorageError::BadRequest("the signed claim's record is malformed".into()));
+            return Err(StorageError::BadRequest(
+                "the signed claim's record is malformed".into(),
+            ));
         }
         if let Some((owner, _)) = buckets::owner_of(&self.registry, name)
             && owner != *tenant
@@ -529,10 +604,20 @@ impl Storage {
     }
 
     /// Deletes an empty bucket with a tombstone the tenant signed.
-    pub async fn delete_bucket(&self, tenant: &PublicKeyBytes, name: &str, tombstone: Entry) -> Result<Entry, StorageError> {
+    pub async fn delete_bucket(
+        &self,
+        tenant: &PublicKeyBytes,
+        name: &str,
+        tombstone: Entry,
+    ) -> Result<Entry, StorageError> {
         self.require_bucket(tenant, name)?;
-        if tombstone.owner != *tenant || tombstone.key != buckets::bucket_key(tenant, name) || !tombstone.is_tombstone() {
-            return Err(StorageError::BadRequest("the signed deletion does not match the bucket and tenant".into()));
+        if tombstone.owner != *tenant
+            || tombstone.key != buckets::bucket_key(tenant, name)
+            || !tombstone.is_tombstone()
+        {
+            return Err(StorageError::BadRequest(
+                "the signed deletion does not match the bucket and tenant".into(),
+            ));
         }
         let objects = self.list_objects(tenant, name, "", None, 1).await?;
         if !objects.is_empty() {
@@ -605,8 +690,19 @@ impl Storage {
                         buffer.extend_from_slice(&bytes[..take]);
                         bytes = &bytes[take..];
                         if buffer.len() == chunk_size {
-                            let plain = std::mem::replace(&mut buffer, Vec::with_capacity(chunk_size));
-                            self.queue_chunk(&plain, &object_key, &nonce_prefix, &mut refs, &mut md5, &mut hasher, &mut total, &set, &mut uploads)?;
+                            let plain =
+                                std::mem::replace(&mut buffer, Vec::with_capacity(chunk_size));
+                            self.queue_chunk(
+                                &plain,
+                                &object_key,
+                                &nonce_prefix,
+                                &mut refs,
+                                &mut md5,
+                                &mut hasher,
+                                &mut total,
+                                &set,
+                                &mut uploads,
+                            )?;
                             while uploads.len() >= IN_FLIGHT {
                                 if let Some(result) = uploads.next().await {
                                     result?;
@@ -621,7 +717,17 @@ impl Storage {
         }
         if !buffer.is_empty() {
             let plain = std::mem::take(&mut buffer);
-            self.queue_chunk(&plain, &object_key, &nonce_prefix, &mut refs, &mut md5, &mut hasher, &mut total, &set, &mut uploads)?;
+            self.queue_chunk(
+                &plain,
+                &object_key,
+                &nonce_prefix,
+                &mut refs,
+                &mut md5,
+                &mut hasher,
+                &mut total,
+                &set,
+                &mut uploads,
+            )?;
         }
         while let Some(result) = uploads.next().await {
             result?;
@@ -629,7 +735,9 @@ impl Storage {
         if let Some(expected) = expected_len
             && expected != total
         {
-            return Err(StorageError::Interrupted(format!("received {total} of {expected} bytes")));
+            return Err(StorageError::Interrupted(format!(
+                "received {total} of {expected} bytes"
+            )));
         }
 
         let manifest = Manifest {
@@ -642,7 +750,8 @@ impl Storage {
         };
         let encoded = manifest.encode()?;
         let manifest_id = Manifest::id_of(&encoded);
-        self.put_chunk(manifest_id, Bytes::from(encoded), &set).await?;
+        self.put_chunk(manifest_id, Bytes::from(encoded), &set)
+            .await?;
 
         let meta = ObjectMeta {
             path,
@@ -672,7 +781,11 @@ impl Storage {
         hasher: &mut blake3::Hasher,
         total: &mut u64,
         set: &'a [Candidate],
-        uploads: &mut FuturesUnordered<std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StorageError>> + Send + 'a>>>,
+        uploads: &mut FuturesUnordered<
+            std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<(), StorageError>> + Send + 'a>,
+            >,
+        >,
     ) -> Result<(), StorageError> {
         md5.update(plain);
         hasher.update(plain);
@@ -680,14 +793,22 @@ impl Storage {
         let index = refs.len() as u64;
         let sealed = xnode_store::seal_chunk(object_key, nonce_prefix, index, plain)?;
         let id = ChunkId::of(&sealed);
-        refs.push(ChunkRef { id, plain_len: plain.len() as u32 });
+        refs.push(ChunkRef {
+            id,
+            plain_len: plain.len() as u32,
+        });
         self.metrics.chunk_write_bytes.inc_by(sealed.len() as u64);
         uploads.push(Box::pin(self.put_chunk(id, Bytes::from(sealed), set)));
         Ok(())
     }
 
     /// An object's current metadata (never a tombstone).
-    pub async fn head_object(&self, tenant: &PublicKeyBytes, bucket: &str, key: &str) -> Result<(ObjectMeta, ObjectInfo), StorageError> {
+    pub async fn head_object(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(ObjectMeta, ObjectInfo), StorageError> {
         self.require_bucket(tenant, bucket)?;
         let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
         let set = self.storage_set();
@@ -731,9 +852,18 @@ impl Storage {
                 (start, end)
             }
         };
-        let object_key = xnode_store::unwrap_key(data_key, &manifest.wrapped_key, &meta.path.storage_key())
-            .map_err(|_| StorageError::AccessDenied("the data key does not open this object (wrong tenant key?)".into()))?;
-        let pieces = if start == end { Vec::new() } else { manifest.chunks_for_range(start, end) };
+        let object_key =
+            xnode_store::unwrap_key(data_key, &manifest.wrapped_key, &meta.path.storage_key())
+                .map_err(|_| {
+                    StorageError::AccessDenied(
+                        "the data key does not open this object (wrong tenant key?)".into(),
+                    )
+                })?;
+        let pieces = if start == end {
+            Vec::new()
+        } else {
+            manifest.chunks_for_range(start, end)
+        };
         let set = self.storage_set();
         let this = self.clone();
         let nonce_prefix = manifest.nonce_prefix;
@@ -747,25 +877,43 @@ impl Storage {
                 let chunk = chunks[index].clone();
                 async move {
                     let sealed = this.get_chunk(chunk.id, &set).await?;
-                    let plain = xnode_store::open_chunk(&object_key, &nonce_prefix, index as u64, &sealed)?;
+                    let plain =
+                        xnode_store::open_chunk(&object_key, &nonce_prefix, index as u64, &sealed)?;
                     let from = offset as usize;
                     let to = from + len as usize;
                     if to > plain.len() {
-                        return Err(StorageError::Internal(format!("chunk {index} is shorter than its manifest says")));
+                        return Err(StorageError::Internal(format!(
+                            "chunk {index} is shorter than its manifest says"
+                        )));
                     }
                     Ok(Bytes::copy_from_slice(&plain[from..to]))
                 }
             })
             .buffered(4);
-        Ok(ObjectRead { meta, info, range: (start, end), body: Box::pin(body) })
+        Ok(ObjectRead {
+            meta,
+            info,
+            range: (start, end),
+            body: Box::pin(body),
+        })
     }
 
     /// Deletes an object by writing a tombstone with quorum.
-    pub async fn delete_object(&self, tenant: &PublicKeyBytes, bucket: &str, key: &str) -> Result<(), StorageError> {
+    pub async fn delete_object(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(), StorageError> {
         self.require_bucket(tenant, bucket)?;
         let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
         let set = self.storage_set();
-        let meta = ObjectMeta { path, version: self.clock.now(), writer: self.node_id, info: None };
+        let meta = ObjectMeta {
+            path,
+            version: self.clock.now(),
+            writer: self.node_id,
+            info: None,
+        };
         self.put_meta(meta, &set).await
     }
 

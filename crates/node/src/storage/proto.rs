@@ -11,14 +11,31 @@ pub const MAX_STORE_MESSAGE: usize = 20 * 1024 * 1024;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum StoreRequest {
     /// Store a chunk durably; answered only after fsync.
-    PutChunk { id: ChunkId, data: Vec<u8> },
-    GetChunk { id: ChunkId },
+    PutChunk {
+        id: ChunkId,
+        data: Vec<u8>,
+    },
+    GetChunk {
+        id: ChunkId,
+    },
     /// Which of these chunks does the receiver hold?
-    HasChunks { ids: Vec<ChunkId> },
+    HasChunks {
+        ids: Vec<ChunkId>,
+    },
     /// Merge an object metadata entry (last writer wins).
-    PutMeta { meta: ObjectMeta },
-    GetMeta { path: ObjectPath },
-    ListMeta { tenant: PublicKeyBytes, bucket: String, prefix: String, start_after: Option<String>, limit: u32 },
+    PutMeta {
+        meta: ObjectMeta,
+    },
+    GetMeta {
+        path: ObjectPath,
+    },
+    ListMeta {
+        tenant: PublicKeyBytes,
+        bucket: String,
+        prefix: String,
+        start_after: Option<String>,
+        limit: u32,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

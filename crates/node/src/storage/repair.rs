@@ -50,7 +50,14 @@ impl Storage {
                 holders.entry(*id).or_default();
             }
             for (node, ids) in ask {
-                let has = match self.call(node, StoreRequest::HasChunks { ids: ids.clone() }, CALL_TIMEOUT).await {
+                let has = match self
+                    .call(
+                        node,
+                        StoreRequest::HasChunks { ids: ids.clone() },
+                        CALL_TIMEOUT,
+                    )
+                    .await
+                {
                     Ok(StoreResponse::Has(has)) if has.len() == ids.len() => has,
                     _ => continue,
                 };
@@ -89,7 +96,16 @@ impl Storage {
                     if !live.contains(&node) {
                         continue;
                     }
-                    match self.call(node, StoreRequest::PutMeta { meta: entry.clone() }, CALL_TIMEOUT).await {
+                    match self
+                        .call(
+                            node,
+                            StoreRequest::PutMeta {
+                                meta: entry.clone(),
+                            },
+                            CALL_TIMEOUT,
+                        )
+                        .await
+                    {
                         Ok(StoreResponse::MetaStored { changed }) => {
                             reached += 1;
                             if changed {
@@ -123,7 +139,8 @@ impl Storage {
                 .await
                 .map_err(|e| StorageError::Internal(e.to_string()))??
                 .ok_or_else(|| StorageError::Internal(format!("chunk {id} vanished")))?;
-            self.call(node, StoreRequest::PutChunk { id, data }, CALL_TIMEOUT).await
+            self.call(node, StoreRequest::PutChunk { id, data }, CALL_TIMEOUT)
+                .await
         }
         .await;
         self.repairs_in_progress.fetch_sub(1, Ordering::Relaxed);
@@ -142,9 +159,17 @@ impl Storage {
 
     /// Scrubs up to `max_bytes` of local chunks after `cursor`, replacing rotted ones from
     /// peers. Returns the cursor to continue from.
-    pub(crate) async fn scrub_step(self: &Arc<Self>, cursor: Option<ChunkId>, max_bytes: u64) -> Option<ChunkId> {
+    pub(crate) async fn scrub_step(
+        self: &Arc<Self>,
+        cursor: Option<ChunkId>,
+        max_bytes: u64,
+    ) -> Option<ChunkId> {
         let chunks = self.chunks.clone();
-        let batch = match tokio::task::spawn_blocking(move || chunks.scrub_batch(cursor.as_ref(), max_bytes)).await {
+        let batch = match tokio::task::spawn_blocking(move || {
+            chunks.scrub_batch(cursor.as_ref(), max_bytes)
+        })
+        .await
+        {
             Ok(Ok(batch)) => batch,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "scrub failed");
@@ -164,7 +189,9 @@ impl Storage {
                         tracing::info!(chunk = %id, "rotted chunk replaced");
                     }
                 }
-                Err(e) => tracing::error!(chunk = %id, error = %e, "no peer could replace a rotted chunk"),
+                Err(e) => {
+                    tracing::error!(chunk = %id, error = %e, "no peer could replace a rotted chunk")
+                }
             }
         }
         batch.next_cursor
