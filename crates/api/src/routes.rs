@@ -217,6 +217,9 @@ pub struct FaultsView {
     /// Node ids this node is partitioned from.
     #[serde(default)]
     pub blocked: Vec<String>,
+    /// Serve corrupted chunk bytes to peers, as a lying node would.
+    #[serde(default)]
+    pub corrupt_chunks: bool,
 }
 
 #[utoipa::path(get, path = "/v1/admin/faults", responses((status = 200, body = FaultsView)))]
@@ -226,6 +229,7 @@ async fn get_faults(State(node): State<Node>) -> Json<FaultsView> {
         drop_rate: rules.drop_rate,
         delay_ms: rules.delay.as_millis() as u64,
         blocked: rules.blocked.iter().map(|b| b.to_string()).collect(),
+        corrupt_chunks: node.storage().corrupt_served_chunks(),
     })
 }
 
@@ -258,5 +262,6 @@ async fn put_faults(
         blocked,
     };
     node.set_faults(rules).await?;
+    node.set_corrupt_served_chunks(view.corrupt_chunks)?;
     Ok(Json(view))
 }

@@ -53,6 +53,8 @@ impl Versioned for SwimResponse {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RpcRequest {
     pub service: String,
+    // Encoded as one byte string, not a sequence of numbers: chunks pass through here.
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
 }
 
@@ -69,7 +71,7 @@ pub enum RpcErrorCode {
 /// The RPC response envelope.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum RpcResponse {
-    Ok(Vec<u8>),
+    Ok(#[serde(with = "serde_bytes")] Vec<u8>),
     Err { code: RpcErrorCode, message: String },
 }
 

@@ -457,6 +457,15 @@ impl Node {
         Ok(self.inner.mesh.set_faults(rules).await?)
     }
 
+    /// Makes this node serve corrupted chunk bytes to peers (drills and tests only).
+    pub fn set_corrupt_served_chunks(&self, on: bool) -> Result<(), NodeError> {
+        if !self.inner.config.enable_fault_injection {
+            return Err(NodeError::FaultInjectionDisabled);
+        }
+        self.inner.storage.set_corrupt_served_chunks(on);
+        Ok(())
+    }
+
     pub fn faults(&self) -> FaultRules {
         self.inner.mesh.faults()
     }

@@ -29,6 +29,7 @@ pub struct Cluster {
     data_dirs: Vec<PathBuf>,
     p2p_ports: Vec<u16>,
     network: String,
+    configure: Box<dyn Fn(&mut Config) + Send + Sync>,
     _root: tempfile::TempDir,
 }
 
@@ -58,6 +59,14 @@ impl Cluster {
     /// Starts `n` nodes, each bootstrapping from the others, and waits until every node
     /// sees every other alive.
     pub async fn start(n: usize) -> Cluster {
+        Self::start_with(n, |_| {}).await
+    }
+
+    /// Like [`Cluster::start`], with a hook that adjusts every node's configuration.
+    pub async fn start_with(
+        n: usize,
+        configure: impl Fn(&mut Config) + Send + Sync + 'static,
+    ) -> Cluster {
         init_test_logging();
         let root = tempfile::tempdir().expect("temp dir");
         let network = format!("test-{:08x}", rand::random::<u32>());
@@ -71,6 +80,7 @@ impl Cluster {
             data_dirs,
             p2p_ports,
             network,
+            configure: Box::new(configure),
             _root: root,
         };
         for i in 0..n {
@@ -90,7 +100,7 @@ impl Cluster {
                     .expect("multiaddr")
             })
             .collect();
-        Config {
+        let mut config = Config {
             data_dir: self.data_dirs[i].clone(),
             listen: vec![
                 format!("/ip4/127.0.0.1/tcp/{}", self.p2p_ports[i])
@@ -104,7 +114,9 @@ impl Cluster {
             network: self.network.clone(),
             enable_fault_injection: true,
             ..Config::default()
-        }
+        };
+        (self.configure)(&mut config);
+        config
     }
 
     async fn launch(&self, i: usize) -> TestNode {
@@ -308,5 +320,128 @@ impl Cluster {
         for i in 0..self.nodes.len() {
             self.stop(i).await;
         }
+    }
+}
+
+/// A tenant for tests: a key, and helpers that act through a node's storage.
+pub struct Tenant {
+    pub key: xnode_types::SecretKey,
+}
+
+impl Default for Tenant {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Tenant {
+    pub fn new() -> Self {
+        Self {
+            key: xnode_types::SecretKey::generate(),
+        }
+    }
+
+    pub fn id(&self) -> xnode_types::PublicKeyBytes {
+        self.key.public()
+    }
+
+    pub fn data_key(&self) -> xnode_store::DataKey {
+        xnode_store::DataKey::derive(&self.key.seed())
+    }
+
+    /// The signed registry entry claiming bucket `name`.
+    pub fn bucket_claim(&self, name: &str) -> xnode_registry::Entry {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let record = serde_json::json!({"v": 1, "name": name, "owner": self.id().to_hex(), "created_ms": now}).to_string();
+        xnode_registry::Entry::sign(
+            &self.key,
+            xnode_node::storage::buckets::bucket_key(&self.id(), name),
+            Some(record.into_bytes()),
+            xnode_types::Hlc::new(now, 0),
+        )
+        .unwrap()
+    }
+}
+
+impl Cluster {
+    /// Creates a bucket through node `via` and waits until every running node knows it.
+    pub async fn create_bucket(&self, via: usize, tenant: &Tenant, name: &str) {
+        let entry = self
+            .node(via)
+            .storage()
+            .create_bucket(&tenant.id(), name, tenant.bucket_claim(name))
+            .unwrap();
+        self.node(via).gossip_entry(&entry).await;
+        let owner = tenant.id();
+        self.wait_until(
+            "the bucket to reach every node",
+            Duration::from_secs(10),
+            |c| {
+                c.running().iter().all(|&i| {
+                    xnode_node::storage::buckets::owner_of(c.node(i).registry(), name)
+                        .is_some_and(|(o, _)| o == owner)
+                })
+            },
+        )
+        .await;
+    }
+
+    /// Stores `data` as `bucket/key` through node `via`.
+    pub async fn put(
+        &self,
+        via: usize,
+        tenant: &Tenant,
+        bucket: &str,
+        key: &str,
+        data: &[u8],
+    ) -> Result<xnode_store::ObjectMeta, xnode_node::storage::StorageError> {
+        let body = futures::stream::iter(
+            data.chunks(100_000)
+                .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(c)))
+                .collect::<Vec<_>>(),
+        );
+        self.node(via)
+            .storage()
+            .put_object(
+                &tenant.id(),
+                bucket,
+                key,
+                &tenant.data_key(),
+                "application/octet-stream".into(),
+                Default::default(),
+                Some(data.len() as u64),
+                body,
+            )
+            .await
+    }
+
+    /// Reads `bucket/key` through node `via`, optionally a byte range `[start, end]`.
+    pub async fn get(
+        &self,
+        via: usize,
+        tenant: &Tenant,
+        bucket: &str,
+        key: &str,
+        range: Option<(u64, Option<u64>)>,
+    ) -> Result<Vec<u8>, xnode_node::storage::StorageError> {
+        use futures::StreamExt;
+        let mut read = self
+            .node(via)
+            .storage()
+            .get_object(&tenant.id(), bucket, key, &tenant.data_key(), range)
+            .await?;
+        let mut out = Vec::new();
+        while let Some(piece) = read.body.next().await {
+            out.extend_from_slice(&piece?);
+        }
+        Ok(out)
+    }
+
+    /// The data dir of node `i`.
+    pub fn data_dir(&self, i: usize) -> &std::path::Path {
+        &self.data_dirs[i]
     }
 }

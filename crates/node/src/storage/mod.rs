@@ -159,6 +159,8 @@ pub struct Storage {
     clock: HlcClock,
     pub(crate) repairs_in_progress: AtomicU64,
     pub(crate) health: std::sync::Mutex<StorageHealth>,
+    /// Fault injection: serve chunks with a flipped byte, as a lying peer would.
+    corrupt_served_chunks: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Storage {
@@ -211,7 +213,18 @@ impl Storage {
             clock: HlcClock::new(),
             repairs_in_progress: AtomicU64::new(0),
             health: Default::default(),
+            corrupt_served_chunks: Default::default(),
         }
+    }
+
+    /// Makes this node serve corrupted chunk bytes to peers (fault injection for tests and
+    /// drills: readers must detect it and use another replica).
+    pub fn set_corrupt_served_chunks(&self, on: bool) {
+        self.corrupt_served_chunks.store(on, Ordering::Relaxed);
+    }
+
+    pub fn corrupt_served_chunks(&self) -> bool {
+        self.corrupt_served_chunks.load(Ordering::Relaxed)
     }
 
     pub fn config(&self) -> &StorageConfig {
@@ -370,16 +383,30 @@ impl Storage {
             tokio::spawn(async move {
                 let answer =
                     match xnode_wire::decode::<StoreRequest>(&request.body, MAX_STORE_MESSAGE) {
-                        Ok(req) => match this.handle(req).await {
-                            Ok(resp) => xnode_wire::encode(&resp)
-                                .map_err(|e| (RpcErrorCode::Internal, e.to_string())),
-                            Err(e) => xnode_wire::encode(&StoreResponse::Error(e.to_string()))
-                                .map_err(|e| (RpcErrorCode::Internal, e.to_string())),
-                        },
+                        Ok(req) => {
+                            match this.handle(req).await.map(|resp| this.maybe_corrupt(resp)) {
+                                Ok(resp) => xnode_wire::encode(&resp)
+                                    .map_err(|e| (RpcErrorCode::Internal, e.to_string())),
+                                Err(e) => xnode_wire::encode(&StoreResponse::Error(e.to_string()))
+                                    .map_err(|e| (RpcErrorCode::Internal, e.to_string())),
+                            }
+                        }
                         Err(e) => Err((RpcErrorCode::BadRequest, e.to_string())),
                     };
                 let _ = request.reply.send(answer);
             });
+        }
+    }
+
+    fn maybe_corrupt(&self, response: StoreResponse) -> StoreResponse {
+        match response {
+            StoreResponse::Chunk(Some(mut data))
+                if self.corrupt_served_chunks() && !data.is_empty() =>
+            {
+                data[0] ^= 0xff;
+                StoreResponse::Chunk(Some(data))
+            }
+            other => other,
         }
     }
 

@@ -13,6 +13,7 @@ pub enum StoreRequest {
     /// Store a chunk durably; answered only after fsync.
     PutChunk {
         id: ChunkId,
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     GetChunk {
@@ -41,7 +42,7 @@ pub enum StoreRequest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum StoreResponse {
     Stored,
-    Chunk(Option<Vec<u8>>),
+    Chunk(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     Has(Vec<bool>),
     MetaStored { changed: bool },
     Meta(Option<ObjectMeta>),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use futures::StreamExt;
 use xnode_store::ChunkId;
 use xnode_types::NodeId;
 
@@ -14,6 +15,8 @@ use super::proto::{StoreRequest, StoreResponse};
 use super::{Storage, StorageError, unix_ms};
 
 const BATCH: usize = 256;
+/// Chunk copies one repair scan runs at once towards one node.
+const REPAIR_PARALLELISM: usize = 8;
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Storage {
@@ -61,12 +64,23 @@ impl Storage {
                     Ok(StoreResponse::Has(has)) if has.len() == ids.len() => has,
                     _ => continue,
                 };
+                let mut missing = Vec::new();
                 for (id, present) in ids.into_iter().zip(has) {
                     if present {
                         *holders.entry(id).or_default() += 1;
-                        continue;
+                    } else {
+                        missing.push(id);
                     }
-                    if self.copy_chunk_to(id, node).await {
+                }
+                // Copy several chunks at once: one at a time leaves the link idle
+                // between round trips.
+                let copies: Vec<(ChunkId, bool)> = futures::stream::iter(missing)
+                    .map(|id| async move { (id, self.copy_chunk_to(id, node).await) })
+                    .buffer_unordered(REPAIR_PARALLELISM)
+                    .collect()
+                    .await;
+                for (id, copied) in copies {
+                    if copied {
                         repaired += 1;
                         *holders.entry(id).or_default() += 1;
                     }

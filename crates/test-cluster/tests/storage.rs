@@ -1,0 +1,471 @@
+//! Multi-node behaviour of object storage, on the in-process harness.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use xnode_node::storage::StorageError;
+use xnode_store::{ChunkId, Manifest};
+use xnode_test_cluster::{Cluster, Tenant};
+
+const CHUNK: u32 = 64 * 1024;
+
+/// Small chunks keep tests fast; a short grace makes repair observable.
+fn storage_config(c: &mut xnode_node::Config) {
+    c.storage.chunk_size = CHUNK;
+    c.storage.repair_grace = Duration::from_secs(2);
+    c.storage.repair_interval = Duration::from_millis(500);
+    c.storage.scrub_bytes_per_sec = 64 * 1024 * 1024;
+}
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
+        .collect()
+}
+
+/// Nodes (by index) that hold chunk `id` on disk.
+fn holders(c: &Cluster, id: &ChunkId) -> Vec<usize> {
+    c.running()
+        .into_iter()
+        .filter(|&i| {
+            let dir = c
+                .data_dir(i)
+                .join("chunks")
+                .join(&id.to_hex()[..2])
+                .join(id.to_hex());
+            dir.exists()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn objects_survive_two_crashes_and_repair_restores_three_copies() {
+    let mut c = Cluster::start_with(5, storage_config).await;
+    let tenant = Tenant::new();
+    c.create_bucket(0, &tenant, "photos").await;
+    let body = data(1_000_000, 7); // 16 chunks of 64 KiB
+    let meta = c.put(0, &tenant, "photos", "big.bin", &body).await.unwrap();
+    let info = meta.info.unwrap();
+    assert_eq!(info.size, body.len() as u64);
+
+    // Readable through every node.
+    for i in 0..5 {
+        assert_eq!(
+            c.get(i, &tenant, "photos", "big.bin", None).await.unwrap(),
+            body,
+            "via node {i}"
+        );
+    }
+    let manifest = c.node(0).storage().manifest(&info).await.unwrap();
+    let mut all_chunks: Vec<ChunkId> = manifest.chunks.iter().map(|r| r.id).collect();
+    all_chunks.push(info.manifest);
+    // Wait for the background third copies: every chunk on 3 nodes.
+    c.wait_until("every chunk on 3 nodes", Duration::from_secs(10), |c| {
+        all_chunks.iter().all(|id| holders(c, id).len() == 3)
+    })
+    .await;
+
+    // Crash a node that holds data, then another 1 s later: reads still work at once.
+    let victim = holders(&c, &all_chunks[0])[0];
+    c.crash(victim).await;
+    for i in c.running() {
+        assert_eq!(
+            c.get(i, &tenant, "photos", "big.bin", None).await.unwrap(),
+            body,
+            "via node {i} after one crash"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let second = c.running().into_iter().find(|&i| i != 0).unwrap();
+    c.crash(second).await;
+
+    // After the grace period, repair restores 3 live copies of every chunk and metadata
+    // entry, and every survivor reads the object back intact.
+    c.wait_until(
+        "repair to restore 3 copies of every chunk",
+        Duration::from_secs(30),
+        |c| all_chunks.iter().all(|id| holders(c, id).len() == 3),
+    )
+    .await;
+    c.wait_until(
+        "every survivor to report full health",
+        Duration::from_secs(20),
+        |c| {
+            c.running().iter().all(|&i| {
+                let h = c.node(i).storage().health();
+                h.under_replicated_chunks == 0
+                    && h.under_replicated_objects == 0
+                    && h.last_repair_scan_ms.is_some()
+            })
+        },
+    )
+    .await;
+    for i in c.running() {
+        assert_eq!(
+            c.get(i, &tenant, "photos", "big.bin", None).await.unwrap(),
+            body,
+            "via node {i} after repair"
+        );
+    }
+    let repairs: u64 = c
+        .running()
+        .iter()
+        .map(|&i| c.node(i).storage().metrics().repairs.get())
+        .sum();
+    assert!(repairs > 0, "repair made copies");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn range_reads_return_exactly_the_requested_bytes() {
+    let c = Cluster::start_with(3, storage_config).await;
+    let tenant = Tenant::new();
+    c.create_bucket(1, &tenant, "rng").await;
+    let body = data(300_000, 3);
+    c.put(1, &tenant, "rng", "k", &body).await.unwrap();
+    for (start, end) in [
+        (0u64, Some(0u64)),
+        (0, Some(65_535)),
+        (65_535, Some(65_537)),
+        (100_000, None),
+        (299_999, Some(400_000)),
+    ] {
+        let got = c
+            .get(2, &tenant, "rng", "k", Some((start, end)))
+            .await
+            .unwrap();
+        let stop = end.map(|e| (e + 1).min(300_000)).unwrap_or(300_000) as usize;
+        assert_eq!(got, &body[start as usize..stop], "range {start}-{end:?}");
+    }
+    let err = c
+        .get(0, &tenant, "rng", "k", Some((300_000, None)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::InvalidRange(_)), "{err}");
+    // An empty object reads back empty.
+    c.put(0, &tenant, "rng", "empty", b"").await.unwrap();
+    assert!(
+        c.get(1, &tenant, "rng", "empty", None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rotted_chunk_is_never_served_and_scrub_repairs_it() {
+    let c = Cluster::start_with(3, storage_config).await;
+    let tenant = Tenant::new();
+    c.create_bucket(0, &tenant, "bkt").await;
+    let body = data(200_000, 9);
+    let meta = c.put(0, &tenant, "bkt", "k", &body).await.unwrap();
+    let manifest: Manifest = c
+        .node(0)
+        .storage()
+        .manifest(meta.info.as_ref().unwrap())
+        .await
+        .unwrap();
+    let id = manifest.chunks[1].id;
+    c.wait_until("3 copies", Duration::from_secs(10), |c| {
+        holders(c, &id).len() == 3
+    })
+    .await;
+
+    // Flip a byte in node 0's copy on disk.
+    let path = c
+        .data_dir(0)
+        .join("chunks")
+        .join(&id.to_hex()[..2])
+        .join(id.to_hex());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[100] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+
+    // Reads through node 0 still return the right data...
+    assert_eq!(c.get(0, &tenant, "bkt", "k", None).await.unwrap(), body);
+    // ...and the rotted copy is replaced (by the read path's quarantine plus scrub or repair).
+    c.wait_until(
+        "the rotted chunk to be replaced",
+        Duration::from_secs(20),
+        |_| std::fs::read(&path).is_ok_and(|b| ChunkId::of(&b) == id),
+    )
+    .await;
+    assert!(c.node(0).storage().metrics().corrupt_chunks.get() >= 1);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scrub_finds_rot_nobody_read() {
+    let c = Cluster::start_with(3, storage_config).await;
+    let tenant = Tenant::new();
+    c.create_bucket(0, &tenant, "bkt").await;
+    let meta = c
+        .put(0, &tenant, "bkt", "k", &data(150_000, 1))
+        .await
+        .unwrap();
+    let manifest: Manifest = c
+        .node(0)
+        .storage()
+        .manifest(meta.info.as_ref().unwrap())
+        .await
+        .unwrap();
+    let id = manifest.chunks[0].id;
+    c.wait_until("3 copies", Duration::from_secs(10), |c| {
+        holders(c, &id).len() == 3
+    })
+    .await;
+    let path = c
+        .data_dir(1)
+        .join("chunks")
+        .join(&id.to_hex()[..2])
+        .join(id.to_hex());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[5] ^= 0x80;
+    std::fs::write(&path, &bytes).unwrap();
+    c.wait_until(
+        "scrub to find and replace the rotted chunk",
+        Duration::from_secs(20),
+        |c| {
+            c.node(1).storage().metrics().corrupt_chunks.get() >= 1
+                && std::fs::read(&path).is_ok_and(|b| ChunkId::of(&b) == id)
+        },
+    )
+    .await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_sending_wrong_bytes_is_detected_and_another_replica_used() {
+    let c = Cluster::start_with(3, storage_config).await;
+    let tenant = Tenant::new();
+    c.create_bucket(0, &tenant, "bkt").await;
+    let body = data(400_000, 5);
+    c.put(0, &tenant, "bkt", "k", &body).await.unwrap();
+    // Every node but node 2 lies about the chunks it serves.
+    c.node(0).set_corrupt_served_chunks(true).unwrap();
+    c.node(1).set_corrupt_served_chunks(true).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Node 2 reads: its own copies are good, so force network reads via a node that holds
+    // no copy... all 3 nodes hold every chunk with rf 3, so read through node 2 after
+    // deleting its local copies.
+    let dir = c.data_dir(2).join("chunks");
+    let meta = c
+        .node(2)
+        .storage()
+        .head_object(&tenant.id(), "bkt", "k")
+        .await
+        .unwrap()
+        .1;
+    let manifest = c.node(2).storage().manifest(&meta).await.unwrap();
+    for r in &manifest.chunks[..3] {
+        let _ = std::fs::remove_file(dir.join(&r.id.to_hex()[..2]).join(r.id.to_hex()));
+    }
+    // Node 1 stops lying, so a good replica exists for every chunk.
+    c.node(1).set_corrupt_served_chunks(false).unwrap();
+    assert_eq!(c.get(2, &tenant, "bkt", "k", None).await.unwrap(), body);
+    assert!(
+        c.node(2).storage().metrics().bad_replica_bytes.get() >= 1,
+        "the lie was detected and counted"
+    );
+    c.node(0).set_corrupt_served_chunks(false).unwrap();
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_quorum_reads_and_writes_fail_with_a_clear_reason() {
+    let mut c = Cluster::start_with(3, |cfg| {
+        storage_config(cfg);
+        cfg.storage.repair_grace = Duration::from_secs(600);
+    })
+    .await;
+    let tenant = Tenant::new();
+    c.create_bucket(0, &tenant, "quo").await;
+    c.put(0, &tenant, "quo", "k", &data(10_000, 2))
+        .await
+        .unwrap();
+    c.crash(1).await;
+    c.crash(2).await;
+    c.wait_until("both crashes detected", Duration::from_secs(5), |c| {
+        c.node(0)
+            .mesh()
+            .members()
+            .iter()
+            .all(|m| m.state == xnode_mesh::MemberState::Dead)
+    })
+    .await;
+    let err = c
+        .put(0, &tenant, "quo", "k2", &data(10_000, 3))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::Quorum(_)), "{err}");
+    let err = c.get(0, &tenant, "quo", "k", None).await.unwrap_err();
+    assert!(matches!(err, StorageError::Quorum(_)), "{err}");
+    assert!(err.to_string().contains("quorum"), "{err}");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_interrupted_upload_leaves_no_object() {
+    let c = Cluster::start_with(3, storage_config).await;
+    let tenant = Tenant::new();
+    c.create_bucket(0, &tenant, "int").await;
+    let good = futures::stream::iter(vec![
+        Ok(bytes::Bytes::from(data(200_000, 1))),
+        Err(std::io::Error::other("client went away")),
+    ]);
+    let err = c
+        .node(0)
+        .storage()
+        .put_object(
+            &tenant.id(),
+            "int",
+            "k",
+            &tenant.data_key(),
+            "x/y".into(),
+            Default::default(),
+            None,
+            good,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::Interrupted(_)), "{err}");
+    // A body shorter than its declared length is refused too.
+    let short = futures::stream::iter(vec![Ok::<_, std::io::Error>(bytes::Bytes::from(data(
+        1000, 1,
+    )))]);
+    let err = c
+        .node(0)
+        .storage()
+        .put_object(
+            &tenant.id(),
+            "int",
+            "k2",
+            &tenant.data_key(),
+            "x/y".into(),
+            Default::default(),
+            Some(5000),
+            short,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::Interrupted(_)), "{err}");
+    for key in ["k", "k2"] {
+        assert!(matches!(
+            c.get(1, &tenant, "int", key, None).await,
+            Err(StorageError::NoSuchKey(_))
+        ));
+    }
+    assert!(
+        c.node(2)
+            .storage()
+            .list_objects(&tenant.id(), "int", "", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tenants_are_isolated() {
+    let c = Cluster::start_with(3, storage_config).await;
+    let (alice, bob) = (Tenant::new(), Tenant::new());
+    c.create_bucket(0, &alice, "alice-bucket").await;
+    c.put(0, &alice, "alice-bucket", "secret", b"alice's data")
+        .await
+        .unwrap();
+    let s = c.node(1).storage();
+    // Bob can neither take the name nor touch what is in it.
+    assert!(matches!(
+        s.create_bucket(&bob.id(), "alice-bucket", bob.bucket_claim("alice-bucket")),
+        Err(StorageError::BucketTaken(_))
+    ));
+    assert!(matches!(
+        c.get(1, &bob, "alice-bucket", "secret", None).await,
+        Err(StorageError::AccessDenied(_))
+    ));
+    assert!(matches!(
+        c.put(1, &bob, "alice-bucket", "x", b"bob").await,
+        Err(StorageError::AccessDenied(_))
+    ));
+    assert!(matches!(
+        s.list_objects(&bob.id(), "alice-bucket", "", None, 10)
+            .await,
+        Err(StorageError::AccessDenied(_))
+    ));
+    assert!(matches!(
+        s.delete_object(&bob.id(), "alice-bucket", "secret").await,
+        Err(StorageError::AccessDenied(_))
+    ));
+    // A claim signed by Bob for Alice's namespace is refused.
+    let mut forged = bob.bucket_claim("other");
+    forged.key = xnode_node::storage::buckets::bucket_key(&alice.id(), "other");
+    assert!(s.create_bucket(&alice.id(), "other", forged).is_err());
+    // Alice's data key does not decrypt with Bob's: even a provider holding the chunks
+    // cannot read them without it (they are ciphertext).
+    assert!(s.list_buckets(&bob.id()).is_empty());
+    assert_eq!(s.list_buckets(&alice.id()).len(), 1);
+    // Delete: only empty buckets.
+    let tomb = xnode_registry::Entry::sign(
+        &alice.key,
+        xnode_node::storage::buckets::bucket_key(&alice.id(), "alice-bucket"),
+        None,
+        xnode_types::Hlc::new(u64::MAX / 2, 0),
+    )
+    .unwrap();
+    assert!(matches!(
+        s.delete_bucket(&alice.id(), "alice-bucket", tomb.clone())
+            .await,
+        Err(StorageError::BucketNotEmpty(_))
+    ));
+    s.delete_object(&alice.id(), "alice-bucket", "secret")
+        .await
+        .unwrap();
+    s.delete_bucket(&alice.id(), "alice-bucket", tomb)
+        .await
+        .unwrap();
+    assert!(matches!(
+        c.get(1, &alice, "alice-bucket", "secret", None).await,
+        Err(StorageError::NoSuchBucket(_))
+    ));
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn providers_hold_only_ciphertext() {
+    let c = Cluster::start_with(3, storage_config).await;
+    let tenant = Tenant::new();
+    c.create_bucket(0, &tenant, "plain").await;
+    let marker = b"THIS-IS-A-PLAINTEXT-MARKER-".repeat(3000);
+    c.put(0, &tenant, "plain", "m", &marker).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..3 {
+        for entry in walk(&c.data_dir(i).join("chunks")) {
+            let bytes = std::fs::read(&entry).unwrap();
+            assert!(
+                !bytes
+                    .windows(27)
+                    .any(|w| w == b"THIS-IS-A-PLAINTEXT-MARKER-"),
+                "plaintext found in {entry:?}"
+            );
+        }
+    }
+    c.shutdown().await;
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
