@@ -78,6 +78,8 @@ pub struct HealthView {
     pub under_replicated_objects: u64,
     pub repairs_in_progress: u64,
     pub repairs_done: u64,
+    /// Unreferenced chunks removed by garbage collection on this node.
+    pub gc_removed_chunks: u64,
     pub last_repair_scan_ms: Option<u64>,
     pub storage_nodes: usize,
     pub replication_factor: usize,
@@ -93,6 +95,7 @@ pub(crate) async fn health(State(node): State<Node>) -> Json<HealthView> {
         under_replicated_objects: h.under_replicated_objects,
         repairs_in_progress: h.repairs_in_progress,
         repairs_done: h.repairs_done,
+        gc_removed_chunks: h.gc_removed_chunks,
         last_repair_scan_ms: h.last_repair_scan_ms,
         storage_nodes: h.storage_nodes,
         replication_factor: h.replication_factor,

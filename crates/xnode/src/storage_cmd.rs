@@ -433,6 +433,7 @@ pub async fn health(api: &str, json: bool) -> anyhow::Result<()> {
         "under_replicated_objects",
         "repairs_in_progress",
         "repairs_done",
+        "gc_removed_chunks",
     ] {
         println!("{key:<26}{}", v[key]);
     }

@@ -15,6 +15,7 @@
 //! - **repair** and **scrub** run as background workers (see [`repair`]).
 
 pub mod buckets;
+pub mod gc;
 pub mod proto;
 pub mod repair;
 
@@ -62,6 +63,13 @@ pub struct StorageConfig {
     pub repair_interval: Duration,
     /// Bytes per second the scrub worker may re-hash.
     pub scrub_bytes_per_sec: u64,
+    /// How often garbage collection looks for chunks no object references.
+    #[serde(with = "crate::config::duration_text")]
+    pub gc_interval: Duration,
+    /// Unreferenced chunks younger than this are kept: they may belong to an upload in
+    /// progress. It must exceed the longest upload.
+    #[serde(with = "crate::config::duration_text")]
+    pub gc_grace: Duration,
 }
 
 impl Default for StorageConfig {
@@ -74,6 +82,8 @@ impl Default for StorageConfig {
             repair_grace: Duration::from_secs(60),
             repair_interval: Duration::from_secs(5),
             scrub_bytes_per_sec: 32 * 1024 * 1024,
+            gc_interval: Duration::from_secs(600),
+            gc_grace: Duration::from_secs(3600),
         }
     }
 }
@@ -123,6 +133,8 @@ pub struct StorageHealth {
     pub under_replicated_objects: u64,
     pub repairs_in_progress: u64,
     pub repairs_done: u64,
+    /// Unreferenced chunks removed by garbage collection.
+    pub gc_removed_chunks: u64,
     /// Unix ms of the last completed repair scan.
     pub last_repair_scan_ms: Option<u64>,
     pub storage_nodes: usize,
@@ -144,6 +156,70 @@ impl std::fmt::Debug for ObjectRead {
             .field("meta", &self.meta)
             .field("range", &self.range)
             .finish_non_exhaustive()
+    }
+}
+
+/// A chunk upload in flight.
+type Upload<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StorageError>> + Send + 'a>>;
+
+/// Up to this many chunks of one upload are replicated while the next one is read, which
+/// bounds memory to a few chunks whatever the object size.
+const UPLOADS_IN_FLIGHT: usize = 4;
+
+/// The encrypt-and-replicate pipeline of one object upload.
+struct ObjectWriter<'a> {
+    storage: &'a Arc<Storage>,
+    set: &'a [Candidate],
+    object_key: ObjectKey,
+    nonce_prefix: [u8; 16],
+    refs: Vec<ChunkRef>,
+    md5: md5::Md5,
+    hasher: blake3::Hasher,
+    total: u64,
+    uploads: FuturesUnordered<Upload<'a>>,
+}
+
+impl<'a> ObjectWriter<'a> {
+    /// Seals one plaintext chunk and starts replicating it, waiting first if too many
+    /// chunks are already in flight.
+    async fn push(&mut self, plain: Vec<u8>) -> Result<(), StorageError> {
+        self.md5.update(&plain);
+        self.hasher.update(&plain);
+        self.total += plain.len() as u64;
+        let index = self.refs.len() as u64;
+        let plain_len = plain.len() as u32;
+        let (key, prefix) = (self.object_key.clone(), self.nonce_prefix);
+        // Encryption is CPU work: keep it off the async workers.
+        let sealed =
+            blocking(move || xnode_store::seal_chunk(&key, &prefix, index, &plain)).await?;
+        let id = ChunkId::of(&sealed);
+        self.refs.push(ChunkRef { id, plain_len });
+        self.storage
+            .metrics
+            .chunk_write_bytes
+            .inc_by(sealed.len() as u64);
+        self.uploads.push(Box::pin(self.storage.put_chunk(
+            id,
+            Bytes::from(sealed),
+            self.set,
+        )));
+        while self.uploads.len() >= UPLOADS_IN_FLIGHT {
+            if let Some(result) = self.uploads.next().await {
+                result?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for every chunk to reach its write quorum.
+    async fn finish(
+        mut self,
+    ) -> Result<(Vec<ChunkRef>, md5::Md5, blake3::Hasher, u64), StorageError> {
+        while let Some(result) = self.uploads.next().await {
+            result?;
+        }
+        Ok((self.refs, self.md5, self.hasher, self.total))
     }
 }
 
@@ -368,6 +444,13 @@ impl Storage {
                     store.list(&tenant, &bucket, &prefix, start_after.as_deref(), limit)
                 })
                 .await?;
+                Ok(StoreResponse::MetaList(list))
+            }
+            StoreRequest::ScanMeta { after, limit } => {
+                let store = self.meta.clone();
+                let limit = (limit as usize).min(10_000);
+                let after = (!after.is_empty()).then_some(after);
+                let list = blocking(move || store.scan(after.as_deref(), limit)).await?;
                 Ok(StoreResponse::MetaList(list))
             }
         }
@@ -698,17 +781,19 @@ impl Storage {
         let wrapped_key = xnode_store::wrap_key(data_key, &object_key, &aad)?;
         let chunk_size = self.config.chunk_size as usize;
 
-        let mut md5 = md5::Md5::new();
-        let mut hasher = blake3::Hasher::new();
-        let mut refs: Vec<ChunkRef> = Vec::new();
-        let mut total: u64 = 0;
+        let mut writer = ObjectWriter {
+            storage: self,
+            set: &set,
+            object_key,
+            nonce_prefix,
+            refs: Vec::new(),
+            md5: md5::Md5::new(),
+            hasher: blake3::Hasher::new(),
+            total: 0,
+            uploads: FuturesUnordered::new(),
+        };
         let mut buffer: Vec<u8> = Vec::with_capacity(chunk_size);
-        // Up to this many chunks are being replicated while the next one is read, which
-        // bounds memory to a few chunks whatever the object size.
-        const IN_FLIGHT: usize = 4;
-        let mut uploads = FuturesUnordered::new();
-        let mut finished = false;
-        while !finished {
+        loop {
             match body.next().await {
                 Some(Ok(bytes)) => {
                     let mut bytes = &bytes[..];
@@ -719,46 +804,18 @@ impl Storage {
                         if buffer.len() == chunk_size {
                             let plain =
                                 std::mem::replace(&mut buffer, Vec::with_capacity(chunk_size));
-                            self.queue_chunk(
-                                &plain,
-                                &object_key,
-                                &nonce_prefix,
-                                &mut refs,
-                                &mut md5,
-                                &mut hasher,
-                                &mut total,
-                                &set,
-                                &mut uploads,
-                            )?;
-                            while uploads.len() >= IN_FLIGHT {
-                                if let Some(result) = uploads.next().await {
-                                    result?;
-                                }
-                            }
+                            writer.push(plain).await?;
                         }
                     }
                 }
                 Some(Err(e)) => return Err(StorageError::Interrupted(e.to_string())),
-                None => finished = true,
+                None => break,
             }
         }
         if !buffer.is_empty() {
-            let plain = std::mem::take(&mut buffer);
-            self.queue_chunk(
-                &plain,
-                &object_key,
-                &nonce_prefix,
-                &mut refs,
-                &mut md5,
-                &mut hasher,
-                &mut total,
-                &set,
-                &mut uploads,
-            )?;
+            writer.push(buffer).await?;
         }
-        while let Some(result) = uploads.next().await {
-            result?;
-        }
+        let (refs, md5, hasher, total) = writer.finish().await?;
         if let Some(expected) = expected_len
             && expected != total
         {
@@ -795,38 +852,6 @@ impl Storage {
         };
         self.put_meta(meta.clone(), &set).await?;
         Ok(meta)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn queue_chunk<'a>(
-        self: &'a Arc<Self>,
-        plain: &[u8],
-        object_key: &ObjectKey,
-        nonce_prefix: &[u8; 16],
-        refs: &mut Vec<ChunkRef>,
-        md5: &mut md5::Md5,
-        hasher: &mut blake3::Hasher,
-        total: &mut u64,
-        set: &'a [Candidate],
-        uploads: &mut FuturesUnordered<
-            std::pin::Pin<
-                Box<dyn std::future::Future<Output = Result<(), StorageError>> + Send + 'a>,
-            >,
-        >,
-    ) -> Result<(), StorageError> {
-        md5.update(plain);
-        hasher.update(plain);
-        *total += plain.len() as u64;
-        let index = refs.len() as u64;
-        let sealed = xnode_store::seal_chunk(object_key, nonce_prefix, index, plain)?;
-        let id = ChunkId::of(&sealed);
-        refs.push(ChunkRef {
-            id,
-            plain_len: plain.len() as u32,
-        });
-        self.metrics.chunk_write_bytes.inc_by(sealed.len() as u64);
-        uploads.push(Box::pin(self.put_chunk(id, Bytes::from(sealed), set)));
-        Ok(())
     }
 
     /// An object's current metadata (never a tombstone).

@@ -37,8 +37,18 @@ pub enum StoreRequest {
         start_after: Option<String>,
         limit: u32,
     },
+    /// Every metadata entry the receiver holds (tombstones included), by storage key,
+    /// after `after`: garbage collection uses it to learn which chunks are referenced.
+    ScanMeta {
+        #[serde(with = "serde_bytes")]
+        after: Vec<u8>,
+        limit: u32,
+    },
 }
 
+// Messages live only while they cross the wire; boxing the large variant would buy
+// nothing but an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum StoreResponse {
     Stored,

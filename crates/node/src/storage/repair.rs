@@ -110,24 +110,17 @@ impl Storage {
                     if !live.contains(&node) {
                         continue;
                     }
-                    match self
-                        .call(
-                            node,
-                            StoreRequest::PutMeta {
-                                meta: entry.clone(),
-                            },
-                            CALL_TIMEOUT,
-                        )
-                        .await
+                    let request = StoreRequest::PutMeta {
+                        meta: entry.clone(),
+                    };
+                    if let Ok(StoreResponse::MetaStored { changed }) =
+                        self.call(node, request, CALL_TIMEOUT).await
                     {
-                        Ok(StoreResponse::MetaStored { changed }) => {
-                            reached += 1;
-                            if changed {
-                                repaired += 1;
-                                self.metrics.repairs.inc();
-                            }
+                        reached += 1;
+                        if changed {
+                            repaired += 1;
+                            self.metrics.repairs.inc();
                         }
-                        _ => {}
                     }
                 }
                 if reached < rf {
@@ -225,6 +218,24 @@ pub(crate) fn spawn_workers(node: &crate::Node, storage: Arc<Storage>) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(copies = n, "repair restored missing replicas"),
                 Err(e) => tracing::warn!(error = %e, "repair scan failed"),
+            }
+        }
+    });
+    let s = storage.clone();
+    let every = storage.config.gc_interval;
+    node.spawn_worker("storage-gc", async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            match s.collect_garbage().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    removed = n,
+                    "garbage collection removed unreferenced chunks"
+                ),
+                Err(e) => tracing::info!(reason = %e, "garbage collection skipped"),
             }
         }
     });
