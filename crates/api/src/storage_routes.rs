@@ -109,13 +109,16 @@ pub struct BucketView {
     /// The owning tenant's public key (hex).
     pub owner: String,
     pub created_ms: u64,
+    /// Copies of every chunk and metadata entry.
+    pub replication_factor: usize,
 }
 
-fn bucket_view(r: BucketRecord) -> BucketView {
+fn bucket_view(r: BucketRecord, default_rf: usize) -> BucketView {
     BucketView {
         name: r.name,
         owner: r.owner,
         created_ms: r.created_ms,
+        replication_factor: r.replication_factor.map(usize::from).unwrap_or(default_rf),
     }
 }
 
@@ -131,7 +134,7 @@ pub(crate) async fn list_buckets(
             .storage()
             .list_buckets(&tenant)
             .into_iter()
-            .map(bucket_view)
+            .map(|r| bucket_view(r, state.node.storage().config().replication_factor))
             .collect(),
     ))
 }
@@ -143,7 +146,10 @@ pub(crate) async fn get_bucket(
 ) -> Result<Json<BucketView>, ApiError> {
     let tenant = tenant_of(&state, req.method(), req.uri(), req.headers())?;
     match xnode_node::storage::buckets::owner_of(state.node.registry(), &bucket) {
-        Some((owner, record)) if owner == tenant => Ok(Json(bucket_view(record))),
+        Some((owner, record)) if owner == tenant => Ok(Json(bucket_view(
+            record,
+            state.node.storage().config().replication_factor,
+        ))),
         Some(_) => Err(xnode_node::storage::StorageError::AccessDenied(format!(
             "bucket {bucket:?} belongs to another tenant"
         ))
@@ -211,7 +217,10 @@ pub(crate) async fn create_bucket(
     state.node.gossip_entry(&applied).await;
     let record = xnode_node::storage::buckets::decode_claim(&applied)
         .ok_or_else(|| ApiError::Internal("applied bucket claim no longer decodes".into()))?;
-    Ok(Json(bucket_view(record)))
+    Ok(Json(bucket_view(
+        record,
+        state.node.storage().config().replication_factor,
+    )))
 }
 
 pub(crate) async fn delete_bucket(

@@ -208,6 +208,7 @@ impl Node {
         let (mesh, mesh_task) = Mesh::start(config.mesh(), &key, incarnation, mesh_metrics).await?;
         let storage = Arc::new(storage::Storage::new(
             id,
+            db.clone(),
             chunks,
             meta,
             mesh.clone(),

@@ -351,15 +351,23 @@ impl Tenant {
 
     /// The signed registry entry claiming bucket `name`.
     pub fn bucket_claim(&self, name: &str) -> xnode_registry::Entry {
+        self.bucket_claim_with_rf(name, None)
+    }
+
+    /// The signed registry entry claiming bucket `name` with its own replication factor.
+    pub fn bucket_claim_with_rf(&self, name: &str, rf: Option<u8>) -> xnode_registry::Entry {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis() as u64;
-        let record = serde_json::json!({"v": 1, "name": name, "owner": self.id().to_hex(), "created_ms": now}).to_string();
+        let mut record = serde_json::json!({"v": 1, "name": name, "owner": self.id().to_hex(), "created_ms": now});
+        if let Some(rf) = rf {
+            record["replication_factor"] = serde_json::json!(rf);
+        }
         xnode_registry::Entry::sign(
             &self.key,
             xnode_node::storage::buckets::bucket_key(&self.id(), name),
-            Some(record.into_bytes()),
+            Some(record.to_string().into_bytes()),
             xnode_types::Hlc::new(now, 0),
         )
         .unwrap()

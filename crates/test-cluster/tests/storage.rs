@@ -560,3 +560,66 @@ async fn garbage_collection_removes_only_unreferenced_chunks() {
     assert_eq!(again, 0);
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bucket_can_choose_its_replication_factor() {
+    let mut c = Cluster::start_with(5, storage_config).await;
+    let tenant = Tenant::new();
+    let claim = tenant.bucket_claim_with_rf("two-copies", Some(2));
+    let entry = c
+        .node(0)
+        .storage()
+        .create_bucket(&tenant.id(), "two-copies", claim)
+        .unwrap();
+    c.node(0).gossip_entry(&entry).await;
+    c.wait_until("the bucket to spread", Duration::from_secs(5), |c| {
+        (0..5).all(|i| c.node(i).storage().bucket_rf(&tenant.id(), "two-copies") == 2)
+    })
+    .await;
+    let body = data(300_000, 4);
+    let meta = c.put(0, &tenant, "two-copies", "k", &body).await.unwrap();
+    let manifest = c
+        .node(0)
+        .storage()
+        .manifest(meta.info.as_ref().unwrap())
+        .await
+        .unwrap();
+    let ids: Vec<ChunkId> = manifest
+        .chunks
+        .iter()
+        .map(|r| r.id)
+        .chain([meta.info.unwrap().manifest])
+        .collect();
+    c.wait_until("2 copies of every chunk", Duration::from_secs(10), |c| {
+        ids.iter().all(|id| holders(c, id).len() == 2)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        ids.iter().all(|id| holders(&c, id).len() == 2),
+        "repair keeps 2 copies, not 3"
+    );
+
+    // Crash a holder: repair restores 2 copies on live nodes.
+    let victim = holders(&c, &ids[0])[0];
+    c.crash(victim).await;
+    c.wait_until("repair to restore 2 copies", Duration::from_secs(30), |c| {
+        ids.iter().all(|id| holders(c, id).len() == 2)
+    })
+    .await;
+    for i in c.running() {
+        assert_eq!(
+            c.get(i, &tenant, "two-copies", "k", None).await.unwrap(),
+            body
+        );
+    }
+    // Invalid factors are refused.
+    let bad = tenant.bucket_claim_with_rf("zero-copies", Some(0));
+    assert!(matches!(
+        c.node(1)
+            .storage()
+            .create_bucket(&tenant.id(), "zero-copies", bad),
+        Err(StorageError::BadRequest(_))
+    ));
+    c.shutdown().await;
+}

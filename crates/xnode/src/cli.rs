@@ -73,6 +73,9 @@ pub enum BucketAction {
     /// Create a bucket owned by your tenant key.
     Create {
         name: String,
+        /// Copies of every chunk of this bucket [default: the node's, 3].
+        #[arg(long)]
+        replication_factor: Option<u8>,
         #[command(flatten)]
         args: StorageClientArgs,
     },

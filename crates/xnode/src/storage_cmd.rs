@@ -97,17 +97,25 @@ fn now_ms() -> u64 {
 }
 
 /// A signed bucket claim or deletion: the registry entry the tenant signs.
-fn signed_change(c: &SignedClient, bucket: &str, create: bool) -> anyhow::Result<Value> {
+fn signed_change(
+    c: &SignedClient,
+    bucket: &str,
+    create: bool,
+    rf: Option<u8>,
+) -> anyhow::Result<Value> {
     let hlc = xnode_types::Hlc::new(now_ms(), 0);
     let key = xnode_node::storage::buckets::bucket_key(&c.key.public(), bucket);
     let record = create.then(|| {
-        serde_json::json!({
+        let mut record = serde_json::json!({
             "v": xnode_node::storage::buckets::BUCKET_RECORD_VERSION,
             "name": bucket,
             "owner": c.key.public().to_hex(),
             "created_ms": hlc.wall_ms,
-        })
-        .to_string()
+        });
+        if let Some(rf) = rf {
+            record["replication_factor"] = serde_json::json!(rf);
+        }
+        record.to_string()
     });
     let entry =
         xnode_registry::Entry::sign(&c.key, key, record.clone().map(String::into_bytes), hlc)?;
@@ -121,10 +129,14 @@ fn signed_change(c: &SignedClient, bucket: &str, create: bool) -> anyhow::Result
 
 pub async fn bucket(action: BucketAction) -> anyhow::Result<()> {
     match action {
-        BucketAction::Create { name, args } => {
+        BucketAction::Create {
+            name,
+            replication_factor,
+            args,
+        } => {
             let c = client(&args)?;
             let path = format!("/v1/buckets/{}", encode_path(&name, false));
-            let body = signed_change(&c, &name, true)?;
+            let body = signed_change(&c, &name, true, replication_factor)?;
             let v: Value = send(c.request(Method::PUT, &path, "").json(&body), &c.api)
                 .await?
                 .json()
@@ -138,7 +150,7 @@ pub async fn bucket(action: BucketAction) -> anyhow::Result<()> {
         BucketAction::Rm { name, args } => {
             let c = client(&args)?;
             let path = format!("/v1/buckets/{}", encode_path(&name, false));
-            let body = signed_change(&c, &name, false)?;
+            let body = signed_change(&c, &name, false, None)?;
             send(c.request(Method::DELETE, &path, "").json(&body), &c.api).await?;
             if args.json {
                 println!("{}", serde_json::json!({"deleted": name}));

@@ -19,6 +19,9 @@ pub struct BucketRecord {
     /// The owning tenant's public key, hex.
     pub owner: String,
     pub created_ms: u64,
+    /// Copies of every chunk and metadata entry of this bucket; the node default if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_factor: Option<u8>,
 }
 
 pub const BUCKET_RECORD_VERSION: u32 = 1;

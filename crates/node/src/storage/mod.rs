@@ -42,6 +42,8 @@ use self::proto::{MAX_STORE_MESSAGE, StoreRequest, StoreResponse};
 pub const STORE_SERVICE: &str = "store";
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 const META_TIMEOUT: Duration = Duration::from_secs(5);
+/// Chunks stored with a replication factor other than the default, for repair.
+const CHUNK_RF: xnode_db::Table = xnode_db::Table("chunk_rf");
 
 /// Storage settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -173,6 +175,7 @@ struct ObjectWriter<'a> {
     set: &'a [Candidate],
     object_key: ObjectKey,
     nonce_prefix: [u8; 16],
+    rf: usize,
     refs: Vec<ChunkRef>,
     md5: md5::Md5,
     hasher: blake3::Hasher,
@@ -203,6 +206,7 @@ impl<'a> ObjectWriter<'a> {
             id,
             Bytes::from(sealed),
             self.set,
+            self.rf,
         )));
         while self.uploads.len() >= UPLOADS_IN_FLIGHT {
             if let Some(result) = self.uploads.next().await {
@@ -226,6 +230,7 @@ impl<'a> ObjectWriter<'a> {
 /// The storage subsystem of a node.
 pub struct Storage {
     pub(crate) node_id: NodeId,
+    db: xnode_db::Db,
     pub(crate) chunks: Arc<ChunkStore>,
     pub(crate) meta: Arc<MetaStore>,
     pub(crate) mesh: Mesh,
@@ -269,8 +274,10 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Storage {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         node_id: NodeId,
+        db: xnode_db::Db,
         chunks: Arc<ChunkStore>,
         meta: Arc<MetaStore>,
         mesh: Mesh,
@@ -280,6 +287,7 @@ impl Storage {
     ) -> Self {
         Self {
             node_id,
+            db,
             chunks,
             meta,
             mesh,
@@ -363,8 +371,25 @@ impl Storage {
         live
     }
 
-    pub(crate) fn placement(&self, item: &[u8], set: &[Candidate]) -> Vec<NodeId> {
-        xnode_store::place(item, set, self.config.replication_factor)
+    pub(crate) fn placement(&self, item: &[u8], set: &[Candidate], rf: usize) -> Vec<NodeId> {
+        xnode_store::place(item, set, rf)
+    }
+
+    /// The replication factor of a bucket: its own, or the node default.
+    pub fn bucket_rf(&self, tenant: &PublicKeyBytes, bucket: &str) -> usize {
+        buckets::owner_of(&self.registry, bucket)
+            .filter(|(owner, _)| owner == tenant)
+            .and_then(|(_, record)| record.replication_factor)
+            .map(usize::from)
+            .unwrap_or(self.config.replication_factor)
+    }
+
+    /// The replication factor recorded for a chunk this node holds.
+    pub(crate) fn chunk_rf(&self, id: &ChunkId) -> usize {
+        match self.db.get(CHUNK_RF, &id.0) {
+            Ok(Some(v)) if v.len() == 1 && v[0] > 0 => v[0] as usize,
+            _ => self.config.replication_factor,
+        }
     }
 
     // ----- RPC to one node (local calls short-circuit) ----------------------------------
@@ -399,9 +424,15 @@ impl Storage {
         request: StoreRequest,
     ) -> Result<StoreResponse, StorageError> {
         match request {
-            StoreRequest::PutChunk { id, data } => {
+            StoreRequest::PutChunk { id, data, rf } => {
                 let chunks = self.chunks.clone();
                 blocking(move || chunks.put(&id, &data)).await?;
+                if rf as usize != self.config.replication_factor && rf > 0 {
+                    // Remember a non-default rf so repair keeps that many copies.
+                    self.db
+                        .put(CHUNK_RF, &id.0, &[rf])
+                        .map_err(|e| StorageError::Internal(e.to_string()))?;
+                }
                 Ok(StoreResponse::Stored)
             }
             StoreRequest::GetChunk { id } => {
@@ -502,8 +533,9 @@ impl Storage {
         id: ChunkId,
         data: Bytes,
         set: &[Candidate],
+        rf: usize,
     ) -> Result<(), StorageError> {
-        let targets = self.placement(&id.0, set);
+        let targets = self.placement(&id.0, set, rf);
         let needed = self.config.write_quorum.min(targets.len()).max(1);
         let (tx, mut rx) = tokio::sync::mpsc::channel(targets.len().max(1));
         for node in targets {
@@ -514,6 +546,7 @@ impl Storage {
                 let request = StoreRequest::PutChunk {
                     id,
                     data: data.to_vec(),
+                    rf: rf as u8,
                 };
                 let result = this.call(node, request, CHUNK_TIMEOUT).await;
                 let _ = tx.send((node, result)).await;
@@ -547,7 +580,7 @@ impl Storage {
         id: ChunkId,
         set: &[Candidate],
     ) -> Result<Vec<u8>, StorageError> {
-        let mut targets = self.placement(&id.0, set);
+        let mut targets = self.placement(&id.0, set, self.config.replication_factor);
         // Try this node first (no network), then live replicas, then the rest.
         let live = self.live_nodes();
         targets.sort_by_key(|n| (*n != self.node_id, !live.contains(n)));
@@ -585,9 +618,11 @@ impl Storage {
     // ----- metadata ---------------------------------------------------------------------
 
     async fn put_meta(&self, meta: ObjectMeta, set: &[Candidate]) -> Result<(), StorageError> {
+        let rf = self.bucket_rf(&meta.path.tenant, &meta.path.bucket);
         let targets = self.placement(
             &bucket_placement_key(&meta.path.tenant, &meta.path.bucket),
             set,
+            rf,
         );
         let needed = self.config.write_quorum.min(targets.len()).max(1);
         let results = futures::future::join_all(targets.iter().map(|&node| {
@@ -623,7 +658,8 @@ impl Storage {
         path: &ObjectPath,
         set: &[Candidate],
     ) -> Result<Option<ObjectMeta>, StorageError> {
-        let targets = self.placement(&bucket_placement_key(&path.tenant, &path.bucket), set);
+        let rf = self.bucket_rf(&path.tenant, &path.bucket);
+        let targets = self.placement(&bucket_placement_key(&path.tenant, &path.bucket), set, rf);
         let needed = self.config.read_quorum.min(targets.len()).max(1);
         let results = futures::future::join_all(targets.iter().map(|&node| {
             let path = path.clone();
@@ -697,10 +733,17 @@ impl Storage {
                 "the signed claim does not match the bucket and tenant".into(),
             ));
         }
-        if buckets::decode_claim(&claim).is_none() {
+        let Some(record) = buckets::decode_claim(&claim) else {
             return Err(StorageError::BadRequest(
                 "the signed claim's record is malformed".into(),
             ));
+        };
+        if let Some(rf) = record.replication_factor
+            && !(1..=16).contains(&rf)
+        {
+            return Err(StorageError::BadRequest(format!(
+                "replication factor {rf} must be between 1 and 16"
+            )));
         }
         if let Some((owner, _)) = buckets::owner_of(&self.registry, name)
             && owner != *tenant
@@ -768,7 +811,8 @@ impl Storage {
         self.require_bucket(tenant, bucket)?;
         let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
         let set = self.storage_set();
-        if set.len() < self.config.write_quorum {
+        let rf = self.bucket_rf(tenant, bucket);
+        if set.len() < self.config.write_quorum.min(rf) {
             return Err(StorageError::Quorum(format!(
                 "only {} storage nodes are available, {} are needed",
                 set.len(),
@@ -786,6 +830,7 @@ impl Storage {
             set: &set,
             object_key,
             nonce_prefix,
+            rf,
             refs: Vec::new(),
             md5: md5::Md5::new(),
             hasher: blake3::Hasher::new(),
@@ -834,7 +879,7 @@ impl Storage {
         };
         let encoded = manifest.encode()?;
         let manifest_id = Manifest::id_of(&encoded);
-        self.put_chunk(manifest_id, Bytes::from(encoded), &set)
+        self.put_chunk(manifest_id, Bytes::from(encoded), &set, rf)
             .await?;
 
         let meta = ObjectMeta {
@@ -980,7 +1025,8 @@ impl Storage {
     ) -> Result<Vec<ObjectMeta>, StorageError> {
         self.require_bucket(tenant, bucket)?;
         let set = self.storage_set();
-        let targets = self.placement(&bucket_placement_key(tenant, bucket), &set);
+        let rf = self.bucket_rf(tenant, bucket);
+        let targets = self.placement(&bucket_placement_key(tenant, bucket), &set, rf);
         let needed = self.config.read_quorum.min(targets.len()).max(1);
         // Ask for tombstones too would be better; replicas answer live entries only, so a
         // key deleted on one replica but not yet on another can briefly show. The newer

@@ -15,6 +15,8 @@ pub enum StoreRequest {
         id: ChunkId,
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
+        /// Copies the chunk should have (its bucket's replication factor), for repair.
+        rf: u8,
     },
     GetChunk {
         id: ChunkId,
@@ -63,7 +65,8 @@ pub enum StoreResponse {
 impl Versioned for StoreRequest {
     const KIND_TAG: u8 = kinds::STORE_REQUEST;
     const KIND_NAME: &'static str = "store request";
-    const VERSION: u8 = 1;
+    // Version 2 added `rf` to `PutChunk`.
+    const VERSION: u8 = 2;
 }
 
 impl Versioned for StoreResponse {

@@ -24,7 +24,6 @@ impl Storage {
     pub(crate) async fn repair_scan(self: &Arc<Self>) -> Result<u64, StorageError> {
         let set = self.storage_set();
         let live = self.live_nodes();
-        let rf = self.config.replication_factor.min(set.len());
         let mut repaired = 0u64;
         let mut under_chunks = 0u64;
         let mut under_objects = 0u64;
@@ -43,7 +42,8 @@ impl Storage {
             let mut ask: BTreeMap<NodeId, Vec<ChunkId>> = BTreeMap::new();
             let mut holders: BTreeMap<ChunkId, usize> = BTreeMap::new();
             for (id, _) in &batch {
-                for node in self.placement(&id.0, &set) {
+                let rf = self.chunk_rf(id);
+                for node in self.placement(&id.0, &set, rf) {
                     if node == self.node_id {
                         *holders.entry(*id).or_default() += 1;
                     } else if live.contains(&node) {
@@ -86,7 +86,10 @@ impl Storage {
                     }
                 }
             }
-            under_chunks += holders.values().filter(|&&n| n < rf).count() as u64;
+            under_chunks += holders
+                .iter()
+                .filter(|(id, n)| **n < self.chunk_rf(id).min(set.len()))
+                .count() as u64;
         }
 
         // Metadata: offer every entry to its live placement nodes (merging is idempotent).
@@ -102,7 +105,8 @@ impl Storage {
             for entry in batch {
                 let key = super::bucket_placement_key(&entry.path.tenant, &entry.path.bucket);
                 let mut reached = 0usize;
-                for node in self.placement(&key, &set) {
+                let rf = self.bucket_rf(&entry.path.tenant, &entry.path.bucket);
+                for node in self.placement(&key, &set, rf) {
                     if node == self.node_id {
                         reached += 1;
                         continue;
@@ -123,7 +127,7 @@ impl Storage {
                         }
                     }
                 }
-                if reached < rf {
+                if reached < rf.min(set.len()) {
                     under_objects += 1;
                 }
             }
@@ -146,7 +150,8 @@ impl Storage {
                 .await
                 .map_err(|e| StorageError::Internal(e.to_string()))??
                 .ok_or_else(|| StorageError::Internal(format!("chunk {id} vanished")))?;
-            self.call(node, StoreRequest::PutChunk { id, data }, CALL_TIMEOUT)
+            let rf = self.chunk_rf(&id) as u8;
+            self.call(node, StoreRequest::PutChunk { id, data, rf }, CALL_TIMEOUT)
                 .await
         }
         .await;
