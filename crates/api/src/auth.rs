@@ -84,7 +84,10 @@ impl ReplayGuard {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        if seen.len() > 100_000 {
+        // Nonces older than twice the window can no longer be replayed (their timestamp
+        // would be refused), so they are forgotten; this keeps memory bounded by the
+        // request rate times the window.
+        if seen.len() > 10_000 {
             seen.retain(|_, &mut t| now.saturating_sub(t) <= 2 * MAX_CLOCK_SKEW_MS);
         }
         if seen.insert((tenant, nonce.to_owned()), timestamp).is_some() {

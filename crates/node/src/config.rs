@@ -226,6 +226,16 @@ impl Config {
                 xnode_store::MAX_CHUNK_SIZE
             )));
         }
+        if st.gc_interval.is_zero() || st.gc_grace.is_zero() {
+            return Err(ConfigError::Storage(
+                "storage.gc_interval and storage.gc_grace must be greater than zero".into(),
+            ));
+        }
+        if st.write_quorum + st.read_quorum <= st.replication_factor {
+            return Err(ConfigError::Storage(
+                "storage.write_quorum + storage.read_quorum must exceed storage.replication_factor, or reads could miss acknowledged writes".into(),
+            ));
+        }
         if st.repair_interval.is_zero() || st.scrub_bytes_per_sec == 0 {
             return Err(ConfigError::Storage(
                 "storage.repair_interval and storage.scrub_bytes_per_sec must be greater than zero"

@@ -7,7 +7,7 @@ use prometheus_client::registry::Registry as MetricsRegistry;
 /// Counters and gauges for storage, registered under the `store_` prefix.
 ///
 /// The engine updates the chunk and scrub figures itself. `repairs`, `quorum_failures` and
-/// `bad_replica_bytes` describe replication, which happens above this crate, so the caller
+/// `bad_replica_reads` describe replication, which happens above this crate, so the caller
 /// increments them.
 #[derive(Clone, Debug, Default)]
 pub struct StoreMetrics {
@@ -22,7 +22,7 @@ pub struct StoreMetrics {
     pub scrubbed_bytes: Counter,
     pub repairs: Counter,
     pub quorum_failures: Counter,
-    pub bad_replica_bytes: Counter,
+    pub bad_replica_reads: Counter,
 }
 
 impl StoreMetrics {
@@ -85,9 +85,9 @@ impl StoreMetrics {
             m.quorum_failures.clone(),
         );
         r.register(
-            "bad_replica_bytes",
-            "Bytes received from a peer that did not match the requested chunk id",
-            m.bad_replica_bytes.clone(),
+            "bad_replica_reads",
+            "Chunk reads where a peer sent bytes that did not match the chunk id",
+            m.bad_replica_reads.clone(),
         );
         m
     }
@@ -107,6 +107,6 @@ mod tests {
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(text.contains("store_chunk_writes_total 1"), "{text}");
         assert!(text.contains("store_bytes_stored 42"), "{text}");
-        assert!(text.contains("store_bad_replica_bytes_total 0"), "{text}");
+        assert!(text.contains("store_bad_replica_reads_total 0"), "{text}");
     }
 }

@@ -104,15 +104,6 @@ pub fn decode<T: Versioned>(bytes: &[u8], limit: usize) -> Result<T, WireError> 
     }
 }
 
-/// Postcard-encodes a value with no header, for bytes that are signed inside a versioned
-/// envelope (the envelope carries the version).
-pub fn to_canonical_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>, WireError> {
-    postcard::to_stdvec(value).map_err(|e| WireError::Encode {
-        kind: "canonical",
-        reason: e.to_string(),
-    })
-}
-
 /// Kind tags in use. Keeping them in one place prevents two subsystems picking the same.
 pub mod kinds {
     pub const REGISTRY_ENTRY: u8 = 1;
@@ -130,7 +121,6 @@ pub mod kinds {
     pub const OBJECT_META: u8 = 13;
     pub const STORE_REQUEST: u8 = 14;
     pub const STORE_RESPONSE: u8 = 15;
-    pub const BUCKET_RECORD: u8 = 16;
     pub const TENANT_KEY_FILE: u8 = 17;
 }
 

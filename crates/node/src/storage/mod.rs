@@ -259,6 +259,21 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Bucket claims and deletions are signed with the tenant's clock. Bounding it to the
+/// same window as request timestamps stops a claim dated in the past from winning every
+/// name race, and a deletion dated in the future from blocking the name forever.
+fn check_claim_clock(entry: &Entry) -> Result<(), StorageError> {
+    let skew = entry.hlc.wall_ms.abs_diff(unix_ms());
+    if skew > xnode_types::request_auth::MAX_CLOCK_SKEW_MS {
+        return Err(StorageError::BadRequest(format!(
+            "the signed bucket change is dated {} s away from this node's clock (at most {} s allowed)",
+            skew / 1000,
+            xnode_types::request_auth::MAX_CLOCK_SKEW_MS / 1000
+        )));
+    }
+    Ok(())
+}
+
 /// The key a bucket's metadata is placed by.
 fn bucket_placement_key(tenant: &PublicKeyBytes, bucket: &str) -> Vec<u8> {
     format!("meta/{}/{bucket}", tenant.to_hex()).into_bytes()
@@ -601,7 +616,7 @@ impl Storage {
                         self.metrics.chunk_read_bytes.inc_by(data.len() as u64);
                         return Ok(data);
                     }
-                    self.metrics.bad_replica_bytes.inc();
+                    self.metrics.bad_replica_reads.inc();
                     tracing::warn!(%node, chunk = %id, "a replica sent bytes that do not match the chunk id; trying another");
                     errors.push(format!("{node}: wrong bytes"));
                 }
@@ -617,7 +632,45 @@ impl Storage {
 
     // ----- metadata ---------------------------------------------------------------------
 
-    async fn put_meta(&self, meta: ObjectMeta, set: &[Candidate]) -> Result<(), StorageError> {
+    /// Sends one request per target concurrently and returns as soon as `needed` of them
+    /// succeeded (or all finished). The calls still running go on in the background, so a
+    /// write keeps reaching the remaining replicas after the quorum acknowledged it.
+    async fn quorum_call(
+        self: &Arc<Self>,
+        targets: &[NodeId],
+        request: StoreRequest,
+        needed: usize,
+    ) -> (Vec<(NodeId, StoreResponse)>, Vec<String>) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(targets.len().max(1));
+        for &node in targets {
+            let this = self.clone();
+            let request = request.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let result = this.call(node, request, META_TIMEOUT).await;
+                let _ = tx.send((node, result)).await;
+            });
+        }
+        drop(tx);
+        let mut answers = Vec::new();
+        let mut errors = Vec::new();
+        while let Some((node, result)) = rx.recv().await {
+            match result {
+                Ok(response) => answers.push((node, response)),
+                Err(e) => errors.push(e.to_string()),
+            }
+            if answers.len() >= needed {
+                break;
+            }
+        }
+        (answers, errors)
+    }
+
+    async fn put_meta(
+        self: &Arc<Self>,
+        meta: ObjectMeta,
+        set: &[Candidate],
+    ) -> Result<(), StorageError> {
         let rf = self.bucket_rf(&meta.path.tenant, &meta.path.bucket);
         let targets = self.placement(
             &bucket_placement_key(&meta.path.tenant, &meta.path.bucket),
@@ -625,62 +678,45 @@ impl Storage {
             rf,
         );
         let needed = self.config.write_quorum.min(targets.len()).max(1);
-        let results = futures::future::join_all(targets.iter().map(|&node| {
-            let meta = meta.clone();
-            async move {
-                (
-                    node,
-                    self.call(node, StoreRequest::PutMeta { meta }, META_TIMEOUT)
-                        .await,
-                )
-            }
-        }))
-        .await;
-        let ok = results.iter().filter(|(_, r)| r.is_ok()).count();
-        if ok >= needed {
+        let (answers, errors) = self
+            .quorum_call(&targets, StoreRequest::PutMeta { meta }, needed)
+            .await;
+        if answers.len() >= needed {
             return Ok(());
         }
         self.metrics.quorum_failures.inc();
-        let errors: Vec<String> = results
-            .into_iter()
-            .filter_map(|(n, r)| r.err().map(|e| format!("{n}: {e}")))
-            .collect();
         Err(StorageError::Quorum(format!(
-            "metadata write reached {ok} of {needed} required replicas ({})",
+            "metadata write reached {} of {needed} required replicas ({})",
+            answers.len(),
             errors.join("; ")
         )))
     }
 
-    /// Reads an object's metadata from `R` replicas; the newest version wins and stale
-    /// replicas are repaired.
+    /// Reads an object's metadata from `R` replicas: with `W + R > rf`, they include the
+    /// latest acknowledged write. The newest version wins and stale replicas are repaired
+    /// in the background.
     async fn get_meta(
-        &self,
+        self: &Arc<Self>,
         path: &ObjectPath,
         set: &[Candidate],
     ) -> Result<Option<ObjectMeta>, StorageError> {
         let rf = self.bucket_rf(&path.tenant, &path.bucket);
         let targets = self.placement(&bucket_placement_key(&path.tenant, &path.bucket), set, rf);
         let needed = self.config.read_quorum.min(targets.len()).max(1);
-        let results = futures::future::join_all(targets.iter().map(|&node| {
-            let path = path.clone();
-            async move {
-                (
-                    node,
-                    self.call(node, StoreRequest::GetMeta { path }, META_TIMEOUT)
-                        .await,
-                )
-            }
-        }))
-        .await;
-        let mut answers = Vec::new();
-        let mut errors = Vec::new();
-        for (node, result) in results {
-            match result {
-                Ok(StoreResponse::Meta(m)) => answers.push((node, m)),
-                Ok(_) => errors.push(format!("{node}: unexpected answer")),
-                Err(e) => errors.push(e.to_string()),
-            }
-        }
+        let (answers, errors) = self
+            .quorum_call(
+                &targets,
+                StoreRequest::GetMeta { path: path.clone() },
+                needed,
+            )
+            .await;
+        let answers: Vec<(NodeId, Option<ObjectMeta>)> = answers
+            .into_iter()
+            .filter_map(|(node, r)| match r {
+                StoreResponse::Meta(m) => Some((node, m)),
+                _ => None,
+            })
+            .collect();
         if answers.len() < needed {
             self.metrics.quorum_failures.inc();
             return Err(StorageError::Quorum(format!(
@@ -694,14 +730,15 @@ impl Storage {
             .filter_map(|(_, m)| m.clone())
             .reduce(|a, b| if b.supersedes(&a) { b } else { a });
         if let Some(newest) = &newest {
+            self.clock.observe(newest.version);
             for (node, m) in &answers {
                 if m.as_ref().is_none_or(|m| newest.supersedes(m)) {
-                    let meta = newest.clone();
-                    let node = *node;
-                    // Read repair: fire and forget.
-                    let _ = self
-                        .call(node, StoreRequest::PutMeta { meta }, META_TIMEOUT)
-                        .await;
+                    let (this, node, meta) = (self.clone(), *node, newest.clone());
+                    tokio::spawn(async move {
+                        let _ = this
+                            .call(node, StoreRequest::PutMeta { meta }, META_TIMEOUT)
+                            .await;
+                    });
                 }
             }
         }
@@ -733,6 +770,7 @@ impl Storage {
                 "the signed claim does not match the bucket and tenant".into(),
             ));
         }
+        check_claim_clock(&claim)?;
         let Some(record) = buckets::decode_claim(&claim) else {
             return Err(StorageError::BadRequest(
                 "the signed claim's record is malformed".into(),
@@ -758,12 +796,13 @@ impl Storage {
 
     /// Deletes an empty bucket with a tombstone the tenant signed.
     pub async fn delete_bucket(
-        &self,
+        self: &Arc<Self>,
         tenant: &PublicKeyBytes,
         name: &str,
         tombstone: Entry,
     ) -> Result<Entry, StorageError> {
         self.require_bucket(tenant, name)?;
+        check_claim_clock(&tombstone)?;
         if tombstone.owner != *tenant
             || tombstone.key != buckets::bucket_key(tenant, name)
             || !tombstone.is_tombstone()
@@ -779,6 +818,12 @@ impl Storage {
         self.registry
             .apply_remote(tombstone.clone())
             .map_err(|e| StorageError::BadRequest(format!("bucket deletion refused: {e}")))?;
+        if buckets::owner_of(&self.registry, name).is_some_and(|(owner, _)| owner == *tenant) {
+            return Err(StorageError::BadRequest(
+                "the deletion is older than the bucket's claim; sign it with the current time"
+                    .into(),
+            ));
+        }
         Ok(tombstone)
     }
 
@@ -901,7 +946,7 @@ impl Storage {
 
     /// An object's current metadata (never a tombstone).
     pub async fn head_object(
-        &self,
+        self: &Arc<Self>,
         tenant: &PublicKeyBytes,
         bucket: &str,
         key: &str,
@@ -997,7 +1042,7 @@ impl Storage {
 
     /// Deletes an object by writing a tombstone with quorum.
     pub async fn delete_object(
-        &self,
+        self: &Arc<Self>,
         tenant: &PublicKeyBytes,
         bucket: &str,
         key: &str,
@@ -1016,7 +1061,7 @@ impl Storage {
 
     /// Lists a bucket's live objects in key order, merging `R` replicas' answers.
     pub async fn list_objects(
-        &self,
+        self: &Arc<Self>,
         tenant: &PublicKeyBytes,
         bucket: &str,
         prefix: &str,
