@@ -28,9 +28,30 @@ use crate::error::{ApiError, ErrorBody};
         get_one_node,
         metrics,
         get_faults,
-        put_faults
+        put_faults,
+        crate::storage_routes::health,
+        crate::storage_routes::list_buckets,
+        crate::storage_routes::get_bucket,
+        crate::storage_routes::create_bucket,
+        crate::storage_routes::delete_bucket,
+        crate::storage_routes::list_objects,
+        crate::storage_routes::put_object,
+        crate::storage_routes::get_object,
+        crate::storage_routes::head_object,
+        crate::storage_routes::delete_object,
     ),
-    components(schemas(Health, NodeView, NodeListItem, CapacityView, FaultsView, ErrorBody))
+    components(schemas(
+        Health,
+        NodeView,
+        NodeListItem,
+        CapacityView,
+        FaultsView,
+        ErrorBody,
+        crate::storage_routes::HealthView,
+        crate::storage_routes::BucketView,
+        crate::storage_routes::SignedBucketChange,
+        crate::storage_routes::ObjectView
+    ))
 )]
 pub struct ApiDoc;
 

@@ -139,6 +139,7 @@ pub(crate) async fn list_buckets(
     ))
 }
 
+#[utoipa::path(get, path = "/v1/buckets/{bucket}", params(("bucket" = String, Path)), responses((status = 200, body = BucketView), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub(crate) async fn get_bucket(
     State(state): State<AppState>,
     Path(bucket): Path<String>,
@@ -195,7 +196,7 @@ async fn json_body<T: serde::de::DeserializeOwned>(req: Request) -> Result<T, Ap
         .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))
 }
 
-#[utoipa::path(put, path = "/v1/buckets/{bucket}", request_body = SignedBucketChange,
+#[utoipa::path(put, path = "/v1/buckets/{bucket}", params(("bucket" = String, Path)), request_body = SignedBucketChange,
     responses((status = 200, body = BucketView), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub(crate) async fn create_bucket(
     State(state): State<AppState>,
@@ -223,6 +224,7 @@ pub(crate) async fn create_bucket(
     )))
 }
 
+#[utoipa::path(delete, path = "/v1/buckets/{bucket}", params(("bucket" = String, Path)), request_body = SignedBucketChange, responses((status = 204), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub(crate) async fn delete_bucket(
     State(state): State<AppState>,
     Path(bucket): Path<String>,
@@ -273,7 +275,7 @@ pub(crate) struct ListQuery {
 }
 
 #[utoipa::path(get, path = "/v1/buckets/{bucket}/objects",
-    params(("prefix" = Option<String>, Query), ("start_after" = Option<String>, Query), ("limit" = Option<usize>, Query)),
+    params(("bucket" = String, Path), ("prefix" = Option<String>, Query), ("start_after" = Option<String>, Query), ("limit" = Option<usize>, Query)),
     responses((status = 200, body = [ObjectView]), (status = 404, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub(crate) async fn list_objects(
     State(state): State<AppState>,
@@ -292,6 +294,7 @@ pub(crate) async fn list_objects(
 }
 
 #[utoipa::path(put, path = "/v1/buckets/{bucket}/objects/{key}",
+    params(("bucket" = String, Path), ("key" = String, Path)),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 200, body = ObjectView), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub(crate) async fn put_object(
@@ -363,6 +366,7 @@ fn object_headers(view: &ObjectView, headers: &mut HeaderMap) {
     }
 }
 
+#[utoipa::path(head, path = "/v1/buckets/{bucket}/objects/{key}", params(("bucket" = String, Path), ("key" = String, Path)), responses((status = 200), (status = 404, body = crate::error::ErrorBody)))]
 pub(crate) async fn head_object(
     State(state): State<AppState>,
     Path((bucket, key)): Path<(String, String)>,
@@ -427,6 +431,7 @@ enum RangeSpec {
     Suffix(u64),
 }
 
+#[utoipa::path(get, path = "/v1/buckets/{bucket}/objects/{key}", params(("bucket" = String, Path), ("key" = String, Path), ("range" = Option<String>, Header, description = "bytes=START-END, bytes=START- or bytes=-N")), responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 206, body = Vec<u8>), (status = 404, body = crate::error::ErrorBody), (status = 416, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub(crate) async fn get_object(
     State(state): State<AppState>,
     Path((bucket, key)): Path<(String, String)>,
@@ -483,6 +488,7 @@ pub(crate) async fn get_object(
     Ok(response)
 }
 
+#[utoipa::path(delete, path = "/v1/buckets/{bucket}/objects/{key}", params(("bucket" = String, Path), ("key" = String, Path)), responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub(crate) async fn delete_object(
     State(state): State<AppState>,
     Path((bucket, key)): Path<(String, String)>,

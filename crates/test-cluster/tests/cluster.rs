@@ -212,6 +212,18 @@ async fn control_api_serves_nodes_metrics_and_openapi() {
     }
     let spec: serde_json::Value = get("/v1/openapi.json").await.json().await.unwrap();
     assert!(spec["paths"]["/v1/nodes"].is_object());
+    for path in [
+        "/v1/buckets",
+        "/v1/buckets/{bucket}",
+        "/v1/buckets/{bucket}/objects",
+        "/v1/buckets/{bucket}/objects/{key}",
+        "/v1/storage/health",
+    ] {
+        assert!(
+            spec["paths"][path].is_object(),
+            "{path} is missing from the OpenAPI document"
+        );
+    }
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
     let missing = get("/v1/nope").await;
     assert_eq!(missing.status(), 404);
