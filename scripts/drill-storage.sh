@@ -24,9 +24,16 @@ rss() { for p in $(pgrep -f "$x start"); do awk '/VmHWM/ {printf "%d MiB ", $2/1
 health() { curl -s "$1/v1/storage/health" | python3 -c 'import sys,json; d=json.load(sys.stdin); print(d["under_replicated_chunks"], d["under_replicated_objects"], d["storage_nodes"])'; }
 
 head -c "$((size_mib * 1024 * 1024))" /dev/urandom >"$work/data.bin"
+# Baseline, same run, same disk: a plain durable copy of the file (one copy, no network,
+# no encryption), to compare the 3 encrypted, verified replicas of a put against.
+t=$(now); cp "$work/data.bin" "$work/baseline.bin"; sync "$work/baseline.bin"; baseline=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$t" "$(now)"); rm -f "$work/baseline.bin"
+echo "baseline: cp + sync of ${size_mib} MiB on the same disk: $(printf '%.1f' "$baseline") s"
 "$x" bucket create drill --api "${apis[0]}" >/dev/null
 t=$(now); "$x" put "$work/data.bin" drill/data.bin --api "${apis[0]}" --json >/dev/null
-echo "put ${size_mib} MiB through node 1: $(since "$t")"
+put=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$t" "$(now)")
+echo "put ${size_mib} MiB through node 1 (3 replicas): $(printf '%.1f' "$put") s = $(python3 -c "print(f'{$size_mib/$put:.0f}')") MiB/s, $(python3 -c "print(f'{$put/$baseline:.1f}')")x the baseline"
+t=$(now); "$x" get drill/data.bin "$work/out.bin" --api "${apis[4]}" --json >/dev/null; get=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$t" "$(now)"); rm -f "$work/out.bin"
+echo "get ${size_mib} MiB through node 5: $(printf '%.1f' "$get") s = $(python3 -c "print(f'{$size_mib/$get:.0f}')") MiB/s, $(python3 -c "print(f'{$get/$baseline:.1f}')")x the baseline"
 echo "peak RSS per node after put: $(rss)"
 
 read_all() {
