@@ -49,11 +49,15 @@ read_all() {
 }
 
 echo "kill 2" >&3; killed=$(now)
-echo "kill -9 node 2; reads through every survivor:"
-read_all 0 2 3 4
+# Node 3 dies 5 s after node 2, so it is read first; the other survivors are read right
+# after, while node 3 is already down and repair has not started (the grace is 10 s).
+echo "kill -9 node 2; reads through every survivor, node 3 first:"
+read_all 2
 sleep "$(python3 -c "import sys; print(max(0.0, 5 - (float(sys.argv[2]) - float(sys.argv[1]))))" "$killed" "$(now)")"
 echo "kill 3" >&3; second=$(now)
-echo "kill -9 node 3 (5 s after the first); waiting for repair on the survivors ..."
+echo "kill -9 node 3, $(since "$killed") after node 2; reads through the other survivors:"
+read_all 0 3 4
+echo "waiting for repair on the survivors ..."
 while :; do
   sleep 1
   ok=1
