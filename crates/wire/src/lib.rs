@@ -122,6 +122,7 @@ pub mod kinds {
     pub const STORE_REQUEST: u8 = 14;
     pub const STORE_RESPONSE: u8 = 15;
     pub const TENANT_KEY_FILE: u8 = 17;
+    pub const NODE_SUMMARY: u8 = 18;
 }
 
 impl Versioned for xnode_types::NodeRecord {

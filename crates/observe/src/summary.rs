@@ -1,0 +1,106 @@
+//! The summary a node gossips: cumulative counters per scope, system and peer figures.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use xnode_types::NodeId;
+use xnode_wire::{Versioned, kinds};
+
+use crate::Histogram;
+
+/// Largest summary accepted from a peer.
+pub const MAX_SUMMARY_BYTES: usize = 256 * 1024;
+
+/// What happened in one scope (cumulative since the node started, or a delta).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeStats {
+    pub requests: u64,
+    /// Responses with a 4xx status: the client's mistake.
+    pub client_errors: u64,
+    /// Responses with a 5xx status (or a failed invocation): the system's failure.
+    pub server_errors: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Wasm fuel consumed (compute scopes).
+    pub fuel: u64,
+    pub latency: Histogram,
+}
+
+impl ScopeStats {
+    pub fn merge(&mut self, other: &ScopeStats) {
+        self.requests += other.requests;
+        self.client_errors += other.client_errors;
+        self.server_errors += other.server_errors;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.fuel += other.fuel;
+        self.latency.merge(&other.latency);
+    }
+
+    /// What happened between the cumulative snapshot `earlier` and this one.
+    pub fn since(&self, earlier: &ScopeStats) -> ScopeStats {
+        ScopeStats {
+            requests: self.requests.saturating_sub(earlier.requests),
+            client_errors: self.client_errors.saturating_sub(earlier.client_errors),
+            server_errors: self.server_errors.saturating_sub(earlier.server_errors),
+            bytes_in: self.bytes_in.saturating_sub(earlier.bytes_in),
+            bytes_out: self.bytes_out.saturating_sub(earlier.bytes_out),
+            fuel: self.fuel.saturating_sub(earlier.fuel),
+            latency: self.latency.since(&earlier.latency),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.requests == 0 && self.bytes_in == 0 && self.bytes_out == 0 && self.fuel == 0
+    }
+}
+
+/// The machine a node runs on, as of the summary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemStats {
+    pub cpu_cores: u32,
+    /// Busy CPU in thousandths of a core.
+    pub cpu_busy_millis: u32,
+    pub memory_used_bytes: u64,
+    pub memory_total_bytes: u64,
+    pub disk_used_bytes: u64,
+    pub disk_total_bytes: u64,
+    /// Bytes received and sent over the network since the machine started.
+    pub net_rx_bytes: u64,
+    pub net_tx_bytes: u64,
+}
+
+/// How a node sees its peers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerCounts {
+    pub alive: u32,
+    pub suspect: u32,
+    pub dead: u32,
+    pub left: u32,
+    /// Mean SWIM probe round trip in microseconds.
+    pub probe_rtt_us: u64,
+}
+
+/// One node's gossiped summary. Counters are cumulative since `started_ms`, so a receiver
+/// recovers what happened between two summaries by subtraction and a lost summary costs
+/// nothing. Its size is bounded: at most [`crate::MAX_SCOPES`] scopes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSummary {
+    pub node: NodeId,
+    /// When this run of the node started; a new value means counters restarted from zero.
+    pub started_ms: u64,
+    /// Increases with every summary of this run.
+    pub seq: u64,
+    pub at_ms: u64,
+    pub system: SystemStats,
+    pub peers: PeerCounts,
+    /// Distinct tenants active on this node in the last minute.
+    pub active_tenants: u32,
+    pub scopes: BTreeMap<String, ScopeStats>,
+}
+
+impl Versioned for NodeSummary {
+    const KIND_TAG: u8 = kinds::NODE_SUMMARY;
+    const KIND_NAME: &'static str = "node summary";
+    const VERSION: u8 = 1;
+}

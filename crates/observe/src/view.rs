@@ -1,0 +1,276 @@
+//! The network-wide view: every node's summaries folded into 10-second slots, queried over
+//! sliding windows.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use xnode_types::NodeId;
+
+use crate::{NodeSummary, PeerCounts, ScopeStats, SystemStats};
+
+/// Granularity of the time series.
+pub const SLOT_MS: u64 = 10_000;
+/// The windows the API reports, in milliseconds, with their names.
+pub const WINDOWS: [(&str, u64); 3] = [("1m", 60_000), ("5m", 300_000), ("1h", 3_600_000)];
+const RETAIN_MS: u64 = 3_600_000 + SLOT_MS;
+
+/// The latest figures of one node, for live views.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeLive {
+    pub node: NodeId,
+    pub at_ms: u64,
+    pub started_ms: u64,
+    pub system: SystemStats,
+    pub peers: PeerCounts,
+    pub active_tenants: u32,
+}
+
+#[derive(Debug, Default)]
+struct Series {
+    last: Option<NodeSummary>,
+    /// (slot start, per-scope deltas), oldest first.
+    slots: VecDeque<(u64, BTreeMap<String, ScopeStats>)>,
+}
+
+/// Totals over a window.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowTotals {
+    pub window_ms: u64,
+    pub scopes: BTreeMap<String, ScopeStats>,
+}
+
+/// Every node's measurements, as this node has received them.
+#[derive(Debug, Default)]
+pub struct NetworkView {
+    series: HashMap<NodeId, Series>,
+}
+
+impl NetworkView {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Folds a summary in. Returns false for a stale or duplicate summary.
+    pub fn ingest(&mut self, summary: NodeSummary) -> bool {
+        let series = self.series.entry(summary.node).or_default();
+        let delta: BTreeMap<String, ScopeStats> = match &series.last {
+            Some(last) if last.started_ms == summary.started_ms => {
+                if summary.seq <= last.seq {
+                    return false;
+                }
+                summary
+                    .scopes
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            last.scopes
+                                .get(k)
+                                .map(|e| v.since(e))
+                                .unwrap_or_else(|| v.clone()),
+                        )
+                    })
+                    .filter(|(_, v)| !v.is_empty())
+                    .collect()
+            }
+            // A node we just met, or a new run of it: everything since it started is new.
+            Some(last) if summary.started_ms < last.started_ms => return false,
+            _ => summary.scopes.clone(),
+        };
+        let slot = summary.at_ms - summary.at_ms % SLOT_MS;
+        if !delta.is_empty() {
+            match series
+                .slots
+                .iter_mut()
+                .rev()
+                .find(|(start, _)| *start == slot)
+            {
+                Some((_, scopes)) => merge_into(scopes, &delta),
+                None => {
+                    // Keep the deque ordered even if a summary arrives late.
+                    let at = series
+                        .slots
+                        .iter()
+                        .position(|(start, _)| *start > slot)
+                        .unwrap_or(series.slots.len());
+                    series.slots.insert(at, (slot, delta));
+                }
+            }
+        }
+        while series
+            .slots
+            .front()
+            .is_some_and(|(start, _)| summary.at_ms.saturating_sub(*start) > RETAIN_MS)
+        {
+            series.slots.pop_front();
+        }
+        series.last = Some(summary);
+        true
+    }
+
+    /// Totals over the last `window_ms` before `now_ms`, over the nodes `include` accepts.
+    /// Nodes that died still count for what they did while alive.
+    pub fn window(
+        &self,
+        window_ms: u64,
+        now_ms: u64,
+        include: impl Fn(&NodeId) -> bool,
+    ) -> WindowTotals {
+        let from = now_ms.saturating_sub(window_ms);
+        let mut scopes = BTreeMap::new();
+        for (node, series) in &self.series {
+            if !include(node) {
+                continue;
+            }
+            for (start, slot) in &series.slots {
+                if start + SLOT_MS > from {
+                    merge_into(&mut scopes, slot);
+                }
+            }
+        }
+        WindowTotals { window_ms, scopes }
+    }
+
+    /// The latest figures of every node this view has heard from.
+    pub fn live(&self) -> Vec<NodeLive> {
+        let mut out: Vec<NodeLive> = self
+            .series
+            .values()
+            .filter_map(|s| s.last.as_ref())
+            .map(|s| NodeLive {
+                node: s.node,
+                at_ms: s.at_ms,
+                started_ms: s.started_ms,
+                system: s.system,
+                peers: s.peers,
+                active_tenants: s.active_tenants,
+            })
+            .collect();
+        out.sort_by_key(|l| l.node);
+        out
+    }
+
+    pub fn knows(&self, node: &NodeId) -> bool {
+        self.series.contains_key(node)
+    }
+}
+
+fn merge_into(into: &mut BTreeMap<String, ScopeStats>, from: &BTreeMap<String, ScopeStats>) {
+    for (k, v) in from {
+        into.entry(k.clone()).or_default().merge(v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Outcome, Recorder};
+
+    fn node(n: u8) -> NodeId {
+        xnode_types::SecretKey::from_seed(&[n; 32])
+            .unwrap()
+            .node_id()
+    }
+
+    fn summary(r: &Recorder, id: NodeId, started: u64, seq: u64, at: u64) -> NodeSummary {
+        let (scopes, active_tenants) = r.snapshot(at);
+        NodeSummary {
+            node: id,
+            started_ms: started,
+            seq,
+            at_ms: at,
+            system: SystemStats::default(),
+            peers: PeerCounts::default(),
+            active_tenants,
+            scopes,
+        }
+    }
+
+    fn ok(ms: u64) -> Outcome {
+        Outcome {
+            status: 200,
+            latency_us: ms * 1000,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn cumulative_summaries_survive_loss_and_duplicates() {
+        let r = Recorder::new();
+        let id = node(1);
+        let mut view = NetworkView::new();
+        let mut sent = Vec::new();
+        for i in 0..10u64 {
+            for _ in 0..10 {
+                r.record(&["storage"], ok(5), None, i * 2000);
+            }
+            sent.push(summary(&r, id, 0, i + 1, 1_000_000 + i * 2000));
+        }
+        // Every other summary is lost, and one arrives twice.
+        for s in sent.iter().step_by(2) {
+            view.ingest(s.clone());
+        }
+        assert!(!view.ingest(sent[0].clone()));
+        view.ingest(sent[9].clone());
+        let totals = view.window(60_000, 1_020_000, |_| true);
+        assert_eq!(totals.scopes["storage"].requests, 100);
+    }
+
+    #[test]
+    fn windows_slide_and_dead_nodes_keep_their_past() {
+        let mut view = NetworkView::new();
+        let (a, b) = (node(1), node(2));
+        let ra = Recorder::new();
+        let rb = Recorder::new();
+        ra.record(&["storage"], ok(1), None, 0);
+        view.ingest(summary(&ra, a, 0, 1, 1_000_000));
+        for _ in 0..3 {
+            rb.record(
+                &["storage"],
+                Outcome {
+                    status: 500,
+                    ..ok(100)
+                },
+                None,
+                0,
+            );
+        }
+        view.ingest(summary(&rb, b, 0, 1, 1_200_000));
+        // 5 minutes later, a's request is out of the 1 m window but in the 5 m one.
+        let now = 1_250_000;
+        assert_eq!(
+            view.window(60_000, now, |_| true).scopes["storage"].requests,
+            3
+        );
+        assert_eq!(
+            view.window(300_000, now, |_| true).scopes["storage"].requests,
+            4
+        );
+        // b died: it is gone from a live-only total but its past still counts.
+        let live_only = view.window(300_000, now, |n| *n != b);
+        assert_eq!(live_only.scopes["storage"].requests, 1);
+        let all = view.window(300_000, now, |_| true);
+        assert_eq!(all.scopes["storage"].server_errors, 3);
+        assert!(all.scopes["storage"].latency.quantile_us(0.99) > 90_000.0);
+    }
+
+    #[test]
+    fn a_restarted_node_starts_counting_again() {
+        let mut view = NetworkView::new();
+        let id = node(3);
+        let r1 = Recorder::new();
+        for _ in 0..5 {
+            r1.record(&["storage"], ok(1), None, 0);
+        }
+        view.ingest(summary(&r1, id, 100, 7, 1_000_000));
+        let r2 = Recorder::new();
+        r2.record(&["storage"], ok(1), None, 0);
+        view.ingest(summary(&r2, id, 200, 1, 1_010_000));
+        assert_eq!(
+            view.window(60_000, 1_020_000, |_| true).scopes["storage"].requests,
+            6
+        );
+        // A late summary from the old run is ignored.
+        assert!(!view.ingest(summary(&r1, id, 100, 8, 1_015_000)));
+    }
+}
