@@ -6,6 +6,7 @@
 
 mod auth;
 mod error;
+mod observe_routes;
 mod routes;
 mod storage_routes;
 

@@ -39,6 +39,8 @@ use crate::error::{ApiError, ErrorBody};
         crate::storage_routes::get_object,
         crate::storage_routes::head_object,
         crate::storage_routes::delete_object,
+        crate::observe_routes::network,
+        crate::observe_routes::one_node,
     ),
     components(schemas(
         Health,
@@ -68,8 +70,14 @@ pub(crate) fn router(node: Node) -> Router {
         .route("/v1/nodes/{id}", get(get_one_node))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/admin/faults", get(get_faults).put(put_faults))
+        .route("/v1/observe/network", get(crate::observe_routes::network))
+        .route("/v1/observe/nodes/{id}", get(crate::observe_routes::one_node))
         .merge(crate::storage_routes::routes())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.node.clone(),
+            crate::observe_routes::measure,
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
         }))

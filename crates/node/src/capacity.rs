@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use sysinfo::{CpuRefreshKind, Disks, MemoryRefreshKind, RefreshKind, System};
+use sysinfo::{CpuRefreshKind, Disks, MemoryRefreshKind, Networks, RefreshKind, System};
 use xnode_types::Capacity;
 
 /// Samples capacity. CPU usage needs two samples, so this keeps its `System` between calls.
@@ -49,6 +49,14 @@ impl CapacityProbe {
             disk_free_bytes,
         }
     }
+}
+
+/// Bytes received and sent by every network interface since the machine started.
+pub fn network_totals() -> (u64, u64) {
+    let networks = Networks::new_with_refreshed_list();
+    networks.iter().fold((0, 0), |(rx, tx), (_, data)| {
+        (rx + data.total_received(), tx + data.total_transmitted())
+    })
 }
 
 /// Total and available bytes of the filesystem holding `path` (the longest mount point

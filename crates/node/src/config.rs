@@ -38,6 +38,9 @@ pub struct Config {
     /// How often the node refreshes and republishes its own record (free resources).
     #[serde(with = "duration_text")]
     pub record_refresh_interval: Duration,
+    /// How often the node gossips its observability summary.
+    #[serde(with = "duration_text")]
+    pub observe_interval: Duration,
     /// Object storage: replication, quorums, chunking, repair and scrub.
     pub storage: crate::storage::StorageConfig,
     /// Expose `/v1/admin/faults` so drills and tests can inject drops, delays and
@@ -65,6 +68,7 @@ impl Default for Config {
             swim: SwimConfig::default(),
             anti_entropy_interval: Duration::from_secs(2),
             record_refresh_interval: Duration::from_secs(15),
+            observe_interval: Duration::from_secs(2),
             storage: crate::storage::StorageConfig::default(),
             enable_fault_injection: false,
         }
@@ -195,6 +199,7 @@ impl Config {
             ("swim.suspicion_min", s.suspicion_min),
             ("anti_entropy_interval", self.anti_entropy_interval),
             ("record_refresh_interval", self.record_refresh_interval),
+            ("observe_interval", self.observe_interval),
         ];
         for (field, value) in positive {
             if value.is_zero() {

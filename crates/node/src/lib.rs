@@ -9,6 +9,7 @@
 pub mod capacity;
 pub mod config;
 pub mod identity;
+pub mod observe;
 pub mod storage;
 mod workers;
 
@@ -99,6 +100,8 @@ pub(crate) struct Inner {
     pub tasks: Mutex<Vec<(&'static str, JoinHandle<()>)>>,
     pub mesh_task: Mutex<Option<JoinHandle<()>>>,
     pub storage: Arc<storage::Storage>,
+    pub recorder: Arc<xnode_observe::Recorder>,
+    pub view: Mutex<xnode_observe::NetworkView>,
 }
 
 /// A running node. Cheap to clone.
@@ -148,7 +151,7 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
@@ -247,8 +250,11 @@ impl Node {
                 tasks: Mutex::new(Vec::new()),
                 mesh_task: Mutex::new(Some(mesh_task)),
                 storage: storage.clone(),
+                recorder: Default::default(),
+                view: Default::default(),
             }),
         };
+        observe::spawn_workers(&node).await?;
         let inbound = node.inner.mesh.serve(storage::STORE_SERVICE);
         node.spawn_worker("storage-rpc", storage.clone().serve(inbound));
         storage::repair::spawn_workers(&node, storage);

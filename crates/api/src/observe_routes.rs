@@ -1,0 +1,132 @@
+//! Observability routes (`/v1/observe/...`) and the middleware that measures every API
+//! request for the network-wide view.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::Response;
+use xnode_node::Node;
+use xnode_node::observe::{NetworkReport, NodeReport, WindowReports};
+use xnode_observe::Outcome;
+use xnode_types::PublicKeyBytes;
+use xnode_types::request_auth::HEADER_TENANT;
+
+use crate::error::ApiError;
+
+/// The scopes a request is counted in, or none for monitoring traffic (health checks,
+/// metrics scrapes and views of the network), which would otherwise drown what it watches.
+fn scopes_of(path: &str) -> Vec<String> {
+    if path == "/healthz"
+        || path == "/metrics"
+        || path.starts_with("/v1/observe")
+        || path.starts_with("/v1/nodes")
+        || path == "/v1/node"
+    {
+        return Vec::new();
+    }
+    let mut scopes = vec!["api".to_owned()];
+    if let Some(rest) = path.strip_prefix("/v1/buckets") {
+        scopes.push("storage".to_owned());
+        if let Some(bucket) = rest
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .filter(|b| !b.is_empty())
+        {
+            scopes.push(format!("bucket:{bucket}"));
+        }
+    } else if path.starts_with("/v1/storage") {
+        scopes.push("storage".to_owned());
+    }
+    scopes
+}
+
+fn content_length(headers: &axum::http::HeaderMap) -> u64 {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Records every request's outcome, latency and size in this node's recorder.
+pub(crate) async fn measure(State(node): State<Node>, request: Request, next: Next) -> Response {
+    let scopes = scopes_of(request.uri().path());
+    if scopes.is_empty() {
+        return next.run(request).await;
+    }
+    let started = Instant::now();
+    let bytes_in = content_length(request.headers());
+    let tenant = request
+        .headers()
+        .get(HEADER_TENANT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| PublicKeyBytes::from_hex(v).ok());
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let outcome = Outcome {
+        status,
+        latency_us: started.elapsed().as_micros() as u64,
+        bytes_in,
+        bytes_out: content_length(response.headers()),
+        fuel: 0,
+    };
+    // Requests that failed authentication do not make their claimed tenant active.
+    let tenant = tenant.filter(|_| status != 401);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+    node.recorder().record(&scopes, outcome, tenant, now);
+    response
+}
+
+#[utoipa::path(get, path = "/v1/observe/network", responses((status = 200, description = "live nodes and per-window totals per scope")))]
+pub(crate) async fn network(State(node): State<Node>) -> Json<NetworkReport> {
+    Json(node.observe_network())
+}
+
+#[derive(serde::Serialize)]
+pub(crate) struct NodeObservation {
+    #[serde(flatten)]
+    node: NodeReport,
+    windows: WindowReports,
+}
+
+#[utoipa::path(get, path = "/v1/observe/nodes/{id}", params(("id" = String, Path)), responses((status = 200), (status = 404, body = crate::error::ErrorBody)))]
+pub(crate) async fn one_node(
+    State(node): State<Node>,
+    Path(id): Path<String>,
+) -> Result<Json<NodeObservation>, ApiError> {
+    let parsed = id
+        .parse()
+        .map_err(|e: xnode_types::KeyError| ApiError::BadRequest(e.to_string()))?;
+    let (report, windows) = node.observe_node(&parsed).ok_or_else(|| {
+        ApiError::NotFound(format!("no summary from node {id} has reached this node"))
+    })?;
+    Ok(Json(NodeObservation {
+        node: report,
+        windows,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitoring_is_not_counted_and_buckets_get_their_scope() {
+        assert!(scopes_of("/metrics").is_empty());
+        assert!(scopes_of("/v1/observe/network").is_empty());
+        assert_eq!(
+            scopes_of("/v1/buckets/photos/objects/a/b"),
+            ["api", "storage", "bucket:photos"]
+        );
+        assert_eq!(scopes_of("/v1/buckets"), ["api", "storage"]);
+        assert_eq!(scopes_of("/v1/admin/faults"), ["api"]);
+    }
+}

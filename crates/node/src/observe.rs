@@ -1,0 +1,275 @@
+//! Wires the Open Observability Protocol into the node: records this node's activity,
+//! gossips its summary every few seconds and keeps the network-wide view.
+
+use serde::Serialize;
+use xnode_mesh::MemberState;
+use xnode_observe::{Histogram, NodeSummary, PeerCounts, ScopeStats, SystemStats, WINDOWS};
+use xnode_types::NodeId;
+
+use crate::Node;
+
+/// Gossip topic of node summaries.
+const OBSERVE_TOPIC: &str = "observe";
+
+/// A scope's figures over a window, ready for JSON.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScopeReport {
+    pub requests: u64,
+    pub client_errors: u64,
+    pub server_errors: u64,
+    /// Server errors over requests.
+    pub error_rate: f64,
+    pub requests_per_sec: f64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub fuel: u64,
+    pub latency_ms: LatencyReport,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LatencyReport {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub mean: f64,
+    pub max: f64,
+}
+
+fn latency(h: &Histogram) -> LatencyReport {
+    let ms = |us: f64| (us / 10.0).round() / 100.0;
+    LatencyReport {
+        p50: ms(h.quantile_us(0.5)),
+        p90: ms(h.quantile_us(0.9)),
+        p99: ms(h.quantile_us(0.99)),
+        mean: ms(h.mean_us()),
+        max: ms(h.max_us() as f64),
+    }
+}
+
+pub(crate) fn report(s: &ScopeStats, window_ms: u64) -> ScopeReport {
+    ScopeReport {
+        requests: s.requests,
+        client_errors: s.client_errors,
+        server_errors: s.server_errors,
+        error_rate: if s.requests == 0 {
+            0.0
+        } else {
+            s.server_errors as f64 / s.requests as f64
+        },
+        requests_per_sec: s.requests as f64 / (window_ms as f64 / 1000.0),
+        bytes_in: s.bytes_in,
+        bytes_out: s.bytes_out,
+        fuel: s.fuel,
+        latency_ms: latency(&s.latency),
+    }
+}
+
+/// Per window name ("1m", "5m", "1h"), per scope: the figures over that window.
+pub type WindowReports =
+    std::collections::BTreeMap<String, std::collections::BTreeMap<String, ScopeReport>>;
+
+/// One node in the network view.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeReport {
+    pub id: NodeId,
+    /// The failure detector's verdict from this node's point of view.
+    pub state: MemberState,
+    /// Unix ms of the node's latest summary.
+    pub reported_at_ms: u64,
+    pub system: SystemStats,
+    pub peers: PeerCounts,
+    pub active_tenants: u32,
+}
+
+/// `GET /v1/observe/network`.
+#[derive(Clone, Debug, Serialize)]
+pub struct NetworkReport {
+    pub at_ms: u64,
+    /// Live nodes (alive or suspect) with their latest figures.
+    pub nodes: Vec<NodeReport>,
+    /// Per window ("1m", "5m", "1h"): per scope totals over every node, including nodes
+    /// that have since died.
+    pub windows:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, ScopeReport>>,
+    pub active_tenants: u32,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Node {
+    pub fn recorder(&self) -> &xnode_observe::Recorder {
+        &self.inner.recorder
+    }
+
+    fn state_of(&self, id: &NodeId) -> MemberState {
+        if *id == self.inner.id {
+            return MemberState::Alive;
+        }
+        self.inner
+            .mesh
+            .members()
+            .into_iter()
+            .find(|m| m.id == *id)
+            .map(|m| m.state)
+            .unwrap_or(MemberState::Alive)
+    }
+
+    /// The network-wide view: live nodes and per-window totals.
+    pub fn observe_network(&self) -> NetworkReport {
+        let now = unix_ms();
+        let view = crate::lock(&self.inner.view);
+        let nodes: Vec<NodeReport> = view
+            .live()
+            .into_iter()
+            .map(|l| NodeReport {
+                id: l.node,
+                state: self.state_of(&l.node),
+                reported_at_ms: l.at_ms,
+                system: l.system,
+                peers: l.peers,
+                active_tenants: l.active_tenants,
+            })
+            .filter(|n| matches!(n.state, MemberState::Alive | MemberState::Suspect))
+            .collect();
+        let windows = WINDOWS
+            .iter()
+            .map(|(name, ms)| {
+                let totals = view.window(*ms, now, |_| true);
+                (
+                    (*name).to_owned(),
+                    totals
+                        .scopes
+                        .iter()
+                        .map(|(k, v)| (k.clone(), report(v, *ms)))
+                        .collect(),
+                )
+            })
+            .collect();
+        let active_tenants = nodes.iter().map(|n| n.active_tenants).max().unwrap_or(0);
+        NetworkReport {
+            at_ms: now,
+            nodes,
+            windows,
+            active_tenants,
+        }
+    }
+
+    /// One node's figures and per-window totals, if this node has heard from it.
+    pub fn observe_node(&self, id: &NodeId) -> Option<(NodeReport, WindowReports)> {
+        let now = unix_ms();
+        let view = crate::lock(&self.inner.view);
+        let live = view.live().into_iter().find(|l| l.node == *id)?;
+        let windows = WINDOWS
+            .iter()
+            .map(|(name, ms)| {
+                let totals = view.window(*ms, now, |n| n == id);
+                (
+                    (*name).to_owned(),
+                    totals
+                        .scopes
+                        .iter()
+                        .map(|(k, v)| (k.clone(), report(v, *ms)))
+                        .collect(),
+                )
+            })
+            .collect();
+        Some((
+            NodeReport {
+                id: live.node,
+                state: self.state_of(&live.node),
+                reported_at_ms: live.at_ms,
+                system: live.system,
+                peers: live.peers,
+                active_tenants: live.active_tenants,
+            },
+            windows,
+        ))
+    }
+
+    fn build_summary(&self, seq: u64) -> NodeSummary {
+        let now = unix_ms();
+        let (scopes, active_tenants) = self.inner.recorder.snapshot(now);
+        let capacity = self.sample_capacity();
+        let (net_rx_bytes, net_tx_bytes) = crate::capacity::network_totals();
+        let mut peers = PeerCounts::default();
+        for m in self.inner.mesh.members() {
+            match m.state {
+                MemberState::Alive => peers.alive += 1,
+                MemberState::Suspect => peers.suspect += 1,
+                MemberState::Dead => peers.dead += 1,
+                MemberState::Left => peers.left += 1,
+            }
+        }
+        NodeSummary {
+            node: self.inner.id,
+            started_ms: self.inner.started_at_ms,
+            seq,
+            at_ms: now,
+            system: SystemStats {
+                cpu_cores: capacity.cpu_cores,
+                cpu_busy_millis: (capacity.cpu_cores * 1000)
+                    .saturating_sub(capacity.cpu_free_millis),
+                memory_used_bytes: capacity
+                    .memory_bytes
+                    .saturating_sub(capacity.memory_free_bytes),
+                memory_total_bytes: capacity.memory_bytes,
+                disk_used_bytes: capacity.disk_bytes.saturating_sub(capacity.disk_free_bytes),
+                disk_total_bytes: capacity.disk_bytes,
+                net_rx_bytes,
+                net_tx_bytes,
+            },
+            peers,
+            active_tenants,
+            scopes,
+        }
+    }
+}
+
+pub(crate) async fn spawn_workers(node: &Node) -> Result<(), crate::NodeError> {
+    let mut gossip = node.mesh().subscribe(OBSERVE_TOPIC).await?;
+    let n = node.clone();
+    node.spawn_worker("observe-gossip-in", async move {
+        while let Some(message) = gossip.recv().await {
+            match xnode_wire::decode::<NodeSummary>(&message.data, xnode_observe::MAX_SUMMARY_BYTES) {
+                // A summary counts only from the node it describes (the gossip source is
+                // authenticated by its signature).
+                Ok(summary) if summary.node == message.source => {
+                    crate::lock(&n.inner.view).ingest(summary);
+                }
+                Ok(_) => tracing::warn!(source = %message.source, "dropping a summary published for another node"),
+                Err(e) => tracing::debug!(source = %message.source, error = %e, "malformed node summary"),
+            }
+        }
+    });
+    let n = node.clone();
+    let every = node.config().observe_interval;
+    node.spawn_worker("observe-publish", async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut seq = 0u64;
+        loop {
+            ticker.tick().await;
+            seq += 1;
+            let builder = n.clone();
+            let Ok(summary) = tokio::task::spawn_blocking(move || builder.build_summary(seq)).await
+            else {
+                continue;
+            };
+            crate::lock(&n.inner.view).ingest(summary.clone());
+            match xnode_wire::encode(&summary) {
+                Ok(bytes) => {
+                    if let Err(e) = n.mesh().publish(OBSERVE_TOPIC, bytes).await {
+                        tracing::debug!(error = %e, "could not gossip the node summary");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot encode the node summary"),
+            }
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! The network-wide view: every node reports what the whole network served.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::Method;
+use serde_json::Value;
+use xnode_test_cluster::{Cluster, Tenant};
+use xnode_types::request_auth::{HEADER_DATA_KEY, sign_request};
+
+fn signed(
+    http: &reqwest::Client,
+    base: &str,
+    tenant: &Tenant,
+    method: Method,
+    path: &str,
+) -> reqwest::RequestBuilder {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut b = http.request(method.clone(), format!("{base}{path}"));
+    for (k, v) in sign_request(
+        &tenant.key,
+        method.as_str(),
+        path,
+        "",
+        now,
+        &format!("{:032x}", rand::random::<u128>()),
+    ) {
+        b = b.header(k, v);
+    }
+    b.header(HEADER_DATA_KEY, tenant.data_key().to_hex())
+}
+
+async fn network(base: &str) -> Value {
+    reqwest::get(format!("{base}/v1/observe/network"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_node_sees_the_whole_networks_traffic() {
+    let mut c = Cluster::start_with(4, |cfg| {
+        cfg.storage.chunk_size = 64 * 1024;
+        cfg.observe_interval = Duration::from_millis(300);
+    })
+    .await;
+    let tenant = Tenant::new();
+    c.create_bucket(0, &tenant, "metrics-test").await;
+    let http = reqwest::Client::new();
+    // Spread requests over every node: successful puts and gets, and some 404s.
+    let (mut sent, mut not_found) = (0u64, 0u64);
+    for i in 0..40 {
+        let base = c.api_url(i % 4).to_owned();
+        let key = format!("/v1/buckets/metrics-test/objects/k{i}");
+        let r = signed(&http, &base, &tenant, Method::PUT, &key)
+            .body(vec![7u8; 1000])
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        sent += 1;
+        let r = signed(
+            &http,
+            &base,
+            &tenant,
+            Method::GET,
+            "/v1/buckets/metrics-test/objects/missing",
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 404);
+        sent += 1;
+        not_found += 1;
+    }
+    // Within a few seconds every node reports the network-wide totals.
+    let crashed_share;
+    {
+        let expect = sent;
+        let mut ok = false;
+        for _ in 0..50 {
+            let mut all = true;
+            for i in 0..4 {
+                let v = network(c.api_url(i)).await;
+                let bucket = &v["windows"]["1m"]["bucket:metrics-test"];
+                if bucket["requests"].as_u64() != Some(expect)
+                    || bucket["client_errors"].as_u64() != Some(not_found)
+                {
+                    all = false;
+                }
+            }
+            if all {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            ok,
+            "every node reports {expect} requests and {not_found} client errors for the bucket: {}",
+            network(c.api_url(0)).await
+        );
+        let v = network(c.api_url(2)).await;
+        assert_eq!(v["nodes"].as_array().unwrap().len(), 4);
+        assert!(
+            v["windows"]["1m"]["bucket:metrics-test"]["latency_ms"]["p99"]
+                .as_f64()
+                .unwrap()
+                > 0.0
+        );
+        assert_eq!(v["active_tenants"], 1);
+        assert!(
+            v["windows"]["1m"]["bucket:metrics-test"]["bytes_in"]
+                .as_u64()
+                .unwrap()
+                >= 40_000
+        );
+        // Monitoring traffic is not counted.
+        assert!(v["windows"]["1m"].get("observe").is_none());
+        let one: Value = reqwest::get(format!("{}/v1/observe/nodes/{}", c.api_url(2), c.id(3)))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        crashed_share = one["windows"]["5m"]["bucket:metrics-test"]["requests"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(crashed_share, 20, "node 4 served a quarter of the requests");
+    }
+    // A crashed node leaves the live view but its past requests stay counted.
+    c.crash(3).await;
+    c.wait_until("the crash to be seen", Duration::from_secs(5), |c| {
+        c.state(0, 3) == Some(xnode_mesh::MemberState::Dead)
+    })
+    .await;
+    let v = network(c.api_url(0)).await;
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        v["windows"]["5m"]["bucket:metrics-test"]["requests"].as_u64(),
+        Some(sent)
+    );
+    c.shutdown().await;
+}
