@@ -79,6 +79,8 @@ pub struct NodeReport {
     pub system: SystemStats,
     pub peers: PeerCounts,
     pub active_tenants: u32,
+    /// What this node served over the last minute (scope `api`).
+    pub last_minute: Option<ScopeReport>,
 }
 
 /// `GET /v1/observe/network`.
@@ -133,6 +135,7 @@ impl Node {
                 system: l.system,
                 peers: l.peers,
                 active_tenants: l.active_tenants,
+                last_minute: view.window(60_000, now, |n| *n == l.node).scopes.get("api").map(|s| report(s, 60_000)),
             })
             .filter(|n| matches!(n.state, MemberState::Alive | MemberState::Suspect))
             .collect();
@@ -186,6 +189,7 @@ impl Node {
                 system: live.system,
                 peers: live.peers,
                 active_tenants: live.active_tenants,
+                last_minute: view.window(60_000, now, |n| n == id).scopes.get("api").map(|s| report(s, 60_000)),
             },
             windows,
         ))

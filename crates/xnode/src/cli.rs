@@ -61,6 +61,14 @@ pub enum Command {
         #[command(flatten)]
         args: StorageClientArgs,
     },
+    /// A live view of the network's nodes and scopes, refreshed every second.
+    Top {
+        #[command(flatten)]
+        args: ClientArgs,
+        /// Print one frame and exit.
+        #[arg(long)]
+        once: bool,
+    },
     /// Storage status of a node.
     Storage {
         #[command(subcommand)]

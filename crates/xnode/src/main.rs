@@ -6,6 +6,7 @@ mod client;
 mod devnet;
 mod start;
 mod storage_cmd;
+mod top;
 mod tenant;
 
 use clap::Parser;
@@ -38,6 +39,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Nodes(args) => client::nodes(args).await,
         cli::Command::Status(args) => client::status(args).await,
         cli::Command::Key(args) => client::key(args),
+        cli::Command::Top { args, once } => top::run(&args.api, once, args.json).await,
         cli::Command::Bucket { action } => storage_cmd::bucket(action).await,
         cli::Command::Put {
             file,
