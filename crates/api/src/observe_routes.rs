@@ -8,6 +8,10 @@ use axum::extract::{Path, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram as PromHistogram;
 use xnode_node::Node;
 use xnode_node::observe::{NetworkReport, NodeReport, WindowReports};
 use xnode_observe::Outcome;
@@ -52,8 +56,66 @@ fn content_length(headers: &axum::http::HeaderMap) -> u64 {
         .unwrap_or(0)
 }
 
-/// Records every request's outcome, latency and size in this node's recorder.
-pub(crate) async fn measure(State(node): State<Node>, request: Request, next: Next) -> Response {
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    /// `control`, `storage` (later `functions`, `s3`).
+    group: &'static str,
+    /// `2xx`, `3xx`, `4xx` or `5xx`.
+    class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabel {
+    group: &'static str,
+}
+
+/// Prometheus metrics of the HTTP API, registered under the `api_` prefix.
+#[derive(Clone)]
+pub(crate) struct ApiMetrics {
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<GroupLabel, PromHistogram>,
+}
+
+impl ApiMetrics {
+    pub(crate) fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
+        let m = Self {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(|| {
+                PromHistogram::new([
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ])
+            }),
+        };
+        // Create every series up front, so dashboards and alerts see zeros, not gaps.
+        for group in ["control", "storage"] {
+            for class in ["2xx", "3xx", "4xx", "5xx"] {
+                let _ = m.requests.get_or_create(&RequestLabels { group, class });
+            }
+            let _ = m.duration.get_or_create(&GroupLabel { group });
+        }
+        let r = registry.sub_registry_with_prefix("api");
+        r.register(
+            "requests",
+            "HTTP API requests by route group and status class",
+            m.requests.clone(),
+        );
+        r.register_with_unit(
+            "request_duration",
+            "HTTP API request latency by route group",
+            prometheus_client::registry::Unit::Seconds,
+            m.duration.clone(),
+        );
+        m
+    }
+}
+
+/// Records every request's outcome, latency and size in this node's recorder (for the
+/// network-wide view) and in the `api_` Prometheus metrics.
+pub(crate) async fn measure(
+    State((node, metrics)): State<(Node, ApiMetrics)>,
+    request: Request,
+    next: Next,
+) -> Response {
     let scopes = scopes_of(request.uri().path());
     if scopes.is_empty() {
         return next.run(request).await;
@@ -67,6 +129,25 @@ pub(crate) async fn measure(State(node): State<Node>, request: Request, next: Ne
         .and_then(|v| PublicKeyBytes::from_hex(v).ok());
     let response = next.run(request).await;
     let status = response.status().as_u16();
+    let group = if scopes.iter().any(|s| s == "storage") {
+        "storage"
+    } else {
+        "control"
+    };
+    let class = match status {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    metrics
+        .requests
+        .get_or_create(&RequestLabels { group, class })
+        .inc();
+    metrics
+        .duration
+        .get_or_create(&GroupLabel { group })
+        .observe(started.elapsed().as_secs_f64());
     let outcome = Outcome {
         status,
         latency_us: started.elapsed().as_micros() as u64,

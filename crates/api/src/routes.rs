@@ -58,6 +58,7 @@ use crate::error::{ApiError, ErrorBody};
 pub struct ApiDoc;
 
 pub(crate) fn router(node: Node) -> Router {
+    let api_metrics = node.with_metrics_registry(crate::observe_routes::ApiMetrics::register);
     let state = crate::storage_routes::AppState {
         node,
         guard: Default::default(),
@@ -75,7 +76,7 @@ pub(crate) fn router(node: Node) -> Router {
         .merge(crate::storage_routes::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
-            state.node.clone(),
+            (state.node.clone(), api_metrics),
             crate::observe_routes::measure,
         ))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {

@@ -97,6 +97,19 @@ pub(crate) async fn start(
     };
     let _ = metrics.gossip_in.get_or_create(&label);
     let _ = metrics.gossip_out.get_or_create(&label);
+    for reason in [
+        "fault_injected",
+        "unsigned",
+        "forged_subject",
+        "malformed",
+        "subscriber_full",
+        "no_subscriber",
+        "publish_failed",
+    ] {
+        let _ = metrics
+            .gossip_dropped
+            .get_or_create(&crate::metrics::ReasonLabel { reason });
+    }
     let local = key.node_id();
     let (events, _) = broadcast::channel(1024);
     let shared = Arc::new(Shared {

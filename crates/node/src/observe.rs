@@ -135,7 +135,11 @@ impl Node {
                 system: l.system,
                 peers: l.peers,
                 active_tenants: l.active_tenants,
-                last_minute: view.window(60_000, now, |n| *n == l.node).scopes.get("api").map(|s| report(s, 60_000)),
+                last_minute: view
+                    .window(60_000, now, |n| *n == l.node)
+                    .scopes
+                    .get("api")
+                    .map(|s| report(s, 60_000)),
             })
             .filter(|n| matches!(n.state, MemberState::Alive | MemberState::Suspect))
             .collect();
@@ -189,7 +193,11 @@ impl Node {
                 system: live.system,
                 peers: live.peers,
                 active_tenants: live.active_tenants,
-                last_minute: view.window(60_000, now, |n| n == id).scopes.get("api").map(|s| report(s, 60_000)),
+                last_minute: view
+                    .window(60_000, now, |n| n == id)
+                    .scopes
+                    .get("api")
+                    .map(|s| report(s, 60_000)),
             },
             windows,
         ))

@@ -210,6 +210,36 @@ async fn control_api_serves_nodes_metrics_and_openapi() {
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
+    // Every metric the Grafana dashboard in the repository queries exists.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../dashboards/xnode-grafana.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                let metric = ["api_", "mesh_", "store_", "registry_"]
+                    .iter()
+                    .any(|p| word.starts_with(p));
+                if !metric {
+                    continue;
+                }
+                let base = ["_bucket", "_total", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| word.strip_suffix(s))
+                    .unwrap_or(word);
+                assert!(
+                    text.contains(&format!("# TYPE {base} ")),
+                    "the dashboard queries {word}, which no node exports"
+                );
+            }
+        }
+    }
     let spec: serde_json::Value = get("/v1/openapi.json").await.json().await.unwrap();
     assert!(spec["paths"]["/v1/nodes"].is_object());
     for path in [

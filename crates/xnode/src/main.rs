@@ -6,8 +6,8 @@ mod client;
 mod devnet;
 mod start;
 mod storage_cmd;
-mod top;
 mod tenant;
+mod top;
 
 use clap::Parser;
 

@@ -14,11 +14,19 @@ const YELLOW: &str = "\x1b[33m";
 const RESET: &str = "\x1b[0m";
 
 fn pct(used: f64, total: f64) -> String {
-    if total <= 0.0 { "-".into() } else { format!("{:.0}%", 100.0 * used / total) }
+    if total <= 0.0 {
+        "-".into()
+    } else {
+        format!("{:.0}%", 100.0 * used / total)
+    }
 }
 
 fn short(id: &str) -> String {
-    if id.len() > 16 { format!("{}…{}", &id[..8], &id[id.len() - 6..]) } else { id.to_owned() }
+    if id.len() > 16 {
+        format!("{}…{}", &id[..8], &id[id.len() - 6..])
+    } else {
+        id.to_owned()
+    }
 }
 
 fn rate_cells(r: &Value) -> [String; 4] {
@@ -41,9 +49,17 @@ fn table(header: &[&str], rows: &[Vec<String>], out: &mut String) {
         }
     }
     let line = |cells: Vec<String>| {
-        cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect::<Vec<_>>().join("  ")
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
     };
-    out.push_str(&format!("{BOLD}{}{RESET}\n", line(header.iter().map(|h| h.to_string()).collect())));
+    out.push_str(&format!(
+        "{BOLD}{}{RESET}\n",
+        line(header.iter().map(|h| h.to_string()).collect())
+    ));
     for row in rows {
         out.push_str(&line(row.clone()));
         out.push('\n');
@@ -75,7 +91,11 @@ fn frame(api: &str, nodes: &Value, network: &Value) -> String {
                 "suspect" => format!("{YELLOW}{state}{RESET}"),
                 _ => format!("{RED}{state}{RESET}"),
             };
-            let r = reports.iter().find(|r| r["id"] == n["id"]).cloned().unwrap_or(Value::Null);
+            let r = reports
+                .iter()
+                .find(|r| r["id"] == n["id"])
+                .cloned()
+                .unwrap_or(Value::Null);
             let sys = &r["system"];
             let [rps, err, p99, _] = rate_cells(&r["last_minute"]);
             vec![
@@ -85,23 +105,52 @@ fn frame(api: &str, nodes: &Value, network: &Value) -> String {
                 rps,
                 err,
                 p99,
-                pct(sys["cpu_busy_millis"].as_f64().unwrap_or(0.0), sys["cpu_cores"].as_f64().unwrap_or(0.0) * 1000.0),
-                pct(sys["memory_used_bytes"].as_f64().unwrap_or(0.0), sys["memory_total_bytes"].as_f64().unwrap_or(0.0)),
-                pct(sys["disk_used_bytes"].as_f64().unwrap_or(0.0), sys["disk_total_bytes"].as_f64().unwrap_or(0.0)),
+                pct(
+                    sys["cpu_busy_millis"].as_f64().unwrap_or(0.0),
+                    sys["cpu_cores"].as_f64().unwrap_or(0.0) * 1000.0,
+                ),
+                pct(
+                    sys["memory_used_bytes"].as_f64().unwrap_or(0.0),
+                    sys["memory_total_bytes"].as_f64().unwrap_or(0.0),
+                ),
+                pct(
+                    sys["disk_used_bytes"].as_f64().unwrap_or(0.0),
+                    sys["disk_total_bytes"].as_f64().unwrap_or(0.0),
+                ),
             ]
         })
         .collect();
-    table(&["NODE", "STATE", "ZONE", "REQ/S", "ERR", "P99 MS", "CPU", "MEM", "DISK"], &rows, &mut out);
+    table(
+        &[
+            "NODE", "STATE", "ZONE", "REQ/S", "ERR", "P99 MS", "CPU", "MEM", "DISK",
+        ],
+        &rows,
+        &mut out,
+    );
 
     out.push('\n');
-    let scopes = network["windows"]["1m"].as_object().cloned().unwrap_or_default();
+    let scopes = network["windows"]["1m"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     let mut rows: Vec<(f64, Vec<String>)> = scopes
         .iter()
         .map(|(name, r)| {
             let [rps, err, p99, p50] = rate_cells(r);
             let rate = r["requests_per_sec"].as_f64().unwrap_or(0.0);
             let kib = |v: &Value| format!("{:.1}", v.as_f64().unwrap_or(0.0) / 1024.0 / 60.0);
-            (rate, vec![name.clone(), rps, err, p50, p99, kib(&r["bytes_in"]), kib(&r["bytes_out"])])
+            (
+                rate,
+                vec![
+                    name.clone(),
+                    rps,
+                    err,
+                    p50,
+                    p99,
+                    kib(&r["bytes_in"]),
+                    kib(&r["bytes_out"]),
+                ],
+            )
         })
         .collect();
     rows.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -109,9 +158,23 @@ fn frame(api: &str, nodes: &Value, network: &Value) -> String {
     if rows.is_empty() {
         out.push_str(&format!("{DIM}no requests in the last minute{RESET}\n"));
     } else {
-        table(&["SCOPE (last 1 min)", "REQ/S", "ERR", "P50 MS", "P99 MS", "IN KiB/S", "OUT KiB/S"], &rows, &mut out);
+        table(
+            &[
+                "SCOPE (last 1 min)",
+                "REQ/S",
+                "ERR",
+                "P50 MS",
+                "P99 MS",
+                "IN KiB/S",
+                "OUT KiB/S",
+            ],
+            &rows,
+            &mut out,
+        );
     }
-    out.push_str(&format!("\n{DIM}refreshes every second; Ctrl-C to quit{RESET}\n"));
+    out.push_str(&format!(
+        "\n{DIM}refreshes every second; Ctrl-C to quit{RESET}\n"
+    ));
     out
 }
 
@@ -140,7 +203,10 @@ pub async fn run(api: &str, once: bool, json: bool) -> anyhow::Result<()> {
         let nodes = get_json(api, "/v1/nodes").await?;
         let network = get_json(api, "/v1/observe/network").await?;
         if json {
-            println!("{}", serde_json::json!({"nodes": nodes, "network": network}));
+            println!(
+                "{}",
+                serde_json::json!({"nodes": nodes, "network": network})
+            );
         } else {
             let text = frame(api, &nodes, &network);
             match (color, once) {

@@ -291,11 +291,26 @@ fn top_prints_nodes_and_scopes() {
     let root = tempfile::tempdir().unwrap();
     let procs = start_cluster(root.path(), 2);
     node_id(&procs[0].api_url);
-    wait_until("2 nodes to converge", Duration::from_secs(10), || all_alive(&procs, 2));
-    let out = Command::new(xnode()).args(["top", "--once", "--api", &procs[0].api_url]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_until("2 nodes to converge", Duration::from_secs(10), || {
+        all_alive(&procs, 2)
+    });
+    let out = Command::new(xnode())
+        .args(["top", "--once", "--api", &procs[0].api_url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("2 nodes: 2 alive"), "{text}");
-    assert!(text.contains("NODE") && text.contains("SCOPE") || text.contains("no requests"), "{text}");
-    assert!(!text.contains('\x1b'), "no escape codes when the output is not a terminal");
+    assert!(
+        text.contains("NODE") && text.contains("SCOPE") || text.contains("no requests"),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\x1b'),
+        "no escape codes when the output is not a terminal"
+    );
 }
