@@ -97,6 +97,8 @@ pub(crate) async fn start(
     };
     let _ = metrics.gossip_in.get_or_create(&label);
     let _ = metrics.gossip_out.get_or_create(&label);
+    let _ = metrics.gossip_bytes_in.get_or_create(&label);
+    let _ = metrics.gossip_bytes_out.get_or_create(&label);
     for reason in [
         "fault_injected",
         "unsigned",
@@ -441,6 +443,7 @@ impl Driver {
                 .inc();
             return Ok(());
         }
+        let size = data.len() as u64;
         match self
             .swarm
             .behaviour_mut()
@@ -449,6 +452,10 @@ impl Driver {
         {
             Ok(_) => {
                 self.metrics.gossip_out.get_or_create(&label).inc();
+                self.metrics
+                    .gossip_bytes_out
+                    .get_or_create(&label)
+                    .inc_by(size);
                 Ok(())
             }
             // Alone in the network, or nobody subscribed yet: anti-entropy will catch up.
@@ -599,12 +606,14 @@ impl Driver {
                 .inc();
             return;
         }
+        let label = TopicLabel {
+            topic: topic.clone(),
+        };
+        self.metrics.gossip_in.get_or_create(&label).inc();
         self.metrics
-            .gossip_in
-            .get_or_create(&TopicLabel {
-                topic: topic.clone(),
-            })
-            .inc();
+            .gossip_bytes_in
+            .get_or_create(&label)
+            .inc_by(message.data.len() as u64);
         if topic == self.membership_topic.hash().as_str() {
             match xnode_wire::decode::<MembershipUpdate>(&message.data, MAX_SWIM_BYTES) {
                 Ok(update) => {

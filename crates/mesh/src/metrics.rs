@@ -40,6 +40,10 @@ pub struct MeshMetrics {
     pub connected_peers: Gauge,
     pub gossip_in: Family<TopicLabel, Counter>,
     pub gossip_out: Family<TopicLabel, Counter>,
+    /// Payload bytes of gossip messages this node published (each sent once to each of
+    /// its mesh peers by gossipsub) and received.
+    pub gossip_bytes_out: Family<TopicLabel, Counter>,
+    pub gossip_bytes_in: Family<TopicLabel, Counter>,
     pub gossip_dropped: Family<ReasonLabel, Counter>,
     pub probe_rtt_seconds: Histogram,
     pub probes: Family<ResultLabel, Counter>,
@@ -55,6 +59,8 @@ impl Default for MeshMetrics {
             connected_peers: Gauge::default(),
             gossip_in: Family::default(),
             gossip_out: Family::default(),
+            gossip_bytes_out: Family::default(),
+            gossip_bytes_in: Family::default(),
             gossip_dropped: Family::default(),
             probe_rtt_seconds: Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -86,6 +92,18 @@ impl MeshMetrics {
             "gossip_messages_out",
             "Gossip messages published",
             m.gossip_out.clone(),
+        );
+        r.register_with_unit(
+            "gossip_payload_out",
+            "Payload bytes of gossip messages published",
+            prometheus_client::registry::Unit::Bytes,
+            m.gossip_bytes_out.clone(),
+        );
+        r.register_with_unit(
+            "gossip_payload_in",
+            "Payload bytes of gossip messages received",
+            prometheus_client::registry::Unit::Bytes,
+            m.gossip_bytes_in.clone(),
         );
         r.register(
             "gossip_messages_dropped",
