@@ -52,7 +52,7 @@ pub fn build_config(args: &StartArgs) -> anyhow::Result<Config> {
 
 fn init_logging(format: &str) {
     let filter = EnvFilter::try_from_env("XNODE_LOG").unwrap_or_else(|_| {
-        EnvFilter::new("info,libp2p=warn,libp2p_gossipsub=error,libp2p_mdns=warn")
+        EnvFilter::new("info,libp2p=warn,libp2p_gossipsub=error,libp2p_mdns=warn,libp2p_kad=error")
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
