@@ -128,19 +128,7 @@ impl Node {
         let nodes: Vec<NodeReport> = view
             .live()
             .into_iter()
-            .map(|l| NodeReport {
-                id: l.node,
-                state: self.state_of(&l.node),
-                reported_at_ms: l.at_ms,
-                system: l.system,
-                peers: l.peers,
-                active_tenants: l.active_tenants,
-                last_minute: view
-                    .window(60_000, now, |n| *n == l.node)
-                    .scopes
-                    .get("api")
-                    .map(|s| report(s, 60_000)),
-            })
+            .map(|l| self.node_report(&view, &l, now))
             .filter(|n| matches!(n.state, MemberState::Alive | MemberState::Suspect))
             .collect();
         let windows = WINDOWS
@@ -185,22 +173,28 @@ impl Node {
                 )
             })
             .collect();
-        Some((
-            NodeReport {
-                id: live.node,
-                state: self.state_of(&live.node),
-                reported_at_ms: live.at_ms,
-                system: live.system,
-                peers: live.peers,
-                active_tenants: live.active_tenants,
-                last_minute: view
-                    .window(60_000, now, |n| n == id)
-                    .scopes
-                    .get("api")
-                    .map(|s| report(s, 60_000)),
-            },
-            windows,
-        ))
+        Some((self.node_report(&view, &live, now), windows))
+    }
+
+    fn node_report(
+        &self,
+        view: &xnode_observe::NetworkView,
+        live: &xnode_observe::NodeLive,
+        now: u64,
+    ) -> NodeReport {
+        NodeReport {
+            id: live.node,
+            state: self.state_of(&live.node),
+            reported_at_ms: live.at_ms,
+            system: live.system,
+            peers: live.peers,
+            active_tenants: live.active_tenants,
+            last_minute: view
+                .window(60_000, now, |n| *n == live.node)
+                .scopes
+                .get("api")
+                .map(|s| report(s, 60_000)),
+        }
     }
 
     fn build_summary(&self, seq: u64) -> NodeSummary {
