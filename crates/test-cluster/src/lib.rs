@@ -67,6 +67,15 @@ impl Cluster {
         n: usize,
         configure: impl Fn(&mut Config) + Send + Sync + 'static,
     ) -> Cluster {
+        Self::start_configured(n, Duration::from_secs(10), configure).await
+    }
+
+    /// Like [`Cluster::start_with`], waiting up to `converge` for the network to converge.
+    pub async fn start_configured(
+        n: usize,
+        converge: Duration,
+        configure: impl Fn(&mut Config) + Send + Sync + 'static,
+    ) -> Cluster {
         init_test_logging();
         let root = tempfile::tempdir().expect("temp dir");
         let network = format!("test-{:08x}", rand::random::<u32>());
@@ -87,13 +96,18 @@ impl Cluster {
             let node = cluster.launch(i).await;
             cluster.nodes.push(Some(node));
         }
-        cluster.wait_converged(Duration::from_secs(10)).await;
+        cluster.wait_converged(converge).await;
         cluster
     }
 
     fn config(&self, i: usize) -> Config {
-        let bootstrap = (0..self.p2p_ports.len())
-            .filter(|&j| j != i)
+        // Small clusters bootstrap from everyone; large ones from a few seeds, as a real
+        // network would (membership push-pull spreads the rest), which avoids a storm of
+        // n² simultaneous dials at start.
+        let n = self.p2p_ports.len();
+        let seeds = if n <= 8 { n } else { 3 };
+        let bootstrap = (0..n)
+            .filter(|&j| j != i && (j < seeds || (i < seeds && j < seeds + 1)))
             .map(|j| {
                 format!("/ip4/127.0.0.1/tcp/{}", self.p2p_ports[j])
                     .parse()

@@ -37,7 +37,7 @@ fn by_topic(text: &str, name: &str) -> BTreeMap<String, f64> {
 
 async fn measure(n: usize, seconds: u64) -> (f64, f64, BTreeMap<String, f64>, Duration) {
     let started = Instant::now();
-    let c = Cluster::start(n).await;
+    let c = Cluster::start_configured(n, Duration::from_secs(120), |_| {}).await;
     let converged = started.elapsed();
     // Let start-up traffic (joins, first records) settle, then measure a quiet period.
     tokio::time::sleep(Duration::from_secs(5)).await;
