@@ -69,6 +69,7 @@ async fn measure(n: usize, seconds: u64) -> (f64, f64, BTreeMap<String, f64>, Du
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "benchmark; run with scripts/bench-gossip.sh"]
 async fn gossip_overhead_for_5_and_50_nodes() {
+    // XNODE_BENCH_SIZES overrides the cluster sizes, e.g. "5,20".
     let seconds: u64 = std::env::var("XNODE_BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -77,7 +78,11 @@ async fn gossip_overhead_for_5_and_50_nodes() {
         "\n| nodes | published B/s per node | received B/s per node | received by topic (B/s per node) | start-up to convergence |"
     );
     println!("|---|---|---|---|---|");
-    for n in [5usize, 50] {
+    let sizes: Vec<usize> = std::env::var("XNODE_BENCH_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![5, 50]);
+    for n in sizes {
         let (out, inn, topics, converged) = measure(n, seconds).await;
         let topics: Vec<String> = topics.iter().map(|(k, v)| format!("{k} {v:.0}")).collect();
         println!(
