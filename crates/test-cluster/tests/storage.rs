@@ -238,37 +238,53 @@ async fn scrub_finds_rot_nobody_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_peer_sending_wrong_bytes_is_detected_and_another_replica_used() {
-    let c = Cluster::start_with(3, storage_config).await;
+    // No repair pushes during the test: only reads (and the scrubber, which cannot find an
+    // honest copy while both peers lie) may touch node 2's missing chunk.
+    let c = Cluster::start_with(3, |cfg| {
+        storage_config(cfg);
+        cfg.storage.repair_interval = Duration::from_secs(3600);
+    })
+    .await;
     let tenant = Tenant::new();
     c.create_bucket(0, &tenant, "bkt").await;
     let body = data(400_000, 5);
-    c.put(0, &tenant, "bkt", "k", &body).await.unwrap();
-    // Every node but node 2 lies about the chunks it serves.
-    c.node(0).set_corrupt_served_chunks(true).unwrap();
-    c.node(1).set_corrupt_served_chunks(true).unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // Node 2 reads: its own copies are good, so force network reads via a node that holds
-    // no copy... all 3 nodes hold every chunk with rf 3, so read through node 2 after
-    // deleting its local copies.
-    let dir = c.data_dir(2).join("chunks");
-    let meta = c
+    let meta = c.put(0, &tenant, "bkt", "k", &body).await.unwrap();
+    let manifest = c
         .node(2)
         .storage()
-        .head_object(&tenant.id(), "bkt", "k")
+        .manifest(meta.info.as_ref().unwrap())
         .await
-        .unwrap()
-        .1;
-    let manifest = c.node(2).storage().manifest(&meta).await.unwrap();
-    for r in &manifest.chunks[..3] {
-        let _ = std::fs::remove_file(dir.join(&r.id.to_hex()[..2]).join(r.id.to_hex()));
-    }
-    // Node 1 stops lying, so a good replica exists for every chunk.
+        .unwrap();
+    let ids: Vec<ChunkId> = manifest.chunks.iter().map(|r| r.id).collect();
+    c.wait_until("3 copies", Duration::from_secs(10), |c| {
+        ids.iter().all(|id| holders(c, id).len() == 3)
+    })
+    .await;
+    // Node 2 loses its own copy of the first chunk, so it must ask its peers.
+    let first = ids[0];
+    let remove_local = || {
+        let path = c
+            .data_dir(2)
+            .join("chunks")
+            .join(&first.to_hex()[..2])
+            .join(first.to_hex());
+        let _ = std::fs::remove_file(path);
+    };
+    remove_local();
+
+    // Both peers lie: the wrong bytes are detected, never served, and counted.
+    c.node(0).set_corrupt_served_chunks(true).unwrap();
+    c.node(1).set_corrupt_served_chunks(true).unwrap();
+    let err = c.get(2, &tenant, "bkt", "k", None).await.unwrap_err();
+    assert!(matches!(err, StorageError::Quorum(_)), "{err}");
+    assert!(
+        c.node(2).storage().metrics().bad_replica_reads.get() >= 2,
+        "both lies were detected and counted"
+    );
+
+    // One peer tells the truth again: the read skips the liar and returns the right data.
     c.node(1).set_corrupt_served_chunks(false).unwrap();
     assert_eq!(c.get(2, &tenant, "bkt", "k", None).await.unwrap(), body);
-    assert!(
-        c.node(2).storage().metrics().bad_replica_reads.get() >= 1,
-        "the lie was detected and counted"
-    );
     c.node(0).set_corrupt_served_chunks(false).unwrap();
     c.shutdown().await;
 }
