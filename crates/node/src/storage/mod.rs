@@ -1073,9 +1073,9 @@ impl Storage {
         let rf = self.bucket_rf(tenant, bucket);
         let targets = self.placement(&bucket_placement_key(tenant, bucket), &set, rf);
         let needed = self.config.read_quorum.min(targets.len()).max(1);
-        // Ask for tombstones too would be better; replicas answer live entries only, so a
-        // key deleted on one replica but not yet on another can briefly show. The newer
-        // version wins when both are live.
+        // Replicas answer live entries only, so a key deleted on one replica but not yet
+        // on another could show here; each listed key is therefore confirmed below by a
+        // quorum read, which sees the tombstone.
         let results = futures::future::join_all(targets.iter().map(|&node| {
             let request = StoreRequest::ListMeta {
                 tenant: *tenant,
