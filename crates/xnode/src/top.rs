@@ -43,16 +43,18 @@ fn rate_cells(r: &Value) -> [String; 4] {
 
 fn table(header: &[&str], rows: &[Vec<String>], out: &mut String) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    // Widths count visible characters only: colour codes take no room on screen.
+    let visible = |c: &str| plain(c).chars().count();
     for row in rows {
         for (i, c) in row.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
+            widths[i] = widths[i].max(visible(c));
         }
     }
     let line = |cells: Vec<String>| {
         cells
             .iter()
             .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .map(|(i, c)| format!("{c}{}", " ".repeat(widths[i].saturating_sub(visible(c)))))
             .collect::<Vec<_>>()
             .join("  ")
     };
