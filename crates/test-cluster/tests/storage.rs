@@ -24,18 +24,26 @@ fn data(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// Where node `node` keeps chunk `id` on disk.
+fn chunk_path(c: &Cluster, node: usize, id: &ChunkId) -> std::path::PathBuf {
+    c.data_dir(node)
+        .join("chunks")
+        .join(&id.to_hex()[..2])
+        .join(id.to_hex())
+}
+
+/// Rots a chunk file in place, as a failing disk would.
+fn flip_byte(path: &std::path::Path, offset: usize, mask: u8) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[offset] ^= mask;
+    std::fs::write(path, &bytes).unwrap();
+}
+
 /// Nodes (by index) that hold chunk `id` on disk.
 fn holders(c: &Cluster, id: &ChunkId) -> Vec<usize> {
     c.running()
         .into_iter()
-        .filter(|&i| {
-            let dir = c
-                .data_dir(i)
-                .join("chunks")
-                .join(&id.to_hex()[..2])
-                .join(id.to_hex());
-            dir.exists()
-        })
+        .filter(|&i| chunk_path(c, i, id).exists())
         .collect()
 }
 
@@ -174,14 +182,8 @@ async fn a_rotted_chunk_is_never_served_and_scrub_repairs_it() {
     .await;
 
     // Flip a byte in node 0's copy on disk.
-    let path = c
-        .data_dir(0)
-        .join("chunks")
-        .join(&id.to_hex()[..2])
-        .join(id.to_hex());
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[100] ^= 0x01;
-    std::fs::write(&path, &bytes).unwrap();
+    let path = chunk_path(&c, 0, &id);
+    flip_byte(&path, 100, 0x01);
 
     // Reads through node 0 still return the right data...
     assert_eq!(c.get(0, &tenant, "bkt", "k", None).await.unwrap(), body);
@@ -216,14 +218,8 @@ async fn scrub_finds_rot_nobody_read() {
         holders(c, &id).len() == 3
     })
     .await;
-    let path = c
-        .data_dir(1)
-        .join("chunks")
-        .join(&id.to_hex()[..2])
-        .join(id.to_hex());
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[5] ^= 0x80;
-    std::fs::write(&path, &bytes).unwrap();
+    let path = chunk_path(&c, 1, &id);
+    flip_byte(&path, 5, 0x80);
     c.wait_until(
         "scrub to find and replace the rotted chunk",
         Duration::from_secs(20),
@@ -262,15 +258,7 @@ async fn a_peer_sending_wrong_bytes_is_detected_and_another_replica_used() {
     .await;
     // Node 2 loses its own copy of the first chunk, so it must ask its peers.
     let first = ids[0];
-    let remove_local = || {
-        let path = c
-            .data_dir(2)
-            .join("chunks")
-            .join(&first.to_hex()[..2])
-            .join(first.to_hex());
-        let _ = std::fs::remove_file(path);
-    };
-    remove_local();
+    let _ = std::fs::remove_file(chunk_path(&c, 2, &first));
 
     // Both peers lie: the wrong bytes are detected, never served, and counted.
     c.node(0).set_corrupt_served_chunks(true).unwrap();
