@@ -26,6 +26,12 @@ if ! (cd "$GUESTS" && CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$GUESTS/target}" \
   status=1
 fi
 
+if ! (cd "$GUESTS" && CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$GUESTS/target}" \
+        cargo test --locked -q -p xnode-guest >/dev/null); then
+  echo "FAIL: xnode-guest unit tests" >&2
+  status=1
+fi
+
 installed=$(rustup target list --installed 2>/dev/null || true)
 if ! grep -qx wasm32-wasip1 <<<"$installed" || ! grep -qx wasm32-wasip2 <<<"$installed"; then
   echo "==> wasm32-wasip1/wasm32-wasip2 targets not installed: skipping rebuild comparison" >&2

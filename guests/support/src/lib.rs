@@ -80,6 +80,9 @@ pub fn eprint_bytes(bytes: &[u8]) {
 /// strings/lists into the guest).  On `wasm32-wasip2` wit-bindgen expects
 /// wasi-libc to provide it; these guests do not link wasi-libc, so provide it
 /// here on top of the global allocator (same semantics as wit-bindgen's).
+///
+/// # Safety
+/// Only to be called by the component runtime, per the canonical ABI.
 #[cfg(all(target_arch = "wasm32", target_env = "p2", not(test)))]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cabi_realloc(
@@ -230,13 +233,13 @@ pub fn respond_with(out: ResponseOutparam, status: u16, headers: Fields, body: &
         return;
     };
     ResponseOutparam::set(out, Ok(resp));
-    if !body.is_empty() {
-        if let Ok(stream) = out_body.write() {
-            if body.len() <= MAX_BLOCKING_WRITE {
-                let _ = stream.blocking_write_and_flush(body);
-            } else {
-                let _ = write_all(&stream, body);
-            }
+    if !body.is_empty()
+        && let Ok(stream) = out_body.write()
+    {
+        if body.len() <= MAX_BLOCKING_WRITE {
+            let _ = stream.blocking_write_and_flush(body);
+        } else {
+            let _ = write_all(&stream, body);
         }
     }
     let _ = OutgoingBody::finish(out_body, None);
