@@ -1,0 +1,242 @@
+//! The node's wasmtime engine: pooling allocator, epoch ticker, and a cache of
+//! pre-instantiated modules keyed by content id.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, Linker as ComponentLinker};
+use wasmtime::{InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::ComputeError;
+use crate::command::CmdState;
+use crate::http::HttpState;
+
+/// Content id of a module: the BLAKE3 hash of its bytes.
+pub type ModuleId = [u8; 32];
+
+/// Engine-wide settings. Per-invocation limits live in [`crate::Limits`]; these cap them.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Instances that may run at once on this node (pooling allocator slots).
+    pub max_instances: u32,
+    /// The largest linear memory any instance may have.
+    pub max_memory_bytes: u64,
+    /// WebAssembly stack per instance. Wasmtime sets it per engine, not per store.
+    pub max_stack_bytes: usize,
+    /// How often epochs advance; the granularity of time limits and of yielding.
+    pub epoch_tick: Duration,
+    /// Compiled modules kept in memory.
+    pub cached_modules: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_instances: 256,
+            max_memory_bytes: 512 << 20,
+            max_stack_bytes: 512 << 10,
+            epoch_tick: Duration::from_millis(10),
+            cached_modules: 64,
+        }
+    }
+}
+
+/// A compiled, pre-instantiated `wasi:http/proxy` component.
+#[derive(Clone)]
+pub struct HttpModule {
+    pub id: ModuleId,
+    pub(crate) pre: Arc<ProxyPre<HttpState>>,
+}
+
+/// A compiled, pre-linked WASI preview-1 command.
+#[derive(Clone)]
+pub struct CommandModule {
+    pub id: ModuleId,
+    pub(crate) pre: Arc<wasmtime::InstancePre<CmdState>>,
+}
+
+/// One per node. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<EngineInner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct EngineInner {
+    pub engine: wasmtime::Engine,
+    pub config: EngineConfig,
+    http_linker: ComponentLinker<HttpState>,
+    cmd_linker: Linker<CmdState>,
+    http_cache: Mutex<HashMap<ModuleId, HttpModule>>,
+    cmd_cache: Mutex<HashMap<ModuleId, CommandModule>>,
+    /// One permit per pooling slot, so a burst waits briefly instead of failing inside
+    /// the allocator.
+    pub slots: Arc<Semaphore>,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for EngineInner {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Result<Engine, ComputeError> {
+        let mut pool = PoolingAllocationConfig::default();
+        // A Rust wasip2 component instantiates a handful of core modules (the program
+        // and the WASI adapter pieces); leave room for that in every slot.
+        pool.total_component_instances(config.max_instances)
+            .total_core_instances(config.max_instances * 8)
+            .total_memories(config.max_instances * 2)
+            .total_tables(config.max_instances * 8)
+            .total_stacks(config.max_instances)
+            .max_memories_per_component(4)
+            .max_core_instances_per_component(32)
+            .max_memory_size(config.max_memory_bytes as usize);
+        let mut wasm = wasmtime::Config::new();
+        wasm.wasm_component_model(true)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(config.max_stack_bytes)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = wasmtime::Engine::new(&wasm)
+            .map_err(|e| ComputeError::Setup(format!("wasmtime engine: {e:#}")))?;
+
+        let mut http_linker = ComponentLinker::new(&engine);
+        wasmtime_wasi_http::p2::add_to_linker_async(&mut http_linker)
+            .map_err(|e| ComputeError::Setup(format!("wasi:http linker: {e:#}")))?;
+        let mut cmd_linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut cmd_linker, |s: &mut CmdState| &mut s.wasi)
+            .map_err(|e| ComputeError::Setup(format!("wasi preview-1 linker: {e:#}")))?;
+
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = stop_ticker.clone();
+            let tick = config.epoch_tick;
+            std::thread::Builder::new()
+                .name("wasm-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| ComputeError::Setup(format!("epoch thread: {e}")))?;
+        }
+        Ok(Engine {
+            inner: Arc::new(EngineInner {
+                slots: Arc::new(Semaphore::new(config.max_instances as usize)),
+                engine,
+                config,
+                http_linker,
+                cmd_linker,
+                http_cache: Mutex::new(HashMap::new()),
+                cmd_cache: Mutex::new(HashMap::new()),
+                stop_ticker,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Compiles (or finds in the cache) a `wasi:http/proxy` component. Compilation runs
+    /// on a blocking thread: it is CPU-heavy and must not stall the node's runtime.
+    pub async fn http_module(&self, bytes: Bytes) -> Result<HttpModule, ComputeError> {
+        let id = *blake3::hash(&bytes).as_bytes();
+        if let Some(m) = lock(&self.inner.http_cache).get(&id) {
+            return Ok(m.clone());
+        }
+        let inner = self.inner.clone();
+        let module = tokio::task::spawn_blocking(move || -> Result<HttpModule, ComputeError> {
+            let component = Component::new(&inner.engine, &bytes)
+                .map_err(|e| ComputeError::InvalidModule(format!("{e:#}")))?;
+            let pre = inner
+                .http_linker
+                .instantiate_pre(&component)
+                .map_err(|e| ComputeError::InvalidModule(format!("{e:#}")))?;
+            let pre = ProxyPre::new(pre).map_err(|e| {
+                ComputeError::InvalidModule(format!(
+                    "not a wasi:http/proxy component (it must export wasi:http/incoming-handler): {e:#}"
+                ))
+            })?;
+            Ok(HttpModule {
+                id,
+                pre: Arc::new(pre),
+            })
+        })
+        .await
+        .map_err(|e| ComputeError::Setup(format!("compilation task: {e}")))??;
+        let mut cache = lock(&self.inner.http_cache);
+        if cache.len() >= self.inner.config.cached_modules {
+            cache.clear();
+        }
+        cache.insert(id, module.clone());
+        Ok(module)
+    }
+
+    /// Compiles (or finds in the cache) a WASI preview-1 command module.
+    pub async fn command_module(&self, bytes: Bytes) -> Result<CommandModule, ComputeError> {
+        let id = *blake3::hash(&bytes).as_bytes();
+        if let Some(m) = lock(&self.inner.cmd_cache).get(&id) {
+            return Ok(m.clone());
+        }
+        let inner = self.inner.clone();
+        let module = tokio::task::spawn_blocking(move || -> Result<CommandModule, ComputeError> {
+            let module = Module::new(&inner.engine, &bytes)
+                .map_err(|e| ComputeError::InvalidModule(format!("{e:#}")))?;
+            if module.get_export("_start").is_none() {
+                return Err(ComputeError::InvalidModule(
+                    "not a WASI command: it exports no `_start`".into(),
+                ));
+            }
+            let pre = inner
+                .cmd_linker
+                .instantiate_pre(&module)
+                .map_err(|e| ComputeError::InvalidModule(format!("{e:#}")))?;
+            Ok(CommandModule {
+                id,
+                pre: Arc::new(pre),
+            })
+        })
+        .await
+        .map_err(|e| ComputeError::Setup(format!("compilation task: {e}")))??;
+        let mut cache = lock(&self.inner.cmd_cache);
+        if cache.len() >= self.inner.config.cached_modules {
+            cache.clear();
+        }
+        cache.insert(id, module.clone());
+        Ok(module)
+    }
+
+    /// Waits up to `wait` for a free instance slot.
+    pub(crate) async fn slot(
+        &self,
+        wait: Duration,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ComputeError> {
+        match tokio::time::timeout(wait, self.inner.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(ComputeError::Busy),
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! `wasi:http/proxy` invocations: one fresh instance per request from the pre-instantiated
+//! component, with outbound HTTP limited to the manifest's hosts and the storage host.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use wasmtime::Store;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use crate::engine::{Engine, HttpModule};
+use crate::limits::{Guard, Limits, Usage};
+use crate::output::OutputCapture;
+use crate::{ComputeError, Outbound, STORE_HOST};
+
+/// A request for a function, with its body already read (bodies are bounded).
+#[derive(Debug, Clone)]
+pub struct FnRequest {
+    pub method: http::Method,
+    /// Path and query, as the guest should see them.
+    pub path_and_query: String,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+/// A function's response, with its body read up to the output limit.
+#[derive(Debug, Clone)]
+pub struct FnResponse {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+/// Everything about one HTTP invocation except the request.
+#[derive(Clone)]
+pub struct HttpInvocation {
+    pub limits: Limits,
+    pub env: Vec<(String, String)>,
+    /// Hosts the guest may call (exact names, or `*`); [`STORE_HOST`] is always allowed.
+    pub allowed_hosts: Vec<String>,
+    pub outbound: Arc<dyn Outbound>,
+}
+
+/// What an HTTP invocation produced.
+#[derive(Debug)]
+pub struct HttpOutcome {
+    pub result: Result<FnResponse, ComputeError>,
+    pub usage: Usage,
+    /// The guest's stdout and stderr, for logs.
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+pub(crate) struct HttpState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: Hooks,
+    guard: Guard,
+}
+
+impl WasiView for HttpState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HttpState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Outbound policy: the storage host goes to [`Outbound`], allowed hosts to the network,
+/// everything else is refused with `HTTP-request-denied`.
+struct Hooks {
+    allowed_hosts: Vec<String>,
+    outbound: Arc<dyn Outbound>,
+    max_body: u64,
+}
+
+type SendFuture = Box<
+    dyn std::future::Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<WasiBody>,
+                Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for Hooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> SendFuture {
+        let host = request.uri().host().unwrap_or("").to_ascii_lowercase();
+        if host == STORE_HOST {
+            let outbound = self.outbound.clone();
+            let max_body = self.max_body;
+            return Box::new(async move {
+                let (parts, body) = request.into_parts();
+                let body = http_body_util::Limited::new(body, max_body as usize)
+                    .collect()
+                    .await
+                    .map_err(|_| wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body)))?
+                    .to_bytes();
+                let path = parts.uri.path().to_owned();
+                let (status, body) = outbound.store(parts.method, path, body).await;
+                let response = http::Response::builder()
+                    .status(status)
+                    .body(
+                        Full::new(body).map_err(never_fails).boxed_unsync(),
+                    )
+                    .map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))?;
+                let done: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send> =
+                    Box::new(async { Ok(()) });
+                Ok((response, done))
+            });
+        }
+        let allowed = self
+            .allowed_hosts
+            .iter()
+            .any(|h| h == "*" || h.eq_ignore_ascii_case(&host));
+        if !allowed {
+            tracing::debug!(%host, "outbound request to a host the manifest does not allow");
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let io: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send> =
+                Box::new(io);
+            Ok((response.map(BodyExt::boxed_unsync), io))
+        })
+    }
+}
+
+impl Engine {
+    /// Runs one request through a fresh instance of `module`.
+    pub async fn invoke_http(
+        &self,
+        module: &HttpModule,
+        invocation: &HttpInvocation,
+        request: FnRequest,
+    ) -> HttpOutcome {
+        let started = Instant::now();
+        let bytes_in = request.body.len() as u64;
+        let stdout = OutputCapture::new(1 << 20, 16 << 10);
+        let stderr = OutputCapture::new(1 << 20, 16 << 10);
+        let mut usage = Usage {
+            bytes_in,
+            ..Usage::default()
+        };
+        let result = self
+            .run_http(module, invocation, request, &stdout, &stderr, &mut usage)
+            .await;
+        usage.wall = started.elapsed();
+        if let Ok(response) = &result {
+            usage.bytes_out = response.body.len() as u64;
+        }
+        HttpOutcome {
+            result,
+            usage,
+            stdout: stdout.contents(),
+            stderr: stderr.contents(),
+        }
+    }
+
+    async fn run_http(
+        &self,
+        module: &HttpModule,
+        invocation: &HttpInvocation,
+        request: FnRequest,
+        stdout: &OutputCapture,
+        stderr: &OutputCapture,
+        usage: &mut Usage,
+    ) -> Result<FnResponse, ComputeError> {
+        let limits = invocation.limits;
+        let permit = self.slot(Duration::from_secs(2)).await?;
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.envs(&invocation.env)
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        let state = HttpState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: Hooks {
+                allowed_hosts: invocation.allowed_hosts.clone(),
+                outbound: invocation.outbound.clone(),
+                max_body: 64 << 20,
+            },
+            guard: Guard::new(limits),
+        };
+        let mut store = Store::new(&self.inner.engine, state);
+        store.limiter(|s| &mut s.guard);
+        store
+            .set_fuel(limits.fuel)
+            .map_err(|e| ComputeError::Setup(format!("fuel: {e:#}")))?;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().guard.on_epoch()));
+
+        let mut builder = http::Request::builder()
+            .method(request.method.clone())
+            .uri(format!("http://localhost{}", request.path_and_query));
+        for (name, value) in request.headers.iter() {
+            builder = builder.header(name, value);
+        }
+        let hyper_request = builder
+            .body(Full::new(request.body).map_err(never_fails))
+            .map_err(|e| ComputeError::Setup(format!("request: {e}")))?;
+
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let incoming = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, hyper_request)
+            .map_err(|e| ComputeError::Setup(format!("incoming request: {e:#}")))?;
+        let outparam = store
+            .data_mut()
+            .http()
+            .new_response_outparam(sender)
+            .map_err(|e| ComputeError::Setup(format!("response outparam: {e:#}")))?;
+        let proxy = module
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| ComputeError::Trap(format!("instantiation failed: {e:#}")))?;
+
+        // The guest runs in its own task so that its body can stream while we read it.
+        let guest = tokio::spawn(async move {
+            let result = proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, incoming, outparam)
+                .await;
+            let fuel_left = store.get_fuel().unwrap_or(0);
+            let guard = &store.data().guard;
+            let explained = result.as_ref().err().map(|e| guard.explain(e));
+            drop(permit);
+            (explained, limits.fuel.saturating_sub(fuel_left), guard.peak_memory)
+        });
+        let guest_abort = guest.abort_handle();
+        // The guard stops a running guest at its deadline; this outer bound also covers a
+        // guest parked in a host call, where epochs cannot interrupt it.
+        let backstop = limits.timeout.map(|t| t + Duration::from_secs(1));
+        let read = async {
+            match receiver.await {
+                Ok(Ok(response)) => {
+                    let (parts, body) = response.into_parts();
+                    match http_body_util::Limited::new(body, limits.max_output_bytes as usize)
+                        .collect()
+                        .await
+                    {
+                        Ok(collected) => Ok(FnResponse {
+                            status: parts.status.as_u16(),
+                            headers: parts.headers,
+                            body: collected.to_bytes(),
+                        }),
+                        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                            Err(ComputeError::OutputTooLarge(limits.max_output_bytes))
+                        }
+                        Err(e) => Err(ComputeError::NoResponse(format!(
+                            "the response body failed: {e}"
+                        ))),
+                    }
+                }
+                Ok(Err(code)) => Err(ComputeError::NoResponse(format!(
+                    "the function answered with an error: {code:?}"
+                ))),
+                Err(_) => Err(ComputeError::NoResponse(
+                    "the function ended without sending a response".into(),
+                )),
+            }
+        };
+        let read_result = match backstop {
+            Some(limit) => match tokio::time::timeout(limit, read).await {
+                Ok(r) => r,
+                Err(_) => {
+                    guest_abort.abort();
+                    return Err(ComputeError::Timeout(
+                        limits.timeout.map(|t| t.as_millis() as u64).unwrap_or(0),
+                    ));
+                }
+            },
+            None => read.await,
+        };
+        if read_result.is_err() {
+            // Stop a guest still writing a body nobody will read.
+            guest_abort.abort();
+        }
+        match guest.await {
+            Ok((explained, fuel, peak)) => {
+                usage.fuel = fuel;
+                usage.peak_memory_bytes = peak;
+                match (read_result, explained) {
+                    (Ok(response), _) => Ok(response),
+                    (Err(ComputeError::OutputTooLarge(n)), _) => Err(ComputeError::OutputTooLarge(n)),
+                    // The guest's own failure explains a missing response best.
+                    (Err(_), Some(reason)) => Err(reason),
+                    (Err(e), None) => Err(e),
+                }
+            }
+            Err(_) => read_result,
+        }
+    }
+}
+
+fn never_fails(never: std::convert::Infallible) -> wasmtime_wasi_http::Error {
+    match never {}
+}

@@ -1,0 +1,189 @@
+//! Runs the example and hostile guests from `guests/dist` under the engine's limits.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+use xnode_compute::{
+    CommandSpec, ComputeError, Engine, EngineConfig, ExitReason, FnRequest, HttpInvocation,
+    Limits, Mount, NoStorage, OutputCapture,
+};
+
+fn guest(name: &str) -> Bytes {
+    let path = format!("{}/../../guests/dist/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
+    Bytes::from(std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
+}
+
+fn engine() -> Engine {
+    Engine::new(EngineConfig {
+        max_instances: 16,
+        ..EngineConfig::default()
+    })
+    .unwrap()
+}
+
+fn invocation(limits: Limits) -> HttpInvocation {
+    HttpInvocation {
+        limits,
+        env: vec![],
+        allowed_hosts: vec![],
+        outbound: Arc::new(NoStorage),
+    }
+}
+
+fn get(path: &str) -> FnRequest {
+    FnRequest {
+        method: http::Method::GET,
+        path_and_query: path.into(),
+        headers: http::HeaderMap::new(),
+        body: Bytes::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_answers_and_usage_is_measured() {
+    let engine = engine();
+    let module = engine.http_module(guest("hello")).await.unwrap();
+    let out = engine
+        .invoke_http(&module, &invocation(Limits::default()), get("/fn/hello/x"))
+        .await;
+    let response = out.result.unwrap();
+    assert_eq!(response.status, 200);
+    assert!(String::from_utf8_lossy(&response.body).contains("hello from xnode"));
+    assert!(out.usage.fuel > 0);
+    assert!(out.usage.peak_memory_bytes > 0);
+    assert_eq!(out.usage.bytes_out, response.body.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_json_sees_the_body() {
+    let engine = engine();
+    let module = engine.http_module(guest("echo-json")).await.unwrap();
+    let mut request = get("/fn/echo-json/a?b=c");
+    request.method = http::Method::POST;
+    request.body = Bytes::from_static(br#"{"x":1}"#);
+    let out = engine
+        .invoke_http(&module, &invocation(Limits::default()), request)
+        .await;
+    let response = out.result.unwrap();
+    assert_eq!(response.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(v["body"]["x"], 1);
+    assert_eq!(v["method"], "POST");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_guests_are_stopped_with_a_reason() {
+    let engine = engine();
+    let limits = Limits {
+        fuel: u64::MAX / 2,
+        timeout: Some(Duration::from_millis(500)),
+        memory_bytes: 32 << 20,
+        max_output_bytes: 1 << 20,
+    };
+    let started = Instant::now();
+    let spin = engine.http_module(guest("spin")).await.unwrap();
+    let out = engine.invoke_http(&spin, &invocation(limits), get("/")).await;
+    assert!(matches!(out.result, Err(ComputeError::Timeout(500))), "{:?}", out.result);
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    let fuel_limited = Limits {
+        fuel: 10_000_000,
+        ..limits
+    };
+    let out = engine.invoke_http(&spin, &invocation(fuel_limited), get("/")).await;
+    assert!(matches!(out.result, Err(ComputeError::OutOfFuel(_))), "{:?}", out.result);
+
+    let bomb = engine.http_module(guest("membomb")).await.unwrap();
+    let out = engine.invoke_http(&bomb, &invocation(limits), get("/")).await;
+    assert!(matches!(out.result, Err(ComputeError::OutOfMemory(32))), "{:?}", out.result);
+
+    let recurse = engine.http_module(guest("recurse")).await.unwrap();
+    let out = engine.invoke_http(&recurse, &invocation(limits), get("/")).await;
+    assert!(matches!(out.result, Err(ComputeError::StackOverflow)), "{:?}", out.result);
+
+    let bigout = engine.http_module(guest("bigout")).await.unwrap();
+    let out = engine.invoke_http(&bigout, &invocation(limits), get("/")).await;
+    assert!(matches!(out.result, Err(ComputeError::OutputTooLarge(_))), "{:?}", out.result);
+
+    let fetch = engine.http_module(guest("forbidden-fetch")).await.unwrap();
+    let out = engine.invoke_http(&fetch, &invocation(limits), get("/")).await;
+    let response = out.result.unwrap();
+    assert_eq!(response.status, 502);
+    assert!(String::from_utf8_lossy(&response.body).contains("HttpRequestDenied"), "{:?}", response.body);
+
+    // The engine still serves ordinary functions afterwards.
+    let hello = engine.http_module(guest("hello")).await.unwrap();
+    let out = engine.invoke_http(&hello, &invocation(limits), get("/")).await;
+    assert_eq!(out.result.unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_transforms_its_input_into_output_files() {
+    let engine = engine();
+    let module = engine.command_module(guest("transform")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let output = dir.path().join("out");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::create_dir_all(&output).unwrap();
+    std::fs::write(input.join("input"), "hello\nworld\n").unwrap();
+    let stdout = OutputCapture::new(1 << 20, 1 << 20);
+    let spec = CommandSpec {
+        args: vec!["transform".into()],
+        env: vec![],
+        stdin: Bytes::new(),
+        mounts: vec![
+            Mount { host_path: input, guest_path: "/in".into(), writable: false },
+            Mount { host_path: output.clone(), guest_path: "/out".into(), writable: true },
+        ],
+        limits: Limits::default(),
+        stdout: stdout.clone(),
+        stderr: OutputCapture::new(1 << 20, 1 << 20),
+    };
+    let outcome = engine.run_command(&module, spec, CancellationToken::new()).await;
+    assert!(matches!(outcome.exit, ExitReason::Exited(0)), "{:?}", outcome.exit);
+    assert_eq!(std::fs::read_to_string(output.join("output.txt")).unwrap(), "HELLO\nWORLD\n");
+    assert!(!stdout.contents().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_jobs_fail_with_a_reason() {
+    let engine = engine();
+    let limits = Limits {
+        fuel: u64::MAX / 2,
+        timeout: Some(Duration::from_millis(500)),
+        memory_bytes: 32 << 20,
+        max_output_bytes: 1 << 20,
+    };
+    let spec = |limits: Limits| CommandSpec {
+        args: vec!["job".into()],
+        env: vec![],
+        stdin: Bytes::new(),
+        mounts: vec![],
+        limits,
+        stdout: OutputCapture::new(limits.max_output_bytes, 64 << 10),
+        stderr: OutputCapture::new(limits.max_output_bytes, 64 << 10),
+    };
+    let spin = engine.command_module(guest("job-spin")).await.unwrap();
+    let outcome = engine.run_command(&spin, spec(limits), CancellationToken::new()).await;
+    assert!(matches!(outcome.exit, ExitReason::Failed(ComputeError::Timeout(500))), "{:?}", outcome.exit);
+
+    let big = engine.command_module(guest("job-bigout")).await.unwrap();
+    let outcome = engine.run_command(&big, spec(limits), CancellationToken::new()).await;
+    assert!(
+        matches!(outcome.exit, ExitReason::Failed(ComputeError::OutputTooLarge(_)) | ExitReason::Failed(ComputeError::Timeout(_))),
+        "{:?}",
+        outcome.exit
+    );
+
+    let cancel = CancellationToken::new();
+    let no_timeout = Limits { timeout: None, ..limits };
+    let run = engine.run_command(&spin, spec(no_timeout), cancel.clone());
+    let (outcome, ()) = tokio::join!(run, async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cancel.cancel();
+    });
+    assert!(matches!(outcome.exit, ExitReason::Cancelled), "{:?}", outcome.exit);
+}
