@@ -29,6 +29,12 @@ pub enum ApiError {
     ReplayedRequest(String),
     /// A storage failure with its own status and code.
     #[error("{message}")]
+    Compute {
+        status: StatusCode,
+        code: String,
+        message: String,
+    },
+    #[error("{message}")]
     Storage {
         status: StatusCode,
         code: &'static str,
@@ -49,11 +55,12 @@ impl ApiError {
             | ApiError::StaleRequest(_)
             | ApiError::ReplayedRequest(_) => StatusCode::UNAUTHORIZED,
             ApiError::Storage { status, .. } => *status,
+            ApiError::Compute { status, .. } => *status,
         }
     }
 
     /// The stable machine-readable code clients can match on.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> &str {
         match self {
             ApiError::NotFound(_) => "not_found",
             ApiError::BadRequest(_) => "bad_request",
@@ -65,6 +72,7 @@ impl ApiError {
             ApiError::StaleRequest(_) => "stale_request",
             ApiError::ReplayedRequest(_) => "replayed_request",
             ApiError::Storage { code, .. } => code,
+            ApiError::Compute { code, .. } => code,
         }
     }
 }

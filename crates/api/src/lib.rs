@@ -5,6 +5,7 @@
 //! JSON shapes and its errors into an HTTP status plus a stable error code.
 
 mod auth;
+mod compute_routes;
 mod error;
 mod observe_routes;
 mod routes;

@@ -4,6 +4,7 @@
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
+use axum::body::HttpBody as _;
 use axum::extract::{Path, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
@@ -44,6 +45,13 @@ fn scopes_of(path: &str) -> Vec<String> {
         }
     } else if path.starts_with("/v1/storage") {
         scopes.push("storage".to_owned());
+    } else if let Some(rest) = path.strip_prefix("/fn/") {
+        // Function calls are their own traffic, not API calls.
+        scopes.clear();
+        scopes.push("functions".to_owned());
+        if let Some(name) = rest.split('/').next().filter(|n| !n.is_empty()) {
+            scopes.push(format!("deployment:{name}"));
+        }
     }
     scopes
 }
@@ -131,6 +139,8 @@ pub(crate) async fn measure(
     let status = response.status().as_u16();
     let group = if scopes.iter().any(|s| s == "storage") {
         "storage"
+    } else if scopes.iter().any(|s| s == "functions") {
+        "functions"
     } else {
         "control"
     };
@@ -152,8 +162,16 @@ pub(crate) async fn measure(
         status,
         latency_us: started.elapsed().as_micros() as u64,
         bytes_in,
-        bytes_out: content_length(response.headers()),
-        fuel: 0,
+        bytes_out: response
+            .body()
+            .size_hint()
+            .exact()
+            .unwrap_or_else(|| content_length(response.headers())),
+        fuel: response
+            .extensions()
+            .get::<crate::compute_routes::FunctionFuel>()
+            .map(|f| f.0)
+            .unwrap_or(0),
     };
     // Requests that failed authentication do not make their claimed tenant active.
     let tenant = tenant.filter(|_| status != 401);
@@ -169,6 +187,20 @@ pub(crate) async fn measure(
 #[utoipa::path(get, path = "/v1/observe/network", responses((status = 200, description = "live nodes and per-window totals per scope")))]
 pub(crate) async fn network(State(node): State<Node>) -> Json<NetworkReport> {
     Json(node.observe_network())
+}
+
+#[utoipa::path(get, path = "/v1/observe/deployments/{name}", params(("name" = String, Path)), responses((status = 200), (status = 404, body = crate::error::ErrorBody)))]
+pub(crate) async fn one_deployment(
+    State(node): State<Node>,
+    Path(name): Path<String>,
+) -> Result<Json<xnode_node::observe::ScopeObservation>, ApiError> {
+    let observation = node.observe_scope(&format!("deployment:{name}"));
+    if observation.windows.is_empty() && node.compute().deployment(&name).is_none() {
+        return Err(ApiError::NotFound(format!(
+            "no deployment {name:?} and no recent activity under that name"
+        )));
+    }
+    Ok(Json(observation))
 }
 
 #[derive(serde::Serialize)]

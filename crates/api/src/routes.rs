@@ -73,7 +73,9 @@ pub(crate) fn router(node: Node) -> Router {
         .route("/v1/admin/faults", get(get_faults).put(put_faults))
         .route("/v1/observe/network", get(crate::observe_routes::network))
         .route("/v1/observe/nodes/{id}", get(crate::observe_routes::one_node))
+        .route("/v1/observe/deployments/{name}", get(crate::observe_routes::one_deployment))
         .merge(crate::storage_routes::routes())
+        .merge(crate::compute_routes::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             (state.node.clone(), api_metrics),

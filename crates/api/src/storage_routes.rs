@@ -55,7 +55,7 @@ pub(crate) fn routes() -> Router<AppState> {
         )
 }
 
-fn tenant_of(
+pub(crate) fn tenant_of(
     state: &AppState,
     method: &Method,
     uri: &axum::http::Uri,
@@ -172,7 +172,7 @@ pub struct SignedBucketChange {
     pub signature: String,
 }
 
-fn signed_entry(
+pub(crate) fn signed_entry(
     tenant: PublicKeyBytes,
     bucket: &str,
     change: SignedBucketChange,
@@ -188,7 +188,7 @@ fn signed_entry(
     })
 }
 
-async fn json_body<T: serde::de::DeserializeOwned>(req: Request) -> Result<T, ApiError> {
+pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(req: Request) -> Result<T, ApiError> {
     let bytes = axum::body::to_bytes(req.into_body(), 64 * 1024)
         .await
         .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;

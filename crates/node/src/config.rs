@@ -43,6 +43,8 @@ pub struct Config {
     pub observe_interval: Duration,
     /// Object storage: replication, quorums, chunking, repair and scrub.
     pub storage: crate::storage::StorageConfig,
+    /// WebAssembly compute: instance and memory caps, reconciliation, node labels.
+    pub compute: crate::compute::ComputeConfig,
     /// Expose `/v1/admin/faults` so drills and tests can inject drops, delays and
     /// partitions. Never enable on a production node.
     pub enable_fault_injection: bool,
@@ -70,6 +72,7 @@ impl Default for Config {
             record_refresh_interval: Duration::from_secs(15),
             observe_interval: Duration::from_secs(2),
             storage: crate::storage::StorageConfig::default(),
+            compute: crate::compute::ComputeConfig::default(),
             enable_fault_injection: false,
         }
     }

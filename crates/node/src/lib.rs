@@ -7,6 +7,7 @@
 //! here, so the API crate never reaches into subsystems directly.
 
 pub mod capacity;
+pub mod compute;
 pub mod config;
 pub mod identity;
 pub mod observe;
@@ -100,6 +101,7 @@ pub(crate) struct Inner {
     pub tasks: Mutex<Vec<(&'static str, JoinHandle<()>)>>,
     pub mesh_task: Mutex<Option<JoinHandle<()>>>,
     pub storage: Arc<storage::Storage>,
+    pub compute: Arc<compute::Compute>,
     pub recorder: Arc<xnode_observe::Recorder>,
     pub view: Mutex<xnode_observe::NetworkView>,
 }
@@ -219,6 +221,22 @@ impl Node {
             config.storage.clone(),
             store_metrics,
         ));
+        let compute_metrics = compute::usage::ComputeMetrics::register(&mut metrics);
+        let shutdown = CancellationToken::new();
+        let recorder: Arc<xnode_observe::Recorder> = Default::default();
+        let compute = compute::Compute::new(
+            id,
+            key.clone(),
+            registry.clone(),
+            mesh.clone(),
+            storage.clone(),
+            db.clone(),
+            config.compute.clone(),
+            config.data_dir.clone(),
+            compute_metrics,
+            recorder.clone(),
+            shutdown.clone(),
+        )?;
         let mut probe = capacity::CapacityProbe::new();
         let capacity = probe.sample(&config.data_dir);
         let started_at_ms = unix_ms();
@@ -232,6 +250,7 @@ impl Node {
             incarnation,
             status: NodeStatus::Active,
             started_at_ms,
+            labels: config.compute.labels.clone(),
         };
         let node = Node {
             inner: Arc::new(Inner {
@@ -246,11 +265,12 @@ impl Node {
                 started_at_ms,
                 record: Mutex::new(record),
                 capacity: Mutex::new(probe),
-                shutdown: CancellationToken::new(),
+                shutdown,
                 tasks: Mutex::new(Vec::new()),
                 mesh_task: Mutex::new(Some(mesh_task)),
                 storage: storage.clone(),
-                recorder: Default::default(),
+                compute: compute.clone(),
+                recorder,
                 view: Default::default(),
             }),
         };
@@ -258,6 +278,10 @@ impl Node {
         let inbound = node.inner.mesh.serve(storage::STORE_SERVICE);
         node.spawn_worker("storage-rpc", storage.clone().serve(inbound));
         storage::repair::spawn_workers(&node, storage);
+        let inbound = node.inner.mesh.serve(compute::COMPUTE_SERVICE);
+        node.spawn_worker("compute-rpc", compute.clone().serve(inbound));
+        node.spawn_worker("compute-reconcile", compute.clone().reconcile_loop());
+        node.spawn_worker("compute-usage", compute.clone().usage_loop());
         workers::spawn_all(&node).await?;
         node.publish_record().await?;
         Ok(node)
@@ -277,6 +301,10 @@ impl Node {
 
     pub fn registry(&self) -> &Arc<Registry> {
         &self.inner.registry
+    }
+
+    pub fn compute(&self) -> &Arc<compute::Compute> {
+        &self.inner.compute
     }
 
     pub fn storage(&self) -> &Arc<storage::Storage> {

@@ -85,6 +85,23 @@ pub struct NodeReport {
 
 /// `GET /v1/observe/network`.
 #[derive(Clone, Debug, Serialize)]
+pub struct ScopeObservation {
+    pub scope: String,
+    pub at_ms: u64,
+    /// Per window ("1m", "5m", "1h") totals over every node.
+    pub windows: std::collections::BTreeMap<String, ScopeReport>,
+    /// The last minute, per node that served this scope (as gateway).
+    pub nodes: Vec<ScopeByNode>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ScopeByNode {
+    pub node: NodeId,
+    pub state: MemberState,
+    pub last_minute: ScopeReport,
+}
+
+#[derive(Clone, Debug, Serialize)]
 pub struct NetworkReport {
     pub at_ms: u64,
     /// Live nodes (alive or suspect) with their latest figures.
@@ -174,6 +191,37 @@ impl Node {
             })
             .collect();
         Some((self.node_report(&view, &live, now), windows))
+    }
+
+    /// One scope (such as `deployment:hello`) over the whole network: per-window totals,
+    /// and the same per node that reported it (dead nodes' past included).
+    pub fn observe_scope(&self, scope: &str) -> ScopeObservation {
+        let now = unix_ms();
+        let view = crate::lock(&self.inner.view);
+        let windows = WINDOWS
+            .iter()
+            .filter_map(|(name, ms)| {
+                let totals = view.window(*ms, now, |_| true);
+                totals.scopes.get(scope).map(|s| ((*name).to_owned(), report(s, *ms)))
+            })
+            .collect();
+        let mut nodes = Vec::new();
+        for live in view.live() {
+            let minute = view.window(60_000, now, |n| *n == live.node);
+            if let Some(s) = minute.scopes.get(scope) {
+                nodes.push(ScopeByNode {
+                    node: live.node,
+                    state: self.state_of(&live.node),
+                    last_minute: report(s, 60_000),
+                });
+            }
+        }
+        ScopeObservation {
+            scope: scope.to_owned(),
+            at_ms: now,
+            windows,
+            nodes,
+        }
     }
 
     fn node_report(

@@ -25,6 +25,13 @@ impl WritePolicy for DefaultPolicy {
             };
             return NodeId::from_public_key(owner).is_ok_and(|id| id == node);
         }
+        // What a node reports about the work it runs: `run/<node>/...`, by that node.
+        if let Some(rest) = key.strip_prefix("run/") {
+            let Ok(node) = rest.split('/').next().unwrap_or_default().parse::<NodeId>() else {
+                return false;
+            };
+            return NodeId::from_public_key(owner).is_ok_and(|id| id == node);
+        }
         if let Some(rest) = key.strip_prefix("tenant/") {
             let tenant = rest.split('/').next().unwrap_or_default();
             return tenant == owner.to_hex();

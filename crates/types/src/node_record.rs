@@ -31,6 +31,8 @@ pub struct NodeRecord {
     pub status: NodeStatus,
     /// When this incarnation started, in Unix milliseconds.
     pub started_at_ms: u64,
+    /// Operator-set labels that deployments can require in their placement.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl NodeRecord {

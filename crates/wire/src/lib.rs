@@ -123,12 +123,15 @@ pub mod kinds {
     pub const STORE_RESPONSE: u8 = 15;
     pub const TENANT_KEY_FILE: u8 = 17;
     pub const NODE_SUMMARY: u8 = 18;
+    pub const COMPUTE_REQUEST: u8 = 30;
+    pub const COMPUTE_RESPONSE: u8 = 31;
 }
 
 impl Versioned for xnode_types::NodeRecord {
     const KIND_TAG: u8 = kinds::NODE_RECORD;
     const KIND_NAME: &'static str = "node record";
-    const VERSION: u8 = 1;
+    // Version 2 added labels.
+    const VERSION: u8 = 2;
 }
 
 #[cfg(test)]

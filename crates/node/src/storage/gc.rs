@@ -68,6 +68,7 @@ impl Storage {
                 }
             }
         }
+        referenced.extend(self.gc_roots());
         for manifest_id in manifests {
             let bytes = self.get_chunk(manifest_id, &set).await?;
             let manifest = Manifest::decode(&bytes)?;

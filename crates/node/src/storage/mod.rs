@@ -242,7 +242,13 @@ pub struct Storage {
     pub(crate) health: std::sync::Mutex<StorageHealth>,
     /// Fault injection: serve chunks with a flipped byte, as a lying peer would.
     corrupt_served_chunks: std::sync::atomic::AtomicBool,
+    /// Chunks that higher layers keep alive outside any object (deployed modules), asked
+    /// for at every garbage-collection round.
+    gc_roots: std::sync::Mutex<Vec<GcRoots>>,
 }
+
+/// A source of chunk ids garbage collection must keep.
+pub type GcRoots = Arc<dyn Fn() -> Vec<ChunkId> + Send + Sync>;
 
 impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -313,7 +319,18 @@ impl Storage {
             repairs_in_progress: AtomicU64::new(0),
             health: Default::default(),
             corrupt_served_chunks: Default::default(),
+            gc_roots: Default::default(),
         }
+    }
+
+    /// Registers chunks that garbage collection must never remove.
+    pub fn add_gc_roots(&self, roots: GcRoots) {
+        crate::lock(&self.gc_roots).push(roots);
+    }
+
+    pub(crate) fn gc_roots(&self) -> Vec<ChunkId> {
+        let sources = crate::lock(&self.gc_roots).clone();
+        sources.iter().flat_map(|f| f()).collect()
     }
 
     /// Makes this node serve corrupted chunk bytes to peers (fault injection for tests and

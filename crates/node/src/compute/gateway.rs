@@ -1,0 +1,433 @@
+//! The function gateway: serves `/fn/<name>/...` from a local replica when this node has
+//! one, otherwise forwards over the mesh to a replica, retrying another replica when one
+//! is unreachable (any method if the request never reached a guest, idempotent methods
+//! otherwise). Every call carries a W3C trace id from the edge to the replica.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use xnode_compute::{ComputeError, FnRequest, HttpInvocation, NoStorage, Outbound};
+use xnode_mesh::MeshError;
+use xnode_types::NodeId;
+
+use super::outbound::StoreOutbound;
+use super::proto::{ComputeRequest, ComputeResponse, LogLine, MAX_COMPUTE_MESSAGE};
+use super::spec::Kind;
+use super::{COMPUTE_SERVICE, Compute, ComputeOpError, Deployment, unix_ms};
+
+/// Largest request body a function accepts.
+pub const MAX_REQUEST_BODY: usize = 16 << 20;
+
+/// A W3C trace context: the trace id that follows a request everywhere, and the span id
+/// of the hop that sent it.
+#[derive(Clone, Debug)]
+pub struct TraceContext {
+    pub trace_id: String,
+    pub parent_span: String,
+}
+
+impl TraceContext {
+    /// Parses a `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`), or starts a new trace.
+    pub fn from_header(value: Option<&str>) -> TraceContext {
+        if let Some(v) = value {
+            let parts: Vec<&str> = v.trim().split('-').collect();
+            if parts.len() == 4
+                && parts[1].len() == 32
+                && parts[2].len() == 16
+                && parts[1].bytes().all(|b| b.is_ascii_hexdigit())
+                && parts[2].bytes().all(|b| b.is_ascii_hexdigit())
+                && parts[1] != "00000000000000000000000000000000"
+            {
+                return TraceContext {
+                    trace_id: parts[1].to_ascii_lowercase(),
+                    parent_span: parts[2].to_ascii_lowercase(),
+                };
+            }
+        }
+        TraceContext {
+            trace_id: hex::encode(rand::random::<[u8; 16]>()),
+            parent_span: String::new(),
+        }
+    }
+
+    /// A new span id for a hop of this trace.
+    pub fn new_span() -> String {
+        hex::encode(rand::random::<[u8; 8]>())
+    }
+
+    pub fn header(&self, span: &str) -> String {
+        format!("00-{}-{span}-01", self.trace_id)
+    }
+}
+
+/// A function call as the gateway received it.
+#[derive(Debug)]
+pub struct FnCall {
+    pub method: http::Method,
+    pub path_and_query: String,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+    pub trace: TraceContext,
+}
+
+/// A function's answer, and who served it.
+#[derive(Debug)]
+pub struct FnAnswer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+    pub fuel: u64,
+    pub served_by: NodeId,
+    /// Replicas tried before the one that answered.
+    pub retries: u32,
+}
+
+fn guest_error(e: &ComputeError) -> ComputeOpError {
+    let status = match e {
+        ComputeError::Timeout(_) => 504,
+        ComputeError::Busy => 503,
+        _ => 502,
+    };
+    ComputeOpError::Guest {
+        status,
+        code: e.code().to_owned(),
+        message: e.to_string(),
+    }
+}
+
+fn headers_to_wire(headers: &http::HeaderMap) -> Vec<(String, Vec<u8>)> {
+    headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+fn headers_from_wire(list: Vec<(String, Vec<u8>)>) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for (k, v) in list {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_bytes(&v),
+        ) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
+/// Hop-by-hop and gateway-owned headers a guest never sees.
+fn strip_request_headers(headers: &mut http::HeaderMap) {
+    for name in [
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "upgrade",
+        "te",
+        "trailer",
+        "proxy-connection",
+        "x-xnode-data-key",
+    ] {
+        headers.remove(name);
+    }
+}
+
+impl Compute {
+    /// Serves one function call through the best replica.
+    pub async fn handle_http(self: &Arc<Self>, name: &str, mut call: FnCall) -> Result<FnAnswer, ComputeOpError> {
+        let deployment = self
+            .deployment(name)
+            .ok_or_else(|| ComputeOpError::NoSuchDeployment(name.to_owned()))?;
+        if deployment.spec.kind != Kind::Http {
+            return Err(ComputeOpError::BadRequest(format!(
+                "deployment {name:?} is a {}, not an http function",
+                deployment.spec.kind.as_str()
+            )));
+        }
+        strip_request_headers(&mut call.headers);
+        let mut targets = self.place(&deployment.spec);
+        if targets.is_empty() {
+            return Err(ComputeOpError::Unavailable(format!(
+                "no live node can run {name:?} (check its placement constraints)"
+            )));
+        }
+        // Serve locally when this node is a replica; otherwise spread over the replicas,
+        // healthy ones first.
+        let local = targets.iter().position(|n| *n == self.node_id);
+        if let Some(i) = local {
+            targets.swap(0, i);
+        } else {
+            let k = self.round_robin.fetch_add(1, Ordering::Relaxed) as usize % targets.len();
+            targets.rotate_left(k);
+        }
+        let degraded = self.degraded_nodes(name);
+        targets.sort_by_key(|n| (*n != self.node_id, degraded.contains(n)));
+
+        let idempotent = matches!(
+            call.method,
+            http::Method::GET | http::Method::HEAD | http::Method::PUT | http::Method::DELETE | http::Method::OPTIONS
+        );
+        let mut failures = Vec::new();
+        for (retries, node) in targets.iter().enumerate() {
+            let retries = retries as u32;
+            if *node == self.node_id {
+                let span = TraceContext::new_span();
+                match self.invoke_local(&deployment, &call, &span, None).await {
+                    Ok(mut answer) => {
+                        answer.retries = retries;
+                        return Ok(answer);
+                    }
+                    Err((e, reached_guest)) => {
+                        if reached_guest {
+                            return Err(e);
+                        }
+                        failures.push(format!("{node}: {e}"));
+                        continue;
+                    }
+                }
+            }
+            let started = Instant::now();
+            match self.forward(*node, &deployment, &call).await {
+                Ok(ComputeResponse::Invoked { status, headers, body, fuel }) => {
+                    self.metrics.forwarded.get_or_create(&super::usage::ForwardLabels { outcome: "ok".into() }).inc();
+                    self.note_forward(name, *node, started.elapsed(), true);
+                    return Ok(FnAnswer {
+                        status,
+                        headers: headers_from_wire(headers),
+                        body: Bytes::from(body),
+                        fuel,
+                        served_by: *node,
+                        retries,
+                    });
+                }
+                Ok(ComputeResponse::Failed { status, code, message, reached_guest }) => {
+                    self.note_forward(name, *node, started.elapsed(), !reached_guest);
+                    if reached_guest {
+                        return Err(ComputeOpError::Guest { status, code, message });
+                    }
+                    failures.push(format!("{node}: {message}"));
+                }
+                Ok(_) => failures.push(format!("{node}: unexpected answer")),
+                Err(e) => {
+                    self.metrics.forwarded.get_or_create(&super::usage::ForwardLabels { outcome: "unreachable".into() }).inc();
+                    self.note_forward(name, *node, started.elapsed(), false);
+                    let never_sent = matches!(e, MeshError::Unreachable { .. } | MeshError::Closed);
+                    failures.push(format!("{node}: {e}"));
+                    if !never_sent && !idempotent {
+                        return Err(ComputeOpError::Unavailable(format!(
+                            "replica {node} did not answer and a {} may not be repeated: {e}",
+                            call.method
+                        )));
+                    }
+                }
+            }
+        }
+        Err(ComputeOpError::Unavailable(format!(
+            "no replica of {name:?} could serve the request ({})",
+            failures.join("; ")
+        )))
+    }
+
+    async fn forward(&self, node: NodeId, deployment: &Deployment, call: &FnCall) -> Result<ComputeResponse, MeshError> {
+        let span = TraceContext::new_span();
+        tracing::info!(trace_id = %call.trace.trace_id, %span, deployment = %deployment.spec.name, to = %node, "forwarding a function call");
+        let request = ComputeRequest::Invoke {
+            deployment: deployment.spec.name.clone(),
+            owner: deployment.owner.to_hex(),
+            method: call.method.to_string(),
+            path_and_query: call.path_and_query.clone(),
+            headers: headers_to_wire(&call.headers),
+            body: call.body.to_vec(),
+            trace_id: call.trace.trace_id.clone(),
+            parent_span: span,
+        };
+        let body = xnode_wire::encode(&request).map_err(|e| MeshError::Malformed { peer: node, reason: e.to_string() })?;
+        let limits = deployment.spec.limits(self.config.max_memory_mb << 20);
+        let timeout = limits.timeout.unwrap_or(Duration::from_secs(30)) + Duration::from_secs(3);
+        let bytes = self.mesh.request(node, COMPUTE_SERVICE, body, timeout).await?;
+        xnode_wire::decode(&bytes, MAX_COMPUTE_MESSAGE).map_err(|e| MeshError::Malformed { peer: node, reason: e.to_string() })
+    }
+
+    /// Runs a forwarded call here.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn answer_invoke(
+        self: &Arc<Self>,
+        from: NodeId,
+        name: String,
+        owner: String,
+        method: String,
+        path_and_query: String,
+        headers: Vec<(String, Vec<u8>)>,
+        body: Vec<u8>,
+        trace_id: String,
+        parent_span: String,
+    ) -> ComputeResponse {
+        let Some(deployment) = self.deployment(&name).filter(|d| d.owner.to_hex() == owner && d.spec.kind == Kind::Http) else {
+            return ComputeResponse::Failed {
+                status: 404,
+                code: "no_such_deployment".into(),
+                message: format!("node {} has no http deployment {name:?}", self.node_id),
+                reached_guest: false,
+            };
+        };
+        let Ok(method) = http::Method::from_bytes(method.as_bytes()) else {
+            return ComputeResponse::Failed {
+                status: 400,
+                code: "bad_request".into(),
+                message: "invalid method".into(),
+                reached_guest: false,
+            };
+        };
+        let call = FnCall {
+            method,
+            path_and_query,
+            headers: headers_from_wire(headers),
+            body: Bytes::from(body),
+            trace: TraceContext { trace_id, parent_span: parent_span.clone() },
+        };
+        match self.invoke_local(&deployment, &call, &parent_span, Some(from)).await {
+            Ok(answer) => ComputeResponse::Invoked {
+                status: answer.status,
+                headers: headers_to_wire(&answer.headers),
+                body: answer.body.to_vec(),
+                fuel: answer.fuel,
+            },
+            Err((e, reached_guest)) => {
+                let (status, code) = match &e {
+                    ComputeOpError::Guest { status, code, .. } => (*status, code.clone()),
+                    ComputeOpError::Unavailable(_) => (503, "unavailable".into()),
+                    _ => (500, "internal".into()),
+                };
+                ComputeResponse::Failed { status, code, message: e.to_string(), reached_guest }
+            }
+        }
+    }
+
+    /// Runs a call on this node. The error says whether the guest saw the request.
+    async fn invoke_local(
+        self: &Arc<Self>,
+        deployment: &Deployment,
+        call: &FnCall,
+        span: &str,
+        forwarded_from: Option<NodeId>,
+    ) -> Result<FnAnswer, (ComputeOpError, bool)> {
+        let spec = &deployment.spec;
+        let module = self.http_module(deployment).await.map_err(|e| (e, false))?;
+        let outbound: Arc<dyn Outbound> = match &spec.storage {
+            Some(_) => match self.grant(&deployment.owner, &spec.name).await {
+                Some(data_key) => Arc::new(StoreOutbound {
+                    storage: self.storage.clone(),
+                    owner: deployment.owner,
+                    data_key,
+                }),
+                None => Arc::new(NoStorage),
+            },
+            None => Arc::new(NoStorage),
+        };
+        let invocation = HttpInvocation {
+            limits: spec.limits(self.config.max_memory_mb << 20),
+            env: spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            allowed_hosts: spec.allowed_hosts.clone(),
+            outbound,
+        };
+        let mut headers = call.headers.clone();
+        if let Ok(v) = http::HeaderValue::from_str(&call.trace.header(span)) {
+            headers.insert("traceparent", v);
+        }
+        let request = FnRequest {
+            method: call.method.clone(),
+            path_and_query: call.path_and_query.clone(),
+            headers,
+            body: call.body.clone(),
+        };
+        let outcome = self.engine.invoke_http(&module, &invocation, request).await;
+        let owner = deployment.owner.to_hex();
+        let failed = !matches!(&outcome.result, Ok(r) if r.status < 500);
+        self.account(&owner, &spec.name, &outcome.usage, match &outcome.result {
+            Ok(_) => "ok",
+            Err(e) => e.code(),
+        }, failed);
+        let via = forwarded_from.map(|n| format!(" via {n}")).unwrap_or_default();
+        let summary = match &outcome.result {
+            Ok(r) => format!(
+                "{} {} -> {} in {:.1} ms, fuel {}{via}",
+                call.method,
+                call.path_and_query,
+                r.status,
+                outcome.usage.wall.as_secs_f64() * 1000.0,
+                outcome.usage.fuel
+            ),
+            Err(e) => format!("{} {} -> failed: {e}{via}", call.method, call.path_and_query),
+        };
+        let line = LogLine {
+            ts_ms: unix_ms(),
+            node: self.node_id.to_string(),
+            stream: "request".into(),
+            trace_id: call.trace.trace_id.clone(),
+            message: summary,
+        };
+        tracing::info!(trace_id = %call.trace.trace_id, parent_span = %call.trace.parent_span, deployment = %spec.name, "{}", line.message);
+        self.logs.push(&owner, &spec.name, line.clone());
+        self.logs.push_output(&owner, &spec.name, LogLine { stream: "stdout".into(), ..line.clone() }, &outcome.stdout);
+        self.logs.push_output(&owner, &spec.name, LogLine { stream: "stderr".into(), ..line }, &outcome.stderr);
+        match outcome.result {
+            Ok(response) => {
+                let mut headers = response.headers;
+                if let Ok(v) = http::HeaderValue::from_str(&call.trace.header(span)) {
+                    headers.insert("traceparent", v);
+                }
+                Ok(FnAnswer {
+                    status: response.status,
+                    headers,
+                    body: response.body,
+                    fuel: outcome.usage.fuel,
+                    served_by: self.node_id,
+                    retries: 0,
+                })
+            }
+            Err(ComputeError::Busy) => Err((guest_error(&ComputeError::Busy), false)),
+            Err(e) => Err((guest_error(&e), true)),
+        }
+    }
+
+    /// The compiled module of an http deployment, from this node's cache or fetched from
+    /// the network and compiled.
+    pub(crate) async fn http_module(&self, deployment: &Deployment) -> Result<xnode_compute::HttpModule, ComputeOpError> {
+        let id = deployment
+            .spec
+            .module_id()
+            .ok_or_else(|| ComputeOpError::BadRequest("module is not a content id".into()))?;
+        if let Some(m) = crate::lock(&self.local).http_modules.get(&id) {
+            return Ok(m.clone());
+        }
+        let bytes = self.module_bytes(&deployment.spec).await.map_err(|e| ComputeOpError::Unavailable(e.to_string()))?;
+        let module = self
+            .engine
+            .http_module(bytes)
+            .await
+            .map_err(|e| guest_error(&e))?;
+        crate::lock(&self.local).http_modules.insert(id, module.clone());
+        Ok(module)
+    }
+
+    /// Gathers a deployment's recent log lines from every live node.
+    pub async fn gather_logs(&self, owner: &xnode_types::PublicKeyBytes, name: &str) -> Vec<LogLine> {
+        let mut lines = self.logs.get(&owner.to_hex(), name);
+        let calls = self
+            .candidates()
+            .into_iter()
+            .filter(|c| c.id != self.node_id)
+            .map(|c| {
+                let request = ComputeRequest::Logs { owner: owner.to_hex(), deployment: name.to_owned() };
+                async move { self.call(c.id, &request, Duration::from_secs(2)).await }
+            });
+        for answer in futures::future::join_all(calls).await {
+            if let Ok(ComputeResponse::Logs(more)) = answer {
+                lines.extend(more);
+            }
+        }
+        lines.sort_by(|a, b| a.ts_ms.cmp(&b.ts_ms));
+        lines
+    }
+}

@@ -1,0 +1,113 @@
+//! The storage a guest reaches at `http://store.xnode/<bucket>/<key>`: its owner's
+//! buckets, with the owner's data key, through the same distributed store as the API.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use xnode_store::DataKey;
+use xnode_types::PublicKeyBytes;
+
+use crate::storage::{Storage, StorageError};
+
+pub struct StoreOutbound {
+    pub storage: Arc<Storage>,
+    pub owner: PublicKeyBytes,
+    pub data_key: DataKey,
+}
+
+fn status_of(e: &StorageError) -> u16 {
+    match e {
+        StorageError::NoSuchBucket(_) | StorageError::NoSuchKey(_) => 404,
+        StorageError::AccessDenied(_) => 403,
+        StorageError::BadRequest(_) | StorageError::InvalidRange(_) => 400,
+        StorageError::Quorum(_) => 503,
+        _ => 500,
+    }
+}
+
+impl xnode_compute::Outbound for StoreOutbound {
+    fn store(
+        &self,
+        method: http::Method,
+        path: String,
+        body: Bytes,
+    ) -> Pin<Box<dyn Future<Output = (u16, Bytes)> + Send + 'static>> {
+        let storage = self.storage.clone();
+        let owner = self.owner;
+        let data_key = self.data_key.clone();
+        Box::pin(async move {
+            let path = path.trim_start_matches('/');
+            let Some((bucket, key)) = path.split_once('/').filter(|(b, k)| !b.is_empty() && !k.is_empty())
+            else {
+                return (400, Bytes::from_static(b"use http://store.xnode/<bucket>/<key>\n"));
+            };
+            let key = percent_decode(key);
+            let result = match method {
+                http::Method::GET => {
+                    match storage.get_object(&owner, bucket, &key, &data_key, None).await {
+                        Ok(read) => {
+                            let mut out = Vec::new();
+                            let mut stream = read.body;
+                            use futures::StreamExt;
+                            while let Some(chunk) = stream.next().await {
+                                match chunk {
+                                    Ok(c) => out.extend_from_slice(&c),
+                                    Err(e) => return (status_of(&e), Bytes::from(format!("{e}\n"))),
+                                }
+                            }
+                            Ok((200, Bytes::from(out)))
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                http::Method::PUT => {
+                    let len = body.len() as u64;
+                    let stream = futures::stream::iter([Ok::<Bytes, std::convert::Infallible>(body)]);
+                    storage
+                        .put_object(
+                            &owner,
+                            bucket,
+                            &key,
+                            &data_key,
+                            "application/octet-stream".into(),
+                            Default::default(),
+                            Some(len),
+                            stream,
+                        )
+                        .await
+                        .map(|_| (201, Bytes::new()))
+                }
+                http::Method::DELETE => storage
+                    .delete_object(&owner, bucket, &key)
+                    .await
+                    .map(|_| (204, Bytes::new())),
+                _ => Ok((405, Bytes::from_static(b"use GET, PUT or DELETE\n"))),
+            };
+            match result {
+                Ok(r) => r,
+                Err(e) => (status_of(&e), Bytes::from(format!("{e}\n"))),
+            }
+        })
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = s.get(i + 1..i + 3)
+            && let Ok(v) = u8::from_str_radix(hex, 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
