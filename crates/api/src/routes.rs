@@ -252,6 +252,13 @@ pub struct FaultsView {
     /// Serve corrupted chunk bytes to peers, as a lying node would.
     #[serde(default)]
     pub corrupt_chunks: bool,
+    /// Extra milliseconds this node spends on every function call it runs.
+    #[serde(default)]
+    pub handling_delay_ms: u64,
+    /// Probability in [0, 1] that this node fails a function call it was asked to run
+    /// (before the guest sees it, so gateways retry elsewhere).
+    #[serde(default)]
+    pub handling_error_rate: f64,
 }
 
 #[utoipa::path(get, path = "/v1/admin/faults", responses((status = 200, body = FaultsView)))]
@@ -262,6 +269,8 @@ async fn get_faults(State(node): State<Node>) -> Json<FaultsView> {
         delay_ms: rules.delay.as_millis() as u64,
         blocked: rules.blocked.iter().map(|b| b.to_string()).collect(),
         corrupt_chunks: node.storage().corrupt_served_chunks(),
+        handling_delay_ms: node.compute().handling_faults().0.as_millis() as u64,
+        handling_error_rate: node.compute().handling_faults().1,
     })
 }
 
@@ -276,9 +285,9 @@ async fn put_faults(
     body: Result<Json<FaultsView>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<FaultsView>, ApiError> {
     let Json(view) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    if !(0.0..=1.0).contains(&view.drop_rate) {
+    if !(0.0..=1.0).contains(&view.drop_rate) || !(0.0..=1.0).contains(&view.handling_error_rate) {
         return Err(ApiError::BadRequest(
-            "drop_rate must be between 0 and 1".into(),
+            "drop_rate and handling_error_rate must be between 0 and 1".into(),
         ));
     }
     let mut blocked = std::collections::BTreeSet::new();
@@ -295,5 +304,6 @@ async fn put_faults(
     };
     node.set_faults(rules).await?;
     node.set_corrupt_served_chunks(view.corrupt_chunks)?;
+    node.set_handling_faults(Duration::from_millis(view.handling_delay_ms), view.handling_error_rate)?;
     Ok(Json(view))
 }

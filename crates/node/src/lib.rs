@@ -501,6 +501,15 @@ impl Node {
         Ok(())
     }
 
+    /// Makes this node slow or failing in its handling of function calls (drills).
+    pub fn set_handling_faults(&self, delay: std::time::Duration, error_rate: f64) -> Result<(), NodeError> {
+        if !self.inner.config.enable_fault_injection {
+            return Err(NodeError::FaultInjectionDisabled);
+        }
+        self.inner.compute.set_handling_faults(delay, error_rate);
+        Ok(())
+    }
+
     pub fn faults(&self) -> FaultRules {
         self.inner.mesh.faults()
     }

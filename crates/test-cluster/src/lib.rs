@@ -467,3 +467,109 @@ impl Cluster {
         &self.data_dirs[i]
     }
 }
+
+impl Tenant {
+    /// A signed deployment of guest `guests/dist/<module>.wasm` (already uploaded as
+    /// `module_id`), with `configure` adjusting the spec.
+    pub fn deployment(
+        &self,
+        name: &str,
+        kind: xnode_node::compute::spec::Kind,
+        module_id: &str,
+        replicas: u32,
+        configure: impl FnOnce(&mut xnode_node::compute::spec::DeploymentSpec),
+    ) -> xnode_registry::Entry {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let mut spec = xnode_node::compute::spec::DeploymentSpec {
+            v: xnode_node::compute::spec::DEPLOYMENT_RECORD_VERSION,
+            name: name.into(),
+            kind,
+            module: module_id.into(),
+            replicas,
+            limits: Default::default(),
+            env: Default::default(),
+            args: vec![],
+            allowed_hosts: vec![],
+            placement: Default::default(),
+            storage: None,
+            memory_reserve_mb: None,
+            owner: self.id().to_hex(),
+            created_ms: now,
+        };
+        configure(&mut spec);
+        xnode_registry::Entry::sign(
+            &self.key,
+            xnode_node::compute::spec::deployment_key(&self.id(), name),
+            Some(serde_json::to_vec(&spec).unwrap()),
+            xnode_types::Hlc::new(now, 0),
+        )
+        .unwrap()
+    }
+
+    /// A signed job record.
+    pub fn job(&self, job: &xnode_node::compute::spec::JobSpec) -> xnode_registry::Entry {
+        xnode_registry::Entry::sign(
+            &self.key,
+            xnode_node::compute::spec::job_key(&self.id(), &job.id),
+            Some(serde_json::to_vec(job).unwrap()),
+            xnode_types::Hlc::new(job.created_ms, 0),
+        )
+        .unwrap()
+    }
+}
+
+/// The bytes of an example guest from `guests/dist`.
+pub fn guest(name: &str) -> bytes::Bytes {
+    let path = format!("{}/../../guests/dist/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
+    bytes::Bytes::from(std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
+}
+
+impl Cluster {
+    /// Uploads a guest and deploys it through node `via`, then waits until every running
+    /// node knows the deployment and `replicas` replicas report running (0: don't wait).
+    pub async fn deploy(
+        &self,
+        via: usize,
+        tenant: &Tenant,
+        name: &str,
+        kind: xnode_node::compute::spec::Kind,
+        module: &str,
+        replicas: u32,
+        configure: impl FnOnce(&mut xnode_node::compute::spec::DeploymentSpec),
+    ) {
+        let compute = self.node(via).compute();
+        let id = compute.put_module(guest(module)).await.unwrap();
+        let entry = tenant.deployment(name, kind, &id, replicas, configure);
+        let (applied, _) = compute
+            .deploy(&tenant.id(), entry, Some(tenant.data_key()))
+            .await
+            .unwrap();
+        self.node(via).gossip_entry(&applied).await;
+        self.wait_until("the deployment to reach every node", Duration::from_secs(10), |c| {
+            c.running().iter().all(|&i| c.node(i).compute().deployment(name).is_some())
+        })
+        .await;
+        if kind != xnode_node::compute::spec::Kind::Job && replicas > 0 {
+            self.wait_replicas(via, name, replicas as usize, Duration::from_secs(15)).await;
+        }
+    }
+
+    /// Waits until node `observer` sees `n` replicas of `name` running on live nodes.
+    pub async fn wait_replicas(&self, observer: usize, name: &str, n: usize, timeout: Duration) -> Duration {
+        let started = std::time::Instant::now();
+        self.wait_until("replicas to run", timeout, |c| {
+            c.node(observer)
+                .compute()
+                .replicas_of(name)
+                .iter()
+                .filter(|(_, r)| r.state == "running")
+                .count()
+                == n
+        })
+        .await;
+        started.elapsed()
+    }
+}

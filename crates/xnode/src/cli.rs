@@ -74,6 +74,82 @@ pub enum Command {
         #[command(subcommand)]
         action: StorageAction,
     },
+    /// Deploy (or update) an application from its manifest: `xnode deploy app.toml`.
+    Deploy {
+        manifest: PathBuf,
+        /// Override the manifest's replica count (scale).
+        #[arg(long)]
+        replicas: Option<u32>,
+        #[command(flatten)]
+        args: StorageClientArgs,
+    },
+    /// List this tenant's deployments and the nodes running their replicas.
+    Deployments {
+        #[command(flatten)]
+        args: StorageClientArgs,
+    },
+    /// Remove a deployment.
+    Undeploy {
+        name: String,
+        #[command(flatten)]
+        args: StorageClientArgs,
+    },
+    /// Recent stdout, stderr and requests of a deployment, from every node that ran it.
+    Logs {
+        name: String,
+        /// Keep printing new lines.
+        #[arg(long, short)]
+        follow: bool,
+        #[command(flatten)]
+        args: StorageClientArgs,
+    },
+    /// Run batch jobs and read their results.
+    Job {
+        #[command(subcommand)]
+        action: JobAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobAction {
+    /// Run a job of a `job` deployment: `xnode job run transform --input input=data/in.txt`.
+    Run {
+        deployment: String,
+        /// Extra arguments for the program (after `--`).
+        #[arg(last = true)]
+        program_args: Vec<String>,
+        /// Job id [default: <deployment>-<random>].
+        #[arg(long)]
+        id: Option<String>,
+        /// Mount object BUCKET/KEY read-only at /in/NAME: `NAME=BUCKET/KEY`. Repeatable.
+        #[arg(long = "input")]
+        inputs: Vec<String>,
+        /// Bucket receiving stdout, stderr and /out files under jobs/<id>/.
+        #[arg(long, default_value = "data")]
+        output_bucket: String,
+        /// A file given to the program as standard input (at most 256 KiB).
+        #[arg(long)]
+        stdin: Option<PathBuf>,
+        /// Wait for the job to finish and print its status.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        args: StorageClientArgs,
+    },
+    /// A job's state, node, exit code, usage and outputs.
+    Status {
+        id: String,
+        #[command(flatten)]
+        args: StorageClientArgs,
+    },
+    /// Print a job's stdout (or `--file stderr`, or a file it wrote under /out).
+    Output {
+        id: String,
+        #[arg(long, default_value = "stdout")]
+        file: String,
+        #[command(flatten)]
+        args: StorageClientArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -338,6 +338,8 @@ fn print_help(nodes: &[DevNode]) {
          \x20 kill N     SIGKILL node N (a crash)      stop N   graceful stop (SIGTERM)\n\
          \x20 start N    start node N again            status   the nodes as node 1 sees them\n\
          \x20 nodes      the devnet's processes        help     this text\n\
+         \x20 slow N MS  node N's function calls take MS ms longer   heal N   undo slow and fail\n\
+         \x20 fail N R   node N fails function calls with probability R (0 to 1)\n\
          \x20 quit       stop everything (as Ctrl-C does)\n"
     );
 }
@@ -355,7 +357,12 @@ fn print_storage_help(nodes: &[DevNode], tenant_key: &Path) {
          \x20 xnode put ./README.md photos/readme.md --api {first}\n\
          \x20 xnode get photos/readme.md ./readme-copy.md --api {last}   # through another node\n\
          \x20 xnode ls photos --api {last}\n\
-         \x20 xnode storage health --api {first}\n",
+         \x20 xnode storage health --api {first}\n\
+         \nCompute (see guests/README.md for every example):\n\
+         \x20 xnode deploy guests/hello/app.toml --api {first}\n\
+         \x20 curl -s {last}/fn/hello/\n\
+         \x20 xnode deployments --api {first}\n\
+         \x20 xnode logs hello --api {first}\n",
         key = tenant_key.display()
     );
 }
@@ -477,9 +484,56 @@ async fn handle_line(
                 }
             }
         }
+        "slow" | "fail" | "heal" => {
+            let Some(i) = pick(nodes) else {
+                println!("usage: slow N MS | fail N RATE | heal N, where N is a node number from 1 to {}", nodes.len());
+                return true;
+            };
+            let value = words.next();
+            let api = nodes[i].api_url();
+            match set_handling_faults(&api, command, value).await {
+                Ok(text) => println!("node {}: {text}", nodes[i].index),
+                Err(e) => println!("error: {e:#}"),
+            }
+        }
         other => println!("unknown command {other:?}; type help"),
     }
     true
+}
+
+/// The devnet's fault switch: makes one node slow (`slow N MS`) or failing
+/// (`fail N RATE`) in its handling of function calls, or healthy again (`heal N`).
+async fn set_handling_faults(api: &str, command: &str, value: Option<&str>) -> anyhow::Result<String> {
+    let mut faults = get_json(api, "/v1/admin/faults").await?;
+    match command {
+        "slow" => {
+            let ms: u64 = value.and_then(|v| v.parse().ok()).ok_or_else(|| anyhow::anyhow!("usage: slow N MS"))?;
+            faults["handling_delay_ms"] = serde_json::json!(ms);
+        }
+        "fail" => {
+            let rate: f64 = value
+                .and_then(|v| v.parse().ok())
+                .filter(|r: &f64| (0.0..=1.0).contains(r))
+                .ok_or_else(|| anyhow::anyhow!("usage: fail N RATE, RATE between 0 and 1"))?;
+            faults["handling_error_rate"] = serde_json::json!(rate);
+        }
+        _ => {
+            faults["handling_delay_ms"] = serde_json::json!(0);
+            faults["handling_error_rate"] = serde_json::json!(0.0);
+        }
+    }
+    let response = reqwest::Client::new()
+        .put(format!("{api}/v1/admin/faults"))
+        .json(&faults)
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        anyhow::bail!("the node refused: {}", response.text().await.unwrap_or_default());
+    }
+    Ok(format!(
+        "function calls now take {} ms more and fail with probability {}",
+        faults["handling_delay_ms"], faults["handling_error_rate"]
+    ))
 }
 
 async fn stop_all(nodes: &mut [DevNode]) {

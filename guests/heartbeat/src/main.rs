@@ -6,7 +6,9 @@
 //! `heartbeat count=n unix_ms=..` to stdout.
 //!
 //! If `CRASH_AFTER=k` is set it exits with code 3 once `count` reaches `k`
-//! (used to test restart-with-backoff).  `HEARTBEAT_FILE` overrides the path.
+//! (used to test restart-with-backoff), and `EXIT_AFTER=k` makes it exit 0
+//! at count `k` (a finite job that takes `k` intervals).  `HEARTBEAT_FILE`
+//! overrides the path.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -22,6 +24,9 @@ fn main() -> ExitCode {
         .unwrap_or(2.0);
     let interval = Duration::from_secs_f64(interval);
     let crash_after: Option<u64> = std::env::var("CRASH_AFTER")
+        .ok()
+        .and_then(|v| v.trim().parse().ok());
+    let exit_after: Option<u64> = std::env::var("EXIT_AFTER")
         .ok()
         .and_then(|v| v.trim().parse().ok());
     let file = std::env::var("HEARTBEAT_FILE").unwrap_or_else(|_| "/out/heartbeat.json".into());
@@ -45,6 +50,9 @@ fn main() -> ExitCode {
         if crash_after.is_some_and(|k| count >= k) {
             eprintln!("heartbeat: CRASH_AFTER={} reached, exiting with code 3", count);
             return ExitCode::from(3);
+        }
+        if exit_after.is_some_and(|k| count >= k) {
+            return ExitCode::SUCCESS;
         }
         std::thread::sleep(interval);
     }

@@ -173,7 +173,10 @@ impl Compute {
             let retries = retries as u32;
             if *node == self.node_id {
                 let span = TraceContext::new_span();
-                match self.invoke_local(&deployment, &call, &span, None).await {
+                let started = Instant::now();
+                let result = self.invoke_local(&deployment, &call, &span, None).await;
+                self.note_forward(name, *node, started.elapsed(), !matches!(result, Err((_, false))));
+                match result {
                     Ok(mut answer) => {
                         answer.retries = retries;
                         return Ok(answer);
@@ -313,6 +316,20 @@ impl Compute {
         forwarded_from: Option<NodeId>,
     ) -> Result<FnAnswer, (ComputeOpError, bool)> {
         let spec = &deployment.spec;
+        let (delay, error_rate) = self.handling_faults();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if error_rate > 0.0 && rand::random::<f64>() < error_rate {
+            return Err((
+                ComputeOpError::Guest {
+                    status: 503,
+                    code: "injected_fault".into(),
+                    message: format!("node {} failed the call (fault injection)", self.node_id),
+                },
+                false,
+            ));
+        }
         let module = self.http_module(deployment).await.map_err(|e| (e, false))?;
         let outbound: Arc<dyn Outbound> = match &spec.storage {
             Some(_) => match self.grant(&deployment.owner, &spec.name).await {

@@ -139,6 +139,8 @@ pub struct Compute {
     /// Wakes the reconciler early.
     pub(crate) wake: tokio::sync::Notify,
     pub(crate) shutdown: CancellationToken,
+    /// Fault injection: (extra delay, failure probability) of function calls run here.
+    handling_faults: Mutex<(Duration, f64)>,
 }
 
 impl std::fmt::Debug for Compute {
@@ -201,6 +203,7 @@ impl Compute {
             round_robin: AtomicU64::new(0),
             wake: tokio::sync::Notify::new(),
             shutdown,
+            handling_faults: Mutex::new((Duration::ZERO, 0.0)),
         });
         compute.refresh_deployments();
         // Deployed modules are chunks outside any object: keep them from garbage collection.
@@ -216,6 +219,14 @@ impl Compute {
                 .unwrap_or_default()
         }));
         Ok(compute)
+    }
+
+    pub fn set_handling_faults(&self, delay: Duration, error_rate: f64) {
+        *crate::lock(&self.handling_faults) = (delay, error_rate.clamp(0.0, 1.0));
+    }
+
+    pub fn handling_faults(&self) -> (Duration, f64) {
+        *crate::lock(&self.handling_faults)
     }
 
     pub fn engine(&self) -> &Engine {
