@@ -21,8 +21,14 @@ use crate::storage_routes::{AppState, SignedBucketChange, json_body, tenant_of};
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/modules", post(put_module))
-        .route("/v1/deployments", get(list_deployments).post(create_deployment))
-        .route("/v1/deployments/{name}", get(get_deployment).delete(delete_deployment))
+        .route(
+            "/v1/deployments",
+            get(list_deployments).post(create_deployment),
+        )
+        .route(
+            "/v1/deployments/{name}",
+            get(get_deployment).delete(delete_deployment),
+        )
         .route("/v1/deployments/{name}/logs", get(deployment_logs))
         .route("/v1/jobs", post(create_job))
         .route("/v1/jobs/{id}", get(get_job))
@@ -40,8 +46,14 @@ impl From<ComputeOpError> for ApiError {
             ComputeOpError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ComputeOpError::AccessDenied(_) => (StatusCode::FORBIDDEN, "access_denied"),
             ComputeOpError::NameTaken(_) => (StatusCode::CONFLICT, "deployment_name_taken"),
-            ComputeOpError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "no_replica_available"),
-            ComputeOpError::Guest { status, code, message } => {
+            ComputeOpError::Unavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "no_replica_available")
+            }
+            ComputeOpError::Guest {
+                status,
+                code,
+                message,
+            } => {
                 return ApiError::Compute {
                     status: StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
                     code: code.clone(),
@@ -49,7 +61,9 @@ impl From<ComputeOpError> for ApiError {
                 };
             }
             ComputeOpError::Storage(inner) => {
-                return ApiError::from(xnode_node::storage::StorageError::Internal(inner.to_string()));
+                return ApiError::from(xnode_node::storage::StorageError::Internal(
+                    inner.to_string(),
+                ));
             }
             ComputeOpError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
@@ -71,11 +85,19 @@ pub struct ModuleView {
 
 #[utoipa::path(post, path = "/v1/modules", request_body(content = Vec<u8>, content_type = "application/wasm"),
     responses((status = 201, body = ModuleView), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody)))]
-pub(crate) async fn put_module(State(state): State<AppState>, req: Request) -> Result<(StatusCode, Json<ModuleView>), ApiError> {
+pub(crate) async fn put_module(
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<(StatusCode, Json<ModuleView>), ApiError> {
     tenant_of(&state, req.method(), req.uri(), req.headers())?;
     let bytes = axum::body::to_bytes(req.into_body(), spec::MAX_MODULE_BYTES + 1)
         .await
-        .map_err(|_| ApiError::BadRequest(format!("a module may have at most {} MiB", spec::MAX_MODULE_BYTES >> 20)))?;
+        .map_err(|_| {
+            ApiError::BadRequest(format!(
+                "a module may have at most {} MiB",
+                spec::MAX_MODULE_BYTES >> 20
+            ))
+        })?;
     let size = bytes.len();
     let module = state.node.compute().put_module(bytes).await?;
     Ok((StatusCode::CREATED, Json(ModuleView { module, size })))
@@ -115,7 +137,11 @@ fn deployment_view(state: &AppState, d: &Deployment) -> DeploymentView {
     let degraded = compute.degraded_nodes(&d.spec.name);
     let placement = match d.spec.kind {
         spec::Kind::Job => Vec::new(),
-        _ => compute.place(&d.spec).iter().map(|n| n.to_string()).collect(),
+        _ => compute
+            .place(&d.spec)
+            .iter()
+            .map(|n| n.to_string())
+            .collect(),
     };
     DeploymentView {
         name: d.spec.name.clone(),
@@ -141,7 +167,10 @@ fn deployment_view(state: &AppState, d: &Deployment) -> DeploymentView {
 }
 
 #[utoipa::path(get, path = "/v1/deployments", responses((status = 200, body = [DeploymentView]), (status = 401, body = crate::error::ErrorBody)))]
-pub(crate) async fn list_deployments(State(state): State<AppState>, req: Request) -> Result<Json<Vec<DeploymentView>>, ApiError> {
+pub(crate) async fn list_deployments(
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<Json<Vec<DeploymentView>>, ApiError> {
     let tenant = tenant_of(&state, req.method(), req.uri(), req.headers())?;
     Ok(Json(
         state
@@ -156,7 +185,10 @@ pub(crate) async fn list_deployments(State(state): State<AppState>, req: Request
 }
 
 #[utoipa::path(get, path = "/v1/deployments/{name}", params(("name" = String, Path)), responses((status = 200, body = DeploymentView), (status = 404, body = crate::error::ErrorBody)))]
-pub(crate) async fn get_deployment(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<DeploymentView>, ApiError> {
+pub(crate) async fn get_deployment(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<DeploymentView>, ApiError> {
     let d = state
         .node
         .compute()
@@ -165,7 +197,11 @@ pub(crate) async fn get_deployment(State(state): State<AppState>, Path(name): Pa
     Ok(Json(deployment_view(&state, &d)))
 }
 
-fn entry_from(key: String, tenant: PublicKeyBytes, change: SignedBucketChange) -> Result<Entry, ApiError> {
+fn entry_from(
+    key: String,
+    tenant: PublicKeyBytes,
+    change: SignedBucketChange,
+) -> Result<Entry, ApiError> {
     let signature = xnode_types::request_auth::parse_signature(&change.signature)
         .ok_or_else(|| ApiError::BadRequest("signature must be 64 bytes of hex".into()))?;
     Ok(Entry {
@@ -179,7 +215,10 @@ fn entry_from(key: String, tenant: PublicKeyBytes, change: SignedBucketChange) -
 
 #[utoipa::path(post, path = "/v1/deployments", request_body = SignedBucketChange,
     responses((status = 201, body = DeploymentView), (status = 400, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
-pub(crate) async fn create_deployment(State(state): State<AppState>, req: Request) -> Result<(StatusCode, Json<DeploymentView>), ApiError> {
+pub(crate) async fn create_deployment(
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<(StatusCode, Json<DeploymentView>), ApiError> {
     let tenant = tenant_of(&state, req.method(), req.uri(), req.headers())?;
     let key = data_key(req.headers()).ok();
     let change: SignedBucketChange = json_body(req).await?;
@@ -202,7 +241,11 @@ pub(crate) async fn create_deployment(State(state): State<AppState>, req: Reques
 
 #[utoipa::path(delete, path = "/v1/deployments/{name}", params(("name" = String, Path)), request_body = SignedBucketChange,
     responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
-pub(crate) async fn delete_deployment(State(state): State<AppState>, Path(name): Path<String>, req: Request) -> Result<StatusCode, ApiError> {
+pub(crate) async fn delete_deployment(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Result<StatusCode, ApiError> {
     let tenant = tenant_of(&state, req.method(), req.uri(), req.headers())?;
     let change: SignedBucketChange = json_body(req).await?;
     if change.record.is_some() {
@@ -225,7 +268,10 @@ pub(crate) async fn deployment_logs(
     let compute = state.node.compute();
     match compute.deployment(&name) {
         Some(d) if d.owner != tenant => {
-            return Err(ComputeOpError::AccessDenied(format!("deployment {name:?} belongs to another tenant")).into());
+            return Err(ComputeOpError::AccessDenied(format!(
+                "deployment {name:?} belongs to another tenant"
+            ))
+            .into());
         }
         _ => {}
     }
@@ -249,7 +295,10 @@ pub struct JobView {
 
 #[utoipa::path(post, path = "/v1/jobs", request_body = SignedBucketChange,
     responses((status = 201, body = JobView), (status = 400, body = crate::error::ErrorBody)))]
-pub(crate) async fn create_job(State(state): State<AppState>, req: Request) -> Result<(StatusCode, Json<JobView>), ApiError> {
+pub(crate) async fn create_job(
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
     let tenant = tenant_of(&state, req.method(), req.uri(), req.headers())?;
     let key = data_key(req.headers())?;
     let change: SignedBucketChange = json_body(req).await?;
@@ -291,9 +340,17 @@ fn job_view(state: &AppState, tenant: &PublicKeyBytes, job: &JobSpec) -> JobView
 }
 
 #[utoipa::path(get, path = "/v1/jobs/{id}", params(("id" = String, Path)), responses((status = 200, body = JobView), (status = 404, body = crate::error::ErrorBody)))]
-pub(crate) async fn get_job(State(state): State<AppState>, Path(id): Path<String>, req: Request) -> Result<Json<JobView>, ApiError> {
+pub(crate) async fn get_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Json<JobView>, ApiError> {
     let tenant = tenant_of(&state, req.method(), req.uri(), req.headers())?;
-    let job = state.node.compute().job(&tenant, &id).ok_or(ComputeOpError::NoSuchJob(id))?;
+    let job = state
+        .node
+        .compute()
+        .job(&tenant, &id)
+        .ok_or(ComputeOpError::NoSuchJob(id))?;
     Ok(Json(job_view(&state, &tenant, &job)))
 }
 
@@ -321,7 +378,10 @@ pub(crate) async fn job_output(
     let file = query.file.unwrap_or_else(|| "stdout".into());
     let object = match file.as_str() {
         "stdout" | "stderr" => format!("jobs/{id}/{file}"),
-        other => format!("jobs/{id}/out/{}", other.trim_start_matches("/out/").trim_start_matches('/')),
+        other => format!(
+            "jobs/{id}/out/{}",
+            other.trim_start_matches("/out/").trim_start_matches('/')
+        ),
     };
     let read = state
         .node
@@ -329,9 +389,10 @@ pub(crate) async fn job_output(
         .get_object(&tenant, &job.output_bucket, &object, &key, None)
         .await?;
     let mut response = Response::new(Body::from_stream(read.body));
-    response
-        .headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/octet-stream"));
+    response.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/octet-stream"),
+    );
     Ok(response)
 }
 
@@ -339,7 +400,10 @@ pub(crate) async fn job_output(
 #[derive(Clone, Copy, Debug)]
 pub struct FunctionFuel(pub u64);
 
-pub(crate) async fn function(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+pub(crate) async fn function(
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<Response, ApiError> {
     let path = req.uri().path().to_owned();
     let rest = path.strip_prefix("/fn/").unwrap_or("");
     let (name, _) = rest.split_once('/').unwrap_or((rest, ""));
@@ -349,15 +413,22 @@ pub(crate) async fn function(State(state): State<AppState>, req: Request) -> Res
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| path.clone());
-    let trace = TraceContext::from_header(req.headers().get("traceparent").and_then(|v| v.to_str().ok()));
+    let trace = TraceContext::from_header(
+        req.headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok()),
+    );
     let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, MAX_REQUEST_BODY).await.map_err(|_| {
-        ApiError::Compute {
+    let body = axum::body::to_bytes(body, MAX_REQUEST_BODY)
+        .await
+        .map_err(|_| ApiError::Compute {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             code: "request_too_large".into(),
-            message: format!("a function request body may have at most {} MiB", MAX_REQUEST_BODY >> 20),
-        }
-    })?;
+            message: format!(
+                "a function request body may have at most {} MiB",
+                MAX_REQUEST_BODY >> 20
+            ),
+        })?;
     let trace_id = trace.trace_id.clone();
     let call = FnCall {
         method: parts.method,
@@ -376,7 +447,9 @@ pub(crate) async fn function(State(state): State<AppState>, req: Request) -> Res
         Ok(a) => a,
         Err(e) => {
             let mut response = ApiError::from(e).into_response();
-            if let Ok(v) = HeaderValue::from_str(&format!("00-{trace_id}-{}-01", TraceContext::new_span())) {
+            if let Ok(v) =
+                HeaderValue::from_str(&format!("00-{trace_id}-{}-01", TraceContext::new_span()))
+            {
                 response.headers_mut().insert("traceparent", v);
             }
             return Ok(response);

@@ -304,6 +304,9 @@ async fn put_faults(
     };
     node.set_faults(rules).await?;
     node.set_corrupt_served_chunks(view.corrupt_chunks)?;
-    node.set_handling_faults(Duration::from_millis(view.handling_delay_ms), view.handling_error_rate)?;
+    node.set_handling_faults(
+        Duration::from_millis(view.handling_delay_ms),
+        view.handling_error_rate,
+    )?;
     Ok(Json(view))
 }

@@ -11,10 +11,10 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
+use crate::ComputeError;
 use crate::engine::{CommandModule, Engine};
 use crate::limits::{Guard, Limits, Usage};
 use crate::output::OutputCapture;
-use crate::ComputeError;
 
 /// A host directory shown to the guest at `guest_path`.
 #[derive(Debug, Clone)]
@@ -74,7 +74,10 @@ impl Engine {
             bytes_in,
             ..Usage::default()
         };
-        let exit = match self.run_command_inner(module, spec, cancel, &mut usage).await {
+        let exit = match self
+            .run_command_inner(module, spec, cancel, &mut usage)
+            .await
+        {
             Ok(exit) => exit,
             Err(e) => ExitReason::Failed(e),
         };
@@ -83,10 +86,14 @@ impl Engine {
         let exit = match exit {
             // A program that could not write its output usually fails in its own way;
             // the real reason is the limit.
-            ExitReason::Exited(code) if code != 0 && (stdout.overflowed() || stderr.overflowed()) => {
+            ExitReason::Exited(code)
+                if code != 0 && (stdout.overflowed() || stderr.overflowed()) =>
+            {
                 ExitReason::Failed(ComputeError::OutputTooLarge(spec_limit(&stdout, &stderr)))
             }
-            ExitReason::Failed(ComputeError::Trap(_)) if stdout.overflowed() || stderr.overflowed() => {
+            ExitReason::Failed(ComputeError::Trap(_))
+                if stdout.overflowed() || stderr.overflowed() =>
+            {
                 ExitReason::Failed(ComputeError::OutputTooLarge(spec_limit(&stdout, &stderr)))
             }
             other => other,

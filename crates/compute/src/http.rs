@@ -121,12 +121,11 @@ impl WasiHttpHooks for Hooks {
                 let (status, body) = outbound.store(parts.method, path, body).await;
                 let response = http::Response::builder()
                     .status(status)
-                    .body(
-                        Full::new(body).map_err(never_fails).boxed_unsync(),
-                    )
+                    .body(Full::new(body).map_err(never_fails).boxed_unsync())
                     .map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))?;
-                let done: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send> =
-                    Box::new(async { Ok(()) });
+                let done: Box<
+                    dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send,
+                > = Box::new(async { Ok(()) });
                 Ok((response, done))
             });
         }
@@ -252,7 +251,11 @@ impl Engine {
             let guard = &store.data().guard;
             let explained = result.as_ref().err().map(|e| guard.explain(e));
             drop(permit);
-            (explained, limits.fuel.saturating_sub(fuel_left), guard.peak_memory)
+            (
+                explained,
+                limits.fuel.saturating_sub(fuel_left),
+                guard.peak_memory,
+            )
         });
         let guest_abort = guest.abort_handle();
         // The guard stops a running guest at its deadline; this outer bound also covers a
@@ -309,7 +312,9 @@ impl Engine {
                 usage.peak_memory_bytes = peak;
                 match (read_result, explained) {
                     (Ok(response), _) => Ok(response),
-                    (Err(ComputeError::OutputTooLarge(n)), _) => Err(ComputeError::OutputTooLarge(n)),
+                    (Err(ComputeError::OutputTooLarge(n)), _) => {
+                        Err(ComputeError::OutputTooLarge(n))
+                    }
                     // The guest's own failure explains a missing response best.
                     (Err(_), Some(reason)) => Err(reason),
                     (Err(e), None) => Err(e),

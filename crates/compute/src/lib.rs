@@ -12,7 +12,7 @@ mod limits;
 mod output;
 
 pub use command::{CommandOutcome, CommandSpec, ExitReason, Mount};
-pub use engine::{Engine, EngineConfig, HttpModule, CommandModule, ModuleId};
+pub use engine::{CommandModule, Engine, EngineConfig, HttpModule, ModuleId};
 pub use http::{FnRequest, FnResponse, HttpInvocation};
 pub use limits::{Limits, Usage};
 pub use output::OutputCapture;

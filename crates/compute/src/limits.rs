@@ -74,7 +74,10 @@ impl Guard {
     pub fn explain(&self, error: &wasmtime::Error) -> ComputeError {
         if self.timed_out {
             return ComputeError::Timeout(
-                self.limits.timeout.map(|t| t.as_millis() as u64).unwrap_or(0),
+                self.limits
+                    .timeout
+                    .map(|t| t.as_millis() as u64)
+                    .unwrap_or(0),
             );
         }
         if self.memory_refused {
@@ -84,7 +87,10 @@ impl Guard {
             Some(wasmtime::Trap::OutOfFuel) => ComputeError::OutOfFuel(self.limits.fuel),
             Some(wasmtime::Trap::StackOverflow) => ComputeError::StackOverflow,
             Some(wasmtime::Trap::Interrupt) => ComputeError::Timeout(
-                self.limits.timeout.map(|t| t.as_millis() as u64).unwrap_or(0),
+                self.limits
+                    .timeout
+                    .map(|t| t.as_millis() as u64)
+                    .unwrap_or(0),
             ),
             Some(trap) => ComputeError::Trap(trap.to_string()),
             None => ComputeError::Trap(format!("{error:#}")),

@@ -6,12 +6,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use xnode_compute::{
-    CommandSpec, ComputeError, Engine, EngineConfig, ExitReason, FnRequest, HttpInvocation,
-    Limits, Mount, NoStorage, OutputCapture,
+    CommandSpec, ComputeError, Engine, EngineConfig, ExitReason, FnRequest, HttpInvocation, Limits,
+    Mount, NoStorage, OutputCapture,
 };
 
 fn guest(name: &str) -> Bytes {
-    let path = format!("{}/../../guests/dist/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../guests/dist/{name}.wasm",
+        env!("CARGO_MANIFEST_DIR")
+    );
     Bytes::from(std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
 }
 
@@ -84,38 +87,76 @@ async fn hostile_guests_are_stopped_with_a_reason() {
     };
     let started = Instant::now();
     let spin = engine.http_module(guest("spin")).await.unwrap();
-    let out = engine.invoke_http(&spin, &invocation(limits), get("/")).await;
-    assert!(matches!(out.result, Err(ComputeError::Timeout(500))), "{:?}", out.result);
+    let out = engine
+        .invoke_http(&spin, &invocation(limits), get("/"))
+        .await;
+    assert!(
+        matches!(out.result, Err(ComputeError::Timeout(500))),
+        "{:?}",
+        out.result
+    );
     assert!(started.elapsed() < Duration::from_secs(3));
 
     let fuel_limited = Limits {
         fuel: 10_000_000,
         ..limits
     };
-    let out = engine.invoke_http(&spin, &invocation(fuel_limited), get("/")).await;
-    assert!(matches!(out.result, Err(ComputeError::OutOfFuel(_))), "{:?}", out.result);
+    let out = engine
+        .invoke_http(&spin, &invocation(fuel_limited), get("/"))
+        .await;
+    assert!(
+        matches!(out.result, Err(ComputeError::OutOfFuel(_))),
+        "{:?}",
+        out.result
+    );
 
     let bomb = engine.http_module(guest("membomb")).await.unwrap();
-    let out = engine.invoke_http(&bomb, &invocation(limits), get("/")).await;
-    assert!(matches!(out.result, Err(ComputeError::OutOfMemory(32))), "{:?}", out.result);
+    let out = engine
+        .invoke_http(&bomb, &invocation(limits), get("/"))
+        .await;
+    assert!(
+        matches!(out.result, Err(ComputeError::OutOfMemory(32))),
+        "{:?}",
+        out.result
+    );
 
     let recurse = engine.http_module(guest("recurse")).await.unwrap();
-    let out = engine.invoke_http(&recurse, &invocation(limits), get("/")).await;
-    assert!(matches!(out.result, Err(ComputeError::StackOverflow)), "{:?}", out.result);
+    let out = engine
+        .invoke_http(&recurse, &invocation(limits), get("/"))
+        .await;
+    assert!(
+        matches!(out.result, Err(ComputeError::StackOverflow)),
+        "{:?}",
+        out.result
+    );
 
     let bigout = engine.http_module(guest("bigout")).await.unwrap();
-    let out = engine.invoke_http(&bigout, &invocation(limits), get("/")).await;
-    assert!(matches!(out.result, Err(ComputeError::OutputTooLarge(_))), "{:?}", out.result);
+    let out = engine
+        .invoke_http(&bigout, &invocation(limits), get("/"))
+        .await;
+    assert!(
+        matches!(out.result, Err(ComputeError::OutputTooLarge(_))),
+        "{:?}",
+        out.result
+    );
 
     let fetch = engine.http_module(guest("forbidden-fetch")).await.unwrap();
-    let out = engine.invoke_http(&fetch, &invocation(limits), get("/")).await;
+    let out = engine
+        .invoke_http(&fetch, &invocation(limits), get("/"))
+        .await;
     let response = out.result.unwrap();
     assert_eq!(response.status, 502);
-    assert!(String::from_utf8_lossy(&response.body).contains("HttpRequestDenied"), "{:?}", response.body);
+    assert!(
+        String::from_utf8_lossy(&response.body).contains("HttpRequestDenied"),
+        "{:?}",
+        response.body
+    );
 
     // The engine still serves ordinary functions afterwards.
     let hello = engine.http_module(guest("hello")).await.unwrap();
-    let out = engine.invoke_http(&hello, &invocation(limits), get("/")).await;
+    let out = engine
+        .invoke_http(&hello, &invocation(limits), get("/"))
+        .await;
     assert_eq!(out.result.unwrap().status, 200);
 }
 
@@ -135,16 +176,33 @@ async fn a_job_transforms_its_input_into_output_files() {
         env: vec![],
         stdin: Bytes::new(),
         mounts: vec![
-            Mount { host_path: input, guest_path: "/in".into(), writable: false },
-            Mount { host_path: output.clone(), guest_path: "/out".into(), writable: true },
+            Mount {
+                host_path: input,
+                guest_path: "/in".into(),
+                writable: false,
+            },
+            Mount {
+                host_path: output.clone(),
+                guest_path: "/out".into(),
+                writable: true,
+            },
         ],
         limits: Limits::default(),
         stdout: stdout.clone(),
         stderr: OutputCapture::new(1 << 20, 1 << 20),
     };
-    let outcome = engine.run_command(&module, spec, CancellationToken::new()).await;
-    assert!(matches!(outcome.exit, ExitReason::Exited(0)), "{:?}", outcome.exit);
-    assert_eq!(std::fs::read_to_string(output.join("output.txt")).unwrap(), "HELLO\nWORLD\n");
+    let outcome = engine
+        .run_command(&module, spec, CancellationToken::new())
+        .await;
+    assert!(
+        matches!(outcome.exit, ExitReason::Exited(0)),
+        "{:?}",
+        outcome.exit
+    );
+    assert_eq!(
+        std::fs::read_to_string(output.join("output.txt")).unwrap(),
+        "HELLO\nWORLD\n"
+    );
     assert!(!stdout.contents().is_empty());
 }
 
@@ -167,23 +225,42 @@ async fn hostile_jobs_fail_with_a_reason() {
         stderr: OutputCapture::new(limits.max_output_bytes, 64 << 10),
     };
     let spin = engine.command_module(guest("job-spin")).await.unwrap();
-    let outcome = engine.run_command(&spin, spec(limits), CancellationToken::new()).await;
-    assert!(matches!(outcome.exit, ExitReason::Failed(ComputeError::Timeout(500))), "{:?}", outcome.exit);
+    let outcome = engine
+        .run_command(&spin, spec(limits), CancellationToken::new())
+        .await;
+    assert!(
+        matches!(outcome.exit, ExitReason::Failed(ComputeError::Timeout(500))),
+        "{:?}",
+        outcome.exit
+    );
 
     let big = engine.command_module(guest("job-bigout")).await.unwrap();
-    let outcome = engine.run_command(&big, spec(limits), CancellationToken::new()).await;
+    let outcome = engine
+        .run_command(&big, spec(limits), CancellationToken::new())
+        .await;
     assert!(
-        matches!(outcome.exit, ExitReason::Failed(ComputeError::OutputTooLarge(_)) | ExitReason::Failed(ComputeError::Timeout(_))),
+        matches!(
+            outcome.exit,
+            ExitReason::Failed(ComputeError::OutputTooLarge(_))
+                | ExitReason::Failed(ComputeError::Timeout(_))
+        ),
         "{:?}",
         outcome.exit
     );
 
     let cancel = CancellationToken::new();
-    let no_timeout = Limits { timeout: None, ..limits };
+    let no_timeout = Limits {
+        timeout: None,
+        ..limits
+    };
     let run = engine.run_command(&spin, spec(no_timeout), cancel.clone());
     let (outcome, ()) = tokio::join!(run, async {
         tokio::time::sleep(Duration::from_millis(200)).await;
         cancel.cancel();
     });
-    assert!(matches!(outcome.exit, ExitReason::Cancelled), "{:?}", outcome.exit);
+    assert!(
+        matches!(outcome.exit, ExitReason::Cancelled),
+        "{:?}",
+        outcome.exit
+    );
 }

@@ -502,7 +502,11 @@ impl Node {
     }
 
     /// Makes this node slow or failing in its handling of function calls (drills).
-    pub fn set_handling_faults(&self, delay: std::time::Duration, error_rate: f64) -> Result<(), NodeError> {
+    pub fn set_handling_faults(
+        &self,
+        delay: std::time::Duration,
+        error_rate: f64,
+    ) -> Result<(), NodeError> {
         if !self.inner.config.enable_fault_injection {
             return Err(NodeError::FaultInjectionDisabled);
         }

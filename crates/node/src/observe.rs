@@ -202,7 +202,10 @@ impl Node {
             .iter()
             .filter_map(|(name, ms)| {
                 let totals = view.window(*ms, now, |_| true);
-                totals.scopes.get(scope).map(|s| ((*name).to_owned(), report(s, *ms)))
+                totals
+                    .scopes
+                    .get(scope)
+                    .map(|s| ((*name).to_owned(), report(s, *ms)))
             })
             .collect();
         let mut nodes = Vec::new();

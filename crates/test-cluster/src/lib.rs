@@ -523,7 +523,10 @@ impl Tenant {
 
 /// The bytes of an example guest from `guests/dist`.
 pub fn guest(name: &str) -> bytes::Bytes {
-    let path = format!("{}/../../guests/dist/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../guests/dist/{name}.wasm",
+        env!("CARGO_MANIFEST_DIR")
+    );
     bytes::Bytes::from(std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
 }
 
@@ -548,17 +551,30 @@ impl Cluster {
             .await
             .unwrap();
         self.node(via).gossip_entry(&applied).await;
-        self.wait_until("the deployment to reach every node", Duration::from_secs(10), |c| {
-            c.running().iter().all(|&i| c.node(i).compute().deployment(name).is_some())
-        })
+        self.wait_until(
+            "the deployment to reach every node",
+            Duration::from_secs(10),
+            |c| {
+                c.running()
+                    .iter()
+                    .all(|&i| c.node(i).compute().deployment(name).is_some())
+            },
+        )
         .await;
         if kind != xnode_node::compute::spec::Kind::Job && replicas > 0 {
-            self.wait_replicas(via, name, replicas as usize, Duration::from_secs(15)).await;
+            self.wait_replicas(via, name, replicas as usize, Duration::from_secs(15))
+                .await;
         }
     }
 
     /// Waits until node `observer` sees `n` replicas of `name` running on live nodes.
-    pub async fn wait_replicas(&self, observer: usize, name: &str, n: usize, timeout: Duration) -> Duration {
+    pub async fn wait_replicas(
+        &self,
+        observer: usize,
+        name: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Duration {
         let started = std::time::Instant::now();
         self.wait_until("replicas to run", timeout, |c| {
             c.node(observer)

@@ -7,7 +7,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use xnode_node::compute::spec::{JOB_RECORD_VERSION, JobInput, JobSpec, Kind, RunState, StorageSpec};
+use xnode_node::compute::spec::{
+    JOB_RECORD_VERSION, JobInput, JobSpec, Kind, RunState, StorageSpec,
+};
 use xnode_test_cluster::{Cluster, Tenant};
 
 fn http() -> reqwest::Client {
@@ -28,7 +30,9 @@ fn now_ms() -> u64 {
 async fn a_function_answers_through_every_node_and_survives_a_replica_crash() {
     let mut cluster = Cluster::start(5).await;
     let tenant = Tenant::new();
-    cluster.deploy(0, &tenant, "hello", Kind::Http, "hello", 2, |_| {}).await;
+    cluster
+        .deploy(0, &tenant, "hello", Kind::Http, "hello", 2, |_| {})
+        .await;
     let client = http();
     for i in 0..5 {
         let response = client
@@ -74,12 +78,19 @@ async fn a_function_answers_through_every_node_and_survives_a_replica_crash() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     cluster.crash(victim).await;
     let crashed_at = Instant::now();
-    cluster.wait_replicas(gateway, "hello", 2, Duration::from_secs(5)).await;
+    cluster
+        .wait_replicas(gateway, "hello", 2, Duration::from_secs(5))
+        .await;
     let restored = crashed_at.elapsed();
     let (gap, ok) = load.await.unwrap();
-    println!("longest gap without a successful response: {gap:?}; {ok} successes; two replicas again after {restored:?}");
+    println!(
+        "longest gap without a successful response: {gap:?}; {ok} successes; two replicas again after {restored:?}"
+    );
     assert!(gap <= Duration::from_secs(3), "gap {gap:?}");
-    assert!(restored <= Duration::from_secs(5), "replicas restored after {restored:?}");
+    assert!(
+        restored <= Duration::from_secs(5),
+        "replicas restored after {restored:?}"
+    );
 
     // The deployment view lists the nodes running it.
     let view: Value = client
@@ -98,14 +109,22 @@ async fn a_function_answers_through_every_node_and_survives_a_replica_crash() {
 async fn hostile_functions_fail_clearly_and_the_node_keeps_serving() {
     let cluster = Cluster::start(3).await;
     let tenant = Tenant::new();
-    cluster.deploy(0, &tenant, "hello", Kind::Http, "hello", 3, |_| {}).await;
+    cluster
+        .deploy(0, &tenant, "hello", Kind::Http, "hello", 3, |_| {})
+        .await;
     let limits = |s: &mut xnode_node::compute::spec::DeploymentSpec| {
         s.limits.timeout_ms = Some(1000);
         s.limits.memory_mb = Some(32);
         s.limits.max_output_kb = Some(1024);
     };
-    for (name, module) in [("membomb", "membomb"), ("recurse", "recurse"), ("bigout", "bigout")] {
-        cluster.deploy(0, &tenant, name, Kind::Http, module, 3, limits).await;
+    for (name, module) in [
+        ("membomb", "membomb"),
+        ("recurse", "recurse"),
+        ("bigout", "bigout"),
+    ] {
+        cluster
+            .deploy(0, &tenant, name, Kind::Http, module, 3, limits)
+            .await;
     }
     // Unlimited fuel, so that the wall-clock limit is what stops it.
     cluster
@@ -114,8 +133,22 @@ async fn hostile_functions_fail_clearly_and_the_node_keeps_serving() {
             s.limits.fuel = Some(u64::MAX / 2);
         })
         .await;
-    cluster.deploy(0, &tenant, "burner", Kind::Http, "spin", 3, |s| s.limits.fuel = Some(50_000_000)).await;
-    cluster.deploy(0, &tenant, "fetch", Kind::Http, "forbidden-fetch", 3, limits).await;
+    cluster
+        .deploy(0, &tenant, "burner", Kind::Http, "spin", 3, |s| {
+            s.limits.fuel = Some(50_000_000)
+        })
+        .await;
+    cluster
+        .deploy(
+            0,
+            &tenant,
+            "fetch",
+            Kind::Http,
+            "forbidden-fetch",
+            3,
+            limits,
+        )
+        .await;
     let client = http();
     let base = cluster.api_url(1).to_owned();
     for (name, status, code) in [
@@ -126,23 +159,49 @@ async fn hostile_functions_fail_clearly_and_the_node_keeps_serving() {
         ("bigout", 502, "output_too_large"),
     ] {
         let started = Instant::now();
-        let response = client.get(format!("{base}/fn/{name}/")).send().await.unwrap();
+        let response = client
+            .get(format!("{base}/fn/{name}/"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), status, "{name}");
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], code, "{name}: {body}");
-        assert!(started.elapsed() < Duration::from_secs(5), "{name} took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{name} took {:?}",
+            started.elapsed()
+        );
     }
-    let response = client.get(format!("{base}/fn/fetch/")).send().await.unwrap();
+    let response = client
+        .get(format!("{base}/fn/fetch/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 502);
     assert!(response.text().await.unwrap().contains("HttpRequestDenied"));
-    let response = client.get(format!("{base}/fn/hello/")).send().await.unwrap();
+    let response = client
+        .get(format!("{base}/fn/hello/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
-    let response = client.get(format!("{base}/fn/nothing-here/")).send().await.unwrap();
+    let response = client
+        .get(format!("{base}/fn/nothing-here/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
     cluster.shutdown().await;
 }
 
-async fn wait_job(cluster: &Cluster, via: usize, tenant: &Tenant, id: &str, timeout: Duration) -> Vec<xnode_node::compute::spec::JobRun> {
+async fn wait_job(
+    cluster: &Cluster,
+    via: usize,
+    tenant: &Tenant,
+    id: &str,
+    timeout: Duration,
+) -> Vec<xnode_node::compute::spec::JobRun> {
     cluster
         .wait_until("the job to finish", timeout, |c| {
             c.node(via)
@@ -160,25 +219,42 @@ async fn a_job_transforms_an_object_and_a_killed_job_reruns_elsewhere() {
     let mut cluster = Cluster::start(4).await;
     let tenant = Tenant::new();
     cluster.create_bucket(0, &tenant, "data").await;
-    cluster.put(0, &tenant, "data", "in.txt", b"hello\nworld\n").await.unwrap();
-    cluster.deploy(0, &tenant, "transform", Kind::Job, "transform", 1, |_| {}).await;
+    cluster
+        .put(0, &tenant, "data", "in.txt", b"hello\nworld\n")
+        .await
+        .unwrap();
+    cluster
+        .deploy(0, &tenant, "transform", Kind::Job, "transform", 1, |_| {})
+        .await;
     let job = JobSpec {
         v: JOB_RECORD_VERSION,
         id: "t1".into(),
         deployment: "transform".into(),
         args: vec![],
         stdin_b64: String::new(),
-        inputs: vec![JobInput { name: "input".into(), bucket: "data".into(), key: "in.txt".into() }],
+        inputs: vec![JobInput {
+            name: "input".into(),
+            bucket: "data".into(),
+            key: "in.txt".into(),
+        }],
         output_bucket: "data".into(),
         owner: tenant.id().to_hex(),
         created_ms: now_ms(),
     };
-    let entry = cluster.node(0).compute().submit_job(&tenant.id(), tenant.job(&job), tenant.data_key()).await.unwrap();
+    let entry = cluster
+        .node(0)
+        .compute()
+        .submit_job(&tenant.id(), tenant.job(&job), tenant.data_key())
+        .await
+        .unwrap();
     cluster.node(0).gossip_entry(&entry).await;
     let runs = wait_job(&cluster, 0, &tenant, "t1", Duration::from_secs(20)).await;
     let done = runs.iter().find(|r| r.state != RunState::Running).unwrap();
     assert_eq!(done.state, RunState::Succeeded, "{done:?}");
-    let output = cluster.get(1, &tenant, "data", "jobs/t1/out/output.txt", None).await.unwrap();
+    let output = cluster
+        .get(1, &tenant, "data", "jobs/t1/out/output.txt", None)
+        .await
+        .unwrap();
     assert_eq!(output, b"HELLO\nWORLD\n");
 
     // A long job (the heartbeat program, told to finish after 6 beats of 1 s) whose node
@@ -190,23 +266,51 @@ async fn a_job_transforms_an_object_and_a_killed_job_reruns_elsewhere() {
             s.limits.timeout_ms = Some(60_000);
         })
         .await;
-    let job = JobSpec { id: "slow1".into(), deployment: "slow".into(), inputs: vec![], created_ms: now_ms(), ..job };
-    let entry = cluster.node(0).compute().submit_job(&tenant.id(), tenant.job(&job), tenant.data_key()).await.unwrap();
+    let job = JobSpec {
+        id: "slow1".into(),
+        deployment: "slow".into(),
+        inputs: vec![],
+        created_ms: now_ms(),
+        ..job
+    };
+    let entry = cluster
+        .node(0)
+        .compute()
+        .submit_job(&tenant.id(), tenant.job(&job), tenant.data_key())
+        .await
+        .unwrap();
     cluster.node(0).gossip_entry(&entry).await;
     cluster
         .wait_until("the job to start", Duration::from_secs(10), |c| {
-            !c.node(0).compute().job_runs(&tenant.id(), "slow1").is_empty()
+            !c.node(0)
+                .compute()
+                .job_runs(&tenant.id(), "slow1")
+                .is_empty()
         })
         .await;
-    let first = cluster.node(0).compute().job_runs(&tenant.id(), "slow1")[0].node.clone();
-    let victim = (0..4).find(|&i| cluster.id(i).to_string() == first).unwrap();
+    let first = cluster.node(0).compute().job_runs(&tenant.id(), "slow1")[0]
+        .node
+        .clone();
+    let victim = (0..4)
+        .find(|&i| cluster.id(i).to_string() == first)
+        .unwrap();
     let observer = (0..4).find(|&i| i != victim).unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     cluster.crash(victim).await;
-    let runs = wait_job(&cluster, observer, &tenant, "slow1", Duration::from_secs(30)).await;
+    let runs = wait_job(
+        &cluster,
+        observer,
+        &tenant,
+        "slow1",
+        Duration::from_secs(30),
+    )
+    .await;
     let done = runs.iter().find(|r| r.state != RunState::Running).unwrap();
     assert_eq!(done.state, RunState::Succeeded, "{runs:?}");
-    assert_ne!(done.node, first, "the job must have run again on another node");
+    assert_ne!(
+        done.node, first,
+        "the job must have run again on another node"
+    );
     cluster.shutdown().await;
 }
 
@@ -218,7 +322,9 @@ async fn a_worker_publishes_heartbeats_and_moves_when_its_node_dies() {
     cluster
         .deploy(0, &tenant, "heartbeat", Kind::Worker, "heartbeat", 1, |s| {
             s.env.insert("INTERVAL_SECS".into(), "1".into());
-            s.storage = Some(StorageSpec { bucket: "data".into() });
+            s.storage = Some(StorageSpec {
+                bucket: "data".into(),
+            });
         })
         .await;
     let started = Instant::now();
@@ -254,8 +360,12 @@ async fn a_worker_publishes_heartbeats_and_moves_when_its_node_dies() {
 async fn every_node_counts_function_calls_and_errors_network_wide() {
     let cluster = Cluster::start(5).await;
     let tenant = Tenant::new();
-    cluster.deploy(0, &tenant, "hello", Kind::Http, "hello", 2, |_| {}).await;
-    cluster.deploy(0, &tenant, "broken", Kind::Http, "recurse", 2, |_| {}).await;
+    cluster
+        .deploy(0, &tenant, "hello", Kind::Http, "hello", 2, |_| {})
+        .await;
+    cluster
+        .deploy(0, &tenant, "broken", Kind::Http, "recurse", 2, |_| {})
+        .await;
     let client = http();
     let (mut sent, mut failed) = (0u64, 0u64);
     for n in 0..1000u64 {
@@ -276,13 +386,17 @@ async fn every_node_counts_function_calls_and_errors_network_wide() {
     // Within 5 s every node's network view has every request and every error.
     let started = Instant::now();
     cluster
-        .wait_until("every node to count every call", Duration::from_secs(5), |c| {
-            (0..5).all(|i| {
-                let report = c.node(i).observe_network();
-                let functions = report.windows.get("1m").and_then(|w| w.get("functions"));
-                functions.is_some_and(|f| f.requests == sent && f.server_errors == failed)
-            })
-        })
+        .wait_until(
+            "every node to count every call",
+            Duration::from_secs(5),
+            |c| {
+                (0..5).all(|i| {
+                    let report = c.node(i).observe_network();
+                    let functions = report.windows.get("1m").and_then(|w| w.get("functions"));
+                    functions.is_some_and(|f| f.requests == sent && f.server_errors == failed)
+                })
+            },
+        )
         .await;
     println!("all five nodes agreed after {:?}", started.elapsed());
     let broken = cluster.node(3).observe_scope("deployment:broken");
@@ -295,22 +409,35 @@ async fn every_node_counts_function_calls_and_errors_network_wide() {
 async fn a_slow_replica_is_marked_degraded_and_gets_no_more_traffic() {
     let cluster = Cluster::start(4).await;
     let tenant = Tenant::new();
-    cluster.deploy(0, &tenant, "hello", Kind::Http, "hello", 3, |_| {}).await;
+    cluster
+        .deploy(0, &tenant, "hello", Kind::Http, "hello", 3, |_| {})
+        .await;
     let spec = cluster.node(0).compute().deployment("hello").unwrap().spec;
     let placed = cluster.node(0).compute().place(&spec);
     let gateway = (0..4).find(|&i| !placed.contains(&cluster.id(i))).unwrap();
     let slow = (0..4).find(|&i| placed.contains(&cluster.id(i))).unwrap();
-    cluster.node(slow).set_handling_faults(Duration::from_millis(500), 0.0).unwrap();
+    cluster
+        .node(slow)
+        .set_handling_faults(Duration::from_millis(500), 0.0)
+        .unwrap();
     let client = http();
     let url = format!("{}/fn/hello/", cluster.api_url(gateway));
     let started = Instant::now();
     loop {
         let response = client.get(&url).send().await.unwrap();
         assert_eq!(response.status(), 200);
-        if cluster.node(gateway).compute().degraded_nodes("hello").contains(&cluster.id(slow)) {
+        if cluster
+            .node(gateway)
+            .compute()
+            .degraded_nodes("hello")
+            .contains(&cluster.id(slow))
+        {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "not marked degraded within 10 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not marked degraded within 10 s"
+        );
     }
     println!("marked degraded after {:?}", started.elapsed());
     let view: Value = client
@@ -323,12 +450,19 @@ async fn a_slow_replica_is_marked_degraded_and_gets_no_more_traffic() {
         .unwrap();
     let slow_id = cluster.id(slow).to_string();
     assert!(
-        view["replicas"].as_array().unwrap().iter().any(|r| r["node"] == slow_id.as_str() && r["degraded"] == true),
+        view["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["node"] == slow_id.as_str() && r["degraded"] == true),
         "{view}"
     );
     for _ in 0..40 {
         let response = client.get(&url).send().await.unwrap();
-        let served_by = response.headers()["x-xnode-served-by"].to_str().unwrap().to_owned();
+        let served_by = response.headers()["x-xnode-served-by"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         assert_ne!(served_by, slow_id, "a degraded replica got traffic");
     }
     cluster.shutdown().await;

@@ -253,5 +253,6 @@ pub fn key(args: KeyArgs) -> anyhow::Result<()> {
 
 /// A Unix-millisecond time as RFC 3339 with milliseconds (UTC).
 pub fn rfc3339_ms(ms: u64) -> String {
-    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+        .to_string()
 }

@@ -10,8 +10,8 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::Value;
 use xnode_node::compute::spec::{
-    DEPLOYMENT_RECORD_VERSION, DeploymentSpec, JOB_RECORD_VERSION, JobInput, JobSpec, Kind, LimitsSpec,
-    PlacementSpec, StorageSpec, deployment_key, job_key,
+    DEPLOYMENT_RECORD_VERSION, DeploymentSpec, JOB_RECORD_VERSION, JobInput, JobSpec, Kind,
+    LimitsSpec, PlacementSpec, StorageSpec, deployment_key, job_key,
 };
 
 use crate::cli::StorageClientArgs;
@@ -68,7 +68,8 @@ fn client(args: &StorageClientArgs) -> anyhow::Result<SignedClient> {
 /// The body of a signed create or delete: the record text, its clock and signature.
 fn signed(c: &SignedClient, key: String, record: Option<String>) -> anyhow::Result<Value> {
     let hlc = xnode_types::Hlc::new(now_ms(), 0);
-    let entry = xnode_registry::Entry::sign(&c.key, key, record.clone().map(String::into_bytes), hlc)?;
+    let entry =
+        xnode_registry::Entry::sign(&c.key, key, record.clone().map(String::into_bytes), hlc)?;
     Ok(serde_json::json!({
         "record": record,
         "hlc_wall_ms": hlc.wall_ms,
@@ -82,7 +83,8 @@ fn is_content_id(s: &str) -> bool {
 }
 
 async fn upload_module(c: &SignedClient, path: &Path) -> anyhow::Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read module {}", path.display()))?;
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read module {}", path.display()))?;
     let v: Value = send(
         c.request(Method::POST, "/v1/modules", "")
             .header("content-type", "application/wasm")
@@ -98,11 +100,15 @@ async fn upload_module(c: &SignedClient, path: &Path) -> anyhow::Result<String> 
         .ok_or_else(|| anyhow::anyhow!("the node did not return a module id"))
 }
 
-pub async fn deploy(manifest_path: &Path, replicas: Option<u32>, args: StorageClientArgs) -> anyhow::Result<()> {
+pub async fn deploy(
+    manifest_path: &Path,
+    replicas: Option<u32>,
+    args: StorageClientArgs,
+) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(manifest_path)
         .with_context(|| format!("cannot read {}", manifest_path.display()))?;
-    let manifest: AppManifest =
-        toml::from_str(&text).with_context(|| format!("{} is not a valid manifest", manifest_path.display()))?;
+    let manifest: AppManifest = toml::from_str(&text)
+        .with_context(|| format!("{} is not a valid manifest", manifest_path.display()))?;
     let c = client(&args)?;
     let module = if is_content_id(&manifest.module) {
         manifest.module.to_ascii_lowercase()
@@ -128,7 +134,11 @@ pub async fn deploy(manifest_path: &Path, replicas: Option<u32>, args: StorageCl
     };
     spec.validate().map_err(|e| anyhow::anyhow!(e))?;
     let record = serde_json::to_string(&spec)?;
-    let body = signed(&c, deployment_key(&c.key.public(), &spec.name), Some(record))?;
+    let body = signed(
+        &c,
+        deployment_key(&c.key.public(), &spec.name),
+        Some(record),
+    )?;
     let mut request = c.request(Method::POST, "/v1/deployments", "").json(&body);
     if spec.storage.is_some() || spec.kind == Kind::Job {
         request = c.with_data_key(request);
@@ -153,7 +163,10 @@ pub async fn deploy(manifest_path: &Path, replicas: Option<u32>, args: StorageCl
 
 pub async fn deployments(args: StorageClientArgs) -> anyhow::Result<()> {
     let c = client(&args)?;
-    let v: Value = send(c.request(Method::GET, "/v1/deployments", ""), &c.api).await?.json().await?;
+    let v: Value = send(c.request(Method::GET, "/v1/deployments", ""), &c.api)
+        .await?
+        .json()
+        .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -170,7 +183,11 @@ pub async fn deployments(args: StorageClientArgs) -> anyhow::Result<()> {
                             r.iter()
                                 .map(|x| {
                                     let id = x["node"].as_str().unwrap_or("");
-                                    format!("{}({})", &id[id.len().saturating_sub(6)..], x["state"].as_str().unwrap_or(""))
+                                    format!(
+                                        "{}({})",
+                                        &id[id.len().saturating_sub(6)..],
+                                        x["state"].as_str().unwrap_or("")
+                                    )
                                 })
                                 .collect::<Vec<_>>()
                                 .join(" ")
@@ -180,7 +197,12 @@ pub async fn deployments(args: StorageClientArgs) -> anyhow::Result<()> {
                         d["name"].as_str().unwrap_or("").to_owned(),
                         d["kind"].as_str().unwrap_or("").to_owned(),
                         format!("{running}/{}", d["replicas_wanted"]),
-                        d["module"].as_str().unwrap_or("").chars().take(12).collect(),
+                        d["module"]
+                            .as_str()
+                            .unwrap_or("")
+                            .chars()
+                            .take(12)
+                            .collect(),
                         nodes,
                     ]
                 })
@@ -213,7 +235,10 @@ pub async fn logs(name: &str, follow: bool, args: StorageClientArgs) -> anyhow::
     let path = format!("/v1/deployments/{}/logs", encode_path(name, false));
     let mut last_seen: Option<(u64, String)> = None;
     loop {
-        let v: Value = send(c.request(Method::GET, &path, ""), &c.api).await?.json().await?;
+        let v: Value = send(c.request(Method::GET, &path, ""), &c.api)
+            .await?
+            .json()
+            .await?;
         let lines = v.as_array().cloned().unwrap_or_default();
         if args.json && !follow {
             println!("{}", serde_json::to_string_pretty(&v)?);
@@ -227,7 +252,11 @@ pub async fn logs(name: &str, follow: bool, args: StorageClientArgs) -> anyhow::
             if last_seen.as_ref().is_some_and(|seen| key <= *seen) {
                 continue;
             }
-            let trace = line["trace_id"].as_str().filter(|t| !t.is_empty()).map(|t| format!(" trace={}", &t[..8.min(t.len())])).unwrap_or_default();
+            let trace = line["trace_id"]
+                .as_str()
+                .filter(|t| !t.is_empty())
+                .map(|t| format!(" trace={}", &t[..8.min(t.len())]))
+                .unwrap_or_default();
             println!(
                 "{} {} {:<7}{} {}",
                 crate::client::rfc3339_ms(ts),
@@ -261,7 +290,13 @@ pub struct JobRunOptions {
 
 pub async fn job_run(o: JobRunOptions, args: StorageClientArgs) -> anyhow::Result<()> {
     let c = client(&args)?;
-    let id = o.id.unwrap_or_else(|| format!("{}-{}", o.deployment, hex::encode(rand::random::<[u8; 4]>())));
+    let id = o.id.unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            o.deployment,
+            hex::encode(rand::random::<[u8; 4]>())
+        )
+    });
     let mut inputs = Vec::new();
     for spec in &o.inputs {
         // NAME=BUCKET/KEY
@@ -271,10 +306,16 @@ pub async fn job_run(o: JobRunOptions, args: StorageClientArgs) -> anyhow::Resul
         let (bucket, key) = target
             .split_once('/')
             .ok_or_else(|| anyhow::anyhow!("--input expects NAME=BUCKET/KEY, got {spec:?}"))?;
-        inputs.push(JobInput { name: name.into(), bucket: bucket.into(), key: key.into() });
+        inputs.push(JobInput {
+            name: name.into(),
+            bucket: bucket.into(),
+            key: key.into(),
+        });
     }
     let stdin = match &o.stdin_file {
-        Some(path) => std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+        Some(path) => {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
+        }
         None => Vec::new(),
     };
     let job = JobSpec {
@@ -288,11 +329,18 @@ pub async fn job_run(o: JobRunOptions, args: StorageClientArgs) -> anyhow::Resul
         owner: c.key.public().to_hex(),
         created_ms: now_ms(),
     };
-    let body = signed(&c, job_key(&c.key.public(), &id), Some(serde_json::to_string(&job)?))?;
-    let v: Value = send(c.with_data_key(c.request(Method::POST, "/v1/jobs", "").json(&body)), &c.api)
-        .await?
-        .json()
-        .await?;
+    let body = signed(
+        &c,
+        job_key(&c.key.public(), &id),
+        Some(serde_json::to_string(&job)?),
+    )?;
+    let v: Value = send(
+        c.with_data_key(c.request(Method::POST, "/v1/jobs", "").json(&body)),
+        &c.api,
+    )
+    .await?
+    .json()
+    .await?;
     if !o.wait {
         if args.json {
             println!("{}", serde_json::to_string_pretty(&v)?);
@@ -317,7 +365,10 @@ pub async fn job_run(o: JobRunOptions, args: StorageClientArgs) -> anyhow::Resul
 
 async fn job_json(c: &SignedClient, id: &str) -> anyhow::Result<Value> {
     let path = format!("/v1/jobs/{}", encode_path(id, false));
-    Ok(send(c.request(Method::GET, &path, ""), &c.api).await?.json().await?)
+    Ok(send(c.request(Method::GET, &path, ""), &c.api)
+        .await?
+        .json()
+        .await?)
 }
 
 fn print_job(v: &Value, json: bool) -> anyhow::Result<()> {
@@ -359,10 +410,13 @@ pub async fn job_output(id: &str, file: &str, args: StorageClientArgs) -> anyhow
     let c = client(&args)?;
     let path = format!("/v1/jobs/{}/output", encode_path(id, false));
     let query = format!("file={}", encode_path(file, false));
-    let bytes = send(c.with_data_key(c.request(Method::GET, &path, &query)), &c.api)
-        .await?
-        .bytes()
-        .await?;
+    let bytes = send(
+        c.with_data_key(c.request(Method::GET, &path, &query)),
+        &c.api,
+    )
+    .await?
+    .bytes()
+    .await?;
     let mut out = tokio::io::stdout();
     out.write_all(&bytes).await?;
     out.flush().await?;

@@ -486,7 +486,10 @@ async fn handle_line(
         }
         "slow" | "fail" | "heal" => {
             let Some(i) = pick(nodes) else {
-                println!("usage: slow N MS | fail N RATE | heal N, where N is a node number from 1 to {}", nodes.len());
+                println!(
+                    "usage: slow N MS | fail N RATE | heal N, where N is a node number from 1 to {}",
+                    nodes.len()
+                );
                 return true;
             };
             let value = words.next();
@@ -503,11 +506,17 @@ async fn handle_line(
 
 /// The devnet's fault switch: makes one node slow (`slow N MS`) or failing
 /// (`fail N RATE`) in its handling of function calls, or healthy again (`heal N`).
-async fn set_handling_faults(api: &str, command: &str, value: Option<&str>) -> anyhow::Result<String> {
+async fn set_handling_faults(
+    api: &str,
+    command: &str,
+    value: Option<&str>,
+) -> anyhow::Result<String> {
     let mut faults = get_json(api, "/v1/admin/faults").await?;
     match command {
         "slow" => {
-            let ms: u64 = value.and_then(|v| v.parse().ok()).ok_or_else(|| anyhow::anyhow!("usage: slow N MS"))?;
+            let ms: u64 = value
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| anyhow::anyhow!("usage: slow N MS"))?;
             faults["handling_delay_ms"] = serde_json::json!(ms);
         }
         "fail" => {
@@ -528,7 +537,10 @@ async fn set_handling_faults(api: &str, command: &str, value: Option<&str>) -> a
         .send()
         .await?;
     if !response.status().is_success() {
-        anyhow::bail!("the node refused: {}", response.text().await.unwrap_or_default());
+        anyhow::bail!(
+            "the node refused: {}",
+            response.text().await.unwrap_or_default()
+        );
     }
     Ok(format!(
         "function calls now take {} ms more and fail with probability {}",

@@ -42,20 +42,43 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Key(args) => client::key(args),
         cli::Command::Top { args, once } => top::run(&args.api, once, args.json).await,
         cli::Command::Bucket { action } => storage_cmd::bucket(action).await,
-        cli::Command::Deploy { manifest, replicas, args } => compute_cmd::deploy(&manifest, replicas, args).await,
+        cli::Command::Deploy {
+            manifest,
+            replicas,
+            args,
+        } => compute_cmd::deploy(&manifest, replicas, args).await,
         cli::Command::Deployments { args } => compute_cmd::deployments(args).await,
         cli::Command::Undeploy { name, args } => compute_cmd::undeploy(&name, args).await,
         cli::Command::Logs { name, follow, args } => compute_cmd::logs(&name, follow, args).await,
         cli::Command::Job { action } => match action {
-            cli::JobAction::Run { deployment, program_args, id, inputs, output_bucket, stdin, wait, args } => {
+            cli::JobAction::Run {
+                deployment,
+                program_args,
+                id,
+                inputs,
+                output_bucket,
+                stdin,
+                wait,
+                args,
+            } => {
                 compute_cmd::job_run(
-                    compute_cmd::JobRunOptions { deployment, id, args: program_args, inputs, output_bucket, stdin_file: stdin, wait },
+                    compute_cmd::JobRunOptions {
+                        deployment,
+                        id,
+                        args: program_args,
+                        inputs,
+                        output_bucket,
+                        stdin_file: stdin,
+                        wait,
+                    },
                     args,
                 )
                 .await
             }
             cli::JobAction::Status { id, args } => compute_cmd::job_status(&id, args).await,
-            cli::JobAction::Output { id, file, args } => compute_cmd::job_output(&id, &file, args).await,
+            cli::JobAction::Output { id, file, args } => {
+                compute_cmd::job_output(&id, &file, args).await
+            }
         },
         cli::Command::Put {
             file,

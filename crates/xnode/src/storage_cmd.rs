@@ -68,7 +68,10 @@ async fn check(response: reqwest::Response) -> anyhow::Result<reqwest::Response>
     anyhow::bail!("{message}")
 }
 
-pub async fn send(builder: reqwest::RequestBuilder, api: &str) -> anyhow::Result<reqwest::Response> {
+pub async fn send(
+    builder: reqwest::RequestBuilder,
+    api: &str,
+) -> anyhow::Result<reqwest::Response> {
     let response = builder.send().await.map_err(|e| {
         let mut cause: &dyn std::error::Error = &e;
         while let Some(next) = cause.source() {

@@ -135,7 +135,11 @@ fn strip_request_headers(headers: &mut http::HeaderMap) {
 
 impl Compute {
     /// Serves one function call through the best replica.
-    pub async fn handle_http(self: &Arc<Self>, name: &str, mut call: FnCall) -> Result<FnAnswer, ComputeOpError> {
+    pub async fn handle_http(
+        self: &Arc<Self>,
+        name: &str,
+        mut call: FnCall,
+    ) -> Result<FnAnswer, ComputeOpError> {
         let deployment = self
             .deployment(name)
             .ok_or_else(|| ComputeOpError::NoSuchDeployment(name.to_owned()))?;
@@ -166,7 +170,11 @@ impl Compute {
 
         let idempotent = matches!(
             call.method,
-            http::Method::GET | http::Method::HEAD | http::Method::PUT | http::Method::DELETE | http::Method::OPTIONS
+            http::Method::GET
+                | http::Method::HEAD
+                | http::Method::PUT
+                | http::Method::DELETE
+                | http::Method::OPTIONS
         );
         let mut failures = Vec::new();
         for (retries, node) in targets.iter().enumerate() {
@@ -175,7 +183,12 @@ impl Compute {
                 let span = TraceContext::new_span();
                 let started = Instant::now();
                 let result = self.invoke_local(&deployment, &call, &span, None).await;
-                self.note_forward(name, *node, started.elapsed(), !matches!(result, Err((_, false))));
+                self.note_forward(
+                    name,
+                    *node,
+                    started.elapsed(),
+                    !matches!(result, Err((_, false))),
+                );
                 match result {
                     Ok(mut answer) => {
                         answer.retries = retries;
@@ -192,8 +205,18 @@ impl Compute {
             }
             let started = Instant::now();
             match self.forward(*node, &deployment, &call).await {
-                Ok(ComputeResponse::Invoked { status, headers, body, fuel }) => {
-                    self.metrics.forwarded.get_or_create(&super::usage::ForwardLabels { outcome: "ok".into() }).inc();
+                Ok(ComputeResponse::Invoked {
+                    status,
+                    headers,
+                    body,
+                    fuel,
+                }) => {
+                    self.metrics
+                        .forwarded
+                        .get_or_create(&super::usage::ForwardLabels {
+                            outcome: "ok".into(),
+                        })
+                        .inc();
                     self.note_forward(name, *node, started.elapsed(), true);
                     return Ok(FnAnswer {
                         status,
@@ -204,16 +227,30 @@ impl Compute {
                         retries,
                     });
                 }
-                Ok(ComputeResponse::Failed { status, code, message, reached_guest }) => {
+                Ok(ComputeResponse::Failed {
+                    status,
+                    code,
+                    message,
+                    reached_guest,
+                }) => {
                     self.note_forward(name, *node, started.elapsed(), !reached_guest);
                     if reached_guest {
-                        return Err(ComputeOpError::Guest { status, code, message });
+                        return Err(ComputeOpError::Guest {
+                            status,
+                            code,
+                            message,
+                        });
                     }
                     failures.push(format!("{node}: {message}"));
                 }
                 Ok(_) => failures.push(format!("{node}: unexpected answer")),
                 Err(e) => {
-                    self.metrics.forwarded.get_or_create(&super::usage::ForwardLabels { outcome: "unreachable".into() }).inc();
+                    self.metrics
+                        .forwarded
+                        .get_or_create(&super::usage::ForwardLabels {
+                            outcome: "unreachable".into(),
+                        })
+                        .inc();
                     self.note_forward(name, *node, started.elapsed(), false);
                     let never_sent = matches!(e, MeshError::Unreachable { .. } | MeshError::Closed);
                     failures.push(format!("{node}: {e}"));
@@ -232,7 +269,12 @@ impl Compute {
         )))
     }
 
-    async fn forward(&self, node: NodeId, deployment: &Deployment, call: &FnCall) -> Result<ComputeResponse, MeshError> {
+    async fn forward(
+        &self,
+        node: NodeId,
+        deployment: &Deployment,
+        call: &FnCall,
+    ) -> Result<ComputeResponse, MeshError> {
         let span = TraceContext::new_span();
         tracing::info!(trace_id = %call.trace.trace_id, %span, deployment = %deployment.spec.name, to = %node, "forwarding a function call");
         let request = ComputeRequest::Invoke {
@@ -245,11 +287,20 @@ impl Compute {
             trace_id: call.trace.trace_id.clone(),
             parent_span: span,
         };
-        let body = xnode_wire::encode(&request).map_err(|e| MeshError::Malformed { peer: node, reason: e.to_string() })?;
+        let body = xnode_wire::encode(&request).map_err(|e| MeshError::Malformed {
+            peer: node,
+            reason: e.to_string(),
+        })?;
         let limits = deployment.spec.limits(self.config.max_memory_mb << 20);
         let timeout = limits.timeout.unwrap_or(Duration::from_secs(30)) + Duration::from_secs(3);
-        let bytes = self.mesh.request(node, COMPUTE_SERVICE, body, timeout).await?;
-        xnode_wire::decode(&bytes, MAX_COMPUTE_MESSAGE).map_err(|e| MeshError::Malformed { peer: node, reason: e.to_string() })
+        let bytes = self
+            .mesh
+            .request(node, COMPUTE_SERVICE, body, timeout)
+            .await?;
+        xnode_wire::decode(&bytes, MAX_COMPUTE_MESSAGE).map_err(|e| MeshError::Malformed {
+            peer: node,
+            reason: e.to_string(),
+        })
     }
 
     /// Runs a forwarded call here.
@@ -266,7 +317,10 @@ impl Compute {
         trace_id: String,
         parent_span: String,
     ) -> ComputeResponse {
-        let Some(deployment) = self.deployment(&name).filter(|d| d.owner.to_hex() == owner && d.spec.kind == Kind::Http) else {
+        let Some(deployment) = self
+            .deployment(&name)
+            .filter(|d| d.owner.to_hex() == owner && d.spec.kind == Kind::Http)
+        else {
             return ComputeResponse::Failed {
                 status: 404,
                 code: "no_such_deployment".into(),
@@ -287,9 +341,15 @@ impl Compute {
             path_and_query,
             headers: headers_from_wire(headers),
             body: Bytes::from(body),
-            trace: TraceContext { trace_id, parent_span: parent_span.clone() },
+            trace: TraceContext {
+                trace_id,
+                parent_span: parent_span.clone(),
+            },
         };
-        match self.invoke_local(&deployment, &call, &parent_span, Some(from)).await {
+        match self
+            .invoke_local(&deployment, &call, &parent_span, Some(from))
+            .await
+        {
             Ok(answer) => ComputeResponse::Invoked {
                 status: answer.status,
                 headers: headers_to_wire(&answer.headers),
@@ -302,7 +362,12 @@ impl Compute {
                     ComputeOpError::Unavailable(_) => (503, "unavailable".into()),
                     _ => (500, "internal".into()),
                 };
-                ComputeResponse::Failed { status, code, message: e.to_string(), reached_guest }
+                ComputeResponse::Failed {
+                    status,
+                    code,
+                    message: e.to_string(),
+                    reached_guest,
+                }
             }
         }
     }
@@ -344,7 +409,11 @@ impl Compute {
         };
         let invocation = HttpInvocation {
             limits: spec.limits(self.config.max_memory_mb << 20),
-            env: spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            env: spec
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             allowed_hosts: spec.allowed_hosts.clone(),
             outbound,
         };
@@ -361,11 +430,19 @@ impl Compute {
         let outcome = self.engine.invoke_http(&module, &invocation, request).await;
         let owner = deployment.owner.to_hex();
         let failed = !matches!(&outcome.result, Ok(r) if r.status < 500);
-        self.account(&owner, &spec.name, &outcome.usage, match &outcome.result {
-            Ok(_) => "ok",
-            Err(e) => e.code(),
-        }, failed);
-        let via = forwarded_from.map(|n| format!(" via {n}")).unwrap_or_default();
+        self.account(
+            &owner,
+            &spec.name,
+            &outcome.usage,
+            match &outcome.result {
+                Ok(_) => "ok",
+                Err(e) => e.code(),
+            },
+            failed,
+        );
+        let via = forwarded_from
+            .map(|n| format!(" via {n}"))
+            .unwrap_or_default();
         let summary = match &outcome.result {
             Ok(r) => format!(
                 "{} {} -> {} in {:.1} ms, fuel {}{via}",
@@ -375,7 +452,10 @@ impl Compute {
                 outcome.usage.wall.as_secs_f64() * 1000.0,
                 outcome.usage.fuel
             ),
-            Err(e) => format!("{} {} -> failed: {e}{via}", call.method, call.path_and_query),
+            Err(e) => format!(
+                "{} {} -> failed: {e}{via}",
+                call.method, call.path_and_query
+            ),
         };
         let line = LogLine {
             ts_ms: unix_ms(),
@@ -386,8 +466,24 @@ impl Compute {
         };
         tracing::info!(trace_id = %call.trace.trace_id, parent_span = %call.trace.parent_span, deployment = %spec.name, "{}", line.message);
         self.logs.push(&owner, &spec.name, line.clone());
-        self.logs.push_output(&owner, &spec.name, LogLine { stream: "stdout".into(), ..line.clone() }, &outcome.stdout);
-        self.logs.push_output(&owner, &spec.name, LogLine { stream: "stderr".into(), ..line }, &outcome.stderr);
+        self.logs.push_output(
+            &owner,
+            &spec.name,
+            LogLine {
+                stream: "stdout".into(),
+                ..line.clone()
+            },
+            &outcome.stdout,
+        );
+        self.logs.push_output(
+            &owner,
+            &spec.name,
+            LogLine {
+                stream: "stderr".into(),
+                ..line
+            },
+            &outcome.stderr,
+        );
         match outcome.result {
             Ok(response) => {
                 let mut headers = response.headers;
@@ -410,7 +506,10 @@ impl Compute {
 
     /// The compiled module of an http deployment, from this node's cache or fetched from
     /// the network and compiled.
-    pub(crate) async fn http_module(&self, deployment: &Deployment) -> Result<xnode_compute::HttpModule, ComputeOpError> {
+    pub(crate) async fn http_module(
+        &self,
+        deployment: &Deployment,
+    ) -> Result<xnode_compute::HttpModule, ComputeOpError> {
         let id = deployment
             .spec
             .module_id()
@@ -418,25 +517,37 @@ impl Compute {
         if let Some(m) = crate::lock(&self.local).http_modules.get(&id) {
             return Ok(m.clone());
         }
-        let bytes = self.module_bytes(&deployment.spec).await.map_err(|e| ComputeOpError::Unavailable(e.to_string()))?;
+        let bytes = self
+            .module_bytes(&deployment.spec)
+            .await
+            .map_err(|e| ComputeOpError::Unavailable(e.to_string()))?;
         let module = self
             .engine
             .http_module(bytes)
             .await
             .map_err(|e| guest_error(&e))?;
-        crate::lock(&self.local).http_modules.insert(id, module.clone());
+        crate::lock(&self.local)
+            .http_modules
+            .insert(id, module.clone());
         Ok(module)
     }
 
     /// Gathers a deployment's recent log lines from every live node.
-    pub async fn gather_logs(&self, owner: &xnode_types::PublicKeyBytes, name: &str) -> Vec<LogLine> {
+    pub async fn gather_logs(
+        &self,
+        owner: &xnode_types::PublicKeyBytes,
+        name: &str,
+    ) -> Vec<LogLine> {
         let mut lines = self.logs.get(&owner.to_hex(), name);
         let calls = self
             .candidates()
             .into_iter()
             .filter(|c| c.id != self.node_id)
             .map(|c| {
-                let request = ComputeRequest::Logs { owner: owner.to_hex(), deployment: name.to_owned() };
+                let request = ComputeRequest::Logs {
+                    owner: owner.to_hex(),
+                    deployment: name.to_owned(),
+                };
                 async move { self.call(c.id, &request, Duration::from_secs(2)).await }
             });
         for answer in futures::future::join_all(calls).await {

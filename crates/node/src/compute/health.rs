@@ -30,7 +30,10 @@ pub struct HealthBook {
 
 impl HealthBook {
     pub fn note(&mut self, deployment: &str, node: NodeId, latency: Duration, ok: bool) {
-        let h = self.replicas.entry((deployment.to_owned(), node)).or_default();
+        let h = self
+            .replicas
+            .entry((deployment.to_owned(), node))
+            .or_default();
         let ms = latency.as_secs_f64() * 1000.0;
         if h.samples == 0 {
             h.latency_ms = ms;
@@ -48,7 +51,12 @@ impl HealthBook {
         let best_peer = self
             .replicas
             .iter()
-            .filter(|((d, n), p)| d == deployment && *n != node && p.samples >= MIN_SAMPLES && p.degraded_until.is_none())
+            .filter(|((d, n), p)| {
+                d == deployment
+                    && *n != node
+                    && p.samples >= MIN_SAMPLES
+                    && p.degraded_until.is_none()
+            })
             .map(|(_, p)| p.latency_ms)
             .fold(f64::INFINITY, f64::min);
         let slow = best_peer.is_finite() && latency_ms > 3.0 * best_peer + 100.0;

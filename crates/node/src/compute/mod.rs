@@ -145,7 +145,9 @@ pub struct Compute {
 
 impl std::fmt::Debug for Compute {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Compute").field("node", &self.node_id).finish_non_exhaustive()
+        f.debug_struct("Compute")
+            .field("node", &self.node_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -253,7 +255,8 @@ impl Compute {
             };
             match winners.get(&candidate.spec.name) {
                 Some(existing)
-                    if (existing.entry_hlc, existing.owner) <= (candidate.entry_hlc, candidate.owner) => {}
+                    if (existing.entry_hlc, existing.owner)
+                        <= (candidate.entry_hlc, candidate.owner) => {}
                 _ => {
                     winners.insert(candidate.spec.name.clone(), candidate);
                 }
@@ -294,10 +297,13 @@ impl Compute {
             ));
         }
         let value = entry.value.as_deref().ok_or_else(|| {
-            ComputeOpError::BadRequest("a deployment entry needs a value; use DELETE to remove one".into())
+            ComputeOpError::BadRequest(
+                "a deployment entry needs a value; use DELETE to remove one".into(),
+            )
         })?;
-        let spec: DeploymentSpec = serde_json::from_slice(value)
-            .map_err(|e| ComputeOpError::BadRequest(format!("the deployment record is not valid: {e}")))?;
+        let spec: DeploymentSpec = serde_json::from_slice(value).map_err(|e| {
+            ComputeOpError::BadRequest(format!("the deployment record is not valid: {e}"))
+        })?;
         spec.validate().map_err(ComputeOpError::BadRequest)?;
         if spec.owner != tenant.to_hex() || entry.key != spec::deployment_key(tenant, &spec.name) {
             return Err(ComputeOpError::BadRequest(
@@ -326,10 +332,16 @@ impl Compute {
         let bytes = self.module_bytes(&spec).await?;
         match spec.kind {
             Kind::Http => {
-                self.engine.http_module(bytes).await.map_err(|e| ComputeOpError::BadRequest(e.to_string()))?;
+                self.engine
+                    .http_module(bytes)
+                    .await
+                    .map_err(|e| ComputeOpError::BadRequest(e.to_string()))?;
             }
             Kind::Job | Kind::Worker => {
-                self.engine.command_module(bytes).await.map_err(|e| ComputeOpError::BadRequest(e.to_string()))?;
+                self.engine
+                    .command_module(bytes)
+                    .await
+                    .map_err(|e| ComputeOpError::BadRequest(e.to_string()))?;
             }
         }
         check_entry_clock(&entry)?;
@@ -356,7 +368,12 @@ impl Compute {
     }
 
     /// Removes a deployment with a tenant-signed tombstone.
-    pub fn undeploy(&self, tenant: &PublicKeyBytes, name: &str, tombstone: Entry) -> Result<Entry, ComputeOpError> {
+    pub fn undeploy(
+        &self,
+        tenant: &PublicKeyBytes,
+        name: &str,
+        tombstone: Entry,
+    ) -> Result<Entry, ComputeOpError> {
         let existing = self
             .deployment(name)
             .ok_or_else(|| ComputeOpError::NoSuchDeployment(name.to_owned()))?;
@@ -444,7 +461,10 @@ impl Compute {
         Ok(hex::encode(id.0))
     }
 
-    pub(crate) async fn module_bytes(&self, spec: &DeploymentSpec) -> Result<Bytes, ComputeOpError> {
+    pub(crate) async fn module_bytes(
+        &self,
+        spec: &DeploymentSpec,
+    ) -> Result<Bytes, ComputeOpError> {
         let id = spec
             .module_id()
             .ok_or_else(|| ComputeOpError::BadRequest("module is not a content id".into()))?;
@@ -460,7 +480,11 @@ impl Compute {
 
     // ----- data-key grants --------------------------------------------------------------
 
-    pub(crate) fn store_grant(&self, owner: &PublicKeyBytes, key: &DataKey) -> Result<(), ComputeOpError> {
+    pub(crate) fn store_grant(
+        &self,
+        owner: &PublicKeyBytes,
+        key: &DataKey,
+    ) -> Result<(), ComputeOpError> {
         self.db
             .put(GRANTS, owner.to_hex().as_bytes(), key.to_hex().as_bytes())
             .map_err(|e| ComputeOpError::Internal(format!("cannot keep the data key: {e}")))
@@ -471,7 +495,13 @@ impl Compute {
         DataKey::from_hex(std::str::from_utf8(&bytes).ok()?).ok()
     }
 
-    async fn push_grant(&self, owner: &PublicKeyBytes, purpose: &str, key: &DataKey, targets: &[NodeId]) {
+    async fn push_grant(
+        &self,
+        owner: &PublicKeyBytes,
+        purpose: &str,
+        key: &DataKey,
+        targets: &[NodeId],
+    ) {
         for node in targets {
             if *node == self.node_id {
                 continue;
@@ -501,8 +531,9 @@ impl Compute {
                 owner: owner.to_hex(),
                 purpose: purpose.to_owned(),
             };
-            if let Ok(ComputeResponse::Grant(Some(bytes))) =
-                self.call(candidate.id, &request, Duration::from_secs(3)).await
+            if let Ok(ComputeResponse::Grant(Some(bytes))) = self
+                .call(candidate.id, &request, Duration::from_secs(3))
+                .await
                 && let Ok(text) = std::str::from_utf8(&bytes)
                 && let Ok(key) = DataKey::from_hex(text)
             {
@@ -517,9 +548,9 @@ impl Compute {
     /// deployment or job is placed on, as this node sees placement.
     fn may_receive_grant(&self, node: NodeId, owner: &PublicKeyBytes, purpose: &str) -> bool {
         if let Some(job_id) = purpose.strip_prefix("job:") {
-            return self
-                .job(owner, job_id)
-                .is_some_and(|job| runner::job_runners(&job, &self.candidates()).first() == Some(&node));
+            return self.job(owner, job_id).is_some_and(|job| {
+                runner::job_runners(&job, &self.candidates()).first() == Some(&node)
+            });
         }
         self.deployment(purpose)
             .is_some_and(|d| d.owner == *owner && self.place(&d.spec).contains(&node))
@@ -538,7 +569,8 @@ impl Compute {
         request: &ComputeRequest,
         timeout: Duration,
     ) -> Result<ComputeResponse, ComputeOpError> {
-        let body = xnode_wire::encode(request).map_err(|e| ComputeOpError::Internal(e.to_string()))?;
+        let body =
+            xnode_wire::encode(request).map_err(|e| ComputeOpError::Internal(e.to_string()))?;
         let bytes = self
             .mesh
             .request(node, COMPUTE_SERVICE, body, timeout)
@@ -549,12 +581,18 @@ impl Compute {
     }
 
     /// Serves compute RPCs from other nodes.
-    pub(crate) async fn serve(self: Arc<Self>, mut inbound: tokio::sync::mpsc::Receiver<xnode_mesh::InboundRequest>) {
+    pub(crate) async fn serve(
+        self: Arc<Self>,
+        mut inbound: tokio::sync::mpsc::Receiver<xnode_mesh::InboundRequest>,
+    ) {
         while let Some(request) = inbound.recv().await {
             let this = self.clone();
             tokio::spawn(async move {
                 let from = request.from;
-                let answer = match xnode_wire::decode::<ComputeRequest>(&request.body, MAX_COMPUTE_MESSAGE) {
+                let answer = match xnode_wire::decode::<ComputeRequest>(
+                    &request.body,
+                    MAX_COMPUTE_MESSAGE,
+                ) {
                     Ok(message) => this.answer(from, message).await,
                     Err(e) => ComputeResponse::Failed {
                         status: 400,
@@ -582,8 +620,18 @@ impl Compute {
                 trace_id,
                 parent_span,
             } => {
-                self.answer_invoke(from, deployment, owner, method, path_and_query, headers, body, trace_id, parent_span)
-                    .await
+                self.answer_invoke(
+                    from,
+                    deployment,
+                    owner,
+                    method,
+                    path_and_query,
+                    headers,
+                    body,
+                    trace_id,
+                    parent_span,
+                )
+                .await
             }
             ComputeRequest::Grant { owner, purpose } => {
                 let Ok(owner) = PublicKeyBytes::from_hex(&owner) else {
@@ -595,11 +643,16 @@ impl Compute {
                 }
                 ComputeResponse::Grant(self.local_grant(&owner).map(|k| k.to_hex().into_bytes()))
             }
-            ComputeRequest::PushGrant { owner, purpose, key } => {
+            ComputeRequest::PushGrant {
+                owner,
+                purpose,
+                key,
+            } => {
                 // Accept a key only for work that is placed here, from any node: a node
                 // can push nothing it does not have, and we never serve it to others
                 // outside placement.
-                if let (Ok(owner), Ok(text)) = (PublicKeyBytes::from_hex(&owner), std::str::from_utf8(&key))
+                if let (Ok(owner), Ok(text)) =
+                    (PublicKeyBytes::from_hex(&owner), std::str::from_utf8(&key))
                     && let Ok(key) = DataKey::from_hex(text)
                     && self.may_receive_grant(self.node_id, &owner, &purpose)
                 {
@@ -607,7 +660,9 @@ impl Compute {
                 }
                 ComputeResponse::Ok
             }
-            ComputeRequest::Logs { owner, deployment } => ComputeResponse::Logs(self.logs.get(&owner, &deployment)),
+            ComputeRequest::Logs { owner, deployment } => {
+                ComputeResponse::Logs(self.logs.get(&owner, &deployment))
+            }
         }
     }
 }
@@ -620,7 +675,12 @@ pub fn place(item: &str, spec: &DeploymentSpec, candidates: &[Candidate], n: usi
     let mut scored: Vec<([u8; 32], NodeId)> = candidates
         .iter()
         .filter(|c| spec.placement.zones.is_empty() || spec.placement.zones.contains(&c.zone))
-        .filter(|c| spec.placement.labels.iter().all(|(k, v)| c.labels.get(k) == Some(v)))
+        .filter(|c| {
+            spec.placement
+                .labels
+                .iter()
+                .all(|(k, v)| c.labels.get(k) == Some(v))
+        })
         .filter(|c| c.memory_free_bytes >= reserve)
         .map(|c| {
             let mut h = blake3::Hasher::new();
@@ -657,20 +717,30 @@ impl Compute {
         data_key: DataKey,
     ) -> Result<Entry, ComputeOpError> {
         if entry.owner != *tenant {
-            return Err(ComputeOpError::BadRequest("the job must be signed by the requesting tenant".into()));
+            return Err(ComputeOpError::BadRequest(
+                "the job must be signed by the requesting tenant".into(),
+            ));
         }
         let job = decode_job(&entry).ok_or_else(|| {
-            ComputeOpError::BadRequest("the job record is malformed or does not match its key and owner".into())
+            ComputeOpError::BadRequest(
+                "the job record is malformed or does not match its key and owner".into(),
+            )
         })?;
         spec::validate_job_id(&job.id).map_err(ComputeOpError::BadRequest)?;
         if self.job(tenant, &job.id).is_some() {
-            return Err(ComputeOpError::BadRequest(format!("job {:?} exists already; jobs are not rerun under the same id", job.id)));
+            return Err(ComputeOpError::BadRequest(format!(
+                "job {:?} exists already; jobs are not rerun under the same id",
+                job.id
+            )));
         }
         let deployment = self
             .deployment(&job.deployment)
             .ok_or_else(|| ComputeOpError::NoSuchDeployment(job.deployment.clone()))?;
         if deployment.owner != *tenant {
-            return Err(ComputeOpError::AccessDenied(format!("deployment {:?} belongs to another tenant", job.deployment)));
+            return Err(ComputeOpError::AccessDenied(format!(
+                "deployment {:?} belongs to another tenant",
+                job.deployment
+            )));
         }
         if deployment.spec.kind != Kind::Job {
             return Err(ComputeOpError::BadRequest(format!(
@@ -686,22 +756,34 @@ impl Compute {
             )));
         }
         for input in &job.inputs {
-            if input.name.is_empty() || input.name.contains('/') || input.name == "." || input.name == ".." {
-                return Err(ComputeOpError::BadRequest(format!("input name {:?} must be a plain file name", input.name)));
+            if input.name.is_empty()
+                || input.name.contains('/')
+                || input.name == "."
+                || input.name == ".."
+            {
+                return Err(ComputeOpError::BadRequest(format!(
+                    "input name {:?} must be a plain file name",
+                    input.name
+                )));
             }
         }
         // Fail now, not on a remote node later, when an input or the output bucket is wrong.
         for input in &job.inputs {
-            self.storage.head_object(tenant, &input.bucket, &input.key).await?;
+            self.storage
+                .head_object(tenant, &input.bucket, &input.key)
+                .await?;
         }
-        self.storage.list_objects(tenant, &job.output_bucket, "", None, 1).await?;
+        self.storage
+            .list_objects(tenant, &job.output_bucket, "", None, 1)
+            .await?;
         check_entry_clock(&entry)?;
         self.store_grant(tenant, &data_key)?;
         self.registry
             .apply_remote(entry.clone())
             .map_err(|e| ComputeOpError::BadRequest(format!("job refused: {e}")))?;
         let runners = runner::job_runners(&job, &self.candidates());
-        self.push_grant(tenant, &format!("job:{}", job.id), &data_key, &runners).await;
+        self.push_grant(tenant, &format!("job:{}", job.id), &data_key, &runners)
+            .await;
         self.wake.notify_one();
         Ok(entry)
     }
@@ -718,7 +800,13 @@ impl Compute {
     }
 
     /// Counts a job or worker run in the network-wide view, like a request.
-    pub(crate) fn record_run(&self, owner: &PublicKeyBytes, deployment: &str, usage: &xnode_compute::Usage, failed: bool) {
+    pub(crate) fn record_run(
+        &self,
+        owner: &PublicKeyBytes,
+        deployment: &str,
+        usage: &xnode_compute::Usage,
+        failed: bool,
+    ) {
         let outcome = xnode_observe::Outcome {
             status: if failed { 500 } else { 200 },
             latency_us: usage.wall.as_micros() as u64,
@@ -727,6 +815,7 @@ impl Compute {
             fuel: usage.fuel,
         };
         let scope = format!("deployment:{deployment}");
-        self.recorder.record(&["compute", &scope], outcome, Some(*owner), unix_ms());
+        self.recorder
+            .record(&["compute", &scope], outcome, Some(*owner), unix_ms());
     }
 }

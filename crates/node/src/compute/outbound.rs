@@ -39,14 +39,22 @@ impl xnode_compute::Outbound for StoreOutbound {
         let data_key = self.data_key.clone();
         Box::pin(async move {
             let path = path.trim_start_matches('/');
-            let Some((bucket, key)) = path.split_once('/').filter(|(b, k)| !b.is_empty() && !k.is_empty())
+            let Some((bucket, key)) = path
+                .split_once('/')
+                .filter(|(b, k)| !b.is_empty() && !k.is_empty())
             else {
-                return (400, Bytes::from_static(b"use http://store.xnode/<bucket>/<key>\n"));
+                return (
+                    400,
+                    Bytes::from_static(b"use http://store.xnode/<bucket>/<key>\n"),
+                );
             };
             let key = percent_decode(key);
             let result = match method {
                 http::Method::GET => {
-                    match storage.get_object(&owner, bucket, &key, &data_key, None).await {
+                    match storage
+                        .get_object(&owner, bucket, &key, &data_key, None)
+                        .await
+                    {
                         Ok(read) => {
                             let mut out = Vec::new();
                             let mut stream = read.body;
@@ -54,7 +62,9 @@ impl xnode_compute::Outbound for StoreOutbound {
                             while let Some(chunk) = stream.next().await {
                                 match chunk {
                                     Ok(c) => out.extend_from_slice(&c),
-                                    Err(e) => return (status_of(&e), Bytes::from(format!("{e}\n"))),
+                                    Err(e) => {
+                                        return (status_of(&e), Bytes::from(format!("{e}\n")));
+                                    }
                                 }
                             }
                             Ok((200, Bytes::from(out)))
@@ -64,7 +74,8 @@ impl xnode_compute::Outbound for StoreOutbound {
                 }
                 http::Method::PUT => {
                     let len = body.len() as u64;
-                    let stream = futures::stream::iter([Ok::<Bytes, std::convert::Infallible>(body)]);
+                    let stream =
+                        futures::stream::iter([Ok::<Bytes, std::convert::Infallible>(body)]);
                     storage
                         .put_object(
                             &owner,

@@ -17,8 +17,8 @@ use xnode_types::{NodeId, PublicKeyBytes};
 use super::health::HealthBook;
 use super::proto::LogLine;
 use super::spec::{
-    JOB_RECORD_VERSION, JobRun, JobSpec, Kind, REPLICA_SET_VERSION, ReplicaReport, ReplicaSet, RunState,
-    decode_job, replicas_key, run_key,
+    JOB_RECORD_VERSION, JobRun, JobSpec, Kind, REPLICA_SET_VERSION, ReplicaReport, ReplicaSet,
+    RunState, decode_job, replicas_key, run_key,
 };
 use super::usage::{DeploymentLabels, ForwardLabels, KindLabels, OutcomeLabels};
 use super::{Candidate, Compute, Deployment, place, unix_ms};
@@ -69,7 +69,12 @@ pub fn job_runners(job: &JobSpec, candidates: &[Candidate]) -> Vec<NodeId> {
         owner: job.owner.clone(),
         created_ms: 0,
     };
-    place(&format!("job:{}/{}", job.owner, job.id), &spec, candidates, 1)
+    place(
+        &format!("job:{}/{}", job.owner, job.id),
+        &spec,
+        candidates,
+        1,
+    )
 }
 
 fn log_line(node: NodeId, stream: &str, message: String) -> LogLine {
@@ -84,22 +89,48 @@ fn log_line(node: NodeId, stream: &str, message: String) -> LogLine {
 
 impl Compute {
     /// Counts one run in metrics, the usage book and the observability recorder.
-    pub(crate) fn account(&self, owner: &str, deployment: &str, usage: &Usage, outcome: &str, failed: bool) {
-        let labels = DeploymentLabels { deployment: deployment.to_owned() };
+    pub(crate) fn account(
+        &self,
+        owner: &str,
+        deployment: &str,
+        usage: &Usage,
+        outcome: &str,
+        failed: bool,
+    ) {
+        let labels = DeploymentLabels {
+            deployment: deployment.to_owned(),
+        };
         self.metrics
             .invocations
-            .get_or_create(&OutcomeLabels { deployment: deployment.to_owned(), outcome: outcome.to_owned() })
+            .get_or_create(&OutcomeLabels {
+                deployment: deployment.to_owned(),
+                outcome: outcome.to_owned(),
+            })
             .inc();
         self.metrics.fuel.get_or_create(&labels).inc_by(usage.fuel);
-        self.metrics.wall_seconds.get_or_create(&labels).inc_by(usage.wall.as_secs_f64());
-        self.metrics.bytes_in.get_or_create(&labels).inc_by(usage.bytes_in);
-        self.metrics.bytes_out.get_or_create(&labels).inc_by(usage.bytes_out);
-        self.metrics.peak_memory.get_or_create(&labels).set(usage.peak_memory_bytes as i64);
+        self.metrics
+            .wall_seconds
+            .get_or_create(&labels)
+            .inc_by(usage.wall.as_secs_f64());
+        self.metrics
+            .bytes_in
+            .get_or_create(&labels)
+            .inc_by(usage.bytes_in);
+        self.metrics
+            .bytes_out
+            .get_or_create(&labels)
+            .inc_by(usage.bytes_out);
+        self.metrics
+            .peak_memory
+            .get_or_create(&labels)
+            .set(usage.peak_memory_bytes as i64);
         self.usage.add(owner, deployment, usage, failed, unix_ms());
     }
 
     pub(crate) fn note_forward(&self, deployment: &str, node: NodeId, latency: Duration, ok: bool) {
-        crate::lock(&self.local).health.note(deployment, node, latency, ok);
+        crate::lock(&self.local)
+            .health
+            .note(deployment, node, latency, ok);
     }
 
     pub fn degraded_nodes(&self, deployment: &str) -> Vec<NodeId> {
@@ -158,7 +189,8 @@ impl Compute {
                     job_deployments.insert(d.spec.name.clone(), d);
                 }
                 Kind::Http | Kind::Worker => {
-                    let placed = place(&d.spec.name, &d.spec, &candidates, d.spec.replicas as usize);
+                    let placed =
+                        place(&d.spec.name, &d.spec, &candidates, d.spec.replicas as usize);
                     if placed.contains(&me) {
                         if d.spec.kind == Kind::Http {
                             want_http.insert(d.spec.name.clone(), d);
@@ -172,27 +204,46 @@ impl Compute {
 
         // http replicas: a replica is a compiled, pre-instantiated module kept warm.
         for (name, d) in &want_http {
-            let current = crate::lock(&self.local).http.get(name).map(|r| r.module.clone());
+            let current = crate::lock(&self.local)
+                .http
+                .get(name)
+                .map(|r| r.module.clone());
             if current.as_deref() == Some(d.spec.module.as_str()) {
                 continue;
             }
             let state = match self.http_module(d).await {
                 Ok(_) => "running".to_owned(),
                 Err(e) => {
-                    self.logs.push(&d.owner.to_hex(), name, log_line(me, "event", format!("cannot start a replica: {e}")));
+                    self.logs.push(
+                        &d.owner.to_hex(),
+                        name,
+                        log_line(me, "event", format!("cannot start a replica: {e}")),
+                    );
                     format!("failed: {e}")
                 }
             };
-            self.logs.push(&d.owner.to_hex(), name, log_line(me, "event", format!("replica {state} on {me}")));
+            self.logs.push(
+                &d.owner.to_hex(),
+                name,
+                log_line(me, "event", format!("replica {state} on {me}")),
+            );
             crate::lock(&self.local).http.insert(
                 name.clone(),
-                HttpReplica { owner: d.owner, module: d.spec.module.clone(), since_ms: unix_ms(), state },
+                HttpReplica {
+                    owner: d.owner,
+                    module: d.spec.module.clone(),
+                    since_ms: unix_ms(),
+                    state,
+                },
             );
         }
         {
             let mut local = crate::lock(&self.local);
             local.http.retain(|name, _| want_http.contains_key(name));
-            let modules: Vec<[u8; 32]> = want_http.values().filter_map(|d| d.spec.module_id()).collect();
+            let modules: Vec<[u8; 32]> = want_http
+                .values()
+                .filter_map(|d| d.spec.module_id())
+                .collect();
             local.http_modules.retain(|id, _| modules.contains(id));
         }
 
@@ -200,7 +251,9 @@ impl Compute {
         {
             let mut local = crate::lock(&self.local);
             local.workers.retain(|name, w| {
-                let keep = want_workers.get(name).is_some_and(|d| d.spec.module == w.module && d.owner == w.owner);
+                let keep = want_workers
+                    .get(name)
+                    .is_some_and(|d| d.spec.module == w.module && d.owner == w.owner);
                 if !keep {
                     w.cancel.cancel();
                 }
@@ -220,8 +273,14 @@ impl Compute {
                 restarts: Arc::new(AtomicU32::new(0)),
                 state: Arc::new(std::sync::Mutex::new("starting".into())),
             };
-            let (cancel, restarts, state) = (handle.cancel.clone(), handle.restarts.clone(), handle.state.clone());
-            crate::lock(&self.local).workers.insert(name.clone(), handle);
+            let (cancel, restarts, state) = (
+                handle.cancel.clone(),
+                handle.restarts.clone(),
+                handle.state.clone(),
+            );
+            crate::lock(&self.local)
+                .workers
+                .insert(name.clone(), handle);
             let this = self.clone();
             tokio::spawn(async move { this.run_worker(d, cancel, restarts, state).await });
         }
@@ -232,7 +291,10 @@ impl Compute {
             if !entry.key.contains("/job/") {
                 continue;
             }
-            if let Some(run) = entry.value.as_deref().and_then(|v| serde_json::from_slice::<JobRun>(v).ok())
+            if let Some(run) = entry
+                .value
+                .as_deref()
+                .and_then(|v| serde_json::from_slice::<JobRun>(v).ok())
                 && run.state != RunState::Running
             {
                 finished.insert(format!("{}/{}", run.owner, run.job), true);
@@ -242,7 +304,9 @@ impl Compute {
             if !entry.key.contains("/job/") {
                 continue;
             }
-            let Some(job) = decode_job(&entry) else { continue };
+            let Some(job) = decode_job(&entry) else {
+                continue;
+            };
             let id = format!("{}/{}", job.owner, job.id);
             if finished.contains_key(&id) || crate::lock(&self.local).jobs.contains_key(&id) {
                 continue;
@@ -250,9 +314,13 @@ impl Compute {
             if job_runners(&job, &candidates).first() != Some(&me) {
                 continue;
             }
-            let Some(d) = job_deployments.get(&job.deployment).cloned() else { continue };
+            let Some(d) = job_deployments.get(&job.deployment).cloned() else {
+                continue;
+            };
             let cancel = self.shutdown.child_token();
-            crate::lock(&self.local).jobs.insert(id.clone(), cancel.clone());
+            crate::lock(&self.local)
+                .jobs
+                .insert(id.clone(), cancel.clone());
             let this = self.clone();
             tokio::spawn(async move {
                 this.clone().run_job(job, d, cancel).await;
@@ -285,17 +353,36 @@ impl Compute {
                 restarts: w.restarts.load(Ordering::Relaxed),
             }));
             replicas.sort_by(|a, b| a.deployment.cmp(&b.deployment));
-            self.metrics.replicas.get_or_create(&KindLabels { kind: "http".into() }).set(local.http.len() as i64);
-            self.metrics.replicas.get_or_create(&KindLabels { kind: "worker".into() }).set(local.workers.len() as i64);
-            self.metrics.replicas.get_or_create(&KindLabels { kind: "job".into() }).set(local.jobs.len() as i64);
-            ReplicaSet { v: REPLICA_SET_VERSION, replicas }
+            self.metrics
+                .replicas
+                .get_or_create(&KindLabels {
+                    kind: "http".into(),
+                })
+                .set(local.http.len() as i64);
+            self.metrics
+                .replicas
+                .get_or_create(&KindLabels {
+                    kind: "worker".into(),
+                })
+                .set(local.workers.len() as i64);
+            self.metrics
+                .replicas
+                .get_or_create(&KindLabels { kind: "job".into() })
+                .set(local.jobs.len() as i64);
+            ReplicaSet {
+                v: REPLICA_SET_VERSION,
+                replicas,
+            }
         };
         let changed = crate::lock(&self.local).last_report.as_ref() != Some(&report);
         if !changed {
             return;
         }
         match serde_json::to_vec(&report) {
-            Ok(bytes) => match self.registry.put(&self.key, &replicas_key(&self.node_id), bytes) {
+            Ok(bytes) => match self
+                .registry
+                .put(&self.key, &replicas_key(&self.node_id), bytes)
+            {
                 Ok(_) => crate::lock(&self.local).last_report = Some(report),
                 Err(e) => tracing::warn!(error = %e, "cannot publish this node's replicas"),
             },
@@ -308,17 +395,32 @@ impl Compute {
         let live: Vec<NodeId> = self.candidates().into_iter().map(|c| c.id).collect();
         let mut out = Vec::new();
         for entry in self.registry.list("run/") {
-            let Some(node) = entry.key.strip_prefix("run/").and_then(|r| r.strip_suffix("/replicas")) else {
+            let Some(node) = entry
+                .key
+                .strip_prefix("run/")
+                .and_then(|r| r.strip_suffix("/replicas"))
+            else {
                 continue;
             };
-            let Ok(node) = node.parse::<NodeId>() else { continue };
+            let Ok(node) = node.parse::<NodeId>() else {
+                continue;
+            };
             if !live.contains(&node) {
                 continue;
             }
-            let Some(set) = entry.value.as_deref().and_then(|v| serde_json::from_slice::<ReplicaSet>(v).ok()) else {
+            let Some(set) = entry
+                .value
+                .as_deref()
+                .and_then(|v| serde_json::from_slice::<ReplicaSet>(v).ok())
+            else {
                 continue;
             };
-            out.extend(set.replicas.into_iter().filter(|r| r.deployment == name).map(|r| (node, r)));
+            out.extend(
+                set.replicas
+                    .into_iter()
+                    .filter(|r| r.deployment == name)
+                    .map(|r| (node, r)),
+            );
         }
         out
     }
@@ -343,14 +445,22 @@ impl Compute {
                 return;
             }
             let module = match self.module_bytes(&d.spec).await {
-                Ok(bytes) => self.engine.command_module(bytes).await.map_err(|e| e.to_string()),
+                Ok(bytes) => self
+                    .engine
+                    .command_module(bytes)
+                    .await
+                    .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
             let module = match module {
                 Ok(m) => m,
                 Err(e) => {
                     *crate::lock(&state) = format!("failed: {e}");
-                    self.logs.push(&owner, &name, log_line(me, "event", format!("cannot start: {e}")));
+                    self.logs.push(
+                        &owner,
+                        &name,
+                        log_line(me, "event", format!("cannot start: {e}")),
+                    );
                     tokio::select! {
                         _ = cancel.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
@@ -366,15 +476,28 @@ impl Compute {
             args.extend(d.spec.args.iter().cloned());
             let spec = CommandSpec {
                 args,
-                env: d.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                env: d
+                    .spec
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
                 stdin: Bytes::new(),
-                mounts: vec![Mount { host_path: out_dir.clone(), guest_path: "/out".into(), writable: true }],
+                mounts: vec![Mount {
+                    host_path: out_dir.clone(),
+                    guest_path: "/out".into(),
+                    writable: true,
+                }],
                 limits,
                 stdout: stdout.clone(),
                 stderr: stderr.clone(),
             };
             *crate::lock(&state) = "running".into();
-            self.logs.push(&owner, &name, log_line(me, "event", format!("worker started on {me}")));
+            self.logs.push(
+                &owner,
+                &name,
+                log_line(me, "event", format!("worker started on {me}")),
+            );
             let started = Instant::now();
             let run = self.engine.run_command(&module, spec, cancel.clone());
             tokio::pin!(run);
@@ -390,8 +513,18 @@ impl Compute {
                     }
                 }
             };
-            self.logs.push_output(&owner, &name, log_line(me, "stdout", String::new()), &stdout.take());
-            self.logs.push_output(&owner, &name, log_line(me, "stderr", String::new()), &stderr.take());
+            self.logs.push_output(
+                &owner,
+                &name,
+                log_line(me, "stdout", String::new()),
+                &stdout.take(),
+            );
+            self.logs.push_output(
+                &owner,
+                &name,
+                log_line(me, "stderr", String::new()),
+                &stderr.take(),
+            );
             self.publish_outputs(&d, &out_dir, &mut published).await;
             let failed = !matches!(outcome.exit, ExitReason::Exited(0) | ExitReason::Cancelled);
             let code = match &outcome.exit {
@@ -404,12 +537,20 @@ impl Compute {
             self.record_run(&d.owner, &name, &outcome.usage, failed);
             match outcome.exit {
                 ExitReason::Cancelled => {
-                    self.logs.push(&owner, &name, log_line(me, "event", format!("worker stopped on {me}")));
+                    self.logs.push(
+                        &owner,
+                        &name,
+                        log_line(me, "event", format!("worker stopped on {me}")),
+                    );
                     return;
                 }
                 ExitReason::Exited(0) => {
                     *crate::lock(&state) = "exited".into();
-                    self.logs.push(&owner, &name, log_line(me, "event", "worker exited normally".into()));
+                    self.logs.push(
+                        &owner,
+                        &name,
+                        log_line(me, "event", "worker exited normally".into()),
+                    );
                     return;
                 }
                 other => {
@@ -422,12 +563,21 @@ impl Compute {
                         backoff = Duration::from_secs(1);
                     }
                     restarts.fetch_add(1, Ordering::Relaxed);
-                    self.metrics.worker_restarts.get_or_create(&DeploymentLabels { deployment: name.clone() }).inc();
+                    self.metrics
+                        .worker_restarts
+                        .get_or_create(&DeploymentLabels {
+                            deployment: name.clone(),
+                        })
+                        .inc();
                     *crate::lock(&state) = format!("restarting: {reason}");
                     self.logs.push(
                         &owner,
                         &name,
-                        log_line(me, "event", format!("worker {reason}; restarting in {} s", backoff.as_secs())),
+                        log_line(
+                            me,
+                            "event",
+                            format!("worker {reason}; restarting in {} s", backoff.as_secs()),
+                        ),
                     );
                     tokio::select! {
                         _ = cancel.cancelled() => return,
@@ -441,8 +591,15 @@ impl Compute {
 
     /// Uploads files of a worker's `/out` that changed since the last upload to
     /// `<bucket>/workers/<name>/<path>`.
-    async fn publish_outputs(&self, d: &Deployment, dir: &Path, published: &mut HashMap<PathBuf, (u64, std::time::SystemTime)>) {
-        let Some(storage) = &d.spec.storage else { return };
+    async fn publish_outputs(
+        &self,
+        d: &Deployment,
+        dir: &Path,
+        published: &mut HashMap<PathBuf, (u64, std::time::SystemTime)>,
+    ) {
+        let Some(storage) = &d.spec.storage else {
+            return;
+        };
         let files = walk(dir);
         if files.is_empty() {
             return;
@@ -452,14 +609,22 @@ impl Compute {
             return;
         };
         for (path, rel) in files {
-            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
             let stamp = (meta.len(), meta.modified().unwrap_or(std::time::UNIX_EPOCH));
             if published.get(&path) == Some(&stamp) {
                 continue;
             }
-            let Ok(bytes) = std::fs::read(&path) else { continue };
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
             let key = format!("workers/{}/{rel}", d.spec.name);
-            if self.put_bytes(&d.owner, &storage.bucket, &key, &data_key, bytes).await.is_ok() {
+            if self
+                .put_bytes(&d.owner, &storage.bucket, &key, &data_key, bytes)
+                .await
+                .is_ok()
+            {
                 published.insert(path, stamp);
             }
         }
@@ -474,9 +639,19 @@ impl Compute {
         bytes: Vec<u8>,
     ) -> Result<(), String> {
         let len = bytes.len() as u64;
-        let stream = futures::stream::iter([Ok::<Bytes, std::convert::Infallible>(Bytes::from(bytes))]);
+        let stream =
+            futures::stream::iter([Ok::<Bytes, std::convert::Infallible>(Bytes::from(bytes))]);
         self.storage
-            .put_object(owner, bucket, key, data_key, "application/octet-stream".into(), Default::default(), Some(len), stream)
+            .put_object(
+                owner,
+                bucket,
+                key,
+                data_key,
+                "application/octet-stream".into(),
+                Default::default(),
+                Some(len),
+                stream,
+            )
             .await
             .map(|_| ())
             .map_err(|e| {
@@ -490,7 +665,10 @@ impl Compute {
     fn publish_run(&self, owner: &PublicKeyBytes, run: &JobRun) {
         match serde_json::to_vec(run) {
             Ok(bytes) => {
-                if let Err(e) = self.registry.put(&self.key, &run_key(&self.node_id, owner, &run.job), bytes) {
+                if let Err(e) =
+                    self.registry
+                        .put(&self.key, &run_key(&self.node_id, owner, &run.job), bytes)
+                {
                     tracing::warn!(error = %e, job = %run.job, "cannot publish a job run");
                 }
             }
@@ -516,7 +694,11 @@ impl Compute {
             wall_ms: 0,
         };
         self.publish_run(&owner, &run);
-        self.logs.push(&owner.to_hex(), &d.spec.name, log_line(me, "event", format!("job {} started on {me}", job.id)));
+        self.logs.push(
+            &owner.to_hex(),
+            &d.spec.name,
+            log_line(me, "event", format!("job {} started on {me}", job.id)),
+        );
         let result = self.execute_job(&job, &d, &mut run, cancel.clone()).await;
         if cancel.is_cancelled() {
             // Shutting down or moved: leave the run as running; another node takes over.
@@ -538,25 +720,55 @@ impl Compute {
                 run.reason = Some(reason);
             }
         }
-        let outcome = if run.state == RunState::Succeeded { "succeeded" } else { "failed" };
-        self.metrics.job_runs.get_or_create(&ForwardLabels { outcome: outcome.into() }).inc();
+        let outcome = if run.state == RunState::Succeeded {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        self.metrics
+            .job_runs
+            .get_or_create(&ForwardLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
         self.logs.push(
             &owner.to_hex(),
             &d.spec.name,
-            log_line(me, "event", format!("job {} {outcome}{}", job.id, run.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())),
+            log_line(
+                me,
+                "event",
+                format!(
+                    "job {} {outcome}{}",
+                    job.id,
+                    run.reason
+                        .as_ref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ),
+            ),
         );
         self.publish_run(&owner, &run);
     }
 
     /// Runs a job: inputs in, command, outputs out. Returns the exit code, or why it
     /// could not run or was stopped.
-    async fn execute_job(&self, job: &JobSpec, d: &Deployment, run: &mut JobRun, cancel: CancellationToken) -> Result<i32, String> {
+    async fn execute_job(
+        &self,
+        job: &JobSpec,
+        d: &Deployment,
+        run: &mut JobRun,
+        cancel: CancellationToken,
+    ) -> Result<i32, String> {
         let owner = d.owner;
         let data_key = self
             .grant(&owner, &format!("job:{}", job.id))
             .await
             .ok_or("no node holds the tenant's data key for this job; submit it again")?;
-        let dir = self.work_dir.join("jobs").join(format!("{}-{}", job.id, hex::encode(rand::random::<[u8; 4]>())));
+        let dir = self.work_dir.join("jobs").join(format!(
+            "{}-{}",
+            job.id,
+            hex::encode(rand::random::<[u8; 4]>())
+        ));
         let (in_dir, out_dir) = (dir.join("in"), dir.join("out"));
         let _cleanup = RemoveOnDrop(dir.clone());
         std::fs::create_dir_all(&in_dir).map_err(|e| format!("scratch space: {e}"))?;
@@ -566,17 +778,31 @@ impl Compute {
                 .storage
                 .get_object(&owner, &input.bucket, &input.key, &data_key, None)
                 .await
-                .map_err(|e| format!("input {:?} ({}/{}): {e}", input.name, input.bucket, input.key))?;
+                .map_err(|e| {
+                    format!(
+                        "input {:?} ({}/{}): {e}",
+                        input.name, input.bucket, input.key
+                    )
+                })?;
             let mut bytes = Vec::new();
             let mut body = read.body;
             use futures::StreamExt;
             while let Some(chunk) = body.next().await {
-                bytes.extend_from_slice(&chunk.map_err(|e| format!("input {:?}: {e}", input.name))?);
+                bytes
+                    .extend_from_slice(&chunk.map_err(|e| format!("input {:?}: {e}", input.name))?);
             }
-            std::fs::write(in_dir.join(&input.name), bytes).map_err(|e| format!("input {:?}: {e}", input.name))?;
+            std::fs::write(in_dir.join(&input.name), bytes)
+                .map_err(|e| format!("input {:?}: {e}", input.name))?;
         }
-        let bytes = self.module_bytes(&d.spec).await.map_err(|e| e.to_string())?;
-        let module = self.engine.command_module(bytes).await.map_err(|e| e.to_string())?;
+        let bytes = self
+            .module_bytes(&d.spec)
+            .await
+            .map_err(|e| e.to_string())?;
+        let module = self
+            .engine
+            .command_module(bytes)
+            .await
+            .map_err(|e| e.to_string())?;
         let limits = d.spec.limits(self.config.max_memory_mb << 20);
         let stdout = OutputCapture::new(limits.max_output_bytes, limits.max_output_bytes as usize);
         let stderr = OutputCapture::new(limits.max_output_bytes, limits.max_output_bytes as usize);
@@ -588,11 +814,24 @@ impl Compute {
         args.extend(job.args.iter().cloned());
         let spec = CommandSpec {
             args,
-            env: d.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            env: d
+                .spec
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             stdin: Bytes::from(stdin),
             mounts: vec![
-                Mount { host_path: in_dir, guest_path: "/in".into(), writable: false },
-                Mount { host_path: out_dir.clone(), guest_path: "/out".into(), writable: true },
+                Mount {
+                    host_path: in_dir,
+                    guest_path: "/in".into(),
+                    writable: false,
+                },
+                Mount {
+                    host_path: out_dir.clone(),
+                    guest_path: "/out".into(),
+                    writable: true,
+                },
             ],
             limits,
             stdout: stdout.clone(),
@@ -603,8 +842,18 @@ impl Compute {
         run.wall_ms = outcome.usage.wall.as_millis() as u64;
         let owner_hex = owner.to_hex();
         let me = self.node_id;
-        self.logs.push_output(&owner_hex, &d.spec.name, log_line(me, "stdout", String::new()), &tail(&stdout.contents(), 4096));
-        self.logs.push_output(&owner_hex, &d.spec.name, log_line(me, "stderr", String::new()), &tail(&stderr.contents(), 4096));
+        self.logs.push_output(
+            &owner_hex,
+            &d.spec.name,
+            log_line(me, "stdout", String::new()),
+            &tail(&stdout.contents(), 4096),
+        );
+        self.logs.push_output(
+            &owner_hex,
+            &d.spec.name,
+            log_line(me, "stderr", String::new()),
+            &tail(&stderr.contents(), 4096),
+        );
         let code = match &outcome.exit {
             ExitReason::Exited(0) => "ok".to_owned(),
             ExitReason::Exited(c) => format!("exit_{c}"),
@@ -621,14 +870,24 @@ impl Compute {
         let prefix = format!("jobs/{}", job.id);
         for (name, bytes) in [("stdout", stdout.contents()), ("stderr", stderr.contents())] {
             let key = format!("{prefix}/{name}");
-            if self.put_bytes(&owner, &job.output_bucket, &key, &data_key, bytes).await.is_ok() {
+            if self
+                .put_bytes(&owner, &job.output_bucket, &key, &data_key, bytes)
+                .await
+                .is_ok()
+            {
                 run.outputs.push(key);
             }
         }
         for (path, rel) in walk(&out_dir) {
-            let Ok(bytes) = std::fs::read(&path) else { continue };
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
             let key = format!("{prefix}/out/{rel}");
-            if self.put_bytes(&owner, &job.output_bucket, &key, &data_key, bytes).await.is_ok() {
+            if self
+                .put_bytes(&owner, &job.output_bucket, &key, &data_key, bytes)
+                .await
+                .is_ok()
+            {
                 run.outputs.push(key);
             }
         }
@@ -657,10 +916,14 @@ fn walk(dir: &Path) -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
-            let Ok(kind) = entry.file_type() else { continue };
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
             if kind.is_dir() {
                 stack.push(path);
             } else if kind.is_file()
