@@ -18,6 +18,9 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+echo "==> example guests: valid, and identical to what their sources build to"
+./scripts/check-guests.sh
+
 echo "==> tests"
 cargo nextest run --workspace --no-fail-fast
 
