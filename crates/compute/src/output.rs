@@ -122,6 +122,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::unwrap_used)]
     fn refuses_bytes_past_the_limit_and_keeps_the_tail() {
         let c = OutputCapture::new(10, 4);
         assert_eq!(c.write(b"abcdef").unwrap(), 6);

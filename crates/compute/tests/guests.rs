@@ -1,5 +1,7 @@
 //! Runs the example and hostile guests from `guests/dist` under the engine's limits.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -533,6 +533,7 @@ pub fn guest(name: &str) -> bytes::Bytes {
 impl Cluster {
     /// Uploads a guest and deploys it through node `via`, then waits until every running
     /// node knows the deployment and `replicas` replicas report running (0: don't wait).
+    #[allow(clippy::too_many_arguments)]
     pub async fn deploy(
         &self,
         via: usize,

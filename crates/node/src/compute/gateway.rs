@@ -555,7 +555,7 @@ impl Compute {
                 lines.extend(more);
             }
         }
-        lines.sort_by(|a, b| a.ts_ms.cmp(&b.ts_ms));
+        lines.sort_by_key(|l| l.ts_ms);
         lines
     }
 }

@@ -61,13 +61,12 @@ impl HealthBook {
             .fold(f64::INFINITY, f64::min);
         let slow = best_peer.is_finite() && latency_ms > 3.0 * best_peer + 100.0;
         let failing = errors > 0.5;
-        if slow || failing {
-            if let Some(h) = self.replicas.get_mut(&(deployment.to_owned(), node))
-                && h.degraded_until.is_none_or(|t| t <= Instant::now())
-            {
-                tracing::warn!(%node, deployment, latency_ms, errors, best_peer, "replica marked degraded");
-                h.degraded_until = Some(Instant::now() + DEGRADED_FOR);
-            }
+        if (slow || failing)
+            && let Some(h) = self.replicas.get_mut(&(deployment.to_owned(), node))
+            && h.degraded_until.is_none_or(|t| t <= Instant::now())
+        {
+            tracing::warn!(%node, deployment, latency_ms, errors, best_peer, "replica marked degraded");
+            h.degraded_until = Some(Instant::now() + DEGRADED_FOR);
         }
     }
 

@@ -691,7 +691,7 @@ pub fn place(item: &str, spec: &DeploymentSpec, candidates: &[Candidate], n: usi
             (*h.finalize().as_bytes(), c.id)
         })
         .collect();
-    scored.sort_by(|a, b| b.0.cmp(&a.0));
+    scored.sort_by_key(|s| std::cmp::Reverse(s.0));
     scored.dedup_by(|a, b| a.1 == b.1);
     scored.into_iter().take(n).map(|(_, id)| id).collect()
 }

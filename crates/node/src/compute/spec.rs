@@ -236,7 +236,7 @@ impl DeploymentSpec {
         if self.kind == Kind::Job && self.replicas != 1 {
             // A job deployment is a template; each job run picks its own node.
         }
-        for (k, _) in &self.env {
+        for k in self.env.keys() {
             if k.is_empty() || k.contains('=') || k.contains('\0') {
                 return Err(format!("environment variable name {k:?} is invalid"));
             }
