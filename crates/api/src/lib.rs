@@ -1,5 +1,6 @@
 //! The HTTP face of a node: the control API (`/v1/...`, `/healthz`, `/metrics`) with its
-//! OpenAPI document. Later: the function gateway, the S3 gateway and the Studio.
+//! OpenAPI document, and the Studio (the web UI, from `xnode-studio`) at `/`. Later: the
+//! function gateway and the S3 gateway.
 //!
 //! Handlers are thin: they call the [`Node`] and translate its answers into documented
 //! JSON shapes and its errors into an HTTP status plus a stable error code.
@@ -10,6 +11,7 @@ mod error;
 mod observe_routes;
 mod routes;
 mod storage_routes;
+mod studio_routes;
 
 use std::net::SocketAddr;
 

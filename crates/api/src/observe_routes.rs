@@ -26,6 +26,8 @@ use crate::error::ApiError;
 fn scopes_of(path: &str) -> Vec<String> {
     if path == "/healthz"
         || path == "/metrics"
+        || path == "/v1/events"
+        || xnode_studio::is_studio_path(path)
         || path.starts_with("/v1/observe")
         || path.starts_with("/v1/nodes")
         || path == "/v1/node"
@@ -235,6 +237,10 @@ mod tests {
     fn monitoring_is_not_counted_and_buckets_get_their_scope() {
         assert!(scopes_of("/metrics").is_empty());
         assert!(scopes_of("/v1/observe/network").is_empty());
+        assert!(scopes_of("/v1/events").is_empty());
+        assert!(scopes_of("/").is_empty());
+        assert!(scopes_of("/assets/app.js").is_empty());
+        assert!(scopes_of("/storage/photos").is_empty());
         assert_eq!(
             scopes_of("/v1/buckets/photos/objects/a/b"),
             ["api", "storage", "bucket:photos"]

@@ -41,6 +41,9 @@ use crate::error::{ApiError, ErrorBody};
         crate::storage_routes::delete_object,
         crate::observe_routes::network,
         crate::observe_routes::one_node,
+        crate::studio_routes::events,
+        crate::studio_routes::series,
+        crate::studio_routes::object_details,
     ),
     components(schemas(
         Health,
@@ -52,7 +55,9 @@ use crate::error::{ApiError, ErrorBody};
         crate::storage_routes::HealthView,
         crate::storage_routes::BucketView,
         crate::storage_routes::SignedBucketChange,
-        crate::storage_routes::ObjectView
+        crate::storage_routes::ObjectView,
+        crate::studio_routes::ObjectDetailsView,
+        crate::studio_routes::ChunkView
     ))
 )]
 pub struct ApiDoc;
@@ -74,8 +79,15 @@ pub(crate) fn router(node: Node) -> Router {
         .route("/v1/observe/network", get(crate::observe_routes::network))
         .route("/v1/observe/nodes/{id}", get(crate::observe_routes::one_node))
         .route("/v1/observe/deployments/{name}", get(crate::observe_routes::one_deployment))
+        .route("/v1/observe/series", get(crate::studio_routes::series))
+        .route("/v1/events", get(crate::studio_routes::events))
+        .route(
+            "/v1/buckets/{bucket}/details/{*key}",
+            get(crate::studio_routes::object_details),
+        )
         .merge(crate::storage_routes::routes())
         .merge(crate::compute_routes::routes())
+        .merge(xnode_studio::router())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             (state.node.clone(), api_metrics),
@@ -172,13 +184,15 @@ pub struct NodeListItem {
     pub version: Option<String>,
     /// True for the node answering the request.
     pub is_self: bool,
+    /// Smoothed round trip of the answering node's probes to this node, in milliseconds.
+    pub rtt_ms: Option<f64>,
 }
 
 fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
-fn to_item(s: NodeSummary) -> NodeListItem {
+pub(crate) fn to_item(s: NodeSummary) -> NodeListItem {
     NodeListItem {
         id: s.id.to_string(),
         addresses: s.addresses,
@@ -198,6 +212,7 @@ fn to_item(s: NodeSummary) -> NodeListItem {
         }),
         version: s.version,
         is_self: s.is_self,
+        rtt_ms: s.rtt_us.map(|us| (us as f64 / 10.0).round() / 100.0),
     }
 }
 

@@ -138,6 +138,7 @@ pub(crate) async fn start(
         swim_pending: HashMap::new(),
         rpc_pending: HashMap::new(),
         connected: HashSet::new(),
+        rtt_us: HashMap::new(),
         clock_base: (Instant::now(), unix_ms()),
         last_bootstrap_dial: None,
         last_probe: Instant::now(),
@@ -235,6 +236,8 @@ struct Driver {
     swim_pending: HashMap<OutboundRequestId, Purpose>,
     rpc_pending: HashMap<OutboundRequestId, (NodeId, RpcReply)>,
     connected: HashSet<NodeId>,
+    /// Smoothed round trip of direct probes per member, in microseconds.
+    rtt_us: HashMap<NodeId, f64>,
     clock_base: (Instant, u64),
     last_bootstrap_dial: Option<Instant>,
     last_probe: Instant,
@@ -345,6 +348,7 @@ impl Driver {
                 last_seen_ms: m.last_seen.map(|t| self.to_unix(t)),
                 state_since_ms: self.to_unix(m.state_since),
                 connected: self.connected.contains(&m.id),
+                rtt_us: self.rtt_us.get(&m.id).map(|r| r.round() as u64),
             })
             .collect();
         infos.sort_by_key(|m| m.id);
@@ -980,9 +984,17 @@ impl Driver {
         match purpose {
             Purpose::Probe { target, sent } => match decoded {
                 Some(SwimResponse::Ack { incarnation }) => {
-                    self.metrics
-                        .probe_rtt_seconds
-                        .observe(sent.elapsed().as_secs_f64());
+                    let rtt = sent.elapsed();
+                    self.metrics.probe_rtt_seconds.observe(rtt.as_secs_f64());
+                    // An exponentially weighted mean: recent probes count most, one slow
+                    // probe does not dominate.
+                    let sample = rtt.as_micros() as f64;
+                    let smoothed = match self.rtt_us.get(&target) {
+                        Some(old) => old * 0.8 + sample * 0.2,
+                        None => sample,
+                    };
+                    self.rtt_us.insert(target, smoothed);
+                    self.refresh_shared();
                     self.note_incarnation(target, incarnation);
                     self.probe_succeeded(target, "ack");
                 }

@@ -119,6 +119,8 @@ pub struct MemberInfo {
     pub state_since_ms: u64,
     /// Whether this node has an open connection to the member.
     pub connected: bool,
+    /// Smoothed round trip of this node's direct probes to the member, in microseconds.
+    pub rtt_us: Option<u64>,
 }
 
 /// Changes the mesh reports to the rest of the node.

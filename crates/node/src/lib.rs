@@ -83,6 +83,8 @@ pub struct NodeSummary {
     pub capacity: Option<Capacity>,
     pub version: Option<String>,
     pub is_self: bool,
+    /// Smoothed round trip of this node's probes to it, in microseconds.
+    pub rtt_us: Option<u64>,
 }
 
 pub(crate) struct Inner {
@@ -419,6 +421,7 @@ impl Node {
             capacity: Some(my_record.capacity),
             version: Some(me.version),
             is_self: true,
+            rtt_us: None,
         });
         let members = self.inner.mesh.members();
         let mut seen = std::collections::HashSet::from([self.inner.id]);
@@ -440,6 +443,7 @@ impl Node {
                 capacity: record.map(|r| r.capacity),
                 version: record.map(|r| r.version.clone()),
                 is_self: false,
+                rtt_us: m.rtt_us,
             });
         }
         // Records of nodes the failure detector has not met yet (it learns of them from
@@ -463,6 +467,7 @@ impl Node {
                 capacity: Some(r.capacity),
                 version: Some(r.version.clone()),
                 is_self: false,
+                rtt_us: None,
             });
         }
         out.sort_by(|a, b| b.is_self.cmp(&a.is_self).then(a.id.cmp(&b.id)));

@@ -3,7 +3,10 @@
 
 use serde::Serialize;
 use xnode_mesh::MemberState;
-use xnode_observe::{Histogram, NodeSummary, PeerCounts, ScopeStats, SystemStats, WINDOWS};
+use xnode_observe::{
+    Histogram, MAX_PEER_RTTS, NodeSummary, PeerCounts, PeerRtt, SLOT_MS, ScopeStats, SystemStats,
+    WINDOWS,
+};
 use xnode_types::NodeId;
 
 use crate::Node;
@@ -81,6 +84,34 @@ pub struct NodeReport {
     pub active_tenants: u32,
     /// What this node served over the last minute (scope `api`).
     pub last_minute: Option<ScopeReport>,
+    /// Its measured round trips to peers (smoothed SWIM probe acks).
+    pub peer_rtts: Vec<PeerRttReport>,
+}
+
+/// A measured round trip from one node to a peer.
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerRttReport {
+    pub node: NodeId,
+    pub rtt_ms: f64,
+}
+
+/// One slot of a scope's time series (`GET /v1/observe/series`).
+#[derive(Clone, Debug, Serialize)]
+pub struct SeriesPoint {
+    /// Unix ms at which the slot starts.
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub figures: ScopeReport,
+}
+
+/// A scope's time series over every node.
+#[derive(Clone, Debug, Serialize)]
+pub struct SeriesReport {
+    pub scope: String,
+    pub slot_ms: u64,
+    pub at_ms: u64,
+    /// Slots with activity, oldest first; a missing slot had no requests.
+    pub points: Vec<SeriesPoint>,
 }
 
 /// `GET /v1/observe/network`.
@@ -245,6 +276,33 @@ impl Node {
                 .scopes
                 .get("api")
                 .map(|s| report(s, 60_000)),
+            peer_rtts: live
+                .peer_rtts
+                .iter()
+                .map(|p| PeerRttReport {
+                    node: p.node,
+                    rtt_ms: (p.rtt_us as f64 / 10.0).round() / 100.0,
+                })
+                .collect(),
+        }
+    }
+
+    /// One scope over the last `window_ms`, in slots, summed over every node.
+    pub fn observe_series(&self, scope: &str, window_ms: u64) -> SeriesReport {
+        let now = unix_ms();
+        let view = crate::lock(&self.inner.view);
+        SeriesReport {
+            scope: scope.to_owned(),
+            slot_ms: SLOT_MS,
+            at_ms: now,
+            points: view
+                .series(scope, window_ms, now)
+                .into_iter()
+                .map(|(at_ms, stats)| SeriesPoint {
+                    at_ms,
+                    figures: report(&stats, SLOT_MS),
+                })
+                .collect(),
         }
     }
 
@@ -254,7 +312,23 @@ impl Node {
         let capacity = self.sample_capacity();
         let (net_rx_bytes, net_tx_bytes) = crate::capacity::network_totals();
         let mut peers = PeerCounts::default();
-        for m in self.inner.mesh.members() {
+        let members = self.inner.mesh.members();
+        let peer_rtts: Vec<PeerRtt> = members
+            .iter()
+            .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
+            .filter_map(|m| {
+                m.rtt_us.map(|rtt| PeerRtt {
+                    node: m.id,
+                    rtt_us: u32::try_from(rtt).unwrap_or(u32::MAX),
+                })
+            })
+            .take(MAX_PEER_RTTS)
+            .collect();
+        if !peer_rtts.is_empty() {
+            peers.probe_rtt_us =
+                peer_rtts.iter().map(|p| u64::from(p.rtt_us)).sum::<u64>() / peer_rtts.len() as u64;
+        }
+        for m in members {
             match m.state {
                 MemberState::Alive => peers.alive += 1,
                 MemberState::Suspect => peers.suspect += 1,
@@ -283,6 +357,7 @@ impl Node {
             peers,
             active_tenants,
             scopes,
+            peer_rtts,
         }
     }
 }

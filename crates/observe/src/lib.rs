@@ -20,5 +20,7 @@ mod view;
 
 pub use histogram::Histogram;
 pub use recorder::{MAX_SCOPES, Outcome, Recorder};
-pub use summary::{MAX_SUMMARY_BYTES, NodeSummary, PeerCounts, ScopeStats, SystemStats};
+pub use summary::{
+    MAX_PEER_RTTS, MAX_SUMMARY_BYTES, NodeSummary, PeerCounts, PeerRtt, ScopeStats, SystemStats,
+};
 pub use view::{NetworkView, NodeLive, SLOT_MS, WINDOWS, WindowTotals};

@@ -81,9 +81,20 @@ pub struct PeerCounts {
     pub probe_rtt_us: u64,
 }
 
+/// Most peer round trips a summary carries.
+pub const MAX_PEER_RTTS: usize = 256;
+
+/// The smoothed round trip of the summarising node's direct probes to one peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerRtt {
+    pub node: NodeId,
+    pub rtt_us: u32,
+}
+
 /// One node's gossiped summary. Counters are cumulative since `started_ms`, so a receiver
 /// recovers what happened between two summaries by subtraction and a lost summary costs
-/// nothing. Its size is bounded: at most [`crate::MAX_SCOPES`] scopes.
+/// nothing. Its size is bounded: at most [`crate::MAX_SCOPES`] scopes and
+/// [`MAX_PEER_RTTS`] peer round trips.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeSummary {
     pub node: NodeId,
@@ -97,10 +108,51 @@ pub struct NodeSummary {
     /// Distinct tenants active on this node in the last minute.
     pub active_tenants: u32,
     pub scopes: BTreeMap<String, ScopeStats>,
+    /// Measured round trips to peers (format version 2 and later).
+    pub peer_rtts: Vec<PeerRtt>,
+}
+
+/// Format version 1 of [`NodeSummary`], without peer round trips.
+#[derive(Deserialize)]
+struct NodeSummaryV1 {
+    node: NodeId,
+    started_ms: u64,
+    seq: u64,
+    at_ms: u64,
+    system: SystemStats,
+    peers: PeerCounts,
+    active_tenants: u32,
+    scopes: BTreeMap<String, ScopeStats>,
 }
 
 impl Versioned for NodeSummary {
     const KIND_TAG: u8 = kinds::NODE_SUMMARY;
     const KIND_NAME: &'static str = "node summary";
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
+        if version != 1 {
+            return Err(xnode_wire::WireError::UnsupportedVersion {
+                kind: Self::KIND_NAME,
+                found: version,
+                supported: Self::VERSION,
+            });
+        }
+        let v1: NodeSummaryV1 =
+            postcard::from_bytes(body).map_err(|e| xnode_wire::WireError::Malformed {
+                kind: Self::KIND_NAME,
+                reason: e.to_string(),
+            })?;
+        Ok(NodeSummary {
+            node: v1.node,
+            started_ms: v1.started_ms,
+            seq: v1.seq,
+            at_ms: v1.at_ms,
+            system: v1.system,
+            peers: v1.peers,
+            active_tenants: v1.active_tenants,
+            scopes: v1.scopes,
+            peer_rtts: Vec::new(),
+        })
+    }
 }

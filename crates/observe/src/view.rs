@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use serde::{Deserialize, Serialize};
 use xnode_types::NodeId;
 
-use crate::{NodeSummary, PeerCounts, ScopeStats, SystemStats};
+use crate::{NodeSummary, PeerCounts, PeerRtt, ScopeStats, SystemStats};
 
 /// Granularity of the time series.
 pub const SLOT_MS: u64 = 10_000;
@@ -23,6 +23,8 @@ pub struct NodeLive {
     pub system: SystemStats,
     pub peers: PeerCounts,
     pub active_tenants: u32,
+    /// Its measured round trips to peers.
+    pub peer_rtts: Vec<PeerRtt>,
 }
 
 #[derive(Debug, Default)]
@@ -144,10 +146,29 @@ impl NetworkView {
                 system: s.system,
                 peers: s.peers,
                 active_tenants: s.active_tenants,
+                peer_rtts: s.peer_rtts.clone(),
             })
             .collect();
         out.sort_by_key(|l| l.node);
         out
+    }
+
+    /// One scope over time: per slot of [`SLOT_MS`] that started within the last
+    /// `window_ms` before `now_ms`, the figures summed over every node, oldest first.
+    /// Slots in which nothing happened are absent.
+    pub fn series(&self, scope: &str, window_ms: u64, now_ms: u64) -> Vec<(u64, ScopeStats)> {
+        let from = now_ms.saturating_sub(window_ms);
+        let mut slots: BTreeMap<u64, ScopeStats> = BTreeMap::new();
+        for series in self.series.values() {
+            for (start, scopes) in &series.slots {
+                if start + SLOT_MS > from
+                    && let Some(stats) = scopes.get(scope)
+                {
+                    slots.entry(*start).or_default().merge(stats);
+                }
+            }
+        }
+        slots.into_iter().collect()
     }
 
     pub fn knows(&self, node: &NodeId) -> bool {
@@ -183,6 +204,7 @@ mod tests {
             peers: PeerCounts::default(),
             active_tenants,
             scopes,
+            peer_rtts: Vec::new(),
         }
     }
 
@@ -272,5 +294,57 @@ mod tests {
         );
         // A late summary from the old run is ignored.
         assert!(!view.ingest(summary(&r1, id, 100, 8, 1_015_000)));
+    }
+
+    #[test]
+    fn series_sums_nodes_per_slot() {
+        let mut view = NetworkView::new();
+        let (a, b) = (node(4), node(5));
+        let (ra, rb) = (Recorder::new(), Recorder::new());
+        ra.record(&["api"], ok(1), None, 0);
+        view.ingest(summary(&ra, a, 1, 1, 1_000_000));
+        rb.record(&["api"], ok(1), None, 0);
+        view.ingest(summary(&rb, b, 1, 1, 1_001_000));
+        ra.record(&["api"], ok(1), None, 0);
+        view.ingest(summary(&ra, a, 1, 2, 1_012_000));
+        let series = view.series("api", 60_000, 1_015_000);
+        assert_eq!(series.len(), 2);
+        assert_eq!(series[0], (1_000_000, series[0].1.clone()));
+        assert_eq!(series[0].1.requests, 2);
+        assert_eq!(series[1].1.requests, 1);
+        assert!(view.series("storage", 60_000, 1_015_000).is_empty());
+        assert!(view.series("api", 1_000, 2_000_000).is_empty());
+    }
+
+    #[test]
+    fn version_1_summaries_still_decode() {
+        #[derive(serde::Serialize)]
+        struct V1 {
+            node: NodeId,
+            started_ms: u64,
+            seq: u64,
+            at_ms: u64,
+            system: SystemStats,
+            peers: PeerCounts,
+            active_tenants: u32,
+            scopes: BTreeMap<String, ScopeStats>,
+        }
+        let mut bytes = vec![xnode_wire::kinds::NODE_SUMMARY, 1];
+        bytes.extend(
+            postcard::to_stdvec(&V1 {
+                node: node(6),
+                started_ms: 1,
+                seq: 2,
+                at_ms: 3,
+                system: SystemStats::default(),
+                peers: PeerCounts::default(),
+                active_tenants: 4,
+                scopes: BTreeMap::new(),
+            })
+            .unwrap(),
+        );
+        let decoded: NodeSummary = xnode_wire::decode(&bytes, 1024).unwrap();
+        assert_eq!((decoded.seq, decoded.active_tenants), (2, 4));
+        assert!(decoded.peer_rtts.is_empty());
     }
 }

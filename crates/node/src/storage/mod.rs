@@ -15,6 +15,7 @@
 //! - **repair** and **scrub** run as background workers (see [`repair`]).
 
 pub mod buckets;
+pub mod details;
 pub mod gc;
 pub mod proto;
 pub mod repair;
