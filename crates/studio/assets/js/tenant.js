@@ -1,0 +1,121 @@
+// The tenant key: generated or imported in the browser, kept in this origin's localStorage,
+// never sent anywhere. Requests and registry entries are signed here with WebCrypto
+// Ed25519, byte for byte as the CLI signs them (crates/types/src/request_auth.rs,
+// crates/registry/src/entry.rs).
+
+import { blake3, deriveKey } from './blake3.js';
+
+const STORAGE_KEY = 'xnode.tenant.v1';
+/** Kind tag and format version of the CLI's tenant key file (crates/wire, kinds). */
+const KEY_FILE_KIND = 17, KEY_FILE_VERSION = 1;
+const DATA_KEY_CONTEXT = 'xnode 2026-11 tenant data key v1';
+// DER prefix of a PKCS#8 Ed25519 private key; the 32-byte seed follows.
+const PKCS8_PREFIX = Uint8Array.from([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20]);
+
+export const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+export function unhex(text) {
+  const t = text.trim();
+  if (!/^([0-9a-fA-F]{2})*$/.test(t)) throw new Error('not hexadecimal');
+  return Uint8Array.from(t.match(/../g) || [], (h) => parseInt(h, 16));
+}
+
+let current = null; // { seed, tenant, dataKey, privateKey }
+const listeners = new Set();
+
+export function onTenantChange(fn) { listeners.add(fn); return () => listeners.delete(fn); }
+export function tenant() { return current; }
+
+export function ed25519Supported() {
+  return !!(globalThis.crypto && crypto.subtle);
+}
+
+async function fromSeed(seed) {
+  if (!(seed instanceof Uint8Array) || seed.length !== 32) throw new Error('a tenant key is 32 bytes');
+  const pkcs8 = new Uint8Array(48);
+  pkcs8.set(PKCS8_PREFIX); pkcs8.set(seed, 16);
+  const privateKey = await crypto.subtle.importKey('pkcs8', pkcs8, { name: 'Ed25519' }, true, ['sign']);
+  const jwk = await crypto.subtle.exportKey('jwk', privateKey);
+  const b64 = jwk.x.replace(/-/g, '+').replace(/_/g, '/');
+  const pub = Uint8Array.from(atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4)), (c) => c.charCodeAt(0));
+  return { seed, tenant: hex(pub), dataKey: hex(deriveKey(DATA_KEY_CONTEXT, seed)), privateKey };
+}
+
+async function use(seed) {
+  current = await fromSeed(seed);
+  localStorage.setItem(STORAGE_KEY, hex(seed));
+  listeners.forEach((fn) => fn(current));
+  return current;
+}
+
+/** Loads the key kept in this browser, if any. */
+export async function loadTenant() {
+  const stored = localStorage.getItem(STORAGE_KEY);
+  if (!stored) return null;
+  try { current = await fromSeed(unhex(stored)); } catch { current = null; }
+  listeners.forEach((fn) => fn(current));
+  return current;
+}
+
+export async function generateTenant() {
+  return use(crypto.getRandomValues(new Uint8Array(32)));
+}
+
+/** Imports the CLI's key file (`xnode key new`: kind 17, version 1, 32-byte seed) or a
+ *  64-digit hex seed. */
+export async function importTenant(bytes) {
+  let seed;
+  if (bytes.length === 34 && bytes[0] === KEY_FILE_KIND && bytes[1] === KEY_FILE_VERSION) {
+    seed = bytes.slice(2);
+  } else {
+    const text = new TextDecoder().decode(bytes).trim();
+    if (/^[0-9a-fA-F]{64}$/.test(text)) seed = unhex(text);
+    else if (bytes.length >= 2 && bytes[0] === KEY_FILE_KIND) throw new Error(`this key file has format version ${bytes[1]}, which this Studio does not read`);
+    else throw new Error('not a tenant key: expected the file `xnode key new` writes (34 bytes) or 64 hex digits');
+  }
+  return use(seed);
+}
+
+/** The key in the CLI's file format, for `--tenant-key`. */
+export function exportKeyFile() {
+  if (!current) throw new Error('no tenant key');
+  const out = new Uint8Array(34);
+  out[0] = KEY_FILE_KIND; out[1] = KEY_FILE_VERSION; out.set(current.seed, 2);
+  return out;
+}
+
+export function forgetTenant() {
+  localStorage.removeItem(STORAGE_KEY);
+  current = null;
+  listeners.forEach((fn) => fn(null));
+}
+
+async function sign(text) {
+  const sig = await crypto.subtle.sign({ name: 'Ed25519' }, current.privateKey, new TextEncoder().encode(text));
+  return hex(new Uint8Array(sig));
+}
+
+function nonce() { return hex(crypto.getRandomValues(new Uint8Array(16))); }
+
+/** The four authentication headers of a request (canonical_request in request_auth.rs).
+ *  `path` is the percent-encoded path, `query` the raw query without `?`. */
+export async function signRequest(method, path, query = '') {
+  if (!current) throw new Error('create or import a tenant key first (Tenant page)');
+  const timestamp = Date.now();
+  const n = nonce();
+  const text = ['XNODE-REQUEST-V1', method.toUpperCase(), path, query, String(timestamp), n, current.tenant].join('\n');
+  return {
+    'x-xnode-tenant': current.tenant,
+    'x-xnode-timestamp': String(timestamp),
+    'x-xnode-nonce': n,
+    'x-xnode-signature': await sign(text),
+  };
+}
+
+/** Signs a registry entry (entry::signing_bytes): `value` is a string (UTF-8) or null for
+ *  a tombstone. Returns { hlc_wall_ms, hlc_logical, signature }. */
+export async function signEntry(key, value, wallMs = Date.now(), logical = 0) {
+  if (!current) throw new Error('create or import a tenant key first (Tenant page)');
+  const v = value == null ? 'tombstone' : `value:${hex(blake3(value))}`;
+  const text = ['xnode/registry-entry/v1', key, String(wallMs), String(logical), current.tenant, v].join('\n');
+  return { hlc_wall_ms: wallMs, hlc_logical: logical, signature: await sign(text) };
+}
