@@ -12,6 +12,22 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+# The Studio's end-to-end test runs Debian's Chromium driven by playwright-core (from npm,
+# pinned by crates/studio/e2e/package-lock.json). Playwright's own browser download does not
+# work here, so the test uses /usr/bin/chromium. Without either, the test fails under CI=true.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "==> installing chromium (Debian)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium \
+    || echo "warning: could not install chromium; the Studio end-to-end test will fail under CI"
+fi
+e2e=crates/studio/e2e
+if [ ! -d "$e2e/node_modules/playwright-core" ] || [ "$e2e/package-lock.json" -nt "$e2e/node_modules/.package-lock.json" ]; then
+  echo "==> npm ci (Studio end-to-end test)"
+  (cd "$e2e" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -48,25 +48,25 @@ pub(crate) async fn events(
     State(node): State<Node>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let token = node.shutdown_token();
-    let stream = futures::stream::unfold(
-        (node, token, true),
-        |(node, token, first)| async move {
-            if !first {
-                tokio::select! {
-                    _ = tokio::time::sleep(EVENT_INTERVAL) => {}
-                    _ = token.cancelled() => return None,
-                }
+    let stream = futures::stream::unfold((node, token, true), |(node, token, first)| async move {
+        if !first {
+            tokio::select! {
+                _ = tokio::time::sleep(EVENT_INTERVAL) => {}
+                _ = token.cancelled() => return None,
             }
-            if token.is_cancelled() {
-                return None;
-            }
-            let event = match Event::default().event("snapshot").json_data(snapshot(&node)) {
-                Ok(e) => e,
-                Err(e) => Event::default().event("error").data(e.to_string()),
-            };
-            Some((Ok(event), (node, token, false)))
-        },
-    );
+        }
+        if token.is_cancelled() {
+            return None;
+        }
+        let event = match Event::default()
+            .event("snapshot")
+            .json_data(snapshot(&node))
+        {
+            Ok(e) => e,
+            Err(e) => Event::default().event("error").data(e.to_string()),
+        };
+        Some((Ok(event), (node, token, false)))
+    });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 

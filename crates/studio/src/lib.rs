@@ -76,7 +76,11 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
 async fn page(headers: HeaderMap) -> Response {
     match index() {
         Some(a) => respond(a, &headers),
-        None => (StatusCode::NOT_FOUND, "the Studio was built without its assets").into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "the Studio was built without its assets",
+        )
+            .into_response(),
     }
 }
 
@@ -154,4 +158,3 @@ pub fn respond(asset: &Asset, headers: &HeaderMap) -> Response {
     }
     response
 }
-

@@ -115,9 +115,9 @@ impl Storage {
                 .unwrap_or_default(),
         };
         let mut all = wanted.into_iter().map(details);
-        let manifest_details = all.next().ok_or_else(|| {
-            StorageError::Internal("the chunk list lost its manifest".into())
-        })?;
+        let manifest_details = all
+            .next()
+            .ok_or_else(|| StorageError::Internal("the chunk list lost its manifest".into()))?;
         let chunks: Vec<ChunkDetails> = all.collect();
         let min_copies = std::iter::once(&manifest_details)
             .chain(&chunks)

@@ -22,7 +22,11 @@ function setAttrs(el, attrs) {
     if (v == null || v === false) continue;
     if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
     else if (k === 'class') el.className = v;
-    else if (k === 'style' && typeof v === 'object') Object.assign(el.style, v);
+    else if (k === 'style' && typeof v === 'object') {
+      for (const [prop, val] of Object.entries(v)) {
+        if (prop.startsWith('--')) el.style.setProperty(prop, val); else el.style[prop] = val;
+      }
+    }
     else el.setAttribute(k, v === true ? '' : v);
   }
 }
@@ -145,38 +149,40 @@ function niceMax(v) {
  * A line/area chart of time series. series: [{ name, color, points: [[t, v], ...] }].
  * opts: { from, to, height, format, label } (times in ms).
  */
-export function lineChart(series, { from, to, height = 180, format = num, label = 'chart', area = true } = {}) {
-  const W = 640, H = height, L = 44, R = 12, T = 12, B = 24;
+export function lineChart(series, { from, to, height = 190, format = num, label = 'chart', area = true, integer = false } = {}) {
+  const W = 400, H = height, L = 46, R = 10, T = 10, B = 26;
   const all = series.flatMap((sr) => sr.points);
-  const max = niceMax(Math.max(0, ...all.map((p) => p[1])));
+  const top = Math.max(0, ...all.map((p) => p[1]));
+  const max = integer ? Math.max(4, niceMax(top)) : niceMax(top);
   const x = (t) => L + ((t - from) / Math.max(1, to - from)) * (W - L - R);
   const y = (v) => T + (1 - v / max) * (H - T - B);
-  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': label, preserveAspectRatio: 'none' });
+  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': label });
   for (let i = 0; i <= 4; i++) {
     const v = (max * i) / 4;
-    svg.append(s('line', { x1: L, x2: W - R, y1: y(v), y2: y(v), class: 'grid' }),
-      s('text', { x: L - 6, y: y(v) + 4, class: 'axis', 'text-anchor': 'end' }, format(v)));
+    svg.append(s('line', { x1: L, x2: W - R, y1: y(v), y2: y(v), class: i ? 'grid' : 'grid base' }),
+      s('text', { x: L - 6, y: y(v) + 3.5, class: 'axis', 'text-anchor': 'end' }, format(v)));
   }
-  for (let i = 0; i <= 4; i++) {
-    const t = from + ((to - from) * i) / 4;
-    svg.append(s('text', { x: x(t), y: H - 6, class: 'axis', 'text-anchor': i === 0 ? 'start' : i === 4 ? 'end' : 'middle' },
+  for (let i = 0; i <= 3; i++) {
+    const t = from + ((to - from) * i) / 3;
+    svg.append(s('text', { x: x(t), y: H - 8, class: 'axis', 'text-anchor': i === 0 ? 'start' : i === 3 ? 'end' : 'middle' },
       new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })));
   }
   for (const sr of series) {
     if (!sr.points.length) continue;
     const d = sr.points.map((p, i) => `${i ? 'L' : 'M'}${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join('');
-    if (area) {
+    if (area && sr.points.length > 1) {
       const first = sr.points[0], last = sr.points[sr.points.length - 1];
       svg.append(s('path', { d: `${d}L${x(last[0]).toFixed(1)},${y(0)}L${x(first[0]).toFixed(1)},${y(0)}Z`, fill: sr.color, class: 'area' }));
     }
     svg.append(s('path', { d, stroke: sr.color, class: 'line' }));
     for (const p of sr.points) {
-      svg.append(s('circle', { cx: x(p[0]), cy: y(p[1]), r: 2.5, fill: sr.color, class: 'pt' },
+      if (p[1] === 0 && sr.points.length > 1) continue;
+      svg.append(s('circle', { cx: x(p[0]), cy: y(p[1]), r: 2.2, fill: sr.color, class: 'pt' },
         s('title', {}, `${sr.name}: ${format(p[1])} at ${new Date(p[0]).toLocaleTimeString()}`)));
     }
   }
   const legend = h('div.legend', series.map((sr) => h('span.legend-item', h('span.swatch', { style: { background: sr.color } }), sr.name)));
   const wrap = h('figure.chart-wrap', svg, legend);
-  if (!all.length) wrap.append(h('div.chart-empty', 'No requests in this period yet.'));
+  if (!all.some((p) => p[1] > 0)) wrap.append(h('div.chart-empty', 'Nothing in this period yet.'));
   return wrap;
 }

@@ -46,6 +46,8 @@ pub struct Proc {
     pub api_port: u16,
     pub data_dir: PathBuf,
     pub bootstrap: Vec<String>,
+    /// Extra arguments for `xnode start` (a zone, say).
+    pub extra_args: Vec<String>,
 }
 
 impl Proc {
@@ -63,6 +65,7 @@ impl Proc {
             api_port,
             data_dir: root.join(name),
             bootstrap,
+            extra_args: Vec::new(),
         }
     }
 
@@ -89,6 +92,7 @@ impl Proc {
         for b in &self.bootstrap {
             cmd.args(["--bootstrap", b]);
         }
+        cmd.args(&self.extra_args);
         self.child = Some(cmd.spawn().expect("spawn xnode"));
     }
 

@@ -35,7 +35,7 @@ function draw(snap, stats, zones, rttBox) {
     stat('Zones', String(zoneNames.length), zoneNames.join(', ')),
     stat('CPU cores', String(cores), 'on alive nodes'),
     stat('Free disk', bytes(disk), 'on alive nodes'),
-    stat('Requests / s', api1m ? num(api1m.requests_per_sec, 2) : '0', api1m ? `p99 ${ms(api1m.latency_ms.p99)} · last minute` : 'no API traffic in the last minute'));
+    stat('Requests / s', api1m ? num(api1m.requests_per_sec, 2) : '0', api1m ? `p99 ${ms(api1m.latency_ms.p99)} · last minute` : 'none in the last minute'));
 
   clear(zones, zoneNames.map((zone) => {
     const members = nodes.filter((n) => (n.zone || 'unknown zone') === zone);

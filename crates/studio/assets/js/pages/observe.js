@@ -40,14 +40,19 @@ export function render(root, { params }) {
     const to = series.at_ms, from = to - minutes * 60000;
     const slot = series.slot_ms / 1000;
     const pts = series.points;
-    const rps = pts.map((p) => [p.at_ms, p.requests / slot]);
+    // Every slot of the range, with zeros where nothing happened, so lines are continuous.
+    const bySlot = new Map(pts.map((p) => [p.at_ms, p]));
+    const slots = [];
+    for (let t = from - (from % series.slot_ms); t <= to; t += series.slot_ms) slots.push(t);
+    const filled = (f) => slots.map((t) => [t, bySlot.has(t) ? f(bySlot.get(t)) : 0]);
+    const rps = filled((p) => p.requests / slot);
     const total = pts.reduce((a, p) => a + p.requests, 0);
     const errors = pts.reduce((a, p) => a + p.server_errors, 0);
     clear(charts,
       chartCard('Requests per second', `${num(total, 0)} requests in range`, lineChart([{ name: 'requests/s', color: COLORS.requests, points: rps }], { from, to, format: (v) => num(v, 1), label: `Requests per second, ${scope}` }), 'chart-requests'),
-      chartCard('Errors', errors ? `${num(errors, 0)} server errors · ${pct(errors / Math.max(1, total))}` : 'no server errors', lineChart([
-        { name: '4xx (client)', color: COLORS.client, points: pts.map((p) => [p.at_ms, p.client_errors]) },
-        { name: '5xx (server)', color: COLORS.server, points: pts.map((p) => [p.at_ms, p.server_errors]) }], { from, to, format: (v) => num(v, 0), label: `Errors per 10 s, ${scope}`, area: false }), 'chart-errors'),
+      chartCard('Errors per 10 s', errors ? `${num(errors, 0)} server errors · ${pct(errors / Math.max(1, total))}` : 'no server errors', lineChart([
+        { name: '4xx (client)', color: COLORS.client, points: filled((p) => p.client_errors) },
+        { name: '5xx (server)', color: COLORS.server, points: filled((p) => p.server_errors) }], { from, to, format: (v) => num(v, 0), label: `Errors per 10 s, ${scope}`, area: false, integer: true }), 'chart-errors'),
       chartCard('Latency', 'per 10-second slot', lineChart([
         { name: 'p50', color: COLORS.p50, points: pts.map((p) => [p.at_ms, p.latency_ms.p50]) },
         { name: 'p99', color: COLORS.p99, points: pts.map((p) => [p.at_ms, p.latency_ms.p99]) }], { from, to, format: ms, label: `Latency, ${scope}`, area: false }), 'chart-latency'));

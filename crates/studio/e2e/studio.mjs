@@ -1,0 +1,144 @@
+// End-to-end test of Xnode Studio in real headless Chromium (Debian's, driven by
+// playwright-core). Run by crates/xnode/tests/studio.rs against a cluster of real `xnode`
+// processes; it can also be pointed at a running devnet by hand:
+//
+//   STUDIO_URL=http://127.0.0.1:8080 node studio.mjs
+//
+// Environment:
+//   STUDIO_URL        the node whose Studio is opened
+//   STUDIO_NODES      JSON [{ "pid": 123, "api_url": "http://..." }] of the cluster's nodes;
+//                     the last one is killed (SIGKILL) to watch its state change
+//   STUDIO_TENANT_KEY a key file written by `xnode key new`, imported through the UI
+//   STUDIO_ARTIFACTS  where screenshots go (default: tests-artifacts/studio)
+//   CHROMIUM          the browser (default /usr/bin/chromium)
+
+import { chromium } from 'playwright-core';
+import { mkdirSync, readFileSync, existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+
+const url = process.env.STUDIO_URL || 'http://127.0.0.1:8080';
+const nodes = JSON.parse(process.env.STUDIO_NODES || '[]');
+const artifacts = process.env.STUDIO_ARTIFACTS || 'tests-artifacts/studio';
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+const keyFile = process.env.STUDIO_TENANT_KEY;
+mkdirSync(artifacts, { recursive: true });
+
+if (!existsSync(executablePath)) {
+  console.error(`FAIL: no Chromium at ${executablePath} (install Debian's chromium: apt-get install chromium)`);
+  process.exit(2);
+}
+
+const log = (...a) => console.log(`[studio e2e ${new Date().toISOString().slice(11, 23)}]`, ...a);
+const browser = await chromium.launch({
+  executablePath,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1440, height: 960 }, colorScheme: 'dark' });
+const page = await context.newPage();
+const problems = [];
+page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+page.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()}`); });
+const shot = async (name) => { await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true }); log('screenshot', name); };
+
+try {
+  // 1. The Studio opens on the network page and shows every node, alive.
+  await page.goto(url);
+  await page.waitForURL(/\/network$/);
+  const expected = Math.max(1, nodes.length);
+  await page.waitForFunction((n) => document.querySelectorAll('[data-node-id][data-state=alive]').length === n, expected, { timeout: 20000 });
+  log(`network page shows ${expected} alive nodes`);
+  // Round trips fill in once the nodes have probed each other and gossiped a summary.
+  if (expected > 1) await page.waitForFunction(() => document.querySelectorAll('table.matrix td[style]').length > 0, null, { timeout: 20000 });
+  await shot('network');
+
+  // 2. Tenant: import the CLI's key file (or generate one), then check a signed request.
+  await page.click('nav a[data-page=tenant]');
+  await page.waitForSelector('h1:text("Tenant")');
+  await shot('tenant-empty');
+  if (keyFile) {
+    await page.setInputFiles('#key-file', keyFile);
+  } else {
+    await page.click('button:has-text("Generate a key")');
+  }
+  await page.waitForSelector('#tenant-id');
+  const tenantId = (await page.textContent('#tenant-id')).trim();
+  log('tenant', tenantId);
+  await page.click('button:has-text("Send a signed request")');
+  await page.waitForSelector('.alert.ok:has-text("accepted the signature")');
+  await shot('tenant');
+
+  // 3. Storage: create a bucket (a registry entry signed in the browser), upload a file
+  // with progress, see its replicas, download it back byte for byte.
+  await page.click('nav a[data-page=storage]');
+  await page.click('button:has-text("Create a bucket")');
+  const bucket = `studio-${randomBytes(3).toString('hex')}`;
+  await page.fill('#bucket-name', bucket);
+  await page.selectOption('#bucket-rf', '3');
+  await page.click('dialog button[type=submit]');
+  await page.waitForSelector(`.bucket-list a:has-text("${bucket}")`);
+  log('bucket created', bucket);
+  const data = randomBytes(2 * 1024 * 1024 + 12345);
+  await page.setInputFiles('#file-input', { name: 'hello.bin', mimeType: 'application/octet-stream', buffer: data });
+  await page.waitForSelector('tr[data-key="hello.bin"]', { timeout: 30000 });
+  log('uploaded hello.bin', data.length, 'bytes');
+  await shot('storage');
+  await page.click('tr[data-key="hello.bin"] button[aria-label^="Details"]');
+  await page.waitForSelector('dialog .badge:has-text("healthy")', { timeout: 15000 });
+  await shot('storage-details');
+  await page.keyboard.press('Escape');
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.click('tr[data-key="hello.bin"] button[aria-label^="Download"]'),
+  ]);
+  const got = readFileSync(await download.path());
+  if (!got.equals(data)) throw new Error(`downloaded ${got.length} bytes that differ from the ${data.length} uploaded`);
+  log('downloaded hello.bin intact');
+
+  // 4. Observability: the requests just made appear in the network-wide chart.
+  await page.click('nav a[data-page=observe]');
+  await page.waitForSelector('#chart-requests');
+  await page.waitForFunction(() => document.querySelectorAll('#chart-requests circle.pt').length > 0, null, { timeout: 30000 });
+  log('requests chart has data');
+  await shot('observe');
+
+  // 5. Deployments.
+  await page.click('nav a[data-page=deployments]');
+  await page.waitForSelector('h1:text("Deployments")');
+  await page.waitForTimeout(500);
+  await shot('deployments');
+
+  // 6. Kill a node: its state changes on the network page within 5 s, with no reload.
+  if (nodes.length > 1) {
+    await page.click('nav a[data-page=network]');
+    const victim = nodes[nodes.length - 1];
+    const id = (await (await fetch(`${victim.api_url}/v1/node`)).json()).id;
+    await page.waitForSelector(`[data-node-id="${id}"][data-state=alive]`);
+    const killedAt = Date.now();
+    process.kill(victim.pid, 'SIGKILL');
+    await page.waitForSelector(`[data-node-id="${id}"]:not([data-state=alive])`, { timeout: 5000 });
+    const seen = Date.now() - killedAt;
+    const state = await page.getAttribute(`[data-node-id="${id}"]`, 'data-state');
+    log(`killed node shown as ${state} after ${seen} ms`);
+    await page.waitForSelector(`[data-node-id="${id}"][data-state=dead]`, { timeout: 10000 });
+    await shot('network-node-killed');
+  }
+
+  // 7. The layout holds on a phone-sized screen.
+  await page.setViewportSize({ width: 420, height: 900 });
+  await page.click('nav a[data-page=network]');
+  await page.waitForTimeout(600);
+  await shot('network-mobile');
+
+  if (problems.length) throw new Error(`the page reported errors:\n${problems.join('\n')}`);
+  console.log(`STUDIO_TENANT=${tenantId}`);
+  console.log(`STUDIO_BUCKET=${bucket}`);
+  log('PASS');
+} catch (e) {
+  await shot('failure').catch(() => {});
+  console.error('FAIL:', e.message);
+  if (problems.length) console.error(problems.join('\n'));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
