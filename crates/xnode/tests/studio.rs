@@ -112,6 +112,7 @@ fn studio_end_to_end_in_chromium() {
         .env("STUDIO_NODES", serde_json::to_string(&nodes).unwrap())
         .env("STUDIO_TENANT_KEY", &key)
         .env("STUDIO_ARTIFACTS", &artifacts)
+        .env("STUDIO_REQUIRE_COMPUTE", "1")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();

@@ -59,7 +59,7 @@ export function icon(name) {
     trash: 'M5 7h14M10 7V4h4v3m-7 0 1 13h8l1-13',
     plus: 'M12 5v14M5 12h14',
     close: 'M6 6l12 12M18 6 6 18',
-    info: 'M12 8h.01M11 12h1v5h1',
+    info: 'M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18zM12 8h.01M11 12h1v4h1',
     folder: 'M3 6h6l2 2h10v11H3z',
     file: 'M6 3h8l4 4v14H6zM14 3v4h4',
   };
