@@ -138,11 +138,13 @@ export function dialog(title, content, onClose) {
 
 // ----- charts ------------------------------------------------------------------------------
 
+// The top of the axis: four equal steps of 1, 2, 2.5 or 5 times a power of ten.
 function niceMax(v) {
   if (!(v > 0)) return 1;
-  const p = Math.pow(10, Math.floor(Math.log10(v)));
-  const n = v / p;
-  return (n <= 1 ? 1 : n <= 2 ? 2 : n <= 5 ? 5 : 10) * p;
+  const raw = v / 4;
+  const p = Math.pow(10, Math.floor(Math.log10(raw)));
+  const n = raw / p;
+  return 4 * (n <= 1 ? 1 : n <= 2 ? 2 : n <= 2.5 ? 2.5 : n <= 5 ? 5 : 10) * p;
 }
 
 /**

@@ -161,6 +161,8 @@ function detail(root, name, navigate) {
   let alive = true;
   let timer;
   let current = null;
+  // Kept across refreshes, so the answer to "Send a request" stays on screen.
+  const out = h('pre.code.try', { hidden: true, 'aria-live': 'polite' });
 
   const load = async () => {
     try {
@@ -199,7 +201,6 @@ function detail(root, name, navigate) {
         } }, icon('trash'), 'Delete'));
     }
     const url = d.url_path ? `${location.origin}${d.url_path}` : null;
-    const out = h('pre.code.try', { hidden: true, 'aria-live': 'polite' });
     clear(summary, h('section.card', h('dl.kv',
       h('dt', 'Kind'), h('dd', KINDS[d.kind] || d.kind),
       h('dt', 'Replicas'), h('dd', replicaBadge(running, d.replicas_wanted, d.kind)),
