@@ -3,7 +3,7 @@
 // where every chunk's replicas are.
 
 import { h, clear, icon, bytes, ago, shortId, empty, errorBox, toast, dialog } from '../ui.js';
-import { signed, upload, encodeKey, liveState } from '../api.js';
+import { get, signed, upload, encodeKey, liveState } from '../api.js';
 import { tenant, signEntry } from '../tenant.js';
 
 const BUCKET_RE = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
@@ -17,6 +17,16 @@ export function render(root, { params, navigate }) {
       h('a.btn.primary', { href: '/tenant', 'data-link': '' }, icon('key'), 'Set up a tenant key')));
     return null;
   }
+  const health = h('div.health-strip', { role: 'status' });
+  root.append(health);
+  get('/v1/storage/health').then((hl) => {
+    const under = hl.under_replicated_chunks + hl.under_replicated_objects;
+    clear(health,
+      h('span', h('strong', String(hl.storage_nodes)), ' storage nodes'),
+      h('span', 'default replication ', h('strong', `×${hl.replication_factor}`)),
+      h('span', h('strong', bytes(hl.bytes_stored)), ' in ', h('strong', hl.chunks_stored.toLocaleString()), ' chunks on this node'),
+      h(`span.${under ? 'warn' : 'ok'}`, under ? `${under} under-replicated (repair in progress)` : 'everything fully replicated', hl.last_repair_scan_ms ? h('small.muted', ` · checked ${ago(hl.last_repair_scan_ms)}`) : null));
+  }).catch(() => health.remove());
   const layout = h('div.split');
   const side = h('aside.card.buckets', { 'aria-label': 'Buckets' });
   const panel = h('section.card.objects');
