@@ -121,7 +121,12 @@ impl Engine {
             .map_err(|e| ComputeError::Setup(format!("wasmtime engine: {e:#}")))?;
 
         let mut http_linker = ComponentLinker::new(&engine);
-        wasmtime_wasi_http::p2::add_to_linker_async(&mut http_linker)
+        // All of WASI preview 2 (environment, clocks, random, stdio; the sandbox gives no
+        // preopened directories and no sockets) plus wasi:http, as `wasmtime serve -Scli`
+        // does, so components built with the Rust standard library link too.
+        wasmtime_wasi::p2::add_to_linker_async(&mut http_linker)
+            .map_err(|e| ComputeError::Setup(format!("wasi linker: {e:#}")))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker)
             .map_err(|e| ComputeError::Setup(format!("wasi:http linker: {e:#}")))?;
         let mut cmd_linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut cmd_linker, |s: &mut CmdState| &mut s.wasi)

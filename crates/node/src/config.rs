@@ -45,6 +45,9 @@ pub struct Config {
     pub storage: crate::storage::StorageConfig,
     /// WebAssembly compute: instance and memory caps, reconciliation, node labels.
     pub compute: crate::compute::ComputeConfig,
+    /// OTLP/HTTP collector (for example `http://127.0.0.1:4318`) that receives the spans
+    /// of function calls as JSON. Off when absent.
+    pub otlp_endpoint: Option<String>,
     /// Expose `/v1/admin/faults` so drills and tests can inject drops, delays and
     /// partitions. Never enable on a production node.
     pub enable_fault_injection: bool,
@@ -73,6 +76,7 @@ impl Default for Config {
             observe_interval: Duration::from_secs(2),
             storage: crate::storage::StorageConfig::default(),
             compute: crate::compute::ComputeConfig::default(),
+            otlp_endpoint: None,
             enable_fault_injection: false,
         }
     }
@@ -153,6 +157,24 @@ impl Config {
     /// needed and proving it writable.
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_data_dir(&self.data_dir)?;
+        if let Some(endpoint) = &self.otlp_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(ConfigError::Timing {
+                field: "otlp_endpoint",
+                reason: format!("{endpoint:?} must be an http:// or https:// URL"),
+            });
+        }
+        if self.compute.max_instances == 0
+            || self.compute.max_memory_mb == 0
+            || self.compute.stack_kb < 64
+        {
+            return Err(ConfigError::Timing {
+                field: "compute",
+                reason: "max_instances and max_memory_mb must be positive and stack_kb at least 64"
+                    .into(),
+            });
+        }
         if self.listen.is_empty() {
             return Err(ConfigError::Listen {
                 addr: "(none)".into(),

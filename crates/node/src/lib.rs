@@ -12,6 +12,7 @@ pub mod config;
 pub mod identity;
 pub mod observe;
 pub mod storage;
+pub mod tracing_export;
 mod workers;
 
 use std::sync::{Arc, Mutex};
@@ -238,6 +239,7 @@ impl Node {
             compute_metrics,
             recorder.clone(),
             shutdown.clone(),
+            config.otlp_endpoint.clone(),
         )?;
         let mut probe = capacity::CapacityProbe::new();
         let capacity = probe.sample(&config.data_dir);
@@ -284,6 +286,7 @@ impl Node {
         node.spawn_worker("compute-rpc", compute.clone().serve(inbound));
         node.spawn_worker("compute-reconcile", compute.clone().reconcile_loop());
         node.spawn_worker("compute-usage", compute.clone().usage_loop());
+        node.spawn_worker("otlp-export", compute.spans().clone().run(id.to_string()));
         workers::spawn_all(&node).await?;
         node.publish_record().await?;
         Ok(node)

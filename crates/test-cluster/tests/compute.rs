@@ -467,3 +467,179 @@ async fn a_slow_replica_is_marked_degraded_and_gets_no_more_traffic() {
     }
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_function_reads_and_writes_its_owners_objects() {
+    let cluster = Cluster::start(3).await;
+    let tenant = Tenant::new();
+    cluster.create_bucket(0, &tenant, "data").await;
+    cluster
+        .deploy(0, &tenant, "object-rw", Kind::Http, "object-rw", 1, |s| {
+            s.allowed_hosts = vec!["store.xnode".into()];
+            s.storage = Some(StorageSpec {
+                bucket: "data".into(),
+            });
+            s.env.insert("BUCKET".into(), "data".into());
+        })
+        .await;
+    let client = http();
+    let response = client
+        .put(format!("{}/fn/object-rw/notes/a.txt", cluster.api_url(1)))
+        .body("written by a function")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    // The object is the tenant's, readable through the storage API with its key...
+    let stored = cluster
+        .get(2, &tenant, "data", "notes/a.txt", None)
+        .await
+        .unwrap();
+    assert_eq!(stored, b"written by a function");
+    // ...and through the function on any node.
+    let response = client
+        .get(format!("{}/fn/object-rw/notes/a.txt", cluster.api_url(2)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "written by a function");
+    let response = client
+        .get(format!("{}/fn/object-rw/missing", cluster.api_url(0)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    cluster.shutdown().await;
+}
+
+/// A minimal OTLP/HTTP collector: accepts POSTs and keeps their JSON bodies.
+async fn collector() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    let n = socket.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    let Some(end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let length: usize = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if buf.len() < end + 4 + length {
+                        continue;
+                    }
+                    let body: Value =
+                        serde_json::from_slice(&buf[end + 4..end + 4 + length]).unwrap();
+                    kept.lock().unwrap().push(body);
+                    let _ = socket
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                        )
+                        .await;
+                    return;
+                }
+            });
+        }
+    });
+    (url, bodies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_trace_follows_a_call_from_the_gateway_to_the_replica_and_is_exported() {
+    let (endpoint, bodies) = collector().await;
+    let cluster = Cluster::start_with(3, move |c| c.otlp_endpoint = Some(endpoint.clone())).await;
+    let tenant = Tenant::new();
+    cluster
+        .deploy(0, &tenant, "hello", Kind::Http, "hello", 1, |_| {})
+        .await;
+    let spec = cluster.node(0).compute().deployment("hello").unwrap().spec;
+    let replica = cluster.node(0).compute().place(&spec)[0];
+    let gateway = (0..3).find(|&i| cluster.id(i) != replica).unwrap();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let response = http()
+        .get(format!("{}/fn/hello/", cluster.api_url(gateway)))
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let back = response.headers()["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(back.starts_with(&format!("00-{trace_id}-")), "{back}");
+
+    // Three spans reach the collector: the gateway's (child of the client's), the forward
+    // (child of the gateway's) and the replica's invocation (child of the forward).
+    let started = Instant::now();
+    let spans = loop {
+        let spans: Vec<Value> = bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b["resourceSpans"].as_array().cloned().unwrap_or_default())
+            .flat_map(|r| r["scopeSpans"].as_array().cloned().unwrap_or_default())
+            .flat_map(|s| s["spans"].as_array().cloned().unwrap_or_default())
+            .filter(|s| s["traceId"] == trace_id)
+            .collect();
+        if spans.len() >= 3 || started.elapsed() > Duration::from_secs(10) {
+            break spans;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(spans.len(), 3, "{spans:#?}");
+    let by_name = |prefix: &str| {
+        spans
+            .iter()
+            .find(|s| s["name"].as_str().unwrap().starts_with(prefix))
+            .unwrap()
+            .clone()
+    };
+    let gateway_span = by_name("GET /fn/hello");
+    let forward = by_name("forward hello");
+    let invoke = by_name("invoke hello");
+    assert_eq!(gateway_span["parentSpanId"], "00f067aa0ba902b7");
+    assert_eq!(forward["parentSpanId"], gateway_span["spanId"]);
+    assert_eq!(invoke["parentSpanId"], forward["spanId"]);
+
+    // The replica's log line carries the same trace id and names the forwarding node.
+    let logs = cluster
+        .node(gateway)
+        .compute()
+        .gather_logs(&tenant.id(), "hello")
+        .await;
+    let line = logs
+        .iter()
+        .find(|l| l.trace_id == trace_id)
+        .expect("a log line with the trace id");
+    assert_eq!(line.node, replica.to_string());
+    assert!(
+        line.message
+            .contains(&format!("via {}", cluster.id(gateway))),
+        "{}",
+        line.message
+    );
+    cluster.shutdown().await;
+}

@@ -230,6 +230,10 @@ pub struct StartArgs {
     /// How long a dead node's data waits before it is re-replicated elsewhere [default: 60s].
     #[arg(long, env = "XNODE_REPAIR_GRACE", value_parser = humantime::parse_duration)]
     pub repair_grace: Option<std::time::Duration>,
+    /// Send the spans of function calls to this OTLP/HTTP collector (JSON), for example
+    /// http://127.0.0.1:4318 [default: off].
+    #[arg(long, env = "XNODE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// Log format.
     #[arg(long, env = "XNODE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,

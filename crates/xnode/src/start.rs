@@ -47,6 +47,9 @@ pub fn build_config(args: &StartArgs) -> anyhow::Result<Config> {
     if args.enable_fault_injection {
         config.enable_fault_injection = true;
     }
+    if let Some(endpoint) = &args.otlp_endpoint {
+        config.otlp_endpoint = Some(endpoint.clone());
+    }
     Ok(config)
 }
 

@@ -168,6 +168,46 @@ impl Compute {
         let degraded = self.degraded_nodes(name);
         targets.sort_by_key(|n| (*n != self.node_id, degraded.contains(n)));
 
+        let gateway_span = TraceContext::new_span();
+        let started_nanos = crate::tracing_export::unix_nanos();
+        let result = self
+            .route(name, &deployment, &targets, &call, &gateway_span)
+            .await;
+        self.spans.record(crate::tracing_export::SpanRecord {
+            trace_id: call.trace.trace_id.clone(),
+            span_id: gateway_span,
+            parent_span_id: call.trace.parent_span.clone(),
+            name: format!("{} /fn/{name}", call.method),
+            kind: 2,
+            start_unix_nanos: started_nanos,
+            end_unix_nanos: crate::tracing_export::unix_nanos(),
+            attributes: vec![
+                ("xnode.deployment".into(), name.to_owned()),
+                ("xnode.node".into(), self.node_id.to_string()),
+                ("xnode.role".into(), "gateway".into()),
+                (
+                    "xnode.served_by".into(),
+                    result
+                        .as_ref()
+                        .map(|a| a.served_by.to_string())
+                        .unwrap_or_default(),
+                ),
+            ],
+            error: !matches!(&result, Ok(a) if a.status < 500),
+        });
+        result
+    }
+
+    /// Tries the targets in order until one answers (see the module docs for retries).
+    async fn route(
+        self: &Arc<Self>,
+        name: &str,
+        deployment: &Deployment,
+        targets: &[NodeId],
+        call: &FnCall,
+        gateway_span: &str,
+    ) -> Result<FnAnswer, ComputeOpError> {
+        let deployment = deployment.clone();
         let idempotent = matches!(
             call.method,
             http::Method::GET
@@ -180,9 +220,10 @@ impl Compute {
         for (retries, node) in targets.iter().enumerate() {
             let retries = retries as u32;
             if *node == self.node_id {
-                let span = TraceContext::new_span();
                 let started = Instant::now();
-                let result = self.invoke_local(&deployment, &call, &span, None).await;
+                let result = self
+                    .invoke_local(&deployment, call, gateway_span, None)
+                    .await;
                 self.note_forward(
                     name,
                     *node,
@@ -204,7 +245,7 @@ impl Compute {
                 }
             }
             let started = Instant::now();
-            match self.forward(*node, &deployment, &call).await {
+            match self.forward(*node, &deployment, call, gateway_span).await {
                 Ok(ComputeResponse::Invoked {
                     status,
                     headers,
@@ -274,8 +315,10 @@ impl Compute {
         node: NodeId,
         deployment: &Deployment,
         call: &FnCall,
+        parent: &str,
     ) -> Result<ComputeResponse, MeshError> {
         let span = TraceContext::new_span();
+        let started_nanos = crate::tracing_export::unix_nanos();
         tracing::info!(trace_id = %call.trace.trace_id, %span, deployment = %deployment.spec.name, to = %node, "forwarding a function call");
         let request = ComputeRequest::Invoke {
             deployment: deployment.spec.name.clone(),
@@ -285,7 +328,7 @@ impl Compute {
             headers: headers_to_wire(&call.headers),
             body: call.body.to_vec(),
             trace_id: call.trace.trace_id.clone(),
-            parent_span: span,
+            parent_span: span.clone(),
         };
         let body = xnode_wire::encode(&request).map_err(|e| MeshError::Malformed {
             peer: node,
@@ -293,14 +336,32 @@ impl Compute {
         })?;
         let limits = deployment.spec.limits(self.config.max_memory_mb << 20);
         let timeout = limits.timeout.unwrap_or(Duration::from_secs(30)) + Duration::from_secs(3);
-        let bytes = self
+        let result = self
             .mesh
             .request(node, COMPUTE_SERVICE, body, timeout)
-            .await?;
-        xnode_wire::decode(&bytes, MAX_COMPUTE_MESSAGE).map_err(|e| MeshError::Malformed {
-            peer: node,
-            reason: e.to_string(),
-        })
+            .await
+            .and_then(|bytes| {
+                xnode_wire::decode(&bytes, MAX_COMPUTE_MESSAGE).map_err(|e| MeshError::Malformed {
+                    peer: node,
+                    reason: e.to_string(),
+                })
+            });
+        self.spans.record(crate::tracing_export::SpanRecord {
+            trace_id: call.trace.trace_id.clone(),
+            span_id: span,
+            parent_span_id: parent.to_owned(),
+            name: format!("forward {}", deployment.spec.name),
+            kind: 3,
+            start_unix_nanos: started_nanos,
+            end_unix_nanos: crate::tracing_export::unix_nanos(),
+            attributes: vec![
+                ("xnode.deployment".into(), deployment.spec.name.clone()),
+                ("xnode.node".into(), self.node_id.to_string()),
+                ("xnode.peer".into(), node.to_string()),
+            ],
+            error: !matches!(result, Ok(ComputeResponse::Invoked { .. })),
+        });
+        result
     }
 
     /// Runs a forwarded call here.
@@ -377,9 +438,12 @@ impl Compute {
         self: &Arc<Self>,
         deployment: &Deployment,
         call: &FnCall,
-        span: &str,
+        parent: &str,
         forwarded_from: Option<NodeId>,
     ) -> Result<FnAnswer, (ComputeOpError, bool)> {
+        let span = TraceContext::new_span();
+        let span = span.as_str();
+        let started_nanos = crate::tracing_export::unix_nanos();
         let spec = &deployment.spec;
         let (delay, error_rate) = self.handling_faults();
         if !delay.is_zero() {
@@ -464,7 +528,23 @@ impl Compute {
             trace_id: call.trace.trace_id.clone(),
             message: summary,
         };
-        tracing::info!(trace_id = %call.trace.trace_id, parent_span = %call.trace.parent_span, deployment = %spec.name, "{}", line.message);
+        tracing::info!(trace_id = %call.trace.trace_id, span, parent_span = parent, deployment = %spec.name, "{}", line.message);
+        self.spans.record(crate::tracing_export::SpanRecord {
+            trace_id: call.trace.trace_id.clone(),
+            span_id: span.to_owned(),
+            parent_span_id: parent.to_owned(),
+            name: format!("invoke {}", spec.name),
+            kind: 2,
+            start_unix_nanos: started_nanos,
+            end_unix_nanos: crate::tracing_export::unix_nanos(),
+            attributes: vec![
+                ("xnode.deployment".into(), spec.name.clone()),
+                ("xnode.node".into(), self.node_id.to_string()),
+                ("xnode.role".into(), "replica".into()),
+                ("xnode.fuel".into(), outcome.usage.fuel.to_string()),
+            ],
+            error: failed,
+        });
         self.logs.push(&owner, &spec.name, line.clone());
         self.logs.push_output(
             &owner,

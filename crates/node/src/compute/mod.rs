@@ -141,6 +141,8 @@ pub struct Compute {
     pub(crate) shutdown: CancellationToken,
     /// Fault injection: (extra delay, failure probability) of function calls run here.
     handling_faults: Mutex<(Duration, f64)>,
+    /// Spans of function calls, for OTLP export.
+    pub(crate) spans: Arc<crate::tracing_export::SpanExporter>,
 }
 
 impl std::fmt::Debug for Compute {
@@ -172,6 +174,7 @@ impl Compute {
         metrics: ComputeMetrics,
         recorder: Arc<xnode_observe::Recorder>,
         shutdown: CancellationToken,
+        otlp_endpoint: Option<String>,
     ) -> Result<Arc<Compute>, crate::NodeError> {
         let engine = Engine::new(EngineConfig {
             max_instances: config.max_instances,
@@ -206,6 +209,7 @@ impl Compute {
             wake: tokio::sync::Notify::new(),
             shutdown,
             handling_faults: Mutex::new((Duration::ZERO, 0.0)),
+            spans: Arc::new(crate::tracing_export::SpanExporter::new(otlp_endpoint)),
         });
         compute.refresh_deployments();
         // Deployed modules are chunks outside any object: keep them from garbage collection.
@@ -229,6 +233,10 @@ impl Compute {
 
     pub fn handling_faults(&self) -> (Duration, f64) {
         *crate::lock(&self.handling_faults)
+    }
+
+    pub fn spans(&self) -> &Arc<crate::tracing_export::SpanExporter> {
+        &self.spans
     }
 
     pub fn engine(&self) -> &Engine {
