@@ -136,6 +136,11 @@ try {
     log('deployment requests appear in its chart');
     await page.waitForSelector('.log-line', { timeout: 15000 }).catch(() => log('no log lines shown (not required)'));
     await shot('deployment');
+    // Scale to three replicas: a new signed record; a third node starts one.
+    await page.fill('#scale', '3');
+    await page.click('form.inline button[type=submit]');
+    await page.waitForSelector('.kv .badge:has-text("3 / 3 running")', { timeout: 30000 });
+    log('scaled hello to 3 running replicas');
     await page.click('nav a[data-page=deployments]');
     await page.waitForSelector('tr[data-deployment=hello]');
     await shot('deployments');
