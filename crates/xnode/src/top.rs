@@ -135,8 +135,40 @@ fn frame(api: &str, nodes: &Value, network: &Value) -> String {
         .as_object()
         .cloned()
         .unwrap_or_default();
+    // Deployments get their own table, with the fuel they burn.
+    let mut deployments: Vec<(f64, Vec<String>)> = scopes
+        .iter()
+        .filter_map(|(name, r)| {
+            let name = name.strip_prefix("deployment:")?;
+            let [rps, err, p99, p50] = rate_cells(r);
+            let rate = r["requests_per_sec"].as_f64().unwrap_or(0.0);
+            let fuel = r["fuel"].as_f64().unwrap_or(0.0) / 60.0;
+            Some((
+                rate,
+                vec![name.to_owned(), rps, err, p50, p99, format!("{:.0}", fuel)],
+            ))
+        })
+        .collect();
+    deployments.sort_by(|a, b| b.0.total_cmp(&a.0));
+    if !deployments.is_empty() {
+        let rows: Vec<Vec<String>> = deployments.into_iter().map(|(_, r)| r).collect();
+        table(
+            &[
+                "DEPLOYMENT (last 1 min)",
+                "REQ/S",
+                "ERR",
+                "P50 MS",
+                "P99 MS",
+                "FUEL/S",
+            ],
+            &rows,
+            &mut out,
+        );
+        out.push('\n');
+    }
     let mut rows: Vec<(f64, Vec<String>)> = scopes
         .iter()
+        .filter(|(name, _)| !name.starts_with("deployment:"))
         .map(|(name, r)| {
             let [rps, err, p99, p50] = rate_cells(r);
             let rate = r["requests_per_sec"].as_f64().unwrap_or(0.0);
