@@ -10,6 +10,7 @@ mod compute_routes;
 mod error;
 mod observe_routes;
 mod routes;
+mod s3_routes;
 mod storage_routes;
 mod studio_routes;
 

@@ -44,6 +44,9 @@ use crate::error::{ApiError, ErrorBody};
         crate::studio_routes::events,
         crate::studio_routes::series,
         crate::studio_routes::object_details,
+        crate::s3_routes::create_key,
+        crate::s3_routes::list_keys,
+        crate::s3_routes::delete_key,
     ),
     components(schemas(
         Health,
@@ -57,7 +60,9 @@ use crate::error::{ApiError, ErrorBody};
         crate::storage_routes::SignedBucketChange,
         crate::storage_routes::ObjectView,
         crate::studio_routes::ObjectDetailsView,
-        crate::studio_routes::ChunkView
+        crate::studio_routes::ChunkView,
+        crate::s3_routes::CreateS3Key,
+        crate::s3_routes::S3KeyView
     ))
 )]
 pub struct ApiDoc;
@@ -88,6 +93,7 @@ pub(crate) fn router(node: Node) -> Router {
         .merge(crate::storage_routes::routes())
         .merge(crate::compute_routes::routes())
         .merge(xnode_studio::router())
+        .merge(crate::s3_routes::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             (state.node.clone(), api_metrics),

@@ -22,6 +22,8 @@ pub struct Config {
     pub listen: Vec<Multiaddr>,
     /// Address of the HTTP API (control API, later the function gateway and Studio).
     pub api: SocketAddr,
+    /// Address of the S3-compatible gateway; none (the default) means no S3 endpoint.
+    pub s3_listen: Option<SocketAddr>,
     /// Peers to join through.
     pub bootstrap: Vec<Multiaddr>,
     /// Free-form zone label (a rack, site or region) used to spread replicas.
@@ -66,6 +68,7 @@ impl Default for Config {
                     .unwrap_or_else(|_| Multiaddr::empty()),
             ],
             api: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            s3_listen: None,
             bootstrap: Vec::new(),
             zone: "default".into(),
             mdns: true,

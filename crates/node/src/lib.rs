@@ -312,6 +312,12 @@ impl Node {
         &self.inner.compute
     }
 
+    /// The node's database, for subsystems above `node` that keep local tables of their
+    /// own (each in its own table, with its own versioned encoding).
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
     pub fn storage(&self) -> &Arc<storage::Storage> {
         &self.inner.storage
     }

@@ -32,10 +32,10 @@ pub use crypto::{
     DataKey, ObjectKey, TAG_LEN, WrappedKey, open_chunk, random_nonce_prefix, seal_chunk,
     unwrap_key, wrap_key,
 };
-pub use manifest::{ChunkRef, MAX_MANIFEST_BYTES, Manifest};
+pub use manifest::{ChunkRef, MAX_MANIFEST_BYTES, Manifest, Piece, Segment, SegmentView};
 pub use meta::{
-    MAX_META_BYTES, MetaStore, ObjectInfo, ObjectMeta, ObjectPath, validate_bucket_name,
-    validate_object_key,
+    INTERNAL_KEY_PREFIX, MAX_META_BYTES, MetaStore, ObjectInfo, ObjectMeta, ObjectPath,
+    internal_key, is_internal_key, validate_bucket_name, validate_object_key,
 };
 pub use metrics::StoreMetrics;
 pub use placement::{Candidate, place};

@@ -1,5 +1,12 @@
 //! Object manifests: the list of chunks that make up an object, with what is needed to
 //! decrypt them. A manifest is itself stored as a chunk, addressed by its encoding's hash.
+//!
+//! Format version 2 adds **segments**: an object may be the concatenation of several
+//! independently sealed runs of chunks, each with its own object key and nonce prefix. That
+//! lets a gateway join separately uploaded parts (S3 multipart uploads) into one object
+//! without re-reading or re-encrypting their data. The top-level fields describe the first
+//! segment; `segments` holds the others, in order. Version 1 manifests (one segment) are
+//! still read.
 
 use serde::{Deserialize, Serialize};
 use xnode_wire::{Versioned, kinds};
@@ -23,22 +30,165 @@ pub struct ChunkRef {
 /// How to reassemble an object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
-    /// Plaintext size of the object.
+    /// Plaintext size of the object (all segments).
     pub object_size: u64,
-    /// Plaintext size of every chunk but the last.
+    /// Plaintext size of every chunk but the last (of the first segment).
     pub chunk_size: u32,
+    /// The chunks of the first segment.
     pub chunks: Vec<ChunkRef>,
     /// Chunk `i` is sealed under the nonce `nonce_prefix || i` (see `crypto`).
     pub nonce_prefix: [u8; 16],
     pub wrapped_key: WrappedKey,
-    /// BLAKE3 of the whole plaintext, so a reader can check the reassembled object.
+    /// BLAKE3 of the first segment's plaintext (the whole object when it has one segment),
+    /// so a reader can check the reassembled data.
     pub plaintext_blake3: [u8; 32],
+    /// The further segments, in order (version 2; empty for a single-segment object).
+    pub segments: Vec<Segment>,
+}
+
+/// A further run of chunks of a multi-segment object, sealed under its own object key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    /// Plaintext size of this segment.
+    pub size: u64,
+    pub chunk_size: u32,
+    pub chunks: Vec<ChunkRef>,
+    pub nonce_prefix: [u8; 16],
+    pub wrapped_key: WrappedKey,
+    pub plaintext_blake3: [u8; 32],
+}
+
+/// One segment's chunks and keys, whichever field holds it.
+#[derive(Clone, Copy, Debug)]
+pub struct SegmentView<'a> {
+    pub chunk_size: u32,
+    pub chunks: &'a [ChunkRef],
+    pub nonce_prefix: [u8; 16],
+    pub wrapped_key: &'a WrappedKey,
+}
+
+/// A piece of a range read: `len` bytes at `offset` in chunk `chunk` of segment `segment`
+/// (0 is the first segment, `i` is `segments[i - 1]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Piece {
+    pub segment: usize,
+    pub chunk: usize,
+    pub offset: u32,
+    pub len: u32,
+}
+
+/// The layout of format version 1 (a single segment).
+#[derive(Deserialize)]
+struct ManifestV1 {
+    object_size: u64,
+    chunk_size: u32,
+    chunks: Vec<ChunkRef>,
+    nonce_prefix: [u8; 16],
+    wrapped_key: WrappedKey,
+    plaintext_blake3: [u8; 32],
 }
 
 impl Versioned for Manifest {
     const KIND_TAG: u8 = kinds::MANIFEST;
     const KIND_NAME: &'static str = "manifest";
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
+        if version == 1 {
+            let v1: ManifestV1 =
+                postcard::from_bytes(body).map_err(|e| xnode_wire::WireError::Malformed {
+                    kind: "manifest",
+                    reason: e.to_string(),
+                })?;
+            return Ok(Manifest {
+                object_size: v1.object_size,
+                chunk_size: v1.chunk_size,
+                chunks: v1.chunks,
+                nonce_prefix: v1.nonce_prefix,
+                wrapped_key: v1.wrapped_key,
+                plaintext_blake3: v1.plaintext_blake3,
+                segments: Vec::new(),
+            });
+        }
+        Err(xnode_wire::WireError::UnsupportedVersion {
+            kind: "manifest",
+            found: version,
+            supported: Self::VERSION,
+        })
+    }
+}
+
+/// Checks one segment's chunk lengths: every chunk but the last is exactly `chunk_size`,
+/// the last is non-empty and not larger, and they add up to `size`.
+fn validate_segment(
+    which: &str,
+    chunk_size: u32,
+    chunks: &[ChunkRef],
+    size: u64,
+) -> Result<(), StoreError> {
+    let bad = |reason: String| Err(StoreError::InvalidManifest(reason));
+    if chunk_size == 0 || chunk_size > MAX_CHUNK_SIZE {
+        return bad(format!(
+            "{which}: chunk size {chunk_size} is outside 1..={MAX_CHUNK_SIZE}"
+        ));
+    }
+    let mut total: u64 = 0;
+    let last = chunks.len().saturating_sub(1);
+    for (i, chunk) in chunks.iter().enumerate() {
+        let ok = if i < last {
+            chunk.plain_len == chunk_size
+        } else {
+            chunk.plain_len > 0 && chunk.plain_len <= chunk_size
+        };
+        if !ok {
+            return bad(format!(
+                "{which}: chunk {i} of {} has {} plaintext bytes with chunk size {chunk_size}",
+                chunks.len(),
+                chunk.plain_len,
+            ));
+        }
+        total = total.saturating_add(u64::from(chunk.plain_len));
+    }
+    if total != size {
+        return bad(format!(
+            "{which}: chunks hold {total} bytes but it has {size}"
+        ));
+    }
+    Ok(())
+}
+
+/// The chunks of one segment overlapping its local range `[start, end)`.
+fn segment_range(
+    chunk_size: u32,
+    chunks: &[ChunkRef],
+    start: u64,
+    end: u64,
+) -> Vec<(usize, u32, u32)> {
+    let size = u64::from(chunk_size);
+    if start >= end || size == 0 {
+        return Vec::new();
+    }
+    let first = start / size;
+    let last = (end - 1) / size;
+    let mut out = Vec::new();
+    for index in first..=last {
+        let Ok(i) = usize::try_from(index) else { break };
+        let Some(chunk) = chunks.get(i) else {
+            break;
+        };
+        let chunk_start = index * size;
+        let chunk_end = chunk_start.saturating_add(u64::from(chunk.plain_len));
+        let from = start.max(chunk_start);
+        let to = end.min(chunk_end);
+        if from >= to {
+            continue;
+        }
+        // Both fit in u32: they are bounded by the chunk's plaintext length.
+        let offset = u32::try_from(from - chunk_start).unwrap_or(u32::MAX);
+        let take = u32::try_from(to - from).unwrap_or(u32::MAX);
+        out.push((i, offset, take));
+    }
+    out
 }
 
 impl Manifest {
@@ -62,42 +212,106 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// Checks that the chunk lengths describe the object: every chunk but the last is
-    /// exactly `chunk_size`, the last is non-empty and not larger, and they add up to
-    /// `object_size`.
+    /// Checks that the chunk lengths describe the object: in every segment, every chunk
+    /// but the last is exactly its `chunk_size`, the last is non-empty and not larger, and
+    /// the segments add up to `object_size`.
     pub fn validate(&self) -> Result<(), StoreError> {
-        let bad = |reason: String| Err(StoreError::InvalidManifest(reason));
-        if self.chunk_size == 0 || self.chunk_size > MAX_CHUNK_SIZE {
-            return bad(format!(
-                "chunk size {} is outside 1..={MAX_CHUNK_SIZE}",
-                self.chunk_size
-            ));
+        let mut rest: u64 = 0;
+        for (i, segment) in self.segments.iter().enumerate() {
+            validate_segment(
+                &format!("segment {}", i + 1),
+                segment.chunk_size,
+                &segment.chunks,
+                segment.size,
+            )?;
+            rest = rest
+                .checked_add(segment.size)
+                .ok_or_else(|| StoreError::InvalidManifest("segment sizes overflow".into()))?;
         }
-        let mut total: u64 = 0;
-        let last = self.chunks.len().saturating_sub(1);
-        for (i, chunk) in self.chunks.iter().enumerate() {
-            let ok = if i < last {
-                chunk.plain_len == self.chunk_size
-            } else {
-                chunk.plain_len > 0 && chunk.plain_len <= self.chunk_size
-            };
-            if !ok {
-                return bad(format!(
-                    "chunk {i} of {} has {} plaintext bytes with chunk size {}",
-                    self.chunks.len(),
-                    chunk.plain_len,
-                    self.chunk_size
-                ));
-            }
-            total = total.saturating_add(u64::from(chunk.plain_len));
-        }
-        if total != self.object_size {
-            return bad(format!(
-                "chunks hold {total} bytes but the object has {}",
+        let Some(first) = self.object_size.checked_sub(rest) else {
+            return Err(StoreError::InvalidManifest(format!(
+                "segments hold {rest} bytes but the object has {}",
                 self.object_size
-            ));
+            )));
+        };
+        if self.segments.is_empty() {
+            validate_segment("the object", self.chunk_size, &self.chunks, first)
+        } else {
+            validate_segment("segment 0", self.chunk_size, &self.chunks, first)
         }
-        Ok(())
+    }
+
+    /// Plaintext size of the first segment.
+    pub fn first_segment_size(&self) -> u64 {
+        self.chunks.iter().map(|c| u64::from(c.plain_len)).sum()
+    }
+
+    /// Number of segments (at least 1).
+    pub fn segment_count(&self) -> usize {
+        1 + self.segments.len()
+    }
+
+    /// Segment `i` (0 is the first).
+    pub fn segment(&self, i: usize) -> Option<SegmentView<'_>> {
+        if i == 0 {
+            return Some(SegmentView {
+                chunk_size: self.chunk_size,
+                chunks: &self.chunks,
+                nonce_prefix: self.nonce_prefix,
+                wrapped_key: &self.wrapped_key,
+            });
+        }
+        self.segments.get(i - 1).map(|s| SegmentView {
+            chunk_size: s.chunk_size,
+            chunks: &s.chunks,
+            nonce_prefix: s.nonce_prefix,
+            wrapped_key: &s.wrapped_key,
+        })
+    }
+
+    /// Every chunk id the object's data uses, in every segment.
+    pub fn all_chunk_ids(&self) -> impl Iterator<Item = ChunkId> + '_ {
+        self.chunks
+            .iter()
+            .chain(self.segments.iter().flat_map(|s| s.chunks.iter()))
+            .map(|c| c.id)
+    }
+
+    /// The pieces of every segment overlapping the plaintext range `[start, end)` of the
+    /// object, in order. `end` is clamped to the object size.
+    pub fn pieces_for_range(&self, start: u64, end: u64) -> Vec<Piece> {
+        let end = end.min(self.object_size);
+        let mut out = Vec::new();
+        if start >= end {
+            return out;
+        }
+        let mut base: u64 = 0;
+        for i in 0..self.segment_count() {
+            let Some(seg) = self.segment(i) else { break };
+            let size: u64 = if i == 0 {
+                self.first_segment_size()
+            } else {
+                self.segments[i - 1].size
+            };
+            let seg_end = base.saturating_add(size);
+            if seg_end > start && base < end {
+                let from = start.max(base) - base;
+                let to = end.min(seg_end) - base;
+                for (chunk, offset, len) in segment_range(seg.chunk_size, seg.chunks, from, to) {
+                    out.push(Piece {
+                        segment: i,
+                        chunk,
+                        offset,
+                        len,
+                    });
+                }
+            }
+            base = seg_end;
+            if base >= end {
+                break;
+            }
+        }
+        out
     }
 
     /// The manifest's own chunk id: the hash of its encoding.
@@ -105,36 +319,16 @@ impl Manifest {
         ChunkId::of(encoded)
     }
 
-    /// The chunks overlapping the plaintext byte range `[start, end)`, as (chunk index,
-    /// offset in the chunk where the range starts, bytes to take). `end` is clamped to the
-    /// object size; an empty or out-of-range request yields nothing.
+    /// The chunks of the first segment overlapping the plaintext byte range `[start, end)`,
+    /// as (chunk index, offset in the chunk where the range starts, bytes to take). `end` is
+    /// clamped to the object size; an empty or out-of-range request yields nothing.
     pub fn chunks_for_range(&self, start: u64, end: u64) -> Vec<(usize, u32, u32)> {
-        let end = end.min(self.object_size);
-        let size = u64::from(self.chunk_size);
-        if start >= end || size == 0 {
-            return Vec::new();
-        }
-        let first = start / size;
-        let last = (end - 1) / size;
-        let mut out = Vec::new();
-        for index in first..=last {
-            let Ok(i) = usize::try_from(index) else { break };
-            let Some(chunk) = self.chunks.get(i) else {
-                break;
-            };
-            let chunk_start = index * size;
-            let chunk_end = chunk_start.saturating_add(u64::from(chunk.plain_len));
-            let from = start.max(chunk_start);
-            let to = end.min(chunk_end);
-            if from >= to {
-                continue;
-            }
-            // Both fit in u32: they are bounded by the chunk's plaintext length.
-            let offset = u32::try_from(from - chunk_start).unwrap_or(u32::MAX);
-            let take = u32::try_from(to - from).unwrap_or(u32::MAX);
-            out.push((i, offset, take));
-        }
-        out
+        segment_range(
+            self.chunk_size,
+            &self.chunks,
+            start,
+            end.min(self.object_size),
+        )
     }
 }
 
@@ -164,6 +358,7 @@ mod tests {
             nonce_prefix: [7u8; 16],
             wrapped_key: wrap_key(&kek, &ObjectKey::generate(), b"x").unwrap(),
             plaintext_blake3: [3u8; 32],
+            segments: Vec::new(),
         }
     }
 
@@ -173,7 +368,7 @@ mod tests {
             let m = manifest(size, 100);
             let bytes = m.encode().unwrap();
             assert_eq!(bytes[0], kinds::MANIFEST);
-            assert_eq!(bytes[1], 1);
+            assert_eq!(bytes[1], 2);
             assert_eq!(Manifest::decode(&bytes).unwrap(), m);
             assert_eq!(Manifest::id_of(&bytes), ChunkId::of(&bytes));
         }
@@ -221,7 +416,7 @@ mod tests {
         assert!(Manifest::decode(&[kinds::MANIFEST, 1, 0xff]).is_err());
         assert!(Manifest::decode(&[kinds::OBJECT_META, 1]).is_err());
         let mut future = good.encode().unwrap();
-        future[1] = 2;
+        future[1] = 3;
         assert!(Manifest::decode(&future).is_err());
     }
 
@@ -284,5 +479,87 @@ mod tests {
         assert_eq!(broken.chunks_for_range(0, 250), vec![(0, 0, 100)]);
         broken.chunk_size = 0;
         assert!(broken.chunks_for_range(0, 250).is_empty());
+    }
+
+    fn two_segments() -> Manifest {
+        let mut m = manifest(250, 100);
+        let tail = manifest(130, 100);
+        m.segments.push(Segment {
+            size: 130,
+            chunk_size: 100,
+            chunks: tail.chunks.clone(),
+            nonce_prefix: [9u8; 16],
+            wrapped_key: tail.wrapped_key.clone(),
+            plaintext_blake3: [4u8; 32],
+        });
+        m.object_size = 380;
+        m
+    }
+
+    #[test]
+    fn version_1_manifests_are_still_read() {
+        let m = manifest(250, 100);
+        // Version 1's layout: the same fields without `segments`.
+        let v1 = (
+            m.object_size,
+            m.chunk_size,
+            &m.chunks,
+            m.nonce_prefix,
+            &m.wrapped_key,
+            m.plaintext_blake3,
+        );
+        let mut bytes = vec![kinds::MANIFEST, 1];
+        bytes.extend(postcard::to_stdvec(&v1).unwrap());
+        assert_eq!(Manifest::decode(&bytes).unwrap(), m);
+    }
+
+    #[test]
+    fn multi_segment_manifests_validate_and_map_ranges() {
+        let m = two_segments();
+        let bytes = m.encode().unwrap();
+        assert_eq!(Manifest::decode(&bytes).unwrap(), m);
+        assert_eq!(m.segment_count(), 2);
+        assert_eq!(m.all_chunk_ids().count(), 5);
+        let p = |segment, chunk, offset, len| Piece {
+            segment,
+            chunk,
+            offset,
+            len,
+        };
+        assert_eq!(
+            m.pieces_for_range(0, 380),
+            vec![
+                p(0, 0, 0, 100),
+                p(0, 1, 0, 100),
+                p(0, 2, 0, 50),
+                p(1, 0, 0, 100),
+                p(1, 1, 0, 30)
+            ]
+        );
+        assert_eq!(
+            m.pieces_for_range(240, 260),
+            vec![p(0, 2, 40, 10), p(1, 0, 0, 10)]
+        );
+        assert_eq!(m.pieces_for_range(379, 1000), vec![p(1, 1, 29, 1)]);
+        assert!(m.pieces_for_range(380, 400).is_empty());
+        // A single-segment manifest maps like chunks_for_range.
+        let one = manifest(250, 100);
+        assert_eq!(
+            one.pieces_for_range(50, 210)
+                .iter()
+                .map(|p| (p.chunk, p.offset, p.len))
+                .collect::<Vec<_>>(),
+            one.chunks_for_range(50, 210)
+        );
+        // Sizes that do not add up are refused.
+        let mut bad = two_segments();
+        bad.object_size = 381;
+        assert!(bad.encode().is_ok() && Manifest::decode(&bad.encode().unwrap()).is_err());
+        let mut bad = two_segments();
+        bad.segments[0].size = 131;
+        assert!(Manifest::decode(&bad.encode().unwrap()).is_err());
+        let mut bad = two_segments();
+        bad.segments[0].size = u64::MAX;
+        assert!(Manifest::decode(&bad.encode().unwrap()).is_err());
     }
 }

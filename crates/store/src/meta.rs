@@ -50,10 +50,19 @@ impl ObjectPath {
         Ok(path)
     }
 
-    /// Checks the bucket name and key; paths that arrive deserialized skip [`ObjectPath::new`].
+    /// Checks the bucket name and key (a client key, or an internal one, see
+    /// [`internal_key`]); paths that arrive deserialized skip [`ObjectPath::new`].
     pub fn validate(&self) -> Result<(), StoreError> {
         validate_bucket_name(&self.bucket)?;
-        validate_object_key(&self.key)
+        match self.key.strip_prefix(INTERNAL_KEY_PREFIX) {
+            Some(rest) => validate_object_key(rest),
+            None => validate_object_key(&self.key),
+        }
+    }
+
+    /// Whether this is an internal object (see [`internal_key`]).
+    pub fn is_internal(&self) -> bool {
+        is_internal_key(&self.key)
     }
 
     /// `tenant_hex/bucket/key`. Tenant hex has a fixed length and bucket names cannot hold
@@ -112,6 +121,22 @@ pub fn validate_bucket_name(name: &str) -> Result<(), StoreError> {
         return bad("uses a reserved suffix");
     }
     Ok(())
+}
+
+/// Internal objects have keys starting with this character. A client key can never start
+/// with it (control characters are refused), and listings skip internal objects unless the
+/// prefix asked for starts with it. Gateways keep their own state in them (for example the
+/// parts of an S3 multipart upload), replicated like any object but invisible to clients.
+pub const INTERNAL_KEY_PREFIX: char = '\0';
+
+/// The internal key for `name` (`name` must be a valid client key).
+pub fn internal_key(name: &str) -> String {
+    format!("{INTERNAL_KEY_PREFIX}{name}")
+}
+
+/// Whether `key` names an internal object.
+pub fn is_internal_key(key: &str) -> bool {
+    key.starts_with(INTERNAL_KEY_PREFIX)
 }
 
 /// Object keys: 1 to 1024 bytes of UTF-8 without control characters (NUL included).
@@ -255,6 +280,14 @@ impl MetaStore {
         let mut scan_prefix = base.clone();
         scan_prefix.extend_from_slice(prefix.as_bytes());
         let mut start = scan_prefix.clone();
+        if !is_internal_key(prefix) {
+            // Internal keys sort first ('\0'); start past them.
+            let mut past_internal = base.clone();
+            past_internal.push(1);
+            if past_internal > start {
+                start = past_internal;
+            }
+        }
         if let Some(after) = start_after {
             let mut past = base;
             past.extend_from_slice(after.as_bytes());
@@ -710,5 +743,39 @@ mod tests {
         assert!(store.get(&path).is_err());
         assert!(store.merge(meta(&path, 0, w, None)).unwrap());
         assert!(store.get(&path).unwrap().unwrap().is_tombstone());
+    }
+
+    #[test]
+    fn internal_keys_are_valid_paths_but_hidden_from_client_listings() {
+        let (_dir, db) = db();
+        let store = MetaStore::new(db);
+        let t = tenant(1);
+        assert!(ObjectPath::new(t, "bucket", "\u{1}x").is_err());
+        assert!(ObjectPath::new(t, "bucket", internal_key("\u{1}x")).is_err());
+        let hidden = ObjectPath::new(t, "bucket", internal_key("mpu/1")).unwrap();
+        assert!(hidden.is_internal());
+        let visible = ObjectPath::new(t, "bucket", "a").unwrap();
+        assert!(!visible.is_internal());
+        store
+            .merge(meta(&hidden, 1, node(), Some(info("h"))))
+            .unwrap();
+        store
+            .merge(meta(&visible, 1, node(), Some(info("v"))))
+            .unwrap();
+        let keys = |prefix: &str, after: Option<&str>| -> Vec<String> {
+            store
+                .list(&t, "bucket", prefix, after, 100)
+                .unwrap()
+                .into_iter()
+                .map(|m| m.path.key)
+                .collect()
+        };
+        assert_eq!(keys("", None), vec!["a".to_string()]);
+        assert_eq!(keys("", Some("")), vec!["a".to_string()]);
+        assert_eq!(keys(&internal_key(""), None), vec![internal_key("mpu/1")]);
+        assert_eq!(
+            keys(&internal_key("mpu/"), None),
+            vec![internal_key("mpu/1")]
+        );
     }
 }

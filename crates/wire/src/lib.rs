@@ -121,6 +121,8 @@ pub mod kinds {
     pub const OBJECT_META: u8 = 13;
     pub const STORE_REQUEST: u8 = 14;
     pub const STORE_RESPONSE: u8 = 15;
+    /// An S3 access key kept in a gateway node's local database (`xnode-s3`).
+    pub const S3_ACCESS_KEY: u8 = 16;
     pub const TENANT_KEY_FILE: u8 = 17;
     pub const NODE_SUMMARY: u8 = 18;
     pub const COMPUTE_REQUEST: u8 = 30;

@@ -212,6 +212,9 @@ pub struct StartArgs {
     /// HTTP API address [default: 127.0.0.1:8080].
     #[arg(long, env = "XNODE_API")]
     pub api: Option<SocketAddr>,
+    /// Address of the S3-compatible gateway, e.g. 127.0.0.1:9000 [default: no S3 endpoint].
+    #[arg(long = "s3", env = "XNODE_S3")]
+    pub s3: Option<SocketAddr>,
     /// Multiaddr of a peer to join through, repeatable.
     #[arg(long, env = "XNODE_BOOTSTRAP", value_delimiter = ',')]
     pub bootstrap: Vec<Multiaddr>,
@@ -253,6 +256,10 @@ pub struct DevnetArgs {
     /// API port of node 1; node i uses this plus i-1. 0 picks free ports.
     #[arg(long, default_value_t = 8080)]
     pub api_port: u16,
+    /// S3 port of node 1; node i uses this plus i-1. 0 picks free ports [default: the API
+    /// port plus 1000, so 9080 for node 1; free ports with --api-port 0].
+    #[arg(long)]
+    pub s3_port: Option<u16>,
     /// libp2p port of node 1 (TCP and QUIC); node i uses this plus i-1. 0 picks free ports.
     #[arg(long, default_value_t = 4001)]
     pub p2p_port: u16,
@@ -300,10 +307,51 @@ pub enum KeyAction {
         #[arg(long)]
         json: bool,
     },
+    /// S3 access keys of your tenant, kept on the nodes you register them on.
+    S3 {
+        #[command(subcommand)]
+        action: S3KeyAction,
+    },
     /// Show the tenant id of a tenant key.
     Tenant {
         #[arg(long, env = "XNODE_TENANT_KEY")]
         file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum S3KeyAction {
+    /// Create an S3 access key (id and secret) for your tenant and register it on the node
+    /// at --api (repeat --api to register the same key on several nodes).
+    Create {
+        /// Node API URL to register the key on; repeatable [default: XNODE_API_URL or http://127.0.0.1:8080].
+        #[arg(long = "api", value_delimiter = ',')]
+        api: Vec<String>,
+        /// The tenant key file [default: the user's config dir, xnode/tenant.key].
+        #[arg(long, env = "XNODE_TENANT_KEY")]
+        tenant_key: Option<PathBuf>,
+        /// Do not give the node your tenant key: the access key then cannot create or delete
+        /// buckets (S3 CreateBucket and DeleteBucket answer AccessDenied).
+        #[arg(long)]
+        no_bucket_admin: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List your S3 access keys registered on a node (never their secrets).
+    Ls {
+        #[command(flatten)]
+        args: StorageClientArgs,
+    },
+    /// Remove an S3 access key from the node at --api (repeat --api for several nodes).
+    Rm {
+        id: String,
+        /// Node API URL; repeatable [default: XNODE_API_URL or http://127.0.0.1:8080].
+        #[arg(long = "api", value_delimiter = ',')]
+        api: Vec<String>,
+        #[arg(long, env = "XNODE_TENANT_KEY")]
+        tenant_key: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },

@@ -226,6 +226,9 @@ pub fn key(args: KeyArgs) -> anyhow::Result<()> {
             }
             return Ok(());
         }
+        Some(crate::cli::KeyAction::S3 { .. }) => {
+            anyhow::bail!("`xnode key s3` runs asynchronously (see main)")
+        }
         None => {}
     }
     std::fs::create_dir_all(&args.data_dir)

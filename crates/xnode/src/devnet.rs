@@ -21,6 +21,7 @@ struct DevNode {
     index: usize,
     dir: PathBuf,
     api_port: u16,
+    s3_port: u16,
     p2p_port: u16,
     zone: &'static str,
     child: Option<Child>,
@@ -29,6 +30,10 @@ struct DevNode {
 impl DevNode {
     fn api_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    fn s3_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.s3_port)
     }
 
     fn p2p_addr(&self) -> String {
@@ -63,6 +68,7 @@ impl DevNode {
                 &format!("/ip4/127.0.0.1/udp/{}/quic-v1", self.p2p_port),
             ])
             .args(["--api", &format!("127.0.0.1:{}", self.api_port)])
+            .args(["--s3", &format!("127.0.0.1:{}", self.s3_port)])
             .args(["--zone", self.zone])
             .args(["--network", "devnet"])
             .args([
@@ -153,12 +159,20 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
         }
         let api_port = port_for(args.api_port, index, false)?;
         let p2p_port = port_for(args.p2p_port, index, true)?;
+        let s3_base = args.s3_port.unwrap_or(if args.api_port == 0 {
+            0
+        } else {
+            args.api_port.saturating_add(1000)
+        });
+        let s3_port = port_for(s3_base, index, false)?;
         check_port_free(api_port, "API", "--api-port")?;
+        check_port_free(s3_port, "S3", "--s3-port")?;
         check_port_free(p2p_port, "p2p", "--p2p-port")?;
         nodes.push(DevNode {
             index,
             dir,
             api_port,
+            s3_port,
             p2p_port,
             zone: ZONES[(index - 1) % ZONES.len()],
             child: None,
@@ -200,9 +214,29 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
             println!("\nwarning: {e:#}\nSee the node logs listed below.\n");
         }
     }
+    // An S3 access key for the devnet's tenant, registered on every node.
+    let apis: Vec<String> = nodes.iter().map(|n| n.api_url()).collect();
+    let s3_key = match ready {
+        Ok(()) => match crate::s3_cmd::register(&apis, &Some(tenant_key.clone()), true).await {
+            Ok(pair) => {
+                let text =
+                    serde_json::json!({"access_key_id": pair.0, "secret_access_key": pair.1});
+                let _ = std::fs::write(base.join("s3-key.json"), text.to_string());
+                Some(pair)
+            }
+            Err(e) => {
+                println!("warning: could not create the devnet's S3 key: {e:#}");
+                None
+            }
+        },
+        Err(_) => None,
+    };
     print_nodes(&nodes);
     print_help(&nodes);
     print_storage_help(&nodes, &tenant_key);
+    if let Some((id, secret)) = &s3_key {
+        print_s3_help(&nodes, id, secret);
+    }
     if args.exit_when_ready {
         stop_all(&mut nodes).await;
         return ready;
@@ -253,6 +287,7 @@ fn write_manifest(base: &Path, nodes: &[DevNode]) {
             serde_json::json!({
                 "index": n.index,
                 "api_url": n.api_url(),
+                "s3_url": n.s3_url(),
                 "p2p": n.p2p_addr(),
                 "data_dir": n.dir.display().to_string(),
                 "log": n.log_path().display().to_string(),
@@ -313,13 +348,14 @@ fn print_nodes(nodes: &[DevNode]) {
                     .map(|p| p.to_string())
                     .unwrap_or_else(|| "stopped".into()),
                 n.api_url(),
+                n.s3_url(),
                 n.p2p_addr(),
                 n.zone.to_string(),
                 n.log_path().display().to_string(),
             ]
         })
         .collect();
-    print_table(&["#", "PID", "API", "P2P", "ZONE", "LOG"], &rows);
+    print_table(&["#", "PID", "API", "S3", "P2P", "ZONE", "LOG"], &rows);
 }
 
 fn print_help(nodes: &[DevNode]) {
@@ -364,6 +400,23 @@ fn print_storage_help(nodes: &[DevNode], tenant_key: &Path) {
          \x20 xnode deployments --api {first}\n\
          \x20 xnode logs hello --api {first}\n",
         key = tenant_key.display()
+    );
+}
+
+fn print_s3_help(nodes: &[DevNode], id: &str, secret: &str) {
+    let first = nodes.first().map(|n| n.s3_url()).unwrap_or_default();
+    let last = nodes
+        .last()
+        .map(|n| n.s3_url())
+        .unwrap_or_else(|| first.clone());
+    println!(
+        "S3, with an access key registered on every node (also in s3-key.json):\n\
+         \x20 export AWS_ACCESS_KEY_ID={id} AWS_SECRET_ACCESS_KEY='{secret}' AWS_DEFAULT_REGION=us-east-1\n\
+         \x20 aws --endpoint-url {first} s3 mb s3://pictures\n\
+         \x20 aws --endpoint-url {first} s3 cp ./README.md s3://pictures/readme.md\n\
+         \x20 aws --endpoint-url {last} s3 ls s3://pictures/           # through another node\n\
+         \x20 aws --endpoint-url {last} s3 cp s3://pictures/readme.md ./readme-s3.md\n\
+         \x20 aws --endpoint-url {first} s3 presign s3://pictures/readme.md --expires-in 300\n"
     );
 }
 

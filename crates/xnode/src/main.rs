@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod compute_cmd;
 mod devnet;
+mod s3_cmd;
 mod start;
 mod storage_cmd;
 mod tenant;
@@ -39,6 +40,10 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Devnet(args) => devnet::run(args).await,
         cli::Command::Nodes(args) => client::nodes(args).await,
         cli::Command::Status(args) => client::status(args).await,
+        cli::Command::Key(cli::KeyArgs {
+            action: Some(cli::KeyAction::S3 { action }),
+            ..
+        }) => s3_cmd::run(action).await,
         cli::Command::Key(args) => client::key(args),
         cli::Command::Top { args, once } => top::run(&args.api, once, args.json).await,
         cli::Command::Bucket { action } => storage_cmd::bucket(action).await,

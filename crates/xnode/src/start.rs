@@ -29,6 +29,9 @@ pub fn build_config(args: &StartArgs) -> anyhow::Result<Config> {
     if let Some(a) = args.api {
         config.api = a;
     }
+    if let Some(a) = args.s3 {
+        config.s3_listen = Some(a);
+    }
     if !args.bootstrap.is_empty() {
         config.bootstrap = args.bootstrap.clone();
     }
@@ -79,11 +82,26 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let api_addr = listener.local_addr().context("API listener address")?;
     let api_url = format!("http://{api_addr}");
+    let s3_listener = match config.s3_listen {
+        Some(addr) => Some(xnode_s3::bind(addr).await.map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let s3_url = match &s3_listener {
+        Some(l) => Some(format!(
+            "http://{}",
+            l.local_addr().context("S3 listener address")?
+        )),
+        None => None,
+    };
     let node = Node::start(config, api_url.clone()).await?;
     let me = node.local();
     tracing::info!(id = %me.id, api = %api_url, addresses = ?me.addresses, incarnation = me.incarnation, "node started");
+    let s3_text = s3_url
+        .as_ref()
+        .map(|u| format!(", S3 {u}"))
+        .unwrap_or_default();
     eprintln!(
-        "xnode {} ready: API {api_url}, p2p {}",
+        "xnode {} ready: API {api_url}{s3_text}, p2p {}",
         me.id,
         me.addresses.join(" ")
     );
@@ -92,6 +110,12 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(xnode_api::serve(listener, node.clone(), async move {
         token.cancelled().await
     }));
+    let s3_server = s3_listener.map(|l| {
+        let token = node.shutdown_token();
+        tokio::spawn(xnode_s3::serve(l, node.clone(), async move {
+            token.cancelled().await
+        }))
+    });
 
     wait_for_stop(args.exit_with_parent).await;
     node.shutdown().await;
@@ -99,6 +123,13 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "API server stopped with an error"),
         Err(_) => tracing::warn!("API server did not stop within 3 s"),
         _ => {}
+    }
+    if let Some(s3) = s3_server
+        && tokio::time::timeout(Duration::from_secs(4), s3)
+            .await
+            .is_err()
+    {
+        tracing::warn!("S3 gateway did not stop within 4 s");
     }
     tracing::info!("stopped");
     Ok(())

@@ -16,7 +16,7 @@ use crate::tenant::SignedClient;
 /// Files larger than this get a progress bar.
 const PROGRESS_THRESHOLD: u64 = 4 * 1024 * 1024;
 
-fn client(args: &StorageClientArgs) -> anyhow::Result<SignedClient> {
+pub(crate) fn client(args: &StorageClientArgs) -> anyhow::Result<SignedClient> {
     let path = args
         .tenant_key
         .clone()
@@ -193,7 +193,7 @@ pub async fn bucket(action: BucketAction) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn created(v: &Value) -> String {
+pub(crate) fn created(v: &Value) -> String {
     v.as_u64()
         .map(|ms| {
             humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()

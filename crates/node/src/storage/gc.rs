@@ -73,7 +73,7 @@ impl Storage {
             let bytes = self.get_chunk(manifest_id, &set).await?;
             let manifest = Manifest::decode(&bytes)?;
             referenced.insert(manifest_id);
-            referenced.extend(manifest.chunks.iter().map(|c| c.id));
+            referenced.extend(manifest.all_chunk_ids());
         }
 
         // Local chunks that nothing references and that are old enough.

@@ -939,6 +939,7 @@ impl Storage {
             nonce_prefix,
             wrapped_key,
             plaintext_blake3: *hasher.finalize().as_bytes(),
+            segments: Vec::new(),
         };
         let encoded = manifest.encode()?;
         let manifest_id = Manifest::id_of(&encoded);
@@ -1012,38 +1013,61 @@ impl Storage {
                 (start, end)
             }
         };
-        let object_key =
-            xnode_store::unwrap_key(data_key, &manifest.wrapped_key, &meta.path.storage_key())
-                .map_err(|_| {
+        // One object key per segment (a single-segment object has one).
+        let aad = meta.path.storage_key();
+        let mut keys = Vec::with_capacity(manifest.segment_count());
+        for i in 0..manifest.segment_count() {
+            let Some(segment) = manifest.segment(i) else {
+                break;
+            };
+            let key =
+                xnode_store::unwrap_key(data_key, segment.wrapped_key, &aad).map_err(|_| {
                     StorageError::AccessDenied(
                         "the data key does not open this object (wrong tenant key?)".into(),
                     )
                 })?;
+            keys.push((key, segment.nonce_prefix, segment.chunks.to_vec()));
+        }
         let pieces = if start == end {
             Vec::new()
         } else {
-            manifest.chunks_for_range(start, end)
+            manifest.pieces_for_range(start, end)
         };
         let set = self.storage_set();
         let this = self.clone();
-        let nonce_prefix = manifest.nonce_prefix;
-        let chunks = manifest.chunks.clone();
+        let keys = Arc::new(keys);
         // Fetch up to 4 chunks ahead while the client reads; memory stays bounded.
         let body = futures::stream::iter(pieces)
-            .map(move |(index, offset, len)| {
+            .map(move |piece| {
                 let this = this.clone();
                 let set = set.clone();
-                let object_key = object_key.clone();
-                let chunk = chunks[index].clone();
+                let keys = keys.clone();
                 async move {
+                    let Some((object_key, nonce_prefix, chunks)) = keys.get(piece.segment) else {
+                        return Err(StorageError::Internal(format!(
+                            "segment {} is missing from the manifest",
+                            piece.segment
+                        )));
+                    };
+                    let Some(chunk) = chunks.get(piece.chunk) else {
+                        return Err(StorageError::Internal(format!(
+                            "chunk {} is missing from the manifest",
+                            piece.chunk
+                        )));
+                    };
                     let sealed = this.get_chunk(chunk.id, &set).await?;
-                    let plain =
-                        xnode_store::open_chunk(&object_key, &nonce_prefix, index as u64, &sealed)?;
-                    let from = offset as usize;
-                    let to = from + len as usize;
+                    let plain = xnode_store::open_chunk(
+                        object_key,
+                        nonce_prefix,
+                        piece.chunk as u64,
+                        &sealed,
+                    )?;
+                    let from = piece.offset as usize;
+                    let to = from + piece.len as usize;
                     if to > plain.len() {
                         return Err(StorageError::Internal(format!(
-                            "chunk {index} is shorter than its manifest says"
+                            "chunk {} is shorter than its manifest says",
+                            piece.chunk
                         )));
                     }
                     Ok(Bytes::copy_from_slice(&plain[from..to]))
@@ -1075,6 +1099,112 @@ impl Storage {
             info: None,
         };
         self.put_meta(meta, &set).await
+    }
+
+    /// Makes one object out of existing objects of this tenant, given as `(bucket, key)`
+    /// (for example the parts of a multipart upload, kept as internal objects, or the source
+    /// of a copy), in order, **without copying their data**: the new manifest lists each source's chunks as a segment, with the source's
+    /// object key re-wrapped for the new path. The sources stay as they are (the caller
+    /// deletes them); their chunks are then referenced by the new object. The ETag is the
+    /// caller's (S3 computes multipart ETags its own way). Like `put_object`, nothing is
+    /// visible until the metadata write succeeds.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn compose_object(
+        self: &Arc<Self>,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        key: &str,
+        data_key: &DataKey,
+        sources: &[(String, String)],
+        content_type: String,
+        user_meta: BTreeMap<String, String>,
+        etag: String,
+    ) -> Result<ObjectMeta, StorageError> {
+        self.require_bucket(tenant, bucket)?;
+        let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
+        let aad = path.storage_key();
+        let mut segments: Vec<xnode_store::Segment> = Vec::with_capacity(sources.len());
+        for (source_bucket, source_key) in sources {
+            let (source_meta, info) = self.head_object(tenant, source_bucket, source_key).await?;
+            let manifest = self.manifest(&info).await?;
+            let source_aad = source_meta.path.storage_key();
+            for i in 0..manifest.segment_count() {
+                let Some(segment) = manifest.segment(i) else {
+                    break;
+                };
+                let object_key =
+                    xnode_store::unwrap_key(data_key, segment.wrapped_key, &source_aad).map_err(
+                        |_| {
+                            StorageError::AccessDenied(
+                                "the data key does not open a source object (wrong tenant key?)"
+                                    .into(),
+                            )
+                        },
+                    )?;
+                let size = segment.chunks.iter().map(|c| u64::from(c.plain_len)).sum();
+                if size == 0 {
+                    continue;
+                }
+                segments.push(xnode_store::Segment {
+                    size,
+                    chunk_size: segment.chunk_size,
+                    chunks: segment.chunks.to_vec(),
+                    nonce_prefix: segment.nonce_prefix,
+                    wrapped_key: xnode_store::wrap_key(data_key, &object_key, &aad)?,
+                    plaintext_blake3: if i == 0 && manifest.segments.is_empty() {
+                        manifest.plaintext_blake3
+                    } else {
+                        [0u8; 32]
+                    },
+                });
+            }
+        }
+        let object_size = segments.iter().map(|s| s.size).sum();
+        let manifest = if segments.is_empty() {
+            // An empty object: one empty segment under a fresh key.
+            Manifest {
+                object_size: 0,
+                chunk_size: self.config.chunk_size,
+                chunks: Vec::new(),
+                nonce_prefix: xnode_store::random_nonce_prefix(),
+                wrapped_key: xnode_store::wrap_key(data_key, &ObjectKey::generate(), &aad)?,
+                plaintext_blake3: *blake3::hash(&[]).as_bytes(),
+                segments: Vec::new(),
+            }
+        } else {
+            let first = segments.remove(0);
+            Manifest {
+                object_size,
+                chunk_size: first.chunk_size,
+                chunks: first.chunks,
+                nonce_prefix: first.nonce_prefix,
+                wrapped_key: first.wrapped_key,
+                plaintext_blake3: first.plaintext_blake3,
+                segments,
+            }
+        };
+        manifest.validate()?;
+        let set = self.storage_set();
+        let rf = self.bucket_rf(tenant, bucket);
+        let encoded = manifest.encode()?;
+        let manifest_id = Manifest::id_of(&encoded);
+        self.put_chunk(manifest_id, Bytes::from(encoded), &set, rf)
+            .await?;
+        let meta = ObjectMeta {
+            path,
+            version: self.clock.now(),
+            writer: self.node_id,
+            info: Some(ObjectInfo {
+                manifest: manifest_id,
+                size: object_size,
+                etag,
+                content_type,
+                user_meta,
+                created_ms: unix_ms(),
+            }),
+        };
+        self.put_meta(meta.clone(), &set).await?;
+        Ok(meta)
     }
 
     /// Lists a bucket's live objects in key order, merging `R` replicas' answers.

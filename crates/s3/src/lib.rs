@@ -1,0 +1,194 @@
+//! The S3-compatible gateway of a node: the `s3s` crate's S3 protocol (routing, XML,
+//! SigV4 in header and query form) over the node's distributed object store.
+//!
+//! - [`keys`]: S3 access keys, stored only on the nodes a tenant registered them on;
+//! - [`gateway`]: the S3 operations, acting as the tenant an access key belongs to, with
+//!   that tenant's data key for encryption (the same buckets and objects the native
+//!   `/v1` API serves);
+//! - [`serve`]: the HTTP server on its own port (`--s3 HOST:PORT`), with an `s3` tracing
+//!   span per request and the `s3_` metrics.
+//!
+//! Lower layers know nothing of S3: multipart uploads are kept as internal objects
+//! (`xnode_store::internal_key`) and joined with `Storage::compose_object`.
+
+pub mod gateway;
+pub mod keys;
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::auth::{S3Auth, SecretKey};
+use s3s::service::{S3Service, S3ServiceBuilder};
+use s3s::{S3Result, s3_error};
+use tokio::net::TcpListener;
+use tracing::Instrument;
+use xnode_node::Node;
+
+pub use gateway::Gateway;
+pub use keys::{AccessKey, KeysError, S3Keys, generate_id_and_secret};
+pub use metrics::S3Metrics;
+
+/// Looks up SigV4 secrets in this node's key table.
+struct KeyAuth {
+    keys: S3Keys,
+}
+
+#[async_trait::async_trait]
+impl S3Auth for KeyAuth {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        match self.keys.get(access_key) {
+            Ok(Some(key)) => Ok(SecretKey::from(key.secret)),
+            Ok(None) => Err(s3_error!(
+                InvalidAccessKeyId,
+                "The AWS Access Key Id you provided does not exist in our records"
+            )),
+            Err(e) => Err(s3_error!(InternalError, "{e}")),
+        }
+    }
+}
+
+/// Where the access check leaves the operation's name for the metrics.
+#[derive(Clone, Default)]
+struct OperationSlot(Arc<std::sync::OnceLock<String>>);
+
+/// Every signed request may try any operation; what it may touch is decided per bucket by
+/// the gateway (a bucket belongs to one tenant). Anonymous requests are refused.
+struct SignedOnly;
+
+#[async_trait::async_trait]
+impl S3Access for SignedOnly {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let operation = cx.s3_op().name().to_owned();
+        tracing::Span::current().record("operation", operation.as_str());
+        if let Some(slot) = cx.extensions_mut().get::<OperationSlot>() {
+            let _ = slot.0.set(operation);
+        }
+        match cx.credentials() {
+            Some(_) => Ok(()),
+            None => Err(s3_error!(
+                AccessDenied,
+                "Anonymous access is not allowed; sign requests with an S3 access key (xnode key s3 create)"
+            )),
+        }
+    }
+}
+
+/// The S3 service of a node, ready to serve connections.
+#[derive(Clone)]
+pub struct S3Gateway {
+    service: S3Service,
+    metrics: S3Metrics,
+}
+
+impl std::fmt::Debug for S3Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("S3Gateway")
+    }
+}
+
+impl S3Gateway {
+    /// Builds the gateway for `node` and registers its metrics in the node's registry.
+    pub fn new(node: Node) -> Self {
+        let keys = S3Keys::new(node.db().clone());
+        let metrics = node.with_metrics_registry(S3Metrics::register);
+        let mut builder = S3ServiceBuilder::new(Gateway::new(node, keys.clone()));
+        builder.set_auth(KeyAuth { keys });
+        builder.set_access(SignedOnly);
+        Self {
+            service: builder.build(),
+            metrics,
+        }
+    }
+
+    /// Serves one HTTP request.
+    pub async fn handle(
+        &self,
+        mut req: hyper::Request<hyper::body::Incoming>,
+    ) -> Result<s3s::HttpResponse, s3s::HttpError> {
+        let slot = OperationSlot::default();
+        req.extensions_mut().insert(slot.clone());
+        let span = tracing::info_span!(
+            "s3",
+            method = %req.method(),
+            path = %req.uri().path(),
+            operation = tracing::field::Empty,
+            status = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let response = self
+            .service
+            .call(req.map(s3s::Body::from))
+            .instrument(span.clone())
+            .await;
+        let status = match &response {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 500,
+        };
+        span.record("status", status);
+        let operation = slot.0.get().map(String::as_str).unwrap_or("unknown");
+        self.metrics
+            .observe(operation, status, started.elapsed().as_secs_f64());
+        response
+    }
+}
+
+/// Binds the S3 address, failing with a clear message if it is taken.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!("S3 address {addr} is already in use (choose another with --s3)")
+        } else {
+            format!("cannot listen on S3 address {addr}: {e}")
+        }
+    })
+}
+
+/// Serves the S3 gateway on `listener` until `shutdown` resolves, then lets open requests
+/// finish (up to 3 s).
+pub async fn serve(
+    listener: TcpListener,
+    node: Node,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+
+    let gateway = S3Gateway::new(node);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "S3 gateway: accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let gateway = gateway.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let gateway = gateway.clone();
+                    async move { gateway.handle(req).await }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "S3 connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), graceful.shutdown()).await;
+    Ok(())
+}
