@@ -27,6 +27,22 @@ if [ ! -d "$e2e/node_modules/playwright-core" ] || [ "$e2e/package-lock.json" -n
   echo "==> npm ci (Studio end-to-end test)"
   (cd "$e2e" && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# S3 compatibility clients: boto3 and the aws CLI in a virtualenv under the target dir
+# (XNODE_S3_PYTHON points the s3_compat test at it), and rclone from Debian if it installs.
+s3_venv="${CARGO_TARGET_DIR:-target}/s3-venv"
+if ! "$s3_venv/bin/python" -c "import boto3, awscli" >/dev/null 2>&1; then
+  echo "==> installing boto3 and awscli into $s3_venv"
+  python3 -m venv "$s3_venv" && "$s3_venv/bin/pip" install --quiet boto3 awscli \
+    || echo "warning: could not install boto3/awscli; the S3 compatibility suite will be skipped"
+fi
+if "$s3_venv/bin/python" -c "import boto3, awscli" >/dev/null 2>&1; then
+  export XNODE_S3_PYTHON="$PWD/$s3_venv/bin/python"
+  [[ "$s3_venv" = /* ]] && export XNODE_S3_PYTHON="$s3_venv/bin/python"
+fi
+if ! command -v rclone >/dev/null 2>&1; then
+  apt-get install -y rclone >/dev/null 2>&1 || sudo -n apt-get install -y rclone >/dev/null 2>&1 \
+    || echo "note: rclone is not installed; its S3 checks are skipped"
+fi
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

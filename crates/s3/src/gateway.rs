@@ -1254,10 +1254,7 @@ impl S3 for Gateway {
             .parts_of(&key.tenant, &input.bucket, &input.upload_id)
             .await?;
         let mut previous = 0;
-        let mut sources = Vec::with_capacity(requested.len());
-        let mut etags = Vec::with_capacity(requested.len());
-        let last = requested.len() - 1;
-        for (i, part) in requested.iter().enumerate() {
+        for part in &requested {
             let number = part.part_number.unwrap_or(0);
             if number <= previous {
                 return Err(s3_error!(
@@ -1266,6 +1263,12 @@ impl S3 for Gateway {
                 ));
             }
             previous = number;
+        }
+        let mut sources = Vec::with_capacity(requested.len());
+        let mut etags = Vec::with_capacity(requested.len());
+        let last = requested.len() - 1;
+        for (i, part) in requested.iter().enumerate() {
+            let number = part.part_number.unwrap_or(0);
             let invalid = || {
                 s3_error!(
                     InvalidPart,

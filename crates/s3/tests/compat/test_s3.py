@@ -1,0 +1,610 @@
+"""S3 compatibility suite: real clients (boto3, the aws CLI, rclone when installed)
+against a running Xnode devnet's S3 ports, through each node.
+
+Driven by crates/xnode/tests/s3_compat.rs, which starts a 3-node devnet and sets:
+  XNODE_BIN         the xnode binary (to make a second tenant and its S3 key)
+  XNODE_DEVNET_DIR  the devnet's directory (devnet.json, s3-key.json, tenant.key)
+  XNODE_BIG_MIB     size of the big multipart upload (default 100)
+Run by hand against a devnet you started yourself:
+  XNODE_BIN=target/debug/xnode XNODE_DEVNET_DIR=.xnode-devnet python3 -m unittest -v test_s3
+"""
+
+import filecmp
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+import uuid
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+DEVNET = os.environ.get("XNODE_DEVNET_DIR", ".xnode-devnet")
+XNODE = os.environ.get("XNODE_BIN", "xnode")
+BIG_MIB = int(os.environ.get("XNODE_BIG_MIB", "100"))
+MIB = 1024 * 1024
+
+with open(os.path.join(DEVNET, "devnet.json")) as f:
+    NODES = json.load(f)["nodes"]
+with open(os.path.join(DEVNET, "s3-key.json")) as f:
+    KEY_A = json.load(f)
+ENDPOINTS = [n["s3_url"] for n in NODES]
+APIS = [n["api_url"] for n in NODES]
+
+WORK = tempfile.mkdtemp(prefix="xnode-s3-compat-")
+AWS_CONFIG = os.path.join(WORK, "aws-config")
+with open(AWS_CONFIG, "w") as f:
+    f.write("[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n")
+
+
+def client(endpoint, key=None, secret=None):
+    key = key or KEY_A
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=key["access_key_id"],
+        aws_secret_access_key=secret or key["secret_access_key"],
+        region_name="us-east-1",
+        config=Config(
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 1},
+            connect_timeout=5,
+            read_timeout=120,
+        ),
+    )
+
+
+def code_of(err):
+    return err.response["Error"]["Code"], err.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def name(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def second_tenant():
+    """A second tenant with its own key file and S3 key, registered on every node."""
+    path = os.path.join(WORK, "tenant-b.key")
+    if not os.path.exists(path):
+        subprocess.run([XNODE, "key", "new", "--file", path], check=True, capture_output=True)
+    out = subprocess.run(
+        [XNODE, "key", "s3", "create", "--tenant-key", path, "--json"]
+        + [a for api in APIS for a in ("--api", api)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout)
+
+
+def aws(endpoint, *args, key=None, check=True):
+    key = key or KEY_A
+    env = dict(os.environ)
+    env.update(
+        AWS_ACCESS_KEY_ID=key["access_key_id"],
+        AWS_SECRET_ACCESS_KEY=key["secret_access_key"],
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_CONFIG_FILE=AWS_CONFIG,
+        AWS_SHARED_CREDENTIALS_FILE=os.path.join(WORK, "no-credentials"),
+        AWS_MAX_ATTEMPTS="1",
+    )
+    result = subprocess.run(
+        ["aws", "--endpoint-url", endpoint, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"aws {' '.join(args)} failed: {result.stdout}\n{result.stderr}")
+    return result
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(MIB), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class S3Compat(unittest.TestCase):
+    maxDiff = None
+
+    def each_node(self):
+        """(writer, reader) client pairs: every node writes once, and reads go through the next."""
+        for i, ep in enumerate(ENDPOINTS):
+            yield i, client(ep), client(ENDPOINTS[(i + 1) % len(ENDPOINTS)])
+
+    # ----- buckets -----------------------------------------------------------------------
+
+    def test_buckets(self):
+        for i, s3, other in self.each_node():
+            with self.subTest(node=i + 1):
+                b = name("bkt")
+                s3.create_bucket(Bucket=b)
+                other.head_bucket(Bucket=b)
+                names = [x["Name"] for x in other.list_buckets()["Buckets"]]
+                self.assertIn(b, names)
+                loc = other.get_bucket_location(Bucket=b)
+                self.assertIn(loc.get("LocationConstraint"), (None, ""))
+                with self.assertRaises(ClientError) as e:
+                    other.create_bucket(Bucket=b)
+                self.assertEqual(code_of(e.exception), ("BucketAlreadyOwnedByYou", 409))
+                s3.put_object(Bucket=b, Key="k", Body=b"x")
+                with self.assertRaises(ClientError) as e:
+                    other.delete_bucket(Bucket=b)
+                self.assertEqual(code_of(e.exception), ("BucketNotEmpty", 409))
+                s3.delete_object(Bucket=b, Key="k")
+                other.delete_bucket(Bucket=b)
+                with self.assertRaises(ClientError) as e:
+                    s3.head_bucket(Bucket=b)
+                self.assertEqual(code_of(e.exception)[1], 404)
+                with self.assertRaises(ClientError) as e:
+                    s3.delete_bucket(Bucket=b)
+                self.assertEqual(code_of(e.exception), ("NoSuchBucket", 404))
+                with self.assertRaises(ClientError) as e:
+                    s3.list_objects_v2(Bucket=b)
+                self.assertEqual(code_of(e.exception), ("NoSuchBucket", 404))
+
+    # ----- objects -----------------------------------------------------------------------
+
+    def test_objects(self):
+        for i, s3, other in self.each_node():
+            with self.subTest(node=i + 1):
+                b = name("obj")
+                s3.create_bucket(Bucket=b)
+                body = os.urandom(300_000)
+                md5 = hashlib.md5(body).hexdigest()
+                put = s3.put_object(
+                    Bucket=b,
+                    Key="dir/file one.bin",
+                    Body=body,
+                    ContentType="application/x-test",
+                    Metadata={"colour": "blue", "Mixed-Case": "Yes"},
+                )
+                self.assertEqual(put["ETag"], f'"{md5}"')
+                got = other.get_object(Bucket=b, Key="dir/file one.bin")
+                self.assertEqual(got["Body"].read(), body)
+                self.assertEqual(got["ETag"], f'"{md5}"')
+                self.assertEqual(got["ContentType"], "application/x-test")
+                self.assertEqual(got["Metadata"], {"colour": "blue", "mixed-case": "Yes"})
+                self.assertEqual(got["ContentLength"], len(body))
+                head = other.head_object(Bucket=b, Key="dir/file one.bin")
+                self.assertEqual(head["ContentLength"], len(body))
+                self.assertEqual(head["Metadata"]["colour"], "blue")
+                last_modified = head["LastModified"]
+
+                # Ranges.
+                r = other.get_object(Bucket=b, Key="dir/file one.bin", Range="bytes=1000-1999")
+                self.assertEqual(r["ResponseMetadata"]["HTTPStatusCode"], 206)
+                self.assertEqual(r["ContentRange"], f"bytes 1000-1999/{len(body)}")
+                self.assertEqual(r["Body"].read(), body[1000:2000])
+                r = other.get_object(Bucket=b, Key="dir/file one.bin", Range="bytes=-10")
+                self.assertEqual(r["Body"].read(), body[-10:])
+                r = other.get_object(Bucket=b, Key="dir/file one.bin", Range=f"bytes={len(body) - 5}-")
+                self.assertEqual(r["Body"].read(), body[-5:])
+                with self.assertRaises(ClientError) as e:
+                    other.get_object(Bucket=b, Key="dir/file one.bin", Range=f"bytes={len(body)}-")
+                self.assertEqual(code_of(e.exception), ("InvalidRange", 416))
+
+                # Conditional GETs.
+                ok = other.get_object(Bucket=b, Key="dir/file one.bin", IfMatch=md5)
+                self.assertEqual(ok["Body"].read(), body)
+                with self.assertRaises(ClientError) as e:
+                    other.get_object(Bucket=b, Key="dir/file one.bin", IfMatch="0" * 32)
+                self.assertEqual(code_of(e.exception), ("PreconditionFailed", 412))
+                with self.assertRaises(ClientError) as e:
+                    other.get_object(Bucket=b, Key="dir/file one.bin", IfNoneMatch=md5)
+                self.assertEqual(code_of(e.exception)[1], 304)
+                ok = other.get_object(Bucket=b, Key="dir/file one.bin", IfNoneMatch="0" * 32)
+                self.assertEqual(len(ok["Body"].read()), len(body))
+                with self.assertRaises(ClientError) as e:
+                    other.get_object(Bucket=b, Key="dir/file one.bin", IfModifiedSince=last_modified)
+                self.assertEqual(code_of(e.exception)[1], 304)
+                earlier = last_modified.replace(year=last_modified.year - 1)
+                ok = other.get_object(Bucket=b, Key="dir/file one.bin", IfModifiedSince=earlier)
+                self.assertEqual(ok["ResponseMetadata"]["HTTPStatusCode"], 200)
+                with self.assertRaises(ClientError) as e:
+                    other.get_object(Bucket=b, Key="dir/file one.bin", IfUnmodifiedSince=earlier)
+                self.assertEqual(code_of(e.exception), ("PreconditionFailed", 412))
+
+                # Copies: metadata kept, or replaced.
+                c = other.copy_object(Bucket=b, Key="copy", CopySource={"Bucket": b, "Key": "dir/file one.bin"})
+                self.assertEqual(c["CopyObjectResult"]["ETag"], f'"{md5}"')
+                got = s3.get_object(Bucket=b, Key="copy")
+                self.assertEqual(got["Body"].read(), body)
+                self.assertEqual(got["Metadata"]["colour"], "blue")
+                self.assertEqual(got["ContentType"], "application/x-test")
+                other.copy_object(
+                    Bucket=b,
+                    Key="copy2",
+                    CopySource=f"{b}/copy",
+                    MetadataDirective="REPLACE",
+                    ContentType="text/plain",
+                    Metadata={"new": "1"},
+                )
+                head = s3.head_object(Bucket=b, Key="copy2")
+                self.assertEqual(head["Metadata"], {"new": "1"})
+                self.assertEqual(head["ContentType"], "text/plain")
+                with self.assertRaises(ClientError) as e:
+                    s3.copy_object(Bucket=b, Key="copy", CopySource=f"{b}/copy")
+                self.assertEqual(code_of(e.exception)[1], 400)
+
+                # Empty objects, overwrite, delete.
+                s3.put_object(Bucket=b, Key="empty", Body=b"")
+                self.assertEqual(other.get_object(Bucket=b, Key="empty")["Body"].read(), b"")
+                s3.put_object(Bucket=b, Key="copy", Body=b"new")
+                self.assertEqual(other.get_object(Bucket=b, Key="copy")["Body"].read(), b"new")
+                other.delete_object(Bucket=b, Key="copy")
+                with self.assertRaises(ClientError) as e:
+                    s3.get_object(Bucket=b, Key="copy")
+                self.assertEqual(code_of(e.exception), ("NoSuchKey", 404))
+                with self.assertRaises(ClientError) as e:
+                    s3.head_object(Bucket=b, Key="copy")
+                self.assertEqual(code_of(e.exception)[1], 404)
+                other.delete_object(Bucket=b, Key="never-existed")  # S3 says 204 either way
+                res = s3.delete_objects(
+                    Bucket=b,
+                    Delete={"Objects": [{"Key": "dir/file one.bin"}, {"Key": "copy2"}, {"Key": "empty"}]},
+                )
+                self.assertEqual(sorted(d["Key"] for d in res["Deleted"]), ["copy2", "dir/file one.bin", "empty"])
+                self.assertEqual(other.list_objects_v2(Bucket=b)["KeyCount"], 0)
+                s3.delete_bucket(Bucket=b)
+
+    # ----- listings ----------------------------------------------------------------------
+
+    def test_listings(self):
+        for i, s3, other in self.each_node():
+            with self.subTest(node=i + 1):
+                b = name("lst")
+                s3.create_bucket(Bucket=b)
+                keys = ["a/1", "a/2", "a/b/3", "c", "d e", "x+y%z", "é/ü"]
+                for k in keys:
+                    s3.put_object(Bucket=b, Key=k, Body=k.encode())
+                all_keys = [o["Key"] for o in other.list_objects_v2(Bucket=b)["Contents"]]
+                self.assertEqual(all_keys, sorted(keys, key=lambda k: k.encode()))
+                r = other.list_objects_v2(Bucket=b, Delimiter="/")
+                self.assertEqual([o["Key"] for o in r["Contents"]], ["c", "d e", "x+y%z"])
+                self.assertEqual([p["Prefix"] for p in r["CommonPrefixes"]], ["a/", "é/"])
+                r = other.list_objects_v2(Bucket=b, Prefix="a/", Delimiter="/")
+                self.assertEqual([o["Key"] for o in r["Contents"]], ["a/1", "a/2"])
+                self.assertEqual([p["Prefix"] for p in r["CommonPrefixes"]], ["a/b/"])
+                r = other.list_objects_v2(Bucket=b, StartAfter="a/b/3")
+                self.assertEqual([o["Key"] for o in r["Contents"]][0], "c")
+                # Pages of two, with continuation tokens, also across common prefixes.
+                seen, token = [], None
+                while True:
+                    kw = {"Bucket": b, "MaxKeys": 2, "Delimiter": "/"}
+                    if token:
+                        kw["ContinuationToken"] = token
+                    r = other.list_objects_v2(**kw)
+                    seen += [o["Key"] for o in r.get("Contents", [])]
+                    seen += [p["Prefix"] for p in r.get("CommonPrefixes", [])]
+                    self.assertLessEqual(r["KeyCount"], 2)
+                    if not r["IsTruncated"]:
+                        break
+                    token = r["NextContinuationToken"]
+                self.assertEqual(sorted(seen), sorted(["a/", "c", "d e", "x+y%z", "é/"]))
+                paginator = other.get_paginator("list_objects_v2")
+                flat = [o["Key"] for page in paginator.paginate(Bucket=b, PaginationConfig={"PageSize": 3}) for o in page.get("Contents", [])]
+                self.assertEqual(flat, all_keys)
+                # ListObjects (v1) with markers.
+                r = other.list_objects(Bucket=b, MaxKeys=3)
+                self.assertTrue(r["IsTruncated"])
+                first = [o["Key"] for o in r["Contents"]]
+                r2 = other.list_objects(Bucket=b, Marker=first[-1])
+                self.assertEqual(first + [o["Key"] for o in r2["Contents"]], all_keys)
+                r = other.list_objects(Bucket=b, Delimiter="/", Prefix="a/")
+                self.assertEqual([p["Prefix"] for p in r["CommonPrefixes"]], ["a/b/"])
+                r = other.list_objects_v2(Bucket=b, MaxKeys=0)
+                self.assertEqual(r["KeyCount"], 0)
+                s3.delete_objects(Bucket=b, Delete={"Objects": [{"Key": k} for k in keys]})
+                s3.delete_bucket(Bucket=b)
+
+    # ----- multipart ---------------------------------------------------------------------
+
+    def test_multipart(self):
+        for i, s3, other in self.each_node():
+            with self.subTest(node=i + 1):
+                b = name("mpu")
+                s3.create_bucket(Bucket=b)
+                part1 = os.urandom(5 * MIB)
+                part2 = os.urandom(100_000)
+                up = s3.create_multipart_upload(Bucket=b, Key="big", ContentType="video/x-test", Metadata={"m": "v"})
+                uid = up["UploadId"]
+                e1 = s3.upload_part(Bucket=b, Key="big", UploadId=uid, PartNumber=1, Body=part1)["ETag"]
+                e2 = other.upload_part(Bucket=b, Key="big", UploadId=uid, PartNumber=2, Body=part2)["ETag"]
+                parts = other.list_parts(Bucket=b, Key="big", UploadId=uid)["Parts"]
+                self.assertEqual([(p["PartNumber"], p["ETag"], p["Size"]) for p in parts], [(1, e1, len(part1)), (2, e2, len(part2))])
+                ups = other.list_multipart_uploads(Bucket=b).get("Uploads", [])
+                self.assertIn(("big", uid), [(u["Key"], u["UploadId"]) for u in ups])
+                # Nothing is visible before Complete.
+                self.assertEqual(other.list_objects_v2(Bucket=b)["KeyCount"], 0)
+                with self.assertRaises(ClientError) as e:
+                    other.head_object(Bucket=b, Key="big")
+                self.assertEqual(code_of(e.exception)[1], 404)
+                with self.assertRaises(ClientError) as e:
+                    other.complete_multipart_upload(Bucket=b, Key="big", UploadId=uid, MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": e2}, {"PartNumber": 1, "ETag": e1}]})
+                self.assertEqual(code_of(e.exception), ("InvalidPartOrder", 400))
+                with self.assertRaises(ClientError) as e:
+                    other.complete_multipart_upload(Bucket=b, Key="big", UploadId=uid, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": '"' + "0" * 32 + '"'}]})
+                self.assertEqual(code_of(e.exception), ("InvalidPart", 400))
+                with self.assertRaises(ClientError) as e:
+                    other.complete_multipart_upload(Bucket=b, Key="big", UploadId=uid, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 3, "ETag": e2}]})
+                self.assertEqual(code_of(e.exception), ("InvalidPart", 400))
+                done = other.complete_multipart_upload(Bucket=b, Key="big", UploadId=uid, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
+                digest = hashlib.md5(hashlib.md5(part1).digest() + hashlib.md5(part2).digest()).hexdigest()
+                self.assertEqual(done["ETag"], f'"{digest}-2"')
+                got = s3.get_object(Bucket=b, Key="big")
+                self.assertEqual(got["ETag"], f'"{digest}-2"')
+                self.assertEqual(got["ContentType"], "video/x-test")
+                self.assertEqual(got["Metadata"], {"m": "v"})
+                self.assertEqual(got["Body"].read(), part1 + part2)
+                # A range across the part boundary.
+                r = other.get_object(Bucket=b, Key="big", Range=f"bytes={len(part1) - 3}-{len(part1) + 2}")
+                self.assertEqual(r["Body"].read(), (part1 + part2)[len(part1) - 3 : len(part1) + 3])
+                # The upload is gone.
+                with self.assertRaises(ClientError) as e:
+                    other.list_parts(Bucket=b, Key="big", UploadId=uid)
+                self.assertEqual(code_of(e.exception), ("NoSuchUpload", 404))
+                self.assertEqual(other.list_multipart_uploads(Bucket=b).get("Uploads", []), [])
+
+                # Parts below 5 MiB (but the last) are refused; abort removes the upload.
+                up2 = s3.create_multipart_upload(Bucket=b, Key="small")["UploadId"]
+                a = s3.upload_part(Bucket=b, Key="small", UploadId=up2, PartNumber=1, Body=b"a" * 1024)["ETag"]
+                c = s3.upload_part(Bucket=b, Key="small", UploadId=up2, PartNumber=2, Body=b"c" * 1024)["ETag"]
+                with self.assertRaises(ClientError) as e:
+                    other.complete_multipart_upload(Bucket=b, Key="small", UploadId=up2, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": a}, {"PartNumber": 2, "ETag": c}]})
+                self.assertEqual(code_of(e.exception), ("EntityTooSmall", 400))
+                other.abort_multipart_upload(Bucket=b, Key="small", UploadId=up2)
+                with self.assertRaises(ClientError) as e:
+                    s3.upload_part(Bucket=b, Key="small", UploadId=up2, PartNumber=3, Body=b"x")
+                self.assertEqual(code_of(e.exception), ("NoSuchUpload", 404))
+                with self.assertRaises(ClientError) as e:
+                    s3.abort_multipart_upload(Bucket=b, Key="small", UploadId="f" * 32)
+                self.assertEqual(code_of(e.exception), ("NoSuchUpload", 404))
+                with self.assertRaises(ClientError) as e:
+                    s3.head_object(Bucket=b, Key="small")
+                self.assertEqual(code_of(e.exception)[1], 404)
+                s3.delete_object(Bucket=b, Key="big")
+                s3.delete_bucket(Bucket=b)
+
+    # ----- presigned URLs and authentication ---------------------------------------------
+
+    def test_presigned_urls_and_auth_errors(self):
+        for i, s3, other in self.each_node():
+            with self.subTest(node=i + 1):
+                b = name("pre")
+                s3.create_bucket(Bucket=b)
+                put_url = s3.generate_presigned_url("put_object", Params={"Bucket": b, "Key": "p"}, ExpiresIn=300)
+                req = urllib.request.Request(put_url, data=b"presigned body", method="PUT")
+                with urllib.request.urlopen(req) as resp:
+                    self.assertEqual(resp.status, 200)
+                get_url = other.generate_presigned_url("get_object", Params={"Bucket": b, "Key": "p"}, ExpiresIn=300)
+                with urllib.request.urlopen(get_url) as resp:
+                    self.assertEqual(resp.read(), b"presigned body")
+                # A tampered signature, an unsigned request.
+                bad = get_url.replace("X-Amz-Signature=", "X-Amz-Signature=0")
+                with self.assertRaises(urllib.error.HTTPError) as e:
+                    urllib.request.urlopen(bad)
+                self.assertEqual(e.exception.code, 403)
+                self.assertIn(b"SignatureDoesNotMatch", e.exception.read())
+                with self.assertRaises(urllib.error.HTTPError) as e:
+                    urllib.request.urlopen(f"{ENDPOINTS[i]}/{b}/p")
+                self.assertEqual(e.exception.code, 403)
+                self.assertIn(b"AccessDenied", e.exception.read())
+                # A wrong secret and an unknown key.
+                wrong = client(ENDPOINTS[i], secret="x" * 40)
+                with self.assertRaises(ClientError) as e:
+                    wrong.list_buckets()
+                self.assertEqual(code_of(e.exception), ("SignatureDoesNotMatch", 403))
+                unknown = client(ENDPOINTS[i], key={"access_key_id": "XNUNKNOWNKEY00000000", "secret_access_key": "y" * 40})
+                with self.assertRaises(ClientError) as e:
+                    unknown.list_buckets()
+                self.assertEqual(code_of(e.exception), ("InvalidAccessKeyId", 403))
+                s3.delete_object(Bucket=b, Key="p")
+                s3.delete_bucket(Bucket=b)
+
+    # ----- tenant isolation --------------------------------------------------------------
+
+    def test_tenant_isolation(self):
+        key_b = second_tenant()
+        for i, s3, _ in self.each_node():
+            with self.subTest(node=i + 1):
+                b = name("iso")
+                s3.create_bucket(Bucket=b)
+                s3.put_object(Bucket=b, Key="secret", Body=b"tenant A only")
+                up = s3.create_multipart_upload(Bucket=b, Key="m")["UploadId"]
+                for ep in ENDPOINTS:
+                    tb = client(ep, key=key_b)
+                    self.assertNotIn(b, [x["Name"] for x in tb.list_buckets()["Buckets"]])
+                    calls = [
+                        lambda: tb.list_objects_v2(Bucket=b),
+                        lambda: tb.list_objects(Bucket=b),
+                        lambda: tb.get_object(Bucket=b, Key="secret"),
+                        lambda: tb.put_object(Bucket=b, Key="x", Body=b"x"),
+                        lambda: tb.delete_object(Bucket=b, Key="secret"),
+                        lambda: tb.delete_objects(Bucket=b, Delete={"Objects": [{"Key": "secret"}]}),
+                        lambda: tb.copy_object(Bucket=b, Key="x", CopySource=f"{b}/secret"),
+                        lambda: tb.delete_bucket(Bucket=b),
+                        lambda: tb.create_multipart_upload(Bucket=b, Key="x"),
+                        lambda: tb.list_multipart_uploads(Bucket=b),
+                        lambda: tb.list_parts(Bucket=b, Key="m", UploadId=up),
+                        lambda: tb.abort_multipart_upload(Bucket=b, Key="m", UploadId=up),
+                        lambda: tb.get_bucket_location(Bucket=b),
+                    ]
+                    for call in calls:
+                        with self.assertRaises(ClientError) as e:
+                            call()
+                        self.assertEqual(code_of(e.exception), ("AccessDenied", 403))
+                    for call in [lambda: tb.head_object(Bucket=b, Key="secret"), lambda: tb.head_bucket(Bucket=b)]:
+                        with self.assertRaises(ClientError) as e:
+                            call()
+                        self.assertEqual(code_of(e.exception)[1], 403)
+                    with self.assertRaises(ClientError) as e:
+                        tb.create_bucket(Bucket=b)
+                    self.assertEqual(code_of(e.exception), ("BucketAlreadyExists", 409))
+                # Tenant B's own bucket is equally closed to A.
+                own = name("isob")
+                client(ENDPOINTS[i], key=key_b).create_bucket(Bucket=own)
+                with self.assertRaises(ClientError) as e:
+                    s3.list_objects_v2(Bucket=own)
+                self.assertEqual(code_of(e.exception), ("AccessDenied", 403))
+                client(ENDPOINTS[i], key=key_b).delete_bucket(Bucket=own)
+                self.assertEqual(s3.get_object(Bucket=b, Key="secret")["Body"].read(), b"tenant A only")
+                s3.abort_multipart_upload(Bucket=b, Key="m", UploadId=up)
+                s3.delete_object(Bucket=b, Key="secret")
+                s3.delete_bucket(Bucket=b)
+
+    # ----- the aws CLI -------------------------------------------------------------------
+
+    def test_aws_cli_big_multipart_and_sync(self):
+        e1, e2, e3 = ENDPOINTS[0], ENDPOINTS[1 % len(ENDPOINTS)], ENDPOINTS[2 % len(ENDPOINTS)]
+        b = name("cli")
+        aws(e1, "s3", "mb", f"s3://{b}")
+        self.assertIn(b, aws(e2, "s3", "ls").stdout)
+        # A big file: the CLI splits it into 8 MiB parts (multipart upload) and reads it back
+        # with ranged GETs, each through another node.
+        big = os.path.join(WORK, "big.bin")
+        with open(big, "wb") as f:
+            for _ in range(BIG_MIB):
+                f.write(os.urandom(MIB))
+        started = time.time()
+        aws(e1, "s3", "cp", "--no-progress", big, f"s3://{b}/big.bin")
+        up_s = time.time() - started
+        head = json.loads(aws(e3, "s3api", "head-object", "--bucket", b, "--key", "big.bin").stdout)
+        self.assertEqual(head["ContentLength"], BIG_MIB * MIB)
+        self.assertRegex(head["ETag"], r'^"[0-9a-f]{32}-\d+"$')
+        back = os.path.join(WORK, "big-back.bin")
+        started = time.time()
+        aws(e2, "s3", "cp", "--no-progress", f"s3://{b}/big.bin", back)
+        down_s = time.time() - started
+        self.assertEqual(sha256_file(big), sha256_file(back))
+        print(f"\n  aws s3 cp {BIG_MIB} MiB: up {up_s:.1f} s, down {down_s:.1f} s", flush=True)
+        os.remove(back)
+        aws(e1, "s3", "rm", f"s3://{b}/big.bin")
+
+        # sync of a directory tree, up through one node and down through another.
+        tree = os.path.join(WORK, "tree")
+        for d in ["", "docs", "docs/deep/er", "img", "with space"]:
+            os.makedirs(os.path.join(tree, d), exist_ok=True)
+        for j, d in enumerate(["", "docs", "docs/deep/er", "img", "with space"]):
+            for k in range(4):
+                with open(os.path.join(tree, d, f"file {k}+{j}.txt"), "wb") as f:
+                    f.write(os.urandom(1000 * (k + 1) + j))
+        with open(os.path.join(tree, "img", "photo.bin"), "wb") as f:
+            f.write(os.urandom(3 * MIB))
+        aws(e1, "s3", "sync", "--no-progress", tree, f"s3://{b}/tree")
+        again = aws(e2, "s3", "sync", "--no-progress", tree, f"s3://{b}/tree")
+        self.assertEqual(again.stdout.strip(), "", "a second sync has nothing to upload")
+        listed = aws(e3, "s3", "ls", "--recursive", f"s3://{b}/tree/").stdout
+        self.assertEqual(len(listed.strip().splitlines()), 21)
+        down = os.path.join(WORK, "tree-down")
+        aws(e3, "s3", "sync", "--no-progress", f"s3://{b}/tree", down)
+        cmp = filecmp.dircmp(tree, down)
+        self.assert_same_tree(cmp)
+        # Deletions propagate with --delete.
+        os.remove(os.path.join(tree, "docs", "file 0+1.txt"))
+        aws(e2, "s3", "sync", "--no-progress", "--delete", tree, f"s3://{b}/tree")
+        listed = aws(e1, "s3", "ls", "--recursive", f"s3://{b}/tree/").stdout
+        self.assertEqual(len(listed.strip().splitlines()), 20)
+        # Presign through the CLI.
+        url = aws(e1, "s3", "presign", f"s3://{b}/tree/img/photo.bin", "--expires-in", "120").stdout.strip()
+        with urllib.request.urlopen(url) as resp:
+            self.assertEqual(len(resp.read()), 3 * MIB)
+        aws(e3, "s3", "rm", "--recursive", "--only-show-errors", f"s3://{b}/tree")
+        aws(e2, "s3", "rb", f"s3://{b}")
+        failed = aws(e2, "s3", "ls", f"s3://{b}", check=False)
+        self.assertNotEqual(failed.returncode, 0)
+        self.assertIn("NoSuchBucket", failed.stderr)
+
+    def assert_same_tree(self, cmp):
+        self.assertEqual(cmp.left_only, [])
+        self.assertEqual(cmp.right_only, [])
+        _, mismatch, errors = filecmp.cmpfiles(cmp.left, cmp.right, cmp.common_files, shallow=False)
+        self.assertEqual((mismatch, errors), ([], []))
+        for sub in cmp.subdirs.values():
+            self.assert_same_tree(sub)
+
+    # ----- rclone (when Debian's package is installed) -----------------------------------
+
+    @unittest.skipUnless(shutil.which("rclone"), "rclone is not installed")
+    def test_rclone(self):
+        b = name("rcl")
+        client(ENDPOINTS[0]).create_bucket(Bucket=b)
+        src = os.path.join(WORK, "rclone-src")
+        os.makedirs(os.path.join(src, "sub"), exist_ok=True)
+        for k in range(5):
+            with open(os.path.join(src, "sub" if k % 2 else "", f"r{k}.dat"), "wb") as f:
+                f.write(os.urandom(20_000 * (k + 1)))
+        for i, ep in enumerate(ENDPOINTS):
+            env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+            env.update(
+                RCLONE_CONFIG_XN_TYPE="s3",
+                RCLONE_CONFIG_XN_PROVIDER="Other",
+                RCLONE_CONFIG_XN_ACCESS_KEY_ID=KEY_A["access_key_id"],
+                RCLONE_CONFIG_XN_SECRET_ACCESS_KEY=KEY_A["secret_access_key"],
+                RCLONE_CONFIG_XN_ENDPOINT=ep,
+                RCLONE_CONFIG_XN_REGION="us-east-1",
+                RCLONE_CONFIG_XN_FORCE_PATH_STYLE="true",
+                RCLONE_CONFIG=os.path.join(WORK, "rclone.conf"),
+            )
+            def rc(*args):
+                r = subprocess.run(["rclone", *args], env=env, capture_output=True, text=True)
+                self.assertEqual(r.returncode, 0, f"rclone {args}: {r.stderr}")
+                return r.stdout
+            with self.subTest(node=i + 1):
+                rc("copy", src, f"xn:{b}/n{i}")
+                rc("check", src, f"xn:{b}/n{i}")
+                listed = rc("lsf", "-R", f"xn:{b}/n{i}")
+                self.assertIn("sub/r1.dat", listed)
+                dst = os.path.join(WORK, f"rclone-dst-{i}")
+                rc("copy", f"xn:{b}/n{i}", dst)
+                self.assert_same_tree(filecmp.dircmp(src, dst))
+                rc("purge", f"xn:{b}/n{i}")
+        client(ENDPOINTS[0]).delete_bucket(Bucket=b)
+
+    # ----- a node dies during a multipart upload (runs last: it kills a node) ------------
+
+    def test_zz_node_killed_during_multipart_upload(self):
+        if len(NODES) < 3:
+            self.skipTest("needs 3 nodes")
+        victim = NODES[2]
+        s_victim = client(victim["s3_url"])
+        s1, s2 = client(ENDPOINTS[0]), client(ENDPOINTS[1])
+        b = name("kill")
+        s1.create_bucket(Bucket=b)
+        part1, part2 = os.urandom(5 * MIB), os.urandom(2 * MIB)
+        uid = s_victim.create_multipart_upload(Bucket=b, Key="survivor")["UploadId"]
+        e1 = s_victim.upload_part(Bucket=b, Key="survivor", UploadId=uid, PartNumber=1, Body=part1)["ETag"]
+        os.kill(victim["pid"], signal.SIGKILL)
+        # The upload carries on through the other nodes.
+        e2 = s1.upload_part(Bucket=b, Key="survivor", UploadId=uid, PartNumber=2, Body=part2)["ETag"]
+        parts = s2.list_parts(Bucket=b, Key="survivor", UploadId=uid)["Parts"]
+        self.assertEqual([p["PartNumber"] for p in parts], [1, 2])
+        self.assertEqual(s2.list_objects_v2(Bucket=b)["KeyCount"], 0, "nothing visible before Complete")
+        s2.complete_multipart_upload(Bucket=b, Key="survivor", UploadId=uid, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
+        self.assertEqual(s1.get_object(Bucket=b, Key="survivor")["Body"].read(), part1 + part2)
+        # An upload whose only copy of a part was never acknowledged cannot half-complete:
+        # completing with a part that was never stored fails cleanly and leaves nothing.
+        uid2 = s1.create_multipart_upload(Bucket=b, Key="half")["UploadId"]
+        e = s1.upload_part(Bucket=b, Key="half", UploadId=uid2, PartNumber=1, Body=part1)["ETag"]
+        with self.assertRaises(ClientError) as err:
+            s2.complete_multipart_upload(Bucket=b, Key="half", UploadId=uid2, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e}, {"PartNumber": 2, "ETag": e2}]})
+        self.assertEqual(code_of(err.exception), ("InvalidPart", 400))
+        with self.assertRaises(ClientError) as err:
+            s1.head_object(Bucket=b, Key="half")
+        self.assertEqual(code_of(err.exception)[1], 404)
+        s2.abort_multipart_upload(Bucket=b, Key="half", UploadId=uid2)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
