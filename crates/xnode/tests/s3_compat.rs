@@ -48,7 +48,15 @@ fn s3_clients_work_through_every_node() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("devnet");
     let mut child = Command::new(xnode())
-        .args(["devnet", "--nodes", "3", "--api-port", "0", "--p2p-port", "0"])
+        .args([
+            "devnet",
+            "--nodes",
+            "3",
+            "--api-port",
+            "0",
+            "--p2p-port",
+            "0",
+        ])
         .arg("--dir")
         .arg(&dir)
         .stdin(Stdio::piped())
@@ -80,7 +88,10 @@ fn s3_clients_work_through_every_node() {
     let big_mib = std::env::var("XNODE_S3_BIG_MIB").unwrap_or_else(|_| "100".into());
     // The aws CLI sits beside the interpreter in a virtualenv.
     let mut path = std::env::var_os("PATH").unwrap_or_default();
-    if let Some(bin) = std::path::Path::new(&python).parent().filter(|p| p.is_absolute()) {
+    if let Some(bin) = std::path::Path::new(&python)
+        .parent()
+        .filter(|p| p.is_absolute())
+    {
         let mut dirs = vec![bin.to_path_buf()];
         dirs.extend(std::env::split_paths(&path));
         path = std::env::join_paths(dirs).unwrap();
@@ -111,5 +122,8 @@ fn s3_clients_work_through_every_node() {
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert!(status.success(), "the S3 compatibility suite failed (see above)");
+    assert!(
+        status.success(),
+        "the S3 compatibility suite failed (see above)"
+    );
 }
