@@ -319,7 +319,7 @@ impl Compute {
     ) -> Result<ComputeResponse, MeshError> {
         let span = TraceContext::new_span();
         let started_nanos = crate::tracing_export::unix_nanos();
-        tracing::info!(trace_id = %call.trace.trace_id, %span, deployment = %deployment.spec.name, to = %node, "forwarding a function call");
+        tracing::debug!(trace_id = %call.trace.trace_id, %span, deployment = %deployment.spec.name, to = %node, "forwarding a function call");
         let request = ComputeRequest::Invoke {
             deployment: deployment.spec.name.clone(),
             owner: deployment.owner.to_hex(),
@@ -528,7 +528,7 @@ impl Compute {
             trace_id: call.trace.trace_id.clone(),
             message: summary,
         };
-        tracing::info!(trace_id = %call.trace.trace_id, span, parent_span = parent, deployment = %spec.name, "{}", line.message);
+        tracing::debug!(trace_id = %call.trace.trace_id, span, parent_span = parent, deployment = %spec.name, "{}", line.message);
         self.spans.record(crate::tracing_export::SpanRecord {
             trace_id: call.trace.trace_id.clone(),
             span_id: span.to_owned(),
