@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use base64::Engine as _;
@@ -16,7 +16,7 @@ use xnode_node::compute::spec::{
 
 use crate::cli::StorageClientArgs;
 use crate::client::print_table;
-use crate::storage_cmd::{encode_path, send};
+use crate::storage_cmd::{client, encode_path, now_ms, send};
 use crate::tenant::SignedClient;
 
 /// An application manifest (`app.toml`), as a developer writes it.
@@ -47,22 +47,6 @@ pub struct AppManifest {
 
 fn one() -> u32 {
     1
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-fn client(args: &StorageClientArgs) -> anyhow::Result<SignedClient> {
-    let path = args
-        .tenant_key
-        .clone()
-        .unwrap_or_else(crate::tenant::default_key_path);
-    let key = crate::tenant::load(&path)?;
-    SignedClient::new(&args.api, key)
 }
 
 /// The body of a signed create or delete: the record text, its clock and signature.

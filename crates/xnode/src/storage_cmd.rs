@@ -16,7 +16,7 @@ use crate::tenant::SignedClient;
 /// Files larger than this get a progress bar.
 const PROGRESS_THRESHOLD: u64 = 4 * 1024 * 1024;
 
-pub(crate) fn client(args: &StorageClientArgs) -> anyhow::Result<SignedClient> {
+pub(crate) pub(crate) fn client(args: &StorageClientArgs) -> anyhow::Result<SignedClient> {
     let path = args
         .tenant_key
         .clone()
@@ -92,7 +92,7 @@ fn split_target(target: &str) -> anyhow::Result<(String, String)> {
     Ok((bucket.to_owned(), key.to_owned()))
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
