@@ -16,7 +16,7 @@ use crate::tenant::SignedClient;
 /// Files larger than this get a progress bar.
 const PROGRESS_THRESHOLD: u64 = 4 * 1024 * 1024;
 
-pub(crate) pub(crate) fn client(args: &StorageClientArgs) -> anyhow::Result<SignedClient> {
+pub(crate) fn client(args: &StorageClientArgs) -> anyhow::Result<SignedClient> {
     let path = args
         .tenant_key
         .clone()
