@@ -34,6 +34,8 @@ pub use xnode_mesh::MemberState as State;
 pub(crate) const REGISTRY_TOPIC: &str = "registry";
 /// RPC service answering anti-entropy requests.
 pub(crate) const REGISTRY_SYNC_SERVICE: &str = "registry-sync";
+/// How long an API write waits for live members to acknowledge its registry entry.
+pub const DIRECT_PUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 const NODE_STATE: Table = Table("node_state");
 const INCARNATION_KEY: &[u8] = b"incarnation";
@@ -322,16 +324,53 @@ impl Node {
         &self.inner.storage
     }
 
-    /// Gossips a registry entry that arrived through the API (already applied locally).
+    /// Spreads a registry entry that arrived through the API (already applied locally):
+    /// gossips it, and pushes it straight to every live member, waiting (up to
+    /// [`DIRECT_PUSH_TIMEOUT`]) for their answers. A tenant who creates or deletes a bucket
+    /// through one node and then asks another therefore sees the change at once, instead
+    /// of whenever gossip gets there; a member that misses the push still gets the entry
+    /// from gossip or anti-entropy.
     pub async fn gossip_entry(&self, entry: &xnode_registry::Entry) {
-        match xnode_wire::encode(entry) {
-            Ok(bytes) => {
-                if let Err(e) = self.inner.mesh.publish(REGISTRY_TOPIC, bytes).await {
-                    tracing::debug!(error = %e, "could not gossip a registry entry");
+        let bytes = match xnode_wire::encode(entry) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode registry entry");
+                return;
+            }
+        };
+        if let Err(e) = self.inner.mesh.publish(REGISTRY_TOPIC, bytes).await {
+            tracing::debug!(error = %e, "could not gossip a registry entry");
+        }
+        let push = match xnode_wire::encode(&xnode_registry::sync::SyncRequest::Push {
+            entries: vec![entry.clone()],
+        }) {
+            Ok(push) => push,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a registry push");
+                return;
+            }
+        };
+        let peers: Vec<NodeId> = self
+            .inner
+            .mesh
+            .members()
+            .into_iter()
+            .filter(|m| m.id != self.inner.id && m.state == MemberState::Alive)
+            .map(|m| m.id)
+            .collect();
+        let pushes = peers.into_iter().map(|peer| {
+            let mesh = self.inner.mesh.clone();
+            let push = push.clone();
+            async move {
+                if let Err(e) = mesh
+                    .request(peer, REGISTRY_SYNC_SERVICE, push, DIRECT_PUSH_TIMEOUT)
+                    .await
+                {
+                    tracing::debug!(%peer, error = %e, "direct registry push failed; gossip will carry the entry");
                 }
             }
-            Err(e) => tracing::error!(error = %e, "cannot encode registry entry"),
-        }
+        });
+        let _ = tokio::time::timeout(DIRECT_PUSH_TIMEOUT, futures::future::join_all(pushes)).await;
     }
 
     /// This node's signing key (for records this node owns).

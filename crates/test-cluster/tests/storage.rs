@@ -523,9 +523,6 @@ async fn garbage_collection_removes_only_unreferenced_chunks() {
         .await
         .unwrap_err();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let before: u64 = (0..3)
-        .map(|i| c.node(i).storage().health().chunks_stored)
-        .sum();
 
     // With a node down the set of references could be incomplete: GC refuses to run.
     c.crash(2).await;
@@ -540,6 +537,24 @@ async fn garbage_collection_removes_only_unreferenced_chunks() {
     assert!(c.node(0).storage().collect_garbage().await.is_err());
     c.restart(2).await;
     c.wait_converged(Duration::from_secs(10)).await;
+    // Count what is stored once writes have settled (a quorum write's last replica and
+    // the broken upload's in-flight chunks may land after the client got its answer).
+    let stored = |c: &Cluster| -> u64 {
+        (0..3)
+            .map(|i| c.node(i).storage().health().chunks_stored)
+            .sum()
+    };
+    let mut before = stored(&c);
+    let settle_deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let now = stored(&c);
+        if now == before || std::time::Instant::now() > settle_deadline {
+            before = now;
+            break;
+        }
+        before = now;
+    }
 
     // The deletion reached two replicas before it was acknowledged; the third gets it in
     // the background or from repair. Until it has, that replica still references the

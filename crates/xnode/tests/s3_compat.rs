@@ -97,7 +97,7 @@ fn s3_clients_work_through_every_node() {
         path = std::env::join_paths(dirs).unwrap();
     }
     let started = Instant::now();
-    let status = Command::new(&python)
+    let run = Command::new(&python)
         .args(["-m", "unittest", "-v", "test_s3"])
         .current_dir(&suite)
         .env("XNODE_BIN", xnode())
@@ -105,13 +105,64 @@ fn s3_clients_work_through_every_node() {
         .env("XNODE_BIG_MIB", &big_mib)
         .env("PYTHONUNBUFFERED", "1")
         .env("PATH", path)
-        .status()
+        .output()
         .unwrap();
+    let suite_output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let status = run.status;
     eprintln!(
         "S3 compatibility suite ran in {:.0} s",
         started.elapsed().as_secs_f64()
     );
 
+    if status.success() {
+        eprintln!("{suite_output}");
+    } else {
+        // The most telling lines first (a CI log may show only the start of the output):
+        // which checks failed and why, what the devnet said after start-up (node exits,
+        // say) and what each node logged; then the suite's whole output.
+        let headlines: Vec<&str> = suite_output
+            .lines()
+            .filter(|l| {
+                l.starts_with("FAIL:")
+                    || l.starts_with("ERROR:")
+                    || l.contains("Error:")
+                    || l.contains("failed:")
+            })
+            .collect();
+        eprintln!("--- failed checks ---\n{}", headlines.join("\n"));
+        while let Ok(line) = rx.try_recv() {
+            output.push_str(&line);
+            output.push('\n');
+        }
+        let after_start = output
+            .split_once("S3, with an access key")
+            .map_or("", |(_, rest)| rest);
+        eprintln!("--- devnet output after start-up ---\n{after_start}");
+        for index in 1..=3 {
+            let log_path = dir.join(format!("node-{index}")).join("node.log");
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let notable: Vec<&str> = lines
+                .iter()
+                .copied()
+                .filter(|l| l.contains("panicked") || l.contains("ERROR") || l.contains("WARN"))
+                .collect();
+            eprintln!(
+                "--- node {index}: {} warnings/errors (last 40) ---\n{}",
+                notable.len(),
+                notable[notable.len().saturating_sub(40)..].join("\n")
+            );
+            eprintln!(
+                "--- node {index}: last 20 log lines ---\n{}",
+                lines[lines.len().saturating_sub(20)..].join("\n")
+            );
+        }
+        eprintln!("--- the suite's output ---\n{suite_output}");
+    }
     let _ = writeln!(stdin, "quit");
     let stop = Instant::now() + Duration::from_secs(15);
     while Instant::now() < stop {
