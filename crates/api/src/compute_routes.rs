@@ -459,7 +459,13 @@ pub(crate) async fn function(
     *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
     *response.headers_mut() = answer.headers;
     response.headers_mut().remove("content-length");
-    if let Ok(v) = HeaderValue::from_str(&answer.served_by.to_string()) {
+    let compute = state.node.compute();
+    let served_by = if answer.served_by == state.node.id() {
+        HeaderValue::from_str(compute.node_name())
+    } else {
+        HeaderValue::from_str(&answer.served_by.to_string())
+    };
+    if let Ok(v) = served_by {
         response.headers_mut().insert("x-xnode-served-by", v);
     }
     response.extensions_mut().insert(FunctionFuel(answer.fuel));

@@ -13,7 +13,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::engine::{Engine, HttpModule};
-use crate::limits::{Guard, Limits, Usage};
+use crate::limits::{Guard, Lane, LaneReleaser, Limits, Usage};
 use crate::output::OutputCapture;
 use crate::{ComputeError, Outbound, STORE_HOST};
 
@@ -88,6 +88,8 @@ struct Hooks {
     allowed_hosts: Vec<String>,
     outbound: Arc<dyn Outbound>,
     max_body: u64,
+    /// A guest waiting for an outbound answer gives its CPU lane back.
+    lane: LaneReleaser,
 }
 
 type SendFuture = Box<
@@ -106,6 +108,7 @@ impl WasiHttpHooks for Hooks {
         options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
+        self.lane.release();
         let host = request.uri().host().unwrap_or("").to_ascii_lowercase();
         if host == STORE_HOST {
             let outbound = self.outbound.clone();
@@ -195,6 +198,11 @@ impl Engine {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
+        let lane = Lane::new(
+            self.inner.lanes.clone(),
+            self.inner.short_activity.clone(),
+            self.inner.config.epoch_tick,
+        );
         let state = HttpState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
@@ -203,8 +211,9 @@ impl Engine {
                 allowed_hosts: invocation.allowed_hosts.clone(),
                 outbound: invocation.outbound.clone(),
                 max_body: 64 << 20,
+                lane: lane.releaser(),
             },
-            guard: Guard::new(limits),
+            guard: Guard::new(limits).with_lane(lane),
         };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| &mut s.guard);
@@ -241,8 +250,10 @@ impl Engine {
             .await
             .map_err(|e| ComputeError::Trap(format!("instantiation failed: {e:#}")))?;
 
-        // The guest runs in its own task so that its body can stream while we read it.
-        let guest = tokio::spawn(async move {
+        // The guest and the reader of its response run side by side in this task (a task
+        // of their own per call would cost a spawn and a cross-thread wake-up each): the
+        // guest streams its body while we read it.
+        let guest = async move {
             let result = proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, incoming, outparam)
@@ -256,11 +267,7 @@ impl Engine {
                 limits.fuel.saturating_sub(fuel_left),
                 guard.peak_memory,
             )
-        });
-        let guest_abort = guest.abort_handle();
-        // The guard stops a running guest at its deadline; this outer bound also covers a
-        // guest parked in a host call, where epochs cannot interrupt it.
-        let backstop = limits.timeout.map(|t| t + Duration::from_secs(1));
+        };
         let read = async {
             match receiver.await {
                 Ok(Ok(response)) => {
@@ -290,24 +297,39 @@ impl Engine {
                 )),
             }
         };
-        let read_result = match backstop {
-            Some(limit) => match tokio::time::timeout(limit, read).await {
-                Ok(r) => r,
-                Err(_) => {
-                    guest_abort.abort();
-                    return Err(ComputeError::Timeout(
-                        limits.timeout.map(|t| t.as_millis() as u64).unwrap_or(0),
-                    ));
+        // The guard stops a running guest at its deadline; this outer bound also covers a
+        // guest parked in a host call, where epochs cannot interrupt it.
+        let backstop = limits.timeout.map(|t| t + Duration::from_secs(1));
+        let timed_out =
+            || ComputeError::Timeout(limits.timeout.map(|t| t.as_millis() as u64).unwrap_or(0));
+        let both = async {
+            tokio::pin!(guest);
+            tokio::pin!(read);
+            let mut finished = None;
+            let read_result = loop {
+                tokio::select! {
+                    done = &mut guest, if finished.is_none() => finished = Some(done),
+                    r = &mut read => break r,
                 }
-            },
-            None => read.await,
+            };
+            // A guest still writing a body nobody will read is stopped (dropped) here;
+            // one that answered goes on to its end (within the backstop).
+            let finished = match (finished, &read_result) {
+                (Some(done), _) => Some(done),
+                (None, Ok(_)) => Some(guest.await),
+                (None, Err(_)) => None,
+            };
+            (read_result, finished)
         };
-        if read_result.is_err() {
-            // Stop a guest still writing a body nobody will read.
-            guest_abort.abort();
-        }
-        match guest.await {
-            Ok((explained, fuel, peak)) => {
+        let (read_result, finished) = match backstop {
+            Some(limit) => match tokio::time::timeout(limit, both).await {
+                Ok(r) => r,
+                Err(_) => return Err(timed_out()),
+            },
+            None => both.await,
+        };
+        match finished {
+            Some((explained, fuel, peak)) => {
                 usage.fuel = fuel;
                 usage.peak_memory_bytes = peak;
                 match (read_result, explained) {
@@ -320,7 +342,7 @@ impl Engine {
                     (Err(e), None) => Err(e),
                 }
             }
-            Err(_) => read_result,
+            None => read_result,
         }
     }
 }

@@ -78,6 +78,64 @@ async fn echo_json_sees_the_body() {
     assert_eq!(v["method"], "POST");
 }
 
+/// Long-running functions take turns on the CPU lanes: with one lane, three spinning
+/// guests never hold more than one at once, short calls need none and go on answering
+/// meanwhile, and every spinner still ends with its own timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_running_functions_take_turns_on_the_cpu_lanes() {
+    let engine = Engine::new(EngineConfig {
+        max_instances: 16,
+        cpu_lanes: 1,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let spin = engine.http_module(guest("spin")).await.unwrap();
+    let hello = engine.http_module(guest("hello")).await.unwrap();
+    let limits = Limits {
+        fuel: u64::MAX / 2,
+        timeout: Some(Duration::from_millis(1500)),
+        memory_bytes: 32 << 20,
+        max_output_bytes: 1 << 20,
+    };
+    let spinners: Vec<_> = (0..3)
+        .map(|_| {
+            let engine = engine.clone();
+            let spin = spin.clone();
+            tokio::spawn(async move {
+                engine
+                    .invoke_http(&spin, &invocation(limits), get("/"))
+                    .await
+            })
+        })
+        .collect();
+    let mut most_busy = 0;
+    let deadline = Instant::now() + Duration::from_millis(1000);
+    let mut hellos = 0;
+    while Instant::now() < deadline {
+        most_busy = most_busy.max(engine.cpu_lanes_busy());
+        let out = engine
+            .invoke_http(&hello, &invocation(Limits::default()), get("/"))
+            .await;
+        assert_eq!(out.result.unwrap().status, 200);
+        hellos += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(most_busy, 1, "the spinners used the one lane");
+    assert!(
+        hellos >= 5,
+        "short calls answered while spinners ran: {hellos}"
+    );
+    for spinner in spinners {
+        let out = spinner.await.unwrap();
+        assert!(
+            matches!(out.result, Err(ComputeError::Timeout(1500))),
+            "{:?}",
+            out.result
+        );
+    }
+    assert_eq!(engine.cpu_lanes_busy(), 0, "lanes are given back");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_guests_are_stopped_with_a_reason() {
     let engine = engine();

@@ -150,7 +150,7 @@ impl Compute {
             )));
         }
         strip_request_headers(&mut call.headers);
-        let mut targets = self.place(&deployment.spec);
+        let mut targets = self.place_for_call(&deployment.spec);
         if targets.is_empty() {
             return Err(ComputeOpError::Unavailable(format!(
                 "no live node can run {name:?} (check its placement constraints)"
@@ -173,6 +173,20 @@ impl Compute {
         let result = self
             .route(name, &deployment, &targets, &call, &gateway_span)
             .await;
+        if self.spans.enabled() {
+            self.record_gateway_span(name, &call, gateway_span, started_nanos, &result);
+        }
+        result
+    }
+
+    fn record_gateway_span(
+        &self,
+        name: &str,
+        call: &FnCall,
+        gateway_span: String,
+        started_nanos: u64,
+        result: &Result<FnAnswer, ComputeOpError>,
+    ) {
         self.spans.record(crate::tracing_export::SpanRecord {
             trace_id: call.trace.trace_id.clone(),
             span_id: gateway_span,
@@ -193,9 +207,8 @@ impl Compute {
                         .unwrap_or_default(),
                 ),
             ],
-            error: !matches!(&result, Ok(a) if a.status < 500),
+            error: !matches!(result, Ok(a) if a.status < 500),
         });
-        result
     }
 
     /// Tries the targets in order until one answers (see the module docs for retries).
@@ -346,21 +359,23 @@ impl Compute {
                     reason: e.to_string(),
                 })
             });
-        self.spans.record(crate::tracing_export::SpanRecord {
-            trace_id: call.trace.trace_id.clone(),
-            span_id: span,
-            parent_span_id: parent.to_owned(),
-            name: format!("forward {}", deployment.spec.name),
-            kind: 3,
-            start_unix_nanos: started_nanos,
-            end_unix_nanos: crate::tracing_export::unix_nanos(),
-            attributes: vec![
-                ("xnode.deployment".into(), deployment.spec.name.clone()),
-                ("xnode.node".into(), self.node_id.to_string()),
-                ("xnode.peer".into(), node.to_string()),
-            ],
-            error: !matches!(result, Ok(ComputeResponse::Invoked { .. })),
-        });
+        if self.spans.enabled() {
+            self.spans.record(crate::tracing_export::SpanRecord {
+                trace_id: call.trace.trace_id.clone(),
+                span_id: span,
+                parent_span_id: parent.to_owned(),
+                name: format!("forward {}", deployment.spec.name),
+                kind: 3,
+                start_unix_nanos: started_nanos,
+                end_unix_nanos: crate::tracing_export::unix_nanos(),
+                attributes: vec![
+                    ("xnode.deployment".into(), deployment.spec.name.clone()),
+                    ("xnode.node".into(), self.node_id.to_string()),
+                    ("xnode.peer".into(), node.to_string()),
+                ],
+                error: !matches!(result, Ok(ComputeResponse::Invoked { .. })),
+            });
+        }
         result
     }
 
@@ -523,28 +538,30 @@ impl Compute {
         };
         let line = LogLine {
             ts_ms: unix_ms(),
-            node: self.node_id.to_string(),
+            node: self.node_name.to_string(),
             stream: "request".into(),
             trace_id: call.trace.trace_id.clone(),
             message: summary,
         };
         tracing::debug!(trace_id = %call.trace.trace_id, span, parent_span = parent, deployment = %spec.name, "{}", line.message);
-        self.spans.record(crate::tracing_export::SpanRecord {
-            trace_id: call.trace.trace_id.clone(),
-            span_id: span.to_owned(),
-            parent_span_id: parent.to_owned(),
-            name: format!("invoke {}", spec.name),
-            kind: 2,
-            start_unix_nanos: started_nanos,
-            end_unix_nanos: crate::tracing_export::unix_nanos(),
-            attributes: vec![
-                ("xnode.deployment".into(), spec.name.clone()),
-                ("xnode.node".into(), self.node_id.to_string()),
-                ("xnode.role".into(), "replica".into()),
-                ("xnode.fuel".into(), outcome.usage.fuel.to_string()),
-            ],
-            error: failed,
-        });
+        if self.spans.enabled() {
+            self.spans.record(crate::tracing_export::SpanRecord {
+                trace_id: call.trace.trace_id.clone(),
+                span_id: span.to_owned(),
+                parent_span_id: parent.to_owned(),
+                name: format!("invoke {}", spec.name),
+                kind: 2,
+                start_unix_nanos: started_nanos,
+                end_unix_nanos: crate::tracing_export::unix_nanos(),
+                attributes: vec![
+                    ("xnode.deployment".into(), spec.name.clone()),
+                    ("xnode.node".into(), self.node_id.to_string()),
+                    ("xnode.role".into(), "replica".into()),
+                    ("xnode.fuel".into(), outcome.usage.fuel.to_string()),
+                ],
+                error: failed,
+            });
+        }
         self.logs.push(&owner, &spec.name, line.clone());
         self.logs.push_output(
             &owner,

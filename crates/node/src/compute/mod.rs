@@ -119,6 +119,8 @@ pub struct Candidate {
 
 pub struct Compute {
     pub(crate) node_id: NodeId,
+    /// `node_id` as text, formatted once (it is base58: costly to do on every call).
+    node_name: Arc<str>,
     key: SecretKey,
     pub(crate) engine: Engine,
     pub(crate) registry: Arc<Registry>,
@@ -143,7 +145,15 @@ pub struct Compute {
     handling_faults: Mutex<(Duration, f64)>,
     /// Spans of function calls, for OTLP export.
     pub(crate) spans: Arc<crate::tracing_export::SpanExporter>,
+    /// Placement candidates as the gateway last computed them (see
+    /// [`Compute::place_for_call`]).
+    call_candidates: Mutex<Option<(std::time::Instant, Arc<Vec<Candidate>>)>>,
 }
+
+/// How long the gateway reuses its placement candidates. Gathering them reads every
+/// node record in the registry, too much to do on every call; a replica that died within
+/// this window is skipped by the gateway's retries anyway.
+const CALL_CANDIDATES_TTL: Duration = Duration::from_millis(250);
 
 impl std::fmt::Debug for Compute {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -191,6 +201,7 @@ impl Compute {
         })?;
         let compute = Arc::new(Compute {
             node_id,
+            node_name: node_id.to_string().into(),
             key,
             engine,
             registry,
@@ -209,6 +220,7 @@ impl Compute {
             wake: tokio::sync::Notify::new(),
             shutdown,
             handling_faults: Mutex::new((Duration::ZERO, 0.0)),
+            call_candidates: Mutex::new(None),
             spans: Arc::new(crate::tracing_export::SpanExporter::new(otlp_endpoint)),
         });
         compute.refresh_deployments();
@@ -274,6 +286,11 @@ impl Compute {
             Ok(mut d) => *d = winners,
             Err(p) => *p.into_inner() = winners,
         }
+    }
+
+    /// This node's id as text.
+    pub fn node_name(&self) -> &Arc<str> {
+        &self.node_name
     }
 
     pub fn deployment(&self, name: &str) -> Option<Deployment> {
@@ -442,6 +459,25 @@ impl Compute {
     /// The nodes that should run `spec`'s replicas, best first.
     pub fn place(&self, spec: &DeploymentSpec) -> Vec<NodeId> {
         place(&spec.name, spec, &self.candidates(), spec.replicas as usize)
+    }
+
+    /// [`Compute::place`] for the gateway's hot path, over candidates at most
+    /// [`CALL_CANDIDATES_TTL`] old.
+    pub(crate) fn place_for_call(&self, spec: &DeploymentSpec) -> Vec<NodeId> {
+        let now = std::time::Instant::now();
+        let cached = crate::lock(&self.call_candidates)
+            .as_ref()
+            .filter(|(at, _)| now.duration_since(*at) < CALL_CANDIDATES_TTL)
+            .map(|(_, c)| c.clone());
+        let candidates = match cached {
+            Some(c) => c,
+            None => {
+                let fresh = Arc::new(self.candidates());
+                *crate::lock(&self.call_candidates) = Some((now, fresh.clone()));
+                fresh
+            }
+        };
+        place(&spec.name, spec, &candidates, spec.replicas as usize)
     }
 
     // ----- modules ----------------------------------------------------------------------
