@@ -45,6 +45,14 @@ pub async fn serve(
     node: Node,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // Without TCP_NODELAY a streamed response (headers, then body chunks) waits on
+    // Nagle's algorithm for the client's delayed ACK: about 40 ms per small object.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an API connection");
+        }
+    });
     axum::serve(listener, router(node))
         .with_graceful_shutdown(shutdown)
         .await
