@@ -307,13 +307,15 @@ impl Node {
     }
 
     fn build_summary(&self, seq: u64) -> NodeSummary {
+        /// Summaries per one that carries peer round trips (the first one always does).
+        const PEER_RTTS_EVERY: u64 = 5;
         let now = unix_ms();
         let (scopes, active_tenants) = self.inner.recorder.snapshot(now);
         let capacity = self.sample_capacity();
         let (net_rx_bytes, net_tx_bytes) = crate::capacity::network_totals();
         let mut peers = PeerCounts::default();
         let members = self.inner.mesh.members();
-        let peer_rtts: Vec<PeerRtt> = members
+        let mut peer_rtts: Vec<PeerRtt> = members
             .iter()
             .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
             .filter_map(|m| {
@@ -327,6 +329,12 @@ impl Node {
         if !peer_rtts.is_empty() {
             peers.probe_rtt_us =
                 peer_rtts.iter().map(|p| u64::from(p.rtt_us)).sum::<u64>() / peer_rtts.len() as u64;
+        }
+        // The round trips to every peer grow with the network (the rest of a summary does
+        // not): they ride on every PEER_RTTS_EVERY-th summary only, and views keep the last
+        // ones they heard.
+        if seq % PEER_RTTS_EVERY != 1 {
+            peer_rtts.clear();
         }
         for m in members {
             match m.state {

@@ -106,6 +106,15 @@ impl NetworkView {
         {
             series.slots.pop_front();
         }
+        // Peer round trips ride on every few summaries only (they grow with the network):
+        // keep the last ones heard from this run of the node until new ones arrive.
+        let mut summary = summary;
+        if summary.peer_rtts.is_empty()
+            && let Some(previous) = &series.last
+            && previous.started_ms == summary.started_ms
+        {
+            summary.peer_rtts = previous.peer_rtts.clone();
+        }
         series.last = Some(summary);
         true
     }
@@ -274,6 +283,26 @@ mod tests {
         let all = view.window(300_000, now, |_| true);
         assert_eq!(all.scopes["storage"].server_errors, 3);
         assert!(all.scopes["storage"].latency.quantile_us(0.99) > 90_000.0);
+    }
+
+    #[test]
+    fn peer_round_trips_are_kept_until_new_ones_arrive() {
+        let mut view = NetworkView::new();
+        let (id, peer) = (node(6), node(7));
+        let r = Recorder::new();
+        let mut first = summary(&r, id, 100, 1, 1_000_000);
+        first.peer_rtts = vec![crate::PeerRtt {
+            node: peer,
+            rtt_us: 250,
+        }];
+        view.ingest(first);
+        // Later summaries of the same run carry none: the last ones heard stay.
+        view.ingest(summary(&r, id, 100, 2, 1_002_000));
+        assert_eq!(view.live()[0].peer_rtts.len(), 1);
+        assert_eq!(view.live()[0].peer_rtts[0].rtt_us, 250);
+        // A restarted node's old round trips are forgotten.
+        view.ingest(summary(&r, id, 200, 1, 1_004_000));
+        assert!(view.live()[0].peer_rtts.is_empty());
     }
 
     #[test]

@@ -52,7 +52,7 @@ async fn measure(n: usize, seconds: u64) -> (f64, f64, BTreeMap<String, f64>, Du
             cfg.swim.suspicion_max = Duration::from_secs(30);
             cfg.anti_entropy_interval = Duration::from_secs(30);
             cfg.storage.repair_interval = Duration::from_secs(300);
-            cfg.storage.scrub_bytes_per_sec = 0;
+            cfg.storage.scrub_bytes_per_sec = 1 << 20;
             cfg.storage.gc_interval = Duration::from_secs(3600);
             cfg.compute.reconcile_interval = Duration::from_secs(10);
             cfg.compute.max_instances = 4;
