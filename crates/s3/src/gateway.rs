@@ -1177,6 +1177,112 @@ impl S3 for Gateway {
         }))
     }
 
+    /// A part copied from (a range of) an existing object: `aws s3 cp` between buckets uses
+    /// it for objects above its multipart threshold. The range is read and stored again
+    /// as the part (encrypted and replicated like any part).
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let key = self.key_of(&req)?;
+        let input = req.input;
+        let CopySource::Bucket {
+            bucket: src_bucket,
+            key: src_key,
+            ..
+        } = &input.copy_source
+        else {
+            return Err(s3_error!(
+                NotImplemented,
+                "Only bucket/key copy sources are supported"
+            ));
+        };
+        self.require_bucket(&key.tenant, src_bucket)?;
+        self.require_bucket(&key.tenant, &input.bucket)?;
+        if !(1..=MAX_PART_NUMBER).contains(&input.part_number) {
+            return Err(s3_error!(
+                InvalidArgument,
+                "Part number must be an integer between 1 and 10000, inclusive"
+            ));
+        }
+        self.read_upload(&key.tenant, &input.bucket, &input.key, &input.upload_id)
+            .await?;
+        let (_, src) = self
+            .storage()
+            .head_object(&key.tenant, src_bucket, src_key)
+            .await
+            .map_err(s3_err)?;
+        let etag_holds = |c: &ETagCondition| {
+            matches!(c, ETagCondition::Any)
+                || c.as_etag().map(ETag::value) == Some(src.etag.as_str())
+        };
+        if input
+            .copy_source_if_match
+            .as_ref()
+            .is_some_and(|c| !etag_holds(c))
+            || input
+                .copy_source_if_none_match
+                .as_ref()
+                .is_some_and(etag_holds)
+        {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            ));
+        }
+        let range = match &input.copy_source_range {
+            None => None,
+            Some(text) => {
+                let parsed = Range::parse(text).map_err(|_| {
+                    s3_error!(
+                        InvalidArgument,
+                        "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy"
+                    )
+                })?;
+                let checked = parsed.check(src.size).map_err(|_| {
+                    s3_error!(
+                        InvalidRange,
+                        "The requested range is not satisfiable (the source object has {} bytes)",
+                        src.size
+                    )
+                })?;
+                Some((checked.start, Some(checked.end.saturating_sub(1))))
+            }
+        };
+        let read = self
+            .storage()
+            .get_object(&key.tenant, src_bucket, src_key, &key.data_key(), range)
+            .await
+            .map_err(s3_err)?;
+        let length = read.range.1.saturating_sub(read.range.0);
+        let part = part_key(&input.upload_id, input.part_number);
+        let meta = self
+            .storage()
+            .put_object(
+                &key.tenant,
+                &input.bucket,
+                &part,
+                &key.data_key(),
+                DEFAULT_CONTENT_TYPE.into(),
+                BTreeMap::new(),
+                Some(length),
+                read.body,
+            )
+            .await
+            .map_err(s3_err)?;
+        let info = meta
+            .info
+            .ok_or_else(|| s3_error!(InternalError, "the stored part has no metadata"))?;
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(CopyPartResult {
+                e_tag: Some(etag_of(&info)),
+                last_modified: Some(timestamp(info.created_ms)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
     async fn list_parts(
         &self,
         req: S3Request<ListPartsInput>,

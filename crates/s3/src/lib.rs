@@ -76,6 +76,9 @@ impl S3Access for SignedOnly {
     }
 }
 
+/// S3 requests slower than this are logged (with their operation and status).
+const SLOW_REQUEST: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The S3 service of a node, ready to serve connections.
 #[derive(Clone)]
 pub struct S3Gateway {
@@ -129,8 +132,12 @@ impl S3Gateway {
         };
         span.record("status", status);
         let operation = slot.0.get().map(String::as_str).unwrap_or("unknown");
+        let elapsed = started.elapsed();
         self.metrics
-            .observe(operation, status, started.elapsed().as_secs_f64());
+            .observe(operation, status, elapsed.as_secs_f64());
+        if elapsed >= SLOW_REQUEST {
+            tracing::warn!(parent: &span, operation, status, seconds = elapsed.as_secs_f64(), "slow S3 request");
+        }
         response
     }
 }

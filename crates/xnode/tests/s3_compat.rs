@@ -47,7 +47,21 @@ fn s3_clients_work_through_every_node() {
     };
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("devnet");
+    // This suite checks S3 compatibility, not failure detection. Three debug-built nodes
+    // moving 100 MiB through each other on 2 cores starve the failure detector's 200 ms
+    // probes: with production timings nodes get declared dead for a moment, the devnet's
+    // 10 s repair grace expires, and repair traffic slows every request for minutes.
+    // Relaxed timings (as `xnode start --config` allows) keep the suite about S3.
+    let config = root.path().join("relaxed-failure-detector.toml");
+    std::fs::write(
+        &config,
+        "[swim]\nprobe_interval = 500\nprobe_timeout = 1500\nindirect_probes = 3\n\
+         indirect_timeout = 2500\nsuspicion_max = 15000\nsuspicion_min = 5000\n\
+         dead_probe_interval = 2000\n",
+    )
+    .unwrap();
     let mut child = Command::new(xnode())
+        .env("XNODE_CONFIG", &config)
         .args([
             "devnet",
             "--nodes",

@@ -498,6 +498,16 @@ class S3Compat(unittest.TestCase):
         print(f"\n  aws s3 cp {BIG_MIB} MiB: up {up_s:.1f} s, down {down_s:.1f} s", flush=True)
         os.remove(back)
         aws(e1, "s3", "rm", f"s3://{b}/big.bin")
+        # A server-side copy: above its multipart threshold (8 MiB) the CLI copies with
+        # UploadPartCopy, 8 MiB ranges at a time. 20 MiB keeps it quick in a debug build.
+        mid = os.urandom(20 * MIB)
+        client(e1).put_object(Bucket=b, Key="mid.bin", Body=mid)
+        aws(e3, "s3", "cp", "--no-progress", f"s3://{b}/mid.bin", f"s3://{b}/mid-copy.bin", attempts=5)
+        copied = client(e2).get_object(Bucket=b, Key="mid-copy.bin")
+        self.assertRegex(copied["ETag"], r'^"[0-9a-f]{32}-3"$')
+        self.assertEqual(copied["Body"].read(), mid)
+        aws(e1, "s3", "rm", f"s3://{b}/mid.bin")
+        aws(e1, "s3", "rm", f"s3://{b}/mid-copy.bin")
 
         # sync of a directory tree, up through one node and down through another.
         tree = os.path.join(WORK, "tree")
@@ -532,6 +542,43 @@ class S3Compat(unittest.TestCase):
         failed = aws(e2, "s3", "ls", f"s3://{b}", check=False)
         self.assertNotEqual(failed.returncode, 0)
         self.assertIn("NoSuchBucket", failed.stderr)
+
+    def test_upload_part_copy(self):
+        for i, s3, other in self.each_node():
+            with self.subTest(node=i + 1):
+                src_b, dst_b = name("pcs"), name("pcd")
+                s3.create_bucket(Bucket=src_b)
+                s3.create_bucket(Bucket=dst_b)
+                source = os.urandom(5 * MIB + 300_000)
+                s3.put_object(Bucket=src_b, Key="src", Body=source)
+                uid = other.create_multipart_upload(Bucket=dst_b, Key="joined")["UploadId"]
+                copy = {"Bucket": src_b, "Key": "src"}
+                p1 = other.upload_part_copy(Bucket=dst_b, Key="joined", UploadId=uid, PartNumber=1,
+                                            CopySource=copy, CopySourceRange=f"bytes=0-{5 * MIB - 1}")
+                middle = os.urandom(5 * MIB)
+                p2 = other.upload_part(Bucket=dst_b, Key="joined", UploadId=uid, PartNumber=2, Body=middle)
+                p3 = s3.upload_part_copy(Bucket=dst_b, Key="joined", UploadId=uid, PartNumber=3,
+                                         CopySource=copy, CopySourceRange=f"bytes={5 * MIB}-{len(source) - 1}")
+                self.assertEqual(p1["CopyPartResult"]["ETag"], '"' + hashlib.md5(source[: 5 * MIB]).hexdigest() + '"')
+                # A range past the end of the source, and a source that does not exist.
+                with self.assertRaises(ClientError) as e:
+                    s3.upload_part_copy(Bucket=dst_b, Key="joined", UploadId=uid, PartNumber=4,
+                                        CopySource=copy, CopySourceRange=f"bytes={len(source)}-{len(source) + 10}")
+                self.assertEqual(code_of(e.exception)[0], "InvalidRange")
+                with self.assertRaises(ClientError) as e:
+                    s3.upload_part_copy(Bucket=dst_b, Key="joined", UploadId=uid, PartNumber=4,
+                                        CopySource={"Bucket": src_b, "Key": "missing"})
+                self.assertEqual(code_of(e.exception), ("NoSuchKey", 404))
+                parts = [{"PartNumber": 1, "ETag": p1["CopyPartResult"]["ETag"]},
+                         {"PartNumber": 2, "ETag": p2["ETag"]},
+                         {"PartNumber": 3, "ETag": p3["CopyPartResult"]["ETag"]}]
+                s3.complete_multipart_upload(Bucket=dst_b, Key="joined", UploadId=uid, MultipartUpload={"Parts": parts})
+                expected = source[: 5 * MIB] + middle + source[5 * MIB :]
+                self.assertEqual(other.get_object(Bucket=dst_b, Key="joined")["Body"].read(), expected)
+                for b, keys in ((src_b, ["src"]), (dst_b, ["joined"])):
+                    for k in keys:
+                        s3.delete_object(Bucket=b, Key=k)
+                    s3.delete_bucket(Bucket=b)
 
     def assert_same_tree(self, cmp):
         self.assertEqual(cmp.left_only, [])
