@@ -1,6 +1,7 @@
 //! `xnode devnet`: N real node processes on loopback, joined to each other, with an
 //! interactive prompt for fault drills (kill, stop, start) and a clean stop on Ctrl-C.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -113,32 +114,59 @@ impl DevNode {
     }
 }
 
-/// A port free now, picked at random below Linux's ephemeral range (32768+) so ports that
-/// other programs get from `bind(0)` do not take it while a node restarts.
-fn free_port(udp_too: bool) -> anyhow::Result<u16> {
-    for _ in 0..200 {
-        let port = 20_000 + (std::process::id() as u64 * 7919 + nanos()) as u16 % 12_000;
+/// A port free now and not yet handed out by this devnet (`taken`), picked at random below
+/// Linux's ephemeral range (32768+) so ports that other programs get from `bind(0)` do
+/// not take it while a node restarts. Nothing is bound until the nodes start, so without
+/// `taken` two calls could pick the same free port (it happened: a node's S3 and p2p
+/// ports were equal, and the node could not start).
+fn free_port(udp_too: bool, taken: &mut HashSet<u16>) -> anyhow::Result<u16> {
+    for _ in 0..500 {
+        let port = 20_000 + (random_u64() % 12_000) as u16;
+        if taken.contains(&port) {
+            continue;
+        }
         let tcp_ok = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
         if tcp_ok && (!udp_too || std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()) {
+            taken.insert(port);
             return Ok(port);
         }
     }
     anyhow::bail!("cannot find a free port")
 }
 
-fn nanos() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(0)
+/// A random number from the standard library's per-process random hash keys and the clock.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
 }
 
-fn port_for(base: u16, index: usize, udp_too: bool) -> anyhow::Result<u16> {
+fn port_for(
+    base: u16,
+    index: usize,
+    udp_too: bool,
+    taken: &mut HashSet<u16>,
+    flag: &str,
+) -> anyhow::Result<u16> {
     if base == 0 {
-        return free_port(udp_too);
+        return free_port(udp_too, taken);
     }
-    base.checked_add(index as u16 - 1)
-        .context("port out of range; choose a lower base port")
+    let port = base
+        .checked_add(index as u16 - 1)
+        .context("port out of range; choose a lower base port")?;
+    if !taken.insert(port) {
+        anyhow::bail!(
+            "port {port} would serve two things at once; choose another base with {flag}, or 0 for free ports"
+        );
+    }
+    Ok(port)
 }
 
 pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
@@ -151,20 +179,21 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
     let base = std::fs::canonicalize(&args.dir).unwrap_or_else(|_| args.dir.clone());
 
     let mut nodes = Vec::new();
+    let mut taken = HashSet::new();
     for index in 1..=args.nodes {
         let dir = base.join(format!("node-{index}"));
         if !args.keep && dir.exists() {
             std::fs::remove_dir_all(&dir)
                 .with_context(|| format!("cannot clear {}", dir.display()))?;
         }
-        let api_port = port_for(args.api_port, index, false)?;
-        let p2p_port = port_for(args.p2p_port, index, true)?;
+        let api_port = port_for(args.api_port, index, false, &mut taken, "--api-port")?;
+        let p2p_port = port_for(args.p2p_port, index, true, &mut taken, "--p2p-port")?;
         let s3_base = args.s3_port.unwrap_or(if args.api_port == 0 {
             0
         } else {
             args.api_port.saturating_add(1000)
         });
-        let s3_port = port_for(s3_base, index, false)?;
+        let s3_port = port_for(s3_base, index, false, &mut taken, "--s3-port")?;
         check_port_free(api_port, "API", "--api-port")?;
         check_port_free(s3_port, "S3", "--s3-port")?;
         check_port_free(p2p_port, "p2p", "--p2p-port")?;
