@@ -896,17 +896,7 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let key = self.key_of(&req)?;
         let input = req.input;
-        let CopySource::Bucket {
-            bucket: src_bucket,
-            key: src_key,
-            ..
-        } = &input.copy_source
-        else {
-            return Err(s3_error!(
-                NotImplemented,
-                "Only bucket/key copy sources are supported"
-            ));
-        };
+        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
         self.require_bucket(&key.tenant, src_bucket)?;
         self.require_bucket(&key.tenant, &input.bucket)?;
         let (_, src) = self
@@ -914,20 +904,12 @@ impl S3 for Gateway {
             .head_object(&key.tenant, src_bucket, src_key)
             .await
             .map_err(s3_err)?;
-        if let Some(c) = &input.copy_source_if_match
-            && !matches!(c, ETagCondition::Any)
-            && c.as_etag().map(ETag::value) != Some(src.etag.as_str())
-        {
-            return Err(s3_error!(
-                PreconditionFailed,
-                "At least one of the pre-conditions you specified did not hold"
-            ));
-        }
+        check_copy_conditions(&src.etag, input.copy_source_if_match.as_ref(), None)?;
         let replace = input
             .metadata_directive
             .as_ref()
             .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-        if !replace && **src_bucket == *input.bucket && **src_key == *input.key {
+        if !replace && src_bucket == input.bucket.as_str() && src_key == input.key.as_str() {
             return Err(s3_error!(
                 InvalidRequest,
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
@@ -1186,17 +1168,7 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let key = self.key_of(&req)?;
         let input = req.input;
-        let CopySource::Bucket {
-            bucket: src_bucket,
-            key: src_key,
-            ..
-        } = &input.copy_source
-        else {
-            return Err(s3_error!(
-                NotImplemented,
-                "Only bucket/key copy sources are supported"
-            ));
-        };
+        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
         self.require_bucket(&key.tenant, src_bucket)?;
         self.require_bucket(&key.tenant, &input.bucket)?;
         if !(1..=MAX_PART_NUMBER).contains(&input.part_number) {
@@ -1212,24 +1184,11 @@ impl S3 for Gateway {
             .head_object(&key.tenant, src_bucket, src_key)
             .await
             .map_err(s3_err)?;
-        let etag_holds = |c: &ETagCondition| {
-            matches!(c, ETagCondition::Any)
-                || c.as_etag().map(ETag::value) == Some(src.etag.as_str())
-        };
-        if input
-            .copy_source_if_match
-            .as_ref()
-            .is_some_and(|c| !etag_holds(c))
-            || input
-                .copy_source_if_none_match
-                .as_ref()
-                .is_some_and(etag_holds)
-        {
-            return Err(s3_error!(
-                PreconditionFailed,
-                "At least one of the pre-conditions you specified did not hold"
-            ));
-        }
+        check_copy_conditions(
+            &src.etag,
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+        )?;
         let range = match &input.copy_source_range {
             None => None,
             Some(text) => {
@@ -1548,6 +1507,35 @@ fn decode_token(token: &str) -> S3Result<String> {
                 "The continuation token provided is incorrect"
             )
         })
+}
+
+/// The bucket and key of a copy source (access points are not supported).
+fn copy_source(source: &CopySource) -> S3Result<(&str, &str)> {
+    match source {
+        CopySource::Bucket { bucket, key, .. } => Ok((bucket, key)),
+        _ => Err(s3_error!(
+            NotImplemented,
+            "Only bucket/key copy sources are supported"
+        )),
+    }
+}
+
+/// `x-amz-copy-source-if-match` / `-if-none-match` against the source's ETag.
+fn check_copy_conditions(
+    etag: &str,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> S3Result<()> {
+    let holds = |c: &ETagCondition| {
+        matches!(c, ETagCondition::Any) || c.as_etag().map(ETag::value) == Some(etag)
+    };
+    if if_match.is_some_and(|c| !holds(c)) || if_none_match.is_some_and(holds) {
+        return Err(s3_error!(
+            PreconditionFailed,
+            "At least one of the pre-conditions you specified did not hold"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
