@@ -23,6 +23,10 @@ use super::spec::{
 use super::usage::{DeploymentLabels, ForwardLabels, KindLabels, OutcomeLabels};
 use super::{Candidate, Compute, Deployment, place, unix_ms};
 
+/// Attempts, and the pause between them, to get a job's data key (see `execute_job`).
+const GRANT_ATTEMPTS: u32 = 10;
+const GRANT_RETRY: Duration = Duration::from_millis(500);
+
 #[derive(Default)]
 pub struct LocalState {
     pub http: HashMap<String, HttpReplica>,
@@ -760,10 +764,22 @@ impl Compute {
         cancel: CancellationToken,
     ) -> Result<i32, String> {
         let owner = d.owner;
-        let data_key = self
-            .grant(&owner, &format!("job:{}", job.id))
-            .await
-            .ok_or("no node holds the tenant's data key for this job; submit it again")?;
+        // A job rerun after its runner died asks the surviving nodes for the key at once;
+        // a node that has not yet seen the death still places the job on the dead runner
+        // and refuses. Views converge within seconds, so ask again for a while.
+        let purpose = format!("job:{}", job.id);
+        let mut data_key = None;
+        for attempt in 0..GRANT_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(GRANT_RETRY).await;
+            }
+            data_key = self.grant(&owner, &purpose).await;
+            if data_key.is_some() {
+                break;
+            }
+        }
+        let data_key =
+            data_key.ok_or("no node holds the tenant's data key for this job; submit it again")?;
         let dir = self.work_dir.join("jobs").join(format!(
             "{}-{}",
             job.id,
