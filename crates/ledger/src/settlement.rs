@@ -1,0 +1,338 @@
+//! Money: tenant charges, operator payments and emission shares.
+//!
+//! This is the hot path of an epoch (a million receipts), so it works on compact integer
+//! keys: operators and tenants are numbered by their position in sorted order, each
+//! receipt becomes a `(key, cumulative)` pair, one unstable sort of those pairs brings
+//! every counter's receipts together (the last of each run is the highest cumulative, the
+//! one that counts) and every (tenant, operator) line into tenant order. Sorting a total
+//! order makes the result independent of input order without any stable-sort assumption.
+//!
+//! Rules, in order:
+//! 1. a receipt counts only for this epoch and network, for a staked operator (rewards
+//!    need a payout address) and for a tenant with an escrow record;
+//! 2. a line's usage value is `Σ price(resource).cost(highest cumulative)` over the
+//!    resources the tenant used at that operator (one floor per counter);
+//! 3. a tenant whose usage exceeds its escrow pays exactly its escrow, shared pro rata:
+//!    each line gets `floor(usage · escrow / total)` and the units left by the floors go
+//!    one each to the lines with the largest remainders (ties: lower operator first);
+//! 4. an operator keeps `payment · share` where the share depends on its penalty level;
+//!    the rest is withheld (it stays in escrow custody, funding repairs);
+//! 5. emission (see the crate docs) is shared by weight `payment · score`, excluding
+//!    self-dealing lines and ejected or unbonding operators, with the share attributable
+//!    to each tenant capped at `max_per_paid_ppm` of what it paid.
+
+use std::collections::BTreeMap;
+
+use xnode_types::{NodeId, PublicKeyBytes};
+
+use crate::accounts::{Stake, operator_key};
+use crate::epoch::{IgnoredReceipts, OperatorReward, TenantCharge};
+use crate::error::LedgerError;
+use crate::fixed::{PPM, mul_div, mul_div_rem, scale_ppm};
+use crate::params::{Epoch, LedgerParams, Price, Resource};
+use crate::penalties::{Penalty, PenaltyLevel};
+use crate::receipt::VerifiedReceipt;
+
+/// Bits of the packed key below the operator index: 8 for the resource code, then 32.
+const OPERATOR_SHIFT: u32 = 8;
+const TENANT_SHIFT: u32 = OPERATOR_SHIFT + 32;
+
+/// Money owed between one tenant and one operator this epoch.
+struct Line {
+    tenant: u32,
+    operator: u32,
+    usage_value: u128,
+    paid: u128,
+}
+
+/// The result of settling receipts.
+pub(crate) struct Settled {
+    pub operators: Vec<OperatorReward>,
+    pub tenants: Vec<TenantCharge>,
+    pub ignored: IgnoredReceipts,
+}
+
+/// Settles the epoch's receipts; `penalties` must hold every staked operator.
+pub(crate) fn settle(
+    epoch: Epoch,
+    params: &LedgerParams,
+    receipts: &[VerifiedReceipt],
+    stakes: &BTreeMap<NodeId, &Stake>,
+    escrows: &BTreeMap<PublicKeyBytes, u128>,
+    penalties: &BTreeMap<NodeId, Penalty>,
+) -> Result<Settled, LedgerError> {
+    let operators: Vec<(&NodeId, &Stake)> = stakes.iter().map(|(id, s)| (id, *s)).collect();
+    let tenants: Vec<(&PublicKeyBytes, u128)> = escrows.iter().map(|(t, b)| (t, *b)).collect();
+    let mut ignored = IgnoredReceipts::default();
+
+    let mut counters: Vec<(u128, u64)> = Vec::with_capacity(receipts.len());
+    for receipt in receipts {
+        let body = receipt.body();
+        if body.epoch != epoch {
+            ignored.wrong_epoch += 1;
+            continue;
+        }
+        if body.network != params.network {
+            ignored.wrong_network += 1;
+            continue;
+        }
+        let Ok(tenant) = tenants.binary_search_by(|(key, _)| (*key).cmp(&body.tenant)) else {
+            ignored.tenant_without_escrow += 1;
+            continue;
+        };
+        let Ok(operator) = operators.binary_search_by(|(id, _)| (*id).cmp(&body.provider)) else {
+            ignored.provider_not_staked += 1;
+            continue;
+        };
+        let key = (index_u128(tenant) << TENANT_SHIFT)
+            | (index_u128(operator) << OPERATOR_SHIFT)
+            | u128::from(body.resource.code());
+        counters.push((key, body.cumulative));
+    }
+    counters.sort_unstable();
+
+    let mut prices = [Price::new(0, 0); 256];
+    for resource in Resource::ALL {
+        prices[usize::from(resource.code())] = params.prices.price(resource);
+    }
+    let mut lines = lines_from_counters(&counters, &prices, &mut ignored);
+
+    // Charge each tenant: its lines are contiguous because the tenant is the high key.
+    let mut charges = Vec::new();
+    let mut start = 0;
+    while start < lines.len() {
+        let tenant = lines[start].tenant;
+        let end = start + lines[start..].partition_point(|line| line.tenant == tenant);
+        let escrow = tenants
+            .get(to_usize(tenant))
+            .map_or(0, |(_, balance)| *balance);
+        let (usage_value, charged) = charge_tenant(&mut lines[start..end], escrow);
+        if let Some((key, _)) = tenants.get(to_usize(tenant)) {
+            charges.push(TenantCharge {
+                tenant: **key,
+                usage_value,
+                charged,
+            });
+        }
+        start = end;
+    }
+
+    let levels: Vec<Option<&Penalty>> =
+        operators.iter().map(|(id, _)| penalties.get(*id)).collect();
+    let mut payments = vec![0u128; operators.len()];
+    for line in &lines {
+        let slot = &mut payments[to_usize(line.operator)];
+        *slot = slot
+            .checked_add(line.paid)
+            .ok_or(LedgerError::AmountOverflow)?;
+    }
+    let emission = share_emission(params, &lines, &operators, &tenants, &levels)?;
+
+    let mut rewards = Vec::new();
+    for (index, (operator, stake)) in operators.iter().enumerate() {
+        let payment = payments[index];
+        let emitted = emission[index];
+        if payment == 0 && emitted == 0 {
+            continue;
+        }
+        let share = levels[index].map_or(PPM, Penalty::payment_share_ppm);
+        let kept = scale_ppm(payment, share);
+        rewards.push(OperatorReward {
+            operator: **operator,
+            payout_address: stake.payout_address,
+            from_payments: kept,
+            withheld: payment - kept,
+            emission: emitted,
+            reward: kept
+                .checked_add(emitted)
+                .ok_or(LedgerError::AmountOverflow)?,
+        });
+    }
+    Ok(Settled {
+        operators: rewards,
+        tenants: charges,
+        ignored,
+    })
+}
+
+/// Collapses sorted `(key, cumulative)` counters into one line per (tenant, operator).
+fn lines_from_counters(
+    counters: &[(u128, u64)],
+    prices: &[Price; 256],
+    ignored: &mut IgnoredReceipts,
+) -> Vec<Line> {
+    let mut lines: Vec<Line> = Vec::new();
+    let mut index = 0;
+    while index < counters.len() {
+        let key = counters[index].0;
+        let run = counters[index..].partition_point(|(other, _)| *other == key);
+        ignored.superseded += u64::try_from(run - 1).unwrap_or(u64::MAX);
+        // Sorted ascending, so the run's last entry has the highest cumulative.
+        let cumulative = counters[index + run - 1].1;
+        index += run;
+
+        let code = usize::from(u8::try_from(key & 0xff).unwrap_or(0));
+        let cost = prices[code].cost(u128::from(cumulative));
+        let tenant = u32::try_from(key >> TENANT_SHIFT).unwrap_or(u32::MAX);
+        let operator = u32::try_from((key >> OPERATOR_SHIFT) & u128::from(u32::MAX)).unwrap_or(0);
+        match lines.last_mut() {
+            Some(line) if line.tenant == tenant && line.operator == operator => {
+                line.usage_value = line.usage_value.saturating_add(cost);
+            }
+            _ => lines.push(Line {
+                tenant,
+                operator,
+                usage_value: cost,
+                paid: 0,
+            }),
+        }
+    }
+    lines
+}
+
+/// Sets `paid` on one tenant's lines; returns `(usage value, amount charged)`.
+fn charge_tenant(lines: &mut [Line], escrow: u128) -> (u128, u128) {
+    let mut usage_total = 0u128;
+    let mut saturated = false;
+    for line in lines.iter() {
+        match usage_total.checked_add(line.usage_value) {
+            Some(sum) => usage_total = sum,
+            None => {
+                usage_total = u128::MAX;
+                saturated = true;
+            }
+        }
+    }
+    if !saturated && usage_total <= escrow {
+        for line in lines.iter_mut() {
+            line.paid = line.usage_value;
+        }
+        return (usage_total, usage_total);
+    }
+
+    // Pro rata: floor shares, then the leftover units by largest remainder.
+    let mut remainders: Vec<(u128, usize)> = Vec::with_capacity(lines.len());
+    let mut floor_total = 0u128;
+    for (position, line) in lines.iter_mut().enumerate() {
+        let (share, remainder) =
+            mul_div_rem(line.usage_value, escrow, usage_total).unwrap_or((0, 0));
+        line.paid = share;
+        floor_total = floor_total.saturating_add(share);
+        remainders.push((remainder, position));
+    }
+    if floor_total <= escrow {
+        let mut leftover = escrow - floor_total;
+        // Largest remainder first; equal remainders go to the earlier (lower) operator.
+        remainders.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (remainder, position) in remainders {
+            if leftover == 0 || remainder == 0 {
+                break;
+            }
+            lines[position].paid += 1;
+            leftover -= 1;
+        }
+    } else {
+        // Only reachable when the usage total saturated: clamp in operator order.
+        let mut available = escrow;
+        for line in lines.iter_mut() {
+            line.paid = line.paid.min(available);
+            available -= line.paid;
+        }
+    }
+    let charged = lines
+        .iter()
+        .fold(0u128, |sum, line| sum.saturating_add(line.paid));
+    (usage_total, charged)
+}
+
+/// Emission per operator index (all zeros when the budget is zero).
+fn share_emission(
+    params: &LedgerParams,
+    lines: &[Line],
+    operators: &[(&NodeId, &Stake)],
+    tenants: &[(&PublicKeyBytes, u128)],
+    levels: &[Option<&Penalty>],
+) -> Result<Vec<u128>, LedgerError> {
+    let mut emission = vec![0u128; operators.len()];
+    let budget = params.emission.budget_per_epoch;
+    if budget == 0 {
+        return Ok(emission);
+    }
+    // A tenant key that is also an operator's key maps to that operator's payout address.
+    let key_payouts: BTreeMap<PublicKeyBytes, [u8; 20]> = operators
+        .iter()
+        .filter_map(|(id, stake)| operator_key(id).map(|key| (key, stake.payout_address)))
+        .collect();
+    let eligible: Vec<bool> = operators
+        .iter()
+        .zip(levels)
+        .map(|((_, stake), penalty)| {
+            stake.unbonding_at.is_none()
+                && penalty.is_none_or(|penalty| penalty.level != PenaltyLevel::Ejected)
+        })
+        .collect();
+
+    let weights: Vec<u128> = lines
+        .iter()
+        .map(|line| {
+            let operator = to_usize(line.operator);
+            let tenant_payout = tenants
+                .get(to_usize(line.tenant))
+                .and_then(|(key, _)| key_payouts.get(*key));
+            let self_dealing = tenant_payout == Some(&operators[operator].1.payout_address);
+            if self_dealing || !eligible[operator] {
+                return 0;
+            }
+            let score = levels[operator].map_or(PPM, |penalty| penalty.score_ppm);
+            scale_ppm(line.paid, score)
+        })
+        .collect();
+    let total_weight = weights
+        .iter()
+        .try_fold(0u128, |sum, weight| sum.checked_add(*weight))
+        .ok_or(LedgerError::AmountOverflow)?;
+    if total_weight == 0 {
+        return Ok(emission);
+    }
+
+    let mut start = 0;
+    while start < lines.len() {
+        let tenant = lines[start].tenant;
+        let end = start + lines[start..].partition_point(|line| line.tenant == tenant);
+        let shares: Vec<u128> = weights[start..end]
+            .iter()
+            .map(|weight| mul_div(budget, *weight, total_weight).unwrap_or(0))
+            .collect();
+        let attributed = shares
+            .iter()
+            .fold(0u128, |sum, share| sum.saturating_add(*share));
+        let paid = lines[start..end]
+            .iter()
+            .fold(0u128, |sum, line| sum.saturating_add(line.paid));
+        let cap = mul_div(
+            paid,
+            u128::from(params.emission.max_per_paid_ppm),
+            u128::from(PPM),
+        )
+        .unwrap_or(u128::MAX);
+        for (line, share) in lines[start..end].iter().zip(shares) {
+            let share = if attributed > cap {
+                mul_div(share, cap, attributed).unwrap_or(0)
+            } else {
+                share
+            };
+            let slot = &mut emission[to_usize(line.operator)];
+            *slot = slot.checked_add(share).ok_or(LedgerError::AmountOverflow)?;
+        }
+        start = end;
+    }
+    Ok(emission)
+}
+
+fn index_u128(index: usize) -> u128 {
+    u128::try_from(index).unwrap_or(u128::MAX)
+}
+
+fn to_usize(index: u32) -> usize {
+    usize::try_from(index).unwrap_or(usize::MAX)
+}
