@@ -140,6 +140,63 @@ mod tests {
         assert_eq!(leaf_hash(Epoch(42), &account, 10u128.pow(18)), expected);
     }
 
+    fn from_hex(text: &str) -> Hash {
+        let mut out = [0u8; 32];
+        for (index, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 + 2 * index..4 + 2 * index], 16).unwrap();
+        }
+        out
+    }
+
+    /// Vectors printed by `@openzeppelin/merkle-tree` 1.0.8:
+    /// `StandardMerkleTree.of(values, ["uint64", "address", "uint256"])`.
+    #[test]
+    fn matches_openzeppelin_standard_merkle_tree() {
+        let account: [u8; 20] = [
+            0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee,
+            0xff, 0x00, 0x01, 0x02, 0x03, 0x04,
+        ];
+        assert_eq!(
+            leaf_hash(Epoch(42), &account, 10u128.pow(18)),
+            from_hex("0xdb71ef4d787e6dbe94484d5266c7935d3c3bbb29f147caa81b1a9de34489f554")
+        );
+        // Three leaves: the shapes of both trees coincide, so the roots are equal.
+        let leaves = (1..=3u8)
+            .map(|i| leaf_hash(Epoch(9), &[i; 20], 1000 * u128::from(i)))
+            .collect();
+        let tree = MerkleTree::new(leaves);
+        assert_eq!(
+            tree.root(),
+            from_hex("0x1d7cd6cf8a1249d8f8de5f3733764f91d8935bf229d11cffe4806b49257670e7")
+        );
+        // OpenZeppelin's proofs, leaf by leaf: ours are the same siblings.
+        let expected_proofs: [(u8, &[&str]); 3] = [
+            (
+                1,
+                &["0x561b1ac9cc620fa70208e0709db5c24be4508c1f34b0fa8d71968db882381c3e"],
+            ),
+            (
+                2,
+                &[
+                    "0x1ae2c552a3ec39ce9c28899ae66354b06df80f5977083c938a942fa32af3e6c7",
+                    "0x95efa06cbf5c6a77bbe6f22eaebab1a5772fd9cb5df12aaf892b6fa27117333c",
+                ],
+            ),
+            (
+                3,
+                &[
+                    "0x2d12ed332195e85a64e0a1a3a77c81cca70ace39d572171e38a5be9a66de88bc",
+                    "0x95efa06cbf5c6a77bbe6f22eaebab1a5772fd9cb5df12aaf892b6fa27117333c",
+                ],
+            ),
+        ];
+        for (i, proof) in expected_proofs {
+            let leaf = leaf_hash(Epoch(9), &[i; 20], 1000 * u128::from(i));
+            let expected: Vec<Hash> = proof.iter().map(|hex| from_hex(hex)).collect();
+            assert_eq!(tree.proof(&leaf).unwrap(), expected, "leaf {i}");
+        }
+    }
+
     #[test]
     fn keccak_is_ethereum_keccak_not_sha3() {
         // keccak256("") as every Ethereum tool prints it.
