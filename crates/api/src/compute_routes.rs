@@ -8,9 +8,9 @@ use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use xnode_node::compute::gateway::{FnCall, MAX_REQUEST_BODY, TraceContext};
-use xnode_node::compute::spec::{self, DeploymentSpec, JobRun, JobSpec, RunState};
-use xnode_node::compute::{ComputeOpError, Deployment};
+use xnode_deploy::gateway::{FnCall, MAX_REQUEST_BODY, TraceContext};
+use xnode_deploy::spec::{self, DeploymentSpec, JobRun, JobSpec, RunState};
+use xnode_deploy::{ComputeOpError, Deployment};
 use xnode_registry::Entry;
 use xnode_types::{Hlc, PublicKeyBytes, SignatureBytes};
 
@@ -61,9 +61,7 @@ impl From<ComputeOpError> for ApiError {
                 };
             }
             ComputeOpError::Storage(inner) => {
-                return ApiError::from(xnode_node::storage::StorageError::Internal(
-                    inner.to_string(),
-                ));
+                return ApiError::from(xnode_storage::StorageError::Internal(inner.to_string()));
             }
             ComputeOpError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
@@ -263,7 +261,7 @@ pub(crate) async fn deployment_logs(
     State(state): State<AppState>,
     Path(name): Path<String>,
     req: Request,
-) -> Result<Json<Vec<xnode_node::compute::proto::LogLine>>, ApiError> {
+) -> Result<Json<Vec<xnode_deploy::proto::LogLine>>, ApiError> {
     let tenant = tenant_of(&state, req.method(), req.uri(), req.headers())?;
     let compute = state.node.compute();
     match compute.deployment(&name) {

@@ -116,9 +116,9 @@ impl From<xnode_node::NodeError> for ApiError {
     }
 }
 
-impl From<xnode_node::storage::StorageError> for ApiError {
-    fn from(e: xnode_node::storage::StorageError) -> Self {
-        use xnode_node::storage::StorageError as E;
+impl From<xnode_storage::StorageError> for ApiError {
+    fn from(e: xnode_storage::StorageError) -> Self {
+        use xnode_storage::StorageError as E;
         let (status, code) = match &e {
             E::NoSuchBucket(_) => (StatusCode::NOT_FOUND, "no_such_bucket"),
             E::BucketTaken(_) => (StatusCode::CONFLICT, "bucket_taken"),

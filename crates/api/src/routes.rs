@@ -24,6 +24,7 @@ use crate::error::{ApiError, ErrorBody};
     paths(
         healthz,
         get_node,
+        list_workers,
         list_nodes,
         get_one_node,
         metrics,
@@ -51,6 +52,8 @@ use crate::error::{ApiError, ErrorBody};
     components(schemas(
         Health,
         NodeView,
+        WorkerView,
+        WorkerProgressView,
         NodeListItem,
         CapacityView,
         FaultsView,
@@ -77,6 +80,7 @@ pub(crate) fn router(node: Node) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/v1/node", get(get_node))
+        .route("/v1/node/workers", get(list_workers))
         .route("/v1/nodes", get(list_nodes))
         .route("/v1/nodes/{id}", get(get_one_node))
         .route("/v1/openapi.json", get(openapi))
@@ -159,6 +163,69 @@ async fn get_node(State(node): State<Node>) -> Json<NodeView> {
         incarnation: me.incarnation,
         started_at: rfc3339(me.started_at_ms),
     })
+}
+
+/// What a background worker says of its own progress.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct WorkerProgressView {
+    /// Items handled since start (chunks scrubbed, entries merged, requests served…).
+    pub items_done: u64,
+    /// Items waiting, where the worker knows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queued: Option<u64>,
+    /// One line about where the worker stands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// One background worker of this node.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct WorkerView {
+    pub name: String,
+    /// `idle`, `busy`, `error` (the last step failed; it retries) or `done`.
+    pub state: String,
+    /// Steps of work done since start.
+    pub steps: u64,
+    /// Steps that failed since start.
+    pub errors: u64,
+    pub consecutive_errors: u64,
+    /// Unix ms when the last step ended.
+    pub last_run_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<u64>,
+    pub progress: WorkerProgressView,
+}
+
+/// Every background worker of this node (repair, scrub, GC, gossip intake, anti-entropy,
+/// reconciliation, RPC servers, …) and its state.
+#[utoipa::path(get, path = "/v1/node/workers", responses((status = 200, body = [WorkerView])))]
+async fn list_workers(State(node): State<Node>) -> Json<Vec<WorkerView>> {
+    Json(
+        node.workers()
+            .into_iter()
+            .map(|w| WorkerView {
+                name: w.name,
+                state: match w.state {
+                    xnode_worker::WorkerState::Busy => "busy",
+                    xnode_worker::WorkerState::Idle => "idle",
+                    xnode_worker::WorkerState::Error => "error",
+                    xnode_worker::WorkerState::Done => "done",
+                }
+                .into(),
+                steps: w.steps,
+                errors: w.errors,
+                consecutive_errors: w.consecutive_errors,
+                last_run_ms: w.last_run_ms,
+                last_error: w.last_error,
+                last_error_ms: w.last_error_ms,
+                progress: WorkerProgressView {
+                    items_done: w.progress.items_done,
+                    queued: w.progress.queued,
+                    detail: w.progress.detail,
+                },
+            })
+            .collect(),
+    )
 }
 
 /// Capacity a node advertises.

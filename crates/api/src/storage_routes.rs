@@ -13,8 +13,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use xnode_node::Node;
-use xnode_node::storage::buckets::{BucketRecord, bucket_key};
 use xnode_registry::Entry;
+use xnode_storage::buckets::{BucketRecord, bucket_key};
 use xnode_store::ObjectMeta;
 use xnode_types::{Hlc, PublicKeyBytes, SignatureBytes};
 
@@ -146,16 +146,16 @@ pub(crate) async fn get_bucket(
     req: Request,
 ) -> Result<Json<BucketView>, ApiError> {
     let tenant = tenant_of(&state, req.method(), req.uri(), req.headers())?;
-    match xnode_node::storage::buckets::owner_of(state.node.registry(), &bucket) {
+    match xnode_storage::buckets::owner_of(state.node.registry(), &bucket) {
         Some((owner, record)) if owner == tenant => Ok(Json(bucket_view(
             record,
             state.node.storage().config().replication_factor,
         ))),
-        Some(_) => Err(xnode_node::storage::StorageError::AccessDenied(format!(
+        Some(_) => Err(xnode_storage::StorageError::AccessDenied(format!(
             "bucket {bucket:?} belongs to another tenant"
         ))
         .into()),
-        None => Err(xnode_node::storage::StorageError::NoSuchBucket(bucket).into()),
+        None => Err(xnode_storage::StorageError::NoSuchBucket(bucket).into()),
     }
 }
 
@@ -216,7 +216,7 @@ pub(crate) async fn create_bucket(
         .storage()
         .create_bucket(&tenant, &bucket, entry)?;
     state.node.gossip_entry(&applied).await;
-    let record = xnode_node::storage::buckets::decode_claim(&applied)
+    let record = xnode_storage::buckets::decode_claim(&applied)
         .ok_or_else(|| ApiError::Internal("applied bucket claim no longer decodes".into()))?;
     Ok(Json(bucket_view(
         record,
@@ -455,7 +455,7 @@ pub(crate) async fn get_object(
         Some(RangeSpec::Suffix(n)) => {
             let (_, info) = storage.head_object(&tenant, &bucket, &key).await?;
             if info.size == 0 {
-                return Err(xnode_node::storage::StorageError::InvalidRange(
+                return Err(xnode_storage::StorageError::InvalidRange(
                     "the object is empty".into(),
                 )
                 .into());

@@ -124,7 +124,7 @@ pub struct ObjectDetailsView {
     pub min_copies: usize,
 }
 
-fn chunk_view(c: xnode_node::storage::details::ChunkDetails) -> ChunkView {
+fn chunk_view(c: xnode_storage::details::ChunkDetails) -> ChunkView {
     ChunkView {
         id: c.id,
         size: c.size,

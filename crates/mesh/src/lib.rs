@@ -19,6 +19,7 @@ mod driver;
 pub mod faults;
 mod metrics;
 pub mod proto;
+pub mod rpc;
 pub mod swim;
 
 use std::collections::HashMap;
@@ -34,6 +35,7 @@ use xnode_types::{NodeId, SecretKey};
 pub use faults::{FaultRules, Faults};
 pub use metrics::MeshMetrics;
 pub use proto::{RpcErrorCode, RpcResponse};
+pub use rpc::{Endpoint, Handler, QuorumError, RpcError, Server, Service};
 pub use swim::{MemberState, SwimConfig};
 
 /// Configuration of the mesh.
@@ -104,6 +106,12 @@ pub enum MeshError {
     Malformed { peer: NodeId, reason: String },
     #[error("could not publish on {topic}: {reason}")]
     Publish { topic: String, reason: String },
+    #[error("cannot encode a {what} message: {source}")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: xnode_wire::WireError,
+    },
 }
 
 /// What this node knows about one member of the network.

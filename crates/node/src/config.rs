@@ -35,18 +35,18 @@ pub struct Config {
     /// Failure detector timing.
     pub swim: SwimConfig,
     /// How often the registry is reconciled with a random peer.
-    #[serde(with = "duration_text")]
+    #[serde(with = "xnode_types::duration_text")]
     pub anti_entropy_interval: Duration,
     /// How often the node refreshes and republishes its own record (free resources).
-    #[serde(with = "duration_text")]
+    #[serde(with = "xnode_types::duration_text")]
     pub record_refresh_interval: Duration,
     /// How often the node gossips its observability summary.
-    #[serde(with = "duration_text")]
+    #[serde(with = "xnode_types::duration_text")]
     pub observe_interval: Duration,
     /// Object storage: replication, quorums, chunking, repair and scrub.
-    pub storage: crate::storage::StorageConfig,
+    pub storage: xnode_storage::StorageConfig,
     /// WebAssembly compute: instance and memory caps, reconciliation, node labels.
-    pub compute: crate::compute::ComputeConfig,
+    pub compute: xnode_deploy::ComputeConfig,
     /// OTLP/HTTP collector (for example `http://127.0.0.1:4318`) that receives the spans
     /// of function calls as JSON. Off when absent.
     pub otlp_endpoint: Option<String>,
@@ -77,8 +77,8 @@ impl Default for Config {
             anti_entropy_interval: Duration::from_secs(2),
             record_refresh_interval: Duration::from_secs(15),
             observe_interval: Duration::from_secs(2),
-            storage: crate::storage::StorageConfig::default(),
-            compute: crate::compute::ComputeConfig::default(),
+            storage: xnode_storage::StorageConfig::default(),
+            compute: xnode_deploy::ComputeConfig::default(),
             otlp_endpoint: None,
             enable_fault_injection: false,
         }
@@ -102,21 +102,6 @@ pub enum ConfigError {
     Timing { field: &'static str, reason: String },
     #[error("{0}")]
     Storage(String),
-}
-
-pub(crate) mod duration_text {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_duration(*d))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
-    }
 }
 
 fn check_addr(addr: &Multiaddr) -> Result<(), String> {

@@ -1,5 +1,5 @@
-//! The Xnode node: wires the mesh, the registry and (later) storage and compute into one
-//! running `Node`, and runs the background workers that keep them in step.
+//! The Xnode node: wires the mesh, the registry, storage and compute orchestration into one
+//! running `Node`, in a fixed start and shutdown order, and runs their background workers.
 //!
 //! The node owns no protocol of its own. It decides *what* to do (publish this node's
 //! record, reconcile the registry with a peer, tell the mesh about a node learned from the
@@ -7,35 +7,34 @@
 //! here, so the API crate never reaches into subsystems directly.
 
 pub mod capacity;
-pub mod compute;
 pub mod config;
 pub mod identity;
 pub mod observe;
-pub mod storage;
-pub mod tracing_export;
 mod workers;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use prometheus_client::registry::Registry as MetricsRegistry;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use xnode_db::{Db, Table};
-use xnode_mesh::{FaultRules, MemberState, Mesh, MeshMetrics};
+use xnode_deploy::Compute;
+use xnode_mesh::{Endpoint, FaultRules, MemberState, Mesh, MeshMetrics};
 use xnode_registry::{DefaultPolicy, Registry, RegistryMetrics};
-use xnode_types::{Capacity, HlcClock, NodeId, NodeRecord, NodeStatus, SecretKey};
+use xnode_storage::Storage;
+use xnode_types::{Capacity, HlcClock, NodeId, NodeRecord, NodeStatus, SecretKey, lock, unix_ms};
+use xnode_worker::{Runner, WorkerInfo};
 
 pub use config::{Config, ConfigError};
+pub use workers::{DIRECT_PUSH_TIMEOUT, RegistrySyncService};
 pub use xnode_mesh::MemberState as State;
 
 /// Gossip topic carrying registry entries.
 pub(crate) const REGISTRY_TOPIC: &str = "registry";
-/// RPC service answering anti-entropy requests.
-pub(crate) const REGISTRY_SYNC_SERVICE: &str = "registry-sync";
-/// How long an API write waits for live members to acknowledge its registry entry.
-pub const DIRECT_PUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a stopping node waits for each worker to finish.
+const WORKER_STOP_GRACE: Duration = Duration::from_secs(5);
 
 const NODE_STATE: Table = Table("node_state");
 const INCARNATION_KEY: &[u8] = b"incarnation";
@@ -53,6 +52,8 @@ pub enum NodeError {
     Registry(#[from] xnode_registry::RegistryError),
     #[error(transparent)]
     Mesh(#[from] xnode_mesh::MeshError),
+    #[error(transparent)]
+    Compute(#[from] xnode_deploy::StartError),
     #[error("{0}")]
     State(String),
     #[error("fault injection is disabled on this node (start it with --enable-fault-injection)")]
@@ -103,10 +104,11 @@ pub(crate) struct Inner {
     pub record: Mutex<NodeRecord>,
     pub capacity: Mutex<capacity::CapacityProbe>,
     pub shutdown: CancellationToken,
-    pub tasks: Mutex<Vec<(&'static str, JoinHandle<()>)>>,
+    pub runner: Runner,
+    pub registry_sync: Endpoint<RegistrySyncService>,
     pub mesh_task: Mutex<Option<JoinHandle<()>>>,
-    pub storage: Arc<storage::Storage>,
-    pub compute: Arc<compute::Compute>,
+    pub storage: Arc<Storage>,
+    pub compute: Arc<Compute>,
     pub recorder: Arc<xnode_observe::Recorder>,
     pub view: Mutex<xnode_observe::NetworkView>,
 }
@@ -125,14 +127,6 @@ impl std::fmt::Debug for Node {
     }
 }
 
-/// Decodes the node record in a registry entry. The registry has already checked that
-/// `node/<id>` was signed by node `id`; this also checks that the record inside describes
-/// that same node, so no node can speak for another by naming it in its own record.
-pub(crate) fn node_record(entry: &xnode_registry::Entry) -> Option<NodeRecord> {
-    let record = xnode_wire::decode::<NodeRecord>(entry.value.as_deref()?, 64 * 1024).ok()?;
-    (entry.key == NodeRecord::registry_key(&record.node_id)).then_some(record)
-}
-
 /// What the node keeps about itself between runs.
 #[derive(Serialize, Deserialize)]
 struct NodeState {
@@ -149,20 +143,6 @@ fn persist_incarnation(db: &Db, incarnation: u64) -> Result<(), NodeError> {
     let bytes = xnode_wire::encode(&NodeState { incarnation })
         .map_err(|e| NodeError::State(e.to_string()))?;
     Ok(db.put(NODE_STATE, INCARNATION_KEY, &bytes)?)
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
 }
 
 impl Node {
@@ -216,7 +196,7 @@ impl Node {
         let meta = Arc::new(xnode_store::MetaStore::new(db.clone()));
 
         let (mesh, mesh_task) = Mesh::start(config.mesh(), &key, incarnation, mesh_metrics).await?;
-        let storage = Arc::new(storage::Storage::new(
+        let storage = Arc::new(Storage::new(
             id,
             db.clone(),
             chunks,
@@ -226,10 +206,10 @@ impl Node {
             config.storage.clone(),
             store_metrics,
         ));
-        let compute_metrics = compute::usage::ComputeMetrics::register(&mut metrics);
+        let compute_metrics = xnode_deploy::usage::ComputeMetrics::register(&mut metrics);
         let shutdown = CancellationToken::new();
         let recorder: Arc<xnode_observe::Recorder> = Default::default();
-        let compute = compute::Compute::new(
+        let compute = Compute::new(
             id,
             key.clone(),
             registry.clone(),
@@ -258,6 +238,7 @@ impl Node {
             started_at_ms,
             labels: config.compute.labels.clone(),
         };
+        let registry_sync = Endpoint::new(&mesh);
         let node = Node {
             inner: Arc::new(Inner {
                 config,
@@ -271,8 +252,9 @@ impl Node {
                 started_at_ms,
                 record: Mutex::new(record),
                 capacity: Mutex::new(probe),
+                runner: Runner::new(shutdown.clone()),
+                registry_sync,
                 shutdown,
-                tasks: Mutex::new(Vec::new()),
                 mesh_task: Mutex::new(Some(mesh_task)),
                 storage: storage.clone(),
                 compute: compute.clone(),
@@ -280,15 +262,22 @@ impl Node {
                 view: Default::default(),
             }),
         };
+        node.inner
+            .registry
+            .set_spread(Arc::new(workers::MeshSpread {
+                mesh: node.inner.mesh.clone(),
+                sync: node.inner.registry_sync.clone(),
+            }));
+        let runner = &node.inner.runner;
         observe::spawn_workers(&node).await?;
-        let inbound = node.inner.mesh.serve(storage::STORE_SERVICE);
-        node.spawn_worker("storage-rpc", storage.clone().serve(inbound));
-        storage::repair::spawn_workers(&node, storage);
-        let inbound = node.inner.mesh.serve(compute::COMPUTE_SERVICE);
-        node.spawn_worker("compute-rpc", compute.clone().serve(inbound));
-        node.spawn_worker("compute-reconcile", compute.clone().reconcile_loop());
-        node.spawn_worker("compute-usage", compute.clone().usage_loop());
-        node.spawn_worker("otlp-export", compute.spans().clone().run(id.to_string()));
+        runner.spawn(storage.serve());
+        for worker in storage.workers() {
+            runner.spawn(worker);
+        }
+        runner.spawn(compute.serve());
+        for worker in compute.workers() {
+            runner.spawn(worker);
+        }
         workers::spawn_all(&node).await?;
         node.publish_record().await?;
         Ok(node)
@@ -310,7 +299,7 @@ impl Node {
         &self.inner.registry
     }
 
-    pub fn compute(&self) -> &Arc<compute::Compute> {
+    pub fn compute(&self) -> &Arc<Compute> {
         &self.inner.compute
     }
 
@@ -320,57 +309,14 @@ impl Node {
         &self.inner.db
     }
 
-    pub fn storage(&self) -> &Arc<storage::Storage> {
+    pub fn storage(&self) -> &Arc<Storage> {
         &self.inner.storage
     }
 
-    /// Spreads a registry entry that arrived through the API (already applied locally):
-    /// gossips it, and pushes it straight to every live member, waiting (up to
-    /// [`DIRECT_PUSH_TIMEOUT`]) for their answers. A tenant who creates or deletes a bucket
-    /// through one node and then asks another therefore sees the change at once, instead
-    /// of whenever gossip gets there; a member that misses the push still gets the entry
-    /// from gossip or anti-entropy.
+    /// Spreads a registry entry that arrived through the API (already applied locally)
+    /// to every live member at once (see [`xnode_registry::Spread`]).
     pub async fn gossip_entry(&self, entry: &xnode_registry::Entry) {
-        let bytes = match xnode_wire::encode(entry) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot encode registry entry");
-                return;
-            }
-        };
-        if let Err(e) = self.inner.mesh.publish(REGISTRY_TOPIC, bytes).await {
-            tracing::debug!(error = %e, "could not gossip a registry entry");
-        }
-        let push = match xnode_wire::encode(&xnode_registry::sync::SyncRequest::Push {
-            entries: vec![entry.clone()],
-        }) {
-            Ok(push) => push,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot encode a registry push");
-                return;
-            }
-        };
-        let peers: Vec<NodeId> = self
-            .inner
-            .mesh
-            .members()
-            .into_iter()
-            .filter(|m| m.id != self.inner.id && m.state == MemberState::Alive)
-            .map(|m| m.id)
-            .collect();
-        let pushes = peers.into_iter().map(|peer| {
-            let mesh = self.inner.mesh.clone();
-            let push = push.clone();
-            async move {
-                if let Err(e) = mesh
-                    .request(peer, REGISTRY_SYNC_SERVICE, push, DIRECT_PUSH_TIMEOUT)
-                    .await
-                {
-                    tracing::debug!(%peer, error = %e, "direct registry push failed; gossip will carry the entry");
-                }
-            }
-        });
-        let _ = tokio::time::timeout(DIRECT_PUSH_TIMEOUT, futures::future::join_all(pushes)).await;
+        self.inner.registry.spread(entry).await;
     }
 
     /// This node's signing key (for records this node owns).
@@ -378,19 +324,14 @@ impl Node {
         &self.inner.key
     }
 
-    pub(crate) fn spawn_worker<F>(&self, name: &'static str, future: F)
-    where
-        F: std::future::Future<Output = ()> + Send + 'static,
-    {
-        let token = self.inner.shutdown.clone();
-        let handle = tokio::spawn(async move {
-            tokio::select! {
-                _ = token.cancelled() => {}
-                _ = future => {}
-            }
-            tracing::debug!(worker = name, "worker stopped");
-        });
-        lock(&self.inner.tasks).push((name, handle));
+    /// The runner of this node's background workers.
+    pub(crate) fn runner(&self) -> &Runner {
+        &self.inner.runner
+    }
+
+    /// Every background worker of this node and its state.
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        self.inner.runner.list()
     }
 
     /// Signs this node's current record into the registry; the publisher worker gossips it.
@@ -442,12 +383,7 @@ impl Node {
 
     /// The node records held in the registry, by node id.
     pub fn records(&self) -> Vec<NodeRecord> {
-        self.inner
-            .registry
-            .list(NodeRecord::KEY_PREFIX)
-            .iter()
-            .filter_map(node_record)
-            .collect()
+        self.inner.registry.node_records()
     }
 
     /// Every node this node knows of, itself included: registry records joined with the
@@ -607,16 +543,7 @@ impl Node {
     }
 
     async fn stop_workers(&self) {
-        self.inner.shutdown.cancel();
-        let tasks: Vec<_> = lock(&self.inner.tasks).drain(..).collect();
-        for (name, task) in tasks {
-            if tokio::time::timeout(Duration::from_secs(5), task)
-                .await
-                .is_err()
-            {
-                tracing::warn!(worker = name, "worker did not stop within 5 s");
-            }
-        }
+        self.inner.runner.stop(WORKER_STOP_GRACE).await;
         if let Some(task) = lock(&self.inner.mesh_task).take() {
             task.abort();
         }

@@ -9,6 +9,8 @@ use xnode_observe::{
 };
 use xnode_types::NodeId;
 
+use std::sync::Arc;
+
 use crate::Node;
 
 /// Gossip topic of node summaries.
@@ -144,12 +146,7 @@ pub struct NetworkReport {
     pub active_tenants: u32,
 }
 
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+use xnode_types::unix_ms;
 
 impl Node {
     pub fn recorder(&self) -> &xnode_observe::Recorder {
@@ -172,7 +169,7 @@ impl Node {
     /// The network-wide view: live nodes and per-window totals.
     pub fn observe_network(&self) -> NetworkReport {
         let now = unix_ms();
-        let view = crate::lock(&self.inner.view);
+        let view = xnode_types::lock(&self.inner.view);
         let nodes: Vec<NodeReport> = view
             .live()
             .into_iter()
@@ -205,7 +202,7 @@ impl Node {
     /// One node's figures and per-window totals, if this node has heard from it.
     pub fn observe_node(&self, id: &NodeId) -> Option<(NodeReport, WindowReports)> {
         let now = unix_ms();
-        let view = crate::lock(&self.inner.view);
+        let view = xnode_types::lock(&self.inner.view);
         let live = view.live().into_iter().find(|l| l.node == *id)?;
         let windows = WINDOWS
             .iter()
@@ -228,7 +225,7 @@ impl Node {
     /// and the same per node that reported it (dead nodes' past included).
     pub fn observe_scope(&self, scope: &str) -> ScopeObservation {
         let now = unix_ms();
-        let view = crate::lock(&self.inner.view);
+        let view = xnode_types::lock(&self.inner.view);
         let windows = WINDOWS
             .iter()
             .filter_map(|(name, ms)| {
@@ -290,7 +287,7 @@ impl Node {
     /// One scope over the last `window_ms`, in slots, summed over every node.
     pub fn observe_series(&self, scope: &str, window_ms: u64) -> SeriesReport {
         let now = unix_ms();
-        let view = crate::lock(&self.inner.view);
+        let view = xnode_types::lock(&self.inner.view);
         SeriesReport {
             scope: scope.to_owned(),
             slot_ms: SLOT_MS,
@@ -371,45 +368,52 @@ impl Node {
 }
 
 pub(crate) async fn spawn_workers(node: &Node) -> Result<(), crate::NodeError> {
-    let mut gossip = node.mesh().subscribe(OBSERVE_TOPIC).await?;
+    let gossip = node.mesh().subscribe(OBSERVE_TOPIC).await?;
     let n = node.clone();
-    node.spawn_worker("observe-gossip-in", async move {
-        while let Some(message) = gossip.recv().await {
-            match xnode_wire::decode::<NodeSummary>(&message.data, xnode_observe::MAX_SUMMARY_BYTES) {
-                // A summary counts only from the node it describes (the gossip source is
-                // authenticated by its signature).
-                Ok(summary) if summary.node == message.source => {
-                    crate::lock(&n.inner.view).ingest(summary);
-                }
-                Ok(_) => tracing::warn!(source = %message.source, "dropping a summary published for another node"),
-                Err(e) => tracing::debug!(source = %message.source, error = %e, "malformed node summary"),
-            }
-        }
-    });
-    let n = node.clone();
-    let every = node.config().observe_interval;
-    node.spawn_worker("observe-publish", async move {
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut seq = 0u64;
-        loop {
-            ticker.tick().await;
-            seq += 1;
-            let builder = n.clone();
-            let Ok(summary) = tokio::task::spawn_blocking(move || builder.build_summary(seq)).await
-            else {
-                continue;
-            };
-            crate::lock(&n.inner.view).ingest(summary.clone());
-            match xnode_wire::encode(&summary) {
-                Ok(bytes) => {
-                    if let Err(e) = n.mesh().publish(OBSERVE_TOPIC, bytes).await {
-                        tracing::debug!(error = %e, "could not gossip the node summary");
+    node.runner().spawn(xnode_worker::inbox(
+        "observe-gossip-in",
+        gossip,
+        move |message: xnode_mesh::GossipMessage| {
+            let n = n.clone();
+            async move {
+                match xnode_wire::decode::<NodeSummary>(
+                    &message.data,
+                    xnode_observe::MAX_SUMMARY_BYTES,
+                ) {
+                    // A summary counts only from the node it describes (the gossip source
+                    // is authenticated by its signature).
+                    Ok(summary) if summary.node == message.source => {
+                        xnode_types::lock(&n.inner.view).ingest(summary);
                     }
+                    Ok(_) => tracing::warn!(source = %message.source, "dropping a summary published for another node"),
+                    Err(e) => tracing::debug!(source = %message.source, error = %e, "malformed node summary"),
                 }
-                Err(e) => tracing::error!(error = %e, "cannot encode the node summary"),
+                Ok(())
             }
-        }
-    });
+        },
+    ));
+    let n = node.clone();
+    let seq = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    node.runner().spawn(xnode_worker::periodic(
+        "observe-publish",
+        xnode_worker::Interval::Immediately(node.config().observe_interval),
+        move || {
+            let (n, seq) = (n.clone(), seq.clone());
+            async move {
+                let seq = seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                let builder = n.clone();
+                let summary = tokio::task::spawn_blocking(move || builder.build_summary(seq))
+                    .await
+                    .map_err(|e| xnode_worker::WorkerError::new(format!("summary failed: {e}")))?;
+                xnode_types::lock(&n.inner.view).ingest(summary.clone());
+                let bytes = xnode_wire::encode(&summary)
+                    .map_err(|e| xnode_worker::WorkerError::from_error(&e))?;
+                if let Err(e) = n.mesh().publish(OBSERVE_TOPIC, bytes).await {
+                    tracing::debug!(error = %e, "could not gossip the node summary");
+                }
+                Ok(1)
+            }
+        },
+    ));
     Ok(())
 }

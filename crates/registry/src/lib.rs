@@ -12,18 +12,20 @@
 //! [`Registry::apply_remote`]; anti-entropy messages ([`sync`]) are plain data that any
 //! transport can carry.
 
+pub mod claims;
 mod entry;
 mod metrics;
 mod policy;
 pub mod sync;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use tokio::sync::broadcast;
 use xnode_db::{Db, Table};
-use xnode_types::{HlcClock, Signer};
+use xnode_types::{HlcClock, NodeRecord, Signer};
 
+use crate::claims::ClaimIndex;
 pub use entry::{Entry, Version};
 pub use metrics::RegistryMetrics;
 pub use policy::{DefaultPolicy, WritePolicy};
@@ -63,10 +65,30 @@ pub enum Applied {
     Stale,
 }
 
+/// Whoever carries entries between nodes (the node, over the mesh). The registry asks it
+/// to push an entry written here to peers at once, so that a writer who then asks another
+/// node sees its write; gossip and anti-entropy deliver it anyway, only later.
+#[async_trait::async_trait]
+pub trait Spread: Send + Sync + 'static {
+    /// Pushes `entry` to the live peers, returning once they answered or a short timeout
+    /// passed.
+    async fn spread(&self, entry: &Entry);
+}
+
+/// Decodes the node record in a registry entry. The policy has already checked that
+/// `node/<id>` was signed by node `id`; this also checks that the record inside describes
+/// that same node, so no node can speak for another by naming it in its own record.
+pub fn node_record(entry: &Entry) -> Option<NodeRecord> {
+    let record = xnode_wire::decode::<NodeRecord>(entry.value.as_deref()?, 64 * 1024).ok()?;
+    (entry.key == NodeRecord::registry_key(&record.node_id)).then_some(record)
+}
+
 /// The replicated registry of one node.
 pub struct Registry {
     db: Db,
     entries: RwLock<BTreeMap<String, Entry>>,
+    claims: RwLock<ClaimIndex>,
+    spread: OnceLock<Arc<dyn Spread>>,
     clock: Arc<HlcClock>,
     policy: Box<dyn WritePolicy>,
     metrics: RegistryMetrics,
@@ -98,10 +120,12 @@ impl Registry {
         metrics: RegistryMetrics,
     ) -> Result<Self, RegistryError> {
         let mut entries = BTreeMap::new();
+        let mut claims = ClaimIndex::default();
         for (key, value) in db.scan_prefix(TABLE, b"", usize::MAX)? {
             match xnode_wire::decode::<Entry>(&value, MAX_ENTRY_BYTES) {
                 Ok(entry) if entry.verify() => {
                     clock.observe(entry.hlc);
+                    claims.replace(None, &entry);
                     entries.insert(entry.key.clone(), entry);
                 }
                 _ => {
@@ -114,6 +138,8 @@ impl Registry {
         let this = Self {
             db,
             entries: RwLock::new(entries),
+            claims: RwLock::new(claims),
+            spread: OnceLock::new(),
             clock,
             policy,
             metrics,
@@ -226,7 +252,11 @@ impl Registry {
         // Persist before publishing in memory, so what peers and readers see is durable.
         let bytes = xnode_wire::encode(&entry)?;
         self.db.put(TABLE, entry.key.as_bytes(), &bytes)?;
-        entries.insert(entry.key.clone(), entry.clone());
+        let old = entries.insert(entry.key.clone(), entry.clone());
+        match self.claims.write() {
+            Ok(mut claims) => claims.replace(old.as_ref(), &entry),
+            Err(poisoned) => poisoned.into_inner().replace(old.as_ref(), &entry),
+        }
         drop(entries);
         self.metrics.applied.inc();
         self.update_gauges();
@@ -263,6 +293,53 @@ impl Registry {
             .filter(|(_, e)| e.value.is_some())
             .map(|(_, e)| e.clone())
             .collect()
+    }
+
+    /// The live claims on `name` of `kind` (see [`claims`]), winner first. Callers still
+    /// check that each claim's value is well formed and take the first that is.
+    pub fn claims(&self, kind: &str, name: &str) -> Vec<Entry> {
+        let keys = match self.claims.read() {
+            Ok(claims) => claims.claims(kind, name),
+            Err(poisoned) => poisoned.into_inner().claims(kind, name),
+        };
+        let entries = self.read_entries();
+        keys.iter()
+            .filter_map(|key| entries.get(key))
+            .filter(|e| e.value.is_some())
+            .cloned()
+            .collect()
+    }
+
+    /// Every name of `kind` that at least one live claim holds, in order.
+    pub fn claimed_names(&self, kind: &str) -> Vec<String> {
+        match self.claims.read() {
+            Ok(claims) => claims.names(kind),
+            Err(poisoned) => poisoned.into_inner().names(kind),
+        }
+    }
+
+    /// Every node record in the registry that is well formed (see [`node_record`]).
+    pub fn node_records(&self) -> Vec<NodeRecord> {
+        self.read_entries()
+            .range(NodeRecord::KEY_PREFIX.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(NodeRecord::KEY_PREFIX))
+            .filter_map(|(_, e)| node_record(e))
+            .collect()
+    }
+
+    /// Installs the carrier that pushes local writes to peers (once, at start).
+    pub fn set_spread(&self, spread: Arc<dyn Spread>) {
+        if self.spread.set(spread).is_err() {
+            tracing::warn!("the registry's spread hook was set twice; keeping the first");
+        }
+    }
+
+    /// Pushes an entry written here to peers at once (see [`Spread`]). Without a carrier
+    /// (a registry used alone, in tests) this does nothing: gossip is someone else's job.
+    pub async fn spread(&self, entry: &Entry) {
+        if let Some(spread) = self.spread.get() {
+            spread.spread(entry).await;
+        }
     }
 
     /// Every entry including tombstones, for anti-entropy.

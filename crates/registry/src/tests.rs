@@ -276,3 +276,97 @@ fn malformed_digest_is_refused() {
     });
     assert!(matches!(resp, SyncResponse::Refused { .. }));
 }
+
+/// Claims on one name by three tenants, applied in every order: the index always ranks
+/// them by `(hlc, owner)`, a tombstone drops its claim, and a restart rebuilds the index.
+#[test]
+fn the_claim_index_ranks_claims_whatever_their_arrival_order() {
+    let keys: Vec<SecretKey> = (1..=3u8)
+        .map(|i| SecretKey::from_seed(&[i; 32]).unwrap())
+        .collect();
+    let claims: Vec<Entry> = keys
+        .iter()
+        .zip([30u64, 10, 20])
+        .map(|(k, wall)| {
+            Entry::sign(
+                k,
+                claims::claim_key("bucket", &k.public(), "photos"),
+                Some(b"{}".to_vec()),
+                Hlc::new(wall, 0),
+            )
+            .unwrap()
+        })
+        .collect();
+    let expected: Vec<_> = [1usize, 2, 0].iter().map(|&i| keys[i].public()).collect();
+    for (n, order) in permutations(&claims).into_iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = open_registry(&dir, &format!("r{n}"));
+        for e in order {
+            reg.apply_remote(e).unwrap();
+        }
+        let owners: Vec<_> = reg
+            .claims("bucket", "photos")
+            .iter()
+            .map(|e| e.owner)
+            .collect();
+        assert_eq!(owners, expected);
+        assert_eq!(reg.claimed_names("bucket"), ["photos"]);
+        assert!(reg.claims("deployment", "photos").is_empty());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let reg = open_registry(&dir, "r");
+    for e in &claims {
+        reg.apply_remote(e.clone()).unwrap();
+    }
+    // The winner deletes its claim: the next one holds the name.
+    let winner = &keys[1];
+    let tombstone = Entry::sign(
+        winner,
+        claims::claim_key("bucket", &winner.public(), "photos"),
+        None,
+        Hlc::new(40, 0),
+    )
+    .unwrap();
+    reg.apply_remote(tombstone).unwrap();
+    let owners: Vec<_> = reg
+        .claims("bucket", "photos")
+        .iter()
+        .map(|e| e.owner)
+        .collect();
+    assert_eq!(owners, [keys[2].public(), keys[0].public()]);
+    drop(reg);
+    let reopened = open_registry(&dir, "r");
+    let owners: Vec<_> = reopened
+        .claims("bucket", "photos")
+        .iter()
+        .map(|e| e.owner)
+        .collect();
+    assert_eq!(owners, [keys[2].public(), keys[0].public()]);
+}
+
+#[test]
+fn claim_keys_parse_and_clocks_are_bounded() {
+    let k = SecretKey::from_seed(&[9; 32]).unwrap();
+    let key = claims::claim_key("deployment", &k.public(), "hello");
+    let hex = k.public().to_hex();
+    assert_eq!(
+        claims::parse_claim_key(&key),
+        Some((hex.as_str(), "deployment", "hello"))
+    );
+    assert_eq!(claims::parse_claim_key("node/abc"), None);
+    assert_eq!(claims::parse_claim_key("tenant/short/bucket/x"), None);
+    let now = 1_000_000_000;
+    let at = |wall| Entry::sign(&k, key.clone(), Some(vec![]), Hlc::new(wall, 0)).unwrap();
+    assert!(claims::check_claim_clock(&at(now), now).is_ok());
+    assert!(claims::check_claim_clock(&at(now - 299_000), now).is_ok());
+    assert!(matches!(
+        claims::check_claim_clock(&at(now - 301_000), now),
+        Err(claims::ClaimClockError::TooOld { .. })
+    ));
+    assert!(matches!(
+        claims::check_claim_clock(&at(now + 301_000), now),
+        Err(claims::ClaimClockError::InTheFuture { .. })
+    ));
+    assert!(claims::check_claim_clock(&at(u64::MAX), 0).is_err());
+    assert!(claims::check_claim_clock(&at(0), u64::MAX).is_err());
+}

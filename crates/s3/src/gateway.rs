@@ -8,9 +8,8 @@ use bytes::Bytes;
 use md5::Digest as _;
 use s3s::dto::*;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
-use xnode_node::Node;
-use xnode_node::storage::StorageError;
-use xnode_node::storage::buckets::{BUCKET_RECORD_VERSION, bucket_key, owner_of};
+use xnode_storage::buckets::{BUCKET_RECORD_VERSION, bucket_key, owner_of};
+use xnode_storage::{Storage, StorageError};
 use xnode_store::{ObjectInfo, internal_key};
 use xnode_types::{Hlc, PublicKeyBytes};
 
@@ -34,14 +33,14 @@ const META_PREFIX: &str = "meta:";
 /// The S3 gateway of one node.
 #[derive(Clone)]
 pub struct Gateway {
-    node: Node,
+    storage: std::sync::Arc<Storage>,
     keys: S3Keys,
 }
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway")
-            .field("node", &self.node.id())
+            .field("node", &self.storage.node_id())
             .finish_non_exhaustive()
     }
 }
@@ -234,12 +233,12 @@ fn valid_upload_id(id: &str) -> bool {
 }
 
 impl Gateway {
-    pub fn new(node: Node, keys: S3Keys) -> Self {
-        Self { node, keys }
+    pub fn new(storage: std::sync::Arc<Storage>, keys: S3Keys) -> Self {
+        Self { storage, keys }
     }
 
-    fn storage(&self) -> &std::sync::Arc<xnode_node::storage::Storage> {
-        self.node.storage()
+    fn storage(&self) -> &std::sync::Arc<Storage> {
+        &self.storage
     }
 
     /// The access key a request was signed with (s3s has already checked the signature).
@@ -261,7 +260,7 @@ impl Gateway {
     }
 
     fn require_bucket(&self, tenant: &PublicKeyBytes, bucket: &str) -> S3Result<()> {
-        match owner_of(self.node.registry(), bucket) {
+        match owner_of(self.storage.registry(), bucket) {
             Some((owner, _)) if owner == *tenant => Ok(()),
             Some(_) => Err(s3_error!(AccessDenied, "Access Denied")),
             None => Err(s3_error!(
@@ -578,7 +577,7 @@ impl S3 for Gateway {
         let name = req.input.bucket.clone();
         xnode_store::validate_bucket_name(&name)
             .map_err(|e| s3_error!(InvalidBucketName, "{e}"))?;
-        match owner_of(self.node.registry(), &name) {
+        match owner_of(self.storage.registry(), &name) {
             Some((owner, _)) if owner == key.tenant => {
                 return Err(s3_error!(
                     BucketAlreadyOwnedByYou,
@@ -618,7 +617,7 @@ impl S3 for Gateway {
             .storage()
             .create_bucket(&key.tenant, &name, entry)
             .map_err(s3_err)?;
-        self.node.gossip_entry(&applied).await;
+        self.storage.registry().spread(&applied).await;
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{name}")),
         }))
@@ -650,7 +649,7 @@ impl S3 for Gateway {
             self.remove_upload(&key.tenant, &name, &id).await;
         }
         let claim_hlc = self
-            .node
+            .storage
             .registry()
             .get(&bucket_key(&key.tenant, &name))
             .map(|e| e.hlc)
@@ -669,7 +668,7 @@ impl S3 for Gateway {
             .delete_bucket(&key.tenant, &name, tombstone)
             .await
             .map_err(s3_err)?;
-        self.node.gossip_entry(&applied).await;
+        self.storage.registry().spread(&applied).await;
         Ok(S3Response::new(DeleteBucketOutput {}))
     }
 

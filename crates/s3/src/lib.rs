@@ -25,7 +25,8 @@ use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{S3Result, s3_error};
 use tokio::net::TcpListener;
 use tracing::Instrument;
-use xnode_node::Node;
+use xnode_db::Db;
+use xnode_storage::Storage;
 
 pub use gateway::Gateway;
 pub use keys::{AccessKey, KeysError, S3Keys, generate_id_and_secret};
@@ -93,11 +94,16 @@ impl std::fmt::Debug for S3Gateway {
 }
 
 impl S3Gateway {
-    /// Builds the gateway for `node` and registers its metrics in the node's registry.
-    pub fn new(node: Node) -> Self {
-        let keys = S3Keys::new(node.db().clone());
-        let metrics = node.with_metrics_registry(S3Metrics::register);
-        let mut builder = S3ServiceBuilder::new(Gateway::new(node, keys.clone()));
+    /// Builds the gateway over `storage`, keeping its access keys in `db` and its metrics
+    /// in `metrics`.
+    pub fn new(
+        storage: Arc<Storage>,
+        db: Db,
+        metrics: &mut prometheus_client::registry::Registry,
+    ) -> Self {
+        let keys = S3Keys::new(db);
+        let metrics = S3Metrics::register(metrics);
+        let mut builder = S3ServiceBuilder::new(Gateway::new(storage, keys.clone()));
         builder.set_auth(KeyAuth { keys });
         builder.set_access(SignedOnly);
         Self {
@@ -157,13 +163,12 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
 /// finish (up to 3 s).
 pub async fn serve(
     listener: TcpListener,
-    node: Node,
+    gateway: S3Gateway,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use hyper_util::server::conn::auto::Builder;
 
-    let gateway = S3Gateway::new(node);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);

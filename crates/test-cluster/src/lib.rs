@@ -380,7 +380,7 @@ impl Tenant {
         }
         xnode_registry::Entry::sign(
             &self.key,
-            xnode_node::storage::buckets::bucket_key(&self.id(), name),
+            xnode_storage::buckets::bucket_key(&self.id(), name),
             Some(record.to_string().into_bytes()),
             xnode_types::Hlc::new(now, 0),
         )
@@ -403,7 +403,7 @@ impl Cluster {
             Duration::from_secs(10),
             |c| {
                 c.running().iter().all(|&i| {
-                    xnode_node::storage::buckets::owner_of(c.node(i).registry(), name)
+                    xnode_storage::buckets::owner_of(c.node(i).registry(), name)
                         .is_some_and(|(o, _)| o == owner)
                 })
             },
@@ -419,7 +419,7 @@ impl Cluster {
         bucket: &str,
         key: &str,
         data: &[u8],
-    ) -> Result<xnode_store::ObjectMeta, xnode_node::storage::StorageError> {
+    ) -> Result<xnode_store::ObjectMeta, xnode_storage::StorageError> {
         let body = futures::stream::iter(
             data.chunks(100_000)
                 .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(c)))
@@ -448,7 +448,7 @@ impl Cluster {
         bucket: &str,
         key: &str,
         range: Option<(u64, Option<u64>)>,
-    ) -> Result<Vec<u8>, xnode_node::storage::StorageError> {
+    ) -> Result<Vec<u8>, xnode_storage::StorageError> {
         use futures::StreamExt;
         let mut read = self
             .node(via)
@@ -474,17 +474,17 @@ impl Tenant {
     pub fn deployment(
         &self,
         name: &str,
-        kind: xnode_node::compute::spec::Kind,
+        kind: xnode_deploy::spec::Kind,
         module_id: &str,
         replicas: u32,
-        configure: impl FnOnce(&mut xnode_node::compute::spec::DeploymentSpec),
+        configure: impl FnOnce(&mut xnode_deploy::spec::DeploymentSpec),
     ) -> xnode_registry::Entry {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis() as u64;
-        let mut spec = xnode_node::compute::spec::DeploymentSpec {
-            v: xnode_node::compute::spec::DEPLOYMENT_RECORD_VERSION,
+        let mut spec = xnode_deploy::spec::DeploymentSpec {
+            v: xnode_deploy::spec::DEPLOYMENT_RECORD_VERSION,
             name: name.into(),
             kind,
             module: module_id.into(),
@@ -502,7 +502,7 @@ impl Tenant {
         configure(&mut spec);
         xnode_registry::Entry::sign(
             &self.key,
-            xnode_node::compute::spec::deployment_key(&self.id(), name),
+            xnode_deploy::spec::deployment_key(&self.id(), name),
             Some(serde_json::to_vec(&spec).unwrap()),
             xnode_types::Hlc::new(now, 0),
         )
@@ -510,10 +510,10 @@ impl Tenant {
     }
 
     /// A signed job record.
-    pub fn job(&self, job: &xnode_node::compute::spec::JobSpec) -> xnode_registry::Entry {
+    pub fn job(&self, job: &xnode_deploy::spec::JobSpec) -> xnode_registry::Entry {
         xnode_registry::Entry::sign(
             &self.key,
-            xnode_node::compute::spec::job_key(&self.id(), &job.id),
+            xnode_deploy::spec::job_key(&self.id(), &job.id),
             Some(serde_json::to_vec(job).unwrap()),
             xnode_types::Hlc::new(job.created_ms, 0),
         )
@@ -539,10 +539,10 @@ impl Cluster {
         via: usize,
         tenant: &Tenant,
         name: &str,
-        kind: xnode_node::compute::spec::Kind,
+        kind: xnode_deploy::spec::Kind,
         module: &str,
         replicas: u32,
-        configure: impl FnOnce(&mut xnode_node::compute::spec::DeploymentSpec),
+        configure: impl FnOnce(&mut xnode_deploy::spec::DeploymentSpec),
     ) {
         let compute = self.node(via).compute();
         let id = compute.put_module(guest(module)).await.unwrap();
@@ -562,7 +562,7 @@ impl Cluster {
             },
         )
         .await;
-        if kind != xnode_node::compute::spec::Kind::Job && replicas > 0 {
+        if kind != xnode_deploy::spec::Kind::Job && replicas > 0 {
             self.wait_replicas(via, name, replicas as usize, Duration::from_secs(15))
                 .await;
         }

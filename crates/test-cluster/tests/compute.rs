@@ -7,9 +7,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use xnode_node::compute::spec::{
-    JOB_RECORD_VERSION, JobInput, JobSpec, Kind, RunState, StorageSpec,
-};
+use xnode_deploy::spec::{JOB_RECORD_VERSION, JobInput, JobSpec, Kind, RunState, StorageSpec};
 use xnode_test_cluster::{Cluster, Tenant};
 
 fn http() -> reqwest::Client {
@@ -112,7 +110,7 @@ async fn hostile_functions_fail_clearly_and_the_node_keeps_serving() {
     cluster
         .deploy(0, &tenant, "hello", Kind::Http, "hello", 3, |_| {})
         .await;
-    let limits = |s: &mut xnode_node::compute::spec::DeploymentSpec| {
+    let limits = |s: &mut xnode_deploy::spec::DeploymentSpec| {
         s.limits.timeout_ms = Some(1000);
         s.limits.memory_mb = Some(32);
         s.limits.max_output_kb = Some(1024);
@@ -201,7 +199,7 @@ async fn wait_job(
     tenant: &Tenant,
     id: &str,
     timeout: Duration,
-) -> Vec<xnode_node::compute::spec::JobRun> {
+) -> Vec<xnode_deploy::spec::JobRun> {
     cluster
         .wait_until("the job to finish", timeout, |c| {
             c.node(via)

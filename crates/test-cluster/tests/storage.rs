@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use xnode_node::storage::StorageError;
+use xnode_storage::StorageError;
 use xnode_store::{ChunkId, Manifest};
 use xnode_test_cluster::{Cluster, Tenant};
 
@@ -405,7 +405,7 @@ async fn tenants_are_isolated() {
     ));
     // A claim signed by Bob for Alice's namespace is refused.
     let mut forged = bob.bucket_claim("other");
-    forged.key = xnode_node::storage::buckets::bucket_key(&alice.id(), "other");
+    forged.key = xnode_storage::buckets::bucket_key(&alice.id(), "other");
     assert!(s.create_bucket(&alice.id(), "other", forged).is_err());
     // Alice's data key does not decrypt with Bob's: even a provider holding the chunks
     // cannot read them without it (they are ciphertext).
@@ -414,7 +414,7 @@ async fn tenants_are_isolated() {
     // Delete: only empty buckets.
     let tomb = xnode_registry::Entry::sign(
         &alice.key,
-        xnode_node::storage::buckets::bucket_key(&alice.id(), "alice-bucket"),
+        xnode_storage::buckets::bucket_key(&alice.id(), "alice-bucket"),
         None,
         xnode_types::Hlc::new(
             std::time::SystemTime::now()

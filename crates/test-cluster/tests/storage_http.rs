@@ -117,7 +117,7 @@ async fn storage_api_round_trip_and_errors() {
         .wait_until(
             "the bucket to spread",
             std::time::Duration::from_secs(5),
-            |cl| xnode_node::storage::buckets::owner_of(cl.node(2).registry(), "docs").is_some(),
+            |cl| xnode_storage::buckets::owner_of(cl.node(2).registry(), "docs").is_some(),
         )
         .await;
 
@@ -408,7 +408,7 @@ async fn storage_api_round_trip_and_errors() {
     assert_eq!(del.status(), StatusCode::NO_CONTENT);
     let tomb = xnode_registry::Entry::sign(
         &tenant.key,
-        xnode_node::storage::buckets::bucket_key(&tenant.id(), "docs"),
+        xnode_storage::buckets::bucket_key(&tenant.id(), "docs"),
         None,
         xnode_types::Hlc::new(now_ms(), 1),
     )

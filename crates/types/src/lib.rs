@@ -6,10 +6,12 @@
 pub mod hlc;
 pub mod identity;
 pub mod resources;
+pub mod util;
 
 pub use hlc::{Hlc, HlcClock};
 pub use identity::{KeyError, NodeId, PublicKeyBytes, SecretKey, SignatureBytes, Signer};
 pub use resources::Capacity;
+pub use util::{duration_text, lock, read_clone, unix_ms, unix_nanos};
 
 /// The software version every node advertises in its record and API.
 pub const SOFTWARE_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -25,6 +25,8 @@ pub enum Command {
     Nodes(ClientArgs),
     /// Summarise a node and the network it sees.
     Status(ClientArgs),
+    /// List the node's background workers and what each is doing.
+    Workers(ClientArgs),
     /// Node and tenant keys: show the node's identity, or create a tenant key.
     Key(KeyArgs),
     /// Create, list and delete buckets.

@@ -153,6 +153,55 @@ pub async fn nodes(args: ClientArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `xnode workers`: the background workers of the node answering, and their state.
+pub async fn workers(args: ClientArgs) -> anyhow::Result<()> {
+    let workers = get_json(&args.api, "/v1/node/workers").await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&workers)?);
+        return Ok(());
+    }
+    let list = workers.as_array().cloned().unwrap_or_default();
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|w| {
+            let progress = &w["progress"];
+            let mut detail = progress["detail"].as_str().unwrap_or("").to_string();
+            if let Some(queued) = progress["queued"].as_u64() {
+                if !detail.is_empty() {
+                    detail.push_str("; ");
+                }
+                detail.push_str(&format!("{queued} queued"));
+            }
+            if let Some(error) = w["last_error"].as_str() {
+                if !detail.is_empty() {
+                    detail.push_str("; ");
+                }
+                detail.push_str(&format!(
+                    "last error {}: {error}",
+                    ago(w["last_error_ms"].as_u64())
+                ));
+            }
+            vec![
+                w["name"].as_str().unwrap_or("?").into(),
+                w["state"].as_str().unwrap_or("?").into(),
+                ago(w["last_run_ms"].as_u64()),
+                w["steps"].as_u64().unwrap_or(0).to_string(),
+                progress["items_done"].as_u64().unwrap_or(0).to_string(),
+                w["errors"].as_u64().unwrap_or(0).to_string(),
+                detail,
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "WORKER", "STATE", "LAST RUN", "STEPS", "ITEMS", "ERRORS", "DETAIL",
+        ],
+        &rows,
+    );
+    println!("\n{} workers on {}", list.len(), args.api);
+    Ok(())
+}
+
 pub async fn status(args: ClientArgs) -> anyhow::Result<()> {
     let me = get_json(&args.api, "/v1/node").await?;
     let nodes = get_json(&args.api, "/v1/nodes").await?;

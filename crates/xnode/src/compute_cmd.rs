@@ -9,7 +9,7 @@ use base64::Engine as _;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::Value;
-use xnode_node::compute::spec::{
+use xnode_deploy::spec::{
     DEPLOYMENT_RECORD_VERSION, DeploymentSpec, JOB_RECORD_VERSION, JobInput, JobSpec, Kind,
     LimitsSpec, PlacementSpec, StorageSpec, deployment_key, job_key,
 };

@@ -40,6 +40,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Devnet(args) => devnet::run(args).await,
         cli::Command::Nodes(args) => client::nodes(args).await,
         cli::Command::Status(args) => client::status(args).await,
+        cli::Command::Workers(args) => client::workers(args).await,
         cli::Command::Key(cli::KeyArgs {
             action: Some(cli::KeyAction::S3 { action }),
             ..

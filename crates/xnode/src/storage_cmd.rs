@@ -107,10 +107,10 @@ fn signed_change(
     rf: Option<u8>,
 ) -> anyhow::Result<Value> {
     let hlc = xnode_types::Hlc::new(now_ms(), 0);
-    let key = xnode_node::storage::buckets::bucket_key(&c.key.public(), bucket);
+    let key = xnode_storage::buckets::bucket_key(&c.key.public(), bucket);
     let record = create.then(|| {
         let mut record = serde_json::json!({
-            "v": xnode_node::storage::buckets::BUCKET_RECORD_VERSION,
+            "v": xnode_storage::buckets::BUCKET_RECORD_VERSION,
             "name": bucket,
             "owner": c.key.public().to_hex(),
             "created_ms": hlc.wall_ms,

@@ -182,8 +182,11 @@ pub struct ReplicaSet {
     pub replicas: Vec<ReplicaReport>,
 }
 
+/// The claim kind of deployments in the registry (see `xnode_registry::claims`).
+pub const DEPLOYMENT_CLAIM: &str = "deployment";
+
 pub fn deployment_key(owner: &PublicKeyBytes, name: &str) -> String {
-    format!("tenant/{}/deployment/{name}", owner.to_hex())
+    xnode_registry::claims::claim_key(DEPLOYMENT_CLAIM, owner, name)
 }
 
 pub fn job_key(owner: &PublicKeyBytes, id: &str) -> String {

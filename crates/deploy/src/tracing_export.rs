@@ -56,7 +56,7 @@ impl SpanExporter {
         if !self.enabled() {
             return;
         }
-        let mut queue = crate::lock(&self.queue);
+        let mut queue = xnode_types::lock(&self.queue);
         if queue.len() >= MAX_QUEUED {
             self.dropped
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -100,12 +100,14 @@ impl SpanExporter {
         })
     }
 
-    /// Sends what is queued every second until the node stops.
-    pub async fn run(self: std::sync::Arc<Self>, node: String) {
-        let Some(endpoint) = self.endpoint.clone() else {
-            return;
-        };
-        let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
+    /// The worker that sends what is queued every second, if an endpoint is configured.
+    pub fn export_worker(
+        self: std::sync::Arc<Self>,
+        node: String,
+    ) -> Option<xnode_worker::Periodic<impl FnMut() -> ExportStep + Send + 'static>> {
+        let endpoint = self.endpoint.clone()?;
+        let url: std::sync::Arc<str> =
+            format!("{}/v1/traces", endpoint.trim_end_matches('/')).into();
         let client = match reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
@@ -113,25 +115,40 @@ impl SpanExporter {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot build the OTLP client; trace export is off");
-                return;
+                return None;
             }
         };
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let spans = std::mem::take(&mut *crate::lock(&self.queue));
-            if spans.is_empty() {
-                continue;
-            }
-            let body = Self::encode("xnode", &node, &spans);
-            match client.post(&url).json(&body).send().await {
-                Ok(r) if r.status().is_success() => {}
-                Ok(r) => {
-                    tracing::warn!(status = %r.status(), %url, "the OTLP collector refused {} spans", spans.len())
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, %url, "cannot reach the OTLP collector; {} spans lost", spans.len())
-                }
-            }
-        }
+        let node: std::sync::Arc<str> = node.into();
+        Some(xnode_worker::periodic(
+            "otlp-export",
+            xnode_worker::Interval::AfterFirstPeriod(Duration::from_secs(1)),
+            move || {
+                let (this, client, url, node) =
+                    (self.clone(), client.clone(), url.clone(), node.clone());
+                Box::pin(async move {
+                    let spans = std::mem::take(&mut *xnode_types::lock(&this.queue));
+                    if spans.is_empty() {
+                        return Ok(0);
+                    }
+                    let count = spans.len() as u64;
+                    let body = Self::encode("xnode", &node, &spans);
+                    match client.post(&*url).json(&body).send().await {
+                        Ok(r) if r.status().is_success() => Ok(count),
+                        Ok(r) => Err(xnode_worker::WorkerError::new(format!(
+                            "the OTLP collector at {url} refused {count} spans: {}",
+                            r.status()
+                        ))),
+                        Err(e) => Err(xnode_worker::WorkerError::new(format!(
+                            "cannot reach the OTLP collector at {url}; {count} spans lost: {e}"
+                        ))),
+                    }
+                }) as ExportStep
+            },
+        ))
     }
 }
+
+/// One export step of the OTLP worker.
+pub type ExportStep = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<u64, xnode_worker::WorkerError>> + Send>,
+>;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use xnode_store::DataKey;
 use xnode_types::PublicKeyBytes;
 
-use crate::storage::{Storage, StorageError};
+use xnode_storage::{Storage, StorageError};
 
 pub struct StoreOutbound {
     pub storage: Arc<Storage>,

@@ -11,8 +11,12 @@ use futures::StreamExt;
 use xnode_store::ChunkId;
 use xnode_types::NodeId;
 
-use super::proto::{StoreRequest, StoreResponse};
-use super::{Storage, StorageError, unix_ms};
+use tokio_util::sync::CancellationToken;
+use xnode_types::unix_ms;
+use xnode_worker::{Interval, Progress, Step, Worker, WorkerError, periodic};
+
+use crate::proto::{StoreRequest, StoreResponse};
+use crate::{Storage, StorageError};
 
 const BATCH: usize = 256;
 /// Chunk copies one repair scan runs at once towards one node.
@@ -210,47 +214,110 @@ impl Storage {
     }
 }
 
-/// Spawns the storage workers on `node`.
-pub(crate) fn spawn_workers(node: &crate::Node, storage: Arc<Storage>) {
-    let s = storage.clone();
-    let every = storage.config.repair_interval;
-    node.spawn_worker("storage-repair", async move {
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            match s.repair_scan().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(copies = n, "repair restored missing replicas"),
-                Err(e) => tracing::warn!(error = %e, "repair scan failed"),
-            }
+/// The scrub worker: re-hashes local chunks from a cursor at a bounded rate, one second's
+/// budget per step.
+struct Scrubber {
+    storage: Arc<Storage>,
+    cursor: Option<ChunkId>,
+    ticker: tokio::time::Interval,
+    passes: u64,
+    steps: u64,
+}
+
+#[async_trait::async_trait]
+impl Worker for Scrubber {
+    fn name(&self) -> String {
+        "storage-scrub".into()
+    }
+
+    fn progress(&self) -> Progress {
+        Progress {
+            items_done: self.steps,
+            queued: None,
+            detail: Some(match &self.cursor {
+                Some(id) => format!("pass {} at chunk {id}", self.passes + 1),
+                None => format!("{} full passes", self.passes),
+            }),
         }
-    });
-    let s = storage.clone();
-    let every = storage.config.gc_interval;
-    node.spawn_worker("storage-gc", async move {
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
-        loop {
-            ticker.tick().await;
-            match s.collect_garbage().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(
-                    removed = n,
-                    "garbage collection removed unreferenced chunks"
-                ),
-                Err(e) => tracing::info!(reason = %e, "garbage collection skipped"),
-            }
+    }
+
+    async fn work(&mut self, _shutdown: &CancellationToken) -> Result<Step, WorkerError> {
+        let next = self
+            .storage
+            .scrub_step(self.cursor, self.storage.config.scrub_bytes_per_sec)
+            .await;
+        if self.cursor.is_some() && next.is_none() {
+            self.passes += 1;
         }
-    });
-    let s = storage;
-    node.spawn_worker("storage-scrub", async move {
-        let mut cursor = None;
+        self.cursor = next;
+        self.steps += 1;
+        Ok(Step::Idle)
+    }
+
+    async fn wait_for_work(&mut self) -> Step {
+        self.ticker.tick().await;
+        Step::Busy
+    }
+}
+
+impl Storage {
+    /// The storage workers: `storage-repair` (a repair scan every `repair_interval`),
+    /// `storage-gc` (garbage collection every `gc_interval`, first after one interval) and
+    /// `storage-scrub`. The `rpc:store` server comes from [`Storage::serve`].
+    pub fn workers(self: &Arc<Self>) -> Vec<Box<dyn Worker>> {
+        let s = self.clone();
+        let repair = periodic(
+            "storage-repair",
+            Interval::Immediately(self.config.repair_interval),
+            move || {
+                let s = s.clone();
+                async move {
+                    let n = s
+                        .repair_scan()
+                        .await
+                        .map_err(|e| WorkerError::from_error(&e))?;
+                    if n > 0 {
+                        tracing::info!(copies = n, "repair restored missing replicas");
+                    }
+                    Ok(n)
+                }
+            },
+        );
+        let s = self.clone();
+        let gc = periodic(
+            "storage-gc",
+            Interval::AfterFirstPeriod(self.config.gc_interval),
+            move || {
+                let s = s.clone();
+                async move {
+                    // A skipped round is the safe outcome of an incomplete view (a storage
+                    // node is down), not a failure.
+                    match s.collect_garbage().await {
+                        Ok(0) => Ok(0),
+                        Ok(n) => {
+                            tracing::info!(
+                                removed = n,
+                                "garbage collection removed unreferenced chunks"
+                            );
+                            Ok(n)
+                        }
+                        Err(e) => {
+                            tracing::info!(reason = %e, "garbage collection skipped");
+                            Ok(0)
+                        }
+                    }
+                }
+            },
+        );
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            ticker.tick().await;
-            cursor = s.scrub_step(cursor, s.config.scrub_bytes_per_sec).await;
-        }
-    });
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let scrub = Scrubber {
+            storage: self.clone(),
+            cursor: None,
+            ticker,
+            passes: 0,
+            steps: 0,
+        };
+        vec![Box::new(repair), Box::new(gc), Box::new(scrub)]
+    }
 }

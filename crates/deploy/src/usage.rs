@@ -134,7 +134,7 @@ impl UsageBook {
     pub fn add(&self, owner: &str, deployment: &str, usage: &Usage, failed: bool, now_ms: u64) {
         let hour = now_ms / 3_600_000;
         let key = format!("{owner}/{deployment}/{hour}");
-        let mut pending = crate::lock(&self.pending);
+        let mut pending = xnode_types::lock(&self.pending);
         let r = pending.entry(key).or_default();
         r.v = USAGE_RECORD_VERSION;
         r.invocations += 1;
@@ -148,7 +148,7 @@ impl UsageBook {
 
     /// Merges what accumulated into the on-disk records.
     pub fn flush(&self, db: &Db) -> Result<(), xnode_db::DbError> {
-        let pending = std::mem::take(&mut *crate::lock(&self.pending));
+        let pending = std::mem::take(&mut *xnode_types::lock(&self.pending));
         for (key, add) in pending {
             let mut record: UsageRecord = db
                 .get(USAGE, key.as_bytes())?

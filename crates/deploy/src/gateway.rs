@@ -13,9 +13,9 @@ use xnode_mesh::MeshError;
 use xnode_types::NodeId;
 
 use super::outbound::StoreOutbound;
-use super::proto::{ComputeRequest, ComputeResponse, LogLine, MAX_COMPUTE_MESSAGE};
+use super::proto::{ComputeRequest, ComputeResponse, LogLine};
 use super::spec::Kind;
-use super::{COMPUTE_SERVICE, Compute, ComputeOpError, Deployment, unix_ms};
+use super::{Compute, ComputeOpError, Deployment, unix_ms};
 
 /// Largest request body a function accepts.
 pub const MAX_REQUEST_BODY: usize = 16 << 20;
@@ -162,7 +162,8 @@ impl Compute {
         if let Some(i) = local {
             targets.swap(0, i);
         } else {
-            let k = self.round_robin.fetch_add(1, Ordering::Relaxed) as usize % targets.len();
+            let k =
+                self.control.round_robin.fetch_add(1, Ordering::Relaxed) as usize % targets.len();
             targets.rotate_left(k);
         }
         let degraded = self.degraded_nodes(name);
@@ -173,7 +174,7 @@ impl Compute {
         let result = self
             .route(name, &deployment, &targets, &call, &gateway_span)
             .await;
-        if self.spans.enabled() {
+        if self.telemetry.spans.enabled() {
             self.record_gateway_span(name, &call, gateway_span, started_nanos, &result);
         }
         result
@@ -187,28 +188,30 @@ impl Compute {
         started_nanos: u64,
         result: &Result<FnAnswer, ComputeOpError>,
     ) {
-        self.spans.record(crate::tracing_export::SpanRecord {
-            trace_id: call.trace.trace_id.clone(),
-            span_id: gateway_span,
-            parent_span_id: call.trace.parent_span.clone(),
-            name: format!("{} /fn/{name}", call.method),
-            kind: 2,
-            start_unix_nanos: started_nanos,
-            end_unix_nanos: crate::tracing_export::unix_nanos(),
-            attributes: vec![
-                ("xnode.deployment".into(), name.to_owned()),
-                ("xnode.node".into(), self.node_id.to_string()),
-                ("xnode.role".into(), "gateway".into()),
-                (
-                    "xnode.served_by".into(),
-                    result
-                        .as_ref()
-                        .map(|a| a.served_by.to_string())
-                        .unwrap_or_default(),
-                ),
-            ],
-            error: !matches!(result, Ok(a) if a.status < 500),
-        });
+        self.telemetry
+            .spans
+            .record(crate::tracing_export::SpanRecord {
+                trace_id: call.trace.trace_id.clone(),
+                span_id: gateway_span,
+                parent_span_id: call.trace.parent_span.clone(),
+                name: format!("{} /fn/{name}", call.method),
+                kind: 2,
+                start_unix_nanos: started_nanos,
+                end_unix_nanos: crate::tracing_export::unix_nanos(),
+                attributes: vec![
+                    ("xnode.deployment".into(), name.to_owned()),
+                    ("xnode.node".into(), self.node_id.to_string()),
+                    ("xnode.role".into(), "gateway".into()),
+                    (
+                        "xnode.served_by".into(),
+                        result
+                            .as_ref()
+                            .map(|a| a.served_by.to_string())
+                            .unwrap_or_default(),
+                    ),
+                ],
+                error: !matches!(result, Ok(a) if a.status < 500),
+            });
     }
 
     /// Tries the targets in order until one answers (see the module docs for retries).
@@ -265,7 +268,8 @@ impl Compute {
                     body,
                     fuel,
                 }) => {
-                    self.metrics
+                    self.telemetry
+                        .metrics
                         .forwarded
                         .get_or_create(&super::usage::ForwardLabels {
                             outcome: "ok".into(),
@@ -299,7 +303,8 @@ impl Compute {
                 }
                 Ok(_) => failures.push(format!("{node}: unexpected answer")),
                 Err(e) => {
-                    self.metrics
+                    self.telemetry
+                        .metrics
                         .forwarded
                         .get_or_create(&super::usage::ForwardLabels {
                             outcome: "unreachable".into(),
@@ -343,38 +348,27 @@ impl Compute {
             trace_id: call.trace.trace_id.clone(),
             parent_span: span.clone(),
         };
-        let body = xnode_wire::encode(&request).map_err(|e| MeshError::Malformed {
-            peer: node,
-            reason: e.to_string(),
-        })?;
         let limits = deployment.spec.limits(self.config.max_memory_mb << 20);
         let timeout = limits.timeout.unwrap_or(Duration::from_secs(30)) + Duration::from_secs(3);
-        let result = self
-            .mesh
-            .request(node, COMPUTE_SERVICE, body, timeout)
-            .await
-            .and_then(|bytes| {
-                xnode_wire::decode(&bytes, MAX_COMPUTE_MESSAGE).map_err(|e| MeshError::Malformed {
-                    peer: node,
-                    reason: e.to_string(),
-                })
-            });
-        if self.spans.enabled() {
-            self.spans.record(crate::tracing_export::SpanRecord {
-                trace_id: call.trace.trace_id.clone(),
-                span_id: span,
-                parent_span_id: parent.to_owned(),
-                name: format!("forward {}", deployment.spec.name),
-                kind: 3,
-                start_unix_nanos: started_nanos,
-                end_unix_nanos: crate::tracing_export::unix_nanos(),
-                attributes: vec![
-                    ("xnode.deployment".into(), deployment.spec.name.clone()),
-                    ("xnode.node".into(), self.node_id.to_string()),
-                    ("xnode.peer".into(), node.to_string()),
-                ],
-                error: !matches!(result, Ok(ComputeResponse::Invoked { .. })),
-            });
+        let result = self.endpoint.call(node, request, timeout).await;
+        if self.telemetry.spans.enabled() {
+            self.telemetry
+                .spans
+                .record(crate::tracing_export::SpanRecord {
+                    trace_id: call.trace.trace_id.clone(),
+                    span_id: span,
+                    parent_span_id: parent.to_owned(),
+                    name: format!("forward {}", deployment.spec.name),
+                    kind: 3,
+                    start_unix_nanos: started_nanos,
+                    end_unix_nanos: crate::tracing_export::unix_nanos(),
+                    attributes: vec![
+                        ("xnode.deployment".into(), deployment.spec.name.clone()),
+                        ("xnode.node".into(), self.node_id.to_string()),
+                        ("xnode.peer".into(), node.to_string()),
+                    ],
+                    error: !matches!(result, Ok(ComputeResponse::Invoked { .. })),
+                });
         }
         result
     }
@@ -544,26 +538,28 @@ impl Compute {
             message: summary,
         };
         tracing::debug!(trace_id = %call.trace.trace_id, span, parent_span = parent, deployment = %spec.name, "{}", line.message);
-        if self.spans.enabled() {
-            self.spans.record(crate::tracing_export::SpanRecord {
-                trace_id: call.trace.trace_id.clone(),
-                span_id: span.to_owned(),
-                parent_span_id: parent.to_owned(),
-                name: format!("invoke {}", spec.name),
-                kind: 2,
-                start_unix_nanos: started_nanos,
-                end_unix_nanos: crate::tracing_export::unix_nanos(),
-                attributes: vec![
-                    ("xnode.deployment".into(), spec.name.clone()),
-                    ("xnode.node".into(), self.node_id.to_string()),
-                    ("xnode.role".into(), "replica".into()),
-                    ("xnode.fuel".into(), outcome.usage.fuel.to_string()),
-                ],
-                error: failed,
-            });
+        if self.telemetry.spans.enabled() {
+            self.telemetry
+                .spans
+                .record(crate::tracing_export::SpanRecord {
+                    trace_id: call.trace.trace_id.clone(),
+                    span_id: span.to_owned(),
+                    parent_span_id: parent.to_owned(),
+                    name: format!("invoke {}", spec.name),
+                    kind: 2,
+                    start_unix_nanos: started_nanos,
+                    end_unix_nanos: crate::tracing_export::unix_nanos(),
+                    attributes: vec![
+                        ("xnode.deployment".into(), spec.name.clone()),
+                        ("xnode.node".into(), self.node_id.to_string()),
+                        ("xnode.role".into(), "replica".into()),
+                        ("xnode.fuel".into(), outcome.usage.fuel.to_string()),
+                    ],
+                    error: failed,
+                });
         }
-        self.logs.push(&owner, &spec.name, line.clone());
-        self.logs.push_output(
+        self.telemetry.logs.push(&owner, &spec.name, line.clone());
+        self.telemetry.logs.push_output(
             &owner,
             &spec.name,
             LogLine {
@@ -572,7 +568,7 @@ impl Compute {
             },
             &outcome.stdout,
         );
-        self.logs.push_output(
+        self.telemetry.logs.push_output(
             &owner,
             &spec.name,
             LogLine {
@@ -611,7 +607,7 @@ impl Compute {
             .spec
             .module_id()
             .ok_or_else(|| ComputeOpError::BadRequest("module is not a content id".into()))?;
-        if let Some(m) = crate::lock(&self.local).http_modules.get(&id) {
+        if let Some(m) = xnode_types::lock(&self.local).http_modules.get(&id) {
             return Ok(m.clone());
         }
         let bytes = self
@@ -623,7 +619,7 @@ impl Compute {
             .http_module(bytes)
             .await
             .map_err(|e| guest_error(&e))?;
-        crate::lock(&self.local)
+        xnode_types::lock(&self.local)
             .http_modules
             .insert(id, module.clone());
         Ok(module)
@@ -635,7 +631,7 @@ impl Compute {
         owner: &xnode_types::PublicKeyBytes,
         name: &str,
     ) -> Vec<LogLine> {
-        let mut lines = self.logs.get(&owner.to_hex(), name);
+        let mut lines = self.telemetry.logs.get(&owner.to_hex(), name);
         let calls = self
             .candidates()
             .into_iter()
@@ -645,7 +641,7 @@ impl Compute {
                     owner: owner.to_hex(),
                     deployment: name.to_owned(),
                 };
-                async move { self.call(c.id, &request, Duration::from_secs(2)).await }
+                async move { self.call(c.id, request, Duration::from_secs(2)).await }
             });
         for answer in futures::future::join_all(calls).await {
             if let Ok(ComputeResponse::Logs(more)) = answer {

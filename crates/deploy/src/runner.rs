@@ -23,6 +23,9 @@ use super::spec::{
 use super::usage::{DeploymentLabels, ForwardLabels, KindLabels, OutcomeLabels};
 use super::{Candidate, Compute, Deployment, place, unix_ms};
 
+/// How often the usage book is flushed to disk.
+const USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Attempts, and the pause between them, to get a job's data key (see `execute_job`).
 const GRANT_ATTEMPTS: u32 = 10;
 const GRANT_RETRY: Duration = Duration::from_millis(500);
@@ -104,80 +107,52 @@ impl Compute {
         let labels = DeploymentLabels {
             deployment: deployment.to_owned(),
         };
-        self.metrics
+        self.telemetry
+            .metrics
             .invocations
             .get_or_create(&OutcomeLabels {
                 deployment: deployment.to_owned(),
                 outcome: outcome.to_owned(),
             })
             .inc();
-        self.metrics.fuel.get_or_create(&labels).inc_by(usage.fuel);
-        self.metrics
+        self.telemetry
+            .metrics
+            .fuel
+            .get_or_create(&labels)
+            .inc_by(usage.fuel);
+        self.telemetry
+            .metrics
             .wall_seconds
             .get_or_create(&labels)
             .inc_by(usage.wall.as_secs_f64());
-        self.metrics
+        self.telemetry
+            .metrics
             .bytes_in
             .get_or_create(&labels)
             .inc_by(usage.bytes_in);
-        self.metrics
+        self.telemetry
+            .metrics
             .bytes_out
             .get_or_create(&labels)
             .inc_by(usage.bytes_out);
-        self.metrics
+        self.telemetry
+            .metrics
             .peak_memory
             .get_or_create(&labels)
             .set(usage.peak_memory_bytes as i64);
-        self.usage.add(owner, deployment, usage, failed, unix_ms());
+        self.telemetry
+            .usage
+            .add(owner, deployment, usage, failed, unix_ms());
     }
 
     pub(crate) fn note_forward(&self, deployment: &str, node: NodeId, latency: Duration, ok: bool) {
-        crate::lock(&self.local)
+        xnode_types::lock(&self.local)
             .health
             .note(deployment, node, latency, ok);
     }
 
     pub fn degraded_nodes(&self, deployment: &str) -> Vec<NodeId> {
-        crate::lock(&self.local).health.degraded(deployment)
-    }
-
-    /// Flushes the usage book to disk every few seconds.
-    pub(crate) async fn usage_loop(self: Arc<Self>) {
-        loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            if let Err(e) = self.usage.flush(&self.db) {
-                tracing::warn!(error = %e, "cannot record compute usage");
-            }
-        }
-    }
-
-    pub(crate) async fn reconcile_loop(self: Arc<Self>) {
-        let mut events = self.mesh.events();
-        let mut changes = self.registry.subscribe();
-        loop {
-            self.reconcile_once().await;
-            let sleep = tokio::time::sleep(self.config.reconcile_interval);
-            tokio::pin!(sleep);
-            loop {
-                tokio::select! {
-                    _ = &mut sleep => break,
-                    _ = self.wake.notified() => break,
-                    event = events.recv() => match event {
-                        Ok(xnode_mesh::MeshEvent::MemberChanged { .. }) => break,
-                        Ok(_) => continue,
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(_) => return,
-                    },
-                    change = changes.recv() => match change {
-                        Ok(c) if c.entry.key.starts_with("tenant/")
-                            && (c.entry.key.contains("/deployment/") || c.entry.key.contains("/job/")) => break,
-                        Ok(_) => continue,
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(_) => return,
-                    },
-                }
-            }
-        }
+        xnode_types::lock(&self.local).health.degraded(deployment)
     }
 
     pub(crate) async fn reconcile_once(self: &Arc<Self>) {
@@ -208,7 +183,7 @@ impl Compute {
 
         // http replicas: a replica is a compiled, pre-instantiated module kept warm.
         for (name, d) in &want_http {
-            let current = crate::lock(&self.local)
+            let current = xnode_types::lock(&self.local)
                 .http
                 .get(name)
                 .map(|r| r.module.clone());
@@ -218,7 +193,7 @@ impl Compute {
             let state = match self.http_module(d).await {
                 Ok(_) => "running".to_owned(),
                 Err(e) => {
-                    self.logs.push(
+                    self.telemetry.logs.push(
                         &d.owner.to_hex(),
                         name,
                         log_line(me, "event", format!("cannot start a replica: {e}")),
@@ -226,12 +201,12 @@ impl Compute {
                     format!("failed: {e}")
                 }
             };
-            self.logs.push(
+            self.telemetry.logs.push(
                 &d.owner.to_hex(),
                 name,
                 log_line(me, "event", format!("replica {state} on {me}")),
             );
-            crate::lock(&self.local).http.insert(
+            xnode_types::lock(&self.local).http.insert(
                 name.clone(),
                 HttpReplica {
                     owner: d.owner,
@@ -242,7 +217,7 @@ impl Compute {
             );
         }
         {
-            let mut local = crate::lock(&self.local);
+            let mut local = xnode_types::lock(&self.local);
             local.http.retain(|name, _| want_http.contains_key(name));
             let modules: Vec<[u8; 32]> = want_http
                 .values()
@@ -253,7 +228,7 @@ impl Compute {
 
         // workers
         {
-            let mut local = crate::lock(&self.local);
+            let mut local = xnode_types::lock(&self.local);
             local.workers.retain(|name, w| {
                 let keep = want_workers
                     .get(name)
@@ -265,7 +240,7 @@ impl Compute {
             });
         }
         for (name, d) in want_workers {
-            let running = crate::lock(&self.local).workers.contains_key(&name);
+            let running = xnode_types::lock(&self.local).workers.contains_key(&name);
             if running {
                 continue;
             }
@@ -273,7 +248,7 @@ impl Compute {
                 owner: d.owner,
                 module: d.spec.module.clone(),
                 since_ms: unix_ms(),
-                cancel: self.shutdown.child_token(),
+                cancel: self.control.shutdown.child_token(),
                 restarts: Arc::new(AtomicU32::new(0)),
                 state: Arc::new(std::sync::Mutex::new("starting".into())),
             };
@@ -282,7 +257,7 @@ impl Compute {
                 handle.restarts.clone(),
                 handle.state.clone(),
             );
-            crate::lock(&self.local)
+            xnode_types::lock(&self.local)
                 .workers
                 .insert(name.clone(), handle);
             let this = self.clone();
@@ -312,7 +287,7 @@ impl Compute {
                 continue;
             };
             let id = format!("{}/{}", job.owner, job.id);
-            if finished.contains_key(&id) || crate::lock(&self.local).jobs.contains_key(&id) {
+            if finished.contains_key(&id) || xnode_types::lock(&self.local).jobs.contains_key(&id) {
                 continue;
             }
             if job_runners(&job, &candidates).first() != Some(&me) {
@@ -321,14 +296,14 @@ impl Compute {
             let Some(d) = job_deployments.get(&job.deployment).cloned() else {
                 continue;
             };
-            let cancel = self.shutdown.child_token();
-            crate::lock(&self.local)
+            let cancel = self.control.shutdown.child_token();
+            xnode_types::lock(&self.local)
                 .jobs
                 .insert(id.clone(), cancel.clone());
             let this = self.clone();
             tokio::spawn(async move {
                 this.clone().run_job(job, d, cancel).await;
-                crate::lock(&this.local).jobs.remove(&id);
+                xnode_types::lock(&this.local).jobs.remove(&id);
             });
         }
 
@@ -337,7 +312,7 @@ impl Compute {
 
     async fn publish_replicas(&self) {
         let report = {
-            let local = crate::lock(&self.local);
+            let local = xnode_types::lock(&self.local);
             let mut replicas: Vec<ReplicaReport> = local
                 .http
                 .iter()
@@ -352,24 +327,27 @@ impl Compute {
             replicas.extend(local.workers.iter().map(|(name, w)| ReplicaReport {
                 deployment: name.clone(),
                 owner: w.owner.to_hex(),
-                state: crate::lock(&w.state).clone(),
+                state: xnode_types::lock(&w.state).clone(),
                 since_ms: w.since_ms,
                 restarts: w.restarts.load(Ordering::Relaxed),
             }));
             replicas.sort_by(|a, b| a.deployment.cmp(&b.deployment));
-            self.metrics
+            self.telemetry
+                .metrics
                 .replicas
                 .get_or_create(&KindLabels {
                     kind: "http".into(),
                 })
                 .set(local.http.len() as i64);
-            self.metrics
+            self.telemetry
+                .metrics
                 .replicas
                 .get_or_create(&KindLabels {
                     kind: "worker".into(),
                 })
                 .set(local.workers.len() as i64);
-            self.metrics
+            self.telemetry
+                .metrics
                 .replicas
                 .get_or_create(&KindLabels { kind: "job".into() })
                 .set(local.jobs.len() as i64);
@@ -378,7 +356,7 @@ impl Compute {
                 replicas,
             }
         };
-        let changed = crate::lock(&self.local).last_report.as_ref() != Some(&report);
+        let changed = xnode_types::lock(&self.local).last_report.as_ref() != Some(&report);
         if !changed {
             return;
         }
@@ -387,7 +365,7 @@ impl Compute {
                 .registry
                 .put(&self.key, &replicas_key(&self.node_id), bytes)
             {
-                Ok(_) => crate::lock(&self.local).last_report = Some(report),
+                Ok(_) => xnode_types::lock(&self.local).last_report = Some(report),
                 Err(e) => tracing::warn!(error = %e, "cannot publish this node's replicas"),
             },
             Err(e) => tracing::error!(error = %e, "cannot encode replicas"),
@@ -445,7 +423,7 @@ impl Compute {
         let mut backoff = Duration::from_secs(1);
         loop {
             if let Err(e) = std::fs::create_dir_all(&out_dir) {
-                *crate::lock(&state) = format!("failed: {e}");
+                *xnode_types::lock(&state) = format!("failed: {e}");
                 return;
             }
             let module = match self.module_bytes(&d.spec).await {
@@ -459,8 +437,8 @@ impl Compute {
             let module = match module {
                 Ok(m) => m,
                 Err(e) => {
-                    *crate::lock(&state) = format!("failed: {e}");
-                    self.logs.push(
+                    *xnode_types::lock(&state) = format!("failed: {e}");
+                    self.telemetry.logs.push(
                         &owner,
                         &name,
                         log_line(me, "event", format!("cannot start: {e}")),
@@ -496,8 +474,8 @@ impl Compute {
                 stdout: stdout.clone(),
                 stderr: stderr.clone(),
             };
-            *crate::lock(&state) = "running".into();
-            self.logs.push(
+            *xnode_types::lock(&state) = "running".into();
+            self.telemetry.logs.push(
                 &owner,
                 &name,
                 log_line(me, "event", format!("worker started on {me}")),
@@ -511,19 +489,19 @@ impl Compute {
                 tokio::select! {
                     outcome = &mut run => break outcome,
                     _ = tick.tick() => {
-                        self.logs.push_output(&owner, &name, log_line(me, "stdout", String::new()), &stdout.take());
-                        self.logs.push_output(&owner, &name, log_line(me, "stderr", String::new()), &stderr.take());
+                        self.telemetry.logs.push_output(&owner, &name, log_line(me, "stdout", String::new()), &stdout.take());
+                        self.telemetry.logs.push_output(&owner, &name, log_line(me, "stderr", String::new()), &stderr.take());
                         self.publish_outputs(&d, &out_dir, &mut published).await;
                     }
                 }
             };
-            self.logs.push_output(
+            self.telemetry.logs.push_output(
                 &owner,
                 &name,
                 log_line(me, "stdout", String::new()),
                 &stdout.take(),
             );
-            self.logs.push_output(
+            self.telemetry.logs.push_output(
                 &owner,
                 &name,
                 log_line(me, "stderr", String::new()),
@@ -541,7 +519,7 @@ impl Compute {
             self.record_run(&d.owner, &name, &outcome.usage, failed);
             match outcome.exit {
                 ExitReason::Cancelled => {
-                    self.logs.push(
+                    self.telemetry.logs.push(
                         &owner,
                         &name,
                         log_line(me, "event", format!("worker stopped on {me}")),
@@ -549,8 +527,8 @@ impl Compute {
                     return;
                 }
                 ExitReason::Exited(0) => {
-                    *crate::lock(&state) = "exited".into();
-                    self.logs.push(
+                    *xnode_types::lock(&state) = "exited".into();
+                    self.telemetry.logs.push(
                         &owner,
                         &name,
                         log_line(me, "event", "worker exited normally".into()),
@@ -567,14 +545,15 @@ impl Compute {
                         backoff = Duration::from_secs(1);
                     }
                     restarts.fetch_add(1, Ordering::Relaxed);
-                    self.metrics
+                    self.telemetry
+                        .metrics
                         .worker_restarts
                         .get_or_create(&DeploymentLabels {
                             deployment: name.clone(),
                         })
                         .inc();
-                    *crate::lock(&state) = format!("restarting: {reason}");
-                    self.logs.push(
+                    *xnode_types::lock(&state) = format!("restarting: {reason}");
+                    self.telemetry.logs.push(
                         &owner,
                         &name,
                         log_line(
@@ -698,7 +677,7 @@ impl Compute {
             wall_ms: 0,
         };
         self.publish_run(&owner, &run);
-        self.logs.push(
+        self.telemetry.logs.push(
             &owner.to_hex(),
             &d.spec.name,
             log_line(me, "event", format!("job {} started on {me}", job.id)),
@@ -729,13 +708,14 @@ impl Compute {
         } else {
             "failed"
         };
-        self.metrics
+        self.telemetry
+            .metrics
             .job_runs
             .get_or_create(&ForwardLabels {
                 outcome: outcome.into(),
             })
             .inc();
-        self.logs.push(
+        self.telemetry.logs.push(
             &owner.to_hex(),
             &d.spec.name,
             log_line(
@@ -858,13 +838,13 @@ impl Compute {
         run.wall_ms = outcome.usage.wall.as_millis() as u64;
         let owner_hex = owner.to_hex();
         let me = self.node_id;
-        self.logs.push_output(
+        self.telemetry.logs.push_output(
             &owner_hex,
             &d.spec.name,
             log_line(me, "stdout", String::new()),
             &tail(&stdout.contents(), 4096),
         );
-        self.logs.push_output(
+        self.telemetry.logs.push_output(
             &owner_hex,
             &d.spec.name,
             log_line(me, "stderr", String::new()),
@@ -954,4 +934,109 @@ fn walk(dir: &Path) -> Vec<(PathBuf, String)> {
     }
     out.sort();
     out
+}
+
+/// The reconciler as a worker: a pass every `reconcile_interval`, and at once when
+/// membership changes, a deployment or job changes in the registry, or a local change
+/// asks for one (`wake`).
+struct Reconciler {
+    compute: Arc<Compute>,
+    events: tokio::sync::broadcast::Receiver<xnode_mesh::MeshEvent>,
+    changes: tokio::sync::broadcast::Receiver<xnode_registry::Change>,
+    passes: u64,
+}
+
+#[async_trait::async_trait]
+impl xnode_worker::Worker for Reconciler {
+    fn name(&self) -> String {
+        "compute-reconcile".into()
+    }
+
+    fn progress(&self) -> xnode_worker::Progress {
+        let local = xnode_types::lock(&self.compute.local);
+        xnode_worker::Progress {
+            items_done: self.passes,
+            queued: None,
+            detail: Some(format!(
+                "{} http replicas, {} workers, {} jobs running here",
+                local.http.len(),
+                local.workers.len(),
+                local.jobs.len()
+            )),
+        }
+    }
+
+    async fn work(
+        &mut self,
+        _shutdown: &CancellationToken,
+    ) -> Result<xnode_worker::Step, xnode_worker::WorkerError> {
+        self.compute.reconcile_once().await;
+        self.passes += 1;
+        Ok(xnode_worker::Step::Idle)
+    }
+
+    async fn wait_for_work(&mut self) -> xnode_worker::Step {
+        use tokio::sync::broadcast::error::RecvError;
+        if self.passes == 0 {
+            return xnode_worker::Step::Busy;
+        }
+        let sleep = tokio::time::sleep(self.compute.config.reconcile_interval);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => return xnode_worker::Step::Busy,
+                _ = self.compute.control.wake.notified() => return xnode_worker::Step::Busy,
+                event = self.events.recv() => match event {
+                    Ok(xnode_mesh::MeshEvent::MemberChanged { .. }) => return xnode_worker::Step::Busy,
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => return xnode_worker::Step::Busy,
+                    Err(RecvError::Closed) => return xnode_worker::Step::Done,
+                },
+                change = self.changes.recv() => match change {
+                    Ok(c) if c.entry.key.starts_with("tenant/")
+                        && (c.entry.key.contains("/deployment/") || c.entry.key.contains("/job/")) => return xnode_worker::Step::Busy,
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => return xnode_worker::Step::Busy,
+                    Err(RecvError::Closed) => return xnode_worker::Step::Done,
+                },
+            }
+        }
+    }
+}
+
+impl Compute {
+    /// The orchestrator's workers: `compute-reconcile`, `compute-usage` (flushes the usage
+    /// book) and, when spans are exported, `otlp-export`. The `rpc:compute` server comes
+    /// from [`Compute::serve`].
+    pub fn workers(self: &Arc<Self>) -> Vec<Box<dyn xnode_worker::Worker>> {
+        let mut workers: Vec<Box<dyn xnode_worker::Worker>> = vec![Box::new(Reconciler {
+            compute: self.clone(),
+            events: self.mesh.events(),
+            changes: self.registry.subscribe(),
+            passes: 0,
+        })];
+        let this = self.clone();
+        workers.push(Box::new(xnode_worker::periodic(
+            "compute-usage",
+            xnode_worker::Interval::AfterFirstPeriod(USAGE_FLUSH_INTERVAL),
+            move || {
+                let this = this.clone();
+                async move {
+                    this.telemetry.usage.flush(&this.db).map_err(|e| {
+                        xnode_worker::WorkerError::new(format!("cannot record compute usage: {e}"))
+                    })?;
+                    Ok(0)
+                }
+            },
+        )));
+        if let Some(export) = self
+            .telemetry
+            .spans
+            .clone()
+            .export_worker(self.node_id.to_string())
+        {
+            workers.push(Box::new(export));
+        }
+        workers
+    }
 }

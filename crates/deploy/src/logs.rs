@@ -19,7 +19,7 @@ pub struct Logs {
 impl Logs {
     /// Appends `text` (split into lines) to the log of `owner`'s `deployment`.
     pub fn push(&self, owner: &str, deployment: &str, line: LogLine) {
-        let mut map = crate::lock(&self.lines);
+        let mut map = xnode_types::lock(&self.lines);
         let log = map
             .entry((owner.to_owned(), deployment.to_owned()))
             .or_default();
@@ -60,13 +60,13 @@ impl Logs {
     }
 
     pub fn get(&self, owner: &str, deployment: &str) -> Vec<LogLine> {
-        crate::lock(&self.lines)
+        xnode_types::lock(&self.lines)
             .get(&(owner.to_owned(), deployment.to_owned()))
             .map(|l| l.iter().cloned().collect())
             .unwrap_or_default()
     }
 
     pub fn forget(&self, owner: &str, deployment: &str) {
-        crate::lock(&self.lines).remove(&(owner.to_owned(), deployment.to_owned()));
+        xnode_types::lock(&self.lines).remove(&(owner.to_owned(), deployment.to_owned()));
     }
 }

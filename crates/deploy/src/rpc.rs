@@ -1,0 +1,120 @@
+//! The `compute` RPC service: forwarded function calls, data-key grants and logs.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use xnode_mesh::{Handler, RpcError, RpcErrorCode, Server, Service};
+use xnode_store::DataKey;
+use xnode_types::{NodeId, PublicKeyBytes};
+
+use crate::proto::{ComputeRequest, ComputeResponse, MAX_COMPUTE_MESSAGE};
+use crate::{Compute, ComputeOpError};
+
+/// The compute service on the mesh.
+#[derive(Debug)]
+pub struct ComputeService;
+
+impl Service for ComputeService {
+    const NAME: &'static str = "compute";
+    const MAX_MESSAGE: usize = MAX_COMPUTE_MESSAGE;
+    type Request = ComputeRequest;
+    type Response = ComputeResponse;
+}
+
+/// Answers peers. Holds the orchestrator weakly (it owns the endpoint that owns this).
+struct ComputeHandler(Weak<Compute>);
+
+#[async_trait::async_trait]
+impl Handler<ComputeService> for ComputeHandler {
+    async fn handle(
+        &self,
+        from: NodeId,
+        request: ComputeRequest,
+    ) -> Result<ComputeResponse, RpcError> {
+        let Some(compute) = self.0.upgrade() else {
+            return Err(RpcError::new(
+                RpcErrorCode::Unavailable,
+                "compute is stopping",
+            ));
+        };
+        Ok(compute.answer(from, request).await)
+    }
+}
+
+impl Compute {
+    /// The worker that serves the `compute` service to peers.
+    pub fn serve(self: &Arc<Self>) -> Server<ComputeService> {
+        self.endpoint
+            .serve(Arc::new(ComputeHandler(Arc::downgrade(self))))
+    }
+
+    pub(crate) async fn call(
+        &self,
+        node: NodeId,
+        request: ComputeRequest,
+        timeout: Duration,
+    ) -> Result<ComputeResponse, ComputeOpError> {
+        self.endpoint
+            .call(node, request, timeout)
+            .await
+            .map_err(|e| ComputeOpError::Unavailable(e.to_string()))
+    }
+
+    async fn answer(self: &Arc<Self>, from: NodeId, message: ComputeRequest) -> ComputeResponse {
+        match message {
+            ComputeRequest::Invoke {
+                deployment,
+                owner,
+                method,
+                path_and_query,
+                headers,
+                body,
+                trace_id,
+                parent_span,
+            } => {
+                self.answer_invoke(
+                    from,
+                    deployment,
+                    owner,
+                    method,
+                    path_and_query,
+                    headers,
+                    body,
+                    trace_id,
+                    parent_span,
+                )
+                .await
+            }
+            ComputeRequest::Grant { owner, purpose } => {
+                let Ok(owner) = PublicKeyBytes::from_hex(&owner) else {
+                    return ComputeResponse::Grant(None);
+                };
+                if !self.may_receive_grant(from, &owner, &purpose) {
+                    tracing::info!(%from, %purpose, "refused a data key to a node the work is not placed on");
+                    return ComputeResponse::Grant(None);
+                }
+                ComputeResponse::Grant(self.local_grant(&owner).map(|k| k.to_hex().into_bytes()))
+            }
+            ComputeRequest::PushGrant {
+                owner,
+                purpose,
+                key,
+            } => {
+                // Accept a key only for work that is placed here, from any node: a node
+                // can push nothing it does not have, and we never serve it to others
+                // outside placement.
+                if let (Ok(owner), Ok(text)) =
+                    (PublicKeyBytes::from_hex(&owner), std::str::from_utf8(&key))
+                    && let Ok(key) = DataKey::from_hex(text)
+                    && self.may_receive_grant(self.node_id, &owner, &purpose)
+                {
+                    let _ = self.store_grant(&owner, &key);
+                }
+                ComputeResponse::Ok
+            }
+            ComputeRequest::Logs { owner, deployment } => {
+                ComputeResponse::Logs(self.telemetry.logs.get(&owner, &deployment))
+            }
+        }
+    }
+}

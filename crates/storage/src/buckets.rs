@@ -1,0 +1,163 @@
+//! Buckets: owner-signed registry records under the owning tenant's namespace.
+//!
+//! A bucket named `N` created by tenant `T` is the registry entry
+//! `tenant/<T>/bucket/<N>`, signed by `T`, whose value is a [`BucketRecord`] (JSON with a
+//! format version, so any client can build it). Bucket names are global: when two tenants
+//! claim the same name, the claim with the smallest `(hlc, owner)` wins. That rule depends
+//! only on the set of claims, never on the order they arrived in, so every node agrees.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use xnode_registry::claims::{check_claim_clock, claim_key};
+use xnode_registry::{Entry, Registry};
+use xnode_types::{PublicKeyBytes, unix_ms};
+
+use crate::{Storage, StorageError};
+
+/// The claim kind of buckets in the registry (see `xnode_registry::claims`).
+pub const BUCKET_CLAIM: &str = "bucket";
+
+/// The value of a bucket claim.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketRecord {
+    /// Format version of this record.
+    pub v: u32,
+    pub name: String,
+    /// The owning tenant's public key, hex.
+    pub owner: String,
+    pub created_ms: u64,
+    /// Copies of every chunk and metadata entry of this bucket; the node default if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_factor: Option<u8>,
+}
+
+pub const BUCKET_RECORD_VERSION: u32 = 1;
+
+/// The registry key of tenant `owner`'s claim on bucket `name`.
+pub fn bucket_key(owner: &PublicKeyBytes, name: &str) -> String {
+    claim_key(BUCKET_CLAIM, owner, name)
+}
+
+/// Decodes and checks a bucket claim: the record must name the bucket and owner its key
+/// says, and the entry must be signed by that owner.
+pub fn decode_claim(entry: &Entry) -> Option<BucketRecord> {
+    let value = entry.value.as_deref()?;
+    let record: BucketRecord = serde_json::from_slice(value).ok()?;
+    (record.v == BUCKET_RECORD_VERSION
+        && record.owner == entry.owner.to_hex()
+        && entry.key == bucket_key(&entry.owner, &record.name))
+    .then_some(record)
+}
+
+/// The bucket named `name` and its owner, if any tenant holds a live claim on it: the
+/// first well-formed claim in the registry's claim order.
+pub fn owner_of(registry: &Registry, name: &str) -> Option<(PublicKeyBytes, BucketRecord)> {
+    registry
+        .claims(BUCKET_CLAIM, name)
+        .into_iter()
+        .find_map(|e| decode_claim(&e).map(|r| (e.owner, r)))
+}
+
+/// The buckets `tenant` owns (claims it won).
+pub fn owned_by(registry: &Registry, tenant: &PublicKeyBytes) -> Vec<BucketRecord> {
+    let prefix = format!("tenant/{}/bucket/", tenant.to_hex());
+    registry
+        .list(&prefix)
+        .into_iter()
+        .filter_map(|e| decode_claim(&e))
+        .filter(|r| owner_of(registry, &r.name).is_some_and(|(o, _)| o == *tenant))
+        .collect()
+}
+
+impl Storage {
+    pub(crate) fn require_bucket(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+    ) -> Result<(), StorageError> {
+        match owner_of(&self.registry, bucket) {
+            Some((owner, _)) if owner == *tenant => Ok(()),
+            Some(_) => Err(StorageError::AccessDenied(format!(
+                "bucket {bucket:?} belongs to another tenant"
+            ))),
+            None => Err(StorageError::NoSuchBucket(bucket.to_owned())),
+        }
+    }
+
+    /// Creates a bucket from a claim the tenant signed. Returns the applied entry (for gossip).
+    pub fn create_bucket(
+        &self,
+        tenant: &PublicKeyBytes,
+        name: &str,
+        claim: Entry,
+    ) -> Result<Entry, StorageError> {
+        xnode_store::validate_bucket_name(name)?;
+        if claim.owner != *tenant || claim.key != bucket_key(tenant, name) {
+            return Err(StorageError::BadRequest(
+                "the signed claim does not match the bucket and tenant".into(),
+            ));
+        }
+        check_claim_clock(&claim, unix_ms())
+            .map_err(|e| StorageError::BadRequest(format!("the signed bucket change: {e}")))?;
+        let Some(record) = decode_claim(&claim) else {
+            return Err(StorageError::BadRequest(
+                "the signed claim's record is malformed".into(),
+            ));
+        };
+        if let Some(rf) = record.replication_factor
+            && !(1..=16).contains(&rf)
+        {
+            return Err(StorageError::BadRequest(format!(
+                "replication factor {rf} must be between 1 and 16"
+            )));
+        }
+        if let Some((owner, _)) = owner_of(&self.registry, name)
+            && owner != *tenant
+        {
+            return Err(StorageError::BucketTaken(name.to_owned()));
+        }
+        self.registry
+            .apply_remote(claim.clone())
+            .map_err(|e| StorageError::BadRequest(format!("bucket claim refused: {e}")))?;
+        Ok(claim)
+    }
+
+    /// Deletes an empty bucket with a tombstone the tenant signed.
+    pub async fn delete_bucket(
+        self: &Arc<Self>,
+        tenant: &PublicKeyBytes,
+        name: &str,
+        tombstone: Entry,
+    ) -> Result<Entry, StorageError> {
+        self.require_bucket(tenant, name)?;
+        check_claim_clock(&tombstone, unix_ms())
+            .map_err(|e| StorageError::BadRequest(format!("the signed bucket change: {e}")))?;
+        if tombstone.owner != *tenant
+            || tombstone.key != bucket_key(tenant, name)
+            || !tombstone.is_tombstone()
+        {
+            return Err(StorageError::BadRequest(
+                "the signed deletion does not match the bucket and tenant".into(),
+            ));
+        }
+        let objects = self.list_objects(tenant, name, "", None, 1).await?;
+        if !objects.is_empty() {
+            return Err(StorageError::BucketNotEmpty(name.to_owned()));
+        }
+        self.registry
+            .apply_remote(tombstone.clone())
+            .map_err(|e| StorageError::BadRequest(format!("bucket deletion refused: {e}")))?;
+        if owner_of(&self.registry, name).is_some_and(|(owner, _)| owner == *tenant) {
+            return Err(StorageError::BadRequest(
+                "the deletion is older than the bucket's claim; sign it with the current time"
+                    .into(),
+            ));
+        }
+        Ok(tombstone)
+    }
+
+    pub fn list_buckets(&self, tenant: &PublicKeyBytes) -> Vec<BucketRecord> {
+        owned_by(&self.registry, tenant)
+    }
+}

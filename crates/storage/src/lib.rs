@@ -1,0 +1,343 @@
+//! Replicated, verified, encrypted object storage: the distributed half of the store.
+//!
+//! `xnode-store` provides the local engine (chunk files, the metadata table, encryption,
+//! manifests, placement). This module makes it a distributed system over the mesh:
+//!
+//! - **placement**: chunks go to `rf` nodes chosen by rendezvous hashing on the chunk id;
+//!   a bucket's metadata goes to `rf` nodes chosen on the bucket, so listing a bucket is a
+//!   quorum read of those nodes only (as in Garage). Both use the *stable storage set*:
+//!   active nodes, including dead ones for a grace period so a short outage moves no data;
+//! - **writes** are acknowledged once `W` replicas hold the data durably (fsync);
+//! - **reads** take metadata from `R` replicas (the newest wins, stale replicas are
+//!   repaired) and chunk bytes from any replica whose bytes hash to the chunk id;
+//! - **encryption** happens here, at the edge: object data is sealed with a per-object key
+//!   wrapped by the tenant's data key before any chunk leaves this node;
+//! - **repair** and **scrub** run as background workers (see [`repair`]).
+
+pub mod buckets;
+pub mod details;
+pub mod gc;
+mod objects;
+pub mod proto;
+pub mod repair;
+mod replicas;
+mod rpc;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use xnode_mesh::{Endpoint, MemberState, Mesh};
+use xnode_registry::Registry;
+use xnode_store::{Candidate, ChunkId, ChunkStore, MetaStore, StoreError, StoreMetrics};
+use xnode_types::{HlcClock, NodeId, NodeStatus, PublicKeyBytes, lock, unix_ms};
+
+pub use objects::ObjectRead;
+pub use rpc::StoreService;
+
+pub(crate) const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const META_TIMEOUT: Duration = Duration::from_secs(5);
+/// Chunks stored with a replication factor other than the default, for repair.
+pub(crate) const CHUNK_RF: xnode_db::Table = xnode_db::Table("chunk_rf");
+
+/// Storage settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Copies of every chunk and metadata entry.
+    pub replication_factor: usize,
+    /// Replicas that must hold a write before it is acknowledged.
+    pub write_quorum: usize,
+    /// Metadata replicas that must answer a read.
+    pub read_quorum: usize,
+    /// Plaintext bytes per chunk.
+    pub chunk_size: u32,
+    /// How long a dead node stays in the storage set before its data is re-replicated.
+    #[serde(with = "xnode_types::duration_text")]
+    pub repair_grace: Duration,
+    /// How often the repair worker scans this node's data.
+    #[serde(with = "xnode_types::duration_text")]
+    pub repair_interval: Duration,
+    /// Bytes per second the scrub worker may re-hash.
+    pub scrub_bytes_per_sec: u64,
+    /// How often garbage collection looks for chunks no object references.
+    #[serde(with = "xnode_types::duration_text")]
+    pub gc_interval: Duration,
+    /// Unreferenced chunks younger than this are kept: they may belong to an upload in
+    /// progress. It must exceed the longest upload.
+    #[serde(with = "xnode_types::duration_text")]
+    pub gc_grace: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            replication_factor: 3,
+            write_quorum: 2,
+            read_quorum: 2,
+            chunk_size: xnode_store::DEFAULT_CHUNK_SIZE,
+            repair_grace: Duration::from_secs(60),
+            repair_interval: Duration::from_secs(5),
+            scrub_bytes_per_sec: 32 * 1024 * 1024,
+            gc_interval: Duration::from_secs(600),
+            gc_grace: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Why a storage operation failed; the API maps each to a status and a stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("bucket {0:?} does not exist")]
+    NoSuchBucket(String),
+    #[error("bucket {0:?} already exists and belongs to another tenant")]
+    BucketTaken(String),
+    #[error("bucket {0:?} is not empty")]
+    BucketNotEmpty(String),
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    #[error("object {0:?} does not exist")]
+    NoSuchKey(String),
+    #[error("invalid range: {0}")]
+    InvalidRange(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("quorum not reached: {0}")]
+    Quorum(String),
+    #[error("the upload was interrupted: {0}")]
+    Interrupted(String),
+    #[error("storage error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for StorageError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::InvalidName(m) => StorageError::BadRequest(m),
+            other => StorageError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// What `GET /v1/storage/health` reports, from this node's point of view.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StorageHealth {
+    pub chunks_stored: u64,
+    pub bytes_stored: u64,
+    /// Chunks held here that fewer than `rf` nodes of their placement hold.
+    pub under_replicated_chunks: u64,
+    /// Metadata entries held here that fewer than `rf` nodes of their placement hold.
+    pub under_replicated_objects: u64,
+    pub repairs_in_progress: u64,
+    pub repairs_done: u64,
+    /// Unreferenced chunks removed by garbage collection.
+    pub gc_removed_chunks: u64,
+    /// Unix ms of the last completed repair scan.
+    pub last_repair_scan_ms: Option<u64>,
+    pub storage_nodes: usize,
+    pub replication_factor: usize,
+}
+
+/// The storage subsystem of a node.
+pub struct Storage {
+    pub(crate) node_id: NodeId,
+    pub(crate) db: xnode_db::Db,
+    pub(crate) chunks: Arc<ChunkStore>,
+    pub(crate) meta: Arc<MetaStore>,
+    pub(crate) mesh: Mesh,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) endpoint: Endpoint<StoreService>,
+    pub(crate) config: StorageConfig,
+    pub(crate) metrics: StoreMetrics,
+    pub(crate) clock: HlcClock,
+    pub(crate) repairs_in_progress: AtomicU64,
+    pub(crate) health: std::sync::Mutex<StorageHealth>,
+    /// Fault injection: serve chunks with a flipped byte, as a lying peer would.
+    corrupt_served_chunks: std::sync::atomic::AtomicBool,
+    /// Chunks that higher layers keep alive outside any object (deployed modules), asked
+    /// for at every garbage-collection round.
+    gc_roots: std::sync::Mutex<Vec<GcRoots>>,
+}
+
+/// A source of chunk ids garbage collection must keep.
+pub type GcRoots = Arc<dyn Fn() -> Vec<ChunkId> + Send + Sync>;
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("node", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The key a bucket's metadata is placed by.
+pub(crate) fn bucket_placement_key(tenant: &PublicKeyBytes, bucket: &str) -> Vec<u8> {
+    format!("meta/{}/{bucket}", tenant.to_hex()).into_bytes()
+}
+
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StorageError::Internal(format!("storage task failed: {e}")))?
+        .map_err(StorageError::from)
+}
+
+impl Storage {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        node_id: NodeId,
+        db: xnode_db::Db,
+        chunks: Arc<ChunkStore>,
+        meta: Arc<MetaStore>,
+        mesh: Mesh,
+        registry: Arc<Registry>,
+        config: StorageConfig,
+        metrics: StoreMetrics,
+    ) -> Self {
+        Self {
+            node_id,
+            db,
+            chunks,
+            meta,
+            endpoint: Endpoint::new(&mesh),
+            mesh,
+            registry,
+            config,
+            metrics,
+            clock: HlcClock::new(),
+            repairs_in_progress: AtomicU64::new(0),
+            health: Default::default(),
+            corrupt_served_chunks: Default::default(),
+            gc_roots: Default::default(),
+        }
+    }
+
+    /// Registers chunks that garbage collection must never remove.
+    pub fn add_gc_roots(&self, roots: GcRoots) {
+        lock(&self.gc_roots).push(roots);
+    }
+
+    pub(crate) fn gc_roots(&self) -> Vec<ChunkId> {
+        let sources = lock(&self.gc_roots).clone();
+        sources.iter().flat_map(|f| f()).collect()
+    }
+
+    /// Makes this node serve corrupted chunk bytes to peers (fault injection for tests and
+    /// drills: readers must detect it and use another replica).
+    pub fn set_corrupt_served_chunks(&self, on: bool) {
+        self.corrupt_served_chunks.store(on, Ordering::Relaxed);
+    }
+
+    pub fn corrupt_served_chunks(&self) -> bool {
+        self.corrupt_served_chunks.load(Ordering::Relaxed)
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// The registry that holds bucket claims.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn config(&self) -> &StorageConfig {
+        &self.config
+    }
+
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
+    }
+
+    // ----- membership -------------------------------------------------------------------
+
+    /// The stable storage set: active nodes, with dead ones kept for the repair grace
+    /// period so a short outage does not move data.
+    pub fn storage_set(&self) -> Vec<Candidate> {
+        let members: BTreeMap<NodeId, (MemberState, u64)> = self
+            .mesh
+            .members()
+            .into_iter()
+            .map(|m| (m.id, (m.state, m.state_since_ms)))
+            .collect();
+        let now = unix_ms();
+        let grace = self.config.repair_grace.as_millis() as u64;
+        let mut out: Vec<Candidate> = self
+            .registry
+            .node_records()
+            .into_iter()
+            .filter(|r| r.status == NodeStatus::Active)
+            .filter(|r| {
+                if r.node_id == self.node_id {
+                    return true;
+                }
+                match members.get(&r.node_id) {
+                    None => true,
+                    Some((MemberState::Alive | MemberState::Suspect, _)) => true,
+                    Some((MemberState::Dead, since)) => now.saturating_sub(*since) < grace,
+                    Some((MemberState::Left, _)) => false,
+                }
+            })
+            .map(|r| Candidate {
+                id: r.node_id,
+                zone: r.zone,
+            })
+            .collect();
+        out.sort_by_key(|c| c.id);
+        out
+    }
+
+    /// Nodes currently believed reachable (alive or suspect), including this one.
+    pub(crate) fn live_nodes(&self) -> std::collections::HashSet<NodeId> {
+        let mut live: std::collections::HashSet<NodeId> = self
+            .mesh
+            .members()
+            .into_iter()
+            .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
+            .map(|m| m.id)
+            .collect();
+        live.insert(self.node_id);
+        live
+    }
+
+    pub(crate) fn placement(&self, item: &[u8], set: &[Candidate], rf: usize) -> Vec<NodeId> {
+        xnode_store::place(item, set, rf)
+    }
+
+    /// The replication factor of a bucket: its own, or the node default.
+    pub fn bucket_rf(&self, tenant: &PublicKeyBytes, bucket: &str) -> usize {
+        buckets::owner_of(&self.registry, bucket)
+            .filter(|(owner, _)| owner == tenant)
+            .and_then(|(_, record)| record.replication_factor)
+            .map(usize::from)
+            .unwrap_or(self.config.replication_factor)
+    }
+
+    /// The replication factor recorded for a chunk this node holds.
+    pub(crate) fn chunk_rf(&self, id: &ChunkId) -> usize {
+        match self.db.get(CHUNK_RF, &id.0) {
+            Ok(Some(v)) if v.len() == 1 && v[0] > 0 => v[0] as usize,
+            _ => self.config.replication_factor,
+        }
+    }
+
+    /// This node's storage health.
+    pub fn health(&self) -> StorageHealth {
+        let mut health = match self.health.lock() {
+            Ok(h) => h.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        let stats = self.chunks.stats();
+        health.chunks_stored = stats.chunks;
+        health.bytes_stored = stats.bytes;
+        health.repairs_in_progress = self.repairs_in_progress.load(Ordering::Relaxed);
+        health.storage_nodes = self.storage_set().len();
+        health.replication_factor = self.config.replication_factor;
+        health
+    }
+}

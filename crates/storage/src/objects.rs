@@ -1,0 +1,528 @@
+//! Objects: streaming, encrypted uploads, ranged reads, deletes, composition of objects
+//! from other objects (multipart and copies, without copying data) and listings.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::{FuturesUnordered, Stream, StreamExt};
+use md5::Digest as _;
+use xnode_store::{
+    Candidate, ChunkId, ChunkRef, DataKey, Manifest, ObjectInfo, ObjectKey, ObjectMeta, ObjectPath,
+};
+use xnode_types::{PublicKeyBytes, unix_ms};
+
+use crate::proto::{StoreRequest, StoreResponse};
+use crate::{META_TIMEOUT, Storage, StorageError, blocking, bucket_placement_key};
+
+/// An object's metadata and the byte range a read returns.
+pub struct ObjectRead {
+    pub meta: ObjectMeta,
+    pub info: ObjectInfo,
+    /// `[start, end)` of the plaintext being returned.
+    pub range: (u64, u64),
+    pub body: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, StorageError>> + Send>>,
+}
+
+impl std::fmt::Debug for ObjectRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectRead")
+            .field("meta", &self.meta)
+            .field("range", &self.range)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A chunk upload in flight.
+type Upload<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StorageError>> + Send + 'a>>;
+
+/// Up to this many chunks of one upload are replicated while the next one is read, which
+/// bounds memory to a few chunks whatever the object size.
+const UPLOADS_IN_FLIGHT: usize = 4;
+
+/// The encrypt-and-replicate pipeline of one object upload.
+struct ObjectWriter<'a> {
+    storage: &'a Arc<Storage>,
+    set: &'a [Candidate],
+    object_key: ObjectKey,
+    nonce_prefix: [u8; 16],
+    rf: usize,
+    refs: Vec<ChunkRef>,
+    md5: md5::Md5,
+    hasher: blake3::Hasher,
+    total: u64,
+    uploads: FuturesUnordered<Upload<'a>>,
+}
+
+impl<'a> ObjectWriter<'a> {
+    /// Seals one plaintext chunk and starts replicating it, waiting first if too many
+    /// chunks are already in flight.
+    async fn push(&mut self, plain: Vec<u8>) -> Result<(), StorageError> {
+        self.md5.update(&plain);
+        self.hasher.update(&plain);
+        self.total += plain.len() as u64;
+        let index = self.refs.len() as u64;
+        let plain_len = plain.len() as u32;
+        let (key, prefix) = (self.object_key.clone(), self.nonce_prefix);
+        // Encryption is CPU work: keep it off the async workers.
+        let sealed =
+            blocking(move || xnode_store::seal_chunk(&key, &prefix, index, &plain)).await?;
+        let id = ChunkId::of(&sealed);
+        self.refs.push(ChunkRef { id, plain_len });
+        self.storage
+            .metrics
+            .chunk_write_bytes
+            .inc_by(sealed.len() as u64);
+        self.uploads.push(Box::pin(self.storage.put_chunk(
+            id,
+            Bytes::from(sealed),
+            self.set,
+            self.rf,
+        )));
+        while self.uploads.len() >= UPLOADS_IN_FLIGHT {
+            if let Some(result) = self.uploads.next().await {
+                result?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for every chunk to reach its write quorum.
+    async fn finish(
+        mut self,
+    ) -> Result<(Vec<ChunkRef>, md5::Md5, blake3::Hasher, u64), StorageError> {
+        while let Some(result) = self.uploads.next().await {
+            result?;
+        }
+        Ok((self.refs, self.md5, self.hasher, self.total))
+    }
+}
+
+impl Storage {
+    /// Stores an object streamed from `body`, encrypting it at this edge. Nothing is visible
+    /// until every chunk and the manifest reached their write quorum and the metadata was
+    /// written: an interrupted upload leaves no object (only unreferenced chunks, which
+    /// garbage collection removes).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_object<S, E>(
+        self: &Arc<Self>,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        key: &str,
+        data_key: &DataKey,
+        content_type: String,
+        user_meta: BTreeMap<String, String>,
+        expected_len: Option<u64>,
+        mut body: S,
+    ) -> Result<ObjectMeta, StorageError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        self.require_bucket(tenant, bucket)?;
+        let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
+        let set = self.storage_set();
+        let rf = self.bucket_rf(tenant, bucket);
+        if set.len() < self.config.write_quorum.min(rf) {
+            return Err(StorageError::Quorum(format!(
+                "only {} storage nodes are available, {} are needed",
+                set.len(),
+                self.config.write_quorum
+            )));
+        }
+        let object_key = ObjectKey::generate();
+        let nonce_prefix = xnode_store::random_nonce_prefix();
+        let aad = path.storage_key();
+        let wrapped_key = xnode_store::wrap_key(data_key, &object_key, &aad)?;
+        let chunk_size = self.config.chunk_size as usize;
+
+        let mut writer = ObjectWriter {
+            storage: self,
+            set: &set,
+            object_key,
+            nonce_prefix,
+            rf,
+            refs: Vec::new(),
+            md5: md5::Md5::new(),
+            hasher: blake3::Hasher::new(),
+            total: 0,
+            uploads: FuturesUnordered::new(),
+        };
+        let mut buffer: Vec<u8> = Vec::with_capacity(chunk_size);
+        loop {
+            match body.next().await {
+                Some(Ok(bytes)) => {
+                    let mut bytes = &bytes[..];
+                    while !bytes.is_empty() {
+                        let take = (chunk_size - buffer.len()).min(bytes.len());
+                        buffer.extend_from_slice(&bytes[..take]);
+                        bytes = &bytes[take..];
+                        if buffer.len() == chunk_size {
+                            let plain =
+                                std::mem::replace(&mut buffer, Vec::with_capacity(chunk_size));
+                            writer.push(plain).await?;
+                        }
+                    }
+                }
+                Some(Err(e)) => return Err(StorageError::Interrupted(e.to_string())),
+                None => break,
+            }
+        }
+        if !buffer.is_empty() {
+            writer.push(buffer).await?;
+        }
+        let (refs, md5, hasher, total) = writer.finish().await?;
+        if let Some(expected) = expected_len
+            && expected != total
+        {
+            return Err(StorageError::Interrupted(format!(
+                "received {total} of {expected} bytes"
+            )));
+        }
+
+        let manifest = Manifest {
+            object_size: total,
+            chunk_size: self.config.chunk_size,
+            chunks: refs,
+            nonce_prefix,
+            wrapped_key,
+            plaintext_blake3: *hasher.finalize().as_bytes(),
+            segments: Vec::new(),
+        };
+        let encoded = manifest.encode()?;
+        let manifest_id = Manifest::id_of(&encoded);
+        self.put_chunk(manifest_id, Bytes::from(encoded), &set, rf)
+            .await?;
+
+        let meta = ObjectMeta {
+            path,
+            version: self.clock.now(),
+            writer: self.node_id,
+            info: Some(ObjectInfo {
+                manifest: manifest_id,
+                size: total,
+                etag: hex::encode(md5.finalize()),
+                content_type,
+                user_meta,
+                created_ms: unix_ms(),
+            }),
+        };
+        self.put_meta(meta.clone(), &set).await?;
+        Ok(meta)
+    }
+
+    /// An object's current metadata (never a tombstone).
+    pub async fn head_object(
+        self: &Arc<Self>,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(ObjectMeta, ObjectInfo), StorageError> {
+        self.require_bucket(tenant, bucket)?;
+        let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
+        let set = self.storage_set();
+        match self.get_meta(&path, &set).await? {
+            Some(meta) => match meta.info.clone() {
+                Some(info) => Ok((meta, info)),
+                None => Err(StorageError::NoSuchKey(key.to_owned())),
+            },
+            None => Err(StorageError::NoSuchKey(key.to_owned())),
+        }
+    }
+
+    /// The manifest of an object, fetched and verified.
+    pub async fn manifest(&self, info: &ObjectInfo) -> Result<Manifest, StorageError> {
+        let set = self.storage_set();
+        let bytes = self.get_chunk(info.manifest, &set).await?;
+        Ok(Manifest::decode(&bytes)?)
+    }
+
+    /// Reads an object, or the byte range `[start, end)` of it, decrypting at this edge.
+    pub async fn get_object(
+        self: &Arc<Self>,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        key: &str,
+        data_key: &DataKey,
+        range: Option<(u64, Option<u64>)>,
+    ) -> Result<ObjectRead, StorageError> {
+        let (meta, info) = self.head_object(tenant, bucket, key).await?;
+        let manifest = self.manifest(&info).await?;
+        let size = manifest.object_size;
+        let (start, end) = match range {
+            None => (0, size),
+            Some((start, end)) => {
+                let end = end.map(|e| e.saturating_add(1).min(size)).unwrap_or(size);
+                if start >= size || start >= end {
+                    return Err(StorageError::InvalidRange(format!(
+                        "range starts at {start} but the object has {size} bytes"
+                    )));
+                }
+                (start, end)
+            }
+        };
+        // One object key per segment (a single-segment object has one).
+        let aad = meta.path.storage_key();
+        let mut keys = Vec::with_capacity(manifest.segment_count());
+        for i in 0..manifest.segment_count() {
+            let Some(segment) = manifest.segment(i) else {
+                break;
+            };
+            let key =
+                xnode_store::unwrap_key(data_key, segment.wrapped_key, &aad).map_err(|_| {
+                    StorageError::AccessDenied(
+                        "the data key does not open this object (wrong tenant key?)".into(),
+                    )
+                })?;
+            keys.push((key, segment.nonce_prefix, segment.chunks.to_vec()));
+        }
+        let pieces = if start == end {
+            Vec::new()
+        } else {
+            manifest.pieces_for_range(start, end)
+        };
+        let set = self.storage_set();
+        let this = self.clone();
+        let keys = Arc::new(keys);
+        // Fetch up to 4 chunks ahead while the client reads; memory stays bounded.
+        let body = futures::stream::iter(pieces)
+            .map(move |piece| {
+                let this = this.clone();
+                let set = set.clone();
+                let keys = keys.clone();
+                async move {
+                    let Some((object_key, nonce_prefix, chunks)) = keys.get(piece.segment) else {
+                        return Err(StorageError::Internal(format!(
+                            "segment {} is missing from the manifest",
+                            piece.segment
+                        )));
+                    };
+                    let Some(chunk) = chunks.get(piece.chunk) else {
+                        return Err(StorageError::Internal(format!(
+                            "chunk {} is missing from the manifest",
+                            piece.chunk
+                        )));
+                    };
+                    let sealed = this.get_chunk(chunk.id, &set).await?;
+                    let plain = xnode_store::open_chunk(
+                        object_key,
+                        nonce_prefix,
+                        piece.chunk as u64,
+                        &sealed,
+                    )?;
+                    let from = piece.offset as usize;
+                    let to = from + piece.len as usize;
+                    if to > plain.len() {
+                        return Err(StorageError::Internal(format!(
+                            "chunk {} is shorter than its manifest says",
+                            piece.chunk
+                        )));
+                    }
+                    Ok(Bytes::copy_from_slice(&plain[from..to]))
+                }
+            })
+            .buffered(4);
+        Ok(ObjectRead {
+            meta,
+            info,
+            range: (start, end),
+            body: Box::pin(body),
+        })
+    }
+
+    /// Deletes an object by writing a tombstone with quorum.
+    pub async fn delete_object(
+        self: &Arc<Self>,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(), StorageError> {
+        self.require_bucket(tenant, bucket)?;
+        let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
+        let set = self.storage_set();
+        let meta = ObjectMeta {
+            path,
+            version: self.clock.now(),
+            writer: self.node_id,
+            info: None,
+        };
+        self.put_meta(meta, &set).await
+    }
+
+    /// Makes one object out of existing objects of this tenant, given as `(bucket, key)`
+    /// (for example the parts of a multipart upload, kept as internal objects, or the source
+    /// of a copy), in order, **without copying their data**: the new manifest lists each source's chunks as a segment, with the source's
+    /// object key re-wrapped for the new path. The sources stay as they are (the caller
+    /// deletes them); their chunks are then referenced by the new object. The ETag is the
+    /// caller's (S3 computes multipart ETags its own way). Like `put_object`, nothing is
+    /// visible until the metadata write succeeds.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn compose_object(
+        self: &Arc<Self>,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        key: &str,
+        data_key: &DataKey,
+        sources: &[(String, String)],
+        content_type: String,
+        user_meta: BTreeMap<String, String>,
+        etag: String,
+    ) -> Result<ObjectMeta, StorageError> {
+        self.require_bucket(tenant, bucket)?;
+        let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
+        let aad = path.storage_key();
+        let mut segments: Vec<xnode_store::Segment> = Vec::with_capacity(sources.len());
+        for (source_bucket, source_key) in sources {
+            let (source_meta, info) = self.head_object(tenant, source_bucket, source_key).await?;
+            let manifest = self.manifest(&info).await?;
+            let source_aad = source_meta.path.storage_key();
+            for i in 0..manifest.segment_count() {
+                let Some(segment) = manifest.segment(i) else {
+                    break;
+                };
+                let object_key =
+                    xnode_store::unwrap_key(data_key, segment.wrapped_key, &source_aad).map_err(
+                        |_| {
+                            StorageError::AccessDenied(
+                                "the data key does not open a source object (wrong tenant key?)"
+                                    .into(),
+                            )
+                        },
+                    )?;
+                let size = segment.chunks.iter().map(|c| u64::from(c.plain_len)).sum();
+                if size == 0 {
+                    continue;
+                }
+                segments.push(xnode_store::Segment {
+                    size,
+                    chunk_size: segment.chunk_size,
+                    chunks: segment.chunks.to_vec(),
+                    nonce_prefix: segment.nonce_prefix,
+                    wrapped_key: xnode_store::wrap_key(data_key, &object_key, &aad)?,
+                    plaintext_blake3: if i == 0 && manifest.segments.is_empty() {
+                        manifest.plaintext_blake3
+                    } else {
+                        [0u8; 32]
+                    },
+                });
+            }
+        }
+        let object_size = segments.iter().map(|s| s.size).sum();
+        let manifest = if segments.is_empty() {
+            // An empty object: one empty segment under a fresh key.
+            Manifest {
+                object_size: 0,
+                chunk_size: self.config.chunk_size,
+                chunks: Vec::new(),
+                nonce_prefix: xnode_store::random_nonce_prefix(),
+                wrapped_key: xnode_store::wrap_key(data_key, &ObjectKey::generate(), &aad)?,
+                plaintext_blake3: *blake3::hash(&[]).as_bytes(),
+                segments: Vec::new(),
+            }
+        } else {
+            let first = segments.remove(0);
+            Manifest {
+                object_size,
+                chunk_size: first.chunk_size,
+                chunks: first.chunks,
+                nonce_prefix: first.nonce_prefix,
+                wrapped_key: first.wrapped_key,
+                plaintext_blake3: first.plaintext_blake3,
+                segments,
+            }
+        };
+        manifest.validate()?;
+        let set = self.storage_set();
+        let rf = self.bucket_rf(tenant, bucket);
+        let encoded = manifest.encode()?;
+        let manifest_id = Manifest::id_of(&encoded);
+        self.put_chunk(manifest_id, Bytes::from(encoded), &set, rf)
+            .await?;
+        let meta = ObjectMeta {
+            path,
+            version: self.clock.now(),
+            writer: self.node_id,
+            info: Some(ObjectInfo {
+                manifest: manifest_id,
+                size: object_size,
+                etag,
+                content_type,
+                user_meta,
+                created_ms: unix_ms(),
+            }),
+        };
+        self.put_meta(meta.clone(), &set).await?;
+        Ok(meta)
+    }
+
+    /// Lists a bucket's live objects in key order, merging `R` replicas' answers.
+    pub async fn list_objects(
+        self: &Arc<Self>,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ObjectMeta>, StorageError> {
+        self.require_bucket(tenant, bucket)?;
+        let set = self.storage_set();
+        let rf = self.bucket_rf(tenant, bucket);
+        let targets = self.placement(&bucket_placement_key(tenant, bucket), &set, rf);
+        let needed = self.config.read_quorum.min(targets.len()).max(1);
+        // Replicas answer live entries only, so a key deleted on one replica but not yet
+        // on another could show here; each listed key is therefore confirmed below by a
+        // quorum read, which sees the tombstone.
+        let results = futures::future::join_all(targets.iter().map(|&node| {
+            let request = StoreRequest::ListMeta {
+                tenant: *tenant,
+                bucket: bucket.to_owned(),
+                prefix: prefix.to_owned(),
+                start_after: start_after.map(str::to_owned),
+                limit: limit as u32,
+            };
+            async move { (node, self.call(node, request, META_TIMEOUT).await) }
+        }))
+        .await;
+        let mut merged: BTreeMap<String, ObjectMeta> = BTreeMap::new();
+        let mut answered = 0;
+        let mut errors = Vec::new();
+        for (node, result) in results {
+            match result {
+                Ok(StoreResponse::MetaList(list)) => {
+                    answered += 1;
+                    for meta in list {
+                        match merged.get(&meta.path.key) {
+                            Some(existing) if !meta.supersedes(existing) => {}
+                            _ => {
+                                merged.insert(meta.path.key.clone(), meta);
+                            }
+                        }
+                    }
+                }
+                Ok(_) => errors.push(format!("{node}: unexpected answer")),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        if answered < needed {
+            self.metrics.quorum_failures.inc();
+            return Err(StorageError::Quorum(format!(
+                "only {answered} of {needed} metadata replicas answered ({})",
+                errors.join("; ")
+            )));
+        }
+        // Confirm each listed key against a quorum read, so a key deleted on the quorum
+        // does not show from a stale replica.
+        let mut out = Vec::new();
+        for (_, meta) in merged.into_iter() {
+            if out.len() >= limit {
+                break;
+            }
+            match self.get_meta(&meta.path, &set).await? {
+                Some(current) if current.info.is_some() => out.push(current),
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+}
