@@ -226,7 +226,7 @@ impl From<String> for ReplicaState {
 
 impl PartialEq<&str> for ReplicaState {
     fn eq(&self, other: &&str) -> bool {
-        self.to_string() == *other
+        ReplicaState::from((*other).to_owned()) == *self
     }
 }
 
