@@ -154,7 +154,7 @@ fn deployment_view(state: &AppState, d: &Deployment) -> DeploymentView {
             .map(|(node, r)| ReplicaView {
                 degraded: degraded.contains(&node),
                 node: node.to_string(),
-                state: r.state,
+                state: r.state.to_string(),
                 since_ms: r.since_ms,
                 restarts: r.restarts,
             })

@@ -86,7 +86,7 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable code, for example `not_found`, `bad_request`, `bad_signature`,
-    /// `no_such_bucket`, `quorum_unavailable` (see the README for the full table).
+    /// `no_such_bucket`, `quorum_unavailable` (see docs/http-api.md for the full table).
     pub code: String,
     /// A sentence for humans.
     pub message: String,

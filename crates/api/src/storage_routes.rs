@@ -159,7 +159,7 @@ pub(crate) async fn get_bucket(
     }
 }
 
-/// A tenant-signed bucket claim or deletion (see README: the registry entry signature).
+/// A tenant-signed bucket claim or deletion (see docs/http-api.md: signed requests and bucket changes).
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct SignedBucketChange {
     /// The exact JSON text of the bucket record (absent for a deletion).

@@ -11,6 +11,7 @@ mod catalog;
 pub mod gateway;
 mod grants;
 pub mod health;
+mod job_run;
 mod jobs;
 pub mod logs;
 pub mod outbound;
@@ -21,6 +22,7 @@ pub mod runner;
 pub mod spec;
 pub mod tracing_export;
 pub mod usage;
+mod worker_run;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

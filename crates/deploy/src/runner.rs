@@ -3,32 +3,29 @@
 //! the jobs placed on it, and publishes what it runs.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use base64::Engine as _;
-use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
-use xnode_compute::{CommandSpec, ExitReason, Mount, OutputCapture, Usage};
+use xnode_compute::Usage;
 use xnode_types::{NodeId, PublicKeyBytes};
 
 use super::health::HealthBook;
 use super::proto::LogLine;
 use super::spec::{
-    JOB_RECORD_VERSION, JobRun, JobSpec, Kind, REPLICA_SET_VERSION, ReplicaReport, ReplicaSet,
-    RunState, decode_job, replicas_key, run_key,
+    JobRun, JobSpec, Kind, REPLICA_SET_VERSION, ReplicaReport, ReplicaSet, ReplicaState, RunState,
+    decode_job, replicas_key,
 };
-use super::usage::{DeploymentLabels, ForwardLabels, KindLabels, OutcomeLabels};
+use super::usage::{DeploymentLabels, KindLabels, OutcomeLabels};
 use super::{Candidate, Compute, Deployment, place, unix_ms};
 
 /// How often the usage book is flushed to disk.
 const USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Attempts, and the pause between them, to get a job's data key (see `execute_job`).
-const GRANT_ATTEMPTS: u32 = 10;
-const GRANT_RETRY: Duration = Duration::from_millis(500);
+pub(crate) const GRANT_ATTEMPTS: u32 = 10;
+pub(crate) const GRANT_RETRY: Duration = Duration::from_millis(500);
 
 #[derive(Default)]
 pub struct LocalState {
@@ -44,7 +41,7 @@ pub struct HttpReplica {
     pub owner: PublicKeyBytes,
     pub module: String,
     pub since_ms: u64,
-    pub state: String,
+    pub state: ReplicaState,
 }
 
 pub struct WorkerHandle {
@@ -53,7 +50,7 @@ pub struct WorkerHandle {
     pub since_ms: u64,
     pub cancel: CancellationToken,
     pub restarts: Arc<AtomicU32>,
-    pub state: Arc<std::sync::Mutex<String>>,
+    pub state: Arc<std::sync::Mutex<ReplicaState>>,
 }
 
 /// The node that runs a job: rendezvous over the nodes its deployment may use. When that
@@ -84,7 +81,7 @@ pub fn job_runners(job: &JobSpec, candidates: &[Candidate]) -> Vec<NodeId> {
     )
 }
 
-fn log_line(node: NodeId, stream: &str, message: String) -> LogLine {
+pub(crate) fn log_line(node: NodeId, stream: &str, message: String) -> LogLine {
     LogLine {
         ts_ms: unix_ms(),
         node: node.to_string(),
@@ -191,14 +188,14 @@ impl Compute {
                 continue;
             }
             let state = match self.http_module(d).await {
-                Ok(_) => "running".to_owned(),
+                Ok(_) => ReplicaState::Running,
                 Err(e) => {
                     self.telemetry.logs.push(
                         &d.owner.to_hex(),
                         name,
                         log_line(me, "event", format!("cannot start a replica: {e}")),
                     );
-                    format!("failed: {e}")
+                    ReplicaState::Failed(e.to_string())
                 }
             };
             self.telemetry.logs.push(
@@ -250,7 +247,7 @@ impl Compute {
                 since_ms: unix_ms(),
                 cancel: self.control.shutdown.child_token(),
                 restarts: Arc::new(AtomicU32::new(0)),
-                state: Arc::new(std::sync::Mutex::new("starting".into())),
+                state: Arc::new(std::sync::Mutex::new(ReplicaState::Starting)),
             };
             let (cancel, restarts, state) = (
                 handle.cancel.clone(),
@@ -406,534 +403,6 @@ impl Compute {
         }
         out
     }
-
-    // ----- workers ----------------------------------------------------------------------
-
-    async fn run_worker(
-        self: Arc<Self>,
-        d: Deployment,
-        cancel: CancellationToken,
-        restarts: Arc<AtomicU32>,
-        state: Arc<std::sync::Mutex<String>>,
-    ) {
-        let me = self.node_id;
-        let owner = d.owner.to_hex();
-        let name = d.spec.name.clone();
-        let out_dir = self.work_dir.join("workers").join(&name).join("out");
-        let mut backoff = Duration::from_secs(1);
-        loop {
-            if let Err(e) = std::fs::create_dir_all(&out_dir) {
-                *xnode_types::lock(&state) = format!("failed: {e}");
-                return;
-            }
-            let module = match self.module_bytes(&d.spec).await {
-                Ok(bytes) => self
-                    .engine
-                    .command_module(bytes)
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            let module = match module {
-                Ok(m) => m,
-                Err(e) => {
-                    *xnode_types::lock(&state) = format!("failed: {e}");
-                    self.telemetry.logs.push(
-                        &owner,
-                        &name,
-                        log_line(me, "event", format!("cannot start: {e}")),
-                    );
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                    continue;
-                }
-            };
-            let limits = d.spec.limits(self.config.max_memory_mb << 20);
-            let stdout = OutputCapture::new(u64::MAX, 64 << 10);
-            let stderr = OutputCapture::new(u64::MAX, 64 << 10);
-            let mut args = vec![name.clone()];
-            args.extend(d.spec.args.iter().cloned());
-            let spec = CommandSpec {
-                args,
-                env: d
-                    .spec
-                    .env
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                stdin: Bytes::new(),
-                mounts: vec![Mount {
-                    host_path: out_dir.clone(),
-                    guest_path: "/out".into(),
-                    writable: true,
-                }],
-                limits,
-                stdout: stdout.clone(),
-                stderr: stderr.clone(),
-            };
-            *xnode_types::lock(&state) = "running".into();
-            self.telemetry.logs.push(
-                &owner,
-                &name,
-                log_line(me, "event", format!("worker started on {me}")),
-            );
-            let started = Instant::now();
-            let run = self.engine.run_command(&module, spec, cancel.clone());
-            tokio::pin!(run);
-            let mut published: HashMap<PathBuf, (u64, std::time::SystemTime)> = HashMap::new();
-            let mut tick = tokio::time::interval(Duration::from_secs(2));
-            let outcome = loop {
-                tokio::select! {
-                    outcome = &mut run => break outcome,
-                    _ = tick.tick() => {
-                        self.telemetry.logs.push_output(&owner, &name, log_line(me, "stdout", String::new()), &stdout.take());
-                        self.telemetry.logs.push_output(&owner, &name, log_line(me, "stderr", String::new()), &stderr.take());
-                        self.publish_outputs(&d, &out_dir, &mut published).await;
-                    }
-                }
-            };
-            self.telemetry.logs.push_output(
-                &owner,
-                &name,
-                log_line(me, "stdout", String::new()),
-                &stdout.take(),
-            );
-            self.telemetry.logs.push_output(
-                &owner,
-                &name,
-                log_line(me, "stderr", String::new()),
-                &stderr.take(),
-            );
-            self.publish_outputs(&d, &out_dir, &mut published).await;
-            let failed = !matches!(outcome.exit, ExitReason::Exited(0) | ExitReason::Cancelled);
-            let code = match &outcome.exit {
-                ExitReason::Exited(0) => "ok".to_owned(),
-                ExitReason::Exited(c) => format!("exit_{c}"),
-                ExitReason::Failed(e) => e.code().to_owned(),
-                ExitReason::Cancelled => "cancelled".to_owned(),
-            };
-            self.account(&owner, &name, &outcome.usage, &code, failed);
-            self.record_run(&d.owner, &name, &outcome.usage, failed);
-            match outcome.exit {
-                ExitReason::Cancelled => {
-                    self.telemetry.logs.push(
-                        &owner,
-                        &name,
-                        log_line(me, "event", format!("worker stopped on {me}")),
-                    );
-                    return;
-                }
-                ExitReason::Exited(0) => {
-                    *xnode_types::lock(&state) = "exited".into();
-                    self.telemetry.logs.push(
-                        &owner,
-                        &name,
-                        log_line(me, "event", "worker exited normally".into()),
-                    );
-                    return;
-                }
-                other => {
-                    let reason = match other {
-                        ExitReason::Exited(c) => format!("exited with code {c}"),
-                        ExitReason::Failed(e) => e.to_string(),
-                        ExitReason::Cancelled => String::new(),
-                    };
-                    if started.elapsed() > Duration::from_secs(60) {
-                        backoff = Duration::from_secs(1);
-                    }
-                    restarts.fetch_add(1, Ordering::Relaxed);
-                    self.telemetry
-                        .metrics
-                        .worker_restarts
-                        .get_or_create(&DeploymentLabels {
-                            deployment: name.clone(),
-                        })
-                        .inc();
-                    *xnode_types::lock(&state) = format!("restarting: {reason}");
-                    self.telemetry.logs.push(
-                        &owner,
-                        &name,
-                        log_line(
-                            me,
-                            "event",
-                            format!("worker {reason}; restarting in {} s", backoff.as_secs()),
-                        ),
-                    );
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-            }
-        }
-    }
-
-    /// Uploads files of a worker's `/out` that changed since the last upload to
-    /// `<bucket>/workers/<name>/<path>`.
-    async fn publish_outputs(
-        &self,
-        d: &Deployment,
-        dir: &Path,
-        published: &mut HashMap<PathBuf, (u64, std::time::SystemTime)>,
-    ) {
-        let Some(storage) = &d.spec.storage else {
-            return;
-        };
-        let files = walk(dir);
-        if files.is_empty() {
-            return;
-        }
-        let Some(data_key) = self.grant(&d.owner, &d.spec.name).await else {
-            tracing::debug!(deployment = %d.spec.name, "no data key for this worker's outputs yet");
-            return;
-        };
-        for (path, rel) in files {
-            let Ok(meta) = std::fs::metadata(&path) else {
-                continue;
-            };
-            let stamp = (meta.len(), meta.modified().unwrap_or(std::time::UNIX_EPOCH));
-            if published.get(&path) == Some(&stamp) {
-                continue;
-            }
-            let Ok(bytes) = std::fs::read(&path) else {
-                continue;
-            };
-            let key = format!("workers/{}/{rel}", d.spec.name);
-            if self
-                .put_bytes(&d.owner, &storage.bucket, &key, &data_key, bytes)
-                .await
-                .is_ok()
-            {
-                published.insert(path, stamp);
-            }
-        }
-    }
-
-    async fn put_bytes(
-        &self,
-        owner: &PublicKeyBytes,
-        bucket: &str,
-        key: &str,
-        data_key: &xnode_store::DataKey,
-        bytes: Vec<u8>,
-    ) -> Result<(), String> {
-        let len = bytes.len() as u64;
-        let stream =
-            futures::stream::iter([Ok::<Bytes, std::convert::Infallible>(Bytes::from(bytes))]);
-        self.storage
-            .put_object(
-                owner,
-                bucket,
-                key,
-                data_key,
-                "application/octet-stream".into(),
-                Default::default(),
-                Some(len),
-                stream,
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                tracing::warn!(bucket, key, error = %e, "cannot store a compute output");
-                e.to_string()
-            })
-    }
-
-    // ----- jobs -------------------------------------------------------------------------
-
-    fn publish_run(&self, owner: &PublicKeyBytes, run: &JobRun) {
-        match serde_json::to_vec(run) {
-            Ok(bytes) => {
-                if let Err(e) =
-                    self.registry
-                        .put(&self.key, &run_key(&self.node_id, owner, &run.job), bytes)
-                {
-                    tracing::warn!(error = %e, job = %run.job, "cannot publish a job run");
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot encode a job run"),
-        }
-    }
-
-    async fn run_job(self: Arc<Self>, job: JobSpec, d: Deployment, cancel: CancellationToken) {
-        let me = self.node_id;
-        let owner = d.owner;
-        let mut run = JobRun {
-            v: JOB_RECORD_VERSION,
-            job: job.id.clone(),
-            owner: owner.to_hex(),
-            node: me.to_string(),
-            state: RunState::Running,
-            exit_code: None,
-            reason: None,
-            outputs: vec![],
-            started_ms: unix_ms(),
-            finished_ms: None,
-            fuel: 0,
-            wall_ms: 0,
-        };
-        self.publish_run(&owner, &run);
-        self.telemetry.logs.push(
-            &owner.to_hex(),
-            &d.spec.name,
-            log_line(me, "event", format!("job {} started on {me}", job.id)),
-        );
-        let result = self.execute_job(&job, &d, &mut run, cancel.clone()).await;
-        if cancel.is_cancelled() {
-            // Shutting down or moved: leave the run as running; another node takes over.
-            return;
-        }
-        run.finished_ms = Some(unix_ms());
-        match result {
-            Ok(0) => {
-                run.state = RunState::Succeeded;
-                run.exit_code = Some(0);
-            }
-            Ok(code) => {
-                run.state = RunState::Failed;
-                run.exit_code = Some(code);
-                run.reason = Some(format!("the program exited with code {code}"));
-            }
-            Err(reason) => {
-                run.state = RunState::Failed;
-                run.reason = Some(reason);
-            }
-        }
-        let outcome = if run.state == RunState::Succeeded {
-            "succeeded"
-        } else {
-            "failed"
-        };
-        self.telemetry
-            .metrics
-            .job_runs
-            .get_or_create(&ForwardLabels {
-                outcome: outcome.into(),
-            })
-            .inc();
-        self.telemetry.logs.push(
-            &owner.to_hex(),
-            &d.spec.name,
-            log_line(
-                me,
-                "event",
-                format!(
-                    "job {} {outcome}{}",
-                    job.id,
-                    run.reason
-                        .as_ref()
-                        .map(|r| format!(": {r}"))
-                        .unwrap_or_default()
-                ),
-            ),
-        );
-        self.publish_run(&owner, &run);
-    }
-
-    /// Runs a job: inputs in, command, outputs out. Returns the exit code, or why it
-    /// could not run or was stopped.
-    async fn execute_job(
-        &self,
-        job: &JobSpec,
-        d: &Deployment,
-        run: &mut JobRun,
-        cancel: CancellationToken,
-    ) -> Result<i32, String> {
-        let owner = d.owner;
-        // A job rerun after its runner died asks the surviving nodes for the key at once;
-        // a node that has not yet seen the death still places the job on the dead runner
-        // and refuses. Views converge within seconds, so ask again for a while.
-        let purpose = format!("job:{}", job.id);
-        let mut data_key = None;
-        for attempt in 0..GRANT_ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(GRANT_RETRY).await;
-            }
-            data_key = self.grant(&owner, &purpose).await;
-            if data_key.is_some() {
-                break;
-            }
-        }
-        let data_key =
-            data_key.ok_or("no node holds the tenant's data key for this job; submit it again")?;
-        let dir = self.work_dir.join("jobs").join(format!(
-            "{}-{}",
-            job.id,
-            hex::encode(rand::random::<[u8; 4]>())
-        ));
-        let (in_dir, out_dir) = (dir.join("in"), dir.join("out"));
-        let _cleanup = RemoveOnDrop(dir.clone());
-        std::fs::create_dir_all(&in_dir).map_err(|e| format!("scratch space: {e}"))?;
-        std::fs::create_dir_all(&out_dir).map_err(|e| format!("scratch space: {e}"))?;
-        for input in &job.inputs {
-            let read = self
-                .storage
-                .get_object(&owner, &input.bucket, &input.key, &data_key, None)
-                .await
-                .map_err(|e| {
-                    format!(
-                        "input {:?} ({}/{}): {e}",
-                        input.name, input.bucket, input.key
-                    )
-                })?;
-            let mut bytes = Vec::new();
-            let mut body = read.body;
-            use futures::StreamExt;
-            while let Some(chunk) = body.next().await {
-                bytes
-                    .extend_from_slice(&chunk.map_err(|e| format!("input {:?}: {e}", input.name))?);
-            }
-            std::fs::write(in_dir.join(&input.name), bytes)
-                .map_err(|e| format!("input {:?}: {e}", input.name))?;
-        }
-        let bytes = self
-            .module_bytes(&d.spec)
-            .await
-            .map_err(|e| e.to_string())?;
-        let module = self
-            .engine
-            .command_module(bytes)
-            .await
-            .map_err(|e| e.to_string())?;
-        let limits = d.spec.limits(self.config.max_memory_mb << 20);
-        let stdout = OutputCapture::new(limits.max_output_bytes, limits.max_output_bytes as usize);
-        let stderr = OutputCapture::new(limits.max_output_bytes, limits.max_output_bytes as usize);
-        let stdin = base64::engine::general_purpose::STANDARD
-            .decode(job.stdin_b64.as_bytes())
-            .map_err(|e| format!("stdin is not base64: {e}"))?;
-        let mut args = vec![d.spec.name.clone()];
-        args.extend(d.spec.args.iter().cloned());
-        args.extend(job.args.iter().cloned());
-        let spec = CommandSpec {
-            args,
-            env: d
-                .spec
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            stdin: Bytes::from(stdin),
-            mounts: vec![
-                Mount {
-                    host_path: in_dir,
-                    guest_path: "/in".into(),
-                    writable: false,
-                },
-                Mount {
-                    host_path: out_dir.clone(),
-                    guest_path: "/out".into(),
-                    writable: true,
-                },
-            ],
-            limits,
-            stdout: stdout.clone(),
-            stderr: stderr.clone(),
-        };
-        let outcome = self.engine.run_command(&module, spec, cancel).await;
-        run.fuel = outcome.usage.fuel;
-        run.wall_ms = outcome.usage.wall.as_millis() as u64;
-        let owner_hex = owner.to_hex();
-        let me = self.node_id;
-        self.telemetry.logs.push_output(
-            &owner_hex,
-            &d.spec.name,
-            log_line(me, "stdout", String::new()),
-            &tail(&stdout.contents(), 4096),
-        );
-        self.telemetry.logs.push_output(
-            &owner_hex,
-            &d.spec.name,
-            log_line(me, "stderr", String::new()),
-            &tail(&stderr.contents(), 4096),
-        );
-        let code = match &outcome.exit {
-            ExitReason::Exited(0) => "ok".to_owned(),
-            ExitReason::Exited(c) => format!("exit_{c}"),
-            ExitReason::Failed(e) => e.code().to_owned(),
-            ExitReason::Cancelled => "cancelled".to_owned(),
-        };
-        let failed = !matches!(outcome.exit, ExitReason::Exited(0));
-        self.account(&owner_hex, &d.spec.name, &outcome.usage, &code, failed);
-        self.record_run(&owner, &d.spec.name, &outcome.usage, failed);
-        if matches!(outcome.exit, ExitReason::Cancelled) {
-            return Err("cancelled".into());
-        }
-        // Outputs are kept whatever the exit: a failed job's stderr explains it.
-        let prefix = format!("jobs/{}", job.id);
-        for (name, bytes) in [("stdout", stdout.contents()), ("stderr", stderr.contents())] {
-            let key = format!("{prefix}/{name}");
-            if self
-                .put_bytes(&owner, &job.output_bucket, &key, &data_key, bytes)
-                .await
-                .is_ok()
-            {
-                run.outputs.push(key);
-            }
-        }
-        for (path, rel) in walk(&out_dir) {
-            let Ok(bytes) = std::fs::read(&path) else {
-                continue;
-            };
-            let key = format!("{prefix}/out/{rel}");
-            if self
-                .put_bytes(&owner, &job.output_bucket, &key, &data_key, bytes)
-                .await
-                .is_ok()
-            {
-                run.outputs.push(key);
-            }
-        }
-        match outcome.exit {
-            ExitReason::Exited(c) => Ok(c),
-            ExitReason::Failed(e) => Err(e.to_string()),
-            ExitReason::Cancelled => Err("cancelled".into()),
-        }
-    }
-}
-
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tail(bytes: &[u8], n: usize) -> Vec<u8> {
-    bytes[bytes.len().saturating_sub(n)..].to_vec()
-}
-
-/// Regular files under `dir` (at most 1,000), with their paths relative to it.
-fn walk(dir: &Path) -> Vec<(PathBuf, String)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            if kind.is_dir() {
-                stack.push(path);
-            } else if kind.is_file()
-                && let Ok(rel) = path.strip_prefix(dir)
-            {
-                out.push((path.clone(), rel.to_string_lossy().replace('\\', "/")));
-                if out.len() >= 1000 {
-                    return out;
-                }
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// The reconciler as a worker: a pass every `reconcile_interval`, and at once when

@@ -165,12 +165,77 @@ pub struct JobRun {
     pub wall_ms: u64,
 }
 
+/// The state of one replica (an http replica kept warm, or a worker) on its node.
+///
+/// On the wire and in the API it is one line of text ("running", "failed: <why>",
+/// "restarting: <why>"), as node reports have always been, so older and newer nodes read
+/// each other's reports; text this version does not know is kept as [`ReplicaState::Other`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum ReplicaState {
+    /// A worker whose first run is being prepared.
+    Starting,
+    Running,
+    /// A worker that ended by itself and is not restarted.
+    Exited,
+    /// A worker waiting to be restarted after it ended, with the reason.
+    Restarting(String),
+    /// The replica cannot run, with the reason.
+    Failed(String),
+    /// A state reported by another version of Xnode.
+    Other(String),
+}
+
+impl std::fmt::Display for ReplicaState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplicaState::Starting => f.write_str("starting"),
+            ReplicaState::Running => f.write_str("running"),
+            ReplicaState::Exited => f.write_str("exited"),
+            ReplicaState::Restarting(why) => write!(f, "restarting: {why}"),
+            ReplicaState::Failed(why) => write!(f, "failed: {why}"),
+            ReplicaState::Other(text) => f.write_str(text),
+        }
+    }
+}
+
+impl From<ReplicaState> for String {
+    fn from(state: ReplicaState) -> String {
+        state.to_string()
+    }
+}
+
+impl From<String> for ReplicaState {
+    fn from(text: String) -> ReplicaState {
+        match text.as_str() {
+            "starting" => ReplicaState::Starting,
+            "running" => ReplicaState::Running,
+            "exited" => ReplicaState::Exited,
+            _ => {
+                if let Some(why) = text.strip_prefix("restarting: ") {
+                    ReplicaState::Restarting(why.to_owned())
+                } else if let Some(why) = text.strip_prefix("failed: ") {
+                    ReplicaState::Failed(why.to_owned())
+                } else {
+                    ReplicaState::Other(text)
+                }
+            }
+        }
+    }
+}
+
+impl PartialEq<&str> for ReplicaState {
+    fn eq(&self, other: &&str) -> bool {
+        ReplicaState::from((*other).to_owned()) == *self
+    }
+}
+
 /// One replica a node runs, as it reports it in `run/<node>/replicas`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaReport {
     pub deployment: String,
     pub owner: String,
-    pub state: String,
+    pub state: ReplicaState,
     pub since_ms: u64,
     #[serde(default)]
     pub restarts: u32,
@@ -342,5 +407,35 @@ pub fn validate_job_id(id: &str) -> Result<(), String> {
         Err(format!(
             "job id {id:?} must be 1-64 letters, digits, '-' or '_'"
         ))
+    }
+}
+
+#[cfg(test)]
+mod replica_state_tests {
+    use super::ReplicaState;
+
+    #[test]
+    fn replica_states_read_and_write_the_same_text() {
+        for state in [
+            ReplicaState::Starting,
+            ReplicaState::Running,
+            ReplicaState::Exited,
+            ReplicaState::Restarting("exit code 3".into()),
+            ReplicaState::Failed("module not found".into()),
+            ReplicaState::Other("paused".into()),
+        ] {
+            let text = serde_json::to_string(&state).unwrap();
+            let back: ReplicaState = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, state, "{text}");
+        }
+        assert_eq!(
+            serde_json::to_string(&ReplicaState::Running).unwrap(),
+            "\"running\""
+        );
+        assert_eq!(
+            ReplicaState::from("failed: no key".to_owned()),
+            ReplicaState::Failed("no key".into())
+        );
+        assert!(ReplicaState::Running == "running");
     }
 }

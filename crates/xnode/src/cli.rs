@@ -202,7 +202,7 @@ pub struct StorageClientArgs {
 /// a TOML config file; flags win over the environment, which wins over the file.
 #[derive(Args, Debug, Default)]
 pub struct StartArgs {
-    /// TOML configuration file (keys as in `Config`; see README).
+    /// TOML configuration file (keys as in `Config`; see docs/configuration.md).
     #[arg(long, env = "XNODE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where the node keeps its key and data [default: ./xnode-data].

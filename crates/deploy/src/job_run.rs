@@ -1,0 +1,285 @@
+//! Jobs placed on this node: fetch the inputs, run the guest to completion in a scratch
+//! directory, store its outputs in the tenant's bucket and publish the run's result.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+use xnode_compute::{CommandSpec, ExitReason, Mount, OutputCapture};
+use xnode_types::PublicKeyBytes;
+
+use crate::runner::{GRANT_ATTEMPTS, GRANT_RETRY, log_line};
+use crate::spec::{JOB_RECORD_VERSION, JobRun, JobSpec, RunState, run_key};
+use crate::usage::ForwardLabels;
+use crate::worker_run::walk;
+use crate::{Compute, Deployment, unix_ms};
+
+impl Compute {
+    fn publish_run(&self, owner: &PublicKeyBytes, run: &JobRun) {
+        match serde_json::to_vec(run) {
+            Ok(bytes) => {
+                if let Err(e) =
+                    self.registry
+                        .put(&self.key, &run_key(&self.node_id, owner, &run.job), bytes)
+                {
+                    tracing::warn!(error = %e, job = %run.job, "cannot publish a job run");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode a job run"),
+        }
+    }
+
+    pub(crate) async fn run_job(
+        self: Arc<Self>,
+        job: JobSpec,
+        d: Deployment,
+        cancel: CancellationToken,
+    ) {
+        let me = self.node_id;
+        let owner = d.owner;
+        let mut run = JobRun {
+            v: JOB_RECORD_VERSION,
+            job: job.id.clone(),
+            owner: owner.to_hex(),
+            node: me.to_string(),
+            state: RunState::Running,
+            exit_code: None,
+            reason: None,
+            outputs: vec![],
+            started_ms: unix_ms(),
+            finished_ms: None,
+            fuel: 0,
+            wall_ms: 0,
+        };
+        self.publish_run(&owner, &run);
+        self.telemetry.logs.push(
+            &owner.to_hex(),
+            &d.spec.name,
+            log_line(me, "event", format!("job {} started on {me}", job.id)),
+        );
+        let result = self.execute_job(&job, &d, &mut run, cancel.clone()).await;
+        if cancel.is_cancelled() {
+            // Shutting down or moved: leave the run as running; another node takes over.
+            return;
+        }
+        run.finished_ms = Some(unix_ms());
+        match result {
+            Ok(0) => {
+                run.state = RunState::Succeeded;
+                run.exit_code = Some(0);
+            }
+            Ok(code) => {
+                run.state = RunState::Failed;
+                run.exit_code = Some(code);
+                run.reason = Some(format!("the program exited with code {code}"));
+            }
+            Err(reason) => {
+                run.state = RunState::Failed;
+                run.reason = Some(reason);
+            }
+        }
+        let outcome = if run.state == RunState::Succeeded {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        self.telemetry
+            .metrics
+            .job_runs
+            .get_or_create(&ForwardLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.telemetry.logs.push(
+            &owner.to_hex(),
+            &d.spec.name,
+            log_line(
+                me,
+                "event",
+                format!(
+                    "job {} {outcome}{}",
+                    job.id,
+                    run.reason
+                        .as_ref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ),
+            ),
+        );
+        self.publish_run(&owner, &run);
+    }
+
+    /// Runs a job: inputs in, command, outputs out. Returns the exit code, or why it
+    /// could not run or was stopped.
+    async fn execute_job(
+        &self,
+        job: &JobSpec,
+        d: &Deployment,
+        run: &mut JobRun,
+        cancel: CancellationToken,
+    ) -> Result<i32, String> {
+        let owner = d.owner;
+        // A job rerun after its runner died asks the surviving nodes for the key at once;
+        // a node that has not yet seen the death still places the job on the dead runner
+        // and refuses. Views converge within seconds, so ask again for a while.
+        let purpose = format!("job:{}", job.id);
+        let mut data_key = None;
+        for attempt in 0..GRANT_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(GRANT_RETRY).await;
+            }
+            data_key = self.grant(&owner, &purpose).await;
+            if data_key.is_some() {
+                break;
+            }
+        }
+        let data_key =
+            data_key.ok_or("no node holds the tenant's data key for this job; submit it again")?;
+        let dir = self.work_dir.join("jobs").join(format!(
+            "{}-{}",
+            job.id,
+            hex::encode(rand::random::<[u8; 4]>())
+        ));
+        let (in_dir, out_dir) = (dir.join("in"), dir.join("out"));
+        let _cleanup = RemoveOnDrop(dir.clone());
+        std::fs::create_dir_all(&in_dir).map_err(|e| format!("scratch space: {e}"))?;
+        std::fs::create_dir_all(&out_dir).map_err(|e| format!("scratch space: {e}"))?;
+        for input in &job.inputs {
+            let read = self
+                .storage
+                .get_object(&owner, &input.bucket, &input.key, &data_key, None)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "input {:?} ({}/{}): {e}",
+                        input.name, input.bucket, input.key
+                    )
+                })?;
+            let mut bytes = Vec::new();
+            let mut body = read.body;
+            use futures::StreamExt;
+            while let Some(chunk) = body.next().await {
+                bytes
+                    .extend_from_slice(&chunk.map_err(|e| format!("input {:?}: {e}", input.name))?);
+            }
+            std::fs::write(in_dir.join(&input.name), bytes)
+                .map_err(|e| format!("input {:?}: {e}", input.name))?;
+        }
+        let bytes = self
+            .module_bytes(&d.spec)
+            .await
+            .map_err(|e| e.to_string())?;
+        let module = self
+            .engine
+            .command_module(bytes)
+            .await
+            .map_err(|e| e.to_string())?;
+        let limits = d.spec.limits(self.config.max_memory_mb << 20);
+        let stdout = OutputCapture::new(limits.max_output_bytes, limits.max_output_bytes as usize);
+        let stderr = OutputCapture::new(limits.max_output_bytes, limits.max_output_bytes as usize);
+        let stdin = base64::engine::general_purpose::STANDARD
+            .decode(job.stdin_b64.as_bytes())
+            .map_err(|e| format!("stdin is not base64: {e}"))?;
+        let mut args = vec![d.spec.name.clone()];
+        args.extend(d.spec.args.iter().cloned());
+        args.extend(job.args.iter().cloned());
+        let spec = CommandSpec {
+            args,
+            env: d
+                .spec
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            stdin: Bytes::from(stdin),
+            mounts: vec![
+                Mount {
+                    host_path: in_dir,
+                    guest_path: "/in".into(),
+                    writable: false,
+                },
+                Mount {
+                    host_path: out_dir.clone(),
+                    guest_path: "/out".into(),
+                    writable: true,
+                },
+            ],
+            limits,
+            stdout: stdout.clone(),
+            stderr: stderr.clone(),
+        };
+        let outcome = self.engine.run_command(&module, spec, cancel).await;
+        run.fuel = outcome.usage.fuel;
+        run.wall_ms = outcome.usage.wall.as_millis() as u64;
+        let owner_hex = owner.to_hex();
+        let me = self.node_id;
+        self.telemetry.logs.push_output(
+            &owner_hex,
+            &d.spec.name,
+            log_line(me, "stdout", String::new()),
+            &tail(&stdout.contents(), 4096),
+        );
+        self.telemetry.logs.push_output(
+            &owner_hex,
+            &d.spec.name,
+            log_line(me, "stderr", String::new()),
+            &tail(&stderr.contents(), 4096),
+        );
+        let code = match &outcome.exit {
+            ExitReason::Exited(0) => "ok".to_owned(),
+            ExitReason::Exited(c) => format!("exit_{c}"),
+            ExitReason::Failed(e) => e.code().to_owned(),
+            ExitReason::Cancelled => "cancelled".to_owned(),
+        };
+        let failed = !matches!(outcome.exit, ExitReason::Exited(0));
+        self.account(&owner_hex, &d.spec.name, &outcome.usage, &code, failed);
+        self.record_run(&owner, &d.spec.name, &outcome.usage, failed);
+        if matches!(outcome.exit, ExitReason::Cancelled) {
+            return Err("cancelled".into());
+        }
+        // Outputs are kept whatever the exit: a failed job's stderr explains it.
+        let prefix = format!("jobs/{}", job.id);
+        for (name, bytes) in [("stdout", stdout.contents()), ("stderr", stderr.contents())] {
+            let key = format!("{prefix}/{name}");
+            if self
+                .put_bytes(&owner, &job.output_bucket, &key, &data_key, bytes)
+                .await
+                .is_ok()
+            {
+                run.outputs.push(key);
+            }
+        }
+        for (path, rel) in walk(&out_dir) {
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            let key = format!("{prefix}/out/{rel}");
+            if self
+                .put_bytes(&owner, &job.output_bucket, &key, &data_key, bytes)
+                .await
+                .is_ok()
+            {
+                run.outputs.push(key);
+            }
+        }
+        match outcome.exit {
+            ExitReason::Exited(c) => Ok(c),
+            ExitReason::Failed(e) => Err(e.to_string()),
+            ExitReason::Cancelled => Err("cancelled".into()),
+        }
+    }
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tail(bytes: &[u8], n: usize) -> Vec<u8> {
+    bytes[bytes.len().saturating_sub(n)..].to_vec()
+}
