@@ -1,0 +1,155 @@
+//! Bucket operations: listing, creating (a tenant-signed registry claim), deleting (a
+//! tombstone, once the bucket is empty), `HeadBucket` and `GetBucketLocation`.
+
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+use xnode_storage::StorageError;
+use xnode_storage::buckets::{BUCKET_RECORD_VERSION, bucket_key, owner_of};
+use xnode_types::Hlc;
+
+use super::{Gateway, s3_err, tenant_owner, timestamp, unix_ms};
+
+impl Gateway {
+    pub(super) async fn list_buckets_impl(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let key = self.key_of(&req)?;
+        let buckets = self
+            .storage()
+            .list_buckets(&key.tenant)
+            .into_iter()
+            .map(|b| Bucket {
+                name: Some(b.name),
+                creation_date: Some(timestamp(b.created_ms)),
+                bucket_region: None,
+            })
+            .collect();
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(buckets),
+            owner: Some(tenant_owner(&key.tenant)),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn create_bucket_impl(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        let key = self.key_of(&req)?;
+        let name = req.input.bucket.clone();
+        xnode_store::validate_bucket_name(&name)
+            .map_err(|e| s3_error!(InvalidBucketName, "{e}"))?;
+        match owner_of(self.storage.registry(), &name) {
+            Some((owner, _)) if owner == key.tenant => {
+                return Err(s3_error!(
+                    BucketAlreadyOwnedByYou,
+                    "Your previous request to create the named bucket succeeded and you already own it"
+                ));
+            }
+            Some(_) => {
+                return Err(s3_error!(
+                    BucketAlreadyExists,
+                    "The requested bucket name is not available"
+                ));
+            }
+            None => {}
+        }
+        let Some(signer) = key.tenant_key() else {
+            return Err(s3_error!(
+                AccessDenied,
+                "This access key may not create buckets (it was created with --no-bucket-admin); use `xnode bucket create`"
+            ));
+        };
+        let hlc = Hlc::new(unix_ms(), 0);
+        let record = serde_json::json!({
+            "v": BUCKET_RECORD_VERSION,
+            "name": name,
+            "owner": key.tenant.to_hex(),
+            "created_ms": hlc.wall_ms,
+        })
+        .to_string();
+        let entry = xnode_registry::Entry::sign(
+            &signer,
+            bucket_key(&key.tenant, &name),
+            Some(record.into_bytes()),
+            hlc,
+        )
+        .map_err(|e| s3_error!(InternalError, "cannot sign the bucket claim: {e}"))?;
+        let applied = self
+            .storage()
+            .create_bucket(&key.tenant, &name, entry)
+            .map_err(s3_err)?;
+        self.storage.registry().spread(&applied).await;
+        Ok(S3Response::new(CreateBucketOutput {
+            location: Some(format!("/{name}")),
+        }))
+    }
+
+    pub(super) async fn delete_bucket_impl(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        let key = self.key_of(&req)?;
+        let name = req.input.bucket.clone();
+        self.require_bucket(&key.tenant, &name)?;
+        let Some(signer) = key.tenant_key() else {
+            return Err(s3_error!(
+                AccessDenied,
+                "This access key may not delete buckets (it was created with --no-bucket-admin); use `xnode bucket rm`"
+            ));
+        };
+        let objects = self
+            .storage()
+            .list_objects(&key.tenant, &name, "", None, 1)
+            .await
+            .map_err(s3_err)?;
+        if !objects.is_empty() {
+            return Err(s3_err(StorageError::BucketNotEmpty(name)));
+        }
+        // Pending multipart uploads go with the bucket.
+        for (id, _) in self.uploads_of(&key.tenant, &name).await? {
+            self.remove_upload(&key.tenant, &name, &id).await;
+        }
+        let claim_hlc = self
+            .storage
+            .registry()
+            .get(&bucket_key(&key.tenant, &name))
+            .map(|e| e.hlc)
+            .unwrap_or(Hlc::new(0, 0));
+        let now = unix_ms();
+        let hlc = if now > claim_hlc.wall_ms {
+            Hlc::new(now, 0)
+        } else {
+            Hlc::new(claim_hlc.wall_ms, claim_hlc.logical.saturating_add(1))
+        };
+        let tombstone =
+            xnode_registry::Entry::sign(&signer, bucket_key(&key.tenant, &name), None, hlc)
+                .map_err(|e| s3_error!(InternalError, "cannot sign the bucket deletion: {e}"))?;
+        let applied = self
+            .storage()
+            .delete_bucket(&key.tenant, &name, tombstone)
+            .await
+            .map_err(s3_err)?;
+        self.storage.registry().spread(&applied).await;
+        Ok(S3Response::new(DeleteBucketOutput {}))
+    }
+
+    pub(super) async fn head_bucket_impl(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        let key = self.key_of(&req)?;
+        self.require_bucket(&key.tenant, &req.input.bucket)?;
+        Ok(S3Response::new(HeadBucketOutput::default()))
+    }
+
+    pub(super) async fn get_bucket_location_impl(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        let key = self.key_of(&req)?;
+        self.require_bucket(&key.tenant, &req.input.bucket)?;
+        Ok(S3Response::new(GetBucketLocationOutput::default()))
+    }
+}

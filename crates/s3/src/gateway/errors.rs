@@ -1,0 +1,35 @@
+//! How storage failures reach S3 clients: the mapping of `StorageError` onto the S3 error
+//! codes and messages that SDKs and the AWS CLI expect.
+
+use s3s::{S3Error, s3_error};
+use xnode_storage::StorageError;
+
+/// A storage failure as the S3 error a client expects.
+pub(crate) fn s3_err(e: StorageError) -> S3Error {
+    match e {
+        StorageError::NoSuchBucket(b) => {
+            s3_error!(NoSuchBucket, "The specified bucket {b:?} does not exist")
+        }
+        StorageError::BucketTaken(b) => s3_error!(
+            BucketAlreadyExists,
+            "The bucket name {b:?} is taken by another tenant"
+        ),
+        StorageError::BucketNotEmpty(b) => {
+            s3_error!(
+                BucketNotEmpty,
+                "The bucket {b:?} you tried to delete is not empty"
+            )
+        }
+        StorageError::AccessDenied(m) => s3_error!(AccessDenied, "Access Denied: {m}"),
+        StorageError::NoSuchKey(k) => {
+            s3_error!(NoSuchKey, "The specified key {k:?} does not exist")
+        }
+        StorageError::InvalidRange(m) => s3_error!(InvalidRange, "{m}"),
+        StorageError::BadRequest(m) => s3_error!(InvalidArgument, "{m}"),
+        StorageError::Quorum(m) => {
+            s3_error!(ServiceUnavailable, "Not enough storage nodes answered: {m}")
+        }
+        StorageError::Interrupted(m) => s3_error!(IncompleteBody, "{m}"),
+        StorageError::Internal(m) => s3_error!(InternalError, "{m}"),
+    }
+}

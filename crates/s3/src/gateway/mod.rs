@@ -1,0 +1,270 @@
+//! The `s3s::S3` implementation: S3 operations translated into calls on the node's
+//! distributed storage, acting for the tenant an access key belongs to.
+//!
+//! This module holds the `Gateway` itself, the helpers its operations share and the
+//! `S3` trait impl, which only delegates: the operations live in submodules by topic
+//! (`buckets`, `objects`, `listing`, `multipart`, `copy`), and the mapping of storage
+//! failures onto S3 errors in `errors`.
+
+mod buckets;
+mod copy;
+mod errors;
+mod listing;
+mod multipart;
+mod objects;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use s3s::dto::*;
+use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
+use xnode_storage::Storage;
+use xnode_storage::buckets::owner_of;
+use xnode_store::ObjectInfo;
+use xnode_types::PublicKeyBytes;
+
+use crate::keys::{AccessKey, S3Keys};
+
+pub(crate) use errors::s3_err;
+pub use multipart::multipart_etag;
+
+/// S3's smallest part, except the last one of an upload.
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// S3's largest part number.
+const MAX_PART_NUMBER: i32 = 10_000;
+/// The most keys one listing page returns.
+const MAX_KEYS: usize = 1000;
+/// Content type of objects uploaded without one, as S3 does.
+const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
+
+/// The S3 gateway of one node.
+#[derive(Clone)]
+pub struct Gateway {
+    storage: std::sync::Arc<Storage>,
+    keys: S3Keys,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("node", &self.storage.node_id())
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn timestamp(ms: u64) -> Timestamp {
+    Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+fn etag_of(info: &ObjectInfo) -> ETag {
+    ETag::Strong(info.etag.clone())
+}
+
+fn user_meta(metadata: Option<Metadata>) -> BTreeMap<String, String> {
+    metadata
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect()
+}
+
+fn tenant_owner(tenant: &PublicKeyBytes) -> Owner {
+    Owner {
+        display_name: Some(format!("xnode-tenant-{}", &tenant.to_hex()[..16])),
+        id: Some(tenant.to_hex()),
+    }
+}
+
+fn empty_body() -> futures::stream::Iter<std::vec::IntoIter<Result<Bytes, std::io::Error>>> {
+    futures::stream::iter(Vec::new())
+}
+
+impl Gateway {
+    pub fn new(storage: std::sync::Arc<Storage>, keys: S3Keys) -> Self {
+        Self { storage, keys }
+    }
+
+    fn storage(&self) -> &std::sync::Arc<Storage> {
+        &self.storage
+    }
+
+    /// The access key a request was signed with (s3s has already checked the signature).
+    fn key_of<T>(&self, req: &S3Request<T>) -> S3Result<AccessKey> {
+        let Some(credentials) = &req.credentials else {
+            return Err(s3_error!(
+                AccessDenied,
+                "Anonymous requests are not allowed"
+            ));
+        };
+        match self.keys.get(&credentials.access_key) {
+            Ok(Some(key)) => Ok(key),
+            Ok(None) => Err(s3_error!(
+                InvalidAccessKeyId,
+                "The AWS Access Key Id you provided does not exist in our records"
+            )),
+            Err(e) => Err(s3_error!(InternalError, "{e}")),
+        }
+    }
+
+    fn require_bucket(&self, tenant: &PublicKeyBytes, bucket: &str) -> S3Result<()> {
+        match owner_of(self.storage.registry(), bucket) {
+            Some((owner, _)) if owner == *tenant => Ok(()),
+            Some(_) => Err(s3_error!(AccessDenied, "Access Denied")),
+            None => Err(s3_error!(
+                NoSuchBucket,
+                "The specified bucket {bucket:?} does not exist"
+            )),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl S3 for Gateway {
+    async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        self.list_buckets_impl(req).await
+    }
+
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        self.create_bucket_impl(req).await
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        self.delete_bucket_impl(req).await
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.head_bucket_impl(req).await
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        self.get_bucket_location_impl(req).await
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        self.put_object_impl(req).await
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        self.get_object_impl(req).await
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        self.head_object_impl(req).await
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        self.delete_object_impl(req).await
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        self.delete_objects_impl(req).await
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        self.copy_object_impl(req).await
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        self.list_objects_v2_impl(req).await
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        self.list_objects_impl(req).await
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        self.create_multipart_upload_impl(req).await
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        self.upload_part_impl(req).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        self.upload_part_copy_impl(req).await
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        self.list_parts_impl(req).await
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        self.complete_multipart_upload_impl(req).await
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        self.abort_multipart_upload_impl(req).await
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        self.list_multipart_uploads_impl(req).await
+    }
+}
