@@ -71,24 +71,60 @@ fn widening_mul(a: u128, b: u128) -> (u128, u128) {
     (high, low)
 }
 
-/// Divides the 256-bit number `high:low` by `d` (restoring binary long division).
-/// `None` if the quotient needs more than 128 bits (`high >= d`). Only reached when the
-/// product overflowed `u128`, which real amounts almost never do, so speed is secondary.
+/// Divides the 256-bit number `high:low` by `d`, returning `(quotient, remainder)`, or
+/// `None` if the quotient needs more than 128 bits (`high >= d`).
+///
+/// Schoolbook division in 64-bit digits (Knuth's algorithm D): with a divisor below 2^64
+/// each digit is one `u128 / u64` division; otherwise the divisor is normalised so its top
+/// bit is set, each quotient digit is estimated from the divisor's top digit (at most two
+/// too high) and corrected against the exact 192-bit product.
 fn divide_wide(high: u128, low: u128, d: u128) -> Option<(u128, u128)> {
+    const MASK: u128 = u64::MAX as u128;
     if high >= d {
         return None;
     }
-    let mut remainder = high;
-    let mut quotient = 0u128;
-    for bit in (0..128).rev() {
-        let carry = remainder >> 127;
-        remainder = (remainder << 1) | ((low >> bit) & 1);
-        if carry == 1 || remainder >= d {
-            remainder = remainder.wrapping_sub(d);
-            quotient |= 1u128 << bit;
-        }
+    if high == 0 {
+        return Some((low / d, low % d));
     }
-    Some((quotient, remainder))
+    if d <= MASK {
+        let (mut quotient, mut remainder) = (0u128, 0u128);
+        for digit in [high >> 64, high & MASK, low >> 64, low & MASK] {
+            // remainder < d <= 2^64 - 1, so the shifted value fits in u128.
+            let value = (remainder << 64) | digit;
+            quotient = (quotient << 64) | (value / d);
+            remainder = value % d;
+        }
+        return Some((quotient, remainder));
+    }
+    let shift = d.leading_zeros();
+    let divisor = d << shift;
+    let (mut remainder, numerator_low) = if shift == 0 {
+        (high, low)
+    } else {
+        ((high << shift) | (low >> (128 - shift)), low << shift)
+    };
+    let (divisor_high, divisor_low) = (divisor >> 64, divisor & MASK);
+    let mut quotient = 0u128;
+    for digit in [numerator_low >> 64, numerator_low & MASK] {
+        // The running value is remainder * 2^64 + digit, with remainder < divisor.
+        let mut estimate = (remainder / divisor_high).min(MASK);
+        let (product_high, product_low) = loop {
+            let upper = estimate * divisor_high;
+            let lower = estimate * divisor_low;
+            let middle = (lower >> 64) + (upper & MASK);
+            let product_high = ((upper >> 64) + (middle >> 64)) << 64 | (middle & MASK);
+            let product_low = lower & MASK;
+            if (product_high, product_low) <= (remainder, digit) {
+                break (product_high, product_low);
+            }
+            estimate -= 1;
+        };
+        let borrow = u128::from(digit < product_low);
+        let low_difference = digit.wrapping_sub(product_low) & MASK;
+        remainder = ((remainder - product_high - borrow) << 64) | low_difference;
+        quotient = (quotient << 64) | estimate;
+    }
+    Some((quotient, remainder >> shift))
 }
 
 #[cfg(test)]
@@ -139,6 +175,30 @@ mod tests {
                 }
                 None => prop_assert!(high >= d),
             }
+        }
+
+        #[test]
+        fn wide_division_by_small_divisors(a: u128, b: u128, d in 1u128..(1 << 64)) {
+            let (high, low) = widening_mul(a, b);
+            match mul_div_rem(a, b, d) {
+                Some((q, r)) => {
+                    let (qd_high, qd_low) = widening_mul(q, d);
+                    let (sum_low, carry) = qd_low.overflowing_add(r);
+                    prop_assert!(r < d);
+                    prop_assert_eq!((qd_high + u128::from(carry), sum_low), (high, low));
+                }
+                None => prop_assert!(high >= d),
+            }
+        }
+
+        #[test]
+        fn wide_division_with_fitting_quotients(q: u128, d in 1u128.., r: u128) {
+            // Build a product with a known quotient and remainder, then divide it back.
+            let r = r % d;
+            let (high, low) = widening_mul(q, d);
+            let (low, carry) = low.overflowing_add(r);
+            let high = high + u128::from(carry);
+            prop_assert_eq!(divide_wide(high, low, d), Some((q, r)));
         }
 
         #[test]

@@ -74,6 +74,7 @@ mod audit;
 mod epoch;
 mod error;
 mod fixed;
+mod lookup;
 mod merkle;
 mod params;
 mod penalties;

@@ -33,6 +33,7 @@ use xnode_types::NodeId;
 
 use crate::audit::VerifiedAudit;
 use crate::fixed::{PPM, mul_div, pow_ppm, scale_ppm};
+use crate::lookup::node_fingerprint;
 use crate::params::{Epoch, ReputationParams};
 
 /// One node's beta-model masses, in micro-audits.
@@ -185,6 +186,59 @@ impl AuditorCounts<'_> {
     }
 }
 
+/// One usable verdict, with inline fingerprints so sorting rarely follows a reference.
+struct Verdict<'a> {
+    audited_fingerprint: u64,
+    auditor_fingerprint: u64,
+    chunk: &'a [u8; 32],
+    at_ms: u64,
+    failed: bool,
+    audited: &'a NodeId,
+    auditor: &'a NodeId,
+}
+
+impl Verdict<'_> {
+    /// Fingerprints first, full ids last: a total order that compares ids only between
+    /// verdicts whose fingerprints, chunk, time and outcome are all equal.
+    fn cmp_fast(&self, other: &Self) -> Ordering {
+        (self.audited_fingerprint, self.auditor_fingerprint)
+            .cmp(&(other.audited_fingerprint, other.auditor_fingerprint))
+            .then_with(|| {
+                (self.chunk, self.at_ms, self.failed).cmp(&(other.chunk, other.at_ms, other.failed))
+            })
+            .then_with(|| (self.audited, self.auditor).cmp(&(other.audited, other.auditor)))
+    }
+
+    /// Full ids first: the order used if two ids share a fingerprint.
+    fn cmp_full(&self, other: &Self) -> Ordering {
+        (
+            self.audited,
+            self.auditor,
+            self.chunk,
+            self.at_ms,
+            self.failed,
+        )
+            .cmp(&(
+                other.audited,
+                other.auditor,
+                other.chunk,
+                other.at_ms,
+                other.failed,
+            ))
+    }
+}
+
+/// Whether two distinct ids share a fingerprint among verdicts sorted by `cmp_fast`
+/// (verdicts with equal fingerprints are adjacent there, so checking neighbours suffices).
+fn fingerprints_collide(verdicts: &[Verdict]) -> bool {
+    verdicts.windows(2).any(|pair| {
+        let (a, b) = (&pair[0], &pair[1]);
+        a.audited_fingerprint == b.audited_fingerprint
+            && (a.audited != b.audited
+                || (a.auditor_fingerprint == b.auditor_fingerprint && a.auditor != b.auditor))
+    })
+}
+
 /// Tallies the epoch's audits per audited node (see the module docs for the rules).
 pub(crate) fn tally_audits(
     audits: &[VerifiedAudit],
@@ -193,11 +247,7 @@ pub(crate) fn tally_audits(
     params: &ReputationParams,
 ) -> (BTreeMap<NodeId, AuditTally>, IgnoredAudits) {
     let mut ignored = IgnoredAudits::default();
-    // (audited, auditor, chunk, at_ms, failed): sorting this total order makes the rest
-    // independent of input order; the last entry of each (audited, auditor, chunk) run is
-    // the auditor's latest verdict, a failure winning a tie.
-    let mut verdicts: Vec<(&NodeId, &NodeId, &[u8; 32], u64, bool)> =
-        Vec::with_capacity(audits.len());
+    let mut verdicts: Vec<Verdict> = Vec::with_capacity(audits.len());
     for audit in audits {
         let body = audit.body();
         if body.epoch != epoch {
@@ -207,48 +257,63 @@ pub(crate) fn tally_audits(
         } else if body.auditor == body.audited {
             ignored.self_audits += 1;
         } else {
-            verdicts.push((
-                &body.audited,
-                &body.auditor,
-                &body.chunk,
-                body.at_ms,
-                !body.passed,
-            ));
+            verdicts.push(Verdict {
+                audited_fingerprint: node_fingerprint(&body.audited),
+                auditor_fingerprint: node_fingerprint(&body.auditor),
+                chunk: &body.chunk,
+                at_ms: body.at_ms,
+                failed: !body.passed,
+                audited: &body.audited,
+                auditor: &body.auditor,
+            });
         }
     }
-    verdicts.sort_unstable();
+    // Sorting a total order makes the rest independent of input order. Either order puts
+    // each (audited, auditor) pair's verdicts together, each chunk's verdicts together and
+    // by time, so the last of a chunk's run is the auditor's latest verdict (a failure
+    // winning a tie). Without fingerprint collisions, equal fingerprints mean equal ids.
+    verdicts.sort_unstable_by(Verdict::cmp_fast);
+    let by_fingerprint = !fingerprints_collide(&verdicts);
+    if !by_fingerprint {
+        verdicts.sort_unstable_by(Verdict::cmp_full);
+    }
+    let same_audited = |a: &Verdict, b: &Verdict| {
+        a.audited_fingerprint == b.audited_fingerprint && (by_fingerprint || a.audited == b.audited)
+    };
+    let same_auditor = |a: &Verdict, b: &Verdict| {
+        same_audited(a, b)
+            && a.auditor_fingerprint == b.auditor_fingerprint
+            && (by_fingerprint || a.auditor == b.auditor)
+    };
 
     let cap = u64::from(params.max_audits_per_auditor);
     let mut tallies = BTreeMap::new();
     let mut node_auditors: Vec<AuditorCounts> = Vec::new();
     let mut index = 0;
     while index < verdicts.len() {
-        let audited = verdicts[index].0;
+        let node_start = index;
         node_auditors.clear();
-        while index < verdicts.len() && verdicts[index].0 == audited {
-            let auditor = verdicts[index].1;
+        while index < verdicts.len() && same_audited(&verdicts[index], &verdicts[node_start]) {
+            let auditor_start = index;
             let mut counts = AuditorCounts {
-                auditor,
+                auditor: verdicts[auditor_start].auditor,
                 passes: 0,
                 failures: 0,
             };
-            while index < verdicts.len()
-                && verdicts[index].0 == audited
-                && verdicts[index].1 == auditor
+            while index < verdicts.len() && same_auditor(&verdicts[index], &verdicts[auditor_start])
             {
-                let chunk = verdicts[index].2;
-                let mut latest = verdicts[index];
+                let chunk = verdicts[index].chunk;
+                let mut latest_failed = verdicts[index].failed;
                 index += 1;
                 while index < verdicts.len()
-                    && verdicts[index].0 == audited
-                    && verdicts[index].1 == auditor
-                    && verdicts[index].2 == chunk
+                    && same_auditor(&verdicts[index], &verdicts[auditor_start])
+                    && verdicts[index].chunk == chunk
                 {
                     ignored.superseded += 1;
-                    latest = verdicts[index];
+                    latest_failed = verdicts[index].failed;
                     index += 1;
                 }
-                if latest.4 {
+                if latest_failed {
                     counts.failures += 1;
                 } else {
                     counts.passes += 1;
@@ -256,6 +321,7 @@ pub(crate) fn tally_audits(
             }
             node_auditors.push(counts.capped(cap));
         }
+        let audited = verdicts[node_start].audited;
         let tally = trimmed_tally(&mut node_auditors, params);
         if tally.counted_passes == 0 && tally.counted_failures == 0 {
             ignored.nodes_below_auditor_quorum += 1;
@@ -410,6 +476,61 @@ mod tests {
         }
         .capped(64);
         assert_eq!((counts.passes, counts.failures), (48, 16));
+    }
+
+    /// A node id from a sha256 multihash digest (a valid peer id with a chosen digest).
+    fn crafted_node(digest: [u8; 32]) -> NodeId {
+        let mut bytes = vec![0x12, 0x20];
+        bytes.extend_from_slice(&digest);
+        NodeId::from_peer_id(libp2p_identity::PeerId::from_bytes(&bytes).unwrap())
+    }
+
+    #[test]
+    fn fingerprint_collisions_fall_back_to_full_ids() {
+        // Two audited nodes and two auditors share fingerprints (same last 8 bytes).
+        let mut digest = [7u8; 32];
+        let healthy = crafted_node(digest);
+        digest[0] = 1;
+        let failing = crafted_node(digest);
+        assert_eq!(node_fingerprint(&healthy), node_fingerprint(&failing));
+        let auditors: Vec<NodeId> = (0..3u8)
+            .flat_map(|i| {
+                let mut a = [9u8; 32];
+                a[0] = i;
+                let mut b = a;
+                b[1] = 0xee;
+                [crafted_node(a), crafted_node(b)]
+            })
+            .collect();
+        let mut audits = Vec::new();
+        for (n, auditor) in auditors.iter().enumerate() {
+            for chunk in 0..6u8 {
+                for (audited, passed) in [(healthy, true), (failing, false)] {
+                    let mut body = verdict(1, 2, chunk, passed, u64::from(chunk))
+                        .result()
+                        .body
+                        .clone();
+                    body.auditor = *auditor;
+                    body.audited = audited;
+                    body.at_ms = (n as u64) * 10 + u64::from(chunk);
+                    audits.push(VerifiedAudit::assume_verified(AuditResult {
+                        body,
+                        auditor_sig: SignatureBytes([0; 64]),
+                    }));
+                }
+            }
+        }
+        let (tallies, _) = tally(&audits);
+        assert_eq!(tallies.len(), 2);
+        let (h, f) = (tallies[&healthy], tallies[&failing]);
+        assert_eq!(
+            (h.distinct_auditors, h.counted_passes, h.counted_failures),
+            (6, 24, 0)
+        );
+        assert_eq!(
+            (f.distinct_auditors, f.counted_passes, f.counted_failures),
+            (6, 0, 24)
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ use crate::accounts::{Stake, operator_key};
 use crate::epoch::{IgnoredReceipts, OperatorReward, TenantCharge};
 use crate::error::LedgerError;
 use crate::fixed::{PPM, mul_div, mul_div_rem, scale_ppm};
+use crate::lookup::{FingerprintIndex, key_fingerprint, node_fingerprint};
 use crate::params::{Epoch, LedgerParams, Price, Resource};
 use crate::penalties::{Penalty, PenaltyLevel};
 use crate::receipt::VerifiedReceipt;
@@ -63,6 +64,10 @@ pub(crate) fn settle(
 ) -> Result<Settled, LedgerError> {
     let operators: Vec<(&NodeId, &Stake)> = stakes.iter().map(|(id, s)| (id, *s)).collect();
     let tenants: Vec<(&PublicKeyBytes, u128)> = escrows.iter().map(|(t, b)| (t, *b)).collect();
+    let operator_index =
+        FingerprintIndex::new(operators.iter().map(|(id, _)| (node_fingerprint(id), **id)));
+    let tenant_index =
+        FingerprintIndex::new(tenants.iter().map(|(key, _)| (key_fingerprint(key), **key)));
     let mut ignored = IgnoredReceipts::default();
 
     let mut counters: Vec<(u128, u64)> = Vec::with_capacity(receipts.len());
@@ -76,11 +81,12 @@ pub(crate) fn settle(
             ignored.wrong_network += 1;
             continue;
         }
-        let Ok(tenant) = tenants.binary_search_by(|(key, _)| (*key).cmp(&body.tenant)) else {
+        let Some(tenant) = tenant_index.find(key_fingerprint(&body.tenant), &body.tenant) else {
             ignored.tenant_without_escrow += 1;
             continue;
         };
-        let Ok(operator) = operators.binary_search_by(|(id, _)| (*id).cmp(&body.provider)) else {
+        let Some(operator) = operator_index.find(node_fingerprint(&body.provider), &body.provider)
+        else {
             ignored.provider_not_staked += 1;
             continue;
         };
@@ -102,7 +108,7 @@ pub(crate) fn settle(
     let mut start = 0;
     while start < lines.len() {
         let tenant = lines[start].tenant;
-        let end = start + lines[start..].partition_point(|line| line.tenant == tenant);
+        let end = start + run_length(&lines[start..], |line| line.tenant == tenant);
         let escrow = tenants
             .get(to_usize(tenant))
             .map_or(0, |(_, balance)| *balance);
@@ -165,7 +171,7 @@ fn lines_from_counters(
     let mut index = 0;
     while index < counters.len() {
         let key = counters[index].0;
-        let run = counters[index..].partition_point(|(other, _)| *other == key);
+        let run = run_length(&counters[index..], |(other, _)| *other == key);
         ignored.superseded += u64::try_from(run - 1).unwrap_or(u64::MAX);
         // Sorted ascending, so the run's last entry has the highest cumulative.
         let cumulative = counters[index + run - 1].1;
@@ -272,21 +278,28 @@ fn share_emission(
         })
         .collect();
 
-    let weights: Vec<u128> = lines
-        .iter()
-        .map(|line| {
-            let operator = to_usize(line.operator);
-            let tenant_payout = tenants
+    // Lines are grouped by tenant: find each tenant's own payout address (if its key is an
+    // operator's) once per tenant, not once per line.
+    let mut weights: Vec<u128> = Vec::with_capacity(lines.len());
+    let mut current_tenant = None;
+    let mut tenant_payout = None;
+    for line in lines {
+        if current_tenant != Some(line.tenant) {
+            current_tenant = Some(line.tenant);
+            tenant_payout = tenants
                 .get(to_usize(line.tenant))
                 .and_then(|(key, _)| key_payouts.get(*key));
-            let self_dealing = tenant_payout == Some(&operators[operator].1.payout_address);
-            if self_dealing || !eligible[operator] {
-                return 0;
-            }
+        }
+        let operator = to_usize(line.operator);
+        let self_dealing = tenant_payout == Some(&operators[operator].1.payout_address);
+        let weight = if self_dealing || !eligible[operator] {
+            0
+        } else {
             let score = levels[operator].map_or(PPM, |penalty| penalty.score_ppm);
             scale_ppm(line.paid, score)
-        })
-        .collect();
+        };
+        weights.push(weight);
+    }
     let total_weight = weights
         .iter()
         .try_fold(0u128, |sum, weight| sum.checked_add(*weight))
@@ -298,7 +311,7 @@ fn share_emission(
     let mut start = 0;
     while start < lines.len() {
         let tenant = lines[start].tenant;
-        let end = start + lines[start..].partition_point(|line| line.tenant == tenant);
+        let end = start + run_length(&lines[start..], |line| line.tenant == tenant);
         let shares: Vec<u128> = weights[start..end]
             .iter()
             .map(|weight| mul_div(budget, *weight, total_weight).unwrap_or(0))
@@ -327,6 +340,12 @@ fn share_emission(
         start = end;
     }
     Ok(emission)
+}
+
+/// How many leading items satisfy `same` (runs are short: a linear scan beats a binary
+/// search over the whole remainder).
+fn run_length<T>(items: &[T], same: impl Fn(&T) -> bool) -> usize {
+    items.iter().take_while(|item| same(item)).count()
 }
 
 fn index_u128(index: usize) -> u128 {
