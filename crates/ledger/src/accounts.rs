@@ -31,7 +31,9 @@ pub struct Stake {
 /// A tenant's escrowed balance at the epoch's start: the most it can be charged.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantEscrow {
+    /// The tenant, by its ed25519 public key.
     pub tenant: PublicKeyBytes,
+    /// Escrowed tokens (base units).
     pub balance: u128,
 }
 

@@ -79,6 +79,7 @@ impl AuditBody {
 /// An audit result signed by its auditor.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditResult {
+    /// The signed content.
     pub body: AuditBody,
     /// The auditor's signature over [`AuditBody::signing_text`].
     pub auditor_sig: SignatureBytes,

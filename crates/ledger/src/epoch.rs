@@ -28,7 +28,9 @@ use crate::settlement::settle;
 /// audits are verified items, which only signature checks construct.
 #[derive(Clone, Debug, Serialize)]
 pub struct EpochInput {
+    /// The epoch being settled; receipts and audits of other epochs are ignored.
     pub epoch: Epoch,
+    /// Prices, reputation, penalty and emission parameters, and the network name.
     pub params: LedgerParams,
     /// Countersigned receipts; superseded ones may be included (the highest counts).
     pub receipts: Vec<VerifiedReceipt>,
@@ -45,7 +47,9 @@ pub struct EpochInput {
 /// What one operator earns this epoch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperatorReward {
+    /// The operator's node.
     pub operator: NodeId,
+    /// Where its reward is claimable (from its stake record).
     pub payout_address: [u8; 20],
     /// Tenant payments passed on to the operator.
     pub from_payments: u128,
@@ -60,6 +64,7 @@ pub struct OperatorReward {
 /// What one tenant is charged this epoch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantCharge {
+    /// The tenant, by its ed25519 public key.
     pub tenant: PublicKeyBytes,
     /// The priced sum of its countersigned receipts (saturating at `u128::MAX`).
     pub usage_value: u128,
@@ -70,14 +75,18 @@ pub struct TenantCharge {
 /// One row of the claimable payout table (one per payout address).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payout {
+    /// The EVM address that can claim.
     pub address: [u8; 20],
+    /// Claimable amount (base units).
     pub amount: u128,
 }
 
 /// Receipts that did not count, by reason.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IgnoredReceipts {
+    /// Receipts for another epoch.
     pub wrong_epoch: u64,
+    /// Receipts signed for another network.
     pub wrong_network: u64,
     /// Superseded by a receipt with a higher cumulative for the same counter.
     pub superseded: u64,
@@ -108,6 +117,7 @@ pub struct Totals {
 /// The epoch's settlement.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EpochOutput {
+    /// The settled epoch (part of every Merkle leaf).
     pub epoch: Epoch,
     /// Operators with any payment or emission, by node id.
     pub operators: Vec<OperatorReward>,
@@ -121,8 +131,11 @@ pub struct EpochOutput {
     pub payouts: Vec<Payout>,
     /// The Merkle root over `payouts` (see the `merkle` module).
     pub merkle_root: Hash,
+    /// Sums over the epoch.
     pub totals: Totals,
+    /// Receipts that did not count, by reason.
     pub ignored_receipts: IgnoredReceipts,
+    /// Audit results that did not count, by reason.
     pub ignored_audits: IgnoredAudits,
 }
 

@@ -34,8 +34,11 @@ pub enum LedgerError {
          but the minimum is {configured}"
     )]
     TooFewAuditorsForTrim {
+        /// The configured `min_distinct_auditors`.
         configured: u32,
+        /// The configured `trimmed_auditors_per_side`.
         trimmed: u32,
+        /// `2 * trimmed + 1`.
         needed: u64,
     },
     /// The per-auditor cap must be at least one audit, or no audit could ever count.
@@ -56,7 +59,12 @@ pub enum ReceiptError {
     UnsupportedVersion(u8),
     /// The receipt was signed for another network.
     #[error("receipt is for network {found:?}, expected {expected:?}")]
-    WrongNetwork { expected: String, found: String },
+    WrongNetwork {
+        /// The network the verifier accepts.
+        expected: String,
+        /// The network the item was signed for.
+        found: String,
+    },
     /// The provider's public key is not a valid ed25519 key.
     #[error("provider public key is not a valid ed25519 key")]
     MalformedProviderKey,
@@ -83,7 +91,12 @@ pub enum AuditError {
     UnsupportedVersion(u8),
     /// The audit was signed for another network.
     #[error("audit is for network {found:?}, expected {expected:?}")]
-    WrongNetwork { expected: String, found: String },
+    WrongNetwork {
+        /// The network the verifier accepts.
+        expected: String,
+        /// The network the item was signed for.
+        found: String,
+    },
     /// The auditor's public key is not a valid ed25519 key.
     #[error("auditor public key is not a valid ed25519 key")]
     MalformedAuditorKey,

@@ -52,23 +52,33 @@
 //! A tenant is charged exactly the priced sum of its countersigned receipts, or its whole
 //! escrow if that is less, shared pro rata over its providers with the rounding remainder
 //! placed exactly (largest remainder). Operators receive those payments, no fee taken, so
-//! the rewards attributable to a tenant never exceed what it paid. An optional emission
-//! (at most `budget_per_epoch`) is shared in proportion to **verified contribution**: each
-//! (tenant, operator) line weighs `payment × operator score`, i.e. usage that a tenant
-//! both countersigned and paid for, discounted by the audits the operator passed; never a
-//! self-reported number. Three rules stop wash trading:
+//! the rewards attributable to a tenant's payments never exceed what it paid. An optional
+//! emission (at most `budget_per_epoch`) is shared in proportion to **verified storage**:
+//! each (tenant, operator) line weighs `storage payment × operator score`, i.e. storage
+//! that the tenant both countersigned and paid for, discounted by the audits the
+//! operator passed; never a self-reported number. Wash trading is made unprofitable:
+//! - only storage earns emission, because the network's placement, not the tenant,
+//!   chooses which nodes hold a tenant's chunks; egress and compute, whose provider a
+//!   tenant can pick, earn their payments only;
 //! - a line where the tenant's key is the operator's own key, or the key of any operator
 //!   paid at the same payout address, weighs nothing: paying oneself gains no emission;
-//! - the emission attributable to one tenant's lines is at most `max_per_paid_ppm` (0.5)
-//!   of what that tenant paid, so a wash trader with a fresh key spends real tokens for a
-//!   bounded, sub-unit return, on top of the storage and service it must actually consume;
+//! - the emission attributable to one tenant is at most `max_per_paid_ppm` (0.5) of its
+//!   storage payments. A wash trader with an unlinked key that pays `P` for storage gets
+//!   back its own placement share `s` of `P` plus at most `0.5·s·P` of emission, a loss
+//!   unless it holds more than two thirds of the network's placement capacity;
 //! - ejected and unbonding operators earn no emission.
+//!
+//! Emission left over by the caps is not minted. The emission attributable to a tenant
+//! comes on top of its payments (it is new tokens, not anyone's money), so "rewards
+//! attributable to a tenant never exceed what it paid" holds for payment-funded rewards,
+//! and emission is separately bounded by the cap above.
 //!
 //! Rewards are summed per payout address into [`EpochOutput::payouts`]; its Merkle tree
 //! follows OpenZeppelin's `StandardMerkleTree` leaf encoding and `MerkleProof`'s sorted
 //! pair hashing (see the `merkle` module), so [`EpochOutput::proof`] is what a claim
 //! transaction carries.
 
+#![warn(missing_docs)]
 mod accounts;
 mod audit;
 mod epoch;

@@ -101,11 +101,17 @@ impl Price {
 /// The price of every [`Resource`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PriceTable {
+    /// Price of [`Resource::StorageByteHours`].
     pub storage_byte_hours: Price,
+    /// Price of [`Resource::EgressBytes`].
     pub egress_bytes: Price,
+    /// Price of [`Resource::FunctionFuel`].
     pub function_fuel: Price,
+    /// Price of [`Resource::FunctionRequests`].
     pub function_requests: Price,
+    /// Price of [`Resource::JobFuel`].
     pub job_fuel: Price,
+    /// Price of [`Resource::WorkerFuel`].
     pub worker_fuel: Price,
 }
 
@@ -213,9 +219,9 @@ impl Default for PenaltyParams {
 pub struct EmissionParams {
     /// At most this many new tokens (base units) are distributed per epoch; 0 disables it.
     pub budget_per_epoch: u128,
-    /// The emission attributable to one tenant's payments is at most this fraction (ppm)
-    /// of what that tenant paid in the epoch. Bounds what a wash trader with a fresh key
-    /// can gain; see the crate docs.
+    /// The emission attributable to one tenant is at most this fraction (ppm) of its
+    /// storage payments in the epoch. Bounds what a wash trader with a fresh key can gain;
+    /// see the crate docs.
     pub max_per_paid_ppm: u64,
 }
 
@@ -234,9 +240,13 @@ impl Default for EmissionParams {
 pub struct LedgerParams {
     /// The network's name; receipts and audits signed for another network do not count.
     pub network: String,
+    /// What each resource costs.
     pub prices: PriceTable,
+    /// The audit score model.
     pub reputation: ReputationParams,
+    /// The penalty steps.
     pub penalties: PenaltyParams,
+    /// The optional emission.
     pub emission: EmissionParams,
 }
 

@@ -43,9 +43,11 @@ pub enum EjectionReason {
 /// What one node suffers this epoch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Penalty {
+    /// The penalised node.
     pub node: NodeId,
     /// The node's score after this epoch's audits (ppm).
     pub score_ppm: u64,
+    /// The step the node is on.
     pub level: PenaltyLevel,
     /// Set when `level` is [`PenaltyLevel::Ejected`].
     pub ejection: Option<EjectionReason>,

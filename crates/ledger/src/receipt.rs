@@ -98,6 +98,7 @@ impl ReceiptBody {
 /// A receipt with the provider's signature and, once countersigned, the tenant's.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
+    /// The signed content.
     pub body: ReceiptBody,
     /// The provider's signature over [`ReceiptBody::signing_text`].
     pub provider_sig: SignatureBytes,
@@ -170,9 +171,13 @@ impl VerifiedReceipt {
 /// The counter a receipt advances: one per (tenant, provider, resource, epoch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ReceiptKey {
+    /// The paying tenant.
     pub tenant: PublicKeyBytes,
+    /// The serving node.
     pub provider: NodeId,
+    /// The metered resource.
     pub resource: Resource,
+    /// The epoch of the usage.
     pub epoch: Epoch,
 }
 

@@ -92,6 +92,7 @@ impl Reputation {
 /// Every known node's reputation, carried from epoch to epoch.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReputationState {
+    /// Masses by node; a node absent here has the initial masses.
     pub nodes: BTreeMap<NodeId, Reputation>,
 }
 
@@ -137,7 +138,9 @@ pub struct AuditTally {
 /// Audit results that did not count, by reason.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IgnoredAudits {
+    /// Results for another epoch.
     pub wrong_epoch: u64,
+    /// Results signed for another network.
     pub wrong_network: u64,
     /// An auditor auditing itself.
     pub self_audits: u64,

@@ -17,9 +17,9 @@
 //!    one each to the lines with the largest remainders (ties: lower operator first);
 //! 4. an operator keeps `payment · share` where the share depends on its penalty level;
 //!    the rest is withheld (it stays in escrow custody, funding repairs);
-//! 5. emission (see the crate docs) is shared by weight `payment · score`, excluding
-//!    self-dealing lines and ejected or unbonding operators, with the share attributable
-//!    to each tenant capped at `max_per_paid_ppm` of what it paid.
+//! 5. emission (see the crate docs) is shared by weight `storage payment · score`,
+//!    excluding self-dealing lines and ejected or unbonding operators, with the share
+//!    attributable to each tenant capped at `max_per_paid_ppm` of its storage payments.
 
 use std::collections::BTreeMap;
 
@@ -43,6 +43,8 @@ struct Line {
     tenant: u32,
     operator: u32,
     usage_value: u128,
+    /// The part of `usage_value` that is storage (the only usage emission rewards).
+    storage_value: u128,
     paid: u128,
 }
 
@@ -177,18 +179,25 @@ fn lines_from_counters(
         let cumulative = counters[index + run - 1].1;
         index += run;
 
-        let code = usize::from(u8::try_from(key & 0xff).unwrap_or(0));
-        let cost = prices[code].cost(u128::from(cumulative));
+        let code = u8::try_from(key & 0xff).unwrap_or(0);
+        let cost = prices[usize::from(code)].cost(u128::from(cumulative));
+        let storage = if code == Resource::StorageByteHours.code() {
+            cost
+        } else {
+            0
+        };
         let tenant = u32::try_from(key >> TENANT_SHIFT).unwrap_or(u32::MAX);
         let operator = u32::try_from((key >> OPERATOR_SHIFT) & u128::from(u32::MAX)).unwrap_or(0);
         match lines.last_mut() {
             Some(line) if line.tenant == tenant && line.operator == operator => {
                 line.usage_value = line.usage_value.saturating_add(cost);
+                line.storage_value = line.storage_value.saturating_add(storage);
             }
             _ => lines.push(Line {
                 tenant,
                 operator,
                 usage_value: cost,
+                storage_value: storage,
                 paid: 0,
             }),
         }
@@ -278,12 +287,19 @@ fn share_emission(
         })
         .collect();
 
+    // The storage part of what each line paid (storage_value <= usage_value, so at most
+    // `paid`); only this earns emission.
+    let storage_paid: Vec<u128> = lines
+        .iter()
+        .map(|line| mul_div(line.paid, line.storage_value, line.usage_value).unwrap_or(0))
+        .collect();
+
     // Lines are grouped by tenant: find each tenant's own payout address (if its key is an
     // operator's) once per tenant, not once per line.
     let mut weights: Vec<u128> = Vec::with_capacity(lines.len());
     let mut current_tenant = None;
     let mut tenant_payout = None;
-    for line in lines {
+    for (line, storage_paid) in lines.iter().zip(&storage_paid) {
         if current_tenant != Some(line.tenant) {
             current_tenant = Some(line.tenant);
             tenant_payout = tenants
@@ -296,7 +312,7 @@ fn share_emission(
             0
         } else {
             let score = levels[operator].map_or(PPM, |penalty| penalty.score_ppm);
-            scale_ppm(line.paid, score)
+            scale_ppm(*storage_paid, score)
         };
         weights.push(weight);
     }
@@ -319,9 +335,9 @@ fn share_emission(
         let attributed = shares
             .iter()
             .fold(0u128, |sum, share| sum.saturating_add(*share));
-        let paid = lines[start..end]
+        let paid = storage_paid[start..end]
             .iter()
-            .fold(0u128, |sum, line| sum.saturating_add(line.paid));
+            .fold(0u128, |sum, paid| sum.saturating_add(*paid));
         let cap = mul_div(
             paid,
             u128::from(params.emission.max_per_paid_ppm),

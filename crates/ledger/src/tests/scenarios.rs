@@ -262,7 +262,7 @@ fn paying_oneself_gains_no_emission() {
         epoch.receipts.push(unchecked_receipt(receipt_body(
             key(provider),
             key(tenant),
-            Resource::EgressBytes,
+            Resource::StorageByteHours,
             1,
             200,
         )));
@@ -287,7 +287,7 @@ fn paying_oneself_gains_no_emission() {
 }
 
 #[test]
-fn emission_follows_verified_contribution_within_the_budget() {
+fn emission_follows_verified_storage_within_the_budget() {
     let mut params = simple_params();
     params.emission.budget_per_epoch = 90;
     params.emission.max_per_paid_ppm = 1_000_000;
@@ -297,15 +297,25 @@ fn emission_follows_verified_contribution_within_the_budget() {
         epoch.receipts.push(unchecked_receipt(receipt_body(
             key(provider),
             key(10),
-            Resource::WorkerFuel,
+            Resource::StorageByteHours,
             1,
             usage,
         )));
+        // Compute and egress are paid but earn no emission (the tenant picks who serves).
+        for resource in [Resource::WorkerFuel, Resource::EgressBytes] {
+            epoch.receipts.push(unchecked_receipt(receipt_body(
+                key(provider),
+                key(10),
+                resource,
+                1,
+                1_000,
+            )));
+        }
     }
     epoch.stakes[2].unbonding_at = Some(Epoch(3));
     epoch.escrows = vec![escrow(10, 10_000)];
     let output = compute_epoch(&epoch).unwrap();
-    // Operator 2 is unbonding: no emission; the others split 90 in proportion 1:2.
+    // Operator 2 is unbonding: no emission; the others split 90 by storage, 1:2.
     let emissions: Vec<u128> = output.operators.iter().map(|row| row.emission).collect();
     let mut by_node: Vec<(NodeId, u128)> = output
         .operators
@@ -365,4 +375,28 @@ fn output_round_trips_through_json() {
     let back: crate::EpochOutput = serde_json::from_str(&json).unwrap();
     assert_eq!(back, output);
     assert!(serde_json::to_string(&epoch).is_ok());
+}
+
+#[test]
+fn an_unlinked_wash_trader_gets_at_most_half_its_storage_payment_in_emission() {
+    let mut params = simple_params();
+    params.emission.budget_per_epoch = 1_000_000;
+    let mut epoch = input(1, params);
+    epoch.stakes = vec![stake(0, 1, 1)];
+    // Key 11 is not linked to operator 0 in any way the ledger can see.
+    epoch.receipts = vec![unchecked_receipt(receipt_body(
+        key(0),
+        key(11),
+        Resource::StorageByteHours,
+        1,
+        1_000,
+    ))];
+    epoch.escrows = vec![escrow(11, 1_000)];
+    let output = compute_epoch(&epoch).unwrap();
+    let row = &output.operators[0];
+    assert_eq!((row.from_payments, row.emission), (1_000, 500));
+    assert_eq!(
+        output.totals.emission, 500,
+        "the rest of the budget is not minted"
+    );
 }
