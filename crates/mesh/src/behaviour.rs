@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use libp2p::connection_limits::{self, ConnectionLimits};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{StreamProtocol, allow_block_list, gossipsub, identify, kad, mdns, request_response};
@@ -9,10 +10,28 @@ use xnode_types::SecretKey;
 
 use crate::codec::BytesCodec;
 use crate::proto::{MAX_RPC_BYTES, MAX_SWIM_BYTES};
+use crate::validation;
 use crate::{MeshConfig, MeshError};
+
+/// Connections being set up at once, per direction. A dial or accept beyond this is
+/// refused until others finish.
+const MAX_PENDING_INCOMING: u32 = 64;
+const MAX_PENDING_OUTGOING: u32 = 128;
+/// Established connections in total, and per peer (a TCP and a QUIC connection, plus
+/// room for a simultaneous dial from both sides).
+const MAX_ESTABLISHED: u32 = 1024;
+const MAX_ESTABLISHED_INCOMING: u32 = 768;
+const MAX_ESTABLISHED_PER_PEER: u32 = 4;
+/// Concurrent RPC streams per connection. Each one buffers only what it has received,
+/// and the RPC layer serves at most 64 requests per peer and service anyway.
+const MAX_RPC_STREAMS: usize = 128;
+/// Concurrent SWIM streams per connection (probes, relays, push-pulls).
+const MAX_SWIM_STREAMS: usize = 64;
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    // First, so a connection over the limits is refused before anything else sees it.
+    pub limits: connection_limits::Behaviour,
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub identify: identify::Behaviour,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -59,15 +78,23 @@ impl Behaviour {
         let gossip_config = gossipsub::ConfigBuilder::default()
             .heartbeat_interval(Duration::from_millis(500))
             .validation_mode(gossipsub::ValidationMode::Strict)
+            // Forward a message only once this node judged it valid (see `validation`).
+            .validate_messages()
             .max_transmit_size(1024 * 1024)
             .protocol_id_prefix(format!("/xnode/{network}/meshsub"))
             .build()
             .map_err(|e| MeshError::Config(format!("gossipsub: {e}")))?;
-        let gossipsub = gossipsub::Behaviour::new(
+        let mut gossipsub = gossipsub::Behaviour::new(
             gossipsub::MessageAuthenticity::Signed(keypair),
             gossip_config,
         )
         .map_err(|e| MeshError::Config(format!("gossipsub: {e}")))?;
+        gossipsub
+            .with_peer_score(
+                validation::peer_score_params(&[]),
+                validation::peer_score_thresholds(),
+            )
+            .map_err(|e| MeshError::Config(format!("gossipsub scoring: {e}")))?;
 
         let mdns = if config.mdns {
             match mdns::tokio::Behaviour::new(mdns::Config::default(), local_peer) {
@@ -87,7 +114,9 @@ impl Behaviour {
                 protocol(network, "swim")?,
                 request_response::ProtocolSupport::Full,
             )],
-            request_response::Config::default().with_request_timeout(Duration::from_secs(5)),
+            request_response::Config::default()
+                .with_request_timeout(Duration::from_secs(5))
+                .with_max_concurrent_streams(MAX_SWIM_STREAMS),
         );
         let rpc = request_response::Behaviour::with_codec(
             BytesCodec::new(MAX_RPC_BYTES, MAX_RPC_BYTES),
@@ -97,10 +126,20 @@ impl Behaviour {
             )],
             request_response::Config::default()
                 .with_request_timeout(Duration::from_secs(120))
-                .with_max_concurrent_streams(256),
+                .with_max_concurrent_streams(MAX_RPC_STREAMS),
+        );
+
+        let limits = connection_limits::Behaviour::new(
+            ConnectionLimits::default()
+                .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
+                .with_max_pending_outgoing(Some(MAX_PENDING_OUTGOING))
+                .with_max_established(Some(MAX_ESTABLISHED))
+                .with_max_established_incoming(Some(MAX_ESTABLISHED_INCOMING))
+                .with_max_established_per_peer(Some(MAX_ESTABLISHED_PER_PEER)),
         );
 
         Ok(Self {
+            limits,
             blocked: Default::default(),
             identify,
             kad,

@@ -4,6 +4,12 @@
 //! events, commands from [`crate::Mesh`] handles and a 50 ms tick that drives probe
 //! deadlines, suspicion timeouts and periodic work. Nothing in the loop blocks: replies to
 //! RPCs are produced by the serving subsystem on its own task and sent back as commands.
+//!
+//! The driver's code is split by concern into child modules (`gossip`, `swim_io`) that
+//! add methods to the same `Driver`: there is still one owner of the swarm.
+
+mod gossip;
+mod swim_io;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -14,7 +20,7 @@ use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::DialOpts;
-use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, kad, mdns, multiaddr::Protocol};
+use libp2p::{Multiaddr, Swarm, gossipsub, identify, kad, mdns, multiaddr::Protocol};
 use rand::seq::SliceRandom;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -23,18 +29,22 @@ use xnode_types::{NodeId, SecretKey};
 use crate::behaviour::{Behaviour, BehaviourEvent, protocol_version};
 use crate::metrics::{MeshMetrics, ReasonLabel, ResultLabel, ServiceLabel, StateLabel, TopicLabel};
 use crate::proto::{
-    MAX_RPC_BYTES, MAX_SWIM_BYTES, RpcErrorCode, RpcRequest, RpcResponse, SwimRequest, SwimResponse,
+    MAX_RPC_BYTES, RpcErrorCode, RpcRequest, RpcResponse, SwimRequest, SwimResponse,
 };
-use crate::swim::{Applied, MemberState, Membership, MembershipUpdate};
+use crate::ratelimit::SwimInboundLimits;
+use crate::swim::{MemberState, Membership};
+use crate::validation::{self, PendingValidations};
 use crate::{
-    Command, FaultRules, GossipMessage, InboundRequest, MemberInfo, Mesh, MeshConfig, MeshError,
-    MeshEvent, Shared,
+    Command, FaultRules, InboundRequest, MemberInfo, Mesh, MeshConfig, MeshError, MeshEvent, Shared,
 };
 
 const MEMBERSHIP_TOPIC: &str = "membership";
 const TICK: Duration = Duration::from_millis(50);
 const BOOTSTRAP_RETRY: Duration = Duration::from_secs(2);
 const KAD_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(30);
+/// How often hearsay members that died unverified are forgotten and idle rate-limit
+/// buckets dropped.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(5);
 
 pub(crate) async fn start(
     config: MeshConfig,
@@ -90,6 +100,11 @@ pub(crate) async fn start(
         .gossipsub
         .subscribe(&topic)
         .map_err(|e| MeshError::Config(format!("gossipsub subscribe: {e}")))?;
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .set_topic_params(topic.clone(), validation::topic_score_params())
+        .map_err(|e| MeshError::Config(format!("gossipsub scoring: {e}")))?;
 
     // Create the membership topic's series up front so dashboards see them from zero.
     let label = TopicLabel {
@@ -99,6 +114,26 @@ pub(crate) async fn start(
     let _ = metrics.gossip_out.get_or_create(&label);
     let _ = metrics.gossip_bytes_in.get_or_create(&label);
     let _ = metrics.gossip_bytes_out.get_or_create(&label);
+    for result in ["accept", "reject", "ignore", "timeout"] {
+        let _ = metrics
+            .gossip_validation
+            .get_or_create(&ResultLabel { result });
+    }
+    for reason in swim_io::refusal_reasons() {
+        let _ = metrics
+            .membership_refused
+            .get_or_create(&ReasonLabel { reason });
+    }
+    for reason in [
+        "rate_limited",
+        "malformed",
+        "oversized",
+        "not_a_member",
+        "bad_introduction",
+        "forged",
+    ] {
+        let _ = metrics.swim_dropped.get_or_create(&ReasonLabel { reason });
+    }
     for reason in [
         "fault_injected",
         "unsigned",
@@ -125,15 +160,24 @@ pub(crate) async fn start(
         network: config.network.clone(),
     });
     let (tx, rx) = mpsc::channel(4096);
+    let topic_name = topic.to_string();
     let mut driver = Driver {
         swarm,
-        membership: Membership::new(local, incarnation, config.swim.clone()),
+        membership: Membership::new(
+            key.clone(),
+            &config.network,
+            incarnation,
+            config.swim.clone(),
+        ),
         config,
         shared: shared.clone(),
         metrics,
         commands_tx: tx.clone(),
         membership_topic: topic,
-        subscribed_topics: HashSet::new(),
+        subscribed_topics: HashSet::from([topic_name]),
+        pending_validations: PendingValidations::default(),
+        swim_limits: SwimInboundLimits::default(),
+        last_housekeeping: Instant::now(),
         rounds: HashMap::new(),
         swim_pending: HashMap::new(),
         rpc_pending: HashMap::new(),
@@ -221,6 +265,11 @@ enum Purpose {
         target: NodeId,
     },
     Sync,
+    /// A raw request sent through `Mesh::send_swim_raw`: the answer goes back as it is.
+    #[cfg(feature = "rogue")]
+    Raw {
+        reply: RpcReply,
+    },
 }
 
 struct Driver {
@@ -232,6 +281,10 @@ struct Driver {
     commands_tx: mpsc::Sender<Command>,
     membership_topic: gossipsub::IdentTopic,
     subscribed_topics: HashSet<String>,
+    /// Gossip delivered to subscribers and waiting for their verdict.
+    pending_validations: PendingValidations,
+    swim_limits: SwimInboundLimits,
+    last_housekeeping: Instant,
     rounds: HashMap<NodeId, Round>,
     swim_pending: HashMap<OutboundRequestId, Purpose>,
     rpc_pending: HashMap<OutboundRequestId, (NodeId, RpcReply)>,
@@ -307,7 +360,7 @@ impl Driver {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // Announce ourselves (useful after a restart: peers see the higher incarnation).
-        self.broadcast(self.membership.local_alive());
+        self.broadcast(self.membership.local_announcement());
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -369,114 +422,6 @@ impl Driver {
             .store(self.membership.local_incarnation(), Ordering::Relaxed);
         if let Ok(mut g) = self.shared.members.write() {
             *g = infos;
-        }
-    }
-
-    /// Applies an update and reports what changed. Returns true if it changed anything.
-    fn apply(&mut self, update: &MembershipUpdate) -> bool {
-        let now = Instant::now();
-        match self.membership.apply(update, now) {
-            Applied::Changed {
-                node,
-                state,
-                incarnation,
-            } => {
-                tracing::info!(%node, state = state.as_str(), incarnation, "member state changed");
-                self.metrics
-                    .membership_changes
-                    .get_or_create(&StateLabel {
-                        state: state.as_str(),
-                    })
-                    .inc();
-                if state != MemberState::Suspect && state != MemberState::Alive {
-                    self.rounds.remove(&node);
-                }
-                let _ = self.shared.events.send(MeshEvent::MemberChanged {
-                    node,
-                    state,
-                    incarnation,
-                });
-                self.refresh_shared();
-                true
-            }
-            Applied::Refuted { incarnation } => {
-                tracing::warn!(incarnation, "refuting a rumour about this node");
-                self.metrics.refutations.inc();
-                let _ = self
-                    .shared
-                    .events
-                    .send(MeshEvent::LocalIncarnation(incarnation));
-                self.refresh_shared();
-                if self.leaving.is_none() {
-                    self.broadcast(self.membership.local_alive());
-                }
-                false
-            }
-            Applied::Ignored => false,
-        }
-    }
-
-    fn broadcast(&mut self, update: MembershipUpdate) {
-        let bytes = match xnode_wire::encode(&update) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot encode membership update");
-                return;
-            }
-        };
-        let topic = self.membership_topic.clone();
-        if let Err(e) = self.publish_raw(topic, bytes) {
-            tracing::warn!(error = %e, "could not gossip a membership update");
-        }
-    }
-
-    fn publish_raw(
-        &mut self,
-        topic: gossipsub::IdentTopic,
-        data: Vec<u8>,
-    ) -> Result<(), MeshError> {
-        let label = TopicLabel {
-            topic: topic.to_string(),
-        };
-        if self.shared.faults.should_drop() {
-            self.metrics
-                .gossip_dropped
-                .get_or_create(&ReasonLabel {
-                    reason: "fault_injected",
-                })
-                .inc();
-            return Ok(());
-        }
-        let size = data.len() as u64;
-        match self
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(topic.clone(), data)
-        {
-            Ok(_) => {
-                self.metrics.gossip_out.get_or_create(&label).inc();
-                self.metrics
-                    .gossip_bytes_out
-                    .get_or_create(&label)
-                    .inc_by(size);
-                Ok(())
-            }
-            // Alone in the network, or nobody subscribed yet: anti-entropy will catch up.
-            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Ok(()),
-            Err(gossipsub::PublishError::Duplicate) => Ok(()),
-            Err(e) => {
-                self.metrics
-                    .gossip_dropped
-                    .get_or_create(&ReasonLabel {
-                        reason: "publish_failed",
-                    })
-                    .inc();
-                Err(MeshError::Publish {
-                    topic: topic.to_string(),
-                    reason: e.to_string(),
-                })
-            }
         }
     }
 
@@ -577,489 +522,14 @@ impl Driver {
             BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 message,
                 propagation_source,
-                ..
+                message_id,
             }) => {
-                self.on_gossip(message, propagation_source);
+                self.on_gossip(message, propagation_source, message_id);
             }
             BehaviourEvent::Swim(event) => self.on_swim_event(event),
             BehaviourEvent::Rpc(event) => self.on_rpc_event(event),
             _ => {}
         }
-    }
-
-    fn on_gossip(&mut self, message: gossipsub::Message, propagation_source: PeerId) {
-        let topic = message.topic.as_str().to_owned();
-        let Some(source) = message.source.map(NodeId::from) else {
-            self.metrics
-                .gossip_dropped
-                .get_or_create(&ReasonLabel { reason: "unsigned" })
-                .inc();
-            return;
-        };
-        if self.shared.faults.should_drop()
-            || self
-                .shared
-                .faults
-                .is_blocked(&NodeId::from(propagation_source))
-        {
-            self.metrics
-                .gossip_dropped
-                .get_or_create(&ReasonLabel {
-                    reason: "fault_injected",
-                })
-                .inc();
-            return;
-        }
-        let label = TopicLabel {
-            topic: topic.clone(),
-        };
-        self.metrics.gossip_in.get_or_create(&label).inc();
-        self.metrics
-            .gossip_bytes_in
-            .get_or_create(&label)
-            .inc_by(message.data.len() as u64);
-        if topic == self.membership_topic.hash().as_str() {
-            match xnode_wire::decode::<MembershipUpdate>(&message.data, MAX_SWIM_BYTES) {
-                Ok(update) => {
-                    if update.must_come_from_subject() && update.node() != source {
-                        self.metrics
-                            .gossip_dropped
-                            .get_or_create(&ReasonLabel {
-                                reason: "forged_subject",
-                            })
-                            .inc();
-                        tracing::warn!(%source, subject = %update.node(), "dropping alive/left claim made on another node's behalf");
-                        return;
-                    }
-                    self.apply(&update);
-                    // A suspicion raised elsewhere: check for ourselves at once, so we
-                    // either confirm it (speeding up detection) or our ack helps refute it.
-                    if let MembershipUpdate::Suspect { node, .. } = update
-                        && node != self.membership.local()
-                    {
-                        self.start_probe(node);
-                    }
-                }
-                Err(e) => {
-                    self.metrics
-                        .gossip_dropped
-                        .get_or_create(&ReasonLabel {
-                            reason: "malformed",
-                        })
-                        .inc();
-                    tracing::debug!(%source, error = %e, "malformed membership update");
-                }
-            }
-            return;
-        }
-        let sender = match self.shared.topics.read() {
-            Ok(t) => t.get(&topic).cloned(),
-            Err(p) => p.into_inner().get(&topic).cloned(),
-        };
-        match sender {
-            Some(tx) => {
-                if tx
-                    .try_send(GossipMessage {
-                        source,
-                        data: message.data,
-                    })
-                    .is_err()
-                {
-                    self.metrics
-                        .gossip_dropped
-                        .get_or_create(&ReasonLabel {
-                            reason: "subscriber_full",
-                        })
-                        .inc();
-                }
-            }
-            None => {
-                self.metrics
-                    .gossip_dropped
-                    .get_or_create(&ReasonLabel {
-                        reason: "no_subscriber",
-                    })
-                    .inc();
-            }
-        }
-    }
-
-    // ----- SWIM -------------------------------------------------------------------------
-
-    fn addresses_of(&self, node: &NodeId) -> Vec<Multiaddr> {
-        let all: Vec<Multiaddr> = self
-            .membership
-            .member(node)
-            .map(|m| m.addresses.iter().filter_map(|a| a.parse().ok()).collect())
-            .unwrap_or_default();
-        dial_addresses(all)
-    }
-
-    fn send_swim(&mut self, peer: NodeId, request: &SwimRequest, purpose: Purpose) {
-        if self.shared.faults.should_drop() {
-            // The message is lost on the way; the purpose's deadline handles it. Relays
-            // must still be answered, so answer them with a failure right away.
-            if let Purpose::Relay { channel, .. } = purpose {
-                self.respond_swim(channel, &SwimResponse::Nack);
-            }
-            return;
-        }
-        let bytes = match xnode_wire::encode(request) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot encode swim request");
-                return;
-            }
-        };
-        let addresses = self.addresses_of(&peer);
-        let id = self.swarm.behaviour_mut().swim.send_request_with_addresses(
-            &peer.peer_id(),
-            bytes,
-            addresses,
-        );
-        self.swim_pending.insert(id, purpose);
-    }
-
-    fn respond_swim(&mut self, channel: ResponseChannel<Vec<u8>>, response: &SwimResponse) {
-        if let Ok(bytes) = xnode_wire::encode(response) {
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .swim
-                .send_response(channel, bytes);
-        }
-    }
-
-    fn about(&self, node: &NodeId) -> Option<(MemberState, u64)> {
-        self.membership
-            .member(node)
-            .map(|m| (m.state, m.incarnation))
-    }
-
-    fn start_probe(&mut self, target: NodeId) {
-        if self.rounds.contains_key(&target) {
-            return;
-        }
-        let Some(member) = self.membership.member(&target) else {
-            return;
-        };
-        if !matches!(member.state, MemberState::Alive | MemberState::Suspect) {
-            return;
-        }
-        let now = Instant::now();
-        let deadline = now + self.config.swim.probe_timeout;
-        self.rounds.insert(
-            target,
-            Round {
-                started: now,
-                phase: Phase::Direct { deadline },
-            },
-        );
-        let request = SwimRequest::Ping {
-            about_you: self.about(&target),
-        };
-        self.send_swim(target, &request, Purpose::Probe { target, sent: now });
-    }
-
-    fn go_indirect(&mut self, target: NodeId) {
-        let helpers = self
-            .membership
-            .indirect_helpers(&target, self.config.swim.indirect_probes);
-        if helpers.is_empty() {
-            self.probe_failed(target);
-            return;
-        }
-        let deadline = Instant::now() + self.config.swim.indirect_timeout;
-        if let Some(round) = self.rounds.get_mut(&target) {
-            round.phase = Phase::Indirect {
-                deadline,
-                outstanding: helpers.len(),
-            };
-        }
-        let addresses = self
-            .membership
-            .member(&target)
-            .map(|m| m.addresses.clone())
-            .unwrap_or_default();
-        for helper in helpers {
-            let request = SwimRequest::PingReq {
-                target,
-                addresses: addresses.clone(),
-            };
-            self.send_swim(helper, &request, Purpose::Indirect { target });
-        }
-    }
-
-    fn probe_succeeded(&mut self, target: NodeId, result: &'static str) {
-        if self.rounds.remove(&target).is_some() {
-            self.metrics
-                .probes
-                .get_or_create(&ResultLabel { result })
-                .inc();
-        }
-        self.membership.heard_from(&target, Instant::now());
-    }
-
-    fn probe_failed(&mut self, target: NodeId) {
-        if self.rounds.remove(&target).is_none() {
-            return;
-        }
-        self.metrics
-            .probes
-            .get_or_create(&ResultLabel { result: "failed" })
-            .inc();
-        let was_alive = self
-            .membership
-            .member(&target)
-            .is_some_and(|m| m.state == MemberState::Alive);
-        if let Some(update) = self.membership.probe_failed(&target, Instant::now()) {
-            if was_alive {
-                tracing::info!(node = %target, "suspecting member: direct and indirect probes failed");
-                self.metrics
-                    .membership_changes
-                    .get_or_create(&StateLabel { state: "suspect" })
-                    .inc();
-                let _ = self.shared.events.send(MeshEvent::MemberChanged {
-                    node: target,
-                    state: MemberState::Suspect,
-                    incarnation: update.incarnation(),
-                });
-                self.refresh_shared();
-            } else {
-                tracing::debug!(node = %target, "confirming suspicion");
-            }
-            self.broadcast(update);
-        }
-    }
-
-    fn indirect_answer(&mut self, target: NodeId, acked: bool) {
-        if acked {
-            self.probe_succeeded(target, "indirect_ack");
-            return;
-        }
-        let exhausted = match self.rounds.get_mut(&target) {
-            Some(Round {
-                phase: Phase::Indirect { outstanding, .. },
-                ..
-            }) => {
-                *outstanding = outstanding.saturating_sub(1);
-                *outstanding == 0
-            }
-            _ => false,
-        };
-        if exhausted {
-            self.probe_failed(target);
-        }
-    }
-
-    fn on_swim_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => self.on_swim_request(NodeId::from(peer), request, channel),
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => self.on_swim_response(NodeId::from(peer), request_id, Ok(response)),
-            },
-            request_response::Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => {
-                tracing::trace!(%peer, %error, "swim request failed");
-                self.on_swim_response(NodeId::from(peer), request_id, Err(()))
-            }
-            _ => {}
-        }
-    }
-
-    fn on_swim_request(
-        &mut self,
-        from: NodeId,
-        request: Vec<u8>,
-        channel: ResponseChannel<Vec<u8>>,
-    ) {
-        if self.shared.faults.should_drop() || self.shared.faults.is_blocked(&from) {
-            return;
-        }
-        let request = match xnode_wire::decode::<SwimRequest>(&request, MAX_SWIM_BYTES) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(%from, error = %e, "malformed swim request");
-                return;
-            }
-        };
-        self.membership.heard_from(&from, Instant::now());
-        match request {
-            SwimRequest::Ping { about_you } => {
-                if let Some((state, incarnation)) = about_you
-                    && matches!(state, MemberState::Suspect | MemberState::Dead)
-                {
-                    // The prober thinks we are failing: refute (if its news is current).
-                    let rumour = MembershipUpdate::Suspect {
-                        node: self.membership.local(),
-                        incarnation,
-                        from,
-                    };
-                    self.apply(&rumour);
-                }
-                let ack = SwimResponse::Ack {
-                    incarnation: self.membership.local_incarnation(),
-                };
-                self.respond_swim(channel, &ack);
-            }
-            SwimRequest::PingReq { target, addresses } => {
-                if target == self.membership.local() {
-                    let ack = SwimResponse::Ack {
-                        incarnation: self.membership.local_incarnation(),
-                    };
-                    self.respond_swim(channel, &ack);
-                    return;
-                }
-                if !addresses.is_empty() && self.membership.member(&target).is_some() {
-                    self.membership.add_addresses(&target, &addresses);
-                }
-                let deadline = Instant::now() + self.config.swim.probe_timeout;
-                let ping = SwimRequest::Ping {
-                    about_you: self.about(&target),
-                };
-                self.send_swim(target, &ping, Purpose::Relay { channel, deadline });
-            }
-            SwimRequest::Sync { updates } => {
-                for update in updates.iter().take(10_000) {
-                    self.apply_from_sync(update, from);
-                }
-                self.membership.heard_from(&from, Instant::now());
-                let response = SwimResponse::Sync {
-                    updates: self.membership.snapshot(),
-                };
-                self.respond_swim(channel, &response);
-            }
-        }
-    }
-
-    fn apply_from_sync(&mut self, update: &MembershipUpdate, from: NodeId) {
-        // A peer's view of third parties is hearsay. A death it reports is taken as a
-        // suspicion (as memberlist does), so a member that is in fact alive, for example on
-        // the other side of a healed partition, gets the chance to refute before anyone
-        // declares it dead. Other claims follow the usual precedence rules.
-        if let MembershipUpdate::Dead {
-            node, incarnation, ..
-        } = update
-            && *node != from
-            && self.membership.member(node).is_some()
-        {
-            let suspicion = MembershipUpdate::Suspect {
-                node: *node,
-                incarnation: *incarnation,
-                from,
-            };
-            if self.apply(&suspicion) {
-                self.start_probe(*node);
-            }
-            return;
-        }
-        self.apply(update);
-    }
-
-    fn on_swim_response(
-        &mut self,
-        peer: NodeId,
-        request_id: OutboundRequestId,
-        response: Result<Vec<u8>, ()>,
-    ) {
-        let Some(purpose) = self.swim_pending.remove(&request_id) else {
-            return;
-        };
-        let decoded = response
-            .ok()
-            .and_then(|bytes| xnode_wire::decode::<SwimResponse>(&bytes, MAX_SWIM_BYTES).ok());
-        if self.shared.faults.should_drop() {
-            // Lost on the way back: the round's deadline will take it from here.
-            return;
-        }
-        match purpose {
-            Purpose::Probe { target, sent } => match decoded {
-                Some(SwimResponse::Ack { incarnation }) => {
-                    let rtt = sent.elapsed();
-                    self.metrics.probe_rtt_seconds.observe(rtt.as_secs_f64());
-                    // An exponentially weighted mean: recent probes count most, one slow
-                    // probe does not dominate.
-                    let sample = rtt.as_micros() as f64;
-                    let smoothed = match self.rtt_us.get(&target) {
-                        Some(old) => old * 0.8 + sample * 0.2,
-                        None => sample,
-                    };
-                    self.rtt_us.insert(target, smoothed);
-                    self.refresh_shared();
-                    self.note_incarnation(target, incarnation);
-                    self.probe_succeeded(target, "ack");
-                }
-                _ => {
-                    if let Some(Round {
-                        phase: Phase::Direct { .. },
-                        ..
-                    }) = self.rounds.get(&target)
-                    {
-                        self.go_indirect(target);
-                    }
-                }
-            },
-            Purpose::Indirect { target } => {
-                let acked = matches!(decoded, Some(SwimResponse::Ack { .. }));
-                if let Some(SwimResponse::Ack { incarnation }) = decoded {
-                    self.note_incarnation(target, incarnation);
-                }
-                self.indirect_answer(target, acked);
-            }
-            Purpose::Relay { channel, .. } => {
-                let answer = match decoded {
-                    Some(SwimResponse::Ack { incarnation }) => SwimResponse::Ack { incarnation },
-                    _ => SwimResponse::Nack,
-                };
-                self.respond_swim(channel, &answer);
-            }
-            Purpose::DeadProbe { target } => {
-                if let Some(SwimResponse::Ack { incarnation }) = decoded {
-                    tracing::info!(node = %target, incarnation, "a member thought dead answered");
-                    self.note_incarnation(target, incarnation);
-                }
-            }
-            Purpose::Sync => {
-                if let Some(SwimResponse::Sync { updates }) = decoded {
-                    for update in updates.iter().take(10_000) {
-                        self.apply_from_sync(update, peer);
-                    }
-                    self.membership.heard_from(&peer, Instant::now());
-                    self.refresh_shared();
-                }
-            }
-        }
-    }
-
-    /// A member answered with its incarnation: if it is newer than what we hold, the member
-    /// has refuted whatever we believed, so treat it as an `alive` announcement.
-    fn note_incarnation(&mut self, node: NodeId, incarnation: u64) {
-        if let Some(m) = self.membership.member(&node)
-            && incarnation > m.incarnation
-        {
-            let update = MembershipUpdate::Alive {
-                node,
-                incarnation,
-                addresses: Vec::new(),
-            };
-            self.apply(&update);
-        }
-    }
-
-    fn push_pull(&mut self, peer: NodeId) {
-        let request = SwimRequest::Sync {
-            updates: self.membership.snapshot(),
-        };
-        self.send_swim(peer, &request, Purpose::Sync);
     }
 
     // ----- RPC --------------------------------------------------------------------------
@@ -1181,13 +651,7 @@ impl Driver {
     fn on_command(&mut self, command: Command) {
         match command {
             Command::Publish { topic, data, reply } => {
-                if self.subscribed_topics.insert(topic.clone()) {
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .gossipsub
-                        .subscribe(&gossipsub::IdentTopic::new(topic.clone()));
-                }
+                self.subscribe_topic(topic.clone());
                 let result = self.publish_raw(gossipsub::IdentTopic::new(topic), data);
                 let _ = reply.send(result);
             }
@@ -1252,16 +716,15 @@ impl Driver {
                 );
                 self.rpc_pending.insert(id, (peer, reply));
             }
-            Command::Subscribe { topic } => {
-                if self.subscribed_topics.insert(topic.clone())
-                    && let Err(e) = self
-                        .swarm
-                        .behaviour_mut()
-                        .gossipsub
-                        .subscribe(&gossipsub::IdentTopic::new(topic))
-                {
-                    tracing::error!(error = %e, "gossipsub subscribe failed");
-                }
+            Command::Subscribe { topic } => self.subscribe_topic(topic),
+            Command::ReportValidation { id, verdict } => self.on_verdict(id, verdict),
+            Command::PeerScore { peer, reply } => {
+                let score = self.swarm.behaviour().gossipsub.peer_score(&peer.peer_id());
+                let _ = reply.send(score);
+            }
+            #[cfg(feature = "rogue")]
+            Command::SwimRaw { peer, bytes, reply } => {
+                self.send_swim_bytes(peer, bytes, Purpose::Raw { reply });
             }
             Command::RespondRpc { channel, bytes } => {
                 let _ = self.swarm.behaviour_mut().rpc.send_response(channel, bytes);
@@ -1272,21 +735,15 @@ impl Driver {
                 incarnation,
                 left,
             } => {
-                if node == self.membership.local() {
-                    return;
-                }
-                let update = if left {
-                    MembershipUpdate::Left { node, incarnation }
-                } else {
-                    MembershipUpdate::Alive {
-                        node,
-                        incarnation,
-                        addresses: addresses.clone(),
-                    }
-                };
-                if !self.apply(&update) {
-                    self.membership.add_addresses(&node, &addresses);
-                }
+                // The registry checked that the node signed this record itself.
+                let applied = self.membership.observe_vouched(
+                    node,
+                    &addresses,
+                    incarnation,
+                    left,
+                    Instant::now(),
+                );
+                self.on_applied(&applied);
             }
             Command::ApplyFaults(rules) => self.apply_faults(rules),
             Command::Dial(addr) => {
@@ -1295,12 +752,9 @@ impl Driver {
                 }
             }
             Command::Leave { linger, reply } => {
-                let update = MembershipUpdate::Left {
-                    node: self.membership.local(),
-                    incarnation: self.membership.local_incarnation(),
-                };
+                let record = self.membership.leave();
                 tracing::info!("announcing departure");
-                self.broadcast(update);
+                self.broadcast(crate::swim::MembershipUpdate::Signed(record));
                 self.leaving = Some((Instant::now() + linger, reply));
             }
         }
@@ -1373,9 +827,21 @@ impl Driver {
             }
         }
 
+        self.poll_refutation();
+        self.expire_verdicts(now);
+        if now.duration_since(self.last_housekeeping) >= HOUSEKEEPING_INTERVAL {
+            self.last_housekeeping = now;
+            let forgotten = self.membership.reap(now);
+            if forgotten > 0 {
+                tracing::debug!(forgotten, "forgot hearsay members that died unverified");
+                self.refresh_shared();
+            }
+            self.swim_limits.prune(now);
+        }
+
         // Suspicions that ran out.
         for update in self.membership.expire_suspicions(now) {
-            if let MembershipUpdate::Dead {
+            if let crate::swim::MembershipUpdate::Dead {
                 node, incarnation, ..
             } = &update
             {

@@ -6,9 +6,15 @@
 //!
 //! - membership: [`Mesh::members`] and [`Mesh::events`] (SWIM failure detection, see
 //!   [`swim`]);
-//! - gossip: [`Mesh::subscribe`] and [`Mesh::publish`] on named topics;
+//! - gossip: [`Mesh::subscribe`] and [`Mesh::publish`] on named topics; a message is
+//!   forwarded to other peers only once its subscriber accepted it
+//!   ([`Mesh::report_validation`], see [`validation`]);
 //! - RPC: [`Mesh::serve`] registers a named service, [`Mesh::request`] calls one on a peer;
-//! - fault injection for tests and drills: [`Mesh::set_faults`].
+//! - fault injection for tests and drills: [`Mesh::set_faults`];
+//! - with the `rogue` cargo feature (for tests and drills; it lets this node send arbitrary
+//!   protocol messages), raw SWIM requests: `Mesh::send_swim_raw`.
+//!
+//! Liveness is signed: only a node can say it is alive or has left ([`liveness`]).
 //!
 //! The mesh knows nothing of storage, compute or HTTP. Nodes on different *networks*
 //! (see [`MeshConfig::network`]) use different protocol names and never talk to each other.
@@ -17,10 +23,14 @@ mod behaviour;
 mod codec;
 mod driver;
 pub mod faults;
+mod legacy;
+pub mod liveness;
 mod metrics;
 pub mod proto;
+mod ratelimit;
 pub mod rpc;
 pub mod swim;
+pub mod validation;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,10 +43,12 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use xnode_types::{NodeId, SecretKey};
 
 pub use faults::{FaultRules, Faults};
+pub use liveness::{LivenessError, LivenessRecord, SelfStatus};
 pub use metrics::MeshMetrics;
 pub use proto::{RpcErrorCode, RpcResponse};
 pub use rpc::{Endpoint, Handler, QuorumError, RpcError, Server, Service};
-pub use swim::{MemberState, SwimConfig};
+pub use swim::{MemberState, MembershipUpdate, SwimConfig};
+pub use validation::{GossipId, Validation};
 
 /// Configuration of the mesh.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -152,6 +164,9 @@ pub struct GossipMessage {
     /// The node that published it (authenticated by its signature).
     pub source: NodeId,
     pub data: Vec<u8>,
+    /// Identifies the message for [`Mesh::report_validation`]: it is forwarded to other
+    /// peers only if the subscriber accepts it.
+    pub id: GossipId,
 }
 
 /// An RPC request delivered to the service that registered for it.
@@ -189,6 +204,20 @@ pub(crate) enum Command {
         left: bool,
     },
     ApplyFaults(FaultRules),
+    ReportValidation {
+        id: GossipId,
+        verdict: Validation,
+    },
+    PeerScore {
+        peer: NodeId,
+        reply: oneshot::Sender<Option<f64>>,
+    },
+    #[cfg(feature = "rogue")]
+    SwimRaw {
+        peer: NodeId,
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, MeshError>>,
+    },
     Dial(Multiaddr),
     Leave {
         linger: Duration,
@@ -288,6 +317,11 @@ impl Mesh {
     }
 
     /// Receives gossip published on `topic` by other nodes. One subscriber per topic.
+    ///
+    /// The subscriber judges each message and reports it with
+    /// [`Mesh::report_validation`]: only accepted messages are forwarded to other peers,
+    /// rejected ones count against the peers that sent them, and a message not judged
+    /// within [`validation::VALIDATION_TIMEOUT`] is dropped without penalty.
     pub async fn subscribe(&self, topic: &str) -> Result<mpsc::Receiver<GossipMessage>, MeshError> {
         let (tx, rx) = mpsc::channel(4096);
         let full = self.full_topic(topic);
@@ -315,6 +349,48 @@ impl Mesh {
             .await
             .map_err(|_| MeshError::Closed)?;
         rx.await.map_err(|_| MeshError::Closed)?
+    }
+
+    /// Reports a subscriber's verdict on a gossip message (see [`Mesh::subscribe`]). It never
+    /// blocks: if the mesh is too busy to take it, the message times out as ignored.
+    pub fn report_validation(&self, id: &GossipId, verdict: Validation) {
+        let _ = self.commands.try_send(Command::ReportValidation {
+            id: id.clone(),
+            verdict,
+        });
+    }
+
+    /// This node's gossipsub score of `peer`: negative once the peer sent invalid gossip
+    /// (see [`validation`]); `None` if this node has no score for it.
+    pub async fn peer_score(&self, peer: NodeId) -> Result<Option<f64>, MeshError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::PeerScore { peer, reply })
+            .await
+            .map_err(|_| MeshError::Closed)?;
+        rx.await.map_err(|_| MeshError::Closed)
+    }
+
+    /// Sends raw bytes as a SWIM request to `peer` and returns the raw answer. For tests
+    /// and drills only (the `rogue` feature): it lets this node send what a modified binary
+    /// could.
+    #[cfg(feature = "rogue")]
+    pub async fn send_swim_raw(
+        &self,
+        peer: NodeId,
+        bytes: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, MeshError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::SwimRaw { peer, bytes, reply })
+            .await
+            .map_err(|_| MeshError::Closed)?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(MeshError::Closed),
+            Err(_) => Err(MeshError::Timeout { peer, timeout }),
+        }
     }
 
     /// Registers an RPC service and returns the stream of its inbound requests.

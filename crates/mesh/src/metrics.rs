@@ -50,6 +50,12 @@ pub struct MeshMetrics {
     pub membership_changes: Family<StateLabel, Counter>,
     pub rpc_requests: Family<ServiceLabel, Counter>,
     pub refutations: Counter,
+    /// Verdicts on received gossip: accept, reject, ignore, or timeout (never judged).
+    pub gossip_validation: Family<ResultLabel, Counter>,
+    /// Membership updates refused, by the rule they broke.
+    pub membership_refused: Family<ReasonLabel, Counter>,
+    /// Inbound SWIM requests dropped unanswered, by reason.
+    pub swim_dropped: Family<ReasonLabel, Counter>,
 }
 
 impl Default for MeshMetrics {
@@ -69,6 +75,9 @@ impl Default for MeshMetrics {
             membership_changes: Family::default(),
             rpc_requests: Family::default(),
             refutations: Counter::default(),
+            gossip_validation: Family::default(),
+            membership_refused: Family::default(),
+            swim_dropped: Family::default(),
         }
     }
 }
@@ -130,6 +139,21 @@ impl MeshMetrics {
             "refutations",
             "Times this node refuted a suspicion about itself",
             m.refutations.clone(),
+        );
+        r.register(
+            "gossip_validation",
+            "Verdicts on received gossip messages (timeout: never judged)",
+            m.gossip_validation.clone(),
+        );
+        r.register(
+            "membership_refused",
+            "Membership updates refused, by the rule they broke",
+            m.membership_refused.clone(),
+        );
+        r.register(
+            "swim_requests_dropped",
+            "Inbound SWIM requests dropped unanswered, by reason",
+            m.swim_dropped.clone(),
         );
         m
     }

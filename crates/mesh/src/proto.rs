@@ -2,12 +2,17 @@
 
 use serde::{Deserialize, Serialize};
 use xnode_types::NodeId;
-use xnode_wire::{Versioned, kinds};
+use xnode_wire::{Versioned, WireError, kinds};
 
+use crate::liveness::LivenessRecord;
 use crate::swim::{MemberState, MembershipUpdate};
 
 /// Largest SWIM message accepted (membership snapshots are the big ones).
 pub const MAX_SWIM_BYTES: usize = 4 * 1024 * 1024;
+/// Most updates one push-pull message may carry: two per member (its record and this
+/// node's finding) for the largest table, plus the sender's own record. A longer one is
+/// refused whole: no honest node sends it.
+pub const MAX_SYNC_UPDATES: usize = 2 * crate::swim::admission::MAX_MEMBERS + 1;
 /// Largest RPC message accepted (chunk transfers are the big ones).
 pub const MAX_RPC_BYTES: usize = 24 * 1024 * 1024;
 
@@ -19,10 +24,11 @@ pub enum SwimRequest {
     Ping {
         about_you: Option<(MemberState, u64)>,
     },
-    /// Ask the receiver to probe `target` on our behalf.
+    /// Ask the receiver to probe `target` on our behalf. `record` is the target's own
+    /// signed record, so a receiver that does not know the target yet can dial it.
     PingReq {
         target: NodeId,
-        addresses: Vec<String>,
+        record: Option<Box<LivenessRecord>>,
     },
     /// Push-pull exchange of whole membership views, done when two nodes connect.
     Sync { updates: Vec<MembershipUpdate> },
@@ -31,21 +37,37 @@ pub enum SwimRequest {
 /// Responses of the SWIM protocol.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum SwimResponse {
-    Ack { incarnation: u64 },
+    /// The target is up. `record` is its own signed record (relayed unchanged by an
+    /// indirect prober), which carries its incarnation: nobody else can raise it.
+    Ack {
+        record: Option<Box<LivenessRecord>>,
+    },
     Nack,
-    Sync { updates: Vec<MembershipUpdate> },
+    Sync {
+        updates: Vec<MembershipUpdate>,
+    },
 }
 
 impl Versioned for SwimRequest {
     const KIND_TAG: u8 = kinds::SWIM_REQUEST;
     const KIND_NAME: &'static str = "swim request";
-    const VERSION: u8 = 1;
+    // Version 2: signed liveness records instead of bare incarnations and addresses.
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, body: &[u8]) -> Result<Self, WireError> {
+        crate::legacy::swim_request(version, body)
+    }
 }
 
 impl Versioned for SwimResponse {
     const KIND_TAG: u8 = kinds::SWIM_RESPONSE;
     const KIND_NAME: &'static str = "swim response";
-    const VERSION: u8 = 1;
+    // Version 2: an ack carries the target's signed record.
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, body: &[u8]) -> Result<Self, WireError> {
+        crate::legacy::swim_response(version, body)
+    }
 }
 
 /// The envelope of the generic RPC protocol (`/xnode/<network>/rpc/1`): a service name

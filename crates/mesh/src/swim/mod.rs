@@ -15,14 +15,39 @@
 //! Precedence between updates about one member follows the paper: `alive` needs a strictly
 //! higher incarnation to override anything; `suspect` overrides `alive` at the same
 //! incarnation; `dead` and `left` override `alive` and `suspect` at the same incarnation.
+//!
+//! On top of SWIM, every peer is treated as a possible liar (see
+//! `docs/decisions/2026-11-26-signed-membership.md`):
+//! - `alive` and `left` exist only as [`LivenessRecord`]s signed by their subject;
+//! - third parties may report `suspect` and `dead`, but only in their own name (the
+//!   witness is the authenticated sender), only about members, and never above the highest
+//!   incarnation the subject itself vouched for; a third party's `dead` is taken as a
+//!   suspicion, so only this node's own suspicion timeout ever declares a member dead;
+//! - a direct answer from a suspect clears the suspicion here (the answer is
+//!   authenticated by the transport), so a rumour cannot kill a reachable node;
+//! - this node refutes rumours about itself at most once per [`REFUTATION_INTERVAL`],
+//!   and a due refutation is never dropped, only deferred ([`Membership::poll_refutation`]);
+//! - hearsay grows the table only within the bounds of [`admission`];
+//! - no arithmetic on incarnations can overflow.
+
+pub mod admission;
+mod updates;
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
-use xnode_types::NodeId;
-use xnode_wire::{Versioned, kinds};
+use xnode_types::{NodeId, SecretKey};
+use xnode_wire::{Versioned, WireError, kinds};
+
+use crate::liveness::{LivenessRecord, SelfStatus};
+use admission::{Admissions, UNVERIFIED_RETENTION};
+
+/// The shortest time between two refutations (incarnation bumps) of this node. Each bump
+/// is persisted and republished by the node, so a flood of rumours must not turn into a
+/// flood of bumps.
+pub const REFUTATION_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The liveness state of a member, as this node sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -55,59 +80,58 @@ impl MemberState {
 /// News about one member, spread by gossip and exchanged on join.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MembershipUpdate {
-    Alive {
-        node: NodeId,
-        incarnation: u64,
-        addresses: Vec<String>,
-    },
+    /// What the member signed about itself: alive (with its addresses) or left.
+    Signed(LivenessRecord),
+    /// `from` suspects the member at this incarnation.
     Suspect {
         node: NodeId,
         incarnation: u64,
         from: NodeId,
     },
+    /// `from` found the member dead at this incarnation.
     Dead {
         node: NodeId,
         incarnation: u64,
         from: NodeId,
-    },
-    Left {
-        node: NodeId,
-        incarnation: u64,
     },
 }
 
 impl Versioned for MembershipUpdate {
     const KIND_TAG: u8 = kinds::MEMBERSHIP_UPDATE;
     const KIND_NAME: &'static str = "membership update";
-    const VERSION: u8 = 1;
+    // Version 2: `alive` and `left` are signed records of their subject.
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, body: &[u8]) -> Result<Self, WireError> {
+        crate::legacy::membership_update(version, body)
+    }
 }
 
 impl MembershipUpdate {
     pub fn node(&self) -> NodeId {
         match self {
-            MembershipUpdate::Alive { node, .. }
-            | MembershipUpdate::Suspect { node, .. }
-            | MembershipUpdate::Dead { node, .. }
-            | MembershipUpdate::Left { node, .. } => *node,
+            MembershipUpdate::Signed(record) => record.node,
+            MembershipUpdate::Suspect { node, .. } | MembershipUpdate::Dead { node, .. } => *node,
         }
     }
 
     pub fn incarnation(&self) -> u64 {
         match self {
-            MembershipUpdate::Alive { incarnation, .. }
-            | MembershipUpdate::Suspect { incarnation, .. }
-            | MembershipUpdate::Dead { incarnation, .. }
-            | MembershipUpdate::Left { incarnation, .. } => *incarnation,
+            MembershipUpdate::Signed(record) => record.incarnation,
+            MembershipUpdate::Suspect { incarnation, .. }
+            | MembershipUpdate::Dead { incarnation, .. } => *incarnation,
         }
     }
 
-    /// Updates a node may only make about itself: `alive` and `left`. Anyone may report
-    /// `suspect` and `dead`, because that is what failure detection is.
-    pub fn must_come_from_subject(&self) -> bool {
-        matches!(
-            self,
-            MembershipUpdate::Alive { .. } | MembershipUpdate::Left { .. }
-        )
+    /// A rough upper bound of the encoded size, used to keep snapshots within the SWIM
+    /// message limit without encoding them twice.
+    pub(crate) fn encoded_size_bound(&self) -> usize {
+        match self {
+            MembershipUpdate::Signed(record) => {
+                160 + record.addresses.iter().map(|a| a.len() + 4).sum::<usize>()
+            }
+            _ => 140,
+        }
     }
 }
 
@@ -176,6 +200,34 @@ pub struct Member {
     pub last_seen: Option<Instant>,
     pub state_since: Instant,
     suspicion: Option<Suspicion>,
+    /// The highest incarnation the member itself vouched for: in a record it signed, or in
+    /// its registry record. Nobody else may push it further.
+    vouched_incarnation: u64,
+    /// The newest record the member signed, passed on in push-pull.
+    record: Option<LivenessRecord>,
+    /// Whether the registry (signed by the member) told us of it.
+    in_registry: bool,
+}
+
+impl Member {
+    /// The highest incarnation the member itself vouched for.
+    pub fn vouched_incarnation(&self) -> u64 {
+        self.vouched_incarnation
+    }
+
+    /// The newest liveness record the member signed that this node holds.
+    pub fn record(&self) -> Option<&LivenessRecord> {
+        self.record.as_ref()
+    }
+
+    /// Known only from hearsay: never heard from directly and not in the registry.
+    pub fn is_unverified(&self) -> bool {
+        self.last_seen.is_none() && !self.in_registry
+    }
+
+    fn is_live(&self) -> bool {
+        matches!(self.state, MemberState::Alive | MemberState::Suspect)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -193,20 +245,75 @@ pub enum Applied {
         state: MemberState,
         incarnation: u64,
     },
-    /// The update was old news.
+    /// The update was old news (or a refutation that is already scheduled).
     Ignored,
     /// The update was about this node and wrong: it has refuted it with a new incarnation,
     /// which the caller must announce.
     Refuted { incarnation: u64 },
+    /// The update broke a rule and was dropped.
+    Refused(Refusal),
+}
+
+/// Why an update was dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// A record whose signature does not verify, or that is larger than allowed.
+    BadRecord,
+    /// A suspicion or death reported in the name of someone other than its sender.
+    ForgedWitness,
+    /// A suspicion or death (or a new member) reported by a sender that is not a live
+    /// member this node has heard from or that the registry vouches for.
+    UntrustedWitness,
+    /// A suspicion or death about a node that is not a member.
+    UnknownMember,
+    /// A suspicion or death above the highest incarnation the subject vouched for.
+    AboveVouchedIncarnation,
+    /// A new member beyond the admission limits.
+    AdmissionLimit,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::BadRecord => "bad_record",
+            Refusal::ForgedWitness => "forged_witness",
+            Refusal::UntrustedWitness => "untrusted_witness",
+            Refusal::UnknownMember => "unknown_member",
+            Refusal::AboveVouchedIncarnation => "above_vouched_incarnation",
+            Refusal::AdmissionLimit => "admission_limit",
+        }
+    }
+
+    pub const ALL: [Refusal; 6] = [
+        Refusal::BadRecord,
+        Refusal::ForgedWitness,
+        Refusal::UntrustedWitness,
+        Refusal::UnknownMember,
+        Refusal::AboveVouchedIncarnation,
+        Refusal::AdmissionLimit,
+    ];
+
+    /// Whether only a dishonest sender sends this (as opposed to news that crossed another
+    /// update on the way, which honest nodes send too).
+    pub fn is_misbehaviour(self) -> bool {
+        matches!(self, Refusal::BadRecord | Refusal::ForgedWitness)
+    }
 }
 
 /// The membership view of one node.
 #[derive(Debug)]
 pub struct Membership {
     local: NodeId,
+    key: SecretKey,
+    network: String,
     local_incarnation: u64,
     local_addresses: Vec<String>,
+    local_record: LivenessRecord,
+    leaving: bool,
+    last_refutation: Option<Instant>,
+    refutation_due: bool,
     members: HashMap<NodeId, Member>,
+    admissions: Admissions,
     config: SwimConfig,
     probe_order: Vec<NodeId>,
     probe_cursor: usize,
@@ -214,12 +321,21 @@ pub struct Membership {
 }
 
 impl Membership {
-    pub fn new(local: NodeId, incarnation: u64, config: SwimConfig) -> Self {
+    /// A view for the node of `key` on `network`, starting at `incarnation`.
+    pub fn new(key: SecretKey, network: &str, incarnation: u64, config: SwimConfig) -> Self {
+        let local_record = LivenessRecord::sign(&key, network, incarnation, SelfStatus::Alive, &[]);
         Self {
-            local,
+            local: key.node_id(),
+            key,
+            network: network.to_owned(),
             local_incarnation: incarnation,
             local_addresses: Vec::new(),
+            local_record,
+            leaving: false,
+            last_refutation: None,
+            refutation_due: false,
             members: HashMap::new(),
+            admissions: Admissions::default(),
             config,
             probe_order: Vec::new(),
             probe_cursor: 0,
@@ -231,21 +347,51 @@ impl Membership {
         self.local
     }
 
+    pub fn network(&self) -> &str {
+        &self.network
+    }
+
     pub fn local_incarnation(&self) -> u64 {
         self.local_incarnation
     }
 
     pub fn set_local_addresses(&mut self, addresses: Vec<String>) {
         self.local_addresses = addresses;
+        self.resign();
     }
 
-    /// The `alive` announcement for this node.
-    pub fn local_alive(&self) -> MembershipUpdate {
-        MembershipUpdate::Alive {
-            node: self.local,
-            incarnation: self.local_incarnation,
-            addresses: self.local_addresses.clone(),
-        }
+    fn resign(&mut self) {
+        let status = if self.leaving {
+            SelfStatus::Left
+        } else {
+            SelfStatus::Alive
+        };
+        self.local_record = LivenessRecord::sign(
+            &self.key,
+            &self.network,
+            self.local_incarnation,
+            status,
+            &self.local_addresses,
+        );
+    }
+
+    /// This node's signed record: `alive` at its incarnation, or `left` once it leaves.
+    pub fn local_record(&self) -> &LivenessRecord {
+        &self.local_record
+    }
+
+    /// The announcement of this node's current record.
+    pub fn local_announcement(&self) -> MembershipUpdate {
+        MembershipUpdate::Signed(self.local_record.clone())
+    }
+
+    /// Marks this node as leaving and returns its signed `left` record. From now on it
+    /// refutes nothing.
+    pub fn leave(&mut self) -> LivenessRecord {
+        self.leaving = true;
+        self.refutation_due = false;
+        self.resign();
+        self.local_record.clone()
     }
 
     pub fn member(&self, id: &NodeId) -> Option<&Member> {
@@ -262,10 +408,15 @@ impl Membership {
 
     /// Members that count towards the live set (alive or suspect).
     pub fn live_count(&self) -> usize {
+        self.members.values().filter(|m| m.is_live()).count()
+    }
+
+    /// Whether `node` may vouch for others: a live member this node has heard from
+    /// directly or that the registry knows.
+    pub fn is_trusted(&self, node: &NodeId) -> bool {
         self.members
-            .values()
-            .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
-            .count()
+            .get(node)
+            .is_some_and(|m| m.is_live() && !m.is_unverified())
     }
 
     /// Records that we heard from `node` directly.
@@ -275,155 +426,20 @@ impl Membership {
         }
     }
 
-    /// Applies news about a member and says what changed.
-    pub fn apply(&mut self, update: &MembershipUpdate, now: Instant) -> Applied {
-        let node = update.node();
-        let incarnation = update.incarnation();
-        if node == self.local {
-            return self.apply_about_self(update);
-        }
-        let Some(member) = self.members.get_mut(&node) else {
-            // A member we have never heard of: take the news as it is. Join via `alive`
-            // brings its addresses; a death notice about a stranger is remembered so a
-            // stale `alive` cannot resurrect it.
-            let (state, addresses) = match update {
-                MembershipUpdate::Alive { addresses, .. } => {
-                    (MemberState::Alive, addresses.clone())
-                }
-                MembershipUpdate::Suspect { .. } => (MemberState::Suspect, Vec::new()),
-                MembershipUpdate::Dead { .. } => (MemberState::Dead, Vec::new()),
-                MembershipUpdate::Left { .. } => (MemberState::Left, Vec::new()),
-            };
-            let mut member = Member {
-                id: node,
-                state,
-                incarnation,
-                addresses,
-                last_seen: None,
-                state_since: now,
-                suspicion: None,
-            };
-            if let MembershipUpdate::Suspect { from, .. } = update {
-                member.suspicion = Some(Suspicion {
-                    since: now,
-                    confirmations: BTreeSet::from([*from]),
-                });
-            }
-            self.members.insert(node, member);
-            self.probe_order.push(node);
-            return Applied::Changed {
-                node,
-                state,
-                incarnation,
-            };
-        };
-
-        let (new_state, wins) = match update {
-            MembershipUpdate::Alive { addresses, .. } => {
-                let wins = incarnation > member.incarnation;
-                if !addresses.is_empty() && incarnation >= member.incarnation {
-                    member.addresses = addresses.clone();
-                }
-                (MemberState::Alive, wins)
-            }
-            MembershipUpdate::Suspect { from, .. } => {
-                let wins = match member.state {
-                    MemberState::Alive => incarnation >= member.incarnation,
-                    MemberState::Suspect => {
-                        if incarnation == member.incarnation {
-                            // Same suspicion, another witness: count the confirmation.
-                            if let Some(s) = member.suspicion.as_mut()
-                                && s.confirmations.insert(*from)
-                            {
-                                return Applied::Ignored;
-                            }
-                        }
-                        incarnation > member.incarnation
-                    }
-                    MemberState::Dead | MemberState::Left => incarnation > member.incarnation,
-                };
-                (MemberState::Suspect, wins)
-            }
-            MembershipUpdate::Dead { .. } => {
-                let wins = match member.state {
-                    MemberState::Alive | MemberState::Suspect => incarnation >= member.incarnation,
-                    MemberState::Dead | MemberState::Left => incarnation > member.incarnation,
-                };
-                (MemberState::Dead, wins)
-            }
-            MembershipUpdate::Left { .. } => {
-                let wins = match member.state {
-                    MemberState::Left => incarnation > member.incarnation,
-                    _ => incarnation >= member.incarnation,
-                };
-                (MemberState::Left, wins)
-            }
-        };
-        if !wins {
-            return Applied::Ignored;
-        }
-        member.incarnation = incarnation;
-        if member.state != new_state {
-            member.state = new_state;
-            member.state_since = now;
-        }
-        member.suspicion = match update {
-            MembershipUpdate::Suspect { from, .. } => Some(Suspicion {
-                since: now,
-                confirmations: BTreeSet::from([*from]),
-            }),
-            _ => None,
-        };
-        Applied::Changed {
-            node,
-            state: new_state,
-            incarnation,
-        }
-    }
-
-    fn apply_about_self(&mut self, update: &MembershipUpdate) -> Applied {
-        match update {
-            MembershipUpdate::Suspect { incarnation, .. }
-            | MembershipUpdate::Dead { incarnation, .. }
-                if *incarnation >= self.local_incarnation =>
-            {
-                // We are alive: outbid the rumour.
-                self.local_incarnation = incarnation + 1;
-                Applied::Refuted {
-                    incarnation: self.local_incarnation,
-                }
-            }
-            MembershipUpdate::Alive { incarnation, .. }
-            | MembershipUpdate::Left { incarnation, .. }
-                if *incarnation > self.local_incarnation =>
-            {
-                // An older run of this node got further than we started from (say, its
-                // incarnation file was lost). Continue above it.
-                self.local_incarnation = incarnation + 1;
-                Applied::Refuted {
-                    incarnation: self.local_incarnation,
-                }
-            }
-            _ => Applied::Ignored,
-        }
-    }
-
     /// The next member to probe, round-robin over alive and suspect members so every member
     /// is probed within one pass.
     pub fn next_probe_target(&mut self) -> Option<NodeId> {
-        self.probe_order
-            .retain(|id| self_members_contains(&self.members, id));
+        let members = &self.members;
+        self.probe_order.retain(|id| members.contains_key(id));
         let n = self.probe_order.len();
         for _ in 0..n {
             if self.probe_cursor >= n {
                 self.probe_cursor = 0;
                 shuffle(&mut self.probe_order);
             }
-            let id = self.probe_order[self.probe_cursor];
+            let id = self.probe_order.get(self.probe_cursor).copied()?;
             self.probe_cursor += 1;
-            if let Some(m) = self.members.get(&id)
-                && matches!(m.state, MemberState::Alive | MemberState::Suspect)
-            {
+            if self.members.get(&id).is_some_and(Member::is_live) {
                 return Some(id);
             }
         }
@@ -443,20 +459,30 @@ impl Membership {
         }
         dead.sort();
         self.dead_cursor = (self.dead_cursor + 1) % dead.len();
-        Some(dead[self.dead_cursor])
+        dead.get(self.dead_cursor).copied()
     }
 
-    /// Up to `k` live members other than `target` to ask for indirect probes.
+    /// Up to `k` alive members other than `target` to ask for indirect probes, preferring
+    /// members this node has heard from directly (hearsay members may not exist at all).
     pub fn indirect_helpers(&self, target: &NodeId, k: usize) -> Vec<NodeId> {
-        let mut candidates: Vec<NodeId> = self
-            .members
-            .values()
-            .filter(|m| m.id != *target && m.state == MemberState::Alive)
-            .map(|m| m.id)
-            .collect();
-        shuffle(&mut candidates);
-        candidates.truncate(k);
-        candidates
+        let candidates = |verified: bool| {
+            let mut ids: Vec<NodeId> = self
+                .members
+                .values()
+                .filter(|m| {
+                    m.id != *target
+                        && m.state == MemberState::Alive
+                        && m.last_seen.is_some() == verified
+                })
+                .map(|m| m.id)
+                .collect();
+            shuffle(&mut ids);
+            ids
+        };
+        let mut helpers = candidates(true);
+        helpers.extend(candidates(false));
+        helpers.truncate(k);
+        helpers
     }
 
     /// A direct and all indirect probes of `node` failed. An alive member becomes suspect;
@@ -471,7 +497,7 @@ impl Membership {
             from: local,
         };
         match member.state {
-            MemberState::Alive => match self.apply(&update, now) {
+            MemberState::Alive => match self.apply(&update, local, now) {
                 Applied::Changed { .. } => Some(update),
                 _ => None,
             },
@@ -499,7 +525,8 @@ impl Membership {
         let frac = ((extra + 1) as f64).ln() / ((expected + 1) as f64).ln();
         let max = self.config.suspicion_max.as_secs_f64();
         let min = self.config.suspicion_min.as_secs_f64();
-        Duration::from_secs_f64((max - (max - min) * frac).max(min))
+        Duration::try_from_secs_f64((max - (max - min) * frac).max(min))
+            .unwrap_or(self.config.suspicion_max)
     }
 
     /// Declares dead every suspect whose suspicion timed out; returns the updates to spread.
@@ -521,56 +548,73 @@ impl Membership {
                 incarnation,
                 from: self.local,
             };
-            if let Applied::Changed { .. } = self.apply(&update, now) {
+            if let Applied::Changed { .. } = self.apply(&update, self.local, now) {
                 out.push(update);
             }
         }
         out
     }
 
-    /// This node's whole view, for the push-pull exchange when two nodes connect.
-    pub fn snapshot(&self) -> Vec<MembershipUpdate> {
-        let mut out = vec![self.local_alive()];
-        for m in self.members.values() {
-            out.push(match m.state {
-                MemberState::Alive => MembershipUpdate::Alive {
-                    node: m.id,
-                    incarnation: m.incarnation,
-                    addresses: m.addresses.clone(),
-                },
-                MemberState::Suspect => MembershipUpdate::Suspect {
+    /// This node's view for a push-pull exchange: its own record first, then, for every
+    /// member it has verified (heard from directly, or known from the registry), the
+    /// member's own signed record and, if suspect or dead, this node's finding. Hearsay
+    /// members are not passed on. The whole stays under `byte_budget` (roughly).
+    pub fn snapshot(&self, byte_budget: usize) -> Vec<MembershipUpdate> {
+        let mut out = vec![self.local_announcement()];
+        let mut used = out
+            .iter()
+            .map(MembershipUpdate::encoded_size_bound)
+            .sum::<usize>();
+        let mut members: Vec<&Member> = self
+            .members
+            .values()
+            .filter(|m| !m.is_unverified())
+            .collect();
+        // Live members first: if the budget runs out, the dead are the ones left out.
+        members.sort_by_key(|m| (!m.is_live(), m.id));
+        for m in members {
+            let finding = match m.state {
+                MemberState::Suspect => Some(MembershipUpdate::Suspect {
                     node: m.id,
                     incarnation: m.incarnation,
                     from: self.local,
-                },
-                MemberState::Dead => MembershipUpdate::Dead {
+                }),
+                MemberState::Dead => Some(MembershipUpdate::Dead {
                     node: m.id,
                     incarnation: m.incarnation,
                     from: self.local,
-                },
-                MemberState::Left => MembershipUpdate::Left {
-                    node: m.id,
-                    incarnation: m.incarnation,
-                },
-            });
+                }),
+                MemberState::Alive | MemberState::Left => None,
+            };
+            let entries = m
+                .record
+                .clone()
+                .map(MembershipUpdate::Signed)
+                .into_iter()
+                .chain(finding);
+            for entry in entries {
+                used = used.saturating_add(entry.encoded_size_bound());
+                if used > byte_budget {
+                    return out;
+                }
+                out.push(entry);
+            }
         }
         out
     }
 
-    /// Learns addresses for a member without touching its state.
-    pub fn add_addresses(&mut self, node: &NodeId, addresses: &[String]) {
-        if let Some(m) = self.members.get_mut(node) {
-            for a in addresses {
-                if !m.addresses.contains(a) {
-                    m.addresses.push(a.clone());
-                }
-            }
-        }
+    /// Forgets hearsay members that are dead or gone and were never verified, once they
+    /// have been so for [`UNVERIFIED_RETENTION`], and old admission windows.
+    pub fn reap(&mut self, now: Instant) -> usize {
+        let before = self.members.len();
+        self.members.retain(|_, m| {
+            !(m.is_unverified()
+                && !m.is_live()
+                && now.duration_since(m.state_since) >= UNVERIFIED_RETENTION)
+        });
+        self.admissions.prune(now);
+        before - self.members.len()
     }
-}
-
-fn self_members_contains(members: &HashMap<NodeId, Member>, id: &NodeId) -> bool {
-    members.contains_key(id)
 }
 
 fn shuffle<T>(items: &mut [T]) {
