@@ -1,11 +1,13 @@
 //! Money: tenant charges, operator payments and emission shares.
 //!
 //! This is the hot path of an epoch (a million receipts), so it works on compact integer
-//! keys: operators and tenants are numbered by their position in sorted order, each
-//! receipt becomes a `(key, cumulative)` pair, one unstable sort of those pairs brings
-//! every counter's receipts together (the last of each run is the highest cumulative, the
-//! one that counts) and every (tenant, operator) line into tenant order. Sorting a total
-//! order makes the result independent of input order without any stable-sort assumption.
+//! keys: operators and tenants are numbered by their position in sorted order (found
+//! through fingerprint indexes), each receipt becomes a `(key, cumulative)` pair, and a
+//! counting sort by tenant followed by a small sort per tenant brings every counter's
+//! receipts together (the highest cumulative of each run is the one that counts) and
+//! every (tenant, operator) line into tenant order. Only maxima and sums are taken over
+//! runs of equal keys, so the result is independent of input order without any
+//! stable-sort assumption.
 //!
 //! Rules, in order:
 //! 1. a receipt counts only for this epoch and network, for a staked operator (rewards
@@ -97,7 +99,7 @@ pub(crate) fn settle(
             | u128::from(body.resource.code());
         counters.push((key, body.cumulative));
     }
-    counters.sort_unstable();
+    let counters = sort_counters(counters, tenants.len());
 
     let mut prices = [Price::new(0, 0); 256];
     for resource in Resource::ALL {
@@ -163,6 +165,40 @@ pub(crate) fn settle(
     })
 }
 
+/// Sorts `(key, cumulative)` counters by key: a counting sort on the tenant (the key's
+/// high part) into per-tenant buckets, then a small sort per bucket, which touches memory
+/// far less than one sort of a million entries. Entries with equal keys may end up in any
+/// order; only their maximum cumulative is used.
+fn sort_counters(counters: Vec<(u128, u64)>, tenant_count: usize) -> Vec<(u128, u64)> {
+    let tenant_of = |key: u128| usize::try_from(key >> TENANT_SHIFT).unwrap_or(usize::MAX);
+    let mut starts = vec![0usize; tenant_count + 1];
+    for (key, _) in &counters {
+        if let Some(count) = starts.get_mut(tenant_of(*key) + 1) {
+            *count += 1;
+        }
+    }
+    for bucket in 1..starts.len() {
+        starts[bucket] += starts[bucket - 1];
+    }
+    let mut next = starts.clone();
+    let mut sorted = vec![(0u128, 0u64); counters.len()];
+    for counter in counters {
+        let Some(slot) = next.get_mut(tenant_of(counter.0)) else {
+            continue;
+        };
+        if let Some(target) = sorted.get_mut(*slot) {
+            *target = counter;
+        }
+        *slot += 1;
+    }
+    for bucket in starts.windows(2) {
+        if let Some(entries) = sorted.get_mut(bucket[0]..bucket[1]) {
+            entries.sort_unstable_by_key(|(key, _)| *key);
+        }
+    }
+    sorted
+}
+
 /// Collapses sorted `(key, cumulative)` counters into one line per (tenant, operator).
 fn lines_from_counters(
     counters: &[(u128, u64)],
@@ -175,8 +211,11 @@ fn lines_from_counters(
         let key = counters[index].0;
         let run = run_length(&counters[index..], |(other, _)| *other == key);
         ignored.superseded += u64::try_from(run - 1).unwrap_or(u64::MAX);
-        // Sorted ascending, so the run's last entry has the highest cumulative.
-        let cumulative = counters[index + run - 1].1;
+        let cumulative = counters[index..index + run]
+            .iter()
+            .map(|(_, cumulative)| *cumulative)
+            .max()
+            .unwrap_or(0);
         index += run;
 
         let code = u8::try_from(key & 0xff).unwrap_or(0);
@@ -291,7 +330,15 @@ fn share_emission(
     // `paid`); only this earns emission.
     let storage_paid: Vec<u128> = lines
         .iter()
-        .map(|line| mul_div(line.paid, line.storage_value, line.usage_value).unwrap_or(0))
+        .map(|line| {
+            if line.storage_value == 0 {
+                0
+            } else if line.storage_value == line.usage_value {
+                line.paid
+            } else {
+                mul_div(line.paid, line.storage_value, line.usage_value).unwrap_or(0)
+            }
+        })
         .collect();
 
     // Lines are grouped by tenant: find each tenant's own payout address (if its key is an
