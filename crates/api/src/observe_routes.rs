@@ -138,6 +138,21 @@ pub(crate) async fn measure(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| PublicKeyBytes::from_hex(v).ok());
     let response = next.run(request).await;
+    // A scope per bucket or deployment only for names that exist (checked after the
+    // request, so a bucket created by it counts): names from anonymous URLs must not fill
+    // the node's scopes and push real buckets into `other`.
+    let scopes: Vec<String> = scopes
+        .into_iter()
+        .filter(|scope| {
+            if let Some(bucket) = scope.strip_prefix("bucket:") {
+                !node.registry().claims("bucket", bucket).is_empty()
+            } else if let Some(name) = scope.strip_prefix("deployment:") {
+                node.compute().deployment(name).is_some()
+            } else {
+                true
+            }
+        })
+        .collect();
     let status = response.status().as_u16();
     let group = if scopes.iter().any(|s| s == "storage") {
         "storage"

@@ -383,7 +383,19 @@ pub(crate) async fn spawn_workers(node: &Node) -> Result<(), crate::NodeError> {
                     // A summary counts only from the node it describes (the gossip source
                     // is authenticated by its signature).
                     Ok(summary) if summary.node == message.source => {
-                        xnode_types::lock(&n.inner.view).ingest(summary);
+                        // Only nodes with a signed record in the registry get a series:
+                        // fresh keys cannot grow every node's view.
+                        if n.registry()
+                            .get(&xnode_types::NodeRecord::registry_key(&summary.node))
+                            .is_none()
+                        {
+                            tracing::debug!(source = %message.source, "dropping a summary of a node without a record");
+                            return Ok(());
+                        }
+                        let outcome = xnode_types::lock(&n.inner.view).ingest(summary, unix_ms());
+                        if outcome == xnode_observe::Ingested::BadClock {
+                            tracing::debug!(source = %message.source, "dropping a summary dated far from this node's clock");
+                        }
                     }
                     Ok(_) => tracing::warn!(source = %message.source, "dropping a summary published for another node"),
                     Err(e) => tracing::debug!(source = %message.source, error = %e, "malformed node summary"),
@@ -405,7 +417,14 @@ pub(crate) async fn spawn_workers(node: &Node) -> Result<(), crate::NodeError> {
                 let summary = tokio::task::spawn_blocking(move || builder.build_summary(seq))
                     .await
                     .map_err(|e| xnode_worker::WorkerError::new(format!("summary failed: {e}")))?;
-                xnode_types::lock(&n.inner.view).ingest(summary.clone());
+                {
+                    let known: std::collections::HashSet<xnode_types::NodeId> =
+                        n.records().into_iter().map(|r| r.node_id).collect();
+                    let mut view = xnode_types::lock(&n.inner.view);
+                    view.ingest(summary.clone(), unix_ms());
+                    // Forget the series of nodes the registry no longer knows.
+                    view.retain_nodes(|id| *id == n.id() || known.contains(id));
+                }
                 let bytes = xnode_wire::encode(&summary)
                     .map_err(|e| xnode_worker::WorkerError::from_error(&e))?;
                 if let Err(e) = n.mesh().publish(OBSERVE_TOPIC, bytes).await {

@@ -12,7 +12,7 @@
 //! [`MeshSpread`] is how the registry pushes an entry written through the API to every
 //! live member at once (see [`xnode_registry::Spread`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use rand::seq::SliceRandom;
@@ -43,12 +43,20 @@ impl Service for RegistrySyncService {
     type Response = SyncResponse;
 }
 
-struct SyncHandler(Arc<Registry>);
+/// Answers peers' anti-entropy requests. It holds the registry weakly: the registry's
+/// spread hook owns the endpoint that owns this handler, and a strong reference would be
+/// a cycle that keeps a stopped node's database open.
+struct SyncHandler(Weak<Registry>);
 
 #[async_trait::async_trait]
 impl Handler<RegistrySyncService> for SyncHandler {
     async fn handle(&self, _from: NodeId, request: SyncRequest) -> Result<SyncResponse, RpcError> {
-        let registry = self.0.clone();
+        let Some(registry) = self.0.upgrade() else {
+            return Err(RpcError::new(
+                RpcErrorCode::Unavailable,
+                "the registry is closing",
+            ));
+        };
         // Digest computation walks the registry; keep it off the async workers.
         tokio::task::spawn_blocking(move || registry.handle_sync(request))
             .await
@@ -216,7 +224,7 @@ pub(crate) async fn spawn_all(node: &Node) -> Result<(), NodeError> {
     runner.spawn(
         node.inner
             .registry_sync
-            .serve(Arc::new(SyncHandler(node.registry().clone()))),
+            .serve(Arc::new(SyncHandler(Arc::downgrade(node.registry())))),
     );
 
     let mut ticker = tokio::time::interval(node.config().anti_entropy_interval);

@@ -44,8 +44,9 @@ impl Histogram {
     }
 
     pub fn record_us(&mut self, value_us: u64) {
-        *self.buckets.entry(Self::index(value_us)).or_default() += 1;
-        self.count += 1;
+        let bucket = self.buckets.entry(Self::index(value_us)).or_default();
+        *bucket = bucket.saturating_add(1);
+        self.count = self.count.saturating_add(1);
         self.sum_us = self.sum_us.saturating_add(value_us);
         self.max_us = self.max_us.max(value_us);
         self.compact();
@@ -53,10 +54,12 @@ impl Histogram {
 
     /// Adds every observation of `other` to this histogram.
     pub fn merge(&mut self, other: &Histogram) {
+        // `other` may come from a peer: saturate, never overflow.
         for (i, n) in &other.buckets {
-            *self.buckets.entry(*i).or_default() += n;
+            let bucket = self.buckets.entry(*i).or_default();
+            *bucket = bucket.saturating_add(*n);
         }
-        self.count += other.count;
+        self.count = self.count.saturating_add(other.count);
         self.sum_us = self.sum_us.saturating_add(other.sum_us);
         self.max_us = self.max_us.max(other.max_us);
         self.compact();
@@ -86,7 +89,8 @@ impl Histogram {
                 return;
             };
             self.buckets.remove(&a);
-            *self.buckets.entry(b).or_default() += na;
+            let bucket = self.buckets.entry(b).or_default();
+            *bucket = bucket.saturating_add(na);
             let _ = nb;
         }
     }
@@ -113,9 +117,9 @@ impl Histogram {
             return 0.0;
         }
         let rank = (q.clamp(0.0, 1.0) * (self.count - 1) as f64).floor() as u64;
-        let mut seen = 0;
+        let mut seen = 0u64;
         for (i, n) in &self.buckets {
-            seen += n;
+            seen = seen.saturating_add(*n);
             if seen > rank {
                 return Self::value_of(*i).min(self.max_us as f64);
             }

@@ -13,6 +13,9 @@ pub const MAX_SCOPES: usize = 64;
 
 /// The scope that collects what does not fit.
 const OTHER: &str = "other";
+/// Longest scope name kept as its own scope (`deployment:` plus a 64-character name fits);
+/// longer ones are counted under `other`, so no request can make a summary huge.
+pub const MAX_SCOPE_NAME: usize = 96;
 /// A tenant counts as active for this long after its last request.
 const ACTIVE_WINDOW_MS: u64 = 60_000;
 
@@ -67,21 +70,24 @@ impl Recorder {
     ) {
         let mut state = self.lock();
         for scope in scopes {
-            let name = if state.scopes.contains_key(*scope) || state.scopes.len() < MAX_SCOPES - 1 {
+            let fits = scope.len() <= MAX_SCOPE_NAME;
+            let name = if fits
+                && (state.scopes.contains_key(*scope) || state.scopes.len() < MAX_SCOPES - 1)
+            {
                 (*scope).to_owned()
             } else {
                 OTHER.to_owned()
             };
             let stats = state.scopes.entry(name).or_default();
-            stats.requests += 1;
+            stats.requests = stats.requests.saturating_add(1);
             match outcome.status {
-                400..=499 => stats.client_errors += 1,
-                500..=599 => stats.server_errors += 1,
+                400..=499 => stats.client_errors = stats.client_errors.saturating_add(1),
+                500..=599 => stats.server_errors = stats.server_errors.saturating_add(1),
                 _ => {}
             }
-            stats.bytes_in += outcome.bytes_in;
-            stats.bytes_out += outcome.bytes_out;
-            stats.fuel += outcome.fuel;
+            stats.bytes_in = stats.bytes_in.saturating_add(outcome.bytes_in);
+            stats.bytes_out = stats.bytes_out.saturating_add(outcome.bytes_out);
+            stats.fuel = stats.fuel.saturating_add(outcome.fuel);
             stats.latency.record_us(outcome.latency_us);
         }
         if let Some(tenant) = tenant {
@@ -136,6 +142,16 @@ mod tests {
             total, 201,
             "nothing is lost when scopes overflow into `other`"
         );
+    }
+
+    #[test]
+    fn a_huge_scope_name_is_counted_under_other() {
+        let r = Recorder::new();
+        let long = format!("bucket:{}", "a".repeat(60_000));
+        r.record(&["api", &long], Outcome::default(), None, 0);
+        let (scopes, _) = r.snapshot(0);
+        assert!(scopes.keys().all(|k| k.len() <= MAX_SCOPE_NAME));
+        assert_eq!(scopes["other"].requests, 1);
     }
 
     #[test]

@@ -28,12 +28,14 @@ pub struct ScopeStats {
 
 impl ScopeStats {
     pub fn merge(&mut self, other: &ScopeStats) {
-        self.requests += other.requests;
-        self.client_errors += other.client_errors;
-        self.server_errors += other.server_errors;
-        self.bytes_in += other.bytes_in;
-        self.bytes_out += other.bytes_out;
-        self.fuel += other.fuel;
+        // Figures come from peers: saturate rather than overflow (a peer's `u64::MAX` must
+        // not panic a debug build or wrap a release one).
+        self.requests = self.requests.saturating_add(other.requests);
+        self.client_errors = self.client_errors.saturating_add(other.client_errors);
+        self.server_errors = self.server_errors.saturating_add(other.server_errors);
+        self.bytes_in = self.bytes_in.saturating_add(other.bytes_in);
+        self.bytes_out = self.bytes_out.saturating_add(other.bytes_out);
+        self.fuel = self.fuel.saturating_add(other.fuel);
         self.latency.merge(&other.latency);
     }
 

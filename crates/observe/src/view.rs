@@ -13,6 +13,26 @@ pub const SLOT_MS: u64 = 10_000;
 /// The windows the API reports, in milliseconds, with their names.
 pub const WINDOWS: [(&str, u64); 3] = [("1m", 60_000), ("5m", 300_000), ("1h", 3_600_000)];
 const RETAIN_MS: u64 = 3_600_000 + SLOT_MS;
+/// How far a summary's time may be from this node's clock and still count. Summaries are
+/// published every few seconds; one dated far from now is a broken clock or a lie, and
+/// would land in a slot no window reads or push real slots out.
+pub const MAX_SUMMARY_SKEW_MS: u64 = 5 * 60 * 1000;
+/// At most this many nodes' series are kept: the node drops summaries of nodes it has no
+/// record of, and this bounds memory whatever a peer sends.
+pub const MAX_SERIES: usize = 20_000;
+
+/// What became of a summary offered to the view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ingested {
+    /// Folded in.
+    Accepted,
+    /// Not newer than what the view holds of that node.
+    Stale,
+    /// Dated too far from this node's clock.
+    BadClock,
+    /// The view holds as many nodes as it may.
+    Full,
+}
 
 /// The latest figures of one node, for live views.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,8 +72,33 @@ impl NetworkView {
         Self::default()
     }
 
+    /// Folds a summary in, if it is dated within [`MAX_SUMMARY_SKEW_MS`] of `now_ms`.
+    pub fn ingest(&mut self, summary: NodeSummary, now_ms: u64) -> Ingested {
+        if summary.at_ms.abs_diff(now_ms) > MAX_SUMMARY_SKEW_MS {
+            return Ingested::BadClock;
+        }
+        if !self.series.contains_key(&summary.node) && self.series.len() >= MAX_SERIES {
+            return Ingested::Full;
+        }
+        if self.fold(summary) {
+            Ingested::Accepted
+        } else {
+            Ingested::Stale
+        }
+    }
+
+    /// Forgets every node `keep` rejects (nodes the network no longer has a record of).
+    pub fn retain_nodes(&mut self, keep: impl Fn(&NodeId) -> bool) {
+        self.series.retain(|id, _| keep(id));
+    }
+
+    /// How many nodes the view holds.
+    pub fn node_count(&self) -> usize {
+        self.series.len()
+    }
+
     /// Folds a summary in. Returns false for a stale or duplicate summary.
-    pub fn ingest(&mut self, summary: NodeSummary) -> bool {
+    fn fold(&mut self, summary: NodeSummary) -> bool {
         let series = self.series.entry(summary.node).or_default();
         let delta: BTreeMap<String, ScopeStats> = match &series.last {
             Some(last) if last.started_ms == summary.started_ms => {
@@ -134,7 +179,7 @@ impl NetworkView {
                 continue;
             }
             for (start, slot) in &series.slots {
-                if start + SLOT_MS > from {
+                if start.saturating_add(SLOT_MS) > from {
                     merge_into(&mut scopes, slot);
                 }
             }
@@ -170,7 +215,7 @@ impl NetworkView {
         let mut slots: BTreeMap<u64, ScopeStats> = BTreeMap::new();
         for series in self.series.values() {
             for (start, scopes) in &series.slots {
-                if start + SLOT_MS > from
+                if start.saturating_add(SLOT_MS) > from
                     && let Some(stats) = scopes.get(scope)
                 {
                     slots.entry(*start).or_default().merge(stats);
@@ -239,10 +284,10 @@ mod tests {
         }
         // Every other summary is lost, and one arrives twice.
         for s in sent.iter().step_by(2) {
-            view.ingest(s.clone());
+            view.fold(s.clone());
         }
-        assert!(!view.ingest(sent[0].clone()));
-        view.ingest(sent[9].clone());
+        assert!(!view.fold(sent[0].clone()));
+        view.fold(sent[9].clone());
         let totals = view.window(60_000, 1_020_000, |_| true);
         assert_eq!(totals.scopes["storage"].requests, 100);
     }
@@ -254,7 +299,7 @@ mod tests {
         let ra = Recorder::new();
         let rb = Recorder::new();
         ra.record(&["storage"], ok(1), None, 0);
-        view.ingest(summary(&ra, a, 0, 1, 1_000_000));
+        view.fold(summary(&ra, a, 0, 1, 1_000_000));
         for _ in 0..3 {
             rb.record(
                 &["storage"],
@@ -266,7 +311,7 @@ mod tests {
                 0,
             );
         }
-        view.ingest(summary(&rb, b, 0, 1, 1_200_000));
+        view.fold(summary(&rb, b, 0, 1, 1_200_000));
         // 5 minutes later, a's request is out of the 1 m window but in the 5 m one.
         let now = 1_250_000;
         assert_eq!(
@@ -295,13 +340,13 @@ mod tests {
             node: peer,
             rtt_us: 250,
         }];
-        view.ingest(first);
+        view.fold(first);
         // Later summaries of the same run carry none: the last ones heard stay.
-        view.ingest(summary(&r, id, 100, 2, 1_002_000));
+        view.fold(summary(&r, id, 100, 2, 1_002_000));
         assert_eq!(view.live()[0].peer_rtts.len(), 1);
         assert_eq!(view.live()[0].peer_rtts[0].rtt_us, 250);
         // A restarted node's old round trips are forgotten.
-        view.ingest(summary(&r, id, 200, 1, 1_004_000));
+        view.fold(summary(&r, id, 200, 1, 1_004_000));
         assert!(view.live()[0].peer_rtts.is_empty());
     }
 
@@ -313,16 +358,16 @@ mod tests {
         for _ in 0..5 {
             r1.record(&["storage"], ok(1), None, 0);
         }
-        view.ingest(summary(&r1, id, 100, 7, 1_000_000));
+        view.fold(summary(&r1, id, 100, 7, 1_000_000));
         let r2 = Recorder::new();
         r2.record(&["storage"], ok(1), None, 0);
-        view.ingest(summary(&r2, id, 200, 1, 1_010_000));
+        view.fold(summary(&r2, id, 200, 1, 1_010_000));
         assert_eq!(
             view.window(60_000, 1_020_000, |_| true).scopes["storage"].requests,
             6
         );
         // A late summary from the old run is ignored.
-        assert!(!view.ingest(summary(&r1, id, 100, 8, 1_015_000)));
+        assert!(!view.fold(summary(&r1, id, 100, 8, 1_015_000)));
     }
 
     #[test]
@@ -331,11 +376,11 @@ mod tests {
         let (a, b) = (node(4), node(5));
         let (ra, rb) = (Recorder::new(), Recorder::new());
         ra.record(&["api"], ok(1), None, 0);
-        view.ingest(summary(&ra, a, 1, 1, 1_000_000));
+        view.fold(summary(&ra, a, 1, 1, 1_000_000));
         rb.record(&["api"], ok(1), None, 0);
-        view.ingest(summary(&rb, b, 1, 1, 1_001_000));
+        view.fold(summary(&rb, b, 1, 1, 1_001_000));
         ra.record(&["api"], ok(1), None, 0);
-        view.ingest(summary(&ra, a, 1, 2, 1_012_000));
+        view.fold(summary(&ra, a, 1, 2, 1_012_000));
         let series = view.series("api", 60_000, 1_015_000);
         assert_eq!(series.len(), 2);
         assert_eq!(series[0], (1_000_000, series[0].1.clone()));
@@ -375,5 +420,63 @@ mod tests {
         let decoded: NodeSummary = xnode_wire::decode(&bytes, 1024).unwrap();
         assert_eq!((decoded.seq, decoded.active_tenants), (2, 4));
         assert!(decoded.peer_rtts.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod hostile_tests {
+    use super::*;
+    use crate::{Outcome, Recorder};
+
+    fn summary_of(r: &Recorder, node: NodeId, seq: u64, at_ms: u64) -> NodeSummary {
+        let (scopes, active_tenants) = r.snapshot(at_ms);
+        NodeSummary {
+            node,
+            started_ms: 1,
+            seq,
+            at_ms,
+            scopes,
+            system: Default::default(),
+            peers: Default::default(),
+            active_tenants,
+            peer_rtts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_peer_cannot_overflow_or_bloat_the_view() {
+        let now = 10_000_000;
+        let id = xnode_types::SecretKey::generate().node_id();
+        let r = Recorder::new();
+        r.record(&["api"], Outcome::default(), None, now);
+        let mut view = NetworkView::new();
+        assert_eq!(
+            view.ingest(summary_of(&r, id, 1, now), now),
+            Ingested::Accepted
+        );
+        let mut huge = summary_of(&r, id, 2, now + 1);
+        if let Some(api) = huge.scopes.get_mut("api") {
+            api.requests = u64::MAX;
+            api.bytes_in = u64::MAX;
+        }
+        assert_eq!(view.ingest(huge.clone(), now), Ingested::Accepted);
+        let mut again = huge.clone();
+        again.seq = 3;
+        again.node = xnode_types::SecretKey::generate().node_id();
+        assert_eq!(view.ingest(again, now), Ingested::Accepted);
+        // Summing two saturated figures over a window must not panic.
+        let totals = view.window(60_000, now, |_| true);
+        assert_eq!(totals.scopes["api"].requests, u64::MAX);
+        // Dated far away: refused, whatever the value (no `start + SLOT_MS` overflow).
+        let mut far = summary_of(&r, id, 9, u64::MAX - 1);
+        far.at_ms = u64::MAX - 1;
+        assert_eq!(view.ingest(far, now), Ingested::BadClock);
+        let mut past = summary_of(&r, id, 10, 0);
+        past.at_ms = 0;
+        assert_eq!(view.ingest(past, now), Ingested::BadClock);
+        assert!(view.window(u64::MAX, u64::MAX, |_| true).scopes.len() <= 1);
+        // Forgetting nodes without a record.
+        view.retain_nodes(|n| *n == id);
+        assert_eq!(view.node_count(), 1);
     }
 }
