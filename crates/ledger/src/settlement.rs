@@ -170,10 +170,11 @@ pub(crate) fn settle(
 /// far less than one sort of a million entries. Entries with equal keys may end up in any
 /// order; only their maximum cumulative is used.
 fn sort_counters(counters: Vec<(u128, u64)>, tenant_count: usize) -> Vec<(u128, u64)> {
+    // Every key's tenant index came from the tenant index, so it is below `tenant_count`.
     let tenant_of = |key: u128| usize::try_from(key >> TENANT_SHIFT).unwrap_or(usize::MAX);
     let mut starts = vec![0usize; tenant_count + 1];
     for (key, _) in &counters {
-        if let Some(count) = starts.get_mut(tenant_of(*key) + 1) {
+        if let Some(count) = starts.get_mut(tenant_of(*key).saturating_add(1)) {
             *count += 1;
         }
     }
