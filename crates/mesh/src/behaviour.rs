@@ -14,9 +14,11 @@ use crate::validation;
 use crate::{MeshConfig, MeshError};
 
 /// Connections being set up at once, per direction. A dial or accept beyond this is
-/// refused until others finish.
+/// refused until others finish. Outgoing room exceeds the cap on hearsay members
+/// (`swim::admission::MAX_UNVERIFIED_MEMBERS`), whose dials may hang on addresses that
+/// answer nothing, so they can never crowd out dials to real peers.
 const MAX_PENDING_INCOMING: u32 = 64;
-const MAX_PENDING_OUTGOING: u32 = 128;
+const MAX_PENDING_OUTGOING: u32 = 512;
 /// Established connections in total, and per peer (a TCP and a QUIC connection, plus
 /// room for a simultaneous dial from both sides).
 const MAX_ESTABLISHED: u32 = 1024;
