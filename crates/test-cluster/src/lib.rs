@@ -8,6 +8,8 @@
 // A test-only crate: failing loudly on a broken test setup is what we want.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod rogue;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
