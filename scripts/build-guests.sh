@@ -25,7 +25,7 @@ RUSTUP_HOME_DIR="${RUSTUP_HOME:-$HOME/.rustup}"
 # Component guests (wasi:http/proxy) and preview-1 command guests.
 # Format: <cargo package>:<artifact file stem>
 P2_GUESTS=(hello:hello echo-json:echo_json object-rw:object_rw spin:spin membomb:membomb
-           recurse:recurse bigout:bigout forbidden-fetch:forbidden_fetch)
+           recurse:recurse bigout:bigout forbidden-fetch:forbidden_fetch html-page:html_page)
 P1_GUESTS=(transform:transform heartbeat:heartbeat job-spin:job-spin job-bigout:job-bigout)
 
 # Later --remap-path-prefix flags win, so the most specific paths come last.

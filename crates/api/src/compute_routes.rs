@@ -480,6 +480,7 @@ pub(crate) async fn function(
     *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
     *response.headers_mut() = answer.headers;
     response.headers_mut().remove("content-length");
+    confine_function_response(response.headers_mut());
     let compute = state.node.compute();
     let served_by = if answer.served_by == state.node.id() {
         HeaderValue::from_str(compute.node_name())
@@ -491,4 +492,54 @@ pub(crate) async fn function(
     }
     response.extensions_mut().insert(FunctionFuel(answer.fuel));
     Ok(response)
+}
+
+/// What a function's response may never do: functions are served on the same origin as
+/// the Studio, which keeps a tenant's key in the browser. Every function response runs in
+/// a sandbox without `allow-same-origin`, so a page a guest returns gets an opaque origin:
+/// its scripts can run, but cannot read the Studio's storage or call the API with the
+/// user's credentials. A guest may not set cookies or clear the origin's data, and the
+/// browser may not guess a more dangerous content type than the one declared.
+pub(crate) fn confine_function_response(headers: &mut axum::http::HeaderMap) {
+    for name in ["set-cookie", "clear-site-data", "content-security-policy"] {
+        headers.remove(name);
+    }
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static(FUNCTION_CSP),
+    );
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+}
+
+/// The sandbox of every function response: scripts, forms, pop-ups and downloads work,
+/// but the page has an opaque origin (no `allow-same-origin`).
+pub const FUNCTION_CSP: &str =
+    "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads";
+
+#[cfg(test)]
+mod confine_tests {
+    use super::*;
+
+    #[test]
+    fn a_guest_cannot_lift_the_sandbox_or_touch_cookies_and_site_data() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("text/html"));
+        headers.insert("set-cookie", HeaderValue::from_static("session=stolen"));
+        headers.insert("clear-site-data", HeaderValue::from_static("\"storage\""));
+        headers.insert(
+            "content-security-policy",
+            HeaderValue::from_static("sandbox allow-same-origin allow-scripts"),
+        );
+        confine_function_response(&mut headers);
+        assert!(headers.get("set-cookie").is_none());
+        assert!(headers.get("clear-site-data").is_none());
+        let csp: Vec<_> = headers.get_all("content-security-policy").iter().collect();
+        assert_eq!(csp, [FUNCTION_CSP]);
+        assert!(!FUNCTION_CSP.contains("allow-same-origin"));
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["content-type"], "text/html");
+    }
 }

@@ -70,6 +70,27 @@ try {
   await page.click('button:has-text("Send a signed request")');
   await page.waitForSelector('.alert.ok:has-text("accepted the signature")');
   await shot('tenant');
+  // The key is kept non-extractable: no raw seed in localStorage, and the CryptoKey in
+  // IndexedDB refuses to be exported.
+  const kept = await page.evaluate(async () => {
+    const raw = Object.keys(localStorage).map((k) => localStorage.getItem(k)).join(' ');
+    const rec = await new Promise((resolve, reject) => {
+      const open = indexedDB.open('xnode');
+      open.onsuccess = () => {
+        const get = open.result.transaction('keys').objectStore('keys').get('tenant.v2');
+        get.onsuccess = () => { resolve(get.result); open.result.close(); };
+        get.onerror = () => reject(get.error);
+      };
+      open.onerror = () => reject(open.error);
+    });
+    let exported = 'refused';
+    try { await crypto.subtle.exportKey('pkcs8', rec.privateKey); exported = 'EXPORTED'; } catch { /* expected */ }
+    return { raw, extractable: rec.privateKey.extractable, exported, tenant: rec.tenant };
+  });
+  if (kept.extractable || kept.exported !== 'refused') throw new Error('the tenant key in IndexedDB is extractable');
+  if (/[0-9a-f]{64}/.test(kept.raw)) throw new Error('a raw key is kept in localStorage');
+  if (kept.tenant !== tenantId) throw new Error(`IndexedDB holds tenant ${kept.tenant}, not ${tenantId}`);
+  log('tenant key kept non-extractable in IndexedDB');
 
   // 3. Storage: create a bucket (a registry entry signed in the browser), upload a file
   // with progress, see its replicas, download it back byte for byte.
@@ -141,6 +162,27 @@ try {
     await page.click('form.inline button[type=submit]');
     await page.waitForSelector('.kv .badge:has-text("3 / 3 running")', { timeout: 30000 });
     log('scaled hello to 3 running replicas');
+    // A function that answers a page whose script tries to read this origin's storage
+    // (where the tenant key lives) finds nothing: functions run sandboxed.
+    const htmlPage = new URL('../../../guests/dist/html-page.wasm', import.meta.url).pathname;
+    await page.click('nav a[data-page=deployments]');
+    await page.click('button:has-text("New deployment")');
+    await page.setInputFiles('#dep-module', htmlPage);
+    await page.fill('#dep-name', 'html-page');
+    await page.selectOption('#dep-kind', 'http');
+    await page.fill('#dep-replicas', '1');
+    await page.click('dialog button[type=submit]');
+    await page.waitForURL(/\/deployments\/html-page$/, { timeout: 30000 });
+    await page.waitForSelector('tr[data-replica-node] .badge:has-text("running")', { timeout: 30000 });
+    const evil = await context.newPage();
+    await evil.goto(`${url}/fn/html-page/`);
+    await evil.waitForFunction(() => document.title !== 'pending', null, { timeout: 15000 });
+    const found = await evil.title();
+    await evil.close();
+    log(`a function's page read: ${found}`);
+    if (found.includes(tenantId) || /[0-9a-f]{64}/.test(found) || !found.includes('blocked')) {
+      throw new Error(`a function's page could read the Studio's storage: ${found}`);
+    }
     await page.click('nav a[data-page=deployments]');
     await page.waitForSelector('tr[data-deployment=hello]');
     await shot('deployments');

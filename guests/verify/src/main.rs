@@ -31,6 +31,7 @@ const GUESTS: &[(&str, Kind, &[&str])] = &[
     ("recurse", Kind::Http, &[]),
     ("bigout", Kind::Http, &[]),
     ("forbidden-fetch", Kind::Http, &[]),
+    ("html-page", Kind::Http, &[]),
     ("transform", Kind::Command, &[]),
     ("heartbeat", Kind::Command, &[]),
     ("job-spin", Kind::Command, &[]),

@@ -1,11 +1,14 @@
-// The tenant key: generated or imported in the browser, kept in this origin's localStorage,
-// never sent anywhere. Requests and registry entries are signed here with WebCrypto
-// Ed25519, byte for byte as the CLI signs them (crates/types/src/request_auth.rs,
-// crates/registry/src/entry.rs).
+// The tenant key: generated or imported in the browser and kept there as a
+// non-extractable WebCrypto key in IndexedDB (the seed itself is never stored, so no
+// script can read it back; only the derived data key, which the node needs, is kept raw).
+// Requests and registry entries are signed here with WebCrypto Ed25519, byte for byte as
+// the CLI signs them (crates/types/src/request_auth.rs, crates/registry/src/entry.rs).
 
 import { blake3, deriveKey } from './blake3.js';
 
-const STORAGE_KEY = 'xnode.tenant.v1';
+/** Where earlier Studios kept the raw seed: moved into IndexedDB and erased on load. */
+const LEGACY_STORAGE_KEY = 'xnode.tenant.v1';
+const DB_NAME = 'xnode', DB_STORE = 'keys', DB_RECORD = 'tenant.v2';
 /** Kind tag and format version of the CLI's tenant key file (crates/wire, kinds). */
 const KEY_FILE_KIND = 17, KEY_FILE_VERSION = 1;
 const DATA_KEY_CONTEXT = 'xnode 2026-11 tenant data key v1';
@@ -19,7 +22,8 @@ export function unhex(text) {
   return Uint8Array.from(t.match(/../g) || [], (h) => parseInt(h, 16));
 }
 
-let current = null; // { seed, tenant, dataKey, privateKey }
+// { seed (only in the session that created or imported the key), tenant, dataKey, privateKey }
+let current = null;
 const listeners = new Set();
 
 export function onTenantChange(fn) { listeners.add(fn); return () => listeners.delete(fn); }
@@ -33,28 +37,75 @@ async function fromSeed(seed) {
   if (!(seed instanceof Uint8Array) || seed.length !== 32) throw new Error('a tenant key is 32 bytes');
   const pkcs8 = new Uint8Array(48);
   pkcs8.set(PKCS8_PREFIX); pkcs8.set(seed, 16);
-  const privateKey = await crypto.subtle.importKey('pkcs8', pkcs8, { name: 'Ed25519' }, true, ['sign']);
-  const jwk = await crypto.subtle.exportKey('jwk', privateKey);
+  // Imported once extractable only to read the public key, then again non-extractable:
+  // the key kept and used for signing can never be exported by any script.
+  const readable = await crypto.subtle.importKey('pkcs8', pkcs8, { name: 'Ed25519' }, true, ['sign']);
+  const jwk = await crypto.subtle.exportKey('jwk', readable);
+  const privateKey = await crypto.subtle.importKey('pkcs8', pkcs8, { name: 'Ed25519' }, false, ['sign']);
+  pkcs8.fill(0);
   const b64 = jwk.x.replace(/-/g, '+').replace(/_/g, '/');
   const pub = Uint8Array.from(atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4)), (c) => c.charCodeAt(0));
   return { seed, tenant: hex(pub), dataKey: hex(deriveKey(DATA_KEY_CONTEXT, seed)), privateKey };
 }
 
+// IndexedDB, where the non-extractable key lives. Without IndexedDB (Node.js in the tests,
+// some private modes) the key lives for this page only.
+function openDb() {
+  if (!globalThis.indexedDB) return Promise.resolve(null);
+  return new Promise((resolve) => {
+    const req = indexedDB.open(DB_NAME, 1);
+    req.onupgradeneeded = () => req.result.createObjectStore(DB_STORE);
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => resolve(null);
+  });
+}
+
+async function dbDo(mode, action) {
+  const db = await openDb();
+  if (!db) return null;
+  try {
+    return await new Promise((resolve, reject) => {
+      const tx = db.transaction(DB_STORE, mode);
+      const req = action(tx.objectStore(DB_STORE));
+      tx.oncomplete = () => resolve(req.result);
+      tx.onerror = () => reject(tx.error);
+    });
+  } finally { db.close(); }
+}
+
+async function persist(t) {
+  // The record holds the CryptoKey object itself (structured clone keeps it
+  // non-extractable), the tenant id and the data key; never the seed.
+  await dbDo('readwrite', (s) => s.put({ privateKey: t.privateKey, tenant: t.tenant, dataKey: t.dataKey }, DB_RECORD));
+}
+
 async function use(seed) {
   current = await fromSeed(seed);
-  localStorage.setItem(STORAGE_KEY, hex(seed));
+  await persist(current);
+  globalThis.localStorage?.removeItem(LEGACY_STORAGE_KEY);
   listeners.forEach((fn) => fn(current));
   return current;
 }
 
-/** Loads the key kept in this browser, if any. */
+/** Loads the key kept in this browser, if any (moving a key an earlier Studio kept as a
+ *  raw seed in localStorage into IndexedDB, and erasing the seed). */
 export async function loadTenant() {
-  const stored = localStorage.getItem(STORAGE_KEY);
-  if (!stored) return null;
-  try { current = await fromSeed(unhex(stored)); } catch { current = null; }
+  const legacy = globalThis.localStorage?.getItem(LEGACY_STORAGE_KEY);
+  if (legacy) {
+    // This session may still export the seed it just moved (the last chance to save it).
+    try { return await use(unhex(legacy)); } catch { /* fall through */ }
+  }
+  try {
+    const stored = await dbDo('readonly', (s) => s.get(DB_RECORD));
+    current = stored && stored.privateKey ? { seed: null, ...stored } : null;
+  } catch { current = null; }
   listeners.forEach((fn) => fn(current));
   return current;
 }
+
+/** Whether the key file can still be exported: only in the session that created or
+ *  imported the key, because the browser keeps it non-extractable. */
+export function canExport() { return !!(current && current.seed); }
 
 export async function generateTenant() {
   return use(crypto.getRandomValues(new Uint8Array(32)));
@@ -78,13 +129,15 @@ export async function importTenant(bytes) {
 /** The key in the CLI's file format, for `--tenant-key`. */
 export function exportKeyFile() {
   if (!current) throw new Error('no tenant key');
+  if (!current.seed) throw new Error('this browser keeps the key non-extractable: export it right after creating or importing it, or import your saved key file again');
   const out = new Uint8Array(34);
   out[0] = KEY_FILE_KIND; out[1] = KEY_FILE_VERSION; out.set(current.seed, 2);
   return out;
 }
 
-export function forgetTenant() {
-  localStorage.removeItem(STORAGE_KEY);
+export async function forgetTenant() {
+  globalThis.localStorage?.removeItem(LEGACY_STORAGE_KEY);
+  try { await dbDo('readwrite', (s) => s.delete(DB_RECORD)); } catch { /* nothing kept */ }
   current = null;
   listeners.forEach((fn) => fn(null));
 }

@@ -1,9 +1,10 @@
 // Tenant: the key that owns buckets (and deployments). It is generated or imported here and
-// kept in this browser's storage; only signatures and the derived data key leave it.
+// kept in this browser as a non-extractable key; only signatures and the derived data key
+// leave it.
 
 import { h, clear, icon, empty, errorBox, toast } from '../ui.js';
 import { signed } from '../api.js';
-import { tenant, generateTenant, importTenant, exportKeyFile, forgetTenant } from '../tenant.js';
+import { tenant, generateTenant, importTenant, exportKeyFile, canExport, forgetTenant } from '../tenant.js';
 
 export function render(root) {
   root.append(h('header.page-head', h('div', h('h1', 'Tenant'),
@@ -39,20 +40,21 @@ export function render(root) {
         h('header.card-head', h('h2', 'Your tenant'), h('span.badge.state-alive', h('span.dot'), 'ready')),
         h('dl.kv',
           h('dt', 'Tenant id'), h('dd', h('code.break#tenant-id', t.tenant), copyBtn(t.tenant, 'tenant id')),
-          h('dt', 'Stored'), h('dd', 'In this browser only (localStorage of this node\'s address). Clearing site data removes it.'),
+          h('dt', 'Stored'), h('dd', 'In this browser only, as a non-extractable key (IndexedDB of this node\'s address): scripts can ask it to sign but never read it. Clearing site data removes it.'),
           h('dt', 'Data key'), h('dd', 'Derived from the key; sent to the node you talk to with uploads and downloads so it can encrypt and decrypt. Providers never see it.')),
+        canExport() ? null : h('p.muted#export-note', 'The key file can be exported only right after the key was created or imported: this browser keeps the key non-extractable. Keep the file you saved then, or import it again.'),
         h('div.actions',
-          h('button.btn', { type: 'button', onclick: () => {
+          canExport() ? h('button.btn', { type: 'button', onclick: () => {
             const blob = new Blob([exportKeyFile()], { type: 'application/octet-stream' });
             const url = URL.createObjectURL(blob);
             const a = h('a', { href: url, download: 'tenant.key' }); document.body.append(a); a.click(); a.remove();
             setTimeout(() => URL.revokeObjectURL(url), 5000);
             toast('Key file downloaded: keep it secret');
-          } }, icon('download'), 'Export key file'),
+          } }, icon('download'), 'Export key file') : null,
           importBtn, generate,
           h('button.btn.danger-ghost', { type: 'button', onclick: () => {
             if (!confirm('Forget the key in this browser? Without an exported copy, its buckets become unreachable.')) return;
-            forgetTenant(); toast('Key removed from this browser'); draw();
+            forgetTenant().then(() => { toast('Key removed from this browser'); draw(); });
           } }, icon('trash'), 'Forget key'))),
       h('section.card', h('header.card-head', h('h2', 'Use it from the CLI')),
         h('p', 'The exported file is the CLI\'s own format:'),
