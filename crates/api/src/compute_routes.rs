@@ -263,6 +263,7 @@ pub(crate) async fn deployment_logs(
     req: Request,
 ) -> Result<Json<Vec<xnode_deploy::proto::LogLine>>, ApiError> {
     let tenant = tenant_of(&state, req.method(), req.uri(), req.headers())?;
+    let auth = logs_auth(&req)?;
     let compute = state.node.compute();
     match compute.deployment(&name) {
         Some(d) if d.owner != tenant => {
@@ -273,7 +274,29 @@ pub(crate) async fn deployment_logs(
         }
         _ => {}
     }
-    Ok(Json(compute.gather_logs(&tenant, &name).await))
+    Ok(Json(compute.gather_logs(&tenant, &name, &auth).await))
+}
+
+/// The tenant's signature over this (verified) request, which peers need to answer with
+/// their lines of the logs.
+fn logs_auth(req: &Request) -> Result<xnode_deploy::proto::LogsAuth, ApiError> {
+    use xnode_types::request_auth::{HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ApiError::Unauthenticated(format!("missing the {name} header")))
+    };
+    let signature = xnode_types::request_auth::parse_signature(header(HEADER_SIGNATURE)?)
+        .ok_or_else(|| ApiError::BadSignature("the signature must be 64 bytes of hex".into()))?;
+    Ok(xnode_deploy::proto::LogsAuth {
+        query: req.uri().query().unwrap_or("").to_owned(),
+        timestamp_ms: header(HEADER_TIMESTAMP)?
+            .parse()
+            .map_err(|_| ApiError::Unauthenticated("the timestamp must be a number".into()))?,
+        nonce: header(HEADER_NONCE)?.to_owned(),
+        signature: signature.0.to_vec(),
+    })
 }
 
 /// A job and its latest run.

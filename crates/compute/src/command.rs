@@ -109,6 +109,9 @@ impl Engine {
         usage: &mut Usage,
     ) -> Result<ExitReason, ComputeError> {
         let limits = spec.limits;
+        // A command holds its slot for as long as it runs (a worker, for days): it takes
+        // a command permit first, so commands never hold every slot.
+        let _command = self.command_permit(Duration::from_secs(30)).await?;
         let _permit = self.slot(Duration::from_secs(30)).await?;
         let mut wasi = WasiCtxBuilder::new();
         wasi.args(&spec.args)

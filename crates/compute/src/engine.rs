@@ -42,6 +42,13 @@ pub struct EngineConfig {
     pub cpu_lanes: usize,
     /// Compiled modules kept in memory.
     pub cached_modules: usize,
+    /// Commands (jobs and workers, which hold their slot for as long as they run) that
+    /// may run at once; the rest of `max_instances` stays free for functions.
+    pub max_commands: u32,
+    /// The largest body a function sends to `store.xnode`.
+    pub max_outbound_body_bytes: u64,
+    /// Which network addresses functions may reach.
+    pub egress: crate::EgressPolicy,
 }
 
 impl Default for EngineConfig {
@@ -55,6 +62,9 @@ impl Default for EngineConfig {
                 .map_or(1, |n| n.get().saturating_sub(1))
                 .max(1),
             cached_modules: 64,
+            max_commands: 64,
+            max_outbound_body_bytes: 64 << 20,
+            egress: crate::EgressPolicy::default(),
         }
     }
 }
@@ -95,6 +105,8 @@ pub(crate) struct EngineInner {
     /// One permit per pooling slot, so a burst waits briefly instead of failing inside
     /// the allocator.
     pub slots: Arc<Semaphore>,
+    /// Permits commands take before a slot, so they never hold every slot.
+    pub commands: Arc<Semaphore>,
     /// CPU lanes for long-running functions.
     pub lanes: Arc<Semaphore>,
     /// When function calls that stayed short last finished.
@@ -206,6 +218,11 @@ impl Engine {
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 slots: Arc::new(Semaphore::new(config.max_instances as usize)),
+                // At least one slot always stays free for functions.
+                commands: Arc::new(Semaphore::new(
+                    (config.max_commands.min(config.max_instances.saturating_sub(1))).max(1)
+                        as usize,
+                )),
                 lanes: Arc::new(Semaphore::new(config.cpu_lanes.max(1))),
                 short_activity: Arc::default(),
                 engine,
@@ -301,6 +318,17 @@ impl Engine {
         }
         cache.insert(id, module.clone());
         Ok(module)
+    }
+
+    /// Waits up to `wait` for one of the permits commands need before a slot.
+    pub(crate) async fn command_permit(
+        &self,
+        wait: Duration,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ComputeError> {
+        match tokio::time::timeout(wait, self.inner.commands.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(ComputeError::Busy),
+        }
     }
 
     /// Waits up to `wait` for a free instance slot, and keeps epochs ticking while the

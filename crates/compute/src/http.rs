@@ -86,6 +86,8 @@ impl WasiHttpView for HttpState {
 /// everything else is refused with `HTTP-request-denied`.
 struct Hooks {
     allowed_hosts: Vec<String>,
+    /// Which addresses the network side may reach, checked after resolution.
+    egress: crate::EgressPolicy,
     outbound: Arc<dyn Outbound>,
     max_body: u64,
     /// A guest waiting for an outbound answer gives its CPU lane back.
@@ -140,12 +142,11 @@ impl WasiHttpHooks for Hooks {
             tracing::debug!(%host, "outbound request to a host the manifest does not allow");
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
-        Box::new(async move {
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            let io: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send> =
-                Box::new(io);
-            Ok((response.map(BodyExt::boxed_unsync), io))
-        })
+        // Even an allowed name may resolve to the node itself, its LAN or a metadata
+        // service: the egress policy checks the resolved address, and the connection
+        // goes to the address checked.
+        let egress = self.egress.clone();
+        Box::new(async move { crate::egress::send(&egress, request, options).await })
     }
 }
 
@@ -209,8 +210,9 @@ impl Engine {
             table: ResourceTable::new(),
             hooks: Hooks {
                 allowed_hosts: invocation.allowed_hosts.clone(),
+                egress: self.inner.config.egress.clone(),
                 outbound: invocation.outbound.clone(),
-                max_body: 64 << 20,
+                max_body: self.inner.config.max_outbound_body_bytes,
                 lane: lane.releaser(),
             },
             guard: Guard::new(limits).with_lane(lane),

@@ -6,12 +6,14 @@
 //! exit statuses and [`Usage`].
 
 mod command;
+mod egress;
 mod engine;
 mod http;
 mod limits;
 mod output;
 
 pub use command::{CommandOutcome, CommandSpec, ExitReason, Mount};
+pub use egress::{Cidr, EgressPolicy, is_special};
 pub use engine::{CommandModule, Engine, EngineConfig, HttpModule, ModuleId};
 pub use http::{FnRequest, FnResponse, HttpInvocation};
 pub use limits::{Limits, Usage};

@@ -13,7 +13,7 @@ use xnode_mesh::MeshError;
 use xnode_types::NodeId;
 
 use super::outbound::StoreOutbound;
-use super::proto::{ComputeRequest, ComputeResponse, LogLine};
+use super::proto::{ComputeRequest, ComputeResponse, LogLine, LogsAuth};
 use super::spec::Kind;
 use super::{Compute, ComputeOpError, Deployment, unix_ms};
 
@@ -348,7 +348,7 @@ impl Compute {
             trace_id: call.trace.trace_id.clone(),
             parent_span: span.clone(),
         };
-        let limits = deployment.spec.limits(self.config.max_memory_mb << 20);
+        let limits = deployment.spec.limits(&self.config);
         let timeout = limits.timeout.unwrap_or(Duration::from_secs(30)) + Duration::from_secs(3);
         let result = self.endpoint.call(node, request, timeout).await;
         if self.telemetry.spans.enabled() {
@@ -475,13 +475,14 @@ impl Compute {
                     storage: self.storage.clone(),
                     owner: deployment.owner,
                     data_key,
+                    max_object_bytes: self.config.max_store_object_mb.saturating_mul(1 << 20),
                 }),
                 None => Arc::new(NoStorage),
             },
             None => Arc::new(NoStorage),
         };
         let invocation = HttpInvocation {
-            limits: spec.limits(self.config.max_memory_mb << 20),
+            limits: spec.limits(&self.config),
             env: spec
                 .env
                 .iter()
@@ -625,11 +626,14 @@ impl Compute {
         Ok(module)
     }
 
-    /// Gathers a deployment's recent log lines from every live node.
+    /// Gathers a deployment's recent log lines from every live node. Peers answer only
+    /// with `auth`, the tenant's signed request for them; this node's own lines are
+    /// given to the caller, who checked the tenant's request.
     pub async fn gather_logs(
         &self,
         owner: &xnode_types::PublicKeyBytes,
         name: &str,
+        auth: &LogsAuth,
     ) -> Vec<LogLine> {
         let mut lines = self.telemetry.logs.get(&owner.to_hex(), name);
         let calls = self
@@ -637,9 +641,10 @@ impl Compute {
             .into_iter()
             .filter(|c| c.id != self.node_id)
             .map(|c| {
-                let request = ComputeRequest::Logs {
+                let request = ComputeRequest::SignedLogs {
                     owner: owner.to_hex(),
                     deployment: name.to_owned(),
+                    auth: auth.clone(),
                 };
                 async move { self.call(c.id, request, Duration::from_secs(2)).await }
             });

@@ -1,7 +1,7 @@
 //! Jobs placed on this node: fetch the inputs, run the guest to completion in a scratch
 //! directory, store its outputs in the tenant's bucket and publish the run's result.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -11,9 +11,10 @@ use xnode_compute::{CommandSpec, ExitReason, Mount, OutputCapture};
 use xnode_types::PublicKeyBytes;
 
 use crate::runner::{GRANT_ATTEMPTS, GRANT_RETRY, log_line};
-use crate::spec::{JOB_RECORD_VERSION, JobRun, JobSpec, RunState, run_key};
+use crate::scratch;
+use crate::spec::{JOB_RECORD_VERSION, JobInput, JobRun, JobSpec, RunState, run_key};
 use crate::usage::ForwardLabels;
-use crate::worker_run::walk;
+use crate::worker_run::{MAX_OUT_ENTRIES, MAX_OUT_FILES};
 use crate::{Compute, Deployment, unix_ms};
 
 impl Compute {
@@ -137,35 +138,23 @@ impl Compute {
         }
         let data_key =
             data_key.ok_or("no node holds the tenant's data key for this job; submit it again")?;
+        // The scratch directory is named by the node, never by the tenant: a hash of the
+        // job's owner and id, and a random suffix.
+        let tag = blake3::hash(format!("{}/{}", job.owner, job.id).as_bytes());
         let dir = self.work_dir.join("jobs").join(format!(
             "{}-{}",
-            job.id,
+            hex::encode(&tag.as_bytes()[..8]),
             hex::encode(rand::random::<[u8; 4]>())
         ));
         let (in_dir, out_dir) = (dir.join("in"), dir.join("out"));
         let _cleanup = RemoveOnDrop(dir.clone());
         std::fs::create_dir_all(&in_dir).map_err(|e| format!("scratch space: {e}"))?;
         std::fs::create_dir_all(&out_dir).map_err(|e| format!("scratch space: {e}"))?;
+        // Inputs are streamed to disk, within the node's budget for one job's inputs.
+        let mut budget = self.config.max_job_input_mb.saturating_mul(1 << 20);
         for input in &job.inputs {
-            let read = self
-                .storage
-                .get_object(&owner, &input.bucket, &input.key, &data_key, None)
-                .await
-                .map_err(|e| {
-                    format!(
-                        "input {:?} ({}/{}): {e}",
-                        input.name, input.bucket, input.key
-                    )
-                })?;
-            let mut bytes = Vec::new();
-            let mut body = read.body;
-            use futures::StreamExt;
-            while let Some(chunk) = body.next().await {
-                bytes
-                    .extend_from_slice(&chunk.map_err(|e| format!("input {:?}: {e}", input.name))?);
-            }
-            std::fs::write(in_dir.join(&input.name), bytes)
-                .map_err(|e| format!("input {:?}: {e}", input.name))?;
+            self.fetch_input(&owner, input, &data_key, &in_dir, &mut budget)
+                .await?;
         }
         let bytes = self
             .module_bytes(&d.spec)
@@ -176,7 +165,7 @@ impl Compute {
             .command_module(bytes)
             .await
             .map_err(|e| e.to_string())?;
-        let limits = d.spec.limits(self.config.max_memory_mb << 20);
+        let limits = d.spec.limits(&self.config);
         let stdout = OutputCapture::new(limits.max_output_bytes, limits.max_output_bytes as usize);
         let stderr = OutputCapture::new(limits.max_output_bytes, limits.max_output_bytes as usize);
         let stdin = base64::engine::general_purpose::STANDARD
@@ -210,7 +199,16 @@ impl Compute {
             stdout: stdout.clone(),
             stderr: stderr.clone(),
         };
-        let outcome = self.engine.run_command(&module, spec, cancel).await;
+        // `/out` is watched against the node's disk quota for one run.
+        let run_cancel = cancel.child_token();
+        let quota = scratch::QuotaWatch::start(
+            out_dir.clone(),
+            self.config.max_out_mb.saturating_mul(1 << 20),
+            run_cancel.clone(),
+        );
+        let outcome = self.engine.run_command(&module, spec, run_cancel).await;
+        let over_quota = quota.breached();
+        drop(quota);
         run.fuel = outcome.usage.fuel;
         run.wall_ms = outcome.usage.wall.as_millis() as u64;
         let owner_hex = owner.to_hex();
@@ -236,6 +234,12 @@ impl Compute {
         let failed = !matches!(outcome.exit, ExitReason::Exited(0));
         self.account(&owner_hex, &d.spec.name, &outcome.usage, &code, failed);
         self.record_run(&owner, &d.spec.name, &outcome.usage, failed);
+        if over_quota {
+            return Err(format!(
+                "the job's /out went past this node's quota of {} MiB",
+                self.config.max_out_mb
+            ));
+        }
         if matches!(outcome.exit, ExitReason::Cancelled) {
             return Err("cancelled".into());
         }
@@ -251,13 +255,10 @@ impl Compute {
                 run.outputs.push(key);
             }
         }
-        for (path, rel) in walk(&out_dir) {
-            let Ok(bytes) = std::fs::read(&path) else {
-                continue;
-            };
-            let key = format!("{prefix}/out/{rel}");
+        for file in scratch::walk(&out_dir, MAX_OUT_FILES, MAX_OUT_ENTRIES).files {
+            let key = format!("{prefix}/out/{}", file.rel);
             if self
-                .put_bytes(&owner, &job.output_bucket, &key, &data_key, bytes)
+                .put_file(&owner, &job.output_bucket, &key, &data_key, &out_dir, &file)
                 .await
                 .is_ok()
             {
@@ -269,6 +270,53 @@ impl Compute {
             ExitReason::Failed(e) => Err(e.to_string()),
             ExitReason::Cancelled => Err("cancelled".into()),
         }
+    }
+}
+
+impl Compute {
+    /// Streams one input object into a new file of the job's `/in`, named by the input's
+    /// checked name and created without following links.
+    async fn fetch_input(
+        &self,
+        owner: &PublicKeyBytes,
+        input: &JobInput,
+        data_key: &xnode_store::DataKey,
+        in_dir: &Path,
+        budget: &mut u64,
+    ) -> Result<(), String> {
+        use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let what = || format!("input {:?} ({}/{})", input.name, input.bucket, input.key);
+        let file = scratch::create_new(in_dir, &input.name)
+            .map_err(|e| format!("{}: {e}", what()))?;
+        let read = self
+            .storage
+            .get_object(owner, &input.bucket, &input.key, data_key, None)
+            .await
+            .map_err(|e| format!("{}: {e}", what()))?;
+        let too_large = || {
+            format!(
+                "{}: the job's inputs are larger than this node allows ({} MiB in all)",
+                what(),
+                self.config.max_job_input_mb
+            )
+        };
+        let (start, end) = read.range;
+        if end.saturating_sub(start) > *budget {
+            return Err(too_large());
+        }
+        let mut file = tokio::fs::File::from_std(file);
+        let mut body = read.body;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| format!("{}: {e}", what()))?;
+            *budget = budget
+                .checked_sub(chunk.len() as u64)
+                .ok_or_else(too_large)?;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| format!("{}: {e}", what()))?;
+        }
+        file.flush().await.map_err(|e| format!("{}: {e}", what()))
     }
 }
 

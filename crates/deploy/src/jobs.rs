@@ -24,12 +24,17 @@ impl Compute {
                 "the job must be signed by the requesting tenant".into(),
             ));
         }
+        // The same checks as every other path (`decode_job`), with the reason spelled out.
+        let job: spec::JobSpec = serde_json::from_slice(entry.value.as_deref().unwrap_or_default())
+            .map_err(|e| ComputeOpError::BadRequest(format!("the job record is not valid: {e}")))?;
+        job.validate().map_err(ComputeOpError::BadRequest)?;
+        check_entry_clock(&entry)?;
         let job = decode_job(&entry).ok_or_else(|| {
             ComputeOpError::BadRequest(
-                "the job record is malformed or does not match its key and owner".into(),
+                "the job record does not match its key and owner, or is dated in the future"
+                    .into(),
             )
         })?;
-        spec::validate_job_id(&job.id).map_err(ComputeOpError::BadRequest)?;
         if self.job(tenant, &job.id).is_some() {
             return Err(ComputeOpError::BadRequest(format!(
                 "job {:?} exists already; jobs are not rerun under the same id",
@@ -52,24 +57,6 @@ impl Compute {
                 deployment.spec.kind.as_str()
             )));
         }
-        if job.stdin_b64.len() > spec::MAX_JOB_STDIN_BYTES * 4 / 3 + 4 {
-            return Err(ComputeOpError::BadRequest(format!(
-                "stdin may have at most {} KiB; pass larger inputs as objects",
-                spec::MAX_JOB_STDIN_BYTES >> 10
-            )));
-        }
-        for input in &job.inputs {
-            if input.name.is_empty()
-                || input.name.contains('/')
-                || input.name == "."
-                || input.name == ".."
-            {
-                return Err(ComputeOpError::BadRequest(format!(
-                    "input name {:?} must be a plain file name",
-                    input.name
-                )));
-            }
-        }
         // Fail now, not on a remote node later, when an input or the output bucket is wrong.
         for input in &job.inputs {
             self.storage
@@ -79,7 +66,6 @@ impl Compute {
         self.storage
             .list_objects(tenant, &job.output_bucket, "", None, 1)
             .await?;
-        check_entry_clock(&entry)?;
         self.store_grant(tenant, &data_key)?;
         self.registry
             .apply_remote(entry.clone())
@@ -91,14 +77,23 @@ impl Compute {
         Ok(entry)
     }
 
-    /// Every run of a job that any node reported.
+    /// Every run of a job reported by a node that may report on it: its runner in this
+    /// node's view of placement, or a node ranked above it (an earlier runner, not live
+    /// now). Reports from any other node are ignored (see [`runner::run_counts`]).
     pub fn job_runs(&self, owner: &PublicKeyBytes, id: &str) -> Vec<spec::JobRun> {
+        let Some(job) = self.job(owner, id) else {
+            return Vec::new();
+        };
+        let candidates = self.candidates();
+        let runner = runner::job_runners(&job, &candidates).first().copied();
         let suffix = format!("/job/{}/{id}", owner.to_hex());
         self.registry
             .list("run/")
-            .into_iter()
+            .iter()
             .filter(|e| e.key.ends_with(&suffix))
-            .filter_map(|e| serde_json::from_slice(e.value.as_deref()?).ok())
+            .filter_map(spec::decode_run)
+            .filter(|(node, _)| runner::run_counts(&job, node, runner.as_ref()))
+            .map(|(_, run)| run)
             .collect()
     }
 

@@ -19,6 +19,7 @@ mod placement;
 pub mod proto;
 mod rpc;
 pub mod runner;
+mod scratch;
 pub mod spec;
 pub mod tracing_export;
 pub mod usage;
@@ -42,7 +43,7 @@ use xnode_types::{NodeId, PublicKeyBytes, SecretKey};
 
 use crate::catalog::Catalog;
 use crate::logs::Logs;
-pub use crate::placement::{Candidate, place};
+pub use crate::placement::{Candidate, place, score};
 pub use crate::rpc::ComputeService;
 use crate::spec::DeploymentSpec;
 use crate::tracing_export::SpanExporter;
@@ -64,6 +65,33 @@ pub struct ComputeConfig {
     pub reconcile_interval: Duration,
     /// Labels deployments can require in their placement constraints.
     pub labels: BTreeMap<String, String>,
+    /// The longest a function call may run, whatever its manifest says (manifests asking
+    /// for more are clamped to it on the node that runs them).
+    #[serde(with = "xnode_types::duration_text")]
+    pub max_function_timeout: Duration,
+    /// The longest a job (or a worker whose manifest sets a timeout) may run.
+    #[serde(with = "xnode_types::duration_text")]
+    pub max_job_timeout: Duration,
+    /// The most fuel one function call or job may burn. Workers without a fuel limit in
+    /// their manifest run unmetered: `max_workers` bounds them instead.
+    pub max_fuel: u64,
+    /// The most output one run may produce: a function's response body, or a job's or
+    /// worker's stdout plus stderr (MiB).
+    pub max_output_mb: u64,
+    /// Workers this node runs at once; more placed here are not started.
+    pub max_workers: u32,
+    /// Jobs this node runs at once; more wait for a later pass.
+    pub max_jobs: u32,
+    /// The largest object a function reads, or body it writes, through `store.xnode`
+    /// (MiB); the node buffers it.
+    pub max_store_object_mb: u64,
+    /// The most input bytes one job may have, all inputs together (MiB).
+    pub max_job_input_mb: u64,
+    /// The disk one run's `/out` may fill (MiB); a run past it is stopped.
+    pub max_out_mb: u64,
+    /// Networks guests may reach over outbound HTTP although they are loopback, private,
+    /// link-local or otherwise special (all refused by default), in CIDR notation.
+    pub outbound_allow: Vec<String>,
 }
 
 impl Default for ComputeConfig {
@@ -74,7 +102,77 @@ impl Default for ComputeConfig {
             stack_kb: 1024,
             reconcile_interval: Duration::from_secs(2),
             labels: BTreeMap::new(),
+            max_function_timeout: Duration::from_secs(60),
+            max_job_timeout: Duration::from_secs(3600),
+            max_fuel: 1_000_000_000_000,
+            max_output_mb: 64,
+            max_workers: 32,
+            max_jobs: 16,
+            max_store_object_mb: 64,
+            max_job_input_mb: 1024,
+            max_out_mb: 1024,
+            outbound_allow: Vec::new(),
         }
+    }
+}
+
+impl ComputeConfig {
+    /// Checks the settings, for `Config::validate`: one sentence per mistake.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_instances == 0 || self.max_memory_mb == 0 || self.stack_kb < 64 {
+            return Err("compute.max_instances and compute.max_memory_mb must be positive and compute.stack_kb at least 64".into());
+        }
+        if self.max_function_timeout.is_zero() || self.max_job_timeout.is_zero() {
+            return Err(
+                "compute.max_function_timeout and compute.max_job_timeout must be positive".into(),
+            );
+        }
+        if self.max_fuel == 0
+            || self.max_output_mb == 0
+            || self.max_store_object_mb == 0
+            || self.max_job_input_mb == 0
+            || self.max_out_mb == 0
+        {
+            return Err("compute.max_fuel, max_output_mb, max_store_object_mb, max_job_input_mb and max_out_mb must be positive".into());
+        }
+        for (name, mb) in [
+            ("max_output_mb", self.max_output_mb),
+            ("max_store_object_mb", self.max_store_object_mb),
+        ] {
+            if mb > 4096 {
+                return Err(format!(
+                    "compute.{name} must be at most 4096 (it is held in memory)"
+                ));
+            }
+        }
+        // Functions always keep instance slots of their own: long-running commands may
+        // hold fewer than all of them.
+        if self.max_workers.saturating_add(self.max_jobs) >= self.max_instances {
+            return Err(format!(
+                "compute.max_workers + compute.max_jobs must be less than compute.max_instances ({}), so that functions always find an instance slot",
+                self.max_instances
+            ));
+        }
+        self.egress_policy()?;
+        Ok(())
+    }
+
+    /// The outbound policy guests run under.
+    pub fn egress_policy(&self) -> Result<xnode_compute::EgressPolicy, String> {
+        let allow = self
+            .outbound_allow
+            .iter()
+            .map(|n| {
+                n.parse::<xnode_compute::Cidr>()
+                    .map_err(|e| format!("compute.outbound_allow: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(xnode_compute::EgressPolicy { allow })
+    }
+
+    /// Node caps in bytes, saturating.
+    pub(crate) fn max_output_bytes(&self) -> u64 {
+        self.max_output_mb.saturating_mul(1 << 20)
     }
 }
 
@@ -112,6 +210,8 @@ pub enum ComputeOpError {
 pub enum StartError {
     #[error("compute engine: {0}")]
     Engine(String),
+    #[error("{0}")]
+    Config(String),
     #[error("cannot create {path}: {source}")]
     WorkDir {
         path: PathBuf,
@@ -201,10 +301,16 @@ impl Compute {
         shutdown: CancellationToken,
         otlp_endpoint: Option<String>,
     ) -> Result<Arc<Compute>, StartError> {
+        config.validate().map_err(StartError::Config)?;
+        let egress = config.egress_policy().map_err(StartError::Config)?;
         let engine = Engine::new(EngineConfig {
             max_instances: config.max_instances,
-            max_memory_bytes: config.max_memory_mb << 20,
-            max_stack_bytes: (config.stack_kb << 10) as usize,
+            max_memory_bytes: config.max_memory_mb.saturating_mul(1 << 20),
+            max_stack_bytes: usize::try_from(config.stack_kb.saturating_mul(1 << 10))
+                .unwrap_or(usize::MAX),
+            max_commands: config.max_workers.saturating_add(config.max_jobs),
+            max_outbound_body_bytes: config.max_store_object_mb.saturating_mul(1 << 20),
+            egress,
             ..EngineConfig::default()
         })
         .map_err(|e| StartError::Engine(e.to_string()))?;

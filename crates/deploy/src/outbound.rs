@@ -15,6 +15,9 @@ pub struct StoreOutbound {
     pub storage: Arc<Storage>,
     pub owner: PublicKeyBytes,
     pub data_key: DataKey,
+    /// The largest object a GET returns: the node holds it in memory before the guest
+    /// reads it (`compute.max_store_object_mb`).
+    pub max_object_bytes: u64,
 }
 
 fn status_of(e: &StorageError) -> u16 {
@@ -37,6 +40,7 @@ impl xnode_compute::Outbound for StoreOutbound {
         let storage = self.storage.clone();
         let owner = self.owner;
         let data_key = self.data_key.clone();
+        let max = self.max_object_bytes;
         Box::pin(async move {
             let path = path.trim_start_matches('/');
             let Some((bucket, key)) = path
@@ -56,11 +60,28 @@ impl xnode_compute::Outbound for StoreOutbound {
                         .await
                     {
                         Ok(read) => {
+                            let too_large = || {
+                                (
+                                    413,
+                                    Bytes::from(format!(
+                                        "the object is larger than this node lets a function read ({max} bytes)\n"
+                                    )),
+                                )
+                            };
+                            let (start, end) = read.range;
+                            if end.saturating_sub(start) > max {
+                                return too_large();
+                            }
                             let mut out = Vec::new();
                             let mut stream = read.body;
                             use futures::StreamExt;
                             while let Some(chunk) = stream.next().await {
                                 match chunk {
+                                    // Checked again as the bytes come: the size is the
+                                    // metadata's word, the bytes are what is held.
+                                    Ok(c) if (out.len() + c.len()) as u64 > max => {
+                                        return too_large();
+                                    }
                                     Ok(c) => out.extend_from_slice(&c),
                                     Err(e) => {
                                         return (status_of(&e), Bytes::from(format!("{e}\n")));

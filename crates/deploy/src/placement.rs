@@ -91,16 +91,19 @@ pub fn place(item: &str, spec: &DeploymentSpec, candidates: &[Candidate], n: usi
                 .all(|(k, v)| c.labels.get(k) == Some(v))
         })
         .filter(|c| c.memory_free_bytes >= reserve)
-        .map(|c| {
-            let mut h = blake3::Hasher::new();
-            h.update(b"xnode/compute-placement/v1\n");
-            h.update(item.as_bytes());
-            h.update(b"\n");
-            h.update(&c.id.to_bytes());
-            (*h.finalize().as_bytes(), c.id)
-        })
+        .map(|c| (score(item, &c.id), c.id))
         .collect();
     scored.sort_by_key(|s| std::cmp::Reverse(s.0));
     scored.dedup_by(|a, b| a.1 == b.1);
     scored.into_iter().take(n).map(|(_, id)| id).collect()
+}
+
+/// The rendezvous score of `node` for `item`: the highest scores win.
+pub fn score(item: &str, node: &NodeId) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"xnode/compute-placement/v1\n");
+    h.update(item.as_bytes());
+    h.update(b"\n");
+    h.update(&node.to_bytes());
+    *h.finalize().as_bytes()
 }

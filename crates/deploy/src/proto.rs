@@ -30,8 +30,81 @@ pub enum ComputeRequest {
         #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
-    /// Recent log lines of a deployment on this node.
+    /// Recent log lines of a deployment on this node, asked without the tenant's
+    /// signature. Kept so that older nodes' requests decode; always answered with no
+    /// lines (see [`ComputeRequest::SignedLogs`]).
     Logs { owner: String, deployment: String },
+    /// Recent log lines of `owner`'s deployment on this node, with the tenant's signed
+    /// request for them, which its edge relays; answered only when it verifies.
+    SignedLogs {
+        owner: String,
+        deployment: String,
+        auth: LogsAuth,
+    },
+}
+
+/// A tenant's signature over its `GET /v1/deployments/<deployment>/logs` request (see
+/// `xnode_types::request_auth`), relayed by the edge it sent the request to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsAuth {
+    /// The request's query string, as signed.
+    pub query: String,
+    pub timestamp_ms: u64,
+    pub nonce: String,
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+}
+
+impl LogsAuth {
+    /// The path a tenant's request for the logs of `deployment` has.
+    pub fn path(deployment: &str) -> String {
+        format!("/v1/deployments/{deployment}/logs")
+    }
+
+    /// Signs a request for the logs of `deployment` as `tenant` would (for tests and
+    /// clients that call a node's compute directly).
+    pub fn sign(tenant: &xnode_types::SecretKey, deployment: &str) -> LogsAuth {
+        let timestamp_ms = xnode_types::unix_ms();
+        let nonce = hex::encode(rand::random::<[u8; 16]>());
+        let signature = tenant.sign(&xnode_types::request_auth::canonical_request(
+            "GET",
+            &Self::path(deployment),
+            "",
+            timestamp_ms,
+            &nonce,
+            &tenant.public(),
+        ));
+        LogsAuth {
+            query: String::new(),
+            timestamp_ms,
+            nonce,
+            signature: signature.0.to_vec(),
+        }
+    }
+
+    /// Whether `owner` signed this request for the logs of `deployment`, within the
+    /// clock window of signed requests. A node that received it could replay it to others
+    /// within that window, but only for these same logs.
+    pub fn verifies(&self, owner: &xnode_types::PublicKeyBytes, deployment: &str) -> bool {
+        use xnode_types::request_auth::{MAX_CLOCK_SKEW_MS, canonical_request};
+        let Ok(signature) = <[u8; 64]>::try_from(self.signature.as_slice()) else {
+            return false;
+        };
+        self.timestamp_ms.abs_diff(xnode_types::unix_ms()) <= MAX_CLOCK_SKEW_MS
+            && self.nonce.len() <= 128
+            && self.query.len() <= 2048
+            && owner.verify(
+                &canonical_request(
+                    "GET",
+                    &Self::path(deployment),
+                    &self.query,
+                    self.timestamp_ms,
+                    &self.nonce,
+                    owner,
+                ),
+                &xnode_types::SignatureBytes(signature),
+            )
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -112,9 +112,21 @@ impl Compute {
                 }
                 ComputeResponse::Ok
             }
-            ComputeRequest::Logs { owner, deployment } => {
-                ComputeResponse::Logs(self.telemetry.logs.get(&owner, &deployment))
-            }
+            // Logs go only to their tenant: a bare request from a peer gets nothing.
+            ComputeRequest::Logs { .. } => ComputeResponse::Logs(Vec::new()),
+            ComputeRequest::SignedLogs {
+                owner,
+                deployment,
+                auth,
+            } => match PublicKeyBytes::from_hex(&owner) {
+                Ok(tenant) if auth.verifies(&tenant, &deployment) => {
+                    ComputeResponse::Logs(self.telemetry.logs.get(&owner, &deployment))
+                }
+                _ => {
+                    tracing::debug!(%from, %deployment, "refused logs to a request the tenant did not sign");
+                    ComputeResponse::Logs(Vec::new())
+                }
+            },
         }
     }
 }

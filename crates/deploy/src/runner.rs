@@ -15,7 +15,7 @@ use super::health::HealthBook;
 use super::proto::LogLine;
 use super::spec::{
     JobRun, JobSpec, Kind, REPLICA_SET_VERSION, ReplicaReport, ReplicaSet, ReplicaState, RunState,
-    decode_job, replicas_key,
+    decode_job, decode_run, replicas_key,
 };
 use super::usage::{DeploymentLabels, KindLabels, OutcomeLabels};
 use super::{Candidate, Compute, Deployment, place, unix_ms};
@@ -35,6 +35,9 @@ pub struct LocalState {
     pub http_modules: HashMap<[u8; 32], xnode_compute::HttpModule>,
     pub health: HealthBook,
     last_report: Option<ReplicaSet>,
+    /// Workers placed here but not started because the node runs `max_workers` (their
+    /// owners were told once).
+    refused_workers: std::collections::HashSet<String>,
 }
 
 pub struct HttpReplica {
@@ -56,6 +59,31 @@ pub struct WorkerHandle {
 /// The node that runs a job: rendezvous over the nodes its deployment may use. When that
 /// node dies, the next one takes over (at-least-once).
 pub fn job_runners(job: &JobSpec, candidates: &[Candidate]) -> Vec<NodeId> {
+    job_ranking(job, candidates, 1)
+}
+
+/// The item jobs are placed by.
+fn job_item(job: &JobSpec) -> String {
+    format!("job:{}/{}", job.owner, job.id)
+}
+
+/// Whether `node`'s report of a run of `job` counts: `node` is the job's runner in this
+/// node's view of placement, or ranks above it (it was the runner while it was alive:
+/// placement skips only nodes that are not live now). A peer ranking below the runner
+/// never ran the job, so what it publishes about it is ignored. (A node that could place
+/// itself first would be the runner anyway: placement grinding is a separate problem.)
+pub fn run_counts(job: &JobSpec, node: &NodeId, runner: Option<&NodeId>) -> bool {
+    match runner {
+        Some(runner) => {
+            let item = job_item(job);
+            node == runner || super::score(&item, node) > super::score(&item, runner)
+        }
+        None => false,
+    }
+}
+
+/// The first `n` nodes of a job's ranking among the live candidates.
+pub fn job_ranking(job: &JobSpec, candidates: &[Candidate], n: usize) -> Vec<NodeId> {
     // Placement constraints come from the job's deployment; without it, any node.
     let spec = super::spec::DeploymentSpec {
         v: 1,
@@ -73,12 +101,7 @@ pub fn job_runners(job: &JobSpec, candidates: &[Candidate]) -> Vec<NodeId> {
         owner: job.owner.clone(),
         created_ms: 0,
     };
-    place(
-        &format!("job:{}/{}", job.owner, job.id),
-        &spec,
-        candidates,
-        1,
-    )
+    place(&job_item(job), &spec, candidates, n)
 }
 
 pub(crate) fn log_line(node: NodeId, stream: &str, message: String) -> LogLine {
@@ -236,11 +259,40 @@ impl Compute {
                 keep
             });
         }
+        xnode_types::lock(&self.local)
+            .refused_workers
+            .retain(|name| want_workers.contains_key(name));
         for (name, d) in want_workers {
-            let running = xnode_types::lock(&self.local).workers.contains_key(&name);
+            let (running, count) = {
+                let local = xnode_types::lock(&self.local);
+                (local.workers.contains_key(&name), local.workers.len())
+            };
             if running {
                 continue;
             }
+            // Workers hold an instance slot and a core for as long as they run: beyond
+            // the node's limit they wait until one ends or moves.
+            if count >= self.config.max_workers as usize {
+                if xnode_types::lock(&self.local)
+                    .refused_workers
+                    .insert(name.clone())
+                {
+                    self.telemetry.logs.push(
+                        &d.owner.to_hex(),
+                        &name,
+                        log_line(
+                            me,
+                            "event",
+                            format!(
+                                "not started on {me}: the node runs its limit of {} workers",
+                                self.config.max_workers
+                            ),
+                        ),
+                    );
+                }
+                continue;
+            }
+            xnode_types::lock(&self.local).refused_workers.remove(&name);
             let handle = WorkerHandle {
                 owner: d.owner,
                 module: d.spec.module.clone(),
@@ -261,19 +313,15 @@ impl Compute {
             tokio::spawn(async move { this.run_worker(d, cancel, restarts, state).await });
         }
 
-        // jobs
-        let mut finished: HashMap<String, bool> = HashMap::new();
-        for entry in self.registry.list("run/") {
-            if !entry.key.contains("/job/") {
-                continue;
-            }
-            if let Some(run) = entry
-                .value
-                .as_deref()
-                .and_then(|v| serde_json::from_slice::<JobRun>(v).ok())
-                && run.state != RunState::Running
-            {
-                finished.insert(format!("{}/{}", run.owner, run.job), true);
+        // jobs: finished when a node that may report on the job says so (see
+        // `run_counts`); what other nodes publish about it is ignored.
+        let mut reports: HashMap<String, Vec<(NodeId, JobRun)>> = HashMap::new();
+        for (node, run) in self.registry.list("run/").iter().filter_map(decode_run) {
+            if run.state != RunState::Running {
+                reports
+                    .entry(format!("{}/{}", run.owner, run.job))
+                    .or_default()
+                    .push((node, run));
             }
         }
         for entry in self.registry.list("tenant/") {
@@ -284,13 +332,27 @@ impl Compute {
                 continue;
             };
             let id = format!("{}/{}", job.owner, job.id);
-            if finished.contains_key(&id) || xnode_types::lock(&self.local).jobs.contains_key(&id) {
+            let runner = job_runners(&job, &candidates).first().copied();
+            let finished = reports
+                .get(&id)
+                .is_some_and(|runs| runs.iter().any(|(n, _)| run_counts(&job, n, runner.as_ref())));
+            if finished || xnode_types::lock(&self.local).jobs.contains_key(&id) {
                 continue;
             }
-            if job_runners(&job, &candidates).first() != Some(&me) {
+            if runner != Some(me) {
                 continue;
             }
-            let Some(d) = job_deployments.get(&job.deployment).cloned() else {
+            // At most `max_jobs` at once; the others wait for a later pass.
+            if xnode_types::lock(&self.local).jobs.len() >= self.config.max_jobs as usize {
+                continue;
+            }
+            // A job runs only its own owner's deployment: one that names another tenant's
+            // would run that tenant's code with its key (a confused deputy).
+            let Some(d) = job_deployments
+                .get(&job.deployment)
+                .filter(|d| d.owner.to_hex() == job.owner)
+                .cloned()
+            else {
                 continue;
             };
             let cancel = self.control.shutdown.child_token();

@@ -18,6 +18,19 @@ pub const REPLICA_SET_VERSION: u32 = 1;
 pub const MAX_MODULE_BYTES: usize = 8 << 20;
 /// Largest stdin a job may carry inside its record.
 pub const MAX_JOB_STDIN_BYTES: usize = 256 << 10;
+/// Bounds every deployment and job record keeps, whichever path it arrives by (the HTTP
+/// API, gossip, anti-entropy or a node's own disk): a record that breaks one is ignored.
+pub const MAX_JOB_INPUTS: usize = 64;
+/// Arguments of a deployment or a job, and the bytes of each.
+pub const MAX_ARGS: usize = 256;
+pub const MAX_ARG_BYTES: usize = 4096;
+/// Environment variables of a deployment, and the bytes of each name and value.
+pub const MAX_ENV_VARS: usize = 256;
+pub const MAX_ENV_BYTES: usize = 4096;
+/// Allowed outbound hosts, zones and labels of a deployment.
+pub const MAX_LIST_ITEMS: usize = 64;
+/// Longest file name a job input may have (the usual limit of Linux file systems).
+pub const MAX_FILE_NAME_BYTES: usize = 255;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -262,6 +275,17 @@ pub fn run_key(node: &xnode_types::NodeId, owner: &PublicKeyBytes, job: &str) ->
     format!("run/{node}/job/{}/{job}", owner.to_hex())
 }
 
+/// Decodes a job run entry `run/<node>/job/<owner>/<id>`: the record must name the same
+/// node, owner and job as its key (only node `<node>` may write under `run/<node>/`).
+pub fn decode_run(entry: &Entry) -> Option<(xnode_types::NodeId, JobRun)> {
+    let rest = entry.key.strip_prefix("run/")?;
+    let (node, rest) = rest.split_once('/')?;
+    let (owner, id) = rest.strip_prefix("job/")?.split_once('/')?;
+    let node: xnode_types::NodeId = node.parse().ok()?;
+    let run: JobRun = serde_json::from_slice(entry.value.as_deref()?).ok()?;
+    (run.owner == owner && run.job == id && run.node == node.to_string()).then_some((node, run))
+}
+
 pub fn replicas_key(node: &xnode_types::NodeId) -> String {
     format!("run/{node}/replicas")
 }
@@ -301,18 +325,59 @@ impl DeploymentSpec {
         if self.replicas == 0 || self.replicas > 64 {
             return Err(format!("replicas must be 1 to 64, not {}", self.replicas));
         }
-        if self.kind == Kind::Job && self.replicas != 1 {
-            // A job deployment is a template; each job run picks its own node.
+        validate_owner(&self.owner)?;
+        if self.env.len() > MAX_ENV_VARS {
+            return Err(format!(
+                "a deployment may set at most {MAX_ENV_VARS} environment variables"
+            ));
         }
-        for k in self.env.keys() {
-            if k.is_empty() || k.contains('=') || k.contains('\0') {
+        for (k, v) in &self.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') || k.len() > MAX_ENV_BYTES {
                 return Err(format!("environment variable name {k:?} is invalid"));
             }
+            if v.contains('\0') || v.len() > MAX_ENV_BYTES {
+                return Err(format!(
+                    "environment variable {k:?} must be at most {MAX_ENV_BYTES} bytes without NUL"
+                ));
+            }
+        }
+        validate_args(&self.args)?;
+        if self.allowed_hosts.len() > MAX_LIST_ITEMS {
+            return Err(format!("at most {MAX_LIST_ITEMS} allowed hosts"));
         }
         for host in &self.allowed_hosts {
-            if host.is_empty() || host.contains('/') || host.contains(' ') {
+            if host.is_empty()
+                || host.len() > 253
+                || !host.bytes().all(|b| b.is_ascii_graphic())
+                || host.contains('/')
+            {
                 return Err(format!("allowed host {host:?} must be a host name or *"));
             }
+        }
+        if self.placement.zones.len() > MAX_LIST_ITEMS
+            || self.placement.labels.len() > MAX_LIST_ITEMS
+        {
+            return Err(format!(
+                "placement may name at most {MAX_LIST_ITEMS} zones and {MAX_LIST_ITEMS} labels"
+            ));
+        }
+        let short = |t: &String| !t.is_empty() && t.len() <= 63;
+        if !self.placement.zones.iter().all(short)
+            || !self
+                .placement
+                .labels
+                .iter()
+                .all(|(k, v)| short(k) && v.len() <= 63)
+        {
+            return Err("placement zones and labels must be 1-63 bytes".into());
+        }
+        if let Some(storage) = &self.storage {
+            xnode_store::validate_bucket_name(&storage.bucket).map_err(|e| e.to_string())?;
+        }
+        if let Some(mb) = self.memory_reserve_mb
+            && mb > 1 << 20
+        {
+            return Err(format!("memory_reserve_mb must be at most 1048576, not {mb}"));
         }
         if let Some(mb) = self.limits.memory_mb
             && !(1..=4096).contains(&mb)
@@ -332,39 +397,45 @@ impl DeploymentSpec {
         bytes.try_into().ok()
     }
 
-    /// The limits of one invocation: the manifest's, else the defaults, capped by `max`.
-    pub fn limits(&self, max_memory_bytes: u64) -> xnode_compute::Limits {
+    /// The limits of one invocation: the manifest's, else the defaults, clamped to the
+    /// caps of the node that runs it (`config`). Each node applies its own caps, so a
+    /// manifest asking for more than a node allows gets what the node allows.
+    pub fn limits(&self, config: &crate::ComputeConfig) -> xnode_compute::Limits {
         let defaults = xnode_compute::Limits::default();
+        let default_timeout = defaults.timeout.unwrap_or(Duration::from_secs(10));
+        let asked = self.limits.timeout_ms.map(Duration::from_millis);
         let timeout = match self.kind {
             // Workers run until stopped; the fuel limit still applies to each run.
-            Kind::Worker => self.limits.timeout_ms.map(Duration::from_millis),
-            _ => Some(
-                self.limits
-                    .timeout_ms
-                    .map(Duration::from_millis)
-                    .unwrap_or(defaults.timeout.unwrap_or(Duration::from_secs(10))),
+            Kind::Worker => asked.map(|t| t.min(config.max_job_timeout)),
+            Kind::Job => Some(asked.unwrap_or(default_timeout).min(config.max_job_timeout)),
+            Kind::Http => Some(
+                asked
+                    .unwrap_or(default_timeout)
+                    .min(config.max_function_timeout),
             ),
         };
         let fuel = match (self.kind, self.limits.fuel) {
-            (_, Some(f)) => f,
+            (_, Some(f)) => f.min(config.max_fuel),
+            // Unmetered: workers are bounded by `max_workers` and their slots instead.
             (Kind::Worker, None) => u64::MAX,
-            (Kind::Job, None) => defaults.fuel * 50,
-            (Kind::Http, None) => defaults.fuel,
+            (Kind::Job, None) => defaults.fuel.saturating_mul(50).min(config.max_fuel),
+            (Kind::Http, None) => defaults.fuel.min(config.max_fuel),
         };
         xnode_compute::Limits {
             fuel,
             memory_bytes: self
                 .limits
                 .memory_mb
-                .map(|mb| mb << 20)
+                .map(|mb| mb.saturating_mul(1 << 20))
                 .unwrap_or(defaults.memory_bytes)
-                .min(max_memory_bytes),
+                .min(config.max_memory_mb.saturating_mul(1 << 20)),
             timeout,
             max_output_bytes: self
                 .limits
                 .max_output_kb
-                .map(|kb| kb << 10)
-                .unwrap_or(defaults.max_output_bytes),
+                .map(|kb| kb.saturating_mul(1 << 10))
+                .unwrap_or(defaults.max_output_bytes)
+                .min(config.max_output_bytes()),
         }
     }
 
@@ -372,26 +443,127 @@ impl DeploymentSpec {
         self.memory_reserve_mb
             .or(self.limits.memory_mb)
             .unwrap_or(64)
-            << 20
+            .saturating_mul(1 << 20)
     }
 }
 
-/// Decodes and checks a deployment entry: signed by the owner its key names, and whose
-/// record names the same deployment and owner.
+/// Decodes and checks a deployment entry: signed by the owner its key names, whose
+/// record names the same deployment and owner, passes every check of
+/// [`DeploymentSpec::validate`], and is not dated in the future. Every path (the API,
+/// gossip, anti-entropy, the node's own disk) reads deployments through this.
 pub fn decode_deployment(entry: &Entry) -> Option<DeploymentSpec> {
     let spec: DeploymentSpec = serde_json::from_slice(entry.value.as_deref()?).ok()?;
     (spec.owner == entry.owner.to_hex()
         && entry.key == deployment_key(&entry.owner, &spec.name)
-        && spec.validate().is_ok())
+        && spec.validate().is_ok()
+        && not_in_the_future(entry, spec.created_ms))
     .then_some(spec)
 }
 
+/// Decodes and checks a job entry, as strictly as the API checks a new job (see
+/// [`JobSpec::validate`]). Every path reads jobs through this.
 pub fn decode_job(entry: &Entry) -> Option<JobSpec> {
     let spec: JobSpec = serde_json::from_slice(entry.value.as_deref()?).ok()?;
-    (spec.v == JOB_RECORD_VERSION
-        && spec.owner == entry.owner.to_hex()
-        && entry.key == job_key(&entry.owner, &spec.id))
+    (spec.owner == entry.owner.to_hex()
+        && entry.key == job_key(&entry.owner, &spec.id)
+        && spec.validate().is_ok()
+        && not_in_the_future(entry, spec.created_ms))
     .then_some(spec)
+}
+
+/// Records dated beyond the claims' clock bound are ignored until their time comes, on
+/// every path alike (the API refuses them outright).
+fn not_in_the_future(entry: &Entry, created_ms: u64) -> bool {
+    let bound = xnode_types::unix_ms()
+        .saturating_add(xnode_registry::claims::MAX_CLAIM_CLOCK_SKEW_MS);
+    entry.hlc.wall_ms <= bound && created_ms <= bound
+}
+
+/// Tenant ids in records: 64 lowercase hex digits (an ed25519 public key).
+fn validate_owner(owner: &str) -> Result<(), String> {
+    if owner.len() == 64
+        && owner
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(())
+    } else {
+        Err("owner must be a tenant id: 64 lowercase hex digits".into())
+    }
+}
+
+fn validate_args(args: &[String]) -> Result<(), String> {
+    if args.len() > MAX_ARGS {
+        return Err(format!("at most {MAX_ARGS} arguments"));
+    }
+    if args
+        .iter()
+        .any(|a| a.len() > MAX_ARG_BYTES || a.contains('\0'))
+    {
+        return Err(format!(
+            "each argument must be at most {MAX_ARG_BYTES} bytes without NUL"
+        ));
+    }
+    Ok(())
+}
+
+/// A name that becomes one file name in a directory the node owns: 1 to 255 bytes, not
+/// `.` or `..`, with no `/`, `\\`, NUL or control character. Nothing else from a tenant or
+/// a peer ever becomes part of a path.
+pub fn validate_file_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_FILE_NAME_BYTES
+        && name != "."
+        && name != ".."
+        && !name.chars().any(|c| c == '/' || c == '\\' || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "input name {name:?} must be a plain file name (1-255 bytes, no '/', not '.' or '..')"
+        ))
+    }
+}
+
+impl JobSpec {
+    /// Checks every field, whichever path the job arrived by: the version, the id, the
+    /// deployment's name, the owner, stdin, arguments, every input (a plain file name,
+    /// distinct, and a valid bucket and client key) and the output bucket.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.v != JOB_RECORD_VERSION {
+            return Err(format!(
+                "job record version {} is not supported (this node reads {JOB_RECORD_VERSION})",
+                self.v
+            ));
+        }
+        validate_job_id(&self.id)?;
+        validate_name(&self.deployment)?;
+        validate_owner(&self.owner)?;
+        if self.stdin_b64.len() > MAX_JOB_STDIN_BYTES.div_ceil(3) * 4 {
+            return Err(format!(
+                "stdin may have at most {} KiB; pass larger inputs as objects",
+                MAX_JOB_STDIN_BYTES >> 10
+            ));
+        }
+        validate_args(&self.args)?;
+        if self.inputs.len() > MAX_JOB_INPUTS {
+            return Err(format!("a job may have at most {MAX_JOB_INPUTS} inputs"));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for input in &self.inputs {
+            validate_file_name(&input.name)?;
+            if !names.insert(input.name.as_str()) {
+                return Err(format!("input name {:?} is used twice", input.name));
+            }
+            xnode_store::validate_bucket_name(&input.bucket).map_err(|e| e.to_string())?;
+            if xnode_store::is_internal_key(&input.key) {
+                return Err(format!("input key {:?} is not a client key", input.key));
+            }
+            xnode_store::validate_object_key(&input.key).map_err(|e| e.to_string())?;
+        }
+        xnode_store::validate_bucket_name(&self.output_bucket).map_err(|e| e.to_string())?;
+        Ok(())
+    }
 }
 
 /// Job ids: 1 to 64 characters of letters, digits, `-` and `_`.
@@ -437,5 +609,83 @@ mod replica_state_tests {
             ReplicaState::Failed("no key".into())
         );
         assert!(ReplicaState::Running == "running");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod validation_tests {
+    use super::*;
+    use xnode_types::{Hlc, SecretKey, unix_ms};
+
+    fn job(owner: &SecretKey) -> JobSpec {
+        JobSpec {
+            v: JOB_RECORD_VERSION,
+            id: "j1".into(),
+            deployment: "transform".into(),
+            args: vec![],
+            stdin_b64: String::new(),
+            inputs: vec![JobInput {
+                name: "input".into(),
+                bucket: "data".into(),
+                key: "in.txt".into(),
+            }],
+            output_bucket: "data".into(),
+            owner: owner.public().to_hex(),
+            created_ms: unix_ms(),
+        }
+    }
+
+    fn signed(owner: &SecretKey, job: &JobSpec) -> Entry {
+        Entry::sign(
+            owner,
+            job_key(&owner.public(), &job.id),
+            Some(serde_json::to_vec(job).unwrap()),
+            Hlc::new(job.created_ms, 0),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_job_from_any_path_is_checked_like_one_from_the_api() {
+        let owner = SecretKey::generate();
+        assert!(decode_job(&signed(&owner, &job(&owner))).is_some());
+        let bad: Vec<(&str, Box<dyn Fn(&mut JobSpec)>)> = vec![
+            ("absolute input", Box::new(|j| j.inputs[0].name = "/etc/cron.d/x".into())),
+            ("parent input", Box::new(|j| j.inputs[0].name = "../../x".into())),
+            ("dot input", Box::new(|j| j.inputs[0].name = "..".into())),
+            ("nested input", Box::new(|j| j.inputs[0].name = "a/b".into())),
+            ("id with ../", Box::new(|j| j.id = "../../x".into())),
+            ("id with /", Box::new(|j| j.id = "a/b".into())),
+            ("bad deployment", Box::new(|j| j.deployment = "Not A Name".into())),
+            ("bad bucket", Box::new(|j| j.inputs[0].bucket = "../b".into())),
+            ("internal key", Box::new(|j| j.inputs[0].key = "\0mpu/x".into())),
+            ("bad output bucket", Box::new(|j| j.output_bucket = "x".into())),
+            ("huge stdin", Box::new(|j| j.stdin_b64 = "A".repeat(1 << 20))),
+            ("many inputs", Box::new(|j| {
+                j.inputs = (0..100)
+                    .map(|i| JobInput { name: format!("i{i}"), bucket: "data".into(), key: "k".into() })
+                    .collect()
+            })),
+            ("twice the same input", Box::new(|j| {
+                let again = j.inputs[0].clone();
+                j.inputs.push(again)
+            })),
+            ("dated in the future", Box::new(|j| j.created_ms = unix_ms() + 3_600_000)),
+            ("newer version", Box::new(|j| j.v = 99)),
+        ];
+        for (what, change) in bad {
+            let mut j = job(&owner);
+            change(&mut j);
+            // Sign the key the record names, so only the validation can refuse it.
+            let entry = Entry::sign(
+                &owner,
+                format!("tenant/{}/job/{}", owner.public().to_hex(), j.id),
+                Some(serde_json::to_vec(&j).unwrap()),
+                Hlc::new(j.created_ms.min(unix_ms()), 0),
+            )
+            .unwrap();
+            assert!(decode_job(&entry).is_none(), "{what} was accepted");
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! it ends, and publish what it writes to `/out` into the tenant's bucket.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -13,6 +13,7 @@ use xnode_compute::{CommandSpec, ExitReason, Mount, OutputCapture};
 use xnode_types::PublicKeyBytes;
 
 use crate::runner::log_line;
+use crate::scratch;
 use crate::spec::ReplicaState;
 use crate::usage::DeploymentLabels;
 use crate::{Compute, Deployment};
@@ -28,7 +29,15 @@ impl Compute {
         let me = self.node_id;
         let owner = d.owner.to_hex();
         let name = d.spec.name.clone();
-        let out_dir = self.work_dir.join("workers").join(&name).join("out");
+        // Deployment names are checked (lowercase letters, digits, '-'), and a name is
+        // still only ever one component of the path.
+        let out_dir = match scratch::component(&name) {
+            Ok(component) => self.work_dir.join("workers").join(component).join("out"),
+            Err(e) => {
+                *xnode_types::lock(&state) = ReplicaState::Failed(e.to_string());
+                return;
+            }
+        };
         let mut backoff = Duration::from_secs(1);
         loop {
             if let Err(e) = std::fs::create_dir_all(&out_dir) {
@@ -60,7 +69,9 @@ impl Compute {
                     continue;
                 }
             };
-            let limits = d.spec.limits(self.config.max_memory_mb << 20);
+            let limits = d.spec.limits(&self.config);
+            // A worker's output goes to its log as it comes, so only the tail is kept;
+            // the total is unbounded for a long-running program.
             let stdout = OutputCapture::new(u64::MAX, 64 << 10);
             let stderr = OutputCapture::new(u64::MAX, 64 << 10);
             let mut args = vec![name.clone()];
@@ -90,9 +101,15 @@ impl Compute {
                 log_line(me, "event", format!("worker started on {me}")),
             );
             let started = Instant::now();
-            let run = self.engine.run_command(&module, spec, cancel.clone());
+            let run_cancel = cancel.child_token();
+            let quota = scratch::QuotaWatch::start(
+                out_dir.clone(),
+                self.config.max_out_mb.saturating_mul(1 << 20),
+                run_cancel.clone(),
+            );
+            let run = self.engine.run_command(&module, spec, run_cancel);
             tokio::pin!(run);
-            let mut published: HashMap<PathBuf, (u64, std::time::SystemTime)> = HashMap::new();
+            let mut published: HashMap<String, (u64, (i64, i64))> = HashMap::new();
             let mut tick = tokio::time::interval(Duration::from_secs(2));
             let outcome = loop {
                 tokio::select! {
@@ -116,7 +133,21 @@ impl Compute {
                 log_line(me, "stderr", String::new()),
                 &stderr.take(),
             );
-            self.publish_outputs(&d, &out_dir, &mut published).await;
+            let over_quota = quota.breached();
+            drop(quota);
+            let outcome = if over_quota && !cancel.is_cancelled() {
+                // What filled the quota is not published, and the next run starts empty.
+                let _ = std::fs::remove_dir_all(&out_dir);
+                xnode_compute::CommandOutcome {
+                    exit: ExitReason::Failed(xnode_compute::ComputeError::OutputTooLarge(
+                        self.config.max_out_mb.saturating_mul(1 << 20),
+                    )),
+                    usage: outcome.usage,
+                }
+            } else {
+                self.publish_outputs(&d, &out_dir, &mut published).await;
+                outcome
+            };
             let failed = !matches!(outcome.exit, ExitReason::Exited(0) | ExitReason::Cancelled);
             let code = match &outcome.exit {
                 ExitReason::Exited(0) => "ok".to_owned(),
@@ -187,12 +218,12 @@ impl Compute {
         &self,
         d: &Deployment,
         dir: &Path,
-        published: &mut HashMap<PathBuf, (u64, std::time::SystemTime)>,
+        published: &mut HashMap<String, (u64, (i64, i64))>,
     ) {
         let Some(storage) = &d.spec.storage else {
             return;
         };
-        let files = walk(dir);
+        let files = scratch::walk(dir, MAX_OUT_FILES, MAX_OUT_ENTRIES).files;
         if files.is_empty() {
             return;
         }
@@ -200,26 +231,55 @@ impl Compute {
             tracing::debug!(deployment = %d.spec.name, "no data key for this worker's outputs yet");
             return;
         };
-        for (path, rel) in files {
-            let Ok(meta) = std::fs::metadata(&path) else {
-                continue;
-            };
-            let stamp = (meta.len(), meta.modified().unwrap_or(std::time::UNIX_EPOCH));
-            if published.get(&path) == Some(&stamp) {
+        for file in files {
+            let stamp = (file.len, file.modified);
+            if published.get(&file.rel) == Some(&stamp) {
                 continue;
             }
-            let Ok(bytes) = std::fs::read(&path) else {
-                continue;
-            };
-            let key = format!("workers/{}/{rel}", d.spec.name);
+            let key = format!("workers/{}/{}", d.spec.name, file.rel);
             if self
-                .put_bytes(&d.owner, &storage.bucket, &key, &data_key, bytes)
+                .put_file(&d.owner, &storage.bucket, &key, &data_key, dir, &file)
                 .await
                 .is_ok()
             {
-                published.insert(path, stamp);
+                published.insert(file.rel.clone(), stamp);
             }
         }
+    }
+
+    /// Stores the output file `file` of directory `dir` as `bucket/key`, streamed from
+    /// disk (opened without following links; see [`scratch`]).
+    pub(crate) async fn put_file(
+        &self,
+        owner: &PublicKeyBytes,
+        bucket: &str,
+        key: &str,
+        data_key: &xnode_store::DataKey,
+        dir: &Path,
+        file: &scratch::OutFile,
+    ) -> Result<(), String> {
+        let opened = scratch::open_file(dir, &file.rel).map_err(|e| e.to_string())?;
+        // The length is the one the file has now: a guest still writing it makes the
+        // upload fail on a length mismatch, and the next pass publishes it again.
+        let len = opened.metadata().map_err(|e| e.to_string())?.len();
+        let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(opened));
+        self.storage
+            .put_object(
+                owner,
+                bucket,
+                key,
+                data_key,
+                "application/octet-stream".into(),
+                Default::default(),
+                Some(len),
+                stream,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                tracing::warn!(bucket, key, error = %e, "cannot store a compute output");
+                e.to_string()
+            })
     }
 
     pub(crate) async fn put_bytes(
@@ -253,31 +313,7 @@ impl Compute {
     }
 }
 
-/// Regular files under `dir` (at most 1,000), with their paths relative to it.
-pub(crate) fn walk(dir: &Path) -> Vec<(PathBuf, String)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            if kind.is_dir() {
-                stack.push(path);
-            } else if kind.is_file()
-                && let Ok(rel) = path.strip_prefix(dir)
-            {
-                out.push((path.clone(), rel.to_string_lossy().replace('\\', "/")));
-                if out.len() >= 1000 {
-                    return out;
-                }
-            }
-        }
-    }
-    out.sort();
-    out
-}
+/// Files of an output directory published per pass, and entries of any kind a walk
+/// looks at: a guest cannot make the node walk or upload without bound.
+pub(crate) const MAX_OUT_FILES: usize = 1000;
+pub(crate) const MAX_OUT_ENTRIES: usize = 100_000;

@@ -153,14 +153,10 @@ impl Config {
                 reason: format!("{endpoint:?} must be an http:// or https:// URL"),
             });
         }
-        if self.compute.max_instances == 0
-            || self.compute.max_memory_mb == 0
-            || self.compute.stack_kb < 64
-        {
+        if let Err(reason) = self.compute.validate() {
             return Err(ConfigError::Timing {
                 field: "compute",
-                reason: "max_instances and max_memory_mb must be positive and stack_kb at least 64"
-                    .into(),
+                reason,
             });
         }
         if self.listen.is_empty() {

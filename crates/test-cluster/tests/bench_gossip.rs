@@ -56,6 +56,8 @@ async fn measure(n: usize, seconds: u64) -> (f64, f64, BTreeMap<String, f64>, Du
             cfg.storage.gc_interval = Duration::from_secs(3600);
             cfg.compute.reconcile_interval = Duration::from_secs(10);
             cfg.compute.max_instances = 4;
+            cfg.compute.max_workers = 1;
+            cfg.compute.max_jobs = 1;
         }
     })
     .await;

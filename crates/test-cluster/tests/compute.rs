@@ -626,7 +626,11 @@ async fn a_trace_follows_a_call_from_the_gateway_to_the_replica_and_is_exported(
     let logs = cluster
         .node(gateway)
         .compute()
-        .gather_logs(&tenant.id(), "hello")
+        .gather_logs(
+            &tenant.id(),
+            "hello",
+            &xnode_deploy::proto::LogsAuth::sign(&tenant.key, "hello"),
+        )
         .await;
     let line = logs
         .iter()
