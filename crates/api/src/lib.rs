@@ -39,21 +39,26 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
     })
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// Serves the API on `listener` until `shutdown` resolves, under the node's `[http]`
+/// limits, then lets open requests finish (up to 3 s).
 pub async fn serve(
     listener: TcpListener,
     node: Node,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // Without TCP_NODELAY a streamed response (headers, then body chunks) waits on
-    // Nagle's algorithm for the client's delayed ACK: about 40 ms per small object.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an API connection");
-        }
-    });
-    axum::serve(listener, router(node))
-        .with_graceful_shutdown(shutdown)
-        .await
+    use tower::ServiceExt;
+    let limits = node.config().http.clone();
+    let router = router(node);
+    let handler = move |req: hyper::Request<xnode_serve::TimedBody<hyper::body::Incoming>>| {
+        router.clone().oneshot(req.map(axum::body::Body::new))
+    };
+    xnode_serve::serve(
+        listener,
+        limits,
+        "api",
+        handler,
+        shutdown,
+        std::time::Duration::from_secs(3),
+    )
+    .await
 }

@@ -43,6 +43,9 @@ pub struct Config {
     /// How often the node gossips its observability summary.
     #[serde(with = "xnode_types::duration_text")]
     pub observe_interval: Duration,
+    /// Limits of the API and S3 ports against clients that hold connections (each port
+    /// applies them on its own).
+    pub http: xnode_serve::HttpLimits,
     /// Object storage: replication, quorums, chunking, repair and scrub.
     pub storage: xnode_storage::StorageConfig,
     /// WebAssembly compute: instance and memory caps, reconciliation, node labels.
@@ -77,6 +80,7 @@ impl Default for Config {
             anti_entropy_interval: Duration::from_secs(2),
             record_refresh_interval: Duration::from_secs(15),
             observe_interval: Duration::from_secs(2),
+            http: xnode_serve::HttpLimits::default(),
             storage: xnode_storage::StorageConfig::default(),
             compute: xnode_deploy::ComputeConfig::default(),
             otlp_endpoint: None,
@@ -102,6 +106,8 @@ pub enum ConfigError {
     Timing { field: &'static str, reason: String },
     #[error("{0}")]
     Storage(String),
+    #[error(transparent)]
+    Http(#[from] xnode_serve::LimitsError),
 }
 
 fn check_addr(addr: &Multiaddr) -> Result<(), String> {
@@ -262,6 +268,7 @@ impl Config {
                 reason: "must not be shorter than swim.suspicion_min".into(),
             });
         }
+        self.http.validate()?;
         Ok(())
     }
 }

@@ -115,8 +115,9 @@ impl S3Gateway {
     /// Serves one HTTP request.
     pub async fn handle(
         &self,
-        mut req: hyper::Request<hyper::body::Incoming>,
+        req: hyper::Request<xnode_serve::TimedBody<hyper::body::Incoming>>,
     ) -> Result<s3s::HttpResponse, s3s::HttpError> {
+        let mut req = req.map(s3s::Body::http_body_unsync);
         let slot = OperationSlot::default();
         req.extensions_mut().insert(slot.clone());
         let span = tracing::info_span!(
@@ -127,11 +128,7 @@ impl S3Gateway {
             status = tracing::field::Empty,
         );
         let started = Instant::now();
-        let response = self
-            .service
-            .call(req.map(s3s::Body::from))
-            .instrument(span.clone())
-            .await;
+        let response = self.service.call(req).instrument(span.clone()).await;
         let status = match &response {
             Ok(r) => r.status().as_u16(),
             Err(_) => 500,
@@ -159,48 +156,25 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
     })
 }
 
-/// Serves the S3 gateway on `listener` until `shutdown` resolves, then lets open requests
-/// finish (up to 3 s).
+/// Serves the S3 gateway on `listener` under `limits` until `shutdown` resolves, then
+/// lets open requests finish (up to 3 s).
 pub async fn serve(
     listener: TcpListener,
     gateway: S3Gateway,
+    limits: xnode_serve::HttpLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::server::conn::auto::Builder;
-
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = Builder::new(TokioExecutor::new());
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "S3 gateway: accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let gateway = gateway.clone();
-                let service = hyper::service::service_fn(move |req| {
-                    let gateway = gateway.clone();
-                    async move { gateway.handle(req).await }
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "S3 connection ended with an error");
-                    }
-                });
-            }
-            _ = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), graceful.shutdown()).await;
-    Ok(())
+    let handler = move |req: hyper::Request<xnode_serve::TimedBody<hyper::body::Incoming>>| {
+        let gateway = gateway.clone();
+        async move { gateway.handle(req).await }
+    };
+    xnode_serve::serve(
+        listener,
+        limits,
+        "s3",
+        handler,
+        shutdown,
+        std::time::Duration::from_secs(3),
+    )
+    .await
 }

@@ -114,10 +114,11 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     }));
     let s3_server = s3_listener.map(|l| {
         let token = node.shutdown_token();
+        let limits = node.config().http.clone();
         let gateway = node.with_metrics_registry(|metrics| {
             xnode_s3::S3Gateway::new(node.storage().clone(), node.db().clone(), metrics)
         });
-        tokio::spawn(xnode_s3::serve(l, gateway, async move {
+        tokio::spawn(xnode_s3::serve(l, gateway, limits, async move {
             token.cancelled().await
         }))
     });

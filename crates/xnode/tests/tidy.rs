@@ -15,6 +15,7 @@ const LAYERS: &[&str] = &[
     "wire",
     "db",
     "worker",
+    "serve",
     "registry",
     "mesh",
     "store",

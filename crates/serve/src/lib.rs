@@ -1,0 +1,279 @@
+//! HTTP servers fit for the public internet, shared by the API and the S3 gateway.
+//!
+//! Anyone may open connections to a node's HTTP ports, so a server must not let one client
+//! hold what every client needs. [`serve`] accepts connections under two limits (in total
+//! and per client address) and refuses the excess at once with `503` and `Connection:
+//! close`, so a flood of idle connections cannot use up file descriptors or memory. It
+//! gives a client a bounded time to send a request's headers (a slowloris attack sends
+//! them a byte at a time) and a bounded idle time between body bytes ([`TimedBody`]), and
+//! on shutdown stops accepting and lets open requests finish within a grace period.
+//!
+//! What a request means is the handler's business: this crate knows nothing of Xnode.
+
+mod body;
+mod gate;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpStream};
+
+pub use body::{BodyError, TimedBody};
+pub use gate::{Admission, ConnectionGate, GateStats, Refusal};
+
+/// A boxed error, as hyper takes them.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Limits of one HTTP server (the `[http]` section of the node's configuration; the API
+/// and the S3 gateway each apply them to their own port).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpLimits {
+    /// Connections open at once on one port; beyond it new connections get `503`.
+    pub max_connections: usize,
+    /// Connections open at once from one client IP address on one port.
+    pub max_connections_per_ip: usize,
+    /// How long a client may take to send a request's headers, from the connection's
+    /// start or the end of its previous request. Idle keep-alive connections are closed
+    /// after it too.
+    #[serde(with = "xnode_types::duration_text")]
+    pub header_timeout: Duration,
+    /// How long a request body may go without a byte while the handler waits for it.
+    #[serde(with = "xnode_types::duration_text")]
+    pub body_idle_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            max_connections_per_ip: 256,
+            header_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A limit that makes no sense.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LimitsError {
+    #[error("http.{field} must be at least 1")]
+    Zero { field: &'static str },
+    #[error("http.max_connections_per_ip ({per_ip}) cannot exceed http.max_connections ({total})")]
+    PerIpAboveTotal { per_ip: usize, total: usize },
+    #[error("http.{field} must be between 100ms and 1h, not {value:?}")]
+    Timeout {
+        field: &'static str,
+        value: Duration,
+    },
+}
+
+impl HttpLimits {
+    /// Checks that the limits can be applied.
+    pub fn validate(&self) -> Result<(), LimitsError> {
+        if self.max_connections == 0 {
+            return Err(LimitsError::Zero {
+                field: "max_connections",
+            });
+        }
+        if self.max_connections_per_ip == 0 {
+            return Err(LimitsError::Zero {
+                field: "max_connections_per_ip",
+            });
+        }
+        if self.max_connections_per_ip > self.max_connections {
+            return Err(LimitsError::PerIpAboveTotal {
+                per_ip: self.max_connections_per_ip,
+                total: self.max_connections,
+            });
+        }
+        let sane = Duration::from_millis(100)..=Duration::from_secs(3600);
+        for (field, value) in [
+            ("header_timeout", self.header_timeout),
+            ("body_idle_timeout", self.body_idle_timeout),
+        ] {
+            if !sane.contains(&value) {
+                return Err(LimitsError::Timeout { field, value });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The answer to a connection over the limits, written before closing it. A client that
+/// reads it knows to retry later rather than seeing a bare reset.
+const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: 80\r\nretry-after: 1\r\n\r\n{\"error\":{\"code\":\"too_many_connections\",\"message\":\"too many open connections\"}}\n";
+
+/// Serves `handler` on `listener` under `limits` until `shutdown` resolves, then lets open
+/// requests finish for up to `grace`. `name` labels log lines ("api", "s3").
+///
+/// The handler sees every request body wrapped in a [`TimedBody`], and the client's
+/// address as a [`SocketAddr`] request extension.
+pub async fn serve<H, Fut, B, E>(
+    listener: TcpListener,
+    limits: HttpLimits,
+    name: &'static str,
+    handler: H,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()>
+where
+    H: Fn(Request<TimedBody<Incoming>>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<B>, E>> + Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    E: Into<BoxError>,
+{
+    let gate = Arc::new(ConnectionGate::new(
+        limits.max_connections,
+        limits.max_connections_per_ip,
+    ));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // Out of file descriptors, most likely: back off rather than spin.
+                        tracing::warn!(server = name, error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let admission = match gate.admit(peer.ip()) {
+                    Ok(admission) => admission,
+                    Err(refusal) => {
+                        tracing::debug!(server = name, %peer, ?refusal, "connection refused");
+                        refuse(stream);
+                        continue;
+                    }
+                };
+                // Without TCP_NODELAY a streamed response (headers, then body chunks)
+                // waits on Nagle's algorithm for the client's delayed ACK.
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(server = name, error = %e, "cannot set TCP_NODELAY");
+                }
+                let handler = handler.clone();
+                let body_idle = limits.body_idle_timeout;
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let mut req = req.map(|body| TimedBody::new(body, body_idle));
+                    req.extensions_mut().insert(peer);
+                    handler(req)
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(server = name, %peer, error = %e, "connection ended with an error");
+                    }
+                    drop(admission);
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::info!(
+            server = name,
+            "requests still open after the shutdown grace period were cut"
+        );
+    }
+    Ok(())
+}
+
+/// Answers an over-limit connection with `503` without reading from it, then closes it.
+/// The write is best effort: a fresh socket's send buffer takes it without waiting, and a
+/// client that is gone simply misses it.
+fn refuse(stream: TcpStream) {
+    let _ = stream.try_write(BUSY_RESPONSE);
+    drop(stream);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(HttpLimits::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn nonsense_limits_are_refused_with_the_field_named() {
+        let zero = HttpLimits {
+            max_connections_per_ip: 0,
+            ..HttpLimits::default()
+        };
+        assert!(
+            zero.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("max_connections_per_ip")
+        );
+        let above = HttpLimits {
+            max_connections: 10,
+            max_connections_per_ip: 11,
+            ..HttpLimits::default()
+        };
+        assert!(matches!(
+            above.validate(),
+            Err(LimitsError::PerIpAboveTotal { .. })
+        ));
+        let slow = HttpLimits {
+            header_timeout: Duration::from_secs(7200),
+            ..HttpLimits::default()
+        };
+        assert!(
+            slow.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("header_timeout")
+        );
+    }
+
+    #[test]
+    fn the_busy_response_declares_its_exact_length() {
+        let text = std::str::from_utf8(BUSY_RESPONSE).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let declared: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(declared, body.len());
+    }
+
+    #[test]
+    fn limits_read_from_toml_with_durations_as_text() {
+        let limits: HttpLimits =
+            toml::from_str("max_connections_per_ip = 8\nheader_timeout = \"5s\"").unwrap();
+        assert_eq!(limits.max_connections_per_ip, 8);
+        assert_eq!(limits.header_timeout, Duration::from_secs(5));
+        assert_eq!(limits.max_connections, 4096);
+        assert!(toml::from_str::<HttpLimits>("max_conections = 1").is_err());
+    }
+}
