@@ -439,17 +439,12 @@ pub(crate) async fn function(
             .get("traceparent")
             .and_then(|v| v.to_str().ok()),
     );
+    // An unknown name is refused before the body is read.
+    state.node.compute().http_function(&name)?;
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, MAX_REQUEST_BODY)
         .await
-        .map_err(|_| ApiError::Compute {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            code: "request_too_large".into(),
-            message: format!(
-                "a function request body may have at most {} MiB",
-                MAX_REQUEST_BODY >> 20
-            ),
-        })?;
+        .map_err(request_body_error)?;
     let trace_id = trace.trace_id.clone();
     let call = FnCall {
         method: parts.method,
@@ -492,6 +487,30 @@ pub(crate) async fn function(
     }
     response.extensions_mut().insert(FunctionFuel(answer.fuel));
     Ok(response)
+}
+
+/// Says why a function request's body could not be read: the client stopped sending, or
+/// it sent more than a function may take.
+fn request_body_error(e: axum::Error) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = source {
+        if let Some(body) = err.downcast_ref::<xnode_serve::BodyError>() {
+            return ApiError::Compute {
+                status: StatusCode::REQUEST_TIMEOUT,
+                code: "request_timeout".into(),
+                message: body.to_string(),
+            };
+        }
+        source = err.source();
+    }
+    ApiError::Compute {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        code: "request_too_large".into(),
+        message: format!(
+            "a function request body may have at most {} MiB",
+            MAX_REQUEST_BODY >> 20
+        ),
+    }
 }
 
 /// What a function's response may never do: functions are served on the same origin as

@@ -135,11 +135,9 @@ fn strip_request_headers(headers: &mut http::HeaderMap) {
 
 impl Compute {
     /// Serves one function call through the best replica.
-    pub async fn handle_http(
-        self: &Arc<Self>,
-        name: &str,
-        mut call: FnCall,
-    ) -> Result<FnAnswer, ComputeOpError> {
+    /// Checks that `name` is an HTTP function this node knows, before anyone reads the
+    /// request body for it: a client must not make a node buffer megabytes for nothing.
+    pub fn http_function(&self, name: &str) -> Result<Deployment, ComputeOpError> {
         let deployment = self
             .deployment(name)
             .ok_or_else(|| ComputeOpError::NoSuchDeployment(name.to_owned()))?;
@@ -149,6 +147,15 @@ impl Compute {
                 deployment.spec.kind.as_str()
             )));
         }
+        Ok(deployment)
+    }
+
+    pub async fn handle_http(
+        self: &Arc<Self>,
+        name: &str,
+        mut call: FnCall,
+    ) -> Result<FnAnswer, ComputeOpError> {
+        let deployment = self.http_function(name)?;
         strip_request_headers(&mut call.headers);
         let mut targets = self.place_for_call(&deployment.spec);
         if targets.is_empty() {
