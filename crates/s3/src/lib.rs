@@ -7,11 +7,14 @@
 //!   `/v1` API serves);
 //! - [`serve`]: the HTTP server on its own port (`--s3 HOST:PORT`), with an `s3` tracing
 //!   span per request and the `s3_` metrics;
-//! - `guard`: requests the gateway cannot honour are refused (501), never half-served.
+//! - `guard`: requests the gateway cannot honour are refused (501), never half-served;
+//! - `envelope`: what every request and response goes through around s3s (request ids,
+//!   presigned lifetimes, bodies without a length).
 //!
 //! Lower layers know nothing of S3: multipart uploads are kept as internal objects
 //! (`xnode_store::internal_key`) and joined with `Storage::compose_object`.
 
+mod envelope;
 pub mod gateway;
 pub mod guard;
 pub mod keys;
@@ -163,13 +166,30 @@ impl S3Gateway {
             path = %req.uri().path(),
             operation = tracing::field::Empty,
             status = tracing::field::Empty,
+            request_id = tracing::field::Empty,
         );
         let started = Instant::now();
-        let response = self
-            .service
-            .call(req.map(s3s::Body::from))
-            .instrument(span.clone())
-            .await;
+        let prepared = match envelope::presigned_lifetime(req.uri().query()) {
+            Ok(()) => envelope::with_known_length(req).await,
+            Err(e) => Err(e),
+        };
+        let response = match prepared {
+            Err(e) => e
+                .to_http_response()
+                .map_err(|e| s3s::HttpError::new(Box::new(e))),
+            Ok(req) => self.service.call(req).instrument(span.clone()).await,
+        };
+        let request_id = envelope::new_request_id();
+        span.record("request_id", request_id.as_str());
+        let attributes = slot.0.get().is_some_and(|op| op == "GetObjectAttributes");
+        let response = response.map(|r| {
+            let r = envelope::with_request_id(r, &request_id);
+            if attributes {
+                envelope::unquoted_etag(r)
+            } else {
+                r
+            }
+        });
         let status = match &response {
             Ok(r) => r.status().as_u16(),
             Err(_) => 500,
