@@ -76,7 +76,15 @@ impl Gateway {
             .head_object(&key.tenant, &input.bucket, &input.key)
             .await
             .map_err(s3_err)?;
-        let wants = |a: &str| input.object_attributes.iter().any(|x| x.as_str() == a);
+        // SDKs send the attributes as one comma-separated header value, which s3s keeps
+        // as a single entry.
+        let wants = |a: &str| {
+            input
+                .object_attributes
+                .iter()
+                .flat_map(|x| x.as_str().split(','))
+                .any(|x| x.trim() == a)
+        };
         let mut out = GetObjectAttributesOutput {
             last_modified: Some(timestamp(info.created_ms)),
             ..Default::default()
