@@ -39,6 +39,26 @@ if "$s3_venv/bin/python" -c "import boto3, awscli" >/dev/null 2>&1; then
   export XNODE_S3_PYTHON="$PWD/$s3_venv/bin/python"
   [[ "$s3_venv" = /* ]] && export XNODE_S3_PYTHON="$s3_venv/bin/python"
 fi
+# The S3 conformance gate (crates/xnode/tests/s3_conformance.rs) runs the ceph/s3-tests suite
+# from ../shared/conformance beside the repository, when it is there, with the suite's own
+# requirements in a second virtualenv (XNODE_S3TESTS_PYTHON points the test at it).
+conformance="${XNODE_CONFORMANCE_DIR:-../shared/conformance}"
+if [ -f "$conformance/s3-tests/requirements.txt" ]; then
+  s3tests_venv="${CARGO_TARGET_DIR:-target}/s3tests-venv"
+  req="$conformance/s3-tests/requirements.txt"
+  marker="$s3tests_venv/.requirements-$(sha256sum "$req" | cut -c1-16)"
+  if [ ! -f "$marker" ]; then
+    echo "==> installing the S3 conformance suite's requirements into $s3tests_venv"
+    { python3 -m venv "$s3tests_venv" && "$s3tests_venv/bin/pip" install --quiet -r "$req" && touch "$marker"; } \
+      || echo "warning: could not install the suite's requirements; the S3 conformance gate will be skipped"
+  fi
+  if [ -f "$marker" ]; then
+    export XNODE_S3TESTS_PYTHON="$PWD/$s3tests_venv/bin/python"
+    [[ "$s3tests_venv" = /* ]] && export XNODE_S3TESTS_PYTHON="$s3tests_venv/bin/python"
+  fi
+else
+  echo "note: no S3 conformance suite at $conformance; its gate is skipped"
+fi
 if ! command -v rclone >/dev/null 2>&1; then
   apt-get install -y rclone >/dev/null 2>&1 || sudo -n apt-get install -y rclone >/dev/null 2>&1 \
     || echo "note: rclone is not installed; its S3 checks are skipped"

@@ -6,12 +6,17 @@
 //!   that tenant's data key for encryption (the same buckets and objects the native
 //!   `/v1` API serves);
 //! - [`serve`]: the HTTP server on its own port (`--s3 HOST:PORT`), with an `s3` tracing
-//!   span per request and the `s3_` metrics.
+//!   span per request and the `s3_` metrics;
+//! - `guard`: requests the gateway cannot honour are refused (501), never half-served;
+//! - `envelope`: what every request and response goes through around s3s (request ids,
+//!   presigned lifetimes, bodies without a length).
 //!
 //! Lower layers know nothing of S3: multipart uploads are kept as internal objects
 //! (`xnode_store::internal_key`) and joined with `Storage::compose_object`.
 
+mod envelope;
 pub mod gateway;
+pub mod guard;
 pub mod keys;
 pub mod metrics;
 
@@ -56,8 +61,11 @@ impl S3Auth for KeyAuth {
 struct OperationSlot(Arc<std::sync::OnceLock<String>>);
 
 /// Every signed request may try any operation; what it may touch is decided per bucket by
-/// the gateway (a bucket belongs to one tenant). Anonymous requests are refused.
-struct SignedOnly;
+/// the gateway (a bucket belongs to one tenant). Anonymous requests are refused, and so
+/// are requests the gateway cannot honour (`guard`).
+struct SignedOnly {
+    keys: S3Keys,
+}
 
 #[async_trait::async_trait]
 impl S3Access for SignedOnly {
@@ -65,15 +73,48 @@ impl S3Access for SignedOnly {
         let operation = cx.s3_op().name().to_owned();
         tracing::Span::current().record("operation", operation.as_str());
         if let Some(slot) = cx.extensions_mut().get::<OperationSlot>() {
-            let _ = slot.0.set(operation);
+            let _ = slot.0.set(operation.clone());
         }
-        match cx.credentials() {
-            Some(_) => Ok(()),
-            None => Err(s3_error!(
+        if cx.credentials().is_none() {
+            return Err(s3_error!(
                 AccessDenied,
                 "Anonymous access is not allowed; sign requests with an S3 access key (xnode key s3 create)"
-            )),
+            ));
         }
+        // Refused before anything is read or written: see `guard`.
+        guard::check(&operation, cx.headers(), cx.uri().query())?;
+        self.check_expected_owner(cx)
+    }
+}
+
+impl SignedOnly {
+    /// `x-amz-expected-bucket-owner` (and its copy-source twin) name the account that must
+    /// own the bucket: a bucket is only ever reachable by its own tenant, so the header
+    /// must name the tenant of the signing key, as AWS answers 403 otherwise.
+    fn check_expected_owner(&self, cx: &S3AccessContext<'_>) -> S3Result<()> {
+        let expected: Vec<&str> = [
+            "x-amz-expected-bucket-owner",
+            "x-amz-source-expected-bucket-owner",
+        ]
+        .iter()
+        .filter_map(|h| cx.headers().get(*h))
+        .map(|v| v.to_str().unwrap_or(""))
+        .collect();
+        if expected.is_empty() {
+            return Ok(());
+        }
+        let Some(credentials) = cx.credentials() else {
+            return Ok(());
+        };
+        let tenant = match self.keys.get(&credentials.access_key) {
+            Ok(Some(key)) => key.tenant.to_hex(),
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(s3_error!(InternalError, "{e}")),
+        };
+        if expected.iter().any(|e| !e.eq_ignore_ascii_case(&tenant)) {
+            return Err(s3_error!(AccessDenied, "Access Denied"));
+        }
+        Ok(())
     }
 }
 
@@ -104,8 +145,8 @@ impl S3Gateway {
         let keys = S3Keys::new(db);
         let metrics = S3Metrics::register(metrics);
         let mut builder = S3ServiceBuilder::new(Gateway::new(storage, keys.clone()));
-        builder.set_auth(KeyAuth { keys });
-        builder.set_access(SignedOnly);
+        builder.set_auth(KeyAuth { keys: keys.clone() });
+        builder.set_access(SignedOnly { keys });
         Self {
             service: builder.build(),
             metrics,
@@ -115,9 +156,8 @@ impl S3Gateway {
     /// Serves one HTTP request.
     pub async fn handle(
         &self,
-        req: hyper::Request<xnode_serve::TimedBody<hyper::body::Incoming>>,
+        mut req: hyper::Request<xnode_serve::TimedBody<hyper::body::Incoming>>,
     ) -> Result<s3s::HttpResponse, s3s::HttpError> {
-        let mut req = req.map(s3s::Body::http_body_unsync);
         let slot = OperationSlot::default();
         req.extensions_mut().insert(slot.clone());
         let span = tracing::info_span!(
@@ -126,9 +166,30 @@ impl S3Gateway {
             path = %req.uri().path(),
             operation = tracing::field::Empty,
             status = tracing::field::Empty,
+            request_id = tracing::field::Empty,
         );
         let started = Instant::now();
-        let response = self.service.call(req).instrument(span.clone()).await;
+        let prepared = match envelope::presigned_lifetime(req.uri().query()) {
+            Ok(()) => envelope::with_known_length(req).await,
+            Err(e) => Err(e),
+        };
+        let response = match prepared {
+            Err(e) => e
+                .to_http_response()
+                .map_err(|e| s3s::HttpError::new(Box::new(e))),
+            Ok(req) => self.service.call(req).instrument(span.clone()).await,
+        };
+        let request_id = envelope::new_request_id();
+        span.record("request_id", request_id.as_str());
+        let attributes = slot.0.get().is_some_and(|op| op == "GetObjectAttributes");
+        let response = response.map(|r| {
+            let r = envelope::with_request_id(r, &request_id);
+            if attributes {
+                envelope::unquoted_etag(r)
+            } else {
+                r
+            }
+        });
         let status = match &response {
             Ok(r) => r.status().as_u16(),
             Err(_) => 500,

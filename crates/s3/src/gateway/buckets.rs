@@ -9,15 +9,72 @@ use xnode_types::Hlc;
 
 use super::{Gateway, s3_err, tenant_owner, timestamp, unix_ms};
 
+/// The most buckets one ListBuckets page returns (S3's limit for `max-buckets`).
+const MAX_BUCKETS: usize = 10_000;
+
+/// S3's naming rules beyond the store's (which every API shares): no label of a
+/// DNS name may start or end with `-`, so `.-` and `-.` are refused.
+fn check_s3_bucket_name(name: &str) -> S3Result<()> {
+    xnode_store::validate_bucket_name(name).map_err(|e| s3_error!(InvalidBucketName, "{e}"))?;
+    if name.contains(".-") || name.contains("-.") {
+        return Err(s3_error!(
+            InvalidBucketName,
+            "bucket name {name:?} has a label that starts or ends with '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// ListBuckets continuation tokens are the hex of the last name returned.
+fn decode_bucket_token(token: &str) -> S3Result<String> {
+    hex::decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "The continuation token provided is incorrect"
+            )
+        })
+}
+
 impl Gateway {
     pub(super) async fn list_buckets_impl(
         &self,
         req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
         let key = self.key_of(&req)?;
-        let buckets = self
-            .storage()
-            .list_buckets(&key.tenant)
+        let input = req.input;
+        let max = match input.max_buckets {
+            None => MAX_BUCKETS,
+            Some(m) if (1..=MAX_BUCKETS as i32).contains(&m) => m as usize,
+            Some(_) => {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "max-buckets must be between 1 and {MAX_BUCKETS}"
+                ));
+            }
+        };
+        let after = input
+            .continuation_token
+            .as_deref()
+            .map(decode_bucket_token)
+            .transpose()?;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let mut all = self.storage().list_buckets(&key.tenant);
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut page: Vec<_> = all
+            .into_iter()
+            .filter(|b| b.name.starts_with(&prefix))
+            .filter(|b| after.as_deref().is_none_or(|a| b.name.as_str() > a))
+            .take(max + 1)
+            .collect();
+        let truncated = page.len() > max;
+        page.truncate(max);
+        let next = truncated
+            .then(|| page.last().map(|b| hex::encode(b.name.as_bytes())))
+            .flatten();
+        let buckets = page
             .into_iter()
             .map(|b| Bucket {
                 name: Some(b.name),
@@ -28,7 +85,8 @@ impl Gateway {
         Ok(S3Response::new(ListBucketsOutput {
             buckets: Some(buckets),
             owner: Some(tenant_owner(&key.tenant)),
-            ..Default::default()
+            continuation_token: next,
+            prefix: input.prefix,
         }))
     }
 
@@ -38,8 +96,7 @@ impl Gateway {
     ) -> S3Result<S3Response<CreateBucketOutput>> {
         let key = self.key_of(&req)?;
         let name = req.input.bucket.clone();
-        xnode_store::validate_bucket_name(&name)
-            .map_err(|e| s3_error!(InvalidBucketName, "{e}"))?;
+        check_s3_bucket_name(&name)?;
         match owner_of(self.storage.registry(), &name) {
             Some((owner, _)) if owner == key.tenant => {
                 return Err(s3_error!(

@@ -8,9 +8,20 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::multipart::part_key;
+use super::system_meta::{self, SystemMeta, stored_encoding};
+use super::tagging;
 use super::{
     DEFAULT_CONTENT_TYPE, Gateway, MAX_PART_NUMBER, etag_of, s3_err, timestamp, user_meta,
 };
+use xnode_store::ObjectInfo;
+
+/// The `x-amz-copy-source-if-*` headers of a copy.
+struct CopyConditions<'a> {
+    if_match: Option<&'a ETagCondition>,
+    if_none_match: Option<&'a ETagCondition>,
+    if_modified_since: Option<&'a Timestamp>,
+    if_unmodified_since: Option<&'a Timestamp>,
+}
 
 impl Gateway {
     pub(super) async fn copy_object_impl(
@@ -22,12 +33,22 @@ impl Gateway {
         let (src_bucket, src_key) = copy_source(&input.copy_source)?;
         self.require_bucket(&key.tenant, src_bucket)?;
         self.require_bucket(&key.tenant, &input.bucket)?;
+        self.check_key(src_key)?;
+        self.check_key(&input.key)?;
         let (_, src) = self
             .storage()
             .head_object(&key.tenant, src_bucket, src_key)
             .await
             .map_err(s3_err)?;
-        check_copy_conditions(&src.etag, input.copy_source_if_match.as_ref(), None)?;
+        check_copy_conditions(
+            &src,
+            &CopyConditions {
+                if_match: input.copy_source_if_match.as_ref(),
+                if_none_match: input.copy_source_if_none_match.as_ref(),
+                if_modified_since: input.copy_source_if_modified_since.as_ref(),
+                if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+            },
+        )?;
         let replace = input
             .metadata_directive
             .as_ref()
@@ -38,15 +59,49 @@ impl Gateway {
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
             ));
         }
+        // The source's checksums stay true of the copy's content, whatever the directive;
+        // the upload that made the source did not make the copy.
+        let mut kept = system_meta::without_headers(&system_meta::system_part(&src.user_meta));
+        kept.remove(system_meta::UPLOAD_ID);
+        kept.remove(tagging::TAGS);
+        // Tags are copied unless the directive says REPLACE (then the request's, if any).
+        let tags = if input
+            .tagging_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == TaggingDirective::REPLACE)
+        {
+            input
+                .tagging
+                .as_deref()
+                .map(tagging::parse_header)
+                .transpose()?
+                .unwrap_or_default()
+        } else {
+            tagging::stored(&src.user_meta)
+        };
         let (content_type, meta) = if replace {
+            let mut meta = user_meta(input.metadata);
+            SystemMeta {
+                cache_control: input.cache_control,
+                content_disposition: input.content_disposition,
+                content_encoding: stored_encoding(input.content_encoding),
+                content_language: input.content_language,
+                expires_ms: input.expires.as_ref().map(system_meta::unix_ms),
+            }
+            .store_into(&mut meta);
+            meta.extend(kept);
+            tagging::store_into(&mut meta, &tags);
             (
                 input
                     .content_type
                     .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
-                user_meta(input.metadata),
+                meta,
             )
         } else {
-            (src.content_type.clone(), src.user_meta.clone())
+            let mut meta = src.user_meta.clone();
+            meta.remove(system_meta::UPLOAD_ID);
+            tagging::store_into(&mut meta, &tags);
+            (src.content_type.clone(), meta)
         };
         // No data moves: the copy's manifest reuses the source's chunks.
         let copied = self
@@ -88,6 +143,8 @@ impl Gateway {
         let (src_bucket, src_key) = copy_source(&input.copy_source)?;
         self.require_bucket(&key.tenant, src_bucket)?;
         self.require_bucket(&key.tenant, &input.bucket)?;
+        self.check_key(src_key)?;
+        self.check_key(&input.key)?;
         if !(1..=MAX_PART_NUMBER).contains(&input.part_number) {
             return Err(s3_error!(
                 InvalidArgument,
@@ -102,28 +159,17 @@ impl Gateway {
             .await
             .map_err(s3_err)?;
         check_copy_conditions(
-            &src.etag,
-            input.copy_source_if_match.as_ref(),
-            input.copy_source_if_none_match.as_ref(),
+            &src,
+            &CopyConditions {
+                if_match: input.copy_source_if_match.as_ref(),
+                if_none_match: input.copy_source_if_none_match.as_ref(),
+                if_modified_since: input.copy_source_if_modified_since.as_ref(),
+                if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+            },
         )?;
         let range = match &input.copy_source_range {
             None => None,
-            Some(text) => {
-                let parsed = Range::parse(text).map_err(|_| {
-                    s3_error!(
-                        InvalidArgument,
-                        "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy"
-                    )
-                })?;
-                let checked = parsed.check(src.size).map_err(|_| {
-                    s3_error!(
-                        InvalidRange,
-                        "The requested range is not satisfiable (the source object has {} bytes)",
-                        src.size
-                    )
-                })?;
-                Some((checked.start, Some(checked.end.saturating_sub(1))))
-            }
+            Some(text) => Some(copy_range(text, src.size)?),
         };
         let read = self
             .storage()
@@ -160,9 +206,40 @@ impl Gateway {
     }
 }
 
-/// The bucket and key of a copy source (access points are not supported).
+/// `x-amz-copy-source-range`: unlike a GET's `Range`, it must be `bytes=first-last` and lie
+/// wholly inside the source (S3 does not clip it). Returns `(first, Some(last))`.
+fn copy_range(text: &str, size: u64) -> S3Result<(u64, Option<u64>)> {
+    let parsed = text
+        .trim()
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+    let Some((first, last)) = parsed else {
+        return Err(s3_error!(
+            InvalidArgument,
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy"
+        ));
+    };
+    if first > last || last >= size {
+        return Err(s3_error!(
+            InvalidRange,
+            "The requested range is not satisfiable (the source object has {size} bytes)"
+        ));
+    }
+    Ok((first, Some(last)))
+}
+
+/// The bucket and key of a copy source (access points are not supported, and without
+/// versioning the only version is "null").
 fn copy_source(source: &CopySource) -> S3Result<(&str, &str)> {
     match source {
+        CopySource::Bucket {
+            version_id: Some(v),
+            ..
+        } if &**v != "null" => Err(s3_error!(
+            NotImplemented,
+            "versioning is not supported by this gateway (a copy source versionId other than null)"
+        )),
         CopySource::Bucket { bucket, key, .. } => Ok((bucket, key)),
         _ => Err(s3_error!(
             NotImplemented,
@@ -171,20 +248,45 @@ fn copy_source(source: &CopySource) -> S3Result<(&str, &str)> {
     }
 }
 
-/// `x-amz-copy-source-if-match` / `-if-none-match` against the source's ETag.
-fn check_copy_conditions(
-    etag: &str,
-    if_match: Option<&ETagCondition>,
-    if_none_match: Option<&ETagCondition>,
-) -> S3Result<()> {
+/// The `x-amz-copy-source-if-*` conditions against the source, as S3 evaluates them: like
+/// a GET's, except that every failure is `412` (a copy has nothing to answer `304` with).
+/// A true `if-match` overrides a false `if-unmodified-since`, and a true `if-none-match`
+/// a false `if-modified-since`.
+fn check_copy_conditions(src: &ObjectInfo, c: &CopyConditions<'_>) -> S3Result<()> {
     let holds = |c: &ETagCondition| {
-        matches!(c, ETagCondition::Any) || c.as_etag().map(ETag::value) == Some(etag)
+        matches!(c, ETagCondition::Any) || c.as_etag().map(ETag::value) == Some(src.etag.as_str())
     };
-    if if_match.is_some_and(|c| !holds(c)) || if_none_match.is_some_and(holds) {
+    let modified = (src.created_ms / 1000) as i64;
+    let secs = |t: &Timestamp| time::OffsetDateTime::from(t.clone()).unix_timestamp();
+    let failed = match (c.if_match, c.if_unmodified_since) {
+        (Some(m), _) => !holds(m),
+        (None, Some(since)) => modified > secs(since),
+        (None, None) => false,
+    } || match (c.if_none_match, c.if_modified_since) {
+        (Some(m), _) => holds(m),
+        (None, Some(since)) => modified <= secs(since),
+        (None, None) => false,
+    };
+    if failed {
         return Err(s3_error!(
             PreconditionFailed,
             "At least one of the pre-conditions you specified did not hold"
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_ranges_must_lie_inside_the_source() {
+        assert_eq!(copy_range("bytes=0-4", 5).unwrap(), (0, Some(4)));
+        let code = |r: S3Result<(u64, Option<u64>)>| r.unwrap_err().code().as_str().to_owned();
+        assert_eq!(code(copy_range("bytes=0-21", 5)), "InvalidRange");
+        assert_eq!(code(copy_range("bytes=3-2", 5)), "InvalidRange");
+        assert_eq!(code(copy_range("bytes=-2", 5)), "InvalidArgument");
+        assert_eq!(code(copy_range("0-2", 5)), "InvalidArgument");
+    }
 }

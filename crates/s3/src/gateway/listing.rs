@@ -139,12 +139,22 @@ impl Gateway {
             .as_ref()
             .is_some_and(|e| e.as_str() == EncodingType::URL);
         let enc = |s: &str| if url { url_encode(s) } else { s.to_owned() };
-        let (contents, prefixes) = split_entries(page.entries, &enc);
+        // The owner is sent only when asked for (fetch-owner), as S3 does.
+        let owner = input
+            .fetch_owner
+            .unwrap_or(false)
+            .then(|| tenant_owner(&key.tenant));
+        let (contents, prefixes) = split_entries(page.entries, &enc, owner.as_ref());
         let key_count = (contents.len() + prefixes.len()) as i32;
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(input.bucket),
             prefix: Some(enc(&prefix)),
-            delimiter: input.delimiter.as_deref().map(enc),
+            // An empty delimiter is no delimiter, and S3 does not echo it.
+            delimiter: input
+                .delimiter
+                .as_deref()
+                .filter(|d| !d.is_empty())
+                .map(enc),
             max_keys: Some(max as i32),
             key_count: Some(key_count),
             continuation_token: input.continuation_token,
@@ -189,11 +199,19 @@ impl Gateway {
             .as_ref()
             .is_some_and(|e| e.as_str() == EncodingType::URL);
         let enc = |s: &str| if url { url_encode(s) } else { s.to_owned() };
-        let (contents, prefixes) = split_entries(page.entries, &enc);
+        // ListObjects (v1) always names each object's owner.
+        let owner = tenant_owner(&key.tenant);
+        let (contents, prefixes) = split_entries(page.entries, &enc, Some(&owner));
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(input.bucket),
-            prefix: Some(enc(&prefix)),
-            delimiter: input.delimiter.as_deref().map(enc),
+            // v1 encodes keys, markers and the delimiter for encoding-type=url, but not the
+            // prefix (clients do not decode it).
+            prefix: Some(prefix.clone()),
+            delimiter: input
+                .delimiter
+                .as_deref()
+                .filter(|d| !d.is_empty())
+                .map(enc),
             marker: Some(input.marker.as_deref().map(enc).unwrap_or_default()),
             max_keys: Some(max as i32),
             is_truncated: Some(page.truncated),
@@ -325,6 +343,7 @@ impl Gateway {
 fn split_entries(
     entries: Vec<Listed>,
     enc: &dyn Fn(&str) -> String,
+    owner: Option<&Owner>,
 ) -> (Vec<Object>, Vec<CommonPrefix>) {
     let mut contents = Vec::new();
     let mut prefixes = Vec::new();
@@ -340,6 +359,7 @@ fn split_entries(
                     storage_class: Some(ObjectStorageClass::from_static(
                         ObjectStorageClass::STANDARD,
                     )),
+                    owner: owner.cloned(),
                     ..Default::default()
                 });
             }

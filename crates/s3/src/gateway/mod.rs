@@ -3,15 +3,20 @@
 //!
 //! This module holds the `Gateway` itself, the helpers its operations share and the
 //! `S3` trait impl, which only delegates: the operations live in submodules by topic
-//! (`buckets`, `objects`, `listing`, `multipart`, `copy`), and the mapping of storage
-//! failures onto S3 errors in `errors`.
+//! (`buckets`, `objects`, `parts`, `tagging`, `listing`, `multipart`, `copy`), the mapping of storage
+//! failures onto S3 errors in `errors`, the metadata S3 keeps beside the user's in
+//! `system_meta` and the checking of upload checksums in `integrity`.
 
 mod buckets;
 mod copy;
 mod errors;
+mod integrity;
 mod listing;
 mod multipart;
 mod objects;
+mod parts;
+mod system_meta;
+mod tagging;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -68,6 +73,26 @@ fn etag_of(info: &ObjectInfo) -> ETag {
     ETag::Strong(info.etag.clone())
 }
 
+/// `304 Not Modified`, with the object's ETag and Last-Modified as S3 sends them (caches
+/// refresh their copy's validators from it).
+fn not_modified(info: &ObjectInfo) -> s3s::S3Error {
+    let mut e = s3s::S3Error::new(s3s::S3ErrorCode::NotModified);
+    let mut headers = hyper::HeaderMap::new();
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("\"{}\"", info.etag)) {
+        headers.insert(hyper::header::ETAG, v);
+    }
+    let mut text = Vec::new();
+    if timestamp(info.created_ms)
+        .format(TimestampFormat::HttpDate, &mut text)
+        .is_ok()
+        && let Ok(v) = hyper::header::HeaderValue::from_bytes(&text)
+    {
+        headers.insert(hyper::header::LAST_MODIFIED, v);
+    }
+    e.set_headers(headers);
+    e
+}
+
 fn user_meta(metadata: Option<Metadata>) -> BTreeMap<String, String> {
     metadata
         .unwrap_or_default()
@@ -112,6 +137,18 @@ impl Gateway {
             )),
             Err(e) => Err(s3_error!(InternalError, "{e}")),
         }
+    }
+
+    /// Object keys the store refuses (control characters) are answered as S3 answers a
+    /// key it cannot parse; every other failure as `InvalidArgument`.
+    fn check_key(&self, key: &str) -> S3Result<()> {
+        xnode_store::validate_object_key(key).map_err(|e| {
+            if key.chars().any(char::is_control) {
+                s3_error!(InvalidURI, "Couldn't parse the specified URI.")
+            } else {
+                s3_error!(InvalidArgument, "{e}")
+            }
+        })
     }
 
     fn require_bucket(&self, tenant: &PublicKeyBytes, bucket: &str) -> S3Result<()> {
@@ -203,6 +240,34 @@ impl S3 for Gateway {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         self.copy_object_impl(req).await
+    }
+
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        self.get_object_attributes_impl(req).await
+    }
+
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        self.put_object_tagging_impl(req).await
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        self.get_object_tagging_impl(req).await
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        self.delete_object_tagging_impl(req).await
     }
 
     async fn list_objects_v2(

@@ -10,6 +10,8 @@ use xnode_storage::StorageError;
 use xnode_store::{ObjectInfo, internal_key};
 use xnode_types::PublicKeyBytes;
 
+use super::integrity::{self, Expected, Verifier, stored_checksums};
+use super::system_meta::{self, SystemMeta, stored_encoding};
 use super::{
     DEFAULT_CONTENT_TYPE, Gateway, MAX_KEYS, MAX_PART_NUMBER, MIN_PART_SIZE, empty_body, etag_of,
     s3_err, unix_ms, user_meta,
@@ -20,14 +22,18 @@ use super::{
 const UPLOAD_KEY: &str = "key";
 const UPLOAD_CONTENT_TYPE: &str = "content-type";
 const UPLOAD_INITIATED: &str = "initiated-ms";
+/// The checksum algorithm the upload was created with (lower case), if any.
+const UPLOAD_CHECKSUM: &str = "checksum-algorithm";
 const META_PREFIX: &str = "meta:";
 
 /// An upload record's contents.
 pub(super) struct Upload {
     pub(super) key: String,
     pub(super) content_type: String,
+    /// The object's metadata: the user's, and the system headers (`system_meta`).
     pub(super) user_meta: BTreeMap<String, String>,
     pub(super) initiated_ms: u64,
+    pub(super) checksum: Option<String>,
 }
 
 fn upload_record_key(upload_id: &str) -> String {
@@ -180,8 +186,31 @@ impl Gateway {
         let key = self.key_of(&req)?;
         let input = req.input;
         self.require_bucket(&key.tenant, &input.bucket)?;
-        xnode_store::validate_object_key(&input.key)
-            .map_err(|e| s3_error!(InvalidArgument, "{e}"))?;
+        self.check_key(&input.key)?;
+        let algorithm = input
+            .checksum_algorithm
+            .as_ref()
+            .map(|a| a.as_str().to_ascii_lowercase());
+        if let Some(a) = &algorithm
+            && !integrity::is_algorithm(a)
+        {
+            return Err(s3_error!(
+                InvalidRequest,
+                "Unknown checksum algorithm {a:?}"
+            ));
+        }
+        // A whole-object CRC of a multipart upload needs CRCs combined across parts,
+        // which the gateway does not do: refused rather than left unchecked.
+        if input
+            .checksum_type
+            .as_ref()
+            .is_some_and(|t| t.as_str() == ChecksumType::FULL_OBJECT)
+        {
+            return Err(s3_error!(
+                NotImplemented,
+                "full-object checksums of multipart uploads are not supported by this gateway; use COMPOSITE"
+            ));
+        }
         let upload_id = {
             use rand::RngCore;
             let mut bytes = [0u8; 16];
@@ -200,6 +229,20 @@ impl Gateway {
                 .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
         );
         record.insert(UPLOAD_INITIATED.into(), unix_ms().to_string());
+        if let Some(a) = &algorithm {
+            record.insert(UPLOAD_CHECKSUM.into(), a.clone());
+        }
+        SystemMeta {
+            cache_control: input.cache_control,
+            content_disposition: input.content_disposition,
+            content_encoding: stored_encoding(input.content_encoding),
+            content_language: input.content_language,
+            expires_ms: input.expires.as_ref().map(system_meta::unix_ms),
+        }
+        .store_into(&mut record);
+        if let Some(header) = &input.tagging {
+            super::tagging::store_into(&mut record, &super::tagging::parse_header(header)?);
+        }
         self.storage()
             .put_object(
                 &key.tenant,
@@ -217,6 +260,10 @@ impl Gateway {
             bucket: Some(input.bucket),
             key: Some(input.key),
             upload_id: Some(upload_id),
+            checksum_algorithm: input.checksum_algorithm,
+            checksum_type: algorithm
+                .is_some()
+                .then(|| ChecksumType::from_static(ChecksumType::COMPOSITE)),
             ..Default::default()
         }))
     }
@@ -226,6 +273,8 @@ impl Gateway {
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let key = self.key_of(&req)?;
+        let sums = Expected::from_headers(&req.headers)?;
+        let trailers = req.trailing_headers.clone();
         let input = req.input;
         self.require_bucket(&key.tenant, &input.bucket)?;
         if !(1..=MAX_PART_NUMBER).contains(&input.part_number) {
@@ -234,46 +283,55 @@ impl Gateway {
                 "Part number must be an integer between 1 and 10000, inclusive"
             ));
         }
-        self.read_upload(&key.tenant, &input.bucket, &input.key, &input.upload_id)
+        let upload = self
+            .read_upload(&key.tenant, &input.bucket, &input.key, &input.upload_id)
             .await?;
+        // An upload created with a checksum algorithm wants that checksum on every part.
+        if let Some(a) = &upload.checksum
+            && !sums.checksums.contains_key(a.as_str())
+            && sums.trailer != Some(a.as_str())
+        {
+            return Err(s3_error!(
+                InvalidRequest,
+                "The upload was created using a {} checksum; every part must carry it",
+                a.to_ascii_uppercase()
+            ));
+        }
         let expected = input.content_length.and_then(|l| u64::try_from(l).ok());
         let part = part_key(&input.upload_id, input.part_number);
-        let result = match input.body {
-            Some(body) => {
-                self.storage()
-                    .put_object(
-                        &key.tenant,
-                        &input.bucket,
-                        &part,
-                        &key.data_key(),
-                        DEFAULT_CONTENT_TYPE.into(),
-                        BTreeMap::new(),
-                        expected,
-                        body,
-                    )
-                    .await
-            }
-            None => {
-                self.storage()
-                    .put_object(
-                        &key.tenant,
-                        &input.bucket,
-                        &part,
-                        &key.data_key(),
-                        DEFAULT_CONTENT_TYPE.into(),
-                        BTreeMap::new(),
-                        Some(0),
-                        empty_body(),
-                    )
-                    .await
-            }
+        let (body, expected) = match input.body {
+            Some(body) => (body, expected),
+            None => (StreamingBlob::wrap(empty_body()), Some(0)),
         };
+        let checksum = stored_checksums(&sums.stored());
+        let (body, verdict) = Verifier::new(body, sums.clone(), trailers);
+        let result = self
+            .storage()
+            .put_object(
+                &key.tenant,
+                &input.bucket,
+                &part,
+                &key.data_key(),
+                DEFAULT_CONTENT_TYPE.into(),
+                sums.stored(),
+                expected,
+                body,
+            )
+            .await;
+        if let Some(e) = verdict.error() {
+            return Err(e);
+        }
         let meta = result.map_err(s3_err)?;
         let info = meta
             .info
             .ok_or_else(|| s3_error!(InternalError, "the stored part has no metadata"))?;
         Ok(S3Response::new(UploadPartOutput {
             e_tag: Some(etag_of(&info)),
+            checksum_crc32: checksum.checksum_crc32,
+            checksum_crc32c: checksum.checksum_crc32c,
+            checksum_crc64nvme: checksum.checksum_crc64nvme,
+            checksum_sha1: checksum.checksum_sha1,
+            checksum_sha256: checksum.checksum_sha256,
             ..Default::default()
         }))
     }
@@ -285,12 +343,17 @@ impl Gateway {
         let key = self.key_of(&req)?;
         let input = req.input;
         self.require_bucket(&key.tenant, &input.bucket)?;
-        let upload = self
+        let upload = match self
             .read_upload(&key.tenant, &input.bucket, &input.key, &input.upload_id)
-            .await?;
+            .await
+        {
+            Ok(upload) => upload,
+            Err(e) => return self.completed_before(&key.tenant, &input, e).await,
+        };
         let requested = input
             .multipart_upload
-            .and_then(|m| m.parts)
+            .as_ref()
+            .and_then(|m| m.parts.clone())
             .unwrap_or_default();
         if requested.is_empty() {
             return Err(s3_error!(
@@ -298,24 +361,34 @@ impl Gateway {
                 "The XML you provided was not well-formed or did not validate against our published schema: it lists no parts"
             ));
         }
+        // Part numbers must ascend. One listed twice in a row (a part uploaded again while
+        // its first upload was still running) counts once, as its last entry: the part
+        // stored is the one whose upload finished last.
+        let mut parts: Vec<CompletedPart> = Vec::with_capacity(requested.len());
+        for part in requested {
+            let number = part.part_number.unwrap_or(0);
+            match parts.last().and_then(|p| p.part_number) {
+                Some(previous) if number < previous => {
+                    return Err(s3_error!(
+                        InvalidPartOrder,
+                        "The list of parts was not in ascending order. Parts must be ordered by part number."
+                    ));
+                }
+                Some(previous) if number == previous => {
+                    parts.pop();
+                }
+                _ => {}
+            }
+            parts.push(part);
+        }
         let stored = self
             .parts_of(&key.tenant, &input.bucket, &input.upload_id)
             .await?;
-        let mut previous = 0;
-        for part in &requested {
-            let number = part.part_number.unwrap_or(0);
-            if number <= previous {
-                return Err(s3_error!(
-                    InvalidPartOrder,
-                    "The list of parts was not in ascending order. Parts must be ordered by part number."
-                ));
-            }
-            previous = number;
-        }
-        let mut sources = Vec::with_capacity(requested.len());
-        let mut etags = Vec::with_capacity(requested.len());
-        let last = requested.len() - 1;
-        for (i, part) in requested.iter().enumerate() {
+        let mut sources = Vec::with_capacity(parts.len());
+        let mut etags = Vec::with_capacity(parts.len());
+        let mut part_sums = Vec::with_capacity(parts.len());
+        let last = parts.len() - 1;
+        for (i, part) in parts.iter().enumerate() {
             let number = part.part_number.unwrap_or(0);
             let invalid = || {
                 s3_error!(
@@ -331,6 +404,23 @@ impl Gateway {
             {
                 return Err(invalid());
             }
+            // Each checksum the client lists for a part must be the one it was uploaded with.
+            let kept = stored_checksums(&info.user_meta);
+            let listed = Checksum {
+                checksum_crc32: part.checksum_crc32.clone(),
+                checksum_crc32c: part.checksum_crc32c.clone(),
+                checksum_crc64nvme: part.checksum_crc64nvme.clone(),
+                checksum_sha1: part.checksum_sha1.clone(),
+                checksum_sha256: part.checksum_sha256.clone(),
+                ..Default::default()
+            };
+            for a in integrity::ALGORITHMS {
+                if let Some(v) = integrity::value_of(&listed, a)
+                    && integrity::value_of(&kept, a) != Some(v)
+                {
+                    return Err(invalid());
+                }
+            }
             if i < last && info.size < MIN_PART_SIZE {
                 return Err(s3_error!(
                     EntityTooSmall,
@@ -340,11 +430,43 @@ impl Gateway {
             }
             sources.push((input.bucket.clone(), part_key(&input.upload_id, number)));
             etags.push(info.etag.clone());
+            part_sums.push(kept);
         }
+        let total: u64 = parts
+            .iter()
+            .filter_map(|p| stored.get(&p.part_number.unwrap_or(0)))
+            .filter_map(|m| m.info.as_ref())
+            .map(|i| i.size)
+            .sum();
+        if let Some(size) = input.mpu_object_size
+            && u64::try_from(size).ok() != Some(total)
+        {
+            return Err(s3_error!(
+                InvalidRequest,
+                "x-amz-mp-object-size ({size}) is not the size of the parts ({total})"
+            ));
+        }
+        let whole = Checksum {
+            checksum_crc32: input.checksum_crc32.clone(),
+            checksum_crc32c: input.checksum_crc32c.clone(),
+            checksum_crc64nvme: input.checksum_crc64nvme.clone(),
+            checksum_sha1: input.checksum_sha1.clone(),
+            checksum_sha256: input.checksum_sha256.clone(),
+            ..Default::default()
+        };
+        let composite = integrity::composite(upload.checksum.as_deref(), &whole, &part_sums)?;
         let etag = multipart_etag(&etags)
             .ok_or_else(|| s3_error!(InternalError, "a part has a malformed ETag"))?;
+        let mut meta = upload.user_meta;
+        meta.insert(system_meta::UPLOAD_ID.into(), input.upload_id.clone());
+        if let Some((algorithm, value)) = &composite {
+            meta.insert(
+                format!("{}{algorithm}", system_meta::CHECKSUM_PREFIX),
+                value.clone(),
+            );
+        }
         // The parts' chunks become the object's segments: no data is copied.
-        let meta = self
+        let done = self
             .storage()
             .compose_object(
                 &key.tenant,
@@ -353,19 +475,66 @@ impl Gateway {
                 &key.data_key(),
                 &sources,
                 upload.content_type,
-                upload.user_meta,
+                meta,
                 etag.clone(),
             )
             .await
             .map_err(s3_err)?;
-        debug_assert!(meta.info.is_some());
         self.remove_upload(&key.tenant, &input.bucket, &input.upload_id)
             .await;
+        let checksum = done
+            .info
+            .as_ref()
+            .map(|i| stored_checksums(&i.user_meta))
+            .unwrap_or_default();
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(input.bucket.clone()),
             key: Some(input.key.clone()),
             e_tag: Some(ETag::Strong(etag)),
             location: Some(format!("/{}/{}", input.bucket, input.key)),
+            checksum_crc32: checksum.checksum_crc32,
+            checksum_crc32c: checksum.checksum_crc32c,
+            checksum_crc64nvme: checksum.checksum_crc64nvme,
+            checksum_sha1: checksum.checksum_sha1,
+            checksum_sha256: checksum.checksum_sha256,
+            ..Default::default()
+        }))
+    }
+
+    /// CompleteMultipartUpload for an upload that is gone: if the object was completed
+    /// from it (a client retrying after a lost answer), S3 answers as the first time did;
+    /// otherwise `NoSuchUpload` (`gone`).
+    async fn completed_before(
+        &self,
+        tenant: &PublicKeyBytes,
+        input: &CompleteMultipartUploadInput,
+        gone: s3s::S3Error,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        if gone.code() != &s3s::S3ErrorCode::NoSuchUpload || !valid_upload_id(&input.upload_id) {
+            return Err(gone);
+        }
+        let info = match self
+            .storage()
+            .head_object(tenant, &input.bucket, &input.key)
+            .await
+        {
+            Ok((_, info)) => info,
+            Err(_) => return Err(gone),
+        };
+        if info.user_meta.get(system_meta::UPLOAD_ID) != Some(&input.upload_id) {
+            return Err(gone);
+        }
+        let checksum = stored_checksums(&info.user_meta);
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(input.bucket.clone()),
+            key: Some(input.key.clone()),
+            e_tag: Some(etag_of(&info)),
+            location: Some(format!("/{}/{}", input.bucket, input.key)),
+            checksum_crc32: checksum.checksum_crc32,
+            checksum_crc32c: checksum.checksum_crc32c,
+            checksum_crc64nvme: checksum.checksum_crc64nvme,
+            checksum_sha1: checksum.checksum_sha1,
+            checksum_sha256: checksum.checksum_sha256,
             ..Default::default()
         }))
     }
@@ -387,19 +556,25 @@ impl Gateway {
 
 fn upload_from(info: &ObjectInfo) -> Upload {
     let meta = &info.user_meta;
+    let mut user_meta: BTreeMap<String, String> = meta
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix(META_PREFIX)
+                .map(|k| (k.to_owned(), v.clone()))
+        })
+        .collect();
+    SystemMeta::from_map(meta).store_into(&mut user_meta);
+    if let Some(tags) = meta.get(super::tagging::TAGS) {
+        user_meta.insert(super::tagging::TAGS.to_owned(), tags.clone());
+    }
     Upload {
         key: meta.get(UPLOAD_KEY).cloned().unwrap_or_default(),
         content_type: meta
             .get(UPLOAD_CONTENT_TYPE)
             .cloned()
             .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
-        user_meta: meta
-            .iter()
-            .filter_map(|(k, v)| {
-                k.strip_prefix(META_PREFIX)
-                    .map(|k| (k.to_owned(), v.clone()))
-            })
-            .collect(),
+        user_meta,
+        checksum: meta.get(UPLOAD_CHECKSUM).cloned(),
         initiated_ms: meta
             .get(UPLOAD_INITIATED)
             .and_then(|v| v.parse().ok())

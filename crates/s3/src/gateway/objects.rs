@@ -1,24 +1,64 @@
-//! Object operations: PUT, GET and HEAD (with S3's conditional headers and ranges),
-//! DELETE and the batch `DeleteObjects`.
+//! Object operations: PUT (with its integrity headers and system metadata), GET and HEAD
+//! (with S3's conditional headers, ranges and response-header overrides), DELETE and the
+//! batch `DeleteObjects`.
 
 use s3s::dto::*;
-use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+use s3s::{S3Request, S3Response, S3Result, s3_error};
 use xnode_store::ObjectInfo;
 
-use super::{DEFAULT_CONTENT_TYPE, Gateway, empty_body, etag_of, s3_err, timestamp, user_meta};
+use super::integrity::{Expected, Verifier, stored_checksums};
+use super::parts::parts_count;
+use super::system_meta::{self, SystemMeta, stored_encoding, user_part};
+use super::tagging;
+use super::{
+    DEFAULT_CONTENT_TYPE, Gateway, empty_body, etag_of, not_modified, s3_err, timestamp, user_meta,
+};
 use crate::keys::AccessKey;
 
 fn unix_secs(ts: &Timestamp) -> i64 {
     time::OffsetDateTime::from(ts.clone()).unix_timestamp()
 }
 
-fn metadata_of(info: &ObjectInfo) -> Option<Metadata> {
-    (!info.user_meta.is_empty()).then(|| {
-        info.user_meta
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    })
+/// What GET and HEAD say about an object beside its bytes: system and user metadata, as
+/// stored or as the request's `response-*` parameters override them.
+struct Described {
+    content_type: String,
+    system: SystemMeta,
+    metadata: Option<Metadata>,
+    checksum: Checksum,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn describe(
+    info: &ObjectInfo,
+    checksum_mode: Option<&ChecksumMode>,
+    content_type: Option<String>,
+    cache_control: Option<String>,
+    content_disposition: Option<String>,
+    content_encoding: Option<String>,
+    content_language: Option<String>,
+    expires: Option<&Timestamp>,
+) -> Described {
+    let mut system = SystemMeta::from_map(&info.user_meta);
+    // `response-*` query parameters override what is stored, for this response only.
+    system.cache_control = cache_control.or(system.cache_control);
+    system.content_disposition = content_disposition.or(system.content_disposition);
+    system.content_encoding = content_encoding.or(system.content_encoding);
+    system.content_language = content_language.or(system.content_language);
+    if let Some(e) = expires {
+        system.expires_ms = Some(system_meta::unix_ms(e));
+    }
+    let enabled = checksum_mode.is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
+    Described {
+        content_type: content_type.unwrap_or_else(|| info.content_type.clone()),
+        system,
+        metadata: user_part(&info.user_meta),
+        checksum: if enabled {
+            stored_checksums(&info.user_meta)
+        } else {
+            Checksum::default()
+        },
+    }
 }
 
 /// Checks `If-Match`, `If-None-Match`, `If-Modified-Since` and `If-Unmodified-Since`
@@ -52,12 +92,12 @@ fn check_conditions(
     }
     if let Some(c) = if_none_match {
         if matches(c) {
-            return Err(S3Error::new(S3ErrorCode::NotModified));
+            return Err(not_modified(info));
         }
     } else if let Some(since) = if_modified_since
         && modified <= unix_secs(since)
     {
-        return Err(S3Error::new(S3ErrorCode::NotModified));
+        return Err(not_modified(info));
     }
     Ok(())
 }
@@ -92,6 +132,7 @@ impl Gateway {
         bucket: &str,
         object: &str,
         range: Option<Range>,
+        part: Option<i32>,
         conditions: (
             Option<&ETagCondition>,
             Option<&ETagCondition>,
@@ -99,6 +140,7 @@ impl Gateway {
             Option<&Timestamp>,
         ),
     ) -> S3Result<(ObjectInfo, Option<(u64, u64)>)> {
+        self.check_key(object)?;
         let (_, info) = self
             .storage()
             .head_object(&key.tenant, bucket, object)
@@ -111,9 +153,19 @@ impl Gateway {
             conditions.2,
             conditions.3,
         )?;
-        let range = match range {
-            None => None,
-            Some(r) => {
+        let range = match (range, part) {
+            (Some(_), Some(_)) => {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "Cannot specify both Range header and partNumber query parameter"
+                ));
+            }
+            (None, Some(n)) => {
+                let (start, end) = self.part_range(&info, n).await?;
+                (start < end).then_some((start, end))
+            }
+            (None, None) => None,
+            (Some(r), None) => {
                 let r = r.check(info.size).map_err(|_| {
                     s3_error!(
                         InvalidRange,
@@ -132,49 +184,62 @@ impl Gateway {
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let key = self.key_of(&req)?;
+        let expected_sums = Expected::from_headers(&req.headers)?;
+        let trailers = req.trailing_headers.clone();
         let input = req.input;
         self.require_bucket(&key.tenant, &input.bucket)?;
+        self.check_key(&input.key)?;
         let expected = input.content_length.and_then(|l| u64::try_from(l).ok());
         let content_type = input
             .content_type
             .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned());
-        let meta = match input.body {
-            Some(body) => {
-                self.storage()
-                    .put_object(
-                        &key.tenant,
-                        &input.bucket,
-                        &input.key,
-                        &key.data_key(),
-                        content_type,
-                        user_meta(input.metadata),
-                        expected,
-                        body,
-                    )
-                    .await
-            }
-            None => {
-                self.storage()
-                    .put_object(
-                        &key.tenant,
-                        &input.bucket,
-                        &input.key,
-                        &key.data_key(),
-                        content_type,
-                        user_meta(input.metadata),
-                        Some(0),
-                        empty_body(),
-                    )
-                    .await
-            }
+        let mut meta = user_meta(input.metadata);
+        SystemMeta {
+            cache_control: input.cache_control,
+            content_disposition: input.content_disposition,
+            content_encoding: stored_encoding(input.content_encoding),
+            content_language: input.content_language,
+            expires_ms: input.expires.as_ref().map(system_meta::unix_ms),
         }
-        .map_err(s3_err)?;
-        let info = meta
+        .store_into(&mut meta);
+        meta.extend(expected_sums.stored());
+        if let Some(header) = &input.tagging {
+            tagging::store_into(&mut meta, &tagging::parse_header(header)?);
+        }
+        let checksum = stored_checksums(&meta);
+        let (body, expected) = match input.body {
+            Some(body) => (body, expected),
+            None => (StreamingBlob::wrap(empty_body()), Some(0)),
+        };
+        let (body, verdict) = Verifier::new(body, expected_sums, trailers);
+        let stored = self
+            .storage()
+            .put_object(
+                &key.tenant,
+                &input.bucket,
+                &input.key,
+                &key.data_key(),
+                content_type,
+                meta,
+                expected,
+                body,
+            )
+            .await;
+        if let Some(e) = verdict.error() {
+            return Err(e);
+        }
+        let stored = stored.map_err(s3_err)?;
+        let info = stored
             .info
             .ok_or_else(|| s3_error!(InternalError, "the stored object has no metadata"))?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(etag_of(&info)),
             size: i64::try_from(info.size).ok(),
+            checksum_crc32: checksum.checksum_crc32,
+            checksum_crc32c: checksum.checksum_crc32c,
+            checksum_crc64nvme: checksum.checksum_crc64nvme,
+            checksum_sha1: checksum.checksum_sha1,
+            checksum_sha256: checksum.checksum_sha256,
             ..Default::default()
         }))
     }
@@ -186,12 +251,13 @@ impl Gateway {
         let key = self.key_of(&req)?;
         let input = req.input;
         self.require_bucket(&key.tenant, &input.bucket)?;
-        let (_, range) = self
+        let (head, range) = self
             .read(
                 &key,
                 &input.bucket,
                 &input.key,
                 input.range,
+                input.part_number,
                 (
                     input.if_match.as_ref(),
                     input.if_none_match.as_ref(),
@@ -215,16 +281,48 @@ impl Gateway {
         let info = read.info.clone();
         let (start, end) = read.range;
         let body = SyncStream(std::sync::Mutex::new(read.body));
+        let d = describe(
+            &info,
+            input.checksum_mode.as_ref(),
+            input.response_content_type,
+            input.response_cache_control,
+            input.response_content_disposition,
+            input.response_content_encoding,
+            input.response_content_language,
+            input.response_expires.as_ref(),
+        );
+        // A checksum describes the whole object, so a range is sent without it.
+        let parts_count = input
+            .part_number
+            .and(parts_count(&head.etag))
+            .and_then(|n| i32::try_from(n).ok());
+        let checksum = if range.is_some() {
+            Checksum::default()
+        } else {
+            d.checksum
+        };
         Ok(S3Response::new(GetObjectOutput {
             body: Some(StreamingBlob::wrap(body)),
             content_length: i64::try_from(end - start).ok(),
+            parts_count,
+            tag_count: tagging::count(&info.user_meta),
             content_range: range
                 .map(|_| format!("bytes {start}-{}/{}", end.saturating_sub(1), info.size)),
             accept_ranges: Some("bytes".into()),
-            content_type: Some(info.content_type.clone()),
+            content_type: Some(d.content_type),
+            cache_control: d.system.cache_control.clone(),
+            content_disposition: d.system.content_disposition.clone(),
+            content_encoding: d.system.content_encoding.clone(),
+            content_language: d.system.content_language.clone(),
+            expires: d.system.expires(),
             e_tag: Some(etag_of(&info)),
             last_modified: Some(timestamp(info.created_ms)),
-            metadata: metadata_of(&info),
+            metadata: d.metadata,
+            checksum_crc32: checksum.checksum_crc32,
+            checksum_crc32c: checksum.checksum_crc32c,
+            checksum_crc64nvme: checksum.checksum_crc64nvme,
+            checksum_sha1: checksum.checksum_sha1,
+            checksum_sha256: checksum.checksum_sha256,
             ..Default::default()
         }))
     }
@@ -242,6 +340,7 @@ impl Gateway {
                 &input.bucket,
                 &input.key,
                 input.range,
+                input.part_number,
                 (
                     input.if_match.as_ref(),
                     input.if_none_match.as_ref(),
@@ -251,17 +350,49 @@ impl Gateway {
             )
             .await?;
         let length = range.map(|(s, e)| e - s).unwrap_or(info.size);
-        Ok(S3Response::new(HeadObjectOutput {
+        let parts_count = input
+            .part_number
+            .and(parts_count(&info.etag))
+            .and_then(|n| i32::try_from(n).ok());
+        let d = describe(
+            &info,
+            input.checksum_mode.as_ref(),
+            input.response_content_type,
+            input.response_cache_control,
+            input.response_content_disposition,
+            input.response_content_encoding,
+            input.response_content_language,
+            input.response_expires.as_ref(),
+        );
+        let mut response = S3Response::new(HeadObjectOutput {
             content_length: i64::try_from(length).ok(),
+            parts_count,
             content_range: range
                 .map(|(s, e)| format!("bytes {s}-{}/{}", e.saturating_sub(1), info.size)),
             accept_ranges: Some("bytes".into()),
-            content_type: Some(info.content_type.clone()),
+            content_type: Some(d.content_type),
+            cache_control: d.system.cache_control.clone(),
+            content_disposition: d.system.content_disposition.clone(),
+            content_encoding: d.system.content_encoding.clone(),
+            content_language: d.system.content_language.clone(),
+            expires: d.system.expires(),
             e_tag: Some(etag_of(&info)),
             last_modified: Some(timestamp(info.created_ms)),
-            metadata: metadata_of(&info),
+            metadata: d.metadata,
+            checksum_crc32: d.checksum.checksum_crc32,
+            checksum_crc32c: d.checksum.checksum_crc32c,
+            checksum_crc64nvme: d.checksum.checksum_crc64nvme,
+            checksum_sha1: d.checksum.checksum_sha1,
+            checksum_sha256: d.checksum.checksum_sha256,
             ..Default::default()
-        }))
+        });
+        // HeadObjectOutput has no field for it, but S3 sends the header on HEAD too.
+        if let Some(n) = tagging::count(&info.user_meta)
+            && let Ok(v) = hyper::header::HeaderValue::from_str(&n.to_string())
+        {
+            response.headers.insert("x-amz-tagging-count", v);
+        }
+        Ok(response)
     }
 
     pub(super) async fn delete_object_impl(
@@ -271,6 +402,7 @@ impl Gateway {
         let key = self.key_of(&req)?;
         let input = req.input;
         self.require_bucket(&key.tenant, &input.bucket)?;
+        self.check_key(&input.key)?;
         self.storage()
             .delete_object(&key.tenant, &input.bucket, &input.key)
             .await
@@ -295,6 +427,16 @@ impl Gateway {
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         for object in input.delete.objects {
+            // Without versioning an object's only version is "null".
+            if object.version_id.as_deref().is_some_and(|v| v != "null") {
+                errors.push(Error {
+                    code: Some("NotImplemented".into()),
+                    key: Some(object.key),
+                    message: Some("versioning is not supported by this gateway".into()),
+                    version_id: object.version_id,
+                });
+                continue;
+            }
             match self
                 .storage()
                 .delete_object(&key.tenant, &input.bucket, &object.key)

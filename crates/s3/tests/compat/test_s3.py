@@ -9,6 +9,8 @@ Run by hand against a devnet you started yourself:
   XNODE_BIN=target/debug/xnode XNODE_DEVNET_DIR=.xnode-devnet python3 -m unittest -v test_s3
 """
 
+import base64
+import datetime
 import filecmp
 import hashlib
 import json
@@ -419,6 +421,88 @@ class S3Compat(unittest.TestCase):
                 self.assertEqual(code_of(e.exception), ("InvalidAccessKeyId", 403))
                 s3.delete_object(Bucket=b, Key="p")
                 s3.delete_bucket(Bucket=b)
+
+    # ----- what the gateway does not honour, it refuses ------------------------------------
+
+    def test_unhonoured_requests_are_refused_and_change_nothing(self):
+        """Every header, parameter and sub-resource the gateway does not implement answers
+        an error (501 NotImplemented, or what AWS answers), never 200, and changes nothing."""
+        s3 = client(ENDPOINTS[0])
+        b = name("ni")
+        s3.create_bucket(Bucket=b)
+        original = b"original bytes"
+        etag = s3.put_object(Bucket=b, Key="k", Body=original)["ETag"]
+        ssec = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": "k" * 32}
+        future = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+        new = {"Bucket": b, "Key": "k", "Body": b"changed"}
+        not_implemented = [
+            ("PUT If-None-Match", lambda: s3.put_object(IfNoneMatch="*", **new)),
+            ("PUT If-Match", lambda: s3.put_object(IfMatch=etag, **new)),
+            ("PUT SSE-C", lambda: s3.put_object(**new, **ssec)),
+            ("GET SSE-C", lambda: s3.get_object(Bucket=b, Key="k", **ssec)),
+            ("GET versionId", lambda: s3.get_object(Bucket=b, Key="k", VersionId="v1")),
+            ("DELETE versionId", lambda: s3.delete_object(Bucket=b, Key="k", VersionId="v1")),
+            ("DELETE If-Match", lambda: s3.delete_object(Bucket=b, Key="k", IfMatch=etag)),
+            ("PUT object lock", lambda: s3.put_object(ObjectLockMode="GOVERNANCE", ObjectLockRetainUntilDate=future, **new)),
+            ("PUT legal hold", lambda: s3.put_object(ObjectLockLegalHoldStatus="ON", **new)),
+            ("PUT public ACL", lambda: s3.put_object(ACL="public-read", **new)),
+            ("PUT grant", lambda: s3.put_object(GrantRead='id="someone"', **new)),
+            ("PUT storage class", lambda: s3.put_object(StorageClass="GLACIER", **new)),
+            ("PUT SSE-KMS", lambda: s3.put_object(ServerSideEncryption="aws:kms", **new)),
+            ("PUT website redirect", lambda: s3.put_object(WebsiteRedirectLocation="/x", **new)),
+            ("COPY source versionId", lambda: s3.copy_object(Bucket=b, Key="k", CopySource={"Bucket": b, "Key": "k", "VersionId": "v1"}, MetadataDirective="REPLACE")),
+            ("CreateBucket object lock", lambda: s3.create_bucket(Bucket=name("nil"), ObjectLockEnabledForBucket=True)),
+            ("PutObjectAcl", lambda: s3.put_object_acl(Bucket=b, Key="k", ACL="public-read")),
+            ("PutObjectRetention", lambda: s3.put_object_retention(Bucket=b, Key="k", Retention={"Mode": "GOVERNANCE", "RetainUntilDate": future})),
+            ("PutBucketAcl", lambda: s3.put_bucket_acl(Bucket=b, ACL="public-read")),
+            ("PutBucketPolicy", lambda: s3.put_bucket_policy(Bucket=b, Policy='{"Version":"2012-10-17","Statement":[]}')),
+            ("PutBucketVersioning", lambda: s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})),
+            ("PutBucketLifecycle", lambda: s3.put_bucket_lifecycle_configuration(Bucket=b, LifecycleConfiguration={"Rules": [{"ID": "x", "Status": "Enabled", "Filter": {"Prefix": ""}, "Expiration": {"Days": 1}}]})),
+            ("PutBucketCors", lambda: s3.put_bucket_cors(Bucket=b, CORSConfiguration={"CORSRules": [{"AllowedMethods": ["GET"], "AllowedOrigins": ["*"]}]})),
+            ("PutBucketEncryption", lambda: s3.put_bucket_encryption(Bucket=b, ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}}]})),
+            ("PutBucketWebsite", lambda: s3.put_bucket_website(Bucket=b, WebsiteConfiguration={"IndexDocument": {"Suffix": "index.html"}})),
+            ("PutPublicAccessBlock", lambda: s3.put_public_access_block(Bucket=b, PublicAccessBlockConfiguration={"BlockPublicAcls": False})),
+            ("PutObjectLockConfiguration", lambda: s3.put_object_lock_configuration(Bucket=b, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"})),
+        ]
+        for label, call in not_implemented:
+            with self.subTest(label):
+                with self.assertRaises(ClientError) as e:
+                    call()
+                self.assertEqual(code_of(e.exception), ("NotImplemented", 501), label)
+        # Conditional Complete: refused, and no object appears.
+        uid = s3.create_multipart_upload(Bucket=b, Key="mpu")["UploadId"]
+        part = s3.upload_part(Bucket=b, Key="mpu", UploadId=uid, PartNumber=1, Body=b"p")["ETag"]
+        with self.assertRaises(ClientError) as e:
+            s3.complete_multipart_upload(Bucket=b, Key="mpu", UploadId=uid, IfNoneMatch="*",
+                                         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part}]})
+        self.assertEqual(code_of(e.exception), ("NotImplemented", 501))
+        s3.abort_multipart_upload(Bucket=b, Key="mpu", UploadId=uid)
+        # Integrity headers are checked, not ignored.
+        for label, kwargs in [
+            ("Content-MD5", {"ContentMD5": base64.b64encode(hashlib.md5(b"other").digest()).decode()}),
+            ("CRC32", {"ChecksumCRC32": "AAAAAA=="}),
+            ("SHA256", {"ChecksumSHA256": base64.b64encode(hashlib.sha256(b"other").digest()).decode()}),
+        ]:
+            with self.subTest(label):
+                with self.assertRaises(ClientError) as e:
+                    s3.put_object(**new, **kwargs)
+                self.assertEqual(code_of(e.exception), ("BadDigest", 400), label)
+        # Another account named as the expected bucket owner.
+        with self.assertRaises(ClientError) as e:
+            s3.put_object(ExpectedBucketOwner="0" * 64, **new)
+        self.assertEqual(code_of(e.exception), ("AccessDenied", 403))
+        # Nothing changed.
+        got = s3.get_object(Bucket=b, Key="k")
+        self.assertEqual(got["Body"].read(), original)
+        self.assertEqual(got["ETag"], etag)
+        self.assertEqual([o["Key"] for o in s3.list_objects_v2(Bucket=b)["Contents"]], ["k"])
+        self.assertEqual(s3.list_multipart_uploads(Bucket=b).get("Uploads", []), [])
+        # What the gateway does honour still works: a correct checksum, private ACL, SSE-S3.
+        ok = s3.put_object(ChecksumSHA256=base64.b64encode(hashlib.sha256(b"changed").digest()).decode(),
+                           ACL="private", ServerSideEncryption="AES256", **new)
+        self.assertEqual(ok["ETag"], '"' + hashlib.md5(b"changed").hexdigest() + '"')
+        s3.delete_object(Bucket=b, Key="k")
+        s3.delete_bucket(Bucket=b)
 
     # ----- tenant isolation --------------------------------------------------------------
 

@@ -1,0 +1,168 @@
+//! What every S3 request and response goes through around s3s: a request id on every
+//! response and error, S3's limits on presigned URL lifetimes, and bodies sent without a
+//! length. Each fills a gap between what s3s does and what S3 clients expect.
+
+use s3s::{S3Result, s3_error};
+
+/// The largest body sent without a length (`Transfer-Encoding: chunked`) that is read
+/// into memory to learn it.
+const MAX_UNSIZED_BODY: usize = 16 * 1024 * 1024;
+
+/// s3s must know a signed payload's length before it reads it, but HTTP clients may send
+/// a body `Transfer-Encoding: chunked` without `Content-Length`, which S3 accepts. Such a
+/// body, when small, is read first (then its length is known); a larger one still gets
+/// `411 MissingContentLength`. aws-chunked uploads carry their decoded length and pass.
+pub(crate) async fn with_known_length(
+    req: hyper::Request<xnode_serve::TimedBody<hyper::body::Incoming>>,
+) -> S3Result<hyper::Request<s3s::Body>> {
+    use http_body_util::BodyExt;
+    let headers = req.headers();
+    let chunked = headers
+        .get(hyper::header::TRANSFER_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    if !chunked
+        || headers.contains_key(hyper::header::CONTENT_LENGTH)
+        || headers.contains_key("x-amz-decoded-content-length")
+    {
+        return Ok(req.map(s3s::Body::http_body_unsync));
+    }
+    let (parts, body) = req.into_parts();
+    let collected = http_body_util::Limited::new(body, MAX_UNSIZED_BODY)
+        .collect()
+        .await
+        .map_err(|_| {
+            s3_error!(
+                MissingContentLength,
+                "a body sent without Content-Length may hold at most {MAX_UNSIZED_BODY} bytes"
+            )
+        })?;
+    Ok(hyper::Request::from_parts(
+        parts,
+        s3s::Body::from(collected.to_bytes()),
+    ))
+}
+
+/// The longest a presigned URL may live: S3 refuses `X-Amz-Expires` above 7 days.
+const MAX_PRESIGNED_SECS: i64 = 7 * 24 * 3600;
+
+/// S3 answers `403 AccessDenied` to a presigned URL whose lifetime is negative or longer
+/// than 7 days (s3s would accept the long one and answer `400` to the negative one).
+pub(crate) fn presigned_lifetime(query: Option<&str>) -> S3Result<()> {
+    let Some(value) =
+        query.and_then(|q| q.split('&').find_map(|p| p.strip_prefix("X-Amz-Expires=")))
+    else {
+        return Ok(());
+    };
+    match value.parse::<i64>() {
+        Ok(secs) if (0..=MAX_PRESIGNED_SECS).contains(&secs) => Ok(()),
+        Ok(secs) if secs > MAX_PRESIGNED_SECS => Err(s3_error!(
+            AccessDenied,
+            "X-Amz-Expires must be less than a week (in seconds) that is 604800"
+        )),
+        _ => Err(s3_error!(AccessDenied, "Request has expired")),
+    }
+}
+
+/// A request id as AWS's look (16 upper-case hex digits), unique enough to find a request
+/// in the logs, where the `s3` span records it.
+pub(crate) fn new_request_id() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode_upper(bytes)
+}
+
+/// Every response carries `x-amz-request-id` (and `x-amz-id-2`, which SDKs log beside
+/// it), and every error body its `<RequestId>`, the same value: clients report it, and
+/// the suite checks they match. s3s serializes errors itself (including its own, such as
+/// signature failures), so the id is added to the finished response.
+pub(crate) fn with_request_id(mut response: s3s::HttpResponse, id: &str) -> s3s::HttpResponse {
+    if let Ok(value) = hyper::header::HeaderValue::from_str(id) {
+        response
+            .headers_mut()
+            .insert("x-amz-request-id", value.clone());
+        response.headers_mut().insert("x-amz-id-2", value);
+    }
+    if response.status().as_u16() >= 300
+        && let Some(bytes) = response.body().bytes()
+        && let Some(patched) = add_request_id(&bytes, id)
+    {
+        let len = patched.len();
+        *response.body_mut() = s3s::Body::from(patched);
+        if let Ok(value) = hyper::header::HeaderValue::from_str(&len.to_string()) {
+            response
+                .headers_mut()
+                .insert(hyper::header::CONTENT_LENGTH, value);
+        }
+    }
+    response
+}
+
+/// GetObjectAttributes gives the ETag without quotes (unlike every other S3 answer),
+/// which s3s always adds.
+pub(crate) fn unquoted_etag(mut response: s3s::HttpResponse) -> s3s::HttpResponse {
+    if response.status().is_success()
+        && let Some(bytes) = response.body().bytes()
+        && let Ok(text) = std::str::from_utf8(&bytes)
+        && text.contains("<ETag>\"")
+    {
+        let fixed = text
+            .replace("<ETag>\"", "<ETag>")
+            .replace("\"</ETag>", "</ETag>");
+        let len = fixed.len();
+        *response.body_mut() = s3s::Body::from(fixed);
+        if let Ok(value) = hyper::header::HeaderValue::from_str(&len.to_string()) {
+            response
+                .headers_mut()
+                .insert(hyper::header::CONTENT_LENGTH, value);
+        }
+    }
+    response
+}
+
+/// An S3 error document with `<RequestId>` added before `</Error>`, unless it has one.
+fn add_request_id(body: &[u8], id: &str) -> Option<bytes::Bytes> {
+    let text = std::str::from_utf8(body).ok()?;
+    if text.contains("<RequestId>") {
+        return None;
+    }
+    let at = text.rfind("</Error>")?;
+    Some(bytes::Bytes::from(format!(
+        "{}<RequestId>{id}</RequestId>{}",
+        &text[..at],
+        &text[at..]
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presigned_lifetimes_are_capped_at_a_week() {
+        assert!(presigned_lifetime(None).is_ok());
+        assert!(presigned_lifetime(Some("X-Amz-Expires=3600&X-Amz-Date=x")).is_ok());
+        assert!(presigned_lifetime(Some("a=b&X-Amz-Expires=604800")).is_ok());
+        for q in [
+            "X-Amz-Expires=604801",
+            "X-Amz-Expires=-7",
+            "X-Amz-Expires=x",
+        ] {
+            let e = presigned_lifetime(Some(q)).unwrap_err();
+            assert_eq!(e.code().as_str(), "AccessDenied", "{q}");
+        }
+    }
+
+    #[test]
+    fn error_bodies_get_the_request_id() {
+        let body = b"<?xml version=\"1.0\"?><Error><Code>NoSuchKey</Code></Error>";
+        let patched = add_request_id(body, "ABC").unwrap();
+        assert_eq!(
+            &patched[..],
+            &b"<?xml version=\"1.0\"?><Error><Code>NoSuchKey</Code><RequestId>ABC</RequestId></Error>"[..]
+        );
+        assert!(add_request_id(&patched, "DEF").is_none());
+        assert!(add_request_id(b"<ListBucketResult/>", "X").is_none());
+    }
+}

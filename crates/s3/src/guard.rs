@@ -1,0 +1,245 @@
+//! Requests the gateway cannot honour are refused before any work is done, never served
+//! as if the part they ask for did not exist.
+//!
+//! s3s parses every header of an operation into its input and routes every sub-resource
+//! (`?acl`, `?cors`, `?versioning`, ...) to its own operation. Operations the gateway does
+//! not implement already answer `501 NotImplemented` (the `S3` trait's default), but a
+//! header or query parameter of an operation that *is* implemented would be dropped
+//! silently: `If-None-Match: *` on PUT would overwrite, SSE-C objects would be readable
+//! without their key, an object-lock retention would not hold. Clients rely on
+//! those to make a request fail, so [`check`] answers `NotImplemented` (or the error AWS
+//! gives) for each one until the gateway honours it. Body checksums (`Content-MD5`,
+//! `x-amz-checksum-*`) are not refused here: the gateway verifies them.
+
+use hyper::HeaderMap;
+use s3s::{S3Result, s3_error};
+
+/// Headers whose features the gateway does not have, refused on every operation.
+const UNSUPPORTED_HEADERS: &[(&str, &str)] = &[
+    (
+        "x-amz-server-side-encryption-customer-algorithm",
+        "SSE-C (customer-provided keys)",
+    ),
+    (
+        "x-amz-server-side-encryption-customer-key",
+        "SSE-C (customer-provided keys)",
+    ),
+    (
+        "x-amz-server-side-encryption-customer-key-md5",
+        "SSE-C (customer-provided keys)",
+    ),
+    (
+        "x-amz-copy-source-server-side-encryption-customer-algorithm",
+        "SSE-C (customer-provided keys)",
+    ),
+    (
+        "x-amz-copy-source-server-side-encryption-customer-key",
+        "SSE-C (customer-provided keys)",
+    ),
+    (
+        "x-amz-copy-source-server-side-encryption-customer-key-md5",
+        "SSE-C (customer-provided keys)",
+    ),
+    ("x-amz-server-side-encryption-aws-kms-key-id", "SSE-KMS"),
+    ("x-amz-server-side-encryption-context", "SSE-KMS"),
+    ("x-amz-object-lock-mode", "object lock"),
+    ("x-amz-object-lock-retain-until-date", "object lock"),
+    ("x-amz-object-lock-legal-hold", "object lock"),
+    ("x-amz-website-redirect-location", "website redirects"),
+    ("x-amz-grant-full-control", "ACL grants"),
+    ("x-amz-grant-read", "ACL grants"),
+    ("x-amz-grant-read-acp", "ACL grants"),
+    ("x-amz-grant-write", "ACL grants"),
+    ("x-amz-grant-write-acp", "ACL grants"),
+    ("x-amz-write-offset-bytes", "appends"),
+    ("x-amz-mfa", "MFA delete"),
+    (
+        "x-amz-optional-object-attributes",
+        "optional object attributes in listings",
+    ),
+];
+
+fn not_implemented(what: &str) -> s3s::S3Error {
+    s3_error!(
+        NotImplemented,
+        "{what} is not supported by this gateway; the request was not carried out"
+    )
+}
+
+/// The value of query parameter `name`, if present (values compared here are plain ASCII,
+/// so they are not percent-decoded).
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then_some(v)
+    })
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .map(|v| v.to_str().unwrap_or("\u{FFFD}").trim())
+}
+
+/// Refuses a request that carries a header or query parameter the gateway cannot honour
+/// for operation `op` (an s3s operation name such as `PutObject`).
+pub fn check(op: &str, headers: &HeaderMap, query: Option<&str>) -> S3Result<()> {
+    for (name, feature) in UNSUPPORTED_HEADERS {
+        if headers.contains_key(*name) {
+            return Err(not_implemented(&format!("{feature} (header {name})")));
+        }
+    }
+    // Objects are always encrypted at rest, so asking for SSE-S3 (AES256) is honoured;
+    // KMS-managed keys are not.
+    if let Some(sse) = header(headers, "x-amz-server-side-encryption")
+        && sse != "AES256"
+    {
+        return Err(not_implemented(&format!("server-side encryption {sse:?}")));
+    }
+    if header(headers, "x-amz-server-side-encryption-bucket-key-enabled")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
+        return Err(not_implemented("S3 bucket keys"));
+    }
+    if let Some(class) = header(headers, "x-amz-storage-class")
+        && class != "STANDARD"
+    {
+        return Err(not_implemented(&format!("storage class {class:?}")));
+    }
+    // A bucket and its objects are private to their tenant: that is what `private` (and
+    // `bucket-owner-full-control`, the owner being the only account) ask for.
+    if let Some(acl) = header(headers, "x-amz-acl")
+        && !matches!(acl, "private" | "bucket-owner-full-control")
+    {
+        return Err(not_implemented(&format!("the canned ACL {acl:?}")));
+    }
+    if header(headers, "x-amz-bucket-object-lock-enabled")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
+        return Err(not_implemented("object lock"));
+    }
+    if let Some(ownership) = header(headers, "x-amz-object-ownership")
+        && ownership != "BucketOwnerEnforced"
+    {
+        return Err(not_implemented(&format!("object ownership {ownership:?}")));
+    }
+    // Without versioning, every object has exactly one version, whose id is "null".
+    if let Some(version) = query_param(query, "versionId")
+        && version != "null"
+    {
+        return Err(not_implemented("versioning (a versionId other than null)"));
+    }
+    match op {
+        "PutObject" | "CompleteMultipartUpload" => {
+            for name in ["if-match", "if-none-match"] {
+                if headers.contains_key(name) {
+                    return Err(not_implemented(&format!(
+                        "conditional writes (header {name})"
+                    )));
+                }
+            }
+        }
+        "DeleteObject" => {
+            for name in [
+                "if-match",
+                "x-amz-if-match-last-modified-time",
+                "x-amz-if-match-size",
+            ] {
+                if headers.contains_key(name) {
+                    return Err(not_implemented(&format!(
+                        "conditional deletes (header {name})"
+                    )));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, hyper::header::HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    fn code(r: S3Result<()>) -> Option<String> {
+        r.err().map(|e| e.code().as_str().to_owned())
+    }
+
+    #[test]
+    fn plain_requests_pass() {
+        let h = headers(&[
+            ("content-type", "text/plain"),
+            ("x-amz-meta-a", "b"),
+            ("content-md5", "x"),
+            ("x-amz-checksum-crc32", "x"),
+            ("x-amz-acl", "private"),
+            ("x-amz-server-side-encryption", "AES256"),
+            ("x-amz-storage-class", "STANDARD"),
+        ]);
+        assert_eq!(code(check("PutObject", &h, None)), None);
+        assert_eq!(
+            code(check(
+                "GetObject",
+                &HeaderMap::new(),
+                Some("versionId=null")
+            )),
+            None
+        );
+        // GET's own conditions are honoured.
+        let h = headers(&[("if-match", "\"x\""), ("if-none-match", "*")]);
+        assert_eq!(code(check("GetObject", &h, None)), None);
+    }
+
+    #[test]
+    fn what_is_not_honoured_is_refused() {
+        let ni = Some("NotImplemented".to_owned());
+        for (op, pairs, query) in [
+            ("PutObject", vec![("if-none-match", "*")], None),
+            ("PutObject", vec![("if-match", "\"abc\"")], None),
+            (
+                "CompleteMultipartUpload",
+                vec![("if-none-match", "*")],
+                None,
+            ),
+            ("DeleteObject", vec![("if-match", "\"abc\"")], None),
+            (
+                "GetObject",
+                vec![("x-amz-server-side-encryption-customer-algorithm", "AES256")],
+                None,
+            ),
+            (
+                "PutObject",
+                vec![("x-amz-object-lock-mode", "GOVERNANCE")],
+                None,
+            ),
+            ("PutObject", vec![("x-amz-acl", "public-read")], None),
+            (
+                "PutObject",
+                vec![("x-amz-server-side-encryption", "aws:kms")],
+                None,
+            ),
+            ("PutObject", vec![("x-amz-storage-class", "GLACIER")], None),
+            (
+                "CreateBucket",
+                vec![("x-amz-bucket-object-lock-enabled", "true")],
+                None,
+            ),
+            ("GetObject", vec![], Some("versionId=abc")),
+            ("DeleteObject", vec![], Some("versionId=abc")),
+        ] {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(k, hyper::header::HeaderValue::from_static(v));
+            }
+            assert_eq!(code(check(op, &h, query)), ni, "{op} {h:?} {query:?}");
+        }
+    }
+}
