@@ -166,16 +166,16 @@ async fn checked_address(
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let addresses: Vec<SocketAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => match tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((host, port)))
-            .await
-        {
-            Ok(Ok(found)) => found.collect(),
-            Ok(Err(e)) => {
-                tracing::debug!(%host, error = %e, "cannot resolve an outbound host");
-                return Err(Error::DestinationNotFound);
+        Err(_) => {
+            match tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((host, port))).await {
+                Ok(Ok(found)) => found.collect(),
+                Ok(Err(e)) => {
+                    tracing::debug!(%host, error = %e, "cannot resolve an outbound host");
+                    return Err(Error::DestinationNotFound);
+                }
+                Err(_) => return Err(Error::DnsTimeout),
             }
-            Err(_) => return Err(Error::DnsTimeout),
-        },
+        }
     };
     if addresses.is_empty() {
         return Err(Error::DestinationNotFound);
@@ -235,12 +235,7 @@ pub(crate) async fn send(
             Ok(ip) => rustls::pki_types::ServerName::from(ip),
             Err(_) => rustls::pki_types::ServerName::try_from(host.as_str())?.to_owned(),
         };
-        Box::new(
-            connector
-                .connect(name, stream)
-                .await
-                .map_err(Error::Tls)?,
-        )
+        Box::new(connector.connect(name, stream).await.map_err(Error::Tls)?)
     } else {
         Box::new(stream)
     };
@@ -265,9 +260,7 @@ pub(crate) async fn send(
             .map_err(|_| Error::ConnectionReadTimeout)??;
         let mut timeout = tokio::time::interval(between_bytes_timeout);
         timeout.reset();
-        Ok::<_, Error>(response.map(|incoming| {
-            IncomingBody { incoming, timeout }.boxed_unsync()
-        }))
+        Ok::<_, Error>(response.map(|incoming| IncomingBody { incoming, timeout }.boxed_unsync()))
     };
     // Drive the connection while waiting for the response, as hyper needs.
     let mut send = std::pin::pin!(send);
@@ -303,7 +296,10 @@ pub(crate) async fn send(
 }
 
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin + 'static {}
-impl<T> Stream for T where T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin + 'static {}
+impl<T> Stream for T where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin + 'static
+{
+}
 
 /// A response body that fails when no byte arrives within the guest's between-bytes
 /// timeout.

@@ -220,8 +220,10 @@ impl Engine {
                 slots: Arc::new(Semaphore::new(config.max_instances as usize)),
                 // At least one slot always stays free for functions.
                 commands: Arc::new(Semaphore::new(
-                    (config.max_commands.min(config.max_instances.saturating_sub(1))).max(1)
-                        as usize,
+                    (config
+                        .max_commands
+                        .min(config.max_instances.saturating_sub(1)))
+                    .max(1) as usize,
                 )),
                 lanes: Arc::new(Semaphore::new(config.cpu_lanes.max(1))),
                 short_activity: Arc::default(),

@@ -287,8 +287,8 @@ impl Compute {
         use futures::StreamExt;
         use tokio::io::AsyncWriteExt;
         let what = || format!("input {:?} ({}/{})", input.name, input.bucket, input.key);
-        let file = scratch::create_new(in_dir, &input.name)
-            .map_err(|e| format!("{}: {e}", what()))?;
+        let file =
+            scratch::create_new(in_dir, &input.name).map_err(|e| format!("{}: {e}", what()))?;
         let read = self
             .storage
             .get_object(owner, &input.bucket, &input.key, data_key, None)

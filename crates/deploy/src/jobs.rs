@@ -31,8 +31,7 @@ impl Compute {
         check_entry_clock(&entry)?;
         let job = decode_job(&entry).ok_or_else(|| {
             ComputeOpError::BadRequest(
-                "the job record does not match its key and owner, or is dated in the future"
-                    .into(),
+                "the job record does not match its key and owner, or is dated in the future".into(),
             )
         })?;
         if self.job(tenant, &job.id).is_some() {

@@ -333,9 +333,10 @@ impl Compute {
             };
             let id = format!("{}/{}", job.owner, job.id);
             let runner = job_runners(&job, &candidates).first().copied();
-            let finished = reports
-                .get(&id)
-                .is_some_and(|runs| runs.iter().any(|(n, _)| run_counts(&job, n, runner.as_ref())));
+            let finished = reports.get(&id).is_some_and(|runs| {
+                runs.iter()
+                    .any(|(n, _)| run_counts(&job, n, runner.as_ref()))
+            });
             if finished || xnode_types::lock(&self.local).jobs.contains_key(&id) {
                 continue;
             }

@@ -125,11 +125,7 @@ pub(crate) fn walk(dir: &Path, max_files: usize, max_entries: usize) -> Tree {
                     let modified = (stat.st_mtime as i64, stat.st_mtime_nsec as i64);
                     tree.bytes = tree.bytes.saturating_add(len);
                     if tree.files.len() < max_files {
-                        tree.files.push(OutFile {
-                            rel,
-                            len,
-                            modified,
-                        });
+                        tree.files.push(OutFile { rel, len, modified });
                     }
                 }
                 _ => {}
@@ -228,7 +224,17 @@ mod tests {
 
     #[test]
     fn names_that_are_not_one_plain_component_are_refused() {
-        for bad in ["", ".", "..", "a/b", "/etc/passwd", "../x", "a\\b", "a\0b", "a\nb"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "/etc/passwd",
+            "../x",
+            "a\\b",
+            "a\0b",
+            "a\nb",
+        ] {
             assert!(component(bad).is_err(), "{bad:?}");
         }
         assert!(component("input.txt").is_ok());
@@ -241,8 +247,7 @@ mod tests {
         std::fs::write(outside.path().join("secret"), b"node key").unwrap();
         let out = tempfile::tempdir().unwrap();
         std::fs::write(out.path().join("real.txt"), b"hi").unwrap();
-        std::os::unix::fs::symlink(outside.path().join("secret"), out.path().join("leak"))
-            .unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), out.path().join("leak")).unwrap();
         std::os::unix::fs::symlink(outside.path(), out.path().join("dir")).unwrap();
         let tree = walk(out.path(), 100, 100);
         let names: Vec<&str> = tree.files.iter().map(|f| f.rel.as_str()).collect();

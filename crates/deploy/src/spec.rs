@@ -377,7 +377,9 @@ impl DeploymentSpec {
         if let Some(mb) = self.memory_reserve_mb
             && mb > 1 << 20
         {
-            return Err(format!("memory_reserve_mb must be at most 1048576, not {mb}"));
+            return Err(format!(
+                "memory_reserve_mb must be at most 1048576, not {mb}"
+            ));
         }
         if let Some(mb) = self.limits.memory_mb
             && !(1..=4096).contains(&mb)
@@ -474,8 +476,8 @@ pub fn decode_job(entry: &Entry) -> Option<JobSpec> {
 /// Records dated beyond the claims' clock bound are ignored until their time comes, on
 /// every path alike (the API refuses them outright).
 fn not_in_the_future(entry: &Entry, created_ms: u64) -> bool {
-    let bound = xnode_types::unix_ms()
-        .saturating_add(xnode_registry::claims::MAX_CLAIM_CLOCK_SKEW_MS);
+    let bound =
+        xnode_types::unix_ms().saturating_add(xnode_registry::claims::MAX_CLAIM_CLOCK_SKEW_MS);
     entry.hlc.wall_ms <= bound && created_ms <= bound
 }
 
@@ -515,7 +517,9 @@ pub fn validate_file_name(name: &str) -> Result<(), String> {
         && name.len() <= MAX_FILE_NAME_BYTES
         && name != "."
         && name != ".."
-        && !name.chars().any(|c| c == '/' || c == '\\' || c.is_control());
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control());
     if ok {
         Ok(())
     } else {
@@ -651,27 +655,64 @@ mod validation_tests {
         let owner = SecretKey::generate();
         assert!(decode_job(&signed(&owner, &job(&owner))).is_some());
         let bad: Vec<(&str, Box<dyn Fn(&mut JobSpec)>)> = vec![
-            ("absolute input", Box::new(|j| j.inputs[0].name = "/etc/cron.d/x".into())),
-            ("parent input", Box::new(|j| j.inputs[0].name = "../../x".into())),
+            (
+                "absolute input",
+                Box::new(|j| j.inputs[0].name = "/etc/cron.d/x".into()),
+            ),
+            (
+                "parent input",
+                Box::new(|j| j.inputs[0].name = "../../x".into()),
+            ),
             ("dot input", Box::new(|j| j.inputs[0].name = "..".into())),
-            ("nested input", Box::new(|j| j.inputs[0].name = "a/b".into())),
+            (
+                "nested input",
+                Box::new(|j| j.inputs[0].name = "a/b".into()),
+            ),
             ("id with ../", Box::new(|j| j.id = "../../x".into())),
             ("id with /", Box::new(|j| j.id = "a/b".into())),
-            ("bad deployment", Box::new(|j| j.deployment = "Not A Name".into())),
-            ("bad bucket", Box::new(|j| j.inputs[0].bucket = "../b".into())),
-            ("internal key", Box::new(|j| j.inputs[0].key = "\0mpu/x".into())),
-            ("bad output bucket", Box::new(|j| j.output_bucket = "x".into())),
-            ("huge stdin", Box::new(|j| j.stdin_b64 = "A".repeat(1 << 20))),
-            ("many inputs", Box::new(|j| {
-                j.inputs = (0..100)
-                    .map(|i| JobInput { name: format!("i{i}"), bucket: "data".into(), key: "k".into() })
-                    .collect()
-            })),
-            ("twice the same input", Box::new(|j| {
-                let again = j.inputs[0].clone();
-                j.inputs.push(again)
-            })),
-            ("dated in the future", Box::new(|j| j.created_ms = unix_ms() + 3_600_000)),
+            (
+                "bad deployment",
+                Box::new(|j| j.deployment = "Not A Name".into()),
+            ),
+            (
+                "bad bucket",
+                Box::new(|j| j.inputs[0].bucket = "../b".into()),
+            ),
+            (
+                "internal key",
+                Box::new(|j| j.inputs[0].key = "\0mpu/x".into()),
+            ),
+            (
+                "bad output bucket",
+                Box::new(|j| j.output_bucket = "x".into()),
+            ),
+            (
+                "huge stdin",
+                Box::new(|j| j.stdin_b64 = "A".repeat(1 << 20)),
+            ),
+            (
+                "many inputs",
+                Box::new(|j| {
+                    j.inputs = (0..100)
+                        .map(|i| JobInput {
+                            name: format!("i{i}"),
+                            bucket: "data".into(),
+                            key: "k".into(),
+                        })
+                        .collect()
+                }),
+            ),
+            (
+                "twice the same input",
+                Box::new(|j| {
+                    let again = j.inputs[0].clone();
+                    j.inputs.push(again)
+                }),
+            ),
+            (
+                "dated in the future",
+                Box::new(|j| j.created_ms = unix_ms() + 3_600_000),
+            ),
             ("newer version", Box::new(|j| j.v = 99)),
         ];
         for (what, change) in bad {

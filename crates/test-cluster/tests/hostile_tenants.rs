@@ -193,10 +193,17 @@ fn http() -> reqwest::Client {
 }
 
 /// `GET path` through node `via`'s API, signed by `tenant`.
-async fn signed_get(cluster: &Cluster, via: usize, tenant: &Tenant, path: &str) -> serde_json::Value {
+async fn signed_get(
+    cluster: &Cluster,
+    via: usize,
+    tenant: &Tenant,
+    path: &str,
+) -> serde_json::Value {
     let nonce = format!("{:032x}", rand::random::<u128>());
     let mut request = http().get(format!("{}{path}", cluster.api_url(via)));
-    for (k, v) in xnode_types::request_auth::sign_request(&tenant.key, "GET", path, "", unix_ms(), &nonce) {
+    for (k, v) in
+        xnode_types::request_auth::sign_request(&tenant.key, "GET", path, "", unix_ms(), &nonce)
+    {
         request = request.header(k, v);
     }
     let response = request.send().await.unwrap();
@@ -299,7 +306,10 @@ async fn a_peer_gets_no_logs_of_another_tenant() {
     let peer = (0..3).find(|&i| cluster.id(i) != replica_id).unwrap();
     for _ in 0..3 {
         let r = http()
-            .get(format!("{}/fn/hello/secret?token=s3cr3t", cluster.api_url(0)))
+            .get(format!(
+                "{}/fn/hello/secret?token=s3cr3t",
+                cluster.api_url(0)
+            ))
             .send()
             .await
             .unwrap();
@@ -362,10 +372,7 @@ async fn a_peer_gets_no_logs_of_another_tenant() {
 async fn a_guest_cannot_reach_the_nodes_loopback_unless_the_operator_allows_it() {
     let cluster = Cluster::start(3).await;
     let tenant = Tenant::new();
-    let api = cluster
-        .api_url(0)
-        .trim_start_matches("http://")
-        .to_owned();
+    let api = cluster.api_url(0).trim_start_matches("http://").to_owned();
     let port = api.rsplit(':').next().unwrap().to_owned();
     // "*" allows every host name; the node still refuses the addresses behind them.
     for (name, target) in [
@@ -401,16 +408,21 @@ async fn a_guest_cannot_reach_the_nodes_loopback_unless_the_operator_allows_it()
         c.compute.outbound_allow = vec!["127.0.0.0/8".into()];
     })
     .await;
-    let api = cluster
-        .api_url(0)
-        .trim_start_matches("http://")
-        .to_owned();
+    let api = cluster.api_url(0).trim_start_matches("http://").to_owned();
     cluster
-        .deploy(0, &tenant, "allowed", Kind::Http, "forbidden-fetch", 1, |s| {
-            s.allowed_hosts = vec!["*".into()];
-            s.env.insert("TARGET".into(), api.clone());
-            s.env.insert("TARGET_PATH".into(), "/healthz".into());
-        })
+        .deploy(
+            0,
+            &tenant,
+            "allowed",
+            Kind::Http,
+            "forbidden-fetch",
+            1,
+            |s| {
+                s.allowed_hosts = vec!["*".into()];
+                s.env.insert("TARGET".into(), api.clone());
+                s.env.insert("TARGET_PATH".into(), "/healthz".into());
+            },
+        )
         .await;
     let r = http()
         .get(format!("{}/fn/allowed/", cluster.api_url(1)))
@@ -418,7 +430,10 @@ async fn a_guest_cannot_reach_the_nodes_loopback_unless_the_operator_allows_it()
         .await
         .unwrap();
     let body = r.text().await.unwrap();
-    assert!(body.contains("UNEXPECTED") && body.contains("status 200"), "{body}");
+    assert!(
+        body.contains("UNEXPECTED") && body.contains("status 200"),
+        "{body}"
+    );
     cluster.shutdown().await;
 }
 
