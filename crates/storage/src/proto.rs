@@ -189,6 +189,28 @@ mod v2 {
     }
 }
 
+impl Versioned for StoreResponse {
+    const KIND_TAG: u8 = kinds::STORE_RESPONSE;
+    const KIND_NAME: &'static str = "store response";
+    // Version 2 added `MetaMerged`, version 3 `MetaPage`.
+    const VERSION: u8 = 3;
+
+    /// Versions only ever appended variants, so an older body decodes as the current type.
+    fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
+        if version == 0 {
+            return Err(xnode_wire::WireError::UnsupportedVersion {
+                kind: Self::KIND_NAME,
+                found: version,
+                supported: Self::VERSION,
+            });
+        }
+        postcard::from_bytes(body).map_err(|e| xnode_wire::WireError::Malformed {
+            kind: Self::KIND_NAME,
+            reason: e.to_string(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -226,27 +248,5 @@ mod tests {
             xnode_wire::decode::<StoreResponse>(&bytes, MAX_STORE_MESSAGE).unwrap(),
             StoreResponse::MetaStored { changed: true }
         ));
-    }
-}
-
-impl Versioned for StoreResponse {
-    const KIND_TAG: u8 = kinds::STORE_RESPONSE;
-    const KIND_NAME: &'static str = "store response";
-    // Version 2 added `MetaMerged`, version 3 `MetaPage`.
-    const VERSION: u8 = 3;
-
-    /// Versions only ever appended variants, so an older body decodes as the current type.
-    fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
-        if version == 0 {
-            return Err(xnode_wire::WireError::UnsupportedVersion {
-                kind: Self::KIND_NAME,
-                found: version,
-                supported: Self::VERSION,
-            });
-        }
-        postcard::from_bytes(body).map_err(|e| xnode_wire::WireError::Malformed {
-            kind: Self::KIND_NAME,
-            reason: e.to_string(),
-        })
     }
 }
