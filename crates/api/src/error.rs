@@ -129,6 +129,8 @@ impl From<xnode_storage::StorageError> for ApiError {
             E::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             E::Interrupted(_) => (StatusCode::BAD_REQUEST, "incomplete_body"),
             E::Quorum(_) => (StatusCode::SERVICE_UNAVAILABLE, "quorum_unavailable"),
+            E::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            E::Integrity(_) => (StatusCode::BAD_GATEWAY, "integrity_error"),
             E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError::Storage {

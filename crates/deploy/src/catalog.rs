@@ -217,8 +217,7 @@ impl Compute {
         }
         let id = ChunkId::of(&bytes);
         let set = self.storage.storage_set();
-        let rf = self.storage.config().replication_factor;
-        self.storage.put_chunk(id, bytes, &set, rf).await?;
+        self.storage.put_chunk(id, bytes, &set).await?;
         Ok(hex::encode(id.0))
     }
 

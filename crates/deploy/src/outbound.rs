@@ -26,6 +26,8 @@ fn status_of(e: &StorageError) -> u16 {
         StorageError::AccessDenied(_) => 403,
         StorageError::BadRequest(_) | StorageError::InvalidRange(_) => 400,
         StorageError::Quorum(_) => 503,
+        StorageError::Conflict(_) => 409,
+        StorageError::Integrity(_) => 502,
         _ => 500,
     }
 }

@@ -246,9 +246,13 @@ impl Config {
                 xnode_store::MAX_CHUNK_SIZE
             )));
         }
-        if st.gc_interval.is_zero() || st.gc_grace.is_zero() {
+        if st.gc_interval.is_zero()
+            || st.gc_grace.is_zero()
+            || st.gc_max_scan_entries == 0
+            || st.background_copy_bytes == 0
+        {
             return Err(ConfigError::Storage(
-                "storage.gc_interval and storage.gc_grace must be greater than zero".into(),
+                "storage.gc_interval, storage.gc_grace, storage.gc_max_scan_entries and storage.background_copy_bytes must be greater than zero".into(),
             ));
         }
         if st.write_quorum + st.read_quorum <= st.replication_factor {

@@ -1,73 +1,90 @@
-//! Garbage collection: removes local chunks that no live object references any more
-//! (chunks of interrupted uploads, of overwritten and of deleted objects).
+//! Garbage collection: moves local chunks that no live object references any more
+//! (chunks of interrupted uploads, of overwritten and of deleted objects) to the trash, and
+//! deletes what has been in the trash longer than `gc_trash_retention`.
 //!
-//! Safety comes first. A round runs only when every node of the storage set is alive and
-//! answers, so the set of referenced chunks it builds is complete; and a chunk younger than
+//! Safety comes first. A chunk is removed only with **positive proof** that nothing
+//! references it: every node that may hold object metadata answered the whole scan in this
+//! round. Those are the nodes whose own signed registry record says they are active
+//! (whether the membership view calls them alive, suspect or dead: peers can forge that
+//! view, but not a node's record), plus the storage set. A node that does not answer, or
+//! answers wrongly, stops the round before anything is removed. A chunk younger than
 //! `gc_grace` is never removed, because it may belong to an upload whose metadata is not
-//! written yet.
+//! written yet. And what is removed goes to the trash first, for days, so a mistaken round
+//! can be undone: a read that misses a trashed chunk restores it.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use xnode_mesh::MemberState;
 use xnode_store::{ChunkId, Manifest};
+use xnode_types::{NodeId, NodeStatus};
 
 use super::proto::{StoreRequest, StoreResponse};
 use super::{Storage, StorageError};
 
 const PAGE: u32 = 1000;
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest one round's metadata scan may take; a round that takes longer stops and
+/// removes nothing.
+const SCAN_TIME_LIMIT: Duration = Duration::from_secs(300);
 
 impl Storage {
-    /// One garbage-collection round. Returns the number of chunks removed.
-    pub async fn collect_garbage(self: &Arc<Self>) -> Result<u64, StorageError> {
-        let set = self.storage_set();
-        let members = self.mesh.members();
-        for candidate in &set {
-            if candidate.id == self.node_id {
-                continue;
-            }
-            let alive = members
-                .iter()
-                .any(|m| m.id == candidate.id && m.state == MemberState::Alive);
-            if !alive {
-                return Err(StorageError::Quorum(format!(
-                    "storage node {} is not alive, so the set of referenced chunks could be incomplete",
-                    candidate.id
-                )));
-            }
-        }
+    /// Every node that may hold object metadata: each node whose own registry record says
+    /// it is active (the record is signed by that node, so no peer can remove a node from
+    /// this list), and the storage set.
+    pub(crate) fn metadata_holders(&self) -> Vec<NodeId> {
+        let mut holders: BTreeSet<NodeId> = self
+            .registry
+            .node_records()
+            .into_iter()
+            .filter(|r| r.status == NodeStatus::Active)
+            .map(|r| r.node_id)
+            .collect();
+        holders.extend(self.storage_set().into_iter().map(|c| c.id));
+        holders.insert(self.node_id);
+        holders.into_iter().collect()
+    }
 
-        // Every chunk a live object references, cluster-wide.
+    /// One garbage-collection round. Returns the number of chunks moved to the trash.
+    pub async fn collect_garbage(self: &Arc<Self>) -> Result<u64, StorageError> {
+        let trash = self.trash.clone();
+        let retention = self.config.gc_trash_retention;
+        let purged = tokio::task::spawn_blocking(move || trash.purge(retention))
+            .await
+            .map_err(|e| StorageError::Internal(e.to_string()))??;
+        if purged > 0 {
+            tracing::info!(
+                purged,
+                "deleted chunks kept in the trash longer than the retention period"
+            );
+        }
+        let set = self.storage_set();
+        let holders = self.metadata_holders();
+
+        // Every chunk a live object references, cluster-wide. Peers answer the scan, so
+        // it is bounded: entries in total, and time; and every page must move forward.
         let mut referenced: HashSet<ChunkId> = HashSet::new();
         let mut manifests: HashSet<ChunkId> = HashSet::new();
-        for candidate in &set {
-            let mut after: Vec<u8> = Vec::new();
-            loop {
-                let request = StoreRequest::ScanMeta {
-                    after: after.clone(),
-                    limit: PAGE,
-                };
-                let page = match self.call(candidate.id, request, TIMEOUT).await? {
-                    StoreResponse::MetaList(page) => page,
-                    _ => {
-                        return Err(StorageError::Internal(
-                            "unexpected answer to a metadata scan".into(),
-                        ));
-                    }
-                };
-                for meta in &page {
-                    if let Some(info) = &meta.info {
-                        manifests.insert(info.manifest);
-                    }
-                }
-                match page.last() {
-                    Some(last) if page.len() == PAGE as usize => after = last.path.storage_key(),
-                    _ => break,
-                }
+        let mut budget = self.config.gc_max_scan_entries;
+        let scan = async {
+            for &node in &holders {
+                self.scan_references(node, &mut budget, &mut manifests)
+                    .await
+                    .map_err(|e| {
+                        StorageError::Quorum(format!(
+                            "metadata holder {node} did not answer the whole scan, so the set of referenced chunks could be incomplete: {e}"
+                        ))
+                    })?;
             }
-        }
+            Ok::<(), StorageError>(())
+        };
+        tokio::time::timeout(SCAN_TIME_LIMIT, scan)
+            .await
+            .map_err(|_| {
+                StorageError::Quorum(format!(
+                    "the metadata scan took longer than {SCAN_TIME_LIMIT:?}"
+                ))
+            })??;
         referenced.extend(self.gc_roots());
         for manifest_id in manifests {
             let bytes = self.get_chunk(manifest_id, &set).await?;
@@ -76,9 +93,10 @@ impl Storage {
             referenced.extend(manifest.all_chunk_ids());
         }
 
-        // Local chunks that nothing references and that are old enough.
+        // Local chunks that nothing references and that are old enough go to the trash.
         let grace = self.config.gc_grace;
         let chunks = self.chunks.clone();
+        let trash = self.trash.clone();
         let removed =
             tokio::task::spawn_blocking(move || -> Result<u64, xnode_store::StoreError> {
                 let mut removed = 0;
@@ -98,7 +116,7 @@ impl Storage {
                             .ok()
                             .and_then(|t| SystemTime::now().duration_since(t).ok())
                             .is_some_and(|age| age >= grace);
-                        if old_enough && chunks.remove(&id)? {
+                        if old_enough && trash.put(&chunks, &id)? {
                             removed += 1;
                         }
                     }
@@ -111,5 +129,56 @@ impl Storage {
             health.gc_removed_chunks += removed;
         }
         Ok(removed)
+    }
+
+    /// Reads every metadata entry `node` holds, page by page, and notes the manifests live
+    /// entries name. Fails (so the round removes nothing) if the node does not answer, if
+    /// a page does not move past the previous one, or if the round's entry budget runs out.
+    async fn scan_references(
+        &self,
+        node: NodeId,
+        budget: &mut u64,
+        manifests: &mut HashSet<ChunkId>,
+    ) -> Result<(), StorageError> {
+        let mut after: Vec<u8> = Vec::new();
+        loop {
+            let request = StoreRequest::ScanMeta {
+                after: after.clone(),
+                limit: PAGE,
+            };
+            let page = match self.call(node, request, TIMEOUT).await? {
+                StoreResponse::MetaList(page) => page,
+                _ => {
+                    return Err(StorageError::Internal(
+                        "unexpected answer to a metadata scan".into(),
+                    ));
+                }
+            };
+            let len = u64::try_from(page.len()).unwrap_or(u64::MAX);
+            if len > u64::from(PAGE) || len > *budget {
+                return Err(StorageError::Quorum(format!(
+                    "the metadata scan of node {node} went past the round's budget of {} entries",
+                    self.config.gc_max_scan_entries
+                )));
+            }
+            *budget -= len;
+            let mut last: Option<Vec<u8>> = (!after.is_empty()).then(|| after.clone());
+            for meta in &page {
+                let key = meta.path.storage_key();
+                if last.as_ref().is_some_and(|last| key <= *last) {
+                    return Err(StorageError::Internal(format!(
+                        "node {node} answered the metadata scan out of order"
+                    )));
+                }
+                last = Some(key);
+                if let Some(info) = &meta.info {
+                    manifests.insert(info.manifest);
+                }
+            }
+            match last {
+                Some(last) if page.len() == PAGE as usize => after = last,
+                _ => return Ok(()),
+            }
+        }
     }
 }

@@ -17,8 +17,12 @@
 pub mod buckets;
 pub mod details;
 pub mod gc;
+mod hedge;
+mod listing;
 mod objects;
+mod placement;
 pub mod proto;
+mod quorum;
 pub mod repair;
 mod replicas;
 mod rpc;
@@ -34,13 +38,19 @@ use xnode_registry::Registry;
 use xnode_store::{Candidate, ChunkId, ChunkStore, MetaStore, StoreError, StoreMetrics};
 use xnode_types::{HlcClock, NodeId, NodeStatus, PublicKeyBytes, lock, unix_ms};
 
+pub use hedge::{MAX_HEDGE_DELAY, MIN_HEDGE_DELAY};
 pub use objects::ObjectRead;
+pub use placement::{MAX_REPLICATION_FACTOR, PLACEMENT_SLACK};
 pub use rpc::StoreService;
 
 pub(crate) const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const META_TIMEOUT: Duration = Duration::from_secs(5);
-/// Chunks stored with a replication factor other than the default, for repair.
-pub(crate) const CHUNK_RF: xnode_db::Table = xnode_db::Table("chunk_rf");
+/// How far ahead of a replica's clock an object metadata version may be. Replicas refuse
+/// `PutMeta` beyond it and readers ignore such entries, so no one can date a write (or a
+/// tombstone) into the future and pin a key. It equals the bound up to which an edge's
+/// hybrid logical clock absorbs the versions it reads: every entry a reader accepts is
+/// absorbed, so the edge's next version is above it (see `Storage::write_meta`).
+pub const MAX_VERSION_AHEAD_MS: u64 = xnode_types::HlcClock::DEFAULT_MAX_DRIFT_MS;
 
 /// Storage settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -69,6 +79,17 @@ pub struct StorageConfig {
     /// progress. It must exceed the longest upload.
     #[serde(with = "xnode_types::duration_text")]
     pub gc_grace: Duration,
+    /// How long chunks garbage collection removed stay in the trash (where a read that
+    /// misses them restores them) before they are deleted for good.
+    #[serde(with = "xnode_types::duration_text")]
+    pub gc_trash_retention: Duration,
+    /// Most metadata entries one garbage-collection round reads from all nodes together;
+    /// a round that would read more (a peer answering with endless pages) stops and
+    /// removes nothing. It bounds the round's memory (about 50 bytes per entry).
+    pub gc_max_scan_entries: u64,
+    /// Bytes the replica writes that go on after a write's quorum acknowledged it may hold
+    /// on this node at once; beyond it, the extra copies are left to repair.
+    pub background_copy_bytes: u64,
 }
 
 impl Default for StorageConfig {
@@ -83,6 +104,9 @@ impl Default for StorageConfig {
             scrub_bytes_per_sec: 32 * 1024 * 1024,
             gc_interval: Duration::from_secs(600),
             gc_grace: Duration::from_secs(3600),
+            gc_trash_retention: Duration::from_secs(7 * 24 * 3600),
+            gc_max_scan_entries: 2_000_000,
+            background_copy_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -106,6 +130,15 @@ pub enum StorageError {
     BadRequest(String),
     #[error("quorum not reached: {0}")]
     Quorum(String),
+    /// A write lost to a newer version on enough replicas that it cannot be acknowledged:
+    /// another write of the same key came in concurrently (or an edge's clock is far
+    /// ahead). Retrying reads the newer version first and can then win.
+    #[error("write conflict: {0}")]
+    Conflict(String),
+    /// Data from peers that failed authentication after it was decoded (a manifest whose
+    /// MAC does not match): a peer altered the object, and it is not served.
+    #[error("integrity check failed: {0}")]
+    Integrity(String),
     #[error("the upload was interrupted: {0}")]
     Interrupted(String),
     #[error("storage error: {0}")]
@@ -116,6 +149,7 @@ impl From<StoreError> for StorageError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::InvalidName(m) => StorageError::BadRequest(m),
+            StoreError::Integrity(m) => StorageError::Integrity(m),
             other => StorageError::Internal(other.to_string()),
         }
     }
@@ -153,13 +187,35 @@ pub struct Storage {
     pub(crate) metrics: StoreMetrics,
     pub(crate) clock: HlcClock,
     pub(crate) repairs_in_progress: AtomicU64,
+    /// Recent chunk read latencies, for the hedge delay.
+    pub(crate) read_latency: hedge::ReadLatency,
+    /// What copies continuing after a write's quorum may hold.
+    pub(crate) background: quorum::BackgroundBudget,
+    /// Where garbage collection puts the chunks it removes.
+    pub(crate) trash: xnode_store::Trash,
     pub(crate) health: std::sync::Mutex<StorageHealth>,
     /// Fault injection: serve chunks with a flipped byte, as a lying peer would.
     corrupt_served_chunks: std::sync::atomic::AtomicBool,
+    /// Fault injection: rewrite or delay what peers are served, as a modified node would.
+    serve_tamper: std::sync::Mutex<Option<ServeTamper>>,
     /// Chunks that higher layers keep alive outside any object (deployed modules), asked
     /// for at every garbage-collection round.
     gc_roots: std::sync::Mutex<Vec<GcRoots>>,
 }
+
+/// What a node under fault injection does instead of its honest answer to a peer.
+#[derive(Debug)]
+pub enum ServeFault {
+    /// Send this answer at once.
+    Answer(proto::StoreResponse),
+    /// Send this answer after a delay (a slow or stalling peer).
+    Delay(Duration, proto::StoreResponse),
+}
+
+/// Rewrites a node's answers to peers: given the request and the honest answer, what to
+/// send instead (see [`Storage::set_serve_tamper`]).
+pub type ServeTamper =
+    Arc<dyn Fn(&proto::StoreRequest, proto::StoreResponse) -> ServeFault + Send + Sync>;
 
 /// A source of chunk ids garbage collection must keep.
 pub type GcRoots = Arc<dyn Fn() -> Vec<ChunkId> + Send + Sync>;
@@ -198,6 +254,8 @@ impl Storage {
         config: StorageConfig,
         metrics: StoreMetrics,
     ) -> Self {
+        let background = quorum::BackgroundBudget::new(config.background_copy_bytes);
+        let trash = xnode_store::Trash::new(chunks.dir());
         Self {
             node_id,
             db,
@@ -210,8 +268,12 @@ impl Storage {
             metrics,
             clock: HlcClock::new(),
             repairs_in_progress: AtomicU64::new(0),
+            read_latency: Default::default(),
+            background,
+            trash,
             health: Default::default(),
             corrupt_served_chunks: Default::default(),
+            serve_tamper: Default::default(),
             gc_roots: Default::default(),
         }
     }
@@ -234,6 +296,17 @@ impl Storage {
 
     pub fn corrupt_served_chunks(&self) -> bool {
         self.corrupt_served_chunks.load(Ordering::Relaxed)
+    }
+
+    /// Makes this node answer peers through `tamper` (fault injection for tests: a node
+    /// that lies, stalls or floods, as a modified binary could). `None` restores honesty.
+    /// Calls this node makes to itself are never tampered with.
+    pub fn set_serve_tamper(&self, tamper: Option<ServeTamper>) {
+        *lock(&self.serve_tamper) = tamper;
+    }
+
+    pub(crate) fn serve_tamper(&self) -> Option<ServeTamper> {
+        lock(&self.serve_tamper).clone()
     }
 
     /// This node's id.
@@ -309,21 +382,11 @@ impl Storage {
         xnode_store::place(item, set, rf)
     }
 
-    /// The replication factor of a bucket: its own, or the node default.
+    /// The replication factor of a bucket: its own (if it is within 1..=16, whatever a
+    /// claim from a peer says), or the node default.
     pub fn bucket_rf(&self, tenant: &PublicKeyBytes, bucket: &str) -> usize {
-        buckets::owner_of(&self.registry, bucket)
-            .filter(|(owner, _)| owner == tenant)
-            .and_then(|(_, record)| record.replication_factor)
-            .map(usize::from)
+        self.known_bucket_rf(tenant, bucket)
             .unwrap_or(self.config.replication_factor)
-    }
-
-    /// The replication factor recorded for a chunk this node holds.
-    pub(crate) fn chunk_rf(&self, id: &ChunkId) -> usize {
-        match self.db.get(CHUNK_RF, &id.0) {
-            Ok(Some(v)) if v.len() == 1 && v[0] > 0 => v[0] as usize,
-            _ => self.config.replication_factor,
-        }
     }
 
     /// This node's storage health.

@@ -1,5 +1,6 @@
-//! Objects: streaming, encrypted uploads, ranged reads, deletes, composition of objects
-//! from other objects (multipart and copies, without copying data) and listings.
+//! Objects: streaming, encrypted uploads, ranged reads, deletes, and composition of objects
+//! from other objects (multipart and copies, without copying data). Listings are in
+//! `listing`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,8 +13,8 @@ use xnode_store::{
 };
 use xnode_types::{PublicKeyBytes, unix_ms};
 
-use crate::proto::{StoreRequest, StoreResponse};
-use crate::{META_TIMEOUT, Storage, StorageError, blocking, bucket_placement_key};
+use crate::proto::BucketRef;
+use crate::{Storage, StorageError, blocking};
 
 /// An object's metadata and the byte range a read returns.
 pub struct ObjectRead {
@@ -47,7 +48,7 @@ struct ObjectWriter<'a> {
     set: &'a [Candidate],
     object_key: ObjectKey,
     nonce_prefix: [u8; 16],
-    rf: usize,
+    bucket: &'a BucketRef,
     refs: Vec<ChunkRef>,
     md5: md5::Md5,
     hasher: blake3::Hasher,
@@ -74,11 +75,11 @@ impl<'a> ObjectWriter<'a> {
             .metrics
             .chunk_write_bytes
             .inc_by(sealed.len() as u64);
-        self.uploads.push(Box::pin(self.storage.put_chunk(
+        self.uploads.push(Box::pin(self.storage.put_bucket_chunk(
             id,
             Bytes::from(sealed),
             self.set,
-            self.rf,
+            self.bucket,
         )));
         while self.uploads.len() >= UPLOADS_IN_FLIGHT {
             if let Some(result) = self.uploads.next().await {
@@ -124,6 +125,10 @@ impl Storage {
         let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
         let set = self.storage_set();
         let rf = self.bucket_rf(tenant, bucket);
+        let bucket_ref = BucketRef {
+            tenant: *tenant,
+            name: bucket.to_owned(),
+        };
         if set.len() < self.config.write_quorum.min(rf) {
             return Err(StorageError::Quorum(format!(
                 "only {} storage nodes are available, {} are needed",
@@ -133,8 +138,9 @@ impl Storage {
         }
         let object_key = ObjectKey::generate();
         let nonce_prefix = xnode_store::random_nonce_prefix();
-        let aad = path.storage_key();
+        let aad = xnode_store::wrap_aad(&path.storage_key(), true);
         let wrapped_key = xnode_store::wrap_key(data_key, &object_key, &aad)?;
+        let mac_key = object_key.clone();
         let chunk_size = self.config.chunk_size as usize;
 
         let mut writer = ObjectWriter {
@@ -142,7 +148,7 @@ impl Storage {
             set: &set,
             object_key,
             nonce_prefix,
-            rf,
+            bucket: &bucket_ref,
             refs: Vec::new(),
             md5: md5::Md5::new(),
             hasher: blake3::Hasher::new(),
@@ -189,27 +195,30 @@ impl Storage {
             wrapped_key,
             plaintext_blake3: *hasher.finalize().as_bytes(),
             segments: Vec::new(),
+            mac: None,
         };
+        let mut manifest = manifest;
+        manifest.authenticate(&mac_key)?;
         let encoded = manifest.encode()?;
         let manifest_id = Manifest::id_of(&encoded);
-        self.put_chunk(manifest_id, Bytes::from(encoded), &set, rf)
-            .await?;
-
-        let meta = ObjectMeta {
-            path,
-            version: self.clock.now(),
-            writer: self.node_id,
-            info: Some(ObjectInfo {
-                manifest: manifest_id,
-                size: total,
-                etag: hex::encode(md5.finalize()),
-                content_type,
-                user_meta,
-                created_ms: unix_ms(),
-            }),
+        // The current version is read while the manifest is stored, so ordering this
+        // write after it costs no extra round trip.
+        let (stored, current) = tokio::join!(
+            self.put_bucket_chunk(manifest_id, Bytes::from(encoded), &set, &bucket_ref),
+            self.get_meta(&path, &set)
+        );
+        stored?;
+        let current = current?;
+        let info = ObjectInfo {
+            manifest: manifest_id,
+            size: total,
+            etag: hex::encode(md5.finalize()),
+            content_type,
+            user_meta,
+            created_ms: unix_ms(),
         };
-        self.put_meta(meta.clone(), &set).await?;
-        Ok(meta)
+        self.write_meta(path, Some(info), current.as_ref(), &set)
+            .await
     }
 
     /// An object's current metadata (never a tombstone).
@@ -249,6 +258,17 @@ impl Storage {
     ) -> Result<ObjectRead, StorageError> {
         let (meta, info) = self.head_object(tenant, bucket, key).await?;
         let manifest = self.manifest(&info).await?;
+        // One object key per segment (a single-segment object has one), for the path asked
+        // for (never one a replica sent); the manifest is authenticated before any of it is
+        // used.
+        let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
+        let object_keys = open_manifest(&manifest, &path, data_key)?;
+        if info.size != manifest.object_size {
+            return Err(StorageError::Integrity(format!(
+                "the metadata says {} bytes but the manifest {}",
+                info.size, manifest.object_size
+            )));
+        }
         let size = manifest.object_size;
         let (start, end) = match range {
             None => (0, size),
@@ -262,21 +282,14 @@ impl Storage {
                 (start, end)
             }
         };
-        // One object key per segment (a single-segment object has one).
-        let aad = meta.path.storage_key();
-        let mut keys = Vec::with_capacity(manifest.segment_count());
-        for i in 0..manifest.segment_count() {
-            let Some(segment) = manifest.segment(i) else {
-                break;
-            };
-            let key =
-                xnode_store::unwrap_key(data_key, segment.wrapped_key, &aad).map_err(|_| {
-                    StorageError::AccessDenied(
-                        "the data key does not open this object (wrong tenant key?)".into(),
-                    )
-                })?;
-            keys.push((key, segment.nonce_prefix, segment.chunks.to_vec()));
-        }
+        let keys: Vec<_> = object_keys
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, key)| {
+                let segment = manifest.segment(i)?;
+                Some((key, segment.nonce_prefix, segment.chunks.to_vec()))
+            })
+            .collect();
         let pieces = if start == end {
             Vec::new()
         } else {
@@ -341,13 +354,12 @@ impl Storage {
         self.require_bucket(tenant, bucket)?;
         let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
         let set = self.storage_set();
-        let meta = ObjectMeta {
-            path,
-            version: self.clock.now(),
-            writer: self.node_id,
-            info: None,
-        };
-        self.put_meta(meta, &set).await
+        // Read first, so the tombstone is ordered after the version it deletes whatever
+        // the clocks of the edges that wrote it (see `write_meta`).
+        let current = self.get_meta(&path, &set).await?;
+        self.write_meta(path, None, current.as_ref(), &set)
+            .await
+            .map(|_| ())
     }
 
     /// Makes one object out of existing objects of this tenant, given as `(bucket, key)`
@@ -371,25 +383,19 @@ impl Storage {
     ) -> Result<ObjectMeta, StorageError> {
         self.require_bucket(tenant, bucket)?;
         let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
-        let aad = path.storage_key();
+        let aad = xnode_store::wrap_aad(&path.storage_key(), true);
         let mut segments: Vec<xnode_store::Segment> = Vec::with_capacity(sources.len());
+        // The first segment's key authenticates the new manifest.
+        let mut first_key: Option<ObjectKey> = None;
         for (source_bucket, source_key) in sources {
-            let (source_meta, info) = self.head_object(tenant, source_bucket, source_key).await?;
+            let (_, info) = self.head_object(tenant, source_bucket, source_key).await?;
             let manifest = self.manifest(&info).await?;
-            let source_aad = source_meta.path.storage_key();
-            for i in 0..manifest.segment_count() {
+            let source_path = ObjectPath::new(*tenant, source_bucket.clone(), source_key.clone())?;
+            let object_keys = open_manifest(&manifest, &source_path, data_key)?;
+            for (i, object_key) in object_keys.into_iter().enumerate() {
                 let Some(segment) = manifest.segment(i) else {
                     break;
                 };
-                let object_key =
-                    xnode_store::unwrap_key(data_key, segment.wrapped_key, &source_aad).map_err(
-                        |_| {
-                            StorageError::AccessDenied(
-                                "the data key does not open a source object (wrong tenant key?)"
-                                    .into(),
-                            )
-                        },
-                    )?;
                 let size = segment.chunks.iter().map(|c| u64::from(c.plain_len)).sum();
                 if size == 0 {
                     continue;
@@ -406,19 +412,26 @@ impl Storage {
                         [0u8; 32]
                     },
                 });
+                if first_key.is_none() {
+                    first_key = Some(object_key);
+                }
             }
         }
         let object_size = segments.iter().map(|s| s.size).sum();
-        let manifest = if segments.is_empty() {
+        let mut manifest = if segments.is_empty() {
             // An empty object: one empty segment under a fresh key.
+            let fresh = ObjectKey::generate();
+            let wrapped_key = xnode_store::wrap_key(data_key, &fresh, &aad)?;
+            first_key = Some(fresh);
             Manifest {
                 object_size: 0,
                 chunk_size: self.config.chunk_size,
                 chunks: Vec::new(),
                 nonce_prefix: xnode_store::random_nonce_prefix(),
-                wrapped_key: xnode_store::wrap_key(data_key, &ObjectKey::generate(), &aad)?,
+                wrapped_key,
                 plaintext_blake3: *blake3::hash(&[]).as_bytes(),
                 segments: Vec::new(),
+                mac: None,
             }
         } else {
             let first = segments.remove(0);
@@ -430,99 +443,67 @@ impl Storage {
                 wrapped_key: first.wrapped_key,
                 plaintext_blake3: first.plaintext_blake3,
                 segments,
+                mac: None,
             }
         };
+        let Some(first_key) = first_key else {
+            return Err(StorageError::Internal(
+                "a composed manifest without a first segment key".into(),
+            ));
+        };
+        manifest.authenticate(&first_key)?;
         manifest.validate()?;
         let set = self.storage_set();
-        let rf = self.bucket_rf(tenant, bucket);
+        let bucket_ref = BucketRef {
+            tenant: *tenant,
+            name: bucket.to_owned(),
+        };
         let encoded = manifest.encode()?;
         let manifest_id = Manifest::id_of(&encoded);
-        self.put_chunk(manifest_id, Bytes::from(encoded), &set, rf)
-            .await?;
-        let meta = ObjectMeta {
-            path,
-            version: self.clock.now(),
-            writer: self.node_id,
-            info: Some(ObjectInfo {
-                manifest: manifest_id,
-                size: object_size,
-                etag,
-                content_type,
-                user_meta,
-                created_ms: unix_ms(),
-            }),
+        let (stored, current) = tokio::join!(
+            self.put_bucket_chunk(manifest_id, Bytes::from(encoded), &set, &bucket_ref),
+            self.get_meta(&path, &set)
+        );
+        stored?;
+        let current = current?;
+        let info = ObjectInfo {
+            manifest: manifest_id,
+            size: object_size,
+            etag,
+            content_type,
+            user_meta,
+            created_ms: unix_ms(),
         };
-        self.put_meta(meta.clone(), &set).await?;
-        Ok(meta)
+        self.write_meta(path, Some(info), current.as_ref(), &set)
+            .await
     }
+}
 
-    /// Lists a bucket's live objects in key order, merging `R` replicas' answers.
-    pub async fn list_objects(
-        self: &Arc<Self>,
-        tenant: &PublicKeyBytes,
-        bucket: &str,
-        prefix: &str,
-        start_after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<ObjectMeta>, StorageError> {
-        self.require_bucket(tenant, bucket)?;
-        let set = self.storage_set();
-        let rf = self.bucket_rf(tenant, bucket);
-        let targets = self.placement(&bucket_placement_key(tenant, bucket), &set, rf);
-        let needed = self.config.read_quorum.min(targets.len()).max(1);
-        // Replicas answer live entries only, so a key deleted on one replica but not yet
-        // on another could show here; each listed key is therefore confirmed below by a
-        // quorum read, which sees the tombstone.
-        let results = futures::future::join_all(targets.iter().map(|&node| {
-            let request = StoreRequest::ListMeta {
-                tenant: *tenant,
-                bucket: bucket.to_owned(),
-                prefix: prefix.to_owned(),
-                start_after: start_after.map(str::to_owned),
-                limit: limit as u32,
-            };
-            async move { (node, self.call(node, request, META_TIMEOUT).await) }
-        }))
-        .await;
-        let mut merged: BTreeMap<String, ObjectMeta> = BTreeMap::new();
-        let mut answered = 0;
-        let mut errors = Vec::new();
-        for (node, result) in results {
-            match result {
-                Ok(StoreResponse::MetaList(list)) => {
-                    answered += 1;
-                    for meta in list {
-                        match merged.get(&meta.path.key) {
-                            Some(existing) if !meta.supersedes(existing) => {}
-                            _ => {
-                                merged.insert(meta.path.key.clone(), meta);
-                            }
-                        }
-                    }
-                }
-                Ok(_) => errors.push(format!("{node}: unexpected answer")),
-                Err(e) => errors.push(e.to_string()),
-            }
-        }
-        if answered < needed {
-            self.metrics.quorum_failures.inc();
-            return Err(StorageError::Quorum(format!(
-                "only {answered} of {needed} metadata replicas answered ({})",
-                errors.join("; ")
-            )));
-        }
-        // Confirm each listed key against a quorum read, so a key deleted on the quorum
-        // does not show from a stale replica.
-        let mut out = Vec::new();
-        for (_, meta) in merged.into_iter() {
-            if out.len() >= limit {
-                break;
-            }
-            match self.get_meta(&meta.path, &set).await? {
-                Some(current) if current.info.is_some() => out.push(current),
-                _ => {}
-            }
-        }
-        Ok(out)
+/// Unwraps the object key of every segment of `manifest` for `path` (the path the client
+/// asked for) and checks the manifest's MAC with the first one. An authenticated manifest's
+/// keys are wrapped in a context of their own (`wrap_aad`), so a manifest stripped of its
+/// MAC cannot open them.
+fn open_manifest(
+    manifest: &Manifest,
+    path: &ObjectPath,
+    data_key: &DataKey,
+) -> Result<Vec<ObjectKey>, StorageError> {
+    let aad = xnode_store::wrap_aad(&path.storage_key(), manifest.is_authenticated());
+    let mut keys = Vec::with_capacity(manifest.segment_count());
+    for i in 0..manifest.segment_count() {
+        let Some(segment) = manifest.segment(i) else {
+            break;
+        };
+        let key = xnode_store::unwrap_key(data_key, segment.wrapped_key, &aad).map_err(|_| {
+            StorageError::AccessDenied(
+                "the data key does not open this object (wrong tenant key, or a manifest that is not this object's)"
+                    .into(),
+            )
+        })?;
+        keys.push(key);
     }
+    if let Some(first) = keys.first() {
+        manifest.verify(first)?;
+    }
+    Ok(keys)
 }

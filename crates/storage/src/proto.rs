@@ -1,22 +1,30 @@
 //! Messages of the storage RPC service (`store`), carried over the mesh.
 
 use serde::{Deserialize, Serialize};
-use xnode_store::{ChunkId, ObjectMeta, ObjectPath};
+use xnode_store::{ChunkId, MergeOutcome, ObjectMeta, ObjectPath};
 use xnode_types::PublicKeyBytes;
 use xnode_wire::{Versioned, kinds};
 
 /// Largest storage message accepted (a chunk plus framing).
 pub const MAX_STORE_MESSAGE: usize = 20 * 1024 * 1024;
+/// Most entries a `ListMeta` answer holds, whatever the request asks.
+pub const MAX_LIST_LIMIT: usize = 10_000;
+/// Most bytes of entries a `ListMeta` answer holds; a replica cuts its answer there and
+/// marks it truncated.
+pub const MAX_LIST_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum StoreRequest {
-    /// Store a chunk durably; answered only after fsync.
+    /// Store a chunk durably; answered only after fsync. The receiver takes it only if
+    /// placement puts it there (or holds it already).
     PutChunk {
         id: ChunkId,
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
-        /// Copies the chunk should have (its bucket's replication factor), for repair.
-        rf: u8,
+        /// The bucket the chunk belongs to, if any. The receiver derives the chunk's
+        /// replication factor from the bucket's signed claim in its own registry, never
+        /// from the sender (version 3; version 2 carried the sender's `rf`).
+        bucket: Option<BucketRef>,
     },
     GetChunk {
         id: ChunkId,
@@ -56,21 +64,189 @@ pub enum StoreResponse {
     Stored,
     Chunk(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     Has(Vec<bool>),
-    MetaStored { changed: bool },
+    /// The answer of version-1 replicas to `PutMeta`; `changed: false` cannot tell a write
+    /// that lost from one held already, so writers count it as lost.
+    MetaStored {
+        changed: bool,
+    },
     Meta(Option<ObjectMeta>),
     MetaList(Vec<ObjectMeta>),
     Error(String),
+    /// The answer to `PutMeta` (version 2): whether the entry is held now or lost to a
+    /// newer one.
+    MetaMerged {
+        outcome: MergeOutcome,
+    },
+    /// The answer to `ListMeta` (version 3): live entries in key order; `truncated` says
+    /// there may be more after the last one (the limit or the byte bound was reached).
+    MetaPage {
+        entries: Vec<ObjectMeta>,
+        truncated: bool,
+    },
+}
+
+/// A bucket named in a request: its owner and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BucketRef {
+    pub tenant: PublicKeyBytes,
+    pub name: String,
 }
 
 impl Versioned for StoreRequest {
     const KIND_TAG: u8 = kinds::STORE_REQUEST;
     const KIND_NAME: &'static str = "store request";
-    // Version 2 added `rf` to `PutChunk`.
-    const VERSION: u8 = 2;
+    // Version 2 added `rf` to `PutChunk`; version 3 replaced it by `bucket`.
+    const VERSION: u8 = 3;
+
+    fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
+        if version != 2 {
+            return Err(xnode_wire::WireError::UnsupportedVersion {
+                kind: Self::KIND_NAME,
+                found: version,
+                supported: Self::VERSION,
+            });
+        }
+        let old: v2::StoreRequest =
+            postcard::from_bytes(body).map_err(|e| xnode_wire::WireError::Malformed {
+                kind: Self::KIND_NAME,
+                reason: e.to_string(),
+            })?;
+        Ok(old.into())
+    }
+}
+
+/// Format version 2 of [`StoreRequest`], still read: its `PutChunk` carried the sender's
+/// replication factor, which is now ignored.
+mod v2 {
+    use serde::Deserialize;
+    use xnode_store::{ChunkId, ObjectMeta, ObjectPath};
+    use xnode_types::PublicKeyBytes;
+
+    #[derive(Deserialize)]
+    pub(super) enum StoreRequest {
+        PutChunk {
+            id: ChunkId,
+            #[serde(with = "serde_bytes")]
+            data: Vec<u8>,
+            #[allow(dead_code)]
+            rf: u8,
+        },
+        GetChunk {
+            id: ChunkId,
+        },
+        HasChunks {
+            ids: Vec<ChunkId>,
+        },
+        PutMeta {
+            meta: ObjectMeta,
+        },
+        GetMeta {
+            path: ObjectPath,
+        },
+        ListMeta {
+            tenant: PublicKeyBytes,
+            bucket: String,
+            prefix: String,
+            start_after: Option<String>,
+            limit: u32,
+        },
+        ScanMeta {
+            #[serde(with = "serde_bytes")]
+            after: Vec<u8>,
+            limit: u32,
+        },
+    }
+
+    impl From<StoreRequest> for super::StoreRequest {
+        fn from(old: StoreRequest) -> Self {
+            use super::StoreRequest as New;
+            match old {
+                StoreRequest::PutChunk { id, data, .. } => New::PutChunk {
+                    id,
+                    data,
+                    bucket: None,
+                },
+                StoreRequest::GetChunk { id } => New::GetChunk { id },
+                StoreRequest::HasChunks { ids } => New::HasChunks { ids },
+                StoreRequest::PutMeta { meta } => New::PutMeta { meta },
+                StoreRequest::GetMeta { path } => New::GetMeta { path },
+                StoreRequest::ListMeta {
+                    tenant,
+                    bucket,
+                    prefix,
+                    start_after,
+                    limit,
+                } => New::ListMeta {
+                    tenant,
+                    bucket,
+                    prefix,
+                    start_after,
+                    limit,
+                },
+                StoreRequest::ScanMeta { after, limit } => New::ScanMeta { after, limit },
+            }
+        }
+    }
 }
 
 impl Versioned for StoreResponse {
     const KIND_TAG: u8 = kinds::STORE_RESPONSE;
     const KIND_NAME: &'static str = "store response";
-    const VERSION: u8 = 1;
+    // Version 2 added `MetaMerged`, version 3 `MetaPage`.
+    const VERSION: u8 = 3;
+
+    /// Versions only ever appended variants, so an older body decodes as the current type.
+    fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
+        if version == 0 {
+            return Err(xnode_wire::WireError::UnsupportedVersion {
+                kind: Self::KIND_NAME,
+                found: version,
+                supported: Self::VERSION,
+            });
+        }
+        postcard::from_bytes(body).map_err(|e| xnode_wire::WireError::Malformed {
+            kind: Self::KIND_NAME,
+            reason: e.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_version_2_put_chunk_decodes_without_its_replication_factor() {
+        let id = ChunkId::of(b"x");
+        // Version 2's layout of `PutChunk`: variant 0, id, bytes, rf.
+        let mut bytes = vec![kinds::STORE_REQUEST, 2];
+        bytes.extend(
+            postcard::to_stdvec(&(0u32, id, serde_bytes::Bytes::new(b"x"), 255u8)).unwrap(),
+        );
+        let decoded: StoreRequest = xnode_wire::decode(&bytes, MAX_STORE_MESSAGE).unwrap();
+        match decoded {
+            StoreRequest::PutChunk {
+                id: got,
+                data,
+                bucket,
+            } => {
+                assert_eq!(got, id);
+                assert_eq!(data, b"x");
+                assert_eq!(bucket, None);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn version_2_answers_still_decode() {
+        let mut bytes = vec![kinds::STORE_RESPONSE, 1];
+        bytes.extend(postcard::to_stdvec(&StoreResponse::MetaStored { changed: true }).unwrap());
+        assert!(matches!(
+            xnode_wire::decode::<StoreResponse>(&bytes, MAX_STORE_MESSAGE).unwrap(),
+            StoreResponse::MetaStored { changed: true }
+        ));
+    }
 }

@@ -45,8 +45,15 @@ impl Storage {
             // Which live placement nodes should hold which chunks.
             let mut ask: BTreeMap<NodeId, Vec<ChunkId>> = BTreeMap::new();
             let mut holders: BTreeMap<ChunkId, usize> = BTreeMap::new();
+            let rfs: BTreeMap<ChunkId, usize> = batch
+                .iter()
+                .map(|(id, _)| (*id, self.chunk_rf(id)))
+                .collect();
             for (id, _) in &batch {
-                let rf = self.chunk_rf(id);
+                let rf = rfs
+                    .get(id)
+                    .copied()
+                    .unwrap_or(self.config.replication_factor);
                 for node in self.placement(&id.0, &set, rf) {
                     if node == self.node_id {
                         *holders.entry(*id).or_default() += 1;
@@ -92,7 +99,13 @@ impl Storage {
             }
             under_chunks += holders
                 .iter()
-                .filter(|(id, n)| **n < self.chunk_rf(id).min(set.len()))
+                .filter(|(id, n)| {
+                    let rf = rfs
+                        .get(*id)
+                        .copied()
+                        .unwrap_or(self.config.replication_factor);
+                    **n < rf.min(set.len())
+                })
                 .count() as u64;
         }
 
@@ -121,9 +134,15 @@ impl Storage {
                     let request = StoreRequest::PutMeta {
                         meta: entry.clone(),
                     };
-                    if let Ok(StoreResponse::MetaStored { changed }) =
-                        self.call(node, request, CALL_TIMEOUT).await
-                    {
+                    // A replica that holds a newer version holds the key too.
+                    let changed = match self.call(node, request, CALL_TIMEOUT).await {
+                        Ok(StoreResponse::MetaMerged { outcome }) => {
+                            Some(outcome == xnode_store::MergeOutcome::Stored)
+                        }
+                        Ok(StoreResponse::MetaStored { changed }) => Some(changed),
+                        _ => None,
+                    };
+                    if let Some(changed) = changed {
                         reached += 1;
                         if changed {
                             repaired += 1;
@@ -154,9 +173,13 @@ impl Storage {
                 .await
                 .map_err(|e| StorageError::Internal(e.to_string()))??
                 .ok_or_else(|| StorageError::Internal(format!("chunk {id} vanished")))?;
-            let rf = self.chunk_rf(&id) as u8;
-            self.call(node, StoreRequest::PutChunk { id, data, rf }, CALL_TIMEOUT)
-                .await
+            let bucket = self.chunk_bucket(&id);
+            self.call(
+                node,
+                StoreRequest::PutChunk { id, data, bucket },
+                CALL_TIMEOUT,
+            )
+            .await
         }
         .await;
         self.repairs_in_progress.fetch_sub(1, Ordering::Relaxed);

@@ -5,11 +5,13 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use xnode_store::{Candidate, ChunkId, ObjectMeta, ObjectPath};
-use xnode_types::NodeId;
+use xnode_store::{Candidate, ChunkId, MergeOutcome, ObjectInfo, ObjectMeta, ObjectPath};
+use xnode_types::{Hlc, NodeId, unix_ms};
 
-use crate::proto::{StoreRequest, StoreResponse};
-use crate::{CHUNK_TIMEOUT, META_TIMEOUT, Storage, StorageError, bucket_placement_key};
+use crate::proto::{BucketRef, StoreRequest, StoreResponse};
+use crate::{
+    CHUNK_TIMEOUT, MAX_VERSION_AHEAD_MS, META_TIMEOUT, Storage, StorageError, bucket_placement_key,
+};
 
 /// A write counts when the replica answered anything but an error.
 fn accept_success(_: NodeId, response: StoreResponse) -> Result<(), String> {
@@ -22,39 +24,71 @@ fn accept_success(_: NodeId, response: StoreResponse) -> Result<(), String> {
 impl Storage {
     // ----- chunks -----------------------------------------------------------------------
 
-    /// Stores a chunk on its placement; succeeds once `W` replicas hold it durably. The
-    /// remaining replicas are written in the background (repair covers any that fail).
+    /// Stores a chunk that belongs to no bucket (a deployed module) on its placement for
+    /// the node's default replication factor; see [`Storage::put_bucket_chunk`].
     pub async fn put_chunk(
         self: &Arc<Self>,
         id: ChunkId,
         data: Bytes,
         set: &[Candidate],
+    ) -> Result<(), StorageError> {
+        let rf = self.config.replication_factor;
+        self.put_chunk_to(id, data, set, rf, None).await
+    }
+
+    /// Stores a chunk of `bucket` on its placement for the bucket's replication factor.
+    pub(crate) async fn put_bucket_chunk(
+        self: &Arc<Self>,
+        id: ChunkId,
+        data: Bytes,
+        set: &[Candidate],
+        bucket: &BucketRef,
+    ) -> Result<(), StorageError> {
+        let rf = self.bucket_rf(&bucket.tenant, &bucket.name);
+        self.put_chunk_to(id, data, set, rf, Some(bucket.clone()))
+            .await
+    }
+
+    /// Stores a chunk on its placement; succeeds once `W` replicas hold it durably. The
+    /// remaining replicas are written in the background (repair covers any that fail).
+    async fn put_chunk_to(
+        self: &Arc<Self>,
+        id: ChunkId,
+        data: Bytes,
+        set: &[Candidate],
         rf: usize,
+        bucket: Option<BucketRef>,
     ) -> Result<(), StorageError> {
         let targets = self.placement(&id.0, set, rf);
-        let needed = self.config.write_quorum.min(targets.len()).max(1);
+        let (needed, _) = self.quorums(targets.len());
         let request = StoreRequest::PutChunk {
             id,
             data: data.to_vec(),
-            rf: u8::try_from(rf).unwrap_or(u8::MAX),
+            bucket,
         };
-        self.endpoint
-            .try_call_quorum(&targets, needed, request, CHUNK_TIMEOUT, accept_success)
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                self.metrics.quorum_failures.inc();
-                StorageError::Quorum(format!(
-                    "chunk {id} reached {} of {} required replicas ({})",
-                    e.got,
-                    e.needed,
-                    e.errors.join("; ")
-                ))
-            })
+        self.write_quorum(
+            &targets,
+            needed,
+            request,
+            data.len(),
+            CHUNK_TIMEOUT,
+            accept_success,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            self.metrics.quorum_failures.inc();
+            StorageError::Quorum(format!(
+                "chunk {id} reached {} of {} required replicas ({})",
+                e.got,
+                e.needed,
+                e.errors.join("; ")
+            ))
+        })
     }
 
-    /// Reads a chunk from any replica whose bytes match its id. A replica that sends wrong
-    /// bytes is counted and skipped.
+    /// Reads a chunk from any replica whose bytes match its id, hedging slow replicas (see
+    /// `hedge`). A replica that sends wrong bytes is counted and skipped.
     pub async fn get_chunk(&self, id: ChunkId, set: &[Candidate]) -> Result<Vec<u8>, StorageError> {
         let mut targets = self.placement(&id.0, set, self.config.replication_factor);
         // Try this node first (no network), then live replicas, then the rest.
@@ -66,35 +100,16 @@ impl Storage {
                 targets.push(c.id);
             }
         }
-        let mut errors = Vec::new();
-        for node in targets {
-            match self
-                .call(node, StoreRequest::GetChunk { id }, CHUNK_TIMEOUT)
-                .await
-            {
-                Ok(StoreResponse::Chunk(Some(data))) => {
-                    if ChunkId::of(&data) == id {
-                        self.metrics.chunk_read_bytes.inc_by(data.len() as u64);
-                        return Ok(data);
-                    }
-                    self.metrics.bad_replica_reads.inc();
-                    tracing::warn!(%node, chunk = %id, "a replica sent bytes that do not match the chunk id; trying another");
-                    errors.push(format!("{node}: wrong bytes"));
-                }
-                Ok(_) => errors.push(format!("{node}: missing")),
-                Err(e) => errors.push(e.to_string()),
-            }
-        }
-        Err(StorageError::Quorum(format!(
-            "no replica could serve chunk {id} ({})",
-            errors.join("; ")
-        )))
+        self.read_chunk_hedged(id, targets).await
     }
 
     // ----- metadata ---------------------------------------------------------------------
 
     /// Writes an object's metadata to its bucket's placement; succeeds once `W` replicas
-    /// merged it. The remaining replicas are written in the background.
+    /// hold it. A replica that holds a newer version answers so, and does not count: a
+    /// write is acknowledged only if it won on a write quorum, and fails with
+    /// [`StorageError::Conflict`] if newer versions kept it from one. The remaining
+    /// replicas are written in the background.
     pub(crate) async fn put_meta(
         self: &Arc<Self>,
         meta: ObjectMeta,
@@ -106,26 +121,90 @@ impl Storage {
             set,
             rf,
         );
-        let needed = self.config.write_quorum.min(targets.len()).max(1);
-        self.endpoint
-            .try_call_quorum(
+        let (needed, _) = self.quorums(targets.len());
+        let mut superseded: Option<(Hlc, NodeId)> = None;
+        let weight = xnode_wire::encode(&meta).map(|e| e.len()).unwrap_or(1);
+        let result = self
+            .write_quorum(
                 &targets,
                 needed,
                 StoreRequest::PutMeta { meta },
+                weight,
                 META_TIMEOUT,
-                accept_success,
+                |_, response| match response {
+                    StoreResponse::MetaMerged { outcome } if outcome.is_held() => Ok(()),
+                    StoreResponse::MetaMerged {
+                        outcome: MergeOutcome::Superseded { version, writer },
+                    } => {
+                        if superseded.is_none_or(|s| s < (version, writer)) {
+                            superseded = Some((version, writer));
+                        }
+                        Err(format!(
+                            "superseded by version {version:?} of node {writer}"
+                        ))
+                    }
+                    StoreResponse::MetaStored { changed: true } => Ok(()),
+                    StoreResponse::MetaStored { changed: false } => {
+                        Err("not stored (a replica of an older version cannot say why)".into())
+                    }
+                    StoreResponse::Error(message) => Err(message),
+                    _ => Err("unexpected answer".into()),
+                },
             )
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                self.metrics.quorum_failures.inc();
-                StorageError::Quorum(format!(
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let detail = format!(
                     "metadata write reached {} of {} required replicas ({})",
                     e.got,
                     e.needed,
                     e.errors.join("; ")
-                ))
-            })
+                );
+                if let Some((version, writer)) = superseded {
+                    self.metrics.write_conflicts.inc();
+                    Err(StorageError::Conflict(format!(
+                        "a newer version ({version:?} of node {writer}) is held by the replicas: {detail}"
+                    )))
+                } else {
+                    self.metrics.quorum_failures.inc();
+                    Err(StorageError::Quorum(detail))
+                }
+            }
+        }
+    }
+
+    /// Writes a new version of `path`'s metadata (`info`, or a tombstone when `None`),
+    /// ordered after `current`, the newest version a quorum read found just before. That
+    /// read made this edge's clock absorb `current`'s version, so the new one is above it
+    /// (and above every acknowledged write, since `W + R > rf`) even when another edge's
+    /// clock runs ahead of ours: sequential writes through different edges keep their order.
+    pub(crate) async fn write_meta(
+        self: &Arc<Self>,
+        path: ObjectPath,
+        info: Option<ObjectInfo>,
+        current: Option<&ObjectMeta>,
+        set: &[Candidate],
+    ) -> Result<ObjectMeta, StorageError> {
+        let version = self.clock.now();
+        if let Some(current) = current
+            && version <= current.version
+        {
+            // get_meta only returns versions the clock absorbs; this guards that promise.
+            self.metrics.write_conflicts.inc();
+            return Err(StorageError::Conflict(format!(
+                "the current version {:?} is ahead of this node's clock",
+                current.version
+            )));
+        }
+        let meta = ObjectMeta {
+            path,
+            version,
+            writer: self.node_id,
+            info,
+        };
+        self.put_meta(meta.clone(), set).await?;
+        Ok(meta)
     }
 
     /// Reads an object's metadata from `R` replicas: with `W + R > rf`, they include the
@@ -138,7 +217,10 @@ impl Storage {
     ) -> Result<Option<ObjectMeta>, StorageError> {
         let rf = self.bucket_rf(&path.tenant, &path.bucket);
         let targets = self.placement(&bucket_placement_key(&path.tenant, &path.bucket), set, rf);
-        let needed = self.config.read_quorum.min(targets.len()).max(1);
+        let (_, needed) = self.quorums(targets.len());
+        // Entries dated further ahead than replicas accept are ignored (see
+        // MAX_VERSION_AHEAD_MS); what is left, the clock can absorb.
+        let limit = unix_ms().saturating_add(MAX_VERSION_AHEAD_MS);
         let answers = self
             .endpoint
             .try_call_quorum(
@@ -146,7 +228,15 @@ impl Storage {
                 needed,
                 StoreRequest::GetMeta { path: path.clone() },
                 META_TIMEOUT,
-                |_, response| match response {
+                |node, response| match response {
+                    // An answer about another object (of this tenant or any other) would
+                    // let a replica substitute one object for another: drop it.
+                    StoreResponse::Meta(Some(meta)) if meta.path != *path => {
+                        self.metrics.bad_replica_reads.inc();
+                        tracing::warn!(%node, "a metadata replica answered for another path; ignored");
+                        Err("answered for another path".into())
+                    }
+                    StoreResponse::Meta(Some(meta)) if meta.version.wall_ms > limit => Ok(None),
                     StoreResponse::Meta(meta) => Ok(meta),
                     StoreResponse::Error(message) => Err(message),
                     _ => Err("unexpected answer".into()),

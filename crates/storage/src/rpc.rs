@@ -5,10 +5,12 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use xnode_mesh::{Handler, MeshError, RpcError, RpcErrorCode, Server, Service};
-use xnode_types::NodeId;
+use xnode_types::{NodeId, unix_ms};
 
-use crate::proto::{MAX_STORE_MESSAGE, StoreRequest, StoreResponse};
-use crate::{CHUNK_RF, Storage, StorageError, blocking};
+use crate::proto::{
+    MAX_LIST_ANSWER_BYTES, MAX_LIST_LIMIT, MAX_STORE_MESSAGE, StoreRequest, StoreResponse,
+};
+use crate::{MAX_VERSION_AHEAD_MS, ServeFault, Storage, StorageError, blocking};
 
 /// The storage service on the mesh.
 #[derive(Debug)]
@@ -39,9 +41,21 @@ impl Handler<StoreService> for StoreHandler {
                 "storage is stopping",
             ));
         };
-        Ok(match storage.handle(request).await {
+        let tamper = storage.serve_tamper();
+        let asked = tamper.as_ref().map(|_| request.clone());
+        let response = match storage.handle(request).await {
             Ok(response) => storage.maybe_corrupt(response),
             Err(e) => StoreResponse::Error(e.to_string()),
+        };
+        Ok(match (tamper, asked) {
+            (Some(tamper), Some(asked)) => match tamper(&asked, response) {
+                ServeFault::Answer(response) => response,
+                ServeFault::Delay(delay, response) => {
+                    tokio::time::sleep(delay).await;
+                    response
+                }
+            },
+            _ => response,
         })
     }
 }
@@ -86,22 +100,28 @@ impl Storage {
         request: StoreRequest,
     ) -> Result<StoreResponse, StorageError> {
         match request {
-            StoreRequest::PutChunk { id, data, rf } => {
-                let chunks = self.chunks.clone();
-                blocking(move || chunks.put(&id, &data)).await?;
-                if rf as usize != self.config.replication_factor && rf > 0 {
-                    // Remember a non-default rf so repair keeps that many copies.
-                    self.db
-                        .put(CHUNK_RF, &id.0, &[rf])
-                        .map_err(|e| StorageError::Internal(e.to_string()))?;
-                }
+            StoreRequest::PutChunk { id, data, bucket } => {
+                self.accept_chunk(id, data, bucket).await?;
                 Ok(StoreResponse::Stored)
             }
             StoreRequest::GetChunk { id } => {
                 let chunks = self.chunks.clone();
+                let trash = self.trash.clone();
                 // A corrupt local copy is reported as absent: the reader tries another
-                // replica and the scrubber or repair restores this one.
-                match blocking(move || chunks.get(&id)).await {
+                // replica and the scrubber or repair restores this one. A chunk that
+                // garbage collection trashed is wanted after all: it is restored.
+                let read = blocking(move || match chunks.get(&id)? {
+                    Some(data) => Ok(Some(data)),
+                    None => {
+                        let restored = trash.restore(&chunks, &id)?;
+                        if restored.is_some() {
+                            tracing::warn!(chunk = %id, "a chunk garbage collection removed was read; restored from the trash");
+                        }
+                        Ok(restored)
+                    }
+                })
+                .await;
+                match read {
                     Ok(data) => Ok(StoreResponse::Chunk(data)),
                     Err(StorageError::Internal(_)) => Ok(StoreResponse::Chunk(None)),
                     Err(e) => Err(e),
@@ -114,9 +134,19 @@ impl Storage {
                 Ok(StoreResponse::Has(has))
             }
             StoreRequest::PutMeta { meta } => {
+                // A version dated into the future would win every later write until the
+                // clocks catch up (or forever, at u64::MAX): refuse it.
+                let limit = unix_ms().saturating_add(MAX_VERSION_AHEAD_MS);
+                if meta.version.wall_ms > limit {
+                    self.metrics.future_versions_refused.inc();
+                    return Err(StorageError::BadRequest(format!(
+                        "metadata version {} ms is more than {MAX_VERSION_AHEAD_MS} ms ahead of this replica's clock",
+                        meta.version.wall_ms
+                    )));
+                }
                 let store = self.meta.clone();
-                let changed = blocking(move || store.merge(meta)).await?;
-                Ok(StoreResponse::MetaStored { changed })
+                let outcome = blocking(move || store.merge_outcome(meta)).await?;
+                Ok(StoreResponse::MetaMerged { outcome })
             }
             StoreRequest::GetMeta { path } => {
                 let store = self.meta.clone();
@@ -132,12 +162,26 @@ impl Storage {
                 limit,
             } => {
                 let store = self.meta.clone();
-                let limit = (limit as usize).min(10_000);
+                let limit = (limit as usize).min(MAX_LIST_LIMIT);
                 let list = blocking(move || {
                     store.list(&tenant, &bucket, &prefix, start_after.as_deref(), limit)
                 })
                 .await?;
-                Ok(StoreResponse::MetaList(list))
+                // Keep the answer well inside the message limit whatever the entries hold
+                // (user metadata makes some large): cut it and say so.
+                let mut truncated = list.len() >= limit;
+                let mut bytes = 0usize;
+                let mut entries = Vec::with_capacity(list.len());
+                for meta in list {
+                    let len = xnode_wire::encode(&meta).map(|e| e.len()).unwrap_or(0);
+                    bytes = bytes.saturating_add(len);
+                    if bytes > MAX_LIST_ANSWER_BYTES && !entries.is_empty() {
+                        truncated = true;
+                        break;
+                    }
+                    entries.push(meta);
+                }
+                Ok(StoreResponse::MetaPage { entries, truncated })
             }
             StoreRequest::ScanMeta { after, limit } => {
                 let store = self.meta.clone();

@@ -177,7 +177,9 @@ impl ChunkStore {
     }
 
     /// Stores `bytes` under `id` after checking that they hash to it. Storing a chunk that
-    /// is already held does nothing and reports [`PutOutcome::AlreadyPresent`].
+    /// is already held does nothing and reports [`PutOutcome::AlreadyPresent`]; "held"
+    /// means indexed *and* its file is there, so an acknowledgement never counts a copy
+    /// whose file vanished (a missing file is written again).
     pub fn put(&self, id: &ChunkId, bytes: &[u8]) -> Result<PutOutcome, StoreError> {
         let actual = ChunkId::of(bytes);
         if actual != *id {
@@ -186,10 +188,10 @@ impl ChunkStore {
                 actual,
             });
         }
-        if self.contains(id)? {
+        let path = self.path_of(id);
+        if self.contains(id)? && path.exists() {
             return Ok(PutOutcome::AlreadyPresent);
         }
-        let path = self.path_of(id);
         let sub = self.subdir_of(id);
         // The slow part (writing and fsyncing the data) happens outside the lock, under a
         // name no concurrent put of the same id can share.
@@ -205,7 +207,8 @@ impl ChunkStore {
 
         let _guard = self.lock(id);
         // Another put of this id may have finished while we were writing.
-        if self.index_size(id)?.is_some() {
+        let indexed = self.index_size(id)?;
+        if indexed.is_some() && path.exists() {
             let _ = fs::remove_file(&tmp);
             return Ok(PutOutcome::AlreadyPresent);
         }
@@ -216,7 +219,11 @@ impl ChunkStore {
         sync_dir(&sub)?;
         let size = bytes.len() as u64;
         self.inner.db.put(TABLE, &id.0, &encode_index_value(size))?;
-        self.adjust_stats(1, size as i128);
+        match indexed {
+            // The index kept an entry whose file had vanished: it is whole again.
+            Some(old) => self.adjust_stats(0, i128::from(size) - i128::from(old)),
+            None => self.adjust_stats(1, size as i128),
+        }
         let m = &self.inner.metrics;
         m.chunk_writes.inc();
         m.chunk_write_bytes.inc_by(size);
@@ -270,6 +277,27 @@ impl ChunkStore {
         }
         let was_indexed = self.drop_index_locked(id)?;
         Ok(removed_file || was_indexed)
+    }
+
+    /// Moves a chunk's file to `target` (on the same file system) and forgets the chunk,
+    /// as [`ChunkStore::remove`] does, but keeping the bytes (the trash). Returns whether
+    /// there was a file to move.
+    pub fn move_out(&self, id: &ChunkId, target: &Path) -> Result<bool, StoreError> {
+        let path = self.path_of(id);
+        let _guard = self.lock(id);
+        let moved = match fs::rename(&path, target) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        if moved {
+            sync_dir(&self.subdir_of(id))?;
+            if let Some(parent) = target.parent() {
+                sync_dir(parent)?;
+            }
+        }
+        let was_indexed = self.drop_index_locked(id)?;
+        Ok(moved || was_indexed)
     }
 
     /// Up to `limit` indexed chunks with their sizes, in id order, starting after `after`.

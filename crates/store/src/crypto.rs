@@ -65,6 +65,12 @@ impl ObjectKey {
         rand::rngs::OsRng.fill_bytes(&mut key);
         Self(key)
     }
+
+    /// The key's bytes, for deriving the keys that belong to the object (its manifest's
+    /// MAC key). Never logged nor sent.
+    pub(crate) fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
 }
 
 impl fmt::Debug for ObjectKey {

@@ -23,6 +23,7 @@ pub mod manifest;
 pub mod meta;
 pub mod metrics;
 pub mod placement;
+pub mod trash;
 
 use std::path::Path;
 
@@ -32,13 +33,14 @@ pub use crypto::{
     DataKey, ObjectKey, TAG_LEN, WrappedKey, open_chunk, random_nonce_prefix, seal_chunk,
     unwrap_key, wrap_key,
 };
-pub use manifest::{ChunkRef, MAX_MANIFEST_BYTES, Manifest, Piece, Segment, SegmentView};
+pub use manifest::{ChunkRef, MAX_MANIFEST_BYTES, Manifest, Piece, Segment, SegmentView, wrap_aad};
 pub use meta::{
-    INTERNAL_KEY_PREFIX, MAX_META_BYTES, MetaStore, ObjectInfo, ObjectMeta, ObjectPath,
-    internal_key, is_internal_key, validate_bucket_name, validate_object_key,
+    INTERNAL_KEY_PREFIX, MAX_META_BYTES, MergeOutcome, MetaStore, ObjectInfo, ObjectMeta,
+    ObjectPath, internal_key, is_internal_key, validate_bucket_name, validate_object_key,
 };
 pub use metrics::StoreMetrics;
 pub use placement::{Candidate, place};
+pub use trash::Trash;
 
 /// Errors from the storage engine.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +67,10 @@ pub enum StoreError {
     InvalidId(String),
     #[error("invalid manifest: {0}")]
     InvalidManifest(String),
+    /// Data that decrypted or decoded but does not match its authentication (a manifest
+    /// whose MAC fails): a peer altered it.
+    #[error("integrity check failed: {0}")]
+    Integrity(String),
     #[error("malformed chunk index entry: {0}")]
     Index(String),
     #[error("{what} of {len} bytes exceeds the limit of {limit} bytes")]

@@ -7,6 +7,15 @@
 //! without re-reading or re-encrypting their data. The top-level fields describe the first
 //! segment; `segments` holds the others, in order. Version 1 manifests (one segment) are
 //! still read.
+//!
+//! Format version 3 **authenticates** the manifest: `mac` is a keyed BLAKE3 over the rest of
+//! the manifest, under a key derived from the first segment's object key, which only the
+//! tenant's edge can unwrap. Storage nodes can no longer truncate, reorder or duplicate the
+//! chunk list or the segments of a manifest and have the result read as the object. The
+//! object keys of an authenticated manifest are wrapped with [`wrap_aad`]`(path, true)`, a
+//! context no older manifest uses, so stripping the MAC (presenting the manifest as an older,
+//! unauthenticated one) makes the key impossible to unwrap. Older manifests decode with
+//! `mac: None` and stay readable, unauthenticated, until their object is rewritten.
 
 use serde::{Deserialize, Serialize};
 use xnode_wire::{Versioned, kinds};
@@ -14,7 +23,7 @@ use xnode_wire::{Versioned, kinds};
 use crate::StoreError;
 use crate::chunker::MAX_CHUNK_SIZE;
 use crate::chunks::ChunkId;
-use crate::crypto::WrappedKey;
+use crate::crypto::{ObjectKey, WrappedKey};
 
 /// The largest encoded manifest accepted. About 37 bytes per chunk, so this covers objects
 /// of roughly 450k chunks (about 450 GiB at the default chunk size).
@@ -44,6 +53,27 @@ pub struct Manifest {
     pub plaintext_blake3: [u8; 32],
     /// The further segments, in order (version 2; empty for a single-segment object).
     pub segments: Vec<Segment>,
+    /// Keyed BLAKE3 of the manifest with `mac: None`, under [`Manifest::mac_key`] of the
+    /// first segment's object key (version 3). `None` only in older manifests.
+    pub mac: Option<[u8; 32]>,
+}
+
+/// blake3 key-derivation context of the manifest MAC key.
+const MAC_KEY_CONTEXT: &str = "xnode 2026-11 manifest mac v1";
+/// Prefix of the associated data object keys are wrapped with in authenticated manifests.
+const AUTHENTICATED_AAD_PREFIX: &[u8] = b"xnode manifest v3\0";
+
+/// The associated data an object key is wrapped with for the object whose path has
+/// `storage_key`: the path itself in unauthenticated (format 1 and 2) manifests, the path
+/// under a prefix of its own in authenticated ones, so a key wrapped for one kind never
+/// unwraps as the other.
+pub fn wrap_aad(storage_key: &[u8], authenticated: bool) -> Vec<u8> {
+    if !authenticated {
+        return storage_key.to_vec();
+    }
+    let mut aad = AUTHENTICATED_AAD_PREFIX.to_vec();
+    aad.extend_from_slice(storage_key);
+    aad
 }
 
 /// A further run of chunks of a multi-segment object, sealed under its own object key.
@@ -77,6 +107,18 @@ pub struct Piece {
     pub len: u32,
 }
 
+/// The layout of format version 2 (no MAC).
+#[derive(Deserialize)]
+struct ManifestV2 {
+    object_size: u64,
+    chunk_size: u32,
+    chunks: Vec<ChunkRef>,
+    nonce_prefix: [u8; 16],
+    wrapped_key: WrappedKey,
+    plaintext_blake3: [u8; 32],
+    segments: Vec<Segment>,
+}
+
 /// The layout of format version 1 (a single segment).
 #[derive(Deserialize)]
 struct ManifestV1 {
@@ -91,30 +133,47 @@ struct ManifestV1 {
 impl Versioned for Manifest {
     const KIND_TAG: u8 = kinds::MANIFEST;
     const KIND_NAME: &'static str = "manifest";
-    const VERSION: u8 = 2;
+    // Version 2 added segments, version 3 the MAC.
+    const VERSION: u8 = 3;
 
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
-        if version == 1 {
-            let v1: ManifestV1 =
-                postcard::from_bytes(body).map_err(|e| xnode_wire::WireError::Malformed {
-                    kind: "manifest",
-                    reason: e.to_string(),
-                })?;
-            return Ok(Manifest {
-                object_size: v1.object_size,
-                chunk_size: v1.chunk_size,
-                chunks: v1.chunks,
-                nonce_prefix: v1.nonce_prefix,
-                wrapped_key: v1.wrapped_key,
-                plaintext_blake3: v1.plaintext_blake3,
-                segments: Vec::new(),
-            });
-        }
-        Err(xnode_wire::WireError::UnsupportedVersion {
+        let malformed = |e: postcard::Error| xnode_wire::WireError::Malformed {
             kind: "manifest",
-            found: version,
-            supported: Self::VERSION,
-        })
+            reason: e.to_string(),
+        };
+        match version {
+            1 => {
+                let v1: ManifestV1 = postcard::from_bytes(body).map_err(malformed)?;
+                Ok(Manifest {
+                    object_size: v1.object_size,
+                    chunk_size: v1.chunk_size,
+                    chunks: v1.chunks,
+                    nonce_prefix: v1.nonce_prefix,
+                    wrapped_key: v1.wrapped_key,
+                    plaintext_blake3: v1.plaintext_blake3,
+                    segments: Vec::new(),
+                    mac: None,
+                })
+            }
+            2 => {
+                let v2: ManifestV2 = postcard::from_bytes(body).map_err(malformed)?;
+                Ok(Manifest {
+                    object_size: v2.object_size,
+                    chunk_size: v2.chunk_size,
+                    chunks: v2.chunks,
+                    nonce_prefix: v2.nonce_prefix,
+                    wrapped_key: v2.wrapped_key,
+                    plaintext_blake3: v2.plaintext_blake3,
+                    segments: v2.segments,
+                    mac: None,
+                })
+            }
+            _ => Err(xnode_wire::WireError::UnsupportedVersion {
+                kind: "manifest",
+                found: version,
+                supported: Self::VERSION,
+            }),
+        }
     }
 }
 
@@ -314,6 +373,44 @@ impl Manifest {
         out
     }
 
+    /// Whether the manifest carries a MAC (format 3); its keys are then wrapped with
+    /// [`wrap_aad`]`(path, true)`.
+    pub fn is_authenticated(&self) -> bool {
+        self.mac.is_some()
+    }
+
+    /// The MAC of the manifest's fields other than `mac` under `first_key`, the first
+    /// segment's object key.
+    fn compute_mac(&self, first_key: &ObjectKey) -> Result<blake3::Hash, StoreError> {
+        let mut unsigned = self.clone();
+        unsigned.mac = None;
+        let body = xnode_wire::encode(&unsigned)?;
+        let key = blake3::derive_key(MAC_KEY_CONTEXT, first_key.as_bytes());
+        Ok(blake3::keyed_hash(&key, &body))
+    }
+
+    /// Sets the MAC under `first_key`, the first segment's object key. The object keys
+    /// must have been wrapped with [`wrap_aad`]`(path, true)`.
+    pub fn authenticate(&mut self, first_key: &ObjectKey) -> Result<(), StoreError> {
+        self.mac = None;
+        self.mac = Some(*self.compute_mac(first_key)?.as_bytes());
+        Ok(())
+    }
+
+    /// Checks the MAC under `first_key` (in constant time). An unauthenticated manifest
+    /// passes: the caller decides, through [`wrap_aad`], what such a manifest may open.
+    pub fn verify(&self, first_key: &ObjectKey) -> Result<(), StoreError> {
+        let Some(mac) = self.mac else { return Ok(()) };
+        if self.compute_mac(first_key)? == blake3::Hash::from(mac) {
+            Ok(())
+        } else {
+            Err(StoreError::Integrity(
+                "the manifest does not match its MAC: its chunk list or segments were altered"
+                    .into(),
+            ))
+        }
+    }
+
     /// The manifest's own chunk id: the hash of its encoding.
     pub fn id_of(encoded: &[u8]) -> ChunkId {
         ChunkId::of(encoded)
@@ -359,6 +456,7 @@ mod tests {
             wrapped_key: wrap_key(&kek, &ObjectKey::generate(), b"x").unwrap(),
             plaintext_blake3: [3u8; 32],
             segments: Vec::new(),
+            mac: None,
         }
     }
 
@@ -368,7 +466,7 @@ mod tests {
             let m = manifest(size, 100);
             let bytes = m.encode().unwrap();
             assert_eq!(bytes[0], kinds::MANIFEST);
-            assert_eq!(bytes[1], 2);
+            assert_eq!(bytes[1], Manifest::VERSION);
             assert_eq!(Manifest::decode(&bytes).unwrap(), m);
             assert_eq!(Manifest::id_of(&bytes), ChunkId::of(&bytes));
         }
@@ -416,7 +514,7 @@ mod tests {
         assert!(Manifest::decode(&[kinds::MANIFEST, 1, 0xff]).is_err());
         assert!(Manifest::decode(&[kinds::OBJECT_META, 1]).is_err());
         let mut future = good.encode().unwrap();
-        future[1] = 3;
+        future[1] = Manifest::VERSION + 1;
         assert!(Manifest::decode(&future).is_err());
     }
 
@@ -561,5 +659,78 @@ mod tests {
         let mut bad = two_segments();
         bad.segments[0].size = u64::MAX;
         assert!(Manifest::decode(&bad.encode().unwrap()).is_err());
+    }
+
+    #[test]
+    fn version_2_manifests_are_still_read_unauthenticated() {
+        let m = two_segments();
+        let v2 = (
+            m.object_size,
+            m.chunk_size,
+            &m.chunks,
+            m.nonce_prefix,
+            &m.wrapped_key,
+            m.plaintext_blake3,
+            &m.segments,
+        );
+        let mut bytes = vec![kinds::MANIFEST, 2];
+        bytes.extend(postcard::to_stdvec(&v2).unwrap());
+        let read = Manifest::decode(&bytes).unwrap();
+        assert_eq!(read, m);
+        assert!(!read.is_authenticated());
+    }
+
+    #[test]
+    fn an_authenticated_manifest_detects_truncation_reordering_and_duplication() {
+        let key = ObjectKey::generate();
+        let mut m = two_segments();
+        let mut third = m.segments[0].clone();
+        third.nonce_prefix = [8u8; 16];
+        m.object_size += third.size;
+        m.segments.push(third);
+        m.authenticate(&key).unwrap();
+        assert!(m.is_authenticated());
+        let read = Manifest::decode(&m.encode().unwrap()).unwrap();
+        read.verify(&key).unwrap();
+        // Another key (another object's) does not verify it.
+        assert!(matches!(
+            read.verify(&ObjectKey::generate()),
+            Err(StoreError::Integrity(_))
+        ));
+
+        let tampered = |change: &dyn Fn(&mut Manifest)| {
+            let mut t = m.clone();
+            change(&mut t);
+            let t = Manifest::decode(&t.encode().unwrap()).unwrap();
+            assert!(
+                matches!(t.verify(&key), Err(StoreError::Integrity(_))),
+                "{t:?}"
+            );
+        };
+        // A truncated chunk list (sizes adjusted so it still validates).
+        tampered(&|t| {
+            let last = t.chunks.pop().unwrap();
+            t.object_size -= u64::from(last.plain_len);
+        });
+        // Dropped, duplicated and reordered segments.
+        tampered(&|t| {
+            let s = t.segments.pop().unwrap();
+            t.object_size -= s.size;
+        });
+        tampered(&|t| {
+            let s = t.segments[0].clone();
+            t.segments.push(s.clone());
+            t.object_size += s.size;
+        });
+        tampered(&|t| t.segments.swap(0, 1));
+        tampered(&|t| t.chunks.swap(0, 1));
+        // Stripping the MAC makes it unauthenticated, and keys wrapped for an
+        // authenticated manifest do not unwrap in that context.
+        let kek = DataKey::derive(&[5u8; 32]);
+        let path = b"tenant/bucket/key";
+        let wrapped = wrap_key(&kek, &key, &wrap_aad(path, true)).unwrap();
+        assert!(crate::crypto::unwrap_key(&kek, &wrapped, &wrap_aad(path, false)).is_err());
+        assert!(crate::crypto::unwrap_key(&kek, &wrapped, &wrap_aad(path, true)).is_ok());
+        assert_ne!(wrap_aad(path, true), wrap_aad(path, false));
     }
 }

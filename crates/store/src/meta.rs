@@ -199,6 +199,24 @@ impl ObjectMeta {
     }
 }
 
+/// What merging an entry into a replica's table did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MergeOutcome {
+    /// The entry was new or newer, and is now held.
+    Stored,
+    /// This very entry was held already (a retry, or a repair).
+    Held,
+    /// A newer entry is held; the one given lost and is not stored.
+    Superseded { version: Hlc, writer: NodeId },
+}
+
+impl MergeOutcome {
+    /// Whether the entry given is what the replica holds afterwards.
+    pub fn is_held(&self) -> bool {
+        matches!(self, MergeOutcome::Stored | MergeOutcome::Held)
+    }
+}
+
 /// This node's share of the object metadata table. Cheap to clone; clones share the lock.
 #[derive(Clone)]
 pub struct MetaStore {
@@ -225,6 +243,13 @@ impl MetaStore {
     /// Stores `meta` if no entry exists for its path or it supersedes the one held. Returns
     /// whether anything changed. Entries from peers arrive here, so the path is validated.
     pub fn merge(&self, meta: ObjectMeta) -> Result<bool, StoreError> {
+        Ok(self.merge_outcome(meta)? == MergeOutcome::Stored)
+    }
+
+    /// [`MetaStore::merge`], saying what the entry held afterwards is: the one given
+    /// (stored now, or held already) or a newer one that superseded it. A writer needs the
+    /// difference: only a write that is held counts as acknowledged.
+    pub fn merge_outcome(&self, meta: ObjectMeta) -> Result<MergeOutcome, StoreError> {
         meta.path.validate()?;
         let key = meta.path.storage_key();
         let encoded = xnode_wire::encode(&meta)?;
@@ -241,14 +266,20 @@ impl MetaStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(current) = self.db.get(TABLE, &key)? {
             match decode_entry(&key, &current) {
-                Some(current) if !meta.supersedes(&current) => return Ok(false),
+                Some(current) if current == meta => return Ok(MergeOutcome::Held),
+                Some(current) if !meta.supersedes(&current) => {
+                    return Ok(MergeOutcome::Superseded {
+                        version: current.version,
+                        writer: current.writer,
+                    });
+                }
                 Some(_) => {}
                 // An unreadable entry is replaced by any readable one; peers hold copies.
                 None => {}
             }
         }
         self.db.put(TABLE, &key, &encoded)?;
-        Ok(true)
+        Ok(MergeOutcome::Stored)
     }
 
     /// The entry held for `path`, tombstone or not.
@@ -576,6 +607,39 @@ mod tests {
         // A later write brings it back.
         assert!(store.merge(meta(&path, 12, w, Some(info("b")))).unwrap());
         assert_eq!(store.count_live_in_bucket(&tenant(1), "bucket").unwrap(), 1);
+    }
+
+    #[test]
+    fn merge_says_whether_the_entry_won_or_was_superseded() {
+        let (_dir, db) = db();
+        let store = MetaStore::new(db);
+        let path = ObjectPath::new(tenant(1), "bucket", "key").unwrap();
+        let (w, other) = (node(), node());
+        let newer = meta(&path, 20, other, Some(info("new")));
+        assert_eq!(
+            store.merge_outcome(newer.clone()).unwrap(),
+            MergeOutcome::Stored
+        );
+        assert_eq!(
+            store.merge_outcome(newer.clone()).unwrap(),
+            MergeOutcome::Held
+        );
+        let older = meta(&path, 10, w, Some(info("old")));
+        assert_eq!(
+            store.merge_outcome(older).unwrap(),
+            MergeOutcome::Superseded {
+                version: Hlc::new(20, 0),
+                writer: other
+            }
+        );
+        assert!(
+            !MergeOutcome::Superseded {
+                version: Hlc::new(20, 0),
+                writer: other
+            }
+            .is_held()
+        );
+        assert_eq!(store.get(&path).unwrap(), Some(newer));
     }
 
     #[test]

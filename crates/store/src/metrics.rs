@@ -23,6 +23,16 @@ pub struct StoreMetrics {
     pub repairs: Counter,
     pub quorum_failures: Counter,
     pub bad_replica_reads: Counter,
+    /// `PutMeta` refused because its version was dated too far into the future.
+    pub future_versions_refused: Counter,
+    /// Object writes refused because a newer version held on the replicas beat them.
+    pub write_conflicts: Counter,
+    /// `PutChunk` refused because placement does not put the chunk on this node.
+    pub chunks_refused: Counter,
+    /// Chunk reads that asked a second replica because the first was slow.
+    pub hedged_reads: Counter,
+    /// Replica writes dropped after the quorum because the background budget was spent.
+    pub background_copies_skipped: Counter,
 }
 
 impl StoreMetrics {
@@ -86,8 +96,33 @@ impl StoreMetrics {
         );
         r.register(
             "bad_replica_reads",
-            "Chunk reads where a peer sent bytes that did not match the chunk id",
+            "Reads where a peer answered wrongly: chunk bytes that do not match the chunk id, or metadata for another path",
             m.bad_replica_reads.clone(),
+        );
+        r.register(
+            "future_versions_refused",
+            "Metadata writes refused because their version was too far ahead of this node's clock",
+            m.future_versions_refused.clone(),
+        );
+        r.register(
+            "write_conflicts",
+            "Object writes and deletes that failed because a newer version won on the replicas",
+            m.write_conflicts.clone(),
+        );
+        r.register(
+            "chunks_refused",
+            "Chunks a peer sent that placement does not put on this node, refused",
+            m.chunks_refused.clone(),
+        );
+        r.register(
+            "hedged_reads",
+            "Chunk reads that also asked another replica because the first had not answered within the hedge delay",
+            m.hedged_reads.clone(),
+        );
+        r.register(
+            "background_copies_skipped",
+            "Replica writes not continued after the write quorum because the background copy budget was spent (repair makes them)",
+            m.background_copies_skipped.clone(),
         );
         m
     }

@@ -230,7 +230,14 @@ impl Corpus {
         push(
             &mut s,
             Channel::Rpc("store"),
-            &StoreRequest::PutChunk { id, data, rf: 255 },
+            &StoreRequest::PutChunk {
+                id,
+                data,
+                bucket: Some(xnode_storage::proto::BucketRef {
+                    tenant,
+                    name: "no-such-bucket".into(),
+                }),
+            },
         );
         push(
             &mut s,

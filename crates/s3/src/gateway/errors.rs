@@ -29,6 +29,16 @@ pub(crate) fn s3_err(e: StorageError) -> S3Error {
         StorageError::Quorum(m) => {
             s3_error!(ServiceUnavailable, "Not enough storage nodes answered: {m}")
         }
+        StorageError::Conflict(m) => s3_error!(
+            OperationAborted,
+            "A newer version of the object won; retry the request: {m}"
+        ),
+        StorageError::Integrity(m) => {
+            s3_error!(
+                InternalError,
+                "The stored object failed its integrity check: {m}"
+            )
+        }
         StorageError::Interrupted(m) => s3_error!(IncompleteBody, "{m}"),
         StorageError::Internal(m) => s3_error!(InternalError, "{m}"),
     }

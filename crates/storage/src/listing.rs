@@ -1,0 +1,307 @@
+//! Listings: a bucket's live objects in key order, merged from a read quorum of its
+//! metadata replicas, with every answer checked against the question (tenant, bucket,
+//! prefix, cursor, size) and every listed key confirmed by a quorum read.
+//!
+//! A replica's answer covers the key range up to its last entry when it says it was cut
+//! (`truncated`); keys past the smallest such point could be missing from one answer and
+//! present in another, so a round keeps only the keys up to it, and the next round goes on
+//! from there. Without that cut, a replica that holds many keys (or junk a peer planted)
+//! would make an acknowledged key fall between two pages and never be listed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use xnode_store::{ObjectMeta, is_internal_key};
+use xnode_types::{NodeId, PublicKeyBytes};
+
+use crate::proto::{MAX_LIST_LIMIT, StoreRequest, StoreResponse};
+use crate::{META_TIMEOUT, Storage, StorageError, bucket_placement_key};
+
+/// Rounds one listing may take before it gives up (each round moves the cursor forward).
+const MAX_LIST_ROUNDS: usize = 16;
+/// Listed keys confirmed by quorum reads at once.
+const CONFIRMATIONS_IN_FLIGHT: usize = 16;
+
+/// What was asked of every replica in one round.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ListQuestion<'a> {
+    pub tenant: &'a PublicKeyBytes,
+    pub bucket: &'a str,
+    pub prefix: &'a str,
+    pub after: Option<&'a str>,
+    pub limit: usize,
+}
+
+/// One replica's answer, checked against the question.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct CheckedAnswer {
+    /// Entries that answer the question, in key order, at most `limit`.
+    pub entries: Vec<ObjectMeta>,
+    /// The answer may hold only part of the range: it covers keys up to its last entry.
+    pub truncated: bool,
+    /// Entries that did not answer the question (another tenant, bucket or prefix, before
+    /// the cursor, tombstones, internal keys, malformed paths, beyond the limit).
+    pub dropped: usize,
+}
+
+/// Keeps the entries of an answer that answer `q`, in key order, at most `q.limit` (the
+/// newest of duplicates).
+pub(crate) fn check_answer(
+    q: &ListQuestion<'_>,
+    entries: Vec<ObjectMeta>,
+    truncated: bool,
+) -> CheckedAnswer {
+    let total = entries.len();
+    let mut kept: BTreeMap<String, ObjectMeta> = BTreeMap::new();
+    let internal_wanted = is_internal_key(q.prefix);
+    for meta in entries {
+        let p = &meta.path;
+        let fits = p.tenant == *q.tenant
+            && p.bucket == q.bucket
+            && p.key.starts_with(q.prefix)
+            && q.after.is_none_or(|after| p.key.as_str() > after)
+            && (internal_wanted || !is_internal_key(&p.key))
+            && meta.info.is_some()
+            && p.validate().is_ok();
+        if !fits {
+            continue;
+        }
+        match kept.get(&p.key) {
+            Some(existing) if !meta.supersedes(existing) => {}
+            _ => {
+                kept.insert(p.key.clone(), meta);
+            }
+        }
+    }
+    let mut truncated = truncated;
+    if kept.len() > q.limit {
+        truncated = true;
+    }
+    let entries: Vec<ObjectMeta> = kept.into_values().take(q.limit).collect();
+    CheckedAnswer {
+        dropped: total.saturating_sub(entries.len()),
+        entries,
+        truncated,
+    }
+}
+
+/// The entries of one round, merged, and where the next round must start if any answer was
+/// cut (`None`: every answer was complete).
+#[derive(Debug, Default)]
+struct Round {
+    merged: BTreeMap<String, ObjectMeta>,
+    cut: Option<String>,
+}
+
+impl Storage {
+    /// Lists a bucket's live objects in key order, merging `R` replicas' answers. Fewer
+    /// than `limit` entries means the listing is complete.
+    pub async fn list_objects(
+        self: &Arc<Self>,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ObjectMeta>, StorageError> {
+        self.require_bucket(tenant, bucket)?;
+        let limit = limit.min(MAX_LIST_LIMIT);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let set = self.storage_set();
+        let rf = self.bucket_rf(tenant, bucket);
+        let targets = self.placement(&bucket_placement_key(tenant, bucket), &set, rf);
+        let (_, needed) = self.quorums(targets.len());
+        let mut out: Vec<ObjectMeta> = Vec::new();
+        let mut cursor: Option<String> = start_after.map(str::to_owned);
+        for _ in 0..MAX_LIST_ROUNDS {
+            let question = ListQuestion {
+                tenant,
+                bucket,
+                prefix,
+                after: cursor.as_deref(),
+                limit,
+            };
+            let round = self.list_round(&question, &targets, needed).await?;
+            // Replicas answer live entries only, so a key deleted on one replica but not
+            // yet on another could show here; each listed key is therefore confirmed by a
+            // quorum read, which sees the tombstone.
+            let set = &set;
+            let mut confirmed = futures::stream::iter(round.merged.into_values())
+                .map(|meta| async move { self.get_meta(&meta.path, set).await })
+                .buffered(CONFIRMATIONS_IN_FLIGHT);
+            while let Some(current) = confirmed.next().await {
+                if let Some(current) = current?
+                    && current.info.is_some()
+                {
+                    out.push(current);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            match round.cut {
+                None => return Ok(out),
+                Some(cut) => cursor = Some(cut),
+            }
+        }
+        self.metrics.quorum_failures.inc();
+        Err(StorageError::Quorum(format!(
+            "the listing did not finish in {MAX_LIST_ROUNDS} rounds (a metadata replica keeps cutting its answers short)"
+        )))
+    }
+
+    /// Asks every metadata replica once and merges the answers that answer the question.
+    async fn list_round(
+        self: &Arc<Self>,
+        q: &ListQuestion<'_>,
+        targets: &[NodeId],
+        needed: usize,
+    ) -> Result<Round, StorageError> {
+        let results = futures::future::join_all(targets.iter().map(|&node| {
+            let request = StoreRequest::ListMeta {
+                tenant: *q.tenant,
+                bucket: q.bucket.to_owned(),
+                prefix: q.prefix.to_owned(),
+                start_after: q.after.map(str::to_owned),
+                limit: u32::try_from(q.limit).unwrap_or(u32::MAX),
+            };
+            async move { (node, self.call(node, request, META_TIMEOUT).await) }
+        }))
+        .await;
+        let mut round = Round::default();
+        let mut answered = 0;
+        let mut errors = Vec::new();
+        for (node, result) in results {
+            let (entries, truncated) = match result {
+                Ok(StoreResponse::MetaPage { entries, truncated }) => (entries, truncated),
+                // A version-2 replica: a full page may have more after it.
+                Ok(StoreResponse::MetaList(entries)) => {
+                    let full = entries.len() >= q.limit;
+                    (entries, full)
+                }
+                Ok(_) => {
+                    errors.push(format!("{node}: unexpected answer"));
+                    continue;
+                }
+                Err(e) => {
+                    errors.push(e.to_string());
+                    continue;
+                }
+            };
+            let checked = check_answer(q, entries, truncated);
+            if checked.dropped > 0 {
+                self.metrics.bad_replica_reads.inc();
+                tracing::warn!(%node, dropped = checked.dropped, "a metadata replica listed entries that do not answer the question; dropped");
+            }
+            if checked.truncated {
+                // A cut answer covers keys up to its last entry; one with nothing usable
+                // in it covers nothing and does not count.
+                let Some(last) = checked.entries.last() else {
+                    errors.push(format!("{node}: a cut answer with no usable entry"));
+                    continue;
+                };
+                let last = last.path.key.clone();
+                if round.cut.as_ref().is_none_or(|cut| last < *cut) {
+                    round.cut = Some(last);
+                }
+            }
+            answered += 1;
+            for meta in checked.entries {
+                match round.merged.get(&meta.path.key) {
+                    Some(existing) if !meta.supersedes(existing) => {}
+                    _ => {
+                        round.merged.insert(meta.path.key.clone(), meta);
+                    }
+                }
+            }
+        }
+        if answered < needed {
+            self.metrics.quorum_failures.inc();
+            return Err(StorageError::Quorum(format!(
+                "only {answered} of {needed} metadata replicas answered ({})",
+                errors.join("; ")
+            )));
+        }
+        if let Some(cut) = &round.cut {
+            round.merged.retain(|key, _| key <= cut);
+        }
+        Ok(round)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use xnode_store::{ChunkId, ObjectInfo, ObjectPath, internal_key};
+    use xnode_types::{Hlc, SecretKey};
+
+    use super::*;
+
+    fn entry(tenant: PublicKeyBytes, bucket: &str, key: &str, live: bool) -> ObjectMeta {
+        ObjectMeta {
+            path: ObjectPath {
+                tenant,
+                bucket: bucket.into(),
+                key: key.into(),
+            },
+            version: Hlc::new(1, 0),
+            writer: SecretKey::generate().node_id(),
+            info: live.then(|| ObjectInfo {
+                manifest: ChunkId::of(key.as_bytes()),
+                size: 1,
+                etag: String::new(),
+                content_type: String::new(),
+                user_meta: Default::default(),
+                created_ms: 1,
+            }),
+        }
+    }
+
+    #[test]
+    fn answers_are_filtered_to_the_question_and_bounded() {
+        let me = PublicKeyBytes([1; 32]);
+        let other = PublicKeyBytes([2; 32]);
+        let q = ListQuestion {
+            tenant: &me,
+            bucket: "photos",
+            prefix: "a/",
+            after: Some("a/1"),
+            limit: 2,
+        };
+        let answer = vec![
+            entry(other, "photos", "a/5", true),    // another tenant
+            entry(me, "other-bucket", "a/5", true), // another bucket
+            entry(me, "photos", "b/5", true),       // outside the prefix
+            entry(me, "photos", "a/0", true),       // before the cursor
+            entry(me, "photos", "a/1", true),       // the cursor itself
+            entry(me, "photos", "a/6", false),      // a tombstone
+            entry(me, "photos", &internal_key("a/7"), true),
+            entry(me, "photos", "a/\u{1}", true), // malformed key
+            entry(me, "photos", "a/4", true),
+            entry(me, "photos", "a/3", true),
+            entry(me, "photos", "a/9", true), // beyond the limit
+        ];
+        let checked = check_answer(&q, answer, false);
+        let keys: Vec<&str> = checked
+            .entries
+            .iter()
+            .map(|m| m.path.key.as_str())
+            .collect();
+        assert_eq!(keys, ["a/3", "a/4"]);
+        assert!(
+            checked.truncated,
+            "more entries than the limit means the answer was cut"
+        );
+        assert_eq!(checked.dropped, 9);
+
+        let honest = vec![entry(me, "photos", "a/2", true)];
+        let checked = check_answer(&q, honest, false);
+        assert_eq!(checked.entries.len(), 1);
+        assert!(!checked.truncated);
+        assert_eq!(checked.dropped, 0);
+    }
+}

@@ -1,0 +1,797 @@
+//! Storage against malicious peers: one node of the cluster plays a modified binary and
+//! sends the raw `store` messages such a node could send (the findings of the security
+//! review's storage part, as tests).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use xnode_storage::StorageError;
+use xnode_storage::proto::{StoreRequest, StoreResponse};
+use xnode_store::{ObjectMeta, ObjectPath};
+use xnode_test_cluster::{Cluster, Tenant};
+use xnode_types::{Hlc, NodeId};
+
+const CHUNK: u32 = 64 * 1024;
+
+fn storage_config(c: &mut xnode_node::Config) {
+    c.storage.chunk_size = CHUNK;
+    c.storage.repair_grace = Duration::from_secs(2);
+    c.storage.repair_interval = Duration::from_millis(500);
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
+        .collect()
+}
+
+/// Sends a raw `store` request from node `from` to `to`, as a modified node would.
+async fn rogue_request(
+    c: &Cluster,
+    from: usize,
+    to: NodeId,
+    request: &StoreRequest,
+) -> Result<StoreResponse, String> {
+    let body = xnode_wire::encode(request).unwrap();
+    let bytes = c
+        .node(from)
+        .mesh()
+        .request(to, "store", body, Duration::from_secs(10))
+        .await
+        .map_err(|e| e.to_string())?;
+    xnode_wire::decode::<StoreResponse>(&bytes, xnode_storage::proto::MAX_STORE_MESSAGE)
+        .map_err(|e| e.to_string())
+}
+
+/// Sends `meta` from node `from` to every other node (the metadata replicas among them).
+async fn rogue_put_meta(c: &Cluster, from: usize, meta: &ObjectMeta) -> Vec<StoreResponse> {
+    let mut answers = Vec::new();
+    for i in c.running() {
+        if i == from {
+            continue;
+        }
+        let request = StoreRequest::PutMeta { meta: meta.clone() };
+        if let Ok(answer) = rogue_request(c, from, c.id(i), &request).await {
+            answers.push(answer);
+        }
+    }
+    answers
+}
+
+async fn delete(
+    c: &Cluster,
+    via: usize,
+    tenant: &Tenant,
+    bucket: &str,
+    key: &str,
+) -> Result<(), StorageError> {
+    c.node(via)
+        .storage()
+        .delete_object(&tenant.id(), bucket, key)
+        .await
+}
+
+// ----- versions ---------------------------------------------------------------------------
+
+/// Finding 8a: a tombstone dated `u64::MAX` used to pin a key forever, every later PUT
+/// answered 200 and invisible.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_version_dated_into_the_future_is_refused_and_cannot_pin_a_key() {
+    let c = Cluster::start_with(4, storage_config).await;
+    let tenant = Tenant::new();
+    c.create_bucket(1, &tenant, "pinned").await;
+    c.put(1, &tenant, "pinned", "a", b"first").await.unwrap();
+
+    let path = ObjectPath::new(tenant.id(), "pinned", "a").unwrap();
+    let pin = ObjectMeta {
+        path,
+        version: Hlc::new(u64::MAX, u32::MAX),
+        writer: c.id(0),
+        info: None,
+    };
+    let answers = rogue_put_meta(&c, 0, &pin).await;
+    assert!(!answers.is_empty());
+    for answer in &answers {
+        assert!(
+            matches!(answer, StoreResponse::Error(m) if m.contains("ahead")),
+            "a replica took a version dated into the future: {answer:?}"
+        );
+    }
+
+    // Also one just past the bound: an hour ahead.
+    let mut soon = pin.clone();
+    soon.version = Hlc::new(now_ms() + 3_600_000, 0);
+    for answer in rogue_put_meta(&c, 0, &soon).await {
+        assert!(matches!(answer, StoreResponse::Error(_)), "{answer:?}");
+    }
+
+    c.put(1, &tenant, "pinned", "a", b"second").await.unwrap();
+    for via in 1..4 {
+        assert_eq!(
+            c.get(via, &tenant, "pinned", "a", None).await.unwrap(),
+            b"second"
+        );
+    }
+    c.shutdown().await;
+}
+
+/// Finding 14: a write through an edge whose clock runs ahead, then a write through
+/// another edge: the second must win (or fail loudly), never be acknowledged and invisible;
+/// and a delete through the slower edge is never "204 and still there".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sequential_writes_through_edges_with_skewed_clocks_keep_their_order() {
+    let c = Cluster::start_with(4, storage_config).await;
+    let tenant = Tenant::new();
+    c.create_bucket(0, &tenant, "skew").await;
+    let v1 = data(100_000, 1);
+    let mut fast = c.put(0, &tenant, "skew", "k", &v1).await.unwrap();
+    // Node 0 is a fast edge: its write carries a version 10 s ahead of everyone's clock.
+    fast.version = Hlc::new(now_ms() + 10_000, 0);
+    rogue_put_meta(&c, 0, &fast).await;
+    assert_eq!(c.get(2, &tenant, "skew", "k", None).await.unwrap(), v1);
+
+    let v2 = data(100_000, 2);
+    match c.put(1, &tenant, "skew", "k", &v2).await {
+        Ok(meta) => {
+            assert!(meta.version > fast.version, "{meta:?}");
+            for via in 0..4 {
+                assert_eq!(
+                    c.get(via, &tenant, "skew", "k", None).await.unwrap(),
+                    v2,
+                    "an acknowledged PUT through node 1 is not visible through node {via}"
+                );
+            }
+        }
+        Err(e) => assert!(
+            matches!(e, StorageError::Conflict(_) | StorageError::Quorum(_)),
+            "{e}"
+        ),
+    }
+
+    // The fast edge writes again, 20 s ahead; a delete through a slower edge follows.
+    let mut fast = c.put(0, &tenant, "skew", "k", &v1).await.unwrap();
+    fast.version = Hlc::new(now_ms() + 20_000, 0);
+    rogue_put_meta(&c, 0, &fast).await;
+    match delete(&c, 3, &tenant, "skew", "k").await {
+        Ok(()) => {
+            for via in 0..4 {
+                let read = c.get(via, &tenant, "skew", "k", None).await;
+                assert!(
+                    matches!(read, Err(StorageError::NoSuchKey(_))),
+                    "an acknowledged DELETE through node 3 left the object readable through node {via}: {:?}",
+                    read.map(|b| b.len())
+                );
+            }
+        }
+        Err(e) => assert!(
+            matches!(e, StorageError::Conflict(_) | StorageError::Quorum(_)),
+            "{e}"
+        ),
+    }
+    c.shutdown().await;
+}
+
+// ----- answers are checked against the question -------------------------------------------
+
+/// Makes every node but `edge` answer through `tamper`.
+fn tamper_all_but(c: &Cluster, edge: usize, tamper: xnode_storage::ServeTamper) {
+    for i in c.running() {
+        if i != edge {
+            c.node(i).storage().set_serve_tamper(Some(tamper.clone()));
+        }
+    }
+}
+
+/// Finding 8b: a metadata replica answered `GetMeta(P)` with another object Q of the same
+/// tenant, and the edge used the returned path to unwrap the key: Q's bytes came back as P.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_cannot_substitute_another_object_of_the_same_tenant() {
+    let c = Cluster::start_with(4, storage_config).await;
+    let tenant = Tenant::new();
+    c.create_bucket(0, &tenant, "subst").await;
+    let p_bytes = data(50_000, 1);
+    let q_bytes = data(70_000, 2);
+    c.put(0, &tenant, "subst", "p", &p_bytes).await.unwrap();
+    let mut q = c.put(0, &tenant, "subst", "q", &q_bytes).await.unwrap();
+    q.version = Hlc::new(now_ms() + 5_000, 0);
+    let bad_before = c.node(0).storage().metrics().bad_replica_reads.get();
+
+    tamper_all_but(
+        &c,
+        0,
+        std::sync::Arc::new(move |request, honest| match request {
+            StoreRequest::GetMeta { path } if path.key == "p" => {
+                xnode_storage::ServeFault::Answer(StoreResponse::Meta(Some(q.clone())))
+            }
+            _ => xnode_storage::ServeFault::Answer(honest),
+        }),
+    );
+    let read = c.get(0, &tenant, "subst", "p", None).await;
+    assert!(
+        read.as_ref().map_or(true, |bytes| *bytes == p_bytes),
+        "GET p returned {} bytes that are not p's (q has {})",
+        read.as_ref().map(|b| b.len()).unwrap_or(0),
+        q_bytes.len()
+    );
+    assert!(c.node(0).storage().metrics().bad_replica_reads.get() > bad_before);
+    c.shutdown().await;
+}
+
+/// Findings 8d and 8e: `ListMeta` answers were merged without checking tenant, bucket or
+/// prefix, so a replica could show one tenant another tenant's keys (and their metadata),
+/// or stuff a listing with junk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn listings_hold_only_the_requested_tenants_bucket_and_prefix() {
+    let c = Cluster::start_with(4, storage_config).await;
+    let alice = Tenant::new();
+    let bob = Tenant::new();
+    c.create_bucket(0, &alice, "alice-files").await;
+    c.create_bucket(0, &bob, "bob-files").await;
+    c.put(0, &alice, "alice-files", "docs/mine", b"a")
+        .await
+        .unwrap();
+    c.put(0, &alice, "alice-files", "other/also-mine", b"a")
+        .await
+        .unwrap();
+    let secret = c
+        .put(0, &bob, "bob-files", "docs/secret", b"b")
+        .await
+        .unwrap();
+    let elsewhere = c
+        .put(0, &alice, "alice-files", "other/also-mine", b"a2")
+        .await
+        .unwrap();
+
+    tamper_all_but(
+        &c,
+        0,
+        std::sync::Arc::new(move |request, honest| match (request, honest) {
+            (StoreRequest::ListMeta { .. }, StoreResponse::MetaPage { mut entries, .. }) => {
+                entries.push(secret.clone());
+                entries.push(elsewhere.clone());
+                xnode_storage::ServeFault::Answer(StoreResponse::MetaPage {
+                    entries,
+                    truncated: false,
+                })
+            }
+            (_, honest) => xnode_storage::ServeFault::Answer(honest),
+        }),
+    );
+    let listed = c
+        .node(0)
+        .storage()
+        .list_objects(&alice.id(), "alice-files", "docs/", None, 100)
+        .await
+        .unwrap();
+    let keys: Vec<String> = listed.iter().map(|m| m.path.key.clone()).collect();
+    assert_eq!(keys, ["docs/mine"]);
+    assert!(listed.iter().all(|m| m.path.tenant == alice.id()));
+    c.shutdown().await;
+}
+
+/// Finding 9d: a peer that answers the garbage collector's `ScanMeta` with endless full
+/// pages kept the round going, and its memory growing, for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn endless_scan_pages_cannot_keep_garbage_collection_going() {
+    let c = Cluster::start_with(3, |cfg| {
+        storage_config(cfg);
+        cfg.storage.gc_max_scan_entries = 20_000;
+    })
+    .await;
+    c.wait_converged(Duration::from_secs(20)).await;
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let junk_tenant = Tenant::new().id();
+    let writer = c.id(2);
+    c.node(2)
+        .storage()
+        .set_serve_tamper(Some(std::sync::Arc::new(
+            move |request, honest| match request {
+                StoreRequest::ScanMeta { limit, .. } => {
+                    let page = (0..*limit)
+                        .map(|_| {
+                            let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let key = format!("k{n:016}");
+                            ObjectMeta {
+                                path: ObjectPath::new(junk_tenant, "junk", key.clone()).unwrap(),
+                                version: Hlc::new(1, 0),
+                                writer,
+                                info: Some(xnode_store::ObjectInfo {
+                                    manifest: xnode_store::ChunkId::of(key.as_bytes()),
+                                    size: 1,
+                                    etag: String::new(),
+                                    content_type: String::new(),
+                                    user_meta: Default::default(),
+                                    created_ms: 1,
+                                }),
+                            }
+                        })
+                        .collect();
+                    xnode_storage::ServeFault::Answer(StoreResponse::MetaList(page))
+                }
+                _ => xnode_storage::ServeFault::Answer(honest),
+            },
+        )));
+    let round = tokio::time::timeout(
+        Duration::from_secs(120),
+        c.node(0).storage().collect_garbage(),
+    )
+    .await
+    .expect("a garbage-collection round against endless pages must end");
+    assert!(
+        round.is_err(),
+        "the round must stop and remove nothing: {round:?}"
+    );
+    c.shutdown().await;
+}
+
+// ----- manifests are authenticated --------------------------------------------------------
+
+/// Fetches a chunk's bytes from any node, as a peer can.
+async fn rogue_get_chunk(c: &Cluster, from: usize, id: xnode_store::ChunkId) -> Vec<u8> {
+    for i in c.running() {
+        if let Ok(StoreResponse::Chunk(Some(bytes))) =
+            rogue_request(c, from, c.id(i), &StoreRequest::GetChunk { id }).await
+        {
+            return bytes;
+        }
+    }
+    panic!("no node serves chunk {id}");
+}
+
+/// Stores `bytes` as a chunk on every node that takes it, as a peer can.
+async fn rogue_put_chunk(
+    c: &Cluster,
+    from: usize,
+    bucket: Option<(&Tenant, &str)>,
+    bytes: &[u8],
+) -> xnode_store::ChunkId {
+    let id = xnode_store::ChunkId::of(bytes);
+    let mut stored = 0;
+    for i in c.running() {
+        if i == from {
+            continue;
+        }
+        let request = put_chunk_request(id, bytes, bucket);
+        if let Ok(StoreResponse::Stored) = rogue_request(c, from, c.id(i), &request).await {
+            stored += 1;
+        }
+    }
+    assert!(stored > 0, "no node took the chunk");
+    id
+}
+
+fn put_chunk_request(
+    id: xnode_store::ChunkId,
+    bytes: &[u8],
+    bucket: Option<(&Tenant, &str)>,
+) -> StoreRequest {
+    StoreRequest::PutChunk {
+        id,
+        data: bytes.to_vec(),
+        bucket: bucket.map(|(tenant, name)| xnode_storage::proto::BucketRef {
+            tenant: tenant.id(),
+            name: name.to_owned(),
+        }),
+    }
+}
+
+/// Finding 8c: a peer re-published an object's manifest with its chunk list truncated (or
+/// its segments reordered), pointed the object's metadata at it, and GET returned 200 with
+/// the shortened content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_manifest_altered_by_a_peer_is_never_served() {
+    let c = Cluster::start_with(4, storage_config).await;
+    let tenant = Tenant::new();
+    c.create_bucket(0, &tenant, "macs").await;
+    let body = data(5 * CHUNK as usize, 9);
+    let meta = c.put(0, &tenant, "macs", "k", &body).await.unwrap();
+    let info = meta.info.clone().unwrap();
+    let original =
+        xnode_store::Manifest::decode(&rogue_get_chunk(&c, 3, info.manifest).await).unwrap();
+    assert!(original.is_authenticated());
+
+    // Node 3 truncates the chunk list (sizes kept consistent), then strips the MAC.
+    let mut truncated = original.clone();
+    let last = truncated.chunks.pop().unwrap();
+    truncated.object_size -= u64::from(last.plain_len);
+    let mut stripped = truncated.clone();
+    stripped.mac = None;
+    for (n, forged) in [truncated, stripped].into_iter().enumerate() {
+        let id = rogue_put_chunk(&c, 3, Some((&tenant, "macs")), &forged.encode().unwrap()).await;
+        let mut forged_meta = meta.clone();
+        forged_meta.version = Hlc::new(now_ms() + 1_000 + n as u64, 0);
+        forged_meta.writer = c.id(3);
+        let mut forged_info = info.clone();
+        forged_info.manifest = id;
+        forged_info.size = forged.object_size;
+        forged_meta.info = Some(forged_info);
+        rogue_put_meta(&c, 3, &forged_meta).await;
+        for via in 0..3 {
+            let read = c.get(via, &tenant, "macs", "k", None).await;
+            assert!(
+                matches!(
+                    read,
+                    Err(StorageError::Integrity(_) | StorageError::AccessDenied(_))
+                ),
+                "forgery {n}: GET through node {via} gave {:?}",
+                read.map(|b| b.len())
+            );
+        }
+    }
+    c.shutdown().await;
+}
+
+// ----- a chunk's replication factor never comes from the sender ---------------------------
+
+/// Where node `node` keeps chunk `id` on disk.
+fn chunk_path(c: &Cluster, node: usize, id: &xnode_store::ChunkId) -> std::path::PathBuf {
+    c.data_dir(node)
+        .join("chunks")
+        .join(&id.to_hex()[..2])
+        .join(id.to_hex())
+}
+
+/// Running nodes (by index) that hold chunk `id` on disk.
+fn holders(c: &Cluster, id: &xnode_store::ChunkId) -> Vec<usize> {
+    c.running()
+        .into_iter()
+        .filter(|&i| chunk_path(c, i, id).exists())
+        .collect()
+}
+
+/// Finding 9a: a peer stored junk on every node with `rf = 255`, and every node's repair
+/// then kept copying it everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_cannot_spray_a_chunk_to_every_node() {
+    let c = Cluster::start_with(6, storage_config).await;
+    c.wait_converged(Duration::from_secs(30)).await;
+    let set = c.node(1).storage().storage_set();
+    // Junk that placement ranks node 0 (the sender) among its first rf + slack nodes, so
+    // at least one of the others is outside them.
+    let ranks = 3 + xnode_storage::PLACEMENT_SLACK;
+    let junk = (0u64..)
+        .map(|seed| {
+            let mut junk = data(64 * 1024, 3);
+            junk[..8].copy_from_slice(&seed.to_le_bytes());
+            junk
+        })
+        .find(|junk| {
+            xnode_store::place(&xnode_store::ChunkId::of(junk).0, &set, ranks).contains(&c.id(0))
+        })
+        .unwrap();
+    let id = xnode_store::ChunkId::of(&junk);
+    let mut accepted = 0;
+    let mut refused = 0;
+    for i in 1..6 {
+        match rogue_request(&c, 0, c.id(i), &put_chunk_request(id, &junk, None)).await {
+            Ok(StoreResponse::Stored) => accepted += 1,
+            other => {
+                assert!(
+                    matches!(&other, Ok(StoreResponse::Error(m)) if m.contains("not placed")),
+                    "{other:?}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        accepted < ranks,
+        "{accepted} nodes took junk placed on {ranks}"
+    );
+    assert!(refused >= 1);
+    // Repair copies it to placement nodes only.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(holders(&c, &id).len() <= ranks, "{:?}", holders(&c, &id));
+    c.shutdown().await;
+}
+
+/// Finding 9b: a peer re-sent real chunks with `rf = 1` to their holders, and from then
+/// on repair kept a single copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_cannot_lower_a_chunks_replication_factor() {
+    let mut c = Cluster::start_with(5, storage_config).await;
+    let tenant = Tenant::new();
+    c.create_bucket(0, &tenant, "keep").await;
+    let body = data(4 * CHUNK as usize, 5);
+    let meta = c.put(0, &tenant, "keep", "k", &body).await.unwrap();
+    let manifest_id = meta.info.unwrap().manifest;
+    let manifest =
+        xnode_store::Manifest::decode(&rogue_get_chunk(&c, 4, manifest_id).await).unwrap();
+    let ids: Vec<xnode_store::ChunkId> = std::iter::once(manifest_id)
+        .chain(manifest.all_chunk_ids())
+        .collect();
+    c.wait_until(
+        "three copies of every chunk",
+        Duration::from_secs(30),
+        |c| ids.iter().all(|id| holders(c, id).len() >= 3),
+    )
+    .await;
+
+    // The rogue tenant (node 4) makes a bucket with one copy and relabels every chunk.
+    let rogue = Tenant::new();
+    let claim = c
+        .node(4)
+        .storage()
+        .create_bucket(
+            &rogue.id(),
+            "one-copy",
+            rogue.bucket_claim_with_rf("one-copy", Some(1)),
+        )
+        .unwrap();
+    c.node(4).gossip_entry(&claim).await;
+    for id in &ids {
+        let bytes = rogue_get_chunk(&c, 4, *id).await;
+        for i in 0..4 {
+            let request = put_chunk_request(*id, &bytes, Some((&rogue, "one-copy")));
+            let _ = rogue_request(&c, 4, c.id(i), &request).await;
+        }
+    }
+
+    // A holder of the first chunk dies; repair must still restore three copies.
+    let victim = holders(&c, &ids[1]).into_iter().find(|&i| i != 4).unwrap();
+    c.crash(victim).await;
+    c.wait_until(
+        "repair to restore three copies of every chunk",
+        Duration::from_secs(60),
+        |c| ids.iter().all(|id| holders(c, id).len() >= 3),
+    )
+    .await;
+    c.shutdown().await;
+}
+
+// ----- hedged chunk reads ----------------------------------------------------------------
+
+/// Finding 19: a replica that accepts `GetChunk` and never answers stalled each chunk read
+/// for 30 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalling_replica_does_not_stall_reads() {
+    let c = Cluster::start_with(4, storage_config).await;
+    let tenant = Tenant::new();
+    c.create_bucket(0, &tenant, "hedge").await;
+    let body = data(4 * 1024 * 1024, 4); // 64 chunks
+    c.put(0, &tenant, "hedge", "big", &body).await.unwrap();
+
+    c.node(1)
+        .storage()
+        .set_serve_tamper(Some(std::sync::Arc::new(|request, honest| match request {
+            StoreRequest::GetChunk { .. } => {
+                xnode_storage::ServeFault::Delay(Duration::from_secs(120), honest)
+            }
+            _ => xnode_storage::ServeFault::Answer(honest),
+        })));
+    let started = std::time::Instant::now();
+    let read = c.get(2, &tenant, "hedge", "big", None).await.unwrap();
+    let took = started.elapsed();
+    assert!(read == body, "the object read back differs");
+    eprintln!("read 4 MiB past a stalling replica in {took:?}");
+    // Without hedging, every chunk the stalling replica is asked first for costs a whole
+    // attempt timeout (30 s before, 10 s now); a few of the 64 always are. With it, each
+    // costs at most one hedge delay (2 s at most): the bound leaves room for a loaded
+    // machine and still fails on the unhedged read.
+    assert!(
+        took < Duration::from_secs(60),
+        "a stalling replica held the read for {took:?}"
+    );
+    assert!(c.node(2).storage().metrics().hedged_reads.get() > 0);
+    c.shutdown().await;
+}
+
+// ----- bounded background copies -----------------------------------------------------------
+
+/// Finding 10 (storage part): a replica that takes `PutChunk` but answers late made the
+/// edge keep every copy beyond the write quorum in memory, without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn copies_to_a_slow_replica_beyond_the_quorum_are_bounded() {
+    const BUDGET: u64 = 512 * 1024;
+    let c = Cluster::start_with(4, |cfg| {
+        storage_config(cfg);
+        cfg.storage.background_copy_bytes = BUDGET;
+    })
+    .await;
+    let tenant = Tenant::new();
+    c.create_bucket(0, &tenant, "slow").await;
+    c.node(3)
+        .storage()
+        .set_serve_tamper(Some(std::sync::Arc::new(|request, honest| match request {
+            StoreRequest::PutChunk { .. } => {
+                xnode_storage::ServeFault::Delay(Duration::from_secs(60), honest)
+            }
+            _ => xnode_storage::ServeFault::Answer(honest),
+        })));
+    let body = data(3 * 1024 * 1024, 6); // 48 chunks
+    let storage = c.node(0).storage().clone();
+    let watch = tokio::spawn(async move {
+        let mut most = 0;
+        for _ in 0..400 {
+            most = most.max(storage.background_copy_bytes());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        most
+    });
+    c.put(0, &tenant, "slow", "k", &body).await.unwrap();
+    assert!(c.node(0).storage().background_copy_bytes() <= BUDGET);
+    assert!(
+        c.node(0)
+            .storage()
+            .metrics()
+            .background_copies_skipped
+            .get()
+            > 0,
+        "copies beyond the budget must be left to repair"
+    );
+    let most = watch.await.unwrap();
+    assert!(most <= BUDGET, "background copies held {most} bytes");
+    assert_eq!(c.get(1, &tenant, "slow", "k", None).await.unwrap(), body);
+    c.shutdown().await;
+}
+
+// ----- garbage collection needs positive proof ---------------------------------------------
+
+/// Findings 12c and 2: metadata holders that are down (or that a peer made others believe
+/// dead or gone) used to drop out of the garbage collector's view; the survivors then
+/// deleted every chunk only that metadata referenced, for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn garbage_collection_never_removes_chunks_whose_metadata_is_out_of_sight() {
+    let c = Cluster::start_with(6, |cfg| {
+        storage_config(cfg);
+        cfg.storage.repair_grace = Duration::from_secs(1);
+        cfg.storage.gc_grace = Duration::from_millis(200);
+        cfg.storage.gc_interval = Duration::from_secs(3600);
+    })
+    .await;
+    c.wait_converged(Duration::from_secs(30)).await;
+    let tenant = Tenant::new();
+    c.create_bucket(0, &tenant, "outofsight").await;
+    let set = c.node(0).storage().storage_set();
+    let key = format!("meta/{}/outofsight", tenant.id().to_hex());
+    let meta_nodes = xnode_store::place(key.as_bytes(), &set, 3);
+    let index = |id: NodeId| (0..6).find(|&i| c.id(i) == id).unwrap();
+    let (a, b, third) = (
+        index(meta_nodes[0]),
+        index(meta_nodes[1]),
+        index(meta_nodes[2]),
+    );
+    let edge = (0..6).find(|i| ![a, b, third].contains(i)).unwrap();
+    let others: Vec<usize> = (0..6).filter(|&i| i != third).collect();
+    let rest: Vec<usize> = (0..6).filter(|&i| i != a && i != b).collect();
+
+    // The third metadata holder is cut off while objects are written: A and B take them.
+    c.partition(&[third], &others).await;
+    let mut bodies = Vec::new();
+    for n in 0..6u8 {
+        let body = data(150_000, n);
+        c.put(edge, &tenant, "outofsight", &format!("o{n}"), &body)
+            .await
+            .unwrap();
+        bodies.push(body);
+    }
+    // A and B drop out of everyone's sight with their disks (as a crash, or forged
+    // rumours, would make it look); only then does the third come back, so it never gets
+    // the metadata from them.
+    c.partition(&[a, b], &rest).await;
+    for i in 0..6 {
+        let rules = xnode_mesh::FaultRules {
+            blocked: if i == a || i == b {
+                rest.iter().map(|&j| c.id(j)).collect()
+            } else {
+                [c.id(a), c.id(b)].into_iter().collect()
+            },
+            ..Default::default()
+        };
+        c.node(i).set_faults(rules).await.unwrap();
+    }
+    c.wait_until("A and B dead to the others", Duration::from_secs(30), |c| {
+        rest.iter().all(|&o| {
+            c.state(o, a) == Some(xnode_mesh::MemberState::Dead)
+                && c.state(o, b) == Some(xnode_mesh::MemberState::Dead)
+        })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // past repair_grace and gc_grace
+
+    for &i in &rest {
+        let round = c.node(i).storage().collect_garbage().await;
+        assert!(
+            round.is_err(),
+            "node {i} collected garbage while metadata holders were out of sight: {round:?}"
+        );
+    }
+    c.heal().await;
+    c.wait_converged(Duration::from_secs(30)).await;
+    for (n, body) in bodies.iter().enumerate() {
+        assert_eq!(
+            &c.get(edge, &tenant, "outofsight", &format!("o{n}"), None)
+                .await
+                .unwrap(),
+            body
+        );
+    }
+    c.shutdown().await;
+}
+
+/// What garbage collection removes goes to the trash first; a read that needs it after all
+/// (a mistaken round) restores it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_chunk_removed_by_mistake_is_restored_from_the_trash() {
+    let c = Cluster::start_with(4, storage_config).await;
+    let tenant = Tenant::new();
+    c.create_bucket(0, &tenant, "trash").await;
+    let body = data(3 * CHUNK as usize, 8);
+    let meta = c.put(0, &tenant, "trash", "k", &body).await.unwrap();
+    let manifest_id = meta.info.unwrap().manifest;
+    let manifest =
+        xnode_store::Manifest::decode(&rogue_get_chunk(&c, 0, manifest_id).await).unwrap();
+    let victim = manifest.all_chunk_ids().next().unwrap();
+    c.wait_until("three copies", Duration::from_secs(30), |c| {
+        holders(c, &victim).len() >= 3
+    })
+    .await;
+    // Every copy goes to the trash, as a mistaken round would do.
+    for i in holders(&c, &victim) {
+        let trash = c
+            .data_dir(i)
+            .join("chunks")
+            .join(xnode_store::trash::TRASH_DIR);
+        std::fs::create_dir_all(&trash).unwrap();
+        std::fs::rename(chunk_path(&c, i, &victim), trash.join(victim.to_hex())).unwrap();
+    }
+    assert!(holders(&c, &victim).is_empty());
+    assert_eq!(c.get(1, &tenant, "trash", "k", None).await.unwrap(), body);
+    assert!(!holders(&c, &victim).is_empty());
+    c.shutdown().await;
+}
+
+// ----- quorums follow the bucket's replication factor ---------------------------------------
+
+/// Finding 12b: a bucket with `rf = 5` kept `W = R = 2`, so a read quorum could miss an
+/// acknowledged write: 200 through one edge, then 404 through another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bucket_with_more_copies_keeps_read_and_write_quorums_intersecting() {
+    let c = Cluster::start_with(7, |cfg| {
+        storage_config(cfg);
+        cfg.storage.repair_grace = Duration::from_secs(600);
+    })
+    .await;
+    c.wait_converged(Duration::from_secs(60)).await;
+    let tenant = Tenant::new();
+    let claim = tenant.bucket_claim_with_rf("five", Some(5));
+    let entry = c
+        .node(0)
+        .storage()
+        .create_bucket(&tenant.id(), "five", claim)
+        .unwrap();
+    c.node(0).gossip_entry(&entry).await;
+    c.wait_until("the bucket everywhere", Duration::from_secs(10), |c| {
+        c.running()
+            .iter()
+            .all(|&i| xnode_storage::buckets::owner_of(c.node(i).registry(), "five").is_some())
+    })
+    .await;
+    let set = c.node(0).storage().storage_set();
+    let key = format!("meta/{}/five", tenant.id().to_hex());
+    let placed = xnode_store::place(key.as_bytes(), &set, 5);
+    let index = |id: NodeId| (0..7).find(|&i| c.id(i) == id).unwrap();
+    let p: Vec<usize> = placed.iter().map(|&id| index(id)).collect();
+    let outside: Vec<usize> = (0..7).filter(|i| !p.contains(i)).collect();
+    let (edge, reader) = (outside[0], outside[1]);
+    c.partition(&[edge, p[0], p[1]], &[p[2], p[3], p[4], reader])
+        .await;
+    let put = c.put(edge, &tenant, "five", "k", b"acknowledged?").await;
+    if put.is_ok() {
+        let read = c.get(reader, &tenant, "five", "k", None).await;
+        assert!(
+            !matches!(read, Err(StorageError::NoSuchKey(_))),
+            "an acknowledged PUT was not found by a read quorum"
+        );
+    }
+    c.heal().await;
+    c.shutdown().await;
+}
