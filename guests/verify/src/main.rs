@@ -30,7 +30,8 @@ const GUESTS: &[(&str, Kind, &[&str])] = &[
     ("membomb", Kind::Http, &[]),
     ("recurse", Kind::Http, &[]),
     ("bigout", Kind::Http, &[]),
-    ("forbidden-fetch", Kind::Http, &[]),
+    // Reads env vars TARGET and TARGET_PATH.
+    ("forbidden-fetch", Kind::Http, &["wasi:cli/environment"]),
     ("html-page", Kind::Http, &[]),
     ("transform", Kind::Command, &[]),
     ("heartbeat", Kind::Command, &[]),
