@@ -81,6 +81,9 @@ pub struct HealthView {
     /// Unreferenced chunks removed by garbage collection on this node.
     pub gc_removed_chunks: u64,
     pub last_repair_scan_ms: Option<u64>,
+    /// Anti-entropy rounds run, and checks that skipped one because nothing changed.
+    pub anti_entropy_rounds: u64,
+    pub anti_entropy_skipped: u64,
     pub storage_nodes: usize,
     pub replication_factor: usize,
 }
@@ -97,6 +100,8 @@ pub(crate) async fn health(State(node): State<Node>) -> Json<HealthView> {
         repairs_done: h.repairs_done,
         gc_removed_chunks: h.gc_removed_chunks,
         last_repair_scan_ms: h.last_repair_scan_ms,
+        anti_entropy_rounds: h.anti_entropy_rounds,
+        anti_entropy_skipped: h.anti_entropy_skipped,
         storage_nodes: h.storage_nodes,
         replication_factor: h.replication_factor,
     })

@@ -260,9 +260,16 @@ impl Config {
                 "storage.write_quorum + storage.read_quorum must exceed storage.replication_factor, or reads could miss acknowledged writes".into(),
             ));
         }
-        if st.repair_interval.is_zero() || st.scrub_bytes_per_sec == 0 {
+        if st.anti_entropy_full_interval < st.repair_interval {
             return Err(ConfigError::Storage(
-                "storage.repair_interval and storage.scrub_bytes_per_sec must be greater than zero"
+                "storage.anti_entropy_full_interval must be at least storage.repair_interval"
+                    .into(),
+            ));
+        }
+        if st.repair_interval.is_zero() || st.scrub_bytes_per_sec == 0 || st.scrub_period.is_zero()
+        {
+            return Err(ConfigError::Storage(
+                "storage.repair_interval, storage.scrub_bytes_per_sec and storage.scrub_period must be greater than zero"
                     .into(),
             ));
         }

@@ -16,6 +16,7 @@
 
 pub mod buckets;
 pub mod details;
+mod entropy;
 pub mod gc;
 mod hedge;
 mod listing;
@@ -67,11 +68,22 @@ pub struct StorageConfig {
     /// How long a dead node stays in the storage set before its data is re-replicated.
     #[serde(with = "xnode_types::duration_text")]
     pub repair_grace: Duration,
-    /// How often the repair worker scans this node's data.
+    /// How often the repair worker checks whether an anti-entropy round is needed (it
+    /// runs one only when this node's data, the storage set or the live members changed,
+    /// or a peer saw a difference).
     #[serde(with = "xnode_types::duration_text")]
     pub repair_interval: Duration,
-    /// Bytes per second the scrub worker may re-hash.
+    /// The longest time between two anti-entropy rounds even when nothing seems to have
+    /// changed: the bound on how long a silently lost replica (a chunk deleted on a peer's
+    /// disk) can go unnoticed.
+    #[serde(with = "xnode_types::duration_text")]
+    pub anti_entropy_full_interval: Duration,
+    /// Bytes per second the scrub worker may re-hash at most (a throttle).
     pub scrub_bytes_per_sec: u64,
+    /// How often every local chunk is re-hashed: the scrubber paces each pass over this
+    /// period and rests between passes.
+    #[serde(with = "xnode_types::duration_text")]
+    pub scrub_period: Duration,
     /// How often garbage collection looks for chunks no object references.
     #[serde(with = "xnode_types::duration_text")]
     pub gc_interval: Duration,
@@ -101,7 +113,9 @@ impl Default for StorageConfig {
             chunk_size: xnode_store::DEFAULT_CHUNK_SIZE,
             repair_grace: Duration::from_secs(60),
             repair_interval: Duration::from_secs(5),
+            anti_entropy_full_interval: Duration::from_secs(3600),
             scrub_bytes_per_sec: 32 * 1024 * 1024,
+            scrub_period: Duration::from_secs(7 * 24 * 3600),
             gc_interval: Duration::from_secs(600),
             gc_grace: Duration::from_secs(3600),
             gc_trash_retention: Duration::from_secs(7 * 24 * 3600),
@@ -168,8 +182,11 @@ pub struct StorageHealth {
     pub repairs_done: u64,
     /// Unreferenced chunks removed by garbage collection.
     pub gc_removed_chunks: u64,
-    /// Unix ms of the last completed repair scan.
+    /// Unix ms of the last completed repair scan (anti-entropy round).
     pub last_repair_scan_ms: Option<u64>,
+    /// Anti-entropy rounds run, and checks that found nothing changed and skipped one.
+    pub anti_entropy_rounds: u64,
+    pub anti_entropy_skipped: u64,
     pub storage_nodes: usize,
     pub replication_factor: usize,
 }
@@ -194,6 +211,9 @@ pub struct Storage {
     /// Where garbage collection puts the chunks it removes.
     pub(crate) trash: xnode_store::Trash,
     pub(crate) health: std::sync::Mutex<StorageHealth>,
+    /// When anti-entropy last found everything in sync, and whether a peer asked for a
+    /// round.
+    pub(crate) entropy: std::sync::Mutex<entropy::EntropyState>,
     /// Fault injection: serve chunks with a flipped byte, as a lying peer would.
     corrupt_served_chunks: std::sync::atomic::AtomicBool,
     /// Fault injection: rewrite or delay what peers are served, as a modified node would.
@@ -272,6 +292,7 @@ impl Storage {
             background,
             trash,
             health: Default::default(),
+            entropy: Default::default(),
             corrupt_served_chunks: Default::default(),
             serve_tamper: Default::default(),
             gc_roots: Default::default(),
@@ -389,6 +410,17 @@ impl Storage {
             .unwrap_or(self.config.replication_factor)
     }
 
+    /// The metadata entry this node's own replica holds for `path` (tombstone or not),
+    /// without asking any peer: for operators and tests checking what a replica holds.
+    pub async fn local_meta(
+        &self,
+        path: &xnode_store::ObjectPath,
+    ) -> Result<Option<xnode_store::ObjectMeta>, StorageError> {
+        let store = self.meta.clone();
+        let path = path.clone();
+        blocking(move || store.get(&path)).await
+    }
+
     /// This node's storage health.
     pub fn health(&self) -> StorageHealth {
         let mut health = match self.health.lock() {
@@ -399,6 +431,11 @@ impl Storage {
         health.chunks_stored = stats.chunks;
         health.bytes_stored = stats.bytes;
         health.repairs_in_progress = self.repairs_in_progress.load(Ordering::Relaxed);
+        {
+            let entropy = self.entropy_state();
+            health.anti_entropy_rounds = entropy.rounds;
+            health.anti_entropy_skipped = entropy.skipped;
+        }
         health.storage_nodes = self.storage_set().len();
         health.replication_factor = self.config.replication_factor;
         health

@@ -1,6 +1,7 @@
 //! Messages of the storage RPC service (`store`), carried over the mesh.
 
 use serde::{Deserialize, Serialize};
+use xnode_store::entropy::SetDigest;
 use xnode_store::{ChunkId, MergeOutcome, ObjectMeta, ObjectPath};
 use xnode_types::PublicKeyBytes;
 use xnode_wire::{Versioned, kinds};
@@ -12,6 +13,12 @@ pub const MAX_LIST_LIMIT: usize = 10_000;
 /// Most bytes of entries a `ListMeta` answer holds; a replica cuts its answer there and
 /// marks it truncated.
 pub const MAX_LIST_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+/// Most buckets one `MetaDigests` request names.
+pub const MAX_DIGEST_BUCKETS: usize = 4096;
+/// Most entries one `PutMetaMany` request carries.
+pub const MAX_PUT_META_MANY: usize = 256;
+/// Most partitions one `ChunkDigests` request names.
+pub const MAX_CHUNK_PARTITIONS: usize = 256;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum StoreRequest {
@@ -54,6 +61,29 @@ pub enum StoreRequest {
         after: Vec<u8>,
         limit: u32,
     },
+    /// Anti-entropy, first level (version 4): the digest of the receiver's entries of each
+    /// bucket, in the order asked (all zeroes for a bucket it holds nothing of). The sender
+    /// gives its own digests, so a receiver that sees a difference runs a round of its own
+    /// (it may hold entries the sender lacks).
+    MetaDigests {
+        buckets: Vec<(BucketRef, SetDigest)>,
+    },
+    /// Anti-entropy, second level (version 4): the digests of one bucket's leaves
+    /// ([`xnode_store::entropy::LEAVES`] of them).
+    MetaLeafDigests {
+        bucket: BucketRef,
+    },
+    /// Merge several entries, each as `PutMeta` would (version 4): what anti-entropy sends
+    /// for the leaves where two replicas differ.
+    PutMetaMany {
+        metas: Vec<ObjectMeta>,
+    },
+    /// Chunk anti-entropy (version 4): for each partition (first byte of the chunk id)
+    /// given with the sender's digest, the digest of the chunk ids the receiver holds that
+    /// placement puts on both the sender and the receiver, in the order asked.
+    ChunkDigests {
+        partitions: Vec<(u8, SetDigest)>,
+    },
 }
 
 // Messages live only while they cross the wire; boxing the large variant would buy
@@ -83,10 +113,15 @@ pub enum StoreResponse {
         entries: Vec<ObjectMeta>,
         truncated: bool,
     },
+    /// The answer to `MetaDigests`, `MetaLeafDigests` and `ChunkDigests` (version 4).
+    Digests(Vec<SetDigest>),
+    /// The answer to `PutMetaMany` (version 4): per entry, what merging it did, or `None`
+    /// where the entry was refused (a version dated into the future, an invalid path).
+    MetaMergedMany(Vec<Option<MergeOutcome>>),
 }
 
 /// A bucket named in a request: its owner and name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct BucketRef {
     pub tenant: PublicKeyBytes,
     pub name: String,
@@ -95,10 +130,18 @@ pub struct BucketRef {
 impl Versioned for StoreRequest {
     const KIND_TAG: u8 = kinds::STORE_REQUEST;
     const KIND_NAME: &'static str = "store request";
-    // Version 2 added `rf` to `PutChunk`; version 3 replaced it by `bucket`.
-    const VERSION: u8 = 3;
+    // Version 2 added `rf` to `PutChunk`; version 3 replaced it by `bucket`; version 4
+    // appended the anti-entropy requests.
+    const VERSION: u8 = 4;
 
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
+        if version == 3 {
+            // Version 4 only appended variants: a version 3 body decodes as it is.
+            return postcard::from_bytes(body).map_err(|e| xnode_wire::WireError::Malformed {
+                kind: Self::KIND_NAME,
+                reason: e.to_string(),
+            });
+        }
         if version != 2 {
             return Err(xnode_wire::WireError::UnsupportedVersion {
                 kind: Self::KIND_NAME,
@@ -192,8 +235,9 @@ mod v2 {
 impl Versioned for StoreResponse {
     const KIND_TAG: u8 = kinds::STORE_RESPONSE;
     const KIND_NAME: &'static str = "store response";
-    // Version 2 added `MetaMerged`, version 3 `MetaPage`.
-    const VERSION: u8 = 3;
+    // Version 2 added `MetaMerged`, version 3 `MetaPage`, version 4 `Digests` and
+    // `MetaMergedMany`.
+    const VERSION: u8 = 4;
 
     /// Versions only ever appended variants, so an older body decodes as the current type.
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {

@@ -1,171 +1,28 @@
 //! Background workers that keep storage healthy: repair restores `rf` copies of every
-//! chunk and metadata entry this node holds; scrub re-hashes local chunks at a bounded
-//! rate and replaces rotted ones from peers.
+//! chunk and metadata entry this node holds (by anti-entropy rounds, see
+//! [`crate::entropy`]); scrub re-hashes local chunks at a bounded rate and replaces rotted
+//! ones from peers.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures::StreamExt;
 use xnode_store::ChunkId;
 use xnode_types::NodeId;
 
 use tokio_util::sync::CancellationToken;
-use xnode_types::unix_ms;
 use xnode_worker::{Interval, Progress, Step, Worker, WorkerError, periodic};
 
-use crate::proto::{StoreRequest, StoreResponse};
-use crate::{Storage, StorageError};
+use crate::proto::StoreRequest;
+use xnode_types::unix_ms;
 
-const BATCH: usize = 256;
-/// Chunk copies one repair scan runs at once towards one node.
-const REPAIR_PARALLELISM: usize = 8;
+use crate::{Storage, StorageError, blocking};
+
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Storage {
-    /// One repair scan over everything this node stores. Returns the number of copies made.
-    pub(crate) async fn repair_scan(self: &Arc<Self>) -> Result<u64, StorageError> {
-        let set = self.storage_set();
-        let live = self.live_nodes();
-        let mut repaired = 0u64;
-        let mut under_chunks = 0u64;
-        let mut under_objects = 0u64;
-
-        // Chunks.
-        let mut cursor: Option<ChunkId> = None;
-        loop {
-            let chunks = self.chunks.clone();
-            let after = cursor;
-            let batch = tokio::task::spawn_blocking(move || chunks.list(after.as_ref(), BATCH))
-                .await
-                .map_err(|e| StorageError::Internal(e.to_string()))??;
-            let Some((last, _)) = batch.last() else { break };
-            cursor = Some(*last);
-            // Which live placement nodes should hold which chunks.
-            let mut ask: BTreeMap<NodeId, Vec<ChunkId>> = BTreeMap::new();
-            let mut holders: BTreeMap<ChunkId, usize> = BTreeMap::new();
-            let rfs: BTreeMap<ChunkId, usize> = batch
-                .iter()
-                .map(|(id, _)| (*id, self.chunk_rf(id)))
-                .collect();
-            for (id, _) in &batch {
-                let rf = rfs
-                    .get(id)
-                    .copied()
-                    .unwrap_or(self.config.replication_factor);
-                for node in self.placement(&id.0, &set, rf) {
-                    if node == self.node_id {
-                        *holders.entry(*id).or_default() += 1;
-                    } else if live.contains(&node) {
-                        ask.entry(node).or_default().push(*id);
-                    }
-                }
-                holders.entry(*id).or_default();
-            }
-            for (node, ids) in ask {
-                let has = match self
-                    .call(
-                        node,
-                        StoreRequest::HasChunks { ids: ids.clone() },
-                        CALL_TIMEOUT,
-                    )
-                    .await
-                {
-                    Ok(StoreResponse::Has(has)) if has.len() == ids.len() => has,
-                    _ => continue,
-                };
-                let mut missing = Vec::new();
-                for (id, present) in ids.into_iter().zip(has) {
-                    if present {
-                        *holders.entry(id).or_default() += 1;
-                    } else {
-                        missing.push(id);
-                    }
-                }
-                // Copy several chunks at once: one at a time leaves the link idle
-                // between round trips.
-                let copies: Vec<(ChunkId, bool)> = futures::stream::iter(missing)
-                    .map(|id| async move { (id, self.copy_chunk_to(id, node).await) })
-                    .buffer_unordered(REPAIR_PARALLELISM)
-                    .collect()
-                    .await;
-                for (id, copied) in copies {
-                    if copied {
-                        repaired += 1;
-                        *holders.entry(id).or_default() += 1;
-                    }
-                }
-            }
-            under_chunks += holders
-                .iter()
-                .filter(|(id, n)| {
-                    let rf = rfs
-                        .get(*id)
-                        .copied()
-                        .unwrap_or(self.config.replication_factor);
-                    **n < rf.min(set.len())
-                })
-                .count() as u64;
-        }
-
-        // Metadata: offer every entry to its live placement nodes (merging is idempotent).
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let meta = self.meta.clone();
-            let from = after.clone();
-            let batch = tokio::task::spawn_blocking(move || meta.scan(from.as_deref(), BATCH))
-                .await
-                .map_err(|e| StorageError::Internal(e.to_string()))??;
-            let Some(last) = batch.last() else { break };
-            after = Some(last.path.storage_key());
-            for entry in batch {
-                let key = super::bucket_placement_key(&entry.path.tenant, &entry.path.bucket);
-                let mut reached = 0usize;
-                let rf = self.bucket_rf(&entry.path.tenant, &entry.path.bucket);
-                for node in self.placement(&key, &set, rf) {
-                    if node == self.node_id {
-                        reached += 1;
-                        continue;
-                    }
-                    if !live.contains(&node) {
-                        continue;
-                    }
-                    let request = StoreRequest::PutMeta {
-                        meta: entry.clone(),
-                    };
-                    // A replica that holds a newer version holds the key too.
-                    let changed = match self.call(node, request, CALL_TIMEOUT).await {
-                        Ok(StoreResponse::MetaMerged { outcome }) => {
-                            Some(outcome == xnode_store::MergeOutcome::Stored)
-                        }
-                        Ok(StoreResponse::MetaStored { changed }) => Some(changed),
-                        _ => None,
-                    };
-                    if let Some(changed) = changed {
-                        reached += 1;
-                        if changed {
-                            repaired += 1;
-                            self.metrics.repairs.inc();
-                        }
-                    }
-                }
-                if reached < rf.min(set.len()) {
-                    under_objects += 1;
-                }
-            }
-        }
-
-        if let Ok(mut health) = self.health.lock() {
-            health.under_replicated_chunks = under_chunks;
-            health.under_replicated_objects = under_objects;
-            health.repairs_done += repaired;
-            health.last_repair_scan_ms = Some(unix_ms());
-        }
-        Ok(repaired)
-    }
-
-    async fn copy_chunk_to(self: &Arc<Self>, id: ChunkId, node: NodeId) -> bool {
+    /// Copies a chunk this node holds to `node`. Returns whether it arrived.
+    pub(crate) async fn copy_chunk_to(self: &Arc<Self>, id: ChunkId, node: NodeId) -> bool {
         self.repairs_in_progress.fetch_add(1, Ordering::Relaxed);
         let chunks = self.chunks.clone();
         let result = async {
@@ -196,26 +53,16 @@ impl Storage {
         }
     }
 
-    /// Scrubs up to `max_bytes` of local chunks after `cursor`, replacing rotted ones from
-    /// peers. Returns the cursor to continue from.
+    /// Scrubs up to `max_bytes` of local chunks after `cursor` (at least one chunk),
+    /// replacing rotted ones from peers. Returns the cursor to continue from and the bytes
+    /// read; an error leaves the cursor where it was.
     pub(crate) async fn scrub_step(
         self: &Arc<Self>,
         cursor: Option<ChunkId>,
         max_bytes: u64,
-    ) -> Option<ChunkId> {
+    ) -> Result<(Option<ChunkId>, u64), StorageError> {
         let chunks = self.chunks.clone();
-        let batch = match tokio::task::spawn_blocking(move || {
-            chunks.scrub_batch(cursor.as_ref(), max_bytes)
-        })
-        .await
-        {
-            Ok(Ok(batch)) => batch,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "scrub failed");
-                return None;
-            }
-            Err(_) => return None,
-        };
+        let batch = blocking(move || chunks.scrub_batch(cursor.as_ref(), max_bytes)).await?;
         for id in batch.corrupt {
             tracing::warn!(chunk = %id, "scrub found a rotted chunk; fetching a good copy from a peer");
             let set = self.storage_set();
@@ -233,18 +80,92 @@ impl Storage {
                 }
             }
         }
-        batch.next_cursor
+        Ok((batch.next_cursor, batch.bytes))
     }
 }
 
-/// The scrub worker: re-hashes local chunks from a cursor at a bounded rate, one second's
-/// budget per step.
+/// Table `scrub`: the scrubber's progress, so a restart continues the pass.
+const SCRUB_TABLE: xnode_db::Table = xnode_db::Table("scrub");
+const SCRUB_STATE_KEY: &[u8] = b"state";
+/// How often the scrubber writes its progress down (each write is a database commit).
+const SCRUB_SAVE_EVERY_MS: u64 = 60_000;
+
+/// Where the scrubber is, kept in the database.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct ScrubState {
+    /// The last chunk checked in the current pass; `None` between passes.
+    cursor: Option<ChunkId>,
+    /// When the current (or last) pass started, unix ms; 0 before the first.
+    pass_started_ms: u64,
+    /// Passes completed since the node's data was created.
+    passes: u64,
+}
+
+impl xnode_wire::Versioned for ScrubState {
+    const KIND_TAG: u8 = xnode_wire::kinds::SCRUB_STATE;
+    const KIND_NAME: &'static str = "scrub state";
+    const VERSION: u8 = 1;
+}
+
+/// The scrub worker: re-hashes every local chunk once per `storage.scrub_period`, paced
+/// evenly over the period (twice the average rate needed, so a growing store still
+/// finishes in time) and never faster than `storage.scrub_bytes_per_sec`; idle between a
+/// finished pass and the start of the next period. Its progress survives restarts.
 struct Scrubber {
     storage: Arc<Storage>,
-    cursor: Option<ChunkId>,
+    state: ScrubState,
     ticker: tokio::time::Interval,
-    passes: u64,
     steps: u64,
+    /// Bytes the scrubber may read before it waits; negative after a chunk larger than
+    /// what was left (chunks are read whole).
+    allowance: i64,
+    last_saved_ms: u64,
+}
+
+impl Scrubber {
+    fn new(storage: Arc<Storage>) -> Self {
+        let state = storage
+            .db
+            .get(SCRUB_TABLE, SCRUB_STATE_KEY)
+            .ok()
+            .flatten()
+            .and_then(|bytes| xnode_wire::decode::<ScrubState>(&bytes, 1024).ok())
+            .unwrap_or_default();
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            storage,
+            state,
+            ticker,
+            steps: 0,
+            allowance: 0,
+            last_saved_ms: unix_ms(),
+        }
+    }
+
+    /// Bytes per second for this pass: twice what reading everything once per period
+    /// takes, within `[1 byte, scrub_bytes_per_sec]`.
+    fn rate(&self) -> u64 {
+        let config = &self.storage.config;
+        let period_secs = config.scrub_period.as_secs().max(1);
+        let held = self.storage.chunks.stats().bytes;
+        (held.saturating_mul(2) / period_secs).clamp(1, config.scrub_bytes_per_sec.max(1))
+    }
+
+    fn save(&mut self, now: u64) {
+        self.last_saved_ms = now;
+        let saved = xnode_wire::encode(&self.state)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                self.storage
+                    .db
+                    .put(SCRUB_TABLE, SCRUB_STATE_KEY, &bytes)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = saved {
+            tracing::warn!(error = %e, "cannot record the scrubber's progress; a restart would repeat part of the pass");
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -257,23 +178,59 @@ impl Worker for Scrubber {
         Progress {
             items_done: self.steps,
             queued: None,
-            detail: Some(match &self.cursor {
-                Some(id) => format!("pass {} at chunk {id}", self.passes + 1),
-                None => format!("{} full passes", self.passes),
+            detail: Some(match &self.state.cursor {
+                Some(id) => format!(
+                    "pass {} at chunk {id}, {} bytes/s",
+                    self.state.passes + 1,
+                    self.rate()
+                ),
+                None => format!(
+                    "{} full passes; waiting for the next period",
+                    self.state.passes
+                ),
             }),
         }
     }
 
     async fn work(&mut self, _shutdown: &CancellationToken) -> Result<Step, WorkerError> {
-        let next = self
-            .storage
-            .scrub_step(self.cursor, self.storage.config.scrub_bytes_per_sec)
-            .await;
-        if self.cursor.is_some() && next.is_none() {
-            self.passes += 1;
+        let now = unix_ms();
+        let period_ms =
+            u64::try_from(self.storage.config.scrub_period.as_millis()).unwrap_or(u64::MAX);
+        if self.state.cursor.is_none() {
+            let next_pass = self.state.pass_started_ms.saturating_add(period_ms);
+            if self.state.pass_started_ms != 0 && now < next_pass {
+                return Ok(Step::Idle);
+            }
+            self.state.pass_started_ms = now;
+            self.allowance = 0;
         }
-        self.cursor = next;
+        let rate = i64::try_from(self.rate()).unwrap_or(i64::MAX);
+        // A second's worth per tick, never more than two seconds' worth saved up.
+        self.allowance = self
+            .allowance
+            .saturating_add(rate)
+            .min(rate.saturating_mul(2));
+        if self.allowance <= 0 {
+            return Ok(Step::Idle);
+        }
+        let budget = u64::try_from(self.allowance).unwrap_or(0);
+        let started = self.state.cursor;
+        let (next, read) = self
+            .storage
+            .scrub_step(started, budget)
+            .await
+            .map_err(|e| WorkerError::from_error(&e))?;
+        self.allowance = self
+            .allowance
+            .saturating_sub(i64::try_from(read).unwrap_or(i64::MAX));
         self.steps += 1;
+        self.state.cursor = next;
+        if next.is_none() {
+            self.state.passes += 1;
+            self.save(now);
+        } else if now.saturating_sub(self.last_saved_ms) >= SCRUB_SAVE_EVERY_MS {
+            self.save(now);
+        }
         Ok(Step::Idle)
     }
 
@@ -284,7 +241,8 @@ impl Worker for Scrubber {
 }
 
 impl Storage {
-    /// The storage workers: `storage-repair` (a repair scan every `repair_interval`),
+    /// The storage workers: `storage-repair` (an anti-entropy round when something
+    /// changed, checked every `repair_interval`),
     /// `storage-gc` (garbage collection every `gc_interval`, first after one interval) and
     /// `storage-scrub`. The `rpc:store` server comes from [`Storage::serve`].
     pub fn workers(self: &Arc<Self>) -> Vec<Box<dyn Worker>> {
@@ -296,7 +254,7 @@ impl Storage {
                 let s = s.clone();
                 async move {
                     let n = s
-                        .repair_scan()
+                        .anti_entropy()
                         .await
                         .map_err(|e| WorkerError::from_error(&e))?;
                     if n > 0 {
@@ -332,15 +290,7 @@ impl Storage {
                 }
             },
         );
-        let mut ticker = tokio::time::interval(Duration::from_secs(1));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let scrub = Scrubber {
-            storage: self.clone(),
-            cursor: None,
-            ticker,
-            passes: 0,
-            steps: 0,
-        };
+        let scrub = Scrubber::new(self.clone());
         vec![Box::new(repair), Box::new(gc), Box::new(scrub)]
     }
 }

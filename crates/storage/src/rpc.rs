@@ -8,7 +8,8 @@ use xnode_mesh::{Handler, MeshError, RpcError, RpcErrorCode, Server, Service};
 use xnode_types::{NodeId, unix_ms};
 
 use crate::proto::{
-    MAX_LIST_ANSWER_BYTES, MAX_LIST_LIMIT, MAX_STORE_MESSAGE, StoreRequest, StoreResponse,
+    MAX_CHUNK_PARTITIONS, MAX_DIGEST_BUCKETS, MAX_LIST_ANSWER_BYTES, MAX_LIST_LIMIT,
+    MAX_PUT_META_MANY, MAX_STORE_MESSAGE, StoreRequest, StoreResponse,
 };
 use crate::{MAX_VERSION_AHEAD_MS, ServeFault, Storage, StorageError, blocking};
 
@@ -30,11 +31,7 @@ struct StoreHandler(Weak<Storage>);
 
 #[async_trait::async_trait]
 impl Handler<StoreService> for StoreHandler {
-    async fn handle(
-        &self,
-        _from: NodeId,
-        request: StoreRequest,
-    ) -> Result<StoreResponse, RpcError> {
+    async fn handle(&self, from: NodeId, request: StoreRequest) -> Result<StoreResponse, RpcError> {
         let Some(storage) = self.0.upgrade() else {
             return Err(RpcError::new(
                 RpcErrorCode::Unavailable,
@@ -43,7 +40,24 @@ impl Handler<StoreService> for StoreHandler {
         };
         let tamper = storage.serve_tamper();
         let asked = tamper.as_ref().map(|_| request.clone());
-        let response = match storage.handle(request).await {
+        let result = match request {
+            // The one request whose answer depends on who asks.
+            StoreRequest::ChunkDigests { partitions } => {
+                if partitions.len() > MAX_CHUNK_PARTITIONS {
+                    Err(StorageError::BadRequest(format!(
+                        "at most {MAX_CHUNK_PARTITIONS} partitions per request"
+                    )))
+                } else {
+                    let s = storage.clone();
+                    tokio::task::spawn_blocking(move || s.answer_chunk_digests(from, &partitions))
+                        .await
+                        .map_err(|e| StorageError::Internal(e.to_string()))
+                        .and_then(|r| r.map(StoreResponse::Digests))
+                }
+            }
+            request => storage.handle(request).await,
+        };
+        let response = match result {
             Ok(response) => storage.maybe_corrupt(response),
             Err(e) => StoreResponse::Error(e.to_string()),
         };
@@ -134,20 +148,49 @@ impl Storage {
                 Ok(StoreResponse::Has(has))
             }
             StoreRequest::PutMeta { meta } => {
-                // A version dated into the future would win every later write until the
-                // clocks catch up (or forever, at u64::MAX): refuse it.
-                let limit = unix_ms().saturating_add(MAX_VERSION_AHEAD_MS);
-                if meta.version.wall_ms > limit {
-                    self.metrics.future_versions_refused.inc();
-                    return Err(StorageError::BadRequest(format!(
-                        "metadata version {} ms is more than {MAX_VERSION_AHEAD_MS} ms ahead of this replica's clock",
-                        meta.version.wall_ms
-                    )));
-                }
+                self.check_version_not_ahead(&meta)?;
                 let store = self.meta.clone();
                 let outcome = blocking(move || store.merge_outcome(meta)).await?;
                 Ok(StoreResponse::MetaMerged { outcome })
             }
+            StoreRequest::PutMetaMany { metas } => {
+                if metas.len() > MAX_PUT_META_MANY {
+                    return Err(StorageError::BadRequest(format!(
+                        "at most {MAX_PUT_META_MANY} entries per request"
+                    )));
+                }
+                // Each entry on its own, as `PutMeta`: one bad entry does not refuse the rest.
+                let checked: Vec<Option<xnode_store::ObjectMeta>> = metas
+                    .into_iter()
+                    .map(|meta| self.check_version_not_ahead(&meta).ok().map(|()| meta))
+                    .collect();
+                let store = self.meta.clone();
+                let outcomes = blocking(move || {
+                    Ok(checked
+                        .into_iter()
+                        .map(|meta| meta.and_then(|m| store.merge_outcome(m).ok()))
+                        .collect())
+                })
+                .await?;
+                Ok(StoreResponse::MetaMergedMany(outcomes))
+            }
+            StoreRequest::MetaDigests { buckets } => {
+                if buckets.len() > MAX_DIGEST_BUCKETS {
+                    return Err(StorageError::BadRequest(format!(
+                        "at most {MAX_DIGEST_BUCKETS} buckets per request"
+                    )));
+                }
+                Ok(StoreResponse::Digests(self.answer_meta_digests(&buckets)?))
+            }
+            StoreRequest::MetaLeafDigests { bucket } => {
+                let store = self.meta.clone();
+                let leaves =
+                    blocking(move || store.leaf_digests(&bucket.tenant, &bucket.name)).await?;
+                Ok(StoreResponse::Digests(leaves))
+            }
+            StoreRequest::ChunkDigests { .. } => Err(StorageError::BadRequest(
+                "chunk digests are compared between two nodes, not asked of oneself".into(),
+            )),
             StoreRequest::GetMeta { path } => {
                 let store = self.meta.clone();
                 Ok(StoreResponse::Meta(
@@ -191,6 +234,20 @@ impl Storage {
                 Ok(StoreResponse::MetaList(list))
             }
         }
+    }
+
+    /// A version dated into the future would win every later write until the clocks
+    /// catch up (or forever, at u64::MAX): refuse it.
+    fn check_version_not_ahead(&self, meta: &xnode_store::ObjectMeta) -> Result<(), StorageError> {
+        let limit = unix_ms().saturating_add(MAX_VERSION_AHEAD_MS);
+        if meta.version.wall_ms > limit {
+            self.metrics.future_versions_refused.inc();
+            return Err(StorageError::BadRequest(format!(
+                "metadata version {} ms is more than {MAX_VERSION_AHEAD_MS} ms ahead of this replica's clock",
+                meta.version.wall_ms
+            )));
+        }
+        Ok(())
     }
 
     fn maybe_corrupt(&self, response: StoreResponse) -> StoreResponse {

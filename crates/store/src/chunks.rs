@@ -121,6 +121,9 @@ struct Inner {
     db: Db,
     metrics: StoreMetrics,
     stats: Mutex<ChunkStats>,
+    /// Counts changes to the index (chunks added, replaced or removed), so anti-entropy
+    /// can tell that nothing changed since its last clean round without walking it.
+    generation: std::sync::atomic::AtomicU64,
     locks: [Mutex<()>; LOCK_STRIPES],
 }
 
@@ -164,6 +167,7 @@ impl ChunkStore {
                 db,
                 metrics,
                 stats: Mutex::new(ChunkStats::default()),
+                generation: std::sync::atomic::AtomicU64::new(0),
                 locks: std::array::from_fn(|_| Mutex::new(())),
             }),
         };
@@ -320,6 +324,14 @@ impl ChunkStore {
     }
 
     /// How many chunks and bytes the index holds (kept in memory, exact).
+    /// A number that changes whenever the set of chunks held changes (it never repeats in
+    /// one process; it starts again at zero on restart).
+    pub fn generation(&self) -> u64 {
+        self.inner
+            .generation
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn stats(&self) -> ChunkStats {
         *lock_ignoring_poison(&self.inner.stats)
     }
@@ -448,6 +460,9 @@ impl ChunkStore {
     }
 
     fn adjust_stats(&self, chunks: i128, bytes: i128) {
+        self.inner
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut stats = lock_ignoring_poison(&self.inner.stats);
         stats.chunks = apply_delta(stats.chunks, chunks);
         stats.bytes = apply_delta(stats.bytes, bytes);

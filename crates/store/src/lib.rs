@@ -19,6 +19,7 @@
 pub mod chunker;
 pub mod chunks;
 pub mod crypto;
+pub mod entropy;
 pub mod manifest;
 pub mod meta;
 pub mod metrics;
@@ -35,8 +36,9 @@ pub use crypto::{
 };
 pub use manifest::{ChunkRef, MAX_MANIFEST_BYTES, Manifest, Piece, Segment, SegmentView, wrap_aad};
 pub use meta::{
-    INTERNAL_KEY_PREFIX, MAX_META_BYTES, MergeOutcome, MetaStore, ObjectInfo, ObjectMeta,
-    ObjectPath, internal_key, is_internal_key, validate_bucket_name, validate_object_key,
+    BucketName, INTERNAL_KEY_PREFIX, MAX_META_BYTES, MergeOutcome, MetaStore, ObjectInfo,
+    ObjectMeta, ObjectPath, internal_key, is_internal_key, validate_bucket_name,
+    validate_object_key,
 };
 pub use metrics::StoreMetrics;
 pub use placement::{Candidate, place};

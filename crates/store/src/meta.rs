@@ -15,6 +15,7 @@ use xnode_types::{Hlc, NodeId, PublicKeyBytes};
 use xnode_wire::{Versioned, kinds};
 
 use crate::chunks::ChunkId;
+use crate::entropy::{LEAVES, SetDigest, leaf_of};
 use crate::{StoreError, clip, successor};
 
 /// Table `objects`: [`ObjectPath::storage_key`] -> encoded [`ObjectMeta`].
@@ -224,7 +225,18 @@ pub struct MetaStore {
     /// Serialises merges, so two concurrent merges of one key cannot both read the old
     /// entry and the older of the two be written last.
     merge_lock: Arc<Mutex<()>>,
+    /// One [`SetDigest`] per bucket over the entries held (tombstones included), kept
+    /// current by every merge once built; `None` until the first anti-entropy round asks
+    /// for it (building it walks the whole table).
+    digests: Arc<Mutex<Option<BucketDigests>>>,
+    /// Counts entries stored, so anti-entropy can tell nothing changed since its last
+    /// clean round.
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// A bucket named by owner and name.
+pub type BucketName = (PublicKeyBytes, String);
+type BucketDigests = BTreeMap<BucketName, SetDigest>;
 
 impl std::fmt::Debug for MetaStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -237,6 +249,8 @@ impl MetaStore {
         Self {
             db,
             merge_lock: Arc::new(Mutex::new(())),
+            digests: Arc::new(Mutex::new(None)),
+            generation: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
 
@@ -264,6 +278,7 @@ impl MetaStore {
             .merge_lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut replaced = None;
         if let Some(current) = self.db.get(TABLE, &key)? {
             match decode_entry(&key, &current) {
                 Some(current) if current == meta => return Ok(MergeOutcome::Held),
@@ -273,13 +288,168 @@ impl MetaStore {
                         writer: current.writer,
                     });
                 }
-                Some(_) => {}
+                Some(current) => replaced = Some(current),
                 // An unreadable entry is replaced by any readable one; peers hold copies.
+                // It never counted in a digest (building skips it), so nothing to remove.
                 None => {}
             }
         }
         self.db.put(TABLE, &key, &encoded)?;
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Still under the merge lock, so the digest moves in the same order as the table.
+        let mut guard = lock_digests(&self.digests);
+        if let Some(digests) = guard.as_mut() {
+            match replaced.as_ref().map(entry_hash).transpose() {
+                Ok(old) => {
+                    let digest = digests
+                        .entry((meta.path.tenant, meta.path.bucket.clone()))
+                        .or_default();
+                    if let Some(old) = old {
+                        digest.toggle(&old);
+                    }
+                    digest.toggle(&blake3_of(&encoded));
+                }
+                // Cannot happen for an entry that decoded, but if it did the digests
+                // would drift: drop them, and the next round rebuilds them from the table.
+                Err(_) => *guard = None,
+            }
+        }
         Ok(MergeOutcome::Stored)
+    }
+
+    /// A number that changes whenever an entry is stored (it starts again at zero on
+    /// restart).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The digest of every bucket this replica holds entries of. The first call walks the
+    /// whole table (holding merges back meanwhile); later ones are a copy.
+    pub fn bucket_digests(&self) -> Result<Vec<(BucketName, SetDigest)>, StoreError> {
+        self.ensure_digests()?;
+        Ok(lock_digests(&self.digests)
+            .as_ref()
+            .map(|d| d.iter().map(|(b, d)| (b.clone(), *d)).collect())
+            .unwrap_or_default())
+    }
+
+    /// The digest of one bucket's entries (all zeroes when none is held).
+    pub fn bucket_digest(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+    ) -> Result<SetDigest, StoreError> {
+        self.ensure_digests()?;
+        Ok(lock_digests(&self.digests)
+            .as_ref()
+            .and_then(|d| d.get(&(*tenant, bucket.to_owned())).copied())
+            .unwrap_or_default())
+    }
+
+    fn ensure_digests(&self) -> Result<(), StoreError> {
+        if lock_digests(&self.digests).is_some() {
+            return Ok(());
+        }
+        let _guard = self
+            .merge_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if lock_digests(&self.digests).is_some() {
+            return Ok(());
+        }
+        let mut built = BucketDigests::new();
+        let mut failed = None;
+        self.scan_pages(&[], Vec::new(), |meta| match entry_hash(&meta) {
+            Ok(hash) => {
+                built
+                    .entry((meta.path.tenant, meta.path.bucket))
+                    .or_default()
+                    .toggle(&hash);
+                true
+            }
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        *lock_digests(&self.digests) = Some(built);
+        Ok(())
+    }
+
+    /// The digests of a bucket's [`LEAVES`] leaves (entries by [`leaf_of`] their key):
+    /// the second level, asked for only when two replicas' bucket digests differ.
+    pub fn leaf_digests(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+    ) -> Result<Vec<SetDigest>, StoreError> {
+        validate_bucket_name(bucket)?;
+        let prefix = bucket_prefix(tenant, bucket);
+        let mut leaves = vec![SetDigest::default(); LEAVES];
+        let mut failed = None;
+        self.scan_pages(&prefix, prefix.clone(), |meta| {
+            let leaf = leaf_of(&meta.path.storage_key());
+            match entry_hash(&meta) {
+                Ok(hash) => {
+                    if let Some(digest) = leaves.get_mut(leaf) {
+                        digest.toggle(&hash);
+                    }
+                    true
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            }
+        })?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(leaves),
+        }
+    }
+
+    /// A bucket's entries (tombstones included) whose keys fall in `leaves`, at most
+    /// `limit`, in key order after `after` (exclusive): what one replica sends another for
+    /// the leaves where their digests differ.
+    pub fn leaf_entries(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        leaves: &[usize],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<ObjectMeta>, StoreError> {
+        validate_bucket_name(bucket)?;
+        let prefix = bucket_prefix(tenant, bucket);
+        let start = match after {
+            Some(after) if after > prefix.as_slice() => successor(after),
+            _ => prefix.clone(),
+        };
+        let mut wanted = [false; LEAVES];
+        for &leaf in leaves {
+            if let Some(w) = wanted.get_mut(leaf) {
+                *w = true;
+            }
+        }
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.scan_pages(&prefix, start, |meta| {
+            if wanted
+                .get(leaf_of(&meta.path.storage_key()))
+                .copied()
+                .unwrap_or(false)
+            {
+                out.push(meta);
+            }
+            out.len() < limit
+        })?;
+        Ok(out)
     }
 
     /// The entry held for `path`, tombstone or not.
@@ -399,6 +569,24 @@ impl MetaStore {
             }
         }
     }
+}
+
+fn lock_digests(
+    digests: &Mutex<Option<BucketDigests>>,
+) -> std::sync::MutexGuard<'_, Option<BucketDigests>> {
+    digests
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// An entry's member hash in its bucket's digest: the hash of its current encoding, so two
+/// replicas that hold the same entry agree even if one stored it in an older format.
+fn entry_hash(meta: &ObjectMeta) -> Result<[u8; 32], StoreError> {
+    Ok(blake3_of(&xnode_wire::encode(meta)?))
+}
+
+fn blake3_of(bytes: &[u8]) -> [u8; 32] {
+    *blake3::hash(bytes).as_bytes()
 }
 
 /// Decodes a stored entry and checks it sits under its own key.
@@ -840,6 +1028,114 @@ mod tests {
         assert_eq!(
             keys(&internal_key("mpu/"), None),
             vec![internal_key("mpu/1")]
+        );
+    }
+
+    #[test]
+    fn bucket_digests_follow_every_merge_and_match_a_rebuild() {
+        let (w1, w2) = (node(), node());
+        let mut entries = Vec::new();
+        for i in 0..40u64 {
+            let bucket = if i % 2 == 0 { "even" } else { "odd" };
+            let path = ObjectPath::new(tenant(1), bucket, format!("k{i}")).unwrap();
+            entries.push(meta(&path, 10 + i, w1, Some(info(&format!("v{i}")))));
+            // A newer version of some keys, and tombstones of others.
+            if i % 3 == 0 {
+                entries.push(meta(&path, 100 + i, w2, Some(info(&format!("w{i}")))));
+            }
+            if i % 5 == 0 {
+                entries.push(meta(&path, 200 + i, w2, None));
+            }
+        }
+        // One replica builds its digests first and keeps them current at every merge; the
+        // other receives the same entries in reverse order and builds them at the end.
+        let (_d1, db1) = db();
+        let incremental = MetaStore::new(db1);
+        assert!(incremental.bucket_digests().unwrap().is_empty());
+        for m in &entries {
+            incremental.merge(m.clone()).unwrap();
+        }
+        let (_d2, db2) = db();
+        let rebuilt = MetaStore::new(db2);
+        for m in entries.iter().rev() {
+            rebuilt.merge(m.clone()).unwrap();
+        }
+        let a = incremental.bucket_digests().unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!(a, rebuilt.bucket_digests().unwrap());
+        assert_eq!(
+            incremental.leaf_digests(&tenant(1), "even").unwrap(),
+            rebuilt.leaf_digests(&tenant(1), "even").unwrap()
+        );
+
+        // One newer entry on one replica: only its bucket and its leaf differ, and the
+        // entries of that leaf carry it.
+        let path = ObjectPath::new(tenant(1), "odd", "k1").unwrap();
+        let newer = meta(&path, 1_000, w1, Some(info("newest")));
+        assert!(incremental.merge(newer.clone()).unwrap());
+        let (ea, eb) = (
+            incremental.bucket_digest(&tenant(1), "even").unwrap(),
+            rebuilt.bucket_digest(&tenant(1), "even").unwrap(),
+        );
+        assert_eq!(ea, eb);
+        assert_ne!(
+            incremental.bucket_digest(&tenant(1), "odd").unwrap(),
+            rebuilt.bucket_digest(&tenant(1), "odd").unwrap()
+        );
+        let ours = incremental.leaf_digests(&tenant(1), "odd").unwrap();
+        let theirs = rebuilt.leaf_digests(&tenant(1), "odd").unwrap();
+        let differing: Vec<usize> = (0..LEAVES).filter(|l| ours[*l] != theirs[*l]).collect();
+        assert_eq!(differing, vec![leaf_of(&path.storage_key())]);
+        let sent = incremental
+            .leaf_entries(&tenant(1), "odd", &differing, None, 1000)
+            .unwrap();
+        assert!(sent.contains(&newer));
+        assert!(
+            sent.iter()
+                .all(|m| leaf_of(&m.path.storage_key()) == differing[0])
+        );
+        for m in sent {
+            rebuilt.merge(m).unwrap();
+        }
+        assert_eq!(
+            incremental.bucket_digests().unwrap(),
+            rebuilt.bucket_digests().unwrap()
+        );
+        // A held entry changes nothing, and the generation counts only what was stored.
+        let generation = rebuilt.generation();
+        assert!(!rebuilt.merge(newer).unwrap());
+        assert_eq!(rebuilt.generation(), generation);
+    }
+
+    #[test]
+    fn leaf_entries_pages_through_a_bucket() {
+        let w = node();
+        let (_d, db) = db();
+        let store = MetaStore::new(db);
+        for i in 0..300u64 {
+            let path = ObjectPath::new(tenant(2), "pages", format!("k{i:04}")).unwrap();
+            store.merge(meta(&path, 10, w, Some(info("x")))).unwrap();
+        }
+        let all: Vec<usize> = (0..LEAVES).collect();
+        let mut seen = 0;
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = store
+                .leaf_entries(&tenant(2), "pages", &all, after.as_deref(), 64)
+                .unwrap();
+            seen += page.len();
+            match page.last() {
+                Some(last) if page.len() == 64 => after = Some(last.path.storage_key()),
+                _ => break,
+            }
+        }
+        assert_eq!(seen, 300);
+        // Another tenant's bucket of the same name is not reached.
+        assert!(
+            store
+                .leaf_entries(&tenant(3), "pages", &all, None, 10)
+                .unwrap()
+                .is_empty()
         );
     }
 }

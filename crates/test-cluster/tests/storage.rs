@@ -16,6 +16,8 @@ fn storage_config(c: &mut xnode_node::Config) {
     c.storage.repair_grace = Duration::from_secs(2);
     c.storage.repair_interval = Duration::from_millis(500);
     c.storage.scrub_bytes_per_sec = 64 * 1024 * 1024;
+    // Passes back to back, at the throttle: tests wait for the scrubber to find rot.
+    c.storage.scrub_period = Duration::from_secs(1);
 }
 
 fn data(len: usize, seed: u8) -> Vec<u8> {

@@ -125,6 +125,8 @@ pub mod kinds {
     pub const S3_ACCESS_KEY: u8 = 16;
     pub const TENANT_KEY_FILE: u8 = 17;
     pub const NODE_SUMMARY: u8 = 18;
+    /// The storage scrubber's progress, in a node's local database (`xnode-storage`).
+    pub const SCRUB_STATE: u8 = 24;
     pub const COMPUTE_REQUEST: u8 = 30;
     pub const COMPUTE_RESPONSE: u8 = 31;
 }
