@@ -87,8 +87,9 @@ impl Storage {
 /// Table `scrub`: the scrubber's progress, so a restart continues the pass.
 const SCRUB_TABLE: xnode_db::Table = xnode_db::Table("scrub");
 const SCRUB_STATE_KEY: &[u8] = b"state";
-/// How often the scrubber writes its progress down (each write is a database commit).
-const SCRUB_SAVE_EVERY_MS: u64 = 60_000;
+/// How often the scrubber writes its progress down during a pass (each write is a
+/// database commit; between passes it writes nothing). It also writes it when it stops.
+const SCRUB_SAVE_EVERY_MS: u64 = 10_000;
 
 /// Where the scrubber is, kept in the database.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -164,6 +165,16 @@ impl Scrubber {
             });
         if let Err(e) = saved {
             tracing::warn!(error = %e, "cannot record the scrubber's progress; a restart would repeat part of the pass");
+        }
+    }
+}
+
+impl Drop for Scrubber {
+    /// A node that stops keeps its place in the pass (a killed one loses at most
+    /// `SCRUB_SAVE_EVERY_MS` of it).
+    fn drop(&mut self) {
+        if self.state.cursor.is_some() {
+            self.save(unix_ms());
         }
     }
 }

@@ -127,3 +127,60 @@ async fn an_idle_network_skips_rounds_and_a_returning_replica_is_caught_up() {
     }
     c.shutdown().await;
 }
+
+fn scrub_detail(c: &Cluster, i: usize) -> String {
+    c.node(i)
+        .workers()
+        .into_iter()
+        .find(|w| w.name == "storage-scrub")
+        .and_then(|w| w.progress.detail)
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_scrubber_resumes_its_pass_after_a_restart() {
+    let mut c = Cluster::start_with(3, |cfg| {
+        cfg.storage.chunk_size = 64 * 1024;
+        cfg.storage.repair_grace = Duration::from_secs(120);
+        // A pass over the 4 MiB below takes about a minute at this throttle, so it is
+        // still running when the node restarts. (The first pass, over an empty store,
+        // ends at once; the next starts one period later.)
+        cfg.storage.scrub_period = Duration::from_secs(10);
+        cfg.storage.scrub_bytes_per_sec = 64 * 1024;
+    })
+    .await;
+    let tenant = Tenant::new();
+    c.create_bucket(0, &tenant, "scrubbed").await;
+    let body: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    c.put(0, &tenant, "scrubbed", "big", &body).await.unwrap();
+
+    c.wait_until(
+        "the scrubber to be in a pass",
+        Duration::from_secs(60),
+        |c| scrub_detail(c, 0).contains(" at chunk"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = scrub_detail(&c, 0);
+    let pass = before
+        .split(" at chunk")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(pass.starts_with("pass "), "{before}");
+
+    c.crash(0).await;
+    c.restart(0).await;
+    // The restarted scrubber continues the same pass; one that started over would be at
+    // pass 1 (its count of passes lost) or waiting for the next period.
+    c.wait_until("the restarted scrubber to report", Duration::from_secs(20), |c| {
+        !scrub_detail(c, 0).is_empty()
+    })
+    .await;
+    let after = scrub_detail(&c, 0);
+    assert!(
+        after.starts_with(&format!("{pass} at chunk")),
+        "before the restart: {before}; after: {after}"
+    );
+    c.shutdown().await;
+}
