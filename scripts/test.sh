@@ -73,6 +73,9 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "==> example guests: valid, and identical to what their sources build to"
 ./scripts/check-guests.sh
 
+echo "==> settlement contracts: identical to what their sources build to"
+./scripts/check-contracts.sh
+
 echo "==> tests"
 cargo nextest run --workspace --no-fail-fast
 
