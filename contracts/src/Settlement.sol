@@ -201,7 +201,7 @@ contract Settlement is Eip712 {
 
     /// Whether `account` claimed its reward of `epoch`.
     function claimed(uint64 epoch, address account) external view returns (bool) {
-        return claimedWords[account][epoch >> 8] & (1 << (epoch & 0xff)) != 0;
+        return claimedWords[account][epoch >> 8] & (uint256(1) << (epoch & 0xff)) != 0;
     }
 
     /// Pays `account` its `amount` for `epoch` if the leaf
@@ -211,7 +211,7 @@ contract Settlement is Eip712 {
         external
     {
         uint256 word = claimedWords[account][epoch >> 8];
-        uint256 bit = 1 << (epoch & 0xff);
+        uint256 bit = uint256(1) << (epoch & 0xff);
         if (word & bit != 0) revert AlreadyClaimed();
         bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(epoch, account, amount))));
         if (!MerkleProofs.verify(proof, rootOf[epoch], leaf)) revert BadProof();

@@ -511,6 +511,58 @@ fn the_committee_rotates_by_its_own_quorum() {
     assert!(post(&mut deployment, &table(7), 3).success);
 }
 
+#[test]
+fn claimed_flags_are_per_epoch_across_and_within_words() {
+    let mut deployment = funded();
+    let settlement = deployment.settlement;
+    deployment.fund(FUNDER, 30_000 * TOKEN, settlement);
+    deployment.chain.call(
+        FUNDER,
+        settlement,
+        &Settlement::fundTreasuryCall {
+            amount: U256::from(30_000 * TOKEN),
+        },
+    );
+    // Epochs sharing a 256-epoch word (8 and 255), at its edge (255 and 256), and far on.
+    let epochs = [8u64, 255, 256, 300];
+    for epoch in epochs {
+        assert!(
+            post(&mut deployment, &table(epoch), 2).success,
+            "post {epoch}"
+        );
+    }
+    let account = table(8).claims[0].account;
+    for (index, epoch) in epochs.into_iter().enumerate() {
+        let plan = table(epoch);
+        let claim = plan.claim_of(account).unwrap().clone();
+        for later in &epochs[index..] {
+            let claimed = view(
+                &mut deployment,
+                settlement,
+                &Settlement::claimedCall {
+                    epoch: *later,
+                    account,
+                },
+            );
+            assert!(
+                !claimed,
+                "epoch {later} counted as claimed before its claim"
+            );
+        }
+        assert!(
+            deployment
+                .chain
+                .try_raw(account, settlement, plan.claim_calldata(&claim))
+                .success
+        );
+        deployment
+            .chain
+            .try_raw(account, settlement, plan.claim_calldata(&claim))
+            .reverted_with::<Settlement::AlreadyClaimed>();
+    }
+    assert_eq!(deployment.balance(account), U256::from(4 * 1_000 * TOKEN));
+}
+
 /// Prints the gas of posting a root and of claims (BENCHMARKS.md quotes it):
 /// `cargo nextest run --workspace -E 'test(gas_of_posting_and_claiming)' --no-capture`.
 ///
