@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::sol_types::{SolCall, SolConstructor};
@@ -100,8 +100,20 @@ impl Anvil {
         let hash = self
             .rpc("eth_sendTransaction", json!([tx]))
             .expect("accepted");
-        self.rpc("eth_getTransactionReceipt", json!([hash]))
-            .expect("mined")
+        // anvil mines each transaction at once, but the receipt can appear a moment after
+        // the hash is returned (seen when other tests load the machine): poll for it, with
+        // a generous limit.
+        let give_up = Instant::now() + Duration::from_secs(60);
+        loop {
+            let receipt = self
+                .rpc("eth_getTransactionReceipt", json!([hash]))
+                .expect("a receipt query");
+            if !receipt.is_null() {
+                return receipt;
+            }
+            assert!(Instant::now() < give_up, "no receipt for {hash} after 60 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn call<C: SolCall>(&self, to: Address, call: &C) -> C::Return {
