@@ -64,6 +64,16 @@ if ! command -v rclone >/dev/null 2>&1; then
     || echo "note: rclone is not installed; its S3 checks are skipped"
 fi
 
+# anvil (a local EVM node) for the settlement contracts' end-to-end test, from npm, pinned by
+# contracts/anvil/package-lock.json. Linux x86-64 only; elsewhere the test says it skipped.
+anvil_dir=contracts/anvil
+if [ ! -x "$anvil_dir/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil" ] \
+   || [ "$anvil_dir/package-lock.json" -nt "$anvil_dir/node_modules/.package-lock.json" ]; then
+  echo "==> npm ci (anvil, for the settlement contracts' end-to-end test)"
+  (cd "$anvil_dir" && npm ci --no-audit --no-fund --loglevel=error) \
+    || echo "warning: could not install anvil; crates/chain/tests/anvil_e2e.rs will be skipped"
+fi
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -72,6 +82,9 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 echo "==> example guests: valid, and identical to what their sources build to"
 ./scripts/check-guests.sh
+
+echo "==> settlement contracts: identical to what their sources build to"
+./scripts/check-contracts.sh
 
 echo "==> tests"
 cargo nextest run --workspace --no-fail-fast

@@ -22,6 +22,7 @@ const LAYERS: &[&str] = &[
     "observe",
     "compute",
     "ledger",
+    "chain",
     "storage",
     "deploy",
     "node",
