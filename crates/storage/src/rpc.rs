@@ -134,6 +134,13 @@ impl Storage {
                 Ok(StoreResponse::Has(has))
             }
             StoreRequest::PutMeta { meta } => {
+                // A node the admission policy does not admit holds no data by placement;
+                // it takes none from a peer either (chunks are refused by placement).
+                if !self.admitted_here() {
+                    return Err(StorageError::BadRequest(
+                        "this node is not admitted to hold data".into(),
+                    ));
+                }
                 // A version dated into the future would win every later write until the
                 // clocks catch up (or forever, at u64::MAX): refuse it.
                 let limit = unix_ms().saturating_add(MAX_VERSION_AHEAD_MS);
