@@ -219,7 +219,7 @@ mod tests {
         assert_eq!(attackers, 1, "{picked:?}");
         // With independent operators only, placement is the plain top scores.
         let mut by_score: Vec<_> = honest.iter().map(|c| (score("x", &c.id), c.id)).collect();
-        by_score.sort_by(|a, b| b.0.cmp(&a.0));
+        by_score.sort_by_key(|x| std::cmp::Reverse(x.0));
         let expected: Vec<NodeId> = by_score.iter().take(2).map(|x| x.1).collect();
         assert_eq!(place("x", &spec, &honest, 2), expected);
         // Fewer operators than replicas: filled by score, all distinct.

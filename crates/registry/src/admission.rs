@@ -173,6 +173,12 @@ pub struct AdmittedNode {
     pub operator: PublicKeyBytes,
 }
 
+/// A verified list and the digest of its encoding (the tie-break between equal serials).
+type VerifiedList = Arc<(AdmissionList, [u8; 32])>;
+
+/// The cache key of a certificate check: the node, the operator it names, the signature.
+type CertKey = (NodeId, PublicKeyBytes, [u8; 64]);
+
 /// This node's admission decisions: the network, its policy, and caches of signature
 /// checks (placement asks on every request, and a signature check costs tens of
 /// microseconds).
@@ -180,10 +186,10 @@ pub struct Admission {
     network: String,
     policy: AdmissionPolicy,
     /// `(node, operator, signature)` → whether the certificate verified.
-    certs: Mutex<HashMap<(NodeId, PublicKeyBytes, [u8; 64]), bool>>,
+    certs: Mutex<HashMap<CertKey, bool>>,
     /// A registry entry's signature → the list its value holds (with the value's digest),
     /// if it verified.
-    lists: Mutex<HashMap<[u8; 64], Option<Arc<(AdmissionList, [u8; 32])>>>>,
+    lists: Mutex<HashMap<[u8; 64], Option<VerifiedList>>>,
 }
 
 impl std::fmt::Debug for Admission {
@@ -239,7 +245,7 @@ impl Admission {
         // Entries are looked up by their signature (which covers the value), so a list
         // is decoded and verified once, not on every placement; values are copied out of
         // the registry only when not seen before.
-        let mut known: Vec<Option<Arc<(AdmissionList, [u8; 32])>>> = Vec::new();
+        let mut known: Vec<Option<VerifiedList>> = Vec::new();
         let mut unseen: Vec<([u8; 64], Vec<u8>)> = Vec::new();
         {
             let entries = registry.read_entries();
