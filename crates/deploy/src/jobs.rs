@@ -78,7 +78,8 @@ impl Compute {
 
     /// Every run of a job reported by a node that may report on it: its runner in this
     /// node's view of placement, or a node ranked above it (an earlier runner, not live
-    /// now). Reports from any other node are ignored (see [`runner::run_counts`]).
+    /// now), and admitted. Reports from any other node are ignored (see
+    /// [`runner::run_counts`]).
     pub fn job_runs(&self, owner: &PublicKeyBytes, id: &str) -> Vec<spec::JobRun> {
         let Some(job) = self.job(owner, id) else {
             return Vec::new();
@@ -92,6 +93,7 @@ impl Compute {
             .filter(|e| e.key.ends_with(&suffix))
             .filter_map(spec::decode_run)
             .filter(|(node, _)| runner::run_counts(&job, node, runner.as_ref()))
+            .filter(|(node, _)| self.admitted(node))
             .map(|(_, run)| run)
             .collect()
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use xnode_mesh::MemberState;
-use xnode_types::{NodeId, NodeRecord};
+use xnode_types::{NodeId, NodeRecord, PublicKeyBytes};
 
 use crate::Compute;
 use crate::spec::DeploymentSpec;
@@ -16,6 +16,8 @@ use crate::spec::DeploymentSpec;
 pub struct Candidate {
     pub id: NodeId,
     pub zone: String,
+    /// The node's verified operator: replicas spread over operators first.
+    pub operator: PublicKeyBytes,
     pub labels: BTreeMap<String, String>,
     pub memory_free_bytes: u64,
 }
@@ -26,7 +28,9 @@ pub struct Candidate {
 const CALL_CANDIDATES_TTL: Duration = Duration::from_millis(250);
 
 impl Compute {
-    /// Live nodes (this one included) with what placement needs to know about them.
+    /// Live, admitted nodes (this one included) with what placement needs to know about
+    /// them. A node without a valid operator certificate, or one the admission policy does
+    /// not admit, runs no one's work.
     pub fn candidates(&self) -> Vec<Candidate> {
         let mut alive: Vec<NodeId> = self
             .mesh
@@ -36,19 +40,36 @@ impl Compute {
             .map(|m| m.id)
             .collect();
         alive.push(self.node_id);
-        alive
+        let records: Vec<NodeRecord> = alive
             .into_iter()
             .filter_map(|id| {
                 let entry = self.registry.get(&NodeRecord::registry_key(&id))?;
-                let record = xnode_registry::node_record(&entry)?;
-                Some(Candidate {
-                    id,
-                    zone: record.zone,
-                    labels: record.labels,
-                    memory_free_bytes: record.capacity.memory_free_bytes,
-                })
+                xnode_registry::node_record(&entry)
+            })
+            .collect();
+        self.storage
+            .admission()
+            .admitted(&self.registry, records)
+            .into_iter()
+            .map(|a| Candidate {
+                id: a.record.node_id,
+                zone: a.record.zone,
+                operator: a.operator,
+                labels: a.record.labels,
+                memory_free_bytes: a.record.capacity.memory_free_bytes,
             })
             .collect()
+    }
+
+    /// Whether `node` is admitted to run work (by its record in the registry), whether
+    /// or not it is live. Reports of runs count only from admitted nodes: a node the
+    /// admission policy keeps out could otherwise grind an id that ranks above a job's
+    /// runner and report a result for it.
+    pub fn admitted(&self, node: &NodeId) -> bool {
+        self.registry
+            .get(&NodeRecord::registry_key(node))
+            .and_then(|e| xnode_registry::node_record(&e))
+            .is_some_and(|r| self.storage.admission().is_admitted(&self.registry, &r))
     }
 
     /// The nodes that should run `spec`'s replicas, best first.
@@ -77,11 +98,15 @@ impl Compute {
 }
 
 /// Rendezvous placement: every candidate that satisfies the constraints gets a score from
-/// hashing the item with its id, and the `n` highest win. Removing a node moves only the
-/// items it held; every node computes the same answer from the same membership.
+/// hashing the item with its id. The best-scoring node of each distinct operator is taken
+/// first, in score order, so one operator runs at most one replica while there are `n`
+/// operators (node ids cost nothing, operators under an allowlist do); with fewer
+/// operators, the remaining best scores fill the rest. Every pass only skips nodes, so
+/// removing a node moves only the items it held, and every node computes the same answer
+/// from the same membership.
 pub fn place(item: &str, spec: &DeploymentSpec, candidates: &[Candidate], n: usize) -> Vec<NodeId> {
     let reserve = spec.memory_reserve_bytes();
-    let mut scored: Vec<([u8; 32], NodeId)> = candidates
+    let mut scored: Vec<([u8; 32], NodeId, PublicKeyBytes)> = candidates
         .iter()
         .filter(|c| spec.placement.zones.is_empty() || spec.placement.zones.contains(&c.zone))
         .filter(|c| {
@@ -91,11 +116,31 @@ pub fn place(item: &str, spec: &DeploymentSpec, candidates: &[Candidate], n: usi
                 .all(|(k, v)| c.labels.get(k) == Some(v))
         })
         .filter(|c| c.memory_free_bytes >= reserve)
-        .map(|c| (score(item, &c.id), c.id))
+        .map(|c| (score(item, &c.id), c.id, c.operator))
         .collect();
-    scored.sort_by_key(|s| std::cmp::Reverse(s.0));
+    scored.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
     scored.dedup_by(|a, b| a.1 == b.1);
-    scored.into_iter().take(n).map(|(_, id)| id).collect()
+    let mut picked: Vec<NodeId> = Vec::with_capacity(n.min(scored.len()));
+    let mut taken = vec![false; scored.len()];
+    let mut operators = std::collections::HashSet::new();
+    for (i, (_, id, operator)) in scored.iter().enumerate() {
+        if picked.len() >= n {
+            break;
+        }
+        if operators.insert(*operator) {
+            picked.push(*id);
+            taken[i] = true;
+        }
+    }
+    for (i, (_, id, _)) in scored.iter().enumerate() {
+        if picked.len() >= n {
+            break;
+        }
+        if !taken[i] {
+            picked.push(*id);
+        }
+    }
+    picked
 }
 
 /// The rendezvous score of `node` for `item`: the highest scores win.
@@ -106,4 +151,80 @@ pub fn score(item: &str, node: &NodeId) -> [u8; 32] {
     h.update(b"\n");
     h.update(&node.to_bytes());
     *h.finalize().as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use xnode_types::SecretKey;
+
+    use super::*;
+    use crate::spec::Kind;
+
+    fn spec(name: &str, replicas: u32) -> DeploymentSpec {
+        DeploymentSpec {
+            v: 1,
+            name: name.into(),
+            kind: Kind::Http,
+            module: String::new(),
+            replicas,
+            limits: Default::default(),
+            env: Default::default(),
+            args: vec![],
+            allowed_hosts: vec![],
+            placement: Default::default(),
+            storage: None,
+            memory_reserve_mb: Some(0),
+            owner: SecretKey::generate().public().to_hex(),
+            created_ms: 0,
+        }
+    }
+
+    fn candidate(operator: PublicKeyBytes, zone: &str) -> Candidate {
+        Candidate {
+            id: SecretKey::generate().node_id(),
+            zone: zone.into(),
+            operator,
+            labels: Default::default(),
+            memory_free_bytes: u64::MAX,
+        }
+    }
+
+    /// Review finding 5 for compute: ground node ids with invented zones under one
+    /// operator key run at most one replica of a deployment while 3 operators exist.
+    #[test]
+    fn an_operator_with_ground_ids_runs_one_replica() {
+        let spec = spec("target", 3);
+        let honest: Vec<Candidate> = (0..3)
+            .map(|_| candidate(SecretKey::generate().public(), "default"))
+            .collect();
+        let best_honest = honest.iter().map(|c| score("target", &c.id)).max().unwrap();
+        let attacker = SecretKey::generate().public();
+        let mut all = honest.clone();
+        let mut ground = 0;
+        while ground < 20 {
+            let c = candidate(attacker, &format!("invented-{ground}"));
+            if score("target", &c.id) > best_honest {
+                all.push(c);
+                ground += 1;
+            }
+        }
+        let picked = place("target", &spec, &all, 3);
+        assert_eq!(picked.len(), 3);
+        let attackers = picked
+            .iter()
+            .filter(|id| all.iter().any(|c| c.id == **id && c.operator == attacker))
+            .count();
+        assert_eq!(attackers, 1, "{picked:?}");
+        // With independent operators only, placement is the plain top scores.
+        let mut by_score: Vec<_> = honest.iter().map(|c| (score("x", &c.id), c.id)).collect();
+        by_score.sort_by_key(|x| std::cmp::Reverse(x.0));
+        let expected: Vec<NodeId> = by_score.iter().take(2).map(|x| x.1).collect();
+        assert_eq!(place("x", &spec, &honest, 2), expected);
+        // Fewer operators than replicas: filled by score, all distinct.
+        let few: Vec<Candidate> = all[2..].to_vec();
+        let picked = place("target", &spec, &few, 3);
+        assert_eq!(picked.iter().collect::<HashSet<_>>().len(), 3);
+    }
 }

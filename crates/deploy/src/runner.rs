@@ -335,7 +335,7 @@ impl Compute {
             let runner = job_runners(&job, &candidates).first().copied();
             let finished = reports.get(&id).is_some_and(|runs| {
                 runs.iter()
-                    .any(|(n, _)| run_counts(&job, n, runner.as_ref()))
+                    .any(|(n, _)| run_counts(&job, n, runner.as_ref()) && self.admitted(n))
             });
             if finished || xnode_types::lock(&self.local).jobs.contains_key(&id) {
                 continue;

@@ -56,6 +56,73 @@ pub struct Config {
     /// Expose `/v1/admin/faults` so drills and tests can inject drops, delays and
     /// partitions. Never enable on a production node.
     pub enable_fault_injection: bool,
+    /// The operator key file (the format of `node.key`). One operator runs many nodes with
+    /// one key by pointing them all at a copy of it; the file must exist. Absent (the
+    /// default), the node uses `operator.key` in its data dir, created on first start.
+    pub operator_key_file: Option<PathBuf>,
+    /// Which nodes may hold data and run workloads.
+    pub admission: AdmissionConfig,
+}
+
+/// The admission policy (`[admission]`): which nodes may hold data and run workloads. See
+/// `docs/configuration.md` and `xnode_registry::admission`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdmissionConfig {
+    /// `open`, `allowlist` or `bonded`.
+    pub policy: AdmissionPolicyName,
+    /// The network authority's ed25519 public key, in hex (`allowlist` only): admission
+    /// lists count only if it signed them.
+    pub authority: Option<String>,
+    /// A signed admission list to load at start and spread through the registry
+    /// (`allowlist` only). Without one, the node waits for a list from its peers and
+    /// admits no one until then.
+    pub list_file: Option<PathBuf>,
+}
+
+/// The name of an admission policy in a configuration file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdmissionPolicyName {
+    /// Every node with a valid operator certificate (devnets, tests, trusted clusters).
+    #[default]
+    Open,
+    /// The nodes and operators a list signed by the network authority names.
+    Allowlist,
+    /// Nodes whose operator has staked. Not available yet: it needs the staking work.
+    Bonded,
+}
+
+impl AdmissionConfig {
+    /// The policy this section describes, or why it is not usable.
+    pub fn policy(&self) -> Result<xnode_registry::admission::AdmissionPolicy, ConfigError> {
+        use xnode_registry::admission::AdmissionPolicy;
+        let err = |reason: &str| ConfigError::Admission(reason.to_owned());
+        match self.policy {
+            AdmissionPolicyName::Open => {
+                if self.authority.is_some() || self.list_file.is_some() {
+                    return Err(err(
+                        "admission.authority and admission.list_file apply only to the allowlist policy",
+                    ));
+                }
+                Ok(AdmissionPolicy::Open)
+            }
+            AdmissionPolicyName::Allowlist => {
+                let Some(hex) = &self.authority else {
+                    return Err(err(
+                        "the allowlist policy needs admission.authority, the network authority's public key in hex",
+                    ));
+                };
+                let authority = xnode_types::PublicKeyBytes::from_hex(hex).map_err(|e| {
+                    ConfigError::Admission(format!("admission.authority {hex:?}: {e}"))
+                })?;
+                Ok(AdmissionPolicy::Allowlist { authority })
+            }
+            AdmissionPolicyName::Bonded => Err(err(
+                "the bonded policy needs operator stakes, which the incentives (staking) work has not delivered yet; use open or allowlist",
+            )),
+        }
+    }
 }
 
 impl Default for Config {
@@ -85,6 +152,8 @@ impl Default for Config {
             compute: xnode_deploy::ComputeConfig::default(),
             otlp_endpoint: None,
             enable_fault_injection: false,
+            operator_key_file: None,
+            admission: AdmissionConfig::default(),
         }
     }
 }
@@ -106,6 +175,8 @@ pub enum ConfigError {
     Timing { field: &'static str, reason: String },
     #[error("{0}")]
     Storage(String),
+    #[error("{0}")]
+    Admission(String),
     #[error(transparent)]
     Http(#[from] xnode_serve::LimitsError),
 }
@@ -280,6 +351,23 @@ impl Config {
             });
         }
         self.http.validate()?;
+        self.admission.policy()?;
+        if let Some(path) = &self.admission.list_file
+            && !path.is_file()
+        {
+            return Err(ConfigError::Admission(format!(
+                "admission.list_file {}: no such file",
+                path.display()
+            )));
+        }
+        if let Some(path) = &self.operator_key_file
+            && !path.is_file()
+        {
+            return Err(ConfigError::Admission(format!(
+                "operator_key_file {}: no such file (copy an existing operator.key there, or leave it unset to create one in the data dir)",
+                path.display()
+            )));
+        }
         Ok(())
     }
 }
@@ -376,6 +464,46 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn admission_policies_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = valid(dir.path());
+        c.admission.policy = AdmissionPolicyName::Bonded;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("bonded") && err.contains("staking"), "{err}");
+
+        c.admission.policy = AdmissionPolicyName::Allowlist;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("admission.authority"), "{err}");
+        c.admission.authority = Some("not hex".into());
+        assert!(c.validate().is_err());
+        let authority = xnode_types::SecretKey::generate().public();
+        c.admission.authority = Some(authority.to_hex());
+        c.validate().unwrap();
+        c.admission.list_file = Some(dir.path().join("missing.list"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("no such file")
+        );
+
+        // An authority under the open policy is a mistake, not silently ignored.
+        let mut open = valid(dir.path());
+        open.admission.authority = Some(authority.to_hex());
+        assert!(open.validate().is_err());
+        let mut operator = valid(dir.path());
+        operator.operator_key_file = Some(dir.path().join("missing.key"));
+        assert!(operator.validate().is_err());
+
+        let parsed: Config = toml::from_str(&format!(
+            "[admission]\npolicy = \"allowlist\"\nauthority = \"{}\"\n",
+            authority.to_hex()
+        ))
+        .unwrap();
+        assert_eq!(parsed.admission.policy, AdmissionPolicyName::Allowlist);
     }
 
     #[test]

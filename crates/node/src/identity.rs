@@ -23,22 +23,63 @@ impl Versioned for KeyFile {
     const VERSION: u8 = 1;
 }
 
+/// File name of the operator key inside the data dir, when no other is configured.
+pub const OPERATOR_KEY_FILE: &str = "operator.key";
+
 /// Loads the node key from `data_dir`, creating it on first start.
 pub fn load_or_create_key(data_dir: &Path) -> Result<(SecretKey, bool), NodeError> {
-    let path = data_dir.join(KEY_FILE);
+    load_or_create_key_file(&data_dir.join(KEY_FILE))
+}
+
+/// Loads the operator key: from `configured` if set (it must exist: a mistyped path must
+/// not quietly make a new operator), else from the data dir, creating it on first start.
+pub fn load_operator_key(
+    data_dir: &Path,
+    configured: Option<&Path>,
+) -> Result<(SecretKey, bool), NodeError> {
+    match configured {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| NodeError::Key {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            Ok((decode_key(&bytes, path)?, false))
+        }
+        None => load_or_create_key_file(&data_dir.join(OPERATOR_KEY_FILE)),
+    }
+}
+
+/// Writes `key` to `path` in the key file format, readable only by its owner (for tools
+/// and tests that hand one operator key to several nodes).
+pub fn write_key_file(path: &Path, key: &SecretKey) -> Result<(), NodeError> {
+    let shown = path.display().to_string();
+    let bytes = xnode_wire::encode(&KeyFile { seed: key.seed() }).map_err(|e| NodeError::Key {
+        path: shown.clone(),
+        reason: e.to_string(),
+    })?;
+    write_private(path, &bytes).map_err(|e| NodeError::Key {
+        path: shown,
+        reason: e.to_string(),
+    })
+}
+
+fn decode_key(bytes: &[u8], path: &Path) -> Result<SecretKey, NodeError> {
+    let shown = path.display().to_string();
+    let file: KeyFile = xnode_wire::decode(bytes, 1024).map_err(|e| NodeError::Key {
+        path: shown.clone(),
+        reason: e.to_string(),
+    })?;
+    SecretKey::from_seed(&file.seed).map_err(|e| NodeError::Key {
+        path: shown,
+        reason: e.to_string(),
+    })
+}
+
+fn load_or_create_key_file(path: &Path) -> Result<(SecretKey, bool), NodeError> {
+    let path = path.to_path_buf();
     let shown = path.display().to_string();
     match std::fs::read(&path) {
-        Ok(bytes) => {
-            let file: KeyFile = xnode_wire::decode(&bytes, 1024).map_err(|e| NodeError::Key {
-                path: shown.clone(),
-                reason: e.to_string(),
-            })?;
-            let key = SecretKey::from_seed(&file.seed).map_err(|e| NodeError::Key {
-                path: shown,
-                reason: e.to_string(),
-            })?;
-            Ok((key, false))
-        }
+        Ok(bytes) => Ok((decode_key(&bytes, &path)?, false)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = SecretKey::generate();
             let bytes =
@@ -105,6 +146,26 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn operator_key_is_created_in_the_data_dir_or_loaded_from_a_shared_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (own, created) = load_operator_key(dir.path(), None).unwrap();
+        assert!(created);
+        assert!(dir.path().join(OPERATOR_KEY_FILE).is_file());
+        let (again, _) = load_operator_key(dir.path(), None).unwrap();
+        assert_eq!(own.public(), again.public());
+
+        let shared = dir.path().join("shared-operator.key");
+        let key = SecretKey::generate();
+        write_key_file(&shared, &key).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let (loaded, created) = load_operator_key(other.path(), Some(&shared)).unwrap();
+        assert!(!created);
+        assert_eq!(loaded.public(), key.public());
+        // A configured path that does not exist is an error, not a new operator.
+        assert!(load_operator_key(other.path(), Some(&dir.path().join("nope"))).is_err());
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub enum NodeError {
     Compute(#[from] xnode_deploy::StartError),
     #[error("{0}")]
     State(String),
+    #[error("admission list {path}: {reason}")]
+    AdmissionList { path: String, reason: String },
     #[error("fault injection is disabled on this node (start it with --enable-fault-injection)")]
     FaultInjectionDisabled,
 }
@@ -139,6 +141,39 @@ impl xnode_wire::Versioned for NodeState {
     const VERSION: u8 = 1;
 }
 
+/// Reads and verifies the signed admission list in `path`; returns its bytes.
+fn load_admission_list(
+    admission: &xnode_registry::admission::Admission,
+    path: &std::path::Path,
+) -> Result<Vec<u8>, NodeError> {
+    use xnode_registry::admission::{
+        AdmissionPolicy, MAX_ADMISSION_LIST_BYTES, SignedAdmissionList,
+    };
+    let bad = |reason: String| NodeError::AdmissionList {
+        path: path.display().to_string(),
+        reason,
+    };
+    let AdmissionPolicy::Allowlist { authority } = admission.policy() else {
+        return Err(bad("an admission list needs the allowlist policy".into()));
+    };
+    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    if bytes.len() > MAX_ADMISSION_LIST_BYTES {
+        return Err(bad(format!(
+            "{} bytes, over the limit of {MAX_ADMISSION_LIST_BYTES}",
+            bytes.len()
+        )));
+    }
+    let list = SignedAdmissionList::decode_verified(&bytes, authority, admission.network())
+        .map_err(|e| bad(e.to_string()))?;
+    tracing::info!(
+        serial = list.serial,
+        operators = list.operators.len(),
+        nodes = list.nodes.len(),
+        "loaded the admission list"
+    );
+    Ok(bytes)
+}
+
 fn persist_incarnation(db: &Db, incarnation: u64) -> Result<(), NodeError> {
     let bytes = xnode_wire::encode(&NodeState { incarnation })
         .map_err(|e| NodeError::State(e.to_string()))?;
@@ -195,6 +230,22 @@ impl Node {
         );
         let meta = Arc::new(xnode_store::MetaStore::new(db.clone()));
 
+        // Who runs this node, proven by the operator's certificate in the node's record,
+        // and which nodes this node lets hold data (see `xnode_registry::admission`).
+        let (operator_key, _) =
+            identity::load_operator_key(&config.data_dir, config.operator_key_file.as_deref())?;
+        let operator_cert = xnode_types::OperatorCert::issue(&operator_key, &config.network, &id);
+        drop(operator_key);
+        let admission = Arc::new(xnode_registry::admission::Admission::new(
+            config.network.clone(),
+            config.admission.policy()?,
+        ));
+        // A bad list file stops the start here, before the node touches the network.
+        let admission_list = match &config.admission.list_file {
+            Some(path) => Some(load_admission_list(&admission, path)?),
+            None => None,
+        };
+
         let (mesh, mesh_task) = Mesh::start(config.mesh(), &key, incarnation, mesh_metrics).await?;
         let storage = Arc::new(Storage::new(
             id,
@@ -203,6 +254,7 @@ impl Node {
             meta,
             mesh.clone(),
             registry.clone(),
+            admission,
             config.storage.clone(),
             store_metrics,
         ));
@@ -237,6 +289,7 @@ impl Node {
             status: NodeStatus::Active,
             started_at_ms,
             labels: config.compute.labels.clone(),
+            operator: Some(operator_cert),
         };
         let registry_sync = Endpoint::new(&mesh);
         let node = Node {
@@ -279,6 +332,9 @@ impl Node {
             runner.spawn(worker);
         }
         workers::spawn_all(&node).await?;
+        if let Some(bytes) = admission_list {
+            node.publish_admission_list(bytes).await?;
+        }
         node.publish_record().await?;
         Ok(node)
     }
@@ -332,6 +388,26 @@ impl Node {
     /// Every background worker of this node and its state.
     pub fn workers(&self) -> Vec<WorkerInfo> {
         self.inner.runner.list()
+    }
+
+    /// Carries a verified admission list in the registry under `admission/<this node>`,
+    /// from where it spreads to every node. An unchanged list is not rewritten.
+    async fn publish_admission_list(&self, bytes: Vec<u8>) -> Result<(), NodeError> {
+        let key = format!(
+            "{}{}",
+            xnode_registry::admission::ADMISSION_PREFIX,
+            self.inner.id
+        );
+        let registry = &self.inner.registry;
+        if registry
+            .get(&key)
+            .is_some_and(|e| e.value.as_deref() == Some(&bytes[..]))
+        {
+            return Ok(());
+        }
+        let entry = registry.put(&self.inner.key, &key, bytes)?;
+        registry.spread(&entry).await;
+        Ok(())
     }
 
     /// Signs this node's current record into the registry; the publisher worker gossips it.

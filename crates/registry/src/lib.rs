@@ -12,6 +12,7 @@
 //! [`Registry::apply_remote`]; anti-entropy messages ([`sync`]) are plain data that any
 //! transport can carry.
 
+pub mod admission;
 pub mod claims;
 mod entry;
 mod metrics;
@@ -231,7 +232,7 @@ impl Registry {
         }
     }
 
-    fn read_entries(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Entry>> {
+    pub(crate) fn read_entries(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Entry>> {
         match self.entries.read() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),

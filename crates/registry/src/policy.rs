@@ -12,6 +12,7 @@ pub trait WritePolicy: Send + Sync {
 /// The policy every node enforces:
 ///
 /// - `node/<node-id>`: only that node's own key;
+/// - `admission/<node-id>`: only that node's own key (it carries a signed admission list);
 /// - `tenant/<tenant-public-key-hex>/...`: only that tenant's key;
 /// - any other namespace: refused, until a subsystem defines its rules.
 #[derive(Debug, Default, Clone, Copy)]
@@ -20,6 +21,14 @@ pub struct DefaultPolicy;
 impl WritePolicy for DefaultPolicy {
     fn may_write(&self, key: &str, owner: &PublicKeyBytes, _current: Option<&Entry>) -> bool {
         if let Some(node) = key.strip_prefix(NodeRecord::KEY_PREFIX) {
+            let Ok(node) = node.parse::<NodeId>() else {
+                return false;
+            };
+            return NodeId::from_public_key(owner).is_ok_and(|id| id == node);
+        }
+        // The admission list a node carries: `admission/<node>`, by that node. The list
+        // inside is signed by the network's authority; readers check that, not this.
+        if let Some(node) = key.strip_prefix(crate::admission::ADMISSION_PREFIX) {
             let Ok(node) = node.parse::<NodeId>() else {
                 return false;
             };

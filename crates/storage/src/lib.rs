@@ -36,6 +36,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use xnode_mesh::{Endpoint, MemberState, Mesh};
 use xnode_registry::Registry;
+use xnode_registry::admission::Admission;
 use xnode_store::{Candidate, ChunkId, ChunkStore, MetaStore, StoreError, StoreMetrics};
 use xnode_types::{HlcClock, NodeId, NodeStatus, PublicKeyBytes, lock, unix_ms};
 
@@ -199,6 +200,8 @@ pub struct Storage {
     pub(crate) meta: Arc<MetaStore>,
     pub(crate) mesh: Mesh,
     pub(crate) registry: Arc<Registry>,
+    /// Which nodes may hold data (see [`Storage::storage_set`]).
+    pub(crate) admission: Arc<Admission>,
     pub(crate) endpoint: Endpoint<StoreService>,
     pub(crate) config: StorageConfig,
     pub(crate) metrics: StoreMetrics,
@@ -271,6 +274,7 @@ impl Storage {
         meta: Arc<MetaStore>,
         mesh: Mesh,
         registry: Arc<Registry>,
+        admission: Arc<Admission>,
         config: StorageConfig,
         metrics: StoreMetrics,
     ) -> Self {
@@ -284,6 +288,7 @@ impl Storage {
             endpoint: Endpoint::new(&mesh),
             mesh,
             registry,
+            admission,
             config,
             metrics,
             clock: HlcClock::new(),
@@ -350,8 +355,10 @@ impl Storage {
 
     // ----- membership -------------------------------------------------------------------
 
-    /// The stable storage set: active nodes, with dead ones kept for the repair grace
-    /// period so a short outage does not move data.
+    /// The stable storage set: active, admitted nodes (see [`Admission`]), with dead ones
+    /// kept for the repair grace period so a short outage does not move data. A node
+    /// without a valid operator certificate, or one the admission policy does not admit,
+    /// is never in it, so placement never puts data on it.
     pub fn storage_set(&self) -> Vec<Candidate> {
         let members: BTreeMap<NodeId, (MemberState, u64)> = self
             .mesh
@@ -361,7 +368,7 @@ impl Storage {
             .collect();
         let now = unix_ms();
         let grace = self.config.repair_grace.as_millis() as u64;
-        let mut out: Vec<Candidate> = self
+        let records: Vec<_> = self
             .registry
             .node_records()
             .into_iter()
@@ -377,13 +384,33 @@ impl Storage {
                     Some((MemberState::Left, _)) => false,
                 }
             })
-            .map(|r| Candidate {
-                id: r.node_id,
-                zone: r.zone,
+            .collect();
+        let mut out: Vec<Candidate> = self
+            .admission
+            .admitted(&self.registry, records)
+            .into_iter()
+            .map(|a| Candidate {
+                id: a.record.node_id,
+                zone: a.record.zone,
+                operator: a.operator,
             })
             .collect();
         out.sort_by_key(|c| c.id);
         out
+    }
+
+    /// Whether this node itself is admitted to hold data, by its own record as the
+    /// registry holds it.
+    pub fn admitted_here(&self) -> bool {
+        self.registry
+            .get(&xnode_types::NodeRecord::registry_key(&self.node_id))
+            .and_then(|e| xnode_registry::node_record(&e))
+            .is_some_and(|r| self.admission.is_admitted(&self.registry, &r))
+    }
+
+    /// The admission policy this node applies to placement.
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.admission
     }
 
     /// Nodes currently believed reachable (alive or suspect), including this one.

@@ -148,12 +148,16 @@ impl Storage {
                 Ok(StoreResponse::Has(has))
             }
             StoreRequest::PutMeta { meta } => {
+                // A node the admission policy does not admit holds no data by placement;
+                // it takes none from a peer either (chunks are refused by placement).
+                self.check_admitted_here()?;
                 self.check_version_not_ahead(&meta)?;
                 let store = self.meta.clone();
                 let outcome = blocking(move || store.merge_outcome(meta)).await?;
                 Ok(StoreResponse::MetaMerged { outcome })
             }
             StoreRequest::PutMetaMany { metas } => {
+                self.check_admitted_here()?;
                 if metas.len() > MAX_PUT_META_MANY {
                     return Err(StorageError::BadRequest(format!(
                         "at most {MAX_PUT_META_MANY} entries per request"
@@ -233,6 +237,16 @@ impl Storage {
                 let list = blocking(move || store.scan(after.as_deref(), limit)).await?;
                 Ok(StoreResponse::MetaList(list))
             }
+        }
+    }
+
+    fn check_admitted_here(&self) -> Result<(), StorageError> {
+        if self.admitted_here() {
+            Ok(())
+        } else {
+            Err(StorageError::BadRequest(
+                "this node is not admitted to hold data".into(),
+            ))
         }
     }
 

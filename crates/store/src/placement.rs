@@ -3,13 +3,17 @@
 
 use std::collections::HashSet;
 
-use xnode_types::NodeId;
+use xnode_types::{NodeId, PublicKeyBytes};
 
 /// A node that may hold replicas.
 #[derive(Clone, Debug)]
 pub struct Candidate {
     pub id: NodeId,
+    /// The node's self-declared zone: a tie-break among one operator's nodes only.
     pub zone: String,
+    /// The operator that runs the node, from its verified operator certificate. Nodes of
+    /// one operator are one failure domain, and one party, however many there are.
+    pub operator: PublicKeyBytes,
 }
 
 /// The rendezvous score of `node` for `item`: the first 8 bytes (little-endian) of
@@ -27,12 +31,18 @@ pub fn score(item: &[u8], node: &NodeId) -> u64 {
 /// Highest-random-weight (rendezvous) hashing: score(node) = blake3(item || node_id bytes)
 /// as u64. Deterministic on every node, whatever the order of `candidates`.
 ///
-/// Picks up to `n` distinct nodes, spreading across zones: first the best-scoring node of
-/// each distinct zone in score order, until `n` or the zones run out, then the remaining
-/// best scores. Returns them in pick order.
+/// Picks up to `n` distinct nodes, spreading across *operators*, in score order:
 ///
-/// Removing a node that was not picked for an item never changes that item's picks, so a
-/// member leaving moves only the items it held.
+/// 1. the best-scoring node of each distinct operator, until `n` or the operators run out,
+///    so an operator holds at most one replica of an item while there are `n` operators,
+///    however many node ids and zone names it makes up;
+/// 2. then, with fewer operators than `n`, the best remaining node of each zone not used
+///    yet (one operator running nodes in several real zones still spreads over them);
+/// 3. then the remaining best scores.
+///
+/// Returns them in pick order. Every pass only skips nodes, so removing a node that was
+/// not picked for an item never changes that item's picks, and a member leaving moves
+/// only the items it held.
 pub fn place(item: &[u8], candidates: &[Candidate], n: usize) -> Vec<NodeId> {
     let mut ranked: Vec<(u64, &Candidate)> =
         candidates.iter().map(|c| (score(item, &c.id), c)).collect();
@@ -40,6 +50,7 @@ pub fn place(item: &[u8], candidates: &[Candidate], n: usize) -> Vec<NodeId> {
     ranked.sort_by(|a, b| {
         b.0.cmp(&a.0)
             .then_with(|| a.1.id.cmp(&b.1.id))
+            .then_with(|| a.1.operator.cmp(&b.1.operator))
             .then_with(|| a.1.zone.cmp(&b.1.zone))
     });
     let mut seen = HashSet::new();
@@ -47,12 +58,23 @@ pub fn place(item: &[u8], candidates: &[Candidate], n: usize) -> Vec<NodeId> {
 
     let mut picked: Vec<NodeId> = Vec::with_capacity(n.min(ranked.len()));
     let mut taken = vec![false; ranked.len()];
+    let mut operators = HashSet::new();
     let mut zones = HashSet::new();
     for (i, (_, c)) in ranked.iter().enumerate() {
         if picked.len() >= n {
             break;
         }
-        if zones.insert(c.zone.as_str()) {
+        if operators.insert(c.operator) {
+            picked.push(c.id);
+            zones.insert(c.zone.as_str());
+            taken[i] = true;
+        }
+    }
+    for (i, (_, c)) in ranked.iter().enumerate() {
+        if picked.len() >= n {
+            break;
+        }
+        if !taken[i] && zones.insert(c.zone.as_str()) {
             picked.push(c.id);
             taken[i] = true;
         }
@@ -74,14 +96,28 @@ mod tests {
 
     use super::*;
 
+    /// `per_zone` nodes in each zone, all run by one operator.
     fn nodes(zones: &[&str], per_zone: usize) -> Vec<Candidate> {
+        let operator = SecretKey::generate().public();
         zones
             .iter()
             .flat_map(|z| {
                 (0..per_zone).map(move |_| Candidate {
                     id: SecretKey::generate().node_id(),
                     zone: (*z).to_owned(),
+                    operator,
                 })
+            })
+            .collect()
+    }
+
+    /// `count` nodes, each with its own operator (and all in one zone).
+    fn independent(count: usize) -> Vec<Candidate> {
+        (0..count)
+            .map(|_| Candidate {
+                id: SecretKey::generate().node_id(),
+                zone: "default".into(),
+                operator: SecretKey::generate().public(),
             })
             .collect()
     }
@@ -154,6 +190,77 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn spreads_across_operators_before_zones() {
+        // Three operators with three nodes each; each operator's nodes share its zone
+        // labels with the others', so zones say nothing about who runs what.
+        let mut c = Vec::new();
+        for _ in 0..3 {
+            c.extend(nodes(&["a", "b", "c"], 1));
+        }
+        let operator_of = |id: &NodeId| c.iter().find(|x| x.id == *id).unwrap().operator;
+        for i in 0..200 {
+            let p = place(&item(i), &c, 3);
+            let operators: HashSet<_> = p.iter().map(operator_of).collect();
+            assert_eq!(operators.len(), 3, "item {i} placed on {p:?}");
+        }
+    }
+
+    #[test]
+    fn independent_operators_get_plain_rendezvous() {
+        // A devnet: every node has its own operator key. Placement is the top scores.
+        let c = independent(7);
+        for i in 0..50 {
+            let mut by_score: Vec<_> = c.iter().map(|x| (score(&item(i), &x.id), x.id)).collect();
+            by_score.sort_by_key(|x| std::cmp::Reverse(x.0));
+            let expected: Vec<NodeId> = by_score[..3].iter().map(|x| x.1).collect();
+            assert_eq!(place(&item(i), &c, 3), expected);
+        }
+    }
+
+    /// Review finding 5: an attacker grinds node ids whose scores beat every honest node
+    /// for a chosen item and declares each in an invented zone. Under one operator key it
+    /// gets one replica, whatever it grinds.
+    #[test]
+    fn an_operator_with_ground_ids_and_invented_zones_gets_one_replica() {
+        let honest = independent(3);
+        let target = b"meta/some-tenant/photos".to_vec();
+        let best_honest = honest.iter().map(|c| score(&target, &c.id)).max().unwrap();
+        let attacker_operator = SecretKey::generate().public();
+        let mut attackers = Vec::new();
+        while attackers.len() < 20 {
+            let id = SecretKey::generate().node_id();
+            if score(&target, &id) > best_honest {
+                attackers.push(Candidate {
+                    id,
+                    zone: format!("invented-{}", attackers.len()),
+                    operator: attacker_operator,
+                });
+            }
+        }
+        let mut all = honest.clone();
+        all.extend(attackers.iter().cloned());
+        let is_attacker = |id: &NodeId| attackers.iter().any(|a| a.id == *id);
+        let p = place(&target, &all, 3);
+        assert_eq!(p.len(), 3);
+        assert_eq!(p.iter().filter(|id| is_attacker(id)).count(), 1, "{p:?}");
+        // Not only for the ground item: over many items, never more than one.
+        for i in 0..2000 {
+            let p = place(&item(i), &all, 3);
+            assert!(
+                p.iter().filter(|id| is_attacker(id)).count() <= 1,
+                "item {i}: {p:?}"
+            );
+        }
+        // With fewer operators than replicas, the rest is filled as before: by score.
+        let few: Vec<Candidate> = honest[..1]
+            .iter()
+            .cloned()
+            .chain(attackers.iter().cloned())
+            .collect();
+        assert_eq!(place(&target, &few, 3).len(), 3);
     }
 
     #[test]

@@ -18,4 +18,6 @@ pub const SOFTWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub mod node_record;
 pub use node_record::{NodeRecord, NodeStatus};
+pub mod operator;
+pub use operator::OperatorCert;
 pub mod request_auth;

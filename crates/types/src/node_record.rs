@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Capacity, NodeId};
+use crate::{Capacity, NodeId, OperatorCert};
 
 /// Whether a node intends to be part of the network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +33,10 @@ pub struct NodeRecord {
     pub started_at_ms: u64,
     /// Operator-set labels that deployments can require in their placement.
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Who runs this node: the operator's certificate for this node id and network.
+    /// `None` only in records written before operators existed (format version 2), which
+    /// are never placement candidates.
+    pub operator: Option<OperatorCert>,
 }
 
 impl NodeRecord {

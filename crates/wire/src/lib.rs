@@ -127,6 +127,10 @@ pub mod kinds {
     pub const NODE_SUMMARY: u8 = 18;
     /// The storage scrubber's progress, in a node's local database (`xnode-storage`).
     pub const SCRUB_STATE: u8 = 24;
+    /// A network authority's list of admitted nodes and operators (`xnode-registry`).
+    pub const ADMISSION_LIST: u8 = 40;
+    /// An admission list with its authority's signature, as a file and a registry value.
+    pub const SIGNED_ADMISSION_LIST: u8 = 41;
     pub const COMPUTE_REQUEST: u8 = 30;
     pub const COMPUTE_RESPONSE: u8 = 31;
 }
@@ -134,8 +138,52 @@ pub mod kinds {
 impl Versioned for xnode_types::NodeRecord {
     const KIND_TAG: u8 = kinds::NODE_RECORD;
     const KIND_NAME: &'static str = "node record";
-    // Version 2 added labels.
-    const VERSION: u8 = 2;
+    // Version 2 added labels; version 3 the operator certificate.
+    const VERSION: u8 = 3;
+
+    /// A version 2 record (before operators) decodes with no operator, which keeps it out
+    /// of placement: nothing vouches for who runs it.
+    fn upgrade(version: u8, body: &[u8]) -> Result<Self, WireError> {
+        if version != 2 {
+            return Err(WireError::UnsupportedVersion {
+                kind: Self::KIND_NAME,
+                found: version,
+                supported: Self::VERSION,
+            });
+        }
+        let v2: NodeRecordV2 = postcard::from_bytes(body).map_err(|e| WireError::Malformed {
+            kind: Self::KIND_NAME,
+            reason: e.to_string(),
+        })?;
+        Ok(xnode_types::NodeRecord {
+            node_id: v2.node_id,
+            addresses: v2.addresses,
+            api_url: v2.api_url,
+            zone: v2.zone,
+            capacity: v2.capacity,
+            version: v2.version,
+            incarnation: v2.incarnation,
+            status: v2.status,
+            started_at_ms: v2.started_at_ms,
+            labels: v2.labels,
+            operator: None,
+        })
+    }
+}
+
+/// The layout of a node record in format version 2, kept to read old records.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct NodeRecordV2 {
+    node_id: xnode_types::NodeId,
+    addresses: Vec<String>,
+    api_url: Option<String>,
+    zone: String,
+    capacity: xnode_types::Capacity,
+    version: String,
+    incarnation: u64,
+    status: xnode_types::NodeStatus,
+    started_at_ms: u64,
+    labels: std::collections::BTreeMap<String, String>,
 }
 
 #[cfg(test)]
@@ -172,6 +220,44 @@ mod tests {
                 supported: 2,
             })
         }
+    }
+
+    #[test]
+    fn a_version_2_node_record_reads_with_no_operator() {
+        let key = xnode_types::SecretKey::generate();
+        let v2 = NodeRecordV2 {
+            node_id: key.node_id(),
+            addresses: vec!["/ip4/127.0.0.1/tcp/1".into()],
+            api_url: None,
+            zone: "z".into(),
+            capacity: xnode_types::Capacity::default(),
+            version: "0.1.0".into(),
+            incarnation: 4,
+            status: xnode_types::NodeStatus::Active,
+            started_at_ms: 9,
+            labels: Default::default(),
+        };
+        let mut bytes = vec![kinds::NODE_RECORD, 2];
+        bytes.extend(postcard::to_stdvec(&v2).unwrap());
+        let record: xnode_types::NodeRecord = decode(&bytes, 4096).unwrap();
+        assert_eq!(record.node_id, key.node_id());
+        assert_eq!(record.incarnation, 4);
+        assert_eq!(record.operator, None);
+        // Version 1 (before labels) is refused, not misread.
+        bytes[1] = 1;
+        assert!(matches!(
+            decode::<xnode_types::NodeRecord>(&bytes, 4096),
+            Err(WireError::UnsupportedVersion { found: 1, .. })
+        ));
+        // The current version round-trips with its certificate.
+        let mut current = record.clone();
+        current.operator = Some(xnode_types::OperatorCert::issue(
+            &key,
+            "net",
+            &key.node_id(),
+        ));
+        let again: xnode_types::NodeRecord = decode(&encode(&current).unwrap(), 4096).unwrap();
+        assert_eq!(again, current);
     }
 
     #[test]

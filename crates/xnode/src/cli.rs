@@ -29,6 +29,11 @@ pub enum Command {
     Workers(ClientArgs),
     /// Node and tenant keys: show the node's identity, or create a tenant key.
     Key(KeyArgs),
+    /// Operator and authority keys, and signed admission lists for the allowlist policy.
+    Admission {
+        #[command(subcommand)]
+        action: AdmissionAction,
+    },
     /// Create, list and delete buckets.
     Bucket {
         #[command(subcommand)]
@@ -294,6 +299,40 @@ pub struct KeyArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdmissionAction {
+    /// Create an operator key (for `operator_key_file`) or a network authority key, and
+    /// print its public key in hex.
+    Keygen {
+        /// Where to write it; an existing file is never replaced.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign an admission list with the network authority's key (for
+    /// `[admission] list_file`).
+    Sign {
+        /// The network authority's key file (made with `xnode admission keygen`).
+        #[arg(long)]
+        authority_key: PathBuf,
+        /// The network the list is for.
+        #[arg(long)]
+        network: String,
+        /// The list's serial: nodes keep the highest they have seen, so raise it for
+        /// every new list.
+        #[arg(long)]
+        serial: u64,
+        /// An admitted operator's public key, in hex (repeatable).
+        #[arg(long = "operator")]
+        operators: Vec<String>,
+        /// An admitted node id (repeatable).
+        #[arg(long = "node")]
+        nodes: Vec<String>,
+        /// Where to write the signed list.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,6 +1,7 @@
 //! `xnode`: the one binary of Xnode. It runs a node (`start`), a local multi-node network
 //! (`devnet`), and the client commands that talk to a node's API.
 
+mod admission_cmd;
 mod cli;
 mod client;
 mod compute_cmd;
@@ -41,6 +42,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Nodes(args) => client::nodes(args).await,
         cli::Command::Status(args) => client::status(args).await,
         cli::Command::Workers(args) => client::workers(args).await,
+        cli::Command::Admission { action } => admission_cmd::run(action),
         cli::Command::Key(cli::KeyArgs {
             action: Some(cli::KeyAction::S3 { action }),
             ..
