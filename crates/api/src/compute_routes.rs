@@ -88,7 +88,8 @@ pub(crate) async fn put_module(
     req: Request,
 ) -> Result<(StatusCode, Json<ModuleView>), ApiError> {
     tenant_of(&state, req.method(), req.uri(), req.headers())?;
-    let bytes = axum::body::to_bytes(req.into_body(), spec::MAX_MODULE_BYTES + 1)
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, spec::MAX_MODULE_BYTES + 1)
         .await
         .map_err(|_| {
             ApiError::BadRequest(format!(
@@ -96,6 +97,7 @@ pub(crate) async fn put_module(
                 spec::MAX_MODULE_BYTES >> 20
             ))
         })?;
+    crate::auth::check_body_hash(&parts.headers, &bytes)?;
     let size = bytes.len();
     let module = state.node.compute().put_module(bytes).await?;
     Ok((StatusCode::CREATED, Json(ModuleView { module, size })))
@@ -278,9 +280,12 @@ pub(crate) async fn deployment_logs(
 }
 
 /// The tenant's signature over this (verified) request, which peers need to answer with
-/// their lines of the logs.
+/// their lines of the logs. It carries the hash of the data key header, never the key.
 fn logs_auth(req: &Request) -> Result<xnode_deploy::proto::LogsAuth, ApiError> {
-    use xnode_types::request_auth::{HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+    use xnode_types::request_auth::{
+        HEADER_CONTENT_BLAKE3, HEADER_DATA_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP,
+        data_key_hash,
+    };
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -289,12 +294,18 @@ fn logs_auth(req: &Request) -> Result<xnode_deploy::proto::LogsAuth, ApiError> {
     };
     let signature = xnode_types::request_auth::parse_signature(header(HEADER_SIGNATURE)?)
         .ok_or_else(|| ApiError::BadSignature("the signature must be 64 bytes of hex".into()))?;
+    let data_key = match req.headers().get(HEADER_DATA_KEY) {
+        Some(_) => Some(header(HEADER_DATA_KEY)?),
+        None => None,
+    };
     Ok(xnode_deploy::proto::LogsAuth {
         query: req.uri().query().unwrap_or("").to_owned(),
         timestamp_ms: header(HEADER_TIMESTAMP)?
             .parse()
             .map_err(|_| ApiError::Unauthenticated("the timestamp must be a number".into()))?,
         nonce: header(HEADER_NONCE)?.to_owned(),
+        content_blake3: header(HEADER_CONTENT_BLAKE3)?.to_owned(),
+        data_key_blake3: data_key_hash(data_key),
         signature: signature.0.to_vec(),
     })
 }

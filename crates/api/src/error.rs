@@ -27,6 +27,18 @@ pub enum ApiError {
     StaleRequest(String),
     #[error("{0}")]
     ReplayedRequest(String),
+    /// A request without the headers of request signing v2.
+    #[error("{0}")]
+    SigningV2Required(String),
+    /// A signed request that names another node: a replay, or a misdirected client.
+    #[error("{0}")]
+    WrongNode(String),
+    /// A body whose hash differs from the one the request signed.
+    #[error("{0}")]
+    BodyHashMismatch(String),
+    /// A `Host` header that is not one of this node's names (DNS rebinding).
+    #[error("{0}")]
+    MisdirectedHost(String),
     /// A storage failure with its own status and code.
     #[error("{message}")]
     Compute {
@@ -53,7 +65,11 @@ impl ApiError {
             ApiError::Unauthenticated(_)
             | ApiError::BadSignature(_)
             | ApiError::StaleRequest(_)
-            | ApiError::ReplayedRequest(_) => StatusCode::UNAUTHORIZED,
+            | ApiError::ReplayedRequest(_)
+            | ApiError::SigningV2Required(_) => StatusCode::UNAUTHORIZED,
+            ApiError::WrongNode(_) => StatusCode::FORBIDDEN,
+            ApiError::BodyHashMismatch(_) => StatusCode::BAD_REQUEST,
+            ApiError::MisdirectedHost(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::Storage { status, .. } => *status,
             ApiError::Compute { status, .. } => *status,
         }
@@ -71,6 +87,10 @@ impl ApiError {
             ApiError::BadSignature(_) => "bad_signature",
             ApiError::StaleRequest(_) => "stale_request",
             ApiError::ReplayedRequest(_) => "replayed_request",
+            ApiError::SigningV2Required(_) => "signing_v2_required",
+            ApiError::WrongNode(_) => "wrong_node",
+            ApiError::BodyHashMismatch(_) => "body_hash_mismatch",
+            ApiError::MisdirectedHost(_) => "misdirected_host",
             ApiError::Storage { code, .. } => code,
             ApiError::Compute { code, .. } => code,
         }

@@ -8,6 +8,7 @@
 mod auth;
 mod compute_routes;
 mod error;
+mod host_check;
 mod observe_routes;
 mod routes;
 mod s3_routes;
@@ -56,6 +57,7 @@ pub async fn serve(
         listener,
         limits,
         "api",
+        xnode_serve::ErrorStyle::Json,
         handler,
         shutdown,
         std::time::Duration::from_secs(3),

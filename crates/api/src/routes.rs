@@ -72,6 +72,11 @@ pub struct ApiDoc;
 
 pub(crate) fn router(node: Node) -> Router {
     let api_metrics = node.with_metrics_registry(crate::observe_routes::ApiMetrics::register);
+    let allowed_hosts = std::sync::Arc::new(crate::host_check::AllowedHosts::new(
+        node.config().api,
+        &node.local().api_url,
+        &node.config().http.allowed_hosts,
+    ));
     let state = crate::storage_routes::AppState {
         node,
         guard: Default::default(),
@@ -102,6 +107,11 @@ pub(crate) fn router(node: Node) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             (state.node.clone(), api_metrics),
             crate::observe_routes::measure,
+        ))
+        // Outside the measurement, so a refused host costs nothing more than the check.
+        .layer(axum::middleware::from_fn_with_state(
+            allowed_hosts,
+            crate::host_check::check_host,
         ))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path())

@@ -18,7 +18,7 @@ use xnode_storage::buckets::{BucketRecord, bucket_key};
 use xnode_store::ObjectMeta;
 use xnode_types::{Hlc, PublicKeyBytes, SignatureBytes};
 
-use crate::auth::{ReplayGuard, data_key};
+use crate::auth::{HashCheckedStream, ReplayGuard, check_body_hash, data_key};
 use crate::error::ApiError;
 
 /// Shared state of the API: the node, and the replay guard for signed requests.
@@ -66,6 +66,7 @@ pub(crate) fn tenant_of(
         uri.path(),
         uri.query().unwrap_or(""),
         headers,
+        &state.node.id().to_string(),
     )
 }
 
@@ -193,10 +194,14 @@ pub(crate) fn signed_entry(
     })
 }
 
+/// Reads a (size-limited) JSON body and checks it against the hash its request signed
+/// before anything acts on it.
 pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(req: Request) -> Result<T, ApiError> {
-    let bytes = axum::body::to_bytes(req.into_body(), 64 * 1024)
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
         .await
         .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+    check_body_hash(&parts.headers, &bytes)?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))
 }
@@ -333,8 +338,13 @@ pub(crate) async fn put_object(
             user_meta.insert(meta_key.to_owned(), value.to_owned());
         }
     }
-    let body = req.into_body().into_data_stream();
-    let meta = state
+    // The body is hashed while it is stored. When its hash differs from the signed one the
+    // stream ends with an error instead of ending cleanly, and storage commits an object
+    // (writes its metadata) only after a clean end, so the mismatched write never becomes
+    // visible and the object's earlier version stays current.
+    let (parts, body) = req.into_parts();
+    let (body, mismatched) = HashCheckedStream::new(body.into_data_stream(), &parts.headers)?;
+    let stored = state
         .node
         .storage()
         .put_object(
@@ -347,7 +357,15 @@ pub(crate) async fn put_object(
             expected_len,
             body,
         )
-        .await?;
+        .await;
+    if mismatched.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::BodyHashMismatch(
+            "the uploaded body's BLAKE3 hash differs from the signed x-xnode-content-blake3; \
+             the object was not stored"
+                .into(),
+        ));
+    }
+    let meta = stored?;
     object_view(&meta)
         .map(Json)
         .ok_or_else(|| ApiError::Internal("stored object has no info".into()))

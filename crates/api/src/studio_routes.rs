@@ -142,12 +142,7 @@ pub(crate) async fn object_details(
     Path((bucket, key)): Path<(String, String)>,
     req: Request,
 ) -> Result<Json<ObjectDetailsView>, ApiError> {
-    let tenant = state.guard.verify(
-        req.method().as_str(),
-        req.uri().path(),
-        req.uri().query().unwrap_or(""),
-        req.headers(),
-    )?;
+    let tenant = crate::storage_routes::tenant_of(&state, req.method(), req.uri(), req.headers())?;
     let d = state
         .node
         .storage()

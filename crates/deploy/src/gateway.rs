@@ -648,7 +648,7 @@ impl Compute {
             .into_iter()
             .filter(|c| c.id != self.node_id)
             .map(|c| {
-                let request = ComputeRequest::SignedLogs {
+                let request = ComputeRequest::SignedLogsV2 {
                     owner: owner.to_hex(),
                     deployment: name.to_owned(),
                     auth: auth.clone(),

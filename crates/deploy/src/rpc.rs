@@ -114,12 +114,16 @@ impl Compute {
             }
             // Logs go only to their tenant: a bare request from a peer gets nothing.
             ComputeRequest::Logs { .. } => ComputeResponse::Logs(Vec::new()),
-            ComputeRequest::SignedLogs {
+            // A v1 signature names no node, so any node that saw it could replay it here.
+            ComputeRequest::SignedLogs { .. } => ComputeResponse::Logs(Vec::new()),
+            ComputeRequest::SignedLogsV2 {
                 owner,
                 deployment,
                 auth,
             } => match PublicKeyBytes::from_hex(&owner) {
-                Ok(tenant) if auth.verifies(&tenant, &deployment) => {
+                // The tenant signed its request for its edge, which relays it: the request
+                // must name the node it came from, not this one.
+                Ok(tenant) if auth.verifies(&tenant, &deployment, &from) => {
                     ComputeResponse::Logs(self.telemetry.logs.get(&owner, &deployment))
                 }
                 _ => {

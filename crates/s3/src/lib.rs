@@ -233,6 +233,7 @@ pub async fn serve(
         listener,
         limits,
         "s3",
+        xnode_serve::ErrorStyle::S3Xml,
         handler,
         shutdown,
         std::time::Duration::from_secs(3),

@@ -35,6 +35,7 @@ async fn start(limits: HttpLimits) -> (SocketAddr, tokio::sync::oneshot::Sender<
         listener,
         limits,
         "test",
+        xnode_serve::ErrorStyle::Json,
         handler,
         async move {
             let _ = stopped.await;

@@ -20,12 +20,13 @@ const hashes = lengths.map((n) => hex(blake3(Uint8Array.from({ length: n }, (_, 
 const derived = hex(deriveKey('xnode 2026-11 tenant data key v1', Uint8Array.from({ length: 32 }, (_, i) => i)));
 const keyFile = new Uint8Array(34); keyFile[0] = 17; keyFile[1] = 1; keyFile.set(Uint8Array.from({ length: 32 }, (_, i) => 255 - i), 2);
 const tenant = await t.importTenant(keyFile);
-const request = await t.signRequest('put', '/v1/buckets/b/objects/a%20b', 'x=1');
+const request = await t.signRequest('put', '/v1/buckets/b/objects/a%20b', 'x=1', { node: '12D3KooWNodeA', body: 'café body', dataKey: true });
+const empty = await t.signRequest('get', '/v1/buckets', '', { node: '12D3KooWNodeA' });
 const record = JSON.stringify({ v: 1, name: 'café', owner: tenant.tenant, created_ms: 5 });
 const entry = await t.signEntry(`tenant/${tenant.tenant}/bucket/café`, record, 1234, 7);
 const tomb = await t.signEntry(`tenant/${tenant.tenant}/bucket/x`, null, 99, 0);
 const exported = hex(t.exportKeyFile());
-console.log(JSON.stringify({ hashes, derived, tenant: tenant.tenant, dataKey: tenant.dataKey, request, record, entry, tomb, exported }));
+console.log(JSON.stringify({ hashes, derived, tenant: tenant.tenant, dataKey: tenant.dataKey, request, empty, record, entry, tomb, exported }));
 "#;
 
 #[test]
@@ -74,32 +75,79 @@ fn browser_crypto_matches_the_rust_implementation() {
     file.extend_from_slice(&seed);
     assert_eq!(v["exported"], hex::encode(&file));
 
-    // A request signature verifies exactly as the API checks it.
+    // A request signature (v2) verifies exactly as the API checks it: it binds the node,
+    // the body's hash and the data key header's hash.
+    use xnode_types::request_auth::{
+        CanonicalRequest, EMPTY_BODY_BLAKE3, canonical_request, content_hash, data_key_hash,
+    };
     let r = &v["request"];
     assert_eq!(r["x-xnode-tenant"], tenant.to_hex());
+    assert_eq!(r["x-xnode-node"], "12D3KooWNodeA");
+    assert_eq!(
+        r["x-xnode-content-blake3"],
+        content_hash("café body".as_bytes())
+    );
+    let data_key = xnode_store::DataKey::derive(&seed).to_hex();
+    assert_eq!(r["x-xnode-data-key"], data_key);
     let ts: u64 = r["x-xnode-timestamp"].as_str().unwrap().parse().unwrap();
     let nonce = r["x-xnode-nonce"].as_str().unwrap();
     assert!(nonce.len() >= 16 && nonce.bytes().all(|b| b.is_ascii_alphanumeric()));
     let sig = xnode_types::request_auth::parse_signature(r["x-xnode-signature"].as_str().unwrap())
         .unwrap();
-    let text = xnode_types::request_auth::canonical_request(
-        "PUT",
-        "/v1/buckets/b/objects/a%20b",
-        "x=1",
-        ts,
+    let body_hash = content_hash("café body".as_bytes());
+    let key_hash = data_key_hash(Some(&data_key));
+    let signed = CanonicalRequest {
+        method: "PUT",
+        path: "/v1/buckets/b/objects/a%20b",
+        query: "x=1",
+        timestamp_ms: ts,
         nonce,
-        &tenant,
-    );
-    assert!(tenant.verify(&text, &sig));
-    let other = xnode_types::request_auth::canonical_request(
-        "PUT",
-        "/v1/buckets/b/objects/a%20b",
-        "",
-        ts,
-        nonce,
-        &tenant,
-    );
-    assert!(!tenant.verify(&other, &sig));
+        tenant: &tenant,
+        node: "12D3KooWNodeA",
+        content_blake3: &body_hash,
+        data_key_blake3: &key_hash,
+    };
+    assert!(tenant.verify(&canonical_request(&signed), &sig));
+    for other in [
+        CanonicalRequest {
+            query: "",
+            ..signed
+        },
+        CanonicalRequest {
+            node: "12D3KooWNodeB",
+            ..signed
+        },
+        CanonicalRequest {
+            content_blake3: EMPTY_BODY_BLAKE3,
+            ..signed
+        },
+        CanonicalRequest {
+            data_key_blake3: "",
+            ..signed
+        },
+    ] {
+        assert!(!tenant.verify(&canonical_request(&other), &sig));
+    }
+    // Without a body or a data key: the empty body's hash, and no data key header.
+    let e = &v["empty"];
+    assert_eq!(e["x-xnode-content-blake3"], EMPTY_BODY_BLAKE3);
+    assert!(e.get("x-xnode-data-key").is_none());
+    let sig = xnode_types::request_auth::parse_signature(e["x-xnode-signature"].as_str().unwrap())
+        .unwrap();
+    assert!(tenant.verify(
+        &canonical_request(&CanonicalRequest {
+            method: "GET",
+            path: "/v1/buckets",
+            query: "",
+            timestamp_ms: e["x-xnode-timestamp"].as_str().unwrap().parse().unwrap(),
+            nonce: e["x-xnode-nonce"].as_str().unwrap(),
+            tenant: &tenant,
+            node: "12D3KooWNodeA",
+            content_blake3: EMPTY_BODY_BLAKE3,
+            data_key_blake3: "",
+        }),
+        &sig
+    ));
 
     // Registry entries (a bucket claim with a non-ASCII name, and a tombstone) verify.
     let entry =

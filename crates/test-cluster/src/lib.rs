@@ -365,6 +365,57 @@ impl Tenant {
         xnode_store::DataKey::derive(&self.key.seed())
     }
 
+    /// The headers of a request signed (v2) for `node` with `body`, and the data key
+    /// header if `with_data_key`, as the CLI and the Studio sign it.
+    pub fn signed_headers(
+        &self,
+        node: &NodeId,
+        method: &str,
+        path: &str,
+        query: &str,
+        body: &[u8],
+        with_data_key: bool,
+    ) -> Vec<(&'static str, String)> {
+        let nonce = format!("{:032x}", rand::random::<u128>());
+        self.signed_headers_at(
+            node,
+            method,
+            path,
+            query,
+            body,
+            with_data_key,
+            xnode_types::unix_ms(),
+            &nonce,
+        )
+    }
+
+    /// [`Tenant::signed_headers`] with a chosen timestamp and nonce.
+    #[allow(clippy::too_many_arguments)]
+    pub fn signed_headers_at(
+        &self,
+        node: &NodeId,
+        method: &str,
+        path: &str,
+        query: &str,
+        body: &[u8],
+        with_data_key: bool,
+        timestamp_ms: u64,
+        nonce: &str,
+    ) -> Vec<(&'static str, String)> {
+        let node = node.to_string();
+        let content_blake3 = xnode_types::request_auth::content_hash(body);
+        let data_key = with_data_key.then(|| self.data_key().to_hex());
+        xnode_types::request_auth::RequestToSign {
+            method,
+            path,
+            query,
+            node: &node,
+            content_blake3: &content_blake3,
+            data_key: data_key.as_deref(),
+        }
+        .sign(&self.key, timestamp_ms, nonce)
+    }
+
     /// The signed registry entry claiming bucket `name`.
     pub fn bucket_claim(&self, name: &str) -> xnode_registry::Entry {
         self.bucket_claim_with_rf(name, None)

@@ -629,7 +629,7 @@ async fn a_trace_follows_a_call_from_the_gateway_to_the_replica_and_is_exported(
         .gather_logs(
             &tenant.id(),
             "hello",
-            &xnode_deploy::proto::LogsAuth::sign(&tenant.key, "hello"),
+            &xnode_deploy::proto::LogsAuth::sign(&tenant.key, "hello", &cluster.id(gateway)),
         )
         .await;
     let line = logs

@@ -1,14 +1,18 @@
-//! A node's API port against clients that hold connections (security review finding 17):
-//! the limits of `[http]` apply to the real API, and `/fn/` refuses an unknown function
-//! before it reads a body.
+//! A node's API port against hostile clients: connections held open (security review
+//! finding 17), the limits of `[http]` on the real API, `/fn/` refusing an unknown function
+//! before it reads a body, signed requests replayed to another node or with another body
+//! (finding 18), foreign `Host` names (L3, DNS rebinding) and request floods from one
+//! address.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
+use reqwest::StatusCode;
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use xnode_test_cluster::Cluster;
+use xnode_test_cluster::{Cluster, Tenant};
 
 fn host_port(api_url: &str) -> String {
     api_url
@@ -101,7 +105,10 @@ async fn an_unknown_function_is_refused_before_its_body_is_read() {
     // Announces 10 MB and sends none of it: the node must not wait for (or buffer) a
     // body for a function that does not exist.
     s.write_all(
-        b"POST /fn/no-such-function/x HTTP/1.1\r\nhost: x\r\ncontent-length: 10000000\r\n\r\n",
+        format!(
+            "POST /fn/no-such-function/x HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 10000000\r\n\r\n"
+        )
+        .as_bytes(),
     )
     .await
     .unwrap();
@@ -110,5 +117,267 @@ async fn an_unknown_function_is_refused_before_its_body_is_read() {
         .expect("an answer without the body");
     assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
     assert!(answer.contains("no_such_deployment"), "{answer}");
+    cluster.shutdown().await;
+}
+
+/// Sends `body` with exactly `headers` (a captured request, or a forged one) to `base`.
+async fn send_with(
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    headers: &[(&'static str, String)],
+    body: Vec<u8>,
+) -> (StatusCode, String) {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{base}{path}"))
+        .header("content-type", "application/json")
+        .body(body);
+    for (k, v) in headers {
+        request = request.header(*k, v);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    (
+        status,
+        body["error"]["code"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+/// The access key ids `tenant` has on node `i`, asked with a fresh signed request.
+async fn s3_keys_on(cluster: &Cluster, i: usize, tenant: &Tenant) -> Vec<String> {
+    let headers = tenant.signed_headers(&cluster.id(i), "GET", "/v1/s3/keys", "", b"", false);
+    let mut request = reqwest::Client::new().get(format!("{}/v1/s3/keys", cluster.api_url(i)));
+    for (k, v) in headers {
+        request = request.header(k, v);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let keys: Vec<Value> = response.json().await.unwrap();
+    keys.iter()
+        .map(|k| k["access_key_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_captured_signed_request_cannot_be_replayed_to_another_node_or_with_another_body() {
+    let cluster = Cluster::start(2).await;
+    let victim = Tenant::new();
+    let (a, b) = (cluster.api_url(0).to_owned(), cluster.api_url(1).to_owned());
+
+    // The victim registers an S3 key on its edge, node A; the attacker captures it.
+    let genuine = serde_json::to_vec(&json!({
+        "access_key_id": "AKIAVICTIM0000000001",
+        "secret_access_key": "victim-secret-victim-secret-0001",
+    }))
+    .unwrap();
+    let captured = victim.signed_headers(&cluster.id(0), "POST", "/v1/s3/keys", "", &genuine, true);
+    assert_eq!(
+        send_with(&a, reqwest::Method::POST, "/v1/s3/keys", &captured, genuine).await,
+        (StatusCode::CREATED, String::new())
+    );
+
+    // Finding 18: the same headers to node B, with a body naming the attacker's key and
+    // secret. B must refuse (the request names A), and hold no credential afterwards.
+    let attacker = serde_json::to_vec(&json!({
+        "access_key_id": "AKIAATTACKER00000001",
+        "secret_access_key": "attacker-chosen-secret-000000001",
+    }))
+    .unwrap();
+    assert_eq!(
+        send_with(
+            &b,
+            reqwest::Method::POST,
+            "/v1/s3/keys",
+            &captured,
+            attacker.clone()
+        )
+        .await,
+        (StatusCode::FORBIDDEN, "wrong_node".to_owned())
+    );
+    assert!(s3_keys_on(&cluster, 1, &victim).await.is_empty());
+
+    // A request signed for A with one body, sent to A with another, is refused before it
+    // acts; so is the captured one replayed to A (its nonce is spent).
+    let signed_for_other_body =
+        victim.signed_headers(&cluster.id(0), "POST", "/v1/s3/keys", "", b"{}", true);
+    assert_eq!(
+        send_with(
+            &a,
+            reqwest::Method::POST,
+            "/v1/s3/keys",
+            &signed_for_other_body,
+            attacker.clone()
+        )
+        .await,
+        (StatusCode::BAD_REQUEST, "body_hash_mismatch".to_owned())
+    );
+    assert_eq!(
+        send_with(
+            &a,
+            reqwest::Method::POST,
+            "/v1/s3/keys",
+            &captured,
+            attacker
+        )
+        .await
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        s3_keys_on(&cluster, 0, &victim).await,
+        vec!["AKIAVICTIM0000000001".to_owned()]
+    );
+
+    // The data key is bound too: the captured headers with another data key do not verify.
+    let mut swapped_key =
+        victim.signed_headers(&cluster.id(0), "GET", "/v1/s3/keys", "", b"", true);
+    for (name, value) in &mut swapped_key {
+        if *name == "x-xnode-data-key" {
+            *value = "00".repeat(32);
+        }
+    }
+    assert_eq!(
+        send_with(
+            &a,
+            reqwest::Method::GET,
+            "/v1/s3/keys",
+            &swapped_key,
+            Vec::new()
+        )
+        .await,
+        (StatusCode::UNAUTHORIZED, "bad_signature".to_owned())
+    );
+
+    // A client still signing v1 (no node, no body hash) is told to upgrade.
+    let v1: Vec<_> = victim
+        .signed_headers(&cluster.id(0), "GET", "/v1/s3/keys", "", b"", false)
+        .into_iter()
+        .filter(|(name, _)| *name != "x-xnode-node" && *name != "x-xnode-content-blake3")
+        .collect();
+    assert_eq!(
+        send_with(&a, reqwest::Method::GET, "/v1/s3/keys", &v1, Vec::new()).await,
+        (StatusCode::UNAUTHORIZED, "signing_v2_required".to_owned())
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_streamed_upload_whose_body_differs_from_its_signature_is_not_committed() {
+    let cluster = Cluster::start_with(3, |c| c.storage.chunk_size = 64 * 1024).await;
+    let tenant = Tenant::new();
+    cluster.create_bucket(0, &tenant, "docs").await;
+    let base = cluster.api_url(0).to_owned();
+    let node = cluster.id(0);
+    let put = |path: &str, signed_body: &[u8], sent_body: Vec<u8>| {
+        let headers = tenant.signed_headers(&node, "PUT", path, "", signed_body, true);
+        let base = base.clone();
+        let path = path.to_owned();
+        async move { send_with(&base, reqwest::Method::PUT, &path, &headers, sent_body).await }
+    };
+    let get = |path: &str| {
+        let headers = tenant.signed_headers(&node, "GET", path, "", b"", true);
+        let url = format!("{base}{path}");
+        async move {
+            let mut request = reqwest::Client::new().get(url);
+            for (k, v) in headers {
+                request = request.header(k, v);
+            }
+            let response = request.send().await.unwrap();
+            (response.status(), response.bytes().await.unwrap().to_vec())
+        }
+    };
+
+    // A first version, stored as signed.
+    let first: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let path = "/v1/buckets/docs/objects/report.bin";
+    assert_eq!(put(path, &first, first.clone()).await.0, StatusCode::OK);
+
+    // A replacement whose bytes differ from the signed ones in its last chunk (several
+    // chunks are stored before the difference shows): refused, and not committed.
+    let signed: Vec<u8> = first.iter().map(|b| b.wrapping_add(1)).collect();
+    let mut tampered = signed.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0xff;
+    assert_eq!(
+        put(path, &signed, tampered.clone()).await,
+        (StatusCode::BAD_REQUEST, "body_hash_mismatch".to_owned())
+    );
+    assert_eq!(get(path).await, (StatusCode::OK, first.clone()));
+
+    // A new object whose body differs from its signature does not exist afterwards.
+    let fresh = "/v1/buckets/docs/objects/fresh.bin";
+    assert_eq!(
+        put(fresh, &signed, tampered).await,
+        (StatusCode::BAD_REQUEST, "body_hash_mismatch".to_owned())
+    );
+    assert_eq!(get(fresh).await.0, StatusCode::NOT_FOUND);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_naming_a_foreign_host_is_refused() {
+    let cluster = Cluster::start(1).await;
+    let addr = host_port(cluster.api_url(0));
+    let port = addr.rsplit(':').next().unwrap().to_owned();
+    let ask = |host: String| {
+        let addr = addr.clone();
+        async move {
+            let mut s = TcpStream::connect(&addr).await.unwrap();
+            s.write_all(
+                format!("GET /v1/node HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+            let mut answer = String::new();
+            s.read_to_string(&mut answer).await.unwrap();
+            answer
+        }
+    };
+    // A DNS-rebinding page's requests carry its own host name.
+    let rebound = ask(format!("rebind.attacker.example:{port}")).await;
+    assert!(rebound.starts_with("HTTP/1.1 421"), "{rebound}");
+    assert!(rebound.contains("misdirected_host"), "{rebound}");
+    for own in [addr.clone(), format!("localhost:{port}")] {
+        let answer = ask(own.clone()).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{own}: {answer}");
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_over_the_rate_limit_is_refused_with_retry_after_then_served_again() {
+    // One request a second with a burst of 3: a loop of 30 requests outruns it however
+    // slowly a loaded machine sends them (it would need 27 s).
+    let cluster = Cluster::start_with(1, |c| {
+        c.http.requests_per_second_per_ip = 1;
+        c.http.burst = 3;
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/healthz", cluster.api_url(0));
+    let mut limited = None;
+    for _ in 0..30 {
+        let r = client.get(&url).send().await.unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(r);
+            break;
+        }
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let limited = limited.expect("a burst of 30 requests is rate limited");
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=5).contains(&retry_after), "{retry_after}");
+    let body: Value = limited.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    // After the wait it says, the address is served again.
+    tokio::time::sleep(Duration::from_secs(retry_after + 1)).await;
+    let again = client.get(&url).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
     cluster.shutdown().await;
 }

@@ -199,11 +199,8 @@ async fn signed_get(
     tenant: &Tenant,
     path: &str,
 ) -> serde_json::Value {
-    let nonce = format!("{:032x}", rand::random::<u128>());
     let mut request = http().get(format!("{}{path}", cluster.api_url(via)));
-    for (k, v) in
-        xnode_types::request_auth::sign_request(&tenant.key, "GET", path, "", unix_ms(), &nonce)
-    {
+    for (k, v) in tenant.signed_headers(&cluster.id(via), "GET", path, "", b"", false) {
         request = request.header(k, v);
     }
     let response = request.send().await.unwrap();
@@ -319,7 +316,11 @@ async fn a_peer_gets_no_logs_of_another_tenant() {
     let mine = cluster
         .node(peer)
         .compute()
-        .gather_logs(&tenant.id(), "hello", &LogsAuth::sign(&tenant.key, "hello"))
+        .gather_logs(
+            &tenant.id(),
+            "hello",
+            &LogsAuth::sign(&tenant.key, "hello", &cluster.id(peer)),
+        )
         .await;
     assert!(
         mine.iter().any(|l| l.message.contains("s3cr3t")),
@@ -333,16 +334,34 @@ async fn a_peer_gets_no_logs_of_another_tenant() {
             owner: owner.clone(),
             deployment: "hello".into(),
         },
-        ComputeRequest::SignedLogs {
+        ComputeRequest::SignedLogsV2 {
             owner: owner.clone(),
             deployment: "hello".into(),
-            auth: LogsAuth::sign(&stranger.key, "hello"),
+            auth: LogsAuth::sign(&stranger.key, "hello", &cluster.id(peer)),
+        },
+        ComputeRequest::SignedLogsV2 {
+            owner: owner.clone(),
+            deployment: "hello".into(),
+            // The tenant's signature, but for another deployment's logs.
+            auth: LogsAuth::sign(&tenant.key, "other", &cluster.id(peer)),
+        },
+        ComputeRequest::SignedLogsV2 {
+            owner: owner.clone(),
+            deployment: "hello".into(),
+            // The tenant's signature for these logs, but of a request to the replica
+            // itself, replayed by another node: it does not name the node relaying it.
+            auth: LogsAuth::sign(&tenant.key, "hello", &replica_id),
         },
         ComputeRequest::SignedLogs {
             owner: owner.clone(),
             deployment: "hello".into(),
-            // The tenant's signature, but for another deployment's logs.
-            auth: LogsAuth::sign(&tenant.key, "other"),
+            // A v1 signature names no node, so it is no longer answered.
+            auth: xnode_deploy::proto::LogsAuthV1 {
+                query: String::new(),
+                timestamp_ms: unix_ms(),
+                nonce: "0123456789abcdef".into(),
+                signature: vec![0; 64],
+            },
         },
     ];
     for ask in asks {

@@ -2,36 +2,27 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::Value;
 use xnode_test_cluster::{Cluster, Tenant};
-use xnode_types::request_auth::{HEADER_DATA_KEY, sign_request};
 
+/// A request to node `node` at `base`, signed with `body` and the data key.
 fn signed(
     http: &reqwest::Client,
     base: &str,
+    node: &xnode_types::NodeId,
     tenant: &Tenant,
     method: Method,
     path: &str,
+    body: Vec<u8>,
 ) -> reqwest::RequestBuilder {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
     let mut b = http.request(method.clone(), format!("{base}{path}"));
-    for (k, v) in sign_request(
-        &tenant.key,
-        method.as_str(),
-        path,
-        "",
-        now,
-        &format!("{:032x}", rand::random::<u128>()),
-    ) {
+    for (k, v) in tenant.signed_headers(node, method.as_str(), path, "", &body, true) {
         b = b.header(k, v);
     }
-    b.header(HEADER_DATA_KEY, tenant.data_key().to_hex())
+    b.body(body)
 }
 
 async fn network(base: &str) -> Value {
@@ -57,20 +48,30 @@ async fn every_node_sees_the_whole_networks_traffic() {
     let (mut sent, mut not_found) = (0u64, 0u64);
     for i in 0..40 {
         let base = c.api_url(i % 4).to_owned();
+        let node = c.id(i % 4);
         let key = format!("/v1/buckets/metrics-test/objects/k{i}");
-        let r = signed(&http, &base, &tenant, Method::PUT, &key)
-            .body(vec![7u8; 1000])
-            .send()
-            .await
-            .unwrap();
+        let r = signed(
+            &http,
+            &base,
+            &node,
+            &tenant,
+            Method::PUT,
+            &key,
+            vec![7u8; 1000],
+        )
+        .send()
+        .await
+        .unwrap();
         assert!(r.status().is_success());
         sent += 1;
         let r = signed(
             &http,
             &base,
+            &node,
             &tenant,
             Method::GET,
             "/v1/buckets/metrics-test/objects/missing",
+            Vec::new(),
         )
         .send()
         .await

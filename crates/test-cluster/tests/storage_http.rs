@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use xnode_test_cluster::{Cluster, Tenant};
-use xnode_types::request_auth::{HEADER_DATA_KEY, sign_request};
+use xnode_types::NodeId;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -23,6 +23,8 @@ fn nonce() -> String {
 struct Client {
     http: reqwest::Client,
     base: String,
+    /// The node at `base`, which signed requests name.
+    node: NodeId,
 }
 
 impl Client {
@@ -36,6 +38,30 @@ impl Client {
         self.signed_at(tenant, method, path, query, now_ms(), &nonce())
     }
 
+    /// A signed request carrying `body` (whose hash it signs).
+    fn signed_with(
+        &self,
+        tenant: &Tenant,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> reqwest::RequestBuilder {
+        self.build(tenant, method, path, "", &body, now_ms(), &nonce())
+            .body(body)
+    }
+
+    /// A signed request carrying `value` as JSON.
+    fn signed_json(
+        &self,
+        tenant: &Tenant,
+        method: Method,
+        path: &str,
+        value: &Value,
+    ) -> reqwest::RequestBuilder {
+        self.signed_with(tenant, method, path, serde_json::to_vec(value).unwrap())
+            .header("content-type", "application/json")
+    }
+
     fn signed_at(
         &self,
         tenant: &Tenant,
@@ -45,16 +71,39 @@ impl Client {
         ts: u64,
         nonce: &str,
     ) -> reqwest::RequestBuilder {
+        self.build(tenant, method, path, query, b"", ts, nonce)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        &self,
+        tenant: &Tenant,
+        method: Method,
+        path: &str,
+        query: &str,
+        body: &[u8],
+        ts: u64,
+        nonce: &str,
+    ) -> reqwest::RequestBuilder {
         let url = if query.is_empty() {
             format!("{}{path}", self.base)
         } else {
             format!("{}{path}?{query}", self.base)
         };
         let mut b = self.http.request(method.clone(), url);
-        for (k, v) in sign_request(&tenant.key, method.as_str(), path, query, ts, nonce) {
+        for (k, v) in tenant.signed_headers_at(
+            &self.node,
+            method.as_str(),
+            path,
+            query,
+            body,
+            true,
+            ts,
+            nonce,
+        ) {
             b = b.header(k, v);
         }
-        b.header(HEADER_DATA_KEY, tenant.data_key().to_hex())
+        b
     }
 }
 
@@ -75,8 +124,7 @@ async fn create_bucket(c: &Client, tenant: &Tenant, name: &str) -> reqwest::Resp
         "hlc_logical": claim.hlc.logical,
         "signature": hex_sig(&claim.signature.0),
     });
-    c.signed(tenant, Method::PUT, &format!("/v1/buckets/{name}"), "")
-        .json(&body)
+    c.signed_json(tenant, Method::PUT, &format!("/v1/buckets/{name}"), &body)
         .send()
         .await
         .unwrap()
@@ -92,10 +140,12 @@ async fn storage_api_round_trip_and_errors() {
     let c = Client {
         http: reqwest::Client::new(),
         base: cluster.api_url(0).to_owned(),
+        node: cluster.id(0),
     };
     let other = Client {
         http: reqwest::Client::new(),
         base: cluster.api_url(2).to_owned(),
+        node: cluster.id(2),
     };
     let tenant = Tenant::new();
 
@@ -124,15 +174,14 @@ async fn storage_api_round_trip_and_errors() {
     // Put with metadata, read back through another node, in full and by range.
     let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let r = c
-        .signed(
+        .signed_with(
             &tenant,
             Method::PUT,
             "/v1/buckets/docs/objects/a/b%20c.bin",
-            "",
+            body.clone(),
         )
         .header("content-type", "application/x-test")
         .header("x-xnode-meta-color", "blue")
-        .body(body.clone())
         .send()
         .await
         .unwrap();
@@ -199,13 +248,12 @@ async fn storage_api_round_trip_and_errors() {
     // Listing with prefix and start_after.
     for k in ["a/x", "a/y", "b/z"] {
         let r = c
-            .signed(
+            .signed_with(
                 &tenant,
                 Method::PUT,
                 &format!("/v1/buckets/docs/objects/{k}"),
-                "",
+                b"x".to_vec(),
             )
-            .body("x")
             .send()
             .await
             .unwrap();
@@ -285,13 +333,13 @@ async fn storage_api_round_trip_and_errors() {
     let mut forged = c
         .http
         .get(format!("{}/v1/buckets/docs/objects/a/x", c.base));
-    for (k, v) in sign_request(
-        &tenant.key,
+    for (k, v) in tenant.signed_headers(
+        &c.node,
         "GET",
         "/v1/buckets/docs/objects/a/y",
         "",
-        now_ms(),
-        &nonce(),
+        b"",
+        true,
     ) {
         forged = forged.header(k, v);
     }
@@ -354,13 +402,13 @@ async fn storage_api_round_trip_and_errors() {
     let mut no_key = c
         .http
         .get(format!("{}/v1/buckets/docs/objects/a/x", c.base));
-    for (k, v) in sign_request(
-        &tenant.key,
+    for (k, v) in tenant.signed_headers(
+        &c.node,
         "GET",
         "/v1/buckets/docs/objects/a/x",
         "",
-        now_ms(),
-        &nonce(),
+        b"",
+        false,
     ) {
         no_key = no_key.header(k, v);
     }
@@ -373,13 +421,11 @@ async fn storage_api_round_trip_and_errors() {
     let addr = c.base.trim_start_matches("http://").to_owned();
     let path = "/v1/buckets/docs/objects/truncated";
     let mut raw = format!("PUT {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 100000\r\n");
-    for (k, v) in sign_request(&tenant.key, "PUT", path, "", now_ms(), &nonce()) {
+    // The body that is signed is the full one, so only the truncation is wrong.
+    for (k, v) in tenant.signed_headers(&c.node, "PUT", path, "", &[7u8; 100_000], true) {
         raw.push_str(&format!("{k}: {v}\r\n"));
     }
-    raw.push_str(&format!(
-        "{HEADER_DATA_KEY}: {}\r\n\r\n",
-        tenant.data_key().to_hex()
-    ));
+    raw.push_str("\r\n");
     {
         use tokio::io::AsyncWriteExt;
         let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
@@ -415,8 +461,7 @@ async fn storage_api_round_trip_and_errors() {
     .unwrap();
     let body = serde_json::json!({"hlc_wall_ms": tomb.hlc.wall_ms, "hlc_logical": tomb.hlc.logical, "signature": hex_sig(&tomb.signature.0)});
     let r = c
-        .signed(&tenant, Method::DELETE, "/v1/buckets/docs", "")
-        .json(&body)
+        .signed_json(&tenant, Method::DELETE, "/v1/buckets/docs", &body)
         .send()
         .await
         .unwrap();

@@ -17,7 +17,7 @@ use xnode_deploy::spec::{
 use crate::cli::StorageClientArgs;
 use crate::client::print_table;
 use crate::storage_cmd::{client, encode_path, now_ms, send};
-use crate::tenant::SignedClient;
+use crate::tenant::{Payload, SignedClient};
 
 /// An application manifest (`app.toml`), as a developer writes it.
 #[derive(Debug, Deserialize)]
@@ -70,9 +70,15 @@ async fn upload_module(c: &SignedClient, path: &Path) -> anyhow::Result<String> 
     let bytes =
         std::fs::read(path).with_context(|| format!("cannot read module {}", path.display()))?;
     let v: Value = send(
-        c.request(Method::POST, "/v1/modules", "")
-            .header("content-type", "application/wasm")
-            .body(bytes),
+        c.request(
+            Method::POST,
+            "/v1/modules",
+            "",
+            Payload::Bytes(bytes),
+            false,
+        )
+        .await?
+        .header("content-type", "application/wasm"),
         &c.api,
     )
     .await?
@@ -123,10 +129,16 @@ pub async fn deploy(
         deployment_key(&c.key.public(), &spec.name),
         Some(record),
     )?;
-    let mut request = c.request(Method::POST, "/v1/deployments", "").json(&body);
-    if spec.storage.is_some() || spec.kind == Kind::Job {
-        request = c.with_data_key(request);
-    }
+    let with_data_key = spec.storage.is_some() || spec.kind == Kind::Job;
+    let request = c
+        .request(
+            Method::POST,
+            "/v1/deployments",
+            "",
+            Payload::json(&body)?,
+            with_data_key,
+        )
+        .await?;
     let v: Value = send(request, &c.api).await?.json().await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -147,10 +159,14 @@ pub async fn deploy(
 
 pub async fn deployments(args: StorageClientArgs) -> anyhow::Result<()> {
     let c = client(&args)?;
-    let v: Value = send(c.request(Method::GET, "/v1/deployments", ""), &c.api)
-        .await?
-        .json()
-        .await?;
+    let v: Value = send(
+        c.request(Method::GET, "/v1/deployments", "", Payload::Empty, false)
+            .await?,
+        &c.api,
+    )
+    .await?
+    .json()
+    .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -205,7 +221,12 @@ pub async fn undeploy(name: &str, args: StorageClientArgs) -> anyhow::Result<()>
     let c = client(&args)?;
     let body = signed(&c, deployment_key(&c.key.public(), name), None)?;
     let path = format!("/v1/deployments/{}", encode_path(name, false));
-    send(c.request(Method::DELETE, &path, "").json(&body), &c.api).await?;
+    send(
+        c.request(Method::DELETE, &path, "", Payload::json(&body)?, false)
+            .await?,
+        &c.api,
+    )
+    .await?;
     if args.json {
         println!("{}", serde_json::json!({ "undeployed": name }));
     } else {
@@ -219,10 +240,14 @@ pub async fn logs(name: &str, follow: bool, args: StorageClientArgs) -> anyhow::
     let path = format!("/v1/deployments/{}/logs", encode_path(name, false));
     let mut last_seen: Option<(u64, String)> = None;
     loop {
-        let v: Value = send(c.request(Method::GET, &path, ""), &c.api)
-            .await?
-            .json()
-            .await?;
+        let v: Value = send(
+            c.request(Method::GET, &path, "", Payload::Empty, false)
+                .await?,
+            &c.api,
+        )
+        .await?
+        .json()
+        .await?;
         let lines = v.as_array().cloned().unwrap_or_default();
         if args.json && !follow {
             println!("{}", serde_json::to_string_pretty(&v)?);
@@ -319,7 +344,8 @@ pub async fn job_run(o: JobRunOptions, args: StorageClientArgs) -> anyhow::Resul
         Some(serde_json::to_string(&job)?),
     )?;
     let v: Value = send(
-        c.with_data_key(c.request(Method::POST, "/v1/jobs", "").json(&body)),
+        c.request(Method::POST, "/v1/jobs", "", Payload::json(&body)?, true)
+            .await?,
         &c.api,
     )
     .await?
@@ -349,10 +375,14 @@ pub async fn job_run(o: JobRunOptions, args: StorageClientArgs) -> anyhow::Resul
 
 async fn job_json(c: &SignedClient, id: &str) -> anyhow::Result<Value> {
     let path = format!("/v1/jobs/{}", encode_path(id, false));
-    Ok(send(c.request(Method::GET, &path, ""), &c.api)
-        .await?
-        .json()
-        .await?)
+    Ok(send(
+        c.request(Method::GET, &path, "", Payload::Empty, false)
+            .await?,
+        &c.api,
+    )
+    .await?
+    .json()
+    .await?)
 }
 
 fn print_job(v: &Value, json: bool) -> anyhow::Result<()> {
@@ -395,7 +425,8 @@ pub async fn job_output(id: &str, file: &str, args: StorageClientArgs) -> anyhow
     let path = format!("/v1/jobs/{}/output", encode_path(id, false));
     let query = format!("file={}", encode_path(file, false));
     let bytes = send(
-        c.with_data_key(c.request(Method::GET, &path, &query)),
+        c.request(Method::GET, &path, &query, Payload::Empty, true)
+            .await?,
         &c.api,
     )
     .await?

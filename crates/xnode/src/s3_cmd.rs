@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::cli::S3KeyAction;
 use crate::storage_cmd::send;
-use crate::tenant::SignedClient;
+use crate::tenant::{Payload, SignedClient};
 
 fn apis(given: Vec<String>) -> Vec<String> {
     if given.is_empty() {
@@ -41,7 +41,9 @@ pub async fn register(
         if bucket_admin {
             body["tenant_seed"] = Value::String(hex::encode(c.key.seed()));
         }
-        let request = c.with_data_key(c.request(Method::POST, "/v1/s3/keys", "").json(&body));
+        let request = c
+            .request(Method::POST, "/v1/s3/keys", "", Payload::json(&body)?, true)
+            .await?;
         send(request, &c.api).await?;
     }
     Ok((id, secret))
@@ -82,10 +84,14 @@ pub async fn run(action: S3KeyAction) -> anyhow::Result<()> {
         }
         S3KeyAction::Ls { args } => {
             let c = signed(&args.api, &args.tenant_key)?;
-            let v: Value = send(c.request(Method::GET, "/v1/s3/keys", ""), &c.api)
-                .await?
-                .json()
-                .await?;
+            let v: Value = send(
+                c.request(Method::GET, "/v1/s3/keys", "", Payload::Empty, false)
+                    .await?,
+                &c.api,
+            )
+            .await?
+            .json()
+            .await?;
             if args.json {
                 println!("{v}");
                 return Ok(());
@@ -123,7 +129,12 @@ pub async fn run(action: S3KeyAction) -> anyhow::Result<()> {
                     "/v1/s3/keys/{}",
                     crate::storage_cmd::encode_path(&id, false)
                 );
-                send(c.request(Method::DELETE, &path, ""), &c.api).await?;
+                send(
+                    c.request(Method::DELETE, &path, "", Payload::Empty, false)
+                        .await?,
+                    &c.api,
+                )
+                .await?;
             }
             if json {
                 println!("{}", serde_json::json!({"removed": id, "nodes": apis}));

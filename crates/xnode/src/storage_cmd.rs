@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::cli::{BucketAction, StorageClientArgs};
 use crate::client::print_table;
-use crate::tenant::SignedClient;
+use crate::tenant::{Payload, SignedClient};
 
 /// Files larger than this get a progress bar.
 const PROGRESS_THRESHOLD: u64 = 4 * 1024 * 1024;
@@ -140,10 +140,14 @@ pub async fn bucket(action: BucketAction) -> anyhow::Result<()> {
             let c = client(&args)?;
             let path = format!("/v1/buckets/{}", encode_path(&name, false));
             let body = signed_change(&c, &name, true, replication_factor)?;
-            let v: Value = send(c.request(Method::PUT, &path, "").json(&body), &c.api)
-                .await?
-                .json()
-                .await?;
+            let v: Value = send(
+                c.request(Method::PUT, &path, "", Payload::json(&body)?, false)
+                    .await?,
+                &c.api,
+            )
+            .await?
+            .json()
+            .await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -154,7 +158,12 @@ pub async fn bucket(action: BucketAction) -> anyhow::Result<()> {
             let c = client(&args)?;
             let path = format!("/v1/buckets/{}", encode_path(&name, false));
             let body = signed_change(&c, &name, false, None)?;
-            send(c.request(Method::DELETE, &path, "").json(&body), &c.api).await?;
+            send(
+                c.request(Method::DELETE, &path, "", Payload::json(&body)?, false)
+                    .await?,
+                &c.api,
+            )
+            .await?;
             if args.json {
                 println!("{}", serde_json::json!({"deleted": name}));
             } else {
@@ -163,10 +172,14 @@ pub async fn bucket(action: BucketAction) -> anyhow::Result<()> {
         }
         BucketAction::Ls { args } => {
             let c = client(&args)?;
-            let v: Value = send(c.request(Method::GET, "/v1/buckets", ""), &c.api)
-                .await?
-                .json()
-                .await?;
+            let v: Value = send(
+                c.request(Method::GET, "/v1/buckets", "", Payload::Empty, false)
+                    .await?,
+                &c.api,
+            )
+            .await?
+            .json()
+            .await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(());
@@ -245,11 +258,15 @@ pub async fn put(
         encode_path(&key, true)
     );
     let content_type = content_type.unwrap_or_else(|| guess_type(file));
+    let payload = Payload::Stream {
+        blake3: crate::tenant::file_blake3(file).await?,
+        body: reqwest::Body::wrap_stream(stream),
+    };
     let builder = c
-        .with_data_key(c.request(Method::PUT, &path, ""))
+        .request(Method::PUT, &path, "", payload, true)
+        .await?
         .header(reqwest::header::CONTENT_LENGTH, len)
-        .header(reqwest::header::CONTENT_TYPE, content_type)
-        .body(reqwest::Body::wrap_stream(stream));
+        .header(reqwest::header::CONTENT_TYPE, content_type);
     let result = send(builder, &c.api).await;
     if let Some(bar) = &bar {
         bar.finish_and_clear();
@@ -293,7 +310,12 @@ pub async fn get(target: &str, out: Option<&Path>, args: StorageClientArgs) -> a
         encode_path(&bucket, false),
         encode_path(&key, true)
     );
-    let response = send(c.with_data_key(c.request(Method::GET, &path, "")), &c.api).await?;
+    let response = send(
+        c.request(Method::GET, &path, "", Payload::Empty, true)
+            .await?,
+        &c.api,
+    )
+    .await?;
     let len = response.content_length().unwrap_or(0);
     let mut stream = response.bytes_stream();
     match out {
@@ -369,10 +391,14 @@ pub async fn ls(target: &str, args: StorageClientArgs) -> anyhow::Result<()> {
             ("start_after", &start_after),
             ("limit", "1000"),
         ]);
-        let page: Value = send(c.request(Method::GET, &path, &query), &c.api)
-            .await?
-            .json()
-            .await?;
+        let page: Value = send(
+            c.request(Method::GET, &path, &query, Payload::Empty, false)
+                .await?,
+            &c.api,
+        )
+        .await?
+        .json()
+        .await?;
         let page = page.as_array().cloned().unwrap_or_default();
         let done = page.len() < 1000;
         if let Some(last) = page.last() {
@@ -421,7 +447,12 @@ pub async fn rm(target: &str, args: StorageClientArgs) -> anyhow::Result<()> {
         encode_path(&bucket, false),
         encode_path(&key, true)
     );
-    send(c.request(Method::DELETE, &path, ""), &c.api).await?;
+    send(
+        c.request(Method::DELETE, &path, "", Payload::Empty, false)
+            .await?,
+        &c.api,
+    )
+    .await?;
     if args.json {
         println!(
             "{}",

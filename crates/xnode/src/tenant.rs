@@ -75,11 +75,52 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// An HTTP client that signs every request with a tenant key.
+/// The body of a signed request: its BLAKE3 hash is part of what the request signs.
+pub enum Payload {
+    Empty,
+    /// Bytes sent as they are (a WebAssembly module, for example).
+    Bytes(Vec<u8>),
+    /// A JSON document (sent with `content-type: application/json`).
+    Json(Vec<u8>),
+    /// A streamed body whose hash the caller computed beforehand (a file upload).
+    Stream {
+        blake3: String,
+        body: reqwest::Body,
+    },
+}
+
+impl Payload {
+    /// A JSON payload of `value`.
+    pub fn json<T: Serialize>(value: &T) -> anyhow::Result<Self> {
+        Ok(Payload::Json(serde_json::to_vec(value)?))
+    }
+}
+
+/// The BLAKE3 hash (hex) of a file's contents, for a signed streamed upload. The file is
+/// read twice (once here, once while it is sent), which keeps memory flat for large files.
+pub async fn file_blake3(path: &Path) -> anyhow::Result<String> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+        let file = std::fs::File::open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let mut hasher = blake3::Hasher::new();
+        hasher
+            .update_reader(file)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(hasher.finalize().to_hex().to_string())
+    })
+    .await
+    .context("the hashing task failed")?
+}
+
+/// An HTTP client that signs every request with a tenant key (request signing v2).
 pub struct SignedClient {
     pub http: reqwest::Client,
     pub api: String,
     pub key: SecretKey,
+    /// The id of the node at `api`, which every request signs; asked once from the
+    /// public `GET /v1/node`.
+    node_id: std::sync::OnceLock<String>,
 }
 
 impl SignedClient {
@@ -92,16 +133,50 @@ impl SignedClient {
             http,
             api: api.trim_end_matches('/').to_owned(),
             key,
+            node_id: std::sync::OnceLock::new(),
         })
     }
 
-    /// A request to `path_and_query` (which must be percent-encoded already), signed.
-    pub fn request(
+    /// The id of the node this client talks to, asked once and remembered.
+    pub async fn node_id(&self) -> anyhow::Result<String> {
+        if let Some(id) = self.node_id.get() {
+            return Ok(id.clone());
+        }
+        #[derive(Deserialize)]
+        struct NodeView {
+            id: String,
+        }
+        let url = format!("{}/v1/node", self.api);
+        let response = self.http.get(&url).send().await.with_context(|| {
+            format!(
+                "cannot reach the node at {} (is it running? pass --api URL)",
+                self.api
+            )
+        })?;
+        if !response.status().is_success() {
+            anyhow::bail!("{url} answered {}", response.status());
+        }
+        let view: NodeView = response
+            .json()
+            .await
+            .with_context(|| format!("{url} did not describe a node"))?;
+        // Another task may have asked at the same time; both got the same answer.
+        let _ = self.node_id.set(view.id.clone());
+        Ok(view.id)
+    }
+
+    /// A request to `path` with `query` (both percent-encoded already), signed for the
+    /// node at `api` together with its `payload` and, if `with_data_key`, the tenant's
+    /// data key header.
+    pub async fn request(
         &self,
         method: reqwest::Method,
         path: &str,
         query: &str,
-    ) -> reqwest::RequestBuilder {
+        payload: Payload,
+        with_data_key: bool,
+    ) -> anyhow::Result<reqwest::RequestBuilder> {
+        let node = self.node_id().await?;
         let nonce: String = {
             use rand::Rng;
             let bytes: [u8; 16] = rand::thread_rng().r#gen();
@@ -112,24 +187,33 @@ impl SignedClient {
         } else {
             format!("{}{path}?{query}", self.api)
         };
-        let mut builder = self.http.request(method.clone(), url);
-        for (name, value) in xnode_types::request_auth::sign_request(
-            &self.key,
-            method.as_str(),
+        let content_blake3 = match &payload {
+            Payload::Empty => xnode_types::request_auth::EMPTY_BODY_BLAKE3.to_owned(),
+            Payload::Bytes(bytes) | Payload::Json(bytes) => {
+                xnode_types::request_auth::content_hash(bytes)
+            }
+            Payload::Stream { blake3, .. } => blake3.clone(),
+        };
+        let data_key = with_data_key.then(|| data_key(&self.key).to_hex());
+        let signed = xnode_types::request_auth::RequestToSign {
+            method: method.as_str(),
             path,
             query,
-            now_ms(),
-            &nonce,
-        ) {
+            node: &node,
+            content_blake3: &content_blake3,
+            data_key: data_key.as_deref(),
+        };
+        let mut builder = self.http.request(method.clone(), url);
+        for (name, value) in signed.sign(&self.key, now_ms(), &nonce) {
             builder = builder.header(name, value);
         }
-        builder
-    }
-
-    pub fn with_data_key(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        builder.header(
-            xnode_types::request_auth::HEADER_DATA_KEY,
-            data_key(&self.key).to_hex(),
-        )
+        Ok(match payload {
+            Payload::Empty => builder,
+            Payload::Bytes(bytes) => builder.body(bytes),
+            Payload::Json(bytes) => builder
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes),
+            Payload::Stream { body, .. } => builder.body(body),
+        })
     }
 }

@@ -1,7 +1,7 @@
 // The node's public HTTP API, as the Studio uses it: plain and signed requests, uploads
 // with progress, and the live event stream.
 
-import { signRequest, tenant } from './tenant.js';
+import { signRequest } from './tenant.js';
 
 export class ApiError extends Error {
   constructor(status, code, message) { super(message); this.status = status; this.code = code; }
@@ -27,11 +27,25 @@ export async function get(path) {
   return res.json();
 }
 
-/** A tenant-signed request. `opts.dataKey` adds the data key header for object data. */
+let nodeIdAsked = null;
+
+/** The id of the node serving the Studio, which every signed request names; asked once
+ *  (GET /v1/node) and remembered, or asked again after a failure. */
+export function nodeId() {
+  if (!nodeIdAsked) {
+    nodeIdAsked = get('/v1/node').then((v) => v.id).catch((e) => { nodeIdAsked = null; throw e; });
+  }
+  return nodeIdAsked;
+}
+
+/** A tenant-signed request. `opts.dataKey` adds the data key header for object data; the
+ *  body (a string or bytes, or `json`) is hashed into the signature. */
 export async function signed(method, path, { query = '', body, json, dataKey = false, headers = {}, raw = false } = {}) {
-  const h = { ...(await signRequest(method, path, query)), ...headers };
-  if (dataKey) h['x-xnode-data-key'] = tenant().dataKey;
-  if (json !== undefined) { h['content-type'] = 'application/json'; body = JSON.stringify(json); }
+  if (json !== undefined) body = JSON.stringify(json);
+  // A file is read into memory so that the bytes hashed are the bytes sent.
+  if (typeof Blob !== 'undefined' && body instanceof Blob) body = new Uint8Array(await body.arrayBuffer());
+  const h = { ...(await signRequest(method, path, query, { node: await nodeId(), body: body ?? null, dataKey })), ...headers };
+  if (json !== undefined) h['content-type'] = 'application/json';
   let res;
   try { res = await fetch(query ? `${path}?${query}` : path, { method, headers: h, body }); }
   catch (e) { throw new ApiError(0, 'unreachable', 'the node did not answer (' + e.message + ')'); }
@@ -42,9 +56,12 @@ export async function signed(method, path, { query = '', body, json, dataKey = f
   return type.includes('json') ? res.json() : res.text();
 }
 
-/** Uploads `file` with XHR so the browser reports progress: onProgress(sent, total). */
+/** Uploads `file` with XHR so the browser reports progress: onProgress(sent, total). The
+ *  file is read once to hash it (the signature binds the body's hash), then sent. */
 export async function upload(path, file, onProgress, extraHeaders = {}) {
-  const headers = { ...(await signRequest('PUT', path)), 'x-xnode-data-key': tenant().dataKey, ...extraHeaders };
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  const signedHeaders = await signRequest('PUT', path, '', { node: await nodeId(), body: bytes, dataKey: true });
+  const headers = { ...signedHeaders, ...extraHeaders };
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open('PUT', path);
@@ -58,7 +75,7 @@ export async function upload(path, file, onProgress, extraHeaders = {}) {
       if (xhr.status >= 200 && xhr.status < 300) resolve(body);
       else reject(new ApiError(xhr.status, body?.error?.code || 'http_' + xhr.status, body?.error?.message || xhr.statusText));
     };
-    xhr.send(file);
+    xhr.send(bytes);
   });
 }
 

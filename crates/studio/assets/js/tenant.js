@@ -149,19 +149,42 @@ async function sign(text) {
 
 function nonce() { return hex(crypto.getRandomValues(new Uint8Array(16))); }
 
-/** The four authentication headers of a request (canonical_request in request_auth.rs).
- *  `path` is the percent-encoded path, `query` the raw query without `?`. */
-export async function signRequest(method, path, query = '') {
+/** The BLAKE3 hash (hex) of an empty body (request_auth::EMPTY_BODY_BLAKE3). */
+export const EMPTY_BODY_BLAKE3 = 'af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262';
+
+function bodyBytes(body) {
+  if (body == null) return new Uint8Array(0);
+  if (typeof body === 'string') return new TextEncoder().encode(body);
+  if (body instanceof Uint8Array) return body;
+  if (body instanceof ArrayBuffer) return new Uint8Array(body);
+  throw new Error('a signed body must be a string, a Uint8Array or an ArrayBuffer');
+}
+
+/** The authentication headers of a request, signed with request signing v2
+ *  (canonical_request in request_auth.rs). `path` is the percent-encoded path, `query` the
+ *  raw query without `?`; `node` is the id of the node the request goes to (GET /v1/node),
+ *  `body` the exact body sent (its BLAKE3 hash is signed) and `dataKey` whether to send
+ *  (and bind) the tenant's data key header. */
+export async function signRequest(method, path, query = '', { node, body = null, dataKey = false } = {}) {
   if (!current) throw new Error('create or import a tenant key first (Tenant page)');
+  if (!node) throw new Error('a signed request needs the id of the node it goes to');
   const timestamp = Date.now();
   const n = nonce();
-  const text = ['XNODE-REQUEST-V1', method.toUpperCase(), path, query, String(timestamp), n, current.tenant].join('\n');
-  return {
+  const contentHash = body == null ? EMPTY_BODY_BLAKE3 : hex(blake3(bodyBytes(body)));
+  const keyHeader = dataKey ? current.dataKey : null;
+  const keyHash = keyHeader == null ? '' : hex(blake3(new TextEncoder().encode(keyHeader)));
+  const text = ['XNODE-REQUEST-V2', method.toUpperCase(), path, query, String(timestamp), n,
+    current.tenant, node, contentHash, keyHash].join('\n');
+  const headers = {
     'x-xnode-tenant': current.tenant,
     'x-xnode-timestamp': String(timestamp),
     'x-xnode-nonce': n,
+    'x-xnode-node': node,
+    'x-xnode-content-blake3': contentHash,
     'x-xnode-signature': await sign(text),
   };
+  if (keyHeader != null) headers['x-xnode-data-key'] = keyHeader;
+  return headers;
 }
 
 /** Signs a registry entry (entry::signing_bytes): `value` is a string (UTF-8) or null for
