@@ -177,6 +177,7 @@ impl Compute {
 
     pub(crate) async fn reconcile_once(self: &Arc<Self>) {
         self.refresh_deployments();
+        self.sweep_grants();
         let candidates = self.candidates();
         let me = self.node_id;
         let mut want_http: BTreeMap<String, Deployment> = BTreeMap::new();
