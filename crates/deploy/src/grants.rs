@@ -197,8 +197,8 @@ impl Compute {
         }
     }
 
-    /// Drops the grants of finished jobs and of deleted deployments (called on every
-    /// reconcile).
+    /// Drops the grants of finished jobs, of deleted deployments and of work whose signed
+    /// scope is gone (called on every reconcile).
     pub(crate) fn sweep_grants(&self) {
         let Ok(kept) = self.db.scan_prefix(GRANTS, b"", SWEEP_BATCH) else {
             return;
@@ -214,12 +214,9 @@ impl Compute {
                 let _ = self.db.delete(GRANTS, &id);
                 continue;
             };
-            let gone = match purpose.strip_prefix("job:") {
-                Some(job_id) => {
-                    self.job(&owner, job_id).is_none() || self.job_finished(&owner, job_id)
-                }
-                None => self.deployment(&purpose).is_none_or(|d| d.owner != owner),
-            };
+            // A job that finished or is unknown, a deployment deleted, handed to another
+            // owner or re-signed without storage: nothing may use these keys any more.
+            let gone = self.signed_scope(&owner, &purpose).is_none();
             if gone {
                 tracing::debug!(%purpose, "dropped the key grant of finished or deleted work");
                 self.drop_grant(&owner, &purpose);

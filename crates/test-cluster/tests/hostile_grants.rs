@@ -102,6 +102,18 @@ async fn a_placed_peer_gets_only_its_buckets_keys_and_cannot_substitute_them() {
     let data_key = tenant.data_key();
     let real_data_key = BucketKey::derive(&data_key, "data");
 
+    // Every honest replica serves a call locally, and gets its keys for it: pushed by the
+    // edge, or asked of a peer on first use.
+    let client = http();
+    for target in 0..3 {
+        let response = client
+            .get(format!("{}/fn/object-rw/missing", cluster.api_url(target)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{}", response.text().await.unwrap());
+    }
+
     // (a) Theft: the edge and every replica answer a placed node, with the key of the
     // deployment's bucket only.
     for target in 0..3 {
@@ -160,7 +172,6 @@ async fn a_placed_peer_gets_only_its_buckets_keys_and_cannot_substitute_them() {
     );
 
     // The function itself cannot leave its signed scope, with any method.
-    let client = http();
     cluster
         .deploy(
             0,
