@@ -28,6 +28,10 @@ const GRANTS: Table = Table("compute_grants_v2");
 const LEGACY_GRANTS: Table = Table("compute_grants");
 /// Format version of [`GrantKeys`], on disk and on the wire.
 pub const GRANT_KEYS_VERSION: u32 = 1;
+/// The nodes that may hold a pending job's keys: its runner and the next node of its
+/// placement ranking, which takes over if the runner dies. Without that standby, a job
+/// whose runner was also its edge (the only other holder) could not be rerun.
+pub(crate) const JOB_KEY_HOLDERS: usize = 2;
 /// How many grants one sweep looks at; the rest wait for the next reconcile.
 const SWEEP_BATCH: usize = 10_000;
 
@@ -280,8 +284,8 @@ impl Compute {
     }
 
     /// Whether `node` may receive `owner`'s keys for `purpose`: it must be a node the
-    /// deployment or job is placed on, as this node sees placement, and a job must not
-    /// have finished.
+    /// deployment is placed on, or the runner or standby of the job ([`JOB_KEY_HOLDERS`]),
+    /// as this node sees placement, and a job must not have finished.
     pub(crate) fn may_receive_grant(
         &self,
         node: NodeId,
@@ -291,7 +295,7 @@ impl Compute {
         if let Some(job_id) = purpose.strip_prefix("job:") {
             return !self.job_finished(owner, job_id)
                 && self.job(owner, job_id).is_some_and(|job| {
-                    runner::job_runners(&job, &self.candidates()).first() == Some(&node)
+                    runner::job_ranking(&job, &self.candidates(), JOB_KEY_HOLDERS).contains(&node)
                 });
         }
         self.deployment(purpose)

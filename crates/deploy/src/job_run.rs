@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 use xnode_compute::{CommandSpec, ExitReason, Mount, OutputCapture};
 use xnode_types::PublicKeyBytes;
 
-use crate::runner::{GRANT_ATTEMPTS, GRANT_RETRY, log_line};
+use crate::grants::JOB_KEY_HOLDERS;
+use crate::runner::{self, GRANT_ATTEMPTS, GRANT_RETRY, log_line};
 use crate::scratch;
 use crate::spec::{JOB_RECORD_VERSION, JobInput, JobRun, JobSpec, RunState, run_key};
 use crate::usage::ForwardLabels;
@@ -142,6 +143,14 @@ impl Compute {
         let keys = keys.ok_or(
             "no node holds the keys of this job's buckets (or the job was signed without key checks); submit it again",
         )?;
+        // The standby (the node that takes over if this one dies) keeps the keys too: the
+        // edge's push may have reached it before the job did, and the edge may be this
+        // node. It checks them against the job's signed scope like any push.
+        let standby: Vec<_> = runner::job_ranking(job, &self.candidates(), JOB_KEY_HOLDERS)
+            .into_iter()
+            .filter(|n| *n != self.node_id)
+            .collect();
+        self.push_grant(&owner, &purpose, &keys, &standby).await;
         // The scratch directory is named by the node, never by the tenant: a hash of the
         // job's owner and id, and a random suffix.
         let tag = blake3::hash(format!("{}/{}", job.owner, job.id).as_bytes());

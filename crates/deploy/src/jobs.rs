@@ -7,6 +7,7 @@ use xnode_store::DataKey;
 use xnode_types::{PublicKeyBytes, unix_ms};
 
 use crate::catalog::check_entry_clock;
+use crate::grants::JOB_KEY_HOLDERS;
 use crate::spec::{self, Kind, decode_job};
 use crate::{Compute, ComputeOpError, runner};
 
@@ -79,8 +80,8 @@ impl Compute {
         let purpose = format!("job:{}", job.id);
         self.accept_grant(tenant, &purpose, &keys)
             .map_err(|e| ComputeOpError::Internal(e.to_string()))?;
-        let runners = runner::job_runners(&job, &self.candidates());
-        self.push_grant(tenant, &purpose, &keys, &runners).await;
+        let holders = runner::job_ranking(&job, &self.candidates(), JOB_KEY_HOLDERS);
+        self.push_grant(tenant, &purpose, &keys, &holders).await;
         self.control.wake.notify_one();
         Ok(entry)
     }
