@@ -111,11 +111,24 @@ impl Compute {
                 self.config.stack_kb
             )));
         }
-        if spec.storage.is_some() && data_key.is_none() {
-            return Err(ComputeOpError::BadRequest(
-                "a deployment with [storage] needs the tenant's data key (x-xnode-data-key)".into(),
-            ));
-        }
+        // The bucket keys its replicas get, derived here at the tenant's edge from the
+        // data key sent with the request and checked against the checks the tenant
+        // signed. The data key itself goes nowhere.
+        let grant = match (&spec.storage, spec.signed_scope(), &data_key) {
+            (None, _, _) => None,
+            (Some(_), None, _) => {
+                return Err(ComputeOpError::BadRequest(
+                    "a deployment with [storage] must sign the key checks of its buckets (storage.key_checks); update the client".into(),
+                ));
+            }
+            (Some(_), Some(_), None) => {
+                return Err(ComputeOpError::BadRequest(
+                    "a deployment with [storage] needs the tenant's data key (x-xnode-data-key)"
+                        .into(),
+                ));
+            }
+            (Some(_), Some(scope), Some(data_key)) => Some(Self::derive_grant(data_key, &scope)?),
+        };
         if let Some(existing) = self.deployment(&spec.name)
             && existing.owner != *tenant
         {
@@ -150,11 +163,12 @@ impl Compute {
                 ));
             }
         }
-        if let Some(key) = data_key {
-            self.store_grant(tenant, &key)?;
-            // Replicas usually get the key now rather than asking for it on first use.
+        if let Some(keys) = grant {
+            self.accept_grant(tenant, &spec.name, &keys)
+                .map_err(|e| ComputeOpError::Internal(e.to_string()))?;
+            // Replicas usually get the keys now rather than asking for them on first use.
             let targets = self.place(&spec);
-            self.push_grant(tenant, &spec.name, &key, &targets).await;
+            self.push_grant(tenant, &spec.name, &keys, &targets).await;
         }
         self.control.wake.notify_one();
         Ok((entry, spec))

@@ -478,10 +478,10 @@ impl Compute {
         let module = self.http_module(deployment).await.map_err(|e| (e, false))?;
         let outbound: Arc<dyn Outbound> = match &spec.storage {
             Some(_) => match self.grant(&deployment.owner, &spec.name).await {
-                Some(data_key) => Arc::new(StoreOutbound {
+                Some(keys) => Arc::new(StoreOutbound {
                     storage: self.storage.clone(),
                     owner: deployment.owner,
-                    data_key,
+                    keys,
                     max_object_bytes: self.config.max_store_object_mb.saturating_mul(1 << 20),
                 }),
                 None => Arc::new(NoStorage),

@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 use xnode_compute::{CommandSpec, ExitReason, Mount, OutputCapture};
 use xnode_types::PublicKeyBytes;
 
-use crate::runner::{GRANT_ATTEMPTS, GRANT_RETRY, log_line};
+use crate::grants::JOB_KEY_HOLDERS;
+use crate::runner::{self, GRANT_ATTEMPTS, GRANT_RETRY, log_line};
 use crate::scratch;
 use crate::spec::{JOB_RECORD_VERSION, JobInput, JobRun, JobSpec, RunState, run_key};
 use crate::usage::ForwardLabels;
@@ -110,6 +111,9 @@ impl Compute {
             ),
         );
         self.publish_run(&owner, &run);
+        // The result is recorded: the job's keys are no longer needed here, and no other
+        // node may have them any more.
+        self.drop_grant(&owner, &format!("job:{}", job.id));
     }
 
     /// Runs a job: inputs in, command, outputs out. Returns the exit code, or why it
@@ -126,18 +130,27 @@ impl Compute {
         // a node that has not yet seen the death still places the job on the dead runner
         // and refuses. Views converge within seconds, so ask again for a while.
         let purpose = format!("job:{}", job.id);
-        let mut data_key = None;
+        let mut keys = None;
         for attempt in 0..GRANT_ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(GRANT_RETRY).await;
             }
-            data_key = self.grant(&owner, &purpose).await;
-            if data_key.is_some() {
+            keys = self.grant(&owner, &purpose).await;
+            if keys.is_some() {
                 break;
             }
         }
-        let data_key =
-            data_key.ok_or("no node holds the tenant's data key for this job; submit it again")?;
+        let keys = keys.ok_or(
+            "no node holds the keys of this job's buckets (or the job was signed without key checks); submit it again",
+        )?;
+        // The standby (the node that takes over if this one dies) keeps the keys too: the
+        // edge's push may have reached it before the job did, and the edge may be this
+        // node. It checks them against the job's signed scope like any push.
+        let standby: Vec<_> = runner::job_ranking(job, &self.candidates(), JOB_KEY_HOLDERS)
+            .into_iter()
+            .filter(|n| *n != self.node_id)
+            .collect();
+        self.push_grant(&owner, &purpose, &keys, &standby).await;
         // The scratch directory is named by the node, never by the tenant: a hash of the
         // job's owner and id, and a random suffix.
         let tag = blake3::hash(format!("{}/{}", job.owner, job.id).as_bytes());
@@ -153,7 +166,7 @@ impl Compute {
         // Inputs are streamed to disk, within the node's budget for one job's inputs.
         let mut budget = self.config.max_job_input_mb.saturating_mul(1 << 20);
         for input in &job.inputs {
-            self.fetch_input(&owner, input, &data_key, &in_dir, &mut budget)
+            self.fetch_input(&owner, input, &keys, &in_dir, &mut budget)
                 .await?;
         }
         let bytes = self
@@ -248,7 +261,7 @@ impl Compute {
         for (name, bytes) in [("stdout", stdout.contents()), ("stderr", stderr.contents())] {
             let key = format!("{prefix}/{name}");
             if self
-                .put_bytes(&owner, &job.output_bucket, &key, &data_key, bytes)
+                .put_bytes(&owner, &job.output_bucket, &key, &keys, bytes)
                 .await
                 .is_ok()
             {
@@ -258,7 +271,7 @@ impl Compute {
         for file in scratch::walk(&out_dir, MAX_OUT_FILES, MAX_OUT_ENTRIES).files {
             let key = format!("{prefix}/out/{}", file.rel);
             if self
-                .put_file(&owner, &job.output_bucket, &key, &data_key, &out_dir, &file)
+                .put_file(&owner, &job.output_bucket, &key, &keys, &out_dir, &file)
                 .await
                 .is_ok()
             {
@@ -280,7 +293,7 @@ impl Compute {
         &self,
         owner: &PublicKeyBytes,
         input: &JobInput,
-        data_key: &xnode_store::DataKey,
+        keys: &xnode_store::ScopedKeys,
         in_dir: &Path,
         budget: &mut u64,
     ) -> Result<(), String> {
@@ -291,7 +304,7 @@ impl Compute {
             scratch::create_new(in_dir, &input.name).map_err(|e| format!("{}: {e}", what()))?;
         let read = self
             .storage
-            .get_object(owner, &input.bucket, &input.key, data_key, None)
+            .get_object(owner, &input.bucket, &input.key, keys, None)
             .await
             .map_err(|e| format!("{}: {e}", what()))?;
         let too_large = || {

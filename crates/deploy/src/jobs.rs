@@ -7,12 +7,13 @@ use xnode_store::DataKey;
 use xnode_types::{PublicKeyBytes, unix_ms};
 
 use crate::catalog::check_entry_clock;
+use crate::grants::JOB_KEY_HOLDERS;
 use crate::spec::{self, Kind, decode_job};
 use crate::{Compute, ComputeOpError, runner};
 
 impl Compute {
-    /// Accepts a tenant-signed job. The node that runs it is chosen by placement; the
-    /// data key is kept here and pushed to that node.
+    /// Accepts a tenant-signed job. The node that runs it is chosen by placement; the keys
+    /// of the job's buckets are kept here and pushed to that node.
     pub async fn submit_job(
         self: &Arc<Self>,
         tenant: &PublicKeyBytes,
@@ -65,13 +66,22 @@ impl Compute {
         self.storage
             .list_objects(tenant, &job.output_bucket, "", None, 1)
             .await?;
-        self.store_grant(tenant, &data_key)?;
+        // The runner gets the keys of the job's buckets only, derived here at the
+        // tenant's edge and checked against the checks the tenant signed.
+        let scope = job.signed_scope().ok_or_else(|| {
+            ComputeOpError::BadRequest(
+                "a job must sign the key checks of its input and output buckets (key_checks); update the client".into(),
+            )
+        })?;
+        let keys = Self::derive_grant(&data_key, &scope)?;
         self.registry
             .apply_remote(entry.clone())
             .map_err(|e| ComputeOpError::BadRequest(format!("job refused: {e}")))?;
-        let runners = runner::job_runners(&job, &self.candidates());
-        self.push_grant(tenant, &format!("job:{}", job.id), &data_key, &runners)
-            .await;
+        let purpose = format!("job:{}", job.id);
+        self.accept_grant(tenant, &purpose, &keys)
+            .map_err(|e| ComputeOpError::Internal(e.to_string()))?;
+        let holders = runner::job_ranking(&job, &self.candidates(), JOB_KEY_HOLDERS);
+        self.push_grant(tenant, &purpose, &keys, &holders).await;
         self.control.wake.notify_one();
         Ok(entry)
     }

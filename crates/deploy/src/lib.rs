@@ -9,7 +9,7 @@
 
 mod catalog;
 pub mod gateway;
-mod grants;
+pub mod grants;
 pub mod health;
 mod job_run;
 mod jobs;
@@ -263,7 +263,7 @@ pub struct Compute {
     pub(crate) mesh: Mesh,
     pub(crate) endpoint: Endpoint<ComputeService>,
     pub(crate) storage: Arc<Storage>,
-    /// Usage records and granted data keys.
+    /// Usage records and granted bucket keys.
     db: Db,
     pub(crate) config: ComputeConfig,
     pub(crate) work_dir: PathBuf,
@@ -350,6 +350,7 @@ impl Compute {
             },
         });
         compute.refresh_deployments();
+        compute.forget_legacy_grants();
         // Deployed modules are chunks outside any object: keep them from garbage collection.
         let weak = Arc::downgrade(&compute);
         storage.add_gc_roots(Arc::new(move || {

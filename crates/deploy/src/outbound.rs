@@ -1,12 +1,13 @@
-//! The storage a guest reaches at `http://store.xnode/<bucket>/<key>`: its owner's
-//! buckets, with the owner's data key, through the same distributed store as the API.
+//! The storage a guest reaches at `http://store.xnode/<bucket>/<key>`: the buckets of its
+//! deployment's signed storage scope, with the bucket keys granted for it, through the same
+//! distributed store as the API. Any other bucket of the owner is refused (403).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use xnode_store::DataKey;
+use xnode_store::ScopedKeys;
 use xnode_types::PublicKeyBytes;
 
 use xnode_storage::{Storage, StorageError};
@@ -14,7 +15,8 @@ use xnode_storage::{Storage, StorageError};
 pub struct StoreOutbound {
     pub storage: Arc<Storage>,
     pub owner: PublicKeyBytes,
-    pub data_key: DataKey,
+    /// The keys of the deployment's buckets; the buckets it may use are these.
+    pub keys: ScopedKeys,
     /// The largest object a GET returns: the node holds it in memory before the guest
     /// reads it (`compute.max_store_object_mb`).
     pub max_object_bytes: u64,
@@ -41,7 +43,7 @@ impl xnode_compute::Outbound for StoreOutbound {
     ) -> Pin<Box<dyn Future<Output = (u16, Bytes)> + Send + 'static>> {
         let storage = self.storage.clone();
         let owner = self.owner;
-        let data_key = self.data_key.clone();
+        let keys = self.keys.clone();
         let max = self.max_object_bytes;
         Box::pin(async move {
             let path = path.trim_start_matches('/');
@@ -55,12 +57,19 @@ impl xnode_compute::Outbound for StoreOutbound {
                 );
             };
             let key = percent_decode(key);
+            // Deletes need no key, so the scope is checked here for every method, not
+            // only by the keyring.
+            if keys.get(bucket).is_none() {
+                return (
+                    403,
+                    Bytes::from(format!(
+                        "bucket {bucket:?} is not in this deployment's signed storage scope\n"
+                    )),
+                );
+            }
             let result = match method {
                 http::Method::GET => {
-                    match storage
-                        .get_object(&owner, bucket, &key, &data_key, None)
-                        .await
-                    {
+                    match storage.get_object(&owner, bucket, &key, &keys, None).await {
                         Ok(read) => {
                             let too_large = || {
                                 (
@@ -104,7 +113,7 @@ impl xnode_compute::Outbound for StoreOutbound {
                             &owner,
                             bucket,
                             &key,
-                            &data_key,
+                            &keys,
                             "application/octet-stream".into(),
                             Default::default(),
                             Some(len),

@@ -1,4 +1,4 @@
-//! Compute RPCs between nodes: forwarded function calls, tenant data-key grants, logs.
+//! Compute RPCs between nodes: forwarded function calls, scoped key grants, logs.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,15 +20,17 @@ pub enum ComputeRequest {
         trace_id: String,
         parent_span: String,
     },
-    /// Ask for the data key `owner` granted for `purpose` (a deployment name or
-    /// `job:<id>`); answered only to a node the purpose is placed on.
+    /// Ask for the bucket keys `owner` granted for `purpose` (a deployment name or
+    /// `job:<id>`); answered only to a node the purpose is placed on, with a
+    /// `grants::GrantKeys` the asker checks against the tenant-signed scope.
     Grant { owner: String, purpose: String },
-    /// A data key pushed by the node that accepted a deployment or job.
+    /// The bucket keys of `purpose` (a `grants::GrantKeys` in JSON), pushed by the tenant's
+    /// edge that accepted a deployment or job; kept only if they match the signed scope.
     PushGrant {
         owner: String,
         purpose: String,
         #[serde(with = "serde_bytes")]
-        key: Vec<u8>,
+        keys: Vec<u8>,
     },
     /// Recent log lines of a deployment on this node, asked without the tenant's
     /// signature. Kept so that older nodes' requests decode; always answered with no

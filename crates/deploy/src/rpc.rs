@@ -1,12 +1,12 @@
-//! The `compute` RPC service: forwarded function calls, data-key grants and logs.
+//! The `compute` RPC service: forwarded function calls, key grants and logs.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use xnode_mesh::{Handler, RpcError, RpcErrorCode, Server, Service};
-use xnode_store::DataKey;
 use xnode_types::{NodeId, PublicKeyBytes};
 
+use crate::grants::GrantKeys;
 use crate::proto::{ComputeRequest, ComputeResponse, MAX_COMPUTE_MESSAGE};
 use crate::{Compute, ComputeOpError};
 
@@ -90,25 +90,37 @@ impl Compute {
                     return ComputeResponse::Grant(None);
                 };
                 if !self.may_receive_grant(from, &owner, &purpose) {
-                    tracing::info!(%from, %purpose, "refused a data key to a node the work is not placed on");
+                    tracing::info!(%from, %purpose, "refused keys to a node the work is not placed on");
                     return ComputeResponse::Grant(None);
                 }
-                ComputeResponse::Grant(self.local_grant(&owner).map(|k| k.to_hex().into_bytes()))
+                // Only this purpose's bucket keys, and only while they match its signed
+                // scope; never a tenant's data key (no node holds one).
+                ComputeResponse::Grant(
+                    self.local_grant(&owner, &purpose)
+                        .map(|keys| GrantKeys::encode(&keys)),
+                )
             }
             ComputeRequest::PushGrant {
                 owner,
                 purpose,
-                key,
+                keys,
             } => {
-                // Accept a key only for work that is placed here, from any node: a node
-                // can push nothing it does not have, and we never serve it to others
-                // outside placement.
-                if let (Ok(owner), Ok(text)) =
-                    (PublicKeyBytes::from_hex(&owner), std::str::from_utf8(&key))
-                    && let Ok(key) = DataKey::from_hex(text)
-                    && self.may_receive_grant(self.node_id, &owner, &purpose)
-                {
-                    let _ = self.store_grant(&owner, &key);
+                // Keys are kept only for work placed here, and only if they are exactly
+                // the bucket keys the tenant signed checks of: a peer can push nothing it
+                // did not get from the tenant.
+                let Ok(owner) = PublicKeyBytes::from_hex(&owner) else {
+                    return ComputeResponse::Ok;
+                };
+                let Some(keys) = GrantKeys::decode(&keys) else {
+                    tracing::info!(%from, %purpose, "refused a malformed key grant");
+                    return ComputeResponse::Ok;
+                };
+                if !self.may_receive_grant(self.node_id, &owner, &purpose) {
+                    tracing::info!(%from, %purpose, "refused keys for work not placed here");
+                    return ComputeResponse::Ok;
+                }
+                if let Err(e) = self.accept_grant(&owner, &purpose, &keys) {
+                    tracing::warn!(%from, %purpose, error = %e, "refused pushed keys");
                 }
                 ComputeResponse::Ok
             }

@@ -38,6 +38,8 @@ pub struct LocalState {
     /// Workers placed here but not started because the node runs `max_workers` (their
     /// owners were told once).
     refused_workers: std::collections::HashSet<String>,
+    /// Jobs whose keys this node, as their standby runner, is fetching now.
+    standby_fetches: std::collections::HashSet<String>,
 }
 
 pub struct HttpReplica {
@@ -177,6 +179,7 @@ impl Compute {
 
     pub(crate) async fn reconcile_once(self: &Arc<Self>) {
         self.refresh_deployments();
+        self.sweep_grants();
         let candidates = self.candidates();
         let me = self.node_id;
         let mut want_http: BTreeMap<String, Deployment> = BTreeMap::new();
@@ -341,6 +344,7 @@ impl Compute {
                 continue;
             }
             if runner != Some(me) {
+                self.fetch_standby_keys(&job, &candidates, &id);
                 continue;
             }
             // At most `max_jobs` at once; the others wait for a later pass.
@@ -368,6 +372,38 @@ impl Compute {
         }
 
         self.publish_replicas().await;
+    }
+
+    /// As a pending job's standby (the next node of its ranking, which takes over if the
+    /// runner dies), fetches the job's keys from the runner or the edge once, so that a
+    /// rerun finds them even if the runner was the only other holder. Whatever a peer
+    /// answers is checked against the job's signed scope (`grant`).
+    fn fetch_standby_keys(self: &Arc<Self>, job: &JobSpec, candidates: &[Candidate], id: &str) {
+        let me = self.node_id;
+        let owner = match PublicKeyBytes::from_hex(&job.owner) {
+            Ok(owner) => owner,
+            Err(_) => return,
+        };
+        let purpose = format!("job:{}", job.id);
+        let is_standby = job_ranking(job, candidates, crate::grants::JOB_KEY_HOLDERS)
+            .get(1)
+            .is_some_and(|n| *n == me);
+        if !is_standby
+            || self.holds_grant(&owner, &purpose)
+            || !xnode_types::lock(&self.local)
+                .standby_fetches
+                .insert(id.to_owned())
+        {
+            return;
+        }
+        let this = self.clone();
+        let id = id.to_owned();
+        tokio::spawn(async move {
+            if this.grant(&owner, &purpose).await.is_none() {
+                tracing::debug!(%purpose, "no keys for a job this node stands by for yet");
+            }
+            xnode_types::lock(&this.local).standby_fetches.remove(&id);
+        });
     }
 
     async fn publish_replicas(&self) {

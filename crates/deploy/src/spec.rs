@@ -84,9 +84,53 @@ pub struct PlacementSpec {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageSpec {
-    /// The bucket worker outputs are published to; functions may use any of the owner's
-    /// buckets through `http://store.xnode/<bucket>/<key>`.
+    /// The bucket worker outputs are published to. It must be in `key_checks`.
     pub bucket: String,
+    /// The deployment's storage scope, signed with the record: each bucket its replicas
+    /// may use (functions through `http://store.xnode/<bucket>/<key>`) and the check of
+    /// that bucket's key (hex of `BucketKey::check`, see [`key_checks`]). A node accepts a
+    /// bucket key for this deployment only if it matches. Records made before scoped keys
+    /// have none; their replicas get no key and their storage calls are refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub key_checks: BTreeMap<String, String>,
+}
+
+/// The signed key checks of `buckets` for a tenant's record, as clients compute them:
+/// bucket name to the hex check of the bucket's key (never the key itself).
+pub fn key_checks<'a>(
+    data_key: &xnode_store::DataKey,
+    buckets: impl IntoIterator<Item = &'a str>,
+) -> BTreeMap<String, String> {
+    buckets
+        .into_iter()
+        .map(|b| {
+            (
+                b.to_owned(),
+                xnode_store::BucketKey::derive(data_key, b).check().to_hex(),
+            )
+        })
+        .collect()
+}
+
+/// Parses and bounds signed key checks: at most [`MAX_LIST_ITEMS`] buckets, each a valid
+/// bucket name with a 64-hex-digit check.
+fn parse_key_checks(
+    checks: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, xnode_store::KeyCheck>, String> {
+    if checks.len() > MAX_LIST_ITEMS {
+        return Err(format!(
+            "a storage scope may name at most {MAX_LIST_ITEMS} buckets"
+        ));
+    }
+    checks
+        .iter()
+        .map(|(bucket, check)| {
+            xnode_store::validate_bucket_name(bucket).map_err(|e| e.to_string())?;
+            let check = xnode_store::KeyCheck::from_hex(check)
+                .map_err(|e| format!("key check of bucket {bucket:?}: {e}"))?;
+            Ok((bucket.clone(), check))
+        })
+        .collect()
 }
 
 /// A deployment: the value of `tenant/<T>/deployment/<name>`.
@@ -142,6 +186,11 @@ pub struct JobSpec {
     pub inputs: Vec<JobInput>,
     /// Bucket that receives stdout, stderr and `/out` files, under `jobs/<id>/`.
     pub output_bucket: String,
+    /// The job's storage scope, signed with the record: the check of the key of each
+    /// input bucket and of the output bucket (see [`StorageSpec::key_checks`]). Jobs made
+    /// before scoped keys have none, and their runner gets no key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub key_checks: BTreeMap<String, String>,
     pub owner: String,
     pub created_ms: u64,
 }
@@ -373,6 +422,13 @@ impl DeploymentSpec {
         }
         if let Some(storage) = &self.storage {
             xnode_store::validate_bucket_name(&storage.bucket).map_err(|e| e.to_string())?;
+            parse_key_checks(&storage.key_checks)?;
+            if !storage.key_checks.is_empty() && !storage.key_checks.contains_key(&storage.bucket) {
+                return Err(format!(
+                    "storage bucket {:?} must be in the signed key checks",
+                    storage.bucket
+                ));
+            }
         }
         if let Some(mb) = self.memory_reserve_mb
             && mb > 1 << 20
@@ -566,7 +622,51 @@ impl JobSpec {
             xnode_store::validate_object_key(&input.key).map_err(|e| e.to_string())?;
         }
         xnode_store::validate_bucket_name(&self.output_bucket).map_err(|e| e.to_string())?;
+        parse_key_checks(&self.key_checks)?;
+        if !self.key_checks.is_empty()
+            && self
+                .key_checks
+                .keys()
+                .map(String::as_str)
+                .ne(self.buckets())
+        {
+            return Err(
+                "the signed key checks must name exactly the input buckets and the output bucket"
+                    .into(),
+            );
+        }
         Ok(())
+    }
+
+    /// The buckets the job uses, once each, in order: its inputs' and its output bucket.
+    pub fn buckets(&self) -> std::collections::btree_set::IntoIter<&str> {
+        self.inputs
+            .iter()
+            .map(|i| i.bucket.as_str())
+            .chain(std::iter::once(self.output_bucket.as_str()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+    }
+
+    /// The signed storage scope: bucket to key check. `None` for a job signed without
+    /// checks (its runner gets no key).
+    pub fn signed_scope(&self) -> Option<BTreeMap<String, xnode_store::KeyCheck>> {
+        if self.key_checks.is_empty() {
+            return None;
+        }
+        parse_key_checks(&self.key_checks).ok()
+    }
+}
+
+impl DeploymentSpec {
+    /// The signed storage scope: bucket to key check. `None` for a deployment without
+    /// storage or signed without checks (its replicas get no key).
+    pub fn signed_scope(&self) -> Option<BTreeMap<String, xnode_store::KeyCheck>> {
+        let storage = self.storage.as_ref()?;
+        if storage.key_checks.is_empty() {
+            return None;
+        }
+        parse_key_checks(&storage.key_checks).ok()
     }
 }
 
@@ -635,6 +735,7 @@ mod validation_tests {
                 key: "in.txt".into(),
             }],
             output_bucket: "data".into(),
+            key_checks: BTreeMap::new(),
             owner: owner.public().to_hex(),
             created_ms: unix_ms(),
         }
@@ -657,6 +758,15 @@ mod validation_tests {
     fn a_job_from_any_path_is_checked_like_one_from_the_api() {
         let owner = SecretKey::generate();
         assert!(decode_job(&signed(&owner, &job(&owner))).is_some());
+        let mut scoped = job(&owner);
+        scoped.key_checks = key_checks(&xnode_store::DataKey([1; 32]), ["data"]);
+        let decoded = decode_job(&signed(&owner, &scoped)).unwrap();
+        let scope = decoded.signed_scope().unwrap();
+        assert!(
+            scope["data"]
+                == xnode_store::BucketKey::derive(&xnode_store::DataKey([1; 32]), "data").check()
+        );
+        assert!(job(&owner).signed_scope().is_none());
         let bad: Vec<Spoil> = vec![
             (
                 "absolute input",
@@ -688,6 +798,18 @@ mod validation_tests {
             (
                 "bad output bucket",
                 Box::new(|j| j.output_bucket = "x".into()),
+            ),
+            (
+                "key checks outside the job's buckets",
+                Box::new(|j| {
+                    j.key_checks = key_checks(&xnode_store::DataKey([1; 32]), ["data", "other"])
+                }),
+            ),
+            (
+                "key check that is not hex",
+                Box::new(|j| {
+                    j.key_checks = [("data".to_string(), "zz".to_string())].into();
+                }),
             ),
             (
                 "huge stdin",

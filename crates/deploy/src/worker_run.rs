@@ -227,8 +227,8 @@ impl Compute {
         if files.is_empty() {
             return;
         }
-        let Some(data_key) = self.grant(&d.owner, &d.spec.name).await else {
-            tracing::debug!(deployment = %d.spec.name, "no data key for this worker's outputs yet");
+        let Some(keys) = self.grant(&d.owner, &d.spec.name).await else {
+            tracing::debug!(deployment = %d.spec.name, "no bucket key for this worker's outputs yet");
             return;
         };
         for file in files {
@@ -238,7 +238,7 @@ impl Compute {
             }
             let key = format!("workers/{}/{}", d.spec.name, file.rel);
             if self
-                .put_file(&d.owner, &storage.bucket, &key, &data_key, dir, &file)
+                .put_file(&d.owner, &storage.bucket, &key, &keys, dir, &file)
                 .await
                 .is_ok()
             {
@@ -254,7 +254,7 @@ impl Compute {
         owner: &PublicKeyBytes,
         bucket: &str,
         key: &str,
-        data_key: &xnode_store::DataKey,
+        keys: &xnode_store::ScopedKeys,
         dir: &Path,
         file: &scratch::OutFile,
     ) -> Result<(), String> {
@@ -268,7 +268,7 @@ impl Compute {
                 owner,
                 bucket,
                 key,
-                data_key,
+                keys,
                 "application/octet-stream".into(),
                 Default::default(),
                 Some(len),
@@ -287,7 +287,7 @@ impl Compute {
         owner: &PublicKeyBytes,
         bucket: &str,
         key: &str,
-        data_key: &xnode_store::DataKey,
+        keys: &xnode_store::ScopedKeys,
         bytes: Vec<u8>,
     ) -> Result<(), String> {
         let len = bytes.len() as u64;
@@ -298,7 +298,7 @@ impl Compute {
                 owner,
                 bucket,
                 key,
-                data_key,
+                keys,
                 "application/octet-stream".into(),
                 Default::default(),
                 Some(len),

@@ -165,6 +165,7 @@ impl From<StoreError> for StorageError {
         match e {
             StoreError::InvalidName(m) => StorageError::BadRequest(m),
             StoreError::Integrity(m) => StorageError::Integrity(m),
+            e @ StoreError::KeyNotHeld { .. } => StorageError::AccessDenied(e.to_string()),
             other => StorageError::Internal(other.to_string()),
         }
     }

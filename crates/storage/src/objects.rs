@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::stream::{FuturesUnordered, Stream, StreamExt};
 use md5::Digest as _;
 use xnode_store::{
-    Candidate, ChunkId, ChunkRef, DataKey, Manifest, ObjectInfo, ObjectKey, ObjectMeta, ObjectPath,
+    Candidate, ChunkId, ChunkRef, Keyring, Manifest, ObjectInfo, ObjectKey, ObjectMeta, ObjectPath,
 };
 use xnode_types::{PublicKeyBytes, unix_ms};
 
@@ -111,7 +111,7 @@ impl Storage {
         tenant: &PublicKeyBytes,
         bucket: &str,
         key: &str,
-        data_key: &DataKey,
+        keys: &(impl Keyring + ?Sized),
         content_type: String,
         user_meta: BTreeMap<String, String>,
         expected_len: Option<u64>,
@@ -138,8 +138,7 @@ impl Storage {
         }
         let object_key = ObjectKey::generate();
         let nonce_prefix = xnode_store::random_nonce_prefix();
-        let aad = xnode_store::wrap_aad(&path.storage_key(), true);
-        let wrapped_key = xnode_store::wrap_key(data_key, &object_key, &aad)?;
+        let wrapped_key = keys.wrap_object_key(bucket, &path.storage_key(), &object_key)?;
         let mac_key = object_key.clone();
         let chunk_size = self.config.chunk_size as usize;
 
@@ -253,7 +252,7 @@ impl Storage {
         tenant: &PublicKeyBytes,
         bucket: &str,
         key: &str,
-        data_key: &DataKey,
+        keys: &(impl Keyring + ?Sized),
         range: Option<(u64, Option<u64>)>,
     ) -> Result<ObjectRead, StorageError> {
         let (meta, info) = self.head_object(tenant, bucket, key).await?;
@@ -262,7 +261,7 @@ impl Storage {
         // for (never one a replica sent); the manifest is authenticated before any of it is
         // used.
         let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
-        let object_keys = open_manifest(&manifest, &path, data_key)?;
+        let object_keys = open_manifest(&manifest, &path, keys)?;
         if info.size != manifest.object_size {
             return Err(StorageError::Integrity(format!(
                 "the metadata says {} bytes but the manifest {}",
@@ -375,7 +374,7 @@ impl Storage {
         tenant: &PublicKeyBytes,
         bucket: &str,
         key: &str,
-        data_key: &DataKey,
+        keys: &(impl Keyring + ?Sized),
         sources: &[(String, String)],
         content_type: String,
         user_meta: BTreeMap<String, String>,
@@ -383,7 +382,7 @@ impl Storage {
     ) -> Result<ObjectMeta, StorageError> {
         self.require_bucket(tenant, bucket)?;
         let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
-        let aad = xnode_store::wrap_aad(&path.storage_key(), true);
+        let storage_key = path.storage_key();
         let mut segments: Vec<xnode_store::Segment> = Vec::with_capacity(sources.len());
         // The first segment's key authenticates the new manifest.
         let mut first_key: Option<ObjectKey> = None;
@@ -391,7 +390,7 @@ impl Storage {
             let (_, info) = self.head_object(tenant, source_bucket, source_key).await?;
             let manifest = self.manifest(&info).await?;
             let source_path = ObjectPath::new(*tenant, source_bucket.clone(), source_key.clone())?;
-            let object_keys = open_manifest(&manifest, &source_path, data_key)?;
+            let object_keys = open_manifest(&manifest, &source_path, keys)?;
             for (i, object_key) in object_keys.into_iter().enumerate() {
                 let Some(segment) = manifest.segment(i) else {
                     break;
@@ -405,7 +404,7 @@ impl Storage {
                     chunk_size: segment.chunk_size,
                     chunks: segment.chunks.to_vec(),
                     nonce_prefix: segment.nonce_prefix,
-                    wrapped_key: xnode_store::wrap_key(data_key, &object_key, &aad)?,
+                    wrapped_key: keys.wrap_object_key(bucket, &storage_key, &object_key)?,
                     plaintext_blake3: if i == 0 && manifest.segments.is_empty() {
                         manifest.plaintext_blake3
                     } else {
@@ -421,7 +420,7 @@ impl Storage {
         let mut manifest = if segments.is_empty() {
             // An empty object: one empty segment under a fresh key.
             let fresh = ObjectKey::generate();
-            let wrapped_key = xnode_store::wrap_key(data_key, &fresh, &aad)?;
+            let wrapped_key = keys.wrap_object_key(bucket, &storage_key, &fresh)?;
             first_key = Some(fresh);
             Manifest {
                 object_size: 0,
@@ -486,24 +485,33 @@ impl Storage {
 fn open_manifest(
     manifest: &Manifest,
     path: &ObjectPath,
-    data_key: &DataKey,
+    keys: &(impl Keyring + ?Sized),
 ) -> Result<Vec<ObjectKey>, StorageError> {
-    let aad = xnode_store::wrap_aad(&path.storage_key(), manifest.is_authenticated());
-    let mut keys = Vec::with_capacity(manifest.segment_count());
+    let storage_key = path.storage_key();
+    let mut object_keys = Vec::with_capacity(manifest.segment_count());
     for i in 0..manifest.segment_count() {
         let Some(segment) = manifest.segment(i) else {
             break;
         };
-        let key = xnode_store::unwrap_key(data_key, segment.wrapped_key, &aad).map_err(|_| {
-            StorageError::AccessDenied(
-                "the data key does not open this object (wrong tenant key, or a manifest that is not this object's)"
-                    .into(),
+        let key = keys
+            .unwrap_object_key(
+                &path.bucket,
+                &storage_key,
+                manifest.is_authenticated(),
+                segment.wrapped_key,
             )
-        })?;
-        keys.push(key);
+            .map_err(|e| match e {
+                // A keyring without the bucket's key says which and why.
+                e @ xnode_store::StoreError::KeyNotHeld { .. } => StorageError::from(e),
+                _ => StorageError::AccessDenied(
+                    "the data key does not open this object (wrong tenant key, or a manifest that is not this object's)"
+                        .into(),
+                ),
+            })?;
+        object_keys.push(key);
     }
-    if let Some(first) = keys.first() {
+    if let Some(first) = object_keys.first() {
         manifest.verify(first)?;
     }
-    Ok(keys)
+    Ok(object_keys)
 }

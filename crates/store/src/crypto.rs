@@ -1,7 +1,10 @@
 //! Tenant data encryption: XChaCha20-Poly1305 with a random key per object, wrapped by the
 //! tenant's key, so providers only ever hold ciphertext.
 //!
-//! A tenant's [`DataKey`] (derived from its seed) wraps each object's random [`ObjectKey`].
+//! A tenant's [`DataKey`] (derived from its seed) is the root of the keys that wrap each
+//! object's random [`ObjectKey`]: new objects' keys are wrapped under the key of their
+//! bucket, derived from the data key (see `keyring`); objects written before that under the
+//! data key itself.
 //! Chunks are sealed with the object key under the nonce `prefix || chunk index`, where the
 //! 16-byte prefix is random per object; the index in the nonce makes swapping or reordering
 //! chunks of one object fail authentication.
@@ -89,12 +92,7 @@ pub struct WrappedKey {
 /// Encrypts `key` under `kek`. `aad` binds the wrapped key to its context (for example the
 /// object's path), so it cannot be lifted into another object's manifest.
 pub fn wrap_key(kek: &DataKey, key: &ObjectKey, aad: &[u8]) -> Result<WrappedKey, StoreError> {
-    let mut nonce = [0u8; 24];
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let ciphertext = XChaCha20Poly1305::new(Key::from_slice(&kek.0))
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: &key.0, aad })
-        .map_err(|_| StoreError::Crypto("cannot wrap object key".into()))?;
-    Ok(WrappedKey { nonce, ciphertext })
+    wrap_with(&kek.0, key, aad)
 }
 
 /// Decrypts a wrapped object key. Fails with [`StoreError::Crypto`] for the wrong key, the
@@ -104,7 +102,30 @@ pub fn unwrap_key(
     wrapped: &WrappedKey,
     aad: &[u8],
 ) -> Result<ObjectKey, StoreError> {
-    let plain = XChaCha20Poly1305::new(Key::from_slice(&kek.0))
+    unwrap_with(&kek.0, wrapped, aad)
+}
+
+/// Encrypts `key` under the key-encryption key `kek` (a data key or a bucket key).
+pub(crate) fn wrap_with(
+    kek: &[u8; 32],
+    key: &ObjectKey,
+    aad: &[u8],
+) -> Result<WrappedKey, StoreError> {
+    let mut nonce = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let ciphertext = XChaCha20Poly1305::new(Key::from_slice(kek))
+        .encrypt(XNonce::from_slice(&nonce), Payload { msg: &key.0, aad })
+        .map_err(|_| StoreError::Crypto("cannot wrap object key".into()))?;
+    Ok(WrappedKey { nonce, ciphertext })
+}
+
+/// Decrypts an object key wrapped under `kek`.
+pub(crate) fn unwrap_with(
+    kek: &[u8; 32],
+    wrapped: &WrappedKey,
+    aad: &[u8],
+) -> Result<ObjectKey, StoreError> {
+    let plain = XChaCha20Poly1305::new(Key::from_slice(kek))
         .decrypt(
             XNonce::from_slice(&wrapped.nonce),
             Payload {

@@ -20,6 +20,7 @@ pub mod chunker;
 pub mod chunks;
 pub mod crypto;
 pub mod entropy;
+pub mod keyring;
 pub mod manifest;
 pub mod meta;
 pub mod metrics;
@@ -34,6 +35,7 @@ pub use crypto::{
     DataKey, ObjectKey, TAG_LEN, WrappedKey, open_chunk, random_nonce_prefix, seal_chunk,
     unwrap_key, wrap_key,
 };
+pub use keyring::{BucketKey, KEY_CHECK_CONTEXT, KeyCheck, Keyring, ScopedKeys};
 pub use manifest::{ChunkRef, MAX_MANIFEST_BYTES, Manifest, Piece, Segment, SegmentView, wrap_aad};
 pub use meta::{
     BucketName, INTERNAL_KEY_PREFIX, MAX_META_BYTES, MergeOutcome, MetaStore, ObjectInfo,
@@ -63,6 +65,10 @@ pub enum StoreError {
     Wire(#[from] xnode_wire::WireError),
     #[error("cryptographic operation failed: {0}")]
     Crypto(String),
+    /// A keyring was asked for a key it does not hold: a bucket outside a compute node's
+    /// granted scope, or an object wrapped under a key the keyring lacks.
+    #[error("no key for bucket {bucket:?}: {reason}")]
+    KeyNotHeld { bucket: String, reason: String },
     #[error("invalid name: {0}")]
     InvalidName(String),
     #[error("invalid chunk id: {0}")]

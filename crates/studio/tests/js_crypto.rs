@@ -1,5 +1,6 @@
 //! The browser's cryptography checked against the Rust code it must match: BLAKE3 (hash and
-//! derive_key) against the `blake3` crate, the data key against `DataKey::derive`, and
+//! derive_key) against the `blake3` crate, the data key against `DataKey::derive`, bucket key
+//! checks against `BucketKey::check`, and
 //! request and registry-entry signatures made by `assets/js/tenant.js` (WebCrypto Ed25519,
 //! run here in Node.js) verified by `request_auth` and `Entry::verify`.
 
@@ -26,7 +27,8 @@ const record = JSON.stringify({ v: 1, name: 'café', owner: tenant.tenant, creat
 const entry = await t.signEntry(`tenant/${tenant.tenant}/bucket/café`, record, 1234, 7);
 const tomb = await t.signEntry(`tenant/${tenant.tenant}/bucket/x`, null, 99, 0);
 const exported = hex(t.exportKeyFile());
-console.log(JSON.stringify({ hashes, derived, tenant: tenant.tenant, dataKey: tenant.dataKey, request, empty, record, entry, tomb, exported }));
+const checks = t.keyChecks(['photos', 'data', 'photos']);
+console.log(JSON.stringify({ hashes, derived, tenant: tenant.tenant, dataKey: tenant.dataKey, request, empty, record, entry, tomb, exported, checks }));
 "#;
 
 #[test]
@@ -74,6 +76,23 @@ fn browser_crypto_matches_the_rust_implementation() {
     let mut file = vec![17u8, 1];
     file.extend_from_slice(&seed);
     assert_eq!(v["exported"], hex::encode(&file));
+
+    // The key checks a deployment signs are the ones nodes verify bucket keys against.
+    let data_key = xnode_store::DataKey::derive(&seed);
+    let checks: std::collections::BTreeMap<String, String> =
+        serde_json::from_value(v["checks"].clone()).unwrap();
+    assert_eq!(
+        checks,
+        ["data", "photos"]
+            .iter()
+            .map(|b| (
+                b.to_string(),
+                xnode_store::BucketKey::derive(&data_key, b)
+                    .check()
+                    .to_hex()
+            ))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    );
 
     // A request signature (v2) verifies exactly as the API checks it: it binds the node,
     // the body's hash and the data key header's hash.

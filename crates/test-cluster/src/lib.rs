@@ -553,6 +553,14 @@ impl Tenant {
             created_ms: now,
         };
         configure(&mut spec);
+        // As the clients do: sign the key checks of the storage buckets, unless the test
+        // set its own.
+        if let Some(storage) = &mut spec.storage
+            && storage.key_checks.is_empty()
+        {
+            storage.key_checks =
+                xnode_deploy::spec::key_checks(&self.data_key(), [storage.bucket.as_str()]);
+        }
         xnode_registry::Entry::sign(
             &self.key,
             xnode_deploy::spec::deployment_key(&self.id(), name),
@@ -562,12 +570,22 @@ impl Tenant {
         .unwrap()
     }
 
-    /// A signed job record.
+    /// A signed job record, with the key checks of its buckets signed as the clients do
+    /// (unless the test set its own).
     pub fn job(&self, job: &xnode_deploy::spec::JobSpec) -> xnode_registry::Entry {
+        let mut job = job.clone();
+        if job.key_checks.is_empty() {
+            job.key_checks = xnode_deploy::spec::key_checks(&self.data_key(), job.buckets());
+        }
+        self.job_as_given(&job)
+    }
+
+    /// A signed job record exactly as given (an old client's, without key checks).
+    pub fn job_as_given(&self, job: &xnode_deploy::spec::JobSpec) -> xnode_registry::Entry {
         xnode_registry::Entry::sign(
             &self.key,
             xnode_deploy::spec::job_key(&self.id(), &job.id),
-            Some(serde_json::to_vec(job).unwrap()),
+            Some(serde_json::to_vec(&job).unwrap()),
             xnode_types::Hlc::new(job.created_ms, 0),
         )
         .unwrap()

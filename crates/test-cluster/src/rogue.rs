@@ -326,7 +326,7 @@ impl Corpus {
             &ComputeRequest::PushGrant {
                 owner: tenant.to_hex(),
                 purpose: "hello".into(),
-                key: vec![b'0'; 64],
+                keys: br#"{"v":1,"keys":{"data":"0000000000000000000000000000000000000000000000000000000000000000"}}"#.to_vec(),
             },
         );
         push(

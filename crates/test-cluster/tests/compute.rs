@@ -236,6 +236,7 @@ async fn a_job_transforms_an_object_and_a_killed_job_reruns_elsewhere() {
             key: "in.txt".into(),
         }],
         output_bucket: "data".into(),
+        key_checks: Default::default(),
         owner: tenant.id().to_hex(),
         created_ms: now_ms(),
     };
@@ -322,6 +323,7 @@ async fn a_worker_publishes_heartbeats_and_moves_when_its_node_dies() {
             s.env.insert("INTERVAL_SECS".into(), "1".into());
             s.storage = Some(StorageSpec {
                 bucket: "data".into(),
+                key_checks: Default::default(),
             });
         })
         .await;
@@ -476,6 +478,7 @@ async fn a_function_reads_and_writes_its_owners_objects() {
             s.allowed_hosts = vec!["store.xnode".into()];
             s.storage = Some(StorageSpec {
                 bucket: "data".into(),
+                key_checks: Default::default(),
             });
             s.env.insert("BUCKET".into(), "data".into());
         })

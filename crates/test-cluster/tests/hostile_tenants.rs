@@ -21,6 +21,7 @@ fn job(tenant: &Tenant, id: &str, deployment: &str, inputs: Vec<JobInput>) -> Jo
         stdin_b64: String::new(),
         inputs,
         output_bucket: "data".into(),
+        key_checks: Default::default(),
         owner: tenant.id().to_hex(),
         created_ms: unix_ms(),
     }

@@ -40,9 +40,36 @@ pub struct AppManifest {
     #[serde(default)]
     pub placement: PlacementSpec,
     #[serde(default)]
-    pub storage: Option<StorageSpec>,
+    pub storage: Option<AppStorage>,
     #[serde(default)]
     pub memory_reserve_mb: Option<u64>,
+}
+
+/// `[storage]` of an application manifest: the buckets the deployment may use.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppStorage {
+    /// Where worker outputs go; always in the scope.
+    pub bucket: String,
+    /// Further buckets functions may use through `http://store.xnode/<bucket>/<key>`.
+    #[serde(default)]
+    pub buckets: Vec<String>,
+}
+
+impl AppStorage {
+    /// The signed storage scope: the key check of each bucket's key, computed here so
+    /// that the tenant's signature covers it (nodes accept only keys matching it).
+    fn signed(self, key: &xnode_types::SecretKey) -> StorageSpec {
+        let data_key = crate::tenant::data_key(key);
+        let key_checks = xnode_deploy::spec::key_checks(
+            &data_key,
+            std::iter::once(self.bucket.as_str()).chain(self.buckets.iter().map(String::as_str)),
+        );
+        StorageSpec {
+            bucket: self.bucket,
+            key_checks,
+        }
+    }
 }
 
 fn one() -> u32 {
@@ -117,7 +144,7 @@ pub async fn deploy(
         args: manifest.args,
         allowed_hosts: manifest.allowed_hosts,
         placement: manifest.placement,
-        storage: manifest.storage,
+        storage: manifest.storage.map(|s| s.signed(&c.key)),
         memory_reserve_mb: manifest.memory_reserve_mb,
         owner: c.key.public().to_hex(),
         created_ms: now_ms(),
@@ -335,8 +362,15 @@ pub async fn job_run(o: JobRunOptions, args: StorageClientArgs) -> anyhow::Resul
         stdin_b64: base64::engine::general_purpose::STANDARD.encode(stdin),
         inputs,
         output_bucket: o.output_bucket,
+        key_checks: BTreeMap::new(),
         owner: c.key.public().to_hex(),
         created_ms: now_ms(),
+    };
+    // The checks of the keys of the job's buckets, signed with the record: its runner
+    // accepts only keys that match them.
+    let job = JobSpec {
+        key_checks: xnode_deploy::spec::key_checks(&crate::tenant::data_key(&c.key), job.buckets()),
+        ..job
     };
     let body = signed(
         &c,

@@ -12,6 +12,10 @@ const DB_NAME = 'xnode', DB_STORE = 'keys', DB_RECORD = 'tenant.v2';
 /** Kind tag and format version of the CLI's tenant key file (crates/wire, kinds). */
 const KEY_FILE_KIND = 17, KEY_FILE_VERSION = 1;
 const DATA_KEY_CONTEXT = 'xnode 2026-11 tenant data key v1';
+// Per-bucket keys and their checks (crates/store/src/keyring.rs): a deployment signs the
+// check of each of its buckets' keys, so nodes accept only the tenant's keys.
+const BUCKET_KEY_CONTEXT = 'xnode 2026-11 bucket key v1';
+const KEY_CHECK_CONTEXT = 'xnode 2026-11 bucket key check v1';
 // DER prefix of a PKCS#8 Ed25519 private key; the 32-byte seed follows.
 const PKCS8_PREFIX = Uint8Array.from([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20]);
 
@@ -25,6 +29,22 @@ export function unhex(text) {
 // { seed (only in the session that created or imported the key), tenant, dataKey, privateKey }
 let current = null;
 const listeners = new Set();
+
+/** The signed key checks of `buckets` ({ bucket: hex check }) for the current tenant,
+ * as `xnode_deploy::spec::key_checks` computes them: the check of the key derived from the
+ * data key and the bucket's name. The keys themselves never leave this function. */
+export function keyChecks(buckets, dataKeyHex = current && current.dataKey) {
+  if (!dataKeyHex) throw new Error('no tenant key');
+  const dataKey = unhex(dataKeyHex);
+  const out = {};
+  for (const bucket of [...new Set(buckets)].sort()) {
+    const name = new TextEncoder().encode(bucket);
+    const material = new Uint8Array(dataKey.length + name.length);
+    material.set(dataKey); material.set(name, dataKey.length);
+    out[bucket] = hex(deriveKey(KEY_CHECK_CONTEXT, deriveKey(BUCKET_KEY_CONTEXT, material)));
+  }
+  return out;
+}
 
 export function onTenantChange(fn) { listeners.add(fn); return () => listeners.delete(fn); }
 export function tenant() { return current; }

@@ -4,7 +4,7 @@
 
 import { h, clear, icon, badge, bytes, ago, ms, num, pct, shortId, empty, errorBox, toast, dialog, lineChart } from '../ui.js';
 import { get, signed, liveState, subscribe } from '../api.js';
-import { tenant, signEntry } from '../tenant.js';
+import { tenant, signEntry, keyChecks } from '../tenant.js';
 
 const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const KINDS = { http: 'HTTP function', worker: 'Worker', job: 'Job' };
@@ -134,15 +134,21 @@ function createDialog(navigate) {
     h('label', { for: 'dep-env' }, 'Environment (NAME=value per line)'), env,
     h('label', { for: 'dep-hosts' }, 'Outbound HTTP allowed to'), hosts,
     h('label', { for: 'dep-manifest' }, 'Manifest fields (JSON, merged into the deployment record)'), manifest,
-    h('p.help', 'For example limits (fuel, memory_mb, timeout_ms, max_output_kb), args, placement ({"zones": ["zone-a"]}) or storage ({"bucket": "…"}).')),
+    h('p.help', 'For example limits (fuel, memory_mb, timeout_ms, max_output_kb), args, placement ({"zones": ["zone-a"]}) or storage ({"bucket": "…", "buckets": ["…"]}: the only buckets the deployment may use).')),
   progress, err,
   h('div.actions', h('button.btn.primary', { type: 'submit' }, icon('upload'), 'Deploy')));
   const d = dialog('New deployment', form);
   file.focus();
 }
 
-/** Signs and submits a deployment record (create, update or scale). */
+/** Signs and submits a deployment record (create, update or scale). A storage scope is
+ * signed with the key checks of its buckets (`bucket`, any `buckets` listed, and those the
+ * record already had), without which nodes give the deployment no key. */
 async function deploy(spec) {
+  if (spec.storage) {
+    const { bucket, buckets = [], key_checks: had = {} } = spec.storage;
+    spec = { ...spec, storage: { bucket, key_checks: keyChecks([bucket, ...buckets, ...Object.keys(had)]) } };
+  }
   const record = JSON.stringify({ ...spec, owner: tenant().tenant, created_ms: spec.created_ms || Date.now() });
   const sig = await signEntry(`tenant/${tenant().tenant}/deployment/${spec.name}`, record);
   return signed('POST', '/v1/deployments', { json: { record, ...sig }, dataKey: true });
