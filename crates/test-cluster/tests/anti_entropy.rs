@@ -173,9 +173,11 @@ async fn the_scrubber_resumes_its_pass_after_a_restart() {
     c.restart(0).await;
     // The restarted scrubber continues the same pass; one that started over would be at
     // pass 1 (its count of passes lost) or waiting for the next period.
-    c.wait_until("the restarted scrubber to report", Duration::from_secs(20), |c| {
-        !scrub_detail(c, 0).is_empty()
-    })
+    c.wait_until(
+        "the restarted scrubber to report",
+        Duration::from_secs(20),
+        |c| !scrub_detail(c, 0).is_empty(),
+    )
     .await;
     let after = scrub_detail(&c, 0);
     assert!(
