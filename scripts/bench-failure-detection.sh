@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 XNODE_BENCH_TRIALS="${XNODE_BENCH_TRIALS:-20}" \
-  cargo test -p xnode --test bench_failure_detection -- --ignored --nocapture --test-threads 1
+  cargo test -p xnode --test black_box -- --ignored --nocapture --test-threads 1 bench_failure_detection::

@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A release build: 50 nodes in one debug-built process on 2 cores starve each other.
-cargo test --release -p xnode-test-cluster --test bench_gossip -- --ignored --nocapture --test-threads 1
+cargo test --release -p xnode-test-cluster --test multi_node -- --ignored --nocapture --test-threads 1 bench_gossip::

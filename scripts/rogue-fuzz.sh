@@ -9,5 +9,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export XNODE_ROGUE_SECS="${XNODE_ROGUE_SECS:-120}"
-exec cargo nextest run -p xnode-test-cluster --no-capture \
-  -E 'binary(rogue_fuzz)'
+exec cargo nextest run --workspace --no-capture \
+  -E 'test(/^rogue_fuzz::/)'

@@ -6,10 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod evm;
-
+use crate::evm::{Deployment, committee_of};
 use alloy::primitives::{Address, B256, U256};
-use evm::{Deployment, committee_of};
 use xnode_chain::{DomainName, Settlement, SettlementPlan, domain};
 use xnode_ledger::{
     Epoch, EpochInput, LedgerParams, Price, PriceTable, RECEIPT_VERSION, ReceiptBody,
@@ -145,7 +143,7 @@ fn a_ledger_epoch_settles_exactly_on_the_evm() {
 
     let deadline = U256::from(deployment.chain.now + 600);
     let digest = plan.digest(
-        &domain(DomainName::Settlement, evm::CHAIN_ID, settlement),
+        &domain(DomainName::Settlement, crate::evm::CHAIN_ID, settlement),
         deadline,
     );
     let signatures = deployment.committee_keys.sign(digest, 2).unwrap();

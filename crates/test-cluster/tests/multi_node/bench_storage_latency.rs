@@ -1,6 +1,6 @@
 //! Benchmark: the latency of small object writes, deletes and reads through one edge of a
 //! 3-node in-process cluster (W = R = 2 of 3). Run with
-//! `cargo nextest run -p xnode-test-cluster -E 'binary(bench_storage_latency)' --run-ignored all --no-capture`;
+//! `cargo nextest run --workspace -E 'test(/^bench_storage_latency::/)' --run-ignored all --no-capture`;
 //! it prints the median and 90th percentile of each operation.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -1,6 +1,6 @@
 //! Helpers for black-box tests: start the real `xnode` binary as processes and query them.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

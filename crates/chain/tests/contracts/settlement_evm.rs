@@ -4,11 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod evm;
-
+use crate::evm::{Deployment, TOKEN, WITHDRAWAL_DELAY, account, committee_of};
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::sol_types::SolStruct;
-use evm::{Deployment, TOKEN, WITHDRAWAL_DELAY, account, committee_of};
 use xnode_chain::{Committee, DomainName, Settlement, SettlementPlan, domain, typed};
 use xnode_ledger::{Payout, TenantCharge};
 use xnode_types::PublicKeyBytes;
@@ -91,11 +89,15 @@ fn deadline(deployment: &Deployment) -> U256 {
 }
 
 fn settlement_domain(deployment: &Deployment) -> alloy::sol_types::Eip712Domain {
-    domain(DomainName::Settlement, evm::CHAIN_ID, deployment.settlement)
+    domain(
+        DomainName::Settlement,
+        crate::evm::CHAIN_ID,
+        deployment.settlement,
+    )
 }
 
 /// Posts `plan` signed by the first `signers` committee keys.
-fn post(deployment: &mut Deployment, plan: &SettlementPlan, signers: usize) -> evm::Outcome {
+fn post(deployment: &mut Deployment, plan: &SettlementPlan, signers: usize) -> crate::evm::Outcome {
     let deadline = deadline(deployment);
     let digest = plan.digest(&settlement_domain(deployment), deadline);
     let signatures = deployment.committee_keys.sign(digest, signers).unwrap();
@@ -448,8 +450,11 @@ fn the_committee_rotates_by_its_own_quorum() {
         generation,
         deadline,
     };
-    let digest =
-        change.eip712_signing_hash(&domain(DomainName::Committee, evm::CHAIN_ID, committee));
+    let digest = change.eip712_signing_hash(&domain(
+        DomainName::Committee,
+        crate::evm::CHAIN_ID,
+        committee,
+    ));
     let call = |signatures| Committee::rotateCall {
         newSigners: new_keys.addresses(),
         newThreshold: U256::from(3),
@@ -472,8 +477,11 @@ fn the_committee_rotates_by_its_own_quorum() {
         threshold: U256::from(2),
         ..change.clone()
     };
-    let weak_digest =
-        weak.eip712_signing_hash(&domain(DomainName::Committee, evm::CHAIN_ID, committee));
+    let weak_digest = weak.eip712_signing_hash(&domain(
+        DomainName::Committee,
+        crate::evm::CHAIN_ID,
+        committee,
+    ));
     let weak_signatures = deployment.committee_keys.sign(weak_digest, 2).unwrap();
     deployment
         .chain

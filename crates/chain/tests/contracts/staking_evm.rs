@@ -2,11 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod evm;
-
+use crate::evm::{Deployment, REPAIR_POT, TOKEN, UNBOND_DELAY, committee_of};
 use alloy::primitives::{Address, U256};
 use alloy::sol_types::SolStruct;
-use evm::{Deployment, REPAIR_POT, TOKEN, UNBOND_DELAY, committee_of};
 use xnode_chain::{DomainName, Staking, domain, typed};
 
 const OPERATOR: Address = Address::repeat_byte(0x0a);
@@ -48,7 +46,7 @@ fn slash_call(
     };
     let digest = slash.eip712_signing_hash(&domain(
         DomainName::Staking,
-        evm::CHAIN_ID,
+        crate::evm::CHAIN_ID,
         deployment.staking,
     ));
     Staking::slashCall {
@@ -126,7 +124,7 @@ fn slashing_needs_a_quorum_reaches_unbonding_tokens_and_happens_once_per_epoch()
     };
     assert_eq!(
         on_chain,
-        slash.eip712_signing_hash(&domain(DomainName::Staking, evm::CHAIN_ID, staking))
+        slash.eip712_signing_hash(&domain(DomainName::Staking, crate::evm::CHAIN_ID, staking))
     );
 
     // The operator tries to run with most of its bond.

@@ -2,12 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 fn run(args: &[&str], key: &std::path::Path) -> (bool, String, String) {
     let out = Command::new(xnode())
