@@ -4,7 +4,7 @@ against a running Xnode devnet's S3 ports, through each node.
 Driven by crates/xnode/tests/s3_compat.rs, which starts a 3-node devnet and sets:
   XNODE_BIN         the xnode binary (to make a second tenant and its S3 key)
   XNODE_DEVNET_DIR  the devnet's directory (devnet.json, s3-key.json, tenant.key)
-  XNODE_BIG_MIB     size of the big multipart upload (default 100)
+  XNODE_BIG_MIB     size of the big multipart upload (default 40: five 8 MiB parts)
 Run by hand against a devnet you started yourself:
   XNODE_BIN=target/debug/xnode XNODE_DEVNET_DIR=.xnode-devnet python3 -m unittest -v test_s3
 """
@@ -31,7 +31,7 @@ from botocore.exceptions import ClientError
 
 DEVNET = os.environ.get("XNODE_DEVNET_DIR", ".xnode-devnet")
 XNODE = os.environ.get("XNODE_BIN", "xnode")
-BIG_MIB = int(os.environ.get("XNODE_BIG_MIB", "100"))
+BIG_MIB = int(os.environ.get("XNODE_BIG_MIB", "40"))
 MIB = 1024 * 1024
 
 with open(os.path.join(DEVNET, "devnet.json")) as f:
@@ -89,7 +89,7 @@ def second_tenant():
 
 
 # Error-code checks run with a single attempt so that errors surface as they are. Bulk
-# transfers (cp, sync of 100 MiB) use the CLI's retries, as users do: a debug-built node
+# transfers (cp, sync of tens of MiB) use the CLI's retries, as users do: a debug-built node
 # busy replicating the upload in the background can answer 503 SlowDown/ServiceUnavailable,
 # which S3 clients retry by design.
 def aws(endpoint, *args, key=None, check=True, attempts=1):
