@@ -7,6 +7,7 @@ mod client;
 mod compute_cmd;
 mod devnet;
 mod s3_cmd;
+mod sd_notify;
 mod start;
 mod storage_cmd;
 mod tenant;

@@ -123,7 +123,15 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         }))
     });
 
+    // Under systemd (`Type=notify`), the service counts as started from here.
+    if let Err(e) = crate::sd_notify::notify(&format!("READY=1\nSTATUS=serving, node {}", me.id)) {
+        tracing::warn!(error = %e, "could not tell the service manager the node is ready");
+    }
+
     wait_for_stop(args.exit_with_parent).await;
+    if let Err(e) = crate::sd_notify::notify("STOPPING=1") {
+        tracing::warn!(error = %e, "could not tell the service manager the node is stopping");
+    }
     node.shutdown().await;
     match tokio::time::timeout(Duration::from_secs(3), server).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "API server stopped with an error"),

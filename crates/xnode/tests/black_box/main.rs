@@ -7,6 +7,7 @@
 
 mod bench_failure_detection;
 mod devnet;
+mod package;
 mod processes;
 mod s3_compat;
 mod s3_conformance;
