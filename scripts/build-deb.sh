@@ -37,6 +37,21 @@ chmod 0755 "$stage"
 
 install -D -m 0755 "$binary" "$stage/usr/bin/xnode"
 install -D -m 0644 "$src/xnode.service" "$stage/lib/systemd/system/xnode.service"
+# xnode@NAME.service: several nodes on one host (a test network, or one per disk), each with
+# /etc/xnode/NAME.toml, /etc/default/xnode-NAME and /var/lib/xnode/NAME. Derived from the
+# main unit so the two cannot drift apart in their hardening.
+sed -e 's|^Description=Xnode node|Description=Xnode node %i|' \
+    -e 's|^EnvironmentFile=-/etc/default/xnode$|EnvironmentFile=-/etc/default/xnode-%i|' \
+    -e 's|--config /etc/xnode/xnode.toml$|--config /etc/xnode/%i.toml|' \
+    -e 's|^StateDirectory=xnode$|StateDirectory=xnode/%i|' \
+    -e 's|^WorkingDirectory=/var/lib/xnode$|WorkingDirectory=/var/lib/xnode/%i|' \
+    "$src/xnode.service" > "$stage/lib/systemd/system/xnode@.service"
+for setting in 'EnvironmentFile=-/etc/default/xnode-%i' 'config /etc/xnode/%i.toml' \
+               'StateDirectory=xnode/%i' 'WorkingDirectory=/var/lib/xnode/%i'; do
+  grep -qF -- "$setting" "$stage/lib/systemd/system/xnode@.service" \
+    || { echo "error: xnode@.service lacks $setting (xnode.service changed?)" >&2; exit 1; }
+done
+chmod 0644 "$stage/lib/systemd/system/xnode@.service"
 install -D -m 0644 "$src/xnode.toml" "$stage/etc/xnode/xnode.toml"
 install -D -m 0644 "$src/default" "$stage/etc/default/xnode"
 doc="$stage/usr/share/doc/xnode"

@@ -219,25 +219,44 @@ async fn control_api_serves_nodes_metrics_and_openapi() {
         .unwrap(),
     )
     .unwrap();
+    let mut queries: Vec<String> = Vec::new();
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().unwrap() {
-            let expr = target["expr"].as_str().unwrap();
-            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-                let metric = ["api_", "mesh_", "store_", "registry_"]
-                    .iter()
-                    .any(|p| word.starts_with(p));
-                if !metric {
-                    continue;
-                }
-                let base = ["_bucket", "_total", "_sum", "_count"]
-                    .iter()
-                    .find_map(|s| word.strip_suffix(s))
-                    .unwrap_or(word);
-                assert!(
-                    text.contains(&format!("# TYPE {base} ")),
-                    "the dashboard queries {word}, which no node exports"
-                );
+            queries.push(target["expr"].as_str().unwrap().to_string());
+        }
+    }
+    // And every metric the shipped Prometheus alert rules query.
+    let alerts = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../dashboards/xnode-alerts.yml"
+    ))
+    .unwrap();
+    queries.extend(
+        alerts
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("expr:"))
+            .map(str::to_string),
+    );
+    assert!(
+        queries.len() > 10,
+        "the dashboard and the alert rules query metrics"
+    );
+    for expr in &queries {
+        for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            let metric = ["api_", "mesh_", "store_", "registry_"]
+                .iter()
+                .any(|p| word.starts_with(p));
+            if !metric {
+                continue;
             }
+            let base = ["_bucket", "_total", "_sum", "_count"]
+                .iter()
+                .find_map(|s| word.strip_suffix(s))
+                .unwrap_or(word);
+            assert!(
+                text.contains(&format!("# TYPE {base} ")),
+                "the dashboard or an alert rule queries {word}, which no node exports"
+            );
         }
     }
     let spec: serde_json::Value = get("/v1/openapi.json").await.json().await.unwrap();
