@@ -109,8 +109,8 @@ pub struct NodeReputation {
     /// trimming), passed and failed.
     pub counted_passes: u64,
     pub counted_failures: u64,
-    /// Distinct auditors of the node in the last closed epoch.
-    pub auditors_last_epoch: u32,
+    /// The most distinct auditors whose results on the node one epoch of the window had.
+    pub max_auditors: u32,
     /// Whether placement leaves the node out (score below `audit_min_score_ppm`).
     pub excluded: bool,
 }
@@ -500,7 +500,7 @@ impl Storage {
         let mut view = lock(&self.auditor.view);
         let mut state = ReputationState::default();
         let mut counted: BTreeMap<NodeId, (u64, u64)> = BTreeMap::new();
-        let mut last_auditors: BTreeMap<NodeId, u32> = BTreeMap::new();
+        let mut max_auditors: BTreeMap<NodeId, u32> = BTreeMap::new();
         for epoch in first..current {
             let audits = view.collected.get(&epoch).map(Vec::as_slice).unwrap_or(&[]);
             let (tallies, _) = tally_audits(audits, Epoch(epoch), &self.auditor.network, &params);
@@ -509,11 +509,9 @@ impl Storage {
                 entry.0 = entry.0.saturating_add(tally.counted_passes);
                 entry.1 = entry.1.saturating_add(tally.counted_failures);
             }
-            if epoch + 1 == current {
-                last_auditors = tallies
-                    .iter()
-                    .map(|(node, tally)| (*node, tally.distinct_auditors))
-                    .collect();
+            for (node, tally) in &tallies {
+                let most = max_auditors.entry(*node).or_default();
+                *most = (*most).max(tally.distinct_auditors);
             }
             state = state.advance(&tallies, &params);
         }
@@ -529,7 +527,7 @@ impl Storage {
                     score_ppm,
                     counted_passes,
                     counted_failures,
-                    auditors_last_epoch: last_auditors.get(node).copied().unwrap_or(0),
+                    max_auditors: max_auditors.get(node).copied().unwrap_or(0),
                     excluded: self.config.audit_enabled && score_ppm < min,
                 };
                 (*node, reputation)
