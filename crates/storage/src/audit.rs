@@ -189,6 +189,7 @@ impl Auditor {
     fn record(
         &self,
         config: &StorageConfig,
+        metrics: &xnode_store::StoreMetrics,
         auditor: NodeId,
         peer: NodeId,
         chunk: ChunkId,
@@ -211,8 +212,10 @@ impl Auditor {
         let mut state = lock(&self.state);
         if passed {
             state.counts.passed += 1;
+            metrics.audits_passed.inc();
         } else {
             state.counts.failed += 1;
+            metrics.audits_failed.inc();
         }
         let entries = state.log.entry(epoch).or_default();
         if entries.len() < MAX_AUDIT_LOG {
@@ -284,6 +287,7 @@ impl Storage {
         })
         .await?;
         lock(&self.auditor.state).counts.answered += 1;
+        self.metrics.audits_answered.inc();
         let Some(data) = read else {
             return Ok(StoreResponse::AuditNotHeld { nonce });
         };
@@ -435,7 +439,7 @@ impl Storage {
             tracing::info!(%peer, chunk = %id, epoch, "storage audit failed");
         }
         self.auditor
-            .record(&self.config, self.node_id, peer, id, passed);
+            .record(&self.config, &self.metrics, self.node_id, peer, id, passed);
         Ok(true)
     }
 

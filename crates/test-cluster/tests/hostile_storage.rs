@@ -827,12 +827,22 @@ async fn a_node_that_silently_lost_chunks_is_caught_by_audits_and_gets_no_new_da
     let hostile_id = c.id(hostile);
     let tenant = Tenant::new();
     c.create_bucket(0, &tenant, "audited").await;
-    for k in 0..8 {
-        let body = data(8 * CHUNK as usize, k);
-        c.put(0, &tenant, "audited", &format!("k{k}"), &body)
+    let puts = (0..8u8).map(|k| {
+        let (c, tenant) = (&c, &tenant);
+        async move {
+            let body = data(8 * CHUNK as usize, k);
+            c.put(
+                usize::from(k % 4),
+                tenant,
+                "audited",
+                &format!("k{k}"),
+                &body,
+            )
             .await
             .unwrap();
-    }
+        }
+    });
+    futures::future::join_all(puts).await;
     // The lost half: chunks whose id starts below 0x80 are answered as not held, to audits
     // and reads alike.
     let lost = |id: &xnode_store::ChunkId| id.0[0] < 0x80;
