@@ -40,6 +40,7 @@ const META_PREFIX: &str = "x-xnode-meta-";
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/storage/health", get(health))
+        .route("/v1/storage/reputation", get(reputation))
         .route("/v1/buckets", get(list_buckets))
         .route(
             "/v1/buckets/{bucket}",
@@ -87,6 +88,13 @@ pub struct HealthView {
     pub anti_entropy_skipped: u64,
     pub storage_nodes: usize,
     pub replication_factor: usize,
+    /// Storage audits this node issued that passed, and that failed.
+    pub audits_passed: u64,
+    pub audits_failed: u64,
+    /// Audit challenges this node answered for peers.
+    pub audits_answered: u64,
+    /// Nodes whose audit reputation is below the threshold: placement leaves them out.
+    pub low_reputation_nodes: Vec<String>,
 }
 
 #[utoipa::path(get, path = "/v1/storage/health", responses((status = 200, body = HealthView)))]
@@ -105,7 +113,49 @@ pub(crate) async fn health(State(node): State<Node>) -> Json<HealthView> {
         anti_entropy_skipped: h.anti_entropy_skipped,
         storage_nodes: h.storage_nodes,
         replication_factor: h.replication_factor,
+        audits_passed: h.audits.passed,
+        audits_failed: h.audits.failed,
+        audits_answered: h.audits.answered,
+        low_reputation_nodes: h
+            .low_reputation_nodes
+            .iter()
+            .map(|n| n.to_string())
+            .collect(),
     })
+}
+
+/// One storage node's audit reputation, as this node computes it from the signed audit
+/// results of the last closed epochs, with the ledger's rules.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ReputationView {
+    pub node: String,
+    /// The score, in parts per million (1000000 for a node that never failed).
+    pub score_ppm: u64,
+    /// Audits that counted over the window (after the ledger's caps and trimming).
+    pub counted_passes: u64,
+    pub counted_failures: u64,
+    /// The most distinct auditors one epoch of the window had on this node.
+    pub max_auditors: u32,
+    /// Whether placement leaves the node out.
+    pub excluded: bool,
+}
+
+#[utoipa::path(get, path = "/v1/storage/reputation", responses((status = 200, body = [ReputationView])))]
+pub(crate) async fn reputation(State(node): State<Node>) -> Json<Vec<ReputationView>> {
+    Json(
+        node.storage()
+            .reputation()
+            .into_iter()
+            .map(|r| ReputationView {
+                node: r.node.to_string(),
+                score_ppm: r.score_ppm,
+                counted_passes: r.counted_passes,
+                counted_failures: r.counted_failures,
+                max_auditors: r.max_auditors,
+                excluded: r.excluded,
+            })
+            .collect(),
+    )
 }
 
 /// A bucket.

@@ -116,4 +116,4 @@ pub use receipt::{
     RECEIPT_DOMAIN, RECEIPT_VERSION, Receipt, ReceiptBody, ReceiptBook, ReceiptKey,
     SignatureVerifier, VerifiedReceipt,
 };
-pub use reputation::{AuditTally, IgnoredAudits, Reputation, ReputationState};
+pub use reputation::{AuditTally, IgnoredAudits, Reputation, ReputationState, tally_audits};

@@ -243,7 +243,11 @@ fn fingerprints_collide(verdicts: &[Verdict]) -> bool {
 }
 
 /// Tallies the epoch's audits per audited node (see the module docs for the rules).
-pub(crate) fn tally_audits(
+///
+/// Public so that a node can compute every node's reputation between settlements (to
+/// steer placement away from nodes that fail audits) with exactly the rules the epoch
+/// applies: `ReputationState::advance` over these tallies is what `compute_epoch` does.
+pub fn tally_audits(
     audits: &[VerifiedAudit],
     epoch: Epoch,
     network: &str,

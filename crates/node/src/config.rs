@@ -344,6 +344,25 @@ impl Config {
                     .into(),
             ));
         }
+        if st.audit_window.is_zero()
+            || st.audit_epoch.is_zero()
+            || st.audit_timeout.is_zero()
+            || st.audit_collect_interval.is_zero()
+            || st.audit_reputation_epochs == 0
+        {
+            return Err(ConfigError::Storage(
+                "storage.audit_window, storage.audit_epoch, storage.audit_timeout, storage.audit_collect_interval and storage.audit_reputation_epochs must be greater than zero".into(),
+            ));
+        }
+        if st.audit_detect_loss_ppm == 0
+            || st.audit_detect_loss_ppm >= 1_000_000
+            || st.audit_confidence_ppm >= 1_000_000
+            || st.audit_min_score_ppm > 1_000_000
+        {
+            return Err(ConfigError::Storage(
+                "storage.audit_detect_loss_ppm must be between 1 and 999999, storage.audit_confidence_ppm below 1000000 and storage.audit_min_score_ppm at most 1000000".into(),
+            ));
+        }
         if s.suspicion_max < s.suspicion_min {
             return Err(ConfigError::Timing {
                 field: "swim.suspicion_max",

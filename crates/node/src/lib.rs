@@ -257,6 +257,8 @@ impl Node {
             admission,
             config.storage.clone(),
             store_metrics,
+            key.clone(),
+            config.network.clone(),
         ));
         let compute_metrics = xnode_deploy::usage::ComputeMetrics::register(&mut metrics);
         let shutdown = CancellationToken::new();

@@ -14,6 +14,7 @@
 //!   wrapped by the tenant's data key before any chunk leaves this node;
 //! - **repair** and **scrub** run as background workers (see [`repair`]).
 
+pub mod audit;
 pub mod buckets;
 pub mod details;
 mod entropy;
@@ -38,7 +39,7 @@ use xnode_mesh::{Endpoint, MemberState, Mesh};
 use xnode_registry::Registry;
 use xnode_registry::admission::Admission;
 use xnode_store::{Candidate, ChunkId, ChunkStore, MetaStore, StoreError, StoreMetrics};
-use xnode_types::{HlcClock, NodeId, NodeStatus, PublicKeyBytes, lock, unix_ms};
+use xnode_types::{HlcClock, NodeId, NodeStatus, PublicKeyBytes, SecretKey, lock, unix_ms};
 
 pub use hedge::{MAX_HEDGE_DELAY, MIN_HEDGE_DELAY};
 pub use objects::ObjectRead;
@@ -103,6 +104,35 @@ pub struct StorageConfig {
     /// Bytes the replica writes that go on after a write's quorum acknowledged it may hold
     /// on this node at once; beyond it, the extra copies are left to repair.
     pub background_copy_bytes: u64,
+    /// Storage audits (see [`audit`]): whether this node challenges its peers and keeps
+    /// low-reputation nodes out of placement.
+    pub audit_enabled: bool,
+    /// The detection target: a node that silently lost this share of its chunks (ppm) ...
+    pub audit_detect_loss_ppm: u32,
+    /// ... is caught with this probability (ppm) ...
+    pub audit_confidence_ppm: u32,
+    /// ... within this window. Together they set the audit rate
+    /// ([`audit::challenges_per_window`]).
+    #[serde(with = "xnode_types::duration_text")]
+    pub audit_window: Duration,
+    /// The length of a settlement epoch: audit results are signed into epochs, and only
+    /// closed epochs count towards reputation.
+    #[serde(with = "xnode_types::duration_text")]
+    pub audit_epoch: Duration,
+    /// How many closed epochs of audits reputation is computed over.
+    pub audit_reputation_epochs: u32,
+    /// Nodes whose reputation is below this (ppm) get no data placed on them.
+    pub audit_min_score_ppm: u64,
+    /// How long a challenged peer has to answer before the challenge counts as failed.
+    #[serde(with = "xnode_types::duration_text")]
+    pub audit_timeout: Duration,
+    /// Chunks younger than this, and any chunk while the storage set changed more recently
+    /// than this, are not audited: repair may not have placed them yet.
+    #[serde(with = "xnode_types::duration_text")]
+    pub audit_settle: Duration,
+    /// How often the node collects its peers' audit results and recomputes reputation.
+    #[serde(with = "xnode_types::duration_text")]
+    pub audit_collect_interval: Duration,
 }
 
 impl Default for StorageConfig {
@@ -122,6 +152,16 @@ impl Default for StorageConfig {
             gc_trash_retention: Duration::from_secs(7 * 24 * 3600),
             gc_max_scan_entries: 2_000_000,
             background_copy_bytes: 64 * 1024 * 1024,
+            audit_enabled: true,
+            audit_detect_loss_ppm: 10_000,
+            audit_confidence_ppm: 999_000,
+            audit_window: Duration::from_secs(24 * 3600),
+            audit_epoch: Duration::from_secs(3600),
+            audit_reputation_epochs: 24,
+            audit_min_score_ppm: 960_000,
+            audit_timeout: Duration::from_secs(10),
+            audit_settle: Duration::from_secs(600),
+            audit_collect_interval: Duration::from_secs(60),
         }
     }
 }
@@ -191,6 +231,10 @@ pub struct StorageHealth {
     pub anti_entropy_skipped: u64,
     pub storage_nodes: usize,
     pub replication_factor: usize,
+    /// Storage audits this node issued and answered (see [`audit`]).
+    pub audits: audit::AuditCounts,
+    /// Nodes placement leaves out for a reputation below `audit_min_score_ppm`.
+    pub low_reputation_nodes: Vec<NodeId>,
 }
 
 /// The storage subsystem of a node.
@@ -225,6 +269,8 @@ pub struct Storage {
     /// Chunks that higher layers keep alive outside any object (deployed modules), asked
     /// for at every garbage-collection round.
     gc_roots: std::sync::Mutex<Vec<GcRoots>>,
+    /// Storage audits: this node's key and log, and the reputation it computed.
+    pub(crate) auditor: audit::Auditor,
 }
 
 /// What a node under fault injection does instead of its honest answer to a peer.
@@ -278,6 +324,8 @@ impl Storage {
         admission: Arc<Admission>,
         config: StorageConfig,
         metrics: StoreMetrics,
+        key: SecretKey,
+        network: String,
     ) -> Self {
         let background = quorum::BackgroundBudget::new(config.background_copy_bytes);
         let trash = xnode_store::Trash::new(chunks.dir());
@@ -302,6 +350,7 @@ impl Storage {
             corrupt_served_chunks: Default::default(),
             serve_tamper: Default::default(),
             gc_roots: Default::default(),
+            auditor: audit::Auditor::new(key, network),
         }
     }
 
@@ -359,8 +408,29 @@ impl Storage {
     /// The stable storage set: active, admitted nodes (see [`Admission`]), with dead ones
     /// kept for the repair grace period so a short outage does not move data. A node
     /// without a valid operator certificate, or one the admission policy does not admit,
-    /// is never in it, so placement never puts data on it.
+    /// is never in it, so placement never puts data on it. Nodes whose audit reputation
+    /// is below `audit_min_score_ppm` are left out too (see [`audit`]), unless that would
+    /// leave fewer nodes than the replication factor.
     pub fn storage_set(&self) -> Vec<Candidate> {
+        let set = self.admitted_storage_set();
+        let low = self.auditor.low_nodes();
+        if low.is_empty() {
+            return set;
+        }
+        let kept: Vec<Candidate> = set
+            .iter()
+            .filter(|c| !low.contains(&c.id))
+            .cloned()
+            .collect();
+        if kept.len() >= self.config.replication_factor {
+            kept
+        } else {
+            set
+        }
+    }
+
+    /// The storage set before reputation is applied: the nodes audits are collected from.
+    pub(crate) fn admitted_storage_set(&self) -> Vec<Candidate> {
         let members: BTreeMap<NodeId, (MemberState, u64)> = self
             .mesh
             .members()
@@ -466,6 +536,8 @@ impl Storage {
         }
         health.storage_nodes = self.storage_set().len();
         health.replication_factor = self.config.replication_factor;
+        health.audits = self.audit_counts();
+        health.low_reputation_nodes = self.auditor.low_nodes().into_iter().collect();
         health
     }
 }

@@ -19,6 +19,8 @@ pub const MAX_DIGEST_BUCKETS: usize = 4096;
 pub const MAX_PUT_META_MANY: usize = 256;
 /// Most partitions one `ChunkDigests` request names.
 pub const MAX_CHUNK_PARTITIONS: usize = 256;
+/// Most audit results a node keeps, and serves, per epoch (about 300 bytes each).
+pub const MAX_AUDIT_LOG: usize = 8192;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum StoreRequest {
@@ -84,6 +86,21 @@ pub enum StoreRequest {
     ChunkDigests {
         partitions: Vec<(u8, SetDigest)>,
     },
+    /// Storage audit (version 5): prove holding chunk `id` by answering with the Bao slice
+    /// of `len` bytes at `offset` ([`xnode_store::prove_slice`]). `len` is at most
+    /// [`xnode_store::MAX_AUDIT_SLICE`]; `nonce` is echoed so an answer matches its
+    /// challenge.
+    AuditChunk {
+        id: ChunkId,
+        offset: u64,
+        len: u32,
+        nonce: [u8; 16],
+    },
+    /// The signed audit results the receiver issued in `epoch` (version 5): what every
+    /// node collects to compute reputation.
+    AuditLog {
+        epoch: u64,
+    },
 }
 
 // Messages live only while they cross the wire; boxing the large variant would buy
@@ -118,6 +135,23 @@ pub enum StoreResponse {
     /// The answer to `PutMetaMany` (version 4): per entry, what merging it did, or `None`
     /// where the entry was refused (a version dated into the future, an invalid path).
     MetaMergedMany(Vec<Option<MergeOutcome>>),
+    /// The answer to `AuditChunk` (version 5): the slice with its proof.
+    AuditProof {
+        nonce: [u8; 16],
+        #[serde(with = "serde_bytes")]
+        proof: Vec<u8>,
+    },
+    /// The answer to `AuditChunk` (version 5) of a node that does not hold the chunk.
+    AuditNotHeld {
+        nonce: [u8; 16],
+    },
+    /// The answer to `AuditLog` (version 5): the results the receiver signed in the epoch
+    /// (at most [`MAX_AUDIT_LOG`]), and whether the epoch is over on its clock (results of
+    /// an open epoch may still grow, so collectors ask again later).
+    AuditLog {
+        closed: bool,
+        results: Vec<xnode_ledger::AuditResult>,
+    },
 }
 
 /// A bucket named in a request: its owner and name.
@@ -131,12 +165,12 @@ impl Versioned for StoreRequest {
     const KIND_TAG: u8 = kinds::STORE_REQUEST;
     const KIND_NAME: &'static str = "store request";
     // Version 2 added `rf` to `PutChunk`; version 3 replaced it by `bucket`; version 4
-    // appended the anti-entropy requests.
-    const VERSION: u8 = 4;
+    // appended the anti-entropy requests, version 5 the audit requests.
+    const VERSION: u8 = 5;
 
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
-        if version == 3 {
-            // Version 4 only appended variants: a version 3 body decodes as it is.
+        if version == 3 || version == 4 {
+            // Versions 4 and 5 only appended variants: older bodies decode as they are.
             return postcard::from_bytes(body).map_err(|e| xnode_wire::WireError::Malformed {
                 kind: Self::KIND_NAME,
                 reason: e.to_string(),
@@ -236,8 +270,8 @@ impl Versioned for StoreResponse {
     const KIND_TAG: u8 = kinds::STORE_RESPONSE;
     const KIND_NAME: &'static str = "store response";
     // Version 2 added `MetaMerged`, version 3 `MetaPage`, version 4 `Digests` and
-    // `MetaMergedMany`.
-    const VERSION: u8 = 4;
+    // `MetaMergedMany`, version 5 the audit answers.
+    const VERSION: u8 = 5;
 
     /// Versions only ever appended variants, so an older body decodes as the current type.
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {

@@ -302,6 +302,9 @@ impl Storage {
             },
         );
         let scrub = Scrubber::new(self.clone());
-        vec![Box::new(repair), Box::new(gc), Box::new(scrub)]
+        let mut workers: Vec<Box<dyn Worker>> =
+            vec![Box::new(repair), Box::new(gc), Box::new(scrub)];
+        workers.extend(self.audit_workers());
+        workers
     }
 }

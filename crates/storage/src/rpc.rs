@@ -195,6 +195,21 @@ impl Storage {
             StoreRequest::ChunkDigests { .. } => Err(StorageError::BadRequest(
                 "chunk digests are compared between two nodes, not asked of oneself".into(),
             )),
+            StoreRequest::AuditChunk {
+                id,
+                offset,
+                len,
+                nonce,
+            } => {
+                if len > xnode_store::MAX_AUDIT_SLICE {
+                    return Err(StorageError::BadRequest(format!(
+                        "audit slices are at most {} bytes",
+                        xnode_store::MAX_AUDIT_SLICE
+                    )));
+                }
+                self.answer_audit(id, offset, len, nonce).await
+            }
+            StoreRequest::AuditLog { epoch } => Ok(self.answer_audit_log(epoch)),
             StoreRequest::GetMeta { path } => {
                 let store = self.meta.clone();
                 Ok(StoreResponse::Meta(

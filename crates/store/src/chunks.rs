@@ -260,6 +260,14 @@ impl ChunkStore {
         Ok(Some(bytes))
     }
 
+    /// When the chunk's file was last written (ms since the Unix epoch), if it exists.
+    /// Audits use it to leave alone chunks too young for repair to have placed them.
+    pub fn written_ms(&self, id: &ChunkId) -> Option<u64> {
+        let modified = fs::metadata(self.path_of(id)).ok()?.modified().ok()?;
+        let since = modified.duration_since(UNIX_EPOCH).ok()?;
+        u64::try_from(since.as_millis()).ok()
+    }
+
     /// Whether the index lists `id`.
     pub fn contains(&self, id: &ChunkId) -> Result<bool, StoreError> {
         Ok(self.inner.db.get(TABLE, &id.0)?.is_some())

@@ -25,6 +25,7 @@ pub mod manifest;
 pub mod meta;
 pub mod metrics;
 pub mod placement;
+pub mod proof;
 pub mod trash;
 
 use std::path::Path;
@@ -44,6 +45,10 @@ pub use meta::{
 };
 pub use metrics::StoreMetrics;
 pub use placement::{Candidate, place};
+pub use proof::{
+    MAX_AUDIT_SLICE, MIN_AUDIT_SLICE, ProofError, check_slice, max_proof_len, prove_slice,
+    verify_slice,
+};
 pub use trash::Trash;
 
 /// Errors from the storage engine.

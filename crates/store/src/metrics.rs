@@ -33,6 +33,12 @@ pub struct StoreMetrics {
     pub hedged_reads: Counter,
     /// Replica writes dropped after the quorum because the background budget was spent.
     pub background_copies_skipped: Counter,
+    /// Storage audits this node issued whose proof verified, and that failed (not held,
+    /// a bad proof, an error or no answer in time).
+    pub audits_passed: Counter,
+    pub audits_failed: Counter,
+    /// Audit challenges this node answered for peers.
+    pub audits_answered: Counter,
 }
 
 impl StoreMetrics {
@@ -123,6 +129,21 @@ impl StoreMetrics {
             "background_copies_skipped",
             "Replica writes not continued after the write quorum because the background copy budget was spent (repair makes them)",
             m.background_copies_skipped.clone(),
+        );
+        r.register(
+            "audits_passed",
+            "Storage audits this node issued whose slice proof verified",
+            m.audits_passed.clone(),
+        );
+        r.register(
+            "audits_failed",
+            "Storage audits this node issued that failed: not held, a bad proof, an error or no answer in time",
+            m.audits_failed.clone(),
+        );
+        r.register(
+            "audits_answered",
+            "Storage audit challenges this node answered for peers",
+            m.audits_answered.clone(),
         );
         m
     }

@@ -480,6 +480,10 @@ pub async fn health(api: &str, json: bool) -> anyhow::Result<()> {
         "repairs_in_progress",
         "repairs_done",
         "gc_removed_chunks",
+        "audits_passed",
+        "audits_failed",
+        "audits_answered",
+        "low_reputation_nodes",
     ] {
         println!("{key:<26}{}", v[key]);
     }

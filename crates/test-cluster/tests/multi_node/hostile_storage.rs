@@ -795,3 +795,107 @@ async fn a_bucket_with_more_copies_keeps_read_and_write_quorums_intersecting() {
     c.heal().await;
     c.shutdown().await;
 }
+
+// ----- storage audits -----------------------------------------------------------------------
+
+/// Audits on a shortened clock: a window of 2 s sized to catch 10 % loss at 99.9 % (66
+/// challenges per node per window), 1 s epochs, and a placement threshold of 0.99 so a
+/// few epochs of failures suffice. The statistics are the production ones; only the
+/// clock and the loss target are scaled (see the rate formula's unit tests).
+fn audit_config(c: &mut xnode_node::Config) {
+    storage_config(c);
+    c.storage.audit_window = Duration::from_secs(2);
+    c.storage.audit_detect_loss_ppm = 100_000;
+    c.storage.audit_epoch = Duration::from_secs(1);
+    c.storage.audit_reputation_epochs = 60;
+    c.storage.audit_min_score_ppm = 990_000;
+    c.storage.audit_timeout = Duration::from_secs(5);
+    // Long enough for the third copy of a fresh write (beyond its quorum) to land.
+    c.storage.audit_settle = Duration::from_secs(1);
+    c.storage.audit_collect_interval = Duration::from_millis(300);
+}
+
+/// Issue 14, item 3: a modified node that silently dropped half of its chunks, and keeps
+/// claiming them (its index and digests unchanged, so repair never restores them), fails
+/// the slice-proof challenges of its peers. At least three of them sign failures, every
+/// honest node computes its reputation below the threshold with the ledger's rules, and
+/// new data is placed elsewhere. Honest nodes keep their scores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_silently_lost_chunks_is_caught_by_audits_and_gets_no_new_data() {
+    let c = Cluster::start_with(5, audit_config).await;
+    let hostile = 4;
+    let hostile_id = c.id(hostile);
+    let tenant = Tenant::new();
+    c.create_bucket(0, &tenant, "audited").await;
+    let puts = (0..8u8).map(|k| {
+        let (c, tenant) = (&c, &tenant);
+        async move {
+            let body = data(8 * CHUNK as usize, k);
+            c.put(
+                usize::from(k % 4),
+                tenant,
+                "audited",
+                &format!("k{k}"),
+                &body,
+            )
+            .await
+            .unwrap();
+        }
+    });
+    futures::future::join_all(puts).await;
+    // The lost half: chunks whose id starts below 0x80 are answered as not held, to audits
+    // and reads alike.
+    let lost = |id: &xnode_store::ChunkId| id.0[0] < 0x80;
+    c.node(hostile)
+        .storage()
+        .set_serve_tamper(Some(std::sync::Arc::new(move |request, answer| {
+            use xnode_storage::ServeFault;
+            match request {
+                StoreRequest::AuditChunk { id, nonce, .. } if lost(id) => {
+                    ServeFault::Answer(StoreResponse::AuditNotHeld { nonce: *nonce })
+                }
+                StoreRequest::GetChunk { id } if lost(id) => {
+                    ServeFault::Answer(StoreResponse::Chunk(None))
+                }
+                _ => ServeFault::Answer(answer),
+            }
+        })));
+    let honest: Vec<usize> = (0..5).filter(|&i| i != hostile).collect();
+    let took = c
+        .wait_until(
+            "every honest node to leave the hostile node out of placement",
+            Duration::from_secs(60),
+            |c| {
+                honest.iter().all(|&i| {
+                    c.node(i)
+                        .storage()
+                        .health()
+                        .low_reputation_nodes
+                        .contains(&hostile_id)
+                })
+            },
+        )
+        .await;
+    eprintln!("detected and excluded after {took:?}");
+    for &i in &honest {
+        let reputation = c.node(i).storage().reputation();
+        let bad = reputation.iter().find(|r| r.node == hostile_id).unwrap();
+        assert!(bad.excluded && bad.score_ppm < 990_000, "{bad:?}");
+        assert!(bad.counted_failures > 0, "{bad:?}");
+        assert!(bad.max_auditors >= 3, "audited by too few peers: {bad:?}");
+        for good in reputation.iter().filter(|r| r.node != hostile_id) {
+            assert!(!good.excluded && good.score_ppm >= 990_000, "{good:?}");
+        }
+        assert!(c.node(i).storage().health().audits.passed > 0);
+    }
+    // New data goes to the four honest nodes only.
+    let before = c.node(hostile).storage().health().chunks_stored;
+    let fresh = data(6 * CHUNK as usize, 99);
+    c.put(1, &tenant, "audited", "fresh", &fresh).await.unwrap();
+    assert_eq!(
+        c.get(2, &tenant, "audited", "fresh", None).await.unwrap(),
+        fresh
+    );
+    assert!(c.node(hostile).storage().health().chunks_stored <= before);
+    c.shutdown().await;
+}
