@@ -24,6 +24,7 @@ mod objects;
 mod placement;
 pub mod proto;
 mod quorum;
+pub(crate) mod range;
 pub mod repair;
 mod replicas;
 mod rpc;
@@ -43,6 +44,7 @@ use xnode_types::{HlcClock, NodeId, NodeStatus, PublicKeyBytes, lock, unix_ms};
 pub use hedge::{MAX_HEDGE_DELAY, MIN_HEDGE_DELAY};
 pub use objects::ObjectRead;
 pub use placement::{MAX_REPLICATION_FACTOR, PLACEMENT_SLACK};
+pub use range::common_prefix;
 pub use rpc::StoreService;
 
 pub(crate) const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
