@@ -451,6 +451,33 @@ impl Storage {
         blocking(move || store.get(&path)).await
     }
 
+    /// A range of a bucket's metadata entries as this node's own replica holds them
+    /// (tombstones included, see [`xnode_store::MetaStore::range`]), without asking any
+    /// peer: for operators and tests, and the local baseline of the listing benchmark.
+    pub async fn local_range(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<xnode_store::MetaRange, StorageError> {
+        let store = self.meta.clone();
+        let (tenant, bucket, prefix) = (*tenant, bucket.to_owned(), prefix.to_owned());
+        let after = after.map(str::to_owned);
+        blocking(move || {
+            store.range(
+                &tenant,
+                &bucket,
+                &prefix,
+                after.as_deref(),
+                limit.min(proto::MAX_LIST_LIMIT),
+                proto::MAX_LIST_ANSWER_BYTES,
+            )
+        })
+        .await
+    }
+
     /// This node's storage health.
     pub fn health(&self) -> StorageHealth {
         let mut health = match self.health.lock() {

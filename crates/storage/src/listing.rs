@@ -156,7 +156,7 @@ impl Storage {
                             bucket,
                             prefix,
                             cursor.as_deref(),
-                            limit - page.len(),
+                            limit.saturating_sub(page.len()),
                         )
                         .await?;
                     page.extend(rest);
