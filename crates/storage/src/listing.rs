@@ -130,7 +130,7 @@ impl Storage {
         let rf = self.bucket_rf(tenant, bucket);
         let targets = self.placement(&bucket_placement_key(tenant, bucket), &set, rf);
         let (_, needed) = self.quorums(targets.len());
-        let ask = limit.max(MIN_RANGE_ENTRIES).min(MAX_LIST_LIMIT);
+        let ask = limit.clamp(MIN_RANGE_ENTRIES, MAX_LIST_LIMIT);
         let mut page: Vec<ObjectMeta> = Vec::new();
         let mut cursor: Option<String> = start_after.map(str::to_owned);
         // Every round moves the cursor strictly forward (a cut answer holds at least one
