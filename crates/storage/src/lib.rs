@@ -25,6 +25,7 @@ mod objects;
 mod placement;
 pub mod proto;
 mod quorum;
+pub(crate) mod range;
 pub mod repair;
 mod replicas;
 mod rpc;
@@ -44,6 +45,7 @@ use xnode_types::{HlcClock, NodeId, NodeStatus, PublicKeyBytes, SecretKey, lock,
 pub use hedge::{MAX_HEDGE_DELAY, MIN_HEDGE_DELAY};
 pub use objects::ObjectRead;
 pub use placement::{MAX_REPLICATION_FACTOR, PLACEMENT_SLACK};
+pub use range::common_prefix;
 pub use rpc::StoreService;
 
 pub(crate) const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -517,6 +519,33 @@ impl Storage {
         let store = self.meta.clone();
         let path = path.clone();
         blocking(move || store.get(&path)).await
+    }
+
+    /// A range of a bucket's metadata entries as this node's own replica holds them
+    /// (tombstones included, see [`xnode_store::MetaStore::range`]), without asking any
+    /// peer: for operators and tests, and the local baseline of the listing benchmark.
+    pub async fn local_range(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<xnode_store::MetaRange, StorageError> {
+        let store = self.meta.clone();
+        let (tenant, bucket, prefix) = (*tenant, bucket.to_owned(), prefix.to_owned());
+        let after = after.map(str::to_owned);
+        blocking(move || {
+            store.range(
+                &tenant,
+                &bucket,
+                &prefix,
+                after.as_deref(),
+                limit.min(proto::MAX_LIST_LIMIT),
+                proto::MAX_LIST_ANSWER_BYTES,
+            )
+        })
+        .await
     }
 
     /// This node's storage health.

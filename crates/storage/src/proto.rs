@@ -101,6 +101,17 @@ pub enum StoreRequest {
     AuditLog {
         epoch: u64,
     },
+    /// A range of one bucket's metadata table, **tombstones included** (version 5): keys
+    /// that start with `prefix` and sort after `after`, in key order, at most `limit`
+    /// entries (capped at [`MAX_LIST_LIMIT`]) and about [`MAX_LIST_ANSWER_BYTES`]. An edge
+    /// merges the answers of a read quorum to list the bucket, so a page costs a few calls
+    /// instead of a quorum read per key.
+    MetaRange {
+        bucket: BucketRef,
+        prefix: String,
+        after: Option<String>,
+        limit: u32,
+    },
 }
 
 // Messages live only while they cross the wire; boxing the large variant would buy
@@ -152,6 +163,13 @@ pub enum StoreResponse {
         closed: bool,
         results: Vec<xnode_ledger::AuditResult>,
     },
+    /// The answer to `MetaRange` (version 5): entries in key order, tombstones included;
+    /// `truncated` says the replica stopped at the limit or the byte bound, so the answer
+    /// covers keys only up to its last entry.
+    MetaRange {
+        entries: Vec<ObjectMeta>,
+        truncated: bool,
+    },
 }
 
 /// A bucket named in a request: its owner and name.
@@ -165,7 +183,7 @@ impl Versioned for StoreRequest {
     const KIND_TAG: u8 = kinds::STORE_REQUEST;
     const KIND_NAME: &'static str = "store request";
     // Version 2 added `rf` to `PutChunk`; version 3 replaced it by `bucket`; version 4
-    // appended the anti-entropy requests, version 5 the audit requests.
+    // appended the anti-entropy requests, version 5 the audit requests and `MetaRange`.
     const VERSION: u8 = 5;
 
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
@@ -270,7 +288,7 @@ impl Versioned for StoreResponse {
     const KIND_TAG: u8 = kinds::STORE_RESPONSE;
     const KIND_NAME: &'static str = "store response";
     // Version 2 added `MetaMerged`, version 3 `MetaPage`, version 4 `Digests` and
-    // `MetaMergedMany`, version 5 the audit answers.
+    // `MetaMergedMany`, version 5 the audit answers and `MetaRange`.
     const VERSION: u8 = 5;
 
     /// Versions only ever appended variants, so an older body decodes as the current type.

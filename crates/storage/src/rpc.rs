@@ -245,6 +245,32 @@ impl Storage {
                 }
                 Ok(StoreResponse::MetaPage { entries, truncated })
             }
+            StoreRequest::MetaRange {
+                bucket,
+                prefix,
+                after,
+                limit,
+            } => {
+                let store = self.meta.clone();
+                let limit = (limit as usize).min(MAX_LIST_LIMIT);
+                // The stored length of each entry bounds the answer well inside the message
+                // limit whatever the entries hold (user metadata makes some large).
+                let page = blocking(move || {
+                    store.range(
+                        &bucket.tenant,
+                        &bucket.name,
+                        &prefix,
+                        after.as_deref(),
+                        limit,
+                        MAX_LIST_ANSWER_BYTES,
+                    )
+                })
+                .await?;
+                Ok(StoreResponse::MetaRange {
+                    entries: page.entries,
+                    truncated: page.truncated,
+                })
+            }
             StoreRequest::ScanMeta { after, limit } => {
                 let store = self.meta.clone();
                 let limit = (limit as usize).min(10_000);

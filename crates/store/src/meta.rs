@@ -360,7 +360,7 @@ impl MetaStore {
         }
         let mut built = BucketDigests::new();
         let mut failed = None;
-        self.scan_pages(&[], Vec::new(), |meta| match entry_hash(&meta) {
+        self.scan_pages(&[], Vec::new(), |meta, _| match entry_hash(&meta) {
             Ok(hash) => {
                 built
                     .entry((meta.path.tenant, meta.path.bucket))
@@ -391,7 +391,7 @@ impl MetaStore {
         let prefix = bucket_prefix(tenant, bucket);
         let mut leaves = vec![SetDigest::default(); LEAVES];
         let mut failed = None;
-        self.scan_pages(&prefix, prefix.clone(), |meta| {
+        self.scan_pages(&prefix, prefix.clone(), |meta, _| {
             let leaf = leaf_of(&meta.path.storage_key());
             match entry_hash(&meta) {
                 Ok(hash) => {
@@ -439,7 +439,7 @@ impl MetaStore {
         if limit == 0 {
             return Ok(out);
         }
-        self.scan_pages(&prefix, start, |meta| {
+        self.scan_pages(&prefix, start, |meta, _| {
             if wanted
                 .get(leaf_of(&meta.path.storage_key()))
                 .copied()
@@ -477,34 +477,54 @@ impl MetaStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let base = bucket_prefix(tenant, bucket);
-        let mut scan_prefix = base.clone();
-        scan_prefix.extend_from_slice(prefix.as_bytes());
-        let mut start = scan_prefix.clone();
-        if !is_internal_key(prefix) {
-            // Internal keys sort first ('\0'); start past them.
-            let mut past_internal = base.clone();
-            past_internal.push(1);
-            if past_internal > start {
-                start = past_internal;
-            }
-        }
-        if let Some(after) = start_after {
-            let mut past = base;
-            past.extend_from_slice(after.as_bytes());
-            let past = successor(&past);
-            if past > start {
-                start = past;
-            }
-        }
+        let (scan_prefix, start) = range_bounds(tenant, bucket, prefix, start_after);
         let mut out = Vec::new();
-        self.scan_pages(&scan_prefix, start, |meta| {
+        self.scan_pages(&scan_prefix, start, |meta, _| {
             if meta.info.is_some() {
                 out.push(meta);
             }
             out.len() < limit
         })?;
         Ok(out)
+    }
+
+    /// A range of a bucket's entries, **tombstones included**: keys that start with
+    /// `prefix` and are greater than `after`, in key order, at most `limit` entries and
+    /// about `max_bytes` of encoded entries (at least one entry is returned whatever its
+    /// size). Internal keys are left out unless `prefix` is internal, as in
+    /// [`MetaStore::list`]. What an edge merges from a read quorum of replicas to list a
+    /// bucket: the tombstones let it tell a deleted key from one a replica missed.
+    pub fn range(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<MetaRange, StoreError> {
+        validate_bucket_name(bucket)?;
+        let mut page = MetaRange::default();
+        if limit == 0 {
+            // Nothing was read, so nothing is known to be complete.
+            page.truncated = true;
+            return Ok(page);
+        }
+        let (scan_prefix, start) = range_bounds(tenant, bucket, prefix, after);
+        let mut bytes = 0usize;
+        self.scan_pages(&scan_prefix, start, |meta, len| {
+            let total = bytes.saturating_add(len);
+            // One entry past either bound is seen before stopping, so an answer that ends
+            // exactly at the end of the range is not reported cut.
+            if page.entries.len() >= limit || (total > max_bytes && !page.entries.is_empty()) {
+                page.truncated = true;
+                return false;
+            }
+            bytes = total;
+            page.entries.push(meta);
+            true
+        })?;
+        Ok(page)
     }
 
     /// Every entry, tombstones included, in storage-key order after `after` (exclusive), at
@@ -515,7 +535,7 @@ impl MetaStore {
         }
         let start = after.map(successor).unwrap_or_default();
         let mut out = Vec::new();
-        self.scan_pages(&[], start, |meta| {
+        self.scan_pages(&[], start, |meta, _| {
             out.push(meta);
             out.len() < limit
         })?;
@@ -531,7 +551,7 @@ impl MetaStore {
         validate_bucket_name(bucket)?;
         let prefix = bucket_prefix(tenant, bucket);
         let mut count = 0u64;
-        self.scan_pages(&prefix, prefix.clone(), |meta| {
+        self.scan_pages(&prefix, prefix.clone(), |meta, _| {
             if meta.info.is_some() {
                 count += 1;
             }
@@ -540,14 +560,15 @@ impl MetaStore {
         Ok(count)
     }
 
-    /// Feeds readable entries with keys `>= start` under `prefix` to `visit`, page by page,
+    /// Feeds readable entries with keys `>= start` under `prefix` to `visit` (with the
+    /// length of their stored encoding), page by page,
     /// until it returns false or the entries run out. Unreadable entries are skipped (and
     /// logged): one bad record must not make a whole bucket unlistable.
     fn scan_pages(
         &self,
         prefix: &[u8],
         mut start: Vec<u8>,
-        mut visit: impl FnMut(ObjectMeta) -> bool,
+        mut visit: impl FnMut(ObjectMeta, usize) -> bool,
     ) -> Result<(), StoreError> {
         let mut more = true;
         loop {
@@ -557,7 +578,7 @@ impl MetaStore {
                     return Ok(());
                 }
                 if let Some(meta) = decode_entry(key, value) {
-                    more = visit(meta);
+                    more = visit(meta, value.len());
                 }
             }
             if !more {
@@ -569,6 +590,47 @@ impl MetaStore {
             }
         }
     }
+}
+
+/// One page of a bucket's entries read by [`MetaStore::range`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MetaRange {
+    /// Entries in key order, tombstones included.
+    pub entries: Vec<ObjectMeta>,
+    /// The page was cut at the limit or the byte bound: keys after the last entry were not
+    /// read. `false` means it holds every entry of the range.
+    pub truncated: bool,
+}
+
+/// The scan prefix and first storage key of a listing of `prefix` after `after` in a
+/// bucket. Internal keys sort first (`\0`), so a listing that does not ask for them
+/// starts past them.
+fn range_bounds(
+    tenant: &PublicKeyBytes,
+    bucket: &str,
+    prefix: &str,
+    after: Option<&str>,
+) -> (Vec<u8>, Vec<u8>) {
+    let base = bucket_prefix(tenant, bucket);
+    let mut scan_prefix = base.clone();
+    scan_prefix.extend_from_slice(prefix.as_bytes());
+    let mut start = scan_prefix.clone();
+    if !is_internal_key(prefix) {
+        let mut past_internal = base.clone();
+        past_internal.push(1);
+        if past_internal > start {
+            start = past_internal;
+        }
+    }
+    if let Some(after) = after {
+        let mut past = base;
+        past.extend_from_slice(after.as_bytes());
+        let past = successor(&past);
+        if past > start {
+            start = past;
+        }
+    }
+    (scan_prefix, start)
 }
 
 fn lock_digests(

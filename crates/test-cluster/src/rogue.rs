@@ -290,6 +290,19 @@ impl Corpus {
         push(
             &mut s,
             Channel::Rpc("store"),
+            &StoreRequest::MetaRange {
+                bucket: xnode_storage::proto::BucketRef {
+                    tenant,
+                    name: "photos".into(),
+                },
+                prefix: String::new(),
+                after: None,
+                limit: u32::MAX,
+            },
+        );
+        push(
+            &mut s,
+            Channel::Rpc("store"),
             &StoreRequest::ScanMeta {
                 after: Vec::new(),
                 limit: u32::MAX,

@@ -72,10 +72,13 @@ impl Gateway {
             for meta in page {
                 let key = meta.path.key.clone();
                 after = Some(key.clone());
-                let rest = key.get(prefix.len()..).unwrap_or("");
-                let entry = match delimiter.and_then(|d| rest.find(d).map(|i| (d, i))) {
-                    Some((d, i)) => {
-                        let common = format!("{prefix}{}", &rest[..i + d.len()]);
+                // Storage lists the keys live after merging its replicas' answers, so a
+                // common prefix is made only of keys that exist.
+                let common = delimiter
+                    .and_then(|d| xnode_storage::common_prefix(&key, prefix, d))
+                    .map(str::to_owned);
+                let entry = match common {
+                    Some(common) => {
                         if last.as_deref() == Some(common.as_str()) {
                             continue;
                         }

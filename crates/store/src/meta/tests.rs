@@ -339,6 +339,67 @@ fn list_prefix_start_after_limit_and_isolation() {
 }
 
 #[test]
+fn range_reads_hold_tombstones_and_respect_the_limit_and_byte_bound() {
+    let (_dir, db) = db();
+    let store = MetaStore::new(db);
+    let w = node();
+    let t1 = tenant(1);
+    for (i, key) in ["a/1", "a/2", "a/3", "b/1"].iter().enumerate() {
+        let path = ObjectPath::new(t1, "bucket", *key).unwrap();
+        // a/2 is a tombstone.
+        let live = *key != "a/2";
+        store
+            .merge(meta(&path, 1 + i as u64, w, live.then(|| info(key))))
+            .unwrap();
+    }
+    let internal = ObjectPath::new(t1, "bucket", internal_key("a/x")).unwrap();
+    store.merge(meta(&internal, 1, w, Some(info("x")))).unwrap();
+    let other = ObjectPath::new(tenant(2), "bucket", "a/9").unwrap();
+    store.merge(meta(&other, 1, w, Some(info("o")))).unwrap();
+
+    let keys = |r: &MetaRange| {
+        r.entries
+            .iter()
+            .map(|m| m.path.key.clone())
+            .collect::<Vec<_>>()
+    };
+    let all = store
+        .range(&t1, "bucket", "", None, 100, usize::MAX)
+        .unwrap();
+    assert_eq!(keys(&all), ["a/1", "a/2", "a/3", "b/1"]);
+    assert!(all.entries[1].is_tombstone());
+    assert!(!all.truncated);
+
+    let prefixed = store
+        .range(&t1, "bucket", "a/", Some("a/1"), 100, usize::MAX)
+        .unwrap();
+    assert_eq!(keys(&prefixed), ["a/2", "a/3"]);
+    assert!(!prefixed.truncated);
+
+    // A page that fills its limit exactly at the end of the range is not cut.
+    let exact = store
+        .range(&t1, "bucket", "a/", None, 3, usize::MAX)
+        .unwrap();
+    assert_eq!(keys(&exact), ["a/1", "a/2", "a/3"]);
+    assert!(!exact.truncated);
+    let cut = store.range(&t1, "bucket", "", None, 2, usize::MAX).unwrap();
+    assert_eq!(keys(&cut), ["a/1", "a/2"]);
+    assert!(cut.truncated);
+
+    // The byte bound cuts the page, but never below one entry.
+    let one = store.range(&t1, "bucket", "", None, 100, 1).unwrap();
+    assert_eq!(keys(&one), ["a/1"]);
+    assert!(one.truncated);
+
+    // Internal keys only when the prefix asks for them.
+    let internal_range = store
+        .range(&t1, "bucket", &internal_key(""), None, 100, usize::MAX)
+        .unwrap();
+    assert_eq!(keys(&internal_range), [internal_key("a/x")]);
+    assert!(store.range(&t1, "a/b", "", None, 10, usize::MAX).is_err());
+}
+
+#[test]
 fn scan_walks_everything_in_pages() {
     let (_dir, db) = db();
     let store = MetaStore::new(db.clone());

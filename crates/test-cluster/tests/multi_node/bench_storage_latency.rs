@@ -60,3 +60,139 @@ async fn small_object_latency() {
     summary("delete", deletes);
     c.shutdown().await;
 }
+
+/// Store RPCs served to peers by every node so far.
+fn store_rpcs_served(c: &Cluster) -> u64 {
+    (0..c.len())
+        .flat_map(|i| c.node(i).workers())
+        .filter(|w| w.name == "rpc:store")
+        .map(|w| w.progress.items_done)
+        .sum()
+}
+
+/// How one way of listing a whole bucket page by page fared.
+#[derive(Clone, Copy)]
+struct Listing {
+    seconds: f64,
+    rpcs: u64,
+    keys: usize,
+}
+
+fn median(mut runs: Vec<Listing>) -> Listing {
+    runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    runs[runs.len() / 2]
+}
+
+/// Benchmark: listing a bucket of `XNODE_BENCH_LIST_KEYS` keys (default 5,000) in pages of
+/// 1,000 through one edge of 3 nodes (rf 3, R = 2), by merging replicas' ranges against
+/// listing by key reads (a quorum read per listed key, the path before store protocol 5)
+/// and against reading the same entries from the edge's own table; interleaved rounds,
+/// medians. Run with
+/// `cargo nextest run --workspace --run-ignored only --no-capture -E 'test(listing_cost)'`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a benchmark: run it on purpose"]
+async fn listing_cost() {
+    use futures::StreamExt;
+    let keys: usize = std::env::var("XNODE_BENCH_LIST_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000);
+    const PAGE: usize = 1_000;
+    let c = Cluster::start(3).await;
+    c.wait_converged(Duration::from_secs(30)).await;
+    let tenant = Tenant::new();
+    c.create_bucket(0, &tenant, "listed").await;
+    let loading = Instant::now();
+    futures::stream::iter(0..keys)
+        .map(|i| {
+            let (c, tenant) = (&c, &tenant);
+            async move {
+                let key = format!("dir{}/key{i:07}", i % 10);
+                c.put(i % 3, tenant, "listed", &key, b"x").await.unwrap();
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<()>>()
+        .await;
+    eprintln!(
+        "loaded {keys} keys in {:.1} s",
+        loading.elapsed().as_secs_f64()
+    );
+    // Let the writes' background copies finish.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let storage = c.node(0).storage();
+    let id = tenant.id();
+
+    let (mut ranges, mut by_key, mut local) = (vec![], vec![], vec![]);
+    for _ in 0..3 {
+        for way in 0..3 {
+            let rpcs = store_rpcs_served(&c);
+            let started = Instant::now();
+            let mut listed = 0usize;
+            let mut after: Option<String> = None;
+            loop {
+                let page: Vec<String> = match way {
+                    0 => storage
+                        .list_objects(&id, "listed", "", after.as_deref(), PAGE)
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .map(|m| m.path.key)
+                        .collect(),
+                    1 => storage
+                        .list_objects_by_key_reads(&id, "listed", "", after.as_deref(), PAGE)
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .map(|m| m.path.key)
+                        .collect(),
+                    _ => storage
+                        .local_range(&id, "listed", "", after.as_deref(), PAGE)
+                        .await
+                        .unwrap()
+                        .entries
+                        .into_iter()
+                        .filter(|m| m.info.is_some())
+                        .map(|m| m.path.key)
+                        .collect(),
+                };
+                listed += page.len();
+                let full = page.len() == PAGE;
+                after = page.into_iter().last();
+                if !full {
+                    break;
+                }
+            }
+            let run = Listing {
+                seconds: started.elapsed().as_secs_f64(),
+                rpcs: store_rpcs_served(&c) - rpcs,
+                keys: listed,
+            };
+            assert_eq!(run.keys, keys, "every key listed");
+            [&mut ranges, &mut by_key, &mut local][way].push(run);
+        }
+    }
+    let (ranges, by_key, local) = (median(ranges), median(by_key), median(local));
+    let pages = keys.div_ceil(PAGE) as f64;
+    eprintln!("| way | keys | total | per page | store RPCs served per page |");
+    eprintln!("|---|---:|---:|---:|---:|");
+    for (name, run) in [
+        ("ranges of R replicas merged", ranges),
+        ("a quorum read per key (before)", by_key),
+        ("the edge's own table, no network", local),
+    ] {
+        eprintln!(
+            "| {name} | {} | {:.0} ms | {:.1} ms | {:.1} |",
+            run.keys,
+            run.seconds * 1e3,
+            run.seconds * 1e3 / pages,
+            run.rpcs as f64 / pages
+        );
+    }
+    eprintln!(
+        "range listing: {:.1}x faster than key reads, {:.2}x the local table",
+        by_key.seconds / ranges.seconds,
+        ranges.seconds / local.seconds
+    );
+    c.shutdown().await;
+}

@@ -262,6 +262,16 @@ async fn listings_hold_only_the_requested_tenants_bucket_and_prefix() {
                     truncated: false,
                 })
             }
+            // Range answers that break the question are refused whole (and the edge
+            // falls back to listing by key reads, whose answers are filtered).
+            (StoreRequest::MetaRange { .. }, StoreResponse::MetaRange { mut entries, .. }) => {
+                entries.push(secret.clone());
+                entries.push(elsewhere.clone());
+                xnode_storage::ServeFault::Answer(StoreResponse::MetaRange {
+                    entries,
+                    truncated: false,
+                })
+            }
             (_, honest) => xnode_storage::ServeFault::Answer(honest),
         }),
     );
