@@ -2,8 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 use xnode_store::entropy::SetDigest;
-use xnode_store::{ChunkId, MergeOutcome, ObjectMeta, ObjectPath};
-use xnode_types::PublicKeyBytes;
+use xnode_store::{ChunkId, ConditionalMerge, MergeOutcome, ObjectInfo, ObjectMeta, ObjectPath};
+use xnode_types::{Hlc, NodeId, PublicKeyBytes};
+
+use crate::conditional::Preconditions;
 use xnode_wire::{Versioned, kinds};
 
 /// Largest storage message accepted (a chunk plus framing).
@@ -84,6 +86,22 @@ pub enum StoreRequest {
     ChunkDigests {
         partitions: Vec<(u8, SetDigest)>,
     },
+    /// A conditional write (version 5), sent by an edge to the key's coordinator (the
+    /// first live replica of the bucket's metadata): write `info` at `path` (delete, when
+    /// `None`) only if `preconditions` hold for the current version, decided under the
+    /// coordinator's lock for the key. Answered by `Committed`.
+    CommitMeta {
+        path: ObjectPath,
+        info: Option<ObjectInfo>,
+        preconditions: Preconditions,
+    },
+    /// Merge an entry only if the one held is not newer than `expected` (version 5): the
+    /// compare-and-set a coordinator's write makes on each replica (`None` expects no
+    /// entry). Answered by `MetaMergedIf`.
+    PutMetaIf {
+        meta: ObjectMeta,
+        expected: Option<(Hlc, NodeId)>,
+    },
 }
 
 // Messages live only while they cross the wire; boxing the large variant would buy
@@ -118,6 +136,30 @@ pub enum StoreResponse {
     /// The answer to `PutMetaMany` (version 4): per entry, what merging it did, or `None`
     /// where the entry was refused (a version dated into the future, an invalid path).
     MetaMergedMany(Vec<Option<MergeOutcome>>),
+    /// The answer to `CommitMeta` (version 5).
+    Committed(CommitOutcome),
+    /// The answer to `PutMetaIf` (version 5).
+    MetaMergedIf(ConditionalMerge),
+}
+
+/// What a coordinator did with a conditional write.
+// The written entry is what the edge checks against its request; boxing it buys nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommitOutcome {
+    /// The condition held and this entry was written with quorum.
+    Written(ObjectMeta),
+    /// A conditional delete of an object that does not exist: nothing was written.
+    NothingToDo,
+    /// The condition did not hold; nothing was written.
+    PreconditionFailed,
+    /// `If-Match` on a write of an object that does not exist; nothing was written.
+    NoSuchKey,
+    /// The replicas moved past the version the condition was decided on (a concurrent
+    /// write): the write was not acknowledged.
+    Conflict(String),
+    /// Too few replicas answered to decide or to write.
+    Unavailable(String),
 }
 
 /// A bucket named in a request: its owner and name.
@@ -131,12 +173,12 @@ impl Versioned for StoreRequest {
     const KIND_TAG: u8 = kinds::STORE_REQUEST;
     const KIND_NAME: &'static str = "store request";
     // Version 2 added `rf` to `PutChunk`; version 3 replaced it by `bucket`; version 4
-    // appended the anti-entropy requests.
-    const VERSION: u8 = 4;
+    // appended the anti-entropy requests; version 5 the conditional writes.
+    const VERSION: u8 = 5;
 
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
-        if version == 3 {
-            // Version 4 only appended variants: a version 3 body decodes as it is.
+        if version == 3 || version == 4 {
+            // Versions 4 and 5 only appended variants: older bodies decode as they are.
             return postcard::from_bytes(body).map_err(|e| xnode_wire::WireError::Malformed {
                 kind: Self::KIND_NAME,
                 reason: e.to_string(),
@@ -236,8 +278,8 @@ impl Versioned for StoreResponse {
     const KIND_TAG: u8 = kinds::STORE_RESPONSE;
     const KIND_NAME: &'static str = "store response";
     // Version 2 added `MetaMerged`, version 3 `MetaPage`, version 4 `Digests` and
-    // `MetaMergedMany`.
-    const VERSION: u8 = 4;
+    // `MetaMergedMany`, version 5 `Committed` and `MetaMergedIf`.
+    const VERSION: u8 = 5;
 
     /// Versions only ever appended variants, so an older body decodes as the current type.
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
