@@ -783,7 +783,11 @@ async fn concurrent_conditional_writes_through_every_node_have_exactly_one_winne
     });
     let results = futures::future::join_all(attempts).await;
     let winners: Vec<usize> = (0..WRITERS).filter(|&w| results[w].is_ok()).collect();
-    assert_eq!(winners.len(), 1, "exactly one replacement wins: {results:?}");
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one replacement wins: {results:?}"
+    );
     assert!(
         results
             .iter()
