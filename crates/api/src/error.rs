@@ -150,6 +150,8 @@ impl From<xnode_storage::StorageError> for ApiError {
             E::Interrupted(_) => (StatusCode::BAD_REQUEST, "incomplete_body"),
             E::Quorum(_) => (StatusCode::SERVICE_UNAVAILABLE, "quorum_unavailable"),
             E::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            E::PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
+            E::ConditionalConflict(_) => (StatusCode::CONFLICT, "conditional_conflict"),
             E::Integrity(_) => (StatusCode::BAD_GATEWAY, "integrity_error"),
             E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };

@@ -28,7 +28,8 @@ fn status_of(e: &StorageError) -> u16 {
         StorageError::AccessDenied(_) => 403,
         StorageError::BadRequest(_) | StorageError::InvalidRange(_) => 400,
         StorageError::Quorum(_) => 503,
-        StorageError::Conflict(_) => 409,
+        StorageError::Conflict(_) | StorageError::ConditionalConflict(_) => 409,
+        StorageError::PreconditionFailed(_) => 412,
         StorageError::Integrity(_) => 502,
         _ => 500,
     }

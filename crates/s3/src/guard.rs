@@ -129,30 +129,13 @@ pub fn check(op: &str, headers: &HeaderMap, query: Option<&str>) -> S3Result<()>
     {
         return Err(not_implemented("versioning (a versionId other than null)"));
     }
-    match op {
-        "PutObject" | "CompleteMultipartUpload" => {
-            for name in ["if-match", "if-none-match"] {
-                if headers.contains_key(name) {
-                    return Err(not_implemented(&format!(
-                        "conditional writes (header {name})"
-                    )));
-                }
-            }
-        }
-        "DeleteObject" => {
-            for name in [
-                "if-match",
-                "x-amz-if-match-last-modified-time",
-                "x-amz-if-match-size",
-            ] {
-                if headers.contains_key(name) {
-                    return Err(not_implemented(&format!(
-                        "conditional deletes (header {name})"
-                    )));
-                }
-            }
-        }
-        _ => {}
+    // Conditional writes (`If-Match`, `If-None-Match` on PutObject, CompleteMultipartUpload
+    // and CopyObject, and `If-Match` with its size and time variants on DeleteObject) are
+    // honoured. DeleteObject has no `If-None-Match` in S3: refused, not ignored.
+    if op == "DeleteObject" && headers.contains_key("if-none-match") {
+        return Err(not_implemented(
+            "If-None-Match on DeleteObject (S3 deletes honour If-Match only)",
+        ));
     }
     Ok(())
 }
@@ -193,23 +176,32 @@ mod tests {
             )),
             None
         );
-        // GET's own conditions are honoured.
+        // GET's own conditions are honoured, and so are conditional writes.
         let h = headers(&[("if-match", "\"x\""), ("if-none-match", "*")]);
-        assert_eq!(code(check("GetObject", &h, None)), None);
+        for op in [
+            "GetObject",
+            "PutObject",
+            "CompleteMultipartUpload",
+            "CopyObject",
+        ] {
+            assert_eq!(code(check(op, &h, None)), None, "{op}");
+        }
+        let h = headers(&[
+            ("if-match", "\"x\""),
+            ("x-amz-if-match-size", "3"),
+            (
+                "x-amz-if-match-last-modified-time",
+                "Wed, 01 Jan 2025 00:00:00 GMT",
+            ),
+        ]);
+        assert_eq!(code(check("DeleteObject", &h, None)), None);
     }
 
     #[test]
     fn what_is_not_honoured_is_refused() {
         let ni = Some("NotImplemented".to_owned());
         for (op, pairs, query) in [
-            ("PutObject", vec![("if-none-match", "*")], None),
-            ("PutObject", vec![("if-match", "\"abc\"")], None),
-            (
-                "CompleteMultipartUpload",
-                vec![("if-none-match", "*")],
-                None,
-            ),
-            ("DeleteObject", vec![("if-match", "\"abc\"")], None),
+            ("DeleteObject", vec![("if-none-match", "*")], None),
             (
                 "GetObject",
                 vec![("x-amz-server-side-encryption-customer-algorithm", "AES256")],

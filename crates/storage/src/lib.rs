@@ -16,6 +16,7 @@
 
 pub mod audit;
 pub mod buckets;
+pub mod conditional;
 pub mod details;
 mod entropy;
 pub mod gc;
@@ -192,6 +193,14 @@ pub enum StorageError {
     /// ahead). Retrying reads the newer version first and can then win.
     #[error("write conflict: {0}")]
     Conflict(String),
+    /// A condition of a conditional write or delete (`If-Match`, `If-None-Match`) did not
+    /// hold; nothing was written.
+    #[error("precondition failed: {0}")]
+    PreconditionFailed(String),
+    /// A conditional write raced another write of the same key and was not acknowledged;
+    /// retrying decides the condition again against the newer version.
+    #[error("conditional write conflict: {0}")]
+    ConditionalConflict(String),
     /// Data from peers that failed authentication after it was decoded (a manifest whose
     /// MAC does not match): a peer altered the object, and it is not served.
     #[error("integrity check failed: {0}")]
@@ -273,6 +282,8 @@ pub struct Storage {
     gc_roots: std::sync::Mutex<Vec<GcRoots>>,
     /// Storage audits: this node's key and log, and the reputation it computed.
     pub(crate) auditor: audit::Auditor,
+    /// The keys whose conditional writes this node is coordinating (see `conditional`).
+    pub(crate) commit_locks: conditional::KeyLocks,
 }
 
 /// What a node under fault injection does instead of its honest answer to a peer.
@@ -353,6 +364,7 @@ impl Storage {
             serve_tamper: Default::default(),
             gc_roots: Default::default(),
             auditor: audit::Auditor::new(key, network),
+            commit_locks: Default::default(),
         }
     }
 

@@ -13,6 +13,7 @@ use xnode_store::{
 };
 use xnode_types::{PublicKeyBytes, unix_ms};
 
+use crate::conditional::Preconditions;
 use crate::proto::BucketRef;
 use crate::{Storage, StorageError, blocking};
 
@@ -115,7 +116,43 @@ impl Storage {
         content_type: String,
         user_meta: BTreeMap<String, String>,
         expected_len: Option<u64>,
+        body: S,
+    ) -> Result<ObjectMeta, StorageError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        self.put_object_if(
+            tenant,
+            bucket,
+            key,
+            keys,
+            content_type,
+            user_meta,
+            expected_len,
+            body,
+            Preconditions::default(),
+        )
+        .await
+    }
+
+    /// [`Storage::put_object`], stored only if `pre` holds for the object's current
+    /// version when the upload is committed (S3's `If-Match` and `If-None-Match`). The
+    /// data is uploaded first; the condition is decided atomically by the key's
+    /// coordinator (see `conditional`), so a write that fails it leaves only unreferenced
+    /// chunks, which garbage collection removes.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_object_if<S, E>(
+        self: &Arc<Self>,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        key: &str,
+        keys: &(impl Keyring + ?Sized),
+        content_type: String,
+        user_meta: BTreeMap<String, String>,
+        expected_len: Option<u64>,
         mut body: S,
+        pre: Preconditions,
     ) -> Result<ObjectMeta, StorageError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
@@ -199,24 +236,57 @@ impl Storage {
         let mut manifest = manifest;
         manifest.authenticate(&mac_key)?;
         let encoded = manifest.encode()?;
-        let manifest_id = Manifest::id_of(&encoded);
-        // The current version is read while the manifest is stored, so ordering this
-        // write after it costs no extra round trip.
-        let (stored, current) = tokio::join!(
-            self.put_bucket_chunk(manifest_id, Bytes::from(encoded), &set, &bucket_ref),
-            self.get_meta(&path, &set)
-        );
-        stored?;
-        let current = current?;
+        let etag = hex::encode(md5.finalize());
+        self.commit_object(
+            path,
+            &set,
+            &bucket_ref,
+            encoded,
+            (total, etag, content_type, user_meta),
+            pre,
+        )
+        .await
+    }
+
+    /// The last step of every object write: stores the manifest and writes the metadata
+    /// that makes the object visible, through the key's coordinator when there are
+    /// conditions.
+    async fn commit_object(
+        self: &Arc<Self>,
+        path: ObjectPath,
+        set: &[Candidate],
+        bucket_ref: &BucketRef,
+        encoded_manifest: Vec<u8>,
+        (size, etag, content_type, user_meta): (u64, String, String, BTreeMap<String, String>),
+        pre: Preconditions,
+    ) -> Result<ObjectMeta, StorageError> {
+        let manifest_id = Manifest::id_of(&encoded_manifest);
         let info = ObjectInfo {
             manifest: manifest_id,
-            size: total,
-            etag: hex::encode(md5.finalize()),
+            size,
+            etag,
             content_type,
             user_meta,
             created_ms: unix_ms(),
         };
-        self.write_meta(path, Some(info), current.as_ref(), &set)
+        let store_manifest =
+            self.put_bucket_chunk(manifest_id, Bytes::from(encoded_manifest), set, bucket_ref);
+        if !pre.is_empty() {
+            // The manifest must be stored before the metadata naming it can be visible.
+            store_manifest.await?;
+            return match self.commit_conditional(path, Some(info), pre, set).await? {
+                Some(meta) => Ok(meta),
+                None => Err(StorageError::Internal(
+                    "a conditional write reported nothing written".into(),
+                )),
+            };
+        }
+        // The current version is read while the manifest is stored, so ordering this
+        // write after it costs no extra round trip.
+        let (stored, current) = tokio::join!(store_manifest, self.get_meta(&path, set));
+        stored?;
+        let current = current?;
+        self.write_meta(path, Some(info), current.as_ref(), set)
             .await
     }
 
@@ -350,9 +420,30 @@ impl Storage {
         bucket: &str,
         key: &str,
     ) -> Result<(), StorageError> {
+        self.delete_object_if(tenant, bucket, key, Preconditions::default())
+            .await
+    }
+
+    /// [`Storage::delete_object`] only if `pre` holds (S3's `If-Match`,
+    /// `x-amz-if-match-last-modified-time` and `x-amz-if-match-size`), decided atomically
+    /// by the key's coordinator. A conditional delete of an object that does not exist
+    /// succeeds and writes nothing, as in S3.
+    pub async fn delete_object_if(
+        self: &Arc<Self>,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        key: &str,
+        pre: Preconditions,
+    ) -> Result<(), StorageError> {
         self.require_bucket(tenant, bucket)?;
         let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
         let set = self.storage_set();
+        if !pre.is_empty() {
+            return self
+                .commit_conditional(path, None, pre, &set)
+                .await
+                .map(|_| ());
+        }
         // Read first, so the tombstone is ordered after the version it deletes whatever
         // the clocks of the edges that wrote it (see `write_meta`).
         let current = self.get_meta(&path, &set).await?;
@@ -379,6 +470,36 @@ impl Storage {
         content_type: String,
         user_meta: BTreeMap<String, String>,
         etag: String,
+    ) -> Result<ObjectMeta, StorageError> {
+        self.compose_object_if(
+            tenant,
+            bucket,
+            key,
+            keys,
+            sources,
+            content_type,
+            user_meta,
+            etag,
+            Preconditions::default(),
+        )
+        .await
+    }
+
+    /// [`Storage::compose_object`], made visible only if `pre` holds for the object's
+    /// current version (CompleteMultipartUpload and CopyObject with `If-Match` or
+    /// `If-None-Match`), decided atomically by the key's coordinator.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn compose_object_if(
+        self: &Arc<Self>,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        key: &str,
+        keys: &(impl Keyring + ?Sized),
+        sources: &[(String, String)],
+        content_type: String,
+        user_meta: BTreeMap<String, String>,
+        etag: String,
+        pre: Preconditions,
     ) -> Result<ObjectMeta, StorageError> {
         self.require_bucket(tenant, bucket)?;
         let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
@@ -458,23 +579,15 @@ impl Storage {
             name: bucket.to_owned(),
         };
         let encoded = manifest.encode()?;
-        let manifest_id = Manifest::id_of(&encoded);
-        let (stored, current) = tokio::join!(
-            self.put_bucket_chunk(manifest_id, Bytes::from(encoded), &set, &bucket_ref),
-            self.get_meta(&path, &set)
-        );
-        stored?;
-        let current = current?;
-        let info = ObjectInfo {
-            manifest: manifest_id,
-            size: object_size,
-            etag,
-            content_type,
-            user_meta,
-            created_ms: unix_ms(),
-        };
-        self.write_meta(path, Some(info), current.as_ref(), &set)
-            .await
+        self.commit_object(
+            path,
+            &set,
+            &bucket_ref,
+            encoded,
+            (object_size, etag, content_type, user_meta),
+            pre,
+        )
+        .await
     }
 }
 

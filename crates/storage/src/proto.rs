@@ -2,8 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 use xnode_store::entropy::SetDigest;
-use xnode_store::{ChunkId, MergeOutcome, ObjectMeta, ObjectPath};
-use xnode_types::PublicKeyBytes;
+use xnode_store::{ChunkId, ConditionalMerge, MergeOutcome, ObjectInfo, ObjectMeta, ObjectPath};
+use xnode_types::{Hlc, NodeId, PublicKeyBytes};
+
+use crate::conditional::Preconditions;
 use xnode_wire::{Versioned, kinds};
 
 /// Largest storage message accepted (a chunk plus framing).
@@ -112,6 +114,22 @@ pub enum StoreRequest {
         after: Option<String>,
         limit: u32,
     },
+    /// A conditional write (version 5), sent by an edge to the key's coordinator (the
+    /// first live replica of the bucket's metadata): write `info` at `path` (delete, when
+    /// `None`) only if `preconditions` hold for the current version, decided under the
+    /// coordinator's lock for the key. Answered by `Committed`.
+    CommitMeta {
+        path: ObjectPath,
+        info: Option<ObjectInfo>,
+        preconditions: Preconditions,
+    },
+    /// Merge an entry only if the one held is not newer than `expected` (version 5): the
+    /// compare-and-set a coordinator's write makes on each replica (`None` expects no
+    /// entry). Answered by `MetaMergedIf`.
+    PutMetaIf {
+        meta: ObjectMeta,
+        expected: Option<(Hlc, NodeId)>,
+    },
 }
 
 // Messages live only while they cross the wire; boxing the large variant would buy
@@ -170,6 +188,30 @@ pub enum StoreResponse {
         entries: Vec<ObjectMeta>,
         truncated: bool,
     },
+    /// The answer to `CommitMeta` (version 5).
+    Committed(CommitOutcome),
+    /// The answer to `PutMetaIf` (version 5).
+    MetaMergedIf(ConditionalMerge),
+}
+
+/// What a coordinator did with a conditional write.
+// The written entry is what the edge checks against its request; boxing it buys nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommitOutcome {
+    /// The condition held and this entry was written with quorum.
+    Written(ObjectMeta),
+    /// A conditional delete of an object that does not exist: nothing was written.
+    NothingToDo,
+    /// The condition did not hold; nothing was written.
+    PreconditionFailed,
+    /// `If-Match` on a write of an object that does not exist; nothing was written.
+    NoSuchKey,
+    /// The replicas moved past the version the condition was decided on (a concurrent
+    /// write): the write was not acknowledged.
+    Conflict(String),
+    /// Too few replicas answered to decide or to write.
+    Unavailable(String),
 }
 
 /// A bucket named in a request: its owner and name.
@@ -183,7 +225,8 @@ impl Versioned for StoreRequest {
     const KIND_TAG: u8 = kinds::STORE_REQUEST;
     const KIND_NAME: &'static str = "store request";
     // Version 2 added `rf` to `PutChunk`; version 3 replaced it by `bucket`; version 4
-    // appended the anti-entropy requests, version 5 the audit requests and `MetaRange`.
+    // appended the anti-entropy requests, version 5 the audit requests, `MetaRange` and the
+    // conditional writes.
     const VERSION: u8 = 5;
 
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
@@ -288,7 +331,8 @@ impl Versioned for StoreResponse {
     const KIND_TAG: u8 = kinds::STORE_RESPONSE;
     const KIND_NAME: &'static str = "store response";
     // Version 2 added `MetaMerged`, version 3 `MetaPage`, version 4 `Digests` and
-    // `MetaMergedMany`, version 5 the audit answers and `MetaRange`.
+    // `MetaMergedMany`, version 5 the audit answers, `MetaRange`, `Committed` and
+    // `MetaMergedIf`.
     const VERSION: u8 = 5;
 
     /// Versions only ever appended variants, so an older body decodes as the current type.
@@ -334,6 +378,43 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn version_4_requests_decode_and_conditional_writes_round_trip() {
+        // Version 5 only appended variants: a version-4 body decodes as it is.
+        let id = ChunkId::of(b"x");
+        let mut bytes = vec![kinds::STORE_REQUEST, 4];
+        bytes.extend(postcard::to_stdvec(&StoreRequest::GetChunk { id }).unwrap());
+        let decoded: StoreRequest = xnode_wire::decode(&bytes, MAX_STORE_MESSAGE).unwrap();
+        assert!(matches!(decoded, StoreRequest::GetChunk { id: got } if got == id));
+        let path = ObjectPath::new(PublicKeyBytes([7; 32]), "bucket", "key").unwrap();
+        let request = StoreRequest::CommitMeta {
+            path: path.clone(),
+            info: None,
+            preconditions: Preconditions {
+                if_match: Some(crate::conditional::ETagMatch::ETag("abc".into())),
+                ..Default::default()
+            },
+        };
+        let bytes = xnode_wire::encode(&request).unwrap();
+        assert_eq!(bytes[1], 5, "the format version is carried");
+        match xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap() {
+            StoreRequest::CommitMeta {
+                path: got,
+                info,
+                preconditions,
+            } => {
+                assert_eq!(got, path);
+                assert_eq!(info, None);
+                assert!(!preconditions.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        // A version this node does not know yet is refused, not guessed at.
+        let mut future = xnode_wire::encode(&request).unwrap();
+        future[1] = 6;
+        assert!(xnode_wire::decode::<StoreRequest>(&future, MAX_STORE_MESSAGE).is_err());
     }
 
     #[test]

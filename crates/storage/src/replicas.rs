@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use xnode_store::{Candidate, ChunkId, MergeOutcome, ObjectInfo, ObjectMeta, ObjectPath};
+use xnode_store::{
+    Candidate, ChunkId, ConditionalMerge, MergeOutcome, ObjectInfo, ObjectMeta, ObjectPath,
+};
 use xnode_types::{Hlc, NodeId, unix_ms};
 
 use crate::proto::{BucketRef, StoreRequest, StoreResponse};
@@ -110,9 +112,14 @@ impl Storage {
     /// write is acknowledged only if it won on a write quorum, and fails with
     /// [`StorageError::Conflict`] if newer versions kept it from one. The remaining
     /// replicas are written in the background.
+    ///
+    /// With `expected`, it is the compare-and-set of a conditional write (`PutMetaIf`): a
+    /// replica whose entry moved past `expected` refuses, and a write that refusals keep
+    /// from its quorum fails with [`StorageError::ConditionalConflict`].
     pub(crate) async fn put_meta(
         self: &Arc<Self>,
         meta: ObjectMeta,
+        expected: Option<Option<(Hlc, NodeId)>>,
         set: &[Candidate],
     ) -> Result<(), StorageError> {
         let rf = self.bucket_rf(&meta.path.tenant, &meta.path.bucket);
@@ -123,16 +130,47 @@ impl Storage {
         );
         let (needed, _) = self.quorums(targets.len());
         let mut superseded: Option<(Hlc, NodeId)> = None;
+        let mut moved: Option<(Hlc, NodeId)> = None;
         let weight = xnode_wire::encode(&meta).map(|e| e.len()).unwrap_or(1);
+        let request = match expected {
+            None => StoreRequest::PutMeta { meta },
+            Some(expected) => StoreRequest::PutMetaIf { meta, expected },
+        };
+        let conditional = expected.is_some();
         let result = self
             .write_quorum(
                 &targets,
                 needed,
-                StoreRequest::PutMeta { meta },
+                request,
                 weight,
                 META_TIMEOUT,
                 |_, response| match response {
                     StoreResponse::MetaMerged { outcome } if outcome.is_held() => Ok(()),
+                    StoreResponse::MetaMergedIf(ConditionalMerge::Merged(outcome))
+                        if conditional && outcome.is_held() =>
+                    {
+                        Ok(())
+                    }
+                    StoreResponse::MetaMergedIf(ConditionalMerge::Moved { version, writer })
+                        if conditional =>
+                    {
+                        if moved.is_none_or(|m| m < (version, writer)) {
+                            moved = Some((version, writer));
+                        }
+                        Err(format!(
+                            "moved on to version {version:?} of node {writer} since the condition was decided"
+                        ))
+                    }
+                    StoreResponse::MetaMergedIf(ConditionalMerge::Merged(
+                        MergeOutcome::Superseded { version, writer },
+                    )) if conditional => {
+                        if moved.is_none_or(|m| m < (version, writer)) {
+                            moved = Some((version, writer));
+                        }
+                        Err(format!(
+                            "superseded by version {version:?} of node {writer}"
+                        ))
+                    }
                     StoreResponse::MetaMerged {
                         outcome: MergeOutcome::Superseded { version, writer },
                     } => {
@@ -161,7 +199,12 @@ impl Storage {
                     e.needed,
                     e.errors.join("; ")
                 );
-                if let Some((version, writer)) = superseded {
+                if let Some((version, writer)) = moved {
+                    self.metrics.write_conflicts.inc();
+                    Err(StorageError::ConditionalConflict(format!(
+                        "a concurrent write ({version:?} of node {writer}) reached the replicas while the condition was decided: {detail}"
+                    )))
+                } else if let Some((version, writer)) = superseded {
                     self.metrics.write_conflicts.inc();
                     Err(StorageError::Conflict(format!(
                         "a newer version ({version:?} of node {writer}) is held by the replicas: {detail}"
@@ -186,6 +229,31 @@ impl Storage {
         current: Option<&ObjectMeta>,
         set: &[Candidate],
     ) -> Result<ObjectMeta, StorageError> {
+        self.write_meta_checked(path, info, current, set, false)
+            .await
+    }
+
+    /// [`Storage::write_meta`] for a conditional write: each replica merges the new
+    /// version only if its entry has not moved past `current` (compare-and-set).
+    pub(crate) async fn write_meta_if(
+        self: &Arc<Self>,
+        path: ObjectPath,
+        info: Option<ObjectInfo>,
+        current: Option<&ObjectMeta>,
+        set: &[Candidate],
+    ) -> Result<ObjectMeta, StorageError> {
+        self.write_meta_checked(path, info, current, set, true)
+            .await
+    }
+
+    async fn write_meta_checked(
+        self: &Arc<Self>,
+        path: ObjectPath,
+        info: Option<ObjectInfo>,
+        current: Option<&ObjectMeta>,
+        set: &[Candidate],
+        compare_and_set: bool,
+    ) -> Result<ObjectMeta, StorageError> {
         let version = self.clock.now();
         if let Some(current) = current
             && version <= current.version
@@ -203,7 +271,8 @@ impl Storage {
             writer: self.node_id,
             info,
         };
-        self.put_meta(meta.clone(), set).await?;
+        let expected = compare_and_set.then(|| current.map(|c| (c.version, c.writer)));
+        self.put_meta(meta.clone(), expected, set).await?;
         Ok(meta)
     }
 

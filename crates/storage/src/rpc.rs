@@ -55,6 +55,11 @@ impl Handler<StoreService> for StoreHandler {
                         .and_then(|r| r.map(StoreResponse::Digests))
                 }
             }
+            StoreRequest::CommitMeta {
+                path,
+                info,
+                preconditions,
+            } => storage.answer_commit(path, info, preconditions).await,
             request => storage.handle(request).await,
         };
         let response = match result {
@@ -156,6 +161,17 @@ impl Storage {
                 let outcome = blocking(move || store.merge_outcome(meta)).await?;
                 Ok(StoreResponse::MetaMerged { outcome })
             }
+            StoreRequest::PutMetaIf { meta, expected } => {
+                self.check_admitted_here()?;
+                self.check_version_not_ahead(&meta)?;
+                let store = self.meta.clone();
+                let merged = blocking(move || store.merge_if(meta, expected)).await?;
+                Ok(StoreResponse::MetaMergedIf(merged))
+            }
+            StoreRequest::CommitMeta { .. } => Err(StorageError::BadRequest(
+                "a conditional write is coordinated for a peer; an edge coordinates its own directly"
+                    .into(),
+            )),
             StoreRequest::PutMetaMany { metas } => {
                 self.check_admitted_here()?;
                 if metas.len() > MAX_PUT_META_MANY {
@@ -279,6 +295,46 @@ impl Storage {
                 Ok(StoreResponse::MetaList(list))
             }
         }
+    }
+
+    /// Coordinates a peer's conditional write. Only a replica of the bucket's metadata
+    /// coordinates its keys, and only for a bucket its registry knows: anything else is a
+    /// peer's mistake or a probe, and is refused before any lock is taken.
+    async fn answer_commit(
+        self: &Arc<Self>,
+        path: xnode_store::ObjectPath,
+        info: Option<xnode_store::ObjectInfo>,
+        preconditions: crate::conditional::Preconditions,
+    ) -> Result<StoreResponse, StorageError> {
+        self.check_admitted_here()?;
+        path.validate()?;
+        self.require_bucket(&path.tenant, &path.bucket)?;
+        let set = self.storage_set();
+        let rf = self.bucket_rf(&path.tenant, &path.bucket);
+        let placement = self.placement(
+            &crate::bucket_placement_key(&path.tenant, &path.bucket),
+            &set,
+            rf,
+        );
+        if !placement.contains(&self.node_id) {
+            return Err(StorageError::BadRequest(
+                "this node holds no replica of the bucket's metadata".into(),
+            ));
+        }
+        if let Some(info) = &info {
+            let size = postcard::to_stdvec(info)
+                .map(|e| e.len())
+                .unwrap_or(usize::MAX);
+            if size > xnode_store::MAX_META_BYTES {
+                return Err(StorageError::BadRequest(format!(
+                    "object metadata of {size} bytes is over the {} byte limit",
+                    xnode_store::MAX_META_BYTES
+                )));
+            }
+        }
+        Ok(StoreResponse::Committed(
+            self.coordinate_commit(path, info, preconditions).await,
+        ))
     }
 
     fn check_admitted_here(&self) -> Result<(), StorageError> {

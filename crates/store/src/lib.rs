@@ -39,9 +39,9 @@ pub use crypto::{
 pub use keyring::{BucketKey, KEY_CHECK_CONTEXT, KeyCheck, Keyring, ScopedKeys};
 pub use manifest::{ChunkRef, MAX_MANIFEST_BYTES, Manifest, Piece, Segment, SegmentView, wrap_aad};
 pub use meta::{
-    BucketName, INTERNAL_KEY_PREFIX, MAX_META_BYTES, MergeOutcome, MetaRange, MetaStore,
-    ObjectInfo, ObjectMeta, ObjectPath, internal_key, is_internal_key, validate_bucket_name,
-    validate_object_key,
+    BucketName, ConditionalMerge, INTERNAL_KEY_PREFIX, MAX_META_BYTES, MergeOutcome, MetaRange,
+    MetaStore, ObjectInfo, ObjectMeta, ObjectPath, internal_key, is_internal_key,
+    validate_bucket_name, validate_object_key,
 };
 pub use metrics::StoreMetrics;
 pub use placement::{Candidate, place};

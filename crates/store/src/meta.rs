@@ -218,6 +218,15 @@ impl MergeOutcome {
     }
 }
 
+/// What a conditional merge ([`MetaStore::merge_if`]) did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConditionalMerge {
+    /// The held entry was not newer than expected, and the entry was merged.
+    Merged(MergeOutcome),
+    /// The held entry is newer than the one expected: it is left as it is.
+    Moved { version: Hlc, writer: NodeId },
+}
+
 /// This node's share of the object metadata table. Cheap to clone; clones share the lock.
 #[derive(Clone)]
 pub struct MetaStore {
@@ -264,6 +273,34 @@ impl MetaStore {
     /// (stored now, or held already) or a newer one that superseded it. A writer needs the
     /// difference: only a write that is held counts as acknowledged.
     pub fn merge_outcome(&self, meta: ObjectMeta) -> Result<MergeOutcome, StoreError> {
+        match self.merge_checked(meta, None)? {
+            ConditionalMerge::Merged(outcome) => Ok(outcome),
+            // Only a merge with an expectation can find the entry moved.
+            ConditionalMerge::Moved { version, writer } => {
+                Ok(MergeOutcome::Superseded { version, writer })
+            }
+        }
+    }
+
+    /// Merges `meta` as [`MetaStore::merge_outcome`] does, but only if the entry held for
+    /// its path is not newer than `expected` (the `(version, writer)` a quorum read found,
+    /// `None` when it found no entry). This is the replica's half of a conditional write:
+    /// the coordinator evaluated the condition against `expected`, so an entry that moved
+    /// past it since (another write landed here) makes the condition stale, and the merge
+    /// is refused. A replica that is merely behind (holds an older entry) accepts.
+    pub fn merge_if(
+        &self,
+        meta: ObjectMeta,
+        expected: Option<(Hlc, NodeId)>,
+    ) -> Result<ConditionalMerge, StoreError> {
+        self.merge_checked(meta, Some(expected))
+    }
+
+    fn merge_checked(
+        &self,
+        meta: ObjectMeta,
+        expected: Option<Option<(Hlc, NodeId)>>,
+    ) -> Result<ConditionalMerge, StoreError> {
         meta.path.validate()?;
         let key = meta.path.storage_key();
         let encoded = xnode_wire::encode(&meta)?;
@@ -281,12 +318,24 @@ impl MetaStore {
         let mut replaced = None;
         if let Some(current) = self.db.get(TABLE, &key)? {
             match decode_entry(&key, &current) {
-                Some(current) if current == meta => return Ok(MergeOutcome::Held),
-                Some(current) if !meta.supersedes(&current) => {
-                    return Ok(MergeOutcome::Superseded {
+                Some(current) if current == meta => {
+                    return Ok(ConditionalMerge::Merged(MergeOutcome::Held));
+                }
+                Some(current)
+                    if expected.is_some_and(|e| {
+                        e.is_none_or(|e| (current.version, current.writer) > e)
+                    }) =>
+                {
+                    return Ok(ConditionalMerge::Moved {
                         version: current.version,
                         writer: current.writer,
                     });
+                }
+                Some(current) if !meta.supersedes(&current) => {
+                    return Ok(ConditionalMerge::Merged(MergeOutcome::Superseded {
+                        version: current.version,
+                        writer: current.writer,
+                    }));
                 }
                 Some(current) => replaced = Some(current),
                 // An unreadable entry is replaced by any readable one; peers hold copies.
@@ -315,7 +364,7 @@ impl MetaStore {
                 Err(_) => *guard = None,
             }
         }
-        Ok(MergeOutcome::Stored)
+        Ok(ConditionalMerge::Merged(MergeOutcome::Stored))
     }
 
     /// A number that changes whenever an entry is stored (it starts again at zero on

@@ -27,6 +27,9 @@ pub struct StoreMetrics {
     pub future_versions_refused: Counter,
     /// Object writes refused because a newer version held on the replicas beat them.
     pub write_conflicts: Counter,
+    /// Conditional writes and deletes this node coordinated whose condition did not hold
+    /// (answered `412 PreconditionFailed`).
+    pub conditional_writes_refused: Counter,
     /// `PutChunk` refused because placement does not put the chunk on this node.
     pub chunks_refused: Counter,
     /// Chunk reads that asked a second replica because the first was slow.
@@ -114,6 +117,11 @@ impl StoreMetrics {
             "write_conflicts",
             "Object writes and deletes that failed because a newer version won on the replicas",
             m.write_conflicts.clone(),
+        );
+        r.register(
+            "conditional_writes_refused",
+            "Conditional writes and deletes coordinated here whose condition did not hold",
+            m.conditional_writes_refused.clone(),
         );
         r.register(
             "chunks_refused",

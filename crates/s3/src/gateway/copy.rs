@@ -12,6 +12,7 @@ use super::system_meta::{self, SystemMeta, stored_encoding};
 use super::tagging;
 use super::{
     DEFAULT_CONTENT_TYPE, Gateway, MAX_PART_NUMBER, etag_of, s3_err, timestamp, user_meta,
+    write_preconditions,
 };
 use xnode_store::ObjectInfo;
 
@@ -23,12 +24,32 @@ struct CopyConditions<'a> {
     if_unmodified_since: Option<&'a Timestamp>,
 }
 
+/// An `If-Match` or `If-None-Match` header of a request, parsed as S3 parses them.
+fn header_condition(headers: &hyper::HeaderMap, name: &str) -> S3Result<Option<ETagCondition>> {
+    headers
+        .get(name)
+        .map(|v| {
+            ETagCondition::parse_http_header(v.as_bytes()).map_err(|_| {
+                s3_error!(
+                    InvalidArgument,
+                    "The {name} header is not a valid ETag or *"
+                )
+            })
+        })
+        .transpose()
+}
+
 impl Gateway {
     pub(super) async fn copy_object_impl(
         &self,
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let key = self.key_of(&req)?;
+        // s3s has no fields for the destination's conditions: they are read here.
+        let pre = write_preconditions(
+            header_condition(&req.headers, "if-match")?.as_ref(),
+            header_condition(&req.headers, "if-none-match")?.as_ref(),
+        );
         let input = req.input;
         let (src_bucket, src_key) = copy_source(&input.copy_source)?;
         self.require_bucket(&key.tenant, src_bucket)?;
@@ -106,7 +127,7 @@ impl Gateway {
         // No data moves: the copy's manifest reuses the source's chunks.
         let copied = self
             .storage()
-            .compose_object(
+            .compose_object_if(
                 &key.tenant,
                 &input.bucket,
                 &input.key,
@@ -115,6 +136,7 @@ impl Gateway {
                 content_type,
                 meta,
                 src.etag.clone(),
+                pre,
             )
             .await
             .map_err(s3_err)?;

@@ -33,6 +33,14 @@ pub(crate) fn s3_err(e: StorageError) -> S3Error {
             OperationAborted,
             "A newer version of the object won; retry the request: {m}"
         ),
+        StorageError::PreconditionFailed(_) => s3_error!(
+            PreconditionFailed,
+            "At least one of the pre-conditions you specified did not hold"
+        ),
+        StorageError::ConditionalConflict(m) => s3_error!(
+            ConditionalRequestConflict,
+            "A conflicting operation occurred during the conditional write; retry the request: {m}"
+        ),
         StorageError::Integrity(m) => {
             s3_error!(
                 InternalError,

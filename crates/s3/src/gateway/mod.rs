@@ -26,6 +26,7 @@ use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 use xnode_storage::Storage;
 use xnode_storage::buckets::owner_of;
+use xnode_storage::conditional::{ETagMatch, Preconditions};
 use xnode_store::ObjectInfo;
 use xnode_types::PublicKeyBytes;
 
@@ -91,6 +92,48 @@ fn not_modified(info: &ObjectInfo) -> s3s::S3Error {
     }
     e.set_headers(headers);
     e
+}
+
+fn etag_match(condition: &ETagCondition) -> ETagMatch {
+    match condition {
+        ETagCondition::Any => ETagMatch::Any,
+        ETagCondition::ETag(e) => ETagMatch::ETag(e.value().to_owned()),
+    }
+}
+
+/// The conditions of a write (`If-Match`, `If-None-Match`), decided by the storage at
+/// commit, atomically against writes through other nodes.
+fn write_preconditions(
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> Preconditions {
+    Preconditions {
+        if_match: if_match.map(etag_match),
+        if_none_match: if_none_match.map(etag_match),
+        ..Default::default()
+    }
+}
+
+/// The conditions of a delete: `If-Match`, and S3's `x-amz-if-match-last-modified-time`
+/// and `x-amz-if-match-size`.
+fn delete_preconditions(
+    if_match: Option<&ETagCondition>,
+    last_modified: Option<&Timestamp>,
+    size: Option<i64>,
+) -> S3Result<Preconditions> {
+    let if_match_size = size
+        .map(|s| {
+            u64::try_from(s)
+                .map_err(|_| s3_error!(InvalidArgument, "x-amz-if-match-size must not be negative"))
+        })
+        .transpose()?;
+    Ok(Preconditions {
+        if_match: if_match.map(etag_match),
+        if_match_last_modified_s: last_modified
+            .map(|t| time::OffsetDateTime::from(t.clone()).unix_timestamp()),
+        if_match_size,
+        ..Default::default()
+    })
 }
 
 fn user_meta(metadata: Option<Metadata>) -> BTreeMap<String, String> {

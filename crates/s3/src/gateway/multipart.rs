@@ -14,7 +14,7 @@ use super::integrity::{self, Expected, Verifier, stored_checksums};
 use super::system_meta::{self, SystemMeta, stored_encoding};
 use super::{
     DEFAULT_CONTENT_TYPE, Gateway, MAX_KEYS, MAX_PART_NUMBER, MIN_PART_SIZE, empty_body, etag_of,
-    s3_err, unix_ms, user_meta,
+    s3_err, unix_ms, user_meta, write_preconditions,
 };
 
 /// Upload records keep the target key and content type in their user metadata under these
@@ -466,9 +466,11 @@ impl Gateway {
             );
         }
         // The parts' chunks become the object's segments: no data is copied.
+        // A condition that fails leaves the upload and its parts as they are.
+        let pre = write_preconditions(input.if_match.as_ref(), input.if_none_match.as_ref());
         let done = self
             .storage()
-            .compose_object(
+            .compose_object_if(
                 &key.tenant,
                 &input.bucket,
                 &input.key,
@@ -477,6 +479,7 @@ impl Gateway {
                 upload.content_type,
                 meta,
                 etag.clone(),
+                pre,
             )
             .await
             .map_err(s3_err)?;

@@ -11,7 +11,8 @@ use super::parts::parts_count;
 use super::system_meta::{self, SystemMeta, stored_encoding, user_part};
 use super::tagging;
 use super::{
-    DEFAULT_CONTENT_TYPE, Gateway, empty_body, etag_of, not_modified, s3_err, timestamp, user_meta,
+    DEFAULT_CONTENT_TYPE, Gateway, delete_preconditions, empty_body, etag_of, not_modified, s3_err,
+    timestamp, user_meta, write_preconditions,
 };
 use crate::keys::AccessKey;
 
@@ -212,9 +213,10 @@ impl Gateway {
             None => (StreamingBlob::wrap(empty_body()), Some(0)),
         };
         let (body, verdict) = Verifier::new(body, expected_sums, trailers);
+        let pre = write_preconditions(input.if_match.as_ref(), input.if_none_match.as_ref());
         let stored = self
             .storage()
-            .put_object(
+            .put_object_if(
                 &key.tenant,
                 &input.bucket,
                 &input.key,
@@ -223,6 +225,7 @@ impl Gateway {
                 meta,
                 expected,
                 body,
+                pre,
             )
             .await;
         if let Some(e) = verdict.error() {
@@ -403,8 +406,13 @@ impl Gateway {
         let input = req.input;
         self.require_bucket(&key.tenant, &input.bucket)?;
         self.check_key(&input.key)?;
+        let pre = delete_preconditions(
+            input.if_match.as_ref(),
+            input.if_match_last_modified_time.as_ref(),
+            input.if_match_size,
+        )?;
         self.storage()
-            .delete_object(&key.tenant, &input.bucket, &input.key)
+            .delete_object_if(&key.tenant, &input.bucket, &input.key, pre)
             .await
             .map_err(s3_err)?;
         Ok(S3Response::new(DeleteObjectOutput::default()))
@@ -437,11 +445,21 @@ impl Gateway {
                 });
                 continue;
             }
-            match self
-                .storage()
-                .delete_object(&key.tenant, &input.bucket, &object.key)
-                .await
-            {
+            // Each entry's ETag, time and size are conditions on deleting it.
+            let condition = object.e_tag.clone().map(ETagCondition::ETag);
+            let result = match delete_preconditions(
+                condition.as_ref(),
+                object.last_modified_time.as_ref(),
+                object.size,
+            ) {
+                Ok(pre) => self
+                    .storage()
+                    .delete_object_if(&key.tenant, &input.bucket, &object.key, pre)
+                    .await
+                    .map_err(s3_err),
+                Err(e) => Err(e),
+            };
+            match result {
                 Ok(()) => {
                     if !quiet {
                         deleted.push(DeletedObject {
@@ -450,8 +468,7 @@ impl Gateway {
                         });
                     }
                 }
-                Err(e) => {
-                    let err = s3_err(e);
+                Err(err) => {
                     errors.push(Error {
                         code: Some(err.code().as_str().to_owned()),
                         key: Some(object.key),

@@ -436,13 +436,10 @@ class S3Compat(unittest.TestCase):
         future = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
         new = {"Bucket": b, "Key": "k", "Body": b"changed"}
         not_implemented = [
-            ("PUT If-None-Match", lambda: s3.put_object(IfNoneMatch="*", **new)),
-            ("PUT If-Match", lambda: s3.put_object(IfMatch=etag, **new)),
             ("PUT SSE-C", lambda: s3.put_object(**new, **ssec)),
             ("GET SSE-C", lambda: s3.get_object(Bucket=b, Key="k", **ssec)),
             ("GET versionId", lambda: s3.get_object(Bucket=b, Key="k", VersionId="v1")),
             ("DELETE versionId", lambda: s3.delete_object(Bucket=b, Key="k", VersionId="v1")),
-            ("DELETE If-Match", lambda: s3.delete_object(Bucket=b, Key="k", IfMatch=etag)),
             ("PUT object lock", lambda: s3.put_object(ObjectLockMode="GOVERNANCE", ObjectLockRetainUntilDate=future, **new)),
             ("PUT legal hold", lambda: s3.put_object(ObjectLockLegalHoldStatus="ON", **new)),
             ("PUT public ACL", lambda: s3.put_object(ACL="public-read", **new)),
@@ -469,14 +466,26 @@ class S3Compat(unittest.TestCase):
                 with self.assertRaises(ClientError) as e:
                     call()
                 self.assertEqual(code_of(e.exception), ("NotImplemented", 501), label)
-        # Conditional Complete: refused, and no object appears.
-        uid = s3.create_multipart_upload(Bucket=b, Key="mpu")["UploadId"]
-        part = s3.upload_part(Bucket=b, Key="mpu", UploadId=uid, PartNumber=1, Body=b"p")["ETag"]
+        # Conditional writes are honoured: conditions that do not hold refuse the write
+        # (412) and change nothing, on PUT, DELETE and Complete alike.
+        stale = '"' + "0" * 32 + '"'
+        precondition_failed = [
+            ("PUT If-None-Match", lambda: s3.put_object(IfNoneMatch="*", **new)),
+            ("PUT If-Match", lambda: s3.put_object(IfMatch=stale, **new)),
+            ("DELETE If-Match", lambda: s3.delete_object(Bucket=b, Key="k", IfMatch=stale)),
+        ]
+        for label, call in precondition_failed:
+            with self.subTest(label):
+                with self.assertRaises(ClientError) as e:
+                    call()
+                self.assertEqual(code_of(e.exception), ("PreconditionFailed", 412), label)
+        uid = s3.create_multipart_upload(Bucket=b, Key="k")["UploadId"]
+        part = s3.upload_part(Bucket=b, Key="k", UploadId=uid, PartNumber=1, Body=b"p")["ETag"]
         with self.assertRaises(ClientError) as e:
-            s3.complete_multipart_upload(Bucket=b, Key="mpu", UploadId=uid, IfNoneMatch="*",
+            s3.complete_multipart_upload(Bucket=b, Key="k", UploadId=uid, IfNoneMatch="*",
                                          MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part}]})
-        self.assertEqual(code_of(e.exception), ("NotImplemented", 501))
-        s3.abort_multipart_upload(Bucket=b, Key="mpu", UploadId=uid)
+        self.assertEqual(code_of(e.exception), ("PreconditionFailed", 412))
+        s3.abort_multipart_upload(Bucket=b, Key="k", UploadId=uid)
         # Integrity headers are checked, not ignored.
         for label, kwargs in [
             ("Content-MD5", {"ContentMD5": base64.b64encode(hashlib.md5(b"other").digest()).decode()}),

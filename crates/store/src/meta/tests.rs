@@ -226,6 +226,56 @@ fn merge_says_whether_the_entry_won_or_was_superseded() {
 }
 
 #[test]
+fn a_conditional_merge_is_refused_once_the_entry_moved_past_what_was_expected() {
+    let (_dir, db) = db();
+    let store = MetaStore::new(db);
+    let path = ObjectPath::new(tenant(1), "bucket", "key").unwrap();
+    let (a, b) = (node(), node());
+    // Two writers both found the key absent: the first is merged, the second refused.
+    let first = meta(&path, 10, a, Some(info("first")));
+    assert_eq!(
+        store.merge_if(first.clone(), None).unwrap(),
+        ConditionalMerge::Merged(MergeOutcome::Stored)
+    );
+    let second = meta(&path, 11, b, Some(info("second")));
+    assert_eq!(
+        store.merge_if(second.clone(), None).unwrap(),
+        ConditionalMerge::Moved {
+            version: Hlc::new(10, 0),
+            writer: a
+        }
+    );
+    assert_eq!(store.get(&path).unwrap(), Some(first.clone()));
+    // A retry of the merged entry is held, not refused.
+    assert_eq!(
+        store.merge_if(first.clone(), None).unwrap(),
+        ConditionalMerge::Merged(MergeOutcome::Held)
+    );
+    // A writer that saw the first entry replaces it.
+    assert_eq!(
+        store
+            .merge_if(second.clone(), Some((Hlc::new(10, 0), a)))
+            .unwrap(),
+        ConditionalMerge::Merged(MergeOutcome::Stored)
+    );
+    // A replica that is behind what the writer saw (it holds an older entry) accepts.
+    let third = meta(&path, 30, a, None);
+    assert_eq!(
+        store
+            .merge_if(third.clone(), Some((Hlc::new(20, 0), b)))
+            .unwrap(),
+        ConditionalMerge::Merged(MergeOutcome::Stored)
+    );
+    assert_eq!(store.get(&path).unwrap(), Some(third));
+    // Unconditional merges never see `Moved`.
+    let stale = meta(&path, 5, b, Some(info("stale")));
+    assert!(matches!(
+        store.merge_outcome(stale).unwrap(),
+        MergeOutcome::Superseded { .. }
+    ));
+}
+
+#[test]
 fn merge_rejects_invalid_paths_and_oversized_entries() {
     let (_dir, db) = db();
     let store = MetaStore::new(db);
