@@ -179,6 +179,8 @@ pub enum ConfigError {
     Admission(String),
     #[error(transparent)]
     Http(#[from] xnode_serve::LimitsError),
+    #[error(transparent)]
+    Tls(#[from] xnode_serve::TlsError),
 }
 
 fn check_addr(addr: &Multiaddr) -> Result<(), String> {
@@ -351,6 +353,11 @@ impl Config {
             });
         }
         self.http.validate()?;
+        // Read the certificate and key now, so that a missing file or a key that does not
+        // match its certificate stops the start with the file named, before the ports open.
+        if let Some(tls) = &self.http.tls {
+            xnode_serve::ServerTls::load(tls)?;
+        }
         self.admission.policy()?;
         if let Some(path) = &self.admission.list_file
             && !path.is_file()
