@@ -179,8 +179,10 @@ pub enum ConfigError {
     Admission(String),
     #[error(transparent)]
     Http(#[from] xnode_serve::LimitsError),
-    #[error(transparent)]
-    Tls(#[from] xnode_serve::TlsError),
+    /// The certificate or key of `[http.tls]` cannot be used (the message names the file;
+    /// kept as text because this enum compares equal in tests and I/O errors do not).
+    #[error("{0}")]
+    Tls(String),
 }
 
 fn check_addr(addr: &Multiaddr) -> Result<(), String> {
@@ -356,7 +358,7 @@ impl Config {
         // Read the certificate and key now, so that a missing file or a key that does not
         // match its certificate stops the start with the file named, before the ports open.
         if let Some(tls) = &self.http.tls {
-            xnode_serve::ServerTls::load(tls)?;
+            xnode_serve::ServerTls::load(tls).map_err(|e| ConfigError::Tls(e.to_string()))?;
         }
         self.admission.policy()?;
         if let Some(path) = &self.admission.list_file

@@ -237,7 +237,7 @@ impl ServerTls {
 
 /// The answer to a plain HTTP request on a TLS port, as nginx gives one: a client (or a
 /// person with curl) learns what is wrong rather than seeing a bare reset.
-const TLS_REQUIRED_RESPONSE: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: 86\r\n\r\n{\"error\":{\"code\":\"tls_required\",\"message\":\"this port speaks HTTPS; use an https:// URL\"}}\n";
+const TLS_REQUIRED_RESPONSE: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: 90\r\n\r\n{\"error\":{\"code\":\"tls_required\",\"message\":\"this port speaks HTTPS; use an https:// URL\"}}\n";
 
 /// Answers a plain HTTP client with [`TLS_REQUIRED_RESPONSE`] and closes. What the client
 /// sent is read (a bounded amount) first: closing a socket with unread data sends a reset,
@@ -358,6 +358,19 @@ mod tests {
 
     fn presented(tls: &ServerTls) -> Vec<u8> {
         tls.resolver.current.read().unwrap().key.cert[0].to_vec()
+    }
+
+    #[test]
+    fn the_tls_required_response_declares_its_exact_length() {
+        let text = std::str::from_utf8(TLS_REQUIRED_RESPONSE).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let declared: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(declared, body.len());
     }
 
     #[test]
