@@ -341,6 +341,16 @@ impl Config {
                     .into(),
             ));
         }
+        let quota = &st.quota;
+        if quota.max_stored_bytes == Some(0)
+            || quota.max_objects == Some(0)
+            || !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&quota.usage_refresh)
+        {
+            return Err(ConfigError::Storage(
+                "storage.quota.max_stored_bytes and max_objects must be positive when set, and storage.quota.usage_refresh between 1s and 1h"
+                    .into(),
+            ));
+        }
         if st.repair_interval.is_zero() || st.scrub_bytes_per_sec == 0 || st.scrub_period.is_zero()
         {
             return Err(ConfigError::Storage(

@@ -24,6 +24,7 @@ mod objects;
 mod placement;
 pub mod proto;
 mod quorum;
+pub mod quota;
 pub mod repair;
 mod replicas;
 mod rpc;
@@ -43,6 +44,7 @@ use xnode_types::{HlcClock, NodeId, NodeStatus, PublicKeyBytes, lock, unix_ms};
 pub use hedge::{MAX_HEDGE_DELAY, MIN_HEDGE_DELAY};
 pub use objects::ObjectRead;
 pub use placement::{MAX_REPLICATION_FACTOR, PLACEMENT_SLACK};
+pub use quota::{TenantQuota, Usage};
 pub use rpc::StoreService;
 
 pub(crate) const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -103,6 +105,8 @@ pub struct StorageConfig {
     /// Bytes the replica writes that go on after a write's quorum acknowledged it may hold
     /// on this node at once; beyond it, the extra copies are left to repair.
     pub background_copy_bytes: u64,
+    /// Storage quotas per tenant (`[storage.quota]`), enforced at the edge; off by default.
+    pub quota: TenantQuota,
 }
 
 impl Default for StorageConfig {
@@ -122,6 +126,7 @@ impl Default for StorageConfig {
             gc_trash_retention: Duration::from_secs(7 * 24 * 3600),
             gc_max_scan_entries: 2_000_000,
             background_copy_bytes: 64 * 1024 * 1024,
+            quota: TenantQuota::default(),
         }
     }
 }
@@ -156,6 +161,9 @@ pub enum StorageError {
     Integrity(String),
     #[error("the upload was interrupted: {0}")]
     Interrupted(String),
+    /// The write would take the tenant over the operator's storage quota.
+    #[error("storage quota exceeded: {0}")]
+    QuotaExceeded(String),
     #[error("storage error: {0}")]
     Internal(String),
 }
@@ -225,6 +233,8 @@ pub struct Storage {
     /// Chunks that higher layers keep alive outside any object (deployed modules), asked
     /// for at every garbage-collection round.
     gc_roots: std::sync::Mutex<Vec<GcRoots>>,
+    /// Tenants' usage as this edge knows it, for quotas.
+    pub(crate) usage: quota::UsageBook,
 }
 
 /// What a node under fault injection does instead of its honest answer to a peer.
@@ -302,6 +312,7 @@ impl Storage {
             corrupt_served_chunks: Default::default(),
             serve_tamper: Default::default(),
             gc_roots: Default::default(),
+            usage: Default::default(),
         }
     }
 

@@ -123,6 +123,11 @@ impl Storage {
     {
         self.require_bucket(tenant, bucket)?;
         let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
+        // Refused before a byte is stored when the declared length does not fit; a body
+        // that grows past the room left is cut off as it streams.
+        let room = self
+            .admit_write(tenant, bucket, expected_len.unwrap_or(0))
+            .await?;
         let set = self.storage_set();
         let rf = self.bucket_rf(tenant, bucket);
         let bucket_ref = BucketRef {
@@ -155,9 +160,16 @@ impl Storage {
             uploads: FuturesUnordered::new(),
         };
         let mut buffer: Vec<u8> = Vec::with_capacity(chunk_size);
+        let mut received: u64 = 0;
         loop {
             match body.next().await {
                 Some(Ok(bytes)) => {
+                    received = received.saturating_add(bytes.len() as u64);
+                    if received > room {
+                        return Err(StorageError::QuotaExceeded(format!(
+                            "the upload passed the {room} bytes left in the tenant's storage quota"
+                        )));
+                    }
                     let mut bytes = &bytes[..];
                     while !bytes.is_empty() {
                         let take = (chunk_size - buffer.len()).min(bytes.len());
@@ -216,8 +228,11 @@ impl Storage {
             user_meta,
             created_ms: unix_ms(),
         };
-        self.write_meta(path, Some(info), current.as_ref(), &set)
-            .await
+        let written = self
+            .write_meta(path, Some(info), current.as_ref(), &set)
+            .await?;
+        self.record_write(tenant, bucket, total);
+        Ok(written)
     }
 
     /// An object's current metadata (never a tombstone).
@@ -416,7 +431,14 @@ impl Storage {
                 }
             }
         }
-        let object_size = segments.iter().map(|s| s.size).sum();
+        let object_size: u64 = segments.iter().map(|s| s.size).sum();
+        // A copy or a completed multipart upload counts in full, as S3 bills it, though
+        // it shares the chunks of its sources. An object rewritten onto itself (new
+        // metadata or tags over the same chunks) adds nothing.
+        let in_place = matches!(sources, [(b, k)] if b == bucket && k == key);
+        if !in_place {
+            self.admit_write(tenant, bucket, object_size).await?;
+        }
         let mut manifest = if segments.is_empty() {
             // An empty object: one empty segment under a fresh key.
             let fresh = ObjectKey::generate();
@@ -473,8 +495,13 @@ impl Storage {
             user_meta,
             created_ms: unix_ms(),
         };
-        self.write_meta(path, Some(info), current.as_ref(), &set)
-            .await
+        let written = self
+            .write_meta(path, Some(info), current.as_ref(), &set)
+            .await?;
+        if !in_place {
+            self.record_write(tenant, bucket, object_size);
+        }
+        Ok(written)
     }
 }
 
