@@ -606,7 +606,7 @@ async fn a_tenants_storage_quota_counts_writes_made_through_every_node() {
         "{refused}"
     );
     // Another edge refuses too once its count is fresh (it counted 2 objects before).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let refused = c.put(1, &tenant, "quota", "d", &object).await.unwrap_err();
     assert!(
         matches!(refused, xnode_storage::StorageError::QuotaExceeded(_)),
@@ -623,7 +623,7 @@ async fn a_tenants_storage_quota_counts_writes_made_through_every_node() {
         .delete_object(&tenant.id(), "quota", "a")
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     c.put(0, &tenant, "quota", "d", &object).await.unwrap();
     c.shutdown().await;
 }
