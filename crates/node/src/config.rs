@@ -179,6 +179,10 @@ pub enum ConfigError {
     Admission(String),
     #[error(transparent)]
     Http(#[from] xnode_serve::LimitsError),
+    /// The certificate or key of `[http.tls]` cannot be used (the message names the file;
+    /// kept as text because this enum compares equal in tests and I/O errors do not).
+    #[error("{0}")]
+    Tls(String),
 }
 
 fn check_addr(addr: &Multiaddr) -> Result<(), String> {
@@ -337,6 +341,16 @@ impl Config {
                     .into(),
             ));
         }
+        let quota = &st.quota;
+        if quota.max_stored_bytes == Some(0)
+            || quota.max_objects == Some(0)
+            || !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&quota.usage_refresh)
+        {
+            return Err(ConfigError::Storage(
+                "storage.quota.max_stored_bytes and max_objects must be positive when set, and storage.quota.usage_refresh between 1s and 1h"
+                    .into(),
+            ));
+        }
         if st.repair_interval.is_zero() || st.scrub_bytes_per_sec == 0 || st.scrub_period.is_zero()
         {
             return Err(ConfigError::Storage(
@@ -370,6 +384,11 @@ impl Config {
             });
         }
         self.http.validate()?;
+        // Read the certificate and key now, so that a missing file or a key that does not
+        // match its certificate stops the start with the file named, before the ports open.
+        if let Some(tls) = &self.http.tls {
+            xnode_serve::ServerTls::load(tls).map_err(|e| ConfigError::Tls(e.to_string()))?;
+        }
         self.admission.policy()?;
         if let Some(path) = &self.admission.list_file
             && !path.is_file()

@@ -11,11 +11,15 @@
 //! address) and answers the excess with `429`, `Retry-After` and the code `rate_limited`
 //! (JSON on the API port, S3's XML error shape on the S3 port).
 //!
+//! With `[http.tls]` configured, a port speaks TLS only ([`tls`]): the handshake must end
+//! within the header timeout, and a plain HTTP request is answered `400 tls_required`.
+//!
 //! What a request means is the handler's business: this crate knows nothing of Xnode.
 
 mod body;
 mod gate;
 mod rate;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -33,6 +37,7 @@ use tokio::net::{TcpListener, TcpStream};
 pub use body::{BodyError, TimedBody};
 pub use gate::{Admission, ConnectionGate, GateStats, Refusal};
 pub use rate::{MAX_TRACKED_ADDRESSES, RateLimited, RateLimiter};
+pub use tls::{ServerTls, TlsError, TlsSettings};
 
 /// A boxed error, as hyper takes them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -64,6 +69,8 @@ pub struct HttpLimits {
     /// `421 misdirected_host`, which defeats DNS rebinding. The S3 port does not check
     /// hosts (virtual-host buckets are subdomains, and SigV4 signs the host).
     pub allowed_hosts: Vec<String>,
+    /// TLS for the API and S3 ports (`[http.tls]`); plain HTTP when absent.
+    pub tls: Option<TlsSettings>,
 }
 
 impl Default for HttpLimits {
@@ -79,6 +86,7 @@ impl Default for HttpLimits {
             requests_per_second_per_ip: 20_000,
             burst: 40_000,
             allowed_hosts: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -245,6 +253,11 @@ where
     B::Error: Into<BoxError>,
     E: Into<BoxError>,
 {
+    let tls = match &limits.tls {
+        Some(settings) => Some(ServerTls::load(settings).map_err(std::io::Error::other)?),
+        None => None,
+    };
+    let reloader = tls.as_ref().map(|tls| tls.spawn_reloader(name));
     let gate = Arc::new(ConnectionGate::new(
         limits.max_connections,
         limits.max_connections_per_ip,
@@ -264,6 +277,7 @@ where
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(20)))
         .keep_alive_timeout(Duration::from_secs(20));
+    let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -308,17 +322,41 @@ where
                         }
                     }
                 });
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
+                let builder = Arc::clone(&builder);
+                let watcher = graceful.watcher();
+                let tls = tls.clone();
+                let handshake_within = limits.header_timeout;
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    // The connection's slot is held from the accept, through the TLS
+                    // handshake (bounded by the header timeout), to the connection's end.
+                    let _admission = admission;
+                    let served = match tls {
+                        None => {
+                            let conn = builder.serve_connection(TokioIo::new(stream), service);
+                            watcher.watch(conn.into_owned()).await
+                        }
+                        Some(tls) => match tls.accept(stream, handshake_within).await {
+                            tls::Accepted::Tls(stream) => {
+                                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                                watcher.watch(conn.into_owned()).await
+                            }
+                            tls::Accepted::Plain(stream) => {
+                                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                                watcher.watch(conn.into_owned()).await
+                            }
+                            tls::Accepted::Closed => Ok(()),
+                        },
+                    };
+                    if let Err(e) = served {
                         tracing::debug!(server = name, %peer, error = %e, "connection ended with an error");
                     }
-                    drop(admission);
                 });
             }
             _ = &mut shutdown => break,
         }
+    }
+    if let Some(reloader) = reloader {
+        reloader.abort();
     }
     drop(listener);
     if tokio::time::timeout(grace, graceful.shutdown())

@@ -26,6 +26,7 @@ mod objects;
 mod placement;
 pub mod proto;
 mod quorum;
+pub mod quota;
 pub(crate) mod range;
 pub mod repair;
 mod replicas;
@@ -46,6 +47,7 @@ use xnode_types::{HlcClock, NodeId, NodeStatus, PublicKeyBytes, SecretKey, lock,
 pub use hedge::{MAX_HEDGE_DELAY, MIN_HEDGE_DELAY};
 pub use objects::ObjectRead;
 pub use placement::{MAX_REPLICATION_FACTOR, PLACEMENT_SLACK};
+pub use quota::{TenantQuota, Usage};
 pub use range::common_prefix;
 pub use rpc::StoreService;
 
@@ -136,6 +138,8 @@ pub struct StorageConfig {
     /// How often the node collects its peers' audit results and recomputes reputation.
     #[serde(with = "xnode_types::duration_text")]
     pub audit_collect_interval: Duration,
+    /// Storage quotas per tenant (`[storage.quota]`), enforced at the edge; off by default.
+    pub quota: TenantQuota,
 }
 
 impl Default for StorageConfig {
@@ -165,6 +169,7 @@ impl Default for StorageConfig {
             audit_timeout: Duration::from_secs(10),
             audit_settle: Duration::from_secs(600),
             audit_collect_interval: Duration::from_secs(60),
+            quota: TenantQuota::default(),
         }
     }
 }
@@ -207,6 +212,9 @@ pub enum StorageError {
     Integrity(String),
     #[error("the upload was interrupted: {0}")]
     Interrupted(String),
+    /// The write would take the tenant over the operator's storage quota.
+    #[error("storage quota exceeded: {0}")]
+    QuotaExceeded(String),
     #[error("storage error: {0}")]
     Internal(String),
 }
@@ -284,6 +292,8 @@ pub struct Storage {
     pub(crate) auditor: audit::Auditor,
     /// The keys whose conditional writes this node is coordinating (see `conditional`).
     pub(crate) commit_locks: conditional::KeyLocks,
+    /// Tenants' usage as this edge knows it, for quotas.
+    pub(crate) usage: quota::UsageBook,
 }
 
 /// What a node under fault injection does instead of its honest answer to a peer.
@@ -365,6 +375,7 @@ impl Storage {
             gc_roots: Default::default(),
             auditor: audit::Auditor::new(key, network),
             commit_locks: Default::default(),
+            usage: Default::default(),
         }
     }
 

@@ -104,9 +104,9 @@ pub(crate) fn check_answer(
 /// The entries of one round, merged, and where the next round must start if any answer was
 /// cut (`None`: every answer was complete).
 #[derive(Debug, Default)]
-struct Round {
-    merged: BTreeMap<String, ObjectMeta>,
-    cut: Option<String>,
+pub(crate) struct Round {
+    pub(crate) merged: BTreeMap<String, ObjectMeta>,
+    pub(crate) cut: Option<String>,
 }
 
 impl Storage {
@@ -336,7 +336,7 @@ impl Storage {
     }
 
     /// Asks every metadata replica once and merges the answers that answer the question.
-    async fn list_round(
+    pub(crate) async fn list_round(
         self: &Arc<Self>,
         q: &ListQuestion<'_>,
         targets: &[NodeId],

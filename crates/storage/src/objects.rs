@@ -160,6 +160,11 @@ impl Storage {
     {
         self.require_bucket(tenant, bucket)?;
         let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
+        // Refused before a byte is stored when the declared length does not fit; a body
+        // that grows past the room left is cut off as it streams.
+        let room = self
+            .admit_write(tenant, bucket, expected_len.unwrap_or(0))
+            .await?;
         let set = self.storage_set();
         let rf = self.bucket_rf(tenant, bucket);
         let bucket_ref = BucketRef {
@@ -192,9 +197,16 @@ impl Storage {
             uploads: FuturesUnordered::new(),
         };
         let mut buffer: Vec<u8> = Vec::with_capacity(chunk_size);
+        let mut received: u64 = 0;
         loop {
             match body.next().await {
                 Some(Ok(bytes)) => {
+                    received = received.saturating_add(bytes.len() as u64);
+                    if received > room {
+                        return Err(StorageError::QuotaExceeded(format!(
+                            "the upload passed the {room} bytes left in the tenant's storage quota"
+                        )));
+                    }
                     let mut bytes = &bytes[..];
                     while !bytes.is_empty() {
                         let take = (chunk_size - buffer.len()).min(bytes.len());
@@ -237,15 +249,18 @@ impl Storage {
         manifest.authenticate(&mac_key)?;
         let encoded = manifest.encode()?;
         let etag = hex::encode(md5.finalize());
-        self.commit_object(
-            path,
-            &set,
-            &bucket_ref,
-            encoded,
-            (total, etag, content_type, user_meta),
-            pre,
-        )
-        .await
+        let written = self
+            .commit_object(
+                path,
+                &set,
+                &bucket_ref,
+                encoded,
+                (total, etag, content_type, user_meta),
+                pre,
+            )
+            .await?;
+        self.record_write(tenant, bucket, total);
+        Ok(written)
     }
 
     /// The last step of every object write: stores the manifest and writes the metadata
@@ -537,7 +552,14 @@ impl Storage {
                 }
             }
         }
-        let object_size = segments.iter().map(|s| s.size).sum();
+        let object_size: u64 = segments.iter().map(|s| s.size).sum();
+        // A copy or a completed multipart upload counts in full, as S3 bills it, though
+        // it shares the chunks of its sources. An object rewritten onto itself (new
+        // metadata or tags over the same chunks) adds nothing.
+        let in_place = matches!(sources, [(b, k)] if b == bucket && k == key);
+        if !in_place {
+            self.admit_write(tenant, bucket, object_size).await?;
+        }
         let mut manifest = if segments.is_empty() {
             // An empty object: one empty segment under a fresh key.
             let fresh = ObjectKey::generate();
@@ -579,15 +601,20 @@ impl Storage {
             name: bucket.to_owned(),
         };
         let encoded = manifest.encode()?;
-        self.commit_object(
-            path,
-            &set,
-            &bucket_ref,
-            encoded,
-            (object_size, etag, content_type, user_meta),
-            pre,
-        )
-        .await
+        let written = self
+            .commit_object(
+                path,
+                &set,
+                &bucket_ref,
+                encoded,
+                (object_size, etag, content_type, user_meta),
+                pre,
+            )
+            .await?;
+        if !in_place {
+            self.record_write(tenant, bucket, object_size);
+        }
+        Ok(written)
     }
 }
 

@@ -138,7 +138,12 @@ impl Cluster {
     async fn launch(&self, i: usize) -> TestNode {
         let config = self.config(i);
         let listener = xnode_api::bind(config.api).await.expect("bind API");
-        let api_url = format!("http://{}", listener.local_addr().expect("local addr"));
+        let scheme = if config.http.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let api_url = format!("{scheme}://{}", listener.local_addr().expect("local addr"));
         // A stopped node's database is released when the last handle to it goes, which
         // may be an HTTP keep-alive connection that closes moments later; retry briefly.
         let started = Instant::now();

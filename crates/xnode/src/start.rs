@@ -83,14 +83,21 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         .await
         .map_err(anyhow::Error::msg)?;
     let api_addr = listener.local_addr().context("API listener address")?;
-    let api_url = format!("http://{api_addr}");
+    // With `[http.tls]` both ports speak HTTPS only (or both, if plain HTTP is allowed too:
+    // the URLs other nodes and the Studio see are then the HTTPS ones).
+    let scheme = if config.http.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let api_url = format!("{scheme}://{api_addr}");
     let s3_listener = match config.s3_listen {
         Some(addr) => Some(xnode_s3::bind(addr).await.map_err(anyhow::Error::msg)?),
         None => None,
     };
     let s3_url = match &s3_listener {
         Some(l) => Some(format!(
-            "http://{}",
+            "{scheme}://{}",
             l.local_addr().context("S3 listener address")?
         )),
         None => None,

@@ -48,6 +48,20 @@ pub(crate) fn s3_err(e: StorageError) -> S3Error {
             )
         }
         StorageError::Interrupted(m) => s3_error!(IncompleteBody, "{m}"),
+        // 403 QuotaExceeded: SDKs retry 5xx (a 507 would be retried in vain) and treat 403
+        // as final, like AWS's own over-limit refusals.
+        StorageError::QuotaExceeded(m) => quota_exceeded(m),
         StorageError::Internal(m) => s3_error!(InternalError, "{m}"),
     }
+}
+
+/// `403 QuotaExceeded` (not an AWS code: S3 has no per-tenant storage quota; the name is
+/// the one S3-compatible stores use, and the status makes SDKs stop rather than retry).
+fn quota_exceeded(message: String) -> S3Error {
+    let mut error = S3Error::with_message(
+        s3s::S3ErrorCode::Custom("QuotaExceeded".into()),
+        format!("The tenant's storage quota is exceeded: {message}"),
+    );
+    error.set_status_code(hyper::StatusCode::FORBIDDEN);
+    error
 }

@@ -1,8 +1,8 @@
 //! A node's API port against hostile clients: connections held open (security review
 //! finding 17), the limits of `[http]` on the real API, `/fn/` refusing an unknown function
 //! before it reads a body, signed requests replayed to another node or with another body
-//! (finding 18), foreign `Host` names (L3, DNS rebinding) and request floods from one
-//! address.
+//! (finding 18), foreign `Host` names (L3, DNS rebinding), request floods from one
+//! address, and TLS on the API and S3 ports (a plain request to a TLS port is refused).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -380,4 +380,76 @@ async fn a_burst_over_the_rate_limit_is_refused_with_retry_after_then_served_aga
     let again = client.get(&url).send().await.unwrap();
     assert_eq!(again.status(), StatusCode::OK);
     cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_api_and_s3_ports_speak_tls_with_the_configured_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let made =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let certificate_pem = made.cert.pem();
+    let settings = xnode_serve::TlsSettings {
+        certificate_chain: dir.path().join("node.crt"),
+        private_key: dir.path().join("node.key"),
+        allow_plain_http: false,
+        reload_interval: Duration::from_secs(60),
+    };
+    std::fs::write(&settings.certificate_chain, &certificate_pem).unwrap();
+    std::fs::write(&settings.private_key, made.key_pair.serialize_pem()).unwrap();
+    let cluster = Cluster::start_with(1, move |c| c.http.tls = Some(settings.clone())).await;
+    let node = cluster.node(0).clone();
+
+    // The S3 gateway on its own port, as `xnode start --s3` runs it.
+    let s3_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let s3_url = format!("https://{}", s3_listener.local_addr().unwrap());
+    let gateway = node.with_metrics_registry(|metrics| {
+        xnode_s3::S3Gateway::new(node.storage().clone(), node.db().clone(), metrics)
+    });
+    let token = node.shutdown_token();
+    let s3 = tokio::spawn(xnode_s3::serve(
+        s3_listener,
+        gateway,
+        node.config().http.clone(),
+        async move { token.cancelled().await },
+    ));
+
+    let api_url = cluster.api_url(0).to_owned();
+    assert!(api_url.starts_with("https://"), "{api_url}");
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(certificate_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let health = trusting
+        .get(format!("{api_url}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    // An unsigned S3 request reaches the gateway through TLS and is refused by it, in
+    // S3's error shape.
+    let listed = trusting.get(format!("{s3_url}/")).send().await.unwrap();
+    assert_eq!(listed.status(), StatusCode::FORBIDDEN);
+    assert!(listed.text().await.unwrap().contains("<Code>"));
+
+    // A client that does not trust the certificate gets no answer at all.
+    let stranger = reqwest::Client::new();
+    assert!(
+        stranger
+            .get(format!("{api_url}/healthz"))
+            .send()
+            .await
+            .is_err()
+    );
+
+    // Plain HTTP to either TLS port is told to use TLS.
+    for url in [&api_url, &s3_url] {
+        let plain = url.replacen("https://", "http://", 1);
+        let refused = reqwest::get(format!("{plain}/healthz")).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{plain}");
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "tls_required", "{plain}");
+    }
+
+    cluster.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), s3).await;
 }

@@ -1,7 +1,9 @@
 //! Compute against hostile tenants and peers (security review findings 1, 11, 13 and 21):
 //! jobs injected through the registry are checked like jobs from the API and never write
 //! outside a node's compute directory; only the node a job is placed on reports its
-//! result; logs go only to their tenant; guests stay within the node's own caps.
+//! result; logs go only to their tenant; guests stay within the node's own caps. And
+//! storage quotas (finding 23): a tenant's usage is counted from the replicated metadata,
+//! so writing through another node does not escape it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -577,4 +579,51 @@ async fn workers_cannot_take_the_slots_functions_need() {
         );
     }
     cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tenants_storage_quota_counts_writes_made_through_every_node() {
+    // 10 kB objects in buckets with 3 copies store 30 kB each: a 100 kB quota holds 3.
+    let c = Cluster::start_with(3, |cfg| {
+        cfg.storage.quota.max_stored_bytes = Some(100_000);
+        cfg.storage.quota.usage_refresh = Duration::from_secs(1);
+    })
+    .await;
+    let tenant = Tenant::new();
+    let neighbour = Tenant::new();
+    c.create_bucket(0, &tenant, "quota").await;
+    c.create_bucket(0, &neighbour, "roomy").await;
+    let object = vec![7u8; 10_000];
+
+    // Two objects written through nodes 1 and 2: node 0 never saw them go by.
+    c.put(1, &tenant, "quota", "a", &object).await.unwrap();
+    c.put(2, &tenant, "quota", "b", &object).await.unwrap();
+    // Node 0 counts them from the replicas: one more fits, a fourth does not.
+    c.put(0, &tenant, "quota", "c", &object).await.unwrap();
+    let refused = c.put(0, &tenant, "quota", "d", &object).await.unwrap_err();
+    assert!(
+        matches!(refused, xnode_storage::StorageError::QuotaExceeded(_)),
+        "{refused}"
+    );
+    // Another edge refuses too once its count is fresh (it counted 2 objects before).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let refused = c.put(1, &tenant, "quota", "d", &object).await.unwrap_err();
+    assert!(
+        matches!(refused, xnode_storage::StorageError::QuotaExceeded(_)),
+        "{refused}"
+    );
+    // Nothing of the refused writes became visible.
+    assert!(c.get(0, &tenant, "quota", "d", None).await.is_err());
+    // A neighbour's quota is its own.
+    c.put(0, &neighbour, "roomy", "x", &object).await.unwrap();
+
+    // A delete frees room at the next count.
+    c.node(0)
+        .storage()
+        .delete_object(&tenant.id(), "quota", "a")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    c.put(0, &tenant, "quota", "d", &object).await.unwrap();
+    c.shutdown().await;
 }
