@@ -473,9 +473,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_busy_response_declares_its_exact_length() {
-        let text = std::str::from_utf8(BUSY_RESPONSE).unwrap();
+    /// Panics unless a canned response's `content-length` is its body's exact length: a
+    /// wrong one makes clients hang for bytes that never come, or read into the next answer.
+    pub(crate) fn assert_declares_its_exact_length(response: &[u8]) {
+        let text = std::str::from_utf8(response).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         let declared: usize = head
             .lines()
@@ -484,6 +485,11 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(declared, body.len());
+    }
+
+    #[test]
+    fn the_busy_response_declares_its_exact_length() {
+        assert_declares_its_exact_length(BUSY_RESPONSE);
     }
 
     #[test]

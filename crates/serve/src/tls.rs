@@ -362,15 +362,7 @@ mod tests {
 
     #[test]
     fn the_tls_required_response_declares_its_exact_length() {
-        let text = std::str::from_utf8(TLS_REQUIRED_RESPONSE).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        let declared: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length: "))
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert_eq!(declared, body.len());
+        crate::tests::assert_declares_its_exact_length(TLS_REQUIRED_RESPONSE);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use xnode_store::{ObjectMeta, is_internal_key};
+use xnode_store::{Candidate, ObjectMeta, is_internal_key};
 use xnode_types::{NodeId, PublicKeyBytes, unix_ms};
 
 use crate::proto::{BucketRef, MAX_LIST_LIMIT, MAX_PUT_META_MANY, StoreRequest, StoreResponse};
@@ -126,10 +126,7 @@ impl Storage {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let set = self.storage_set();
-        let rf = self.bucket_rf(tenant, bucket);
-        let targets = self.placement(&bucket_placement_key(tenant, bucket), &set, rf);
-        let (_, needed) = self.quorums(targets.len());
+        let (_, targets, needed) = self.listing_replicas(tenant, bucket);
         let ask = limit.clamp(MIN_RANGE_ENTRIES, MAX_LIST_LIMIT);
         let mut page: Vec<ObjectMeta> = Vec::new();
         let mut cursor: Option<String> = start_after.map(str::to_owned);
@@ -274,6 +271,20 @@ impl Storage {
         });
     }
 
+    /// The storage set, the bucket's metadata replicas in it, and how many of them a
+    /// listing must hear from.
+    fn listing_replicas(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+    ) -> (Vec<Candidate>, Vec<NodeId>, usize) {
+        let set = self.storage_set();
+        let rf = self.bucket_rf(tenant, bucket);
+        let targets = self.placement(&bucket_placement_key(tenant, bucket), &set, rf);
+        let (_, needed) = self.quorums(targets.len());
+        (set, targets, needed)
+    }
+
     /// Lists a bucket the way replicas before store protocol version 5 can answer: their
     /// live entries merged, and every listed key confirmed by a quorum read (see the
     /// module docs). Kept for those replicas, and as the baseline the listing benchmark
@@ -292,10 +303,7 @@ impl Storage {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let set = self.storage_set();
-        let rf = self.bucket_rf(tenant, bucket);
-        let targets = self.placement(&bucket_placement_key(tenant, bucket), &set, rf);
-        let (_, needed) = self.quorums(targets.len());
+        let (set, targets, needed) = self.listing_replicas(tenant, bucket);
         let mut out: Vec<ObjectMeta> = Vec::new();
         let mut cursor: Option<String> = start_after.map(str::to_owned);
         for _ in 0..MAX_LIST_ROUNDS {
