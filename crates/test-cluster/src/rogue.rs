@@ -300,6 +300,53 @@ impl Corpus {
                 limit: u32::MAX,
             },
         );
+        // Conditional writes and audits (store protocol v5): a commit for a key the receiver
+        // may not coordinate, a compare-and-set expecting a version from the far future, a
+        // challenge for a slice past any chunk's end, and the audit log of an absurd epoch.
+        if let Ok(path) = ObjectPath::new(tenant, "photos", "b") {
+            use xnode_storage::conditional::{ETagMatch, Preconditions};
+            push(
+                &mut s,
+                Channel::Rpc("store"),
+                &StoreRequest::CommitMeta {
+                    path: path.clone(),
+                    info: None,
+                    preconditions: Preconditions {
+                        if_match: Some(ETagMatch::Any),
+                        if_match_size: Some(u64::MAX),
+                        ..Default::default()
+                    },
+                },
+            );
+            push(
+                &mut s,
+                Channel::Rpc("store"),
+                &StoreRequest::PutMetaIf {
+                    meta: ObjectMeta {
+                        path,
+                        version: Hlc::new(now, 0),
+                        writer: me,
+                        info: None,
+                    },
+                    expected: Some((Hlc::new(u64::MAX, u32::MAX), me)),
+                },
+            );
+        }
+        push(
+            &mut s,
+            Channel::Rpc("store"),
+            &StoreRequest::AuditChunk {
+                id,
+                offset: u64::MAX - 1,
+                len: u32::MAX,
+                nonce: [0xAA; 16],
+            },
+        );
+        push(
+            &mut s,
+            Channel::Rpc("store"),
+            &StoreRequest::AuditLog { epoch: u64::MAX },
+        );
         push(
             &mut s,
             Channel::Rpc("store"),
