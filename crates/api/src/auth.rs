@@ -1,9 +1,10 @@
 //! Authentication of tenant requests (signing v2): signature, timestamp window, replay
-//! protection, the node the request names, and the hash of its body.
+//! protection, the node the request names, and the hash of its body; then the tenant's
+//! request allowance on this node.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::HeaderMap;
 use xnode_types::PublicKeyBytes;
@@ -15,10 +16,12 @@ use xnode_types::request_auth::{
 
 use crate::error::ApiError;
 
-/// Remembers the nonces of recent requests so none can be replayed within the window.
-#[derive(Debug, Default)]
+/// Remembers the nonces of recent requests so none can be replayed within the window, and
+/// takes each tenant's requests from its allowance.
+#[derive(Debug)]
 pub struct ReplayGuard {
     seen: Mutex<HashMap<(PublicKeyBytes, String), u64>>,
+    tenant_rate: Arc<xnode_serve::KeyedRateLimiter<PublicKeyBytes>>,
 }
 
 fn now_ms() -> u64 {
@@ -56,6 +59,15 @@ fn v2_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError
 }
 
 impl ReplayGuard {
+    /// A guard that takes every verified request from its tenant's allowance in
+    /// `tenant_rate` (shared with the S3 gateway, so both ports draw on one allowance).
+    pub fn new(tenant_rate: Arc<xnode_serve::KeyedRateLimiter<PublicKeyBytes>>) -> Self {
+        Self {
+            seen: Mutex::new(HashMap::new()),
+            tenant_rate,
+        }
+    }
+
     /// Checks a signed request meant for the node `own_node` and returns the tenant that
     /// signed it. The body is checked against the signed hash by whoever reads it
     /// ([`check_body_hash`], [`HashCheckedStream`]), before acting on it.
@@ -130,6 +142,14 @@ impl ReplayGuard {
             return Err(ApiError::BadSignature(
                 "the request signature does not verify for this tenant".into(),
             ));
+        }
+        // Counted only now that the signature verified (no one can spend another tenant's
+        // allowance), and before the nonce is recorded, so a client told to wait may send
+        // the very same request again.
+        if let Err(refusal) = self.tenant_rate.check(tenant, Instant::now()) {
+            return Err(ApiError::RateLimited {
+                retry_after: refusal.retry_after,
+            });
         }
         let mut seen = match self.seen.lock() {
             Ok(g) => g,

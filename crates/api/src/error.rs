@@ -39,6 +39,9 @@ pub enum ApiError {
     /// A `Host` header that is not one of this node's names (DNS rebinding).
     #[error("{0}")]
     MisdirectedHost(String),
+    /// A tenant over its request allowance on this node (`http.requests_per_second_per_tenant`).
+    #[error("too many requests from this tenant; retry in {} s", retry_after.as_secs())]
+    RateLimited { retry_after: std::time::Duration },
     /// A storage failure with its own status and code.
     #[error("{message}")]
     Compute {
@@ -70,6 +73,7 @@ impl ApiError {
             ApiError::WrongNode(_) => StatusCode::FORBIDDEN,
             ApiError::BodyHashMismatch(_) => StatusCode::BAD_REQUEST,
             ApiError::MisdirectedHost(_) => StatusCode::MISDIRECTED_REQUEST,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Storage { status, .. } => *status,
             ApiError::Compute { status, .. } => *status,
         }
@@ -91,6 +95,7 @@ impl ApiError {
             ApiError::WrongNode(_) => "wrong_node",
             ApiError::BodyHashMismatch(_) => "body_hash_mismatch",
             ApiError::MisdirectedHost(_) => "misdirected_host",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Storage { code, .. } => code,
             ApiError::Compute { code, .. } => code,
         }
@@ -120,7 +125,17 @@ impl IntoResponse for ApiError {
                 message: self.to_string(),
             },
         };
-        (self.status(), Json(body)).into_response()
+        let retry_after = match &self {
+            ApiError::RateLimited { retry_after } => Some(retry_after.as_secs().max(1)),
+            _ => None,
+        };
+        let mut response = (self.status(), Json(body)).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

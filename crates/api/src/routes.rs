@@ -80,8 +80,10 @@ pub(crate) fn router(node: Node) -> Router {
         &node.config().http.allowed_hosts,
     ));
     let state = crate::storage_routes::AppState {
+        guard: std::sync::Arc::new(crate::auth::ReplayGuard::new(
+            node.tenant_rate_limit().clone(),
+        )),
         node,
-        guard: Default::default(),
     };
     Router::new()
         .route("/healthz", get(healthz))

@@ -24,7 +24,9 @@ use xnode_deploy::Compute;
 use xnode_mesh::{Endpoint, FaultRules, MemberState, Mesh, MeshMetrics};
 use xnode_registry::{DefaultPolicy, Registry, RegistryMetrics};
 use xnode_storage::Storage;
-use xnode_types::{Capacity, HlcClock, NodeId, NodeRecord, NodeStatus, SecretKey, lock, unix_ms};
+use xnode_types::{
+    Capacity, HlcClock, NodeId, NodeRecord, NodeStatus, PublicKeyBytes, SecretKey, lock, unix_ms,
+};
 use xnode_worker::{Runner, WorkerInfo};
 
 pub use config::{Config, ConfigError};
@@ -113,6 +115,7 @@ pub(crate) struct Inner {
     pub compute: Arc<Compute>,
     pub recorder: Arc<xnode_observe::Recorder>,
     pub view: Mutex<xnode_observe::NetworkView>,
+    pub tenant_rate: Arc<xnode_serve::KeyedRateLimiter<PublicKeyBytes>>,
 }
 
 /// A running node. Cheap to clone.
@@ -294,6 +297,7 @@ impl Node {
             operator: Some(operator_cert),
         };
         let registry_sync = Endpoint::new(&mesh);
+        let http_limits = config.http.clone();
         let node = Node {
             inner: Arc::new(Inner {
                 config,
@@ -315,6 +319,10 @@ impl Node {
                 compute: compute.clone(),
                 recorder,
                 view: Default::default(),
+                tenant_rate: Arc::new(xnode_serve::KeyedRateLimiter::new(
+                    http_limits.requests_per_second_per_tenant,
+                    http_limits.tenant_burst,
+                )),
             }),
         };
         node.inner
@@ -369,6 +377,12 @@ impl Node {
 
     pub fn storage(&self) -> &Arc<Storage> {
         &self.inner.storage
+    }
+
+    /// The request allowance of each tenant on this node (`http.requests_per_second_per_tenant`),
+    /// shared by the API and S3 ports and taken only by requests whose signature verified.
+    pub fn tenant_rate_limit(&self) -> &Arc<xnode_serve::KeyedRateLimiter<PublicKeyBytes>> {
+        &self.inner.tenant_rate
     }
 
     /// Spreads a registry entry that arrived through the API (already applied locally)

@@ -32,6 +32,7 @@ use tokio::net::TcpListener;
 use tracing::Instrument;
 use xnode_db::Db;
 use xnode_storage::Storage;
+use xnode_types::PublicKeyBytes;
 
 pub use gateway::Gateway;
 pub use keys::{AccessKey, KeysError, S3Keys, generate_id_and_secret};
@@ -62,9 +63,11 @@ struct OperationSlot(Arc<std::sync::OnceLock<String>>);
 
 /// Every signed request may try any operation; what it may touch is decided per bucket by
 /// the gateway (a bucket belongs to one tenant). Anonymous requests are refused, and so
-/// are requests the gateway cannot honour (`guard`).
+/// are requests the gateway cannot honour (`guard`) and requests over their tenant's
+/// allowance on this node.
 struct SignedOnly {
     keys: S3Keys,
+    tenant_rate: Arc<xnode_serve::KeyedRateLimiter<PublicKeyBytes>>,
 }
 
 #[async_trait::async_trait]
@@ -75,15 +78,37 @@ impl S3Access for SignedOnly {
         if let Some(slot) = cx.extensions_mut().get::<OperationSlot>() {
             let _ = slot.0.set(operation.clone());
         }
-        if cx.credentials().is_none() {
+        let Some(credentials) = cx.credentials() else {
             return Err(s3_error!(
                 AccessDenied,
                 "Anonymous access is not allowed; sign requests with an S3 access key (xnode key s3 create)"
             ));
+        };
+        // s3s calls this only once the signature verified, so the key is the signer's and
+        // the allowance taken is its tenant's own. The tenant, not the access key, is
+        // counted: a tenant may make as many keys as it likes.
+        let tenant = match self.keys.get(&credentials.access_key) {
+            Ok(Some(key)) => key.tenant,
+            Ok(None) => {
+                return Err(s3_error!(
+                    InvalidAccessKeyId,
+                    "The AWS Access Key Id you provided does not exist in our records"
+                ));
+            }
+            Err(e) => return Err(s3_error!(InternalError, "{e}")),
+        };
+        if let Err(refusal) = self.tenant_rate.check(tenant, Instant::now()) {
+            // SlowDown (503) is what AWS answers a client over its request rate; SDKs
+            // retry it with backoff.
+            return Err(s3_error!(
+                SlowDown,
+                "Please reduce your request rate (this tenant's allowance on this node refills in {} s)",
+                refusal.retry_after.as_secs()
+            ));
         }
         // Refused before anything is read or written: see `guard`.
         guard::check(&operation, cx.headers(), cx.uri().query())?;
-        self.check_expected_owner(cx)
+        self.check_expected_owner(&tenant, cx)
     }
 }
 
@@ -91,7 +116,11 @@ impl SignedOnly {
     /// `x-amz-expected-bucket-owner` (and its copy-source twin) name the account that must
     /// own the bucket: a bucket is only ever reachable by its own tenant, so the header
     /// must name the tenant of the signing key, as AWS answers 403 otherwise.
-    fn check_expected_owner(&self, cx: &S3AccessContext<'_>) -> S3Result<()> {
+    fn check_expected_owner(
+        &self,
+        tenant: &PublicKeyBytes,
+        cx: &S3AccessContext<'_>,
+    ) -> S3Result<()> {
         let expected: Vec<&str> = [
             "x-amz-expected-bucket-owner",
             "x-amz-source-expected-bucket-owner",
@@ -103,14 +132,7 @@ impl SignedOnly {
         if expected.is_empty() {
             return Ok(());
         }
-        let Some(credentials) = cx.credentials() else {
-            return Ok(());
-        };
-        let tenant = match self.keys.get(&credentials.access_key) {
-            Ok(Some(key)) => key.tenant.to_hex(),
-            Ok(None) => return Ok(()),
-            Err(e) => return Err(s3_error!(InternalError, "{e}")),
-        };
+        let tenant = tenant.to_hex();
         if expected.iter().any(|e| !e.eq_ignore_ascii_case(&tenant)) {
             return Err(s3_error!(AccessDenied, "Access Denied"));
         }
@@ -136,17 +158,19 @@ impl std::fmt::Debug for S3Gateway {
 
 impl S3Gateway {
     /// Builds the gateway over `storage`, keeping its access keys in `db` and its metrics
-    /// in `metrics`.
+    /// in `metrics`; each tenant's signed requests are taken from its allowance in
+    /// `tenant_rate` (the node's, shared with the API port).
     pub fn new(
         storage: Arc<Storage>,
         db: Db,
+        tenant_rate: Arc<xnode_serve::KeyedRateLimiter<PublicKeyBytes>>,
         metrics: &mut prometheus_client::registry::Registry,
     ) -> Self {
         let keys = S3Keys::new(db);
         let metrics = S3Metrics::register(metrics);
         let mut builder = S3ServiceBuilder::new(Gateway::new(storage, keys.clone()));
         builder.set_auth(KeyAuth { keys: keys.clone() });
-        builder.set_access(SignedOnly { keys });
+        builder.set_access(SignedOnly { keys, tenant_rate });
         Self {
             service: builder.build(),
             metrics,

@@ -36,7 +36,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 pub use body::{BodyError, TimedBody};
 pub use gate::{Admission, ConnectionGate, GateStats, Refusal};
-pub use rate::{MAX_TRACKED_ADDRESSES, RateLimited, RateLimiter};
+pub use rate::{KeyedRateLimiter, MAX_TRACKED_ADDRESSES, RateLimited, RateLimiter};
 pub use tls::{ServerTls, TlsError, TlsSettings};
 
 /// A boxed error, as hyper takes them.
@@ -64,6 +64,15 @@ pub struct HttpLimits {
     pub requests_per_second_per_ip: u32,
     /// Requests one client address may send at once before the average applies.
     pub burst: u32,
+    /// Signed requests per second one tenant may send to this node, on average, over the
+    /// API and S3 ports together; beyond it the API answers `429 rate_limited` and S3
+    /// `503 SlowDown`. Counted only after the signature verified, so no one can spend
+    /// another tenant's allowance. It bounds what one tenant takes of a node from any
+    /// number of addresses; it is per node, so a tenant using several nodes gets each
+    /// node's allowance.
+    pub requests_per_second_per_tenant: u32,
+    /// Signed requests one tenant may send at once before the average applies.
+    pub tenant_burst: u32,
     /// Host names (with or without `:port`) the API port answers to besides its own
     /// addresses and `localhost`; `*` answers to any. Requests naming another host get
     /// `421 misdirected_host`, which defeats DNS rebinding. The S3 port does not check
@@ -85,6 +94,8 @@ impl Default for HttpLimits {
             // reach them; an operator of a public node may lower them.
             requests_per_second_per_ip: 20_000,
             burst: 40_000,
+            requests_per_second_per_tenant: 10_000,
+            tenant_burst: 20_000,
             allowed_hosts: Vec::new(),
             tls: None,
         }
@@ -134,6 +145,11 @@ impl HttpLimits {
                 self.requests_per_second_per_ip,
             ),
             ("burst", self.burst),
+            (
+                "requests_per_second_per_tenant",
+                self.requests_per_second_per_tenant,
+            ),
+            ("tenant_burst", self.tenant_burst),
         ] {
             if value == 0 {
                 return Err(LimitsError::Zero { field });
@@ -428,6 +444,16 @@ mod tests {
             ..HttpLimits::default()
         };
         assert_eq!(zero.validate(), Err(LimitsError::Zero { field: "burst" }));
+        let no_tenant_allowance = HttpLimits {
+            requests_per_second_per_tenant: 0,
+            ..HttpLimits::default()
+        };
+        assert_eq!(
+            no_tenant_allowance.validate(),
+            Err(LimitsError::Zero {
+                field: "requests_per_second_per_tenant"
+            })
+        );
         for good in [
             "*",
             "xnode.example.org",

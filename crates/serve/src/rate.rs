@@ -1,4 +1,5 @@
-//! Request rate limits per client address: a token bucket per address.
+//! Request rate limits: a token bucket per client address ([`RateLimiter`]), and per
+//! any other key, such as the tenant that signed a request ([`KeyedRateLimiter`]).
 //!
 //! A bucket holds up to `burst` tokens and refills at `per_second`; every request takes
 //! one, and a request that finds none is refused (the server answers `429` with the time
@@ -8,16 +9,17 @@
 //!
 //! The map of buckets is bounded: a bucket that has refilled completely is the same as no
 //! bucket, so such idle entries are dropped whenever the map is full. If it is still full
-//! of addresses that are all mid-burst (a distributed flood), a new address is refused
-//! until entries go idle, rather than letting memory grow without bound.
+//! of keys that are all mid-burst (a distributed flood), a new key is refused until
+//! entries go idle, rather than letting memory grow without bound.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Addresses (or IPv6 /64 networks) tracked at once.
+/// Addresses (or IPv6 /64 networks), or other keys, tracked at once.
 pub const MAX_TRACKED_ADDRESSES: usize = 65_536;
 
 /// A refusal: how long until the address may send again.
@@ -29,10 +31,17 @@ pub struct RateLimited {
 /// Token buckets per client address.
 #[derive(Debug)]
 pub struct RateLimiter {
+    buckets: KeyedRateLimiter<IpAddr>,
+}
+
+/// Token buckets per key: the tenant that signed a request, for instance. Only keys that
+/// were authenticated should be counted, or a client could spend another's allowance.
+#[derive(Debug)]
+pub struct KeyedRateLimiter<K> {
     per_second: f64,
     burst: f64,
     max_tracked: usize,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    buckets: Mutex<HashMap<K, Bucket>>,
     refused: AtomicU64,
 }
 
@@ -59,6 +68,35 @@ impl RateLimiter {
 
     fn with_capacity(per_second: u32, burst: u32, max_tracked: usize) -> Self {
         Self {
+            buckets: KeyedRateLimiter::with_capacity(per_second, burst, max_tracked),
+        }
+    }
+
+    /// Takes a token for a request from `address` at `now`, or says how long to wait.
+    pub fn check(&self, address: IpAddr, now: Instant) -> Result<(), RateLimited> {
+        self.buckets.check(rate_key(address), now)
+    }
+
+    /// Requests refused so far.
+    pub fn refused(&self) -> u64 {
+        self.buckets.refused()
+    }
+
+    /// Addresses tracked now.
+    pub fn tracked(&self) -> usize {
+        self.buckets.tracked()
+    }
+}
+
+impl<K: Hash + Eq> KeyedRateLimiter<K> {
+    /// Allows `per_second` requests per key on average, `burst` at once. Both are at
+    /// least 1 (the configuration is validated before).
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        Self::with_capacity(per_second, burst, MAX_TRACKED_ADDRESSES)
+    }
+
+    fn with_capacity(per_second: u32, burst: u32, max_tracked: usize) -> Self {
+        Self {
             per_second: f64::from(per_second.max(1)),
             burst: f64::from(burst.max(1)),
             max_tracked: max_tracked.max(1),
@@ -67,9 +105,9 @@ impl RateLimiter {
         }
     }
 
-    /// Takes a token for a request from `address` at `now`, or says how long to wait.
-    pub fn check(&self, address: IpAddr, now: Instant) -> Result<(), RateLimited> {
-        let key = rate_key(address);
+    /// Takes a token for a request counted under `key` at `now`, or says how long to
+    /// wait.
+    pub fn check(&self, key: K, now: Instant) -> Result<(), RateLimited> {
         let mut buckets = xnode_types::lock(&self.buckets);
         if !buckets.contains_key(&key) && buckets.len() >= self.max_tracked {
             let (per_second, burst) = (self.per_second, self.burst);
@@ -106,7 +144,7 @@ impl RateLimiter {
         self.refused.load(Ordering::Relaxed)
     }
 
-    /// Addresses tracked now.
+    /// Keys tracked now.
     pub fn tracked(&self) -> usize {
         xnode_types::lock(&self.buckets).len()
     }
@@ -202,5 +240,22 @@ mod tests {
         let later = t0 + Duration::from_secs(1);
         limiter.check(IpAddr::from([10, 0, 0, 9]), later).unwrap();
         assert_eq!(limiter.tracked(), 1);
+    }
+
+    #[test]
+    fn keys_other_than_addresses_have_their_own_allowances() {
+        let limiter = KeyedRateLimiter::new(1, 2);
+        let t0 = Instant::now();
+        limiter.check("tenant-a", t0).unwrap();
+        limiter.check("tenant-a", t0).unwrap();
+        assert!(limiter.check("tenant-a", t0).is_err());
+        // Another tenant is not slowed down by the first one's burst.
+        limiter.check("tenant-b", t0).unwrap();
+        assert_eq!(
+            limiter.check("tenant-a", t0 + Duration::from_secs(1)),
+            Ok(())
+        );
+        assert_eq!(limiter.refused(), 1);
+        assert_eq!(limiter.tracked(), 2);
     }
 }

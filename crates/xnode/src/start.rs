@@ -123,7 +123,12 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         let token = node.shutdown_token();
         let limits = node.config().http.clone();
         let gateway = node.with_metrics_registry(|metrics| {
-            xnode_s3::S3Gateway::new(node.storage().clone(), node.db().clone(), metrics)
+            xnode_s3::S3Gateway::new(
+                node.storage().clone(),
+                node.db().clone(),
+                node.tenant_rate_limit().clone(),
+                metrics,
+            )
         });
         tokio::spawn(xnode_s3::serve(l, gateway, limits, async move {
             token.cancelled().await

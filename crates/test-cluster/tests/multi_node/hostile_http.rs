@@ -383,6 +383,76 @@ async fn a_burst_over_the_rate_limit_is_refused_with_retry_after_then_served_aga
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tenant_over_its_allowance_is_refused_while_others_are_served() {
+    // Per address the limits are as loose as the defaults; per tenant, one request a
+    // second with a burst of 3. 30 signed requests outrun it however slowly they are sent.
+    let cluster = Cluster::start_with(1, |c| {
+        c.http.requests_per_second_per_tenant = 1;
+        c.http.tenant_burst = 3;
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let node = cluster.id(0);
+    let url = format!("{}/v1/s3/keys", cluster.api_url(0));
+    let send = |tenant: &Tenant| {
+        let mut request = client.get(&url);
+        for (name, value) in tenant.signed_headers(&node, "GET", "/v1/s3/keys", "", b"", false) {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let greedy = Tenant::new();
+    let mut limited = None;
+    for _ in 0..30 {
+        let r = send(&greedy).await.unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(r);
+            break;
+        }
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let limited = limited.expect("30 signed requests of one tenant are rate limited");
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=5).contains(&retry_after), "{retry_after}");
+    let body: Value = limited.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+
+    // Another tenant, from the same address, is served at once.
+    let other = Tenant::new();
+    assert_eq!(send(&other).await.unwrap().status(), StatusCode::OK);
+
+    // Requests whose signature does not verify take nothing from the tenant they name:
+    // with the greedy tenant's allowance refilled, a flood of forgeries in its name leaves
+    // its next real request served.
+    tokio::time::sleep(Duration::from_secs(retry_after + 3)).await;
+    let victim_headers = greedy.signed_headers(&node, "GET", "/v1/s3/keys", "", b"", false);
+    for _ in 0..10 {
+        let mut forged = client.get(&url);
+        for (name, value) in other.signed_headers(&node, "GET", "/v1/s3/keys", "", b"", false) {
+            // The victim's tenant header, another tenant's signature.
+            let value = if name == xnode_types::request_auth::HEADER_TENANT {
+                greedy.id().to_hex()
+            } else {
+                value
+            };
+            forged = forged.header(name, value);
+        }
+        let r = forged.send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let mut genuine = client.get(&url);
+    for (name, value) in victim_headers {
+        genuine = genuine.header(name, value);
+    }
+    assert_eq!(genuine.send().await.unwrap().status(), StatusCode::OK);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_api_and_s3_ports_speak_tls_with_the_configured_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let made =
@@ -403,7 +473,12 @@ async fn the_api_and_s3_ports_speak_tls_with_the_configured_certificate() {
     let s3_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let s3_url = format!("https://{}", s3_listener.local_addr().unwrap());
     let gateway = node.with_metrics_registry(|metrics| {
-        xnode_s3::S3Gateway::new(node.storage().clone(), node.db().clone(), metrics)
+        xnode_s3::S3Gateway::new(
+            node.storage().clone(),
+            node.db().clone(),
+            node.tenant_rate_limit().clone(),
+            metrics,
+        )
     });
     let token = node.shutdown_token();
     let s3 = tokio::spawn(xnode_s3::serve(
