@@ -164,7 +164,9 @@ impl From<xnode_storage::StorageError> for ApiError {
             E::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             E::Interrupted(_) => (StatusCode::BAD_REQUEST, "incomplete_body"),
             // 403, not 507: clients retry 5xx answers, and a retry cannot fit a quota.
-            E::QuotaExceeded(_) => (StatusCode::FORBIDDEN, "quota_exceeded"),
+            E::QuotaExceeded(_) | E::TooManyBuckets { .. } => {
+                (StatusCode::FORBIDDEN, "quota_exceeded")
+            }
             E::Quorum(_) => (StatusCode::SERVICE_UNAVAILABLE, "quorum_unavailable"),
             E::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             E::PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),

@@ -129,10 +129,24 @@ impl Compute {
             }
             (Some(_), Some(scope), Some(data_key)) => Some(Self::derive_grant(data_key, &scope)?),
         };
-        if let Some(existing) = self.deployment(&spec.name)
-            && existing.owner != *tenant
-        {
-            return Err(ComputeOpError::NameTaken(spec.name.clone()));
+        match self.deployment(&spec.name) {
+            Some(existing) if existing.owner != *tenant => {
+                return Err(ComputeOpError::NameTaken(spec.name.clone()));
+            }
+            Some(_) => {}
+            // A new deployment: within the tenant's quota on this node, if one is set.
+            None => {
+                if let Some(max) = self.config.max_deployments_per_tenant {
+                    let have = self
+                        .deployments()
+                        .iter()
+                        .filter(|d| d.owner == *tenant)
+                        .count();
+                    if have >= usize::try_from(max).unwrap_or(usize::MAX) {
+                        return Err(ComputeOpError::QuotaExceeded { have, max });
+                    }
+                }
+            }
         }
         // Refuse modules that cannot run as the declared kind now, not at the first call.
         let bytes = self.module_bytes(&spec).await?;

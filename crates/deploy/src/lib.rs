@@ -92,6 +92,10 @@ pub struct ComputeConfig {
     /// Networks guests may reach over outbound HTTP although they are loopback, private,
     /// link-local or otherwise special (all refused by default), in CIDR notation.
     pub outbound_allow: Vec<String>,
+    /// Deployments one tenant may have, counted from this node's copy of the registry
+    /// when a tenant creates one through this node (updates of an existing deployment
+    /// always pass). `None`: no limit.
+    pub max_deployments_per_tenant: Option<u32>,
 }
 
 impl Default for ComputeConfig {
@@ -112,6 +116,7 @@ impl Default for ComputeConfig {
             max_job_input_mb: 1024,
             max_out_mb: 1024,
             outbound_allow: Vec::new(),
+            max_deployments_per_tenant: None,
         }
     }
 }
@@ -189,6 +194,9 @@ pub enum ComputeOpError {
     AccessDenied(String),
     #[error("deployment name {0:?} belongs to another tenant")]
     NameTaken(String),
+    /// The tenant has as many deployments as `compute.max_deployments_per_tenant` allows.
+    #[error("deployment quota exceeded: the tenant has {have} deployments; the quota is {max}")]
+    QuotaExceeded { have: usize, max: u32 },
     #[error("{0}")]
     Unavailable(String),
     /// The guest failed: `code` is stable, `message` explains, `status` is 502/503/504.

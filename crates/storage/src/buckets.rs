@@ -112,10 +112,20 @@ impl Storage {
                 "replication factor {rf} must be between 1 and 16"
             )));
         }
-        if let Some((owner, _)) = owner_of(&self.registry, name)
-            && owner != *tenant
-        {
-            return Err(StorageError::BucketTaken(name.to_owned()));
+        match owner_of(&self.registry, name) {
+            Some((owner, _)) if owner != *tenant => {
+                return Err(StorageError::BucketTaken(name.to_owned()));
+            }
+            Some(_) => {}
+            // A new bucket: within the tenant's quota on this node, if one is set.
+            None => {
+                if let Some(max) = self.config.quota.max_buckets {
+                    let have = self.list_buckets(tenant).len() as u64;
+                    if have >= max {
+                        return Err(StorageError::TooManyBuckets { have, max });
+                    }
+                }
+            }
         }
         self.registry
             .apply_remote(claim.clone())

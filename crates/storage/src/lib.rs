@@ -215,6 +215,9 @@ pub enum StorageError {
     /// The write would take the tenant over the operator's storage quota.
     #[error("storage quota exceeded: {0}")]
     QuotaExceeded(String),
+    /// The tenant owns as many buckets as `storage.quota.max_buckets` allows.
+    #[error("bucket quota exceeded: the tenant owns {have} buckets; the quota is {max}")]
+    TooManyBuckets { have: u64, max: u64 },
     #[error("storage error: {0}")]
     Internal(String),
 }

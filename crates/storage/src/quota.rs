@@ -45,6 +45,9 @@ pub struct TenantQuota {
     pub max_stored_bytes: Option<u64>,
     /// Live objects one tenant may have (multipart parts included). `None`: no limit.
     pub max_objects: Option<u64>,
+    /// Buckets one tenant may own, counted from this node's copy of the registry when
+    /// the tenant creates one through this node. `None`: no limit.
+    pub max_buckets: Option<u64>,
     /// How long an edge trusts a count of a tenant's usage before counting again.
     #[serde(with = "xnode_types::duration_text")]
     pub usage_refresh: Duration,
@@ -55,6 +58,7 @@ impl Default for TenantQuota {
         Self {
             max_stored_bytes: None,
             max_objects: None,
+            max_buckets: None,
             usage_refresh: Duration::from_secs(30),
         }
     }

@@ -51,6 +51,8 @@ pub(crate) fn s3_err(e: StorageError) -> S3Error {
         // 403 QuotaExceeded: SDKs retry 5xx (a 507 would be retried in vain) and treat 403
         // as final, like AWS's own over-limit refusals.
         StorageError::QuotaExceeded(m) => quota_exceeded(m),
+        // AWS's own answer to a bucket over the account's bucket limit.
+        e @ StorageError::TooManyBuckets { .. } => s3_error!(TooManyBuckets, "{e}"),
         StorageError::Internal(m) => s3_error!(InternalError, "{m}"),
     }
 }

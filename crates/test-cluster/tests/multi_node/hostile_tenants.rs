@@ -584,9 +584,12 @@ async fn workers_cannot_take_the_slots_functions_need() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tenants_storage_quota_counts_writes_made_through_every_node() {
     // 10 kB objects in buckets with 3 copies store 30 kB each: a 100 kB quota holds 3.
+    // The same operator allows two buckets and one deployment per tenant.
     let c = Cluster::start_with(3, |cfg| {
         cfg.storage.quota.max_stored_bytes = Some(100_000);
         cfg.storage.quota.usage_refresh = Duration::from_secs(1);
+        cfg.storage.quota.max_buckets = Some(2);
+        cfg.compute.max_deployments_per_tenant = Some(1);
     })
     .await;
     let tenant = Tenant::new();
@@ -625,5 +628,66 @@ async fn a_tenants_storage_quota_counts_writes_made_through_every_node() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     c.put(0, &tenant, "quota", "d", &object).await.unwrap();
+
+    // Buckets: a second one, made through another node, counts on node 0 once its
+    // registry has it; a third is refused there, and nothing of it is claimed.
+    c.create_bucket(1, &tenant, "second").await;
+    c.wait_until(
+        "node 0 to see the second bucket",
+        Duration::from_secs(20),
+        |c| c.node(0).storage().list_buckets(&tenant.id()).len() == 2,
+    )
+    .await;
+    let refused = c
+        .node(0)
+        .storage()
+        .create_bucket(&tenant.id(), "third", tenant.bucket_claim("third"))
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            xnode_storage::StorageError::TooManyBuckets { have: 2, max: 2 }
+        ),
+        "{refused}"
+    );
+    assert_eq!(c.node(0).storage().list_buckets(&tenant.id()).len(), 2);
+    // Renewing a bucket it has is not a new bucket.
+    c.node(0)
+        .storage()
+        .create_bucket(&tenant.id(), "second", tenant.bucket_claim("second"))
+        .unwrap();
+
+    // Deployments: one is allowed, a second is refused, an update of the first passes.
+    deploy_nowait(&c, &tenant, "only", Kind::Http, "hello", 1, |_| {}).await;
+    let compute = c.node(0).compute();
+    let module = compute
+        .put_module(xnode_test_cluster::guest("hello"))
+        .await
+        .unwrap();
+    let refused = compute
+        .deploy(
+            &tenant.id(),
+            tenant.deployment("another", Kind::Http, &module, 1, |_| {}),
+            Some(tenant.data_key()),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            xnode_deploy::ComputeOpError::QuotaExceeded { have: 1, max: 1 }
+        ),
+        "{refused}"
+    );
+    compute
+        .deploy(
+            &tenant.id(),
+            tenant.deployment("only", Kind::Http, &module, 2, |_| {}),
+            Some(tenant.data_key()),
+        )
+        .await
+        .unwrap();
+    // The neighbour has its own allowance.
+    deploy_nowait(&c, &neighbour, "theirs", Kind::Http, "hello", 1, |_| {}).await;
     c.shutdown().await;
 }
