@@ -83,6 +83,9 @@ echo "==> example guests: valid, and identical to what their sources build to"
 echo "==> settlement contracts: identical to what their sources build to"
 ./scripts/check-contracts.sh
 
+echo "==> Nix files: they parse (and the NixOS module evaluates where nixpkgs is at hand)"
+./scripts/check-nix.sh
+
 # Clippy lints the workspace while it compiles for the tests: clippy-driver wraps rustc for
 # the workspace's own crates (RUSTC_WORKSPACE_WRAPPER, which is how `cargo clippy` itself
 # works) and generates code as rustc would, and CLIPPY_ARGS is how `cargo clippy` hands it
