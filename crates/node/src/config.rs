@@ -323,16 +323,27 @@ impl Config {
         }
         if st.gc_interval.is_zero()
             || st.gc_grace.is_zero()
+            || st.gc_silent_holder_after.is_zero()
             || st.gc_max_scan_entries == 0
             || st.background_copy_bytes == 0
         {
             return Err(ConfigError::Storage(
-                "storage.gc_interval, storage.gc_grace, storage.gc_max_scan_entries and storage.background_copy_bytes must be greater than zero".into(),
+                "storage.gc_interval, storage.gc_grace, storage.gc_silent_holder_after, storage.gc_max_scan_entries and storage.background_copy_bytes must be greater than zero".into(),
             ));
         }
         if st.write_quorum + st.read_quorum <= st.replication_factor {
             return Err(ConfigError::Storage(
                 "storage.write_quorum + storage.read_quorum must exceed storage.replication_factor, or reads could miss acknowledged writes".into(),
+            ));
+        }
+        // A node re-signs its record every record_refresh_interval; a few missed refreshes
+        // (a restart, a partition) must not make it a silent holder. And what a round
+        // removes while a holder is silent must still be in the trash when it returns.
+        if st.gc_silent_holder_after < self.record_refresh_interval.saturating_mul(8)
+            || st.gc_silent_holder_after >= st.gc_trash_retention
+        {
+            return Err(ConfigError::Storage(
+                "storage.gc_silent_holder_after must be at least 8 times record_refresh_interval and shorter than storage.gc_trash_retention".into(),
             ));
         }
         if st.anti_entropy_full_interval < st.repair_interval {

@@ -320,6 +320,17 @@ impl Registry {
     }
 
     /// Every node record in the registry that is well formed (see [`node_record`]).
+    /// Every node's record with the wall-clock time (Unix ms) its node last signed it.
+    /// Nodes re-sign their record every `record_refresh_interval`, so an old time means
+    /// the node itself has been silent that long (no peer can re-sign it for the node).
+    pub fn node_records_signed_at(&self) -> Vec<(NodeRecord, u64)> {
+        self.read_entries()
+            .range(NodeRecord::KEY_PREFIX.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(NodeRecord::KEY_PREFIX))
+            .filter_map(|(_, e)| node_record(e).map(|r| (r, e.hlc.wall_ms)))
+            .collect()
+    }
+
     pub fn node_records(&self) -> Vec<NodeRecord> {
         self.read_entries()
             .range(NodeRecord::KEY_PREFIX.to_owned()..)

@@ -31,14 +31,22 @@ const SCAN_TIME_LIMIT: Duration = Duration::from_secs(300);
 impl Storage {
     /// Every node that may hold object metadata: each node whose own registry record says
     /// it is active (the record is signed by that node, so no peer can remove a node from
-    /// this list), and the storage set.
+    /// this list) and that re-signed it within `gc_silent_holder_after`, and the storage
+    /// set. A node silent that long (a crash without leaving, a lost host) would otherwise
+    /// stop garbage collection everywhere for good; its record's age is its own doing, as
+    /// no peer can sign a record for it, old or new.
     pub(crate) fn metadata_holders(&self) -> Vec<NodeId> {
+        let now_ms = xnode_types::unix_ms();
+        let silence_ms =
+            u64::try_from(self.config.gc_silent_holder_after.as_millis()).unwrap_or(u64::MAX);
         let mut holders: BTreeSet<NodeId> = self
             .registry
-            .node_records()
+            .node_records_signed_at()
             .into_iter()
-            .filter(|r| r.status == NodeStatus::Active)
-            .map(|r| r.node_id)
+            .filter(|(r, signed_at_ms)| {
+                r.status == NodeStatus::Active && now_ms.saturating_sub(*signed_at_ms) <= silence_ms
+            })
+            .map(|(r, _)| r.node_id)
             .collect();
         holders.extend(self.storage_set().into_iter().map(|c| c.id));
         holders.insert(self.node_id);

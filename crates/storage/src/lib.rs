@@ -102,6 +102,13 @@ pub struct StorageConfig {
     /// misses them restores them) before they are deleted for good.
     #[serde(with = "xnode_types::duration_text")]
     pub gc_trash_retention: Duration,
+    /// A node whose own record has not been re-signed for this long (it crashed or went
+    /// away without leaving) no longer counts as a metadata holder whose answer garbage
+    /// collection waits for. Shorter than `gc_trash_retention`, so that what a round
+    /// removes meanwhile is still in the trash, and restored by the first read, if the node
+    /// comes back with metadata that refers to it.
+    #[serde(with = "xnode_types::duration_text")]
+    pub gc_silent_holder_after: Duration,
     /// Most metadata entries one garbage-collection round reads from all nodes together;
     /// a round that would read more (a peer answering with endless pages) stops and
     /// removes nothing. It bounds the round's memory (about 50 bytes per entry).
@@ -157,6 +164,7 @@ impl Default for StorageConfig {
             gc_interval: Duration::from_secs(600),
             gc_grace: Duration::from_secs(3600),
             gc_trash_retention: Duration::from_secs(7 * 24 * 3600),
+            gc_silent_holder_after: Duration::from_secs(2 * 24 * 3600),
             gc_max_scan_entries: 2_000_000,
             background_copy_bytes: 64 * 1024 * 1024,
             audit_enabled: true,

@@ -649,6 +649,42 @@ async fn copies_to_a_slow_replica_beyond_the_quorum_are_bounded() {
 /// dead or gone) used to drop out of the garbage collector's view; the survivors then
 /// deleted every chunk only that metadata referenced, for good.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_holder_silent_past_the_limit_no_longer_stops_garbage_collection() {
+    let mut c = Cluster::start_with(4, |cfg| {
+        storage_config(cfg);
+        cfg.record_refresh_interval = Duration::from_millis(250);
+        cfg.storage.repair_grace = Duration::from_secs(1);
+        cfg.storage.gc_grace = Duration::from_millis(200);
+        cfg.storage.gc_interval = Duration::from_secs(3600);
+        cfg.storage.gc_silent_holder_after = Duration::from_secs(3);
+    })
+    .await;
+    c.wait_converged(Duration::from_secs(30)).await;
+    assert!(c.node(0).storage().collect_garbage().await.is_ok());
+    // A node crashes without leaving: its own record still says it is active.
+    c.crash(3).await;
+    let round = c.node(0).storage().collect_garbage().await;
+    assert!(
+        round.is_err(),
+        "a round ran without the answer of a holder silent for less than the limit: {round:?}"
+    );
+    // Silent past the limit, it no longer holds rounds up (what they remove meanwhile stays
+    // in the trash, and a read restores it, should the node come back).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        match c.node(0).storage().collect_garbage().await {
+            Ok(_) => break,
+            Err(e) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "rounds still stop 30 s after the holder fell silent: {e}"
+            ),
+        }
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn garbage_collection_never_removes_chunks_whose_metadata_is_out_of_sight() {
     let c = Cluster::start_with(6, |cfg| {
         storage_config(cfg);
