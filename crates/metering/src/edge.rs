@@ -55,6 +55,8 @@ pub enum Refusal {
     OverClaim,
     /// The edge already countersigned a higher total for this counter.
     Stale,
+    /// The edge could not read its own records; try again later.
+    Unavailable,
 }
 
 /// The edge's answer to one proposal.

@@ -17,6 +17,7 @@
 
 mod edge;
 mod error;
+mod exchange;
 mod gate;
 mod meter;
 mod proto;
@@ -24,6 +25,10 @@ mod store;
 
 pub use edge::{Decision, EdgeCheck, Refusal, Tolerance};
 pub use error::MeteringError;
+pub use exchange::{
+    GRANTS, GrantAcceptError, GrantError, Metering, MeteringConfig, OBSERVED, PROVIDED, RECEIPTS,
+    ReceiptService,
+};
 pub use gate::ServeGate;
 pub use meter::byte_hours;
 pub use meter::{CounterKey, Meter};
