@@ -54,6 +54,55 @@ impl Versioned for ReceiptResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{CounterKey, propose};
+    use xnode_ledger::{Epoch, GRANT_VERSION, GrantBody, Resource};
+    use xnode_types::SecretKey;
+
+    /// The sizes BENCHMARKS.md's receipt bandwidth is computed from: one proposal and one
+    /// countersigned answer with a grant, on a network name of 16 bytes.
+    #[test]
+    fn an_exchange_fits_the_limit_and_its_size_is_known() {
+        let provider = SecretKey::from_seed(&[1; 32]).unwrap();
+        let tenant = SecretKey::from_seed(&[2; 32]).unwrap();
+        let edge = SecretKey::from_seed(&[3; 32]).unwrap();
+        let network = "xnode-mainnet-01";
+        let grant = GrantBody {
+            v: GRANT_VERSION,
+            network: network.into(),
+            tenant: tenant.public(),
+            delegate: edge.node_id(),
+            delegate_key: edge.public(),
+            from_epoch: Epoch(1_000_000),
+            until_epoch: Epoch(1_000_720),
+        }
+        .sign(&tenant);
+        let key = CounterKey {
+            tenant: tenant.public(),
+            provider: provider.node_id(),
+            resource: Resource::StorageByteHours,
+            epoch: Epoch(1_000_010),
+        };
+        let proposal = propose(network, &provider, key, u64::MAX / 3, 120);
+        let request = xnode_wire::encode(&ReceiptRequest::Propose {
+            receipt: proposal.clone(),
+        })
+        .unwrap();
+        let response = xnode_wire::encode(&ReceiptResponse::Countersigned {
+            receipt: Box::new(proposal.countersign_as_delegate(&edge, grant)),
+        })
+        .unwrap();
+        println!(
+            "receipt exchange: request {} bytes, response {} bytes",
+            request.len(),
+            response.len()
+        );
+        assert!(request.len() < 1024 && response.len() < MAX_RECEIPT_MESSAGE);
+        let back: ReceiptResponse = xnode_wire::decode(&response, MAX_RECEIPT_MESSAGE).unwrap();
+        let ReceiptResponse::Countersigned { receipt } = back else {
+            panic!("decoded another variant");
+        };
+        assert!(receipt.verify(network).is_ok());
+    }
 
     #[test]
     fn garbage_and_oversized_messages_are_refused() {
