@@ -1,7 +1,8 @@
 //! Metered, countersigned receipts across real nodes: function calls made through a
 //! tenant's edge are metered by the replicas that ran them, countersigned by the edge
 //! under the tenant's grant, and settle in the ledger to exactly the calls made; a
-//! replica that inflates its counter is countersigned only for what the edge saw.
+//! replica that inflates its counter is countersigned only for what the edge saw, and
+//! stops serving the tenant once the grace for its uncovered usage ran out.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -23,6 +24,8 @@ async fn countersigned_receipts_settle_to_the_calls_made_and_inflation_is_not_si
     let cluster = Cluster::start_with(3, |config| {
         config.metering.exchange_interval = Duration::from_millis(200);
         config.metering.tolerance = Tolerance { ppm: 0, slack: 0 };
+        config.metering.enforce = true;
+        config.metering.grace = Duration::from_secs(1);
         if !config.data_dir.ends_with("node-0") {
             config
                 .compute
@@ -208,6 +211,24 @@ async fn countersigned_receipts_settle_to_the_calls_made_and_inflation_is_not_si
             .sum::<u128>();
     }
     assert_eq!(charged, u128::from(calls));
+
+    // Node 1's inflated usage is never countersigned, so after the grace it stops serving
+    // the tenant; node 2, fully countersigned, keeps serving, and the edge's calls still
+    // succeed through it.
+    cluster
+        .wait_until(
+            "node 1 to stop serving the tenant",
+            Duration::from_secs(10),
+            |c| !c.node(1).metering().may_serve(&tenant.id()),
+        )
+        .await;
+    assert!(cluster.node(2).metering().may_serve(&tenant.id()));
+    let answer = http
+        .get(format!("{}/fn/hello/", cluster.api_url(0)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
     cluster.shutdown().await;
 }
 
