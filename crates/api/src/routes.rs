@@ -23,6 +23,8 @@ use crate::error::{ApiError, ErrorBody};
     ),
     paths(
         healthz,
+        crate::ledger_routes::list_receipts,
+        crate::ledger_routes::put_grant,
         get_node,
         list_workers,
         list_nodes,
@@ -67,7 +69,10 @@ use crate::error::{ApiError, ErrorBody};
         crate::studio_routes::ObjectDetailsView,
         crate::studio_routes::ChunkView,
         crate::s3_routes::CreateS3Key,
-        crate::s3_routes::S3KeyView
+        crate::s3_routes::S3KeyView,
+        crate::ledger_routes::ReceiptView,
+        crate::ledger_routes::ReceiptsView,
+        crate::ledger_routes::GrantView
     ))
 )]
 pub struct ApiDoc;
@@ -107,6 +112,7 @@ pub(crate) fn router(node: Node) -> Router {
         .merge(crate::compute_routes::routes())
         .merge(xnode_studio::router())
         .merge(crate::s3_routes::routes())
+        .merge(crate::ledger_routes::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             (state.node.clone(), api_metrics),

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use xnode_ledger::Resource;
 
 use bytes::Bytes;
 use xnode_compute::{ComputeError, FnRequest, HttpInvocation, NoStorage, Outbound};
@@ -256,6 +257,7 @@ impl Compute {
                 match result {
                     Ok(mut answer) => {
                         answer.retries = retries;
+                        self.observe_call(&deployment, self.node_id, answer.fuel);
                         return Ok(answer);
                     }
                     Err((e, reached_guest)) => {
@@ -283,6 +285,7 @@ impl Compute {
                         })
                         .inc();
                     self.note_forward(name, *node, started.elapsed(), true);
+                    self.observe_call(&deployment, *node, fuel);
                     return Ok(FnAnswer {
                         status,
                         headers: headers_from_wire(headers),
@@ -380,6 +383,21 @@ impl Compute {
         result
     }
 
+    /// Meters, as the owner's edge, a call `provider` answered with `fuel` burnt. The fuel
+    /// is the provider's own report, bounded by the deployment's fuel limit, so an answer
+    /// cannot claim more than a call may burn.
+    fn observe_call(&self, deployment: &Deployment, provider: NodeId, fuel: u64) {
+        let limit = deployment.spec.limits(&self.config).fuel;
+        self.metering
+            .observed(deployment.owner, provider, Resource::FunctionRequests, 1);
+        self.metering.observed(
+            deployment.owner,
+            provider,
+            Resource::FunctionFuel,
+            fuel.min(limit),
+        );
+    }
+
     /// Runs a forwarded call here.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn answer_invoke(
@@ -475,6 +493,19 @@ impl Compute {
                 false,
             ));
         }
+        if forwarded_from.is_some() && !self.metering.may_serve(&deployment.owner) {
+            return Err((
+                ComputeOpError::Guest {
+                    status: 402,
+                    code: "receipts_not_countersigned".into(),
+                    message: format!(
+                        "node {} serves this tenant again once its edge countersigns its receipts",
+                        self.node_id
+                    ),
+                },
+                false,
+            ));
+        }
         let module = self.http_module(deployment).await.map_err(|e| (e, false))?;
         let outbound: Arc<dyn Outbound> = match &spec.storage {
             Some(_) => match self.grant(&deployment.owner, &spec.name).await {
@@ -509,6 +540,16 @@ impl Compute {
             body: call.body.clone(),
         };
         let outcome = self.engine.invoke_http(&module, &invocation, request).await;
+        if outcome.result.is_ok() {
+            // Metered as provider: a call that returned an answer, billed to the owner and
+            // proposed to the edge that forwarded it (this node for its own calls).
+            let edge = forwarded_from.unwrap_or(self.node_id);
+            let owner = deployment.owner;
+            self.metering
+                .provided(owner, edge, Resource::FunctionRequests, 1);
+            self.metering
+                .provided(owner, edge, Resource::FunctionFuel, outcome.usage.fuel);
+        }
         let owner = deployment.owner.to_hex();
         let failed = !matches!(&outcome.result, Ok(r) if r.status < 500);
         self.account(

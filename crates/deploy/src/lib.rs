@@ -271,6 +271,8 @@ pub struct Compute {
     pub(crate) mesh: Mesh,
     pub(crate) endpoint: Endpoint<ComputeService>,
     pub(crate) storage: Arc<Storage>,
+    /// Meters of function usage, as provider and as the caller's edge (`xnode-metering`).
+    pub(crate) metering: Arc<xnode_metering::Metering>,
     /// Usage records and granted bucket keys.
     db: Db,
     pub(crate) config: ComputeConfig,
@@ -308,6 +310,7 @@ impl Compute {
         recorder: Arc<xnode_observe::Recorder>,
         shutdown: CancellationToken,
         otlp_endpoint: Option<String>,
+        metering: Arc<xnode_metering::Metering>,
     ) -> Result<Arc<Compute>, StartError> {
         config.validate().map_err(StartError::Config)?;
         let egress = config.egress_policy().map_err(StartError::Config)?;
@@ -338,6 +341,7 @@ impl Compute {
             endpoint: Endpoint::new(&mesh),
             mesh,
             storage: storage.clone(),
+            metering,
             db,
             config,
             work_dir,

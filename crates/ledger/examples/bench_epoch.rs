@@ -122,6 +122,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 },
                 provider_sig: SignatureBytes([1; 64]),
                 tenant_sig: Some(SignatureBytes([2; 64])),
+                grant: None,
             })
         })
         .collect();

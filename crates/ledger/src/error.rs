@@ -80,6 +80,9 @@ pub enum ReceiptError {
     /// The tenant's countersignature does not verify.
     #[error("tenant signature does not verify")]
     BadTenantSignature,
+    /// The countersignature was made under a grant that does not hold.
+    #[error("countersigning grant refused: {0}")]
+    BadGrant(&'static str),
 }
 
 /// Why an audit result was not accepted.

@@ -84,6 +84,7 @@ mod audit;
 mod epoch;
 mod error;
 mod fixed;
+mod grant;
 mod lookup;
 mod merkle;
 mod params;
@@ -104,6 +105,7 @@ pub use epoch::{
 };
 pub use error::{AuditError, LedgerError, ReceiptError};
 pub use fixed::{PPM, mul_div, pow_ppm};
+pub use grant::{CountersignGrant, GRANT_DOMAIN, GRANT_VERSION, GrantBody, MAX_GRANT_EPOCHS};
 pub use merkle::{
     Hash, MerkleTree, abi_encode_leaf, hash_pair, keccak256, leaf_hash, verify_proof,
 };

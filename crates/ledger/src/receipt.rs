@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use xnode_types::{NodeId, PublicKeyBytes, SecretKey, SignatureBytes};
 
 use crate::error::ReceiptError;
+use crate::grant::{CountersignGrant, GRANT_VERSION, MAX_GRANT_EPOCHS};
 use crate::params::{Epoch, Resource};
 use crate::signing::{KeyCache, NodeKeyProblem, SigningText};
 
@@ -91,6 +92,7 @@ impl ReceiptBody {
             body: self,
             provider_sig,
             tenant_sig: None,
+            grant: None,
         }
     }
 }
@@ -103,13 +105,29 @@ pub struct Receipt {
     /// The provider's signature over [`ReceiptBody::signing_text`].
     pub provider_sig: SignatureBytes,
     /// The tenant's countersignature over the same text; `None` until the tenant signs.
+    /// With a `grant`, it is the signature of the grant's delegate (the tenant's edge).
     pub tenant_sig: Option<SignatureBytes>,
+    /// The tenant's grant to the edge node that countersigned, when the tenant did not
+    /// sign itself (see [`CountersignGrant`]).
+    #[serde(default)]
+    pub grant: Option<CountersignGrant>,
 }
 
 impl Receipt {
     /// The tenant's half: adds its countersignature over the same signing text.
     pub fn countersign(mut self, tenant: &SecretKey) -> Receipt {
         self.tenant_sig = Some(tenant.sign(&self.body.signing_text()));
+        self
+    }
+
+    /// The tenant's edge's half: its countersignature under the tenant's `grant`.
+    pub fn countersign_as_delegate(
+        mut self,
+        delegate: &SecretKey,
+        grant: CountersignGrant,
+    ) -> Receipt {
+        self.tenant_sig = Some(delegate.sign(&self.body.signing_text()));
+        self.grant = Some(grant);
         self
     }
 
@@ -287,10 +305,61 @@ impl SignatureVerifier {
             .tenant_sig
             .as_ref()
             .ok_or(ReceiptError::MissingTenantSignature)?;
-        if !self.keys.verify(&body.tenant, &text, tenant_sig) {
+        let countersigner = match &receipt.grant {
+            None => body.tenant,
+            Some(grant) => {
+                self.check_grant(grant, body)?;
+                grant.body.delegate_key
+            }
+        };
+        if !self.keys.verify(&countersigner, &text, tenant_sig) {
             return Err(ReceiptError::BadTenantSignature);
         }
         Ok(VerifiedReceipt(receipt.clone()))
+    }
+
+    /// Checks that `grant` is the receipt's tenant's valid grant for the receipt's epoch.
+    fn check_grant(
+        &mut self,
+        grant: &CountersignGrant,
+        receipt: &ReceiptBody,
+    ) -> Result<(), ReceiptError> {
+        let body = &grant.body;
+        if body.v != GRANT_VERSION {
+            return Err(ReceiptError::BadGrant("unsupported grant version"));
+        }
+        if body.network != self.network {
+            return Err(ReceiptError::BadGrant("grant is for another network"));
+        }
+        if body.tenant != receipt.tenant {
+            return Err(ReceiptError::BadGrant("grant is from another tenant"));
+        }
+        if !body.covers(receipt.epoch) {
+            return Err(ReceiptError::BadGrant(
+                "grant does not cover the receipt's epoch",
+            ));
+        }
+        if body.until_epoch.0.saturating_sub(body.from_epoch.0) >= MAX_GRANT_EPOCHS {
+            return Err(ReceiptError::BadGrant("grant covers too many epochs"));
+        }
+        if self
+            .keys
+            .check_node_key(&body.delegate_key, &body.delegate)
+            .is_err()
+        {
+            return Err(ReceiptError::BadGrant(
+                "delegate key does not match the delegate node",
+            ));
+        }
+        if !self
+            .keys
+            .verify(&body.tenant, &body.signing_text(), &grant.tenant_sig)
+        {
+            return Err(ReceiptError::BadGrant(
+                "tenant signature on the grant does not verify",
+            ));
+        }
+        Ok(())
     }
 
     /// Verifies a batch of receipts; one result per receipt, in input order.
@@ -305,6 +374,7 @@ impl SignatureVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grant::GrantBody;
 
     fn keys() -> (SecretKey, SecretKey) {
         (
@@ -420,6 +490,77 @@ mod tests {
         assert_eq!(book.len(), 1);
         let key = body(&provider, &tenant, 0).key();
         assert_eq!(book.get(&key).map(|r| r.body().cumulative), Some(9));
+    }
+
+    fn grant(tenant: &SecretKey, edge: &SecretKey, from: u64, until: u64) -> CountersignGrant {
+        GrantBody {
+            v: GRANT_VERSION,
+            network: "testnet".into(),
+            tenant: tenant.public(),
+            delegate: edge.node_id(),
+            delegate_key: edge.public(),
+            from_epoch: Epoch(from),
+            until_epoch: Epoch(until),
+        }
+        .sign(tenant)
+    }
+
+    #[test]
+    fn countersignature_under_a_grant_verifies_and_bad_grants_are_refused() {
+        let (provider, tenant) = keys();
+        let edge = SecretKey::from_seed(&[3; 32]).unwrap();
+        let stranger = SecretKey::from_seed(&[4; 32]).unwrap();
+        let proposal = body(&provider, &tenant, 10).sign_as_provider(&provider);
+
+        let good = proposal
+            .clone()
+            .countersign_as_delegate(&edge, grant(&tenant, &edge, 0, 10));
+        assert!(good.verify("testnet").is_ok());
+
+        // A stranger cannot countersign under a grant to the edge.
+        let impostor = proposal
+            .clone()
+            .countersign_as_delegate(&stranger, grant(&tenant, &edge, 0, 10));
+        assert_eq!(
+            impostor.verify("testnet"),
+            Err(ReceiptError::BadTenantSignature)
+        );
+
+        // A grant the stranger signed for itself in the tenant's name.
+        let mut self_granted = grant(&tenant, &stranger, 0, 10);
+        self_granted.tenant_sig = stranger.sign(&self_granted.body.signing_text());
+        let forged = proposal
+            .clone()
+            .countersign_as_delegate(&stranger, self_granted);
+        assert!(matches!(
+            forged.verify("testnet"),
+            Err(ReceiptError::BadGrant(_))
+        ));
+
+        // A grant that ended before the receipt's epoch (7).
+        let expired = proposal
+            .clone()
+            .countersign_as_delegate(&edge, grant(&tenant, &edge, 0, 6));
+        assert!(matches!(
+            expired.verify("testnet"),
+            Err(ReceiptError::BadGrant(_))
+        ));
+
+        // A grant by another tenant.
+        let other_tenant = proposal
+            .clone()
+            .countersign_as_delegate(&edge, grant(&stranger, &edge, 0, 10));
+        assert!(matches!(
+            other_tenant.verify("testnet"),
+            Err(ReceiptError::BadGrant(_))
+        ));
+
+        // A grant without bound.
+        let unbounded = proposal.countersign_as_delegate(&edge, grant(&tenant, &edge, 0, u64::MAX));
+        assert!(matches!(
+            unbounded.verify("testnet"),
+            Err(ReceiptError::BadGrant(_))
+        ));
     }
 
     #[test]

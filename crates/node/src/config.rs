@@ -50,6 +50,9 @@ pub struct Config {
     pub storage: xnode_storage::StorageConfig,
     /// WebAssembly compute: instance and memory caps, reconciliation, node labels.
     pub compute: xnode_deploy::ComputeConfig,
+    /// Usage meters and the receipt exchange: epoch length, exchange interval, the grace
+    /// before an uncountersigned tenant stops being served, and the edge's tolerance.
+    pub metering: xnode_metering::MeteringConfig,
     /// OTLP/HTTP collector (for example `http://127.0.0.1:4318`) that receives the spans
     /// of function calls as JSON. Off when absent.
     pub otlp_endpoint: Option<String>,
@@ -150,6 +153,7 @@ impl Default for Config {
             http: xnode_serve::HttpLimits::default(),
             storage: xnode_storage::StorageConfig::default(),
             compute: xnode_deploy::ComputeConfig::default(),
+            metering: xnode_metering::MeteringConfig::default(),
             otlp_endpoint: None,
             enable_fault_injection: false,
             operator_key_file: None,
@@ -232,6 +236,12 @@ impl Config {
             return Err(ConfigError::Timing {
                 field: "otlp_endpoint",
                 reason: format!("{endpoint:?} must be an http:// or https:// URL"),
+            });
+        }
+        if let Err(reason) = self.metering.validate() {
+            return Err(ConfigError::Timing {
+                field: "metering",
+                reason,
             });
         }
         if let Err(reason) = self.compute.validate() {

@@ -113,6 +113,7 @@ pub(crate) struct Inner {
     pub mesh_task: Mutex<Option<JoinHandle<()>>>,
     pub storage: Arc<Storage>,
     pub compute: Arc<Compute>,
+    pub metering: Arc<xnode_metering::Metering>,
     pub recorder: Arc<xnode_observe::Recorder>,
     pub view: Mutex<xnode_observe::NetworkView>,
     pub tenant_rate: Arc<xnode_serve::KeyedRateLimiter<PublicKeyBytes>>,
@@ -266,6 +267,13 @@ impl Node {
         let compute_metrics = xnode_deploy::usage::ComputeMetrics::register(&mut metrics);
         let shutdown = CancellationToken::new();
         let recorder: Arc<xnode_observe::Recorder> = Default::default();
+        let metering = xnode_metering::Metering::new(
+            key.clone(),
+            &config.network,
+            db.clone(),
+            &mesh,
+            config.metering.clone(),
+        );
         let compute = Compute::new(
             id,
             key.clone(),
@@ -279,6 +287,7 @@ impl Node {
             recorder.clone(),
             shutdown.clone(),
             config.otlp_endpoint.clone(),
+            metering.clone(),
         )?;
         let mut probe = capacity::CapacityProbe::new();
         let capacity = probe.sample(&config.data_dir);
@@ -317,6 +326,7 @@ impl Node {
                 mesh_task: Mutex::new(Some(mesh_task)),
                 storage: storage.clone(),
                 compute: compute.clone(),
+                metering: metering.clone(),
                 recorder,
                 view: Default::default(),
                 tenant_rate: Arc::new(xnode_serve::KeyedRateLimiter::new(
@@ -337,6 +347,8 @@ impl Node {
         for worker in storage.workers() {
             runner.spawn(worker);
         }
+        runner.spawn(metering.serve());
+        runner.spawn(metering.worker());
         runner.spawn(compute.serve());
         for worker in compute.workers() {
             runner.spawn(worker);
@@ -363,6 +375,11 @@ impl Node {
 
     pub fn registry(&self) -> &Arc<Registry> {
         &self.inner.registry
+    }
+
+    /// Usage meters, countersigning grants and countersigned receipts.
+    pub fn metering(&self) -> &Arc<xnode_metering::Metering> {
+        &self.inner.metering
     }
 
     pub fn compute(&self) -> &Arc<Compute> {

@@ -131,6 +131,16 @@ pub mod kinds {
     pub const ADMISSION_LIST: u8 = 40;
     /// An admission list with its authority's signature, as a file and a registry value.
     pub const SIGNED_ADMISSION_LIST: u8 = 41;
+    /// A usage counter in a node's local database (`xnode-metering`).
+    pub const METER_COUNTER: u8 = 60;
+    /// A countersigned receipt in a node's local database (`xnode-metering`).
+    pub const STORED_RECEIPT: u8 = 61;
+    /// A receipt exchange request between a provider and a tenant's edge.
+    pub const RECEIPT_REQUEST: u8 = 62;
+    /// A receipt exchange response.
+    pub const RECEIPT_RESPONSE: u8 = 63;
+    /// A tenant's countersigning grant kept by its edge node.
+    pub const STORED_GRANT: u8 = 64;
     pub const COMPUTE_REQUEST: u8 = 30;
     pub const COMPUTE_RESPONSE: u8 = 31;
 }

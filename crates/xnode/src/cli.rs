@@ -29,6 +29,11 @@ pub enum Command {
     Workers(ClientArgs),
     /// Node and tenant keys: show the node's identity, or create a tenant key.
     Key(KeyArgs),
+    /// Settlement: the countersigned usage receipts a node holds.
+    Ledger {
+        #[command(subcommand)]
+        action: LedgerAction,
+    },
     /// Operator and authority keys, and signed admission lists for the allowlist policy.
     Admission {
         #[command(subcommand)]
@@ -299,6 +304,18 @@ pub struct KeyArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LedgerAction {
+    /// List the countersigned receipts the node holds for an epoch (as provider or edge).
+    Receipts {
+        /// The epoch number; the current epoch when absent.
+        #[arg(long)]
+        epoch: Option<u64>,
+        #[command(flatten)]
+        args: ClientArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -154,6 +154,51 @@ pub async fn nodes(args: ClientArgs) -> anyhow::Result<()> {
 }
 
 /// `xnode workers`: the background workers of the node answering, and their state.
+/// `xnode ledger receipts`: the countersigned receipts a node holds for an epoch.
+pub async fn receipts(args: ClientArgs, epoch: Option<u64>) -> anyhow::Result<()> {
+    let path = match epoch {
+        Some(epoch) => format!("/v1/ledger/receipts?epoch={epoch}"),
+        None => "/v1/ledger/receipts".to_owned(),
+    };
+    let listing = get_json(&args.api, &path).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&listing)?);
+        return Ok(());
+    }
+    println!(
+        "epoch {} ({} s)",
+        listing["epoch"].as_u64().unwrap_or(0),
+        listing["epoch_seconds"].as_u64().unwrap_or(0)
+    );
+    let rows: Vec<Vec<String>> = listing["receipts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            let text = |field: &str| r[field].as_str().unwrap_or("?").to_owned();
+            vec![
+                text("tenant"),
+                text("provider"),
+                text("resource"),
+                r["cumulative"].as_u64().unwrap_or(0).to_string(),
+                text("countersigned_by"),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "TENANT",
+            "PROVIDER",
+            "RESOURCE",
+            "CUMULATIVE",
+            "COUNTERSIGNED BY",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
 pub async fn workers(args: ClientArgs) -> anyhow::Result<()> {
     let workers = get_json(&args.api, "/v1/node/workers").await?;
     if args.json {

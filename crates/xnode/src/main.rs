@@ -43,6 +43,9 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Nodes(args) => client::nodes(args).await,
         cli::Command::Status(args) => client::status(args).await,
         cli::Command::Workers(args) => client::workers(args).await,
+        cli::Command::Ledger {
+            action: cli::LedgerAction::Receipts { epoch, args },
+        } => client::receipts(args, epoch).await,
         cli::Command::Admission { action } => admission_cmd::run(action),
         cli::Command::Key(cli::KeyArgs {
             action: Some(cli::KeyAction::S3 { action }),

@@ -72,6 +72,7 @@ pub(crate) fn unchecked_receipt(body: ReceiptBody) -> VerifiedReceipt {
         body,
         provider_sig: SignatureBytes([0; 64]),
         tenant_sig: Some(SignatureBytes([0; 64])),
+        grant: None,
     })
 }
 
