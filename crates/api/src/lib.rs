@@ -9,6 +9,7 @@ mod auth;
 mod compute_routes;
 mod error;
 mod host_check;
+mod node_routes;
 mod observe_routes;
 mod routes;
 mod s3_routes;

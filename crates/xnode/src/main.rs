@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod compute_cmd;
 mod devnet;
+mod drain_cmd;
 mod s3_cmd;
 mod sd_notify;
 mod start;
@@ -43,6 +44,8 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Nodes(args) => client::nodes(args).await,
         cli::Command::Status(args) => client::status(args).await,
         cli::Command::Workers(args) => client::workers(args).await,
+        cli::Command::Drain(args) => drain_cmd::drain(args).await,
+        cli::Command::Leave(args) => drain_cmd::leave(args).await,
         cli::Command::Admission { action } => admission_cmd::run(action),
         cli::Command::Key(cli::KeyArgs {
             action: Some(cli::KeyAction::S3 { action }),
