@@ -79,8 +79,36 @@ async fn a_drained_node_leaves_every_object_with_rf_copies_on_the_others() {
             .sum()
     };
     let repairs_before = repairs(&c);
-    let started = c.node(victim).drain(true).await.unwrap();
-    assert_eq!(started.state, DrainState::Draining);
+    // Only the node's operator may drain it: a stranger's signed request is refused and
+    // changes nothing; the operator's (signed with its key file, as `xnode drain` does)
+    // starts the drain.
+    let http = reqwest::Client::new();
+    let drain_request = |signer: &Tenant| {
+        let mut request = http.post(format!("{}/v1/node/drain", c.api_url(victim)));
+        for (name, value) in
+            signer.signed_headers(&c.id(victim), "POST", "/v1/node/drain", "", b"", false)
+        {
+            request = request.header(name, value);
+        }
+        request
+    };
+    let stranger = drain_request(&Tenant::new()).send().await.unwrap();
+    assert_eq!(stranger.status(), reqwest::StatusCode::FORBIDDEN);
+    assert_eq!(c.node(victim).drain_status().state, DrainState::Idle);
+    let (operator_key, _) = xnode_node::identity::load_operator_key(
+        c.data_dir(victim),
+        Some(
+            &c.data_dir(victim)
+                .join(xnode_node::identity::OPERATOR_KEY_FILE),
+        ),
+    )
+    .unwrap();
+    let operator = Tenant { key: operator_key };
+    let started = drain_request(&operator).send().await.unwrap();
+    assert_eq!(started.status(), reqwest::StatusCode::ACCEPTED);
+    let started: serde_json::Value = started.json().await.unwrap();
+    assert_eq!(started["state"], "draining");
+    assert_eq!(started["stop_when_drained"], true);
     c.wait_until("the drain to finish", Duration::from_secs(30), |c| {
         c.node(victim).drain_status().state == DrainState::Drained
     })
