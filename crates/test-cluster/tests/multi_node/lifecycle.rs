@@ -45,7 +45,7 @@ async fn a_drained_node_leaves_every_object_with_rf_copies_on_the_others() {
     c.create_bucket(0, &tenant, "archive").await;
     let mut objects = Vec::new();
     let mut chunks: Vec<ChunkId> = Vec::new();
-    for k in 0..4u8 {
+    for k in 0..3u8 {
         let body = data(150_000 + usize::from(k) * 10_000, k);
         let key = format!("file-{k}");
         let meta = c.put(0, &tenant, "archive", &key, &body).await.unwrap();
@@ -72,6 +72,18 @@ async fn a_drained_node_leaves_every_object_with_rf_copies_on_the_others() {
         .count();
     assert!(held > 0, "the drained node holds data");
 
+    // A deployment with a replica on every node: the drained node's must stop there.
+    c.deploy(
+        0,
+        &tenant,
+        "hello",
+        xnode_deploy::spec::Kind::Http,
+        "hello",
+        4,
+        |_| {},
+    )
+    .await;
+    assert!(c.node(victim).compute().running_here() > 0);
     let repairs = |c: &Cluster| -> u64 {
         c.running()
             .iter()
@@ -120,6 +132,8 @@ async fn a_drained_node_leaves_every_object_with_rf_copies_on_the_others() {
     // leave the draining node out of placement as soon as they see its record; the drain
     // finished only once it had checked every copy itself.
     assert!(status.rounds >= 1, "{status:?}");
+    assert_eq!(status.workloads_here, 0, "{status:?}");
+    assert_eq!(c.node(victim).compute().running_here(), 0);
     assert!(
         repairs(&c) > repairs_before,
         "copies were made for the drain"
@@ -156,6 +170,10 @@ async fn a_drained_node_leaves_every_object_with_rf_copies_on_the_others() {
         }
         assert_eq!(copies, 3, "metadata of {key} after the drain");
     }
+    // The deployment runs on the three others (a replica per node, at most).
+    let observer = c.running()[0];
+    c.wait_replicas(observer, "hello", 3, Duration::from_secs(10))
+        .await;
     // The others know it left for good, and read everything through every node.
     for i in c.running() {
         let record = c
