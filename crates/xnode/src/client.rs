@@ -116,7 +116,7 @@ pub async fn nodes(args: ClientArgs) -> anyhow::Result<()> {
             // beside its liveness.
             let state = match (n["refused"].as_str(), n["status"].as_str()) {
                 (Some(_), _) => "refused".to_owned(),
-                (None, Some(status @ ("draining" | "left"))) => {
+                (None, Some(status @ ("draining" | "left"))) if n["state"] != status => {
                     format!("{} ({status})", n["state"].as_str().unwrap_or("?"))
                 }
                 _ => n["state"].as_str().unwrap_or("?").to_owned(),
