@@ -10,6 +10,7 @@ mod compute_routes;
 mod error;
 mod host_check;
 mod ledger_routes;
+mod node_routes;
 mod observe_routes;
 mod routes;
 mod s3_routes;

@@ -32,6 +32,9 @@ use crate::error::{ApiError, ErrorBody};
         metrics,
         get_faults,
         put_faults,
+        crate::node_routes::start_drain,
+        crate::node_routes::drain_status,
+        crate::node_routes::leave,
         crate::storage_routes::health,
         crate::storage_routes::reputation,
         crate::storage_routes::list_buckets,
@@ -61,6 +64,7 @@ use crate::error::{ApiError, ErrorBody};
         CapacityView,
         FaultsView,
         ErrorBody,
+        crate::node_routes::DrainView,
         crate::storage_routes::HealthView,
         crate::storage_routes::ReputationView,
         crate::storage_routes::BucketView,
@@ -109,6 +113,7 @@ pub(crate) fn router(node: Node) -> Router {
             get(crate::studio_routes::object_details),
         )
         .merge(crate::storage_routes::routes())
+        .merge(crate::node_routes::routes())
         .merge(crate::compute_routes::routes())
         .merge(xnode_studio::router())
         .merge(crate::s3_routes::routes())
@@ -279,6 +284,14 @@ pub struct NodeListItem {
     pub is_self: bool,
     /// Smoothed round trip of the answering node's probes to this node, in milliseconds.
     pub rtt_ms: Option<f64>,
+    /// What the node's own signed record says: `active`, `draining` or `left`.
+    pub status: Option<String>,
+    /// The node-to-node protocol it advertises, e.g. `1.1 (oldest 1.0)`.
+    pub protocol: Option<String>,
+    /// The protocol version the answering node talks to it at.
+    pub negotiated_protocol: Option<String>,
+    /// Why the answering node refuses it (an incompatible protocol version), if it does.
+    pub refused: Option<String>,
 }
 
 fn rfc3339(ms: u64) -> String {
@@ -306,6 +319,10 @@ pub(crate) fn to_item(s: NodeSummary) -> NodeListItem {
         version: s.version,
         is_self: s.is_self,
         rtt_ms: s.rtt_us.map(|us| (us as f64 / 10.0).round() / 100.0),
+        status: s.status.map(|status| status.as_str().to_owned()),
+        protocol: s.protocol,
+        negotiated_protocol: s.negotiated_protocol,
+        refused: s.refused,
     }
 }
 

@@ -46,6 +46,8 @@ impl Compute {
                 let entry = self.registry.get(&NodeRecord::registry_key(&id))?;
                 xnode_registry::node_record(&entry)
             })
+            // A draining (or departed) node takes no new work; its replicas move away.
+            .filter(|r| r.status == xnode_types::NodeStatus::Active)
             .collect();
         self.storage
             .admission()
@@ -59,6 +61,17 @@ impl Compute {
                 memory_free_bytes: a.record.capacity.memory_free_bytes,
             })
             .collect()
+    }
+
+    /// Replicas, long-running workers and jobs running on this node now: what a drain
+    /// waits to see moved away or finished.
+    pub fn running_here(&self) -> usize {
+        let local = xnode_types::lock(&self.local);
+        local
+            .http
+            .len()
+            .saturating_add(local.workers.len())
+            .saturating_add(local.jobs.len())
     }
 
     /// Whether `node` is admitted to run work (by its record in the registry), whether

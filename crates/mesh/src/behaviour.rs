@@ -61,7 +61,9 @@ impl Behaviour {
 
         let identify = identify::Behaviour::new(
             identify::Config::new(protocol_version(network), keypair.public())
-                .with_agent_version(format!("xnode/{}", xnode_types::SOFTWARE_VERSION))
+                // The agent string carries the protocol range (see `protocol`): peers
+                // judge it on every connection.
+                .with_agent_version(config.protocol.agent(xnode_types::SOFTWARE_VERSION))
                 .with_push_listen_addr_updates(true)
                 // Dial addresses come from the membership (see `driver::dial_addresses`),
                 // not from identify's cache, so failure detection controls what is dialled.

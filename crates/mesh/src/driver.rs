@@ -31,6 +31,7 @@ use crate::metrics::{MeshMetrics, ReasonLabel, ResultLabel, ServiceLabel, StateL
 use crate::proto::{
     MAX_RPC_BYTES, RpcErrorCode, RpcRequest, RpcResponse, SwimRequest, SwimResponse,
 };
+use crate::protocol::PeerProtocol;
 use crate::ratelimit::SwimInboundLimits;
 use crate::swim::{MemberState, Membership};
 use crate::validation::{self, PendingValidations};
@@ -124,6 +125,9 @@ pub(crate) async fn start(
             .membership_refused
             .get_or_create(&ReasonLabel { reason });
     }
+    let _ = metrics.peers_refused.get_or_create(&ReasonLabel {
+        reason: "incompatible_protocol",
+    });
     for reason in [
         "rate_limited",
         "malformed",
@@ -158,6 +162,8 @@ pub(crate) async fn start(
         faults: Default::default(),
         events,
         network: config.network.clone(),
+        peer_protocols: Default::default(),
+        protocol: config.protocol,
     });
     let (tx, rx) = mpsc::channel(4096);
     let topic_name = topic.to_string();
@@ -190,6 +196,7 @@ pub(crate) async fn start(
         last_push_pull: Instant::now(),
         last_kad_bootstrap: Instant::now(),
         leaving: None,
+        refused: HashSet::new(),
     };
     // Wait for the listeners to report their addresses, so the first announcement and the
     // node's record carry them. Listening on loopback or a port is immediate.
@@ -298,6 +305,8 @@ struct Driver {
     last_push_pull: Instant,
     last_kad_bootstrap: Instant,
     leaving: Option<(Instant, oneshot::Sender<()>)>,
+    /// Peers whose protocol range this node refuses: their messages are dropped.
+    refused: HashSet<NodeId>,
 }
 
 impl Driver {
@@ -480,10 +489,28 @@ impl Driver {
     }
 
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        // A refused peer's messages are dropped: it may send some before its Identify
+        // arrives and its connection is closed, and it may dial again.
+        match &event {
+            BehaviourEvent::Swim(request_response::Event::Message { peer, .. })
+            | BehaviourEvent::Rpc(request_response::Event::Message { peer, .. })
+                if self.refused.contains(&NodeId::from(*peer)) =>
+            {
+                return;
+            }
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source, ..
+            }) if self.refused.contains(&NodeId::from(*propagation_source)) => return,
+            _ => {}
+        }
         match event {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 if info.protocol_version != protocol_version(&self.config.network) {
                     tracing::debug!(%peer_id, version = %info.protocol_version, "peer of another network; disconnecting");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                if !self.judge_protocol(NodeId::from(peer_id), &info.agent_version) {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
@@ -533,6 +560,41 @@ impl Driver {
     }
 
     // ----- RPC --------------------------------------------------------------------------
+
+    /// Judges a peer's advertised protocol range against this node's, records the
+    /// verdict for the nodes API, and returns whether the peer is accepted. A refusal is
+    /// logged as a warning when it is new or its reason changed, and counted every time.
+    fn judge_protocol(&mut self, node: NodeId, agent: &str) -> bool {
+        let judged = PeerProtocol::judge(&self.config.protocol, agent, xnode_types::unix_ms());
+        let previous = {
+            let mut table = match self.shared.peer_protocols.write() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            table.insert(node, judged.clone())
+        };
+        match &judged.refused {
+            Some(reason) => {
+                if previous.and_then(|p| p.refused).as_ref() != Some(reason) {
+                    tracing::warn!(%node, agent = %judged.agent, ours = %self.config.protocol, %reason, "refusing a peer of an incompatible protocol version");
+                }
+                self.metrics
+                    .peers_refused
+                    .get_or_create(&ReasonLabel {
+                        reason: "incompatible_protocol",
+                    })
+                    .inc();
+                self.refused.insert(node);
+                false
+            }
+            None => {
+                if self.refused.remove(&node) {
+                    tracing::info!(%node, agent = %judged.agent, "a refused peer now speaks a compatible protocol version");
+                }
+                true
+            }
+        }
+    }
 
     fn on_rpc_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
         match event {

@@ -27,6 +27,7 @@ mod legacy;
 pub mod liveness;
 mod metrics;
 pub mod proto;
+pub mod protocol;
 mod ratelimit;
 pub mod rpc;
 pub mod swim;
@@ -46,6 +47,7 @@ pub use faults::{FaultRules, Faults};
 pub use liveness::{LivenessError, LivenessRecord, SelfStatus};
 pub use metrics::MeshMetrics;
 pub use proto::{RpcErrorCode, RpcResponse};
+pub use protocol::{PeerProtocol, ProtocolRange, ProtocolVersion};
 pub use rpc::{Endpoint, Handler, QuorumError, RpcError, Server, Service};
 pub use swim::{MemberState, MembershipUpdate, SwimConfig};
 pub use validation::{GossipId, Validation};
@@ -66,6 +68,10 @@ pub struct MeshConfig {
     /// How often a random peer is asked for its whole membership view.
     #[serde(with = "secs")]
     pub push_pull_interval: Duration,
+    /// The node-to-node protocol versions this node advertises and accepts (see
+    /// [`protocol`]); this release's own unless a drill or test overrides it.
+    #[serde(default)]
+    pub protocol: ProtocolRange,
 }
 
 mod secs {
@@ -91,6 +97,7 @@ impl Default for MeshConfig {
             network: "xnode".into(),
             swim: SwimConfig::default(),
             push_pull_interval: Duration::from_secs(10),
+            protocol: ProtocolRange::default(),
         }
     }
 }
@@ -234,6 +241,9 @@ pub(crate) struct Shared {
     pub faults: Faults,
     pub events: broadcast::Sender<MeshEvent>,
     pub network: String,
+    /// What each peer advertised in its last Identify, and whether it was refused.
+    pub peer_protocols: RwLock<HashMap<NodeId, PeerProtocol>>,
+    pub protocol: ProtocolRange,
 }
 
 /// A handle to the running mesh. Cheap to clone.
@@ -300,6 +310,18 @@ impl Mesh {
     /// The addresses this node listens on (with unspecified IPs expanded).
     pub fn listen_addrs(&self) -> Vec<Multiaddr> {
         read(&self.shared.listen_addrs)
+    }
+
+    /// The protocol range this node advertises.
+    pub fn protocol(&self) -> ProtocolRange {
+        self.shared.protocol
+    }
+
+    /// What each peer this node has identified advertised, with the version the two talk
+    /// at, or why this node refuses it. A refused peer's messages are dropped and its
+    /// connections closed.
+    pub fn peer_protocols(&self) -> HashMap<NodeId, PeerProtocol> {
+        read(&self.shared.peer_protocols)
     }
 
     /// Every member this node knows of, except itself.

@@ -56,6 +56,8 @@ pub struct MeshMetrics {
     pub membership_refused: Family<ReasonLabel, Counter>,
     /// Inbound SWIM requests dropped unanswered, by reason.
     pub swim_dropped: Family<ReasonLabel, Counter>,
+    /// Peers refused on connect, by reason (`incompatible_protocol`).
+    pub peers_refused: Family<ReasonLabel, Counter>,
 }
 
 impl Default for MeshMetrics {
@@ -78,6 +80,7 @@ impl Default for MeshMetrics {
             gossip_validation: Family::default(),
             membership_refused: Family::default(),
             swim_dropped: Family::default(),
+            peers_refused: Family::default(),
         }
     }
 }
@@ -154,6 +157,11 @@ impl MeshMetrics {
             "swim_requests_dropped",
             "Inbound SWIM requests dropped unanswered, by reason",
             m.swim_dropped.clone(),
+        );
+        r.register(
+            "peers_refused",
+            "Connections closed because the peer speaks an incompatible protocol version",
+            m.peers_refused.clone(),
         );
         m
     }

@@ -56,6 +56,11 @@ pub struct Config {
     /// OTLP/HTTP collector (for example `http://127.0.0.1:4318`) that receives the spans
     /// of function calls as JSON. Off when absent.
     pub otlp_endpoint: Option<String>,
+    /// The node-to-node protocol version this node advertises instead of its own
+    /// (`MAJOR.MINOR`), for upgrade drills and tests: a higher minor stands in for the
+    /// next release, another major for an incompatible one. Absent (the default), the
+    /// release's own.
+    pub advertised_protocol: Option<String>,
     /// Expose `/v1/admin/faults` so drills and tests can inject drops, delays and
     /// partitions. Never enable on a production node.
     pub enable_fault_injection: bool,
@@ -156,6 +161,7 @@ impl Default for Config {
             metering: xnode_metering::MeteringConfig::default(),
             otlp_endpoint: None,
             enable_fault_injection: false,
+            advertised_protocol: None,
             operator_key_file: None,
             admission: AdmissionConfig::default(),
         }
@@ -222,6 +228,12 @@ impl Config {
             mdns: self.mdns,
             network: self.network.clone(),
             swim: self.swim.clone(),
+            protocol: self
+                .advertised_protocol
+                .as_deref()
+                .and_then(|v| v.parse().ok())
+                .map(xnode_mesh::ProtocolRange::advertising)
+                .unwrap_or_default(),
             ..MeshConfig::default()
         }
     }
@@ -230,6 +242,14 @@ impl Config {
     /// needed and proving it writable.
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_data_dir(&self.data_dir)?;
+        if let Some(version) = &self.advertised_protocol
+            && let Err(reason) = version.parse::<xnode_mesh::ProtocolVersion>()
+        {
+            return Err(ConfigError::Timing {
+                field: "advertised_protocol",
+                reason,
+            });
+        }
         if let Some(endpoint) = &self.otlp_endpoint
             && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
         {

@@ -8,6 +8,7 @@
 
 pub mod capacity;
 pub mod config;
+pub mod drain;
 pub mod identity;
 pub mod observe;
 mod workers;
@@ -93,6 +94,15 @@ pub struct NodeSummary {
     pub is_self: bool,
     /// Smoothed round trip of this node's probes to it, in microseconds.
     pub rtt_us: Option<u64>,
+    /// What the node's signed record says of its intent: active, draining or left.
+    pub status: Option<NodeStatus>,
+    /// The node-to-node protocol it advertises (`1.1 (oldest 1.0)`), as its last Identify
+    /// said.
+    pub protocol: Option<String>,
+    /// The version this node talks to it at.
+    pub negotiated_protocol: Option<String>,
+    /// Why this node refuses it (an incompatible protocol version), if it does.
+    pub refused: Option<String>,
 }
 
 pub(crate) struct Inner {
@@ -117,6 +127,9 @@ pub(crate) struct Inner {
     pub recorder: Arc<xnode_observe::Recorder>,
     pub view: Mutex<xnode_observe::NetworkView>,
     pub tenant_rate: Arc<xnode_serve::KeyedRateLimiter<PublicKeyBytes>>,
+    pub drain: Mutex<drain::DrainStatus>,
+    /// Cancelled when the node asks its process to stop (after a drain or a leave).
+    pub stop_requested: CancellationToken,
 }
 
 /// A running node. Cheap to clone.
@@ -333,6 +346,8 @@ impl Node {
                     http_limits.requests_per_second_per_tenant,
                     http_limits.tenant_burst,
                 )),
+                drain: Default::default(),
+                stop_requested: CancellationToken::new(),
             }),
         };
         node.inner
@@ -490,6 +505,12 @@ impl Node {
         }
     }
 
+    /// The operator whose certificate this node carries: the only key that may drain it
+    /// or make it leave.
+    pub fn operator(&self) -> Option<xnode_types::PublicKeyBytes> {
+        lock(&self.inner.record).operator.map(|cert| cert.operator)
+    }
+
     /// The node records held in the registry, by node id.
     pub fn records(&self) -> Vec<NodeRecord> {
         self.inner.registry.node_records()
@@ -515,7 +536,20 @@ impl Node {
             version: Some(me.version),
             is_self: true,
             rtt_us: None,
+            status: Some(my_record.status),
+            protocol: Some(self.inner.mesh.protocol().to_string()),
+            negotiated_protocol: None,
+            refused: None,
         });
+        let protocols = self.inner.mesh.peer_protocols();
+        let protocol_of = |id: &NodeId| {
+            let p = protocols.get(id);
+            (
+                p.and_then(|p| p.range).map(|r| r.to_string()),
+                p.and_then(|p| p.negotiated).map(|v| v.to_string()),
+                p.and_then(|p| p.refused.clone()),
+            )
+        };
         let members = self.inner.mesh.members();
         let mut seen = std::collections::HashSet::from([self.inner.id]);
         for m in members {
@@ -537,12 +571,16 @@ impl Node {
                 version: record.map(|r| r.version.clone()),
                 is_self: false,
                 rtt_us: m.rtt_us,
+                status: record.map(|r| r.status),
+                protocol: protocol_of(&m.id).0,
+                negotiated_protocol: protocol_of(&m.id).1,
+                refused: protocol_of(&m.id).2,
             });
         }
         // Records of nodes the failure detector has not met yet (it learns of them from
         // the registry within moments): report what the record says.
         for (id, r) in records {
-            if seen.contains(&id) {
+            if !seen.insert(id) {
                 continue;
             }
             out.push(NodeSummary {
@@ -561,6 +599,35 @@ impl Node {
                 version: Some(r.version.clone()),
                 is_self: false,
                 rtt_us: None,
+                status: Some(r.status),
+                protocol: protocol_of(&id).0,
+                negotiated_protocol: protocol_of(&id).1,
+                refused: protocol_of(&id).2,
+            });
+        }
+        // Peers refused for their protocol that are neither members nor in the registry:
+        // listed so an operator sees who tried to join and why it was turned away.
+        for (id, p) in &protocols {
+            if seen.contains(id) || p.refused.is_none() {
+                continue;
+            }
+            seen.insert(*id);
+            out.push(NodeSummary {
+                id: *id,
+                addresses: Vec::new(),
+                api_url: None,
+                zone: None,
+                state: MemberState::Dead,
+                incarnation: 0,
+                last_seen_ms: Some(p.at_ms),
+                capacity: None,
+                version: None,
+                is_self: false,
+                rtt_us: None,
+                status: None,
+                protocol: p.range.map(|r| r.to_string()),
+                negotiated_protocol: None,
+                refused: p.refused.clone(),
             });
         }
         out.sort_by(|a, b| b.is_self.cmp(&a.is_self).then(a.id.cmp(&b.id)));
@@ -621,14 +688,14 @@ impl Node {
         self.inner.shutdown.clone()
     }
 
-    /// Stops gracefully: marks this node's record `left`, announces the departure on the
-    /// mesh, gives it a moment to spread, then stops every worker.
+    /// Stops gracefully: announces on the mesh that this node is stopping, gives it a
+    /// moment to spread, then stops every worker. The registry record keeps its status (a
+    /// restart is not a departure: peers keep this node's place in the storage set for
+    /// `storage.repair_grace`); only [`Node::drain`] and [`Node::leave`] mark it `left`.
+    /// The record is gossiped once more so the latest one (a `left` one, after a drain)
+    /// reaches the peers before the node goes.
     pub async fn shutdown(&self) {
         tracing::info!("stopping gracefully");
-        self.update_record(|r| r.status = NodeStatus::Left);
-        if let Err(e) = self.publish_record().await {
-            tracing::warn!(error = %e, "cannot record departure in the registry");
-        }
         if let Some(entry) = self
             .inner
             .registry

@@ -151,7 +151,7 @@ impl Storage {
 
     // ---------------------------------------------------------------- chunks
 
-    async fn chunk_round(
+    pub(crate) async fn chunk_round(
         self: &Arc<Self>,
         set: &[Candidate],
         live: &std::collections::HashSet<NodeId>,
@@ -427,7 +427,7 @@ impl Storage {
 
     // ---------------------------------------------------------------- metadata
 
-    async fn meta_round(
+    pub(crate) async fn meta_round(
         self: &Arc<Self>,
         set: &[Candidate],
         live: &std::collections::HashSet<NodeId>,

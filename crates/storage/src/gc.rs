@@ -30,7 +30,7 @@ const SCAN_TIME_LIMIT: Duration = Duration::from_secs(300);
 
 impl Storage {
     /// Every node that may hold object metadata: each node whose own registry record says
-    /// it is active (the record is signed by that node, so no peer can remove a node from
+    /// it is active or draining (the record is signed by that node, so no peer can remove a node from
     /// this list) and that re-signed it within `gc_silent_holder_after`, and the storage
     /// set. A node silent that long (a crash without leaving, a lost host) would otherwise
     /// stop garbage collection everywhere for good; its record's age is its own doing, as
@@ -44,7 +44,9 @@ impl Storage {
             .node_records_signed_at()
             .into_iter()
             .filter(|(r, signed_at_ms)| {
-                r.status == NodeStatus::Active && now_ms.saturating_sub(*signed_at_ms) <= silence_ms
+                // A draining node still holds metadata until its drain ends in `Left`.
+                matches!(r.status, NodeStatus::Active | NodeStatus::Draining)
+                    && now_ms.saturating_sub(*signed_at_ms) <= silence_ms
             })
             .map(|(r, _)| r.node_id)
             .collect();

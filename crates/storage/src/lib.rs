@@ -18,6 +18,7 @@ pub mod audit;
 pub mod buckets;
 pub mod conditional;
 pub mod details;
+pub mod drain;
 mod entropy;
 pub mod gc;
 mod hedge;
@@ -484,11 +485,16 @@ impl Storage {
                 if r.node_id == self.node_id {
                     return true;
                 }
+                // A member that left the mesh while its record still says `active` is
+                // restarting (SIGTERM), not retiring: like a dead one, it keeps its place
+                // for `repair_grace`, so a quick restart copies nothing. Only a record
+                // marked `left` or `draining` (filtered above) moves its data at once.
                 match members.get(&r.node_id) {
                     None => true,
                     Some((MemberState::Alive | MemberState::Suspect, _)) => true,
-                    Some((MemberState::Dead, since)) => now.saturating_sub(*since) < grace,
-                    Some((MemberState::Left, _)) => false,
+                    Some((MemberState::Dead | MemberState::Left, since)) => {
+                        now.saturating_sub(*since) < grace
+                    }
                 }
             })
             .collect();

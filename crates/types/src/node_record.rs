@@ -10,8 +10,25 @@ use crate::{Capacity, NodeId, OperatorCert};
 pub enum NodeStatus {
     /// Running and serving.
     Active,
-    /// Stopped gracefully; it announced its departure.
+    /// Stopped for good (after `xnode drain` or `xnode leave`); it announced its departure,
+    /// and repair copies what it held at once. A node that only restarts (SIGTERM) stays
+    /// `Active`: see docs/decisions/2026-11-26-a-restart-is-not-a-leave.md.
     Left,
+    /// Moving its data and work to other nodes before it leaves (`xnode drain`): placement
+    /// no longer chooses it, but it still serves what it holds until the drain ends.
+    /// Appended last, so the encodings of the older variants are unchanged.
+    Draining,
+}
+
+impl NodeStatus {
+    /// The name the API and the CLI show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Active => "active",
+            NodeStatus::Left => "left",
+            NodeStatus::Draining => "draining",
+        }
+    }
 }
 
 /// A node's self-description. It is stored in the registry under `node/<id>`, signed by the

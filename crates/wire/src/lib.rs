@@ -148,12 +148,20 @@ pub mod kinds {
 impl Versioned for xnode_types::NodeRecord {
     const KIND_TAG: u8 = kinds::NODE_RECORD;
     const KIND_NAME: &'static str = "node record";
-    // Version 2 added labels; version 3 the operator certificate.
-    const VERSION: u8 = 3;
+    // Version 2 added labels; version 3 the operator certificate; version 4 the `draining`
+    // status (a new last variant of `NodeStatus`, so a version 3 body reads unchanged).
+    const VERSION: u8 = 4;
 
-    /// A version 2 record (before operators) decodes with no operator, which keeps it out
-    /// of placement: nothing vouches for who runs it.
+    /// A version 3 record has the current layout without the `draining` status. A version 2
+    /// record (before operators) decodes with no operator, which keeps it out of placement:
+    /// nothing vouches for who runs it.
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, WireError> {
+        if version == 3 {
+            return postcard::from_bytes(body).map_err(|e| WireError::Malformed {
+                kind: Self::KIND_NAME,
+                reason: e.to_string(),
+            });
+        }
         if version != 2 {
             return Err(WireError::UnsupportedVersion {
                 kind: Self::KIND_NAME,
@@ -268,6 +276,16 @@ mod tests {
         ));
         let again: xnode_types::NodeRecord = decode(&encode(&current).unwrap(), 4096).unwrap();
         assert_eq!(again, current);
+        // A version 3 body (no draining status yet) reads as it was written.
+        let mut v3 = vec![kinds::NODE_RECORD, 3];
+        v3.extend(postcard::to_stdvec(&current).unwrap());
+        let from_v3: xnode_types::NodeRecord = decode(&v3, 4096).unwrap();
+        assert_eq!(from_v3, current);
+        // The draining status round-trips in the current version.
+        let mut draining = current;
+        draining.status = xnode_types::NodeStatus::Draining;
+        let again: xnode_types::NodeRecord = decode(&encode(&draining).unwrap(), 4096).unwrap();
+        assert_eq!(again.status, xnode_types::NodeStatus::Draining);
     }
 
     #[test]

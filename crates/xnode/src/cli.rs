@@ -27,6 +27,13 @@ pub enum Command {
     Status(ClientArgs),
     /// List the node's background workers and what each is doing.
     Workers(ClientArgs),
+    /// Retire a node for good: move every chunk, metadata entry and workload it holds to
+    /// other nodes, show the progress, and stop the node once nothing it held is
+    /// under-replicated without it. Signed with the node's operator key.
+    Drain(RetireArgs),
+    /// Make a node leave the network for good at once, without moving its data first (the
+    /// other copies are re-replicated), and stop it. Prefer `xnode drain`.
+    Leave(RetireArgs),
     /// Node and tenant keys: show the node's identity, or create a tenant key.
     Key(KeyArgs),
     /// Settlement: the countersigned usage receipts a node holds.
@@ -242,6 +249,10 @@ pub struct StartArgs {
     /// Allow fault injection through /v1/admin/faults (drills and tests only).
     #[arg(long, env = "XNODE_ENABLE_FAULT_INJECTION")]
     pub enable_fault_injection: bool,
+    /// Advertise this node-to-node protocol version (MAJOR.MINOR) instead of the
+    /// release's own: for upgrade drills and tests only [default: the release's].
+    #[arg(long, env = "XNODE_ADVERTISED_PROTOCOL")]
+    pub advertised_protocol: Option<String>,
     /// How long a dead node's data waits before it is re-replicated elsewhere [default: 60s].
     #[arg(long, env = "XNODE_REPAIR_GRACE", value_parser = humantime::parse_duration)]
     pub repair_grace: Option<std::time::Duration>,
@@ -290,6 +301,27 @@ pub struct ClientArgs {
     #[arg(long, env = "XNODE_API_URL", default_value = "http://127.0.0.1:8080")]
     pub api: String,
     /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `xnode drain` and `xnode leave`.
+#[derive(Args, Debug)]
+pub struct RetireArgs {
+    /// Base URL of the node's API.
+    #[arg(long, env = "XNODE_API_URL", default_value = "http://127.0.0.1:8080")]
+    pub api: String,
+    /// The node's data dir, where its operator key is (`operator.key`) unless
+    /// `--operator-key` says otherwise.
+    #[arg(long, env = "XNODE_DATA_DIR", default_value = "./xnode-data")]
+    pub data_dir: PathBuf,
+    /// The operator key file (the node's `operator_key_file`).
+    #[arg(long)]
+    pub operator_key: Option<PathBuf>,
+    /// Keep the node running (empty, and `left`) once drained.
+    #[arg(long)]
+    pub no_stop: bool,
+    /// Print JSON instead of progress lines.
     #[arg(long)]
     pub json: bool,
 }

@@ -112,9 +112,24 @@ pub async fn nodes(args: ClientArgs) -> anyhow::Result<()> {
                 id.push_str(" *");
             }
             let cap = &n["capacity"];
+            // A refused peer shows as `refused`; a draining or departed node says so
+            // beside its liveness.
+            let state = match (n["refused"].as_str(), n["status"].as_str()) {
+                (Some(_), _) => "refused".to_owned(),
+                (None, Some(status @ ("draining" | "left"))) if n["state"] != status => {
+                    format!("{} ({status})", n["state"].as_str().unwrap_or("?"))
+                }
+                _ => n["state"].as_str().unwrap_or("?").to_owned(),
+            };
+            let protocol = match (n["negotiated_protocol"].as_str(), n["protocol"].as_str()) {
+                (Some(negotiated), _) => negotiated.to_owned(),
+                (None, Some(advertised)) => advertised.to_owned(),
+                _ => "-".to_owned(),
+            };
             vec![
                 id,
-                n["state"].as_str().unwrap_or("?").into(),
+                state,
+                protocol,
                 n["zone"].as_str().unwrap_or("-").into(),
                 n["api_url"].as_str().unwrap_or("-").into(),
                 ago(n["last_seen_ms"].as_u64()),
@@ -135,6 +150,7 @@ pub async fn nodes(args: ClientArgs) -> anyhow::Result<()> {
         &[
             "ID",
             "STATE",
+            "PROTOCOL",
             "ZONE",
             "API",
             "LAST SEEN",
@@ -150,6 +166,11 @@ pub async fn nodes(args: ClientArgs) -> anyhow::Result<()> {
         list.len(),
         args.api
     );
+    for n in &list {
+        if let Some(reason) = n["refused"].as_str() {
+            println!("refused {}: {reason}", n["id"].as_str().unwrap_or("?"));
+        }
+    }
     Ok(())
 }
 

@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod compute_cmd;
 mod devnet;
+mod drain_cmd;
 mod s3_cmd;
 mod sd_notify;
 mod start;
@@ -46,6 +47,8 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Ledger {
             action: cli::LedgerAction::Receipts { epoch, args },
         } => client::receipts(args, epoch).await,
+        cli::Command::Drain(args) => drain_cmd::drain(args).await,
+        cli::Command::Leave(args) => drain_cmd::leave(args).await,
         cli::Command::Admission { action } => admission_cmd::run(action),
         cli::Command::Key(cli::KeyArgs {
             action: Some(cli::KeyAction::S3 { action }),

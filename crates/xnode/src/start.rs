@@ -47,6 +47,9 @@ pub fn build_config(args: &StartArgs) -> anyhow::Result<Config> {
     if let Some(grace) = args.repair_grace {
         config.storage.repair_grace = grace;
     }
+    if let Some(version) = &args.advertised_protocol {
+        config.advertised_protocol = Some(version.clone());
+    }
     if args.enable_fault_injection {
         config.enable_fault_injection = true;
     }
@@ -140,7 +143,18 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "could not tell the service manager the node is ready");
     }
 
-    wait_for_stop(args.exit_with_parent).await;
+    let stop_requested = node.stop_requested();
+    tokio::select! {
+        _ = wait_for_stop(args.exit_with_parent) => {}
+        // A finished drain or a leave: the node has said goodbye and asks to stop. The exit
+        // status is 0, so systemd's `Restart=on-failure` does not start it again.
+        _ = stop_requested.cancelled() => {
+            tracing::info!("stopping: the node has left the network");
+            // The API keeps answering a moment, so `xnode drain` (which polls every second)
+            // sees the drain end before the node goes.
+            tokio::time::sleep(STOP_LINGER).await;
+        }
+    }
     if let Err(e) = crate::sd_notify::notify("STOPPING=1") {
         tracing::warn!(error = %e, "could not tell the service manager the node is stopping");
     }
@@ -160,6 +174,9 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     tracing::info!("stopped");
     Ok(())
 }
+
+/// How long a node that asked to stop (after a drain or a leave) keeps its API up.
+const STOP_LINGER: Duration = Duration::from_secs(2);
 
 /// Waits for Ctrl-C, SIGTERM, or (with `exit_with_parent`) the parent's death.
 async fn wait_for_stop(exit_with_parent: bool) {

@@ -9,6 +9,7 @@ mod bench_failure_detection;
 mod devnet;
 mod package;
 mod processes;
+mod rolling_upgrade;
 mod s3_compat;
 mod s3_conformance;
 mod soak;
