@@ -188,8 +188,14 @@ fn five_nodes_replaced_one_at_a_time_under_load_lose_no_acknowledged_write() {
         );
         replacing.store(NONE, Ordering::SeqCst);
     }
-    // Let the client run a moment on the fully upgraded network, then stop it.
+    // Let the client run on the fully upgraded network until it has made enough writes to
+    // mean something (on a loaded machine the upgrade itself may pass between few), then
+    // stop it.
     std::thread::sleep(Duration::from_millis(500));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acknowledged.lock().unwrap().len() < 10 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     stop.store(true, Ordering::SeqCst);
     client.join().unwrap();
 
