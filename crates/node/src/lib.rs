@@ -277,6 +277,7 @@ impl Node {
             shutdown.clone(),
             config.otlp_endpoint.clone(),
         )?;
+        compute.install_write_authority();
         let mut probe = capacity::CapacityProbe::new();
         let capacity = probe.sample(&config.data_dir);
         let started_at_ms = unix_ms();
