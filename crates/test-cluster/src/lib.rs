@@ -529,7 +529,8 @@ impl Cluster {
         .await;
     }
 
-    /// Stores `data` as `bucket/key` through node `via`.
+    /// Stores `data` as `bucket/key` through node `via` (the tenant's edge for it: `via`
+    /// is authorised to write the tenant's objects, as the tenant's signed request would).
     pub async fn put(
         &self,
         via: usize,
@@ -543,6 +544,7 @@ impl Cluster {
                 .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(c)))
                 .collect::<Vec<_>>(),
         );
+        self.authorise(via, tenant);
         self.node(via)
             .storage()
             .put_object(

@@ -262,3 +262,63 @@ fn format_1_entries_decode_unsealed_and_never_supersede_a_sealed_one() {
         "format 2 is written"
     );
 }
+
+/// Benchmark: the CPU cost of sealing an entry (once per write, at the edge) and of
+/// verifying one (on each replica that merges it and on each reader), against encoding
+/// the entry, which every write does anyway. Run with
+/// `cargo test --release -p xnode-store seal::tests::bench -- --ignored --nocapture`.
+#[test]
+#[ignore = "a benchmark: run it on purpose"]
+fn bench_seal_and_verify() {
+    let s = setup();
+    let mut object = info("a-typical-object");
+    object.user_meta = (0..4)
+        .map(|i| (format!("x-meta-{i}"), "v".repeat(40)))
+        .collect();
+    let plain = entry(&s.path, &s.edge, T + 1000, Some(object));
+    let authority = WriteAuthority::Request(proof(
+        &s.tenant,
+        &s.edge.node_id(),
+        "PUT",
+        "/v1/buckets/photos/objects/a.jpg",
+        T,
+    ));
+    const N: u32 = 2000;
+    let time = |name: &str, f: &mut dyn FnMut()| {
+        let start = std::time::Instant::now();
+        for _ in 0..N {
+            f();
+        }
+        let each = start.elapsed() / N;
+        eprintln!("{name:>28}: {:>7.1} µs", each.as_secs_f64() * 1e6);
+        each
+    };
+    let mut sink = 0usize;
+    time("encode (unsealed)", &mut || {
+        sink += xnode_wire::encode(&plain).unwrap().len();
+    });
+    let sealed = plain.clone().sealed(&s.edge, authority.clone());
+    time("encode (sealed)", &mut || {
+        sink += xnode_wire::encode(&sealed).unwrap().len();
+    });
+    let seal = time("seal", &mut || {
+        sink += plain.clone().sealed(&s.edge, authority.clone()).is_sealed() as usize;
+    });
+    let verify = time("verify", &mut || {
+        sink += sealed.verify_seal(&NoCompute).is_ok() as usize;
+    });
+    eprintln!(
+        "{:>28}: {} -> {} bytes",
+        "entry size",
+        xnode_wire::encode(&plain).unwrap().len(),
+        xnode_wire::encode(&sealed).unwrap().len()
+    );
+    // A PUT with rf = 3 seals once and verifies at most 3 times on the replicas and twice
+    // on the edge's read of the current version.
+    eprintln!(
+        "{:>28}: {:>7.1} µs of CPU, spread over the nodes",
+        "per PUT (1 seal, 5 verify)",
+        (seal + verify * 5).as_secs_f64() * 1e6
+    );
+    assert!(sink > 0);
+}

@@ -439,6 +439,17 @@ async fn a_manifest_altered_by_a_peer_is_never_served() {
         forged_info.manifest = id;
         forged_info.size = forged.object_size;
         forged_meta.info = Some(forged_info);
+        // Sealed by node 3 under a request the tenant sent it: the tenant used node 3 as
+        // an edge, so its metadata is accepted, and the manifest's MAC is what stops it.
+        forged_meta.seal = None;
+        let forged_meta = forged_meta.sealed(
+            c.node(3).key(),
+            xnode_store::WriteAuthority::Request(tenant.request_proof(
+                &c.id(3),
+                "GET",
+                "/v1/buckets",
+            )),
+        );
         rogue_put_meta(&c, 3, &forged_meta).await;
         for via in 0..3 {
             let read = c.get(via, &tenant, "macs", "k", None).await;
