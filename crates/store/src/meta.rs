@@ -180,8 +180,9 @@ pub struct ObjectMeta {
     /// `None` is a tombstone: the object was deleted at `version`.
     pub info: Option<ObjectInfo>,
     /// The writer's signature and the tenant's authority (format 2, see [`crate::seal`]);
-    /// `None` for entries written before metadata was signed (format 1).
-    pub seal: Option<MetaSeal>,
+    /// `None` for entries written before metadata was signed (format 1). Boxed: most
+    /// code moves entries around without looking at their seal.
+    pub seal: Option<Box<MetaSeal>>,
 }
 
 /// Format 1 of [`ObjectMeta`]: no seal.
@@ -200,7 +201,7 @@ struct ObjectMetaV2 {
     version: Hlc,
     writer: NodeId,
     info: Option<ObjectInfo>,
-    seal: Option<MetaSeal>,
+    seal: Option<Box<MetaSeal>>,
 }
 
 thread_local! {

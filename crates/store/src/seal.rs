@@ -187,11 +187,11 @@ impl ObjectMeta {
     /// that node) under `authority`.
     pub fn sealed(mut self, key: &SecretKey, authority: WriteAuthority) -> ObjectMeta {
         let signature = key.sign(&signing_text(&self, &authority));
-        self.seal = Some(MetaSeal {
+        self.seal = Some(Box::new(MetaSeal {
             authority,
             writer_key: key.public(),
             signature,
-        });
+        }));
         self
     }
 
