@@ -436,6 +436,34 @@ mod tests {
     }
 
     #[test]
+    fn version_5_bodies_decode_with_their_entries_unsealed() {
+        // Version 5's `PutMeta` (variant 3): an entry without a seal.
+        let path = ObjectPath::new(PublicKeyBytes([7; 32]), "bucket", "key").unwrap();
+        let writer = xnode_types::SecretKey::generate().node_id();
+        let version = Hlc::new(1000, 0);
+        let info: Option<xnode_store::ObjectInfo> = None;
+        let mut bytes = vec![kinds::STORE_REQUEST, 5];
+        bytes.extend(postcard::to_stdvec(&(3u32, &path, version, &writer, &info)).unwrap());
+        match xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap() {
+            StoreRequest::PutMeta { meta } => {
+                assert_eq!(
+                    (meta.path, meta.version, meta.writer),
+                    (path.clone(), version, writer)
+                );
+                assert!(meta.seal.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        // And a version-5 answer holding one.
+        let mut bytes = vec![kinds::STORE_RESPONSE, 5];
+        bytes.extend(postcard::to_stdvec(&(4u32, Some((&path, version, &writer, &info)))).unwrap());
+        match xnode_wire::decode::<StoreResponse>(&bytes, MAX_STORE_MESSAGE).unwrap() {
+            StoreResponse::Meta(Some(meta)) => assert!(meta.seal.is_none()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn version_2_answers_still_decode() {
         let mut bytes = vec![kinds::STORE_RESPONSE, 1];
         bytes.extend(postcard::to_stdvec(&StoreResponse::MetaStored { changed: true }).unwrap());
