@@ -79,6 +79,21 @@ impl ReplayGuard {
         headers: &HeaderMap,
         own_node: &str,
     ) -> Result<PublicKeyBytes, ApiError> {
+        self.verify_with_proof(method, path, query, headers, own_node)
+            .map(|(tenant, _)| tenant)
+    }
+
+    /// [`ReplayGuard::verify`], also returning the request's proof: the tenant's signature
+    /// and what it binds, which authorises this node to write the tenant's object
+    /// metadata (see `xnode_store::seal`).
+    pub fn verify_with_proof(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: &HeaderMap,
+        own_node: &str,
+    ) -> Result<(PublicKeyBytes, xnode_store::TenantRequestProof), ApiError> {
         // An unsigned request is told to sign; a signed one without the v2 headers is told
         // to upgrade.
         let tenant = PublicKeyBytes::from_hex(header(headers, HEADER_TENANT)?)
@@ -166,7 +181,17 @@ impl ReplayGuard {
                 "this request (its nonce) was already used".into(),
             ));
         }
-        Ok(tenant)
+        let proof = xnode_store::TenantRequestProof {
+            method: method.to_ascii_uppercase(),
+            path: path.to_owned(),
+            query: query.to_owned(),
+            timestamp_ms: timestamp,
+            nonce: nonce.to_owned(),
+            content_blake3: content_blake3.to_owned(),
+            data_key_blake3,
+            signature,
+        };
+        Ok((tenant, proof))
     }
 }
 

@@ -11,7 +11,7 @@ use xnode_s3::{KeysError, S3Keys};
 
 use crate::auth::data_key;
 use crate::error::ApiError;
-use crate::storage_routes::{AppState, json_body, tenant_of};
+use crate::storage_routes::{AppState, json_body, signed_request_of, tenant_of};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -79,7 +79,7 @@ pub(crate) async fn create_key(
     State(state): State<AppState>,
     req: Request,
 ) -> Result<(StatusCode, Json<S3KeyView>), ApiError> {
-    let tenant = tenant_of(&state, req.method(), req.uri(), req.headers())?;
+    let (tenant, registration) = signed_request_of(&state, req.method(), req.uri(), req.headers())?;
     let data_key = data_key(req.headers())?;
     let body: CreateS3Key = json_body(req).await?;
     let seed = match body.tenant_seed {
@@ -100,7 +100,7 @@ pub(crate) async fn create_key(
             ));
         }
     };
-    let key = keys(&state).create(tenant, data_key, seed, pair)?;
+    let key = keys(&state).create_registered(tenant, data_key, seed, pair, Some(registration))?;
     tracing::info!(access_key_id = %key.id, tenant = %tenant.to_hex(), bucket_admin = key.bucket_admin(), "S3 access key created");
     Ok((StatusCode::CREATED, Json(view(&key, true))))
 }

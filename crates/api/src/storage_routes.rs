@@ -62,13 +62,30 @@ pub(crate) fn tenant_of(
     uri: &axum::http::Uri,
     headers: &HeaderMap,
 ) -> Result<PublicKeyBytes, ApiError> {
-    state.guard.verify(
+    signed_request_of(state, method, uri, headers).map(|(tenant, _)| tenant)
+}
+
+/// [`tenant_of`], also returning the proof of the tenant's signed request.
+pub(crate) fn signed_request_of(
+    state: &AppState,
+    method: &Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+) -> Result<(PublicKeyBytes, xnode_store::TenantRequestProof), ApiError> {
+    let (tenant, proof) = state.guard.verify_with_proof(
         method.as_str(),
         uri.path(),
         uri.query().unwrap_or(""),
         headers,
         &state.node.id().to_string(),
-    )
+    )?;
+    // Every signed request renews this node's authority to write the tenant's object
+    // metadata (the entries it seals carry the request, see `xnode_store::seal`).
+    state
+        .node
+        .storage()
+        .authorise_request(tenant, proof.clone());
+    Ok((tenant, proof))
 }
 
 /// Storage health as this node sees it.

@@ -320,3 +320,60 @@ impl Compute {
         self.stored_grant(owner, purpose).is_some()
     }
 }
+
+/// What this node's compute tells storage about the deployments and jobs it runs, so the
+/// object metadata their functions write is sealed under a compute authority and peers'
+/// such seals are confirmed (see `xnode_store::seal`). Holds the compute weakly: storage
+/// outlives nothing it is given.
+pub(crate) struct ComputeWriters(pub(crate) std::sync::Weak<Compute>);
+
+impl xnode_store::ComputeCheck for ComputeWriters {
+    fn confirms(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        purpose: &str,
+        writer: &NodeId,
+    ) -> bool {
+        let Some(compute) = self.0.upgrade() else {
+            return false;
+        };
+        compute
+            .signed_scope(tenant, purpose)
+            .is_some_and(|scope| scope.contains_key(bucket))
+            && compute.may_receive_grant(*writer, tenant, purpose)
+    }
+}
+
+impl xnode_storage::ComputeAuthority for ComputeWriters {
+    fn purpose_for(&self, tenant: &PublicKeyBytes, bucket: &str, node: &NodeId) -> Option<String> {
+        let compute = self.0.upgrade()?;
+        let prefix = format!("{}/", tenant.to_hex());
+        let held = compute
+            .db
+            .scan_prefix(GRANTS, prefix.as_bytes(), SWEEP_BATCH)
+            .ok()?;
+        held.into_iter()
+            .filter_map(|(id, _)| {
+                let id = std::str::from_utf8(&id).ok()?;
+                id.strip_prefix(&prefix).map(str::to_owned)
+            })
+            .find(|purpose| {
+                compute
+                    .local_grant(tenant, purpose)
+                    .is_some_and(|keys| keys.buckets().any(|b| b == bucket))
+                    && compute.may_receive_grant(*node, tenant, purpose)
+            })
+    }
+}
+
+impl Compute {
+    /// Lets storage seal the metadata this node's deployments and jobs write, and confirm
+    /// compute authorities in peers' entries.
+    pub fn install_write_authority(self: &std::sync::Arc<Self>) {
+        self.storage
+            .set_compute_authority(std::sync::Arc::new(ComputeWriters(
+                std::sync::Arc::downgrade(self),
+            )));
+    }
+}

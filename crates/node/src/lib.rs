@@ -302,6 +302,7 @@ impl Node {
             config.otlp_endpoint.clone(),
             metering.clone(),
         )?;
+        compute.install_write_authority();
         let mut probe = capacity::CapacityProbe::new();
         let capacity = probe.sample(&config.data_dir);
         let started_at_ms = unix_ms();

@@ -46,6 +46,22 @@ pub struct AccessKey {
     /// through S3 (a bucket claim must be signed by the tenant).
     pub tenant_seed: Option<[u8; 32]>,
     pub created_ms: u64,
+    /// The tenant's signed `POST /v1/s3/keys` that registered the key on this node
+    /// (format 2): the authority under which this node seals the object metadata it
+    /// writes for S3 requests (see `xnode_store::seal`). Keys registered before have none,
+    /// and cannot write until registered again.
+    pub registration: Option<xnode_store::TenantRequestProof>,
+}
+
+/// Format 1 of [`AccessKey`]: no registration.
+#[derive(Deserialize)]
+struct AccessKeyV1 {
+    id: String,
+    secret: String,
+    tenant: PublicKeyBytes,
+    data_key: [u8; 32],
+    tenant_seed: Option<[u8; 32]>,
+    created_ms: u64,
 }
 
 impl std::fmt::Debug for AccessKey {
@@ -62,7 +78,32 @@ impl std::fmt::Debug for AccessKey {
 impl Versioned for AccessKey {
     const KIND_TAG: u8 = kinds::S3_ACCESS_KEY;
     const KIND_NAME: &'static str = "S3 access key";
-    const VERSION: u8 = 1;
+    // Version 2 added the registration.
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
+        if version != 1 {
+            return Err(xnode_wire::WireError::UnsupportedVersion {
+                kind: Self::KIND_NAME,
+                found: version,
+                supported: Self::VERSION,
+            });
+        }
+        let v1: AccessKeyV1 =
+            postcard::from_bytes(body).map_err(|e| xnode_wire::WireError::Malformed {
+                kind: Self::KIND_NAME,
+                reason: e.to_string(),
+            })?;
+        Ok(AccessKey {
+            id: v1.id,
+            secret: v1.secret,
+            tenant: v1.tenant,
+            data_key: v1.data_key,
+            tenant_seed: v1.tenant_seed,
+            created_ms: v1.created_ms,
+            registration: None,
+        })
+    }
 }
 
 impl AccessKey {
@@ -159,6 +200,19 @@ impl S3Keys {
         tenant_seed: Option<[u8; 32]>,
         id_and_secret: Option<(String, String)>,
     ) -> Result<AccessKey, KeysError> {
+        self.create_registered(tenant, data_key, tenant_seed, id_and_secret, None)
+    }
+
+    /// [`S3Keys::create`], keeping the tenant's signed registration request (checked by
+    /// the caller), which lets this node write the tenant's objects through S3.
+    pub fn create_registered(
+        &self,
+        tenant: PublicKeyBytes,
+        data_key: DataKey,
+        tenant_seed: Option<[u8; 32]>,
+        id_and_secret: Option<(String, String)>,
+        registration: Option<xnode_store::TenantRequestProof>,
+    ) -> Result<AccessKey, KeysError> {
         if let Some(seed) = &tenant_seed {
             let key = SecretKey::from_seed(seed)
                 .map_err(|e| KeysError::Invalid(format!("bad tenant key seed: {e}")))?;
@@ -200,6 +254,7 @@ impl S3Keys {
             data_key: data_key.0,
             tenant_seed,
             created_ms: unix_ms(),
+            registration,
         };
         let bytes = xnode_wire::encode(&key)?;
         self.db.put(TABLE, key.id.as_bytes(), &bytes)?;

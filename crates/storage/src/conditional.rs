@@ -167,6 +167,11 @@ impl Storage {
     /// Writes `info` (or deletes, with `None`) at `path` only if `pre` holds, decided
     /// atomically by the key's coordinator. `Ok(None)` is a conditional delete of an
     /// object that did not exist (nothing was written).
+    ///
+    /// This edge seals the entry before the coordinator decides: only the edge holds the
+    /// tenant's authority. It reads the current version first, so its clock dates the
+    /// entry after it (as unconditional writes do); the coordinator refuses an entry that
+    /// is not newer than what it finds under its lock.
     pub(crate) async fn commit_conditional(
         self: &Arc<Self>,
         path: ObjectPath,
@@ -180,13 +185,20 @@ impl Storage {
                     .into(),
             ));
         };
+        // Absorbs the current version into this node's clock.
+        self.get_meta(&path, set).await?;
+        let meta = self.seal(ObjectMeta {
+            path: path.clone(),
+            version: self.clock.now(),
+            writer: self.node_id,
+            info: info.clone(),
+            seal: None,
+        })?;
         let outcome = if coordinator == self.node_id {
-            self.coordinate_commit(path.clone(), info.clone(), pre)
-                .await
+            self.coordinate_commit(meta.clone(), pre).await
         } else {
-            let request = StoreRequest::CommitMeta {
-                path: path.clone(),
-                info: info.clone(),
+            let request = StoreRequest::CommitSealedMeta {
+                meta: meta.clone(),
                 preconditions: pre,
             };
             match self.call(coordinator, request, COMMIT_TIMEOUT).await? {
@@ -199,11 +211,9 @@ impl Storage {
             }
         };
         match outcome {
-            // The coordinator must have written what was asked, where it was asked: a
-            // coordinator that answers for another write is not believed.
-            CommitOutcome::Written(meta) if meta.path == path && meta.info == info => {
-                Ok(Some(meta))
-            }
+            // The coordinator must have written what was asked: a coordinator that
+            // answers for another write is not believed.
+            CommitOutcome::Written(written) if written == meta => Ok(Some(meta)),
             CommitOutcome::Written(_) => Err(StorageError::Integrity(format!(
                 "coordinator {coordinator} reported a write other than the one asked for"
             ))),
@@ -221,21 +231,21 @@ impl Storage {
     }
 
     /// The coordinator's side of a conditional write: under the key's lock, read the
-    /// current version with quorum, decide, and write with quorum and compare-and-set.
+    /// current version with quorum, decide, and write the edge's sealed entry with quorum
+    /// and compare-and-set.
     pub(crate) async fn coordinate_commit(
         self: &Arc<Self>,
-        path: ObjectPath,
-        info: Option<ObjectInfo>,
+        meta: ObjectMeta,
         pre: Preconditions,
     ) -> CommitOutcome {
-        let _key = self.commit_locks.lock(path.storage_key()).await;
+        let _key = self.commit_locks.lock(meta.path.storage_key()).await;
         let set = self.storage_set();
-        let current = match self.get_meta(&path, &set).await {
+        let current = match self.get_meta(&meta.path, &set).await {
             Ok(current) => current,
             Err(e) => return CommitOutcome::Unavailable(e.to_string()),
         };
         let live = current.as_ref().and_then(|m| m.info.as_ref());
-        match decide(&pre, info.is_none(), live) {
+        match decide(&pre, meta.info.is_none(), live) {
             Decision::Apply => {}
             Decision::NothingToDo => return CommitOutcome::NothingToDo,
             Decision::Failed => {
@@ -244,8 +254,18 @@ impl Storage {
             }
             Decision::NoSuchKey => return CommitOutcome::NoSuchKey,
         }
-        match self.write_meta_if(path, info, current.as_ref(), &set).await {
-            Ok(meta) => CommitOutcome::Written(meta),
+        if let Some(current) = &current
+            && !meta.supersedes(current)
+        {
+            self.metrics.write_conflicts.inc();
+            return CommitOutcome::Conflict(format!(
+                "the current version {:?} is not older than the write's {:?}",
+                current.version, meta.version
+            ));
+        }
+        let expected = Some(current.as_ref().map(|c| (c.version, c.writer)));
+        match self.put_meta(meta.clone(), expected, &set).await {
+            Ok(()) => CommitOutcome::Written(meta),
             Err(StorageError::ConditionalConflict(m) | StorageError::Conflict(m)) => {
                 CommitOutcome::Conflict(m)
             }
@@ -253,7 +273,6 @@ impl Storage {
         }
     }
 }
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

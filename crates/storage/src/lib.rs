@@ -32,6 +32,7 @@ pub(crate) mod range;
 pub mod repair;
 mod replicas;
 mod rpc;
+mod seals;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -51,6 +52,7 @@ pub use placement::{MAX_REPLICATION_FACTOR, PLACEMENT_SLACK};
 pub use quota::{TenantQuota, Usage};
 pub use range::common_prefix;
 pub use rpc::StoreService;
+pub use seals::ComputeAuthority;
 
 pub(crate) const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const META_TIMEOUT: Duration = Duration::from_secs(5);
@@ -306,6 +308,10 @@ pub struct Storage {
     pub(crate) commit_locks: conditional::KeyLocks,
     /// Tenants' usage as this edge knows it, for quotas.
     pub(crate) usage: quota::UsageBook,
+    /// This node's key: it signs the object metadata this node writes.
+    pub(crate) signer: SecretKey,
+    /// The authorities tenants gave this node to write their metadata (see `seals`).
+    pub(crate) authorities: seals::Authorities,
 }
 
 /// What a node under fault injection does instead of its honest answer to a peer.
@@ -385,6 +391,8 @@ impl Storage {
             corrupt_served_chunks: Default::default(),
             serve_tamper: Default::default(),
             gc_roots: Default::default(),
+            signer: key.clone(),
+            authorities: Default::default(),
             auditor: audit::Auditor::new(key, network),
             commit_locks: Default::default(),
             usage: Default::default(),

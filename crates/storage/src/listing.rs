@@ -26,7 +26,7 @@ use xnode_store::{Candidate, ObjectMeta, is_internal_key};
 use xnode_types::{NodeId, PublicKeyBytes, unix_ms};
 
 use crate::proto::{BucketRef, MAX_LIST_LIMIT, MAX_PUT_META_MANY, StoreRequest, StoreResponse};
-use crate::range::{MergedRange, Next, RangeQuestion, absorb, check_range, merge_ranges};
+use crate::range::{MergedRange, Next, RangeQuestion, absorb, check_range, classify, merge_ranges};
 use crate::{MAX_VERSION_AHEAD_MS, META_TIMEOUT, Storage, StorageError, bucket_placement_key};
 
 /// Entries each replica is asked for per round at least: a small page (one key, to see
@@ -214,7 +214,9 @@ impl Storage {
                     continue;
                 }
             };
-            match check_range(q, entries, truncated, latest_ms) {
+            match check_range(q, entries, truncated, latest_ms)
+                .and_then(|checked| classify(checked, |m| self.trust(m)))
+            {
                 Ok(checked) => {
                     if checked.future > 0 {
                         tracing::warn!(%node, entries = checked.future, "a metadata replica listed versions dated too far ahead; left out");
@@ -448,6 +450,7 @@ mod tests {
                 user_meta: Default::default(),
                 created_ms: 1,
             }),
+            seal: None,
         }
     }
 

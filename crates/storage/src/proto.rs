@@ -130,6 +130,15 @@ pub enum StoreRequest {
         meta: ObjectMeta,
         expected: Option<(Hlc, NodeId)>,
     },
+    /// A conditional write (version 6) whose entry the edge has sealed: the coordinator
+    /// decides `preconditions` against the current version under its lock for the key,
+    /// and writes `meta` with compare-and-set if they hold and `meta` is newer than the
+    /// current version. The edge seals because only it holds the tenant's authority; the
+    /// coordinator could not sign for it. Answered by `Committed`.
+    CommitSealedMeta {
+        meta: ObjectMeta,
+        preconditions: Preconditions,
+    },
 }
 
 // Messages live only while they cross the wire; boxing the large variant would buy
@@ -226,16 +235,20 @@ impl Versioned for StoreRequest {
     const KIND_NAME: &'static str = "store request";
     // Version 2 added `rf` to `PutChunk`; version 3 replaced it by `bucket`; version 4
     // appended the anti-entropy requests, version 5 the audit requests, `MetaRange` and the
-    // conditional writes.
-    const VERSION: u8 = 5;
+    // conditional writes; version 6 sealed object metadata (entries carry a seal) and
+    // appended `CommitSealedMeta`.
+    const VERSION: u8 = 6;
 
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
-        if version == 3 || version == 4 {
-            // Versions 4 and 5 only appended variants: older bodies decode as they are.
-            return postcard::from_bytes(body).map_err(|e| xnode_wire::WireError::Malformed {
-                kind: Self::KIND_NAME,
-                reason: e.to_string(),
-            });
+        if (3..=5).contains(&version) {
+            // Versions 4 and 5 only appended variants; version 6 added the seal to every
+            // nested entry, so older bodies decode with entries in the unsealed layout.
+            return xnode_store::decode_unsealed_layout(|| postcard::from_bytes(body)).map_err(
+                |e| xnode_wire::WireError::Malformed {
+                    kind: Self::KIND_NAME,
+                    reason: e.to_string(),
+                },
+            );
         }
         if version != 2 {
             return Err(xnode_wire::WireError::UnsupportedVersion {
@@ -244,11 +257,13 @@ impl Versioned for StoreRequest {
                 supported: Self::VERSION,
             });
         }
-        let old: v2::StoreRequest =
-            postcard::from_bytes(body).map_err(|e| xnode_wire::WireError::Malformed {
-                kind: Self::KIND_NAME,
-                reason: e.to_string(),
-            })?;
+        let old: v2::StoreRequest = xnode_store::decode_unsealed_layout(|| {
+            postcard::from_bytes(body)
+        })
+        .map_err(|e| xnode_wire::WireError::Malformed {
+            kind: Self::KIND_NAME,
+            reason: e.to_string(),
+        })?;
         Ok(old.into())
     }
 }
@@ -332,10 +347,11 @@ impl Versioned for StoreResponse {
     const KIND_NAME: &'static str = "store response";
     // Version 2 added `MetaMerged`, version 3 `MetaPage`, version 4 `Digests` and
     // `MetaMergedMany`, version 5 the audit answers, `MetaRange`, `Committed` and
-    // `MetaMergedIf`.
-    const VERSION: u8 = 5;
+    // `MetaMergedIf`; version 6 sealed the entries answers carry.
+    const VERSION: u8 = 6;
 
-    /// Versions only ever appended variants, so an older body decodes as the current type.
+    /// Versions before 6 only appended variants, so an older body decodes as the current
+    /// type, with its entries in the unsealed layout.
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
         if version == 0 {
             return Err(xnode_wire::WireError::UnsupportedVersion {
@@ -344,9 +360,11 @@ impl Versioned for StoreResponse {
                 supported: Self::VERSION,
             });
         }
-        postcard::from_bytes(body).map_err(|e| xnode_wire::WireError::Malformed {
-            kind: Self::KIND_NAME,
-            reason: e.to_string(),
+        xnode_store::decode_unsealed_layout(|| postcard::from_bytes(body)).map_err(|e| {
+            xnode_wire::WireError::Malformed {
+                kind: Self::KIND_NAME,
+                reason: e.to_string(),
+            }
         })
     }
 }
@@ -398,7 +416,7 @@ mod tests {
             },
         };
         let bytes = xnode_wire::encode(&request).unwrap();
-        assert_eq!(bytes[1], 5, "the format version is carried");
+        assert_eq!(bytes[1], 6, "the format version is carried");
         match xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap() {
             StoreRequest::CommitMeta {
                 path: got,
@@ -413,8 +431,36 @@ mod tests {
         }
         // A version this node does not know yet is refused, not guessed at.
         let mut future = xnode_wire::encode(&request).unwrap();
-        future[1] = 6;
+        future[1] = 7;
         assert!(xnode_wire::decode::<StoreRequest>(&future, MAX_STORE_MESSAGE).is_err());
+    }
+
+    #[test]
+    fn version_5_bodies_decode_with_their_entries_unsealed() {
+        // Version 5's `PutMeta` (variant 3): an entry without a seal.
+        let path = ObjectPath::new(PublicKeyBytes([7; 32]), "bucket", "key").unwrap();
+        let writer = xnode_types::SecretKey::generate().node_id();
+        let version = Hlc::new(1000, 0);
+        let info: Option<xnode_store::ObjectInfo> = None;
+        let mut bytes = vec![kinds::STORE_REQUEST, 5];
+        bytes.extend(postcard::to_stdvec(&(3u32, &path, version, &writer, &info)).unwrap());
+        match xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap() {
+            StoreRequest::PutMeta { meta } => {
+                assert_eq!(
+                    (meta.path, meta.version, meta.writer),
+                    (path.clone(), version, writer)
+                );
+                assert!(meta.seal.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        // And a version-5 answer holding one.
+        let mut bytes = vec![kinds::STORE_RESPONSE, 5];
+        bytes.extend(postcard::to_stdvec(&(4u32, Some((&path, version, &writer, &info)))).unwrap());
+        match xnode_wire::decode::<StoreResponse>(&bytes, MAX_STORE_MESSAGE).unwrap() {
+            StoreResponse::Meta(Some(meta)) => assert!(meta.seal.is_none()),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

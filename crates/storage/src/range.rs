@@ -23,6 +23,7 @@ use xnode_store::{ObjectMeta, is_internal_key};
 use xnode_types::PublicKeyBytes;
 
 use crate::proto::MAX_LIST_ANSWER_BYTES;
+use crate::seals::Trust;
 
 /// An honest replica cuts an answer only when the next entry would pass
 /// [`MAX_LIST_ANSWER_BYTES`]; entries are at most [`xnode_store::MAX_META_BYTES`], so a cut
@@ -53,6 +54,8 @@ pub(crate) enum BadRange {
         "an answer cut short at {entries} entries and {bytes} bytes, with neither bound reached"
     )]
     CutShort { entries: usize, bytes: usize },
+    #[error("an entry whose seal fails (key {key:?})")]
+    Forged { key: String },
 }
 
 /// One replica's answer, checked against its question.
@@ -64,6 +67,32 @@ pub(crate) struct CheckedRange {
     pub until: Option<String>,
     /// Entries left out because their version is dated too far ahead.
     pub future: usize,
+    /// Per entry, whether its seal verified; an entry that did not (written before
+    /// metadata was signed) counts only if every answer of the round holds it. All true
+    /// until [`classify`] says otherwise.
+    pub verified: Vec<bool>,
+}
+
+/// Marks which entries of a checked answer verify; an answer holding a forged entry is
+/// refused whole, as a lying replica's.
+pub(crate) fn classify(
+    mut checked: CheckedRange,
+    trust: impl Fn(&ObjectMeta) -> Trust,
+) -> Result<CheckedRange, BadRange> {
+    let mut verified = Vec::with_capacity(checked.entries.len());
+    for meta in &checked.entries {
+        match trust(meta) {
+            Trust::Verified => verified.push(true),
+            Trust::Unverifiable => verified.push(false),
+            Trust::Forged => {
+                return Err(BadRange::Forged {
+                    key: clip(&meta.path.key),
+                });
+            }
+        }
+    }
+    checked.verified = verified;
+    Ok(checked)
 }
 
 /// Checks an answer against `q`; entries with a wall clock past `latest_ms` are left out.
@@ -121,6 +150,7 @@ pub(crate) fn check_range(
         .collect();
     Ok(CheckedRange {
         future: total - entries.len(),
+        verified: vec![true; entries.len()],
         entries,
         until,
     })
@@ -144,22 +174,43 @@ pub(crate) struct MergedRange {
 pub(crate) fn merge_ranges(answers: &[CheckedRange]) -> MergedRange {
     let until = answers.iter().filter_map(|a| a.until.clone()).min();
     let within = |key: &str| until.as_deref().is_none_or(|until| key <= until);
-    let mut newest: BTreeMap<&str, &ObjectMeta> = BTreeMap::new();
+    let held_by_all = |meta: &ObjectMeta| {
+        answers.iter().all(|a| {
+            a.entries
+                .binary_search_by(|m| m.path.key.as_str().cmp(&meta.path.key))
+                .ok()
+                .and_then(|i| a.entries.get(i))
+                == Some(meta)
+        })
+    };
+    // Per key, the newest entry, verified ones before any other.
+    let mut newest: BTreeMap<&str, (bool, &ObjectMeta)> = BTreeMap::new();
     for answer in answers {
-        for meta in answer.entries.iter().filter(|m| within(&m.path.key)) {
+        let entries = answer.entries.iter().enumerate();
+        for (i, meta) in entries.filter(|(_, m)| within(&m.path.key)) {
+            let verified = answer.verified.get(i).copied().unwrap_or(false);
+            if !verified && !held_by_all(meta) {
+                continue;
+            }
             match newest.get(meta.path.key.as_str()) {
-                Some(held) if !meta.supersedes(held) => {}
+                Some((held_verified, held))
+                    if (*held_verified && !verified)
+                        || (*held_verified == verified && !meta.supersedes(held)) => {}
                 _ => {
-                    newest.insert(&meta.path.key, meta);
+                    newest.insert(&meta.path.key, (verified, meta));
                 }
             }
         }
     }
+
     let behind = answers
         .iter()
         .map(|answer| {
             newest
                 .values()
+                // Only verified entries are repaired onto replicas: they refuse the rest.
+                .filter(|(verified, _)| *verified)
+                .map(|(_, winner)| *winner)
                 .filter(|winner| {
                     let held = answer
                         .entries
@@ -173,7 +224,7 @@ pub(crate) fn merge_ranges(answers: &[CheckedRange]) -> MergedRange {
         })
         .collect();
     MergedRange {
-        newest: newest.into_values().cloned().collect(),
+        newest: newest.into_values().map(|(_, m)| m.clone()).collect(),
         until,
         behind,
     }
@@ -218,7 +269,7 @@ pub fn common_prefix<'k>(key: &'k str, prefix: &str, delimiter: &str) -> Option<
     key.get(..prefix.len() + end + delimiter.len())
 }
 
-fn clip(text: &str) -> String {
+pub(crate) fn clip(text: &str) -> String {
     const MAX: usize = 80;
     if text.len() <= MAX {
         return text.to_owned();

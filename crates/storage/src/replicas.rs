@@ -11,6 +11,7 @@ use xnode_store::{
 use xnode_types::{Hlc, NodeId, unix_ms};
 
 use crate::proto::{BucketRef, StoreRequest, StoreResponse};
+use crate::seals::{Trust, newest_trusted};
 use crate::{
     CHUNK_TIMEOUT, MAX_VERSION_AHEAD_MS, META_TIMEOUT, Storage, StorageError, bucket_placement_key,
 };
@@ -233,19 +234,6 @@ impl Storage {
             .await
     }
 
-    /// [`Storage::write_meta`] for a conditional write: each replica merges the new
-    /// version only if its entry has not moved past `current` (compare-and-set).
-    pub(crate) async fn write_meta_if(
-        self: &Arc<Self>,
-        path: ObjectPath,
-        info: Option<ObjectInfo>,
-        current: Option<&ObjectMeta>,
-        set: &[Candidate],
-    ) -> Result<ObjectMeta, StorageError> {
-        self.write_meta_checked(path, info, current, set, true)
-            .await
-    }
-
     async fn write_meta_checked(
         self: &Arc<Self>,
         path: ObjectPath,
@@ -265,12 +253,13 @@ impl Storage {
                 current.version
             )));
         }
-        let meta = ObjectMeta {
+        let meta = self.seal(ObjectMeta {
             path,
             version,
             writer: self.node_id,
             info,
-        };
+            seal: None,
+        })?;
         let expected = compare_and_set.then(|| current.map(|c| (c.version, c.writer)));
         self.put_meta(meta.clone(), expected, set).await?;
         Ok(meta)
@@ -306,6 +295,12 @@ impl Storage {
                         Err("answered for another path".into())
                     }
                     StoreResponse::Meta(Some(meta)) if meta.version.wall_ms > limit => Ok(None),
+                    // A replica that answers with a forged entry is lying: its answer does
+                    // not count towards the quorum.
+                    StoreResponse::Meta(Some(meta)) if self.trust(&meta) == Trust::Forged => {
+                        self.metrics.bad_replica_reads.inc();
+                        Err("answered with an entry whose seal fails".into())
+                    }
                     StoreResponse::Meta(meta) => Ok(meta),
                     StoreResponse::Error(message) => Err(message),
                     _ => Err("unexpected answer".into()),
@@ -321,13 +316,13 @@ impl Storage {
                     e.errors.join("; ")
                 ))
             })?;
-        let newest = answers
-            .iter()
-            .filter_map(|(_, m)| m.clone())
-            .reduce(|a, b| if b.supersedes(&a) { b } else { a });
+        let entries: Vec<Option<ObjectMeta>> = answers.iter().map(|(_, m)| m.clone()).collect();
+        let newest = newest_trusted(&entries, |m| self.trust(m));
         if let Some(newest) = &newest {
             self.clock.observe(newest.version);
-            for (node, m) in &answers {
+            // Only a verified entry is repaired onto replicas: they refuse the rest.
+            let repairable = newest.is_sealed() && self.trust(newest) == Trust::Verified;
+            for (node, m) in answers.iter().filter(|_| repairable) {
                 if m.as_ref().is_none_or(|m| newest.supersedes(m)) {
                     let (this, node, meta) = (self.clone(), *node, newest.clone());
                     tokio::spawn(async move {

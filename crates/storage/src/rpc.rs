@@ -55,11 +55,14 @@ impl Handler<StoreService> for StoreHandler {
                         .and_then(|r| r.map(StoreResponse::Digests))
                 }
             }
-            StoreRequest::CommitMeta {
-                path,
-                info,
+            StoreRequest::CommitMeta { .. } => Err(StorageError::BadRequest(
+                "conditional writes must be sealed by the edge (CommitSealedMeta); update the node that sent this"
+                    .into(),
+            )),
+            StoreRequest::CommitSealedMeta {
+                meta,
                 preconditions,
-            } => storage.answer_commit(path, info, preconditions).await,
+            } => storage.answer_commit(meta, preconditions).await,
             request => storage.handle(request).await,
         };
         let response = match result {
@@ -157,6 +160,7 @@ impl Storage {
                 // it takes none from a peer either (chunks are refused by placement).
                 self.check_admitted_here()?;
                 self.check_version_not_ahead(&meta)?;
+                self.check_peer_entry(&meta)?;
                 let store = self.meta.clone();
                 let outcome = blocking(move || store.merge_outcome(meta)).await?;
                 Ok(StoreResponse::MetaMerged { outcome })
@@ -164,14 +168,17 @@ impl Storage {
             StoreRequest::PutMetaIf { meta, expected } => {
                 self.check_admitted_here()?;
                 self.check_version_not_ahead(&meta)?;
+                self.check_peer_entry(&meta)?;
                 let store = self.meta.clone();
                 let merged = blocking(move || store.merge_if(meta, expected)).await?;
                 Ok(StoreResponse::MetaMergedIf(merged))
             }
-            StoreRequest::CommitMeta { .. } => Err(StorageError::BadRequest(
-                "a conditional write is coordinated for a peer; an edge coordinates its own directly"
-                    .into(),
-            )),
+            StoreRequest::CommitMeta { .. } | StoreRequest::CommitSealedMeta { .. } => {
+                Err(StorageError::BadRequest(
+                    "a conditional write is coordinated for a peer; an edge coordinates its own directly"
+                        .into(),
+                ))
+            }
             StoreRequest::PutMetaMany { metas } => {
                 self.check_admitted_here()?;
                 if metas.len() > MAX_PUT_META_MANY {
@@ -182,7 +189,12 @@ impl Storage {
                 // Each entry on its own, as `PutMeta`: one bad entry does not refuse the rest.
                 let checked: Vec<Option<xnode_store::ObjectMeta>> = metas
                     .into_iter()
-                    .map(|meta| self.check_version_not_ahead(&meta).ok().map(|()| meta))
+                    .map(|meta| {
+                        self.check_version_not_ahead(&meta)
+                            .and_then(|()| self.check_peer_entry(&meta))
+                            .ok()
+                            .map(|()| meta)
+                    })
                     .collect();
                 let store = self.meta.clone();
                 let outcomes = blocking(move || {
@@ -302,11 +314,11 @@ impl Storage {
     /// peer's mistake or a probe, and is refused before any lock is taken.
     async fn answer_commit(
         self: &Arc<Self>,
-        path: xnode_store::ObjectPath,
-        info: Option<xnode_store::ObjectInfo>,
+        meta: xnode_store::ObjectMeta,
         preconditions: crate::conditional::Preconditions,
     ) -> Result<StoreResponse, StorageError> {
         self.check_admitted_here()?;
+        let path = meta.path.clone();
         path.validate()?;
         self.require_bucket(&path.tenant, &path.bucket)?;
         let set = self.storage_set();
@@ -321,19 +333,20 @@ impl Storage {
                 "this node holds no replica of the bucket's metadata".into(),
             ));
         }
-        if let Some(info) = &info {
-            let size = postcard::to_stdvec(info)
-                .map(|e| e.len())
-                .unwrap_or(usize::MAX);
-            if size > xnode_store::MAX_META_BYTES {
-                return Err(StorageError::BadRequest(format!(
-                    "object metadata of {size} bytes is over the {} byte limit",
-                    xnode_store::MAX_META_BYTES
-                )));
-            }
+        let size = xnode_wire::encode(&meta)
+            .map(|e| e.len())
+            .unwrap_or(usize::MAX);
+        if size > xnode_store::MAX_META_BYTES {
+            return Err(StorageError::BadRequest(format!(
+                "object metadata of {size} bytes is over the {} byte limit",
+                xnode_store::MAX_META_BYTES
+            )));
         }
+        self.check_version_not_ahead(&meta)?;
+        // Checked before the lock is taken: a forged write costs the coordinator nothing.
+        self.check_peer_entry(&meta)?;
         Ok(StoreResponse::Committed(
-            self.coordinate_commit(path, info, preconditions).await,
+            self.coordinate_commit(meta, preconditions).await,
         ))
     }
 

@@ -26,6 +26,7 @@ pub mod meta;
 pub mod metrics;
 pub mod placement;
 pub mod proof;
+pub mod seal;
 pub mod trash;
 
 use std::path::Path;
@@ -40,8 +41,8 @@ pub use keyring::{BucketKey, KEY_CHECK_CONTEXT, KeyCheck, Keyring, ScopedKeys};
 pub use manifest::{ChunkRef, MAX_MANIFEST_BYTES, Manifest, Piece, Segment, SegmentView, wrap_aad};
 pub use meta::{
     BucketName, ConditionalMerge, INTERNAL_KEY_PREFIX, MAX_META_BYTES, MergeOutcome, MetaRange,
-    MetaStore, ObjectInfo, ObjectMeta, ObjectPath, internal_key, is_internal_key,
-    validate_bucket_name, validate_object_key,
+    MetaStore, ObjectInfo, ObjectMeta, ObjectPath, decode_unsealed_layout, internal_key,
+    is_internal_key, validate_bucket_name, validate_object_key,
 };
 pub use metrics::StoreMetrics;
 pub use placement::{Candidate, place};
@@ -49,6 +50,7 @@ pub use proof::{
     MAX_AUDIT_SLICE, MIN_AUDIT_SLICE, ProofError, check_slice, max_proof_len, prove_slice,
     verify_slice,
 };
+pub use seal::{ComputeCheck, MetaSeal, NoCompute, SealError, TenantRequestProof, WriteAuthority};
 pub use trash::Trash;
 
 /// Errors from the storage engine.

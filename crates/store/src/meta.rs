@@ -16,6 +16,7 @@ use xnode_wire::{Versioned, kinds};
 
 use crate::chunks::ChunkId;
 use crate::entropy::{LEAVES, SetDigest, leaf_of};
+use crate::seal::MetaSeal;
 use crate::{StoreError, clip, successor};
 
 /// Table `objects`: [`ObjectPath::storage_key`] -> encoded [`ObjectMeta`].
@@ -170,7 +171,7 @@ pub struct ObjectInfo {
 }
 
 /// One version of one object's metadata.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ObjectMeta {
     pub path: ObjectPath,
     pub version: Hlc,
@@ -178,12 +179,93 @@ pub struct ObjectMeta {
     pub writer: NodeId,
     /// `None` is a tombstone: the object was deleted at `version`.
     pub info: Option<ObjectInfo>,
+    /// The writer's signature and the tenant's authority (format 2, see [`crate::seal`]);
+    /// `None` for entries written before metadata was signed (format 1). Boxed: most
+    /// code moves entries around without looking at their seal.
+    pub seal: Option<Box<MetaSeal>>,
+}
+
+/// Format 1 of [`ObjectMeta`]: no seal.
+#[derive(Deserialize)]
+struct ObjectMetaV1 {
+    path: ObjectPath,
+    version: Hlc,
+    writer: NodeId,
+    info: Option<ObjectInfo>,
+}
+
+/// Format 2 of [`ObjectMeta`], as it is decoded.
+#[derive(Deserialize)]
+struct ObjectMetaV2 {
+    path: ObjectPath,
+    version: Hlc,
+    writer: NodeId,
+    info: Option<ObjectInfo>,
+    seal: Option<Box<MetaSeal>>,
+}
+
+thread_local! {
+    /// Set while decoding a body written in a format whose entries had no seal (object
+    /// metadata format 1, store protocol versions before 6), so every entry nested in it
+    /// decodes in the layout it was written in.
+    static UNSEALED_LAYOUT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `decode` with object metadata entries read in their format-1 layout (without a
+/// seal): for upgrading bodies of older formats that nest entries. Decoding is
+/// synchronous, so a thread-local flag reaches every nested entry and no other decode.
+pub fn decode_unsealed_layout<T>(decode: impl FnOnce() -> T) -> T {
+    let before = UNSEALED_LAYOUT.with(|f| f.replace(true));
+    let out = decode();
+    UNSEALED_LAYOUT.with(|f| f.set(before));
+    out
+}
+
+impl<'de> Deserialize<'de> for ObjectMeta {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if UNSEALED_LAYOUT.with(std::cell::Cell::get) {
+            let v1 = ObjectMetaV1::deserialize(d)?;
+            Ok(ObjectMeta {
+                path: v1.path,
+                version: v1.version,
+                writer: v1.writer,
+                info: v1.info,
+                seal: None,
+            })
+        } else {
+            let v2 = ObjectMetaV2::deserialize(d)?;
+            Ok(ObjectMeta {
+                path: v2.path,
+                version: v2.version,
+                writer: v2.writer,
+                info: v2.info,
+                seal: v2.seal,
+            })
+        }
+    }
 }
 
 impl Versioned for ObjectMeta {
     const KIND_TAG: u8 = kinds::OBJECT_META;
     const KIND_NAME: &'static str = "object metadata";
-    const VERSION: u8 = 1;
+    // Version 2 added the seal.
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
+        if version != 1 {
+            return Err(xnode_wire::WireError::UnsupportedVersion {
+                kind: Self::KIND_NAME,
+                found: version,
+                supported: Self::VERSION,
+            });
+        }
+        decode_unsealed_layout(|| postcard::from_bytes(body)).map_err(|e| {
+            xnode_wire::WireError::Malformed {
+                kind: Self::KIND_NAME,
+                reason: e.to_string(),
+            }
+        })
+    }
 }
 
 impl ObjectMeta {
@@ -191,8 +273,13 @@ impl ObjectMeta {
     /// strictly greater. Two different entries with equal `(version, writer)` should not
     /// exist, but if they do the contents break the tie, so every replica still picks the
     /// same one whatever the order of arrival.
+    ///
+    /// A sealed entry supersedes every unsealed one whatever their versions: entries
+    /// written before metadata was signed are trusted only while nothing signed exists for
+    /// the key, so an unsigned forgery can never win over a signed write.
     pub fn supersedes(&self, other: &ObjectMeta) -> bool {
-        (self.version, &self.writer, &self.info) > (other.version, &other.writer, &other.info)
+        (self.is_sealed(), self.version, &self.writer, &self.info)
+            > (other.is_sealed(), other.version, &other.writer, &other.info)
     }
 
     pub fn is_tombstone(&self) -> bool {

@@ -25,6 +25,10 @@ pub struct StoreMetrics {
     pub bad_replica_reads: Counter,
     /// `PutMeta` refused because its version was dated too far into the future.
     pub future_versions_refused: Counter,
+    /// Object metadata entries refused because their seal did not verify: unsigned or
+    /// forged entries a peer asked this replica to merge, and forged entries in replicas'
+    /// answers to this reader.
+    pub meta_seals_refused: Counter,
     /// Object writes refused because a newer version held on the replicas beat them.
     pub write_conflicts: Counter,
     /// Conditional writes and deletes this node coordinated whose condition did not hold
@@ -107,6 +111,11 @@ impl StoreMetrics {
             "bad_replica_reads",
             "Reads where a peer answered wrongly: chunk bytes that do not match the chunk id, or metadata for another path",
             m.bad_replica_reads.clone(),
+        );
+        r.register(
+            "meta_seals_refused",
+            "Object metadata entries refused because their seal (writer signature and tenant authority) did not verify",
+            m.meta_seals_refused.clone(),
         );
         r.register(
             "future_versions_refused",

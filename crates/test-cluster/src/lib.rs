@@ -421,6 +421,37 @@ impl Tenant {
         .sign(&self.key, timestamp_ms, nonce)
     }
 
+    /// The proof of a request this tenant signed for `node` now (`method` and `path`
+    /// as given, empty body): what an edge keeps as its authority to write the tenant's
+    /// object metadata.
+    pub fn request_proof(
+        &self,
+        node: &NodeId,
+        method: &str,
+        path: &str,
+    ) -> xnode_store::TenantRequestProof {
+        use xnode_types::request_auth::{EMPTY_BODY_BLAKE3, HEADER_SIGNATURE, parse_signature};
+        let nonce = format!("{:032x}", rand::random::<u128>());
+        let timestamp_ms = xnode_types::unix_ms();
+        let headers =
+            self.signed_headers_at(node, method, path, "", b"", false, timestamp_ms, &nonce);
+        let signature = headers
+            .iter()
+            .find(|(name, _)| *name == HEADER_SIGNATURE)
+            .and_then(|(_, value)| parse_signature(value))
+            .expect("a signed request carries its signature");
+        xnode_store::TenantRequestProof {
+            method: method.to_ascii_uppercase(),
+            path: path.to_owned(),
+            query: String::new(),
+            timestamp_ms,
+            nonce,
+            content_blake3: EMPTY_BODY_BLAKE3.to_owned(),
+            data_key_blake3: String::new(),
+            signature,
+        }
+    }
+
     /// The signed registry entry claiming bucket `name`.
     pub fn bucket_claim(&self, name: &str) -> xnode_registry::Entry {
         self.bucket_claim_with_rf(name, None)
@@ -447,8 +478,37 @@ impl Tenant {
 }
 
 impl Cluster {
+    /// Lets node `i` write `tenant`'s objects, as a signed request from the tenant to it
+    /// does (see `xnode_store::seal`).
+    pub fn authorise(&self, i: usize, tenant: &Tenant) {
+        let node = self.id(i);
+        self.node(i).storage().authorise_request(
+            tenant.id(),
+            tenant.request_proof(&node, "GET", "/v1/buckets"),
+        );
+    }
+
     /// Creates a bucket through node `via` and waits until every running node knows it.
+    /// The tenant is taken to use every running node as its edge: each may write its
+    /// objects (see [`Cluster::create_bucket_with_edges`] for fewer).
     pub async fn create_bucket(&self, via: usize, tenant: &Tenant, name: &str) {
+        let edges = self.running();
+        self.create_bucket_with_edges(via, tenant, name, &edges)
+            .await;
+    }
+
+    /// [`Cluster::create_bucket`], with the tenant using only the nodes `edges` (each gets
+    /// a signed request from it, so only they may write its objects).
+    pub async fn create_bucket_with_edges(
+        &self,
+        via: usize,
+        tenant: &Tenant,
+        name: &str,
+        edges: &[usize],
+    ) {
+        for &i in edges {
+            self.authorise(i, tenant);
+        }
         let entry = self
             .node(via)
             .storage()
@@ -469,7 +529,8 @@ impl Cluster {
         .await;
     }
 
-    /// Stores `data` as `bucket/key` through node `via`.
+    /// Stores `data` as `bucket/key` through node `via` (the tenant's edge for it: `via`
+    /// is authorised to write the tenant's objects, as the tenant's signed request would).
     pub async fn put(
         &self,
         via: usize,
@@ -483,6 +544,7 @@ impl Cluster {
                 .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(c)))
                 .collect::<Vec<_>>(),
         );
+        self.authorise(via, tenant);
         self.node(via)
             .storage()
             .put_object(

@@ -264,6 +264,7 @@ impl Corpus {
                     user_meta: BTreeMap::new(),
                     created_ms: now,
                 }),
+                seal: None,
             };
             push(
                 &mut s,
@@ -323,12 +324,28 @@ impl Corpus {
                 Channel::Rpc("store"),
                 &StoreRequest::PutMetaIf {
                     meta: ObjectMeta {
+                        path: path.clone(),
+                        version: Hlc::new(now, 0),
+                        writer: me,
+                        info: None,
+                        seal: None,
+                    },
+                    expected: Some((Hlc::new(u64::MAX, u32::MAX), me)),
+                },
+            );
+            // A sealed conditional write (store protocol v6) carrying an unsealed entry.
+            push(
+                &mut s,
+                Channel::Rpc("store"),
+                &StoreRequest::CommitSealedMeta {
+                    meta: ObjectMeta {
                         path,
                         version: Hlc::new(now, 0),
                         writer: me,
                         info: None,
+                        seal: None,
                     },
-                    expected: Some((Hlc::new(u64::MAX, u32::MAX), me)),
+                    preconditions: Preconditions::default(),
                 },
             );
         }

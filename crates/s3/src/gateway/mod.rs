@@ -173,7 +173,15 @@ impl Gateway {
             ));
         };
         match self.keys.get(&credentials.access_key) {
-            Ok(Some(key)) => Ok(key),
+            Ok(Some(key)) => {
+                // The key's registration is this node's authority to write the tenant's
+                // object metadata for S3 requests.
+                if let Some(registration) = &key.registration {
+                    self.storage
+                        .authorise_s3_key(key.tenant, registration.clone());
+                }
+                Ok(key)
+            }
             Ok(None) => Err(s3_error!(
                 InvalidAccessKeyId,
                 "The AWS Access Key Id you provided does not exist in our records"

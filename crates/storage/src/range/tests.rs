@@ -37,6 +37,7 @@ fn entry(key: &str, ms: u64, live: bool) -> ObjectMeta {
             user_meta: Default::default(),
             created_ms: ms,
         }),
+        seal: None,
     }
 }
 

@@ -32,6 +32,7 @@ fn meta(path: &ObjectPath, ms: u64, writer: NodeId, info: Option<ObjectInfo>) ->
         version: Hlc::new(ms, 0),
         writer,
         info,
+        seal: None,
     }
 }
 

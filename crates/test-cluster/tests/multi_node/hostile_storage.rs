@@ -66,6 +66,17 @@ async fn rogue_put_meta(c: &Cluster, from: usize, meta: &ObjectMeta) -> Vec<Stor
     answers
 }
 
+/// `meta` sealed again by node `i` under the authority it carries (as node `i` would
+/// seal it had its clock given that version).
+fn reseal(c: &Cluster, i: usize, mut meta: ObjectMeta) -> ObjectMeta {
+    let authority = meta
+        .seal
+        .take()
+        .expect("a written entry is sealed")
+        .authority;
+    meta.sealed(c.node(i).key(), authority)
+}
+
 async fn delete(
     c: &Cluster,
     via: usize,
@@ -96,6 +107,7 @@ async fn a_version_dated_into_the_future_is_refused_and_cannot_pin_a_key() {
         version: Hlc::new(u64::MAX, u32::MAX),
         writer: c.id(0),
         info: None,
+        seal: None,
     };
     let answers = rogue_put_meta(&c, 0, &pin).await;
     assert!(!answers.is_empty());
@@ -133,8 +145,10 @@ async fn sequential_writes_through_edges_with_skewed_clocks_keep_their_order() {
     c.create_bucket(0, &tenant, "skew").await;
     let v1 = data(100_000, 1);
     let mut fast = c.put(0, &tenant, "skew", "k", &v1).await.unwrap();
-    // Node 0 is a fast edge: its write carries a version 10 s ahead of everyone's clock.
+    // Node 0 is a fast edge: its write carries a version 10 s ahead of everyone's clock
+    // (sealed by node 0 under the tenant's authority, as its own write would be).
     fast.version = Hlc::new(now_ms() + 10_000, 0);
+    let fast = reseal(&c, 0, fast);
     rogue_put_meta(&c, 0, &fast).await;
     assert_eq!(c.get(2, &tenant, "skew", "k", None).await.unwrap(), v1);
 
@@ -159,6 +173,7 @@ async fn sequential_writes_through_edges_with_skewed_clocks_keep_their_order() {
     // The fast edge writes again, 20 s ahead; a delete through a slower edge follows.
     let mut fast = c.put(0, &tenant, "skew", "k", &v1).await.unwrap();
     fast.version = Hlc::new(now_ms() + 20_000, 0);
+    let fast = reseal(&c, 0, fast);
     rogue_put_meta(&c, 0, &fast).await;
     match delete(&c, 3, &tenant, "skew", "k").await {
         Ok(()) => {
@@ -321,6 +336,7 @@ async fn endless_scan_pages_cannot_keep_garbage_collection_going() {
                                     user_meta: Default::default(),
                                     created_ms: 1,
                                 }),
+                                seal: None,
                             }
                         })
                         .collect();
@@ -423,6 +439,17 @@ async fn a_manifest_altered_by_a_peer_is_never_served() {
         forged_info.manifest = id;
         forged_info.size = forged.object_size;
         forged_meta.info = Some(forged_info);
+        // Sealed by node 3 under a request the tenant sent it: the tenant used node 3 as
+        // an edge, so its metadata is accepted, and the manifest's MAC is what stops it.
+        forged_meta.seal = None;
+        let forged_meta = forged_meta.sealed(
+            c.node(3).key(),
+            xnode_store::WriteAuthority::Request(tenant.request_proof(
+                &c.id(3),
+                "GET",
+                "/v1/buckets",
+            )),
+        );
         rogue_put_meta(&c, 3, &forged_meta).await;
         for via in 0..3 {
             let read = c.get(via, &tenant, "macs", "k", None).await;
@@ -943,5 +970,183 @@ async fn a_node_that_silently_lost_chunks_is_caught_by_audits_and_gets_no_new_da
         fresh
     );
     assert!(c.node(hostile).storage().health().chunks_stored <= before);
+    c.shutdown().await;
+}
+
+// ----- object metadata is sealed -------------------------------------------------------------
+
+/// A bucket name whose metadata placement (on node `via`'s view) includes node `rogue`, so
+/// the rogue is one of the bucket's metadata replicas.
+fn bucket_held_by(c: &Cluster, via: usize, rogue: usize, tenant: &Tenant, stem: &str) -> String {
+    let set = c.node(via).storage().storage_set();
+    (0..1000)
+        .map(|n| format!("{stem}-{n}"))
+        .find(|name| {
+            let item = format!("meta/{}/{name}", tenant.id().to_hex());
+            xnode_store::place(item.as_bytes(), &set, 3).contains(&c.id(rogue))
+        })
+        .expect("some bucket name places its metadata on the rogue")
+}
+
+/// The forgeries a rogue metadata replica (node 0, which the tenant never used) can make of
+/// `honest`, an entry the tenant's edge wrote: a newer version with other contents and a
+/// newer tombstone, each unsigned, sealed by the rogue with the edge's authority copied,
+/// and sealed by the rogue while claiming to be the edge.
+fn forgeries(c: &Cluster, honest: &ObjectMeta) -> Vec<ObjectMeta> {
+    let authority = honest.seal.clone().expect("sealed").authority;
+    let rogue_key = c.node(0).key();
+    let mut newer = honest.clone();
+    newer.version = Hlc::new(now_ms() + 1_000, 0);
+    newer.seal = None;
+    if let Some(info) = newer.info.as_mut() {
+        info.size = 1;
+        info.etag = "forged".into();
+    }
+    let mut tombstone = newer.clone();
+    tombstone.info = None;
+    let mut out = Vec::new();
+    for forged in [newer, tombstone] {
+        out.push(forged.clone());
+        let mut as_rogue = forged.clone();
+        as_rogue.writer = c.id(0);
+        out.push(as_rogue.sealed(rogue_key, authority.clone()));
+        out.push(forged.sealed(rogue_key, authority.clone()));
+    }
+    out
+}
+
+/// Findings 8 and 14: a metadata replica could `PutMeta` a newer version or a tombstone of
+/// any object to the other replicas, and answer reads with them, and so replace or delete
+/// any tenant's object. Entries are now sealed by their writer under the tenant's
+/// authority: the forgeries are refused by every honest replica (and counted), ignored in
+/// the rogue's own answers, and the object reads back intact through every honest node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rogue_metadata_replica_cannot_forge_a_newer_version_or_tombstone() {
+    let c = Cluster::start_with(4, storage_config).await;
+    c.wait_converged(Duration::from_secs(20)).await;
+    let tenant = Tenant::new();
+    let bucket = bucket_held_by(&c, 1, 0, &tenant, "sealed");
+    // The tenant talks to nodes 1 to 3 only: node 0 holds no authority from it.
+    c.create_bucket_with_edges(1, &tenant, &bucket, &[1, 2, 3])
+        .await;
+    let body = data(150_000, 7);
+    let honest = c.put(1, &tenant, &bucket, "doc", &body).await.unwrap();
+    let refused_before: u64 = (1..4)
+        .map(|i| c.node(i).storage().metrics().meta_seals_refused.get())
+        .sum();
+
+    let forged = forgeries(&c, &honest);
+    for meta in &forged {
+        for answer in rogue_put_meta(&c, 0, meta).await {
+            assert!(
+                matches!(&answer, StoreResponse::Error(m) if m.contains("refused")),
+                "an honest replica took a forged entry ({:?}, sealed: {}): {answer:?}",
+                meta.version,
+                meta.is_sealed()
+            );
+        }
+    }
+    let refused_after: u64 = (1..4)
+        .map(|i| c.node(i).storage().metrics().meta_seals_refused.get())
+        .sum();
+    assert!(
+        refused_after >= refused_before + forged.len() as u64,
+        "refusals are counted: {refused_before} -> {refused_after}"
+    );
+
+    // The rogue also answers reads with the forged tombstone (it holds the bucket's
+    // metadata, so readers ask it).
+    let tombstone = forged.iter().rfind(|m| m.info.is_none()).cloned().unwrap();
+    c.node(0)
+        .storage()
+        .set_serve_tamper(Some(std::sync::Arc::new(
+            move |request, honest| match request {
+                StoreRequest::GetMeta { .. } => {
+                    xnode_storage::ServeFault::Answer(StoreResponse::Meta(Some(tombstone.clone())))
+                }
+                _ => xnode_storage::ServeFault::Answer(honest),
+            },
+        )));
+    for via in 1..4 {
+        assert_eq!(
+            c.get(via, &tenant, &bucket, "doc", None).await.unwrap(),
+            body,
+            "the object through node {via}"
+        );
+        let held = c
+            .node(via)
+            .storage()
+            .local_meta(&honest.path)
+            .await
+            .unwrap();
+        assert!(
+            held.is_none_or(|held| held == honest),
+            "node {via} holds something other than the honest entry"
+        );
+    }
+    c.shutdown().await;
+}
+
+/// Finding 8d: a metadata replica could inject junk keys into any bucket's listing, by
+/// pushing entries to the other replicas and by adding them to its own range answers.
+/// Unsigned and forged entries are refused by replicas, and an answer holding one is
+/// refused whole by the reader: the listing shows only the tenant's keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rogue_metadata_replica_cannot_inject_keys_into_a_listing() {
+    let c = Cluster::start_with(4, storage_config).await;
+    c.wait_converged(Duration::from_secs(20)).await;
+    let tenant = Tenant::new();
+    let bucket = bucket_held_by(&c, 1, 0, &tenant, "listed");
+    c.create_bucket_with_edges(1, &tenant, &bucket, &[1, 2, 3])
+        .await;
+    let honest = c.put(1, &tenant, &bucket, "real", b"real").await.unwrap();
+
+    let mut junk = Vec::new();
+    for (n, forged) in forgeries(&c, &honest).into_iter().enumerate() {
+        let mut forged = forged;
+        forged.path.key = format!("junk-{n}");
+        if let Some(seal) = forged.seal.take() {
+            forged = forged.sealed(c.node(0).key(), seal.authority);
+        }
+        junk.push(forged);
+    }
+    for meta in &junk {
+        for answer in rogue_put_meta(&c, 0, meta).await {
+            assert!(
+                matches!(&answer, StoreResponse::Error(_)),
+                "an honest replica took a junk key: {answer:?}"
+            );
+        }
+    }
+    let injected = junk.clone();
+    c.node(0)
+        .storage()
+        .set_serve_tamper(Some(std::sync::Arc::new(move |request, honest| {
+            match (request, honest) {
+                (
+                    StoreRequest::MetaRange { .. },
+                    StoreResponse::MetaRange { entries, truncated },
+                ) => {
+                    let mut entries = entries;
+                    entries.extend(injected.iter().cloned());
+                    entries.sort_by(|a, b| a.path.key.cmp(&b.path.key));
+                    xnode_storage::ServeFault::Answer(StoreResponse::MetaRange {
+                        entries,
+                        truncated,
+                    })
+                }
+                (_, honest) => xnode_storage::ServeFault::Answer(honest),
+            }
+        })));
+    for via in 1..4 {
+        let listed = c
+            .node(via)
+            .storage()
+            .list_objects(&tenant.id(), &bucket, "", None, 100)
+            .await
+            .unwrap();
+        let keys: Vec<String> = listed.iter().map(|m| m.path.key.clone()).collect();
+        assert_eq!(keys, ["real"], "the listing through node {via}");
+    }
     c.shutdown().await;
 }

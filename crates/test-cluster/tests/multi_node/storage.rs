@@ -714,18 +714,28 @@ fn entries_of(
     ms: u64,
     live: bool,
 ) -> Vec<xnode_store::ObjectMeta> {
-    keys.map(|key| xnode_store::ObjectMeta {
-        path: xnode_store::ObjectPath::new(tenant.id(), "many", key.clone()).unwrap(),
-        version: xnode_types::Hlc::new(ms, 0),
-        writer: c.id(0),
-        info: live.then(|| xnode_store::ObjectInfo {
-            manifest: ChunkId::of(format!("{key}@{ms}").as_bytes()),
-            size: 1,
-            etag: "e".into(),
-            content_type: "text/plain".into(),
-            user_meta: Default::default(),
-            created_ms: ms,
-        }),
+    // Sealed by node 0 under a request the tenant signed for it, as its writes are.
+    let authority = xnode_store::WriteAuthority::Request(tenant.request_proof(
+        &c.id(0),
+        "PUT",
+        "/v1/buckets/many/objects",
+    ));
+    keys.map(|key| {
+        xnode_store::ObjectMeta {
+            path: xnode_store::ObjectPath::new(tenant.id(), "many", key.clone()).unwrap(),
+            version: xnode_types::Hlc::new(ms, 0),
+            writer: c.id(0),
+            info: live.then(|| xnode_store::ObjectInfo {
+                manifest: ChunkId::of(format!("{key}@{ms}").as_bytes()),
+                size: 1,
+                etag: "e".into(),
+                content_type: "text/plain".into(),
+                user_meta: Default::default(),
+                created_ms: ms,
+            }),
+            seal: None,
+        }
+        .sealed(c.node(0).key(), authority.clone())
     })
     .collect()
 }

@@ -1,0 +1,300 @@
+//! Sealing the object metadata this node writes, and checking the seals of entries peers
+//! send or answer with (see [`xnode_store::seal`] for what a seal proves).
+//!
+//! A node writes for a tenant only with an authority the tenant gave it: the latest
+//! signed API request the tenant sent it, an S3 key the tenant registered on it, or a
+//! deployment or job it runs whose signed scope holds the bucket. The API, the S3 gateway
+//! and compute hand those to [`Storage`] as they see them ([`Storage::authorise_request`],
+//! [`Storage::authorise_s3_key`], [`Storage::set_compute_authority`]).
+//!
+//! Replicas refuse every entry from a peer whose seal does not verify (unsealed entries
+//! included). Readers drop answers that carry an entry with a seal that fails, and trust an
+//! entry they cannot verify on their own (written before metadata was signed, or by a
+//! compute node whose deployment is gone) only when every answer of the read quorum holds
+//! it identically, and never over a verified one ([`Trust`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use xnode_store::seal::REQUEST_AUTHORITY_MS;
+use xnode_store::{
+    ComputeCheck, NoCompute, ObjectMeta, SealError, TenantRequestProof, WriteAuthority,
+};
+use xnode_types::request_auth::MAX_CLOCK_SKEW_MS;
+use xnode_types::{NodeId, PublicKeyBytes, lock, unix_ms};
+
+use crate::{Storage, StorageError};
+
+/// How much of a request's authority window a writer leaves unused, so an entry it dates
+/// now is still inside the window on a replica whose clock differs a little.
+const REQUEST_WINDOW_MARGIN_MS: u64 = 10 * 60 * 1000;
+/// Most tenants whose authorities one node keeps; past it, expired request authorities
+/// are forgotten first, then all request authorities (the next request restores its own).
+const MAX_TENANTS: usize = 65_536;
+
+/// What a node (through its compute layer) knows about the deployments and jobs it runs:
+/// confirming a peer's compute authority, and finding this node's own.
+pub trait ComputeAuthority: ComputeCheck {
+    /// A deployment or job of `tenant` that `node` runs and whose signed storage scope
+    /// holds `bucket`, if any.
+    fn purpose_for(&self, tenant: &PublicKeyBytes, bucket: &str, node: &NodeId) -> Option<String>;
+}
+
+impl ComputeAuthority for NoCompute {
+    fn purpose_for(&self, _: &PublicKeyBytes, _: &str, _: &NodeId) -> Option<String> {
+        None
+    }
+}
+
+/// How far a reader may trust an entry a replica answered with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Trust {
+    /// The seal verifies: one replica's word is enough.
+    Verified,
+    /// Written before metadata was signed, or by compute the registry no longer confirms:
+    /// trusted only when every answer of the read quorum holds it.
+    Unverifiable,
+    /// The seal fails: the replica that sent it is lying.
+    Forged,
+}
+
+/// The authorities tenants gave this node, by tenant.
+#[derive(Default)]
+pub(crate) struct Authorities {
+    by_tenant: Mutex<HashMap<PublicKeyBytes, TenantAuthorities>>,
+    compute: Mutex<Option<Arc<dyn ComputeAuthority>>>,
+}
+
+#[derive(Default)]
+struct TenantAuthorities {
+    /// The newest signed request the tenant sent this node.
+    request: Option<TenantRequestProof>,
+    /// The signed registration of an S3 key on this node.
+    s3_key: Option<TenantRequestProof>,
+}
+
+impl Authorities {
+    fn compute(&self) -> Arc<dyn ComputeAuthority> {
+        lock(&self.compute)
+            .clone()
+            .unwrap_or_else(|| Arc::new(NoCompute))
+    }
+}
+
+impl Storage {
+    /// Records a signed request `tenant` sent this node (verified by the caller): it lets
+    /// this node write the tenant's metadata for [`REQUEST_AUTHORITY_MS`] after it was
+    /// signed.
+    pub fn authorise_request(&self, tenant: PublicKeyBytes, proof: TenantRequestProof) {
+        let mut book = lock(&self.authorities.by_tenant);
+        if book.len() >= MAX_TENANTS && !book.contains_key(&tenant) {
+            let now = unix_ms();
+            book.retain(|_, a| {
+                a.request = a
+                    .request
+                    .take()
+                    .filter(|r| r.timestamp_ms.saturating_add(REQUEST_AUTHORITY_MS) > now);
+                a.request.is_some() || a.s3_key.is_some()
+            });
+        }
+        if book.len() >= MAX_TENANTS && !book.contains_key(&tenant) {
+            book.retain(|_, a| {
+                a.request = None;
+                a.s3_key.is_some()
+            });
+        }
+        let entry = book.entry(tenant).or_default();
+        if entry
+            .request
+            .as_ref()
+            .is_none_or(|held| held.timestamp_ms <= proof.timestamp_ms)
+        {
+            entry.request = Some(proof);
+        }
+    }
+
+    /// Records the signed registration of one of `tenant`'s S3 keys on this node (verified
+    /// when the key was registered): S3 requests with that tenant's keys write under it.
+    pub fn authorise_s3_key(&self, tenant: PublicKeyBytes, proof: TenantRequestProof) {
+        lock(&self.authorities.by_tenant)
+            .entry(tenant)
+            .or_default()
+            .s3_key = Some(proof);
+    }
+
+    /// Installs what the compute layer knows of the deployments and jobs this node runs.
+    pub fn set_compute_authority(&self, compute: Arc<dyn ComputeAuthority>) {
+        *lock(&self.authorities.compute) = Some(compute);
+    }
+
+    /// The authority this node writes `tenant`'s entries of `bucket` under now: a recent
+    /// signed request, else an S3 key registration, else a deployment or job it runs.
+    pub(crate) fn write_authority(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+    ) -> Result<WriteAuthority, StorageError> {
+        let now = unix_ms();
+        {
+            let book = lock(&self.authorities.by_tenant);
+            if let Some(held) = book.get(tenant) {
+                if let Some(request) = &held.request
+                    && now.saturating_add(MAX_CLOCK_SKEW_MS) >= request.timestamp_ms
+                    && now.saturating_add(REQUEST_WINDOW_MARGIN_MS)
+                        <= request.timestamp_ms.saturating_add(REQUEST_AUTHORITY_MS)
+                {
+                    return Ok(WriteAuthority::Request(request.clone()));
+                }
+                if let Some(s3_key) = &held.s3_key {
+                    return Ok(WriteAuthority::S3Key(s3_key.clone()));
+                }
+            }
+        }
+        if let Some(purpose) = self
+            .authorities
+            .compute()
+            .purpose_for(tenant, bucket, &self.node_id)
+        {
+            return Ok(WriteAuthority::Compute { purpose });
+        }
+        Err(StorageError::AccessDenied(
+            "this node holds no authority from the tenant to write its objects: send it a signed request, register an S3 key on it, or run a deployment whose storage scope holds the bucket"
+                .into(),
+        ))
+    }
+
+    /// Seals an entry this node writes.
+    pub(crate) fn seal(&self, meta: ObjectMeta) -> Result<ObjectMeta, StorageError> {
+        let authority = self.write_authority(&meta.path.tenant, &meta.path.bucket)?;
+        Ok(meta.sealed(&self.signer, authority))
+    }
+
+    /// Checks the seal of an entry (from a peer, or read from the local table).
+    pub(crate) fn verify_seal(&self, meta: &ObjectMeta) -> Result<(), SealError> {
+        let compute = self.authorities.compute();
+        meta.verify_seal(compute.as_ref())
+    }
+
+    /// A replica's check of an entry a peer asks it to merge: anything that does not
+    /// verify, unsealed entries included, is refused and counted.
+    pub(crate) fn check_peer_entry(&self, meta: &ObjectMeta) -> Result<(), StorageError> {
+        self.verify_seal(meta).map_err(|e| {
+            self.metrics.meta_seals_refused.inc();
+            StorageError::Integrity(format!(
+                "object metadata for {:?} refused: {e}",
+                crate::range::clip(&meta.path.key)
+            ))
+        })
+    }
+
+    /// How far a reader trusts an entry a replica answered with; forged entries are
+    /// counted.
+    pub(crate) fn trust(&self, meta: &ObjectMeta) -> Trust {
+        match self.verify_seal(meta) {
+            Ok(()) => Trust::Verified,
+            Err(SealError::Unsigned | SealError::ComputeNotConfirmed { .. }) => Trust::Unverifiable,
+            Err(e) => {
+                self.metrics.meta_seals_refused.inc();
+                tracing::warn!(key = %crate::range::clip(&meta.path.key), error = %e, "a metadata replica answered with an entry whose seal fails; ignored");
+                Trust::Forged
+            }
+        }
+    }
+}
+
+/// The newest entry among a read quorum's answers that a reader may use: verified entries
+/// on one answer's word, others only if every answer holds them identically; a verified
+/// entry always wins over one that is not (see [`ObjectMeta::supersedes`] for the order
+/// among the rest).
+pub(crate) fn newest_trusted(
+    answers: &[Option<ObjectMeta>],
+    trust: impl Fn(&ObjectMeta) -> Trust,
+) -> Option<ObjectMeta> {
+    let mut best: Option<(bool, &ObjectMeta)> = None;
+    for meta in answers.iter().flatten() {
+        let verified = match trust(meta) {
+            Trust::Verified => true,
+            Trust::Unverifiable => {
+                if !answers.iter().all(|a| a.as_ref() == Some(meta)) {
+                    continue;
+                }
+                false
+            }
+            Trust::Forged => continue,
+        };
+        let better = match best {
+            None => true,
+            Some((best_verified, held)) => {
+                (verified && !best_verified) || (verified == best_verified && meta.supersedes(held))
+            }
+        };
+        if better {
+            best = Some((verified, meta));
+        }
+    }
+    best.map(|(_, m)| m.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use xnode_types::{Hlc, SecretKey};
+
+    use super::*;
+
+    fn entry(key: &str, ms: u64, sealed: bool) -> ObjectMeta {
+        let writer = SecretKey::generate();
+        let meta = ObjectMeta {
+            path: xnode_store::ObjectPath::new(PublicKeyBytes([1; 32]), "bucket", key).unwrap(),
+            version: Hlc::new(ms, 0),
+            writer: writer.node_id(),
+            info: None,
+            seal: None,
+        };
+        if sealed {
+            meta.sealed(
+                &writer,
+                WriteAuthority::Compute {
+                    purpose: "p".into(),
+                },
+            )
+        } else {
+            meta
+        }
+    }
+
+    /// Trust by the test's own rule: sealed entries verify, unsealed are unverifiable,
+    /// entries at 666 ms are forged.
+    fn trust(meta: &ObjectMeta) -> Trust {
+        match (meta.version.wall_ms, meta.is_sealed()) {
+            (666, _) => Trust::Forged,
+            (_, true) => Trust::Verified,
+            (_, false) => Trust::Unverifiable,
+        }
+    }
+
+    #[test]
+    fn an_unverifiable_entry_needs_every_answer_and_never_beats_a_verified_one() {
+        let legacy = entry("a", 50, false);
+        // One replica's word is not enough for an unsigned entry ...
+        assert_eq!(newest_trusted(&[Some(legacy.clone()), None], trust), None);
+        // ... every answer holding it is.
+        assert_eq!(
+            newest_trusted(&[Some(legacy.clone()), Some(legacy.clone())], trust),
+            Some(legacy.clone())
+        );
+        // A verified entry wins over a newer unverifiable one, from one answer.
+        let signed = entry("a", 10, true);
+        assert_eq!(
+            newest_trusted(&[Some(legacy.clone()), Some(signed.clone())], trust),
+            Some(signed.clone())
+        );
+        // A forged entry never counts, however new.
+        let forged = entry("a", 666, true);
+        assert_eq!(
+            newest_trusted(&[Some(forged), Some(signed.clone())], trust),
+            Some(signed)
+        );
+    }
+}

@@ -1,0 +1,261 @@
+//! Seals on object metadata entries: who wrote an entry, and why the tenant lets them.
+//!
+//! Object metadata entries replicate through nodes nobody trusts: any node placement puts
+//! in a bucket's metadata set could otherwise forge a newer version or a tombstone of any
+//! object. Every entry written now carries a [`MetaSeal`]: the writer node's signature
+//! over a domain-separated text that binds the entry's path, version, writer, contents
+//! and authority, plus an [`WriteAuthority`] that proves, offline, that the tenant
+//! authorised that node to write for it:
+//!
+//! - [`WriteAuthority::Request`]: the tenant's own signed API request (`XNODE-REQUEST-V2`)
+//!   to the writer, valid for entries dated from [`MAX_CLOCK_SKEW_MS`] before the request
+//!   to [`REQUEST_AUTHORITY_MS`] after it (an upload may stream for that long);
+//! - [`WriteAuthority::S3Key`]: the tenant's signed `POST /v1/s3/keys` to the writer,
+//!   which made it hold one of the tenant's S3 keys (and so act as its edge), without
+//!   expiry;
+//! - [`WriteAuthority::Compute`]: a deployment or job of the tenant that the writer runs,
+//!   which only the registry can confirm; the caller checks it ([`ComputeCheck`]).
+//!
+//! A rogue replica holds no tenant signature naming it, and cannot sign as another node,
+//! so it cannot make an entry that verifies. This module is sans-I/O: checking is a pure
+//! function of the entry and, for compute, the caller's view of the registry.
+
+use serde::{Deserialize, Serialize};
+use xnode_types::request_auth::{CanonicalRequest, MAX_CLOCK_SKEW_MS, canonical_request};
+use xnode_types::{NodeId, PublicKeyBytes, SecretKey, SignatureBytes};
+
+use crate::meta::ObjectMeta;
+
+/// The first line of the text a writer signs for an entry; it names the format, so a
+/// signature over an entry can never be taken for one over anything else.
+pub const META_SIGNING_DOMAIN: &str = "XNODE-OBJECT-META-V1";
+
+/// How long after the tenant signed a request its writer may still date entries with it:
+/// long enough for a large upload to stream, short enough that a captured request does
+/// not authorise a node forever.
+pub const REQUEST_AUTHORITY_MS: u64 = 24 * 3600 * 1000;
+
+/// The path a tenant's S3 key registration has; a request proof serves as an S3 key
+/// authority only for it.
+pub const S3_KEY_REGISTRATION_PATH: &str = "/v1/s3/keys";
+
+/// A tenant's signature over an API request it sent to one node, with every field the
+/// signature binds except the tenant and the node (the entry's path and writer supply
+/// them). Only hashes of the body and the data key are kept, never either.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TenantRequestProof {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub timestamp_ms: u64,
+    pub nonce: String,
+    pub content_blake3: String,
+    pub data_key_blake3: String,
+    pub signature: SignatureBytes,
+}
+
+/// The longest text field of a request proof accepted: bounds what a peer can make us
+/// hash and store.
+const MAX_PROOF_FIELD: usize = 2048;
+
+impl TenantRequestProof {
+    /// Whether `tenant` signed this request for node `node`.
+    pub fn verifies(&self, tenant: &PublicKeyBytes, node: &NodeId) -> bool {
+        let fields = [
+            &self.method,
+            &self.path,
+            &self.query,
+            &self.nonce,
+            &self.content_blake3,
+            &self.data_key_blake3,
+        ];
+        if fields.iter().any(|f| f.len() > MAX_PROOF_FIELD) {
+            return false;
+        }
+        let node = node.to_string();
+        let text = canonical_request(&CanonicalRequest {
+            method: &self.method,
+            path: &self.path,
+            query: &self.query,
+            timestamp_ms: self.timestamp_ms,
+            nonce: &self.nonce,
+            tenant,
+            node: &node,
+            content_blake3: &self.content_blake3,
+            data_key_blake3: &self.data_key_blake3,
+        });
+        tenant.verify(&text, &self.signature)
+    }
+}
+
+/// Why the tenant lets the writer write this entry.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WriteAuthority {
+    /// The tenant's signed API request to the writer (the HTTP API path).
+    Request(TenantRequestProof),
+    /// The tenant's signed registration of an S3 key on the writer (the S3 path).
+    S3Key(TenantRequestProof),
+    /// A deployment (its name) or job (`job:<id>`) of the tenant that the writer runs,
+    /// whose signed storage scope holds the bucket (the compute path).
+    Compute { purpose: String },
+}
+
+/// The writer's seal on an entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaSeal {
+    /// Why the tenant lets the writer write.
+    pub authority: WriteAuthority,
+    /// The writer's public key; its node id must be the entry's `writer`.
+    pub writer_key: PublicKeyBytes,
+    /// The writer's signature over [`signing_text`].
+    pub signature: SignatureBytes,
+}
+
+/// Why an entry's seal does not verify. Every variant means the entry is refused (or, for
+/// [`SealError::Unsigned`] and [`SealError::ComputeNotConfirmed`], trusted only as far as
+/// the caller's rule for entries it cannot verify allows).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    #[error("the entry carries no seal (written before metadata was signed)")]
+    Unsigned,
+    #[error("the seal's writer key is not the key of the entry's writer")]
+    WrongWriterKey,
+    #[error("the writer's signature over the entry does not verify")]
+    BadSignature,
+    #[error("the tenant's request signature does not verify for this writer")]
+    BadTenantSignature,
+    #[error(
+        "the entry is dated {version_ms} ms, outside its request's window ({from_ms}..={until_ms})"
+    )]
+    OutsideRequestWindow {
+        version_ms: u64,
+        from_ms: u64,
+        until_ms: u64,
+    },
+    #[error("an S3 key authority must be a POST to {S3_KEY_REGISTRATION_PATH}")]
+    NotAnS3KeyRegistration,
+    #[error(
+        "no deployment or job {purpose:?} of the tenant that this writer runs names the bucket"
+    )]
+    ComputeNotConfirmed { purpose: String },
+}
+
+/// Confirms a compute authority against the registry: whether `tenant`'s deployment or job
+/// `purpose` has a signed storage scope holding `bucket`, and `writer` may run it. Storage
+/// implements it with the deploy layer's help.
+pub trait ComputeCheck: Send + Sync {
+    fn confirms(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        purpose: &str,
+        writer: &NodeId,
+    ) -> bool;
+}
+
+/// A [`ComputeCheck`] that confirms nothing: for callers that know no deployments.
+pub struct NoCompute;
+
+impl ComputeCheck for NoCompute {
+    fn confirms(&self, _: &PublicKeyBytes, _: &str, _: &str, _: &NodeId) -> bool {
+        false
+    }
+}
+
+/// The text a writer signs for `meta` with `authority`: the domain line, then the BLAKE3
+/// hash of the postcard encoding of everything the entry says (path, version, writer,
+/// contents) and the authority. Postcard's encoding is unambiguous, so two different
+/// entries never share a text.
+pub fn signing_text(meta: &ObjectMeta, authority: &WriteAuthority) -> Vec<u8> {
+    let bound = (
+        &meta.path,
+        meta.version,
+        &meta.writer,
+        &meta.info,
+        authority,
+    );
+    // Encoding plain data into a Vec cannot fail; should it, the empty body still gives a
+    // text no honest signature covers.
+    let body = postcard::to_stdvec(&bound).unwrap_or_default();
+    let mut text = format!("{META_SIGNING_DOMAIN}\n").into_bytes();
+    text.extend_from_slice(blake3::hash(&body).as_bytes());
+    text
+}
+
+impl ObjectMeta {
+    /// Seals this entry as written by the node whose key is `key` (its `writer` must be
+    /// that node) under `authority`.
+    pub fn sealed(mut self, key: &SecretKey, authority: WriteAuthority) -> ObjectMeta {
+        let signature = key.sign(&signing_text(&self, &authority));
+        self.seal = Some(Box::new(MetaSeal {
+            authority,
+            writer_key: key.public(),
+            signature,
+        }));
+        self
+    }
+
+    /// Checks the entry's seal: the writer's signature, and that the tenant authorised the
+    /// writer. `compute` confirms compute authorities.
+    pub fn verify_seal(&self, compute: &dyn ComputeCheck) -> Result<(), SealError> {
+        let Some(seal) = &self.seal else {
+            return Err(SealError::Unsigned);
+        };
+        if NodeId::from_public_key(&seal.writer_key).ok() != Some(self.writer) {
+            return Err(SealError::WrongWriterKey);
+        }
+        if !seal
+            .writer_key
+            .verify(&signing_text(self, &seal.authority), &seal.signature)
+        {
+            return Err(SealError::BadSignature);
+        }
+        let tenant = &self.path.tenant;
+        match &seal.authority {
+            WriteAuthority::Request(proof) => {
+                if !proof.verifies(tenant, &self.writer) {
+                    return Err(SealError::BadTenantSignature);
+                }
+                let from_ms = proof.timestamp_ms.saturating_sub(MAX_CLOCK_SKEW_MS);
+                let until_ms = proof.timestamp_ms.saturating_add(REQUEST_AUTHORITY_MS);
+                let version_ms = self.version.wall_ms;
+                if version_ms < from_ms || version_ms > until_ms {
+                    return Err(SealError::OutsideRequestWindow {
+                        version_ms,
+                        from_ms,
+                        until_ms,
+                    });
+                }
+                Ok(())
+            }
+            WriteAuthority::S3Key(proof) => {
+                if !proof.method.eq_ignore_ascii_case("POST")
+                    || proof.path != S3_KEY_REGISTRATION_PATH
+                {
+                    return Err(SealError::NotAnS3KeyRegistration);
+                }
+                if !proof.verifies(tenant, &self.writer) {
+                    return Err(SealError::BadTenantSignature);
+                }
+                Ok(())
+            }
+            WriteAuthority::Compute { purpose } => {
+                if compute.confirms(tenant, &self.path.bucket, purpose, &self.writer) {
+                    Ok(())
+                } else {
+                    Err(SealError::ComputeNotConfirmed {
+                        purpose: crate::clip(purpose),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Whether the entry carries a seal (verified or not).
+    pub fn is_sealed(&self) -> bool {
+        self.seal.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests;
