@@ -39,7 +39,9 @@ pub struct Coverage {
 const EXTREMES: &[&[u8]] = &[
     &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
     &[0xff, 0xff, 0xff, 0xff, 0x0f],
-    &[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80],
+    &[
+        0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+    ],
     &[0xff, 0xff, 0x03],
     &[0x00],
     &[0x7f],
@@ -148,13 +150,14 @@ pub fn check(target: &Target, seeds: &[Vec<u8>], mutations: usize) -> Result<Cov
         run_one(target, seed)?;
     }
     let empty = Vec::new();
-    let name_seed = target
-        .name
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let name_seed = target.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
     for i in 0..mutations {
         let seed = seeds.get(i % seeds.len().max(1)).unwrap_or(&empty);
-        let other = seeds.get((i / 7 + 1) % seeds.len().max(1)).unwrap_or(&empty);
+        let other = seeds
+            .get((i / 7 + 1) % seeds.len().max(1))
+            .unwrap_or(&empty);
         run_one(target, &mutate(seed, other, i, name_seed))?;
     }
     Ok(Coverage {
@@ -214,10 +217,17 @@ mod tests {
             })
         );
         for i in 0..50 {
-            assert_eq!(mutate(b"abcdef", b"xyz", i, 9), mutate(b"abcdef", b"xyz", i, 9));
+            assert_eq!(
+                mutate(b"abcdef", b"xyz", i, 9),
+                mutate(b"abcdef", b"xyz", i, 9)
+            );
         }
         let distinct: std::collections::BTreeSet<Vec<u8>> =
             (0..50).map(|i| mutate(b"abcdef", b"xyz", i, 9)).collect();
-        assert!(distinct.len() > 30, "mutations barely differ: {}", distinct.len());
+        assert!(
+            distinct.len() > 30,
+            "mutations barely differ: {}",
+            distinct.len()
+        );
     }
 }

@@ -48,25 +48,55 @@ pub const TARGETS: &[Target] = &[
     wire::<xnode_mesh::proto::RpcResponse, { xnode_mesh::proto::MAX_RPC_BYTES }>("rpc_response"),
     wire::<xnode_mesh::proto::SwimRequest, { MAX_SWIM }>("swim_request"),
     wire::<xnode_mesh::proto::SwimResponse, { MAX_SWIM }>("swim_response"),
-    Target { name: "membership_update", run: membership_update },
+    Target {
+        name: "membership_update",
+        run: membership_update,
+    },
     // The registry: entries (gossip, anti-entropy, disk), sync messages, admission lists.
-    Target { name: "registry_entry", run: registry_entry },
+    Target {
+        name: "registry_entry",
+        run: registry_entry,
+    },
     wire::<xnode_registry::sync::SyncRequest, { MAX_SYNC }>("sync_request"),
     wire::<xnode_registry::sync::SyncResponse, { MAX_SYNC }>("sync_response"),
-    Target { name: "admission_list", run: admission_list },
+    Target {
+        name: "admission_list",
+        run: admission_list,
+    },
     wire::<xnode_types::NodeRecord, { 64 * 1024 }>("node_record"),
     // Observability summaries gossiped by every node.
     wire::<xnode_observe::NodeSummary, { xnode_observe::MAX_SUMMARY_BYTES }>("node_summary"),
     // Object metadata and manifests, from peers and from the disk.
     wire::<xnode_store::ObjectMeta, { xnode_store::meta::MAX_META_BYTES }>("object_meta"),
-    Target { name: "manifest", run: manifest },
+    Target {
+        name: "manifest",
+        run: manifest,
+    },
     // Registry values written by tenants (JSON), read through the node's checks.
-    Target { name: "deployment_spec", run: deployment_spec },
-    Target { name: "job_spec", run: job_spec },
-    Target { name: "job_run", run: job_run },
-    Target { name: "replica_set", run: replica_set },
-    Target { name: "bucket_claim", run: bucket_claim },
-    Target { name: "grant_keys", run: grant_keys },
+    Target {
+        name: "deployment_spec",
+        run: deployment_spec,
+    },
+    Target {
+        name: "job_spec",
+        run: job_spec,
+    },
+    Target {
+        name: "job_run",
+        run: job_run,
+    },
+    Target {
+        name: "replica_set",
+        run: replica_set,
+    },
+    Target {
+        name: "bucket_claim",
+        run: bucket_claim,
+    },
+    Target {
+        name: "grant_keys",
+        run: grant_keys,
+    },
     // S3 access key records on the disk.
     wire::<xnode_s3::AccessKey, { xnode_s3::keys::MAX_RECORD_BYTES }>("s3_access_key"),
 ];
@@ -79,7 +109,10 @@ const MAX_SYNC: usize = xnode_registry::sync::MAX_SYNC_MESSAGE_BYTES;
 /// The target of one [`Versioned`] type decoded with `xnode_wire::decode` under `LIMIT`,
 /// the limit the node applies on that path.
 const fn wire<T: Versioned + DeserializeOwned, const LIMIT: usize>(name: &'static str) -> Target {
-    Target { name, run: decode_versioned::<T, LIMIT> }
+    Target {
+        name,
+        run: decode_versioned::<T, LIMIT>,
+    }
 }
 
 /// Looks up a target by name.
@@ -136,9 +169,7 @@ fn read_entry_values(entry: &Entry) {
 /// fixed authority, and the list body alone, which is decoded only after the signature
 /// checks and so is out of reach of the first half for arbitrary bytes.
 fn admission_list(data: &[u8]) {
-    use xnode_registry::admission::{
-        AdmissionList, MAX_ADMISSION_LIST_BYTES, SignedAdmissionList,
-    };
+    use xnode_registry::admission::{AdmissionList, MAX_ADMISSION_LIST_BYTES, SignedAdmissionList};
     let authority = fixed_key().public();
     let _ = SignedAdmissionList::decode_verified(data, &authority, NETWORK);
     let _ = xnode_wire::decode::<AdmissionList>(data, MAX_ADMISSION_LIST_BYTES);

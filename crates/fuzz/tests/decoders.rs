@@ -11,9 +11,9 @@ use serde::Serialize;
 use xnode_fuzz::{NETWORK, TARGETS, fixed_key, harness};
 use xnode_wire::Versioned;
 
-/// Mutations per target: about 27 targets at this count take a few seconds in a debug build
+/// Mutations per target: the 24 targets at this count take about 6 s in a debug build
 /// (most of it ed25519 checks of the entry and membership targets).
-const MUTATIONS_PER_TARGET: usize = 3_000;
+const MUTATIONS_PER_TARGET: usize = 10_000;
 
 fn corpus_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus")
@@ -36,7 +36,11 @@ fn no_decoder_panics_on_its_corpus_or_mutations_of_it() {
     let mut failures = Vec::new();
     for target in TARGETS {
         let seeds = read_corpus(target.name);
-        assert!(!seeds.is_empty(), "target {} has an empty corpus", target.name);
+        assert!(
+            !seeds.is_empty(),
+            "target {} has an empty corpus",
+            target.name
+        );
         let t = Instant::now();
         match harness::check(target, &seeds, MUTATIONS_PER_TARGET) {
             Ok(coverage) => eprintln!(
@@ -50,7 +54,11 @@ fn no_decoder_panics_on_its_corpus_or_mutations_of_it() {
         }
     }
     eprintln!("all targets in {} ms", started.elapsed().as_millis());
-    assert!(failures.is_empty(), "decoders panicked:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "decoders panicked:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -71,8 +79,15 @@ fn every_corpus_folder_belongs_to_a_target_and_names_are_unique() {
 fn valid_seeds_decode() {
     // A corpus of garbage would still "pass"; the committed seeds must include inputs the
     // decoders accept, so mutations start from deep inside the formats.
-    for target in TARGETS.iter().filter(|t| WIRE_KINDS.iter().any(|(n, _)| *n == t.name)) {
-        let tag = WIRE_KINDS.iter().find(|(n, _)| *n == target.name).unwrap().1;
+    for target in TARGETS
+        .iter()
+        .filter(|t| WIRE_KINDS.iter().any(|(n, _)| *n == t.name))
+    {
+        let tag = WIRE_KINDS
+            .iter()
+            .find(|(n, _)| *n == target.name)
+            .unwrap()
+            .1;
         let seeds = read_corpus(target.name);
         assert!(
             seeds.iter().any(|s| s.first() == Some(&tag)),
@@ -84,10 +99,22 @@ fn valid_seeds_decode() {
 
 /// The wire targets and their kind tags, to sort the rogue node's samples by kind.
 const WIRE_KINDS: &[(&str, u8)] = &[
-    ("store_request", xnode_storage::proto::StoreRequest::KIND_TAG),
-    ("store_response", xnode_storage::proto::StoreResponse::KIND_TAG),
-    ("compute_request", xnode_deploy::proto::ComputeRequest::KIND_TAG),
-    ("compute_response", xnode_deploy::proto::ComputeResponse::KIND_TAG),
+    (
+        "store_request",
+        xnode_storage::proto::StoreRequest::KIND_TAG,
+    ),
+    (
+        "store_response",
+        xnode_storage::proto::StoreResponse::KIND_TAG,
+    ),
+    (
+        "compute_request",
+        xnode_deploy::proto::ComputeRequest::KIND_TAG,
+    ),
+    (
+        "compute_response",
+        xnode_deploy::proto::ComputeResponse::KIND_TAG,
+    ),
     ("rpc_request", xnode_mesh::proto::RpcRequest::KIND_TAG),
     ("rpc_response", xnode_mesh::proto::RpcResponse::KIND_TAG),
     ("swim_request", xnode_mesh::proto::SwimRequest::KIND_TAG),
@@ -95,7 +122,10 @@ const WIRE_KINDS: &[(&str, u8)] = &[
     ("membership_update", xnode_mesh::MembershipUpdate::KIND_TAG),
     ("registry_entry", xnode_registry::Entry::KIND_TAG),
     ("sync_request", xnode_registry::sync::SyncRequest::KIND_TAG),
-    ("sync_response", xnode_registry::sync::SyncResponse::KIND_TAG),
+    (
+        "sync_response",
+        xnode_registry::sync::SyncResponse::KIND_TAG,
+    ),
     ("node_record", xnode_types::NodeRecord::KIND_TAG),
     ("node_summary", xnode_observe::NodeSummary::KIND_TAG),
     ("object_meta", xnode_store::ObjectMeta::KIND_TAG),
@@ -123,7 +153,11 @@ impl Seeds {
         self.add(target, xnode_wire::encode(value).unwrap());
     }
 
-    fn json<T: serde::de::DeserializeOwned>(&mut self, target: &'static str, value: serde_json::Value) {
+    fn json<T: serde::de::DeserializeOwned>(
+        &mut self,
+        target: &'static str,
+        value: serde_json::Value,
+    ) {
         let bytes = serde_json::to_vec(&value).unwrap();
         // A seed that no longer parses is stale: fail here rather than commit it.
         serde_json::from_slice::<T>(&bytes)
@@ -152,7 +186,10 @@ fn write_seeds() {
     let mut metas = Vec::new();
     let mut store_requests = Vec::new();
     for (_, bytes) in &corpus.samples {
-        let Some(&(name, _)) = WIRE_KINDS.iter().find(|(_, tag)| bytes.first() == Some(tag)) else {
+        let Some(&(name, _)) = WIRE_KINDS
+            .iter()
+            .find(|(_, tag)| bytes.first() == Some(tag))
+        else {
             continue;
         };
         seeds.add(name, bytes.clone());
@@ -180,28 +217,66 @@ fn write_seeds() {
     }
 
     // Answers no rogue request carries: every SWIM, sync, store and compute answer.
-    if let Some(xnode_mesh::MembershipUpdate::Signed(record)) =
-        updates.iter().find(|u| matches!(u, xnode_mesh::MembershipUpdate::Signed(_)))
+    if let Some(xnode_mesh::MembershipUpdate::Signed(record)) = updates
+        .iter()
+        .find(|u| matches!(u, xnode_mesh::MembershipUpdate::Signed(_)))
     {
-        seeds.wire("swim_response", &SwimResponse::Ack { record: Some(Box::new(record.clone())) });
+        seeds.wire(
+            "swim_response",
+            &SwimResponse::Ack {
+                record: Some(Box::new(record.clone())),
+            },
+        );
     }
     seeds.wire("swim_response", &SwimResponse::Nack);
-    seeds.wire("swim_response", &SwimResponse::Sync { updates: updates.iter().take(4).cloned().collect() });
-    seeds.wire("sync_response", &SyncResponse::Entries { entries: entries.iter().take(2).cloned().collect() });
+    seeds.wire(
+        "swim_response",
+        &SwimResponse::Sync {
+            updates: updates.iter().take(4).cloned().collect(),
+        },
+    );
+    seeds.wire(
+        "sync_response",
+        &SyncResponse::Entries {
+            entries: entries.iter().take(2).cloned().collect(),
+        },
+    );
     seeds.wire(
         "sync_response",
         &SyncResponse::Summaries {
             differing: vec![0, 3, 15],
-            items: entries.iter().take(3).map(|e| (e.key.clone(), e.version())).collect(),
+            items: entries
+                .iter()
+                .take(3)
+                .map(|e| (e.key.clone(), e.version()))
+                .collect(),
         },
     );
-    seeds.wire("sync_response", &SyncResponse::Pushed { updated: 2, rejected: 1 });
+    seeds.wire(
+        "sync_response",
+        &SyncResponse::Pushed {
+            updated: 2,
+            rejected: 1,
+        },
+    );
     seeds.wire("store_response", &StoreResponse::Stored);
-    seeds.wire("store_response", &StoreResponse::Chunk(Some(b"chunk bytes".to_vec())));
-    seeds.wire("store_response", &StoreResponse::Has(vec![true, false, true]));
-    seeds.wire("store_response", &StoreResponse::Meta(metas.first().cloned()));
+    seeds.wire(
+        "store_response",
+        &StoreResponse::Chunk(Some(b"chunk bytes".to_vec())),
+    );
+    seeds.wire(
+        "store_response",
+        &StoreResponse::Has(vec![true, false, true]),
+    );
+    seeds.wire(
+        "store_response",
+        &StoreResponse::Meta(metas.first().cloned()),
+    );
     seeds.wire("store_response", &StoreResponse::MetaList(metas.clone()));
-    seeds.wire("store_response", &StoreResponse::Error("no such chunk".into()));
+    seeds.wire(
+        "store_response",
+        &StoreResponse::Error("no such chunk".into()),
+    );
     seeds.wire(
         "compute_response",
         &xnode_deploy::proto::ComputeResponse::Invoked {
@@ -220,16 +295,31 @@ fn write_seeds() {
             reached_guest: true,
         },
     );
-    seeds.wire("compute_response", &xnode_deploy::proto::ComputeResponse::Grant(Some(vec![1, 2, 3])));
-    seeds.wire("compute_response", &xnode_deploy::proto::ComputeResponse::Ok);
+    seeds.wire(
+        "compute_response",
+        &xnode_deploy::proto::ComputeResponse::Grant(Some(vec![1, 2, 3])),
+    );
+    seeds.wire(
+        "compute_response",
+        &xnode_deploy::proto::ComputeResponse::Ok,
+    );
     for body in store_requests.iter().take(4) {
-        seeds.wire("rpc_request", &RpcRequest { service: "store".into(), body: body.clone() });
+        seeds.wire(
+            "rpc_request",
+            &RpcRequest {
+                service: "store".into(),
+                body: body.clone(),
+            },
+        );
     }
     let answer = xnode_wire::encode(&StoreResponse::Stored).unwrap();
     seeds.wire("rpc_response", &RpcResponse::Ok(answer));
     seeds.wire(
         "rpc_response",
-        &RpcResponse::Err { code: RpcErrorCode::Overloaded, message: "busy".into() },
+        &RpcResponse::Err {
+            code: RpcErrorCode::Overloaded,
+            message: "busy".into(),
+        },
     );
 
     // Records kept in the registry or on disk.
@@ -297,7 +387,7 @@ fn write_seeds() {
     seeds.json::<xnode_deploy::spec::DeploymentSpec>(
         "deployment_spec",
         serde_json::json!({
-            "v": xnode_deploy::spec::DEPLOYMENT_RECORD_VERSION, "name": "hello", "kind": "function",
+            "v": xnode_deploy::spec::DEPLOYMENT_RECORD_VERSION, "name": "hello", "kind": "http",
             "module": "0".repeat(64), "replicas": 2, "limits": {}, "env": {"A": "1"}, "args": ["--x"],
             "allowed_hosts": ["example.com"], "placement": {}, "storage": null,
             "memory_reserve_mb": null, "owner": owner, "created_ms": now,
@@ -339,7 +429,10 @@ fn write_seeds() {
         std::fs::create_dir_all(&dir).unwrap();
         for old in std::fs::read_dir(&dir).unwrap() {
             let path = old.unwrap().path();
-            if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("seed-")) {
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("seed-"))
+            {
                 std::fs::remove_file(path).unwrap();
             }
         }

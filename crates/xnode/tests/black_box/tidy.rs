@@ -30,6 +30,7 @@ const LAYERS: &[&str] = &[
     "studio",
     "api",
     "xnode",
+    "fuzz",
     "test-cluster",
 ];
 
