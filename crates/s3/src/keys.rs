@@ -14,7 +14,7 @@ use xnode_wire::{Versioned, kinds};
 
 const TABLE: Table = Table("s3_keys");
 /// The largest encoded key record accepted.
-const MAX_RECORD_BYTES: usize = 4096;
+pub const MAX_RECORD_BYTES: usize = 4096;
 /// Keys per tenant per node, so a tenant cannot fill a node's database.
 pub const MAX_KEYS_PER_TENANT: usize = 100;
 

@@ -31,6 +31,7 @@ const LAYERS: &[&str] = &[
     "studio",
     "api",
     "xnode",
+    "fuzz",
     "test-cluster",
 ];
 
