@@ -99,6 +99,13 @@ pub const TARGETS: &[Target] = &[
     },
     // S3 access key records on the disk.
     wire::<xnode_s3::AccessKey, { xnode_s3::keys::MAX_RECORD_BYTES }>("s3_access_key"),
+    // Usage receipts between providers and edges (the `receipts` RPC service).
+    wire::<xnode_metering::ReceiptRequest, { xnode_metering::MAX_RECEIPT_MESSAGE }>(
+        "receipt_request",
+    ),
+    wire::<xnode_metering::ReceiptResponse, { xnode_metering::MAX_RECEIPT_MESSAGE }>(
+        "receipt_response",
+    ),
 ];
 
 const MAX_STORE: usize = xnode_storage::proto::MAX_STORE_MESSAGE;

@@ -101,6 +101,8 @@ fn wire_corpora_hold_encodings_of_their_own_kind() {
 
 /// The wire targets and their kind tags, to sort the rogue node's samples by kind.
 const WIRE_KINDS: &[(&str, u8)] = &[
+    ("receipt_request", xnode_wire::kinds::RECEIPT_REQUEST),
+    ("receipt_response", xnode_wire::kinds::RECEIPT_RESPONSE),
     (
         "store_request",
         xnode_storage::proto::StoreRequest::KIND_TAG,
@@ -380,6 +382,7 @@ fn write_seeds() {
             data_key: [9u8; 32],
             tenant_seed: Some([5u8; 32]),
             created_ms: 1_700_000_000_000,
+            registration: None,
         },
     );
 
@@ -424,7 +427,13 @@ fn write_seeds() {
         serde_json::json!({"v": 1, "keys": {"photos": "ab".repeat(32)}}),
     );
 
-    for target in TARGETS {
+    // The receipt targets' seeds are written by the metering crate's own exchange test
+    // (`XNODE_WRITE_FUZZ_SEEDS=crates/fuzz/corpus cargo test -p xnode-metering an_exchange`).
+    const SEEDED_ELSEWHERE: &[&str] = &["receipt_request", "receipt_response"];
+    for target in TARGETS
+        .iter()
+        .filter(|t| !SEEDED_ELSEWHERE.contains(&t.name))
+    {
         let list = seeds.0.get(target.name).cloned().unwrap_or_default();
         assert!(!list.is_empty(), "no seed made for target {}", target.name);
         let dir = corpus_root().join(target.name);

@@ -97,6 +97,18 @@ mod tests {
             response.len()
         );
         assert!(request.len() < 1024 && response.len() < MAX_RECEIPT_MESSAGE);
+        // `XNODE_WRITE_FUZZ_SEEDS=crates/fuzz/corpus` keeps these valid encodings as the
+        // seeds of the receipt fuzz targets.
+        if let Ok(root) = std::env::var("XNODE_WRITE_FUZZ_SEEDS") {
+            for (target, bytes) in [
+                ("receipt_request", &request),
+                ("receipt_response", &response),
+            ] {
+                let dir = std::path::Path::new(&root).join(target);
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(dir.join("seed-00"), bytes).unwrap();
+            }
+        }
         let back: ReceiptResponse = xnode_wire::decode(&response, MAX_RECEIPT_MESSAGE).unwrap();
         let ReceiptResponse::Countersigned { receipt } = back else {
             panic!("decoded another variant");
