@@ -20,6 +20,7 @@ mod hostile_mesh;
 mod hostile_observe;
 mod hostile_storage;
 mod hostile_tenants;
+mod network;
 mod observe;
 mod rogue_fuzz;
 mod storage;
