@@ -364,6 +364,10 @@ pub struct FaultsView {
     /// applied to every mesh frame on that link.
     #[serde(default)]
     pub links: std::collections::BTreeMap<String, LinkView>,
+    /// Milliseconds added to this node's object-version clock (negative: behind), to
+    /// test writes through an edge with a wrong clock. At most one day either way.
+    #[serde(default)]
+    pub clock_offset_ms: i64,
 }
 
 /// The modelled network link from this node to one peer.
@@ -417,6 +421,7 @@ async fn get_faults(State(node): State<Node>) -> Json<FaultsView> {
             .iter()
             .map(|(peer, link)| (peer.to_string(), LinkView::from(*link)))
             .collect(),
+        clock_offset_ms: node.storage().clock_offset_ms(),
     })
 }
 
@@ -443,6 +448,11 @@ async fn put_faults(
                 .map_err(|e: xnode_types::KeyError| ApiError::BadRequest(e.to_string()))?,
         );
     }
+    if view.clock_offset_ms.unsigned_abs() > 86_400_000 {
+        return Err(ApiError::BadRequest(
+            "clock_offset_ms must be within one day either way".into(),
+        ));
+    }
     let mut links = std::collections::BTreeMap::new();
     for (peer, link) in &view.links {
         let peer = peer
@@ -465,6 +475,7 @@ async fn put_faults(
     };
     node.set_faults(rules).await?;
     node.set_corrupt_served_chunks(view.corrupt_chunks)?;
+    node.set_clock_offset_ms(view.clock_offset_ms)?;
     node.set_handling_faults(
         Duration::from_millis(view.handling_delay_ms),
         view.handling_error_rate,
