@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tower_http::trace::TraceLayer;
 use utoipa::{OpenApi, ToSchema};
-use xnode_mesh::FaultRules;
+use xnode_mesh::{FaultRules, LinkFault};
 use xnode_node::{Node, NodeSummary};
 
 use crate::error::{ApiError, ErrorBody};
@@ -63,6 +63,7 @@ use crate::error::{ApiError, ErrorBody};
         NodeListItem,
         CapacityView,
         FaultsView,
+        LinkView,
         ErrorBody,
         crate::node_routes::DrainView,
         crate::storage_routes::HealthView,
@@ -384,6 +385,50 @@ pub struct FaultsView {
     /// (before the guest sees it, so gateways retry elsewhere).
     #[serde(default)]
     pub handling_error_rate: f64,
+    /// The modelled link to each listed peer (by node id): delay, jitter, loss and cut,
+    /// applied to every mesh frame on that link.
+    #[serde(default)]
+    pub links: std::collections::BTreeMap<String, LinkView>,
+    /// Milliseconds added to this node's object-version clock (negative: behind), to
+    /// test writes through an edge with a wrong clock. At most one day either way.
+    #[serde(default)]
+    pub clock_offset_ms: i64,
+}
+
+/// The modelled network link from this node to one peer.
+#[derive(Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct LinkView {
+    /// One-way delay in milliseconds added to every frame sent to the peer.
+    pub delay_ms: u64,
+    /// Up to this many more milliseconds, drawn uniformly for each frame.
+    pub jitter_ms: u64,
+    /// Probability in [0, 1] that a request to the peer, or gossip from it, is lost.
+    pub loss: f64,
+    /// The link is cut in both directions.
+    pub cut: bool,
+}
+
+impl From<LinkFault> for LinkView {
+    fn from(link: LinkFault) -> Self {
+        LinkView {
+            delay_ms: u64::try_from(link.delay.as_millis()).unwrap_or(u64::MAX),
+            jitter_ms: u64::try_from(link.jitter.as_millis()).unwrap_or(u64::MAX),
+            loss: link.loss,
+            cut: link.cut,
+        }
+    }
+}
+
+impl From<LinkView> for LinkFault {
+    fn from(view: LinkView) -> Self {
+        LinkFault {
+            delay: Duration::from_millis(view.delay_ms),
+            jitter: Duration::from_millis(view.jitter_ms),
+            loss: view.loss,
+            cut: view.cut,
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/v1/admin/faults", responses((status = 200, body = FaultsView)))]
@@ -396,6 +441,12 @@ async fn get_faults(State(node): State<Node>) -> Json<FaultsView> {
         corrupt_chunks: node.storage().corrupt_served_chunks(),
         handling_delay_ms: node.compute().handling_faults().0.as_millis() as u64,
         handling_error_rate: node.compute().handling_faults().1,
+        links: rules
+            .links
+            .iter()
+            .map(|(peer, link)| (peer.to_string(), LinkView::from(*link)))
+            .collect(),
+        clock_offset_ms: node.storage().clock_offset_ms(),
     })
 }
 
@@ -422,13 +473,34 @@ async fn put_faults(
                 .map_err(|e: xnode_types::KeyError| ApiError::BadRequest(e.to_string()))?,
         );
     }
+    if view.clock_offset_ms.unsigned_abs() > 86_400_000 {
+        return Err(ApiError::BadRequest(
+            "clock_offset_ms must be within one day either way".into(),
+        ));
+    }
+    let mut links = std::collections::BTreeMap::new();
+    for (peer, link) in &view.links {
+        let peer = peer
+            .parse()
+            .map_err(|e: xnode_types::KeyError| ApiError::BadRequest(e.to_string()))?;
+        let link = LinkFault::from(*link);
+        if !link.is_valid() {
+            return Err(ApiError::BadRequest(format!(
+                "link to {peer}: loss must be between 0 and 1, delay and jitter at most {} ms",
+                xnode_mesh::MAX_LINK_DELAY.as_millis()
+            )));
+        }
+        links.insert(peer, link);
+    }
     let rules = FaultRules {
         drop_rate: view.drop_rate,
         delay: Duration::from_millis(view.delay_ms),
         blocked,
+        links,
     };
     node.set_faults(rules).await?;
     node.set_corrupt_served_chunks(view.corrupt_chunks)?;
+    node.set_clock_offset_ms(view.clock_offset_ms)?;
     node.set_handling_faults(
         Duration::from_millis(view.handling_delay_ms),
         view.handling_error_rate,

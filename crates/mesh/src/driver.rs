@@ -166,6 +166,7 @@ pub(crate) async fn start(
         protocol: config.protocol,
     });
     let (tx, rx) = mpsc::channel(4096);
+    let (deferred_tx, deferred_rx) = mpsc::unbounded_channel();
     let topic_name = topic.to_string();
     let mut driver = Driver {
         swarm,
@@ -179,6 +180,7 @@ pub(crate) async fn start(
         shared: shared.clone(),
         metrics,
         commands_tx: tx.clone(),
+        deferred_tx,
         membership_topic: topic,
         subscribed_topics: HashSet::from([topic_name]),
         pending_validations: PendingValidations::default(),
@@ -202,7 +204,7 @@ pub(crate) async fn start(
     // node's record carry them. Listening on loopback or a port is immediate.
     driver.await_listen_addrs().await;
     driver.dial_bootstrap();
-    let handle = tokio::spawn(async move { driver.run(rx).await });
+    let handle = tokio::spawn(async move { driver.run(rx, deferred_rx).await });
     Ok((Mesh::from_parts(local, tx, shared), handle))
 }
 
@@ -265,6 +267,8 @@ enum Purpose {
         target: NodeId,
     },
     Relay {
+        /// The node that asked for the indirect probe, to which the answer goes.
+        requester: NodeId,
         channel: ResponseChannel<Vec<u8>>,
         deadline: Instant,
     },
@@ -279,6 +283,29 @@ enum Purpose {
     },
 }
 
+/// A frame held back by an injected link delay ([`crate::LinkFault`]); a timer task hands
+/// it back to the driver when its delay is over, so one slow link never holds up another.
+enum Deferred {
+    SwimRequest {
+        peer: NodeId,
+        bytes: Vec<u8>,
+        purpose: Purpose,
+    },
+    SwimResponse {
+        channel: ResponseChannel<Vec<u8>>,
+        bytes: Vec<u8>,
+    },
+    RpcResponse {
+        channel: ResponseChannel<Vec<u8>>,
+        bytes: Vec<u8>,
+    },
+    Gossip {
+        message: gossipsub::Message,
+        propagation_source: libp2p::PeerId,
+        message_id: gossipsub::MessageId,
+    },
+}
+
 struct Driver {
     swarm: Swarm<Behaviour>,
     membership: Membership,
@@ -286,6 +313,8 @@ struct Driver {
     shared: Arc<Shared>,
     metrics: MeshMetrics,
     commands_tx: mpsc::Sender<Command>,
+    /// Where timer tasks return frames delayed by fault injection.
+    deferred_tx: mpsc::UnboundedSender<Deferred>,
     membership_topic: gossipsub::IdentTopic,
     subscribed_topics: HashSet<String>,
     /// Gossip delivered to subscribers and waiting for their verdict.
@@ -365,7 +394,11 @@ impl Driver {
         }
     }
 
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut deferred: mpsc::UnboundedReceiver<Deferred>,
+    ) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // Announce ourselves (useful after a restart: peers see the higher incarnation).
@@ -377,6 +410,7 @@ impl Driver {
                     Some(c) => self.on_command(c),
                     None => break,
                 },
+                Some(frame) = deferred.recv() => self.on_deferred(frame),
                 _ = tick.tick() => {
                     if self.on_tick() {
                         break;
@@ -385,6 +419,44 @@ impl Driver {
             }
         }
         tracing::info!("mesh driver stopped");
+    }
+
+    // ----- injected link delay ------------------------------------------------------------
+
+    /// Holds `frame` back for `delay` on a timer task of its own (tokio's timer wheel is
+    /// the queue), so the driver loop never sleeps.
+    fn defer(&self, delay: Duration, frame: Deferred) {
+        let deferred = self.deferred_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            // The driver is gone only when the node stops; the frame dies with it.
+            let _ = deferred.send(frame);
+        });
+    }
+
+    fn on_deferred(&mut self, frame: Deferred) {
+        match frame {
+            Deferred::SwimRequest {
+                peer,
+                bytes,
+                purpose,
+            } => self.transmit_swim_bytes(peer, bytes, purpose),
+            Deferred::SwimResponse { channel, bytes } => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .swim
+                    .send_response(channel, bytes);
+            }
+            Deferred::RpcResponse { channel, bytes } => {
+                let _ = self.swarm.behaviour_mut().rpc.send_response(channel, bytes);
+            }
+            Deferred::Gossip {
+                message,
+                propagation_source,
+                message_id,
+            } => self.deliver_gossip(message, propagation_source, message_id),
+        }
     }
 
     // ----- membership bookkeeping -------------------------------------------------------
@@ -652,11 +724,7 @@ impl Driver {
         }
         let respond_err = |driver: &mut Self, channel, code, message: String| {
             if let Ok(bytes) = xnode_wire::encode(&RpcResponse::Err { code, message }) {
-                let _ = driver
-                    .swarm
-                    .behaviour_mut()
-                    .rpc
-                    .send_response(channel, bytes);
+                driver.respond_rpc(from, channel, bytes);
             }
         };
         let request = match xnode_wire::decode::<RpcRequest>(&request, MAX_RPC_BYTES) {
@@ -703,9 +771,25 @@ impl Driver {
                 },
             };
             if let Ok(bytes) = xnode_wire::encode(&response) {
-                let _ = commands.send(Command::RespondRpc { channel, bytes }).await;
+                let _ = commands
+                    .send(Command::RespondRpc {
+                        peer: from,
+                        channel,
+                        bytes,
+                    })
+                    .await;
             }
         });
+    }
+
+    /// Answers an RPC from `peer`, after the injected delay of the link back to it.
+    fn respond_rpc(&mut self, peer: NodeId, channel: ResponseChannel<Vec<u8>>, bytes: Vec<u8>) {
+        let delay = self.shared.faults.link_delay(&peer);
+        if delay.is_zero() {
+            let _ = self.swarm.behaviour_mut().rpc.send_response(channel, bytes);
+        } else {
+            self.defer(delay, Deferred::RpcResponse { channel, bytes });
+        }
     }
 
     // ----- commands ---------------------------------------------------------------------
@@ -731,7 +815,11 @@ impl Driver {
                     }));
                     return;
                 }
-                let delay = self.shared.faults.delay();
+                let delay = self
+                    .shared
+                    .faults
+                    .delay()
+                    .saturating_add(self.shared.faults.link_delay(&peer));
                 if !delayed && !delay.is_zero() {
                     let commands = self.commands_tx.clone();
                     tokio::spawn(async move {
@@ -748,7 +836,7 @@ impl Driver {
                     });
                     return;
                 }
-                if self.shared.faults.should_drop() {
+                if self.shared.faults.link_drops(&peer) {
                     // Lost: the caller's timeout fires.
                     std::mem::forget(reply);
                     return;
@@ -788,9 +876,11 @@ impl Driver {
             Command::SwimRaw { peer, bytes, reply } => {
                 self.send_swim_bytes(peer, bytes, Purpose::Raw { reply });
             }
-            Command::RespondRpc { channel, bytes } => {
-                let _ = self.swarm.behaviour_mut().rpc.send_response(channel, bytes);
-            }
+            Command::RespondRpc {
+                peer,
+                channel,
+                bytes,
+            } => self.respond_rpc(peer, channel, bytes),
             Command::ObserveNode {
                 node,
                 addresses,
@@ -807,7 +897,10 @@ impl Driver {
                 );
                 self.on_applied(&applied);
             }
-            Command::ApplyFaults(rules) => self.apply_faults(rules),
+            Command::ApplyFaults { rules, reply } => {
+                self.apply_faults(rules);
+                let _ = reply.send(());
+            }
             Command::Dial(addr) => {
                 if let Err(e) = self.swarm.dial(addr.clone()) {
                     tracing::warn!(%addr, error = %e, "dial failed");
@@ -823,14 +916,15 @@ impl Driver {
     }
 
     fn apply_faults(&mut self, rules: FaultRules) {
-        let before = self.shared.faults.get();
-        for peer in rules.blocked.difference(&before.blocked) {
+        let before = self.shared.faults.get().cut_peers();
+        let after = rules.cut_peers();
+        for peer in after.difference(&before) {
             self.swarm
                 .behaviour_mut()
                 .blocked
                 .block_peer(peer.peer_id());
         }
-        for peer in before.blocked.difference(&rules.blocked) {
+        for peer in before.difference(&after) {
             self.swarm
                 .behaviour_mut()
                 .blocked
@@ -884,8 +978,11 @@ impl Driver {
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
-            if let Some(Purpose::Relay { channel, .. }) = self.swim_pending.remove(&id) {
-                self.respond_swim(channel, &SwimResponse::Nack);
+            if let Some(Purpose::Relay {
+                requester, channel, ..
+            }) = self.swim_pending.remove(&id)
+            {
+                self.respond_swim(requester, channel, &SwimResponse::Nack);
             }
         }
 

@@ -3,8 +3,15 @@
 //! Faults apply at the mesh's message layer (SWIM probes, RPCs and gossip) and, for
 //! partitions, at the connection layer: a blocked peer's connections are closed and new
 //! ones refused, exactly as if the network between the two nodes were cut.
+//!
+//! A per-peer [`LinkFault`] models the link to one peer as a wide-area network would: a
+//! one-way delay with jitter on every frame this node sends to that peer (SWIM probes and
+//! their answers, RPC requests and their answers), the same delay on gossip this node
+//! receives from it, a loss probability, and a cut. When every node of a testbed carries
+//! the same matrix, a round trip between two nodes sees both one-way delays, so measured
+//! probe round trips are what a real link of that latency would give.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -21,7 +28,49 @@ pub struct FaultRules {
     pub delay: Duration,
     /// Peers this node cannot reach nor be reached by.
     pub blocked: BTreeSet<NodeId>,
+    /// The modelled link to each listed peer; peers not listed have a perfect link.
+    #[serde(default)]
+    pub links: BTreeMap<NodeId, LinkFault>,
 }
+
+/// The modelled network link from this node to one peer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LinkFault {
+    /// One-way delay added to every frame sent to the peer.
+    #[serde(with = "duration_ms", rename = "delay_ms")]
+    pub delay: Duration,
+    /// Up to this much more delay, drawn uniformly for each frame.
+    #[serde(with = "duration_ms", rename = "jitter_ms")]
+    pub jitter: Duration,
+    /// Probability in `[0, 1]` that a request to the peer, or gossip from it, is lost.
+    pub loss: f64,
+    /// The link is cut in both directions, as [`FaultRules::blocked`] does.
+    pub cut: bool,
+}
+
+impl LinkFault {
+    /// Whether the numbers make sense: a probability in `[0, 1]` and delays a test can
+    /// wait for (at most a minute each).
+    pub fn is_valid(&self) -> bool {
+        (0.0..=1.0).contains(&self.loss)
+            && self.delay <= MAX_LINK_DELAY
+            && self.jitter <= MAX_LINK_DELAY
+    }
+
+    /// The delay of one frame: the base delay plus a uniform draw of the jitter.
+    fn sample_delay(&self) -> Duration {
+        if self.jitter.is_zero() {
+            return self.delay;
+        }
+        let jitter_us = u64::try_from(self.jitter.as_micros()).unwrap_or(u64::MAX);
+        let extra = rand::random::<u64>() % jitter_us.saturating_add(1);
+        self.delay.saturating_add(Duration::from_micros(extra))
+    }
+}
+
+/// The longest one-way delay or jitter a link may be given.
+pub const MAX_LINK_DELAY: Duration = Duration::from_secs(60);
 
 mod duration_ms {
     use std::time::Duration;
@@ -29,10 +78,24 @@ mod duration_ms {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis() as u64)
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+impl FaultRules {
+    /// Every peer this node is cut from: the blocked set and the cut links.
+    pub fn cut_peers(&self) -> BTreeSet<NodeId> {
+        let mut cut = self.blocked.clone();
+        cut.extend(
+            self.links
+                .iter()
+                .filter(|(_, link)| link.cut)
+                .map(|(peer, _)| *peer),
+        );
+        cut
     }
 }
 
@@ -50,6 +113,13 @@ impl Faults {
         }
     }
 
+    fn with<T>(&self, f: impl FnOnce(&FaultRules) -> T) -> T {
+        match self.rules.read() {
+            Ok(r) => f(&r),
+            Err(p) => f(&p.into_inner()),
+        }
+    }
+
     pub(crate) fn set(&self, rules: FaultRules) {
         match self.rules.write() {
             Ok(mut r) => *r = rules,
@@ -59,15 +129,125 @@ impl Faults {
 
     /// Decides whether to lose one message.
     pub(crate) fn should_drop(&self) -> bool {
-        let rate = self.get().drop_rate;
+        let rate = self.with(|r| r.drop_rate);
         rate > 0.0 && rand::random::<f64>() < rate
     }
 
+    /// Decides whether to lose one message on the link to (or from) `peer`: the node-wide
+    /// drop rate and the link's own loss both apply.
+    pub(crate) fn link_drops(&self, peer: &NodeId) -> bool {
+        let (rate, loss) = self.with(|r| {
+            (
+                r.drop_rate,
+                r.links.get(peer).map(|l| l.loss).unwrap_or(0.0),
+            )
+        });
+        (rate > 0.0 && rand::random::<f64>() < rate) || (loss > 0.0 && rand::random::<f64>() < loss)
+    }
+
     pub(crate) fn delay(&self) -> Duration {
-        self.get().delay
+        self.with(|r| r.delay)
+    }
+
+    /// The one-way delay of the next frame on the link to `peer` (zero if unmodelled).
+    pub(crate) fn link_delay(&self, peer: &NodeId) -> Duration {
+        self.with(|r| {
+            r.links
+                .get(peer)
+                .map(LinkFault::sample_delay)
+                .unwrap_or_default()
+        })
     }
 
     pub(crate) fn is_blocked(&self, peer: &NodeId) -> bool {
-        self.get().blocked.contains(peer)
+        self.with(|r| r.blocked.contains(peer) || r.links.get(peer).is_some_and(|l| l.cut))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xnode_types::SecretKey;
+
+    fn peer() -> NodeId {
+        SecretKey::generate().node_id()
+    }
+
+    #[test]
+    fn jitter_stays_within_its_bound() {
+        let link = LinkFault {
+            delay: Duration::from_millis(30),
+            jitter: Duration::from_millis(5),
+            ..LinkFault::default()
+        };
+        let mut seen_above_base = false;
+        for _ in 0..1000 {
+            let d = link.sample_delay();
+            assert!(d >= Duration::from_millis(30) && d <= Duration::from_millis(35));
+            seen_above_base |= d > Duration::from_millis(30);
+        }
+        assert!(seen_above_base, "jitter never added anything");
+    }
+
+    #[test]
+    fn a_cut_link_blocks_and_is_listed_as_cut() {
+        let (a, b) = (peer(), peer());
+        let faults = Faults::default();
+        let mut rules = FaultRules::default();
+        rules.links.insert(
+            a,
+            LinkFault {
+                cut: true,
+                ..LinkFault::default()
+            },
+        );
+        rules.links.insert(b, LinkFault::default());
+        faults.set(rules.clone());
+        assert!(faults.is_blocked(&a));
+        assert!(!faults.is_blocked(&b));
+        assert_eq!(rules.cut_peers(), BTreeSet::from([a]));
+    }
+
+    #[test]
+    fn link_loss_is_per_peer_and_roughly_its_probability() {
+        let (lossy, clean) = (peer(), peer());
+        let faults = Faults::default();
+        let mut rules = FaultRules::default();
+        rules.links.insert(
+            lossy,
+            LinkFault {
+                loss: 0.5,
+                ..LinkFault::default()
+            },
+        );
+        faults.set(rules);
+        let lost = (0..2000).filter(|_| faults.link_drops(&lossy)).count();
+        assert!(
+            (800..1200).contains(&lost),
+            "lost {lost} of 2000 at p = 0.5"
+        );
+        assert!(!(0..2000).any(|_| faults.link_drops(&clean)));
+    }
+
+    #[test]
+    fn validity_bounds() {
+        assert!(LinkFault::default().is_valid());
+        let bad_loss = LinkFault {
+            loss: 1.5,
+            ..LinkFault::default()
+        };
+        assert!(!bad_loss.is_valid());
+        let too_slow = LinkFault {
+            delay: Duration::from_secs(3600),
+            ..LinkFault::default()
+        };
+        assert!(!too_slow.is_valid());
+    }
+
+    #[test]
+    fn rules_without_links_still_decode() {
+        let rules: FaultRules =
+            serde_json::from_str(r#"{"drop_rate":0.0,"delay":0,"blocked":[]}"#).unwrap();
+        assert!(rules.links.is_empty());
     }
 }

@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use xnode_types::{NodeId, SecretKey};
 
-pub use faults::{FaultRules, Faults};
+pub use faults::{FaultRules, Faults, LinkFault, MAX_LINK_DELAY};
 pub use liveness::{LivenessError, LivenessRecord, SelfStatus};
 pub use metrics::MeshMetrics;
 pub use proto::{RpcErrorCode, RpcResponse};
@@ -201,6 +201,8 @@ pub(crate) enum Command {
         topic: String,
     },
     RespondRpc {
+        /// The peer that asked, whose link the answer travels.
+        peer: NodeId,
         channel: libp2p::request_response::ResponseChannel<Vec<u8>>,
         bytes: Vec<u8>,
     },
@@ -210,7 +212,10 @@ pub(crate) enum Command {
         incarnation: u64,
         left: bool,
     },
-    ApplyFaults(FaultRules),
+    ApplyFaults {
+        rules: FaultRules,
+        reply: oneshot::Sender<()>,
+    },
     ReportValidation {
         id: GossipId,
         verdict: Validation,
@@ -479,12 +484,15 @@ impl Mesh {
             .map_err(|_| MeshError::Closed)
     }
 
-    /// Replaces the fault rules in force (tests and drills only).
+    /// Replaces the fault rules in force (tests and drills only). Returns once the driver
+    /// applies them, so [`Mesh::faults`] reads them back at once.
     pub async fn set_faults(&self, rules: FaultRules) -> Result<(), MeshError> {
+        let (reply, applied) = oneshot::channel();
         self.commands
-            .send(Command::ApplyFaults(rules))
+            .send(Command::ApplyFaults { rules, reply })
             .await
-            .map_err(|_| MeshError::Closed)
+            .map_err(|_| MeshError::Closed)?;
+        applied.await.map_err(|_| MeshError::Closed)
     }
 
     pub fn faults(&self) -> FaultRules {

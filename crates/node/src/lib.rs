@@ -658,6 +658,16 @@ impl Node {
         Ok(self.inner.mesh.set_faults(rules).await?)
     }
 
+    /// Skews this node's object-version clock (drills and tests only; see
+    /// `HlcClock::set_test_offset_ms`).
+    pub fn set_clock_offset_ms(&self, offset_ms: i64) -> Result<(), NodeError> {
+        if !self.inner.config.enable_fault_injection {
+            return Err(NodeError::FaultInjectionDisabled);
+        }
+        self.inner.storage.set_clock_offset_ms(offset_ms);
+        Ok(())
+    }
+
     /// Makes this node serve corrupted chunk bytes to peers (drills and tests only).
     pub fn set_corrupt_served_chunks(&self, on: bool) -> Result<(), NodeError> {
         if !self.inner.config.enable_fault_injection {

@@ -415,6 +415,16 @@ impl Storage {
         self.corrupt_served_chunks.store(on, Ordering::Relaxed);
     }
 
+    /// Skews this node's object-version clock by `offset_ms` (fault injection for tests
+    /// and drills: what happens to writes through an edge whose clock is wrong).
+    pub fn set_clock_offset_ms(&self, offset_ms: i64) {
+        self.clock.set_test_offset_ms(offset_ms);
+    }
+
+    pub fn clock_offset_ms(&self) -> i64 {
+        self.clock.test_offset_ms()
+    }
+
     pub fn corrupt_served_chunks(&self) -> bool {
         self.corrupt_served_chunks.load(Ordering::Relaxed)
     }

@@ -8,6 +8,7 @@
 // A test-only crate: failing loudly on a broken test setup is what we want.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod history;
 pub mod rogue;
 
 use std::path::PathBuf;
@@ -334,6 +335,19 @@ impl Cluster {
             .set_faults(rules)
             .await
             .expect("fault injection enabled");
+    }
+
+    /// Models the link between nodes `a` and `b`, in both directions: each node delays,
+    /// loses or cuts the frames it sends to the other (see [`xnode_mesh::LinkFault`]).
+    pub async fn set_link(&self, a: usize, b: usize, link: xnode_mesh::LinkFault) {
+        for (from, to) in [(a, b), (b, a)] {
+            let mut rules = self.node(from).faults();
+            rules.links.insert(self.id(to), link);
+            self.node(from)
+                .set_faults(rules)
+                .await
+                .expect("fault injection enabled");
+        }
     }
 
     /// Stops every node gracefully.

@@ -4,6 +4,7 @@
 //! breaker, so every node picks the same winner whatever order updates arrive in.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,9 @@ pub struct HlcClock {
     /// Remote timestamps further than this ahead of local wall time are not absorbed, so a
     /// peer with a broken clock cannot drag everyone's clocks into the future.
     max_drift_ms: u64,
+    /// Milliseconds added to the wall clock: a skewed clock for tests and drills only
+    /// (set through the fault-injection API), zero otherwise.
+    test_offset_ms: AtomicI64,
 }
 
 impl HlcClock {
@@ -45,19 +49,31 @@ impl HlcClock {
         Self {
             last: Mutex::new(Hlc::ZERO),
             max_drift_ms: Self::DEFAULT_MAX_DRIFT_MS,
+            test_offset_ms: AtomicI64::new(0),
         }
     }
 
-    fn wall_now() -> u64 {
-        SystemTime::now()
+    /// Skews this clock's wall time by `offset_ms` (negative: behind), to test what
+    /// nodes with wrong clocks do. Tests and drills only.
+    pub fn set_test_offset_ms(&self, offset_ms: i64) {
+        self.test_offset_ms.store(offset_ms, Ordering::Relaxed);
+    }
+
+    pub fn test_offset_ms(&self) -> i64 {
+        self.test_offset_ms.load(Ordering::Relaxed)
+    }
+
+    fn wall_now(&self) -> u64 {
+        let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        wall.saturating_add_signed(self.test_offset_ms())
     }
 
     /// Issues a timestamp greater than every one issued or observed before.
     pub fn now(&self) -> Hlc {
-        self.tick(Self::wall_now())
+        self.tick(self.wall_now())
     }
 
     /// [`HlcClock::now`] with an explicit wall time, for deterministic tests.
@@ -77,7 +93,7 @@ impl HlcClock {
 
     /// Absorbs a remote timestamp so later local timestamps order after it.
     pub fn observe(&self, remote: Hlc) {
-        self.observe_at(remote, Self::wall_now());
+        self.observe_at(remote, self.wall_now());
     }
 
     /// [`HlcClock::observe`] with an explicit wall time.
@@ -98,6 +114,20 @@ impl HlcClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_test_offset_skews_the_wall_time() {
+        let clock = HlcClock::new();
+        let before = clock.now();
+        clock.set_test_offset_ms(3_600_000);
+        let ahead = clock.now();
+        assert!(ahead.wall_ms >= before.wall_ms + 3_600_000);
+        clock.set_test_offset_ms(-3_600_000);
+        // Behind: the clock never goes backwards, it counts logically instead.
+        let behind = clock.now();
+        assert_eq!(behind.wall_ms, ahead.wall_ms);
+        assert!(behind > ahead);
+    }
 
     #[test]
     fn strictly_increasing_even_when_wall_clock_stalls() {

@@ -141,21 +141,16 @@ impl Driver {
             message: message_id,
             propagation_source,
         };
-        let topic = message.topic.as_str().to_owned();
-        let Some(source) = message.source.map(NodeId::from) else {
+        if message.source.is_none() {
             // Strict validation refuses these before us; never forward one regardless.
             self.metrics
                 .gossip_dropped
                 .get_or_create(&ReasonLabel { reason: "unsigned" })
                 .inc();
             return self.report_gossip(&id, Validation::Reject, "reject");
-        };
-        if self.shared.faults.should_drop()
-            || self
-                .shared
-                .faults
-                .is_blocked(&NodeId::from(propagation_source))
-        {
+        }
+        let from = NodeId::from(propagation_source);
+        if self.shared.faults.link_drops(&from) || self.shared.faults.is_blocked(&from) {
             self.metrics
                 .gossip_dropped
                 .get_or_create(&ReasonLabel {
@@ -164,6 +159,38 @@ impl Driver {
                 .inc();
             return self.report_gossip(&id, Validation::Ignore, "ignore");
         }
+        let delay = self.shared.faults.link_delay(&from);
+        if delay.is_zero() {
+            self.deliver_gossip(message, propagation_source, id.message);
+        } else {
+            // Gossipsub holds the message until the verdict comes, so the delay also holds
+            // back its forwarding, as a slow link would.
+            self.defer(
+                delay,
+                super::Deferred::Gossip {
+                    message,
+                    propagation_source,
+                    message_id: id.message,
+                },
+            );
+        }
+    }
+
+    /// Hands a gossip message that passed the fault checks to its subscriber.
+    pub(super) fn deliver_gossip(
+        &mut self,
+        message: gossipsub::Message,
+        propagation_source: PeerId,
+        message_id: gossipsub::MessageId,
+    ) {
+        let id = GossipId {
+            message: message_id,
+            propagation_source,
+        };
+        let topic = message.topic.as_str().to_owned();
+        let Some(source) = message.source.map(NodeId::from) else {
+            return self.report_gossip(&id, Validation::Reject, "reject");
+        };
         let label = TopicLabel {
             topic: topic.clone(),
         };

@@ -108,11 +108,14 @@ impl Driver {
     }
 
     pub(super) fn send_swim(&mut self, peer: NodeId, request: &SwimRequest, purpose: Purpose) {
-        if self.shared.faults.should_drop() {
+        if self.shared.faults.link_drops(&peer) {
             // The message is lost on the way; the purpose's deadline handles it. Relays
             // must still be answered, so answer them with a failure right away.
-            if let Purpose::Relay { channel, .. } = purpose {
-                self.respond_swim(channel, &SwimResponse::Nack);
+            if let Purpose::Relay {
+                requester, channel, ..
+            } = purpose
+            {
+                self.respond_swim(requester, channel, &SwimResponse::Nack);
             }
             return;
         }
@@ -126,7 +129,24 @@ impl Driver {
         self.send_swim_bytes(peer, bytes, purpose);
     }
 
+    /// Sends a SWIM request, after the injected delay of the link to `peer` if any.
     pub(super) fn send_swim_bytes(&mut self, peer: NodeId, bytes: Vec<u8>, purpose: Purpose) {
+        let delay = self.shared.faults.link_delay(&peer);
+        if delay.is_zero() {
+            self.transmit_swim_bytes(peer, bytes, purpose);
+        } else {
+            self.defer(
+                delay,
+                super::Deferred::SwimRequest {
+                    peer,
+                    bytes,
+                    purpose,
+                },
+            );
+        }
+    }
+
+    pub(super) fn transmit_swim_bytes(&mut self, peer: NodeId, bytes: Vec<u8>, purpose: Purpose) {
         let addresses = self.addresses_of(&peer);
         let id = self.swarm.behaviour_mut().swim.send_request_with_addresses(
             &peer.peer_id(),
@@ -136,17 +156,25 @@ impl Driver {
         self.swim_pending.insert(id, purpose);
     }
 
+    /// Answers a SWIM request from `to`, after the injected delay of the link back to it.
     pub(super) fn respond_swim(
         &mut self,
+        to: NodeId,
         channel: ResponseChannel<Vec<u8>>,
         response: &SwimResponse,
     ) {
-        if let Ok(bytes) = xnode_wire::encode(response) {
+        let Ok(bytes) = xnode_wire::encode(response) else {
+            return;
+        };
+        let delay = self.shared.faults.link_delay(&to);
+        if delay.is_zero() {
             let _ = self
                 .swarm
                 .behaviour_mut()
                 .swim
                 .send_response(channel, bytes);
+        } else {
+            self.defer(delay, super::Deferred::SwimResponse { channel, bytes });
         }
     }
 
@@ -341,12 +369,12 @@ impl Driver {
                     self.apply(&rumour, from);
                 }
                 let ack = self.own_ack();
-                self.respond_swim(channel, &ack);
+                self.respond_swim(from, channel, &ack);
             }
             SwimRequest::PingReq { target, record } => {
                 if target == self.membership.local() {
                     let ack = self.own_ack();
-                    self.respond_swim(channel, &ack);
+                    self.respond_swim(from, channel, &ack);
                     return;
                 }
                 // The target's own record is how a helper may learn its addresses; hearsay
@@ -358,7 +386,15 @@ impl Driver {
                 let ping = SwimRequest::Ping {
                     about_you: self.about(&target),
                 };
-                self.send_swim(target, &ping, Purpose::Relay { channel, deadline });
+                self.send_swim(
+                    target,
+                    &ping,
+                    Purpose::Relay {
+                        requester: from,
+                        channel,
+                        deadline,
+                    },
+                );
             }
             SwimRequest::Sync { updates } => {
                 if !self.swim_limits.allow_sync(from, now) {
@@ -370,7 +406,7 @@ impl Driver {
                 let response = SwimResponse::Sync {
                     updates: self.membership.snapshot(SNAPSHOT_BUDGET),
                 };
-                self.respond_swim(channel, &response);
+                self.respond_swim(from, channel, &response);
             }
         }
     }
@@ -479,12 +515,14 @@ impl Driver {
                 }
                 self.indirect_answer(target, acked);
             }
-            Purpose::Relay { channel, .. } => {
+            Purpose::Relay {
+                requester, channel, ..
+            } => {
                 let answer = match decoded {
                     Some(SwimResponse::Ack { record }) => SwimResponse::Ack { record },
                     _ => SwimResponse::Nack,
                 };
-                self.respond_swim(channel, &answer);
+                self.respond_swim(requester, channel, &answer);
             }
             Purpose::DeadProbe { target } => {
                 if let Some(SwimResponse::Ack { record }) = decoded {

@@ -22,6 +22,7 @@ mod hostile_storage;
 mod hostile_tenants;
 mod lifecycle;
 mod metering;
+mod network;
 mod observe;
 mod rogue_fuzz;
 mod storage;
