@@ -10,6 +10,7 @@
 # corrupt acknowledged write, or a success rate under 99.9 %.
 #
 # Usage: scripts/chaos.sh [DURATION] [NODES] [REGIONS]
+# The write log is kept in $CHAOS_LOG (default /tmp/xnode-chaos-writes.log).
 # Needs root (the testbed's namespaces); without it prints SKIP and exits 0.
 # Not done yet: function calls in the load (only S3-path object writes through the CLI).
 set -euo pipefail
@@ -51,23 +52,23 @@ done
 echo none >"$WORK/killed"
 end=$(( $(date +%s) + DURATION ))
 
+now_ms() { date +%s%3N; }
+
 writer() {
-  local w=$1 n=0 node before after
+  local w=$1 n=0 node before started
   while [ "$(date +%s)" -lt "$end" ]; do
     n=$((n + 1))
     before=$(cat "$WORK/killed")
     node=$(( RANDOM % NODES ))
     [ "$node" = "$before" ] && continue
+    started=$(now_ms)
     head -c $(( 1024 + RANDOM * 2 )) /dev/urandom >"$WORK/w$w-$n.bin"
     if timeout 30 "$BIN" put "$WORK/w$w-$n.bin" "chaos/w$w-$n" --api "$(api "$node")" >/dev/null 2>"$WORK/w$w-$n.err"; then
       result=ok
     else
       result=fail
     fi
-    after=$(cat "$WORK/killed")
-    victim=no
-    [ "$after" = "$node" ] && victim=yes
-    echo "w$w-$n $node $result $victim" >>"$WORK/writes.log"
+    echo "w$w-$n $node $result $started $(now_ms)" >>"$WORK/writes.log"
   done
 }
 
@@ -79,13 +80,26 @@ while [ "$(date +%s)" -lt "$end" ]; do
   [ "$(date +%s)" -ge "$end" ] && break
   victim=$(( RANDOM % NODES ))
   echo "$victim" >"$WORK/killed"
+  killed_at=$(now_ms)
   "$TB" kill "$victim" >/dev/null
   kills=$((kills + 1))
   sleep 5
   "$TB" restart "$victim" >/dev/null
   echo none >"$WORK/killed"
+  echo "$victim $killed_at $(now_ms)" >>"$WORK/kills.log"
 done
 wait
+touch "$WORK/kills.log"
+# A write was sent to the killed node if its node was down (killed, not yet answering
+# again) at any moment while it ran; those are left out of the success rate.
+awk 'NR == FNR { k[NR] = $0; nk = NR; next }
+     { victim = "no"
+       for (i = 1; i <= nk; i++) { split(k[i], f, " ")
+         if (f[1] == $2 && $4 <= f[3] && $5 >= f[2]) victim = "yes" }
+       print $1, $2, $3, victim }' "$WORK/kills.log" "$WORK/writes.log" >"$WORK/classified.log"
+mv "$WORK/classified.log" "$WORK/writes.log"
+# Keep the write log (name, node, result, whether the node was killed meanwhile).
+cp "$WORK/writes.log" "${CHAOS_LOG:-/tmp/xnode-chaos-writes.log}"
 
 # Every node up and seeing every other.
 for i in $(seq 0 $((NODES - 1))); do
