@@ -346,6 +346,32 @@ async fn a_request_naming_a_foreign_host_is_refused() {
     cluster.shutdown().await;
 }
 
+/// Sends requests until one is refused `429 rate_limited`, each before it answered `200`
+/// (30 at most: far more than the bursts the tests allow), checks the refusal's code and
+/// `Retry-After`, and returns the seconds it says to wait.
+async fn first_rate_limit<F, Fut>(mut send: F) -> u64
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+{
+    for _ in 0..30 {
+        let r = send().await.unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            let retry_after: u64 = r.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=5).contains(&retry_after), "{retry_after}");
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "rate_limited");
+            return retry_after;
+        }
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    panic!("30 requests in a row were not rate limited");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_over_the_rate_limit_is_refused_with_retry_after_then_served_again() {
     // One request a second with a burst of 3: a loop of 30 requests outruns it however
@@ -357,24 +383,7 @@ async fn a_burst_over_the_rate_limit_is_refused_with_retry_after_then_served_aga
     .await;
     let client = reqwest::Client::new();
     let url = format!("{}/healthz", cluster.api_url(0));
-    let mut limited = None;
-    for _ in 0..30 {
-        let r = client.get(&url).send().await.unwrap();
-        if r.status() == StatusCode::TOO_MANY_REQUESTS {
-            limited = Some(r);
-            break;
-        }
-        assert_eq!(r.status(), StatusCode::OK);
-    }
-    let limited = limited.expect("a burst of 30 requests is rate limited");
-    let retry_after: u64 = limited.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((1..=5).contains(&retry_after), "{retry_after}");
-    let body: Value = limited.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "rate_limited");
+    let retry_after = first_rate_limit(|| client.get(&url).send()).await;
     // After the wait it says, the address is served again.
     tokio::time::sleep(Duration::from_secs(retry_after + 1)).await;
     let again = client.get(&url).send().await.unwrap();
@@ -402,24 +411,7 @@ async fn a_tenant_over_its_allowance_is_refused_while_others_are_served() {
         request.send()
     };
     let greedy = Tenant::new();
-    let mut limited = None;
-    for _ in 0..30 {
-        let r = send(&greedy).await.unwrap();
-        if r.status() == StatusCode::TOO_MANY_REQUESTS {
-            limited = Some(r);
-            break;
-        }
-        assert_eq!(r.status(), StatusCode::OK);
-    }
-    let limited = limited.expect("30 signed requests of one tenant are rate limited");
-    let retry_after: u64 = limited.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((1..=5).contains(&retry_after), "{retry_after}");
-    let body: Value = limited.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "rate_limited");
+    let retry_after = first_rate_limit(|| send(&greedy)).await;
 
     // Another tenant, from the same address, is served at once.
     let other = Tenant::new();
