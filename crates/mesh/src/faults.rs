@@ -10,6 +10,14 @@
 //! receives from it, a loss probability, and a cut. When every node of a testbed carries
 //! the same matrix, a round trip between two nodes sees both one-way delays, so measured
 //! probe round trips are what a real link of that latency would give.
+//!
+//! Every mesh message rides on a TCP connection, so a lost packet on a real link is
+//! retransmitted, not lost: the frame arrives late, after TCP's retransmission timeout
+//! (at least 200 ms on Linux, doubling with each loss in a row). A link's `loss` is
+//! modelled that way. Only a frame lost [`MAX_RETRANSMISSIONS`] times in a row, when TCP
+//! would give up on the connection, is lost for good. The node-wide `drop_rate` is
+//! different on purpose: it loses whole messages, a harsher fault than a real network
+//! gives, for tests of the timeouts themselves.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::RwLock;
@@ -43,7 +51,9 @@ pub struct LinkFault {
     /// Up to this much more delay, drawn uniformly for each frame.
     #[serde(with = "duration_ms", rename = "jitter_ms")]
     pub jitter: Duration,
-    /// Probability in `[0, 1]` that a request to the peer, or gossip from it, is lost.
+    /// Probability in `[0, 1]` that one transmission of a frame to the peer (or of gossip
+    /// from it) is lost. A lost transmission is retransmitted after TCP's retransmission
+    /// timeout, as a real link would; see the module documentation.
     pub loss: f64,
     /// The link is cut in both directions, as [`FaultRules::blocked`] does.
     pub cut: bool,
@@ -58,16 +68,42 @@ impl LinkFault {
             && self.jitter <= MAX_LINK_DELAY
     }
 
-    /// The delay of one frame: the base delay plus a uniform draw of the jitter.
+    /// The delay of one frame: the base delay plus a uniform draw of the jitter, plus a
+    /// retransmission timeout for each transmission lost on the way.
     fn sample_delay(&self) -> Duration {
-        if self.jitter.is_zero() {
-            return self.delay;
+        let mut delay = self.delay;
+        if !self.jitter.is_zero() {
+            let jitter_us = u64::try_from(self.jitter.as_micros()).unwrap_or(u64::MAX);
+            let extra = rand::random::<u64>() % jitter_us.saturating_add(1);
+            delay = delay.saturating_add(Duration::from_micros(extra));
         }
-        let jitter_us = u64::try_from(self.jitter.as_micros()).unwrap_or(u64::MAX);
-        let extra = rand::random::<u64>() % jitter_us.saturating_add(1);
-        self.delay.saturating_add(Duration::from_micros(extra))
+        if self.loss > 0.0 {
+            // Linux's timeout is about the smoothed round trip plus four deviations, never
+            // under 200 ms, and it doubles with each loss in a row.
+            let mut timeout = MIN_RETRANSMIT_TIMEOUT.max(self.delay.saturating_mul(4));
+            for _ in 0..MAX_RETRANSMISSIONS {
+                if rand::random::<f64>() >= self.loss {
+                    break;
+                }
+                delay = delay.saturating_add(timeout);
+                timeout = timeout.saturating_mul(2);
+            }
+        }
+        delay
+    }
+
+    /// Whether a frame is lost for good: every one of its transmissions was lost.
+    fn loses_for_good(&self) -> bool {
+        self.loss > 0.0 && (0..MAX_RETRANSMISSIONS).all(|_| rand::random::<f64>() < self.loss)
     }
 }
+
+/// TCP's smallest retransmission timeout on Linux (`TCP_RTO_MIN`).
+pub const MIN_RETRANSMIT_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// After this many lost transmissions of one frame in a row, TCP would give up on the
+/// connection; the model counts the frame as lost.
+pub const MAX_RETRANSMISSIONS: u32 = 6;
 
 /// The longest one-way delay or jitter a link may be given.
 pub const MAX_LINK_DELAY: Duration = Duration::from_secs(60);
@@ -134,22 +170,19 @@ impl Faults {
     }
 
     /// Decides whether to lose one message on the link to (or from) `peer`: the node-wide
-    /// drop rate and the link's own loss both apply.
+    /// drop rate applies, and the link loses a frame for good only when every
+    /// retransmission of it is lost too (its other losses delay it: [`Self::link_delay`]).
     pub(crate) fn link_drops(&self, peer: &NodeId) -> bool {
-        let (rate, loss) = self.with(|r| {
-            (
-                r.drop_rate,
-                r.links.get(peer).map(|l| l.loss).unwrap_or(0.0),
-            )
-        });
-        (rate > 0.0 && rand::random::<f64>() < rate) || (loss > 0.0 && rand::random::<f64>() < loss)
+        let (rate, link) = self.with(|r| (r.drop_rate, r.links.get(peer).copied()));
+        (rate > 0.0 && rand::random::<f64>() < rate) || link.is_some_and(|l| l.loses_for_good())
     }
 
     pub(crate) fn delay(&self) -> Duration {
         self.with(|r| r.delay)
     }
 
-    /// The one-way delay of the next frame on the link to `peer` (zero if unmodelled).
+    /// The one-way delay of the next frame on the link to `peer` (zero if unmodelled),
+    /// retransmissions of lost transmissions included.
     pub(crate) fn link_delay(&self, peer: &NodeId) -> Duration {
         self.with(|r| {
             r.links
@@ -209,24 +242,46 @@ mod tests {
     }
 
     #[test]
-    fn link_loss_is_per_peer_and_roughly_its_probability() {
+    fn link_loss_delays_frames_by_retransmissions_and_is_per_peer() {
         let (lossy, clean) = (peer(), peer());
         let faults = Faults::default();
         let mut rules = FaultRules::default();
         rules.links.insert(
             lossy,
             LinkFault {
+                delay: Duration::from_millis(10),
                 loss: 0.5,
                 ..LinkFault::default()
             },
         );
         faults.set(rules);
-        let lost = (0..2000).filter(|_| faults.link_drops(&lossy)).count();
+        let delays: Vec<Duration> = (0..2000).map(|_| faults.link_delay(&lossy)).collect();
+        let retransmitted = delays
+            .iter()
+            .filter(|d| **d >= Duration::from_millis(10) + MIN_RETRANSMIT_TIMEOUT)
+            .count();
         assert!(
-            (800..1200).contains(&lost),
-            "lost {lost} of 2000 at p = 0.5"
+            (800..1200).contains(&retransmitted),
+            "{retransmitted} of 2000 frames retransmitted at p = 0.5"
         );
+        assert!(delays.iter().all(|d| *d >= Duration::from_millis(10)));
+        // Lost for good only when all six transmissions are: p = 1/64.
+        let lost = (0..4000).filter(|_| faults.link_drops(&lossy)).count();
+        assert!((20..140).contains(&lost), "lost {lost} of 4000 at p = 1/64");
         assert!(!(0..2000).any(|_| faults.link_drops(&clean)));
+        assert!(
+            (0..2000).all(|_| faults.link_delay(&clean).is_zero()),
+            "an unmodelled link has no delay"
+        );
+    }
+
+    #[test]
+    fn a_link_that_loses_everything_loses_every_frame() {
+        let link = LinkFault {
+            loss: 1.0,
+            ..LinkFault::default()
+        };
+        assert!((0..100).all(|_| link.loses_for_good()));
     }
 
     #[test]
