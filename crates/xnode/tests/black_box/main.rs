@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bench_failure_detection;
+mod chaos;
 mod devnet;
 mod package;
 mod processes;
