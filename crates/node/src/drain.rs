@@ -8,14 +8,64 @@
 //! unless asked not to, the node stops. A leave marks the record `left` at once.
 //!
 //! A plain stop (SIGTERM) marks nothing: see
-//! `docs/decisions/2026-11-26-a-restart-is-not-a-leave.md`.
+//! `docs/decisions/2026-11-26-a-restart-is-not-a-leave.md`. A drain or a departure is
+//! kept in the node's database: a node restarted while draining resumes its drain, and a
+//! node that has left refuses to start under the same identity.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use xnode_db::Db;
 use xnode_types::{NodeStatus, lock, unix_ms};
 
 use crate::{Node, NodeError};
+
+use crate::NODE_STATE;
+const RETIREMENT_KEY: &[u8] = b"retirement";
+
+/// A retirement this node began, kept so that a restart does not undo it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Retirement {
+    /// A drain began at this time (Unix milliseconds).
+    Draining {
+        started_at_ms: u64,
+        stop_when_drained: bool,
+    },
+    /// The node left the network for good at this time.
+    Left { at_ms: u64 },
+}
+
+impl xnode_wire::Versioned for Retirement {
+    const KIND_TAG: u8 = xnode_wire::kinds::NODE_RETIREMENT;
+    const KIND_NAME: &'static str = "node retirement";
+    const VERSION: u8 = 1;
+}
+
+impl Retirement {
+    /// The retirement recorded in `db`, if any.
+    pub(crate) fn load(db: &Db) -> Result<Option<Retirement>, NodeError> {
+        let Some(bytes) = db.get(NODE_STATE, RETIREMENT_KEY)? else {
+            return Ok(None);
+        };
+        xnode_wire::decode(&bytes, 1024)
+            .map(Some)
+            .map_err(|e| NodeError::State(format!("the node's retirement record: {e}")))
+    }
+
+    fn store(self, db: &Db) -> Result<(), NodeError> {
+        let bytes = xnode_wire::encode(&self).map_err(|e| NodeError::State(e.to_string()))?;
+        Ok(db.put(NODE_STATE, RETIREMENT_KEY, &bytes)?)
+    }
+
+    /// Refuses to start a node that has left: its record says `left` for good, and
+    /// coming back under the same identity would confuse every peer's view of it.
+    pub(crate) fn check_can_start(retirement: Option<Retirement>) -> Result<(), NodeError> {
+        match retirement {
+            Some(Retirement::Left { at_ms }) => Err(NodeError::Left { at_ms }),
+            _ => Ok(()),
+        }
+    }
+}
 
 /// How long a drain waits between rounds. Each round copies what it can; the wait lets
 /// the `draining` record spread and the reconciler move work.
@@ -72,16 +122,49 @@ impl Node {
                 "this node has left the network; it cannot drain".into(),
             ));
         }
+        self.begin_drain(unix_ms(), stop_when_drained).await
+    }
+
+    /// Resumes the drain a previous run of this node began (called once at start).
+    pub(crate) async fn resume_retirement(
+        &self,
+        retirement: Option<Retirement>,
+    ) -> Result<(), NodeError> {
+        if let Some(Retirement::Draining {
+            started_at_ms,
+            stop_when_drained,
+        }) = retirement
+        {
+            tracing::info!("resuming the drain this node began before it restarted");
+            self.begin_drain(started_at_ms, stop_when_drained).await?;
+        }
+        Ok(())
+    }
+
+    async fn begin_drain(
+        &self,
+        started_at_ms: u64,
+        stop_when_drained: bool,
+    ) -> Result<DrainStatus, NodeError> {
         let begin = {
             let mut drain = lock(&self.inner.drain);
             drain.stop_when_drained = stop_when_drained;
             let begin = drain.state == DrainState::Idle;
             if begin {
                 drain.state = DrainState::Draining;
-                drain.started_at_ms = Some(unix_ms());
+                drain.started_at_ms = Some(started_at_ms);
             }
             begin
         };
+        // Recorded before anyone hears of it, so a crash from here on resumes the drain;
+        // a change of `stop_when_drained` is kept too.
+        Retirement::Draining {
+            started_at_ms: lock(&self.inner.drain)
+                .started_at_ms
+                .unwrap_or(started_at_ms),
+            stop_when_drained,
+        }
+        .store(&self.inner.db)?;
         if begin {
             tracing::info!(
                 stop_when_drained,
@@ -165,6 +248,7 @@ impl Node {
 
     /// Signs this node's record as `left` into the registry and gossips it.
     async fn mark_left(&self) -> Result<(), NodeError> {
+        Retirement::Left { at_ms: unix_ms() }.store(&self.inner.db)?;
         self.update_record(|r| r.status = NodeStatus::Left);
         self.publish_record().await
     }

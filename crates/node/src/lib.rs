@@ -39,7 +39,7 @@ pub(crate) const REGISTRY_TOPIC: &str = "registry";
 /// How long a stopping node waits for each worker to finish.
 const WORKER_STOP_GRACE: Duration = Duration::from_secs(5);
 
-const NODE_STATE: Table = Table("node_state");
+pub(crate) const NODE_STATE: Table = Table("node_state");
 const INCARNATION_KEY: &[u8] = b"incarnation";
 
 /// Errors starting or running a node.
@@ -63,6 +63,12 @@ pub enum NodeError {
     AdmissionList { path: String, reason: String },
     #[error("fault injection is disabled on this node (start it with --enable-fault-injection)")]
     FaultInjectionDisabled,
+    /// The node left the network for good (`xnode leave`, or a finished drain).
+    #[error(
+        "this node left the network for good (at Unix time {at_ms} ms) and cannot rejoin under \
+         the same identity; to join again, start it with a new, empty data dir"
+    )]
+    Left { at_ms: u64 },
 }
 
 /// This node, as the API describes it.
@@ -206,6 +212,8 @@ impl Node {
         let (key, created) = identity::load_or_create_key(&config.data_dir)?;
         let id = key.node_id();
         let db = Db::open(&config.data_dir.join("node.redb"))?;
+        let retirement = drain::Retirement::load(&db)?;
+        drain::Retirement::check_can_start(retirement)?;
 
         // Every start is a new incarnation, persisted before we tell anyone about it, so a
         // restarted node always outbids whatever the network remembers of its last run.
@@ -314,7 +322,12 @@ impl Node {
             capacity,
             version: xnode_types::SOFTWARE_VERSION.into(),
             incarnation,
-            status: NodeStatus::Active,
+            // A node restarted during its drain says so from its first record on.
+            status: if retirement.is_some() {
+                NodeStatus::Draining
+            } else {
+                NodeStatus::Active
+            },
             started_at_ms,
             labels: config.compute.labels.clone(),
             operator: Some(operator_cert),
@@ -374,6 +387,7 @@ impl Node {
             node.publish_admission_list(bytes).await?;
         }
         node.publish_record().await?;
+        node.resume_retirement(retirement).await?;
         Ok(node)
     }
 

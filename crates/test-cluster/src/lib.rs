@@ -137,6 +137,13 @@ impl Cluster {
     }
 
     async fn launch(&self, i: usize) -> TestNode {
+        match self.try_launch(i).await {
+            Ok(node) => node,
+            Err(e) => panic!("node {i} failed to start: {e}"),
+        }
+    }
+
+    async fn try_launch(&self, i: usize) -> Result<TestNode, xnode_node::NodeError> {
         let config = self.config(i);
         let listener = xnode_api::bind(config.api).await.expect("bind API");
         let scheme = if config.http.tls.is_some() {
@@ -157,18 +164,18 @@ impl Cluster {
                 {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                Err(e) => panic!("node {i} failed to start: {e}"),
+                Err(e) => return Err(e),
             }
         };
         let token = node.shutdown_token();
         let server = tokio::spawn(xnode_api::serve(listener, node.clone(), async move {
             token.cancelled().await
         }));
-        TestNode {
+        Ok(TestNode {
             node,
             api_url,
             server,
-        }
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -290,6 +297,14 @@ impl Cluster {
         assert!(self.nodes[i].is_none(), "node {i} is still running");
         let node = self.launch(i).await;
         self.nodes[i] = Some(node);
+    }
+
+    /// Starts node `i` again on the same data dir and address, returning the node's
+    /// error if it refuses to start.
+    pub async fn try_restart(&mut self, i: usize) -> Result<(), xnode_node::NodeError> {
+        assert!(self.nodes[i].is_none(), "node {i} is still running");
+        self.nodes[i] = Some(self.try_launch(i).await?);
+        Ok(())
     }
 
     /// Cuts the network between groups `a` and `b`, in both directions.

@@ -127,6 +127,8 @@ pub mod kinds {
     pub const NODE_SUMMARY: u8 = 18;
     /// The storage scrubber's progress, in a node's local database (`xnode-storage`).
     pub const SCRUB_STATE: u8 = 24;
+    /// A node's drain or departure, kept across restarts.
+    pub const NODE_RETIREMENT: u8 = 20;
     /// A network authority's list of admitted nodes and operators (`xnode-registry`).
     pub const ADMISSION_LIST: u8 = 40;
     /// An admission list with its authority's signature, as a file and a registry value.

@@ -246,6 +246,29 @@ async fn a_restart_keeps_the_nodes_place_and_a_leave_gives_it_up_at_once() {
         },
     )
     .await;
+    // A node that left does not come back under the same identity.
+    match c.try_restart(2).await {
+        Err(xnode_node::NodeError::Left { .. }) => {}
+        Err(e) => panic!("a node that left refused to start, but for another reason: {e}"),
+        Ok(()) => panic!("a node that left started again under the same identity"),
+    }
+
+    // A drain survives a crash: the restarted node says `draining` from its first record
+    // and resumes. (With two other nodes and rf 3 this drain cannot finish, which keeps it
+    // running for the check.)
+    c.node(3).drain(false).await.unwrap();
+    c.crash(3).await;
+    c.restart(3).await;
+    let status = c.node(3).drain_status();
+    assert_eq!(status.state, DrainState::Draining, "{status:?}");
+    assert!(!status.stop_when_drained);
+    let own = c
+        .node(3)
+        .records()
+        .into_iter()
+        .find(|r| r.node_id == c.id(3))
+        .unwrap();
+    assert_eq!(own.status, NodeStatus::Draining);
     c.shutdown().await;
 }
 
