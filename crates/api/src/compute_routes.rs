@@ -84,12 +84,13 @@ pub struct ModuleView {
 }
 
 #[utoipa::path(post, path = "/v1/modules", request_body(content = Vec<u8>, content_type = "application/wasm"),
-    responses((status = 201, body = ModuleView), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = ModuleView), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 429, description = "the tenant's module upload budget on this node (`compute.module_upload_mb_per_hour`) is spent; Retry-After says when it has room", body = crate::error::ErrorBody)))]
 pub(crate) async fn put_module(
     State(state): State<AppState>,
     req: Request,
 ) -> Result<(StatusCode, Json<ModuleView>), ApiError> {
-    tenant_of(&state, req.method(), req.uri(), req.headers())?;
+    let tenant = tenant_of(&state, req.method(), req.uri(), req.headers())?;
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, spec::MAX_MODULE_BYTES + 1)
         .await
@@ -101,6 +102,15 @@ pub(crate) async fn put_module(
         })?;
     crate::auth::check_body_hash(&parts.headers, &bytes)?;
     let size = bytes.len();
+    // Every module is stored on several nodes until garbage collection finds it unused:
+    // a tenant's uploads through this node are bounded in bytes per hour.
+    state
+        .node
+        .module_upload_budget()
+        .take(tenant, size as f64, std::time::Instant::now())
+        .map_err(|refused| ApiError::RateLimited {
+            retry_after: refused.retry_after,
+        })?;
     let module = state.node.compute().put_module(bytes).await?;
     Ok((StatusCode::CREATED, Json(ModuleView { module, size })))
 }

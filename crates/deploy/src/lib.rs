@@ -96,6 +96,10 @@ pub struct ComputeConfig {
     /// when a tenant creates one through this node (updates of an existing deployment
     /// always pass). `None`: no limit.
     pub max_deployments_per_tenant: Option<u32>,
+    /// Module bytes one tenant may upload through this node per hour (MiB), a token
+    /// bucket that holds an hour's worth. Every module is stored on `replication_factor`
+    /// nodes until garbage collection finds it unused, so uploads cost the network disk.
+    pub module_upload_mb_per_hour: u64,
 }
 
 impl Default for ComputeConfig {
@@ -117,6 +121,7 @@ impl Default for ComputeConfig {
             max_out_mb: 1024,
             outbound_allow: Vec::new(),
             max_deployments_per_tenant: None,
+            module_upload_mb_per_hour: 512,
         }
     }
 }
@@ -149,6 +154,15 @@ impl ComputeConfig {
                     "compute.{name} must be at most 4096 (it is held in memory)"
                 ));
             }
+        }
+        let largest_module_mb = u64::try_from(spec::MAX_MODULE_BYTES >> 20).unwrap_or(u64::MAX);
+        if self.module_upload_mb_per_hour < largest_module_mb
+            || self.module_upload_mb_per_hour > 1 << 20
+        {
+            return Err(format!(
+                "compute.module_upload_mb_per_hour must be from {largest_module_mb} (the largest module) to {}",
+                1u64 << 20
+            ));
         }
         // Functions always keep instance slots of their own: long-running commands may
         // hold fewer than all of them.

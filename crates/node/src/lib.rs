@@ -133,6 +133,9 @@ pub(crate) struct Inner {
     pub recorder: Arc<xnode_observe::Recorder>,
     pub view: Mutex<xnode_observe::NetworkView>,
     pub tenant_rate: Arc<xnode_serve::KeyedRateLimiter<PublicKeyBytes>>,
+    /// Module bytes each tenant may still upload through this node
+    /// (`compute.module_upload_mb_per_hour`).
+    pub module_uploads: Arc<xnode_serve::KeyedRateLimiter<PublicKeyBytes>>,
     pub drain: Mutex<drain::DrainStatus>,
     /// Cancelled when the node asks its process to stop (after a drain or a leave).
     pub stop_requested: CancellationToken,
@@ -334,6 +337,9 @@ impl Node {
         };
         let registry_sync = Endpoint::new(&mesh);
         let http_limits = config.http.clone();
+        // Validated to at most 2^20 MiB, which f64 holds exactly.
+        let module_upload_bytes_per_hour =
+            config.compute.module_upload_mb_per_hour as f64 * 1_048_576.0;
         let node = Node {
             inner: Arc::new(Inner {
                 config,
@@ -359,6 +365,10 @@ impl Node {
                 tenant_rate: Arc::new(xnode_serve::KeyedRateLimiter::new(
                     http_limits.requests_per_second_per_tenant,
                     http_limits.tenant_burst,
+                )),
+                module_uploads: Arc::new(xnode_serve::KeyedRateLimiter::per_unit(
+                    module_upload_bytes_per_hour / 3600.0,
+                    module_upload_bytes_per_hour,
                 )),
                 drain: Default::default(),
                 stop_requested: CancellationToken::new(),
@@ -430,6 +440,12 @@ impl Node {
     /// shared by the API and S3 ports and taken only by requests whose signature verified.
     pub fn tenant_rate_limit(&self) -> &Arc<xnode_serve::KeyedRateLimiter<PublicKeyBytes>> {
         &self.inner.tenant_rate
+    }
+
+    /// The module bytes each tenant may still upload through this node
+    /// (`compute.module_upload_mb_per_hour`), taken only by signed uploads.
+    pub fn module_upload_budget(&self) -> &Arc<xnode_serve::KeyedRateLimiter<PublicKeyBytes>> {
+        &self.inner.module_uploads
     }
 
     /// Spreads a registry entry that arrived through the API (already applied locally)

@@ -105,9 +105,41 @@ impl<K: Hash + Eq> KeyedRateLimiter<K> {
         }
     }
 
+    /// A bucket that refills at `per_second` and holds up to `burst`, both in any unit
+    /// (bytes, for instance), for [`Self::take`]. Both are at least 1.
+    pub fn per_unit(per_second: f64, burst: f64) -> Self {
+        Self {
+            per_second: if per_second.is_finite() {
+                per_second.max(1.0)
+            } else {
+                1.0
+            },
+            burst: if burst.is_finite() {
+                burst.max(1.0)
+            } else {
+                1.0
+            },
+            max_tracked: MAX_TRACKED_ADDRESSES,
+            buckets: Mutex::new(HashMap::new()),
+            refused: AtomicU64::new(0),
+        }
+    }
+
     /// Takes a token for a request counted under `key` at `now`, or says how long to
     /// wait.
     pub fn check(&self, key: K, now: Instant) -> Result<(), RateLimited> {
+        self.take(key, 1.0, now)
+    }
+
+    /// Takes `cost` tokens under `key` at `now`, or says how long until there are
+    /// enough. A cost above the burst can never be paid and is refused with the time a
+    /// full bucket takes to refill.
+    pub fn take(&self, key: K, cost: f64, now: Instant) -> Result<(), RateLimited> {
+        let cost = if cost.is_finite() {
+            cost.max(0.0)
+        } else {
+            f64::MAX
+        };
         let mut buckets = xnode_types::lock(&self.buckets);
         if !buckets.contains_key(&key) && buckets.len() >= self.max_tracked {
             let (per_second, burst) = (self.per_second, self.burst);
@@ -125,14 +157,16 @@ impl<K: Hash + Eq> KeyedRateLimiter<K> {
         });
         let tokens = bucket.refilled(now, self.per_second, self.burst);
         bucket.updated = now;
-        if tokens >= 1.0 {
-            bucket.tokens = tokens - 1.0;
+        if tokens >= cost {
+            bucket.tokens = tokens - cost;
             Ok(())
         } else {
             bucket.tokens = tokens;
             self.refused.fetch_add(1, Ordering::Relaxed);
             // Whole seconds, rounded up, as Retry-After carries them.
-            let wait = ((1.0 - tokens) / self.per_second).ceil().max(1.0);
+            let wait = ((cost.min(self.burst) - tokens) / self.per_second)
+                .ceil()
+                .max(1.0);
             Err(RateLimited {
                 retry_after: Duration::from_secs_f64(wait),
             })
@@ -257,5 +291,26 @@ mod tests {
         );
         assert_eq!(limiter.refused(), 1);
         assert_eq!(limiter.tracked(), 2);
+    }
+
+    #[test]
+    fn costs_in_other_units_drain_and_refill_the_bucket() {
+        // 1 MiB per second, 8 MiB at once: bytes of uploads, for instance.
+        let limiter = KeyedRateLimiter::per_unit(1_048_576.0, 8.0 * 1_048_576.0);
+        let t0 = Instant::now();
+        limiter.take("tenant", 6.0 * 1_048_576.0, t0).unwrap();
+        let refused = limiter.take("tenant", 4.0 * 1_048_576.0, t0).unwrap_err();
+        assert_eq!(refused.retry_after, Duration::from_secs(2));
+        // What was refused was not taken: after 2 s the 4 MiB fit.
+        limiter
+            .take("tenant", 4.0 * 1_048_576.0, t0 + Duration::from_secs(2))
+            .unwrap();
+        // Nonsense costs are never free.
+        assert!(
+            limiter
+                .take("tenant", f64::NAN, t0 + Duration::from_secs(2))
+                .is_err()
+        );
+        assert!(limiter.take("other", f64::INFINITY, t0).is_err());
     }
 }

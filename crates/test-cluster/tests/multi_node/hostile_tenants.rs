@@ -584,12 +584,14 @@ async fn workers_cannot_take_the_slots_functions_need() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tenants_storage_quota_counts_writes_made_through_every_node() {
     // 10 kB objects in buckets with 3 copies store 30 kB each: a 100 kB quota holds 3.
-    // The same operator allows two buckets and one deployment per tenant.
+    // The same operator allows two buckets and one deployment per tenant, and 8 MiB of
+    // module uploads per hour.
     let c = Cluster::start_with(3, |cfg| {
         cfg.storage.quota.max_stored_bytes = Some(100_000);
         cfg.storage.quota.usage_refresh = Duration::from_secs(1);
         cfg.storage.quota.max_buckets = Some(2);
         cfg.compute.max_deployments_per_tenant = Some(1);
+        cfg.compute.module_upload_mb_per_hour = 8;
     })
     .await;
     let tenant = Tenant::new();
@@ -689,5 +691,32 @@ async fn a_tenants_storage_quota_counts_writes_made_through_every_node() {
         .unwrap();
     // The neighbour has its own allowance.
     deploy_nowait(&c, &neighbour, "theirs", Kind::Http, "hello", 1, |_| {}).await;
+
+    // Module uploads: 8 MiB per hour each. A 5 MiB module passes, a second is refused
+    // with the wait until the budget has room, and the neighbour still uploads.
+    let http = reqwest::Client::new();
+    let upload = |who: &Tenant, fill: u8| {
+        let mut module = b"\0asm".to_vec();
+        module.resize(5 << 20, fill);
+        let mut request = http
+            .post(format!("{}/v1/modules", c.api_url(0)))
+            .body(module.clone());
+        for (name, value) in who.signed_headers(&c.id(0), "POST", "/v1/modules", "", &module, false)
+        {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    assert_eq!(upload(&tenant, 1).await.unwrap().status(), 201);
+    let refused = upload(&tenant, 2).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // 2 MiB more at 8 MiB per hour: 15 minutes.
+    assert!((850..=950).contains(&wait), "retry after {wait} s");
+    assert_eq!(upload(&neighbour, 3).await.unwrap().status(), 201);
     c.shutdown().await;
 }
