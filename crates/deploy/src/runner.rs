@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use xnode_compute::Usage;
-use xnode_types::{NodeId, PublicKeyBytes};
+use xnode_types::{NodeId, NodeRecord, PublicKeyBytes};
 
 use super::health::HealthBook;
 use super::proto::LogLine;
@@ -316,6 +316,21 @@ impl Compute {
             tokio::spawn(async move { this.run_worker(d, cancel, restarts, state).await });
         }
 
+        // jobs: a draining (or departed) node is no longer any job's runner, so the next
+        // node of each ranking has started its jobs already; the runs here stop at once,
+        // left `running` (a cancelled run publishes nothing more), as after a crash.
+        // Waiting for them would hold the drain up for as long as a job may run and
+        // write every output twice.
+        if self.retiring() {
+            let local = xnode_types::lock(&self.local);
+            for (id, cancel) in &local.jobs {
+                if !cancel.is_cancelled() {
+                    tracing::info!(job = %id, "this node is draining: its job moves to the next node");
+                    cancel.cancel();
+                }
+            }
+        }
+
         // jobs: finished when a node that may report on the job says so (see
         // `run_counts`); what other nodes publish about it is ignored.
         let mut reports: HashMap<String, Vec<(NodeId, JobRun)>> = HashMap::new();
@@ -372,6 +387,14 @@ impl Compute {
         }
 
         self.publish_replicas().await;
+    }
+
+    /// Whether this node's own record says it is draining or has left.
+    fn retiring(&self) -> bool {
+        self.registry
+            .get(&NodeRecord::registry_key(&self.node_id))
+            .and_then(|e| xnode_registry::node_record(&e))
+            .is_some_and(|r| r.status != xnode_types::NodeStatus::Active)
     }
 
     /// As a pending job's standby (the next node of its ranking, which takes over if the

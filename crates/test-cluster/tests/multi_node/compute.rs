@@ -310,6 +310,65 @@ async fn a_job_transforms_an_object_and_a_killed_job_reruns_elsewhere() {
         done.node, first,
         "the job must have run again on another node"
     );
+
+    // A job on a node that starts draining moves at once: the next node of its ranking
+    // starts it, and the draining node stops its run instead of holding the drain up for
+    // as long as the job may run (this one would beat for ten minutes).
+    cluster
+        .deploy(observer, &tenant, "long", Kind::Job, "heartbeat", 1, |s| {
+            s.env.insert("INTERVAL_SECS".into(), "1".into());
+            s.env.insert("EXIT_AFTER".into(), "600".into());
+            s.limits.timeout_ms = Some(900_000);
+        })
+        .await;
+    let job = JobSpec {
+        id: "long1".into(),
+        deployment: "long".into(),
+        created_ms: now_ms(),
+        ..job
+    };
+    let entry = cluster
+        .node(observer)
+        .compute()
+        .submit_job(&tenant.id(), tenant.job(&job), tenant.data_key())
+        .await
+        .unwrap();
+    cluster.node(observer).gossip_entry(&entry).await;
+    cluster
+        .wait_until("the long job to start", Duration::from_secs(10), |c| {
+            !c.node(observer)
+                .compute()
+                .job_runs(&tenant.id(), "long1")
+                .is_empty()
+        })
+        .await;
+    let runner = cluster
+        .node(observer)
+        .compute()
+        .job_runs(&tenant.id(), "long1")[0]
+        .node
+        .clone();
+    let runner = (0..4)
+        .find(|&i| cluster.id(i).to_string() == runner)
+        .unwrap();
+    cluster.node(runner).drain(false).await.unwrap();
+    let others: Vec<usize> = cluster
+        .running()
+        .into_iter()
+        .filter(|&i| i != runner)
+        .collect();
+    cluster
+        .wait_until(
+            "the long job to leave the draining node and run on another",
+            Duration::from_secs(15),
+            |c| {
+                c.node(runner).compute().running_here() == 0
+                    && others
+                        .iter()
+                        .any(|&i| c.node(i).compute().running_here() > 0)
+            },
+        )
+        .await;
     cluster.shutdown().await;
 }
 
