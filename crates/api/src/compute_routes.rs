@@ -47,7 +47,9 @@ impl From<ComputeOpError> for ApiError {
             ComputeOpError::AccessDenied(_) => (StatusCode::FORBIDDEN, "access_denied"),
             ComputeOpError::NameTaken(_) => (StatusCode::CONFLICT, "deployment_name_taken"),
             // 403, as for storage quotas: a retry cannot fit a quota.
-            ComputeOpError::QuotaExceeded { .. } => (StatusCode::FORBIDDEN, "quota_exceeded"),
+            ComputeOpError::QuotaExceeded { .. } | ComputeOpError::RegistryQuota(_) => {
+                (StatusCode::FORBIDDEN, "quota_exceeded")
+            }
             ComputeOpError::Unavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "no_replica_available")
             }

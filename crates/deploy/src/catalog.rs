@@ -166,8 +166,8 @@ impl Compute {
         }
         check_entry_clock(&entry)?;
         self.registry
-            .apply_remote(entry.clone())
-            .map_err(|e| ComputeOpError::BadRequest(format!("deployment refused: {e}")))?;
+            .apply_tenant_entry(entry.clone())
+            .map_err(|e| ComputeOpError::from_registry("deployment", e))?;
         self.refresh_deployments();
         match self.deployment(&spec.name) {
             Some(d) if d.owner == *tenant && d.spec == spec => {}

@@ -75,8 +75,8 @@ impl Compute {
         })?;
         let keys = Self::derive_grant(&data_key, &scope)?;
         self.registry
-            .apply_remote(entry.clone())
-            .map_err(|e| ComputeOpError::BadRequest(format!("job refused: {e}")))?;
+            .apply_tenant_entry(entry.clone())
+            .map_err(|e| ComputeOpError::from_registry("job", e))?;
         let purpose = format!("job:{}", job.id);
         self.accept_grant(tenant, &purpose, &keys)
             .map_err(|e| ComputeOpError::Internal(e.to_string()))?;

@@ -211,6 +211,9 @@ pub enum ComputeOpError {
     /// The tenant has as many deployments as `compute.max_deployments_per_tenant` allows.
     #[error("deployment quota exceeded: the tenant has {have} deployments; the quota is {max}")]
     QuotaExceeded { have: usize, max: u32 },
+    /// The tenant's registry entries would pass `storage.quota.max_registry_bytes`.
+    #[error(transparent)]
+    RegistryQuota(xnode_registry::RegistryError),
     #[error("{0}")]
     Unavailable(String),
     /// The guest failed: `code` is stable, `message` explains, `status` is 502/503/504.
@@ -224,6 +227,16 @@ pub enum ComputeOpError {
     Storage(#[from] xnode_storage::StorageError),
     #[error("{0}")]
     Internal(String),
+}
+
+impl ComputeOpError {
+    /// A refusal of the registry to take a tenant's `what` (a deployment, a job).
+    pub(crate) fn from_registry(what: &str, e: xnode_registry::RegistryError) -> Self {
+        match e {
+            e @ xnode_registry::RegistryError::OwnerQuota { .. } => Self::RegistryQuota(e),
+            e => Self::BadRequest(format!("{what} refused: {e}")),
+        }
+    }
 }
 
 /// Why the orchestrator could not start.

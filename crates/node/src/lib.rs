@@ -246,6 +246,7 @@ impl Node {
             Box::new(DefaultPolicy),
             registry_metrics,
         )?);
+        registry.set_owner_quota(config.storage.quota.max_registry_bytes);
 
         let store_metrics = xnode_store::StoreMetrics::register(&mut metrics);
         let chunks = Arc::new(

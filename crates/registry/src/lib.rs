@@ -19,12 +19,13 @@ mod metrics;
 mod policy;
 pub mod sync;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use tokio::sync::broadcast;
 use xnode_db::{Db, Table};
-use xnode_types::{HlcClock, NodeRecord, Signer};
+use xnode_types::{HlcClock, NodeRecord, PublicKeyBytes, Signer};
 
 use crate::claims::ClaimIndex;
 pub use entry::{Entry, Version};
@@ -51,6 +52,11 @@ pub enum RegistryError {
         len: usize,
         limit: usize,
     },
+    /// The owner's entries would pass the node's quota (`storage.quota.max_registry_bytes`).
+    #[error(
+        "registry quota exceeded: the tenant's entries hold {have} bytes, {adding} more would pass the quota of {max}"
+    )]
+    OwnerQuota { have: u64, adding: u64, max: u64 },
     #[error(transparent)]
     Wire(#[from] xnode_wire::WireError),
     #[error(transparent)]
@@ -94,6 +100,21 @@ pub struct Registry {
     policy: Box<dyn WritePolicy>,
     metrics: RegistryMetrics,
     changes: broadcast::Sender<Change>,
+    /// Bytes of each owner's live entries (keys and values), kept as entries merge.
+    owner_bytes: Mutex<HashMap<PublicKeyBytes, u64>>,
+    /// Live entries and tombstones, for the gauges without a scan per merge.
+    live_entries: AtomicUsize,
+    tombstones: AtomicUsize,
+    /// See [`Registry::set_owner_quota`]; `u64::MAX` is no limit.
+    owner_quota: AtomicU64,
+}
+
+/// What an entry counts against its owner: its key and value, if it is live.
+fn owned_bytes(entry: &Entry) -> u64 {
+    match &entry.value {
+        Some(value) => (entry.key.len() as u64).saturating_add(value.len() as u64),
+        None => 0,
+    }
 }
 
 /// A change to the registry, as reported to subscribers.
@@ -122,11 +143,14 @@ impl Registry {
     ) -> Result<Self, RegistryError> {
         let mut entries = BTreeMap::new();
         let mut claims = ClaimIndex::default();
+        let mut owner_bytes: HashMap<PublicKeyBytes, u64> = HashMap::new();
         for (key, value) in db.scan_prefix(TABLE, b"", usize::MAX)? {
             match xnode_wire::decode::<Entry>(&value, MAX_ENTRY_BYTES) {
                 Ok(entry) if entry.verify() => {
                     clock.observe(entry.hlc);
                     claims.replace(None, &entry);
+                    let bytes = owner_bytes.entry(entry.owner).or_default();
+                    *bytes = bytes.saturating_add(owned_bytes(&entry));
                     entries.insert(entry.key.clone(), entry);
                 }
                 _ => {
@@ -136,8 +160,14 @@ impl Registry {
             }
         }
         let (changes, _) = broadcast::channel(1024);
+        let live = entries.values().filter(|e| e.value.is_some()).count();
+        let tombstones = entries.len() - live;
         let this = Self {
             db,
+            owner_bytes: Mutex::new(owner_bytes),
+            live_entries: AtomicUsize::new(live),
+            tombstones: AtomicUsize::new(tombstones),
+            owner_quota: AtomicU64::new(u64::MAX),
             entries: RwLock::new(entries),
             claims: RwLock::new(claims),
             spread: OnceLock::new(),
@@ -180,6 +210,45 @@ impl Registry {
         self.check_policy(&entry)?;
         self.merge(entry.clone(), true)?;
         Ok(entry)
+    }
+
+    /// Bytes of `owner`'s live entries (keys and values) in this node's registry.
+    pub fn owner_bytes(&self, owner: &PublicKeyBytes) -> u64 {
+        xnode_types::lock(&self.owner_bytes)
+            .get(owner)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Sets the most bytes of live entries one owner may add through
+    /// [`Self::apply_tenant_entry`] on this node (`None`: no limit).
+    pub fn set_owner_quota(&self, max_owner_bytes: Option<u64>) {
+        self.owner_quota
+            .store(max_owner_bytes.unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// [`Self::apply_remote`] for an entry a tenant hands this node directly (a bucket
+    /// claim, a deployment, a job): refused if it would take the owner's live entries
+    /// past the owner quota ([`Self::set_owner_quota`]). An entry that does not grow the
+    /// owner's bytes (a smaller update, a deletion) always passes, so a tenant over its
+    /// quota can make room. Entries from peers are not bounded here: the quota protects
+    /// what this node accepts from its own clients, like the other per-edge quotas.
+    pub fn apply_tenant_entry(&self, entry: Entry) -> Result<Applied, RegistryError> {
+        let max = self.owner_quota.load(Ordering::Relaxed);
+        if max != u64::MAX {
+            let before = self
+                .read_entries()
+                .get(&entry.key)
+                .filter(|e| e.owner == entry.owner)
+                .map(owned_bytes)
+                .unwrap_or(0);
+            let adding = owned_bytes(&entry).saturating_sub(before);
+            let have = self.owner_bytes(&entry.owner);
+            if adding > 0 && have.saturating_add(adding) > max {
+                return Err(RegistryError::OwnerQuota { have, adding, max });
+            }
+        }
+        self.apply_remote(entry)
     }
 
     /// Verifies and merges an entry received from a peer.
@@ -259,6 +328,7 @@ impl Registry {
             Err(poisoned) => poisoned.into_inner().replace(old.as_ref(), &entry),
         }
         drop(entries);
+        self.account(old.as_ref(), &entry);
         self.metrics.applied.inc();
         self.update_gauges();
         // Nobody listening is fine.
@@ -266,11 +336,50 @@ impl Registry {
         Ok(Applied::Updated)
     }
 
+    /// Moves the owners' byte counts and the live and tombstone counts from `old` (if
+    /// any) to `new`.
+    fn account(&self, old: Option<&Entry>, new: &Entry) {
+        {
+            let mut owners = xnode_types::lock(&self.owner_bytes);
+            if let Some(old) = old {
+                let remaining = owners
+                    .get(&old.owner)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(owned_bytes(old));
+                if remaining == 0 {
+                    owners.remove(&old.owner);
+                } else {
+                    owners.insert(old.owner, remaining);
+                }
+            }
+            if new.value.is_some() {
+                let bytes = owners.entry(new.owner).or_default();
+                *bytes = bytes.saturating_add(owned_bytes(new));
+            }
+        }
+        let counter = |e: &Entry| {
+            if e.value.is_some() {
+                &self.live_entries
+            } else {
+                &self.tombstones
+            }
+        };
+        if let Some(old) = old {
+            counter(old).fetch_sub(1, Ordering::Relaxed);
+        }
+        counter(new).fetch_add(1, Ordering::Relaxed);
+    }
+
     fn update_gauges(&self) {
-        let entries = self.read_entries();
-        let live = entries.values().filter(|e| e.value.is_some()).count();
-        self.metrics.entries.set(live as i64);
-        self.metrics.tombstones.set((entries.len() - live) as i64);
+        let live = self.live_entries.load(Ordering::Relaxed);
+        let tombstones = self.tombstones.load(Ordering::Relaxed);
+        self.metrics
+            .entries
+            .set(i64::try_from(live).unwrap_or(i64::MAX));
+        self.metrics
+            .tombstones
+            .set(i64::try_from(tombstones).unwrap_or(i64::MAX));
     }
 
     /// The live (non-tombstone) entry under `key`.

@@ -370,3 +370,82 @@ fn claim_keys_parse_and_clocks_are_bounded() {
     assert!(claims::check_claim_clock(&at(u64::MAX), 0).is_err());
     assert!(claims::check_claim_clock(&at(0), u64::MAX).is_err());
 }
+
+#[test]
+fn owner_bytes_follow_updates_and_deletes_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = open_registry(&dir, "owners.redb");
+    let (a, b) = (SecretKey::generate(), SecretKey::generate());
+    let (key_a, key_b) = (tenant_key(&a, "x"), tenant_key(&b, "y"));
+    reg.apply_remote(Entry::sign(&a, key_a.clone(), Some(vec![0; 100]), Hlc::new(1, 0)).unwrap())
+        .unwrap();
+    reg.apply_remote(Entry::sign(&b, key_b.clone(), Some(vec![0; 10]), Hlc::new(1, 0)).unwrap())
+        .unwrap();
+    assert_eq!(reg.owner_bytes(&a.public()), key_a.len() as u64 + 100);
+    // An update replaces what the entry counted; a delete frees it all.
+    reg.apply_remote(Entry::sign(&a, key_a.clone(), Some(vec![0; 40]), Hlc::new(2, 0)).unwrap())
+        .unwrap();
+    assert_eq!(reg.owner_bytes(&a.public()), key_a.len() as u64 + 40);
+    reg.apply_remote(Entry::sign(&b, key_b.clone(), None, Hlc::new(2, 0)).unwrap())
+        .unwrap();
+    assert_eq!(reg.owner_bytes(&b.public()), 0);
+    assert_eq!(reg.metrics().entries.get(), 1);
+    assert_eq!(reg.metrics().tombstones.get(), 1);
+    drop(reg);
+    let reg = open_registry(&dir, "owners.redb");
+    assert_eq!(reg.owner_bytes(&a.public()), key_a.len() as u64 + 40);
+    assert_eq!(reg.owner_bytes(&b.public()), 0);
+    assert_eq!(reg.metrics().entries.get(), 1);
+}
+
+#[test]
+fn a_tenant_past_its_registry_quota_is_refused_but_may_shrink_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = open_registry(&dir, "quota.redb");
+    let (tenant, other) = (SecretKey::generate(), SecretKey::generate());
+    let key = |n: u32| tenant_key(&tenant, &format!("job/j{n}"));
+    let per_entry = key(0).len() as u64 + 1000;
+    reg.set_owner_quota(Some(3 * per_entry));
+    for n in 0..3 {
+        reg.apply_tenant_entry(
+            Entry::sign(&tenant, key(n), Some(vec![1; 1000]), Hlc::new(1, 0)).unwrap(),
+        )
+        .unwrap();
+    }
+    let refused = reg
+        .apply_tenant_entry(
+            Entry::sign(&tenant, key(3), Some(vec![1; 1000]), Hlc::new(1, 0)).unwrap(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(refused, RegistryError::OwnerQuota { have, adding, max }
+            if have == 3 * per_entry && adding == per_entry && max == 3 * per_entry),
+        "{refused}"
+    );
+    assert!(reg.get(&key(3)).is_none());
+    // Another tenant has its own room.
+    reg.apply_tenant_entry(
+        Entry::sign(
+            &other,
+            tenant_key(&other, "job/j0"),
+            Some(vec![1; 1000]),
+            Hlc::new(1, 0),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    // Shrinking an entry and deleting one pass, and make room for a new one.
+    reg.apply_tenant_entry(
+        Entry::sign(&tenant, key(0), Some(vec![1; 10]), Hlc::new(2, 0)).unwrap(),
+    )
+    .unwrap();
+    reg.apply_tenant_entry(Entry::sign(&tenant, key(1), None, Hlc::new(2, 0)).unwrap())
+        .unwrap();
+    reg.apply_tenant_entry(
+        Entry::sign(&tenant, key(3), Some(vec![1; 1000]), Hlc::new(3, 0)).unwrap(),
+    )
+    .unwrap();
+    // Entries from peers are not bounded by this node's quota for its own clients.
+    reg.apply_remote(Entry::sign(&tenant, key(4), Some(vec![1; 1000]), Hlc::new(3, 0)).unwrap())
+        .unwrap();
+}

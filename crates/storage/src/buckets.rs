@@ -128,8 +128,13 @@ impl Storage {
             }
         }
         self.registry
-            .apply_remote(claim.clone())
-            .map_err(|e| StorageError::BadRequest(format!("bucket claim refused: {e}")))?;
+            .apply_tenant_entry(claim.clone())
+            .map_err(|e| match e {
+                xnode_registry::RegistryError::OwnerQuota { .. } => {
+                    StorageError::QuotaExceeded(e.to_string())
+                }
+                e => StorageError::BadRequest(format!("bucket claim refused: {e}")),
+            })?;
         Ok(claim)
     }
 

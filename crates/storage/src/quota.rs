@@ -48,6 +48,11 @@ pub struct TenantQuota {
     /// Buckets one tenant may own, counted from this node's copy of the registry when
     /// the tenant creates one through this node. `None`: no limit.
     pub max_buckets: Option<u64>,
+    /// Bytes of registry entries (keys and values of bucket claims, deployments, jobs)
+    /// one tenant may hold, counted from this node's copy of the registry when the tenant
+    /// adds one through this node. Every node holds the whole registry, so this bounds
+    /// what one tenant makes every node keep. `None`: no limit.
+    pub max_registry_bytes: Option<u64>,
     /// How long an edge trusts a count of a tenant's usage before counting again.
     #[serde(with = "xnode_types::duration_text")]
     pub usage_refresh: Duration,
@@ -59,6 +64,7 @@ impl Default for TenantQuota {
             max_stored_bytes: None,
             max_objects: None,
             max_buckets: None,
+            max_registry_bytes: None,
             usage_refresh: Duration::from_secs(30),
         }
     }
