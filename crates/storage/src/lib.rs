@@ -312,6 +312,9 @@ pub struct Storage {
     pub(crate) signer: SecretKey,
     /// The authorities tenants gave this node to write their metadata (see `seals`).
     pub(crate) authorities: seals::Authorities,
+    /// Seals whose signatures this node has checked: a listing or a repair that sees the
+    /// same entry again verifies it by a hash (see `xnode_store::seal`).
+    pub(crate) verified_seals: xnode_store::VerifiedSeals,
 }
 
 /// What a node under fault injection does instead of its honest answer to a peer.
@@ -393,6 +396,7 @@ impl Storage {
             gc_roots: Default::default(),
             signer: key.clone(),
             authorities: Default::default(),
+            verified_seals: Default::default(),
             auditor: audit::Auditor::new(key, network),
             commit_locks: Default::default(),
             usage: Default::default(),

@@ -50,7 +50,9 @@ pub use proof::{
     MAX_AUDIT_SLICE, MIN_AUDIT_SLICE, ProofError, check_slice, max_proof_len, prove_slice,
     verify_slice,
 };
-pub use seal::{ComputeCheck, MetaSeal, NoCompute, SealError, TenantRequestProof, WriteAuthority};
+pub use seal::{
+    ComputeCheck, MetaSeal, NoCompute, SealError, TenantRequestProof, VerifiedSeals, WriteAuthority,
+};
 pub use trash::Trash;
 
 /// Errors from the storage engine.

@@ -322,3 +322,103 @@ fn bench_seal_and_verify() {
     );
     assert!(sink > 0);
 }
+
+#[test]
+fn a_remembered_seal_vouches_only_for_the_exact_bytes_that_verified() {
+    let s = setup();
+    let verified = VerifiedSeals::with_capacity(16);
+    let honest = entry(&s.path, &s.edge, T + 1000, Some(info("a"))).sealed(
+        &s.edge,
+        WriteAuthority::Request(proof(&s.tenant, &s.edge.node_id(), "PUT", "/x", T)),
+    );
+    assert_eq!(
+        honest.verify_seal_remembering(&NoCompute, Some(&verified)),
+        Ok(())
+    );
+    assert_eq!(verified.len(), 1);
+    // The same bytes again: still fine, and nothing new remembered.
+    assert_eq!(
+        honest.verify_seal_remembering(&NoCompute, Some(&verified)),
+        Ok(())
+    );
+    assert_eq!(verified.len(), 1);
+    // Every forgery built from the remembered seal still fails, with the memory warm.
+    let mut newer = honest.clone();
+    newer.version = Hlc::new(T + 5000, 0);
+    let mut emptied = honest.clone();
+    emptied.info = None;
+    let mut moved = honest.clone();
+    moved.path.key = "b.jpg".into();
+    for forged in [&newer, &emptied, &moved] {
+        assert_eq!(
+            forged.verify_seal_remembering(&NoCompute, Some(&verified)),
+            Err(SealError::BadSignature)
+        );
+    }
+    let mut bad_tenant_signature = honest.clone();
+    if let Some(seal) = &mut bad_tenant_signature.seal
+        && let WriteAuthority::Request(p) = &mut seal.authority
+    {
+        p.signature.0[0] ^= 1;
+    }
+    assert_ne!(
+        bad_tenant_signature.verify_seal_remembering(&NoCompute, Some(&verified)),
+        Ok(())
+    );
+    // Failures are not remembered.
+    assert_eq!(verified.len(), 1);
+}
+
+#[test]
+fn a_remembered_seal_still_meets_the_checks_of_the_moment() {
+    let s = setup();
+    let verified = VerifiedSeals::with_capacity(16);
+    struct Confirms(bool);
+    impl ComputeCheck for Confirms {
+        fn confirms(&self, _: &PublicKeyBytes, _: &str, _: &str, _: &NodeId) -> bool {
+            self.0
+        }
+    }
+    let compute = entry(&s.path, &s.edge, T, None).sealed(
+        &s.edge,
+        WriteAuthority::Compute {
+            purpose: "web".into(),
+        },
+    );
+    assert_eq!(
+        compute.verify_seal_remembering(&Confirms(true), Some(&verified)),
+        Ok(())
+    );
+    assert_eq!(verified.len(), 1);
+    // The deployment is gone: the remembered signature does not make it confirmed.
+    assert!(matches!(
+        compute.verify_seal_remembering(&Confirms(false), Some(&verified)),
+        Err(SealError::ComputeNotConfirmed { .. })
+    ));
+    // An entry dated outside its request's window fails whether or not it was seen.
+    let late = entry(&s.path, &s.edge, T + REQUEST_AUTHORITY_MS + 1, None).sealed(
+        &s.edge,
+        WriteAuthority::Request(proof(&s.tenant, &s.edge.node_id(), "PUT", "/x", T)),
+    );
+    for _ in 0..2 {
+        assert!(matches!(
+            late.verify_seal_remembering(&NoCompute, Some(&verified)),
+            Err(SealError::OutsideRequestWindow { .. })
+        ));
+    }
+}
+
+#[test]
+fn the_memory_of_verified_seals_is_bounded_and_keeps_what_is_used() {
+    let verified = VerifiedSeals::with_capacity(4);
+    let key = PublicKeyBytes([7; 32]);
+    let digest = |i: u8| SealDigest::new(&[i], &key, &SignatureBytes([0; 64]));
+    for i in 0..100u8 {
+        verified.insert(digest(i));
+        // The first digest is looked up often, so it stays.
+        assert!(verified.contains(&digest(0)), "digest 0 lost at {i}");
+        assert!(verified.len() <= 8, "{} digests held", verified.len());
+    }
+    assert!(!verified.contains(&digest(1)));
+    assert!(verified.contains(&digest(99)));
+}
