@@ -23,6 +23,7 @@ const LAYERS: &[&str] = &[
     "compute",
     "ledger",
     "chain",
+    "settle",
     "metering",
     "storage",
     "deploy",

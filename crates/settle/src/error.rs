@@ -1,0 +1,137 @@
+//! The crate's error types.
+
+use xnode_ledger::{AuditError, ReceiptError};
+
+/// Why an evidence bundle was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// The encoded bundle is larger than the limit.
+    #[error("bundle of {size} bytes exceeds the limit of {limit}")]
+    TooLarge {
+        /// Encoded size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The bytes are not a bundle.
+    #[error("bundle does not decode")]
+    Malformed(#[source] postcard::Error),
+    /// The bundle could not be encoded (should not happen for a well-formed bundle).
+    #[error("bundle does not encode")]
+    Encode(#[source] postcard::Error),
+    /// A format version this code does not understand.
+    #[error("unsupported bundle version {0}")]
+    UnsupportedVersion(u8),
+    /// Signed for another network.
+    #[error("bundle is for network {found:?}, expected {expected:?}")]
+    WrongNetwork {
+        /// This node's network.
+        expected: String,
+        /// The bundle's network.
+        found: String,
+    },
+    /// For another epoch than the one being closed.
+    #[error("bundle is for epoch {found}, expected {expected}")]
+    WrongEpoch {
+        /// The epoch being closed.
+        expected: u64,
+        /// The bundle's epoch.
+        found: u64,
+    },
+    /// More receipts or audits than the limits allow.
+    #[error("bundle holds {receipts} receipts and {audits} audits, above the limits")]
+    TooManyItems {
+        /// Receipts held.
+        receipts: usize,
+        /// Audits held.
+        audits: usize,
+    },
+    /// The publisher's key does not derive its node id, or is not a key.
+    #[error("the publisher's key does not match its node id")]
+    PublisherKeyMismatch,
+    /// The publisher's signature does not verify.
+    #[error("the bundle's signature does not verify")]
+    BadSignature,
+    /// A receipt names another provider than the publisher.
+    #[error("receipt {index} is not the publisher's own")]
+    ForeignReceipt {
+        /// Position in the bundle.
+        index: usize,
+    },
+    /// An audit names another auditor than the publisher.
+    #[error("audit {index} was not issued by the publisher")]
+    ForeignAudit {
+        /// Position in the bundle.
+        index: usize,
+    },
+    /// An item is for another epoch than the bundle.
+    #[error("item {index} belongs to another epoch")]
+    ItemEpoch {
+        /// Position in the bundle (receipts first, then audits).
+        index: usize,
+    },
+    /// A receipt fails verification.
+    #[error("receipt {index} does not verify")]
+    Receipt {
+        /// Position in the bundle.
+        index: usize,
+        /// Why.
+        #[source]
+        source: ReceiptError,
+    },
+    /// An audit fails verification.
+    #[error("audit {index} does not verify")]
+    Audit {
+        /// Position in the bundle.
+        index: usize,
+        /// Why.
+        #[source]
+        source: AuditError,
+    },
+}
+
+/// Why a committee vote or quorum was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitteeError {
+    /// The committee configuration is unusable.
+    #[error("committee of {members} members with threshold {threshold}: {reason}")]
+    BadConfig {
+        /// Distinct members.
+        members: usize,
+        /// Configured threshold.
+        threshold: usize,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A format version this code does not understand.
+    #[error("unsupported vote version {0}")]
+    UnsupportedVersion(u8),
+    /// A vote for another epoch.
+    #[error("vote is for epoch {found}, expected {expected}")]
+    WrongEpoch {
+        /// The epoch being closed.
+        expected: u64,
+        /// The vote's epoch.
+        found: u64,
+    },
+    /// The signature is not a recoverable secp256k1 signature.
+    #[error("vote signature is malformed")]
+    MalformedSignature(#[source] alloy::primitives::SignatureError),
+    /// The signature recovers to another address than the vote names.
+    #[error("vote signature is not by its claimed signer")]
+    SignerMismatch,
+    /// The signer is not on the committee.
+    #[error("vote signer is not a committee member")]
+    NotAMember,
+    /// Fewer agreeing signatures than the threshold.
+    #[error("{have} agreeing signatures, {need} needed")]
+    BelowThreshold {
+        /// Agreeing signatures held.
+        have: usize,
+        /// The threshold.
+        need: usize,
+    },
+    /// Signing failed.
+    #[error("signing the root failed")]
+    Signing(#[source] alloy::signers::Error),
+}

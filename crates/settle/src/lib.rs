@@ -1,0 +1,52 @@
+//! Closing an epoch inside the network, as pure logic without I/O: what every node
+//! publishes, how any node turns the published evidence into the ledger's input, and how
+//! the committee agrees on the root it posts.
+//!
+//! 1. **Evidence bundles** ([`EvidenceBundle`]): after an epoch ends, every node signs one
+//!    versioned, size-bounded bundle of the countersigned receipts it holds as provider
+//!    and the audit verdicts it issued as auditor. [`EvidenceBundle::decode`] and
+//!    [`EvidenceBundle::verify`] treat a bundle as hostile input: size and counts first,
+//!    then version, network, epoch, the publisher's key and signature, and every receipt
+//!    and audit inside (a bundle with one bad item is rejected whole, so every node reaches
+//!    the same verdict on it).
+//! 2. **The evidence set** ([`EvidenceSet`]): the bundles a node holds for an epoch, at most
+//!    one per publisher (the lowest digest wins if a publisher signed two), with a digest
+//!    over the whole set. Committee members exchange [`SetSummary`]s, fetch the bundles
+//!    they lack ([`EvidenceSet::wanted_from`]) and so converge on the union before signing.
+//!    [`EvidenceSet::epoch_input`] builds a canonical [`xnode_ledger::EpochInput`]: the
+//!    latest receipt per counter (a superseded receipt counts once), audits deduplicated,
+//!    both in a fixed order, so equal sets give equal roots bit for bit.
+//! 3. **The committee** ([`committee`]): each member signs the EIP-712 digest of the root
+//!    it computed with a secp256k1 key derived from its node key
+//!    ([`committee_signer`]); a [`QuorumCollector`] checks each [`RootVote`] (recovered
+//!    signer, membership, epoch, same digest) and releases the signatures only when at
+//!    least the threshold (f+1 or more) agree.
+//!
+//! 4. **The chain client** ([`ChainClient`]): the crate's only I/O, a minimal JSON-RPC
+//!    client that signs transactions locally to post roots and claim rewards.
+//!
+//! The node's background worker and the transport of bundles and votes are to be built
+//! on top of this crate; see `docs/design/settlement-in-the-network.md`.
+
+#![warn(missing_docs)]
+
+mod bundle;
+pub mod committee;
+mod error;
+mod evidence;
+mod rpc;
+
+pub use bundle::{
+    BUNDLE_DOMAIN, BUNDLE_VERSION, BundleBody, BundleLimits, EvidenceBundle, VerifiedBundle,
+};
+pub use committee::{
+    CommitteeConfig, QuorumCollector, ROOT_VOTE_VERSION, RootVote, VoteOutcome, committee_signer,
+};
+pub use error::{BundleError, CommitteeError};
+pub use evidence::{EvidenceSet, SET_DOMAIN, SetSummary};
+pub use rpc::{ChainClient, Mined, RpcError};
+
+#[cfg(test)]
+mod anvil_tests;
+#[cfg(test)]
+mod tests;
