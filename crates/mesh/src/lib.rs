@@ -32,6 +32,7 @@ mod ratelimit;
 pub mod rpc;
 pub mod swim;
 pub mod validation;
+pub mod vivaldi;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
