@@ -378,6 +378,24 @@ impl VivaldiClient {
     }
 }
 
+/// Groups estimated round trips into bands about 10 % wide (everything under 1 ms is one
+/// band; no estimate is the last band). Routing prefers a lower band and spreads load
+/// inside one: replicas whose estimates differ by less than the estimates' own error are
+/// equally near, and sending everything to the one that happens to look 0.1 ms closer
+/// would defeat load spreading for nothing.
+pub fn distance_band(estimate: Option<Duration>) -> u32 {
+    let Some(estimate) = estimate else {
+        return u32::MAX;
+    };
+    let millis = estimate.as_secs_f64() * 1000.0;
+    if !millis.is_finite() || millis <= 1.0 {
+        return 0;
+    }
+    // ln(x) / ln(1.1): the band number of a 10 % geometric scale; `as` saturates.
+    let band = (millis.ln() / 1.1f64.ln()).floor() as u32;
+    band.saturating_add(1).min(u32::MAX - 1)
+}
+
 /// The median of `|estimate - actual| / actual` over every pair with a positive actual
 /// round trip, or `None` if there is none. For tests and benchmarks.
 pub fn median_relative_error<'a>(
@@ -511,6 +529,17 @@ mod tests {
                 "node {i}'s nearest estimate is in another region"
             );
         }
+    }
+
+    #[test]
+    fn distance_bands_separate_regions_and_merge_near_equals() {
+        let band = |ms: f64| distance_band(Some(Duration::from_secs_f64(ms / 1000.0)));
+        assert_eq!(band(0.2), band(0.9));
+        assert_eq!(band(40.0), band(41.0));
+        assert!(band(1.5) < band(40.0));
+        assert!(band(40.0) < band(120.0));
+        assert!(band(10_000.0) < distance_band(None));
+        assert!(distance_band(Some(Duration::MAX)) < distance_band(None));
     }
 
     #[test]
