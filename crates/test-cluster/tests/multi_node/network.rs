@@ -458,7 +458,10 @@ async fn coordinates_see_a_slow_link_and_the_gateway_prefers_the_near_replica() 
         .iter()
         .find(|p| p["id"] == far_id.as_str())
         .unwrap_or_else(|| panic!("no far replica in {view}"));
-    assert!(far_view["estimated_rtt_ms"].as_f64().unwrap() >= 30.0, "{view}");
+    assert!(
+        far_view["estimated_rtt_ms"].as_f64().unwrap() >= 30.0,
+        "{view}"
+    );
     assert_eq!(far_view["coordinate"]["vec"].as_array().unwrap().len(), 8);
     c.shutdown().await;
 }
