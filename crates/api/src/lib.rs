@@ -7,6 +7,7 @@
 
 mod auth;
 mod compute_routes;
+mod coordinate_routes;
 mod error;
 mod host_check;
 mod ledger_routes;

@@ -47,6 +47,7 @@ use crate::error::{ApiError, ErrorBody};
         crate::storage_routes::head_object,
         crate::storage_routes::delete_object,
         crate::observe_routes::network,
+        crate::coordinate_routes::coordinates,
         crate::observe_routes::one_node,
         crate::studio_routes::events,
         crate::studio_routes::series,
@@ -77,7 +78,10 @@ use crate::error::{ApiError, ErrorBody};
         crate::s3_routes::S3KeyView,
         crate::ledger_routes::ReceiptView,
         crate::ledger_routes::ReceiptsView,
-        crate::ledger_routes::GrantView
+        crate::ledger_routes::GrantView,
+        crate::coordinate_routes::CoordinatesView,
+        crate::coordinate_routes::PeerCoordinateView,
+        crate::coordinate_routes::CoordinateView
     ))
 )]
 pub struct ApiDoc;
@@ -115,6 +119,7 @@ pub(crate) fn router(node: Node) -> Router {
         )
         .merge(crate::storage_routes::routes())
         .merge(crate::node_routes::routes())
+        .merge(crate::coordinate_routes::routes())
         .merge(crate::compute_routes::routes())
         .merge(xnode_studio::router())
         .merge(crate::s3_routes::routes())

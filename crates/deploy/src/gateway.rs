@@ -164,18 +164,7 @@ impl Compute {
                 "no live node can run {name:?} (check its placement constraints)"
             )));
         }
-        // Serve locally when this node is a replica; otherwise spread over the replicas,
-        // healthy ones first.
-        let local = targets.iter().position(|n| *n == self.node_id);
-        if let Some(i) = local {
-            targets.swap(0, i);
-        } else {
-            let k =
-                self.control.round_robin.fetch_add(1, Ordering::Relaxed) as usize % targets.len();
-            targets.rotate_left(k);
-        }
-        let degraded = self.degraded_nodes(name);
-        targets.sort_by_key(|n| (*n != self.node_id, degraded.contains(n)));
+        self.order_candidates(name, &mut targets);
 
         let gateway_span = TraceContext::new_span();
         let started_nanos = crate::tracing_export::unix_nanos();
@@ -186,6 +175,26 @@ impl Compute {
             self.record_gateway_span(name, &call, gateway_span, started_nanos, &result);
         }
         result
+    }
+
+    /// The order in which replicas are tried: this node first when it is a replica, then
+    /// healthy replicas before degraded ones, nearest first by network coordinates
+    /// (replicas within about 10 % of each other are one band, spread round robin), and
+    /// replicas whose distance is not known yet last.
+    fn order_candidates(&self, name: &str, targets: &mut [NodeId]) {
+        if !targets.is_empty() && !targets.contains(&self.node_id) {
+            let k =
+                self.control.round_robin.fetch_add(1, Ordering::Relaxed) as usize % targets.len();
+            targets.rotate_left(k);
+        }
+        let degraded = self.degraded_nodes(name);
+        targets.sort_by_cached_key(|n| {
+            (
+                *n != self.node_id,
+                degraded.contains(n),
+                xnode_mesh::vivaldi::distance_band(self.mesh.estimated_rtt(n)),
+            )
+        });
     }
 
     fn record_gateway_span(

@@ -164,6 +164,7 @@ pub(crate) async fn start(
         network: config.network.clone(),
         peer_protocols: Default::default(),
         protocol: config.protocol,
+        coordinates: Default::default(),
     });
     let (tx, rx) = mpsc::channel(4096);
     let (deferred_tx, deferred_rx) = mpsc::unbounded_channel();
@@ -191,6 +192,8 @@ pub(crate) async fn start(
         rpc_pending: HashMap::new(),
         connected: HashSet::new(),
         rtt_us: HashMap::new(),
+        vivaldi: crate::vivaldi::VivaldiClient::new(seed_of(&local)),
+        peer_coordinates: HashMap::new(),
         clock_base: (Instant::now(), unix_ms()),
         last_bootstrap_dial: None,
         last_probe: Instant::now(),
@@ -327,6 +330,10 @@ struct Driver {
     connected: HashSet<NodeId>,
     /// Smoothed round trip of direct probes per member, in microseconds.
     rtt_us: HashMap<NodeId, f64>,
+    /// This node's network coordinate, fed by direct probes whose acks carry the peer's.
+    vivaldi: crate::vivaldi::VivaldiClient,
+    /// The last valid coordinate each peer acked with.
+    peer_coordinates: HashMap<NodeId, crate::vivaldi::Coordinate>,
     clock_base: (Instant, u64),
     last_bootstrap_dial: Option<Instant>,
     last_probe: Instant,
@@ -483,8 +490,29 @@ impl Driver {
                 state_since_ms: self.to_unix(m.state_since),
                 connected: self.connected.contains(&m.id),
                 rtt_us: self.rtt_us.get(&m.id).map(|r| r.round() as u64),
+                estimated_rtt_us: self
+                    .peer_coordinates
+                    .get(&m.id)
+                    .and_then(|c| self.vivaldi.coordinate().estimate_rtt(c))
+                    .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
             })
             .collect();
+        // Coordinates of members no longer alive are dropped: routing must not prefer a
+        // node because it was near once.
+        let live: HashSet<NodeId> = infos
+            .iter()
+            .filter(|m| m.state == MemberState::Alive)
+            .map(|m| m.id)
+            .collect();
+        self.peer_coordinates.retain(|id, _| live.contains(id));
+        {
+            let mut table = match self.shared.coordinates.write() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            table.own = self.vivaldi.coordinate().clone();
+            table.peers = self.peer_coordinates.clone();
+        }
         infos.sort_by_key(|m| m.id);
         for state in MemberState::ALL {
             let n = infos.iter().filter(|m| m.state == state).count();
@@ -1088,5 +1116,14 @@ fn is_unspecified(addr: &Multiaddr) -> bool {
         Protocol::Ip4(ip) => ip.is_unspecified(),
         Protocol::Ip6(ip) => ip.is_unspecified(),
         _ => false,
+    })
+}
+
+/// A seed for the Vivaldi client's tie-breaking directions, from the node's identity, so
+/// nodes that start together at the origin push apart in different directions.
+fn seed_of(node: &NodeId) -> u64 {
+    let bytes = node.to_string().into_bytes();
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, b| {
+        (hash ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
     })
 }

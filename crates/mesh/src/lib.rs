@@ -32,6 +32,7 @@ mod ratelimit;
 pub mod rpc;
 pub mod swim;
 pub mod validation;
+pub mod vivaldi;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -148,6 +149,17 @@ pub struct MemberInfo {
     pub connected: bool,
     /// Smoothed round trip of this node's direct probes to the member, in microseconds.
     pub rtt_us: Option<u64>,
+    /// The round trip to the member estimated from both network coordinates, in
+    /// microseconds; `None` until the member's coordinate is known.
+    #[serde(default)]
+    pub estimated_rtt_us: Option<u64>,
+}
+
+/// This node's network coordinate and the last known coordinate of each live peer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CoordinateTable {
+    pub own: vivaldi::Coordinate,
+    pub peers: HashMap<NodeId, vivaldi::Coordinate>,
 }
 
 /// Changes the mesh reports to the rest of the node.
@@ -249,6 +261,7 @@ pub(crate) struct Shared {
     /// What each peer advertised in its last Identify, and whether it was refused.
     pub peer_protocols: RwLock<HashMap<NodeId, PeerProtocol>>,
     pub protocol: ProtocolRange,
+    pub coordinates: RwLock<CoordinateTable>,
 }
 
 /// A handle to the running mesh. Cheap to clone.
@@ -332,6 +345,44 @@ impl Mesh {
     /// Every member this node knows of, except itself.
     pub fn members(&self) -> Vec<MemberInfo> {
         read(&self.shared.members)
+    }
+
+    /// This node's network coordinate and its live peers' ones.
+    pub fn coordinates(&self) -> CoordinateTable {
+        read(&self.shared.coordinates)
+    }
+
+    /// The round trip to `peer` estimated from network coordinates: zero for this node,
+    /// `None` when the peer's coordinate is not known.
+    pub fn estimated_rtt(&self, peer: &NodeId) -> Option<Duration> {
+        if *peer == self.local {
+            return Some(Duration::ZERO);
+        }
+        let table = match self.shared.coordinates.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        table.own.estimate_rtt(table.peers.get(peer)?)
+    }
+
+    /// Sorts `nodes` nearest first by estimated round trip: this node first, then peers by
+    /// estimate, then peers without one, each group keeping its given order (the sort is
+    /// stable, so callers' own preference breaks ties).
+    pub fn sort_by_distance(&self, nodes: &mut [NodeId]) {
+        let table = read(&self.shared.coordinates);
+        nodes.sort_by_cached_key(|node| {
+            if *node == self.local {
+                return (0u8, 0u64);
+            }
+            match table
+                .peers
+                .get(node)
+                .and_then(|c| table.own.estimate_rtt(c))
+            {
+                Some(rtt) => (1, u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX)),
+                None => (2, 0),
+            }
+        });
     }
 
     /// Subscribes to membership and connection events.

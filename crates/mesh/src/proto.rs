@@ -46,6 +46,26 @@ pub enum SwimResponse {
     Sync {
         updates: Vec<MembershipUpdate>,
     },
+    /// An ack that also carries the target's network coordinate, so the prober can feed
+    /// the round trip it just measured to its Vivaldi coordinate. Appended last (postcard
+    /// encodes the variant index) and sent only to peers that negotiated protocol 1.2 or
+    /// later: older nodes cannot decode it.
+    CoordinatedAck {
+        record: Option<Box<LivenessRecord>>,
+        coordinate: crate::vivaldi::Coordinate,
+    },
+}
+
+impl SwimResponse {
+    /// Whether this is an ack of either form, and the record it carries.
+    pub fn ack_record(&self) -> Option<Option<&LivenessRecord>> {
+        match self {
+            SwimResponse::Ack { record } | SwimResponse::CoordinatedAck { record, .. } => {
+                Some(record.as_deref())
+            }
+            _ => None,
+        }
+    }
 }
 
 impl Versioned for SwimRequest {

@@ -94,8 +94,10 @@ impl Storage {
     /// `hedge`). A replica that sends wrong bytes is counted and skipped.
     pub async fn get_chunk(&self, id: ChunkId, set: &[Candidate]) -> Result<Vec<u8>, StorageError> {
         let mut targets = self.placement(&id.0, set, self.config.replication_factor);
-        // Try this node first (no network), then live replicas, then the rest.
+        // Try this node first (no network), then live replicas nearest first by network
+        // coordinates, then the rest; the hedge asks the next one if the first is slow.
         let live = self.live_nodes();
+        self.mesh.sort_by_distance(&mut targets);
         targets.sort_by_key(|n| (*n != self.node_id, !live.contains(n)));
         // Nodes outside the placement may still hold it (older placements, repairs).
         for c in set {

@@ -184,9 +184,21 @@ impl Driver {
             .map(|m| (m.state, m.incarnation))
     }
 
-    fn own_ack(&self) -> SwimResponse {
-        SwimResponse::Ack {
-            record: Some(Box::new(self.membership.local_record().clone())),
+    /// This node's ack to `to`: with its network coordinate when `to` speaks a protocol
+    /// that has it (older nodes cannot decode that form).
+    fn own_ack(&self, to: NodeId) -> SwimResponse {
+        let record = Some(Box::new(self.membership.local_record().clone()));
+        let negotiated = match self.shared.peer_protocols.read() {
+            Ok(table) => table.get(&to).and_then(|p| p.negotiated),
+            Err(poisoned) => poisoned.into_inner().get(&to).and_then(|p| p.negotiated),
+        };
+        if negotiated.is_some_and(|v| v >= crate::protocol::COORDINATES) {
+            SwimResponse::CoordinatedAck {
+                record,
+                coordinate: self.vivaldi.coordinate().clone(),
+            }
+        } else {
+            SwimResponse::Ack { record }
         }
     }
 
@@ -368,12 +380,12 @@ impl Driver {
                     };
                     self.apply(&rumour, from);
                 }
-                let ack = self.own_ack();
+                let ack = self.own_ack(from);
                 self.respond_swim(from, channel, &ack);
             }
             SwimRequest::PingReq { target, record } => {
                 if target == self.membership.local() {
-                    let ack = self.own_ack();
+                    let ack = self.own_ack(from);
                     self.respond_swim(from, channel, &ack);
                     return;
                 }
@@ -484,11 +496,14 @@ impl Driver {
         }
         match purpose {
             Purpose::Probe { target, sent } => match decoded {
-                Some(SwimResponse::Ack { record }) => {
-                    self.note_round_trip(target, sent);
-                    let applied =
-                        self.membership
-                            .acked_by(target, record.as_deref(), Instant::now());
+                Some(ack @ (SwimResponse::Ack { .. } | SwimResponse::CoordinatedAck { .. })) => {
+                    let coordinate = match &ack {
+                        SwimResponse::CoordinatedAck { coordinate, .. } => Some(coordinate),
+                        _ => None,
+                    };
+                    self.note_round_trip(target, sent, coordinate);
+                    let record = ack.ack_record().flatten();
+                    let applied = self.membership.acked_by(target, record, Instant::now());
                     self.on_applied(&applied);
                     self.probe_succeeded(target, "ack");
                 }
@@ -503,33 +518,33 @@ impl Driver {
                 }
             },
             Purpose::Indirect { target } => {
-                let acked = matches!(decoded, Some(SwimResponse::Ack { .. }));
-                if let Some(SwimResponse::Ack {
-                    record: Some(record),
-                }) = decoded
+                let acked = decoded.as_ref().is_some_and(|d| d.ack_record().is_some());
+                if let Some(record) = decoded.as_ref().and_then(|d| d.ack_record().flatten())
                     && record.node == target
                     && record.status == SelfStatus::Alive
                 {
                     // Relayed, so only the target's signature can make it news.
-                    self.apply(&MembershipUpdate::Signed(*record), peer);
+                    self.apply(&MembershipUpdate::Signed(record.clone()), peer);
                 }
                 self.indirect_answer(target, acked);
             }
             Purpose::Relay {
                 requester, channel, ..
             } => {
+                // Relayed as a plain ack: the target's coordinate says nothing of the
+                // requester's round trip, and the requester may be an older node.
                 let answer = match decoded {
-                    Some(SwimResponse::Ack { record }) => SwimResponse::Ack { record },
+                    Some(
+                        SwimResponse::Ack { record } | SwimResponse::CoordinatedAck { record, .. },
+                    ) => SwimResponse::Ack { record },
                     _ => SwimResponse::Nack,
                 };
                 self.respond_swim(requester, channel, &answer);
             }
             Purpose::DeadProbe { target } => {
-                if let Some(SwimResponse::Ack { record }) = decoded {
+                if let Some(record) = decoded.as_ref().and_then(SwimResponse::ack_record) {
                     tracing::info!(node = %target, "a member thought dead answered");
-                    let applied =
-                        self.membership
-                            .acked_by(target, record.as_deref(), Instant::now());
+                    let applied = self.membership.acked_by(target, record, Instant::now());
                     self.on_applied(&applied);
                 }
             }
@@ -543,9 +558,27 @@ impl Driver {
         }
     }
 
-    /// Folds one direct probe's round trip into the member's smoothed round trip.
-    fn note_round_trip(&mut self, target: NodeId, sent: Instant) {
+    /// Folds one direct probe's round trip into the member's smoothed round trip and,
+    /// when the ack carried the member's coordinate, into this node's coordinate.
+    fn note_round_trip(
+        &mut self,
+        target: NodeId,
+        sent: Instant,
+        coordinate: Option<&crate::vivaldi::Coordinate>,
+    ) {
         let rtt = sent.elapsed();
+        if let Some(theirs) = coordinate {
+            match self.vivaldi.observe(target, theirs, rtt) {
+                crate::vivaldi::Observed::Updated => {
+                    self.peer_coordinates.insert(target, theirs.clone());
+                }
+                crate::vivaldi::Observed::BadCoordinate => {
+                    tracing::debug!(%target, "refusing a peer's invalid network coordinate");
+                    self.peer_coordinates.remove(&target);
+                }
+                crate::vivaldi::Observed::BadRoundTrip => {}
+            }
+        }
         self.metrics.probe_rtt_seconds.observe(rtt.as_secs_f64());
         // An exponentially weighted mean: recent probes count most, one slow probe does
         // not dominate.

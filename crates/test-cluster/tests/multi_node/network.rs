@@ -387,3 +387,81 @@ async fn a_cut_off_minority_fails_loudly_and_the_history_stays_consistent() {
         Err(_) => panic!("a client still holds the cluster"),
     }
 }
+
+/// The round trip node `observer` estimates to node `target` from network coordinates.
+fn estimated_rtt(c: &Cluster, observer: usize, target: usize) -> Option<Duration> {
+    c.node(observer).mesh().estimated_rtt(&c.id(target))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn coordinates_see_a_slow_link_and_the_gateway_prefers_the_near_replica() {
+    use xnode_deploy::spec::Kind;
+    let c = Cluster::start(4).await;
+    let tenant = Tenant::new();
+    c.deploy(0, &tenant, "hello", Kind::Http, "hello", 2, |_| {})
+        .await;
+    let spec = c.node(0).compute().deployment("hello").unwrap().spec;
+    let placed = c.node(0).compute().place(&spec);
+    let gateway = (0..4).find(|&i| !placed.contains(&c.id(i))).unwrap();
+    let replicas: Vec<usize> = (0..4).filter(|&i| placed.contains(&c.id(i))).collect();
+    let (near, far) = (replicas[0], replicas[1]);
+    // 40 ms each way between the gateway and the far replica; the near one stays on
+    // loopback.
+    let slow = LinkFault {
+        delay: Duration::from_millis(40),
+        ..LinkFault::default()
+    };
+    c.set_link(gateway, far, slow).await;
+    // Coordinates learn the 80 ms round trip from a few probes; the bounds are loose
+    // (the estimate need not be exact, only far from the loopback links) and the wait
+    // leaves room for a loaded machine.
+    c.wait_until(
+        "coordinates to see the slow link",
+        Duration::from_secs(10),
+        |c| {
+            estimated_rtt(c, gateway, far).is_some_and(|rtt| rtt >= Duration::from_millis(30))
+                && estimated_rtt(c, gateway, near)
+                    .is_some_and(|rtt| rtt <= Duration::from_millis(15))
+        },
+    )
+    .await;
+    println!(
+        "gateway estimates {:?} to the far replica, {:?} to the near one",
+        estimated_rtt(&c, gateway, far),
+        estimated_rtt(&c, gateway, near)
+    );
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let url = format!("{}/fn/hello/", c.api_url(gateway));
+    let near_id = c.id(near).to_string();
+    for _ in 0..10 {
+        let response = client.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let served_by = response.headers()["x-xnode-served-by"].to_str().unwrap();
+        assert_eq!(served_by, near_id, "the far replica served a call");
+    }
+    // The API shows the same picture.
+    let view: serde_json::Value = client
+        .get(format!("{}/v1/network/coordinates", c.api_url(gateway)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let far_id = c.id(far).to_string();
+    let far_view = view["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == far_id.as_str())
+        .unwrap_or_else(|| panic!("no far replica in {view}"));
+    assert!(
+        far_view["estimated_rtt_ms"].as_f64().unwrap() >= 30.0,
+        "{view}"
+    );
+    assert_eq!(far_view["coordinate"]["vec"].as_array().unwrap().len(), 8);
+    c.shutdown().await;
+}
