@@ -63,6 +63,17 @@ impl TraceContext {
     }
 }
 
+/// What one forward to a replica came to.
+enum Attempt {
+    /// An answer to give the client.
+    Answer(FnAnswer),
+    /// A failure that ends the call: the guest saw the request, or may have and the
+    /// method may not be repeated.
+    Final(ComputeOpError),
+    /// A failure after which another replica may be tried.
+    Retry(String),
+}
+
 /// A function call as the gateway received it.
 #[derive(Debug)]
 pub struct FnCall {
@@ -178,7 +189,8 @@ impl Compute {
     }
 
     /// The order in which replicas are tried: this node first when it is a replica, then
-    /// healthy replicas before degraded ones, nearest first by network coordinates
+    /// replicas whose connection just failed last, healthy replicas before degraded ones,
+    /// nearest first by network coordinates
     /// (replicas within about 10 % of each other are one band, spread round robin), and
     /// replicas whose distance is not known yet last.
     fn order_candidates(&self, name: &str, targets: &mut [NodeId]) {
@@ -188,9 +200,21 @@ impl Compute {
             targets.rotate_left(k);
         }
         let degraded = self.degraded_nodes(name);
+        // Suspect replicas (their connection just failed) go last, after degraded ones:
+        // they are tried only when nothing better is left.
+        let suspects: Vec<NodeId> = {
+            let local = xnode_types::lock(&self.local);
+            let now = Instant::now();
+            targets
+                .iter()
+                .copied()
+                .filter(|n| local.suspects.is_suspect(n, now))
+                .collect()
+        };
         targets.sort_by_cached_key(|n| {
             (
                 *n != self.node_id,
+                suspects.contains(n),
                 degraded.contains(n),
                 xnode_mesh::vivaldi::distance_band(self.mesh.estimated_rtt(n)),
             )
@@ -250,8 +274,16 @@ impl Compute {
                 | http::Method::OPTIONS
         );
         let mut failures = Vec::new();
-        for (retries, node) in targets.iter().enumerate() {
-            let retries = retries as u32;
+        let hedgeable = self.config.hedging
+            && matches!(
+                call.method,
+                http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+            );
+        let mut next = 0usize;
+        while let Some(&node) = targets.get(next) {
+            let node = &node;
+            let retries = u32::try_from(next).unwrap_or(u32::MAX);
+            next += 1;
             if *node == self.node_id {
                 let started = Instant::now();
                 let result = self
@@ -278,73 +310,215 @@ impl Compute {
                     }
                 }
             }
-            let started = Instant::now();
-            match self.forward(*node, &deployment, call, gateway_span).await {
-                Ok(ComputeResponse::Invoked {
-                    status,
-                    headers,
-                    body,
-                    fuel,
-                }) => {
-                    self.telemetry
-                        .metrics
-                        .forwarded
-                        .get_or_create(&super::usage::ForwardLabels {
-                            outcome: "ok".into(),
-                        })
-                        .inc();
-                    self.note_forward(name, *node, started.elapsed(), true);
-                    self.observe_call(&deployment, *node, fuel);
-                    return Ok(FnAnswer {
-                        status,
-                        headers: headers_from_wire(headers),
-                        body: Bytes::from(body),
-                        fuel,
-                        served_by: *node,
-                        retries,
-                    });
-                }
-                Ok(ComputeResponse::Failed {
-                    status,
-                    code,
-                    message,
-                    reached_guest,
-                }) => {
-                    self.note_forward(name, *node, started.elapsed(), !reached_guest);
-                    if reached_guest {
-                        return Err(ComputeOpError::Guest {
-                            status,
-                            code,
-                            message,
-                        });
+            let first = self.attempt_remote(
+                name,
+                &deployment,
+                *node,
+                call,
+                gateway_span,
+                idempotent,
+                retries,
+            );
+            let hedge_to = targets
+                .get(next)
+                .copied()
+                .filter(|n| hedgeable && *n != self.node_id);
+            let (outcome, hedge_loser) = match hedge_to {
+                None => (first.await, None),
+                Some(second_node) => {
+                    let first_started = Instant::now();
+                    let delay = self.hedge_delay(name);
+                    tokio::pin!(first);
+                    tokio::select! {
+                        outcome = &mut first => (outcome, None),
+                        () = tokio::time::sleep(delay) => {
+                            // The first replica is slower than this deployment usually is:
+                            // send the same call to the next one too (at most one extra in
+                            // flight per call), and use whichever answer comes first. The
+                            // other call is dropped unanswered, but its replica most likely
+                            // serves it and will claim it: it is metered too (below), so
+                            // receipts do not fall short of the provider's honest count.
+                            next += 1;
+                            self.count_hedge("sent");
+                            let second = self.attempt_remote(
+                                name,
+                                &deployment,
+                                second_node,
+                                call,
+                                gateway_span,
+                                idempotent,
+                                retries.saturating_add(1),
+                            );
+                            tokio::pin!(second);
+                            tokio::select! {
+                                outcome = &mut first => match outcome {
+                                    Attempt::Retry(reason) => {
+                                        failures.push(reason);
+                                        (self.hedge_outcome(second.await), None)
+                                    }
+                                    other => (other, Some(second_node)),
+                                },
+                                outcome = &mut second => match outcome {
+                                    Attempt::Retry(reason) => {
+                                        failures.push(reason);
+                                        (first.await, None)
+                                    }
+                                    other => {
+                                        // The first replica lost the race; its health
+                                        // still learns how slow it was, at least this.
+                                        self.note_forward(name, *node, first_started.elapsed(), true);
+                                        (self.hedge_outcome(other), Some(*node))
+                                    }
+                                },
+                            }
+                        }
                     }
-                    failures.push(format!("{node}: {message}"));
                 }
-                Ok(_) => failures.push(format!("{node}: unexpected answer")),
-                Err(e) => {
-                    self.telemetry
-                        .metrics
-                        .forwarded
-                        .get_or_create(&super::usage::ForwardLabels {
-                            outcome: "unreachable".into(),
-                        })
-                        .inc();
-                    self.note_forward(name, *node, started.elapsed(), false);
-                    let never_sent = matches!(e, MeshError::Unreachable { .. } | MeshError::Closed);
-                    failures.push(format!("{node}: {e}"));
-                    if !never_sent && !idempotent {
-                        return Err(ComputeOpError::Unavailable(format!(
-                            "replica {node} did not answer and a {} may not be repeated: {e}",
-                            call.method
-                        )));
+            };
+            match outcome {
+                Attempt::Answer(answer) => {
+                    self.observe_call(&deployment, answer.served_by, answer.fuel);
+                    if let Some(loser) = hedge_loser {
+                        // The losing call was sent and not known to have failed: the same
+                        // request, so the same fuel is the best estimate (bounded by the
+                        // deployment's limit in `observe_call`). The edge's count only
+                        // bounds what a provider may claim; it never pays by itself.
+                        self.observe_call(&deployment, loser, answer.fuel);
                     }
+                    return Ok(answer);
                 }
+                Attempt::Final(e) => return Err(e),
+                Attempt::Retry(reason) => failures.push(reason),
             }
         }
         Err(ComputeOpError::Unavailable(format!(
             "no replica of {name:?} could serve the request ({})",
             failures.join("; ")
         )))
+    }
+
+    /// Counts the use of a hedged call's second answer.
+    fn hedge_outcome(&self, outcome: Attempt) -> Attempt {
+        if matches!(outcome, Attempt::Answer(_)) {
+            self.count_hedge("won");
+        }
+        outcome
+    }
+
+    fn count_hedge(&self, outcome: &str) {
+        self.telemetry
+            .metrics
+            .hedges
+            .get_or_create(&super::usage::ForwardLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// How long an idempotent call waits for its first replica before it is hedged.
+    fn hedge_delay(&self, name: &str) -> Duration {
+        let (min, max) = (self.config.hedge_min_delay, self.config.hedge_max_delay);
+        xnode_types::lock(&self.local)
+            .latency
+            .get(name)
+            .map_or(max, |w| w.hedge_delay(min, max))
+    }
+
+    /// Forwards the call to one remote replica and judges the result. Everything but the
+    /// metering happens here: the caller meters the answer used, and a hedge's loser.
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt_remote(
+        &self,
+        name: &str,
+        deployment: &Deployment,
+        node: NodeId,
+        call: &FnCall,
+        gateway_span: &str,
+        repeatable: bool,
+        retries: u32,
+    ) -> Attempt {
+        let started = Instant::now();
+        match self.forward(node, deployment, call, gateway_span).await {
+            Ok(ComputeResponse::Invoked {
+                status,
+                headers,
+                body,
+                fuel,
+            }) => {
+                self.count_forward("ok");
+                let latency = started.elapsed();
+                self.note_forward(name, node, latency, true);
+                {
+                    let mut local = xnode_types::lock(&self.local);
+                    local.suspects.clear(&node);
+                    local
+                        .latency
+                        .entry(name.to_owned())
+                        .or_default()
+                        .record(latency);
+                }
+                Attempt::Answer(FnAnswer {
+                    status,
+                    headers: headers_from_wire(headers),
+                    body: Bytes::from(body),
+                    fuel,
+                    served_by: node,
+                    retries,
+                })
+            }
+            Ok(ComputeResponse::Failed {
+                status,
+                code,
+                message,
+                reached_guest,
+            }) => {
+                self.note_forward(name, node, started.elapsed(), !reached_guest);
+                if reached_guest {
+                    return Attempt::Final(ComputeOpError::Guest {
+                        status,
+                        code,
+                        message,
+                    });
+                }
+                Attempt::Retry(format!("{node}: {message}"))
+            }
+            Ok(_) => Attempt::Retry(format!("{node}: unexpected answer")),
+            Err(e) => {
+                self.count_forward("unreachable");
+                self.note_forward(name, node, started.elapsed(), false);
+                if matches!(
+                    e,
+                    MeshError::Unreachable { .. } | MeshError::ConnectionLost { .. }
+                ) {
+                    // The connection dropped or the dial was refused: the node is most
+                    // likely dead. Later calls skip it at once rather than each finding
+                    // out again until the failure detector declares it.
+                    xnode_types::lock(&self.local).suspects.mark(
+                        node,
+                        Instant::now(),
+                        self.config.suspect_for,
+                    );
+                }
+                let never_sent = matches!(e, MeshError::Unreachable { .. } | MeshError::Closed);
+                if !never_sent && !repeatable {
+                    return Attempt::Final(ComputeOpError::Unavailable(format!(
+                        "replica {node} did not answer and a {} may not be repeated: {e}",
+                        call.method
+                    )));
+                }
+                Attempt::Retry(format!("{node}: {e}"))
+            }
+        }
+    }
+
+    fn count_forward(&self, outcome: &str) {
+        self.telemetry
+            .metrics
+            .forwarded
+            .get_or_create(&super::usage::ForwardLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     async fn forward(

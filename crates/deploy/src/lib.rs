@@ -11,6 +11,7 @@ mod catalog;
 pub mod gateway;
 pub mod grants;
 pub mod health;
+pub mod hedge;
 mod job_run;
 mod jobs;
 pub mod logs;
@@ -100,6 +101,20 @@ pub struct ComputeConfig {
     /// bucket that holds an hour's worth. Every module is stored on `replication_factor`
     /// nodes until garbage collection finds it unused, so uploads cost the network disk.
     pub module_upload_mb_per_hour: u64,
+    /// Whether the gateway hedges idempotent calls (GET, HEAD, OPTIONS): sends the call to
+    /// a second replica too when the first has not answered within the hedge delay.
+    pub hedging: bool,
+    /// The shortest hedge delay; the delay is the p95 of the deployment's recent forwards.
+    #[serde(with = "xnode_types::duration_text")]
+    pub hedge_min_delay: Duration,
+    /// The longest hedge delay, also used until a deployment has enough samples.
+    #[serde(with = "xnode_types::duration_text")]
+    pub hedge_max_delay: Duration,
+    /// How long a replica whose connection just dropped (or could not be dialled) is
+    /// skipped by this gateway, while healthy replicas exist, before the failure detector
+    /// has decided.
+    #[serde(with = "xnode_types::duration_text")]
+    pub suspect_for: Duration,
 }
 
 impl Default for ComputeConfig {
@@ -122,6 +137,10 @@ impl Default for ComputeConfig {
             outbound_allow: Vec::new(),
             max_deployments_per_tenant: None,
             module_upload_mb_per_hour: 512,
+            hedging: true,
+            hedge_min_delay: Duration::from_millis(50),
+            hedge_max_delay: Duration::from_millis(500),
+            suspect_for: Duration::from_secs(5),
         }
     }
 }
@@ -129,6 +148,15 @@ impl Default for ComputeConfig {
 impl ComputeConfig {
     /// Checks the settings, for `Config::validate`: one sentence per mistake.
     pub fn validate(&self) -> Result<(), String> {
+        if self.hedge_min_delay.is_zero()
+            || self.hedge_min_delay > self.hedge_max_delay
+            || self.hedge_max_delay > Duration::from_secs(10)
+        {
+            return Err("compute.hedge_min_delay must be positive and at most compute.hedge_max_delay, which must be at most 10s".into());
+        }
+        if self.suspect_for > Duration::from_secs(60) {
+            return Err("compute.suspect_for must be at most 60s (the failure detector decides long before)".into());
+        }
         if self.max_instances == 0 || self.max_memory_mb == 0 || self.stack_kb < 64 {
             return Err("compute.max_instances and compute.max_memory_mb must be positive and compute.stack_kb at least 64".into());
         }

@@ -34,6 +34,10 @@ pub struct LocalState {
     pub jobs: HashMap<String, CancellationToken>,
     pub http_modules: HashMap<[u8; 32], xnode_compute::HttpModule>,
     pub health: HealthBook,
+    /// Recent forward latencies by deployment, for the hedge delay.
+    pub latency: HashMap<String, crate::hedge::LatencyWindow>,
+    /// Replicas whose connection just failed, skipped for a while.
+    pub suspects: crate::hedge::SuspectBook,
     last_report: Option<ReplicaSet>,
     /// Workers placed here but not started because the node runs `max_workers` (their
     /// owners were told once).

@@ -49,6 +49,7 @@ pub struct ComputeMetrics {
     pub peak_memory: Family<DeploymentLabels, Gauge>,
     pub replicas: Family<KindLabels, Gauge>,
     pub forwarded: Family<ForwardLabels, Counter>,
+    pub hedges: Family<ForwardLabels, Counter>,
     pub job_runs: Family<ForwardLabels, Counter>,
     pub worker_restarts: Family<DeploymentLabels, Counter>,
 }
@@ -95,6 +96,11 @@ impl ComputeMetrics {
             "compute_forwarded_requests",
             "Function requests this gateway forwarded to another node, by outcome",
             m.forwarded.clone(),
+        );
+        registry.register(
+            "compute_hedged_requests",
+            "Second sends of idempotent function calls whose first replica was slow to answer, by outcome (sent; won when the second answer was used)",
+            m.hedges.clone(),
         );
         registry.register(
             "compute_job_runs",

@@ -13,6 +13,9 @@ use crate::proto::{MAX_RPC_BYTES, MAX_SWIM_BYTES};
 use crate::validation;
 use crate::{MeshConfig, MeshError};
 
+/// The longest any RPC waits inside libp2p; callers' own timeouts are shorter.
+pub(crate) const RPC_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Connections being set up at once, per direction. A dial or accept beyond this is
 /// refused until others finish. Outgoing room exceeds the cap on hearsay members
 /// (`swim::admission::MAX_UNVERIFIED_MEMBERS`), whose dials may hang on addresses that
@@ -129,7 +132,7 @@ impl Behaviour {
                 request_response::ProtocolSupport::Full,
             )],
             request_response::Config::default()
-                .with_request_timeout(Duration::from_secs(120))
+                .with_request_timeout(RPC_REQUEST_TIMEOUT)
                 .with_max_concurrent_streams(MAX_RPC_STREAMS),
         );
 

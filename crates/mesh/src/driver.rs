@@ -26,7 +26,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use xnode_types::{NodeId, SecretKey};
 
-use crate::behaviour::{Behaviour, BehaviourEvent, protocol_version};
+use crate::behaviour::{Behaviour, BehaviourEvent, RPC_REQUEST_TIMEOUT, protocol_version};
 use crate::metrics::{MeshMetrics, ReasonLabel, ResultLabel, ServiceLabel, StateLabel, TopicLabel};
 use crate::proto::{
     MAX_RPC_BYTES, RpcErrorCode, RpcRequest, RpcResponse, SwimRequest, SwimResponse,
@@ -731,10 +731,7 @@ impl Driver {
                 ..
             } => {
                 if let Some((_, reply)) = self.rpc_pending.remove(&request_id) {
-                    let _ = reply.send(Err(MeshError::Unreachable {
-                        peer: NodeId::from(peer),
-                        reason: error.to_string(),
-                    }));
+                    let _ = reply.send(Err(outbound_failure_error(NodeId::from(peer), &error)));
                 }
             }
             _ => {}
@@ -1102,6 +1099,28 @@ impl Driver {
 /// A TCP dial to a dead process fails at once (the port refuses), while a QUIC dial waits
 /// for its handshake timeout. Preferring TCP lets the failure detector tell "gone" from
 /// "slow" quickly; QUIC-only peers are still reachable.
+/// The error a caller sees for a request that failed on its way out. libp2p fails every
+/// request pending on a connection the moment that connection closes, so a peer killed
+/// mid-call is noticed at once; the caller must know whether the request may have run,
+/// because only then is repeating it elsewhere unsafe for a non-idempotent call.
+fn outbound_failure_error(peer: NodeId, error: &request_response::OutboundFailure) -> MeshError {
+    use request_response::OutboundFailure as F;
+    match error {
+        F::DialFailure | F::UnsupportedProtocols => MeshError::Unreachable {
+            peer,
+            reason: error.to_string(),
+        },
+        F::ConnectionClosed | F::Io(_) => MeshError::ConnectionLost {
+            peer,
+            reason: error.to_string(),
+        },
+        F::Timeout => MeshError::Timeout {
+            peer,
+            timeout: RPC_REQUEST_TIMEOUT,
+        },
+    }
+}
+
 fn dial_addresses(addrs: Vec<Multiaddr>) -> Vec<Multiaddr> {
     let is_tcp = |a: &Multiaddr| a.iter().any(|p| matches!(p, Protocol::Tcp(_)));
     if addrs.iter().any(is_tcp) {
@@ -1126,4 +1145,33 @@ fn seed_of(node: &NodeId) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, b| {
         (hash ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
     })
+}
+
+#[cfg(test)]
+mod outbound_failure_tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_connection_says_the_request_may_have_run_and_a_failed_dial_says_it_did_not() {
+        let peer = NodeId::from(libp2p::PeerId::random());
+        let closed =
+            outbound_failure_error(peer, &request_response::OutboundFailure::ConnectionClosed);
+        assert!(
+            matches!(closed, MeshError::ConnectionLost { .. }),
+            "{closed:?}"
+        );
+        assert!(closed.to_string().contains("may or may not have run"));
+        let reset = outbound_failure_error(
+            peer,
+            &request_response::OutboundFailure::Io(std::io::Error::from(
+                std::io::ErrorKind::ConnectionReset,
+            )),
+        );
+        assert!(
+            matches!(reset, MeshError::ConnectionLost { .. }),
+            "{reset:?}"
+        );
+        let dial = outbound_failure_error(peer, &request_response::OutboundFailure::DialFailure);
+        assert!(matches!(dial, MeshError::Unreachable { .. }), "{dial:?}");
+    }
 }

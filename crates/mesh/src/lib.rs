@@ -112,8 +112,16 @@ pub enum MeshError {
     Config(String),
     #[error("the mesh has shut down")]
     Closed,
+    /// The request never left this node (the peer could not be dialled, or speaks none of
+    /// our protocols): it certainly did not run there.
     #[error("peer {peer} is unreachable: {reason}")]
     Unreachable { peer: NodeId, reason: String },
+    /// The connection carrying the request closed before the answer came (the peer's
+    /// process died, or the link broke): the request may or may not have run there.
+    #[error(
+        "the connection to {peer} closed before it answered (the request may or may not have run): {reason}"
+    )]
+    ConnectionLost { peer: NodeId, reason: String },
     #[error("request to {peer} timed out after {timeout:?}")]
     Timeout { peer: NodeId, timeout: Duration },
     #[error("peer {peer} answered {code:?}: {message}")]

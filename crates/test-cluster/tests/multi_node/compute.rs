@@ -103,6 +103,67 @@ async fn a_function_answers_through_every_node_and_survives_a_replica_crash() {
     cluster.shutdown().await;
 }
 
+/// A call in flight to a replica whose node dies is retried on the other replica as soon
+/// as the connection drops, not when the failure detector declares the node dead nor at
+/// the call's timeout. Hedging is off so that only the connection loss can rescue it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_in_flight_call_moves_to_another_replica_when_its_node_dies() {
+    let mut cluster = Cluster::start_with(4, |c| c.compute.hedging = false).await;
+    let tenant = Tenant::new();
+    cluster
+        .deploy(0, &tenant, "hello", Kind::Http, "hello", 2, |_| {})
+        .await;
+    let spec = cluster.node(0).compute().deployment("hello").unwrap().spec;
+    let placed = cluster.node(0).compute().place(&spec);
+    let victim = (0..4).find(|&i| placed.contains(&cluster.id(i))).unwrap();
+    let gateway = (0..4).find(|&i| !placed.contains(&cluster.id(i))).unwrap();
+    let client = http();
+    let url = format!("{}/fn/hello/", cluster.api_url(gateway));
+    // Warm both replicas (compiled modules, open connections) before the drill.
+    for _ in 0..4 {
+        assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+    }
+    // The victim holds every call it gets far longer than the test runs, so a call sent
+    // to it is still in flight when it dies.
+    cluster
+        .node(victim)
+        .set_handling_faults(Duration::from_secs(60), 0.0)
+        .unwrap();
+    // The gateway takes turns between the two replicas: of two calls, one goes to the
+    // victim first.
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                let response = client.get(&url).send().await.unwrap();
+                let served_by = response.headers()["x-xnode-served-by"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                (response.status(), served_by, Instant::now())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.crash(victim).await;
+    let crashed_at = Instant::now();
+    let victim_id = cluster.id(victim).to_string();
+    for call in calls {
+        let (status, served_by, done_at) = call.await.unwrap();
+        assert_eq!(status, 200);
+        assert_ne!(served_by, victim_id);
+        let waited = done_at.saturating_duration_since(crashed_at);
+        println!("answered {waited:?} after the crash");
+        // Generous for a loaded machine; before, the call waited for its 60 s hold or the
+        // deployment's whole timeout.
+        assert!(
+            waited < Duration::from_secs(3),
+            "waited {waited:?} after the crash"
+        );
+    }
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_functions_fail_clearly_and_the_node_keeps_serving() {
     let cluster = Cluster::start(3).await;
