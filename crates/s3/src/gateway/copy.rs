@@ -2,7 +2,6 @@
 //! `UploadPartCopy` (a range of an object stored again as a part), with the parsing of
 //! copy sources and their `x-amz-copy-source-if-*` conditions.
 
-use crate::keys::AccessKey;
 use std::collections::BTreeMap;
 
 use s3s::dto::*;

@@ -319,20 +319,23 @@ impl Gateway {
     ) -> S3Result<(String, ObjectInfo)> {
         let no_such = || s3_error!(NoSuchVersion, "The specified version does not exist.");
         if version_id == NULL_VERSION {
-            match self.storage().head_object(tenant, bucket, object).await {
-                Ok((_, info)) if public_id(&info) == NULL_VERSION => {
-                    return Ok((object.to_owned(), info));
-                }
-                Ok(_) | Err(StorageError::NoSuchKey(_)) => {}
-                Err(e) => return Err(s3_err(e)),
-            }
-            return self
+            // A `null` version object (a suspended write, or a preserved unversioned
+            // object) first; else an object written without versioning, under its key.
+            if let Some(v) = self
                 .versions_of(tenant, bucket, object)
                 .await?
                 .into_iter()
                 .find(|v| public_id(&v.info) == NULL_VERSION)
-                .map(|v| (version_key(object, &v.internal_id), v.info))
-                .ok_or_else(no_such);
+            {
+                return Ok((version_key(object, &v.internal_id), v.info));
+            }
+            return match self.storage().head_object(tenant, bucket, object).await {
+                Ok((_, info)) if !info.user_meta.contains_key(VERSION_ID) => {
+                    Ok((object.to_owned(), info))
+                }
+                Ok(_) | Err(StorageError::NoSuchKey(_)) => Err(no_such()),
+                Err(e) => Err(s3_err(e)),
+            };
         }
         if !is_internal_id(version_id) {
             return Err(s3_error!(InvalidArgument, "Invalid version id specified"));
@@ -653,6 +656,7 @@ impl Gateway {
         for (i, v) in all.iter().enumerate() {
             latest[i] = i == 0 || all[i - 1].key != v.key;
         }
+        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
         let key_marker = input.key_marker.clone().unwrap_or_default();
         let version_marker = input.version_id_marker.clone().filter(|v| !v.is_empty());
         let start = if key_marker.is_empty() {
@@ -669,11 +673,17 @@ impl Gateway {
                     .unwrap_or(all.len()),
             }
         } else {
+            // A key marker that is a common prefix (a previous page ended on it) skips
+            // every key under it.
+            let rolled_up = delimiter
+                .as_deref()
+                .is_some_and(|d| key_marker.ends_with(d));
             all.iter()
-                .position(|v| v.key > key_marker)
+                .position(|v| {
+                    v.key > key_marker && !(rolled_up && v.key.starts_with(key_marker.as_str()))
+                })
                 .unwrap_or(all.len())
         };
-        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
         let owner = tenant_owner(tenant);
         let mut versions = Vec::new();
         let mut markers = Vec::new();
