@@ -278,3 +278,68 @@ impl Storage {
         Ok(versioning_of(&self.registry, name))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use xnode_types::{Hlc, SecretKey};
+
+    use super::*;
+
+    fn setting(
+        signer: &SecretKey,
+        key_owner: &PublicKeyBytes,
+        bucket: &str,
+        created_ms: u64,
+        status: Versioning,
+    ) -> Entry {
+        let record = VersioningRecord {
+            v: VERSIONING_RECORD_VERSION,
+            bucket: bucket.into(),
+            bucket_created_ms: created_ms,
+            status,
+        };
+        Entry::sign(
+            signer,
+            versioning_key(key_owner, "photos"),
+            Some(serde_json::to_vec(&record).unwrap()),
+            Hlc::new(unix_ms(), 0),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_versioning_setting_binds_its_owner_bucket_and_claim() {
+        let owner = SecretKey::generate();
+        let stranger = SecretKey::generate();
+        let bucket = BucketRecord {
+            v: BUCKET_RECORD_VERSION,
+            name: "photos".into(),
+            owner: owner.public().to_hex(),
+            created_ms: 1_000,
+            replication_factor: None,
+        };
+        let good = setting(
+            &owner,
+            &owner.public(),
+            "photos",
+            1_000,
+            Versioning::Enabled,
+        );
+        assert_eq!(decode_versioning(&good, &bucket), Some(Versioning::Enabled));
+        // A setting left from an earlier bucket of the same name does not apply.
+        let stale = setting(&owner, &owner.public(), "photos", 999, Versioning::Enabled);
+        assert_eq!(decode_versioning(&stale, &bucket), None);
+        // Another bucket's setting stored under this key does not apply.
+        let other = setting(&owner, &owner.public(), "other", 1_000, Versioning::Enabled);
+        assert_eq!(decode_versioning(&other, &bucket), None);
+        // A stranger's entry, even under its own key for the same bucket name, does not.
+        let forged = setting(
+            &stranger,
+            &stranger.public(),
+            "photos",
+            1_000,
+            Versioning::Suspended,
+        );
+        assert_eq!(decode_versioning(&forged, &bucket), None);
+    }
+}
