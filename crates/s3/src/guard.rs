@@ -123,11 +123,16 @@ pub fn check(op: &str, headers: &HeaderMap, query: Option<&str>) -> S3Result<()>
     {
         return Err(not_implemented(&format!("object ownership {ownership:?}")));
     }
-    // Without versioning, every object has exactly one version, whose id is "null".
+    // GET, HEAD and DELETE of one version are built (see `gateway::versioning`); the other
+    // operations that take a `versionId` (tagging, attributes, ACLs) act on the current
+    // version only, so they refuse any other than the `null` one rather than ignore it.
     if let Some(version) = query_param(query, "versionId")
         && version != "null"
+        && !matches!(op, "GetObject" | "HeadObject" | "DeleteObject")
     {
-        return Err(not_implemented("versioning (a versionId other than null)"));
+        return Err(not_implemented(&format!(
+            "{op} of a version other than the current one"
+        )));
     }
     // Conditional writes (`If-Match`, `If-None-Match` on PutObject, CompleteMultipartUpload
     // and CopyObject, and `If-Match` with its size and time variants on DeleteObject) are
@@ -176,6 +181,12 @@ mod tests {
             )),
             None
         );
+        for op in ["GetObject", "HeadObject", "DeleteObject"] {
+            assert_eq!(
+                code(check(op, &HeaderMap::new(), Some("versionId=abc"))),
+                None
+            );
+        }
         // GET's own conditions are honoured, and so are conditional writes.
         let h = headers(&[("if-match", "\"x\""), ("if-none-match", "*")]);
         for op in [
@@ -224,8 +235,8 @@ mod tests {
                 vec![("x-amz-bucket-object-lock-enabled", "true")],
                 None,
             ),
-            ("GetObject", vec![], Some("versionId=abc")),
-            ("DeleteObject", vec![], Some("versionId=abc")),
+            ("GetObjectTagging", vec![], Some("versionId=abc")),
+            ("PutObjectTagging", vec![], Some("versionId=abc")),
         ] {
             let mut h = HeaderMap::new();
             for (k, v) in pairs {

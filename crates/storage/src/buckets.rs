@@ -176,3 +176,180 @@ impl Storage {
         owned_by(&self.registry, tenant)
     }
 }
+
+/// The registry kind of a bucket's versioning setting: `tenant/<T>/bucket-versioning/<N>`,
+/// a separate entry from the bucket's claim, so changing the setting never re-dates the
+/// claim (claims are ordered by their clock).
+pub const VERSIONING_KIND: &str = "bucket-versioning";
+
+/// The versioning state of a bucket. A bucket starts unversioned and, once versioning was
+/// enabled, can only be `Enabled` or `Suspended` (as in S3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Versioning {
+    Unversioned,
+    Enabled,
+    Suspended,
+}
+
+/// The value of a bucket's versioning entry, signed by the bucket's owner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersioningRecord {
+    /// Format version of this record.
+    pub v: u32,
+    pub bucket: String,
+    /// The `created_ms` of the bucket claim this setting belongs to: a setting left over
+    /// from a deleted bucket of the same name does not apply to its successor.
+    pub bucket_created_ms: u64,
+    pub status: Versioning,
+}
+
+pub const VERSIONING_RECORD_VERSION: u32 = 1;
+
+/// The registry key of tenant `owner`'s versioning setting for bucket `name`.
+pub fn versioning_key(owner: &PublicKeyBytes, name: &str) -> String {
+    claim_key(VERSIONING_KIND, owner, name)
+}
+
+/// Decodes a versioning entry and checks it against the bucket it must belong to.
+pub fn decode_versioning(entry: &Entry, bucket: &BucketRecord) -> Option<Versioning> {
+    let value = entry.value.as_deref()?;
+    let record: VersioningRecord = serde_json::from_slice(value).ok()?;
+    (record.v == VERSIONING_RECORD_VERSION
+        && record.bucket == bucket.name
+        && record.bucket_created_ms == bucket.created_ms
+        && entry.owner.to_hex() == bucket.owner
+        && entry.key == versioning_key(&entry.owner, &bucket.name))
+    .then_some(record.status)
+}
+
+/// The versioning state of bucket `name` (unversioned if the bucket has no valid setting).
+pub fn versioning_of(registry: &Registry, name: &str) -> Versioning {
+    owner_of(registry, name)
+        .and_then(|(owner, record)| {
+            let entry = registry.get(&versioning_key(&owner, name))?;
+            decode_versioning(&entry, &record)
+        })
+        .unwrap_or(Versioning::Unversioned)
+}
+
+impl Storage {
+    /// Changes a bucket's versioning state with an entry the tenant signed. Refuses to go
+    /// back to unversioned once versioning was enabled, as S3 does.
+    pub fn set_bucket_versioning(
+        &self,
+        tenant: &PublicKeyBytes,
+        name: &str,
+        entry: Entry,
+    ) -> Result<Entry, StorageError> {
+        self.require_bucket(tenant, name)?;
+        let Some((_, bucket)) = owner_of(&self.registry, name) else {
+            return Err(StorageError::NoSuchBucket(name.to_owned()));
+        };
+        if entry.owner != *tenant || entry.key != versioning_key(tenant, name) {
+            return Err(StorageError::BadRequest(
+                "the signed versioning setting does not match the bucket and tenant".into(),
+            ));
+        }
+        check_claim_clock(&entry, unix_ms())
+            .map_err(|e| StorageError::BadRequest(format!("the signed bucket change: {e}")))?;
+        match decode_versioning(&entry, &bucket) {
+            None => {
+                return Err(StorageError::BadRequest(
+                    "the signed versioning setting is malformed or names another bucket".into(),
+                ));
+            }
+            Some(Versioning::Unversioned)
+                if versioning_of(&self.registry, name) != Versioning::Unversioned =>
+            {
+                return Err(StorageError::BadRequest(
+                    "a bucket whose versioning was enabled can only be suspended".into(),
+                ));
+            }
+            Some(_) => {}
+        }
+        self.registry
+            .apply_tenant_entry(entry.clone())
+            .map_err(|e| match e {
+                xnode_registry::RegistryError::OwnerQuota { .. } => {
+                    StorageError::QuotaExceeded(e.to_string())
+                }
+                e => StorageError::BadRequest(format!("versioning setting refused: {e}")),
+            })?;
+        Ok(entry)
+    }
+
+    /// The versioning state of a bucket the tenant owns.
+    pub fn bucket_versioning(
+        &self,
+        tenant: &PublicKeyBytes,
+        name: &str,
+    ) -> Result<Versioning, StorageError> {
+        self.require_bucket(tenant, name)?;
+        Ok(versioning_of(&self.registry, name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use xnode_types::{Hlc, SecretKey};
+
+    use super::*;
+
+    fn setting(
+        signer: &SecretKey,
+        key_owner: &PublicKeyBytes,
+        bucket: &str,
+        created_ms: u64,
+        status: Versioning,
+    ) -> Entry {
+        let record = VersioningRecord {
+            v: VERSIONING_RECORD_VERSION,
+            bucket: bucket.into(),
+            bucket_created_ms: created_ms,
+            status,
+        };
+        Entry::sign(
+            signer,
+            versioning_key(key_owner, "photos"),
+            Some(serde_json::to_vec(&record).unwrap()),
+            Hlc::new(unix_ms(), 0),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_versioning_setting_binds_its_owner_bucket_and_claim() {
+        let owner = SecretKey::generate();
+        let stranger = SecretKey::generate();
+        let bucket = BucketRecord {
+            v: BUCKET_RECORD_VERSION,
+            name: "photos".into(),
+            owner: owner.public().to_hex(),
+            created_ms: 1_000,
+            replication_factor: None,
+        };
+        let good = setting(
+            &owner,
+            &owner.public(),
+            "photos",
+            1_000,
+            Versioning::Enabled,
+        );
+        assert_eq!(decode_versioning(&good, &bucket), Some(Versioning::Enabled));
+        // A setting left from an earlier bucket of the same name does not apply.
+        let stale = setting(&owner, &owner.public(), "photos", 999, Versioning::Enabled);
+        assert_eq!(decode_versioning(&stale, &bucket), None);
+        // Another bucket's setting stored under this key does not apply.
+        let other = setting(&owner, &owner.public(), "other", 1_000, Versioning::Enabled);
+        assert_eq!(decode_versioning(&other, &bucket), None);
+        // A stranger's entry, even under its own key for the same bucket name, does not.
+        let forged = setting(
+            &stranger,
+            &stranger.public(),
+            "photos",
+            1_000,
+            Versioning::Suspended,
+        );
+        assert_eq!(decode_versioning(&forged, &bucket), None);
+    }
+}

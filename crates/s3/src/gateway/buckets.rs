@@ -161,7 +161,19 @@ impl Gateway {
             .list_objects(&key.tenant, &name, "", None, 1)
             .await
             .map_err(s3_err)?;
-        if !objects.is_empty() {
+        // Versions other than the current ones count too, as in S3.
+        let versions = self
+            .storage()
+            .list_objects(
+                &key.tenant,
+                &name,
+                &xnode_store::internal_key("ver/"),
+                None,
+                1,
+            )
+            .await
+            .map_err(s3_err)?;
+        if !objects.is_empty() || !versions.is_empty() {
             return Err(s3_err(StorageError::BucketNotEmpty(name)));
         }
         // Pending multipart uploads go with the bucket.

@@ -16,6 +16,8 @@ use super::{
 };
 use xnode_store::ObjectInfo;
 
+use crate::keys::AccessKey;
+
 /// The `x-amz-copy-source-if-*` headers of a copy.
 struct CopyConditions<'a> {
     if_match: Option<&'a ETagCondition>,
@@ -40,6 +42,20 @@ fn header_condition(headers: &hyper::HeaderMap, name: &str) -> S3Result<Option<E
 }
 
 impl Gateway {
+    /// The stored key a copy reads: the source object, or the version named.
+    async fn source_version(
+        &self,
+        key: &AccessKey,
+        bucket: &str,
+        object: &str,
+        version_id: Option<&str>,
+    ) -> S3Result<String> {
+        match version_id {
+            Some(id) => self.readable_version(&key.tenant, bucket, object, id).await,
+            None => Ok(object.to_owned()),
+        }
+    }
+
     pub(super) async fn copy_object_impl(
         &self,
         req: S3Request<CopyObjectInput>,
@@ -51,14 +67,17 @@ impl Gateway {
             header_condition(&req.headers, "if-none-match")?.as_ref(),
         );
         let input = req.input;
-        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
+        let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
         self.require_bucket(&key.tenant, src_bucket)?;
         self.require_bucket(&key.tenant, &input.bucket)?;
         self.check_key(src_key)?;
         self.check_key(&input.key)?;
+        let src_stored = self
+            .source_version(&key, src_bucket, src_key, src_version)
+            .await?;
         let (_, src) = self
             .storage()
-            .head_object(&key.tenant, src_bucket, src_key)
+            .head_object(&key.tenant, src_bucket, &src_stored)
             .await
             .map_err(s3_err)?;
         check_copy_conditions(
@@ -74,7 +93,11 @@ impl Gateway {
             .metadata_directive
             .as_ref()
             .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-        if !replace && src_bucket == input.bucket.as_str() && src_key == input.key.as_str() {
+        if !replace
+            && src_version.is_none()
+            && src_bucket == input.bucket.as_str()
+            && src_key == input.key.as_str()
+        {
             return Err(s3_error!(
                 InvalidRequest,
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
@@ -124,26 +147,40 @@ impl Gateway {
             tagging::store_into(&mut meta, &tags);
             (src.content_type.clone(), meta)
         };
+        let mut meta = meta;
+        let version = self
+            .begin_version(&key, &input.bucket, &input.key, &mut meta)
+            .await?;
+        let (target, compose_pre) = match &version {
+            Some(v) => (v.stored_key.clone(), Default::default()),
+            None => (input.key.clone(), pre.clone()),
+        };
         // No data moves: the copy's manifest reuses the source's chunks.
         let copied = self
             .storage()
             .compose_object_if(
                 &key.tenant,
                 &input.bucket,
-                &input.key,
+                &target,
                 &key.data_key(),
-                &[(src_bucket.to_string(), src_key.to_string())],
+                &[(src_bucket.to_string(), src_stored.clone())],
                 content_type,
                 meta,
                 src.etag.clone(),
-                pre,
+                compose_pre,
             )
             .await
             .map_err(s3_err)?;
         let info = copied
             .info
             .ok_or_else(|| s3_error!(InternalError, "the copy has no metadata"))?;
+        if let Some(v) = &version {
+            self.finish_version(&key, &input.bucket, &input.key, v, &info, pre)
+                .await?;
+        }
         Ok(S3Response::new(CopyObjectOutput {
+            version_id: version.map(|v| v.public_id),
+            copy_source_version_id: src_version.map(str::to_owned),
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(etag_of(&info)),
                 last_modified: Some(timestamp(info.created_ms)),
@@ -162,7 +199,7 @@ impl Gateway {
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let key = self.key_of(&req)?;
         let input = req.input;
-        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
+        let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
         self.require_bucket(&key.tenant, src_bucket)?;
         self.require_bucket(&key.tenant, &input.bucket)?;
         self.check_key(src_key)?;
@@ -175,9 +212,12 @@ impl Gateway {
         }
         self.read_upload(&key.tenant, &input.bucket, &input.key, &input.upload_id)
             .await?;
+        let src_stored = self
+            .source_version(&key, src_bucket, src_key, src_version)
+            .await?;
         let (_, src) = self
             .storage()
-            .head_object(&key.tenant, src_bucket, src_key)
+            .head_object(&key.tenant, src_bucket, &src_stored)
             .await
             .map_err(s3_err)?;
         check_copy_conditions(
@@ -195,7 +235,7 @@ impl Gateway {
         };
         let read = self
             .storage()
-            .get_object(&key.tenant, src_bucket, src_key, &key.data_key(), range)
+            .get_object(&key.tenant, src_bucket, &src_stored, &key.data_key(), range)
             .await
             .map_err(s3_err)?;
         let length = read.range.1.saturating_sub(read.range.0);
@@ -251,18 +291,15 @@ fn copy_range(text: &str, size: u64) -> S3Result<(u64, Option<u64>)> {
     Ok((first, Some(last)))
 }
 
-/// The bucket and key of a copy source (access points are not supported, and without
-/// versioning the only version is "null").
-fn copy_source(source: &CopySource) -> S3Result<(&str, &str)> {
+/// The bucket, key and version id (if one is named) of a copy source (access points are
+/// not supported).
+fn copy_source(source: &CopySource) -> S3Result<(&str, &str, Option<&str>)> {
     match source {
         CopySource::Bucket {
-            version_id: Some(v),
-            ..
-        } if &**v != "null" => Err(s3_error!(
-            NotImplemented,
-            "versioning is not supported by this gateway (a copy source versionId other than null)"
-        )),
-        CopySource::Bucket { bucket, key, .. } => Ok((bucket, key)),
+            bucket,
+            key,
+            version_id,
+        } => Ok((bucket, key, version_id.as_deref())),
         _ => Err(s3_error!(
             NotImplemented,
             "Only bucket/key copy sources are supported"

@@ -3,7 +3,8 @@
 //!
 //! This module holds the `Gateway` itself, the helpers its operations share and the
 //! `S3` trait impl, which only delegates: the operations live in submodules by topic
-//! (`buckets`, `objects`, `parts`, `tagging`, `listing`, `multipart`, `copy`), the mapping of storage
+//! (`buckets`, `objects`, `parts`, `tagging`, `listing`, `multipart`, `copy`,
+//! `versioning`), the mapping of storage
 //! failures onto S3 errors in `errors`, the metadata S3 keeps beside the user's in
 //! `system_meta` and the checking of upload checksums in `integrity`.
 
@@ -17,6 +18,7 @@ mod objects;
 mod parts;
 mod system_meta;
 mod tagging;
+mod versioning;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -375,6 +377,27 @@ impl S3 for Gateway {
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         self.abort_multipart_upload_impl(req).await
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        self.put_bucket_versioning_impl(req).await
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        self.get_bucket_versioning_impl(req).await
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        self.list_object_versions_impl(req).await
     }
 
     async fn list_multipart_uploads(

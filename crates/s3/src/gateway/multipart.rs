@@ -468,21 +468,32 @@ impl Gateway {
         // The parts' chunks become the object's segments: no data is copied.
         // A condition that fails leaves the upload and its parts as they are.
         let pre = write_preconditions(input.if_match.as_ref(), input.if_none_match.as_ref());
+        let version = self
+            .begin_version(&key, &input.bucket, &input.key, &mut meta)
+            .await?;
+        let (target, compose_pre) = match &version {
+            Some(v) => (v.stored_key.clone(), Default::default()),
+            None => (input.key.clone(), pre.clone()),
+        };
         let done = self
             .storage()
             .compose_object_if(
                 &key.tenant,
                 &input.bucket,
-                &input.key,
+                &target,
                 &key.data_key(),
                 &sources,
                 upload.content_type,
                 meta,
                 etag.clone(),
-                pre,
+                compose_pre,
             )
             .await
             .map_err(s3_err)?;
+        if let (Some(v), Some(info)) = (&version, &done.info) {
+            self.finish_version(&key, &input.bucket, &input.key, v, info, pre)
+                .await?;
+        }
         self.remove_upload(&key.tenant, &input.bucket, &input.upload_id)
             .await;
         let checksum = done
@@ -491,6 +502,7 @@ impl Gateway {
             .map(|i| stored_checksums(&i.user_meta))
             .unwrap_or_default();
         Ok(S3Response::new(CompleteMultipartUploadOutput {
+            version_id: version.map(|v| v.public_id),
             bucket: Some(input.bucket.clone()),
             key: Some(input.key.clone()),
             e_tag: Some(ETag::Strong(etag)),

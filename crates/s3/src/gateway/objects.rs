@@ -10,6 +10,7 @@ use super::integrity::{Expected, Verifier, stored_checksums};
 use super::parts::parts_count;
 use super::system_meta::{self, SystemMeta, stored_encoding, user_part};
 use super::tagging;
+use super::versioning::{VERSION_ID, public_id};
 use super::{
     DEFAULT_CONTENT_TYPE, Gateway, delete_preconditions, empty_body, etag_of, not_modified, s3_err,
     timestamp, user_meta, write_preconditions,
@@ -126,12 +127,15 @@ where
 }
 
 impl Gateway {
-    /// Reads an object for GET and HEAD: conditions first, then the range.
+    /// Reads an object (or one version of it) for GET and HEAD: conditions first, then
+    /// the range. Returns the stored key read beside its metadata.
+    #[allow(clippy::too_many_arguments)]
     async fn read(
         &self,
         key: &AccessKey,
         bucket: &str,
         object: &str,
+        version_id: Option<&str>,
         range: Option<Range>,
         part: Option<i32>,
         conditions: (
@@ -140,11 +144,18 @@ impl Gateway {
             Option<&Timestamp>,
             Option<&Timestamp>,
         ),
-    ) -> S3Result<(ObjectInfo, Option<(u64, u64)>)> {
+    ) -> S3Result<(String, ObjectInfo, Option<(u64, u64)>)> {
         self.check_key(object)?;
+        let stored = match version_id {
+            Some(id) => {
+                self.readable_version(&key.tenant, bucket, object, id)
+                    .await?
+            }
+            None => object.to_owned(),
+        };
         let (_, info) = self
             .storage()
-            .head_object(&key.tenant, bucket, object)
+            .head_object(&key.tenant, bucket, &stored)
             .await
             .map_err(s3_err)?;
         check_conditions(
@@ -177,7 +188,7 @@ impl Gateway {
                 Some((r.start, r.end))
             }
         };
-        Ok((info, range))
+        Ok((stored, info, range))
     }
 
     pub(super) async fn put_object_impl(
@@ -214,18 +225,27 @@ impl Gateway {
         };
         let (body, verdict) = Verifier::new(body, expected_sums, trailers);
         let pre = write_preconditions(input.if_match.as_ref(), input.if_none_match.as_ref());
+        // In a versioned bucket the bytes go to a new version object first, which then
+        // becomes the current version if the conditions hold.
+        let version = self
+            .begin_version(&key, &input.bucket, &input.key, &mut meta)
+            .await?;
+        let (target, put_pre) = match &version {
+            Some(v) => (v.stored_key.clone(), Default::default()),
+            None => (input.key.clone(), pre.clone()),
+        };
         let stored = self
             .storage()
             .put_object_if(
                 &key.tenant,
                 &input.bucket,
-                &input.key,
+                &target,
                 &key.data_key(),
                 content_type,
                 meta,
                 expected,
                 body,
-                pre,
+                put_pre,
             )
             .await;
         if let Some(e) = verdict.error() {
@@ -235,7 +255,12 @@ impl Gateway {
         let info = stored
             .info
             .ok_or_else(|| s3_error!(InternalError, "the stored object has no metadata"))?;
+        if let Some(v) = &version {
+            self.finish_version(&key, &input.bucket, &input.key, v, &info, pre)
+                .await?;
+        }
         Ok(S3Response::new(PutObjectOutput {
+            version_id: version.map(|v| v.public_id),
             e_tag: Some(etag_of(&info)),
             size: i64::try_from(info.size).ok(),
             checksum_crc32: checksum.checksum_crc32,
@@ -254,11 +279,12 @@ impl Gateway {
         let key = self.key_of(&req)?;
         let input = req.input;
         self.require_bucket(&key.tenant, &input.bucket)?;
-        let (head, range) = self
+        let (stored_key, head, range) = self
             .read(
                 &key,
                 &input.bucket,
                 &input.key,
+                input.version_id.as_deref(),
                 input.range,
                 input.part_number,
                 (
@@ -274,7 +300,7 @@ impl Gateway {
             .get_object(
                 &key.tenant,
                 &input.bucket,
-                &input.key,
+                &stored_key,
                 &key.data_key(),
                 range.map(|(start, end)| (start, Some(end.saturating_sub(1)))),
             )
@@ -321,6 +347,7 @@ impl Gateway {
             e_tag: Some(etag_of(&info)),
             last_modified: Some(timestamp(info.created_ms)),
             metadata: d.metadata,
+            version_id: version_header(&info, input.version_id.as_deref()),
             checksum_crc32: checksum.checksum_crc32,
             checksum_crc32c: checksum.checksum_crc32c,
             checksum_crc64nvme: checksum.checksum_crc64nvme,
@@ -337,11 +364,12 @@ impl Gateway {
         let key = self.key_of(&req)?;
         let input = req.input;
         self.require_bucket(&key.tenant, &input.bucket)?;
-        let (info, range) = self
+        let (_, info, range) = self
             .read(
                 &key,
                 &input.bucket,
                 &input.key,
+                input.version_id.as_deref(),
                 input.range,
                 input.part_number,
                 (
@@ -382,6 +410,7 @@ impl Gateway {
             e_tag: Some(etag_of(&info)),
             last_modified: Some(timestamp(info.created_ms)),
             metadata: d.metadata,
+            version_id: version_header(&info, input.version_id.as_deref()),
             checksum_crc32: d.checksum.checksum_crc32,
             checksum_crc32c: d.checksum.checksum_crc32c,
             checksum_crc64nvme: d.checksum.checksum_crc64nvme,
@@ -411,11 +440,20 @@ impl Gateway {
             input.if_match_last_modified_time.as_ref(),
             input.if_match_size,
         )?;
-        self.storage()
-            .delete_object_if(&key.tenant, &input.bucket, &input.key, pre)
-            .await
-            .map_err(s3_err)?;
-        Ok(S3Response::new(DeleteObjectOutput::default()))
+        let (version_id, delete_marker) = self
+            .delete_versioned(
+                &key,
+                &input.bucket,
+                &input.key,
+                input.version_id.as_deref(),
+                pre,
+            )
+            .await?;
+        Ok(S3Response::new(DeleteObjectOutput {
+            delete_marker: delete_marker.then_some(true),
+            version_id,
+            ..Default::default()
+        }))
     }
 
     pub(super) async fn delete_objects_impl(
@@ -435,16 +473,6 @@ impl Gateway {
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         for object in input.delete.objects {
-            // Without versioning an object's only version is "null".
-            if object.version_id.as_deref().is_some_and(|v| v != "null") {
-                errors.push(Error {
-                    code: Some("NotImplemented".into()),
-                    key: Some(object.key),
-                    message: Some("versioning is not supported by this gateway".into()),
-                    version_id: object.version_id,
-                });
-                continue;
-            }
             // Each entry's ETag, time and size are conditions on deleting it.
             let condition = object.e_tag.clone().map(ETagCondition::ETag);
             let result = match delete_preconditions(
@@ -452,19 +480,30 @@ impl Gateway {
                 object.last_modified_time.as_ref(),
                 object.size,
             ) {
-                Ok(pre) => self
-                    .storage()
-                    .delete_object_if(&key.tenant, &input.bucket, &object.key, pre)
+                Ok(pre) => {
+                    self.delete_versioned(
+                        &key,
+                        &input.bucket,
+                        &object.key,
+                        object.version_id.as_deref(),
+                        pre,
+                    )
                     .await
-                    .map_err(s3_err),
+                }
                 Err(e) => Err(e),
             };
             match result {
-                Ok(()) => {
+                Ok((version_id, marker)) => {
                     if !quiet {
+                        // A new delete marker is named by its own id; a deleted version by the one asked for.
+                        let new_marker = marker && object.version_id.is_none();
                         deleted.push(DeletedObject {
                             key: Some(object.key),
-                            ..Default::default()
+                            delete_marker: marker.then_some(true),
+                            delete_marker_version_id: new_marker
+                                .then(|| version_id.clone())
+                                .flatten(),
+                            version_id: if new_marker { None } else { version_id },
                         });
                     }
                 }
@@ -473,7 +512,7 @@ impl Gateway {
                         code: Some(err.code().as_str().to_owned()),
                         key: Some(object.key),
                         message: err.message().map(str::to_owned),
-                        version_id: None,
+                        version_id: object.version_id,
                     });
                 }
             }
@@ -484,6 +523,12 @@ impl Gateway {
             ..Default::default()
         }))
     }
+}
+
+/// The `x-amz-version-id` of a read: the version's id when the object has one (it was
+/// written in a versioned bucket) or a version was asked for.
+fn version_header(info: &ObjectInfo, asked: Option<&str>) -> Option<String> {
+    (asked.is_some() || info.user_meta.contains_key(VERSION_ID)).then(|| public_id(info))
 }
 
 #[cfg(test)]

@@ -1,0 +1,809 @@
+//! Bucket versioning: `PutBucketVersioning`/`GetBucketVersioning`, version ids on writes,
+//! delete markers, reads and deletes by version id and `ListObjectVersions`.
+//!
+//! Every version of an object in a versioned bucket is an internal object of its own,
+//! `\0ver/<key>/<id>`: sealed, replicated, quota-counted and kept alive for garbage
+//! collection exactly like any other object, so a hostile replica can forge or roll back a
+//! version no more than it can an object. The object's ordinary key keeps a copy of its
+//! current version (composed from the version object, sharing its chunks), so reads and
+//! listings without a version id, conditional writes and everything else that works on
+//! the current object are unchanged. Internal ids sort newest first (`u64::MAX` minus a
+//! time stamp, then random bits), so a key's versions list in S3's order. Suspended
+//! writes are the `null` version: the version object is stored under a fresh internal id
+//! and carries `null` as its public id, and older `null` versions of the key are removed.
+//! Objects written before versioning was enabled are `null` versions that live only
+//! under their key; a versioned write first preserves such an object as a version object.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+use xnode_storage::StorageError;
+use xnode_storage::buckets::{
+    VERSIONING_RECORD_VERSION, Versioning, VersioningRecord, owner_of, versioning_key,
+};
+use xnode_store::{ObjectInfo, ObjectMeta, internal_key};
+use xnode_types::{Hlc, PublicKeyBytes};
+
+use super::{Gateway, MAX_KEYS, empty_body, etag_of, s3_err, tenant_owner, timestamp, unix_ms};
+use crate::keys::AccessKey;
+
+/// The metadata entry holding an object's public version id (`null` or 32 hex digits).
+pub(super) const VERSION_ID: &str = ":version-id";
+/// The metadata entry that makes a version object a delete marker.
+const DELETE_MARKER: &str = ":delete-marker";
+/// The public id of the version of an unversioned or suspended write.
+pub(super) const NULL_VERSION: &str = "null";
+/// Length of an internal version id (hex digits).
+const ID_LEN: usize = 32;
+
+/// The last time stamp handed out, so ids from one gateway never repeat or go backwards.
+static LAST_STAMP: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh internal version id: newer ids sort first.
+fn new_internal_id() -> String {
+    // Milliseconds shifted left by 12 bits leave room for 4096 ids per millisecond.
+    let now = unix_ms().saturating_mul(4096);
+    let mut last = LAST_STAMP.load(Ordering::Relaxed);
+    let stamp = loop {
+        let next = now.max(last.saturating_add(1));
+        match LAST_STAMP.compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => break next,
+            Err(seen) => last = seen,
+        }
+    };
+    format!("{:016x}{:016x}", u64::MAX - stamp, rand::random::<u64>())
+}
+
+fn is_internal_id(id: &str) -> bool {
+    id.len() == ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The prefix of every version object of `key`.
+fn versions_prefix(key: &str) -> String {
+    internal_key(&format!("ver/{key}/"))
+}
+
+/// The internal object holding version `id` of `key`.
+fn version_key(key: &str, id: &str) -> String {
+    internal_key(&format!("ver/{key}/{id}"))
+}
+
+/// The object key and internal id of a version object's key.
+fn parse_version_key(stored: &str) -> Option<(&str, &str)> {
+    let rest = stored.strip_prefix(&internal_key("ver/"))?;
+    let split = rest.len().checked_sub(ID_LEN + 1)?;
+    let (key, tail) = (rest.get(..split)?, rest.get(split..)?);
+    let id = tail.strip_prefix('/')?;
+    (is_internal_id(id) && !key.is_empty()).then_some((key, id))
+}
+
+/// The public version id an object's metadata carries (`null` for objects written
+/// without versioning).
+pub(super) fn public_id(info: &ObjectInfo) -> String {
+    info.user_meta
+        .get(VERSION_ID)
+        .cloned()
+        .unwrap_or_else(|| NULL_VERSION.to_owned())
+}
+
+fn is_delete_marker(info: &ObjectInfo) -> bool {
+    info.user_meta.contains_key(DELETE_MARKER)
+}
+
+/// A version being written: its internal object and public id.
+pub(super) struct NewVersion {
+    pub(super) stored_key: String,
+    pub(super) public_id: String,
+    suspended: bool,
+}
+
+/// One version in a key's history.
+struct Version {
+    key: String,
+    /// The internal id; empty for a `null` version that lives only under its key.
+    internal_id: String,
+    info: ObjectInfo,
+}
+
+impl Gateway {
+    fn versioning(&self, bucket: &str) -> Versioning {
+        xnode_storage::buckets::versioning_of(self.storage.registry(), bucket)
+    }
+
+    /// Every version of `key`, newest first (internal ones only).
+    async fn versions_of(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        key: &str,
+    ) -> S3Result<Vec<Version>> {
+        let prefix = versions_prefix(key);
+        let entries = self.list_all(tenant, bucket, &prefix).await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|m| {
+                let (k, id) = parse_version_key(&m.path.key)?;
+                if k != key {
+                    return None;
+                }
+                Some(Version {
+                    key: k.to_owned(),
+                    internal_id: id.to_owned(),
+                    info: m.info?,
+                })
+            })
+            .collect())
+    }
+
+    /// Every live object under `prefix`, following pages.
+    async fn list_all(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        prefix: &str,
+    ) -> S3Result<Vec<ObjectMeta>> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .storage()
+                .list_objects(tenant, bucket, prefix, after.as_deref(), MAX_KEYS)
+                .await
+                .map_err(s3_err)?;
+            let full = page.len() >= MAX_KEYS;
+            if let Some(last) = page.last() {
+                after = Some(last.path.key.clone());
+            }
+            out.extend(page);
+            if !full {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Prepares a write of `object` in a versioned bucket: preserves a `null` version that
+    /// lives only under its key, and stamps `meta` with the new version's public id.
+    /// `None` in an unversioned bucket (the write goes straight to its key).
+    pub(super) async fn begin_version(
+        &self,
+        key: &AccessKey,
+        bucket: &str,
+        object: &str,
+        meta: &mut BTreeMap<String, String>,
+    ) -> S3Result<Option<NewVersion>> {
+        let suspended = match self.versioning(bucket) {
+            Versioning::Unversioned => {
+                meta.remove(VERSION_ID);
+                return Ok(None);
+            }
+            Versioning::Enabled => false,
+            Versioning::Suspended => true,
+        };
+        self.preserve_unversioned(key, bucket, object).await?;
+        let internal = new_internal_id();
+        let public_id = if suspended {
+            NULL_VERSION.to_owned()
+        } else {
+            internal.clone()
+        };
+        meta.remove(DELETE_MARKER);
+        meta.insert(VERSION_ID.to_owned(), public_id.clone());
+        Ok(Some(NewVersion {
+            stored_key: version_key(object, &internal),
+            public_id,
+            suspended,
+        }))
+    }
+
+    /// An object written before versioning was enabled becomes a version object (its
+    /// `null` version) before anything replaces it.
+    async fn preserve_unversioned(
+        &self,
+        key: &AccessKey,
+        bucket: &str,
+        object: &str,
+    ) -> S3Result<()> {
+        let info = match self
+            .storage()
+            .head_object(&key.tenant, bucket, object)
+            .await
+        {
+            Ok((_, info)) => info,
+            Err(StorageError::NoSuchKey(_)) => return Ok(()),
+            Err(e) => return Err(s3_err(e)),
+        };
+        if info.user_meta.contains_key(VERSION_ID) {
+            return Ok(());
+        }
+        // Dated by its own creation, so it sorts below every later version.
+        let stamp = info.created_ms.saturating_mul(4096);
+        let internal = format!("{:016x}{:016x}", u64::MAX - stamp, 0u64);
+        let mut meta = info.user_meta.clone();
+        meta.insert(VERSION_ID.to_owned(), NULL_VERSION.to_owned());
+        self.storage()
+            .compose_object(
+                &key.tenant,
+                bucket,
+                &version_key(object, &internal),
+                &key.data_key(),
+                &[(bucket.to_owned(), object.to_owned())],
+                info.content_type.clone(),
+                meta,
+                info.etag.clone(),
+            )
+            .await
+            .map_err(s3_err)?;
+        Ok(())
+    }
+
+    /// Makes a written version object the object's current version, if `pre` holds for
+    /// the current one (conditional writes are decided on the object's key, as without
+    /// versioning). A version whose condition failed is removed again.
+    pub(super) async fn finish_version(
+        &self,
+        key: &AccessKey,
+        bucket: &str,
+        object: &str,
+        version: &NewVersion,
+        info: &ObjectInfo,
+        pre: xnode_storage::conditional::Preconditions,
+    ) -> S3Result<ObjectMeta> {
+        let current = self
+            .storage()
+            .compose_object_if(
+                &key.tenant,
+                bucket,
+                object,
+                &key.data_key(),
+                &[(bucket.to_owned(), version.stored_key.clone())],
+                info.content_type.clone(),
+                info.user_meta.clone(),
+                info.etag.clone(),
+                pre,
+            )
+            .await;
+        match current {
+            Ok(meta) => {
+                if version.suspended {
+                    self.remove_other_null_versions(key, bucket, object, &version.stored_key)
+                        .await?;
+                }
+                Ok(meta)
+            }
+            Err(e) => {
+                if let Err(cleanup) = self
+                    .storage()
+                    .delete_object(&key.tenant, bucket, &version.stored_key)
+                    .await
+                {
+                    tracing::warn!(error = %cleanup, "could not remove a version whose write failed");
+                }
+                Err(s3_err(e))
+            }
+        }
+    }
+
+    /// A suspended bucket keeps one `null` version per key: the one just written.
+    async fn remove_other_null_versions(
+        &self,
+        key: &AccessKey,
+        bucket: &str,
+        object: &str,
+        keep: &str,
+    ) -> S3Result<()> {
+        for v in self.versions_of(&key.tenant, bucket, object).await? {
+            let stored = version_key(object, &v.internal_id);
+            if stored != keep && public_id(&v.info) == NULL_VERSION {
+                self.storage()
+                    .delete_object(&key.tenant, bucket, &stored)
+                    .await
+                    .map_err(s3_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The stored key of version `version_id` of `object`, and its metadata.
+    pub(super) async fn find_version(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        object: &str,
+        version_id: &str,
+    ) -> S3Result<(String, ObjectInfo)> {
+        let no_such = || s3_error!(NoSuchVersion, "The specified version does not exist.");
+        if version_id == NULL_VERSION {
+            // A `null` version object (a suspended write, or a preserved unversioned
+            // object) first; else an object written without versioning, under its key.
+            if let Some(v) = self
+                .versions_of(tenant, bucket, object)
+                .await?
+                .into_iter()
+                .find(|v| public_id(&v.info) == NULL_VERSION)
+            {
+                return Ok((version_key(object, &v.internal_id), v.info));
+            }
+            return match self.storage().head_object(tenant, bucket, object).await {
+                Ok((_, info)) if !info.user_meta.contains_key(VERSION_ID) => {
+                    Ok((object.to_owned(), info))
+                }
+                Ok(_) | Err(StorageError::NoSuchKey(_)) => Err(no_such()),
+                Err(e) => Err(s3_err(e)),
+            };
+        }
+        if !is_internal_id(version_id) {
+            return Err(s3_error!(InvalidArgument, "Invalid version id specified"));
+        }
+        let stored = version_key(object, version_id);
+        match self.storage().head_object(tenant, bucket, &stored).await {
+            Ok((_, info)) => Ok((stored, info)),
+            Err(StorageError::NoSuchKey(_)) => Err(no_such()),
+            Err(e) => Err(s3_err(e)),
+        }
+    }
+
+    /// Resolves the key a GET or HEAD with `versionId` reads. A delete marker cannot be
+    /// read (`405`, as S3 answers).
+    pub(super) async fn readable_version(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        object: &str,
+        version_id: &str,
+    ) -> S3Result<String> {
+        let (stored, info) = self
+            .find_version(tenant, bucket, object, version_id)
+            .await?;
+        if is_delete_marker(&info) {
+            let mut e = s3_error!(
+                MethodNotAllowed,
+                "The specified method is not allowed against this resource."
+            );
+            let mut headers = hyper::HeaderMap::new();
+            headers.insert(
+                "x-amz-delete-marker",
+                hyper::header::HeaderValue::from_static("true"),
+            );
+            e.set_headers(headers);
+            return Err(e);
+        }
+        Ok(stored)
+    }
+
+    /// S3's DELETE of one object, with or without a version id. Returns the version id
+    /// the response names and whether it is (or removed) a delete marker.
+    pub(super) async fn delete_versioned(
+        &self,
+        key: &AccessKey,
+        bucket: &str,
+        object: &str,
+        version_id: Option<&str>,
+        pre: xnode_storage::conditional::Preconditions,
+    ) -> S3Result<(Option<String>, bool)> {
+        let tenant = &key.tenant;
+        if let Some(id) = version_id {
+            let (stored, info) = match self.find_version(tenant, bucket, object, id).await {
+                Ok(found) => found,
+                // Deleting a version that is not there succeeds, as in S3.
+                Err(e) if e.code() == &s3s::S3ErrorCode::NoSuchVersion => {
+                    return Ok((Some(id.to_owned()), false));
+                }
+                Err(e) => return Err(e),
+            };
+            let marker = is_delete_marker(&info);
+            self.storage()
+                .delete_object(tenant, bucket, &stored)
+                .await
+                .map_err(s3_err)?;
+            if stored != object {
+                self.restore_current(key, bucket, object).await?;
+            }
+            return Ok((Some(id.to_owned()), marker));
+        }
+        let versioning = self.versioning(bucket);
+        if versioning == Versioning::Unversioned {
+            self.storage()
+                .delete_object_if(tenant, bucket, object, pre)
+                .await
+                .map_err(s3_err)?;
+            return Ok((None, false));
+        }
+        // A delete marker: the current version goes, the history stays.
+        self.preserve_unversioned(key, bucket, object).await?;
+        self.storage()
+            .delete_object_if(tenant, bucket, object, pre)
+            .await
+            .map_err(s3_err)?;
+        let internal = new_internal_id();
+        let public = if versioning == Versioning::Suspended {
+            NULL_VERSION.to_owned()
+        } else {
+            internal.clone()
+        };
+        let stored = version_key(object, &internal);
+        let mut meta = BTreeMap::new();
+        meta.insert(VERSION_ID.to_owned(), public.clone());
+        meta.insert(DELETE_MARKER.to_owned(), "true".to_owned());
+        self.storage()
+            .put_object(
+                tenant,
+                bucket,
+                &stored,
+                &key.data_key(),
+                "application/x-delete-marker".to_owned(),
+                meta,
+                Some(0),
+                empty_body(),
+            )
+            .await
+            .map_err(s3_err)?;
+        if versioning == Versioning::Suspended {
+            self.remove_other_null_versions(key, bucket, object, &stored)
+                .await?;
+        }
+        Ok((Some(public), true))
+    }
+
+    /// After a version was deleted: the object's key holds the newest remaining version,
+    /// or nothing if that is a delete marker or no version is left.
+    async fn restore_current(&self, key: &AccessKey, bucket: &str, object: &str) -> S3Result<()> {
+        let newest = self
+            .versions_of(&key.tenant, bucket, object)
+            .await?
+            .into_iter()
+            .next();
+        let current = match self
+            .storage()
+            .head_object(&key.tenant, bucket, object)
+            .await
+        {
+            Ok((_, info)) => Some(info),
+            Err(StorageError::NoSuchKey(_)) => None,
+            Err(e) => return Err(s3_err(e)),
+        };
+        match newest {
+            Some(v) if !is_delete_marker(&v.info) => {
+                if current.as_ref().map(public_id) == Some(public_id(&v.info)) {
+                    return Ok(());
+                }
+                self.storage()
+                    .compose_object(
+                        &key.tenant,
+                        bucket,
+                        object,
+                        &key.data_key(),
+                        &[(bucket.to_owned(), version_key(object, &v.internal_id))],
+                        v.info.content_type.clone(),
+                        v.info.user_meta.clone(),
+                        v.info.etag.clone(),
+                    )
+                    .await
+                    .map_err(s3_err)?;
+            }
+            _ => {
+                // A `null` version living only under the key is its own current version.
+                if current
+                    .as_ref()
+                    .is_some_and(|c| c.user_meta.contains_key(VERSION_ID))
+                {
+                    self.storage()
+                        .delete_object(&key.tenant, bucket, object)
+                        .await
+                        .map_err(s3_err)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn put_bucket_versioning_impl(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        let key = self.key_of(&req)?;
+        let input = req.input;
+        self.require_bucket(&key.tenant, &input.bucket)?;
+        if input
+            .versioning_configuration
+            .mfa_delete
+            .as_ref()
+            .is_some_and(|m| m.as_str() == MFADelete::ENABLED)
+        {
+            return Err(s3_error!(
+                NotImplemented,
+                "MFA delete is not supported by this gateway"
+            ));
+        }
+        let status = match input
+            .versioning_configuration
+            .status
+            .as_ref()
+            .map(|s| s.as_str())
+        {
+            Some(BucketVersioningStatus::ENABLED) => Versioning::Enabled,
+            Some(BucketVersioningStatus::SUSPENDED) => Versioning::Suspended,
+            _ => {
+                return Err(s3_error!(
+                    MalformedXML,
+                    "The versioning status must be Enabled or Suspended"
+                ));
+            }
+        };
+        let Some(signer) = key.tenant_key() else {
+            return Err(s3_error!(
+                AccessDenied,
+                "This access key may not change bucket settings (it was created with --no-bucket-admin)"
+            ));
+        };
+        let Some((_, bucket)) = owner_of(self.storage.registry(), &input.bucket) else {
+            return Err(s3_error!(
+                NoSuchBucket,
+                "The specified bucket does not exist"
+            ));
+        };
+        let record = serde_json::to_vec(&VersioningRecord {
+            v: VERSIONING_RECORD_VERSION,
+            bucket: input.bucket.clone(),
+            bucket_created_ms: bucket.created_ms,
+            status,
+        })
+        .map_err(|e| s3_error!(InternalError, "cannot encode the versioning setting: {e}"))?;
+        let entry_key = versioning_key(&key.tenant, &input.bucket);
+        // Later than the setting it replaces, whatever this node's clock says.
+        let previous = self
+            .storage
+            .registry()
+            .get(&entry_key)
+            .map(|e| e.hlc)
+            .unwrap_or(Hlc::new(0, 0));
+        let now = unix_ms();
+        let hlc = if now > previous.wall_ms {
+            Hlc::new(now, 0)
+        } else {
+            Hlc::new(previous.wall_ms, previous.logical.saturating_add(1))
+        };
+        let entry = xnode_registry::Entry::sign(&signer, entry_key, Some(record), hlc)
+            .map_err(|e| s3_error!(InternalError, "cannot sign the versioning setting: {e}"))?;
+        let applied = self
+            .storage()
+            .set_bucket_versioning(&key.tenant, &input.bucket, entry)
+            .map_err(s3_err)?;
+        self.storage.registry().spread(&applied).await;
+        Ok(S3Response::new(PutBucketVersioningOutput {}))
+    }
+
+    pub(super) async fn get_bucket_versioning_impl(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        let key = self.key_of(&req)?;
+        let status = self
+            .storage()
+            .bucket_versioning(&key.tenant, &req.input.bucket)
+            .map_err(s3_err)?;
+        let status = match status {
+            Versioning::Unversioned => None,
+            Versioning::Enabled => Some(BucketVersioningStatus::from_static(
+                BucketVersioningStatus::ENABLED,
+            )),
+            Versioning::Suspended => Some(BucketVersioningStatus::from_static(
+                BucketVersioningStatus::SUSPENDED,
+            )),
+        };
+        Ok(S3Response::new(GetBucketVersioningOutput {
+            status,
+            mfa_delete: None,
+        }))
+    }
+
+    pub(super) async fn list_object_versions_impl(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        let key = self.key_of(&req)?;
+        let input = req.input;
+        self.require_bucket(&key.tenant, &input.bucket)?;
+        let max = match input.max_keys {
+            None => MAX_KEYS,
+            Some(m) if m >= 0 => usize::try_from(m).unwrap_or(MAX_KEYS).min(MAX_KEYS),
+            Some(_) => {
+                return Err(s3_error!(InvalidArgument, "max-keys must not be negative"));
+            }
+        };
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let tenant = &key.tenant;
+        // Version objects under the prefix, and `null` versions living only under their key.
+        let mut all: Vec<Version> = self
+            .list_all(
+                tenant,
+                &input.bucket,
+                &internal_key(&format!("ver/{prefix}")),
+            )
+            .await?
+            .into_iter()
+            .filter_map(|m| {
+                let (k, id) = parse_version_key(&m.path.key)?;
+                if !k.starts_with(prefix.as_str()) {
+                    return None;
+                }
+                Some(Version {
+                    key: k.to_owned(),
+                    internal_id: id.to_owned(),
+                    info: m.info?,
+                })
+            })
+            .collect();
+        for m in self.list_all(tenant, &input.bucket, &prefix).await? {
+            if let Some(info) = m.info
+                && !info.user_meta.contains_key(VERSION_ID)
+            {
+                all.push(Version {
+                    key: m.path.key,
+                    internal_id: String::new(),
+                    info,
+                });
+            }
+        }
+        all.sort_by(|a, b| (&a.key, &a.internal_id).cmp(&(&b.key, &b.internal_id)));
+        // The newest version of each key is its latest.
+        let mut latest = vec![false; all.len()];
+        for (i, v) in all.iter().enumerate() {
+            latest[i] = i == 0 || all[i - 1].key != v.key;
+        }
+        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+        let key_marker = input.key_marker.clone().unwrap_or_default();
+        let version_marker = input.version_id_marker.clone().filter(|v| !v.is_empty());
+        let start = if key_marker.is_empty() {
+            0
+        } else if let Some(vm) = version_marker.as_deref() {
+            match all
+                .iter()
+                .position(|v| v.key == key_marker && public_id(&v.info) == vm)
+            {
+                Some(i) => i + 1,
+                None => all
+                    .iter()
+                    .position(|v| v.key > key_marker)
+                    .unwrap_or(all.len()),
+            }
+        } else {
+            // A key marker that is a common prefix (a previous page ended on it) skips
+            // every key under it.
+            let rolled_up = delimiter
+                .as_deref()
+                .is_some_and(|d| key_marker.ends_with(d));
+            all.iter()
+                .position(|v| {
+                    v.key > key_marker && !(rolled_up && v.key.starts_with(key_marker.as_str()))
+                })
+                .unwrap_or(all.len())
+        };
+        let owner = tenant_owner(tenant);
+        let mut versions = Vec::new();
+        let mut markers = Vec::new();
+        let mut prefixes: Vec<String> = Vec::new();
+        let mut count = 0usize;
+        let mut truncated = false;
+        let mut next: Option<(String, String)> = None;
+        let mut i = start;
+        while i < all.len() {
+            let v = &all[i];
+            if count >= max {
+                truncated = true;
+                break;
+            }
+            if let Some(d) = delimiter.as_deref()
+                && let Some(pos) = v.key.get(prefix.len()..).and_then(|rest| rest.find(d))
+            {
+                let common = v.key[..prefix.len() + pos + d.len()].to_owned();
+                // Every version under the common prefix is rolled into it.
+                while i < all.len() && all[i].key.starts_with(&common) {
+                    i += 1;
+                }
+                next = Some((common.clone(), String::new()));
+                prefixes.push(common);
+                count += 1;
+                continue;
+            }
+            let id = public_id(&v.info);
+            if is_delete_marker(&v.info) {
+                markers.push(DeleteMarkerEntry {
+                    is_latest: Some(latest[i]),
+                    key: Some(v.key.clone()),
+                    last_modified: Some(timestamp(v.info.created_ms)),
+                    owner: Some(owner.clone()),
+                    version_id: Some(id.clone()),
+                });
+            } else {
+                versions.push(ObjectVersion {
+                    e_tag: Some(etag_of(&v.info)),
+                    is_latest: Some(latest[i]),
+                    key: Some(v.key.clone()),
+                    last_modified: Some(timestamp(v.info.created_ms)),
+                    owner: Some(owner.clone()),
+                    size: i64::try_from(v.info.size).ok(),
+                    storage_class: Some(ObjectVersionStorageClass::from_static(
+                        ObjectVersionStorageClass::STANDARD,
+                    )),
+                    version_id: Some(id.clone()),
+                    ..Default::default()
+                });
+            }
+            next = Some((v.key.clone(), id));
+            count += 1;
+            i += 1;
+        }
+        let (next_key_marker, next_version_id_marker) = match (truncated, next) {
+            (true, Some((k, v))) => (Some(k), (!v.is_empty()).then_some(v)),
+            _ => (None, None),
+        };
+        Ok(S3Response::new(ListObjectVersionsOutput {
+            common_prefixes: Some(
+                prefixes
+                    .into_iter()
+                    .map(|p| CommonPrefix { prefix: Some(p) })
+                    .collect(),
+            ),
+            delete_markers: Some(markers),
+            delimiter: input.delimiter,
+            encoding_type: input.encoding_type,
+            is_truncated: Some(truncated),
+            key_marker: input.key_marker,
+            max_keys: i32::try_from(max).ok(),
+            name: Some(input.bucket),
+            next_key_marker,
+            next_version_id_marker,
+            prefix: input.prefix,
+            version_id_marker: input.version_id_marker,
+            versions: Some(versions),
+            ..Default::default()
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_keys_round_trip_and_newer_ids_sort_first() {
+        let older = new_internal_id();
+        let newer = new_internal_id();
+        assert!(newer < older, "{newer} should sort before {older}");
+        assert!(is_internal_id(&older));
+        for key in ["a", "a/b", "dir/with/slashes/", "ünïcode"] {
+            let stored = version_key(key, &older);
+            assert_eq!(parse_version_key(&stored), Some((key, older.as_str())));
+            assert!(stored.starts_with(&versions_prefix(key)));
+        }
+        // A key's versions are not mistaken for those of a longer key sharing its prefix.
+        let nested = version_key("a/b", &older);
+        let prefix = versions_prefix("a");
+        let rest = nested.strip_prefix(&prefix).unwrap_or_default();
+        assert!(!is_internal_id(rest));
+        assert_eq!(parse_version_key(&internal_key("ver/short")), None);
+        assert_eq!(parse_version_key(&internal_key("mpu/x")), None);
+    }
+
+    #[test]
+    fn public_ids_default_to_null() {
+        let mut info = ObjectInfo {
+            manifest: xnode_store::ChunkId::of(b"m"),
+            size: 0,
+            etag: "e".into(),
+            content_type: "t".into(),
+            user_meta: BTreeMap::new(),
+            created_ms: 1,
+        };
+        assert_eq!(public_id(&info), NULL_VERSION);
+        info.user_meta.insert(VERSION_ID.into(), "abc".into());
+        assert_eq!(public_id(&info), "abc");
+        assert!(!is_delete_marker(&info));
+    }
+}
