@@ -11,7 +11,7 @@ use super::{Gateway, MAX_KEYS, etag_of, s3_err, tenant_owner, timestamp};
 
 /// Percent-encodes a key for `encoding-type=url` listings (everything but unreserved
 /// characters and `/`), which the AWS CLI and boto3 ask for and decode.
-fn url_encode(s: &str) -> String {
+pub(super) fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {

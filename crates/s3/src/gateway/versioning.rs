@@ -684,6 +684,19 @@ impl Gateway {
                 })
                 .unwrap_or(all.len())
         };
+        // With `encoding-type=url` (which botocore always asks for and then decodes), every
+        // key in the answer is URL-encoded, as in the object listings.
+        let url = input
+            .encoding_type
+            .as_ref()
+            .is_some_and(|e| e.as_str() == EncodingType::URL);
+        let enc = |s: &str| {
+            if url {
+                super::listing::url_encode(s)
+            } else {
+                s.to_owned()
+            }
+        };
         let owner = tenant_owner(tenant);
         let mut versions = Vec::new();
         let mut markers = Vec::new();
@@ -715,7 +728,7 @@ impl Gateway {
             if is_delete_marker(&v.info) {
                 markers.push(DeleteMarkerEntry {
                     is_latest: Some(latest[i]),
-                    key: Some(v.key.clone()),
+                    key: Some(enc(&v.key)),
                     last_modified: Some(timestamp(v.info.created_ms)),
                     owner: Some(owner.clone()),
                     version_id: Some(id.clone()),
@@ -724,7 +737,7 @@ impl Gateway {
                 versions.push(ObjectVersion {
                     e_tag: Some(etag_of(&v.info)),
                     is_latest: Some(latest[i]),
-                    key: Some(v.key.clone()),
+                    key: Some(enc(&v.key)),
                     last_modified: Some(timestamp(v.info.created_ms)),
                     owner: Some(owner.clone()),
                     size: i64::try_from(v.info.size).ok(),
@@ -747,19 +760,21 @@ impl Gateway {
             common_prefixes: Some(
                 prefixes
                     .into_iter()
-                    .map(|p| CommonPrefix { prefix: Some(p) })
+                    .map(|p| CommonPrefix {
+                        prefix: Some(enc(&p)),
+                    })
                     .collect(),
             ),
             delete_markers: Some(markers),
-            delimiter: input.delimiter,
+            delimiter: input.delimiter.as_deref().map(enc),
             encoding_type: input.encoding_type,
             is_truncated: Some(truncated),
-            key_marker: input.key_marker,
+            key_marker: input.key_marker.as_deref().map(enc),
             max_keys: i32::try_from(max).ok(),
             name: Some(input.bucket),
-            next_key_marker,
+            next_key_marker: next_key_marker.as_deref().map(enc),
             next_version_id_marker,
-            prefix: input.prefix,
+            prefix: input.prefix.as_deref().map(enc),
             version_id_marker: input.version_id_marker,
             versions: Some(versions),
             ..Default::default()
