@@ -535,13 +535,23 @@ async fn a_slow_replica_is_marked_degraded_and_gets_no_more_traffic() {
     let spec = cluster.node(0).compute().deployment("hello").unwrap().spec;
     let placed = cluster.node(0).compute().place(&spec);
     let gateway = (0..4).find(|&i| !placed.contains(&cluster.id(i))).unwrap();
-    let slow = (0..4).find(|&i| placed.contains(&cluster.id(i))).unwrap();
+    let client = http();
+    let url = format!("{}/fn/hello/", cluster.api_url(gateway));
+    // The replica the gateway sends calls to now (it prefers the nearest by network
+    // coordinates) is the one made slow, so that it gets traffic to be judged by.
+    let preferred = client.get(&url).send().await.unwrap();
+    assert_eq!(preferred.status(), 200);
+    let preferred = preferred.headers()["x-xnode-served-by"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let slow = (0..4)
+        .find(|&i| cluster.id(i).to_string() == preferred)
+        .unwrap();
     cluster
         .node(slow)
         .set_handling_faults(Duration::from_millis(500), 0.0)
         .unwrap();
-    let client = http();
-    let url = format!("{}/fn/hello/", cluster.api_url(gateway));
     let started = Instant::now();
     loop {
         let response = client.get(&url).send().await.unwrap();

@@ -77,6 +77,10 @@ async fn assert_mesh_answers(c: &Cluster, victim: usize) {
     match xnode_wire::decode::<SwimResponse>(&answer, 1 << 20).unwrap() {
         SwimResponse::Ack {
             record: Some(record),
+        }
+        | SwimResponse::CoordinatedAck {
+            record: Some(record),
+            ..
         } => {
             assert_eq!(record.node, c.id(victim));
             record.verify(c.node(victim).mesh().network()).unwrap();

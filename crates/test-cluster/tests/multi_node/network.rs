@@ -38,6 +38,7 @@ async fn a_modelled_link_delays_probes_and_its_cuts_partition() {
         |c| {
             probe_rtt(c, 0, 1).is_some_and(|rtt| rtt >= Duration::from_millis(65))
                 && probe_rtt(c, 1, 0).is_some_and(|rtt| rtt >= Duration::from_millis(65))
+                && probe_rtt(c, 0, 2).is_some()
         },
     )
     .await;
