@@ -93,7 +93,7 @@ async fn long_running_functions_take_turns_on_the_cpu_lanes() {
     let hello = engine.http_module(guest("hello")).await.unwrap();
     let limits = Limits {
         fuel: u64::MAX / 2,
-        timeout: Some(Duration::from_millis(1500)),
+        timeout: Some(Duration::from_millis(3000)),
         memory_bytes: 32 << 20,
         max_output_bytes: 1 << 20,
     };
@@ -108,10 +108,13 @@ async fn long_running_functions_take_turns_on_the_cpu_lanes() {
             })
         })
         .collect();
+    // Short calls go on while the spinners run (each for its 3 s timeout, one lane at a
+    // time): counted until the last spinner ends, not in a fixed window, so a loaded
+    // machine that runs every call slowly still shows them answered in between.
     let mut most_busy = 0;
-    let deadline = Instant::now() + Duration::from_millis(1000);
     let mut hellos = 0;
-    while Instant::now() < deadline {
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while !spinners.iter().all(|s| s.is_finished()) && Instant::now() < give_up {
         most_busy = most_busy.max(engine.cpu_lanes_busy());
         let out = engine
             .invoke_http(&hello, &invocation(Limits::default()), get("/"))
@@ -128,7 +131,7 @@ async fn long_running_functions_take_turns_on_the_cpu_lanes() {
     for spinner in spinners {
         let out = spinner.await.unwrap();
         assert!(
-            matches!(out.result, Err(ComputeError::Timeout(1500))),
+            matches!(out.result, Err(ComputeError::Timeout(3000))),
             "{:?}",
             out.result
         );
