@@ -186,6 +186,34 @@ impl<S: Service> Endpoint<S> {
         quorum: usize,
         request: S::Request,
         timeout: Duration,
+        accept: F,
+    ) -> Result<Vec<(NodeId, T)>, QuorumError>
+    where
+        S::Request: Clone,
+        F: FnMut(NodeId, S::Response) -> Result<T, String>,
+    {
+        self.try_call_quorum_lingering(targets, quorum, Duration::ZERO, request, timeout, accept)
+            .await
+    }
+
+    /// As [`Endpoint::try_call_quorum`], but once the quorum is reached it keeps listening
+    /// to the targets that have not answered yet, for as long as the quorum took and at
+    /// least `linger`, and returns every answer that arrived by then.
+    ///
+    /// Reads use it against a lying replica: a quorum is only guaranteed to include one
+    /// replica that holds the latest write if every replica is honest. A replica that
+    /// withholds an entry (or answers with an older genuine one) and a replica that
+    /// missed the write can make a quorum of their own; hearing the rest of the replicas
+    /// too, when they answer about as fast, lets the newest entry win anyway. A replica
+    /// that is down costs nothing extra (its call fails at once), and a silent one at most
+    /// the linger.
+    pub async fn try_call_quorum_lingering<T, F>(
+        &self,
+        targets: &[NodeId],
+        quorum: usize,
+        linger: Duration,
+        request: S::Request,
+        timeout: Duration,
         mut accept: F,
     ) -> Result<Vec<(NodeId, T)>, QuorumError>
     where
@@ -193,6 +221,7 @@ impl<S: Service> Endpoint<S> {
         F: FnMut(NodeId, S::Response) -> Result<T, String>,
     {
         let needed = quorum.max(1);
+        let started = tokio::time::Instant::now();
         let (tx, mut rx) = mpsc::channel(targets.len().max(1));
         for &peer in targets {
             let endpoint = self.clone();
@@ -206,7 +235,19 @@ impl<S: Service> Endpoint<S> {
         drop(tx);
         let mut accepted = Vec::new();
         let mut errors = Vec::new();
-        while let Some((peer, result)) = rx.recv().await {
+        let mut deadline = None;
+        loop {
+            let next = match deadline {
+                None => rx.recv().await,
+                Some(deadline) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(next) => next,
+                    // The linger is over: what has been heard is the answer.
+                    Err(_) => break,
+                },
+            };
+            let Some((peer, result)) = next else {
+                break;
+            };
             match result
                 .map_err(|e| e.to_string())
                 .and_then(|r| accept(peer, r))
@@ -214,9 +255,16 @@ impl<S: Service> Endpoint<S> {
                 Ok(value) => accepted.push((peer, value)),
                 Err(reason) => errors.push(format!("{peer}: {reason}")),
             }
-            if accepted.len() >= needed {
-                return Ok(accepted);
+            if accepted.len() >= needed && deadline.is_none() {
+                if linger.is_zero() {
+                    break;
+                }
+                let now = tokio::time::Instant::now();
+                deadline = Some(now + linger.max(now.saturating_duration_since(started)));
             }
+        }
+        if accepted.len() >= needed {
+            return Ok(accepted);
         }
         Err(QuorumError {
             got: accepted.len(),

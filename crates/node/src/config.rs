@@ -345,6 +345,13 @@ impl Config {
                 "storage.read_quorum must be between 1 and storage.replication_factor".into(),
             ));
         }
+        // A read lingers at most this long on a silent replica; more would make every read
+        // near a stalled node slow, and no honest replica needs seconds to answer.
+        if st.read_linger > Duration::from_secs(2) {
+            return Err(ConfigError::Storage(
+                "storage.read_linger must be at most 2s".into(),
+            ));
+        }
         if st.chunk_size < 64 * 1024 || st.chunk_size > xnode_store::MAX_CHUNK_SIZE {
             return Err(ConfigError::Storage(format!(
                 "storage.chunk_size must be between 65536 and {} bytes",

@@ -73,6 +73,12 @@ pub struct StorageConfig {
     pub write_quorum: usize,
     /// Metadata replicas that must answer a read.
     pub read_quorum: usize,
+    /// How long a metadata read keeps listening to the replicas beyond its quorum (at
+    /// least as long as the quorum took): a lying replica and one that missed a write
+    /// cannot then hide the latest write from a reader while the replica that holds it
+    /// answers in time. A silent replica costs a read at most this much; zero turns it off.
+    #[serde(with = "xnode_types::duration_text")]
+    pub read_linger: Duration,
     /// Plaintext bytes per chunk.
     pub chunk_size: u32,
     /// How long a dead node stays in the storage set before its data is re-replicated.
@@ -158,6 +164,7 @@ impl Default for StorageConfig {
             replication_factor: 3,
             write_quorum: 2,
             read_quorum: 2,
+            read_linger: Duration::from_millis(100),
             chunk_size: xnode_store::DEFAULT_CHUNK_SIZE,
             repair_grace: Duration::from_secs(60),
             repair_interval: Duration::from_secs(5),

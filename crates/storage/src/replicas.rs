@@ -268,8 +268,11 @@ impl Storage {
     }
 
     /// Reads an object's metadata from `R` replicas: with `W + R > rf`, they include the
-    /// latest acknowledged write. The newest version wins and stale replicas are repaired
-    /// in the background.
+    /// latest acknowledged write when every replica is honest. The read then listens to
+    /// the other replicas for `read_linger` more (see
+    /// [`xnode_mesh::Endpoint::try_call_quorum_lingering`]), so that one replica
+    /// withholding the latest entry cannot roll the object back. The newest version wins
+    /// and stale replicas are repaired in the background.
     pub(crate) async fn get_meta(
         self: &Arc<Self>,
         path: &ObjectPath,
@@ -283,9 +286,10 @@ impl Storage {
         let limit = unix_ms().saturating_add(MAX_VERSION_AHEAD_MS);
         let answers = self
             .endpoint
-            .try_call_quorum(
+            .try_call_quorum_lingering(
                 &targets,
                 needed,
+                self.config.read_linger,
                 StoreRequest::GetMeta { path: path.clone() },
                 META_TIMEOUT,
                 |node, response| match response {

@@ -1093,6 +1093,89 @@ async fn a_rogue_metadata_replica_cannot_forge_a_newer_version_or_tombstone() {
     c.shutdown().await;
 }
 
+/// Withholding: a metadata replica that cannot forge an entry can still answer with an
+/// older genuine one (or none). With a replica that missed the latest write, the two make
+/// a read quorum of their own, and the reader rolled the object back. Reads now keep
+/// listening to the remaining replica for `storage.read_linger`, so the latest write wins
+/// as long as one replica that holds it answers in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_withholding_the_latest_entry_cannot_roll_an_object_back() {
+    // Anti-entropy must not repair the replica that misses a write before the read.
+    let c = Cluster::start_with(4, |config| {
+        config.storage.chunk_size = CHUNK;
+        config.storage.repair_interval = Duration::from_secs(120);
+    })
+    .await;
+    c.wait_converged(Duration::from_secs(20)).await;
+    let tenant = Tenant::new();
+    let set = c.node(1).storage().storage_set();
+    let bucket = bucket_held_by(&c, 1, 0, &tenant, "withheld");
+    let item = format!("meta/{}/{bucket}", tenant.id().to_hex());
+    let holders = xnode_store::place(item.as_bytes(), &set, 3);
+    let index = |id: &NodeId| (0..4).find(|&i| c.id(i) == *id).unwrap();
+    let edge = (1..4).find(|&i| !holders.contains(&c.id(i))).unwrap();
+    let mut honest: Vec<usize> = holders.iter().map(index).filter(|&i| i != 0).collect();
+    honest.sort_unstable();
+    let (missed, holds) = (honest[0], honest[1]);
+    c.create_bucket(edge, &tenant, &bucket).await;
+    let old_body = data(70_000, 1);
+    let old = c
+        .put(edge, &tenant, &bucket, "doc", &old_body)
+        .await
+        .unwrap();
+
+    // One honest replica misses the next write (it is cut off for a moment), so the write
+    // is held by the rogue, which acknowledges it, and by the other honest replica.
+    let others: Vec<usize> = (0..4).filter(|&i| i != missed).collect();
+    c.partition(&[missed], &others).await;
+    let new_body = data(90_000, 2);
+    let new = c
+        .put(edge, &tenant, &bucket, "doc", &new_body)
+        .await
+        .unwrap();
+    assert!(new.supersedes(&old));
+    c.heal().await;
+    let held = c
+        .node(missed)
+        .storage()
+        .local_meta(&new.path)
+        .await
+        .unwrap();
+    assert!(
+        held.is_some_and(|held| held.version == old.version),
+        "the cut-off replica should hold only the older version"
+    );
+
+    // Now the rogue answers reads with the older genuine entry, at once, and the replica
+    // that holds the latest write answers a little later than the other two (it is
+    // farther away).
+    c.node(0)
+        .storage()
+        .set_serve_tamper(Some(std::sync::Arc::new(
+            move |request, honest| match request {
+                StoreRequest::GetMeta { .. } => {
+                    xnode_storage::ServeFault::Answer(StoreResponse::Meta(Some(old.clone())))
+                }
+                _ => xnode_storage::ServeFault::Answer(honest),
+            },
+        )));
+    c.node(holds)
+        .storage()
+        .set_serve_tamper(Some(std::sync::Arc::new(|request, honest| match request {
+            StoreRequest::GetMeta { .. } => {
+                xnode_storage::ServeFault::Delay(Duration::from_millis(20), honest)
+            }
+            _ => xnode_storage::ServeFault::Answer(honest),
+        })));
+    for attempt in 0..3 {
+        assert!(
+            c.get(edge, &tenant, &bucket, "doc", None).await.unwrap() == new_body,
+            "read {attempt} through node {edge} was rolled back to the older version"
+        );
+    }
+    c.shutdown().await;
+}
+
 /// Finding 8d: a metadata replica could inject junk keys into any bucket's listing, by
 /// pushing entries to the other replicas and by adding them to its own range answers.
 /// Unsigned and forged entries are refused by replicas, and an answer holding one is
