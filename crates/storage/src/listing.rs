@@ -194,13 +194,35 @@ impl Storage {
                 async move { (node, self.call(node, request, META_TIMEOUT).await) }
             })
             .collect();
-        let mut answered = Vec::with_capacity(needed);
-        let mut answers = Vec::with_capacity(needed);
+        let mut answered = Vec::with_capacity(targets.len());
+        let mut answers = Vec::with_capacity(targets.len());
         let mut errors = Vec::new();
-        // The calls still running once `needed` answers are in are dropped: a listing
-        // waits for no more replicas than a quorum read does.
-        while answers.len() < needed {
-            let Some((node, result)) = calls.next().await else {
+        // Once `needed` answers are in, the listing waits for the other replicas as a
+        // quorum read does, for `read_linger` or as long as the quorum took: a replica
+        // that hides entries and one that missed them cannot then make the page alone.
+        // The calls still running after that are dropped.
+        let started = tokio::time::Instant::now();
+        let mut deadline = None;
+        loop {
+            if deadline.is_none() && answers.len() >= needed {
+                if self.config.read_linger.is_zero() {
+                    break;
+                }
+                let now = tokio::time::Instant::now();
+                let linger = self
+                    .config
+                    .read_linger
+                    .max(now.saturating_duration_since(started));
+                deadline = Some(now + linger);
+            }
+            let next = match deadline {
+                None => calls.next().await,
+                Some(deadline) => match tokio::time::timeout_at(deadline, calls.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+            };
+            let Some((node, result)) = next else {
                 break;
             };
             let (entries, truncated) = match result {

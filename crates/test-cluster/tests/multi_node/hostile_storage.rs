@@ -1095,15 +1095,19 @@ async fn a_rogue_metadata_replica_cannot_forge_a_newer_version_or_tombstone() {
 
 /// Withholding: a metadata replica that cannot forge an entry can still answer with an
 /// older genuine one (or none). With a replica that missed the latest write, the two make
-/// a read quorum of their own, and the reader rolled the object back. Reads now keep
-/// listening to the remaining replica for `storage.read_linger`, so the latest write wins
-/// as long as one replica that holds it answers in time.
+/// a read quorum of their own, and the reader rolled the object back (or a listing left a
+/// key out). Reads and listings now keep listening to the remaining replica for
+/// `storage.read_linger`, so the latest write wins as long as one replica that holds it
+/// answers in time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_withholding_the_latest_entry_cannot_roll_an_object_back() {
     // Anti-entropy must not repair the replica that misses a write before the read.
     let c = Cluster::start_with(4, |config| {
         config.storage.chunk_size = CHUNK;
         config.storage.repair_interval = Duration::from_secs(120);
+        // Longer than the default, so that a loaded machine cannot make the replica that
+        // holds the latest write miss it.
+        config.storage.read_linger = Duration::from_secs(1);
     })
     .await;
     c.wait_converged(Duration::from_secs(20)).await;
@@ -1134,6 +1138,9 @@ async fn a_replica_withholding_the_latest_entry_cannot_roll_an_object_back() {
         .await
         .unwrap();
     assert!(new.supersedes(&old));
+    c.put(edge, &tenant, &bucket, "fresh", b"new key")
+        .await
+        .unwrap();
     c.heal().await;
     let held = c
         .node(missed)
@@ -1156,13 +1163,26 @@ async fn a_replica_withholding_the_latest_entry_cannot_roll_an_object_back() {
                 StoreRequest::GetMeta { .. } => {
                     xnode_storage::ServeFault::Answer(StoreResponse::Meta(Some(old.clone())))
                 }
+                // ... and hides the new key from its range answers.
+                StoreRequest::MetaRange { .. } => match honest {
+                    StoreResponse::MetaRange { entries, truncated } => {
+                        xnode_storage::ServeFault::Answer(StoreResponse::MetaRange {
+                            entries: entries
+                                .into_iter()
+                                .filter(|m| m.path.key != "fresh")
+                                .collect(),
+                            truncated,
+                        })
+                    }
+                    honest => xnode_storage::ServeFault::Answer(honest),
+                },
                 _ => xnode_storage::ServeFault::Answer(honest),
             },
         )));
     c.node(holds)
         .storage()
         .set_serve_tamper(Some(std::sync::Arc::new(|request, honest| match request {
-            StoreRequest::GetMeta { .. } => {
+            StoreRequest::GetMeta { .. } | StoreRequest::MetaRange { .. } => {
                 xnode_storage::ServeFault::Delay(Duration::from_millis(20), honest)
             }
             _ => xnode_storage::ServeFault::Answer(honest),
@@ -1171,6 +1191,18 @@ async fn a_replica_withholding_the_latest_entry_cannot_roll_an_object_back() {
         assert!(
             c.get(edge, &tenant, &bucket, "doc", None).await.unwrap() == new_body,
             "read {attempt} through node {edge} was rolled back to the older version"
+        );
+        let listed = c
+            .node(edge)
+            .storage()
+            .list_objects(&tenant.id(), &bucket, "", None, 100)
+            .await
+            .unwrap();
+        let keys: Vec<&str> = listed.iter().map(|m| m.path.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["doc", "fresh"],
+            "listing {attempt} through node {edge}"
         );
     }
     c.shutdown().await;
