@@ -16,6 +16,7 @@ mod listing;
 mod multipart;
 mod objects;
 mod parts;
+mod sse;
 mod system_meta;
 mod tagging;
 mod versioning;
