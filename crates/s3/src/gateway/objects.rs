@@ -208,6 +208,10 @@ impl Gateway {
             input.sse_customer_key_md5.as_deref(),
         )?;
         sse::check_write(customer.as_ref(), input.server_side_encryption.as_ref())?;
+        sse::check_requested(
+            input.server_side_encryption.as_ref(),
+            input.ssekms_key_id.as_deref(),
+        )?;
         let expected = input.content_length.and_then(|l| u64::try_from(l).ok());
         let content_type = input
             .content_type

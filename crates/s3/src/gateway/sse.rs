@@ -297,6 +297,37 @@ pub(super) fn check_write(
     Ok(())
 }
 
+/// Refuses what a write asks for in its own fields that the gateway cannot honour: the
+/// guard checks headers, but a POST upload brings `x-amz-server-side-encryption` and the
+/// KMS key id as form fields, which must not be ignored either. SSE-S3 (`AES256`) is what
+/// every object has; a KMS key is one the gateway does not know (`400
+/// KMS.NotFoundException`, as AWS answers).
+pub(super) fn check_requested(
+    sse: Option<&s3s::dto::ServerSideEncryption>,
+    kms_key: Option<&str>,
+) -> S3Result<()> {
+    match sse.map(|s| s.as_str()) {
+        Some("aws:kms" | "aws:kms:dsse") => {
+            let mut e = s3s::S3Error::with_message(
+                s3s::S3ErrorCode::Custom("KMS.NotFoundException".into()),
+                format!(
+                    "Invalid keyId {:?}: this gateway has no key management service, so it knows no KMS key; objects are always encrypted at rest (SSE-S3), and SSE-C is supported",
+                    kms_key.unwrap_or("aws/s3")
+                ),
+            );
+            e.set_status_code(hyper::StatusCode::BAD_REQUEST);
+            Err(e)
+        }
+        Some(AES256) | None if kms_key.is_some() => Err(invalid(
+            "Server Side Encryption with AWS KMS managed key requires HTTP header x-amz-server-side-encryption : aws:kms",
+        )),
+        Some(AES256) | None => Ok(()),
+        Some(other) => Err(invalid(&format!(
+            "The encryption method specified is not supported: {other:?}"
+        ))),
+    }
+}
+
 /// Opens object keys with one data key and wraps them under another: a copy between
 /// objects encrypted differently (SSE-C to plain, plain to SSE-C, one customer key to
 /// another) shares its source's chunks and only re-wraps their keys.
@@ -503,5 +534,24 @@ mod tests {
         assert_eq!(code(check_write(Some(&a), Some(&s3))), "InvalidArgument");
         assert_eq!(code(check_write(Some(&a), None)), "ok");
         assert_eq!(code(check_write(None, Some(&s3))), "ok");
+    }
+
+    #[test]
+    fn kms_in_form_fields_is_refused_too() {
+        let sse = |v: &'static str| s3s::dto::ServerSideEncryption::from_static(v);
+        assert_eq!(code(check_requested(None, None)), "ok");
+        assert_eq!(code(check_requested(Some(&sse(AES256)), None)), "ok");
+        assert_eq!(
+            code(check_requested(Some(&sse("aws:kms")), Some("testkey-1"))),
+            "KMS.NotFoundException"
+        );
+        assert_eq!(
+            code(check_requested(None, Some("testkey-1"))),
+            "InvalidArgument"
+        );
+        assert_eq!(
+            code(check_requested(Some(&sse("aes:kms")), None)),
+            "InvalidArgument"
+        );
     }
 }
