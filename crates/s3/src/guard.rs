@@ -16,32 +16,6 @@ use s3s::{S3Result, s3_error};
 
 /// Headers whose features the gateway does not have, refused on every operation.
 const UNSUPPORTED_HEADERS: &[(&str, &str)] = &[
-    (
-        "x-amz-server-side-encryption-customer-algorithm",
-        "SSE-C (customer-provided keys)",
-    ),
-    (
-        "x-amz-server-side-encryption-customer-key",
-        "SSE-C (customer-provided keys)",
-    ),
-    (
-        "x-amz-server-side-encryption-customer-key-md5",
-        "SSE-C (customer-provided keys)",
-    ),
-    (
-        "x-amz-copy-source-server-side-encryption-customer-algorithm",
-        "SSE-C (customer-provided keys)",
-    ),
-    (
-        "x-amz-copy-source-server-side-encryption-customer-key",
-        "SSE-C (customer-provided keys)",
-    ),
-    (
-        "x-amz-copy-source-server-side-encryption-customer-key-md5",
-        "SSE-C (customer-provided keys)",
-    ),
-    ("x-amz-server-side-encryption-aws-kms-key-id", "SSE-KMS"),
-    ("x-amz-server-side-encryption-context", "SSE-KMS"),
     ("x-amz-object-lock-mode", "object lock"),
     ("x-amz-object-lock-retain-until-date", "object lock"),
     ("x-amz-object-lock-legal-hold", "object lock"),
@@ -58,6 +32,50 @@ const UNSUPPORTED_HEADERS: &[(&str, &str)] = &[
         "optional object attributes in listings",
     ),
 ];
+
+/// The server-side encryption a request asks for, refused as S3 refuses it when it cannot
+/// be honoured. Objects are always encrypted at rest, so SSE-S3 (`AES256`) is honoured, and
+/// SSE-C is built (`gateway::sse`); SSE-KMS has no key service behind it, so every KMS key
+/// is one this gateway does not know, which AWS answers with `400 KMS.NotFoundException`.
+fn check_encryption(op: &str, headers: &HeaderMap) -> S3Result<()> {
+    let sse = header(headers, "x-amz-server-side-encryption");
+    let kms_key = header(headers, "x-amz-server-side-encryption-aws-kms-key-id");
+    let kms_context = headers.contains_key("x-amz-server-side-encryption-context");
+    if sse.is_some() && matches!(op, "GetObject" | "HeadObject") {
+        return Err(s3_error!(
+            InvalidArgument,
+            "x-amz-server-side-encryption header is not supported for this operation."
+        ));
+    }
+    if sse.is_some() && headers.contains_key("x-amz-server-side-encryption-customer-algorithm") {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Server Side Encryption with Customer provided key is incompatible with the encryption method specified"
+        ));
+    }
+    match sse {
+        Some("aws:kms" | "aws:kms:dsse") => {
+            let mut e = s3s::S3Error::with_message(
+                s3s::S3ErrorCode::Custom("KMS.NotFoundException".into()),
+                format!(
+                    "Invalid keyId {:?}: this gateway has no key management service, so it knows no KMS key; objects are always encrypted at rest (SSE-S3), and SSE-C is supported",
+                    kms_key.unwrap_or("aws/s3")
+                ),
+            );
+            e.set_status_code(hyper::StatusCode::BAD_REQUEST);
+            Err(e)
+        }
+        Some("AES256") | None if kms_key.is_some() || kms_context => Err(s3_error!(
+            InvalidArgument,
+            "Server Side Encryption with AWS KMS managed key requires HTTP header x-amz-server-side-encryption : aws:kms"
+        )),
+        Some("AES256") | None => Ok(()),
+        Some(other) => Err(s3_error!(
+            InvalidArgument,
+            "The encryption method specified is not supported: {other:?}"
+        )),
+    }
+}
 
 fn not_implemented(what: &str) -> s3s::S3Error {
     s3_error!(
@@ -89,13 +107,7 @@ pub fn check(op: &str, headers: &HeaderMap, query: Option<&str>) -> S3Result<()>
             return Err(not_implemented(&format!("{feature} (header {name})")));
         }
     }
-    // Objects are always encrypted at rest, so asking for SSE-S3 (AES256) is honoured;
-    // KMS-managed keys are not.
-    if let Some(sse) = header(headers, "x-amz-server-side-encryption")
-        && sse != "AES256"
-    {
-        return Err(not_implemented(&format!("server-side encryption {sse:?}")));
-    }
+    check_encryption(op, headers)?;
     if header(headers, "x-amz-server-side-encryption-bucket-key-enabled")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     {
@@ -209,26 +221,83 @@ mod tests {
     }
 
     #[test]
+    fn encryption_is_refused_as_aws_refuses_it() {
+        for (op, pairs, expected) in [
+            (
+                "PutObject",
+                vec![("x-amz-server-side-encryption", "aws:kms")],
+                "KMS.NotFoundException",
+            ),
+            (
+                "PutObject",
+                vec![
+                    ("x-amz-server-side-encryption", "aws:kms"),
+                    ("x-amz-server-side-encryption-aws-kms-key-id", "testkey-1"),
+                ],
+                "KMS.NotFoundException",
+            ),
+            (
+                "PutObject",
+                vec![("x-amz-server-side-encryption-aws-kms-key-id", "testkey-1")],
+                "InvalidArgument",
+            ),
+            (
+                "PutObject",
+                vec![
+                    ("x-amz-server-side-encryption", "AES256"),
+                    ("x-amz-server-side-encryption-aws-kms-key-id", "testkey-1"),
+                ],
+                "InvalidArgument",
+            ),
+            (
+                "PutObject",
+                vec![
+                    ("x-amz-server-side-encryption", "aws:kms"),
+                    ("x-amz-server-side-encryption-customer-algorithm", "AES256"),
+                ],
+                "InvalidArgument",
+            ),
+            (
+                "PutObject",
+                vec![("x-amz-server-side-encryption", "aes:kms")],
+                "InvalidArgument",
+            ),
+            (
+                "HeadObject",
+                vec![("x-amz-server-side-encryption", "AES256")],
+                "InvalidArgument",
+            ),
+            (
+                "GetObject",
+                vec![("x-amz-server-side-encryption", "AES256")],
+                "InvalidArgument",
+            ),
+        ] {
+            let h = headers(&pairs);
+            let e = check(op, &h, None).unwrap_err();
+            assert_eq!(e.code().as_str(), expected, "{op} {pairs:?}");
+            assert_eq!(
+                e.status_code(),
+                Some(hyper::StatusCode::BAD_REQUEST),
+                "{op} {pairs:?}"
+            );
+        }
+        // SSE-C is handled by the gateway, not refused here.
+        let h = headers(&[("x-amz-server-side-encryption-customer-algorithm", "AES256")]);
+        assert!(check("GetObject", &h, None).is_ok());
+    }
+
+    #[test]
     fn what_is_not_honoured_is_refused() {
         let ni = Some("NotImplemented".to_owned());
         for (op, pairs, query) in [
             ("DeleteObject", vec![("if-none-match", "*")], None),
-            (
-                "GetObject",
-                vec![("x-amz-server-side-encryption-customer-algorithm", "AES256")],
-                None,
-            ),
             (
                 "PutObject",
                 vec![("x-amz-object-lock-mode", "GOVERNANCE")],
                 None,
             ),
             ("PutObject", vec![("x-amz-acl", "public-read")], None),
-            (
-                "PutObject",
-                vec![("x-amz-server-side-encryption", "aws:kms")],
-                None,
-            ),
             ("PutObject", vec![("x-amz-storage-class", "GLACIER")], None),
             (
                 "CreateBucket",

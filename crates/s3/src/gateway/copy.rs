@@ -8,6 +8,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::multipart::part_key;
+use super::sse::{self, CustomerKey};
 use super::system_meta::{self, SystemMeta, stored_encoding};
 use super::tagging;
 use super::{
@@ -72,6 +73,18 @@ impl Gateway {
         self.require_bucket(&key.tenant, &input.bucket)?;
         self.check_key(src_key)?;
         self.check_key(&input.key)?;
+        let (src_customer, dest_customer) = copy_customer_keys(
+            &input.copy_source_sse_customer_algorithm,
+            &input.copy_source_sse_customer_key,
+            &input.copy_source_sse_customer_key_md5,
+            &input.sse_customer_algorithm,
+            &input.sse_customer_key,
+            &input.sse_customer_key_md5,
+        )?;
+        sse::check_write(
+            dest_customer.as_ref(),
+            input.server_side_encryption.as_ref(),
+        )?;
         let src_stored = self
             .source_version(&key, src_bucket, src_key, src_version)
             .await?;
@@ -89,11 +102,19 @@ impl Gateway {
                 if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
             },
         )?;
+        let open = sse::opening_key(&key.data_key(), &src.user_meta, src_customer.as_ref())?;
         let replace = input
             .metadata_directive
             .as_ref()
             .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        // Asking for encryption (SSE-S3 or a customer key) or leaving an SSE-C source
+        // changes the object's encryption attributes, which S3 accepts as a reason to copy
+        // an object onto itself.
+        let changes_encryption = dest_customer.is_some()
+            || input.server_side_encryption.is_some()
+            || sse::stored_verifier(&src.user_meta).is_some();
         if !replace
+            && !changes_encryption
             && src_version.is_none()
             && src_bucket == input.bucket.as_str()
             && src_key == input.key.as_str()
@@ -148,6 +169,7 @@ impl Gateway {
             (src.content_type.clone(), meta)
         };
         let mut meta = meta;
+        let wrap = sse::writing_key(&key.data_key(), &mut meta, dest_customer.as_ref());
         let version = self
             .begin_version(&key, &input.bucket, &input.key, &mut meta)
             .await?;
@@ -162,7 +184,10 @@ impl Gateway {
                 &key.tenant,
                 &input.bucket,
                 &target,
-                &key.data_key(),
+                &sse::Rekey {
+                    open: &open,
+                    wrap: &wrap,
+                },
                 &[(src_bucket.to_string(), src_stored.clone())],
                 content_type,
                 meta,
@@ -175,10 +200,14 @@ impl Gateway {
             .info
             .ok_or_else(|| s3_error!(InternalError, "the copy has no metadata"))?;
         if let Some(v) = &version {
-            self.finish_version(&key, &input.bucket, &input.key, v, &info, pre)
+            self.finish_version(&key, &wrap, &input.bucket, &input.key, v, &info, pre)
                 .await?;
         }
+        let encryption = sse::response_headers(dest_customer.as_ref());
         Ok(S3Response::new(CopyObjectOutput {
+            server_side_encryption: encryption.server_side_encryption,
+            sse_customer_algorithm: encryption.sse_customer_algorithm,
+            sse_customer_key_md5: encryption.sse_customer_key_md5,
             version_id: version.map(|v| v.public_id),
             copy_source_version_id: src_version.map(str::to_owned),
             copy_object_result: Some(CopyObjectResult {
@@ -210,8 +239,22 @@ impl Gateway {
                 "Part number must be an integer between 1 and 10000, inclusive"
             ));
         }
-        self.read_upload(&key.tenant, &input.bucket, &input.key, &input.upload_id)
+        let (src_customer, dest_customer) = copy_customer_keys(
+            &input.copy_source_sse_customer_algorithm,
+            &input.copy_source_sse_customer_key,
+            &input.copy_source_sse_customer_key_md5,
+            &input.sse_customer_algorithm,
+            &input.sse_customer_key,
+            &input.sse_customer_key_md5,
+        )?;
+        let upload = self
+            .read_upload(&key.tenant, &input.bucket, &input.key, &input.upload_id)
             .await?;
+        let data_key = sse::upload_key(
+            &key.data_key(),
+            upload.sse_c.as_deref(),
+            dest_customer.as_ref(),
+        )?;
         let src_stored = self
             .source_version(&key, src_bucket, src_key, src_version)
             .await?;
@@ -229,13 +272,14 @@ impl Gateway {
                 if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
             },
         )?;
+        let open = sse::opening_key(&key.data_key(), &src.user_meta, src_customer.as_ref())?;
         let range = match &input.copy_source_range {
             None => None,
             Some(text) => Some(copy_range(text, src.size)?),
         };
         let read = self
             .storage()
-            .get_object(&key.tenant, src_bucket, &src_stored, &key.data_key(), range)
+            .get_object(&key.tenant, src_bucket, &src_stored, &open, range)
             .await
             .map_err(s3_err)?;
         let length = read.range.1.saturating_sub(read.range.0);
@@ -246,7 +290,7 @@ impl Gateway {
                 &key.tenant,
                 &input.bucket,
                 &part,
-                &key.data_key(),
+                &data_key,
                 DEFAULT_CONTENT_TYPE.into(),
                 BTreeMap::new(),
                 Some(length),
@@ -257,7 +301,11 @@ impl Gateway {
         let info = meta
             .info
             .ok_or_else(|| s3_error!(InternalError, "the stored part has no metadata"))?;
+        let encryption = sse::response_headers(dest_customer.as_ref());
         Ok(S3Response::new(UploadPartCopyOutput {
+            server_side_encryption: encryption.server_side_encryption,
+            sse_customer_algorithm: encryption.sse_customer_algorithm,
+            sse_customer_key_md5: encryption.sse_customer_key_md5,
             copy_part_result: Some(CopyPartResult {
                 e_tag: Some(etag_of(&info)),
                 last_modified: Some(timestamp(info.created_ms)),
@@ -266,6 +314,26 @@ impl Gateway {
             ..Default::default()
         }))
     }
+}
+
+/// The customer keys of a copy: the source's (`x-amz-copy-source-server-side-encryption-customer-*`)
+/// and the destination's (`x-amz-server-side-encryption-customer-*`).
+fn copy_customer_keys(
+    src_algorithm: &Option<String>,
+    src_key: &Option<String>,
+    src_md5: &Option<String>,
+    algorithm: &Option<String>,
+    key: &Option<String>,
+    md5: &Option<String>,
+) -> S3Result<(Option<CustomerKey>, Option<CustomerKey>)> {
+    Ok((
+        CustomerKey::parse(
+            src_algorithm.as_deref(),
+            src_key.as_deref(),
+            src_md5.as_deref(),
+        )?,
+        CustomerKey::parse(algorithm.as_deref(), key.as_deref(), md5.as_deref())?,
+    ))
 }
 
 /// `x-amz-copy-source-range`: unlike a GET's `Range`, it must be `bytes=first-last` and lie

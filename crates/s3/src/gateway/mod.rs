@@ -4,10 +4,11 @@
 //! This module holds the `Gateway` itself, the helpers its operations share and the
 //! `S3` trait impl, which only delegates: the operations live in submodules by topic
 //! (`buckets`, `objects`, `parts`, `tagging`, `listing`, `multipart`, `copy`,
-//! `versioning`), the mapping of storage
+//! `versioning`, `bucket_encryption`; server-side encryption in `sse`), the mapping of storage
 //! failures onto S3 errors in `errors`, the metadata S3 keeps beside the user's in
 //! `system_meta` and the checking of upload checksums in `integrity`.
 
+mod bucket_encryption;
 mod buckets;
 mod copy;
 mod errors;
@@ -16,6 +17,7 @@ mod listing;
 mod multipart;
 mod objects;
 mod parts;
+mod sse;
 mod system_meta;
 mod tagging;
 mod versioning;
@@ -405,5 +407,26 @@ impl S3 for Gateway {
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         self.list_multipart_uploads_impl(req).await
+    }
+
+    async fn put_bucket_encryption(
+        &self,
+        req: S3Request<PutBucketEncryptionInput>,
+    ) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+        self.put_bucket_encryption_impl(req).await
+    }
+
+    async fn get_bucket_encryption(
+        &self,
+        req: S3Request<GetBucketEncryptionInput>,
+    ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+        self.get_bucket_encryption_impl(req).await
+    }
+
+    async fn delete_bucket_encryption(
+        &self,
+        req: S3Request<DeleteBucketEncryptionInput>,
+    ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+        self.delete_bucket_encryption_impl(req).await
     }
 }

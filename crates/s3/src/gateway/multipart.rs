@@ -11,6 +11,7 @@ use xnode_store::{ObjectInfo, internal_key};
 use xnode_types::PublicKeyBytes;
 
 use super::integrity::{self, Expected, Verifier, stored_checksums};
+use super::sse::{self, CustomerKey};
 use super::system_meta::{self, SystemMeta, stored_encoding};
 use super::{
     DEFAULT_CONTENT_TYPE, Gateway, MAX_KEYS, MAX_PART_NUMBER, MIN_PART_SIZE, empty_body, etag_of,
@@ -34,6 +35,8 @@ pub(super) struct Upload {
     pub(super) user_meta: BTreeMap<String, String>,
     pub(super) initiated_ms: u64,
     pub(super) checksum: Option<String>,
+    /// The SSE-C verifier of the customer key the upload was created with, if any.
+    pub(super) sse_c: Option<String>,
 }
 
 fn upload_record_key(upload_id: &str) -> String {
@@ -211,6 +214,12 @@ impl Gateway {
                 "full-object checksums of multipart uploads are not supported by this gateway; use COMPOSITE"
             ));
         }
+        let customer = CustomerKey::parse(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
+        sse::check_write(customer.as_ref(), input.server_side_encryption.as_ref())?;
         let upload_id = {
             use rand::RngCore;
             let mut bytes = [0u8; 16];
@@ -243,6 +252,9 @@ impl Gateway {
         if let Some(header) = &input.tagging {
             super::tagging::store_into(&mut record, &super::tagging::parse_header(header)?);
         }
+        // The record keeps only a verifier of the customer key, which parts and the
+        // completion must match; the record itself holds no data.
+        sse::writing_key(&key.data_key(), &mut record, customer.as_ref());
         self.storage()
             .put_object(
                 &key.tenant,
@@ -256,7 +268,11 @@ impl Gateway {
             )
             .await
             .map_err(s3_err)?;
+        let encryption = sse::response_headers(customer.as_ref());
         Ok(S3Response::new(CreateMultipartUploadOutput {
+            server_side_encryption: encryption.server_side_encryption,
+            sse_customer_algorithm: encryption.sse_customer_algorithm,
+            sse_customer_key_md5: encryption.sse_customer_key_md5,
             bucket: Some(input.bucket),
             key: Some(input.key),
             upload_id: Some(upload_id),
@@ -297,6 +313,13 @@ impl Gateway {
                 a.to_ascii_uppercase()
             ));
         }
+        let customer = CustomerKey::parse(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
+        let data_key =
+            sse::upload_key(&key.data_key(), upload.sse_c.as_deref(), customer.as_ref())?;
         let expected = input.content_length.and_then(|l| u64::try_from(l).ok());
         let part = part_key(&input.upload_id, input.part_number);
         let (body, expected) = match input.body {
@@ -311,7 +334,7 @@ impl Gateway {
                 &key.tenant,
                 &input.bucket,
                 &part,
-                &key.data_key(),
+                &data_key,
                 DEFAULT_CONTENT_TYPE.into(),
                 sums.stored(),
                 expected,
@@ -325,7 +348,11 @@ impl Gateway {
         let info = meta
             .info
             .ok_or_else(|| s3_error!(InternalError, "the stored part has no metadata"))?;
+        let encryption = sse::response_headers(customer.as_ref());
         Ok(S3Response::new(UploadPartOutput {
+            server_side_encryption: encryption.server_side_encryption,
+            sse_customer_algorithm: encryption.sse_customer_algorithm,
+            sse_customer_key_md5: encryption.sse_customer_key_md5,
             e_tag: Some(etag_of(&info)),
             checksum_crc32: checksum.checksum_crc32,
             checksum_crc32c: checksum.checksum_crc32c,
@@ -350,6 +377,12 @@ impl Gateway {
             Ok(upload) => upload,
             Err(e) => return self.completed_before(&key.tenant, &input, e).await,
         };
+        let customer = CustomerKey::parse(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
+        sse::upload_key(&key.data_key(), upload.sse_c.as_deref(), customer.as_ref())?;
         let requested = input
             .multipart_upload
             .as_ref()
@@ -467,6 +500,7 @@ impl Gateway {
         }
         // The parts' chunks become the object's segments: no data is copied.
         // A condition that fails leaves the upload and its parts as they are.
+        let data_key = sse::writing_key(&key.data_key(), &mut meta, customer.as_ref());
         let pre = write_preconditions(input.if_match.as_ref(), input.if_none_match.as_ref());
         let version = self
             .begin_version(&key, &input.bucket, &input.key, &mut meta)
@@ -481,7 +515,7 @@ impl Gateway {
                 &key.tenant,
                 &input.bucket,
                 &target,
-                &key.data_key(),
+                &data_key,
                 &sources,
                 upload.content_type,
                 meta,
@@ -491,7 +525,7 @@ impl Gateway {
             .await
             .map_err(s3_err)?;
         if let (Some(v), Some(info)) = (&version, &done.info) {
-            self.finish_version(&key, &input.bucket, &input.key, v, info, pre)
+            self.finish_version(&key, &data_key, &input.bucket, &input.key, v, info, pre)
                 .await?;
         }
         self.remove_upload(&key.tenant, &input.bucket, &input.upload_id)
@@ -501,7 +535,9 @@ impl Gateway {
             .as_ref()
             .map(|i| stored_checksums(&i.user_meta))
             .unwrap_or_default();
-        Ok(S3Response::new(CompleteMultipartUploadOutput {
+        let encryption = sse::response_headers(customer.as_ref());
+        let mut response = S3Response::new(CompleteMultipartUploadOutput {
+            server_side_encryption: encryption.server_side_encryption,
             version_id: version.map(|v| v.public_id),
             bucket: Some(input.bucket.clone()),
             key: Some(input.key.clone()),
@@ -513,7 +549,11 @@ impl Gateway {
             checksum_sha1: checksum.checksum_sha1,
             checksum_sha256: checksum.checksum_sha256,
             ..Default::default()
-        }))
+        });
+        // CompleteMultipartUploadOutput has no fields for them, but S3 sends the SSE-C
+        // headers here too.
+        sse::add_customer_headers(&mut response.headers, customer.as_ref());
+        Ok(response)
     }
 
     /// CompleteMultipartUpload for an upload that is gone: if the object was completed
@@ -590,6 +630,7 @@ fn upload_from(info: &ObjectInfo) -> Upload {
             .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
         user_meta,
         checksum: meta.get(UPLOAD_CHECKSUM).cloned(),
+        sse_c: sse::stored_verifier(meta).map(str::to_owned),
         initiated_ms: meta
             .get(UPLOAD_INITIATED)
             .and_then(|v| v.parse().ok())

@@ -8,6 +8,7 @@ use xnode_store::ObjectInfo;
 
 use super::integrity::{Expected, Verifier, stored_checksums};
 use super::parts::parts_count;
+use super::sse::{self, CustomerKey};
 use super::system_meta::{self, SystemMeta, stored_encoding, user_part};
 use super::tagging;
 use super::versioning::{VERSION_ID, public_id};
@@ -201,6 +202,16 @@ impl Gateway {
         let input = req.input;
         self.require_bucket(&key.tenant, &input.bucket)?;
         self.check_key(&input.key)?;
+        let customer = CustomerKey::parse(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
+        sse::check_write(customer.as_ref(), input.server_side_encryption.as_ref())?;
+        sse::check_requested(
+            input.server_side_encryption.as_ref(),
+            input.ssekms_key_id.as_deref(),
+        )?;
         let expected = input.content_length.and_then(|l| u64::try_from(l).ok());
         let content_type = input
             .content_type
@@ -219,6 +230,7 @@ impl Gateway {
             tagging::store_into(&mut meta, &tagging::parse_header(header)?);
         }
         let checksum = stored_checksums(&meta);
+        let data_key = sse::writing_key(&key.data_key(), &mut meta, customer.as_ref());
         let (body, expected) = match input.body {
             Some(body) => (body, expected),
             None => (StreamingBlob::wrap(empty_body()), Some(0)),
@@ -240,7 +252,7 @@ impl Gateway {
                 &key.tenant,
                 &input.bucket,
                 &target,
-                &key.data_key(),
+                &data_key,
                 content_type,
                 meta,
                 expected,
@@ -256,10 +268,14 @@ impl Gateway {
             .info
             .ok_or_else(|| s3_error!(InternalError, "the stored object has no metadata"))?;
         if let Some(v) = &version {
-            self.finish_version(&key, &input.bucket, &input.key, v, &info, pre)
+            self.finish_version(&key, &data_key, &input.bucket, &input.key, v, &info, pre)
                 .await?;
         }
+        let encryption = sse::response_headers(customer.as_ref());
         Ok(S3Response::new(PutObjectOutput {
+            server_side_encryption: encryption.server_side_encryption,
+            sse_customer_algorithm: encryption.sse_customer_algorithm,
+            sse_customer_key_md5: encryption.sse_customer_key_md5,
             version_id: version.map(|v| v.public_id),
             e_tag: Some(etag_of(&info)),
             size: i64::try_from(info.size).ok(),
@@ -295,13 +311,19 @@ impl Gateway {
                 ),
             )
             .await?;
+        let customer = CustomerKey::parse(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
+        let opening = sse::opening_key(&key.data_key(), &head.user_meta, customer.as_ref())?;
         let read = self
             .storage()
             .get_object(
                 &key.tenant,
                 &input.bucket,
                 &stored_key,
-                &key.data_key(),
+                &opening,
                 range.map(|(start, end)| (start, Some(end.saturating_sub(1)))),
             )
             .await
@@ -330,7 +352,11 @@ impl Gateway {
         } else {
             d.checksum
         };
+        let encryption = sse::response_headers(customer.as_ref());
         Ok(S3Response::new(GetObjectOutput {
+            server_side_encryption: encryption.server_side_encryption,
+            sse_customer_algorithm: encryption.sse_customer_algorithm,
+            sse_customer_key_md5: encryption.sse_customer_key_md5,
             body: Some(StreamingBlob::wrap(body)),
             content_length: i64::try_from(end - start).ok(),
             parts_count,
@@ -380,6 +406,13 @@ impl Gateway {
                 ),
             )
             .await?;
+        let customer = CustomerKey::parse(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
+        sse::opening_key(&key.data_key(), &info.user_meta, customer.as_ref())?;
+        let encryption = sse::response_headers(customer.as_ref());
         let length = range.map(|(s, e)| e - s).unwrap_or(info.size);
         let parts_count = input
             .part_number
@@ -396,6 +429,9 @@ impl Gateway {
             input.response_expires.as_ref(),
         );
         let mut response = S3Response::new(HeadObjectOutput {
+            server_side_encryption: encryption.server_side_encryption,
+            sse_customer_algorithm: encryption.sse_customer_algorithm,
+            sse_customer_key_md5: encryption.sse_customer_key_md5,
             content_length: i64::try_from(length).ok(),
             parts_count,
             content_range: range

@@ -76,6 +76,13 @@ impl Gateway {
             .head_object(&key.tenant, &input.bucket, &input.key)
             .await
             .map_err(s3_err)?;
+        // An SSE-C object's attributes are shown only to a request with its key, as S3 does.
+        let customer = super::sse::CustomerKey::parse(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
+        super::sse::opening_key(&key.data_key(), &info.user_meta, customer.as_ref())?;
         // SDKs send the attributes as one comma-separated header value, which s3s keeps
         // as a single entry.
         let wants = |a: &str| {

@@ -245,9 +245,11 @@ impl Gateway {
     /// Makes a written version object the object's current version, if `pre` holds for
     /// the current one (conditional writes are decided on the object's key, as without
     /// versioning). A version whose condition failed is removed again.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn finish_version(
         &self,
         key: &AccessKey,
+        data_key: &xnode_store::DataKey,
         bucket: &str,
         object: &str,
         version: &NewVersion,
@@ -260,7 +262,7 @@ impl Gateway {
                 &key.tenant,
                 bucket,
                 object,
-                &key.data_key(),
+                data_key,
                 &[(bucket.to_owned(), version.stored_key.clone())],
                 info.content_type.clone(),
                 info.user_meta.clone(),
