@@ -45,12 +45,15 @@ enum Level {
     Object,
 }
 
-/// What an ACL must grant for operation `op`, and the policy action it is; `None` for
-/// operations only the owner may perform.
-fn needs(op: &str) -> Option<(Level, Permission, &'static str)> {
+/// What an ACL must grant for operation `op` (`None`: only a policy can grant it), and
+/// the policy action it is; `None` for operations only the owner may perform.
+fn needs(op: &str) -> Option<(Level, Option<Permission>, &'static str)> {
     use Level::*;
     use Permission::*;
-    Some(match op {
+    if let Some(action) = policy_only(op) {
+        return Some((Object, None, action));
+    }
+    let (level, permission, action) = match op {
         "ListObjects" | "ListObjectsV2" => (Bucket, Read, "s3:ListBucket"),
         "HeadBucket" => (Bucket, Read, "s3:ListBucket"),
         "ListObjectVersions" => (Bucket, Read, "s3:ListBucketVersions"),
@@ -68,6 +71,16 @@ fn needs(op: &str) -> Option<(Level, Permission, &'static str)> {
         "GetObjectTagging" => (Object, Read, "s3:GetObjectTagging"),
         "GetObjectAcl" => (Object, ReadAcp, "s3:GetObjectAcl"),
         "PutObjectAcl" => (Object, WriteAcp, "s3:PutObjectAcl"),
+        _ => return None,
+    };
+    Some((level, Some(permission), action))
+}
+
+/// Operations no ACL permission covers, which a bucket policy may grant (as in S3).
+fn policy_only(op: &str) -> Option<&'static str> {
+    Some(match op {
+        "PutObjectTagging" => "s3:PutObjectTagging",
+        "DeleteObjectTagging" => "s3:DeleteObjectTagging",
         _ => return None,
     })
 }
@@ -135,7 +148,22 @@ fn condition_context(
             context.insert(key, v);
         }
     }
-    for (header, key) in [("referer", "aws:referer"), ("user-agent", "aws:useragent")] {
+    for (header, key) in [
+        ("referer", "aws:referer"),
+        ("user-agent", "aws:useragent"),
+        ("x-amz-acl", "s3:x-amz-acl"),
+        ("x-amz-grant-read", "s3:x-amz-grant-read"),
+        ("x-amz-grant-write", "s3:x-amz-grant-write"),
+        ("x-amz-grant-read-acp", "s3:x-amz-grant-read-acp"),
+        ("x-amz-grant-write-acp", "s3:x-amz-grant-write-acp"),
+        ("x-amz-grant-full-control", "s3:x-amz-grant-full-control"),
+        (
+            "x-amz-server-side-encryption",
+            "s3:x-amz-server-side-encryption",
+        ),
+        ("x-amz-copy-source", "s3:x-amz-copy-source"),
+        ("x-amz-metadata-directive", "s3:x-amz-metadata-directive"),
+    ] {
         if let Some(v) = headers.get(header).and_then(|v| v.to_str().ok()) {
             context.insert(key, v.to_owned());
         }
@@ -159,14 +187,12 @@ pub(crate) async fn decide(
         S3Path::Object { bucket, key } => (Some(&**bucket), Some(&**key)),
     };
     let Some(bucket) = bucket else {
-        // ListBuckets: a tenant lists its own buckets; anonymous requests have none.
-        return match requester {
-            Some(_) => Ok(Decision {
-                owner: None,
-                act_as: None,
-            }),
-            None => Err(denied()),
-        };
+        // ListBuckets: a tenant lists its own buckets; anonymous requests own none, and
+        // get an empty list as from S3.
+        return Ok(Decision {
+            owner: None,
+            act_as: None,
+        });
     };
     let registry = storage.registry();
     let Some((owner, _)) = owner_of(registry, bucket) else {
@@ -226,8 +252,9 @@ pub(crate) async fn decide(
         && !(block.restrict_public_buckets && policy.as_ref().is_some_and(|p| p.is_public()));
     let public_grants = !block.ignore_public_acls;
     let acl_allows = policy_allows
-        || match (level, object) {
-            (Level::Object, Some(key)) => {
+        || match (level, object, permission) {
+            (_, _, None) => false,
+            (Level::Object, Some(key), Some(permission)) => {
                 match storage.head_object(&owner, bucket, key).await {
                     Ok((_, info)) => object_acl(&info.user_meta, &owner).allows(
                         requester,
@@ -243,7 +270,9 @@ pub(crate) async fn decide(
                     ),
                 }
             }
-            _ => bucket_acl(registry, bucket, &owner).allows(requester, permission, public_grants),
+            (_, _, Some(permission)) => {
+                bucket_acl(registry, bucket, &owner).allows(requester, permission, public_grants)
+            }
         };
     if !acl_allows {
         return Err(denied());
@@ -285,6 +314,8 @@ mod tests {
         ] {
             assert!(needs(op).is_none(), "{op}");
         }
+        // Tagging is granted by a policy only, never by an ACL.
+        assert_eq!(needs("PutObjectTagging").map(|n| n.1), Some(None));
         assert_eq!(needs("GetObject").map(|n| n.0), Some(Level::Object));
         assert_eq!(
             owner_action("GetPublicAccessBlock"),
@@ -307,5 +338,14 @@ mod tests {
             Some("http://example.com/x")
         );
         assert!(!c.contains_key("s3:delimiter"));
+        h.insert(
+            "x-amz-acl",
+            hyper::header::HeaderValue::from_static("public-read"),
+        );
+        let c = condition_context(None, &h);
+        assert_eq!(
+            c.get("s3:x-amz-acl").map(String::as_str),
+            Some("public-read")
+        );
     }
 }

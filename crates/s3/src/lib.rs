@@ -112,12 +112,12 @@ impl S3Access for SignedOnly {
             cx.headers(),
         )
         .await?;
-        let charged = match (requester, decision.owner) {
-            (Some(tenant), _) => tenant,
-            (None, Some(owner)) => owner,
-            (None, None) => return Err(s3_error!(AccessDenied, "Access Denied")),
-        };
-        if let Err(refusal) = self.tenant_rate.check(charged, Instant::now()) {
+        // An unsigned request naming no bucket (ListBuckets) touches no tenant's data and
+        // has no tenant to charge; the per-address limits bound it.
+        let charged = requester.or(decision.owner);
+        if let Some(charged) = charged
+            && let Err(refusal) = self.tenant_rate.check(charged, Instant::now())
+        {
             // SlowDown (503) is what AWS answers a client over its request rate; SDKs
             // retry it with backoff.
             return Err(s3_error!(
@@ -126,7 +126,9 @@ impl S3Access for SignedOnly {
                 refusal.retry_after.as_secs()
             ));
         }
-        self.check_expected_owner(&decision.owner.unwrap_or(charged), cx)?;
+        if let Some(expected) = decision.owner.or(charged) {
+            self.check_expected_owner(&expected, cx)?;
+        }
         if let Some(key) = decision.act_as {
             cx.extensions_mut().insert(authorize::ActingFor(key));
         }

@@ -43,6 +43,13 @@ impl Gateway {
         &self,
         req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
+        // An unsigned request owns no bucket.
+        if req.credentials.is_none() {
+            return Ok(S3Response::new(ListBucketsOutput {
+                buckets: Some(Vec::new()),
+                ..Default::default()
+            }));
+        }
         let key = self.key_of(&req)?;
         let input = req.input;
         let max = match input.max_buckets {

@@ -8,11 +8,13 @@
 //! one); `Action` and `Resource` with `*` and `?` wildcards; and conditions with the
 //! string operators (`StringEquals`, `StringNotEquals`, `StringLike`, `StringNotLike`,
 //! each optionally `...IfExists`) on the keys `s3:prefix`, `s3:delimiter`,
-//! `s3:max-keys`, `aws:Referer` and `aws:UserAgent`. A condition the gateway cannot evaluate
+//! `s3:max-keys`, `aws:Referer`, `aws:UserAgent` and the request headers `s3:x-amz-acl`,
+//! `s3:x-amz-grant-*`, `s3:x-amz-server-side-encryption`, `s3:x-amz-copy-source` and
+//! `s3:x-amz-metadata-directive`. A condition the gateway cannot evaluate
 //! (another operator or key) never grants: an Allow statement with one matches no
 //! request, a Deny statement with one matches every request it otherwise covers. Anything
-//! else malformed (`NotPrincipal`, `NotAction`, `NotResource`, a resource in another
-//! bucket, an unknown effect) is refused with `MalformedPolicy` when the policy is put.
+//! else malformed (`NotPrincipal`, `NotAction`, `NotResource`, a resource that cannot
+//! name this bucket, an unknown effect) is refused with `MalformedPolicy` when the policy is put.
 
 use std::collections::BTreeMap;
 
@@ -143,6 +145,15 @@ const KNOWN_KEYS: &[&str] = &[
     "s3:max-keys",
     "aws:referer",
     "aws:useragent",
+    "s3:x-amz-acl",
+    "s3:x-amz-grant-read",
+    "s3:x-amz-grant-write",
+    "s3:x-amz-grant-read-acp",
+    "s3:x-amz-grant-write-acp",
+    "s3:x-amz-grant-full-control",
+    "s3:x-amz-server-side-encryption",
+    "s3:x-amz-copy-source",
+    "s3:x-amz-metadata-directive",
 ];
 
 impl Condition {
@@ -232,10 +243,9 @@ impl Policy {
             Some(one @ Value::Object(_)) => vec![one],
             _ => return Err(malformed("a policy needs a Statement")),
         };
-        let bucket_arn = format!("arn:aws:s3:::{bucket}");
         let statements = statements
             .into_iter()
-            .map(|s| parse_statement(s, &bucket_arn))
+            .map(|s| parse_statement(s, bucket))
             .collect::<S3Result<Vec<_>>>()?;
         Ok(Policy { statements })
     }
@@ -260,7 +270,8 @@ impl Policy {
     }
 }
 
-fn parse_statement(value: &Value, bucket_arn: &str) -> S3Result<Statement> {
+fn parse_statement(value: &Value, bucket: &str) -> S3Result<Statement> {
+    let bucket_arn = &format!("arn:aws:s3:::{bucket}");
     let Value::Object(s) = value else {
         return Err(malformed("a Statement must be an object"));
     };
@@ -309,12 +320,14 @@ fn parse_statement(value: &Value, bucket_arn: &str) -> S3Result<Statement> {
             .ok_or_else(|| malformed("a Statement needs a Resource"))?,
         "resources",
     )?;
+    // A resource must be able to name this bucket or its objects (`arn:aws:s3:::*/*`
+    // does; one naming only another bucket does not, and is refused as AWS refuses it).
     for r in &resources {
-        let in_bucket = r == bucket_arn
-            || r.strip_prefix(bucket_arn)
-                .is_some_and(|rest| rest.starts_with('/'))
-            || (r.ends_with('*') && bucket_arn.starts_with(r.trim_end_matches('*')));
-        if !in_bucket {
+        let names_this_bucket = r
+            .strip_prefix("arn:aws:s3:::")
+            .is_some_and(|rest| glob(rest.split('/').next().unwrap_or_default(), bucket))
+            || glob(r, bucket_arn);
+        if !names_this_bucket {
             return Err(malformed(format!(
                 "Policy has invalid resource {r:?}: it must be in this bucket"
             )));
