@@ -208,6 +208,14 @@ pub(crate) async fn decide(
             )),
         };
     };
+    // Creating a bucket another tenant owns is answered by the operation itself
+    // (`409 BucketAlreadyExists`, as S3 answers it); it is granted nothing.
+    if op == "CreateBucket" && requester.is_some() {
+        return Ok(Decision {
+            owner: None,
+            act_as: None,
+        });
+    }
     let policy = bucket_policy(registry, bucket);
     let resource = match object {
         Some(key) => format!("arn:aws:s3:::{bucket}/{key}"),
