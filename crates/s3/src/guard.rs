@@ -20,11 +20,6 @@ const UNSUPPORTED_HEADERS: &[(&str, &str)] = &[
     ("x-amz-object-lock-retain-until-date", "object lock"),
     ("x-amz-object-lock-legal-hold", "object lock"),
     ("x-amz-website-redirect-location", "website redirects"),
-    ("x-amz-grant-full-control", "ACL grants"),
-    ("x-amz-grant-read", "ACL grants"),
-    ("x-amz-grant-read-acp", "ACL grants"),
-    ("x-amz-grant-write", "ACL grants"),
-    ("x-amz-grant-write-acp", "ACL grants"),
     ("x-amz-write-offset-bytes", "appends"),
     ("x-amz-mfa", "MFA delete"),
     (
@@ -77,6 +72,18 @@ fn check_encryption(op: &str, headers: &HeaderMap) -> S3Result<()> {
     }
 }
 
+/// The headers that grant access to others.
+const ACL_GRANT_HEADERS: &[&str] = &[
+    "x-amz-grant-full-control",
+    "x-amz-grant-read",
+    "x-amz-grant-read-acp",
+    "x-amz-grant-write",
+    "x-amz-grant-write-acp",
+];
+
+/// The operations that honour `x-amz-acl` and the grant headers.
+const ACL_OPERATIONS: &[&str] = &["PutObject", "CreateBucket", "PutBucketAcl", "PutObjectAcl"];
+
 fn not_implemented(what: &str) -> s3s::S3Error {
     s3_error!(
         NotImplemented,
@@ -118,12 +125,15 @@ pub fn check(op: &str, headers: &HeaderMap, query: Option<&str>) -> S3Result<()>
     {
         return Err(not_implemented(&format!("storage class {class:?}")));
     }
-    // A bucket and its objects are private to their tenant: that is what `private` (and
-    // `bucket-owner-full-control`, the owner being the only account) ask for.
-    if let Some(acl) = header(headers, "x-amz-acl")
-        && !matches!(acl, "private" | "bucket-owner-full-control")
-    {
-        return Err(not_implemented(&format!("the canned ACL {acl:?}")));
+    // ACL headers are honoured by the operations that store an ACL (see `gateway::acl`);
+    // on any other (a multipart upload, a copy) they are refused rather than dropped,
+    // except the canned ACLs that ask for what every object is by default (private to
+    // the bucket's owner), which tools such as rclone send on every upload.
+    let asks_acl = header(headers, "x-amz-acl")
+        .is_some_and(|acl| !matches!(acl, "private" | "bucket-owner-full-control"))
+        || ACL_GRANT_HEADERS.iter().any(|h| headers.contains_key(*h));
+    if asks_acl && !ACL_OPERATIONS.contains(&op) {
+        return Err(not_implemented(&format!("ACL headers on {op}")));
     }
     if header(headers, "x-amz-bucket-object-lock-enabled")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
@@ -297,7 +307,8 @@ mod tests {
                 vec![("x-amz-object-lock-mode", "GOVERNANCE")],
                 None,
             ),
-            ("PutObject", vec![("x-amz-acl", "public-read")], None),
+            ("UploadPart", vec![("x-amz-acl", "public-read")], None),
+            ("CopyObject", vec![("x-amz-grant-read", "id=x")], None),
             ("PutObject", vec![("x-amz-storage-class", "GLACIER")], None),
             (
                 "CreateBucket",

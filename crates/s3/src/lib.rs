@@ -8,12 +8,15 @@
 //! - [`serve`]: the HTTP server on its own port (`--s3 HOST:PORT`), with an `s3` tracing
 //!   span per request and the `s3_` metrics;
 //! - `guard`: requests the gateway cannot honour are refused (501), never half-served;
+//! - `authorize`: who may do what to a bucket (ACLs, bucket policies, public access
+//!   blocks), decided on every node before an operation runs;
 //! - `envelope`: what every request and response goes through around s3s (request ids,
 //!   presigned lifetimes, bodies without a length).
 //!
 //! Lower layers know nothing of S3: multipart uploads are kept as internal objects
 //! (`xnode_store::internal_key`) and joined with `Storage::compose_object`.
 
+mod authorize;
 mod envelope;
 pub mod gateway;
 pub mod guard;
@@ -61,12 +64,15 @@ impl S3Auth for KeyAuth {
 #[derive(Clone, Default)]
 struct OperationSlot(Arc<std::sync::OnceLock<String>>);
 
-/// Every signed request may try any operation; what it may touch is decided per bucket by
-/// the gateway (a bucket belongs to one tenant). Anonymous requests are refused, and so
-/// are requests the gateway cannot honour (`guard`) and requests over their tenant's
-/// allowance on this node.
+/// Every request, signed or not, is checked before its operation runs: requests the
+/// gateway cannot honour are refused (`guard`), what the requester may touch is decided
+/// from the bucket's owner, ACLs and policy (`authorize`), and requests over their
+/// tenant's allowance on this node are refused. Unsigned requests, and requests another
+/// tenant was granted, are counted against the bucket owner's allowance: the owner chose
+/// to open its bucket, and a stranger's requests must be bounded by something.
 struct SignedOnly {
     keys: S3Keys,
+    storage: Arc<Storage>,
     tenant_rate: Arc<xnode_serve::KeyedRateLimiter<PublicKeyBytes>>,
 }
 
@@ -78,26 +84,40 @@ impl S3Access for SignedOnly {
         if let Some(slot) = cx.extensions_mut().get::<OperationSlot>() {
             let _ = slot.0.set(operation.clone());
         }
-        let Some(credentials) = cx.credentials() else {
-            return Err(s3_error!(
-                AccessDenied,
-                "Anonymous access is not allowed; sign requests with an S3 access key (xnode key s3 create)"
-            ));
-        };
         // s3s calls this only once the signature verified, so the key is the signer's and
         // the allowance taken is its tenant's own. The tenant, not the access key, is
         // counted: a tenant may make as many keys as it likes.
-        let tenant = match self.keys.get(&credentials.access_key) {
-            Ok(Some(key)) => key.tenant,
-            Ok(None) => {
-                return Err(s3_error!(
-                    InvalidAccessKeyId,
-                    "The AWS Access Key Id you provided does not exist in our records"
-                ));
-            }
-            Err(e) => return Err(s3_error!(InternalError, "{e}")),
+        let requester = match cx.credentials() {
+            None => None,
+            Some(credentials) => match self.keys.get(&credentials.access_key) {
+                Ok(Some(key)) => Some(key.tenant),
+                Ok(None) => {
+                    return Err(s3_error!(
+                        InvalidAccessKeyId,
+                        "The AWS Access Key Id you provided does not exist in our records"
+                    ));
+                }
+                Err(e) => return Err(s3_error!(InternalError, "{e}")),
+            },
         };
-        if let Err(refusal) = self.tenant_rate.check(tenant, Instant::now()) {
+        // Refused before anything is read or written: see `guard`.
+        guard::check(&operation, cx.headers(), cx.uri().query())?;
+        let decision = authorize::decide(
+            &self.storage,
+            &self.keys,
+            requester.as_ref(),
+            &operation,
+            cx.s3_path(),
+            cx.uri().query(),
+            cx.headers(),
+        )
+        .await?;
+        // An unsigned request naming no bucket (ListBuckets) touches no tenant's data and
+        // has no tenant to charge; the per-address limits bound it.
+        let charged = requester.or(decision.owner);
+        if let Some(charged) = charged
+            && let Err(refusal) = self.tenant_rate.check(charged, Instant::now())
+        {
             // SlowDown (503) is what AWS answers a client over its request rate; SDKs
             // retry it with backoff.
             return Err(s3_error!(
@@ -106,16 +126,20 @@ impl S3Access for SignedOnly {
                 refusal.retry_after.as_secs()
             ));
         }
-        // Refused before anything is read or written: see `guard`.
-        guard::check(&operation, cx.headers(), cx.uri().query())?;
-        self.check_expected_owner(&tenant, cx)
+        if let Some(expected) = decision.owner.or(charged) {
+            self.check_expected_owner(&expected, cx)?;
+        }
+        if let Some(key) = decision.act_as {
+            cx.extensions_mut().insert(authorize::ActingFor(key));
+        }
+        Ok(())
     }
 }
 
 impl SignedOnly {
     /// `x-amz-expected-bucket-owner` (and its copy-source twin) name the account that must
-    /// own the bucket: a bucket is only ever reachable by its own tenant, so the header
-    /// must name the tenant of the signing key, as AWS answers 403 otherwise.
+    /// own the bucket: the header must name the bucket's owner (the signing tenant, for
+    /// requests that name no existing bucket), as AWS answers 403 otherwise.
     fn check_expected_owner(
         &self,
         tenant: &PublicKeyBytes,
@@ -168,9 +192,13 @@ impl S3Gateway {
     ) -> Self {
         let keys = S3Keys::new(db);
         let metrics = S3Metrics::register(metrics);
-        let mut builder = S3ServiceBuilder::new(Gateway::new(storage, keys.clone()));
+        let mut builder = S3ServiceBuilder::new(Gateway::new(storage.clone(), keys.clone()));
         builder.set_auth(KeyAuth { keys: keys.clone() });
-        builder.set_access(SignedOnly { keys, tenant_rate });
+        builder.set_access(SignedOnly {
+            keys,
+            storage,
+            tenant_rate,
+        });
         Self {
             service: builder.build(),
             metrics,

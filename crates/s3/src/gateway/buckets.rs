@@ -43,6 +43,13 @@ impl Gateway {
         &self,
         req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
+        // An unsigned request owns no bucket.
+        if req.credentials.is_none() {
+            return Ok(S3Response::new(ListBucketsOutput {
+                buckets: Some(Vec::new()),
+                ..Default::default()
+            }));
+        }
         let key = self.key_of(&req)?;
         let input = req.input;
         let max = match input.max_buckets {
@@ -97,6 +104,7 @@ impl Gateway {
         let key = self.key_of(&req)?;
         let name = req.input.bucket.clone();
         check_s3_bucket_name(&name)?;
+        let requested_acl = super::acl::Acl::from_headers(&req.headers, &key.tenant)?;
         match owner_of(self.storage.registry(), &name) {
             Some((owner, _)) if owner == key.tenant => {
                 return Err(s3_error!(
@@ -138,6 +146,11 @@ impl Gateway {
             .create_bucket(&key.tenant, &name, entry)
             .map_err(s3_err)?;
         self.storage.registry().spread(&applied).await;
+        // A canned ACL or grants asked for at creation become the bucket's first ACL.
+        if let Some(acl) = requested_acl {
+            self.put_bucket_setting(&key, super::settings::ACL_KIND, &name, Some(&acl))
+                .await?;
+        }
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{name}")),
         }))

@@ -4,10 +4,12 @@
 //! This module holds the `Gateway` itself, the helpers its operations share and the
 //! `S3` trait impl, which only delegates: the operations live in submodules by topic
 //! (`buckets`, `objects`, `parts`, `tagging`, `listing`, `multipart`, `copy`,
-//! `versioning`, `bucket_encryption`; server-side encryption in `sse`), the mapping of storage
-//! failures onto S3 errors in `errors`, the metadata S3 keeps beside the user's in
-//! `system_meta` and the checking of upload checksums in `integrity`.
+//! `versioning`, `bucket_encryption`, `acl`, `policy`, with their registry storage in
+//! `settings`; server-side encryption in `sse`), the mapping of storage failures onto S3
+//! errors in `errors`, the metadata S3 keeps beside the user's in `system_meta` and the
+//! checking of upload checksums in `integrity`.
 
+mod acl;
 mod bucket_encryption;
 mod buckets;
 mod copy;
@@ -17,6 +19,8 @@ mod listing;
 mod multipart;
 mod objects;
 mod parts;
+mod policy;
+mod settings;
 mod sse;
 mod system_meta;
 mod tagging;
@@ -37,6 +41,12 @@ use xnode_types::PublicKeyBytes;
 use crate::keys::{AccessKey, S3Keys};
 
 pub(crate) use errors::s3_err;
+
+/// What `crate::authorize` needs of the ACL and policy models.
+pub(crate) mod access {
+    pub(crate) use super::acl::{Permission, bucket_acl, object_acl, public_access_block};
+    pub(crate) use super::policy::{Request as PolicyRequest, Verdict, bucket_policy};
+}
 pub use multipart::multipart_etag;
 
 /// S3's smallest part, except the last one of an upload.
@@ -169,7 +179,16 @@ impl Gateway {
     }
 
     /// The access key a request was signed with (s3s has already checked the signature).
+    /// A request another tenant or anyone was granted (see `crate::authorize`) acts with
+    /// the bucket owner's key.
     fn key_of<T>(&self, req: &S3Request<T>) -> S3Result<AccessKey> {
+        if let Some(crate::authorize::ActingFor(key)) = req.extensions.get() {
+            if let Some(registration) = &key.registration {
+                self.storage
+                    .authorise_s3_key(key.tenant, registration.clone());
+            }
+            return Ok(key.clone());
+        }
         let Some(credentials) = &req.credentials else {
             return Err(s3_error!(
                 AccessDenied,
@@ -428,5 +447,82 @@ impl S3 for Gateway {
         req: S3Request<DeleteBucketEncryptionInput>,
     ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
         self.delete_bucket_encryption_impl(req).await
+    }
+
+    async fn get_bucket_acl(
+        &self,
+        req: S3Request<GetBucketAclInput>,
+    ) -> S3Result<S3Response<GetBucketAclOutput>> {
+        self.get_bucket_acl_impl(req).await
+    }
+
+    async fn put_bucket_acl(
+        &self,
+        req: S3Request<PutBucketAclInput>,
+    ) -> S3Result<S3Response<PutBucketAclOutput>> {
+        self.put_bucket_acl_impl(req).await
+    }
+
+    async fn get_object_acl(
+        &self,
+        req: S3Request<GetObjectAclInput>,
+    ) -> S3Result<S3Response<GetObjectAclOutput>> {
+        self.get_object_acl_impl(req).await
+    }
+
+    async fn put_object_acl(
+        &self,
+        req: S3Request<PutObjectAclInput>,
+    ) -> S3Result<S3Response<PutObjectAclOutput>> {
+        self.put_object_acl_impl(req).await
+    }
+
+    async fn get_bucket_policy(
+        &self,
+        req: S3Request<GetBucketPolicyInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+        self.get_bucket_policy_impl(req).await
+    }
+
+    async fn put_bucket_policy(
+        &self,
+        req: S3Request<PutBucketPolicyInput>,
+    ) -> S3Result<S3Response<PutBucketPolicyOutput>> {
+        self.put_bucket_policy_impl(req).await
+    }
+
+    async fn delete_bucket_policy(
+        &self,
+        req: S3Request<DeleteBucketPolicyInput>,
+    ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
+        self.delete_bucket_policy_impl(req).await
+    }
+
+    async fn get_bucket_policy_status(
+        &self,
+        req: S3Request<GetBucketPolicyStatusInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyStatusOutput>> {
+        self.get_bucket_policy_status_impl(req).await
+    }
+
+    async fn get_public_access_block(
+        &self,
+        req: S3Request<GetPublicAccessBlockInput>,
+    ) -> S3Result<S3Response<GetPublicAccessBlockOutput>> {
+        self.get_public_access_block_impl(req).await
+    }
+
+    async fn put_public_access_block(
+        &self,
+        req: S3Request<PutPublicAccessBlockInput>,
+    ) -> S3Result<S3Response<PutPublicAccessBlockOutput>> {
+        self.put_public_access_block_impl(req).await
+    }
+
+    async fn delete_public_access_block(
+        &self,
+        req: S3Request<DeletePublicAccessBlockInput>,
+    ) -> S3Result<S3Response<DeletePublicAccessBlockOutput>> {
+        self.delete_public_access_block_impl(req).await
     }
 }

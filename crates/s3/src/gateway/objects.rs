@@ -199,6 +199,7 @@ impl Gateway {
         let key = self.key_of(&req)?;
         let expected_sums = Expected::from_headers(&req.headers)?;
         let trailers = req.trailing_headers.clone();
+        let acl = self.requested_object_acl(&req.headers, &key.tenant, &req.input.bucket)?;
         let input = req.input;
         self.require_bucket(&key.tenant, &input.bucket)?;
         self.check_key(&input.key)?;
@@ -228,6 +229,9 @@ impl Gateway {
         meta.extend(expected_sums.stored());
         if let Some(header) = &input.tagging {
             tagging::store_into(&mut meta, &tagging::parse_header(header)?);
+        }
+        if let Some(acl) = acl {
+            meta.insert(super::acl::OBJECT_ACL.to_owned(), acl);
         }
         let checksum = stored_checksums(&meta);
         let data_key = sse::writing_key(&key.data_key(), &mut meta, customer.as_ref());

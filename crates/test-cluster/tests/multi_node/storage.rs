@@ -1145,3 +1145,173 @@ async fn object_versions_and_delete_markers_survive_a_nodes_loss() {
     assert_eq!(read(Some(v2.clone())).await, Err("NoSuchVersion".into()));
     c.shutdown().await;
 }
+
+/// Serves node `i`'s S3 gateway over HTTP on a loopback port until the test ends: the
+/// access check (ACLs, policies) runs in s3s's access hook, which only the full service
+/// goes through.
+async fn serve_s3(c: &Cluster, i: usize) -> String {
+    let node = c.node(i);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let gateway = node.with_metrics_registry(|metrics| {
+        xnode_s3::S3Gateway::new(
+            node.storage().clone(),
+            node.db().clone(),
+            node.tenant_rate_limit().clone(),
+            metrics,
+        )
+    });
+    tokio::spawn(xnode_s3::serve(
+        listener,
+        gateway,
+        xnode_serve::HttpLimits::default(),
+        std::future::pending(),
+    ));
+    format!("http://{addr}")
+}
+
+/// ACLs are enforced on every node against anonymous requests: a public-read object is
+/// served through a node that holds one of the owner's S3 keys, refused (with the reason)
+/// through a node that holds none, and a private object, the listing of a private bucket
+/// and any write are refused everywhere. A public bucket ACL opens the listing; a public
+/// access block with IgnorePublicAcls closes everything again. The settings are signed by
+/// the owner and reach the other nodes through the registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn anonymous_requests_get_only_what_the_acls_grant_on_every_node() {
+    use s3s::S3;
+    use s3s::dto::*;
+
+    let c = Cluster::start_with(3, storage_config).await;
+    let owner = Tenant::new();
+    c.create_bucket(0, &owner, "site").await;
+    // The owner's key is registered on nodes 0 and 1, not on node 2.
+    let gateway = |i: usize| {
+        let keys = xnode_s3::S3Keys::new(c.node(i).db().clone());
+        keys.create(
+            owner.id(),
+            owner.data_key(),
+            Some(owner.key.seed()),
+            Some(("XNODECONDITIONAL1".into(), "s".repeat(40))),
+        )
+        .unwrap();
+        xnode_s3::Gateway::new(c.node(i).storage().clone(), keys)
+    };
+    let edge = gateway(0);
+    let _second = gateway(1);
+    let put = |key: &str, acl: Option<&'static str>| {
+        let mut req = s3_request(
+            PutObjectInput::builder()
+                .bucket("site".into())
+                .key(key.into())
+                .body(Some(StreamingBlob::from(s3s::Body::from(format!(
+                    "body of {key}"
+                )))))
+                .build()
+                .unwrap(),
+        );
+        if let Some(acl) = acl {
+            req.headers
+                .insert("x-amz-acl", hyper::header::HeaderValue::from_static(acl));
+        }
+        req
+    };
+    edge.put_object(put("index.html", Some("public-read")))
+        .await
+        .unwrap();
+    edge.put_object(put("secret", None)).await.unwrap();
+
+    let holder = serve_s3(&c, 1).await;
+    let stranger = serve_s3(&c, 2).await;
+    let http = reqwest::Client::new();
+    let status = |method: reqwest::Method, url: String| {
+        let http = http.clone();
+        async move {
+            let r = http.request(method, url).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let get = reqwest::Method::GET;
+    let (code, body) = status(get.clone(), format!("{holder}/site/index.html")).await;
+    assert_eq!((code, body.as_str()), (200, "body of index.html"));
+    let (code, body) = status(get.clone(), format!("{stranger}/site/index.html")).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("holds none of the owner"), "{body}");
+    for node in [&holder, &stranger] {
+        assert_eq!(
+            status(get.clone(), format!("{node}/site/secret")).await.0,
+            403
+        );
+        assert_eq!(status(get.clone(), format!("{node}/site")).await.0, 403);
+        assert_eq!(
+            status(reqwest::Method::PUT, format!("{node}/site/new"))
+                .await
+                .0,
+            403
+        );
+        assert_eq!(
+            status(reqwest::Method::DELETE, format!("{node}/site/index.html"))
+                .await
+                .0,
+            403
+        );
+    }
+
+    // A public-read bucket ACL opens the listing once it reached node 1.
+    let mut req = s3_request(
+        PutBucketAclInput::builder()
+            .bucket("site".into())
+            .build()
+            .unwrap(),
+    );
+    req.headers.insert(
+        "x-amz-acl",
+        hyper::header::HeaderValue::from_static("public-read"),
+    );
+    edge.put_bucket_acl(req).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (code, body) = status(get.clone(), format!("{holder}/site")).await;
+        if code == 200 {
+            assert!(
+                body.contains("index.html") && body.contains("secret"),
+                "{body}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the listing stayed closed: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        status(get.clone(), format!("{holder}/site/secret")).await.0,
+        403
+    );
+
+    // IgnorePublicAcls turns every public grant off.
+    let block = PutPublicAccessBlockInput::builder()
+        .bucket("site".into())
+        .public_access_block_configuration(PublicAccessBlockConfiguration {
+            ignore_public_acls: Some(true),
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    edge.put_public_access_block(s3_request(block))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while status(get.clone(), format!("{holder}/site/index.html"))
+        .await
+        .0
+        != 403
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the public access block did not apply"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status(get, format!("{holder}/site")).await.0, 403);
+}

@@ -1,0 +1,359 @@
+//! Who may do what to a bucket: decided on every request, on every node, before the
+//! operation runs, from the bucket's ACL, policy and public access block (replicated,
+//! owner-signed registry settings) and, for object reads, the object's own ACL.
+//!
+//! The bucket's owner may do anything its key allows, except what its own policy denies
+//! explicitly (the policy itself can always be changed). Anyone else (another tenant, or
+//! an unsigned request) gets `AccessDenied` unless a grant or an Allow statement covers the
+//! operation and no Deny statement does. A granted request is then carried out *as the
+//! owner*: objects are encrypted with the owner's data key, so only a node that holds one
+//! of the owner's S3 keys (a node the owner chose, and so trusts with its data) can serve
+//! it; any other node refuses with a message saying so, never with the data. Copies by
+//! another tenant are never granted: the copy source would be read with the owner's key,
+//! from any of the owner's buckets.
+
+use std::collections::BTreeMap;
+
+use s3s::path::S3Path;
+use s3s::{S3Result, s3_error};
+use xnode_storage::Storage;
+use xnode_storage::buckets::owner_of;
+use xnode_types::PublicKeyBytes;
+
+use crate::gateway::access::{
+    Permission, PolicyRequest, Verdict, bucket_acl, bucket_policy, object_acl, public_access_block,
+};
+use crate::keys::{AccessKey, S3Keys};
+
+/// The owner's key a granted request is carried out with (left in the request's
+/// extensions for the gateway).
+#[derive(Clone)]
+pub(crate) struct ActingFor(pub(crate) AccessKey);
+
+/// The outcome of a request's access check.
+pub(crate) struct Decision {
+    /// The bucket's owner, if the request names an existing bucket.
+    pub(crate) owner: Option<PublicKeyBytes>,
+    /// The owner's key to act with, when someone else's request was granted.
+    pub(crate) act_as: Option<AccessKey>,
+}
+
+/// Whether an operation is judged by the bucket's ACL or by the object's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Level {
+    Bucket,
+    Object,
+}
+
+/// What an ACL must grant for operation `op` (`None`: only a policy can grant it), and
+/// the policy action it is; `None` for operations only the owner may perform.
+fn needs(op: &str) -> Option<(Level, Option<Permission>, &'static str)> {
+    use Level::*;
+    use Permission::*;
+    if let Some(action) = policy_only(op) {
+        return Some((Object, None, action));
+    }
+    let (level, permission, action) = match op {
+        "ListObjects" | "ListObjectsV2" => (Bucket, Read, "s3:ListBucket"),
+        "HeadBucket" => (Bucket, Read, "s3:ListBucket"),
+        "ListObjectVersions" => (Bucket, Read, "s3:ListBucketVersions"),
+        "ListMultipartUploads" => (Bucket, Read, "s3:ListBucketMultipartUploads"),
+        "GetBucketLocation" => (Bucket, Read, "s3:GetBucketLocation"),
+        "GetBucketAcl" => (Bucket, ReadAcp, "s3:GetBucketAcl"),
+        "PutBucketAcl" => (Bucket, WriteAcp, "s3:PutBucketAcl"),
+        "PutObject" | "CreateMultipartUpload" | "UploadPart" | "CompleteMultipartUpload" => {
+            (Bucket, Write, "s3:PutObject")
+        }
+        "ListParts" => (Bucket, Write, "s3:ListMultipartUploadParts"),
+        "AbortMultipartUpload" => (Bucket, Write, "s3:AbortMultipartUpload"),
+        "DeleteObject" | "DeleteObjects" => (Bucket, Write, "s3:DeleteObject"),
+        "GetObject" | "HeadObject" | "GetObjectAttributes" => (Object, Read, "s3:GetObject"),
+        "GetObjectTagging" => (Object, Read, "s3:GetObjectTagging"),
+        "GetObjectAcl" => (Object, ReadAcp, "s3:GetObjectAcl"),
+        "PutObjectAcl" => (Object, WriteAcp, "s3:PutObjectAcl"),
+        _ => return None,
+    };
+    Some((level, Some(permission), action))
+}
+
+/// Operations no ACL permission covers, which a bucket policy may grant (as in S3).
+fn policy_only(op: &str) -> Option<&'static str> {
+    Some(match op {
+        "PutObjectTagging" => "s3:PutObjectTagging",
+        "DeleteObjectTagging" => "s3:DeleteObjectTagging",
+        _ => return None,
+    })
+}
+
+/// The policy action of an operation only the owner may perform, for Deny statements
+/// that name it.
+fn owner_action(op: &str) -> String {
+    match op {
+        "GetPublicAccessBlock" => "s3:GetBucketPublicAccessBlock".to_owned(),
+        "PutPublicAccessBlock" => "s3:PutBucketPublicAccessBlock".to_owned(),
+        "GetBucketPolicyStatus" => "s3:GetBucketPolicyStatus".to_owned(),
+        "GetBucketVersioning" => "s3:GetBucketVersioning".to_owned(),
+        "PutBucketVersioning" => "s3:PutBucketVersioning".to_owned(),
+        "CopyObject" | "UploadPartCopy" => "s3:PutObject".to_owned(),
+        other => needs(other)
+            .map(|(_, _, a)| a.to_owned())
+            .unwrap_or_else(|| format!("s3:{other}")),
+    }
+}
+
+fn denied() -> s3s::S3Error {
+    s3_error!(AccessDenied, "Access Denied")
+}
+
+/// Percent-decodes a query value (`+` is a space); `None` if it is not UTF-8.
+fn decode_query(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The values of the condition keys a policy may test.
+fn condition_context(
+    query: Option<&str>,
+    headers: &hyper::HeaderMap,
+) -> BTreeMap<&'static str, String> {
+    let mut context = BTreeMap::new();
+    for pair in query.unwrap_or_default().split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = match k {
+            "prefix" => "s3:prefix",
+            "delimiter" => "s3:delimiter",
+            "max-keys" => "s3:max-keys",
+            _ => continue,
+        };
+        if let Some(v) = decode_query(v) {
+            context.insert(key, v);
+        }
+    }
+    for (header, key) in [
+        ("referer", "aws:referer"),
+        ("user-agent", "aws:useragent"),
+        ("x-amz-acl", "s3:x-amz-acl"),
+        ("x-amz-grant-read", "s3:x-amz-grant-read"),
+        ("x-amz-grant-write", "s3:x-amz-grant-write"),
+        ("x-amz-grant-read-acp", "s3:x-amz-grant-read-acp"),
+        ("x-amz-grant-write-acp", "s3:x-amz-grant-write-acp"),
+        ("x-amz-grant-full-control", "s3:x-amz-grant-full-control"),
+        (
+            "x-amz-server-side-encryption",
+            "s3:x-amz-server-side-encryption",
+        ),
+        ("x-amz-copy-source", "s3:x-amz-copy-source"),
+        ("x-amz-metadata-directive", "s3:x-amz-metadata-directive"),
+    ] {
+        if let Some(v) = headers.get(header).and_then(|v| v.to_str().ok()) {
+            context.insert(key, v.to_owned());
+        }
+    }
+    context
+}
+
+/// Decides whether `requester` (`None`: unsigned) may perform `op` on `path`.
+pub(crate) async fn decide(
+    storage: &std::sync::Arc<Storage>,
+    keys: &S3Keys,
+    requester: Option<&PublicKeyBytes>,
+    op: &str,
+    path: &S3Path,
+    query: Option<&str>,
+    headers: &hyper::HeaderMap,
+) -> S3Result<Decision> {
+    let (bucket, object) = match path {
+        S3Path::Root => (None, None),
+        S3Path::Bucket { bucket } => (Some(&**bucket), None),
+        S3Path::Object { bucket, key } => (Some(&**bucket), Some(&**key)),
+    };
+    let Some(bucket) = bucket else {
+        // ListBuckets: a tenant lists its own buckets; anonymous requests own none, and
+        // get an empty list as from S3.
+        return Ok(Decision {
+            owner: None,
+            act_as: None,
+        });
+    };
+    let registry = storage.registry();
+    let Some((owner, _)) = owner_of(registry, bucket) else {
+        // The operation answers NoSuchBucket (or creates the bucket) itself.
+        return match requester {
+            Some(_) => Ok(Decision {
+                owner: None,
+                act_as: None,
+            }),
+            None => Err(s3_error!(
+                NoSuchBucket,
+                "The specified bucket does not exist"
+            )),
+        };
+    };
+    // Creating a bucket another tenant owns is answered by the operation itself
+    // (`409 BucketAlreadyExists`, as S3 answers it); it is granted nothing.
+    if op == "CreateBucket" && requester.is_some() {
+        return Ok(Decision {
+            owner: None,
+            act_as: None,
+        });
+    }
+    let policy = bucket_policy(registry, bucket);
+    let resource = match object {
+        Some(key) => format!("arn:aws:s3:::{bucket}/{key}"),
+        None => format!("arn:aws:s3:::{bucket}"),
+    };
+    let needed = needs(op);
+    let action = needed
+        .map(|(_, _, a)| a.to_owned())
+        .unwrap_or_else(|| owner_action(op));
+    let verdict = policy.as_ref().map_or(Verdict::Silent, |p| {
+        p.evaluate(&PolicyRequest {
+            requester,
+            action: &action,
+            resource: resource.clone(),
+            context: condition_context(query, headers),
+        })
+    });
+    if requester == Some(&owner) {
+        // The owner can always change or remove its policy, as in S3, so a policy cannot
+        // lock its owner out for good.
+        let policy_op = matches!(
+            op,
+            "PutBucketPolicy" | "GetBucketPolicy" | "DeleteBucketPolicy"
+        );
+        if verdict == Verdict::Deny && !policy_op {
+            return Err(denied());
+        }
+        return Ok(Decision {
+            owner: Some(owner),
+            act_as: None,
+        });
+    }
+    let Some((level, permission, _)) = needed else {
+        return Err(denied());
+    };
+    if verdict == Verdict::Deny {
+        return Err(denied());
+    }
+    let block = public_access_block(registry, bucket).unwrap_or_default();
+    // RestrictPublicBuckets: a public policy grants nothing to anyone but the owner.
+    let policy_allows = verdict == Verdict::Allow
+        && !(block.restrict_public_buckets && policy.as_ref().is_some_and(|p| p.is_public()));
+    let public_grants = !block.ignore_public_acls;
+    let acl_allows = policy_allows
+        || match (level, object, permission) {
+            (_, _, None) => false,
+            (Level::Object, Some(key), Some(permission)) => {
+                match storage.head_object(&owner, bucket, key).await {
+                    Ok((_, info)) => object_acl(&info.user_meta, &owner).allows(
+                        requester,
+                        permission,
+                        public_grants,
+                    ),
+                    // A missing object is answered NoSuchKey to those who may list the
+                    // bucket, and AccessDenied to everyone else (as S3 does).
+                    Err(_) => bucket_acl(registry, bucket, &owner).allows(
+                        requester,
+                        Permission::Read,
+                        public_grants,
+                    ),
+                }
+            }
+            (_, _, Some(permission)) => {
+                bucket_acl(registry, bucket, &owner).allows(requester, permission, public_grants)
+            }
+        };
+    if !acl_allows {
+        return Err(denied());
+    }
+    let held = keys
+        .list(&owner)
+        .map_err(|e| s3_error!(InternalError, "{e}"))?;
+    // A key registered with the owner's signed request may also write; prefer it.
+    let key = held
+        .iter()
+        .find(|k| k.registration.is_some())
+        .or_else(|| held.first())
+        .cloned();
+    let Some(key) = key else {
+        return Err(s3_error!(
+            AccessDenied,
+            "Access Denied: this bucket's access is granted, but this node holds none of the owner's S3 keys and cannot decrypt or write its objects; use a gateway node the bucket's owner registered an S3 key on"
+        ));
+    };
+    Ok(Decision {
+        owner: Some(owner),
+        act_as: Some(key),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_and_bucket_settings_are_never_granted() {
+        for op in [
+            "CopyObject",
+            "UploadPartCopy",
+            "DeleteBucket",
+            "PutBucketPolicy",
+            "PutBucketVersioning",
+            "PutPublicAccessBlock",
+        ] {
+            assert!(needs(op).is_none(), "{op}");
+        }
+        // Tagging is granted by a policy only, never by an ACL.
+        assert_eq!(needs("PutObjectTagging").map(|n| n.1), Some(None));
+        assert_eq!(needs("GetObject").map(|n| n.0), Some(Level::Object));
+        assert_eq!(
+            owner_action("GetPublicAccessBlock"),
+            "s3:GetBucketPublicAccessBlock"
+        );
+    }
+
+    #[test]
+    fn condition_keys_come_from_the_query_and_headers() {
+        let mut h = hyper::HeaderMap::new();
+        h.insert(
+            "referer",
+            hyper::header::HeaderValue::from_static("http://example.com/x"),
+        );
+        let c = condition_context(Some("list-type=2&prefix=a%2Fb+c&max-keys=5"), &h);
+        assert_eq!(c.get("s3:prefix").map(String::as_str), Some("a/b c"));
+        assert_eq!(c.get("s3:max-keys").map(String::as_str), Some("5"));
+        assert_eq!(
+            c.get("aws:referer").map(String::as_str),
+            Some("http://example.com/x")
+        );
+        assert!(!c.contains_key("s3:delimiter"));
+        h.insert(
+            "x-amz-acl",
+            hyper::header::HeaderValue::from_static("public-read"),
+        );
+        let c = condition_context(None, &h);
+        assert_eq!(
+            c.get("s3:x-amz-acl").map(String::as_str),
+            Some("public-read")
+        );
+    }
+}
