@@ -53,6 +53,11 @@ pub struct Config {
     /// Usage meters and the receipt exchange: epoch length, exchange interval, the grace
     /// before an uncountersigned tenant stops being served, and the edge's tolerance.
     pub metering: xnode_metering::MeteringConfig,
+    /// The EVM chain the network settles on: JSON-RPC endpoint, contracts, poster key.
+    pub chain: xnode_settle::ChainConfig,
+    /// Closing epochs: whether this node takes part, the committee and its threshold, the
+    /// operators' payout addresses, and the close timing. Off by default.
+    pub settlement: xnode_settle::SettlementConfig,
     /// OTLP/HTTP collector (for example `http://127.0.0.1:4318`) that receives the spans
     /// of function calls as JSON. Off when absent.
     pub otlp_endpoint: Option<String>,
@@ -159,6 +164,8 @@ impl Default for Config {
             storage: xnode_storage::StorageConfig::default(),
             compute: xnode_deploy::ComputeConfig::default(),
             metering: xnode_metering::MeteringConfig::default(),
+            chain: xnode_settle::ChainConfig::default(),
+            settlement: xnode_settle::SettlementConfig::default(),
             otlp_endpoint: None,
             enable_fault_injection: false,
             advertised_protocol: None,
@@ -187,6 +194,9 @@ pub enum ConfigError {
     Storage(String),
     #[error("{0}")]
     Admission(String),
+    /// The `[chain]` or `[settlement]` section is unusable.
+    #[error("{0}")]
+    Settlement(String),
     #[error(transparent)]
     Http(#[from] xnode_serve::LimitsError),
     /// The certificate or key of `[http.tls]` cannot be used (the message names the file;
@@ -263,6 +273,16 @@ impl Config {
                 field: "metering",
                 reason,
             });
+        }
+        if let Err(e) = self.settlement.validate(&self.chain) {
+            return Err(ConfigError::Settlement(e.0));
+        }
+        // Receipts are counted per metering epoch and audits per audit epoch; a bundle
+        // carries both for one epoch number, so the two lengths must be the same.
+        if self.settlement.enabled && self.storage.audit_epoch != self.metering.epoch {
+            return Err(ConfigError::Settlement(
+                "settlement.enabled needs storage.audit_epoch equal to metering.epoch (one epoch numbering for receipts and audits)".into(),
+            ));
         }
         if let Err(reason) = self.compute.validate() {
             return Err(ConfigError::Timing {
