@@ -509,6 +509,84 @@ mod tests {
         assert_eq!(c.validate(), Ok(()));
     }
 
+    /// A settling node's sections from TOML, checked one mistake at a time.
+    #[test]
+    fn settlement_sections_parse_and_each_mistake_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = xnode_types::SecretKey::generate().node_id();
+        let text = format!(
+            r#"
+            [chain]
+            rpc_url = "http://127.0.0.1:8545"
+            settlement_contract = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+            [settlement]
+            enabled = true
+            threshold = 1
+            committee = [{{ node = "{node}", address = "0x00000000000000000000000000000000000000aa" }}]
+            operators = [{{ node = "{node}", payout = "0x00000000000000000000000000000000000000bb" }}]
+            grace = "2s"
+            gather = "1s"
+            "#
+        );
+        let mut c: Config = toml::from_str(&text).unwrap();
+        c.data_dir = dir.path().to_path_buf();
+        c.listen = valid(dir.path()).listen;
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.settlement.grace, Duration::from_secs(2));
+        assert_eq!(c.settlement.committee[0].node, node);
+
+        let refused = |change: &dyn Fn(&mut Config), expect: &str| {
+            let mut changed = c.clone();
+            change(&mut changed);
+            let err = changed.validate().unwrap_err();
+            assert!(matches!(err, ConfigError::Settlement(_)), "{err}");
+            assert!(err.to_string().contains(expect), "{err} lacks {expect:?}");
+        };
+        refused(&|c| c.chain.rpc_url = None, "chain.rpc_url");
+        refused(&|c| c.chain.rpc_url = Some("ftp://x".into()), "http(s)");
+        refused(
+            &|c| c.chain.settlement_contract = None,
+            "settlement_contract",
+        );
+        refused(&|c| c.settlement.committee.clear(), "no member");
+        refused(&|c| c.settlement.threshold = 2, "threshold");
+        refused(&|c| c.settlement.threshold = 0, "threshold");
+        refused(
+            &|c| {
+                let twice = c.settlement.committee[0].clone();
+                c.settlement.committee.push(twice);
+            },
+            "twice",
+        );
+        refused(
+            &|c| {
+                c.settlement.operators.push(xnode_settle::OperatorPayout {
+                    node,
+                    payout: alloy_address(0xcc),
+                })
+            },
+            "twice",
+        );
+        refused(
+            &|c| c.chain.poster_key_file = Some(dir.path().join("missing.key")),
+            "poster_key_file",
+        );
+        refused(
+            &|c| c.storage.audit_epoch = Duration::from_secs(60),
+            "audit_epoch",
+        );
+        refused(&|c| c.settlement.lookback_epochs = 0, "lookback_epochs");
+        // Off, the sections are not checked: a disabled node needs no chain.
+        let mut off = c.clone();
+        off.settlement.enabled = false;
+        off.chain = xnode_settle::ChainConfig::default();
+        assert_eq!(off.validate(), Ok(()));
+    }
+
+    fn alloy_address(byte: u8) -> xnode_settle::config::Address {
+        xnode_settle::config::Address::repeat_byte(byte)
+    }
+
     #[test]
     fn unwritable_or_bad_data_dir_is_reported() {
         let dir = tempfile::tempdir().unwrap();
