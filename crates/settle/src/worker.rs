@@ -140,7 +140,10 @@ fn epoch_key(epoch: u64) -> [u8; 8] {
 
 impl Settlement {
     /// Settlement for this node. `epoch` is the metering epoch. Fails on a configuration
-    /// the section's validation would refuse, or an unreadable poster key.
+    /// the section's validation would refuse, or an unreadable poster key. The node
+    /// passes its key, database, mesh, both sections, the epoch and its evidence: eight
+    /// parts it owns, which a builder would only rename.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         key: SecretKey,
         network: &str,
