@@ -1,8 +1,10 @@
 //! Ledger routes: the countersigned usage receipts this node holds
 //! (`GET /v1/ledger/receipts`) and a tenant's countersigning grant to this node
-//! (`PUT /v1/ledger/grant`), which makes it the tenant's edge for receipts.
+//! (`PUT /v1/ledger/grant`), which makes it the tenant's edge for receipts; the state of
+//! closing epochs (`GET /v1/ledger/status`) and one epoch's outcome
+//! (`GET /v1/ledger/epoch/{n}`).
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -20,6 +22,180 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/ledger/receipts", get(list_receipts))
         .route("/v1/ledger/grant", put(put_grant))
+        .route("/v1/ledger/status", get(ledger_status))
+        .route("/v1/ledger/epoch/{n}", get(ledger_epoch))
+}
+
+/// Epoch records shown by `GET /v1/ledger/status`.
+const RECENT_EPOCHS: usize = 8;
+
+impl From<xnode_settle::CloseError> for ApiError {
+    fn from(e: xnode_settle::CloseError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+/// One committee vote on an epoch's root.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct VoteView {
+    /// The member's committee address.
+    pub signer: String,
+    /// The EIP-712 digest it signed.
+    pub digest: String,
+    /// Whether it is the digest this node computed.
+    pub agrees: bool,
+}
+
+/// One row of an epoch's payout table.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct PayoutView {
+    /// The claiming EVM address.
+    pub address: String,
+    /// The claimable amount in base units (a decimal string: it can exceed 2^53).
+    pub amount: String,
+}
+
+/// One tenant's charge.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ChargeView {
+    /// The tenant (hex public key).
+    pub tenant: String,
+    /// Taken from its escrow, in base units (decimal string).
+    pub charged: String,
+}
+
+/// One epoch's close as this node knows it.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct EpochView {
+    pub epoch: u64,
+    /// `gathering`, `voted`, `quorum` or `posted`.
+    pub status: String,
+    /// Evidence bundles in this node's set.
+    pub bundles: u64,
+    /// The set's digest (hex), once a root was computed.
+    pub set_digest: Option<String>,
+    /// The payout table's Merkle root (hex).
+    pub root: Option<String>,
+    /// The EIP-712 digest this node signed (hex).
+    pub digest: Option<String>,
+    /// The signatures' deadline, Unix seconds.
+    pub deadline: u64,
+    /// Claimable in total, base units (decimal string).
+    pub total: String,
+    pub payouts: Vec<PayoutView>,
+    pub charges: Vec<ChargeView>,
+    pub votes: Vec<VoteView>,
+    /// The member designated to post.
+    pub poster: Option<String>,
+    /// The transaction that posted the root, if this node sent it.
+    pub tx_hash: Option<String>,
+    /// Why the last round failed, if it did.
+    pub error: Option<String>,
+}
+
+/// The state of closing epochs on this node.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct LedgerStatusView {
+    /// Whether this node closes epochs (`[settlement] enabled`).
+    pub enabled: bool,
+    /// Whether it is on the committee.
+    pub member: bool,
+    /// Its committee address, derived from its node key.
+    pub committee_address: String,
+    /// The address that sends its transactions.
+    pub poster_address: Option<String>,
+    pub threshold: usize,
+    pub members: usize,
+    pub current_epoch: u64,
+    /// The epoch length in seconds.
+    pub epoch_seconds: u64,
+    /// The most recent epochs, newest first.
+    pub recent: Vec<EpochView>,
+}
+
+fn hex32(bytes: &[u8]) -> String {
+    format!("0x{}", hex::encode(bytes))
+}
+
+fn epoch_view(record: xnode_settle::EpochRecord) -> EpochView {
+    let status = match record.status {
+        xnode_settle::EpochStatus::Gathering => "gathering",
+        xnode_settle::EpochStatus::Voted => "voted",
+        xnode_settle::EpochStatus::Quorum => "quorum",
+        xnode_settle::EpochStatus::Posted => "posted",
+    };
+    EpochView {
+        epoch: record.epoch,
+        status: status.into(),
+        bundles: record.bundles,
+        set_digest: record.set_digest.map(|d| hex32(&d)),
+        root: record.root.map(|r| r.to_string()),
+        digest: record.digest.map(|d| d.to_string()),
+        deadline: record.deadline,
+        total: record.total.to_string(),
+        payouts: record
+            .payouts
+            .into_iter()
+            .map(|p| PayoutView {
+                address: p.address.to_string(),
+                amount: p.amount.to_string(),
+            })
+            .collect(),
+        charges: record
+            .charges
+            .into_iter()
+            .map(|c| ChargeView {
+                tenant: c.tenant.to_hex(),
+                charged: c.charged.to_string(),
+            })
+            .collect(),
+        votes: record
+            .votes
+            .into_iter()
+            .map(|v| VoteView {
+                signer: v.signer.to_string(),
+                digest: v.digest.to_string(),
+                agrees: v.agrees,
+            })
+            .collect(),
+        poster: record.poster.map(|p| p.to_string()),
+        tx_hash: record.tx_hash.map(|t| t.to_string()),
+        error: record.error,
+    }
+}
+
+#[utoipa::path(get, path = "/v1/ledger/status",
+    responses((status = 200, body = LedgerStatusView), (status = 500, body = crate::error::ErrorBody)))]
+pub(crate) async fn ledger_status(
+    State(state): State<AppState>,
+) -> Result<Json<LedgerStatusView>, ApiError> {
+    let status = state.node.settlement().status(RECENT_EPOCHS)?;
+    Ok(Json(LedgerStatusView {
+        enabled: status.enabled,
+        member: status.member,
+        committee_address: status.committee_address.to_string(),
+        poster_address: status.poster_address.map(|a| a.to_string()),
+        threshold: status.threshold,
+        members: status.members,
+        current_epoch: status.current_epoch,
+        epoch_seconds: status.epoch_ms / 1000,
+        recent: status.recent.into_iter().map(epoch_view).collect(),
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/ledger/epoch/{n}", params(("n" = u64, Path, description = "The epoch number")),
+    responses((status = 200, body = EpochView), (status = 404, body = crate::error::ErrorBody),
+        (status = 500, body = crate::error::ErrorBody)))]
+pub(crate) async fn ledger_epoch(
+    State(state): State<AppState>,
+    Path(n): Path<u64>,
+) -> Result<Json<EpochView>, ApiError> {
+    match state.node.settlement().epoch_record(n)? {
+        Some(record) => Ok(Json(epoch_view(record))),
+        None => Err(ApiError::NotFound(format!(
+            "this node has no record of epoch {n} (not closed yet, before its lookback, or settlement is off)"
+        ))),
+    }
 }
 
 impl From<MeteringError> for ApiError {

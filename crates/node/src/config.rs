@@ -53,6 +53,11 @@ pub struct Config {
     /// Usage meters and the receipt exchange: epoch length, exchange interval, the grace
     /// before an uncountersigned tenant stops being served, and the edge's tolerance.
     pub metering: xnode_metering::MeteringConfig,
+    /// The EVM chain the network settles on: JSON-RPC endpoint, contracts, poster key.
+    pub chain: xnode_settle::ChainConfig,
+    /// Closing epochs: whether this node takes part, the committee and its threshold, the
+    /// operators' payout addresses, and the close timing. Off by default.
+    pub settlement: xnode_settle::SettlementConfig,
     /// OTLP/HTTP collector (for example `http://127.0.0.1:4318`) that receives the spans
     /// of function calls as JSON. Off when absent.
     pub otlp_endpoint: Option<String>,
@@ -159,6 +164,8 @@ impl Default for Config {
             storage: xnode_storage::StorageConfig::default(),
             compute: xnode_deploy::ComputeConfig::default(),
             metering: xnode_metering::MeteringConfig::default(),
+            chain: xnode_settle::ChainConfig::default(),
+            settlement: xnode_settle::SettlementConfig::default(),
             otlp_endpoint: None,
             enable_fault_injection: false,
             advertised_protocol: None,
@@ -187,6 +194,9 @@ pub enum ConfigError {
     Storage(String),
     #[error("{0}")]
     Admission(String),
+    /// The `[chain]` or `[settlement]` section is unusable.
+    #[error("{0}")]
+    Settlement(String),
     #[error(transparent)]
     Http(#[from] xnode_serve::LimitsError),
     /// The certificate or key of `[http.tls]` cannot be used (the message names the file;
@@ -263,6 +273,16 @@ impl Config {
                 field: "metering",
                 reason,
             });
+        }
+        if let Err(e) = self.settlement.validate(&self.chain) {
+            return Err(ConfigError::Settlement(e.0));
+        }
+        // Receipts are counted per metering epoch and audits per audit epoch; a bundle
+        // carries both for one epoch number, so the two lengths must be the same.
+        if self.settlement.enabled && self.storage.audit_epoch != self.metering.epoch {
+            return Err(ConfigError::Settlement(
+                "settlement.enabled needs storage.audit_epoch equal to metering.epoch (one epoch numbering for receipts and audits)".into(),
+            ));
         }
         if let Err(reason) = self.compute.validate() {
             return Err(ConfigError::Timing {
@@ -494,6 +514,84 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(c.validate(), Ok(()));
+    }
+
+    /// A settling node's sections from TOML, checked one mistake at a time.
+    #[test]
+    fn settlement_sections_parse_and_each_mistake_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = xnode_types::SecretKey::generate().node_id();
+        let text = format!(
+            r#"
+            [chain]
+            rpc_url = "http://127.0.0.1:8545"
+            settlement_contract = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+            [settlement]
+            enabled = true
+            threshold = 1
+            committee = [{{ node = "{node}", address = "0x00000000000000000000000000000000000000aa" }}]
+            operators = [{{ node = "{node}", payout = "0x00000000000000000000000000000000000000bb" }}]
+            grace = "2s"
+            gather = "1s"
+            "#
+        );
+        let mut c: Config = toml::from_str(&text).unwrap();
+        c.data_dir = dir.path().to_path_buf();
+        c.listen = valid(dir.path()).listen;
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.settlement.grace, Duration::from_secs(2));
+        assert_eq!(c.settlement.committee[0].node, node);
+
+        let refused = |change: &dyn Fn(&mut Config), expect: &str| {
+            let mut changed = c.clone();
+            change(&mut changed);
+            let err = changed.validate().unwrap_err();
+            assert!(matches!(err, ConfigError::Settlement(_)), "{err}");
+            assert!(err.to_string().contains(expect), "{err} lacks {expect:?}");
+        };
+        refused(&|c| c.chain.rpc_url = None, "chain.rpc_url");
+        refused(&|c| c.chain.rpc_url = Some("ftp://x".into()), "http(s)");
+        refused(
+            &|c| c.chain.settlement_contract = None,
+            "settlement_contract",
+        );
+        refused(&|c| c.settlement.committee.clear(), "no member");
+        refused(&|c| c.settlement.threshold = 2, "threshold");
+        refused(&|c| c.settlement.threshold = 0, "threshold");
+        refused(
+            &|c| {
+                let twice = c.settlement.committee[0].clone();
+                c.settlement.committee.push(twice);
+            },
+            "twice",
+        );
+        refused(
+            &|c| {
+                c.settlement.operators.push(xnode_settle::OperatorPayout {
+                    node,
+                    payout: alloy_address(0xcc),
+                })
+            },
+            "twice",
+        );
+        refused(
+            &|c| c.chain.poster_key_file = Some(dir.path().join("missing.key")),
+            "poster_key_file",
+        );
+        refused(
+            &|c| c.storage.audit_epoch = Duration::from_secs(60),
+            "audit_epoch",
+        );
+        refused(&|c| c.settlement.lookback_epochs = 0, "lookback_epochs");
+        // Off, the sections are not checked: a disabled node needs no chain.
+        let mut off = c.clone();
+        off.settlement.enabled = false;
+        off.chain = xnode_settle::ChainConfig::default();
+        assert_eq!(off.validate(), Ok(()));
+    }
+
+    fn alloy_address(byte: u8) -> xnode_settle::config::Address {
+        xnode_settle::config::Address::repeat_byte(byte)
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod config;
 pub mod drain;
 pub mod identity;
 pub mod observe;
+mod settlement;
 mod workers;
 
 use std::sync::{Arc, Mutex};
@@ -130,6 +131,7 @@ pub(crate) struct Inner {
     pub storage: Arc<Storage>,
     pub compute: Arc<Compute>,
     pub metering: Arc<xnode_metering::Metering>,
+    pub settlement: Arc<xnode_settle::Settlement>,
     pub recorder: Arc<xnode_observe::Recorder>,
     pub view: Mutex<xnode_observe::NetworkView>,
     pub tenant_rate: Arc<xnode_serve::KeyedRateLimiter<PublicKeyBytes>>,
@@ -299,6 +301,22 @@ impl Node {
             &mesh,
             config.metering.clone(),
         );
+        let settlement = xnode_settle::Settlement::new(
+            key.clone(),
+            &config.network,
+            db.clone(),
+            &mesh,
+            config.settlement.clone(),
+            config.chain.clone(),
+            config.metering.epoch,
+            Arc::new(settlement::NodeEvidence {
+                id,
+                metering: metering.clone(),
+                storage: storage.clone(),
+                mesh: mesh.clone(),
+            }),
+        )
+        .map_err(|e| NodeError::Config(ConfigError::Settlement(e.0)))?;
         let compute = Compute::new(
             id,
             key.clone(),
@@ -361,6 +379,7 @@ impl Node {
                 storage: storage.clone(),
                 compute: compute.clone(),
                 metering: metering.clone(),
+                settlement: settlement.clone(),
                 recorder,
                 view: Default::default(),
                 tenant_rate: Arc::new(xnode_serve::KeyedRateLimiter::new(
@@ -389,6 +408,10 @@ impl Node {
         }
         runner.spawn(metering.serve());
         runner.spawn(metering.worker());
+        if settlement.enabled() {
+            runner.spawn(settlement.serve());
+            runner.spawn(settlement.worker());
+        }
         runner.spawn(compute.serve());
         for worker in compute.workers() {
             runner.spawn(worker);
@@ -421,6 +444,11 @@ impl Node {
     /// Usage meters, countersigning grants and countersigned receipts.
     pub fn metering(&self) -> &Arc<xnode_metering::Metering> {
         &self.inner.metering
+    }
+
+    /// Closing epochs: this node's evidence bundles, the committee's votes, the records.
+    pub fn settlement(&self) -> &Arc<xnode_settle::Settlement> {
+        &self.inner.settlement
     }
 
     pub fn compute(&self) -> &Arc<Compute> {

@@ -200,6 +200,11 @@ impl QuorumCollector {
         Ok(VoteOutcome::Counted)
     }
 
+    /// The digest this collector counts votes for.
+    pub fn digest(&self) -> B256 {
+        self.digest
+    }
+
     /// Agreeing signatures held.
     pub fn agreeing(&self) -> usize {
         self.agreeing.len()

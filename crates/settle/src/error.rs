@@ -135,3 +135,40 @@ pub enum CommitteeError {
     #[error("signing the root failed")]
     Signing(#[source] alloy::signers::Error),
 }
+
+/// A mistake in the `[chain]` or `[settlement]` section, as one line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Why closing an epoch failed this round (the worker tries again next round).
+#[derive(Debug, thiserror::Error)]
+pub enum CloseError {
+    /// The node's database failed.
+    #[error("settlement database")]
+    Db(#[from] xnode_db::DbError),
+    /// A stored record or bundle does not decode.
+    #[error("stored settlement state")]
+    Stored(#[from] xnode_wire::WireError),
+    /// Building this node's bundle failed.
+    #[error("this node's evidence bundle")]
+    Bundle(#[from] BundleError),
+    /// A vote could not be signed or the quorum refused.
+    #[error("committee")]
+    Committee(#[from] CommitteeError),
+    /// The ledger refused the epoch's input.
+    #[error("ledger")]
+    Ledger(#[from] xnode_ledger::LedgerError),
+    /// The settlement plan could not be built from the ledger's output.
+    #[error("settlement plan")]
+    Plan(#[from] xnode_chain::ChainError),
+    /// The chain endpoint failed.
+    #[error("chain")]
+    Chain(#[from] crate::rpc::RpcError),
+    /// Reading this node's evidence (receipts, audits) failed.
+    #[error("reading evidence: {0}")]
+    Evidence(String),
+    /// A value read from the chain does not fit.
+    #[error("chain value out of range: {0}")]
+    ChainValue(&'static str),
+}

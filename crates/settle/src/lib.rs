@@ -22,31 +22,45 @@
 //!    signer, membership, epoch, same digest) and releases the signatures only when at
 //!    least the threshold (f+1 or more) agree.
 //!
-//! 4. **The chain client** ([`ChainClient`]): the crate's only I/O, a minimal JSON-RPC
+//! 4. **The chain client** ([`ChainClient`]): a minimal JSON-RPC
 //!    client that signs transactions locally to post roots and claim rewards.
 //!
-//! The node's background worker and the transport of bundles and votes are to be built
-//! on top of this crate; see `docs/design/settlement-in-the-network.md`.
+//! 5. **The close** ([`EpochClose`], `close.rs`): one epoch's state machine (set, root,
+//!    votes, record) without I/O, and ([`Settlement`], `worker.rs`) the node's `settle`
+//!    RPC service and `epoch-close` worker that drive it over the mesh and the chain;
+//!    the node supplies its evidence through [`EvidenceSource`]. See
+//!    `docs/design/settlement-in-the-network.md`.
 
 #![warn(missing_docs)]
 
 mod bundle;
+pub mod close;
 pub mod committee;
+pub mod config;
 mod error;
 mod evidence;
+pub mod proto;
 mod rpc;
+mod worker;
 
 pub use bundle::{
     BUNDLE_DOMAIN, BUNDLE_VERSION, BundleBody, BundleLimits, EvidenceBundle, VerifiedBundle,
 };
+pub use close::{EpochClose, EpochRecord, EpochStatus};
 pub use committee::{
     CommitteeConfig, QuorumCollector, ROOT_VOTE_VERSION, RootVote, VoteOutcome, committee_signer,
 };
-pub use error::{BundleError, CommitteeError};
+pub use config::{ChainConfig, CommitteeMember, OperatorPayout, SettlementConfig};
+pub use error::{BundleError, CloseError, CommitteeError, ConfigError};
 pub use evidence::{EvidenceSet, SET_DOMAIN, SetSummary};
 pub use rpc::{ChainClient, Mined, RpcError};
+pub use worker::{
+    EvidenceSource, SETTLE_BUNDLES, SETTLE_EPOCHS, SettleService, Settlement, SettlementStatus,
+};
 
 #[cfg(test)]
 mod anvil_tests;
+#[cfg(test)]
+mod close_tests;
 #[cfg(test)]
 mod tests;

@@ -299,6 +299,16 @@ impl Storage {
         Ok(StoreResponse::AuditProof { nonce, proof })
     }
 
+    /// The audit verdicts this node signed in `epoch` (of `storage.audit_epoch`), for its
+    /// settlement evidence bundle. The log keeps the epochs collectors may still ask for.
+    pub fn audit_log(&self, epoch: u64) -> Vec<AuditResult> {
+        lock(&self.auditor.state)
+            .log
+            .get(&epoch)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Answers a collector: the results this node signed in `epoch`.
     pub(crate) fn answer_audit_log(&self, epoch: u64) -> StoreResponse {
         let current = epoch_of(unix_ms(), self.config.audit_epoch);

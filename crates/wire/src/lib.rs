@@ -143,6 +143,12 @@ pub mod kinds {
     pub const RECEIPT_RESPONSE: u8 = 63;
     /// A tenant's countersigning grant kept by its edge node.
     pub const STORED_GRANT: u8 = 64;
+    /// An epoch-close request between nodes (`xnode-settle`).
+    pub const SETTLE_REQUEST: u8 = 70;
+    /// An epoch-close response.
+    pub const SETTLE_RESPONSE: u8 = 71;
+    /// A closed epoch's outcome in a node's local database (`xnode-settle`).
+    pub const SETTLE_EPOCH_RECORD: u8 = 72;
     pub const COMPUTE_REQUEST: u8 = 30;
     pub const COMPUTE_RESPONSE: u8 = 31;
 }

@@ -36,7 +36,7 @@ pub enum Command {
     Leave(RetireArgs),
     /// Node and tenant keys: show the node's identity, or create a tenant key.
     Key(KeyArgs),
-    /// Settlement: the countersigned usage receipts a node holds.
+    /// Settlement: the countersigned usage receipts a node holds, and closing epochs.
     Ledger {
         #[command(subcommand)]
         action: LedgerAction,
@@ -345,6 +345,18 @@ pub enum LedgerAction {
         /// The epoch number; the current epoch when absent.
         #[arg(long)]
         epoch: Option<u64>,
+        #[command(flatten)]
+        args: ClientArgs,
+    },
+    /// How closing epochs stands on the node: committee, recent epochs, roots, postings.
+    Status {
+        #[command(flatten)]
+        args: ClientArgs,
+    },
+    /// One epoch's outcome: status, root, payout table, charges, votes, transaction.
+    Epoch {
+        /// The epoch number.
+        n: u64,
         #[command(flatten)]
         args: ClientArgs,
     },

@@ -7,6 +7,7 @@ mod client;
 mod compute_cmd;
 mod devnet;
 mod drain_cmd;
+mod ledger_cmd;
 mod s3_cmd;
 mod sd_notify;
 mod start;
@@ -47,6 +48,12 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Ledger {
             action: cli::LedgerAction::Receipts { epoch, args },
         } => client::receipts(args, epoch).await,
+        cli::Command::Ledger {
+            action: cli::LedgerAction::Status { args },
+        } => ledger_cmd::status(args).await,
+        cli::Command::Ledger {
+            action: cli::LedgerAction::Epoch { n, args },
+        } => ledger_cmd::epoch(args, n).await,
         cli::Command::Drain(args) => drain_cmd::drain(args).await,
         cli::Command::Leave(args) => drain_cmd::leave(args).await,
         cli::Command::Admission { action } => admission_cmd::run(action),

@@ -1,0 +1,48 @@
+//! The node's evidence for closing epochs: the countersigned receipts it holds as provider
+//! (metering) and the audit verdicts it issued (storage), and the nodes to gather the
+//! other bundles from (the live members of the mesh). `xnode_settle` does the rest.
+
+use std::sync::Arc;
+
+use xnode_ledger::{AuditResult, Epoch, Receipt};
+use xnode_mesh::{MemberState, Mesh};
+use xnode_metering::Metering;
+use xnode_storage::Storage;
+use xnode_types::NodeId;
+
+/// Most receipts of one epoch read for a bundle: the bundle's own limit.
+const MAX_BUNDLE_RECEIPTS: usize = 16_384;
+
+/// This node's evidence, for `xnode_settle::Settlement`.
+pub(crate) struct NodeEvidence {
+    pub(crate) id: NodeId,
+    pub(crate) metering: Arc<Metering>,
+    pub(crate) storage: Arc<Storage>,
+    pub(crate) mesh: Mesh,
+}
+
+impl xnode_settle::EvidenceSource for NodeEvidence {
+    fn receipts(&self, epoch: Epoch) -> Result<Vec<Receipt>, String> {
+        // The store holds receipts as provider and as edge; only the provider's count.
+        let mut receipts = self
+            .metering
+            .receipts(epoch, usize::MAX)
+            .map_err(|e| e.to_string())?;
+        receipts.retain(|r| r.body.provider == self.id);
+        receipts.truncate(MAX_BUNDLE_RECEIPTS);
+        Ok(receipts)
+    }
+
+    fn audits(&self, epoch: Epoch) -> Result<Vec<AuditResult>, String> {
+        Ok(self.storage.audit_log(epoch.0))
+    }
+
+    fn nodes(&self) -> Vec<NodeId> {
+        self.mesh
+            .members()
+            .into_iter()
+            .filter(|m| m.state == MemberState::Alive && m.id != self.id)
+            .map(|m| m.id)
+            .collect()
+    }
+}

@@ -1,0 +1,366 @@
+//! One epoch's close as a state machine without I/O: the evidence set a node holds, the
+//! root it computed from it, the votes it collected, and the record it keeps.
+//!
+//! The worker feeds it bundles and votes from the network and asks it what to do; the
+//! rules live here so they can be tested without a network:
+//!
+//! - a new bundle that changes the set drops the computed root (the root follows the set);
+//! - a vote for another digest is a dissent and never posted with ours;
+//! - nothing is posted below the threshold;
+//! - the outcome is an [`EpochRecord`] the node stores, so a restart resumes from it
+//!   (a posted epoch is never closed again).
+
+use std::collections::BTreeMap;
+
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::signers::local::PrivateKeySigner;
+use serde::{Deserialize, Serialize};
+use xnode_chain::SettlementPlan;
+use xnode_ledger::{Epoch, EpochInput, EpochOutput, Hash, compute_epoch};
+use xnode_types::PublicKeyBytes;
+use xnode_wire::Versioned;
+
+use crate::error::CloseError;
+use crate::{CommitteeConfig, EvidenceSet, QuorumCollector, RootVote, VerifiedBundle, VoteOutcome};
+
+/// Where an epoch's close stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EpochStatus {
+    /// Bundles are being gathered; no root yet.
+    Gathering,
+    /// A root is computed and this node voted (members) or published (others).
+    Voted,
+    /// The threshold agreed on this node's root; posting is due.
+    Quorum,
+    /// The root is on chain.
+    Posted,
+}
+
+/// One committee vote as recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedVote {
+    /// The member's committee address.
+    pub signer: Address,
+    /// The digest it signed.
+    pub digest: B256,
+    /// Whether it is the digest this node computed.
+    pub agrees: bool,
+}
+
+/// One payout row of the epoch's table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedPayout {
+    /// The claiming address.
+    pub address: Address,
+    /// The claimable amount (base units).
+    pub amount: u128,
+}
+
+/// One tenant's charge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedCharge {
+    /// The tenant.
+    pub tenant: PublicKeyBytes,
+    /// Taken from its escrow.
+    pub charged: u128,
+}
+
+/// What a node keeps of an epoch's close, across restarts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// The epoch.
+    pub epoch: u64,
+    /// Where it stands.
+    pub status: EpochStatus,
+    /// Bundles in this node's set.
+    pub bundles: u64,
+    /// The set's digest ([`EvidenceSet::digest`]).
+    pub set_digest: Option<Hash>,
+    /// The Merkle root of the payout table.
+    pub root: Option<B256>,
+    /// The EIP-712 digest this node signed (binds the root, total, charges, deadline and
+    /// the contract).
+    pub digest: Option<B256>,
+    /// The deadline of the signatures (Unix seconds).
+    pub deadline: u64,
+    /// Claimable in total.
+    pub total: u128,
+    /// The payout table.
+    pub payouts: Vec<RecordedPayout>,
+    /// The tenants' charges.
+    pub charges: Vec<RecordedCharge>,
+    /// The valid committee votes seen.
+    pub votes: Vec<RecordedVote>,
+    /// The member designated to post.
+    pub poster: Option<Address>,
+    /// The transaction that posted the root, if this node sent it.
+    pub tx_hash: Option<B256>,
+    /// The last error of the close, if the last round failed.
+    pub error: Option<String>,
+}
+
+impl Versioned for EpochRecord {
+    const KIND_TAG: u8 = xnode_wire::kinds::SETTLE_EPOCH_RECORD;
+    const KIND_NAME: &'static str = "settlement epoch record";
+    const VERSION: u8 = 1;
+}
+
+impl EpochRecord {
+    /// A fresh record of an epoch being gathered.
+    pub fn new(epoch: Epoch) -> Self {
+        Self {
+            epoch: epoch.0,
+            status: EpochStatus::Gathering,
+            bundles: 0,
+            set_digest: None,
+            root: None,
+            digest: None,
+            deadline: 0,
+            total: 0,
+            payouts: Vec::new(),
+            charges: Vec::new(),
+            votes: Vec::new(),
+            poster: None,
+            tx_hash: None,
+            error: None,
+        }
+    }
+}
+
+/// The root a node computed from its set, with what posting it needs.
+#[derive(Clone, Debug)]
+struct Computed {
+    set_digest: Hash,
+    output: EpochOutput,
+    plan: SettlementPlan,
+    deadline: U256,
+    own_vote: Option<RootVote>,
+    quorum: QuorumCollector,
+}
+
+/// One epoch's close on one node.
+#[derive(Clone, Debug)]
+pub struct EpochClose {
+    set: EvidenceSet,
+    committee: CommitteeConfig,
+    computed: Option<Computed>,
+    /// Every member's latest valid vote, kept across recomputations so a vote that
+    /// arrived before our root counts once our root matches it.
+    votes: BTreeMap<Address, RootVote>,
+    posted: Option<Option<B256>>,
+    error: Option<String>,
+}
+
+impl EpochClose {
+    /// A close of `epoch` for `committee`, with no evidence yet.
+    pub fn new(epoch: Epoch, committee: CommitteeConfig) -> Self {
+        Self {
+            set: EvidenceSet::new(epoch),
+            committee,
+            computed: None,
+            votes: BTreeMap::new(),
+            posted: None,
+            error: None,
+        }
+    }
+
+    /// The epoch.
+    pub fn epoch(&self) -> Epoch {
+        self.set.epoch()
+    }
+
+    /// The evidence held.
+    pub fn set(&self) -> &EvidenceSet {
+        &self.set
+    }
+
+    /// Adds a verified bundle. When it changes the set, the computed root is dropped: the
+    /// next round computes and votes again over the larger set.
+    pub fn add_bundle(&mut self, bundle: VerifiedBundle) -> bool {
+        let changed = self.set.insert(bundle);
+        if changed && self.posted.is_none() {
+            self.computed = None;
+        }
+        changed
+    }
+
+    /// Whether a root must be (re)computed: none yet, or the set changed since.
+    pub fn needs_root(&self) -> bool {
+        self.posted.is_none()
+            && self
+                .computed
+                .as_ref()
+                .is_none_or(|c| c.set_digest != self.set.digest())
+    }
+
+    /// Computes the ledger's output over the set and `input` (built by the caller from
+    /// [`EvidenceSet::epoch_input`] with the chain's stakes and escrows), and the digest
+    /// to sign for the settlement contract. A member signs it with `signer`; a node that
+    /// is not a member passes `None` and only follows.
+    pub fn compute_root(
+        &mut self,
+        input: &EpochInput,
+        settlement_domain: &alloy::sol_types::Eip712Domain,
+        deadline: U256,
+        signer: Option<&PrivateKeySigner>,
+    ) -> Result<B256, CloseError> {
+        let output = compute_epoch(input)?;
+        let plan = SettlementPlan::from_epoch(&output)?;
+        let digest = plan.digest(settlement_domain, deadline);
+        let epoch = self.epoch();
+        let mut quorum = QuorumCollector::new(self.committee.clone(), epoch, digest);
+        let own_vote = match signer {
+            Some(signer) if self.committee.is_member(&signer.address()) => {
+                let vote = RootVote::sign(signer, epoch, digest)?;
+                self.votes.insert(vote.signer, vote.clone());
+                Some(vote)
+            }
+            _ => None,
+        };
+        for vote in self.votes.values() {
+            // Votes were checked when they arrived; one that no longer fits is skipped.
+            let _ = quorum.add(vote);
+        }
+        self.computed = Some(Computed {
+            set_digest: self.set.digest(),
+            output,
+            plan,
+            deadline,
+            own_vote,
+            quorum,
+        });
+        Ok(digest)
+    }
+
+    /// This node's current vote, to serve to the other members.
+    pub fn own_vote(&self) -> Option<&RootVote> {
+        self.computed.as_ref().and_then(|c| c.own_vote.as_ref())
+    }
+
+    /// Checks and keeps a member's vote (see [`QuorumCollector::add`]). Before this node
+    /// computed a root, the vote is checked against the committee alone and kept.
+    pub fn add_vote(&mut self, vote: RootVote) -> Result<VoteOutcome, CloseError> {
+        let outcome = match &mut self.computed {
+            Some(computed) => computed.quorum.add(&vote)?,
+            None => {
+                // Check the vote as a collector for a digest nobody signs would: every
+                // check but agreement.
+                let mut probe =
+                    QuorumCollector::new(self.committee.clone(), self.epoch(), B256::ZERO);
+                probe.add(&vote)?;
+                VoteOutcome::Dissent
+            }
+        };
+        self.votes.insert(vote.signer, vote);
+        Ok(outcome)
+    }
+
+    /// Whether the threshold agrees on this node's root.
+    pub fn has_quorum(&self) -> bool {
+        self.computed
+            .as_ref()
+            .is_some_and(|c| c.quorum.has_quorum())
+    }
+
+    /// The member designated to post, once the threshold agrees.
+    pub fn poster(&self) -> Option<Address> {
+        self.computed.as_ref().and_then(|c| c.quorum.poster())
+    }
+
+    /// The `postRoot` call with the agreeing signatures, ascending by signer; refused
+    /// below the threshold.
+    pub fn post_calldata(&self) -> Result<Bytes, CloseError> {
+        let Some(computed) = &self.computed else {
+            return Err(CloseError::Committee(
+                crate::CommitteeError::BelowThreshold {
+                    have: 0,
+                    need: self.committee.threshold(),
+                },
+            ));
+        };
+        let signatures = computed.quorum.signatures()?;
+        Ok(computed
+            .plan
+            .post_root_calldata(computed.deadline, signatures))
+    }
+
+    /// The ledger's output over the current set, once computed.
+    pub fn output(&self) -> Option<&EpochOutput> {
+        self.computed.as_ref().map(|c| &c.output)
+    }
+
+    /// The settlement plan (root, total, charges, claims with proofs), once computed.
+    pub fn plan(&self) -> Option<&SettlementPlan> {
+        self.computed.as_ref().map(|c| &c.plan)
+    }
+
+    /// Marks the root as on chain (`tx` when this node sent it). Nothing changes after.
+    pub fn mark_posted(&mut self, tx: Option<B256>) {
+        self.posted = Some(tx);
+        self.error = None;
+    }
+
+    /// Whether the root is on chain.
+    pub fn is_posted(&self) -> bool {
+        self.posted.is_some()
+    }
+
+    /// Notes the last round's failure (shown in the record until a round succeeds).
+    pub fn set_error(&mut self, error: Option<String>) {
+        self.error = error;
+    }
+
+    /// The record to store and show.
+    pub fn record(&self) -> EpochRecord {
+        let mut record = EpochRecord::new(self.epoch());
+        record.bundles = u64::try_from(self.set.len()).unwrap_or(u64::MAX);
+        record.error = self.error.clone();
+        let Some(computed) = &self.computed else {
+            return record;
+        };
+        let digest = computed.quorum.digest();
+        record.set_digest = Some(computed.set_digest);
+        record.root = Some(computed.plan.rewards_root);
+        record.digest = Some(digest);
+        record.deadline = u64::try_from(computed.deadline).unwrap_or(u64::MAX);
+        record.total = u128::try_from(computed.plan.total).unwrap_or(u128::MAX);
+        record.payouts = computed
+            .output
+            .payouts
+            .iter()
+            .map(|p| RecordedPayout {
+                address: Address::from(p.address),
+                amount: p.amount,
+            })
+            .collect();
+        record.charges = computed
+            .output
+            .tenants
+            .iter()
+            .map(|t| RecordedCharge {
+                tenant: t.tenant,
+                charged: t.charged,
+            })
+            .collect();
+        record.votes = self
+            .votes
+            .values()
+            .map(|v| RecordedVote {
+                signer: v.signer,
+                digest: v.digest,
+                agrees: v.digest == digest,
+            })
+            .collect();
+        record.poster = computed.quorum.poster();
+        record.status = if let Some(tx) = self.posted {
+            record.tx_hash = tx;
+            EpochStatus::Posted
+        } else if computed.quorum.has_quorum() {
+            EpochStatus::Quorum
+        } else {
+            EpochStatus::Voted
+        };
+        record
+    }
+}

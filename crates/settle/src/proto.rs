@@ -1,0 +1,64 @@
+//! The `settle` service on the wire: every node serves its evidence for a closed epoch;
+//! committee members also serve the bundles they gathered and their vote.
+//!
+//! Everything is pulled: a member asks each node for its set summary, fetches the bundles
+//! that would change its own set, and asks the other members for their votes. Nothing
+//! arrives unasked, so a hostile node can only answer what it was asked, within the size
+//! limit, and every bundle it answers is verified like any other.
+//!
+//! Append new variants at the end of each enum: postcard encodes the variant index.
+
+use serde::{Deserialize, Serialize};
+use xnode_ledger::Epoch;
+use xnode_types::NodeId;
+use xnode_wire::Versioned;
+
+use crate::{RootVote, SetSummary};
+
+/// The largest message: one bundle at its limit (8 MiB) and framing.
+pub const MAX_SETTLE_MESSAGE: usize = (8 << 20) + 4096;
+
+/// A request of the `settle` service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SettleRequest {
+    /// "Which bundles do you hold for this epoch?"
+    Summary {
+        /// The epoch.
+        epoch: Epoch,
+    },
+    /// "Send me the bundle you hold of this publisher."
+    Bundle {
+        /// The epoch.
+        epoch: Epoch,
+        /// Whose bundle.
+        publisher: NodeId,
+    },
+    /// "Send me your vote on this epoch's root."
+    Vote {
+        /// The epoch.
+        epoch: Epoch,
+    },
+}
+
+impl Versioned for SettleRequest {
+    const KIND_TAG: u8 = xnode_wire::kinds::SETTLE_REQUEST;
+    const KIND_NAME: &'static str = "settle request";
+    const VERSION: u8 = 1;
+}
+
+/// An answer of the `settle` service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SettleResponse {
+    /// The bundles held (empty before the node closed the epoch).
+    Summary(SetSummary),
+    /// The encoded bundle ([`crate::EvidenceBundle::encode`]), if held.
+    Bundle(Option<Vec<u8>>),
+    /// The member's current vote, if it computed a root yet.
+    Vote(Option<RootVote>),
+}
+
+impl Versioned for SettleResponse {
+    const KIND_TAG: u8 = xnode_wire::kinds::SETTLE_RESPONSE;
+    const KIND_NAME: &'static str = "settle response";
+    const VERSION: u8 = 1;
+}
