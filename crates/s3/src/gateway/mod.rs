@@ -4,18 +4,21 @@
 //! This module holds the `Gateway` itself, the helpers its operations share and the
 //! `S3` trait impl, which only delegates: the operations live in submodules by topic
 //! (`buckets`, `objects`, `parts`, `tagging`, `listing`, `multipart`, `copy`,
-//! `versioning`), the mapping of storage
+//! `versioning`, `cors`, `lifecycle`), bucket settings in `settings`, the mapping of storage
 //! failures onto S3 errors in `errors`, the metadata S3 keeps beside the user's in
 //! `system_meta` and the checking of upload checksums in `integrity`.
 
 mod buckets;
 mod copy;
+pub(crate) mod cors;
 mod errors;
 mod integrity;
+pub(crate) mod lifecycle;
 mod listing;
 mod multipart;
 mod objects;
 mod parts;
+mod settings;
 mod system_meta;
 mod tagging;
 mod versioning;
@@ -405,5 +408,47 @@ impl S3 for Gateway {
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         self.list_multipart_uploads_impl(req).await
+    }
+
+    async fn put_bucket_cors(
+        &self,
+        req: S3Request<PutBucketCorsInput>,
+    ) -> S3Result<S3Response<PutBucketCorsOutput>> {
+        self.put_bucket_cors_impl(req).await
+    }
+
+    async fn get_bucket_cors(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        self.get_bucket_cors_impl(req).await
+    }
+
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+        self.delete_bucket_cors_impl(req).await
+    }
+
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketLifecycleConfigurationOutput>> {
+        self.put_bucket_lifecycle_configuration_impl(req).await
+    }
+
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
+        self.get_bucket_lifecycle_configuration_impl(req).await
+    }
+
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
+        self.delete_bucket_lifecycle_impl(req).await
     }
 }
