@@ -111,7 +111,7 @@ struct Version {
 }
 
 impl Gateway {
-    fn versioning(&self, bucket: &str) -> Versioning {
+    pub(super) fn versioning(&self, bucket: &str) -> Versioning {
         xnode_storage::buckets::versioning_of(self.storage.registry(), bucket)
     }
 
