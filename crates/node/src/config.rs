@@ -43,6 +43,10 @@ pub struct Config {
     /// How often the node gossips its observability summary.
     #[serde(with = "xnode_types::duration_text")]
     pub observe_interval: Duration,
+    /// The length of a "day" in S3 lifecycle rules: 24 hours, shortened only in tests
+    /// (the conformance suite makes it 10 s, as Ceph RGW's `rgw_lc_debug_interval` does).
+    #[serde(with = "xnode_types::duration_text")]
+    pub s3_lifecycle_day: Duration,
     /// Limits of the API and S3 ports against clients that hold connections (each port
     /// applies them on its own).
     pub http: xnode_serve::HttpLimits,
@@ -152,6 +156,7 @@ impl Default for Config {
             ],
             api: SocketAddr::from(([127, 0, 0, 1], 8080)),
             s3_listen: None,
+            s3_lifecycle_day: Duration::from_secs(24 * 60 * 60),
             bootstrap: Vec::new(),
             zone: "default".into(),
             mdns: true,
@@ -340,6 +345,7 @@ impl Config {
             ("anti_entropy_interval", self.anti_entropy_interval),
             ("record_refresh_interval", self.record_refresh_interval),
             ("observe_interval", self.observe_interval),
+            ("s3_lifecycle_day", self.s3_lifecycle_day),
         ];
         for (field, value) in positive {
             if value.is_zero() {

@@ -493,6 +493,12 @@ impl Node {
         &self.inner.runner
     }
 
+    /// Runs a worker of a layer above the node (the S3 gateway's lifecycle worker) with the
+    /// node's own, under the same shutdown signal and status list.
+    pub fn spawn_worker(&self, worker: impl xnode_worker::Worker) {
+        self.inner.runner.spawn(worker);
+    }
+
     /// Every background worker of this node and its state.
     pub fn workers(&self) -> Vec<WorkerInfo> {
         self.inner.runner.list()

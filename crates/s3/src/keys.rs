@@ -282,6 +282,17 @@ impl S3Keys {
         Ok(out)
     }
 
+    /// Every tenant with a key on this node (the tenants that chose it as an edge).
+    pub fn tenants(&self) -> Result<std::collections::BTreeSet<PublicKeyBytes>, KeysError> {
+        Ok(self
+            .db
+            .scan_prefix(TABLE, b"", usize::MAX)?
+            .into_iter()
+            .filter_map(|(_, v)| xnode_wire::decode::<AccessKey>(&v, MAX_RECORD_BYTES).ok())
+            .map(|k| k.tenant)
+            .collect())
+    }
+
     /// Deletes `tenant`'s key `id`; another tenant's key is reported as not found.
     pub fn delete(&self, tenant: &PublicKeyBytes, id: &str) -> Result<(), KeysError> {
         match self.get(id)? {

@@ -7,6 +7,8 @@
 //!   `/v1` API serves);
 //! - [`serve`]: the HTTP server on its own port (`--s3 HOST:PORT`), with an `s3` tracing
 //!   span per request and the `s3_` metrics;
+//! - `gateway::cors` answers browsers' preflights and adds CORS headers to actual requests;
+//!   `gateway::lifecycle` is also the worker that carries out lifecycle rules;
 //! - `guard`: requests the gateway cannot honour are refused (501), never half-served;
 //! - `authorize`: who may do what to a bucket (ACLs, bucket policies, public access
 //!   blocks), decided on every node before an operation runs;
@@ -172,6 +174,10 @@ const SLOW_REQUEST: std::time::Duration = std::time::Duration::from_secs(5);
 pub struct S3Gateway {
     service: S3Service,
     metrics: S3Metrics,
+    /// Where buckets' CORS rules are read from, for preflights and actual requests.
+    registry: Arc<xnode_registry::Registry>,
+    /// The operations themselves, for the lifecycle worker.
+    gateway: Gateway,
 }
 
 impl std::fmt::Debug for S3Gateway {
@@ -192,7 +198,9 @@ impl S3Gateway {
     ) -> Self {
         let keys = S3Keys::new(db);
         let metrics = S3Metrics::register(metrics);
-        let mut builder = S3ServiceBuilder::new(Gateway::new(storage.clone(), keys.clone()));
+        let registry = storage.registry().clone();
+        let gateway = Gateway::new(storage.clone(), keys.clone());
+        let mut builder = S3ServiceBuilder::new(gateway.clone());
         builder.set_auth(KeyAuth { keys: keys.clone() });
         builder.set_access(SignedOnly {
             keys,
@@ -202,7 +210,29 @@ impl S3Gateway {
         Self {
             service: builder.build(),
             metrics,
+            registry,
+            gateway,
         }
+    }
+
+    /// The worker that carries out buckets' lifecycle rules on this node (see
+    /// `gateway::lifecycle`), with a lifecycle day of `day` (24 hours outside tests).
+    pub fn lifecycle_worker(&self, day: std::time::Duration) -> impl xnode_worker::Worker {
+        let runner = gateway::lifecycle::LifecycleRunner::new(self.gateway.clone(), day);
+        let period = runner.period();
+        xnode_worker::periodic(
+            "s3-lifecycle",
+            xnode_worker::Interval::AfterFirstPeriod(period),
+            move || {
+                let runner = runner.clone();
+                async move {
+                    runner
+                        .pass()
+                        .await
+                        .map_err(|e| xnode_worker::WorkerError::from_error(&e))
+                }
+            },
+        )
     }
 
     /// Serves one HTTP request.
@@ -221,15 +251,42 @@ impl S3Gateway {
             request_id = tracing::field::Empty,
         );
         let started = Instant::now();
-        let prepared = match envelope::presigned_lifetime(req.uri().query()) {
-            Ok(()) => envelope::with_known_length(req).await,
-            Err(e) => Err(e),
-        };
-        let response = match prepared {
-            Err(e) => e
-                .to_http_response()
-                .map_err(|e| s3s::HttpError::new(Box::new(e))),
-            Ok(req) => self.service.call(req).instrument(span.clone()).await,
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        // Kept only when CORS headers may be due (a browser's request carries `Origin`).
+        let cors_request = req
+            .headers()
+            .contains_key(hyper::header::ORIGIN)
+            .then(|| req.headers().clone());
+        let response = if method == hyper::Method::OPTIONS {
+            // A browser's preflight: unsigned, answered from the bucket's CORS rules.
+            let _ = slot.0.set("PreflightRequest".to_owned());
+            Ok(gateway::cors::preflight(
+                &self.registry,
+                &path,
+                req.headers(),
+            ))
+        } else {
+            let prepared = match envelope::presigned_lifetime(req.uri().query()) {
+                Ok(()) => envelope::with_known_length(req).await,
+                Err(e) => Err(e),
+            };
+            let mut response = match prepared {
+                Err(e) => e
+                    .to_http_response()
+                    .map_err(|e| s3s::HttpError::new(Box::new(e))),
+                Ok(req) => self.service.call(req).instrument(span.clone()).await,
+            };
+            if let (Some(request_headers), Ok(response)) = (&cors_request, &mut response) {
+                gateway::cors::decorate(
+                    &self.registry,
+                    &method,
+                    &path,
+                    request_headers,
+                    response.headers_mut(),
+                );
+            }
+            response
         };
         let request_id = envelope::new_request_id();
         span.record("request_id", request_id.as_str());

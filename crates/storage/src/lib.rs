@@ -15,6 +15,7 @@
 //! - **repair** and **scrub** run as background workers (see [`repair`]).
 
 pub mod audit;
+pub mod bucket_settings;
 pub mod buckets;
 pub mod conditional;
 pub mod details;

@@ -133,6 +133,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
                 metrics,
             )
         });
+        node.spawn_worker(gateway.lifecycle_worker(node.config().s3_lifecycle_day));
         tokio::spawn(xnode_s3::serve(l, gateway, limits, async move {
             token.cancelled().await
         }))

@@ -4,17 +4,19 @@
 //! This module holds the `Gateway` itself, the helpers its operations share and the
 //! `S3` trait impl, which only delegates: the operations live in submodules by topic
 //! (`buckets`, `objects`, `parts`, `tagging`, `listing`, `multipart`, `copy`,
-//! `versioning`, `bucket_encryption`, `acl`, `policy`, with their registry storage in
-//! `settings`; server-side encryption in `sse`), the mapping of storage failures onto S3
-//! errors in `errors`, the metadata S3 keeps beside the user's in `system_meta` and the
-//! checking of upload checksums in `integrity`.
+//! `versioning`, `bucket_encryption`, `acl`, `policy`, `cors`, `lifecycle`; server-side
+//! encryption in `sse`), bucket settings in `settings`, the mapping of storage failures
+//! onto S3 errors in `errors`, the metadata S3 keeps beside the user's in `system_meta` and
+//! the checking of upload checksums in `integrity`.
 
 mod acl;
 mod bucket_encryption;
 mod buckets;
 mod copy;
+pub(crate) mod cors;
 mod errors;
 mod integrity;
+pub(crate) mod lifecycle;
 mod listing;
 mod multipart;
 mod objects;
@@ -524,5 +526,47 @@ impl S3 for Gateway {
         req: S3Request<DeletePublicAccessBlockInput>,
     ) -> S3Result<S3Response<DeletePublicAccessBlockOutput>> {
         self.delete_public_access_block_impl(req).await
+    }
+
+    async fn put_bucket_cors(
+        &self,
+        req: S3Request<PutBucketCorsInput>,
+    ) -> S3Result<S3Response<PutBucketCorsOutput>> {
+        self.put_bucket_cors_impl(req).await
+    }
+
+    async fn get_bucket_cors(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        self.get_bucket_cors_impl(req).await
+    }
+
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+        self.delete_bucket_cors_impl(req).await
+    }
+
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketLifecycleConfigurationOutput>> {
+        self.put_bucket_lifecycle_configuration_impl(req).await
+    }
+
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
+        self.get_bucket_lifecycle_configuration_impl(req).await
+    }
+
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
+        self.delete_bucket_lifecycle_impl(req).await
     }
 }

@@ -74,7 +74,7 @@ fn version_key(key: &str, id: &str) -> String {
 }
 
 /// The object key and internal id of a version object's key.
-fn parse_version_key(stored: &str) -> Option<(&str, &str)> {
+pub(super) fn parse_version_key(stored: &str) -> Option<(&str, &str)> {
     let rest = stored.strip_prefix(&internal_key("ver/"))?;
     let split = rest.len().checked_sub(ID_LEN + 1)?;
     let (key, tail) = (rest.get(..split)?, rest.get(split..)?);
@@ -91,7 +91,7 @@ pub(super) fn public_id(info: &ObjectInfo) -> String {
         .unwrap_or_else(|| NULL_VERSION.to_owned())
 }
 
-fn is_delete_marker(info: &ObjectInfo) -> bool {
+pub(super) fn is_delete_marker(info: &ObjectInfo) -> bool {
     info.user_meta.contains_key(DELETE_MARKER)
 }
 
@@ -111,7 +111,7 @@ struct Version {
 }
 
 impl Gateway {
-    fn versioning(&self, bucket: &str) -> Versioning {
+    pub(super) fn versioning(&self, bucket: &str) -> Versioning {
         xnode_storage::buckets::versioning_of(self.storage.registry(), bucket)
     }
 
@@ -141,7 +141,7 @@ impl Gateway {
     }
 
     /// Every live object under `prefix`, following pages.
-    async fn list_all(
+    pub(super) async fn list_all(
         &self,
         tenant: &PublicKeyBytes,
         bucket: &str,

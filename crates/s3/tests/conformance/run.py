@@ -31,7 +31,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SUITE_FILE = "s3tests/functional/test_s3.py"
 TOTAL_ITEMS = 835
 
+# A lifecycle "day" of 10 s, the suite's default `lc_debug_interval` (the suite waits a
+# few such days for rules to act), as RGW's `rgw_lc_debug_interval` does.
 RELAXED_SWIM = (
+    's3_lifecycle_day = "10s"\n'
     "[swim]\nprobe_interval = 500\nprobe_timeout = 1500\nindirect_probes = 3\n"
     "indirect_timeout = 2500\nsuspicion_max = 15000\nsuspicion_min = 5000\n"
     "dead_probe_interval = 2000\n"
