@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::stream::{FuturesUnordered, Stream, StreamExt};
+use futures::stream::{Stream, StreamExt};
 use md5::Digest as _;
+use tokio::task::JoinSet;
 use xnode_store::{
     Candidate, ChunkId, ChunkRef, Keyring, Manifest, ObjectInfo, ObjectKey, ObjectMeta, ObjectPath,
 };
@@ -15,7 +16,7 @@ use xnode_types::{PublicKeyBytes, unix_ms};
 
 use crate::conditional::Preconditions;
 use crate::proto::BucketRef;
-use crate::{Storage, StorageError, blocking};
+use crate::{Storage, StorageError};
 
 /// An object's metadata and the byte range a read returns.
 pub struct ObjectRead {
@@ -35,69 +36,123 @@ impl std::fmt::Debug for ObjectRead {
     }
 }
 
-/// A chunk upload in flight.
-type Upload<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StorageError>> + Send + 'a>>;
+/// Up to this many chunks of one upload are being replicated while the next ones are read
+/// and sealed. Each holds one sealed chunk until its write quorum answers, so this bounds an
+/// upload's memory to a few chunks whatever the object size, while keeping enough writes in
+/// flight that the replicas' fsyncs overlap instead of following one another.
+const UPLOADS_IN_FLIGHT: usize = 8;
 
-/// Up to this many chunks of one upload are replicated while the next one is read, which
-/// bounds memory to a few chunks whatever the object size.
-const UPLOADS_IN_FLIGHT: usize = 4;
+/// The object's running hashes: MD5 (the S3 ETag) and BLAKE3 of the plaintext (the
+/// manifest's). They pass from one chunk's sealing job to the next, in chunk order.
+type Hashes = (md5::Md5, blake3::Hasher);
 
-/// The encrypt-and-replicate pipeline of one object upload.
-struct ObjectWriter<'a> {
-    storage: &'a Arc<Storage>,
-    set: &'a [Candidate],
-    object_key: ObjectKey,
-    nonce_prefix: [u8; 16],
-    bucket: &'a BucketRef,
-    refs: Vec<ChunkRef>,
-    md5: md5::Md5,
-    hasher: blake3::Hasher,
-    total: u64,
-    uploads: FuturesUnordered<Upload<'a>>,
+/// One chunk after its CPU work: the hashes updated with it, and its sealed bytes.
+struct SealedChunk {
+    hashes: Hashes,
+    id: ChunkId,
+    sealed: Bytes,
+    plain_len: u32,
 }
 
-impl<'a> ObjectWriter<'a> {
-    /// Seals one plaintext chunk and starts replicating it, waiting first if too many
-    /// chunks are already in flight.
+/// The encrypt-and-replicate pipeline of one object upload. Three stages overlap: the
+/// caller reads the next chunk's bytes from the client while a blocking thread hashes and
+/// seals the previous one, and up to [`UPLOADS_IN_FLIGHT`] sealed chunks are replicated by
+/// their own tasks. (Hashing and sealing used to run one after the other between reads,
+/// partly on the async workers, and the uploads only progressed while the writer waited.)
+struct ObjectWriter {
+    storage: Arc<Storage>,
+    set: Arc<Vec<Candidate>>,
+    bucket: BucketRef,
+    object_key: ObjectKey,
+    nonce_prefix: [u8; 16],
+    refs: Vec<ChunkRef>,
+    /// The running hashes, or `None` while the chunk being sealed holds them.
+    hashes: Option<Hashes>,
+    /// The chunk being hashed and sealed on a blocking thread.
+    sealing: Option<tokio::task::JoinHandle<Result<SealedChunk, xnode_store::StoreError>>>,
+    chunks_pushed: u64,
+    total: u64,
+    /// Chunk uploads in flight; dropping the writer (an upload that fails or is cut off)
+    /// aborts them.
+    uploads: JoinSet<Result<(), StorageError>>,
+}
+
+fn task_failed(e: tokio::task::JoinError) -> StorageError {
+    StorageError::Internal(format!("storage task failed: {e}"))
+}
+
+impl ObjectWriter {
+    /// Starts hashing and sealing one plaintext chunk on a blocking thread, once the
+    /// previous chunk is sealed and on its way to its replicas.
     async fn push(&mut self, plain: Vec<u8>) -> Result<(), StorageError> {
-        self.md5.update(&plain);
-        self.hasher.update(&plain);
-        self.total += plain.len() as u64;
-        let index = self.refs.len() as u64;
-        let plain_len = plain.len() as u32;
+        self.replicate_sealed().await?;
+        let (mut md5, mut hasher) = self.hashes.take().ok_or_else(|| {
+            StorageError::Internal("the upload's hashes were lost by a failed chunk".into())
+        })?;
+        let plain_len = u32::try_from(plain.len())
+            .map_err(|_| StorageError::Internal("a chunk longer than 4 GiB".into()))?;
+        self.total = self.total.saturating_add(u64::from(plain_len));
+        let index = self.chunks_pushed;
+        self.chunks_pushed += 1;
         let (key, prefix) = (self.object_key.clone(), self.nonce_prefix);
-        // Encryption is CPU work: keep it off the async workers.
-        let sealed =
-            blocking(move || xnode_store::seal_chunk(&key, &prefix, index, &plain)).await?;
-        let id = ChunkId::of(&sealed);
-        self.refs.push(ChunkRef { id, plain_len });
+        self.sealing = Some(tokio::task::spawn_blocking(move || {
+            md5.update(&plain);
+            hasher.update(&plain);
+            let sealed = xnode_store::seal_chunk(&key, &prefix, index, &plain)?;
+            Ok(SealedChunk {
+                hashes: (md5, hasher),
+                id: ChunkId::of(&sealed),
+                sealed: Bytes::from(sealed),
+                plain_len,
+            })
+        }));
+        Ok(())
+    }
+
+    /// Waits for the chunk being sealed, if any, and starts replicating it, first waiting
+    /// for room among the uploads in flight.
+    async fn replicate_sealed(&mut self) -> Result<(), StorageError> {
+        let Some(job) = self.sealing.take() else {
+            return Ok(());
+        };
+        let chunk = job.await.map_err(task_failed)??;
+        self.hashes = Some(chunk.hashes);
+        self.refs.push(ChunkRef {
+            id: chunk.id,
+            plain_len: chunk.plain_len,
+        });
         self.storage
             .metrics
             .chunk_write_bytes
-            .inc_by(sealed.len() as u64);
-        self.uploads.push(Box::pin(self.storage.put_bucket_chunk(
-            id,
-            Bytes::from(sealed),
-            self.set,
-            self.bucket,
-        )));
+            .inc_by(chunk.sealed.len() as u64);
+        // A chunk that failed already fails the upload now, not after the rest was sent.
+        while let Some(result) = self.uploads.try_join_next() {
+            result.map_err(task_failed)??;
+        }
         while self.uploads.len() >= UPLOADS_IN_FLIGHT {
-            if let Some(result) = self.uploads.next().await {
-                result?;
+            if let Some(result) = self.uploads.join_next().await {
+                result.map_err(task_failed)??;
             }
         }
+        let (storage, set, bucket) = (self.storage.clone(), self.set.clone(), self.bucket.clone());
+        self.uploads.spawn(async move {
+            storage
+                .put_bucket_chunk(chunk.id, chunk.sealed, &set, &bucket)
+                .await
+        });
         Ok(())
     }
 
     /// Waits for every chunk to reach its write quorum.
-    async fn finish(
-        mut self,
-    ) -> Result<(Vec<ChunkRef>, md5::Md5, blake3::Hasher, u64), StorageError> {
-        while let Some(result) = self.uploads.next().await {
-            result?;
+    async fn finish(mut self) -> Result<(Vec<ChunkRef>, Hashes, u64), StorageError> {
+        self.replicate_sealed().await?;
+        while let Some(result) = self.uploads.join_next().await {
+            result.map_err(task_failed)??;
         }
-        Ok((self.refs, self.md5, self.hasher, self.total))
+        let hashes = self.hashes.take().ok_or_else(|| {
+            StorageError::Internal("the upload's hashes were lost by a failed chunk".into())
+        })?;
+        Ok((self.refs, hashes, self.total))
     }
 }
 
@@ -185,16 +240,17 @@ impl Storage {
         let chunk_size = self.config.chunk_size as usize;
 
         let mut writer = ObjectWriter {
-            storage: self,
-            set: &set,
+            storage: self.clone(),
+            set: Arc::new(set.clone()),
+            bucket: bucket_ref.clone(),
             object_key,
             nonce_prefix,
-            bucket: &bucket_ref,
             refs: Vec::new(),
-            md5: md5::Md5::new(),
-            hasher: blake3::Hasher::new(),
+            hashes: Some((md5::Md5::new(), blake3::Hasher::new())),
+            sealing: None,
+            chunks_pushed: 0,
             total: 0,
-            uploads: FuturesUnordered::new(),
+            uploads: JoinSet::new(),
         };
         let mut buffer: Vec<u8> = Vec::with_capacity(chunk_size);
         let mut received: u64 = 0;
@@ -226,7 +282,7 @@ impl Storage {
         if !buffer.is_empty() {
             writer.push(buffer).await?;
         }
-        let (refs, md5, hasher, total) = writer.finish().await?;
+        let (refs, (md5, hasher), total) = writer.finish().await?;
         if let Some(expected) = expected_len
             && expected != total
         {
