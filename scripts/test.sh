@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need (idempotently) and runs the whole test suite:
 # formatting and lints, every unit, in-process cluster and black-box test, then the
-# CPU-hog soak test (2 minutes; XNODE_SOAK_SECS shortens it for local runs).
+# CPU-hog soak test (90 s; XNODE_SOAK_SECS changes it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -103,7 +103,7 @@ else
 fi
 cargo nextest run --workspace --no-fail-fast
 
-echo "==> soak: no false suspicion with one core busy for ${XNODE_SOAK_SECS:-120} s"
+echo "==> soak: no false suspicion with one core busy for ${XNODE_SOAK_SECS:-90} s"
 # Selected from the whole workspace so cargo reuses the build above (building one
 # package alone would unify features differently and recompile dependencies).
 cargo nextest run --workspace --run-ignored only --no-capture -E 'test(no_false_suspicion_under_a_cpu_hog)'
