@@ -666,6 +666,16 @@ impl Driver {
     /// logged as a warning when it is new or its reason changed, and counted every time.
     fn judge_protocol(&mut self, node: NodeId, agent: &str) -> bool {
         let judged = PeerProtocol::judge(&self.config.protocol, agent, xnode_types::unix_ms());
+        // A refusal is counted before the verdict is published in the table the nodes API
+        // reads, so whoever sees a peer listed as refused also sees it counted.
+        if judged.refused.is_some() {
+            self.metrics
+                .peers_refused
+                .get_or_create(&ReasonLabel {
+                    reason: "incompatible_protocol",
+                })
+                .inc();
+        }
         let previous = {
             let mut table = match self.shared.peer_protocols.write() {
                 Ok(g) => g,
@@ -678,12 +688,6 @@ impl Driver {
                 if previous.and_then(|p| p.refused).as_ref() != Some(reason) {
                     tracing::warn!(%node, agent = %judged.agent, ours = %self.config.protocol, %reason, "refusing a peer of an incompatible protocol version");
                 }
-                self.metrics
-                    .peers_refused
-                    .get_or_create(&ReasonLabel {
-                        reason: "incompatible_protocol",
-                    })
-                    .inc();
                 self.refused.insert(node);
                 false
             }

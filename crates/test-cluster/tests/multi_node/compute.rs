@@ -548,9 +548,12 @@ async fn a_slow_replica_is_marked_degraded_and_gets_no_more_traffic() {
     let slow = (0..4)
         .find(|&i| cluster.id(i).to_string() == preferred)
         .unwrap();
+    // 1.5 s of extra latency: a replica is judged slow against 3x its best peer's latency
+    // plus 100 ms, and on a heavily loaded machine the healthy replicas' own latency can
+    // reach a few hundred milliseconds in a debug build, so a smaller delay can hide in it.
     cluster
         .node(slow)
-        .set_handling_faults(Duration::from_millis(500), 0.0)
+        .set_handling_faults(Duration::from_millis(1500), 0.0)
         .unwrap();
     let started = Instant::now();
     loop {
@@ -565,8 +568,8 @@ async fn a_slow_replica_is_marked_degraded_and_gets_no_more_traffic() {
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "not marked degraded within 10 s"
+            started.elapsed() < Duration::from_secs(30),
+            "not marked degraded within 30 s"
         );
     }
     println!("marked degraded after {:?}", started.elapsed());
