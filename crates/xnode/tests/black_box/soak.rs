@@ -1,5 +1,5 @@
 //! Soak test: with one core kept busy by a CPU hog, no node is ever reported suspect or
-//! dead. It runs for 90 s (set `XNODE_SOAK_SECS` to change), so it is `#[ignore]`d in
+//! dead. It runs for 60 s (set `XNODE_SOAK_SECS` to change), so it is `#[ignore]`d in
 //! the main run and executed as its own step by `scripts/test.sh`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -16,7 +16,7 @@ fn no_false_suspicion_under_a_cpu_hog() {
     let secs: u64 = std::env::var("XNODE_SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(90);
+        .unwrap_or(60);
     let root = tempfile::tempdir().unwrap();
     let procs = start_cluster(root.path(), 5);
     for p in &procs {
