@@ -515,7 +515,11 @@ mod tests {
             let inflated = xnode_ledger::leaf_hash(Epoch(42), &[byte; 20], amount + 1);
             assert!(!xnode_ledger::verify_proof(&plan_root.0, &inflated, &proof));
             let elsewhere = xnode_ledger::leaf_hash(Epoch(43), &[byte; 20], amount);
-            assert!(!xnode_ledger::verify_proof(&plan_root.0, &elsewhere, &proof));
+            assert!(!xnode_ledger::verify_proof(
+                &plan_root.0,
+                &elsewhere,
+                &proof
+            ));
         }
     }
 
@@ -523,7 +527,10 @@ mod tests {
     fn no_row_no_root_and_a_tampered_table_are_refused_with_their_codes() {
         let record = record(&[(1, 100), (3, 200), (5, 0)]);
         let absent = claim_of(&record, address(2)).err().unwrap();
-        assert_eq!((absent.status(), absent.code()), (StatusCode::NOT_FOUND, "no_claim"));
+        assert_eq!(
+            (absent.status(), absent.code()),
+            (StatusCode::NOT_FOUND, "no_claim")
+        );
         let zero = claim_of(&record, address(5)).err().unwrap();
         assert_eq!(zero.code(), "no_claim");
 
@@ -531,11 +538,17 @@ mod tests {
         gathering.root = None;
         gathering.status = EpochStatus::Gathering;
         let early = claim_of(&gathering, address(1)).err().unwrap();
-        assert_eq!((early.status(), early.code()), (StatusCode::CONFLICT, "epoch_not_computed"));
+        assert_eq!(
+            (early.status(), early.code()),
+            (StatusCode::CONFLICT, "epoch_not_computed")
+        );
 
         // A record whose table was changed after its root was computed yields no proof.
         let mut tampered = record.clone();
         tampered.payouts[0].amount = 1_000_000;
-        assert_eq!(claim_of(&tampered, address(1)).err().unwrap().code(), "internal");
+        assert_eq!(
+            claim_of(&tampered, address(1)).err().unwrap().code(),
+            "internal"
+        );
     }
 }
