@@ -385,23 +385,23 @@ pub enum LedgerAction {
 #[derive(Args, Debug, Clone, Default)]
 pub struct ChainArgs {
     /// The chain's JSON-RPC URL [default: the `[chain] rpc_url` of --config].
-    #[arg(long, env = "XNODE_CHAIN_RPC")]
+    #[arg(long, global = true, env = "XNODE_CHAIN_RPC")]
     pub rpc: Option<String>,
     /// A node's TOML configuration file whose `[chain]` section names the RPC URL, the
     /// contracts and (as `poster_key_file`) the default key.
-    #[arg(long, env = "XNODE_CONFIG")]
+    #[arg(long, global = true, env = "XNODE_CONFIG")]
     pub config: Option<PathBuf>,
     /// The Settlement contract (escrows, roots, claims).
-    #[arg(long, env = "XNODE_SETTLEMENT_CONTRACT")]
+    #[arg(long, global = true, env = "XNODE_SETTLEMENT_CONTRACT")]
     pub settlement: Option<xnode_settle::config::Address>,
     /// The Staking contract (bonds).
-    #[arg(long, env = "XNODE_STAKING_CONTRACT")]
+    #[arg(long, global = true, env = "XNODE_STAKING_CONTRACT")]
     pub staking: Option<xnode_settle::config::Address>,
     /// A file holding the hex secp256k1 key that signs (and pays the gas of) transactions.
-    #[arg(long, env = "XNODE_CHAIN_KEY")]
+    #[arg(long, global = true, env = "XNODE_CHAIN_KEY")]
     pub key: Option<PathBuf>,
     /// Print JSON.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
 }
 
@@ -469,11 +469,16 @@ pub struct RewardsArgs {
     #[command(subcommand)]
     pub action: Option<RewardsAction>,
     /// Base URL of the node's API (its epoch records give the amounts and proofs).
-    #[arg(long, env = "XNODE_API_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "XNODE_API_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub api: String,
     /// The payout address [default: the address of --key, else the node's own payout
     /// address in its `[settlement] operators`].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub address: Option<xnode_settle::config::Address>,
     #[command(flatten)]
     pub chain: ChainArgs,
