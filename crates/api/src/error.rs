@@ -45,6 +45,12 @@ pub enum ApiError {
     /// A tenant over its request allowance on this node (`http.requests_per_second_per_tenant`).
     #[error("too many requests from this tenant; retry in {} s", retry_after.as_secs())]
     RateLimited { retry_after: std::time::Duration },
+    /// An account with no row in an epoch's payout table.
+    #[error("{0}")]
+    NoClaim(String),
+    /// An epoch whose root this node has not computed yet.
+    #[error("{0}")]
+    EpochNotComputed(String),
     /// A storage failure with its own status and code.
     #[error("{message}")]
     Compute {
@@ -78,6 +84,8 @@ impl ApiError {
             ApiError::BodyHashMismatch(_) => StatusCode::BAD_REQUEST,
             ApiError::MisdirectedHost(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::NoClaim(_) => StatusCode::NOT_FOUND,
+            ApiError::EpochNotComputed(_) => StatusCode::CONFLICT,
             ApiError::Storage { status, .. } => *status,
             ApiError::Compute { status, .. } => *status,
         }
@@ -101,6 +109,8 @@ impl ApiError {
             ApiError::BodyHashMismatch(_) => "body_hash_mismatch",
             ApiError::MisdirectedHost(_) => "misdirected_host",
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::NoClaim(_) => "no_claim",
+            ApiError::EpochNotComputed(_) => "epoch_not_computed",
             ApiError::Storage { code, .. } => code,
             ApiError::Compute { code, .. } => code,
         }

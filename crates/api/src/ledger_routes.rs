@@ -2,7 +2,8 @@
 //! (`GET /v1/ledger/receipts`) and a tenant's countersigning grant to this node
 //! (`PUT /v1/ledger/grant`), which makes it the tenant's edge for receipts; the state of
 //! closing epochs (`GET /v1/ledger/status`) and one epoch's outcome
-//! (`GET /v1/ledger/epoch/{n}`).
+//! (`GET /v1/ledger/epoch/{n}`), and one account's claim of an epoch with its Merkle proof
+//! (`GET /v1/ledger/epoch/{n}/claim/{address}`).
 
 use axum::extract::{Path, Query, Request, State};
 use axum::routing::{get, put};
@@ -24,6 +25,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/ledger/grant", put(put_grant))
         .route("/v1/ledger/status", get(ledger_status))
         .route("/v1/ledger/epoch/{n}", get(ledger_epoch))
+        .route("/v1/ledger/epoch/{n}/claim/{address}", get(ledger_claim))
 }
 
 /// Epoch records shown by `GET /v1/ledger/status`.
@@ -93,6 +95,15 @@ pub struct EpochView {
     pub error: Option<String>,
 }
 
+/// One operator the ledger pays, as this node's `[settlement] operators` lists it.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct OperatorView {
+    /// The node.
+    pub node: String,
+    /// The EVM address that claims its rewards.
+    pub payout: String,
+}
+
 /// The state of closing epochs on this node.
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct LedgerStatusView {
@@ -111,22 +122,29 @@ pub struct LedgerStatusView {
     pub epoch_seconds: u64,
     /// The most recent epochs, newest first.
     pub recent: Vec<EpochView>,
+    /// The operators the ledger pays and their payout addresses (so a payout address in
+    /// an epoch's table can be named by its node).
+    #[serde(default)]
+    pub operators: Vec<OperatorView>,
 }
 
 fn hex32(bytes: &[u8]) -> String {
     format!("0x{}", hex::encode(bytes))
 }
 
-fn epoch_view(record: xnode_settle::EpochRecord) -> EpochView {
-    let status = match record.status {
+fn status_name(status: xnode_settle::EpochStatus) -> &'static str {
+    match status {
         xnode_settle::EpochStatus::Gathering => "gathering",
         xnode_settle::EpochStatus::Voted => "voted",
         xnode_settle::EpochStatus::Quorum => "quorum",
         xnode_settle::EpochStatus::Posted => "posted",
-    };
+    }
+}
+
+fn epoch_view(record: xnode_settle::EpochRecord) -> EpochView {
     EpochView {
         epoch: record.epoch,
-        status: status.into(),
+        status: status_name(record.status).into(),
         bundles: record.bundles,
         set_digest: record.set_digest.map(|d| hex32(&d)),
         root: record.root.map(|r| r.to_string()),
@@ -180,6 +198,17 @@ pub(crate) async fn ledger_status(
         current_epoch: status.current_epoch,
         epoch_seconds: status.epoch_ms / 1000,
         recent: status.recent.into_iter().map(epoch_view).collect(),
+        operators: state
+            .node
+            .config()
+            .settlement
+            .operators
+            .iter()
+            .map(|o| OperatorView {
+                node: o.node.to_string(),
+                payout: o.payout.to_string(),
+            })
+            .collect(),
     }))
 }
 
@@ -192,6 +221,97 @@ pub(crate) async fn ledger_epoch(
 ) -> Result<Json<EpochView>, ApiError> {
     match state.node.settlement().epoch_record(n)? {
         Some(record) => Ok(Json(epoch_view(record))),
+        None => Err(ApiError::NotFound(format!(
+            "this node has no record of epoch {n} (not closed yet, before its lookback, or settlement is off)"
+        ))),
+    }
+}
+
+/// One account's claim of an epoch: what `Settlement.claim(epoch, account, amount, proof)`
+/// takes, rebuilt from this node's record of the epoch's payout table.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ClaimView {
+    pub epoch: u64,
+    /// The claiming address (checksummed).
+    pub account: String,
+    /// The amount under the root, base units (decimal string).
+    pub amount: String,
+    /// The payout table's Merkle root the proof leads to (hex).
+    pub root: String,
+    /// Sibling hashes from the leaf up (hex), as `Settlement.claim` takes them.
+    pub proof: Vec<String>,
+    /// The epoch's status on this node: a claim only succeeds once the root is `posted`.
+    pub status: String,
+}
+
+/// The claim of `account` in `record`: the tree is rebuilt from the recorded payout table
+/// exactly as the ledger builds it (non-zero rows, ascending by address, leaf
+/// `xnode_ledger::leaf_hash`) and its root checked against the recorded root, so a proof
+/// this route returns is one the contract accepts for that root.
+pub(crate) fn claim_of(
+    record: &xnode_settle::EpochRecord,
+    account: xnode_settle::config::Address,
+) -> Result<ClaimView, ApiError> {
+    let Some(root) = record.root else {
+        return Err(ApiError::EpochNotComputed(format!(
+            "epoch {} has no root on this node yet (status: {})",
+            record.epoch,
+            status_name(record.status)
+        )));
+    };
+    let epoch = Epoch(record.epoch);
+    let mut rows: Vec<_> = record.payouts.iter().filter(|p| p.amount > 0).collect();
+    rows.sort_by_key(|p| p.address);
+    let leaves: Vec<_> = rows
+        .iter()
+        .map(|p| xnode_ledger::leaf_hash(epoch, &p.address.0.0, p.amount))
+        .collect();
+    let tree = xnode_ledger::MerkleTree::new(leaves);
+    if tree.root() != root.0 {
+        return Err(ApiError::Internal(format!(
+            "this node's record of epoch {} is inconsistent: its payout table does not hash to its root",
+            record.epoch
+        )));
+    }
+    let no_claim = || {
+        ApiError::NoClaim(format!(
+            "{account} has nothing to claim in epoch {}",
+            record.epoch
+        ))
+    };
+    let row = rows
+        .iter()
+        .find(|p| p.address == account)
+        .ok_or_else(no_claim)?;
+    let leaf = xnode_ledger::leaf_hash(epoch, &row.address.0.0, row.amount);
+    let proof = tree.proof(&leaf).ok_or_else(no_claim)?;
+    Ok(ClaimView {
+        epoch: record.epoch,
+        account: account.to_string(),
+        amount: row.amount.to_string(),
+        root: root.to_string(),
+        proof: proof.iter().map(|h| hex32(h)).collect(),
+        status: status_name(record.status).into(),
+    })
+}
+
+#[utoipa::path(get, path = "/v1/ledger/epoch/{n}/claim/{address}",
+    params(("n" = u64, Path, description = "The epoch number"),
+        ("address" = String, Path, description = "The claiming EVM address (0x and 40 hex digits)")),
+    responses((status = 200, body = ClaimView),
+        (status = 400, description = "`bad_request`: not an EVM address", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`: no record of the epoch; `no_claim`: nothing for this address in it", body = crate::error::ErrorBody),
+        (status = 409, description = "`epoch_not_computed`: the epoch has no root yet", body = crate::error::ErrorBody),
+        (status = 500, body = crate::error::ErrorBody)))]
+pub(crate) async fn ledger_claim(
+    State(state): State<AppState>,
+    Path((n, address)): Path<(u64, String)>,
+) -> Result<Json<ClaimView>, ApiError> {
+    let account: xnode_settle::config::Address = address
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("{address:?} is not an EVM address")))?;
+    match state.node.settlement().epoch_record(n)? {
+        Some(record) => Ok(Json(claim_of(&record, account)?)),
         None => Err(ApiError::NotFound(format!(
             "this node has no record of epoch {n} (not closed yet, before its lookback, or settlement is off)"
         ))),
@@ -213,11 +333,15 @@ impl From<GrantAcceptError> for ApiError {
     }
 }
 
-/// Which epoch to list.
+/// Which epoch to list, and optionally whose receipts.
 #[derive(Deserialize, IntoParams)]
 pub struct ReceiptsQuery {
     /// The epoch number; the current epoch when absent.
     pub epoch: Option<u64>,
+    /// Only this tenant's receipts (hex public key).
+    pub tenant: Option<String>,
+    /// Only the receipts of this provider (node id).
+    pub provider: Option<String>,
 }
 
 /// One countersigned receipt.
@@ -281,10 +405,19 @@ pub(crate) async fn list_receipts(
     let metering = state.node.metering();
     let epoch = query.epoch.map_or_else(|| metering.current_epoch(), Epoch);
     let receipts = metering.receipts(epoch, MAX_RECEIPTS)?;
+    let wanted = |field: &Option<String>, value: &str| {
+        field
+            .as_deref()
+            .is_none_or(|want| want.eq_ignore_ascii_case(value))
+    };
     Ok(Json(ReceiptsView {
         epoch: epoch.0,
         epoch_seconds: metering.config().epoch.as_secs(),
-        receipts: receipts.into_iter().map(view).collect(),
+        receipts: receipts
+            .into_iter()
+            .map(view)
+            .filter(|r| wanted(&query.tenant, &r.tenant) && wanted(&query.provider, &r.provider))
+            .collect(),
     }))
 }
 
@@ -316,4 +449,106 @@ pub(crate) async fn put_grant(
     state.node.metering().accept_grant(&grant)?;
     tracing::info!(tenant = %tenant.to_hex(), from = grant.body.from_epoch.0, until = grant.body.until_epoch.0, "countersigning grant accepted");
     Ok(Json(body))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use axum::http::StatusCode;
+    use xnode_settle::EpochStatus;
+    use xnode_settle::close::RecordedPayout;
+    use xnode_settle::config::Address;
+
+    use super::*;
+
+    fn address(byte: u8) -> Address {
+        Address::from([byte; 20])
+    }
+
+    /// A posted record whose root is computed the way the poster computes it
+    /// (`xnode_chain::SettlementPlan`), not by the code under test.
+    fn record(payouts: &[(u8, u128)]) -> xnode_settle::EpochRecord {
+        let mut record = xnode_settle::EpochRecord::new(Epoch(42));
+        record.payouts = payouts
+            .iter()
+            .map(|&(byte, amount)| RecordedPayout {
+                address: address(byte),
+                amount,
+            })
+            .collect();
+        let ledger_rows: Vec<xnode_ledger::Payout> = payouts
+            .iter()
+            .map(|&(byte, amount)| xnode_ledger::Payout {
+                address: [byte; 20],
+                amount,
+            })
+            .collect();
+        let plan = xnode_chain::SettlementPlan::from_payouts(42, &ledger_rows, &[]).unwrap();
+        record.root = Some(plan.rewards_root);
+        record.total = payouts.iter().map(|p| p.1).sum();
+        record.status = EpochStatus::Posted;
+        record
+    }
+
+    fn hash(text: &str) -> [u8; 32] {
+        hex::decode(text.trim_start_matches("0x"))
+            .unwrap()
+            .try_into()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_claim_proves_its_amount_under_the_posted_root() {
+        // Unsorted, with a zero row that the ledger leaves out of the tree.
+        let record = record(&[(9, 300), (1, 100), (5, 0), (3, 200), (7, 50)]);
+        let plan_root = record.root.unwrap();
+        for (byte, amount) in [(9u8, 300u128), (1, 100), (3, 200), (7, 50)] {
+            let claim = claim_of(&record, address(byte)).unwrap();
+            assert_eq!(claim.amount, amount.to_string());
+            assert_eq!(claim.root, plan_root.to_string());
+            assert_eq!(claim.status, "posted");
+            let proof: Vec<[u8; 32]> = claim.proof.iter().map(|p| hash(p)).collect();
+            let leaf = xnode_ledger::leaf_hash(Epoch(42), &[byte; 20], amount);
+            assert!(xnode_ledger::verify_proof(&plan_root.0, &leaf, &proof));
+            // The same proof does not carry another amount or another epoch.
+            let inflated = xnode_ledger::leaf_hash(Epoch(42), &[byte; 20], amount + 1);
+            assert!(!xnode_ledger::verify_proof(&plan_root.0, &inflated, &proof));
+            let elsewhere = xnode_ledger::leaf_hash(Epoch(43), &[byte; 20], amount);
+            assert!(!xnode_ledger::verify_proof(
+                &plan_root.0,
+                &elsewhere,
+                &proof
+            ));
+        }
+    }
+
+    #[test]
+    fn no_row_no_root_and_a_tampered_table_are_refused_with_their_codes() {
+        let record = record(&[(1, 100), (3, 200), (5, 0)]);
+        let absent = claim_of(&record, address(2)).err().unwrap();
+        assert_eq!(
+            (absent.status(), absent.code()),
+            (StatusCode::NOT_FOUND, "no_claim")
+        );
+        let zero = claim_of(&record, address(5)).err().unwrap();
+        assert_eq!(zero.code(), "no_claim");
+
+        let mut gathering = record.clone();
+        gathering.root = None;
+        gathering.status = EpochStatus::Gathering;
+        let early = claim_of(&gathering, address(1)).err().unwrap();
+        assert_eq!(
+            (early.status(), early.code()),
+            (StatusCode::CONFLICT, "epoch_not_computed")
+        );
+
+        // A record whose table was changed after its root was computed yields no proof.
+        let mut tampered = record.clone();
+        tampered.payouts[0].amount = 1_000_000;
+        assert_eq!(
+            claim_of(&tampered, address(1)).err().unwrap().code(),
+            "internal"
+        );
+    }
 }

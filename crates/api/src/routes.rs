@@ -27,6 +27,7 @@ use crate::error::{ApiError, ErrorBody};
         crate::ledger_routes::put_grant,
         crate::ledger_routes::ledger_status,
         crate::ledger_routes::ledger_epoch,
+        crate::ledger_routes::ledger_claim,
         get_node,
         list_workers,
         list_nodes,
@@ -86,6 +87,8 @@ use crate::error::{ApiError, ErrorBody};
         crate::ledger_routes::VoteView,
         crate::ledger_routes::PayoutView,
         crate::ledger_routes::ChargeView,
+        crate::ledger_routes::ClaimView,
+        crate::ledger_routes::OperatorView,
         crate::coordinate_routes::CoordinatesView,
         crate::coordinate_routes::PeerCoordinateView,
         crate::coordinate_routes::CoordinateView

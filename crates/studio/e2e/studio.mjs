@@ -192,6 +192,40 @@ try {
     await shot('deployments');
   }
 
+  // 6a. Earnings and usage: the epoch history and earnings chart when the node settles,
+  // a plain "settlement is off" otherwise (never empty charts); the tenant's usage charts
+  // hold the receipts this node has for it, or the page says it has none.
+  await page.click('nav a[data-page=earnings]');
+  await page.waitForSelector('h1:text("Earnings and usage")');
+  const ledger = await (await fetch(`${url}/v1/ledger/status`)).json();
+  if (!ledger.enabled) {
+    await page.waitForSelector('#settlement-off .alert:has-text("Settlement is off on this node")', { timeout: 15000 });
+    if (await page.$('#chart-earnings')) throw new Error('the earnings chart is drawn while settlement is off');
+    log('earnings page says settlement is off');
+  } else {
+    await page.waitForSelector('#chart-earnings', { timeout: 15000 });
+    const rows = ledger.recent.length;
+    if (rows) {
+      await page.waitForFunction((n) => document.querySelectorAll('#epoch-table tbody tr').length >= n, rows, { timeout: 15000 });
+      if (ledger.recent.some((e) => Number(e.total) > 0)) {
+        await page.waitForFunction(() => document.querySelectorAll('#chart-earnings rect.bar').length > 0, null, { timeout: 15000 });
+      }
+    }
+    log(`earnings page shows ${rows} epochs`);
+  }
+  let held = 0;
+  for (let e = Math.max(0, ledger.current_epoch - 5); e <= ledger.current_epoch; e++) {
+    held += (await (await fetch(`${url}/v1/ledger/receipts?epoch=${e}&tenant=${tenantId}`)).json()).receipts.length;
+  }
+  if (held) {
+    await page.waitForFunction(() => document.querySelectorAll('#chart-usage-fuel rect.bar, #chart-usage-requests rect.bar, #chart-usage-bytes rect.bar').length > 0, null, { timeout: 20000 });
+    log(`usage charts drawn from ${held} receipts`);
+  } else {
+    await page.waitForSelector('#usage-none', { timeout: 15000 });
+    log('no receipts of this tenant on the node: the usage section says so');
+  }
+  await shot('earnings');
+
   // 6. Kill a node: its state changes on the network page within 5 s, with no reload.
   if (nodes.length > 1) {
     await page.click('nav a[data-page=network]');

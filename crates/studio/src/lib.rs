@@ -31,7 +31,14 @@ pub struct Asset {
 static ASSETS: &[Asset] = include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 
 /// The client-side routes: each serves `index.html`, and the app shows the page.
-pub const PAGES: [&str; 5] = ["network", "deployments", "storage", "observe", "tenant"];
+pub const PAGES: [&str; 6] = [
+    "network",
+    "deployments",
+    "storage",
+    "observe",
+    "earnings",
+    "tenant",
+];
 
 /// Every embedded asset.
 pub fn assets() -> &'static [Asset] {

@@ -54,6 +54,7 @@ async fn pages_serve_the_shell_compressed_and_revalidate() {
         "/observe/api",
         "/tenant",
         "/deployments",
+        "/earnings",
     ] {
         let r = get(path, &[("accept-encoding", "gzip, deflate, br")]).await;
         assert_eq!(r.status(), StatusCode::OK, "{path}");

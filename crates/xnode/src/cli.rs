@@ -41,6 +41,19 @@ pub enum Command {
         #[command(subcommand)]
         action: LedgerAction,
     },
+    /// An operator's bond on the Staking contract: bond, unbond, withdraw, status.
+    Stake {
+        #[command(subcommand)]
+        action: StakeAction,
+    },
+    /// What an operator can claim per posted epoch (from the node's epoch records), and
+    /// `claim EPOCH` to claim it on chain with its Merkle proof.
+    Rewards(RewardsArgs),
+    /// A tenant's escrow on the Settlement contract: deposit, status.
+    Escrow {
+        #[command(subcommand)]
+        action: EscrowAction,
+    },
     /// Operator and authority keys, and signed admission lists for the allowlist policy.
     Admission {
         #[command(subcommand)]
@@ -345,6 +358,12 @@ pub enum LedgerAction {
         /// The epoch number; the current epoch when absent.
         #[arg(long)]
         epoch: Option<u64>,
+        /// Only this tenant's receipts (its id, 64 hex digits).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only the receipts of this provider node (its id).
+        #[arg(long)]
+        provider: Option<String>,
         #[command(flatten)]
         args: ClientArgs,
     },
@@ -360,6 +379,116 @@ pub enum LedgerAction {
         #[command(flatten)]
         args: ClientArgs,
     },
+}
+
+/// Where the chain is and who signs: flags win over the node's configuration file.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ChainArgs {
+    /// The chain's JSON-RPC URL [default: the `[chain] rpc_url` of --config].
+    #[arg(long, global = true, env = "XNODE_CHAIN_RPC")]
+    pub rpc: Option<String>,
+    /// A node's TOML configuration file whose `[chain]` section names the RPC URL, the
+    /// contracts and (as `poster_key_file`) the default key.
+    #[arg(long, global = true, env = "XNODE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The Settlement contract (escrows, roots, claims).
+    #[arg(long, global = true, env = "XNODE_SETTLEMENT_CONTRACT")]
+    pub settlement: Option<xnode_settle::config::Address>,
+    /// The Staking contract (bonds).
+    #[arg(long, global = true, env = "XNODE_STAKING_CONTRACT")]
+    pub staking: Option<xnode_settle::config::Address>,
+    /// A file holding the hex secp256k1 key that signs (and pays the gas of) transactions.
+    #[arg(long, global = true, env = "XNODE_CHAIN_KEY")]
+    pub key: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StakeAction {
+    /// Bond AMOUNT base units of the token (approving the Staking contract first if needed).
+    Bond {
+        amount: String,
+        #[command(flatten)]
+        chain: ChainArgs,
+    },
+    /// Start unbonding AMOUNT: it leaves the bond now and can be withdrawn after the
+    /// contract's unbond delay (it can still be slashed meanwhile).
+    Unbond {
+        amount: String,
+        #[command(flatten)]
+        chain: ChainArgs,
+    },
+    /// Withdraw what finished unbonding.
+    Withdraw {
+        #[command(flatten)]
+        chain: ChainArgs,
+    },
+    /// An operator's bond, what is unbonding and when it is ready, and the unbond delay.
+    Status {
+        /// The operator's address [default: the address of --key].
+        #[arg(long)]
+        address: Option<xnode_settle::config::Address>,
+        #[command(flatten)]
+        chain: ChainArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EscrowAction {
+    /// Deposit AMOUNT base units into a tenant's escrow (approving the Settlement
+    /// contract first if needed); the first depositor becomes the escrow's withdrawer.
+    Deposit {
+        amount: String,
+        /// The tenant id (64 hex digits) [default: the tenant of --tenant-key].
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The tenant key file [default: the user's config dir, xnode/tenant.key].
+        #[arg(long, env = "XNODE_TENANT_KEY")]
+        tenant_key: Option<PathBuf>,
+        #[command(flatten)]
+        chain: ChainArgs,
+    },
+    /// A tenant's escrow balance, withdrawer and pending withdrawal.
+    Status {
+        /// The tenant id (64 hex digits) [default: the tenant of --tenant-key].
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The tenant key file [default: the user's config dir, xnode/tenant.key].
+        #[arg(long, env = "XNODE_TENANT_KEY")]
+        tenant_key: Option<PathBuf>,
+        #[command(flatten)]
+        chain: ChainArgs,
+    },
+}
+
+/// Arguments of `xnode rewards`.
+#[derive(Args, Debug)]
+pub struct RewardsArgs {
+    #[command(subcommand)]
+    pub action: Option<RewardsAction>,
+    /// Base URL of the node's API (its epoch records give the amounts and proofs).
+    #[arg(
+        long,
+        global = true,
+        env = "XNODE_API_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub api: String,
+    /// The payout address [default: the address of --key, else the node's own payout
+    /// address in its `[settlement] operators`].
+    #[arg(long, global = true)]
+    pub address: Option<xnode_settle::config::Address>,
+    #[command(flatten)]
+    pub chain: ChainArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RewardsAction {
+    /// Claim the reward of EPOCH on chain: the proof comes from the node's record and is
+    /// checked against the root the chain holds before the transaction is sent.
+    Claim { epoch: u64 },
 }
 
 #[derive(Subcommand, Debug)]

@@ -2,6 +2,7 @@
 //! (`devnet`), and the client commands that talk to a node's API.
 
 mod admission_cmd;
+mod chain_cmd;
 mod cli;
 mod client;
 mod compute_cmd;
@@ -46,8 +47,17 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Status(args) => client::status(args).await,
         cli::Command::Workers(args) => client::workers(args).await,
         cli::Command::Ledger {
-            action: cli::LedgerAction::Receipts { epoch, args },
-        } => client::receipts(args, epoch).await,
+            action:
+                cli::LedgerAction::Receipts {
+                    epoch,
+                    tenant,
+                    provider,
+                    args,
+                },
+        } => client::receipts(args, epoch, tenant, provider).await,
+        cli::Command::Stake { action } => chain_cmd::stake(action).await,
+        cli::Command::Rewards(args) => chain_cmd::rewards(args).await,
+        cli::Command::Escrow { action } => chain_cmd::escrow(action).await,
         cli::Command::Ledger {
             action: cli::LedgerAction::Status { args },
         } => ledger_cmd::status(args).await,

@@ -9,6 +9,7 @@ const PAGES = [
   { path: 'deployments', title: 'Deployments', icon: 'deploy', load: () => import('./pages/deployments.js') },
   { path: 'storage', title: 'Storage', icon: 'storage', load: () => import('./pages/storage.js') },
   { path: 'observe', title: 'Observability', icon: 'observe', load: () => import('./pages/observe.js') },
+  { path: 'earnings', title: 'Earnings and usage', icon: 'coins', load: () => import('./pages/earnings.js') },
   { path: 'tenant', title: 'Tenant', icon: 'key', load: () => import('./pages/tenant.js') },
 ];
 

@@ -62,6 +62,7 @@ export function icon(name) {
     info: 'M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18zM12 8h.01M11 12h1v4h1',
     folder: 'M3 6h6l2 2h10v11H3z',
     file: 'M6 3h8l4 4v14H6zM14 3v4h4',
+    coins: 'M4 7c0-1.7 2.7-3 6-3s6 1.3 6 3-2.7 3-6 3-6-1.3-6-3zm0 0v5c0 1.7 2.7 3 6 3m-6-3v5c0 1.7 2.7 3 6 3s6-1.3 6-3m0-10v3m-2 2c0-1.7 2.7-3 6-3',
   };
   return s('svg', { viewBox: '0 0 24 24', class: 'icon', 'aria-hidden': 'true', fill: 'none', stroke: 'currentColor', 'stroke-width': '1.8', 'stroke-linecap': 'round', 'stroke-linejoin': 'round' },
     s('path', { d: paths[name] || '' }));
@@ -186,5 +187,41 @@ export function lineChart(series, { from, to, height = 190, format = num, label 
   const legend = h('div.legend', series.map((sr) => h('span.legend-item', h('span.swatch', { style: { background: sr.color } }), sr.name)));
   const wrap = h('figure.chart-wrap', svg, legend);
   if (!all.some((p) => p[1] > 0)) wrap.append(h('div.chart-empty', 'Nothing in this period yet.'));
+  return wrap;
+}
+
+/**
+ * Stacked bars, one per category (an epoch, say). series: [{ name, color, values: [...] }],
+ * each value for the category at the same index. opts: { height, format, label }.
+ */
+export function barChart(categories, series, { height = 190, format = num, label = 'chart' } = {}) {
+  const W = 400, H = height, L = 46, R = 10, T = 10, B = 26;
+  const totals = categories.map((_, i) => series.reduce((a, sr) => a + (sr.values[i] || 0), 0));
+  const max = niceMax(Math.max(0, ...totals));
+  const slot = (W - L - R) / Math.max(1, categories.length);
+  const bar = Math.max(4, Math.min(36, slot * 0.6));
+  const y = (v) => T + (1 - v / max) * (H - T - B);
+  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': label });
+  for (let i = 0; i <= 4; i++) {
+    const v = (max * i) / 4;
+    svg.append(s('line', { x1: L, x2: W - R, y1: y(v), y2: y(v), class: i ? 'grid' : 'grid base' }),
+      s('text', { x: L - 6, y: y(v) + 3.5, class: 'axis', 'text-anchor': 'end' }, format(v)));
+  }
+  const every = Math.max(1, Math.ceil(categories.length / 8));
+  categories.forEach((c, i) => {
+    const cx = L + slot * i + slot / 2;
+    if (i % every === 0) svg.append(s('text', { x: cx, y: H - 8, class: 'axis', 'text-anchor': 'middle' }, String(c)));
+    let base = 0;
+    for (const sr of series) {
+      const v = sr.values[i] || 0;
+      if (v <= 0) continue;
+      svg.append(s('rect', { x: (cx - bar / 2).toFixed(1), y: y(base + v).toFixed(1), width: bar.toFixed(1), height: Math.max(0.5, y(base) - y(base + v)).toFixed(1), fill: sr.color, class: 'bar' },
+        s('title', {}, `${sr.name} · ${c}: ${format(v)}`)));
+      base += v;
+    }
+  });
+  const legend = h('div.legend', series.map((sr) => h('span.legend-item', h('span.swatch', { style: { background: sr.color } }), sr.name)));
+  const wrap = h('figure.chart-wrap', svg, legend);
+  if (!totals.some((t) => t > 0)) wrap.append(h('div.chart-empty', 'Nothing in these epochs.'));
   return wrap;
 }

@@ -8,6 +8,7 @@
 mod bench_failure_detection;
 mod chaos;
 mod devnet;
+mod ledger_cli;
 mod package;
 mod processes;
 mod rolling_upgrade;
