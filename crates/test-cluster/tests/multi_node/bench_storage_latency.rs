@@ -123,9 +123,12 @@ async fn listing_cost() {
     let storage = c.node(0).storage();
     let id = tenant.id();
 
+    // A quorum read per key is the old path, thousands of times slower per key; above
+    // 10,000 keys it would take most of the run, so it is measured only below that.
+    let ways: &[usize] = if keys > 10_000 { &[0, 2] } else { &[0, 1, 2] };
     let (mut ranges, mut by_key, mut local) = (vec![], vec![], vec![]);
     for _ in 0..3 {
-        for way in 0..3 {
+        for &way in ways {
             let rpcs = store_rpcs_served(&c);
             let started = Instant::now();
             let mut listed = 0usize;
@@ -176,15 +179,17 @@ async fn listing_cost() {
     // unverified (it verified the rest as a replica when they arrived); later rounds find
     // every seal remembered (see `xnode_store::VerifiedSeals`).
     eprintln!("first range listing: {:.0} ms", ranges[0].seconds * 1e3);
-    let (ranges, by_key, local) = (median(ranges), median(by_key), median(local));
+    let by_key = (!by_key.is_empty()).then(|| median(by_key));
+    let (ranges, local) = (median(ranges), median(local));
     let pages = keys.div_ceil(PAGE) as f64;
     eprintln!("| way | keys | total | per page | store RPCs served per page |");
     eprintln!("|---|---:|---:|---:|---:|");
-    for (name, run) in [
-        ("ranges of R replicas merged", ranges),
+    let rows = [
+        ("ranges of R replicas merged", Some(ranges)),
         ("a quorum read per key (before)", by_key),
-        ("the edge's own table, no network", local),
-    ] {
+        ("the edge's own table, no network", Some(local)),
+    ];
+    for (name, run) in rows.into_iter().filter_map(|(n, r)| Some((n, r?))) {
         eprintln!(
             "| {name} | {} | {:.0} ms | {:.1} ms | {:.1} |",
             run.keys,
@@ -193,9 +198,14 @@ async fn listing_cost() {
             run.rpcs as f64 / pages
         );
     }
+    if let Some(by_key) = by_key {
+        eprintln!(
+            "range listing: {:.1}x faster than key reads",
+            by_key.seconds / ranges.seconds
+        );
+    }
     eprintln!(
-        "range listing: {:.1}x faster than key reads, {:.2}x the local table",
-        by_key.seconds / ranges.seconds,
+        "range listing: {:.2}x the local table",
         ranges.seconds / local.seconds
     );
     c.shutdown().await;
