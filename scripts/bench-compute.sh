@@ -8,7 +8,10 @@
 #   3. the latency the gateway adds when it forwards to a replica on another node
 #      (3-node devnet, hello with 1 replica: through the replica's node and through a node
 #      without a replica; `x-xnode-served-by` is checked).
-# Needs wrk and wasmtime-cli 48 (`WASMTIME=/path/to/wasmtime`, else the one on PATH).
+# Needs wrk and wasmtime-cli 48 (`WASMTIME=/path/to/wasmtime`, else the one on PATH). Without
+# the CLI, `WASI_HTTP_SERVE=target/release/examples/wasi_http_serve` (built with
+# `cargo build --release -p xnode-compute --example wasi_http_serve`) serves the same guest
+# the way `wasmtime serve` does, with the wasmtime crate the workspace links.
 # Knobs: XNODE_BENCH_SECS (15), XNODE_BENCH_ROUNDS (2), XNODE_BENCH_CONNS (32),
 # XNODE_BENCH_SPIN_CLIENTS (3), XNODE_BENCH_PARTS (123: which parts to run). Usage: ./scripts/bench-compute.sh
 set -euo pipefail
@@ -20,7 +23,9 @@ spin_clients="${XNODE_BENCH_SPIN_CLIENTS:-3}"
 parts="${XNODE_BENCH_PARTS:-123}"
 wasmtime="${WASMTIME:-$(command -v wasmtime || true)}"
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)"; exit 1; }
-[[ "$parts" != *1* ]] || [ -x "$wasmtime" ] || { echo "wasmtime-cli is needed: set WASMTIME or put it on PATH"; exit 1; }
+serve_harness="${WASI_HTTP_SERVE:-}"
+[[ "$parts" != *1* ]] || [ -x "$wasmtime" ] || [ -x "$serve_harness" ] \
+  || { echo "wasmtime-cli is needed: set WASMTIME or put it on PATH (or set WASI_HTTP_SERVE)"; exit 1; }
 # XNODE_BIN runs another build (skips cargo build).
 if [ -z "${XNODE_BIN:-}" ]; then cargo build --release -p xnode >/dev/null; fi
 x="${XNODE_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/xnode}"
@@ -116,7 +121,7 @@ EOF
 }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "xnode: $("$x" --version); wasmtime: $("$wasmtime" --version 2>/dev/null || echo none); $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)"
+echo "xnode: $("$x" --version); wasmtime: $("$wasmtime" --version 2>/dev/null || echo "none (harness: ${serve_harness:-none})"); $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)"
 : >"$work/results"
 
 if [[ "$parts" == *1* ]]; then
@@ -126,7 +131,11 @@ start_net 1
 deploy guests/hello/app.toml 1 "${apis[0]}"
 curl -s -D - "${apis[0]}/fn/hello/" | tr -d '\r' | grep -iE '^(HTTP|x-xnode-served-by)|hello|path'
 wt_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-"$wasmtime" serve -Scli --addr "127.0.0.1:$wt_port" guests/dist/hello.wasm >"$work/wasmtime.log" 2>&1 &
+if [ -x "$wasmtime" ]; then
+  "$wasmtime" serve -Scli --addr "127.0.0.1:$wt_port" guests/dist/hello.wasm >"$work/wasmtime.log" 2>&1 &
+else
+  "$serve_harness" "127.0.0.1:$wt_port" guests/dist/hello.wasm >"$work/wasmtime.log" 2>&1 &
+fi
 wt_pid=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$wt_port/" >/dev/null && break; sleep 0.1; done
 curl -s -D - "http://127.0.0.1:$wt_port/" | tr -d '\r' | grep -iE '^HTTP|hello|path'

@@ -87,5 +87,6 @@ s3_port="$(sed -n 's/^api_bind_addr = "127.0.0.1:\([0-9]*\)"/\1/p' "$work/garage
 printf '{"endpoint": "http://127.0.0.1:%s", "key": "%s", "secret": "%s", "region": "garage"}\n' \
   "$s3_port" "$key_id" "$key_secret" >"$work/garage.json"
 
-echo "3 Xnode nodes and 3 Garage nodes up on loopback; $(nproc) cores; $(date -u +%Y-%m-%d)" >&2
+echo "3 Xnode nodes and 3 Garage nodes up on loopback; $(nproc) cores; $(date -u +%Y-%m-%d); load before: $(uptime)" >&2
 "$venv/bin/python" scripts/bench_garage.py "$work/xnode.json" "$work/garage.json"
+echo "load after: $(uptime)" >&2

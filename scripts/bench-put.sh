@@ -37,5 +37,6 @@ mkfifo "$work/ctl"
 exec 3>"$work/ctl"
 for _ in $(seq 1 150); do grep -q "S3, with an access key" "$work/devnet.log" 2>/dev/null && break; sleep 0.2; done
 grep -q "S3, with an access key" "$work/devnet.log" || { cat "$work/devnet.log"; exit 1; }
-echo "3-node release devnet up; $(nproc) cores; $(date -u +%Y-%m-%d)" >&2
+echo "3-node release devnet up; $(nproc) cores; $(date -u +%Y-%m-%d); load before: $(uptime)" >&2
 "$venv/bin/python" scripts/bench_put.py "$work/devnet" "$limits" "$work"
+echo "load after: $(uptime)" >&2

@@ -4,7 +4,12 @@ in interleaved rounds, and a Markdown table of medians with the ratio Xnode / Ga
 
 Usage: bench_garage.py XNODE_JSON GARAGE_JSON, each {"endpoint", "key", "secret",
 "region"}. BENCH_ROUNDS (3), BENCH_OPS (200 per client for 4 KiB), BENCH_CLIENTS (16),
-BENCH_BIG_MIB (64)."""
+BENCH_BIG_MIB (64).
+
+Other pairs (scripts/bench-tls.sh: the same node over HTTPS and plain HTTP) name themselves
+with optional keys: "name" (a column, default Xnode and Garage), "title" (its heading) and
+"verify" (a CA bundle for an https endpoint). The first file is the one measured, the
+second the baseline of the ratio."""
 
 import json
 import os
@@ -37,6 +42,7 @@ def client(system):
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         ),
+        verify=system.get("verify"),
     )
 
 
@@ -89,7 +95,11 @@ def big_rate(system, bucket, operation, tag, body):
     return big_mib / (time.perf_counter() - start)
 
 
-systems = {"Xnode": json.load(open(sys.argv[1])), "Garage": json.load(open(sys.argv[2]))}
+subject, baseline = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+subject.setdefault("name", "Xnode")
+baseline.setdefault("name", "Garage")
+baseline.setdefault("title", "Garage 1.2.0 (fsync on)")
+systems = {subject["name"]: subject, baseline["name"]: baseline}
 buckets = {}
 for name, system in systems.items():
     buckets[name] = "bench-" + uuid.uuid4().hex[:8]
@@ -117,9 +127,10 @@ for r in range(rounds):
             samples[(label, name)].append(value)
             print(f"round {r + 1}/{rounds}: {name}: {label}: {value:.1f}", file=sys.stderr)
 
-print(f"| measure | Garage 1.2.0 (fsync on) | Xnode | Xnode / Garage |")
-print(f"|---|---|---|---|")
+a, b = subject["name"], baseline["name"]
+print(f"| measure | {baseline.get('title', b)} | {subject.get('title', a)} | {a} / {b} |")
+print("|---|---|---|---|")
 for label, _ in measures:
-    garage = statistics.median(samples[(label, "Garage")])
-    xnode = statistics.median(samples[(label, "Xnode")])
-    print(f"| {label} | {garage:.0f} | {xnode:.0f} | {xnode / garage:.2f} |")
+    base = statistics.median(samples[(label, b)])
+    measured = statistics.median(samples[(label, a)])
+    print(f"| {label} | {base:.0f} | {measured:.0f} | {measured / base:.2f} |")
