@@ -570,6 +570,11 @@ impl Settlement {
         let bytes = client
             .call_at(contract, &call.abi_encode(), Some(block))
             .await?;
+        // No code at that block (the agreed block predates the deployment): nothing
+        // escrowed yet.
+        if bytes.is_empty() {
+            return Ok(0);
+        }
         let value = SettlementContract::escrowOfCall::abi_decode_returns(&bytes)
             .map_err(|_| CloseError::ChainValue("escrowOf"))?;
         u128::try_from(value).map_err(|_| CloseError::ChainValue("escrowOf"))
@@ -588,6 +593,10 @@ impl Settlement {
         let bytes = client
             .call_at(staking, &call.abi_encode(), Some(block))
             .await?;
+        // No code at that block (the agreed block predates the deployment): no bond yet.
+        if bytes.is_empty() {
+            return Ok(0);
+        }
         let value = Staking::bondedCall::abi_decode_returns(&bytes)
             .map_err(|_| CloseError::ChainValue("bonded"))?;
         u128::try_from(value).map_err(|_| CloseError::ChainValue("bonded"))
@@ -703,19 +712,34 @@ impl Settlement {
         epoch: Epoch,
     ) -> Result<OnChain, CloseError> {
         let root = self
-            .view(client, contract, SettlementContract::rootOfCall(epoch.0), "rootOf")
+            .view(
+                client,
+                contract,
+                SettlementContract::rootOfCall(epoch.0),
+                "rootOf",
+            )
             .await?;
         if root != B256::ZERO {
             return Ok(OnChain::Posted);
         }
         let any_posted = self
-            .view(client, contract, SettlementContract::anyPostedCall {}, "anyPosted")
+            .view(
+                client,
+                contract,
+                SettlementContract::anyPostedCall {},
+                "anyPosted",
+            )
             .await?;
         if !any_posted {
             return Ok(OnChain::Open);
         }
         let last = self
-            .view(client, contract, SettlementContract::lastEpochCall {}, "lastEpoch")
+            .view(
+                client,
+                contract,
+                SettlementContract::lastEpochCall {},
+                "lastEpoch",
+            )
             .await?;
         Ok(match last.cmp(&epoch.0) {
             std::cmp::Ordering::Less => OnChain::Open,
