@@ -92,7 +92,9 @@ pub fn anvil_binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("XNODE_ANVIL") {
         return Some(PathBuf::from(path));
     }
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(NPM_ANVIL);
+    let local = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(NPM_ANVIL);
     local.is_file().then_some(local)
 }
 
@@ -222,9 +224,13 @@ impl Anvil {
     /// Sends a transaction from an unlocked account and returns its receipt, whether it
     /// succeeded or reverted. The gas limit is given, so a reverting transaction is mined
     /// (status 0) rather than refused at estimation.
-    pub fn send(&self, from: Address, to: Option<Address>, data: &[u8]) -> Result<Value, AnvilError> {
-        let mut tx =
-            json!({"from": from, "data": Bytes::copy_from_slice(data), "gas": "0x4c4b40"});
+    pub fn send(
+        &self,
+        from: Address,
+        to: Option<Address>,
+        data: &[u8],
+    ) -> Result<Value, AnvilError> {
+        let mut tx = json!({"from": from, "data": Bytes::copy_from_slice(data), "gas": "0x4c4b40"});
         if let Some(to) = to {
             tx["to"] = json!(to);
         }
@@ -254,7 +260,9 @@ impl Anvil {
     ) -> Result<Value, AnvilError> {
         let receipt = self.send(from, to, data)?;
         if !succeeded(&receipt) {
-            return Err(AnvilError::Reverted { what: what.to_owned() });
+            return Err(AnvilError::Reverted {
+                what: what.to_owned(),
+            });
         }
         Ok(receipt)
     }
@@ -312,10 +320,13 @@ impl Anvil {
         signers: &[Address],
         threshold: usize,
     ) -> Result<Contracts, AnvilError> {
-        let deployer = *self.accounts()?.first().ok_or_else(|| AnvilError::Malformed {
-            method: "eth_accounts".into(),
-            reply: "no account".into(),
-        })?;
+        let deployer = *self
+            .accounts()?
+            .first()
+            .ok_or_else(|| AnvilError::Malformed {
+                method: "eth_accounts".into(),
+                reply: "no account".into(),
+            })?;
         let mut signers = signers.to_vec();
         signers.sort();
         let token = self.deploy(
@@ -409,7 +420,12 @@ impl Contracts {
             tenant,
             amount: U256::from(amount),
         };
-        anvil.execute("deposit", self.deployer, Some(self.settlement), &call.abi_encode())?;
+        anvil.execute(
+            "deposit",
+            self.deployer,
+            Some(self.settlement),
+            &call.abi_encode(),
+        )?;
         Ok(())
     }
 
@@ -433,7 +449,28 @@ impl Contracts {
             to,
             value: U256::from(amount),
         };
-        anvil.execute("transfer", self.deployer, Some(self.token), &call.abi_encode())?;
+        anvil.execute(
+            "transfer",
+            self.deployer,
+            Some(self.token),
+            &call.abi_encode(),
+        )?;
+        Ok(())
+    }
+
+    /// Bonds `amount` tokens for `operator`, an unlocked development account: the
+    /// deployer sends it the tokens, it approves the staking contract and bonds them.
+    pub fn bond(&self, anvil: &Anvil, operator: Address, amount: u128) -> Result<(), AnvilError> {
+        self.transfer(anvil, operator, amount)?;
+        let approve = XnodeToken::approveCall {
+            spender: self.staking,
+            value: U256::from(amount),
+        };
+        anvil.execute("approve", operator, Some(self.token), &approve.abi_encode())?;
+        let bond = Staking::bondCall {
+            amount: U256::from(amount),
+        };
+        anvil.execute("bond", operator, Some(self.staking), &bond.abi_encode())?;
         Ok(())
     }
 

@@ -26,7 +26,12 @@ fn call<C: SolCall>(anvil: &Anvil, to: Address, call: &C) -> C::Return {
     anvil.call(to, call).unwrap()
 }
 
-fn deploy(anvil: &Anvil, from: Address, bytecode: &alloy::primitives::Bytes, args: Vec<u8>) -> Address {
+fn deploy(
+    anvil: &Anvil,
+    from: Address,
+    bytecode: &alloy::primitives::Bytes,
+    args: Vec<u8>,
+) -> Address {
     anvil.deploy("deployment", from, bytecode, args).unwrap()
 }
 
@@ -82,7 +87,8 @@ fn an_epoch_settles_on_anvil() {
         spender: settlement,
         value: U256::MAX,
     };
-    assert!(succeeded(&send(&anvil, 
+    assert!(succeeded(&send(
+        &anvil,
         deployer,
         Some(token),
         &approve.abi_encode()
@@ -92,7 +98,8 @@ fn an_epoch_settles_on_anvil() {
             tenant: B256::from(tenant),
             amount: U256::from(amount),
         };
-        assert!(succeeded(&send(&anvil, 
+        assert!(succeeded(&send(
+            &anvil,
             deployer,
             Some(settlement),
             &deposit.abi_encode()
@@ -101,7 +108,8 @@ fn an_epoch_settles_on_anvil() {
     let fund = Settlement::fundTreasuryCall {
         amount: U256::from(500 * TOKEN),
     };
-    assert!(succeeded(&send(&anvil, 
+    assert!(succeeded(&send(
+        &anvil,
         deployer,
         Some(settlement),
         &fund.abi_encode()
@@ -143,20 +151,31 @@ fn an_epoch_settles_on_anvil() {
 
     // f = 1 signature: refused; f+1 = 2: accepted.
     let too_few = plan.post_root_calldata(deadline, committee_keys.sign(digest, 1).unwrap());
-    assert!(!succeeded(&send(&anvil, poster, Some(settlement), &too_few)));
+    assert!(!succeeded(&send(
+        &anvil,
+        poster,
+        Some(settlement),
+        &too_few
+    )));
     let quorum = plan.post_root_calldata(deadline, committee_keys.sign(digest, 2).unwrap());
     let receipt = send(&anvil, poster, Some(settlement), &quorum);
     assert!(succeeded(&receipt), "post: {receipt}");
     eprintln!("anvil: postRoot used {} gas", gas_used(&receipt));
 
     for claim in &plan.claims {
-        let receipt = send(&anvil, poster, Some(settlement), &plan.claim_calldata(claim));
+        let receipt = send(
+            &anvil,
+            poster,
+            Some(settlement),
+            &plan.claim_calldata(claim),
+        );
         assert!(succeeded(&receipt), "claim: {receipt}");
         eprintln!("anvil: claim used {} gas", gas_used(&receipt));
         let balance = call(&anvil, token, &XnodeToken::balanceOfCall(claim.account));
         assert_eq!(balance, claim.amount);
     }
-    let again = send(&anvil, 
+    let again = send(
+        &anvil,
         poster,
         Some(settlement),
         &plan.claim_calldata(&plan.claims[0]),
@@ -172,7 +191,11 @@ fn an_epoch_settles_on_anvil() {
     );
     for tenant in [[0xa1u8; 32], [0xb2; 32]] {
         assert_eq!(
-            call(&anvil, settlement, &Settlement::escrowOfCall(B256::from(tenant))),
+            call(
+                &anvil,
+                settlement,
+                &Settlement::escrowOfCall(B256::from(tenant))
+            ),
             U256::ZERO
         );
     }
