@@ -308,8 +308,13 @@ impl Settlement {
         }
         let mut changed = 0;
         let mut last_error = None;
+        // The contract takes epochs in increasing order only: posting an epoch while an
+        // earlier one is still open would make the earlier one unpostable. So an epoch is
+        // posted only once every earlier due epoch is posted or superseded (one that never
+        // is holds the later ones back at most until it leaves the lookback).
+        let mut earlier_open = false;
         for epoch in due {
-            match self.close(epoch, now).await {
+            match self.close(epoch, now, !earlier_open).await {
                 Ok(true) => changed += 1,
                 Ok(false) => {}
                 Err(e) => {
@@ -321,6 +326,10 @@ impl Settlement {
                 }
             }
             self.persist(epoch)?;
+            earlier_open |= lock(&self.state)
+                .closes
+                .get(&epoch.0)
+                .is_some_and(|close| !close.is_final());
         }
         match last_error {
             Some(e) => Err(e),
@@ -341,8 +350,9 @@ impl Settlement {
         Ok(())
     }
 
-    /// One step of one epoch's close. Returns whether anything changed.
-    async fn close(&self, epoch: Epoch, now: u64) -> Result<bool, CloseError> {
+    /// One step of one epoch's close; posts only if `may_post`. Returns whether anything
+    /// changed.
+    async fn close(&self, epoch: Epoch, now: u64, may_post: bool) -> Result<bool, CloseError> {
         if !lock(&self.state).closes.contains_key(&epoch.0) {
             // A restart resumes here: a settled epoch stays settled.
             if self.stored_record(epoch.0)?.is_some_and(|r| {
@@ -378,7 +388,7 @@ impl Settlement {
             changed = true;
         }
         changed |= self.collect_votes(epoch).await;
-        changed |= self.post_if_due(epoch, now).await?;
+        changed |= self.post_if_due(epoch, now, may_post).await?;
         Ok(changed)
     }
 
@@ -642,7 +652,12 @@ impl Settlement {
 
     /// Posts the root when this node is the poster (or the backup wait passed), unless it
     /// is on chain already.
-    async fn post_if_due(&self, epoch: Epoch, now: u64) -> Result<bool, CloseError> {
+    async fn post_if_due(
+        &self,
+        epoch: Epoch,
+        now: u64,
+        may_post: bool,
+    ) -> Result<bool, CloseError> {
         let (poster, calldata) = {
             let mut state = lock(&self.state);
             let has_quorum = state
@@ -660,8 +675,9 @@ impl Settlement {
             let poster = close.poster();
             let backup_ms =
                 u64::try_from(self.config.backup_post_after.as_millis()).unwrap_or(u64::MAX);
-            let my_turn =
-                poster == Some(self.signer.address()) || now.saturating_sub(since) >= backup_ms;
+            let my_turn = may_post
+                && (poster == Some(self.signer.address())
+                    || now.saturating_sub(since) >= backup_ms);
             (poster, my_turn.then(|| close.post_calldata()).transpose()?)
         };
         let client = self
