@@ -17,6 +17,8 @@
 //!
 //! See `docs/design/settlement-contracts.md` for what each contract checks.
 
+#[cfg(feature = "anvil")]
+pub mod anvil;
 mod bindings;
 mod committee;
 mod error;

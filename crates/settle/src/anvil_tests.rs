@@ -9,15 +9,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::primitives::{Address, B256, U256};
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::{SolCall, SolConstructor};
-use xnode_chain::{Committee, DomainName, Settlement, SettlementPlan, XnodeToken, domain};
+use alloy::sol_types::SolCall;
+use xnode_chain::anvil::{Anvil, SKIP_MESSAGE, anvil_binary};
+use xnode_chain::{DomainName, Settlement, SettlementPlan, XnodeToken, domain};
 use xnode_ledger::{ReputationState, TenantEscrow, compute_epoch};
 
 use crate::tests::{EPOCH, World, params, verified};
@@ -27,61 +25,6 @@ use crate::*;
 const DEV_KEY: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 const WAIT: Duration = Duration::from_secs(60);
 
-fn anvil_binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("XNODE_ANVIL") {
-        return Some(PathBuf::from(path));
-    }
-    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../contracts/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    local.is_file().then_some(local)
-}
-
-struct Anvil {
-    child: Child,
-    url: String,
-}
-
-impl Anvil {
-    fn start(binary: &PathBuf) -> Self {
-        let mut child = Command::new(binary)
-            .args(["--port", "0", "--host", "127.0.0.1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("anvil starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let address = loop {
-            let line = lines.next().expect("anvil printed its address").unwrap();
-            if let Some(address) = line.strip_prefix("Listening on ") {
-                break address.trim().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Self {
-            child,
-            url: format!("http://{address}"),
-        }
-    }
-}
-
-impl Drop for Anvil {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn deploy(client: &ChainClient, bytecode: &Bytes, args: Vec<u8>) -> Address {
-    let mut code = bytecode.to_vec();
-    code.extend(args);
-    client
-        .send(None, Bytes::from(code), WAIT)
-        .await
-        .unwrap()
-        .contract
-        .expect("a deployment creates a contract")
-}
-
 async fn view<C: SolCall>(client: &ChainClient, to: Address, call: &C) -> C::Return {
     let bytes = client.call(to, &call.abi_encode()).await.unwrap();
     C::abi_decode_returns(&bytes).unwrap()
@@ -90,16 +33,13 @@ async fn view<C: SolCall>(client: &ChainClient, to: Address, call: &C) -> C::Ret
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_epoch_closes_and_settles_on_anvil() {
     let Some(binary) = anvil_binary() else {
-        eprintln!(
-            "SKIPPED: anvil is not installed (scripts/test.sh installs it into contracts/anvil; \
-             or set XNODE_ANVIL to an anvil binary)"
-        );
+        eprintln!("{SKIP_MESSAGE}");
         return;
     };
-    let anvil = Anvil::start(&binary);
+    let anvil = Anvil::start(&binary).unwrap();
     let poster_key: B256 = DEV_KEY.parse().unwrap();
     let client = ChainClient::new(
-        &anvil.url,
+        anvil.url(),
         PrivateKeySigner::from_bytes(&poster_key).unwrap(),
     )
     .unwrap();
@@ -108,60 +48,12 @@ async fn an_epoch_closes_and_settles_on_anvil() {
     let world = World::new();
     let members: Vec<PrivateKeySigner> = world.nodes.iter().map(committee_signer).collect();
     let addresses: Vec<Address> = members.iter().map(PrivateKeySigner::address).collect();
-    let mut sorted = addresses.clone();
-    sorted.sort();
-
-    let token = deploy(
-        &client,
-        &XnodeToken::BYTECODE,
-        XnodeToken::constructorCall {
-            name_: "Xnode".into(),
-            symbol_: "XND".into(),
-            holder: client.address(),
-            supply: U256::from(1_000_000_000_000u64),
-        }
-        .abi_encode(),
-    )
-    .await;
-    let committee = deploy(
-        &client,
-        &Committee::BYTECODE,
-        Committee::constructorCall {
-            initialSigners: sorted.clone(),
-            initialThreshold: U256::from(2),
-        }
-        .abi_encode(),
-    )
-    .await;
-    let settlement = deploy(
-        &client,
-        &Settlement::BYTECODE,
-        Settlement::constructorCall {
-            token_: token,
-            committee_: committee,
-            withdrawalDelay_: U256::from(3600),
-        }
-        .abi_encode(),
-    )
-    .await;
-    let approve = XnodeToken::approveCall {
-        spender: settlement,
-        value: U256::MAX,
-    };
-    client
-        .send(Some(token), approve.abi_encode().into(), WAIT)
-        .await
-        .unwrap();
+    let contracts = anvil.deploy_contracts(&addresses, 2).unwrap();
+    assert_eq!(contracts.deployer, client.address());
+    let (token, settlement) = (contracts.token, contracts.settlement);
     let tenant = B256::from(world.tenant.public().0);
     let escrowed = 500_000_000u128;
-    let deposit = Settlement::depositCall {
-        tenant,
-        amount: U256::from(escrowed),
-    };
-    client
-        .send(Some(settlement), deposit.abi_encode().into(), WAIT)
-        .await
-        .unwrap();
+    contracts.deposit(&anvil, tenant, escrowed).unwrap();
 
     // Member 0 missed node 3's bundle at first; the summary exchange brings it.
     let bundles: Vec<EvidenceBundle> = (0..4).map(|i| world.bundle(i)).collect();

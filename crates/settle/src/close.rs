@@ -23,6 +23,10 @@ use xnode_wire::Versioned;
 use crate::error::CloseError;
 use crate::{CommitteeConfig, EvidenceSet, QuorumCollector, RootVote, VerifiedBundle, VoteOutcome};
 
+/// The error a superseded epoch's record shows (its status stays what it was).
+pub const SUPERSEDED: &str =
+    "superseded: a later epoch's root was posted first, and the contract takes epochs in order";
+
 /// Where an epoch's close stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -149,6 +153,9 @@ pub struct EpochClose {
     /// arrived before our root counts once our root matches it.
     votes: BTreeMap<Address, RootVote>,
     posted: Option<Option<B256>>,
+    /// A later epoch's root reached the chain first: the contract takes epochs in order
+    /// only, so this one can no longer be posted.
+    superseded: bool,
     error: Option<String>,
 }
 
@@ -161,6 +168,7 @@ impl EpochClose {
             computed: None,
             votes: BTreeMap::new(),
             posted: None,
+            superseded: false,
             error: None,
         }
     }
@@ -179,7 +187,7 @@ impl EpochClose {
     /// next round computes and votes again over the larger set.
     pub fn add_bundle(&mut self, bundle: VerifiedBundle) -> bool {
         let changed = self.set.insert(bundle);
-        if changed && self.posted.is_none() {
+        if changed && !self.is_final() {
             self.computed = None;
         }
         changed
@@ -187,7 +195,7 @@ impl EpochClose {
 
     /// Whether a root must be (re)computed: none yet, or the set changed since.
     pub fn needs_root(&self) -> bool {
-        self.posted.is_none()
+        !self.is_final()
             && self
                 .computed
                 .as_ref()
@@ -306,6 +314,16 @@ impl EpochClose {
         self.posted.is_some()
     }
 
+    /// Notes that a later epoch was posted first, so this one never can be.
+    pub fn mark_superseded(&mut self) {
+        self.superseded = true;
+    }
+
+    /// Whether nothing more can happen to this epoch: posted, or superseded.
+    pub fn is_final(&self) -> bool {
+        self.posted.is_some() || self.superseded
+    }
+
     /// Notes the last round's failure (shown in the record until a round succeeds).
     pub fn set_error(&mut self, error: Option<String>) {
         self.error = error;
@@ -315,7 +333,11 @@ impl EpochClose {
     pub fn record(&self) -> EpochRecord {
         let mut record = EpochRecord::new(self.epoch());
         record.bundles = u64::try_from(self.set.len()).unwrap_or(u64::MAX);
-        record.error = self.error.clone();
+        record.error = if self.superseded && self.posted.is_none() {
+            Some(SUPERSEDED.to_owned())
+        } else {
+            self.error.clone()
+        };
         let Some(computed) = &self.computed else {
             return record;
         };

@@ -143,16 +143,57 @@ impl ChainClient {
 
     /// `eth_call` against the latest block.
     pub async fn call(&self, to: Address, data: &[u8]) -> Result<Bytes, RpcError> {
+        self.call_at(to, data, None).await
+    }
+
+    /// `eth_call` against block `block` (`None`: the latest).
+    pub async fn call_at(
+        &self,
+        to: Address,
+        data: &[u8],
+        block: Option<u64>,
+    ) -> Result<Bytes, RpcError> {
+        let tag = block.map_or_else(|| json!("latest"), |n| json!(U256::from(n)));
         let value = self
             .request(
                 "eth_call",
-                json!([{"to": to, "data": Bytes::copy_from_slice(data)}, "latest"]),
+                json!([{"to": to, "data": Bytes::copy_from_slice(data)}, tag]),
             )
             .await?;
         serde_json::from_value(value).map_err(|e| RpcError::Malformed {
             method: "eth_call",
             reason: e.to_string(),
         })
+    }
+
+    /// `eth_blockNumber`.
+    pub async fn block_number(&self) -> Result<u64, RpcError> {
+        let number = self.quantity("eth_blockNumber", json!([])).await?;
+        Self::narrow("eth_blockNumber", number)
+    }
+
+    /// The timestamp (unix seconds) of block `number`.
+    pub async fn block_timestamp(&self, number: u64) -> Result<u64, RpcError> {
+        let method = "eth_getBlockByNumber";
+        let block = self
+            .request(method, json!([U256::from(number), false]))
+            .await?;
+        let timestamp: U256 = block
+            .get("timestamp")
+            .cloned()
+            .and_then(|value| serde_json::from_value(value).ok())
+            .ok_or_else(|| RpcError::Malformed {
+                method,
+                reason: format!("no timestamp in block {number}"),
+            })?;
+        Self::narrow(method, timestamp)
+    }
+
+    /// The last block whose timestamp is at most `at` (unix seconds), by binary search
+    /// over block timestamps (which never decrease); block 0 if even genesis is later.
+    pub async fn last_block_at_or_before(&self, at: u64) -> Result<u64, RpcError> {
+        let latest = self.block_number().await?;
+        last_block_at_or_before(latest, at, |number| self.block_timestamp(number)).await
     }
 
     /// Signs and sends a transaction (`to = None` deploys `data`), waits for its receipt
@@ -238,6 +279,75 @@ impl ChainClient {
                 return Err(RpcError::NotMined(hash));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The last block in `0..=latest` whose timestamp (`timestamp_of`) is at most `at`, or 0
+/// when none is. Block timestamps never decrease along a chain, so a binary search finds
+/// it in about log2(latest) lookups, and every node searching the same chain for the same
+/// `at` finds the same block, whatever the chain's tip when it looks (once the chain has
+/// moved past `at`).
+pub async fn last_block_at_or_before<F, Fut, E>(
+    latest: u64,
+    at: u64,
+    mut timestamp_of: F,
+) -> Result<u64, E>
+where
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future<Output = Result<u64, E>>,
+{
+    // Invariant: block `low` is at or before `at` (or `low` is 0), and every block after
+    // `high` is later than `at`.
+    let (mut low, mut high) = (0u64, latest);
+    while low < high {
+        // Rounds up, so `mid > low` and the loop always progresses.
+        let mid = low + (high - low).div_ceil(2);
+        if timestamp_of(mid).await? <= at {
+            low = mid;
+        } else {
+            high = mid - 1;
+        }
+    }
+    Ok(low)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::last_block_at_or_before;
+
+    /// Searches `timestamps` (block n has `timestamps[n]`) up to the tip `latest`.
+    async fn search(timestamps: &[u64], latest: u64, at: u64) -> u64 {
+        let lookups = std::cell::Cell::new(0u32);
+        let found = last_block_at_or_before(latest, at, |n| {
+            lookups.set(lookups.get() + 1);
+            let timestamp = timestamps[usize::try_from(n).unwrap()];
+            async move { Ok::<u64, ()>(timestamp) }
+        })
+        .await
+        .unwrap();
+        assert!(lookups.get() <= 8, "{} lookups", lookups.get());
+        found
+    }
+
+    #[tokio::test]
+    async fn every_member_reads_at_the_same_block_whatever_the_tip() {
+        // Several blocks share a second, as on anvil; genesis is at 100.
+        let timestamps = [100, 105, 105, 110, 110, 110, 120, 121, 130, 140, 150];
+        let tip = u64::try_from(timestamps.len() - 1).unwrap();
+        assert_eq!(search(&timestamps, tip, 110).await, 5);
+        assert_eq!(search(&timestamps, tip, 115).await, 5);
+        assert_eq!(search(&timestamps, tip, 120).await, 6);
+        assert_eq!(search(&timestamps, tip, 1_000).await, tip);
+        // Before genesis: genesis (nothing on it is readable anyway).
+        assert_eq!(search(&timestamps, tip, 50).await, 0);
+        // A member that looks when the chain has grown finds the same block as one that
+        // looked earlier, once the chain had moved past the agreed time: a deposit mined
+        // after it (block 7 onwards) is seen by nobody.
+        for later_tip in 6..=tip {
+            assert_eq!(search(&timestamps, later_tip, 115).await, 5);
         }
     }
 }

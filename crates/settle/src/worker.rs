@@ -38,7 +38,7 @@ use xnode_mesh::{
 use xnode_types::{NodeId, PublicKeyBytes, SecretKey, lock, unix_ms};
 use xnode_worker::{Interval, Worker, WorkerError, periodic};
 
-use crate::close::{EpochClose, EpochRecord, EpochStatus};
+use crate::close::{EpochClose, EpochRecord, EpochStatus, SUPERSEDED};
 use crate::config::{ChainConfig, SettlementConfig, read_poster_key};
 use crate::error::{CloseError, ConfigError};
 use crate::proto::{MAX_SETTLE_MESSAGE, SettleRequest, SettleResponse};
@@ -105,6 +105,8 @@ struct State {
     closes: BTreeMap<u64, EpochClose>,
     /// When this node's root first reached the threshold, by epoch.
     quorum_since_ms: BTreeMap<u64, u64>,
+    /// The block every member reads escrows and bonds at, by epoch.
+    read_blocks: BTreeMap<u64, u64>,
     chain_id: Option<u64>,
 }
 
@@ -190,6 +192,7 @@ impl Settlement {
             state: Mutex::new(State {
                 closes: BTreeMap::new(),
                 quorum_since_ms: BTreeMap::new(),
+                read_blocks: BTreeMap::new(),
                 chain_id: None,
             }),
             key,
@@ -301,11 +304,17 @@ impl Settlement {
             let oldest = due.first().map_or(0, |e| e.0);
             state.closes.retain(|epoch, _| *epoch >= oldest);
             state.quorum_since_ms.retain(|epoch, _| *epoch >= oldest);
+            state.read_blocks.retain(|epoch, _| *epoch >= oldest);
         }
         let mut changed = 0;
         let mut last_error = None;
+        // The contract takes epochs in increasing order only: posting an epoch while an
+        // earlier one is still open would make the earlier one unpostable. So an epoch is
+        // posted only once every earlier due epoch is posted or superseded (one that never
+        // is holds the later ones back at most until it leaves the lookback).
+        let mut earlier_open = false;
         for epoch in due {
-            match self.close(epoch, now).await {
+            match self.close(epoch, now, !earlier_open).await {
                 Ok(true) => changed += 1,
                 Ok(false) => {}
                 Err(e) => {
@@ -317,6 +326,10 @@ impl Settlement {
                 }
             }
             self.persist(epoch)?;
+            earlier_open |= lock(&self.state)
+                .closes
+                .get(&epoch.0)
+                .is_some_and(|close| !close.is_final());
         }
         match last_error {
             Some(e) => Err(e),
@@ -337,14 +350,14 @@ impl Settlement {
         Ok(())
     }
 
-    /// One step of one epoch's close. Returns whether anything changed.
-    async fn close(&self, epoch: Epoch, now: u64) -> Result<bool, CloseError> {
+    /// One step of one epoch's close; posts only if `may_post`. Returns whether anything
+    /// changed.
+    async fn close(&self, epoch: Epoch, now: u64, may_post: bool) -> Result<bool, CloseError> {
         if !lock(&self.state).closes.contains_key(&epoch.0) {
             // A restart resumes here: a settled epoch stays settled.
-            if self
-                .stored_record(epoch.0)?
-                .is_some_and(|r| r.status == EpochStatus::Posted)
-            {
+            if self.stored_record(epoch.0)?.is_some_and(|r| {
+                r.status == EpochStatus::Posted || r.error.as_deref() == Some(SUPERSEDED)
+            }) {
                 return Ok(false);
             }
             let own = self.own_bundle(epoch)?;
@@ -357,7 +370,7 @@ impl Settlement {
             || lock(&self.state)
                 .closes
                 .get(&epoch.0)
-                .is_some_and(EpochClose::is_posted)
+                .is_some_and(EpochClose::is_final)
         {
             return Ok(false);
         }
@@ -375,7 +388,7 @@ impl Settlement {
             changed = true;
         }
         changed |= self.collect_votes(epoch).await;
-        changed |= self.post_if_due(epoch, now).await?;
+        changed |= self.post_if_due(epoch, now, may_post).await?;
         Ok(changed)
     }
 
@@ -501,14 +514,15 @@ impl Settlement {
             tenants.dedup();
             tenants
         };
+        let block = self.read_block(client, epoch).await?;
         let mut escrows = Vec::new();
         for tenant in tenants {
-            let balance = self.escrow_of(client, &tenant).await?;
+            let balance = self.escrow_of(client, &tenant, block).await?;
             escrows.push(TenantEscrow { tenant, balance });
         }
         let mut stakes = Vec::new();
         for operator in &self.config.operators {
-            let bonded = self.bond_of(client, operator.payout).await?;
+            let bonded = self.bond_of(client, operator.payout, block).await?;
             stakes.push(Stake {
                 operator: operator.node,
                 payout_address: operator.payout.into_array(),
@@ -532,32 +546,67 @@ impl Settlement {
         );
         let digest =
             close.compute_root(&input, &settlement_domain, deadline, Some(&self.signer))?;
-        tracing::info!(epoch = epoch.0, bundles = close.set().len(), %digest, "computed and signed the epoch's root");
+        tracing::info!(epoch = epoch.0, bundles = close.set().len(), block, %digest, "computed and signed the epoch's root");
         Ok(())
+    }
+
+    /// The block whose state every member reads for `epoch`: the last one whose timestamp
+    /// is at most the epoch's end plus `grace`. Reading at `latest` instead would let a
+    /// deposit mined between two members' reads split their roots for good (the root is
+    /// recomputed only when the evidence changes). Members compute after `gather` more,
+    /// so the chain has moved past that time and each finds the same block.
+    async fn read_block(&self, client: &ChainClient, epoch: Epoch) -> Result<u64, CloseError> {
+        if let Some(block) = lock(&self.state).read_blocks.get(&epoch.0) {
+            return Ok(*block);
+        }
+        let grace = u64::try_from(self.config.grace.as_millis()).unwrap_or(u64::MAX);
+        let at_seconds = self.end_ms(epoch).saturating_add(grace) / 1000;
+        let block = client.last_block_at_or_before(at_seconds).await?;
+        lock(&self.state).read_blocks.insert(epoch.0, block);
+        Ok(block)
     }
 
     async fn escrow_of(
         &self,
         client: &ChainClient,
         tenant: &PublicKeyBytes,
+        block: u64,
     ) -> Result<u128, CloseError> {
         let contract = self
             .chain
             .settlement_contract
             .ok_or(CloseError::ChainValue("no settlement contract"))?;
         let call = SettlementContract::escrowOfCall(B256::from(tenant.0));
-        let bytes = client.call(contract, &call.abi_encode()).await?;
+        let bytes = client
+            .call_at(contract, &call.abi_encode(), Some(block))
+            .await?;
+        // No code at that block (the agreed block predates the deployment): nothing
+        // escrowed yet.
+        if bytes.is_empty() {
+            return Ok(0);
+        }
         let value = SettlementContract::escrowOfCall::abi_decode_returns(&bytes)
             .map_err(|_| CloseError::ChainValue("escrowOf"))?;
         u128::try_from(value).map_err(|_| CloseError::ChainValue("escrowOf"))
     }
 
-    async fn bond_of(&self, client: &ChainClient, payout: Address) -> Result<u128, CloseError> {
+    async fn bond_of(
+        &self,
+        client: &ChainClient,
+        payout: Address,
+        block: u64,
+    ) -> Result<u128, CloseError> {
         let Some(staking) = self.chain.staking_contract else {
             return Ok(0);
         };
         let call = Staking::bondedCall(payout);
-        let bytes = client.call(staking, &call.abi_encode()).await?;
+        let bytes = client
+            .call_at(staking, &call.abi_encode(), Some(block))
+            .await?;
+        // No code at that block (the agreed block predates the deployment): no bond yet.
+        if bytes.is_empty() {
+            return Ok(0);
+        }
         let value = Staking::bondedCall::abi_decode_returns(&bytes)
             .map_err(|_| CloseError::ChainValue("bonded"))?;
         u128::try_from(value).map_err(|_| CloseError::ChainValue("bonded"))
@@ -603,7 +652,12 @@ impl Settlement {
 
     /// Posts the root when this node is the poster (or the backup wait passed), unless it
     /// is on chain already.
-    async fn post_if_due(&self, epoch: Epoch, now: u64) -> Result<bool, CloseError> {
+    async fn post_if_due(
+        &self,
+        epoch: Epoch,
+        now: u64,
+        may_post: bool,
+    ) -> Result<bool, CloseError> {
         let (poster, calldata) = {
             let mut state = lock(&self.state);
             let has_quorum = state
@@ -621,12 +675,10 @@ impl Settlement {
             let poster = close.poster();
             let backup_ms =
                 u64::try_from(self.config.backup_post_after.as_millis()).unwrap_or(u64::MAX);
-            let my_turn =
-                poster == Some(self.signer.address()) || now.saturating_sub(since) >= backup_ms;
-            if !my_turn {
-                return Ok(false);
-            }
-            (poster, close.post_calldata()?)
+            let my_turn = may_post
+                && (poster == Some(self.signer.address())
+                    || now.saturating_sub(since) >= backup_ms);
+            (poster, my_turn.then(|| close.post_calldata()).transpose()?)
         };
         let client = self
             .client
@@ -636,12 +688,27 @@ impl Settlement {
             .chain
             .settlement_contract
             .ok_or(CloseError::ChainValue("no settlement contract"))?;
-        if self.root_on_chain(client, contract, epoch).await? {
-            if let Some(close) = lock(&self.state).closes.get_mut(&epoch.0) {
-                close.mark_posted(None);
+        // Every member at quorum looks, not only the poster, so each record says posted as
+        // soon as the root is on chain.
+        match self.on_chain(client, contract, epoch).await? {
+            OnChain::Open => {}
+            OnChain::Posted => {
+                if let Some(close) = lock(&self.state).closes.get_mut(&epoch.0) {
+                    close.mark_posted(None);
+                }
+                return Ok(true);
             }
-            return Ok(true);
+            OnChain::Superseded => {
+                tracing::warn!(epoch = epoch.0, "{SUPERSEDED}");
+                if let Some(close) = lock(&self.state).closes.get_mut(&epoch.0) {
+                    close.mark_superseded();
+                }
+                return Ok(true);
+            }
         }
+        let Some(calldata) = calldata else {
+            return Ok(false);
+        };
         let mined = client.send(Some(contract), calldata, MINE_TIMEOUT).await?;
         tracing::info!(epoch = epoch.0, tx = %mined.hash, gas = mined.gas_used, ?poster, "posted the epoch's root");
         if let Some(close) = lock(&self.state).closes.get_mut(&epoch.0) {
@@ -650,17 +717,62 @@ impl Settlement {
         Ok(true)
     }
 
-    async fn root_on_chain(
+    /// Where `epoch` stands on chain. `rootOf` alone cannot tell: an epoch with an empty
+    /// reward table posts the zero root. The contract takes epochs in increasing order, so
+    /// an epoch with no root is posted if it is the last one posted, and can never be
+    /// posted if a later one is.
+    async fn on_chain(
         &self,
         client: &ChainClient,
         contract: Address,
         epoch: Epoch,
-    ) -> Result<bool, CloseError> {
-        let call = SettlementContract::rootOfCall(epoch.0);
+    ) -> Result<OnChain, CloseError> {
+        let root = self
+            .view(
+                client,
+                contract,
+                SettlementContract::rootOfCall(epoch.0),
+                "rootOf",
+            )
+            .await?;
+        if root != B256::ZERO {
+            return Ok(OnChain::Posted);
+        }
+        let any_posted = self
+            .view(
+                client,
+                contract,
+                SettlementContract::anyPostedCall {},
+                "anyPosted",
+            )
+            .await?;
+        if !any_posted {
+            return Ok(OnChain::Open);
+        }
+        let last = self
+            .view(
+                client,
+                contract,
+                SettlementContract::lastEpochCall {},
+                "lastEpoch",
+            )
+            .await?;
+        Ok(match last.cmp(&epoch.0) {
+            std::cmp::Ordering::Less => OnChain::Open,
+            std::cmp::Ordering::Equal => OnChain::Posted,
+            std::cmp::Ordering::Greater => OnChain::Superseded,
+        })
+    }
+
+    async fn view<C: SolCall>(
+        &self,
+        client: &ChainClient,
+        contract: Address,
+        call: C,
+        name: &'static str,
+    ) -> Result<C::Return, CloseError> {
         let bytes = client.call(contract, &call.abi_encode()).await?;
-        let root = SettlementContract::rootOfCall::abi_decode_returns(&bytes)
-            .map_err(|_| CloseError::ChainValue("rootOf"))?;
-        Ok(root != B256::ZERO)
+        C::abi_decode_returns(&bytes).map_err(|_| CloseError::ChainValue(name))
     }
 
     fn answer(&self, request: SettleRequest) -> SettleResponse {
@@ -687,6 +799,16 @@ impl Settlement {
             ),
         }
     }
+}
+
+/// Where an epoch stands on chain.
+enum OnChain {
+    /// Not posted; it still can be.
+    Open,
+    /// Its root is on chain.
+    Posted,
+    /// A later epoch was posted first.
+    Superseded,
 }
 
 /// An error and its sources on one line.

@@ -302,6 +302,11 @@ pub struct DevnetArgs {
     /// Keep the nodes' data from an earlier run instead of starting fresh.
     #[arg(long)]
     pub keep: bool,
+    /// Start a local EVM (anvil, from `npm ci` in contracts/anvil or XNODE_ANVIL), deploy
+    /// the settlement contracts, fund the tenant's escrow and the operators, and settle
+    /// 30 s epochs on it.
+    #[arg(long)]
+    pub chain: bool,
     /// Exit once the network is up (nodes keep running only as long as this process; use
     /// for scripts that only need a readiness check).
     #[arg(long, hide = true)]

@@ -26,6 +26,8 @@ struct DevNode {
     p2p_port: u16,
     zone: &'static str,
     child: Option<Child>,
+    /// A configuration file passed to `xnode start` (the chain sections on `--chain`).
+    config: Option<PathBuf>,
 }
 
 impl DevNode {
@@ -72,6 +74,11 @@ impl DevNode {
             .args(["--s3", &format!("127.0.0.1:{}", self.s3_port)])
             .args(["--zone", self.zone])
             .args(["--network", "devnet"])
+            .args(
+                self.config
+                    .iter()
+                    .flat_map(|path| [std::ffi::OsStr::new("--config"), path.as_os_str()]),
+            )
             .args([
                 "--no-mdns",
                 "--enable-fault-injection",
@@ -205,6 +212,7 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
             p2p_port,
             zone: ZONES[(index - 1) % ZONES.len()],
             child: None,
+            config: None,
         });
     }
     let addrs: Vec<String> = nodes.iter().map(|n| n.p2p_addr()).collect();
@@ -222,6 +230,23 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
     if !tenant_key.exists() {
         crate::tenant::create(&tenant_key, false)?;
     }
+    // With --chain: anvil and the contracts first (the committee is the nodes' keys, made
+    // now), then every node starts with the chain sections. Dropping `chain` stops anvil.
+    let chain = if args.chain {
+        let dirs: Vec<PathBuf> = nodes.iter().map(|n| n.dir.clone()).collect();
+        for dir in &dirs {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let tenant = crate::tenant::load(&tenant_key)?;
+        let chain = crate::devnet_chain::start(&dirs, &tenant)?;
+        for node in &mut nodes {
+            node.config = Some(crate::devnet_chain::config_path(&node.dir));
+        }
+        Some((chain, tenant))
+    } else {
+        None
+    };
     println!(
         "Starting a devnet of {} nodes in {} ...",
         args.nodes,
@@ -265,6 +290,10 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
     print_storage_help(&nodes, &tenant_key);
     if let Some((id, secret)) = &s3_key {
         print_s3_help(&nodes, id, secret);
+    }
+    if let Some((chain, tenant)) = &chain {
+        let first = nodes.first().map(|n| n.api_url()).unwrap_or_default();
+        crate::devnet_chain::print_help(chain, tenant, &first);
     }
     if args.exit_when_ready {
         stop_all(&mut nodes).await;

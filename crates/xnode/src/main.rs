@@ -7,6 +7,7 @@ mod cli;
 mod client;
 mod compute_cmd;
 mod devnet;
+mod devnet_chain;
 mod drain_cmd;
 mod ledger_cmd;
 mod s3_cmd;

@@ -25,6 +25,7 @@ mod metering;
 mod network;
 mod observe;
 mod rogue_fuzz;
+mod settlement;
 mod storage;
 mod storage_http;
 mod workers;
