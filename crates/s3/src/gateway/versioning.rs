@@ -20,11 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 use xnode_storage::StorageError;
-use xnode_storage::buckets::{
-    VERSIONING_RECORD_VERSION, Versioning, VersioningRecord, owner_of, versioning_key,
-};
+use xnode_storage::buckets::Versioning;
 use xnode_store::{ObjectInfo, ObjectMeta, internal_key};
-use xnode_types::{Hlc, PublicKeyBytes};
+use xnode_types::PublicKeyBytes;
 
 use super::{Gateway, MAX_KEYS, empty_body, etag_of, s3_err, tenant_owner, timestamp, unix_ms};
 use crate::keys::AccessKey;
@@ -537,41 +535,12 @@ impl Gateway {
                 ));
             }
         };
-        let Some(signer) = key.tenant_key() else {
-            return Err(s3_error!(
-                AccessDenied,
-                "This access key may not change bucket settings (it was created with --no-bucket-admin)"
-            ));
-        };
-        let Some((_, bucket)) = owner_of(self.storage.registry(), &input.bucket) else {
-            return Err(s3_error!(
-                NoSuchBucket,
-                "The specified bucket does not exist"
-            ));
-        };
-        let record = serde_json::to_vec(&VersioningRecord {
-            v: VERSIONING_RECORD_VERSION,
-            bucket: input.bucket.clone(),
-            bucket_created_ms: bucket.created_ms,
-            status,
-        })
-        .map_err(|e| s3_error!(InternalError, "cannot encode the versioning setting: {e}"))?;
-        let entry_key = versioning_key(&key.tenant, &input.bucket);
-        // Later than the setting it replaces, whatever this node's clock says.
-        let previous = self
-            .storage
-            .registry()
-            .get(&entry_key)
-            .map(|e| e.hlc)
-            .unwrap_or(Hlc::new(0, 0));
-        let now = unix_ms();
-        let hlc = if now > previous.wall_ms {
-            Hlc::new(now, 0)
-        } else {
-            Hlc::new(previous.wall_ms, previous.logical.saturating_add(1))
-        };
-        let entry = xnode_registry::Entry::sign(&signer, entry_key, Some(record), hlc)
-            .map_err(|e| s3_error!(InternalError, "cannot sign the versioning setting: {e}"))?;
+        let entry = self.sign_bucket_setting(
+            &key,
+            &input.bucket,
+            xnode_storage::buckets::VERSIONING_KIND,
+            Some(&status),
+        )?;
         let applied = self
             .storage()
             .set_bucket_versioning(&key.tenant, &input.bucket, entry)
