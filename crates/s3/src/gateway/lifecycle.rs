@@ -697,6 +697,7 @@ impl Gateway {
                             if_match: Some(ETagMatch::ETag(etag.clone())),
                             ..Default::default()
                         },
+                        false,
                     )
                     .await
                     .map(|_| ()),
@@ -710,6 +711,7 @@ impl Gateway {
                         object,
                         Some(version_id),
                         Preconditions::default(),
+                        false,
                     )
                     .await
                     .map(|_| ()),
@@ -723,6 +725,11 @@ impl Gateway {
                 // Overwritten since it was evaluated: not expired, as the rule was about
                 // the object that was there.
                 Err(e) if e.code().as_str() == "PreconditionFailed" => {}
+                // A version under object lock (retention or legal hold) is kept: no rule
+                // expires it before its lock lapses, as in S3.
+                Err(e) if e.code() == &s3s::S3ErrorCode::AccessDenied => {
+                    tracing::debug!(bucket, ?action, "a locked version is not expired");
+                }
                 Err(e) => {
                     tracing::warn!(bucket, ?action, error = %e, "a lifecycle action failed; retried at the next pass");
                 }

@@ -7,6 +7,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use xnode_store::ObjectInfo;
 
 use super::integrity::{Expected, Verifier, stored_checksums};
+use super::object_lock::{LockHeaders, lock_fields};
 use super::parts::parts_count;
 use super::sse::{self, CustomerKey};
 use super::system_meta::{self, SystemMeta, stored_encoding, user_part};
@@ -233,6 +234,15 @@ impl Gateway {
         if let Some(acl) = acl {
             meta.insert(super::acl::OBJECT_ACL.to_owned(), acl);
         }
+        self.apply_write_lock(
+            &input.bucket,
+            &LockHeaders {
+                mode: input.object_lock_mode.as_ref(),
+                until: input.object_lock_retain_until_date.as_ref(),
+                legal_hold: input.object_lock_legal_hold_status.as_ref(),
+            },
+            &mut meta,
+        )?;
         let checksum = stored_checksums(&meta);
         let data_key = sse::writing_key(&key.data_key(), &mut meta, customer.as_ref());
         let (body, expected) = match input.body {
@@ -357,7 +367,11 @@ impl Gateway {
             d.checksum
         };
         let encryption = sse::response_headers(customer.as_ref());
+        let lock = lock_fields(&info);
         Ok(S3Response::new(GetObjectOutput {
+            object_lock_mode: lock.mode,
+            object_lock_retain_until_date: lock.until,
+            object_lock_legal_hold_status: lock.legal_hold,
             server_side_encryption: encryption.server_side_encryption,
             sse_customer_algorithm: encryption.sse_customer_algorithm,
             sse_customer_key_md5: encryption.sse_customer_key_md5,
@@ -432,7 +446,11 @@ impl Gateway {
             input.response_content_language,
             input.response_expires.as_ref(),
         );
+        let lock = lock_fields(&info);
         let mut response = S3Response::new(HeadObjectOutput {
+            object_lock_mode: lock.mode,
+            object_lock_retain_until_date: lock.until,
+            object_lock_legal_hold_status: lock.legal_hold,
             server_side_encryption: encryption.server_side_encryption,
             sse_customer_algorithm: encryption.sse_customer_algorithm,
             sse_customer_key_md5: encryption.sse_customer_key_md5,
@@ -487,6 +505,7 @@ impl Gateway {
                 &input.key,
                 input.version_id.as_deref(),
                 pre,
+                input.bypass_governance_retention.unwrap_or(false),
             )
             .await?;
         Ok(S3Response::new(DeleteObjectOutput {
@@ -510,6 +529,7 @@ impl Gateway {
             ));
         }
         let quiet = input.delete.quiet.unwrap_or(false);
+        let bypass = input.bypass_governance_retention.unwrap_or(false);
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         for object in input.delete.objects {
@@ -527,6 +547,7 @@ impl Gateway {
                         &object.key,
                         object.version_id.as_deref(),
                         pre,
+                        bypass,
                     )
                     .await
                 }

@@ -385,6 +385,7 @@ impl Gateway {
         object: &str,
         version_id: Option<&str>,
         pre: xnode_storage::conditional::Preconditions,
+        bypass_governance: bool,
     ) -> S3Result<(Option<String>, bool)> {
         let tenant = &key.tenant;
         if let Some(id) = version_id {
@@ -397,6 +398,12 @@ impl Gateway {
                 Err(e) => return Err(e),
             };
             let marker = is_delete_marker(&info);
+            // A locked version stays (object lock); a delete marker never holds a lock.
+            if let Some(reason) = super::object_lock::VersionLock::of(&info.user_meta)
+                .refuses_delete(unix_ms(), bypass_governance)
+            {
+                return Err(s3_error!(AccessDenied, "Access Denied: {reason}"));
+            }
             self.storage()
                 .delete_object(tenant, bucket, &stored)
                 .await
@@ -527,6 +534,12 @@ impl Gateway {
             .map(|s| s.as_str())
         {
             Some(BucketVersioningStatus::ENABLED) => Versioning::Enabled,
+            Some(BucketVersioningStatus::SUSPENDED) if self.lock_enabled(&input.bucket) => {
+                return Err(s3_error!(
+                    InvalidBucketState,
+                    "An Object Lock configuration is present on this bucket, so the versioning state cannot be changed"
+                ));
+            }
             Some(BucketVersioningStatus::SUSPENDED) => Versioning::Suspended,
             _ => {
                 return Err(s3_error!(
