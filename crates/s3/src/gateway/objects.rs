@@ -4,6 +4,7 @@
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
+use xnode_storage::StorageError;
 use xnode_store::ObjectInfo;
 
 use super::integrity::{Expected, Verifier, stored_checksums};
@@ -155,11 +156,34 @@ impl Gateway {
             }
             None => object.to_owned(),
         };
-        let (_, info) = self
+        let info = match self
             .storage()
             .head_object(&key.tenant, bucket, &stored)
             .await
-            .map_err(s3_err)?;
+        {
+            Ok((_, info)) => info,
+            // A key whose current version is a delete marker answers 404 saying so, with
+            // the marker's id, as S3 does.
+            Err(StorageError::NoSuchKey(missing)) if version_id.is_none() => {
+                let mut e = s3_err(StorageError::NoSuchKey(missing));
+                if let Some(id) = self
+                    .current_delete_marker(&key.tenant, bucket, object)
+                    .await?
+                {
+                    let mut headers = hyper::HeaderMap::new();
+                    headers.insert(
+                        "x-amz-delete-marker",
+                        hyper::header::HeaderValue::from_static("true"),
+                    );
+                    if let Ok(v) = hyper::header::HeaderValue::from_str(&id) {
+                        headers.insert("x-amz-version-id", v);
+                    }
+                    e.set_headers(headers);
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(s3_err(e)),
+        };
         check_conditions(
             &info,
             conditions.0,
@@ -287,6 +311,7 @@ impl Gateway {
         }
         let encryption = sse::response_headers(customer.as_ref());
         Ok(S3Response::new(PutObjectOutput {
+            expiration: self.expiration_of(&input.bucket, &input.key, &info),
             server_side_encryption: encryption.server_side_encryption,
             sse_customer_algorithm: encryption.sse_customer_algorithm,
             sse_customer_key_md5: encryption.sse_customer_key_md5,
@@ -368,7 +393,13 @@ impl Gateway {
         };
         let encryption = sse::response_headers(customer.as_ref());
         let lock = lock_fields(&info);
+        let expiration = input
+            .version_id
+            .is_none()
+            .then(|| self.expiration_of(&input.bucket, &input.key, &info))
+            .flatten();
         Ok(S3Response::new(GetObjectOutput {
+            expiration,
             object_lock_mode: lock.mode,
             object_lock_retain_until_date: lock.until,
             object_lock_legal_hold_status: lock.legal_hold,
@@ -447,7 +478,13 @@ impl Gateway {
             input.response_expires.as_ref(),
         );
         let lock = lock_fields(&info);
+        let expiration = input
+            .version_id
+            .is_none()
+            .then(|| self.expiration_of(&input.bucket, &input.key, &info))
+            .flatten();
         let mut response = S3Response::new(HeadObjectOutput {
+            expiration,
             object_lock_mode: lock.mode,
             object_lock_retain_until_date: lock.until,
             object_lock_legal_hold_status: lock.legal_hold,

@@ -348,6 +348,26 @@ impl Gateway {
         }
     }
 
+    /// The public id of the delete marker that is `object`'s current version, if it is one
+    /// (never in an unversioned bucket).
+    pub(super) async fn current_delete_marker(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        object: &str,
+    ) -> S3Result<Option<String>> {
+        if self.versioning(bucket) == Versioning::Unversioned {
+            return Ok(None);
+        }
+        Ok(self
+            .versions_of(tenant, bucket, object)
+            .await?
+            .into_iter()
+            .next()
+            .filter(|v| is_delete_marker(&v.info))
+            .map(|v| public_id(&v.info)))
+    }
+
     /// Resolves the key a GET or HEAD with `versionId` reads. A delete marker cannot be
     /// read (`405`, as S3 answers).
     pub(super) async fn readable_version(
