@@ -16,9 +16,6 @@ use s3s::{S3Result, s3_error};
 
 /// Headers whose features the gateway does not have, refused on every operation.
 const UNSUPPORTED_HEADERS: &[(&str, &str)] = &[
-    ("x-amz-object-lock-mode", "object lock"),
-    ("x-amz-object-lock-retain-until-date", "object lock"),
-    ("x-amz-object-lock-legal-hold", "object lock"),
     ("x-amz-website-redirect-location", "website redirects"),
     ("x-amz-write-offset-bytes", "appends"),
     ("x-amz-mfa", "MFA delete"),
@@ -26,6 +23,27 @@ const UNSUPPORTED_HEADERS: &[(&str, &str)] = &[
         "x-amz-optional-object-attributes",
         "optional object attributes in listings",
     ),
+];
+
+/// The headers that set a new version's object lock (see `gateway::object_lock`).
+const OBJECT_LOCK_HEADERS: &[&str] = &[
+    "x-amz-object-lock-mode",
+    "x-amz-object-lock-retain-until-date",
+    "x-amz-object-lock-legal-hold",
+];
+
+/// The operations that honour the object-lock headers: the writes that make a version.
+const OBJECT_LOCK_OPERATIONS: &[&str] = &["PutObject", "CopyObject", "CreateMultipartUpload"];
+
+/// The operations that act on one version named by `versionId`.
+const VERSION_OPERATIONS: &[&str] = &[
+    "GetObject",
+    "HeadObject",
+    "DeleteObject",
+    "PutObjectRetention",
+    "GetObjectRetention",
+    "PutObjectLegalHold",
+    "GetObjectLegalHold",
 ];
 
 /// The server-side encryption a request asks for, refused as S3 refuses it when it cannot
@@ -114,6 +132,15 @@ pub fn check(op: &str, headers: &HeaderMap, query: Option<&str>) -> S3Result<()>
             return Err(not_implemented(&format!("{feature} (header {name})")));
         }
     }
+    if !OBJECT_LOCK_OPERATIONS.contains(&op)
+        && let Some(name) = OBJECT_LOCK_HEADERS
+            .iter()
+            .find(|h| headers.contains_key(**h))
+    {
+        return Err(not_implemented(&format!(
+            "object lock header {name} on {op}"
+        )));
+    }
     check_encryption(op, headers)?;
     if header(headers, "x-amz-server-side-encryption-bucket-key-enabled")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
@@ -135,22 +162,24 @@ pub fn check(op: &str, headers: &HeaderMap, query: Option<&str>) -> S3Result<()>
     if asks_acl && !ACL_OPERATIONS.contains(&op) {
         return Err(not_implemented(&format!("ACL headers on {op}")));
     }
-    if header(headers, "x-amz-bucket-object-lock-enabled")
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    if op != "CreateBucket"
+        && header(headers, "x-amz-bucket-object-lock-enabled")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     {
-        return Err(not_implemented("object lock"));
+        return Err(not_implemented(&format!("object lock on {op}")));
     }
     if let Some(ownership) = header(headers, "x-amz-object-ownership")
         && ownership != "BucketOwnerEnforced"
     {
         return Err(not_implemented(&format!("object ownership {ownership:?}")));
     }
-    // GET, HEAD and DELETE of one version are built (see `gateway::versioning`); the other
+    // GET, HEAD and DELETE of one version are built (see `gateway::versioning`), and the
+    // retention and legal hold of one version (`gateway::object_lock`); the other
     // operations that take a `versionId` (tagging, attributes, ACLs) act on the current
     // version only, so they refuse any other than the `null` one rather than ignore it.
     if let Some(version) = query_param(query, "versionId")
         && version != "null"
-        && !matches!(op, "GetObject" | "HeadObject" | "DeleteObject")
+        && !VERSION_OPERATIONS.contains(&op)
     {
         return Err(not_implemented(&format!(
             "{op} of a version other than the current one"
@@ -303,7 +332,7 @@ mod tests {
         for (op, pairs, query) in [
             ("DeleteObject", vec![("if-none-match", "*")], None),
             (
-                "PutObject",
+                "UploadPart",
                 vec![("x-amz-object-lock-mode", "GOVERNANCE")],
                 None,
             ),
@@ -311,7 +340,7 @@ mod tests {
             ("CopyObject", vec![("x-amz-grant-read", "id=x")], None),
             ("PutObject", vec![("x-amz-storage-class", "GLACIER")], None),
             (
-                "CreateBucket",
+                "PutObject",
                 vec![("x-amz-bucket-object-lock-enabled", "true")],
                 None,
             ),

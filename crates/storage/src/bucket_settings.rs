@@ -1,7 +1,9 @@
-//! Bucket settings other than versioning: owner-signed registry entries, one per kind
+//! Bucket settings: owner-signed registry entries, one per kind
 //! (`tenant/<T>/bucket-<kind>/<N>`), whose value is a [`BucketSettingRecord`] holding a
-//! JSON document the layer above defines (the S3 gateway keeps CORS rules and lifecycle
-//! rules this way).
+//! JSON document the layer above defines (the S3 gateway keeps access settings, CORS,
+//! lifecycle, default encryption and object-lock configuration this way). Versioning is
+//! one too (`crate::buckets::VERSIONING_KIND`), with the one rule storage itself enforces
+//! on its document: no way back to unversioned.
 //!
 //! Storage checks what makes a setting the owner's setting for this bucket: the entry is
 //! signed by the bucket's owner, sits under the owner's key for that kind and bucket, and

@@ -13,6 +13,7 @@ use xnode_registry::claims::{check_claim_clock, claim_key};
 use xnode_registry::{Entry, Registry};
 use xnode_types::{PublicKeyBytes, unix_ms};
 
+use crate::bucket_settings::{decode_setting, setting_key};
 use crate::{Storage, StorageError};
 
 /// The claim kind of buckets in the registry (see `xnode_registry::claims`).
@@ -177,13 +178,14 @@ impl Storage {
     }
 }
 
-/// The registry kind of a bucket's versioning setting: `tenant/<T>/bucket-versioning/<N>`,
-/// a separate entry from the bucket's claim, so changing the setting never re-dates the
-/// claim (claims are ordered by their clock).
-pub const VERSIONING_KIND: &str = "bucket-versioning";
+/// The setting kind (`crate::bucket_settings`) of a bucket's versioning state: the entry
+/// `tenant/<T>/bucket-versioning/<N>`, separate from the bucket's claim, so changing the
+/// setting never re-dates the claim (claims are ordered by their clock).
+pub const VERSIONING_KIND: &str = "versioning";
 
 /// The versioning state of a bucket. A bucket starts unversioned and, once versioning was
-/// enabled, can only be `Enabled` or `Suspended` (as in S3).
+/// enabled, can only be `Enabled` or `Suspended` (as in S3). As a bucket setting's
+/// document it is the JSON string of the variant's name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Versioning {
     Unversioned,
@@ -191,9 +193,11 @@ pub enum Versioning {
     Suspended,
 }
 
-/// The value of a bucket's versioning entry, signed by the bucket's owner.
+/// The value a versioning entry had before versioning became a bucket setting like the
+/// others (format 1 of that entry, under the same registry key). Still read, so buckets
+/// versioned before keep their state; never written any more.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VersioningRecord {
+pub struct LegacyVersioningRecord {
     /// Format version of this record.
     pub v: u32,
     pub bucket: String,
@@ -203,18 +207,23 @@ pub struct VersioningRecord {
     pub status: Versioning,
 }
 
-pub const VERSIONING_RECORD_VERSION: u32 = 1;
+/// The format version of [`LegacyVersioningRecord`].
+pub const LEGACY_VERSIONING_RECORD_VERSION: u32 = 1;
 
 /// The registry key of tenant `owner`'s versioning setting for bucket `name`.
 pub fn versioning_key(owner: &PublicKeyBytes, name: &str) -> String {
-    claim_key(VERSIONING_KIND, owner, name)
+    setting_key(VERSIONING_KIND, owner, name)
 }
 
-/// Decodes a versioning entry and checks it against the bucket it must belong to.
+/// Decodes a versioning entry, in the bucket-setting format or the legacy one, and checks
+/// it against the bucket it must belong to.
 pub fn decode_versioning(entry: &Entry, bucket: &BucketRecord) -> Option<Versioning> {
+    if let Some(document) = decode_setting(entry, VERSIONING_KIND, bucket) {
+        return serde_json::from_value(document).ok();
+    }
     let value = entry.value.as_deref()?;
-    let record: VersioningRecord = serde_json::from_slice(value).ok()?;
-    (record.v == VERSIONING_RECORD_VERSION
+    let record: LegacyVersioningRecord = serde_json::from_slice(value).ok()?;
+    (record.v == LEGACY_VERSIONING_RECORD_VERSION
         && record.bucket == bucket.name
         && record.bucket_created_ms == bucket.created_ms
         && entry.owner.to_hex() == bucket.owner
@@ -233,8 +242,9 @@ pub fn versioning_of(registry: &Registry, name: &str) -> Versioning {
 }
 
 impl Storage {
-    /// Changes a bucket's versioning state with an entry the tenant signed. Refuses to go
-    /// back to unversioned once versioning was enabled, as S3 does.
+    /// Changes a bucket's versioning state with a bucket-setting entry the tenant signed
+    /// (see [`Storage::set_bucket_setting`]). Refuses to go back to unversioned once
+    /// versioning was enabled, as S3 does.
     pub fn set_bucket_versioning(
         &self,
         tenant: &PublicKeyBytes,
@@ -245,14 +255,9 @@ impl Storage {
         let Some((_, bucket)) = owner_of(&self.registry, name) else {
             return Err(StorageError::NoSuchBucket(name.to_owned()));
         };
-        if entry.owner != *tenant || entry.key != versioning_key(tenant, name) {
-            return Err(StorageError::BadRequest(
-                "the signed versioning setting does not match the bucket and tenant".into(),
-            ));
-        }
-        check_claim_clock(&entry, unix_ms())
-            .map_err(|e| StorageError::BadRequest(format!("the signed bucket change: {e}")))?;
-        match decode_versioning(&entry, &bucket) {
+        match decode_setting(&entry, VERSIONING_KIND, &bucket)
+            .and_then(|document| serde_json::from_value::<Versioning>(document).ok())
+        {
             None => {
                 return Err(StorageError::BadRequest(
                     "the signed versioning setting is malformed or names another bucket".into(),
@@ -267,15 +272,7 @@ impl Storage {
             }
             Some(_) => {}
         }
-        self.registry
-            .apply_tenant_entry(entry.clone())
-            .map_err(|e| match e {
-                xnode_registry::RegistryError::OwnerQuota { .. } => {
-                    StorageError::QuotaExceeded(e.to_string())
-                }
-                e => StorageError::BadRequest(format!("versioning setting refused: {e}")),
-            })?;
-        Ok(entry)
+        self.set_bucket_setting(tenant, name, VERSIONING_KIND, entry)
     }
 
     /// The versioning state of a bucket the tenant owns.
@@ -302,8 +299,8 @@ mod tests {
         created_ms: u64,
         status: Versioning,
     ) -> Entry {
-        let record = VersioningRecord {
-            v: VERSIONING_RECORD_VERSION,
+        let record = LegacyVersioningRecord {
+            v: LEGACY_VERSIONING_RECORD_VERSION,
             bucket: bucket.into(),
             bucket_created_ms: created_ms,
             status,
@@ -351,5 +348,52 @@ mod tests {
             Versioning::Suspended,
         );
         assert_eq!(decode_versioning(&forged, &bucket), None);
+    }
+
+    #[test]
+    fn versioning_reads_the_setting_format_and_the_legacy_one() {
+        use crate::bucket_settings::{BUCKET_SETTING_RECORD_VERSION, BucketSettingRecord};
+        let owner = SecretKey::generate();
+        let bucket = BucketRecord {
+            v: BUCKET_RECORD_VERSION,
+            name: "photos".into(),
+            owner: owner.public().to_hex(),
+            created_ms: 1_000,
+            replication_factor: None,
+        };
+        let record = BucketSettingRecord {
+            v: BUCKET_SETTING_RECORD_VERSION,
+            kind: VERSIONING_KIND.into(),
+            bucket: "photos".into(),
+            bucket_created_ms: 1_000,
+            document: serde_json::to_value(Versioning::Suspended).unwrap(),
+        };
+        let current = Entry::sign(
+            &owner,
+            versioning_key(&owner.public(), "photos"),
+            Some(serde_json::to_vec(&record).unwrap()),
+            Hlc::new(unix_ms(), 0),
+        )
+        .unwrap();
+        assert_eq!(
+            decode_versioning(&current, &bucket),
+            Some(Versioning::Suspended)
+        );
+        // The legacy entry lives under the same registry key, so a new write replaces it.
+        assert_eq!(
+            versioning_key(&owner.public(), "photos"),
+            claim_key("bucket-versioning", &owner.public(), "photos")
+        );
+        let legacy = setting(
+            &owner,
+            &owner.public(),
+            "photos",
+            1_000,
+            Versioning::Enabled,
+        );
+        assert_eq!(
+            decode_versioning(&legacy, &bucket),
+            Some(Versioning::Enabled)
+        );
     }
 }

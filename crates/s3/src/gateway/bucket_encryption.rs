@@ -4,7 +4,7 @@
 //! Every object is encrypted at its edge whatever a bucket says, so the only default a
 //! bucket can have is SSE-S3 (`AES256`), which changes nothing about how objects are
 //! stored: the setting is kept so that clients that set it read it back, as S3 keeps it.
-//! Like the versioning setting (`gateway::versioning`), it is an entry of the replicated
+//! Like every bucket setting (`gateway::settings`), it is an entry of the replicated
 //! registry signed by the bucket's owner (`tenant/<owner>/bucket-encryption/<bucket>`),
 //! bound to the bucket claim it was made for, so every node answers the same and a
 //! setting left from a deleted bucket of the same name does not apply to its successor.
@@ -15,51 +15,64 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 use serde::{Deserialize, Serialize};
 use xnode_registry::{Entry, Registry};
+use xnode_storage::bucket_settings::{decode_setting, setting_key};
 use xnode_storage::buckets::{BucketRecord, owner_of};
-use xnode_types::{Hlc, PublicKeyBytes};
+use xnode_types::PublicKeyBytes;
 
+use super::Gateway;
+use super::settings::decode_document;
 use super::sse::AES256;
-use super::{Gateway, unix_ms};
 
-/// The registry kind of the setting.
-const KIND: &str = "bucket-encryption";
-/// Format of [`EncryptionRecord`].
-const RECORD_VERSION: u32 = 1;
+/// The bucket-setting kind of the default encryption (`tenant/<T>/bucket-encryption/<N>`).
+const KIND: &str = "encryption";
+/// Format of [`LegacyEncryptionRecord`].
+const LEGACY_RECORD_VERSION: u32 = 1;
 
-/// The value of a bucket's encryption entry, signed by the bucket's owner.
+/// The document of the setting (`settings.rs`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct EncryptionRecord {
+struct EncryptionDocument {
+    /// The default algorithm; only `AES256` is accepted.
+    algorithm: String,
+}
+
+/// The value the encryption entry had before it became a bucket setting like the others,
+/// under the same registry key. Still read (so a default set before keeps answering),
+/// never written any more.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct LegacyEncryptionRecord {
     /// Format version of this record.
     v: u32,
     bucket: String,
     /// The `created_ms` of the bucket claim this setting belongs to.
     bucket_created_ms: u64,
-    /// The default algorithm; only `AES256` is accepted.
     algorithm: String,
-}
-
-fn encryption_key(owner: &PublicKeyBytes, bucket: &str) -> String {
-    xnode_registry::claims::claim_key(KIND, owner, bucket)
 }
 
 /// The default algorithm configured for `bucket`, if its owner set one for this claim.
 fn configured(registry: &Registry, bucket: &str) -> Option<String> {
     let (owner, claim) = owner_of(registry, bucket)?;
-    let entry = registry.get(&encryption_key(&owner, bucket))?;
+    let entry = registry.get(&setting_key(KIND, &owner, bucket))?;
     decode(&entry, &owner, &claim)
 }
 
 /// The algorithm an encryption entry sets, if it is the owner's, well formed and made for
-/// this claim of the bucket (not a deleted predecessor of the same name).
+/// this claim of the bucket (not a deleted predecessor of the same name): a bucket
+/// setting, or else an entry in the legacy format.
 fn decode(entry: &Entry, owner: &PublicKeyBytes, claim: &BucketRecord) -> Option<String> {
-    let record: EncryptionRecord = serde_json::from_slice(entry.value.as_deref()?).ok()?;
-    (record.v == RECORD_VERSION
-        && entry.owner == *owner
-        && entry.key == encryption_key(owner, &claim.name)
-        && record.bucket == claim.name
-        && record.bucket_created_ms == claim.created_ms
-        && record.algorithm == AES256)
-        .then_some(record.algorithm)
+    let algorithm = match decode_setting(entry, KIND, claim) {
+        Some(document) => decode_document::<EncryptionDocument>(document, KIND)?.algorithm,
+        None => {
+            let record: LegacyEncryptionRecord =
+                serde_json::from_slice(entry.value.as_deref()?).ok()?;
+            (record.v == LEGACY_RECORD_VERSION
+                && entry.owner == *owner
+                && entry.key == setting_key(KIND, owner, &claim.name)
+                && record.bucket == claim.name
+                && record.bucket_created_ms == claim.created_ms)
+                .then_some(record.algorithm)?
+        }
+    };
+    (algorithm == AES256).then_some(algorithm)
 }
 
 /// The one default rule a configuration may hold, checked: `AES256` is accepted; a KMS
@@ -102,61 +115,32 @@ fn accepted_algorithm(config: &ServerSideEncryptionConfiguration) -> S3Result<()
 }
 
 impl Gateway {
-    /// Signs and applies the bucket's encryption entry (`None` removes the setting).
-    fn write_encryption(
+    /// Signs, applies and spreads the bucket's encryption setting (`None` removes it).
+    async fn write_encryption(
         &self,
         key: &crate::keys::AccessKey,
         bucket: &str,
         algorithm: Option<&str>,
     ) -> S3Result<()> {
-        let Some(signer) = key.tenant_key() else {
-            return Err(s3_error!(
-                AccessDenied,
-                "This access key may not change bucket settings (it was created with --no-bucket-admin)"
-            ));
-        };
-        let Some((_, claim)) = owner_of(self.storage.registry(), bucket) else {
+        let Some((owner, _)) = owner_of(self.storage.registry(), bucket) else {
             return Err(s3_error!(
                 NoSuchBucket,
                 "The specified bucket does not exist"
             ));
         };
-        let entry_key = encryption_key(&key.tenant, bucket);
-        let previous = self.storage.registry().get(&entry_key);
+        // Removing a setting that is not there writes nothing.
+        let previous = self
+            .storage
+            .registry()
+            .get(&setting_key(KIND, &owner, bucket));
         if algorithm.is_none() && previous.as_ref().is_none_or(|e| e.value.is_none()) {
             return Ok(());
         }
-        let value = algorithm
-            .map(|a| {
-                serde_json::to_vec(&EncryptionRecord {
-                    v: RECORD_VERSION,
-                    bucket: bucket.to_owned(),
-                    bucket_created_ms: claim.created_ms,
-                    algorithm: a.to_owned(),
-                })
-            })
-            .transpose()
-            .map_err(|e| s3_error!(InternalError, "cannot encode the encryption setting: {e}"))?;
-        // Later than the setting it replaces, whatever this node's clock says.
-        let previous = previous.map(|e| e.hlc).unwrap_or(Hlc::new(0, 0));
-        let now = unix_ms();
-        let hlc = if now > previous.wall_ms {
-            Hlc::new(now, 0)
-        } else {
-            Hlc::new(previous.wall_ms, previous.logical.saturating_add(1))
-        };
-        let entry = xnode_registry::Entry::sign(&signer, entry_key, value, hlc)
-            .map_err(|e| s3_error!(InternalError, "cannot sign the encryption setting: {e}"))?;
-        self.storage
-            .registry()
-            .apply_tenant_entry(entry)
-            .map_err(|e| match e {
-                xnode_registry::RegistryError::OwnerQuota { .. } => {
-                    super::s3_err(xnode_storage::StorageError::QuotaExceeded(e.to_string()))
-                }
-                e => s3_error!(InternalError, "the encryption setting was refused: {e}"),
-            })?;
-        Ok(())
+        let document = algorithm.map(|a| EncryptionDocument {
+            algorithm: a.to_owned(),
+        });
+        self.store_bucket_setting(key, bucket, KIND, document.as_ref())
+            .await
     }
 
     pub(super) async fn put_bucket_encryption_impl(
@@ -167,7 +151,8 @@ impl Gateway {
         let input = req.input;
         self.require_bucket(&key.tenant, &input.bucket)?;
         accepted_algorithm(&input.server_side_encryption_configuration)?;
-        self.write_encryption(&key, &input.bucket, Some(AES256))?;
+        self.write_encryption(&key, &input.bucket, Some(AES256))
+            .await?;
         Ok(S3Response::new(PutBucketEncryptionOutput::default()))
     }
 
@@ -204,7 +189,7 @@ impl Gateway {
         let key = self.key_of(&req)?;
         let input = req.input;
         self.require_bucket(&key.tenant, &input.bucket)?;
-        self.write_encryption(&key, &input.bucket, None)?;
+        self.write_encryption(&key, &input.bucket, None).await?;
         Ok(S3Response::new(DeleteBucketEncryptionOutput::default()))
     }
 }
@@ -243,17 +228,17 @@ mod tests {
         };
         let setting =
             |signer: &xnode_types::SecretKey, bucket: &str, created_ms: u64, algorithm: &str| {
-                let record = EncryptionRecord {
-                    v: RECORD_VERSION,
+                let record = LegacyEncryptionRecord {
+                    v: LEGACY_RECORD_VERSION,
                     bucket: bucket.into(),
                     bucket_created_ms: created_ms,
                     algorithm: algorithm.into(),
                 };
                 Entry::sign(
                     signer,
-                    encryption_key(&signer.public(), bucket),
+                    setting_key(KIND, &signer.public(), bucket),
                     Some(serde_json::to_vec(&record).unwrap()),
-                    Hlc::new(2_000, 0),
+                    xnode_types::Hlc::new(2_000, 0),
                 )
                 .unwrap()
             };
@@ -282,12 +267,32 @@ mod tests {
         );
         let removed = Entry::sign(
             &owner,
-            encryption_key(&o, "photos"),
+            setting_key(KIND, &o, "photos"),
             None,
-            Hlc::new(3_000, 0),
+            xnode_types::Hlc::new(3_000, 0),
         )
         .unwrap();
         assert_eq!(decode(&removed, &o, &claim), None);
+        // The current format: a bucket setting under the same registry key.
+        let record = xnode_storage::bucket_settings::BucketSettingRecord {
+            v: xnode_storage::bucket_settings::BUCKET_SETTING_RECORD_VERSION,
+            kind: KIND.into(),
+            bucket: "photos".into(),
+            bucket_created_ms: 1_000,
+            document: serde_json::json!({"algorithm": AES256}),
+        };
+        let current = Entry::sign(
+            &owner,
+            setting_key(KIND, &o, "photos"),
+            Some(serde_json::to_vec(&record).unwrap()),
+            xnode_types::Hlc::new(4_000, 0),
+        )
+        .unwrap();
+        assert_eq!(decode(&current, &o, &claim).as_deref(), Some(AES256));
+        assert_eq!(
+            setting_key(KIND, &o, "photos"),
+            xnode_registry::claims::claim_key("bucket-encryption", &o, "photos")
+        );
     }
 
     #[test]

@@ -146,6 +146,9 @@ impl Gateway {
             .create_bucket(&key.tenant, &name, entry)
             .map_err(s3_err)?;
         self.storage.registry().spread(&applied).await;
+        if req.input.object_lock_enabled_for_bucket == Some(true) {
+            self.enable_lock_at_creation(&key, &name).await?;
+        }
         // A canned ACL or grants asked for at creation become the bucket's first ACL.
         if let Some(acl) = requested_acl {
             self.put_bucket_setting(&key, super::settings::ACL_KIND, &name, Some(&acl))

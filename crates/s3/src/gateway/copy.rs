@@ -169,6 +169,17 @@ impl Gateway {
             (src.content_type.clone(), meta)
         };
         let mut meta = meta;
+        // The copy carries the lock its request asks for (or the bucket's default), never
+        // its source's.
+        self.apply_write_lock(
+            &input.bucket,
+            &super::object_lock::LockHeaders {
+                mode: input.object_lock_mode.as_ref(),
+                until: input.object_lock_retain_until_date.as_ref(),
+                legal_hold: input.object_lock_legal_hold_status.as_ref(),
+            },
+            &mut meta,
+        )?;
         let wrap = sse::writing_key(&key.data_key(), &mut meta, dest_customer.as_ref());
         let version = self
             .begin_version(&key, &input.bucket, &input.key, &mut meta)

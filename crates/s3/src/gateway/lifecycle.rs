@@ -450,6 +450,63 @@ fn expiry_ms(expiration: &Expiration, created_ms: u64, day: Duration) -> Option<
     }
 }
 
+/// An HTTP date (`Fri, 23 Dec 2012 00:00:00 GMT`), as `x-amz-expiration` carries it.
+fn http_date(ms: u64) -> Option<String> {
+    let secs = i64::try_from(ms / 1000).ok()?;
+    let t = time::OffsetDateTime::from_unix_timestamp(secs).ok()?;
+    let weekday = t.weekday().to_string();
+    let month = t.month().to_string();
+    Some(format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        weekday.get(..3)?,
+        t.day(),
+        month.get(..3)?,
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    ))
+}
+
+/// S3's `x-amz-expiration` for the current object `key` of a bucket with `rules`: when
+/// the earliest enabled expiration rule that matches it makes it due, and that rule's id.
+/// Days count as 24 hours from the write, as the worker counts them with the default
+/// lifecycle day (S3 rounds up to the next midnight UTC; Xnode does not round), so the
+/// header never names a time after the worker may act.
+pub(crate) fn expiration_header(rules: &[Rule], key: &str, info: &ObjectInfo) -> Option<String> {
+    let (at, rule) = rules
+        .iter()
+        .filter(|r| r.enabled && r.filter.matches(key, info))
+        .filter_map(|r| {
+            let at = expiry_ms(
+                r.expiration.as_ref()?,
+                info.created_ms,
+                Duration::from_secs(86_400),
+            )?;
+            Some((at, r))
+        })
+        .min_by_key(|(at, _)| *at)?;
+    Some(format!(
+        "expiry-date=\"{}\", rule-id=\"{}\"",
+        http_date(at)?,
+        rule.id.replace('"', "")
+    ))
+}
+
+impl Gateway {
+    /// `x-amz-expiration` for the current object `key` of `bucket`, if a rule expires it.
+    pub(super) fn expiration_of(
+        &self,
+        bucket: &str,
+        key: &str,
+        info: &ObjectInfo,
+    ) -> Option<String> {
+        let document: LifecycleDocument =
+            super::settings::bucket_setting(self.storage.registry(), LIFECYCLE_KIND, bucket)?;
+        expiration_header(&document.rules, key, info)
+    }
+}
+
 /// One thing the worker decided to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Action {
@@ -697,6 +754,7 @@ impl Gateway {
                             if_match: Some(ETagMatch::ETag(etag.clone())),
                             ..Default::default()
                         },
+                        false,
                     )
                     .await
                     .map(|_| ()),
@@ -710,6 +768,7 @@ impl Gateway {
                         object,
                         Some(version_id),
                         Preconditions::default(),
+                        false,
                     )
                     .await
                     .map(|_| ()),
@@ -723,6 +782,11 @@ impl Gateway {
                 // Overwritten since it was evaluated: not expired, as the rule was about
                 // the object that was there.
                 Err(e) if e.code().as_str() == "PreconditionFailed" => {}
+                // A version under object lock (retention or legal hold) is kept: no rule
+                // expires it before its lock lapses, as in S3.
+                Err(e) if e.code() == &s3s::S3ErrorCode::AccessDenied => {
+                    tracing::debug!(bucket, ?action, "a locked version is not expired");
+                }
                 Err(e) => {
                     tracing::warn!(bucket, ?action, error = %e, "a lifecycle action failed; retried at the next pass");
                 }

@@ -4,7 +4,7 @@
 //! This module holds the `Gateway` itself, the helpers its operations share and the
 //! `S3` trait impl, which only delegates: the operations live in submodules by topic
 //! (`buckets`, `objects`, `parts`, `tagging`, `listing`, `multipart`, `copy`,
-//! `versioning`, `bucket_encryption`, `acl`, `policy`, `cors`, `lifecycle`; server-side
+//! `versioning`, `object_lock`, `bucket_encryption`, `acl`, `policy`, `cors`, `lifecycle`; server-side
 //! encryption in `sse`), bucket settings in `settings`, the mapping of storage failures
 //! onto S3 errors in `errors`, the metadata S3 keeps beside the user's in `system_meta` and
 //! the checking of upload checksums in `integrity`.
@@ -19,6 +19,7 @@ mod integrity;
 pub(crate) mod lifecycle;
 mod listing;
 mod multipart;
+mod object_lock;
 mod objects;
 mod parts;
 mod policy;
@@ -428,6 +429,48 @@ impl S3 for Gateway {
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         self.list_multipart_uploads_impl(req).await
+    }
+
+    async fn put_object_lock_configuration(
+        &self,
+        req: S3Request<PutObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<PutObjectLockConfigurationOutput>> {
+        self.put_object_lock_configuration_impl(req).await
+    }
+
+    async fn get_object_lock_configuration(
+        &self,
+        req: S3Request<GetObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<GetObjectLockConfigurationOutput>> {
+        self.get_object_lock_configuration_impl(req).await
+    }
+
+    async fn put_object_retention(
+        &self,
+        req: S3Request<PutObjectRetentionInput>,
+    ) -> S3Result<S3Response<PutObjectRetentionOutput>> {
+        self.put_object_retention_impl(req).await
+    }
+
+    async fn get_object_retention(
+        &self,
+        req: S3Request<GetObjectRetentionInput>,
+    ) -> S3Result<S3Response<GetObjectRetentionOutput>> {
+        self.get_object_retention_impl(req).await
+    }
+
+    async fn put_object_legal_hold(
+        &self,
+        req: S3Request<PutObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<PutObjectLegalHoldOutput>> {
+        self.put_object_legal_hold_impl(req).await
+    }
+
+    async fn get_object_legal_hold(
+        &self,
+        req: S3Request<GetObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<GetObjectLegalHoldOutput>> {
+        self.get_object_legal_hold_impl(req).await
     }
 
     async fn put_bucket_encryption(

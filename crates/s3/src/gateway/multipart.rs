@@ -252,6 +252,16 @@ impl Gateway {
         if let Some(header) = &input.tagging {
             super::tagging::store_into(&mut record, &super::tagging::parse_header(header)?);
         }
+        // The lock the completed object will carry, decided (and refused) now, as S3 does.
+        self.apply_write_lock(
+            &input.bucket,
+            &super::object_lock::LockHeaders {
+                mode: input.object_lock_mode.as_ref(),
+                until: input.object_lock_retain_until_date.as_ref(),
+                legal_hold: input.object_lock_legal_hold_status.as_ref(),
+            },
+            &mut record,
+        )?;
         // The record keeps only a verifier of the customer key, which parts and the
         // completion must match; the record itself holds no data.
         sse::writing_key(&key.data_key(), &mut record, customer.as_ref());
@@ -622,6 +632,7 @@ fn upload_from(info: &ObjectInfo) -> Upload {
     if let Some(tags) = meta.get(super::tagging::TAGS) {
         user_meta.insert(super::tagging::TAGS.to_owned(), tags.clone());
     }
+    super::object_lock::copy_entries(meta, &mut user_meta);
     Upload {
         key: meta.get(UPLOAD_KEY).cloned().unwrap_or_default(),
         content_type: meta

@@ -4,9 +4,11 @@
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
+use xnode_storage::StorageError;
 use xnode_store::ObjectInfo;
 
 use super::integrity::{Expected, Verifier, stored_checksums};
+use super::object_lock::{LockHeaders, lock_fields};
 use super::parts::parts_count;
 use super::sse::{self, CustomerKey};
 use super::system_meta::{self, SystemMeta, stored_encoding, user_part};
@@ -154,11 +156,34 @@ impl Gateway {
             }
             None => object.to_owned(),
         };
-        let (_, info) = self
+        let info = match self
             .storage()
             .head_object(&key.tenant, bucket, &stored)
             .await
-            .map_err(s3_err)?;
+        {
+            Ok((_, info)) => info,
+            // A key whose current version is a delete marker answers 404 saying so, with
+            // the marker's id, as S3 does.
+            Err(StorageError::NoSuchKey(missing)) if version_id.is_none() => {
+                let mut e = s3_err(StorageError::NoSuchKey(missing));
+                if let Some(id) = self
+                    .current_delete_marker(&key.tenant, bucket, object)
+                    .await?
+                {
+                    let mut headers = hyper::HeaderMap::new();
+                    headers.insert(
+                        "x-amz-delete-marker",
+                        hyper::header::HeaderValue::from_static("true"),
+                    );
+                    if let Ok(v) = hyper::header::HeaderValue::from_str(&id) {
+                        headers.insert("x-amz-version-id", v);
+                    }
+                    e.set_headers(headers);
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(s3_err(e)),
+        };
         check_conditions(
             &info,
             conditions.0,
@@ -233,6 +258,15 @@ impl Gateway {
         if let Some(acl) = acl {
             meta.insert(super::acl::OBJECT_ACL.to_owned(), acl);
         }
+        self.apply_write_lock(
+            &input.bucket,
+            &LockHeaders {
+                mode: input.object_lock_mode.as_ref(),
+                until: input.object_lock_retain_until_date.as_ref(),
+                legal_hold: input.object_lock_legal_hold_status.as_ref(),
+            },
+            &mut meta,
+        )?;
         let checksum = stored_checksums(&meta);
         let data_key = sse::writing_key(&key.data_key(), &mut meta, customer.as_ref());
         let (body, expected) = match input.body {
@@ -277,6 +311,7 @@ impl Gateway {
         }
         let encryption = sse::response_headers(customer.as_ref());
         Ok(S3Response::new(PutObjectOutput {
+            expiration: self.expiration_of(&input.bucket, &input.key, &info),
             server_side_encryption: encryption.server_side_encryption,
             sse_customer_algorithm: encryption.sse_customer_algorithm,
             sse_customer_key_md5: encryption.sse_customer_key_md5,
@@ -357,7 +392,17 @@ impl Gateway {
             d.checksum
         };
         let encryption = sse::response_headers(customer.as_ref());
+        let lock = lock_fields(&info);
+        let expiration = input
+            .version_id
+            .is_none()
+            .then(|| self.expiration_of(&input.bucket, &input.key, &info))
+            .flatten();
         Ok(S3Response::new(GetObjectOutput {
+            expiration,
+            object_lock_mode: lock.mode,
+            object_lock_retain_until_date: lock.until,
+            object_lock_legal_hold_status: lock.legal_hold,
             server_side_encryption: encryption.server_side_encryption,
             sse_customer_algorithm: encryption.sse_customer_algorithm,
             sse_customer_key_md5: encryption.sse_customer_key_md5,
@@ -432,7 +477,17 @@ impl Gateway {
             input.response_content_language,
             input.response_expires.as_ref(),
         );
+        let lock = lock_fields(&info);
+        let expiration = input
+            .version_id
+            .is_none()
+            .then(|| self.expiration_of(&input.bucket, &input.key, &info))
+            .flatten();
         let mut response = S3Response::new(HeadObjectOutput {
+            expiration,
+            object_lock_mode: lock.mode,
+            object_lock_retain_until_date: lock.until,
+            object_lock_legal_hold_status: lock.legal_hold,
             server_side_encryption: encryption.server_side_encryption,
             sse_customer_algorithm: encryption.sse_customer_algorithm,
             sse_customer_key_md5: encryption.sse_customer_key_md5,
@@ -487,6 +542,7 @@ impl Gateway {
                 &input.key,
                 input.version_id.as_deref(),
                 pre,
+                input.bypass_governance_retention.unwrap_or(false),
             )
             .await?;
         Ok(S3Response::new(DeleteObjectOutput {
@@ -510,6 +566,7 @@ impl Gateway {
             ));
         }
         let quiet = input.delete.quiet.unwrap_or(false);
+        let bypass = input.bypass_governance_retention.unwrap_or(false);
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         for object in input.delete.objects {
@@ -527,6 +584,7 @@ impl Gateway {
                         &object.key,
                         object.version_id.as_deref(),
                         pre,
+                        bypass,
                     )
                     .await
                 }

@@ -1,6 +1,7 @@
 //! Bucket settings the gateway keeps as owner-signed registry entries
 //! (`xnode_storage::bucket_settings`, `tenant/<T>/bucket-<kind>/<bucket>`): access
-//! settings (ACL, policy, public access block), CORS rules, lifecycle rules. One entry per
+//! settings (ACL, policy, public access block), CORS rules, lifecycle rules, versioning,
+//! default encryption and the object-lock configuration. One entry per
 //! setting, so changing one never overwrites another and never re-dates the bucket's
 //! claim; each names its kind, its bucket and the `created_ms` of the bucket claim it was
 //! made for, so it can be neither replayed as another setting nor applied to a successor
@@ -67,6 +68,24 @@ impl Gateway {
         kind: &str,
         document: Option<&T>,
     ) -> S3Result<()> {
+        let entry = self.sign_bucket_setting(key, bucket, kind, document)?;
+        let applied = self
+            .storage()
+            .set_bucket_setting(&key.tenant, bucket, kind, entry)
+            .map_err(s3_err)?;
+        self.storage.registry().spread(&applied).await;
+        Ok(())
+    }
+
+    /// The owner-signed entry that sets `kind` of `bucket` to `document` (`None`: a
+    /// tombstone), dated later than the entry it replaces; not yet applied.
+    pub(super) fn sign_bucket_setting<T: Serialize>(
+        &self,
+        key: &AccessKey,
+        bucket: &str,
+        kind: &str,
+        document: Option<&T>,
+    ) -> S3Result<xnode_registry::Entry> {
         self.require_bucket(&key.tenant, bucket)?;
         let Some(signer) = key.tenant_key() else {
             return Err(s3_error!(
@@ -118,18 +137,12 @@ impl Gateway {
         } else {
             Hlc::new(previous.wall_ms, previous.logical.saturating_add(1))
         };
-        let entry = xnode_registry::Entry::sign(&signer, entry_key, value, hlc).map_err(|e| {
+        xnode_registry::Entry::sign(&signer, entry_key, value, hlc).map_err(|e| {
             s3_error!(
                 InternalError,
                 "cannot sign the bucket's {kind} setting: {e}"
             )
-        })?;
-        let applied = self
-            .storage()
-            .set_bucket_setting(&key.tenant, bucket, kind, entry)
-            .map_err(s3_err)?;
-        self.storage.registry().spread(&applied).await;
-        Ok(())
+        })
     }
 
     /// Setting `kind` of a bucket the tenant owns, if it has a readable one.

@@ -20,11 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 use xnode_storage::StorageError;
-use xnode_storage::buckets::{
-    VERSIONING_RECORD_VERSION, Versioning, VersioningRecord, owner_of, versioning_key,
-};
+use xnode_storage::buckets::Versioning;
 use xnode_store::{ObjectInfo, ObjectMeta, internal_key};
-use xnode_types::{Hlc, PublicKeyBytes};
+use xnode_types::PublicKeyBytes;
 
 use super::{Gateway, MAX_KEYS, empty_body, etag_of, s3_err, tenant_owner, timestamp, unix_ms};
 use crate::keys::AccessKey;
@@ -350,6 +348,26 @@ impl Gateway {
         }
     }
 
+    /// The public id of the delete marker that is `object`'s current version, if it is one
+    /// (never in an unversioned bucket).
+    pub(super) async fn current_delete_marker(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        object: &str,
+    ) -> S3Result<Option<String>> {
+        if self.versioning(bucket) == Versioning::Unversioned {
+            return Ok(None);
+        }
+        Ok(self
+            .versions_of(tenant, bucket, object)
+            .await?
+            .into_iter()
+            .next()
+            .filter(|v| is_delete_marker(&v.info))
+            .map(|v| public_id(&v.info)))
+    }
+
     /// Resolves the key a GET or HEAD with `versionId` reads. A delete marker cannot be
     /// read (`405`, as S3 answers).
     pub(super) async fn readable_version(
@@ -387,6 +405,7 @@ impl Gateway {
         object: &str,
         version_id: Option<&str>,
         pre: xnode_storage::conditional::Preconditions,
+        bypass_governance: bool,
     ) -> S3Result<(Option<String>, bool)> {
         let tenant = &key.tenant;
         if let Some(id) = version_id {
@@ -399,6 +418,12 @@ impl Gateway {
                 Err(e) => return Err(e),
             };
             let marker = is_delete_marker(&info);
+            // A locked version stays (object lock); a delete marker never holds a lock.
+            if let Some(reason) = super::object_lock::VersionLock::of(&info.user_meta)
+                .refuses_delete(unix_ms(), bypass_governance)
+            {
+                return Err(s3_error!(AccessDenied, "Access Denied: {reason}"));
+            }
             self.storage()
                 .delete_object(tenant, bucket, &stored)
                 .await
@@ -529,6 +554,12 @@ impl Gateway {
             .map(|s| s.as_str())
         {
             Some(BucketVersioningStatus::ENABLED) => Versioning::Enabled,
+            Some(BucketVersioningStatus::SUSPENDED) if self.lock_enabled(&input.bucket) => {
+                return Err(s3_error!(
+                    InvalidBucketState,
+                    "An Object Lock configuration is present on this bucket, so the versioning state cannot be changed"
+                ));
+            }
             Some(BucketVersioningStatus::SUSPENDED) => Versioning::Suspended,
             _ => {
                 return Err(s3_error!(
@@ -537,41 +568,12 @@ impl Gateway {
                 ));
             }
         };
-        let Some(signer) = key.tenant_key() else {
-            return Err(s3_error!(
-                AccessDenied,
-                "This access key may not change bucket settings (it was created with --no-bucket-admin)"
-            ));
-        };
-        let Some((_, bucket)) = owner_of(self.storage.registry(), &input.bucket) else {
-            return Err(s3_error!(
-                NoSuchBucket,
-                "The specified bucket does not exist"
-            ));
-        };
-        let record = serde_json::to_vec(&VersioningRecord {
-            v: VERSIONING_RECORD_VERSION,
-            bucket: input.bucket.clone(),
-            bucket_created_ms: bucket.created_ms,
-            status,
-        })
-        .map_err(|e| s3_error!(InternalError, "cannot encode the versioning setting: {e}"))?;
-        let entry_key = versioning_key(&key.tenant, &input.bucket);
-        // Later than the setting it replaces, whatever this node's clock says.
-        let previous = self
-            .storage
-            .registry()
-            .get(&entry_key)
-            .map(|e| e.hlc)
-            .unwrap_or(Hlc::new(0, 0));
-        let now = unix_ms();
-        let hlc = if now > previous.wall_ms {
-            Hlc::new(now, 0)
-        } else {
-            Hlc::new(previous.wall_ms, previous.logical.saturating_add(1))
-        };
-        let entry = xnode_registry::Entry::sign(&signer, entry_key, Some(record), hlc)
-            .map_err(|e| s3_error!(InternalError, "cannot sign the versioning setting: {e}"))?;
+        let entry = self.sign_bucket_setting(
+            &key,
+            &input.bucket,
+            xnode_storage::buckets::VERSIONING_KIND,
+            Some(&status),
+        )?;
         let applied = self
             .storage()
             .set_bucket_versioning(&key.tenant, &input.bucket, entry)

@@ -422,6 +422,43 @@ class S3Compat(unittest.TestCase):
                 s3.delete_object(Bucket=b, Key="p")
                 s3.delete_bucket(Bucket=b)
 
+    # ----- object lock ---------------------------------------------------------------------
+
+    def test_an_object_lock_set_through_one_node_holds_on_every_node(self):
+        """A version's retention and legal hold, set through one node, are in its replicated
+        metadata: every node shows them and refuses to delete the version until they allow."""
+        s3 = [client(e) for e in ENDPOINTS]
+        b = name("lock")
+        s3[0].create_bucket(Bucket=b, ObjectLockEnabledForBucket=True)
+        self.assertEqual(s3[0].get_bucket_versioning(Bucket=b)["Status"], "Enabled")
+        until = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)).replace(microsecond=0)
+        vid = s3[0].put_object(Bucket=b, Key="k", Body=b"kept", ObjectLockMode="GOVERNANCE",
+                               ObjectLockRetainUntilDate=until, ObjectLockLegalHoldStatus="ON")["VersionId"]
+        last = len(s3) - 1
+        head = s3[last].head_object(Bucket=b, Key="k", VersionId=vid)
+        self.assertEqual((head["ObjectLockMode"], head["ObjectLockRetainUntilDate"], head["ObjectLockLegalHoldStatus"]),
+                         ("GOVERNANCE", until, "ON"))
+        # The legal hold holds even against the bypass; the retention holds without it.
+        for i, bypass in [(1 % len(s3), True), (last, False)]:
+            with self.assertRaises(ClientError) as e:
+                s3[i].delete_object(Bucket=b, Key="k", VersionId=vid, BypassGovernanceRetention=bypass)
+            self.assertEqual(code_of(e.exception), ("AccessDenied", 403))
+        s3[last].put_object_legal_hold(Bucket=b, Key="k", VersionId=vid, LegalHold={"Status": "OFF"})
+        with self.assertRaises(ClientError) as e:
+            s3[0].delete_object(Bucket=b, Key="k", VersionId=vid)
+        self.assertEqual(code_of(e.exception), ("AccessDenied", 403))
+        # A delete marker is allowed: the locked version stays readable by its id.
+        s3[0].delete_object(Bucket=b, Key="k")
+        self.assertEqual(s3[last].get_object(Bucket=b, Key="k", VersionId=vid)["Body"].read(), b"kept")
+        with self.assertRaises(ClientError) as e:
+            s3[last].put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Suspended"})
+        self.assertEqual(code_of(e.exception), ("InvalidBucketState", 409))
+        # The owner bypasses GOVERNANCE; then the bucket empties and goes.
+        s3[last].delete_object(Bucket=b, Key="k", VersionId=vid, BypassGovernanceRetention=True)
+        for v in s3[0].list_object_versions(Bucket=b).get("DeleteMarkers", []):
+            s3[0].delete_object(Bucket=b, Key=v["Key"], VersionId=v["VersionId"])
+        s3[0].delete_bucket(Bucket=b)
+
     # ----- what the gateway does not honour, it refuses ------------------------------------
 
     def test_unhonoured_requests_are_refused_and_change_nothing(self):
@@ -435,14 +472,9 @@ class S3Compat(unittest.TestCase):
         future = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
         new = {"Bucket": b, "Key": "k", "Body": b"changed"}
         not_implemented = [
-            ("PUT object lock", lambda: s3.put_object(ObjectLockMode="GOVERNANCE", ObjectLockRetainUntilDate=future, **new)),
-            ("PUT legal hold", lambda: s3.put_object(ObjectLockLegalHoldStatus="ON", **new)),
             ("PUT storage class", lambda: s3.put_object(StorageClass="GLACIER", **new)),
             ("PUT website redirect", lambda: s3.put_object(WebsiteRedirectLocation="/x", **new)),
-            ("CreateBucket object lock", lambda: s3.create_bucket(Bucket=name("nil"), ObjectLockEnabledForBucket=True)),
-            ("PutObjectRetention", lambda: s3.put_object_retention(Bucket=b, Key="k", Retention={"Mode": "GOVERNANCE", "RetainUntilDate": future})),
             ("PutBucketWebsite", lambda: s3.put_bucket_website(Bucket=b, WebsiteConfiguration={"IndexDocument": {"Suffix": "index.html"}})),
-            ("PutObjectLockConfiguration", lambda: s3.put_object_lock_configuration(Bucket=b, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"})),
         ]
         for label, call in not_implemented:
             with self.subTest(label):
@@ -457,6 +489,11 @@ class S3Compat(unittest.TestCase):
             ("PutBucketEncryption aws:kms", lambda: s3.put_bucket_encryption(Bucket=b, ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}}]}), ("KMS.NotFoundException", 400)),
             ("PUT grant to no one", lambda: s3.put_object(GrantRead='id="someone"', **new), ("InvalidArgument", 400)),
             ("PutBucketPolicy without statements", lambda: s3.put_bucket_policy(Bucket=b, Policy='{"Version":"2012-10-17","Statement":[]}'), ("MalformedPolicy", 400)),
+            # Object lock is built; asked of a bucket without it, it is refused as AWS does.
+            ("PUT object lock", lambda: s3.put_object(ObjectLockMode="GOVERNANCE", ObjectLockRetainUntilDate=future, **new), ("InvalidRequest", 400)),
+            ("PUT legal hold", lambda: s3.put_object(ObjectLockLegalHoldStatus="ON", **new), ("InvalidRequest", 400)),
+            ("PutObjectRetention", lambda: s3.put_object_retention(Bucket=b, Key="k", Retention={"Mode": "GOVERNANCE", "RetainUntilDate": future}), ("InvalidRequest", 400)),
+            ("PutObjectLockConfiguration", lambda: s3.put_object_lock_configuration(Bucket=b, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"}), ("InvalidBucketState", 409)),
         ]
         for label, call, expected in refused_like_aws:
             with self.subTest(label):

@@ -275,3 +275,22 @@ fn incomplete_uploads_are_aborted_after_their_days() {
     assert!(plan(11_000).upload("id", "up/a", 1_000).is_some());
     assert!(plan(11_000).upload("id", "other/a", 1_000).is_none());
 }
+
+#[test]
+fn the_expiration_header_names_the_earliest_matching_rule() {
+    let Ok(document) = validate(config(vec![rule("late", "a/", 3), rule("early", "a/b", 1)]))
+    else {
+        panic!("a valid configuration was refused");
+    };
+    // Written 2012-12-21 00:00:00 UTC: one day later is a Saturday.
+    let written = info(1_356_048_000_000, 1, &[]);
+    assert_eq!(
+        expiration_header(&document.rules, "a/b/c", &written).as_deref(),
+        Some("expiry-date=\"Sat, 22 Dec 2012 00:00:00 GMT\", rule-id=\"early\"")
+    );
+    assert_eq!(
+        expiration_header(&document.rules, "a/x", &written).as_deref(),
+        Some("expiry-date=\"Mon, 24 Dec 2012 00:00:00 GMT\", rule-id=\"late\"")
+    );
+    assert_eq!(expiration_header(&document.rules, "b", &written), None);
+}
