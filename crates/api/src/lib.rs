@@ -13,6 +13,7 @@ mod host_check;
 mod ledger_routes;
 mod node_routes;
 mod observe_routes;
+mod revocation_routes;
 mod routes;
 mod s3_routes;
 mod storage_routes;

@@ -58,6 +58,7 @@ use crate::error::{ApiError, ErrorBody};
         crate::s3_routes::create_key,
         crate::s3_routes::list_keys,
         crate::s3_routes::delete_key,
+        crate::revocation_routes::revoke,
     ),
     components(schemas(
         Health,
@@ -79,6 +80,8 @@ use crate::error::{ApiError, ErrorBody};
         crate::studio_routes::ChunkView,
         crate::s3_routes::CreateS3Key,
         crate::s3_routes::S3KeyView,
+        crate::revocation_routes::SignedRevocation,
+        crate::revocation_routes::RevocationView,
         crate::ledger_routes::ReceiptView,
         crate::ledger_routes::ReceiptsView,
         crate::ledger_routes::GrantView,
@@ -133,6 +136,7 @@ pub(crate) fn router(node: Node) -> Router {
         .merge(crate::compute_routes::routes())
         .merge(xnode_studio::router())
         .merge(crate::s3_routes::routes())
+        .merge(crate::revocation_routes::routes())
         .merge(crate::ledger_routes::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(

@@ -9,8 +9,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use xnode_s3::{KeysError, S3Keys};
 
+use xnode_registry::revocation::RevokedScope;
+
 use crate::auth::data_key;
 use crate::error::ApiError;
+use crate::revocation_routes::{SignedRevocation, publish, revocation_entry};
 use crate::storage_routes::{AppState, json_body, signed_request_of, tenant_of};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -58,6 +61,11 @@ pub struct S3KeyView {
     pub created_ms: u64,
     /// Whether the key may create and delete buckets.
     pub bucket_admin: bool,
+    /// The id of the tenant's signed registration of this key on this node (32 hex
+    /// digits), which a revocation of this one registration names; absent for keys
+    /// registered before registrations were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_id: Option<String>,
     /// The secret access key: only in the answer to the creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_access_key: Option<String>,
@@ -69,6 +77,7 @@ fn view(key: &xnode_s3::AccessKey, with_secret: bool) -> S3KeyView {
         tenant: key.tenant.to_hex(),
         created_ms: key.created_ms,
         bucket_admin: key.bucket_admin(),
+        registration_id: key.registration.as_ref().map(|r| r.registration_id()),
         secret_access_key: with_secret.then(|| key.secret.clone()),
     }
 }
@@ -120,13 +129,46 @@ pub(crate) async fn list_keys(
     ))
 }
 
-#[utoipa::path(delete, path = "/v1/s3/keys/{id}", params(("id" = String, Path)), responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+/// Deletes a key. With a body, the tenant's signed revocation of the key's registration on
+/// this node (scope `s3-<registration id>`, or `all`) is published first, so the replicas
+/// stop taking entries this node seals with it (`xnode key s3 rm` sends one); without a
+/// body the key only stops being served here.
+#[utoipa::path(delete, path = "/v1/s3/keys/{id}", params(("id" = String, Path)), request_body(content = Option<SignedRevocation>),
+    responses((status = 204), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub(crate) async fn delete_key(
     State(state): State<AppState>,
     Path(id): Path<String>,
     req: Request,
 ) -> Result<StatusCode, ApiError> {
     let tenant = tenant_of(&state, req.method(), req.uri(), req.headers())?;
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+    crate::auth::check_body_hash(&parts.headers, &bytes)?;
+    let key = keys(&state)
+        .get(&id)?
+        .filter(|k| k.tenant == tenant)
+        .ok_or_else(|| ApiError::NotFound(format!("no S3 access key {id} of this tenant")))?;
+    let registration_id = key.registration.as_ref().map(|r| r.registration_id());
+    if !bytes.is_empty() {
+        let signed: SignedRevocation = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
+        let (entry, node, scope, _) = revocation_entry(tenant, signed)?;
+        let names_this_key = match &scope {
+            RevokedScope::All => true,
+            RevokedScope::S3Registration(rid) => registration_id.as_deref() == Some(rid.as_str()),
+        };
+        if node != state.node.id() || !names_this_key {
+            return Err(ApiError::BadRequest(
+                "the revocation must name this node and this key's registration id".into(),
+            ));
+        }
+        publish(&state, entry).await?;
+    }
     keys(&state).delete(&tenant, &id)?;
+    if let Some(rid) = registration_id {
+        state.node.storage().forget_s3_key(&tenant, &rid);
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -17,6 +17,7 @@ pub mod claims;
 mod entry;
 mod metrics;
 mod policy;
+pub mod revocation;
 pub mod sync;
 
 use std::collections::{BTreeMap, HashMap};
@@ -57,6 +58,18 @@ pub enum RegistryError {
         "registry quota exceeded: the tenant's entries hold {have} bytes, {adding} more would pass the quota of {max}"
     )]
     OwnerQuota { have: u64, adding: u64, max: u64 },
+    /// A revocation entry that does not decode or check (see [`revocation`]).
+    #[error("registry entry {key:?} is not a valid revocation: {source}")]
+    BadRevocation {
+        key: String,
+        #[source]
+        source: revocation::RevocationError,
+    },
+    /// The tenant already holds [`revocation::MAX_REVOCATIONS_PER_TENANT`] live revocations.
+    #[error(
+        "the tenant already holds {max} revocations; revoke the node's `all` scope, or delete one, to make room"
+    )]
+    TooManyRevocations { max: usize },
     #[error(transparent)]
     Wire(#[from] xnode_wire::WireError),
     #[error(transparent)]
@@ -287,6 +300,9 @@ impl Registry {
                 limit: MAX_ENTRY_BYTES / 2,
             });
         }
+        if entry.value.is_some() && revocation::is_revocation_key(&entry.key) {
+            self.check_revocation(entry)?;
+        }
         let current = self.read_entries().get(&entry.key).cloned();
         if self
             .policy
@@ -299,6 +315,54 @@ impl Registry {
                 owner: entry.owner.to_hex(),
             })
         }
+    }
+
+    /// A live revocation must decode, match its key and not be dated ahead of this node's
+    /// clock; and a new one (not an update of a live one) must stay within the tenant's
+    /// bound. Tombstones pass: only the tenant can sign one (the policy checks the owner).
+    fn check_revocation(&self, entry: &Entry) -> Result<(), RegistryError> {
+        revocation::parse_revocation(entry, xnode_types::unix_ms()).map_err(|source| {
+            RegistryError::BadRevocation {
+                key: entry.key.chars().take(160).collect(),
+                source,
+            }
+        })?;
+        let entries = self.read_entries();
+        if entries.get(&entry.key).is_some_and(|e| e.value.is_some()) {
+            return Ok(());
+        }
+        let prefix = revocation::tenant_revocations_prefix(&entry.owner);
+        let held = entries
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter(|(_, e)| e.value.is_some())
+            .take(revocation::MAX_REVOCATIONS_PER_TENANT)
+            .count();
+        if held >= revocation::MAX_REVOCATIONS_PER_TENANT {
+            return Err(RegistryError::TooManyRevocations {
+                max: revocation::MAX_REVOCATIONS_PER_TENANT,
+            });
+        }
+        Ok(())
+    }
+
+    /// The time after which `tenant` revoked `node`'s authorities of `scope` (see
+    /// [`revocation`]), if it did. Entries were checked on arrival; this decodes again
+    /// and skips one that no longer decodes rather than trusting it.
+    pub fn revoked_after(
+        &self,
+        tenant: &PublicKeyBytes,
+        node: &xnode_types::NodeId,
+        scope: &revocation::RevokedScope,
+    ) -> Option<u64> {
+        let key = revocation::revocation_key(tenant, node, scope);
+        let entry = self.get(&key)?;
+        if entry.owner != *tenant {
+            return None;
+        }
+        revocation::parse_revocation(&entry, u64::MAX)
+            .ok()
+            .map(|r| r.after_ms)
     }
 
     pub(crate) fn read_entries(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Entry>> {

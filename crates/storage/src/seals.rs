@@ -16,9 +16,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use xnode_registry::Registry;
+use xnode_registry::revocation::RevokedScope;
 use xnode_store::seal::REQUEST_AUTHORITY_MS;
 use xnode_store::{
-    ComputeCheck, NoCompute, ObjectMeta, SealError, TenantRequestProof, WriteAuthority,
+    ComputeCheck, NoCompute, ObjectMeta, RevocationCheck, RevocationStatus, SealError,
+    TenantRequestProof, WriteAuthority,
 };
 use xnode_types::request_auth::MAX_CLOCK_SKEW_MS;
 use xnode_types::{NodeId, PublicKeyBytes, lock, unix_ms};
@@ -122,6 +125,20 @@ impl Storage {
             .s3_key = Some(proof);
     }
 
+    /// Forgets the S3 key registration `registration_id` of `tenant` (its key was deleted
+    /// here): this node no longer seals with it, and takes the next key of the tenant it
+    /// serves, or a signed request, instead.
+    pub fn forget_s3_key(&self, tenant: &PublicKeyBytes, registration_id: &str) {
+        if let Some(held) = lock(&self.authorities.by_tenant).get_mut(tenant)
+            && held
+                .s3_key
+                .as_ref()
+                .is_some_and(|r| r.registration_id() == registration_id)
+        {
+            held.s3_key = None;
+        }
+    }
+
     /// Installs what the compute layer knows of the deployments and jobs this node runs.
     pub fn set_compute_authority(&self, compute: Arc<dyn ComputeAuthority>) {
         *lock(&self.authorities.compute) = Some(compute);
@@ -172,34 +189,107 @@ impl Storage {
     /// Checks the seal of an entry (from a peer, or read from the local table). The
     /// signatures of a seal whose exact bytes verified here before are not checked again;
     /// everything else is.
+    ///
+    /// An entry dated after the tenant revoked its writer's authority fails with
+    /// [`SealError::Revoked`], as a forged one does.
     pub(crate) fn verify_seal(&self, meta: &ObjectMeta) -> Result<(), SealError> {
         let compute = self.authorities.compute();
-        meta.verify_seal_remembering(compute.as_ref(), Some(&self.verified_seals))
+        meta.verify_seal_remembering(compute.as_ref(), Some(&self.verified_seals))?;
+        match meta.revocation_status(&RegistryRevocations(&self.registry)) {
+            RevocationStatus::DatedAfter { revoked_after_ms } => Err(SealError::Revoked {
+                version_ms: meta.version.wall_ms,
+                revoked_after_ms,
+            }),
+            RevocationStatus::NotRevoked | RevocationStatus::DatedBefore { .. } => Ok(()),
+        }
     }
 
     /// A replica's check of an entry a peer asks it to merge: anything that does not
     /// verify, unsealed entries included, is refused and counted.
+    ///
+    /// An entry of a revoked authority dated *before* the revocation is taken only while
+    /// it could be a write in flight when the tenant revoked: dated no more than
+    /// [`MAX_CLOCK_SKEW_MS`] before this node's clock. Older ones are refused, because the
+    /// revoked writer can date an entry anywhere inside its authority's window (an S3
+    /// registration's has no end), so once a replica knows the revocation it cannot tell
+    /// a genuine old entry from one back-dated after the fact. That bounds what a revoked
+    /// node can still write to entries dated within the skew before the revocation, made
+    /// within the skew after it.
     pub(crate) fn check_peer_entry(&self, meta: &ObjectMeta) -> Result<(), StorageError> {
-        self.verify_seal(meta).map_err(|e| {
+        let refused = |e: String| {
             self.metrics.meta_seals_refused.inc();
             StorageError::Integrity(format!(
                 "object metadata for {:?} refused: {e}",
                 crate::range::clip(&meta.path.key)
             ))
-        })
+        };
+        if let Err(e) = self.verify_seal(meta) {
+            if matches!(e, SealError::Revoked { .. }) {
+                self.metrics.meta_revoked_refused.inc();
+            }
+            return Err(refused(e.to_string()));
+        }
+        if let RevocationStatus::DatedBefore { revoked_after_ms } =
+            meta.revocation_status(&RegistryRevocations(&self.registry))
+            && meta.version.wall_ms.saturating_add(MAX_CLOCK_SKEW_MS) < unix_ms()
+        {
+            self.metrics.meta_revoked_refused.inc();
+            return Err(refused(format!(
+                "the tenant revoked this writer's authority after {revoked_after_ms} ms, and the entry (dated {} ms) is too old to be a write in flight",
+                meta.version.wall_ms
+            )));
+        }
+        Ok(())
     }
 
     /// How far a reader trusts an entry a replica answered with; forged entries are
     /// counted.
     pub(crate) fn trust(&self, meta: &ObjectMeta) -> Trust {
         match self.verify_seal(meta) {
-            Ok(()) => Trust::Verified,
+            // An entry of a revoked writer dated before the revocation may be genuine or
+            // back-dated (see `check_peer_entry`): it counts only when every answer of the
+            // read quorum holds it, so one replica colluding with the writer cannot use it.
+            Ok(()) => match meta.revocation_status(&RegistryRevocations(&self.registry)) {
+                RevocationStatus::DatedBefore { .. } => Trust::Unverifiable,
+                _ => Trust::Verified,
+            },
             Err(SealError::Unsigned | SealError::ComputeNotConfirmed { .. }) => Trust::Unverifiable,
             Err(e) => {
+                if matches!(e, SealError::Revoked { .. }) {
+                    self.metrics.meta_revoked_refused.inc();
+                }
                 self.metrics.meta_seals_refused.inc();
                 tracing::warn!(key = %crate::range::clip(&meta.path.key), error = %e, "a metadata replica answered with an entry whose seal fails; ignored");
                 Trust::Forged
             }
+        }
+    }
+}
+
+/// The tenant-signed revocations in the registry, as the seal check asks for them: the
+/// revocation of every authority of the writer, and for an S3 key authority also the one
+/// of that registration; the earliest applies.
+struct RegistryRevocations<'a>(&'a Registry);
+
+impl RevocationCheck for RegistryRevocations<'_> {
+    fn revoked_after(
+        &self,
+        tenant: &PublicKeyBytes,
+        writer: &NodeId,
+        authority: &WriteAuthority,
+    ) -> Option<u64> {
+        let all = self.0.revoked_after(tenant, writer, &RevokedScope::All);
+        let one = match authority {
+            WriteAuthority::S3Key(registration) => self.0.revoked_after(
+                tenant,
+                writer,
+                &RevokedScope::S3Registration(registration.registration_id()),
+            ),
+            WriteAuthority::Request(_) | WriteAuthority::Compute { .. } => None,
+        };
+        match (all, one) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 }

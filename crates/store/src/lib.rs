@@ -51,7 +51,8 @@ pub use proof::{
     verify_slice,
 };
 pub use seal::{
-    ComputeCheck, MetaSeal, NoCompute, SealError, TenantRequestProof, VerifiedSeals, WriteAuthority,
+    ComputeCheck, MetaSeal, NoCompute, NoRevocations, RevocationCheck, RevocationStatus, SealError,
+    TenantRequestProof, VerifiedSeals, WriteAuthority,
 };
 pub use trash::Trash;
 

@@ -29,6 +29,10 @@ pub struct StoreMetrics {
     /// forged entries a peer asked this replica to merge, and forged entries in replicas'
     /// answers to this reader.
     pub meta_seals_refused: Counter,
+    /// Object metadata entries refused or ignored because the tenant revoked their
+    /// writer's authority (dated after the revocation, or back-dated under it); also
+    /// counted in `meta_seals_refused`.
+    pub meta_revoked_refused: Counter,
     /// Object writes refused because a newer version held on the replicas beat them.
     pub write_conflicts: Counter,
     /// Conditional writes and deletes this node coordinated whose condition did not hold
@@ -116,6 +120,11 @@ impl StoreMetrics {
             "meta_seals_refused",
             "Object metadata entries refused because their seal (writer signature and tenant authority) did not verify",
             m.meta_seals_refused.clone(),
+        );
+        r.register(
+            "meta_revoked_refused",
+            "Object metadata entries refused or ignored because the tenant revoked their writer's authority",
+            m.meta_revoked_refused.clone(),
         );
         r.register(
             "future_versions_refused",

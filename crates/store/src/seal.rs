@@ -62,6 +62,17 @@ pub struct TenantRequestProof {
 const MAX_PROOF_FIELD: usize = 2048;
 
 impl TenantRequestProof {
+    /// A short id of this signed request, which revocations use to name one S3 key
+    /// registration: 32 hex digits of BLAKE3 over a domain line and the tenant's
+    /// signature (unique per signed request, and public: it reveals nothing secret).
+    pub fn registration_id(&self) -> String {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(REGISTRATION_ID_DOMAIN.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(&self.signature.0);
+        hex::encode(&hasher.finalize().as_bytes()[..16])
+    }
+
     /// Whether `tenant` signed this request for node `node`.
     pub fn verifies(&self, tenant: &PublicKeyBytes, node: &NodeId) -> bool {
         let fields = [
@@ -141,7 +152,51 @@ pub enum SealError {
         "no deployment or job {purpose:?} of the tenant that this writer runs names the bucket"
     )]
     ComputeNotConfirmed { purpose: String },
+    #[error(
+        "the tenant revoked this writer's authority for entries dated after {revoked_after_ms} ms; this one is dated {version_ms} ms"
+    )]
+    Revoked {
+        version_ms: u64,
+        revoked_after_ms: u64,
+    },
 }
+
+/// Tells whether a tenant revoked a writer's authority: the registry's tenant-signed
+/// revocations, which storage reads for this sans-I/O module.
+pub trait RevocationCheck: Send + Sync {
+    /// The earliest time after which `tenant` revoked `writer`'s `authority` (every
+    /// authority of the writer, or this one S3 registration), if it did.
+    fn revoked_after(
+        &self,
+        tenant: &PublicKeyBytes,
+        writer: &NodeId,
+        authority: &WriteAuthority,
+    ) -> Option<u64>;
+}
+
+/// A [`RevocationCheck`] that knows no revocations.
+pub struct NoRevocations;
+
+impl RevocationCheck for NoRevocations {
+    fn revoked_after(&self, _: &PublicKeyBytes, _: &NodeId, _: &WriteAuthority) -> Option<u64> {
+        None
+    }
+}
+
+/// Where an entry stands against its tenant's revocations of its writer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RevocationStatus {
+    /// The writer's authority is not revoked (or the entry carries no seal).
+    NotRevoked,
+    /// Revoked after `revoked_after_ms`, and the entry is dated at or before it: written
+    /// before the revocation, or back-dated by the revoked writer (the caller decides).
+    DatedBefore { revoked_after_ms: u64 },
+    /// Revoked, and the entry is dated after the revocation: refused.
+    DatedAfter { revoked_after_ms: u64 },
+}
+
+/// The domain of an S3 registration id, so it can never collide with another digest.
+const REGISTRATION_ID_DOMAIN: &str = "XNODE-S3-REGISTRATION-ID-V1";
 
 /// Confirms a compute authority against the registry: whether `tenant`'s deployment or job
 /// `purpose` has a signed storage scope holding `bucket`, and `writer` may run it. Storage
@@ -265,6 +320,21 @@ impl ObjectMeta {
                     })
                 }
             }
+        }
+    }
+
+    /// Where this entry stands against `revocations` of its writer's authority. Checks
+    /// nothing else: callers verify the seal first.
+    pub fn revocation_status(&self, revocations: &dyn RevocationCheck) -> RevocationStatus {
+        let Some(seal) = &self.seal else {
+            return RevocationStatus::NotRevoked;
+        };
+        match revocations.revoked_after(&self.path.tenant, &self.writer, &seal.authority) {
+            None => RevocationStatus::NotRevoked,
+            Some(revoked_after_ms) if self.version.wall_ms > revoked_after_ms => {
+                RevocationStatus::DatedAfter { revoked_after_ms }
+            }
+            Some(revoked_after_ms) => RevocationStatus::DatedBefore { revoked_after_ms },
         }
     }
 

@@ -59,6 +59,11 @@ pub enum Command {
         #[command(subcommand)]
         action: AdmissionAction,
     },
+    /// Tenant actions on the nodes the tenant used as edges.
+    Tenant {
+        #[command(subcommand)]
+        action: TenantAction,
+    },
     /// Create, list and delete buckets.
     Bucket {
         #[command(subcommand)]
@@ -554,6 +559,23 @@ pub enum KeyAction {
         file: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantAction {
+    /// Revoke a node's authority to write your objects: every replica and reader refuses
+    /// the entries it dates from now on. Send it through another node (--api): the
+    /// revoked one may not pass it on.
+    RevokeEdge {
+        /// The node id to revoke.
+        node_id: String,
+        /// Revoke only the registration of this S3 access key on the node (looked up in
+        /// the key listing of the node at --api, which must then be the revoked node).
+        #[arg(long)]
+        s3_key: Option<String>,
+        #[command(flatten)]
+        args: StorageClientArgs,
     },
 }
 

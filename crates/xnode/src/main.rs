@@ -75,6 +75,14 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Key(args) => client::key(args),
         cli::Command::Top { args, once } => top::run(&args.api, once, args.json).await,
         cli::Command::Bucket { action } => storage_cmd::bucket(action).await,
+        cli::Command::Tenant {
+            action:
+                cli::TenantAction::RevokeEdge {
+                    node_id,
+                    s3_key,
+                    args,
+                },
+        } => s3_cmd::revoke_edge(&node_id, s3_key.as_deref(), args).await,
         cli::Command::Deploy {
             manifest,
             replicas,

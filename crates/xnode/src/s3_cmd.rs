@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::cli::S3KeyAction;
+use xnode_registry::revocation::{RevokedScope, revocation_key, revocation_record};
+
+use crate::cli::{S3KeyAction, StorageClientArgs};
 use crate::storage_cmd::send;
 use crate::tenant::{Payload, SignedClient};
 
@@ -129,9 +131,21 @@ pub async fn run(action: S3KeyAction) -> anyhow::Result<()> {
                     "/v1/s3/keys/{}",
                     crate::storage_cmd::encode_path(&id, false)
                 );
+                // The deletion carries the signed revocation of the key's registration on
+                // this node, so the replicas stop taking what the node seals with it.
+                let payload = match registration_id(&c, &id).await? {
+                    Some(rid) => {
+                        let node: xnode_types::NodeId = c.node_id().await?.parse()?;
+                        Payload::json(&signed_revocation(
+                            &c,
+                            &node,
+                            &RevokedScope::S3Registration(rid),
+                        )?)?
+                    }
+                    None => Payload::Empty,
+                };
                 send(
-                    c.request(Method::DELETE, &path, "", Payload::Empty, false)
-                        .await?,
+                    c.request(Method::DELETE, &path, "", payload, false).await?,
                     &c.api,
                 )
                 .await?;
@@ -144,4 +158,100 @@ pub async fn run(action: S3KeyAction) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The registration id of S3 key `id` on the node `c` talks to, if it lists one.
+async fn registration_id(c: &SignedClient, id: &str) -> anyhow::Result<Option<String>> {
+    let keys: Value = send(
+        c.request(Method::GET, "/v1/s3/keys", "", Payload::Empty, false)
+            .await?,
+        &c.api,
+    )
+    .await?
+    .json()
+    .await?;
+    let key = keys
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .find(|k| k["access_key_id"].as_str() == Some(id))
+        .ok_or_else(|| anyhow::anyhow!("no S3 access key {id} of this tenant on {}", c.api))?;
+    Ok(key["registration_id"].as_str().map(str::to_owned))
+}
+
+/// The tenant's signed revocation of `node`'s `scope`, effective now (the body of
+/// `POST /v1/tenant/revocations` and of `DELETE /v1/s3/keys/{id}`).
+fn signed_revocation(
+    c: &SignedClient,
+    node: &xnode_types::NodeId,
+    scope: &RevokedScope,
+) -> anyhow::Result<Value> {
+    let now = crate::storage_cmd::now_ms();
+    let hlc = xnode_types::Hlc::new(now, 0);
+    let record = revocation_record(node, scope, now);
+    let entry = xnode_registry::Entry::sign(
+        &c.key,
+        revocation_key(&c.key.public(), node, scope),
+        Some(record.clone().into_bytes()),
+        hlc,
+    )?;
+    Ok(serde_json::json!({
+        "record": record,
+        "hlc_wall_ms": hlc.wall_ms,
+        "hlc_logical": hlc.logical,
+        "signature": hex::encode(entry.signature.0),
+    }))
+}
+
+/// `xnode tenant revoke-edge NODE_ID [--s3-key ID]`.
+pub async fn revoke_edge(
+    node_id: &str,
+    s3_key: Option<&str>,
+    args: StorageClientArgs,
+) -> anyhow::Result<()> {
+    let node: xnode_types::NodeId = node_id
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{node_id:?} is not a node id"))?;
+    let c = signed(&args.api, &args.tenant_key)?;
+    let scope = match s3_key {
+        None => RevokedScope::All,
+        Some(id) => {
+            if c.node_id().await? != node.to_string() {
+                anyhow::bail!(
+                    "--s3-key needs --api to be the revoked node (its key listing names the registration); revoke the whole node through another node instead"
+                );
+            }
+            let rid = registration_id(&c, id).await?.ok_or_else(|| {
+                anyhow::anyhow!("S3 key {id} has no registration on that node; nothing to revoke")
+            })?;
+            RevokedScope::S3Registration(rid)
+        }
+    };
+    let body = signed_revocation(&c, &node, &scope)?;
+    let v: Value = send(
+        c.request(
+            Method::POST,
+            "/v1/tenant/revocations",
+            "",
+            Payload::json(&body)?,
+            false,
+        )
+        .await?,
+        &c.api,
+    )
+    .await?
+    .json()
+    .await?;
+    if args.json {
+        println!("{v}");
+    } else {
+        println!(
+            "revoked {} of node {node} for entries dated after {} (through {})",
+            v["scope"].as_str().unwrap_or("?"),
+            v["after_ms"],
+            c.api
+        );
+    }
+    Ok(())
 }

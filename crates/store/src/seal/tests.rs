@@ -422,3 +422,104 @@ fn the_memory_of_verified_seals_is_bounded_and_keeps_what_is_used() {
     assert!(!verified.contains(&digest(1)));
     assert!(verified.contains(&digest(99)));
 }
+
+/// Revocations as a test states them: (tenant, writer, registration id or `None` for
+/// every authority) → revoked after.
+struct Revoked(Vec<(PublicKeyBytes, NodeId, Option<String>, u64)>);
+
+impl RevocationCheck for Revoked {
+    fn revoked_after(
+        &self,
+        tenant: &PublicKeyBytes,
+        writer: &NodeId,
+        authority: &WriteAuthority,
+    ) -> Option<u64> {
+        let registration = match authority {
+            WriteAuthority::S3Key(proof) => Some(proof.registration_id()),
+            _ => None,
+        };
+        self.0
+            .iter()
+            .filter(|(t, w, scope, _)| {
+                t == tenant && w == writer && (scope.is_none() || *scope == registration)
+            })
+            .map(|(_, _, _, after)| *after)
+            .min()
+    }
+}
+
+#[test]
+fn a_revoked_writers_entries_after_the_revocation_are_refused_and_those_before_stay() {
+    let s = setup();
+    let request =
+        WriteAuthority::Request(proof(&s.tenant, &s.edge.node_id(), "GET", "/v1/node", T));
+    let before =
+        entry(&s.path, &s.edge, T + 1000, Some(info("a"))).sealed(&s.edge, request.clone());
+    let after = entry(&s.path, &s.edge, T + 3000, Some(info("b"))).sealed(&s.edge, request);
+    let revoked = Revoked(vec![(s.tenant.public(), s.edge.node_id(), None, T + 2000)]);
+    assert_eq!(
+        before.revocation_status(&NoRevocations),
+        RevocationStatus::NotRevoked
+    );
+    assert_eq!(
+        before.revocation_status(&revoked),
+        RevocationStatus::DatedBefore {
+            revoked_after_ms: T + 2000
+        }
+    );
+    assert_eq!(
+        after.revocation_status(&revoked),
+        RevocationStatus::DatedAfter {
+            revoked_after_ms: T + 2000
+        }
+    );
+    // Another tenant's revocation of the same node, or the tenant's of another node,
+    // changes nothing.
+    let elsewhere = Revoked(vec![
+        (SecretKey::generate().public(), s.edge.node_id(), None, T),
+        (s.tenant.public(), SecretKey::generate().node_id(), None, T),
+    ]);
+    assert_eq!(
+        after.revocation_status(&elsewhere),
+        RevocationStatus::NotRevoked
+    );
+}
+
+#[test]
+fn revoking_one_s3_registration_leaves_the_writers_other_registrations() {
+    let s = setup();
+    let first = proof(
+        &s.tenant,
+        &s.edge.node_id(),
+        "POST",
+        S3_KEY_REGISTRATION_PATH,
+        T,
+    );
+    let second = proof(
+        &s.tenant,
+        &s.edge.node_id(),
+        "POST",
+        S3_KEY_REGISTRATION_PATH,
+        T + 1,
+    );
+    assert_ne!(first.registration_id(), second.registration_id());
+    assert_eq!(first.registration_id().len(), 32);
+    let revoked = Revoked(vec![(
+        s.tenant.public(),
+        s.edge.node_id(),
+        Some(first.registration_id()),
+        T + 10,
+    )]);
+    let under_first =
+        entry(&s.path, &s.edge, T + 20, None).sealed(&s.edge, WriteAuthority::S3Key(first));
+    let under_second =
+        entry(&s.path, &s.edge, T + 20, None).sealed(&s.edge, WriteAuthority::S3Key(second));
+    assert!(matches!(
+        under_first.revocation_status(&revoked),
+        RevocationStatus::DatedAfter { .. }
+    ));
+    assert_eq!(
+        under_second.revocation_status(&revoked),
+        RevocationStatus::NotRevoked
+    );
+}

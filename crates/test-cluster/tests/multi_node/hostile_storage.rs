@@ -1271,3 +1271,143 @@ async fn a_rogue_metadata_replica_cannot_inject_keys_into_a_listing() {
     }
     c.shutdown().await;
 }
+
+// ----- a tenant can revoke an edge -----------------------------------------------------------
+
+/// Issue 12: an edge the tenant used, and then revoked through another node, keeps writing
+/// with the authority it holds. The replicas refuse its new entries, reads through every
+/// other node never see them, and what it wrote before the revocation still reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revoked_edge_can_no_longer_write_the_tenants_objects() {
+    use xnode_registry::revocation::{RevokedScope, revocation_key, revocation_record};
+
+    let c = Cluster::start_with(4, storage_config).await;
+    let tenant = Tenant::new();
+    c.create_bucket(1, &tenant, "revoked").await;
+    let before = c
+        .put(0, &tenant, "revoked", "before", b"written before")
+        .await
+        .unwrap();
+    c.put(0, &tenant, "revoked", "kept", b"first")
+        .await
+        .unwrap();
+
+    // The tenant revokes node 0 through node 1; the registry carries it to every node.
+    let after_ms = now_ms();
+    let revoked = c.id(0);
+    let revocation = xnode_registry::Entry::sign(
+        &tenant.key,
+        revocation_key(&tenant.id(), &revoked, &RevokedScope::All),
+        Some(revocation_record(&revoked, &RevokedScope::All, after_ms).into_bytes()),
+        Hlc::new(after_ms, 0),
+    )
+    .unwrap();
+    c.node(1)
+        .registry()
+        .apply_tenant_entry(revocation.clone())
+        .unwrap();
+    c.node(1).gossip_entry(&revocation).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !c.running().into_iter().all(|i| {
+        c.node(i)
+            .registry()
+            .revoked_after(&tenant.id(), &revoked, &RevokedScope::All)
+            == Some(after_ms)
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the revocation did not spread"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    // Node 0 still holds the tenant's request and writes with it: a new object, and a new
+    // version of one written before. Neither reaches a write quorum.
+    assert!(
+        c.put(0, &tenant, "revoked", "after", b"written after")
+            .await
+            .is_err(),
+        "a write by the revoked edge was acknowledged"
+    );
+    assert!(
+        c.put(0, &tenant, "revoked", "kept", b"second")
+            .await
+            .is_err(),
+        "an overwrite by the revoked edge was acknowledged"
+    );
+
+    // Raw messages: an entry sealed under an S3 registration (which has no expiry) and
+    // back-dated to well before the revocation is refused as too old to be a write in
+    // flight; one dated just before it (a write in flight when the tenant revoked) passes.
+    let registration = tenant.request_proof(&revoked, "POST", "/v1/s3/keys");
+    let back_dated = ObjectMeta {
+        path: ObjectPath::new(tenant.id(), "revoked", "back-dated").unwrap(),
+        version: Hlc::new(after_ms - 6 * 60 * 1000, 0),
+        writer: revoked,
+        info: before.info.clone(),
+        seal: None,
+    }
+    .sealed(
+        c.node(0).key(),
+        xnode_store::WriteAuthority::S3Key(registration.clone()),
+    );
+    let answers = rogue_put_meta(&c, 0, &back_dated).await;
+    assert_eq!(answers.len(), 3);
+    for answer in &answers {
+        assert!(
+            matches!(answer, StoreResponse::Error(m) if m.contains("revoked")),
+            "a replica took a back-dated entry of a revoked edge: {answer:?}"
+        );
+    }
+    let in_flight = ObjectMeta {
+        path: ObjectPath::new(tenant.id(), "revoked", "in-flight").unwrap(),
+        version: Hlc::new(after_ms - 1, 0),
+        writer: revoked,
+        info: before.info.clone(),
+        seal: None,
+    }
+    .sealed(
+        c.node(0).key(),
+        xnode_store::WriteAuthority::S3Key(registration),
+    );
+    for answer in rogue_put_meta(&c, 0, &in_flight).await {
+        assert!(
+            matches!(answer, StoreResponse::MetaMerged { .. }),
+            "a write in flight at the revocation was refused: {answer:?}"
+        );
+    }
+
+    for via in 1..4 {
+        assert!(
+            c.get(via, &tenant, "revoked", "after", None).await.is_err(),
+            "node {via} reads an object the revoked edge wrote"
+        );
+        assert_eq!(
+            c.get(via, &tenant, "revoked", "kept", None).await.unwrap(),
+            b"first",
+            "node {via}"
+        );
+        assert_eq!(
+            c.get(via, &tenant, "revoked", "before", None)
+                .await
+                .unwrap(),
+            b"written before",
+            "node {via}"
+        );
+    }
+    let refused: u64 = (1..4)
+        .map(|i| c.node(i).storage().metrics().meta_revoked_refused.get())
+        .sum();
+    assert!(refused > 0, "no refusal was counted");
+
+    // An edge the tenant did not revoke still writes.
+    c.put(1, &tenant, "revoked", "kept", b"third")
+        .await
+        .unwrap();
+    assert_eq!(
+        c.get(2, &tenant, "revoked", "kept", None).await.unwrap(),
+        b"third"
+    );
+    c.shutdown().await;
+}
