@@ -12,19 +12,7 @@ cd "$(dirname "$0")/.."
 garage="${GARAGE:-../shared/bench/garage-1.2.0}"
 [ -x "$garage" ] || { echo "no Garage binary at $garage (set GARAGE=...)" >&2; exit 1; }
 garage="$(realpath "$garage")"
-target="${CARGO_TARGET_DIR:-target}"
-if [ -n "${XNODE_BIN:-}" ]; then
-  x="$XNODE_BIN"
-else
-  cargo build --release -p xnode >/dev/null
-  x="$target/release/xnode"
-fi
-venv="$target/bench-venv"
-if ! "$venv/bin/python" -c "import boto3" 2>/dev/null; then
-  echo "==> installing boto3 into $venv" >&2
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet boto3
-fi
+. scripts/bench-common.sh
 work="$(mktemp -d)"
 trap 'echo quit >&3 2>/dev/null || true; sleep 2; kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 

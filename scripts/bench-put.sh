@@ -9,24 +9,12 @@
 # XNODE_BIN and LIMITS_BIN point at release binaries to use instead of building them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target="${CARGO_TARGET_DIR:-target}"
-if [ -n "${XNODE_BIN:-}" ]; then
-  x="$XNODE_BIN"
-else
-  cargo build --release -p xnode >/dev/null
-  x="$target/release/xnode"
-fi
+. scripts/bench-common.sh
 if [ -n "${LIMITS_BIN:-}" ]; then
   limits="$LIMITS_BIN"
 else
   cargo build --release -p xnode-storage --example put_limits >/dev/null
   limits="$target/release/examples/put_limits"
-fi
-venv="$target/bench-venv"
-if ! "$venv/bin/python" -c "import boto3" 2>/dev/null; then
-  echo "==> installing boto3 into $venv" >&2
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet boto3
 fi
 # The devnet's data and the limit's files go on the same disk (under the target directory's
 # file system unless TMPDIR says otherwise).
