@@ -18,6 +18,39 @@ use xnode_metering::Tolerance;
 use xnode_test_cluster::{Cluster, Tenant};
 use xnode_types::NodeId;
 
+/// The tenant lets node `edge` countersign its receipts for epochs `from..=until`, through
+/// the signed `PUT /v1/ledger/grant` route, as a client does.
+pub(crate) async fn grant_countersigning(
+    cluster: &Cluster,
+    tenant: &Tenant,
+    edge: usize,
+    from: u64,
+    until: u64,
+) {
+    let node = cluster.node(edge);
+    let grant = GrantBody {
+        v: GRANT_VERSION,
+        network: node.config().network.clone(),
+        tenant: tenant.id(),
+        delegate: node.id(),
+        delegate_key: node.key().public(),
+        from_epoch: xnode_ledger::Epoch(from),
+        until_epoch: xnode_ledger::Epoch(until),
+    }
+    .sign(&tenant.key);
+    let body = serde_json::to_vec(&serde_json::json!({ "grant": grant })).unwrap();
+    let mut request = reqwest::Client::new()
+        .put(format!("{}/v1/ledger/grant", cluster.api_url(edge)))
+        .body(body.clone());
+    for (name, value) in
+        tenant.signed_headers(&node.id(), "PUT", "/v1/ledger/grant", "", &body, false)
+    {
+        request = request.header(name, value);
+    }
+    let answer = request.send().await.unwrap();
+    assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn countersigned_receipts_settle_to_the_calls_made_and_inflation_is_not_signed() {
     // Node 0 is the tenant's edge and runs nothing; nodes 1 and 2 run the function.
@@ -40,28 +73,8 @@ async fn countersigned_receipts_settle_to_the_calls_made_and_inflation_is_not_si
     let epoch = edge.metering().current_epoch();
 
     // The tenant lets its edge countersign, through the signed API route.
-    let grant = GrantBody {
-        v: GRANT_VERSION,
-        network: network.clone(),
-        tenant: tenant.id(),
-        delegate: edge.id(),
-        delegate_key: edge.key().public(),
-        from_epoch: xnode_ledger::Epoch(epoch.0.saturating_sub(1)),
-        until_epoch: xnode_ledger::Epoch(epoch.0 + 2),
-    }
-    .sign(&tenant.key);
-    let body = serde_json::to_vec(&serde_json::json!({ "grant": grant })).unwrap();
+    grant_countersigning(&cluster, &tenant, 0, epoch.0.saturating_sub(1), epoch.0 + 2).await;
     let http = reqwest::Client::new();
-    let mut request = http
-        .put(format!("{}/v1/ledger/grant", cluster.api_url(0)))
-        .body(body.clone());
-    for (name, value) in
-        tenant.signed_headers(&edge.id(), "PUT", "/v1/ledger/grant", "", &body, false)
-    {
-        request = request.header(name, value);
-    }
-    let answer = request.send().await.unwrap();
-    assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
 
     cluster
         .deploy(0, &tenant, "hello", Kind::Http, "hello", 2, |spec| {

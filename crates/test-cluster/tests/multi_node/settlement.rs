@@ -17,8 +17,8 @@ use xnode_chain::anvil::{Anvil, SKIP_MESSAGE, TOKEN, anvil_binary};
 use xnode_chain::{Address, B256, SettlementPlan, U256};
 use xnode_deploy::spec::Kind;
 use xnode_ledger::{
-    EpochInput, GRANT_VERSION, GrantBody, LedgerParams, Payout, SignatureVerifier, Stake,
-    TenantCharge, TenantEscrow, compute_epoch,
+    EpochInput, LedgerParams, Payout, SignatureVerifier, Stake, TenantCharge, TenantEscrow,
+    compute_epoch,
 };
 use xnode_settle::{CommitteeMember, EpochRecord, EpochStatus, OperatorPayout, committee_signer};
 use xnode_test_cluster::{Cluster, Tenant};
@@ -129,28 +129,15 @@ async fn epochs_settle_on_anvil_across_five_nodes_and_one_member_cannot_post() {
 
     // The tenant lets its edge (node 0) countersign, then stores objects and calls a
     // function that runs on two of the other nodes.
-    let grant = GrantBody {
-        v: GRANT_VERSION,
-        network: network.clone(),
-        tenant: tenant.id(),
-        delegate: edge.id(),
-        delegate_key: edge.key().public(),
-        from_epoch: xnode_ledger::Epoch(first.saturating_sub(1)),
-        until_epoch: xnode_ledger::Epoch(first + 100),
-    }
-    .sign(&tenant.key);
-    let body = serde_json::to_vec(&serde_json::json!({ "grant": grant })).unwrap();
+    crate::metering::grant_countersigning(
+        &cluster,
+        &tenant,
+        0,
+        first.saturating_sub(1),
+        first + 100,
+    )
+    .await;
     let http = reqwest::Client::new();
-    let mut request = http
-        .put(format!("{}/v1/ledger/grant", cluster.api_url(0)))
-        .body(body.clone());
-    for (name, value) in
-        tenant.signed_headers(&edge.id(), "PUT", "/v1/ledger/grant", "", &body, false)
-    {
-        request = request.header(name, value);
-    }
-    let answer = request.send().await.unwrap();
-    assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
 
     cluster.create_bucket(0, &tenant, "files").await;
     for k in 0..3 {
