@@ -79,7 +79,7 @@ pub enum Command {
         #[command(flatten)]
         args: StorageClientArgs,
     },
-    /// Download an object: `xnode get BUCKET/KEY [FILE]` (stdout without FILE).
+    /// Download an object: `xnode get BUCKET/KEY [FILE]` (stdout without FILE, or with `-`).
     Get {
         target: String,
         file: Option<PathBuf>,

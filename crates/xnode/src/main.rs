@@ -128,6 +128,8 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
             args,
         } => storage_cmd::put(&file, &target, content_type, args).await,
         cli::Command::Get { target, file, args } => {
+            // `-` is standard output, as for every Unix tool that takes an output file.
+            let file = file.filter(|f| f.as_os_str() != "-");
             storage_cmd::get(&target, file.as_deref(), args).await
         }
         cli::Command::Ls { target, args } => storage_cmd::ls(&target, args).await,

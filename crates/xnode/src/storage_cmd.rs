@@ -316,7 +316,8 @@ pub async fn get(target: &str, out: Option<&Path>, args: StorageClientArgs) -> a
         &c.api,
     )
     .await?;
-    let len = response.content_length().unwrap_or(0);
+    let expected = response.content_length();
+    let len = expected.unwrap_or(0);
     let mut stream = response.bytes_stream();
     match out {
         Some(file) => {
@@ -365,12 +366,22 @@ pub async fn get(target: &str, out: Option<&Path>, args: StorageClientArgs) -> a
         }
         None => {
             let mut stdout = tokio::io::stdout();
+            let mut written = 0u64;
             while let Some(chunk) = stream.next().await {
-                stdout
-                    .write_all(&chunk.context("download interrupted")?)
-                    .await?;
+                let chunk = chunk.map_err(|e| {
+                    anyhow::anyhow!("download interrupted after {written} bytes: {e}")
+                })?;
+                stdout.write_all(&chunk).await?;
+                written += chunk.len() as u64;
             }
             stdout.flush().await?;
+            // What was written cannot be taken back, but a short download must still end
+            // in an error and a non-zero exit, so a pipeline does not take it as whole.
+            if let Some(expected) = expected
+                && written != expected
+            {
+                anyhow::bail!("download incomplete: {written} of {expected} bytes");
+            }
         }
     }
     Ok(())

@@ -80,6 +80,16 @@ fn put_get_ls_rm_through_different_nodes() {
     );
     assert!(ok, "{out}{err}");
     assert_eq!(std::fs::read(&copy).unwrap(), data);
+    // `-` as the file is standard output, not a file named `-`.
+    let out = Command::new(xnode())
+        .args(["get", "backups/2026/payload.bin", "-", "--api", b])
+        .env("XNODE_TENANT_KEY", &key)
+        .current_dir(root.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, data);
+    assert!(!root.path().join("-").exists());
     let (ok, out, _) = run(&["ls", "backups/2026/", "--api", c], &key);
     assert!(
         ok && out.contains("2026/payload.bin") && out.contains("3000000"),
