@@ -5,14 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{SolCall, SolConstructor};
 use serde_json::json;
+use xnode_chain::anvil::{Anvil, SKIP_MESSAGE, anvil_binary};
 use xnode_chain::{
     Committee, CommitteeSigners, DomainName, Settlement, SettlementPlan, Staking, XnodeToken,
     domain,
@@ -24,50 +21,6 @@ use crate::cli::{ChainArgs, EscrowAction, StakeAction};
 
 /// anvil's first development account (publicly known; funded on every anvil).
 const DEV_KEY: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
-
-fn anvil_binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("XNODE_ANVIL") {
-        return Some(PathBuf::from(path));
-    }
-    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../contracts/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    local.is_file().then_some(local)
-}
-
-struct Anvil {
-    child: Child,
-    url: String,
-}
-
-impl Anvil {
-    fn start(binary: &PathBuf) -> Self {
-        let mut child = Command::new(binary)
-            .args(["--port", "0", "--host", "127.0.0.1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("anvil starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let address = loop {
-            let line = lines.next().expect("anvil printed its address").unwrap();
-            if let Some(address) = line.strip_prefix("Listening on ") {
-                break address.trim().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Self {
-            child,
-            url: format!("http://{address}"),
-        }
-    }
-}
-
-impl Drop for Anvil {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn deploy(client: &ChainClient, bytecode: &Bytes, args: Vec<u8>) -> Address {
     let mut code = bytecode.to_vec();
@@ -83,17 +36,15 @@ async fn deploy(client: &ChainClient, bytecode: &Bytes, args: Vec<u8>) -> Addres
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bond_deposit_read_back_and_claim_on_anvil() {
     let Some(binary) = anvil_binary() else {
-        eprintln!(
-            "SKIPPED: anvil is not installed (cd contracts/anvil && npm ci; or set XNODE_ANVIL)"
-        );
+        eprintln!("{SKIP_MESSAGE}");
         return;
     };
-    let anvil = Anvil::start(&binary);
+    let anvil = Anvil::start(&binary).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("operator.key");
     std::fs::write(&key_file, format!("0x{DEV_KEY}\n")).unwrap();
     let operator = PrivateKeySigner::from_bytes(&DEV_KEY.parse().unwrap()).unwrap();
-    let client = ChainClient::new(&anvil.url, operator.clone()).unwrap();
+    let client = ChainClient::new(anvil.url(), operator.clone()).unwrap();
     let chain_id = client.chain_id().await.unwrap();
 
     let committee_keys = CommitteeSigners::from_private_keys(&[B256::repeat_byte(0x42)]).unwrap();
@@ -149,7 +100,7 @@ async fn bond_deposit_read_back_and_claim_on_anvil() {
         &config,
         format!(
             "[chain]\nrpc_url = \"{}\"\nsettlement_contract = \"{settlement}\"\nstaking_contract = \"{staking}\"\n",
-            anvil.url
+            anvil.url()
         ),
     )
     .unwrap();
