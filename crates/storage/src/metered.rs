@@ -152,7 +152,9 @@ impl SampleClock {
 
 impl Storage {
     /// Replica side: a peer placed chunk `id` of `tenant`'s bucket here. Nothing is kept for
-    /// a chunk this node stores for itself.
+    /// a chunk this node stores for itself, and a chunk recorded already keeps its record:
+    /// any peer can read a chunk and send it again, and must not relabel whose it is or
+    /// who placed it.
     pub(crate) fn record_held_chunk(
         &self,
         id: &ChunkId,
@@ -161,6 +163,13 @@ impl Storage {
         from: NodeId,
     ) -> Result<(), StorageError> {
         if from == self.node_id {
+            return Ok(());
+        }
+        let held = self
+            .db
+            .get(HELD_CHUNKS, &id.0)
+            .map_err(|e| StorageError::Internal(e.to_string()))?;
+        if held.is_some() {
             return Ok(());
         }
         self.put_usage(
