@@ -227,6 +227,47 @@ async fn countersigned_receipts_settle_to_the_calls_made_and_inflation_is_not_si
         remote.chunks
     );
 
+    // A replica that serves garbage is not paid for it: node 2 corrupts what it sends, so
+    // the read fails (one copy of each chunk), its meter counts the bytes it sent, and its
+    // countersigned egress stays what the edge verified.
+    let node2 = cluster.id(2);
+    if remote.holders.contains(&node2) {
+        let egress_of = |c: &Cluster, provided: bool| -> u64 {
+            let now = c.node(0).metering().current_epoch().0;
+            (now.saturating_sub(1)..=now)
+                .map(|epoch| {
+                    let key = xnode_metering::CounterKey {
+                        tenant: tenant.id(),
+                        provider: node2,
+                        resource: Resource::EgressBytes,
+                        epoch: xnode_ledger::Epoch(epoch),
+                    };
+                    if provided {
+                        c.node(2).metering().provided_total(&key).unwrap()
+                    } else {
+                        c.node(0).metering().observed_total(&key).unwrap()
+                    }
+                })
+                .sum()
+        };
+        cluster.node(2).set_corrupt_served_chunks(true).unwrap();
+        let garbled = cluster.get(0, &tenant, "metered", "data", None).await;
+        cluster.node(2).set_corrupt_served_chunks(false).unwrap();
+        assert!(garbled.is_err(), "bytes that did not match were returned");
+        // Several exchange rounds, in which node 2 proposes what it metered.
+        tokio::time::sleep(5 * EXCHANGE).await;
+        let signed: u64 = held(&cluster)
+            .iter()
+            .filter(|r| r.body.provider == node2 && r.body.resource == Resource::EgressBytes)
+            .map(|r| r.body.cumulative)
+            .sum();
+        let (metered, verified) = (egress_of(&cluster, true), egress_of(&cluster, false));
+        assert!(
+            metered > verified && signed == verified,
+            "node 2 metered {metered}, the edge verified {verified}, {signed} countersigned"
+        );
+    }
+
     // Byte-hours: countersigned, never above what the edge observed nor above the bytes
     // placed on replicas times the time since the upload began (with room for a sampling
     // round that began before it, however late a busy machine ran it); node 1's
