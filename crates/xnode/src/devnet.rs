@@ -297,7 +297,7 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
         };
         match granted.await {
             Ok(()) => println!(
-                "The devnet's tenant lets every node countersign its receipts (a week of epochs).\n"
+                "The devnet's tenant lets every node countersign its receipts (for up to a week).\n"
             ),
             Err(e) => {
                 println!("warning: the devnet's tenant could not grant countersigning: {e:#}")
