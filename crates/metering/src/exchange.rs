@@ -198,6 +198,16 @@ impl Metering {
         );
     }
 
+    /// The total of `key`'s counter this node metered as provider (stored plus pending).
+    pub fn provided_total(&self, key: &CounterKey) -> Result<u64, MeteringError> {
+        self.provided.cumulative(key)
+    }
+
+    /// The total of `key`'s counter this node observed as the tenant's edge.
+    pub fn observed_total(&self, key: &CounterKey) -> Result<u64, MeteringError> {
+        self.observed.cumulative(key)
+    }
+
     /// Whether the provider still serves `tenant` (always, unless enforcement is on and
     /// its usage went uncovered for longer than the grace).
     pub fn may_serve(&self, tenant: &PublicKeyBytes) -> bool {
@@ -281,14 +291,18 @@ impl Metering {
                     continue;
                 }
                 let seq = done.as_ref().map_or(0, |r| r.body.seq).saturating_add(1);
+                let sampled = is_sampled(key.resource);
                 match self.propose_to_edge(key, metered, seq).await {
-                    Some(total) => {
+                    Proposal::Countersigned(total) => {
                         countersigned += 1;
-                        if total < metered {
+                        if total < metered && !sampled {
                             *covered = false;
                         }
                     }
-                    None => *covered = false,
+                    // The edge answers, and disagrees only on the amount: for a sampled
+                    // counter that is the sampling, not an edge that stopped signing.
+                    Proposal::Disputed if sampled => {}
+                    Proposal::Disputed | Proposal::Failed => *covered = false,
                 }
             }
         }
@@ -302,9 +316,11 @@ impl Metering {
     }
 
     /// Proposes `metered` for `key` and, if the edge names a lower acceptable total, that
-    /// total. Returns the total countersigned, if any.
-    async fn propose_to_edge(&self, key: CounterKey, metered: u64, seq: u64) -> Option<u64> {
-        let edge = lock(&self.edges).get(&key.tenant).copied()?;
+    /// total.
+    async fn propose_to_edge(&self, key: CounterKey, metered: u64, seq: u64) -> Proposal {
+        let Some(edge) = lock(&self.edges).get(&key.tenant).copied() else {
+            return Proposal::Failed;
+        };
         let timeout = Duration::from_secs(5);
         let mut total = metered;
         let mut seq = seq;
@@ -319,13 +335,13 @@ impl Metering {
                 Ok(ReceiptResponse::Countersigned { receipt }) => {
                     if receipt.body.key() != key || receipt.body.cumulative != total {
                         tracing::warn!(%edge, "an edge countersigned a different receipt");
-                        return None;
+                        return Proposal::Failed;
                     }
                     return match self.store.insert(&receipt) {
-                        Ok(_) => Some(total),
+                        Ok(_) => Proposal::Countersigned(total),
                         Err(e) => {
                             tracing::warn!(%edge, "an edge's countersignature failed: {e}");
-                            None
+                            Proposal::Failed
                         }
                     };
                 }
@@ -340,16 +356,20 @@ impl Metering {
                             total = acceptable;
                             seq = seq.saturating_add(1);
                         }
-                        _ => return None,
+                        // Nothing more is acceptable than what is countersigned already.
+                        Some(_) if refusal == crate::Refusal::OverClaim => {
+                            return Proposal::Disputed;
+                        }
+                        _ => return Proposal::Failed,
                     }
                 }
                 Err(e) => {
                     tracing::debug!(%edge, "receipt exchange failed: {e}");
-                    return None;
+                    return Proposal::Failed;
                 }
             }
         }
-        None
+        Proposal::Failed
     }
 
     /// The edge's answer to a proposal from `from`.
@@ -387,6 +407,26 @@ impl Metering {
             },
         }
     }
+}
+
+/// What one proposal to an edge came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Proposal {
+    /// The edge countersigned this total (the metered one or its counter-offer).
+    Countersigned(u64),
+    /// The edge refused an over-claim and accepts nothing above what it signed already.
+    Disputed,
+    /// No answer, no grant, or a refusal for any other reason.
+    Failed,
+}
+
+/// Whether `resource` is counted by sampling or by reads that may be hedged, so that the
+/// provider's and the edge's totals differ in the ordinary course (storage byte-hours are
+/// sampled at different instants; a hedged chunk read is served by two replicas and
+/// observed from one). For those, a counter-offer below the meter does not mean the edge
+/// stopped countersigning, and the serve gate does not count it as uncovered usage.
+fn is_sampled(resource: Resource) -> bool {
+    matches!(resource, Resource::StorageByteHours | Resource::EgressBytes)
 }
 
 /// Why a grant was not kept.

@@ -278,6 +278,14 @@ impl Node {
         };
 
         let (mesh, mesh_task) = Mesh::start(config.mesh(), &key, incarnation, mesh_metrics).await?;
+        // Storage meters egress and stored byte-hours into it, so it comes first.
+        let metering = xnode_metering::Metering::new(
+            key.clone(),
+            &config.network,
+            db.clone(),
+            &mesh,
+            config.metering.clone(),
+        );
         let storage = Arc::new(Storage::new(
             id,
             db.clone(),
@@ -290,17 +298,11 @@ impl Node {
             store_metrics,
             key.clone(),
             config.network.clone(),
+            metering.clone(),
         ));
         let compute_metrics = xnode_deploy::usage::ComputeMetrics::register(&mut metrics);
         let shutdown = CancellationToken::new();
         let recorder: Arc<xnode_observe::Recorder> = Default::default();
-        let metering = xnode_metering::Metering::new(
-            key.clone(),
-            &config.network,
-            db.clone(),
-            &mesh,
-            config.metering.clone(),
-        );
         let settlement = xnode_settle::Settlement::new(
             key.clone(),
             &config.network,

@@ -103,6 +103,14 @@ impl Storage {
             referenced.extend(manifest.all_chunk_ids());
         }
 
+        // The chunks this edge placed that nothing references any more stop counting as
+        // its tenants' stored bytes: the replicas' collection removes them now too.
+        match self.forget_unreferenced_placements(&referenced) {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(forgotten = n, "placed chunks no longer metered"),
+            Err(e) => tracing::warn!("could not update the metered placements: {e}"),
+        }
+
         // Local chunks that nothing references and that are old enough go to the trash.
         let grace = self.config.gc_grace;
         let chunks = self.chunks.clone();

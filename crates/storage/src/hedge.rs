@@ -17,7 +17,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::time::Instant;
 use xnode_store::ChunkId;
-use xnode_types::{NodeId, lock};
+use xnode_types::{NodeId, PublicKeyBytes, lock};
 
 use crate::proto::{StoreRequest, StoreResponse};
 use crate::{Storage, StorageError};
@@ -65,19 +65,27 @@ impl ReadLatency {
 
 impl Storage {
     /// Reads chunk `id` from `targets`, best first, hedging slow attempts (see the module
-    /// docs). Bytes that do not match the id are counted and never returned.
+    /// docs). Bytes that do not match the id are counted and never returned. For a
+    /// `tenant`'s object read, the replica is asked with `GetTenantChunk` and the bytes
+    /// that match are observed as its egress to the tenant (see `metered`).
     pub(crate) async fn read_chunk_hedged(
         &self,
         id: ChunkId,
         targets: Vec<NodeId>,
+        tenant: Option<PublicKeyBytes>,
     ) -> Result<Vec<u8>, StorageError> {
         let hedge = self.read_latency.hedge_delay();
-        let attempt = |node: NodeId| async move {
-            let started = Instant::now();
-            let result = self
-                .call(node, StoreRequest::GetChunk { id }, CHUNK_READ_TIMEOUT)
-                .await;
-            (node, started.elapsed(), result)
+        let request = match tenant {
+            Some(tenant) => StoreRequest::GetTenantChunk { id, tenant },
+            None => StoreRequest::GetChunk { id },
+        };
+        let attempt = |node: NodeId| {
+            let request = request.clone();
+            async move {
+                let started = Instant::now();
+                let result = self.call(node, request, CHUNK_READ_TIMEOUT).await;
+                (node, started.elapsed(), result)
+            }
         };
         let mut next = targets.into_iter().peekable();
         let mut running = FuturesUnordered::new();
@@ -96,6 +104,9 @@ impl Storage {
                                 self.read_latency.record(took);
                             }
                             self.metrics.chunk_read_bytes.inc_by(data.len() as u64);
+                            if let Some(tenant) = tenant {
+                                self.observe_egress(tenant, node, data.len() as u64);
+                            }
                             return Ok(data);
                         }
                         Ok(StoreResponse::Chunk(Some(_))) => {

@@ -24,6 +24,7 @@ mod entropy;
 pub mod gc;
 mod hedge;
 mod listing;
+pub mod metered;
 mod objects;
 mod placement;
 pub mod proto;
@@ -323,6 +324,10 @@ pub struct Storage {
     /// Seals whose signatures this node has checked: a listing or a repair that sees the
     /// same entry again verifies it by a hash (see `xnode_store::seal`).
     pub(crate) verified_seals: xnode_store::VerifiedSeals,
+    /// Usage meters for receipts: egress and stored byte-hours (see `metered`).
+    pub(crate) metering: Arc<xnode_metering::Metering>,
+    /// When stored byte-hours were last sampled.
+    pub(crate) sample_clock: metered::SampleClock,
 }
 
 /// What a node under fault injection does instead of its honest answer to a peer.
@@ -378,6 +383,7 @@ impl Storage {
         metrics: StoreMetrics,
         key: SecretKey,
         network: String,
+        metering: Arc<xnode_metering::Metering>,
     ) -> Self {
         let background = quorum::BackgroundBudget::new(config.background_copy_bytes);
         let trash = xnode_store::Trash::new(chunks.dir());
@@ -408,6 +414,8 @@ impl Storage {
             auditor: audit::Auditor::new(key, network),
             commit_locks: Default::default(),
             usage: Default::default(),
+            metering,
+            sample_clock: Default::default(),
         }
     }
 

@@ -397,7 +397,10 @@ impl Storage {
         range: Option<(u64, Option<u64>)>,
     ) -> Result<ObjectRead, StorageError> {
         let (meta, info) = self.head_object(tenant, bucket, key).await?;
-        let manifest = self.manifest(&info).await?;
+        let manifest_bytes = self
+            .get_tenant_chunk(info.manifest, &self.storage_set(), *tenant)
+            .await?;
+        let manifest = Manifest::decode(&manifest_bytes)?;
         // One object key per segment (a single-segment object has one), for the path asked
         // for (never one a replica sent); the manifest is authenticated before any of it is
         // used.
@@ -438,6 +441,7 @@ impl Storage {
         let set = self.storage_set();
         let this = self.clone();
         let keys = Arc::new(keys);
+        let tenant = *tenant;
         // Fetch up to 4 chunks ahead while the client reads; memory stays bounded.
         let body = futures::stream::iter(pieces)
             .map(move |piece| {
@@ -457,7 +461,7 @@ impl Storage {
                             piece.chunk
                         )));
                     };
-                    let sealed = this.get_chunk(chunk.id, &set).await?;
+                    let sealed = this.get_tenant_chunk(chunk.id, &set, tenant).await?;
                     let plain = xnode_store::open_chunk(
                         object_key,
                         nonce_prefix,

@@ -139,6 +139,15 @@ pub enum StoreRequest {
         meta: ObjectMeta,
         preconditions: Preconditions,
     },
+    /// `GetChunk` for an object read of `tenant` (version 7): answered the same, and the
+    /// replica meters the bytes it sends as the tenant's egress, to be countersigned by
+    /// the edge that asked (see `docs/design/metering.md`). The replica cannot check that
+    /// the chunk is `tenant`'s; the edge countersigns only what it verified and observed
+    /// under the tenant it named.
+    GetTenantChunk {
+        id: ChunkId,
+        tenant: PublicKeyBytes,
+    },
 }
 
 // Messages live only while they cross the wire; boxing the large variant would buy
@@ -236,10 +245,17 @@ impl Versioned for StoreRequest {
     // Version 2 added `rf` to `PutChunk`; version 3 replaced it by `bucket`; version 4
     // appended the anti-entropy requests, version 5 the audit requests, `MetaRange` and the
     // conditional writes; version 6 sealed object metadata (entries carry a seal) and
-    // appended `CommitSealedMeta`.
-    const VERSION: u8 = 6;
+    // appended `CommitSealedMeta`; version 7 appended `GetTenantChunk`.
+    const VERSION: u8 = 7;
 
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
+        if version == 6 {
+            // Version 7 only appended a variant: a version-6 body decodes as it is.
+            return postcard::from_bytes(body).map_err(|e| xnode_wire::WireError::Malformed {
+                kind: Self::KIND_NAME,
+                reason: e.to_string(),
+            });
+        }
         if (3..=5).contains(&version) {
             // Versions 4 and 5 only appended variants; version 6 added the seal to every
             // nested entry, so older bodies decode with entries in the unsealed layout.
@@ -416,7 +432,7 @@ mod tests {
             },
         };
         let bytes = xnode_wire::encode(&request).unwrap();
-        assert_eq!(bytes[1], 6, "the format version is carried");
+        assert_eq!(bytes[1], 7, "the format version is carried");
         match xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap() {
             StoreRequest::CommitMeta {
                 path: got,
@@ -431,8 +447,23 @@ mod tests {
         }
         // A version this node does not know yet is refused, not guessed at.
         let mut future = xnode_wire::encode(&request).unwrap();
-        future[1] = 7;
+        future[1] = 8;
         assert!(xnode_wire::decode::<StoreRequest>(&future, MAX_STORE_MESSAGE).is_err());
+    }
+
+    #[test]
+    fn version_6_requests_decode_and_tenant_chunk_reads_round_trip() {
+        let id = ChunkId::of(b"x");
+        let mut bytes = vec![kinds::STORE_REQUEST, 6];
+        bytes.extend(postcard::to_stdvec(&StoreRequest::GetChunk { id }).unwrap());
+        let decoded: StoreRequest = xnode_wire::decode(&bytes, MAX_STORE_MESSAGE).unwrap();
+        assert!(matches!(decoded, StoreRequest::GetChunk { id: got } if got == id));
+        let tenant = PublicKeyBytes([7; 32]);
+        let bytes = xnode_wire::encode(&StoreRequest::GetTenantChunk { id, tenant }).unwrap();
+        assert!(matches!(
+            xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap(),
+            StoreRequest::GetTenantChunk { id: got, tenant: t } if got == id && t == tenant
+        ));
     }
 
     #[test]

@@ -301,9 +301,28 @@ impl Storage {
                 }
             },
         );
+        let s = self.clone();
+        // Stored byte-hours are sampled once per receipt exchange, so each round proposes
+        // what the previous one sampled.
+        let sample = periodic(
+            "storage-metering",
+            Interval::AfterFirstPeriod(self.metering.config().exchange_interval),
+            move || {
+                let s = s.clone();
+                async move {
+                    s.sample_stored_bytes()
+                        .await
+                        .map_err(|e| WorkerError::from_error(&e))
+                }
+            },
+        );
         let scrub = Scrubber::new(self.clone());
-        let mut workers: Vec<Box<dyn Worker>> =
-            vec![Box::new(repair), Box::new(gc), Box::new(scrub)];
+        let mut workers: Vec<Box<dyn Worker>> = vec![
+            Box::new(repair),
+            Box::new(gc),
+            Box::new(scrub),
+            Box::new(sample),
+        ];
         workers.extend(self.audit_workers());
         workers
     }

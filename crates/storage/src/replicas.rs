@@ -8,7 +8,7 @@ use bytes::Bytes;
 use xnode_store::{
     Candidate, ChunkId, ConditionalMerge, MergeOutcome, ObjectInfo, ObjectMeta, ObjectPath,
 };
-use xnode_types::{Hlc, NodeId, unix_ms};
+use xnode_types::{Hlc, NodeId, PublicKeyBytes, unix_ms};
 
 use crate::proto::{BucketRef, StoreRequest, StoreResponse};
 use crate::seals::{Trust, newest_trusted};
@@ -48,8 +48,16 @@ impl Storage {
         bucket: &BucketRef,
     ) -> Result<(), StorageError> {
         let rf = self.bucket_rf(&bucket.tenant, &bucket.name);
+        let bytes = data.len() as u64;
         self.put_chunk_to(id, data, set, rf, Some(bucket.clone()))
-            .await
+            .await?;
+        // The edge observes the byte-hours of what it placed on each replica; repair keeps
+        // the chunk on its placement, so the placement is what the edge expects to pay.
+        let targets = self.placement(&id.0, set, rf);
+        if let Err(e) = self.record_placed_chunk(&id, bucket.tenant, bytes, &targets) {
+            tracing::warn!(chunk = %id, "could not record a placed chunk for metering: {e}");
+        }
+        Ok(())
     }
 
     /// Stores a chunk on its placement; succeeds once `W` replicas hold it durably. The
@@ -93,6 +101,26 @@ impl Storage {
     /// Reads a chunk from any replica whose bytes match its id, hedging slow replicas (see
     /// `hedge`). A replica that sends wrong bytes is counted and skipped.
     pub async fn get_chunk(&self, id: ChunkId, set: &[Candidate]) -> Result<Vec<u8>, StorageError> {
+        self.get_chunk_for(id, set, None).await
+    }
+
+    /// [`Storage::get_chunk`] for an object read of `tenant`: the replica that serves it
+    /// meters its egress and this edge observes the bytes that match (see `metered`).
+    pub(crate) async fn get_tenant_chunk(
+        &self,
+        id: ChunkId,
+        set: &[Candidate],
+        tenant: PublicKeyBytes,
+    ) -> Result<Vec<u8>, StorageError> {
+        self.get_chunk_for(id, set, Some(tenant)).await
+    }
+
+    async fn get_chunk_for(
+        &self,
+        id: ChunkId,
+        set: &[Candidate],
+        tenant: Option<PublicKeyBytes>,
+    ) -> Result<Vec<u8>, StorageError> {
         let mut targets = self.placement(&id.0, set, self.config.replication_factor);
         // Try this node first (no network), then live replicas nearest first by network
         // coordinates, then the rest; the hedge asks the next one if the first is slow.
@@ -105,7 +133,7 @@ impl Storage {
                 targets.push(c.id);
             }
         }
-        self.read_chunk_hedged(id, targets).await
+        self.read_chunk_hedged(id, targets, tenant).await
     }
 
     // ----- metadata ---------------------------------------------------------------------

@@ -40,7 +40,28 @@ impl Handler<StoreService> for StoreHandler {
         };
         let tamper = storage.serve_tamper();
         let asked = tamper.as_ref().map(|_| request.clone());
+        // A tenant's chunk read is metered on the bytes actually sent (below).
+        let egress_tenant = match &request {
+            StoreRequest::GetTenantChunk { tenant, .. } => Some(*tenant),
+            _ => None,
+        };
         let result = match request {
+            // A peer placing a chunk of a tenant's bucket here: the replica keeps what it
+            // needs to meter the chunk's byte-hours to that tenant.
+            StoreRequest::PutChunk { id, data, bucket } => {
+                let placed = bucket.as_ref().map(|b| (b.tenant, data.len() as u64));
+                match storage.accept_chunk(id, data, bucket).await {
+                    Ok(()) => {
+                        if let Some((tenant, bytes)) = placed
+                            && let Err(e) = storage.record_held_chunk(&id, tenant, bytes, from)
+                        {
+                            tracing::warn!(chunk = %id, "could not record a held chunk for metering: {e}");
+                        }
+                        Ok(StoreResponse::Stored)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             // The one request whose answer depends on who asks.
             StoreRequest::ChunkDigests { partitions } => {
                 if partitions.len() > MAX_CHUNK_PARTITIONS {
@@ -69,7 +90,7 @@ impl Handler<StoreService> for StoreHandler {
             Ok(response) => storage.maybe_corrupt(response),
             Err(e) => StoreResponse::Error(e.to_string()),
         };
-        Ok(match (tamper, asked) {
+        let response = match (tamper, asked) {
             (Some(tamper), Some(asked)) => match tamper(&asked, response) {
                 ServeFault::Answer(response) => response,
                 ServeFault::Delay(delay, response) => {
@@ -78,7 +99,11 @@ impl Handler<StoreService> for StoreHandler {
                 }
             },
             _ => response,
-        })
+        };
+        if let (Some(tenant), StoreResponse::Chunk(Some(data))) = (egress_tenant, &response) {
+            storage.meter_egress_served(tenant, from, data.len() as u64);
+        }
+        Ok(response)
     }
 }
 
@@ -126,7 +151,7 @@ impl Storage {
                 self.accept_chunk(id, data, bucket).await?;
                 Ok(StoreResponse::Stored)
             }
-            StoreRequest::GetChunk { id } => {
+            StoreRequest::GetChunk { id } | StoreRequest::GetTenantChunk { id, .. } => {
                 let chunks = self.chunks.clone();
                 let trash = self.trash.clone();
                 // A corrupt local copy is reported as absent: the reader tries another

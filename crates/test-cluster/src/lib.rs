@@ -535,13 +535,33 @@ impl Cluster {
         name: &str,
         edges: &[usize],
     ) {
+        self.create_bucket_claimed(via, tenant, name, edges, tenant.bucket_claim(name))
+            .await;
+    }
+
+    /// [`Cluster::create_bucket`] for a bucket with its own replication factor `rf`.
+    pub async fn create_bucket_with_rf(&self, via: usize, tenant: &Tenant, name: &str, rf: u8) {
+        let edges = self.running();
+        let claim = tenant.bucket_claim_with_rf(name, Some(rf));
+        self.create_bucket_claimed(via, tenant, name, &edges, claim)
+            .await;
+    }
+
+    async fn create_bucket_claimed(
+        &self,
+        via: usize,
+        tenant: &Tenant,
+        name: &str,
+        edges: &[usize],
+        claim: xnode_registry::Entry,
+    ) {
         for &i in edges {
             self.authorise(i, tenant);
         }
         let entry = self
             .node(via)
             .storage()
-            .create_bucket(&tenant.id(), name, tenant.bucket_claim(name))
+            .create_bucket(&tenant.id(), name, claim)
             .unwrap();
         self.node(via).gossip_entry(&entry).await;
         let owner = tenant.id();

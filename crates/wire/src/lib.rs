@@ -143,6 +143,9 @@ pub mod kinds {
     pub const RECEIPT_RESPONSE: u8 = 63;
     /// A tenant's countersigning grant kept by its edge node.
     pub const STORED_GRANT: u8 = 64;
+    /// A tenant's chunk as storage metering knows it, in a node's local database
+    /// (`xnode-storage`: the chunks a replica holds and an edge placed, for byte-hours).
+    pub const CHUNK_USAGE: u8 = 65;
     /// An epoch-close request between nodes (`xnode-settle`).
     pub const SETTLE_REQUEST: u8 = 70;
     /// An epoch-close response.

@@ -285,6 +285,25 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
         },
         Err(_) => None,
     };
+    // The tenant lets every node countersign its receipts, so what the devnet's nodes
+    // serve it is metered into receipts and its epochs settle real usage.
+    if ready.is_ok() {
+        let granted = async {
+            let tenant = crate::tenant::load(&tenant_key)?;
+            for node in &nodes {
+                crate::devnet_grant::grant(&node.api_url(), &node.dir, &tenant).await?;
+            }
+            anyhow::Ok(())
+        };
+        match granted.await {
+            Ok(()) => println!(
+                "The devnet's tenant lets every node countersign its receipts (for up to a week).\n"
+            ),
+            Err(e) => {
+                println!("warning: the devnet's tenant could not grant countersigning: {e:#}")
+            }
+        }
+    }
     print_nodes(&nodes);
     print_help(&nodes);
     print_storage_help(&nodes, &tenant_key);

@@ -8,6 +8,7 @@ mod client;
 mod compute_cmd;
 mod devnet;
 mod devnet_chain;
+mod devnet_grant;
 mod drain_cmd;
 mod ledger_cmd;
 mod s3_cmd;

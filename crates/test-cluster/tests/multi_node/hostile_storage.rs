@@ -599,7 +599,7 @@ async fn a_stalling_replica_does_not_stall_reads() {
     c.node(1)
         .storage()
         .set_serve_tamper(Some(std::sync::Arc::new(|request, honest| match request {
-            StoreRequest::GetChunk { .. } => {
+            StoreRequest::GetChunk { .. } | StoreRequest::GetTenantChunk { .. } => {
                 xnode_storage::ServeFault::Delay(Duration::from_secs(120), honest)
             }
             _ => xnode_storage::ServeFault::Answer(honest),
@@ -933,7 +933,9 @@ async fn a_node_that_silently_lost_chunks_is_caught_by_audits_and_gets_no_new_da
                 StoreRequest::AuditChunk { id, nonce, .. } if lost(id) => {
                     ServeFault::Answer(StoreResponse::AuditNotHeld { nonce: *nonce })
                 }
-                StoreRequest::GetChunk { id } if lost(id) => {
+                StoreRequest::GetChunk { id } | StoreRequest::GetTenantChunk { id, .. }
+                    if lost(id) =>
+                {
                     ServeFault::Answer(StoreResponse::Chunk(None))
                 }
                 _ => ServeFault::Answer(answer),

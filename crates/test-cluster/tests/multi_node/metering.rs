@@ -2,7 +2,9 @@
 //! tenant's edge are metered by the replicas that ran them, countersigned by the edge
 //! under the tenant's grant, and settle in the ledger to exactly the calls made; a
 //! replica that inflates its counter is countersigned only for what the edge saw, and
-//! stops serving the tenant once the grace for its uncovered usage ran out.
+//! stops serving the tenant once the grace for its uncovered usage ran out. Objects stored
+//! and read through the edge are metered the same way: the bytes replicas served and the
+//! byte-hours they held, countersigned up to what the edge verified and placed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -55,7 +57,8 @@ pub(crate) async fn grant_countersigning(
 async fn countersigned_receipts_settle_to_the_calls_made_and_inflation_is_not_signed() {
     // Node 0 is the tenant's edge and runs nothing; nodes 1 and 2 run the function.
     let cluster = Cluster::start_with(3, |config| {
-        config.metering.exchange_interval = Duration::from_millis(200);
+        config.metering.exchange_interval = EXCHANGE;
+        config.storage.chunk_size = 64 * 1024;
         config.metering.tolerance = Tolerance { ppm: 0, slack: 0 };
         config.metering.enforce = true;
         config.metering.grace = Duration::from_secs(1);
@@ -93,11 +96,33 @@ async fn countersigned_receipts_settle_to_the_calls_made_and_inflation_is_not_si
         assert_eq!(answer.status(), 200);
     }
 
-    // A modified node 1 claims 1000 calls it never served.
+    // Storage: a bucket with one copy of each chunk, so most of an object's chunks live on
+    // nodes 1 and 2 and the edge reads them over the network.
+    cluster
+        .create_bucket_with_rf(0, &tenant, "metered", 1)
+        .await;
+    let object: Vec<u8> = (0..1_048_576u32).map(|i| (i % 251) as u8).collect();
+    let stored_at = std::time::Instant::now();
+    cluster
+        .put(0, &tenant, "metered", "data", &object)
+        .await
+        .unwrap();
+    let read = cluster.get(0, &tenant, "metered", "data", None).await;
+    assert!(read.unwrap() == object, "the object reads back");
+    let remote = remote_chunks(&cluster, &tenant, "metered", "data").await;
+    assert!(remote.chunks > 0, "some chunks are placed off the edge");
+
+    // A modified node 1 claims 1000 calls it never served, and a terabyte-hour of storage.
     let inflater = cluster.node(1);
     inflater
         .metering()
         .provided(tenant.id(), edge.id(), Resource::FunctionRequests, 1000);
+    inflater.metering().provided(
+        tenant.id(),
+        edge.id(),
+        Resource::StorageByteHours,
+        INFLATED_BYTE_HOURS,
+    );
 
     // Wait until each replica holds a countersigned receipt for exactly what the edge saw
     // it serve, and the receipts add up to the calls made.
@@ -151,6 +176,137 @@ async fn countersigned_receipts_settle_to_the_calls_made_and_inflation_is_not_si
     assert!(
         inflated_receipt < 1000,
         "node 1 got {inflated_receipt} countersigned"
+    );
+
+    // Egress: the replicas' receipts add up to exactly what the edge verified, which is
+    // the sealed bytes of the chunks it read from them (plus at most the seal's overhead).
+    let by_resource = |receipts: &[Receipt], resource: Resource| -> u64 {
+        receipts
+            .iter()
+            .filter(|r| r.body.resource == resource)
+            .map(|r| r.body.cumulative)
+            .sum()
+    };
+    let observed = |c: &Cluster, resource: Resource| -> u64 {
+        let metering = c.node(0).metering();
+        let now = metering.current_epoch().0;
+        let mut total = 0;
+        for provider in [c.id(1), c.id(2)] {
+            for epoch in [now.saturating_sub(1), now] {
+                let key = xnode_metering::CounterKey {
+                    tenant: tenant.id(),
+                    provider,
+                    resource,
+                    epoch: xnode_ledger::Epoch(epoch),
+                };
+                total += metering.observed_total(&key).unwrap();
+            }
+        }
+        total
+    };
+    cluster
+        .wait_until(
+            "egress receipts covering what the edge read",
+            Duration::from_secs(20),
+            |c| {
+                let seen = observed(c, Resource::EgressBytes);
+                seen > 0 && by_resource(&held(c), Resource::EgressBytes) == seen
+            },
+        )
+        .await;
+    let egress = by_resource(&held(&cluster), Resource::EgressBytes);
+    eprintln!(
+        "egress: {egress} bytes countersigned for {} chunks read from replicas",
+        remote.chunks
+    );
+    assert!(
+        egress >= remote.least_bytes && egress <= remote.most_bytes,
+        "egress {egress} is not the {}..={} bytes of the {} chunks read from replicas",
+        remote.least_bytes,
+        remote.most_bytes,
+        remote.chunks
+    );
+
+    // A replica that serves garbage is not paid for it: node 2 corrupts what it sends, so
+    // the read fails (one copy of each chunk), its meter counts the bytes it sent, and its
+    // countersigned egress stays what the edge verified.
+    let node2 = cluster.id(2);
+    if remote.holders.contains(&node2) {
+        let egress_of = |c: &Cluster, provided: bool| -> u64 {
+            let now = c.node(0).metering().current_epoch().0;
+            (now.saturating_sub(1)..=now)
+                .map(|epoch| {
+                    let key = xnode_metering::CounterKey {
+                        tenant: tenant.id(),
+                        provider: node2,
+                        resource: Resource::EgressBytes,
+                        epoch: xnode_ledger::Epoch(epoch),
+                    };
+                    if provided {
+                        c.node(2).metering().provided_total(&key).unwrap()
+                    } else {
+                        c.node(0).metering().observed_total(&key).unwrap()
+                    }
+                })
+                .sum()
+        };
+        cluster.node(2).set_corrupt_served_chunks(true).unwrap();
+        let garbled = cluster.get(0, &tenant, "metered", "data", None).await;
+        cluster.node(2).set_corrupt_served_chunks(false).unwrap();
+        assert!(garbled.is_err(), "bytes that did not match were returned");
+        // Several exchange rounds, in which node 2 proposes what it metered.
+        tokio::time::sleep(5 * EXCHANGE).await;
+        let signed: u64 = held(&cluster)
+            .iter()
+            .filter(|r| r.body.provider == node2 && r.body.resource == Resource::EgressBytes)
+            .map(|r| r.body.cumulative)
+            .sum();
+        let (metered, verified) = (egress_of(&cluster, true), egress_of(&cluster, false));
+        assert!(
+            metered > verified && signed == verified,
+            "node 2 metered {metered}, the edge verified {verified}, {signed} countersigned"
+        );
+    }
+
+    // Byte-hours: countersigned, never above what the edge observed nor above the bytes
+    // placed on replicas times the time since the upload began (with room for a sampling
+    // round that began before it, however late a busy machine ran it); node 1's
+    // terabyte-hour is not signed.
+    let byte_hours_bound = |elapsed: Duration| {
+        let ms = (elapsed + Duration::from_secs(10)).as_millis() as u64;
+        xnode_metering::byte_hours(remote.most_bytes, ms)
+    };
+    // Node 2 is honest: it is countersigned for the chunks it holds on its own meter (node
+    // 1's inflated claim is countersigned up to what the edge observed, so it proves
+    // nothing about the replica's meter).
+    let honest = cluster.id(2);
+    let honest_byte_hours = |c: &Cluster| -> u64 {
+        held(c)
+            .iter()
+            .filter(|r| r.body.provider == honest && r.body.resource == Resource::StorageByteHours)
+            .map(|r| r.body.cumulative)
+            .sum()
+    };
+    cluster
+        .wait_until("countersigned byte-hours", Duration::from_secs(20), |c| {
+            by_resource(&held(c), Resource::StorageByteHours) > 0
+                && (!remote.holders.contains(&honest) || honest_byte_hours(c) > 0)
+        })
+        .await;
+    let receipts = held(&cluster);
+    let byte_hours = by_resource(&receipts, Resource::StorageByteHours);
+    let bound = byte_hours_bound(stored_at.elapsed());
+    eprintln!("stored: {byte_hours} byte-hours countersigned (at most {bound})");
+    assert!(
+        byte_hours <= observed(&cluster, Resource::StorageByteHours) && byte_hours <= bound,
+        "{byte_hours} byte-hours countersigned; the bound is {bound}"
+    );
+    assert!(
+        receipts
+            .iter()
+            .all(|r| r.body.resource != Resource::StorageByteHours
+                || r.body.cumulative < INFLATED_BYTE_HOURS),
+        "the inflated byte-hours were countersigned"
     );
 
     // The same receipts through the HTTP route, as another node would fetch them.
@@ -247,4 +403,53 @@ async fn countersigned_receipts_settle_to_the_calls_made_and_inflation_is_not_si
 
 fn cluster_edge(cluster: &Cluster) -> NodeId {
     cluster.id(0)
+}
+
+/// How often the test's nodes exchange receipts and sample stored bytes.
+const EXCHANGE: Duration = Duration::from_millis(200);
+/// What the modified node 1 claims of stored byte-hours.
+const INFLATED_BYTE_HOURS: u64 = 1_000_000_000_000;
+
+/// The chunks of an object placed off the edge (node 0), whose reads cross the network.
+struct RemoteChunks {
+    chunks: u64,
+    /// Their plain bytes (the sealed ones are a little more).
+    least_bytes: u64,
+    /// Their plain bytes plus a generous allowance for the seal of each.
+    most_bytes: u64,
+    /// The nodes they are placed on.
+    holders: Vec<NodeId>,
+}
+
+async fn remote_chunks(
+    cluster: &Cluster,
+    tenant: &Tenant,
+    bucket: &str,
+    key: &str,
+) -> RemoteChunks {
+    let details = cluster
+        .node(0)
+        .storage()
+        .object_details(&tenant.id(), bucket, key)
+        .await
+        .unwrap();
+    let edge = cluster.id(0);
+    let mut remote = RemoteChunks {
+        chunks: 0,
+        least_bytes: 0,
+        most_bytes: 0,
+        holders: vec![],
+    };
+    // The manifest's size is its sealed size; data chunks report their plain size.
+    for (chunk, seal) in
+        std::iter::once((&details.manifest, 0)).chain(details.chunks.iter().map(|c| (c, 64)))
+    {
+        if !chunk.placed_on.contains(&edge) {
+            remote.chunks += 1;
+            remote.least_bytes += chunk.size;
+            remote.most_bytes += chunk.size + seal;
+            remote.holders.extend(chunk.placed_on.iter().copied());
+        }
+    }
+    remote
 }

@@ -1,6 +1,7 @@
 //! Epochs settle on a real EVM across real nodes (issue 14's first acceptance test): five
 //! nodes with `[chain]` and `[settlement]` against a local anvil; a tenant escrows tokens,
-//! stores objects and calls a function (receipts countersigned by its edge); every epoch
+//! stores and reads objects and calls a function (receipts for the byte-hours stored, the
+//! bytes served and the calls, countersigned by its edge); every epoch
 //! closes, every node computes the same root, the committee posts it, `rootOf` on chain is
 //! that root, each operator claims exactly its row of the ledger's table, and the tenant's
 //! escrow dropped by exactly its countersigned receipts. The ledger routes answer over
@@ -107,7 +108,9 @@ async fn epochs_settle_on_anvil_across_five_nodes_and_one_member_cannot_post() {
         settlement.committee = members.clone();
         settlement.threshold = THRESHOLD;
         settlement.operators = operators.clone();
-        settlement.grace = Duration::from_secs(1);
+        // Stored byte-hours accrue in every epoch, so every epoch's last receipts are
+        // countersigned after it ends: the grace leaves them ten exchange rounds.
+        settlement.grace = Duration::from_secs(2);
         settlement.gather = Duration::from_secs(1);
         settlement.round_interval = Duration::from_millis(300);
         settlement.backup_post_after = Duration::from_secs(2);
@@ -139,7 +142,9 @@ async fn epochs_settle_on_anvil_across_five_nodes_and_one_member_cannot_post() {
     .await;
     let http = reqwest::Client::new();
 
-    cluster.create_bucket(0, &tenant, "files").await;
+    // One copy of each chunk: most chunks live off the edge, so the replicas holding them
+    // are paid byte-hours and the reads below cross the network (egress).
+    cluster.create_bucket_with_rf(0, &tenant, "files", 1).await;
     for k in 0..3 {
         cluster
             .put(
@@ -151,6 +156,13 @@ async fn epochs_settle_on_anvil_across_five_nodes_and_one_member_cannot_post() {
             )
             .await
             .unwrap();
+    }
+    for k in 0..3 {
+        let read = cluster
+            .get(0, &tenant, "files", &format!("object-{k}"), None)
+            .await
+            .unwrap();
+        assert!(read == [k as u8; 50_000], "object-{k} reads back");
     }
     cluster
         .deploy(0, &tenant, "hello", Kind::Http, "hello", 2, |spec| {
@@ -252,6 +264,7 @@ async fn epochs_settle_on_anvil_across_five_nodes_and_one_member_cannot_post() {
 
     let mut charged_by_records = 0u128;
     let mut recorded_totals = 0u128;
+    let mut resources_charged = std::collections::BTreeSet::new();
     let mut paid: BTreeMap<Address, u128> = BTreeMap::new();
     let mut priced_receipts = 0u128;
     let mut verifier = SignatureVerifier::new(&network);
@@ -319,7 +332,14 @@ async fn epochs_settle_on_anvil_across_five_nodes_and_one_member_cannot_post() {
 
         // What the tenant's countersigned receipts of the epoch are worth, priced from
         // the receipts the providers hold (not from any record).
-        let receipts = held(&cluster, epoch)
+        let held_now = held(&cluster, epoch);
+        resources_charged.extend(
+            held_now
+                .iter()
+                .filter(|r| r.body.cumulative > 0)
+                .map(|r| r.body.resource),
+        );
+        let receipts = held_now
             .iter()
             .map(|r| verifier.receipt(r).expect("a held receipt verifies"))
             .collect();
@@ -353,6 +373,17 @@ async fn epochs_settle_on_anvil_across_five_nodes_and_one_member_cannot_post() {
             .sum::<u128>();
     }
     assert!(charged_by_records > 0, "the tenant was charged nothing");
+    // The charges include storage (byte-hours held, bytes served), not only the calls.
+    for resource in [
+        xnode_ledger::Resource::FunctionRequests,
+        xnode_ledger::Resource::StorageByteHours,
+        xnode_ledger::Resource::EgressBytes,
+    ] {
+        assert!(
+            resources_charged.contains(&resource),
+            "no countersigned {resource:?} receipt in the settled epochs: {resources_charged:?}"
+        );
+    }
     assert_eq!(
         U256::from(ESCROWED) - escrow_left,
         U256::from(charged_by_records),

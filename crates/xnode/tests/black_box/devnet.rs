@@ -54,6 +54,11 @@ fn devnet_starts_obeys_fault_drills_and_stops_cleanly() {
         }
     };
     expect("All 3 nodes are up", Duration::from_secs(30));
+    // The tenant's grants reached every node, so the devnet's usage is countersigned.
+    expect(
+        "lets every node countersign its receipts",
+        Duration::from_secs(10),
+    );
     expect("Fault drills", Duration::from_secs(5));
 
     let manifest: serde_json::Value =
