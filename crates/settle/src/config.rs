@@ -90,8 +90,15 @@ pub struct SettlementConfig {
     pub lookback_epochs: u64,
     /// The price of every metered resource (`[settlement.prices]`). Every node of a
     /// network must configure the same table: its digest is part of each member's signed
-    /// epoch context, and members never count a vote computed with other prices.
+    /// epoch context, and members never count a vote computed with other prices. Left out
+    /// when written with the defaults (TOML values cannot hold every `u128`, and a
+    /// generated configuration then reads back the same).
+    #[serde(skip_serializing_if = "is_default_prices")]
     pub prices: PriceTable,
+}
+
+fn is_default_prices(prices: &PriceTable) -> bool {
+    *prices == PriceTable::default()
 }
 
 impl Default for SettlementConfig {

@@ -131,6 +131,7 @@ pub fn start(dirs: &[PathBuf], tenant: &xnode_types::SecretKey) -> anyhow::Resul
         post_deadline: Duration::from_secs(3600),
         backup_post_after: Duration::from_secs(10),
         lookback_epochs: 2,
+        prices: xnode_ledger::PriceTable::default(),
     };
     let text = config_text(&chain, &settlement)?;
     for dir in dirs {
