@@ -195,3 +195,28 @@ pub fn print_help(chain: &DevChain, tenant: &xnode_types::SecretKey, first_api: 
         bond = OPERATOR_BOND / TOKEN,
     );
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// The devnet's `chain.toml` reads back as a node configuration with the default
+    /// prices (a TOML value cannot hold every `u128`, so the default table is left out).
+    #[test]
+    fn the_chain_config_text_reads_back_with_the_default_prices() {
+        let settlement = SettlementConfig {
+            lookback_epochs: 3,
+            ..SettlementConfig::default()
+        };
+        let text = config_text(&ChainConfig::default(), &settlement).unwrap();
+        assert!(!text.contains("prices"), "{text}");
+        let config: xnode_node::Config = toml::from_str(&text).unwrap();
+        assert_eq!(config.settlement.lookback_epochs, 3);
+        assert_eq!(
+            config.settlement.prices,
+            xnode_ledger::PriceTable::default()
+        );
+    }
+}
