@@ -266,5 +266,55 @@ async fn a_node_that_silently_lost_chunks_is_penalised_in_the_settled_table() {
         view["context"]["previous_epoch"],
         serde_json::json!(context.previous_epoch)
     );
+
+    // A member that lacks the newest settled reputation (here: deleted from its
+    // database, as for a member that dissented on that epoch) fetches it from the others
+    // and accepts it only with the threshold's signatures: the entry comes back,
+    // although that epoch is final on the member and never stored by it again.
+    let carried_on = |c: &Cluster, e: u64| {
+        c.node(1)
+            .db()
+            .get(xnode_settle::SETTLE_REPUTATION, &e.to_be_bytes())
+            .unwrap()
+    };
+    let mut refetched = false;
+    for _ in 0..3 {
+        let now = c.node(1).settlement().current_epoch().0;
+        let Some(newest) = (start..now).rev().find(|&e| carried_on(&c, e).is_some()) else {
+            break;
+        };
+        let next_final = record(&c, 1, newest + 1).is_some_and(|r| r.status == EpochStatus::Posted);
+        if next_final {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            continue;
+        }
+        let original = carried_on(&c, newest).unwrap();
+        c.node(1)
+            .db()
+            .delete(xnode_settle::SETTLE_REPUTATION, &newest.to_be_bytes())
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(8);
+        while std::time::Instant::now() < deadline {
+            if let Some(back) = carried_on(&c, newest) {
+                let back: xnode_settle::CarriedReputation =
+                    xnode_wire::decode(&back, 16 << 20).unwrap();
+                let original: xnode_settle::CarriedReputation =
+                    xnode_wire::decode(&original, 16 << 20).unwrap();
+                assert_eq!(back.state, original.state);
+                assert_eq!(back.context, original.context);
+                refetched = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if refetched {
+            eprintln!("node 1 fetched epoch {newest}'s reputation back from the members");
+            break;
+        }
+    }
+    assert!(
+        refetched,
+        "node 1 never fetched the deleted reputation back"
+    );
     c.shutdown().await;
 }
