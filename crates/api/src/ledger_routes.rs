@@ -66,11 +66,46 @@ pub struct ChargeView {
     pub charged: String,
 }
 
+/// One node's penalty in an epoch's table (only nodes with a warning, reduced reward,
+/// slash or ejection are listed).
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct PenaltyView {
+    /// The node.
+    pub node: String,
+    /// `none`, `warning`, `reduced` or `ejected`.
+    pub level: String,
+    /// Why it was ejected: `low_score` or `bond_exhausted`.
+    pub ejection: Option<String>,
+    /// Its reputation score after the epoch's audits, in parts per million.
+    pub score_ppm: u64,
+    /// Failed audits that counted this epoch.
+    pub counted_failures: u64,
+    /// Taken from its bond: the repair cost of the failed chunks (decimal string).
+    pub slashed: String,
+    /// Its bond after the slash (decimal string).
+    pub bond_after: String,
+    /// Tenant payments withheld from it because of its level (decimal string).
+    pub reward_withheld: String,
+}
+
+/// What a root depends on besides the evidence, as this node computed it.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ContextView {
+    /// Digest of the ledger parameters (prices, reputation model, penalties, emission).
+    pub params_digest: String,
+    /// The settled epoch whose reputation this one started from (none: the initial state).
+    pub previous_epoch: Option<u64>,
+    /// Digest of that starting reputation state.
+    pub previous_reputation: String,
+    /// Digest of the reputation this epoch outputs (the next one starts from it).
+    pub reputation: String,
+}
+
 /// One epoch's close as this node knows it.
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct EpochView {
     pub epoch: u64,
-    /// `gathering`, `voted`, `quorum` or `posted`.
+    /// `gathering`, `voted`, `quorum`, `posted` or `superseded`.
     pub status: String,
     /// Evidence bundles in this node's set.
     pub bundles: u64,
@@ -93,6 +128,12 @@ pub struct EpochView {
     pub tx_hash: Option<String>,
     /// Why the last round failed, if it did.
     pub error: Option<String>,
+    /// Penalties in the epoch's table, by node.
+    #[serde(default)]
+    pub penalties: Vec<PenaltyView>,
+    /// The parameters and reputations the root was computed with.
+    #[serde(default)]
+    pub context: Option<ContextView>,
 }
 
 /// One operator the ledger pays, as this node's `[settlement] operators` lists it.
@@ -138,6 +179,33 @@ fn status_name(status: xnode_settle::EpochStatus) -> &'static str {
         xnode_settle::EpochStatus::Voted => "voted",
         xnode_settle::EpochStatus::Quorum => "quorum",
         xnode_settle::EpochStatus::Posted => "posted",
+        xnode_settle::EpochStatus::Superseded => "superseded",
+    }
+}
+
+fn penalty_view(penalty: xnode_ledger::Penalty) -> PenaltyView {
+    use xnode_ledger::{EjectionReason, PenaltyLevel};
+    PenaltyView {
+        node: penalty.node.to_string(),
+        level: match penalty.level {
+            PenaltyLevel::None => "none",
+            PenaltyLevel::Warning => "warning",
+            PenaltyLevel::Reduced => "reduced",
+            PenaltyLevel::Ejected => "ejected",
+        }
+        .into(),
+        ejection: penalty.ejection.map(|reason| {
+            match reason {
+                EjectionReason::LowScore => "low_score",
+                EjectionReason::BondExhausted => "bond_exhausted",
+            }
+            .into()
+        }),
+        score_ppm: penalty.score_ppm,
+        counted_failures: penalty.counted_failures,
+        slashed: penalty.slashed.to_string(),
+        bond_after: penalty.bond_after.to_string(),
+        reward_withheld: penalty.reward_withheld.to_string(),
     }
 }
 
@@ -179,6 +247,13 @@ fn epoch_view(record: xnode_settle::EpochRecord) -> EpochView {
         poster: record.poster.map(|p| p.to_string()),
         tx_hash: record.tx_hash.map(|t| t.to_string()),
         error: record.error,
+        penalties: record.penalties.into_iter().map(penalty_view).collect(),
+        context: record.context.map(|c| ContextView {
+            params_digest: hex32(&c.params_digest),
+            previous_epoch: c.previous_epoch,
+            previous_reputation: hex32(&c.previous_reputation),
+            reputation: hex32(&c.reputation),
+        }),
     }
 }
 
@@ -496,6 +571,13 @@ mod tests {
             .unwrap()
             .try_into()
             .unwrap()
+    }
+
+    #[test]
+    fn a_superseded_epoch_is_shown_as_superseded() {
+        let mut superseded = record(&[(1, 100)]);
+        superseded.status = EpochStatus::Superseded;
+        assert_eq!(epoch_view(superseded).status, "superseded");
     }
 
     #[test]

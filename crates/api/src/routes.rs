@@ -92,6 +92,8 @@ use crate::error::{ApiError, ErrorBody};
         crate::ledger_routes::ChargeView,
         crate::ledger_routes::ClaimView,
         crate::ledger_routes::OperatorView,
+        crate::ledger_routes::PenaltyView,
+        crate::ledger_routes::ContextView,
         crate::coordinate_routes::CoordinatesView,
         crate::coordinate_routes::PeerCoordinateView,
         crate::coordinate_routes::CoordinateView

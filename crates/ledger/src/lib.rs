@@ -81,6 +81,7 @@
 #![warn(missing_docs)]
 mod accounts;
 mod audit;
+mod digest;
 mod epoch;
 mod error;
 mod fixed;
@@ -99,6 +100,7 @@ mod tests;
 
 pub use accounts::{Stake, TenantEscrow, operator_key};
 pub use audit::{AUDIT_DOMAIN, AUDIT_VERSION, AuditBody, AuditResult, VerifiedAudit};
+pub use digest::{PARAMS_DIGEST_DOMAIN, REPUTATION_DIGEST_DOMAIN};
 pub use epoch::{
     EpochInput, EpochOutput, IgnoredReceipts, OperatorReward, Payout, TenantCharge, Totals,
     compute_epoch,

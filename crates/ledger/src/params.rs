@@ -63,6 +63,7 @@ impl Resource {
 /// base units per byte-hour, i.e. `Price { amount: 2_054_794_520_548, per_units_log10: 9 }`
 /// (base units per GB-hour).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Price {
     /// Base units charged per `10^per_units_log10` units.
     pub amount: u128,
@@ -100,6 +101,7 @@ impl Price {
 
 /// The price of every [`Resource`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PriceTable {
     /// Price of [`Resource::StorageByteHours`].
     pub storage_byte_hours: Price,

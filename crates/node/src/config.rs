@@ -539,6 +539,8 @@ mod tests {
             operators = [{{ node = "{node}", payout = "0x00000000000000000000000000000000000000bb" }}]
             grace = "2s"
             gather = "1s"
+            [settlement.prices]
+            egress_bytes = {{ amount = 7, per_units_log10 = 3 }}
             "#
         );
         let mut c: Config = toml::from_str(&text).unwrap();
@@ -547,6 +549,21 @@ mod tests {
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(c.settlement.grace, Duration::from_secs(2));
         assert_eq!(c.settlement.committee[0].node, node);
+        // A price given replaces its default; the others keep theirs.
+        let defaults = xnode_ledger::PriceTable::default();
+        assert_eq!(
+            c.settlement.prices.egress_bytes,
+            xnode_ledger::Price::new(7, 3)
+        );
+        assert_eq!(
+            c.settlement.prices.storage_byte_hours,
+            defaults.storage_byte_hours
+        );
+        let misspelt = text.replace("egress_bytes", "egres_bytes");
+        assert!(
+            toml::from_str::<Config>(&misspelt).is_err(),
+            "unknown price refused"
+        );
 
         let refused = |change: &dyn Fn(&mut Config), expect: &str| {
             let mut changed = c.clone();
@@ -589,11 +606,18 @@ mod tests {
             "audit_epoch",
         );
         refused(&|c| c.settlement.lookback_epochs = 0, "lookback_epochs");
-        // Off, the sections are not checked: a disabled node needs no chain.
+        refused(
+            &|c| c.settlement.prices.job_fuel.per_units_log10 = 39,
+            "settlement.prices",
+        );
+        // Off, the sections are not checked (a disabled node needs no chain), except the
+        // prices, so a bad table shows at start rather than when settlement is enabled.
         let mut off = c.clone();
         off.settlement.enabled = false;
         off.chain = xnode_settle::ChainConfig::default();
         assert_eq!(off.validate(), Ok(()));
+        off.settlement.prices.worker_fuel.per_units_log10 = 40;
+        assert!(off.validate().is_err());
     }
 
     fn alloy_address(byte: u8) -> xnode_settle::config::Address {

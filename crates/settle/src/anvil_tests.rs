@@ -103,10 +103,10 @@ async fn an_epoch_closes_and_settles_on_anvil() {
     );
 
     let config = CommitteeConfig::new(&addresses, 2).unwrap();
-    let mut quorum = QuorumCollector::new(config, EPOCH, digest);
+    let mut quorum = QuorumCollector::new(config, EPOCH, digest, B256::ZERO);
     let votes: Vec<RootVote> = members
         .iter()
-        .map(|member| RootVote::sign(member, EPOCH, digest).unwrap())
+        .map(|member| RootVote::sign(member, EPOCH, digest, B256::ZERO).unwrap())
         .collect();
     quorum.add(&votes[0]).unwrap();
     assert!(quorum.signatures().is_err(), "one vote released signatures");

@@ -16,10 +16,11 @@ use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::signers::local::PrivateKeySigner;
 use serde::{Deserialize, Serialize};
 use xnode_chain::SettlementPlan;
-use xnode_ledger::{Epoch, EpochInput, EpochOutput, Hash, compute_epoch};
+use xnode_ledger::{Epoch, EpochInput, EpochOutput, Hash, Penalty, compute_epoch};
 use xnode_types::PublicKeyBytes;
 use xnode_wire::Versioned;
 
+use crate::carry::{CarriedReputation, EpochContext};
 use crate::error::CloseError;
 use crate::{CommitteeConfig, EvidenceSet, QuorumCollector, RootVote, VerifiedBundle, VoteOutcome};
 
@@ -39,6 +40,9 @@ pub enum EpochStatus {
     Quorum,
     /// The root is on chain.
     Posted,
+    /// A later epoch's root reached the chain first, so this one never can (the contract
+    /// takes epochs in order); its table pays nothing and its reputation is not carried.
+    Superseded,
 }
 
 /// One committee vote as recorded.
@@ -48,7 +52,9 @@ pub struct RecordedVote {
     pub signer: Address,
     /// The digest it signed.
     pub digest: B256,
-    /// Whether it is the digest this node computed.
+    /// The digest of its epoch context.
+    pub context: B256,
+    /// Whether both are the ones this node computed.
     pub agrees: bool,
 }
 
@@ -102,12 +108,94 @@ pub struct EpochRecord {
     pub tx_hash: Option<B256>,
     /// The last error of the close, if the last round failed.
     pub error: Option<String>,
+    /// What the root depends on besides the evidence: the parameters' digest, the
+    /// reputation it started from, the reputation it outputs.
+    pub context: Option<EpochContext>,
+    /// Nodes with a warning, reduced reward, slash or ejection this epoch, by node id.
+    pub penalties: Vec<Penalty>,
 }
 
 impl Versioned for EpochRecord {
     const KIND_TAG: u8 = xnode_wire::kinds::SETTLE_EPOCH_RECORD;
     const KIND_NAME: &'static str = "settlement epoch record";
-    const VERSION: u8 = 1;
+    /// Version 2 added `context`, `penalties`, each vote's context and the `superseded`
+    /// status (a new last variant).
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
+        if version != 1 {
+            return Err(xnode_wire::WireError::UnsupportedVersion {
+                kind: Self::KIND_NAME,
+                found: version,
+                supported: Self::VERSION,
+            });
+        }
+        let old: EpochRecordV1 =
+            postcard::from_bytes(body).map_err(|e| xnode_wire::WireError::Malformed {
+                kind: Self::KIND_NAME,
+                reason: e.to_string(),
+            })?;
+        Ok(old.into())
+    }
+}
+
+/// A vote as version 1 of the record kept it.
+#[derive(Deserialize)]
+struct RecordedVoteV1 {
+    signer: Address,
+    digest: B256,
+    agrees: bool,
+}
+
+/// Version 1 of [`EpochRecord`], read back after an upgrade.
+#[derive(Deserialize)]
+struct EpochRecordV1 {
+    epoch: u64,
+    status: EpochStatus,
+    bundles: u64,
+    set_digest: Option<Hash>,
+    root: Option<B256>,
+    digest: Option<B256>,
+    deadline: u64,
+    total: u128,
+    payouts: Vec<RecordedPayout>,
+    charges: Vec<RecordedCharge>,
+    votes: Vec<RecordedVoteV1>,
+    poster: Option<Address>,
+    tx_hash: Option<B256>,
+    error: Option<String>,
+}
+
+impl From<EpochRecordV1> for EpochRecord {
+    fn from(old: EpochRecordV1) -> Self {
+        Self {
+            epoch: old.epoch,
+            status: old.status,
+            bundles: old.bundles,
+            set_digest: old.set_digest,
+            root: old.root,
+            digest: old.digest,
+            deadline: old.deadline,
+            total: old.total,
+            payouts: old.payouts,
+            charges: old.charges,
+            votes: old
+                .votes
+                .into_iter()
+                .map(|v| RecordedVote {
+                    signer: v.signer,
+                    digest: v.digest,
+                    context: B256::ZERO,
+                    agrees: v.agrees,
+                })
+                .collect(),
+            poster: old.poster,
+            tx_hash: old.tx_hash,
+            error: old.error,
+            context: None,
+            penalties: Vec::new(),
+        }
+    }
 }
 
 impl EpochRecord {
@@ -128,6 +216,8 @@ impl EpochRecord {
             poster: None,
             tx_hash: None,
             error: None,
+            context: None,
+            penalties: Vec::new(),
         }
     }
 }
@@ -136,6 +226,7 @@ impl EpochRecord {
 #[derive(Clone, Debug)]
 struct Computed {
     set_digest: Hash,
+    context: EpochContext,
     output: EpochOutput,
     plan: SettlementPlan,
     deadline: U256,
@@ -203,12 +294,14 @@ impl EpochClose {
     }
 
     /// Computes the ledger's output over the set and `input` (built by the caller from
-    /// [`EvidenceSet::epoch_input`] with the chain's stakes and escrows), and the digest
-    /// to sign for the settlement contract. A member signs it with `signer`; a node that
-    /// is not a member passes `None` and only follows.
+    /// [`EvidenceSet::epoch_input`] with the chain's stakes and escrows, the configured
+    /// parameters and the reputation carried from `previous_epoch`), the digest to sign
+    /// for the settlement contract and the epoch's context. A member signs both with
+    /// `signer`; a node that is not a member passes `None` and only follows.
     pub fn compute_root(
         &mut self,
         input: &EpochInput,
+        previous_epoch: Option<u64>,
         settlement_domain: &alloy::sol_types::Eip712Domain,
         deadline: U256,
         signer: Option<&PrivateKeySigner>,
@@ -217,10 +310,18 @@ impl EpochClose {
         let plan = SettlementPlan::from_epoch(&output)?;
         let digest = plan.digest(settlement_domain, deadline);
         let epoch = self.epoch();
-        let mut quorum = QuorumCollector::new(self.committee.clone(), epoch, digest);
+        let context = EpochContext {
+            epoch,
+            params_digest: input.params.digest(),
+            previous_epoch,
+            previous_reputation: input.reputation.digest(),
+            reputation: output.reputation.digest(),
+        };
+        let mut quorum =
+            QuorumCollector::new(self.committee.clone(), epoch, digest, context.digest());
         let own_vote = match signer {
             Some(signer) if self.committee.is_member(&signer.address()) => {
-                let vote = RootVote::sign(signer, epoch, digest)?;
+                let vote = RootVote::sign(signer, epoch, digest, context.digest())?;
                 self.votes.insert(vote.signer, vote.clone());
                 Some(vote)
             }
@@ -232,6 +333,7 @@ impl EpochClose {
         }
         self.computed = Some(Computed {
             set_digest: self.set.digest(),
+            context,
             output,
             plan,
             deadline,
@@ -254,8 +356,12 @@ impl EpochClose {
             None => {
                 // Check the vote as a collector for a digest nobody signs would: every
                 // check but agreement.
-                let mut probe =
-                    QuorumCollector::new(self.committee.clone(), self.epoch(), B256::ZERO);
+                let mut probe = QuorumCollector::new(
+                    self.committee.clone(),
+                    self.epoch(),
+                    B256::ZERO,
+                    B256::ZERO,
+                );
                 probe.add(&vote)?;
                 VoteOutcome::Dissent
             }
@@ -296,6 +402,32 @@ impl EpochClose {
     /// The ledger's output over the current set, once computed.
     pub fn output(&self) -> Option<&EpochOutput> {
         self.computed.as_ref().map(|c| &c.output)
+    }
+
+    /// The epoch whose reputation the current root started from (`Some(None)`: the
+    /// initial state), once computed.
+    pub fn previous_epoch(&self) -> Option<Option<u64>> {
+        self.computed.as_ref().map(|c| c.context.previous_epoch)
+    }
+
+    /// The output reputation with its context and the agreeing votes, once the root is
+    /// posted: what the next epoch starts from, and what this node serves to members
+    /// that lack it.
+    pub fn carried(&self) -> Option<CarriedReputation> {
+        let computed = self.computed.as_ref().filter(|_| self.is_posted())?;
+        let context_digest = computed.context.digest();
+        let digest = computed.quorum.digest();
+        Some(CarriedReputation {
+            context: computed.context,
+            digest,
+            state: computed.output.reputation.clone(),
+            votes: self
+                .votes
+                .values()
+                .filter(|v| v.digest == digest && v.context == context_digest)
+                .cloned()
+                .collect(),
+        })
     }
 
     /// The settlement plan (root, total, charges, claims with proofs), once computed.
@@ -339,10 +471,16 @@ impl EpochClose {
             self.error.clone()
         };
         let Some(computed) = &self.computed else {
+            if self.superseded && self.posted.is_none() {
+                record.status = EpochStatus::Superseded;
+            }
             return record;
         };
         let digest = computed.quorum.digest();
+        let context_digest = computed.quorum.context();
         record.set_digest = Some(computed.set_digest);
+        record.context = Some(computed.context);
+        record.penalties = computed.output.penalties.clone();
         record.root = Some(computed.plan.rewards_root);
         record.digest = Some(digest);
         record.deadline = u64::try_from(computed.deadline).unwrap_or(u64::MAX);
@@ -371,13 +509,16 @@ impl EpochClose {
             .map(|v| RecordedVote {
                 signer: v.signer,
                 digest: v.digest,
-                agrees: v.digest == digest,
+                context: v.context,
+                agrees: v.digest == digest && v.context == context_digest,
             })
             .collect();
         record.poster = computed.quorum.poster();
         record.status = if let Some(tx) = self.posted {
             record.tx_hash = tx;
             EpochStatus::Posted
+        } else if self.superseded {
+            EpochStatus::Superseded
         } else if computed.quorum.has_quorum() {
             EpochStatus::Quorum
         } else {

@@ -1,7 +1,9 @@
 //! Unit tests of one epoch's close without a network: a member missing a bundle dissents
 //! until it fetches it, votes that arrived early count once the roots agree, nothing is
-//! released below the threshold, foreign votes are refused, and a posted record survives
-//! encoding and never reopens.
+//! released below the threshold, foreign votes are refused, a posted record survives
+//! encoding and never reopens; a member that started from another reputation or used
+//! other prices dissents even when the root is the same, and a carried reputation is
+//! accepted only with the threshold's signatures over its exact state.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -51,15 +53,28 @@ impl Committee {
 
     /// Computes the root of `close` as member `member`, returns its digest.
     fn compute(&self, close: &mut EpochClose, member: usize) -> B256 {
+        self.compute_from(close, member, params(), None, ReputationState::default())
+    }
+
+    /// Computes the root with given parameters and starting reputation.
+    fn compute_from(
+        &self,
+        close: &mut EpochClose,
+        member: usize,
+        params: xnode_ledger::LedgerParams,
+        previous_epoch: Option<u64>,
+        reputation: ReputationState,
+    ) -> B256 {
         let input = close.set().epoch_input(
-            params(),
+            params,
             self.world.stakes(),
             self.world.escrows(),
-            ReputationState::default(),
+            reputation,
         );
         close
             .compute_root(
                 &input,
+                previous_epoch,
                 &settlement_domain(),
                 U256::from(DEADLINE),
                 Some(&self.signers[member]),
@@ -137,13 +152,15 @@ fn votes_from_outsiders_or_with_a_forged_signer_are_refused() {
     let committee = Committee::new();
     let mut close = committee.close_with(&[0, 1, 2, 3]);
     let digest = committee.compute(&mut close, 0);
+    let context = close.own_vote().unwrap().context;
     let outsider = PrivateKeySigner::random();
-    let vote = RootVote::sign(&outsider, EPOCH, digest).unwrap();
+    let vote = RootVote::sign(&outsider, EPOCH, digest, context).unwrap();
     assert!(close.add_vote(vote).is_err());
-    let mut forged = RootVote::sign(&outsider, EPOCH, digest).unwrap();
+    let mut forged = RootVote::sign(&outsider, EPOCH, digest, context).unwrap();
     forged.signer = committee.signers[2].address();
     assert!(close.add_vote(forged).is_err());
-    let other_epoch = RootVote::sign(&committee.signers[2], Epoch(EPOCH.0 + 1), digest).unwrap();
+    let other_epoch =
+        RootVote::sign(&committee.signers[2], Epoch(EPOCH.0 + 1), digest, context).unwrap();
     assert!(close.add_vote(other_epoch).is_err());
     assert!(!close.has_quorum());
     assert_eq!(close.record().votes.len(), 1, "only our own vote is held");
@@ -154,8 +171,9 @@ fn a_posted_record_round_trips_and_never_reopens() {
     let committee = Committee::new();
     let mut close = committee.close_with(&[0, 1, 2]);
     let digest = committee.compute(&mut close, 0);
+    let context = close.own_vote().unwrap().context;
     close
-        .add_vote(RootVote::sign(&committee.signers[3], EPOCH, digest).unwrap())
+        .add_vote(RootVote::sign(&committee.signers[3], EPOCH, digest, context).unwrap())
         .unwrap();
     let tx = B256::repeat_byte(9);
     close.mark_posted(Some(tx));
@@ -171,4 +189,136 @@ fn a_posted_record_round_trips_and_never_reopens() {
     let bytes = xnode_wire::encode(&record).unwrap();
     let back: EpochRecord = xnode_wire::decode(&bytes, 1 << 20).unwrap();
     assert_eq!(back, record);
+}
+
+/// A node no stake or receipt mentions: its reputation changes no payout.
+fn bystander() -> xnode_types::NodeId {
+    xnode_types::SecretKey::from_seed(&[77; 32])
+        .unwrap()
+        .node_id()
+}
+
+#[test]
+fn another_starting_reputation_or_other_prices_dissent_even_with_the_same_root() {
+    let committee = Committee::new();
+    let mut carried = ReputationState::default();
+    carried.nodes.insert(
+        bystander(),
+        xnode_ledger::Reputation {
+            alpha_micro: 1,
+            beta_micro: 1_000_000_000,
+        },
+    );
+    let mut fresh = committee.close_with(&[0, 1, 2, 3]);
+    let mut from_history = committee.close_with(&[0, 1, 2, 3]);
+    let mut repriced = committee.close_with(&[0, 1, 2, 3]);
+    let fresh_digest = committee.compute(&mut fresh, 0);
+    let history_digest =
+        committee.compute_from(&mut from_history, 1, params(), Some(EPOCH.0 - 1), carried);
+    // A resource the world never meters: the table cannot change, only the parameters.
+    let mut other_prices = params();
+    other_prices.prices.worker_fuel.amount += 1;
+    let repriced_digest =
+        committee.compute_from(&mut repriced, 2, other_prices, None, Default::default());
+    assert_eq!(fresh_digest, history_digest, "the payout table is the same");
+    assert_eq!(
+        fresh_digest, repriced_digest,
+        "the payout table is the same"
+    );
+
+    for other in [&from_history, &repriced] {
+        let vote = other.own_vote().unwrap().clone();
+        assert_eq!(fresh.add_vote(vote).unwrap(), VoteOutcome::Dissent);
+    }
+    assert!(!fresh.has_quorum(), "no other context counts towards ours");
+    let record = fresh.record();
+    assert_eq!(record.votes.iter().filter(|v| v.agrees).count(), 1);
+    let context = record.context.unwrap();
+    assert_eq!(context.previous_epoch, None);
+    assert_eq!(context.params_digest, params().digest());
+    let history_context = from_history.record().context.unwrap();
+    assert_eq!(history_context.previous_epoch, Some(EPOCH.0 - 1));
+    assert_ne!(
+        history_context.previous_reputation,
+        context.previous_reputation
+    );
+}
+
+#[test]
+fn a_carried_reputation_needs_the_threshold_and_its_exact_state() {
+    let committee = Committee::new();
+    let mut close = committee.close_with(&[0, 1, 2, 3]);
+    let digest = committee.compute(&mut close, 0);
+    assert!(
+        close.carried().is_none(),
+        "nothing is carried before posting"
+    );
+    let context = close.own_vote().unwrap().context;
+    close
+        .add_vote(RootVote::sign(&committee.signers[1], EPOCH, digest, context).unwrap())
+        .unwrap();
+    close.mark_posted(None);
+    let carried = close.carried().unwrap();
+    assert_eq!(carried.votes.len(), 2);
+    let params_digest = params().digest();
+    carried
+        .verify(EPOCH, &params_digest, &committee.config)
+        .unwrap();
+    let bytes = xnode_wire::encode(&carried).unwrap();
+    let back: CarriedReputation = xnode_wire::decode(&bytes, 1 << 20).unwrap();
+    assert_eq!(back, carried);
+
+    // A peer that pads its own score, drops a signature, or serves another epoch or
+    // another network's parameters is refused.
+    let mut padded = carried.clone();
+    padded.state.nodes.insert(
+        bystander(),
+        xnode_ledger::Reputation {
+            alpha_micro: u128::MAX,
+            beta_micro: 0,
+        },
+    );
+    assert!(matches!(
+        padded.verify(EPOCH, &params_digest, &committee.config),
+        Err(CarryError::StateMismatch)
+    ));
+    let mut resigned = padded.clone();
+    resigned.context.reputation = padded.state.digest();
+    assert!(matches!(
+        resigned.verify(EPOCH, &params_digest, &committee.config),
+        Err(CarryError::TooFewSignatures { have: 0, need: 2 })
+    ));
+    let mut thin = carried.clone();
+    thin.votes.pop();
+    assert!(matches!(
+        thin.verify(EPOCH, &params_digest, &committee.config),
+        Err(CarryError::TooFewSignatures { have: 1, need: 2 })
+    ));
+    let mut doubled = thin.clone();
+    doubled.votes.push(doubled.votes[0].clone());
+    assert!(
+        doubled
+            .verify(EPOCH, &params_digest, &committee.config)
+            .is_err()
+    );
+    assert!(matches!(
+        carried.verify(Epoch(EPOCH.0 + 1), &params_digest, &committee.config),
+        Err(CarryError::WrongEpoch { .. })
+    ));
+    assert!(matches!(
+        carried.verify(EPOCH, &[0; 32], &committee.config),
+        Err(CarryError::OtherParams)
+    ));
+}
+
+#[test]
+fn a_superseded_epoch_says_so_in_its_status() {
+    let committee = Committee::new();
+    let mut close = committee.close_with(&[0, 1]);
+    close.mark_superseded();
+    assert_eq!(close.record().status, EpochStatus::Superseded);
+    committee.compute(&mut close, 0);
+    let record = close.record();
+    assert_eq!(record.status, EpochStatus::Superseded);
+    assert!(close.is_final());
 }

@@ -8,6 +8,13 @@
 //! counts only votes for its own digest, by distinct committee members, and hands out
 //! signatures (ascending by signer, as the contract requires) only from the threshold up,
 //! so fewer than f+1 honest-looking votes never reach the chain from our side either.
+//!
+//! A vote also carries the member's epoch context (`crate::EpochContext`: the parameters'
+//! digest, the reputation the epoch started from and the one it ends with), signed with
+//! the same key over [`context_signing_hash`]. The contract never sees it; members count a
+//! vote as agreeing only if both the EIP-712 digest and the context are theirs, so a root
+//! computed with other prices or from another previous reputation is never posted with
+//! ours, even when its payout table happens to be the same.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,10 +29,25 @@ use xnode_types::SecretKey;
 use crate::error::CommitteeError;
 
 /// The vote format version this code signs and accepts.
-pub const ROOT_VOTE_VERSION: u8 = 1;
+pub const ROOT_VOTE_VERSION: u8 = 2;
+
+/// Domain of the context signature (see [`context_signing_hash`]).
+pub const VOTE_CONTEXT_DOMAIN: &[u8] = b"xnode root vote context v1\n";
 
 /// Domain separator of the committee key derivation.
 const COMMITTEE_KEY_DOMAIN: &[u8] = b"xnode committee key v1\n";
+
+/// What a member signs to bind its context to its vote: keccak-256 of
+/// [`VOTE_CONTEXT_DOMAIN`], the epoch (8 bytes, big-endian), the EIP-712 digest and the
+/// context digest. Distinct from any EIP-712 digest (those start with `0x1901`), so the
+/// signature can never be posted as a root signature.
+pub fn context_signing_hash(epoch: Epoch, digest: &B256, context: &B256) -> B256 {
+    let mut material = VOTE_CONTEXT_DOMAIN.to_vec();
+    material.extend_from_slice(&epoch.0.to_be_bytes());
+    material.extend_from_slice(digest.as_slice());
+    material.extend_from_slice(context.as_slice());
+    B256::from(keccak256(&material))
+}
 
 /// The node's committee key: a secp256k1 key derived from its ed25519 node key, so the
 /// devnet can list committee addresses from node keys and an operator has one secret to
@@ -106,29 +128,51 @@ pub struct RootVote {
     pub epoch: Epoch,
     /// The EIP-712 digest signed.
     pub digest: B256,
+    /// The digest of the member's epoch context (`crate::EpochContext::digest`).
+    pub context: B256,
     /// The member's address.
     pub signer: Address,
-    /// 65 bytes `r ‖ s ‖ v`, as the contract recovers them.
+    /// 65 bytes `r ‖ s ‖ v` over `digest`, as the contract recovers them.
     pub signature: Bytes,
+    /// 65 bytes `r ‖ s ‖ v` over [`context_signing_hash`] of the epoch, digest and context.
+    pub context_signature: Bytes,
 }
 
 impl RootVote {
-    /// Signs `digest` for `epoch` with a member's key.
+    /// Signs `digest` and `context` for `epoch` with a member's key.
     pub fn sign(
         signer: &PrivateKeySigner,
         epoch: Epoch,
         digest: B256,
+        context: B256,
     ) -> Result<Self, CommitteeError> {
         let signature = signer
             .sign_hash_sync(&digest)
+            .map_err(CommitteeError::Signing)?;
+        let context_signature = signer
+            .sign_hash_sync(&context_signing_hash(epoch, &digest, &context))
             .map_err(CommitteeError::Signing)?;
         Ok(Self {
             v: ROOT_VOTE_VERSION,
             epoch,
             digest,
+            context,
             signer: signer.address(),
             signature: Bytes::from(signature.as_bytes().to_vec()),
+            context_signature: Bytes::from(context_signature.as_bytes().to_vec()),
         })
+    }
+
+    /// Whether both signatures recover to the named signer.
+    fn signatures_recover(&self) -> Result<bool, CommitteeError> {
+        let recover = |signature: &Bytes, hash: &B256| {
+            Signature::try_from(signature.as_ref())
+                .and_then(|s| s.recover_address_from_prehash(hash))
+                .map_err(CommitteeError::MalformedSignature)
+        };
+        let context_hash = context_signing_hash(self.epoch, &self.digest, &self.context);
+        Ok(recover(&self.signature, &self.digest)? == self.signer
+            && recover(&self.context_signature, &context_hash)? == self.signer)
     }
 }
 
@@ -139,8 +183,10 @@ pub enum VoteOutcome {
     Counted,
     /// This member's agreeing signature was already held.
     Duplicate,
-    /// A valid vote for another digest: the member computed another root (different
-    /// evidence set or a fault); it is kept apart and never posted with ours.
+    /// A valid vote for another digest or context: the member computed another root, or
+    /// the same root from other prices or another previous reputation (different evidence
+    /// set, configuration, history or a fault); it is kept apart and never posted with
+    /// ours.
     Dissent,
 }
 
@@ -150,17 +196,19 @@ pub struct QuorumCollector {
     config: CommitteeConfig,
     epoch: Epoch,
     digest: B256,
+    context: B256,
     agreeing: BTreeMap<Address, Bytes>,
     dissenting: BTreeMap<Address, B256>,
 }
 
 impl QuorumCollector {
-    /// A collector for the root whose digest this node computed.
-    pub fn new(config: CommitteeConfig, epoch: Epoch, digest: B256) -> Self {
+    /// A collector for the root whose digest and context this node computed.
+    pub fn new(config: CommitteeConfig, epoch: Epoch, digest: B256, context: B256) -> Self {
         Self {
             config,
             epoch,
             digest,
+            context,
             agreeing: BTreeMap::new(),
             dissenting: BTreeMap::new(),
         }
@@ -178,18 +226,13 @@ impl QuorumCollector {
                 found: vote.epoch.0,
             });
         }
-        let signature = Signature::try_from(vote.signature.as_ref())
-            .map_err(CommitteeError::MalformedSignature)?;
-        let recovered = signature
-            .recover_address_from_prehash(&vote.digest)
-            .map_err(CommitteeError::MalformedSignature)?;
-        if recovered != vote.signer {
+        if !vote.signatures_recover()? {
             return Err(CommitteeError::SignerMismatch);
         }
         if !self.config.is_member(&vote.signer) {
             return Err(CommitteeError::NotAMember);
         }
-        if vote.digest != self.digest {
+        if vote.digest != self.digest || vote.context != self.context {
             self.dissenting.insert(vote.signer, vote.digest);
             return Ok(VoteOutcome::Dissent);
         }
@@ -203,6 +246,11 @@ impl QuorumCollector {
     /// The digest this collector counts votes for.
     pub fn digest(&self) -> B256 {
         self.digest
+    }
+
+    /// The context digest this collector counts votes for.
+    pub fn context(&self) -> B256 {
+        self.context
     }
 
     /// Agreeing signatures held.

@@ -12,6 +12,7 @@ pub use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
 use serde::{Deserialize, Serialize};
 use xnode_chain::CommitteeSigners;
+use xnode_ledger::{LedgerParams, PriceTable};
 use xnode_types::NodeId;
 
 use crate::error::ConfigError;
@@ -87,6 +88,17 @@ pub struct SettlementConfig {
     /// Closed epochs looked back at when the node starts (or was off): older ones are not
     /// closed any more.
     pub lookback_epochs: u64,
+    /// The price of every metered resource (`[settlement.prices]`). Every node of a
+    /// network must configure the same table: its digest is part of each member's signed
+    /// epoch context, and members never count a vote computed with other prices. Left out
+    /// when written with the defaults (TOML values cannot hold every `u128`, and a
+    /// generated configuration then reads back the same).
+    #[serde(skip_serializing_if = "is_default_prices")]
+    pub prices: PriceTable,
+}
+
+fn is_default_prices(prices: &PriceTable) -> bool {
+    *prices == PriceTable::default()
 }
 
 impl Default for SettlementConfig {
@@ -102,6 +114,7 @@ impl Default for SettlementConfig {
             post_deadline: Duration::from_secs(24 * 3600),
             backup_post_after: Duration::from_secs(120),
             lookback_epochs: 2,
+            prices: PriceTable::default(),
         }
     }
 }
@@ -110,6 +123,13 @@ impl SettlementConfig {
     /// Checks the section on its own and against `[chain]`; every mistake is one line.
     pub fn validate(&self, chain: &ChainConfig) -> Result<(), ConfigError> {
         let bad = |reason: String| Err(ConfigError(reason));
+        // Prices are checked even when settlement is off, so a mistake shows at start and
+        // not when the node is later enabled.
+        let mut params = LedgerParams::with_defaults("");
+        params.prices = self.prices;
+        if let Err(e) = params.validate() {
+            return bad(format!("settlement.prices: {e}"));
+        }
         if !self.enabled {
             return Ok(());
         }

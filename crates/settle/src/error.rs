@@ -136,6 +136,34 @@ pub enum CommitteeError {
     Signing(#[source] alloy::signers::Error),
 }
 
+/// Why a carried reputation (from a peer, or read back) was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CarryError {
+    /// The state does not hash to the digest its context names.
+    #[error("the reputation state does not match its context's digest")]
+    StateMismatch,
+    /// The context is of another epoch than the one asked for.
+    #[error("carried reputation is of epoch {found}, expected {expected}")]
+    WrongEpoch {
+        /// The epoch asked for.
+        expected: u64,
+        /// The context's epoch.
+        found: u64,
+    },
+    /// The context was computed with other ledger parameters (prices, reputation model,
+    /// penalties, emission) than this node's.
+    #[error("carried reputation was computed with other ledger parameters")]
+    OtherParams,
+    /// Fewer committee members than the threshold signed this context and digest.
+    #[error("{have} committee members signed the carried reputation, {need} needed")]
+    TooFewSignatures {
+        /// Valid agreeing member votes.
+        have: usize,
+        /// The threshold.
+        need: usize,
+    },
+}
+
 /// A mistake in the `[chain]` or `[settlement]` section, as one line.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -171,4 +199,7 @@ pub enum CloseError {
     /// A value read from the chain does not fit.
     #[error("chain value out of range: {0}")]
     ChainValue(&'static str),
+    /// A stored carried reputation does not verify.
+    #[error("carried reputation")]
+    Carry(#[from] CarryError),
 }

@@ -19,8 +19,10 @@
 //! 3. **The committee** ([`committee`]): each member signs the EIP-712 digest of the root
 //!    it computed with a secp256k1 key derived from its node key
 //!    ([`committee_signer`]); a [`QuorumCollector`] checks each [`RootVote`] (recovered
-//!    signer, membership, epoch, same digest) and releases the signatures only when at
-//!    least the threshold (f+1 or more) agree.
+//!    signer, membership, epoch, same digest and same [`EpochContext`]) and releases the
+//!    signatures only when at least the threshold (f+1 or more) agree. The context binds
+//!    the ledger parameters (prices) and the reputation carried from the previous settled
+//!    epoch ([`carry`]).
 //!
 //! 4. **The chain client** ([`ChainClient`]): a minimal JSON-RPC
 //!    client that signs transactions locally to post roots and claim rewards.
@@ -34,6 +36,7 @@
 #![warn(missing_docs)]
 
 mod bundle;
+pub mod carry;
 pub mod close;
 pub mod committee;
 pub mod config;
@@ -46,16 +49,19 @@ mod worker;
 pub use bundle::{
     BUNDLE_DOMAIN, BUNDLE_VERSION, BundleBody, BundleLimits, EvidenceBundle, VerifiedBundle,
 };
+pub use carry::{CONTEXT_DOMAIN, CarriedReputation, EpochContext};
 pub use close::{EpochClose, EpochRecord, EpochStatus};
 pub use committee::{
-    CommitteeConfig, QuorumCollector, ROOT_VOTE_VERSION, RootVote, VoteOutcome, committee_signer,
+    CommitteeConfig, QuorumCollector, ROOT_VOTE_VERSION, RootVote, VOTE_CONTEXT_DOMAIN,
+    VoteOutcome, committee_signer, context_signing_hash,
 };
 pub use config::{ChainConfig, CommitteeMember, OperatorPayout, SettlementConfig};
-pub use error::{BundleError, CloseError, CommitteeError, ConfigError};
+pub use error::{BundleError, CarryError, CloseError, CommitteeError, ConfigError};
 pub use evidence::{EvidenceSet, SET_DOMAIN, SetSummary};
 pub use rpc::{ChainClient, Mined, RpcError};
 pub use worker::{
-    EvidenceSource, SETTLE_BUNDLES, SETTLE_EPOCHS, SettleService, Settlement, SettlementStatus,
+    EvidenceSource, SETTLE_BUNDLES, SETTLE_EPOCHS, SETTLE_REPUTATION, SettleService, Settlement,
+    SettlementStatus,
 };
 
 #[cfg(test)]

@@ -38,6 +38,11 @@ pub enum SettleRequest {
         /// The epoch.
         epoch: Epoch,
     },
+    /// "Send me the reputation this settled epoch output, with the votes on it."
+    Reputation {
+        /// The settled epoch.
+        epoch: Epoch,
+    },
 }
 
 impl Versioned for SettleRequest {
@@ -55,10 +60,13 @@ pub enum SettleResponse {
     Bundle(Option<Vec<u8>>),
     /// The member's current vote, if it computed a root yet.
     Vote(Option<RootVote>),
+    /// The encoded [`crate::CarriedReputation`] of the epoch, if this node holds it.
+    Reputation(Option<Vec<u8>>),
 }
 
 impl Versioned for SettleResponse {
     const KIND_TAG: u8 = xnode_wire::kinds::SETTLE_RESPONSE;
     const KIND_NAME: &'static str = "settle response";
-    const VERSION: u8 = 1;
+    /// Version 2: votes carry their context and its signature; `Reputation` appended.
+    const VERSION: u8 = 2;
 }

@@ -393,9 +393,10 @@ fn fewer_than_f_plus_one_agreeing_votes_release_nothing() {
     assert!(CommitteeConfig::new(&addresses, 5).is_err());
     assert!(CommitteeConfig::new(&[addresses[0], addresses[0]], 1).is_err());
     let config = CommitteeConfig::new(&addresses, 2).unwrap();
-    let mut quorum = QuorumCollector::new(config, EPOCH, digest);
+    let context = B256::repeat_byte(3);
+    let mut quorum = QuorumCollector::new(config, EPOCH, digest, context);
 
-    let first = RootVote::sign(&signers[0], EPOCH, digest).unwrap();
+    let first = RootVote::sign(&signers[0], EPOCH, digest, context).unwrap();
     assert_eq!(quorum.add(&first).unwrap(), VoteOutcome::Counted);
     assert_eq!(quorum.add(&first).unwrap(), VoteOutcome::Duplicate);
     assert!(matches!(
@@ -405,26 +406,37 @@ fn fewer_than_f_plus_one_agreeing_votes_release_nothing() {
     assert_eq!(quorum.poster(), None);
 
     // A member that computed another root does not count towards ours.
-    let other = RootVote::sign(&signers[1], EPOCH, B256::repeat_byte(9)).unwrap();
+    let other = RootVote::sign(&signers[1], EPOCH, B256::repeat_byte(9), context).unwrap();
     assert_eq!(quorum.add(&other).unwrap(), VoteOutcome::Dissent);
+    assert!(!quorum.has_quorum());
+    // The same root computed from another context (other prices, another previous
+    // reputation) does not count either, and a context swapped after signing is refused.
+    let other_context = RootVote::sign(&signers[1], EPOCH, digest, B256::repeat_byte(4)).unwrap();
+    assert_eq!(quorum.add(&other_context).unwrap(), VoteOutcome::Dissent);
+    let mut swapped = RootVote::sign(&signers[1], EPOCH, digest, B256::repeat_byte(4)).unwrap();
+    swapped.context = context;
+    assert!(matches!(
+        quorum.add(&swapped),
+        Err(CommitteeError::SignerMismatch)
+    ));
     assert!(!quorum.has_quorum());
 
     // An outsider, a vote claiming another signer, a vote for another epoch.
     let outsider = committee_signer(&SecretKey::generate());
-    let vote = RootVote::sign(&outsider, EPOCH, digest).unwrap();
+    let vote = RootVote::sign(&outsider, EPOCH, digest, context).unwrap();
     assert!(matches!(quorum.add(&vote), Err(CommitteeError::NotAMember)));
-    let mut impostor = RootVote::sign(&outsider, EPOCH, digest).unwrap();
+    let mut impostor = RootVote::sign(&outsider, EPOCH, digest, context).unwrap();
     impostor.signer = addresses[2];
     assert!(matches!(
         quorum.add(&impostor),
         Err(CommitteeError::SignerMismatch)
     ));
-    let late = RootVote::sign(&signers[2], Epoch(6), digest).unwrap();
+    let late = RootVote::sign(&signers[2], Epoch(6), digest, context).unwrap();
     assert!(matches!(
         quorum.add(&late),
         Err(CommitteeError::WrongEpoch { .. })
     ));
-    let mut garbled = RootVote::sign(&signers[2], EPOCH, digest).unwrap();
+    let mut garbled = RootVote::sign(&signers[2], EPOCH, digest, context).unwrap();
     garbled.signature = alloy::primitives::Bytes::from(vec![1u8; 10]);
     assert!(matches!(
         quorum.add(&garbled),
@@ -432,7 +444,7 @@ fn fewer_than_f_plus_one_agreeing_votes_release_nothing() {
     ));
     assert!(!quorum.has_quorum());
 
-    let third = RootVote::sign(&signers[3], EPOCH, digest).unwrap();
+    let third = RootVote::sign(&signers[3], EPOCH, digest, context).unwrap();
     assert_eq!(quorum.add(&third).unwrap(), VoteOutcome::Counted);
     let signatures = quorum.signatures().unwrap();
     assert_eq!(signatures.len(), 2);

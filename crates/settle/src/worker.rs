@@ -29,9 +29,7 @@ use alloy::sol_types::{Eip712Domain, SolCall};
 use serde::{Deserialize, Serialize};
 use xnode_chain::{DomainName, Settlement as SettlementContract, Staking, domain};
 use xnode_db::{Db, Table};
-use xnode_ledger::{
-    AuditResult, Epoch, LedgerParams, Receipt, ReputationState, Stake, TenantEscrow,
-};
+use xnode_ledger::{AuditResult, Epoch, LedgerParams, Receipt, Stake, TenantEscrow};
 use xnode_mesh::{
     Endpoint, Handler, Mesh, RpcError as MeshRpcError, RpcErrorCode, Server, Service,
 };
@@ -43,6 +41,10 @@ use crate::config::{ChainConfig, SettlementConfig, read_poster_key};
 use crate::error::{CloseError, ConfigError};
 use crate::proto::{MAX_SETTLE_MESSAGE, SettleRequest, SettleResponse};
 use crate::{BundleLimits, ChainClient, CommitteeConfig, EvidenceBundle, committee_signer};
+
+mod carry_store;
+
+pub use carry_store::SETTLE_REPUTATION;
 
 /// Closed epochs' records, by big-endian epoch.
 pub const SETTLE_EPOCHS: Table = Table("settle_epochs");
@@ -115,6 +117,9 @@ pub struct Settlement {
     id: NodeId,
     key: SecretKey,
     network: String,
+    /// The ledger parameters every epoch is computed with: the configured prices and the
+    /// default reputation, penalty and emission parameters, for this network.
+    params: LedgerParams,
     config: SettlementConfig,
     chain: ChainConfig,
     epoch_ms: u64,
@@ -178,9 +183,12 @@ impl Settlement {
             }
             _ => None,
         };
+        let mut params = LedgerParams::with_defaults(network);
+        params.prices = config.prices;
         Ok(Arc::new(Self {
             id: key.node_id(),
             network: network.to_owned(),
+            params,
             epoch_ms: u64::try_from(epoch.as_millis()).unwrap_or(u64::MAX).max(1),
             db,
             endpoint: Endpoint::new(mesh),
@@ -356,7 +364,9 @@ impl Settlement {
         if !lock(&self.state).closes.contains_key(&epoch.0) {
             // A restart resumes here: a settled epoch stays settled.
             if self.stored_record(epoch.0)?.is_some_and(|r| {
-                r.status == EpochStatus::Posted || r.error.as_deref() == Some(SUPERSEDED)
+                r.status == EpochStatus::Posted
+                    || r.status == EpochStatus::Superseded
+                    || r.error.as_deref() == Some(SUPERSEDED)
             }) {
                 return Ok(false);
             }
@@ -383,7 +393,10 @@ impl Settlement {
             .closes
             .get(&epoch.0)
             .is_some_and(EpochClose::needs_root);
-        if now >= gathered_by && needs_root {
+        // A root computed from an older reputation than the previous epoch's is redone
+        // once that one is here (posted by this node meanwhile, or fetched from a member).
+        let stale_start = now >= gathered_by && !needs_root && self.start_is_stale(epoch).await?;
+        if now >= gathered_by && (needs_root || stale_start) {
             self.compute(epoch).await?;
             changed = true;
         }
@@ -501,10 +514,10 @@ impl Settlement {
             let mut tenants: Vec<PublicKeyBytes> = close
                 .set()
                 .epoch_input(
-                    LedgerParams::with_defaults(&self.network),
+                    self.params.clone(),
                     Vec::new(),
                     Vec::new(),
-                    ReputationState::default(),
+                    Default::default(),
                 )
                 .receipts
                 .iter()
@@ -534,19 +547,22 @@ impl Settlement {
             u64::try_from(self.config.post_deadline.as_millis()).unwrap_or(u64::MAX),
         );
         let deadline = U256::from(deadline_ms / 1000);
+        let (previous_epoch, reputation) = self.starting_reputation(epoch).await?;
         let mut state = lock(&self.state);
         let Some(close) = state.closes.get_mut(&epoch.0) else {
             return Ok(());
         };
-        let input = close.set().epoch_input(
-            LedgerParams::with_defaults(&self.network),
-            stakes,
-            escrows,
-            ReputationState::default(),
-        );
-        let digest =
-            close.compute_root(&input, &settlement_domain, deadline, Some(&self.signer))?;
-        tracing::info!(epoch = epoch.0, bundles = close.set().len(), block, %digest, "computed and signed the epoch's root");
+        let input = close
+            .set()
+            .epoch_input(self.params.clone(), stakes, escrows, reputation);
+        let digest = close.compute_root(
+            &input,
+            previous_epoch,
+            &settlement_domain,
+            deadline,
+            Some(&self.signer),
+        )?;
+        tracing::info!(epoch = epoch.0, bundles = close.set().len(), block, ?previous_epoch, %digest, "computed and signed the epoch's root");
         Ok(())
     }
 
@@ -693,9 +709,7 @@ impl Settlement {
         match self.on_chain(client, contract, epoch).await? {
             OnChain::Open => {}
             OnChain::Posted => {
-                if let Some(close) = lock(&self.state).closes.get_mut(&epoch.0) {
-                    close.mark_posted(None);
-                }
+                self.mark_posted(epoch, None)?;
                 return Ok(true);
             }
             OnChain::Superseded => {
@@ -711,10 +725,23 @@ impl Settlement {
         };
         let mined = client.send(Some(contract), calldata, MINE_TIMEOUT).await?;
         tracing::info!(epoch = epoch.0, tx = %mined.hash, gas = mined.gas_used, ?poster, "posted the epoch's root");
-        if let Some(close) = lock(&self.state).closes.get_mut(&epoch.0) {
-            close.mark_posted(Some(mined.hash));
-        }
+        self.mark_posted(epoch, Some(mined.hash))?;
         Ok(true)
+    }
+
+    /// Marks the epoch posted and keeps its output reputation for the next epoch.
+    fn mark_posted(&self, epoch: Epoch, tx: Option<B256>) -> Result<(), CloseError> {
+        let carried = match lock(&self.state).closes.get_mut(&epoch.0) {
+            Some(close) => {
+                close.mark_posted(tx);
+                close.carried()
+            }
+            None => None,
+        };
+        match carried {
+            Some(carried) => self.store_carried(&carried),
+            None => Ok(()),
+        }
     }
 
     /// Where `epoch` stands on chain. `rootOf` alone cannot tell: an epoch with an empty
@@ -776,6 +803,12 @@ impl Settlement {
     }
 
     fn answer(&self, request: SettleRequest) -> SettleResponse {
+        if let SettleRequest::Reputation { epoch } = request {
+            return SettleResponse::Reputation(self.stored_carried(epoch).unwrap_or_else(|e| {
+                tracing::warn!(epoch = epoch.0, error = %e, "reading a carried reputation failed");
+                None
+            }));
+        }
         let state = lock(&self.state);
         match request {
             SettleRequest::Summary { epoch } => {
@@ -797,6 +830,8 @@ impl Settlement {
                     .get(&epoch.0)
                     .and_then(|c| c.own_vote().cloned()),
             ),
+            // Answered above, without the lock.
+            SettleRequest::Reputation { .. } => SettleResponse::Reputation(None),
         }
     }
 }

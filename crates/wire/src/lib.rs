@@ -152,6 +152,9 @@ pub mod kinds {
     pub const SETTLE_RESPONSE: u8 = 71;
     /// A closed epoch's outcome in a node's local database (`xnode-settle`).
     pub const SETTLE_EPOCH_RECORD: u8 = 72;
+    /// A settled epoch's output reputation with the committee's votes on it
+    /// (`xnode-settle`), kept in the database and served to members that lack it.
+    pub const SETTLE_CARRIED_REPUTATION: u8 = 73;
     pub const COMPUTE_REQUEST: u8 = 30;
     pub const COMPUTE_RESPONSE: u8 = 31;
 }

@@ -131,6 +131,7 @@ pub fn start(dirs: &[PathBuf], tenant: &xnode_types::SecretKey) -> anyhow::Resul
         post_deadline: Duration::from_secs(3600),
         backup_post_after: Duration::from_secs(10),
         lookback_epochs: 2,
+        prices: xnode_ledger::PriceTable::default(),
     };
     let text = config_text(&chain, &settlement)?;
     for dir in dirs {
@@ -193,4 +194,29 @@ pub fn print_help(chain: &DevChain, tenant: &xnode_types::SecretKey, first_api: 
         n = chain.payouts.len(),
         bond = OPERATOR_BOND / TOKEN,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// The devnet's `chain.toml` reads back as a node configuration with the default
+    /// prices (a TOML value cannot hold every `u128`, so the default table is left out).
+    #[test]
+    fn the_chain_config_text_reads_back_with_the_default_prices() {
+        let settlement = SettlementConfig {
+            lookback_epochs: 3,
+            ..SettlementConfig::default()
+        };
+        let text = config_text(&ChainConfig::default(), &settlement).unwrap();
+        assert!(!text.contains("prices"), "{text}");
+        let config: xnode_node::Config = toml::from_str(&text).unwrap();
+        assert_eq!(config.settlement.lookback_epochs, 3);
+        assert_eq!(
+            config.settlement.prices,
+            xnode_ledger::PriceTable::default()
+        );
+    }
 }

@@ -109,5 +109,48 @@ pub async fn epoch(args: ClientArgs, epoch: u64) -> anyhow::Result<()> {
         })
         .collect();
     print_table(&["SIGNER", "VOTE", "DIGEST"], &votes);
+    let context = &record["context"];
+    if context.is_object() {
+        println!(
+            "  reputation carried from epoch {} ({}), output {}; parameters {}",
+            context["previous_epoch"]
+                .as_u64()
+                .map_or_else(|| "none (initial state)".to_owned(), |e| e.to_string()),
+            text(context, "previous_reputation"),
+            text(context, "reputation"),
+            text(context, "params_digest"),
+        );
+    }
+    let penalties: Vec<Vec<String>> = record["penalties"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            vec![
+                text(p, "node"),
+                text(p, "level"),
+                p["score_ppm"].as_u64().unwrap_or(0).to_string(),
+                p["counted_failures"].as_u64().unwrap_or(0).to_string(),
+                text(p, "slashed"),
+                text(p, "reward_withheld"),
+            ]
+        })
+        .collect();
+    if penalties.is_empty() {
+        println!("  no penalties");
+    } else {
+        print_table(
+            &[
+                "NODE",
+                "LEVEL",
+                "SCORE PPM",
+                "FAILED",
+                "SLASHED",
+                "WITHHELD",
+            ],
+            &penalties,
+        );
+    }
     Ok(())
 }

@@ -185,6 +185,58 @@ proptest! {
         prop_assert_eq!(compute_epoch(&input), compute_epoch(&shuffled(&input, seed)));
     }
 
+    /// Two epochs in a row, the second starting from the first's reputation (as settlement
+    /// carries it): the same inputs in any order give the same second table, the same
+    /// carried state and the same state digest, and the carried state is exactly the
+    /// first's advanced by the second's audits.
+    #[test]
+    fn reputation_carried_over_two_epochs_is_deterministic_and_order_independent(
+        first in epoch_input(false),
+        later_audits in prop::collection::vec(audit_strategy(), 0..80),
+        seed: u64,
+    ) {
+        let second_of = |first: &EpochInput, output: &EpochOutput| {
+            let mut second = first.clone();
+            second.epoch = crate::Epoch(EPOCH + 1);
+            second.receipts.clear();
+            second.audits = later_audits
+                .iter()
+                .map(|audit| {
+                    let mut body = audit.body().clone();
+                    body.epoch = crate::Epoch(body.epoch.0 + 1);
+                    VerifiedAudit::assume_verified(crate::AuditResult {
+                        body,
+                        auditor_sig: xnode_types::SignatureBytes([0; 64]),
+                    })
+                })
+                .collect();
+            second.reputation = output.reputation.clone();
+            second
+        };
+        let output = compute_epoch(&first).unwrap();
+        let second = second_of(&first, &output);
+        let carried = compute_epoch(&second).unwrap();
+
+        let reordered_first = shuffled(&first, seed);
+        let reordered_output = compute_epoch(&reordered_first).unwrap();
+        prop_assert_eq!(reordered_output.reputation.digest(), output.reputation.digest());
+        let reordered_second = shuffled(&second_of(&reordered_first, &reordered_output), seed ^ 9);
+        let reordered = compute_epoch(&reordered_second).unwrap();
+        prop_assert_eq!(&reordered, &carried);
+        prop_assert_eq!(reordered.reputation.digest(), carried.reputation.digest());
+
+        let (tallies, _) = crate::tally_audits(
+            &second.audits,
+            second.epoch,
+            NETWORK,
+            &second.params.reputation,
+        );
+        prop_assert_eq!(
+            &carried.reputation,
+            &output.reputation.advance(&tallies, &second.params.reputation)
+        );
+    }
+
     #[test]
     fn money_is_conserved(input in epoch_input(false)) {
         let output = compute_epoch(&input).unwrap();

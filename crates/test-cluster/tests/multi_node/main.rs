@@ -24,6 +24,7 @@ mod lifecycle;
 mod metering;
 mod network;
 mod observe;
+mod penalties;
 mod rogue_fuzz;
 mod settlement;
 mod storage;

@@ -1,0 +1,320 @@
+//! Issue 14, second acceptance bullet, through settlement: a node that silently lost
+//! chunks is penalised in the settled epoch table (slash sized to the repair of its failed
+//! chunks, visible over `GET /v1/ledger/epoch/{n}`), honest nodes are not, and the
+//! reputation each posted epoch outputs is the one the next epoch starts from, on every
+//! member alike. Five nodes on anvil with bonded operators, 3 s epochs and the shortened
+//! audit period of `hostile_storage`'s deletion test.
+//!
+//! Skipped with a message where anvil is not installed (see `xnode_chain::anvil`).
+
+use std::time::Duration;
+
+use xnode_chain::U256;
+use xnode_chain::anvil::{Anvil, SKIP_MESSAGE, TOKEN, anvil_binary};
+use xnode_settle::{CommitteeMember, EpochRecord, EpochStatus, OperatorPayout, committee_signer};
+use xnode_storage::proto::{StoreRequest, StoreResponse};
+use xnode_test_cluster::{Cluster, Tenant};
+use xnode_types::SecretKey;
+
+const NODES: usize = 5;
+const THRESHOLD: usize = 2;
+const EPOCH: Duration = Duration::from_secs(3);
+const BOND: u128 = 10 * TOKEN;
+const CHUNK: u32 = 64 * 1024;
+const HOSTILE: usize = 4;
+
+fn node_index(data_dir: &std::path::Path) -> usize {
+    data_dir
+        .file_name()
+        .and_then(|name| name.to_str())
+        .and_then(|name| name.strip_prefix("node-"))
+        .and_then(|i| i.parse().ok())
+        .expect("a test-cluster data dir is node-<i>")
+}
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_silently_lost_chunks_is_penalised_in_the_settled_table() {
+    let Some(binary) = anvil_binary() else {
+        eprintln!("{SKIP_MESSAGE}");
+        return;
+    };
+    let anvil = Anvil::start(&binary).unwrap();
+    let keys: Vec<SecretKey> = (0..NODES).map(|_| SecretKey::generate()).collect();
+    let members: Vec<CommitteeMember> = keys
+        .iter()
+        .map(|key| CommitteeMember {
+            node: key.node_id(),
+            address: committee_signer(key).address(),
+        })
+        .collect();
+    let addresses: Vec<_> = members.iter().map(|m| m.address).collect();
+    let contracts = anvil.deploy_contracts(&addresses, THRESHOLD).unwrap();
+    for address in &addresses {
+        anvil
+            .set_balance(*address, U256::from(100u128 * TOKEN))
+            .unwrap();
+    }
+    // Bonded operators: a slash is taken from the bond, so an unbonded node has none.
+    let payouts = anvil.accounts().unwrap()[1..=NODES].to_vec();
+    for payout in &payouts {
+        contracts.bond(&anvil, *payout, BOND).unwrap();
+    }
+    let operators: Vec<OperatorPayout> = keys
+        .iter()
+        .zip(&payouts)
+        .map(|(key, payout)| OperatorPayout {
+            node: key.node_id(),
+            payout: *payout,
+        })
+        .collect();
+    let rpc_url = anvil.url();
+    let node_keys = keys.clone();
+    let c = Cluster::start_with(NODES, move |config| {
+        let i = node_index(&config.data_dir);
+        std::fs::create_dir_all(&config.data_dir).unwrap();
+        let key_file = config.data_dir.join(xnode_node::identity::KEY_FILE);
+        if !key_file.exists() {
+            xnode_node::identity::write_key_file(&key_file, &node_keys[i]).unwrap();
+        }
+        // The deletion test's audit settings, with the settlement epoch as audit epoch.
+        config.storage.chunk_size = CHUNK;
+        config.storage.repair_grace = Duration::from_secs(2);
+        config.storage.repair_interval = Duration::from_millis(500);
+        config.storage.audit_window = Duration::from_secs(2);
+        config.storage.audit_detect_loss_ppm = 100_000;
+        config.storage.audit_reputation_epochs = 60;
+        // Placement keeps the failing node: excluding it moves its chunks to honest nodes,
+        // and with this test's short `audit_settle` (1 s against 10 min by default) their
+        // peers would audit those chunks before repair copied them and fail them. That is
+        // the deletion test's subject; this one is the settled table's.
+        config.storage.audit_min_score_ppm = 0;
+        config.storage.audit_timeout = Duration::from_secs(5);
+        config.storage.audit_settle = Duration::from_secs(1);
+        config.storage.audit_collect_interval = Duration::from_millis(300);
+        config.metering.epoch = EPOCH;
+        config.storage.audit_epoch = EPOCH;
+        config.chain.rpc_url = Some(rpc_url.clone());
+        config.chain.settlement_contract = Some(contracts.settlement);
+        config.chain.staking_contract = Some(contracts.staking);
+        let settlement = &mut config.settlement;
+        settlement.enabled = true;
+        settlement.committee = members.clone();
+        settlement.threshold = THRESHOLD;
+        settlement.operators = operators.clone();
+        settlement.grace = Duration::from_secs(1);
+        settlement.gather = Duration::from_secs(1);
+        settlement.round_interval = Duration::from_millis(300);
+        settlement.backup_post_after = Duration::from_secs(2);
+        settlement.post_deadline = Duration::from_secs(3600);
+    })
+    .await;
+    let hostile_id = c.id(HOSTILE);
+    let tenant = Tenant::new();
+    c.create_bucket(0, &tenant, "audited").await;
+    let puts = (0..8u8).map(|k| {
+        let (c, tenant) = (&c, &tenant);
+        async move {
+            let body = data(8 * CHUNK as usize, k);
+            c.put(
+                usize::from(k % 4),
+                tenant,
+                "audited",
+                &format!("k{k}"),
+                &body,
+            )
+            .await
+            .unwrap();
+        }
+    });
+    futures::future::join_all(puts).await;
+    // The hostile node keeps claiming every chunk but answers the lower half as not held.
+    let lost = |id: &xnode_store::ChunkId| id.0[0] < 0x80;
+    c.node(HOSTILE)
+        .storage()
+        .set_serve_tamper(Some(std::sync::Arc::new(move |request, answer| {
+            use xnode_storage::ServeFault;
+            match request {
+                StoreRequest::AuditChunk { id, nonce, .. } if lost(id) => {
+                    ServeFault::Answer(StoreResponse::AuditNotHeld { nonce: *nonce })
+                }
+                StoreRequest::GetChunk { id } if lost(id) => {
+                    ServeFault::Answer(StoreResponse::Chunk(None))
+                }
+                _ => ServeFault::Answer(answer),
+            }
+        })));
+
+    let record = |c: &Cluster, i: usize, epoch: u64| -> Option<EpochRecord> {
+        c.node(i).settlement().epoch_record(epoch).unwrap()
+    };
+    let penalised = |r: &EpochRecord| {
+        r.status == EpochStatus::Posted
+            && r.penalties
+                .iter()
+                .any(|p| p.node == hostile_id && p.counted_failures > 0 && p.slashed > 0)
+    };
+    // Wait for two posted epochs in a row that penalise the hostile node: the second
+    // must start from the first's reputation.
+    let start = c.node(0).settlement().current_epoch().0;
+    let mut found = None;
+    c.wait_until(
+        "two posted epochs in a row penalising the node",
+        Duration::from_secs(45),
+        |c| {
+            let now = c.node(0).settlement().current_epoch().0;
+            found = (start..now).find(|&e| {
+                record(c, 0, e).is_some_and(|r| penalised(&r))
+                    && record(c, 0, e + 1).is_some_and(|r| penalised(&r))
+            });
+            found.is_some()
+        },
+    )
+    .await;
+    let epoch = found.unwrap();
+    let penalised_record = record(&c, 0, epoch).unwrap();
+    let next = record(&c, 0, epoch + 1).unwrap();
+    let penalty = penalised_record
+        .penalties
+        .iter()
+        .find(|p| p.node == hostile_id)
+        .unwrap();
+    eprintln!("epoch {epoch}: {penalty:?}");
+    // The slash is the repair cost of the failed chunks, capped by the bond.
+    let params = xnode_ledger::LedgerParams::with_defaults(&c.node(0).config().network);
+    let per_chunk = params
+        .penalties
+        .repair_price
+        .cost(u128::from(params.penalties.chunk_size_bytes));
+    assert_eq!(
+        penalty.slashed,
+        (per_chunk * u128::from(penalty.counted_failures)).min(BOND)
+    );
+    assert!(penalty.score_ppm < 1_000_000);
+
+    // The next epoch started from this one's output reputation, and every member that
+    // posted either epoch holds the same root and context.
+    let context = penalised_record.context.unwrap();
+    let next_context = next.context.unwrap();
+    assert_eq!(next_context.previous_epoch, Some(epoch));
+    assert_eq!(next_context.previous_reputation, context.reputation);
+    assert_eq!(context.params_digest, params.digest());
+    // Carried, the failures accumulate: the score after the second epoch is below the
+    // first's (from a fresh state it would be about the same again).
+    let later = next
+        .penalties
+        .iter()
+        .find(|p| p.node == hostile_id)
+        .unwrap();
+    eprintln!("epoch {}: {later:?}", epoch + 1);
+    assert!(
+        later.score_ppm < penalty.score_ppm,
+        "{later:?} after {penalty:?}"
+    );
+    assert!(later.level >= penalty.level);
+    for e in [epoch, epoch + 1] {
+        let mine = record(&c, 0, e).unwrap();
+        for i in 1..NODES {
+            if let Some(theirs) = record(&c, i, e).filter(|r| r.status == EpochStatus::Posted) {
+                assert_eq!(
+                    (theirs.root, theirs.context),
+                    (mine.root, mine.context),
+                    "node {i}, epoch {e}"
+                );
+            }
+        }
+    }
+    // No posted epoch penalises an honest node.
+    let now = c.node(0).settlement().current_epoch().0;
+    for e in start..now {
+        let Some(r) = record(&c, 0, e).filter(|r| r.status == EpochStatus::Posted) else {
+            continue;
+        };
+        for p in &r.penalties {
+            if p.node != hostile_id {
+                let honest = (0..NODES).find(|&i| c.id(i) == p.node);
+                eprintln!("epoch {e} (start {start}, penalised {epoch}): node {honest:?}: {p:?}");
+            }
+            assert_eq!(
+                p.node, hostile_id,
+                "epoch {e} penalised an honest node: {p:?}"
+            );
+        }
+    }
+
+    // The table is visible over HTTP with the node's level and slash.
+    let view: serde_json::Value = reqwest::get(format!("{}/v1/ledger/epoch/{epoch}", c.api_url(0)))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["status"], "posted");
+    let shown = view["penalties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["node"] == hostile_id.to_string())
+        .unwrap();
+    assert_eq!(shown["slashed"], penalty.slashed.to_string());
+    assert_eq!(
+        view["context"]["previous_epoch"],
+        serde_json::json!(context.previous_epoch)
+    );
+
+    // A member that lacks the newest settled reputation (here: deleted from its
+    // database, as for a member that dissented on that epoch) fetches it from the others
+    // and accepts it only with the threshold's signatures: the entry comes back,
+    // although that epoch is final on the member and never stored by it again.
+    let carried_on = |c: &Cluster, e: u64| {
+        c.node(1)
+            .db()
+            .get(xnode_settle::SETTLE_REPUTATION, &e.to_be_bytes())
+            .unwrap()
+    };
+    let mut refetched = false;
+    for _ in 0..3 {
+        let now = c.node(1).settlement().current_epoch().0;
+        let Some(newest) = (start..now).rev().find(|&e| carried_on(&c, e).is_some()) else {
+            break;
+        };
+        let next_final = record(&c, 1, newest + 1).is_some_and(|r| r.status == EpochStatus::Posted);
+        if next_final {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            continue;
+        }
+        let original = carried_on(&c, newest).unwrap();
+        c.node(1)
+            .db()
+            .delete(xnode_settle::SETTLE_REPUTATION, &newest.to_be_bytes())
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(8);
+        while std::time::Instant::now() < deadline {
+            if let Some(back) = carried_on(&c, newest) {
+                let back: xnode_settle::CarriedReputation =
+                    xnode_wire::decode(&back, 16 << 20).unwrap();
+                let original: xnode_settle::CarriedReputation =
+                    xnode_wire::decode(&original, 16 << 20).unwrap();
+                assert_eq!(back.state, original.state);
+                assert_eq!(back.context, original.context);
+                refetched = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if refetched {
+            eprintln!("node 1 fetched epoch {newest}'s reputation back from the members");
+            break;
+        }
+    }
+    assert!(
+        refetched,
+        "node 1 never fetched the deleted reputation back"
+    );
+    c.shutdown().await;
+}
