@@ -228,6 +228,9 @@ impl Storage {
             name: bucket.to_owned(),
         };
         if set.len() < self.config.write_quorum.min(rf) {
+            if let Some(reason) = self.admission.why_no_one_yet(&self.registry) {
+                return Err(StorageError::Quorum(reason.into()));
+            }
             return Err(StorageError::Quorum(format!(
                 "only {} storage nodes are available, {} are needed",
                 set.len(),
