@@ -1,3 +1,7 @@
+//! Unit tests of `bonded` admission against a chain in memory: the agreed block is the same
+//! whatever a node's tip, bonds count from the next epoch boundary, probation, and a chain
+//! that cannot be read keeps the last snapshot (none admits no one).
+
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
