@@ -174,6 +174,7 @@ impl From<xnode_storage::StorageError> for ApiError {
             E::BucketTaken(_) => (StatusCode::CONFLICT, "bucket_taken"),
             E::BucketNotEmpty(_) => (StatusCode::CONFLICT, "bucket_not_empty"),
             E::AccessDenied(_) => (StatusCode::FORBIDDEN, "access_denied"),
+            E::EdgeRevoked(_) => (StatusCode::FORBIDDEN, "edge_revoked"),
             E::NoSuchKey(_) => (StatusCode::NOT_FOUND, "no_such_key"),
             E::InvalidRange(_) => (StatusCode::RANGE_NOT_SATISFIABLE, "invalid_range"),
             E::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),

@@ -25,7 +25,7 @@ pub struct StoreOutbound {
 fn status_of(e: &StorageError) -> u16 {
     match e {
         StorageError::NoSuchBucket(_) | StorageError::NoSuchKey(_) => 404,
-        StorageError::AccessDenied(_) => 403,
+        StorageError::AccessDenied(_) | StorageError::EdgeRevoked(_) => 403,
         StorageError::BadRequest(_) | StorageError::InvalidRange(_) => 400,
         StorageError::Quorum(_) => 503,
         StorageError::Conflict(_) | StorageError::ConditionalConflict(_) => 409,

@@ -95,7 +95,31 @@ pub struct AdmissionConfig {
     /// (`allowlist` only). Without one, the node waits for a list from its peers and
     /// admits no one until then.
     pub list_file: Option<PathBuf>,
+    /// The least bond, in the token's base units as a decimal string (`bonded` only): a
+    /// node is admitted only if the `Staking` contract holds at least this much for its
+    /// payout address (`settlement.operators`) at the epoch's agreed block.
+    pub min_bond: Option<String>,
+    /// Epochs a bond must already have held `min_bond` before it admits (`bonded` only;
+    /// default 1): the bond is read at the agreed block of this epoch and of the epoch
+    /// this many before, and must reach the minimum at both.
+    pub probation_epochs: Option<u64>,
 }
+
+/// What `bonded` admission checks: the least bond and the probation, in epochs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BondRequirement {
+    /// The least bond, in the token's base units.
+    pub min_bond: u128,
+    /// Epochs the bond must have held the minimum already.
+    pub probation_epochs: u64,
+}
+
+/// Probation when `admission.probation_epochs` is absent.
+pub const DEFAULT_PROBATION_EPOCHS: u64 = 1;
+
+/// The longest probation accepted (a typo of a thousand epochs would silently admit no
+/// new operator for weeks).
+pub const MAX_PROBATION_EPOCHS: u64 = 720;
 
 /// The name of an admission policy in a configuration file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,7 +130,8 @@ pub enum AdmissionPolicyName {
     Open,
     /// The nodes and operators a list signed by the network authority names.
     Allowlist,
-    /// Nodes whose operator has staked. Not available yet: it needs the staking work.
+    /// Nodes whose operator's payout address has at least `min_bond` in the `Staking`
+    /// contract, read at one agreed block per epoch.
     Bonded,
 }
 
@@ -115,6 +140,13 @@ impl AdmissionConfig {
     pub fn policy(&self) -> Result<xnode_registry::admission::AdmissionPolicy, ConfigError> {
         use xnode_registry::admission::AdmissionPolicy;
         let err = |reason: &str| ConfigError::Admission(reason.to_owned());
+        if self.policy != AdmissionPolicyName::Bonded
+            && (self.min_bond.is_some() || self.probation_epochs.is_some())
+        {
+            return Err(err(
+                "admission.min_bond and admission.probation_epochs apply only to the bonded policy",
+            ));
+        }
         match self.policy {
             AdmissionPolicyName::Open => {
                 if self.authority.is_some() || self.list_file.is_some() {
@@ -135,10 +167,44 @@ impl AdmissionConfig {
                 })?;
                 Ok(AdmissionPolicy::Allowlist { authority })
             }
-            AdmissionPolicyName::Bonded => Err(err(
-                "the bonded policy needs operator stakes, which the incentives (staking) work has not delivered yet; use open or allowlist",
-            )),
+            AdmissionPolicyName::Bonded => {
+                if self.authority.is_some() || self.list_file.is_some() {
+                    return Err(err(
+                        "admission.authority and admission.list_file apply only to the allowlist policy",
+                    ));
+                }
+                self.bond_requirement()?;
+                Ok(AdmissionPolicy::Bonded)
+            }
         }
+    }
+
+    /// The bond and probation `bonded` requires, or why the section does not say.
+    pub fn bond_requirement(&self) -> Result<BondRequirement, ConfigError> {
+        let err = |reason: String| ConfigError::Admission(reason);
+        let Some(text) = &self.min_bond else {
+            return Err(err(
+                "the bonded policy needs admission.min_bond, the least bond in the token's base units (a decimal string)".into(),
+            ));
+        };
+        let min_bond: u128 = text
+            .trim()
+            .parse()
+            .map_err(|e| err(format!("admission.min_bond {text:?}: {e}")))?;
+        // A zero minimum would admit every listed operator, bonded or not.
+        if min_bond == 0 {
+            return Err(err("admission.min_bond must be above zero".into()));
+        }
+        let probation_epochs = self.probation_epochs.unwrap_or(DEFAULT_PROBATION_EPOCHS);
+        if probation_epochs > MAX_PROBATION_EPOCHS {
+            return Err(err(format!(
+                "admission.probation_epochs {probation_epochs} is over {MAX_PROBATION_EPOCHS}"
+            )));
+        }
+        Ok(BondRequirement {
+            min_bond,
+            probation_epochs,
+        })
     }
 }
 
@@ -464,6 +530,9 @@ impl Config {
             xnode_serve::ServerTls::load(tls).map_err(|e| ConfigError::Tls(e.to_string()))?;
         }
         self.admission.policy()?;
+        if self.admission.policy == AdmissionPolicyName::Bonded {
+            self.validate_bonded()?;
+        }
         if let Some(path) = &self.admission.list_file
             && !path.is_file()
         {
@@ -479,6 +548,39 @@ impl Config {
                 "operator_key_file {}: no such file (copy an existing operator.key there, or leave it unset to create one in the data dir)",
                 path.display()
             )));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// What `bonded` needs beyond `[admission]`: a chain to read, the staking contract,
+    /// and the payout addresses that bind nodes to bonds (`settlement.operators`).
+    fn validate_bonded(&self) -> Result<(), ConfigError> {
+        let err = |reason: String| Err(ConfigError::Admission(reason));
+        match self.chain.rpc_url.as_deref() {
+            None | Some("") => return err("the bonded policy needs chain.rpc_url".into()),
+            Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                return err(format!("chain.rpc_url {url:?} is not an http(s) URL"));
+            }
+            Some(_) => {}
+        }
+        if self.chain.staking_contract.is_none() {
+            return err("the bonded policy needs chain.staking_contract".into());
+        }
+        if self.settlement.operators.is_empty() {
+            return err(
+                "the bonded policy needs settlement.operators, the payout address whose bond admits each node".into(),
+            );
+        }
+        let mut nodes = std::collections::BTreeSet::new();
+        for operator in &self.settlement.operators {
+            if !nodes.insert(operator.node) {
+                return err(format!(
+                    "settlement.operators lists {} twice",
+                    operator.node
+                ));
+            }
         }
         Ok(())
     }
@@ -686,7 +788,48 @@ mod tests {
         let mut c = valid(dir.path());
         c.admission.policy = AdmissionPolicyName::Bonded;
         let err = c.validate().unwrap_err().to_string();
-        assert!(err.contains("bonded") && err.contains("staking"), "{err}");
+        assert!(err.contains("admission.min_bond"), "{err}");
+        let mut bonded = c.clone();
+        bonded.admission.min_bond = Some("10000000000000000000".into());
+        let refused = |bonded: &Config, expected: &str| {
+            let err = bonded.validate().unwrap_err().to_string();
+            assert!(err.contains(expected), "{expected}: {err}");
+        };
+        refused(&bonded, "chain.rpc_url");
+        bonded.chain.rpc_url = Some("ftp://x".into());
+        refused(&bonded, "http(s)");
+        bonded.chain.rpc_url = Some("http://127.0.0.1:8545".into());
+        refused(&bonded, "chain.staking_contract");
+        bonded.chain.staking_contract = Some(alloy_address(0xaa));
+        refused(&bonded, "settlement.operators");
+        let node = xnode_types::SecretKey::generate().node_id();
+        let payout = xnode_settle::OperatorPayout {
+            node,
+            payout: alloy_address(0xbb),
+        };
+        bonded.settlement.operators = vec![payout.clone(), payout.clone()];
+        refused(&bonded, "twice");
+        bonded.settlement.operators = vec![payout];
+        bonded.validate().unwrap();
+        assert_eq!(
+            bonded.admission.bond_requirement().unwrap(),
+            BondRequirement {
+                min_bond: 10_000_000_000_000_000_000,
+                probation_epochs: DEFAULT_PROBATION_EPOCHS
+            }
+        );
+        for (text, expected) in [("0", "above zero"), ("-1", "min_bond"), ("ten", "min_bond")] {
+            let mut wrong = bonded.clone();
+            wrong.admission.min_bond = Some(text.into());
+            refused(&wrong, expected);
+        }
+        let mut long = bonded.clone();
+        long.admission.probation_epochs = Some(MAX_PROBATION_EPOCHS + 1);
+        refused(&long, "probation_epochs");
+        // Bond settings under another policy are a mistake, not silently ignored.
+        let mut stray = valid(dir.path());
+        stray.admission.min_bond = Some("1".into());
+        refused(&stray, "only to the bonded policy");
 
         c.admission.policy = AdmissionPolicyName::Allowlist;
         let err = c.validate().unwrap_err().to_string();

@@ -6,6 +6,7 @@
 //! registry) and the subsystems decide *how*. Everything the HTTP API shows comes from
 //! here, so the API crate never reaches into subsystems directly.
 
+pub mod bonded;
 pub mod capacity;
 pub mod config;
 pub mod drain;
@@ -169,6 +170,42 @@ impl xnode_wire::Versioned for NodeState {
     const VERSION: u8 = 1;
 }
 
+/// Under `bonded` admission, the worker that reads stakes from the chain each epoch
+/// (`bonded`); `None` under the other policies.
+fn bond_snapshots(
+    config: &Config,
+    key: &SecretKey,
+    admission: &Arc<xnode_registry::admission::Admission>,
+    metrics: &mut MetricsRegistry,
+) -> Result<Option<bonded::BondSnapshots<bonded::StakingChain>>, NodeError> {
+    if config.admission.policy != config::AdmissionPolicyName::Bonded {
+        return Ok(None);
+    }
+    let bad = |reason: String| NodeError::Config(ConfigError::Admission(reason));
+    let requirement = config.admission.bond_requirement()?;
+    let (Some(url), Some(staking)) = (&config.chain.rpc_url, config.chain.staking_contract) else {
+        return Err(bad(
+            "the bonded policy needs chain.rpc_url and chain.staking_contract".into(),
+        ));
+    };
+    // The client only reads; the signer it is given never sends anything here.
+    let client = xnode_settle::ChainClient::new(url.clone(), xnode_settle::committee_signer(key))
+        .map_err(|e| bad(format!("chain.rpc_url: {e}")))?;
+    let rule = bonded::BondRule {
+        epoch_ms: u64::try_from(config.metering.epoch.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1),
+        requirement,
+    };
+    Ok(Some(bonded::BondSnapshots::new(
+        admission.clone(),
+        bonded::StakingChain::new(client, staking),
+        rule,
+        config.settlement.operators.clone(),
+        bonded::BondMetrics::register(metrics),
+    )))
+}
+
 /// Reads and verifies the signed admission list in `path`; returns its bytes.
 fn load_admission_list(
     admission: &xnode_registry::admission::Admission,
@@ -276,6 +313,7 @@ impl Node {
             Some(path) => Some(load_admission_list(&admission, path)?),
             None => None,
         };
+        let bond_snapshots = bond_snapshots(&config, &key, &admission, &mut metrics)?;
 
         let (mesh, mesh_task) = Mesh::start(config.mesh(), &key, incarnation, mesh_metrics).await?;
         // Storage meters egress and stored byte-hours into it, so it comes first.
@@ -406,6 +444,9 @@ impl Node {
         observe::spawn_workers(&node).await?;
         runner.spawn(storage.serve());
         for worker in storage.workers() {
+            runner.spawn(worker);
+        }
+        if let Some(worker) = bond_snapshots {
             runner.spawn(worker);
         }
         runner.spawn(metering.serve());

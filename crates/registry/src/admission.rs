@@ -7,7 +7,11 @@
 //!
 //! - `Open` admits every node with a valid certificate (devnets, tests, trusted clusters);
 //! - `Allowlist` admits the node ids and operator keys named by the newest
-//!   [`SignedAdmissionList`] that the network's authority key signed for this network.
+//!   [`SignedAdmissionList`] that the network's authority key signed for this network;
+//! - `Bonded` admits the nodes named by the newest [`BondSnapshot`]: the nodes whose
+//!   operator's account had at least the minimum bond in the `Staking` contract at the
+//!   block every node agrees on for the epoch (the node reads the chain and installs the
+//!   snapshot; this crate knows nothing of chains).
 //!
 //! Admission lists are spread through the registry: a node started with a list file
 //! publishes it under `admission/<its node id>`, and every node takes, among the lists it
@@ -49,6 +53,21 @@ pub enum AdmissionPolicy {
     Open,
     /// The nodes and operators named by the newest list signed by `authority`.
     Allowlist { authority: PublicKeyBytes },
+    /// The nodes named by the newest [`BondSnapshot`] (none before the first).
+    Bonded,
+}
+
+/// Under [`AdmissionPolicy::Bonded`]: the nodes whose operator was bonded enough at the
+/// agreed block of an epoch. Every node reads the same block for the same epoch, so every
+/// node installs the same snapshot and placement stays identical everywhere.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BondSnapshot {
+    /// The epoch this snapshot admits for.
+    pub epoch: u64,
+    /// The block whose state it was read at.
+    pub block: u64,
+    /// The admitted nodes (they still need a valid operator certificate).
+    pub nodes: BTreeSet<NodeId>,
 }
 
 /// The nodes and operators a network authority admits.
@@ -190,6 +209,8 @@ pub struct Admission {
     /// A registry entry's signature → the list its value holds (with the value's digest),
     /// if it verified.
     lists: Mutex<HashMap<[u8; 64], Option<VerifiedList>>>,
+    /// Under `Bonded`: the newest snapshot installed, if any.
+    bonds: Mutex<Option<Arc<BondSnapshot>>>,
 }
 
 impl std::fmt::Debug for Admission {
@@ -208,6 +229,40 @@ impl Admission {
             policy,
             certs: Mutex::new(HashMap::new()),
             lists: Mutex::new(HashMap::new()),
+            bonds: Mutex::new(None),
+        }
+    }
+
+    /// Installs `snapshot` unless a snapshot of a later epoch is installed already (a slow
+    /// read of an old epoch must not undo a newer one). Returns whether it was installed.
+    pub fn set_bond_snapshot(&self, snapshot: BondSnapshot) -> bool {
+        let mut bonds = xnode_types::lock(&self.bonds);
+        if bonds
+            .as_ref()
+            .is_some_and(|held| held.epoch > snapshot.epoch)
+        {
+            return false;
+        }
+        *bonds = Some(Arc::new(snapshot));
+        true
+    }
+
+    /// The bond snapshot placement uses now, if any.
+    pub fn bond_snapshot(&self) -> Option<Arc<BondSnapshot>> {
+        xnode_types::lock(&self.bonds).clone()
+    }
+
+    /// Why the policy admits no node at all yet, if that is the case: what a refused
+    /// write tells its client instead of a bare count of available nodes.
+    pub fn why_no_one_yet(&self, registry: &Registry) -> Option<&'static str> {
+        match &self.policy {
+            AdmissionPolicy::Open => None,
+            AdmissionPolicy::Allowlist { .. } => self.current_list(registry).is_none().then_some(
+                "the allowlist admission policy admits no node until a list signed by the network authority arrives",
+            ),
+            AdmissionPolicy::Bonded => self.bond_snapshot().is_none().then_some(
+                "the bonded admission policy admits no node until this node has read the operators' stakes from the chain",
+            ),
         }
     }
 
@@ -283,19 +338,23 @@ impl Admission {
             .map(|best| best.0.clone())
     }
 
-    /// Whether a node run by `operator` is admitted under `list` (the current list, which
-    /// the caller fetched once for a whole candidate set).
+    /// Whether a node run by `operator` is admitted under `list` or `bonds` (the current
+    /// list or snapshot, which the caller fetched once for a whole candidate set).
     fn admits(
         &self,
         node: &NodeId,
         operator: &PublicKeyBytes,
         list: Option<&AdmissionList>,
+        bonds: Option<&BondSnapshot>,
     ) -> bool {
         match &self.policy {
             AdmissionPolicy::Open => true,
             AdmissionPolicy::Allowlist { .. } => {
                 list.is_some_and(|l| l.nodes.contains(node) || l.operators.contains(operator))
             }
+            // No snapshot yet admits no one: storage refuses writes rather than place
+            // data on operators nobody has checked.
+            AdmissionPolicy::Bonded => bonds.is_some_and(|b| b.nodes.contains(node)),
         }
     }
 
@@ -304,11 +363,12 @@ impl Admission {
     /// registry.
     pub fn admitted(&self, registry: &Registry, records: Vec<NodeRecord>) -> Vec<AdmittedNode> {
         let list = self.current_list(registry);
+        let bonds = self.bond_snapshot();
         records
             .into_iter()
             .filter_map(|record| {
                 let operator = self.operator_of(&record)?;
-                self.admits(&record.node_id, &operator, list.as_ref())
+                self.admits(&record.node_id, &operator, list.as_ref(), bonds.as_deref())
                     .then_some(AdmittedNode { record, operator })
             })
             .collect()
@@ -320,7 +380,8 @@ impl Admission {
             return false;
         };
         let list = self.current_list(registry);
-        self.admits(&record.node_id, &operator, list.as_ref())
+        let bonds = self.bond_snapshot();
+        self.admits(&record.node_id, &operator, list.as_ref(), bonds.as_deref())
     }
 }
 
@@ -523,6 +584,61 @@ mod tests {
             .collect();
         assert_eq!(admitted, vec![stranger.node_id]);
         assert_eq!(admission.current_list(&registry).unwrap().serial, 2);
+    }
+
+    #[test]
+    fn bonded_admits_the_newest_snapshot_and_no_one_before_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = open_registry(&dir);
+        let admission = Admission::new("prod", AdmissionPolicy::Bonded);
+        let operator = SecretKey::generate();
+        let (a, b) = (SecretKey::generate(), SecretKey::generate());
+        let (ra, rb) = (
+            record(&a, Some(&operator), "prod"),
+            record(&b, Some(&operator), "prod"),
+        );
+        // A node without a valid certificate is never admitted, whatever the snapshot.
+        let uncertified_key = SecretKey::generate();
+        let uncertified = record(&uncertified_key, None, "prod");
+        let all = vec![ra.clone(), rb.clone(), uncertified.clone()];
+        let ids = |admitted: Vec<AdmittedNode>| -> Vec<NodeId> {
+            admitted.into_iter().map(|a| a.record.node_id).collect()
+        };
+
+        // No snapshot: no one, and the policy says why.
+        assert!(admission.admitted(&registry, all.clone()).is_empty());
+        assert!(!admission.is_admitted(&registry, &ra));
+        assert!(
+            admission
+                .why_no_one_yet(&registry)
+                .unwrap()
+                .contains("stakes")
+        );
+
+        let snapshot = |epoch: u64, nodes: &[NodeId]| BondSnapshot {
+            epoch,
+            block: epoch * 10,
+            nodes: nodes.iter().copied().collect(),
+        };
+        assert!(admission.set_bond_snapshot(snapshot(5, &[a.node_id(), uncertified.node_id])));
+        assert!(admission.why_no_one_yet(&registry).is_none());
+        assert_eq!(
+            ids(admission.admitted(&registry, all.clone())),
+            vec![a.node_id()]
+        );
+        assert!(admission.is_admitted(&registry, &ra));
+        assert!(!admission.is_admitted(&registry, &rb));
+
+        // The next epoch's snapshot replaces it: a leaves (its bond fell), b arrives.
+        assert!(admission.set_bond_snapshot(snapshot(6, &[b.node_id()])));
+        assert_eq!(
+            ids(admission.admitted(&registry, all.clone())),
+            vec![b.node_id()]
+        );
+        // A late read of an older epoch changes nothing.
+        assert!(!admission.set_bond_snapshot(snapshot(5, &[a.node_id()])));
+        assert_eq!(admission.bond_snapshot().unwrap().epoch, 6);
+        assert_eq!(ids(admission.admitted(&registry, all)), vec![b.node_id()]);
     }
 
     #[test]

@@ -205,6 +205,10 @@ pub enum StorageError {
     BucketNotEmpty(String),
     #[error("access denied: {0}")]
     AccessDenied(String),
+    /// The tenant revoked this node's authority to write for it (a signed revocation in
+    /// the registry): the node refuses before sealing, since no replica would take it.
+    #[error("edge revoked: {0}")]
+    EdgeRevoked(String),
     #[error("object {0:?} does not exist")]
     NoSuchKey(String),
     #[error("invalid range: {0}")]

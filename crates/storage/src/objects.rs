@@ -214,6 +214,7 @@ impl Storage {
         E: std::fmt::Display,
     {
         self.require_bucket(tenant, bucket)?;
+        self.refuse_if_revoked(tenant, bucket)?;
         let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
         // Refused before a byte is stored when the declared length does not fit; a body
         // that grows past the room left is cut off as it streams.
@@ -227,6 +228,9 @@ impl Storage {
             name: bucket.to_owned(),
         };
         if set.len() < self.config.write_quorum.min(rf) {
+            if let Some(reason) = self.admission.why_no_one_yet(&self.registry) {
+                return Err(StorageError::Quorum(reason.into()));
+            }
             return Err(StorageError::Quorum(format!(
                 "only {} storage nodes are available, {} are needed",
                 set.len(),

@@ -180,10 +180,36 @@ impl Storage {
         ))
     }
 
-    /// Seals an entry this node writes.
+    /// Refuses, before any chunk is stored, a write the tenant revoked this node's
+    /// authority for: the entry [`Self::seal`] would make at the end would be refused.
+    pub(crate) fn refuse_if_revoked(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+    ) -> Result<(), StorageError> {
+        let authority = self.write_authority(tenant, bucket)?;
+        let revoked =
+            RegistryRevocations(&self.registry).revoked_after(tenant, &self.node_id, &authority);
+        match revoked {
+            Some(revoked_after_ms) if unix_ms() > revoked_after_ms => {
+                Err(edge_revoked(revoked_after_ms))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Seals an entry this node writes. If the tenant revoked the authority it would seal
+    /// under before the entry's date, every replica would refuse the entry: the writer
+    /// says so itself, as [`StorageError::EdgeRevoked`], instead of a failed quorum.
     pub(crate) fn seal(&self, meta: ObjectMeta) -> Result<ObjectMeta, StorageError> {
         let authority = self.write_authority(&meta.path.tenant, &meta.path.bucket)?;
-        Ok(meta.sealed(&self.signer, authority))
+        let sealed = meta.sealed(&self.signer, authority);
+        if let RevocationStatus::DatedAfter { revoked_after_ms } =
+            sealed.revocation_status(&RegistryRevocations(&self.registry))
+        {
+            return Err(edge_revoked(revoked_after_ms));
+        }
+        Ok(sealed)
     }
 
     /// Checks the seal of an entry (from a peer, or read from the local table). The
@@ -264,6 +290,12 @@ impl Storage {
             }
         }
     }
+}
+
+fn edge_revoked(revoked_after_ms: u64) -> StorageError {
+    StorageError::EdgeRevoked(format!(
+        "the tenant revoked this node's authority to write its objects (from {revoked_after_ms} ms, unix time); send the request to another node"
+    ))
 }
 
 /// The tenant-signed revocations in the registry, as the seal check asks for them: the

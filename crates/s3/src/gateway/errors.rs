@@ -20,7 +20,9 @@ pub(crate) fn s3_err(e: StorageError) -> S3Error {
                 "The bucket {b:?} you tried to delete is not empty"
             )
         }
-        StorageError::AccessDenied(m) => s3_error!(AccessDenied, "Access Denied: {m}"),
+        StorageError::AccessDenied(m) | StorageError::EdgeRevoked(m) => {
+            s3_error!(AccessDenied, "Access Denied: {m}")
+        }
         StorageError::NoSuchKey(k) => {
             s3_error!(NoSuchKey, "The specified key {k:?} does not exist")
         }

@@ -16,7 +16,7 @@ use xnode_types::{NodeId, SecretKey};
 const CHUNK: u32 = 64 * 1024;
 
 /// The index of the node a configuration is for (the harness names data dirs `node-<i>`).
-fn node_index(config: &xnode_node::Config) -> usize {
+pub(crate) fn node_index(config: &xnode_node::Config) -> usize {
     config
         .data_dir
         .file_name()
@@ -26,7 +26,7 @@ fn node_index(config: &xnode_node::Config) -> usize {
         .expect("data dir named node-<i>")
 }
 
-fn data(len: usize, seed: u8) -> Vec<u8> {
+pub(crate) fn data(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(29).wrapping_add(seed) ^ (i >> 8) as u8)
         .collect()
@@ -40,7 +40,7 @@ fn chunk_path(c: &Cluster, node: usize, id: &ChunkId) -> PathBuf {
 }
 
 /// Nodes (by index) that hold chunk `id` on disk.
-fn chunk_holders(c: &Cluster, id: &ChunkId) -> Vec<usize> {
+pub(crate) fn chunk_holders(c: &Cluster, id: &ChunkId) -> Vec<usize> {
     c.running()
         .into_iter()
         .filter(|&i| chunk_path(c, i, id).exists())
@@ -66,7 +66,7 @@ async fn local_meta(c: &Cluster, from: usize, to: usize, path: &ObjectPath) -> O
 }
 
 /// Nodes (by index) whose own metadata table holds `path`.
-async fn meta_holders(c: &Cluster, path: &ObjectPath) -> Vec<usize> {
+pub(crate) async fn meta_holders(c: &Cluster, path: &ObjectPath) -> Vec<usize> {
     let mut out = Vec::new();
     for i in c.running() {
         let asker = if i == 0 { 1 } else { 0 };
@@ -78,7 +78,7 @@ async fn meta_holders(c: &Cluster, path: &ObjectPath) -> Vec<usize> {
 }
 
 /// Every chunk of an object (its data chunks and its manifest).
-async fn object_chunks(c: &Cluster, via: usize, meta: &ObjectMeta) -> Vec<ChunkId> {
+pub(crate) async fn object_chunks(c: &Cluster, via: usize, meta: &ObjectMeta) -> Vec<ChunkId> {
     let info = meta.info.clone().expect("a live object");
     let manifest = c.node(via).storage().manifest(&info).await.unwrap();
     let mut ids: Vec<ChunkId> = manifest.chunks.iter().map(|r| r.id).collect();

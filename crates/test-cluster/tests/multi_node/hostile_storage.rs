@@ -1325,18 +1325,36 @@ async fn a_revoked_edge_can_no_longer_write_the_tenants_objects() {
     tokio::time::sleep(Duration::from_millis(5)).await;
 
     // Node 0 still holds the tenant's request and writes with it: a new object, and a new
-    // version of one written before. Neither reaches a write quorum.
+    // version of one written before. It knows of the revocation itself, so it refuses
+    // before sealing, with an error that says why (not a failed quorum).
+    for (key, body) in [("after", &b"written after"[..]), ("kept", b"second")] {
+        match c.put(0, &tenant, "revoked", key, body).await {
+            Err(StorageError::EdgeRevoked(message)) => {
+                assert!(message.contains("revoked"), "{message}")
+            }
+            other => panic!("a write of {key:?} by the revoked edge answered {other:?}"),
+        }
+    }
+    // Over HTTP, with a request the tenant signed for node 0 now (as a client that still
+    // has node 0 configured would): 403 with a stable code, not 503.
+    let path = "/v1/buckets/revoked/objects/over-http";
+    let body = b"written after, over HTTP";
+    let mut request = reqwest::Client::new()
+        .put(format!("{}{path}", c.api_url(0)))
+        .body(body.to_vec());
+    for (k, v) in tenant.signed_headers(&revoked, "PUT", path, "", body, true) {
+        request = request.header(k, v);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "{answer}");
+    assert_eq!(answer["error"]["code"], "edge_revoked", "{answer}");
     assert!(
-        c.put(0, &tenant, "revoked", "after", b"written after")
-            .await
-            .is_err(),
-        "a write by the revoked edge was acknowledged"
-    );
-    assert!(
-        c.put(0, &tenant, "revoked", "kept", b"second")
-            .await
-            .is_err(),
-        "an overwrite by the revoked edge was acknowledged"
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("revoked this node's authority")),
+        "{answer}"
     );
 
     // Raw messages: an entry sealed under an S3 registration (which has no expiry) and

@@ -12,6 +12,7 @@ mod anti_entropy;
 mod bench_gossip;
 mod bench_idle_storage;
 mod bench_storage_latency;
+mod bonded;
 mod cluster;
 mod compute;
 mod hostile_grants;
