@@ -459,6 +459,30 @@ class S3Compat(unittest.TestCase):
             s3[0].delete_object(Bucket=b, Key=v["Key"], VersionId=v["VersionId"])
         s3[0].delete_bucket(Bucket=b)
 
+    def test_a_multipart_uploads_default_retention_counts_from_its_completion(self):
+        """A bucket's default retention is counted from when the object version is created,
+        which for a multipart upload is its completion (as S3 counts it), not its start."""
+        s3 = client(ENDPOINTS[0])
+        b = name("lockmpu")
+        s3.create_bucket(Bucket=b, ObjectLockEnabledForBucket=True)
+        s3.put_object_lock_configuration(Bucket=b, ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
+        upload = s3.create_multipart_upload(Bucket=b, Key="k")["UploadId"]
+        # Long enough apart that a retention counted from the start falls visibly short.
+        time.sleep(3)
+        etag = s3.upload_part(Bucket=b, Key="k", UploadId=upload, PartNumber=1, Body=b"part")["ETag"]
+        completing = datetime.datetime.now(datetime.timezone.utc)
+        vid = s3.complete_multipart_upload(Bucket=b, Key="k", UploadId=upload, MultipartUpload={
+            "Parts": [{"PartNumber": 1, "ETag": etag}]})["VersionId"]
+        head = s3.head_object(Bucket=b, Key="k", VersionId=vid)
+        self.assertEqual(head["ObjectLockMode"], "GOVERNANCE")
+        # One second of slack for the date's whole seconds.
+        self.assertGreaterEqual(head["ObjectLockRetainUntilDate"],
+                                completing + datetime.timedelta(days=1, seconds=-1))
+        s3.delete_object(Bucket=b, Key="k", VersionId=vid, BypassGovernanceRetention=True)
+        s3.delete_bucket(Bucket=b)
+
     # ----- what the gateway does not honour, it refuses ------------------------------------
 
     def test_unhonoured_requests_are_refused_and_change_nothing(self):
