@@ -1,6 +1,7 @@
 //! What every S3 request and response goes through around s3s: a request id on every
-//! response and error, S3's limits on presigned URL lifetimes, and bodies sent without a
-//! length. Each fills a gap between what s3s does and what S3 clients expect.
+//! response and error, S3's limits on presigned URL lifetimes, bodies sent without a
+//! length, and the path SigV2 signs for a bucket. Each fills a gap between what s3s does
+//! and what S3 clients expect.
 
 use s3s::{S3Result, s3_error};
 
@@ -41,6 +42,47 @@ pub(crate) async fn with_known_length(
         parts,
         s3s::Body::from(collected.to_bytes()),
     ))
+}
+
+/// SigV2 (`Authorization: AWS id:signature`, or a presigned URL with `AWSAccessKeyId` and
+/// `Signature`) signs a path-style request to a bucket with the bucket's name followed by
+/// a slash (`/bucket/`), as S3 canonicalizes it and botocore signs it, while clients send
+/// the path without the slash (`PUT /bucket?cors`). s3s signs the path as it is sent, so
+/// every bucket-level SigV2 request failed with `SignatureDoesNotMatch` while object
+/// requests verified. Such a path gets its slash before s3s sees it; s3s routes `/bucket/`
+/// to the bucket as it routes `/bucket`, and SigV4 requests, which sign the path as sent,
+/// are left as they are.
+pub(crate) fn sigv2_bucket_path<B>(req: &mut hyper::Request<B>) {
+    let header_v2 = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("AWS "));
+    let query = req.uri().query().unwrap_or_default();
+    let presigned_v2 = query.split('&').any(|p| p.starts_with("AWSAccessKeyId="))
+        && query.split('&').any(|p| p.starts_with("Signature="));
+    if !header_v2 && !presigned_v2 {
+        return;
+    }
+    let path = req.uri().path();
+    let Some(bucket) = path.strip_prefix('/') else {
+        return;
+    };
+    if bucket.is_empty() || bucket.contains('/') {
+        return;
+    }
+    let with_slash = match req.uri().query() {
+        Some(q) => format!("{path}/?{q}"),
+        None => format!("{path}/"),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    let Ok(path_and_query) = hyper::http::uri::PathAndQuery::try_from(with_slash) else {
+        return;
+    };
+    parts.path_and_query = Some(path_and_query);
+    if let Ok(uri) = hyper::Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
 }
 
 /// The longest a presigned URL may live: S3 refuses `X-Amz-Expires` above 7 days.
@@ -152,6 +194,37 @@ mod tests {
             let e = presigned_lifetime(Some(q)).unwrap_err();
             assert_eq!(e.code().as_str(), "AccessDenied", "{q}");
         }
+    }
+
+    fn path_after(auth: Option<&str>, uri: &str) -> String {
+        let mut builder = hyper::Request::builder().uri(uri);
+        if let Some(auth) = auth {
+            builder = builder.header("authorization", auth);
+        }
+        let mut req = builder.body(()).unwrap();
+        sigv2_bucket_path(&mut req);
+        req.uri().to_string()
+    }
+
+    #[test]
+    fn sigv2_bucket_requests_get_the_slash_they_were_signed_with() {
+        let v2 = Some("AWS XNKEY:c2lnbmF0dXJl");
+        assert_eq!(path_after(v2, "/bucket"), "/bucket/");
+        assert_eq!(path_after(v2, "/bucket?cors"), "/bucket/?cors");
+        assert_eq!(
+            path_after(None, "/bucket?AWSAccessKeyId=XN&Expires=1&Signature=x"),
+            "/bucket/?AWSAccessKeyId=XN&Expires=1&Signature=x"
+        );
+        // Objects, the service, bucket paths that have their slash, and SigV4 are left alone.
+        assert_eq!(path_after(v2, "/bucket/key"), "/bucket/key");
+        assert_eq!(path_after(v2, "/bucket/"), "/bucket/");
+        assert_eq!(path_after(v2, "/"), "/");
+        let v4 = Some("AWS4-HMAC-SHA256 Credential=XN/20261127/us-east-1/s3/aws4_request");
+        assert_eq!(path_after(v4, "/bucket?cors"), "/bucket?cors");
+        assert_eq!(
+            path_after(None, "/bucket?Signature=x"),
+            "/bucket?Signature=x"
+        );
     }
 
     #[test]

@@ -267,6 +267,7 @@ impl S3Gateway {
                 req.headers(),
             ))
         } else {
+            envelope::sigv2_bucket_path(&mut req);
             let prepared = match envelope::presigned_lifetime(req.uri().query()) {
                 Ok(()) => envelope::with_known_length(req).await,
                 Err(e) => Err(e),

@@ -107,10 +107,23 @@ impl Gateway {
         let requested_acl = super::acl::Acl::from_headers(&req.headers, &key.tenant)?;
         match owner_of(self.storage.registry(), &name) {
             Some((owner, _)) if owner == key.tenant => {
-                return Err(s3_error!(
-                    BucketAlreadyOwnedByYou,
-                    "Your previous request to create the named bucket succeeded and you already own it"
-                ));
+                // The gateway answers as us-east-1 (GetBucketLocation says so), where S3
+                // lets the owner create its bucket again: a no-op answered 200, contents
+                // and settings kept (clients such as `aws s3 mb` retries rely on it). A
+                // no-op cannot give the bucket another ACL or object lock, so a request
+                // asking for either is refused as Ceph RGW refuses it.
+                let current = super::acl::bucket_acl(self.storage.registry(), &name, &owner);
+                let asked = requested_acl.unwrap_or_else(|| super::acl::Acl::private(&owner));
+                let lock_asked = req.input.object_lock_enabled_for_bucket == Some(true);
+                if asked != current || (lock_asked && !self.lock_enabled(&name)) {
+                    return Err(s3_error!(
+                        BucketAlreadyExists,
+                        "You already own this bucket, with another ACL or without object lock; a new CreateBucket does not change them"
+                    ));
+                }
+                return Ok(S3Response::new(CreateBucketOutput {
+                    location: Some(format!("/{name}")),
+                }));
             }
             Some(_) => {
                 return Err(s3_error!(

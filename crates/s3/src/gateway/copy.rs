@@ -178,6 +178,7 @@ impl Gateway {
                 until: input.object_lock_retain_until_date.as_ref(),
                 legal_hold: input.object_lock_legal_hold_status.as_ref(),
             },
+            super::object_lock::DefaultRetentionAt::Write,
             &mut meta,
         )?;
         let wrap = sse::writing_key(&key.data_key(), &mut meta, dest_customer.as_ref());

@@ -18,8 +18,8 @@
 //!
 //! A lifecycle "day" is 24 hours, or `s3_lifecycle_day` of the node configuration (tests
 //! make it seconds, as Ceph RGW does with `rgw_lc_debug_interval`). An object is due
-//! `Days` days after it was written (S3 rounds up to the next midnight UTC; with a short
-//! test day there is no midnight to round to, so Xnode does not round).
+//! `Days` days after it was written, rounded up to the next midnight UTC as S3 rounds it
+//! (with a short test day there is no midnight to round to, so Xnode does not round).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -440,11 +440,25 @@ fn days_ms(days: i32, day: Duration) -> u64 {
         .saturating_mul(u64::try_from(day.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// The calendar day: with it, a rule's days end at midnight UTC, as S3 counts them.
+pub(crate) const CALENDAR_DAY: Duration = Duration::from_secs(86_400);
+
 /// When an object written at `created_ms` is due under `expiration` (never for a rule
-/// that only removes delete markers).
+/// that only removes delete markers). With calendar days, `Days` are added to the write
+/// and the result is rounded up to the next midnight UTC, as S3 does (so the date
+/// `x-amz-expiration` announces is when the worker acts); a shorter test day has no
+/// midnight to round to and is not rounded.
 fn expiry_ms(expiration: &Expiration, created_ms: u64, day: Duration) -> Option<u64> {
     match expiration {
-        Expiration::Days(d) => Some(created_ms.saturating_add(days_ms(*d, day))),
+        Expiration::Days(d) => {
+            let due = created_ms.saturating_add(days_ms(*d, day));
+            Some(if day == CALENDAR_DAY {
+                let day_ms = days_ms(1, CALENDAR_DAY);
+                due.div_ceil(day_ms).saturating_mul(day_ms)
+            } else {
+                due
+            })
+        }
         Expiration::Date(s) => Some(u64::try_from(*s).unwrap_or(0).saturating_mul(1000)),
         Expiration::ExpiredDeleteMarker => None,
     }

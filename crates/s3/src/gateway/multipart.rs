@@ -252,7 +252,8 @@ impl Gateway {
         if let Some(header) = &input.tagging {
             super::tagging::store_into(&mut record, &super::tagging::parse_header(header)?);
         }
-        // The lock the completed object will carry, decided (and refused) now, as S3 does.
+        // The lock the upload asks for, decided (and refused) now, as S3 does; the
+        // bucket's default retention is applied at completion instead.
         self.apply_write_lock(
             &input.bucket,
             &super::object_lock::LockHeaders {
@@ -260,6 +261,7 @@ impl Gateway {
                 until: input.object_lock_retain_until_date.as_ref(),
                 legal_hold: input.object_lock_legal_hold_status.as_ref(),
             },
+            super::object_lock::DefaultRetentionAt::Completion,
             &mut record,
         )?;
         // The record keeps only a verifier of the customer key, which parts and the
@@ -502,6 +504,7 @@ impl Gateway {
             .ok_or_else(|| s3_error!(InternalError, "a part has a malformed ETag"))?;
         let mut meta = upload.user_meta;
         meta.insert(system_meta::UPLOAD_ID.into(), input.upload_id.clone());
+        self.apply_default_retention_at_completion(&input.bucket, &mut meta);
         if let Some((algorithm, value)) = &composite {
             meta.insert(
                 format!("{}{algorithm}", system_meta::CHECKSUM_PREFIX),

@@ -85,6 +85,14 @@ pub(crate) struct DefaultRetention {
 }
 
 impl DefaultRetention {
+    /// The retention this default gives a version created at `created_ms`.
+    fn from(&self, created_ms: u64) -> Retention {
+        Retention {
+            mode: self.mode,
+            until_ms: created_ms.saturating_add(self.period_ms()),
+        }
+    }
+
     fn period_ms(&self) -> u64 {
         let days = match (self.days, self.years) {
             (Some(d), _) => u64::from(d),
@@ -347,6 +355,14 @@ fn parse_hold(status: Option<&str>, in_body: bool) -> S3Result<Option<bool>> {
     }
 }
 
+/// When a write takes the bucket's default retention: a PUT or a copy when it is made; a
+/// multipart upload when it completes (see [`Gateway::apply_default_retention_at_completion`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum DefaultRetentionAt {
+    Write,
+    Completion,
+}
+
 /// The lock headers of a write (PUT, CopyObject, CreateMultipartUpload).
 pub(super) struct LockHeaders<'a> {
     pub(super) mode: Option<&'a ObjectLockMode>,
@@ -385,12 +401,14 @@ impl Gateway {
         lock_config(self.storage.registry(), name).is_some()
     }
 
-    /// Stamps a new version's metadata with the lock its write asked for, or the bucket's
-    /// default retention. Lock headers on a bucket without object lock are refused.
+    /// Stamps a new version's metadata with the lock its write asked for, or (with
+    /// [`DefaultRetentionAt::Write`]) the bucket's default retention, counted from now.
+    /// Lock headers on a bucket without object lock are refused.
     pub(super) fn apply_write_lock(
         &self,
         bucket: &str,
         headers: &LockHeaders<'_>,
+        default_at: DefaultRetentionAt,
         meta: &mut BTreeMap<String, String>,
     ) -> S3Result<()> {
         strip(meta);
@@ -407,10 +425,10 @@ impl Gateway {
         let retention =
             match parse_retention(headers.mode.map(|m| m.as_str()), headers.until, now, false)? {
                 Some(r) => Some(r),
-                None => config.default_retention.map(|d| Retention {
-                    mode: d.mode,
-                    until_ms: now.saturating_add(d.period_ms()),
-                }),
+                None if default_at == DefaultRetentionAt::Write => {
+                    config.default_retention.map(|d| d.from(now))
+                }
+                None => None,
             };
         let legal_hold = parse_hold(headers.legal_hold.map(|h| h.as_str()), false)?;
         VersionLock {
@@ -419,6 +437,29 @@ impl Gateway {
         }
         .store_into(meta);
         Ok(())
+    }
+
+    /// Gives the object a multipart upload completes the bucket's default retention,
+    /// counted from now (the completion), unless its upload asked for a retention of its
+    /// own. S3 counts a default retention from when the object version is created, which
+    /// for a multipart upload is its completion, not its initiation: an upload that took
+    /// a week must not come out with a week less of retention.
+    pub(super) fn apply_default_retention_at_completion(
+        &self,
+        bucket: &str,
+        meta: &mut BTreeMap<String, String>,
+    ) {
+        if meta.contains_key(LOCK_UNTIL) {
+            return;
+        }
+        let Some(default) =
+            lock_config(self.storage.registry(), bucket).and_then(|c| c.default_retention)
+        else {
+            return;
+        };
+        let mut lock = VersionLock::of(meta);
+        lock.retention = Some(default.from(unix_ms()));
+        lock.store_into(meta);
     }
 
     /// Turns object lock on for a bucket just created with

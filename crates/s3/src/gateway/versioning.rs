@@ -424,8 +424,10 @@ impl Gateway {
             {
                 return Err(s3_error!(AccessDenied, "Access Denied: {reason}"));
             }
+            // The delete's conditions (`If-Match`, last-modified time, size) are about the
+            // version named, decided by its key's coordinator as for a current object.
             self.storage()
-                .delete_object(tenant, bucket, &stored)
+                .delete_object_if(tenant, bucket, &stored, pre)
                 .await
                 .map_err(s3_err)?;
             if stored != object {

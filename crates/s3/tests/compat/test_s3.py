@@ -142,10 +142,15 @@ class S3Compat(unittest.TestCase):
                 self.assertIn(b, names)
                 loc = other.get_bucket_location(Bucket=b)
                 self.assertIn(loc.get("LocationConstraint"), (None, ""))
+                # us-east-1's answer to the owner creating its bucket again: a no-op; asking
+                # for another ACL on the way is refused.
+                other.create_bucket(Bucket=b)
                 with self.assertRaises(ClientError) as e:
-                    other.create_bucket(Bucket=b)
-                self.assertEqual(code_of(e.exception), ("BucketAlreadyOwnedByYou", 409))
+                    other.create_bucket(Bucket=b, ACL="public-read")
+                self.assertEqual(code_of(e.exception), ("BucketAlreadyExists", 409))
                 s3.put_object(Bucket=b, Key="k", Body=b"x")
+                other.create_bucket(Bucket=b)
+                self.assertEqual(s3.get_object(Bucket=b, Key="k")["Body"].read(), b"x")
                 with self.assertRaises(ClientError) as e:
                     other.delete_bucket(Bucket=b)
                 self.assertEqual(code_of(e.exception), ("BucketNotEmpty", 409))
@@ -458,6 +463,30 @@ class S3Compat(unittest.TestCase):
         for v in s3[0].list_object_versions(Bucket=b).get("DeleteMarkers", []):
             s3[0].delete_object(Bucket=b, Key=v["Key"], VersionId=v["VersionId"])
         s3[0].delete_bucket(Bucket=b)
+
+    def test_a_multipart_uploads_default_retention_counts_from_its_completion(self):
+        """A bucket's default retention is counted from when the object version is created,
+        which for a multipart upload is its completion (as S3 counts it), not its start."""
+        s3 = client(ENDPOINTS[0])
+        b = name("lockmpu")
+        s3.create_bucket(Bucket=b, ObjectLockEnabledForBucket=True)
+        s3.put_object_lock_configuration(Bucket=b, ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
+        upload = s3.create_multipart_upload(Bucket=b, Key="k")["UploadId"]
+        # Long enough apart that a retention counted from the start falls visibly short.
+        time.sleep(3)
+        etag = s3.upload_part(Bucket=b, Key="k", UploadId=upload, PartNumber=1, Body=b"part")["ETag"]
+        completing = datetime.datetime.now(datetime.timezone.utc)
+        vid = s3.complete_multipart_upload(Bucket=b, Key="k", UploadId=upload, MultipartUpload={
+            "Parts": [{"PartNumber": 1, "ETag": etag}]})["VersionId"]
+        head = s3.head_object(Bucket=b, Key="k", VersionId=vid)
+        self.assertEqual(head["ObjectLockMode"], "GOVERNANCE")
+        # One second of slack for the date's whole seconds.
+        self.assertGreaterEqual(head["ObjectLockRetainUntilDate"],
+                                completing + datetime.timedelta(days=1, seconds=-1))
+        s3.delete_object(Bucket=b, Key="k", VersionId=vid, BypassGovernanceRetention=True)
+        s3.delete_bucket(Bucket=b)
 
     # ----- what the gateway does not honour, it refuses ------------------------------------
 

@@ -1,11 +1,9 @@
 //! S3's `x-amz-expiration` response header: when a lifecycle rule makes the current
 //! object due, and which rule.
 
-use std::time::Duration;
-
 use xnode_store::ObjectInfo;
 
-use super::{Rule, expiry_ms};
+use super::{CALENDAR_DAY, Rule, expiry_ms};
 
 /// An HTTP date (`Fri, 23 Dec 2012 00:00:00 GMT`), as `x-amz-expiration` carries it.
 fn http_date(ms: u64) -> Option<String> {
@@ -27,19 +25,17 @@ fn http_date(ms: u64) -> Option<String> {
 
 /// S3's `x-amz-expiration` for the current object `key` of a bucket with `rules`: when
 /// the earliest enabled expiration rule that matches it makes it due, and that rule's id.
-/// Days count as 24 hours from the write, as the worker counts them with the default
-/// lifecycle day (S3 rounds up to the next midnight UTC; Xnode does not round), so the
-/// header never names a time after the worker may act.
+/// Days are calendar days, rounded up to the next midnight UTC, as S3 (and Ceph RGW)
+/// announce them, and as the worker counts them with the default lifecycle day. A node
+/// configured with a shorter test day (`s3_lifecycle_day`) still announces calendar days,
+/// as RGW does with `rgw_lc_debug_interval`: the header is what clients plan by, and
+/// the suite that shortens the day checks the header in calendar days.
 pub(crate) fn expiration_header(rules: &[Rule], key: &str, info: &ObjectInfo) -> Option<String> {
     let (at, rule) = rules
         .iter()
         .filter(|r| r.enabled && r.filter.matches(key, info))
         .filter_map(|r| {
-            let at = expiry_ms(
-                r.expiration.as_ref()?,
-                info.created_ms,
-                Duration::from_secs(86_400),
-            )?;
+            let at = expiry_ms(r.expiration.as_ref()?, info.created_ms, CALENDAR_DAY)?;
             Some((at, r))
         })
         .min_by_key(|(at, _)| *at)?;

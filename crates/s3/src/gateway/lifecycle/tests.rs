@@ -294,3 +294,23 @@ fn the_expiration_header_names_the_earliest_matching_rule() {
     );
     assert_eq!(expiration_header(&document.rules, "b", &written), None);
 }
+
+#[test]
+fn the_expiration_header_rounds_up_to_the_next_midnight_utc() {
+    let Ok(document) = validate(config(vec![rule("one", "a/", 1)])) else {
+        panic!("a valid configuration was refused");
+    };
+    // Written 2012-12-21 10:30:00.500 UTC: one day later, rounded up, is midnight
+    // starting Sunday the 23rd, whatever the sub-second part of the write.
+    let written = info(1_356_085_800_500, 1, &[]);
+    assert_eq!(
+        expiration_header(&document.rules, "a/b", &written).as_deref(),
+        Some("expiry-date=\"Sun, 23 Dec 2012 00:00:00 GMT\", rule-id=\"one\"")
+    );
+    // The worker counts the same calendar days; a test day is not rounded.
+    assert_eq!(
+        expiry_ms(&Expiration::Days(1), 1_356_085_800_500, CALENDAR_DAY),
+        Some(1_356_220_800_000)
+    );
+    assert_eq!(expiry_ms(&Expiration::Days(1), 1_000, DAY), Some(11_000));
+}
