@@ -12,9 +12,7 @@ use xnode_types::{Hlc, NodeId, unix_ms};
 
 use crate::proto::{BucketRef, StoreRequest, StoreResponse};
 use crate::seals::{Trust, newest_trusted};
-use crate::{
-    CHUNK_TIMEOUT, MAX_VERSION_AHEAD_MS, META_TIMEOUT, Storage, StorageError, bucket_placement_key,
-};
+use crate::{CHUNK_TIMEOUT, MAX_VERSION_AHEAD_MS, META_TIMEOUT, Storage, StorageError};
 
 /// A write counts when the replica answered anything but an error.
 fn accept_success(_: NodeId, response: StoreResponse) -> Result<(), String> {
@@ -48,7 +46,9 @@ impl Storage {
         bucket: &BucketRef,
     ) -> Result<(), StorageError> {
         let rf = self.bucket_rf(&bucket.tenant, &bucket.name);
-        self.put_chunk_to(id, data, set, rf, Some(bucket.clone()))
+        self.require_placeable(&bucket.tenant, &bucket.name, set)?;
+        let pinned = self.pinned_set(&bucket.tenant, &bucket.name, set);
+        self.put_chunk_to(id, data, &pinned, rf, Some(bucket.clone()))
             .await
     }
 
@@ -125,12 +125,8 @@ impl Storage {
         expected: Option<Option<(Hlc, NodeId)>>,
         set: &[Candidate],
     ) -> Result<(), StorageError> {
-        let rf = self.bucket_rf(&meta.path.tenant, &meta.path.bucket);
-        let targets = self.placement(
-            &bucket_placement_key(&meta.path.tenant, &meta.path.bucket),
-            set,
-            rf,
-        );
+        self.require_placeable(&meta.path.tenant, &meta.path.bucket, set)?;
+        let targets = self.meta_placement(&meta.path.tenant, &meta.path.bucket, set);
         let (needed, _) = self.quorums(targets.len());
         let mut superseded: Option<(Hlc, NodeId)> = None;
         let mut moved: Option<(Hlc, NodeId)> = None;
@@ -278,8 +274,7 @@ impl Storage {
         path: &ObjectPath,
         set: &[Candidate],
     ) -> Result<Option<ObjectMeta>, StorageError> {
-        let rf = self.bucket_rf(&path.tenant, &path.bucket);
-        let targets = self.placement(&bucket_placement_key(&path.tenant, &path.bucket), set, rf);
+        let targets = self.meta_placement(&path.tenant, &path.bucket, set);
         let (_, needed) = self.quorums(targets.len());
         // Entries dated further ahead than replicas accept are ignored (see
         // MAX_VERSION_AHEAD_MS); what is left, the clock can absorb.
