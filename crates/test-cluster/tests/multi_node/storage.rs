@@ -713,8 +713,7 @@ async fn pinned_buckets_stay_in_their_regions(c: &Cluster, tenant: &Tenant) {
         );
     }
     for key in ["a", "b", "c"] {
-        let path =
-            xnode_store::ObjectPath::new(tenant.id(), "resident".into(), key.into()).unwrap();
+        let path = xnode_store::ObjectPath::new(tenant.id(), "resident", key).unwrap();
         let mut with_meta = Vec::new();
         for i in 0..5 {
             if c.node(i)
