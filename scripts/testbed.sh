@@ -9,7 +9,7 @@
 #
 # Usage: scripts/testbed.sh VERB [ARGS]
 #   up [N] [R]          start N nodes (default 5) in R regions (default 3); node i is in
-#                       region i % R; 1 ms one way inside a region, 30-150 ms between
+#                       region i % R; 1 ms one way inside a region, 38-150 ms between
 #                       (10 % jitter), 0.1 % loss on every link
 #   down                stop every node and remove namespaces, veths and the bridge
 #   status              per node: pid, region, address, members it sees alive, faults
@@ -21,9 +21,11 @@
 #   kill NODE           kill -9 the node
 #   restart NODE        start a killed node again (same data dir and address)
 #   api NODE            print NODE's API URL (for scripts: curl "$(testbed.sh api 0)/v1/nodes")
+#   delay A B           print the one-way delay in ms the link A-B is given (for scripts)
 #
 # Environment: XNODE_BIN (default target/debug/xnode, built if missing),
-# XNODE_TESTBED_DIR (default /tmp/xnode-testbed).
+# XNODE_TESTBED_DIR (default /tmp/xnode-testbed), XNODE_TESTBED_MATRIX (`line`, the
+# default, or `detour`; see region_delay).
 # Needs root for namespaces; without it every verb prints SKIP and exits 0.
 set -euo pipefail
 
@@ -49,13 +51,25 @@ addr() { echo "$SUBNET.$((10 + $1))"; }
 api() { echo "http://$(addr "$1"):8080"; }
 region() { echo $(($1 % $(n_regions))); }
 
-# One-way delay in ms between two regions: 1 inside, 30-150 between, spread by distance.
+# One-way delay in ms between two regions: 1 inside; between, the distance along a line
+# of regions whose gaps are 38, 72, 45 and 60 ms in turn, capped at 150 (3 regions: 38,
+# 72 and 110 ms, about us-east/eu-west/ap-southeast). Distances along a line obey the
+# triangle inequality, as real regions' latencies nearly do (a detour through a third
+# region is not faster than the direct link), so network coordinates can represent them.
+# XNODE_TESTBED_MATRIX=detour gives the first matrix instead (30 + 60 per extra step + 20
+# by parity: 50, 30 and 130 ms for 3 regions), whose direct 0-2 link is 62 % slower than
+# the detour through region 1: no coordinate system can embed it (Vivaldi's median error
+# stays near 20 % however long it runs); kept to show that limit.
 region_delay() {
   local a=$1 b=$2
   if [ "$a" = "$b" ]; then echo 1; return; fi
-  local d=$(( a > b ? a - b : b - a ))
-  local sum=$(( a + b ))
-  local ms=$(( 30 + (d - 1) * 60 + (sum % 3) * 20 ))
+  local lo=$(( a < b ? a : b )) hi=$(( a < b ? b : a )) ms=0 r
+  if [ "$(cat "$DIR/matrix" 2>/dev/null || echo line)" = detour ]; then
+    ms=$(( 30 + (hi - lo - 1) * 60 + ((a + b) % 3) * 20 ))
+  else
+    local gaps=(38 72 45 60)
+    for ((r = lo; r < hi; r++)); do ms=$(( ms + gaps[r % 4] )); done
+  fi
   [ "$ms" -gt 150 ] && ms=150
   echo "$ms"
 }
@@ -128,7 +142,7 @@ up() {
   [ -f "$DIR/n" ] && { echo "a testbed is already up in $DIR; run down first" >&2; exit 1; }
   if [ ! -x "$BIN" ]; then (cd "$ROOT" && cargo build -p xnode --bin xnode); fi
   mkdir -p "$DIR"
-  echo "$n" >"$DIR/n"; echo "$r" >"$DIR/r"
+  echo "$n" >"$DIR/n"; echo "$r" >"$DIR/r"; echo "${XNODE_TESTBED_MATRIX:-line}" >"$DIR/matrix"
   ip link add "$BRIDGE" type bridge
   ip addr add "$SUBNET.1/24" dev "$BRIDGE"
   ip link set "$BRIDGE" up
@@ -250,5 +264,8 @@ case "$verb" in
     apply_links "$1"
     echo "node $1 restarted" ;;
   api) api "$1" ;;
+  delay)
+    [ $# = 2 ] || { echo "usage: delay A B" >&2; exit 2; }
+    link_delay "$1" "$2" ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -184,6 +184,9 @@ pub struct BucketView {
     pub created_ms: u64,
     /// Copies of every chunk and metadata entry.
     pub replication_factor: usize,
+    /// The regions (node zones) the bucket's data is pinned to; absent when not pinned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
 }
 
 fn bucket_view(r: BucketRecord, default_rf: usize) -> BucketView {
@@ -192,6 +195,7 @@ fn bucket_view(r: BucketRecord, default_rf: usize) -> BucketView {
         owner: r.owner,
         created_ms: r.created_ms,
         replication_factor: r.replication_factor.map(usize::from).unwrap_or(default_rf),
+        regions: r.regions,
     }
 }
 

@@ -148,6 +148,24 @@ impl Compute {
                 }
             }
         }
+        // A pin to regions that no live admitted node satisfies is refused now, not left
+        // to wait without replicas (placement never runs it elsewhere).
+        let candidates = if spec.placement.zones.is_empty() {
+            Vec::new()
+        } else {
+            self.candidates()
+        };
+        if !spec.placement.zones.is_empty()
+            && crate::placement::place(&spec.name, &spec, &candidates, 1).is_empty()
+        {
+            let mut known: Vec<String> = candidates.into_iter().map(|c| c.zone).collect();
+            known.sort_unstable();
+            known.dedup();
+            return Err(ComputeOpError::BadRequest(format!(
+                "the deployment is pinned to regions {:?} (with labels {:?}); no live admitted node there can run it (regions with live admitted nodes: {known:?})",
+                spec.placement.zones, spec.placement.labels
+            )));
+        }
         // Refuse modules that cannot run as the declared kind now, not at the first call.
         let bytes = self.module_bytes(&spec).await?;
         match spec.kind {

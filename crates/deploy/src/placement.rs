@@ -240,4 +240,30 @@ mod tests {
         let picked = place("target", &spec, &few, 3);
         assert_eq!(picked.iter().collect::<HashSet<_>>().len(), 3);
     }
+
+    #[test]
+    fn a_deployment_pinned_to_regions_runs_only_there() {
+        let all: Vec<Candidate> = ["eu", "eu", "us", "us", "ap"]
+            .iter()
+            .map(|zone| candidate(SecretKey::generate().public(), zone))
+            .collect();
+        let zone_of = |id: &NodeId| all.iter().find(|c| c.id == *id).unwrap().zone.clone();
+        // A manifest writes the pin `regions`; it is the same field as `zones`.
+        let placement: crate::spec::PlacementSpec =
+            serde_json::from_str(r#"{"regions": ["eu", "ap"]}"#).unwrap();
+        assert_eq!(placement.zones, vec!["eu".to_owned(), "ap".to_owned()]);
+        let mut pinned = spec("pinned", 3);
+        pinned.placement = placement;
+        for i in 0..50 {
+            let name = format!("app-{i}");
+            let picked = place(&name, &pinned, &all, 3);
+            assert_eq!(picked.len(), 3, "two eu nodes and one ap node");
+            assert!(picked.iter().all(|id| zone_of(id) != "us"), "{picked:?}");
+            // More replicas than the regions have nodes: fewer replicas, never elsewhere.
+            assert_eq!(place(&name, &pinned, &all, 5).len(), 3);
+        }
+        // A pin no candidate satisfies places nothing (the deploy is refused).
+        pinned.placement.zones = vec!["mars".into()];
+        assert!(place("pinned", &pinned, &all, 3).is_empty());
+    }
 }

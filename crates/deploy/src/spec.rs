@@ -72,8 +72,10 @@ pub struct LimitsSpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlacementSpec {
-    /// Allowed zones; empty means any.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Allowed zones (regions: one concept, see
+    /// docs/decisions/2026-11-27-region-pinning.md); empty means any. Manifests may
+    /// write it `regions`.
+    #[serde(default, alias = "regions", skip_serializing_if = "Vec::is_empty")]
     pub zones: Vec<String>,
     /// Labels a node must carry, all of them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -414,9 +414,7 @@ impl Storage {
             pick_chunk(&chunks, |id, size| {
                 size > 0
                     && !already.contains(id)
-                    && storage
-                        .placement(&id.0, &set, storage.chunk_rf(id))
-                        .contains(&peer)
+                    && storage.chunk_placement(id, &set).contains(&peer)
                     && chunks
                         .written_ms(id)
                         .is_some_and(|written| now.saturating_sub(written) >= settle_ms)

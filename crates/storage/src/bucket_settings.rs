@@ -166,6 +166,7 @@ mod tests {
             owner: owner.public().to_hex(),
             created_ms: 1_000,
             replication_factor: None,
+            regions: Vec::new(),
         };
         let good = setting(&owner, "cors", "photos", 1_000);
         assert!(decode_setting(&good, "cors", &bucket).is_some());

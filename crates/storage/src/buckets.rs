@@ -31,9 +31,29 @@ pub struct BucketRecord {
     /// Copies of every chunk and metadata entry of this bucket; the node default if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_factor: Option<u8>,
+    /// The regions (node zones) this bucket's chunks and metadata may live in (data
+    /// residency); empty means anywhere. Only a record of [`BUCKET_RECORD_PINNED_VERSION`]
+    /// carries it, so a node that predates pins refuses a pinned bucket instead of
+    /// placing its data anywhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
 }
 
+/// The format version of an unpinned [`BucketRecord`].
 pub const BUCKET_RECORD_VERSION: u32 = 1;
+/// The format version of a [`BucketRecord`] pinned to regions.
+pub const BUCKET_RECORD_PINNED_VERSION: u32 = 2;
+
+impl BucketRecord {
+    /// The format version a record with these `regions` must carry.
+    pub fn version_for(regions: &[String]) -> u32 {
+        if regions.is_empty() {
+            BUCKET_RECORD_VERSION
+        } else {
+            BUCKET_RECORD_PINNED_VERSION
+        }
+    }
+}
 
 /// The registry key of tenant `owner`'s claim on bucket `name`.
 pub fn bucket_key(owner: &PublicKeyBytes, name: &str) -> String {
@@ -45,7 +65,8 @@ pub fn bucket_key(owner: &PublicKeyBytes, name: &str) -> String {
 pub fn decode_claim(entry: &Entry) -> Option<BucketRecord> {
     let value = entry.value.as_deref()?;
     let record: BucketRecord = serde_json::from_slice(value).ok()?;
-    (record.v == BUCKET_RECORD_VERSION
+    (record.v == BucketRecord::version_for(&record.regions)
+        && xnode_store::validate_regions(&record.regions).is_ok()
         && record.owner == entry.owner.to_hex()
         && entry.key == bucket_key(&entry.owner, &record.name))
     .then_some(record)
@@ -113,6 +134,7 @@ impl Storage {
                 "replication factor {rf} must be between 1 and 16"
             )));
         }
+        self.check_pin_satisfiable(&record)?;
         match owner_of(&self.registry, name) {
             Some((owner, _)) if owner != *tenant => {
                 return Err(StorageError::BucketTaken(name.to_owned()));
@@ -324,6 +346,7 @@ mod tests {
             owner: owner.public().to_hex(),
             created_ms: 1_000,
             replication_factor: None,
+            regions: Vec::new(),
         };
         let good = setting(
             &owner,
@@ -360,6 +383,7 @@ mod tests {
             owner: owner.public().to_hex(),
             created_ms: 1_000,
             replication_factor: None,
+            regions: Vec::new(),
         };
         let record = BucketSettingRecord {
             v: BUCKET_SETTING_RECORD_VERSION,

@@ -21,7 +21,7 @@ use xnode_store::{Candidate, ObjectInfo, ObjectMeta, ObjectPath};
 use xnode_types::lock;
 
 use crate::proto::{CommitOutcome, StoreRequest, StoreResponse};
-use crate::{META_TIMEOUT, Storage, StorageError, bucket_placement_key};
+use crate::{META_TIMEOUT, Storage, StorageError};
 
 /// The longest a conditional write waits for its coordinator: the coordinator may wait
 /// for the writes ahead of it on the same key, then reads and writes with quorum.
@@ -158,8 +158,7 @@ impl Storage {
         path: &ObjectPath,
         set: &[Candidate],
     ) -> Option<xnode_types::NodeId> {
-        let rf = self.bucket_rf(&path.tenant, &path.bucket);
-        let targets = self.placement(&bucket_placement_key(&path.tenant, &path.bucket), set, rf);
+        let targets = self.meta_placement(&path.tenant, &path.bucket, set);
         let live = self.live_nodes();
         targets.into_iter().find(|n| live.contains(n))
     }

@@ -11,7 +11,7 @@ use xnode_store::{ChunkId, ObjectInfo, ObjectMeta};
 use xnode_types::{NodeId, PublicKeyBytes};
 
 use super::proto::{StoreRequest, StoreResponse};
-use super::{Storage, StorageError, bucket_placement_key};
+use super::{Storage, StorageError};
 
 /// Most chunks whose holders are checked one by one; bigger objects report the first ones.
 pub const MAX_DETAILED_CHUNKS: usize = 1024;
@@ -64,6 +64,7 @@ impl Storage {
         let manifest = xnode_store::Manifest::decode(&manifest_bytes)?;
         let rf = self.bucket_rf(tenant, bucket);
         let set = self.storage_set();
+        let pinned = self.pinned_set(tenant, bucket, &set).into_owned();
         let total_chunks = manifest.chunks.len();
         let mut wanted: Vec<(ChunkId, u64)> = vec![(info.manifest, manifest_bytes.len() as u64)];
         wanted.extend(
@@ -108,7 +109,7 @@ impl Storage {
         let details = |(id, size): (ChunkId, u64)| ChunkDetails {
             id: id.to_string(),
             size,
-            placed_on: self.placement(&id.0, &set, rf),
+            placed_on: self.placement(&id.0, &pinned, rf),
             held_by: holders
                 .get(&id)
                 .map(|h| h.iter().copied().collect())
@@ -126,14 +127,14 @@ impl Storage {
             .unwrap_or(0);
         let health = if min_copies == 0 {
             "at_risk"
-        } else if min_copies < rf.min(set.len()) {
+        } else if min_copies < rf.min(pinned.len()) {
             "degraded"
         } else {
             "healthy"
         };
         unreachable.sort();
         Ok(ObjectDetails {
-            metadata_nodes: self.placement(&bucket_placement_key(tenant, bucket), &set, rf),
+            metadata_nodes: self.meta_placement(tenant, bucket, &set),
             meta,
             info,
             chunk_size: manifest.chunk_size,

@@ -321,7 +321,7 @@ impl Storage {
             }
         }
         self.for_each_local_chunk(|id| {
-            let place = self.placement(&id.0, set, self.chunk_rf(&id));
+            let place = self.chunk_placement(&id, set);
             if !place.contains(&self.node_id) {
                 walk.handoff.push((id, place));
                 return;
@@ -348,7 +348,7 @@ impl Storage {
         let set = self.storage_set();
         let mut digests = vec![SetDigest::default(); PARTITIONS];
         self.for_each_local_chunk(|id| {
-            let place = self.placement(&id.0, &set, self.chunk_rf(&id));
+            let place = self.chunk_placement(&id, &set);
             if place.contains(&self.node_id)
                 && place.contains(&peer)
                 && let Some(d) = digests.get_mut(usize::from(id.0[0]))
@@ -381,7 +381,7 @@ impl Storage {
         let mut out = Vec::new();
         self.for_each_local_chunk(|id| {
             let rf = self.chunk_rf(&id);
-            let place = self.placement(&id.0, set, rf);
+            let place = self.chunk_placement(&id, set);
             if !place.contains(&self.node_id) {
                 return;
             }
@@ -445,9 +445,10 @@ impl Storage {
             let rf = self.bucket_rf(&tenant, &name);
             let key = crate::bucket_placement_key(&tenant, &name);
             let bucket = BucketRef { tenant, name };
-            let place = self.placement(&key, set, rf);
+            let pinned = self.pinned_set(&bucket.tenant, &bucket.name, set);
+            let place = self.placement(&key, &pinned, rf);
             let here = usize::from(place.contains(&self.node_id));
-            reach.insert(bucket.clone(), (here, rf.min(set.len())));
+            reach.insert(bucket.clone(), (here, rf.min(pinned.len())));
             for node in place {
                 if node != self.node_id && live.contains(&node) {
                     per_peer

@@ -27,7 +27,7 @@ use xnode_types::{NodeId, PublicKeyBytes, unix_ms};
 
 use crate::proto::{BucketRef, MAX_LIST_LIMIT, MAX_PUT_META_MANY, StoreRequest, StoreResponse};
 use crate::range::{MergedRange, Next, RangeQuestion, absorb, check_range, classify, merge_ranges};
-use crate::{MAX_VERSION_AHEAD_MS, META_TIMEOUT, Storage, StorageError, bucket_placement_key};
+use crate::{MAX_VERSION_AHEAD_MS, META_TIMEOUT, Storage, StorageError};
 
 /// Entries each replica is asked for per round at least: a small page (one key, to see
 /// whether a bucket is empty) still reads past a run of tombstones in one round.
@@ -303,8 +303,7 @@ impl Storage {
         bucket: &str,
     ) -> (Vec<Candidate>, Vec<NodeId>, usize) {
         let set = self.storage_set();
-        let rf = self.bucket_rf(tenant, bucket);
-        let targets = self.placement(&bucket_placement_key(tenant, bucket), &set, rf);
+        let targets = self.meta_placement(tenant, bucket, &set);
         let (_, needed) = self.quorums(targets.len());
         (set, targets, needed)
     }

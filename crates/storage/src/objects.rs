@@ -222,6 +222,7 @@ impl Storage {
             .admit_write(tenant, bucket, expected_len.unwrap_or(0))
             .await?;
         let set = self.storage_set();
+        self.require_placeable(tenant, bucket, &set)?;
         let rf = self.bucket_rf(tenant, bucket);
         let bucket_ref = BucketRef {
             tenant: *tenant,

@@ -14,14 +14,17 @@
 //! cannot be made to copy it everywhere. Views of the storage set differ a little between
 //! nodes while membership changes, so the check allows `PLACEMENT_SLACK` extra ranks.
 
-use xnode_store::ChunkId;
+use std::borrow::Cow;
+
+use xnode_store::{Candidate, ChunkId};
 use xnode_types::PublicKeyBytes;
 
+use crate::buckets::BucketRecord;
 use crate::proto::BucketRef;
 use crate::{Storage, StorageError};
 
-/// Chunks whose bucket has a replication factor other than the default (or a bucket this
-/// node did not know yet): chunk id -> [`encode_bucket`].
+/// Chunks whose bucket has a replication factor other than the default or is pinned to
+/// regions (or a bucket this node did not know yet): chunk id -> [`encode_bucket`].
 pub(crate) const CHUNK_BUCKET: xnode_db::Table = xnode_db::Table("chunk_bucket");
 /// Layout version of a [`CHUNK_BUCKET`] value.
 const CHUNK_BUCKET_VERSION: u8 = 1;
@@ -73,7 +76,116 @@ impl Storage {
         )
     }
 
-    /// The bucket recorded for a chunk this node holds, if its factor is not the default.
+    /// The regions `tenant`'s bucket `name` is pinned to, by the bucket's claim as this
+    /// node knows it (the tenant signed it, so no peer can change it); empty when the
+    /// bucket is not pinned or not known here.
+    pub fn bucket_regions(&self, tenant: &PublicKeyBytes, name: &str) -> Vec<String> {
+        match crate::buckets::owner_of(&self.registry, name) {
+            Some((owner, record)) if owner == *tenant => record.regions,
+            _ => Vec::new(),
+        }
+    }
+
+    /// The part of `set` that may hold `tenant`'s bucket `name`'s chunks and metadata: the
+    /// nodes in its pinned regions, or all of `set` when it is not pinned.
+    pub(crate) fn pinned_set<'a>(
+        &self,
+        tenant: &PublicKeyBytes,
+        name: &str,
+        set: &'a [Candidate],
+    ) -> Cow<'a, [Candidate]> {
+        xnode_store::in_regions(set, &self.bucket_regions(tenant, name))
+    }
+
+    /// Where `tenant`'s bucket `name`'s metadata lives: placement over the bucket's pinned
+    /// regions for its replication factor.
+    pub(crate) fn meta_placement(
+        &self,
+        tenant: &PublicKeyBytes,
+        name: &str,
+        set: &[Candidate],
+    ) -> Vec<xnode_types::NodeId> {
+        self.placement(
+            &crate::bucket_placement_key(tenant, name),
+            &self.pinned_set(tenant, name, set),
+            self.bucket_rf(tenant, name),
+        )
+    }
+
+    /// Where a chunk this node holds belongs: placement over its bucket's pinned regions
+    /// for its bucket's replication factor (both from the bucket recorded for the chunk).
+    pub(crate) fn chunk_placement(
+        &self,
+        id: &ChunkId,
+        set: &[Candidate],
+    ) -> Vec<xnode_types::NodeId> {
+        match self.chunk_bucket(id) {
+            Some(bucket) => {
+                let rf = self
+                    .known_bucket_rf(&bucket.tenant, &bucket.name)
+                    .unwrap_or(self.config.replication_factor);
+                let pinned = self.pinned_set(&bucket.tenant, &bucket.name, set);
+                self.placement(&id.0, &pinned, rf)
+            }
+            None => self.placement(&id.0, set, self.config.replication_factor),
+        }
+    }
+
+    /// Refuses a write to a pinned bucket whose regions hold no admitted storage node now
+    /// (they left, or were never there): residency never falls back to other regions, and
+    /// the error says why instead of a bare quorum failure. Counted, for alerts.
+    pub(crate) fn require_placeable(
+        &self,
+        tenant: &PublicKeyBytes,
+        name: &str,
+        set: &[Candidate],
+    ) -> Result<(), StorageError> {
+        let regions = self.bucket_regions(tenant, name);
+        if regions.is_empty() || !xnode_store::in_regions(set, &regions).is_empty() {
+            return Ok(());
+        }
+        self.metrics.pinned_writes_unplaceable.inc();
+        Err(StorageError::Quorum(format!(
+            "bucket {name:?} is pinned to regions {regions:?} and no admitted storage node is in them now"
+        )))
+    }
+
+    /// Refuses a bucket claim whose pin the admitted storage nodes cannot satisfy now.
+    pub(crate) fn check_pin_satisfiable(&self, record: &BucketRecord) -> Result<(), StorageError> {
+        self.check_pin(&record.regions, record.replication_factor)
+    }
+
+    /// Checks that a pin to `regions` can be satisfied now: its regions must hold at least
+    /// as many admitted storage nodes as the bucket keeps copies (`rf`, or the node
+    /// default), so a pinned bucket never starts with fewer copies than it asked for, and
+    /// a pin nobody can satisfy is refused when the bucket is created, not discovered at
+    /// the first write.
+    pub fn check_pin(&self, regions: &[String], rf: Option<u8>) -> Result<(), StorageError> {
+        if regions.is_empty() {
+            return Ok(());
+        }
+        xnode_store::validate_regions(regions)
+            .map_err(|e| StorageError::BadRequest(format!("the bucket's regions: {e}")))?;
+        let rf = rf
+            .map(usize::from)
+            .unwrap_or(self.config.replication_factor);
+        let set = self.admitted_storage_set();
+        let have = xnode_store::in_regions(&set, regions).len();
+        if have < rf {
+            let mut known: Vec<&str> = set.iter().map(|c| c.zone.as_str()).collect();
+            known.sort_unstable();
+            known.dedup();
+            return Err(StorageError::BadRequest(format!(
+                "the bucket is pinned to regions {:?}, which hold {have} admitted storage nodes; \
+                 it keeps {rf} copies (regions with admitted storage nodes: {known:?})",
+                regions
+            )));
+        }
+        Ok(())
+    }
+
+    /// The bucket recorded for a chunk this node holds, if its factor is not the default
+    /// or it is pinned.
     pub(crate) fn chunk_bucket(&self, id: &ChunkId) -> Option<BucketRef> {
         match self.db.get(CHUNK_BUCKET, &id.0) {
             Ok(Some(bytes)) => decode_bucket(&bytes),
@@ -95,6 +207,10 @@ impl Storage {
             .and_then(|b| self.known_bucket_rf(&b.tenant, &b.name))
             .unwrap_or(self.config.replication_factor);
         let set = self.storage_set();
+        let set = match bucket {
+            Some(b) => self.pinned_set(&b.tenant, &b.name, &set).into_owned(),
+            None => set,
+        };
         let ranks = rf.saturating_add(PLACEMENT_SLACK).min(set.len());
         self.placement(&id.0, &set, ranks).contains(&self.node_id)
     }
@@ -117,12 +233,13 @@ impl Storage {
         let chunks = self.chunks.clone();
         let outcome = crate::blocking(move || chunks.put(&id, &data)).await?;
         // Remember the bucket of a newly stored chunk when repair must look it up (a
-        // factor other than the default, or a bucket not known here yet). A chunk held
-        // already keeps what it had: a peer cannot relabel it.
+        // factor other than the default, a pin to regions, or a bucket not known here
+        // yet). A chunk held already keeps what it had: a peer cannot relabel it.
         if let Some(bucket) = bucket
             && outcome == xnode_store::PutOutcome::Stored
-            && self.known_bucket_rf(&bucket.tenant, &bucket.name)
+            && (self.known_bucket_rf(&bucket.tenant, &bucket.name)
                 != Some(self.config.replication_factor)
+                || !self.bucket_regions(&bucket.tenant, &bucket.name).is_empty())
         {
             self.db
                 .put(CHUNK_BUCKET, &id.0, &encode_bucket(&bucket))

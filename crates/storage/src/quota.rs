@@ -24,7 +24,7 @@ use xnode_types::{PublicKeyBytes, lock};
 
 use crate::listing::ListQuestion;
 use crate::proto::MAX_LIST_LIMIT;
-use crate::{Storage, StorageError, bucket_placement_key};
+use crate::{Storage, StorageError};
 
 /// Tenants whose counts an edge keeps at once; beyond it the oldest count is dropped (and
 /// made again when needed).
@@ -281,7 +281,7 @@ impl Storage {
         let set = self.storage_set();
         for bucket in self.list_buckets(tenant) {
             let rf = self.bucket_rf(tenant, &bucket.name);
-            let targets = self.placement(&bucket_placement_key(tenant, &bucket.name), &set, rf);
+            let targets = self.meta_placement(tenant, &bucket.name, &set);
             let (_, needed) = self.quorums(targets.len());
             // Client keys and internal ones (multipart parts) are listed apart: a listing
             // of client keys leaves internal ones out.

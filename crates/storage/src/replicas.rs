@@ -12,9 +12,7 @@ use xnode_types::{Hlc, NodeId, PublicKeyBytes, unix_ms};
 
 use crate::proto::{BucketRef, StoreRequest, StoreResponse};
 use crate::seals::{Trust, newest_trusted};
-use crate::{
-    CHUNK_TIMEOUT, MAX_VERSION_AHEAD_MS, META_TIMEOUT, Storage, StorageError, bucket_placement_key,
-};
+use crate::{CHUNK_TIMEOUT, MAX_VERSION_AHEAD_MS, META_TIMEOUT, Storage, StorageError};
 
 /// A write counts when the replica answered anything but an error.
 fn accept_success(_: NodeId, response: StoreResponse) -> Result<(), String> {
@@ -48,12 +46,14 @@ impl Storage {
         bucket: &BucketRef,
     ) -> Result<(), StorageError> {
         let rf = self.bucket_rf(&bucket.tenant, &bucket.name);
+        self.require_placeable(&bucket.tenant, &bucket.name, set)?;
+        let pinned = self.pinned_set(&bucket.tenant, &bucket.name, set);
         let bytes = data.len() as u64;
-        self.put_chunk_to(id, data, set, rf, Some(bucket.clone()))
+        self.put_chunk_to(id, data, &pinned, rf, Some(bucket.clone()))
             .await?;
         // The edge observes the byte-hours of what it placed on each replica; repair keeps
         // the chunk on its placement, so the placement is what the edge expects to pay.
-        let targets = self.placement(&id.0, set, rf);
+        let targets = self.placement(&id.0, &pinned, rf);
         if let Err(e) = self.record_placed_chunk(&id, bucket.tenant, bytes, &targets) {
             tracing::warn!(chunk = %id, "could not record a placed chunk for metering: {e}");
         }
@@ -153,12 +153,8 @@ impl Storage {
         expected: Option<Option<(Hlc, NodeId)>>,
         set: &[Candidate],
     ) -> Result<(), StorageError> {
-        let rf = self.bucket_rf(&meta.path.tenant, &meta.path.bucket);
-        let targets = self.placement(
-            &bucket_placement_key(&meta.path.tenant, &meta.path.bucket),
-            set,
-            rf,
-        );
+        self.require_placeable(&meta.path.tenant, &meta.path.bucket, set)?;
+        let targets = self.meta_placement(&meta.path.tenant, &meta.path.bucket, set);
         let (needed, _) = self.quorums(targets.len());
         let mut superseded: Option<(Hlc, NodeId)> = None;
         let mut moved: Option<(Hlc, NodeId)> = None;
@@ -306,8 +302,7 @@ impl Storage {
         path: &ObjectPath,
         set: &[Candidate],
     ) -> Result<Option<ObjectMeta>, StorageError> {
-        let rf = self.bucket_rf(&path.tenant, &path.bucket);
-        let targets = self.placement(&bucket_placement_key(&path.tenant, &path.bucket), set, rf);
+        let targets = self.meta_placement(&path.tenant, &path.bucket, set);
         let (_, needed) = self.quorums(targets.len());
         // Entries dated further ahead than replicas accept are ignored (see
         // MAX_VERSION_AHEAD_MS); what is left, the clock can absorb.

@@ -347,12 +347,7 @@ impl Storage {
         path.validate()?;
         self.require_bucket(&path.tenant, &path.bucket)?;
         let set = self.storage_set();
-        let rf = self.bucket_rf(&path.tenant, &path.bucket);
-        let placement = self.placement(
-            &crate::bucket_placement_key(&path.tenant, &path.bucket),
-            &set,
-            rf,
-        );
+        let placement = self.meta_placement(&path.tenant, &path.bucket, &set);
         if !placement.contains(&self.node_id) {
             return Err(StorageError::BadRequest(
                 "this node holds no replica of the bucket's metadata".into(),

@@ -45,7 +45,7 @@ pub use meta::{
     is_internal_key, validate_bucket_name, validate_object_key,
 };
 pub use metrics::StoreMetrics;
-pub use placement::{Candidate, place};
+pub use placement::{Candidate, RegionError, in_regions, place, validate_regions};
 pub use proof::{
     MAX_AUDIT_SLICE, MIN_AUDIT_SLICE, ProofError, check_slice, max_proof_len, prove_slice,
     verify_slice,

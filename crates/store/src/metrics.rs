@@ -40,6 +40,9 @@ pub struct StoreMetrics {
     pub conditional_writes_refused: Counter,
     /// `PutChunk` refused because placement does not put the chunk on this node.
     pub chunks_refused: Counter,
+    /// Writes refused because the bucket is pinned to regions where no admitted storage
+    /// node is left (data residency never falls back to other regions).
+    pub pinned_writes_unplaceable: Counter,
     /// Chunk reads that asked a second replica because the first was slow.
     pub hedged_reads: Counter,
     /// Replica writes dropped after the quorum because the background budget was spent.
@@ -145,6 +148,11 @@ impl StoreMetrics {
             "chunks_refused",
             "Chunks a peer sent that placement does not put on this node, refused",
             m.chunks_refused.clone(),
+        );
+        r.register(
+            "pinned_writes_unplaceable",
+            "Writes refused because their bucket is pinned to regions with no admitted storage node",
+            m.pinned_writes_unplaceable.clone(),
         );
         r.register(
             "hedged_reads",

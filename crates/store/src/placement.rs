@@ -1,6 +1,7 @@
 //! Replica placement: which nodes hold an item (a chunk, an object's metadata), computed
 //! the same way on every node from the same member list, so no coordinator is needed.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use xnode_types::{NodeId, PublicKeyBytes};
@@ -88,6 +89,63 @@ pub fn place(item: &[u8], candidates: &[Candidate], n: usize) -> Vec<NodeId> {
         }
     }
     picked
+}
+
+/// Most regions one pin may name.
+pub const MAX_PINNED_REGIONS: usize = 8;
+/// Longest region name, bytes (as a zone name in a node's config).
+pub const MAX_REGION_NAME: usize = 64;
+
+/// Why a list of regions cannot be a pin.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegionError {
+    #[error("a pin names at most {MAX_PINNED_REGIONS} regions, not {0}")]
+    TooMany(usize),
+    #[error("a region name is 1 to {MAX_REGION_NAME} bytes of letters, digits, '-', '_' and '.'")]
+    BadName,
+    #[error("region {0:?} is named twice")]
+    Duplicate(String),
+}
+
+/// Checks the regions of a pin (data residency) as a tenant signed them. A region is a
+/// node's declared zone (`--zone`, `zone` in the config), one concept under two names.
+pub fn validate_regions(regions: &[String]) -> Result<(), RegionError> {
+    if regions.len() > MAX_PINNED_REGIONS {
+        return Err(RegionError::TooMany(regions.len()));
+    }
+    let mut seen = HashSet::new();
+    for region in regions {
+        let well_formed = !region.is_empty()
+            && region.len() <= MAX_REGION_NAME
+            && region
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !well_formed {
+            return Err(RegionError::BadName);
+        }
+        if !seen.insert(region.as_str()) {
+            return Err(RegionError::Duplicate(region.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// The candidates a pin to `regions` allows: those whose zone is one of them, or all of
+/// them when `regions` is empty (no pin). A pure filter applied before [`place`], so a
+/// pinned item's placement is still the same on every node, and never falls back to a
+/// node outside the pin: with no candidate left, the answer is empty and the caller
+/// reports the pin as unsatisfiable.
+pub fn in_regions<'a>(candidates: &'a [Candidate], regions: &[String]) -> Cow<'a, [Candidate]> {
+    if regions.is_empty() {
+        return Cow::Borrowed(candidates);
+    }
+    Cow::Owned(
+        candidates
+            .iter()
+            .filter(|c| regions.contains(&c.zone))
+            .cloned()
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -276,5 +334,62 @@ mod tests {
         dup.push(c[0].clone());
         assert_eq!(place(&item(0), &dup, 5).len(), 2);
         assert!(place(b"", &c, 1).len() == 1);
+    }
+
+    #[test]
+    fn a_pin_places_only_in_its_regions_and_never_elsewhere() {
+        let c = nodes(&["eu", "us", "ap"], 3);
+        let zone_of = |id: &NodeId| c.iter().find(|x| x.id == *id).unwrap().zone.clone();
+        let eu = vec!["eu".to_owned()];
+        let eu_ap = vec!["eu".to_owned(), "ap".to_owned()];
+        for i in 0..200 {
+            let p = place(&item(i), &in_regions(&c, &eu), 3);
+            assert_eq!(p.len(), 3, "three eu nodes hold three copies");
+            assert!(p.iter().all(|id| zone_of(id) == "eu"), "item {i}: {p:?}");
+            // More copies than the region has nodes: fewer copies, never another region.
+            let p = place(&item(i), &in_regions(&c, &eu), 5);
+            assert_eq!(p.len(), 3);
+            assert!(p.iter().all(|id| zone_of(id) == "eu"));
+            // Two regions: spread over both, nothing in the third.
+            let p = place(&item(i), &in_regions(&c, &eu_ap), 4);
+            let zones: HashSet<_> = p.iter().map(zone_of).collect();
+            assert!(!zones.contains("us"), "item {i}: {p:?}");
+            assert_eq!(zones.len(), 2, "item {i}: {p:?}");
+        }
+        // The filter is order independent, so every node computes the same placement.
+        let mut reversed = c.clone();
+        reversed.reverse();
+        for i in 0..50 {
+            assert_eq!(
+                place(&item(i), &in_regions(&c, &eu), 2),
+                place(&item(i), &in_regions(&reversed, &eu), 2)
+            );
+        }
+        // No pin: every candidate.
+        assert_eq!(in_regions(&c, &[]).len(), c.len());
+        // A pin nobody satisfies leaves nothing to place on.
+        let mars = vec!["mars".to_owned()];
+        assert!(in_regions(&c, &mars).is_empty());
+        assert!(place(&item(0), &in_regions(&c, &mars), 3).is_empty());
+    }
+
+    #[test]
+    fn region_lists_are_checked() {
+        let ok: Vec<String> = vec!["eu-west.1".into(), "us_east".into()];
+        assert_eq!(validate_regions(&ok), Ok(()));
+        assert_eq!(validate_regions(&[]), Ok(()));
+        for bad in ["", "a b", "zone/1", "\u{0}", &"x".repeat(65)] {
+            assert_eq!(
+                validate_regions(&[bad.to_owned()]),
+                Err(RegionError::BadName),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            validate_regions(&["a".into(), "a".into()]),
+            Err(RegionError::Duplicate(_))
+        ));
+        let many: Vec<String> = (0..9).map(|i| format!("r{i}")).collect();
+        assert_eq!(validate_regions(&many), Err(RegionError::TooMany(9)));
     }
 }

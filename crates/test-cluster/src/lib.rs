@@ -488,13 +488,33 @@ impl Tenant {
 
     /// The signed registry entry claiming bucket `name` with its own replication factor.
     pub fn bucket_claim_with_rf(&self, name: &str, rf: Option<u8>) -> xnode_registry::Entry {
+        self.bucket_claim_pinned(name, rf, &[])
+    }
+
+    /// The signed registry entry claiming bucket `name` with its own replication factor,
+    /// pinned to `regions` (node zones) when there are any.
+    pub fn bucket_claim_pinned(
+        &self,
+        name: &str,
+        rf: Option<u8>,
+        regions: &[&str],
+    ) -> xnode_registry::Entry {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis() as u64;
-        let mut record = serde_json::json!({"v": 1, "name": name, "owner": self.id().to_hex(), "created_ms": now});
+        let regions: Vec<String> = regions.iter().map(|r| (*r).to_owned()).collect();
+        let mut record = serde_json::json!({
+            "v": xnode_storage::buckets::BucketRecord::version_for(&regions),
+            "name": name,
+            "owner": self.id().to_hex(),
+            "created_ms": now,
+        });
         if let Some(rf) = rf {
             record["replication_factor"] = serde_json::json!(rf);
+        }
+        if !regions.is_empty() {
+            record["regions"] = serde_json::json!(regions);
         }
         xnode_registry::Entry::sign(
             &self.key,

@@ -197,6 +197,11 @@ pub enum BucketAction {
         /// Copies of every chunk of this bucket [default: the node's, 3].
         #[arg(long)]
         replication_factor: Option<u8>,
+        /// Pin the bucket's data to a region (a node zone); repeat for several. Its chunks
+        /// and metadata are then placed only on admitted nodes in these regions, and the
+        /// bucket is refused if they hold fewer nodes than it keeps copies [default: any].
+        #[arg(long = "region", value_name = "REGION")]
+        regions: Vec<String>,
         #[command(flatten)]
         args: StorageClientArgs,
     },

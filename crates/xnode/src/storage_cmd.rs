@@ -105,18 +105,22 @@ fn signed_change(
     bucket: &str,
     create: bool,
     rf: Option<u8>,
+    regions: &[String],
 ) -> anyhow::Result<Value> {
     let hlc = xnode_types::Hlc::new(now_ms(), 0);
     let key = xnode_storage::buckets::bucket_key(&c.key.public(), bucket);
     let record = create.then(|| {
         let mut record = serde_json::json!({
-            "v": xnode_storage::buckets::BUCKET_RECORD_VERSION,
+            "v": xnode_storage::buckets::BucketRecord::version_for(regions),
             "name": bucket,
             "owner": c.key.public().to_hex(),
             "created_ms": hlc.wall_ms,
         });
         if let Some(rf) = rf {
             record["replication_factor"] = serde_json::json!(rf);
+        }
+        if !regions.is_empty() {
+            record["regions"] = serde_json::json!(regions);
         }
         record.to_string()
     });
@@ -135,11 +139,13 @@ pub async fn bucket(action: BucketAction) -> anyhow::Result<()> {
         BucketAction::Create {
             name,
             replication_factor,
+            regions,
             args,
         } => {
+            xnode_store::validate_regions(&regions)?;
             let c = client(&args)?;
             let path = format!("/v1/buckets/{}", encode_path(&name, false));
-            let body = signed_change(&c, &name, true, replication_factor)?;
+            let body = signed_change(&c, &name, true, replication_factor, &regions)?;
             let v: Value = send(
                 c.request(Method::PUT, &path, "", Payload::json(&body)?, false)
                     .await?,
@@ -150,14 +156,16 @@ pub async fn bucket(action: BucketAction) -> anyhow::Result<()> {
             .await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
+            } else if regions.is_empty() {
                 println!("created bucket {name}");
+            } else {
+                println!("created bucket {name}, pinned to {}", regions.join(", "));
             }
         }
         BucketAction::Rm { name, args } => {
             let c = client(&args)?;
             let path = format!("/v1/buckets/{}", encode_path(&name, false));
-            let body = signed_change(&c, &name, false, None)?;
+            let body = signed_change(&c, &name, false, None, &[])?;
             send(
                 c.request(Method::DELETE, &path, "", Payload::json(&body)?, false)
                     .await?,

@@ -225,6 +225,7 @@ mod tests {
             owner: owner.public().to_hex(),
             created_ms: 1_000,
             replication_factor: None,
+            regions: Vec::new(),
         };
         let setting =
             |signer: &xnode_types::SecretKey, bucket: &str, created_ms: u64, algorithm: &str| {

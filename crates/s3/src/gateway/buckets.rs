@@ -4,7 +4,7 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 use xnode_storage::StorageError;
-use xnode_storage::buckets::{BUCKET_RECORD_VERSION, bucket_key, owner_of};
+use xnode_storage::buckets::{BucketRecord, bucket_key, owner_of};
 use xnode_types::Hlc;
 
 use super::{Gateway, s3_err, tenant_owner, timestamp, unix_ms};
@@ -110,15 +110,20 @@ impl Gateway {
                 // The gateway answers as us-east-1 (GetBucketLocation says so), where S3
                 // lets the owner create its bucket again: a no-op answered 200, contents
                 // and settings kept (clients such as `aws s3 mb` retries rely on it). A
-                // no-op cannot give the bucket another ACL or object lock, so a request
-                // asking for either is refused as Ceph RGW refuses it.
+                // no-op cannot give the bucket another ACL, object lock or region pin, so a
+                // request asking for any of them is refused as Ceph RGW refuses it.
                 let current = super::acl::bucket_acl(self.storage.registry(), &name, &owner);
                 let asked = requested_acl.unwrap_or_else(|| super::acl::Acl::private(&owner));
                 let lock_asked = req.input.object_lock_enabled_for_bucket == Some(true);
-                if asked != current || (lock_asked && !self.lock_enabled(&name)) {
+                let regions_asked =
+                    requested_regions(req.input.create_bucket_configuration.as_ref())?;
+                let other_region = !regions_asked.is_empty()
+                    && regions_asked != self.storage().bucket_regions(&owner, &name);
+                if asked != current || (lock_asked && !self.lock_enabled(&name)) || other_region
+                {
                     return Err(s3_error!(
                         BucketAlreadyExists,
-                        "You already own this bucket, with another ACL or without object lock; a new CreateBucket does not change them"
+                        "You already own this bucket, with another ACL, region or without object lock; a new CreateBucket does not change them"
                     ));
                 }
                 return Ok(S3Response::new(CreateBucketOutput {
@@ -139,14 +144,21 @@ impl Gateway {
                 "This access key may not create buckets (it was created with --no-bucket-admin); use `xnode bucket create`"
             ));
         };
+        let regions = requested_regions(req.input.create_bucket_configuration.as_ref())?;
+        self.storage()
+            .check_pin(&regions, None)
+            .map_err(|e| s3_error!(InvalidLocationConstraint, "{e}"))?;
         let hlc = Hlc::new(unix_ms(), 0);
-        let record = serde_json::json!({
-            "v": BUCKET_RECORD_VERSION,
+        let mut record = serde_json::json!({
+            "v": BucketRecord::version_for(&regions),
             "name": name,
             "owner": key.tenant.to_hex(),
             "created_ms": hlc.wall_ms,
-        })
-        .to_string();
+        });
+        if !regions.is_empty() {
+            record["regions"] = serde_json::json!(regions);
+        }
+        let record = record.to_string();
         let entry = xnode_registry::Entry::sign(
             &signer,
             bucket_key(&key.tenant, &name),
@@ -248,6 +260,32 @@ impl Gateway {
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
         let key = self.key_of(&req)?;
         self.require_bucket(&key.tenant, &req.input.bucket)?;
-        Ok(S3Response::new(GetBucketLocationOutput::default()))
+        // A pinned bucket answers its (first) region; an unpinned one the default, null.
+        let location_constraint = self
+            .storage()
+            .bucket_regions(&key.tenant, &req.input.bucket)
+            .into_iter()
+            .next()
+            .map(BucketLocationConstraint::from);
+        Ok(S3Response::new(GetBucketLocationOutput {
+            location_constraint,
+        }))
     }
+}
+
+/// The regions a `CreateBucket` asks its data to stay in: the `LocationConstraint` S3
+/// clients send, as a region (a node zone) to pin the bucket to. No constraint, an empty
+/// one and `us-east-1` (the default region, which clients never send) pin nothing.
+fn requested_regions(config: Option<&CreateBucketConfiguration>) -> S3Result<Vec<String>> {
+    let Some(constraint) = config.and_then(|c| c.location_constraint.as_ref()) else {
+        return Ok(Vec::new());
+    };
+    let region = constraint.as_str();
+    if region.is_empty() || region == "us-east-1" {
+        return Ok(Vec::new());
+    }
+    let regions = vec![region.to_owned()];
+    xnode_store::validate_regions(&regions)
+        .map_err(|e| s3_error!(InvalidLocationConstraint, "{e}"))?;
+    Ok(regions)
 }

@@ -602,9 +602,12 @@ async fn garbage_collection_removes_only_unreferenced_chunks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_bucket_can_choose_its_replication_factor() {
+async fn a_bucket_can_choose_its_replication_factor_and_regions() {
     let mut c = Cluster::start_with(5, storage_config).await;
     let tenant = Tenant::new();
+    // Before any node is crashed: a bucket pinned to regions (node zones) keeps its data
+    // there, and pins nobody can satisfy are refused.
+    pinned_buckets_stay_in_their_regions(&c, &tenant).await;
     let claim = tenant.bucket_claim_with_rf("two-copies", Some(2));
     let entry = c
         .node(0)
@@ -664,6 +667,127 @@ async fn a_bucket_can_choose_its_replication_factor() {
         Err(StorageError::BadRequest(_))
     ));
     c.shutdown().await;
+}
+
+/// The harness puts node `i` in zone `zone-{i % 3}`: of 5 nodes, zone-0 has nodes 0 and 3,
+/// zone-1 nodes 1 and 4, zone-2 node 2 alone.
+async fn pinned_buckets_stay_in_their_regions(c: &Cluster, tenant: &Tenant) {
+    let allowed = [0usize, 1, 3, 4];
+    let claim = tenant.bucket_claim_pinned("resident", None, &["zone-0", "zone-1"]);
+    let entry = c
+        .node(2)
+        .storage()
+        .create_bucket(&tenant.id(), "resident", claim)
+        .unwrap();
+    c.node(2).gossip_entry(&entry).await;
+    c.wait_until("the pinned bucket to spread", Duration::from_secs(5), |c| {
+        (0..5).all(|i| {
+            c.node(i)
+                .storage()
+                .bucket_regions(&tenant.id(), "resident")
+                .len()
+                == 2
+        })
+    })
+    .await;
+    // Written through node 2, which is outside the regions: it may not keep a byte.
+    let body = data(300_000, 9);
+    let mut ids = Vec::new();
+    for key in ["a", "b", "c"] {
+        let meta = c.put(2, tenant, "resident", key, &body).await.unwrap();
+        let info = meta.info.clone().unwrap();
+        let manifest = c.node(2).storage().manifest(&info).await.unwrap();
+        ids.extend(manifest.chunks.iter().map(|r| r.id).chain([info.manifest]));
+    }
+    c.wait_until(
+        "3 copies of every pinned chunk",
+        Duration::from_secs(10),
+        |c| ids.iter().all(|id| holders(c, id).len() == 3),
+    )
+    .await;
+    for id in &ids {
+        let held = holders(c, id);
+        assert!(
+            held.iter().all(|i| allowed.contains(i)),
+            "chunk {id} of a bucket pinned to zone-0 and zone-1 is on nodes {held:?}"
+        );
+    }
+    for key in ["a", "b", "c"] {
+        let path = xnode_store::ObjectPath::new(tenant.id(), "resident", key).unwrap();
+        let mut with_meta = Vec::new();
+        for i in 0..5 {
+            if c.node(i)
+                .storage()
+                .local_meta(&path)
+                .await
+                .unwrap()
+                .is_some()
+            {
+                with_meta.push(i);
+            }
+        }
+        assert_eq!(with_meta.len(), 3, "metadata of {key} on {with_meta:?}");
+        assert!(
+            with_meta.iter().all(|i| allowed.contains(i)),
+            "metadata of {key} on nodes {with_meta:?}"
+        );
+        // Readable through every node, in the regions or not.
+        for i in 0..5 {
+            assert_eq!(c.get(i, tenant, "resident", key, None).await.unwrap(), body);
+        }
+    }
+    // Pins nobody can satisfy: a region no node declares, and one whose single node
+    // cannot hold the default three copies. Both are refused when the bucket is created,
+    // with the reason.
+    for (name, regions) in [("on-mars", vec!["mars"]), ("too-small", vec!["zone-2"])] {
+        let claim = tenant.bucket_claim_pinned(name, None, &regions);
+        match c.node(0).storage().create_bucket(&tenant.id(), name, claim) {
+            Err(StorageError::BadRequest(m)) => assert!(
+                m.contains("pinned to regions") && m.contains("admitted storage nodes"),
+                "{m}"
+            ),
+            other => panic!("a pin to {regions:?} was not refused: {other:?}"),
+        }
+    }
+    // The same through S3: CreateBucket's LocationConstraint names the region.
+    use s3s::S3;
+    // A key that may create buckets: it holds the tenant's signing key.
+    let keys = xnode_s3::S3Keys::new(c.node(0).db().clone());
+    keys.create(
+        tenant.id(),
+        tenant.data_key(),
+        Some(tenant.key.seed()),
+        Some(("XNODECONDITIONAL1".into(), "s".repeat(40))),
+    )
+    .unwrap();
+    let gateway = xnode_s3::Gateway::new(c.node(0).storage().clone(), keys);
+    let input = s3s::dto::CreateBucketInput::builder()
+        .bucket("s3-on-mars".into())
+        .create_bucket_configuration(Some(s3s::dto::CreateBucketConfiguration {
+            location_constraint: Some("mars".to_owned().into()),
+            ..Default::default()
+        }))
+        .build()
+        .unwrap();
+    match gateway.create_bucket(s3_request(input)).await {
+        Err(e) => assert_eq!(e.code().as_str(), "InvalidLocationConstraint", "{e:?}"),
+        Ok(_) => panic!("S3 created a bucket pinned to a region no node is in"),
+    }
+    let input = s3s::dto::GetBucketLocationInput::builder()
+        .bucket("resident".into())
+        .build()
+        .unwrap();
+    let location = gateway
+        .get_bucket_location(s3_request(input))
+        .await
+        .unwrap();
+    assert_eq!(
+        location
+            .output
+            .location_constraint
+            .map(|l| l.as_str().to_owned()),
+        Some("zone-0".to_owned())
+    );
 }
 
 /// Store RPCs served to peers by every running node so far.
