@@ -119,8 +119,7 @@ impl Gateway {
                     requested_regions(req.input.create_bucket_configuration.as_ref())?;
                 let other_region = !regions_asked.is_empty()
                     && regions_asked != self.storage().bucket_regions(&owner, &name);
-                if asked != current || (lock_asked && !self.lock_enabled(&name)) || other_region
-                {
+                if asked != current || (lock_asked && !self.lock_enabled(&name)) || other_region {
                     return Err(s3_error!(
                         BucketAlreadyExists,
                         "You already own this bucket, with another ACL, region or without object lock; a new CreateBucket does not change them"
