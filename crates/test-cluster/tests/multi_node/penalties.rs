@@ -9,12 +9,10 @@
 
 use std::time::Duration;
 
-use xnode_chain::U256;
 use xnode_chain::anvil::{Anvil, SKIP_MESSAGE, TOKEN, anvil_binary};
-use xnode_settle::{CommitteeMember, EpochRecord, EpochStatus, OperatorPayout, committee_signer};
+use xnode_settle::{EpochRecord, EpochStatus, OperatorPayout};
 use xnode_storage::proto::{StoreRequest, StoreResponse};
 use xnode_test_cluster::{Cluster, Tenant};
-use xnode_types::SecretKey;
 
 const NODES: usize = 5;
 const THRESHOLD: usize = 2;
@@ -45,21 +43,8 @@ async fn a_node_that_silently_lost_chunks_is_penalised_in_the_settled_table() {
         return;
     };
     let anvil = Anvil::start(&binary).unwrap();
-    let keys: Vec<SecretKey> = (0..NODES).map(|_| SecretKey::generate()).collect();
-    let members: Vec<CommitteeMember> = keys
-        .iter()
-        .map(|key| CommitteeMember {
-            node: key.node_id(),
-            address: committee_signer(key).address(),
-        })
-        .collect();
-    let addresses: Vec<_> = members.iter().map(|m| m.address).collect();
-    let contracts = anvil.deploy_contracts(&addresses, THRESHOLD).unwrap();
-    for address in &addresses {
-        anvil
-            .set_balance(*address, U256::from(100u128 * TOKEN))
-            .unwrap();
-    }
+    let (keys, members, contracts) =
+        crate::settlement::committee_on_anvil(&anvil, NODES, THRESHOLD);
     // Bonded operators: a slash is taken from the bond, so an unbonded node has none.
     let payouts = anvil.accounts().unwrap()[1..=NODES].to_vec();
     for payout in &payouts {

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use xnode_chain::anvil::{Anvil, SKIP_MESSAGE, TOKEN, anvil_binary};
+use xnode_chain::anvil::{Anvil, Contracts, SKIP_MESSAGE, TOKEN, anvil_binary};
 use xnode_chain::{Address, B256, SettlementPlan, U256};
 use xnode_deploy::spec::Kind;
 use xnode_ledger::{
@@ -44,17 +44,16 @@ fn node_index(data_dir: &std::path::Path) -> usize {
 /// bond (an unbonded one is ejected, `BondExhausted`).
 const BOND: u128 = 10 * TOKEN;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn epochs_settle_on_anvil_across_five_nodes_and_one_member_cannot_post() {
-    let Some(binary) = anvil_binary() else {
-        eprintln!("{SKIP_MESSAGE}");
-        return;
-    };
-    let anvil = Anvil::start(&binary).unwrap();
-
-    // Node keys are made before the nodes start, so the committee's addresses are known
-    // to the contract and to every node's configuration.
-    let keys: Vec<SecretKey> = (0..NODES).map(|_| SecretKey::generate()).collect();
+/// Node keys for `nodes` nodes, made before the nodes start so that the committee's
+/// addresses are known to the contracts and to every node's configuration; the
+/// settlement contracts deployed on `anvil` with those members and `threshold`; and gas
+/// for each member, which posts with its own committee key.
+pub(crate) fn committee_on_anvil(
+    anvil: &Anvil,
+    nodes: usize,
+    threshold: usize,
+) -> (Vec<SecretKey>, Vec<CommitteeMember>, Contracts) {
+    let keys: Vec<SecretKey> = (0..nodes).map(|_| SecretKey::generate()).collect();
     let members: Vec<CommitteeMember> = keys
         .iter()
         .map(|key| CommitteeMember {
@@ -63,13 +62,24 @@ async fn epochs_settle_on_anvil_across_five_nodes_and_one_member_cannot_post() {
         })
         .collect();
     let addresses: Vec<Address> = members.iter().map(|m| m.address).collect();
-    let contracts = anvil.deploy_contracts(&addresses, THRESHOLD).unwrap();
-    // Each member posts with its own committee key, so it needs gas.
+    let contracts = anvil.deploy_contracts(&addresses, threshold).unwrap();
     for address in &addresses {
         anvil
             .set_balance(*address, U256::from(100u128 * TOKEN))
             .unwrap();
     }
+    (keys, members, contracts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn epochs_settle_on_anvil_across_five_nodes_and_one_member_cannot_post() {
+    let Some(binary) = anvil_binary() else {
+        eprintln!("{SKIP_MESSAGE}");
+        return;
+    };
+    let anvil = Anvil::start(&binary).unwrap();
+
+    let (keys, members, contracts) = committee_on_anvil(&anvil, NODES, THRESHOLD);
     let tenant = Tenant::new();
     let tenant_word = B256::from(tenant.id().0);
     contracts.deposit(&anvil, tenant_word, ESCROWED).unwrap();
