@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 use xnode_types::NodeId;
-use xnode_wire::WireError;
+use xnode_wire::{Versioned, WireError, decode_body, unsupported};
 
 use crate::proto::{SwimRequest, SwimResponse};
 use crate::swim::{MemberState, MembershipUpdate};
@@ -83,40 +83,23 @@ impl MembershipUpdateV1 {
     }
 }
 
-fn body<T: for<'de> Deserialize<'de>>(kind: &'static str, body: &[u8]) -> Result<T, WireError> {
-    postcard::from_bytes(body).map_err(|e| WireError::Malformed {
-        kind,
-        reason: e.to_string(),
-    })
-}
-
-fn unsupported(kind: &'static str, found: u8, supported: u8) -> WireError {
-    WireError::UnsupportedVersion {
-        kind,
-        found,
-        supported,
-    }
-}
-
 pub(crate) fn membership_update(version: u8, bytes: &[u8]) -> Result<MembershipUpdate, WireError> {
-    const KIND: &str = "membership update";
     if version != 1 {
-        return Err(unsupported(KIND, version, 2));
+        return Err(unsupported::<MembershipUpdate>(version));
     }
-    body::<MembershipUpdateV1>(KIND, bytes)?
+    decode_body::<MembershipUpdate, MembershipUpdateV1>(bytes)?
         .into_current()
         .ok_or_else(|| WireError::Malformed {
-            kind: KIND,
+            kind: MembershipUpdate::KIND_NAME,
             reason: "an unsigned alive or left claim (format 1) is no longer accepted".into(),
         })
 }
 
 pub(crate) fn swim_request(version: u8, bytes: &[u8]) -> Result<SwimRequest, WireError> {
-    const KIND: &str = "swim request";
     if version != 1 {
-        return Err(unsupported(KIND, version, 2));
+        return Err(unsupported::<SwimRequest>(version));
     }
-    Ok(match body::<SwimRequestV1>(KIND, bytes)? {
+    Ok(match decode_body::<SwimRequest, SwimRequestV1>(bytes)? {
         SwimRequestV1::Ping { about_you } => SwimRequest::Ping { about_you },
         SwimRequestV1::PingReq { target, .. } => SwimRequest::PingReq {
             target,
@@ -132,11 +115,10 @@ pub(crate) fn swim_request(version: u8, bytes: &[u8]) -> Result<SwimRequest, Wir
 }
 
 pub(crate) fn swim_response(version: u8, bytes: &[u8]) -> Result<SwimResponse, WireError> {
-    const KIND: &str = "swim response";
     if version != 1 {
-        return Err(unsupported(KIND, version, 2));
+        return Err(unsupported::<SwimResponse>(version));
     }
-    Ok(match body::<SwimResponseV1>(KIND, bytes)? {
+    Ok(match decode_body::<SwimResponse, SwimResponseV1>(bytes)? {
         // The bare incarnation is unauthenticated: keep only the fact of the answer.
         SwimResponseV1::Ack { .. } => SwimResponse::Ack { record: None },
         SwimResponseV1::Nack => SwimResponse::Nack,

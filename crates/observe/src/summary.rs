@@ -134,17 +134,9 @@ impl Versioned for NodeSummary {
 
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
         if version != 1 {
-            return Err(xnode_wire::WireError::UnsupportedVersion {
-                kind: Self::KIND_NAME,
-                found: version,
-                supported: Self::VERSION,
-            });
+            return Err(xnode_wire::unsupported::<Self>(version));
         }
-        let v1: NodeSummaryV1 =
-            postcard::from_bytes(body).map_err(|e| xnode_wire::WireError::Malformed {
-                kind: Self::KIND_NAME,
-                reason: e.to_string(),
-            })?;
+        let v1: NodeSummaryV1 = xnode_wire::decode_body::<Self, _>(body)?;
         Ok(NodeSummary {
             node: v1.node,
             started_ms: v1.started_ms,

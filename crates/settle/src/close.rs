@@ -124,17 +124,9 @@ impl Versioned for EpochRecord {
 
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
         if version != 1 {
-            return Err(xnode_wire::WireError::UnsupportedVersion {
-                kind: Self::KIND_NAME,
-                found: version,
-                supported: Self::VERSION,
-            });
+            return Err(xnode_wire::unsupported::<Self>(version));
         }
-        let old: EpochRecordV1 =
-            postcard::from_bytes(body).map_err(|e| xnode_wire::WireError::Malformed {
-                kind: Self::KIND_NAME,
-                reason: e.to_string(),
-            })?;
+        let old: EpochRecordV1 = xnode_wire::decode_body::<Self, _>(body)?;
         Ok(old.into())
     }
 }

@@ -251,35 +251,20 @@ impl Versioned for StoreRequest {
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
         if version == 6 {
             // Version 7 only appended a variant: a version-6 body decodes as it is.
-            return postcard::from_bytes(body).map_err(|e| xnode_wire::WireError::Malformed {
-                kind: Self::KIND_NAME,
-                reason: e.to_string(),
-            });
+            return xnode_wire::decode_body::<Self, _>(body);
         }
         if (3..=5).contains(&version) {
             // Versions 4 and 5 only appended variants; version 6 added the seal to every
             // nested entry, so older bodies decode with entries in the unsealed layout.
-            return xnode_store::decode_unsealed_layout(|| postcard::from_bytes(body)).map_err(
-                |e| xnode_wire::WireError::Malformed {
-                    kind: Self::KIND_NAME,
-                    reason: e.to_string(),
-                },
-            );
-        }
-        if version != 2 {
-            return Err(xnode_wire::WireError::UnsupportedVersion {
-                kind: Self::KIND_NAME,
-                found: version,
-                supported: Self::VERSION,
+            return xnode_store::decode_unsealed_layout(|| {
+                xnode_wire::decode_body::<Self, _>(body)
             });
         }
-        let old: v2::StoreRequest = xnode_store::decode_unsealed_layout(|| {
-            postcard::from_bytes(body)
-        })
-        .map_err(|e| xnode_wire::WireError::Malformed {
-            kind: Self::KIND_NAME,
-            reason: e.to_string(),
-        })?;
+        if version != 2 {
+            return Err(xnode_wire::unsupported::<Self>(version));
+        }
+        let old: v2::StoreRequest =
+            xnode_store::decode_unsealed_layout(|| xnode_wire::decode_body::<Self, _>(body))?;
         Ok(old.into())
     }
 }
@@ -370,18 +355,9 @@ impl Versioned for StoreResponse {
     /// type, with its entries in the unsealed layout.
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
         if version == 0 {
-            return Err(xnode_wire::WireError::UnsupportedVersion {
-                kind: Self::KIND_NAME,
-                found: version,
-                supported: Self::VERSION,
-            });
+            return Err(xnode_wire::unsupported::<Self>(version));
         }
-        xnode_store::decode_unsealed_layout(|| postcard::from_bytes(body)).map_err(|e| {
-            xnode_wire::WireError::Malformed {
-                kind: Self::KIND_NAME,
-                reason: e.to_string(),
-            }
-        })
+        xnode_store::decode_unsealed_layout(|| xnode_wire::decode_body::<Self, _>(body))
     }
 }
 

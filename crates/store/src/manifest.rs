@@ -137,13 +137,9 @@ impl Versioned for Manifest {
     const VERSION: u8 = 3;
 
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
-        let malformed = |e: postcard::Error| xnode_wire::WireError::Malformed {
-            kind: "manifest",
-            reason: e.to_string(),
-        };
         match version {
             1 => {
-                let v1: ManifestV1 = postcard::from_bytes(body).map_err(malformed)?;
+                let v1: ManifestV1 = xnode_wire::decode_body::<Self, _>(body)?;
                 Ok(Manifest {
                     object_size: v1.object_size,
                     chunk_size: v1.chunk_size,
@@ -156,7 +152,7 @@ impl Versioned for Manifest {
                 })
             }
             2 => {
-                let v2: ManifestV2 = postcard::from_bytes(body).map_err(malformed)?;
+                let v2: ManifestV2 = xnode_wire::decode_body::<Self, _>(body)?;
                 Ok(Manifest {
                     object_size: v2.object_size,
                     chunk_size: v2.chunk_size,
@@ -168,11 +164,7 @@ impl Versioned for Manifest {
                     mac: None,
                 })
             }
-            _ => Err(xnode_wire::WireError::UnsupportedVersion {
-                kind: "manifest",
-                found: version,
-                supported: Self::VERSION,
-            }),
+            _ => Err(xnode_wire::unsupported::<Self>(version)),
         }
     }
 }

@@ -253,18 +253,9 @@ impl Versioned for ObjectMeta {
 
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
         if version != 1 {
-            return Err(xnode_wire::WireError::UnsupportedVersion {
-                kind: Self::KIND_NAME,
-                found: version,
-                supported: Self::VERSION,
-            });
+            return Err(xnode_wire::unsupported::<Self>(version));
         }
-        decode_unsealed_layout(|| postcard::from_bytes(body)).map_err(|e| {
-            xnode_wire::WireError::Malformed {
-                kind: Self::KIND_NAME,
-                reason: e.to_string(),
-            }
-        })
+        decode_unsealed_layout(|| xnode_wire::decode_body::<Self, _>(body))
     }
 }
 

@@ -51,12 +51,30 @@ pub trait Versioned: Serialize + DeserializeOwned {
     /// Decodes a body written in an older format version. The default knows no older
     /// versions; a type that changes its layout overrides this to migrate.
     fn upgrade(version: u8, _body: &[u8]) -> Result<Self, WireError> {
-        Err(WireError::UnsupportedVersion {
-            kind: Self::KIND_NAME,
-            found: version,
-            supported: Self::VERSION,
-        })
+        Err(unsupported::<Self>(version))
     }
+}
+
+/// The error for a format version of `T` this build does not read: for
+/// [`Versioned::upgrade`] implementations, on versions they do not know.
+pub fn unsupported<T: Versioned>(version: u8) -> WireError {
+    WireError::UnsupportedVersion {
+        kind: T::KIND_NAME,
+        found: version,
+        supported: T::VERSION,
+    }
+}
+
+/// Decodes the postcard body of a `T` message into `Layout`, which is `T` itself or the
+/// struct of one of its older format versions; errors name `T`'s kind. For
+/// [`Versioned::upgrade`] implementations.
+pub fn decode_body<T: Versioned, Layout: DeserializeOwned>(
+    body: &[u8],
+) -> Result<Layout, WireError> {
+    postcard::from_bytes(body).map_err(|e| WireError::Malformed {
+        kind: T::KIND_NAME,
+        reason: e.to_string(),
+    })
 }
 
 /// Encodes a value with its kind and version header.
@@ -89,18 +107,11 @@ pub fn decode<T: Versioned>(bytes: &[u8], limit: usize) -> Result<T, WireError> 
         });
     }
     if *version == T::VERSION {
-        postcard::from_bytes(body).map_err(|e| WireError::Malformed {
-            kind: T::KIND_NAME,
-            reason: e.to_string(),
-        })
+        decode_body::<T, T>(body)
     } else if *version < T::VERSION {
         T::upgrade(*version, body)
     } else {
-        Err(WireError::UnsupportedVersion {
-            kind: T::KIND_NAME,
-            found: *version,
-            supported: T::VERSION,
-        })
+        Err(unsupported::<T>(*version))
     }
 }
 
@@ -171,22 +182,12 @@ impl Versioned for xnode_types::NodeRecord {
     /// nothing vouches for who runs it.
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, WireError> {
         if version == 3 {
-            return postcard::from_bytes(body).map_err(|e| WireError::Malformed {
-                kind: Self::KIND_NAME,
-                reason: e.to_string(),
-            });
+            return decode_body::<Self, _>(body);
         }
         if version != 2 {
-            return Err(WireError::UnsupportedVersion {
-                kind: Self::KIND_NAME,
-                found: version,
-                supported: Self::VERSION,
-            });
+            return Err(unsupported::<Self>(version));
         }
-        let v2: NodeRecordV2 = postcard::from_bytes(body).map_err(|e| WireError::Malformed {
-            kind: Self::KIND_NAME,
-            reason: e.to_string(),
-        })?;
+        let v2: NodeRecordV2 = decode_body::<Self, _>(body)?;
         Ok(xnode_types::NodeRecord {
             node_id: v2.node_id,
             addresses: v2.addresses,
