@@ -482,7 +482,11 @@ pub fn run(config: SimConfig) -> Report {
         .collect();
     let now = world.now();
     for mut membership in memberships {
-        for record in &records {
+        // Each node in its own order: the first probe pass follows the order members were
+        // learned in, and real nodes learn of each other in different orders.
+        let mut order: Vec<&_> = records.iter().collect();
+        order.shuffle(&mut world.rng);
+        for record in order {
             if record.node != membership.local() {
                 membership.introduce(record, now);
             }
