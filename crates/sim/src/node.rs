@@ -5,7 +5,7 @@
 //! whole views, and membership updates published to gossip. Only the transport is
 //! replaced: messages are the real encoded requests, handed to the simulated network.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -106,6 +106,10 @@ pub struct SimNode {
     last_housekeeping: Instant,
     /// Changes this node's view made since the simulation last looked: (subject, state).
     pub changes: Vec<(NodeId, MemberState)>,
+    /// Members this node holds as suspect. `expire_suspicions` scans the whole table, so
+    /// the tick calls it only while there is a suspicion to expire (a call without one
+    /// does nothing), which keeps large simulations fast.
+    suspects: HashSet<NodeId>,
     /// Gossip messages this node authored, waiting for the simulation to number them.
     pub outbox: Vec<Outgoing>,
     published: Vec<MembershipUpdate>,
@@ -134,6 +138,7 @@ impl SimNode {
             last_push_pull: start.checked_sub(push_pull_phase).unwrap_or(start),
             last_housekeeping: start,
             changes: Vec::new(),
+            suspects: HashSet::new(),
             outbox: Vec::new(),
             published: Vec::new(),
         }
@@ -247,7 +252,7 @@ impl SimNode {
                 if state != MemberState::Suspect && state != MemberState::Alive {
                     self.rounds.remove(&node);
                 }
-                self.changes.push((node, state));
+                self.note_change(node, state);
             }
             Applied::Refuted { .. } => {
                 let announcement = self.membership.local_announcement();
@@ -255,6 +260,15 @@ impl SimNode {
             }
             Applied::Refused(_) | Applied::Ignored => {}
         }
+    }
+
+    fn note_change(&mut self, node: NodeId, state: MemberState) {
+        if state == MemberState::Suspect {
+            self.suspects.insert(node);
+        } else {
+            self.suspects.remove(&node);
+        }
+        self.changes.push((node, state));
     }
 
     fn start_probe(&mut self, target: NodeId, now: Instant) {
@@ -326,7 +340,7 @@ impl SimNode {
             .is_some_and(|m| m.state == MemberState::Alive);
         if let Some(update) = self.membership.probe_failed(&target, now) {
             if was_alive {
-                self.changes.push((target, MemberState::Suspect));
+                self.note_change(target, MemberState::Suspect);
             }
             self.broadcast(update);
         }
@@ -552,8 +566,13 @@ impl SimNode {
             self.seen
                 .retain(|_, at| now.duration_since(*at) < Duration::from_secs(120));
         }
-        for update in self.membership.expire_suspicions(now) {
-            self.changes.push((update.node(), MemberState::Dead));
+        let expired = if self.suspects.is_empty() {
+            Vec::new()
+        } else {
+            self.membership.expire_suspicions(now)
+        };
+        for update in expired {
+            self.note_change(update.node(), MemberState::Dead);
             self.rounds.remove(&update.node());
             self.broadcast(update);
         }
