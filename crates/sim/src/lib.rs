@@ -145,6 +145,8 @@ struct World {
     links: Links,
     traffic: Vec<Traffic>,
     counting: bool,
+    /// Gossip bytes sent by all nodes while a death is observed.
+    death_gossip_bytes: u64,
     next_gossip: u64,
     watch: Option<Watch>,
     config: SimConfig,
@@ -250,7 +252,15 @@ impl World {
         let outgoing: Vec<Outgoing> = std::mem::take(&mut node.outbox);
         let changes = std::mem::take(&mut node.changes);
         let from = node.id();
+        let watching_death = self
+            .watch
+            .as_ref()
+            .is_some_and(|w| w.kind == WatchKind::Death);
         for message in outgoing {
+            if watching_death && message.class == Class::Gossip {
+                self.death_gossip_bytes =
+                    self.death_gossip_bytes.saturating_add(message.bytes as u64);
+            }
             if self.counting
                 && let Some(t) = self.traffic.get_mut(index)
             {
@@ -469,6 +479,7 @@ pub fn run(config: SimConfig) -> Report {
         links: config.links.clone(),
         traffic: Vec::new(),
         counting: false,
+        death_gossip_bytes: 0,
         next_gossip: 0,
         watch: None,
         config: config.clone(),
@@ -583,6 +594,9 @@ pub fn run(config: SimConfig) -> Report {
         peak_rss_mib: report::peak_rss_mib(),
         steady,
         deaths: convergence(config.deaths, &death_samples),
+        death_gossip_kib_per_node: world.death_gossip_bytes as f64
+            / 1024.0
+            / (config.nodes.max(1) * config.deaths.max(1)) as f64,
         joins: convergence(config.joins, &join_samples),
         false_deaths,
         members_per_node: Spread::of(members),

@@ -80,6 +80,8 @@ pub struct Report {
     pub peak_rss_mib: f64,
     pub steady: TrafficReport,
     pub deaths: Convergence,
+    /// Gossip sent per node for one death (suspicions, confirmations, deaths), KiB.
+    pub death_gossip_kib_per_node: f64,
     pub joins: Convergence,
     /// Live nodes some live node held as dead at the end.
     pub false_deaths: usize,
@@ -124,6 +126,11 @@ impl fmt::Display for Report {
         writeln!(f, "  first suspicion known    {}", self.deaths.first)?;
         writeln!(f, "  death known              {}", self.deaths.settled)?;
         writeln!(f, "  not converged            {}", self.deaths.unconverged)?;
+        writeln!(
+            f,
+            "  gossip sent per node     {:.1} KiB per death",
+            self.death_gossip_kib_per_node
+        )?;
         writeln!(f, "join of a node ({} events), seconds:", self.joins.events)?;
         writeln!(f, "  join known               {}", self.joins.settled)?;
         writeln!(f, "  not converged            {}", self.joins.unconverged)?;
