@@ -13,7 +13,7 @@ use xnode_sim::{SimConfig, run};
 
 #[test]
 fn a_short_simulation_converges_within_the_bounds() {
-    let nodes = 150;
+    let nodes = 120;
     let report = run(SimConfig {
         nodes,
         warmup: Duration::from_secs(1),
