@@ -33,6 +33,7 @@ const LAYERS: &[&str] = &[
     "api",
     "xnode",
     "fuzz",
+    "sim",
     "test-cluster",
 ];
 

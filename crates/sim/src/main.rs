@@ -1,0 +1,65 @@
+//! `xnode-sim`: runs the membership simulation and prints its report.
+//!
+//! Usage: `xnode-sim [--nodes N] [--steady SECONDS] [--deaths N] [--joins N]
+//! [--settle SECONDS] [--loss FRACTION] [--keys N] [--seed N]`
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use xnode_sim::{SimConfig, run};
+
+fn parse(args: &[String]) -> Result<SimConfig, String> {
+    let mut config = SimConfig::default();
+    let mut rest = args.iter();
+    while let Some(flag) = rest.next() {
+        let value = rest.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let number = || {
+            value
+                .parse::<f64>()
+                .map_err(|e| format!("{flag} {value}: {e}"))
+        };
+        let count = || {
+            value
+                .parse::<usize>()
+                .map_err(|e| format!("{flag} {value}: {e}"))
+        };
+        let seconds = || {
+            number().and_then(|s| {
+                Duration::try_from_secs_f64(s).map_err(|e| format!("{flag} {value}: {e}"))
+            })
+        };
+        match flag.as_str() {
+            "--nodes" => config.nodes = count()?,
+            "--steady" => config.steady = seconds()?,
+            "--warmup" => config.warmup = seconds()?,
+            "--deaths" => config.deaths = count()?,
+            "--joins" => config.joins = count()?,
+            "--settle" => config.settle = seconds()?,
+            "--loss" => config.links.loss = number()?.clamp(0.0, 1.0),
+            "--keys" => config.placement_keys = count()?,
+            "--seed" => config.seed = value.parse().map_err(|e| format!("{flag} {value}: {e}"))?,
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    if config.nodes < 2 {
+        return Err("--nodes must be at least 2".into());
+    }
+    Ok(config)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match parse(&args) {
+        Ok(config) => {
+            print!("{}", run(config));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("xnode-sim: {e}");
+            eprintln!(
+                "usage: xnode-sim [--nodes N] [--warmup S] [--steady S] [--deaths N] [--joins N] [--settle S] [--loss F] [--keys N] [--seed N]"
+            );
+            ExitCode::from(2)
+        }
+    }
+}
