@@ -270,9 +270,27 @@ try {
     }
     log(`earnings page shows ${rows} epochs: ${ledger.recent.map((e) => `${e.epoch} ${e.status} ${e.total}`).join('; ')}`);
   }
-  let held = 0;
-  for (let e = Math.max(0, ledger.current_epoch - 5); e <= ledger.current_epoch; e++) {
-    held += (await (await fetch(`${url}/v1/ledger/receipts?epoch=${e}&tenant=${tenantId}`)).json()).receipts.length;
+  const heldReceipts = async () => {
+    let n = 0;
+    for (let e = Math.max(0, ledger.current_epoch - 5); e <= ledger.current_epoch; e++) {
+      n += (await (await fetch(`${url}/v1/ledger/receipts?epoch=${e}&tenant=${tenantId}`)).json()).receipts.length;
+    }
+    return n;
+  };
+  let held = await heldReceipts();
+  if (process.env.STUDIO_REQUIRE_SETTLEMENT) {
+    // The settling devnet's tenant lets every node countersign, and its providers propose
+    // receipts every 5 s: the storage and calls made above are countersigned by now or soon.
+    const waitFrom = Date.now();
+    while (!held) {
+      if (Date.now() - waitFrom > 20000) throw new Error('no countersigned receipt of the tenant on the node after 20 s');
+      await page.waitForTimeout(1000);
+      ledger = await (await fetch(`${url}/v1/ledger/status`)).json();
+      held = await heldReceipts();
+    }
+    log(`waited ${((Date.now() - waitFrom) / 1000).toFixed(1)} s for the tenant's receipts`);
+    await page.click('nav a[data-page=network]');
+    await page.click('nav a[data-page=earnings]');
   }
   if (held) {
     await page.waitForFunction(() => document.querySelectorAll('#chart-usage-fuel rect.bar, #chart-usage-requests rect.bar, #chart-usage-bytes rect.bar').length > 0, null, { timeout: 20000 });

@@ -196,7 +196,9 @@ function marker(p, fill, scale) {
   s('title', {}, tip),
   s('circle', { cx: p.x.toFixed(1), cy: p.y.toFixed(1), r: ring.toFixed(1), class: 'latmap-height' }),
   s('circle', { cx: p.x.toFixed(1), cy: p.y.toFixed(1), r, fill, stroke: STATE_COLORS[p.state] || STATE_COLORS.left, class: 'latmap-dot' }),
-  s('text', { x: (p.x + ring + 4).toFixed(1), y: (p.y + 4).toFixed(1), class: 'latmap-label' }, p.self ? `${shortId(p.id)} · this node` : shortId(p.id)));
+  // Labels of nodes in the right half go on their left, so they stay inside the map.
+  s('text', { x: (p.x > W / 2 ? p.x - ring - 4 : p.x + ring + 4).toFixed(1), y: (p.y + 4).toFixed(1), 'text-anchor': p.x > W / 2 ? 'end' : 'start', class: 'latmap-label' },
+    p.self ? `${shortId(p.id)} · this node` : shortId(p.id)));
 }
 
 function fillDetail(box, p, selfId) {
