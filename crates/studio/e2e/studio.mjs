@@ -58,7 +58,7 @@ try {
   // inside the picture, not where), links for the measured round trips, a scale, and a
   // tooltip with the node's zone, coordinate error and measured RTT to this node.
   if (expected > 1) {
-    await page.waitForFunction((n) => document.querySelectorAll('#latency-map svg.latmap [data-map-node]').length === n, expected, { timeout: 20000 });
+    await page.waitForFunction((n) => document.querySelectorAll('#latency-map svg.latmap [data-map-node]').length === n, expected, { timeout: 30000 });
     const placed = await page.$$eval('#latency-map [data-map-node]', (gs) => gs.map((g) => ({
       id: g.getAttribute('data-map-node'), zone: g.getAttribute('data-zone'), x: Number(g.getAttribute('data-x')), y: Number(g.getAttribute('data-y')),
     })));
@@ -66,7 +66,7 @@ try {
     if (!placed.every((p) => p.x >= 0 && p.x <= vw && p.y >= 0 && p.y <= vh)) throw new Error(`a map marker is outside the map: ${JSON.stringify(placed)}`);
     if (new Set(placed.map((p) => `${Math.round(p.x)},${Math.round(p.y)}`)).size < 2) throw new Error(`every map marker is at one point: ${JSON.stringify(placed)}`);
     if (!placed.every((p) => /^zone-[abc]$/.test(p.zone))) throw new Error(`map markers without their zone: ${JSON.stringify(placed)}`);
-    await page.waitForFunction(() => document.querySelectorAll('#latency-map .latmap-link').length > 0, null, { timeout: 20000 });
+    await page.waitForFunction(() => document.querySelectorAll('#latency-map .latmap-link').length > 0, null, { timeout: 30000 });
     const scale = await page.textContent('#latency-map .latmap-scale text');
     if (!/^[\d.]+ (ms|µs) round trip$/.test(scale)) throw new Error(`the map's scale reads ${scale}`);
     // A peer's tooltip and detail panel show its measured round trip to this node.
@@ -238,25 +238,31 @@ try {
   } else {
     await page.waitForSelector('#chart-earnings', { timeout: 15000 });
     if (process.env.STUDIO_REQUIRE_SETTLEMENT) {
-      // Wait for an epoch whose root is on chain (the devnet's epochs last 30 s, then 5 s
-      // of grace and 5 s of gathering), then open the page afresh and find it there.
+      // Wait for an epoch that paid for the storage and calls made above and whose root is
+      // on chain (the devnet's epochs last 30 s, then 5 s of grace and 5 s of gathering;
+      // receipts are proposed every 5 s), then open the page afresh and find it there.
       const waitFrom = Date.now();
-      while (!ledger.recent.some((e) => e.status === 'posted')) {
-        if (Date.now() - waitFrom > 120000) throw new Error(`no epoch posted within 120 s: ${JSON.stringify(ledger.recent)}`);
+      const paid = () => ledger.recent.find((e) => e.status === 'posted' && Number(e.total) > 0);
+      while (!paid()) {
+        if (Date.now() - waitFrom > 90000) throw new Error(`no epoch paying anything posted within 90 s: ${JSON.stringify(ledger.recent.map((e) => [e.epoch, e.status, e.total]))}`);
         await page.waitForTimeout(1000);
         ledger = await (await fetch(`${url}/v1/ledger/status`)).json();
       }
-      log(`waited ${((Date.now() - waitFrom) / 1000).toFixed(1)} s for a posted epoch`);
+      log(`waited ${((Date.now() - waitFrom) / 1000).toFixed(1)} s for a posted epoch that pays`);
       await page.click('nav a[data-page=network]');
       await page.click('nav a[data-page=earnings]');
       // The transaction is shown by the node that sent it (the epoch's designated poster).
-      const posted = ledger.recent.find((e) => e.status === 'posted');
+      const posted = paid();
       const row = `#epoch-table tr[data-epoch="${posted.epoch}"]`;
       await page.waitForSelector(`${row} .badge:has-text("posted")`, { timeout: 15000 });
       const cells = await page.$$eval(`${row} td`, (tds) => tds.map((td) => ({ text: td.textContent.trim(), title: td.querySelector('[title]')?.getAttribute('title') || td.getAttribute('title') })));
       if (cells[0].text !== String(posted.epoch) || cells[2].title !== posted.root || cells[3].text !== posted.total || (posted.tx_hash ? cells[5].title !== posted.tx_hash : cells[5].text !== '–')) {
         throw new Error(`epoch ${posted.epoch}'s row does not match /v1/ledger/status: ${JSON.stringify(cells)} vs ${JSON.stringify(posted)}`);
       }
+      // Its bar: one segment per operator paid, each named by its node ([settlement] operators).
+      await page.waitForFunction((n) => document.querySelectorAll('#chart-earnings rect.bar').length >= n, posted.payouts.length, { timeout: 15000 });
+      const names = await page.$$eval('#chart-earnings .legend-item', (items) => items.map((i) => i.textContent));
+      if (!names.length || !names.every((n) => /^node 12D3KooW/.test(n))) throw new Error(`the earnings chart does not name operators by node: ${names}`);
       log(`epoch ${posted.epoch} shown posted: total ${posted.total}, ${posted.payouts.length} payouts, tx ${posted.tx_hash ? posted.tx_hash.slice(0, 10) : 'sent by another member'}`);
     }
     const rows = ledger.recent.length;
