@@ -53,6 +53,38 @@ try {
   log(`network page shows ${expected} alive nodes`);
   // Round trips fill in once the nodes have probed each other and gossiped a summary.
   if (expected > 1) await page.waitForFunction(() => document.querySelectorAll('table.matrix td[style]').length > 0, null, { timeout: 20000 });
+  // The latency map: one marker per live node, spread over the map (on loopback the
+  // coordinates differ by microseconds, so the check is that they are drawn apart and
+  // inside the picture, not where), links for the measured round trips, a scale, and a
+  // tooltip with the node's zone, coordinate error and measured RTT to this node.
+  if (expected > 1) {
+    await page.waitForFunction((n) => document.querySelectorAll('#latency-map svg.latmap [data-map-node]').length === n, expected, { timeout: 30000 });
+    const placed = await page.$$eval('#latency-map [data-map-node]', (gs) => gs.map((g) => ({
+      id: g.getAttribute('data-map-node'), zone: g.getAttribute('data-zone'), x: Number(g.getAttribute('data-x')), y: Number(g.getAttribute('data-y')),
+    })));
+    const [vw, vh] = (await page.getAttribute('#latency-map svg.latmap', 'viewBox')).split(' ').slice(2).map(Number);
+    if (!placed.every((p) => p.x >= 0 && p.x <= vw && p.y >= 0 && p.y <= vh)) throw new Error(`a map marker is outside the map: ${JSON.stringify(placed)}`);
+    if (new Set(placed.map((p) => `${Math.round(p.x)},${Math.round(p.y)}`)).size < 2) throw new Error(`every map marker is at one point: ${JSON.stringify(placed)}`);
+    if (!placed.every((p) => /^zone-[abc]$/.test(p.zone))) throw new Error(`map markers without their zone: ${JSON.stringify(placed)}`);
+    await page.waitForFunction(() => document.querySelectorAll('#latency-map .latmap-link').length > 0, null, { timeout: 30000 });
+    const scale = await page.textContent('#latency-map .latmap-scale text');
+    if (!/^[\d.]+ (ms|µs) round trip$/.test(scale)) throw new Error(`the map's scale reads ${scale}`);
+    // A peer's tooltip and detail panel show its measured round trip to this node.
+    const self = (await (await fetch(`${url}/v1/node`)).json()).id;
+    const peer = placed.find((p) => p.id !== self);
+    let rtt = null;
+    for (let i = 0; i < 40 && rtt == null; i++) {
+      await page.hover(`#latency-map [data-map-node="${peer.id}"] .latmap-dot`);
+      rtt = await page.getAttribute('#map-detail [data-field=rtt]', 'data-rtt-ms').catch(() => null);
+      if (rtt == null) await page.waitForTimeout(500);
+    }
+    if (!(Number(rtt) > 0)) throw new Error(`the map shows no measured RTT to ${peer.id}: ${rtt}`);
+    const tip = await page.textContent(`#latency-map [data-map-node="${peer.id}"] title`);
+    if (!tip.includes(peer.id) || !tip.includes(`zone ${peer.zone}`) || !/coordinate error [\d.]+ %/.test(tip) || !/RTT to this node: measured [\d.]+ (ms|µs)/.test(tip)) {
+      throw new Error(`the map's tooltip lacks id, zone, error or RTT: ${tip}`);
+    }
+    log(`latency map: ${placed.length} markers, scale ${scale}, RTT to ${peer.id.slice(0, 8)} ${rtt} ms`);
+  }
   await shot('network');
 
   // 2. Tenant: import the CLI's key file (or generate one), then check a signed request.
@@ -197,25 +229,74 @@ try {
   // hold the receipts this node has for it, or the page says it has none.
   await page.click('nav a[data-page=earnings]');
   await page.waitForSelector('h1:text("Earnings and usage")');
-  const ledger = await (await fetch(`${url}/v1/ledger/status`)).json();
+  let ledger = await (await fetch(`${url}/v1/ledger/status`)).json();
+  if (process.env.STUDIO_REQUIRE_SETTLEMENT && !ledger.enabled) throw new Error('settlement was required (STUDIO_REQUIRE_SETTLEMENT) but the node does not settle');
   if (!ledger.enabled) {
     await page.waitForSelector('#settlement-off .alert:has-text("Settlement is off on this node")', { timeout: 15000 });
     if (await page.$('#chart-earnings')) throw new Error('the earnings chart is drawn while settlement is off');
     log('earnings page says settlement is off');
   } else {
     await page.waitForSelector('#chart-earnings', { timeout: 15000 });
+    if (process.env.STUDIO_REQUIRE_SETTLEMENT) {
+      // Wait for an epoch that paid for the storage and calls made above and whose root is
+      // on chain (the devnet's epochs last 30 s, then 5 s of grace and 5 s of gathering;
+      // receipts are proposed every 5 s), then open the page afresh and find it there.
+      const waitFrom = Date.now();
+      const paid = () => ledger.recent.find((e) => e.status === 'posted' && Number(e.total) > 0);
+      while (!paid()) {
+        if (Date.now() - waitFrom > 90000) throw new Error(`no epoch paying anything posted within 90 s: ${JSON.stringify(ledger.recent.map((e) => [e.epoch, e.status, e.total]))}`);
+        await page.waitForTimeout(1000);
+        ledger = await (await fetch(`${url}/v1/ledger/status`)).json();
+      }
+      log(`waited ${((Date.now() - waitFrom) / 1000).toFixed(1)} s for a posted epoch that pays`);
+      await page.click('nav a[data-page=network]');
+      await page.click('nav a[data-page=earnings]');
+      // The transaction is shown by the node that sent it (the epoch's designated poster).
+      const posted = paid();
+      const row = `#epoch-table tr[data-epoch="${posted.epoch}"]`;
+      await page.waitForSelector(`${row} .badge:has-text("posted")`, { timeout: 15000 });
+      const cells = await page.$$eval(`${row} td`, (tds) => tds.map((td) => ({ text: td.textContent.trim(), title: td.querySelector('[title]')?.getAttribute('title') || td.getAttribute('title') })));
+      if (cells[0].text !== String(posted.epoch) || cells[2].title !== posted.root || cells[3].text !== posted.total || (posted.tx_hash ? cells[5].title !== posted.tx_hash : cells[5].text !== '–')) {
+        throw new Error(`epoch ${posted.epoch}'s row does not match /v1/ledger/status: ${JSON.stringify(cells)} vs ${JSON.stringify(posted)}`);
+      }
+      // Its bar: one segment per operator paid, each named by its node ([settlement] operators).
+      await page.waitForFunction((n) => document.querySelectorAll('#chart-earnings rect.bar').length >= n, posted.payouts.length, { timeout: 15000 });
+      const names = await page.$$eval('#chart-earnings .legend-item', (items) => items.map((i) => i.textContent));
+      if (!names.length || !names.every((n) => /^node 12D3KooW/.test(n))) throw new Error(`the earnings chart does not name operators by node: ${names}`);
+      log(`epoch ${posted.epoch} shown posted: total ${posted.total}, ${posted.payouts.length} payouts, tx ${posted.tx_hash ? posted.tx_hash.slice(0, 10) : 'sent by another member'}`);
+    }
     const rows = ledger.recent.length;
     if (rows) {
       await page.waitForFunction((n) => document.querySelectorAll('#epoch-table tbody tr').length >= n, rows, { timeout: 15000 });
       if (ledger.recent.some((e) => Number(e.total) > 0)) {
         await page.waitForFunction(() => document.querySelectorAll('#chart-earnings rect.bar').length > 0, null, { timeout: 15000 });
+        const legend = await page.$$eval('#chart-earnings .legend-item', (items) => items.map((i) => i.textContent));
+        log(`earnings chart drawn, operators: ${legend.join(', ')}`);
       }
     }
-    log(`earnings page shows ${rows} epochs`);
+    log(`earnings page shows ${rows} epochs: ${ledger.recent.map((e) => `${e.epoch} ${e.status} ${e.total}`).join('; ')}`);
   }
-  let held = 0;
-  for (let e = Math.max(0, ledger.current_epoch - 5); e <= ledger.current_epoch; e++) {
-    held += (await (await fetch(`${url}/v1/ledger/receipts?epoch=${e}&tenant=${tenantId}`)).json()).receipts.length;
+  const heldReceipts = async () => {
+    let n = 0;
+    for (let e = Math.max(0, ledger.current_epoch - 5); e <= ledger.current_epoch; e++) {
+      n += (await (await fetch(`${url}/v1/ledger/receipts?epoch=${e}&tenant=${tenantId}`)).json()).receipts.length;
+    }
+    return n;
+  };
+  let held = await heldReceipts();
+  if (process.env.STUDIO_REQUIRE_SETTLEMENT) {
+    // The settling devnet's tenant lets every node countersign, and its providers propose
+    // receipts every 5 s: the storage and calls made above are countersigned by now or soon.
+    const waitFrom = Date.now();
+    while (!held) {
+      if (Date.now() - waitFrom > 20000) throw new Error('no countersigned receipt of the tenant on the node after 20 s');
+      await page.waitForTimeout(1000);
+      ledger = await (await fetch(`${url}/v1/ledger/status`)).json();
+      held = await heldReceipts();
+    }
+    log(`waited ${((Date.now() - waitFrom) / 1000).toFixed(1)} s for the tenant's receipts`);
+    await page.click('nav a[data-page=network]');
+    await page.click('nav a[data-page=earnings]');
   }
   if (held) {
     await page.waitForFunction(() => document.querySelectorAll('#chart-usage-fuel rect.bar, #chart-usage-requests rect.bar, #chart-usage-bytes rect.bar').length > 0, null, { timeout: 20000 });
@@ -239,6 +320,9 @@ try {
     const state = await page.getAttribute(`[data-node-id="${id}"]`, 'data-state');
     log(`killed node shown as ${state} after ${seen} ms`);
     await page.waitForSelector(`[data-node-id="${id}"][data-state=dead]`, { timeout: 10000 });
+    // The map keeps the killed node where it was, drawn in its new state.
+    await page.waitForSelector(`#latency-map [data-map-node="${id}"]:not([data-state=alive])`, { timeout: 10000 });
+    log(`the latency map shows the killed node as ${await page.getAttribute(`#latency-map [data-map-node="${id}"]`, 'data-state')}`);
     await shot('network-node-killed');
   }
 

@@ -152,3 +152,31 @@ fn every_module_the_app_imports_is_embedded() {
         }
     }
 }
+
+#[test]
+fn no_script_parses_markup() {
+    // Node ids, zone names, bucket and object names come from the network or from tenants:
+    // the Studio must only ever place them as text nodes and attribute values. Any API that
+    // parses a string as HTML would let one of them inject markup.
+    for a in xnode_studio::assets()
+        .iter()
+        .filter(|a| a.path.ends_with(".js"))
+    {
+        let text = std::str::from_utf8(a.raw).unwrap();
+        for parser in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "createContextualFragment",
+            "DOMParser",
+            "srcdoc",
+        ] {
+            assert!(
+                !text.contains(parser),
+                "{} uses {parser}: build elements with h() and s() instead",
+                a.path
+            );
+        }
+    }
+}

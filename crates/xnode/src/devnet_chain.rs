@@ -17,6 +17,10 @@ use xnode_settle::{
 
 /// The devnet's epoch: short, so an epoch settles while one watches.
 pub const DEVNET_EPOCH: Duration = Duration::from_secs(30);
+/// How often the devnet's providers propose receipts: a sixth of an epoch, so that usage
+/// shows as countersigned receipts (in `xnode ledger receipts` and the Studio) seconds
+/// after it happened, not only at the epoch's end.
+pub const DEVNET_EXCHANGE_INTERVAL: Duration = Duration::from_secs(5);
 /// Tokens escrowed for the devnet's tenant.
 const TENANT_ESCROW: u128 = 10_000 * TOKEN;
 /// Tokens given to each operator's payout account (to bond, or to watch rewards arrive).
@@ -157,6 +161,10 @@ fn config_text(chain: &ChainConfig, settlement: &SettlementConfig) -> anyhow::Re
     let mut root = toml::Table::new();
     let mut metering = toml::Table::new();
     metering.insert("epoch".into(), toml::Value::String(epoch.clone()));
+    metering.insert(
+        "exchange_interval".into(),
+        toml::Value::String(humantime::format_duration(DEVNET_EXCHANGE_INTERVAL).to_string()),
+    );
     let mut storage = toml::Table::new();
     storage.insert("audit_epoch".into(), toml::Value::String(epoch));
     root.insert("metering".into(), toml::Value::Table(metering));
@@ -214,6 +222,8 @@ mod tests {
         assert!(!text.contains("prices"), "{text}");
         let config: xnode_node::Config = toml::from_str(&text).unwrap();
         assert_eq!(config.settlement.lookback_epochs, 3);
+        assert_eq!(config.metering.epoch, DEVNET_EPOCH);
+        assert_eq!(config.metering.exchange_interval, DEVNET_EXCHANGE_INTERVAL);
         assert_eq!(
             config.settlement.prices,
             xnode_ledger::PriceTable::default()

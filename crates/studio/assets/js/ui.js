@@ -197,7 +197,8 @@ export function lineChart(series, { from, to, height = 190, format = num, label 
 export function barChart(categories, series, { height = 190, format = num, label = 'chart' } = {}) {
   const W = 400, H = height, L = 46, R = 10, T = 10, B = 26;
   const totals = categories.map((_, i) => series.reduce((a, sr) => a + (sr.values[i] || 0), 0));
-  const max = niceMax(Math.max(0, ...totals));
+  // With nothing to draw, an axis of 0 to 4 keeps whole-number labels distinct.
+  const max = totals.some((t) => t > 0) ? niceMax(Math.max(...totals)) : 4;
   const slot = (W - L - R) / Math.max(1, categories.length);
   const bar = Math.max(4, Math.min(36, slot * 0.6));
   const y = (v) => T + (1 - v / max) * (H - T - B);

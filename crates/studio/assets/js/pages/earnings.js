@@ -71,7 +71,8 @@ export function render(root) {
           h('td', e.root ? h('code', { title: e.root }, shortId(e.root)) : '–'),
           h('td.num', { title: `${e.total} base units` }, e.total),
           h('td', e.poster ? h('code', { title: e.poster }, shortId(e.poster)) : '–'),
-          h('td', e.tx_hash ? h('code', { title: e.tx_hash }, shortId(e.tx_hash)) : e.error ? h('span.muted', { title: e.error }, 'failed, retrying') : '–')))))) : null);
+          h('td', e.tx_hash ? h('code', { title: e.tx_hash }, shortId(e.tx_hash))
+            : e.error && e.status !== 'superseded' && e.status !== 'posted' ? h('span.muted', { title: e.error }, 'failed, retrying') : '–')))))) : null);
     clear(settlementBox, h('div.grid-2', chart, table));
   }
 

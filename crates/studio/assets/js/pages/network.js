@@ -2,8 +2,9 @@
 // live from the node's event stream, the measured round trips between nodes, and a
 // latency map drawn from the nodes' network coordinates (GET /v1/network/coordinates).
 
-import { h, s, clear, badge, bytes, pct, ms, num, ago, shortId, meter, empty } from '../ui.js';
+import { h, clear, badge, bytes, ms, num, ago, shortId, meter, empty } from '../ui.js';
 import { subscribe, get } from '../api.js';
+import { latencyMap } from '../latmap.js';
 
 export function render(root) {
   const head = h('header.page-head',
@@ -11,15 +12,15 @@ export function render(root) {
   const stats = h('div.stats');
   const zones = h('div.zones', { 'aria-live': 'off' });
   const rtt = h('section.card');
-  const map = h('section.card', { 'aria-label': 'Latency map' });
+  const map = latencyMap();
   const status = h('div');
-  root.append(head, status, stats, zones, map, rtt);
+  root.append(head, status, stats, zones, map.el, rtt);
   // Coordinates change slowly (a few probes a second): asked every five seconds.
   let stopped = false;
   const refreshMap = async () => {
     if (stopped) return;
-    try { clear(map, ...latencyMap(await get('/v1/network/coordinates'))); }
-    catch (e) { clear(map, h('header.card-head', h('h2', 'Latency map')), h('p.muted', `Coordinates unavailable: ${e.message}`)); }
+    try { map.setCoordinates(await get('/v1/network/coordinates')); }
+    catch (e) { map.setError(e); }
     if (!stopped) setTimeout(refreshMap, 5000);
   };
   refreshMap();
@@ -30,34 +31,9 @@ export function render(root) {
     }
     clear(status, live.connected ? null : h('div.alert.warn', { role: 'status' }, live.error || 'Reconnecting…', ' The figures below are the last ones received.'));
     draw(live.snapshot, stats, zones, rtt);
+    map.setSnapshot(live.snapshot);
   });
   return () => { stopped = true; unsubscribe?.(); };
-}
-
-// Nodes placed by the first two dimensions of their Vivaldi coordinates (seconds), this
-// node highlighted; hovering a node shows the round trip its coordinate implies from this
-// node next to the one this node's probes measure.
-function latencyMap(view) {
-  const head = h('header.card-head', h('h2', 'Latency map'),
-    h('span.muted', 'Nodes placed by their network coordinates (first two of 8 dimensions): near means a short round trip. Hover for estimated and measured RTT from this node.'));
-  const points = [{ id: view.id, c: view.coordinate, self: true }, ...view.peers.map((p) => ({ id: p.id, c: p.coordinate, est: p.estimated_rtt_ms, measured: p.measured_rtt_ms }))];
-  if (points.length < 2) return [head, empty('No coordinates yet', 'Coordinates appear once this node has probed peers that report theirs (a few seconds).')];
-  const xs = points.map((p) => p.c.vec[0] * 1000), ys = points.map((p) => p.c.vec[1] * 1000);
-  const minX = Math.min(...xs), maxX = Math.max(...xs), minY = Math.min(...ys), maxY = Math.max(...ys);
-  const span = Math.max(1, maxX - minX, maxY - minY);
-  const W = 640, H = 320, pad = 40;
-  const scale = Math.min((W - 2 * pad) / span, (H - 2 * pad) / span);
-  const px = (x) => pad + (x - minX) * scale, py = (y) => pad + (y - minY) * scale;
-  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, width: '100%', role: 'img', 'aria-label': `Latency map of ${points.length} nodes` },
-    s('text', { x: W - pad, y: H - 8, 'text-anchor': 'end', 'font-size': 11, fill: 'currentColor', opacity: 0.6 }, `scale: ${num(span, 1)} ms across`),
-    points.map((p, i) => {
-      const tip = p.self ? `${p.id} (this node)` : `${p.id}\nestimated RTT ${p.est != null ? ms(p.est) : '–'} · measured ${p.measured != null ? ms(p.measured) : '–'}`;
-      return s('g', { 'data-node-id': p.id, tabindex: '0' },
-        s('title', {}, tip),
-        s('circle', { cx: px(xs[i]).toFixed(1), cy: py(ys[i]).toFixed(1), r: p.self ? 8 : 6, fill: p.self ? 'var(--accent, #2563eb)' : 'var(--ok, #16a34a)', stroke: 'currentColor', 'stroke-opacity': 0.4 }),
-        s('text', { x: (px(xs[i]) + 10).toFixed(1), y: (py(ys[i]) + 4).toFixed(1), 'font-size': 11, fill: 'currentColor' }, shortId(p.id)));
-    }));
-  return [head, svg];
 }
 
 function draw(snap, stats, zones, rttBox) {
