@@ -88,6 +88,56 @@ pub struct PenaltyView {
     pub reward_withheld: String,
 }
 
+/// One slash of an epoch's table and what this node knows of it on chain.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct SlashView {
+    /// The penalised node.
+    pub node: String,
+    /// The operator's address whose bond is slashed.
+    pub operator: String,
+    /// The amount in the table, base units (decimal string).
+    pub amount: String,
+    /// The signatures' deadline, Unix seconds.
+    pub deadline: u64,
+    /// `pending`, `taken` (by this node's transaction), `taken_by_another`, `no_bond`
+    /// (skipped: nothing left to take), `expired` or `failed` (gave up after 3 attempts).
+    pub status: String,
+    /// The transaction that took it, if this node sent it.
+    pub tx_hash: Option<String>,
+    /// What the contract took (its `Slashed` event), base units (decimal string).
+    pub taken: Option<String>,
+    /// Gas the transaction used.
+    pub gas_used: Option<u64>,
+    /// Failed transactions this node sent for it.
+    pub attempts: u32,
+    /// The last failure, or why it waits.
+    pub error: Option<String>,
+}
+
+fn slash_view(slash: xnode_settle::SlashOutcome) -> SlashView {
+    use xnode_settle::SlashStatus;
+    SlashView {
+        node: slash.node.to_string(),
+        operator: slash.terms.operator.to_string(),
+        amount: slash.terms.amount.to_string(),
+        deadline: slash.terms.deadline,
+        status: match slash.status {
+            SlashStatus::Pending => "pending",
+            SlashStatus::Taken => "taken",
+            SlashStatus::TakenByAnother => "taken_by_another",
+            SlashStatus::NoBond => "no_bond",
+            SlashStatus::Expired => "expired",
+            SlashStatus::Failed => "failed",
+        }
+        .into(),
+        tx_hash: slash.tx_hash.map(|t| t.to_string()),
+        taken: slash.taken.map(|t| t.to_string()),
+        gas_used: slash.gas_used,
+        attempts: slash.attempts,
+        error: slash.error,
+    }
+}
+
 /// What a root depends on besides the evidence, as this node computed it.
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct ContextView {
@@ -134,6 +184,9 @@ pub struct EpochView {
     /// The parameters and reputations the root was computed with.
     #[serde(default)]
     pub context: Option<ContextView>,
+    /// The table's slashes taken (or being taken) on chain, once the epoch is posted.
+    #[serde(default)]
+    pub slashes: Vec<SlashView>,
 }
 
 /// One operator the ledger pays, as this node's `[settlement] operators` lists it.
@@ -209,6 +262,20 @@ fn penalty_view(penalty: xnode_ledger::Penalty) -> PenaltyView {
     }
 }
 
+/// The view of `record`, with the slashes this node recorded for its epoch.
+fn epoch_view_with_slashes(
+    settlement: &xnode_settle::Settlement,
+    record: xnode_settle::EpochRecord,
+) -> Result<EpochView, ApiError> {
+    let slashes = settlement
+        .slashes(record.epoch)?
+        .map(|s| s.slashes)
+        .unwrap_or_default();
+    let mut view = epoch_view(record);
+    view.slashes = slashes.into_iter().map(slash_view).collect();
+    Ok(view)
+}
+
 fn epoch_view(record: xnode_settle::EpochRecord) -> EpochView {
     EpochView {
         epoch: record.epoch,
@@ -254,6 +321,7 @@ fn epoch_view(record: xnode_settle::EpochRecord) -> EpochView {
             previous_reputation: hex32(&c.previous_reputation),
             reputation: hex32(&c.reputation),
         }),
+        slashes: Vec::new(),
     }
 }
 
@@ -272,7 +340,11 @@ pub(crate) async fn ledger_status(
         members: status.members,
         current_epoch: status.current_epoch,
         epoch_seconds: status.epoch_ms / 1000,
-        recent: status.recent.into_iter().map(epoch_view).collect(),
+        recent: status
+            .recent
+            .into_iter()
+            .map(|r| epoch_view_with_slashes(state.node.settlement(), r))
+            .collect::<Result<_, _>>()?,
         operators: state
             .node
             .config()
@@ -295,7 +367,10 @@ pub(crate) async fn ledger_epoch(
     Path(n): Path<u64>,
 ) -> Result<Json<EpochView>, ApiError> {
     match state.node.settlement().epoch_record(n)? {
-        Some(record) => Ok(Json(epoch_view(record))),
+        Some(record) => Ok(Json(epoch_view_with_slashes(
+            state.node.settlement(),
+            record,
+        )?)),
         None => Err(ApiError::NotFound(format!(
             "this node has no record of epoch {n} (not closed yet, before its lookback, or settlement is off)"
         ))),

@@ -93,6 +93,7 @@ use crate::error::{ApiError, ErrorBody};
         crate::ledger_routes::ClaimView,
         crate::ledger_routes::OperatorView,
         crate::ledger_routes::PenaltyView,
+        crate::ledger_routes::SlashView,
         crate::ledger_routes::ContextView,
         crate::coordinate_routes::CoordinatesView,
         crate::coordinate_routes::PeerCoordinateView,

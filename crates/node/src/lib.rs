@@ -357,6 +357,7 @@ impl Node {
             }),
         )
         .map_err(|e| NodeError::Config(ConfigError::Settlement(e.0)))?;
+        settlement.slash_metrics().register(&mut metrics);
         let compute = Compute::new(
             id,
             key.clone(),

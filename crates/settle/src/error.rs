@@ -164,6 +164,56 @@ pub enum CarryError {
     },
 }
 
+/// Why a member refused to sign a slash, or refused another member's slash signature.
+#[derive(Debug, thiserror::Error)]
+pub enum SlashError {
+    /// This node has no posted root for the epoch, so it has no table to check against.
+    #[error("epoch {0} is not posted on this node")]
+    NotPosted(u64),
+    /// This node's own table of the epoch does not slash that operator.
+    #[error("this node's table of epoch {epoch} does not slash {operator}")]
+    NotInTable {
+        /// The epoch.
+        epoch: u64,
+        /// The operator asked about.
+        operator: alloy::primitives::Address,
+    },
+    /// This node's own table slashes the operator by another amount, or with another
+    /// deadline.
+    #[error(
+        "this node's table of epoch {epoch} slashes {operator} by {ours} until {our_deadline}, not {asked} until {asked_deadline}"
+    )]
+    OtherTerms {
+        /// The epoch.
+        epoch: u64,
+        /// The operator.
+        operator: alloy::primitives::Address,
+        /// The amount in this node's table.
+        ours: u128,
+        /// The amount asked.
+        asked: u128,
+        /// This node's deadline for the slash.
+        our_deadline: u64,
+        /// The deadline asked.
+        asked_deadline: u64,
+    },
+    /// A slash vote of a format version this code does not know.
+    #[error("unsupported slash vote version {0}")]
+    UnsupportedVersion(u8),
+    /// A vote for other terms than the ones asked.
+    #[error("the slash vote is for other terms than the ones asked")]
+    OtherVote,
+    /// The signature does not recover to the named member, or the signer is not one.
+    #[error("the slash vote is not signed by the committee member it names")]
+    BadSigner,
+    /// The signature is malformed.
+    #[error("malformed slash signature")]
+    MalformedSignature(#[source] alloy::primitives::SignatureError),
+    /// Signing failed.
+    #[error("signing the slash failed")]
+    Signing(#[source] alloy::signers::Error),
+}
+
 /// A mistake in the `[chain]` or `[settlement]` section, as one line.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -202,4 +252,7 @@ pub enum CloseError {
     /// A stored carried reputation does not verify.
     #[error("carried reputation")]
     Carry(#[from] CarryError),
+    /// A slash could not be signed or a slash vote was refused.
+    #[error("slash")]
+    Slash(#[from] SlashError),
 }

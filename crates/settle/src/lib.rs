@@ -32,6 +32,9 @@
 //!    RPC service and `epoch-close` worker that drive it over the mesh and the chain;
 //!    the node supplies its evidence through [`EvidenceSource`]. See
 //!    `docs/design/settlement-in-the-network.md`.
+//! 6. **Slashes** ([`slash`]): once an epoch is posted, the committee takes each slash
+//!    of its table on chain (`Staking.slash`); a member signs a slash only if its own
+//!    posted table takes exactly that amount from that operator.
 
 #![warn(missing_docs)]
 
@@ -44,6 +47,7 @@ mod error;
 mod evidence;
 pub mod proto;
 mod rpc;
+pub mod slash;
 mod worker;
 
 pub use bundle::{
@@ -56,17 +60,20 @@ pub use committee::{
     VoteOutcome, committee_signer, context_signing_hash,
 };
 pub use config::{ChainConfig, CommitteeMember, OperatorPayout, SettlementConfig};
-pub use error::{BundleError, CarryError, CloseError, CommitteeError, ConfigError};
+pub use error::{BundleError, CarryError, CloseError, CommitteeError, ConfigError, SlashError};
 pub use evidence::{EvidenceSet, SET_DOMAIN, SetSummary};
-pub use rpc::{ChainClient, Mined, RpcError};
+pub use rpc::{ChainClient, Mined, MinedLog, RpcError};
+pub use slash::{EpochSlashes, SlashOutcome, SlashStatus, SlashTerms, SlashVote};
 pub use worker::{
-    EvidenceSource, SETTLE_BUNDLES, SETTLE_EPOCHS, SETTLE_REPUTATION, SettleService, Settlement,
-    SettlementStatus,
+    EvidenceSource, SETTLE_BUNDLES, SETTLE_EPOCHS, SETTLE_REPUTATION, SETTLE_SLASHES,
+    SettleService, Settlement, SettlementStatus, SlashMetrics,
 };
 
 #[cfg(test)]
 mod anvil_tests;
 #[cfg(test)]
 mod close_tests;
+#[cfg(test)]
+mod slash_tests;
 #[cfg(test)]
 mod tests;

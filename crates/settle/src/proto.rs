@@ -13,6 +13,7 @@ use xnode_ledger::Epoch;
 use xnode_types::NodeId;
 use xnode_wire::Versioned;
 
+use crate::slash::{SlashTerms, SlashVote};
 use crate::{RootVote, SetSummary};
 
 /// The largest message: one bundle at its limit (8 MiB) and framing.
@@ -43,12 +44,23 @@ pub enum SettleRequest {
         /// The settled epoch.
         epoch: Epoch,
     },
+    /// "Sign this slash if your own posted table of its epoch takes exactly this."
+    SlashSignature {
+        /// The slash asked for.
+        terms: SlashTerms,
+    },
 }
 
 impl Versioned for SettleRequest {
     const KIND_TAG: u8 = xnode_wire::kinds::SETTLE_REQUEST;
     const KIND_NAME: &'static str = "settle request";
-    const VERSION: u8 = 1;
+    /// Version 2 appended `SlashSignature`.
+    const VERSION: u8 = 2;
+
+    /// Version 1 is version 2 without its last variant: the body decodes as is.
+    fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
+        upgrade_appended::<Self>(version, 1, body)
+    }
 }
 
 /// An answer of the `settle` service.
@@ -62,11 +74,40 @@ pub enum SettleResponse {
     Vote(Option<RootVote>),
     /// The encoded [`crate::CarriedReputation`] of the epoch, if this node holds it.
     Reputation(Option<Vec<u8>>),
+    /// The member's signature of the slash asked for, or `None` when its own table does
+    /// not take exactly that (or it has no posted table of that epoch).
+    SlashSignature(Option<SlashVote>),
 }
 
 impl Versioned for SettleResponse {
     const KIND_TAG: u8 = xnode_wire::kinds::SETTLE_RESPONSE;
     const KIND_NAME: &'static str = "settle response";
     /// Version 2: votes carry their context and its signature; `Reputation` appended.
-    const VERSION: u8 = 2;
+    /// Version 3 appended `SlashSignature`.
+    const VERSION: u8 = 3;
+
+    /// Version 2 is version 3 without its last variant: the body decodes as is.
+    fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
+        upgrade_appended::<Self>(version, 2, body)
+    }
+}
+
+/// Decodes a body of the version before `T`'s, which differs only by variants appended
+/// since (postcard encodes a variant by its index, so the old body is a valid new one).
+fn upgrade_appended<T: Versioned>(
+    version: u8,
+    previous: u8,
+    body: &[u8],
+) -> Result<T, xnode_wire::WireError> {
+    if version != previous {
+        return Err(xnode_wire::WireError::UnsupportedVersion {
+            kind: T::KIND_NAME,
+            found: version,
+            supported: T::VERSION,
+        });
+    }
+    postcard::from_bytes(body).map_err(|e| xnode_wire::WireError::Malformed {
+        kind: T::KIND_NAME,
+        reason: e.to_string(),
+    })
 }

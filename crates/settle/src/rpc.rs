@@ -59,6 +59,20 @@ pub struct Mined {
     pub gas_used: u64,
     /// The created contract, for a deployment.
     pub contract: Option<Address>,
+    /// The events it emitted, as the receipt lists them (entries that do not parse are
+    /// left out: callers look for one event of one contract and check what they find).
+    pub logs: Vec<MinedLog>,
+}
+
+/// One event of a mined transaction.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct MinedLog {
+    /// The contract that emitted it.
+    pub address: Address,
+    /// Its topics (the first is the event's signature hash).
+    pub topics: Vec<B256>,
+    /// Its non-indexed data.
+    pub data: Bytes,
 }
 
 /// A JSON-RPC endpoint and the key that signs this node's transactions.
@@ -269,10 +283,18 @@ impl ChainClient {
                     serde_json::from_value(field("gasUsed")).map_err(|_| malformed("gasUsed"))?;
                 let contract: Option<Address> =
                     serde_json::from_value(field("contractAddress")).unwrap_or(None);
+                let logs = match field("logs") {
+                    Value::Array(entries) => entries
+                        .into_iter()
+                        .filter_map(|entry| serde_json::from_value(entry).ok())
+                        .collect(),
+                    _ => Vec::new(),
+                };
                 return Ok(Mined {
                     hash,
                     gas_used: u64::try_from(gas_used).map_err(|_| malformed("gasUsed"))?,
                     contract,
+                    logs,
                 });
             }
             if tokio::time::Instant::now() >= give_up {

@@ -14,7 +14,8 @@
 //! 4. asks the other members for their votes; when the threshold agrees, the designated
 //!    poster posts (the others after `backup_post_after`), unless the root is already on
 //!    chain;
-//! 5. stores the epoch's record (table, root, votes, transaction, status).
+//! 5. stores the epoch's record (table, root, votes, transaction, status);
+//! 6. once the epoch is posted, takes its slashes on chain (`slash_store.rs`).
 //!
 //! Evidence comes from the layers above through [`EvidenceSource`]: this crate knows
 //! neither metering nor storage.
@@ -43,8 +44,10 @@ use crate::proto::{MAX_SETTLE_MESSAGE, SettleRequest, SettleResponse};
 use crate::{BundleLimits, ChainClient, CommitteeConfig, EvidenceBundle, committee_signer};
 
 mod carry_store;
+mod slash_store;
 
 pub use carry_store::SETTLE_REPUTATION;
+pub use slash_store::{SETTLE_SLASHES, SlashMetrics};
 
 /// Closed epochs' records, by big-endian epoch.
 pub const SETTLE_EPOCHS: Table = Table("settle_epochs");
@@ -131,6 +134,7 @@ pub struct Settlement {
     client: Option<ChainClient>,
     limits: BundleLimits,
     state: Mutex<State>,
+    slashing: slash_store::Slashing,
 }
 
 impl std::fmt::Debug for Settlement {
@@ -203,6 +207,7 @@ impl Settlement {
                 read_blocks: BTreeMap::new(),
                 chain_id: None,
             }),
+            slashing: Default::default(),
             key,
             config,
             chain,
@@ -321,7 +326,7 @@ impl Settlement {
         // posted only once every earlier due epoch is posted or superseded (one that never
         // is holds the later ones back at most until it leaves the lookback).
         let mut earlier_open = false;
-        for epoch in due {
+        for epoch in due.iter().copied() {
             match self.close(epoch, now, !earlier_open).await {
                 Ok(true) => changed += 1,
                 Ok(false) => {}
@@ -339,6 +344,7 @@ impl Settlement {
                 .get(&epoch.0)
                 .is_some_and(|close| !close.is_final());
         }
+        self.slash_round(&due, now).await;
         match last_error {
             Some(e) => Err(e),
             None => Ok(changed),
@@ -803,6 +809,9 @@ impl Settlement {
     }
 
     fn answer(&self, request: SettleRequest) -> SettleResponse {
+        if let SettleRequest::SlashSignature { terms } = &request {
+            return SettleResponse::SlashSignature(self.answer_slash(terms));
+        }
         if let SettleRequest::Reputation { epoch } = request {
             return SettleResponse::Reputation(self.stored_carried(epoch).unwrap_or_else(|e| {
                 tracing::warn!(epoch = epoch.0, error = %e, "reading a carried reputation failed");
@@ -832,6 +841,7 @@ impl Settlement {
             ),
             // Answered above, without the lock.
             SettleRequest::Reputation { .. } => SettleResponse::Reputation(None),
+            SettleRequest::SlashSignature { .. } => SettleResponse::SlashSignature(None),
         }
     }
 }

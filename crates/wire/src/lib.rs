@@ -166,6 +166,9 @@ pub mod kinds {
     /// A settled epoch's output reputation with the committee's votes on it
     /// (`xnode-settle`), kept in the database and served to members that lack it.
     pub const SETTLE_CARRIED_REPUTATION: u8 = 73;
+    /// The slashes a node's committee took (or tried to take) on chain for one settled
+    /// epoch, in its local database (`xnode-settle`).
+    pub const SETTLE_SLASHES: u8 = 74;
     pub const COMPUTE_REQUEST: u8 = 30;
     pub const COMPUTE_RESPONSE: u8 = 31;
 }

@@ -152,5 +152,34 @@ pub async fn epoch(args: ClientArgs, epoch: u64) -> anyhow::Result<()> {
             &penalties,
         );
     }
+    let slashes: Vec<Vec<String>> = record["slashes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            vec![
+                text(s, "operator"),
+                text(s, "amount"),
+                text(s, "status"),
+                text(s, "taken"),
+                text(s, "tx_hash"),
+                text(s, "error"),
+            ]
+        })
+        .collect();
+    if !slashes.is_empty() {
+        print_table(
+            &[
+                "SLASHED OPERATOR",
+                "AMOUNT",
+                "ON CHAIN",
+                "TAKEN",
+                "TX",
+                "ERROR",
+            ],
+            &slashes,
+        );
+    }
     Ok(())
 }

@@ -2,7 +2,9 @@
 //! chunks is penalised in the settled epoch table (slash sized to the repair of its failed
 //! chunks, visible over `GET /v1/ledger/epoch/{n}`), honest nodes are not, and the
 //! reputation each posted epoch outputs is the one the next epoch starts from, on every
-//! member alike. Five nodes on anvil with bonded operators, 3 s epochs and the shortened
+//! member alike; the committee takes each posted slash on chain, so the node's bond drops
+//! by exactly the tables' slashes, honest bonds do not move, and the repair pot receives
+//! the tokens. Five nodes on anvil with bonded operators, 3 s epochs and the shortened
 //! audit period of `hostile_storage`'s deletion test.
 //!
 //! Skipped with a message where anvil is not installed (see `xnode_chain::anvil`).
@@ -10,7 +12,8 @@
 use std::time::Duration;
 
 use xnode_chain::anvil::{Anvil, SKIP_MESSAGE, TOKEN, anvil_binary};
-use xnode_settle::{EpochRecord, EpochStatus, OperatorPayout};
+use xnode_chain::{Address, Staking};
+use xnode_settle::{EpochRecord, EpochStatus, OperatorPayout, SlashStatus};
 use xnode_storage::proto::{StoreRequest, StoreResponse};
 use xnode_test_cluster::{Cluster, Tenant};
 
@@ -50,6 +53,10 @@ async fn a_node_that_silently_lost_chunks_is_penalised_in_the_settled_table() {
     for payout in &payouts {
         contracts.bond(&anvil, *payout, BOND).unwrap();
     }
+    let repair_pot: Address = anvil
+        .call(contracts.staking, &Staking::repairPotCall {})
+        .unwrap();
+    let pot_before = contracts.balance_of(&anvil, repair_pot).unwrap();
     let operators: Vec<OperatorPayout> = keys
         .iter()
         .zip(&payouts)
@@ -301,5 +308,144 @@ async fn a_node_that_silently_lost_chunks_is_penalised_in_the_settled_table() {
         refetched,
         "node 1 never fetched the deleted reputation back"
     );
+    check_slashes_on_chain(
+        &c, &anvil, &contracts, &payouts, repair_pot, pot_before, start, epoch,
+    )
+    .await;
     c.shutdown().await;
+}
+
+/// The slashes of the penalised epochs are taken on chain by one member, recorded with
+/// their transaction and amount, and add up exactly: the cheating operator's bond dropped
+/// by the sum of the posted tables' slashes of the epochs slashed on chain (each capped by
+/// what was left), the repair pot received that much, and honest bonds did not move.
+#[allow(clippy::too_many_arguments)]
+async fn check_slashes_on_chain(
+    c: &Cluster,
+    anvil: &Anvil,
+    contracts: &xnode_chain::anvil::Contracts,
+    payouts: &[Address],
+    repair_pot: Address,
+    pot_before: xnode_chain::U256,
+    start: u64,
+    epoch: u64,
+) {
+    let hostile_id = c.id(HOSTILE);
+    let hostile = payouts[HOSTILE];
+    let taken_by = |c: &Cluster, e: u64| {
+        (0..NODES).find_map(|i| {
+            let slashes = c.node(i).settlement().slashes(e).unwrap()?;
+            let outcome = slashes.slashes.into_iter().find(|s| s.node == hostile_id)?;
+            (outcome.status == SlashStatus::Taken).then_some((i, outcome))
+        })
+    };
+    c.wait_until(
+        "both penalised epochs' slashes taken on chain",
+        Duration::from_secs(20),
+        |c| taken_by(c, epoch).is_some() && taken_by(c, epoch + 1).is_some(),
+    )
+    .await;
+    let slashed_in = |e: u64| {
+        anvil
+            .call(
+                contracts.staking,
+                &Staking::slashedInCall { _0: hostile, _1: e },
+            )
+            .unwrap()
+    };
+    // The slash of one epoch as every member that posted it computed it.
+    let table_slash = |e: u64| -> u128 {
+        let slashes: Vec<u128> = (0..NODES)
+            .filter_map(|i| c.node(i).settlement().epoch_record(e).unwrap())
+            .filter(|r| r.status == EpochStatus::Posted)
+            .map(|r| {
+                r.penalties
+                    .iter()
+                    .find(|p| p.node == hostile_id)
+                    .map_or(0, |p| p.slashed)
+            })
+            .collect();
+        assert!(
+            slashes.windows(2).all(|w| w[0] == w[1]),
+            "epoch {e}: {slashes:?}"
+        );
+        slashes.first().copied().unwrap_or(0)
+    };
+    let (poster, outcome) = taken_by(c, epoch).unwrap();
+    assert_eq!(outcome.terms.amount, table_slash(epoch));
+    assert_eq!(outcome.taken, Some(outcome.terms.amount));
+    assert!(outcome.tx_hash.is_some());
+    eprintln!(
+        "epoch {epoch}: node {poster} took {} on chain, gas {:?}",
+        outcome.terms.amount, outcome.gas_used
+    );
+    let metrics = c.node(poster).metrics_text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("settle_slashes_submitted_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    // Shown over HTTP on the node that took it.
+    let view: serde_json::Value =
+        reqwest::get(format!("{}/v1/ledger/epoch/{epoch}", c.api_url(poster)))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let shown = view["slashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["node"] == hostile_id.to_string())
+        .unwrap();
+    assert_eq!(shown["status"], "taken");
+    assert_eq!(shown["taken"], outcome.terms.amount.to_string());
+
+    // The bond and the pot add up with the epochs slashed on chain. Later epochs keep
+    // being slashed meanwhile, so the reading counts only when nothing moved during it.
+    let bonded = |a: Address| -> u128 {
+        u128::try_from(
+            anvil
+                .call(contracts.staking, &Staking::bondedCall(a))
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let mut checked = false;
+    for _ in 0..20 {
+        let bond_before = bonded(hostile);
+        let now = c.node(0).settlement().current_epoch().0;
+        let slashed: Vec<u64> = (start.saturating_sub(2)..=now)
+            .filter(|&e| slashed_in(e))
+            .collect();
+        let mut left = BOND;
+        for e in &slashed {
+            left -= table_slash(*e).min(left);
+        }
+        let pot = contracts.balance_of(anvil, repair_pot).unwrap() - pot_before;
+        let still: Vec<u64> = (start.saturating_sub(2)..=now)
+            .filter(|&e| slashed_in(e))
+            .collect();
+        if bonded(hostile) != bond_before || still != slashed {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            continue;
+        }
+        assert!(slashed.contains(&epoch) && slashed.contains(&(epoch + 1)));
+        assert_eq!(bond_before, left, "slashed in epochs {slashed:?}");
+        assert_eq!(pot, xnode_chain::U256::from(BOND - left));
+        eprintln!(
+            "slashed on chain in epochs {slashed:?}: {} taken in all",
+            BOND - left
+        );
+        checked = true;
+        break;
+    }
+    assert!(checked, "the chain never held still long enough to compare");
+    for (i, payout) in payouts.iter().enumerate() {
+        if i != HOSTILE {
+            assert_eq!(bonded(*payout), BOND, "honest operator {i}");
+        }
+    }
 }
