@@ -100,14 +100,7 @@ fn upgrade_appended<T: Versioned>(
     body: &[u8],
 ) -> Result<T, xnode_wire::WireError> {
     if version != previous {
-        return Err(xnode_wire::WireError::UnsupportedVersion {
-            kind: T::KIND_NAME,
-            found: version,
-            supported: T::VERSION,
-        });
+        return Err(xnode_wire::unsupported::<T>(version));
     }
-    postcard::from_bytes(body).map_err(|e| xnode_wire::WireError::Malformed {
-        kind: T::KIND_NAME,
-        reason: e.to_string(),
-    })
+    xnode_wire::decode_body::<T, T>(body)
 }
