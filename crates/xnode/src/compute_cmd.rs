@@ -16,7 +16,7 @@ use xnode_deploy::spec::{
 
 use crate::cli::StorageClientArgs;
 use crate::client::print_table;
-use crate::storage_cmd::{client, encode_path, now_ms, send};
+use crate::storage_cmd::{client, encode_path, get_signed_json, now_ms, send};
 use crate::tenant::{Payload, SignedClient};
 
 /// An application manifest (`app.toml`), as a developer writes it.
@@ -186,14 +186,7 @@ pub async fn deploy(
 
 pub async fn deployments(args: StorageClientArgs) -> anyhow::Result<()> {
     let c = client(&args)?;
-    let v: Value = send(
-        c.request(Method::GET, "/v1/deployments", "", Payload::Empty, false)
-            .await?,
-        &c.api,
-    )
-    .await?
-    .json()
-    .await?;
+    let v: Value = get_signed_json(&c, "/v1/deployments", "").await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -267,14 +260,7 @@ pub async fn logs(name: &str, follow: bool, args: StorageClientArgs) -> anyhow::
     let path = format!("/v1/deployments/{}/logs", encode_path(name, false));
     let mut last_seen: Option<(u64, String)> = None;
     loop {
-        let v: Value = send(
-            c.request(Method::GET, &path, "", Payload::Empty, false)
-                .await?,
-            &c.api,
-        )
-        .await?
-        .json()
-        .await?;
+        let v: Value = get_signed_json(&c, &path, "").await?;
         let lines = v.as_array().cloned().unwrap_or_default();
         if args.json && !follow {
             println!("{}", serde_json::to_string_pretty(&v)?);
@@ -409,14 +395,7 @@ pub async fn job_run(o: JobRunOptions, args: StorageClientArgs) -> anyhow::Resul
 
 async fn job_json(c: &SignedClient, id: &str) -> anyhow::Result<Value> {
     let path = format!("/v1/jobs/{}", encode_path(id, false));
-    Ok(send(
-        c.request(Method::GET, &path, "", Payload::Empty, false)
-            .await?,
-        &c.api,
-    )
-    .await?
-    .json()
-    .await?)
+    get_signed_json(&c, &path, "").await
 }
 
 fn print_job(v: &Value, json: bool) -> anyhow::Result<()> {

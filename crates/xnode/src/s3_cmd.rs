@@ -8,7 +8,7 @@ use serde_json::Value;
 use xnode_registry::revocation::{RevokedScope, revocation_key, revocation_record};
 
 use crate::cli::{S3KeyAction, StorageClientArgs};
-use crate::storage_cmd::send;
+use crate::storage_cmd::{get_signed_json, send};
 use crate::tenant::{Payload, SignedClient};
 
 fn apis(given: Vec<String>) -> Vec<String> {
@@ -86,14 +86,7 @@ pub async fn run(action: S3KeyAction) -> anyhow::Result<()> {
         }
         S3KeyAction::Ls { args } => {
             let c = signed(&args.api, &args.tenant_key)?;
-            let v: Value = send(
-                c.request(Method::GET, "/v1/s3/keys", "", Payload::Empty, false)
-                    .await?,
-                &c.api,
-            )
-            .await?
-            .json()
-            .await?;
+            let v: Value = get_signed_json(&c, "/v1/s3/keys", "").await?;
             if args.json {
                 println!("{v}");
                 return Ok(());
@@ -162,14 +155,7 @@ pub async fn run(action: S3KeyAction) -> anyhow::Result<()> {
 
 /// The registration id of S3 key `id` on the node `c` talks to, if it lists one.
 async fn registration_id(c: &SignedClient, id: &str) -> anyhow::Result<Option<String>> {
-    let keys: Value = send(
-        c.request(Method::GET, "/v1/s3/keys", "", Payload::Empty, false)
-            .await?,
-        &c.api,
-    )
-    .await?
-    .json()
-    .await?;
+    let keys: Value = get_signed_json(&c, "/v1/s3/keys", "").await?;
     let key = keys
         .as_array()
         .map(|a| a.as_slice())

@@ -82,6 +82,17 @@ pub async fn send(
     check(response).await
 }
 
+/// A tenant-signed GET of `path?query` whose answer is JSON.
+pub async fn get_signed_json(c: &SignedClient, path: &str, query: &str) -> anyhow::Result<Value> {
+    let response = send(
+        c.request(Method::GET, path, query, Payload::Empty, false)
+            .await?,
+        &c.api,
+    )
+    .await?;
+    Ok(response.json().await?)
+}
+
 fn split_target(target: &str) -> anyhow::Result<(String, String)> {
     let (bucket, key) = target
         .split_once('/')
@@ -180,14 +191,7 @@ pub async fn bucket(action: BucketAction) -> anyhow::Result<()> {
         }
         BucketAction::Ls { args } => {
             let c = client(&args)?;
-            let v: Value = send(
-                c.request(Method::GET, "/v1/buckets", "", Payload::Empty, false)
-                    .await?,
-                &c.api,
-            )
-            .await?
-            .json()
-            .await?;
+            let v: Value = get_signed_json(&c, "/v1/buckets", "").await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(());
@@ -410,14 +414,7 @@ pub async fn ls(target: &str, args: StorageClientArgs) -> anyhow::Result<()> {
             ("start_after", &start_after),
             ("limit", "1000"),
         ]);
-        let page: Value = send(
-            c.request(Method::GET, &path, &query, Payload::Empty, false)
-                .await?,
-            &c.api,
-        )
-        .await?
-        .json()
-        .await?;
+        let page: Value = get_signed_json(&c, &path, &query).await?;
         let page = page.as_array().cloned().unwrap_or_default();
         let done = page.len() < 1000;
         if let Some(last) = page.last() {
