@@ -2,6 +2,8 @@
 //! a writable output directory, captured stdout and stderr, and cancellation.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -35,6 +37,11 @@ pub struct CommandSpec {
     pub limits: Limits,
     pub stdout: OutputCapture,
     pub stderr: OutputCapture,
+    /// If set, the fuel the run has burnt so far, kept current while it runs (at each of
+    /// the engine's epoch ticks that finds the guest executing) and set to the final
+    /// total when it ends. A long-running worker is metered from it, and so is a run that
+    /// is cancelled, whose [`Usage`] cannot say what it burnt.
+    pub fuel_gauge: Option<Arc<AtomicU64>>,
 }
 
 /// How a command ended.
@@ -149,7 +156,13 @@ impl Engine {
             .set_fuel(limits.fuel)
             .map_err(|e| ComputeError::Setup(format!("fuel: {e:#}")))?;
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().guard.on_epoch()));
+        let gauge = spec.fuel_gauge.clone();
+        store.epoch_deadline_callback(move |mut ctx| {
+            if let (Some(gauge), Ok(left)) = (&gauge, ctx.get_fuel()) {
+                gauge.store(limits.fuel.saturating_sub(left), Ordering::Relaxed);
+            }
+            Ok(ctx.data_mut().guard.on_epoch())
+        });
 
         let run = async {
             let instance = module
@@ -163,6 +176,9 @@ impl Engine {
             let result = start.call_async(&mut store, ()).await;
             let fuel_left = store.get_fuel().unwrap_or(0);
             usage.fuel = limits.fuel.saturating_sub(fuel_left);
+            if let Some(gauge) = &spec.fuel_gauge {
+                gauge.store(usage.fuel, Ordering::Relaxed);
+            }
             usage.peak_memory_bytes = store.data().guard.peak_memory;
             Ok::<_, ComputeError>(match result {
                 Ok(()) => ExitReason::Exited(0),

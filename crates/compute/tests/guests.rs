@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -253,6 +254,7 @@ async fn a_job_transforms_its_input_into_output_files() {
         limits: Limits::default(),
         stdout: stdout.clone(),
         stderr: OutputCapture::new(1 << 20, 1 << 20),
+        fuel_gauge: None,
     };
     let outcome = engine
         .run_command(&module, spec, CancellationToken::new())
@@ -267,6 +269,63 @@ async fn a_job_transforms_its_input_into_output_files() {
         "HELLO\nWORLD\n"
     );
     assert!(!stdout.contents().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fuel_gauge_follows_a_run_and_survives_its_cancellation() {
+    let engine = engine();
+    let module = engine.command_module(guest("heartbeat")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = |env: Vec<(String, String)>, gauge: Arc<AtomicU64>| CommandSpec {
+        args: vec!["heartbeat".into()],
+        env,
+        stdin: Bytes::new(),
+        mounts: vec![Mount {
+            host_path: dir.path().to_owned(),
+            guest_path: "/out".into(),
+            writable: true,
+        }],
+        limits: Limits::default(),
+        stdout: OutputCapture::new(1 << 20, 1 << 20),
+        stderr: OutputCapture::new(1 << 20, 1 << 20),
+        fuel_gauge: Some(gauge),
+    };
+    // A run that ends: the gauge holds its final fuel.
+    let gauge = Arc::new(AtomicU64::new(0));
+    let env = vec![
+        ("INTERVAL_SECS".to_owned(), "0.05".to_owned()),
+        ("EXIT_AFTER".to_owned(), "3".to_owned()),
+    ];
+    let outcome = engine
+        .run_command(&module, spec(env, gauge.clone()), CancellationToken::new())
+        .await;
+    assert!(
+        matches!(outcome.exit, ExitReason::Exited(0)),
+        "{:?}",
+        outcome.exit
+    );
+    assert!(outcome.usage.fuel > 0);
+    assert_eq!(gauge.load(Ordering::Relaxed), outcome.usage.fuel);
+
+    // A run cancelled mid-way: its usage cannot say what it burnt, the gauge does.
+    let gauge = Arc::new(AtomicU64::new(0));
+    let env = vec![("INTERVAL_SECS".to_owned(), "0.05".to_owned())];
+    let cancel = CancellationToken::new();
+    let run = engine.run_command(&module, spec(env, gauge.clone()), cancel.clone());
+    let stop = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        cancel.cancel();
+    };
+    let (outcome, ()) = tokio::join!(run, stop);
+    assert!(
+        matches!(outcome.exit, ExitReason::Cancelled),
+        "{:?}",
+        outcome.exit
+    );
+    assert!(
+        gauge.load(Ordering::Relaxed) > 0,
+        "the gauge of a cancelled run stayed at zero"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,6 +345,7 @@ async fn hostile_jobs_fail_with_a_reason() {
         limits,
         stdout: OutputCapture::new(limits.max_output_bytes, 64 << 10),
         stderr: OutputCapture::new(limits.max_output_bytes, 64 << 10),
+        fuel_gauge: None,
     };
     let spin = engine.command_module(guest("job-spin")).await.unwrap();
     let outcome = engine

@@ -259,7 +259,11 @@ impl Compute {
         }
         // Nothing a peer says can be used without a signed scope to check it against.
         self.signed_scope(owner, purpose)?;
-        for candidate in self.candidates() {
+        // Nodes the work is not placed on first: the one among them that holds the keys
+        // is the edge that accepted the work, which its metered fuel is proposed to.
+        let mut candidates = self.candidates();
+        candidates.sort_by_cached_key(|c| self.holds_the_work(c.id, owner, purpose));
+        for candidate in candidates {
             if candidate.id == self.node_id {
                 continue;
             }
@@ -273,7 +277,10 @@ impl Compute {
                 && let Some(keys) = GrantKeys::decode(&bytes)
             {
                 match self.accept_grant(owner, purpose, &keys) {
-                    Ok(()) => return Some(keys),
+                    Ok(()) => {
+                        self.note_key_source(candidate.id, owner, purpose);
+                        return Some(keys);
+                    }
                     Err(e) => {
                         tracing::info!(node = %candidate.id, %purpose, error = %e, "refused the keys a peer answered");
                     }

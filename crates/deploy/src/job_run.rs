@@ -62,8 +62,15 @@ impl Compute {
             log_line(me, "event", format!("job {} started on {me}", job.id)),
         );
         let result = self.execute_job(&job, &d, &mut run, cancel.clone()).await;
+        // Each runner is paid for what it ran: metered here, published in the run record
+        // for the tenant's edge to observe (see `metered.rs`).
+        let metered = self.meter_job_fuel(&owner, run.fuel);
         if cancel.is_cancelled() {
             // Shutting down or moved: leave the run as running; another node takes over.
+            // The record still says what this run burnt, so that it can be paid.
+            if metered {
+                self.publish_run(&owner, &run);
+            }
             return;
         }
         run.finished_ms = Some(unix_ms());
@@ -179,6 +186,7 @@ impl Compute {
             .await
             .map_err(|e| e.to_string())?;
         let limits = d.spec.limits(&self.config);
+        let gauge = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let stdout = OutputCapture::new(limits.max_output_bytes, limits.max_output_bytes as usize);
         let stderr = OutputCapture::new(limits.max_output_bytes, limits.max_output_bytes as usize);
         let stdin = base64::engine::general_purpose::STANDARD
@@ -211,6 +219,7 @@ impl Compute {
             limits,
             stdout: stdout.clone(),
             stderr: stderr.clone(),
+            fuel_gauge: Some(gauge.clone()),
         };
         // `/out` is watched against the node's disk quota for one run.
         let run_cancel = cancel.child_token();
@@ -222,7 +231,12 @@ impl Compute {
         let outcome = self.engine.run_command(&module, spec, run_cancel).await;
         let over_quota = quota.breached();
         drop(quota);
-        run.fuel = outcome.usage.fuel;
+        // A cancelled run's usage says nothing of its fuel; the gauge has what it burnt up
+        // to its last epoch tick.
+        run.fuel = outcome
+            .usage
+            .fuel
+            .max(gauge.load(std::sync::atomic::Ordering::Relaxed));
         run.wall_ms = outcome.usage.wall.as_millis() as u64;
         let owner_hex = owner.to_hex();
         let me = self.node_id;

@@ -15,6 +15,7 @@ pub mod hedge;
 mod job_run;
 mod jobs;
 pub mod logs;
+mod metered;
 pub mod outbound;
 mod placement;
 pub mod proto;
@@ -25,6 +26,8 @@ pub mod spec;
 pub mod tracing_export;
 pub mod usage;
 mod worker_run;
+
+pub use metered::MAX_WORKER_FUEL_PER_SECOND;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -119,8 +119,11 @@ impl Compute {
                     tracing::info!(%from, %purpose, "refused keys for work not placed here");
                     return ComputeResponse::Ok;
                 }
-                if let Err(e) = self.accept_grant(&owner, &purpose, &keys) {
-                    tracing::warn!(%from, %purpose, error = %e, "refused pushed keys");
+                match self.accept_grant(&owner, &purpose, &keys) {
+                    Ok(()) => self.note_key_source(from, &owner, &purpose),
+                    Err(e) => {
+                        tracing::warn!(%from, %purpose, error = %e, "refused pushed keys");
+                    }
                 }
                 ComputeResponse::Ok
             }

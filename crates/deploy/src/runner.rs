@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -39,6 +39,9 @@ pub struct LocalState {
     /// Replicas whose connection just failed, skipped for a while.
     pub suspects: crate::hedge::SuspectBook,
     last_report: Option<ReplicaSet>,
+    /// When `last_report` was published (reports that differ only in fuel wait for
+    /// [`crate::metered::FUEL_REPORT_INTERVAL`]).
+    last_report_ms: u64,
     /// Workers placed here but not started because the node runs `max_workers` (their
     /// owners were told once).
     refused_workers: std::collections::HashSet<String>,
@@ -60,6 +63,10 @@ pub struct WorkerHandle {
     pub cancel: CancellationToken,
     pub restarts: Arc<AtomicU32>,
     pub state: Arc<std::sync::Mutex<ReplicaState>>,
+    /// The fuel the worker burnt here since `since_ms`, over all its runs.
+    pub fuel: Arc<AtomicU64>,
+    /// How much of `fuel` is metered already.
+    pub metered: u64,
 }
 
 /// The node that runs a job: rendezvous over the nodes its deployment may use. When that
@@ -307,17 +314,20 @@ impl Compute {
                 cancel: self.control.shutdown.child_token(),
                 restarts: Arc::new(AtomicU32::new(0)),
                 state: Arc::new(std::sync::Mutex::new(ReplicaState::Starting)),
+                fuel: Arc::new(AtomicU64::new(0)),
+                metered: 0,
             };
-            let (cancel, restarts, state) = (
+            let (cancel, restarts, state, fuel) = (
                 handle.cancel.clone(),
                 handle.restarts.clone(),
                 handle.state.clone(),
+                handle.fuel.clone(),
             );
             xnode_types::lock(&self.local)
                 .workers
                 .insert(name.clone(), handle);
             let this = self.clone();
-            tokio::spawn(async move { this.run_worker(d, cancel, restarts, state).await });
+            tokio::spawn(async move { this.run_worker(d, cancel, restarts, state, fuel).await });
         }
 
         // jobs: a draining (or departed) node is no longer any job's runner, so the next
@@ -390,6 +400,7 @@ impl Compute {
             });
         }
 
+        self.observe_compute_usage();
         self.publish_replicas().await;
     }
 
@@ -445,6 +456,7 @@ impl Compute {
                     state: r.state.clone(),
                     since_ms: r.since_ms,
                     restarts: 0,
+                    fuel: 0,
                 })
                 .collect();
             replicas.extend(local.workers.iter().map(|(name, w)| ReplicaReport {
@@ -453,6 +465,7 @@ impl Compute {
                 state: xnode_types::lock(&w.state).clone(),
                 since_ms: w.since_ms,
                 restarts: w.restarts.load(Ordering::Relaxed),
+                fuel: w.fuel.load(Ordering::Relaxed),
             }));
             replicas.sort_by(|a, b| a.deployment.cmp(&b.deployment));
             self.telemetry
@@ -479,16 +492,47 @@ impl Compute {
                 replicas,
             }
         };
-        let changed = xnode_types::lock(&self.local).last_report.as_ref() != Some(&report);
-        if !changed {
-            return;
+        let now = unix_ms();
+        {
+            let local = xnode_types::lock(&self.local);
+            let without_fuel = |set: &ReplicaSet| {
+                let mut set = set.clone();
+                set.replicas.iter_mut().for_each(|r| r.fuel = 0);
+                set
+            };
+            let changed = match &local.last_report {
+                None => true,
+                Some(last) if last == &report => false,
+                Some(last) => {
+                    without_fuel(last) != without_fuel(&report)
+                        || now.saturating_sub(local.last_report_ms)
+                            >= crate::metered::FUEL_REPORT_INTERVAL.as_millis() as u64
+                }
+            };
+            if !changed {
+                return;
+            }
         }
         match serde_json::to_vec(&report) {
             Ok(bytes) => match self
                 .registry
                 .put(&self.key, &replicas_key(&self.node_id), bytes)
             {
-                Ok(_) => xnode_types::lock(&self.local).last_report = Some(report),
+                Ok(_) => {
+                    // The fuel just published is what the tenant's edge will observe:
+                    // meter the same increase, to be proposed to that edge.
+                    let mut local = xnode_types::lock(&self.local);
+                    for published in &report.replicas {
+                        if let Some(w) = local.workers.get_mut(&published.deployment)
+                            && published.fuel > w.metered
+                            && self.meter_worker_fuel(&w.owner, published.fuel - w.metered)
+                        {
+                            w.metered = published.fuel;
+                        }
+                    }
+                    local.last_report = Some(report);
+                    local.last_report_ms = now;
+                }
                 Err(e) => tracing::warn!(error = %e, "cannot publish this node's replicas"),
             },
             Err(e) => tracing::error!(error = %e, "cannot encode replicas"),

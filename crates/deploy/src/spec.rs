@@ -303,6 +303,15 @@ pub struct ReplicaReport {
     pub since_ms: u64,
     #[serde(default)]
     pub restarts: u32,
+    /// A worker's fuel burnt on this node since `since_ms`, cumulative over its restarts
+    /// (what the node meters as `WorkerFuel`; zero for http replicas, which are metered
+    /// per call). Older nodes leave it out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fuel: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

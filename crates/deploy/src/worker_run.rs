@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -25,6 +25,7 @@ impl Compute {
         cancel: CancellationToken,
         restarts: Arc<AtomicU32>,
         state: Arc<std::sync::Mutex<ReplicaState>>,
+        fuel: Arc<AtomicU64>,
     ) {
         let me = self.node_id;
         let owner = d.owner.to_hex();
@@ -39,6 +40,8 @@ impl Compute {
             }
         };
         let mut backoff = Duration::from_secs(1);
+        // The fuel of the runs that ended; `fuel` is this plus the current run's gauge.
+        let mut ended_runs_fuel = 0u64;
         loop {
             if let Err(e) = std::fs::create_dir_all(&out_dir) {
                 *xnode_types::lock(&state) = ReplicaState::Failed(e.to_string());
@@ -76,6 +79,7 @@ impl Compute {
             let stderr = OutputCapture::new(u64::MAX, 64 << 10);
             let mut args = vec![name.clone()];
             args.extend(d.spec.args.iter().cloned());
+            let gauge = Arc::new(AtomicU64::new(0));
             let spec = CommandSpec {
                 args,
                 env: d
@@ -93,6 +97,7 @@ impl Compute {
                 limits,
                 stdout: stdout.clone(),
                 stderr: stderr.clone(),
+                fuel_gauge: Some(gauge.clone()),
             };
             *xnode_types::lock(&state) = ReplicaState::Running;
             self.telemetry.logs.push(
@@ -115,6 +120,7 @@ impl Compute {
                 tokio::select! {
                     outcome = &mut run => break outcome,
                     _ = tick.tick() => {
+                        fuel.store(ended_runs_fuel.saturating_add(gauge.load(Ordering::Relaxed)), Ordering::Relaxed);
                         self.telemetry.logs.push_output(&owner, &name, log_line(me, "stdout", String::new()), &stdout.take());
                         self.telemetry.logs.push_output(&owner, &name, log_line(me, "stderr", String::new()), &stderr.take());
                         self.publish_outputs(&d, &out_dir, &mut published).await;
@@ -133,6 +139,11 @@ impl Compute {
                 log_line(me, "stderr", String::new()),
                 &stderr.take(),
             );
+            // A cancelled run's usage says nothing of its fuel; the gauge has what it burnt
+            // up to its last epoch tick.
+            ended_runs_fuel = ended_runs_fuel
+                .saturating_add(gauge.load(Ordering::Relaxed).max(outcome.usage.fuel));
+            fuel.store(ended_runs_fuel, Ordering::Relaxed);
             let over_quota = quota.breached();
             drop(quota);
             let outcome = if over_quota && !cancel.is_cancelled() {

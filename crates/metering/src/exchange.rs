@@ -19,9 +19,10 @@ use xnode_mesh::{Endpoint, Handler, Mesh, RpcError, Server, Service};
 use xnode_types::{NodeId, PublicKeyBytes, SecretKey, lock, unix_ms};
 use xnode_worker::{Interval, Worker, WorkerError, periodic};
 
+use crate::runs::RunsSeen;
 use crate::{
     CounterKey, Decision, EdgeCheck, MAX_RECEIPT_MESSAGE, Meter, MeteringError, ReceiptRequest,
-    ReceiptResponse, ReceiptStore, ServeGate, Tolerance, epoch_at, propose,
+    ReceiptResponse, ReceiptStore, RunReport, ServeGate, Tolerance, epoch_at, propose,
 };
 
 /// What this node served, per tenant.
@@ -32,6 +33,9 @@ pub const OBSERVED: Table = Table("metering_observed");
 pub const RECEIPTS: Table = Table("metering_receipts");
 /// Countersigning grants tenants gave this node.
 pub const GRANTS: Table = Table("metering_grants");
+/// What this node, as a tenant's edge, last observed of each job's or worker's reported
+/// usage.
+pub const RUNS_SEEN: Table = Table("metering_runs_seen");
 
 /// The `[metering]` section of the node's configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,10 +118,15 @@ pub struct Metering {
     provided: Meter,
     observed: Meter,
     store: ReceiptStore,
+    runs: RunsSeen,
     check: EdgeCheck,
     gate: Mutex<ServeGate>,
     /// The edge each tenant's traffic last came through: where proposals go.
     edges: Mutex<BTreeMap<PublicKeyBytes, NodeId>>,
+    /// The edge that handed this node each tenant's latest job or worker: where that
+    /// tenant's `JobFuel` and `WorkerFuel` go (storage traffic between the tenant's own
+    /// runners must not redirect them to a node without the tenant's grant).
+    work_edges: Mutex<BTreeMap<PublicKeyBytes, NodeId>>,
     endpoint: Endpoint<ReceiptService>,
 }
 
@@ -144,10 +153,12 @@ impl Metering {
             network: network.to_owned(),
             provided: Meter::new(db.clone(), PROVIDED),
             observed: Meter::new(db.clone(), OBSERVED),
+            runs: RunsSeen::new(db.clone(), RUNS_SEEN),
             store: ReceiptStore::new(db, network, RECEIPTS, GRANTS),
             check: EdgeCheck::new(network, config.tolerance),
             gate: Mutex::new(ServeGate::new(grace_ms)),
             edges: Mutex::new(BTreeMap::new()),
+            work_edges: Mutex::new(BTreeMap::new()),
             endpoint: Endpoint::new(mesh),
             key,
             config,
@@ -177,6 +188,71 @@ impl Metering {
             },
             units,
         );
+    }
+
+    /// Provider side: `edge` is the node through which `tenant` reached this node (for a
+    /// job or a worker, the node that accepted it and pushed its keys here). Later usage
+    /// metered with [`Metering::provided_via_edge`] is proposed to it.
+    pub fn note_edge(&self, tenant: PublicKeyBytes, edge: NodeId) {
+        lock(&self.work_edges).insert(tenant, edge);
+    }
+
+    /// Where `tenant`'s counters of `resource` are proposed.
+    fn edge_for(&self, tenant: &PublicKeyBytes, resource: Resource) -> Option<NodeId> {
+        let work = matches!(resource, Resource::JobFuel | Resource::WorkerFuel);
+        let noted = if work {
+            lock(&self.work_edges).get(tenant).copied()
+        } else {
+            None
+        };
+        noted.or_else(|| lock(&self.edges).get(tenant).copied())
+    }
+
+    /// Provider side: this node ran `units` of `resource` for `tenant` with no request in
+    /// hand (a job, a worker), so the usage goes to the edge the tenant last came
+    /// through. Usage of a tenant with no known edge, or whose edge is this node itself,
+    /// is not metered: no other node could countersign it. Returns whether it was.
+    pub fn provided_via_edge(
+        &self,
+        tenant: PublicKeyBytes,
+        resource: Resource,
+        units: u64,
+    ) -> bool {
+        match self.edge_for(&tenant, resource) {
+            Some(edge) if edge != self.id => {
+                self.provided.add(
+                    CounterKey {
+                        tenant,
+                        provider: self.id,
+                        resource,
+                        epoch: self.current_epoch(),
+                    },
+                    units,
+                );
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether this node holds a countersigning grant of `tenant` covering the current
+    /// epoch: whether it acts as that tenant's edge for receipts.
+    pub fn holds_grant(&self, tenant: &PublicKeyBytes) -> bool {
+        let now = self.current_epoch();
+        matches!(self.store.grant(tenant), Ok(Some(grant)) if grant.body.covers(now))
+    }
+
+    /// Edge side: observes the increase of a provider's report of a job's or a worker's
+    /// cumulative usage since this node last saw it, at most `per_second` units a second
+    /// since the last increase (`None`: no rate cap). Returns the units observed.
+    pub fn observe_run(
+        &self,
+        report: &RunReport<'_>,
+        per_second: Option<u64>,
+    ) -> Result<u64, MeteringError> {
+        let units = self.runs.observe(report, per_second, unix_ms())?;
+        self.observed(report.tenant, report.provider, report.resource, units);
+        Ok(units)
     }
 
     /// Edge side: this node saw `provider` serve `units` of `resource` to `tenant`.
@@ -318,7 +394,7 @@ impl Metering {
     /// Proposes `metered` for `key` and, if the edge names a lower acceptable total, that
     /// total.
     async fn propose_to_edge(&self, key: CounterKey, metered: u64, seq: u64) -> Proposal {
-        let Some(edge) = lock(&self.edges).get(&key.tenant).copied() else {
+        let Some(edge) = self.edge_for(&key.tenant, key.resource) else {
             return Proposal::Failed;
         };
         let timeout = Duration::from_secs(5);
@@ -425,8 +501,18 @@ enum Proposal {
 /// sampled at different instants; a hedged chunk read is served by two replicas and
 /// observed from one). For those, a counter-offer below the meter does not mean the edge
 /// stopped countersigning, and the serve gate does not count it as uncovered usage.
+///
+/// Job and worker fuel are observed from the provider's reports in the registry, which
+/// reach the edge a few seconds after the provider metered them: near an epoch's end the
+/// two sides count the same fuel in neighbouring epochs, so they are treated alike.
 fn is_sampled(resource: Resource) -> bool {
-    matches!(resource, Resource::StorageByteHours | Resource::EgressBytes)
+    matches!(
+        resource,
+        Resource::StorageByteHours
+            | Resource::EgressBytes
+            | Resource::JobFuel
+            | Resource::WorkerFuel
+    )
 }
 
 /// Why a grant was not kept.

@@ -6,6 +6,8 @@
 //!   counts it. The crate that owns a resource feeds it (storage, compute).
 //! - [`EdgeCheck`] (`edge.rs`): the tenant's edge's own observations of the same usage
 //!   and the check of a provider's proposal against them, within a [`Tolerance`].
+//! - [`RunReport`] (`runs.rs`): the edge's observation of jobs and workers, from their
+//!   providers' cumulative reports, bounded by what the tenant signed.
 //! - [`ServeGate`] (`gate.rs`): the provider's rule that a tenant whose edge stops
 //!   countersigning stops being served after a grace.
 //! - [`ReceiptStore`] (`store.rs`): the latest countersigned receipt of every counter, on
@@ -21,18 +23,20 @@ mod exchange;
 mod gate;
 mod meter;
 mod proto;
+mod runs;
 mod store;
 
 pub use edge::{Decision, EdgeCheck, Refusal, Tolerance};
 pub use error::MeteringError;
 pub use exchange::{
     GRANTS, GrantAcceptError, GrantError, Metering, MeteringConfig, OBSERVED, PROVIDED, RECEIPTS,
-    ReceiptService,
+    RUNS_SEEN, ReceiptService,
 };
 pub use gate::ServeGate;
 pub use meter::byte_hours;
 pub use meter::{CounterKey, Meter};
 pub use proto::{MAX_RECEIPT_MESSAGE, ReceiptRequest, ReceiptResponse};
+pub use runs::RunReport;
 pub use store::{ReceiptStore, StoreReceiptError};
 
 use xnode_ledger::{Epoch, RECEIPT_VERSION, Receipt, ReceiptBody};

@@ -157,6 +157,9 @@ pub mod kinds {
     /// A tenant's chunk as storage metering knows it, in a node's local database
     /// (`xnode-storage`: the chunks a replica holds and an edge placed, for byte-hours).
     pub const CHUNK_USAGE: u8 = 65;
+    /// What a tenant's edge last observed of one run's reported usage (a job's run or a
+    /// worker's replica on one provider), in its local database (`xnode-metering`).
+    pub const RUN_USAGE_SEEN: u8 = 66;
     /// An epoch-close request between nodes (`xnode-settle`).
     pub const SETTLE_REQUEST: u8 = 70;
     /// An epoch-close response.

@@ -4,14 +4,16 @@
 //! replica that inflates its counter is countersigned only for what the edge saw, and
 //! stops serving the tenant once the grace for its uncovered usage ran out. Objects stored
 //! and read through the edge are metered the same way: the bytes replicas served and the
-//! byte-hours they held, countersigned up to what the edge verified and placed.
+//! byte-hours they held, countersigned up to what the edge verified and placed. A job and
+//! a worker are metered by the nodes that run them and countersigned by the edge from
+//! their reports, never above the job's fuel limit or the workers' fuel rate.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use xnode_deploy::spec::Kind;
+use xnode_deploy::spec::{JOB_RECORD_VERSION, JobSpec, Kind, StorageSpec};
 use xnode_ledger::{
     EpochInput, GRANT_VERSION, GrantBody, LedgerParams, Price, PriceTable, Receipt, Resource,
     SignatureVerifier, Stake, TenantEscrow, compute_epoch,
@@ -78,6 +80,20 @@ async fn countersigned_receipts_settle_to_the_calls_made_and_inflation_is_not_si
     // The tenant lets its edge countersign, through the signed API route.
     grant_countersigning(&cluster, &tenant, 0, epoch.0.saturating_sub(1), epoch.0 + 2).await;
     let http = reqwest::Client::new();
+
+    // Another tenant, with the same edge, runs a job and a worker on the compute nodes
+    // meanwhile (its own tenant, so that its runners' storage traffic does not mix with
+    // the first tenant's counters checked below).
+    let worker_tenant = Tenant::new();
+    grant_countersigning(
+        &cluster,
+        &worker_tenant,
+        0,
+        epoch.0.saturating_sub(1),
+        epoch.0 + 2,
+    )
+    .await;
+    let compute_started = start_job_and_worker(&cluster, &worker_tenant).await;
 
     cluster
         .deploy(0, &tenant, "hello", Kind::Http, "hello", 2, |spec| {
@@ -398,7 +414,194 @@ async fn countersigned_receipts_settle_to_the_calls_made_and_inflation_is_not_si
         .await
         .unwrap();
     assert_eq!(answer.status(), 200);
+
+    check_job_and_worker_receipts(&cluster, &worker_tenant, compute_started).await;
     cluster.shutdown().await;
+}
+
+/// The fuel limit of the test's job.
+const JOB_FUEL_LIMIT: u64 = 2_000_000_000;
+
+/// Deploys a worker and runs a short job for `tenant` through node 0, on the compute
+/// nodes. Returns when the worker was deployed.
+async fn start_job_and_worker(cluster: &Cluster, tenant: &Tenant) -> std::time::Instant {
+    let on_compute = |spec: &mut xnode_deploy::spec::DeploymentSpec| {
+        spec.placement
+            .labels
+            .insert("role".into(), "compute".into());
+        spec.env.insert("INTERVAL_SECS".into(), "0.5".into());
+    };
+    cluster.create_bucket(0, tenant, "compute").await;
+    let started = std::time::Instant::now();
+    cluster
+        .deploy(0, tenant, "beat", Kind::Worker, "heartbeat", 1, |spec| {
+            on_compute(spec);
+            spec.storage = Some(StorageSpec {
+                bucket: "compute".into(),
+                key_checks: Default::default(),
+            });
+        })
+        .await;
+    cluster
+        .deploy(0, tenant, "batch", Kind::Job, "heartbeat", 1, |spec| {
+            on_compute(spec);
+            spec.env.insert("EXIT_AFTER".into(), "2".into());
+            spec.limits.fuel = Some(JOB_FUEL_LIMIT);
+            spec.limits.timeout_ms = Some(60_000);
+        })
+        .await;
+    // Jobs run on any node: pick an id whose runner is not the edge (a job run on its own
+    // edge exchanges no receipt).
+    let candidates = cluster.node(0).compute().candidates();
+    let mut job = JobSpec {
+        v: JOB_RECORD_VERSION,
+        id: String::new(),
+        deployment: "batch".into(),
+        args: vec![],
+        stdin_b64: String::new(),
+        inputs: vec![],
+        output_bucket: "compute".into(),
+        key_checks: Default::default(),
+        owner: tenant.id().to_hex(),
+        created_ms: xnode_types::unix_ms(),
+    };
+    job.id = (0..)
+        .map(|n| format!("metered-{n}"))
+        .find(|id| {
+            let candidate = JobSpec {
+                id: id.clone(),
+                ..job.clone()
+            };
+            xnode_deploy::runner::job_runners(&candidate, &candidates).first()
+                != Some(&cluster.id(0))
+        })
+        .unwrap();
+    let entry = cluster
+        .node(0)
+        .compute()
+        .submit_job(&tenant.id(), tenant.job(&job), tenant.data_key())
+        .await
+        .unwrap();
+    cluster.node(0).gossip_entry(&entry).await;
+    started
+}
+
+/// The job's and the worker's fuel is countersigned by the edge: more than zero, never
+/// above the job's fuel limit or the workers' rate cap for the time the worker ran, and
+/// an inflated proposal of either is countersigned only up to what the edge observed.
+async fn check_job_and_worker_receipts(
+    cluster: &Cluster,
+    tenant: &Tenant,
+    started: std::time::Instant,
+) {
+    let tenant_id = tenant.id();
+    let edge = cluster.id(0);
+    let network = cluster.node(0).config().network.clone();
+    let countersigned = move |c: &Cluster, resource: Resource| -> BTreeMap<NodeId, u64> {
+        let mut by_provider = BTreeMap::new();
+        for i in [1, 2] {
+            let metering = c.node(i).metering();
+            let now = metering.current_epoch().0;
+            for epoch in [now.saturating_sub(1), now] {
+                for r in metering.receipts(xnode_ledger::Epoch(epoch), 1000).unwrap() {
+                    if r.body.tenant == tenant_id
+                        && r.body.resource == resource
+                        && r.body.provider == c.id(i)
+                        && r.grant.as_ref().is_some_and(|g| g.body.delegate == edge)
+                        && r.verify(&network).is_ok()
+                    {
+                        *by_provider.entry(r.body.provider).or_insert(0) += r.body.cumulative;
+                    }
+                }
+            }
+        }
+        by_provider
+    };
+    let observed = move |c: &Cluster, resource: Resource, provider: NodeId| -> u64 {
+        let metering = c.node(0).metering();
+        let now = metering.current_epoch().0;
+        (now.saturating_sub(1)..=now)
+            .map(|epoch| {
+                let key = xnode_metering::CounterKey {
+                    tenant: tenant_id,
+                    provider,
+                    resource,
+                    epoch: xnode_ledger::Epoch(epoch),
+                };
+                metering.observed_total(&key).unwrap()
+            })
+            .sum()
+    };
+    let total = |map: &BTreeMap<NodeId, u64>| map.values().sum::<u64>();
+    cluster
+        .wait_until(
+            "countersigned job and worker fuel",
+            Duration::from_secs(20),
+            |c| {
+                total(&countersigned(c, Resource::JobFuel)) > 0
+                    && total(&countersigned(c, Resource::WorkerFuel)) > 0
+            },
+        )
+        .await;
+    let worker_bound = |elapsed: Duration| -> u64 {
+        let secs = elapsed.as_secs() + 5;
+        xnode_deploy::MAX_WORKER_FUEL_PER_SECOND.saturating_mul(secs)
+    };
+    let job = countersigned(cluster, Resource::JobFuel);
+    let worker = countersigned(cluster, Resource::WorkerFuel);
+    eprintln!("job fuel countersigned: {job:?}; worker fuel countersigned: {worker:?}");
+    assert_eq!(job.len(), 1, "one node ran the job: {job:?}");
+    assert!(total(&job) <= JOB_FUEL_LIMIT);
+    assert_eq!(worker.len(), 1, "one node runs the worker: {worker:?}");
+    assert!(total(&worker) <= worker_bound(started.elapsed()));
+
+    // The runners inflate their claims far beyond the bounds: the edge countersigns no
+    // more than it observed, which stays within them.
+    let (job_runner, _) = job.iter().next().map(|(n, f)| (*n, *f)).unwrap();
+    let (worker_runner, _) = worker.iter().next().map(|(n, f)| (*n, *f)).unwrap();
+    let node = |id: NodeId| (0..cluster.len()).find(|&i| cluster.id(i) == id).unwrap();
+    cluster.node(node(job_runner)).metering().provided(
+        tenant_id,
+        edge,
+        Resource::JobFuel,
+        JOB_FUEL_LIMIT * 10,
+    );
+    cluster.node(node(worker_runner)).metering().provided(
+        tenant_id,
+        edge,
+        Resource::WorkerFuel,
+        u64::MAX / 4,
+    );
+    // Several exchange rounds, in which the runners propose what they metered.
+    tokio::time::sleep(10 * EXCHANGE).await;
+    let job = countersigned(cluster, Resource::JobFuel)[&job_runner];
+    let worker = countersigned(cluster, Resource::WorkerFuel)[&worker_runner];
+    let provided = |id: NodeId, resource: Resource| -> u64 {
+        let metering = cluster.node(node(id)).metering();
+        let now = metering.current_epoch().0;
+        (now.saturating_sub(1)..=now)
+            .map(|epoch| {
+                let key = xnode_metering::CounterKey {
+                    tenant: tenant_id,
+                    provider: id,
+                    resource,
+                    epoch: xnode_ledger::Epoch(epoch),
+                };
+                metering.provided_total(&key).unwrap()
+            })
+            .sum()
+    };
+    eprintln!("after inflation: job {job}, worker {worker}");
+    assert!(provided(job_runner, Resource::JobFuel) > JOB_FUEL_LIMIT * 10);
+    assert!(
+        job > 0 && job <= JOB_FUEL_LIMIT && job <= observed(cluster, Resource::JobFuel, job_runner)
+    );
+    assert!(provided(worker_runner, Resource::WorkerFuel) >= u64::MAX / 4);
+    assert!(
+        worker > 0
+            && worker <= worker_bound(started.elapsed())
+            && worker <= observed(cluster, Resource::WorkerFuel, worker_runner)
+    );
 }
 
 fn cluster_edge(cluster: &Cluster) -> NodeId {
