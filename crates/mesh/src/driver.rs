@@ -1065,7 +1065,11 @@ impl Driver {
                 self.send_swim(target, &ping, Purpose::DeadProbe { target });
             }
         }
-        if now.duration_since(self.last_push_pull) >= self.config.push_pull_interval {
+        let push_pull_interval = crate::swim::scaled_push_pull_interval(
+            self.config.push_pull_interval,
+            self.membership.member_count(),
+        );
+        if now.duration_since(self.last_push_pull) >= push_pull_interval {
             self.last_push_pull = now;
             let mut alive: Vec<NodeId> = self
                 .membership

@@ -189,7 +189,10 @@ impl World {
     fn add_node(&mut self, membership: Membership) -> usize {
         let index = self.nodes.len();
         let interval = self.config.push_pull_interval;
-        let phase = Duration::from_secs_f64(self.rng.gen_range(0.0..interval.as_secs_f64()));
+        // Spread the nodes' first push-pulls over the interval they will use, which the
+        // product scales with the size of the table.
+        let scaled = xnode_mesh::swim::scaled_push_pull_interval(interval, self.config.nodes);
+        let phase = Duration::from_secs_f64(self.rng.gen_range(0.0..scaled.as_secs_f64()));
         let node = SimNode::new(membership, index, interval, self.now(), phase);
         self.index_of.insert(node.id(), index);
         self.nodes.push(node);

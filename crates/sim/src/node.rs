@@ -592,7 +592,11 @@ impl SimNode {
                 self.request(target, ping, Purpose::DeadProbe { target }, now);
             }
         }
-        if now.duration_since(self.last_push_pull) >= self.push_pull_interval {
+        let push_pull_interval = xnode_mesh::swim::scaled_push_pull_interval(
+            self.push_pull_interval,
+            self.membership.member_count(),
+        );
+        if now.duration_since(self.last_push_pull) >= push_pull_interval {
             self.last_push_pull = now;
             let peer = self
                 .membership

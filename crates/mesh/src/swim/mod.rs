@@ -49,6 +49,26 @@ use admission::{Admissions, UNVERIFIED_RETENTION};
 /// flood of bumps.
 pub const REFUTATION_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Up to this many members, push-pull runs at the configured interval.
+pub const PUSH_PULL_SCALE_THRESHOLD: usize = 32;
+
+/// The push-pull interval for a table of `members`: the configured `base` up to
+/// [`PUSH_PULL_SCALE_THRESHOLD`] members, then one more `base` each time the table doubles
+/// (memberlist's `pushPullScale`). A push-pull sends the whole view, so at a fixed interval
+/// its cost per node grows with the network; scaled, it grows with the logarithm of the
+/// network instead, while gossip still carries every change at once and push-pull only
+/// repairs what gossip missed.
+pub fn scaled_push_pull_interval(base: Duration, members: usize) -> Duration {
+    if members <= PUSH_PULL_SCALE_THRESHOLD {
+        return base;
+    }
+    // ceil(log2(members)) - log2(32) + 1, in integers: `members` is above 32, so the
+    // subtraction cannot underflow.
+    let ceil_log2 = usize::BITS - (members - 1).leading_zeros();
+    let multiplier = ceil_log2.saturating_sub(PUSH_PULL_SCALE_THRESHOLD.ilog2()) + 1;
+    base.saturating_mul(multiplier)
+}
+
 /// The liveness state of a member, as this node sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
@@ -400,6 +420,11 @@ impl Membership {
 
     pub fn members(&self) -> impl Iterator<Item = &Member> {
         self.members.values()
+    }
+
+    /// How many members the table holds, in any state.
+    pub fn member_count(&self) -> usize {
+        self.members.len()
     }
 
     pub fn config(&self) -> &SwimConfig {

@@ -592,3 +592,20 @@ fn a_leaving_node_signs_left_and_refutes_nothing() {
     assert_eq!(m.apply(&suspect(me, 1, w), w, now), Applied::Ignored);
     assert_eq!(m.local_incarnation(), 1);
 }
+
+#[test]
+fn push_pull_slows_down_as_the_table_doubles() {
+    let base = Duration::from_secs(10);
+    assert_eq!(scaled_push_pull_interval(base, 0), base);
+    assert_eq!(scaled_push_pull_interval(base, 32), base);
+    // memberlist's pushPullScale: ceil(log2(n) - log2(32)) + 1 times the interval.
+    assert_eq!(scaled_push_pull_interval(base, 33), base * 2);
+    assert_eq!(scaled_push_pull_interval(base, 64), base * 2);
+    assert_eq!(scaled_push_pull_interval(base, 65), base * 3);
+    assert_eq!(scaled_push_pull_interval(base, 1_000), base * 6);
+    assert_eq!(scaled_push_pull_interval(base, 10_000), base * 10);
+    assert_eq!(
+        scaled_push_pull_interval(Duration::MAX, usize::MAX),
+        Duration::MAX
+    );
+}
