@@ -66,7 +66,9 @@ pub struct MeshConfig {
     pub network: String,
     /// Failure detector timing.
     pub swim: SwimConfig,
-    /// How often a random peer is asked for its whole membership view.
+    /// How often a random peer is asked for its whole membership view, while the table
+    /// holds at most 32 members; beyond that, one interval more each time the table
+    /// doubles ([`swim::scaled_push_pull_interval`]).
     #[serde(with = "secs")]
     pub push_pull_interval: Duration,
     /// The node-to-node protocol versions this node advertises and accepts (see
