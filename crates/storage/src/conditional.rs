@@ -106,6 +106,22 @@ pub fn decide(pre: &Preconditions, deleting: bool, current: Option<&ObjectInfo>)
     }
 }
 
+/// Decides a delete whose key's current version is a **delete marker** (versioned
+/// buckets). The key still exists in S3's sense, so `If-Match: *` holds and the delete
+/// goes ahead (another marker); but a marker has no ETag, size or modification time a
+/// client could have read (HEAD answers 404), so every other condition fails with `412`,
+/// as RGW answers. Deleting with no condition at all is unconditional.
+pub fn decide_on_delete_marker(pre: &Preconditions) -> Decision {
+    let only_any = matches!(pre.if_match, None | Some(ETagMatch::Any))
+        && pre.if_match_last_modified_s.is_none()
+        && pre.if_match_size.is_none();
+    if only_any {
+        Decision::Apply
+    } else {
+        Decision::Failed
+    }
+}
+
 /// One lock per key being written conditionally on this coordinator; an entry lives only
 /// while someone holds or waits for it.
 #[derive(Default)]
@@ -364,6 +380,44 @@ mod tests {
         }
         assert!(Preconditions::default().is_empty());
         assert!(!if_match.is_empty());
+    }
+
+    #[test]
+    fn a_delete_marker_matches_only_if_match_any() {
+        let any = Preconditions {
+            if_match: Some(ETagMatch::Any),
+            ..Default::default()
+        };
+        assert_eq!(decide_on_delete_marker(&any), Decision::Apply);
+        assert_eq!(
+            decide_on_delete_marker(&Preconditions::default()),
+            Decision::Apply
+        );
+        for failing in [
+            Preconditions {
+                if_match: etag("d41d8cd98f00b204e9800998ecf8427e"),
+                ..Default::default()
+            },
+            Preconditions {
+                if_match_last_modified_s: Some(5),
+                ..Default::default()
+            },
+            Preconditions {
+                if_match_size: Some(0),
+                ..Default::default()
+            },
+            Preconditions {
+                if_match: Some(ETagMatch::Any),
+                if_match_size: Some(0),
+                ..Default::default()
+            },
+        ] {
+            assert_eq!(
+                decide_on_delete_marker(&failing),
+                Decision::Failed,
+                "{failing:?}"
+            );
+        }
     }
 
     #[test]

@@ -502,19 +502,22 @@ impl Storage {
     ) -> Result<(), StorageError> {
         self.delete_object_if(tenant, bucket, key, Preconditions::default())
             .await
+            .map(|_| ())
     }
 
     /// [`Storage::delete_object`] only if `pre` holds (S3's `If-Match`,
     /// `x-amz-if-match-last-modified-time` and `x-amz-if-match-size`), decided atomically
     /// by the key's coordinator. A conditional delete of an object that does not exist
-    /// succeeds and writes nothing, as in S3.
+    /// succeeds and writes nothing, as in S3. Returns whether a tombstone was written
+    /// (`false` only for that conditional delete of nothing), so a caller that writes
+    /// more after a delete (a versioned bucket's delete marker) can write nothing too.
     pub async fn delete_object_if(
         self: &Arc<Self>,
         tenant: &PublicKeyBytes,
         bucket: &str,
         key: &str,
         pre: Preconditions,
-    ) -> Result<(), StorageError> {
+    ) -> Result<bool, StorageError> {
         self.require_bucket(tenant, bucket)?;
         let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
         let set = self.storage_set();
@@ -522,14 +525,14 @@ impl Storage {
             return self
                 .commit_conditional(path, None, pre, &set)
                 .await
-                .map(|_| ());
+                .map(|written| written.is_some());
         }
         // Read first, so the tombstone is ordered after the version it deletes whatever
         // the clocks of the edges that wrote it (see `write_meta`).
         let current = self.get_meta(&path, &set).await?;
         self.write_meta(path, None, current.as_ref(), &set)
             .await
-            .map(|_| ())
+            .map(|_| true)
     }
 
     /// Makes one object out of existing objects of this tenant, given as `(bucket, key)`

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use md5::Digest as _;
 use s3s::checksum::ChecksumHasher;
 use s3s::crypto::Checksum as _;
-use s3s::dto::Checksum;
+use s3s::dto::{Checksum, ChecksumType};
 use s3s::{S3Error, S3Result, s3_error};
 
 use super::system_meta::CHECKSUM_PREFIX;
@@ -320,17 +320,167 @@ pub(super) fn value_of<'a>(c: &'a Checksum, algorithm: &str) -> Option<&'a str> 
     }
 }
 
-/// The checksums stored with an object, as S3 returns them.
+/// The checksums stored with an object, as S3 returns them, with their type: a
+/// composite checksum of a multipart object ends in `-N` (base64 has no `-`), every other
+/// one is of the whole object.
 pub(super) fn stored_checksums(meta: &BTreeMap<String, String>) -> Checksum {
     let get = |a: &str| meta.get(&format!("{CHECKSUM_PREFIX}{a}")).cloned();
-    Checksum {
+    let mut checksum = Checksum {
         checksum_crc32: get("crc32"),
         checksum_crc32c: get("crc32c"),
         checksum_crc64nvme: get("crc64nvme"),
         checksum_sha1: get("sha1"),
         checksum_sha256: get("sha256"),
         ..Default::default()
+    };
+    checksum.checksum_type = checksum_type_of(&checksum);
+    checksum
+}
+
+fn checksum_type_of(checksum: &Checksum) -> Option<ChecksumType> {
+    let value = ALGORITHMS.iter().find_map(|a| value_of(checksum, a))?;
+    Some(ChecksumType::from_static(if value.contains('-') {
+        ChecksumType::COMPOSITE
+    } else {
+        ChecksumType::FULL_OBJECT
+    }))
+}
+
+/// The checksum type of a new multipart upload (`true` for `FULL_OBJECT`), from its
+/// algorithm and `x-amz-checksum-type`, refused where S3 refuses it: a type without an
+/// algorithm, a full-object SHA (hashes cannot be combined across parts), a composite
+/// CRC64NVME. Without a type, CRC64NVME is full-object and the others composite, as in S3.
+pub(super) fn upload_checksum_type(
+    algorithm: Option<&str>,
+    requested: Option<&str>,
+) -> S3Result<bool> {
+    let Some(algorithm) = algorithm else {
+        return match requested {
+            None => Ok(false),
+            Some(t) => Err(s3_error!(
+                InvalidRequest,
+                "The x-amz-checksum-type header ({t}) can only be used with the x-amz-checksum-algorithm header."
+            )),
+        };
+    };
+    let full = match requested {
+        None => algorithm == "crc64nvme",
+        Some(ChecksumType::FULL_OBJECT) => true,
+        Some(ChecksumType::COMPOSITE) => false,
+        Some(other) => {
+            return Err(s3_error!(
+                InvalidRequest,
+                "Value for x-amz-checksum-type header is invalid: {other}"
+            ));
+        }
+    };
+    if full && !super::crc_combine::supports_full_object(algorithm) {
+        return Err(s3_error!(
+            InvalidRequest,
+            "The FULL_OBJECT checksum type cannot be used with the {} checksum algorithm.",
+            algorithm.to_ascii_uppercase()
+        ));
     }
+    if !full && algorithm == "crc64nvme" {
+        return Err(s3_error!(
+            InvalidRequest,
+            "The COMPOSITE checksum type cannot be used with the CRC64NVME checksum algorithm."
+        ));
+    }
+    Ok(full)
+}
+
+/// The full-object checksum of a multipart object (a CRC), from its parts' checksums and
+/// sizes; `whole` holds what the client sent on Complete, which must match (`BadDigest`
+/// otherwise). A part uploaded without the CRC gives no checksum, or `BadDigest` if the
+/// client sent one (it cannot be checked).
+pub(super) fn full_object(
+    algorithm: Option<&str>,
+    whole: &Checksum,
+    parts: &[(Checksum, u64)],
+) -> S3Result<Option<(&'static str, String)>> {
+    let Some(chosen) = algorithm.and_then(|a| ALGORITHMS.iter().copied().find(|x| *x == a)) else {
+        return Ok(None);
+    };
+    let bad = || {
+        s3_error!(
+            BadDigest,
+            "The {} you specified did not match the calculated checksum.",
+            chosen.to_ascii_uppercase()
+        )
+    };
+    let sent: Vec<(&'static str, &str)> = ALGORITHMS
+        .iter()
+        .filter_map(|a| value_of(whole, a).map(|v| (*a, v)))
+        .collect();
+    let mut raw = Vec::with_capacity(parts.len());
+    for (part, size) in parts {
+        let decoded = value_of(part, chosen)
+            .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok());
+        match decoded {
+            Some(d) => raw.push((d, *size)),
+            None if sent.is_empty() => return Ok(None),
+            None => return Err(bad()),
+        }
+    }
+    let sum = super::crc_combine::combine_parts(chosen, &raw).ok_or_else(bad)?;
+    let value = base64::engine::general_purpose::STANDARD.encode(sum);
+    if sent.iter().any(|(a, v)| *a != chosen || *v != value) {
+        return Err(bad());
+    }
+    Ok(Some((chosen, value)))
+}
+
+/// The stored list of a multipart object's part checksums (for `GET ?partNumber=` and
+/// `GetObjectAttributes`): the chosen algorithm's values, comma-separated, in part order.
+const PART_CHECKSUMS: &str = ":part-checksums";
+/// Part checksums are kept for objects of at most this many parts: an object's whole
+/// metadata entry is limited to 64 KiB (`xnode_store::MAX_META_BYTES`) and a SHA-256
+/// value takes 45 bytes with its comma.
+const MAX_PARTS_WITH_CHECKSUMS: usize = 256;
+
+/// Keeps the parts' `algorithm` checksums with a multipart object, if every part has one
+/// and there are not too many parts.
+pub(super) fn store_part_checksums(
+    meta: &mut BTreeMap<String, String>,
+    algorithm: &str,
+    parts: &[(Checksum, u64)],
+) {
+    if parts.len() > MAX_PARTS_WITH_CHECKSUMS {
+        return;
+    }
+    let values: Option<Vec<&str>> = parts.iter().map(|(c, _)| value_of(c, algorithm)).collect();
+    if let Some(values) = values {
+        meta.insert(PART_CHECKSUMS.to_owned(), values.join(","));
+    }
+}
+
+/// Part `number`'s (from 1) checksum of a multipart object, with the object's checksum
+/// type, or nothing if none was kept.
+pub(super) fn part_checksum(meta: &BTreeMap<String, String>, number: usize) -> Checksum {
+    let whole = stored_checksums(meta);
+    let Some(algorithm) = ALGORITHMS.iter().find(|a| value_of(&whole, a).is_some()) else {
+        return Checksum::default();
+    };
+    let value = meta
+        .get(PART_CHECKSUMS)
+        .and_then(|list| list.split(',').nth(number.checked_sub(1)?))
+        .map(str::to_owned);
+    let Some(value) = value else {
+        return Checksum::default();
+    };
+    let mut part = Checksum {
+        checksum_type: whole.checksum_type,
+        ..Default::default()
+    };
+    match *algorithm {
+        "crc32" => part.checksum_crc32 = Some(value),
+        "crc32c" => part.checksum_crc32c = Some(value),
+        "crc64nvme" => part.checksum_crc64nvme = Some(value),
+        "sha1" => part.checksum_sha1 = Some(value),
+        _ => part.checksum_sha256 = Some(value),
+    }
+    part
 }
 
 impl<S, E> futures::Stream for Verifier<S>

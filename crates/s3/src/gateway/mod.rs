@@ -14,6 +14,7 @@ mod bucket_encryption;
 mod buckets;
 mod copy;
 pub(crate) mod cors;
+mod crc_combine;
 mod errors;
 mod integrity;
 pub(crate) mod lifecycle;

@@ -25,6 +25,9 @@ const UPLOAD_CONTENT_TYPE: &str = "content-type";
 const UPLOAD_INITIATED: &str = "initiated-ms";
 /// The checksum algorithm the upload was created with (lower case), if any.
 const UPLOAD_CHECKSUM: &str = "checksum-algorithm";
+/// Present (`FULL_OBJECT`) when the upload's checksum is of the whole object, a CRC
+/// combined from the parts' CRCs; absent for S3's default, a composite checksum.
+const UPLOAD_CHECKSUM_TYPE: &str = "checksum-type";
 const META_PREFIX: &str = "meta:";
 
 /// An upload record's contents.
@@ -35,6 +38,9 @@ pub(super) struct Upload {
     pub(super) user_meta: BTreeMap<String, String>,
     pub(super) initiated_ms: u64,
     pub(super) checksum: Option<String>,
+    /// Whether `checksum` is a full-object CRC (`x-amz-checksum-type: FULL_OBJECT`)
+    /// rather than a composite checksum.
+    pub(super) full_object: bool,
     /// The SSE-C verifier of the customer key the upload was created with, if any.
     pub(super) sse_c: Option<String>,
 }
@@ -202,18 +208,10 @@ impl Gateway {
                 "Unknown checksum algorithm {a:?}"
             ));
         }
-        // A whole-object CRC of a multipart upload needs CRCs combined across parts,
-        // which the gateway does not do: refused rather than left unchecked.
-        if input
-            .checksum_type
-            .as_ref()
-            .is_some_and(|t| t.as_str() == ChecksumType::FULL_OBJECT)
-        {
-            return Err(s3_error!(
-                NotImplemented,
-                "full-object checksums of multipart uploads are not supported by this gateway; use COMPOSITE"
-            ));
-        }
+        let full_object = integrity::upload_checksum_type(
+            algorithm.as_deref(),
+            input.checksum_type.as_ref().map(ChecksumType::as_str),
+        )?;
         let customer = CustomerKey::parse(
             input.sse_customer_algorithm.as_deref(),
             input.sse_customer_key.as_deref(),
@@ -240,6 +238,12 @@ impl Gateway {
         record.insert(UPLOAD_INITIATED.into(), unix_ms().to_string());
         if let Some(a) = &algorithm {
             record.insert(UPLOAD_CHECKSUM.into(), a.clone());
+        }
+        if full_object {
+            record.insert(
+                UPLOAD_CHECKSUM_TYPE.into(),
+                ChecksumType::FULL_OBJECT.to_owned(),
+            );
         }
         SystemMeta {
             cache_control: input.cache_control,
@@ -289,9 +293,13 @@ impl Gateway {
             key: Some(input.key),
             upload_id: Some(upload_id),
             checksum_algorithm: input.checksum_algorithm,
-            checksum_type: algorithm
-                .is_some()
-                .then(|| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+            checksum_type: algorithm.is_some().then(|| {
+                ChecksumType::from_static(if full_object {
+                    ChecksumType::FULL_OBJECT
+                } else {
+                    ChecksumType::COMPOSITE
+                })
+            }),
             ..Default::default()
         }))
     }
@@ -475,7 +483,7 @@ impl Gateway {
             }
             sources.push((input.bucket.clone(), part_key(&input.upload_id, number)));
             etags.push(info.etag.clone());
-            part_sums.push(kept);
+            part_sums.push((kept, info.size));
         }
         let total: u64 = parts
             .iter()
@@ -499,7 +507,12 @@ impl Gateway {
             checksum_sha256: input.checksum_sha256.clone(),
             ..Default::default()
         };
-        let composite = integrity::composite(upload.checksum.as_deref(), &whole, &part_sums)?;
+        let composite = if upload.full_object {
+            integrity::full_object(upload.checksum.as_deref(), &whole, &part_sums)?
+        } else {
+            let sums: Vec<Checksum> = part_sums.iter().map(|(c, _)| c.clone()).collect();
+            integrity::composite(upload.checksum.as_deref(), &whole, &sums)?
+        };
         let etag = multipart_etag(&etags)
             .ok_or_else(|| s3_error!(InternalError, "a part has a malformed ETag"))?;
         let mut meta = upload.user_meta;
@@ -510,6 +523,7 @@ impl Gateway {
                 format!("{}{algorithm}", system_meta::CHECKSUM_PREFIX),
                 value.clone(),
             );
+            integrity::store_part_checksums(&mut meta, algorithm, &part_sums);
         }
         // The parts' chunks become the object's segments: no data is copied.
         // A condition that fails leaves the upload and its parts as they are.
@@ -561,6 +575,7 @@ impl Gateway {
             checksum_crc64nvme: checksum.checksum_crc64nvme,
             checksum_sha1: checksum.checksum_sha1,
             checksum_sha256: checksum.checksum_sha256,
+            checksum_type: checksum.checksum_type,
             ..Default::default()
         });
         // CompleteMultipartUploadOutput has no fields for them, but S3 sends the SSE-C
@@ -603,6 +618,7 @@ impl Gateway {
             checksum_crc64nvme: checksum.checksum_crc64nvme,
             checksum_sha1: checksum.checksum_sha1,
             checksum_sha256: checksum.checksum_sha256,
+            checksum_type: checksum.checksum_type,
             ..Default::default()
         }))
     }
@@ -644,6 +660,8 @@ fn upload_from(info: &ObjectInfo) -> Upload {
             .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
         user_meta,
         checksum: meta.get(UPLOAD_CHECKSUM).cloned(),
+        full_object: meta.get(UPLOAD_CHECKSUM_TYPE).map(String::as_str)
+            == Some(ChecksumType::FULL_OBJECT),
         sse_c: sse::stored_verifier(meta).map(str::to_owned),
         initiated_ms: meta
             .get(UPLOAD_INITIATED)

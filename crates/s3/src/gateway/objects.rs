@@ -7,7 +7,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use xnode_storage::StorageError;
 use xnode_store::ObjectInfo;
 
-use super::integrity::{Expected, Verifier, stored_checksums};
+use super::integrity::{self, Expected, Verifier, stored_checksums};
 use super::object_lock::{LockHeaders, lock_fields};
 use super::parts::parts_count;
 use super::sse::{self, CustomerKey};
@@ -324,6 +324,7 @@ impl Gateway {
             checksum_crc64nvme: checksum.checksum_crc64nvme,
             checksum_sha1: checksum.checksum_sha1,
             checksum_sha256: checksum.checksum_sha256,
+            checksum_type: checksum.checksum_type,
             ..Default::default()
         }))
     }
@@ -387,10 +388,13 @@ impl Gateway {
             .part_number
             .and(parts_count(&head.etag))
             .and_then(|n| i32::try_from(n).ok());
-        let checksum = if range.is_some() {
-            Checksum::default()
-        } else {
-            d.checksum
+        let checksum = match (input.part_number, parts_count) {
+            // A part of a multipart object: that part's checksum, as S3 answers.
+            (Some(n), Some(_)) if d.checksum != Checksum::default() => {
+                integrity::part_checksum(&info.user_meta, usize::try_from(n).unwrap_or(0))
+            }
+            _ if range.is_some() => Checksum::default(),
+            _ => d.checksum,
         };
         let encryption = sse::response_headers(customer.as_ref());
         let lock = lock_fields(&info);
@@ -429,6 +433,7 @@ impl Gateway {
             checksum_crc64nvme: checksum.checksum_crc64nvme,
             checksum_sha1: checksum.checksum_sha1,
             checksum_sha256: checksum.checksum_sha256,
+            checksum_type: checksum.checksum_type,
             ..Default::default()
         }))
     }
@@ -484,6 +489,13 @@ impl Gateway {
             .is_none()
             .then(|| self.expiration_of(&input.bucket, &input.key, &info))
             .flatten();
+        let checksum = match (input.part_number, parts_count) {
+            // A part of a multipart object: that part's checksum, as S3 answers.
+            (Some(n), Some(_)) if d.checksum != Checksum::default() => {
+                integrity::part_checksum(&info.user_meta, usize::try_from(n).unwrap_or(0))
+            }
+            _ => d.checksum,
+        };
         let mut response = S3Response::new(HeadObjectOutput {
             expiration,
             object_lock_mode: lock.mode,
@@ -507,11 +519,12 @@ impl Gateway {
             last_modified: Some(timestamp(info.created_ms)),
             metadata: d.metadata,
             version_id: version_header(&info, input.version_id.as_deref()),
-            checksum_crc32: d.checksum.checksum_crc32,
-            checksum_crc32c: d.checksum.checksum_crc32c,
-            checksum_crc64nvme: d.checksum.checksum_crc64nvme,
-            checksum_sha1: d.checksum.checksum_sha1,
-            checksum_sha256: d.checksum.checksum_sha256,
+            checksum_crc32: checksum.checksum_crc32,
+            checksum_crc32c: checksum.checksum_crc32c,
+            checksum_crc64nvme: checksum.checksum_crc64nvme,
+            checksum_sha1: checksum.checksum_sha1,
+            checksum_sha256: checksum.checksum_sha256,
+            checksum_type: checksum.checksum_type,
             ..Default::default()
         });
         // HeadObjectOutput has no field for it, but S3 sends the header on HEAD too.

@@ -11,7 +11,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 use xnode_store::ObjectInfo;
 
-use super::integrity::stored_checksums;
+use super::integrity::{part_checksum, stored_checksums};
 use super::{Gateway, MAX_KEYS, s3_err, timestamp};
 
 /// How many parts a multipart object's ETag (`<md5>-N`) says it has; `None` for an object
@@ -124,10 +124,17 @@ impl Gateway {
                 .enumerate()
                 .skip(marker)
                 .take(max)
-                .map(|(i, size)| ObjectPart {
-                    part_number: i32::try_from(i + 1).ok(),
-                    size: i64::try_from(*size).ok(),
-                    ..Default::default()
+                .map(|(i, size)| {
+                    let sum = part_checksum(&info.user_meta, i + 1);
+                    ObjectPart {
+                        part_number: i32::try_from(i + 1).ok(),
+                        size: i64::try_from(*size).ok(),
+                        checksum_crc32: sum.checksum_crc32,
+                        checksum_crc32c: sum.checksum_crc32c,
+                        checksum_crc64nvme: sum.checksum_crc64nvme,
+                        checksum_sha1: sum.checksum_sha1,
+                        checksum_sha256: sum.checksum_sha256,
+                    }
                 })
                 .collect();
             let truncated = marker + listed.len() < sizes.len();

@@ -21,6 +21,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 use xnode_storage::StorageError;
 use xnode_storage::buckets::Versioning;
+use xnode_storage::conditional::{Decision, decide_on_delete_marker};
 use xnode_store::{ObjectInfo, ObjectMeta, internal_key};
 use xnode_types::PublicKeyBytes;
 
@@ -445,10 +446,28 @@ impl Gateway {
         }
         // A delete marker: the current version goes, the history stays.
         self.preserve_unversioned(key, bucket, object).await?;
-        self.storage()
+        // The object's key is empty when its current version is a delete marker, which
+        // the coordinator would take for "no object": such conditions are decided against
+        // the marker here (a refusal writes nothing, so deciding at the edge is safe).
+        let behind_marker = !pre.is_empty()
+            && self
+                .current_delete_marker(tenant, bucket, object)
+                .await?
+                .is_some();
+        if behind_marker && decide_on_delete_marker(&pre) == Decision::Failed {
+            return Err(s3_err(StorageError::PreconditionFailed(
+                "the object's current version is a delete marker".into(),
+            )));
+        }
+        let deleted = self
+            .storage()
             .delete_object_if(tenant, bucket, object, pre)
             .await
             .map_err(s3_err)?;
+        if !deleted && !behind_marker {
+            // A conditional delete of a key with no version at all: success, and no marker.
+            return Ok((None, false));
+        }
         let internal = new_internal_id();
         let public = if versioning == Versioning::Suspended {
             NULL_VERSION.to_owned()
