@@ -634,15 +634,16 @@ impl Settlement {
         u128::try_from(value).map_err(|_| CloseError::ChainValue("bonded"))
     }
 
+    /// The committee's members other than this node: the peers asked for votes,
+    /// signatures and carried reputation.
+    fn other_members(&self) -> Vec<NodeId> {
+        let members = self.config.committee.iter().map(|m| m.node);
+        members.filter(|node| *node != self.id).collect()
+    }
+
     /// Asks the other members for their votes.
     async fn collect_votes(&self, epoch: Epoch) -> bool {
-        let members: Vec<NodeId> = self
-            .config
-            .committee
-            .iter()
-            .map(|m| m.node)
-            .filter(|node| *node != self.id)
-            .collect();
+        let members = self.other_members();
         let answers = self
             .endpoint
             .call_many(&members, SettleRequest::Vote { epoch }, PEER_TIMEOUT)

@@ -395,7 +395,7 @@ pub async fn job_run(o: JobRunOptions, args: StorageClientArgs) -> anyhow::Resul
 
 async fn job_json(c: &SignedClient, id: &str) -> anyhow::Result<Value> {
     let path = format!("/v1/jobs/{}", encode_path(id, false));
-    get_signed_json(&c, &path, "").await
+    get_signed_json(c, &path, "").await
 }
 
 fn print_job(v: &Value, json: bool) -> anyhow::Result<()> {

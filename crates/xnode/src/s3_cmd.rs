@@ -155,7 +155,7 @@ pub async fn run(action: S3KeyAction) -> anyhow::Result<()> {
 
 /// The registration id of S3 key `id` on the node `c` talks to, if it lists one.
 async fn registration_id(c: &SignedClient, id: &str) -> anyhow::Result<Option<String>> {
-    let keys: Value = get_signed_json(&c, "/v1/s3/keys", "").await?;
+    let keys: Value = get_signed_json(c, "/v1/s3/keys", "").await?;
     let key = keys
         .as_array()
         .map(|a| a.as_slice())

@@ -3,7 +3,7 @@
 
 use xnode_db::Table;
 use xnode_ledger::{Epoch, ReputationState};
-use xnode_types::{NodeId, lock};
+use xnode_types::lock;
 
 use super::{PEER_TIMEOUT, Settlement, epoch_key};
 use crate::carry::CarriedReputation;
@@ -134,13 +134,7 @@ impl Settlement {
         let Some(previous) = epoch.0.checked_sub(1).map(Epoch) else {
             return false;
         };
-        let members: Vec<NodeId> = self
-            .config
-            .committee
-            .iter()
-            .map(|m| m.node)
-            .filter(|node| *node != self.id)
-            .collect();
+        let members = self.other_members();
         let answers = self
             .endpoint
             .call_many(

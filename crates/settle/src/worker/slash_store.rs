@@ -359,13 +359,7 @@ impl Settlement {
         let mine = sign_slash(&own, terms, staking_domain, &self.signer)?;
         let mut signatures = BTreeMap::new();
         signatures.insert(mine.signer, mine.signature);
-        let members: Vec<NodeId> = self
-            .config
-            .committee
-            .iter()
-            .map(|m| m.node)
-            .filter(|node| *node != self.id)
-            .collect();
+        let members = self.other_members();
         let answers = self
             .endpoint
             .call_many(
