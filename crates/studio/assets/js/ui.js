@@ -79,7 +79,19 @@ export function bytes(n) {
 }
 export const pct = (x) => (x == null || isNaN(x) ? '–' : `${(x * 100).toFixed(x < 0.1 && x > 0 ? 1 : 0)}%`);
 export const ms = (x) => (x == null || isNaN(x) ? '–' : x < 1 ? `${(x * 1000).toFixed(0)} µs` : x < 100 ? `${x.toFixed(1)} ms` : `${Math.round(x)} ms`);
-export const num = (x, d = 1) => (x == null || isNaN(x) ? '–' : x >= 1000 ? `${(x / 1000).toFixed(1)}k` : x % 1 === 0 ? String(x) : x.toFixed(d));
+// SI prefixes for large counts (fuel and token base units reach 10^12 and more).
+const SI = ['', 'k', 'M', 'G', 'T', 'P', 'E'];
+export const num = (x, d = 1) => {
+  if (x == null || isNaN(x)) return '–';
+  if (Math.abs(x) < 1000) return x % 1 === 0 ? String(x) : x.toFixed(d);
+  let scaled = x;
+  let prefix = 0;
+  while (Math.abs(scaled) >= 1000 && prefix < SI.length - 1) {
+    scaled /= 1000;
+    prefix += 1;
+  }
+  return `${scaled.toFixed(1)}${SI[prefix]}`;
+};
 export function ago(msTime) {
   if (!msTime) return 'never';
   const s = Math.max(0, Math.round((Date.now() - msTime) / 1000));

@@ -58,7 +58,7 @@ export function render(root) {
     }));
     const earned = epochs.reduce((sum, e) => sum + amount(e.total), 0);
     const chart = h('section.card.chart-card#chart-earnings',
-      h('header.card-head', h('h2', 'Earnings per epoch'), h('span.muted', `${tokens(earned)} in ${epochs.length} epoch${epochs.length === 1 ? '' : 's'}, by operator`)),
+      h('header.card-head', h('h2', 'Earnings per epoch'), h('span.muted', `${tokens(earned)} base units in ${epochs.length} epoch${epochs.length === 1 ? '' : 's'}, by operator`)),
       epochs.length ? barChart(epochs.map((e) => e.epoch), series, { format: tokens, label: 'Earnings per epoch by operator' })
         : empty('No epoch closed yet', `An epoch lasts ${status.epoch_seconds} s; its table appears here once this node computed it.`));
     const table = h('section.card',
