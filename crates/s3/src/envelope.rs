@@ -115,6 +115,29 @@ pub(crate) fn new_request_id() -> String {
     hex::encode_upper(bytes)
 }
 
+/// Whether the client asked to wait for `100 Continue` before sending its body.
+pub(crate) fn expects_continue(headers: &hyper::HeaderMap) -> bool {
+    headers
+        .get(hyper::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// A request with `Expect: 100-continue` that is refused (any status from 300) may be
+/// answered before its body was asked for, so the client may never send that body: botocore
+/// does not, and reuses the connection. The server cannot tell which bytes come next, and
+/// reading the announced body length from the connection would eat the start of the next
+/// request (seen as a `DELETE` arriving as `ELETE` and failing its signature). Closing the
+/// connection after such an answer is what RFC 9110 leaves the server (section 10.1.1).
+pub(crate) fn close_after_early_answer(mut response: s3s::HttpResponse) -> s3s::HttpResponse {
+    if response.status().as_u16() >= 300 {
+        response.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
 /// Every response carries `x-amz-request-id` (and `x-amz-id-2`, which SDKs log beside
 /// it), and every error body its `<RequestId>`, the same value: clients report it, and
 /// the suite checks they match. s3s serializes errors itself (including its own, such as
@@ -180,6 +203,34 @@ fn add_request_id(body: &[u8], id: &str) -> Option<bytes::Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_request_that_awaited_continue_closes_its_connection() {
+        let mut headers = hyper::HeaderMap::new();
+        assert!(!expects_continue(&headers));
+        headers.insert(
+            hyper::header::EXPECT,
+            hyper::header::HeaderValue::from_static("100-Continue"),
+        );
+        assert!(expects_continue(&headers));
+        let answer = |status: u16| {
+            let mut response = s3s::HttpResponse::new(s3s::Body::empty());
+            *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+            close_after_early_answer(response)
+                .headers()
+                .get(hyper::header::CONNECTION)
+                .cloned()
+        };
+        assert_eq!(
+            answer(403).as_ref().map(|v| v.as_bytes()),
+            Some(&b"close"[..])
+        );
+        assert_eq!(
+            answer(404).as_ref().map(|v| v.as_bytes()),
+            Some(&b"close"[..])
+        );
+        assert_eq!(answer(200), None);
+    }
 
     #[test]
     fn presigned_lifetimes_are_capped_at_a_week() {

@@ -253,6 +253,7 @@ impl S3Gateway {
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
+        let expects_continue = envelope::expects_continue(req.headers());
         // Kept only when CORS headers may be due (a browser's request carries `Origin`).
         let cors_request = req
             .headers()
@@ -294,6 +295,11 @@ impl S3Gateway {
         let attributes = slot.0.get().is_some_and(|op| op == "GetObjectAttributes");
         let response = response.map(|r| {
             let r = envelope::with_request_id(r, &request_id);
+            let r = if expects_continue {
+                envelope::close_after_early_answer(r)
+            } else {
+                r
+            };
             if attributes {
                 envelope::unquoted_etag(r)
             } else {
