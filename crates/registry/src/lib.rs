@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use tokio::sync::broadcast;
-use xnode_db::{Db, Table};
+use xnode_db::{Db, Table, WriteOp};
 use xnode_types::{HlcClock, NodeRecord, PublicKeyBytes, Signer};
 
 use crate::claims::ClaimIndex;
@@ -70,6 +70,14 @@ pub enum RegistryError {
         "the tenant already holds {max} revocations; revoke the node's `all` scope, or delete one, to make room"
     )]
     TooManyRevocations { max: usize },
+    /// The entry passed its checks but the batch it came in could not be stored (see
+    /// [`Registry::apply_remote_many`]); the same error is reported for each of its entries.
+    #[error("the batch of {entries} registry entries this one came in could not be stored")]
+    BatchWrite {
+        entries: usize,
+        #[source]
+        source: Arc<RegistryError>,
+    },
     #[error(transparent)]
     Wire(#[from] xnode_wire::WireError),
     #[error(transparent)]
@@ -264,18 +272,78 @@ impl Registry {
         self.apply_remote(entry)
     }
 
-    /// Verifies and merges an entry received from a peer.
+    /// Verifies and merges an entry received from a peer (an entry no newer than the one
+    /// held is dropped unverified, see [`Self::admit_remote`]).
     pub fn apply_remote(&self, entry: Entry) -> Result<Applied, RegistryError> {
-        if !entry.verify() {
-            self.metrics.invalid_signatures.inc();
-            return Err(RegistryError::BadSignature { key: entry.key });
-        }
-        if let Err(e) = self.check_policy(&entry) {
-            self.metrics.rejected_by_policy.inc();
-            return Err(e);
-        }
-        self.clock.observe(entry.hlc);
+        self.admit_remote(&entry)?;
         self.merge(entry, false)
+    }
+
+    /// [`Self::apply_remote`] for a batch (an anti-entropy pull or push): every entry is
+    /// checked on its own, and those that pass are persisted in one database write, not
+    /// one write (and one sync to disk) each. The results are in the batch's order.
+    pub fn apply_remote_many(&self, entries: Vec<Entry>) -> Vec<Result<Applied, RegistryError>> {
+        let mut results: Vec<Result<Applied, RegistryError>> = Vec::with_capacity(entries.len());
+        let mut admitted = Vec::new();
+        for entry in entries {
+            match self.admit_remote(&entry) {
+                Ok(()) => {
+                    admitted.push((results.len(), entry));
+                    results.push(Ok(Applied::Stale));
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        let (positions, admitted): (Vec<usize>, Vec<Entry>) = admitted.into_iter().unzip();
+        match self.merge_many(admitted, false) {
+            Ok(merged) => {
+                for (position, applied) in positions.into_iter().zip(merged) {
+                    if let Some(slot) = results.get_mut(position) {
+                        *slot = Ok(applied);
+                    }
+                }
+            }
+            Err(e) => {
+                // One failed write fails the whole batch; each of its entries reports it
+                // (the peer sends them again at its next round).
+                let source = Arc::new(e);
+                let entries = positions.len();
+                for position in positions {
+                    if let Some(slot) = results.get_mut(position) {
+                        *slot = Err(RegistryError::BatchWrite {
+                            entries,
+                            source: source.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        results
+    }
+
+    /// The checks an entry from a peer passes before it is merged: a valid signature and
+    /// the write policy. `Ok` lets it go on to the merge, which drops it if it is stale.
+    ///
+    /// An entry that is not newer than the one held is dropped before its signature is
+    /// checked: it would be dropped after it anyway, and most of what gossip and
+    /// anti-entropy bring is a copy of what this node already has, whose verification
+    /// was most of their cost (see BENCHMARKS.md, "Validating gossip"). A forged entry can
+    /// only claim to be newer by its clock and signature, so it still reaches the check.
+    fn admit_remote(&self, entry: &Entry) -> Result<(), RegistryError> {
+        if !self.is_stale(entry) {
+            if !entry.verify() {
+                self.metrics.invalid_signatures.inc();
+                return Err(RegistryError::BadSignature {
+                    key: entry.key.clone(),
+                });
+            }
+            if let Err(e) = self.check_policy(entry) {
+                self.metrics.rejected_by_policy.inc();
+                return Err(e);
+            }
+            self.clock.observe(entry.hlc);
+        }
+        Ok(())
     }
 
     /// Decodes, verifies and merges an encoded entry received from a peer.
@@ -372,32 +440,82 @@ impl Registry {
         }
     }
 
+    /// Whether the entry held under `entry`'s key is at least as new as `entry`.
+    fn is_stale(&self, entry: &Entry) -> bool {
+        self.read_entries()
+            .get(&entry.key)
+            .is_some_and(|current| current.version() >= entry.version())
+    }
+
     fn merge(&self, entry: Entry, local: bool) -> Result<Applied, RegistryError> {
+        Ok(self
+            .merge_many(vec![entry], local)?
+            .pop()
+            .unwrap_or(Applied::Stale))
+    }
+
+    /// Merges entries that passed their checks: those newer than what is held (and than
+    /// any earlier one of the same key in the batch) are persisted in one database write,
+    /// then published. Returns what became of each, in order.
+    fn merge_many(&self, batch: Vec<Entry>, local: bool) -> Result<Vec<Applied>, RegistryError> {
         let mut entries = match self.entries.write() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if let Some(current) = entries.get(&entry.key)
-            && current.version() >= entry.version()
-        {
-            self.metrics.stale.inc();
-            return Ok(Applied::Stale);
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut newest: BTreeMap<String, (usize, Entry)> = BTreeMap::new();
+        for (position, entry) in batch.into_iter().enumerate() {
+            outcomes.push(Applied::Stale);
+            let held = newest
+                .get(&entry.key)
+                .map(|(_, e)| e.version())
+                .or_else(|| entries.get(&entry.key).map(Entry::version));
+            if held.is_some_and(|held| held >= entry.version()) {
+                self.metrics.stale.inc();
+                continue;
+            }
+            if newest
+                .insert(entry.key.clone(), (position, entry))
+                .is_some()
+            {
+                // An older entry of the same key earlier in the batch: it stays `Stale`.
+                self.metrics.stale.inc();
+            }
+        }
+        if newest.is_empty() {
+            return Ok(outcomes);
         }
         // Persist before publishing in memory, so what peers and readers see is durable.
-        let bytes = xnode_wire::encode(&entry)?;
-        self.db.put(TABLE, entry.key.as_bytes(), &bytes)?;
-        let old = entries.insert(entry.key.clone(), entry.clone());
-        match self.claims.write() {
-            Ok(mut claims) => claims.replace(old.as_ref(), &entry),
-            Err(poisoned) => poisoned.into_inner().replace(old.as_ref(), &entry),
+        let mut writes = Vec::with_capacity(newest.len());
+        for (_, entry) in newest.values() {
+            writes.push(WriteOp::Put {
+                table: TABLE,
+                key: entry.key.as_bytes().to_vec(),
+                value: xnode_wire::encode(entry)?,
+            });
+        }
+        self.db.write(writes)?;
+        let mut published = Vec::with_capacity(newest.len());
+        for (_, (position, entry)) in newest {
+            let old = entries.insert(entry.key.clone(), entry.clone());
+            match self.claims.write() {
+                Ok(mut claims) => claims.replace(old.as_ref(), &entry),
+                Err(poisoned) => poisoned.into_inner().replace(old.as_ref(), &entry),
+            }
+            self.account(old.as_ref(), &entry);
+            self.metrics.applied.inc();
+            if let Some(outcome) = outcomes.get_mut(position) {
+                *outcome = Applied::Updated;
+            }
+            published.push(entry);
         }
         drop(entries);
-        self.account(old.as_ref(), &entry);
-        self.metrics.applied.inc();
         self.update_gauges();
-        // Nobody listening is fine.
-        let _ = self.changes.send(Change { entry, local });
-        Ok(Applied::Updated)
+        for entry in published {
+            // Nobody listening is fine.
+            let _ = self.changes.send(Change { entry, local });
+        }
+        Ok(outcomes)
     }
 
     /// Moves the owners' byte counts and the live and tombstone counts from `old` (if

@@ -147,8 +147,9 @@ impl Registry {
             }
             SyncRequest::Push { entries } => {
                 let (mut updated, mut rejected) = (0u32, 0u32);
-                for entry in entries.into_iter().take(BATCH) {
-                    match self.apply_remote(entry) {
+                let batch = entries.into_iter().take(BATCH).collect();
+                for result in self.apply_remote_many(batch) {
+                    match result {
                         Ok(Applied::Updated) => updated += 1,
                         Ok(Applied::Stale) => {}
                         Err(_) => rejected += 1,
@@ -196,11 +197,19 @@ impl Registry {
             let SyncResponse::Entries { entries } = response else {
                 return Err(SyncError::Protocol);
             };
-            for entry in entries {
-                if let Ok(Applied::Updated) = self.apply_remote(entry) {
-                    stats.pulled += 1;
-                }
-            }
+            // Only the keys asked for, at most a batch: a peer cannot make this node store
+            // what it did not ask for through a pull.
+            let asked: BTreeSet<&String> = keys.iter().collect();
+            let entries: Vec<Entry> = entries
+                .into_iter()
+                .filter(|e| asked.contains(&e.key))
+                .take(BATCH)
+                .collect();
+            stats.pulled += self
+                .apply_remote_many(entries)
+                .iter()
+                .filter(|r| matches!(r, Ok(Applied::Updated)))
+                .count();
         }
         self.metrics
             .sync_entries_received

@@ -133,6 +133,104 @@ fn bad_signature_is_dropped_and_counted() {
 }
 
 #[test]
+fn an_entry_no_newer_than_the_held_one_is_dropped_unverified_and_a_newer_forgery_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = open_registry(&dir, "r");
+    let key = SecretKey::generate();
+    let held = Entry::sign(&key, tenant_key(&key, "a"), Some(vec![1]), Hlc::new(5, 0)).unwrap();
+    reg.apply_remote(held.clone()).unwrap();
+    // A copy with a changed value but the held entry's version: stale, whatever its
+    // signature, and the held value stays.
+    let mut same_version = held.clone();
+    same_version.value = Some(vec![2]);
+    assert!(matches!(reg.apply_remote(same_version), Ok(Applied::Stale)));
+    assert_eq!(reg.metrics().invalid_signatures.get(), 0);
+    // An older one, likewise.
+    let older = Entry::sign(&key, tenant_key(&key, "a"), Some(vec![3]), Hlc::new(4, 0)).unwrap();
+    assert!(matches!(reg.apply_remote(older), Ok(Applied::Stale)));
+    // A forgery that claims to be newer is checked and refused.
+    let mut newer = held.clone();
+    newer.hlc = Hlc::new(6, 0);
+    newer.value = Some(vec![4]);
+    assert!(matches!(
+        reg.apply_remote(newer),
+        Err(RegistryError::BadSignature { .. })
+    ));
+    assert_eq!(reg.get(&held.key).unwrap().value, Some(vec![1]));
+}
+
+#[test]
+fn a_batch_from_a_peer_is_checked_entry_by_entry_and_keeps_the_newest_of_each_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = open_registry(&dir, "r");
+    let key = SecretKey::generate();
+    let sign = |suffix: &str, value: u8, wall: u64| {
+        Entry::sign(
+            &key,
+            tenant_key(&key, suffix),
+            Some(vec![value]),
+            Hlc::new(wall, 0),
+        )
+        .unwrap()
+    };
+    reg.apply_remote(sign("held", 1, 10)).unwrap();
+    let mut forged = sign("forged", 1, 1);
+    forged.value = Some(vec![9]);
+    let stranger = SecretKey::generate();
+    let foreign = Entry::sign(
+        &stranger,
+        tenant_key(&key, "x"),
+        Some(vec![1]),
+        Hlc::new(1, 0),
+    )
+    .unwrap();
+    let results = reg.apply_remote_many(vec![
+        sign("a", 1, 2),
+        forged,
+        sign("held", 2, 5),
+        sign("a", 3, 4),
+        foreign,
+        sign("a", 2, 3),
+    ]);
+    let outcomes: Vec<String> = results
+        .iter()
+        .map(|r| match r {
+            Ok(applied) => format!("{applied:?}"),
+            Err(RegistryError::BadSignature { .. }) => "bad signature".into(),
+            Err(RegistryError::Forbidden { .. }) => "forbidden".into(),
+            Err(e) => format!("{e}"),
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "Stale",
+            "bad signature",
+            "Stale",
+            "Updated",
+            "forbidden",
+            "Stale"
+        ]
+    );
+    assert_eq!(
+        reg.get(&tenant_key(&key, "a")).unwrap().value,
+        Some(vec![3])
+    );
+    assert_eq!(
+        reg.get(&tenant_key(&key, "held")).unwrap().value,
+        Some(vec![1])
+    );
+    assert!(reg.get(&tenant_key(&key, "forged")).is_none());
+    // What was merged is durable.
+    drop(reg);
+    let reg = open_registry(&dir, "r");
+    assert_eq!(
+        reg.get(&tenant_key(&key, "a")).unwrap().value,
+        Some(vec![3])
+    );
+}
+
+#[test]
 fn policy_limits_owners_to_their_namespace() {
     let dir = tempfile::tempdir().unwrap();
     let reg = open_registry(&dir, "r");
