@@ -91,7 +91,9 @@ pub(crate) async fn publish(state: &AppState, entry: Entry) -> Result<bool, ApiE
             | RegistryError::Forbidden { .. }
             | RegistryError::BadKey { .. }
             | RegistryError::TooLarge { .. } => ApiError::BadRequest(e.to_string()),
-            RegistryError::Wire(_) | RegistryError::Db(_) => ApiError::Internal(e.to_string()),
+            RegistryError::Wire(_) | RegistryError::Db(_) | RegistryError::BatchWrite { .. } => {
+                ApiError::Internal(e.to_string())
+            }
         })?;
     let applied = applied == xnode_registry::Applied::Updated;
     if applied {
