@@ -24,6 +24,8 @@ pub mod gateway;
 pub mod guard;
 pub mod keys;
 pub mod metrics;
+mod post_form;
+mod post_policy;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -273,11 +275,22 @@ impl S3Gateway {
                 Ok(()) => envelope::with_known_length(req).await,
                 Err(e) => Err(e),
             };
+            // A browser-form upload is checked and completed first (see `post_form`).
+            let prepared = match prepared {
+                Ok(req) => post_form::prepare(req).await,
+                Err(e) => Err(e),
+            };
             let mut response = match prepared {
                 Err(e) => e
                     .to_http_response()
                     .map_err(|e| s3s::HttpError::new(Box::new(e))),
-                Ok(req) => self.service.call(req).instrument(span.clone()).await,
+                Ok((req, form)) => {
+                    let response = self.service.call(req).instrument(span.clone()).await;
+                    match form {
+                        Some(form) => response.map(|r| form.finish(r)),
+                        None => response,
+                    }
+                }
             };
             if let (Some(request_headers), Ok(response)) = (&cors_request, &mut response) {
                 gateway::cors::decorate(
