@@ -106,12 +106,21 @@ impl S3Access for SignedOnly {
         };
         // Refused before anything is read or written: see `guard`.
         guard::check(&operation, cx.headers(), cx.uri().query())?;
+        // A form upload names its object in the form, not the path: it is judged as a
+        // write of that object, so policies on `bucket/prefix/*` apply to it as to a PUT.
+        let form_object =
+            cx.extensions_mut()
+                .get::<post_form::FormObject>()
+                .map(|o| s3s::path::S3Path::Object {
+                    bucket: o.bucket.as_str().into(),
+                    key: o.key.as_str().into(),
+                });
         let decision = authorize::decide(
             &self.storage,
             &self.keys,
             requester.as_ref(),
             &operation,
-            cx.s3_path(),
+            form_object.as_ref().unwrap_or(cx.s3_path()),
             cx.uri().query(),
             cx.headers(),
         )
