@@ -108,13 +108,17 @@ impl S3Access for SignedOnly {
         guard::check(&operation, cx.headers(), cx.uri().query())?;
         // A form upload names its object in the form, not the path: it is judged as a
         // write of that object, so policies on `bucket/prefix/*` apply to it as to a PUT.
-        let form_object =
-            cx.extensions_mut()
-                .get::<post_form::FormObject>()
-                .map(|o| s3s::path::S3Path::Object {
-                    bucket: o.bucket.as_str().into(),
-                    key: o.key.as_str().into(),
-                });
+        let form_key = cx
+            .extensions_mut()
+            .get::<post_form::FormObject>()
+            .map(|o| o.key.clone());
+        let form_object = match (form_key, cx.s3_path()) {
+            (Some(key), s3s::path::S3Path::Bucket { bucket }) => Some(s3s::path::S3Path::Object {
+                bucket: bucket.clone(),
+                key: key.into(),
+            }),
+            _ => None,
+        };
         let decision = authorize::decide(
             &self.storage,
             &self.keys,

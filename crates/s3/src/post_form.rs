@@ -33,11 +33,10 @@ use crate::post_policy::PostPolicy;
 /// a node hold.
 pub(crate) const MAX_FORM_HEAD: usize = 20 * 1024;
 
-/// The object a form upload writes, left in the request's extensions for the access
-/// check (the path names only the bucket).
+/// The key a form upload writes, left in the request's extensions for the access check
+/// (the path names only the bucket, which the check takes from s3s's parse).
 #[derive(Clone, Debug)]
 pub(crate) struct FormObject {
-    pub(crate) bucket: String,
     pub(crate) key: String,
 }
 
@@ -215,10 +214,12 @@ fn parse_head(buf: &[u8], boundary: &str) -> S3Result<Option<FormHead>> {
     }
 }
 
-/// The bucket and multipart boundary of a form upload (`POST /bucket` with a
-/// `multipart/form-data` body), or `None` for any other request.
-fn form_target<B>(req: &hyper::Request<B>) -> Option<(String, String)> {
-    if req.method() != hyper::Method::POST || req.uri().query().is_some_and(|q| !q.is_empty()) {
+/// The bucket and multipart boundary of a form upload: `None` for a request that is not
+/// one, an error for one s3s would take as a form upload (any `POST` with a
+/// `multipart/form-data` body, whatever its query) but whose path names no bucket alone,
+/// so that no form reaches s3s without these checks.
+fn form_target<B>(req: &hyper::Request<B>) -> Option<S3Result<(String, String)>> {
+    if req.method() != hyper::Method::POST {
         return None;
     }
     let content_type = req
@@ -239,13 +240,45 @@ fn form_target<B>(req: &hyper::Request<B>) -> Option<(String, String)> {
         k.trim()
             .eq_ignore_ascii_case("boundary")
             .then(|| v.trim().trim_matches('"').to_owned())
-    })?;
-    let path = req.uri().path().strip_prefix('/')?;
-    let bucket = path.strip_suffix('/').unwrap_or(path);
-    if bucket.is_empty() || bucket.contains('/') || boundary.is_empty() {
-        return None;
+    });
+    let Some(boundary) = boundary.filter(|b| !b.is_empty()) else {
+        return Some(Err(malformed()));
+    };
+    let path = req.uri().path();
+    let bucket = path.strip_prefix('/').unwrap_or(path);
+    let bucket = bucket.strip_suffix('/').unwrap_or(bucket);
+    if bucket.is_empty() || bucket.contains('/') {
+        return Some(Err(s3_error!(
+            MethodNotAllowed,
+            "A form upload is posted to its bucket (POST /bucket)"
+        )));
     }
-    Some((bucket.to_owned(), boundary))
+    // Bucket names are lowercase letters, digits, dots and hyphens: a percent-encoded
+    // name is no bucket's, and is refused rather than decoded differently from s3s.
+    if !bucket
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+    {
+        return Some(Err(s3_error!(
+            InvalidBucketName,
+            "The specified bucket is not valid."
+        )));
+    }
+    Some(Ok((bucket.to_owned(), boundary)))
+}
+
+/// Refuses a redirect that could not be sent back as a `Location` header, before the
+/// upload is stored rather than after.
+fn check_redirect(redirect: Option<&String>) -> S3Result<()> {
+    match redirect {
+        Some(r) if r.chars().any(|c| c.is_control() || c.is_whitespace()) || !r.contains("://") => {
+            Err(s3_error!(
+                InvalidArgument,
+                "success_action_redirect must be an absolute URL without spaces or control characters"
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
@@ -406,6 +439,11 @@ fn check_form(
         }
         passed.push((field.name.clone(), value));
     }
+    check_redirect(
+        by_name
+            .get("success_action_redirect")
+            .or_else(|| by_name.get("redirect")),
+    )?;
     if let Some(policy) = policy {
         let policy = PostPolicy::from_base64(policy).map_err(|e| e.to_s3())?;
         policy.check(now, bucket, &by_name).map_err(|e| e.to_s3())?;
@@ -451,8 +489,9 @@ fn rebuilt_head(fields: &[(String, String)], boundary: &str, file_part: &[u8]) -
 pub(crate) async fn prepare(
     req: hyper::Request<s3s::Body>,
 ) -> S3Result<(hyper::Request<s3s::Body>, Option<FormUpload>)> {
-    let Some((bucket, boundary)) = form_target(&req) else {
-        return Ok((req, None));
+    let (bucket, boundary) = match form_target(&req) {
+        None => return Ok((req, None)),
+        Some(target) => target?,
     };
     let (mut parts, mut body) = req.into_parts();
     let mut buf: Vec<u8> = Vec::new();
@@ -511,10 +550,7 @@ pub(crate) async fn prepare(
         );
     }
     if let Some(key) = by_name.get("key") {
-        parts.extensions.insert(FormObject {
-            bucket: bucket.clone(),
-            key: key.clone(),
-        });
+        parts.extensions.insert(FormObject { key: key.clone() });
     }
     let upload = FormUpload {
         bucket,
@@ -567,276 +603,4 @@ impl FormUpload {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const B: &str = "XyZ";
-
-    fn form(fields: &[(&str, &str)], file: &str) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (name, value) in fields {
-            out.extend_from_slice(
-                format!(
-                    "--{B}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-                )
-                .as_bytes(),
-            );
-        }
-        out.extend_from_slice(
-            format!(
-                "--{B}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cat.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n{file}\r\n--{B}--\r\n"
-            )
-            .as_bytes(),
-        );
-        out
-    }
-
-    fn head(fields: &[(&str, &str)]) -> FormHead {
-        parse_head(&form(fields, "data"), B).unwrap().unwrap()
-    }
-
-    fn code(e: s3s::S3Error) -> String {
-        e.code().as_str().to_owned()
-    }
-
-    fn now() -> time::OffsetDateTime {
-        time::OffsetDateTime::now_utc()
-    }
-
-    #[test]
-    fn the_fields_before_the_file_are_read_and_partial_forms_wait_for_more() {
-        let body = form(&[("key", "a"), ("Content-Type", "text/plain")], "data");
-        let parsed = parse_head(&body, B).unwrap().unwrap();
-        assert_eq!(parsed.fields.len(), 2);
-        assert_eq!(parsed.fields[1].name, "Content-Type");
-        assert_eq!(parsed.file_name.as_deref(), Some("cat.jpg"));
-        assert!(body[parsed.file_part_start..].starts_with(format!("--{B}\r\n").as_bytes()));
-        // Every prefix that stops before the file part's headers end needs more bytes.
-        let file_headers_end = find(&body, b"image/jpeg\r\n\r\n", 0).unwrap();
-        for cut in 0..file_headers_end {
-            assert!(
-                parse_head(&body[..cut], B).unwrap().is_none(),
-                "cut at {cut}"
-            );
-        }
-    }
-
-    #[test]
-    fn hostile_forms_are_refused_without_panic() {
-        let no_file = format!(
-            "--{B}\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\na\r\n--{B}--\r\n"
-        );
-        assert_eq!(
-            code(parse_head(no_file.as_bytes(), B).unwrap_err()),
-            "IncorrectNumberOfFilesInPostRequest"
-        );
-        let no_disposition = format!("--{B}\r\nContent-Type: text/plain\r\n\r\na\r\n--{B}\r\n");
-        assert_eq!(
-            code(parse_head(no_disposition.as_bytes(), B).unwrap_err()),
-            "MalformedPOSTRequest"
-        );
-        let no_name = format!("--{B}\r\nContent-Disposition: form-data\r\n\r\na\r\n--{B}\r\n");
-        assert_eq!(
-            code(parse_head(no_name.as_bytes(), B).unwrap_err()),
-            "MalformedPOSTRequest"
-        );
-        let mut binary =
-            format!("--{B}\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\n").into_bytes();
-        binary.extend_from_slice(&[0xff, 0xfe]);
-        binary.extend_from_slice(format!("\r\n--{B}\r\n").as_bytes());
-        assert_eq!(
-            code(parse_head(&binary, B).unwrap_err()),
-            "MalformedPOSTRequest"
-        );
-        for garbage in [&b""[..], b"\r\n\r\n", b"--", b"--XyZ", b"--XyZ\r\n\r\n\r\n"] {
-            let _ = parse_head(garbage, B);
-        }
-    }
-
-    #[test]
-    fn fields_are_honoured_lifted_or_refused() {
-        let mut headers = hyper::HeaderMap::new();
-        let checked = check_form(
-            &head(&[
-                ("key", "up/${filename}"),
-                ("ACL", "public-read"),
-                ("x-amz-checksum-sha256", "abc="),
-                ("x-amz-meta-a", "1"),
-                ("x-ignore-b", "2"),
-                ("tagging", "<Tagging><TagSet><Tag><Key>a b</Key><Value>c&amp;d</Value></Tag></TagSet></Tagging>"),
-            ]),
-            "bkt",
-            &mut headers,
-            now(),
-        )
-        .unwrap();
-        assert_eq!(checked.fields["key"], "up/cat.jpg");
-        assert_eq!(headers["x-amz-acl"], "public-read");
-        assert_eq!(headers["x-amz-checksum-sha256"], "abc=");
-        assert_eq!(headers["x-amz-tagging"], "a%20b=c%26d");
-        let names: Vec<&str> = checked.passed.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(
-            names,
-            ["key", "ACL", "x-amz-meta-a", "x-ignore-b", "tagging"]
-        );
-        assert_eq!(checked.passed[0].1, "up/cat.jpg");
-
-        let refused = |fields: &[(&str, &str)], headers: &mut hyper::HeaderMap| {
-            code(
-                check_form(&head(fields), "bkt", headers, now())
-                    .err()
-                    .unwrap(),
-            )
-        };
-        let mut none = hyper::HeaderMap::new();
-        assert_eq!(
-            refused(&[("key", "a"), ("submit", "Upload")], &mut none),
-            "NotImplemented"
-        );
-        assert_eq!(
-            refused(&[("key", "a"), ("x-amz-security-token", "t")], &mut none),
-            "NotImplemented"
-        );
-        assert_eq!(
-            refused(&[("key", "a"), ("KEY", "b")], &mut none),
-            "InvalidArgument"
-        );
-        assert_eq!(
-            refused(
-                &[("key", "a"), ("acl", "private"), ("x-amz-acl", "private")],
-                &mut none
-            ),
-            "InvalidArgument"
-        );
-        assert_eq!(
-            refused(&[("key", "a"), ("tagging", "<Tagging>")], &mut none),
-            "MalformedXML"
-        );
-        assert_eq!(
-            refused(
-                &[("key", "a"), ("AWSAccessKeyId", "k"), ("signature", "s")],
-                &mut none
-            ),
-            "InvalidArgument"
-        );
-        assert_eq!(
-            refused(&[("key", "a"), ("x-amz-credential", "c")], &mut none),
-            "InvalidArgument"
-        );
-        assert_eq!(
-            refused(&[("key", "a"), ("policy", "e30=")], &mut none),
-            "InvalidArgument"
-        );
-        let mut sent = hyper::HeaderMap::new();
-        sent.insert(
-            "x-amz-acl",
-            hyper::header::HeaderValue::from_static("private"),
-        );
-        assert_eq!(
-            refused(&[("key", "a"), ("acl", "public-read")], &mut sent),
-            "InvalidArgument"
-        );
-    }
-
-    #[test]
-    fn the_policy_is_evaluated_with_the_expanded_key() {
-        use base64::Engine;
-        let policy = base64::engine::general_purpose::STANDARD.encode(
-            r#"{"expiration": "2099-01-01T00:00:00Z", "conditions": [{"bucket": "bkt"}, ["starts-with", "$key", "cat"], {"acl": "private"}]}"#,
-        );
-        let fields = |key: &'static str| {
-            head(&[
-                ("key", key),
-                ("acl", "private"),
-                ("AWSAccessKeyId", "k"),
-                ("signature", "s"),
-                ("policy", Box::leak(policy.clone().into_boxed_str())),
-            ])
-        };
-        let mut headers = hyper::HeaderMap::new();
-        assert!(check_form(&fields("${filename}"), "bkt", &mut headers, now()).is_ok());
-        let e = check_form(&fields("dog"), "bkt", &mut hyper::HeaderMap::new(), now())
-            .err()
-            .unwrap();
-        assert_eq!(
-            (e.status_code(), code(e)),
-            (Some(hyper::StatusCode::FORBIDDEN), "AccessDenied".into())
-        );
-        let e = check_form(&fields("cat"), "other", &mut hyper::HeaderMap::new(), now())
-            .err()
-            .unwrap();
-        assert_eq!(code(e), "AccessDenied");
-    }
-
-    #[tokio::test]
-    async fn the_rewritten_form_keeps_the_file_and_its_length() {
-        let body = form(
-            &[("key", "${filename}"), ("x-amz-checksum-crc32", "AAAAAA==")],
-            "the file",
-        );
-        let req = hyper::Request::post("/bkt")
-            .header("content-type", format!("multipart/form-data; boundary={B}"))
-            .header("content-length", body.len())
-            .body(s3s::Body::from(body))
-            .unwrap();
-        let (req, upload) = prepare(req).await.unwrap();
-        let upload = upload.unwrap();
-        assert_eq!(upload.key, "cat.jpg");
-        assert_eq!(req.extensions().get::<FormObject>().unwrap().key, "cat.jpg");
-        assert_eq!(req.headers()["x-amz-checksum-crc32"], "AAAAAA==");
-        let length: usize = req.headers()["content-length"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let bytes = http_body_util::BodyExt::collect(req.into_body())
-            .await
-            .unwrap()
-            .to_bytes();
-        assert_eq!(bytes.len(), length);
-        assert_eq!(bytes, form(&[("key", "cat.jpg")], "the file"));
-
-        // Not a form upload: untouched.
-        let req = hyper::Request::post("/bkt?delete")
-            .body(s3s::Body::from("x".to_owned()))
-            .unwrap();
-        assert!(prepare(req).await.unwrap().1.is_none());
-
-        // Fields before the file beyond S3's limit.
-        let big = "v".repeat(MAX_FORM_HEAD);
-        let body = form(&[("x-amz-meta-big", &big)], "f");
-        let req = hyper::Request::post("/bkt/")
-            .header(
-                "content-type",
-                format!("multipart/form-data; boundary=\"{B}\""),
-            )
-            .body(s3s::Body::from(body))
-            .unwrap();
-        assert_eq!(
-            code(prepare(req).await.err().unwrap()),
-            "MaxPostPreDataLengthExceededError"
-        );
-    }
-
-    #[test]
-    fn the_redirect_carries_the_quoted_etag() {
-        let upload = FormUpload {
-            bucket: "bkt".into(),
-            key: "a b.txt".into(),
-            redirect: Some("http://example.com/done".into()),
-        };
-        let mut response = s3s::HttpResponse::new(s3s::Body::empty());
-        *response.status_mut() = hyper::StatusCode::SEE_OTHER;
-        response.headers_mut().insert(
-            hyper::header::LOCATION,
-            hyper::header::HeaderValue::from_static(
-                "http://example.com/done?bucket=bkt&key=a+b.txt&etag=0123abcd",
-            ),
-        );
-        let response = upload.finish(response);
-        assert_eq!(
-            response.headers()[hyper::header::LOCATION],
-            "http://example.com/done?bucket=bkt&key=a%20b.txt&etag=%220123abcd%22"
-        );
-    }
-}
+mod tests;
