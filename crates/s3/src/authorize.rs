@@ -61,9 +61,12 @@ fn needs(op: &str) -> Option<(Level, Option<Permission>, &'static str)> {
         "GetBucketLocation" => (Bucket, Read, "s3:GetBucketLocation"),
         "GetBucketAcl" => (Bucket, ReadAcp, "s3:GetBucketAcl"),
         "PutBucketAcl" => (Bucket, WriteAcp, "s3:PutBucketAcl"),
-        "PutObject" | "CreateMultipartUpload" | "UploadPart" | "CompleteMultipartUpload" => {
-            (Bucket, Write, "s3:PutObject")
-        }
+        // A browser-form upload (POST object) is a PutObject, granted as S3 grants it.
+        "PutObject"
+        | "PostObject"
+        | "CreateMultipartUpload"
+        | "UploadPart"
+        | "CompleteMultipartUpload" => (Bucket, Write, "s3:PutObject"),
         "ListParts" => (Bucket, Write, "s3:ListMultipartUploadParts"),
         "AbortMultipartUpload" => (Bucket, Write, "s3:AbortMultipartUpload"),
         "DeleteObject" | "DeleteObjects" => (Bucket, Write, "s3:DeleteObject"),

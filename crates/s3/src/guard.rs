@@ -100,7 +100,13 @@ const ACL_GRANT_HEADERS: &[&str] = &[
 ];
 
 /// The operations that honour `x-amz-acl` and the grant headers.
-const ACL_OPERATIONS: &[&str] = &["PutObject", "CreateBucket", "PutBucketAcl", "PutObjectAcl"];
+const ACL_OPERATIONS: &[&str] = &[
+    "PutObject",
+    "PostObject",
+    "CreateBucket",
+    "PutBucketAcl",
+    "PutObjectAcl",
+];
 
 fn not_implemented(what: &str) -> s3s::S3Error {
     s3_error!(

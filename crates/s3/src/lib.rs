@@ -24,6 +24,8 @@ pub mod gateway;
 pub mod guard;
 pub mod keys;
 pub mod metrics;
+mod post_form;
+mod post_policy;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -104,12 +106,25 @@ impl S3Access for SignedOnly {
         };
         // Refused before anything is read or written: see `guard`.
         guard::check(&operation, cx.headers(), cx.uri().query())?;
+        // A form upload names its object in the form, not the path: it is judged as a
+        // write of that object, so policies on `bucket/prefix/*` apply to it as to a PUT.
+        let form_key = cx
+            .extensions_mut()
+            .get::<post_form::FormObject>()
+            .map(|o| o.key.clone());
+        let form_object = match (form_key, cx.s3_path()) {
+            (Some(key), s3s::path::S3Path::Bucket { bucket }) => Some(s3s::path::S3Path::Object {
+                bucket: bucket.clone(),
+                key: key.into(),
+            }),
+            _ => None,
+        };
         let decision = authorize::decide(
             &self.storage,
             &self.keys,
             requester.as_ref(),
             &operation,
-            cx.s3_path(),
+            form_object.as_ref().unwrap_or(cx.s3_path()),
             cx.uri().query(),
             cx.headers(),
         )
@@ -273,11 +288,22 @@ impl S3Gateway {
                 Ok(()) => envelope::with_known_length(req).await,
                 Err(e) => Err(e),
             };
+            // A browser-form upload is checked and completed first (see `post_form`).
+            let prepared = match prepared {
+                Ok(req) => post_form::prepare(req).await,
+                Err(e) => Err(e),
+            };
             let mut response = match prepared {
                 Err(e) => e
                     .to_http_response()
                     .map_err(|e| s3s::HttpError::new(Box::new(e))),
-                Ok(req) => self.service.call(req).instrument(span.clone()).await,
+                Ok((req, form)) => {
+                    let response = self.service.call(req).instrument(span.clone()).await;
+                    match form {
+                        Some(form) => response.map(|r| form.finish(r)),
+                        None => response,
+                    }
+                }
             };
             if let (Some(request_headers), Ok(response)) = (&cors_request, &mut response) {
                 gateway::cors::decorate(

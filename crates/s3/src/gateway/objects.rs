@@ -225,6 +225,14 @@ impl Gateway {
         let expected_sums = Expected::from_headers(&req.headers)?;
         let trailers = req.trailing_headers.clone();
         let acl = self.requested_object_acl(&req.headers, &key.tenant, &req.input.bucket)?;
+        // A form upload's `tagging` field arrives as this header (see `post_form`); s3s
+        // reads the header into the input only for PUT.
+        let form_tagging = (req.method == hyper::Method::POST)
+            .then(|| req.headers.get("x-amz-tagging"))
+            .flatten()
+            .map(|v| v.to_str().map(str::to_owned))
+            .transpose()
+            .map_err(|_| s3_error!(InvalidArgument, "x-amz-tagging is not valid text"))?;
         let input = req.input;
         self.require_bucket(&key.tenant, &input.bucket)?;
         self.check_key(&input.key)?;
@@ -252,7 +260,7 @@ impl Gateway {
         }
         .store_into(&mut meta);
         meta.extend(expected_sums.stored());
-        if let Some(header) = &input.tagging {
+        if let Some(header) = input.tagging.as_ref().or(form_tagging.as_ref()) {
             tagging::store_into(&mut meta, &tagging::parse_header(header)?);
         }
         if let Some(acl) = acl {

@@ -427,6 +427,75 @@ class S3Compat(unittest.TestCase):
                 s3.delete_object(Bucket=b, Key="p")
                 s3.delete_bucket(Bucket=b)
 
+    def test_browser_form_uploads_signed_with_sigv4(self):
+        """A form from boto3's generate_presigned_post (SigV4, as browsers get them): the
+        policy is held to, ${filename} expands, and what it does not allow is refused."""
+
+        def post(endpoint, bucket, fields, body, filename="hello.txt"):
+            boundary = uuid.uuid4().hex
+            parts = []
+            for k, v in fields.items():
+                parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode())
+            parts.append(
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+                f"Content-Type: text/plain\r\n\r\n".encode() + body + f"\r\n--{boundary}--\r\n".encode()
+            )
+            req = urllib.request.Request(
+                f"{endpoint}/{bucket}",
+                data=b"".join(parts),
+                method="POST",
+                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            )
+            try:
+                with urllib.request.urlopen(req) as resp:
+                    return resp.status, resp.read()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read()
+
+        i, s3, other = 0, client(ENDPOINTS[0]), client(ENDPOINTS[1])
+        b = name("form")
+        s3.create_bucket(Bucket=b)
+        form = s3.generate_presigned_post(
+            b,
+            "uploads/${filename}",
+            Fields={"success_action_status": "201"},
+            Conditions=[{"success_action_status": "201"}, ["content-length-range", 1, 1024]],
+            ExpiresIn=600,
+        )
+        status, body = post(ENDPOINTS[i], b, form["fields"], b"form body")
+        self.assertEqual(status, 201, body)
+        self.assertIn(b"<Key>uploads/hello.txt</Key>", body)
+        got = other.get_object(Bucket=b, Key="uploads/hello.txt")["Body"].read()
+        self.assertEqual(got, b"form body")
+        refusals = [
+            # A key outside the policy's prefix, a field it does not name, a file too big.
+            (dict(form["fields"], key="elsewhere/x"), b"x", 403, b"Policy Condition failed"),
+            (dict(form["fields"], **{"x-amz-meta-extra": "1"}), b"x", 403, b"Extra input fields"),
+            (form["fields"], b"x" * 2000, 400, b"EntityTooLarge"),
+            # A field the gateway does not honour, and a form without its signature.
+            (dict(form["fields"], submit="Upload"), b"x", 501, b"NotImplemented"),
+            ({k: v for k, v in form["fields"].items() if k != "x-amz-signature"}, b"x", 400, b"InvalidArgument"),
+        ]
+        for fields, data, code, message in refusals:
+            status, body = post(ENDPOINTS[i], b, fields, data, filename="refused.txt")
+            self.assertEqual((status, message in body), (code, True), body)
+        # An unsigned form is a write of the key it names: a bucket policy that lets anyone
+        # put under open/ grants it there and nowhere else.
+        self.assertEqual(post(ENDPOINTS[i], b, {"key": "open/a"}, b"x")[0], 403)
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{b}/open/*"}],
+        }
+        s3.put_bucket_policy(Bucket=b, Policy=json.dumps(policy))
+        self.assertEqual(post(ENDPOINTS[i], b, {"key": "open/a"}, b"x")[0], 204)
+        self.assertEqual(post(ENDPOINTS[i], b, {"key": "closed/a"}, b"x")[0], 403)
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=b).get("Contents", [])]
+        self.assertEqual(keys, ["open/a", "uploads/hello.txt"])
+        for key in keys:
+            s3.delete_object(Bucket=b, Key=key)
+        s3.delete_bucket_policy(Bucket=b)
+        s3.delete_bucket(Bucket=b)
+
     # ----- object lock ---------------------------------------------------------------------
 
     def test_an_object_lock_set_through_one_node_holds_on_every_node(self):
