@@ -182,6 +182,10 @@ impl SignedOnly {
 }
 
 /// S3 requests slower than this are logged (with their operation and status).
+/// The largest file a browser form upload (POST object) may carry. S3 allows 5 GB, but s3s
+/// holds a form's file in memory; this bounds what one form costs a node.
+pub const MAX_POST_OBJECT_BYTES: u64 = 64 * 1024 * 1024;
+
 const SLOW_REQUEST: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The S3 service of a node, ready to serve connections.
@@ -216,6 +220,15 @@ impl S3Gateway {
         let registry = storage.registry().clone();
         let gateway = Gateway::new(storage.clone(), keys.clone());
         let mut builder = S3ServiceBuilder::new(gateway.clone());
+        // s3s reads a browser form's file into memory before the gateway sees it, up to
+        // 5 GB by default: a hostile form (an anonymous one, where a bucket allows public
+        // writes) must not cost a node that much memory. Larger objects go through PUT or
+        // multipart uploads, which are streamed.
+        let mut config = s3s::config::S3Config::default();
+        config.post_object_max_file_size = MAX_POST_OBJECT_BYTES;
+        builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
+            config,
+        ))));
         builder.set_auth(KeyAuth { keys: keys.clone() });
         builder.set_access(SignedOnly {
             keys,

@@ -479,6 +479,11 @@ class S3Compat(unittest.TestCase):
         for fields, data, code, message in refusals:
             status, body = post(ENDPOINTS[i], b, fields, data, filename="refused.txt")
             self.assertEqual((status, message in body), (code, True), body)
+        # Whatever the policy allows, a form's file is held in memory, so the gateway takes
+        # at most 64 MiB of it (MAX_POST_OBJECT_BYTES).
+        big = s3.generate_presigned_post(b, "big", Conditions=[["content-length-range", 1, 1 << 30]], ExpiresIn=600)
+        status, body = post(ENDPOINTS[i], b, big["fields"], b"x" * (64 * 1024 * 1024 + 1))
+        self.assertEqual((status, b"EntityTooLarge" in body), (400, True), body[:300])
         # An unsigned form is a write of the key it names: a bucket policy that lets anyone
         # put under open/ grants it there and nowhere else.
         self.assertEqual(post(ENDPOINTS[i], b, {"key": "open/a"}, b"x")[0], 403)
