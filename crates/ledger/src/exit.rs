@@ -12,8 +12,10 @@
 //!    storage byte-hours were countersigned for them and no audit challenged them (an
 //!    audit is only issued to a node believed to hold the chunk, so one that names the
 //!    node, passed or failed, means the network still places data there);
-//! 3. none of those nodes is penalised in the quiet epoch, and no slash of any posted
-//!    epoch is still waiting to be taken from the operator.
+//! 3. no failed audit counted against those nodes in the quiet epoch and none was
+//!    slashed in it, and no slash of any posted epoch is still waiting to be taken from
+//!    the operator (an ejection only because the operator unbonded its bond, or a warning
+//!    carried from earlier epochs, does not block the exit).
 //!
 //! The quiet epoch's audits run over the chunks' new holders as usual, so a chunk lost in
 //! the move is charged to whichever node holds it then, never to the exiting operator.
@@ -163,8 +165,8 @@ pub enum ExitRefusal {
         /// Audits that challenged it.
         audits_challenged: u64,
     },
-    /// A node is penalised in the quiet epoch.
-    #[error("node {node} is penalised in epoch {quiet_epoch}")]
+    /// A node has failed audits counted or a slash in the quiet epoch.
+    #[error("node {node} failed audits or was slashed in epoch {quiet_epoch}")]
     Penalised {
         /// The node.
         node: NodeId,
@@ -222,10 +224,13 @@ pub fn check_exit(check: &ExitCheck<'_>) -> Result<(), ExitRefusal> {
                 audits_challenged: activity.audits_challenged,
             });
         }
+        // Only harm done counts: failed audits or a slash. An exiting node is also ejected
+        // for its bond running out (its operator unbonded it), and a warning can carry
+        // over from earlier epochs whose slashes `unpaid_slashes` accounts for.
         if check
             .penalties
             .iter()
-            .any(|p| p.node == node && p.is_material())
+            .any(|p| p.node == node && (p.counted_failures > 0 || p.slashed > 0))
         {
             return Err(ExitRefusal::Penalised {
                 node,
@@ -316,9 +321,17 @@ mod tests {
         let earlier = [storage(0, 5, QUIET - 1, 1_000_000)];
         let later_audit = [unchecked_audit(2, 1, QUIET + 1, 1, true)];
         assert_eq!(verdict(&departures, &earlier, &later_audit, &[], 0), Ok(()));
-        // A warning-free penalty record (nothing material) is no penalty.
-        let immaterial = [penalty(0, PenaltyLevel::None, 0)];
-        assert_eq!(verdict(&departures, &[], &[], &immaterial, 0), Ok(()));
+        // Ejected only because the operator unbonded (no failure, no slash), or warned on
+        // a score carried from earlier epochs: not a reason to hold the bond.
+        let mut unbonded = penalty(0, PenaltyLevel::Ejected, 0);
+        unbonded.counted_failures = 0;
+        unbonded.ejection = Some(crate::penalties::EjectionReason::BondExhausted);
+        let mut warned = penalty(1, PenaltyLevel::Warning, 0);
+        warned.counted_failures = 0;
+        assert_eq!(
+            verdict(&departures, &[], &[], &[unbonded, warned], 0),
+            Ok(())
+        );
     }
 
     #[test]

@@ -84,7 +84,7 @@
 //! `Staking` contract then returns its unbonding tokens without the long fallback delay):
 //! every node of the operator drained or left before a settled *quiet epoch* in which
 //! none of them held data (no storage byte-hours countersigned, no audit challenged them)
-//! or was penalised, and no slash is still owed. See the `exit` module.
+//! or failed an audit or was slashed, and no slash is still owed. See the `exit` module.
 
 #![warn(missing_docs)]
 mod accounts;
