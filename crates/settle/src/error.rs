@@ -218,7 +218,7 @@ pub enum SlashError {
 #[derive(Debug, thiserror::Error)]
 pub enum ExitClearanceError {
     /// This member's own state does not clear the exit.
-    #[error("the exit is not clear: {0}")]
+    #[error("the exit is not clear")]
     NotClear(#[from] xnode_ledger::ExitRefusal),
     /// The state checked is of another epoch than the one asked about.
     #[error("checked epoch {ours}, asked about epoch {asked}")]

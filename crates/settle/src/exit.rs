@@ -8,7 +8,7 @@
 //! member signs only if its own ledger state clears the exit
 //! ([`xnode_ledger::check_exit`]: the operator's nodes drained or left before the quiet
 //! epoch, which is posted in this member's records and in which they held no data and
-//! were not penalised, and no slash is still owed), and only for a deadline at most
+//! had no failed audit or slash, and no slash is still owed), and only for a deadline at most
 //! [`MAX_CLEARANCE_SECONDS`] ahead, so a clearance is used soon after the state it
 //! attests. The clearance names the unbond's `readyAt`, which every `requestUnbond`
 //! restarts, so it never releases tokens unbonded after it was signed.

@@ -177,3 +177,29 @@ fn a_vote_counts_only_for_the_terms_asked_from_a_member() {
     short.signature = Bytes::from(vec![1, 2, 3]);
     assert!(short.check(&asked, &staking_domain(), &committee).is_err());
 }
+
+#[test]
+fn epoch_records_keep_activity_and_older_records_read_back_without_it() {
+    let mut record = EpochRecord::new(Epoch(12));
+    record.status = EpochStatus::Posted;
+    let bytes = xnode_wire::encode(&record).unwrap();
+    // A version 2 record is this one without the trailing (empty) activity list.
+    let mut old = bytes[..bytes.len() - 1].to_vec();
+    old[1] = 2;
+    assert_eq!(
+        xnode_wire::decode::<EpochRecord>(&old, 1 << 20).unwrap(),
+        record
+    );
+    record.activity = vec![(
+        exiting_node(),
+        NodeActivity {
+            storage_byte_hours: 5,
+            audits_challenged: 2,
+        },
+    )];
+    let bytes = xnode_wire::encode(&record).unwrap();
+    assert_eq!(
+        xnode_wire::decode::<EpochRecord>(&bytes, 1 << 20).unwrap(),
+        record
+    );
+}
