@@ -6,8 +6,13 @@ import {Eip712} from "./Crypto.sol";
 import {IERC20, SafeTransfer} from "./IERC20.sol";
 
 /// @title Staking
-/// @notice Operators' bonds: bond, request an unbond, withdraw after `unbondDelay`. The
-/// committee slashes by quorum over an EIP-712 `Slash` naming the operator, the amount and
+/// @notice Operators' bonds: bond, request an unbond, withdraw. Unbonding tokens are paid
+/// after `unbondDelay` with the committee's `ExitClearance` (a quorum attesting that the
+/// operator's nodes left, and that in a whole settled epoch after that they held no data
+/// and owed no penalty), or without it once `exitFallbackDelay` has passed since the
+/// request, so a committee that refuses cannot hold a bond forever. The clearance names
+/// the unbond's `readyAt`, which every request restarts, so a clearance never releases
+/// tokens unbonded after it was signed. The committee slashes by quorum over an EIP-712 `Slash` naming the operator, the amount and
 /// the epoch whose ledger computed it; each (operator, epoch) is slashed at most once, so
 /// a signed slash cannot be replayed. A slash takes from the bond first, then from tokens
 /// waiting to unbond (requesting an unbond does not escape a slash), capped at both, and
@@ -17,6 +22,9 @@ contract Staking is Eip712 {
 
     bytes32 public constant SLASH_TYPEHASH =
         keccak256("Slash(address operator,uint256 amount,uint64 epoch,uint256 deadline)");
+    bytes32 public constant EXIT_CLEARANCE_TYPEHASH = keccak256(
+        "ExitClearance(address operator,uint256 unbondReadyAt,uint64 quietEpoch,uint256 deadline)"
+    );
 
     struct Unbonding {
         uint256 amount;
@@ -27,6 +35,8 @@ contract Staking is Eip712 {
     Committee public immutable committee;
     address public immutable repairPot;
     uint256 public immutable unbondDelay;
+    /// How long after a request unbonding tokens are paid without a clearance.
+    uint256 public immutable exitFallbackDelay;
 
     mapping(address => uint256) public bonded;
     mapping(address => Unbonding) public unbonding;
@@ -42,14 +52,21 @@ contract Staking is Eip712 {
     error NotEnoughBonded();
     error NothingToWithdraw();
     error TooEarly(uint256 readyAt);
+    error FallbackBeforeDelay();
 
-    constructor(IERC20 token_, Committee committee_, address repairPot_, uint256 unbondDelay_)
-        Eip712("Xnode Staking", "1")
-    {
+    constructor(
+        IERC20 token_,
+        Committee committee_,
+        address repairPot_,
+        uint256 unbondDelay_,
+        uint256 exitFallbackDelay_
+    ) Eip712("Xnode Staking", "1") {
+        if (exitFallbackDelay_ < unbondDelay_) revert FallbackBeforeDelay();
         token = token_;
         committee = committee_;
         repairPot = repairPot_;
         unbondDelay = unbondDelay_;
+        exitFallbackDelay = exitFallbackDelay_;
     }
 
     function bond(uint256 amount) external {
@@ -70,13 +87,49 @@ contract Staking is Eip712 {
         emit UnbondRequested(msg.sender, pending.amount, pending.readyAt);
     }
 
+    /// Pays the unbonding tokens without a clearance, once `exitFallbackDelay` has passed
+    /// since the (last) request.
     function withdraw() external {
         Unbonding memory pending = unbonding[msg.sender];
         if (pending.amount == 0) revert NothingToWithdraw();
+        uint256 fallbackAt = pending.readyAt - unbondDelay + exitFallbackDelay;
+        if (block.timestamp < fallbackAt) revert TooEarly(fallbackAt);
+        _pay(pending.amount);
+    }
+
+    /// Pays the unbonding tokens after `unbondDelay` with a committee quorum over the
+    /// caller's `ExitClearance` for its current unbond.
+    function withdrawCleared(uint64 quietEpoch, uint256 deadline, bytes[] calldata signatures)
+        external
+    {
+        Unbonding memory pending = unbonding[msg.sender];
+        if (pending.amount == 0) revert NothingToWithdraw();
         if (block.timestamp < pending.readyAt) revert TooEarly(pending.readyAt);
+        if (block.timestamp > deadline) revert Expired();
+        committee.checkQuorum(
+            exitClearanceDigest(msg.sender, pending.readyAt, quietEpoch, deadline), signatures
+        );
+        _pay(pending.amount);
+    }
+
+    function _pay(uint256 amount) private {
         delete unbonding[msg.sender];
-        token.pay(msg.sender, pending.amount);
-        emit Unbonded(msg.sender, pending.amount);
+        token.pay(msg.sender, amount);
+        emit Unbonded(msg.sender, amount);
+    }
+
+    /// The EIP-712 digest the committee signs to clear an operator's exit.
+    function exitClearanceDigest(
+        address operator,
+        uint256 unbondReadyAt,
+        uint64 quietEpoch,
+        uint256 deadline
+    ) public view returns (bytes32) {
+        return _digest(
+            keccak256(
+                abi.encode(EXIT_CLEARANCE_TYPEHASH, operator, unbondReadyAt, quietEpoch, deadline)
+            )
+        );
     }
 
     /// The EIP-712 digest the committee signs for a slash.

@@ -3,10 +3,11 @@
 //! (`PUT /v1/ledger/grant`), which makes it the tenant's edge for receipts; the state of
 //! closing epochs (`GET /v1/ledger/status`) and one epoch's outcome
 //! (`GET /v1/ledger/epoch/{n}`), and one account's claim of an epoch with its Merkle proof
-//! (`GET /v1/ledger/epoch/{n}/claim/{address}`).
+//! (`GET /v1/ledger/epoch/{n}/claim/{address}`); and the committee's clearance of an
+//! operator's exit (`POST /v1/ledger/exit-clearance`).
 
 use axum::extract::{Path, Query, Request, State};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -26,6 +27,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/ledger/status", get(ledger_status))
         .route("/v1/ledger/epoch/{n}", get(ledger_epoch))
         .route("/v1/ledger/epoch/{n}/claim/{address}", get(ledger_claim))
+        .route("/v1/ledger/exit-clearance", post(exit_clearance))
 }
 
 /// Epoch records shown by `GET /v1/ledger/status`.
@@ -708,4 +710,94 @@ mod tests {
             "internal"
         );
     }
+}
+
+/// The exit clearance to collect: the `Staking.ExitClearance` terms.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ExitClearanceRequest {
+    /// The operator's EVM address (the one that bonded).
+    pub operator: String,
+    /// The `readyAt` of its unbond on the staking contract (Unix seconds).
+    pub unbond_ready_at: u64,
+    /// The settled epoch in which its nodes held nothing.
+    pub quiet_epoch: u64,
+    /// The signatures' deadline (Unix seconds), at most a day ahead.
+    pub deadline: u64,
+}
+
+/// The committee's signatures over an exit clearance, as this node collected them.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ExitClearanceView {
+    /// The operator's EVM address.
+    pub operator: String,
+    /// The `readyAt` of the unbond it releases.
+    pub unbond_ready_at: u64,
+    /// The settled epoch named.
+    pub quiet_epoch: u64,
+    /// The signatures' deadline.
+    pub deadline: u64,
+    /// The members that signed, ascending.
+    pub signers: Vec<String>,
+    /// Their 65-byte signatures (0x hex), in the same order, as `withdrawCleared` takes them.
+    pub signatures: Vec<String>,
+    /// Signatures the contract needs.
+    pub threshold: usize,
+    /// Whether there are enough.
+    pub complete: bool,
+    /// Why this node refused, if it is a member and did.
+    pub own_refusal: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/ledger/exit-clearance", request_body = ExitClearanceRequest,
+    responses((status = 200, description = "the signatures collected; `complete` says whether they reach the threshold", body = ExitClearanceView),
+        (status = 400, description = "`bad_request`: not an EVM address, or a malformed body", body = crate::error::ErrorBody),
+        (status = 409, description = "`conflict`: settlement or the staking contract is not configured", body = crate::error::ErrorBody),
+        (status = 500, body = crate::error::ErrorBody)))]
+pub(crate) async fn exit_clearance(
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<Json<ExitClearanceView>, ApiError> {
+    // Unsigned: the clearance can only pay the operator's own tokens to the operator, so
+    // who asks for it does not matter (and `json_body` would demand a signed body hash).
+    let bytes = axum::body::to_bytes(req.into_body(), 4 * 1024)
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+    let body: ExitClearanceRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
+    let operator: xnode_settle::config::Address = body
+        .operator
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("{:?} is not an EVM address", body.operator)))?;
+    let settlement = state.node.settlement();
+    if !settlement.enabled() {
+        return Err(ApiError::Conflict(
+            "settlement is not enabled on this node".into(),
+        ));
+    }
+    let terms = xnode_settle::ExitClearanceTerms {
+        operator,
+        unbond_ready_at: body.unbond_ready_at,
+        quiet_epoch: Epoch(body.quiet_epoch),
+        deadline: body.deadline,
+    };
+    let collected = settlement
+        .collect_exit_clearance(terms)
+        .await
+        .map_err(|e| match e {
+            xnode_settle::CloseError::ChainValue(what) => {
+                ApiError::Conflict(format!("cannot collect an exit clearance: {what}"))
+            }
+            other => other.into(),
+        })?;
+    Ok(Json(ExitClearanceView {
+        operator: collected.terms.operator.to_string(),
+        unbond_ready_at: collected.terms.unbond_ready_at,
+        quiet_epoch: collected.terms.quiet_epoch.0,
+        deadline: collected.terms.deadline,
+        complete: collected.is_complete(),
+        signers: collected.signers.iter().map(|a| a.to_string()).collect(),
+        signatures: collected.signatures.iter().map(|b| b.to_string()).collect(),
+        threshold: collected.threshold,
+        own_refusal: collected.own_refusal,
+    }))
 }

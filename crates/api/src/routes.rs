@@ -28,6 +28,7 @@ use crate::error::{ApiError, ErrorBody};
         crate::ledger_routes::ledger_status,
         crate::ledger_routes::ledger_epoch,
         crate::ledger_routes::ledger_claim,
+        crate::ledger_routes::exit_clearance,
         get_node,
         list_workers,
         list_nodes,
@@ -95,6 +96,8 @@ use crate::error::{ApiError, ErrorBody};
         crate::ledger_routes::PenaltyView,
         crate::ledger_routes::SlashView,
         crate::ledger_routes::ContextView,
+        crate::ledger_routes::ExitClearanceRequest,
+        crate::ledger_routes::ExitClearanceView,
         crate::coordinate_routes::CoordinatesView,
         crate::coordinate_routes::PeerCoordinateView,
         crate::coordinate_routes::CoordinateView

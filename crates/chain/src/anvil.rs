@@ -371,6 +371,7 @@ impl Anvil {
                 committee_: committee,
                 repairPot_: deployer,
                 unbondDelay_: U256::from(3600),
+                exitFallbackDelay_: U256::from(2 * 3600),
             }
             .abi_encode(),
         )?;

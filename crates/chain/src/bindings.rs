@@ -62,6 +62,17 @@ pub mod typed {
             uint256 deadline;
         }
 
+        /// The committee's clearance of an operator's exit (`Staking.EXIT_CLEARANCE_TYPEHASH`):
+        /// the unbond it releases (by its `readyAt`), the settled epoch in which the
+        /// operator's nodes held nothing, and the last second it may be used.
+        #[derive(Debug, PartialEq, Eq)]
+        struct ExitClearance {
+            address operator;
+            uint256 unbondReadyAt;
+            uint64 quietEpoch;
+            uint256 deadline;
+        }
+
         /// A new committee (`Committee.COMMITTEE_CHANGE_TYPEHASH`).
         #[derive(Debug, PartialEq, Eq)]
         struct CommitteeChange {

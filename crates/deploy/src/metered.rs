@@ -21,8 +21,8 @@ use xnode_metering::RunReport;
 use xnode_types::{NodeId, PublicKeyBytes};
 
 use crate::grants::JOB_KEY_HOLDERS;
-use crate::spec::{Kind, decode_run};
-use crate::{Compute, runner};
+use crate::spec::{DeploymentSpec, JobRun, Kind, decode_run};
+use crate::{Compute, ComputeConfig, runner};
 
 /// The most fuel a tenant's edge believes one worker burns in a second. A worker is one
 /// WebAssembly thread, and fuel counts about one unit per instruction executed, so this is
@@ -161,19 +161,125 @@ impl Compute {
                 continue;
             }
             let work = format!("job:{}", job.id);
-            let report = RunReport {
-                tenant: owner,
-                provider: node,
-                resource: Resource::JobFuel,
-                work: &work,
-                instance: 0,
-                // One run per runner, never more than the limit the tenant's job has.
-                reported: run.fuel.min(d.spec.limits(&self.config).fuel),
-                started_ms: run.started_ms,
-            };
+            let report = job_run_report(owner, node, &work, &run, &d.spec, &self.config);
             if let Err(e) = self.metering.observe_run(&report, None) {
                 tracing::warn!(error = %e, "cannot observe a job's fuel");
             }
         }
+    }
+}
+
+/// The report an edge observes of one job run: the runner's cumulative fuel, capped at the
+/// fuel limit of the job's deployment (the limit the tenant signed, itself capped by this
+/// node's `max_fuel`), so a runner that reports more than the job could burn is billed
+/// for the limit at most. One run per runner, so the instance is always zero.
+fn job_run_report<'a>(
+    tenant: PublicKeyBytes,
+    provider: NodeId,
+    work: &'a str,
+    run: &JobRun,
+    spec: &DeploymentSpec,
+    config: &ComputeConfig,
+) -> RunReport<'a> {
+    RunReport {
+        tenant,
+        provider,
+        resource: Resource::JobFuel,
+        work,
+        instance: 0,
+        reported: run.fuel.min(spec.limits(config).fuel),
+        started_ms: run.started_ms,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::spec::{LimitsSpec, RunState};
+    use xnode_types::SecretKey;
+
+    fn job_spec(fuel: Option<u64>) -> DeploymentSpec {
+        DeploymentSpec {
+            v: 1,
+            name: "transform".into(),
+            kind: Kind::Job,
+            module: "00".repeat(32),
+            replicas: 1,
+            limits: LimitsSpec {
+                fuel,
+                ..LimitsSpec::default()
+            },
+            env: Default::default(),
+            args: vec![],
+            allowed_hosts: vec![],
+            placement: Default::default(),
+            storage: None,
+            memory_reserve_mb: None,
+            owner: String::new(),
+            created_ms: 1_000,
+        }
+    }
+
+    fn run(fuel: u64) -> JobRun {
+        JobRun {
+            v: 1,
+            job: "j1".into(),
+            owner: String::new(),
+            node: String::new(),
+            state: RunState::Succeeded,
+            exit_code: Some(0),
+            reason: None,
+            outputs: vec![],
+            started_ms: 2_000,
+            finished_ms: Some(3_000),
+            fuel,
+            wall_ms: 1_000,
+        }
+    }
+
+    #[test]
+    fn a_job_run_is_billed_at_most_the_fuel_limit_the_tenant_signed() {
+        let tenant = SecretKey::from_seed(&[9; 32]).unwrap().public();
+        let runner = SecretKey::from_seed(&[8; 32]).unwrap().node_id();
+        let config = ComputeConfig::default();
+        let limited = job_spec(Some(1_000_000));
+        assert!(
+            config.max_fuel > 1_000_000,
+            "the node's cap must not hide the job's"
+        );
+
+        // A runner reporting far more than the job's limit is observed at the limit.
+        let inflated = job_run_report(tenant, runner, "job:j1", &run(u64::MAX), &limited, &config);
+        assert_eq!(inflated.reported, 1_000_000);
+        assert_eq!(inflated.resource, Resource::JobFuel);
+        assert_eq!(inflated.instance, 0);
+        let over = job_run_report(tenant, runner, "job:j1", &run(1_000_001), &limited, &config);
+        assert_eq!(over.reported, 1_000_000);
+        // An honest report under the limit is observed as it is.
+        let honest = job_run_report(tenant, runner, "job:j1", &run(999_999), &limited, &config);
+        assert_eq!(honest.reported, 999_999);
+
+        // Without a limit in the spec the job's default limit applies, never the report.
+        let unlimited = job_spec(None);
+        let default_limit = unlimited.limits(&config).fuel;
+        assert!(default_limit < u64::MAX);
+        let capped = job_run_report(
+            tenant,
+            runner,
+            "job:j1",
+            &run(u64::MAX),
+            &unlimited,
+            &config,
+        );
+        assert_eq!(capped.reported, default_limit);
+
+        // A node whose `max_fuel` is below the signed limit caps at its own.
+        let strict = ComputeConfig {
+            max_fuel: 500,
+            ..ComputeConfig::default()
+        };
+        let capped = job_run_report(tenant, runner, "job:j1", &run(1_000_000), &limited, &strict);
+        assert_eq!(capped.reported, 500);
     }
 }

@@ -77,6 +77,14 @@
 //! follows OpenZeppelin's `StandardMerkleTree` leaf encoding and `MerkleProof`'s sorted
 //! pair hashing (see the `merkle` module), so [`EpochOutput::proof`] is what a claim
 //! transaction carries.
+//!
+//! # Graceful exit
+//!
+//! [`check_exit`] decides whether a committee member may clear an operator's exit (the
+//! `Staking` contract then returns its unbonding tokens without the long fallback delay):
+//! every node of the operator drained or left before a settled *quiet epoch* in which
+//! none of them held data (no storage byte-hours countersigned, no audit challenged them)
+//! or failed an audit or was slashed, and no slash is still owed. See the `exit` module.
 
 #![warn(missing_docs)]
 mod accounts;
@@ -84,6 +92,7 @@ mod audit;
 mod digest;
 mod epoch;
 mod error;
+mod exit;
 mod fixed;
 mod grant;
 mod lookup;
@@ -106,6 +115,7 @@ pub use epoch::{
     compute_epoch,
 };
 pub use error::{AuditError, LedgerError, ReceiptError};
+pub use exit::{ExitCheck, ExitRefusal, NodeActivity, NodeDeparture, check_exit, node_activity};
 pub use fixed::{PPM, mul_div, pow_ppm};
 pub use grant::{CountersignGrant, GRANT_DOMAIN, GRANT_VERSION, GrantBody, MAX_GRANT_EPOCHS};
 pub use merkle::{

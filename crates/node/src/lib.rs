@@ -354,6 +354,7 @@ impl Node {
                 metering: metering.clone(),
                 storage: storage.clone(),
                 mesh: mesh.clone(),
+                registry: registry.clone(),
             }),
         )
         .map_err(|e| NodeError::Config(ConfigError::Settlement(e.0)))?;

@@ -1,14 +1,16 @@
 //! The node's evidence for closing epochs: the countersigned receipts it holds as provider
 //! (metering) and the audit verdicts it issued (storage), and the nodes to gather the
-//! other bundles from (the live members of the mesh). `xnode_settle` does the rest.
+//! other bundles from (the live members of the mesh), and when an operator's node said it
+//! was going (its signed registry record), for exit clearances. `xnode_settle` does the rest.
 
 use std::sync::Arc;
 
 use xnode_ledger::{AuditResult, Epoch, Receipt};
 use xnode_mesh::{MemberState, Mesh};
 use xnode_metering::Metering;
+use xnode_registry::Registry;
 use xnode_storage::Storage;
-use xnode_types::NodeId;
+use xnode_types::{NodeId, NodeStatus};
 
 /// Most receipts of one epoch read for a bundle: the bundle's own limit.
 const MAX_BUNDLE_RECEIPTS: usize = 16_384;
@@ -19,6 +21,7 @@ pub(crate) struct NodeEvidence {
     pub(crate) metering: Arc<Metering>,
     pub(crate) storage: Arc<Storage>,
     pub(crate) mesh: Mesh,
+    pub(crate) registry: Arc<Registry>,
 }
 
 impl xnode_settle::EvidenceSource for NodeEvidence {
@@ -44,5 +47,17 @@ impl xnode_settle::EvidenceSource for NodeEvidence {
             .filter(|m| m.state == MemberState::Alive && m.id != self.id)
             .map(|m| m.id)
             .collect()
+    }
+
+    fn departed_at_ms(&self, node: &NodeId) -> Option<u64> {
+        // The record is signed by the node itself; its clock time is when it last changed,
+        // never before the node said it was going (a later rewrite only delays a
+        // clearance).
+        self.registry
+            .node_records_signed_at()
+            .into_iter()
+            .find(|(record, _)| record.node_id == *node)
+            .filter(|(record, _)| matches!(record.status, NodeStatus::Draining | NodeStatus::Left))
+            .map(|(_, signed_ms)| signed_ms)
     }
 }

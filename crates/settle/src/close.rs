@@ -16,8 +16,10 @@ use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::signers::local::PrivateKeySigner;
 use serde::{Deserialize, Serialize};
 use xnode_chain::SettlementPlan;
-use xnode_ledger::{Epoch, EpochInput, EpochOutput, Hash, Penalty, compute_epoch};
-use xnode_types::PublicKeyBytes;
+use xnode_ledger::{
+    Epoch, EpochInput, EpochOutput, Hash, NodeActivity, Penalty, compute_epoch, node_activity,
+};
+use xnode_types::{NodeId, PublicKeyBytes};
 use xnode_wire::Versioned;
 
 use crate::carry::{CarriedReputation, EpochContext};
@@ -113,21 +115,77 @@ pub struct EpochRecord {
     pub context: Option<EpochContext>,
     /// Nodes with a warning, reduced reward, slash or ejection this epoch, by node id.
     pub penalties: Vec<Penalty>,
+    /// What each configured operator's node did this epoch (storage byte-hours
+    /// countersigned, audits that challenged it), by node id: what an exit clearance
+    /// checks (`crate::exit`).
+    pub activity: Vec<(NodeId, NodeActivity)>,
 }
 
 impl Versioned for EpochRecord {
     const KIND_TAG: u8 = xnode_wire::kinds::SETTLE_EPOCH_RECORD;
     const KIND_NAME: &'static str = "settlement epoch record";
     /// Version 2 added `context`, `penalties`, each vote's context and the `superseded`
-    /// status (a new last variant).
-    const VERSION: u8 = 2;
+    /// status (a new last variant). Version 3 added `activity`.
+    const VERSION: u8 = 3;
 
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
-        if version != 1 {
-            return Err(xnode_wire::unsupported::<Self>(version));
+        match version {
+            1 => {
+                let old: EpochRecordV1 = xnode_wire::decode_body::<Self, _>(body)?;
+                Ok(old.into())
+            }
+            2 => {
+                let old: EpochRecordV2 = xnode_wire::decode_body::<Self, _>(body)?;
+                Ok(old.into())
+            }
+            _ => Err(xnode_wire::unsupported::<Self>(version)),
         }
-        let old: EpochRecordV1 = xnode_wire::decode_body::<Self, _>(body)?;
-        Ok(old.into())
+    }
+}
+
+/// Version 2 of [`EpochRecord`], read back after an upgrade: without `activity`, so an
+/// exit cannot be cleared on an epoch closed before it (the activity is unknown).
+#[derive(Deserialize)]
+struct EpochRecordV2 {
+    epoch: u64,
+    status: EpochStatus,
+    bundles: u64,
+    set_digest: Option<Hash>,
+    root: Option<B256>,
+    digest: Option<B256>,
+    deadline: u64,
+    total: u128,
+    payouts: Vec<RecordedPayout>,
+    charges: Vec<RecordedCharge>,
+    votes: Vec<RecordedVote>,
+    poster: Option<Address>,
+    tx_hash: Option<B256>,
+    error: Option<String>,
+    context: Option<EpochContext>,
+    penalties: Vec<Penalty>,
+}
+
+impl From<EpochRecordV2> for EpochRecord {
+    fn from(old: EpochRecordV2) -> Self {
+        Self {
+            epoch: old.epoch,
+            status: old.status,
+            bundles: old.bundles,
+            set_digest: old.set_digest,
+            root: old.root,
+            digest: old.digest,
+            deadline: old.deadline,
+            total: old.total,
+            payouts: old.payouts,
+            charges: old.charges,
+            votes: old.votes,
+            poster: old.poster,
+            tx_hash: old.tx_hash,
+            error: old.error,
+            context: old.context,
+            penalties: old.penalties,
+            activity: Vec::new(),
+        }
     }
 }
 
@@ -186,6 +244,7 @@ impl From<EpochRecordV1> for EpochRecord {
             error: old.error,
             context: None,
             penalties: Vec::new(),
+            activity: Vec::new(),
         }
     }
 }
@@ -210,6 +269,7 @@ impl EpochRecord {
             error: None,
             context: None,
             penalties: Vec::new(),
+            activity: Vec::new(),
         }
     }
 }
@@ -220,6 +280,8 @@ struct Computed {
     set_digest: Hash,
     context: EpochContext,
     output: EpochOutput,
+    /// The operators' nodes' activity, for exit clearances.
+    activity: Vec<(NodeId, NodeActivity)>,
     plan: SettlementPlan,
     deadline: U256,
     own_vote: Option<RootVote>,
@@ -299,6 +361,10 @@ impl EpochClose {
         signer: Option<&PrivateKeySigner>,
     ) -> Result<B256, CloseError> {
         let output = compute_epoch(input)?;
+        let operators: Vec<NodeId> = input.stakes.iter().map(|s| s.operator).collect();
+        let activity = node_activity(input.epoch, &operators, &input.receipts, &input.audits)
+            .into_iter()
+            .collect();
         let plan = SettlementPlan::from_epoch(&output)?;
         let digest = plan.digest(settlement_domain, deadline);
         let epoch = self.epoch();
@@ -327,6 +393,7 @@ impl EpochClose {
             set_digest: self.set.digest(),
             context,
             output,
+            activity,
             plan,
             deadline,
             own_vote,
@@ -473,6 +540,7 @@ impl EpochClose {
         record.set_digest = Some(computed.set_digest);
         record.context = Some(computed.context);
         record.penalties = computed.output.penalties.clone();
+        record.activity = computed.activity.clone();
         record.root = Some(computed.plan.rewards_root);
         record.digest = Some(digest);
         record.deadline = u64::try_from(computed.deadline).unwrap_or(u64::MAX);

@@ -214,6 +214,45 @@ pub enum SlashError {
     Signing(#[source] alloy::signers::Error),
 }
 
+/// Why a member refused to sign an exit clearance, or refused another member's signature.
+#[derive(Debug, thiserror::Error)]
+pub enum ExitClearanceError {
+    /// This member's own state does not clear the exit.
+    #[error("the exit is not clear")]
+    NotClear(#[from] xnode_ledger::ExitRefusal),
+    /// The state checked is of another epoch than the one asked about.
+    #[error("checked epoch {ours}, asked about epoch {asked}")]
+    OtherEpoch {
+        /// The epoch this member checked.
+        ours: u64,
+        /// The epoch asked about.
+        asked: u64,
+    },
+    /// The deadline is past, or further ahead than a member lets a clearance live.
+    #[error("deadline {deadline} is past or too far ahead of {now}")]
+    Deadline {
+        /// The deadline asked (Unix seconds).
+        deadline: u64,
+        /// This member's clock (Unix seconds).
+        now: u64,
+    },
+    /// A vote of a format version this code does not know.
+    #[error("unsupported exit clearance vote version {0}")]
+    UnsupportedVersion(u8),
+    /// A vote for other terms than the ones asked.
+    #[error("the exit clearance vote is for other terms than the ones asked")]
+    OtherVote,
+    /// The signature does not recover to the named member, or the signer is not one.
+    #[error("the exit clearance vote is not signed by the committee member it names")]
+    BadSigner,
+    /// The signature is malformed.
+    #[error("malformed exit clearance signature")]
+    MalformedSignature(#[source] alloy::primitives::SignatureError),
+    /// Signing failed.
+    #[error("signing the exit clearance failed")]
+    Signing(#[source] alloy::signers::Error),
+}
+
 /// A mistake in the `[chain]` or `[settlement]` section, as one line.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -255,4 +294,10 @@ pub enum CloseError {
     /// A slash could not be signed or a slash vote was refused.
     #[error("slash")]
     Slash(#[from] SlashError),
+    /// An exit clearance could not be signed or a clearance vote was refused.
+    #[error("exit clearance")]
+    ExitClearance(#[from] ExitClearanceError),
+    /// This node is not on the committee, so it signs no clearance.
+    #[error("this node is not a committee member")]
+    NotMember,
 }

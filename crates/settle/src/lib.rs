@@ -45,6 +45,7 @@ pub mod committee;
 pub mod config;
 mod error;
 mod evidence;
+pub mod exit;
 pub mod proto;
 mod rpc;
 pub mod slash;
@@ -60,19 +61,25 @@ pub use committee::{
     VoteOutcome, committee_signer, context_signing_hash,
 };
 pub use config::{ChainConfig, CommitteeMember, OperatorPayout, SettlementConfig};
-pub use error::{BundleError, CarryError, CloseError, CommitteeError, ConfigError, SlashError};
+pub use error::{
+    BundleError, CarryError, CloseError, CommitteeError, ConfigError, ExitClearanceError,
+    SlashError,
+};
 pub use evidence::{EvidenceSet, SET_DOMAIN, SetSummary};
+pub use exit::{ExitClearanceTerms, ExitClearanceVote};
 pub use rpc::{ChainClient, Mined, MinedLog, RpcError};
 pub use slash::{EpochSlashes, SlashOutcome, SlashStatus, SlashTerms, SlashVote};
 pub use worker::{
-    EvidenceSource, SETTLE_BUNDLES, SETTLE_EPOCHS, SETTLE_REPUTATION, SETTLE_SLASHES,
-    SettleService, Settlement, SettlementStatus, SlashMetrics,
+    EvidenceSource, ExitClearance, SETTLE_BUNDLES, SETTLE_EPOCHS, SETTLE_REPUTATION,
+    SETTLE_SLASHES, SettleService, Settlement, SettlementStatus, SlashMetrics,
 };
 
 #[cfg(test)]
 mod anvil_tests;
 #[cfg(test)]
 mod close_tests;
+#[cfg(test)]
+mod exit_tests;
 #[cfg(test)]
 mod slash_tests;
 #[cfg(test)]

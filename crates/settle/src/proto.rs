@@ -13,6 +13,7 @@ use xnode_ledger::Epoch;
 use xnode_types::NodeId;
 use xnode_wire::Versioned;
 
+use crate::exit::{ExitClearanceTerms, ExitClearanceVote};
 use crate::slash::{SlashTerms, SlashVote};
 use crate::{RootVote, SetSummary};
 
@@ -49,17 +50,22 @@ pub enum SettleRequest {
         /// The slash asked for.
         terms: SlashTerms,
     },
+    /// "Sign this operator's exit clearance if your own records clear its exit."
+    ExitClearance {
+        /// The clearance asked for.
+        terms: ExitClearanceTerms,
+    },
 }
 
 impl Versioned for SettleRequest {
     const KIND_TAG: u8 = xnode_wire::kinds::SETTLE_REQUEST;
     const KIND_NAME: &'static str = "settle request";
-    /// Version 2 appended `SlashSignature`.
-    const VERSION: u8 = 2;
+    /// Version 2 appended `SlashSignature`; version 3 appended `ExitClearance`.
+    const VERSION: u8 = 3;
 
-    /// Version 1 is version 2 without its last variant: the body decodes as is.
+    /// Versions 1 and 2 are version 3 without its last variants: the body decodes as is.
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
-        upgrade_appended::<Self>(version, 1, body)
+        upgrade_appended::<Self>(version, 1..=2, body)
     }
 }
 
@@ -77,29 +83,33 @@ pub enum SettleResponse {
     /// The member's signature of the slash asked for, or `None` when its own table does
     /// not take exactly that (or it has no posted table of that epoch).
     SlashSignature(Option<SlashVote>),
+    /// The member's signature of the exit clearance asked for, or `None` when its own
+    /// records do not clear the exit.
+    ExitClearance(Option<ExitClearanceVote>),
 }
 
 impl Versioned for SettleResponse {
     const KIND_TAG: u8 = xnode_wire::kinds::SETTLE_RESPONSE;
     const KIND_NAME: &'static str = "settle response";
     /// Version 2: votes carry their context and its signature; `Reputation` appended.
-    /// Version 3 appended `SlashSignature`.
-    const VERSION: u8 = 3;
+    /// Version 3 appended `SlashSignature`; version 4 appended `ExitClearance`.
+    const VERSION: u8 = 4;
 
-    /// Version 2 is version 3 without its last variant: the body decodes as is.
+    /// Versions 2 and 3 are version 4 without its last variants: the body decodes as is.
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
-        upgrade_appended::<Self>(version, 2, body)
+        upgrade_appended::<Self>(version, 2..=3, body)
     }
 }
 
-/// Decodes a body of the version before `T`'s, which differs only by variants appended
-/// since (postcard encodes a variant by its index, so the old body is a valid new one).
+/// Decodes a body of an earlier version of `T` (one in `previous`), which differs only by
+/// variants appended since (postcard encodes a variant by its index, so the old body is a
+/// valid new one).
 fn upgrade_appended<T: Versioned>(
     version: u8,
-    previous: u8,
+    previous: std::ops::RangeInclusive<u8>,
     body: &[u8],
 ) -> Result<T, xnode_wire::WireError> {
-    if version != previous {
+    if !previous.contains(&version) {
         return Err(xnode_wire::unsupported::<T>(version));
     }
     xnode_wire::decode_body::<T, T>(body)

@@ -223,19 +223,24 @@ fn a_slash_record_survives_encoding_and_older_settle_messages_still_decode() {
         xnode_wire::decode::<EpochSlashes>(&bytes, 1 << 20).unwrap(),
         slashes
     );
-    // A version 1 request (before `SlashSignature` was appended) still decodes.
+    // Requests of versions 1 and 2 and responses of versions 2 and 3 (before
+    // `SlashSignature` and `ExitClearance` were appended) still decode.
     let request = proto::SettleRequest::Vote { epoch: Epoch(7) };
-    let mut old = xnode_wire::encode(&request).unwrap();
-    old[1] = 1;
-    assert_eq!(
-        xnode_wire::decode::<proto::SettleRequest>(&old, 1 << 20).unwrap(),
-        request
-    );
+    for version in [1, 2] {
+        let mut old = xnode_wire::encode(&request).unwrap();
+        old[1] = version;
+        assert_eq!(
+            xnode_wire::decode::<proto::SettleRequest>(&old, 1 << 20).unwrap(),
+            request
+        );
+    }
     let response = proto::SettleResponse::Vote(None);
-    let mut old = xnode_wire::encode(&response).unwrap();
-    old[1] = 2;
-    assert_eq!(
-        xnode_wire::decode::<proto::SettleResponse>(&old, 1 << 20).unwrap(),
-        response
-    );
+    for version in [2, 3] {
+        let mut old = xnode_wire::encode(&response).unwrap();
+        old[1] = version;
+        assert_eq!(
+            xnode_wire::decode::<proto::SettleResponse>(&old, 1 << 20).unwrap(),
+            response
+        );
+    }
 }

@@ -44,9 +44,11 @@ use crate::proto::{MAX_SETTLE_MESSAGE, SettleRequest, SettleResponse};
 use crate::{BundleLimits, ChainClient, CommitteeConfig, EvidenceBundle, committee_signer};
 
 mod carry_store;
+mod exit_store;
 mod slash_store;
 
 pub use carry_store::SETTLE_REPUTATION;
+pub use exit_store::ExitClearance;
 pub use slash_store::{SETTLE_SLASHES, SlashMetrics};
 
 /// Closed epochs' records, by big-endian epoch.
@@ -69,6 +71,9 @@ pub trait EvidenceSource: Send + Sync + 'static {
     fn audits(&self, epoch: Epoch) -> Result<Vec<AuditResult>, String>;
     /// The nodes to gather bundles from (every node this node knows, itself excluded).
     fn nodes(&self) -> Vec<NodeId>;
+    /// When `node`'s signed registry record, if it says `draining` or `left`, was signed
+    /// (Unix ms); `None` while it says the node is active, or without a record.
+    fn departed_at_ms(&self, node: &NodeId) -> Option<u64>;
 }
 
 /// The `settle` service on the mesh.
@@ -813,6 +818,9 @@ impl Settlement {
         if let SettleRequest::SlashSignature { terms } = &request {
             return SettleResponse::SlashSignature(self.answer_slash(terms));
         }
+        if let SettleRequest::ExitClearance { terms } = &request {
+            return SettleResponse::ExitClearance(self.answer_exit_clearance(terms));
+        }
         if let SettleRequest::Reputation { epoch } = request {
             return SettleResponse::Reputation(self.stored_carried(epoch).unwrap_or_else(|e| {
                 tracing::warn!(epoch = epoch.0, error = %e, "reading a carried reputation failed");
@@ -843,6 +851,7 @@ impl Settlement {
             // Answered above, without the lock.
             SettleRequest::Reputation { .. } => SettleResponse::Reputation(None),
             SettleRequest::SlashSignature { .. } => SettleResponse::SlashSignature(None),
+            SettleRequest::ExitClearance { .. } => SettleResponse::ExitClearance(None),
         }
     }
 }

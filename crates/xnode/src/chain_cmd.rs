@@ -243,13 +243,21 @@ pub async fn stake(action: StakeAction) -> anyhow::Result<()> {
                 mined.hash
             );
         }
-        StakeAction::Withdraw { chain } => {
+        StakeAction::Withdraw {
+            quiet_epoch,
+            api,
+            chain,
+        } => {
             let target = ChainTarget::resolve(&chain)?;
             let staking = target.staking()?;
             let client = target.signing_client()?;
             let pending = view(&client, staking, &Staking::unbondingCall(client.address())).await?;
             if pending.amount.is_zero() {
                 anyhow::bail!("{} has nothing unbonding", client.address());
+            }
+            if let Some(epoch) = quiet_epoch {
+                return exit::withdraw_cleared(&client, staking, &api, epoch, &pending, chain.json)
+                    .await;
             }
             let mined = client
                 .send(
@@ -260,7 +268,8 @@ pub async fn stake(action: StakeAction) -> anyhow::Result<()> {
                 .await
                 .with_context(|| {
                     format!(
-                        "withdraw (the unbonding is ready at {})",
+                        "withdraw without a clearance (the unbond was ready at {}; without \
+                         --quiet-epoch the contract's exit fallback delay applies)",
                         unix_time(pending.readyAt)
                     )
                 })?;
@@ -878,3 +887,4 @@ mod tests {
 
 #[cfg(test)]
 mod chain_anvil_tests;
+mod exit;

@@ -435,8 +435,16 @@ pub enum StakeAction {
         #[command(flatten)]
         chain: ChainArgs,
     },
-    /// Withdraw what finished unbonding.
+    /// Withdraw what finished unbonding: after the unbond delay with the committee's exit
+    /// clearance (`--quiet-epoch`), or without one after the contract's exit fallback delay.
     Withdraw {
+        /// Ask the committee, through the node at --api, to clear the exit: every node of
+        /// this operator drained or left before this settled epoch and held nothing in it.
+        #[arg(long)]
+        quiet_epoch: Option<u64>,
+        /// Base URL of a node's API that collects the clearance (with --quiet-epoch).
+        #[arg(long, env = "XNODE_API_URL", default_value = "http://127.0.0.1:8080")]
+        api: String,
         #[command(flatten)]
         chain: ChainArgs,
     },

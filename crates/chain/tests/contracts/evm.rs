@@ -22,6 +22,8 @@ pub const CHAIN_ID: u64 = 31337;
 pub const START_TIME: u64 = 1_800_000_000;
 pub const WITHDRAWAL_DELAY: u64 = 3 * 3600;
 pub const UNBOND_DELAY: u64 = 7 * 24 * 3600;
+/// Thirty days: how long an unbond waits for its tokens without an exit clearance.
+pub const EXIT_FALLBACK_DELAY: u64 = 30 * 24 * 3600;
 /// One token in base units (18 decimals).
 pub const TOKEN: u128 = 1_000_000_000_000_000_000;
 
@@ -222,6 +224,7 @@ impl Deployment {
                 committee_: committee,
                 repairPot_: REPAIR_POT,
                 unbondDelay_: U256::from(UNBOND_DELAY),
+                exitFallbackDelay_: U256::from(EXIT_FALLBACK_DELAY),
             }
             .abi_encode(),
         );

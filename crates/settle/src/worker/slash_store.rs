@@ -91,7 +91,7 @@ impl Settlement {
         }
     }
 
-    fn staking_domain(&self, chain_id: u64) -> Result<Eip712Domain, CloseError> {
+    pub(super) fn staking_domain(&self, chain_id: u64) -> Result<Eip712Domain, CloseError> {
         let staking = self
             .chain
             .staking_contract
@@ -104,7 +104,7 @@ impl Settlement {
     }
 
     /// The slashes this node's own posted record of `epoch` asks for.
-    fn own_slashes(&self, epoch: u64) -> Result<Vec<(NodeId, SlashTerms)>, CloseError> {
+    pub(super) fn own_slashes(&self, epoch: u64) -> Result<Vec<(NodeId, SlashTerms)>, CloseError> {
         let Some(record) = self.epoch_record(epoch)? else {
             return Ok(Vec::new());
         };

@@ -5,7 +5,11 @@
 //! member alike; the committee takes each posted slash on chain, so the node's bond drops
 //! by exactly the tables' slashes, honest bonds do not move, and the repair pot receives
 //! the tokens. Five nodes on anvil with bonded operators, 3 s epochs and the shortened
-//! audit period of `hostile_storage`'s deletion test.
+//! audit period of `hostile_storage`'s deletion test. Then graceful exit (issue 14, item
+//! 4): an honest node drains and leaves, its operator unbonds and, once a settled epoch
+//! shows the node held nothing, gets the committee's exit clearance and withdraws after
+//! the unbond delay; the cheating node's operator, whose node still holds data, is refused
+//! a clearance, and withdrawing without one reverts before the fallback delay.
 //!
 //! Skipped with a message where anvil is not installed (see `xnode_chain::anvil`).
 
@@ -23,6 +27,8 @@ const EPOCH: Duration = Duration::from_secs(3);
 const BOND: u128 = 10 * TOKEN;
 const CHUNK: u32 = 64 * 1024;
 const HOSTILE: usize = 4;
+/// The honest node that drains and leaves at the end.
+const DRAINED: usize = 3;
 
 fn node_index(data_dir: &std::path::Path) -> usize {
     data_dir
@@ -67,7 +73,7 @@ async fn a_node_that_silently_lost_chunks_is_penalised_in_the_settled_table() {
         .collect();
     let rpc_url = anvil.url();
     let node_keys = keys.clone();
-    let c = Cluster::start_with(NODES, move |config| {
+    let mut c = Cluster::start_with(NODES, move |config| {
         let i = node_index(&config.data_dir);
         std::fs::create_dir_all(&config.data_dir).unwrap();
         let key_file = config.data_dir.join(xnode_node::identity::KEY_FILE);
@@ -312,7 +318,179 @@ async fn a_node_that_silently_lost_chunks_is_penalised_in_the_settled_table() {
         &c, &anvil, &contracts, &payouts, repair_pot, pot_before, start, epoch,
     )
     .await;
+    check_exit_clearance(&mut c, &anvil, &contracts, &payouts).await;
     c.shutdown().await;
+}
+
+/// Asks node 0 to collect the committee's clearance of `operator`'s exit.
+async fn ask_clearance(
+    c: &Cluster,
+    operator: Address,
+    unbond_ready_at: u64,
+    quiet_epoch: u64,
+    deadline: u64,
+) -> serde_json::Value {
+    reqwest::Client::new()
+        .post(format!("{}/v1/ledger/exit-clearance", c.api_url(0)))
+        .json(&serde_json::json!({
+            "operator": operator.to_string(),
+            "unbond_ready_at": unbond_ready_at,
+            "quiet_epoch": quiet_epoch,
+            "deadline": deadline,
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Graceful exit on chain: the drained operator is cleared and withdraws after the unbond
+/// delay; the cheating operator, whose node still holds data, is refused, and neither
+/// withdraws without a clearance before the fallback delay.
+async fn check_exit_clearance(
+    c: &mut Cluster,
+    anvil: &Anvil,
+    contracts: &xnode_chain::anvil::Contracts,
+    payouts: &[Address],
+) {
+    use alloy::sol_types::SolCall;
+    let staking = contracts.staking;
+    let (drained, hostile) = (payouts[DRAINED], payouts[HOSTILE]);
+    c.node(DRAINED).drain(true).await.unwrap();
+    c.wait_until("the drain to finish", Duration::from_secs(30), |c| {
+        c.node(DRAINED).drain_status().state == xnode_node::drain::DrainState::Drained
+    })
+    .await;
+    c.stop(DRAINED).await;
+    // The node's `left` record was signed by now, so it left in this epoch or before.
+    let left_in = c.node(0).settlement().current_epoch().0;
+    // Each unbonds all it has bonded (the cheating operator's bond was slashed).
+    let mut unbonded = Vec::new();
+    for operator in [drained, hostile] {
+        let amount = anvil.call(staking, &Staking::bondedCall(operator)).unwrap();
+        let unbond = Staking::requestUnbondCall { amount };
+        anvil
+            .execute(
+                "requestUnbond",
+                operator,
+                Some(staking),
+                &unbond.abi_encode(),
+            )
+            .unwrap();
+        unbonded.push(amount);
+    }
+    assert_eq!(unbonded[0], xnode_chain::U256::from(BOND));
+    let ready_at = |operator: Address| -> u64 {
+        let pending = anvil
+            .call(staking, &Staking::unbondingCall(operator))
+            .unwrap();
+        u64::try_from(pending.readyAt).unwrap()
+    };
+    let now_s = anvil.latest_timestamp().unwrap();
+    let deadline = now_s + 2 * 3600;
+
+    // The first settled epoch after the departure in which the node held nothing clears
+    // the drained operator.
+    let mut cleared = None;
+    let give_up = std::time::Instant::now() + Duration::from_secs(25);
+    while cleared.is_none() && std::time::Instant::now() < give_up {
+        let now = c.node(0).settlement().current_epoch().0;
+        for quiet in (left_in + 1)..now {
+            let posted = c
+                .node(0)
+                .settlement()
+                .epoch_record(quiet)
+                .unwrap()
+                .is_some_and(|r| r.status == EpochStatus::Posted);
+            if !posted {
+                continue;
+            }
+            let answer = ask_clearance(c, drained, ready_at(drained), quiet, deadline).await;
+            eprintln!("clearance of epoch {quiet}: {answer}");
+            if answer["complete"] == true {
+                cleared = Some((quiet, answer));
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (quiet, answer) = cleared.expect("the drained operator was never cleared");
+    // The cheating node never left and still holds data: every member refuses it.
+    let refused = ask_clearance(c, hostile, ready_at(hostile), quiet, deadline).await;
+    assert_eq!(refused["complete"], false, "{refused}");
+    assert_eq!(
+        refused["signatures"].as_array().unwrap().len(),
+        0,
+        "{refused}"
+    );
+    assert!(
+        refused["own_refusal"]
+            .as_str()
+            .is_some_and(|r| r.contains("has not drained or left")),
+        "{refused}"
+    );
+
+    let signatures = |answer: &serde_json::Value| -> Vec<xnode_chain::Bytes> {
+        answer["signatures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().parse().unwrap())
+            .collect()
+    };
+    let cleared_call = Staking::withdrawClearedCall {
+        quietEpoch: quiet,
+        deadline: xnode_chain::U256::from(deadline),
+        signatures: signatures(&answer),
+    };
+    // Not before the unbond delay, even cleared.
+    let early = anvil
+        .send(drained, Some(staking), &cleared_call.abi_encode())
+        .unwrap();
+    assert!(!xnode_chain::anvil::succeeded(&early));
+    // After the unbond delay (one hour on this deployment; the chain's clock is moved
+    // on), a withdrawal without a clearance still reverts: the fallback is two hours.
+    anvil
+        .rpc("evm_increaseTime", serde_json::json!([3601]))
+        .unwrap();
+    anvil.rpc("evm_mine", serde_json::json!([])).unwrap();
+    for operator in [drained, hostile] {
+        let uncleared = anvil
+            .send(
+                operator,
+                Some(staking),
+                &Staking::withdrawCall {}.abi_encode(),
+            )
+            .unwrap();
+        assert!(!xnode_chain::anvil::succeeded(&uncleared), "{operator}");
+    }
+    // The cheating operator cannot use what it collected (nothing), nor the drained
+    // operator's clearance.
+    let hostile_call = Staking::withdrawClearedCall {
+        quietEpoch: quiet,
+        deadline: xnode_chain::U256::from(deadline),
+        signatures: signatures(&refused),
+    };
+    for call in [&hostile_call, &cleared_call] {
+        let receipt = anvil
+            .send(hostile, Some(staking), &call.abi_encode())
+            .unwrap();
+        assert!(!xnode_chain::anvil::succeeded(&receipt));
+    }
+    let before = contracts.balance_of(anvil, drained).unwrap();
+    let receipt = anvil
+        .send(drained, Some(staking), &cleared_call.abi_encode())
+        .unwrap();
+    assert!(xnode_chain::anvil::succeeded(&receipt), "{receipt}");
+    eprintln!(
+        "withdrawCleared on anvil: {} gas ({} signatures)",
+        xnode_chain::anvil::gas_used(&receipt),
+        cleared_call.signatures.len()
+    );
+    let after = contracts.balance_of(anvil, drained).unwrap();
+    assert_eq!(after - before, xnode_chain::U256::from(BOND));
 }
 
 /// The slashes of the penalised epochs are taken on chain by one member, recorded with

@@ -89,6 +89,7 @@ async fn bond_deposit_read_back_and_claim_on_anvil() {
             committee_: committee,
             repairPot_: Address::repeat_byte(0xee),
             unbondDelay_: U256::from(7 * 24 * 3600),
+            exitFallbackDelay_: U256::from(30 * 24 * 3600),
         }
         .abi_encode(),
     )
@@ -150,6 +151,8 @@ async fn bond_deposit_read_back_and_claim_on_anvil() {
     );
     assert!(
         stake(StakeAction::Withdraw {
+            quiet_epoch: None,
+            api: "http://127.0.0.1:9".into(),
             chain: chain.clone()
         })
         .await
