@@ -752,6 +752,7 @@ pub struct ExitClearanceView {
     responses((status = 200, description = "the signatures collected; `complete` says whether they reach the threshold", body = ExitClearanceView),
         (status = 400, description = "`bad_request`: not an EVM address, or a malformed body", body = crate::error::ErrorBody),
         (status = 409, description = "`conflict`: settlement or the staking contract is not configured", body = crate::error::ErrorBody),
+        (status = 429, description = "`rate_limited`: the node is already collecting as many clearances as it takes at once", body = crate::error::ErrorBody),
         (status = 500, body = crate::error::ErrorBody)))]
 pub(crate) async fn exit_clearance(
     State(state): State<AppState>,
@@ -787,6 +788,9 @@ pub(crate) async fn exit_clearance(
             xnode_settle::CloseError::ChainValue(what) => {
                 ApiError::Conflict(format!("cannot collect an exit clearance: {what}"))
             }
+            xnode_settle::CloseError::Busy(_) => ApiError::RateLimited {
+                retry_after: std::time::Duration::from_secs(1),
+            },
             other => other.into(),
         })?;
     Ok(Json(ExitClearanceView {

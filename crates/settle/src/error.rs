@@ -300,4 +300,7 @@ pub enum CloseError {
     /// This node is not on the committee, so it signs no clearance.
     #[error("this node is not a committee member")]
     NotMember,
+    /// As many of these requests as the node takes at once are already under way.
+    #[error("too many {0} at once; try again shortly")]
+    Busy(&'static str),
 }

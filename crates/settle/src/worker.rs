@@ -140,6 +140,7 @@ pub struct Settlement {
     limits: BundleLimits,
     state: Mutex<State>,
     slashing: slash_store::Slashing,
+    exits: exit_store::ExitCollections,
 }
 
 impl std::fmt::Debug for Settlement {
@@ -213,6 +214,7 @@ impl Settlement {
                 chain_id: None,
             }),
             slashing: Default::default(),
+            exits: Default::default(),
             key,
             config,
             chain,

@@ -10,6 +10,23 @@ use xnode_ledger::{Epoch, ExitCheck, NodeDeparture};
 use xnode_types::{NodeId, lock, unix_ms};
 
 use super::{PEER_TIMEOUT, Settlement, error_chain};
+
+/// Clearance collections a node carries out at once (each asks every committee member).
+const MAX_EXIT_COLLECTIONS: usize = 2;
+
+/// The exit side of [`Settlement`]: the permits of clearance collections in flight.
+#[derive(Debug)]
+pub(super) struct ExitCollections {
+    in_flight: tokio::sync::Semaphore,
+}
+
+impl Default for ExitCollections {
+    fn default() -> Self {
+        Self {
+            in_flight: tokio::sync::Semaphore::new(MAX_EXIT_COLLECTIONS),
+        }
+    }
+}
 use crate::close::EpochStatus;
 use crate::error::CloseError;
 use crate::exit::{ExitClearanceTerms, ExitClearanceVote, sign_exit_clearance};
@@ -140,6 +157,11 @@ impl Settlement {
         &self,
         terms: ExitClearanceTerms,
     ) -> Result<ExitClearance, CloseError> {
+        // Anyone may ask (the route is unsigned), and each collection asks every member:
+        // a few at a time, so a flood of asks cannot turn this node into an amplifier.
+        let Ok(_permit) = self.exits.in_flight.try_acquire() else {
+            return Err(CloseError::Busy("exit clearance collections"));
+        };
         let chain_id = match self.client.as_ref() {
             Some(client) => self.chain_id(client).await?,
             None => return Err(CloseError::ChainValue("no chain client")),
