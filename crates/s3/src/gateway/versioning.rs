@@ -68,7 +68,7 @@ fn versions_prefix(key: &str) -> String {
 }
 
 /// The internal object holding version `id` of `key`.
-fn version_key(key: &str, id: &str) -> String {
+pub(crate) fn version_key(key: &str, id: &str) -> String {
     internal_key(&format!("ver/{key}/{id}"))
 }
 
