@@ -255,7 +255,9 @@ impl Gateway {
 
     /// Makes a written version object the object's current version, if `pre` holds for
     /// the current one (conditional writes are decided on the object's key, as without
-    /// versioning). A version whose condition failed is removed again.
+    /// versioning). A version whose condition failed is removed again. An unconditional
+    /// write that lost the key to another write of the same moment keeps its version (S3
+    /// keeps every version of concurrent PUTs); the key then gets the newest version.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn finish_version(
         &self,
@@ -266,7 +268,8 @@ impl Gateway {
         version: &NewVersion,
         info: &ObjectInfo,
         pre: xnode_storage::conditional::Preconditions,
-    ) -> S3Result<ObjectMeta> {
+    ) -> S3Result<()> {
+        let unconditional = pre.is_empty();
         let current = self
             .storage()
             .compose_object_if(
@@ -282,12 +285,9 @@ impl Gateway {
             )
             .await;
         match current {
-            Ok(meta) => {
-                if version.suspended {
-                    self.remove_other_null_versions(key, bucket, object, &version.stored_key)
-                        .await?;
-                }
-                Ok(meta)
+            Ok(_) => {}
+            Err(StorageError::Conflict(_)) if unconditional => {
+                self.restore_current(key, bucket, object).await?;
             }
             Err(e) => {
                 if let Err(cleanup) = self
@@ -297,9 +297,14 @@ impl Gateway {
                 {
                     tracing::warn!(error = %cleanup, "could not remove a version whose write failed");
                 }
-                Err(s3_err(e))
+                return Err(s3_err(e));
             }
         }
+        if version.suspended {
+            self.remove_other_null_versions(key, bucket, object, &version.stored_key)
+                .await?;
+        }
+        Ok(())
     }
 
     /// A suspended bucket keeps one `null` version per key: the one just written.
