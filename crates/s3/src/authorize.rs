@@ -20,8 +20,8 @@ use xnode_types::PublicKeyBytes;
 
 use crate::gateway::access::{
     EXISTING_TAG_PREFIX, Permission, Policy, PolicyContext, PolicyRequest, REQUEST_TAG_KEYS,
-    REQUEST_TAG_PREFIX, Verdict, bucket_acl, bucket_policy, object_acl, parse_tagging_header,
-    public_access_block, stored_tags, version_key,
+    REQUEST_TAG_PREFIX, REQUEST_TAGS_UNSEEN, Verdict, bucket_acl, bucket_policy, object_acl,
+    parse_tagging_header, public_access_block, stored_tags, version_key,
 };
 use crate::keys::{AccessKey, S3Keys};
 
@@ -318,6 +318,10 @@ pub(crate) async fn decide(
         .map(|(_, _, a)| a.to_owned())
         .unwrap_or_else(|| owner_action(op));
     let mut context = condition_context(query, headers);
+    if op == "PutObjectTagging" {
+        // Its tags are in the body, which is read after this check.
+        context.insert(REQUEST_TAGS_UNSEEN.to_owned(), Vec::new());
+    }
     if let (Some(p), Some(key)) = (&policy, object)
         && p.uses_existing_object_tags()
         && EXISTING_OBJECT_OPERATIONS.contains(&op)

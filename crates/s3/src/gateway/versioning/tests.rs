@@ -1,3 +1,5 @@
+//! Unit tests of versioning: internal version ids and the keys of version objects.
+
 use super::*;
 
 #[test]
