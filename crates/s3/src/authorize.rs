@@ -12,8 +12,6 @@
 //! another tenant are never granted: the copy source would be read with the owner's key,
 //! from any of the owner's buckets.
 
-use std::collections::BTreeMap;
-
 use s3s::path::S3Path;
 use s3s::{S3Result, s3_error};
 use xnode_storage::Storage;
@@ -21,7 +19,9 @@ use xnode_storage::buckets::owner_of;
 use xnode_types::PublicKeyBytes;
 
 use crate::gateway::access::{
-    Permission, PolicyRequest, Verdict, bucket_acl, bucket_policy, object_acl, public_access_block,
+    EXISTING_TAG_PREFIX, Permission, Policy, PolicyContext, PolicyRequest, REQUEST_TAG_KEYS,
+    REQUEST_TAG_PREFIX, REQUEST_TAGS_UNSEEN, Verdict, bucket_acl, bucket_policy, object_acl,
+    parse_tagging_header, public_access_block, stored_tags, version_key,
 };
 use crate::keys::{AccessKey, S3Keys};
 
@@ -133,12 +133,9 @@ fn decode_query(value: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The values of the condition keys a policy may test.
-fn condition_context(
-    query: Option<&str>,
-    headers: &hyper::HeaderMap,
-) -> BTreeMap<&'static str, String> {
-    let mut context = BTreeMap::new();
+/// The values of the condition keys a policy may test that the request itself carries.
+fn condition_context(query: Option<&str>, headers: &hyper::HeaderMap) -> PolicyContext {
+    let mut context = PolicyContext::new();
     for pair in query.unwrap_or_default().split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let key = match k {
@@ -148,7 +145,7 @@ fn condition_context(
             _ => continue,
         };
         if let Some(v) = decode_query(v) {
-            context.insert(key, v);
+            context.insert(key.to_owned(), vec![v]);
         }
     }
     for (header, key) in [
@@ -164,14 +161,109 @@ fn condition_context(
             "x-amz-server-side-encryption",
             "s3:x-amz-server-side-encryption",
         ),
+        (
+            "x-amz-server-side-encryption-customer-algorithm",
+            "s3:x-amz-server-side-encryption-customer-algorithm",
+        ),
+        (
+            "x-amz-server-side-encryption-aws-kms-key-id",
+            "s3:x-amz-server-side-encryption-aws-kms-key-id",
+        ),
         ("x-amz-copy-source", "s3:x-amz-copy-source"),
         ("x-amz-metadata-directive", "s3:x-amz-metadata-directive"),
     ] {
         if let Some(v) = headers.get(header).and_then(|v| v.to_str().ok()) {
-            context.insert(key, v.to_owned());
+            context.insert(key.to_owned(), vec![v.to_owned()]);
         }
     }
+    // The tags a write sets. A header that does not parse sets none here; the operation
+    // refuses it with InvalidTag.
+    if let Some(tags) = headers
+        .get("x-amz-tagging")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_tagging_header(v).ok())
+    {
+        add_tags(&mut context, REQUEST_TAG_PREFIX, &tags);
+        context.insert(
+            REQUEST_TAG_KEYS.to_owned(),
+            tags.into_iter().map(|(k, _)| k).collect(),
+        );
+    }
     context
+}
+
+/// Adds one condition key per tag, `<prefix><tag key>`, with the tag's value.
+fn add_tags(context: &mut PolicyContext, prefix: &str, tags: &[(String, String)]) {
+    for (k, v) in tags {
+        context.insert(format!("{prefix}{k}"), vec![v.clone()]);
+    }
+}
+
+/// The operations that act on an object that already exists, for which a policy may
+/// test the object's stored tags (`s3:ExistingObjectTag/<key>`), as in S3.
+const EXISTING_OBJECT_OPERATIONS: &[&str] = &[
+    "GetObject",
+    "HeadObject",
+    "GetObjectAttributes",
+    "GetObjectAcl",
+    "PutObjectAcl",
+    "GetObjectTagging",
+    "PutObjectTagging",
+    "DeleteObjectTagging",
+];
+
+/// The value of query parameter `name`, decoded.
+fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| decode_query(v)).flatten()
+    })
+}
+
+/// Adds the tags stored on the object (or on the version `versionId` names) a request
+/// acts on to its context. An object that cannot be read adds none: a tag condition on a
+/// missing key does not match, so such a request is granted nothing by it.
+async fn add_existing_tags(
+    storage: &std::sync::Arc<Storage>,
+    owner: &PublicKeyBytes,
+    bucket: &str,
+    key: &str,
+    query: Option<&str>,
+    context: &mut PolicyContext,
+) {
+    // Only a well-formed version id names a version object; anything else would name
+    // some other internal key, so it falls back to the current object (and the operation
+    // itself refuses the id).
+    let stored = match query_value(query, "versionId") {
+        Some(id) if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            version_key(key, &id)
+        }
+        _ => key.to_owned(),
+    };
+    if let Ok((_, info)) = storage.head_object(owner, bucket, &stored).await {
+        add_tags(context, EXISTING_TAG_PREFIX, &stored_tags(&info.user_meta));
+    }
+}
+
+/// Whether `policy` lets `requester` list the part of the bucket that holds `key`
+/// (`s3:ListBucket` with `s3:prefix` set to the key): S3 then answers a read of a missing
+/// key `404 NoSuchKey` rather than `403`.
+fn policy_lets_list(
+    policy: Option<&Policy>,
+    requester: Option<&PublicKeyBytes>,
+    bucket: &str,
+    key: &str,
+) -> bool {
+    policy.is_some_and(|p| {
+        let mut context = PolicyContext::new();
+        context.insert("s3:prefix".to_owned(), vec![key.to_owned()]);
+        p.evaluate(&PolicyRequest {
+            requester,
+            action: "s3:ListBucket",
+            resource: format!("arn:aws:s3:::{bucket}"),
+            context,
+        }) == Verdict::Allow
+    })
 }
 
 /// Decides whether `requester` (`None`: unsigned) may perform `op` on `path`.
@@ -228,12 +320,23 @@ pub(crate) async fn decide(
     let action = needed
         .map(|(_, _, a)| a.to_owned())
         .unwrap_or_else(|| owner_action(op));
+    let mut context = condition_context(query, headers);
+    if op == "PutObjectTagging" {
+        // Its tags are in the body, which is read after this check.
+        context.insert(REQUEST_TAGS_UNSEEN.to_owned(), Vec::new());
+    }
+    if let (Some(p), Some(key)) = (&policy, object)
+        && p.uses_existing_object_tags()
+        && EXISTING_OBJECT_OPERATIONS.contains(&op)
+    {
+        add_existing_tags(storage, &owner, bucket, key, query, &mut context).await;
+    }
     let verdict = policy.as_ref().map_or(Verdict::Silent, |p| {
         p.evaluate(&PolicyRequest {
             requester,
             action: &action,
             resource: resource.clone(),
-            context: condition_context(query, headers),
+            context,
         })
     });
     if requester == Some(&owner) {
@@ -274,11 +377,13 @@ pub(crate) async fn decide(
                     ),
                     // A missing object is answered NoSuchKey to those who may list the
                     // bucket, and AccessDenied to everyone else (as S3 does).
-                    Err(_) => bucket_acl(registry, bucket, &owner).allows(
-                        requester,
-                        Permission::Read,
-                        public_grants,
-                    ),
+                    Err(_) => {
+                        bucket_acl(registry, bucket, &owner).allows(
+                            requester,
+                            Permission::Read,
+                            public_grants,
+                        ) || policy_lets_list(policy.as_ref(), requester, bucket, key)
+                    }
                 }
             }
             (_, _, Some(permission)) => {
@@ -342,10 +447,11 @@ mod tests {
             hyper::header::HeaderValue::from_static("http://example.com/x"),
         );
         let c = condition_context(Some("list-type=2&prefix=a%2Fb+c&max-keys=5"), &h);
-        assert_eq!(c.get("s3:prefix").map(String::as_str), Some("a/b c"));
-        assert_eq!(c.get("s3:max-keys").map(String::as_str), Some("5"));
+        let one = |c: &PolicyContext, k: &str| c.get(k).and_then(|v| v.first()).cloned();
+        assert_eq!(one(&c, "s3:prefix").as_deref(), Some("a/b c"));
+        assert_eq!(one(&c, "s3:max-keys").as_deref(), Some("5"));
         assert_eq!(
-            c.get("aws:referer").map(String::as_str),
+            one(&c, "aws:referer").as_deref(),
             Some("http://example.com/x")
         );
         assert!(!c.contains_key("s3:delimiter"));
@@ -353,10 +459,27 @@ mod tests {
             "x-amz-acl",
             hyper::header::HeaderValue::from_static("public-read"),
         );
-        let c = condition_context(None, &h);
-        assert_eq!(
-            c.get("s3:x-amz-acl").map(String::as_str),
-            Some("public-read")
+        h.insert(
+            "x-amz-tagging",
+            hyper::header::HeaderValue::from_static("security=public&Team=a%20b"),
         );
+        let c = condition_context(None, &h);
+        assert_eq!(one(&c, "s3:x-amz-acl").as_deref(), Some("public-read"));
+        assert_eq!(
+            one(&c, "s3:requestobjecttag/security").as_deref(),
+            Some("public")
+        );
+        assert_eq!(one(&c, "s3:requestobjecttag/Team").as_deref(), Some("a b"));
+        assert_eq!(
+            c.get("s3:requestobjecttagkeys"),
+            Some(&vec!["security".to_owned(), "Team".to_owned()])
+        );
+        // A tagging header that does not parse (bad percent-encoding) sets no tag keys.
+        h.insert(
+            "x-amz-tagging",
+            hyper::header::HeaderValue::from_static("k=%zz"),
+        );
+        let c = condition_context(None, &h);
+        assert!(!c.keys().any(|k| k.starts_with("s3:requestobjecttag")));
     }
 }

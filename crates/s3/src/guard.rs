@@ -44,6 +44,9 @@ const VERSION_OPERATIONS: &[&str] = &[
     "GetObjectRetention",
     "PutObjectLegalHold",
     "GetObjectLegalHold",
+    "GetObjectAcl",
+    "PutObjectAcl",
+    "GetObjectAttributes",
 ];
 
 /// The server-side encryption a request asks for, refused as S3 refuses it when it cannot
@@ -180,9 +183,10 @@ pub fn check(op: &str, headers: &HeaderMap, query: Option<&str>) -> S3Result<()>
         return Err(not_implemented(&format!("object ownership {ownership:?}")));
     }
     // GET, HEAD and DELETE of one version are built (see `gateway::versioning`), and the
-    // retention and legal hold of one version (`gateway::object_lock`); the other
-    // operations that take a `versionId` (tagging, attributes, ACLs) act on the current
-    // version only, so they refuse any other than the `null` one rather than ignore it.
+    // retention, legal hold, ACL and attributes of one version (`gateway::object_lock`,
+    // `gateway::acl`, `gateway::parts`); the other operations that take a `versionId`
+    // (tagging) act on the current version only, so they refuse any other than the
+    // `null` one rather than ignore it.
     if let Some(version) = query_param(query, "versionId")
         && version != "null"
         && !VERSION_OPERATIONS.contains(&op)
@@ -238,7 +242,14 @@ mod tests {
             )),
             None
         );
-        for op in ["GetObject", "HeadObject", "DeleteObject"] {
+        for op in [
+            "GetObject",
+            "HeadObject",
+            "DeleteObject",
+            "GetObjectAcl",
+            "PutObjectAcl",
+            "GetObjectAttributes",
+        ] {
             assert_eq!(
                 code(check(op, &HeaderMap::new(), Some("versionId=abc"))),
                 None

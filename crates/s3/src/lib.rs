@@ -104,8 +104,9 @@ impl S3Access for SignedOnly {
                 Err(e) => return Err(s3_error!(InternalError, "{e}")),
             },
         };
-        // Refused before anything is read or written: see `guard`.
-        guard::check(&operation, cx.headers(), cx.uri().query())?;
+        // Access is decided first, as S3 does: a request a policy denies is answered 403
+        // even when a header it carries would be refused (a policy that denies an
+        // unwanted encryption algorithm must answer AccessDenied, not InvalidArgument).
         // A form upload names its object in the form, not the path: it is judged as a
         // write of that object, so policies on `bucket/prefix/*` apply to it as to a PUT.
         let form_key = cx
@@ -129,6 +130,8 @@ impl S3Access for SignedOnly {
             cx.headers(),
         )
         .await?;
+        // Refused before anything is written: see `guard`.
+        guard::check(&operation, cx.headers(), cx.uri().query())?;
         // An unsigned request naming no bucket (ListBuckets) touches no tenant's data and
         // has no tenant to charge; the per-address limits bound it.
         let charged = requester.or(decision.owner);

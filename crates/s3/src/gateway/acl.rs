@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use xnode_types::PublicKeyBytes;
 
 use super::settings::{ACL_KIND, PUBLIC_ACCESS_BLOCK_KIND, bucket_setting};
+use super::versioning::{VERSION_ID, public_id};
 use super::{Gateway, s3_err, tenant_owner};
 
 /// Where an object's ACL is kept in its metadata.
@@ -502,6 +503,46 @@ impl Gateway {
         Ok(S3Response::new(dto::PutBucketAclOutput {}))
     }
 
+    /// The stored objects that hold the ACL of `object` (or of its version `version_id`):
+    /// the version object and, when that version is the current one, the copy under the
+    /// object's key (see `versioning`), so that a read by version id and a plain read
+    /// answer the same ACL.
+    async fn acl_copies(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        object: &str,
+        version_id: Option<&str>,
+    ) -> S3Result<Vec<String>> {
+        let current = self.storage().head_object(tenant, bucket, object).await;
+        let current_id = match &current {
+            Ok((_, info)) if info.user_meta.contains_key(VERSION_ID) => Some(public_id(info)),
+            _ => None,
+        };
+        let mut copies = Vec::new();
+        match version_id {
+            Some(id) => {
+                copies.push(self.readable_version(tenant, bucket, object, id).await?);
+                if current_id.as_deref() == Some(id) {
+                    copies.push(object.to_owned());
+                }
+            }
+            None => {
+                current.map_err(s3_err)?;
+                copies.push(object.to_owned());
+                // The current version's own object; one deleted meanwhile has no ACL to
+                // keep in step.
+                if let Some(id) = current_id
+                    && let Ok((stored, _)) = self.find_version(tenant, bucket, object, &id).await
+                {
+                    copies.push(stored);
+                }
+            }
+        }
+        copies.dedup();
+        Ok(copies)
+    }
+
     pub(super) async fn get_object_acl_impl(
         &self,
         req: S3Request<dto::GetObjectAclInput>,
@@ -510,9 +551,16 @@ impl Gateway {
         let input = req.input;
         self.require_bucket(&key.tenant, &input.bucket)?;
         self.check_key(&input.key)?;
+        let stored = match input.version_id.as_deref() {
+            Some(id) => {
+                self.readable_version(&key.tenant, &input.bucket, &input.key, id)
+                    .await?
+            }
+            None => input.key.clone(),
+        };
         let (_, info) = self
             .storage()
-            .head_object(&key.tenant, &input.bucket, &input.key)
+            .head_object(&key.tenant, &input.bucket, &stored)
             .await
             .map_err(s3_err)?;
         let (owner, grants) = object_acl(&info.user_meta, &key.tenant).to_s3(&key.tenant);
@@ -552,27 +600,33 @@ impl Gateway {
             }
         };
         self.check_acl_allowed(&bucket, &acl)?;
-        let (_, info) = self
-            .storage()
-            .head_object(&key.tenant, &bucket, &object)
-            .await
-            .map_err(s3_err)?;
-        // A new version of the object's metadata over the same chunks, as tagging does.
-        let mut meta = info.user_meta.clone();
-        meta.insert(OBJECT_ACL.to_owned(), acl.encode());
-        self.storage()
-            .compose_object(
-                &key.tenant,
-                &bucket,
-                &object,
-                &key.data_key(),
-                &[(bucket.clone(), object.clone())],
-                info.content_type.clone(),
-                meta,
-                info.etag.clone(),
-            )
-            .await
-            .map_err(s3_err)?;
+        let version_id = req.input.version_id.as_deref();
+        for stored in self
+            .acl_copies(&key.tenant, &bucket, &object, version_id)
+            .await?
+        {
+            let (_, info) = self
+                .storage()
+                .head_object(&key.tenant, &bucket, &stored)
+                .await
+                .map_err(s3_err)?;
+            // A new version of the object's metadata over the same chunks, as tagging does.
+            let mut meta = info.user_meta.clone();
+            meta.insert(OBJECT_ACL.to_owned(), acl.encode());
+            self.storage()
+                .compose_object(
+                    &key.tenant,
+                    &bucket,
+                    &stored,
+                    &key.data_key(),
+                    &[(bucket.clone(), stored.clone())],
+                    info.content_type.clone(),
+                    meta,
+                    info.etag.clone(),
+                )
+                .await
+                .map_err(s3_err)?;
+        }
         Ok(S3Response::new(dto::PutObjectAclOutput::default()))
     }
 }

@@ -220,7 +220,7 @@ impl Gateway {
             server_side_encryption: encryption.server_side_encryption,
             sse_customer_algorithm: encryption.sse_customer_algorithm,
             sse_customer_key_md5: encryption.sse_customer_key_md5,
-            version_id: version.map(|v| v.public_id),
+            version_id: version.and_then(super::versioning::NewVersion::response_id),
             copy_source_version_id: src_version.map(str::to_owned),
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(etag_of(&info)),

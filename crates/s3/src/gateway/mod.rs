@@ -49,7 +49,12 @@ pub(crate) use errors::s3_err;
 /// What `crate::authorize` needs of the ACL and policy models.
 pub(crate) mod access {
     pub(crate) use super::acl::{Permission, bucket_acl, object_acl, public_access_block};
-    pub(crate) use super::policy::{Request as PolicyRequest, Verdict, bucket_policy};
+    pub(crate) use super::policy::{
+        Context as PolicyContext, EXISTING_TAG_PREFIX, Policy, REQUEST_TAG_KEYS,
+        REQUEST_TAG_PREFIX, REQUEST_TAGS_UNSEEN, Request as PolicyRequest, Verdict, bucket_policy,
+    };
+    pub(crate) use super::tagging::{parse_header as parse_tagging_header, stored as stored_tags};
+    pub(crate) use super::versioning::version_key;
 }
 pub use multipart::multipart_etag;
 

@@ -565,7 +565,7 @@ impl Gateway {
         let encryption = sse::response_headers(customer.as_ref());
         let mut response = S3Response::new(CompleteMultipartUploadOutput {
             server_side_encryption: encryption.server_side_encryption,
-            version_id: version.map(|v| v.public_id),
+            version_id: version.and_then(super::versioning::NewVersion::response_id),
             bucket: Some(input.bucket.clone()),
             key: Some(input.key.clone()),
             e_tag: Some(ETag::Strong(etag)),

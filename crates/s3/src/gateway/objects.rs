@@ -324,7 +324,7 @@ impl Gateway {
             server_side_encryption: encryption.server_side_encryption,
             sse_customer_algorithm: encryption.sse_customer_algorithm,
             sse_customer_key_md5: encryption.sse_customer_key_md5,
-            version_id: version.map(|v| v.public_id),
+            version_id: version.and_then(super::versioning::NewVersion::response_id),
             e_tag: Some(etag_of(&info)),
             size: i64::try_from(info.size).ok(),
             checksum_crc32: checksum.checksum_crc32,

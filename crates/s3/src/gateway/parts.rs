@@ -12,6 +12,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use xnode_store::ObjectInfo;
 
 use super::integrity::{part_checksum, stored_checksums};
+use super::versioning::{VERSION_ID, public_id};
 use super::{Gateway, MAX_KEYS, s3_err, timestamp};
 
 /// How many parts a multipart object's ETag (`<md5>-N`) says it has; `None` for an object
@@ -71,9 +72,16 @@ impl Gateway {
         let input = req.input;
         self.require_bucket(&key.tenant, &input.bucket)?;
         self.check_key(&input.key)?;
+        let stored = match input.version_id.as_deref() {
+            Some(id) => {
+                self.readable_version(&key.tenant, &input.bucket, &input.key, id)
+                    .await?
+            }
+            None => input.key.clone(),
+        };
         let (_, info) = self
             .storage()
-            .head_object(&key.tenant, &input.bucket, &input.key)
+            .head_object(&key.tenant, &input.bucket, &stored)
             .await
             .map_err(s3_err)?;
         // An SSE-C object's attributes are shown only to a request with its key, as S3 does.
@@ -92,8 +100,11 @@ impl Gateway {
                 .flat_map(|x| x.as_str().split(','))
                 .any(|x| x.trim() == a)
         };
+        // The version id, as on GET: when the object has one or a version was asked for.
+        let versioned = input.version_id.is_some() || info.user_meta.contains_key(VERSION_ID);
         let mut out = GetObjectAttributesOutput {
             last_modified: Some(timestamp(info.created_ms)),
+            version_id: versioned.then(|| public_id(&info)),
             ..Default::default()
         };
         if wants(ObjectAttributes::ETAG) {

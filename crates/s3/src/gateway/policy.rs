@@ -6,15 +6,21 @@
 //! evaluated. What is understood: `Effect` Allow or Deny; `Principal` `*`, `{"AWS": "*"}`
 //! or tenant ids (bare, or as `arn:aws:iam::<id>:root`; any other principal matches no
 //! one); `Action` and `Resource` with `*` and `?` wildcards; and conditions with the
-//! string operators (`StringEquals`, `StringNotEquals`, `StringLike`, `StringNotLike`,
-//! each optionally `...IfExists`) on the keys `s3:prefix`, `s3:delimiter`,
-//! `s3:max-keys`, `aws:Referer`, `aws:UserAgent` and the request headers `s3:x-amz-acl`,
-//! `s3:x-amz-grant-*`, `s3:x-amz-server-side-encryption`, `s3:x-amz-copy-source` and
-//! `s3:x-amz-metadata-directive`. A condition the gateway cannot evaluate
-//! (another operator or key) never grants: an Allow statement with one matches no
-//! request, a Deny statement with one matches every request it otherwise covers. Anything
-//! else malformed (`NotPrincipal`, `NotAction`, `NotResource`, a resource that cannot
-//! name this bucket, an unknown effect) is refused with `MalformedPolicy` when the policy is put.
+//! string operators (`StringEquals`, `StringNotEquals`, `StringEqualsIgnoreCase`,
+//! `StringNotEqualsIgnoreCase`, `StringLike`, `StringNotLike`, each optionally
+//! `...IfExists` and `ForAnyValue:`/`ForAllValues:`) and `Null`, on the keys `s3:prefix`,
+//! `s3:delimiter`, `s3:max-keys`, `aws:Referer`, `aws:UserAgent`, the request headers
+//! `s3:x-amz-acl`, `s3:x-amz-grant-*`, `s3:x-amz-server-side-encryption`,
+//! `s3:x-amz-server-side-encryption-customer-algorithm`,
+//! `s3:x-amz-server-side-encryption-aws-kms-key-id`, `s3:x-amz-copy-source` and
+//! `s3:x-amz-metadata-directive`, and the object tag keys `s3:ExistingObjectTag/<key>`
+//! (the tags stored on the object the request acts on), `s3:RequestObjectTag/<key>` and
+//! `s3:RequestObjectTagKeys` (the tags of the request's `x-amz-tagging` header). A
+//! condition the gateway cannot evaluate (another operator or key) never grants: an Allow
+//! statement with one matches no request, a Deny statement with one matches every request
+//! it otherwise covers. Anything else malformed (`NotPrincipal`, `NotAction`,
+//! `NotResource`, a resource that cannot name this bucket, an unknown effect) is refused
+//! with `MalformedPolicy` when the policy is put.
 
 use std::collections::BTreeMap;
 
@@ -56,9 +62,15 @@ enum Principal {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Condition {
     operator: String,
-    key: String,
+    /// The key as the request context names it (see [`canonical_key`]); `None` if the
+    /// gateway does not know it.
+    key: Option<String>,
     values: Vec<String>,
 }
+
+/// The values of the condition keys of one request, by canonical key (see
+/// [`canonical_key`]). Most keys have one value; `s3:RequestObjectTagKeys` has one per tag.
+pub(crate) type Context = BTreeMap<String, Vec<String>>;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Statement {
@@ -81,7 +93,25 @@ pub(crate) struct Request<'a> {
     pub(crate) requester: Option<&'a PublicKeyBytes>,
     pub(crate) action: &'a str,
     pub(crate) resource: String,
-    pub(crate) context: BTreeMap<&'static str, String>,
+    pub(crate) context: Context,
+}
+
+/// Condition values: strings, or booleans and numbers written as JSON literals (IAM
+/// accepts `"Null": {"key": true}`).
+fn condition_values(value: &Value) -> S3Result<Vec<String>> {
+    let one = |v: &Value| match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Number(n) => Ok(n.to_string()),
+        _ => Err(malformed(
+            "condition values must be strings, booleans or numbers",
+        )),
+    };
+    match value {
+        Value::Array(items) if !items.is_empty() => items.iter().map(one).collect(),
+        Value::Array(_) => Err(malformed("a condition needs at least one value")),
+        other => Ok(vec![one(other)?]),
+    }
 }
 
 /// One string or a list of strings.
@@ -138,7 +168,8 @@ fn glob(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
-/// The condition keys the gateway can evaluate.
+/// The single-valued condition keys the gateway can evaluate (lower case: IAM compares
+/// condition key names without regard to case).
 const KNOWN_KEYS: &[&str] = &[
     "s3:prefix",
     "s3:delimiter",
@@ -152,34 +183,115 @@ const KNOWN_KEYS: &[&str] = &[
     "s3:x-amz-grant-write-acp",
     "s3:x-amz-grant-full-control",
     "s3:x-amz-server-side-encryption",
+    "s3:x-amz-server-side-encryption-customer-algorithm",
+    "s3:x-amz-server-side-encryption-aws-kms-key-id",
     "s3:x-amz-copy-source",
     "s3:x-amz-metadata-directive",
+    REQUEST_TAG_KEYS,
 ];
+
+/// The prefix of the keys naming a tag stored on the object a request acts on.
+pub(crate) const EXISTING_TAG_PREFIX: &str = "s3:existingobjecttag/";
+/// The prefix of the keys naming a tag the request sets (`x-amz-tagging`).
+pub(crate) const REQUEST_TAG_PREFIX: &str = "s3:requestobjecttag/";
+/// The keys of the tags the request sets, one value per tag.
+pub(crate) const REQUEST_TAG_KEYS: &str = "s3:requestobjecttagkeys";
+/// Present in a context whose request sets tags the access check cannot see (the body
+/// of PutObjectTagging, read only after the check): conditions on the request's tags
+/// then cannot be evaluated, and fail closed rather than see "no tags".
+pub(crate) const REQUEST_TAGS_UNSEEN: &str = ":request-tags-unseen";
+
+/// The name a condition key has in a request's [`Context`], or `None` if the gateway
+/// cannot evaluate it. The `s3:...` part is compared without regard to case, as IAM
+/// does; the tag key after `ExistingObjectTag/` or `RequestObjectTag/` keeps its case,
+/// because tag keys are case-sensitive.
+fn canonical_key(key: &str) -> Option<String> {
+    let lower = key.to_ascii_lowercase();
+    if KNOWN_KEYS.contains(&lower.as_str()) {
+        return Some(lower);
+    }
+    [EXISTING_TAG_PREFIX, REQUEST_TAG_PREFIX]
+        .into_iter()
+        .find(|prefix| lower.starts_with(prefix))
+        .and_then(|prefix| Some(format!("{prefix}{}", key.get(prefix.len()..)?)))
+}
+
+/// How a condition treats a key with several values (IAM's set operators).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SetQualifier {
+    /// No qualifier: a positive operator matches if any value matches, a negated one if
+    /// none does (the same as for a single value).
+    Plain,
+    /// `ForAnyValue:`: some value of the request satisfies the operator.
+    AnyValue,
+    /// `ForAllValues:`: every value of the request satisfies the operator (and a key the
+    /// request lacks satisfies it).
+    AllValues,
+}
 
 impl Condition {
     /// `None` if the gateway cannot evaluate this condition.
-    fn holds(&self, context: &BTreeMap<&'static str, String>) -> Option<bool> {
-        let key = self.key.to_ascii_lowercase();
-        if !KNOWN_KEYS.contains(&key.as_str()) {
+    fn holds(&self, context: &Context) -> Option<bool> {
+        let key = self.key.as_deref()?;
+        if context.contains_key(REQUEST_TAGS_UNSEEN)
+            && (key == REQUEST_TAG_KEYS || key.starts_with(REQUEST_TAG_PREFIX))
+        {
             return None;
         }
-        let (operator, if_exists) = match self.operator.strip_suffix("IfExists") {
+        let (qualifier, operator) = if let Some(op) = self.operator.strip_prefix("ForAnyValue:") {
+            (SetQualifier::AnyValue, op)
+        } else if let Some(op) = self.operator.strip_prefix("ForAllValues:") {
+            (SetQualifier::AllValues, op)
+        } else {
+            (SetQualifier::Plain, self.operator.as_str())
+        };
+        let present = context.get(key).filter(|values| !values.is_empty());
+        if operator == "Null" {
+            // `true` asks that the key be absent, `false` that it be present.
+            let mut holds = false;
+            for v in &self.values {
+                holds |= match v.as_str() {
+                    "true" => present.is_none(),
+                    "false" => present.is_some(),
+                    _ => return None,
+                };
+            }
+            return Some(holds);
+        }
+        let (operator, if_exists) = match operator.strip_suffix("IfExists") {
             Some(op) => (op, true),
-            None => (self.operator.as_str(), false),
+            None => (operator, false),
         };
-        let value = context.get(key.as_str());
-        let Some(value) = value else {
-            // A key absent from the request: the positive operators do not match, the
-            // negated ones do, and `...IfExists` matches (as IAM evaluates them).
-            return Some(if_exists || operator.contains("Not"));
-        };
-        Some(match operator {
-            "StringEquals" => self.values.iter().any(|v| v == value),
-            "StringNotEquals" => self.values.iter().all(|v| v != value),
-            "StringEqualsIgnoreCase" => self.values.iter().any(|v| v.eq_ignore_ascii_case(value)),
-            "StringLike" => self.values.iter().any(|v| glob(v, value)),
-            "StringNotLike" => self.values.iter().all(|v| !glob(v, value)),
+        let (positive, negated) = match operator {
+            "StringNotEquals" => ("StringEquals", true),
+            "StringNotEqualsIgnoreCase" => ("StringEqualsIgnoreCase", true),
+            "StringNotLike" => ("StringLike", true),
+            "StringEquals" | "StringEqualsIgnoreCase" | "StringLike" => (operator, false),
             _ => return None,
+        };
+        let matches = |value: &str| {
+            self.values.iter().any(|v| match positive {
+                "StringEquals" => v == value,
+                "StringEqualsIgnoreCase" => v.to_lowercase() == value.to_lowercase(),
+                _ => glob(v, value),
+            })
+        };
+        let Some(values) = present else {
+            // A key absent from the request: the positive operators do not match, the
+            // negated ones do, `...IfExists` matches, `ForAnyValue:` does not and
+            // `ForAllValues:` does (as IAM evaluates them).
+            return Some(match qualifier {
+                SetQualifier::Plain => if_exists || negated,
+                SetQualifier::AnyValue => if_exists,
+                SetQualifier::AllValues => true,
+            });
+        };
+        // Whether one value of the request satisfies the (possibly negated) operator.
+        let satisfies = |value: &String| matches(value) != negated;
+        Some(match qualifier {
+            SetQualifier::Plain if negated => values.iter().all(satisfies),
+            SetQualifier::Plain | SetQualifier::AnyValue => values.iter().any(satisfies),
+            SetQualifier::AllValues => values.iter().all(satisfies),
         })
     }
 }
@@ -203,7 +315,7 @@ impl Statement {
 
     /// Whether the statement's conditions hold; one the gateway cannot evaluate counts
     /// against granting (false for Allow, true for Deny).
-    fn conditions_hold(&self, context: &BTreeMap<&'static str, String>) -> bool {
+    fn conditions_hold(&self, context: &Context) -> bool {
         self.conditions
             .iter()
             .all(|c| c.holds(context).unwrap_or(!self.allow))
@@ -267,6 +379,18 @@ impl Policy {
 
     pub(crate) fn is_public(&self) -> bool {
         self.statements.iter().any(Statement::is_public)
+    }
+
+    /// Whether any condition tests the tags stored on the object (so a request's context
+    /// needs them, which costs a metadata read).
+    pub(crate) fn uses_existing_object_tags(&self) -> bool {
+        self.statements.iter().any(|s| {
+            s.conditions.iter().any(|c| {
+                c.key
+                    .as_deref()
+                    .is_some_and(|k| k.starts_with(EXISTING_TAG_PREFIX))
+            })
+        })
     }
 }
 
@@ -344,8 +468,8 @@ fn parse_statement(value: &Value, bucket: &str) -> S3Result<Statement> {
                 for (key, values) in keys {
                     conditions.push(Condition {
                         operator: operator.clone(),
-                        key: key.clone(),
-                        values: strings(values, "condition values")?,
+                        key: canonical_key(key),
+                        values: condition_values(values)?,
                     });
                 }
             }
@@ -502,132 +626,4 @@ impl Gateway {
 }
 
 #[cfg(test)]
-mod tests {
-    use xnode_types::SecretKey;
-
-    use super::*;
-
-    fn request<'a>(
-        who: Option<&'a PublicKeyBytes>,
-        action: &'a str,
-        resource: &str,
-    ) -> Request<'a> {
-        Request {
-            requester: who,
-            action,
-            resource: resource.to_owned(),
-            context: BTreeMap::new(),
-        }
-    }
-
-    #[test]
-    fn allow_deny_principals_and_wildcards() {
-        let alt = SecretKey::generate().public();
-        let other = SecretKey::generate().public();
-        let text = serde_json::json!({
-            "Version": "2012-10-17",
-            "Statement": [
-                {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "s3:Get*",
-                 "Resource": "arn:aws:s3:::b/public/*"},
-                {"Effect": "Allow", "Principal": {"AWS": [format!("arn:aws:iam::{}:root", alt.to_hex())]},
-                 "Action": ["s3:PutObject", "s3:ListBucket"], "Resource": ["arn:aws:s3:::b", "arn:aws:s3:::b/*"]},
-                {"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject",
-                 "Resource": "arn:aws:s3:::b/public/secret"}
-            ]
-        })
-        .to_string();
-        let p = Policy::parse(&text, "b").unwrap();
-        assert!(p.is_public());
-        assert_eq!(
-            p.evaluate(&request(None, "s3:GetObject", "arn:aws:s3:::b/public/x")),
-            Verdict::Allow
-        );
-        assert_eq!(
-            p.evaluate(&request(None, "s3:GetObject", "arn:aws:s3:::b/private/x")),
-            Verdict::Silent
-        );
-        assert_eq!(
-            p.evaluate(&request(
-                None,
-                "s3:GetObject",
-                "arn:aws:s3:::b/public/secret"
-            )),
-            Verdict::Deny
-        );
-        assert_eq!(
-            p.evaluate(&request(Some(&alt), "s3:PutObject", "arn:aws:s3:::b/k")),
-            Verdict::Allow
-        );
-        assert_eq!(
-            p.evaluate(&request(Some(&other), "s3:PutObject", "arn:aws:s3:::b/k")),
-            Verdict::Silent
-        );
-        assert_eq!(
-            p.evaluate(&request(Some(&alt), "s3:ListBucket", "arn:aws:s3:::b")),
-            Verdict::Allow
-        );
-    }
-
-    #[test]
-    fn conditions_grant_only_when_they_hold() {
-        let text = serde_json::json!({
-            "Statement": {"Effect": "Allow", "Principal": "*", "Action": "s3:ListBucket",
-                "Resource": "arn:aws:s3:::b",
-                "Condition": {"StringEquals": {"s3:prefix": "pub/"}}}
-        })
-        .to_string();
-        let p = Policy::parse(&text, "b").unwrap();
-        assert!(!p.is_public());
-        let mut r = request(None, "s3:ListBucket", "arn:aws:s3:::b");
-        assert_eq!(p.evaluate(&r), Verdict::Silent);
-        r.context.insert("s3:prefix", "pub/".into());
-        assert_eq!(p.evaluate(&r), Verdict::Allow);
-        r.context.insert("s3:prefix", "secret/".into());
-        assert_eq!(p.evaluate(&r), Verdict::Silent);
-        // An unknown condition never grants, and always denies.
-        let text = serde_json::json!({
-            "Statement": [
-                {"Effect": "Allow", "Principal": "*", "Action": "s3:*", "Resource": "arn:aws:s3:::b/*",
-                 "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/32"}}},
-                {"Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject", "Resource": "arn:aws:s3:::b/*",
-                 "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
-            ]
-        })
-        .to_string();
-        let p = Policy::parse(&text, "b").unwrap();
-        assert_eq!(
-            p.evaluate(&request(None, "s3:GetObject", "arn:aws:s3:::b/k")),
-            Verdict::Silent
-        );
-        assert_eq!(
-            p.evaluate(&request(None, "s3:DeleteObject", "arn:aws:s3:::b/k")),
-            Verdict::Deny
-        );
-    }
-
-    #[test]
-    fn malformed_policies_are_refused() {
-        for bad in [
-            "not json".to_owned(),
-            "[]".to_owned(),
-            serde_json::json!({"Statement": []}).to_string(),
-            serde_json::json!({"Statement": {"Effect": "Maybe", "Principal": "*", "Action": "s3:*", "Resource": "arn:aws:s3:::b"}}).to_string(),
-            serde_json::json!({"Statement": {"Effect": "Allow", "NotPrincipal": {"AWS": "*"}, "Action": "s3:*", "Resource": "arn:aws:s3:::b"}}).to_string(),
-            serde_json::json!({"Statement": {"Effect": "Allow", "Principal": "*", "Action": "s3:*", "Resource": "arn:aws:s3:::other/*"}}).to_string(),
-            serde_json::json!({"Statement": {"Effect": "Allow", "Principal": "*", "Action": "ec2:*", "Resource": "arn:aws:s3:::b"}}).to_string(),
-            serde_json::json!({"Version": "1999", "Statement": {"Effect": "Allow", "Principal": "*", "Action": "s3:*", "Resource": "arn:aws:s3:::b"}}).to_string(),
-        ] {
-            let e = Policy::parse(&bad, "b").unwrap_err();
-            assert_eq!(e.code().as_str(), "MalformedPolicy", "{bad}");
-        }
-    }
-
-    #[test]
-    fn glob_matches_like_iam() {
-        assert!(glob("a*c", "abbbc"));
-        assert!(glob("a?c", "abc"));
-        assert!(!glob("a?c", "abbc"));
-        assert!(glob("*", ""));
-        assert!(!glob("abc", "abcd"));
-    }
-}
+mod tests;

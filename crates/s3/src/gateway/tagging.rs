@@ -83,7 +83,7 @@ pub(super) fn validate(tags: &[(String, String)]) -> S3Result<()> {
 }
 
 /// The tags of an `x-amz-tagging` header (`k=v&k2=v2`), checked.
-pub(super) fn parse_header(header: &str) -> S3Result<Vec<(String, String)>> {
+pub(crate) fn parse_header(header: &str) -> S3Result<Vec<(String, String)>> {
     let mut tags = Vec::new();
     for pair in header.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -112,7 +112,7 @@ pub(super) fn store_into(meta: &mut BTreeMap<String, String>, tags: &[(String, S
 }
 
 /// The tags kept in an object's metadata map, in the order they were given.
-pub(super) fn stored(meta: &BTreeMap<String, String>) -> Vec<(String, String)> {
+pub(crate) fn stored(meta: &BTreeMap<String, String>) -> Vec<(String, String)> {
     meta.get(TAGS)
         .map(|text| {
             text.split('&')

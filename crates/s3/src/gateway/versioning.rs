@@ -34,6 +34,10 @@ pub(super) const VERSION_ID: &str = ":version-id";
 const DELETE_MARKER: &str = ":delete-marker";
 /// The public id of the version of an unversioned or suspended write.
 pub(super) const NULL_VERSION: &str = "null";
+/// How many times a delete of a version retries after losing a race to another write of
+/// the same key, and looks again at a key whose versions other requests are changing at
+/// the same moment (see `restore_current`).
+const RESTORE_ATTEMPTS: usize = 16;
 /// Length of an internal version id (hex digits).
 const ID_LEN: usize = 32;
 
@@ -68,7 +72,7 @@ fn versions_prefix(key: &str) -> String {
 }
 
 /// The internal object holding version `id` of `key`.
-fn version_key(key: &str, id: &str) -> String {
+pub(crate) fn version_key(key: &str, id: &str) -> String {
     internal_key(&format!("ver/{key}/{id}"))
 }
 
@@ -99,6 +103,14 @@ pub(super) struct NewVersion {
     pub(super) stored_key: String,
     pub(super) public_id: String,
     suspended: bool,
+}
+
+impl NewVersion {
+    /// The `x-amz-version-id` a write answers: none for the `null` version of a
+    /// suspended bucket, as S3 answers it.
+    pub(super) fn response_id(self) -> Option<String> {
+        (!self.suspended).then_some(self.public_id)
+    }
 }
 
 /// One version in a key's history.
@@ -243,7 +255,9 @@ impl Gateway {
 
     /// Makes a written version object the object's current version, if `pre` holds for
     /// the current one (conditional writes are decided on the object's key, as without
-    /// versioning). A version whose condition failed is removed again.
+    /// versioning). A version whose condition failed is removed again. An unconditional
+    /// write that lost the key to another write of the same moment keeps its version (S3
+    /// keeps every version of concurrent PUTs); the key then gets the newest version.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn finish_version(
         &self,
@@ -254,7 +268,8 @@ impl Gateway {
         version: &NewVersion,
         info: &ObjectInfo,
         pre: xnode_storage::conditional::Preconditions,
-    ) -> S3Result<ObjectMeta> {
+    ) -> S3Result<()> {
+        let unconditional = pre.is_empty();
         let current = self
             .storage()
             .compose_object_if(
@@ -270,12 +285,9 @@ impl Gateway {
             )
             .await;
         match current {
-            Ok(meta) => {
-                if version.suspended {
-                    self.remove_other_null_versions(key, bucket, object, &version.stored_key)
-                        .await?;
-                }
-                Ok(meta)
+            Ok(_) => {}
+            Err(StorageError::Conflict(_)) if unconditional => {
+                self.restore_current(key, bucket, object).await?;
             }
             Err(e) => {
                 if let Err(cleanup) = self
@@ -285,9 +297,14 @@ impl Gateway {
                 {
                     tracing::warn!(error = %cleanup, "could not remove a version whose write failed");
                 }
-                Err(s3_err(e))
+                return Err(s3_err(e));
             }
         }
+        if version.suspended {
+            self.remove_other_null_versions(key, bucket, object, &version.stored_key)
+                .await?;
+        }
+        Ok(())
     }
 
     /// A suspended bucket keeps one `null` version per key: the one just written.
@@ -427,10 +444,25 @@ impl Gateway {
             }
             // The delete's conditions (`If-Match`, last-modified time, size) are about the
             // version named, decided by its key's coordinator as for a current object.
-            self.storage()
-                .delete_object_if(tenant, bucket, &stored, pre)
-                .await
-                .map_err(s3_err)?;
+            // Several requests may delete the same version at once (DeleteObjects from
+            // many clients); the ones that lose the race to another delete look again
+            // and find the version gone, which is the outcome they asked for.
+            let mut attempt = 0;
+            loop {
+                match self
+                    .storage()
+                    .delete_object_if(tenant, bucket, &stored, pre.clone())
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(StorageError::Conflict(_) | StorageError::ConditionalConflict(_))
+                        if attempt < RESTORE_ATTEMPTS =>
+                    {
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(s3_err(e)),
+                }
+            }
             if stored != object {
                 self.restore_current(key, bucket, object).await?;
             }
@@ -500,53 +532,81 @@ impl Gateway {
 
     /// After a version was deleted: the object's key holds the newest remaining version,
     /// or nothing if that is a delete marker or no version is left.
+    ///
+    /// Deletes of a key's versions may run at once on several gateways (DeleteObjects
+    /// from many clients): one may copy a version to the key just as another deletes that
+    /// version. So every write here is followed by a fresh look at the versions, until
+    /// the key matches the newest one; the last writer always checks its own write.
     async fn restore_current(&self, key: &AccessKey, bucket: &str, object: &str) -> S3Result<()> {
-        let newest = self
-            .versions_of(&key.tenant, bucket, object)
-            .await?
-            .into_iter()
-            .next();
-        let current = match self
-            .storage()
-            .head_object(&key.tenant, bucket, object)
-            .await
-        {
-            Ok((_, info)) => Some(info),
-            Err(StorageError::NoSuchKey(_)) => None,
-            Err(e) => return Err(s3_err(e)),
-        };
-        match newest {
-            Some(v) if !is_delete_marker(&v.info) => {
-                if current.as_ref().map(public_id) == Some(public_id(&v.info)) {
-                    return Ok(());
+        for _ in 0..RESTORE_ATTEMPTS {
+            let newest = self
+                .versions_of(&key.tenant, bucket, object)
+                .await?
+                .into_iter()
+                .next();
+            let current = match self
+                .storage()
+                .head_object(&key.tenant, bucket, object)
+                .await
+            {
+                Ok((_, info)) => Some(info),
+                Err(StorageError::NoSuchKey(_)) => None,
+                Err(e) => return Err(s3_err(e)),
+            };
+            match newest {
+                Some(v) if !is_delete_marker(&v.info) => {
+                    if current.as_ref().map(public_id) == Some(public_id(&v.info)) {
+                        return Ok(());
+                    }
+                    match self
+                        .storage()
+                        .compose_object(
+                            &key.tenant,
+                            bucket,
+                            object,
+                            &key.data_key(),
+                            &[(bucket.to_owned(), version_key(object, &v.internal_id))],
+                            v.info.content_type.clone(),
+                            v.info.user_meta.clone(),
+                            v.info.etag.clone(),
+                        )
+                        .await
+                    {
+                        // The version was deleted meanwhile, or another request wrote the
+                        // key at the same moment: look again.
+                        Ok(_)
+                        | Err(StorageError::NoSuchKey(_))
+                        | Err(StorageError::Conflict(_)) => {}
+                        Err(e) => return Err(s3_err(e)),
+                    }
                 }
-                self.storage()
-                    .compose_object(
-                        &key.tenant,
-                        bucket,
-                        object,
-                        &key.data_key(),
-                        &[(bucket.to_owned(), version_key(object, &v.internal_id))],
-                        v.info.content_type.clone(),
-                        v.info.user_meta.clone(),
-                        v.info.etag.clone(),
-                    )
-                    .await
-                    .map_err(s3_err)?;
-            }
-            _ => {
-                // A `null` version living only under the key is its own current version.
-                if current
-                    .as_ref()
-                    .is_some_and(|c| c.user_meta.contains_key(VERSION_ID))
-                {
-                    self.storage()
+                _ => {
+                    // A `null` version living only under the key is its own current
+                    // version; a copy of a version object is not.
+                    if !current
+                        .as_ref()
+                        .is_some_and(|c| c.user_meta.contains_key(VERSION_ID))
+                    {
+                        return Ok(());
+                    }
+                    match self
+                        .storage()
                         .delete_object(&key.tenant, bucket, object)
                         .await
-                        .map_err(s3_err)?;
+                    {
+                        Ok(_)
+                        | Err(StorageError::NoSuchKey(_))
+                        | Err(StorageError::Conflict(_)) => {}
+                        Err(e) => return Err(s3_err(e)),
+                    }
                 }
             }
         }
+        tracing::warn!(
+            bucket,
+            object,
+            "the current version kept changing while it was restored; left to the next delete"
+        );
         Ok(())
     }
 
@@ -808,42 +868,4 @@ impl Gateway {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn version_keys_round_trip_and_newer_ids_sort_first() {
-        let older = new_internal_id();
-        let newer = new_internal_id();
-        assert!(newer < older, "{newer} should sort before {older}");
-        assert!(is_internal_id(&older));
-        for key in ["a", "a/b", "dir/with/slashes/", "ünïcode"] {
-            let stored = version_key(key, &older);
-            assert_eq!(parse_version_key(&stored), Some((key, older.as_str())));
-            assert!(stored.starts_with(&versions_prefix(key)));
-        }
-        // A key's versions are not mistaken for those of a longer key sharing its prefix.
-        let nested = version_key("a/b", &older);
-        let prefix = versions_prefix("a");
-        let rest = nested.strip_prefix(&prefix).unwrap_or_default();
-        assert!(!is_internal_id(rest));
-        assert_eq!(parse_version_key(&internal_key("ver/short")), None);
-        assert_eq!(parse_version_key(&internal_key("mpu/x")), None);
-    }
-
-    #[test]
-    fn public_ids_default_to_null() {
-        let mut info = ObjectInfo {
-            manifest: xnode_store::ChunkId::of(b"m"),
-            size: 0,
-            etag: "e".into(),
-            content_type: "t".into(),
-            user_meta: BTreeMap::new(),
-            created_ms: 1,
-        };
-        assert_eq!(public_id(&info), NULL_VERSION);
-        info.user_meta.insert(VERSION_ID.into(), "abc".into());
-        assert_eq!(public_id(&info), "abc");
-        assert!(!is_delete_marker(&info));
-    }
-}
+mod tests;
