@@ -387,7 +387,7 @@ impl World {
         let now = self.now();
         for (i, node) in self.nodes.iter().enumerate() {
             if self.alive.get(i).copied().unwrap_or(false) {
-                let record = node.membership.local_record();
+                let record = node.membership().local_record();
                 membership.observe_vouched(
                     record.node,
                     &record.addresses,
@@ -409,7 +409,7 @@ impl World {
             && let Some(node) = self.nodes.get_mut(index)
         {
             node.push_pull(peer, now);
-            let announcement = node.membership.local_announcement();
+            let announcement = node.membership().local_announcement();
             node.broadcast(announcement);
         }
         self.flush(index);
@@ -572,9 +572,9 @@ pub fn run(config: SimConfig) -> Report {
         if !world.alive.get(i).copied().unwrap_or(false) {
             continue;
         }
-        members.push(node.membership.members().count() as f64);
+        members.push(node.membership().members().count() as f64);
         false_deaths += node
-            .membership
+            .membership()
             .members()
             .filter(|m| m.state == MemberState::Dead)
             .filter(|m| {

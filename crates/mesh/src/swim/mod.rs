@@ -31,6 +31,7 @@
 //! - no arithmetic on incarnations can overflow.
 
 pub mod admission;
+pub mod engine;
 mod updates;
 
 use std::collections::{BTreeSet, HashMap};
