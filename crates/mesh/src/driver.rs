@@ -525,7 +525,8 @@ impl Driver {
                 self.swim.membership_mut().heard_from(&node, Instant::now());
                 if num_established.get() == 1 {
                     let _ = self.shared.events.send(MeshEvent::PeerConnected(node));
-                    self.swim.push_pull(node, Instant::now());
+                    let by_digest = swim_io::speaks_digest(&self.shared, &node);
+                    self.swim.push_pull(node, Instant::now(), by_digest);
                     self.run_swim_actions();
                 }
                 self.refresh_shared();
@@ -963,7 +964,10 @@ impl Driver {
             self.swim_limits.prune(now);
         }
         // Probe deadlines, relays, refutations, suspicions, the next probes and push-pull.
-        self.swim.tick(now, &mut rand::thread_rng());
+        let shared = Arc::clone(&self.shared);
+        self.swim.tick(now, &mut rand::thread_rng(), |peer| {
+            swim_io::speaks_digest(&shared, peer)
+        });
         self.run_swim_actions();
         if self.connected.is_empty()
             && !self.config.bootstrap.is_empty()

@@ -130,8 +130,10 @@ impl SimNode {
             match action {
                 Action::Send { token, to, request } => {
                     let class = match request {
-                        SwimRequest::Sync { .. } => Class::PushPull,
-                        _ => Class::Probe,
+                        SwimRequest::Sync { .. }
+                        | SwimRequest::SyncDigest { .. }
+                        | SwimRequest::SyncEntries { .. } => Class::PushPull,
+                        SwimRequest::Ping { .. } | SwimRequest::PingReq { .. } => Class::Probe,
                     };
                     let Ok(encoded) = xnode_wire::encode(&request) else {
                         self.engine.lost(token);
@@ -150,8 +152,12 @@ impl SimNode {
                     response,
                 } => {
                     let class = match response {
-                        SwimResponse::Sync { .. } => Class::PushPull,
-                        _ => Class::Probe,
+                        SwimResponse::Sync { .. }
+                        | SwimResponse::SyncDiff { .. }
+                        | SwimResponse::Merged => Class::PushPull,
+                        SwimResponse::Ack { .. }
+                        | SwimResponse::CoordinatedAck { .. }
+                        | SwimResponse::Nack => Class::Probe,
                     };
                     let Ok(encoded) = xnode_wire::encode(&response) else {
                         continue;
@@ -203,14 +209,17 @@ impl SimNode {
         self.run_actions();
     }
 
-    /// Pushes this node's view to `peer`, as on a new connection.
+    /// Pushes this node's whole view to `peer`, as the driver does on a first connection
+    /// (before the peer's protocol version is known).
     pub fn push_pull(&mut self, peer: NodeId, now: Instant) {
-        self.engine.push_pull(peer, now);
+        self.engine.push_pull(peer, now, false);
         self.run_actions();
     }
 
-    /// The driver's tick: the engine's periodic work, and the housekeeping.
-    pub fn tick(&mut self, now: Instant, rng: &mut StdRng) {
+    /// The driver's tick: the engine's periodic work, and the housekeeping. `by_digest`
+    /// says whether the periodic push-pull goes by digest (every simulated node speaks
+    /// the same protocol).
+    pub fn tick(&mut self, now: Instant, rng: &mut StdRng, by_digest: bool) {
         if now.saturating_duration_since(self.last_housekeeping) >= Duration::from_secs(5) {
             self.last_housekeeping = now;
             self.engine.membership_mut().reap(now);
@@ -218,7 +227,7 @@ impl SimNode {
             self.seen
                 .retain(|_, at| now.saturating_duration_since(*at) < Duration::from_secs(120));
         }
-        self.engine.tick(now, rng);
+        self.engine.tick(now, rng, |_| by_digest);
         self.run_actions();
     }
 }

@@ -18,7 +18,7 @@ use crate::metrics::{ReasonLabel, ResultLabel, StateLabel};
 use crate::proto::{MAX_SWIM_BYTES, SwimRequest, SwimResponse};
 use crate::swim::engine::Action;
 use crate::swim::{Applied, MemberState, MembershipUpdate};
-use crate::{MeshEvent, swim};
+use crate::{MeshEvent, Shared, swim};
 
 impl Driver {
     /// Applies an update delivered by `sender` (this node for its own findings) and carries
@@ -244,17 +244,20 @@ impl Driver {
                 return self.drop_swim_request("malformed");
             }
         };
-        if matches!(request, SwimRequest::Sync { .. }) && !self.swim_limits.allow_sync(from, now) {
+        let is_sync = matches!(
+            request,
+            SwimRequest::Sync { .. }
+                | SwimRequest::SyncDigest { .. }
+                | SwimRequest::SyncEntries { .. }
+        );
+        if is_sync && !self.swim_limits.allow_sync(from, now) {
             self.swim.membership_mut().heard_from(&from, now);
             return self.drop_swim_request("rate_limited");
         }
         // This node's ack to `from`: with its network coordinate when `from` speaks a
         // protocol that has it (older nodes cannot decode that form).
-        let negotiated = match self.shared.peer_protocols.read() {
-            Ok(table) => table.get(&from).and_then(|p| p.negotiated),
-            Err(poisoned) => poisoned.into_inner().get(&from).and_then(|p| p.negotiated),
-        };
-        let coordinated = negotiated.is_some_and(|v| v >= crate::protocol::COORDINATES);
+        let coordinated =
+            negotiated(&self.shared, &from).is_some_and(|v| v >= crate::protocol::COORDINATES);
         let vivaldi = &self.vivaldi;
         self.swim
             .on_request(from, channel, request, now, |membership| {
@@ -334,6 +337,21 @@ impl Driver {
         };
         self.rtt_us.insert(target, smoothed);
     }
+}
+
+/// The protocol version `peer` negotiated with this node, once it identified itself.
+fn negotiated(shared: &Shared, peer: &NodeId) -> Option<crate::ProtocolVersion> {
+    match shared.peer_protocols.read() {
+        Ok(table) => table.get(peer).and_then(|p| p.negotiated),
+        Err(poisoned) => poisoned.into_inner().get(peer).and_then(|p| p.negotiated),
+    }
+}
+
+/// Whether `peer` negotiated a protocol that has push-pull by digest. A peer not
+/// identified yet (a connection to it just opened for the first time) is sent the whole
+/// view, which every version understands.
+pub(super) fn speaks_digest(shared: &Shared, peer: &NodeId) -> bool {
+    negotiated(shared, peer).is_some_and(|v| v >= crate::protocol::DIGEST_SYNC)
 }
 
 /// Pre-creates the series of the membership refusal counter, so dashboards see zeros.

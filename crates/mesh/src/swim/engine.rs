@@ -22,6 +22,7 @@ use rand::seq::IteratorRandom;
 use tokio::time::Instant;
 use xnode_types::NodeId;
 
+use super::digest::{ViewDigest, bucket_count};
 use super::{Applied, MemberState, Membership, MembershipUpdate, Refusal};
 use crate::liveness::{LivenessRecord, SelfStatus};
 use crate::proto::{MAX_SWIM_BYTES, MAX_SYNC_UPDATES, SwimRequest, SwimResponse};
@@ -33,6 +34,11 @@ pub const SNAPSHOT_BUDGET: usize = MAX_SWIM_BYTES - 64 * 1024;
 /// gives up sooner (libp2p's request timeout is 5 s); this only bounds the table when an
 /// answer never comes back at all.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Entries an answer to a push-pull digest may carry when the same peer already had a
+/// larger answer within the push-pull interval. A digest that differs everywhere (a new
+/// node's, or a liar's) gets the whole view once per interval; more often, only this
+/// much, so a hostile peer cannot make this node send its whole table over and over.
+pub const REPEATED_DIFF_ENTRIES: usize = 64;
 
 /// Work the engine hands to its caller, in the order it decided it.
 #[derive(Debug)]
@@ -117,6 +123,11 @@ enum Purpose<R> {
         target: NodeId,
     },
     Sync,
+    /// A push-pull by digest, in `buckets` buckets.
+    SyncDigest {
+        buckets: usize,
+    },
+    SyncEntries,
 }
 
 #[derive(Debug)]
@@ -140,6 +151,9 @@ pub struct Engine<R> {
     /// so the tick calls it only while one of these may be due, which keeps a simulation
     /// of many large tables fast; a stale entry costs one scan, never a missed expiry.
     suspects: HashSet<NodeId>,
+    /// When each peer last had an answer to its digest larger than
+    /// [`REPEATED_DIFF_ENTRIES`]; pruned after a push-pull interval.
+    large_diffs: HashMap<NodeId, Instant>,
     /// Set once the node announced its departure: it refutes nothing any more.
     leaving: bool,
     actions: VecDeque<Action<R>>,
@@ -159,6 +173,7 @@ impl<R> Engine<R> {
             last_dead_probe: now,
             last_push_pull: now,
             suspects: HashSet::new(),
+            large_diffs: HashMap::new(),
             leaving: false,
             actions: VecDeque::new(),
         }
@@ -436,7 +451,71 @@ impl<R> Engine<R> {
                     response,
                 });
             }
+            SwimRequest::SyncDigest { record, digest } => {
+                if let Some(response) = self.answer_digest(from, *record, &digest, now) {
+                    self.actions.push_back(Action::Respond {
+                        to: from,
+                        reply,
+                        response,
+                    });
+                }
+            }
+            SwimRequest::SyncEntries { updates } => {
+                if self.merge_sync(from, &updates, now) {
+                    self.actions.push_back(Action::Respond {
+                        to: from,
+                        reply,
+                        response: SwimResponse::Merged,
+                    });
+                }
+            }
         }
+    }
+
+    /// The answer to a peer's push-pull digest: this node's entries in the buckets that
+    /// differ, or nothing (the request is dropped) if the digest is malformed or the peer
+    /// is neither a member nor introducing itself.
+    fn answer_digest(
+        &mut self,
+        from: NodeId,
+        record: LivenessRecord,
+        digest: &ViewDigest,
+        now: Instant,
+    ) -> Option<SwimResponse> {
+        if !digest.is_valid() {
+            self.actions.push_back(Action::Dropped("bad_digest"));
+            return None;
+        }
+        if !self.merge_sync(from, &[MembershipUpdate::Signed(record)], now) {
+            return None;
+        }
+        let buckets = digest.buckets.len();
+        let differing = self.membership.digest(buckets).differing(digest);
+        let recently_large = self
+            .large_diffs
+            .get(&from)
+            .is_some_and(|at| now.saturating_duration_since(*at) < self.push_pull_interval());
+        let max_entries = if recently_large {
+            REPEATED_DIFF_ENTRIES
+        } else {
+            usize::MAX
+        };
+        let updates = self
+            .membership
+            .entries_in(buckets, &differing, SNAPSHOT_BUDGET, max_entries);
+        if updates.len() > REPEATED_DIFF_ENTRIES {
+            self.large_diffs.insert(from, now);
+        }
+        Some(SwimResponse::SyncDiff {
+            record: Box::new(self.membership.local_record().clone()),
+            differing,
+            updates,
+        })
+    }
+
+    /// The push-pull interval for the table as it is now.
+    fn push_pull_interval(&self) -> Duration {
+        super::scaled_push_pull_interval(self.push_pull_base, self.membership.member_count())
     }
 
     /// Merges a peer's push-pull view. Returns false (and merges nothing) if the view is
@@ -564,6 +643,51 @@ impl<R> Engine<R> {
                     self.merge_sync(peer, &updates, now);
                 }
             }
+            Purpose::SyncDigest { buckets } => {
+                if let Some(SwimResponse::SyncDiff {
+                    record,
+                    differing,
+                    updates,
+                }) = response
+                {
+                    self.merge_diff(peer, buckets, *record, &differing, updates, now);
+                }
+            }
+            Purpose::SyncEntries => {}
+        }
+    }
+
+    /// Merges the answer to this node's digest, and sends back this node's own entries in
+    /// the buckets that differ, so both sides end with the newer of each.
+    fn merge_diff(
+        &mut self,
+        peer: NodeId,
+        buckets: usize,
+        record: LivenessRecord,
+        differing: &[u16],
+        updates: Vec<MembershipUpdate>,
+        now: Instant,
+    ) {
+        if differing.len() > buckets || differing.iter().any(|b| usize::from(*b) >= buckets) {
+            self.actions.push_back(Action::Dropped("bad_digest"));
+            return;
+        }
+        let mut view = Vec::with_capacity(updates.len().saturating_add(1));
+        view.push(MembershipUpdate::Signed(record));
+        view.extend(updates);
+        if !self.merge_sync(peer, &view, now) || differing.is_empty() {
+            return;
+        }
+        let updates = self
+            .membership
+            .entries_in(buckets, differing, SNAPSHOT_BUDGET, usize::MAX);
+        if !updates.is_empty() {
+            self.send(
+                peer,
+                SwimRequest::SyncEntries { updates },
+                Purpose::SyncEntries,
+                now,
+            );
         }
     }
 
@@ -591,18 +715,29 @@ impl<R> Engine<R> {
         self.pending.remove(&token);
     }
 
-    /// Pushes this node's view to `peer`, as on a new connection or the periodic exchange.
-    pub fn push_pull(&mut self, peer: NodeId, now: Instant) {
-        let request = SwimRequest::Sync {
-            updates: self.membership.snapshot(SNAPSHOT_BUDGET),
-        };
-        self.send(peer, request, Purpose::Sync, now);
+    /// Starts a push-pull with `peer`, as on a new connection or the periodic exchange:
+    /// by digest if the peer speaks it (`by_digest`), else by sending the whole view.
+    pub fn push_pull(&mut self, peer: NodeId, now: Instant, by_digest: bool) {
+        if by_digest {
+            let buckets = bucket_count(self.membership.member_count());
+            let request = SwimRequest::SyncDigest {
+                record: Box::new(self.membership.local_record().clone()),
+                digest: self.membership.digest(buckets),
+            };
+            self.send(peer, request, Purpose::SyncDigest { buckets }, now);
+        } else {
+            let request = SwimRequest::Sync {
+                updates: self.membership.snapshot(SNAPSHOT_BUDGET),
+            };
+            self.send(peer, request, Purpose::Sync, now);
+        }
     }
 
     /// The periodic work, called on a short tick: probe deadlines, relays that ran out,
     /// due refutations, suspicions that expired, the next probe, the next probe of a dead
-    /// member, and the periodic push-pull with a random alive member.
-    pub fn tick(&mut self, now: Instant, rng: &mut impl Rng) {
+    /// member, and the periodic push-pull with a random alive member (by digest if
+    /// `by_digest` says the member speaks it).
+    pub fn tick(&mut self, now: Instant, rng: &mut impl Rng, by_digest: impl Fn(&NodeId) -> bool) {
         let mut to_indirect = Vec::new();
         let mut to_fail = Vec::new();
         for (target, round) in &self.rounds {
@@ -661,10 +796,11 @@ impl<R> Engine<R> {
                 self.send(target, ping, Purpose::DeadProbe { target }, now);
             }
         }
-        let push_pull_interval =
-            super::scaled_push_pull_interval(self.push_pull_base, self.membership.member_count());
+        let push_pull_interval = self.push_pull_interval();
         if now.saturating_duration_since(self.last_push_pull) >= push_pull_interval {
             self.last_push_pull = now;
+            self.large_diffs
+                .retain(|_, at| now.saturating_duration_since(*at) < push_pull_interval);
             let peer = self
                 .membership
                 .members()
@@ -672,7 +808,7 @@ impl<R> Engine<R> {
                 .map(|m| m.id)
                 .choose(rng);
             if let Some(peer) = peer {
-                self.push_pull(peer, now);
+                self.push_pull(peer, now, by_digest(&peer));
             }
         }
     }
