@@ -233,6 +233,17 @@ fn write_seeds() {
         );
     }
     seeds.wire("swim_response", &SwimResponse::Nack);
+    seeds.wire("swim_response", &SwimResponse::Merged);
+    if let Some(xnode_mesh::MembershipUpdate::Signed(record)) = updates.first() {
+        seeds.wire(
+            "swim_response",
+            &SwimResponse::SyncDiff {
+                record: Box::new(record.clone()),
+                differing: vec![0, 3, 15],
+                updates: updates.iter().take(4).cloned().collect(),
+            },
+        );
+    }
     seeds.wire(
         "swim_response",
         &SwimResponse::Sync {

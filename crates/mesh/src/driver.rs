@@ -21,18 +21,16 @@ use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{Multiaddr, Swarm, gossipsub, identify, kad, mdns, multiaddr::Protocol};
-use rand::seq::SliceRandom;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use xnode_types::{NodeId, SecretKey};
 
 use crate::behaviour::{Behaviour, BehaviourEvent, RPC_REQUEST_TIMEOUT, protocol_version};
 use crate::metrics::{MeshMetrics, ReasonLabel, ResultLabel, ServiceLabel, StateLabel, TopicLabel};
-use crate::proto::{
-    MAX_RPC_BYTES, RpcErrorCode, RpcRequest, RpcResponse, SwimRequest, SwimResponse,
-};
+use crate::proto::{MAX_RPC_BYTES, RpcErrorCode, RpcRequest, RpcResponse};
 use crate::protocol::PeerProtocol;
 use crate::ratelimit::SwimInboundLimits;
+use crate::swim::engine::Engine;
 use crate::swim::{MemberState, Membership};
 use crate::validation::{self, PendingValidations};
 use crate::{
@@ -171,11 +169,15 @@ pub(crate) async fn start(
     let topic_name = topic.to_string();
     let mut driver = Driver {
         swarm,
-        membership: Membership::new(
-            key.clone(),
-            &config.network,
-            incarnation,
-            config.swim.clone(),
+        swim: Engine::new(
+            Membership::new(
+                key.clone(),
+                &config.network,
+                incarnation,
+                config.swim.clone(),
+            ),
+            config.push_pull_interval,
+            Instant::now(),
         ),
         config,
         shared: shared.clone(),
@@ -187,7 +189,6 @@ pub(crate) async fn start(
         pending_validations: PendingValidations::default(),
         swim_limits: SwimInboundLimits::default(),
         last_housekeeping: Instant::now(),
-        rounds: HashMap::new(),
         swim_pending: HashMap::new(),
         rpc_pending: HashMap::new(),
         connected: HashSet::new(),
@@ -196,9 +197,6 @@ pub(crate) async fn start(
         peer_coordinates: HashMap::new(),
         clock_base: (Instant::now(), unix_ms()),
         last_bootstrap_dial: None,
-        last_probe: Instant::now(),
-        last_dead_probe: Instant::now(),
-        last_push_pull: Instant::now(),
         last_kad_bootstrap: Instant::now(),
         leaving: None,
         refused: HashSet::new(),
@@ -244,46 +242,13 @@ fn unix_ms() -> u64 {
 /// Where the answer to an outbound RPC goes.
 type RpcReply = oneshot::Sender<Result<Vec<u8>, MeshError>>;
 
-/// An ongoing probe of one member.
-struct Round {
-    started: Instant,
-    phase: Phase,
-}
-
-enum Phase {
-    Direct {
-        deadline: Instant,
-    },
-    Indirect {
-        deadline: Instant,
-        outstanding: usize,
-    },
-}
-
-/// Why a SWIM request was sent, so its answer can be routed.
-enum Purpose {
-    Probe {
-        target: NodeId,
-        sent: Instant,
-    },
-    Indirect {
-        target: NodeId,
-    },
-    Relay {
-        /// The node that asked for the indirect probe, to which the answer goes.
-        requester: NodeId,
-        channel: ResponseChannel<Vec<u8>>,
-        deadline: Instant,
-    },
-    DeadProbe {
-        target: NodeId,
-    },
-    Sync,
+/// What a SWIM request in flight belongs to, so its answer can be routed.
+enum SwimPending {
+    /// A request of the protocol engine, with its token.
+    Engine(u64),
     /// A raw request sent through `Mesh::send_swim_raw`: the answer goes back as it is.
     #[cfg(feature = "rogue")]
-    Raw {
-        reply: RpcReply,
-    },
+    Raw { reply: RpcReply },
 }
 
 /// A frame held back by an injected link delay ([`crate::LinkFault`]); a timer task hands
@@ -292,7 +257,7 @@ enum Deferred {
     SwimRequest {
         peer: NodeId,
         bytes: Vec<u8>,
-        purpose: Purpose,
+        pending: SwimPending,
     },
     SwimResponse {
         channel: ResponseChannel<Vec<u8>>,
@@ -311,7 +276,8 @@ enum Deferred {
 
 struct Driver {
     swarm: Swarm<Behaviour>,
-    membership: Membership,
+    /// The SWIM protocol (membership table, probes, push-pull), without its I/O.
+    swim: Engine<ResponseChannel<Vec<u8>>>,
     config: MeshConfig,
     shared: Arc<Shared>,
     metrics: MeshMetrics,
@@ -324,8 +290,7 @@ struct Driver {
     pending_validations: PendingValidations,
     swim_limits: SwimInboundLimits,
     last_housekeeping: Instant,
-    rounds: HashMap<NodeId, Round>,
-    swim_pending: HashMap<OutboundRequestId, Purpose>,
+    swim_pending: HashMap<OutboundRequestId, SwimPending>,
     rpc_pending: HashMap<OutboundRequestId, (NodeId, RpcReply)>,
     connected: HashSet<NodeId>,
     /// Smoothed round trip of direct probes per member, in microseconds.
@@ -336,9 +301,6 @@ struct Driver {
     peer_coordinates: HashMap<NodeId, crate::vivaldi::Coordinate>,
     clock_base: (Instant, u64),
     last_bootstrap_dial: Option<Instant>,
-    last_probe: Instant,
-    last_dead_probe: Instant,
-    last_push_pull: Instant,
     last_kad_bootstrap: Instant,
     leaving: Option<(Instant, oneshot::Sender<()>)>,
     /// Peers whose protocol range this node refuses: their messages are dropped.
@@ -382,14 +344,15 @@ impl Driver {
         if let Ok(mut g) = self.shared.listen_addrs.write() {
             *g = expanded.clone();
         }
-        self.membership
+        self.swim
+            .membership_mut()
             .set_local_addresses(expanded.iter().map(|a| a.to_string()).collect());
     }
 
     fn dial_bootstrap(&mut self) {
         self.last_bootstrap_dial = Some(Instant::now());
         for addr in self.config.bootstrap.clone() {
-            let local = self.membership.local().peer_id();
+            let local = self.swim.membership().local().peer_id();
             if let Some(Protocol::P2p(peer)) = addr.iter().last()
                 && peer == local
             {
@@ -409,7 +372,7 @@ impl Driver {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // Announce ourselves (useful after a restart: peers see the higher incarnation).
-        self.broadcast(self.membership.local_announcement());
+        self.broadcast(self.swim.membership().local_announcement());
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -446,8 +409,8 @@ impl Driver {
             Deferred::SwimRequest {
                 peer,
                 bytes,
-                purpose,
-            } => self.transmit_swim_bytes(peer, bytes, purpose),
+                pending,
+            } => self.transmit_swim_bytes(peer, bytes, pending),
             Deferred::SwimResponse { channel, bytes } => {
                 let _ = self
                     .swarm
@@ -479,7 +442,8 @@ impl Driver {
 
     fn refresh_shared(&mut self) {
         let mut infos: Vec<MemberInfo> = self
-            .membership
+            .swim
+            .membership()
             .members()
             .map(|m| MemberInfo {
                 id: m.id,
@@ -526,9 +490,10 @@ impl Driver {
         self.metrics
             .connected_peers
             .set(self.connected.len() as i64);
-        self.shared
-            .local_incarnation
-            .store(self.membership.local_incarnation(), Ordering::Relaxed);
+        self.shared.local_incarnation.store(
+            self.swim.membership().local_incarnation(),
+            Ordering::Relaxed,
+        );
         if let Ok(mut g) = self.shared.members.write() {
             *g = infos;
         }
@@ -557,10 +522,12 @@ impl Driver {
                     return;
                 }
                 self.connected.insert(node);
-                self.membership.heard_from(&node, Instant::now());
+                self.swim.membership_mut().heard_from(&node, Instant::now());
                 if num_established.get() == 1 {
                     let _ = self.shared.events.send(MeshEvent::PeerConnected(node));
-                    self.push_pull(node);
+                    let by_digest = swim_io::speaks_digest(&self.shared, &node);
+                    self.swim.push_pull(node, Instant::now(), by_digest);
+                    self.run_swim_actions();
                 }
                 self.refresh_shared();
             }
@@ -579,7 +546,8 @@ impl Driver {
                     let broke = matches!(cause, Some(libp2p::swarm::ConnectionError::IO(_)));
                     if broke && self.leaving.is_none() {
                         tracing::debug!(%node, "connection broke; probing at once");
-                        self.start_probe(node);
+                        self.swim.start_probe(node, Instant::now());
+                        self.run_swim_actions();
                     }
                 }
             }
@@ -627,7 +595,9 @@ impl Driver {
                 peer, addresses, ..
             }) => {
                 let node = NodeId::from(peer);
-                if self.membership.member(&node).is_none() && node != self.membership.local() {
+                if self.swim.membership().member(&node).is_none()
+                    && node != self.swim.membership().local()
+                {
                     // A peer we did not know: connect, and the push-pull on connect
                     // brings it into the membership.
                     let opts = DialOpts::peer_id(peer)
@@ -638,7 +608,8 @@ impl Driver {
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
-                    if !self.swarm.is_connected(&peer) && peer != self.membership.local().peer_id()
+                    if !self.swarm.is_connected(&peer)
+                        && peer != self.swim.membership().local().peer_id()
                     {
                         let _ = self
                             .swarm
@@ -903,7 +874,7 @@ impl Driver {
             }
             #[cfg(feature = "rogue")]
             Command::SwimRaw { peer, bytes, reply } => {
-                self.send_swim_bytes(peer, bytes, Purpose::Raw { reply });
+                self.send_swim_bytes(peer, bytes, SwimPending::Raw { reply });
             }
             Command::RespondRpc {
                 peer,
@@ -917,14 +888,15 @@ impl Driver {
                 left,
             } => {
                 // The registry checked that the node signed this record itself.
-                let applied = self.membership.observe_vouched(
+                let applied = self.swim.membership_mut().observe_vouched(
                     node,
                     &addresses,
                     incarnation,
                     left,
                     Instant::now(),
                 );
-                self.on_applied(&applied);
+                self.swim.note_applied(&applied);
+                self.run_swim_actions();
             }
             Command::ApplyFaults { rules, reply } => {
                 self.apply_faults(rules);
@@ -936,7 +908,8 @@ impl Driver {
                 }
             }
             Command::Leave { linger, reply } => {
-                let record = self.membership.leave();
+                let record = self.swim.membership_mut().leave();
+                self.swim.set_leaving();
                 tracing::info!("announcing departure");
                 self.broadcast(crate::swim::MembershipUpdate::Signed(record));
                 self.leaving = Some((Instant::now() + linger, reply));
@@ -980,108 +953,22 @@ impl Driver {
             return false;
         }
 
-        // Probe deadlines.
-        let mut to_indirect = Vec::new();
-        let mut to_fail = Vec::new();
-        for (target, round) in &self.rounds {
-            match round.phase {
-                Phase::Direct { deadline } if now >= deadline => to_indirect.push(*target),
-                Phase::Indirect { deadline, .. } if now >= deadline => to_fail.push(*target),
-                _ => {}
-            }
-            // Rounds cannot outlive both phases by much; this is a safety net.
-            if now.duration_since(round.started) > Duration::from_secs(10) {
-                to_fail.push(*target);
-            }
-        }
-        for target in to_indirect {
-            self.go_indirect(target);
-        }
-        for target in to_fail {
-            self.probe_failed(target);
-        }
-        let expired: Vec<OutboundRequestId> = self
-            .swim_pending
-            .iter()
-            .filter(|(_, p)| matches!(p, Purpose::Relay { deadline, .. } if now >= *deadline))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
-            if let Some(Purpose::Relay {
-                requester, channel, ..
-            }) = self.swim_pending.remove(&id)
-            {
-                self.respond_swim(requester, channel, &SwimResponse::Nack);
-            }
-        }
-
-        self.poll_refutation();
         self.expire_verdicts(now);
         if now.duration_since(self.last_housekeeping) >= HOUSEKEEPING_INTERVAL {
             self.last_housekeeping = now;
-            let forgotten = self.membership.reap(now);
+            let forgotten = self.swim.membership_mut().reap(now);
             if forgotten > 0 {
                 tracing::debug!(forgotten, "forgot hearsay members that died unverified");
                 self.refresh_shared();
             }
             self.swim_limits.prune(now);
         }
-
-        // Suspicions that ran out.
-        for update in self.membership.expire_suspicions(now) {
-            if let crate::swim::MembershipUpdate::Dead {
-                node, incarnation, ..
-            } = &update
-            {
-                tracing::warn!(%node, incarnation, "member declared dead");
-                self.metrics
-                    .membership_changes
-                    .get_or_create(&StateLabel { state: "dead" })
-                    .inc();
-                let _ = self.shared.events.send(MeshEvent::MemberChanged {
-                    node: *node,
-                    state: MemberState::Dead,
-                    incarnation: *incarnation,
-                });
-                self.rounds.remove(node);
-            }
-            self.refresh_shared();
-            self.broadcast(update);
-        }
-
-        // The next scheduled probe.
-        if now.duration_since(self.last_probe) >= self.config.swim.probe_interval {
-            self.last_probe = now;
-            if let Some(target) = self.membership.next_probe_target() {
-                self.start_probe(target);
-            }
-        }
-        if now.duration_since(self.last_dead_probe) >= self.config.swim.dead_probe_interval {
-            self.last_dead_probe = now;
-            if let Some(target) = self.membership.next_dead_target() {
-                let ping = SwimRequest::Ping {
-                    about_you: self.about(&target),
-                };
-                self.send_swim(target, &ping, Purpose::DeadProbe { target });
-            }
-        }
-        let push_pull_interval = crate::swim::scaled_push_pull_interval(
-            self.config.push_pull_interval,
-            self.membership.member_count(),
-        );
-        if now.duration_since(self.last_push_pull) >= push_pull_interval {
-            self.last_push_pull = now;
-            let mut alive: Vec<NodeId> = self
-                .membership
-                .members()
-                .filter(|m| m.state == MemberState::Alive)
-                .map(|m| m.id)
-                .collect();
-            alive.shuffle(&mut rand::thread_rng());
-            if let Some(peer) = alive.first() {
-                self.push_pull(*peer);
-            }
-        }
+        // Probe deadlines, relays, refutations, suspicions, the next probes and push-pull.
+        let shared = Arc::clone(&self.shared);
+        self.swim.tick(now, &mut rand::thread_rng(), |peer| {
+            swim_io::speaks_digest(&shared, peer)
+        });
+        self.run_swim_actions();
         if self.connected.is_empty()
             && !self.config.bootstrap.is_empty()
             && self

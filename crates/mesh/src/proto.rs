@@ -30,8 +30,20 @@ pub enum SwimRequest {
         target: NodeId,
         record: Option<Box<LivenessRecord>>,
     },
-    /// Push-pull exchange of whole membership views, done when two nodes connect.
+    /// Push-pull exchange of whole membership views, with peers older than protocol 1.3
+    /// (and on a new connection, before the peer's version is known).
     Sync { updates: Vec<MembershipUpdate> },
+    /// A push-pull by digest (protocol 1.3, `crate::protocol::DIGEST_SYNC`): the sender's
+    /// own signed record (which introduces it) and the digest of its view. The answer is
+    /// a [`SwimResponse::SyncDiff`]. Appended after the others (postcard encodes the
+    /// variant index), so older nodes are never sent it.
+    SyncDigest {
+        record: Box<LivenessRecord>,
+        digest: crate::swim::digest::ViewDigest,
+    },
+    /// The last step of a push-pull by digest: the requester's entries in the buckets the
+    /// answer named. Answered with [`SwimResponse::Merged`].
+    SyncEntries { updates: Vec<MembershipUpdate> },
 }
 
 /// Responses of the SWIM protocol.
@@ -54,6 +66,15 @@ pub enum SwimResponse {
         record: Option<Box<LivenessRecord>>,
         coordinate: crate::vivaldi::Coordinate,
     },
+    /// The answer to a [`SwimRequest::SyncDigest`]: the answering node's own record, the
+    /// buckets in which the two digests differ, and its own entries in those buckets.
+    SyncDiff {
+        record: Box<LivenessRecord>,
+        differing: Vec<u16>,
+        updates: Vec<MembershipUpdate>,
+    },
+    /// The answer to a [`SwimRequest::SyncEntries`] that was merged.
+    Merged,
 }
 
 impl SwimResponse {

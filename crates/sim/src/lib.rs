@@ -44,6 +44,9 @@ pub struct SimConfig {
     pub swim: SwimConfig,
     /// The product's default is 10 s (`MeshConfig::push_pull_interval`).
     pub push_pull_interval: Duration,
+    /// Periodic push-pulls send the whole view, as before protocol 1.3 (and as with an
+    /// older peer), instead of a digest first.
+    pub full_push_pull: bool,
     /// Each node links to this many random others in the gossip mesh (so the mean degree
     /// is twice this; gossipsub aims at 6 to 12).
     pub gossip_links: usize,
@@ -70,6 +73,7 @@ impl Default for SimConfig {
             },
             swim: SwimConfig::default(),
             push_pull_interval: Duration::from_secs(10),
+            full_push_pull: false,
             gossip_links: 3,
             warmup: Duration::from_secs(2),
             steady: Duration::from_secs(10),
@@ -314,7 +318,7 @@ impl World {
                     return;
                 }
                 if let Some(node) = self.nodes.get_mut(index) {
-                    node.tick(now, &mut self.rng);
+                    node.tick(now, &mut self.rng, !self.config.full_push_pull);
                 }
                 self.flush(index);
                 self.schedule(self.now_us.saturating_add(micros(TICK)), Event::Tick(index));
@@ -387,7 +391,7 @@ impl World {
         let now = self.now();
         for (i, node) in self.nodes.iter().enumerate() {
             if self.alive.get(i).copied().unwrap_or(false) {
-                let record = node.membership.local_record();
+                let record = node.membership().local_record();
                 membership.observe_vouched(
                     record.node,
                     &record.addresses,
@@ -409,7 +413,7 @@ impl World {
             && let Some(node) = self.nodes.get_mut(index)
         {
             node.push_pull(peer, now);
-            let announcement = node.membership.local_announcement();
+            let announcement = node.membership().local_announcement();
             node.broadcast(announcement);
         }
         self.flush(index);
@@ -572,9 +576,9 @@ pub fn run(config: SimConfig) -> Report {
         if !world.alive.get(i).copied().unwrap_or(false) {
             continue;
         }
-        members.push(node.membership.members().count() as f64);
+        members.push(node.membership().members().count() as f64);
         false_deaths += node
-            .membership
+            .membership()
             .members()
             .filter(|m| m.state == MemberState::Dead)
             .filter(|m| {

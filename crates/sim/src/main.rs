@@ -1,7 +1,8 @@
 //! `xnode-sim`: runs the membership simulation and prints its report.
 //!
 //! Usage: `xnode-sim [--nodes N] [--steady SECONDS] [--deaths N] [--joins N]
-//! [--settle SECONDS] [--loss FRACTION] [--keys N] [--seed N]`
+//! [--settle SECONDS] [--loss FRACTION] [--keys N] [--seed N] [--full-push-pull]`
+//! (`--full-push-pull`: periodic push-pulls send the whole view, as before protocol 1.3)
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,6 +13,10 @@ fn parse(args: &[String]) -> Result<SimConfig, String> {
     let mut config = SimConfig::default();
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
+        if flag == "--full-push-pull" {
+            config.full_push_pull = true;
+            continue;
+        }
         let value = rest.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number = || {
             value
@@ -57,7 +62,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("xnode-sim: {e}");
             eprintln!(
-                "usage: xnode-sim [--nodes N] [--warmup S] [--steady S] [--deaths N] [--joins N] [--settle S] [--loss F] [--keys N] [--seed N]"
+                "usage: xnode-sim [--nodes N] [--warmup S] [--steady S] [--deaths N] [--joins N] [--settle S] [--loss F] [--keys N] [--seed N] [--full-push-pull]"
             );
             ExitCode::from(2)
         }

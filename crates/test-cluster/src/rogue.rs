@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use xnode_mesh::proto::SwimRequest;
+use xnode_mesh::swim::digest::ViewDigest;
 use xnode_mesh::{LivenessRecord, MemberState, MembershipUpdate, SelfStatus};
 use xnode_node::Node;
 use xnode_registry::Entry;
@@ -148,6 +149,27 @@ impl Corpus {
             &mut s,
             Channel::Swim,
             &SwimRequest::Sync {
+                updates: updates.clone(),
+            },
+        );
+        // Push-pull by digest: a digest that differs everywhere (the whole view, once
+        // per interval), the entries that follow it, and a digest with too many buckets.
+        for buckets in [16, 1024, 2048] {
+            push(
+                &mut s,
+                Channel::Swim,
+                &SwimRequest::SyncDigest {
+                    record: Box::new(own.clone()),
+                    digest: ViewDigest {
+                        buckets: vec![[0xff; 8]; buckets],
+                    },
+                },
+            );
+        }
+        push(
+            &mut s,
+            Channel::Swim,
+            &SwimRequest::SyncEntries {
                 updates: updates.clone(),
             },
         );

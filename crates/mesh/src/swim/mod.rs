@@ -31,6 +31,8 @@
 //! - no arithmetic on incarnations can overflow.
 
 pub mod admission;
+pub mod digest;
+pub mod engine;
 mod updates;
 
 use std::collections::{BTreeSet, HashMap};
@@ -585,47 +587,7 @@ impl Membership {
     /// member's own signed record and, if suspect or dead, this node's finding. Hearsay
     /// members are not passed on. The whole stays under `byte_budget` (roughly).
     pub fn snapshot(&self, byte_budget: usize) -> Vec<MembershipUpdate> {
-        let mut out = vec![self.local_announcement()];
-        let mut used = out
-            .iter()
-            .map(MembershipUpdate::encoded_size_bound)
-            .sum::<usize>();
-        let mut members: Vec<&Member> = self
-            .members
-            .values()
-            .filter(|m| !m.is_unverified())
-            .collect();
-        // Live members first: if the budget runs out, the dead are the ones left out.
-        members.sort_by_key(|m| (!m.is_live(), m.id));
-        for m in members {
-            let finding = match m.state {
-                MemberState::Suspect => Some(MembershipUpdate::Suspect {
-                    node: m.id,
-                    incarnation: m.incarnation,
-                    from: self.local,
-                }),
-                MemberState::Dead => Some(MembershipUpdate::Dead {
-                    node: m.id,
-                    incarnation: m.incarnation,
-                    from: self.local,
-                }),
-                MemberState::Alive | MemberState::Left => None,
-            };
-            let entries = m
-                .record
-                .clone()
-                .map(MembershipUpdate::Signed)
-                .into_iter()
-                .chain(finding);
-            for entry in entries {
-                used = used.saturating_add(entry.encoded_size_bound());
-                if used > byte_budget {
-                    return out;
-                }
-                out.push(entry);
-            }
-        }
-        out
+        self.entries_matching(|_| true, byte_budget, usize::MAX)
     }
 
     /// Forgets hearsay members that are dead or gone and were never verified, once they
@@ -647,5 +609,7 @@ fn shuffle<T>(items: &mut [T]) {
     items.shuffle(&mut rand::thread_rng());
 }
 
+#[cfg(test)]
+mod engine_tests;
 #[cfg(test)]
 mod tests;
