@@ -43,6 +43,7 @@ impl Handler<StoreService> for StoreHandler {
         // A tenant's chunk read is metered on the bytes actually sent (below).
         let egress_tenant = match &request {
             StoreRequest::GetTenantChunk { tenant, .. } => Some(*tenant),
+            StoreRequest::ForwardedRead { path, .. } => Some(path.tenant),
             _ => None,
         };
         let result = match request {
@@ -100,8 +101,16 @@ impl Handler<StoreService> for StoreHandler {
             },
             _ => response,
         };
-        if let (Some(tenant), StoreResponse::Chunk(Some(data))) = (egress_tenant, &response) {
-            storage.meter_egress_served(tenant, from, data.len() as u64);
+        match (egress_tenant, &response) {
+            (Some(tenant), StoreResponse::Chunk(Some(data))) => {
+                storage.meter_egress_served(tenant, from, data.len() as u64);
+            }
+            // A forwarded read serves the manifest and chunks as the tenant's egress to the
+            // edge that asked, as `GetTenantChunk` does (see `forward`).
+            (Some(tenant), StoreResponse::Forwarded(answer)) => {
+                storage.meter_egress_served(tenant, from, crate::forward::answer_bytes(answer));
+            }
+            _ => {}
         }
         Ok(response)
     }
@@ -263,6 +272,13 @@ impl Storage {
                 self.answer_audit(id, offset, len, nonce).await
             }
             StoreRequest::AuditLog { epoch } => Ok(self.answer_audit_log(epoch)),
+            StoreRequest::ForwardedRead {
+                path,
+                from,
+                max_bytes,
+            } => Ok(StoreResponse::Forwarded(
+                self.answer_forwarded_read(path, from, max_bytes).await?,
+            )),
             StoreRequest::GetMeta { path } => {
                 let store = self.meta.clone();
                 Ok(StoreResponse::Meta(
