@@ -486,6 +486,49 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_reads_round_trip_and_version_6_answers_still_decode() {
+        let path = ObjectPath::new(PublicKeyBytes([7; 32]), "bucket", "key").unwrap();
+        let request = StoreRequest::ForwardedRead {
+            path: path.clone(),
+            from: 5,
+            max_bytes: MAX_FORWARDED_BYTES,
+        };
+        let bytes = xnode_wire::encode(&request).unwrap();
+        assert_eq!(bytes[1], 8, "the format version is carried");
+        assert!(matches!(
+            xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap(),
+            StoreRequest::ForwardedRead { path: p, from: 5, max_bytes }
+                if p == path && max_bytes == MAX_FORWARDED_BYTES
+        ));
+        let id = ChunkId::of(b"x");
+        let answer = StoreResponse::Forwarded(ForwardedAnswer {
+            meta: None,
+            manifest: Some(b"m".to_vec()),
+            chunks: vec![ForwardedChunk {
+                id,
+                data: b"x".to_vec(),
+            }],
+        });
+        let bytes = xnode_wire::encode(&answer).unwrap();
+        assert_eq!(bytes[1], 7);
+        match xnode_wire::decode::<StoreResponse>(&bytes, MAX_STORE_MESSAGE).unwrap() {
+            StoreResponse::Forwarded(a) => {
+                assert_eq!(a.manifest.as_deref(), Some(&b"m"[..]));
+                assert_eq!(a.chunks.len(), 1);
+                assert_eq!(a.chunks[0].id, id);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A version-6 answer (sealed entries, no `Forwarded` yet) decodes as it is.
+        let mut bytes = vec![kinds::STORE_RESPONSE, 6];
+        bytes.extend(postcard::to_stdvec(&StoreResponse::Chunk(Some(b"x".to_vec()))).unwrap());
+        assert!(matches!(
+            xnode_wire::decode::<StoreResponse>(&bytes, MAX_STORE_MESSAGE).unwrap(),
+            StoreResponse::Chunk(Some(data)) if data == b"x"
+        ));
+    }
+
+    #[test]
     fn version_5_bodies_decode_with_their_entries_unsealed() {
         // Version 5's `PutMeta` (variant 3): an entry without a seal.
         let path = ObjectPath::new(PublicKeyBytes([7; 32]), "bucket", "key").unwrap();
