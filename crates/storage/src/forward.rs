@@ -50,13 +50,18 @@ const SEALED_SLACK: u64 = 64 * 1024;
 #[derive(Debug, Default)]
 pub(crate) struct Prefetched {
     pub(crate) manifest: Option<Vec<u8>>,
-    pub(crate) chunks: std::sync::Mutex<HashMap<ChunkId, Vec<u8>>>,
+    chunks: std::sync::Mutex<HashMap<ChunkId, Vec<u8>>>,
+    /// The near replica that served them.
+    served_by: Option<NodeId>,
 }
 
 impl Prefetched {
-    /// Takes a prefetched chunk (each is used once: a range reads a chunk once).
-    pub(crate) fn take_chunk(&self, id: &ChunkId) -> Option<Vec<u8>> {
-        lock(&self.chunks).remove(id)
+    /// Takes a prefetched chunk (each is used once: a range reads a chunk once), with the
+    /// node that served it. The edge observes a chunk's egress when it uses it, so bytes
+    /// that hash to their own id but are not the object's are never paid for.
+    pub(crate) fn take_chunk(&self, id: &ChunkId) -> Option<(NodeId, Vec<u8>)> {
+        let node = self.served_by?;
+        lock(&self.chunks).remove(id).map(|data| (node, data))
     }
 }
 
@@ -154,43 +159,50 @@ impl Storage {
             tracing::debug!(%node, "a forwarded read answered another version than the quorum's");
             return None;
         }
-        let manifest_bytes = answer.manifest?;
-        if Manifest::id_of(&manifest_bytes) != info.manifest {
+        // The near replica leaves out what placement puts on this edge (it reads it
+        // locally); an answer with nothing else is of no use.
+        if answer.manifest.is_none() && answer.chunks.is_empty() {
+            return None;
+        }
+        if let Some(manifest) = &answer.manifest
+            && Manifest::id_of(manifest) != info.manifest
+        {
             self.metrics.bad_replica_reads.inc();
             tracing::warn!(%node, "a forwarded read sent a manifest that does not match its id");
             return None;
         }
-        let manifest = Manifest::decode(&manifest_bytes).ok()?;
-        let listed: std::collections::HashSet<ChunkId> = manifest.all_chunk_ids().collect();
         let mut chunks = HashMap::new();
-        let mut observed = manifest_bytes.len() as u64;
         for ForwardedChunk { id, data } in answer.chunks {
-            if !listed.contains(&id) || ChunkId::of(&data) != id {
-                // Bytes that are not this object's chunks: the answer is not used at all,
-                // so a replica that sends garbage gains nothing by mixing it with good bytes.
+            if ChunkId::of(&data) != id {
+                // Bytes that do not match: the answer is not used at all, so a replica that
+                // sends garbage gains nothing by mixing it with good bytes.
                 self.metrics.bad_replica_reads.inc();
-                tracing::warn!(%node, chunk = %id, "a forwarded read sent bytes that do not match the object's chunks");
+                tracing::warn!(%node, chunk = %id, "a forwarded read sent bytes that do not match their chunk id");
                 return None;
             }
-            observed = observed.saturating_add(data.len() as u64);
             chunks.insert(id, data);
         }
-        self.metrics.chunk_read_bytes.inc_by(observed);
-        self.observe_egress(meta.path.tenant, node, observed);
+        if let Some(manifest) = &answer.manifest {
+            self.metrics.chunk_read_bytes.inc_by(manifest.len() as u64);
+            self.observe_egress(meta.path.tenant, node, manifest.len() as u64);
+        }
         Some(Prefetched {
-            manifest: Some(manifest_bytes),
+            manifest: answer.manifest,
             chunks: std::sync::Mutex::new(chunks),
+            served_by: Some(node),
         })
     }
 
-    /// Near side: answers a forwarded read from this node's own entry of `path`, with the
-    /// manifest and the chunks covering the plaintext from `from`, at most `max_bytes`
-    /// (capped) of sealed chunks, read from the nearest holders.
+    /// Near side: answers `edge`'s forwarded read from this node's own entry of `path`,
+    /// with the manifest and the chunks covering the plaintext from `from`, at most
+    /// `max_bytes` (capped) of sealed chunks, read from the nearest holders. What placement
+    /// puts on `edge` itself is left out: the edge reads it locally, with no network.
     pub(crate) async fn answer_forwarded_read(
         &self,
         path: ObjectPath,
         from: u64,
         max_bytes: u32,
+        edge: NodeId,
     ) -> Result<ForwardedAnswer, StorageError> {
         path.validate()?;
         self.metrics.forwarded_reads_served.inc();
@@ -204,6 +216,9 @@ impl Storage {
             });
         };
         let set = self.storage_set();
+        let pinned = self.pinned_set(&path.tenant, &path.bucket, &set);
+        let rf = self.bucket_rf(&path.tenant, &path.bucket);
+        let held_by_edge = |id: &ChunkId| self.placement(&id.0, &pinned, rf).contains(&edge);
         let read_chunk = |id: ChunkId| {
             let set = &set;
             let path = &path;
@@ -236,7 +251,7 @@ impl Storage {
                     if bytes > budget && !ids.is_empty() {
                         break;
                     }
-                    if !ids.contains(&chunk.id) {
+                    if !ids.contains(&chunk.id) && !held_by_edge(&chunk.id) {
                         ids.push(chunk.id);
                     }
                 }
@@ -263,9 +278,10 @@ impl Storage {
             }
             chunks.push(chunk);
         }
+        let manifest = (!held_by_edge(&info.manifest)).then_some(manifest_bytes);
         Ok(ForwardedAnswer {
             meta,
-            manifest: Some(manifest_bytes),
+            manifest,
             chunks,
         })
     }

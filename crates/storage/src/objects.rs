@@ -536,7 +536,12 @@ impl Storage {
                     // A chunk a forwarded read brought is used once; the rest are read
                     // from the nearest holders as always.
                     let sealed = match prefetched.take_chunk(&chunk.id) {
-                        Some(sealed) => sealed,
+                        Some((node, sealed)) => {
+                            let bytes = sealed.len() as u64;
+                            this.metrics.chunk_read_bytes.inc_by(bytes);
+                            this.observe_egress(tenant, node, bytes);
+                            sealed
+                        }
                         None => {
                             this.get_object_chunk(chunk.id, &set, Some(tenant), &tenant, &bucket)
                                 .await?

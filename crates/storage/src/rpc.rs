@@ -77,6 +77,14 @@ impl Handler<StoreService> for StoreHandler {
                         .and_then(|r| r.map(StoreResponse::Digests))
                 }
             }
+            StoreRequest::ForwardedRead {
+                path,
+                from: offset,
+                max_bytes,
+            } => storage
+                .answer_forwarded_read(path, offset, max_bytes, from)
+                .await
+                .map(StoreResponse::Forwarded),
             StoreRequest::CommitMeta { .. } => Err(StorageError::BadRequest(
                 "conditional writes must be sealed by the edge (CommitSealedMeta); update the node that sent this"
                     .into(),
@@ -272,12 +280,9 @@ impl Storage {
                 self.answer_audit(id, offset, len, nonce).await
             }
             StoreRequest::AuditLog { epoch } => Ok(self.answer_audit_log(epoch)),
-            StoreRequest::ForwardedRead {
-                path,
-                from,
-                max_bytes,
-            } => Ok(StoreResponse::Forwarded(
-                self.answer_forwarded_read(path, from, max_bytes).await?,
+            StoreRequest::ForwardedRead { .. } => Err(StorageError::BadRequest(
+                "a forwarded read is answered for a peer; an edge reads its own replica directly"
+                    .into(),
             )),
             StoreRequest::GetMeta { path } => {
                 let store = self.meta.clone();
@@ -417,6 +422,15 @@ impl Storage {
             {
                 data[0] ^= 0xff;
                 StoreResponse::Chunk(Some(data))
+            }
+            // The chunks of a forwarded read are served chunks too.
+            StoreResponse::Forwarded(mut answer) if self.corrupt_served_chunks() => {
+                for chunk in &mut answer.chunks {
+                    if let Some(byte) = chunk.data.first_mut() {
+                        *byte ^= 0xff;
+                    }
+                }
+                StoreResponse::Forwarded(answer)
             }
             other => other,
         }

@@ -86,7 +86,7 @@ async fn a_far_edge_uses_a_forwarded_read_only_when_current_and_intact() {
     // Two copies on four nodes: two nodes hold no replica of the bucket's metadata, and
     // forward their reads.
     c.create_bucket_with_rf(0, &tenant, "near", 2).await;
-    let old = data(200 * 1024, 1); // four chunks
+    let old = data(500 * 1024, 1); // eight chunks
     c.put(0, &tenant, "near", "k", &old).await.unwrap();
 
     // Honest replicas: the far edges use forwarded answers.
@@ -118,7 +118,7 @@ async fn a_far_edge_uses_a_forwarded_read_only_when_current_and_intact() {
         }
     }
     let stale = stale.expect("a metadata replica answers a forwarded read");
-    let new = data(150 * 1024, 2);
+    let new = data(450 * 1024, 2);
     c.put(1, &tenant, "near", "k", &new).await.unwrap();
 
     // Stale answers are refused and the current bytes served.
