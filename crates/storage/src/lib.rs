@@ -21,6 +21,7 @@ pub mod conditional;
 pub mod details;
 pub mod drain;
 mod entropy;
+mod forward;
 pub mod gc;
 mod hedge;
 mod listing;
@@ -49,7 +50,7 @@ use xnode_store::{Candidate, ChunkId, ChunkStore, MetaStore, StoreError, StoreMe
 use xnode_types::{HlcClock, NodeId, NodeStatus, PublicKeyBytes, SecretKey, lock, unix_ms};
 
 pub use hedge::{MAX_HEDGE_DELAY, MIN_HEDGE_DELAY};
-pub use objects::ObjectRead;
+pub use objects::{ObjectRead, OpenedObject};
 pub use placement::{MAX_REPLICATION_FACTOR, PLACEMENT_SLACK};
 pub use quota::{TenantQuota, Usage};
 pub use range::common_prefix;

@@ -15,6 +15,7 @@ use xnode_store::{
 use xnode_types::{PublicKeyBytes, unix_ms};
 
 use crate::conditional::Preconditions;
+use crate::forward::Prefetched;
 use crate::proto::BucketRef;
 use crate::{Storage, StorageError};
 
@@ -32,6 +33,24 @@ impl std::fmt::Debug for ObjectRead {
         f.debug_struct("ObjectRead")
             .field("meta", &self.meta)
             .field("range", &self.range)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An object's current version found by a quorum read, to be read with
+/// [`Storage::read_opened`], with the manifest and chunks a forwarded read brought and the
+/// quorum vouched for (see `forward`).
+pub struct OpenedObject {
+    pub meta: ObjectMeta,
+    pub info: ObjectInfo,
+    prefetched: Arc<Prefetched>,
+}
+
+impl std::fmt::Debug for OpenedObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedObject")
+            .field("meta", &self.meta)
+            .field("forwarded", &self.prefetched.manifest.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -373,16 +392,40 @@ impl Storage {
         bucket: &str,
         key: &str,
     ) -> Result<(ObjectMeta, ObjectInfo), StorageError> {
+        let opened = self.open_object(tenant, bucket, key, None).await?;
+        Ok((opened.meta, opened.info))
+    }
+
+    /// An object's current metadata from a read quorum, as [`Storage::head_object`], ready
+    /// to be read with [`Storage::read_opened`]. With `read_from`, the caller means to
+    /// read the object from that byte: an edge that holds no replica of the bucket's
+    /// metadata then also asks the nearest replica for the manifest and the first chunks,
+    /// in parallel with the quorum read, and keeps what the quorum vouches for (see
+    /// `forward`), so the read that follows needs no further round trip for them.
+    pub async fn open_object(
+        self: &Arc<Self>,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        key: &str,
+        read_from: Option<u64>,
+    ) -> Result<OpenedObject, StorageError> {
         self.require_bucket(tenant, bucket)?;
         let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
         let set = self.storage_set();
-        match self.get_meta(&path, &set).await? {
-            Some(meta) => match meta.info.clone() {
-                Some(info) => Ok((meta, info)),
-                None => Err(StorageError::NoSuchKey(key.to_owned())),
-            },
-            None => Err(StorageError::NoSuchKey(key.to_owned())),
-        }
+        let forwarded = read_from.and_then(|from| self.start_forwarded_read(&path, from));
+        let current = self.get_meta(&path, &set).await?;
+        let Some((meta, info)) = current.and_then(|m| m.info.clone().map(|i| (m, i))) else {
+            return Err(StorageError::NoSuchKey(key.to_owned()));
+        };
+        let prefetched = match forwarded {
+            Some(read) => self.finish_forwarded_read(read, &meta, &info).await,
+            None => None,
+        };
+        Ok(OpenedObject {
+            meta,
+            info,
+            prefetched: Arc::new(prefetched.unwrap_or_default()),
+        })
     }
 
     /// The manifest of an object, fetched and verified.
@@ -401,15 +444,38 @@ impl Storage {
         keys: &(impl Keyring + ?Sized),
         range: Option<(u64, Option<u64>)>,
     ) -> Result<ObjectRead, StorageError> {
-        let (meta, info) = self.head_object(tenant, bucket, key).await?;
-        let manifest_bytes = self
-            .get_tenant_chunk(info.manifest, &self.storage_set(), *tenant)
-            .await?;
+        let from = range.map_or(0, |(start, _)| start);
+        let opened = self.open_object(tenant, bucket, key, Some(from)).await?;
+        self.read_opened(opened, keys, range).await
+    }
+
+    /// Reads the object [`Storage::open_object`] found (that version, whatever was written
+    /// since), or the byte range `[start, end)` of it, decrypting at this edge.
+    pub async fn read_opened(
+        self: &Arc<Self>,
+        opened: OpenedObject,
+        keys: &(impl Keyring + ?Sized),
+        range: Option<(u64, Option<u64>)>,
+    ) -> Result<ObjectRead, StorageError> {
+        let OpenedObject {
+            meta,
+            info,
+            prefetched,
+        } = opened;
+        let path = meta.path.clone();
+        let tenant = path.tenant;
+        let set = self.storage_set();
+        let manifest_bytes = match &prefetched.manifest {
+            Some(bytes) => bytes.clone(),
+            None => {
+                self.get_object_chunk(info.manifest, &set, Some(tenant), &tenant, &path.bucket)
+                    .await?
+            }
+        };
         let manifest = Manifest::decode(&manifest_bytes)?;
         // One object key per segment (a single-segment object has one), for the path asked
         // for (never one a replica sent); the manifest is authenticated before any of it is
         // used.
-        let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
         let object_keys = open_manifest(&manifest, &path, keys)?;
         if info.size != manifest.object_size {
             return Err(StorageError::Integrity(format!(
@@ -443,16 +509,17 @@ impl Storage {
         } else {
             manifest.pieces_for_range(start, end)
         };
-        let set = self.storage_set();
         let this = self.clone();
         let keys = Arc::new(keys);
-        let tenant = *tenant;
+        let bucket = Arc::new(path.bucket.clone());
         // Fetch up to 4 chunks ahead while the client reads; memory stays bounded.
         let body = futures::stream::iter(pieces)
             .map(move |piece| {
                 let this = this.clone();
                 let set = set.clone();
                 let keys = keys.clone();
+                let prefetched = prefetched.clone();
+                let bucket = bucket.clone();
                 async move {
                     let Some((object_key, nonce_prefix, chunks)) = keys.get(piece.segment) else {
                         return Err(StorageError::Internal(format!(
@@ -466,7 +533,20 @@ impl Storage {
                             piece.chunk
                         )));
                     };
-                    let sealed = this.get_tenant_chunk(chunk.id, &set, tenant).await?;
+                    // A chunk a forwarded read brought is used once; the rest are read
+                    // from the nearest holders as always.
+                    let sealed = match prefetched.take_chunk(&chunk.id) {
+                        Some((node, sealed)) => {
+                            let bytes = sealed.len() as u64;
+                            this.metrics.chunk_read_bytes.inc_by(bytes);
+                            this.observe_egress(tenant, node, bytes);
+                            sealed
+                        }
+                        None => {
+                            this.get_object_chunk(chunk.id, &set, Some(tenant), &tenant, &bucket)
+                                .await?
+                        }
+                    };
                     let plain = xnode_store::open_chunk(
                         object_key,
                         nonce_prefix,

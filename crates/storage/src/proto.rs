@@ -148,6 +148,41 @@ pub enum StoreRequest {
         id: ChunkId,
         tenant: PublicKeyBytes,
     },
+    /// A forwarded read (version 8), sent by an edge far from a bucket's metadata to the
+    /// metadata replica nearest to it, in parallel with the edge's own quorum read: the
+    /// receiver's own current entry of `path`, and if it names an object, the manifest and
+    /// the chunks that cover the plaintext from byte `from`, at most `max_bytes` of sealed
+    /// chunks (capped at [`MAX_FORWARDED_BYTES`]), fetched from holders near the receiver.
+    /// Answered by `Forwarded`. The edge uses the answer only if its quorum read agrees on
+    /// the version and manifest, and checks every byte against its id (see `forward`).
+    ForwardedRead {
+        path: ObjectPath,
+        from: u64,
+        max_bytes: u32,
+    },
+}
+
+/// Most bytes of sealed chunks one forwarded read answer carries, whatever was asked.
+pub const MAX_FORWARDED_BYTES: u32 = 4 * 1024 * 1024;
+
+/// The answer to a forwarded read: the receiver's own entry (not a quorum's), and what it
+/// could fetch of the object it names.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ForwardedAnswer {
+    pub meta: Option<ObjectMeta>,
+    /// The encoded manifest the entry names, when it was found.
+    #[serde(with = "serde_bytes")]
+    pub manifest: Option<Vec<u8>>,
+    /// Sealed chunks, in the order of the object's bytes from the offset asked.
+    pub chunks: Vec<ForwardedChunk>,
+}
+
+/// One sealed chunk of a forwarded read answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ForwardedChunk {
+    pub id: ChunkId,
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
 }
 
 // Messages live only while they cross the wire; boxing the large variant would buy
@@ -210,6 +245,8 @@ pub enum StoreResponse {
     Committed(CommitOutcome),
     /// The answer to `PutMetaIf` (version 5).
     MetaMergedIf(ConditionalMerge),
+    /// The answer to `ForwardedRead` (version 7).
+    Forwarded(ForwardedAnswer),
 }
 
 /// What a coordinator did with a conditional write.
@@ -245,12 +282,13 @@ impl Versioned for StoreRequest {
     // Version 2 added `rf` to `PutChunk`; version 3 replaced it by `bucket`; version 4
     // appended the anti-entropy requests, version 5 the audit requests, `MetaRange` and the
     // conditional writes; version 6 sealed object metadata (entries carry a seal) and
-    // appended `CommitSealedMeta`; version 7 appended `GetTenantChunk`.
-    const VERSION: u8 = 7;
+    // appended `CommitSealedMeta`; version 7 appended `GetTenantChunk`, version 8
+    // `ForwardedRead`.
+    const VERSION: u8 = 8;
 
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
-        if version == 6 {
-            // Version 7 only appended a variant: a version-6 body decodes as it is.
+        if version == 6 || version == 7 {
+            // Versions 7 and 8 only appended variants: a version-6 or 7 body decodes as it is.
             return xnode_wire::decode_body::<Self, _>(body);
         }
         if (3..=5).contains(&version) {
@@ -348,14 +386,19 @@ impl Versioned for StoreResponse {
     const KIND_NAME: &'static str = "store response";
     // Version 2 added `MetaMerged`, version 3 `MetaPage`, version 4 `Digests` and
     // `MetaMergedMany`, version 5 the audit answers, `MetaRange`, `Committed` and
-    // `MetaMergedIf`; version 6 sealed the entries answers carry.
-    const VERSION: u8 = 6;
+    // `MetaMergedIf`; version 6 sealed the entries answers carry; version 7 appended
+    // `Forwarded`.
+    const VERSION: u8 = 7;
 
     /// Versions before 6 only appended variants, so an older body decodes as the current
-    /// type, with its entries in the unsealed layout.
+    /// type, with its entries in the unsealed layout; version 7 only appended one, so a
+    /// version-6 body decodes as it is.
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
         if version == 0 {
             return Err(xnode_wire::unsupported::<Self>(version));
+        }
+        if version == 6 {
+            return xnode_wire::decode_body::<Self, _>(body);
         }
         xnode_store::decode_unsealed_layout(|| xnode_wire::decode_body::<Self, _>(body))
     }
@@ -408,7 +451,7 @@ mod tests {
             },
         };
         let bytes = xnode_wire::encode(&request).unwrap();
-        assert_eq!(bytes[1], 7, "the format version is carried");
+        assert_eq!(bytes[1], 8, "the format version is carried");
         match xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap() {
             StoreRequest::CommitMeta {
                 path: got,
@@ -423,7 +466,7 @@ mod tests {
         }
         // A version this node does not know yet is refused, not guessed at.
         let mut future = xnode_wire::encode(&request).unwrap();
-        future[1] = 8;
+        future[1] = 9;
         assert!(xnode_wire::decode::<StoreRequest>(&future, MAX_STORE_MESSAGE).is_err());
     }
 
@@ -439,6 +482,49 @@ mod tests {
         assert!(matches!(
             xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap(),
             StoreRequest::GetTenantChunk { id: got, tenant: t } if got == id && t == tenant
+        ));
+    }
+
+    #[test]
+    fn forwarded_reads_round_trip_and_version_6_answers_still_decode() {
+        let path = ObjectPath::new(PublicKeyBytes([7; 32]), "bucket", "key").unwrap();
+        let request = StoreRequest::ForwardedRead {
+            path: path.clone(),
+            from: 5,
+            max_bytes: MAX_FORWARDED_BYTES,
+        };
+        let bytes = xnode_wire::encode(&request).unwrap();
+        assert_eq!(bytes[1], 8, "the format version is carried");
+        assert!(matches!(
+            xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap(),
+            StoreRequest::ForwardedRead { path: p, from: 5, max_bytes }
+                if p == path && max_bytes == MAX_FORWARDED_BYTES
+        ));
+        let id = ChunkId::of(b"x");
+        let answer = StoreResponse::Forwarded(ForwardedAnswer {
+            meta: None,
+            manifest: Some(b"m".to_vec()),
+            chunks: vec![ForwardedChunk {
+                id,
+                data: b"x".to_vec(),
+            }],
+        });
+        let bytes = xnode_wire::encode(&answer).unwrap();
+        assert_eq!(bytes[1], 7);
+        match xnode_wire::decode::<StoreResponse>(&bytes, MAX_STORE_MESSAGE).unwrap() {
+            StoreResponse::Forwarded(a) => {
+                assert_eq!(a.manifest.as_deref(), Some(&b"m"[..]));
+                assert_eq!(a.chunks.len(), 1);
+                assert_eq!(a.chunks[0].id, id);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A version-6 answer (sealed entries, no `Forwarded` yet) decodes as it is.
+        let mut bytes = vec![kinds::STORE_RESPONSE, 6];
+        bytes.extend(postcard::to_stdvec(&StoreResponse::Chunk(Some(b"x".to_vec()))).unwrap());
+        assert!(matches!(
+            xnode_wire::decode::<StoreResponse>(&bytes, MAX_STORE_MESSAGE).unwrap(),
+            StoreResponse::Chunk(Some(data)) if data == b"x"
         ));
     }
 

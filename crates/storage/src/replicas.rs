@@ -104,15 +104,22 @@ impl Storage {
         self.get_chunk_for(id, set, None).await
     }
 
-    /// [`Storage::get_chunk`] for an object read of `tenant`: the replica that serves it
+    /// A chunk of `owner`'s bucket `bucket`, read from the bucket's own placement first
+    /// (its pinned regions and replication factor), so a pinned bucket's chunk is not asked
+    /// of nodes outside its regions, one round trip each, before its holders. `tenant`
+    /// asks with `GetTenantChunk`: the replica that serves it
     /// meters its egress and this edge observes the bytes that match (see `metered`).
-    pub(crate) async fn get_tenant_chunk(
+    pub(crate) async fn get_object_chunk(
         &self,
         id: ChunkId,
         set: &[Candidate],
-        tenant: PublicKeyBytes,
+        tenant: Option<PublicKeyBytes>,
+        owner: &PublicKeyBytes,
+        bucket: &str,
     ) -> Result<Vec<u8>, StorageError> {
-        self.get_chunk_for(id, set, Some(tenant)).await
+        let pinned = self.pinned_set(owner, bucket, set);
+        let targets = self.placement(&id.0, &pinned, self.bucket_rf(owner, bucket));
+        self.read_chunk_from(id, targets, set, tenant).await
     }
 
     async fn get_chunk_for(
@@ -121,7 +128,17 @@ impl Storage {
         set: &[Candidate],
         tenant: Option<PublicKeyBytes>,
     ) -> Result<Vec<u8>, StorageError> {
-        let mut targets = self.placement(&id.0, set, self.config.replication_factor);
+        let targets = self.placement(&id.0, set, self.config.replication_factor);
+        self.read_chunk_from(id, targets, set, tenant).await
+    }
+
+    async fn read_chunk_from(
+        &self,
+        id: ChunkId,
+        mut targets: Vec<xnode_types::NodeId>,
+        set: &[Candidate],
+        tenant: Option<PublicKeyBytes>,
+    ) -> Result<Vec<u8>, StorageError> {
         // Try this node first (no network), then live replicas nearest first by network
         // coordinates, then the rest; the hedge asks the next one if the first is slow.
         let live = self.live_nodes();

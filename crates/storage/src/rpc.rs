@@ -43,6 +43,7 @@ impl Handler<StoreService> for StoreHandler {
         // A tenant's chunk read is metered on the bytes actually sent (below).
         let egress_tenant = match &request {
             StoreRequest::GetTenantChunk { tenant, .. } => Some(*tenant),
+            StoreRequest::ForwardedRead { path, .. } => Some(path.tenant),
             _ => None,
         };
         let result = match request {
@@ -76,6 +77,14 @@ impl Handler<StoreService> for StoreHandler {
                         .and_then(|r| r.map(StoreResponse::Digests))
                 }
             }
+            StoreRequest::ForwardedRead {
+                path,
+                from: offset,
+                max_bytes,
+            } => storage
+                .answer_forwarded_read(path, offset, max_bytes, from)
+                .await
+                .map(StoreResponse::Forwarded),
             StoreRequest::CommitMeta { .. } => Err(StorageError::BadRequest(
                 "conditional writes must be sealed by the edge (CommitSealedMeta); update the node that sent this"
                     .into(),
@@ -100,8 +109,16 @@ impl Handler<StoreService> for StoreHandler {
             },
             _ => response,
         };
-        if let (Some(tenant), StoreResponse::Chunk(Some(data))) = (egress_tenant, &response) {
-            storage.meter_egress_served(tenant, from, data.len() as u64);
+        match (egress_tenant, &response) {
+            (Some(tenant), StoreResponse::Chunk(Some(data))) => {
+                storage.meter_egress_served(tenant, from, data.len() as u64);
+            }
+            // A forwarded read serves the manifest and chunks as the tenant's egress to the
+            // edge that asked, as `GetTenantChunk` does (see `forward`).
+            (Some(tenant), StoreResponse::Forwarded(answer)) => {
+                storage.meter_egress_served(tenant, from, crate::forward::answer_bytes(answer));
+            }
+            _ => {}
         }
         Ok(response)
     }
@@ -263,6 +280,10 @@ impl Storage {
                 self.answer_audit(id, offset, len, nonce).await
             }
             StoreRequest::AuditLog { epoch } => Ok(self.answer_audit_log(epoch)),
+            StoreRequest::ForwardedRead { .. } => Err(StorageError::BadRequest(
+                "a forwarded read is answered for a peer; an edge reads its own replica directly"
+                    .into(),
+            )),
             StoreRequest::GetMeta { path } => {
                 let store = self.meta.clone();
                 Ok(StoreResponse::Meta(
@@ -401,6 +422,15 @@ impl Storage {
             {
                 data[0] ^= 0xff;
                 StoreResponse::Chunk(Some(data))
+            }
+            // The chunks of a forwarded read are served chunks too.
+            StoreResponse::Forwarded(mut answer) if self.corrupt_served_chunks() => {
+                for chunk in &mut answer.chunks {
+                    if let Some(byte) = chunk.data.first_mut() {
+                        *byte ^= 0xff;
+                    }
+                }
+                StoreResponse::Forwarded(answer)
             }
             other => other,
         }

@@ -45,6 +45,15 @@ pub struct StoreMetrics {
     pub pinned_writes_unplaceable: Counter,
     /// Chunk reads that asked a second replica because the first was slow.
     pub hedged_reads: Counter,
+    /// Object reads through this edge that used a forwarded read: a near metadata
+    /// replica's answer (manifest and first chunks) that agreed with the edge's own
+    /// quorum read and whose bytes matched their ids.
+    pub forwarded_reads_used: Counter,
+    /// Forwarded reads this edge asked for and did not use: stale (another version than
+    /// the quorum's), missing, forged bytes, an error, or too slow.
+    pub forwarded_reads_refused: Counter,
+    /// Forwarded reads this node answered for edges.
+    pub forwarded_reads_served: Counter,
     /// Replica writes dropped after the quorum because the background budget was spent.
     pub background_copies_skipped: Counter,
     /// Storage audits this node issued whose proof verified, and that failed (not held,
@@ -158,6 +167,21 @@ impl StoreMetrics {
             "hedged_reads",
             "Chunk reads that also asked another replica because the first had not answered within the hedge delay",
             m.hedged_reads.clone(),
+        );
+        r.register(
+            "forwarded_reads_used",
+            "Object reads through this edge that used a near metadata replica's forwarded answer (agreeing with the quorum, bytes verified)",
+            m.forwarded_reads_used.clone(),
+        );
+        r.register(
+            "forwarded_reads_refused",
+            "Forwarded reads this edge did not use: stale, missing, bad bytes, an error or too slow (the read fell back)",
+            m.forwarded_reads_refused.clone(),
+        );
+        r.register(
+            "forwarded_reads_served",
+            "Forwarded reads this node answered for edges",
+            m.forwarded_reads_served.clone(),
         );
         r.register(
             "background_copies_skipped",

@@ -4,7 +4,7 @@
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
-use xnode_storage::StorageError;
+use xnode_storage::{OpenedObject, StorageError};
 use xnode_store::ObjectInfo;
 
 use super::integrity::{self, Expected, Verifier, stored_checksums};
@@ -147,8 +147,18 @@ impl Gateway {
             Option<&Timestamp>,
             Option<&Timestamp>,
         ),
-    ) -> S3Result<(String, ObjectInfo, Option<(u64, u64)>)> {
+        body: bool,
+    ) -> S3Result<(String, OpenedObject, Option<(u64, u64)>)> {
         self.check_key(object)?;
+        // A read of the body from a known byte lets storage fetch the object's first bytes
+        // with its metadata (a forwarded read); a suffix range or a part starts where only
+        // the metadata says.
+        let read_from = match (&range, part) {
+            _ if !body => None,
+            (None, None) => Some(0),
+            (Some(Range::Int { first, .. }), None) => Some(*first),
+            _ => None,
+        };
         let stored = match version_id {
             Some(id) => {
                 self.readable_version(&key.tenant, bucket, object, id)
@@ -156,12 +166,12 @@ impl Gateway {
             }
             None => object.to_owned(),
         };
-        let info = match self
+        let opened = match self
             .storage()
-            .head_object(&key.tenant, bucket, &stored)
+            .open_object(&key.tenant, bucket, &stored, read_from)
             .await
         {
-            Ok((_, info)) => info,
+            Ok(opened) => opened,
             // A key whose current version is a delete marker answers 404 saying so, with
             // the marker's id, as S3 does.
             Err(StorageError::NoSuchKey(missing)) if version_id.is_none() => {
@@ -184,13 +194,8 @@ impl Gateway {
             }
             Err(e) => return Err(s3_err(e)),
         };
-        check_conditions(
-            &info,
-            conditions.0,
-            conditions.1,
-            conditions.2,
-            conditions.3,
-        )?;
+        let info = &opened.info;
+        check_conditions(info, conditions.0, conditions.1, conditions.2, conditions.3)?;
         let range = match (range, part) {
             (Some(_), Some(_)) => {
                 return Err(s3_error!(
@@ -199,7 +204,7 @@ impl Gateway {
                 ));
             }
             (None, Some(n)) => {
-                let (start, end) = self.part_range(&info, n).await?;
+                let (start, end) = self.part_range(info, n).await?;
                 (start < end).then_some((start, end))
             }
             (None, None) => None,
@@ -214,7 +219,7 @@ impl Gateway {
                 Some((r.start, r.end))
             }
         };
-        Ok((stored, info, range))
+        Ok((stored, opened, range))
     }
 
     pub(super) async fn put_object_impl(
@@ -344,7 +349,7 @@ impl Gateway {
         let key = self.key_of(&req)?;
         let input = req.input;
         self.require_bucket(&key.tenant, &input.bucket)?;
-        let (stored_key, head, range) = self
+        let (_, opened, range) = self
             .read(
                 &key,
                 &input.bucket,
@@ -358,6 +363,7 @@ impl Gateway {
                     input.if_modified_since.as_ref(),
                     input.if_unmodified_since.as_ref(),
                 ),
+                true,
             )
             .await?;
         let customer = CustomerKey::parse(
@@ -365,19 +371,19 @@ impl Gateway {
             input.sse_customer_key.as_deref(),
             input.sse_customer_key_md5.as_deref(),
         )?;
+        let head = opened.info.clone();
         let opening = sse::opening_key(&key.data_key(), &head.user_meta, customer.as_ref())?;
+        // The version the conditions were checked on is the one read: one metadata read
+        // quorum per GET (it used to take a second one here).
         let read = self
             .storage()
-            .get_object(
-                &key.tenant,
-                &input.bucket,
-                &stored_key,
+            .read_opened(
+                opened,
                 &opening,
                 range.map(|(start, end)| (start, Some(end.saturating_sub(1)))),
             )
             .await
             .map_err(s3_err)?;
-        // The object may have changed between the two reads; describe what is sent.
         let info = read.info.clone();
         let (start, end) = read.range;
         let body = SyncStream(std::sync::Mutex::new(read.body));
@@ -453,7 +459,7 @@ impl Gateway {
         let key = self.key_of(&req)?;
         let input = req.input;
         self.require_bucket(&key.tenant, &input.bucket)?;
-        let (_, info, range) = self
+        let (_, opened, range) = self
             .read(
                 &key,
                 &input.bucket,
@@ -467,8 +473,10 @@ impl Gateway {
                     input.if_modified_since.as_ref(),
                     input.if_unmodified_since.as_ref(),
                 ),
+                false,
             )
             .await?;
+        let info = opened.info;
         let customer = CustomerKey::parse(
             input.sse_customer_algorithm.as_deref(),
             input.sse_customer_key.as_deref(),

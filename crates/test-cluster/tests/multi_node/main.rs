@@ -15,6 +15,7 @@ mod bench_storage_latency;
 mod bonded;
 mod cluster;
 mod compute;
+mod forwarded_reads;
 mod hostile_grants;
 mod hostile_http;
 mod hostile_mesh;
