@@ -132,7 +132,7 @@ impl Versioned for EpochRecord {
         match version {
             1 => {
                 let old: EpochRecordV1 = xnode_wire::decode_body::<Self, _>(body)?;
-                Ok(old.into())
+                Ok(EpochRecordV2::from(old).into())
             }
             2 => {
                 let old: EpochRecordV2 = xnode_wire::decode_body::<Self, _>(body)?;
@@ -216,7 +216,8 @@ struct EpochRecordV1 {
     error: Option<String>,
 }
 
-impl From<EpochRecordV1> for EpochRecord {
+/// Version 1 migrates through version 2, so each version's change is written once.
+impl From<EpochRecordV1> for EpochRecordV2 {
     fn from(old: EpochRecordV1) -> Self {
         Self {
             epoch: old.epoch,
@@ -244,7 +245,6 @@ impl From<EpochRecordV1> for EpochRecord {
             error: old.error,
             context: None,
             penalties: Vec::new(),
-            activity: Vec::new(),
         }
     }
 }

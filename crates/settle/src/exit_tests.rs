@@ -190,6 +190,14 @@ fn epoch_records_keep_activity_and_older_records_read_back_without_it() {
         xnode_wire::decode::<EpochRecord>(&old, 1 << 20).unwrap(),
         record
     );
+    // A version 1 record (no votes here) also lacks the context and the penalties, and
+    // migrates through version 2.
+    let mut v1 = bytes[..bytes.len() - 3].to_vec();
+    v1[1] = 1;
+    assert_eq!(
+        xnode_wire::decode::<EpochRecord>(&v1, 1 << 20).unwrap(),
+        record
+    );
     record.activity = vec![(
         exiting_node(),
         NodeActivity {

@@ -16,7 +16,34 @@ fn http() -> anyhow::Result<reqwest::Client> {
 
 pub async fn get_json(api: &str, path: &str) -> anyhow::Result<Value> {
     let url = format!("{}{}", api.trim_end_matches('/'), path);
-    let response = http()?.get(&url).send().await.map_err(|e| {
+    let response = http()?.get(&url).send().await;
+    read_json(api, &url, response).await
+}
+
+/// POSTs `body` as JSON to `path` and returns the answer, waiting at most `timeout` (some
+/// routes ask other nodes before they answer).
+pub async fn post_json(
+    api: &str,
+    path: &str,
+    body: &Value,
+    timeout: Duration,
+) -> anyhow::Result<Value> {
+    let url = format!("{}{}", api.trim_end_matches('/'), path);
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .context("HTTP client")?;
+    let response = client.post(&url).json(body).send().await;
+    read_json(api, &url, response).await
+}
+
+/// The JSON body of a node's answer, or its error message as the error.
+async fn read_json(
+    api: &str,
+    url: &str,
+    response: reqwest::Result<reqwest::Response>,
+) -> anyhow::Result<Value> {
+    let response = response.map_err(|e| {
         anyhow::anyhow!(
             "cannot reach the node at {api}: {} (is it running? pass --api URL)",
             root_cause(&e)

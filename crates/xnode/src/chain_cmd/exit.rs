@@ -35,32 +35,19 @@ pub(super) async fn withdraw_cleared(
         quiet_epoch: Epoch(quiet_epoch),
         deadline: now.saturating_add(CLEARANCE_LIFETIME.as_secs()),
     };
-    let url = format!("{}/v1/ledger/exit-clearance", api.trim_end_matches('/'));
-    let response = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .context("HTTP client")?
-        .post(&url)
-        .json(&json!({
+    // Collecting asks every committee member, so the node may take a while to answer.
+    let body = crate::client::post_json(
+        api,
+        "/v1/ledger/exit-clearance",
+        &json!({
             "operator": terms.operator.to_string(),
             "unbond_ready_at": terms.unbond_ready_at,
             "quiet_epoch": quiet_epoch,
             "deadline": terms.deadline,
-        }))
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the node at {api} (pass --api URL)"))?;
-    let status = response.status();
-    let body: Value = response
-        .json()
-        .await
-        .with_context(|| format!("{url} did not return JSON"))?;
-    if !status.is_success() {
-        let message = body["error"]["message"]
-            .as_str()
-            .unwrap_or("request failed");
-        anyhow::bail!("{url}: {status}: {message}");
-    }
+        }),
+        Duration::from_secs(60),
+    )
+    .await?;
     if body["complete"] != Value::Bool(true) {
         anyhow::bail!(
             "the committee did not clear the exit for epoch {quiet_epoch}: {} of {} signatures{}",
