@@ -183,9 +183,13 @@ impl World {
         });
     }
 
-    fn new_membership(&self) -> Membership {
-        let mut membership =
-            Membership::new(SecretKey::generate(), NETWORK, 1, self.config.swim.clone());
+    /// A new node's table, its key and its random choices drawn from the run's seed, so
+    /// that a run replays exactly.
+    fn new_membership(&mut self) -> Membership {
+        let key = SecretKey::from_seed(&self.rng.r#gen::<[u8; 32]>())
+            .unwrap_or_else(|_| SecretKey::generate());
+        let mut membership = Membership::new(key, NETWORK, 1, self.config.swim.clone());
+        membership.seed_rng(self.rng.r#gen());
         membership.set_local_addresses(vec![address(self.nodes.len())]);
         membership
     }

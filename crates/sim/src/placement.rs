@@ -75,7 +75,9 @@ pub fn key_movement(
     }
     let (leave, touched) = moved(&candidates, &without, &items, replicas);
     let mut with = candidates.clone();
-    with.push(candidate(SecretKey::generate().node_id(), nodes.len()));
+    let joining =
+        SecretKey::from_seed(&rng.r#gen::<[u8; 32]>()).unwrap_or_else(|_| SecretKey::generate());
+    with.push(candidate(joining.node_id(), nodes.len()));
     let (join, _) = moved(&candidates, &with, &items, replicas);
     PlacementReport {
         nodes: nodes.len(),

@@ -2,7 +2,8 @@
 //! hold at any size: a death and a join are known everywhere within Serf's 2.2 s model at
 //! p99, no live node is held dead, probing costs a node a bounded rate whatever the size,
 //! and the placement function moves about 1/N of the replicas when one node comes or goes.
-//! Time is virtual, so a busy machine slows the test but does not change its figures.
+//! Time is virtual and every random choice comes from the seed, so a busy machine slows the
+//! test but does not change its figures.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -70,4 +71,33 @@ fn a_short_simulation_converges_within_the_bounds() {
             "moved {moved:.5} of replicas, 1/N = {ideal:.5}"
         );
     }
+}
+
+/// The run's seed decides everything random (keys, probe orders, helpers, delays), so a
+/// bound checked at one seed cannot pass on one machine and fail on another.
+#[test]
+fn a_run_replays_exactly_from_its_seed() {
+    let config = || SimConfig {
+        nodes: 30,
+        warmup: Duration::from_secs(1),
+        steady: Duration::from_secs(2),
+        deaths: 1,
+        joins: 1,
+        settle: Duration::from_secs(4),
+        placement_keys: 100,
+        seed: 7,
+        ..SimConfig::default()
+    };
+    // The line with wall time and memory is the only one a machine changes.
+    let figures = |report: String| -> Vec<String> {
+        report
+            .lines()
+            .filter(|line| !line.contains("wall"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let first = figures(run(config()).to_string());
+    let second = figures(run(config()).to_string());
+    assert!(first.len() > 10, "{first:?}");
+    assert_eq!(first, second);
 }

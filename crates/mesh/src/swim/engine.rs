@@ -14,7 +14,7 @@
 //! the driver, a request number in the simulator): the engine keeps it while it relays an
 //! indirect probe, and hands it back in [`Action::Respond`].
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use rand::Rng;
@@ -141,8 +141,8 @@ struct Pending<R> {
 pub struct Engine<R> {
     membership: Membership,
     push_pull_base: Duration,
-    rounds: HashMap<NodeId, Round>,
-    pending: HashMap<u64, Pending<R>>,
+    rounds: BTreeMap<NodeId, Round>,
+    pending: BTreeMap<u64, Pending<R>>,
     next_token: u64,
     last_probe: Instant,
     last_dead_probe: Instant,
@@ -150,10 +150,10 @@ pub struct Engine<R> {
     /// Members this engine saw become suspect. `expire_suspicions` scans the whole table,
     /// so the tick calls it only while one of these may be due, which keeps a simulation
     /// of many large tables fast; a stale entry costs one scan, never a missed expiry.
-    suspects: HashSet<NodeId>,
+    suspects: BTreeSet<NodeId>,
     /// When each peer last had an answer to its digest larger than
     /// [`REPEATED_DIFF_ENTRIES`]; pruned after a push-pull interval.
-    large_diffs: HashMap<NodeId, Instant>,
+    large_diffs: BTreeMap<NodeId, Instant>,
     /// Set once the node announced its departure: it refutes nothing any more.
     leaving: bool,
     actions: VecDeque<Action<R>>,
@@ -166,14 +166,14 @@ impl<R> Engine<R> {
         Self {
             membership,
             push_pull_base,
-            rounds: HashMap::new(),
-            pending: HashMap::new(),
+            rounds: BTreeMap::new(),
+            pending: BTreeMap::new(),
             next_token: 0,
             last_probe: now,
             last_dead_probe: now,
             last_push_pull: now,
-            suspects: HashSet::new(),
-            large_diffs: HashMap::new(),
+            suspects: BTreeSet::new(),
+            large_diffs: BTreeMap::new(),
             leaving: false,
             actions: VecDeque::new(),
         }

@@ -35,9 +35,12 @@ pub mod digest;
 pub mod engine;
 mod updates;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use xnode_types::{NodeId, SecretKey};
@@ -334,12 +337,17 @@ pub struct Membership {
     leaving: bool,
     last_refutation: Option<Instant>,
     refutation_due: bool,
-    members: HashMap<NodeId, Member>,
+    // Ordered, so that with a seeded `rng` the simulation replays exactly (a hash map's
+    // order changes from run to run), and so no chosen node ids can degrade lookups.
+    members: BTreeMap<NodeId, Member>,
     admissions: Admissions,
     config: SwimConfig,
     probe_order: Vec<NodeId>,
     probe_cursor: usize,
     dead_cursor: usize,
+    /// Shuffles the probe order and the indirect helpers. Seeded from the system's
+    /// entropy; a simulation seeds it ([`Membership::seed_rng`]) to replay a run exactly.
+    rng: StdRng,
 }
 
 impl Membership {
@@ -356,17 +364,24 @@ impl Membership {
             leaving: false,
             last_refutation: None,
             refutation_due: false,
-            members: HashMap::new(),
+            members: BTreeMap::new(),
             admissions: Admissions::default(),
             config,
             probe_order: Vec::new(),
             probe_cursor: 0,
             dead_cursor: 0,
+            rng: StdRng::from_entropy(),
         }
     }
 
     pub fn local(&self) -> NodeId {
         self.local
+    }
+
+    /// Replaces the random choices' source with one seeded by `seed`, so that a
+    /// simulation run with the same seed makes the same choices.
+    pub fn seed_rng(&mut self, seed: u64) {
+        self.rng = StdRng::seed_from_u64(seed);
     }
 
     pub fn network(&self) -> &str {
@@ -462,7 +477,7 @@ impl Membership {
         for _ in 0..n {
             if self.probe_cursor >= n {
                 self.probe_cursor = 0;
-                shuffle(&mut self.probe_order);
+                self.probe_order.shuffle(&mut self.rng);
             }
             let id = self.probe_order.get(self.probe_cursor).copied()?;
             self.probe_cursor += 1;
@@ -491,10 +506,9 @@ impl Membership {
 
     /// Up to `k` alive members other than `target` to ask for indirect probes, preferring
     /// members this node has heard from directly (hearsay members may not exist at all).
-    pub fn indirect_helpers(&self, target: &NodeId, k: usize) -> Vec<NodeId> {
-        let candidates = |verified: bool| {
-            let mut ids: Vec<NodeId> = self
-                .members
+    pub fn indirect_helpers(&mut self, target: &NodeId, k: usize) -> Vec<NodeId> {
+        let candidates = |verified: bool| -> Vec<NodeId> {
+            self.members
                 .values()
                 .filter(|m| {
                     m.id != *target
@@ -502,12 +516,12 @@ impl Membership {
                         && m.last_seen.is_some() == verified
                 })
                 .map(|m| m.id)
-                .collect();
-            shuffle(&mut ids);
-            ids
+                .collect()
         };
-        let mut helpers = candidates(true);
-        helpers.extend(candidates(false));
+        let (mut helpers, mut hearsay) = (candidates(true), candidates(false));
+        helpers.shuffle(&mut self.rng);
+        hearsay.shuffle(&mut self.rng);
+        helpers.extend(hearsay);
         helpers.truncate(k);
         helpers
     }
@@ -602,11 +616,6 @@ impl Membership {
         self.admissions.prune(now);
         before - self.members.len()
     }
-}
-
-fn shuffle<T>(items: &mut [T]) {
-    use rand::seq::SliceRandom;
-    items.shuffle(&mut rand::thread_rng());
 }
 
 #[cfg(test)]
