@@ -1,6 +1,6 @@
 //! A short run of the membership simulation, with the acceptance bounds of issue 16 that
-//! hold at any size: a death and a join are known everywhere within Serf's 2.2 s model at
-//! p99, no live node is held dead, probing costs a node a bounded rate whatever the size,
+//! hold at any size: a death and a join are known everywhere within 2 s at p99 (Serf's
+//! model: 2.2 s), no live node is held dead, probing costs a node a bounded rate whatever the size,
 //! and the placement function moves about 1/N of the replicas when one node comes or goes.
 //! Time is virtual and every random choice comes from the seed, so a busy machine slows the
 //! test but does not change its figures.
@@ -21,7 +21,9 @@ fn a_short_simulation_converges_within_the_bounds() {
         // A third of a push-pull period at this size (30 s), so about a third of the
         // nodes' exchanges fall inside the window, and the mean per node is unbiased.
         steady: Duration::from_secs(10),
-        deaths: 1,
+        // Several deaths, so the 99th percentile spans events and not only the nodes'
+        // view of one (a single death's figures vary with where the ring stands).
+        deaths: 4,
         joins: 1,
         settle: Duration::from_secs(4),
         placement_keys: 3000,
@@ -32,10 +34,10 @@ fn a_short_simulation_converges_within_the_bounds() {
 
     let death = &report.deaths;
     assert_eq!(death.unconverged, 0, "every live node learns of the death");
-    assert!(death.settled.samples >= nodes - 2);
+    assert!(death.settled.samples >= 4 * (nodes - 5));
     assert!(
-        death.settled.p99 <= 2.2,
-        "death known at p99 in {:.3} s (Serf's model: 2.2 s)",
+        death.settled.p99 <= 2.0,
+        "death known at p99 in {:.3} s (issue 16: 2 s; Serf's model: 2.2 s)",
         death.settled.p99
     );
     // Detection takes at least a probe timeout and the indirect timeout.

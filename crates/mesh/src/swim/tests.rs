@@ -225,6 +225,38 @@ fn probe_rotation_covers_every_live_member_and_skips_dead_ones() {
     assert_eq!(m.next_dead_target(), Some(others[3].node_id()));
 }
 
+/// Nodes that agree on the membership walk the same ring from their own places, so in
+/// every round each member is probed by exactly one node, and a crashed member within one
+/// interval (a private shuffled order leaves that to chance).
+#[test]
+fn nodes_with_one_view_probe_each_member_once_per_round() {
+    let now = Instant::now();
+    let keys: Vec<SecretKey> = (0..7).map(|_| key()).collect();
+    let mut tables: Vec<Membership> = keys
+        .iter()
+        .map(|k| {
+            let mut m = Membership::new(k.clone(), NET, 1, SwimConfig::default());
+            for o in keys.iter().filter(|o| o.node_id() != k.node_id()) {
+                m.introduce(&record(o, 1, SelfStatus::Alive), now);
+            }
+            m
+        })
+        .collect();
+    for round in 0..2 * keys.len() {
+        let mut probed: Vec<NodeId> = tables
+            .iter_mut()
+            .map(|m| m.next_probe_target().unwrap())
+            .collect();
+        probed.sort();
+        probed.dedup();
+        assert_eq!(
+            probed.len(),
+            keys.len(),
+            "round {round}: a member probed twice"
+        );
+    }
+}
+
 #[test]
 fn indirect_helpers_exclude_target_and_non_alive() {
     let (mut m, others, now) = setup(5);

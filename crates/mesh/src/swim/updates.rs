@@ -144,7 +144,6 @@ impl Membership {
                 in_registry: false,
             },
         );
-        self.probe_order.push(node);
     }
 
     /// A peer that contacted this node directly (so the transport authenticated it) and
