@@ -527,6 +527,25 @@ impl Tenant {
 }
 
 impl Cluster {
+    /// Sends a raw `store` request from node `from` to `to`, as a modified node could, and
+    /// decodes the answer (an error says what failed: the transport or the decoding).
+    pub async fn raw_store_request(
+        &self,
+        from: usize,
+        to: NodeId,
+        request: &xnode_storage::proto::StoreRequest,
+    ) -> Result<xnode_storage::proto::StoreResponse, String> {
+        let body = xnode_wire::encode(request).map_err(|e| e.to_string())?;
+        let bytes = self
+            .node(from)
+            .mesh()
+            .request(to, "store", body, Duration::from_secs(10))
+            .await
+            .map_err(|e| e.to_string())?;
+        xnode_wire::decode(&bytes, xnode_storage::proto::MAX_STORE_MESSAGE)
+            .map_err(|e| e.to_string())
+    }
+
     /// Lets node `i` write `tenant`'s objects, as a signed request from the tenant to it
     /// does (see `xnode_store::seal`).
     pub fn authorise(&self, i: usize, tenant: &Tenant) {

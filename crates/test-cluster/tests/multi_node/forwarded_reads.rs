@@ -33,24 +33,6 @@ fn refused(m: &xnode_store::StoreMetrics) -> u64 {
     m.forwarded_reads_refused.get()
 }
 
-/// Sends a raw `store` request from node `from` to `to`.
-async fn request_as(
-    c: &Cluster,
-    from: usize,
-    to: xnode_types::NodeId,
-    request: &StoreRequest,
-) -> Result<StoreResponse, String> {
-    let body = xnode_wire::encode(request).unwrap();
-    let bytes = c
-        .node(from)
-        .mesh()
-        .request(to, "store", body, Duration::from_secs(10))
-        .await
-        .map_err(|e| e.to_string())?;
-    xnode_wire::decode::<StoreResponse>(&bytes, xnode_storage::proto::MAX_STORE_MESSAGE)
-        .map_err(|e| e.to_string())
-}
-
 /// Every node's forwarded-read answers go through `tamper` (`None` restores honesty).
 fn tamper_all(
     c: &Cluster,
@@ -111,7 +93,7 @@ async fn a_far_edge_uses_a_forwarded_read_only_when_current_and_intact() {
     let mut stale = None;
     'found: for from in c.running() {
         for to in c.running().into_iter().filter(|&to| to != from) {
-            let answer = request_as(&c, from, c.id(to), &request).await;
+            let answer = c.raw_store_request(from, c.id(to), &request).await;
             if let Ok(StoreResponse::Forwarded(a)) = answer
                 && a.manifest.is_some()
                 && !a.chunks.is_empty()

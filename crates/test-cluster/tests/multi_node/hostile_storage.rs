@@ -33,24 +33,6 @@ fn data(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-/// Sends a raw `store` request from node `from` to `to`, as a modified node would.
-async fn rogue_request(
-    c: &Cluster,
-    from: usize,
-    to: NodeId,
-    request: &StoreRequest,
-) -> Result<StoreResponse, String> {
-    let body = xnode_wire::encode(request).unwrap();
-    let bytes = c
-        .node(from)
-        .mesh()
-        .request(to, "store", body, Duration::from_secs(10))
-        .await
-        .map_err(|e| e.to_string())?;
-    xnode_wire::decode::<StoreResponse>(&bytes, xnode_storage::proto::MAX_STORE_MESSAGE)
-        .map_err(|e| e.to_string())
-}
-
 /// Sends `meta` from node `from` to every other node (the metadata replicas among them).
 async fn rogue_put_meta(c: &Cluster, from: usize, meta: &ObjectMeta) -> Vec<StoreResponse> {
     let mut answers = Vec::new();
@@ -59,7 +41,7 @@ async fn rogue_put_meta(c: &Cluster, from: usize, meta: &ObjectMeta) -> Vec<Stor
             continue;
         }
         let request = StoreRequest::PutMeta { meta: meta.clone() };
-        if let Ok(answer) = rogue_request(c, from, c.id(i), &request).await {
+        if let Ok(answer) = c.raw_store_request(from, c.id(i), &request).await {
             answers.push(answer);
         }
     }
@@ -364,7 +346,7 @@ async fn endless_scan_pages_cannot_keep_garbage_collection_going() {
 async fn rogue_get_chunk(c: &Cluster, from: usize, id: xnode_store::ChunkId) -> Vec<u8> {
     for i in c.running() {
         if let Ok(StoreResponse::Chunk(Some(bytes))) =
-            rogue_request(c, from, c.id(i), &StoreRequest::GetChunk { id }).await
+            c.raw_store_request(from, c.id(i), &StoreRequest::GetChunk { id }).await
         {
             return bytes;
         }
@@ -386,7 +368,7 @@ async fn rogue_put_chunk(
             continue;
         }
         let request = put_chunk_request(id, bytes, bucket);
-        if let Ok(StoreResponse::Stored) = rogue_request(c, from, c.id(i), &request).await {
+        if let Ok(StoreResponse::Stored) = c.raw_store_request(from, c.id(i), &request).await {
             stored += 1;
         }
     }
@@ -508,7 +490,7 @@ async fn a_peer_cannot_spray_a_chunk_to_every_node() {
     let mut accepted = 0;
     let mut refused = 0;
     for i in 1..6 {
-        match rogue_request(&c, 0, c.id(i), &put_chunk_request(id, &junk, None)).await {
+        match c.raw_store_request(0, c.id(i), &put_chunk_request(id, &junk, None)).await {
             Ok(StoreResponse::Stored) => accepted += 1,
             other => {
                 assert!(
@@ -568,7 +550,7 @@ async fn a_peer_cannot_lower_a_chunks_replication_factor() {
         let bytes = rogue_get_chunk(&c, 4, *id).await;
         for i in 0..4 {
             let request = put_chunk_request(*id, &bytes, Some((&rogue, "one-copy")));
-            let _ = rogue_request(&c, 4, c.id(i), &request).await;
+            let _ = c.raw_store_request(4, c.id(i), &request).await;
         }
     }
 
