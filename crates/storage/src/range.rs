@@ -169,6 +169,23 @@ pub(crate) struct MergedRange {
     pub behind: Vec<Vec<ObjectMeta>>,
 }
 
+/// Whether `meta` takes the place of `held` as a key's newest entry: a verified entry
+/// beats one that is not; among verified entries, one that would break the other's
+/// COMPLIANCE retention never wins and the locked version wins over it although older
+/// (`ObjectMeta::breaks_lock_of`); otherwise the newer wins.
+fn replaces(verified: bool, meta: &ObjectMeta, held_verified: bool, held: &ObjectMeta) -> bool {
+    if verified != held_verified {
+        return verified;
+    }
+    if verified && held.breaks_lock_of(meta) {
+        return true;
+    }
+    if verified && meta.breaks_lock_of(held) {
+        return false;
+    }
+    meta.supersedes(held)
+}
+
 /// Merges the answers of one round: per key the newest version wins, keys past the
 /// smallest cut are left to the next round.
 pub(crate) fn merge_ranges(answers: &[CheckedRange]) -> MergedRange {
@@ -192,13 +209,11 @@ pub(crate) fn merge_ranges(answers: &[CheckedRange]) -> MergedRange {
             if !verified && !held_by_all(meta) {
                 continue;
             }
-            match newest.get(meta.path.key.as_str()) {
-                Some((held_verified, held))
-                    if (*held_verified && !verified)
-                        || (*held_verified == verified && !meta.supersedes(held)) => {}
-                _ => {
-                    newest.insert(&meta.path.key, (verified, meta));
-                }
+            let wins = newest
+                .get(meta.path.key.as_str())
+                .is_none_or(|&(held_verified, held)| replaces(verified, meta, held_verified, held));
+            if wins {
+                newest.insert(&meta.path.key, (verified, meta));
             }
         }
     }

@@ -329,14 +329,17 @@ impl RevocationCheck for RegistryRevocations<'_> {
 /// The newest entry among a read quorum's answers that a reader may use: verified entries
 /// on one answer's word, others only if every answer holds them identically; a verified
 /// entry always wins over one that is not (see [`ObjectMeta::supersedes`] for the order
-/// among the rest).
+/// among the rest), and never one that would break another verified answer's COMPLIANCE
+/// retention ([`ObjectMeta::breaks_lock_of`]), which a replica that took it anyway shows.
 pub(crate) fn newest_trusted(
     answers: &[Option<ObjectMeta>],
     trust: impl Fn(&ObjectMeta) -> Trust,
 ) -> Option<ObjectMeta> {
+    let judged: Vec<(Trust, &ObjectMeta)> =
+        answers.iter().flatten().map(|m| (trust(m), m)).collect();
     let mut best: Option<(bool, &ObjectMeta)> = None;
-    for meta in answers.iter().flatten() {
-        let verified = match trust(meta) {
+    for &(trust, meta) in &judged {
+        let verified = match trust {
             Trust::Verified => true,
             Trust::Unverifiable => {
                 if !answers.iter().all(|a| a.as_ref() == Some(meta)) {
@@ -346,6 +349,12 @@ pub(crate) fn newest_trusted(
             }
             Trust::Forged => continue,
         };
+        let breaks_a_lock = judged
+            .iter()
+            .any(|&(t, held)| t == Trust::Verified && meta.breaks_lock_of(held));
+        if breaks_a_lock {
+            continue;
+        }
         let better = match best {
             None => true,
             Some((best_verified, held)) => {
@@ -419,6 +428,45 @@ mod tests {
         assert_eq!(
             newest_trusted(&[Some(forged), Some(signed.clone())], trust),
             Some(signed)
+        );
+    }
+
+    /// A replica that took a sealed tombstone over a COMPLIANCE-locked version anyway
+    /// (a hostile one) cannot make a reader see the version deleted.
+    #[test]
+    fn an_answer_that_breaks_a_compliance_lock_is_not_used() {
+        let key = xnode_store::internal_key("ver/doc/0123");
+        let mut locked = entry(&key, 100, false);
+        let mut info = xnode_store::ObjectInfo {
+            manifest: xnode_store::ChunkId::of(b"doc"),
+            size: 3,
+            etag: "\"e\"".into(),
+            content_type: "text/plain".into(),
+            user_meta: Default::default(),
+            created_ms: 100,
+        };
+        info.user_meta
+            .insert(xnode_store::LOCK_MODE_ENTRY.into(), "COMPLIANCE".into());
+        info.user_meta
+            .insert(xnode_store::LOCK_UNTIL_ENTRY.into(), "10000".into());
+        locked.info = Some(info);
+        let writer = SecretKey::generate();
+        let locked = locked.sealed(
+            &writer,
+            WriteAuthority::Compute {
+                purpose: "p".into(),
+            },
+        );
+        let tombstone = entry(&key, 200, true);
+        assert_eq!(
+            newest_trusted(&[Some(tombstone.clone()), Some(locked.clone())], trust),
+            Some(locked.clone())
+        );
+        // Once the retention has lapsed, by the tombstone's own clock, it is a delete.
+        let late = entry(&key, 10_001, true);
+        assert_eq!(
+            newest_trusted(&[Some(late.clone()), Some(locked)], trust),
+            Some(late)
         );
     }
 }

@@ -409,7 +409,9 @@ impl MetaStore {
                         writer: current.writer,
                     });
                 }
-                Some(current) if !meta.supersedes(&current) => {
+                // A sealed entry cannot delete or weaken a version whose COMPLIANCE
+                // retention had not lapsed when it was written (`meta/retention.rs`).
+                Some(current) if !meta.supersedes(&current) || meta.breaks_lock_of(&current) => {
                     return Ok(ConditionalMerge::Merged(MergeOutcome::Superseded {
                         version: current.version,
                         writer: current.writer,
@@ -792,6 +794,9 @@ fn decode_entry(key: &[u8], value: &[u8]) -> Option<ObjectMeta> {
         }
     }
 }
+
+mod retention;
+pub use retention::{COMPLIANCE_MODE, LOCK_MODE_ENTRY, LOCK_UNTIL_ENTRY, VERSIONS_DIRECTORY};
 
 #[cfg(test)]
 mod tests;

@@ -207,7 +207,7 @@ impl Gateway {
             .list_objects(
                 &key.tenant,
                 &name,
-                &xnode_store::internal_key("ver/"),
+                &xnode_store::internal_key(xnode_store::VERSIONS_DIRECTORY),
                 None,
                 1,
             )

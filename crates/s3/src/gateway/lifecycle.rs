@@ -675,7 +675,14 @@ impl Gateway {
         // the version objects of a versioned bucket.
         let mut entries = self.list_all(tenant, bucket, "").await?;
         if self.versioning(bucket) != Versioning::Unversioned {
-            entries.extend(self.list_all(tenant, bucket, &internal_key("ver/")).await?);
+            entries.extend(
+                self.list_all(
+                    tenant,
+                    bucket,
+                    &internal_key(xnode_store::VERSIONS_DIRECTORY),
+                )
+                .await?,
+            );
         }
         let plan = Plan {
             rules,

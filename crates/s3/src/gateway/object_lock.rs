@@ -36,15 +36,16 @@ use crate::keys::AccessKey;
 
 /// The bucket-setting kind of a bucket's object-lock configuration.
 pub(crate) const OBJECT_LOCK_KIND: &str = "object-lock";
-/// The metadata entry holding a version's retention mode (`GOVERNANCE` or `COMPLIANCE`).
-const LOCK_MODE: &str = ":lock-mode";
+/// The metadata entry holding a version's retention mode (`GOVERNANCE` or `COMPLIANCE`);
+/// storage reads it too, to refuse breaking a COMPLIANCE retention itself.
+const LOCK_MODE: &str = xnode_store::LOCK_MODE_ENTRY;
 /// The metadata entry holding the end of a version's retention (Unix milliseconds).
-const LOCK_UNTIL: &str = ":lock-until";
+const LOCK_UNTIL: &str = xnode_store::LOCK_UNTIL_ENTRY;
 /// The metadata entry holding a version's legal hold (`ON` or `OFF`).
 const LEGAL_HOLD: &str = ":legal-hold";
 
 const GOVERNANCE: &str = "GOVERNANCE";
-const COMPLIANCE: &str = "COMPLIANCE";
+const COMPLIANCE: &str = xnode_store::COMPLIANCE_MODE;
 const MS_PER_DAY: u64 = 86_400_000;
 /// AWS's longest default retention: 100 years (36 500 days).
 const MAX_DEFAULT_DAYS: u64 = 36_500;

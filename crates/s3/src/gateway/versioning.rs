@@ -22,7 +22,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use xnode_storage::StorageError;
 use xnode_storage::buckets::Versioning;
 use xnode_storage::conditional::{Decision, decide_on_delete_marker};
-use xnode_store::{ObjectInfo, ObjectMeta, internal_key};
+use xnode_store::{ObjectInfo, ObjectMeta, VERSIONS_DIRECTORY, internal_key};
 use xnode_types::PublicKeyBytes;
 
 use super::{Gateway, MAX_KEYS, empty_body, etag_of, s3_err, tenant_owner, timestamp, unix_ms};
@@ -68,17 +68,17 @@ fn is_internal_id(id: &str) -> bool {
 
 /// The prefix of every version object of `key`.
 fn versions_prefix(key: &str) -> String {
-    internal_key(&format!("ver/{key}/"))
+    internal_key(&format!("{VERSIONS_DIRECTORY}{key}/"))
 }
 
 /// The internal object holding version `id` of `key`.
 pub(crate) fn version_key(key: &str, id: &str) -> String {
-    internal_key(&format!("ver/{key}/{id}"))
+    internal_key(&format!("{VERSIONS_DIRECTORY}{key}/{id}"))
 }
 
 /// The object key and internal id of a version object's key.
 pub(super) fn parse_version_key(stored: &str) -> Option<(&str, &str)> {
-    let rest = stored.strip_prefix(&internal_key("ver/"))?;
+    let rest = stored.strip_prefix(&internal_key(VERSIONS_DIRECTORY))?;
     let split = rest.len().checked_sub(ID_LEN + 1)?;
     let (key, tail) = (rest.get(..split)?, rest.get(split..)?);
     let id = tail.strip_prefix('/')?;
@@ -708,7 +708,7 @@ impl Gateway {
             .list_all(
                 tenant,
                 &input.bucket,
-                &internal_key(&format!("ver/{prefix}")),
+                &internal_key(&format!("{VERSIONS_DIRECTORY}{prefix}")),
             )
             .await?
             .into_iter()

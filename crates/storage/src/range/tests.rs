@@ -397,3 +397,31 @@ fn a_page_of_a_thousand_keys_takes_one_round() {
     assert_eq!(sizes, [1000, 1000, 1000, 1000, 1000, 0]);
     assert!(rounds <= 8, "{rounds} rounds for five pages");
 }
+
+/// A listing of versions does not lose a COMPLIANCE-locked version to a replica that
+/// took a tombstone over it (whichever order the answers come in).
+#[test]
+fn a_range_merge_keeps_a_compliance_locked_version_over_a_tombstone_that_breaks_it() {
+    let key = internal_key("ver/doc/0123");
+    let mut locked = entry(&key, 100, true);
+    if let Some(info) = locked.info.as_mut() {
+        info.user_meta
+            .insert(xnode_store::LOCK_MODE_ENTRY.into(), "COMPLIANCE".into());
+        info.user_meta
+            .insert(xnode_store::LOCK_UNTIL_ENTRY.into(), "10000".into());
+    }
+    let tombstone = entry(&key, 200, false);
+    let answer = |meta: &ObjectMeta| CheckedRange {
+        entries: vec![meta.clone()],
+        until: None,
+        future: 0,
+        verified: vec![true],
+    };
+    for answers in [
+        [answer(&locked), answer(&tombstone)],
+        [answer(&tombstone), answer(&locked)],
+    ] {
+        let merged = merge_ranges(&answers);
+        assert_eq!(merged.newest, vec![locked.clone()]);
+    }
+}

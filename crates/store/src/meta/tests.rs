@@ -645,3 +645,80 @@ fn leaf_entries_pages_through_a_bucket() {
             .is_empty()
     );
 }
+
+fn locked(tag: &str, mode: &str, until_ms: u64) -> ObjectInfo {
+    let mut info = info(tag);
+    info.user_meta.insert(LOCK_MODE_ENTRY.into(), mode.into());
+    info.user_meta
+        .insert(LOCK_UNTIL_ENTRY.into(), until_ms.to_string());
+    info
+}
+
+/// A version under COMPLIANCE retention cannot be deleted, replaced or weakened by an
+/// entry written before the retention ends, sealed or not; tags and a longer retention
+/// over the same content can be written, and anything after the end.
+#[test]
+fn a_compliance_locked_version_is_neither_deleted_nor_weakened_before_it_lapses() {
+    let (_dir, db) = db();
+    let store = MetaStore::new(db);
+    let version = ObjectPath::new(tenant(1), "bkt", internal_key("ver/doc/0123")).unwrap();
+    let (w, until) = (node(), 10_000);
+    let held = meta(&version, 100, w, Some(locked("a", COMPLIANCE_MODE, until)));
+    assert_eq!(
+        store.merge_outcome(held.clone()).unwrap(),
+        MergeOutcome::Stored
+    );
+
+    let mut other_content = locked("b", COMPLIANCE_MODE, until);
+    other_content.manifest = ChunkId::of(b"other");
+    for breaking in [
+        meta(&version, 200, w, None),
+        meta(&version, 200, w, Some(info("a"))),
+        meta(&version, 200, w, Some(locked("a", "GOVERNANCE", until))),
+        meta(
+            &version,
+            200,
+            w,
+            Some(locked("a", COMPLIANCE_MODE, until - 1)),
+        ),
+        meta(&version, 200, w, Some(other_content)),
+    ] {
+        assert!(breaking.breaks_lock_of(&held), "{breaking:?}");
+        assert!(matches!(
+            store.merge_outcome(breaking).unwrap(),
+            MergeOutcome::Superseded { .. }
+        ));
+    }
+    assert_eq!(store.get(&version).unwrap(), Some(held.clone()));
+
+    // Tags (other user metadata) and a longer retention over the same content.
+    let mut tagged = locked("a", COMPLIANCE_MODE, until + 5);
+    tagged.user_meta.insert("k".into(), "tagged".into());
+    let longer = meta(&version, 300, w, Some(tagged));
+    assert!(!longer.breaks_lock_of(&held));
+    assert_eq!(
+        store.merge_outcome(longer.clone()).unwrap(),
+        MergeOutcome::Stored
+    );
+
+    // After the retention ends (by the deleting entry's own clock), a delete is a delete.
+    let late = meta(&version, until + 5, w, None);
+    assert!(!late.breaks_lock_of(&longer));
+    assert_eq!(store.merge_outcome(late).unwrap(), MergeOutcome::Stored);
+
+    // Only version objects are held: an object's own key keeps a copy of its current
+    // version, which a newer version replaces.
+    let current = ObjectPath::new(tenant(1), "bkt", "doc").unwrap();
+    let copy = meta(&current, 100, w, Some(locked("a", COMPLIANCE_MODE, until)));
+    assert!(!meta(&current, 200, w, Some(info("b"))).breaks_lock_of(&copy));
+    // GOVERNANCE is the gateway's to enforce (its bypass depends on the request).
+    let governed = meta(&version, 100, w, Some(locked("a", "GOVERNANCE", until)));
+    assert!(!meta(&version, 200, w, None).breaks_lock_of(&governed));
+    // A malformed end reads as never, not as lapsed.
+    let mut malformed = locked("a", COMPLIANCE_MODE, 0);
+    malformed
+        .user_meta
+        .insert(LOCK_UNTIL_ENTRY.into(), "soon".into());
+    let malformed = meta(&version, 100, w, Some(malformed));
+    assert!(meta(&version, u64::MAX - 1, w, None).breaks_lock_of(&malformed));
+}

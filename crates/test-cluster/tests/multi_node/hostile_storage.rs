@@ -117,6 +117,80 @@ async fn a_version_dated_into_the_future_is_refused_and_cannot_pin_a_key() {
     c.shutdown().await;
 }
 
+/// Object Lock: a node holding the tenant's write authority (an edge the tenant used), if
+/// modified, seals a tombstone or a replacement over a version under COMPLIANCE retention.
+/// Every replica refuses it, the ordinary delete is not acknowledged, and the version
+/// reads back through every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sealed_delete_of_a_compliance_locked_version_is_refused_by_every_replica() {
+    let c = Cluster::start_with(4, storage_config).await;
+    let tenant = Tenant::new();
+    c.create_bucket(1, &tenant, "vault").await;
+    let version = xnode_store::internal_key("ver/ledger.csv/00000000000000000000000000000001");
+    let until = now_ms() + 3_600_000;
+    let lock = [
+        (
+            xnode_store::LOCK_MODE_ENTRY.to_owned(),
+            xnode_store::COMPLIANCE_MODE.to_owned(),
+        ),
+        (xnode_store::LOCK_UNTIL_ENTRY.to_owned(), until.to_string()),
+    ];
+    c.authorise(1, &tenant);
+    let body = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"kept"))]);
+    let written = c
+        .node(1)
+        .storage()
+        .put_object(
+            &tenant.id(),
+            "vault",
+            &version,
+            &tenant.data_key(),
+            "text/csv".into(),
+            lock.into_iter().collect(),
+            Some(4),
+            body,
+        )
+        .await
+        .unwrap();
+
+    // Node 2 holds the tenant's authority too (the tenant sent it a signed request).
+    c.authorise(2, &tenant);
+    let mut tombstone = written.clone();
+    tombstone.info = None;
+    tombstone.version = Hlc::new(now_ms(), 0);
+    tombstone.writer = c.id(2);
+    let mut replacement = written.clone();
+    replacement.version = Hlc::new(now_ms(), 1);
+    replacement.writer = c.id(2);
+    if let Some(info) = replacement.info.as_mut() {
+        info.user_meta.remove(xnode_store::LOCK_MODE_ENTRY);
+    }
+    for breaking in [tombstone, replacement] {
+        let breaking = reseal(&c, 2, breaking);
+        let answers = rogue_put_meta(&c, 2, &breaking).await;
+        assert!(!answers.is_empty());
+        for answer in answers {
+            assert!(
+                !matches!(
+                    answer,
+                    StoreResponse::MetaMerged {
+                        outcome: xnode_store::MergeOutcome::Stored
+                    }
+                ),
+                "a replica took an entry that breaks a COMPLIANCE retention"
+            );
+        }
+    }
+    assert!(delete(&c, 2, &tenant, "vault", &version).await.is_err());
+    for via in 0..4 {
+        assert_eq!(
+            c.get(via, &tenant, "vault", &version, None).await.unwrap(),
+            b"kept"
+        );
+    }
+    c.shutdown().await;
+}
+
 /// Finding 14: a write through an edge whose clock runs ahead, then a write through
 /// another edge: the second must win (or fail loudly), never be acknowledged and invisible;
 /// and a delete through the slower edge is never "204 and still there".
@@ -345,8 +419,9 @@ async fn endless_scan_pages_cannot_keep_garbage_collection_going() {
 /// Fetches a chunk's bytes from any node, as a peer can.
 async fn rogue_get_chunk(c: &Cluster, from: usize, id: xnode_store::ChunkId) -> Vec<u8> {
     for i in c.running() {
-        if let Ok(StoreResponse::Chunk(Some(bytes))) =
-            c.raw_store_request(from, c.id(i), &StoreRequest::GetChunk { id }).await
+        if let Ok(StoreResponse::Chunk(Some(bytes))) = c
+            .raw_store_request(from, c.id(i), &StoreRequest::GetChunk { id })
+            .await
         {
             return bytes;
         }
@@ -490,7 +565,10 @@ async fn a_peer_cannot_spray_a_chunk_to_every_node() {
     let mut accepted = 0;
     let mut refused = 0;
     for i in 1..6 {
-        match c.raw_store_request(0, c.id(i), &put_chunk_request(id, &junk, None)).await {
+        match c
+            .raw_store_request(0, c.id(i), &put_chunk_request(id, &junk, None))
+            .await
+        {
             Ok(StoreResponse::Stored) => accepted += 1,
             other => {
                 assert!(
