@@ -102,10 +102,9 @@ async fn a_node_that_silently_lost_chunks_is_penalised_in_the_settled_table() {
         config.storage.audit_window = Duration::from_secs(2);
         config.storage.audit_detect_loss_ppm = 100_000;
         config.storage.audit_reputation_epochs = 60;
-        // Placement keeps the failing node: excluding it moves its chunks to honest nodes,
-        // and with this test's short `audit_settle` (1 s against 10 min by default) their
-        // peers would audit those chunks before repair copied them and fail them. That is
-        // the deletion test's subject; this one is the settled table's.
+        // Placement keeps the failing node, so it stays a replica, and audited, epoch
+        // after epoch (an excluded node holds no placed chunks and is not challenged).
+        // Exclusion is the deletion test's subject; this one is the settled table's.
         config.storage.audit_min_score_ppm = 0;
         config.storage.audit_timeout = Duration::from_secs(5);
         config.storage.audit_settle = Duration::from_secs(1);
