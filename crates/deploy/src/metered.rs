@@ -21,7 +21,7 @@ use xnode_metering::RunReport;
 use xnode_types::{NodeId, PublicKeyBytes};
 
 use crate::grants::JOB_KEY_HOLDERS;
-use crate::spec::{DeploymentSpec, JobRun, Kind, decode_run};
+use crate::spec::{DeploymentSpec, JobRun, JobSpec, Kind, decode_run};
 use crate::{Compute, ComputeConfig, runner};
 
 /// The most fuel a tenant's edge believes one worker burns in a second. A worker is one
@@ -124,6 +124,7 @@ impl Compute {
                     reported: replica.fuel,
                     // Not before the tenant signed the deployment.
                     started_ms: replica.since_ms.max(d.spec.created_ms),
+                    signed_ms: d.spec.created_ms,
                 };
                 if let Err(e) = self
                     .metering
@@ -161,7 +162,7 @@ impl Compute {
                 continue;
             }
             let work = format!("job:{}", job.id);
-            let report = job_run_report(owner, node, &work, &run, &d.spec, &self.config);
+            let report = job_run_report(owner, node, &work, &run, &job, &d.spec, &self.config);
             if let Err(e) = self.metering.observe_run(&report, None) {
                 tracing::warn!(error = %e, "cannot observe a job's fuel");
             }
@@ -172,12 +173,14 @@ impl Compute {
 /// The report an edge observes of one job run: the runner's cumulative fuel, capped at the
 /// fuel limit of the job's deployment (the limit the tenant signed, itself capped by this
 /// node's `max_fuel`), so a runner that reports more than the job could burn is billed
-/// for the limit at most. One run per runner, so the instance is always zero.
+/// for the limit at most. One run per runner, so the instance is always zero. The job's
+/// signing time, not the runner's claimed start, says how old the run can be.
 fn job_run_report<'a>(
     tenant: PublicKeyBytes,
     provider: NodeId,
     work: &'a str,
     run: &JobRun,
+    job: &JobSpec,
     spec: &DeploymentSpec,
     config: &ComputeConfig,
 ) -> RunReport<'a> {
@@ -189,6 +192,7 @@ fn job_run_report<'a>(
         instance: 0,
         reported: run.fuel.min(spec.limits(config).fuel),
         started_ms: run.started_ms,
+        signed_ms: job.created_ms,
     }
 }
 
@@ -221,6 +225,21 @@ mod tests {
         }
     }
 
+    fn job() -> JobSpec {
+        JobSpec {
+            v: 1,
+            id: "j1".into(),
+            deployment: "transform".into(),
+            args: vec![],
+            stdin_b64: String::new(),
+            inputs: vec![],
+            output_bucket: "out".into(),
+            key_checks: Default::default(),
+            owner: String::new(),
+            created_ms: 1_500,
+        }
+    }
+
     fn run(fuel: u64) -> JobRun {
         JobRun {
             v: 1,
@@ -244,20 +263,50 @@ mod tests {
         let runner = SecretKey::from_seed(&[8; 32]).unwrap().node_id();
         let config = ComputeConfig::default();
         let limited = job_spec(Some(1_000_000));
+        let job = job();
         assert!(
             config.max_fuel > 1_000_000,
             "the node's cap must not hide the job's"
         );
 
         // A runner reporting far more than the job's limit is observed at the limit.
-        let inflated = job_run_report(tenant, runner, "job:j1", &run(u64::MAX), &limited, &config);
+        let inflated = job_run_report(
+            tenant,
+            runner,
+            "job:j1",
+            &run(u64::MAX),
+            &job,
+            &limited,
+            &config,
+        );
         assert_eq!(inflated.reported, 1_000_000);
         assert_eq!(inflated.resource, Resource::JobFuel);
         assert_eq!(inflated.instance, 0);
-        let over = job_run_report(tenant, runner, "job:j1", &run(1_000_001), &limited, &config);
+        // How old the run can be comes from the tenant's signature, not the runner.
+        assert_eq!(
+            (inflated.signed_ms, inflated.started_ms),
+            (job.created_ms, 2_000)
+        );
+        let over = job_run_report(
+            tenant,
+            runner,
+            "job:j1",
+            &run(1_000_001),
+            &job,
+            &limited,
+            &config,
+        );
         assert_eq!(over.reported, 1_000_000);
         // An honest report under the limit is observed as it is.
-        let honest = job_run_report(tenant, runner, "job:j1", &run(999_999), &limited, &config);
+        let honest = job_run_report(
+            tenant,
+            runner,
+            "job:j1",
+            &run(999_999),
+            &job,
+            &limited,
+            &config,
+        );
         assert_eq!(honest.reported, 999_999);
 
         // Without a limit in the spec the job's default limit applies, never the report.
@@ -269,6 +318,7 @@ mod tests {
             runner,
             "job:j1",
             &run(u64::MAX),
+            &job,
             &unlimited,
             &config,
         );
@@ -279,7 +329,15 @@ mod tests {
             max_fuel: 500,
             ..ComputeConfig::default()
         };
-        let capped = job_run_report(tenant, runner, "job:j1", &run(1_000_000), &limited, &strict);
+        let capped = job_run_report(
+            tenant,
+            runner,
+            "job:j1",
+            &run(1_000_000),
+            &job,
+            &limited,
+            &strict,
+        );
         assert_eq!(capped.reported, 500);
     }
 }

@@ -55,6 +55,11 @@ pub struct MeteringConfig {
     pub enforce: bool,
     /// How far a provider's claim may exceed what the edge observed.
     pub tolerance: Tolerance,
+    /// How long an edge remembers a job's or a worker's reported usage after it last grew
+    /// (`metering_runs_seen`); a run of work the tenant signed longer ago than this,
+    /// which the edge has no record of, counts only its later increases.
+    #[serde(with = "xnode_types::duration_text")]
+    pub runs_seen_horizon: Duration,
 }
 
 impl Default for MeteringConfig {
@@ -65,9 +70,14 @@ impl Default for MeteringConfig {
             grace: Duration::from_secs(600),
             enforce: false,
             tolerance: Tolerance::default(),
+            runs_seen_horizon: DEFAULT_RUNS_SEEN_HORIZON,
         }
     }
 }
+
+/// A week: a run idle that long is forgotten, and a job first seen that long after the
+/// tenant signed it is not paid for its past (see `docs/design/metering.md`).
+pub const DEFAULT_RUNS_SEEN_HORIZON: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl MeteringConfig {
     /// Checks the values are usable.
@@ -78,7 +88,14 @@ impl MeteringConfig {
                     .into(),
             );
         }
+        if self.runs_seen_horizon < self.epoch.saturating_mul(2) {
+            return Err("metering.runs_seen_horizon must be at least two epochs".into());
+        }
         Ok(())
+    }
+
+    fn runs_seen_horizon_ms(&self) -> u64 {
+        u64::try_from(self.runs_seen_horizon.as_millis()).unwrap_or(u64::MAX)
     }
 
     fn epoch_ms(&self) -> u64 {
@@ -127,6 +144,8 @@ pub struct Metering {
     /// tenant's `JobFuel` and `WorkerFuel` go (storage traffic between the tenant's own
     /// runners must not redirect them to a node without the tenant's grant).
     work_edges: Mutex<BTreeMap<PublicKeyBytes, NodeId>>,
+    /// The epoch in which `metering_runs_seen` was last pruned: once an epoch is enough.
+    runs_pruned_in: Mutex<Option<Epoch>>,
     endpoint: Endpoint<ReceiptService>,
 }
 
@@ -153,12 +172,13 @@ impl Metering {
             network: network.to_owned(),
             provided: Meter::new(db.clone(), PROVIDED),
             observed: Meter::new(db.clone(), OBSERVED),
-            runs: RunsSeen::new(db.clone(), RUNS_SEEN),
+            runs: RunsSeen::new(db.clone(), RUNS_SEEN, config.runs_seen_horizon_ms()),
             store: ReceiptStore::new(db, network, RECEIPTS, GRANTS),
             check: EdgeCheck::new(network, config.tolerance),
             gate: Mutex::new(ServeGate::new(grace_ms)),
             edges: Mutex::new(BTreeMap::new()),
             work_edges: Mutex::new(BTreeMap::new()),
+            runs_pruned_in: Mutex::new(None),
             endpoint: Endpoint::new(mesh),
             key,
             config,
@@ -347,11 +367,31 @@ impl Metering {
         )
     }
 
-    /// One round: flush, propose what is ahead, update the gate. Returns the receipts
-    /// countersigned in this round.
+    /// Edge side: forgets the runs in `metering_runs_seen` idle for longer than
+    /// `runs_seen_horizon`, once per epoch (the first call in an epoch does it). Returns
+    /// how many went, or `None` if the table was pruned in this epoch already.
+    pub fn prune_runs_seen(&self, now_ms: u64) -> Result<Option<usize>, MeteringError> {
+        let epoch = epoch_at(now_ms, self.config.epoch_ms());
+        {
+            let mut pruned_in = lock(&self.runs_pruned_in);
+            if *pruned_in == Some(epoch) {
+                return Ok(None);
+            }
+            *pruned_in = Some(epoch);
+        }
+        let removed = self.runs.prune(now_ms)?;
+        if removed > 0 {
+            tracing::debug!(removed, "pruned idle runs from metering_runs_seen");
+        }
+        Ok(Some(removed))
+    }
+
+    /// One round: flush, prune idle runs at an epoch's first round, propose what is
+    /// ahead, update the gate. Returns the receipts countersigned in this round.
     pub async fn exchange_round(&self) -> Result<u64, MeteringError> {
         self.provided.flush()?;
         self.observed.flush()?;
+        self.prune_runs_seen(unix_ms())?;
         let now = self.current_epoch();
         let mut countersigned = 0;
         let mut tenants: BTreeMap<PublicKeyBytes, bool> = BTreeMap::new();

@@ -508,6 +508,11 @@ impl Config {
                 "storage.audit_window, storage.audit_epoch, storage.audit_timeout, storage.audit_collect_interval and storage.audit_reputation_epochs must be greater than zero".into(),
             ));
         }
+        if st.audit_unsynced_after < st.audit_settle {
+            return Err(ConfigError::Storage(
+                "storage.audit_unsynced_after must be at least storage.audit_settle".into(),
+            ));
+        }
         if st.audit_detect_loss_ppm == 0
             || st.audit_detect_loss_ppm >= 1_000_000
             || st.audit_confidence_ppm >= 1_000_000

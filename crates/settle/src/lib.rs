@@ -35,6 +35,10 @@
 //! 6. **Slashes** ([`slash`]): once an epoch is posted, the committee takes each slash
 //!    of its table on chain (`Staking.slash`); a member signs a slash only if its own
 //!    posted table takes exactly that amount from that operator.
+//! 7. **Exits** ([`exit`], [`exit_client`]): a member clears an operator's exit only from
+//!    its own ledger state; [`exit_client::withdraw_cleared`] is the operator's side
+//!    (`xnode stake withdraw --quiet-epoch N`): collect the clearance through a node and
+//!    send `Staking.withdrawCleared`.
 
 #![warn(missing_docs)]
 
@@ -46,6 +50,7 @@ pub mod config;
 mod error;
 mod evidence;
 pub mod exit;
+pub mod exit_client;
 pub mod proto;
 mod rpc;
 pub mod slash;

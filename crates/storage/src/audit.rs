@@ -12,6 +12,20 @@
 //! audited on that peer this epoch, and every chunk while the storage set changed more
 //! recently than `audit_settle`, are skipped: repair may not have placed them yet.
 //!
+//! **Given before challenged.** Repair can take far longer than `audit_settle` (a node
+//! that joined or inherited a departed node's share receives it at the bounded background
+//! copy rate), so time alone does not say that a peer was given a chunk. An auditor only
+//! challenges chunks it holds, and it is itself one of their repairers: its anti-entropy
+//! round compares digests with each live peer and copies it the chunks placement gives it
+//! and it lacks. The auditor notes, per peer, the start of the last chunk round that
+//! completed with it (every question answered, every copy arrived) and the storage set of
+//! that round ([`PeerSync`]). It challenges a peer on a chunk only if such a round ran
+//! with the current set and began after the chunk was written here ([`may_challenge`]):
+//! the peer then holds the chunk, or said it did. This rests on the auditor's own record,
+//! not on the peer's word, so a peer cannot dodge audits by never acknowledging: one that
+//! makes the rounds fail (refuses digests, questions or copies) is challenged anyway once
+//! the set and the chunk are `audit_unsynced_after` old (24 h).
+//!
 //! **Rate.** A node that silently lost a share `p` of its chunks fails a challenge on a
 //! uniformly chosen chunk with probability `p`, so `n` challenges miss it with probability
 //! `(1 - p)^n`. Catching it with confidence `c` within `audit_window` needs
@@ -149,7 +163,52 @@ struct AuditState {
     /// The storage set last seen, and when it last changed.
     set: Vec<NodeId>,
     set_changed_ms: u64,
+    /// Per peer, the last repair round of this node that completed with it.
+    synced: BTreeMap<NodeId, PeerSync>,
     counts: AuditCounts,
+}
+
+/// The last anti-entropy chunk round of this node that completed with one peer: every
+/// digest and `HasChunks` question answered, every copy of a chunk it lacked arrived.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PeerSync {
+    /// When the round began (before it walked this node's chunks), unix ms.
+    pub(crate) round_started_ms: u64,
+    /// The storage set the round placed chunks over.
+    pub(crate) set: Vec<NodeId>,
+}
+
+/// The times [`may_challenge`] weighs, in unix ms.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ChallengeClock {
+    pub(crate) now: u64,
+    /// `audit_settle`.
+    pub(crate) settle_ms: u64,
+    /// `audit_unsynced_after`.
+    pub(crate) unsynced_after_ms: u64,
+    /// When the storage set last changed in this node's view.
+    pub(crate) set_changed_ms: u64,
+}
+
+/// Whether an auditor may challenge a peer on a chunk written here at `written_ms`: the
+/// chunk is older than `audit_settle`, and either this node's repair completed a round
+/// with the peer over the current `set` that began after the chunk was written (so the
+/// peer was given it, or said it held it), or the set and the chunk are both older than
+/// `audit_unsynced_after` (a peer that makes every round fail is still audited).
+pub(crate) fn may_challenge(
+    written_ms: u64,
+    clock: ChallengeClock,
+    synced: Option<&PeerSync>,
+    set: &[NodeId],
+) -> bool {
+    let age = clock.now.saturating_sub(written_ms);
+    if age < clock.settle_ms {
+        return false;
+    }
+    let given = synced.is_some_and(|s| s.set == set && written_ms <= s.round_started_ms);
+    let overdue = age >= clock.unsynced_after_ms
+        && clock.now.saturating_sub(clock.set_changed_ms) >= clock.unsynced_after_ms;
+    given || overdue
 }
 
 #[derive(Default)]
@@ -183,6 +242,28 @@ impl Auditor {
     /// Nodes placement leaves out for their low reputation.
     pub(crate) fn low_nodes(&self) -> BTreeSet<NodeId> {
         lock(&self.view).low.clone()
+    }
+
+    /// Notes that a chunk round begun at `round_started_ms` over `set` completed with
+    /// each of `peers` (see [`PeerSync`]). Peers that left the set are forgotten.
+    pub(crate) fn note_synced(&self, peers: &[NodeId], set: &[NodeId], round_started_ms: u64) {
+        let mut state = lock(&self.state);
+        state.synced.retain(|peer, _| set.contains(peer));
+        for peer in peers {
+            let newer = state
+                .synced
+                .get(peer)
+                .is_none_or(|s| s.round_started_ms <= round_started_ms);
+            if newer {
+                state.synced.insert(
+                    *peer,
+                    PeerSync {
+                        round_started_ms,
+                        set: set.to_vec(),
+                    },
+                );
+            }
+        }
     }
 
     /// Signs a verdict and keeps it in the log of the epoch it was reached in.
@@ -346,6 +427,8 @@ impl Storage {
             .unwrap_or(u64::MAX)
             .max(1);
         let settle_ms = u64::try_from(self.config.audit_settle.as_millis()).unwrap_or(u64::MAX);
+        let unsynced_after_ms =
+            u64::try_from(self.config.audit_unsynced_after.as_millis()).unwrap_or(u64::MAX);
         let epoch = epoch_of(now, self.config.audit_epoch);
         let due = {
             let mut state = lock(&self.auditor.state);
@@ -369,12 +452,19 @@ impl Storage {
                 state.next_due_ms = state.next_due_ms.saturating_add(interval_ms);
                 due += 1;
             }
+            let clock = ChallengeClock {
+                now,
+                settle_ms,
+                unsynced_after_ms,
+                set_changed_ms: state.set_changed_ms,
+            };
             if peers.is_empty() || now.saturating_sub(state.set_changed_ms) < settle_ms {
-                0
+                (0, clock)
             } else {
-                due
+                (due, clock)
             }
         };
+        let (due, clock) = due;
         let mut issued = 0;
         for _ in 0..due {
             let peer = {
@@ -382,10 +472,7 @@ impl Storage {
                 state.cursor = state.cursor.wrapping_add(1);
                 peers[state.cursor % peers.len()]
             };
-            if self
-                .challenge_peer(peer, &set, epoch, now, settle_ms)
-                .await?
-            {
+            if self.challenge_peer(peer, &set, epoch, clock).await? {
                 issued += 1;
             }
         }
@@ -398,15 +485,19 @@ impl Storage {
         peer: NodeId,
         set: &[xnode_store::Candidate],
         epoch: u64,
-        now: u64,
-        settle_ms: u64,
+        clock: ChallengeClock,
     ) -> Result<bool, StorageError> {
-        let already: HashSet<ChunkId> = lock(&self.auditor.state)
-            .audited
-            .iter()
-            .filter(|(node, _)| *node == peer)
-            .map(|(_, chunk)| *chunk)
-            .collect();
+        let (already, synced): (HashSet<ChunkId>, Option<PeerSync>) = {
+            let state = lock(&self.auditor.state);
+            let already = state
+                .audited
+                .iter()
+                .filter(|(node, _)| *node == peer)
+                .map(|(_, chunk)| *chunk)
+                .collect();
+            (already, state.synced.get(&peer).cloned())
+        };
+        let ids: Vec<NodeId> = set.iter().map(|c| c.id).collect();
         let chunks = self.chunks.clone();
         let storage = self.clone();
         let set = set.to_vec();
@@ -417,7 +508,7 @@ impl Storage {
                     && storage.chunk_placement(id, &set).contains(&peer)
                     && chunks
                         .written_ms(id)
-                        .is_some_and(|written| now.saturating_sub(written) >= settle_ms)
+                        .is_some_and(|written| may_challenge(written, clock, synced.as_ref(), &ids))
             })
         })
         .await?;
@@ -608,6 +699,114 @@ impl Storage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn node(seed: u8) -> NodeId {
+        SecretKey::from_seed(&[seed; 32]).unwrap().node_id()
+    }
+
+    const MIN: u64 = 60_000;
+    const HOUR: u64 = 60 * MIN;
+
+    /// Default settings: `audit_settle` 10 min, `audit_unsynced_after` 24 h.
+    fn clock(now: u64, set_changed_ms: u64) -> ChallengeClock {
+        ChallengeClock {
+            now,
+            settle_ms: 10 * MIN,
+            unsynced_after_ms: 24 * HOUR,
+            set_changed_ms,
+        }
+    }
+
+    #[test]
+    fn an_honest_new_replica_is_not_challenged_before_repair_gave_it_the_chunk() {
+        let (a, p, q) = (node(1), node(2), node(3));
+        let before = vec![a, q];
+        let after = vec![a, p, q];
+        let auditor = Auditor::new(SecretKey::from_seed(&[1; 32]).unwrap(), "n".into());
+        // The chunk was written here at 0; P joined at 1 h and became one of its replicas.
+        // A round over the old set completed with Q, not with P (P was not in it).
+        auditor.note_synced(&[q], &before, 30 * MIN);
+        let synced = |peer| lock(&auditor.state).synced.get(&peer).cloned();
+        // Three hours later repair is still copying to P: the storage set and the chunk
+        // are well past `audit_settle` (the old rule challenged P here and failed it),
+        // but no round over the new set completed with P, so P is not challenged.
+        let now = 4 * HOUR;
+        assert!(!may_challenge(
+            0,
+            clock(now, HOUR),
+            synced(p).as_ref(),
+            &after
+        ));
+        // Q's round ran over the old set: under the new one Q's chunks may have moved.
+        assert!(!may_challenge(
+            0,
+            clock(now, HOUR),
+            synced(q).as_ref(),
+            &after
+        ));
+        // A round begun at 5 h over the new set completed with P (every copy arrived):
+        // P is challenged on the chunk from then on...
+        auditor.note_synced(&[p], &after, 5 * HOUR);
+        let now = 5 * HOUR + MIN;
+        assert!(may_challenge(
+            0,
+            clock(now, HOUR),
+            synced(p).as_ref(),
+            &after
+        ));
+        // ... but not on a chunk written here after that round began, until another
+        // round covers it.
+        let late = 5 * HOUR + 10;
+        assert!(!may_challenge(
+            late,
+            clock(6 * HOUR, HOUR),
+            synced(p).as_ref(),
+            &after
+        ));
+        auditor.note_synced(&[p], &after, 6 * HOUR);
+        assert!(may_challenge(
+            late,
+            clock(6 * HOUR + MIN, HOUR),
+            synced(p).as_ref(),
+            &after
+        ));
+        // An older round never overwrites a newer one; a peer that left is forgotten.
+        auditor.note_synced(&[p], &after, 2 * HOUR);
+        assert_eq!(synced(p).unwrap().round_started_ms, 6 * HOUR);
+        auditor.note_synced(&[], &before, 7 * HOUR);
+        assert!(synced(p).is_none());
+    }
+
+    #[test]
+    fn a_peer_that_never_completes_a_round_is_still_challenged_after_the_bound() {
+        let (a, p) = (node(1), node(2));
+        let set = vec![a, p];
+        // P refuses every digest, question or copy: no round ever completes with it.
+        // It is not challenged within a day of the set change or of the chunk's write...
+        assert!(!may_challenge(0, clock(23 * HOUR, 0), None, &set));
+        assert!(!may_challenge(2 * HOUR, clock(25 * HOUR, 0), None, &set));
+        assert!(!may_challenge(0, clock(25 * HOUR, 2 * HOUR), None, &set));
+        // ... and is from then on, on every chunk at least that old.
+        assert!(may_challenge(0, clock(24 * HOUR, 0), None, &set));
+        assert!(may_challenge(HOUR, clock(30 * HOUR, 2 * HOUR), None, &set));
+        // A round over another set does not count as one over this set.
+        let stale = PeerSync {
+            round_started_ms: 20 * HOUR,
+            set: vec![p],
+        };
+        assert!(!may_challenge(0, clock(21 * HOUR, 0), Some(&stale), &set));
+        // A fresh chunk is never challenged within `audit_settle`, synced or not.
+        let fresh = PeerSync {
+            round_started_ms: 30 * HOUR,
+            set: set.clone(),
+        };
+        assert!(!may_challenge(
+            30 * HOUR - MIN,
+            clock(30 * HOUR + MIN, 0),
+            Some(&fresh),
+            &set
+        ));
+    }
 
     #[test]
     fn the_rate_formula_meets_the_detection_target() {

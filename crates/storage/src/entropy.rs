@@ -156,6 +156,12 @@ impl Storage {
         set: &[Candidate],
         live: &std::collections::HashSet<NodeId>,
     ) -> Result<RoundReport, StorageError> {
+        // Before the walk: a chunk written here by then is in it, which is what the
+        // auditor's "given before challenged" rule relies on (`audit::may_challenge`).
+        let round_started_ms = unix_ms();
+        // Peers this round could not complete with: a question unanswered or a copy that
+        // did not arrive.
+        let mut unsynced: BTreeSet<NodeId> = BTreeSet::new();
         let walk = {
             let s = self.clone();
             let set = set.to_vec();
@@ -266,6 +272,7 @@ impl Storage {
                     Ok(StoreResponse::Has(has)) if has.len() == batch.len() => has,
                     _ => {
                         report.clean = false;
+                        unsynced.insert(node);
                         continue;
                     }
                 };
@@ -292,10 +299,19 @@ impl Storage {
                     if copied {
                         report.repaired += 1;
                         *holders.entry(id).or_default() += 1;
+                    } else {
+                        unsynced.insert(node);
                     }
                 }
             }
         }
+        let ids: Vec<NodeId> = set.iter().map(|c| c.id).collect();
+        let synced: Vec<NodeId> = ids
+            .iter()
+            .copied()
+            .filter(|id| *id != self.node_id && live.contains(id) && !unsynced.contains(id))
+            .collect();
+        self.auditor.note_synced(&synced, &ids, round_started_ms);
         report.under_chunks = holders
             .iter()
             .filter(|(id, n)| needed.get(*id).is_some_and(|want| **n < *want))

@@ -154,6 +154,13 @@ pub struct StorageConfig {
     /// than this, are not audited: repair may not have placed them yet.
     #[serde(with = "xnode_types::duration_text")]
     pub audit_settle: Duration,
+    /// An auditor challenges a peer on a chunk only once its own repair round, begun after
+    /// the storage set last changed and after it got the chunk, compared with the peer and
+    /// copied it everything it lacked (so an honest peer is never failed for a chunk repair
+    /// has not given it yet). A peer that round never completes with (it refuses digests
+    /// or copies) is challenged anyway once the set and the chunk are this old.
+    #[serde(with = "xnode_types::duration_text")]
+    pub audit_unsynced_after: Duration,
     /// How often the node collects its peers' audit results and recomputes reputation.
     #[serde(with = "xnode_types::duration_text")]
     pub audit_collect_interval: Duration,
@@ -189,6 +196,7 @@ impl Default for StorageConfig {
             audit_min_score_ppm: 960_000,
             audit_timeout: Duration::from_secs(10),
             audit_settle: Duration::from_secs(600),
+            audit_unsynced_after: Duration::from_secs(24 * 3600),
             audit_collect_interval: Duration::from_secs(60),
             quota: TenantQuota::default(),
         }

@@ -256,8 +256,7 @@ pub async fn stake(action: StakeAction) -> anyhow::Result<()> {
                 anyhow::bail!("{} has nothing unbonding", client.address());
             }
             if let Some(epoch) = quiet_epoch {
-                return exit::withdraw_cleared(&client, staking, &api, epoch, &pending, chain.json)
-                    .await;
+                return exit::withdraw_cleared(&client, staking, &api, epoch, chain.json).await;
             }
             let mined = client
                 .send(

@@ -20,23 +20,6 @@ pub async fn get_json(api: &str, path: &str) -> anyhow::Result<Value> {
     read_json(api, &url, response).await
 }
 
-/// POSTs `body` as JSON to `path` and returns the answer, waiting at most `timeout` (some
-/// routes ask other nodes before they answer).
-pub async fn post_json(
-    api: &str,
-    path: &str,
-    body: &Value,
-    timeout: Duration,
-) -> anyhow::Result<Value> {
-    let url = format!("{}{}", api.trim_end_matches('/'), path);
-    let client = reqwest::Client::builder()
-        .timeout(timeout)
-        .build()
-        .context("HTTP client")?;
-    let response = client.post(&url).json(body).send().await;
-    read_json(api, &url, response).await
-}
-
 /// The JSON body of a node's answer, or its error message as the error.
 async fn read_json(
     api: &str,

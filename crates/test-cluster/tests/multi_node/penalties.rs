@@ -15,6 +15,7 @@
 
 use std::time::Duration;
 
+use alloy::signers::local::PrivateKeySigner;
 use xnode_chain::anvil::{Anvil, SKIP_MESSAGE, TOKEN, anvil_binary};
 use xnode_chain::{Address, Staking};
 use xnode_settle::{EpochRecord, EpochStatus, OperatorPayout, SlashStatus};
@@ -55,7 +56,21 @@ async fn a_node_that_silently_lost_chunks_is_penalised_in_the_settled_table() {
     let (keys, members, contracts) =
         crate::settlement::committee_on_anvil(&anvil, NODES, THRESHOLD);
     // Bonded operators: a slash is taken from the bond, so an unbonded node has none.
-    let payouts = anvil.accounts().unwrap()[1..=NODES].to_vec();
+    let mut payouts = anvil.accounts().unwrap()[1..=NODES].to_vec();
+    // The drained node's operator withdraws at the end with `xnode stake withdraw`'s own
+    // code, which signs locally: it has a key of its own, with ether for gas, impersonated
+    // on anvil for the bond and unbond the test sends for it.
+    let drained_key = PrivateKeySigner::from_bytes(&xnode_chain::B256::repeat_byte(0x5e)).unwrap();
+    payouts[DRAINED] = drained_key.address();
+    anvil
+        .set_balance(payouts[DRAINED], xnode_chain::U256::from(TOKEN))
+        .unwrap();
+    anvil
+        .rpc(
+            "anvil_impersonateAccount",
+            serde_json::json!([payouts[DRAINED]]),
+        )
+        .unwrap();
     for payout in &payouts {
         contracts.bond(&anvil, *payout, BOND).unwrap();
     }
@@ -87,10 +102,9 @@ async fn a_node_that_silently_lost_chunks_is_penalised_in_the_settled_table() {
         config.storage.audit_window = Duration::from_secs(2);
         config.storage.audit_detect_loss_ppm = 100_000;
         config.storage.audit_reputation_epochs = 60;
-        // Placement keeps the failing node: excluding it moves its chunks to honest nodes,
-        // and with this test's short `audit_settle` (1 s against 10 min by default) their
-        // peers would audit those chunks before repair copied them and fail them. That is
-        // the deletion test's subject; this one is the settled table's.
+        // Placement keeps the failing node, so it stays a replica, and audited, epoch
+        // after epoch (an excluded node holds no placed chunks and is not challenged).
+        // Exclusion is the deletion test's subject; this one is the settled table's.
         config.storage.audit_min_score_ppm = 0;
         config.storage.audit_timeout = Duration::from_secs(5);
         config.storage.audit_settle = Duration::from_secs(1);
@@ -318,7 +332,7 @@ async fn a_node_that_silently_lost_chunks_is_penalised_in_the_settled_table() {
         &c, &anvil, &contracts, &payouts, repair_pot, pot_before, start, epoch,
     )
     .await;
-    check_exit_clearance(&mut c, &anvil, &contracts, &payouts).await;
+    check_exit_clearance(&mut c, &anvil, &contracts, &payouts, drained_key).await;
     c.shutdown().await;
 }
 
@@ -347,13 +361,15 @@ async fn ask_clearance(
 }
 
 /// Graceful exit on chain: the drained operator is cleared and withdraws after the unbond
-/// delay; the cheating operator, whose node still holds data, is refused, and neither
-/// withdraws without a clearance before the fallback delay.
+/// delay, through `xnode stake withdraw --quiet-epoch`'s code
+/// (`xnode_settle::exit_client`); the cheating operator, whose node still holds data, is
+/// refused, and neither withdraws without a clearance before the fallback delay.
 async fn check_exit_clearance(
     c: &mut Cluster,
     anvil: &Anvil,
     contracts: &xnode_chain::anvil::Contracts,
     payouts: &[Address],
+    drained_key: PrivateKeySigner,
 ) {
     use alloy::sol_types::SolCall;
     let staking = contracts.staking;
@@ -479,18 +495,47 @@ async fn check_exit_clearance(
             .unwrap();
         assert!(!xnode_chain::anvil::succeeded(&receipt));
     }
+    // The operator withdraws as `xnode stake withdraw --quiet-epoch` does: the same
+    // function collects a fresh clearance through node 0 and sends `withdrawCleared`,
+    // with a deadline counted from the chain's clock (an hour ahead of this machine's
+    // now), and the operator receives exactly its bond.
     let before = contracts.balance_of(anvil, drained).unwrap();
-    let receipt = anvil
-        .send(drained, Some(staking), &cleared_call.abi_encode())
-        .unwrap();
-    assert!(xnode_chain::anvil::succeeded(&receipt), "{receipt}");
+    let operator = xnode_settle::ChainClient::new(anvil.url(), drained_key).unwrap();
+    assert_eq!(operator.address(), drained);
+    let withdrawn = xnode_settle::exit_client::withdraw_cleared(
+        &operator,
+        staking,
+        c.api_url(0),
+        xnode_ledger::Epoch(quiet),
+    )
+    .await
+    .unwrap();
     eprintln!(
-        "withdrawCleared on anvil: {} gas ({} signatures)",
-        xnode_chain::anvil::gas_used(&receipt),
-        cleared_call.signatures.len()
+        "withdrawCleared by the CLI's code on anvil: {} gas",
+        withdrawn.mined.gas_used
     );
+    assert_eq!(withdrawn.amount, xnode_chain::U256::from(BOND));
     let after = contracts.balance_of(anvil, drained).unwrap();
     assert_eq!(after - before, xnode_chain::U256::from(BOND));
+    let pending = anvil
+        .call(staking, &Staking::unbondingCall(drained))
+        .unwrap();
+    assert!(pending.amount.is_zero());
+    // Nothing is left to withdraw: a second run is refused before any transaction.
+    let again = xnode_settle::exit_client::withdraw_cleared(
+        &operator,
+        staking,
+        c.api_url(0),
+        xnode_ledger::Epoch(quiet),
+    )
+    .await;
+    assert!(
+        matches!(
+            again,
+            Err(xnode_settle::exit_client::ExitWithdrawError::NothingUnbonding(a)) if a == drained
+        ),
+        "{again:?}"
+    );
 }
 
 /// The slashes of the penalised epochs are taken on chain by one member, recorded with
