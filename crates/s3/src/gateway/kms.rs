@@ -186,6 +186,21 @@ impl Gateway {
         }
     }
 
+    /// The data key that re-wraps an object's keys when only its metadata changes (tags,
+    /// ACL, lock, version bookkeeping): its KMS key's, checked like a read, for an SSE-KMS
+    /// object, so the rewritten object stays under its KMS key; otherwise the tenant's
+    /// (an SSE-C object then fails to open, as it needs the customer key).
+    pub(super) fn rewrap_key(
+        &self,
+        key: &AccessKey,
+        meta: &BTreeMap<String, String>,
+    ) -> S3Result<DataKey> {
+        match stored_key_id(meta) {
+            Some(id) => Ok(self.kms_key(key, id)?.data_key(&key.data_key())),
+            None => Ok(key.data_key()),
+        }
+    }
+
     /// The data key for more data of a multipart upload: the upload's KMS key if it was
     /// created with one (parts bring no key of their own), else as for SSE-C and plain
     /// uploads ([`sse::upload_key`]).
@@ -248,5 +263,40 @@ mod tests {
             meta.insert(SSE_KMS.to_owned(), bad.to_owned());
             assert_eq!(stored_key_id(&meta), Some(""), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_scoped_grant_gets_a_clear_refusal_for_a_kms_object() {
+        use xnode_store::{Keyring, ObjectKey, ScopedKeys, StoreError};
+        let tenant = DataKey([5; 32]);
+        let kms = KmsKey {
+            id: "0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0".into(),
+        };
+        let object = ObjectKey::generate();
+        let wrapped = kms
+            .data_key(&tenant)
+            .wrap_object_key("photos", b"t/photos/k", &object)
+            .unwrap();
+        // The edge, deriving the KMS key's data key, opens it.
+        assert!(
+            kms.data_key(&tenant)
+                .unwrap_object_key("photos", b"t/photos/k", true, &wrapped)
+                .is_ok()
+        );
+        // A compute node's scoped grant of the bucket (never the tenant's data key) cannot,
+        // and says why.
+        let grant = ScopedKeys::derive(&tenant, ["photos"]);
+        match grant.unwrap_object_key("photos", b"t/photos/k", true, &wrapped) {
+            Err(StoreError::KeyNotHeld { reason, .. }) => {
+                assert!(reason.contains("SSE-KMS"), "{reason}");
+            }
+            other => panic!("expected KeyNotHeld, got {:?}", other.map(|_| ())),
+        }
+        // Nor does the tenant's data key alone open it.
+        assert!(
+            tenant
+                .unwrap_object_key("photos", b"t/photos/k", true, &wrapped)
+                .is_err()
+        );
     }
 }
