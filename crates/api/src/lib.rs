@@ -10,6 +10,7 @@ mod compute_routes;
 mod coordinate_routes;
 mod error;
 mod host_check;
+mod kms_routes;
 mod ledger_routes;
 mod node_routes;
 mod observe_routes;

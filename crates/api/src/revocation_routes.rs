@@ -88,6 +88,7 @@ pub(crate) async fn publish(state: &AppState, entry: Entry) -> Result<bool, ApiE
                 message: e.to_string(),
             },
             RegistryError::BadRevocation { .. }
+            | RegistryError::BadKmsKey { .. }
             | RegistryError::Forbidden { .. }
             | RegistryError::BadKey { .. }
             | RegistryError::TooLarge { .. } => ApiError::BadRequest(e.to_string()),

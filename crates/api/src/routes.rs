@@ -60,6 +60,8 @@ use crate::error::{ApiError, ErrorBody};
         crate::s3_routes::list_keys,
         crate::s3_routes::delete_key,
         crate::revocation_routes::revoke,
+        crate::kms_routes::put_key,
+        crate::kms_routes::list_keys,
     ),
     components(schemas(
         Health,
@@ -83,6 +85,8 @@ use crate::error::{ApiError, ErrorBody};
         crate::s3_routes::S3KeyView,
         crate::revocation_routes::SignedRevocation,
         crate::revocation_routes::RevocationView,
+        crate::kms_routes::SignedKmsKey,
+        crate::kms_routes::KmsKeyView,
         crate::ledger_routes::ReceiptView,
         crate::ledger_routes::ReceiptsView,
         crate::ledger_routes::GrantView,
@@ -143,6 +147,7 @@ pub(crate) fn router(node: Node) -> Router {
         .merge(xnode_studio::router())
         .merge(crate::s3_routes::routes())
         .merge(crate::revocation_routes::routes())
+        .merge(crate::kms_routes::routes())
         .merge(crate::ledger_routes::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(

@@ -15,6 +15,7 @@
 pub mod admission;
 pub mod claims;
 mod entry;
+pub mod kms;
 mod metrics;
 mod policy;
 pub mod revocation;
@@ -64,6 +65,13 @@ pub enum RegistryError {
         key: String,
         #[source]
         source: revocation::RevocationError,
+    },
+    /// A KMS key entry that does not decode or check (see [`kms`]).
+    #[error("registry entry {key:?} is not a valid KMS key: {source}")]
+    BadKmsKey {
+        key: String,
+        #[source]
+        source: kms::KmsKeyError,
     },
     /// The tenant already holds [`revocation::MAX_REVOCATIONS_PER_TENANT`] live revocations.
     #[error(
@@ -370,6 +378,12 @@ impl Registry {
         }
         if entry.value.is_some() && revocation::is_revocation_key(&entry.key) {
             self.check_revocation(entry)?;
+        }
+        if entry.value.is_some() && kms::is_kms_key_key(&entry.key) {
+            kms::parse_kms_key(entry).map_err(|source| RegistryError::BadKmsKey {
+                key: entry.key.chars().take(160).collect(),
+                source,
+            })?;
         }
         let current = self.read_entries().get(&entry.key).cloned();
         if self

@@ -50,9 +50,11 @@ const VERSION_OPERATIONS: &[&str] = &[
 ];
 
 /// The server-side encryption a request asks for, refused as S3 refuses it when it cannot
-/// be honoured. Objects are always encrypted at rest, so SSE-S3 (`AES256`) is honoured, and
-/// SSE-C is built (`gateway::sse`); SSE-KMS has no key service behind it, so every KMS key
-/// is one this gateway does not know, which AWS answers with `400 KMS.NotFoundException`.
+/// be honoured. Objects are always encrypted at rest, so SSE-S3 (`AES256`) is honoured;
+/// SSE-C (`gateway::sse`) and SSE-KMS (`gateway::kms`) are built: the writes resolve the KMS
+/// key (an unknown one is `400 KMS.NotFoundException` there), and parts and completions use
+/// their upload's key, as S3 does. An encryption context and dual-layer SSE-KMS are not
+/// built, so they are refused rather than ignored.
 fn check_encryption(op: &str, headers: &HeaderMap) -> S3Result<()> {
     let sse = header(headers, "x-amz-server-side-encryption");
     let kms_key = header(headers, "x-amz-server-side-encryption-aws-kms-key-id");
@@ -70,17 +72,12 @@ fn check_encryption(op: &str, headers: &HeaderMap) -> S3Result<()> {
         ));
     }
     match sse {
-        Some("aws:kms" | "aws:kms:dsse") => {
-            let mut e = s3s::S3Error::with_message(
-                s3s::S3ErrorCode::Custom("KMS.NotFoundException".into()),
-                format!(
-                    "Invalid keyId {:?}: this gateway has no key management service, so it knows no KMS key; objects are always encrypted at rest (SSE-S3), and SSE-C is supported",
-                    kms_key.unwrap_or("aws/s3")
-                ),
-            );
-            e.set_status_code(hyper::StatusCode::BAD_REQUEST);
-            Err(e)
-        }
+        Some("aws:kms") if kms_context => Err(not_implemented("An SSE-KMS encryption context")),
+        Some("aws:kms") => Ok(()),
+        Some("aws:kms:dsse") => Err(s3_error!(
+            InvalidArgument,
+            "Dual-layer SSE-KMS (aws:kms:dsse) is not supported; use aws:kms"
+        )),
         Some("AES256") | None if kms_key.is_some() || kms_context => Err(s3_error!(
             InvalidArgument,
             "Server Side Encryption with AWS KMS managed key requires HTTP header x-amz-server-side-encryption : aws:kms"
@@ -281,16 +278,8 @@ mod tests {
         for (op, pairs, expected) in [
             (
                 "PutObject",
-                vec![("x-amz-server-side-encryption", "aws:kms")],
-                "KMS.NotFoundException",
-            ),
-            (
-                "PutObject",
-                vec![
-                    ("x-amz-server-side-encryption", "aws:kms"),
-                    ("x-amz-server-side-encryption-aws-kms-key-id", "testkey-1"),
-                ],
-                "KMS.NotFoundException",
+                vec![("x-amz-server-side-encryption", "aws:kms:dsse")],
+                "InvalidArgument",
             ),
             (
                 "PutObject",
@@ -341,6 +330,19 @@ mod tests {
         // SSE-C is handled by the gateway, not refused here.
         let h = headers(&[("x-amz-server-side-encryption-customer-algorithm", "AES256")]);
         assert!(check("GetObject", &h, None).is_ok());
+        // SSE-KMS too: the writes resolve the key, parts use their upload's.
+        let h = headers(&[
+            ("x-amz-server-side-encryption", "aws:kms"),
+            ("x-amz-server-side-encryption-aws-kms-key-id", "testkey-1"),
+        ]);
+        for op in [
+            "PutObject",
+            "CreateMultipartUpload",
+            "UploadPart",
+            "CopyObject",
+        ] {
+            assert!(check(op, &h, None).is_ok(), "{op}");
+        }
     }
 
     #[test]
@@ -359,6 +361,14 @@ mod tests {
             (
                 "PutObject",
                 vec![("x-amz-bucket-object-lock-enabled", "true")],
+                None,
+            ),
+            (
+                "PutObject",
+                vec![
+                    ("x-amz-server-side-encryption", "aws:kms"),
+                    ("x-amz-server-side-encryption-context", "e30="),
+                ],
                 None,
             ),
             ("GetObjectTagging", vec![], Some("versionId=abc")),

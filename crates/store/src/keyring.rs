@@ -183,7 +183,7 @@ impl Keyring for BucketKey {
         )
         .map_err(|_| StoreError::KeyNotHeld {
             bucket: bucket.to_owned(),
-            reason: "the bucket key does not open this object (it was written under the tenant key before per-bucket keys, or it is not this bucket's object); rewrite it through the tenant's edge".into(),
+            reason: "the bucket key does not open this object: it is server-side encrypted with SSE-KMS or SSE-C (whose keys only the tenant's edge derives, so a scoped grant cannot read it), it was written under the tenant key before per-bucket keys, or it is not this bucket's object; read it through the tenant's edge, or rewrite it there without SSE-KMS/SSE-C".into(),
         })
     }
 }

@@ -64,6 +64,12 @@ pub enum Command {
         #[command(subcommand)]
         action: TenantAction,
     },
+    /// Your KMS keys, which SSE-KMS objects (`x-amz-server-side-encryption: aws:kms`) are
+    /// encrypted under.
+    Kms {
+        #[command(subcommand)]
+        action: KmsAction,
+    },
     /// Create, list and delete buckets.
     Bucket {
         #[command(subcommand)]
@@ -572,6 +578,37 @@ pub enum KeyAction {
         file: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KmsAction {
+    /// Create a KMS key; prints its id, which S3 requests name in
+    /// `x-amz-server-side-encryption-aws-kms-key-id`.
+    CreateKey {
+        /// A name for the key, usable as `alias/NAME` instead of the id.
+        #[arg(long)]
+        alias: Option<String>,
+        #[command(flatten)]
+        args: StorageClientArgs,
+    },
+    /// List your KMS keys.
+    List {
+        #[command(flatten)]
+        args: StorageClientArgs,
+    },
+    /// Disable a key (its id or alias/NAME): writes under it and reads of its objects are
+    /// refused until it is enabled again. Its objects are not destroyed.
+    Disable {
+        key: String,
+        #[command(flatten)]
+        args: StorageClientArgs,
+    },
+    /// Enable a disabled key again.
+    Enable {
+        key: String,
+        #[command(flatten)]
+        args: StorageClientArgs,
     },
 }
 

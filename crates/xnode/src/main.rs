@@ -10,6 +10,7 @@ mod devnet;
 mod devnet_chain;
 mod devnet_grant;
 mod drain_cmd;
+mod kms_cmd;
 mod ledger_cmd;
 mod s3_cmd;
 mod sd_notify;
@@ -76,6 +77,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Key(args) => client::key(args),
         cli::Command::Top { args, once } => top::run(&args.api, once, args.json).await,
         cli::Command::Bucket { action } => storage_cmd::bucket(action).await,
+        cli::Command::Kms { action } => kms_cmd::run(action).await,
         cli::Command::Tenant {
             action:
                 cli::TenantAction::RevokeEdge {

@@ -618,7 +618,7 @@ impl Gateway {
                     &key.tenant,
                     &bucket,
                     &stored,
-                    &key.data_key(),
+                    &self.rewrap_key(&key, &info.user_meta)?,
                     &[(bucket.clone(), stored.clone())],
                     info.content_type.clone(),
                     meta,

@@ -81,9 +81,12 @@ impl Gateway {
             &input.sse_customer_key,
             &input.sse_customer_key_md5,
         )?;
-        sse::check_write(
-            dest_customer.as_ref(),
+        let dest_kms = self.write_kms_key(
+            &key,
+            &input.bucket,
             input.server_side_encryption.as_ref(),
+            input.ssekms_key_id.as_deref(),
+            dest_customer.as_ref(),
         )?;
         let src_stored = self
             .source_version(&key, src_bucket, src_key, src_version)
@@ -102,17 +105,18 @@ impl Gateway {
                 if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
             },
         )?;
-        let open = sse::opening_key(&key.data_key(), &src.user_meta, src_customer.as_ref())?;
+        let open = self.opening_key(&key, &src.user_meta, src_customer.as_ref())?;
         let replace = input
             .metadata_directive
             .as_ref()
             .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-        // Asking for encryption (SSE-S3 or a customer key) or leaving an SSE-C source
-        // changes the object's encryption attributes, which S3 accepts as a reason to copy
-        // an object onto itself.
+        // Asking for encryption (SSE-S3, SSE-KMS or a customer key) or leaving an SSE-C or
+        // SSE-KMS source changes the object's encryption attributes, which S3 accepts as a
+        // reason to copy an object onto itself.
         let changes_encryption = dest_customer.is_some()
             || input.server_side_encryption.is_some()
-            || sse::stored_verifier(&src.user_meta).is_some();
+            || sse::stored_verifier(&src.user_meta).is_some()
+            || super::kms::stored_key_id(&src.user_meta).is_some();
         if !replace
             && !changes_encryption
             && src_version.is_none()
@@ -181,7 +185,12 @@ impl Gateway {
             super::object_lock::DefaultRetentionAt::Write,
             &mut meta,
         )?;
-        let wrap = sse::writing_key(&key.data_key(), &mut meta, dest_customer.as_ref());
+        let wrap = sse::writing_key(
+            &key.data_key(),
+            &mut meta,
+            dest_customer.as_ref(),
+            dest_kms.as_ref(),
+        );
         let version = self
             .begin_version(&key, &input.bucket, &input.key, &mut meta)
             .await?;
@@ -215,9 +224,13 @@ impl Gateway {
             self.finish_version(&key, &wrap, &input.bucket, &input.key, v, &info, pre)
                 .await?;
         }
-        let encryption = sse::response_headers(dest_customer.as_ref());
+        let encryption = sse::response_headers(
+            dest_customer.as_ref(),
+            dest_kms.as_ref().map(super::kms::KmsKey::id),
+        );
         Ok(S3Response::new(CopyObjectOutput {
             server_side_encryption: encryption.server_side_encryption,
+            ssekms_key_id: encryption.ssekms_key_id,
             sse_customer_algorithm: encryption.sse_customer_algorithm,
             sse_customer_key_md5: encryption.sse_customer_key_md5,
             version_id: version.and_then(super::versioning::NewVersion::response_id),
@@ -262,9 +275,10 @@ impl Gateway {
         let upload = self
             .read_upload(&key.tenant, &input.bucket, &input.key, &input.upload_id)
             .await?;
-        let data_key = sse::upload_key(
-            &key.data_key(),
+        let data_key = self.upload_key(
+            &key,
             upload.sse_c.as_deref(),
+            upload.sse_kms.as_deref(),
             dest_customer.as_ref(),
         )?;
         let src_stored = self
@@ -284,7 +298,7 @@ impl Gateway {
                 if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
             },
         )?;
-        let open = sse::opening_key(&key.data_key(), &src.user_meta, src_customer.as_ref())?;
+        let open = self.opening_key(&key, &src.user_meta, src_customer.as_ref())?;
         let range = match &input.copy_source_range {
             None => None,
             Some(text) => Some(copy_range(text, src.size)?),
@@ -313,9 +327,10 @@ impl Gateway {
         let info = meta
             .info
             .ok_or_else(|| s3_error!(InternalError, "the stored part has no metadata"))?;
-        let encryption = sse::response_headers(dest_customer.as_ref());
+        let encryption = sse::response_headers(dest_customer.as_ref(), upload.sse_kms.as_deref());
         Ok(S3Response::new(UploadPartCopyOutput {
             server_side_encryption: encryption.server_side_encryption,
+            ssekms_key_id: encryption.ssekms_key_id,
             sse_customer_algorithm: encryption.sse_customer_algorithm,
             sse_customer_key_md5: encryption.sse_customer_key_md5,
             copy_part_result: Some(CopyPartResult {

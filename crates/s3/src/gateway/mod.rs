@@ -17,6 +17,7 @@ pub(crate) mod cors;
 mod crc_combine;
 mod errors;
 mod integrity;
+mod kms;
 pub(crate) mod lifecycle;
 mod listing;
 mod multipart;

@@ -43,6 +43,8 @@ pub(super) struct Upload {
     pub(super) full_object: bool,
     /// The SSE-C verifier of the customer key the upload was created with, if any.
     pub(super) sse_c: Option<String>,
+    /// The id of the KMS key the upload was created with (SSE-KMS), if any.
+    pub(super) sse_kms: Option<String>,
 }
 
 fn upload_record_key(upload_id: &str) -> String {
@@ -217,7 +219,13 @@ impl Gateway {
             input.sse_customer_key.as_deref(),
             input.sse_customer_key_md5.as_deref(),
         )?;
-        sse::check_write(customer.as_ref(), input.server_side_encryption.as_ref())?;
+        let kms = self.write_kms_key(
+            &key,
+            &input.bucket,
+            input.server_side_encryption.as_ref(),
+            input.ssekms_key_id.as_deref(),
+            customer.as_ref(),
+        )?;
         let upload_id = {
             use rand::RngCore;
             let mut bytes = [0u8; 16];
@@ -269,8 +277,13 @@ impl Gateway {
             &mut record,
         )?;
         // The record keeps only a verifier of the customer key, which parts and the
-        // completion must match; the record itself holds no data.
-        sse::writing_key(&key.data_key(), &mut record, customer.as_ref());
+        // completion must match, or the KMS key's id; the record itself holds no data.
+        sse::writing_key(
+            &key.data_key(),
+            &mut record,
+            customer.as_ref(),
+            kms.as_ref(),
+        );
         self.storage()
             .put_object(
                 &key.tenant,
@@ -284,9 +297,11 @@ impl Gateway {
             )
             .await
             .map_err(s3_err)?;
-        let encryption = sse::response_headers(customer.as_ref());
+        let encryption =
+            sse::response_headers(customer.as_ref(), kms.as_ref().map(super::kms::KmsKey::id));
         Ok(S3Response::new(CreateMultipartUploadOutput {
             server_side_encryption: encryption.server_side_encryption,
+            ssekms_key_id: encryption.ssekms_key_id,
             sse_customer_algorithm: encryption.sse_customer_algorithm,
             sse_customer_key_md5: encryption.sse_customer_key_md5,
             bucket: Some(input.bucket),
@@ -338,8 +353,12 @@ impl Gateway {
             input.sse_customer_key.as_deref(),
             input.sse_customer_key_md5.as_deref(),
         )?;
-        let data_key =
-            sse::upload_key(&key.data_key(), upload.sse_c.as_deref(), customer.as_ref())?;
+        let data_key = self.upload_key(
+            &key,
+            upload.sse_c.as_deref(),
+            upload.sse_kms.as_deref(),
+            customer.as_ref(),
+        )?;
         let expected = input.content_length.and_then(|l| u64::try_from(l).ok());
         let part = part_key(&input.upload_id, input.part_number);
         let (body, expected) = match input.body {
@@ -368,9 +387,10 @@ impl Gateway {
         let info = meta
             .info
             .ok_or_else(|| s3_error!(InternalError, "the stored part has no metadata"))?;
-        let encryption = sse::response_headers(customer.as_ref());
+        let encryption = sse::response_headers(customer.as_ref(), upload.sse_kms.as_deref());
         Ok(S3Response::new(UploadPartOutput {
             server_side_encryption: encryption.server_side_encryption,
+            ssekms_key_id: encryption.ssekms_key_id,
             sse_customer_algorithm: encryption.sse_customer_algorithm,
             sse_customer_key_md5: encryption.sse_customer_key_md5,
             e_tag: Some(etag_of(&info)),
@@ -402,7 +422,17 @@ impl Gateway {
             input.sse_customer_key.as_deref(),
             input.sse_customer_key_md5.as_deref(),
         )?;
-        sse::upload_key(&key.data_key(), upload.sse_c.as_deref(), customer.as_ref())?;
+        self.upload_key(
+            &key,
+            upload.sse_c.as_deref(),
+            upload.sse_kms.as_deref(),
+            customer.as_ref(),
+        )?;
+        let kms = upload
+            .sse_kms
+            .as_deref()
+            .map(|id| self.kms_key(&key, id))
+            .transpose()?;
         let requested = input
             .multipart_upload
             .as_ref()
@@ -527,7 +557,8 @@ impl Gateway {
         }
         // The parts' chunks become the object's segments: no data is copied.
         // A condition that fails leaves the upload and its parts as they are.
-        let data_key = sse::writing_key(&key.data_key(), &mut meta, customer.as_ref());
+        let data_key =
+            sse::writing_key(&key.data_key(), &mut meta, customer.as_ref(), kms.as_ref());
         let pre = write_preconditions(input.if_match.as_ref(), input.if_none_match.as_ref());
         let version = self
             .begin_version(&key, &input.bucket, &input.key, &mut meta)
@@ -562,9 +593,11 @@ impl Gateway {
             .as_ref()
             .map(|i| stored_checksums(&i.user_meta))
             .unwrap_or_default();
-        let encryption = sse::response_headers(customer.as_ref());
+        let encryption =
+            sse::response_headers(customer.as_ref(), kms.as_ref().map(super::kms::KmsKey::id));
         let mut response = S3Response::new(CompleteMultipartUploadOutput {
             server_side_encryption: encryption.server_side_encryption,
+            ssekms_key_id: encryption.ssekms_key_id,
             version_id: version.and_then(super::versioning::NewVersion::response_id),
             bucket: Some(input.bucket.clone()),
             key: Some(input.key.clone()),
@@ -663,6 +696,7 @@ fn upload_from(info: &ObjectInfo) -> Upload {
         full_object: meta.get(UPLOAD_CHECKSUM_TYPE).map(String::as_str)
             == Some(ChecksumType::FULL_OBJECT),
         sse_c: sse::stored_verifier(meta).map(str::to_owned),
+        sse_kms: super::kms::stored_key_id(meta).map(str::to_owned),
         initiated_ms: meta
             .get(UPLOAD_INITIATED)
             .and_then(|v| v.parse().ok())

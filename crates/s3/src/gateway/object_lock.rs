@@ -562,7 +562,7 @@ impl Gateway {
                     &key.tenant,
                     bucket,
                     &target,
-                    &key.data_key(),
+                    &self.rewrap_key(key, &info.user_meta)?,
                     &[(bucket.to_owned(), stored.to_owned())],
                     info.content_type.clone(),
                     meta.clone(),

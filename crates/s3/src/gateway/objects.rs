@@ -8,6 +8,7 @@ use xnode_storage::{OpenedObject, StorageError};
 use xnode_store::ObjectInfo;
 
 use super::integrity::{self, Expected, Verifier, stored_checksums};
+use super::kms::KmsKey;
 use super::object_lock::{LockHeaders, lock_fields};
 use super::parts::parts_count;
 use super::sse::{self, CustomerKey};
@@ -246,10 +247,14 @@ impl Gateway {
             input.sse_customer_key.as_deref(),
             input.sse_customer_key_md5.as_deref(),
         )?;
-        sse::check_write(customer.as_ref(), input.server_side_encryption.as_ref())?;
-        sse::check_requested(
+        // The guard checks headers, but a POST upload brings `x-amz-server-side-encryption`
+        // and the KMS key id as form fields, which arrive here as the same input fields.
+        let kms = self.write_kms_key(
+            &key,
+            &input.bucket,
             input.server_side_encryption.as_ref(),
             input.ssekms_key_id.as_deref(),
+            customer.as_ref(),
         )?;
         let expected = input.content_length.and_then(|l| u64::try_from(l).ok());
         let content_type = input
@@ -282,7 +287,8 @@ impl Gateway {
             &mut meta,
         )?;
         let checksum = stored_checksums(&meta);
-        let data_key = sse::writing_key(&key.data_key(), &mut meta, customer.as_ref());
+        let data_key =
+            sse::writing_key(&key.data_key(), &mut meta, customer.as_ref(), kms.as_ref());
         let (body, expected) = match input.body {
             Some(body) => (body, expected),
             None => (StreamingBlob::wrap(empty_body()), Some(0)),
@@ -323,10 +329,11 @@ impl Gateway {
             self.finish_version(&key, &data_key, &input.bucket, &input.key, v, &info, pre)
                 .await?;
         }
-        let encryption = sse::response_headers(customer.as_ref());
+        let encryption = sse::response_headers(customer.as_ref(), kms.as_ref().map(KmsKey::id));
         Ok(S3Response::new(PutObjectOutput {
             expiration: self.expiration_of(&input.bucket, &input.key, &info),
             server_side_encryption: encryption.server_side_encryption,
+            ssekms_key_id: encryption.ssekms_key_id,
             sse_customer_algorithm: encryption.sse_customer_algorithm,
             sse_customer_key_md5: encryption.sse_customer_key_md5,
             version_id: version.and_then(super::versioning::NewVersion::response_id),
@@ -372,7 +379,7 @@ impl Gateway {
             input.sse_customer_key_md5.as_deref(),
         )?;
         let head = opened.info.clone();
-        let opening = sse::opening_key(&key.data_key(), &head.user_meta, customer.as_ref())?;
+        let opening = self.opening_key(&key, &head.user_meta, customer.as_ref())?;
         // The version the conditions were checked on is the one read: one metadata read
         // quorum per GET (it used to take a second one here).
         let read = self
@@ -410,7 +417,10 @@ impl Gateway {
             _ if range.is_some() => Checksum::default(),
             _ => d.checksum,
         };
-        let encryption = sse::response_headers(customer.as_ref());
+        let encryption = sse::response_headers(
+            customer.as_ref(),
+            super::kms::stored_key_id(&info.user_meta),
+        );
         let lock = lock_fields(&info);
         let expiration = input
             .version_id
@@ -423,6 +433,7 @@ impl Gateway {
             object_lock_retain_until_date: lock.until,
             object_lock_legal_hold_status: lock.legal_hold,
             server_side_encryption: encryption.server_side_encryption,
+            ssekms_key_id: encryption.ssekms_key_id,
             sse_customer_algorithm: encryption.sse_customer_algorithm,
             sse_customer_key_md5: encryption.sse_customer_key_md5,
             body: Some(StreamingBlob::wrap(body)),
@@ -482,8 +493,11 @@ impl Gateway {
             input.sse_customer_key.as_deref(),
             input.sse_customer_key_md5.as_deref(),
         )?;
-        sse::opening_key(&key.data_key(), &info.user_meta, customer.as_ref())?;
-        let encryption = sse::response_headers(customer.as_ref());
+        self.opening_key(&key, &info.user_meta, customer.as_ref())?;
+        let encryption = sse::response_headers(
+            customer.as_ref(),
+            super::kms::stored_key_id(&info.user_meta),
+        );
         let length = range.map(|(s, e)| e - s).unwrap_or(info.size);
         let parts_count = input
             .part_number
@@ -518,6 +532,7 @@ impl Gateway {
             object_lock_retain_until_date: lock.until,
             object_lock_legal_hold_status: lock.legal_hold,
             server_side_encryption: encryption.server_side_encryption,
+            ssekms_key_id: encryption.ssekms_key_id,
             sse_customer_algorithm: encryption.sse_customer_algorithm,
             sse_customer_key_md5: encryption.sse_customer_key_md5,
             content_length: i64::try_from(length).ok(),

@@ -90,7 +90,7 @@ impl Gateway {
             input.sse_customer_key.as_deref(),
             input.sse_customer_key_md5.as_deref(),
         )?;
-        super::sse::opening_key(&key.data_key(), &info.user_meta, customer.as_ref())?;
+        self.opening_key(&key, &info.user_meta, customer.as_ref())?;
         // SDKs send the attributes as one comma-separated header value, which s3s keeps
         // as a single entry.
         let wants = |a: &str| {

@@ -14,8 +14,8 @@
 //! request with a wrong key or without one is refused before anything is decrypted, and
 //! nobody without the tenant's data key can test guesses against it.
 //!
-//! SSE-KMS is refused with the error AWS gives for a key it does not know: there is no
-//! key management service behind the gateway (see `docs/s3.md`).
+//! SSE-KMS is built on tenant-scoped KMS keys in `gateway::kms`; this module marks and
+//! answers for it alongside SSE-C.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +23,8 @@ use base64::Engine as _;
 use md5::Digest as _;
 use s3s::{S3Result, s3_error};
 use xnode_store::{DataKey, Keyring, ObjectKey, StoreError, WrappedKey};
+
+use super::kms::{AWS_KMS, KmsKey};
 
 /// The metadata entry that makes an object SSE-C: `1:<salt hex>:<verifier hex>` (format 1).
 pub(super) const SSE_C: &str = ":sse-c";
@@ -195,14 +197,21 @@ pub(super) fn opening_key(
     }
 }
 
-/// The data key a new object is written under, and its metadata marked to match: SSE-C
-/// with a fresh verifier when the request carried a customer key, otherwise the tenant's
-/// data key and no SSE-C entry (a copy must not inherit its source's).
+/// The data key a new object is written under, and its metadata marked to match: the KMS
+/// key's when the write is SSE-KMS, SSE-C with a fresh verifier when the request carried a
+/// customer key, otherwise the tenant's data key and neither entry (a copy must not
+/// inherit its source's).
 pub(super) fn writing_key(
     tenant: &DataKey,
     meta: &mut BTreeMap<String, String>,
     given: Option<&CustomerKey>,
+    kms: Option<&KmsKey>,
 ) -> DataKey {
+    super::kms::mark(meta, kms);
+    if let Some(kms) = kms {
+        meta.remove(SSE_C);
+        return kms.data_key(tenant);
+    }
     match given {
         Some(key) => {
             meta.insert(SSE_C.to_owned(), key.verifier(tenant));
@@ -245,27 +254,40 @@ pub(super) fn upload_key(
     }
 }
 
-/// The encryption headers of a response about an object: the SSE-C algorithm and key MD5
-/// for an SSE-C object, otherwise SSE-S3, which every other object has.
+/// The encryption headers of a response about an object: `aws:kms` and the key id for an
+/// SSE-KMS object (`kms_key_id`), the SSE-C algorithm and key MD5 for an SSE-C object,
+/// otherwise SSE-S3, which every other object has.
 pub(super) struct ResponseHeaders {
     pub(super) server_side_encryption: Option<s3s::dto::ServerSideEncryption>,
     pub(super) sse_customer_algorithm: Option<String>,
     pub(super) sse_customer_key_md5: Option<String>,
+    pub(super) ssekms_key_id: Option<String>,
 }
 
-pub(super) fn response_headers(given: Option<&CustomerKey>) -> ResponseHeaders {
-    match given {
-        Some(key) => ResponseHeaders {
+pub(super) fn response_headers(
+    given: Option<&CustomerKey>,
+    kms_key_id: Option<&str>,
+) -> ResponseHeaders {
+    match (given, kms_key_id) {
+        (_, Some(id)) => ResponseHeaders {
+            server_side_encryption: Some(s3s::dto::ServerSideEncryption::from_static(AWS_KMS)),
+            sse_customer_algorithm: None,
+            sse_customer_key_md5: None,
+            ssekms_key_id: Some(id.to_owned()),
+        },
+        (Some(key), None) => ResponseHeaders {
             server_side_encryption: None,
             sse_customer_algorithm: Some(AES256.to_owned()),
             sse_customer_key_md5: Some(key.md5().to_owned()),
+            ssekms_key_id: None,
         },
-        None => ResponseHeaders {
+        (None, None) => ResponseHeaders {
             server_side_encryption: Some(s3s::dto::ServerSideEncryption::from_static(
                 s3s::dto::ServerSideEncryption::AES256,
             )),
             sse_customer_algorithm: None,
             sse_customer_key_md5: None,
+            ssekms_key_id: None,
         },
     }
 }
@@ -295,37 +317,6 @@ pub(super) fn check_write(
         ));
     }
     Ok(())
-}
-
-/// Refuses what a write asks for in its own fields that the gateway cannot honour: the
-/// guard checks headers, but a POST upload brings `x-amz-server-side-encryption` and the
-/// KMS key id as form fields, which must not be ignored either. SSE-S3 (`AES256`) is what
-/// every object has; a KMS key is one the gateway does not know (`400
-/// KMS.NotFoundException`, as AWS answers).
-pub(super) fn check_requested(
-    sse: Option<&s3s::dto::ServerSideEncryption>,
-    kms_key: Option<&str>,
-) -> S3Result<()> {
-    match sse.map(|s| s.as_str()) {
-        Some("aws:kms" | "aws:kms:dsse") => {
-            let mut e = s3s::S3Error::with_message(
-                s3s::S3ErrorCode::Custom("KMS.NotFoundException".into()),
-                format!(
-                    "Invalid keyId {:?}: this gateway has no key management service, so it knows no KMS key; objects are always encrypted at rest (SSE-S3), and SSE-C is supported",
-                    kms_key.unwrap_or("aws/s3")
-                ),
-            );
-            e.set_status_code(hyper::StatusCode::BAD_REQUEST);
-            Err(e)
-        }
-        Some(AES256) | None if kms_key.is_some() => Err(invalid(
-            "Server Side Encryption with AWS KMS managed key requires HTTP header x-amz-server-side-encryption : aws:kms",
-        )),
-        Some(AES256) | None => Ok(()),
-        Some(other) => Err(invalid(&format!(
-            "The encryption method specified is not supported: {other:?}"
-        ))),
-    }
 }
 
 /// Opens object keys with one data key and wraps them under another: a copy between
@@ -429,7 +420,7 @@ mod tests {
         let a = key(KEY_A, MD5_A);
         let b = key(KEY_B, MD5_B);
         let mut meta = BTreeMap::new();
-        let written = writing_key(&tenant, &mut meta, Some(&a));
+        let written = writing_key(&tenant, &mut meta, Some(&a), None);
         // The object's data key is neither the tenant's nor derivable without the customer key.
         assert_ne!(written.0, tenant.0);
         assert_ne!(written.0, b.data_key(&tenant).0);
@@ -450,11 +441,11 @@ mod tests {
         assert!(!stored.contains(KEY_A) && !stored.contains(MD5_A));
         assert!(!stored.contains(&hex::encode(a.key)));
         let mut again = BTreeMap::new();
-        writing_key(&tenant, &mut again, Some(&a));
+        writing_key(&tenant, &mut again, Some(&a), None);
         assert_ne!(stored_verifier(&again), Some(stored.as_str()));
         // A plain object refuses a customer key; a plain write drops a copied verifier.
         let mut plain = meta.clone();
-        assert_eq!(writing_key(&tenant, &mut plain, None).0, tenant.0);
+        assert_eq!(writing_key(&tenant, &mut plain, None, None).0, tenant.0);
         assert!(stored_verifier(&plain).is_none());
         assert_eq!(opening_key(&tenant, &plain, None).unwrap().0, tenant.0);
         assert_eq!(
@@ -534,24 +525,5 @@ mod tests {
         assert_eq!(code(check_write(Some(&a), Some(&s3))), "InvalidArgument");
         assert_eq!(code(check_write(Some(&a), None)), "ok");
         assert_eq!(code(check_write(None, Some(&s3))), "ok");
-    }
-
-    #[test]
-    fn kms_in_form_fields_is_refused_too() {
-        let sse = |v: &'static str| s3s::dto::ServerSideEncryption::from_static(v);
-        assert_eq!(code(check_requested(None, None)), "ok");
-        assert_eq!(code(check_requested(Some(&sse(AES256)), None)), "ok");
-        assert_eq!(
-            code(check_requested(Some(&sse("aws:kms")), Some("testkey-1"))),
-            "KMS.NotFoundException"
-        );
-        assert_eq!(
-            code(check_requested(None, Some("testkey-1"))),
-            "InvalidArgument"
-        );
-        assert_eq!(
-            code(check_requested(Some(&sse("aes:kms")), None)),
-            "InvalidArgument"
-        );
     }
 }

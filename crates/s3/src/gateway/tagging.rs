@@ -154,7 +154,7 @@ impl Gateway {
                 &key.tenant,
                 bucket,
                 object,
-                &key.data_key(),
+                &self.rewrap_key(key, &info.user_meta)?,
                 &[(bucket.to_owned(), object.to_owned())],
                 info.content_type.clone(),
                 meta,

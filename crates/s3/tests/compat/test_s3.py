@@ -73,6 +73,17 @@ def name(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+def kms_key(key_file, *args):
+    """Runs `xnode kms ARGS` as the tenant of KEY_FILE through the first node."""
+    out = subprocess.run(
+        [XNODE, "kms", *args, "--tenant-key", key_file, "--api", APIS[0], "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout)
+
+
 def second_tenant():
     """A second tenant with its own key file and S3 key, registered on every node."""
     path = os.path.join(WORK, "tenant-b.key")
@@ -584,9 +595,9 @@ class S3Compat(unittest.TestCase):
                 with self.assertRaises(ClientError) as e:
                     call()
                 self.assertEqual(code_of(e.exception), ("NotImplemented", 501), label)
-        # What is built but asked wrongly is refused as AWS refuses it: there is no key
-        # service behind SSE-KMS, so every KMS key is unknown; a grantee must be a tenant id
-        # or a group; a policy needs a statement.
+        # What is built but asked wrongly is refused as AWS refuses it: SSE-KMS without a
+        # key id names the implicit default key, which is not built, so it is unknown; a
+        # grantee must be a tenant id or a group; a policy needs a statement.
         refused_like_aws = [
             ("PUT SSE-KMS", lambda: s3.put_object(ServerSideEncryption="aws:kms", **new), ("KMS.NotFoundException", 400)),
             ("PutBucketEncryption aws:kms", lambda: s3.put_bucket_encryption(Bucket=b, ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}}]}), ("KMS.NotFoundException", 400)),
@@ -688,6 +699,73 @@ class S3Compat(unittest.TestCase):
                     with self.assertRaises(ClientError, msg=label) as e:
                         c.get_object(Bucket=b, Key="secret", **kwargs)
                     self.assertTrue(400 <= code_of(e.exception)[1] < 500, (label, code_of(e.exception)))
+
+    def test_sse_kms_objects_read_back_under_the_tenants_own_enabled_keys(self):
+        """SSE-KMS: an object written under a KMS key the tenant made reads back through
+        every node with aws:kms and the key id in the answers, copies and multipart uploads
+        keep it; another tenant's key id, an unknown one and a disabled key are refused."""
+        second_tenant()
+        own = kms_key(os.path.join(DEVNET, "tenant.key"), "create-key")["id"]
+        foreign = kms_key(os.path.join(WORK, "tenant-b.key"), "create-key")["id"]
+        s3 = client(ENDPOINTS[0])
+        b = name("kms")
+        s3.create_bucket(Bucket=b)
+        body = os.urandom(100_000)
+        kms = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": own}
+        put = s3.put_object(Bucket=b, Key="k", Body=body, **kms)
+        self.assertEqual((put["ServerSideEncryption"], put["SSEKMSKeyId"]), ("aws:kms", own))
+        for endpoint in ENDPOINTS:
+            c = client(endpoint)
+            with self.subTest(endpoint):
+                # The key's entry reaches the other nodes by gossip: allow it a while.
+                deadline = time.time() + 30
+                while True:
+                    try:
+                        got = c.get_object(Bucket=b, Key="k")
+                        break
+                    except ClientError as e:
+                        if code_of(e)[0] != "KMS.NotFoundException" or time.time() > deadline:
+                            raise
+                        time.sleep(0.5)
+                self.assertEqual(got["Body"].read(), body)
+                self.assertEqual((got["ServerSideEncryption"], got["SSEKMSKeyId"]), ("aws:kms", own))
+                head = c.head_object(Bucket=b, Key="k")
+                self.assertEqual((head["ServerSideEncryption"], head["SSEKMSKeyId"]), ("aws:kms", own))
+        copied = s3.copy_object(Bucket=b, Key="c", CopySource=f"{b}/k", **kms)
+        self.assertEqual(copied["SSEKMSKeyId"], own)
+        self.assertEqual(s3.get_object(Bucket=b, Key="c")["Body"].read(), body)
+        # A plain copy of it is a plain object.
+        s3.copy_object(Bucket=b, Key="p", CopySource=f"{b}/k")
+        plain = s3.get_object(Bucket=b, Key="p")
+        self.assertEqual((plain["ServerSideEncryption"], plain.get("SSEKMSKeyId")), ("AES256", None))
+        up = s3.create_multipart_upload(Bucket=b, Key="m", **kms)["UploadId"]
+        part = s3.upload_part(Bucket=b, Key="m", UploadId=up, PartNumber=1, Body=body)
+        done = s3.complete_multipart_upload(
+            Bucket=b, Key="m", UploadId=up,
+            MultipartUpload={"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]})
+        self.assertEqual(done["SSEKMSKeyId"], own)
+        self.assertEqual(s3.get_object(Bucket=b, Key="m")["SSEKMSKeyId"], own)
+        # Another tenant's key id and an unknown one are unknown keys: nothing is written.
+        for label, other in [("another tenant's key", foreign), ("unknown key", "testkey-1")]:
+            with self.subTest(label):
+                with self.assertRaises(ClientError) as e:
+                    s3.put_object(Bucket=b, Key="x", Body=b"x", ServerSideEncryption="aws:kms", SSEKMSKeyId=other)
+                self.assertEqual(code_of(e.exception), ("KMS.NotFoundException", 400))
+        # A disabled key refuses writes and reads of its objects until enabled again.
+        self.assertEqual(kms_key(os.path.join(DEVNET, "tenant.key"), "disable", own)["state"], "disabled")
+        for label, call in [
+            ("read", lambda: s3.get_object(Bucket=b, Key="k")),
+            ("write", lambda: s3.put_object(Bucket=b, Key="y", Body=b"y", **kms)),
+        ]:
+            with self.subTest(label):
+                with self.assertRaises(ClientError) as e:
+                    call()
+                self.assertEqual(code_of(e.exception), ("KMS.DisabledException", 400))
+        kms_key(os.path.join(DEVNET, "tenant.key"), "enable", own)
+        self.assertEqual(s3.get_object(Bucket=b, Key="k")["Body"].read(), body)
+        for k in ["k", "c", "p", "m"]:
+            s3.delete_object(Bucket=b, Key=k)
+        s3.delete_bucket(Bucket=b)
 
     def test_tenant_isolation(self):
         key_b = second_tenant()

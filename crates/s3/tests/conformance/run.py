@@ -119,7 +119,7 @@ def display_name(tenant_hex):
     return f"xnode-tenant-{tenant_hex[:16]}"
 
 
-def write_conf(path, endpoint, main, alt, tenant):
+def write_conf(path, endpoint, main, alt, tenant, kms_keys):
     host, port = endpoint.rsplit("//", 1)[1].rsplit(":", 1)
 
     def section(name, who, email, extra=""):
@@ -133,7 +133,8 @@ def write_conf(path, endpoint, main, alt, tenant):
         f"[DEFAULT]\nhost = {host}\nport = {port}\nis_secure = False\nssl_verify = False\n\n"
         "[fixtures]\nbucket prefix = xnt-{random}-\niam name prefix = s3-tests-\n"
         "iam path prefix = /s3-tests/\n\n"
-        + section("s3 main", main, "tenant-a@example.com", "api_name =\n")
+        + section("s3 main", main, "tenant-a@example.com",
+                  f"api_name =\nkms_keyid = {kms_keys[0]}\nkms_keyid2 = {kms_keys[1]}\n")
         + section("s3 alt", alt, "tenant-b@example.com")
         + section("s3 tenant", tenant, "tenant-c@example.com", "tenant = testx\n")
         # Xnode has no IAM: these point at the main tenant's key so the file parses.
@@ -257,8 +258,13 @@ def main():
         ten = devnet.tenant(os.path.join(work, "tenant.key"))
         ten = (tenant_id_of(ten[0]), ten[1])
         node = devnet.nodes[args.node - 1]
+        # The suite's two KMS keys (`kms_keyid`, `kms_keyid2`): real keys of the main
+        # tenant, made through the node the suite uses, as a user makes them.
+        kms_keys = [json.loads(devnet.xn(
+            "kms", "create-key", "--tenant-key", os.path.join(devnet.dir, "tenant.key"),
+            "--api", node["api_url"], "--json"))["id"] for _ in range(2)]
         conf = os.path.join(out, "s3tests.conf")
-        write_conf(conf, node["s3_url"], main_tenant, alt, ten)
+        write_conf(conf, node["s3_url"], main_tenant, alt, ten, kms_keys)
         log(f"devnet up in {time.time() - started:.0f} s; the suite goes through node {args.node} "
             f"({node['s3_url']})")
 
