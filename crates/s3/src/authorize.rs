@@ -259,6 +259,7 @@ fn policy_lets_list(
         context.insert("s3:prefix".to_owned(), vec![key.to_owned()]);
         p.evaluate(&PolicyRequest {
             requester,
+            logging_service: false,
             action: "s3:ListBucket",
             resource: format!("arn:aws:s3:::{bucket}"),
             context,
@@ -334,6 +335,7 @@ pub(crate) async fn decide(
     let verdict = policy.as_ref().map_or(Verdict::Silent, |p| {
         p.evaluate(&PolicyRequest {
             requester,
+            logging_service: false,
             action: &action,
             resource: resource.clone(),
             context,
