@@ -47,6 +47,11 @@ pub struct Config {
     /// (the conformance suite makes it 10 s, as Ceph RGW's `rgw_lc_debug_interval` does).
     #[serde(with = "xnode_types::duration_text")]
     pub s3_lifecycle_day: Duration,
+    /// How long a bucket's server access log records wait on the edge that took them
+    /// before they are rolled into one log object of the target bucket: 300 s, about S3's
+    /// own delivery delay (the conformance suite makes it a few seconds).
+    #[serde(with = "xnode_types::duration_text")]
+    pub s3_access_log_roll: Duration,
     /// Limits of the API and S3 ports against clients that hold connections (each port
     /// applies them on its own).
     pub http: xnode_serve::HttpLimits,
@@ -223,6 +228,7 @@ impl Default for Config {
             api: SocketAddr::from(([127, 0, 0, 1], 8080)),
             s3_listen: None,
             s3_lifecycle_day: Duration::from_secs(24 * 60 * 60),
+            s3_access_log_roll: Duration::from_secs(300),
             bootstrap: Vec::new(),
             zone: "default".into(),
             mdns: true,
@@ -412,6 +418,7 @@ impl Config {
             ("record_refresh_interval", self.record_refresh_interval),
             ("observe_interval", self.observe_interval),
             ("s3_lifecycle_day", self.s3_lifecycle_day),
+            ("s3_access_log_roll", self.s3_access_log_roll),
         ];
         for (field, value) in positive {
             if value.is_zero() {
