@@ -47,9 +47,10 @@ pub struct Config {
     /// (the conformance suite makes it 10 s, as Ceph RGW's `rgw_lc_debug_interval` does).
     #[serde(with = "xnode_types::duration_text")]
     pub s3_lifecycle_day: Duration,
-    /// How long a bucket's server access log records wait on the edge that took them
-    /// before they are rolled into one log object of the target bucket: 300 s, about S3's
-    /// own delivery delay (the conformance suite makes it a few seconds).
+    /// When the edge that took a bucket's server access log records rolls them into one
+    /// log object of the target bucket: once the bucket has had no request for this long,
+    /// and at the latest twelve times this long after the first record. 300 s by default,
+    /// about S3's own delivery delay (the conformance suite makes it a few seconds).
     #[serde(with = "xnode_types::duration_text")]
     pub s3_access_log_roll: Duration,
     /// Limits of the API and S3 ports against clients that hold connections (each port

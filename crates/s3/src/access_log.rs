@@ -1,8 +1,11 @@
 //! Server access log delivery: the edge node that served a request for a bucket with
 //! logging enabled (`gateway::logging`) appends one record in S3's server access log
 //! format to a bounded in-memory buffer for that bucket; the `s3-access-log` worker rolls
-//! each buffer into one object of the target bucket once its first record is `roll` old
-//! (`s3_access_log_roll`, 300 s by default, about S3's own delivery delay).
+//! each buffer into one object of the target bucket once the bucket has had no request
+//! for `roll` (`s3_access_log_roll`, 300 s by default, about S3's own delivery delay), and
+//! at the latest [`MAX_AGE_ROLLS`] rolls after the buffer's first record (an hour by
+//! default), so a burst of requests lands in one object and a busy bucket's records
+//! still arrive.
 //!
 //! A log object is written through the gateway's normal PutObject path, as the bucket
 //! owner's own object, with one of the owner's S3 keys registered on this node (the same
@@ -36,6 +39,9 @@ const MAX_BUCKET_RECORDS: usize = 10_000;
 const MAX_BUCKET_BYTES: usize = 4 * 1024 * 1024;
 /// The most bytes all buffers of a node hold together.
 const MAX_TOTAL_BYTES: usize = 64 * 1024 * 1024;
+/// A buffer is delivered at the latest this many roll periods after its first record,
+/// however busy its bucket.
+const MAX_AGE_ROLLS: u32 = 12;
 /// The longest record kept (a record is a few hundred bytes; the user agent and URI
 /// are what a client controls).
 const MAX_RECORD_BYTES: usize = 8 * 1024;
@@ -45,6 +51,8 @@ const MAX_RECORD_BYTES: usize = 8 * 1024;
 struct Buffer {
     /// When the oldest record still held was taken (unix ms).
     first_ms: u64,
+    /// When the newest record was taken (unix ms).
+    last_ms: u64,
     records: VecDeque<String>,
     bytes: usize,
     /// Reached a cap: delivered at the next tick whatever its age.
@@ -99,6 +107,7 @@ impl AccessLog {
         if buffer.records.is_empty() {
             buffer.first_ms = at_ms;
         }
+        buffer.last_ms = buffer.last_ms.max(at_ms);
         buffer.bytes = buffer.bytes.saturating_add(record.len().saturating_add(1));
         buffer.records.push_back(record);
         self.metrics.recorded.inc();
@@ -117,14 +126,21 @@ impl AccessLog {
         }
     }
 
-    /// Takes the buffers due for delivery at `now_ms`: those whose first record is
-    /// `roll` old, those that reached a cap, or all of them with `everything`.
+    /// Takes the buffers due for delivery at `now_ms`: those without a new record for
+    /// `roll`, those whose first record is [`MAX_AGE_ROLLS`] rolls old, those that
+    /// reached a cap, or all of them with `everything`.
     fn take_due(&self, now_ms: u64, roll: Duration, everything: bool) -> Vec<(String, Buffer)> {
         let roll_ms = u64::try_from(roll.as_millis()).unwrap_or(u64::MAX);
+        let max_age_ms = roll_ms.saturating_mul(u64::from(MAX_AGE_ROLLS));
         let mut buffers = self.lock();
         let due: Vec<String> = buffers
             .iter()
-            .filter(|(_, b)| everything || b.full || now_ms.saturating_sub(b.first_ms) >= roll_ms)
+            .filter(|(_, b)| {
+                everything
+                    || b.full
+                    || now_ms.saturating_sub(b.last_ms) >= roll_ms
+                    || now_ms.saturating_sub(b.first_ms) >= max_age_ms
+            })
             .map(|(name, _)| name.clone())
             .collect();
         due.into_iter()

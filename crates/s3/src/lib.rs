@@ -281,7 +281,8 @@ impl S3Gateway {
     }
 
     /// The worker that rolls this node's server access log buffers into log objects
-    /// (see `access_log`): a buffer is delivered once its first record is `roll` old.
+    /// (see `access_log`): a buffer is delivered once its bucket had no request for
+    /// `roll`, and at the latest twelve rolls after its first record.
     pub fn access_log_worker(&self, roll: std::time::Duration) -> impl xnode_worker::Worker {
         let log = self.access_log.clone();
         let gateway = self.gateway.clone();

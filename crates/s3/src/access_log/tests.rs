@@ -134,20 +134,36 @@ fn a_full_buffer_drops_its_oldest_records_counts_them_and_is_due_at_once() {
 }
 
 #[test]
-fn buffers_are_due_once_their_first_record_is_a_roll_period_old() {
+fn buffers_are_due_once_quiet_for_a_roll_period_or_at_the_latest_after_twelve() {
     let log = AccessLog::new(AccessLogMetrics::default());
     log.append("a", "one".into(), 10_000);
     log.append("a", "two".into(), 12_000);
     log.append("b", "three".into(), 11_000);
     let roll = Duration::from_secs(3);
-    assert!(log.take_due(12_999, roll, false).is_empty());
-    let due = log.take_due(13_000, roll, false);
+    // "b" has been quiet for 3 s at 14 s; "a" had a record at 12 s.
+    let due = log.take_due(14_000, roll, false);
+    assert_eq!(
+        due.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["b"]
+    );
+    assert!(log.take_due(14_999, roll, false).is_empty());
+    let due = log.take_due(15_000, roll, false);
     assert_eq!(
         due.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
         ["a"]
     );
     assert_eq!(due[0].1.records.len(), 2);
-    assert_eq!(log.take_due(13_000, roll, true).len(), 1);
+    // A bucket that is never quiet is delivered 12 rolls after its first record.
+    let mut at = 100_000;
+    log.append("busy", "first".into(), at);
+    while at < 100_000 + 35_000 {
+        at += 1_000;
+        assert!(log.take_due(at, roll, false).is_empty(), "at {at}");
+        log.append("busy", "more".into(), at);
+    }
+    assert_eq!(log.take_due(at + 1_000, roll, false).len(), 1);
+    log.append("c", "four".into(), 20_000);
+    assert_eq!(log.take_due(20_000, roll, true).len(), 1);
 }
 
 #[test]
