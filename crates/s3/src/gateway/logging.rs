@@ -404,8 +404,12 @@ impl Gateway {
                 "The target bucket's policy must allow the logging service principal (logging.s3.amazonaws.com) s3:PutObject on the target prefix for this bucket"
             ));
         }
-        self.put_bucket_setting(&key, LOGGING_KIND, &input.bucket, Some(&document))
-            .await?;
+        // The same configuration again changes nothing, and keeps its date (which
+        // GetBucketLogging answers as Last-Modified, as Ceph RGW does).
+        if logging_of(registry, &input.bucket).as_ref() != Some(&document) {
+            self.put_bucket_setting(&key, LOGGING_KIND, &input.bucket, Some(&document))
+                .await?;
+        }
         Ok(S3Response::new(PutBucketLoggingOutput {}))
     }
 
@@ -414,16 +418,28 @@ impl Gateway {
         req: S3Request<GetBucketLoggingInput>,
     ) -> S3Result<S3Response<GetBucketLoggingOutput>> {
         let key = self.key_of(&req)?;
-        let document = self.load_bucket_setting::<LoggingDocument>(
-            &key.tenant,
-            &req.input.bucket,
-            LOGGING_KIND,
-        )?;
-        Ok(S3Response::new(GetBucketLoggingOutput {
+        let bucket = &req.input.bucket;
+        let document =
+            self.load_bucket_setting::<LoggingDocument>(&key.tenant, bucket, LOGGING_KIND)?;
+        let mut response = S3Response::new(GetBucketLoggingOutput {
             logging_enabled: document
                 .filter(|d| d.v == LOGGING_DOCUMENT_VERSION)
                 .map(to_dto),
-        }))
+        });
+        // When the configuration last changed: the date of its signed setting.
+        let setting =
+            xnode_storage::bucket_settings::setting_key(LOGGING_KIND, &key.tenant, bucket);
+        if let Some(entry) = self.storage.registry().get(&setting) {
+            let mut text = Vec::new();
+            if super::timestamp(entry.hlc.wall_ms)
+                .format(TimestampFormat::HttpDate, &mut text)
+                .is_ok()
+                && let Ok(value) = hyper::header::HeaderValue::from_bytes(&text)
+            {
+                response.headers.insert(hyper::header::LAST_MODIFIED, value);
+            }
+        }
+        Ok(response)
     }
 }
 
