@@ -278,6 +278,8 @@ pub(crate) struct Record {
     pub(crate) sig_version: Option<&'static str>,
     pub(crate) auth_type: Option<&'static str>,
     pub(crate) host: Option<String>,
+    /// Access was granted by an ACL rather than the bucket policy.
+    pub(crate) acl_required: bool,
 }
 
 const MONTHS: [&str; 12] = [
@@ -374,7 +376,7 @@ impl Record {
             token(self.host.as_deref()),
             "-".to_owned(),
             "-".to_owned(),
-            "-".to_owned(),
+            if self.acl_required { "Yes" } else { "-" }.to_owned(),
         ];
         fields.join(" ")
     }

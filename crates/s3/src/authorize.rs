@@ -36,6 +36,9 @@ pub(crate) struct Decision {
     pub(crate) owner: Option<PublicKeyBytes>,
     /// The owner's key to act with, when someone else's request was granted.
     pub(crate) act_as: Option<AccessKey>,
+    /// Someone else's request was granted by an ACL, not by the bucket policy (the
+    /// `aclRequired` field of its access log record).
+    pub(crate) acl_required: bool,
 }
 
 /// Whether an operation is judged by the bucket's ACL or by the object's.
@@ -288,6 +291,7 @@ pub(crate) async fn decide(
         return Ok(Decision {
             owner: None,
             act_as: None,
+            acl_required: false,
         });
     };
     let registry = storage.registry();
@@ -297,6 +301,7 @@ pub(crate) async fn decide(
             Some(_) => Ok(Decision {
                 owner: None,
                 act_as: None,
+                acl_required: false,
             }),
             None => Err(s3_error!(
                 NoSuchBucket,
@@ -310,6 +315,7 @@ pub(crate) async fn decide(
         return Ok(Decision {
             owner: None,
             act_as: None,
+            acl_required: false,
         });
     }
     let policy = bucket_policy(registry, bucket);
@@ -354,6 +360,7 @@ pub(crate) async fn decide(
         return Ok(Decision {
             owner: Some(owner),
             act_as: None,
+            acl_required: false,
         });
     }
     let Some((level, permission, _)) = needed else {
@@ -413,6 +420,7 @@ pub(crate) async fn decide(
     Ok(Decision {
         owner: Some(owner),
         act_as: Some(key),
+        acl_required: !policy_allows,
     })
 }
 

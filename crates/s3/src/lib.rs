@@ -78,6 +78,8 @@ struct LogFacts {
     bucket: String,
     key: Option<String>,
     requester: Option<PublicKeyBytes>,
+    /// Access was granted by an ACL rather than the bucket policy.
+    acl_required: bool,
 }
 
 /// Where the access check leaves [`LogFacts`].
@@ -143,13 +145,17 @@ impl S3Access for SignedOnly {
                 Some((bucket.to_string(), Some(key.to_string())))
             }
         };
-        if let (Some((bucket, key)), Some(slot)) = (named, cx.extensions_mut().get::<LogSlot>()) {
-            let _ = slot.0.set(LogFacts {
-                bucket,
-                key,
-                requester,
-            });
-        }
+        let log_slot = cx.extensions_mut().get::<LogSlot>().cloned();
+        let record_facts = |acl_required: bool| {
+            if let (Some((bucket, key)), Some(slot)) = (named.clone(), &log_slot) {
+                let _ = slot.0.set(LogFacts {
+                    bucket,
+                    key,
+                    requester,
+                    acl_required,
+                });
+            }
+        };
         let decision = authorize::decide(
             &self.storage,
             &self.keys,
@@ -159,7 +165,9 @@ impl S3Access for SignedOnly {
             cx.uri().query(),
             cx.headers(),
         )
-        .await?;
+        .await
+        .inspect_err(|_| record_facts(false))?;
+        record_facts(decision.acl_required);
         // Refused before anything is written: see `guard`.
         guard::check(&operation, cx.headers(), cx.uri().query())?;
         // An unsigned request naming no bucket (ListBuckets) touches no tenant's data and
@@ -532,6 +540,7 @@ impl S3Gateway {
             sig_version: request.sig_version,
             auth_type: request.auth_type,
             host: request.host,
+            acl_required: facts.acl_required,
         };
         self.access_log
             .append(&facts.bucket, record.line(), started_ms);

@@ -53,6 +53,7 @@ fn record() -> Record {
         sig_version: Some("SigV4"),
         auth_type: Some("AuthHeader"),
         host: Some("localhost:9000".into()),
+        acl_required: true,
     }
 }
 
@@ -76,16 +77,19 @@ fn a_record_has_the_26_fields_of_the_s3_format_whatever_the_client_sent() {
     assert_eq!(f[19], "SigV4");
     assert_eq!(f[21], "AuthHeader");
     assert_eq!(f[22], "localhost:9000");
+    assert_eq!(f[25], "Yes");
     // An unsigned request.
     let mut anonymous = record();
     anonymous.requester = None;
     anonymous.sig_version = None;
     anonymous.auth_type = None;
+    anonymous.acl_required = false;
     let f = fields(&anonymous.line());
     assert_eq!(
         (f[4].as_str(), f[19].as_str(), f[21].as_str()),
         ("-", "-", "-")
     );
+    assert_eq!(f[25], "-");
 }
 
 #[test]

@@ -238,6 +238,11 @@ async fn a_logged_bucket_gets_records_of_its_requests_and_a_strangers_target_is_
         get_line.contains("\"logging-test %5B1%5D\" - - - - -"),
         "{get_line}"
     );
+    // Granted by the objects' and bucket's ACLs, not by a policy.
+    assert!(
+        put_line.ends_with(" Yes") && get_line.ends_with(" Yes"),
+        "{text}"
+    );
     // The delivery itself is not logged: nothing is left to deliver.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(gateway.flush_access_log().await, 0);
