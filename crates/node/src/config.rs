@@ -47,6 +47,12 @@ pub struct Config {
     /// (the conformance suite makes it 10 s, as Ceph RGW's `rgw_lc_debug_interval` does).
     #[serde(with = "xnode_types::duration_text")]
     pub s3_lifecycle_day: Duration,
+    /// When the edge that took a bucket's server access log records rolls them into one
+    /// log object of the target bucket: once the bucket has had no request for this long,
+    /// and at the latest twelve times this long after the first record. 300 s by default,
+    /// about S3's own delivery delay (the conformance suite makes it a few seconds).
+    #[serde(with = "xnode_types::duration_text")]
+    pub s3_access_log_roll: Duration,
     /// Limits of the API and S3 ports against clients that hold connections (each port
     /// applies them on its own).
     pub http: xnode_serve::HttpLimits,
@@ -223,6 +229,7 @@ impl Default for Config {
             api: SocketAddr::from(([127, 0, 0, 1], 8080)),
             s3_listen: None,
             s3_lifecycle_day: Duration::from_secs(24 * 60 * 60),
+            s3_access_log_roll: Duration::from_secs(300),
             bootstrap: Vec::new(),
             zone: "default".into(),
             mdns: true,
@@ -412,6 +419,7 @@ impl Config {
             ("record_refresh_interval", self.record_refresh_interval),
             ("observe_interval", self.observe_interval),
             ("s3_lifecycle_day", self.s3_lifecycle_day),
+            ("s3_access_log_roll", self.s3_access_log_roll),
         ];
         for (field, value) in positive {
             if value.is_zero() {

@@ -36,6 +36,9 @@ pub(crate) struct Decision {
     pub(crate) owner: Option<PublicKeyBytes>,
     /// The owner's key to act with, when someone else's request was granted.
     pub(crate) act_as: Option<AccessKey>,
+    /// Someone else's request was granted by an ACL, not by the bucket policy (the
+    /// `aclRequired` field of its access log record).
+    pub(crate) acl_required: bool,
 }
 
 /// Whether an operation is judged by the bucket's ACL or by the object's.
@@ -259,6 +262,7 @@ fn policy_lets_list(
         context.insert("s3:prefix".to_owned(), vec![key.to_owned()]);
         p.evaluate(&PolicyRequest {
             requester,
+            logging_service: false,
             action: "s3:ListBucket",
             resource: format!("arn:aws:s3:::{bucket}"),
             context,
@@ -287,6 +291,7 @@ pub(crate) async fn decide(
         return Ok(Decision {
             owner: None,
             act_as: None,
+            acl_required: false,
         });
     };
     let registry = storage.registry();
@@ -296,6 +301,7 @@ pub(crate) async fn decide(
             Some(_) => Ok(Decision {
                 owner: None,
                 act_as: None,
+                acl_required: false,
             }),
             None => Err(s3_error!(
                 NoSuchBucket,
@@ -309,6 +315,7 @@ pub(crate) async fn decide(
         return Ok(Decision {
             owner: None,
             act_as: None,
+            acl_required: false,
         });
     }
     let policy = bucket_policy(registry, bucket);
@@ -334,6 +341,7 @@ pub(crate) async fn decide(
     let verdict = policy.as_ref().map_or(Verdict::Silent, |p| {
         p.evaluate(&PolicyRequest {
             requester,
+            logging_service: false,
             action: &action,
             resource: resource.clone(),
             context,
@@ -352,6 +360,7 @@ pub(crate) async fn decide(
         return Ok(Decision {
             owner: Some(owner),
             act_as: None,
+            acl_required: false,
         });
     }
     let Some((level, permission, _)) = needed else {
@@ -411,6 +420,7 @@ pub(crate) async fn decide(
     Ok(Decision {
         owner: Some(owner),
         act_as: Some(key),
+        acl_required: !policy_allows,
     })
 }
 

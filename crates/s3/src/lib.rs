@@ -13,11 +13,14 @@
 //! - `authorize`: who may do what to a bucket (ACLs, bucket policies, public access
 //!   blocks), decided on every node before an operation runs;
 //! - `envelope`: what every request and response goes through around s3s (request ids,
-//!   presigned lifetimes, bodies without a length).
+//!   presigned lifetimes, bodies without a length);
+//! - `access_log`: server access log records of the requests this node serves, rolled
+//!   into log objects by the `s3-access-log` worker (configured by `gateway::logging`).
 //!
 //! Lower layers know nothing of S3: multipart uploads are kept as internal objects
 //! (`xnode_store::internal_key`) and joined with `Storage::compose_object`.
 
+mod access_log;
 mod authorize;
 mod envelope;
 pub mod gateway;
@@ -67,6 +70,21 @@ impl S3Auth for KeyAuth {
 /// Where the access check leaves the operation's name for the metrics.
 #[derive(Clone, Default)]
 struct OperationSlot(Arc<std::sync::OnceLock<String>>);
+
+/// What the access check learnt of a request for its access log record: the bucket and
+/// key it names (path or virtual-host style) and the tenant that signed it.
+#[derive(Clone, Debug)]
+struct LogFacts {
+    bucket: String,
+    key: Option<String>,
+    requester: Option<PublicKeyBytes>,
+    /// Access was granted by an ACL rather than the bucket policy.
+    acl_required: bool,
+}
+
+/// Where the access check leaves [`LogFacts`].
+#[derive(Clone, Default)]
+struct LogSlot(Arc<std::sync::OnceLock<LogFacts>>);
 
 /// Every request, signed or not, is checked before its operation runs: requests the
 /// gateway cannot honour are refused (`guard`), what the requester may touch is decided
@@ -120,6 +138,24 @@ impl S3Access for SignedOnly {
             }),
             _ => None,
         };
+        let named = match form_object.as_ref().unwrap_or(cx.s3_path()) {
+            s3s::path::S3Path::Root => None,
+            s3s::path::S3Path::Bucket { bucket } => Some((bucket.to_string(), None)),
+            s3s::path::S3Path::Object { bucket, key } => {
+                Some((bucket.to_string(), Some(key.to_string())))
+            }
+        };
+        let log_slot = cx.extensions_mut().get::<LogSlot>().cloned();
+        let record_facts = |acl_required: bool| {
+            if let (Some((bucket, key)), Some(slot)) = (named.clone(), &log_slot) {
+                let _ = slot.0.set(LogFacts {
+                    bucket,
+                    key,
+                    requester,
+                    acl_required,
+                });
+            }
+        };
         let decision = authorize::decide(
             &self.storage,
             &self.keys,
@@ -129,7 +165,9 @@ impl S3Access for SignedOnly {
             cx.uri().query(),
             cx.headers(),
         )
-        .await?;
+        .await
+        .inspect_err(|_| record_facts(false))?;
+        record_facts(decision.acl_required);
         // Refused before anything is written: see `guard`.
         guard::check(&operation, cx.headers(), cx.uri().query())?;
         // An unsigned request naming no bucket (ListBuckets) touches no tenant's data and
@@ -198,8 +236,10 @@ pub struct S3Gateway {
     metrics: S3Metrics,
     /// Where buckets' CORS rules are read from, for preflights and actual requests.
     registry: Arc<xnode_registry::Registry>,
-    /// The operations themselves, for the lifecycle worker.
+    /// The operations themselves, for the lifecycle and access log workers.
     gateway: Gateway,
+    /// Server access log records not yet delivered.
+    access_log: Arc<access_log::AccessLog>,
 }
 
 impl std::fmt::Debug for S3Gateway {
@@ -221,6 +261,7 @@ impl S3Gateway {
         let keys = S3Keys::new(db);
         let metrics = S3Metrics::register(metrics);
         let registry = storage.registry().clone();
+        let access_log = Arc::new(access_log::AccessLog::new(metrics.access_log.clone()));
         let gateway = Gateway::new(storage.clone(), keys.clone());
         let mut builder = S3ServiceBuilder::new(gateway.clone());
         // s3s reads a browser form's file into memory before the gateway sees it, up to
@@ -243,7 +284,33 @@ impl S3Gateway {
             metrics,
             registry,
             gateway,
+            access_log,
         }
+    }
+
+    /// The worker that rolls this node's server access log buffers into log objects
+    /// (see `access_log`): a buffer is delivered once its bucket had no request for
+    /// `roll`, and at the latest twelve rolls after its first record.
+    pub fn access_log_worker(&self, roll: std::time::Duration) -> impl xnode_worker::Worker {
+        let log = self.access_log.clone();
+        let gateway = self.gateway.clone();
+        xnode_worker::periodic(
+            "s3-access-log",
+            xnode_worker::Interval::AfterFirstPeriod(access_log::tick(roll)),
+            move || {
+                let log = log.clone();
+                let gateway = gateway.clone();
+                async move { Ok(log.roll(&gateway, roll, false).await) }
+            },
+        )
+    }
+
+    /// Delivers every buffered access log record now, whatever its age (for tests and
+    /// for a node that stops cleanly). Returns the log objects written.
+    pub async fn flush_access_log(&self) -> u64 {
+        self.access_log
+            .roll(&self.gateway, std::time::Duration::ZERO, true)
+            .await
     }
 
     /// The worker that carries out buckets' lifecycle rules on this node (see
@@ -273,6 +340,10 @@ impl S3Gateway {
     ) -> Result<s3s::HttpResponse, s3s::HttpError> {
         let slot = OperationSlot::default();
         req.extensions_mut().insert(slot.clone());
+        let log_slot = LogSlot::default();
+        req.extensions_mut().insert(log_slot.clone());
+        let started_ms = xnode_types::unix_ms();
+        let log_request = RequestLine::of(&req);
         let span = tracing::info_span!(
             "s3",
             method = %req.method(),
@@ -355,12 +426,124 @@ impl S3Gateway {
         span.record("status", status);
         let operation = slot.0.get().map(String::as_str).unwrap_or("unknown");
         let elapsed = started.elapsed();
+        if let (Some(facts), Ok(r)) = (log_slot.0.get(), &response) {
+            self.log_request(
+                facts,
+                operation,
+                log_request,
+                r,
+                &request_id,
+                started_ms,
+                elapsed,
+            );
+        }
         self.metrics
             .observe(operation, status, elapsed.as_secs_f64());
         if elapsed >= SLOW_REQUEST {
             tracing::warn!(parent: &span, operation, status, seconds = elapsed.as_secs_f64(), "slow S3 request");
         }
         response
+    }
+}
+
+/// What an access log record needs of a request, kept before the request is consumed.
+struct RequestLine {
+    method: hyper::Method,
+    uri: String,
+    referrer: Option<String>,
+    user_agent: Option<String>,
+    host: Option<String>,
+    content_length: Option<u64>,
+    sig_version: Option<&'static str>,
+    auth_type: Option<&'static str>,
+}
+
+impl RequestLine {
+    fn of<B>(req: &hyper::Request<B>) -> Self {
+        let header = |name: hyper::header::HeaderName| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (sig_version, auth_type) = access_log::authentication(req.headers(), req.uri().query());
+        let uri = req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
+        Self {
+            method: req.method().clone(),
+            uri: format!("{} {uri} {:?}", req.method(), req.version()),
+            referrer: header(hyper::header::REFERER),
+            user_agent: header(hyper::header::USER_AGENT),
+            host: header(hyper::header::HOST),
+            content_length: header(hyper::header::CONTENT_LENGTH).and_then(|v| v.parse().ok()),
+            sig_version,
+            auth_type,
+        }
+    }
+}
+
+impl S3Gateway {
+    /// Appends the access log record of a served request, if its bucket logs.
+    #[allow(clippy::too_many_arguments)]
+    fn log_request(
+        &self,
+        facts: &LogFacts,
+        operation: &str,
+        request: RequestLine,
+        response: &s3s::HttpResponse,
+        request_id: &str,
+        started_ms: u64,
+        elapsed: std::time::Duration,
+    ) {
+        if gateway::logging::logging_of(&self.registry, &facts.bucket).is_none() {
+            return;
+        }
+        let Some((owner, _)) = xnode_storage::buckets::owner_of(&self.registry, &facts.bucket)
+        else {
+            return;
+        };
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let bytes_sent = header("content-length").and_then(|v| v.parse::<u64>().ok());
+        let object_size = match operation {
+            "GetObject" | "HeadObject" => bytes_sent,
+            "PutObject" | "UploadPart" => request.content_length,
+            _ => None,
+        };
+        let record = access_log::Record {
+            owner: owner.to_hex(),
+            bucket: facts.bucket.clone(),
+            time_ms: started_ms,
+            requester: facts.requester.map(|t| t.to_hex()),
+            request_id: request_id.to_owned(),
+            operation: access_log::operation_name(operation, &request.method),
+            key: facts.key.clone(),
+            request_uri: request.uri,
+            status: response.status().as_u16(),
+            bytes_sent: if request.method == hyper::Method::HEAD {
+                None
+            } else {
+                bytes_sent
+            },
+            object_size,
+            total_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            referrer: request.referrer,
+            user_agent: request.user_agent,
+            version_id: header("x-amz-version-id"),
+            sig_version: request.sig_version,
+            auth_type: request.auth_type,
+            host: request.host,
+            acl_required: facts.acl_required,
+        };
+        self.access_log
+            .append(&facts.bucket, record.line(), started_ms);
     }
 }
 

@@ -19,11 +19,13 @@ pub(crate) struct OperationLabel {
     pub operation: String,
 }
 
-/// `s3_requests_total{operation,status}` and `s3_request_duration_seconds{operation}`.
+/// `s3_requests_total{operation,status}`, `s3_request_duration_seconds{operation}` and
+/// the server access log's `s3_access_log_{records,records_dropped,objects}_total`.
 #[derive(Clone, Debug)]
 pub struct S3Metrics {
     pub(crate) requests: Family<RequestLabels, Counter>,
     pub(crate) duration: Family<OperationLabel, Histogram>,
+    pub(crate) access_log: crate::access_log::AccessLogMetrics,
 }
 
 impl S3Metrics {
@@ -36,6 +38,7 @@ impl S3Metrics {
                     30.0,
                 ])
             }),
+            access_log: crate::access_log::AccessLogMetrics::default(),
         };
         let r = registry.sub_registry_with_prefix("s3");
         r.register(
@@ -48,6 +51,21 @@ impl S3Metrics {
             "S3 gateway request latency by operation (until the response head)",
             prometheus_client::registry::Unit::Seconds,
             m.duration.clone(),
+        );
+        r.register(
+            "access_log_records",
+            "Server access log records taken by this node",
+            m.access_log.recorded.clone(),
+        );
+        r.register(
+            "access_log_records_dropped",
+            "Server access log records dropped (buffer caps, or a delivery that could not be made)",
+            m.access_log.dropped.clone(),
+        );
+        r.register(
+            "access_log_objects",
+            "Server access log objects delivered by this node",
+            m.access_log.objects.clone(),
         );
         m
     }

@@ -134,6 +134,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
             )
         });
         node.spawn_worker(gateway.lifecycle_worker(node.config().s3_lifecycle_day));
+        node.spawn_worker(gateway.access_log_worker(node.config().s3_access_log_roll));
         tokio::spawn(xnode_s3::serve(l, gateway, limits, async move {
             token.cancelled().await
         }))

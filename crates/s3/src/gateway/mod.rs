@@ -4,10 +4,10 @@
 //! This module holds the `Gateway` itself, the helpers its operations share and the
 //! `S3` trait impl, which only delegates: the operations live in submodules by topic
 //! (`buckets`, `objects`, `parts`, `tagging`, `listing`, `multipart`, `copy`,
-//! `versioning`, `object_lock`, `bucket_encryption`, `acl`, `policy`, `cors`, `lifecycle`; server-side
-//! encryption in `sse`), bucket settings in `settings`, the mapping of storage failures
-//! onto S3 errors in `errors`, the metadata S3 keeps beside the user's in `system_meta` and
-//! the checking of upload checksums in `integrity`.
+//! `versioning`, `object_lock`, `bucket_encryption`, `acl`, `policy`, `cors`, `lifecycle`,
+//! `logging`; server-side encryption in `sse`), bucket settings in `settings`, the
+//! mapping of storage failures onto S3 errors in `errors`, the metadata S3 keeps beside
+//! the user's in `system_meta` and the checking of upload checksums in `integrity`.
 
 mod acl;
 mod bucket_encryption;
@@ -20,6 +20,7 @@ mod integrity;
 mod kms;
 pub(crate) mod lifecycle;
 mod listing;
+pub(crate) mod logging;
 mod multipart;
 mod object_lock;
 mod objects;
@@ -282,6 +283,20 @@ impl S3 for Gateway {
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
         self.get_bucket_location_impl(req).await
+    }
+
+    async fn put_bucket_logging(
+        &self,
+        req: S3Request<PutBucketLoggingInput>,
+    ) -> S3Result<S3Response<PutBucketLoggingOutput>> {
+        self.put_bucket_logging_impl(req).await
+    }
+
+    async fn get_bucket_logging(
+        &self,
+        req: S3Request<GetBucketLoggingInput>,
+    ) -> S3Result<S3Response<GetBucketLoggingOutput>> {
+        self.get_bucket_logging_impl(req).await
     }
 
     async fn put_object(

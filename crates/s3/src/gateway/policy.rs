@@ -5,11 +5,16 @@
 //! bucket setting signed by the owner (see `settings`), and parsed again wherever it is
 //! evaluated. What is understood: `Effect` Allow or Deny; `Principal` `*`, `{"AWS": "*"}`
 //! or tenant ids (bare, or as `arn:aws:iam::<id>:root`; any other principal matches no
-//! one); `Action` and `Resource` with `*` and `?` wildcards; and conditions with the
+//! one), and the one service principal `{"Service": "logging.s3.amazonaws.com"}`, which
+//! stands for server access log delivery (`gateway::logging`; other services are refused,
+//! and an Allow must name the logging service: `*` grants it nothing); `Action` and
+//! `Resource` with `*` and `?` wildcards; and conditions with the
 //! string operators (`StringEquals`, `StringNotEquals`, `StringEqualsIgnoreCase`,
 //! `StringNotEqualsIgnoreCase`, `StringLike`, `StringNotLike`, each optionally
-//! `...IfExists` and `ForAnyValue:`/`ForAllValues:`) and `Null`, on the keys `s3:prefix`,
-//! `s3:delimiter`, `s3:max-keys`, `aws:Referer`, `aws:UserAgent`, the request headers
+//! `...IfExists` and `ForAnyValue:`/`ForAllValues:`), the ARN operators (`ArnEquals`,
+//! `ArnLike` and their negations, matched as `StringLike`) and `Null`, on the keys
+//! `s3:prefix`, `s3:delimiter`, `s3:max-keys`, `aws:Referer`, `aws:UserAgent`,
+//! `aws:SourceArn` and `aws:SourceAccount` (set only for log delivery), the request headers
 //! `s3:x-amz-acl`, `s3:x-amz-grant-*`, `s3:x-amz-server-side-encryption`,
 //! `s3:x-amz-server-side-encryption-customer-algorithm`,
 //! `s3:x-amz-server-side-encryption-aws-kms-key-id`, `s3:x-amz-copy-source` and
@@ -55,6 +60,8 @@ pub(crate) enum Verdict {
 enum Principal {
     Anyone,
     Tenant(PublicKeyBytes),
+    /// `{"Service": "logging.s3.amazonaws.com"}`: the delivery of server access logs.
+    LoggingService,
     /// A principal that names no Xnode tenant (an IAM user, another account).
     Nobody,
 }
@@ -91,6 +98,8 @@ pub(crate) struct Policy {
 /// (`arn:aws:s3:::bucket/key`) and the values condition keys take.
 pub(crate) struct Request<'a> {
     pub(crate) requester: Option<&'a PublicKeyBytes>,
+    /// The request is the delivery of server access logs (`requester` is then `None`).
+    pub(crate) logging_service: bool,
     pub(crate) action: &'a str,
     pub(crate) resource: String,
     pub(crate) context: Context,
@@ -187,8 +196,13 @@ const KNOWN_KEYS: &[&str] = &[
     "s3:x-amz-server-side-encryption-aws-kms-key-id",
     "s3:x-amz-copy-source",
     "s3:x-amz-metadata-directive",
+    "aws:sourcearn",
+    "aws:sourceaccount",
     REQUEST_TAG_KEYS,
 ];
+
+/// The service principal that stands for server access log delivery.
+pub(crate) const LOGGING_SERVICE: &str = "logging.s3.amazonaws.com";
 
 /// The prefix of the keys naming a tag stored on the object a request acts on.
 pub(crate) const EXISTING_TAG_PREFIX: &str = "s3:existingobjecttag/";
@@ -265,7 +279,9 @@ impl Condition {
         let (positive, negated) = match operator {
             "StringNotEquals" => ("StringEquals", true),
             "StringNotEqualsIgnoreCase" => ("StringEqualsIgnoreCase", true),
-            "StringNotLike" => ("StringLike", true),
+            "StringNotLike" | "ArnNotLike" | "ArnNotEquals" => ("StringLike", true),
+            // IAM matches ARNs with wildcards under both ARN operators.
+            "ArnLike" | "ArnEquals" => ("StringLike", false),
             "StringEquals" | "StringEqualsIgnoreCase" | "StringLike" => (operator, false),
             _ => return None,
         };
@@ -299,8 +315,11 @@ impl Condition {
 impl Statement {
     fn covers(&self, request: &Request<'_>) -> bool {
         let principal = self.principals.iter().any(|p| match p {
-            Principal::Anyone => true,
-            Principal::Tenant(t) => request.requester == Some(t),
+            // Log delivery is granted only by a statement that names the logging service;
+            // `*` still denies it.
+            Principal::Anyone => !request.logging_service || !self.allow,
+            Principal::Tenant(t) => !request.logging_service && request.requester == Some(t),
+            Principal::LoggingService => request.logging_service,
             Principal::Nobody => false,
         });
         principal
@@ -377,6 +396,36 @@ impl Policy {
         verdict
     }
 
+    /// Whether this policy (a target bucket's) lets the logging service deliver the
+    /// server access logs of `source_bucket`, owned by tenant `source_account`, under
+    /// `prefix` of `target_bucket`: a statement naming the logging service allows
+    /// `s3:PutObject` on `arn:aws:s3:::<target>/<prefix>` with `aws:SourceArn` and
+    /// `aws:SourceAccount` set to the source's, and none denies it.
+    pub(crate) fn allows_log_delivery(
+        &self,
+        target_bucket: &str,
+        prefix: &str,
+        source_bucket: &str,
+        source_account: &str,
+    ) -> bool {
+        let mut context = Context::new();
+        context.insert(
+            "aws:sourcearn".to_owned(),
+            vec![format!("arn:aws:s3:::{source_bucket}")],
+        );
+        context.insert(
+            "aws:sourceaccount".to_owned(),
+            vec![source_account.to_owned()],
+        );
+        self.evaluate(&Request {
+            requester: None,
+            logging_service: true,
+            action: "s3:PutObject",
+            resource: format!("arn:aws:s3:::{target_bucket}/{prefix}"),
+            context,
+        }) == Verdict::Allow
+    }
+
     pub(crate) fn is_public(&self) -> bool {
         self.statements.iter().any(Statement::is_public)
     }
@@ -418,6 +467,17 @@ fn parse_statement(value: &Value, bucket: &str) -> S3Result<Statement> {
         Some(Value::Object(map)) if !map.is_empty() => {
             let mut out = Vec::new();
             for (kind, names) in map {
+                if kind == "Service" {
+                    for name in strings(names, "principals")? {
+                        if name != LOGGING_SERVICE {
+                            return Err(malformed(format!(
+                                "service principal {name:?} is not supported (only {LOGGING_SERVICE:?}, for server access logs)"
+                            )));
+                        }
+                        out.push(Principal::LoggingService);
+                    }
+                    continue;
+                }
                 if kind != "AWS" && kind != "CanonicalUser" {
                     return Err(malformed(format!(
                         "principal type {kind:?} is not supported"

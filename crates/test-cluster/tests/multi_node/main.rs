@@ -28,6 +28,7 @@ mod network;
 mod observe;
 mod penalties;
 mod rogue_fuzz;
+mod s3_logging;
 mod settlement;
 mod storage;
 mod storage_http;

@@ -8,6 +8,7 @@ use super::*;
 fn request<'a>(who: Option<&'a PublicKeyBytes>, action: &'a str, resource: &str) -> Request<'a> {
     Request {
         requester: who,
+        logging_service: false,
         action,
         resource: resource.to_owned(),
         context: BTreeMap::new(),
@@ -267,4 +268,74 @@ fn glob_matches_like_iam() {
     assert!(!glob("a?c", "abbc"));
     assert!(glob("*", ""));
     assert!(!glob("abc", "abcd"));
+}
+
+fn logging_policy(principal: serde_json::Value, resource: &str, account: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": principal,
+            "Action": ["s3:PutObject"],
+            "Resource": resource,
+            "Condition": {
+                "ArnLike": {"aws:SourceArn": "arn:aws:s3:::src"},
+                "StringEquals": {"aws:SourceAccount": account}
+            }
+        }]
+    })
+    .to_string()
+}
+
+#[test]
+fn only_the_logging_service_principal_is_accepted_and_it_grants_only_log_delivery() {
+    let owner = SecretKey::generate().public().to_hex();
+    let service = serde_json::json!({"Service": LOGGING_SERVICE});
+    let text = logging_policy(service.clone(), "arn:aws:s3:::logs/log/", &owner);
+    let policy = Policy::parse(&text, "logs").unwrap();
+    assert!(policy.allows_log_delivery("logs", "log/", "src", &owner));
+    // Another prefix, source bucket or source account is not covered.
+    assert!(!policy.allows_log_delivery("logs", "other/", "src", &owner));
+    assert!(!policy.allows_log_delivery("logs", "log/", "elsewhere", &owner));
+    let stranger = SecretKey::generate().public().to_hex();
+    assert!(!policy.allows_log_delivery("logs", "log/", "src", &stranger));
+    // The service principal grants a tenant's or anyone's own request nothing.
+    assert_eq!(
+        policy.evaluate(&request(None, "s3:PutObject", "arn:aws:s3:::logs/log/")),
+        Verdict::Silent
+    );
+    // `*` does not grant log delivery; a wildcard resource over the prefix does.
+    let anyone = logging_policy(
+        serde_json::json!({"AWS": "*"}),
+        "arn:aws:s3:::logs/log/",
+        &owner,
+    );
+    let anyone = Policy::parse(&anyone, "logs").unwrap();
+    assert!(!anyone.allows_log_delivery("logs", "log/", "src", &owner));
+    let wildcard = serde_json::json!({
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": service,
+            "Action": "s3:PutObject",
+            "Resource": "arn:aws:s3:::logs/log/*",
+            "Condition": {
+                "ArnLike": {"aws:SourceArn": "arn:aws:s3:::*"},
+                "StringLike": {"aws:SourceAccount": "*"}
+            }
+        }]
+    });
+    let wildcard = Policy::parse(&wildcard.to_string(), "logs").unwrap();
+    assert!(wildcard.allows_log_delivery("logs", "log/", "src", &stranger));
+    // Other service principals are still refused.
+    let other = logging_policy(
+        serde_json::json!({"Service": "lambda.amazonaws.com"}),
+        "arn:aws:s3:::logs/log/",
+        &owner,
+    );
+    assert_eq!(
+        Policy::parse(&other, "logs")
+            .err()
+            .map(|e| e.code().as_str().to_owned()),
+        Some("MalformedPolicy".to_owned())
+    );
 }
