@@ -16,6 +16,12 @@
 //! policy are read again; records whose bucket stopped logging, whose target no longer
 //! allows the logging service, or whose owner has no key on this node are dropped.
 //!
+//! A request to a bucket whose buffer has been quiet for `roll` (or is being delivered)
+//! first waits for that buffer's delivery, before its operation runs. The worker's tick
+//! would deliver it within a fraction of `roll` anyway; waiting makes it certain that a
+//! client which sleeps past the roll and then makes a request finds the log object
+//! written, whatever the machine's load (as RGW rolls on the next request).
+//!
 //! Records are best effort, as in S3: a node that stops loses the records it had not
 //! delivered yet. Buffers are bounded, so a tenant cannot exhaust a node's memory by
 //! making requests: a bucket's buffer that reaches its record or byte cap is delivered at
@@ -24,7 +30,8 @@
 //! counted in `s3_access_log_records_dropped_total`.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -71,6 +78,12 @@ pub(crate) struct AccessLogMetrics {
 #[derive(Debug)]
 pub(crate) struct AccessLog {
     buffers: Mutex<BTreeMap<String, Buffer>>,
+    /// Per bucket, a lock held while its buffer is being delivered; an entry lives only
+    /// as long as a delivery (or a request waiting for one).
+    delivering: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The roll period of the running worker, in ms; 0 while none runs, and then
+    /// requests deliver nothing themselves.
+    roll_ms: AtomicU64,
     metrics: AccessLogMetrics,
 }
 
@@ -78,6 +91,8 @@ impl AccessLog {
     pub(crate) fn new(metrics: AccessLogMetrics) -> Self {
         Self {
             buffers: Mutex::new(BTreeMap::new()),
+            delivering: Mutex::new(BTreeMap::new()),
+            roll_ms: AtomicU64::new(0),
             metrics,
         }
     }
@@ -126,21 +141,29 @@ impl AccessLog {
         }
     }
 
-    /// Takes the buffers due for delivery at `now_ms`: those without a new record for
-    /// `roll`, those whose first record is [`MAX_AGE_ROLLS`] rolls old, those that
-    /// reached a cap, or all of them with `everything`.
-    fn take_due(&self, now_ms: u64, roll: Duration, everything: bool) -> Vec<(String, Buffer)> {
+    /// Sets the roll period of the worker that now runs (see [`AccessLog::deliver_if_quiet`]).
+    pub(crate) fn set_roll(&self, roll: Duration) {
+        let roll_ms = u64::try_from(roll.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.roll_ms.store(roll_ms, Ordering::Relaxed);
+    }
+
+    /// Whether a buffer is due for delivery at `now_ms`: no new record for `roll`, its
+    /// first record [`MAX_AGE_ROLLS`] rolls old, or a cap reached.
+    fn is_due(buffer: &Buffer, now_ms: u64, roll: Duration) -> bool {
         let roll_ms = u64::try_from(roll.as_millis()).unwrap_or(u64::MAX);
         let max_age_ms = roll_ms.saturating_mul(u64::from(MAX_AGE_ROLLS));
+        buffer.full
+            || now_ms.saturating_sub(buffer.last_ms) >= roll_ms
+            || now_ms.saturating_sub(buffer.first_ms) >= max_age_ms
+    }
+
+    /// Takes the buffers due at `now_ms` (all with `everything`), as a roll would.
+    #[cfg(test)]
+    fn take_due(&self, now_ms: u64, roll: Duration, everything: bool) -> Vec<(String, Buffer)> {
         let mut buffers = self.lock();
         let due: Vec<String> = buffers
             .iter()
-            .filter(|(_, b)| {
-                everything
-                    || b.full
-                    || now_ms.saturating_sub(b.last_ms) >= roll_ms
-                    || now_ms.saturating_sub(b.first_ms) >= max_age_ms
-            })
+            .filter(|(_, b)| everything || Self::is_due(b, now_ms, roll))
             .map(|(name, _)| name.clone())
             .collect();
         due.into_iter()
@@ -148,29 +171,116 @@ impl AccessLog {
             .collect()
     }
 
+    /// The delivery lock of `bucket`, made if no delivery holds one.
+    fn delivery_lock(&self, bucket: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut delivering = self
+            .delivering
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        delivering.entry(bucket.to_owned()).or_default().clone()
+    }
+
+    /// Forgets `bucket`'s delivery lock once nobody else holds it.
+    fn release(&self, bucket: &str, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut delivering = self
+            .delivering
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The map's copy and `lock` itself: nobody else waits for it.
+        if Arc::strong_count(&lock) <= 2 {
+            delivering.remove(bucket);
+        }
+    }
+
+    /// Delivers `bucket`'s buffer if it is due (any buffer with `everything`), holding
+    /// the bucket's delivery lock; returns whether a log object was written.
+    async fn deliver_bucket(
+        &self,
+        gateway: &Gateway,
+        bucket: &str,
+        roll: Duration,
+        everything: bool,
+    ) -> bool {
+        let lock = self.delivery_lock(bucket);
+        let written = {
+            let _delivering = lock.lock().await;
+            let now_ms = xnode_types::unix_ms();
+            let buffer = {
+                let mut buffers = self.lock();
+                let due = buffers
+                    .get(bucket)
+                    .is_some_and(|b| everything || Self::is_due(b, now_ms, roll));
+                if due { buffers.remove(bucket) } else { None }
+            };
+            match buffer {
+                None => false,
+                Some(buffer) => {
+                    let count = u64::try_from(buffer.records.len()).unwrap_or(u64::MAX);
+                    match self.deliver(gateway, bucket, buffer, now_ms).await {
+                        Ok(()) => {
+                            self.metrics.objects.inc();
+                            true
+                        }
+                        Err(why) => {
+                            self.metrics.dropped.inc_by(count);
+                            tracing::warn!(
+                                bucket,
+                                records = count,
+                                why,
+                                "server access log records dropped"
+                            );
+                            false
+                        }
+                    }
+                }
+            }
+        };
+        self.release(bucket, lock);
+        written
+    }
+
     /// Delivers every due buffer through `gateway`; returns the log objects written.
     pub(crate) async fn roll(&self, gateway: &Gateway, roll: Duration, everything: bool) -> u64 {
         let now_ms = xnode_types::unix_ms();
+        let due: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, b)| everything || Self::is_due(b, now_ms, roll))
+            .map(|(name, _)| name.clone())
+            .collect();
         let mut written = 0u64;
-        for (bucket, buffer) in self.take_due(now_ms, roll, everything) {
-            let count = u64::try_from(buffer.records.len()).unwrap_or(u64::MAX);
-            match self.deliver(gateway, &bucket, buffer, now_ms).await {
-                Ok(()) => {
-                    written = written.saturating_add(1);
-                    self.metrics.objects.inc();
-                }
-                Err(why) => {
-                    self.metrics.dropped.inc_by(count);
-                    tracing::warn!(
-                        bucket,
-                        records = count,
-                        why,
-                        "server access log records dropped"
-                    );
-                }
+        for bucket in due {
+            if self
+                .deliver_bucket(gateway, &bucket, roll, everything)
+                .await
+            {
+                written = written.saturating_add(1);
             }
         }
         written
+    }
+
+    /// Before a request to `bucket` runs: waits for a delivery of its buffer under way,
+    /// and delivers the buffer itself if it has been quiet for the worker's roll period.
+    pub(crate) async fn deliver_if_quiet(&self, gateway: &Gateway, bucket: &str) {
+        let roll_ms = self.roll_ms.load(Ordering::Relaxed);
+        if roll_ms == 0 {
+            return;
+        }
+        let roll = Duration::from_millis(roll_ms);
+        let now_ms = xnode_types::unix_ms();
+        let quiet = self
+            .lock()
+            .get(bucket)
+            .is_some_and(|b| now_ms.saturating_sub(b.last_ms) >= roll_ms);
+        let under_way = self
+            .delivering
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(bucket);
+        if quiet || under_way {
+            self.deliver_bucket(gateway, bucket, roll, false).await;
+        }
     }
 
     async fn deliver(

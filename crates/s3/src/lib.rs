@@ -96,6 +96,9 @@ struct SignedOnly {
     keys: S3Keys,
     storage: Arc<Storage>,
     tenant_rate: Arc<xnode_serve::KeyedRateLimiter<PublicKeyBytes>>,
+    /// Requests to a bucket whose access log is due wait for its delivery.
+    access_log: Arc<access_log::AccessLog>,
+    gateway: Gateway,
 }
 
 #[async_trait::async_trait]
@@ -168,6 +171,12 @@ impl S3Access for SignedOnly {
         .await
         .inspect_err(|_| record_facts(false))?;
         record_facts(decision.acl_required);
+        // A request after the bucket's log went quiet finds its log object written.
+        if let Some((bucket, _)) = &named {
+            self.access_log
+                .deliver_if_quiet(&self.gateway, bucket)
+                .await;
+        }
         // Refused before anything is written: see `guard`.
         guard::check(&operation, cx.headers(), cx.uri().query())?;
         // An unsigned request naming no bucket (ListBuckets) touches no tenant's data and
@@ -278,6 +287,8 @@ impl S3Gateway {
             keys,
             storage,
             tenant_rate,
+            access_log: access_log.clone(),
+            gateway: gateway.clone(),
         });
         Self {
             service: builder.build(),
@@ -293,6 +304,7 @@ impl S3Gateway {
     /// `roll`, and at the latest twelve rolls after its first record.
     pub fn access_log_worker(&self, roll: std::time::Duration) -> impl xnode_worker::Worker {
         let log = self.access_log.clone();
+        log.set_roll(roll);
         let gateway = self.gateway.clone();
         xnode_worker::periodic(
             "s3-access-log",
