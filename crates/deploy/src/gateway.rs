@@ -151,7 +151,7 @@ impl Compute {
     /// request body for it: a client must not make a node buffer megabytes for nothing.
     pub fn http_function(&self, name: &str) -> Result<Deployment, ComputeOpError> {
         self.with_deployment(name, |deployment| {
-            Self::check_http_function(name, deployment).map(|d| d.clone())
+            Self::check_http_function(name, deployment).cloned()
         })
     }
 
