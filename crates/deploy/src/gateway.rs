@@ -145,37 +145,32 @@ fn strip_request_headers(headers: &mut http::HeaderMap) {
     }
 }
 
+/// The deployment if it is an HTTP function, else why not.
+fn http_only<'a>(
+    name: &str,
+    deployment: Option<&'a Deployment>,
+) -> Result<&'a Deployment, ComputeOpError> {
+    let deployment = deployment.ok_or_else(|| ComputeOpError::NoSuchDeployment(name.to_owned()))?;
+    if deployment.spec.kind != Kind::Http {
+        return Err(ComputeOpError::BadRequest(format!(
+            "deployment {name:?} is a {}, not an http function",
+            deployment.spec.kind.as_str()
+        )));
+    }
+    Ok(deployment)
+}
+
 impl Compute {
     /// Serves one function call through the best replica.
     /// Checks that `name` is an HTTP function this node knows, before anyone reads the
     /// request body for it: a client must not make a node buffer megabytes for nothing.
     pub fn http_function(&self, name: &str) -> Result<Deployment, ComputeOpError> {
-        self.with_deployment(name, |deployment| {
-            Self::check_http_function(name, deployment).cloned()
-        })
+        self.with_deployment(name, |d| http_only(name, d).cloned())
     }
 
-    /// The same check as [`Compute::http_function`] without copying the deployment, for
-    /// callers that only need to know (the API checks before it reads a request body).
+    /// The same check without copying the deployment (the API checks before it reads a body).
     pub fn check_http(&self, name: &str) -> Result<(), ComputeOpError> {
-        self.with_deployment(name, |deployment| {
-            Self::check_http_function(name, deployment).map(|_| ())
-        })
-    }
-
-    fn check_http_function<'a>(
-        name: &str,
-        deployment: Option<&'a Deployment>,
-    ) -> Result<&'a Deployment, ComputeOpError> {
-        let deployment =
-            deployment.ok_or_else(|| ComputeOpError::NoSuchDeployment(name.to_owned()))?;
-        if deployment.spec.kind != Kind::Http {
-            return Err(ComputeOpError::BadRequest(format!(
-                "deployment {name:?} is a {}, not an http function",
-                deployment.spec.kind.as_str()
-            )));
-        }
-        Ok(deployment)
+        self.with_deployment(name, |d| http_only(name, d).map(|_| ()))
     }
 
     pub async fn handle_http(
