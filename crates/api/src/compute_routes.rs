@@ -465,7 +465,7 @@ pub(crate) async fn function(
             .and_then(|v| v.to_str().ok()),
     );
     // An unknown name is refused before the body is read.
-    state.node.compute().http_function(&name)?;
+    state.node.compute().check_http(&name)?;
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, MAX_REQUEST_BODY)
         .await
@@ -478,12 +478,7 @@ pub(crate) async fn function(
         body,
         trace,
     };
-    let span = tracing::info_span!("fn", deployment = %name, trace_id = %trace_id);
-    let answer = {
-        let _enter = span.enter();
-        drop(_enter);
-        state.node.compute().handle_http(&name, call).await
-    };
+    let answer = state.node.compute().handle_http(&name, call).await;
     let answer = match answer {
         Ok(a) => a,
         Err(e) => {

@@ -147,7 +147,7 @@ pub(crate) async fn measure(
             if let Some(bucket) = scope.strip_prefix("bucket:") {
                 !node.registry().claims("bucket", bucket).is_empty()
             } else if let Some(name) = scope.strip_prefix("deployment:") {
-                node.compute().deployment(name).is_some()
+                node.compute().with_deployment(name, |d| d.is_some())
             } else {
                 true
             }

@@ -62,9 +62,16 @@ impl Compute {
     }
 
     pub fn deployment(&self, name: &str) -> Option<Deployment> {
+        self.with_deployment(name, |d| d.cloned())
+    }
+
+    /// Looks at a deployment under the catalog's lock without copying it: the per-call
+    /// checks of `/fn/` (does it exist, is it an http function) run for every request,
+    /// and a copy of the spec is a dozen allocations each time.
+    pub fn with_deployment<R>(&self, name: &str, look: impl FnOnce(Option<&Deployment>) -> R) -> R {
         match self.catalog.deployments.read() {
-            Ok(d) => d.get(name).cloned(),
-            Err(p) => p.into_inner().get(name).cloned(),
+            Ok(d) => look(d.get(name)),
+            Err(p) => look(p.into_inner().get(name)),
         }
     }
 

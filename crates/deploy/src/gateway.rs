@@ -145,21 +145,32 @@ fn strip_request_headers(headers: &mut http::HeaderMap) {
     }
 }
 
+/// The deployment if it is an HTTP function, else why not.
+fn http_only<'a>(
+    name: &str,
+    deployment: Option<&'a Deployment>,
+) -> Result<&'a Deployment, ComputeOpError> {
+    let deployment = deployment.ok_or_else(|| ComputeOpError::NoSuchDeployment(name.to_owned()))?;
+    if deployment.spec.kind != Kind::Http {
+        return Err(ComputeOpError::BadRequest(format!(
+            "deployment {name:?} is a {}, not an http function",
+            deployment.spec.kind.as_str()
+        )));
+    }
+    Ok(deployment)
+}
+
 impl Compute {
     /// Serves one function call through the best replica.
     /// Checks that `name` is an HTTP function this node knows, before anyone reads the
     /// request body for it: a client must not make a node buffer megabytes for nothing.
     pub fn http_function(&self, name: &str) -> Result<Deployment, ComputeOpError> {
-        let deployment = self
-            .deployment(name)
-            .ok_or_else(|| ComputeOpError::NoSuchDeployment(name.to_owned()))?;
-        if deployment.spec.kind != Kind::Http {
-            return Err(ComputeOpError::BadRequest(format!(
-                "deployment {name:?} is a {}, not an http function",
-                deployment.spec.kind.as_str()
-            )));
-        }
-        Ok(deployment)
+        self.with_deployment(name, |d| http_only(name, d).cloned())
+    }
+
+    /// The same check without copying the deployment (the API checks before it reads a body).
+    pub fn check_http(&self, name: &str) -> Result<(), ComputeOpError> {
+        self.with_deployment(name, |d| http_only(name, d).map(|_| ()))
     }
 
     pub async fn handle_http(
@@ -264,7 +275,6 @@ impl Compute {
         call: &FnCall,
         gateway_span: &str,
     ) -> Result<FnAnswer, ComputeOpError> {
-        let deployment = deployment.clone();
         let idempotent = matches!(
             call.method,
             http::Method::GET
@@ -287,7 +297,7 @@ impl Compute {
             if *node == self.node_id {
                 let started = Instant::now();
                 let result = self
-                    .invoke_local(&deployment, call, gateway_span, None)
+                    .invoke_local(deployment, call, gateway_span, None)
                     .await;
                 self.note_forward(
                     name,
@@ -298,7 +308,7 @@ impl Compute {
                 match result {
                     Ok(mut answer) => {
                         answer.retries = retries;
-                        self.observe_call(&deployment, self.node_id, answer.fuel);
+                        self.observe_call(deployment, self.node_id, answer.fuel);
                         return Ok(answer);
                     }
                     Err((e, reached_guest)) => {
@@ -312,7 +322,7 @@ impl Compute {
             }
             let first = self.attempt_remote(
                 name,
-                &deployment,
+                deployment,
                 *node,
                 call,
                 gateway_span,
@@ -342,7 +352,7 @@ impl Compute {
                             self.count_hedge("sent");
                             let second = self.attempt_remote(
                                 name,
-                                &deployment,
+                                deployment,
                                 second_node,
                                 call,
                                 gateway_span,
@@ -377,13 +387,13 @@ impl Compute {
             };
             match outcome {
                 Attempt::Answer(answer) => {
-                    self.observe_call(&deployment, answer.served_by, answer.fuel);
+                    self.observe_call(deployment, answer.served_by, answer.fuel);
                     if let Some(loser) = hedge_loser {
                         // The losing call was sent and not known to have failed: the same
                         // request, so the same fuel is the best estimate (bounded by the
                         // deployment's limit in `observe_call`). The edge's count only
                         // bounds what a provider may claim; it never pays by itself.
-                        self.observe_call(&deployment, loser, answer.fuel);
+                        self.observe_call(deployment, loser, answer.fuel);
                     }
                     return Ok(answer);
                 }
@@ -790,25 +800,24 @@ impl Compute {
                     error: failed,
                 });
         }
-        self.telemetry.logs.push(&owner, &spec.name, line.clone());
-        self.telemetry.logs.push_output(
-            &owner,
-            &spec.name,
-            LogLine {
-                stream: "stdout".into(),
-                ..line.clone()
-            },
-            &outcome.stdout,
-        );
-        self.telemetry.logs.push_output(
-            &owner,
-            &spec.name,
-            LogLine {
-                stream: "stderr".into(),
-                ..line
-            },
-            &outcome.stderr,
-        );
+        // Most calls print nothing: the request line is then moved into the log, and
+        // the templates of output lines are made only for output there is.
+        if outcome.stdout.is_empty() && outcome.stderr.is_empty() {
+            self.telemetry.logs.push(&owner, &spec.name, line);
+        } else {
+            self.telemetry.logs.push(&owner, &spec.name, line.clone());
+            for (stream, bytes) in [("stdout", &outcome.stdout), ("stderr", &outcome.stderr)] {
+                self.telemetry.logs.push_output(
+                    &owner,
+                    &spec.name,
+                    LogLine {
+                        stream: stream.into(),
+                        ..line.clone()
+                    },
+                    bytes,
+                );
+            }
+        }
         match outcome.result {
             Ok(response) => {
                 let mut headers = response.headers;

@@ -71,14 +71,21 @@ impl Recorder {
         let mut state = self.lock();
         for scope in scopes {
             let fits = scope.len() <= MAX_SCOPE_NAME;
-            let name = if fits
+            let name: &str = if fits
                 && (state.scopes.contains_key(*scope) || state.scopes.len() < MAX_SCOPES - 1)
             {
-                (*scope).to_owned()
+                scope
             } else {
-                OTHER.to_owned()
+                OTHER
             };
-            let stats = state.scopes.entry(name).or_default();
+            // A scope's name is copied only the first time it is seen: this runs for
+            // every API request and function call.
+            if !state.scopes.contains_key(name) {
+                state.scopes.insert(name.to_owned(), ScopeStats::default());
+            }
+            let Some(stats) = state.scopes.get_mut(name) else {
+                continue;
+            };
             stats.requests = stats.requests.saturating_add(1);
             match outcome.status {
                 400..=499 => stats.client_errors = stats.client_errors.saturating_add(1),
