@@ -3,12 +3,11 @@
 //! tenant signs here and any node takes (`POST /v1/tenant/kms-keys`).
 
 use reqwest::Method;
-use serde_json::Value;
 use xnode_registry::kms::{KmsKeyState, kms_key_key, kms_key_record, new_key_id};
 
 use crate::cli::{KmsAction, StorageClientArgs};
-use crate::storage_cmd::{get_signed_json, send};
-use crate::tenant::{Payload, SignedClient};
+use crate::storage_cmd::{get_signed_json, send_signed_json};
+use crate::tenant::SignedClient;
 
 fn signed(args: &StorageClientArgs) -> anyhow::Result<SignedClient> {
     let path = args
@@ -42,20 +41,7 @@ async fn post_key(
         "hlc_logical": hlc.logical,
         "signature": hex::encode(entry.signature.0),
     });
-    let v: Value = send(
-        c.request(
-            Method::POST,
-            "/v1/tenant/kms-keys",
-            "",
-            Payload::json(&body)?,
-            false,
-        )
-        .await?,
-        &c.api,
-    )
-    .await?
-    .json()
-    .await?;
+    let v = send_signed_json(c, Method::POST, "/v1/tenant/kms-keys", &body).await?;
     if args.json {
         println!("{v}");
     } else {

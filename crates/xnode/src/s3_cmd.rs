@@ -8,7 +8,7 @@ use serde_json::Value;
 use xnode_registry::revocation::{RevokedScope, revocation_key, revocation_record};
 
 use crate::cli::{S3KeyAction, StorageClientArgs};
-use crate::storage_cmd::{get_signed_json, send};
+use crate::storage_cmd::{get_signed_json, send, send_signed_json};
 use crate::tenant::{Payload, SignedClient};
 
 fn apis(given: Vec<String>) -> Vec<String> {
@@ -215,20 +215,7 @@ pub async fn revoke_edge(
         }
     };
     let body = signed_revocation(&c, &node, &scope)?;
-    let v: Value = send(
-        c.request(
-            Method::POST,
-            "/v1/tenant/revocations",
-            "",
-            Payload::json(&body)?,
-            false,
-        )
-        .await?,
-        &c.api,
-    )
-    .await?
-    .json()
-    .await?;
+    let v = send_signed_json(&c, Method::POST, "/v1/tenant/revocations", &body).await?;
     if args.json {
         println!("{v}");
     } else {

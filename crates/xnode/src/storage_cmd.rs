@@ -82,6 +82,23 @@ pub async fn send(
     check(response).await
 }
 
+/// A tenant-signed request of `method` to `path` with `body` as JSON, whose answer is
+/// JSON (the tenant's data key is not sent).
+pub async fn send_signed_json(
+    c: &SignedClient,
+    method: Method,
+    path: &str,
+    body: &Value,
+) -> anyhow::Result<Value> {
+    let response = send(
+        c.request(method, path, "", Payload::json(body)?, false)
+            .await?,
+        &c.api,
+    )
+    .await?;
+    Ok(response.json().await?)
+}
+
 /// A tenant-signed GET of `path?query` whose answer is JSON.
 pub async fn get_signed_json(c: &SignedClient, path: &str, query: &str) -> anyhow::Result<Value> {
     let response = send(
@@ -157,14 +174,7 @@ pub async fn bucket(action: BucketAction) -> anyhow::Result<()> {
             let c = client(&args)?;
             let path = format!("/v1/buckets/{}", encode_path(&name, false));
             let body = signed_change(&c, &name, true, replication_factor, &regions)?;
-            let v: Value = send(
-                c.request(Method::PUT, &path, "", Payload::json(&body)?, false)
-                    .await?,
-                &c.api,
-            )
-            .await?
-            .json()
-            .await?;
+            let v = send_signed_json(&c, Method::PUT, &path, &body).await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else if regions.is_empty() {
