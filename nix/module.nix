@@ -176,7 +176,8 @@ in
         ProtectClock = true;
         ProtectHostname = true;
         ProtectProc = "invisible";
-        ProcSubset = "pid";
+        # Not ProcSubset = "pid": the node reports its load and free memory (/proc/stat,
+        # /proc/meminfo) to the network, which places work by them.
         # AF_NETLINK: libp2p watches the host's interfaces to know its own addresses.
         RestrictAddressFamilies = [
           "AF_INET"

@@ -1,9 +1,11 @@
 //! The Debian package, installed for real (issue 17): `scripts/build-deb.sh` packages this
 //! build's binary; the test installs it with dpkg, checks the unit with `systemd-analyze
-//! verify`, starts the node as the unit says (through systemd where it is PID 1; otherwise
-//! the unit's `ExecStart`, as the unit's user, with its environment file and a notification
-//! socket standing in for systemd's), checks `/healthz`, readiness and that the identity
-//! survives a restart, and purges the package, leaving nothing behind. It needs root.
+//! verify`, starts the node through systemd (the machine's where it is PID 1, otherwise one
+//! booted as PID 1 of its own namespaces by `scripts/systemd-sandbox.sh`; only where neither
+//! works, the unit's `ExecStart` as the unit's user with a notification socket standing in
+//! for systemd's), checks `/healthz`, readiness, the journal, that the node can measure its
+//! machine under the unit's sandboxing and that its identity survives a restart, and purges
+//! the package, leaving nothing behind. It needs root.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
@@ -25,6 +27,59 @@ impl Drop for Installed {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+    }
+}
+
+/// A systemd booted as PID 1 of its own PID and mount namespaces by
+/// `scripts/systemd-sandbox.sh`, for machines where systemd is not PID 1 (these CI machines):
+/// it shares the host's files and network, so the installed package runs under it as it
+/// would on a server. Powered off when dropped.
+struct SystemdSandbox {
+    script: PathBuf,
+    state_dir: tempfile::TempDir,
+}
+
+impl SystemdSandbox {
+    /// Boots one, or says why not and returns `None`.
+    fn boot(repo: &Path) -> Option<Self> {
+        let script = repo.join("scripts/systemd-sandbox.sh");
+        if !Path::new("/lib/systemd/systemd").exists() {
+            eprintln!("no /lib/systemd/systemd to boot in a sandbox");
+            return None;
+        }
+        let state_dir = tempfile::Builder::new()
+            .prefix("xnode-package-test-systemd")
+            .tempdir_in("/run")
+            .ok()?;
+        let sandbox = Self { script, state_dir };
+        let booted = sandbox.script_command().arg("start").output().ok()?;
+        if !booted.status.success() {
+            eprintln!(
+                "systemd could not be booted in a sandbox: {}",
+                String::from_utf8_lossy(&booted.stderr)
+            );
+            return None;
+        }
+        Some(sandbox)
+    }
+
+    fn script_command(&self) -> Command {
+        let mut cmd = Command::new(&self.script);
+        cmd.env("XNODE_SYSTEMD_SANDBOX_DIR", self.state_dir.path());
+        cmd
+    }
+
+    /// `program` run inside the sandbox (its systemd, its journal).
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = self.script_command();
+        cmd.args(["run", program]);
+        cmd
+    }
+}
+
+impl Drop for SystemdSandbox {
+    fn drop(&mut self) {
+        let _ = self.script_command().arg("stop").status();
     }
 }
 
@@ -211,22 +266,69 @@ fn the_debian_package_installs_runs_as_its_unit_and_purges_cleanly() {
     let api = format!("http://127.0.0.1:{api_port}");
 
     let pid1 = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
-    let ids: Vec<String> = if pid1.trim() == "systemd" {
-        // A real service manager: start, check, restart through it.
+    let sandbox = if pid1.trim() == "systemd" {
+        None
+    } else {
+        SystemdSandbox::boot(&repo)
+    };
+    let ids: Vec<String> = if pid1.trim() == "systemd" || sandbox.is_some() {
+        // A real service manager: start, check, restart through it, with every setting
+        // of the unit (hardening included) applied by systemd itself.
+        let systemctl = |args: &[&str]| -> String {
+            match &sandbox {
+                Some(sandbox) => run(sandbox.command("systemctl").args(args)),
+                None => run(Command::new("systemctl").args(args)),
+            }
+        };
+        if sandbox.is_some() {
+            systemctl(&["daemon-reload"]);
+        }
         let mut ids = Vec::new();
         for _ in 0..2 {
-            run(Command::new("systemctl").args(["restart", "xnode.service"]));
-            wait_until(
-                "the service answers /healthz",
-                Duration::from_secs(60),
-                || get(&api, "/healthz").is_some(),
+            // `Type=notify`: `restart` returns once the node has said READY=1.
+            systemctl(&["restart", "xnode.service"]);
+            assert_eq!(systemctl(&["is-active", "xnode.service"]).trim(), "active");
+            let health = http().get(format!("{api}/healthz")).send().unwrap();
+            assert!(
+                health.status().is_success(),
+                "/healthz: {}",
+                health.status()
             );
             ids.push(node_id(&api));
         }
-        run(Command::new("systemctl").args(["stop", "xnode.service"]));
+        // Under the unit's sandboxing the node still measures its machine: placement
+        // refuses work to a node that reports no free memory or disk.
+        let nodes = get(&api, "/v1/nodes").unwrap_or_default();
+        let own = nodes
+            .as_array()
+            .and_then(|nodes| nodes.iter().find(|n| n["is_self"] == true))
+            .unwrap_or_else(|| panic!("/v1/nodes lists no self: {nodes}"));
+        for field in ["memory_free_bytes", "disk_free_bytes", "cpu_cores"] {
+            assert!(
+                own["capacity"][field].as_u64().unwrap_or(0) > 0,
+                "under the unit, the node reports {field} = 0: {own}"
+            );
+        }
+        // The node logs to the journal.
+        let log = match &sandbox {
+            Some(sandbox) => {
+                run(sandbox
+                    .command("journalctl")
+                    .args(["-u", "xnode.service", "--no-pager"]))
+            }
+            None => run(Command::new("journalctl").args(["-u", "xnode.service", "--no-pager"])),
+        };
+        assert!(
+            log.contains("starting node"),
+            "the journal has no node log: {log}"
+        );
+        systemctl(&["stop", "xnode.service"]);
         ids
     } else {
-        eprintln!("systemd is not PID 1 here: running the unit's ExecStart as its user");
+        eprintln!(
+            "systemd is not PID 1 here and could not be booted in a sandbox: running the \
+             unit's ExecStart as its user"
+        );
         let sockets = tempfile::tempdir().unwrap();
         std::fs::set_permissions(sockets.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let notify_path = sockets.path().join("notify");
@@ -269,6 +371,8 @@ fn the_debian_package_installs_runs_as_its_unit_and_purges_cleanly() {
     assert_eq!(key.uid(), uid, "the node's key belongs to the unit's user");
     assert_eq!(key.permissions().mode() & 0o777, 0o600);
 
+    // Power the sandbox's systemd off before the package goes, as a host would stop it.
+    drop(sandbox);
     run(Command::new("dpkg").args(["--purge", "xnode"]));
     for gone in [
         "/usr/bin/xnode",
