@@ -342,13 +342,17 @@ pub struct ClientArgs {
 /// Arguments of `xnode drain` and `xnode leave`.
 #[derive(Args, Debug)]
 pub struct RetireArgs {
-    /// Base URL of the node's API.
-    #[arg(long, env = "XNODE_API_URL", default_value = "http://127.0.0.1:8080")]
-    pub api: String,
+    /// The node's configuration file (as given to `xnode start --config`): its `api`,
+    /// `data_dir` and `operator_key_file` say where to ask and which key signs. Flags win.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Base URL of the node's API [default: the config's `api`, else http://127.0.0.1:8080].
+    #[arg(long, env = "XNODE_API_URL")]
+    pub api: Option<String>,
     /// The node's data dir, where its operator key is (`operator.key`) unless
-    /// `--operator-key` says otherwise.
-    #[arg(long, env = "XNODE_DATA_DIR", default_value = "./xnode-data")]
-    pub data_dir: PathBuf,
+    /// `--operator-key` says otherwise [default: the config's, else ./xnode-data].
+    #[arg(long, env = "XNODE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// The operator key file (the node's `operator_key_file`).
     #[arg(long)]
     pub operator_key: Option<PathBuf>,

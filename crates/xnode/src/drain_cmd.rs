@@ -12,27 +12,73 @@ use crate::tenant::{Payload, SignedClient};
 /// How often `xnode drain` asks for progress.
 const POLL: Duration = Duration::from_secs(1);
 
-fn operator_client(args: &RetireArgs) -> anyhow::Result<SignedClient> {
-    let path: PathBuf = args
-        .operator_key
-        .clone()
-        .unwrap_or_else(|| args.data_dir.join(xnode_node::identity::OPERATOR_KEY_FILE));
+/// The node to retire and the key that signs: flags, then the node's configuration file,
+/// then the defaults of a node started without one.
+struct Target {
+    api: String,
+    data_dir: PathBuf,
+    operator_key: PathBuf,
+}
+
+impl Target {
+    fn resolve(args: &RetireArgs) -> anyhow::Result<Self> {
+        let config = match &args.config {
+            Some(path) => Some(crate::start::read_config_file(path)?),
+            None => None,
+        };
+        let api = match (&args.api, &config) {
+            (Some(api), _) => api.clone(),
+            (None, Some(config)) => api_url_of(config.api),
+            (None, None) => "http://127.0.0.1:8080".to_owned(),
+        };
+        let data_dir = match (&args.data_dir, &config) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(config)) => config.data_dir.clone(),
+            (None, None) => PathBuf::from("./xnode-data"),
+        };
+        let operator_key = args
+            .operator_key
+            .clone()
+            .or_else(|| config.as_ref().and_then(|c| c.operator_key_file.clone()))
+            .unwrap_or_else(|| data_dir.join(xnode_node::identity::OPERATOR_KEY_FILE));
+        Ok(Self {
+            api,
+            data_dir,
+            operator_key,
+        })
+    }
+}
+
+/// The URL a client on the node's host reaches its API at: a wildcard listen address is
+/// reached through loopback.
+fn api_url_of(listen: std::net::SocketAddr) -> String {
+    let host = match listen.ip() {
+        ip if !ip.is_unspecified() => ip,
+        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+    };
+    format!("http://{}", std::net::SocketAddr::new(host, listen.port()))
+}
+
+fn operator_client(target: &Target) -> anyhow::Result<SignedClient> {
     // The path must exist: a retired node must never be asked for by a key made up now.
-    let (key, _) = xnode_node::identity::load_operator_key(&args.data_dir, Some(&path))
-        .with_context(|| {
-            format!(
-                "the operator key signs drains and leaves; pass --operator-key, or --data-dir \
-                 for {}",
-                xnode_node::identity::OPERATOR_KEY_FILE
-            )
-        })?;
-    SignedClient::new(&args.api, key)
+    let (key, _) =
+        xnode_node::identity::load_operator_key(&target.data_dir, Some(&target.operator_key))
+            .with_context(|| {
+                format!(
+                    "the operator key signs drains and leaves; pass --config, --operator-key, \
+                     or --data-dir for {}",
+                    xnode_node::identity::OPERATOR_KEY_FILE
+                )
+            })?;
+    SignedClient::new(&target.api, key)
 }
 
 /// Starts a drain, prints its progress until it is done, and (unless `--no-stop`) waits
 /// for the node to stop.
 pub async fn drain(args: RetireArgs) -> anyhow::Result<()> {
-    let client = operator_client(&args)?;
+    let target = Target::resolve(&args)?;
+    let client = operator_client(&target)?;
     let query = if args.no_stop { "no_stop=true" } else { "" };
     let request = client
         .request(
@@ -43,7 +89,7 @@ pub async fn drain(args: RetireArgs) -> anyhow::Result<()> {
             false,
         )
         .await?;
-    let started: Value = crate::storage_cmd::send(request, &args.api)
+    let started: Value = crate::storage_cmd::send(request, &target.api)
         .await?
         .json()
         .await
@@ -53,7 +99,7 @@ pub async fn drain(args: RetireArgs) -> anyhow::Result<()> {
     }
     let mut last = String::new();
     let status = loop {
-        let status = crate::client::get_json(&args.api, "/v1/node/drain").await?;
+        let status = crate::client::get_json(&target.api, "/v1/node/drain").await?;
         let line = progress_line(&status);
         if line != last && !args.json {
             println!("{line}");
@@ -70,7 +116,7 @@ pub async fn drain(args: RetireArgs) -> anyhow::Result<()> {
         println!("drained: nothing this node held is under-replicated without it");
     }
     if !args.no_stop {
-        wait_until_stopped(&args.api).await;
+        wait_until_stopped(&target.api).await;
     }
     Ok(())
 }
@@ -109,7 +155,8 @@ async fn wait_until_stopped(api: &str) {
 
 /// Makes the node leave at once, without draining first.
 pub async fn leave(args: RetireArgs) -> anyhow::Result<()> {
-    let client = operator_client(&args)?;
+    let target = Target::resolve(&args)?;
+    let client = operator_client(&target)?;
     let request = client
         .request(
             reqwest::Method::POST,
@@ -119,8 +166,61 @@ pub async fn leave(args: RetireArgs) -> anyhow::Result<()> {
             false,
         )
         .await?;
-    crate::storage_cmd::send(request, &args.api).await?;
+    crate::storage_cmd::send(request, &target.api).await?;
     println!("the node has left the network; repair copies what it held from the other copies");
-    wait_until_stopped(&args.api).await;
+    wait_until_stopped(&target.api).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(config: Option<PathBuf>, api: Option<&str>, data_dir: Option<&str>) -> RetireArgs {
+        RetireArgs {
+            config,
+            api: api.map(str::to_owned),
+            data_dir: data_dir.map(PathBuf::from),
+            operator_key: None,
+            no_stop: false,
+            json: false,
+        }
+    }
+
+    #[test]
+    fn the_config_file_says_where_the_node_is_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("n2.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/var/lib/xnode/n2\"\napi = \"0.0.0.0:8082\"\n\
+             operator_key_file = \"/etc/xnode/operator.key\"\n",
+        )
+        .unwrap();
+        let target = Target::resolve(&args(Some(file.clone()), None, None)).unwrap();
+        assert_eq!(target.api, "http://127.0.0.1:8082");
+        assert_eq!(target.data_dir, PathBuf::from("/var/lib/xnode/n2"));
+        assert_eq!(
+            target.operator_key,
+            PathBuf::from("/etc/xnode/operator.key")
+        );
+
+        let target = Target::resolve(&args(Some(file), Some("http://h:1"), Some("/d"))).unwrap();
+        assert_eq!(target.api, "http://h:1");
+        assert_eq!(target.data_dir, PathBuf::from("/d"));
+        assert_eq!(
+            target.operator_key,
+            PathBuf::from("/etc/xnode/operator.key")
+        );
+
+        let target = Target::resolve(&args(None, None, None)).unwrap();
+        assert_eq!(target.api, "http://127.0.0.1:8080");
+        assert_eq!(
+            target.operator_key,
+            PathBuf::from("./xnode-data/operator.key")
+        );
+
+        let missing = dir.path().join("missing.toml");
+        assert!(Target::resolve(&args(Some(missing), None, None)).is_err());
+    }
 }

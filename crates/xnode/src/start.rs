@@ -8,16 +8,18 @@ use xnode_node::{Config, Node};
 
 use crate::cli::StartArgs;
 
+/// Reads a node's configuration file (defaults for what it leaves out).
+pub fn read_config_file(path: &std::path::Path) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str::<Config>(&text)
+        .map_err(|e| anyhow::anyhow!("config file {}: {}", path.display(), e.message().trim()))
+}
+
 /// Builds the configuration: defaults, then the file, then environment and flags.
 pub fn build_config(args: &StartArgs) -> anyhow::Result<Config> {
     let mut config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read config file {}", path.display()))?;
-            toml::from_str::<Config>(&text).map_err(|e| {
-                anyhow::anyhow!("config file {}: {}", path.display(), e.message().trim())
-            })?
-        }
+        Some(path) => read_config_file(path)?,
         None => Config::default(),
     };
     if let Some(d) = &args.data_dir {
