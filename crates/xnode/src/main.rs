@@ -22,6 +22,7 @@ mod top;
 use clap::Parser;
 
 fn main() {
+    end_quietly_on_a_closed_stdout();
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -40,6 +41,27 @@ fn main() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// `xnode nodes | head` must end as Unix tools do when the reader goes away, not with a
+/// panic. Rust ignores SIGPIPE, so printing to a closed pipe panics in `println!`; putting
+/// SIGPIPE back would need unsafe code, which the workspace forbids. So that one panic ends
+/// the process with the status a shell gives a command killed by SIGPIPE (128 + 13), and
+/// every other panic is reported as before.
+fn end_quietly_on_a_closed_stdout() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        report(info);
+    }));
 }
 
 async fn run(cli: cli::Cli) -> anyhow::Result<()> {

@@ -131,3 +131,23 @@ fn put_get_ls_rm_through_different_nodes() {
     let (ok, out, _) = run(&["storage", "health", "--api", a], &key);
     assert!(ok && out.contains("under_replicated_chunks"), "{out}");
 }
+
+/// A command whose reader has gone (`xnode nodes | head`) ends quietly with the status a
+/// shell gives a command killed by SIGPIPE, not with a panic and its backtrace.
+#[test]
+fn a_command_printing_into_a_closed_pipe_ends_quietly() {
+    let root = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    // No one will ever read: every write to the pipe fails with EPIPE.
+    drop(reader);
+    let out = Command::new(xnode())
+        .args(["key", "new"])
+        .env("XNODE_TENANT_KEY", root.path().join("tenant.key"))
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+}
