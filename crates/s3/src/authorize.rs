@@ -20,15 +20,19 @@ use xnode_types::PublicKeyBytes;
 
 use crate::gateway::access::{
     EXISTING_TAG_PREFIX, Permission, Policy, PolicyContext, PolicyRequest, REQUEST_TAG_KEYS,
-    REQUEST_TAG_PREFIX, REQUEST_TAGS_UNSEEN, Verdict, bucket_acl, bucket_policy, object_acl,
-    parse_tagging_header, public_access_block, stored_tags, version_key,
+    REQUEST_TAG_PREFIX, REQUEST_TAGS_UNSEEN, Verdict, acls_disabled, bucket_acl, bucket_policy,
+    object_acl, parse_tagging_header, public_access_block, stored_tags, version_key,
 };
 use crate::keys::{AccessKey, S3Keys};
 
-/// The owner's key a granted request is carried out with (left in the request's
-/// extensions for the gateway).
+/// The owner's key a granted request is carried out with, and who made the request
+/// (`None`: unsigned), left in the request's extensions for the gateway: the key decides
+/// whose data key encrypts, the requester who owns what the request writes.
 #[derive(Clone)]
-pub(crate) struct ActingFor(pub(crate) AccessKey);
+pub(crate) struct ActingFor {
+    pub(crate) key: AccessKey,
+    pub(crate) requester: Option<PublicKeyBytes>,
+}
 
 /// The outcome of a request's access check.
 pub(crate) struct Decision {
@@ -363,6 +367,12 @@ pub(crate) async fn decide(
             acl_required: false,
         });
     }
+    if matches!(op, "CopyObject" | "UploadPartCopy") {
+        return Box::pin(decide_copy(
+            storage, keys, requester, op, path, query, headers, &owner,
+        ))
+        .await;
+    }
     let Some((level, permission, _)) = needed else {
         return Err(denied());
     };
@@ -374,8 +384,12 @@ pub(crate) async fn decide(
     let policy_allows = verdict == Verdict::Allow
         && !(block.restrict_public_buckets && policy.as_ref().is_some_and(|p| p.is_public()));
     let public_grants = !block.ignore_public_acls;
+    // A bucket whose object ownership is BucketOwnerEnforced has its ACLs disabled: only
+    // its policy grants anything, as in S3.
+    let acls_count = !acls_disabled(registry, bucket);
     let acl_allows = policy_allows
         || match (level, object, permission) {
+            _ if !acls_count => false,
             (_, _, None) => false,
             (Level::Object, Some(key), Some(permission)) => {
                 match storage.head_object(&owner, bucket, key).await {
@@ -422,6 +436,60 @@ pub(crate) async fn decide(
         act_as: Some(key),
         acl_required: !policy_allows,
     })
+}
+
+/// Decides a copy (`CopyObject`, `UploadPartCopy`) by someone other than the
+/// destination bucket's owner, `owner`. It is carried out with the owner's key, which
+/// reads the source too, so it is granted only as S3 grants it and only within what that
+/// key may rightly read for this requester: the destination must grant the write
+/// (`s3:PutObject`), the source must be in a bucket of the same owner and grant the
+/// requester the read (`s3:GetObject`, by its policy or the object's ACL). A grant on one
+/// bucket therefore never reads another bucket the requester was not granted. A copy of a
+/// named source version is refused: the grant on a version's own ACL is not checked here.
+#[allow(clippy::too_many_arguments)]
+async fn decide_copy(
+    storage: &std::sync::Arc<Storage>,
+    keys: &S3Keys,
+    requester: Option<&PublicKeyBytes>,
+    op: &str,
+    path: &S3Path,
+    query: Option<&str>,
+    headers: &hyper::HeaderMap,
+    owner: &PublicKeyBytes,
+) -> S3Result<Decision> {
+    let write = if op == "CopyObject" {
+        "PutObject"
+    } else {
+        "UploadPart"
+    };
+    let destination = decide(storage, keys, requester, write, path, query, headers).await?;
+    let source = headers
+        .get("x-amz-copy-source")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| s3s::dto::CopySource::parse(v).ok());
+    let Some(s3s::dto::CopySource::Bucket {
+        bucket,
+        key,
+        version_id: None,
+    }) = source
+    else {
+        return Err(denied());
+    };
+    if owner_of(storage.registry(), &bucket).map(|(o, _)| o) != Some(*owner) {
+        return Err(denied());
+    }
+    let source_path = S3Path::Object { bucket, key };
+    decide(
+        storage,
+        keys,
+        requester,
+        "GetObject",
+        &source_path,
+        None,
+        headers,
+    )
+    .await?;
+    Ok(destination)
 }
 
 #[cfg(test)]
