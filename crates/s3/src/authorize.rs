@@ -8,9 +8,11 @@
 //! operation and no Deny statement does. A granted request is then carried out *as the
 //! owner*: objects are encrypted with the owner's data key, so only a node that holds one
 //! of the owner's S3 keys (a node the owner chose, and so trusts with its data) can serve
-//! it; any other node refuses with a message saying so, never with the data. Copies by
-//! another tenant are never granted: the copy source would be read with the owner's key,
-//! from any of the owner's buckets.
+//! it; any other node refuses with a message saying so, never with the data. A copy by
+//! another tenant reads its source with the owner's key too, so it is granted only from a
+//! bucket of the same owner that grants the requester the read (see `decide_copy`). A
+//! bucket whose object ownership is `BucketOwnerEnforced` has its ACLs disabled: only its
+//! policy grants.
 
 use s3s::path::S3Path;
 use s3s::{S3Result, s3_error};
