@@ -418,6 +418,24 @@ pub(crate) async fn decide(
     if !acl_allows {
         return Err(denied());
     }
+    // Object lock headers on a write need their own permissions, which only a policy
+    // grants (as in S3): a tenant granted only the write must not be able to put a
+    // retention or legal hold on an object that would keep the owner from deleting it.
+    for action in lock_actions(op, headers) {
+        let allowed = policy.as_ref().is_some_and(|p| {
+            p.evaluate(&PolicyRequest {
+                requester,
+                logging_service: false,
+                action,
+                resource: resource.clone(),
+                context: condition_context(query, headers),
+            }) == Verdict::Allow
+                && !(block.restrict_public_buckets && p.is_public())
+        });
+        if !allowed {
+            return Err(denied());
+        }
+    }
     let held = keys
         .list(&owner)
         .map_err(|e| s3_error!(InternalError, "{e}"))?;
@@ -438,6 +456,25 @@ pub(crate) async fn decide(
         act_as: Some(key),
         acl_required: !policy_allows,
     })
+}
+
+/// The policy actions a write's object lock headers need beyond the write itself:
+/// `s3:PutObjectRetention` for a mode or retain-until date, `s3:PutObjectLegalHold` for
+/// a legal hold. Only the operations that take these headers need them.
+fn lock_actions(op: &str, headers: &hyper::HeaderMap) -> Vec<&'static str> {
+    if !matches!(op, "PutObject" | "CopyObject" | "CreateMultipartUpload") {
+        return Vec::new();
+    }
+    let mut actions = Vec::new();
+    if headers.contains_key("x-amz-object-lock-mode")
+        || headers.contains_key("x-amz-object-lock-retain-until-date")
+    {
+        actions.push("s3:PutObjectRetention");
+    }
+    if headers.contains_key("x-amz-object-lock-legal-hold") {
+        actions.push("s3:PutObjectLegalHold");
+    }
+    actions
 }
 
 /// Decides a copy (`CopyObject`, `UploadPartCopy`) by someone other than the
@@ -517,6 +554,30 @@ mod tests {
             owner_action("GetPublicAccessBlock"),
             "s3:GetBucketPublicAccessBlock"
         );
+    }
+
+    #[test]
+    fn lock_headers_on_a_write_need_the_lock_permissions() {
+        let mut h = hyper::HeaderMap::new();
+        assert!(lock_actions("PutObject", &h).is_empty());
+        h.insert(
+            "x-amz-object-lock-mode",
+            hyper::header::HeaderValue::from_static("COMPLIANCE"),
+        );
+        assert_eq!(lock_actions("PutObject", &h), ["s3:PutObjectRetention"]);
+        h.insert(
+            "x-amz-object-lock-legal-hold",
+            hyper::header::HeaderValue::from_static("ON"),
+        );
+        for op in ["PutObject", "CopyObject", "CreateMultipartUpload"] {
+            assert_eq!(
+                lock_actions(op, &h),
+                ["s3:PutObjectRetention", "s3:PutObjectLegalHold"],
+                "{op}"
+            );
+        }
+        // Reads and other writes take no lock headers.
+        assert!(lock_actions("GetObject", &h).is_empty());
     }
 
     #[test]
