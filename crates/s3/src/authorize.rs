@@ -8,9 +8,11 @@
 //! operation and no Deny statement does. A granted request is then carried out *as the
 //! owner*: objects are encrypted with the owner's data key, so only a node that holds one
 //! of the owner's S3 keys (a node the owner chose, and so trusts with its data) can serve
-//! it; any other node refuses with a message saying so, never with the data. Copies by
-//! another tenant are never granted: the copy source would be read with the owner's key,
-//! from any of the owner's buckets.
+//! it; any other node refuses with a message saying so, never with the data. A copy by
+//! another tenant reads its source with the owner's key too, so it is granted only from a
+//! bucket of the same owner that grants the requester the read (see `decide_copy`). A
+//! bucket whose object ownership is `BucketOwnerEnforced` has its ACLs disabled: only its
+//! policy grants.
 
 use s3s::path::S3Path;
 use s3s::{S3Result, s3_error};
@@ -20,15 +22,19 @@ use xnode_types::PublicKeyBytes;
 
 use crate::gateway::access::{
     EXISTING_TAG_PREFIX, Permission, Policy, PolicyContext, PolicyRequest, REQUEST_TAG_KEYS,
-    REQUEST_TAG_PREFIX, REQUEST_TAGS_UNSEEN, Verdict, bucket_acl, bucket_policy, object_acl,
-    parse_tagging_header, public_access_block, stored_tags, version_key,
+    REQUEST_TAG_PREFIX, REQUEST_TAGS_UNSEEN, Verdict, acls_disabled, bucket_acl, bucket_policy,
+    object_acl, parse_tagging_header, public_access_block, stored_tags, version_key,
 };
 use crate::keys::{AccessKey, S3Keys};
 
-/// The owner's key a granted request is carried out with (left in the request's
-/// extensions for the gateway).
+/// The owner's key a granted request is carried out with, and who made the request
+/// (`None`: unsigned), left in the request's extensions for the gateway: the key decides
+/// whose data key encrypts, the requester who owns what the request writes.
 #[derive(Clone)]
-pub(crate) struct ActingFor(pub(crate) AccessKey);
+pub(crate) struct ActingFor {
+    pub(crate) key: AccessKey,
+    pub(crate) requester: Option<PublicKeyBytes>,
+}
 
 /// The outcome of a request's access check.
 pub(crate) struct Decision {
@@ -363,6 +369,12 @@ pub(crate) async fn decide(
             acl_required: false,
         });
     }
+    if matches!(op, "CopyObject" | "UploadPartCopy") {
+        return Box::pin(decide_copy(
+            storage, keys, requester, op, path, query, headers, &owner,
+        ))
+        .await;
+    }
     let Some((level, permission, _)) = needed else {
         return Err(denied());
     };
@@ -374,8 +386,12 @@ pub(crate) async fn decide(
     let policy_allows = verdict == Verdict::Allow
         && !(block.restrict_public_buckets && policy.as_ref().is_some_and(|p| p.is_public()));
     let public_grants = !block.ignore_public_acls;
+    // A bucket whose object ownership is BucketOwnerEnforced has its ACLs disabled: only
+    // its policy grants anything, as in S3.
+    let acls_count = !acls_disabled(registry, bucket);
     let acl_allows = policy_allows
         || match (level, object, permission) {
+            _ if !acls_count => false,
             (_, _, None) => false,
             (Level::Object, Some(key), Some(permission)) => {
                 match storage.head_object(&owner, bucket, key).await {
@@ -402,6 +418,24 @@ pub(crate) async fn decide(
     if !acl_allows {
         return Err(denied());
     }
+    // Object lock headers on a write need their own permissions, which only a policy
+    // grants (as in S3): a tenant granted only the write must not be able to put a
+    // retention or legal hold on an object that would keep the owner from deleting it.
+    for action in lock_actions(op, headers) {
+        let allowed = policy.as_ref().is_some_and(|p| {
+            p.evaluate(&PolicyRequest {
+                requester,
+                logging_service: false,
+                action,
+                resource: resource.clone(),
+                context: condition_context(query, headers),
+            }) == Verdict::Allow
+                && !(block.restrict_public_buckets && p.is_public())
+        });
+        if !allowed {
+            return Err(denied());
+        }
+    }
     let held = keys
         .list(&owner)
         .map_err(|e| s3_error!(InternalError, "{e}"))?;
@@ -422,6 +456,79 @@ pub(crate) async fn decide(
         act_as: Some(key),
         acl_required: !policy_allows,
     })
+}
+
+/// The policy actions a write's object lock headers need beyond the write itself:
+/// `s3:PutObjectRetention` for a mode or retain-until date, `s3:PutObjectLegalHold` for
+/// a legal hold. Only the operations that take these headers need them.
+fn lock_actions(op: &str, headers: &hyper::HeaderMap) -> Vec<&'static str> {
+    if !matches!(op, "PutObject" | "CopyObject" | "CreateMultipartUpload") {
+        return Vec::new();
+    }
+    let mut actions = Vec::new();
+    if headers.contains_key("x-amz-object-lock-mode")
+        || headers.contains_key("x-amz-object-lock-retain-until-date")
+    {
+        actions.push("s3:PutObjectRetention");
+    }
+    if headers.contains_key("x-amz-object-lock-legal-hold") {
+        actions.push("s3:PutObjectLegalHold");
+    }
+    actions
+}
+
+/// Decides a copy (`CopyObject`, `UploadPartCopy`) by someone other than the
+/// destination bucket's owner, `owner`. It is carried out with the owner's key, which
+/// reads the source too, so it is granted only as S3 grants it and only within what that
+/// key may rightly read for this requester: the destination must grant the write
+/// (`s3:PutObject`), the source must be in a bucket of the same owner and grant the
+/// requester the read (`s3:GetObject`, by its policy or the object's ACL). A grant on one
+/// bucket therefore never reads another bucket the requester was not granted. A copy of a
+/// named source version is refused: the grant on a version's own ACL is not checked here.
+#[allow(clippy::too_many_arguments)]
+async fn decide_copy(
+    storage: &std::sync::Arc<Storage>,
+    keys: &S3Keys,
+    requester: Option<&PublicKeyBytes>,
+    op: &str,
+    path: &S3Path,
+    query: Option<&str>,
+    headers: &hyper::HeaderMap,
+    owner: &PublicKeyBytes,
+) -> S3Result<Decision> {
+    let write = if op == "CopyObject" {
+        "PutObject"
+    } else {
+        "UploadPart"
+    };
+    let destination = decide(storage, keys, requester, write, path, query, headers).await?;
+    let source = headers
+        .get("x-amz-copy-source")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| s3s::dto::CopySource::parse(v).ok());
+    let Some(s3s::dto::CopySource::Bucket {
+        bucket,
+        key,
+        version_id: None,
+    }) = source
+    else {
+        return Err(denied());
+    };
+    if owner_of(storage.registry(), &bucket).map(|(o, _)| o) != Some(*owner) {
+        return Err(denied());
+    }
+    let source_path = S3Path::Object { bucket, key };
+    decide(
+        storage,
+        keys,
+        requester,
+        "GetObject",
+        &source_path,
+        None,
+        headers,
+    )
+    .await?;
+    Ok(destination)
 }
 
 #[cfg(test)]
@@ -447,6 +554,30 @@ mod tests {
             owner_action("GetPublicAccessBlock"),
             "s3:GetBucketPublicAccessBlock"
         );
+    }
+
+    #[test]
+    fn lock_headers_on_a_write_need_the_lock_permissions() {
+        let mut h = hyper::HeaderMap::new();
+        assert!(lock_actions("PutObject", &h).is_empty());
+        h.insert(
+            "x-amz-object-lock-mode",
+            hyper::header::HeaderValue::from_static("COMPLIANCE"),
+        );
+        assert_eq!(lock_actions("PutObject", &h), ["s3:PutObjectRetention"]);
+        h.insert(
+            "x-amz-object-lock-legal-hold",
+            hyper::header::HeaderValue::from_static("ON"),
+        );
+        for op in ["PutObject", "CopyObject", "CreateMultipartUpload"] {
+            assert_eq!(
+                lock_actions(op, &h),
+                ["s3:PutObjectRetention", "s3:PutObjectLegalHold"],
+                "{op}"
+            );
+        }
+        // Reads and other writes take no lock headers.
+        assert!(lock_actions("GetObject", &h).is_empty());
     }
 
     #[test]

@@ -103,6 +103,8 @@ const ACL_GRANT_HEADERS: &[&str] = &[
 const ACL_OPERATIONS: &[&str] = &[
     "PutObject",
     "PostObject",
+    "CopyObject",
+    "CreateMultipartUpload",
     "CreateBucket",
     "PutBucketAcl",
     "PutObjectAcl",
@@ -159,9 +161,10 @@ pub fn check(op: &str, headers: &HeaderMap, query: Option<&str>) -> S3Result<()>
         return Err(not_implemented(&format!("storage class {class:?}")));
     }
     // ACL headers are honoured by the operations that store an ACL (see `gateway::acl`);
-    // on any other (a multipart upload, a copy) they are refused rather than dropped,
-    // except the canned ACLs that ask for what every object is by default (private to
-    // the bucket's owner), which tools such as rclone send on every upload.
+    // on any other (a part upload, say) they are refused rather than dropped, except the
+    // canned ACLs that ask for what an object is by default (private to its owner, or
+    // with the bucket owner's full control), which tools such as rclone send on every
+    // request. A multipart upload keeps its ACL in its record for the completed object.
     let asks_acl = header(headers, "x-amz-acl")
         .is_some_and(|acl| !matches!(acl, "private" | "bucket-owner-full-control"))
         || ACL_GRANT_HEADERS.iter().any(|h| headers.contains_key(*h));
@@ -173,11 +176,6 @@ pub fn check(op: &str, headers: &HeaderMap, query: Option<&str>) -> S3Result<()>
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     {
         return Err(not_implemented(&format!("object lock on {op}")));
-    }
-    if let Some(ownership) = header(headers, "x-amz-object-ownership")
-        && ownership != "BucketOwnerEnforced"
-    {
-        return Err(not_implemented(&format!("object ownership {ownership:?}")));
     }
     // GET, HEAD and DELETE of one version are built (see `gateway::versioning`), and the
     // retention, legal hold, ACL and attributes of one version (`gateway::object_lock`,
@@ -356,7 +354,7 @@ mod tests {
                 None,
             ),
             ("UploadPart", vec![("x-amz-acl", "public-read")], None),
-            ("CopyObject", vec![("x-amz-grant-read", "id=x")], None),
+            ("UploadPart", vec![("x-amz-grant-read", "id=x")], None),
             ("PutObject", vec![("x-amz-storage-class", "GLACIER")], None),
             (
                 "PutObject",

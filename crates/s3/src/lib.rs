@@ -197,7 +197,8 @@ impl S3Access for SignedOnly {
             self.check_expected_owner(&expected, cx)?;
         }
         if let Some(key) = decision.act_as {
-            cx.extensions_mut().insert(authorize::ActingFor(key));
+            cx.extensions_mut()
+                .insert(authorize::ActingFor { key, requester });
         }
         Ok(())
     }

@@ -16,6 +16,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use serde::{Deserialize, Serialize};
 use xnode_types::PublicKeyBytes;
 
+use super::ownership::{acls_disabled, acls_not_supported, object_owner};
 use super::settings::{ACL_KIND, PUBLIC_ACCESS_BLOCK_KIND, bucket_setting};
 use super::versioning::{VERSION_ID, public_id};
 use super::{Gateway, s3_err, tenant_owner};
@@ -154,23 +155,54 @@ impl Acl {
         }
     }
 
-    /// A canned ACL (`x-amz-acl`). The owner of an object is always its bucket's owner
-    /// here (tenants write into other tenants' buckets only as the bucket owner's
-    /// gateway), so `bucket-owner-read` and `bucket-owner-full-control` are `private`.
+    /// A canned ACL (`x-amz-acl`) of a resource its owner owns: a bucket, or an object
+    /// of the bucket's owner, for which `bucket-owner-read` and
+    /// `bucket-owner-full-control` mean `private`.
+    #[cfg(test)]
     pub(crate) fn canned(name: &str, owner: &PublicKeyBytes) -> S3Result<Self> {
+        Acl::canned_object(name, owner, owner)
+    }
+
+    /// A canned ACL of an object owned by `owner` in a bucket owned by `bucket_owner`:
+    /// `bucket-owner-read` and `bucket-owner-full-control` grant the bucket's owner READ
+    /// or FULL_CONTROL after the object owner's own full control, as S3 lists them.
+    pub(crate) fn canned_object(
+        name: &str,
+        owner: &PublicKeyBytes,
+        bucket_owner: &PublicKeyBytes,
+    ) -> S3Result<Self> {
         let mut acl = Acl::private(owner);
         let group = |grantee: Grantee, permission| Grant {
             grantee,
             permission,
         };
-        let extra = match name {
-            "private" | "bucket-owner-read" | "bucket-owner-full-control" => vec![],
-            "public-read" => vec![group(Grantee::AllUsers, Permission::Read)],
-            "public-read-write" => vec![
-                group(Grantee::AllUsers, Permission::Read),
-                group(Grantee::AllUsers, Permission::Write),
-            ],
-            "authenticated-read" => vec![group(Grantee::AuthenticatedUsers, Permission::Read)],
+        // The bucket owner's grant comes after the object owner's full control.
+        let for_bucket_owner = |permission| {
+            if owner == bucket_owner {
+                Vec::new()
+            } else {
+                vec![Grant {
+                    grantee: Grantee::Tenant(*bucket_owner),
+                    permission,
+                }]
+            }
+        };
+        let (before, after) = match name {
+            "private" => (vec![], vec![]),
+            "bucket-owner-read" => (vec![], for_bucket_owner(Permission::Read)),
+            "bucket-owner-full-control" => (vec![], for_bucket_owner(Permission::FullControl)),
+            "public-read" => (vec![group(Grantee::AllUsers, Permission::Read)], vec![]),
+            "public-read-write" => (
+                vec![
+                    group(Grantee::AllUsers, Permission::Read),
+                    group(Grantee::AllUsers, Permission::Write),
+                ],
+                vec![],
+            ),
+            "authenticated-read" => (
+                vec![group(Grantee::AuthenticatedUsers, Permission::Read)],
+                vec![],
+            ),
             other => {
                 return Err(s3_error!(
                     NotImplemented,
@@ -178,7 +210,8 @@ impl Acl {
                 ));
             }
         };
-        acl.grants.splice(0..0, extra);
+        acl.grants.splice(0..0, before);
+        acl.grants.extend(after);
         Ok(acl)
     }
 
@@ -187,6 +220,16 @@ impl Acl {
     pub(crate) fn from_headers(
         headers: &HeaderMap,
         owner: &PublicKeyBytes,
+    ) -> S3Result<Option<Self>> {
+        Acl::from_object_headers(headers, owner, owner)
+    }
+
+    /// The ACL a write's headers ask for an object owned by `owner` in a bucket owned by
+    /// `bucket_owner` (see [`Acl::canned_object`]); `None` if they ask for none.
+    pub(crate) fn from_object_headers(
+        headers: &HeaderMap,
+        owner: &PublicKeyBytes,
+        bucket_owner: &PublicKeyBytes,
     ) -> S3Result<Option<Self>> {
         let canned = headers
             .get("x-amz-acl")
@@ -213,7 +256,7 @@ impl Acl {
         }
         match (canned, grants.is_empty()) {
             (None, true) => Ok(None),
-            (Some(name), true) => Acl::canned(&name, owner).map(Some),
+            (Some(name), true) => Acl::canned_object(&name, owner, bucket_owner).map(Some),
             (None, false) => Acl::new(grants).map(Some),
             (Some(_), false) => Err(s3_error!(
                 InvalidRequest,
@@ -388,14 +431,15 @@ fn parse_grantees(text: &str) -> S3Result<Vec<Grantee>> {
     Ok(out)
 }
 
-/// The ACL an object's metadata holds (private if none).
+/// The ACL an object's metadata holds, in a bucket owned by `bucket_owner` (private to
+/// the object's owner if none).
 pub(crate) fn object_acl(
     meta: &std::collections::BTreeMap<String, String>,
-    owner: &PublicKeyBytes,
+    bucket_owner: &PublicKeyBytes,
 ) -> Acl {
     meta.get(OBJECT_ACL)
         .and_then(|t| Acl::decode(t))
-        .unwrap_or_else(|| Acl::private(owner))
+        .unwrap_or_else(|| Acl::private(&object_owner(meta, bucket_owner)))
 }
 
 /// The ACL of bucket `name` owned by `owner` (private if none was set).
@@ -441,15 +485,22 @@ impl Gateway {
         Ok(())
     }
 
-    /// The ACL a write asks for in its headers, checked against the bucket's public
-    /// access block, ready to be stored in the object's metadata.
+    /// The ACL a write asks for in its headers for an object owned by `owner` in a bucket
+    /// owned by `bucket_owner`, checked against the bucket's public access block, ready to
+    /// be stored in the object's metadata. A bucket with ACLs disabled stores none (the
+    /// write was already refused if it asked for anything but the bucket owner's full
+    /// control, which is what every object there has).
     pub(super) fn requested_object_acl(
         &self,
         headers: &HeaderMap,
         owner: &PublicKeyBytes,
+        bucket_owner: &PublicKeyBytes,
         bucket: &str,
     ) -> S3Result<Option<String>> {
-        let Some(acl) = Acl::from_headers(headers, owner)? else {
+        if acls_disabled(self.storage.registry(), bucket) {
+            return Ok(None);
+        }
+        let Some(acl) = Acl::from_object_headers(headers, owner, bucket_owner)? else {
             return Ok(None);
         };
         self.check_acl_allowed(bucket, &acl)?;
@@ -478,6 +529,9 @@ impl Gateway {
         let key = self.key_of(&req)?;
         let bucket = req.input.bucket.clone();
         self.require_bucket(&key.tenant, &bucket)?;
+        if acls_disabled(self.storage.registry(), &bucket) {
+            return Err(acls_not_supported());
+        }
         let acl = match (
             Acl::from_headers(&req.headers, &key.tenant)?,
             &req.input.access_control_policy,
@@ -563,7 +617,16 @@ impl Gateway {
             .head_object(&key.tenant, &input.bucket, &stored)
             .await
             .map_err(s3_err)?;
-        let (owner, grants) = object_acl(&info.user_meta, &key.tenant).to_s3(&key.tenant);
+        // With ACLs disabled, the bucket's owner owns every object and no ACL counts.
+        let (acl, owner) = if acls_disabled(self.storage.registry(), &input.bucket) {
+            (Acl::private(&key.tenant), key.tenant)
+        } else {
+            (
+                object_acl(&info.user_meta, &key.tenant),
+                object_owner(&info.user_meta, &key.tenant),
+            )
+        };
+        let (owner, grants) = acl.to_s3(&owner);
         Ok(S3Response::new(dto::GetObjectAclOutput {
             grants: Some(grants),
             owner: Some(owner),
@@ -580,12 +643,32 @@ impl Gateway {
         let object = req.input.key.clone();
         self.require_bucket(&key.tenant, &bucket)?;
         self.check_key(&object)?;
+        if acls_disabled(self.storage.registry(), &bucket) {
+            return Err(acls_not_supported());
+        }
+        // The ACL is the object owner's: canned ACLs are relative to it, and a body may
+        // not name another owner (ownership is never given away by an ACL).
+        let version_id = req.input.version_id.as_deref();
+        let copies = self
+            .acl_copies(&key.tenant, &bucket, &object, version_id)
+            .await?;
+        let owner = match copies.first() {
+            Some(stored) => {
+                let (_, info) = self
+                    .storage()
+                    .head_object(&key.tenant, &bucket, stored)
+                    .await
+                    .map_err(s3_err)?;
+                object_owner(&info.user_meta, &key.tenant)
+            }
+            None => key.tenant,
+        };
         let acl = match (
-            Acl::from_headers(&req.headers, &key.tenant)?,
+            Acl::from_object_headers(&req.headers, &owner, &key.tenant)?,
             &req.input.access_control_policy,
         ) {
             (Some(acl), None) => acl,
-            (None, Some(policy)) => Acl::from_policy(policy, &key.tenant)?,
+            (None, Some(policy)) => Acl::from_policy(policy, &owner)?,
             (Some(_), Some(_)) => {
                 return Err(s3_error!(
                     UnexpectedContent,
@@ -600,11 +683,7 @@ impl Gateway {
             }
         };
         self.check_acl_allowed(&bucket, &acl)?;
-        let version_id = req.input.version_id.as_deref();
-        for stored in self
-            .acl_copies(&key.tenant, &bucket, &object, version_id)
-            .await?
-        {
+        for stored in copies {
             let (_, info) = self
                 .storage()
                 .head_object(&key.tenant, &bucket, &stored)

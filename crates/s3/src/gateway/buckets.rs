@@ -105,6 +105,19 @@ impl Gateway {
         let name = req.input.bucket.clone();
         check_s3_bucket_name(&name)?;
         let requested_acl = super::acl::Acl::from_headers(&req.headers, &key.tenant)?;
+        let ownership = Gateway::creation_mode(req.input.object_ownership.as_ref())?;
+        // S3 refuses a bucket created with ACLs disabled and an ACL that grants anyone
+        // but the owner, rather than store grants that would never count.
+        if ownership == Some(super::ownership::Mode::BucketOwnerEnforced)
+            && requested_acl
+                .as_ref()
+                .is_some_and(|acl| *acl != super::acl::Acl::private(&key.tenant))
+        {
+            return Err(s3_error!(
+                InvalidBucketAclWithObjectOwnership,
+                "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting"
+            ));
+        }
         match owner_of(self.storage.registry(), &name) {
             Some((owner, _)) if owner == key.tenant => {
                 // The gateway answers as us-east-1 (GetBucketLocation says so), where S3
@@ -119,10 +132,16 @@ impl Gateway {
                     requested_regions(req.input.create_bucket_configuration.as_ref())?;
                 let other_region = !regions_asked.is_empty()
                     && regions_asked != self.storage().bucket_regions(&owner, &name);
-                if asked != current || (lock_asked && !self.lock_enabled(&name)) || other_region {
+                let other_ownership = ownership.is_some()
+                    && ownership != super::ownership::ownership_of(self.storage.registry(), &name);
+                if asked != current
+                    || (lock_asked && !self.lock_enabled(&name))
+                    || other_region
+                    || other_ownership
+                {
                     return Err(s3_error!(
                         BucketAlreadyExists,
-                        "You already own this bucket, with another ACL, region or without object lock; a new CreateBucket does not change them"
+                        "You already own this bucket, with another ACL, region, object ownership or without object lock; a new CreateBucket does not change them"
                     ));
                 }
                 return Ok(S3Response::new(CreateBucketOutput {
@@ -177,6 +196,9 @@ impl Gateway {
         if let Some(acl) = requested_acl {
             self.put_bucket_setting(&key, super::settings::ACL_KIND, &name, Some(&acl))
                 .await?;
+        }
+        if let Some(mode) = ownership {
+            self.store_ownership(&key, &name, mode).await?;
         }
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{name}")),

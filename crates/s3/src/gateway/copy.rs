@@ -62,6 +62,17 @@ impl Gateway {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let key = self.key_of(&req)?;
+        // The copy is a new object, owned as any write by its requester is (see
+        // `ownership`), whoever owned the source.
+        let owner = super::ownership::owner_of_write(
+            self.storage.registry(),
+            &req.input.bucket,
+            &key.tenant,
+            self.requester_of(&req).as_ref(),
+            &req.headers,
+        )?;
+        let acl =
+            self.requested_object_acl(&req.headers, &owner, &key.tenant, &req.input.bucket)?;
         // s3s has no fields for the destination's conditions: they are read here.
         let pre = write_preconditions(
             header_condition(&req.headers, "if-match")?.as_ref(),
@@ -173,6 +184,17 @@ impl Gateway {
             (src.content_type.clone(), meta)
         };
         let mut meta = meta;
+        // A source's ACL names the source's owner; a copy owned by someone else starts
+        // from its own (the requested one, or private to its owner) instead, so the
+        // source's owner keeps no hold on the copy.
+        let source_owner = super::ownership::object_owner(&src.user_meta, &key.tenant);
+        if source_owner != owner {
+            meta.remove(super::acl::OBJECT_ACL);
+        }
+        if let Some(acl) = acl {
+            meta.insert(super::acl::OBJECT_ACL.to_owned(), acl);
+        }
+        super::ownership::record_owner(&mut meta, &owner, &key.tenant);
         // The copy carries the lock its request asks for (or the bucket's default), never
         // its source's.
         self.apply_write_lock(

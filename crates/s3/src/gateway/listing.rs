@@ -7,6 +7,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use xnode_types::PublicKeyBytes;
 
 use super::multipart::Upload;
+use super::ownership::{acls_disabled, object_owner};
 use super::{Gateway, MAX_KEYS, etag_of, s3_err, tenant_owner, timestamp};
 
 /// Percent-encodes a key for `encoding-type=url` listings (everything but unreserved
@@ -143,11 +144,9 @@ impl Gateway {
             .is_some_and(|e| e.as_str() == EncodingType::URL);
         let enc = |s: &str| if url { url_encode(s) } else { s.to_owned() };
         // The owner is sent only when asked for (fetch-owner), as S3 does.
-        let owner = input
-            .fetch_owner
-            .unwrap_or(false)
-            .then(|| tenant_owner(&key.tenant));
-        let (contents, prefixes) = split_entries(page.entries, &enc, owner.as_ref());
+        let with_owner = input.fetch_owner.unwrap_or(false);
+        let owners = Owners::of(self, &input.bucket, &key.tenant);
+        let (contents, prefixes) = split_entries(page.entries, &enc, &owners, with_owner);
         let key_count = (contents.len() + prefixes.len()) as i32;
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(input.bucket),
@@ -203,8 +202,8 @@ impl Gateway {
             .is_some_and(|e| e.as_str() == EncodingType::URL);
         let enc = |s: &str| if url { url_encode(s) } else { s.to_owned() };
         // ListObjects (v1) always names each object's owner.
-        let owner = tenant_owner(&key.tenant);
-        let (contents, prefixes) = split_entries(page.entries, &enc, Some(&owner));
+        let owners = Owners::of(self, &input.bucket, &key.tenant);
+        let (contents, prefixes) = split_entries(page.entries, &enc, &owners, true);
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(input.bucket),
             // v1 encodes keys, markers and the delimiter for encoding-type=url, but not the
@@ -236,8 +235,10 @@ impl Gateway {
         let key = self.key_of(&req)?;
         let input = req.input;
         self.require_bucket(&key.tenant, &input.bucket)?;
-        self.read_upload(&key.tenant, &input.bucket, &input.key, &input.upload_id)
+        let upload = self
+            .read_upload(&key.tenant, &input.bucket, &input.key, &input.upload_id)
             .await?;
+        let owner = object_owner(&upload.user_meta, &key.tenant);
         let max = input
             .max_parts
             .map(|m| usize::try_from(m.max(0)).unwrap_or(0).min(MAX_KEYS))
@@ -271,11 +272,8 @@ impl Gateway {
             is_truncated: Some(truncated),
             part_number_marker: input.part_number_marker,
             next_part_number_marker: truncated.then_some(next).flatten(),
-            owner: Some(tenant_owner(&key.tenant)),
-            initiator: Some(Initiator {
-                id: Some(key.tenant.to_hex()),
-                display_name: None,
-            }),
+            owner: Some(tenant_owner(&owner)),
+            initiator: Some(initiator(&owner)),
             storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
             parts: Some(parts),
             ..Default::default()
@@ -319,11 +317,8 @@ impl Gateway {
                 key: Some(u.key),
                 upload_id: Some(id),
                 initiated: Some(timestamp(u.initiated_ms)),
-                owner: Some(tenant_owner(&key.tenant)),
-                initiator: Some(Initiator {
-                    id: Some(key.tenant.to_hex()),
-                    display_name: None,
-                }),
+                owner: Some(tenant_owner(&object_owner(&u.user_meta, &key.tenant))),
+                initiator: Some(initiator(&object_owner(&u.user_meta, &key.tenant))),
                 storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
                 ..Default::default()
             })
@@ -343,10 +338,42 @@ impl Gateway {
     }
 }
 
+/// The initiator of an upload: the tenant that will own its object, named as owners are
+/// (the upload's record does not keep a separate initiator; they differ only for a
+/// `bucket-owner-full-control` upload in a `BucketOwnerPreferred` bucket).
+fn initiator(owner: &PublicKeyBytes) -> Initiator {
+    let owner = tenant_owner(owner);
+    Initiator {
+        id: owner.id,
+        display_name: owner.display_name,
+    }
+}
+
+/// Who a listing names as its objects' owners.
+enum Owners<'a> {
+    /// The bucket's owner, for every object: its ACLs are disabled (BucketOwnerEnforced).
+    Bucket(&'a PublicKeyBytes),
+    /// The owner each object's metadata records, or else the bucket's owner.
+    Recorded(&'a PublicKeyBytes),
+}
+
+impl<'a> Owners<'a> {
+    fn of(gateway: &Gateway, bucket: &str, bucket_owner: &'a PublicKeyBytes) -> Self {
+        if acls_disabled(gateway.storage.registry(), bucket) {
+            Owners::Bucket(bucket_owner)
+        } else {
+            Owners::Recorded(bucket_owner)
+        }
+    }
+}
+
+/// The objects and common prefixes of a listing page; each object names its owner when
+/// `with_owner`.
 fn split_entries(
     entries: Vec<Listed>,
     enc: &dyn Fn(&str) -> String,
-    owner: Option<&Owner>,
+    bucket_owner: &Owners<'_>,
+    with_owner: bool,
 ) -> (Vec<Object>, Vec<CommonPrefix>) {
     let mut contents = Vec::new();
     let mut prefixes = Vec::new();
@@ -362,7 +389,12 @@ fn split_entries(
                     storage_class: Some(ObjectStorageClass::from_static(
                         ObjectStorageClass::STANDARD,
                     )),
-                    owner: owner.cloned(),
+                    owner: with_owner.then(|| match bucket_owner {
+                        Owners::Bucket(owner) => tenant_owner(owner),
+                        Owners::Recorded(owner) => {
+                            tenant_owner(&object_owner(&info.user_meta, owner))
+                        }
+                    }),
                     ..Default::default()
                 });
             }

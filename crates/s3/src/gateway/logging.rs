@@ -347,7 +347,9 @@ impl Gateway {
             .build()
             .map_err(|e| s3_error!(InternalError, "cannot form the log object's write: {e}"))?;
         let mut extensions = hyper::http::Extensions::new();
-        extensions.insert(crate::authorize::ActingFor(key));
+        // Log deliveries are the bucket owner's own writes.
+        let requester = Some(key.tenant);
+        extensions.insert(crate::authorize::ActingFor { key, requester });
         let req = S3Request {
             input,
             method: hyper::Method::PUT,

@@ -5,7 +5,7 @@
 //! `S3` trait impl, which only delegates: the operations live in submodules by topic
 //! (`buckets`, `objects`, `parts`, `tagging`, `listing`, `multipart`, `copy`,
 //! `versioning`, `object_lock`, `bucket_encryption`, `acl`, `policy`, `cors`, `lifecycle`,
-//! `logging`; server-side encryption in `sse`), bucket settings in `settings`, the
+//! `logging`, `ownership`; server-side encryption in `sse`), bucket settings in `settings`, the
 //! mapping of storage failures onto S3 errors in `errors`, the metadata S3 keeps beside
 //! the user's in `system_meta` and the checking of upload checksums in `integrity`.
 
@@ -24,6 +24,7 @@ pub(crate) mod logging;
 mod multipart;
 mod object_lock;
 mod objects;
+mod ownership;
 mod parts;
 mod policy;
 mod settings;
@@ -51,6 +52,7 @@ pub(crate) use errors::s3_err;
 /// What `crate::authorize` needs of the ACL and policy models.
 pub(crate) mod access {
     pub(crate) use super::acl::{Permission, bucket_acl, object_acl, public_access_block};
+    pub(crate) use super::ownership::acls_disabled;
     pub(crate) use super::policy::{
         Context as PolicyContext, EXISTING_TAG_PREFIX, Policy, REQUEST_TAG_KEYS,
         REQUEST_TAG_PREFIX, REQUEST_TAGS_UNSEEN, Request as PolicyRequest, Verdict, bucket_policy,
@@ -193,7 +195,7 @@ impl Gateway {
     /// A request another tenant or anyone was granted (see `crate::authorize`) acts with
     /// the bucket owner's key.
     fn key_of<T>(&self, req: &S3Request<T>) -> S3Result<AccessKey> {
-        if let Some(crate::authorize::ActingFor(key)) = req.extensions.get() {
+        if let Some(crate::authorize::ActingFor { key, .. }) = req.extensions.get() {
             if let Some(registration) = &key.registration {
                 self.storage
                     .authorise_s3_key(key.tenant, registration.clone());
@@ -591,6 +593,27 @@ impl S3 for Gateway {
         req: S3Request<DeletePublicAccessBlockInput>,
     ) -> S3Result<S3Response<DeletePublicAccessBlockOutput>> {
         self.delete_public_access_block_impl(req).await
+    }
+
+    async fn put_bucket_ownership_controls(
+        &self,
+        req: S3Request<PutBucketOwnershipControlsInput>,
+    ) -> S3Result<S3Response<PutBucketOwnershipControlsOutput>> {
+        self.put_bucket_ownership_controls_impl(req).await
+    }
+
+    async fn get_bucket_ownership_controls(
+        &self,
+        req: S3Request<GetBucketOwnershipControlsInput>,
+    ) -> S3Result<S3Response<GetBucketOwnershipControlsOutput>> {
+        self.get_bucket_ownership_controls_impl(req).await
+    }
+
+    async fn delete_bucket_ownership_controls(
+        &self,
+        req: S3Request<DeleteBucketOwnershipControlsInput>,
+    ) -> S3Result<S3Response<DeleteBucketOwnershipControlsOutput>> {
+        self.delete_bucket_ownership_controls_impl(req).await
     }
 
     async fn put_bucket_cors(

@@ -195,6 +195,17 @@ impl Gateway {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let key = self.key_of(&req)?;
+        // Who will own the object (see `ownership`), and the ACL it asks for, kept in the
+        // upload's record with its metadata and given to the object at completion.
+        let owner = super::ownership::owner_of_write(
+            self.storage.registry(),
+            &req.input.bucket,
+            &key.tenant,
+            self.requester_of(&req).as_ref(),
+            &req.headers,
+        )?;
+        let acl =
+            self.requested_object_acl(&req.headers, &owner, &key.tenant, &req.input.bucket)?;
         let input = req.input;
         self.require_bucket(&key.tenant, &input.bucket)?;
         self.check_key(&input.key)?;
@@ -236,6 +247,19 @@ impl Gateway {
             .into_iter()
             .map(|(k, v)| (format!("{META_PREFIX}{k}"), v))
             .collect();
+        // Only this gateway says who owns the object, never a metadata entry of the
+        // request's.
+        record.remove(&format!("{META_PREFIX}{}", super::ownership::OBJECT_OWNER));
+        let mut ownership = BTreeMap::new();
+        if let Some(acl) = acl {
+            ownership.insert(super::acl::OBJECT_ACL.to_owned(), acl);
+        }
+        super::ownership::record_owner(&mut ownership, &owner, &key.tenant);
+        record.extend(
+            ownership
+                .into_iter()
+                .map(|(k, v)| (format!("{META_PREFIX}{k}"), v)),
+        );
         record.insert(UPLOAD_KEY.into(), input.key.clone());
         record.insert(
             UPLOAD_CONTENT_TYPE.into(),

@@ -230,7 +230,17 @@ impl Gateway {
         let key = self.key_of(&req)?;
         let expected_sums = Expected::from_headers(&req.headers)?;
         let trailers = req.trailing_headers.clone();
-        let acl = self.requested_object_acl(&req.headers, &key.tenant, &req.input.bucket)?;
+        // The request is carried out with the bucket owner's key (`key`), but the object
+        // may be owned by the tenant that made it (see `ownership`).
+        let owner = super::ownership::owner_of_write(
+            self.storage.registry(),
+            &req.input.bucket,
+            &key.tenant,
+            self.requester_of(&req).as_ref(),
+            &req.headers,
+        )?;
+        let acl =
+            self.requested_object_acl(&req.headers, &owner, &key.tenant, &req.input.bucket)?;
         // A form upload's `tagging` field arrives as this header (see `post_form`); s3s
         // reads the header into the input only for PUT.
         let form_tagging = (req.method == hyper::Method::POST)
@@ -276,6 +286,7 @@ impl Gateway {
         if let Some(acl) = acl {
             meta.insert(super::acl::OBJECT_ACL.to_owned(), acl);
         }
+        super::ownership::record_owner(&mut meta, &owner, &key.tenant);
         self.apply_write_lock(
             &input.bucket,
             &LockHeaders {
