@@ -138,6 +138,64 @@ fn check_size(size: Option<i64>) -> S3Result<Option<i64>> {
     }
 }
 
+/// Checks that a date of a lifecycle rule is a midnight UTC, as S3 requires.
+fn check_midnight(date: &Timestamp) -> S3Result<i64> {
+    let date = time::OffsetDateTime::from(date.clone());
+    if date.time() != time::Time::MIDNIGHT {
+        return Err(invalid("'Date' must be at midnight GMT"));
+    }
+    Ok(date.unix_timestamp())
+}
+
+/// Checks a `<Transition>` as S3 does: exactly one of `Days` (zero or more) and `Date`
+/// (a midnight UTC), and a `StorageClass`.
+fn check_transition(transition: &Transition) -> S3Result<()> {
+    match (transition.days, &transition.date) {
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(malformed(
+                "A lifecycle Transition has exactly one of Days and Date",
+            ));
+        }
+        (Some(days), None) if days < 0 => {
+            return Err(invalid(
+                "'Days' for Transition action must be a positive integer",
+            ));
+        }
+        (Some(_), None) => {}
+        (None, Some(date)) => {
+            check_midnight(date)?;
+        }
+    }
+    if transition.storage_class.is_none() {
+        return Err(malformed("A lifecycle Transition needs a StorageClass"));
+    }
+    Ok(())
+}
+
+/// Checks a `<NoncurrentVersionTransition>` as S3 does: `NoncurrentDays` (zero or more)
+/// and a `StorageClass`.
+fn check_noncurrent_transition(transition: &NoncurrentVersionTransition) -> S3Result<()> {
+    match transition.noncurrent_days {
+        None => {
+            return Err(malformed(
+                "NoncurrentVersionTransition needs NoncurrentDays",
+            ));
+        }
+        Some(days) if days < 0 => {
+            return Err(invalid(
+                "'NoncurrentDays' for NoncurrentVersionTransition action must be a positive integer",
+            ));
+        }
+        Some(_) => {}
+    }
+    if transition.storage_class.is_none() {
+        return Err(malformed(
+            "A lifecycle NoncurrentVersionTransition needs a StorageClass",
+        ));
+    }
+    Ok(())
+}
+
 /// A rule's filter in stored form, checked: `<Prefix>` or `<Filter>`, not both, and a
 /// `<Filter>` with one condition or one `<And>`.
 fn convert_filter(rule: &mut LifecycleRule) -> S3Result<(FilterForm, Filter)> {
@@ -229,16 +287,19 @@ fn validate(config: BucketLifecycleConfiguration) -> S3Result<LifecycleDocument>
                 "Rule ID must be unique. Found same ID for more than one rule",
             ));
         }
-        if rule.transitions.as_ref().is_some_and(|t| !t.is_empty())
-            || rule
-                .noncurrent_version_transitions
-                .as_ref()
-                .is_some_and(|t| !t.is_empty())
-        {
-            return Err(s3_error!(
-                NotImplemented,
-                "Lifecycle transitions are not supported by this gateway (it has one storage class); the configuration was not stored"
-            ));
+        // Transitions are checked as S3 checks them before they are refused as not
+        // built, so a malformed one gets the 400 any S3 gives it, not a 501 that would
+        // suggest it could be stored elsewhere.
+        let transitions = rule.transitions.take().unwrap_or_default();
+        for transition in &transitions {
+            check_transition(transition)?;
+        }
+        let noncurrent_transitions = rule
+            .noncurrent_version_transitions
+            .take()
+            .unwrap_or_default();
+        for transition in &noncurrent_transitions {
+            check_noncurrent_transition(transition)?;
         }
         let (form, filter) = convert_filter(&mut rule)?;
         let expiration = match rule.expiration {
@@ -255,11 +316,7 @@ fn validate(config: BucketLifecycleConfiguration) -> S3Result<LifecycleDocument>
                 if let Some(days) = e.days {
                     Some(Expiration::Days(positive_days(days, "Days")?))
                 } else if let Some(date) = e.date {
-                    let date = time::OffsetDateTime::from(date);
-                    if date.time() != time::Time::MIDNIGHT {
-                        return Err(invalid("'Date' must be at midnight GMT"));
-                    }
-                    Some(Expiration::Date(date.unix_timestamp()))
+                    Some(Expiration::Date(check_midnight(&date)?))
                 } else if e.expired_object_delete_marker == Some(true) {
                     if !filter.tags.is_empty() {
                         return Err(invalid(
@@ -308,6 +365,12 @@ fn validate(config: BucketLifecycleConfiguration) -> S3Result<LifecycleDocument>
                 Some(positive_days(days, "DaysAfterInitiation")?)
             }
         };
+        if !transitions.is_empty() || !noncurrent_transitions.is_empty() {
+            return Err(s3_error!(
+                NotImplemented,
+                "Lifecycle transitions are not supported by this gateway (it has one storage class); the configuration was not stored"
+            ));
+        }
         if expiration.is_none() && noncurrent_days.is_none() && abort_multipart_days.is_none() {
             return Err(invalid(
                 "At least one action needs to be specified in a rule",

@@ -4,13 +4,15 @@
 //! This module holds the `Gateway` itself, the helpers its operations share and the
 //! `S3` trait impl, which only delegates: the operations live in submodules by topic
 //! (`buckets`, `objects`, `parts`, `tagging`, `listing`, `multipart`, `copy`,
-//! `versioning`, `object_lock`, `bucket_encryption`, `acl`, `policy`, `cors`, `lifecycle`,
-//! `logging`, `ownership`; server-side encryption in `sse`), bucket settings in `settings`, the
-//! mapping of storage failures onto S3 errors in `errors`, the metadata S3 keeps beside
-//! the user's in `system_meta` and the checking of upload checksums in `integrity`.
+//! `versioning`, `object_lock`, `bucket_encryption`, `bucket_tagging`, `acl`, `policy`,
+//! `cors`, `lifecycle`, `logging`, `ownership`; server-side encryption in `sse`), bucket
+//! settings in `settings`, the mapping of storage failures onto S3 errors in `errors`, the
+//! metadata S3 keeps beside the user's in `system_meta` and the checking of upload
+//! checksums in `integrity`.
 
 mod acl;
 mod bucket_encryption;
+mod bucket_tagging;
 mod buckets;
 mod copy;
 pub(crate) mod cors;
@@ -635,6 +637,27 @@ impl S3 for Gateway {
         req: S3Request<DeleteBucketCorsInput>,
     ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
         self.delete_bucket_cors_impl(req).await
+    }
+
+    async fn put_bucket_tagging(
+        &self,
+        req: S3Request<PutBucketTaggingInput>,
+    ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
+        self.put_bucket_tagging_impl(req).await
+    }
+
+    async fn get_bucket_tagging(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+        self.get_bucket_tagging_impl(req).await
+    }
+
+    async fn delete_bucket_tagging(
+        &self,
+        req: S3Request<DeleteBucketTaggingInput>,
+    ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
+        self.delete_bucket_tagging_impl(req).await
     }
 
     async fn put_bucket_lifecycle_configuration(

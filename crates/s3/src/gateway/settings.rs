@@ -1,7 +1,7 @@
 //! Bucket settings the gateway keeps as owner-signed registry entries
 //! (`xnode_storage::bucket_settings`, `tenant/<T>/bucket-<kind>/<bucket>`): access
 //! settings (ACL, policy, public access block), CORS rules, lifecycle rules, versioning,
-//! default encryption and the object-lock configuration. One entry per
+//! default encryption, bucket tags and the object-lock configuration. One entry per
 //! setting, so changing one never overwrites another and never re-dates the bucket's
 //! claim; each names its kind, its bucket and the `created_ms` of the bucket claim it was
 //! made for, so it can be neither replayed as another setting nor applied to a successor

@@ -3,8 +3,9 @@
 //! `x-amz-tagging-directive`), and `x-amz-tagging-count` on GET and HEAD.
 //!
 //! Tags live in the object's metadata (entry `:tags`, see `system_meta`), as the
-//! URL-encoded `k=v&k2=v2` S3 uses in headers, in the client's order; they are replicated
-//! with the object's metadata. Changing an object's tags writes a new version of its
+//! URL-encoded `k=v&k2=v2` S3 uses in headers; they are replicated with the object's
+//! metadata. A tag set has no order in S3 (AWS returns its own), so the gateway gives
+//! tags back sorted by key, as Ceph RGW does, which is what clients comparing lists expect. Changing an object's tags writes a new version of its
 //! metadata over the same chunks (`Storage::compose_object` with the object as its own
 //! source): no data is copied.
 
@@ -111,9 +112,11 @@ pub(super) fn store_into(meta: &mut BTreeMap<String, String>, tags: &[(String, S
     meta.insert(TAGS.to_owned(), text.join("&"));
 }
 
-/// The tags kept in an object's metadata map, in the order they were given.
+/// The tags kept in an object's metadata map, sorted by key (objects written before the
+/// gateway sorted them keep the client's order on disk, so they are sorted on reading).
 pub(crate) fn stored(meta: &BTreeMap<String, String>) -> Vec<(String, String)> {
-    meta.get(TAGS)
+    let mut tags: Vec<(String, String)> = meta
+        .get(TAGS)
         .map(|text| {
             text.split('&')
                 .filter_map(|pair| {
@@ -122,7 +125,9 @@ pub(crate) fn stored(meta: &BTreeMap<String, String>) -> Vec<(String, String)> {
                 })
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    tags.sort_by(|a, b| a.0.cmp(&b.0));
+    tags
 }
 
 /// `x-amz-tagging-count`, for objects that have tags.
@@ -225,14 +230,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tags_round_trip_in_order_and_are_checked() {
+    fn tags_round_trip_sorted_by_key_and_are_checked() {
         let tags = vec![
             ("b key".to_owned(), "v&=%".to_owned()),
             ("a".to_owned(), "é".to_owned()),
         ];
         let mut meta = BTreeMap::new();
         store_into(&mut meta, &tags);
-        assert_eq!(stored(&meta), tags);
+        assert_eq!(
+            stored(&meta),
+            vec![tags[1].clone(), tags[0].clone()],
+            "tags come back sorted by key, whatever order the client gave"
+        );
         assert_eq!(count(&meta), Some(2));
         assert_eq!(
             parse_header("k1=v1&k%202=v+2").unwrap()[1],

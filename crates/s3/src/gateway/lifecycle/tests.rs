@@ -86,10 +86,85 @@ fn configurations_are_checked_like_s3() {
         ..Default::default()
     });
     assert_eq!(code(config(vec![r])).as_deref(), Some("InvalidArgument"));
+    // A well-formed transition is refused as not built, after every other check.
+    let glacier = || {
+        Some(TransitionStorageClass::from_static(
+            TransitionStorageClass::GLACIER,
+        ))
+    };
     let mut r = rule("a", "x/", 1);
-    r.transitions = Some(vec![Transition::default()]);
+    r.transitions = Some(vec![Transition {
+        days: Some(30),
+        date: None,
+        storage_class: glacier(),
+    }]);
     assert_eq!(code(config(vec![r])).as_deref(), Some("NotImplemented"));
-    // A rule without an id gets one.
+    let mut r = rule("a", "x/", 1);
+    r.expiration = None;
+    r.noncurrent_version_transitions = Some(vec![NoncurrentVersionTransition {
+        noncurrent_days: Some(0),
+        newer_noncurrent_versions: None,
+        storage_class: glacier(),
+    }]);
+    assert_eq!(code(config(vec![r])).as_deref(), Some("NotImplemented"));
+}
+
+/// A malformed transition gets S3's 400, not the 501 of transitions not being built:
+/// the conformance suite's `test_lifecycle_transition_set_invalid_date` sends a date
+/// that is not a midnight.
+#[test]
+fn malformed_transitions_are_refused_before_transitions_are_refused_as_not_built() {
+    let glacier = || {
+        Some(TransitionStorageClass::from_static(
+            TransitionStorageClass::GLACIER,
+        ))
+    };
+    let with = |transition: Transition| {
+        let mut r = rule("a", "x/", 1);
+        r.transitions = Some(vec![transition]);
+        code(config(vec![r]))
+    };
+    let not_midnight =
+        Timestamp::from(time::OffsetDateTime::from_unix_timestamp(20_220_927).unwrap());
+    assert_eq!(
+        with(Transition {
+            days: None,
+            date: Some(not_midnight),
+            storage_class: glacier(),
+        })
+        .as_deref(),
+        Some("InvalidArgument")
+    );
+    assert_eq!(
+        with(Transition {
+            days: Some(-1),
+            date: None,
+            storage_class: glacier(),
+        })
+        .as_deref(),
+        Some("InvalidArgument")
+    );
+    assert_eq!(with(Transition::default()).as_deref(), Some("MalformedXML"));
+    assert_eq!(
+        with(Transition {
+            days: Some(1),
+            date: None,
+            storage_class: None,
+        })
+        .as_deref(),
+        Some("MalformedXML")
+    );
+    let mut r = rule("a", "x/", 1);
+    r.noncurrent_version_transitions = Some(vec![NoncurrentVersionTransition {
+        noncurrent_days: None,
+        newer_noncurrent_versions: None,
+        storage_class: glacier(),
+    }]);
+    assert_eq!(code(config(vec![r])).as_deref(), Some("MalformedXML"));
+}
+
+#[test]
+fn a_rule_without_an_id_gets_one() {
     let mut r = rule("a", "x/", 1);
     r.id = None;
     let doc = validate(config(vec![r])).unwrap();
