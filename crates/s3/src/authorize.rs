@@ -107,6 +107,21 @@ fn owner_action(op: &str) -> String {
         "GetBucketVersioning" => "s3:GetBucketVersioning".to_owned(),
         "PutBucketVersioning" => "s3:PutBucketVersioning".to_owned(),
         "CopyObject" | "UploadPartCopy" => "s3:PutObject".to_owned(),
+        // IAM names these differently from the operations (a delete is the put's action).
+        "DeleteBucketTagging" => "s3:PutBucketTagging".to_owned(),
+        "GetBucketCors" => "s3:GetBucketCORS".to_owned(),
+        "PutBucketCors" | "DeleteBucketCors" => "s3:PutBucketCORS".to_owned(),
+        "GetBucketLifecycleConfiguration" => "s3:GetLifecycleConfiguration".to_owned(),
+        "PutBucketLifecycleConfiguration" | "DeleteBucketLifecycle" => {
+            "s3:PutLifecycleConfiguration".to_owned()
+        }
+        "GetBucketEncryption" => "s3:GetEncryptionConfiguration".to_owned(),
+        "PutBucketEncryption" | "DeleteBucketEncryption" => {
+            "s3:PutEncryptionConfiguration".to_owned()
+        }
+        "DeleteBucketOwnershipControls" => "s3:PutBucketOwnershipControls".to_owned(),
+        "GetObjectLockConfiguration" => "s3:GetBucketObjectLockConfiguration".to_owned(),
+        "PutObjectLockConfiguration" => "s3:PutBucketObjectLockConfiguration".to_owned(),
         other => needs(other)
             .map(|(_, _, a)| a.to_owned())
             .unwrap_or_else(|| format!("s3:{other}")),
@@ -554,6 +569,14 @@ mod tests {
             owner_action("GetPublicAccessBlock"),
             "s3:GetBucketPublicAccessBlock"
         );
+        // A Deny of IAM's action names covers the operations it names.
+        assert_eq!(owner_action("DeleteBucketTagging"), "s3:PutBucketTagging");
+        assert_eq!(owner_action("DeleteBucketCors"), "s3:PutBucketCORS");
+        assert_eq!(
+            owner_action("DeleteBucketLifecycle"),
+            "s3:PutLifecycleConfiguration"
+        );
+        assert_eq!(owner_action("PutBucketPolicy"), "s3:PutBucketPolicy");
     }
 
     #[test]
