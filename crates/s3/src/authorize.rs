@@ -477,7 +477,10 @@ pub(crate) async fn decide(
 /// `s3:PutObjectRetention` for a mode or retain-until date, `s3:PutObjectLegalHold` for
 /// a legal hold. Only the operations that take these headers need them.
 fn lock_actions(op: &str, headers: &hyper::HeaderMap) -> Vec<&'static str> {
-    if !matches!(op, "PutObject" | "CopyObject" | "CreateMultipartUpload") {
+    if !matches!(
+        op,
+        "PutObject" | "PostObject" | "CopyObject" | "CreateMultipartUpload"
+    ) {
         return Vec::new();
     }
     let mut actions = Vec::new();
@@ -592,7 +595,12 @@ mod tests {
             "x-amz-object-lock-legal-hold",
             hyper::header::HeaderValue::from_static("ON"),
         );
-        for op in ["PutObject", "CopyObject", "CreateMultipartUpload"] {
+        for op in [
+            "PutObject",
+            "PostObject",
+            "CopyObject",
+            "CreateMultipartUpload",
+        ] {
             assert_eq!(
                 lock_actions(op, &h),
                 ["s3:PutObjectRetention", "s3:PutObjectLegalHold"],

@@ -62,9 +62,6 @@ const PASSED_TO_UPLOAD: &[&str] = &[
     "x-amz-server-side-encryption-customer-algorithm",
     "x-amz-server-side-encryption-customer-key",
     "x-amz-server-side-encryption-customer-key-md5",
-    "x-amz-object-lock-mode",
-    "x-amz-object-lock-retain-until-date",
-    "x-amz-object-lock-legal-hold",
 ];
 
 /// The fields of the form itself: what to store, where to go after, and the signature.
@@ -99,6 +96,10 @@ const AS_HEADERS: &[&str] = &[
     "x-amz-storage-class",
     "x-amz-website-redirect-location",
     "x-amz-expected-bucket-owner",
+    // The access check asks a granted writer for the lock permissions when these are set.
+    "x-amz-object-lock-mode",
+    "x-amz-object-lock-retain-until-date",
+    "x-amz-object-lock-legal-hold",
 ];
 
 /// The checksum fields: given as headers only (see the module comment).

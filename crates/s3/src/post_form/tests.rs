@@ -94,6 +94,7 @@ fn fields_are_honoured_lifted_or_refused() {
             ("x-amz-meta-a", "1"),
             ("x-ignore-b", "2"),
             ("tagging", "<Tagging><TagSet><Tag><Key>a b</Key><Value>c&amp;d</Value></Tag></TagSet></Tagging>"),
+            ("x-amz-object-lock-legal-hold", "ON"),
         ]),
         "bkt",
         &mut headers,
@@ -104,10 +105,20 @@ fn fields_are_honoured_lifted_or_refused() {
     assert_eq!(headers["x-amz-acl"], "public-read");
     assert_eq!(headers["x-amz-checksum-sha256"], "abc=");
     assert_eq!(headers["x-amz-tagging"], "a%20b=c%26d");
+    // Lock fields reach the access check as headers, which asks a granted writer for the
+    // lock permissions.
+    assert_eq!(headers["x-amz-object-lock-legal-hold"], "ON");
     let names: Vec<&str> = checked.passed.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
-        ["key", "ACL", "x-amz-meta-a", "x-ignore-b", "tagging"]
+        [
+            "key",
+            "ACL",
+            "x-amz-meta-a",
+            "x-ignore-b",
+            "tagging",
+            "x-amz-object-lock-legal-hold"
+        ]
     );
     assert_eq!(checked.passed[0].1, "up/cat.jpg");
 
