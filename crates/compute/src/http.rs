@@ -225,15 +225,16 @@ impl Engine {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().guard.on_epoch()));
 
-        let mut builder = http::Request::builder()
-            .method(request.method.clone())
-            .uri(format!("http://localhost{}", request.path_and_query));
-        for (name, value) in request.headers.iter() {
-            builder = builder.header(name, value);
-        }
-        let hyper_request = builder
-            .body(Full::new(request.body).map_err(never_fails))
+        // The request's header map is moved in whole: it was parsed and checked once when
+        // the request arrived, and inserting each header again into a builder would parse
+        // every name and value a second time and allocate a new map, on every call.
+        let uri: http::Uri = format!("http://localhost{}", request.path_and_query)
+            .parse()
             .map_err(|e| ComputeError::Setup(format!("request: {e}")))?;
+        let mut hyper_request = http::Request::new(Full::new(request.body).map_err(never_fails));
+        *hyper_request.method_mut() = request.method;
+        *hyper_request.uri_mut() = uri;
+        *hyper_request.headers_mut() = request.headers;
 
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let incoming = store

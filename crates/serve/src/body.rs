@@ -32,7 +32,10 @@ pub enum BodyError {
 pub struct TimedBody<B> {
     inner: B,
     idle: Duration,
-    deadline: Pin<Box<Sleep>>,
+    /// Made on the first wait rather than with the body: most requests (every `GET`)
+    /// have a body that is complete when read, and a timer per request would cost an
+    /// allocation and a clock read for nothing.
+    deadline: Option<Pin<Box<Sleep>>>,
     /// Whether `deadline` counts down for the current wait. It is armed on the first
     /// `Pending` after a frame and disarmed by the next frame.
     armed: bool,
@@ -53,7 +56,7 @@ impl<B> TimedBody<B> {
         Self {
             inner,
             idle,
-            deadline: Box::pin(tokio::time::sleep(idle)),
+            deadline: None,
             armed: false,
         }
     }
@@ -78,12 +81,19 @@ where
                 Poll::Ready(frame.map(|f| f.map_err(|e| BodyError::Read(e.into()))))
             }
             Poll::Pending => {
-                if !this.armed {
-                    let at = Instant::now() + this.idle;
-                    this.deadline.as_mut().reset(at);
-                    this.armed = true;
-                }
-                match this.deadline.as_mut().poll(cx) {
+                let deadline = match &mut this.deadline {
+                    Some(deadline) => {
+                        if !this.armed {
+                            deadline.as_mut().reset(Instant::now() + this.idle);
+                        }
+                        deadline
+                    }
+                    None => this
+                        .deadline
+                        .insert(Box::pin(tokio::time::sleep(this.idle))),
+                };
+                this.armed = true;
+                match deadline.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Some(Err(BodyError::Idle(this.idle)))),
                     Poll::Pending => Poll::Pending,
                 }
