@@ -38,7 +38,7 @@ use xnode_types::{NodeId, PublicKeyBytes, SecretKey, lock, unix_ms};
 use xnode_worker::{Interval, Worker, WorkerError, periodic};
 
 use crate::close::{EpochClose, EpochRecord, EpochStatus, SUPERSEDED};
-use crate::config::{ChainConfig, SettlementConfig, read_poster_key};
+use crate::config::{ChainConfig, OperatorPayout, SettlementConfig, read_poster_key};
 use crate::error::{CloseError, ConfigError};
 use crate::proto::{MAX_SETTLE_MESSAGE, SettleRequest, SettleResponse};
 use crate::{BundleLimits, ChainClient, CommitteeConfig, EvidenceBundle, committee_signer};
@@ -74,6 +74,14 @@ pub trait EvidenceSource: Send + Sync + 'static {
     /// When `node`'s signed registry record, if it says `draining` or `left`, was signed
     /// (Unix ms); `None` while it says the node is active, or without a record.
     fn departed_at_ms(&self, node: &NodeId) -> Option<u64>;
+    /// Each node's payout address from its operator's payout binding in the registry,
+    /// counting only bindings written at or before `cut_ms` (Unix ms), so every member
+    /// reads the same table for an epoch once the registry has converged. None by
+    /// default: then only `settlement.operators` pays.
+    fn payout_bindings(&self, cut_ms: u64) -> Vec<OperatorPayout> {
+        let _ = cut_ms;
+        Vec::new()
+    }
 }
 
 /// The `settle` service on the mesh.
@@ -312,6 +320,32 @@ impl Settlement {
         epoch.0.saturating_add(1).saturating_mul(self.epoch_ms)
     }
 
+    /// The last moment a payout binding may be written and still count for `epoch`: the
+    /// time the chain is read at (the epoch's end plus `grace`). Members compute after
+    /// `gather` more, so a binding written before it has had that long to spread, as
+    /// bundles have.
+    fn binding_cut_ms(&self, epoch: Epoch) -> u64 {
+        let grace = u64::try_from(self.config.grace.as_millis()).unwrap_or(u64::MAX);
+        self.end_ms(epoch).saturating_add(grace)
+    }
+
+    /// The operators the ledger pays for an epoch whose bindings were cut at `cut_ms`:
+    /// every node whose operator has a payout binding in the registry, with
+    /// `settlement.operators` overriding the address of each node it lists (see
+    /// docs/configuration.md). Sorted by node, so the order never depends on the registry.
+    pub(crate) fn operators(&self, cut_ms: u64) -> Vec<OperatorPayout> {
+        let mut table: BTreeMap<NodeId, OperatorPayout> = self
+            .source
+            .payout_bindings(cut_ms)
+            .into_iter()
+            .map(|o| (o.node, o))
+            .collect();
+        for configured in &self.config.operators {
+            table.insert(configured.node, configured.clone());
+        }
+        table.into_values().collect()
+    }
+
     /// One round over every due epoch. Returns the epochs that changed.
     pub async fn round(&self) -> Result<u64, CloseError> {
         if !self.config.enabled {
@@ -547,7 +581,7 @@ impl Settlement {
             escrows.push(TenantEscrow { tenant, balance });
         }
         let mut stakes = Vec::new();
-        for operator in &self.config.operators {
+        for operator in &self.operators(self.binding_cut_ms(epoch)) {
             let bonded = self.bond_of(client, operator.payout, block).await?;
             stakes.push(Stake {
                 operator: operator.node,
