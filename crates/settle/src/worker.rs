@@ -28,7 +28,7 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{Eip712Domain, SolCall};
 use serde::{Deserialize, Serialize};
-use xnode_chain::{DomainName, Settlement as SettlementContract, Staking, domain};
+use xnode_chain::{DomainName, Settlement as SettlementContract, domain};
 use xnode_db::{Db, Table};
 use xnode_ledger::{AuditResult, Epoch, LedgerParams, Receipt, Stake, TenantEscrow};
 use xnode_mesh::{
@@ -45,6 +45,7 @@ use crate::{BundleLimits, ChainClient, CommitteeConfig, EvidenceBundle, committe
 
 mod carry_store;
 mod exit_store;
+mod payouts;
 mod slash_store;
 
 pub use carry_store::SETTLE_REPUTATION;
@@ -318,32 +319,6 @@ impl Settlement {
 
     fn end_ms(&self, epoch: Epoch) -> u64 {
         epoch.0.saturating_add(1).saturating_mul(self.epoch_ms)
-    }
-
-    /// The last moment a payout binding may be written and still count for `epoch`: the
-    /// time the chain is read at (the epoch's end plus `grace`). Members compute after
-    /// `gather` more, so a binding written before it has had that long to spread, as
-    /// bundles have.
-    fn binding_cut_ms(&self, epoch: Epoch) -> u64 {
-        let grace = u64::try_from(self.config.grace.as_millis()).unwrap_or(u64::MAX);
-        self.end_ms(epoch).saturating_add(grace)
-    }
-
-    /// The operators the ledger pays for an epoch whose bindings were cut at `cut_ms`:
-    /// every node whose operator has a payout binding in the registry, with
-    /// `settlement.operators` overriding the address of each node it lists (see
-    /// docs/configuration.md). Sorted by node, so the order never depends on the registry.
-    pub(crate) fn operators(&self, cut_ms: u64) -> Vec<OperatorPayout> {
-        let mut table: BTreeMap<NodeId, OperatorPayout> = self
-            .source
-            .payout_bindings(cut_ms)
-            .into_iter()
-            .map(|o| (o.node, o))
-            .collect();
-        for configured in &self.config.operators {
-            table.insert(configured.node, configured.clone());
-        }
-        table.into_values().collect()
     }
 
     /// One round over every due epoch. Returns the epochs that changed.
@@ -651,28 +626,6 @@ impl Settlement {
         let value = SettlementContract::escrowOfCall::abi_decode_returns(&bytes)
             .map_err(|_| CloseError::ChainValue("escrowOf"))?;
         u128::try_from(value).map_err(|_| CloseError::ChainValue("escrowOf"))
-    }
-
-    async fn bond_of(
-        &self,
-        client: &ChainClient,
-        payout: Address,
-        block: u64,
-    ) -> Result<u128, CloseError> {
-        let Some(staking) = self.chain.staking_contract else {
-            return Ok(0);
-        };
-        let call = Staking::bondedCall(payout);
-        let bytes = client
-            .call_at(staking, &call.abi_encode(), Some(block))
-            .await?;
-        // No code at that block (the agreed block predates the deployment): no bond yet.
-        if bytes.is_empty() {
-            return Ok(0);
-        }
-        let value = Staking::bondedCall::abi_decode_returns(&bytes)
-            .map_err(|_| CloseError::ChainValue("bonded"))?;
-        u128::try_from(value).map_err(|_| CloseError::ChainValue("bonded"))
     }
 
     /// The committee's members other than this node: the peers asked for votes,
