@@ -14,6 +14,7 @@ mod kms_routes;
 mod ledger_routes;
 mod node_routes;
 mod observe_routes;
+mod payout_routes;
 mod revocation_routes;
 mod routes;
 mod s3_routes;

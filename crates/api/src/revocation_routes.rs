@@ -89,6 +89,7 @@ pub(crate) async fn publish(state: &AppState, entry: Entry) -> Result<bool, ApiE
             },
             RegistryError::BadRevocation { .. }
             | RegistryError::BadKmsKey { .. }
+            | RegistryError::BadPayoutBinding { .. }
             | RegistryError::Forbidden { .. }
             | RegistryError::BadKey { .. }
             | RegistryError::TooLarge { .. } => ApiError::BadRequest(e.to_string()),

@@ -60,6 +60,7 @@ use crate::error::{ApiError, ErrorBody};
         crate::s3_routes::list_keys,
         crate::s3_routes::delete_key,
         crate::revocation_routes::revoke,
+        crate::payout_routes::bind,
         crate::kms_routes::put_key,
         crate::kms_routes::list_keys,
     ),
@@ -85,6 +86,8 @@ use crate::error::{ApiError, ErrorBody};
         crate::s3_routes::S3KeyView,
         crate::revocation_routes::SignedRevocation,
         crate::revocation_routes::RevocationView,
+        crate::payout_routes::SignedPayoutBinding,
+        crate::payout_routes::PayoutBindingView,
         crate::kms_routes::SignedKmsKey,
         crate::kms_routes::KmsKeyView,
         crate::ledger_routes::ReceiptView,
@@ -147,6 +150,7 @@ pub(crate) fn router(node: Node) -> Router {
         .merge(xnode_studio::router())
         .merge(crate::s3_routes::routes())
         .merge(crate::revocation_routes::routes())
+        .merge(crate::payout_routes::routes())
         .merge(crate::kms_routes::routes())
         .merge(crate::ledger_routes::routes())
         .fallback(not_found)

@@ -63,6 +63,10 @@ pub const TARGETS: &[Target] = &[
         name: "admission_list",
         run: admission_list,
     },
+    Target {
+        name: "payout_binding",
+        run: payout_binding,
+    },
     wire::<xnode_types::NodeRecord, { 64 * 1024 }>("node_record"),
     // Observability summaries gossiped by every node.
     wire::<xnode_observe::NodeSummary, { xnode_observe::MAX_SUMMARY_BYTES }>("node_summary"),
@@ -180,6 +184,15 @@ fn admission_list(data: &[u8]) {
     let authority = fixed_key().public();
     let _ = SignedAdmissionList::decode_verified(data, &authority, NETWORK);
     let _ = xnode_wire::decode::<AdmissionList>(data, MAX_ADMISSION_LIST_BYTES);
+}
+
+/// An operator's payout binding, decoded and its address's consent checked (a secp256k1
+/// recovery from bytes a peer chose).
+fn payout_binding(data: &[u8]) {
+    use xnode_registry::payout::{MAX_PAYOUT_BINDING_BYTES, PayoutBinding};
+    if let Ok(binding) = xnode_wire::decode::<PayoutBinding>(data, MAX_PAYOUT_BINDING_BYTES) {
+        let _ = binding.verify(NETWORK);
+    }
 }
 
 fn manifest(data: &[u8]) {

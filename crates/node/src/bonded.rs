@@ -11,11 +11,15 @@
 //! (`docs/decisions/2026-11-27-members-read-the-chain-at-one-agreed-block.md`), at the
 //! epoch's start instead of its end.
 //!
-//! A node is admitted for `e` if the payout address `settlement.operators` binds it to
-//! held at least `admission.min_bond` both at `e`'s agreed block and at the agreed block
+//! A node is admitted for `e` if its payout address held at least `admission.min_bond` both at `e`'s agreed block and at the agreed block
 //! of `e - probation_epochs`: a newly bonded operator waits out its probation before it
 //! holds data. A node that cannot read the chain keeps its last snapshot (its status and
 //! metrics say it is stale); with no snapshot at all, no node is admitted.
+//!
+//! A node's payout address is its operator's payout binding in the registry (see
+//! `xnode_registry::payout`: the address signed its consent, so no node borrows a
+//! stranger's bond by naming its address), counting bindings written before `e` starts,
+//! or the address `settlement.operators` lists for it, which overrides the binding.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -229,11 +233,17 @@ fn gauge_value(value: u64) -> i64 {
 }
 
 /// The `admission-bonds` worker: brings the bond snapshot up to the current epoch.
+/// Each node's payout address from the registry's payout bindings written at or before
+/// the given time (Unix ms).
+pub type BindingSource = Arc<dyn Fn(u64) -> Vec<OperatorPayout> + Send + Sync>;
+
 pub struct BondSnapshots<C> {
     admission: Arc<Admission>,
     chain: C,
     rule: BondRule,
+    /// The configured table (`settlement.operators`): overrides a binding per node.
     operators: Vec<OperatorPayout>,
+    bindings: Option<BindingSource>,
     metrics: BondMetrics,
     period: Duration,
     /// Made on the first wait, inside the runtime.
@@ -260,12 +270,37 @@ impl<C: BondChain> BondSnapshots<C> {
             chain,
             rule,
             operators,
+            bindings: None,
             metrics,
             period,
             ticker: None,
             detail: "no bond snapshot yet: no node is admitted".into(),
             installed: 0,
         }
+    }
+
+    /// Reads nodes' payout addresses from the registry's bindings too.
+    pub fn with_bindings(mut self, bindings: BindingSource) -> Self {
+        self.bindings = Some(bindings);
+        self
+    }
+
+    /// The payout table for `epoch`: the bindings written before it starts, with the
+    /// configured table overriding each node it lists. Sorted by node.
+    fn operators_for(&self, epoch: u64) -> Vec<OperatorPayout> {
+        let cut_ms = epoch.saturating_mul(self.rule.epoch_ms).saturating_sub(1);
+        let mut table: BTreeMap<xnode_types::NodeId, OperatorPayout> = self
+            .bindings
+            .as_ref()
+            .map(|source| source(cut_ms))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|o| (o.node, o))
+            .collect();
+        for configured in &self.operators {
+            table.insert(configured.node, configured.clone());
+        }
+        table.into_values().collect()
     }
 
     /// Brings the snapshot up to the epoch of `now_ms`: `Ok(true)` if it installed a new
@@ -277,7 +312,8 @@ impl<C: BondChain> BondSnapshots<C> {
         if held.as_ref().is_some_and(|s| s.epoch >= epoch) {
             return Ok(false);
         }
-        match read_snapshot(&self.chain, &self.rule, &self.operators, epoch).await {
+        let operators = self.operators_for(epoch);
+        match read_snapshot(&self.chain, &self.rule, &operators, epoch).await {
             Ok(snapshot) => {
                 if held.as_ref().is_none_or(|h| h.nodes != snapshot.nodes) {
                     tracing::info!(

@@ -273,3 +273,113 @@ async fn an_unreachable_chain_keeps_the_last_snapshot_and_no_snapshot_admits_no_
     );
     assert_eq!(metrics.snapshot_stale.get(), 0);
 }
+
+/// A node's record, with its operator's certificate for `network`, as a registry entry.
+fn record_entry(node: &SecretKey, operator: &SecretKey, network: &str) -> xnode_registry::Entry {
+    let record = xnode_types::NodeRecord {
+        node_id: node.node_id(),
+        addresses: Vec::new(),
+        api_url: None,
+        zone: String::new(),
+        capacity: xnode_types::Capacity::default(),
+        version: "0.1.0".into(),
+        incarnation: 1,
+        status: xnode_types::NodeStatus::Active,
+        started_at_ms: 1,
+        labels: Default::default(),
+        operator: Some(xnode_types::OperatorCert::issue(
+            operator,
+            network,
+            &node.node_id(),
+        )),
+    };
+    xnode_registry::Entry::sign(
+        node,
+        xnode_types::NodeRecord::registry_key(&node.node_id()),
+        Some(xnode_wire::encode(&record).unwrap()),
+        xnode_types::Hlc::new(1_000, 0),
+    )
+    .unwrap()
+}
+
+fn binding_entry(
+    operator: &SecretKey,
+    binding: &xnode_registry::payout::PayoutBinding,
+) -> xnode_registry::Entry {
+    xnode_registry::Entry::sign(
+        operator,
+        binding.registry_key(),
+        Some(binding.encode().unwrap()),
+        xnode_types::Hlc::new(1_000, 0),
+    )
+    .unwrap()
+}
+
+/// With no configured table, the payout binding in the registry binds a node to its
+/// operator's bond; a Sybil that names the bonded operator's address (without its
+/// signature) is refused on arrival and admitted by nothing.
+#[tokio::test]
+async fn a_registry_binding_admits_its_operators_nodes_and_a_sybil_naming_the_address_is_not_admitted()
+ {
+    use alloy::signers::local::PrivateKeySigner;
+    use xnode_registry::payout::PayoutBinding;
+
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(
+        xnode_registry::Registry::open(
+            xnode_db::Db::open(&dir.path().join("db")).unwrap(),
+            Arc::new(xnode_types::HlcClock::new()),
+            Box::new(xnode_registry::DefaultPolicy),
+            xnode_registry::RegistryMetrics::default(),
+        )
+        .unwrap(),
+    );
+    registry.set_network("prod");
+    let honest = SecretKey::generate();
+    let wallet = PrivateKeySigner::random();
+    let honest_node = SecretKey::generate();
+    let sybil = SecretKey::generate();
+    let sybil_node = SecretKey::generate();
+    let chain = MemoryChain::default();
+    chain.mine(0, Address::repeat_byte(0xee), 0);
+    chain.mine(40, wallet.address(), MIN);
+
+    registry
+        .apply_remote(record_entry(&honest_node, &honest, "prod"))
+        .unwrap();
+    registry
+        .apply_remote(record_entry(&sybil_node, &sybil, "prod"))
+        .unwrap();
+    let binding = PayoutBinding::issue(&honest, &wallet, "prod", 1).unwrap();
+    registry
+        .apply_remote(binding_entry(&honest, &binding))
+        .unwrap();
+    // The Sybil's binding names the bonded wallet, with a consent it signed itself.
+    let mut stolen = PayoutBinding::issue(&sybil, &PrivateKeySigner::random(), "prod", 1).unwrap();
+    stolen.address = wallet.address().into_array();
+    assert!(
+        registry
+            .apply_remote(binding_entry(&sybil, &stolen))
+            .is_err()
+    );
+
+    let admission = Arc::new(Admission::new("prod", AdmissionPolicy::Bonded));
+    let source_registry = registry.clone();
+    let mut worker = BondSnapshots::new(
+        admission.clone(),
+        chain,
+        rule(0),
+        Vec::new(),
+        BondMetrics::default(),
+    )
+    .with_bindings(Arc::new(move |cut_ms| {
+        crate::settlement::registry_payouts(&source_registry, "prod", cut_ms)
+    }));
+    assert!(worker.refresh(55_000).await.unwrap());
+    let snapshot = admission.bond_snapshot().unwrap();
+    assert_eq!(
+        snapshot.nodes,
+        BTreeSet::from([honest_node.node_id()]),
+        "only the node whose operator's address signed is admitted"
+    );
+}

@@ -567,8 +567,9 @@ impl Config {
 }
 
 impl Config {
-    /// What `bonded` needs beyond `[admission]`: a chain to read, the staking contract,
-    /// and the payout addresses that bind nodes to bonds (`settlement.operators`).
+    /// What `bonded` needs beyond `[admission]`: a chain to read and the staking contract.
+    /// Nodes' payout addresses come from their operators' payout bindings in the registry;
+    /// `settlement.operators`, if given, overrides them per node.
     fn validate_bonded(&self) -> Result<(), ConfigError> {
         let err = |reason: String| Err(ConfigError::Admission(reason));
         match self.chain.rpc_url.as_deref() {
@@ -580,11 +581,6 @@ impl Config {
         }
         if self.chain.staking_contract.is_none() {
             return err("the bonded policy needs chain.staking_contract".into());
-        }
-        if self.settlement.operators.is_empty() {
-            return err(
-                "the bonded policy needs settlement.operators, the payout address whose bond admits each node".into(),
-            );
         }
         let mut nodes = std::collections::BTreeSet::new();
         for operator in &self.settlement.operators {
@@ -814,7 +810,8 @@ mod tests {
         bonded.chain.rpc_url = Some("http://127.0.0.1:8545".into());
         refused(&bonded, "chain.staking_contract");
         bonded.chain.staking_contract = Some(alloy_address(0xaa));
-        refused(&bonded, "settlement.operators");
+        // No configured table: payout bindings in the registry bind nodes to bonds.
+        bonded.validate().unwrap();
         let node = xnode_types::SecretKey::generate().node_id();
         let payout = xnode_settle::OperatorPayout {
             node,

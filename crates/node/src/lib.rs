@@ -176,6 +176,7 @@ fn bond_snapshots(
     config: &Config,
     key: &SecretKey,
     admission: &Arc<xnode_registry::admission::Admission>,
+    registry: &Arc<Registry>,
     metrics: &mut MetricsRegistry,
 ) -> Result<Option<bonded::BondSnapshots<bonded::StakingChain>>, NodeError> {
     if config.admission.policy != config::AdmissionPolicyName::Bonded {
@@ -197,13 +198,19 @@ fn bond_snapshots(
             .max(1),
         requirement,
     };
-    Ok(Some(bonded::BondSnapshots::new(
-        admission.clone(),
-        bonded::StakingChain::new(client, staking),
-        rule,
-        config.settlement.operators.clone(),
-        bonded::BondMetrics::register(metrics),
-    )))
+    let (bindings_registry, network) = (registry.clone(), config.network.clone());
+    let bindings: bonded::BindingSource =
+        Arc::new(move |cut_ms| settlement::registry_payouts(&bindings_registry, &network, cut_ms));
+    Ok(Some(
+        bonded::BondSnapshots::new(
+            admission.clone(),
+            bonded::StakingChain::new(client, staking),
+            rule,
+            config.settlement.operators.clone(),
+            bonded::BondMetrics::register(metrics),
+        )
+        .with_bindings(bindings),
+    ))
 }
 
 /// Reads and verifies the signed admission list in `path`; returns its bytes.
@@ -286,6 +293,8 @@ impl Node {
             registry_metrics,
         )?);
         registry.set_owner_quota(config.storage.quota.max_registry_bytes);
+        // Payout bindings are checked against the network their address signed for.
+        registry.set_network(&config.network);
 
         let store_metrics = xnode_store::StoreMetrics::register(&mut metrics);
         let chunks = Arc::new(
@@ -313,7 +322,7 @@ impl Node {
             Some(path) => Some(load_admission_list(&admission, path)?),
             None => None,
         };
-        let bond_snapshots = bond_snapshots(&config, &key, &admission, &mut metrics)?;
+        let bond_snapshots = bond_snapshots(&config, &key, &admission, &registry, &mut metrics)?;
 
         let (mesh, mesh_task) = Mesh::start(config.mesh(), &key, incarnation, mesh_metrics).await?;
         // Storage meters egress and stored byte-hours into it, so it comes first.
@@ -355,6 +364,7 @@ impl Node {
                 storage: storage.clone(),
                 mesh: mesh.clone(),
                 registry: registry.clone(),
+                network: config.network.clone(),
             }),
         )
         .map_err(|e| NodeError::Config(ConfigError::Settlement(e.0)))?;

@@ -22,6 +22,41 @@ pub(crate) struct NodeEvidence {
     pub(crate) storage: Arc<Storage>,
     pub(crate) mesh: Mesh,
     pub(crate) registry: Arc<Registry>,
+    pub(crate) network: String,
+}
+
+/// Each node's payout address from the registry: the node's record carries a certificate
+/// of its operator for this network, and that operator's payout binding (written at or
+/// before `cut_ms`, see `xnode_registry::payout`) names the address. A node without a
+/// valid certificate, or whose operator has no binding, is not in the table. Sorted by
+/// node.
+pub(crate) fn registry_payouts(
+    registry: &Registry,
+    network: &str,
+    cut_ms: u64,
+) -> Vec<xnode_settle::OperatorPayout> {
+    let bindings = registry.payout_table(cut_ms);
+    if bindings.is_empty() {
+        return Vec::new();
+    }
+    let mut payouts: Vec<xnode_settle::OperatorPayout> = registry
+        .node_records()
+        .into_iter()
+        .filter_map(|record| {
+            let cert = record.operator?;
+            if !cert.verify(network, &record.node_id) {
+                return None;
+            }
+            let payout = *bindings.get(&cert.operator)?;
+            Some(xnode_settle::OperatorPayout {
+                node: record.node_id,
+                payout,
+            })
+        })
+        .collect();
+    payouts.sort_by_key(|p| p.node);
+    payouts.dedup_by_key(|p| p.node);
+    payouts
 }
 
 impl xnode_settle::EvidenceSource for NodeEvidence {
@@ -47,6 +82,10 @@ impl xnode_settle::EvidenceSource for NodeEvidence {
             .filter(|m| m.state == MemberState::Alive && m.id != self.id)
             .map(|m| m.id)
             .collect()
+    }
+
+    fn payout_bindings(&self, cut_ms: u64) -> Vec<xnode_settle::OperatorPayout> {
+        registry_payouts(&self.registry, &self.network, cut_ms)
     }
 
     fn departed_at_ms(&self, node: &NodeId) -> Option<u64> {

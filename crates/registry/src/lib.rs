@@ -17,6 +17,7 @@ pub mod claims;
 mod entry;
 pub mod kms;
 mod metrics;
+pub mod payout;
 mod policy;
 pub mod revocation;
 pub mod sync;
@@ -72,6 +73,13 @@ pub enum RegistryError {
         key: String,
         #[source]
         source: kms::KmsKeyError,
+    },
+    /// A payout binding entry that does not decode or check (see [`payout`]).
+    #[error("registry entry {key:?} is not a valid payout binding: {source}")]
+    BadPayoutBinding {
+        key: String,
+        #[source]
+        source: payout::PayoutBindingError,
     },
     /// The tenant already holds [`revocation::MAX_REVOCATIONS_PER_TENANT`] live revocations.
     #[error(
@@ -133,6 +141,9 @@ pub struct Registry {
     owner_bytes: Mutex<HashMap<PublicKeyBytes, u64>>,
     /// Live entries and tombstones, for the gauges without a scan per merge.
     live_entries: AtomicUsize,
+    /// The network's name, which payout bindings must be made for. Unset, every binding
+    /// is refused: a registry that cannot check the network must not keep one.
+    network: OnceLock<String>,
     tombstones: AtomicUsize,
     /// See [`Registry::set_owner_quota`]; `u64::MAX` is no limit.
     owner_quota: AtomicU64,
@@ -200,6 +211,7 @@ impl Registry {
             entries: RwLock::new(entries),
             claims: RwLock::new(claims),
             spread: OnceLock::new(),
+            network: OnceLock::new(),
             clock,
             policy,
             metrics,
@@ -385,6 +397,9 @@ impl Registry {
                 source,
             })?;
         }
+        if entry.value.is_some() && payout::is_binding_key(&entry.key) {
+            self.check_payout_binding(entry)?;
+        }
         let current = self.read_entries().get(&entry.key).cloned();
         if self
             .policy
@@ -426,6 +441,60 @@ impl Registry {
             });
         }
         Ok(())
+    }
+
+    /// A live payout binding must be made for this network, filed under its operator and
+    /// serial, carry its address's consent, and (if new) stay within the operator's bound.
+    fn check_payout_binding(&self, entry: &Entry) -> Result<(), RegistryError> {
+        let bad = |source| RegistryError::BadPayoutBinding {
+            key: entry.key.chars().take(160).collect(),
+            source,
+        };
+        let Some(network) = self.network.get() else {
+            return Err(bad(payout::PayoutBindingError::NoNetwork));
+        };
+        let binding = payout::parse_binding(entry, network).map_err(bad)?;
+        let entries = self.read_entries();
+        if entries.get(&entry.key).is_some_and(|e| e.value.is_some()) {
+            return Ok(());
+        }
+        let prefix = payout::operator_prefix(&binding.operator);
+        let held = entries
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter(|(_, e)| e.value.is_some())
+            .take(payout::MAX_BINDINGS_PER_OPERATOR)
+            .count();
+        if held >= payout::MAX_BINDINGS_PER_OPERATOR {
+            return Err(bad(payout::PayoutBindingError::TooMany));
+        }
+        Ok(())
+    }
+
+    /// Sets the network whose payout bindings this registry accepts; the first call wins.
+    pub fn set_network(&self, network: &str) {
+        let _ = self.network.set(network.to_owned());
+    }
+
+    /// The address each operator is bound to by its payout bindings written at or before
+    /// `cut_ms` (see [`payout::resolve_bindings`]). Entries were checked on arrival; this
+    /// checks them again (those loaded from disk were not) and skips any that fail.
+    pub fn payout_table(
+        &self,
+        cut_ms: u64,
+    ) -> BTreeMap<PublicKeyBytes, alloy::primitives::Address> {
+        let Some(network) = self.network.get() else {
+            return BTreeMap::new();
+        };
+        let bindings: Vec<(payout::PayoutBinding, u64)> = self
+            .list(payout::PAYOUT_PREFIX)
+            .iter()
+            .filter_map(|entry| {
+                let binding = payout::parse_binding(entry, network).ok()?;
+                Some((binding, entry.hlc.wall_ms))
+            })
+            .collect();
+        payout::resolve_bindings(bindings, cut_ms)
     }
 
     /// The time after which `tenant` revoked `node`'s authorities of `scope` (see

@@ -13,6 +13,7 @@ pub trait WritePolicy: Send + Sync {
 ///
 /// - `node/<node-id>`: only that node's own key;
 /// - `admission/<node-id>`: only that node's own key (it carries a signed admission list);
+/// - `payout/<operator-public-key-hex>/...`: only that operator's key;
 /// - `tenant/<tenant-public-key-hex>/...`: only that tenant's key;
 /// - any other namespace: refused, until a subsystem defines its rules.
 #[derive(Debug, Default, Clone, Copy)]
@@ -40,6 +41,11 @@ impl WritePolicy for DefaultPolicy {
                 return false;
             };
             return NodeId::from_public_key(owner).is_ok_and(|id| id == node);
+        }
+        // An operator's payout bindings: `payout/<operator>/<serial>`, by that operator key.
+        if let Some(rest) = key.strip_prefix(crate::payout::PAYOUT_PREFIX) {
+            let operator = rest.split('/').next().unwrap_or_default();
+            return operator == owner.to_hex();
         }
         if let Some(rest) = key.strip_prefix("tenant/") {
             let tenant = rest.split('/').next().unwrap_or_default();

@@ -28,7 +28,7 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{Eip712Domain, SolCall};
 use serde::{Deserialize, Serialize};
-use xnode_chain::{DomainName, Settlement as SettlementContract, Staking, domain};
+use xnode_chain::{DomainName, Settlement as SettlementContract, domain};
 use xnode_db::{Db, Table};
 use xnode_ledger::{AuditResult, Epoch, LedgerParams, Receipt, Stake, TenantEscrow};
 use xnode_mesh::{
@@ -38,13 +38,14 @@ use xnode_types::{NodeId, PublicKeyBytes, SecretKey, lock, unix_ms};
 use xnode_worker::{Interval, Worker, WorkerError, periodic};
 
 use crate::close::{EpochClose, EpochRecord, EpochStatus, SUPERSEDED};
-use crate::config::{ChainConfig, SettlementConfig, read_poster_key};
+use crate::config::{ChainConfig, OperatorPayout, SettlementConfig, read_poster_key};
 use crate::error::{CloseError, ConfigError};
 use crate::proto::{MAX_SETTLE_MESSAGE, SettleRequest, SettleResponse};
 use crate::{BundleLimits, ChainClient, CommitteeConfig, EvidenceBundle, committee_signer};
 
 mod carry_store;
 mod exit_store;
+mod payouts;
 mod slash_store;
 
 pub use carry_store::SETTLE_REPUTATION;
@@ -74,6 +75,14 @@ pub trait EvidenceSource: Send + Sync + 'static {
     /// When `node`'s signed registry record, if it says `draining` or `left`, was signed
     /// (Unix ms); `None` while it says the node is active, or without a record.
     fn departed_at_ms(&self, node: &NodeId) -> Option<u64>;
+    /// Each node's payout address from its operator's payout binding in the registry,
+    /// counting only bindings written at or before `cut_ms` (Unix ms), so every member
+    /// reads the same table for an epoch once the registry has converged. None by
+    /// default: then only `settlement.operators` pays.
+    fn payout_bindings(&self, cut_ms: u64) -> Vec<OperatorPayout> {
+        let _ = cut_ms;
+        Vec::new()
+    }
 }
 
 /// The `settle` service on the mesh.
@@ -547,7 +556,7 @@ impl Settlement {
             escrows.push(TenantEscrow { tenant, balance });
         }
         let mut stakes = Vec::new();
-        for operator in &self.config.operators {
+        for operator in &self.operators(self.binding_cut_ms(epoch)) {
             let bonded = self.bond_of(client, operator.payout, block).await?;
             stakes.push(Stake {
                 operator: operator.node,
@@ -617,28 +626,6 @@ impl Settlement {
         let value = SettlementContract::escrowOfCall::abi_decode_returns(&bytes)
             .map_err(|_| CloseError::ChainValue("escrowOf"))?;
         u128::try_from(value).map_err(|_| CloseError::ChainValue("escrowOf"))
-    }
-
-    async fn bond_of(
-        &self,
-        client: &ChainClient,
-        payout: Address,
-        block: u64,
-    ) -> Result<u128, CloseError> {
-        let Some(staking) = self.chain.staking_contract else {
-            return Ok(0);
-        };
-        let call = Staking::bondedCall(payout);
-        let bytes = client
-            .call_at(staking, &call.abi_encode(), Some(block))
-            .await?;
-        // No code at that block (the agreed block predates the deployment): no bond yet.
-        if bytes.is_empty() {
-            return Ok(0);
-        }
-        let value = Staking::bondedCall::abi_decode_returns(&bytes)
-            .map_err(|_| CloseError::ChainValue("bonded"))?;
-        u128::try_from(value).map_err(|_| CloseError::ChainValue("bonded"))
     }
 
     /// The committee's members other than this node: the peers asked for votes,

@@ -144,6 +144,8 @@ pub mod kinds {
     pub const ADMISSION_LIST: u8 = 40;
     /// An admission list with its authority's signature, as a file and a registry value.
     pub const SIGNED_ADMISSION_LIST: u8 = 41;
+    /// An operator's payout binding (`xnode_registry::payout`).
+    pub const PAYOUT_BINDING: u8 = 42;
     /// A usage counter in a node's local database (`xnode-metering`).
     pub const METER_COUNTER: u8 = 60;
     /// A countersigned receipt in a node's local database (`xnode-metering`).

@@ -6,12 +6,20 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use xnode_registry::admission::{AdmissionList, SignedAdmissionList};
+use xnode_registry::payout::PayoutBinding;
 use xnode_types::{NodeId, PublicKeyBytes, SecretKey};
 
 use crate::cli::AdmissionAction;
 
-pub fn run(action: AdmissionAction) -> anyhow::Result<()> {
+pub async fn run(action: AdmissionAction) -> anyhow::Result<()> {
     match action {
+        AdmissionAction::BindPayout {
+            operator_key,
+            address_key,
+            network,
+            serial,
+            api,
+        } => bind_payout(&operator_key, &address_key, &network, serial, &api).await,
         AdmissionAction::Keygen { out } => keygen(&out),
         AdmissionAction::Sign {
             authority_key,
@@ -22,6 +30,50 @@ pub fn run(action: AdmissionAction) -> anyhow::Result<()> {
             out,
         } => sign(&authority_key, network, serial, &operators, &nodes, &out),
     }
+}
+
+/// Makes a payout binding (see `xnode_registry::payout`) and publishes it through `api`.
+async fn bind_payout(
+    operator_key: &Path,
+    address_key: &Path,
+    network: &str,
+    serial: u64,
+    api: &str,
+) -> anyhow::Result<()> {
+    let (operator, _) =
+        xnode_node::identity::load_operator_key(Path::new("."), Some(operator_key))?;
+    let wallet = xnode_settle::config::read_poster_key(address_key).map_err(|e| {
+        anyhow::anyhow!(
+            "{}",
+            e.to_string()
+                .replace("chain.poster_key_file", "--address-key")
+        )
+    })?;
+    let binding = PayoutBinding::issue(&operator, &wallet, network, serial)?;
+    // Checked here too, so a mistake is reported before anything is sent.
+    binding.verify(network)?;
+    let value = binding.encode()?;
+    let hlc = xnode_types::Hlc::new(xnode_types::unix_ms(), 0);
+    let entry =
+        xnode_registry::Entry::sign(&operator, binding.registry_key(), Some(value.clone()), hlc)?;
+    let body = serde_json::json!({
+        "binding": hex::encode(&value),
+        "hlc_wall_ms": hlc.wall_ms,
+        "hlc_logical": hlc.logical,
+        "signature": hex::encode(entry.signature.0),
+    });
+    let answer = crate::client::post_json(api, "/v1/operator/payout-binding", &body).await?;
+    println!(
+        "operator {} bound to {} (serial {serial}, network {network:?}){}",
+        operator.public().to_hex(),
+        wallet.address(),
+        if answer["applied"].as_bool() == Some(false) {
+            "; the node already held it"
+        } else {
+            ""
+        }
+    );
+    Ok(())
 }
 
 /// Writes a new key (an operator's or a network authority's) and prints its public key.

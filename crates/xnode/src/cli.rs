@@ -556,6 +556,26 @@ pub enum AdmissionAction {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Bind your operator key to the EVM address you are paid to (and whose bond admits
+    /// your nodes under `bonded`): the address signs its consent, the operator key signs
+    /// the registry entry, and the node at --api publishes it to the network.
+    BindPayout {
+        /// The operator key file (the nodes' `operator_key_file`).
+        #[arg(long)]
+        operator_key: PathBuf,
+        /// A file holding the payout address's hex secp256k1 key (read, never sent).
+        #[arg(long)]
+        address_key: PathBuf,
+        /// The network the binding is for.
+        #[arg(long)]
+        network: String,
+        /// The binding's serial: the highest counts, so raise it for every new binding.
+        #[arg(long)]
+        serial: u64,
+        /// Base URL of a node's API.
+        #[arg(long, env = "XNODE_API_URL", default_value = "http://127.0.0.1:8080")]
+        api: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

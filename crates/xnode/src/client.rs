@@ -20,6 +20,13 @@ pub async fn get_json(api: &str, path: &str) -> anyhow::Result<Value> {
     read_json(api, &url, response).await
 }
 
+/// POSTs `body` as JSON, unsigned (for values that carry their own signatures).
+pub async fn post_json(api: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
+    let url = format!("{}{}", api.trim_end_matches('/'), path);
+    let response = http()?.post(&url).json(body).send().await;
+    read_json(api, &url, response).await
+}
+
 /// The JSON body of a node's answer, or its error message as the error.
 async fn read_json(
     api: &str,

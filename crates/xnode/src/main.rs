@@ -91,7 +91,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         } => ledger_cmd::epoch(args, n).await,
         cli::Command::Drain(args) => drain_cmd::drain(args).await,
         cli::Command::Leave(args) => drain_cmd::leave(args).await,
-        cli::Command::Admission { action } => admission_cmd::run(action),
+        cli::Command::Admission { action } => admission_cmd::run(action).await,
         cli::Command::Key(cli::KeyArgs {
             action: Some(cli::KeyAction::S3 { action }),
             ..

@@ -88,9 +88,9 @@ impl Settlement {
                 )
             })
             .unwrap_or_default();
+        // The bindings as they stand now: an exit is about the operator's nodes today.
         let departures: Vec<NodeDeparture> = self
-            .config
-            .operators
+            .operators(u64::MAX)
             .iter()
             .filter(|o| o.payout == terms.operator)
             .map(|o| NodeDeparture {

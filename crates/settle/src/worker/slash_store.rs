@@ -108,11 +108,8 @@ impl Settlement {
         let Some(record) = self.epoch_record(epoch)? else {
             return Ok(Vec::new());
         };
-        Ok(slashes_of(
-            &record,
-            &self.config.operators,
-            self.slash_extra_seconds(),
-        ))
+        let operators = self.operators(self.binding_cut_ms(Epoch(epoch)));
+        Ok(slashes_of(&record, &operators, self.slash_extra_seconds()))
     }
 
     /// A member's answer to a slash signature request: a signature only if its own posted
@@ -184,7 +181,8 @@ impl Settlement {
         else {
             return Ok(());
         };
-        let wanted = slashes_of(&record, &self.config.operators, self.slash_extra_seconds());
+        let operators = self.operators(self.binding_cut_ms(epoch));
+        let wanted = slashes_of(&record, &operators, self.slash_extra_seconds());
         if wanted.is_empty() {
             return Ok(());
         }
