@@ -278,6 +278,8 @@ impl EpochRecord {
 #[derive(Clone, Debug)]
 struct Computed {
     set_digest: Hash,
+    /// The payout address of each operator's node the root was computed with, by node.
+    payouts: Vec<(NodeId, [u8; 20])>,
     context: EpochContext,
     output: EpochOutput,
     /// The operators' nodes' activity, for exit clearances.
@@ -286,6 +288,17 @@ struct Computed {
     deadline: U256,
     own_vote: Option<RootVote>,
     quorum: QuorumCollector,
+}
+
+/// The payout table an epoch's input carries in its stakes, by node.
+pub fn payouts_of(input: &EpochInput) -> Vec<(NodeId, [u8; 20])> {
+    let mut table: Vec<(NodeId, [u8; 20])> = input
+        .stakes
+        .iter()
+        .map(|s| (s.operator, s.payout_address))
+        .collect();
+    table.sort();
+    table
 }
 
 /// One epoch's close on one node.
@@ -347,6 +360,20 @@ impl EpochClose {
                 .is_none_or(|c| c.set_digest != self.set.digest())
     }
 
+    /// Whether the payout table a root was computed with differs from `table` (each
+    /// operator's node and its address, by node). Payout bindings are registry entries an
+    /// operator may date in the past and publish late, so members that computed before one
+    /// reached them hold another table than those after; each recomputes when its table
+    /// moves, so all converge on the table every member has once the binding has spread,
+    /// instead of splitting their votes for good.
+    pub fn payouts_moved(&self, table: &[(NodeId, [u8; 20])]) -> bool {
+        !self.is_final()
+            && self
+                .computed
+                .as_ref()
+                .is_some_and(|c| c.payouts.as_slice() != table)
+    }
+
     /// Computes the ledger's output over the set and `input` (built by the caller from
     /// [`EvidenceSet::epoch_input`] with the chain's stakes and escrows, the configured
     /// parameters and the reputation carried from `previous_epoch`), the digest to sign
@@ -391,6 +418,7 @@ impl EpochClose {
         }
         self.computed = Some(Computed {
             set_digest: self.set.digest(),
+            payouts: payouts_of(input),
             context,
             output,
             activity,

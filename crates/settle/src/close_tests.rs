@@ -12,6 +12,7 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::Eip712Domain;
 use xnode_chain::{DomainName, domain};
 use xnode_ledger::{Epoch, ReputationState};
+use xnode_types::NodeId;
 
 use crate::tests::{EPOCH, World, params, verified};
 use crate::*;
@@ -321,4 +322,28 @@ fn a_superseded_epoch_says_so_in_its_status() {
     let record = close.record();
     assert_eq!(record.status, EpochStatus::Superseded);
     assert!(close.is_final());
+}
+
+#[test]
+fn a_payout_binding_that_arrives_after_the_root_makes_the_member_compute_again() {
+    let committee = Committee::new();
+    let mut close = committee.close_with(&[0, 1, 2, 3]);
+    let mut table: Vec<(NodeId, [u8; 20])> = committee
+        .world
+        .stakes()
+        .iter()
+        .map(|s| (s.operator, s.payout_address))
+        .collect();
+    table.sort();
+    // Nothing computed yet: the set decides.
+    assert!(!close.payouts_moved(&table));
+    committee.compute(&mut close, 0);
+    assert!(!close.needs_root());
+    assert!(!close.payouts_moved(&table), "the same table");
+    // An operator's binding, dated before the cut but published late, moves one address.
+    let mut moved = table.clone();
+    moved[0].1 = [0xee; 20];
+    assert!(close.payouts_moved(&moved));
+    // A node that lost its binding leaves the table: that moves it too.
+    assert!(close.payouts_moved(&table[1..]));
 }

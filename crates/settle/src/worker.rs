@@ -411,10 +411,19 @@ impl Settlement {
             .end_ms(epoch)
             .saturating_add(u64::try_from(self.config.grace.as_millis()).unwrap_or(u64::MAX))
             .saturating_add(u64::try_from(self.config.gather.as_millis()).unwrap_or(u64::MAX));
+        let payouts: Vec<(NodeId, [u8; 20])> = {
+            let mut table: Vec<(NodeId, [u8; 20])> = self
+                .operators(self.binding_cut_ms(epoch))
+                .iter()
+                .map(|o| (o.node, o.payout.into_array()))
+                .collect();
+            table.sort();
+            table
+        };
         let needs_root = lock(&self.state)
             .closes
             .get(&epoch.0)
-            .is_some_and(EpochClose::needs_root);
+            .is_some_and(|close| close.needs_root() || close.payouts_moved(&payouts));
         // A root computed from an older reputation than the previous epoch's is redone
         // once that one is here (posted by this node meanwhile, or fetched from a member).
         let stale_start = now >= gathered_by && !needs_root && self.start_is_stale(epoch).await?;
