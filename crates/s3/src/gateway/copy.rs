@@ -64,15 +64,7 @@ impl Gateway {
         let key = self.key_of(&req)?;
         // The copy is a new object, owned as any write by its requester is (see
         // `ownership`), whoever owned the source.
-        let owner = super::ownership::owner_of_write(
-            self.storage.registry(),
-            &req.input.bucket,
-            &key.tenant,
-            self.requester_of(&req).as_ref(),
-            &req.headers,
-        )?;
-        let acl =
-            self.requested_object_acl(&req.headers, &owner, &key.tenant, &req.input.bucket)?;
+        let (owner, acl) = self.owner_and_acl_of_write(&req, &key.tenant, &req.input.bucket)?;
         // s3s has no fields for the destination's conditions: they are read here.
         let pre = write_preconditions(
             header_condition(&req.headers, "if-match")?.as_ref(),

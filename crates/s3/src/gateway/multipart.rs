@@ -197,15 +197,7 @@ impl Gateway {
         let key = self.key_of(&req)?;
         // Who will own the object (see `ownership`), and the ACL it asks for, kept in the
         // upload's record with its metadata and given to the object at completion.
-        let owner = super::ownership::owner_of_write(
-            self.storage.registry(),
-            &req.input.bucket,
-            &key.tenant,
-            self.requester_of(&req).as_ref(),
-            &req.headers,
-        )?;
-        let acl =
-            self.requested_object_acl(&req.headers, &owner, &key.tenant, &req.input.bucket)?;
+        let (owner, acl) = self.owner_and_acl_of_write(&req, &key.tenant, &req.input.bucket)?;
         let input = req.input;
         self.require_bucket(&key.tenant, &input.bucket)?;
         self.check_key(&input.key)?;

@@ -232,15 +232,7 @@ impl Gateway {
         let trailers = req.trailing_headers.clone();
         // The request is carried out with the bucket owner's key (`key`), but the object
         // may be owned by the tenant that made it (see `ownership`).
-        let owner = super::ownership::owner_of_write(
-            self.storage.registry(),
-            &req.input.bucket,
-            &key.tenant,
-            self.requester_of(&req).as_ref(),
-            &req.headers,
-        )?;
-        let acl =
-            self.requested_object_acl(&req.headers, &owner, &key.tenant, &req.input.bucket)?;
+        let (owner, acl) = self.owner_and_acl_of_write(&req, &key.tenant, &req.input.bucket)?;
         // A form upload's `tagging` field arrives as this header (see `post_form`); s3s
         // reads the header into the input only for PUT.
         let form_tagging = (req.method == hyper::Method::POST)

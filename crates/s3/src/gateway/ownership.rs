@@ -188,6 +188,25 @@ fn requested_mode(controls: &OwnershipControls) -> S3Result<Mode> {
 }
 
 impl Gateway {
+    /// Who will own what `req` writes into `bucket` of `bucket_owner` (the writer or the
+    /// bucket's owner, by the bucket's mode), and the object ACL the request asks for.
+    pub(super) fn owner_and_acl_of_write<T>(
+        &self,
+        req: &S3Request<T>,
+        bucket_owner: &PublicKeyBytes,
+        bucket: &str,
+    ) -> S3Result<(PublicKeyBytes, Option<String>)> {
+        let owner = owner_of_write(
+            self.storage.registry(),
+            bucket,
+            bucket_owner,
+            self.requester_of(req).as_ref(),
+            &req.headers,
+        )?;
+        let acl = self.requested_object_acl(&req.headers, &owner, bucket_owner, bucket)?;
+        Ok((owner, acl))
+    }
+
     /// The tenant a request is made by: the signer, also when the request was granted and
     /// is carried out with the bucket owner's key; `None` for an unsigned request.
     pub(super) fn requester_of<T>(&self, req: &S3Request<T>) -> Option<PublicKeyBytes> {
