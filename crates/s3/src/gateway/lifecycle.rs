@@ -147,55 +147,6 @@ fn check_midnight(date: &Timestamp) -> S3Result<i64> {
     Ok(date.unix_timestamp())
 }
 
-/// Checks a `<Transition>` as S3 does: exactly one of `Days` (zero or more) and `Date`
-/// (a midnight UTC), and a `StorageClass`.
-fn check_transition(transition: &Transition) -> S3Result<()> {
-    match (transition.days, &transition.date) {
-        (Some(_), Some(_)) | (None, None) => {
-            return Err(malformed(
-                "A lifecycle Transition has exactly one of Days and Date",
-            ));
-        }
-        (Some(days), None) if days < 0 => {
-            return Err(invalid(
-                "'Days' for Transition action must be a positive integer",
-            ));
-        }
-        (Some(_), None) => {}
-        (None, Some(date)) => {
-            check_midnight(date)?;
-        }
-    }
-    if transition.storage_class.is_none() {
-        return Err(malformed("A lifecycle Transition needs a StorageClass"));
-    }
-    Ok(())
-}
-
-/// Checks a `<NoncurrentVersionTransition>` as S3 does: `NoncurrentDays` (zero or more)
-/// and a `StorageClass`.
-fn check_noncurrent_transition(transition: &NoncurrentVersionTransition) -> S3Result<()> {
-    match transition.noncurrent_days {
-        None => {
-            return Err(malformed(
-                "NoncurrentVersionTransition needs NoncurrentDays",
-            ));
-        }
-        Some(days) if days < 0 => {
-            return Err(invalid(
-                "'NoncurrentDays' for NoncurrentVersionTransition action must be a positive integer",
-            ));
-        }
-        Some(_) => {}
-    }
-    if transition.storage_class.is_none() {
-        return Err(malformed(
-            "A lifecycle NoncurrentVersionTransition needs a StorageClass",
-        ));
-    }
-    Ok(())
-}
-
 /// A rule's filter in stored form, checked: `<Prefix>` or `<Filter>`, not both, and a
 /// `<Filter>` with one condition or one `<And>`.
 fn convert_filter(rule: &mut LifecycleRule) -> S3Result<(FilterForm, Filter)> {
@@ -292,14 +243,14 @@ fn validate(config: BucketLifecycleConfiguration) -> S3Result<LifecycleDocument>
         // suggest it could be stored elsewhere.
         let transitions = rule.transitions.take().unwrap_or_default();
         for transition in &transitions {
-            check_transition(transition)?;
+            transitions::check_transition(transition)?;
         }
         let noncurrent_transitions = rule
             .noncurrent_version_transitions
             .take()
             .unwrap_or_default();
         for transition in &noncurrent_transitions {
-            check_noncurrent_transition(transition)?;
+            transitions::check_noncurrent_transition(transition)?;
         }
         let (form, filter) = convert_filter(&mut rule)?;
         let expiration = match rule.expiration {
@@ -942,6 +893,7 @@ pub enum LifecycleError {
 }
 
 mod header;
+mod transitions;
 pub(crate) use header::expiration_header;
 
 #[cfg(test)]
