@@ -244,6 +244,12 @@ pub struct BondSnapshots<C> {
     /// The configured table (`settlement.operators`): overrides a binding per node.
     operators: Vec<OperatorPayout>,
     bindings: Option<BindingSource>,
+    /// The payout table the snapshot in use was read for. A binding can arrive after the
+    /// snapshot was taken and still count for its epoch (it is dated by its writer's
+    /// clock, and gossip takes time), so each look compares the table again and retakes
+    /// the snapshot, at the same agreed block, when it moved: every node that has the
+    /// same bindings then holds the same snapshot, whenever each received them.
+    snapshot_table: Vec<OperatorPayout>,
     metrics: BondMetrics,
     period: Duration,
     /// Made on the first wait, inside the runtime.
@@ -271,6 +277,7 @@ impl<C: BondChain> BondSnapshots<C> {
             rule,
             operators,
             bindings: None,
+            snapshot_table: Vec::new(),
             metrics,
             period,
             ticker: None,
@@ -304,17 +311,33 @@ impl<C: BondChain> BondSnapshots<C> {
     }
 
     /// Brings the snapshot up to the epoch of `now_ms`: `Ok(true)` if it installed a new
-    /// one, `Ok(false)` if the current one is already this epoch's. On a failed read the
-    /// last snapshot stays in use, and the error says so.
+    /// one, `Ok(false)` if the current one is already this epoch's and was read for the
+    /// payout table the epoch has now. On a failed read the last snapshot stays in use,
+    /// and the error says so.
     pub async fn refresh(&mut self, now_ms: u64) -> Result<bool, WorkerError> {
         let epoch = self.rule.epoch_at(now_ms);
         let held = self.admission.bond_snapshot();
-        if held.as_ref().is_some_and(|s| s.epoch >= epoch) {
-            return Ok(false);
-        }
         let operators = self.operators_for(epoch);
+        let retake = match held.as_ref() {
+            // A clock that stepped back keeps the later epoch's snapshot.
+            Some(s) if s.epoch > epoch => return Ok(false),
+            Some(s) if s.epoch == epoch => {
+                if operators == self.snapshot_table {
+                    return Ok(false);
+                }
+                true
+            }
+            _ => false,
+        };
         match read_snapshot(&self.chain, &self.rule, &operators, epoch).await {
             Ok(snapshot) => {
+                if retake {
+                    tracing::info!(
+                        epoch,
+                        block = snapshot.block,
+                        "bonded admission: payout bindings for this epoch arrived after its snapshot; read again at the same block"
+                    );
+                }
                 if held.as_ref().is_none_or(|h| h.nodes != snapshot.nodes) {
                     tracing::info!(
                         epoch,
@@ -323,6 +346,7 @@ impl<C: BondChain> BondSnapshots<C> {
                         "bonded admission: the set of admitted nodes changed"
                     );
                 }
+                self.snapshot_table = operators;
                 self.metrics.snapshot_epoch.set(gauge_value(epoch));
                 self.metrics.snapshot_block.set(gauge_value(snapshot.block));
                 self.metrics

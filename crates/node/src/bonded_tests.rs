@@ -383,3 +383,53 @@ async fn a_registry_binding_admits_its_operators_nodes_and_a_sybil_naming_the_ad
         "only the node whose operator's address signed is admitted"
     );
 }
+
+/// A payout binding dated before the epoch but received after the node took the epoch's
+/// snapshot (gossip is late, or its writer's clock is behind) counts as soon as it
+/// arrives: the node reads again at the same agreed block, so it ends up with the
+/// snapshot of every node that had the binding in time. An unchanged table reads nothing.
+#[tokio::test]
+async fn a_binding_that_arrives_after_the_snapshot_is_taken_retakes_it_at_the_same_block() {
+    let net = network();
+    let by_name = |name: &str| {
+        net.operators
+            .iter()
+            .find(|o| o.node == net.nodes[name])
+            .cloned()
+            .unwrap()
+    };
+    let received = Arc::new(Mutex::new(vec![by_name("b")]));
+    let source = received.clone();
+    let admission = Arc::new(Admission::new("prod", AdmissionPolicy::Bonded));
+    let mut worker = BondSnapshots::new(
+        admission.clone(),
+        net.chain.clone(),
+        rule(0),
+        Vec::new(),
+        BondMetrics::default(),
+    )
+    .with_bindings(Arc::new(move |_cut_ms| source.lock().unwrap().clone()));
+
+    assert!(worker.refresh(55_000).await.unwrap());
+    assert_eq!(admission.bond_snapshot().unwrap().nodes, net.ids(&["b"]));
+
+    // Nothing moved: no read at all, so even a chain that is down changes nothing.
+    net.chain.set_down(true);
+    assert!(!worker.refresh(56_000).await.unwrap());
+    net.chain.set_down(false);
+
+    // a1's binding arrives late, dated before epoch 5.
+    received.lock().unwrap().push(by_name("a1"));
+    assert!(worker.refresh(57_000).await.unwrap());
+    let retaken = admission.bond_snapshot().unwrap();
+    let fresh = read_snapshot(&net.chain, &rule(0), &[by_name("a1"), by_name("b")], 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        *retaken, fresh,
+        "the same snapshot as a node that had both in time"
+    );
+    assert_eq!(retaken.nodes, net.ids(&["a1", "b"]));
+    assert_eq!(retaken.block, 3);
+    assert!(!worker.refresh(58_000).await.unwrap());
+}
