@@ -1,5 +1,6 @@
 //! Epochs settle on a real EVM across real nodes (issue 14's first acceptance test): five
-//! nodes with `[chain]` and `[settlement]` against a local anvil; a tenant escrows tokens,
+//! nodes with `[chain]` and `[settlement]` against a local anvil, each node's operator paid
+//! to the wallet it bound in the registry (no configured payout table); a tenant escrows tokens,
 //! stores and reads objects and calls a function (receipts for the byte-hours stored, the
 //! bytes served and the calls, countersigned by its edge); every epoch
 //! closes, every node computes the same root, the committee posts it, `rootOf` on chain is
@@ -14,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use alloy::signers::local::PrivateKeySigner;
 use xnode_chain::anvil::{Anvil, Contracts, SKIP_MESSAGE, TOKEN, anvil_binary};
 use xnode_chain::{Address, B256, SettlementPlan, U256};
 use xnode_deploy::spec::Kind;
@@ -21,7 +23,7 @@ use xnode_ledger::{
     EpochInput, LedgerParams, Payout, SignatureVerifier, Stake, TenantCharge, TenantEscrow,
     compute_epoch,
 };
-use xnode_settle::{CommitteeMember, EpochRecord, EpochStatus, OperatorPayout, committee_signer};
+use xnode_settle::{CommitteeMember, EpochRecord, EpochStatus, committee_signer};
 use xnode_test_cluster::{Cluster, Tenant};
 use xnode_types::SecretKey;
 
@@ -84,28 +86,38 @@ async fn epochs_settle_on_anvil_across_five_nodes_and_one_member_cannot_post() {
     let tenant_word = B256::from(tenant.id().0);
     contracts.deposit(&anvil, tenant_word, ESCROWED).unwrap();
 
-    // Operators claim, and bond, with anvil's unlocked development accounts 1..=5.
-    let payouts: Vec<Address> = anvil.accounts().unwrap()[1..=NODES].to_vec();
+    // Each node has its own operator, paid to a wallet of its own that bonds and claims.
+    // No configuration names the wallets: each operator binds its wallet in the registry
+    // (the wallet signs its consent), as `xnode admission bind-payout` does.
+    let wallets: Vec<PrivateKeySigner> = (0..NODES).map(|_| PrivateKeySigner::random()).collect();
+    let payouts: Vec<Address> = wallets.iter().map(PrivateKeySigner::address).collect();
     for payout in &payouts {
+        // anvil sends for an impersonated account without its key.
+        anvil
+            .set_balance(*payout, U256::from(10u128.pow(19)))
+            .unwrap();
+        anvil
+            .rpc("anvil_impersonateAccount", serde_json::json!([payout]))
+            .unwrap();
         contracts.bond(&anvil, *payout, BOND).unwrap();
     }
     let payout_of = |i: usize| payouts[i];
-    let operators: Vec<OperatorPayout> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, key)| OperatorPayout {
-            node: key.node_id(),
-            payout: payout_of(i),
-        })
-        .collect();
+    let operator_keys: Vec<SecretKey> = (0..NODES).map(|_| SecretKey::generate()).collect();
     let rpc_url = anvil.url();
     let node_keys = keys.clone();
+    let node_operators = operator_keys.clone();
     let cluster = Cluster::start_with(NODES, move |config| {
         let i = node_index(&config.data_dir);
         std::fs::create_dir_all(&config.data_dir).unwrap();
         let key_file = config.data_dir.join(xnode_node::identity::KEY_FILE);
         if !key_file.exists() {
             xnode_node::identity::write_key_file(&key_file, &node_keys[i]).unwrap();
+        }
+        let operator_file = config
+            .data_dir
+            .join(xnode_node::identity::OPERATOR_KEY_FILE);
+        if !operator_file.exists() {
+            xnode_node::identity::write_key_file(&operator_file, &node_operators[i]).unwrap();
         }
         config.metering.epoch = EPOCH;
         config.storage.audit_epoch = EPOCH;
@@ -117,7 +129,6 @@ async fn epochs_settle_on_anvil_across_five_nodes_and_one_member_cannot_post() {
         settlement.enabled = true;
         settlement.committee = members.clone();
         settlement.threshold = THRESHOLD;
-        settlement.operators = operators.clone();
         // Stored byte-hours accrue in every epoch, so every epoch's last receipts are
         // countersigned after it ends: the grace leaves them ten exchange rounds.
         settlement.grace = Duration::from_secs(2);
@@ -138,6 +149,52 @@ async fn epochs_settle_on_anvil_across_five_nodes_and_one_member_cannot_post() {
     }
     let edge = cluster.node(0);
     let network = edge.config().network.clone();
+
+    // Each operator publishes its binding through another node's API; every node gets
+    // them by gossip. The tenant's activity starts after that, so every epoch it pays
+    // for pays its providers through the bindings.
+    let http = reqwest::Client::new();
+    for (i, (operator, wallet)) in operator_keys.iter().zip(&wallets).enumerate() {
+        let binding =
+            xnode_registry::payout::PayoutBinding::issue(operator, wallet, &network, 1).unwrap();
+        let entry = xnode_registry::Entry::sign(
+            operator,
+            binding.registry_key(),
+            Some(binding.encode().unwrap()),
+            xnode_types::Hlc::new(xnode_types::unix_ms(), 0),
+        )
+        .unwrap();
+        let published = http
+            .post(format!(
+                "{}/v1/operator/payout-binding",
+                cluster.api_url((i + 1) % NODES)
+            ))
+            .json(&serde_json::json!({
+                "binding": alloy::hex::encode(entry.value.as_ref().unwrap()),
+                "hlc_wall_ms": entry.hlc.wall_ms,
+                "hlc_logical": entry.hlc.logical,
+                "signature": alloy::hex::encode(entry.signature.0),
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(published.status(), 200, "binding {i}");
+    }
+    cluster
+        .wait_until(
+            "every node holds every payout binding",
+            Duration::from_secs(20),
+            |c| {
+                (0..NODES).all(|i| {
+                    let table = c.node(i).registry().payout_table(u64::MAX);
+                    operator_keys
+                        .iter()
+                        .zip(&payouts)
+                        .all(|(operator, payout)| table.get(&operator.public()) == Some(payout))
+                })
+            },
+        )
+        .await;
     let first = edge.metering().current_epoch().0;
 
     // The tenant lets its edge (node 0) countersign, then stores objects and calls a
@@ -150,7 +207,6 @@ async fn epochs_settle_on_anvil_across_five_nodes_and_one_member_cannot_post() {
         first + 100,
     )
     .await;
-    let http = reqwest::Client::new();
 
     // One copy of each chunk: most chunks live off the edge, so the replicas holding them
     // are paid byte-hours and the reads below cross the network (egress).
