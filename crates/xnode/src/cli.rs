@@ -318,6 +318,11 @@ pub struct DevnetArgs {
     /// Keep the nodes' data from an earlier run instead of starting fresh.
     #[arg(long)]
     pub keep: bool,
+    /// The zones (regions, for buckets pinned with an S3 `LocationConstraint`) the nodes
+    /// run in, given to the nodes in turn. One name puts every node in one region, where
+    /// a bucket can be pinned with all its copies.
+    #[arg(long, value_delimiter = ',', default_value = "zone-a,zone-b,zone-c")]
+    pub zones: Vec<String>,
     /// Start a local EVM (anvil, from `npm ci` in contracts/anvil or XNODE_ANVIL), deploy
     /// the settlement contracts, fund the tenant's escrow and the operators, and settle
     /// 30 s epochs on it.

@@ -15,7 +15,6 @@ use tokio::process::{Child, Command};
 use crate::cli::DevnetArgs;
 use crate::client::{get_json, print_table};
 
-const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct DevNode {
@@ -24,7 +23,7 @@ struct DevNode {
     api_port: u16,
     s3_port: u16,
     p2p_port: u16,
-    zone: &'static str,
+    zone: String,
     child: Option<Child>,
     /// A configuration file passed to `xnode start` (the chain sections on `--chain`).
     config: Option<PathBuf>,
@@ -72,7 +71,7 @@ impl DevNode {
             ])
             .args(["--api", &format!("127.0.0.1:{}", self.api_port)])
             .args(["--s3", &format!("127.0.0.1:{}", self.s3_port)])
-            .args(["--zone", self.zone])
+            .args(["--zone", self.zone.as_str()])
             .args(["--network", "devnet"])
             .args(
                 self.config
@@ -180,6 +179,14 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
     if args.nodes == 0 || args.nodes > 64 {
         anyhow::bail!("--nodes must be between 1 and 64");
     }
+    let zones = &args.zones;
+    if zones.is_empty() {
+        anyhow::bail!("--zones needs at least one name");
+    }
+    for zone in zones {
+        xnode_store::validate_regions(std::slice::from_ref(zone))
+            .with_context(|| format!("--zones: {zone:?} cannot be a zone name"))?;
+    }
     let exe = std::env::current_exe().context("cannot locate the xnode binary")?;
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
@@ -210,7 +217,7 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
             api_port,
             s3_port,
             p2p_port,
-            zone: ZONES[(index - 1) % ZONES.len()],
+            zone: zones[(index - 1) % zones.len()].clone(),
             child: None,
             config: None,
         });

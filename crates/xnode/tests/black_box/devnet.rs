@@ -107,3 +107,35 @@ fn devnet_starts_obeys_fault_drills_and_stops_cleanly() {
         );
     }
 }
+
+/// A zone name no node would take is refused before any node starts, saying which flag.
+#[test]
+fn devnet_refuses_a_zone_name_nodes_cannot_take() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("devnet");
+    let output = Command::new(xnode())
+        .args([
+            "devnet",
+            "--nodes",
+            "1",
+            "--api-port",
+            "0",
+            "--p2p-port",
+            "0",
+        ])
+        .args([
+            "--zones",
+            "zone-a,two words",
+            "--dir",
+            dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--zones") && stderr.contains("two words"),
+        "{stderr}"
+    );
+    assert!(!dir.join("node-1").exists(), "a node was set up anyway");
+}
