@@ -3,7 +3,8 @@
 Called by scripts/s3-conformance.sh (which prepares the virtualenv and the binary) and by
 the `s3_conformance` test of crates/xnode. Steps:
 
-1. `xnode devnet --nodes 3` on free ports, with relaxed failure-detector timings (the
+1. `xnode devnet --nodes 3 --zones xnode-devnet` (one region of three nodes, the suite's
+   `api_name`) on free ports, with relaxed failure-detector timings (the
    suite is about S3, not about a busy debug build's probes);
 2. three tenants, as the suite wants: main (the devnet's own tenant and S3 key), alt and
    tenant (new tenant keys, each with an S3 key registered on every node);
@@ -30,6 +31,11 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 SUITE_FILE = "s3tests/functional/test_s3.py"
 TOTAL_ITEMS = 835
+# Every devnet node runs in this one zone, so the region holds all three nodes and a
+# bucket pinned to it (`LocationConstraint`, the suite's `api_name`) keeps its three
+# copies there. The default devnet puts each node in a zone of its own, where no pin of
+# three copies can be met.
+REGION = "xnode-devnet"
 
 # A lifecycle "day" of 10 s, the suite's default `lc_debug_interval` (the suite waits a
 # few such days for rules to act), as RGW's `rgw_lc_debug_interval` does. Server access
@@ -61,7 +67,7 @@ class Devnet:
         env = dict(os.environ, XNODE_CONFIG=config)
         self.proc = subprocess.Popen(
             [xnode, "devnet", "--nodes", str(nodes), "--api-port", "0", "--p2p-port", "0",
-             "--dir", self.dir],
+             "--zones", REGION, "--dir", self.dir],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             env=env, text=True,
         )
@@ -138,7 +144,7 @@ def write_conf(path, endpoint, main, alt, tenant, kms_keys):
         "[fixtures]\nbucket prefix = xnt-{random}-\niam name prefix = s3-tests-\n"
         "iam path prefix = /s3-tests/\n\n"
         + section("s3 main", main, "tenant-a@example.com",
-                  f"api_name =\nkms_keyid = {kms_keys[0]}\nkms_keyid2 = {kms_keys[1]}\n")
+                  f"api_name = {REGION}\nkms_keyid = {kms_keys[0]}\nkms_keyid2 = {kms_keys[1]}\n")
         + section("s3 alt", alt, "tenant-b@example.com")
         + section("s3 tenant", tenant, "tenant-c@example.com", "tenant = testx\n")
         # Xnode has no IAM: these point at the main tenant's key so the file parses.
