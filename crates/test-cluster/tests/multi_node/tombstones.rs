@@ -197,6 +197,51 @@ async fn tombstones_every_holder_confirmed_are_collected_and_the_keys_stay_delet
     c.shutdown().await;
 }
 
+/// A replica that missed the delete still holds the old version. Dropping the tombstone
+/// from the others alone would let that version come back; the collection first gives
+/// it the tombstone, so the key stays deleted everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_holder_that_missed_the_delete_gets_the_tombstone_before_anything_is_dropped() {
+    let mut c = cluster(Duration::ZERO).await;
+    let tenant = Tenant::new();
+    write_and_delete(&c, &tenant, &["missed"], &[]).await;
+    let old = c
+        .node(2)
+        .storage()
+        .local_meta(&path(&tenant, "missed"))
+        .await
+        .unwrap()
+        .unwrap();
+    c.crash(2).await;
+    c.node(0)
+        .storage()
+        .delete_object(&tenant.id(), BUCKET, "missed")
+        .await
+        .unwrap();
+    c.restart(2).await;
+    c.wait_converged(Duration::from_secs(10)).await;
+    // Repair runs hourly here, so node 2 still holds the version the delete replaced.
+    assert_eq!(
+        c.node(2)
+            .storage()
+            .local_meta(&path(&tenant, "missed"))
+            .await
+            .unwrap(),
+        Some(old)
+    );
+
+    let round = c.node(0).storage().collect_tombstones().await.unwrap();
+    assert_eq!((round.candidates, round.collected), (1, 1), "{round:?}");
+    assert_eq!(holders_of(&c, &tenant, "missed").await, 0);
+    for i in 0..3 {
+        assert!(matches!(
+            c.get(i, &tenant, BUCKET, "missed", None).await,
+            Err(StorageError::NoSuchKey(_))
+        ));
+    }
+    c.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_peer_cannot_make_a_node_drop_a_young_or_different_tombstone() {
     // A grace no tombstone of this test reaches.
