@@ -36,6 +36,7 @@ pub mod repair;
 mod replicas;
 mod rpc;
 mod seals;
+pub mod tombstones;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -125,6 +126,13 @@ pub struct StorageConfig {
     /// a round that would read more (a peer answering with endless pages) stops and
     /// removes nothing. It bounds the round's memory (about 50 bytes per entry).
     pub gc_max_scan_entries: u64,
+    /// How old a delete's tombstone (by its version's clock) must be before garbage
+    /// collection may remove it from the metadata table, once every metadata holder
+    /// confirmed holding it (see [`tombstones`]). It bounds how long a write may be in
+    /// flight, or a replica out of reach, and still be outranked by the delete: an older
+    /// version that arrives after its tombstone was collected would come back.
+    #[serde(with = "xnode_types::duration_text")]
+    pub tombstone_grace: Duration,
     /// Bytes the replica writes that go on after a write's quorum acknowledged it may hold
     /// on this node at once; beyond it, the extra copies are left to repair.
     pub background_copy_bytes: u64,
@@ -186,6 +194,7 @@ impl Default for StorageConfig {
             gc_trash_retention: Duration::from_secs(7 * 24 * 3600),
             gc_silent_holder_after: Duration::from_secs(2 * 24 * 3600),
             gc_max_scan_entries: 2_000_000,
+            tombstone_grace: Duration::from_secs(24 * 3600),
             background_copy_bytes: 64 * 1024 * 1024,
             audit_enabled: true,
             audit_detect_loss_ppm: 10_000,
@@ -279,6 +288,8 @@ pub struct StorageHealth {
     pub repairs_done: u64,
     /// Unreferenced chunks removed by garbage collection.
     pub gc_removed_chunks: u64,
+    /// Delete tombstones garbage collection removed from this node's metadata table.
+    pub gc_removed_tombstones: u64,
     /// Unix ms of the last completed repair scan (anti-entropy round).
     pub last_repair_scan_ms: Option<u64>,
     /// Anti-entropy rounds run, and checks that found nothing changed and skipped one.
@@ -341,6 +352,9 @@ pub struct Storage {
     pub(crate) metering: Arc<xnode_metering::Metering>,
     /// When stored byte-hours were last sampled.
     pub(crate) sample_clock: metered::SampleClock,
+    /// Where the next tombstone-collection round resumes its walk of the local metadata
+    /// table (the last storage key read; empty: from the start).
+    pub(crate) tombstone_cursor: std::sync::Mutex<Vec<u8>>,
 }
 
 /// What a node under fault injection does instead of its honest answer to a peer.
@@ -429,6 +443,7 @@ impl Storage {
             usage: Default::default(),
             metering,
             sample_clock: Default::default(),
+            tombstone_cursor: Default::default(),
         }
     }
 

@@ -19,6 +19,8 @@ pub const MAX_LIST_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 pub const MAX_DIGEST_BUCKETS: usize = 4096;
 /// Most entries one `PutMetaMany` request carries.
 pub const MAX_PUT_META_MANY: usize = 256;
+/// Most tombstones one `DropTombstones` request names.
+pub const MAX_DROP_TOMBSTONES: usize = 256;
 /// Most partitions one `ChunkDigests` request names.
 pub const MAX_CHUNK_PARTITIONS: usize = 256;
 /// Most audit results a node keeps, and serves, per epoch (about 300 bytes each).
@@ -160,6 +162,16 @@ pub enum StoreRequest {
         from: u64,
         max_bytes: u32,
     },
+    /// Tombstone collection, second phase (version 9): remove each of these tombstones
+    /// from the receiver's metadata table if it is exactly the entry held there ("delete
+    /// if equal"), is older than the receiver's own `tombstone_grace` by its clock, and is
+    /// a tombstone garbage collection may remove at all (see `tombstones`). At most
+    /// [`MAX_DROP_TOMBSTONES`]. Answered by `TombstonesDropped`. The sender first made
+    /// every metadata holder hold them (`PutMetaMany`); the receiver does not check that,
+    /// only what it can see for itself.
+    DropTombstones {
+        tombstones: Vec<ObjectMeta>,
+    },
 }
 
 /// Most bytes of sealed chunks one forwarded read answer carries, whatever was asked.
@@ -247,6 +259,9 @@ pub enum StoreResponse {
     MetaMergedIf(ConditionalMerge),
     /// The answer to `ForwardedRead` (version 7).
     Forwarded(ForwardedAnswer),
+    /// The answer to `DropTombstones` (version 8): per tombstone, in the order asked,
+    /// whether the receiver removed it now.
+    TombstonesDropped(Vec<bool>),
 }
 
 /// What a coordinator did with a conditional write.
@@ -283,12 +298,13 @@ impl Versioned for StoreRequest {
     // appended the anti-entropy requests, version 5 the audit requests, `MetaRange` and the
     // conditional writes; version 6 sealed object metadata (entries carry a seal) and
     // appended `CommitSealedMeta`; version 7 appended `GetTenantChunk`, version 8
-    // `ForwardedRead`.
-    const VERSION: u8 = 8;
+    // `ForwardedRead`, version 9 `DropTombstones`.
+    const VERSION: u8 = 9;
 
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
-        if version == 6 || version == 7 {
-            // Versions 7 and 8 only appended variants: a version-6 or 7 body decodes as it is.
+        if (6..=8).contains(&version) {
+            // Versions 7 to 9 only appended variants: a version-6 to 8 body decodes as it
+            // is.
             return xnode_wire::decode_body::<Self, _>(body);
         }
         if (3..=5).contains(&version) {
@@ -387,17 +403,17 @@ impl Versioned for StoreResponse {
     // Version 2 added `MetaMerged`, version 3 `MetaPage`, version 4 `Digests` and
     // `MetaMergedMany`, version 5 the audit answers, `MetaRange`, `Committed` and
     // `MetaMergedIf`; version 6 sealed the entries answers carry; version 7 appended
-    // `Forwarded`.
-    const VERSION: u8 = 7;
+    // `Forwarded`, version 8 `TombstonesDropped`.
+    const VERSION: u8 = 8;
 
     /// Versions before 6 only appended variants, so an older body decodes as the current
-    /// type, with its entries in the unsealed layout; version 7 only appended one, so a
-    /// version-6 body decodes as it is.
+    /// type, with its entries in the unsealed layout; versions 7 and 8 only appended one
+    /// each, so a version-6 or 7 body decodes as it is.
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
         if version == 0 {
             return Err(xnode_wire::unsupported::<Self>(version));
         }
-        if version == 6 {
+        if version == 6 || version == 7 {
             return xnode_wire::decode_body::<Self, _>(body);
         }
         xnode_store::decode_unsealed_layout(|| xnode_wire::decode_body::<Self, _>(body))
@@ -451,7 +467,7 @@ mod tests {
             },
         };
         let bytes = xnode_wire::encode(&request).unwrap();
-        assert_eq!(bytes[1], 8, "the format version is carried");
+        assert_eq!(bytes[1], 9, "the format version is carried");
         match xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap() {
             StoreRequest::CommitMeta {
                 path: got,
@@ -466,7 +482,7 @@ mod tests {
         }
         // A version this node does not know yet is refused, not guessed at.
         let mut future = xnode_wire::encode(&request).unwrap();
-        future[1] = 9;
+        future[1] = 10;
         assert!(xnode_wire::decode::<StoreRequest>(&future, MAX_STORE_MESSAGE).is_err());
     }
 
@@ -494,7 +510,7 @@ mod tests {
             max_bytes: MAX_FORWARDED_BYTES,
         };
         let bytes = xnode_wire::encode(&request).unwrap();
-        assert_eq!(bytes[1], 8, "the format version is carried");
+        assert_eq!(bytes[1], 9, "the format version is carried");
         assert!(matches!(
             xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap(),
             StoreRequest::ForwardedRead { path: p, from: 5, max_bytes }
@@ -510,7 +526,7 @@ mod tests {
             }],
         });
         let bytes = xnode_wire::encode(&answer).unwrap();
-        assert_eq!(bytes[1], 7);
+        assert_eq!(bytes[1], 8);
         match xnode_wire::decode::<StoreResponse>(&bytes, MAX_STORE_MESSAGE).unwrap() {
             StoreResponse::Forwarded(a) => {
                 assert_eq!(a.manifest.as_deref(), Some(&b"m"[..]));
@@ -554,6 +570,47 @@ mod tests {
             StoreResponse::Meta(Some(meta)) => assert!(meta.seal.is_none()),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn tombstone_drops_round_trip_and_version_8_requests_and_7_answers_still_decode() {
+        let path = ObjectPath::new(PublicKeyBytes([7; 32]), "bucket", "key").unwrap();
+        let tombstone = ObjectMeta {
+            path,
+            version: Hlc::new(1000, 0),
+            writer: xnode_types::SecretKey::generate().node_id(),
+            info: None,
+            seal: None,
+        };
+        let request = StoreRequest::DropTombstones {
+            tombstones: vec![tombstone.clone()],
+        };
+        let bytes = xnode_wire::encode(&request).unwrap();
+        assert_eq!(bytes[1], 9, "the format version is carried");
+        match xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap() {
+            StoreRequest::DropTombstones { tombstones } => assert_eq!(tombstones, [tombstone]),
+            other => panic!("{other:?}"),
+        }
+        let answer = xnode_wire::encode(&StoreResponse::TombstonesDropped(vec![true])).unwrap();
+        assert_eq!(answer[1], 8);
+        assert!(matches!(
+            xnode_wire::decode::<StoreResponse>(&answer, MAX_STORE_MESSAGE).unwrap(),
+            StoreResponse::TombstonesDropped(d) if d == [true]
+        ));
+        // What a node one version behind sends still decodes.
+        let id = ChunkId::of(b"x");
+        let mut old = vec![kinds::STORE_REQUEST, 8];
+        old.extend(postcard::to_stdvec(&StoreRequest::GetChunk { id }).unwrap());
+        assert!(matches!(
+            xnode_wire::decode::<StoreRequest>(&old, MAX_STORE_MESSAGE).unwrap(),
+            StoreRequest::GetChunk { id: got } if got == id
+        ));
+        let mut old = vec![kinds::STORE_RESPONSE, 7];
+        old.extend(postcard::to_stdvec(&StoreResponse::Chunk(Some(b"x".to_vec()))).unwrap());
+        assert!(matches!(
+            xnode_wire::decode::<StoreResponse>(&old, MAX_STORE_MESSAGE).unwrap(),
+            StoreResponse::Chunk(Some(data)) if data == b"x"
+        ));
     }
 
     #[test]

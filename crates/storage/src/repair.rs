@@ -254,7 +254,8 @@ impl Worker for Scrubber {
 impl Storage {
     /// The storage workers: `storage-repair` (an anti-entropy round when something
     /// changed, checked every `repair_interval`),
-    /// `storage-gc` (garbage collection every `gc_interval`, first after one interval) and
+    /// `storage-gc` (garbage collection of chunks, then of delete tombstones, every
+    /// `gc_interval`, first after one interval) and
     /// `storage-scrub`. The `rpc:store` server comes from [`Storage::serve`].
     pub fn workers(self: &Arc<Self>) -> Vec<Box<dyn Worker>> {
         let s = self.clone();
@@ -284,20 +285,39 @@ impl Storage {
                 async move {
                     // A skipped round is the safe outcome of an incomplete view (a storage
                     // node is down), not a failure.
-                    match s.collect_garbage().await {
-                        Ok(0) => Ok(0),
+                    let chunks = match s.collect_garbage().await {
+                        Ok(0) => 0,
                         Ok(n) => {
                             tracing::info!(
                                 removed = n,
                                 "garbage collection removed unreferenced chunks"
                             );
-                            Ok(n)
+                            n
                         }
                         Err(e) => {
                             tracing::info!(reason = %e, "garbage collection skipped");
-                            Ok(0)
+                            0
                         }
-                    }
+                    };
+                    // Tombstones are collected on their own proof (every holder confirms
+                    // each one), so a chunk round that stopped does not hold them up.
+                    let tombstones = match s.collect_tombstones().await {
+                        Ok(round) => {
+                            if round.collected > 0 {
+                                tracing::info!(
+                                    collected = round.collected,
+                                    candidates = round.candidates,
+                                    "garbage collection removed delete tombstones every metadata holder confirmed"
+                                );
+                            }
+                            round.collected
+                        }
+                        Err(e) => {
+                            tracing::info!(reason = %e, "tombstone collection skipped");
+                            0
+                        }
+                    };
+                    Ok(chunks.saturating_add(tombstones))
                 }
             },
         );

@@ -8,8 +8,8 @@ use xnode_mesh::{Handler, MeshError, RpcError, RpcErrorCode, Server, Service};
 use xnode_types::{NodeId, unix_ms};
 
 use crate::proto::{
-    MAX_CHUNK_PARTITIONS, MAX_DIGEST_BUCKETS, MAX_LIST_ANSWER_BYTES, MAX_LIST_LIMIT,
-    MAX_PUT_META_MANY, MAX_STORE_MESSAGE, StoreRequest, StoreResponse,
+    MAX_CHUNK_PARTITIONS, MAX_DIGEST_BUCKETS, MAX_DROP_TOMBSTONES, MAX_LIST_ANSWER_BYTES,
+    MAX_LIST_LIMIT, MAX_PUT_META_MANY, MAX_STORE_MESSAGE, StoreRequest, StoreResponse,
 };
 use crate::{MAX_VERSION_AHEAD_MS, ServeFault, Storage, StorageError, blocking};
 
@@ -344,6 +344,16 @@ impl Storage {
                     entries: page.entries,
                     truncated: page.truncated,
                 })
+            }
+            StoreRequest::DropTombstones { tombstones } => {
+                if tombstones.len() > MAX_DROP_TOMBSTONES {
+                    return Err(StorageError::BadRequest(format!(
+                        "at most {MAX_DROP_TOMBSTONES} tombstones per request"
+                    )));
+                }
+                Ok(StoreResponse::TombstonesDropped(
+                    self.drop_tombstones(tombstones).await?,
+                ))
             }
             StoreRequest::ScanMeta { after, limit } => {
                 let store = self.meta.clone();

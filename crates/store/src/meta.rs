@@ -447,6 +447,57 @@ impl MetaStore {
         Ok(ConditionalMerge::Merged(MergeOutcome::Stored))
     }
 
+    /// Removes the tombstone `expected` if, and only if, it is exactly the entry held for
+    /// its path: the second phase of tombstone collection ("delete if still equal"). An
+    /// entry that changed since the collector confirmed it (a newer write, or another
+    /// tombstone) stays, so a delete decided on a stale view can never remove a newer
+    /// write. Live entries are never removed here. Returns whether the entry was removed.
+    pub fn remove_tombstone_if_equal(&self, expected: &ObjectMeta) -> Result<bool, StoreError> {
+        if !expected.is_tombstone() {
+            return Ok(false);
+        }
+        expected.path.validate()?;
+        let key = expected.path.storage_key();
+        let _guard = self
+            .merge_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(current) = self.db.get(TABLE, &key)? else {
+            return Ok(false);
+        };
+        match decode_entry(&key, &current) {
+            Some(held) if held == *expected => {}
+            _ => return Ok(false),
+        }
+        self.db.delete(TABLE, &key)?;
+        // Anti-entropy compares the generation to tell whether anything changed since its
+        // last clean round; a removal changes this replica's digests, so it counts.
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Still under the merge lock, so the digest moves in the same order as the table.
+        let mut guard = lock_digests(&self.digests);
+        if let Some(digests) = guard.as_mut() {
+            let bucket = (expected.path.tenant, expected.path.bucket.clone());
+            match entry_hash(expected) {
+                Ok(hash) => {
+                    let now_empty = digests.get_mut(&bucket).is_some_and(|digest| {
+                        digest.toggle(&hash);
+                        digest.is_empty()
+                    });
+                    // A rebuild lists only buckets with entries; a bucket whose last entry
+                    // went must vanish here too, or this replica would keep offering an
+                    // all-zero digest for it and its peers would keep answering.
+                    if now_empty {
+                        digests.remove(&bucket);
+                    }
+                }
+                // As in a merge: a digest that cannot be updated is rebuilt from the table.
+                Err(_) => *guard = None,
+            }
+        }
+        Ok(true)
+    }
+
     /// A number that changes whenever an entry is stored (it starts again at zero on
     /// restart).
     pub fn generation(&self) -> u64 {

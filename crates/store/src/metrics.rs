@@ -62,6 +62,8 @@ pub struct StoreMetrics {
     pub audits_failed: Counter,
     /// Audit challenges this node answered for peers.
     pub audits_answered: Counter,
+    /// Delete tombstones garbage collection removed from this node's metadata table.
+    pub tombstones_collected: Counter,
 }
 
 impl StoreMetrics {
@@ -112,6 +114,11 @@ impl StoreMetrics {
             "scrubbed_bytes",
             "Bytes re-hashed by the scrubber",
             m.scrubbed_bytes.clone(),
+        );
+        r.register(
+            "tombstones_collected",
+            "Delete tombstones garbage collection removed from this node's metadata table once every metadata holder confirmed them",
+            m.tombstones_collected.clone(),
         );
         r.register(
             "repairs",

@@ -32,4 +32,5 @@ mod s3_logging;
 mod settlement;
 mod storage;
 mod storage_http;
+mod tombstones;
 mod workers;

@@ -1,0 +1,307 @@
+//! Tombstone collection across real nodes: deletes' tombstones go once every metadata
+//! holder confirmed them, never before, and a peer cannot make a node drop one early.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use xnode_storage::proto::{BucketRef, StoreRequest, StoreResponse};
+use xnode_storage::{ServeFault, StorageError};
+use xnode_store::entropy::SetDigest;
+use xnode_store::{ObjectMeta, ObjectPath};
+use xnode_test_cluster::{Cluster, Tenant};
+use xnode_types::Hlc;
+
+const BUCKET: &str = "tombs";
+
+/// Three nodes that collect tombstones with the grace given. Repair and garbage
+/// collection run only when a test asks, so no background round moves entries between
+/// the replicas while a test compares them.
+async fn cluster(grace: Duration) -> Cluster {
+    Cluster::start_with(3, move |cfg| {
+        cfg.storage.chunk_size = 64 * 1024;
+        cfg.storage.tombstone_grace = grace;
+        cfg.storage.repair_interval = Duration::from_secs(3600);
+        cfg.storage.gc_interval = Duration::from_secs(3600);
+    })
+    .await
+}
+
+fn path(tenant: &Tenant, key: &str) -> ObjectPath {
+    ObjectPath::new(tenant.id(), BUCKET, key).unwrap()
+}
+
+/// Writes `live` and `deleted` keys through node 0, deletes the `deleted` ones, and waits
+/// until every node holds every entry (a write or delete is acknowledged by a quorum; the
+/// last replica gets it just after). Returns the tombstones.
+async fn write_and_delete(
+    c: &Cluster,
+    tenant: &Tenant,
+    live: &[&str],
+    deleted: &[&str],
+) -> Vec<ObjectMeta> {
+    c.create_bucket(0, tenant, BUCKET).await;
+    for key in live.iter().chain(deleted) {
+        c.put(0, tenant, BUCKET, key, key.as_bytes()).await.unwrap();
+    }
+    for key in deleted {
+        c.node(0)
+            .storage()
+            .delete_object(&tenant.id(), BUCKET, key)
+            .await
+            .unwrap();
+    }
+    let mut tombstones = Vec::new();
+    for key in live.iter().chain(deleted) {
+        let started = std::time::Instant::now();
+        let tombstone = deleted.contains(key);
+        loop {
+            let mut held = Vec::new();
+            for i in 0..3 {
+                held.push(
+                    c.node(i)
+                        .storage()
+                        .local_meta(&path(tenant, key))
+                        .await
+                        .unwrap(),
+                );
+            }
+            if held
+                .iter()
+                .all(|m| m.as_ref().is_some_and(|m| m.is_tombstone() == tombstone))
+                && held.windows(2).all(|w| w[0] == w[1])
+            {
+                if tombstone {
+                    tombstones.push(held.remove(0).unwrap());
+                }
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the last write of {key} did not reach every replica"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    tombstones
+}
+
+/// The bucket digest each node holds, asked of it over the mesh.
+async fn digests(c: &Cluster, tenant: &Tenant) -> Vec<SetDigest> {
+    let mut out = Vec::new();
+    for i in 0..3 {
+        let request = StoreRequest::MetaDigests {
+            buckets: vec![(
+                BucketRef {
+                    tenant: tenant.id(),
+                    name: BUCKET.into(),
+                },
+                SetDigest::default(),
+            )],
+        };
+        match c.raw_store_request((i + 1) % 3, c.id(i), &request).await {
+            Ok(StoreResponse::Digests(d)) => out.push(d[0]),
+            other => panic!("node {i} answered {other:?}"),
+        }
+    }
+    out
+}
+
+async fn holders_of(c: &Cluster, tenant: &Tenant, key: &str) -> usize {
+    let mut n = 0;
+    for i in 0..3 {
+        if c.node(i)
+            .storage()
+            .local_meta(&path(tenant, key))
+            .await
+            .unwrap()
+            .is_some()
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tombstones_every_holder_confirmed_are_collected_and_the_keys_stay_deleted() {
+    let c = cluster(Duration::ZERO).await;
+    let tenant = Tenant::new();
+    let live = ["live-a", "live-b", "live-c"];
+    let deleted = ["gone-a", "gone-b", "gone-c", "gone-d"];
+    let tombstones = write_and_delete(&c, &tenant, &live, &deleted).await;
+
+    // A holder that fails to confirm (an error, or refusing the tombstones) stops the
+    // round for them: nothing is dropped anywhere.
+    for refusal in [
+        StoreResponse::Error("busy".into()),
+        StoreResponse::MetaMergedMany(vec![None; deleted.len()]),
+    ] {
+        c.node(2).storage().set_serve_tamper(Some(Arc::new(
+            move |request, honest| match request {
+                StoreRequest::PutMetaMany { .. } => ServeFault::Answer(refusal.clone()),
+                _ => ServeFault::Answer(honest),
+            },
+        )));
+        let round = c.node(0).storage().collect_tombstones().await.unwrap();
+        assert_eq!(round.candidates, deleted.len() as u64);
+        assert_eq!((round.confirmed, round.collected), (0, 0));
+        for key in deleted {
+            assert_eq!(holders_of(&c, &tenant, key).await, 3, "{key} was dropped");
+        }
+    }
+    c.node(2).storage().set_serve_tamper(None);
+
+    // Every holder answers: the tombstones go from every replica, the live keys stay.
+    let before = digests(&c, &tenant).await;
+    let round = c.node(0).storage().collect_tombstones().await.unwrap();
+    assert_eq!(round.collected, deleted.len() as u64, "{round:?}");
+    for key in deleted {
+        assert_eq!(holders_of(&c, &tenant, key).await, 0, "{key} is still held");
+    }
+    for key in live {
+        assert_eq!(holders_of(&c, &tenant, key).await, 3, "{key} went");
+    }
+    for i in 0..3 {
+        let health = c.node(i).storage().health();
+        assert_eq!(health.gc_removed_tombstones, deleted.len() as u64);
+    }
+    // The digests moved by the same removals on every replica and agree.
+    let after = digests(&c, &tenant).await;
+    assert!(after.windows(2).all(|w| w[0] == w[1]), "{after:?}");
+    assert_ne!(after, before);
+    // Nothing comes back: reads find no object, listings show only the live keys.
+    for key in deleted {
+        assert!(matches!(
+            c.get(1, &tenant, BUCKET, key, None).await,
+            Err(StorageError::NoSuchKey(_))
+        ));
+    }
+    let listed: Vec<String> = c
+        .node(2)
+        .storage()
+        .list_objects(&tenant.id(), BUCKET, "", None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.path.key)
+        .collect();
+    assert_eq!(listed, live);
+    // A drop of what is gone changes nothing, and a second round has nothing to do.
+    let request = StoreRequest::DropTombstones { tombstones };
+    assert!(matches!(
+        c.raw_store_request(1, c.id(0), &request).await,
+        Ok(StoreResponse::TombstonesDropped(d)) if d.iter().all(|d| !d)
+    ));
+    let again = c.node(1).storage().collect_tombstones().await.unwrap();
+    assert_eq!(again.candidates, 0);
+    c.shutdown().await;
+}
+
+/// A replica that missed the delete still holds the old version. Dropping the tombstone
+/// from the others alone would let that version come back; the collection first gives
+/// it the tombstone, so the key stays deleted everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_holder_that_missed_the_delete_gets_the_tombstone_before_anything_is_dropped() {
+    let mut c = cluster(Duration::ZERO).await;
+    let tenant = Tenant::new();
+    write_and_delete(&c, &tenant, &["missed"], &[]).await;
+    let old = c
+        .node(2)
+        .storage()
+        .local_meta(&path(&tenant, "missed"))
+        .await
+        .unwrap()
+        .unwrap();
+    c.crash(2).await;
+    c.node(0)
+        .storage()
+        .delete_object(&tenant.id(), BUCKET, "missed")
+        .await
+        .unwrap();
+    c.restart(2).await;
+    c.wait_converged(Duration::from_secs(10)).await;
+    // Repair runs hourly here, so node 2 still holds the version the delete replaced.
+    assert_eq!(
+        c.node(2)
+            .storage()
+            .local_meta(&path(&tenant, "missed"))
+            .await
+            .unwrap(),
+        Some(old)
+    );
+
+    let round = c.node(0).storage().collect_tombstones().await.unwrap();
+    assert_eq!((round.candidates, round.collected), (1, 1), "{round:?}");
+    assert_eq!(holders_of(&c, &tenant, "missed").await, 0);
+    for i in 0..3 {
+        assert!(matches!(
+            c.get(i, &tenant, BUCKET, "missed", None).await,
+            Err(StorageError::NoSuchKey(_))
+        ));
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_cannot_make_a_node_drop_a_young_or_different_tombstone() {
+    // A grace no tombstone of this test reaches.
+    let c = cluster(Duration::from_secs(3600)).await;
+    let tenant = Tenant::new();
+    let tombstones = write_and_delete(&c, &tenant, &["live"], &["young"]).await;
+    let young = tombstones[0].clone();
+
+    // The exact tombstone held, but younger than the grace by the receiver's clock: kept.
+    let drop = |t: ObjectMeta| StoreRequest::DropTombstones {
+        tombstones: vec![t],
+    };
+    match c.raw_store_request(1, c.id(0), &drop(young.clone())).await {
+        Ok(StoreResponse::TombstonesDropped(d)) => assert_eq!(d, [false]),
+        other => panic!("{other:?}"),
+    }
+    // The collector itself finds nothing old enough.
+    let round = c.node(0).storage().collect_tombstones().await.unwrap();
+    assert_eq!(round.candidates, 0);
+
+    // Tombstones old enough by their clock but not the entry held: the live key, and
+    // the deleted key at another version. Both kept.
+    let old = Hlc::new(1, 0);
+    let live_meta = c
+        .node(0)
+        .storage()
+        .local_meta(&path(&tenant, "live"))
+        .await
+        .unwrap()
+        .unwrap();
+    for forged in [
+        ObjectMeta {
+            version: old,
+            info: None,
+            ..live_meta
+        },
+        ObjectMeta {
+            version: old,
+            ..young.clone()
+        },
+    ] {
+        match c.raw_store_request(1, c.id(0), &drop(forged)).await {
+            Ok(StoreResponse::TombstonesDropped(d)) => assert_eq!(d, [false]),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(holders_of(&c, &tenant, "young").await, 3);
+    assert_eq!(holders_of(&c, &tenant, "live").await, 3);
+    assert_eq!(
+        c.node(0).storage().local_meta(&young.path).await.unwrap(),
+        Some(young)
+    );
+    assert_eq!(c.node(0).storage().health().gc_removed_tombstones, 0);
+    // More than a request may carry is refused outright.
+    let many = StoreRequest::DropTombstones {
+        tombstones: vec![tombstones[0].clone(); xnode_storage::proto::MAX_DROP_TOMBSTONES + 1],
+    };
+    assert!(matches!(
+        c.raw_store_request(1, c.id(0), &many).await,
+        Ok(StoreResponse::Error(_))
+    ));
+    c.shutdown().await;
+}
