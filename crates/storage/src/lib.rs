@@ -133,6 +133,12 @@ pub struct StorageConfig {
     /// version that arrives after its tombstone was collected would come back.
     #[serde(with = "xnode_types::duration_text")]
     pub tombstone_grace: Duration,
+    /// Whether this node collects tombstones and removes them when a peer asks (off by
+    /// default). Collection trusts every metadata holder's confirmation: a holder that
+    /// confirms a tombstone while keeping an older version of its key can bring the
+    /// deleted object back once the tombstone is gone everywhere. Turn it on where the
+    /// metadata holders are trusted (an allowlist of known operators); see SECURITY.md.
+    pub collect_tombstones: bool,
     /// Bytes the replica writes that go on after a write's quorum acknowledged it may hold
     /// on this node at once; beyond it, the extra copies are left to repair.
     pub background_copy_bytes: u64,
@@ -195,6 +201,7 @@ impl Default for StorageConfig {
             gc_silent_holder_after: Duration::from_secs(2 * 24 * 3600),
             gc_max_scan_entries: 2_000_000,
             tombstone_grace: Duration::from_secs(24 * 3600),
+            collect_tombstones: false,
             background_copy_bytes: 64 * 1024 * 1024,
             audit_enabled: true,
             audit_detect_loss_ppm: 10_000,

@@ -27,6 +27,12 @@
 //! was collected everywhere: a write in flight or a holder out of reach for longer than
 //! the grace (Cassandra's `gc_grace_seconds` has the same meaning).
 //!
+//! Collection is off unless `storage.collect_tombstones` is set, and a node with it off
+//! also refuses every drop a peer asks for. The two phases trust each holder's
+//! confirmation: a holder that confirms a tombstone while keeping an older version of its
+//! key, and offers that version again once the tombstone is gone everywhere, brings the
+//! deleted object back. That is safe only where metadata holders are trusted.
+//!
 //! Only tombstones of client keys in buckets that are not versioned are collected. In a
 //! versioned bucket, versions and delete markers are internal objects the user lists
 //! (`ListObjectVersions`), and every internal object (multipart state, versions) is left
@@ -78,7 +84,8 @@ impl Storage {
     /// decide by it, each with its own clock and registry.
     pub(crate) fn tombstone_collectable(&self, meta: &ObjectMeta, now_ms: u64) -> bool {
         let grace_ms = u64::try_from(self.config.tombstone_grace.as_millis()).unwrap_or(u64::MAX);
-        meta.is_tombstone()
+        self.config.collect_tombstones
+            && meta.is_tombstone()
             && !meta.path.is_internal()
             && now_ms.saturating_sub(meta.version.wall_ms) >= grace_ms
             // A version dated ahead of this clock is not old, whatever the grace.
@@ -89,6 +96,9 @@ impl Storage {
     /// One tombstone-collection round (see the module documentation). Returns what it
     /// did; an error only for a failure of this node's own table.
     pub async fn collect_tombstones(self: &Arc<Self>) -> Result<TombstoneRound, StorageError> {
+        if !self.config.collect_tombstones {
+            return Ok(TombstoneRound::default());
+        }
         let candidates = self.tombstone_candidates().await?;
         let mut round = TombstoneRound {
             candidates: u64::try_from(candidates.len()).unwrap_or(u64::MAX),

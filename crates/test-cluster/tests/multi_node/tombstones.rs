@@ -17,9 +17,15 @@ const BUCKET: &str = "tombs";
 /// collection run only when a test asks, so no background round moves entries between
 /// the replicas while a test compares them.
 async fn cluster(grace: Duration) -> Cluster {
+    cluster_collecting(grace, true).await
+}
+
+/// Three nodes that collect tombstones (or not) with the grace given.
+async fn cluster_collecting(grace: Duration, collect: bool) -> Cluster {
     Cluster::start_with(3, move |cfg| {
         cfg.storage.chunk_size = 64 * 1024;
         cfg.storage.tombstone_grace = grace;
+        cfg.storage.collect_tombstones = collect;
         cfg.storage.repair_interval = Duration::from_secs(3600);
         cfg.storage.gc_interval = Duration::from_secs(3600);
     })
@@ -304,4 +310,24 @@ async fn a_peer_cannot_make_a_node_drop_a_young_or_different_tombstone() {
         Ok(StoreResponse::Error(_))
     ));
     c.shutdown().await;
+}
+
+/// Collection is off by default, and a node with it off removes nothing, even the exact,
+/// old tombstone it holds when a peer asks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_does_not_collect_tombstones_keeps_them_whoever_asks() {
+    assert!(!xnode_storage::StorageConfig::default().collect_tombstones);
+    let c = cluster_collecting(Duration::ZERO, false).await;
+    let tenant = Tenant::new();
+    let tombstones = write_and_delete(&c, &tenant, &[], &["gone"]).await;
+    let request = StoreRequest::DropTombstones {
+        tombstones: tombstones.clone(),
+    };
+    match c.raw_store_request(1, c.id(0), &request).await {
+        Ok(StoreResponse::TombstonesDropped(d)) => assert_eq!(d, [false]),
+        other => panic!("{other:?}"),
+    }
+    let round = c.node(0).storage().collect_tombstones().await.unwrap();
+    assert_eq!(round, xnode_storage::tombstones::TombstoneRound::default());
+    assert_eq!(holders_of(&c, &tenant, "gone").await, 3);
 }
