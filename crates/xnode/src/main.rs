@@ -21,6 +21,12 @@ mod top;
 
 use clap::Parser;
 
+/// mimalloc instead of glibc's malloc: a function call allocates and frees many small
+/// buffers on several threads, where glibc's arenas spent about a sixth of the node's
+/// time (measured with both allocators against `wasmtime serve`, BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     end_quietly_on_a_closed_stdout();
     let cli = cli::Cli::parse();
