@@ -99,6 +99,9 @@ pub struct HealthView {
     pub repairs_done: u64,
     /// Unreferenced chunks removed by garbage collection on this node.
     pub gc_removed_chunks: u64,
+    /// Delete tombstones removed from this node's metadata table by tombstone collection
+    /// (`storage.collect_tombstones`; always 0 where it is off).
+    pub gc_removed_tombstones: u64,
     pub last_repair_scan_ms: Option<u64>,
     /// Anti-entropy rounds run, and checks that skipped one because nothing changed.
     pub anti_entropy_rounds: u64,
@@ -125,6 +128,7 @@ pub(crate) async fn health(State(node): State<Node>) -> Json<HealthView> {
         repairs_in_progress: h.repairs_in_progress,
         repairs_done: h.repairs_done,
         gc_removed_chunks: h.gc_removed_chunks,
+        gc_removed_tombstones: h.gc_removed_tombstones,
         last_repair_scan_ms: h.last_repair_scan_ms,
         anti_entropy_rounds: h.anti_entropy_rounds,
         anti_entropy_skipped: h.anti_entropy_skipped,

@@ -506,6 +506,7 @@ pub async fn health(api: &str, json: bool) -> anyhow::Result<()> {
         "repairs_in_progress",
         "repairs_done",
         "gc_removed_chunks",
+        "gc_removed_tombstones",
         "audits_passed",
         "audits_failed",
         "audits_answered",

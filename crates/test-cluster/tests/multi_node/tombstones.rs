@@ -171,6 +171,13 @@ async fn tombstones_every_holder_confirmed_are_collected_and_the_keys_stay_delet
         let health = c.node(i).storage().health();
         assert_eq!(health.gc_removed_tombstones, deleted.len() as u64);
     }
+    let shown: serde_json::Value = reqwest::get(format!("{}/v1/storage/health", c.api_url(2)))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["gc_removed_tombstones"], deleted.len() as u64);
     // The digests moved by the same removals on every replica and agree.
     let after = digests(&c, &tenant).await;
     assert!(after.windows(2).all(|w| w[0] == w[1]), "{after:?}");
