@@ -692,6 +692,7 @@ impl Gateway {
             // A new version of the object's metadata over the same chunks, as tagging does.
             let mut meta = info.user_meta.clone();
             meta.insert(OBJECT_ACL.to_owned(), acl.encode());
+            super::system_meta::keep_last_modified(&mut meta, &info);
             self.storage()
                 .compose_object(
                     &key.tenant,

@@ -12,7 +12,7 @@ use super::sse::{self, CustomerKey};
 use super::system_meta::{self, SystemMeta, stored_encoding};
 use super::tagging;
 use super::{
-    DEFAULT_CONTENT_TYPE, Gateway, MAX_PART_NUMBER, etag_of, s3_err, timestamp, user_meta,
+    DEFAULT_CONTENT_TYPE, Gateway, MAX_PART_NUMBER, etag_of, last_modified, s3_err, user_meta,
     write_preconditions,
 };
 use xnode_store::ObjectInfo;
@@ -176,6 +176,8 @@ impl Gateway {
             (src.content_type.clone(), meta)
         };
         let mut meta = meta;
+        // A copy is a new object, written now, whatever its source's Last-Modified.
+        meta.remove(system_meta::LAST_MODIFIED);
         // A source's ACL names the source's owner; a copy owned by someone else starts
         // from its own (the requested one, or private to its owner) instead, so the
         // source's owner keeps no hold on the copy.
@@ -251,7 +253,7 @@ impl Gateway {
             copy_source_version_id: src_version.map(str::to_owned),
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(etag_of(&info)),
-                last_modified: Some(timestamp(info.created_ms)),
+                last_modified: Some(last_modified(&info)),
                 ..Default::default()
             }),
             ..Default::default()
@@ -349,7 +351,7 @@ impl Gateway {
             sse_customer_key_md5: encryption.sse_customer_key_md5,
             copy_part_result: Some(CopyPartResult {
                 e_tag: Some(etag_of(&info)),
-                last_modified: Some(timestamp(info.created_ms)),
+                last_modified: Some(last_modified(&info)),
                 ..Default::default()
             }),
             ..Default::default()
@@ -424,7 +426,7 @@ fn check_copy_conditions(src: &ObjectInfo, c: &CopyConditions<'_>) -> S3Result<(
     let holds = |c: &ETagCondition| {
         matches!(c, ETagCondition::Any) || c.as_etag().map(ETag::value) == Some(src.etag.as_str())
     };
-    let modified = (src.created_ms / 1000) as i64;
+    let modified = (system_meta::last_modified_ms(src) / 1000) as i64;
     let secs = |t: &Timestamp| time::OffsetDateTime::from(t.clone()).unix_timestamp();
     let failed = match (c.if_match, c.if_unmodified_since) {
         (Some(m), _) => !holds(m),

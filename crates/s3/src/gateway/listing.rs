@@ -8,7 +8,7 @@ use xnode_types::PublicKeyBytes;
 
 use super::multipart::Upload;
 use super::ownership::{acls_disabled, object_owner};
-use super::{Gateway, MAX_KEYS, etag_of, s3_err, tenant_owner, timestamp};
+use super::{Gateway, MAX_KEYS, etag_of, last_modified, s3_err, tenant_owner, timestamp};
 
 /// Percent-encodes a key for `encoding-type=url` listings (everything but unreserved
 /// characters and `/`), which the AWS CLI and boto3 ask for and decode.
@@ -259,7 +259,7 @@ impl Gateway {
                 part_number: Some(*n),
                 e_tag: Some(etag_of(info)),
                 size: i64::try_from(info.size).ok(),
-                last_modified: Some(timestamp(info.created_ms)),
+                last_modified: Some(last_modified(info)),
                 ..Default::default()
             });
         }
@@ -385,7 +385,7 @@ fn split_entries(
                     key: Some(enc(&meta.path.key)),
                     size: i64::try_from(info.size).ok(),
                     e_tag: Some(etag_of(info)),
-                    last_modified: Some(timestamp(info.created_ms)),
+                    last_modified: Some(last_modified(info)),
                     storage_class: Some(ObjectStorageClass::from_static(
                         ObjectStorageClass::STANDARD,
                     )),

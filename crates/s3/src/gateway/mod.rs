@@ -99,6 +99,11 @@ fn timestamp(ms: u64) -> Timestamp {
     Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms))
 }
 
+/// The Last-Modified S3 shows for an object (see `system_meta::LAST_MODIFIED`).
+fn last_modified(info: &ObjectInfo) -> Timestamp {
+    timestamp(system_meta::last_modified_ms(info))
+}
+
 fn etag_of(info: &ObjectInfo) -> ETag {
     ETag::Strong(info.etag.clone())
 }
@@ -112,7 +117,7 @@ fn not_modified(info: &ObjectInfo) -> s3s::S3Error {
         headers.insert(hyper::header::ETAG, v);
     }
     let mut text = Vec::new();
-    if timestamp(info.created_ms)
+    if last_modified(info)
         .format(TimestampFormat::HttpDate, &mut text)
         .is_ok()
         && let Ok(v) = hyper::header::HeaderValue::from_bytes(&text)

@@ -154,6 +154,7 @@ impl Gateway {
             .map_err(s3_err)?;
         let mut meta = info.user_meta.clone();
         store_into(&mut meta, tags);
+        super::system_meta::keep_last_modified(&mut meta, &info);
         self.storage()
             .compose_object(
                 &key.tenant,
