@@ -97,6 +97,19 @@ fn policy_only(op: &str) -> Option<&'static str> {
     })
 }
 
+/// Changing the tags of a version named by id is its own action in S3
+/// (`s3:PutObjectVersionTagging`, `s3:DeleteObjectVersionTagging`): a grant of
+/// `s3:PutObjectTagging` lets its holder tag the current version only, so it cannot tag an
+/// older version into the reach of a lifecycle rule that removes tagged noncurrent versions.
+fn version_tagging_action(op: &str, query: Option<&str>) -> Option<&'static str> {
+    query_value(query, "versionId")?;
+    match op {
+        "PutObjectTagging" => Some("s3:PutObjectVersionTagging"),
+        "DeleteObjectTagging" => Some("s3:DeleteObjectVersionTagging"),
+        _ => None,
+    }
+}
+
 /// The policy action of an operation only the owner may perform, for Deny statements
 /// that name it.
 fn owner_action(op: &str) -> String {
@@ -345,8 +358,9 @@ pub(crate) async fn decide(
         None => format!("arn:aws:s3:::{bucket}"),
     };
     let needed = needs(op);
-    let action = needed
-        .map(|(_, _, a)| a.to_owned())
+    let action = version_tagging_action(op, query)
+        .map(str::to_owned)
+        .or_else(|| needed.map(|(_, _, a)| a.to_owned()))
         .unwrap_or_else(|| owner_action(op));
     let mut context = condition_context(query, headers);
     if op == "PutObjectTagging" {
@@ -565,7 +579,24 @@ mod tests {
         ] {
             assert!(needs(op).is_none(), "{op}");
         }
-        // Tagging is granted by a policy only, never by an ACL.
+        // Tagging is granted by a policy only, never by an ACL; a version's tags by
+        // their own actions.
+        assert_eq!(
+            version_tagging_action("PutObjectTagging", Some("tagging&versionId=abc")),
+            Some("s3:PutObjectVersionTagging")
+        );
+        assert_eq!(
+            version_tagging_action("DeleteObjectTagging", Some("versionId=abc&tagging")),
+            Some("s3:DeleteObjectVersionTagging")
+        );
+        assert_eq!(
+            version_tagging_action("PutObjectTagging", Some("tagging")),
+            None
+        );
+        assert_eq!(
+            version_tagging_action("GetObject", Some("versionId=abc")),
+            None
+        );
         assert_eq!(needs("PutObjectTagging").map(|n| n.1), Some(None));
         assert_eq!(needs("GetObject").map(|n| n.0), Some(Level::Object));
         assert_eq!(
