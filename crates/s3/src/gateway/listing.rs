@@ -2,6 +2,8 @@
 //! markers and opaque continuation tokens, and the listings of multipart uploads and
 //! of an upload's parts.
 
+use std::collections::BTreeMap;
+
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 use xnode_types::PublicKeyBytes;
@@ -349,8 +351,8 @@ fn initiator(owner: &PublicKeyBytes) -> Initiator {
     }
 }
 
-/// Who a listing names as its objects' owners.
-enum Owners<'a> {
+/// Who a listing (of objects or of versions) names as its objects' owners.
+pub(super) enum Owners<'a> {
     /// The bucket's owner, for every object: its ACLs are disabled (BucketOwnerEnforced).
     Bucket(&'a PublicKeyBytes),
     /// The owner each object's metadata records, or else the bucket's owner.
@@ -358,11 +360,19 @@ enum Owners<'a> {
 }
 
 impl<'a> Owners<'a> {
-    fn of(gateway: &Gateway, bucket: &str, bucket_owner: &'a PublicKeyBytes) -> Self {
+    pub(super) fn of(gateway: &Gateway, bucket: &str, bucket_owner: &'a PublicKeyBytes) -> Self {
         if acls_disabled(gateway.storage.registry(), bucket) {
             Owners::Bucket(bucket_owner)
         } else {
             Owners::Recorded(bucket_owner)
+        }
+    }
+
+    /// The owner named for an object (or a version) whose metadata is `meta`.
+    pub(super) fn name(&self, meta: &BTreeMap<String, String>) -> Owner {
+        match self {
+            Owners::Bucket(owner) => tenant_owner(owner),
+            Owners::Recorded(owner) => tenant_owner(&object_owner(meta, owner)),
         }
     }
 }
@@ -389,12 +399,7 @@ fn split_entries(
                     storage_class: Some(ObjectStorageClass::from_static(
                         ObjectStorageClass::STANDARD,
                     )),
-                    owner: with_owner.then(|| match bucket_owner {
-                        Owners::Bucket(owner) => tenant_owner(owner),
-                        Owners::Recorded(owner) => {
-                            tenant_owner(&object_owner(&info.user_meta, owner))
-                        }
-                    }),
+                    owner: with_owner.then(|| bucket_owner.name(&info.user_meta)),
                     ..Default::default()
                 });
             }

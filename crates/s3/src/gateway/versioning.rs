@@ -26,7 +26,7 @@ use xnode_store::{ObjectInfo, ObjectMeta, VERSIONS_DIRECTORY, internal_key};
 use xnode_types::PublicKeyBytes;
 
 use super::objects::last_modified_changed;
-use super::{Gateway, MAX_KEYS, empty_body, etag_of, last_modified, s3_err, tenant_owner, unix_ms};
+use super::{Gateway, MAX_KEYS, empty_body, etag_of, last_modified, s3_err, unix_ms};
 use crate::keys::AccessKey;
 
 /// The metadata entry holding an object's public version id (`null` or 32 hex digits).
@@ -795,7 +795,8 @@ impl Gateway {
                 s.to_owned()
             }
         };
-        let owner = tenant_owner(tenant);
+        // Each version names its own owner, as ListObjects names each object's.
+        let owners = super::listing::Owners::of(self, &input.bucket, tenant);
         let mut versions = Vec::new();
         let mut markers = Vec::new();
         let mut prefixes: Vec<String> = Vec::new();
@@ -828,7 +829,7 @@ impl Gateway {
                     is_latest: Some(latest[i]),
                     key: Some(enc(&v.key)),
                     last_modified: Some(last_modified(&v.info)),
-                    owner: Some(owner.clone()),
+                    owner: Some(owners.name(&v.info.user_meta)),
                     version_id: Some(id.clone()),
                 });
             } else {
@@ -837,7 +838,7 @@ impl Gateway {
                     is_latest: Some(latest[i]),
                     key: Some(enc(&v.key)),
                     last_modified: Some(last_modified(&v.info)),
-                    owner: Some(owner.clone()),
+                    owner: Some(owners.name(&v.info.user_meta)),
                     size: i64::try_from(v.info.size).ok(),
                     storage_class: Some(ObjectVersionStorageClass::from_static(
                         ObjectVersionStorageClass::STANDARD,
