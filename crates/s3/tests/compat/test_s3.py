@@ -816,6 +816,54 @@ class S3Compat(unittest.TestCase):
                 s3.delete_object(Bucket=b, Key="secret")
                 s3.delete_bucket(Bucket=b)
 
+    def test_rewrites_keep_last_modified_and_versions_name_their_owners(self):
+        """An ACL or tags put on an object (a new metadata entry) keep its Last-Modified in
+        HEAD, listings and ListObjectVersions, and for If-Modified-Since; the tags belong
+        to the version; and ListObjectVersions names the tenant that wrote each version."""
+        key_b = second_tenant()
+        s3 = [client(e) for e in ENDPOINTS]
+        b = name("mtime")
+        s3[0].create_bucket(Bucket=b)
+        s3[0].put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{b}/b/*"}],
+        }
+        s3[0].put_bucket_policy(Bucket=b, Policy=json.dumps(policy))
+        tb = client(ENDPOINTS[1 % len(ENDPOINTS)], key=key_b)
+        tb.put_object(Bucket=b, Key="b/obj", Body=b"by b")
+        vid = s3[0].put_object(Bucket=b, Key="k", Body=b"by a")["VersionId"]
+        written = s3[0].head_object(Bucket=b, Key="k")["LastModified"]
+        # Last-Modified counts whole seconds: the rewrites must fall in a later one to show.
+        time.sleep(1.2)
+        s3[1 % len(s3)].put_object_acl(Bucket=b, Key="k", ACL="private")
+        tags = {"TagSet": [{"Key": "t", "Value": "1"}]}
+        s3[2 % len(s3)].put_object_tagging(Bucket=b, Key="k", Tagging=tags)
+        last = s3[len(s3) - 1]
+        self.assertEqual(last.head_object(Bucket=b, Key="k")["LastModified"], written)
+        self.assertEqual(last.head_object(Bucket=b, Key="k", VersionId=vid)["LastModified"], written)
+        # Listings show milliseconds, headers whole seconds.
+        listed = {o["Key"]: o["LastModified"].replace(microsecond=0) for o in last.list_objects_v2(Bucket=b)["Contents"]}
+        self.assertEqual(listed["k"], written)
+        versions = last.list_object_versions(Bucket=b)["Versions"]
+        self.assertEqual([v["LastModified"].replace(microsecond=0) for v in versions if v["Key"] == "k"], [written])
+        with self.assertRaises(ClientError) as e:
+            last.get_object(Bucket=b, Key="k", IfModifiedSince=written)
+        self.assertEqual(code_of(e.exception)[1], 304)
+        self.assertEqual(last.get_object_tagging(Bucket=b, Key="k", VersionId=vid)["TagSet"], tags["TagSet"])
+        # The version B wrote is B's (ObjectWriter, the default), as ListObjects says too.
+        owner_a = s3[0].list_buckets()["Owner"]["ID"]
+        owner_b = tb.list_buckets()["Owner"]["ID"]
+        self.assertNotEqual(owner_a, owner_b)
+        owners = {v["Key"]: v["Owner"]["ID"] for v in versions}
+        self.assertEqual(owners, {"b/obj": owner_b, "k": owner_a})
+        listed = {o["Key"]: o["Owner"]["ID"] for o in last.list_objects(Bucket=b)["Contents"]}
+        self.assertEqual(listed, owners)
+        for v in versions:
+            s3[0].delete_object(Bucket=b, Key=v["Key"], VersionId=v["VersionId"])
+        s3[0].delete_bucket_policy(Bucket=b)
+        s3[0].delete_bucket(Bucket=b)
+
     # ----- the aws CLI -------------------------------------------------------------------
 
     def test_aws_cli_big_multipart_and_sync(self):
