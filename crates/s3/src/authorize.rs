@@ -36,6 +36,12 @@ pub(crate) struct ActingFor {
     pub(crate) requester: Option<PublicKeyBytes>,
 }
 
+/// The source owner's key a copy reads its source with, left in the request's extensions
+/// when the requester copies from another owner's bucket into its own (see
+/// [`copy_source_as`]).
+#[derive(Clone)]
+pub(crate) struct CopySourceAs(pub(crate) AccessKey);
+
 /// The outcome of a request's access check.
 pub(crate) struct Decision {
     /// The bucket's owner, if the request names an existing bucket.
@@ -507,6 +513,56 @@ fn lock_actions(op: &str, headers: &hyper::HeaderMap) -> Vec<&'static str> {
         actions.push("s3:PutObjectLegalHold");
     }
     actions
+}
+
+/// For a copy (`CopyObject`, `UploadPartCopy`) by the owner of the destination bucket from
+/// a bucket of another owner, as S3 allows across accounts: the source owner's key to read
+/// the source with, if the source grants the requester the read exactly as a `GetObject`
+/// of it would be granted (`s3:GetObject` by its policy, or the object's ACL) and this
+/// node holds one of the source owner's keys; `AccessDenied` otherwise. `None` when the
+/// source is the requester's own or names no existing bucket (the copy answers that
+/// itself). The source owner's key is used for that one read only: the copy is written
+/// under the requester's own key, in its own bucket. A named source version is refused,
+/// as in [`decide_copy`]: the grant on a version's own ACL is not checked here.
+pub(crate) async fn copy_source_as(
+    storage: &std::sync::Arc<Storage>,
+    keys: &S3Keys,
+    requester: &PublicKeyBytes,
+    headers: &hyper::HeaderMap,
+) -> S3Result<Option<AccessKey>> {
+    let source = headers
+        .get("x-amz-copy-source")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| s3s::dto::CopySource::parse(v).ok());
+    let Some(s3s::dto::CopySource::Bucket {
+        bucket,
+        key,
+        version_id,
+    }) = source
+    else {
+        return Ok(None);
+    };
+    match owner_of(storage.registry(), &bucket) {
+        Some((source_owner, _)) if source_owner != *requester => {}
+        _ => return Ok(None),
+    }
+    if version_id.is_some() {
+        return Err(denied());
+    }
+    let source_path = S3Path::Object { bucket, key };
+    let read = decide(
+        storage,
+        keys,
+        Some(requester),
+        "GetObject",
+        &source_path,
+        None,
+        headers,
+    )
+    .await?;
+    // A granted read of another owner's object is always carried out with that owner's
+    // key; a decision without one grants nothing to copy with.
+    read.act_as.map(Some).ok_or_else(denied)
 }
 
 /// Decides a copy (`CopyObject`, `UploadPartCopy`) by someone other than the

@@ -196,6 +196,18 @@ impl S3Access for SignedOnly {
         if let Some(expected) = decision.owner.or(charged) {
             self.check_expected_owner(&expected, cx)?;
         }
+        // A copy into the requester's own bucket from another owner's reads the source
+        // under that owner's key, if the source grants the read.
+        if matches!(operation.as_str(), "CopyObject" | "UploadPartCopy")
+            && let Some(requester) = requester.as_ref()
+            && decision.act_as.is_none()
+            && decision.owner.as_ref() == Some(requester)
+            && let Some(source) =
+                authorize::copy_source_as(&self.storage, &self.keys, requester, cx.headers())
+                    .await?
+        {
+            cx.extensions_mut().insert(authorize::CopySourceAs(source));
+        }
         if let Some(key) = decision.act_as {
             cx.extensions_mut()
                 .insert(authorize::ActingFor { key, requester });

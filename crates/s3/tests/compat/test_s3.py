@@ -864,6 +864,52 @@ class S3Compat(unittest.TestCase):
         s3[0].delete_bucket_policy(Bucket=b)
         s3[0].delete_bucket(Bucket=b)
 
+    def test_a_tenant_copies_another_tenants_granted_objects_into_its_own_bucket(self):
+        """CopyObject and UploadPartCopy from another tenant's bucket into one's own, as S3
+        allows across accounts: only what the source's policy lets the copier read, never
+        a named version; the copy is the copier's, the source stays as it was."""
+        key_b = second_tenant()
+        a = client(ENDPOINTS[0])
+        src, dst = name("xsrc"), name("xdst")
+        a.create_bucket(Bucket=src)
+        a.put_object(Bucket=src, Key="public/foo", Body=b"granted")
+        a.put_object(Bucket=src, Key="private/foo", Body=b"not granted")
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{src}/public/*"}],
+        }
+        a.put_bucket_policy(Bucket=src, Policy=json.dumps(policy))
+        b = client(ENDPOINTS[1 % len(ENDPOINTS)], key=key_b)
+        b.create_bucket(Bucket=dst)
+        b.copy_object(Bucket=dst, Key="copy", CopySource={"Bucket": src, "Key": "public/foo"})
+        up = b.create_multipart_upload(Bucket=dst, Key="parts")["UploadId"]
+        etag = b.upload_part_copy(Bucket=dst, Key="parts", PartNumber=1, UploadId=up,
+                                  CopySource={"Bucket": src, "Key": "public/foo"})["CopyPartResult"]["ETag"]
+        for call in [
+            lambda: b.copy_object(Bucket=dst, Key="x", CopySource={"Bucket": src, "Key": "private/foo"}),
+            lambda: b.upload_part_copy(Bucket=dst, Key="parts", PartNumber=2, UploadId=up,
+                                       CopySource={"Bucket": src, "Key": "private/foo"}),
+            lambda: b.copy_object(Bucket=dst, Key="x", CopySource={"Bucket": src, "Key": "public/foo", "VersionId": "null"}),
+        ]:
+            with self.assertRaises(ClientError) as e:
+                call()
+            self.assertEqual(code_of(e.exception), ("AccessDenied", 403))
+        b.complete_multipart_upload(Bucket=dst, Key="parts", UploadId=up,
+                                    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+        reader = client(ENDPOINTS[2 % len(ENDPOINTS)], key=key_b)
+        for k in ["copy", "parts"]:
+            self.assertEqual(reader.get_object(Bucket=dst, Key=k)["Body"].read(), b"granted")
+        owner_b = b.list_buckets()["Owner"]["ID"]
+        self.assertEqual({o["Owner"]["ID"] for o in b.list_objects(Bucket=dst)["Contents"]}, {owner_b})
+        self.assertEqual(sorted(o["Key"] for o in a.list_objects_v2(Bucket=src)["Contents"]), ["private/foo", "public/foo"])
+        for k in ["copy", "parts"]:
+            b.delete_object(Bucket=dst, Key=k)
+        b.delete_bucket(Bucket=dst)
+        for k in ["public/foo", "private/foo"]:
+            a.delete_object(Bucket=src, Key=k)
+        a.delete_bucket_policy(Bucket=src)
+        a.delete_bucket(Bucket=src)
+
     # ----- the aws CLI -------------------------------------------------------------------
 
     def test_aws_cli_big_multipart_and_sync(self):
