@@ -842,6 +842,7 @@ class S3Compat(unittest.TestCase):
         last = s3[len(s3) - 1]
         self.assertEqual(last.head_object(Bucket=b, Key="k")["LastModified"], written)
         self.assertEqual(last.head_object(Bucket=b, Key="k", VersionId=vid)["LastModified"], written)
+        self.assertEqual(last.get_object_attributes(Bucket=b, Key="k", ObjectAttributes=["ETag"])["LastModified"], written)
         # Listings show milliseconds, headers whole seconds.
         listed = {o["Key"]: o["LastModified"].replace(microsecond=0) for o in last.list_objects_v2(Bucket=b)["Contents"]}
         self.assertEqual(listed["k"], written)
