@@ -170,11 +170,15 @@ fn delete_preconditions(
     })
 }
 
+/// The user's metadata of a request. Names starting with `:` are the gateway's own
+/// entries (`system_meta`): no header can carry one and browser forms refuse them, and
+/// they are dropped here too, so that no request path can write the gateway's entries.
 fn user_meta(metadata: Option<Metadata>) -> BTreeMap<String, String> {
     metadata
         .unwrap_or_default()
         .into_iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .filter(|(k, _)| !k.starts_with(':'))
         .collect()
 }
 
