@@ -1,7 +1,8 @@
 //! System metadata: the standard HTTP headers S3 stores with an object and returns on GET
 //! and HEAD (`Cache-Control`, `Content-Disposition`, `Content-Encoding`,
 //! `Content-Language`, `Expires`), and the gateway's own facts about an object (the
-//! multipart upload that made it, its checksums).
+//! multipart upload that made it, its checksums, the Last-Modified a rewrite of its
+//! metadata keeps).
 //!
 //! They live in the object's metadata map beside the user's `x-amz-meta-*` entries, under
 //! names starting with `:`. User metadata names are HTTP header names, which cannot hold
