@@ -882,7 +882,11 @@ class S3Compat(unittest.TestCase):
         a.put_bucket_policy(Bucket=src, Policy=json.dumps(policy))
         b = client(ENDPOINTS[1 % len(ENDPOINTS)], key=key_b)
         b.create_bucket(Bucket=dst)
-        b.copy_object(Bucket=dst, Key="copy", CopySource={"Bucket": src, "Key": "public/foo"})
+        owner_a = a.list_buckets()["Owner"]["ID"]
+        owner_b = b.list_buckets()["Owner"]["ID"]
+        # The source's expected owner is the source bucket's, the destination's its own.
+        b.copy_object(Bucket=dst, Key="copy", CopySource={"Bucket": src, "Key": "public/foo"},
+                      ExpectedSourceBucketOwner=owner_a, ExpectedBucketOwner=owner_b)
         up = b.create_multipart_upload(Bucket=dst, Key="parts")["UploadId"]
         etag = b.upload_part_copy(Bucket=dst, Key="parts", PartNumber=1, UploadId=up,
                                   CopySource={"Bucket": src, "Key": "public/foo"})["CopyPartResult"]["ETag"]
@@ -891,6 +895,8 @@ class S3Compat(unittest.TestCase):
             lambda: b.upload_part_copy(Bucket=dst, Key="parts", PartNumber=2, UploadId=up,
                                        CopySource={"Bucket": src, "Key": "private/foo"}),
             lambda: b.copy_object(Bucket=dst, Key="x", CopySource={"Bucket": src, "Key": "public/foo", "VersionId": "null"}),
+            lambda: b.copy_object(Bucket=dst, Key="x", CopySource={"Bucket": src, "Key": "public/foo"},
+                                  ExpectedSourceBucketOwner=owner_b),
         ]:
             with self.assertRaises(ClientError) as e:
                 call()
@@ -900,7 +906,6 @@ class S3Compat(unittest.TestCase):
         reader = client(ENDPOINTS[2 % len(ENDPOINTS)], key=key_b)
         for k in ["copy", "parts"]:
             self.assertEqual(reader.get_object(Bucket=dst, Key=k)["Body"].read(), b"granted")
-        owner_b = b.list_buckets()["Owner"]["ID"]
         self.assertEqual({o["Owner"]["ID"] for o in b.list_objects(Bucket=dst)["Contents"]}, {owner_b})
         self.assertEqual(sorted(o["Key"] for o in a.list_objects_v2(Bucket=src)["Contents"]), ["private/foo", "public/foo"])
         for k in ["copy", "parts"]:
