@@ -36,6 +36,12 @@ pub(crate) struct ActingFor {
     pub(crate) requester: Option<PublicKeyBytes>,
 }
 
+/// The source owner's key a copy reads its source with, left in the request's extensions
+/// when the requester copies from another owner's bucket into its own (see
+/// [`copy_source_as`]).
+#[derive(Clone)]
+pub(crate) struct CopySourceAs(pub(crate) AccessKey);
+
 /// The outcome of a request's access check.
 pub(crate) struct Decision {
     /// The bucket's owner, if the request names an existing bucket.
@@ -95,6 +101,19 @@ fn policy_only(op: &str) -> Option<&'static str> {
         "DeleteObjectTagging" => "s3:DeleteObjectTagging",
         _ => return None,
     })
+}
+
+/// Changing the tags of a version named by id is its own action in S3
+/// (`s3:PutObjectVersionTagging`, `s3:DeleteObjectVersionTagging`): a grant of
+/// `s3:PutObjectTagging` lets its holder tag the current version only, so it cannot tag an
+/// older version into the reach of a lifecycle rule that removes tagged noncurrent versions.
+fn version_tagging_action(op: &str, query: Option<&str>) -> Option<&'static str> {
+    query_value(query, "versionId")?;
+    match op {
+        "PutObjectTagging" => Some("s3:PutObjectVersionTagging"),
+        "DeleteObjectTagging" => Some("s3:DeleteObjectVersionTagging"),
+        _ => None,
+    }
 }
 
 /// The policy action of an operation only the owner may perform, for Deny statements
@@ -345,8 +364,9 @@ pub(crate) async fn decide(
         None => format!("arn:aws:s3:::{bucket}"),
     };
     let needed = needs(op);
-    let action = needed
-        .map(|(_, _, a)| a.to_owned())
+    let action = version_tagging_action(op, query)
+        .map(str::to_owned)
+        .or_else(|| needed.map(|(_, _, a)| a.to_owned()))
         .unwrap_or_else(|| owner_action(op));
     let mut context = condition_context(query, headers);
     if op == "PutObjectTagging" {
@@ -495,6 +515,56 @@ fn lock_actions(op: &str, headers: &hyper::HeaderMap) -> Vec<&'static str> {
     actions
 }
 
+/// For a copy (`CopyObject`, `UploadPartCopy`) by the owner of the destination bucket from
+/// a bucket of another owner, as S3 allows across accounts: the source owner's key to read
+/// the source with, if the source grants the requester the read exactly as a `GetObject`
+/// of it would be granted (`s3:GetObject` by its policy, or the object's ACL) and this
+/// node holds one of the source owner's keys; `AccessDenied` otherwise. `None` when the
+/// source is the requester's own or names no existing bucket (the copy answers that
+/// itself). The source owner's key is used for that one read only: the copy is written
+/// under the requester's own key, in its own bucket. A named source version is refused,
+/// as in [`decide_copy`]: the grant on a version's own ACL is not checked here.
+pub(crate) async fn copy_source_as(
+    storage: &std::sync::Arc<Storage>,
+    keys: &S3Keys,
+    requester: &PublicKeyBytes,
+    headers: &hyper::HeaderMap,
+) -> S3Result<Option<AccessKey>> {
+    let source = headers
+        .get("x-amz-copy-source")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| s3s::dto::CopySource::parse(v).ok());
+    let Some(s3s::dto::CopySource::Bucket {
+        bucket,
+        key,
+        version_id,
+    }) = source
+    else {
+        return Ok(None);
+    };
+    match owner_of(storage.registry(), &bucket) {
+        Some((source_owner, _)) if source_owner != *requester => {}
+        _ => return Ok(None),
+    }
+    if version_id.is_some() {
+        return Err(denied());
+    }
+    let source_path = S3Path::Object { bucket, key };
+    let read = decide(
+        storage,
+        keys,
+        Some(requester),
+        "GetObject",
+        &source_path,
+        None,
+        headers,
+    )
+    .await?;
+    // A granted read of another owner's object is always carried out with that owner's
+    // key; a decision without one grants nothing to copy with.
+    read.act_as.map(Some).ok_or_else(denied)
+}
+
 /// Decides a copy (`CopyObject`, `UploadPartCopy`) by someone other than the
 /// destination bucket's owner, `owner`. It is carried out with the owner's key, which
 /// reads the source too, so it is granted only as S3 grants it and only within what that
@@ -565,7 +635,24 @@ mod tests {
         ] {
             assert!(needs(op).is_none(), "{op}");
         }
-        // Tagging is granted by a policy only, never by an ACL.
+        // Tagging is granted by a policy only, never by an ACL; a version's tags by
+        // their own actions.
+        assert_eq!(
+            version_tagging_action("PutObjectTagging", Some("tagging&versionId=abc")),
+            Some("s3:PutObjectVersionTagging")
+        );
+        assert_eq!(
+            version_tagging_action("DeleteObjectTagging", Some("versionId=abc&tagging")),
+            Some("s3:DeleteObjectVersionTagging")
+        );
+        assert_eq!(
+            version_tagging_action("PutObjectTagging", Some("tagging")),
+            None
+        );
+        assert_eq!(
+            version_tagging_action("GetObject", Some("versionId=abc")),
+            None
+        );
         assert_eq!(needs("PutObjectTagging").map(|n| n.1), Some(None));
         assert_eq!(needs("GetObject").map(|n| n.0), Some(Level::Object));
         assert_eq!(

@@ -47,6 +47,9 @@ const VERSION_OPERATIONS: &[&str] = &[
     "GetObjectAcl",
     "PutObjectAcl",
     "GetObjectAttributes",
+    "GetObjectTagging",
+    "PutObjectTagging",
+    "DeleteObjectTagging",
 ];
 
 /// The server-side encryption a request asks for, refused as S3 refuses it when it cannot
@@ -178,10 +181,9 @@ pub fn check(op: &str, headers: &HeaderMap, query: Option<&str>) -> S3Result<()>
         return Err(not_implemented(&format!("object lock on {op}")));
     }
     // GET, HEAD and DELETE of one version are built (see `gateway::versioning`), and the
-    // retention, legal hold, ACL and attributes of one version (`gateway::object_lock`,
-    // `gateway::acl`, `gateway::parts`); the other operations that take a `versionId`
-    // (tagging) act on the current version only, so they refuse any other than the
-    // `null` one rather than ignore it.
+    // retention, legal hold, ACL, tags and attributes of one version
+    // (`gateway::object_lock`, `gateway::acl`, `gateway::tagging`, `gateway::parts`); any
+    // other operation given a `versionId` refuses it rather than ignore it.
     if let Some(version) = query_param(query, "versionId")
         && version != "null"
         && !VERSION_OPERATIONS.contains(&op)
@@ -369,8 +371,7 @@ mod tests {
                 ],
                 None,
             ),
-            ("GetObjectTagging", vec![], Some("versionId=abc")),
-            ("PutObjectTagging", vec![], Some("versionId=abc")),
+            ("PutObject", vec![], Some("versionId=abc")),
         ] {
             let mut h = HeaderMap::new();
             for (k, v) in pairs {

@@ -196,6 +196,18 @@ impl S3Access for SignedOnly {
         if let Some(expected) = decision.owner.or(charged) {
             self.check_expected_owner(&expected, cx)?;
         }
+        // A copy into the requester's own bucket from another owner's reads the source
+        // under that owner's key, if the source grants the read.
+        if matches!(operation.as_str(), "CopyObject" | "UploadPartCopy")
+            && let Some(requester) = requester.as_ref()
+            && decision.act_as.is_none()
+            && decision.owner.as_ref() == Some(requester)
+            && let Some(source) =
+                authorize::copy_source_as(&self.storage, &self.keys, requester, cx.headers())
+                    .await?
+        {
+            cx.extensions_mut().insert(authorize::CopySourceAs(source));
+        }
         if let Some(key) = decision.act_as {
             cx.extensions_mut()
                 .insert(authorize::ActingFor { key, requester });
@@ -205,28 +217,40 @@ impl S3Access for SignedOnly {
 }
 
 impl SignedOnly {
-    /// `x-amz-expected-bucket-owner` (and its copy-source twin) name the account that must
-    /// own the bucket: the header must name the bucket's owner (the signing tenant, for
-    /// requests that name no existing bucket), as AWS answers 403 otherwise.
+    /// `x-amz-expected-bucket-owner` names the account that must own the bucket: the
+    /// header must name the bucket's owner (the signing tenant, for requests that name no
+    /// existing bucket), as AWS answers 403 otherwise. Its copy-source twin,
+    /// `x-amz-source-expected-bucket-owner`, names the owner of the copy's source bucket,
+    /// which is another tenant's in a copy across owners.
     fn check_expected_owner(
         &self,
         tenant: &PublicKeyBytes,
         cx: &S3AccessContext<'_>,
     ) -> S3Result<()> {
-        let expected: Vec<&str> = [
-            "x-amz-expected-bucket-owner",
-            "x-amz-source-expected-bucket-owner",
-        ]
-        .iter()
-        .filter_map(|h| cx.headers().get(*h))
-        .map(|v| v.to_str().unwrap_or(""))
-        .collect();
-        if expected.is_empty() {
-            return Ok(());
-        }
-        let tenant = tenant.to_hex();
-        if expected.iter().any(|e| !e.eq_ignore_ascii_case(&tenant)) {
-            return Err(s3_error!(AccessDenied, "Access Denied"));
+        let source_owner = cx
+            .headers()
+            .get("x-amz-copy-source")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| s3s::dto::CopySource::parse(v).ok())
+            .and_then(|source| match source {
+                s3s::dto::CopySource::Bucket { bucket, .. } => {
+                    xnode_storage::buckets::owner_of(self.storage.registry(), &bucket)
+                }
+                _ => None,
+            })
+            .map_or(*tenant, |(owner, _)| owner);
+        for (header, owner) in [
+            ("x-amz-expected-bucket-owner", tenant),
+            ("x-amz-source-expected-bucket-owner", &source_owner),
+        ] {
+            if let Some(expected) = cx.headers().get(header)
+                && !expected
+                    .to_str()
+                    .unwrap_or("")
+                    .eq_ignore_ascii_case(&owner.to_hex())
+            {
+                return Err(s3_error!(AccessDenied, "Access Denied"));
+            }
         }
         Ok(())
     }

@@ -413,6 +413,18 @@ fn check_form(
     for field in &head.fields {
         let lower = field.name.to_ascii_lowercase();
         let name = lower.as_str();
+        // A metadata field becomes an `x-amz-meta-*` header on GET, so its name must be a
+        // header name. Anything else is refused: a name with `:` would otherwise reach the
+        // object's metadata as one of the gateway's own entries (`:acl`, `:tags`, the
+        // object lock's, ...; see `gateway::system_meta`), which no header can name.
+        if name.starts_with("x-amz-meta-")
+            && hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+        {
+            return Err(s3_error!(
+                InvalidArgument,
+                "The form field {name:?} is not a valid metadata name (metadata names are HTTP header names)"
+            ));
+        }
         let value = by_name.get(name).cloned().unwrap_or_default();
         if let Some(header) = CHECKSUM_FIELDS.iter().find(|h| **h == name) {
             lifted.push((header, value));

@@ -560,8 +560,8 @@ impl Gateway {
     /// The stored objects that hold the ACL of `object` (or of its version `version_id`):
     /// the version object and, when that version is the current one, the copy under the
     /// object's key (see `versioning`), so that a read by version id and a plain read
-    /// answer the same ACL.
-    async fn acl_copies(
+    /// answer the same ACL. Tags are kept the same way.
+    pub(super) async fn acl_copies(
         &self,
         tenant: &PublicKeyBytes,
         bucket: &str,
@@ -692,6 +692,7 @@ impl Gateway {
             // A new version of the object's metadata over the same chunks, as tagging does.
             let mut meta = info.user_meta.clone();
             meta.insert(OBJECT_ACL.to_owned(), acl.encode());
+            super::system_meta::keep_last_modified(&mut meta, &info);
             self.storage()
                 .compose_object(
                     &key.tenant,

@@ -12,7 +12,7 @@ use super::sse::{self, CustomerKey};
 use super::system_meta::{self, SystemMeta, stored_encoding};
 use super::tagging;
 use super::{
-    DEFAULT_CONTENT_TYPE, Gateway, MAX_PART_NUMBER, etag_of, s3_err, timestamp, user_meta,
+    DEFAULT_CONTENT_TYPE, Gateway, MAX_PART_NUMBER, etag_of, last_modified, s3_err, user_meta,
     write_preconditions,
 };
 use xnode_store::ObjectInfo;
@@ -42,6 +42,15 @@ fn header_condition(headers: &hyper::HeaderMap, name: &str) -> S3Result<Option<E
         .transpose()
 }
 
+/// The key a copy reads its source with: the source owner's when the access check found
+/// the source in another owner's bucket and granted the requester its read (see
+/// `authorize::copy_source_as`), else the request's own.
+fn source_key<T>(req: &S3Request<T>, key: &AccessKey) -> AccessKey {
+    req.extensions
+        .get::<crate::authorize::CopySourceAs>()
+        .map_or_else(|| key.clone(), |source| source.0.clone())
+}
+
 impl Gateway {
     /// The stored key a copy reads: the source object, or the version named.
     async fn source_version(
@@ -62,6 +71,7 @@ impl Gateway {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let key = self.key_of(&req)?;
+        let source = source_key(&req, &key);
         // The copy is a new object, owned as any write by its requester is (see
         // `ownership`), whoever owned the source.
         let (owner, acl) = self.owner_and_acl_of_write(&req, &key.tenant, &req.input.bucket)?;
@@ -72,7 +82,7 @@ impl Gateway {
         );
         let input = req.input;
         let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
-        self.require_bucket(&key.tenant, src_bucket)?;
+        self.require_bucket(&source.tenant, src_bucket)?;
         self.require_bucket(&key.tenant, &input.bucket)?;
         self.check_key(src_key)?;
         self.check_key(&input.key)?;
@@ -92,11 +102,11 @@ impl Gateway {
             dest_customer.as_ref(),
         )?;
         let src_stored = self
-            .source_version(&key, src_bucket, src_key, src_version)
+            .source_version(&source, src_bucket, src_key, src_version)
             .await?;
         let (_, src) = self
             .storage()
-            .head_object(&key.tenant, src_bucket, &src_stored)
+            .head_object(&source.tenant, src_bucket, &src_stored)
             .await
             .map_err(s3_err)?;
         check_copy_conditions(
@@ -108,7 +118,7 @@ impl Gateway {
                 if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
             },
         )?;
-        let open = self.opening_key(&key, &src.user_meta, src_customer.as_ref())?;
+        let open = self.opening_key(&source, &src.user_meta, src_customer.as_ref())?;
         let replace = input
             .metadata_directive
             .as_ref()
@@ -176,10 +186,12 @@ impl Gateway {
             (src.content_type.clone(), meta)
         };
         let mut meta = meta;
+        // A copy is a new object, written now, whatever its source's Last-Modified.
+        meta.remove(system_meta::LAST_MODIFIED);
         // A source's ACL names the source's owner; a copy owned by someone else starts
         // from its own (the requested one, or private to its owner) instead, so the
         // source's owner keeps no hold on the copy.
-        let source_owner = super::ownership::object_owner(&src.user_meta, &key.tenant);
+        let source_owner = super::ownership::object_owner(&src.user_meta, &source.tenant);
         if source_owner != owner {
             meta.remove(super::acl::OBJECT_ACL);
         }
@@ -212,25 +224,49 @@ impl Gateway {
             Some(v) => (v.stored_key.clone(), Default::default()),
             None => (input.key.clone(), pre.clone()),
         };
-        // No data moves: the copy's manifest reuses the source's chunks.
-        let copied = self
-            .storage()
-            .compose_object_if(
-                &key.tenant,
-                &input.bucket,
-                &target,
-                &sse::Rekey {
-                    open: &open,
-                    wrap: &wrap,
-                },
-                &[(src_bucket.to_string(), src_stored.clone())],
-                content_type,
-                meta,
-                src.etag.clone(),
-                compose_pre,
-            )
-            .await
-            .map_err(s3_err)?;
+        let copied = if source.tenant == key.tenant {
+            // No data moves: the copy's manifest reuses the source's chunks.
+            self.storage()
+                .compose_object_if(
+                    &key.tenant,
+                    &input.bucket,
+                    &target,
+                    &sse::Rekey {
+                        open: &open,
+                        wrap: &wrap,
+                    },
+                    &[(src_bucket.to_string(), src_stored.clone())],
+                    content_type,
+                    meta,
+                    src.etag.clone(),
+                    compose_pre,
+                )
+                .await
+        } else {
+            // Another owner's chunks are that owner's (its quota, its bucket's placement,
+            // its garbage collection): the content is read under its key and stored again
+            // under the requester's, as a part copy is.
+            let read = self
+                .storage()
+                .get_object(&source.tenant, src_bucket, &src_stored, &open, None)
+                .await
+                .map_err(s3_err)?;
+            let length = read.range.1.saturating_sub(read.range.0);
+            self.storage()
+                .put_object_if(
+                    &key.tenant,
+                    &input.bucket,
+                    &target,
+                    &wrap,
+                    content_type,
+                    meta,
+                    Some(length),
+                    read.body,
+                    compose_pre,
+                )
+                .await
+        }
+        .map_err(s3_err)?;
         let info = copied
             .info
             .ok_or_else(|| s3_error!(InternalError, "the copy has no metadata"))?;
@@ -251,7 +287,7 @@ impl Gateway {
             copy_source_version_id: src_version.map(str::to_owned),
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(etag_of(&info)),
-                last_modified: Some(timestamp(info.created_ms)),
+                last_modified: Some(last_modified(&info)),
                 ..Default::default()
             }),
             ..Default::default()
@@ -266,9 +302,10 @@ impl Gateway {
         req: S3Request<UploadPartCopyInput>,
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let key = self.key_of(&req)?;
+        let source = source_key(&req, &key);
         let input = req.input;
         let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
-        self.require_bucket(&key.tenant, src_bucket)?;
+        self.require_bucket(&source.tenant, src_bucket)?;
         self.require_bucket(&key.tenant, &input.bucket)?;
         self.check_key(src_key)?;
         self.check_key(&input.key)?;
@@ -296,11 +333,11 @@ impl Gateway {
             dest_customer.as_ref(),
         )?;
         let src_stored = self
-            .source_version(&key, src_bucket, src_key, src_version)
+            .source_version(&source, src_bucket, src_key, src_version)
             .await?;
         let (_, src) = self
             .storage()
-            .head_object(&key.tenant, src_bucket, &src_stored)
+            .head_object(&source.tenant, src_bucket, &src_stored)
             .await
             .map_err(s3_err)?;
         check_copy_conditions(
@@ -312,14 +349,14 @@ impl Gateway {
                 if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
             },
         )?;
-        let open = self.opening_key(&key, &src.user_meta, src_customer.as_ref())?;
+        let open = self.opening_key(&source, &src.user_meta, src_customer.as_ref())?;
         let range = match &input.copy_source_range {
             None => None,
             Some(text) => Some(copy_range(text, src.size)?),
         };
         let read = self
             .storage()
-            .get_object(&key.tenant, src_bucket, &src_stored, &open, range)
+            .get_object(&source.tenant, src_bucket, &src_stored, &open, range)
             .await
             .map_err(s3_err)?;
         let length = read.range.1.saturating_sub(read.range.0);
@@ -349,7 +386,7 @@ impl Gateway {
             sse_customer_key_md5: encryption.sse_customer_key_md5,
             copy_part_result: Some(CopyPartResult {
                 e_tag: Some(etag_of(&info)),
-                last_modified: Some(timestamp(info.created_ms)),
+                last_modified: Some(last_modified(&info)),
                 ..Default::default()
             }),
             ..Default::default()
@@ -424,7 +461,7 @@ fn check_copy_conditions(src: &ObjectInfo, c: &CopyConditions<'_>) -> S3Result<(
     let holds = |c: &ETagCondition| {
         matches!(c, ETagCondition::Any) || c.as_etag().map(ETag::value) == Some(src.etag.as_str())
     };
-    let modified = (src.created_ms / 1000) as i64;
+    let modified = (system_meta::last_modified_ms(src) / 1000) as i64;
     let secs = |t: &Timestamp| time::OffsetDateTime::from(t.clone()).unix_timestamp();
     let failed = match (c.if_match, c.if_unmodified_since) {
         (Some(m), _) => !holds(m),

@@ -34,7 +34,7 @@ use xnode_types::PublicKeyBytes;
 
 use super::settings::decode_document;
 use super::versioning::{is_delete_marker, parse_version_key, public_id};
-use super::{Gateway, tagging, unix_ms};
+use super::{Gateway, system_meta::last_modified_ms, tagging, unix_ms};
 use crate::keys::AccessKey;
 
 /// The setting kind lifecycle rules are stored under.
@@ -532,7 +532,7 @@ impl Plan<'_> {
         let due = self.enabled().any(|rule| {
             rule.expiration
                 .as_ref()
-                .and_then(|e| expiry_ms(e, info.created_ms, self.day))
+                .and_then(|e| expiry_ms(e, last_modified_ms(info), self.day))
                 .is_some_and(|at| rule.filter.matches(key, info) && self.due(at))
         });
         due.then(|| Action::ExpireCurrent {
@@ -563,10 +563,7 @@ impl Plan<'_> {
                 if i < keep || !rule.filter.matches(key, version.info) {
                     continue;
                 }
-                let at = newer
-                    .info
-                    .created_ms
-                    .saturating_add(days_ms(days, self.day));
+                let at = last_modified_ms(newer.info).saturating_add(days_ms(days, self.day));
                 if self.due(at) && removed.insert(version.public_id.clone()) {
                     out.push(Action::RemoveVersion {
                         key: key.to_owned(),
@@ -589,7 +586,7 @@ impl Plan<'_> {
                 rule.filter.covers_key(key)
                     && match &rule.expiration {
                         Some(Expiration::ExpiredDeleteMarker) => true,
-                        Some(e) => expiry_ms(e, only.info.created_ms, self.day)
+                        Some(e) => expiry_ms(e, last_modified_ms(only.info), self.day)
                             .is_some_and(|at| self.due(at)),
                         None => false,
                     }

@@ -2,13 +2,15 @@
 //! markers and opaque continuation tokens, and the listings of multipart uploads and
 //! of an upload's parts.
 
+use std::collections::BTreeMap;
+
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 use xnode_types::PublicKeyBytes;
 
 use super::multipart::Upload;
 use super::ownership::{acls_disabled, object_owner};
-use super::{Gateway, MAX_KEYS, etag_of, s3_err, tenant_owner, timestamp};
+use super::{Gateway, MAX_KEYS, etag_of, last_modified, s3_err, tenant_owner, timestamp};
 
 /// Percent-encodes a key for `encoding-type=url` listings (everything but unreserved
 /// characters and `/`), which the AWS CLI and boto3 ask for and decode.
@@ -259,7 +261,7 @@ impl Gateway {
                 part_number: Some(*n),
                 e_tag: Some(etag_of(info)),
                 size: i64::try_from(info.size).ok(),
-                last_modified: Some(timestamp(info.created_ms)),
+                last_modified: Some(last_modified(info)),
                 ..Default::default()
             });
         }
@@ -349,8 +351,8 @@ fn initiator(owner: &PublicKeyBytes) -> Initiator {
     }
 }
 
-/// Who a listing names as its objects' owners.
-enum Owners<'a> {
+/// Who a listing (of objects or of versions) names as its objects' owners.
+pub(super) enum Owners<'a> {
     /// The bucket's owner, for every object: its ACLs are disabled (BucketOwnerEnforced).
     Bucket(&'a PublicKeyBytes),
     /// The owner each object's metadata records, or else the bucket's owner.
@@ -358,11 +360,19 @@ enum Owners<'a> {
 }
 
 impl<'a> Owners<'a> {
-    fn of(gateway: &Gateway, bucket: &str, bucket_owner: &'a PublicKeyBytes) -> Self {
+    pub(super) fn of(gateway: &Gateway, bucket: &str, bucket_owner: &'a PublicKeyBytes) -> Self {
         if acls_disabled(gateway.storage.registry(), bucket) {
             Owners::Bucket(bucket_owner)
         } else {
             Owners::Recorded(bucket_owner)
+        }
+    }
+
+    /// The owner named for an object (or a version) whose metadata is `meta`.
+    pub(super) fn name(&self, meta: &BTreeMap<String, String>) -> Owner {
+        match self {
+            Owners::Bucket(owner) => tenant_owner(owner),
+            Owners::Recorded(owner) => tenant_owner(&object_owner(meta, owner)),
         }
     }
 }
@@ -385,16 +395,11 @@ fn split_entries(
                     key: Some(enc(&meta.path.key)),
                     size: i64::try_from(info.size).ok(),
                     e_tag: Some(etag_of(info)),
-                    last_modified: Some(timestamp(info.created_ms)),
+                    last_modified: Some(last_modified(info)),
                     storage_class: Some(ObjectStorageClass::from_static(
                         ObjectStorageClass::STANDARD,
                     )),
-                    owner: with_owner.then(|| match bucket_owner {
-                        Owners::Bucket(owner) => tenant_owner(owner),
-                        Owners::Recorded(owner) => {
-                            tenant_owner(&object_owner(&info.user_meta, owner))
-                        }
-                    }),
+                    owner: with_owner.then(|| bucket_owner.name(&info.user_meta)),
                     ..Default::default()
                 });
             }

@@ -99,6 +99,11 @@ fn timestamp(ms: u64) -> Timestamp {
     Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms))
 }
 
+/// The Last-Modified S3 shows for an object (see `system_meta::LAST_MODIFIED`).
+fn last_modified(info: &ObjectInfo) -> Timestamp {
+    timestamp(system_meta::last_modified_ms(info))
+}
+
 fn etag_of(info: &ObjectInfo) -> ETag {
     ETag::Strong(info.etag.clone())
 }
@@ -112,7 +117,7 @@ fn not_modified(info: &ObjectInfo) -> s3s::S3Error {
         headers.insert(hyper::header::ETAG, v);
     }
     let mut text = Vec::new();
-    if timestamp(info.created_ms)
+    if last_modified(info)
         .format(TimestampFormat::HttpDate, &mut text)
         .is_ok()
         && let Ok(v) = hyper::header::HeaderValue::from_bytes(&text)
@@ -165,11 +170,15 @@ fn delete_preconditions(
     })
 }
 
+/// The user's metadata of a request. Names starting with `:` are the gateway's own
+/// entries (`system_meta`): no header can carry one and browser forms refuse them, and
+/// they are dropped here too, so that no request path can write the gateway's entries.
 fn user_meta(metadata: Option<Metadata>) -> BTreeMap<String, String> {
     metadata
         .unwrap_or_default()
         .into_iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .filter(|(k, _)| !k.starts_with(':'))
         .collect()
 }
 

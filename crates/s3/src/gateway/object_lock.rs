@@ -538,6 +538,7 @@ impl Gateway {
     ) -> S3Result<()> {
         let mut meta = info.user_meta.clone();
         lock.store_into(&mut meta);
+        super::system_meta::keep_last_modified(&mut meta, info);
         let mut targets = vec![stored.to_owned()];
         if stored != object {
             match self

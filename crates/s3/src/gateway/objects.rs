@@ -16,8 +16,8 @@ use super::system_meta::{self, SystemMeta, stored_encoding, user_part};
 use super::tagging;
 use super::versioning::{VERSION_ID, public_id};
 use super::{
-    DEFAULT_CONTENT_TYPE, Gateway, delete_preconditions, empty_body, etag_of, not_modified, s3_err,
-    timestamp, user_meta, write_preconditions,
+    DEFAULT_CONTENT_TYPE, Gateway, delete_preconditions, empty_body, etag_of, last_modified,
+    not_modified, s3_err, user_meta, write_preconditions,
 };
 use crate::keys::AccessKey;
 
@@ -67,6 +67,14 @@ fn describe(
     }
 }
 
+/// The answer to a delete whose `x-amz-if-match-last-modified-time` does not hold.
+pub(super) fn last_modified_changed() -> s3s::S3Error {
+    s3_error!(
+        PreconditionFailed,
+        "At least one of the pre-conditions you specified did not hold"
+    )
+}
+
 /// Checks `If-Match`, `If-None-Match`, `If-Modified-Since` and `If-Unmodified-Since`
 /// against an object, as S3 does for GET and HEAD.
 fn check_conditions(
@@ -76,7 +84,7 @@ fn check_conditions(
     if_modified_since: Option<&Timestamp>,
     if_unmodified_since: Option<&Timestamp>,
 ) -> S3Result<()> {
-    let modified = (info.created_ms / 1000) as i64;
+    let modified = (system_meta::last_modified_ms(info) / 1000) as i64;
     let matches = |c: &ETagCondition| match c {
         ETagCondition::Any => true,
         ETagCondition::ETag(e) => e.value() == info.etag,
@@ -453,7 +461,7 @@ impl Gateway {
             content_language: d.system.content_language.clone(),
             expires: d.system.expires(),
             e_tag: Some(etag_of(&info)),
-            last_modified: Some(timestamp(info.created_ms)),
+            last_modified: Some(last_modified(&info)),
             metadata: d.metadata,
             version_id: version_header(&info, input.version_id.as_deref()),
             checksum_crc32: checksum.checksum_crc32,
@@ -550,7 +558,7 @@ impl Gateway {
             content_language: d.system.content_language.clone(),
             expires: d.system.expires(),
             e_tag: Some(etag_of(&info)),
-            last_modified: Some(timestamp(info.created_ms)),
+            last_modified: Some(last_modified(&info)),
             metadata: d.metadata,
             version_id: version_header(&info, input.version_id.as_deref()),
             checksum_crc32: checksum.checksum_crc32,
@@ -568,6 +576,26 @@ impl Gateway {
             response.headers.insert("x-amz-tagging-count", v);
         }
         Ok(response)
+    }
+
+    /// A delete's conditions with its last-modified time decided against the current
+    /// object (see `system_meta::pin_last_modified`).
+    pub(super) async fn pin_current_last_modified(
+        &self,
+        tenant: &xnode_types::PublicKeyBytes,
+        bucket: &str,
+        object: &str,
+        pre: xnode_storage::conditional::Preconditions,
+    ) -> S3Result<xnode_storage::conditional::Preconditions> {
+        if pre.if_match_last_modified_s.is_none() {
+            return Ok(pre);
+        }
+        let current = match self.storage().head_object(tenant, bucket, object).await {
+            Ok((_, info)) => Some(info),
+            Err(StorageError::NoSuchKey(_)) => None,
+            Err(e) => return Err(s3_err(e)),
+        };
+        system_meta::pin_last_modified(pre, current.as_ref()).ok_or_else(last_modified_changed)
     }
 
     pub(super) async fn delete_object_impl(
@@ -694,7 +722,7 @@ mod tests {
             created_ms: 10_000,
         };
         let etag = |s: &str| ETagCondition::ETag(ETag::Strong(s.into()));
-        let at = |s: u64| timestamp(s * 1000);
+        let at = |s: u64| crate::gateway::timestamp(s * 1000);
         let code = |r: S3Result<()>| r.err().map(|e| e.code().as_str().to_owned());
         assert_eq!(
             code(check_conditions(
@@ -736,6 +764,22 @@ mod tests {
         assert_eq!(
             code(check_conditions(&info, None, None, None, Some(&at(9)))).as_deref(),
             Some("PreconditionFailed")
+        );
+        // A rewrite of the object's ACL, tags or lock keeps its date: conditions compare
+        // with the write's, not the rewrite's.
+        let mut rewritten = info.clone();
+        rewritten.created_ms = 50_000;
+        system_meta::keep_last_modified(&mut rewritten.user_meta, &info);
+        assert_eq!(
+            code(check_conditions(
+                &rewritten,
+                None,
+                None,
+                Some(&at(10)),
+                None
+            ))
+            .as_deref(),
+            Some("NotModified")
         );
         // If-None-Match wins over If-Modified-Since.
         assert_eq!(

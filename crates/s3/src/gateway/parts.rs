@@ -13,7 +13,7 @@ use xnode_store::ObjectInfo;
 
 use super::integrity::{part_checksum, stored_checksums};
 use super::versioning::{VERSION_ID, public_id};
-use super::{Gateway, MAX_KEYS, s3_err, timestamp};
+use super::{Gateway, MAX_KEYS, last_modified, s3_err};
 
 /// How many parts a multipart object's ETag (`<md5>-N`) says it has; `None` for an object
 /// stored in one piece.
@@ -103,7 +103,7 @@ impl Gateway {
         // The version id, as on GET: when the object has one or a version was asked for.
         let versioned = input.version_id.is_some() || info.user_meta.contains_key(VERSION_ID);
         let mut out = GetObjectAttributesOutput {
-            last_modified: Some(timestamp(info.created_ms)),
+            last_modified: Some(last_modified(&info)),
             version_id: versioned.then(|| public_id(&info)),
             ..Default::default()
         };

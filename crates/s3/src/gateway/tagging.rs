@@ -137,37 +137,51 @@ pub(super) fn count(meta: &BTreeMap<String, String>) -> Option<i32> {
 }
 
 impl Gateway {
-    /// Replaces an object's tags: a new metadata version over the same chunks.
+    /// Replaces the tags of an object's current version, or of version `version_id`: a
+    /// new metadata entry over the same chunks for each stored object that holds them
+    /// (the version object and, when it is the current version, the key's copy of it, as
+    /// for ACLs), so that a read by version id, a plain read and lifecycle rules that
+    /// filter noncurrent versions by tag all see the same tags. Returns the public id of
+    /// the version tagged, in a versioned bucket.
     async fn set_tags(
         &self,
         key: &crate::keys::AccessKey,
         bucket: &str,
         object: &str,
+        version_id: Option<&str>,
         tags: &[(String, String)],
-    ) -> S3Result<()> {
+    ) -> S3Result<Option<String>> {
         self.require_bucket(&key.tenant, bucket)?;
         self.check_key(object)?;
-        let (_, info) = self
-            .storage()
-            .head_object(&key.tenant, bucket, object)
-            .await
-            .map_err(s3_err)?;
-        let mut meta = info.user_meta.clone();
-        store_into(&mut meta, tags);
-        self.storage()
-            .compose_object(
-                &key.tenant,
-                bucket,
-                object,
-                &self.rewrap_key(key, &info.user_meta)?,
-                &[(bucket.to_owned(), object.to_owned())],
-                info.content_type.clone(),
-                meta,
-                info.etag.clone(),
-            )
-            .await
-            .map_err(s3_err)?;
-        Ok(())
+        let mut tagged = None;
+        for stored in self
+            .acl_copies(&key.tenant, bucket, object, version_id)
+            .await?
+        {
+            let (_, info) = self
+                .storage()
+                .head_object(&key.tenant, bucket, &stored)
+                .await
+                .map_err(s3_err)?;
+            let mut meta = info.user_meta.clone();
+            store_into(&mut meta, tags);
+            super::system_meta::keep_last_modified(&mut meta, &info);
+            self.storage()
+                .compose_object(
+                    &key.tenant,
+                    bucket,
+                    &stored,
+                    &self.rewrap_key(key, &info.user_meta)?,
+                    &[(bucket.to_owned(), stored.clone())],
+                    info.content_type.clone(),
+                    meta,
+                    info.etag.clone(),
+                )
+                .await
+                .map_err(s3_err)?;
+            tagged = tagged.or_else(|| version_of(&info));
+        }
+        Ok(tagged)
     }
 
     pub(super) async fn put_object_tagging_impl(
@@ -183,9 +197,16 @@ impl Gateway {
             .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
             .collect();
         validate(&tags)?;
-        self.set_tags(&key, &input.bucket, &input.key, &tags)
+        let version_id = self
+            .set_tags(
+                &key,
+                &input.bucket,
+                &input.key,
+                input.version_id.as_deref(),
+                &tags,
+            )
             .await?;
-        Ok(S3Response::new(PutObjectTaggingOutput::default()))
+        Ok(S3Response::new(PutObjectTaggingOutput { version_id }))
     }
 
     pub(super) async fn delete_object_tagging_impl(
@@ -194,8 +215,16 @@ impl Gateway {
     ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
         let key = self.key_of(&req)?;
         let input = req.input;
-        self.set_tags(&key, &input.bucket, &input.key, &[]).await?;
-        Ok(S3Response::new(DeleteObjectTaggingOutput::default()))
+        let version_id = self
+            .set_tags(
+                &key,
+                &input.bucket,
+                &input.key,
+                input.version_id.as_deref(),
+                &[],
+            )
+            .await?;
+        Ok(S3Response::new(DeleteObjectTaggingOutput { version_id }))
     }
 
     pub(super) async fn get_object_tagging_impl(
@@ -206,9 +235,16 @@ impl Gateway {
         let input = req.input;
         self.require_bucket(&key.tenant, &input.bucket)?;
         self.check_key(&input.key)?;
+        let target = match input.version_id.as_deref() {
+            Some(id) => {
+                self.readable_version(&key.tenant, &input.bucket, &input.key, id)
+                    .await?
+            }
+            None => input.key.clone(),
+        };
         let (_, info) = self
             .storage()
-            .head_object(&key.tenant, &input.bucket, &input.key)
+            .head_object(&key.tenant, &input.bucket, &target)
             .await
             .map_err(s3_err)?;
         let tag_set = stored(&info.user_meta)
@@ -220,9 +256,16 @@ impl Gateway {
             .collect();
         Ok(S3Response::new(GetObjectTaggingOutput {
             tag_set,
-            version_id: None,
+            version_id: version_of(&info),
         }))
     }
+}
+
+/// The public version id S3 names in a tagging answer: none outside versioned buckets.
+fn version_of(info: &xnode_store::ObjectInfo) -> Option<String> {
+    info.user_meta
+        .contains_key(super::versioning::VERSION_ID)
+        .then(|| super::versioning::public_id(info))
 }
 
 #[cfg(test)]

@@ -25,7 +25,8 @@ use xnode_storage::conditional::{Decision, decide_on_delete_marker};
 use xnode_store::{ObjectInfo, ObjectMeta, VERSIONS_DIRECTORY, internal_key};
 use xnode_types::PublicKeyBytes;
 
-use super::{Gateway, MAX_KEYS, empty_body, etag_of, s3_err, tenant_owner, timestamp, unix_ms};
+use super::objects::last_modified_changed;
+use super::{Gateway, MAX_KEYS, empty_body, etag_of, last_modified, s3_err, unix_ms};
 use crate::keys::AccessKey;
 
 /// The metadata entry holding an object's public version id (`null` or 32 hex digits).
@@ -233,10 +234,12 @@ impl Gateway {
             return Ok(());
         }
         // Dated by its own creation, so it sorts below every later version.
-        let stamp = info.created_ms.saturating_mul(4096);
+        let written_ms = super::system_meta::last_modified_ms(&info);
+        let stamp = written_ms.saturating_mul(4096);
         let internal = format!("{:016x}{:016x}", u64::MAX - stamp, 0u64);
         let mut meta = info.user_meta.clone();
         meta.insert(VERSION_ID.to_owned(), NULL_VERSION.to_owned());
+        super::system_meta::keep_last_modified(&mut meta, &info);
         self.storage()
             .compose_object(
                 &key.tenant,
@@ -270,6 +273,9 @@ impl Gateway {
         pre: xnode_storage::conditional::Preconditions,
     ) -> S3Result<()> {
         let unconditional = pre.is_empty();
+        // The key's copy is the version, not a later write of it.
+        let mut meta = info.user_meta.clone();
+        super::system_meta::keep_last_modified(&mut meta, info);
         let current = self
             .storage()
             .compose_object_if(
@@ -279,7 +285,7 @@ impl Gateway {
                 data_key,
                 &[(bucket.to_owned(), version.stored_key.clone())],
                 info.content_type.clone(),
-                info.user_meta.clone(),
+                meta,
                 info.etag.clone(),
                 pre,
             )
@@ -436,6 +442,8 @@ impl Gateway {
                 Err(e) => return Err(e),
             };
             let marker = is_delete_marker(&info);
+            let pre = super::system_meta::pin_last_modified(pre, Some(&info))
+                .ok_or_else(last_modified_changed)?;
             // A locked version stays (object lock); a delete marker never holds a lock.
             if let Some(reason) = super::object_lock::VersionLock::of(&info.user_meta)
                 .refuses_delete(unix_ms(), bypass_governance)
@@ -468,6 +476,9 @@ impl Gateway {
             }
             return Ok((Some(id.to_owned()), marker));
         }
+        let pre = self
+            .pin_current_last_modified(tenant, bucket, object, pre)
+            .await?;
         let versioning = self.versioning(bucket);
         if versioning == Versioning::Unversioned {
             self.storage()
@@ -558,6 +569,8 @@ impl Gateway {
                     if current.as_ref().map(public_id) == Some(public_id(&v.info)) {
                         return Ok(());
                     }
+                    let mut meta = v.info.user_meta.clone();
+                    super::system_meta::keep_last_modified(&mut meta, &v.info);
                     match self
                         .storage()
                         .compose_object(
@@ -567,7 +580,7 @@ impl Gateway {
                             &self.rewrap_key(key, &v.info.user_meta)?,
                             &[(bucket.to_owned(), version_key(object, &v.internal_id))],
                             v.info.content_type.clone(),
-                            v.info.user_meta.clone(),
+                            meta,
                             v.info.etag.clone(),
                         )
                         .await
@@ -782,7 +795,8 @@ impl Gateway {
                 s.to_owned()
             }
         };
-        let owner = tenant_owner(tenant);
+        // Each version names its own owner, as ListObjects names each object's.
+        let owners = super::listing::Owners::of(self, &input.bucket, tenant);
         let mut versions = Vec::new();
         let mut markers = Vec::new();
         let mut prefixes: Vec<String> = Vec::new();
@@ -814,8 +828,8 @@ impl Gateway {
                 markers.push(DeleteMarkerEntry {
                     is_latest: Some(latest[i]),
                     key: Some(enc(&v.key)),
-                    last_modified: Some(timestamp(v.info.created_ms)),
-                    owner: Some(owner.clone()),
+                    last_modified: Some(last_modified(&v.info)),
+                    owner: Some(owners.name(&v.info.user_meta)),
                     version_id: Some(id.clone()),
                 });
             } else {
@@ -823,8 +837,8 @@ impl Gateway {
                     e_tag: Some(etag_of(&v.info)),
                     is_latest: Some(latest[i]),
                     key: Some(enc(&v.key)),
-                    last_modified: Some(timestamp(v.info.created_ms)),
-                    owner: Some(owner.clone()),
+                    last_modified: Some(last_modified(&v.info)),
+                    owner: Some(owners.name(&v.info.user_meta)),
                     size: i64::try_from(v.info.size).ok(),
                     storage_class: Some(ObjectVersionStorageClass::from_static(
                         ObjectVersionStorageClass::STANDARD,

@@ -142,6 +142,15 @@ fn fields_are_honoured_lifted_or_refused() {
         refused(&[("key", "a"), ("KEY", "b")], &mut none),
         "InvalidArgument"
     );
+    // A metadata name must be a header name: `:acl`, `:tags`, `:mtime` and the like are
+    // the gateway's own entries, which a form must not be able to write.
+    for forged in ["x-amz-meta-:acl", "x-amz-meta-:mtime", "x-amz-meta-a b"] {
+        assert_eq!(
+            refused(&[("key", "a"), (forged, "x")], &mut none),
+            "InvalidArgument",
+            "{forged}"
+        );
+    }
     assert_eq!(
         refused(
             &[("key", "a"), ("acl", "private"), ("x-amz-acl", "private")],

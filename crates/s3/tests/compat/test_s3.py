@@ -816,6 +816,106 @@ class S3Compat(unittest.TestCase):
                 s3.delete_object(Bucket=b, Key="secret")
                 s3.delete_bucket(Bucket=b)
 
+    def test_rewrites_keep_last_modified_and_versions_name_their_owners(self):
+        """An ACL or tags put on an object (a new metadata entry) keep its Last-Modified in
+        HEAD, listings and ListObjectVersions, and for If-Modified-Since; the tags belong
+        to the version; and ListObjectVersions names the tenant that wrote each version."""
+        key_b = second_tenant()
+        s3 = [client(e) for e in ENDPOINTS]
+        b = name("mtime")
+        s3[0].create_bucket(Bucket=b)
+        s3[0].put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{b}/b/*"}],
+        }
+        s3[0].put_bucket_policy(Bucket=b, Policy=json.dumps(policy))
+        tb = client(ENDPOINTS[1 % len(ENDPOINTS)], key=key_b)
+        tb.put_object(Bucket=b, Key="b/obj", Body=b"by b")
+        vid = s3[0].put_object(Bucket=b, Key="k", Body=b"by a")["VersionId"]
+        written = s3[0].head_object(Bucket=b, Key="k")["LastModified"]
+        # Last-Modified counts whole seconds: the rewrites must fall in a later one to show.
+        time.sleep(1.2)
+        s3[1 % len(s3)].put_object_acl(Bucket=b, Key="k", ACL="private")
+        tags = {"TagSet": [{"Key": "t", "Value": "1"}]}
+        s3[2 % len(s3)].put_object_tagging(Bucket=b, Key="k", Tagging=tags)
+        last = s3[len(s3) - 1]
+        self.assertEqual(last.head_object(Bucket=b, Key="k")["LastModified"], written)
+        self.assertEqual(last.head_object(Bucket=b, Key="k", VersionId=vid)["LastModified"], written)
+        self.assertEqual(last.get_object_attributes(Bucket=b, Key="k", ObjectAttributes=["ETag"])["LastModified"], written)
+        # Listings show milliseconds, headers whole seconds.
+        listed = {o["Key"]: o["LastModified"].replace(microsecond=0) for o in last.list_objects_v2(Bucket=b)["Contents"]}
+        self.assertEqual(listed["k"], written)
+        versions = last.list_object_versions(Bucket=b)["Versions"]
+        self.assertEqual([v["LastModified"].replace(microsecond=0) for v in versions if v["Key"] == "k"], [written])
+        with self.assertRaises(ClientError) as e:
+            last.get_object(Bucket=b, Key="k", IfModifiedSince=written)
+        self.assertEqual(code_of(e.exception)[1], 304)
+        self.assertEqual(last.get_object_tagging(Bucket=b, Key="k", VersionId=vid)["TagSet"], tags["TagSet"])
+        # The version B wrote is B's (ObjectWriter, the default), as ListObjects says too.
+        owner_a = s3[0].list_buckets()["Owner"]["ID"]
+        owner_b = tb.list_buckets()["Owner"]["ID"]
+        self.assertNotEqual(owner_a, owner_b)
+        owners = {v["Key"]: v["Owner"]["ID"] for v in versions}
+        self.assertEqual(owners, {"b/obj": owner_b, "k": owner_a})
+        listed = {o["Key"]: o["Owner"]["ID"] for o in last.list_objects(Bucket=b)["Contents"]}
+        self.assertEqual(listed, owners)
+        for v in versions:
+            s3[0].delete_object(Bucket=b, Key=v["Key"], VersionId=v["VersionId"])
+        s3[0].delete_bucket_policy(Bucket=b)
+        s3[0].delete_bucket(Bucket=b)
+
+    def test_a_tenant_copies_another_tenants_granted_objects_into_its_own_bucket(self):
+        """CopyObject and UploadPartCopy from another tenant's bucket into one's own, as S3
+        allows across accounts: only what the source's policy lets the copier read, never
+        a named version; the copy is the copier's, the source stays as it was."""
+        key_b = second_tenant()
+        a = client(ENDPOINTS[0])
+        src, dst = name("xsrc"), name("xdst")
+        a.create_bucket(Bucket=src)
+        a.put_object(Bucket=src, Key="public/foo", Body=b"granted")
+        a.put_object(Bucket=src, Key="private/foo", Body=b"not granted")
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{src}/public/*"}],
+        }
+        a.put_bucket_policy(Bucket=src, Policy=json.dumps(policy))
+        b = client(ENDPOINTS[1 % len(ENDPOINTS)], key=key_b)
+        b.create_bucket(Bucket=dst)
+        owner_a = a.list_buckets()["Owner"]["ID"]
+        owner_b = b.list_buckets()["Owner"]["ID"]
+        # The source's expected owner is the source bucket's, the destination's its own.
+        b.copy_object(Bucket=dst, Key="copy", CopySource={"Bucket": src, "Key": "public/foo"},
+                      ExpectedSourceBucketOwner=owner_a, ExpectedBucketOwner=owner_b)
+        up = b.create_multipart_upload(Bucket=dst, Key="parts")["UploadId"]
+        etag = b.upload_part_copy(Bucket=dst, Key="parts", PartNumber=1, UploadId=up,
+                                  CopySource={"Bucket": src, "Key": "public/foo"})["CopyPartResult"]["ETag"]
+        for call in [
+            lambda: b.copy_object(Bucket=dst, Key="x", CopySource={"Bucket": src, "Key": "private/foo"}),
+            lambda: b.upload_part_copy(Bucket=dst, Key="parts", PartNumber=2, UploadId=up,
+                                       CopySource={"Bucket": src, "Key": "private/foo"}),
+            lambda: b.copy_object(Bucket=dst, Key="x", CopySource={"Bucket": src, "Key": "public/foo", "VersionId": "null"}),
+            lambda: b.copy_object(Bucket=dst, Key="x", CopySource={"Bucket": src, "Key": "public/foo"},
+                                  ExpectedSourceBucketOwner=owner_b),
+        ]:
+            with self.assertRaises(ClientError) as e:
+                call()
+            self.assertEqual(code_of(e.exception), ("AccessDenied", 403))
+        b.complete_multipart_upload(Bucket=dst, Key="parts", UploadId=up,
+                                    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+        reader = client(ENDPOINTS[2 % len(ENDPOINTS)], key=key_b)
+        for k in ["copy", "parts"]:
+            self.assertEqual(reader.get_object(Bucket=dst, Key=k)["Body"].read(), b"granted")
+        self.assertEqual({o["Owner"]["ID"] for o in b.list_objects(Bucket=dst)["Contents"]}, {owner_b})
+        self.assertEqual(sorted(o["Key"] for o in a.list_objects_v2(Bucket=src)["Contents"]), ["private/foo", "public/foo"])
+        for k in ["copy", "parts"]:
+            b.delete_object(Bucket=dst, Key=k)
+        b.delete_bucket(Bucket=dst)
+        for k in ["public/foo", "private/foo"]:
+            a.delete_object(Bucket=src, Key=k)
+        a.delete_bucket_policy(Bucket=src)
+        a.delete_bucket(Bucket=src)
+
     # ----- the aws CLI -------------------------------------------------------------------
 
     def test_aws_cli_big_multipart_and_sync(self):

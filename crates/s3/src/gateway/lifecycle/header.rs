@@ -3,7 +3,7 @@
 
 use xnode_store::ObjectInfo;
 
-use super::{CALENDAR_DAY, Rule, expiry_ms};
+use super::{CALENDAR_DAY, Rule, expiry_ms, last_modified_ms};
 
 /// An HTTP date (`Fri, 23 Dec 2012 00:00:00 GMT`), as `x-amz-expiration` carries it.
 fn http_date(ms: u64) -> Option<String> {
@@ -35,7 +35,7 @@ pub(crate) fn expiration_header(rules: &[Rule], key: &str, info: &ObjectInfo) ->
         .iter()
         .filter(|r| r.enabled && r.filter.matches(key, info))
         .filter_map(|r| {
-            let at = expiry_ms(r.expiration.as_ref()?, info.created_ms, CALENDAR_DAY)?;
+            let at = expiry_ms(r.expiration.as_ref()?, last_modified_ms(info), CALENDAR_DAY)?;
             Some((at, r))
         })
         .min_by_key(|(at, _)| *at)?;

@@ -225,6 +225,10 @@ fn current_objects_expire_by_days_prefix_tags_and_size() {
     let with_tag = info(1_000, 50, &[(":tags", "k=v")]);
     assert!(plan(11_000).current("t/a", &with_tag).is_some());
     assert!(plan(11_000).current("t/a", &info(1_000, 50, &[])).is_none());
+    // Tags put later rewrite the entry but keep the object's date, which the rule counts
+    // from: tagging an object does not put off its expiry.
+    let retagged = info(30_000, 50, &[(":tags", "k=v"), (":mtime", "1000")]);
+    assert!(plan(11_000).current("t/a", &retagged).is_some());
     assert!(
         plan(11_000)
             .current("t/a", &info(1_000, 5, &[(":tags", "k=v")]))
