@@ -530,10 +530,7 @@ pub(crate) async fn copy_source_as(
     requester: &PublicKeyBytes,
     headers: &hyper::HeaderMap,
 ) -> S3Result<Option<AccessKey>> {
-    let source = headers
-        .get("x-amz-copy-source")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| s3s::dto::CopySource::parse(v).ok());
+    let source = copy_source_of(headers);
     let Some(s3s::dto::CopySource::Bucket {
         bucket,
         key,
@@ -590,10 +587,7 @@ async fn decide_copy(
         "UploadPart"
     };
     let destination = decide(storage, keys, requester, write, path, query, headers).await?;
-    let source = headers
-        .get("x-amz-copy-source")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| s3s::dto::CopySource::parse(v).ok());
+    let source = copy_source_of(headers);
     let Some(s3s::dto::CopySource::Bucket {
         bucket,
         key,
@@ -617,6 +611,15 @@ async fn decide_copy(
     )
     .await?;
     Ok(destination)
+}
+
+/// The `x-amz-copy-source` header of a copy, parsed; `None` when absent or malformed (the
+/// gateway answers a malformed one itself).
+fn copy_source_of(headers: &hyper::HeaderMap) -> Option<s3s::dto::CopySource> {
+    headers
+        .get("x-amz-copy-source")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| s3s::dto::CopySource::parse(v).ok())
 }
 
 #[cfg(test)]
