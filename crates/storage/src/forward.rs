@@ -26,13 +26,18 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use tokio::time::Instant;
-use xnode_store::{ChunkId, Manifest, ObjectInfo, ObjectMeta, ObjectPath};
-use xnode_types::{NodeId, lock};
+use xnode_store::{Candidate, ChunkId, Manifest, ObjectInfo, ObjectMeta, ObjectPath};
+use xnode_types::{NodeId, lock, unix_ms};
 
+use crate::attest::AttestedQuorum;
 use crate::proto::{
     ForwardedAnswer, ForwardedChunk, MAX_FORWARDED_BYTES, StoreRequest, StoreResponse,
 };
 use crate::{Storage, StorageError};
+
+fn join_failed(e: tokio::task::JoinError) -> StorageError {
+    StorageError::Internal(format!("a metadata read task failed: {e}"))
+}
 
 /// The longest an edge waits for a forwarded answer once its own quorum read is done.
 /// Past it the edge falls back to the ordinary path.
@@ -68,6 +73,9 @@ impl Prefetched {
 /// A forwarded read in flight, started with the edge's quorum read.
 pub(crate) struct ForwardedRead {
     node: NodeId,
+    /// The fresh nonce the near replica's relayed quorum answers must be signed with;
+    /// `None` when the near replica was asked for no quorum (see `attest`).
+    nonce: Option<[u8; 16]>,
     started: Instant,
     answer: tokio::task::JoinHandle<Result<StoreResponse, StorageError>>,
 }
@@ -79,10 +87,15 @@ impl Drop for ForwardedRead {
     }
 }
 
+/// How long after a version was dated a read that missed it still counts as concurrent
+/// with the write, not as a relayed quorum hiding it (clocks differ a little).
+const CONCURRENT_WRITE_SLACK_MS: u64 = 2_000;
+
 impl Storage {
     /// Starts a forwarded read of `path` from byte `from` when this node holds no replica
     /// of the bucket's metadata (a replica reads its own entry with no network): to the
-    /// nearest live metadata replica.
+    /// nearest live metadata replica, which also collects a signed read quorum for this
+    /// edge unless it once relayed one that the edge's own quorum contradicted.
     pub(crate) fn start_forwarded_read(
         self: &Arc<Self>,
         path: &ObjectPath,
@@ -97,19 +110,152 @@ impl Storage {
         targets.retain(|n| live.contains(n));
         self.mesh.sort_by_distance(&mut targets);
         let node = *targets.first()?;
-        let request = StoreRequest::ForwardedRead {
-            path: path.clone(),
-            from,
-            max_bytes: MAX_FORWARDED_BYTES,
+        let nonce = (!self.distrusted_relays.contains(&node)).then(rand::random::<[u8; 16]>);
+        let request = match nonce {
+            Some(nonce) => StoreRequest::QuorumForwardedRead {
+                path: path.clone(),
+                from,
+                max_bytes: MAX_FORWARDED_BYTES,
+                nonce,
+            },
+            None => StoreRequest::ForwardedRead {
+                path: path.clone(),
+                from,
+                max_bytes: MAX_FORWARDED_BYTES,
+            },
         };
         let this = self.clone();
         let answer =
             tokio::spawn(async move { this.call(node, request, crate::CHUNK_TIMEOUT).await });
         Some(ForwardedRead {
             node,
+            nonce,
             started: Instant::now(),
             answer,
         })
+    }
+
+    /// The current entry of `path` for a read through this far edge, with what `read`
+    /// prefetched that the entry vouches for. The edge's own quorum read runs in
+    /// parallel; when the near replica's signed quorum arrives first and checks out, the
+    /// version is decided from it, and the edge's own read finishes in the background to
+    /// repair replicas and to catch a near replica that hid a newer version (see
+    /// `attest`). Otherwise the edge waits for its own read as before.
+    pub(crate) async fn read_meta_far(
+        self: &Arc<Self>,
+        path: &ObjectPath,
+        set: &[Candidate],
+        mut read: ForwardedRead,
+    ) -> Result<(Option<ObjectMeta>, Option<Prefetched>), StorageError> {
+        let started_ms = unix_ms();
+        let (this, own_path, own_set) = (self.clone(), path.clone(), set.to_vec());
+        let mut own = tokio::spawn(async move { this.get_meta(&own_path, &own_set).await });
+        let first = tokio::select! {
+            biased;
+            own_read = &mut own => Err(own_read),
+            answer = &mut read.answer => Ok(answer),
+        };
+        let answer = match first {
+            // The edge's own quorum came first: the ordinary forwarded read.
+            Err(own_read) => {
+                let current = own_read.map_err(join_failed)??;
+                let prefetched = match current
+                    .as_ref()
+                    .and_then(|m| m.info.as_ref().map(|i| (m, i)))
+                {
+                    Some((meta, info)) => self.finish_forwarded_read(read, meta, info).await,
+                    None => None,
+                };
+                return Ok((current, prefetched));
+            }
+            Ok(answer) => answer.ok().and_then(Result::ok),
+        };
+        let (answer, attestations) = match answer {
+            Some(StoreResponse::QuorumForwarded {
+                answer,
+                attestations,
+            }) => (Some(answer), attestations),
+            Some(StoreResponse::Forwarded(answer)) => (Some(answer), Vec::new()),
+            _ => (None, Vec::new()),
+        };
+        let node = read.node;
+        let relayed = read
+            .nonce
+            .and_then(|nonce| self.check_attestations(path, &nonce, &attestations));
+        let current = match relayed {
+            Some(quorum) => {
+                self.metrics.relayed_quorums_used.inc();
+                if let Some(newest) = &quorum.newest {
+                    self.clock.observe(newest.version);
+                }
+                let newest = quorum.newest.clone();
+                let this = self.clone();
+                tokio::spawn(async move {
+                    if let Ok(Ok(own)) = own.await {
+                        this.compare_relayed_quorum(node, &quorum, own.as_ref(), started_ms);
+                    }
+                });
+                newest
+            }
+            None => own.await.map_err(join_failed)??,
+        };
+        let prefetched = match (
+            answer,
+            current
+                .as_ref()
+                .and_then(|m| m.info.as_ref().map(|i| (m, i))),
+        ) {
+            (Some(answer), Some((meta, info))) => {
+                let prefetched = self.check_forwarded(node, answer, meta, info);
+                if prefetched.is_some() {
+                    self.metrics.forwarded_reads_used.inc();
+                } else {
+                    self.metrics.forwarded_reads_refused.inc();
+                }
+                prefetched
+            }
+            (None, _) => {
+                self.metrics.forwarded_reads_refused.inc();
+                None
+            }
+            (Some(_), None) => None,
+        };
+        Ok((current, prefetched))
+    }
+
+    /// Checks a relayed quorum against the edge's own, once that finished: an own version
+    /// newer than the relayed one, dated well before the read began, was hidden by the
+    /// near replica, or by the replicas whose signed answers missed it with the near
+    /// replica leaving out the rest. For a while the edge then takes no relayed quorum
+    /// from that near replica, nor one that any of those signers takes part in.
+    fn compare_relayed_quorum(
+        &self,
+        near: NodeId,
+        relayed: &AttestedQuorum,
+        own: Option<&ObjectMeta>,
+        read_started_ms: u64,
+    ) {
+        let Some(own) = own else { return };
+        let missed = |entry: &Option<ObjectMeta>| entry.as_ref().is_none_or(|e| own.supersedes(e));
+        if !missed(&relayed.newest) {
+            return;
+        }
+        if own
+            .version
+            .wall_ms
+            .saturating_add(CONCURRENT_WRITE_SLACK_MS)
+            >= read_started_ms
+        {
+            // Written about when the read began: the relayed quorum may simply have
+            // answered first.
+            return;
+        }
+        self.metrics.relayed_quorums_contradicted.inc();
+        self.distrusted_relays.insert(near);
+        for (signer, _) in relayed.votes.iter().filter(|(_, entry)| missed(entry)) {
+            self.distrusted_relays.insert(*signer);
+        }
+        tracing::warn!(%near, path = ?own.path, "a relayed read quorum missed a version written before the read; not taking relayed quorums from this node for a while");
     }
 
     /// Waits briefly for a forwarded answer once the quorum read found `meta`, and keeps
@@ -129,7 +275,8 @@ impl Storage {
             .clamp(MIN_FORWARD_WAIT, MAX_FORWARD_WAIT);
         let node = read.node;
         let answer = match tokio::time::timeout(wait, &mut read.answer).await {
-            Ok(Ok(Ok(StoreResponse::Forwarded(answer)))) => Some(answer),
+            Ok(Ok(Ok(StoreResponse::Forwarded(answer))))
+            | Ok(Ok(Ok(StoreResponse::QuorumForwarded { answer, .. }))) => Some(answer),
             _ => None,
         };
         let prefetched = answer.and_then(|a| self.check_forwarded(node, a, meta, info));

@@ -14,6 +14,7 @@
 //!   wrapped by the tenant's data key before any chunk leaves this node;
 //! - **repair** and **scrub** run as background workers (see [`repair`]).
 
+mod attest;
 pub mod audit;
 pub mod bucket_settings;
 pub mod buckets;
@@ -355,6 +356,8 @@ pub struct Storage {
     /// Seals whose signatures this node has checked: a listing or a repair that sees the
     /// same entry again verifies it by a hash (see `xnode_store::seal`).
     pub(crate) verified_seals: xnode_store::VerifiedSeals,
+    /// Near replicas whose relayed read quorums this edge does not take for a while.
+    pub(crate) distrusted_relays: attest::Distrusted,
     /// Usage meters for receipts: egress and stored byte-hours (see `metered`).
     pub(crate) metering: Arc<xnode_metering::Metering>,
     /// When stored byte-hours were last sampled.
@@ -445,6 +448,7 @@ impl Storage {
             signer: key.clone(),
             authorities: Default::default(),
             verified_seals: Default::default(),
+            distrusted_relays: Default::default(),
             auditor: audit::Auditor::new(key, network),
             commit_locks: Default::default(),
             usage: Default::default(),

@@ -413,13 +413,12 @@ impl Storage {
         let path = ObjectPath::new(*tenant, bucket.to_owned(), key.to_owned())?;
         let set = self.storage_set();
         let forwarded = read_from.and_then(|from| self.start_forwarded_read(&path, from));
-        let current = self.get_meta(&path, &set).await?;
+        let (current, prefetched) = match forwarded {
+            Some(read) => self.read_meta_far(&path, &set, read).await?,
+            None => (self.get_meta(&path, &set).await?, None),
+        };
         let Some((meta, info)) = current.and_then(|m| m.info.clone().map(|i| (m, i))) else {
             return Err(StorageError::NoSuchKey(key.to_owned()));
-        };
-        let prefetched = match forwarded {
-            Some(read) => self.finish_forwarded_read(read, &meta, &info).await,
-            None => None,
         };
         Ok(OpenedObject {
             meta,

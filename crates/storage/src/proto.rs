@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use xnode_store::entropy::SetDigest;
 use xnode_store::{ChunkId, ConditionalMerge, MergeOutcome, ObjectInfo, ObjectMeta, ObjectPath};
-use xnode_types::{Hlc, NodeId, PublicKeyBytes};
+use xnode_types::{Hlc, NodeId, PublicKeyBytes, SignatureBytes};
 
 use crate::conditional::Preconditions;
 use xnode_wire::{Versioned, kinds};
@@ -172,6 +172,25 @@ pub enum StoreRequest {
     DropTombstones {
         tombstones: Vec<ObjectMeta>,
     },
+    /// The receiver's own entry of `path`, signed by the receiver together with `nonce`
+    /// (version 10): one vote of a metadata read quorum that a far edge can check although
+    /// another node collected it (see `attest`). Answered by `Attested`.
+    AttestMeta {
+        path: ObjectPath,
+        nonce: [u8; 16],
+    },
+    /// A forwarded read that also carries a read quorum (version 10): answered as
+    /// `ForwardedRead` is, plus the signed answers of a lingering read quorum of the
+    /// bucket's metadata replicas that the receiver collects with `AttestMeta` for the
+    /// edge's `nonce`. The edge may decide the version from those answers without waiting
+    /// for its own quorum read, which still runs (see `forward`). Answered by
+    /// `QuorumForwarded`.
+    QuorumForwardedRead {
+        path: ObjectPath,
+        from: u64,
+        max_bytes: u32,
+        nonce: [u8; 16],
+    },
 }
 
 /// Most bytes of sealed chunks one forwarded read answer carries, whatever was asked.
@@ -188,6 +207,20 @@ pub struct ForwardedAnswer {
     /// Sealed chunks, in the order of the object's bytes from the offset asked.
     pub chunks: Vec<ForwardedChunk>,
 }
+
+/// One metadata replica's signed answer for a read quorum collected by another node: its
+/// entry of a key (`None` when it holds none), bound to the reader's nonce (see `attest`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MetaAttestation {
+    /// The replica's node key; its node id must be one of the key's metadata replicas.
+    pub node_key: PublicKeyBytes,
+    pub meta: Option<ObjectMeta>,
+    pub signature: SignatureBytes,
+}
+
+/// Most signed answers a `QuorumForwarded` answer carries (a bucket's metadata replicas
+/// are at most this many).
+pub const MAX_ATTESTATIONS: usize = 16;
 
 /// One sealed chunk of a forwarded read answer.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -262,6 +295,15 @@ pub enum StoreResponse {
     /// The answer to `DropTombstones` (version 8): per tombstone, in the order asked,
     /// whether the receiver removed it now.
     TombstonesDropped(Vec<bool>),
+    /// The answer to `AttestMeta` (version 9).
+    Attested(MetaAttestation),
+    /// The answer to `QuorumForwardedRead` (version 9): the forwarded read's answer, and
+    /// the signed answers of the read quorum the receiver collected (at most
+    /// [`MAX_ATTESTATIONS`]; fewer than a quorum when too few replicas answered).
+    QuorumForwarded {
+        answer: ForwardedAnswer,
+        attestations: Vec<MetaAttestation>,
+    },
 }
 
 /// What a coordinator did with a conditional write.
@@ -298,12 +340,13 @@ impl Versioned for StoreRequest {
     // appended the anti-entropy requests, version 5 the audit requests, `MetaRange` and the
     // conditional writes; version 6 sealed object metadata (entries carry a seal) and
     // appended `CommitSealedMeta`; version 7 appended `GetTenantChunk`, version 8
-    // `ForwardedRead`, version 9 `DropTombstones`.
-    const VERSION: u8 = 9;
+    // `ForwardedRead`, version 9 `DropTombstones`, version 10 `AttestMeta` and
+    // `QuorumForwardedRead`.
+    const VERSION: u8 = 10;
 
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
-        if (6..=8).contains(&version) {
-            // Versions 7 to 9 only appended variants: a version-6 to 8 body decodes as it
+        if (6..=9).contains(&version) {
+            // Versions 7 to 10 only appended variants: a version-6 to 9 body decodes as it
             // is.
             return xnode_wire::decode_body::<Self, _>(body);
         }
@@ -403,17 +446,18 @@ impl Versioned for StoreResponse {
     // Version 2 added `MetaMerged`, version 3 `MetaPage`, version 4 `Digests` and
     // `MetaMergedMany`, version 5 the audit answers, `MetaRange`, `Committed` and
     // `MetaMergedIf`; version 6 sealed the entries answers carry; version 7 appended
-    // `Forwarded`, version 8 `TombstonesDropped`.
-    const VERSION: u8 = 8;
+    // `Forwarded`, version 8 `TombstonesDropped`, version 9 `Attested` and
+    // `QuorumForwarded`.
+    const VERSION: u8 = 9;
 
     /// Versions before 6 only appended variants, so an older body decodes as the current
-    /// type, with its entries in the unsealed layout; versions 7 and 8 only appended one
-    /// each, so a version-6 or 7 body decodes as it is.
+    /// type, with its entries in the unsealed layout; versions 7 to 9 only appended
+    /// variants, so a version-6 to 8 body decodes as it is.
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
         if version == 0 {
             return Err(xnode_wire::unsupported::<Self>(version));
         }
-        if version == 6 || version == 7 {
+        if (6..=8).contains(&version) {
             return xnode_wire::decode_body::<Self, _>(body);
         }
         xnode_store::decode_unsealed_layout(|| xnode_wire::decode_body::<Self, _>(body))
@@ -467,7 +511,7 @@ mod tests {
             },
         };
         let bytes = xnode_wire::encode(&request).unwrap();
-        assert_eq!(bytes[1], 9, "the format version is carried");
+        assert_eq!(bytes[1], 10, "the format version is carried");
         match xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap() {
             StoreRequest::CommitMeta {
                 path: got,
@@ -482,7 +526,7 @@ mod tests {
         }
         // A version this node does not know yet is refused, not guessed at.
         let mut future = xnode_wire::encode(&request).unwrap();
-        future[1] = 10;
+        future[1] = 11;
         assert!(xnode_wire::decode::<StoreRequest>(&future, MAX_STORE_MESSAGE).is_err());
     }
 
@@ -510,7 +554,7 @@ mod tests {
             max_bytes: MAX_FORWARDED_BYTES,
         };
         let bytes = xnode_wire::encode(&request).unwrap();
-        assert_eq!(bytes[1], 9, "the format version is carried");
+        assert_eq!(bytes[1], 10, "the format version is carried");
         assert!(matches!(
             xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap(),
             StoreRequest::ForwardedRead { path: p, from: 5, max_bytes }
@@ -526,7 +570,7 @@ mod tests {
             }],
         });
         let bytes = xnode_wire::encode(&answer).unwrap();
-        assert_eq!(bytes[1], 8);
+        assert_eq!(bytes[1], 9);
         match xnode_wire::decode::<StoreResponse>(&bytes, MAX_STORE_MESSAGE).unwrap() {
             StoreResponse::Forwarded(a) => {
                 assert_eq!(a.manifest.as_deref(), Some(&b"m"[..]));
@@ -586,13 +630,13 @@ mod tests {
             tombstones: vec![tombstone.clone()],
         };
         let bytes = xnode_wire::encode(&request).unwrap();
-        assert_eq!(bytes[1], 9, "the format version is carried");
+        assert_eq!(bytes[1], 10, "the format version is carried");
         match xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap() {
             StoreRequest::DropTombstones { tombstones } => assert_eq!(tombstones, [tombstone]),
             other => panic!("{other:?}"),
         }
         let answer = xnode_wire::encode(&StoreResponse::TombstonesDropped(vec![true])).unwrap();
-        assert_eq!(answer[1], 8);
+        assert_eq!(answer[1], 9);
         assert!(matches!(
             xnode_wire::decode::<StoreResponse>(&answer, MAX_STORE_MESSAGE).unwrap(),
             StoreResponse::TombstonesDropped(d) if d == [true]

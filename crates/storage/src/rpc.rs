@@ -43,7 +43,8 @@ impl Handler<StoreService> for StoreHandler {
         // A tenant's chunk read is metered on the bytes actually sent (below).
         let egress_tenant = match &request {
             StoreRequest::GetTenantChunk { tenant, .. } => Some(*tenant),
-            StoreRequest::ForwardedRead { path, .. } => Some(path.tenant),
+            StoreRequest::ForwardedRead { path, .. }
+            | StoreRequest::QuorumForwardedRead { path, .. } => Some(path.tenant),
             _ => None,
         };
         let result = match request {
@@ -85,6 +86,23 @@ impl Handler<StoreService> for StoreHandler {
                 .answer_forwarded_read(path, offset, max_bytes, from)
                 .await
                 .map(StoreResponse::Forwarded),
+            // The entry, manifest and first chunks, and the signed read quorum, gathered
+            // at the same time: the edge waits for the slower of the two.
+            StoreRequest::QuorumForwardedRead {
+                path,
+                from: offset,
+                max_bytes,
+                nonce,
+            } => {
+                let (answer, attestations) = tokio::join!(
+                    storage.answer_forwarded_read(path.clone(), offset, max_bytes, from),
+                    storage.collect_attestations(&path, nonce)
+                );
+                answer.map(|answer| StoreResponse::QuorumForwarded {
+                    answer,
+                    attestations,
+                })
+            }
             StoreRequest::CommitMeta { .. } => Err(StorageError::BadRequest(
                 "conditional writes must be sealed by the edge (CommitSealedMeta); update the node that sent this"
                     .into(),
@@ -115,7 +133,8 @@ impl Handler<StoreService> for StoreHandler {
             }
             // A forwarded read serves the manifest and chunks as the tenant's egress to the
             // edge that asked, as `GetTenantChunk` does (see `forward`).
-            (Some(tenant), StoreResponse::Forwarded(answer)) => {
+            (Some(tenant), StoreResponse::Forwarded(answer))
+            | (Some(tenant), StoreResponse::QuorumForwarded { answer, .. }) => {
                 storage.meter_egress_served(tenant, from, crate::forward::answer_bytes(answer));
             }
             _ => {}
@@ -280,7 +299,10 @@ impl Storage {
                 self.answer_audit(id, offset, len, nonce).await
             }
             StoreRequest::AuditLog { epoch } => Ok(self.answer_audit_log(epoch)),
-            StoreRequest::ForwardedRead { .. } => Err(StorageError::BadRequest(
+            StoreRequest::AttestMeta { path, nonce } => {
+                Ok(StoreResponse::Attested(self.attest_meta(path, nonce).await?))
+            }
+            StoreRequest::ForwardedRead { .. } | StoreRequest::QuorumForwardedRead { .. } => Err(StorageError::BadRequest(
                 "a forwarded read is answered for a peer; an edge reads its own replica directly"
                     .into(),
             )),
@@ -441,6 +463,20 @@ impl Storage {
                     }
                 }
                 StoreResponse::Forwarded(answer)
+            }
+            StoreResponse::QuorumForwarded {
+                answer,
+                attestations,
+            } if self.corrupt_served_chunks() => {
+                let StoreResponse::Forwarded(answer) =
+                    self.maybe_corrupt(StoreResponse::Forwarded(answer))
+                else {
+                    return StoreResponse::Error("a forwarded answer was lost".into());
+                };
+                StoreResponse::QuorumForwarded {
+                    answer,
+                    attestations,
+                }
             }
             other => other,
         }

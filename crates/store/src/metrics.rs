@@ -54,6 +54,12 @@ pub struct StoreMetrics {
     pub forwarded_reads_refused: Counter,
     /// Forwarded reads this node answered for edges.
     pub forwarded_reads_served: Counter,
+    /// Object reads through this far edge whose version a near replica's relayed, signed
+    /// read quorum decided, before the edge's own quorum read finished.
+    pub relayed_quorums_used: Counter,
+    /// Relayed read quorums the edge's own quorum read contradicted (it found a version
+    /// dated well before the read that the relayed quorum did not name).
+    pub relayed_quorums_contradicted: Counter,
     /// Replica writes dropped after the quorum because the background budget was spent.
     pub background_copies_skipped: Counter,
     /// Storage audits this node issued whose proof verified, and that failed (not held,
@@ -189,6 +195,16 @@ impl StoreMetrics {
             "forwarded_reads_served",
             "Forwarded reads this node answered for edges",
             m.forwarded_reads_served.clone(),
+        );
+        r.register(
+            "relayed_quorums_used",
+            "Object reads through this edge whose version a near replica's relayed, signed read quorum decided",
+            m.relayed_quorums_used.clone(),
+        );
+        r.register(
+            "relayed_quorums_contradicted",
+            "Relayed read quorums this edge's own quorum read contradicted (the near replica is not asked for one for a while)",
+            m.relayed_quorums_contradicted.clone(),
         );
         r.register(
             "background_copies_skipped",
