@@ -92,10 +92,10 @@ impl Drop for ForwardedRead {
 const CONCURRENT_WRITE_SLACK_MS: u64 = 2_000;
 
 impl Storage {
-    /// Starts a forwarded read of `path` from byte `from` when this node holds no replica
-    /// of the bucket's metadata (a replica reads its own entry with no network): to the
-    /// nearest live metadata replica, which also collects a signed read quorum for this
-    /// edge unless it once relayed one that the edge's own quorum contradicted.
+    /// Starts a forwarded read of `path` from byte `from`: when this node holds no replica
+    /// of the bucket's metadata, to the nearest live metadata replica, which also collects
+    /// a signed read quorum for this edge unless it once relayed one that the edge's own
+    /// quorum contradicted; when it holds one, a prefetch from its own entry.
     pub(crate) fn start_forwarded_read(
         self: &Arc<Self>,
         path: &ObjectPath,
@@ -104,7 +104,22 @@ impl Storage {
         let set = self.storage_set();
         let mut targets = self.meta_placement(&path.tenant, &path.bucket, &set);
         if targets.contains(&self.node_id) {
-            return None;
+            // A metadata replica knows its own entry at once: it fetches the manifest and
+            // first chunks that entry names while its quorum read runs, from the holders
+            // nearest to it, and keeps them if the quorum agrees (the checks are those of
+            // a near replica's answer).
+            let (this, path, me) = (self.clone(), path.clone(), self.node_id);
+            let answer = tokio::spawn(async move {
+                this.answer_forwarded_read(path, from, MAX_FORWARDED_BYTES, me, true)
+                    .await
+                    .map(StoreResponse::Forwarded)
+            });
+            return Some(ForwardedRead {
+                node: me,
+                nonce: None,
+                started: Instant::now(),
+                answer,
+            });
         }
         let live = self.live_nodes();
         targets.retain(|n| live.contains(n));
@@ -207,15 +222,11 @@ impl Storage {
         ) {
             (Some(answer), Some((meta, info))) => {
                 let prefetched = self.check_forwarded(node, answer, meta, info);
-                if prefetched.is_some() {
-                    self.metrics.forwarded_reads_used.inc();
-                } else {
-                    self.metrics.forwarded_reads_refused.inc();
-                }
+                self.count_forwarded(node, prefetched.is_some());
                 prefetched
             }
             (None, _) => {
-                self.metrics.forwarded_reads_refused.inc();
+                self.count_forwarded(node, false);
                 None
             }
             (Some(_), None) => None,
@@ -280,13 +291,28 @@ impl Storage {
             _ => None,
         };
         let prefetched = answer.and_then(|a| self.check_forwarded(node, a, meta, info));
-        if prefetched.is_some() {
-            self.metrics.forwarded_reads_used.inc();
-        } else {
-            self.metrics.forwarded_reads_refused.inc();
+        self.count_forwarded(node, prefetched.is_some());
+        if prefetched.is_none() {
             tracing::debug!(%node, path = ?meta.path, "a forwarded read was not used; reading the ordinary way");
         }
         prefetched
+    }
+
+    /// Counts a forwarded read the edge used or not; a metadata replica's prefetch from its
+    /// own entry counts apart (it is no near replica's answer).
+    fn count_forwarded(&self, node: NodeId, used: bool) {
+        match (node == self.node_id, used) {
+            (true, true) => {
+                self.metrics.local_prefetches_used.inc();
+            }
+            (true, false) => {}
+            (false, true) => {
+                self.metrics.forwarded_reads_used.inc();
+            }
+            (false, false) => {
+                self.metrics.forwarded_reads_refused.inc();
+            }
+        }
     }
 
     /// Keeps the parts of `answer` that the quorum's `meta` vouches for.
@@ -344,15 +370,21 @@ impl Storage {
     /// with the manifest and the chunks covering the plaintext from `from`, at most
     /// `max_bytes` (capped) of sealed chunks, read from the nearest holders. What placement
     /// puts on `edge` itself is left out: the edge reads it locally, with no network.
+    ///
+    /// `for_tenant` reads the chunks with `GetTenantChunk`, metered to the tenant: what a
+    /// metadata replica prefetches for its own read (see [`Storage::start_forwarded_read`]);
+    /// a near replica answering a peer fetches with plain `GetChunk` and meters what it
+    /// sends instead.
     pub(crate) async fn answer_forwarded_read(
         &self,
         path: ObjectPath,
         from: u64,
         max_bytes: u32,
         edge: NodeId,
+        for_tenant: bool,
     ) -> Result<ForwardedAnswer, StorageError> {
         path.validate()?;
-        self.metrics.forwarded_reads_served.inc();
+        let metered = for_tenant.then_some(path.tenant);
         let store = self.meta.clone();
         let lookup = path.clone();
         let meta = crate::blocking(move || store.get(&lookup)).await?;
@@ -370,7 +402,7 @@ impl Storage {
             let set = &set;
             let path = &path;
             async move {
-                self.get_object_chunk(id, set, None, &path.tenant, &path.bucket)
+                self.get_object_chunk(id, set, metered, &path.tenant, &path.bucket)
                     .await
             }
         };

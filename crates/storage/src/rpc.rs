@@ -82,10 +82,13 @@ impl Handler<StoreService> for StoreHandler {
                 path,
                 from: offset,
                 max_bytes,
-            } => storage
-                .answer_forwarded_read(path, offset, max_bytes, from)
-                .await
-                .map(StoreResponse::Forwarded),
+            } => {
+                storage.metrics.forwarded_reads_served.inc();
+                storage
+                    .answer_forwarded_read(path, offset, max_bytes, from, false)
+                    .await
+                    .map(StoreResponse::Forwarded)
+            }
             // The entry, manifest and first chunks, and the signed read quorum, gathered
             // at the same time: the edge waits for the slower of the two.
             StoreRequest::QuorumForwardedRead {
@@ -94,8 +97,9 @@ impl Handler<StoreService> for StoreHandler {
                 max_bytes,
                 nonce,
             } => {
+                storage.metrics.forwarded_reads_served.inc();
                 let (answer, attestations) = tokio::join!(
-                    storage.answer_forwarded_read(path.clone(), offset, max_bytes, from),
+                    storage.answer_forwarded_read(path.clone(), offset, max_bytes, from, false),
                     storage.collect_attestations(&path, nonce)
                 );
                 answer.map(|answer| StoreResponse::QuorumForwarded {

@@ -54,6 +54,9 @@ pub struct StoreMetrics {
     pub forwarded_reads_refused: Counter,
     /// Forwarded reads this node answered for edges.
     pub forwarded_reads_served: Counter,
+    /// Object reads through this node, a metadata replica of the bucket, that used the
+    /// manifest and first chunks it fetched from its own entry while its quorum read ran.
+    pub local_prefetches_used: Counter,
     /// Object reads through this far edge whose version a near replica's relayed, signed
     /// read quorum decided, before the edge's own quorum read finished.
     pub relayed_quorums_used: Counter,
@@ -195,6 +198,11 @@ impl StoreMetrics {
             "forwarded_reads_served",
             "Forwarded reads this node answered for edges",
             m.forwarded_reads_served.clone(),
+        );
+        r.register(
+            "local_prefetches_used",
+            "Object reads through this node, a metadata replica, that used the manifest and first chunks it fetched from its own entry during its quorum read",
+            m.local_prefetches_used.clone(),
         );
         r.register(
             "relayed_quorums_used",

@@ -4,11 +4,16 @@
 //!
 //! `cargo nextest run --workspace --run-ignored only --no-capture -E 'test(idle_storage_cost)'`
 //! (`XNODE_BENCH_BUCKETS` and `XNODE_BENCH_OBJECTS` per bucket change the load; defaults
-//! 40 and 50, half of each bucket deleted afterwards). Prints a Markdown row each.
+//! 40 and 50, half of each bucket deleted afterwards; `XNODE_BENCH_IDLE_SECS`, default 30,
+//! the idle window; `XNODE_BENCH_IDLE_BASELINE=0` skips the baseline cluster;
+//! `XNODE_BENCH_REPAIR=1` then loses a node's data and times its repair against a raw copy,
+//! see `repair_drill`). Prints a Markdown row each.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
+
+use futures::{StreamExt, stream};
 
 use xnode_test_cluster::{Cluster, Tenant};
 
@@ -46,37 +51,163 @@ struct Idle {
     skipped: u64,
 }
 
-async fn measure(every_check: bool, buckets: usize, objects: usize, seconds: u64) -> Idle {
-    let c = Cluster::start_with(3, move |cfg| {
+fn bucket_name(b: usize) -> String {
+    format!("bench-{b:04}")
+}
+
+/// Entries (tombstones included) node `i` holds of `buckets` buckets, from its own table.
+async fn entries_held(c: &Cluster, i: usize, tenant: &Tenant, buckets: usize) -> usize {
+    let storage = c.node(i).storage();
+    let mut held = 0;
+    for b in 0..buckets {
+        let mut after: Option<String> = None;
+        loop {
+            let page = storage
+                .local_range(&tenant.id(), &bucket_name(b), "", after.as_deref(), 1000)
+                .await
+                .unwrap();
+            held += page.entries.len();
+            match page.entries.last() {
+                Some(last) if page.truncated => after = Some(last.path.key.clone()),
+                _ => break,
+            }
+        }
+    }
+    held
+}
+
+/// Loses node 2's data (everything in its data dir but its key), restarts it and times how
+/// long repair takes to bring back every chunk and entry it held, against copying node 1's
+/// data dir (as large) on the same disk, measured in the same run.
+async fn repair_drill(c: &mut Cluster, tenant: &Tenant, buckets: usize) {
+    for i in 0..3 {
+        c.node(i).storage().collect_garbage().await.unwrap();
+    }
+    let chunks_before = c.node(2).storage().health().chunks_stored;
+    let entries_before = entries_held(c, 2, tenant, buckets).await;
+
+    let copy_to = tempfile::tempdir().unwrap();
+    let copying = Instant::now();
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(c.data_dir(1))
+        .arg(copy_to.path())
+        .status()
+        .unwrap();
+    assert!(copied.success(), "cp -a failed");
+    assert!(
+        std::process::Command::new("sync")
+            .status()
+            .unwrap()
+            .success()
+    );
+    let raw_copy = copying.elapsed();
+
+    c.stop(2).await;
+    for entry in std::fs::read_dir(c.data_dir(2)).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .is_some_and(|n| n == xnode_node::identity::KEY_FILE)
+        {
+            continue;
+        }
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).unwrap();
+        } else {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+    let repairing = Instant::now();
+    c.restart(2).await;
+    loop {
+        let chunks = c.node(2).storage().health().chunks_stored;
+        if chunks >= chunks_before && entries_held(c, 2, tenant, buckets).await >= entries_before {
+            break;
+        }
+        assert!(
+            repairing.elapsed() < Duration::from_secs(3600),
+            "node 2 got {chunks} of {chunks_before} chunks back within an hour"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let repair = repairing.elapsed();
+    println!(
+        "repair of a lost data dir ({chunks_before} chunks, {entries_before} entries): {:.1} s; \
+         raw copy of a node's data dir (cp -a and sync): {:.1} s; ratio {:.1}",
+        repair.as_secs_f64(),
+        raw_copy.as_secs_f64(),
+        repair.as_secs_f64() / raw_copy.as_secs_f64().max(1e-3)
+    );
+}
+
+async fn measure(
+    every_check: bool,
+    repair: bool,
+    buckets: usize,
+    objects: usize,
+    seconds: u64,
+) -> Idle {
+    let mut c = Cluster::start_with(3, move |cfg| {
         cfg.storage.repair_interval = Duration::from_secs(1);
+        if repair {
+            // The drill counts the chunks a node must get back: garbage collection first
+            // removes those only deleted objects referenced (younger than the default
+            // grace of an hour here).
+            cfg.storage.gc_grace = Duration::from_secs(1);
+        }
         if every_check {
             cfg.storage.anti_entropy_full_interval = Duration::from_secs(1);
         }
     })
     .await;
     let tenant = Tenant::new();
+    let loading = Instant::now();
     for b in 0..buckets {
-        let bucket = format!("bench-{b:04}");
-        c.create_bucket(b % 3, &tenant, &bucket).await;
-        for o in 0..objects {
-            c.put(
-                o % 3,
-                &tenant,
-                &bucket,
-                &format!("o{o}"),
-                format!("{b}/{o}").as_bytes(),
-            )
-            .await
-            .unwrap();
-        }
-        for o in (0..objects).step_by(2) {
-            c.node(o % 3)
-                .storage()
-                .delete_object(&tenant.id(), &bucket, &format!("o{o}"))
+        c.create_bucket(b % 3, &tenant, &bucket_name(b)).await;
+    }
+    // Writes, then deletes of every other object, 32 at a time through all three nodes.
+    let all: Vec<(usize, usize)> = (0..buckets)
+        .flat_map(|b| (0..objects).map(move |o| (b, o)))
+        .collect();
+    stream::iter(all.iter().copied())
+        .map(|(b, o)| {
+            let (c, tenant) = (&c, &tenant);
+            async move {
+                let body = format!("{b}/{o}");
+                c.put(
+                    o % 3,
+                    tenant,
+                    &bucket_name(b),
+                    &format!("o{o}"),
+                    body.as_bytes(),
+                )
                 .await
                 .unwrap();
-        }
-    }
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<()>>()
+        .await;
+    stream::iter(all.iter().copied().filter(|(_, o)| o % 2 == 0))
+        .map(|(b, o)| {
+            let (c, tenant) = (&c, &tenant);
+            async move {
+                c.node(o % 3)
+                    .storage()
+                    .delete_object(&tenant.id(), &bucket_name(b), &format!("o{o}"))
+                    .await
+                    .unwrap();
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<()>>()
+        .await;
+    eprintln!(
+        "loaded {} objects in {buckets} buckets and deleted half in {:.0} s",
+        all.len(),
+        loading.elapsed().as_secs_f64()
+    );
     // Let background copies and the first rounds finish.
     c.wait_until("replicas in sync", Duration::from_secs(300), |c| {
         (0..3).all(|i| {
@@ -103,6 +234,9 @@ async fn measure(every_check: bool, buckets: usize, objects: usize, seconds: u64
     let cpu = (process_cpu() - cpu0).as_secs_f64();
     let rpcs = store_rpcs_served(&c) - rpcs0;
     let (rounds1, skipped1) = health(&c);
+    if repair {
+        repair_drill(&mut c, &tenant, buckets).await;
+    }
     c.shutdown().await;
     Idle {
         cpu_per_node: cpu / elapsed / 3.0,
@@ -117,7 +251,9 @@ async fn measure(every_check: bool, buckets: usize, objects: usize, seconds: u64
 async fn idle_storage_cost() {
     let buckets = env("XNODE_BENCH_BUCKETS", 40);
     let objects = env("XNODE_BENCH_OBJECTS", 50);
-    let seconds = 30;
+    let seconds = env("XNODE_BENCH_IDLE_SECS", 30) as u64;
+    let baseline = env("XNODE_BENCH_IDLE_BASELINE", 1) != 0;
+    let repair = env("XNODE_BENCH_REPAIR", 0) != 0;
     println!(
         "{buckets} buckets x {objects} objects (half deleted), 3 in-process nodes, {seconds} s idle"
     );
@@ -126,11 +262,19 @@ async fn idle_storage_cost() {
     );
     println!("|---|---|---|---|---|");
     let mut rows = Vec::new();
-    for (label, every_check) in [
+    let configs = [
         ("a round at every check (baseline)", true),
         ("rounds only on change", false),
-    ] {
-        let idle = measure(every_check, buckets, objects, seconds).await;
+    ];
+    for (label, every_check) in configs.into_iter().filter(|(_, every)| baseline || !every) {
+        let idle = measure(
+            every_check,
+            repair && !every_check,
+            buckets,
+            objects,
+            seconds,
+        )
+        .await;
         println!(
             "| {label} | {:.2} % | {:.1} | {} | {} |",
             idle.cpu_per_node * 100.0,
@@ -140,9 +284,10 @@ async fn idle_storage_cost() {
         );
         rows.push(idle);
     }
-    let (baseline, skipping) = (&rows[0], &rows[1]);
-    println!(
-        "CPU ratio (rounds only on change / every check): {:.2}",
-        skipping.cpu_per_node / baseline.cpu_per_node.max(1e-9)
-    );
+    if let [baseline, skipping] = &rows[..] {
+        println!(
+            "CPU ratio (rounds only on change / every check): {:.2}",
+            skipping.cpu_per_node / baseline.cpu_per_node.max(1e-9)
+        );
+    }
 }

@@ -93,6 +93,12 @@ async fn a_far_edge_uses_a_forwarded_read_only_when_current_and_intact() {
         count(&c, refused)
     );
     assert!(honest_uses > 0, "no read used a forwarded answer");
+    // The metadata replicas prefetch for their own reads (eight chunks on two of four
+    // nodes: a replica lacks some of them).
+    assert!(
+        count(&c, |m| m.local_prefetches_used.get()) > 0,
+        "no metadata replica used its own prefetch"
+    );
 
     // A metadata replica's honest answer while the old version is current: replayed later,
     // it is a stale answer (a correctly sealed entry, its manifest and chunks).
