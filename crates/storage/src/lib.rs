@@ -623,15 +623,34 @@ impl Storage {
             .unwrap_or(self.config.replication_factor)
     }
 
-    /// The metadata entry this node's own replica holds for `path` (tombstone or not),
+    /// The metadata entry this node's own hot table holds for `path` (tombstone or not),
     /// without asking any peer: for operators and tests checking what a replica holds.
+    /// A tombstone collection retired is not in it (see [`Storage::local_retired_meta`]);
+    /// a `GetMeta` answer is the hot entry or, with none, the retired one.
     pub async fn local_meta(
         &self,
         path: &xnode_store::ObjectPath,
     ) -> Result<Option<xnode_store::ObjectMeta>, StorageError> {
         let store = self.meta.clone();
         let path = path.clone();
-        blocking(move || store.get(&path)).await
+        blocking(move || store.get_hot(&path)).await
+    }
+
+    /// The tombstone of `path` that tombstone collection retired to this node's cold
+    /// table, if any: for operators and tests.
+    pub async fn local_retired_meta(
+        &self,
+        path: &xnode_store::ObjectPath,
+    ) -> Result<Option<xnode_store::ObjectMeta>, StorageError> {
+        let store = self.meta.clone();
+        let path = path.clone();
+        blocking(move || store.get_retired(&path)).await
+    }
+
+    /// How many retired tombstones this node's cold table holds.
+    pub async fn local_retired_count(&self) -> Result<u64, StorageError> {
+        let store = self.meta.clone();
+        blocking(move || store.retired_count()).await
     }
 
     /// A range of a bucket's metadata entries as this node's own replica holds them

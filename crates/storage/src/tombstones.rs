@@ -246,7 +246,7 @@ impl Storage {
                 .zip(allowed)
                 .map(|(tombstone, allowed)| {
                     if allowed {
-                        store.remove_tombstone_if_equal(tombstone)
+                        store.retire_tombstone_if_equal(tombstone)
                     } else {
                         Ok(false)
                     }
