@@ -287,9 +287,15 @@ impl Storage {
     /// collected (retired to its cold table, see `tombstones.rs`) shows nothing for it. A
     /// replica that confirmed the tombstone but kept an older version, and lists that
     /// version now, would otherwise put the deleted key back in the listing: the point
-    /// reads of a quorum read see the retired tombstone and outrank it. An honest replica
-    /// that merely missed a write costs one read per key it lacks, once: the read repair
-    /// below gives it the key.
+    /// reads of a quorum read see the retired tombstone and outrank it.
+    ///
+    /// Only versions older than half of `tombstone_grace` are confirmed: a tombstone is
+    /// retired only once older than the grace (by its holder's clock and grace), and the
+    /// version it deleted is older still, so a younger version cannot be one a retired
+    /// tombstone outranks (the half absorbs clock skew and holders configured with a
+    /// somewhat shorter grace). A replica that merely missed recent writes then costs
+    /// nothing extra; one that missed older ones costs one read per key, once: the read
+    /// repair below gives it the keys.
     async fn confirm_lacking_keys(
         self: &Arc<Self>,
         merged: &mut MergedRange,
@@ -303,11 +309,16 @@ impl Storage {
                     .is_err()
             })
         };
+        let half_grace_ms =
+            u64::try_from(self.config.tombstone_grace.as_millis() / 2).unwrap_or(u64::MAX);
+        let retirable_before_ms = unix_ms().saturating_sub(half_grace_ms);
         let lacking: Vec<(usize, ObjectPath)> = merged
             .newest
             .iter()
             .enumerate()
-            .filter(|(_, m)| m.info.is_some() && lacked_somewhere(m))
+            .filter(|(_, m)| {
+                m.info.is_some() && m.version.wall_ms <= retirable_before_ms && lacked_somewhere(m)
+            })
             .map(|(i, m)| (i, m.path.clone()))
             .collect();
         let mut overturned = BTreeSet::new();
