@@ -326,11 +326,12 @@ async fn a_peer_cannot_make_a_node_drop_a_young_or_different_tombstone() {
     c.shutdown().await;
 }
 
-/// Collection is off by default, and a node with it off removes nothing, even the exact,
-/// old tombstone it holds when a peer asks.
+/// Collection is on by default (collected tombstones are retired, not forgotten), and it
+/// can be turned off: a node with it off removes nothing, even the exact, old tombstone
+/// it holds when a peer asks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_does_not_collect_tombstones_keeps_them_whoever_asks() {
-    assert!(!xnode_storage::StorageConfig::default().collect_tombstones);
+    assert!(xnode_storage::StorageConfig::default().collect_tombstones);
     let c = cluster_collecting(Duration::ZERO, false).await;
     let tenant = Tenant::new();
     let tombstones = write_and_delete(&c, &tenant, &[], &["gone"]).await;
@@ -344,15 +345,16 @@ async fn a_node_that_does_not_collect_tombstones_keeps_them_whoever_asks() {
     let round = c.node(0).storage().collect_tombstones().await.unwrap();
     assert_eq!(round, xnode_storage::tombstones::TombstoneRound::default());
     assert_eq!(holders_of(&c, &tenant, "gone").await, 3);
+    assert_eq!(c.node(0).storage().local_retired_count().await.unwrap(), 0);
 }
 
-/// The attack that kept collection off by default: a metadata holder confirms a
-/// tombstone while keeping the version it deleted, and offers that version again once
-/// every honest holder collected the tombstone: pushed to the others (`PutMeta`, and
-/// `PutMetaMany` as anti-entropy pushes), as its answer to quorum reads (`GetMeta`) and
-/// in its listing ranges (`MetaRange`). The honest holders retired the tombstone to their
-/// cold table, which still outranks that version, so the key stays deleted through every
-/// node and their hot tables do not take it.
+/// The attack that kept collection off by default before the cold table: a metadata
+/// holder confirms a tombstone while keeping the version it deleted, and offers that
+/// version again once every honest holder collected the tombstone: pushed to the others
+/// (`PutMeta`, and `PutMetaMany` as anti-entropy pushes), as its answer to quorum reads
+/// (`GetMeta`) and in its listing ranges (`MetaRange`). The honest holders retired the
+/// tombstone to their cold table, which still outranks that version, so the key stays
+/// deleted through every node and their hot tables do not take it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_holder_that_kept_a_collected_keys_old_version_cannot_bring_it_back() {
     let c = Cluster::start_with(3, |cfg| {
