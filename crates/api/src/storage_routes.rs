@@ -99,8 +99,8 @@ pub struct HealthView {
     pub repairs_done: u64,
     /// Unreferenced chunks removed by garbage collection on this node.
     pub gc_removed_chunks: u64,
-    /// Delete tombstones removed from this node's metadata table by tombstone collection
-    /// (`storage.collect_tombstones`; always 0 where it is off).
+    /// Delete tombstones tombstone collection retired from this node's metadata table to
+    /// its cold table (`storage.collect_tombstones`; always 0 where it is off).
     pub gc_removed_tombstones: u64,
     pub last_repair_scan_ms: Option<u64>,
     /// Anti-entropy rounds run, and checks that skipped one because nothing changed.

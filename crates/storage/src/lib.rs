@@ -128,17 +128,19 @@ pub struct StorageConfig {
     /// removes nothing. It bounds the round's memory (about 50 bytes per entry).
     pub gc_max_scan_entries: u64,
     /// How old a delete's tombstone (by its version's clock) must be before garbage
-    /// collection may remove it from the metadata table, once every metadata holder
-    /// confirmed holding it (see [`tombstones`]). It bounds how long a write may be in
-    /// flight, or a replica out of reach, and still be outranked by the delete: an older
-    /// version that arrives after its tombstone was collected would come back.
+    /// collection may retire it from the metadata table to the cold table, once every
+    /// metadata holder confirmed holding it (see [`tombstones`]). A retired tombstone
+    /// still outranks older versions on the nodes that retired it; the grace bounds how
+    /// long a write may be in flight, or a replica out of reach, and still meet the
+    /// tombstone in the hot table (and travel with it by anti-entropy).
     #[serde(with = "xnode_types::duration_text")]
     pub tombstone_grace: Duration,
-    /// Whether this node collects tombstones and removes them when a peer asks (off by
-    /// default). Collection trusts every metadata holder's confirmation: a holder that
-    /// confirms a tombstone while keeping an older version of its key can bring the
-    /// deleted object back once the tombstone is gone everywhere. Turn it on where the
-    /// metadata holders are trusted (an allowlist of known operators); see SECURITY.md.
+    /// Whether this node collects tombstones and retires them when a peer asks (on by
+    /// default). A collected tombstone moves to the cold table, out of listings, digests
+    /// and scans but still consulted by merges and point reads, so a holder that confirmed
+    /// it while keeping an older version of the key cannot bring that version back (see
+    /// SECURITY.md). Off, tombstones stay in the hot table for ever and every drop a peer
+    /// asks for is refused.
     pub collect_tombstones: bool,
     /// Bytes the replica writes that go on after a write's quorum acknowledged it may hold
     /// on this node at once; beyond it, the extra copies are left to repair.
@@ -202,7 +204,7 @@ impl Default for StorageConfig {
             gc_silent_holder_after: Duration::from_secs(2 * 24 * 3600),
             gc_max_scan_entries: 2_000_000,
             tombstone_grace: Duration::from_secs(24 * 3600),
-            collect_tombstones: false,
+            collect_tombstones: true,
             background_copy_bytes: 64 * 1024 * 1024,
             audit_enabled: true,
             audit_detect_loss_ppm: 10_000,
@@ -627,15 +629,34 @@ impl Storage {
             .unwrap_or(self.config.replication_factor)
     }
 
-    /// The metadata entry this node's own replica holds for `path` (tombstone or not),
+    /// The metadata entry this node's own hot table holds for `path` (tombstone or not),
     /// without asking any peer: for operators and tests checking what a replica holds.
+    /// A tombstone collection retired is not in it (see [`Storage::local_retired_meta`]);
+    /// a `GetMeta` answer is the hot entry or, with none, the retired one.
     pub async fn local_meta(
         &self,
         path: &xnode_store::ObjectPath,
     ) -> Result<Option<xnode_store::ObjectMeta>, StorageError> {
         let store = self.meta.clone();
         let path = path.clone();
-        blocking(move || store.get(&path)).await
+        blocking(move || store.get_hot(&path)).await
+    }
+
+    /// The tombstone of `path` that tombstone collection retired to this node's cold
+    /// table, if any: for operators and tests.
+    pub async fn local_retired_meta(
+        &self,
+        path: &xnode_store::ObjectPath,
+    ) -> Result<Option<xnode_store::ObjectMeta>, StorageError> {
+        let store = self.meta.clone();
+        let path = path.clone();
+        blocking(move || store.get_retired(&path)).await
+    }
+
+    /// How many retired tombstones this node's cold table holds.
+    pub async fn local_retired_count(&self) -> Result<u64, StorageError> {
+        let store = self.meta.clone();
+        blocking(move || store.retired_count()).await
     }
 
     /// A range of a bucket's metadata entries as this node's own replica holds them

@@ -17,16 +17,18 @@
 //! from there. Without that cut, a replica that holds many keys (or junk a peer planted)
 //! would make an acknowledged key fall between two pages and never be listed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use xnode_store::{Candidate, ObjectMeta, is_internal_key};
+use xnode_store::{Candidate, ObjectMeta, ObjectPath, is_internal_key};
 use xnode_types::{NodeId, PublicKeyBytes, unix_ms};
 
 use crate::proto::{BucketRef, MAX_LIST_LIMIT, MAX_PUT_META_MANY, StoreRequest, StoreResponse};
-use crate::range::{MergedRange, Next, RangeQuestion, absorb, check_range, classify, merge_ranges};
+use crate::range::{
+    CheckedRange, MergedRange, Next, RangeQuestion, absorb, check_range, classify, merge_ranges,
+};
 use crate::{MAX_VERSION_AHEAD_MS, META_TIMEOUT, Storage, StorageError};
 
 /// Entries each replica is asked for per round at least: a small page (one key, to see
@@ -126,7 +128,7 @@ impl Storage {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let (_, targets, needed) = self.listing_replicas(tenant, bucket);
+        let (set, targets, needed) = self.listing_replicas(tenant, bucket);
         let ask = limit.clamp(MIN_RANGE_ENTRIES, MAX_LIST_LIMIT);
         let mut page: Vec<ObjectMeta> = Vec::new();
         let mut cursor: Option<String> = start_after.map(str::to_owned);
@@ -141,7 +143,7 @@ impl Storage {
                 after: cursor.as_deref(),
                 limit: ask,
             };
-            let merged = match self.range_round(&question, &targets, needed).await {
+            let merged = match self.range_round(&question, &set, &targets, needed).await {
                 Ok(merged) => merged,
                 Err(e) => {
                     // Replicas of an older version cannot answer ranges: list the rest the
@@ -168,10 +170,12 @@ impl Storage {
     }
 
     /// Asks every metadata replica for the range `q`, merges the first `needed` answers
-    /// that pass their checks, and sends each of them what it lacks (read repair).
+    /// that pass their checks, confirms the live keys some answer lacks, and sends each
+    /// replica what it lacks (read repair).
     async fn range_round(
         self: &Arc<Self>,
         q: &RangeQuestion<'_>,
+        set: &[Candidate],
         targets: &[NodeId],
         needed: usize,
     ) -> Result<MergedRange, StorageError> {
@@ -263,12 +267,98 @@ impl Storage {
             )));
         }
         let mut merged = merge_ranges(&answers);
-        for (node, behind) in answered.into_iter().zip(std::mem::take(&mut merged.behind)) {
+        let overturned = self
+            .confirm_lacking_keys(&mut merged, &answers, set)
+            .await?;
+        for (node, mut behind) in answered.into_iter().zip(std::mem::take(&mut merged.behind)) {
+            behind.retain(|m| !overturned.contains(&m.path.key));
             if !behind.is_empty() {
                 self.read_repair(node, behind);
             }
         }
         Ok(merged)
+    }
+
+    /// Confirms by a quorum read every live key of `merged` that some answer does not
+    /// hold at all, and puts what the read finds in its place (a tombstone hides the key
+    /// from the page). Returns the keys whose entry the read changed.
+    ///
+    /// A range answer holds only the hot table, so a replica whose tombstone of a key was
+    /// collected (retired to its cold table, see `tombstones.rs`) shows nothing for it. A
+    /// replica that confirmed the tombstone but kept an older version, and lists that
+    /// version now, would otherwise put the deleted key back in the listing: the point
+    /// reads of a quorum read see the retired tombstone and outrank it.
+    ///
+    /// Only versions older than half of `tombstone_grace` are confirmed: a tombstone is
+    /// retired only once older than the grace (by its holder's clock and grace), and the
+    /// version it deleted is older still, so a younger version cannot be one a retired
+    /// tombstone outranks (the half absorbs clock skew and holders configured with a
+    /// somewhat shorter grace). A replica that merely missed recent writes then costs
+    /// nothing extra; one that missed older ones costs one read per key, once: the read
+    /// repair below gives it the keys.
+    async fn confirm_lacking_keys(
+        self: &Arc<Self>,
+        merged: &mut MergedRange,
+        answers: &[CheckedRange],
+        set: &[Candidate],
+    ) -> Result<BTreeSet<String>, StorageError> {
+        let lacked_somewhere = |meta: &ObjectMeta| {
+            answers.iter().any(|a| {
+                a.entries
+                    .binary_search_by(|m| m.path.key.as_str().cmp(&meta.path.key))
+                    .is_err()
+            })
+        };
+        let half_grace_ms =
+            u64::try_from(self.config.tombstone_grace.as_millis() / 2).unwrap_or(u64::MAX);
+        let retirable_before_ms = unix_ms().saturating_sub(half_grace_ms);
+        let lacking: Vec<(usize, ObjectPath)> = merged
+            .newest
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| {
+                m.info.is_some() && m.version.wall_ms <= retirable_before_ms && lacked_somewhere(m)
+            })
+            .map(|(i, m)| (i, m.path.clone()))
+            .collect();
+        let mut overturned = BTreeSet::new();
+        if lacking.is_empty() {
+            return Ok(overturned);
+        }
+        let mut reads = futures::stream::iter(lacking)
+            .map(|(i, path)| async move { (i, self.get_meta(&path, set).await) })
+            .buffered(CONFIRMATIONS_IN_FLIGHT);
+        let mut found = Vec::new();
+        while let Some((i, current)) = reads.next().await {
+            found.push((i, current?));
+        }
+        drop(reads);
+        let mut gone = BTreeSet::new();
+        for (i, current) in found {
+            let Some(listed) = merged.newest.get_mut(i) else {
+                continue;
+            };
+            if current.as_ref() == Some(&*listed) {
+                continue;
+            }
+            overturned.insert(listed.path.key.clone());
+            match current {
+                // The quorum read checked the path; the entry keeps its place in key order.
+                Some(current) => *listed = current,
+                None => {
+                    gone.insert(i);
+                }
+            }
+        }
+        if !gone.is_empty() {
+            let mut index = 0usize;
+            merged.newest.retain(|_| {
+                let keep = !gone.contains(&index);
+                index = index.saturating_add(1);
+                keep
+            });
+        }
+        Ok(overturned)
     }
 
     /// Sends `node` the newest entries a listing found it lacking, in the background.

@@ -1,7 +1,7 @@
-//! Tombstone collection: removes the tombstones deletes leave in the object metadata
-//! table once no replica can hold anything they must still outrank, so the table, the
-//! anti-entropy digests and the garbage-collection scan grow with what is stored, not
-//! with every key ever deleted.
+//! Tombstone collection: retires the tombstones deletes leave in the object metadata
+//! table to a cold table once no replica can hold anything they must still outrank, so
+//! the table, the anti-entropy digests and the garbage-collection scan grow with what is
+//! stored, not with every key ever deleted.
 //!
 //! A tombstone exists so that an older version of its key, still on some replica or in
 //! flight, loses to it. Removing it too early brings that version back. So a round works
@@ -14,24 +14,32 @@
 //!    authenticated reply, and confirms a tombstone only if the holder now holds it, or a
 //!    strictly newer entry of the key. A holder that does not answer, answers wrongly, or
 //!    refuses an entry confirms nothing, and those tombstones stay. After this phase no
-//!    holder holds an older version of the key, and none can take one any more: the
-//!    tombstone outranks it wherever it lands.
-//! 2. **Delete if equal.** Only the confirmed tombstones are sent to every holder in
-//!    `DropTombstones`. Each holder removes a tombstone only if it is exactly the entry it
+//!    honest holder holds an older version of the key, and none can take one any more:
+//!    the tombstone outranks it wherever it lands.
+//! 2. **Retire if equal.** Only the confirmed tombstones are sent to every holder in
+//!    `DropTombstones`. Each holder retires a tombstone only if it is exactly the entry it
 //!    holds, and only if it is old enough by the holder's own clock and of a kind it would
 //!    collect itself. A key written again meanwhile keeps its new entry.
 //!
+//! Retiring moves the tombstone to the cold table (`MetaStore::retire_tombstone_if_equal`):
+//! listings, ranges, digests and scans no longer see it, but every merge and point read
+//! still does. So a holder that confirmed a tombstone while keeping an older version of
+//! its key cannot bring that version back once every honest holder retired it: pushed to
+//! them, it is refused as before; offered as a read answer, it meets the newer tombstone
+//! from the honest replicas; listed in a range, the listing confirms the key by a quorum
+//! read (see `listing.rs`). A drop a peer asks for without the confirmation round only
+//! retires too. The cold table grows by one small record per collected key, on disk only.
+//!
 //! A drop that reaches only some holders heals: a holder that still has the tombstone
 //! pushes it back by anti-entropy, which is harmless, and a later round collects it again.
-//! What the grace protects against is a write older than the tombstone arriving after it
-//! was collected everywhere: a write in flight or a holder out of reach for longer than
-//! the grace (Cassandra's `gc_grace_seconds` has the same meaning).
+//! Retired tombstones do not travel with the bucket: a replica placed on it after the
+//! collection has none and takes an older version if one reaches it; reads still meet
+//! the tombstone while they ask some replica that retired it. The grace keeps young
+//! tombstones hot, where anti-entropy carries them to new replicas and writes in flight
+//! meet them (Cassandra's `gc_grace_seconds` has the same meaning).
 //!
-//! Collection is off unless `storage.collect_tombstones` is set, and a node with it off
-//! also refuses every drop a peer asks for. The two phases trust each holder's
-//! confirmation: a holder that confirms a tombstone while keeping an older version of its
-//! key, and offers that version again once the tombstone is gone everywhere, brings the
-//! deleted object back. That is safe only where metadata holders are trusted.
+//! Collection is on unless `storage.collect_tombstones` is turned off, and a node with it
+//! off also refuses every drop a peer asks for.
 //!
 //! Only tombstones of client keys in buckets that are not versioned are collected. In a
 //! versioned bucket, versions and delete markers are internal objects the user lists
@@ -246,7 +254,7 @@ impl Storage {
                 .zip(allowed)
                 .map(|(tombstone, allowed)| {
                     if allowed {
-                        store.remove_tombstone_if_equal(tombstone)
+                        store.retire_tombstone_if_equal(tombstone)
                     } else {
                         Ok(false)
                     }

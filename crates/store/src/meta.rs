@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use tracing::warn;
-use xnode_db::{Db, Table};
+use xnode_db::{Db, Table, WriteOp};
 use xnode_types::{Hlc, NodeId, PublicKeyBytes};
 use xnode_wire::{Versioned, kinds};
 
@@ -21,6 +21,17 @@ use crate::{StoreError, clip, successor};
 
 /// Table `objects`: [`ObjectPath::storage_key`] -> encoded [`ObjectMeta`].
 const TABLE: Table = Table("objects");
+/// Table `objects_retired`, the cold table: [`ObjectPath::storage_key`] -> encoded
+/// [`ObjectMeta`], a tombstone that tombstone collection took out of [`TABLE`]. It is read
+/// only by point lookups: every merge (so an older version of the key still loses to the
+/// tombstone, whoever offers it) and every point read (so a quorum read still sees the
+/// delete). Listings, ranges, scans and digests never read it, so what they cost grows
+/// with what is stored, not with every key ever deleted; the table itself grows by one
+/// small record per collected key, on disk only. A later write of the key moves it back
+/// out. Added to the same database file without a format change: redb creates a table
+/// on its first write, and a binary from before it never opens it (see
+/// `docs/decisions/2026-11-28-tombstones-are-collected-on-every-holders-confirmation.md`).
+const RETIRED: Table = Table("objects_retired");
 /// The largest encoded metadata entry accepted. Keys are at most 1 KiB and S3 caps user
 /// metadata at 2 KiB, so this leaves ample room while bounding what a peer can make us
 /// store or decode.
@@ -394,36 +405,58 @@ impl MetaStore {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut replaced = None;
-        if let Some(current) = self.db.get(TABLE, &key)? {
-            match decode_entry(&key, &current) {
-                Some(current) if current == meta => {
-                    return Ok(ConditionalMerge::Merged(MergeOutcome::Held));
-                }
-                Some(current)
-                    if expected.is_some_and(|e| {
-                        e.is_none_or(|e| (current.version, current.writer) > e)
-                    }) =>
-                {
-                    return Ok(ConditionalMerge::Moved {
-                        version: current.version,
-                        writer: current.writer,
-                    });
-                }
-                // A sealed entry cannot delete or weaken a version whose COMPLIANCE
-                // retention had not lapsed when it was written (`meta/retention.rs`).
-                Some(current) if !meta.supersedes(&current) || meta.breaks_lock_of(&current) => {
-                    return Ok(ConditionalMerge::Merged(MergeOutcome::Superseded {
-                        version: current.version,
-                        writer: current.writer,
-                    }));
-                }
-                Some(current) => replaced = Some(current),
-                // An unreadable entry is replaced by any readable one; peers hold copies.
-                // It never counted in a digest (building skips it), so nothing to remove.
-                None => {}
+        // The entry the merge compares against: the hot entry, or with none readable the
+        // retired tombstone of the key, which must win and lose exactly as it did while
+        // it was hot (an older version offered again after collection is refused).
+        let hot = match self.db.get(TABLE, &key)? {
+            Some(bytes) => decode_entry(&key, &bytes),
+            None => None,
+        };
+        let retired = match hot {
+            Some(_) => None,
+            None => self.retired_entry(&key)?,
+        };
+        let from_cold = retired.is_some();
+        // An unreadable hot entry (with no retired one) is replaced by any readable one;
+        // peers hold copies. It never counted in a digest (building skips it).
+        if let Some(current) = hot.or(retired) {
+            if current == meta {
+                return Ok(ConditionalMerge::Merged(MergeOutcome::Held));
+            }
+            if expected.is_some_and(|e| e.is_none_or(|e| (current.version, current.writer) > e)) {
+                return Ok(ConditionalMerge::Moved {
+                    version: current.version,
+                    writer: current.writer,
+                });
+            }
+            // A sealed entry cannot delete or weaken a version whose COMPLIANCE
+            // retention had not lapsed when it was written (`meta/retention.rs`).
+            if !meta.supersedes(&current) || meta.breaks_lock_of(&current) {
+                return Ok(ConditionalMerge::Merged(MergeOutcome::Superseded {
+                    version: current.version,
+                    writer: current.writer,
+                }));
+            }
+            // A retired tombstone never counted in a digest, so there is nothing to take
+            // out of one; its cold record goes with this write (the key lives again).
+            if !from_cold {
+                replaced = Some(current);
             }
         }
-        self.db.put(TABLE, &key, &encoded)?;
+        let mut writes = vec![WriteOp::Put {
+            table: TABLE,
+            key: key.clone(),
+            value: encoded.clone(),
+        }];
+        if from_cold {
+            writes.push(WriteOp::Delete {
+                table: RETIRED,
+                key,
+            });
+        }
+        // One transaction: a crash cannot leave the key both live and retired, nor
+        // neither.
+        self.db.write(writes)?;
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Still under the merge lock, so the digest moves in the same order as the table.
@@ -447,12 +480,16 @@ impl MetaStore {
         Ok(ConditionalMerge::Merged(MergeOutcome::Stored))
     }
 
-    /// Removes the tombstone `expected` if, and only if, it is exactly the entry held for
-    /// its path: the second phase of tombstone collection ("delete if still equal"). An
-    /// entry that changed since the collector confirmed it (a newer write, or another
-    /// tombstone) stays, so a delete decided on a stale view can never remove a newer
-    /// write. Live entries are never removed here. Returns whether the entry was removed.
-    pub fn remove_tombstone_if_equal(&self, expected: &ObjectMeta) -> Result<bool, StoreError> {
+    /// Retires the tombstone `expected` if, and only if, it is exactly the entry held for
+    /// its path: the second phase of tombstone collection ("delete if still equal"). The
+    /// tombstone moves from the hot table to the cold one ([`RETIRED`]) in one
+    /// transaction: out of listings, scans and digests, but still consulted by merges and
+    /// point reads, so an older version offered again later (by a holder that confirmed
+    /// the tombstone and kept that version) still loses to it. An entry that changed
+    /// since the collector confirmed it (a newer write, or another tombstone) stays, so a
+    /// delete decided on a stale view can never remove a newer write. Live entries are
+    /// never retired. Returns whether the entry was retired.
+    pub fn retire_tombstone_if_equal(&self, expected: &ObjectMeta) -> Result<bool, StoreError> {
         if !expected.is_tombstone() {
             return Ok(false);
         }
@@ -469,7 +506,17 @@ impl MetaStore {
             Some(held) if held == *expected => {}
             _ => return Ok(false),
         }
-        self.db.delete(TABLE, &key)?;
+        self.db.write(vec![
+            WriteOp::Delete {
+                table: TABLE,
+                key: key.clone(),
+            },
+            WriteOp::Put {
+                table: RETIRED,
+                key,
+                value: current,
+            },
+        ])?;
         // Anti-entropy compares the generation to tell whether anything changed since its
         // last clean round; a removal changes this replica's digests, so it counts.
         self.generation
@@ -632,14 +679,42 @@ impl MetaStore {
         Ok(out)
     }
 
-    /// The entry held for `path`, tombstone or not.
+    /// What this replica answers for `path`, tombstone or not: the hot entry, or with
+    /// none the retired tombstone of the key. Every point read (a peer's `GetMeta`, this
+    /// node's own share of a quorum read, a forwarded read) goes through here, so a
+    /// collected delete still outranks an older version another replica offers.
     pub fn get(&self, path: &ObjectPath) -> Result<Option<ObjectMeta>, StoreError> {
-        let key = path.storage_key();
-        let Some(bytes) = self.db.get(TABLE, &key)? else {
-            return Ok(None);
-        };
-        let meta: ObjectMeta = xnode_wire::decode(&bytes, MAX_META_BYTES)?;
-        Ok(Some(meta))
+        match self.get_hot(path)? {
+            Some(meta) => Ok(Some(meta)),
+            None => self.get_retired(path),
+        }
+    }
+
+    /// The entry the hot table holds for `path`, tombstone or not, leaving retired
+    /// tombstones out: what listings and scans see.
+    pub fn get_hot(&self, path: &ObjectPath) -> Result<Option<ObjectMeta>, StoreError> {
+        decode_at(&self.db, TABLE, &path.storage_key())
+    }
+
+    /// The retired tombstone of `path` in the cold table, if collection retired one and
+    /// no later write brought the key back.
+    pub fn get_retired(&self, path: &ObjectPath) -> Result<Option<ObjectMeta>, StoreError> {
+        decode_at(&self.db, RETIRED, &path.storage_key())
+    }
+
+    /// How many retired tombstones the cold table holds (one small record per collected
+    /// key; nothing but point lookups reads them).
+    pub fn retired_count(&self) -> Result<u64, StoreError> {
+        Ok(self.db.len(RETIRED)?)
+    }
+
+    /// The retired tombstone under `key` for a merge to compare against; an unreadable
+    /// record counts as none (and is logged), as an unreadable hot entry does.
+    fn retired_entry(&self, key: &[u8]) -> Result<Option<ObjectMeta>, StoreError> {
+        Ok(self
+            .db
+            .get(RETIRED, key)?
+            .and_then(|bytes| decode_entry(key, &bytes)))
     }
 
     /// Live objects of a bucket whose key starts with `prefix` and is greater than
@@ -829,6 +904,15 @@ fn entry_hash(meta: &ObjectMeta) -> Result<[u8; 32], StoreError> {
 
 fn blake3_of(bytes: &[u8]) -> [u8; 32] {
     *blake3::hash(bytes).as_bytes()
+}
+
+/// The entry stored under `key` in `table`, decoded (an unreadable one is an error here:
+/// a point read must not pass a damaged entry off as no entry).
+fn decode_at(db: &Db, table: Table, key: &[u8]) -> Result<Option<ObjectMeta>, StoreError> {
+    let Some(bytes) = db.get(table, key)? else {
+        return Ok(None);
+    };
+    Ok(Some(xnode_wire::decode(&bytes, MAX_META_BYTES)?))
 }
 
 /// Decodes a stored entry and checks it sits under its own key.

@@ -126,7 +126,7 @@ impl StoreMetrics {
         );
         r.register(
             "tombstones_collected",
-            "Delete tombstones garbage collection removed from this node's metadata table once every metadata holder confirmed them",
+            "Delete tombstones garbage collection retired from this node's metadata table to its cold table once every metadata holder confirmed them",
             m.tombstones_collected.clone(),
         );
         r.register(

@@ -58,37 +58,44 @@ async fn write_and_delete(
     }
     let mut tombstones = Vec::new();
     for key in live.iter().chain(deleted) {
-        let started = std::time::Instant::now();
         let tombstone = deleted.contains(key);
-        loop {
-            let mut held = Vec::new();
-            for i in 0..3 {
-                held.push(
-                    c.node(i)
-                        .storage()
-                        .local_meta(&path(tenant, key))
-                        .await
-                        .unwrap(),
-                );
-            }
-            if held
-                .iter()
-                .all(|m| m.as_ref().is_some_and(|m| m.is_tombstone() == tombstone))
-                && held.windows(2).all(|w| w[0] == w[1])
-            {
-                if tombstone {
-                    tombstones.push(held.remove(0).unwrap());
-                }
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the last write of {key} did not reach every replica"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let held = held_everywhere(c, tenant, key, tombstone).await;
+        if tombstone {
+            tombstones.push(held);
         }
     }
     tombstones
+}
+
+/// Waits until every node holds the same entry of `key`, a tombstone or a live version
+/// as asked (a write or delete is acknowledged by a quorum; the last replica gets it
+/// just after), and returns it.
+async fn held_everywhere(c: &Cluster, tenant: &Tenant, key: &str, tombstone: bool) -> ObjectMeta {
+    let started = std::time::Instant::now();
+    loop {
+        let mut held = Vec::new();
+        for i in 0..3 {
+            held.push(
+                c.node(i)
+                    .storage()
+                    .local_meta(&path(tenant, key))
+                    .await
+                    .unwrap(),
+            );
+        }
+        if held
+            .iter()
+            .all(|m| m.as_ref().is_some_and(|m| m.is_tombstone() == tombstone))
+            && held.windows(2).all(|w| w[0] == w[1])
+        {
+            return held.remove(0).unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the last write of {key} did not reach every replica"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The bucket digest each node holds, asked of it over the mesh.
@@ -319,11 +326,12 @@ async fn a_peer_cannot_make_a_node_drop_a_young_or_different_tombstone() {
     c.shutdown().await;
 }
 
-/// Collection is off by default, and a node with it off removes nothing, even the exact,
-/// old tombstone it holds when a peer asks.
+/// Collection is on by default (collected tombstones are retired, not forgotten), and it
+/// can be turned off: a node with it off removes nothing, even the exact, old tombstone
+/// it holds when a peer asks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_does_not_collect_tombstones_keeps_them_whoever_asks() {
-    assert!(!xnode_storage::StorageConfig::default().collect_tombstones);
+    assert!(xnode_storage::StorageConfig::default().collect_tombstones);
     let c = cluster_collecting(Duration::ZERO, false).await;
     let tenant = Tenant::new();
     let tombstones = write_and_delete(&c, &tenant, &[], &["gone"]).await;
@@ -337,4 +345,147 @@ async fn a_node_that_does_not_collect_tombstones_keeps_them_whoever_asks() {
     let round = c.node(0).storage().collect_tombstones().await.unwrap();
     assert_eq!(round, xnode_storage::tombstones::TombstoneRound::default());
     assert_eq!(holders_of(&c, &tenant, "gone").await, 3);
+    assert_eq!(c.node(0).storage().local_retired_count().await.unwrap(), 0);
+}
+
+/// The attack that kept collection off by default before the cold table: a metadata
+/// holder confirms a tombstone while keeping the version it deleted, and offers that
+/// version again once every honest holder collected the tombstone: pushed to the others
+/// (`PutMeta`, and `PutMetaMany` as anti-entropy pushes), as its answer to quorum reads
+/// (`GetMeta`) and in its listing ranges (`MetaRange`). The honest holders retired the
+/// tombstone to their cold table, which still outranks that version, so the key stays
+/// deleted through every node and their hot tables do not take it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_holder_that_kept_a_collected_keys_old_version_cannot_bring_it_back() {
+    let c = Cluster::start_with(3, |cfg| {
+        cfg.storage.chunk_size = 64 * 1024;
+        cfg.storage.tombstone_grace = Duration::ZERO;
+        cfg.storage.collect_tombstones = true;
+        cfg.storage.repair_interval = Duration::from_secs(3600);
+        cfg.storage.gc_interval = Duration::from_secs(3600);
+        // Reads and listings wait for the slowest replica as long as they may, so the
+        // liar's answer is among those merged whenever it can be.
+        cfg.storage.read_linger = Duration::from_secs(2);
+    })
+    .await;
+    let tenant = Tenant::new();
+    write_and_delete(&c, &tenant, &["kept", "gone"], &[]).await;
+    let old = held_everywhere(&c, &tenant, "gone", false).await;
+    c.node(0)
+        .storage()
+        .delete_object(&tenant.id(), BUCKET, "gone")
+        .await
+        .unwrap();
+    let tombstone = held_everywhere(&c, &tenant, "gone", true).await;
+    let round = c.node(0).storage().collect_tombstones().await.unwrap();
+    assert_eq!((round.candidates, round.collected), (1, 1), "{round:?}");
+
+    // Node 2 lies from now on: it answers reads and ranges with the old version.
+    let offered = old.clone();
+    c.node(2)
+        .storage()
+        .set_serve_tamper(Some(Arc::new(move |request, honest| {
+            match (request, honest) {
+                (StoreRequest::GetMeta { path }, _) if *path == offered.path => {
+                    ServeFault::Answer(StoreResponse::Meta(Some(offered.clone())))
+                }
+                (
+                    StoreRequest::MetaRange { after: None, .. },
+                    StoreResponse::MetaRange {
+                        mut entries,
+                        truncated,
+                    },
+                ) => {
+                    let at = entries.partition_point(|m| m.path.key < offered.path.key);
+                    if entries.get(at).is_none_or(|m| m.path != offered.path) {
+                        entries.insert(at, offered.clone());
+                    }
+                    ServeFault::Answer(StoreResponse::MetaRange { entries, truncated })
+                }
+                (_, honest) => ServeFault::Answer(honest),
+            }
+        })));
+    // Node 1 does not answer peers' reads (down, for them), so a read or listing through
+    // node 0 must merge the liar's answer with node 0's own, whatever the timing.
+    c.node(1)
+        .storage()
+        .set_serve_tamper(Some(Arc::new(|request, honest| match request {
+            StoreRequest::GetMeta { .. }
+            | StoreRequest::MetaRange { .. }
+            | StoreRequest::ListMeta { .. } => {
+                ServeFault::Answer(StoreResponse::Error("down".into()))
+            }
+            _ => ServeFault::Answer(honest),
+        })));
+    // ...and pushes it to the honest holders, which refuse it.
+    let lost = |outcome: &Option<xnode_store::MergeOutcome>| matches!(outcome, Some(xnode_store::MergeOutcome::Superseded { version, .. }) if *version == tombstone.version);
+    match c
+        .raw_store_request(2, c.id(0), &StoreRequest::PutMeta { meta: old.clone() })
+        .await
+    {
+        Ok(StoreResponse::MetaMerged { outcome }) => assert!(lost(&Some(outcome)), "{outcome:?}"),
+        other => panic!("{other:?}"),
+    }
+    let many = StoreRequest::PutMetaMany {
+        metas: vec![old.clone()],
+    };
+    match c.raw_store_request(2, c.id(1), &many).await {
+        Ok(StoreResponse::MetaMergedMany(outcomes)) => {
+            assert!(outcomes.len() == 1 && lost(&outcomes[0]), "{outcomes:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Through every node: no object, and the listing holds only the live key.
+    for i in 0..3 {
+        assert!(
+            matches!(
+                c.get(i, &tenant, BUCKET, "gone", None).await,
+                Err(StorageError::NoSuchKey(_))
+            ),
+            "GET through node {i} found the deleted object"
+        );
+        assert!(
+            matches!(
+                c.node(i)
+                    .storage()
+                    .head_object(&tenant.id(), BUCKET, "gone")
+                    .await,
+                Err(StorageError::NoSuchKey(_))
+            ),
+            "HEAD through node {i} found the deleted object"
+        );
+        let listed: Vec<String> = c
+            .node(i)
+            .storage()
+            .list_objects(&tenant.id(), BUCKET, "", None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.path.key)
+            .collect();
+        assert_eq!(listed, ["kept"], "listing through node {i}");
+    }
+    // The hot tables stay without the key (the reads' repairs of the tombstone found it
+    // held already); the cold tables hold its one retired tombstone.
+    for i in 0..3 {
+        let storage = c.node(i).storage();
+        assert_eq!(
+            storage.local_meta(&old.path).await.unwrap(),
+            None,
+            "node {i}"
+        );
+        assert_eq!(
+            storage.local_retired_meta(&old.path).await.unwrap(),
+            Some(tombstone.clone()),
+            "node {i}"
+        );
+        assert_eq!(storage.local_retired_count().await.unwrap(), 1, "node {i}");
+        let range = storage
+            .local_range(&tenant.id(), BUCKET, "", None, 100)
+            .await
+            .unwrap();
+        assert_eq!(range.entries.len(), 1, "node {i}: {:?}", range.entries);
+    }
+    c.shutdown().await;
 }
