@@ -38,8 +38,9 @@
 //! tombstones hot, where anti-entropy carries them to new replicas and writes in flight
 //! meet them (Cassandra's `gc_grace_seconds` has the same meaning).
 //!
-//! Collection is on unless `storage.collect_tombstones` is turned off, and a node with it
-//! off also refuses every drop a peer asks for.
+//! Collection is off unless `storage.collect_tombstones` is turned on (until retired
+//! tombstones follow a bucket's placement), and a node with it off also refuses every
+//! drop a peer asks for.
 //!
 //! Only tombstones of client keys in buckets that are not versioned are collected. In a
 //! versioned bucket, versions and delete markers are internal objects the user lists
