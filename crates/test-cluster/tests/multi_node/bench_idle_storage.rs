@@ -104,19 +104,30 @@ async fn repair_drill(c: &mut Cluster, tenant: &Tenant, buckets: usize) {
     let raw_copy = copying.elapsed();
 
     c.stop(2).await;
-    for entry in std::fs::read_dir(c.data_dir(2)).unwrap() {
-        let path = entry.unwrap().path();
-        if path
-            .file_name()
-            .is_some_and(|n| n == xnode_node::identity::KEY_FILE)
-        {
-            continue;
+    // A stopped node's last blocking writes may still be landing: wipe until nothing but
+    // the key is left.
+    for attempt in 0.. {
+        let mut left = 0;
+        for entry in std::fs::read_dir(c.data_dir(2)).unwrap() {
+            let path = entry.unwrap().path();
+            if path
+                .file_name()
+                .is_some_and(|n| n == xnode_node::identity::KEY_FILE)
+            {
+                continue;
+            }
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            left += usize::from(removed.is_err());
         }
-        if path.is_dir() {
-            std::fs::remove_dir_all(&path).unwrap();
-        } else {
-            std::fs::remove_file(&path).unwrap();
+        if left == 0 {
+            break;
         }
+        assert!(attempt < 50, "node 2's data dir could not be emptied");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let repairing = Instant::now();
     c.restart(2).await;
@@ -142,6 +153,7 @@ async fn repair_drill(c: &mut Cluster, tenant: &Tenant, buckets: usize) {
 }
 
 async fn measure(
+    label: &str,
     every_check: bool,
     repair: bool,
     buckets: usize,
@@ -234,16 +246,25 @@ async fn measure(
     let cpu = (process_cpu() - cpu0).as_secs_f64();
     let rpcs = store_rpcs_served(&c) - rpcs0;
     let (rounds1, skipped1) = health(&c);
-    if repair {
-        repair_drill(&mut c, &tenant, buckets).await;
-    }
-    c.shutdown().await;
-    Idle {
+    let idle = Idle {
         cpu_per_node: cpu / elapsed / 3.0,
         rpcs_per_node_per_sec: rpcs as f64 / elapsed / 3.0,
         rounds: rounds1 - rounds0,
         skipped: skipped1 - skipped0,
+    };
+    // The row first: the drill that follows takes long and must not lose it.
+    println!(
+        "| {label} | {:.2} % | {:.1} | {} | {} |",
+        idle.cpu_per_node * 100.0,
+        idle.rpcs_per_node_per_sec,
+        idle.rounds,
+        idle.skipped
+    );
+    if repair {
+        repair_drill(&mut c, &tenant, buckets).await;
     }
+    c.shutdown().await;
+    idle
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -268,6 +289,7 @@ async fn idle_storage_cost() {
     ];
     for (label, every_check) in configs.into_iter().filter(|(_, every)| baseline || !every) {
         let idle = measure(
+            label,
             every_check,
             repair && !every_check,
             buckets,
@@ -275,13 +297,6 @@ async fn idle_storage_cost() {
             seconds,
         )
         .await;
-        println!(
-            "| {label} | {:.2} % | {:.1} | {} | {} |",
-            idle.cpu_per_node * 100.0,
-            idle.rpcs_per_node_per_sec,
-            idle.rounds,
-            idle.skipped
-        );
         rows.push(idle);
     }
     if let [baseline, skipping] = &rows[..] {
