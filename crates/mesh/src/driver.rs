@@ -727,37 +727,33 @@ impl Driver {
                 driver.respond_rpc(from, channel, bytes);
             }
         };
-        let request = match xnode_wire::decode::<RpcRequest>(&request, MAX_RPC_BYTES) {
+        let (service, body) = match RpcRequest::decode_shared(request, MAX_RPC_BYTES) {
             Ok(r) => r,
             Err(e) => return respond_err(self, channel, RpcErrorCode::BadRequest, e.to_string()),
         };
         self.metrics
             .rpc_requests
             .get_or_create(&ServiceLabel {
-                service: request.service.clone(),
+                service: service.clone(),
                 direction: "in",
             })
             .inc();
         let handler = match self.shared.services.read() {
-            Ok(s) => s.get(&request.service).cloned(),
-            Err(p) => p.into_inner().get(&request.service).cloned(),
+            Ok(s) => s.get(&service).cloned(),
+            Err(p) => p.into_inner().get(&service).cloned(),
         };
         let Some(handler) = handler else {
-            let message = format!("no service {:?} on this node", request.service);
+            let message = format!("no service {service:?} on this node");
             return respond_err(self, channel, RpcErrorCode::UnknownService, message);
         };
         let (reply, answer) = oneshot::channel();
-        let inbound = InboundRequest {
-            from,
-            body: request.body,
-            reply,
-        };
+        let inbound = InboundRequest { from, body, reply };
         if handler.try_send(inbound).is_err() {
             return respond_err(
                 self,
                 channel,
                 RpcErrorCode::Overloaded,
-                format!("service {:?} is overloaded", request.service),
+                format!("service {service:?} is overloaded"),
             );
         }
         let commands = self.commands_tx.clone();
@@ -804,7 +800,7 @@ impl Driver {
             Command::Request {
                 peer,
                 service,
-                body,
+                envelope,
                 reply,
                 delayed,
             } => {
@@ -828,7 +824,7 @@ impl Driver {
                             .send(Command::Request {
                                 peer,
                                 service,
-                                body,
+                                envelope,
                                 reply,
                                 delayed: true,
                             })
@@ -848,20 +844,10 @@ impl Driver {
                         direction: "out",
                     })
                     .inc();
-                let bytes = match xnode_wire::encode(&RpcRequest { service, body }) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        let _ = reply.send(Err(MeshError::Malformed {
-                            peer,
-                            reason: e.to_string(),
-                        }));
-                        return;
-                    }
-                };
                 let addresses = self.addresses_of(&peer);
                 let id = self.swarm.behaviour_mut().rpc.send_request_with_addresses(
                     &peer.peer_id(),
-                    bytes,
+                    envelope,
                     addresses,
                 );
                 self.rpc_pending.insert(id, (peer, reply));

@@ -202,7 +202,8 @@ pub struct GossipMessage {
 #[derive(Debug)]
 pub struct InboundRequest {
     pub from: NodeId,
-    pub body: Vec<u8>,
+    /// Shares the memory of the frame it arrived in.
+    pub body: bytes::Bytes,
     pub reply: oneshot::Sender<Result<Vec<u8>, (RpcErrorCode, String)>>,
 }
 
@@ -215,7 +216,8 @@ pub(crate) enum Command {
     Request {
         peer: NodeId,
         service: String,
-        body: Vec<u8>,
+        /// The encoded [`proto::RpcRequest`], made by the caller (not on the driver's task).
+        envelope: Vec<u8>,
         reply: oneshot::Sender<Result<Vec<u8>, MeshError>>,
         delayed: bool,
     },
@@ -499,12 +501,33 @@ impl Mesh {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Vec<u8>, MeshError> {
+        let envelope = xnode_wire::encode(&proto::RpcRequest {
+            service: service.to_owned(),
+            body,
+        })
+        .map_err(|source| MeshError::Encode {
+            what: "rpc request",
+            source,
+        })?;
+        self.request_envelope(peer, service, envelope, timeout)
+            .await
+    }
+
+    /// Sends an encoded [`proto::RpcRequest`] to `service` on `peer` and waits at most
+    /// `timeout` for the answer's body.
+    pub(crate) async fn request_envelope(
+        &self,
+        peer: NodeId,
+        service: &str,
+        envelope: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, MeshError> {
         let (reply, rx) = oneshot::channel();
         self.commands
             .send(Command::Request {
                 peer,
                 service: service.to_owned(),
-                body,
+                envelope,
                 reply,
                 delayed: false,
             })

@@ -1,5 +1,6 @@
 //! Messages of the mesh's own protocols: SWIM probing and the generic RPC envelope.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use xnode_types::NodeId;
 use xnode_wire::{Versioned, WireError, kinds};
@@ -144,8 +145,136 @@ impl Versioned for RpcRequest {
     const VERSION: u8 = 1;
 }
 
+/// The layout of [`RpcRequest`], borrowed from the frame it arrived in, so that the body
+/// can be handed on without copying it.
+#[derive(Deserialize)]
+struct RpcRequestRef<'a> {
+    service: &'a str,
+    #[serde(borrow)]
+    body: &'a [u8],
+}
+
+impl RpcRequest {
+    /// Encodes the envelope of a request to `service` whose body is `body` encoded: the
+    /// same bytes as encoding `RpcRequest { service, body: encode(body) }`, written in one
+    /// pass. A body is often a chunk of a megabyte, and this way it is copied once, into
+    /// the frame, instead of encoded and then copied into the envelope.
+    pub fn encode_with<T: Versioned>(service: &str, body: &T) -> Result<Vec<u8>, WireError> {
+        let failed = |e: postcard::Error| WireError::Encode {
+            kind: Self::KIND_NAME,
+            reason: e.to_string(),
+        };
+        let body_len = postcard::experimental::serialized_size(body)
+            .map_err(failed)?
+            .saturating_add(2);
+        // Header, service (length and bytes), the body's length (at most 10 bytes), body.
+        let capacity = body_len.saturating_add(service.len()).saturating_add(24);
+        let mut out = Vec::with_capacity(capacity);
+        out.extend_from_slice(&[Self::KIND_TAG, Self::VERSION]);
+        let mut out = postcard::to_io(service, out).map_err(failed)?;
+        // A byte string is its length (a varint, as a `usize` is) followed by its bytes.
+        out = postcard::to_io(&body_len, out).map_err(failed)?;
+        out.extend_from_slice(&[T::KIND_TAG, T::VERSION]);
+        postcard::to_io(body, out).map_err(failed)
+    }
+
+    /// Decodes an envelope of at most `limit` bytes into its service and body, the body
+    /// sharing the frame's memory instead of being copied out of it.
+    pub fn decode_shared(frame: Vec<u8>, limit: usize) -> Result<(String, Bytes), WireError> {
+        let malformed = |reason: String| WireError::Malformed {
+            kind: Self::KIND_NAME,
+            reason,
+        };
+        if frame.len() > limit {
+            return Err(WireError::TooLarge {
+                len: frame.len(),
+                limit,
+            });
+        }
+        let [tag, version, payload @ ..] = frame.as_slice() else {
+            return Err(WireError::Truncated);
+        };
+        if *tag != Self::KIND_TAG {
+            return Err(WireError::WrongKind {
+                expected: Self::KIND_NAME,
+                expected_tag: Self::KIND_TAG,
+                found: *tag,
+            });
+        }
+        if *version != Self::VERSION {
+            return Err(WireError::UnsupportedVersion {
+                kind: Self::KIND_NAME,
+                found: *version,
+                supported: Self::VERSION,
+            });
+        }
+        let (request, rest) = postcard::take_from_bytes::<RpcRequestRef<'_>>(payload)
+            .map_err(|e| malformed(e.to_string()))?;
+        // The body ends where the rest (bytes after the envelope, which decoding the owned
+        // layout ignores too) begins.
+        let end = frame.len().saturating_sub(rest.len());
+        let start = end
+            .checked_sub(request.body.len())
+            .ok_or_else(|| malformed("the body lies outside the frame".into()))?;
+        let service = request.service.to_owned();
+        Ok((service, Bytes::from(frame).slice(start..end)))
+    }
+}
+
 impl Versioned for RpcResponse {
     const KIND_TAG: u8 = kinds::RPC_RESPONSE;
     const KIND_NAME: &'static str = "rpc response";
     const VERSION: u8 = 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_body() -> RpcResponse {
+        RpcResponse::Ok((0..=255u8).cycle().take(200_000).collect())
+    }
+
+    #[test]
+    fn an_envelope_encoded_in_one_pass_is_the_envelope_of_the_encoded_body() {
+        let body = sample_body();
+        let two_steps = xnode_wire::encode(&RpcRequest {
+            service: "store".into(),
+            body: xnode_wire::encode(&body).unwrap(),
+        })
+        .unwrap();
+        assert_eq!(RpcRequest::encode_with("store", &body).unwrap(), two_steps);
+    }
+
+    #[test]
+    fn a_shared_decode_gives_the_service_and_the_body_without_the_trailing_bytes() {
+        let encoded_body = xnode_wire::encode(&sample_body()).unwrap();
+        let mut frame = RpcRequest::encode_with("store", &sample_body()).unwrap();
+        frame.extend_from_slice(b"trailing");
+        let (service, body) = RpcRequest::decode_shared(frame.clone(), MAX_RPC_BYTES).unwrap();
+        assert_eq!(service, "store");
+        assert_eq!(body.as_ref(), encoded_body.as_slice());
+        let owned: RpcRequest = xnode_wire::decode(&frame, MAX_RPC_BYTES).unwrap();
+        assert_eq!(owned.body, encoded_body);
+    }
+
+    #[test]
+    fn a_shared_decode_refuses_what_the_owned_decode_refuses() {
+        let frame = RpcRequest::encode_with("store", &sample_body()).unwrap();
+        for cut in [0, 1, 2, 5, frame.len() / 2, frame.len() - 1] {
+            let short = frame[..cut].to_vec();
+            assert!(RpcRequest::decode_shared(short.clone(), MAX_RPC_BYTES).is_err());
+            assert!(xnode_wire::decode::<RpcRequest>(&short, MAX_RPC_BYTES).is_err());
+        }
+        let mut wrong_kind = frame.clone();
+        wrong_kind[0] = kinds::RPC_RESPONSE;
+        assert!(RpcRequest::decode_shared(wrong_kind, MAX_RPC_BYTES).is_err());
+        let mut newer = frame.clone();
+        newer[1] = RpcRequest::VERSION + 1;
+        assert!(RpcRequest::decode_shared(newer, MAX_RPC_BYTES).is_err());
+        assert!(matches!(
+            RpcRequest::decode_shared(frame, 100),
+            Err(WireError::TooLarge { .. })
+        ));
+    }
 }

@@ -26,6 +26,7 @@ use xnode_types::{NodeId, lock};
 use xnode_wire::Versioned;
 use xnode_worker::{Progress, Step, Worker, WorkerError};
 
+use crate::proto::RpcRequest;
 use crate::{InboundRequest, Mesh, MeshError, RpcErrorCode};
 
 /// A service: its wire name, message types and limits.
@@ -139,11 +140,15 @@ impl<S: Service> Endpoint<S> {
                 Err(_) => Err(MeshError::Timeout { peer, timeout }),
             };
         }
-        let body = xnode_wire::encode(&request).map_err(|source| MeshError::Encode {
-            what: S::NAME,
-            source,
-        })?;
-        let bytes = self.mesh.request(peer, S::NAME, body, timeout).await?;
+        let envelope =
+            RpcRequest::encode_with(S::NAME, &request).map_err(|source| MeshError::Encode {
+                what: S::NAME,
+                source,
+            })?;
+        let bytes = self
+            .mesh
+            .request_envelope(peer, S::NAME, envelope, timeout)
+            .await?;
         xnode_wire::decode::<S::Response>(&bytes, S::MAX_MESSAGE).map_err(|e| {
             MeshError::Malformed {
                 peer,

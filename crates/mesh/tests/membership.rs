@@ -111,7 +111,7 @@ async fn rpc_and_gossip_between_nodes() {
     let mut inbound = b.serve("echo");
     tokio::spawn(async move {
         while let Some(req) = inbound.recv().await {
-            let mut body = req.body;
+            let mut body = req.body.to_vec();
             body.reverse();
             let _ = req.reply.send(Ok(body));
         }

@@ -16,6 +16,7 @@
 
 use std::borrow::Cow;
 
+use bytes::Bytes;
 use xnode_store::{Candidate, ChunkId};
 use xnode_types::PublicKeyBytes;
 
@@ -219,19 +220,27 @@ impl Storage {
     pub(crate) async fn accept_chunk(
         &self,
         id: ChunkId,
-        data: Vec<u8>,
+        data: Bytes,
         bucket: Option<BucketRef>,
     ) -> Result<(), StorageError> {
+        // Placement is decided in memory; only a chunk placed elsewhere needs the index
+        // (one trip to a blocking thread fewer per chunk on the upload path).
         let chunks = self.chunks.clone();
-        let held = crate::blocking(move || chunks.contains(&id)).await?;
-        if !held && !self.placed_here(&id, bucket.as_ref()) {
-            self.metrics.chunks_refused.inc();
-            return Err(StorageError::BadRequest(format!(
-                "chunk {id} is not placed on this node"
-            )));
-        }
-        let chunks = self.chunks.clone();
-        let outcome = crate::blocking(move || chunks.put(&id, &data)).await?;
+        let outcome = if self.placed_here(&id, bucket.as_ref()) {
+            crate::blocking(move || chunks.put(&id, &data)).await?
+        } else {
+            crate::blocking(move || {
+                if !chunks.contains(&id)? {
+                    return Ok(None);
+                }
+                chunks.put(&id, &data).map(Some)
+            })
+            .await?
+            .ok_or_else(|| {
+                self.metrics.chunks_refused.inc();
+                StorageError::BadRequest(format!("chunk {id} is not placed on this node"))
+            })?
+        };
         // Remember the bucket of a newly stored chunk when repair must look it up (a
         // factor other than the default, a pin to regions, or a bucket not known here
         // yet). A chunk held already keeps what it had: a peer cannot relabel it.

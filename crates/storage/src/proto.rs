@@ -1,5 +1,6 @@
 //! Messages of the storage RPC service (`store`), carried over the mesh.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use xnode_store::entropy::SetDigest;
 use xnode_store::{ChunkId, ConditionalMerge, MergeOutcome, ObjectInfo, ObjectMeta, ObjectPath};
@@ -32,8 +33,9 @@ pub enum StoreRequest {
     /// placement puts it there (or holds it already).
     PutChunk {
         id: ChunkId,
-        #[serde(with = "serde_bytes")]
-        data: Vec<u8>,
+        /// Shared, not copied: an edge sends one chunk to every replica (and itself), and
+        /// the encoding is the same as a byte vector's.
+        data: Bytes,
         /// The bucket the chunk belongs to, if any. The receiver derives the chunk's
         /// replication factor from the bucket's signed claim in its own registry, never
         /// from the sender (version 3; version 2 carried the sender's `rf`).
@@ -414,7 +416,7 @@ mod v2 {
             match old {
                 StoreRequest::PutChunk { id, data, .. } => New::PutChunk {
                     id,
-                    data,
+                    data: bytes::Bytes::from(data),
                     bucket: None,
                 },
                 StoreRequest::GetChunk { id } => New::GetChunk { id },
@@ -486,7 +488,7 @@ mod tests {
                 bucket,
             } => {
                 assert_eq!(got, id);
-                assert_eq!(data, b"x");
+                assert_eq!(data.as_ref(), b"x");
                 assert_eq!(bucket, None);
             }
             other => panic!("{other:?}"),

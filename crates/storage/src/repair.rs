@@ -33,7 +33,11 @@ impl Storage {
             let bucket = self.chunk_bucket(&id);
             self.call(
                 node,
-                StoreRequest::PutChunk { id, data, bucket },
+                StoreRequest::PutChunk {
+                    id,
+                    data: data.into(),
+                    bucket,
+                },
                 CALL_TIMEOUT,
             )
             .await

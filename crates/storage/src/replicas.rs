@@ -74,7 +74,7 @@ impl Storage {
         let (needed, _) = self.quorums(targets.len());
         let request = StoreRequest::PutChunk {
             id,
-            data: data.to_vec(),
+            data: data.clone(),
             bucket,
         };
         self.write_quorum(

@@ -254,7 +254,7 @@ impl Corpus {
             Channel::Rpc("store"),
             &StoreRequest::PutChunk {
                 id,
-                data,
+                data: data.into(),
                 bucket: Some(xnode_storage::proto::BucketRef {
                     tenant,
                     name: "no-such-bucket".into(),

@@ -79,13 +79,18 @@ pub fn decode_body<T: Versioned, Layout: DeserializeOwned>(
 
 /// Encodes a value with its kind and version header.
 pub fn encode<T: Versioned>(value: &T) -> Result<Vec<u8>, WireError> {
-    let mut out = vec![T::KIND_TAG, T::VERSION];
-    let body = postcard::to_stdvec(value).map_err(|e| WireError::Encode {
+    let failed = |e: postcard::Error| WireError::Encode {
         kind: T::KIND_NAME,
         reason: e.to_string(),
-    })?;
-    out.extend_from_slice(&body);
-    Ok(out)
+    };
+    // Sizing the body first (a walk that copies nothing) lets it be written once, straight
+    // behind the header, into a buffer of the right size: a chunk of a megabyte is copied
+    // once instead of into a growing vector and then again behind the header.
+    let body_len = postcard::experimental::serialized_size(value).map_err(failed)?;
+    let mut out = Vec::with_capacity(body_len.saturating_add(2));
+    out.push(T::KIND_TAG);
+    out.push(T::VERSION);
+    postcard::to_io(value, out).map_err(failed)
 }
 
 /// Decodes a value, checking its header and refusing inputs longer than `limit` bytes.

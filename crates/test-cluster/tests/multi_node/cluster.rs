@@ -145,7 +145,7 @@ async fn rpc_delay_is_injected() {
     let mut served = c.node(1).mesh().serve("ping-test");
     tokio::spawn(async move {
         while let Some(r) = served.recv().await {
-            let _ = r.reply.send(Ok(r.body));
+            let _ = r.reply.send(Ok(r.body.to_vec()));
         }
     });
     let t = std::time::Instant::now();

@@ -458,7 +458,7 @@ fn put_chunk_request(
 ) -> StoreRequest {
     StoreRequest::PutChunk {
         id,
-        data: bytes.to_vec(),
+        data: bytes.to_vec().into(),
         bucket: bucket.map(|(tenant, name)| xnode_storage::proto::BucketRef {
             tenant: tenant.id(),
             name: name.to_owned(),
