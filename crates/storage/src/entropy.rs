@@ -20,6 +20,10 @@
 //! (`storage.anti_entropy_full_interval`) that catches silent losses. An idle network
 //! with nothing to repair exchanges no storage messages at all.
 //!
+//! - **Retired tombstones.** The same comparison over each bucket's cold table (the
+//!   tombstones collection retired), so they follow the bucket's placement
+//!   ([`retired`]).
+//!
 //! A peer that answers the new requests with an error (an older version) gets the old
 //! treatment: every entry of the bucket pushed, every chunk asked about.
 
@@ -37,6 +41,8 @@ use crate::proto::{
     StoreResponse,
 };
 use crate::{Storage, StorageError};
+
+mod retired;
 
 /// Partitions of the chunk id space: one per value of the id's first byte.
 const PARTITIONS: usize = 256;
@@ -117,11 +123,15 @@ impl Storage {
         }
         let chunks = self.chunk_round(&set, &live).await?;
         let meta = self.meta_round(&set, &live).await?;
+        let retired = self.retired_round(&set, &live).await?;
         let report = RoundReport {
-            repaired: chunks.repaired.saturating_add(meta.repaired),
+            repaired: chunks
+                .repaired
+                .saturating_add(meta.repaired)
+                .saturating_add(retired.repaired),
             under_chunks: chunks.under_chunks,
             under_objects: meta.under_objects,
-            clean: chunks.clean && meta.clean,
+            clean: chunks.clean && meta.clean && retired.clean,
         };
         {
             let mut state = self.entropy_state();

@@ -656,6 +656,12 @@ impl Storage {
         blocking(move || store.get_retired(&path)).await
     }
 
+    /// The nodes placement puts `tenant`'s bucket `name`'s metadata on, by this node's
+    /// view of the storage set: for operators and tests.
+    pub fn metadata_replicas(&self, tenant: &PublicKeyBytes, name: &str) -> Vec<NodeId> {
+        self.meta_placement(tenant, name, &self.storage_set())
+    }
+
     /// How many retired tombstones this node's cold table holds.
     pub async fn local_retired_count(&self) -> Result<u64, StorageError> {
         let store = self.meta.clone();

@@ -102,6 +102,43 @@ impl Storage {
             && versioning_of(&self.registry, &meta.path.bucket) == Versioning::Unversioned
     }
 
+    /// Whether a retired tombstone a peer sends (`PutRetiredMany`) may enter this node's
+    /// cold table: a sealed tombstone whose seal verifies (`check_peer_entry`), of a kind
+    /// collection retires (a client key in a bucket this node's registry does not know as
+    /// versioned), not dated ahead of this node's clock. Neither `collect_tombstones` nor
+    /// the grace is asked for: a cold record only outranks older entries, as the same
+    /// tombstone merged hot would, so taking it protects this replica and weakens nothing.
+    pub(crate) fn retired_record_acceptable(&self, meta: &ObjectMeta) -> bool {
+        meta.is_tombstone()
+            && !meta.path.is_internal()
+            && meta.version.wall_ms <= unix_ms()
+            && versioning_of(&self.registry, &meta.path.bucket) == Versioning::Unversioned
+            && self.check_peer_entry(meta).is_ok()
+    }
+
+    /// Serves `PutRetiredMany`: merges each acceptable record as retired
+    /// (`MetaStore::merge_retired`). Returns, in the order given, whether each was stored
+    /// now; a refused one is `false` and does not refuse the rest.
+    pub(crate) async fn merge_retired_from_peer(
+        &self,
+        tombstones: Vec<ObjectMeta>,
+    ) -> Result<Vec<bool>, StorageError> {
+        let checked: Vec<Option<ObjectMeta>> = tombstones
+            .into_iter()
+            .map(|meta| self.retired_record_acceptable(&meta).then_some(meta))
+            .collect();
+        let store = self.meta.clone();
+        // Each record on its own, as `PutMetaMany` does: one that fails (a bad path, a
+        // record too large) does not refuse the rest.
+        blocking(move || {
+            Ok(checked
+                .into_iter()
+                .map(|meta| meta.is_some_and(|m| store.merge_retired(m).unwrap_or(false)))
+                .collect())
+        })
+        .await
+    }
+
     /// One tombstone-collection round (see the module documentation). Returns what it
     /// did; an error only for a failure of this node's own table.
     pub async fn collect_tombstones(self: &Arc<Self>) -> Result<TombstoneRound, StorageError> {
