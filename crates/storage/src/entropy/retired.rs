@@ -64,14 +64,12 @@ impl Storage {
                 let theirs = match self.call(peer, request, CALL_TIMEOUT).await {
                     Ok(StoreResponse::Digests(d)) if d.len() == batch.len() => d,
                     other => {
-                        // An older peer answers with an error: it cannot hold cold records,
-                        // and no later round would go differently, so the round stays
-                        // clean. One that did not answer (or answered wrongly) is tried
-                        // again.
-                        if !matches!(other, Err(StorageError::Internal(_))) {
-                            report.clean = false;
-                        }
-                        tracing::debug!(%peer, "a replica did not compare retired tombstones");
+                        // An older peer refuses the request (it cannot decode it): it can
+                        // hold no cold records, and no later round would go differently,
+                        // so this does not hold the round unclean, or a mixed network
+                        // would run a round every tick. A peer that is merely unreachable
+                        // fails the hot part's digests too, which holds the round unclean.
+                        tracing::debug!(%peer, answer = ?other.err(), "a replica did not compare retired tombstones");
                         break;
                     }
                 };
