@@ -1,6 +1,6 @@
 //! Anti-entropy by difference: replicas compare digests and exchange only what differs.
 //!
-//! A round has two halves.
+//! A round has three parts.
 //!
 //! - **Metadata.** For every bucket this node holds entries of, it sends each live replica
 //!   of the bucket its bucket digest ([`xnode_store::entropy::SetDigest`], kept current by
@@ -13,16 +13,15 @@
 //!   partitions that differ are asked about one by one (`HasChunks`) and copied. Chunks
 //!   held here that placement does not put here (a hand-off after the storage set changed)
 //!   are offered to their placement nodes one by one, as before.
+//! - **Retired tombstones.** The same comparison over each bucket's cold table (the
+//!   tombstones collection retired), so they follow the bucket's placement
+//!   ([`retired`]).
 //!
 //! A round runs when something could have changed: this node's chunks or entries, the
 //! storage set or the live members, a peer that saw a difference (a peer that receives
 //! digests unlike its own marks itself to run a round), or the periodic full round
 //! (`storage.anti_entropy_full_interval`) that catches silent losses. An idle network
 //! with nothing to repair exchanges no storage messages at all.
-//!
-//! - **Retired tombstones.** The same comparison over each bucket's cold table (the
-//!   tombstones collection retired), so they follow the bucket's placement
-//!   ([`retired`]).
 //!
 //! A peer that answers the new requests with an error (an older version) gets the old
 //! treatment: every entry of the bucket pushed, every chunk asked about.

@@ -32,15 +32,16 @@
 //!
 //! A drop that reaches only some holders heals: a holder that still has the tombstone
 //! pushes it back by anti-entropy, which is harmless, and a later round collects it again.
-//! Retired tombstones do not travel with the bucket: a replica placed on it after the
-//! collection has none and takes an older version if one reaches it; reads still meet
-//! the tombstone while they ask some replica that retired it. The grace keeps young
-//! tombstones hot, where anti-entropy carries them to new replicas and writes in flight
-//! meet them (Cassandra's `gc_grace_seconds` has the same meaning).
+//! Retired tombstones travel with the bucket: anti-entropy compares each bucket's cold
+//! digest too and passes differing records on (`entropy/retired.rs`), and the receiver
+//! merges them as retired (`Storage::retired_record_acceptable`, then
+//! `MetaStore::merge_retired`: only over older entries), so a replica placed on the
+//! bucket after the collection refuses an older version as the others do, once a round
+//! reached it. The grace keeps young tombstones hot, where writes in flight meet them
+//! (Cassandra's `gc_grace_seconds` has the same meaning).
 //!
-//! Collection is off unless `storage.collect_tombstones` is turned on (until retired
-//! tombstones follow a bucket's placement), and a node with it off also refuses every
-//! drop a peer asks for.
+//! Collection is on by default (`storage.collect_tombstones`); a node with it off keeps
+//! its tombstones hot and refuses every drop a peer asks for.
 //!
 //! Only tombstones of client keys in buckets that are not versioned are collected. In a
 //! versioned bucket, versions and delete markers are internal objects the user lists

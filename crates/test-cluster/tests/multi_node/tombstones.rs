@@ -326,12 +326,13 @@ async fn a_peer_cannot_make_a_node_drop_a_young_or_different_tombstone() {
     c.shutdown().await;
 }
 
-/// Collection is off by default (retired tombstones do not follow a bucket's placement
-/// yet), and a node with it off removes nothing, even the exact, old tombstone it holds
-/// when a peer asks.
+/// Collection is on by default (retired tombstones follow a bucket's placement, see
+/// `a_collected_delete_survives_a_full_turnover_of_the_buckets_replicas`), and a node
+/// with it turned off removes nothing, even the exact, old tombstone it holds when a
+/// peer asks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_does_not_collect_tombstones_keeps_them_whoever_asks() {
-    assert!(!xnode_storage::StorageConfig::default().collect_tombstones);
+    assert!(xnode_storage::StorageConfig::default().collect_tombstones);
     let c = cluster_collecting(Duration::ZERO, false).await;
     let tenant = Tenant::new();
     let tombstones = write_and_delete(&c, &tenant, &[], &["gone"]).await;
