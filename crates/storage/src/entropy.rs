@@ -1,6 +1,6 @@
 //! Anti-entropy by difference: replicas compare digests and exchange only what differs.
 //!
-//! A round has two halves.
+//! A round has three parts.
 //!
 //! - **Metadata.** For every bucket this node holds entries of, it sends each live replica
 //!   of the bucket its bucket digest ([`xnode_store::entropy::SetDigest`], kept current by
@@ -13,6 +13,9 @@
 //!   partitions that differ are asked about one by one (`HasChunks`) and copied. Chunks
 //!   held here that placement does not put here (a hand-off after the storage set changed)
 //!   are offered to their placement nodes one by one, as before.
+//! - **Retired tombstones.** The same comparison over each bucket's cold table (the
+//!   tombstones collection retired), so they follow the bucket's placement
+//!   ([`retired`]).
 //!
 //! A round runs when something could have changed: this node's chunks or entries, the
 //! storage set or the live members, a peer that saw a difference (a peer that receives
@@ -37,6 +40,8 @@ use crate::proto::{
     StoreResponse,
 };
 use crate::{Storage, StorageError};
+
+mod retired;
 
 /// Partitions of the chunk id space: one per value of the id's first byte.
 const PARTITIONS: usize = 256;
@@ -117,11 +122,15 @@ impl Storage {
         }
         let chunks = self.chunk_round(&set, &live).await?;
         let meta = self.meta_round(&set, &live).await?;
+        let retired = self.retired_round(&set, &live).await?;
         let report = RoundReport {
-            repaired: chunks.repaired.saturating_add(meta.repaired),
+            repaired: chunks
+                .repaired
+                .saturating_add(meta.repaired)
+                .saturating_add(retired.repaired),
             under_chunks: chunks.under_chunks,
             under_objects: meta.under_objects,
-            clean: chunks.clean && meta.clean,
+            clean: chunks.clean && meta.clean && retired.clean,
         };
         {
             let mut state = self.entropy_state();

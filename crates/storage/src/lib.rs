@@ -135,15 +135,14 @@ pub struct StorageConfig {
     /// tombstone in the hot table (and travel with it by anti-entropy).
     #[serde(with = "xnode_types::duration_text")]
     pub tombstone_grace: Duration,
-    /// Whether this node collects tombstones and retires them when a peer asks (off by
+    /// Whether this node collects tombstones and retires them when a peer asks (on by
     /// default). A collected tombstone moves to the cold table, out of listings, digests
     /// and scans but still consulted by merges and point reads, so a holder that confirmed
     /// it while keeping an older version of the key cannot bring that version back while
-    /// a replica that retired it answers. Retired tombstones do not yet move with a
-    /// bucket's placement, so once all of a bucket's metadata replicas changed since a
-    /// collection such a holder could (see SECURITY.md): that is why it stays off by
-    /// default. Off, tombstones stay in the hot table for ever and every drop a peer asks
-    /// for is refused.
+    /// a replica that retired it answers. Retired tombstones follow a bucket's placement
+    /// by anti-entropy, so replicas placed on the bucket after a collection hold them too
+    /// (see SECURITY.md). Off, tombstones stay in the hot table for ever and every drop a
+    /// peer asks for is refused; retired tombstones peers pass on are still taken.
     pub collect_tombstones: bool,
     /// Bytes the replica writes that go on after a write's quorum acknowledged it may hold
     /// on this node at once; beyond it, the extra copies are left to repair.
@@ -207,7 +206,7 @@ impl Default for StorageConfig {
             gc_silent_holder_after: Duration::from_secs(2 * 24 * 3600),
             gc_max_scan_entries: 2_000_000,
             tombstone_grace: Duration::from_secs(24 * 3600),
-            collect_tombstones: false,
+            collect_tombstones: true,
             background_copy_bytes: 64 * 1024 * 1024,
             audit_enabled: true,
             audit_detect_loss_ppm: 10_000,
@@ -654,6 +653,12 @@ impl Storage {
         let store = self.meta.clone();
         let path = path.clone();
         blocking(move || store.get_retired(&path)).await
+    }
+
+    /// The nodes placement puts `tenant`'s bucket `name`'s metadata on, by this node's
+    /// view of the storage set: for operators and tests.
+    pub fn metadata_replicas(&self, tenant: &PublicKeyBytes, name: &str) -> Vec<NodeId> {
+        self.meta_placement(tenant, name, &self.storage_set())
     }
 
     /// How many retired tombstones this node's cold table holds.

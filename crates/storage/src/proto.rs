@@ -22,6 +22,8 @@ pub const MAX_DIGEST_BUCKETS: usize = 4096;
 pub const MAX_PUT_META_MANY: usize = 256;
 /// Most tombstones one `DropTombstones` request names.
 pub const MAX_DROP_TOMBSTONES: usize = 256;
+/// Most retired tombstones one `PutRetiredMany` request carries.
+pub const MAX_PUT_RETIRED_MANY: usize = 256;
 /// Most partitions one `ChunkDigests` request names.
 pub const MAX_CHUNK_PARTITIONS: usize = 256;
 /// Most audit results a node keeps, and serves, per epoch (about 300 bytes each).
@@ -193,6 +195,25 @@ pub enum StoreRequest {
         max_bytes: u32,
         nonce: [u8; 16],
     },
+    /// Anti-entropy of retired tombstones, first level (version 11): as `MetaDigests`,
+    /// over each bucket's cold table (the tombstones collection retired). Answered by
+    /// `Digests`. A receiver whose digests differ runs a round of its own.
+    RetiredDigests {
+        buckets: Vec<(BucketRef, SetDigest)>,
+    },
+    /// Second level (version 11): the digests of one bucket's cold table by leaf, as
+    /// `MetaLeafDigests`. Answered by `Digests`.
+    RetiredLeafDigests {
+        bucket: BucketRef,
+    },
+    /// Merge these retired tombstones **as retired** (version 11; at most
+    /// [`MAX_PUT_RETIRED_MANY`]): each goes to the receiver's cold table only if it is a
+    /// sealed tombstone that verifies, of a kind collection retires, and newer than any
+    /// entry the receiver holds for its key, whose hot entry it then replaces. So retired
+    /// tombstones follow a bucket's placement. Answered by `RetiredMerged`.
+    PutRetiredMany {
+        tombstones: Vec<ObjectMeta>,
+    },
 }
 
 /// Most bytes of sealed chunks one forwarded read answer carries, whatever was asked.
@@ -306,6 +327,9 @@ pub enum StoreResponse {
         answer: ForwardedAnswer,
         attestations: Vec<MetaAttestation>,
     },
+    /// The answer to `PutRetiredMany` (version 10): per tombstone, in the order asked,
+    /// whether the receiver stored it now (`false`: held already, outranked, or refused).
+    RetiredMerged(Vec<bool>),
 }
 
 /// What a coordinator did with a conditional write.
@@ -343,12 +367,12 @@ impl Versioned for StoreRequest {
     // conditional writes; version 6 sealed object metadata (entries carry a seal) and
     // appended `CommitSealedMeta`; version 7 appended `GetTenantChunk`, version 8
     // `ForwardedRead`, version 9 `DropTombstones`, version 10 `AttestMeta` and
-    // `QuorumForwardedRead`.
-    const VERSION: u8 = 10;
+    // `QuorumForwardedRead`, version 11 the retired-tombstone anti-entropy requests.
+    const VERSION: u8 = 11;
 
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
-        if (6..=9).contains(&version) {
-            // Versions 7 to 10 only appended variants: a version-6 to 9 body decodes as it
+        if (6..=10).contains(&version) {
+            // Versions 7 to 11 only appended variants: a version-6 to 10 body decodes as it
             // is.
             return xnode_wire::decode_body::<Self, _>(body);
         }
@@ -449,17 +473,17 @@ impl Versioned for StoreResponse {
     // `MetaMergedMany`, version 5 the audit answers, `MetaRange`, `Committed` and
     // `MetaMergedIf`; version 6 sealed the entries answers carry; version 7 appended
     // `Forwarded`, version 8 `TombstonesDropped`, version 9 `Attested` and
-    // `QuorumForwarded`.
-    const VERSION: u8 = 9;
+    // `QuorumForwarded`, version 10 `RetiredMerged`.
+    const VERSION: u8 = 10;
 
     /// Versions before 6 only appended variants, so an older body decodes as the current
-    /// type, with its entries in the unsealed layout; versions 7 to 9 only appended
-    /// variants, so a version-6 to 8 body decodes as it is.
+    /// type, with its entries in the unsealed layout; versions 7 to 10 only appended
+    /// variants, so a version-6 to 9 body decodes as it is.
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
         if version == 0 {
             return Err(xnode_wire::unsupported::<Self>(version));
         }
-        if (6..=8).contains(&version) {
+        if (6..=9).contains(&version) {
             return xnode_wire::decode_body::<Self, _>(body);
         }
         xnode_store::decode_unsealed_layout(|| xnode_wire::decode_body::<Self, _>(body))
@@ -513,7 +537,7 @@ mod tests {
             },
         };
         let bytes = xnode_wire::encode(&request).unwrap();
-        assert_eq!(bytes[1], 10, "the format version is carried");
+        assert_eq!(bytes[1], 11, "the format version is carried");
         match xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap() {
             StoreRequest::CommitMeta {
                 path: got,
@@ -528,7 +552,7 @@ mod tests {
         }
         // A version this node does not know yet is refused, not guessed at.
         let mut future = xnode_wire::encode(&request).unwrap();
-        future[1] = 11;
+        future[1] = 12;
         assert!(xnode_wire::decode::<StoreRequest>(&future, MAX_STORE_MESSAGE).is_err());
     }
 
@@ -556,7 +580,7 @@ mod tests {
             max_bytes: MAX_FORWARDED_BYTES,
         };
         let bytes = xnode_wire::encode(&request).unwrap();
-        assert_eq!(bytes[1], 10, "the format version is carried");
+        assert_eq!(bytes[1], 11, "the format version is carried");
         assert!(matches!(
             xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap(),
             StoreRequest::ForwardedRead { path: p, from: 5, max_bytes }
@@ -572,7 +596,7 @@ mod tests {
             }],
         });
         let bytes = xnode_wire::encode(&answer).unwrap();
-        assert_eq!(bytes[1], 9);
+        assert_eq!(bytes[1], 10);
         match xnode_wire::decode::<StoreResponse>(&bytes, MAX_STORE_MESSAGE).unwrap() {
             StoreResponse::Forwarded(a) => {
                 assert_eq!(a.manifest.as_deref(), Some(&b"m"[..]));
@@ -632,13 +656,13 @@ mod tests {
             tombstones: vec![tombstone.clone()],
         };
         let bytes = xnode_wire::encode(&request).unwrap();
-        assert_eq!(bytes[1], 10, "the format version is carried");
+        assert_eq!(bytes[1], 11, "the format version is carried");
         match xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap() {
             StoreRequest::DropTombstones { tombstones } => assert_eq!(tombstones, [tombstone]),
             other => panic!("{other:?}"),
         }
         let answer = xnode_wire::encode(&StoreResponse::TombstonesDropped(vec![true])).unwrap();
-        assert_eq!(answer[1], 9);
+        assert_eq!(answer[1], 10);
         assert!(matches!(
             xnode_wire::decode::<StoreResponse>(&answer, MAX_STORE_MESSAGE).unwrap(),
             StoreResponse::TombstonesDropped(d) if d == [true]
@@ -656,6 +680,62 @@ mod tests {
         assert!(matches!(
             xnode_wire::decode::<StoreResponse>(&old, MAX_STORE_MESSAGE).unwrap(),
             StoreResponse::Chunk(Some(data)) if data == b"x"
+        ));
+    }
+
+    #[test]
+    fn retired_tombstone_exchanges_round_trip_and_version_10_requests_and_9_answers_still_decode() {
+        let path = ObjectPath::new(PublicKeyBytes([7; 32]), "bucket", "key").unwrap();
+        let tombstone = ObjectMeta {
+            path,
+            version: Hlc::new(1000, 0),
+            writer: xnode_types::SecretKey::generate().node_id(),
+            info: None,
+            seal: None,
+        };
+        let bucket = BucketRef {
+            tenant: PublicKeyBytes([7; 32]),
+            name: "bucket".into(),
+        };
+        for request in [
+            StoreRequest::RetiredDigests {
+                buckets: vec![(bucket.clone(), SetDigest([3; 32]))],
+            },
+            StoreRequest::RetiredLeafDigests {
+                bucket: bucket.clone(),
+            },
+            StoreRequest::PutRetiredMany {
+                tombstones: vec![tombstone.clone()],
+            },
+        ] {
+            let bytes = xnode_wire::encode(&request).unwrap();
+            assert_eq!(bytes[1], 11, "the format version is carried");
+            let decoded: StoreRequest = xnode_wire::decode(&bytes, MAX_STORE_MESSAGE).unwrap();
+            assert_eq!(format!("{decoded:?}"), format!("{request:?}"));
+        }
+        let answer = xnode_wire::encode(&StoreResponse::RetiredMerged(vec![true, false])).unwrap();
+        assert_eq!(answer[1], 10);
+        assert!(matches!(
+            xnode_wire::decode::<StoreResponse>(&answer, MAX_STORE_MESSAGE).unwrap(),
+            StoreResponse::RetiredMerged(m) if m == [true, false]
+        ));
+        // What a node one version behind sends still decodes.
+        let mut old = vec![kinds::STORE_REQUEST, 10];
+        old.extend(
+            postcard::to_stdvec(&StoreRequest::DropTombstones {
+                tombstones: vec![tombstone.clone()],
+            })
+            .unwrap(),
+        );
+        assert!(matches!(
+            xnode_wire::decode::<StoreRequest>(&old, MAX_STORE_MESSAGE).unwrap(),
+            StoreRequest::DropTombstones { tombstones } if tombstones == [tombstone]
+        ));
+        let mut old = vec![kinds::STORE_RESPONSE, 9];
+        old.extend(postcard::to_stdvec(&StoreResponse::TombstonesDropped(vec![true])).unwrap());
+        assert!(matches!(
+            xnode_wire::decode::<StoreResponse>(&old, MAX_STORE_MESSAGE).unwrap(),
+            StoreResponse::TombstonesDropped(d) if d == [true]
         ));
     }
 

@@ -9,7 +9,8 @@ use xnode_types::{NodeId, unix_ms};
 
 use crate::proto::{
     MAX_CHUNK_PARTITIONS, MAX_DIGEST_BUCKETS, MAX_DROP_TOMBSTONES, MAX_LIST_ANSWER_BYTES,
-    MAX_LIST_LIMIT, MAX_PUT_META_MANY, MAX_STORE_MESSAGE, StoreRequest, StoreResponse,
+    MAX_LIST_LIMIT, MAX_PUT_META_MANY, MAX_PUT_RETIRED_MANY, MAX_STORE_MESSAGE, StoreRequest,
+    StoreResponse,
 };
 use crate::{MAX_VERSION_AHEAD_MS, ServeFault, Storage, StorageError, blocking};
 
@@ -379,6 +380,34 @@ impl Storage {
                 }
                 Ok(StoreResponse::TombstonesDropped(
                     self.drop_tombstones(tombstones).await?,
+                ))
+            }
+            StoreRequest::RetiredDigests { buckets } => {
+                if buckets.len() > MAX_DIGEST_BUCKETS {
+                    return Err(StorageError::BadRequest(format!(
+                        "at most {MAX_DIGEST_BUCKETS} buckets per request"
+                    )));
+                }
+                Ok(StoreResponse::Digests(
+                    self.answer_retired_digests(&buckets)?,
+                ))
+            }
+            StoreRequest::RetiredLeafDigests { bucket } => {
+                let store = self.meta.clone();
+                let leaves =
+                    blocking(move || store.retired_leaf_digests(&bucket.tenant, &bucket.name))
+                        .await?;
+                Ok(StoreResponse::Digests(leaves))
+            }
+            StoreRequest::PutRetiredMany { tombstones } => {
+                self.check_admitted_here()?;
+                if tombstones.len() > MAX_PUT_RETIRED_MANY {
+                    return Err(StorageError::BadRequest(format!(
+                        "at most {MAX_PUT_RETIRED_MANY} retired tombstones per request"
+                    )));
+                }
+                Ok(StoreResponse::RetiredMerged(
+                    self.merge_retired_from_peer(tombstones).await?,
                 ))
             }
             StoreRequest::ScanMeta { after, limit } => {

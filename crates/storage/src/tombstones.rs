@@ -32,15 +32,16 @@
 //!
 //! A drop that reaches only some holders heals: a holder that still has the tombstone
 //! pushes it back by anti-entropy, which is harmless, and a later round collects it again.
-//! Retired tombstones do not travel with the bucket: a replica placed on it after the
-//! collection has none and takes an older version if one reaches it; reads still meet
-//! the tombstone while they ask some replica that retired it. The grace keeps young
-//! tombstones hot, where anti-entropy carries them to new replicas and writes in flight
-//! meet them (Cassandra's `gc_grace_seconds` has the same meaning).
+//! Retired tombstones travel with the bucket: anti-entropy compares each bucket's cold
+//! digest too and passes differing records on (`entropy/retired.rs`), and the receiver
+//! merges them as retired (`Storage::retired_record_acceptable`, then
+//! `MetaStore::merge_retired`: only over older entries), so a replica placed on the
+//! bucket after the collection refuses an older version as the others do, once a round
+//! reached it. The grace keeps young tombstones hot, where writes in flight meet them
+//! (Cassandra's `gc_grace_seconds` has the same meaning).
 //!
-//! Collection is off unless `storage.collect_tombstones` is turned on (until retired
-//! tombstones follow a bucket's placement), and a node with it off also refuses every
-//! drop a peer asks for.
+//! Collection is on by default (`storage.collect_tombstones`); a node with it off keeps
+//! its tombstones hot and refuses every drop a peer asks for.
 //!
 //! Only tombstones of client keys in buckets that are not versioned are collected. In a
 //! versioned bucket, versions and delete markers are internal objects the user lists
@@ -100,6 +101,43 @@ impl Storage {
             // A version dated ahead of this clock is not old, whatever the grace.
             && meta.version.wall_ms <= now_ms
             && versioning_of(&self.registry, &meta.path.bucket) == Versioning::Unversioned
+    }
+
+    /// Whether a retired tombstone a peer sends (`PutRetiredMany`) may enter this node's
+    /// cold table: a sealed tombstone whose seal verifies (`check_peer_entry`), of a kind
+    /// collection retires (a client key in a bucket this node's registry does not know as
+    /// versioned), not dated ahead of this node's clock. Neither `collect_tombstones` nor
+    /// the grace is asked for: a cold record only outranks older entries, as the same
+    /// tombstone merged hot would, so taking it protects this replica and weakens nothing.
+    pub(crate) fn retired_record_acceptable(&self, meta: &ObjectMeta) -> bool {
+        meta.is_tombstone()
+            && !meta.path.is_internal()
+            && meta.version.wall_ms <= unix_ms()
+            && versioning_of(&self.registry, &meta.path.bucket) == Versioning::Unversioned
+            && self.check_peer_entry(meta).is_ok()
+    }
+
+    /// Serves `PutRetiredMany`: merges each acceptable record as retired
+    /// (`MetaStore::merge_retired`). Returns, in the order given, whether each was stored
+    /// now; a refused one is `false` and does not refuse the rest.
+    pub(crate) async fn merge_retired_from_peer(
+        &self,
+        tombstones: Vec<ObjectMeta>,
+    ) -> Result<Vec<bool>, StorageError> {
+        let checked: Vec<Option<ObjectMeta>> = tombstones
+            .into_iter()
+            .map(|meta| self.retired_record_acceptable(&meta).then_some(meta))
+            .collect();
+        let store = self.meta.clone();
+        // Each record on its own, as `PutMetaMany` does: one that fails (a bad path, a
+        // record too large) does not refuse the rest.
+        blocking(move || {
+            Ok(checked
+                .into_iter()
+                .map(|meta| meta.is_some_and(|m| store.merge_retired(m).unwrap_or(false)))
+                .collect())
+        })
+        .await
     }
 
     /// One tombstone-collection round (see the module documentation). Returns what it

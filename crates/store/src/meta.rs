@@ -15,7 +15,7 @@ use xnode_types::{Hlc, NodeId, PublicKeyBytes};
 use xnode_wire::{Versioned, kinds};
 
 use crate::chunks::ChunkId;
-use crate::entropy::{LEAVES, SetDigest, leaf_of};
+use crate::entropy::SetDigest;
 use crate::seal::MetaSeal;
 use crate::{StoreError, clip, successor};
 
@@ -327,6 +327,10 @@ pub struct MetaStore {
     /// current by every merge once built; `None` until the first anti-entropy round asks
     /// for it (building it walks the whole table).
     digests: Arc<Mutex<Option<BucketDigests>>>,
+    /// One [`SetDigest`] per bucket over its retired tombstones (the cold table), kept
+    /// current the same way once built, so two replicas of a bucket tell whether they
+    /// hold the same cold records without rescanning their cold tables every round.
+    retired_digests: Arc<Mutex<Option<BucketDigests>>>,
     /// Counts entries stored, so anti-entropy can tell nothing changed since its last
     /// clean round.
     generation: Arc<std::sync::atomic::AtomicU64>,
@@ -348,6 +352,7 @@ impl MetaStore {
             db,
             merge_lock: Arc::new(Mutex::new(())),
             digests: Arc::new(Mutex::new(None)),
+            retired_digests: Arc::new(Mutex::new(None)),
             generation: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
@@ -417,6 +422,7 @@ impl MetaStore {
             None => self.retired_entry(&key)?,
         };
         let from_cold = retired.is_some();
+        let leaving_cold = retired.clone();
         // An unreadable hot entry (with no retired one) is replaced by any readable one;
         // peers hold copies. It never counted in a digest (building skips it).
         if let Some(current) = hot.or(retired) {
@@ -476,6 +482,10 @@ impl MetaStore {
                 // would drift: drop them, and the next round rebuilds them from the table.
                 Err(_) => *guard = None,
             }
+        }
+        drop(guard);
+        if let Some(old) = leaving_cold.as_ref() {
+            toggle_digest(&self.retired_digests, old);
         }
         Ok(ConditionalMerge::Merged(MergeOutcome::Stored))
     }
@@ -540,78 +550,6 @@ impl MetaStore {
         }
         *lock_digests(&self.digests) = Some(built);
         Ok(())
-    }
-
-    /// The digests of a bucket's [`LEAVES`] leaves (entries by [`leaf_of`] their key):
-    /// the second level, asked for only when two replicas' bucket digests differ.
-    pub fn leaf_digests(
-        &self,
-        tenant: &PublicKeyBytes,
-        bucket: &str,
-    ) -> Result<Vec<SetDigest>, StoreError> {
-        validate_bucket_name(bucket)?;
-        let prefix = bucket_prefix(tenant, bucket);
-        let mut leaves = vec![SetDigest::default(); LEAVES];
-        let mut failed = None;
-        self.scan_pages(&prefix, prefix.clone(), |meta, _| {
-            let leaf = leaf_of(&meta.path.storage_key());
-            match entry_hash(&meta) {
-                Ok(hash) => {
-                    if let Some(digest) = leaves.get_mut(leaf) {
-                        digest.toggle(&hash);
-                    }
-                    true
-                }
-                Err(e) => {
-                    failed = Some(e);
-                    false
-                }
-            }
-        })?;
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(leaves),
-        }
-    }
-
-    /// A bucket's entries (tombstones included) whose keys fall in `leaves`, at most
-    /// `limit`, in key order after `after` (exclusive): what one replica sends another for
-    /// the leaves where their digests differ.
-    pub fn leaf_entries(
-        &self,
-        tenant: &PublicKeyBytes,
-        bucket: &str,
-        leaves: &[usize],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<ObjectMeta>, StoreError> {
-        validate_bucket_name(bucket)?;
-        let prefix = bucket_prefix(tenant, bucket);
-        let start = match after {
-            Some(after) if after > prefix.as_slice() => successor(after),
-            _ => prefix.clone(),
-        };
-        let mut wanted = [false; LEAVES];
-        for &leaf in leaves {
-            if let Some(w) = wanted.get_mut(leaf) {
-                *w = true;
-            }
-        }
-        let mut out = Vec::new();
-        if limit == 0 {
-            return Ok(out);
-        }
-        self.scan_pages(&prefix, start, |meta, _| {
-            if wanted
-                .get(leaf_of(&meta.path.storage_key()))
-                .copied()
-                .unwrap_or(false)
-            {
-                out.push(meta);
-            }
-            out.len() < limit
-        })?;
-        Ok(out)
     }
 
     /// What this replica answers for `path`, tombstone or not: the hot entry, or with
@@ -736,12 +674,23 @@ impl MetaStore {
     fn scan_pages(
         &self,
         prefix: &[u8],
+        start: Vec<u8>,
+        visit: impl FnMut(ObjectMeta, usize) -> bool,
+    ) -> Result<(), StoreError> {
+        self.scan_table(TABLE, prefix, start, visit)
+    }
+
+    /// [`MetaStore::scan_pages`] over `table` (the hot one or the cold one).
+    fn scan_table(
+        &self,
+        table: Table,
+        prefix: &[u8],
         mut start: Vec<u8>,
         mut visit: impl FnMut(ObjectMeta, usize) -> bool,
     ) -> Result<(), StoreError> {
         let mut more = true;
         loop {
-            let page = self.db.scan_from(TABLE, prefix, &start, PAGE)?;
+            let page = self.db.scan_from(table, prefix, &start, PAGE)?;
             for (key, value) in &page {
                 if !more {
                     return Ok(());
@@ -844,9 +793,11 @@ fn decode_entry(key: &[u8], value: &[u8]) -> Option<ObjectMeta> {
     }
 }
 
+mod leaves;
 mod retention;
 mod retired;
 pub use retention::{COMPLIANCE_MODE, LOCK_MODE_ENTRY, LOCK_UNTIL_ENTRY, VERSIONS_DIRECTORY};
+use retired::toggle_digest;
 
 #[cfg(test)]
 mod retired_tests;

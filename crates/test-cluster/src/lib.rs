@@ -79,6 +79,18 @@ impl Cluster {
         converge: Duration,
         configure: impl Fn(&mut Config) + Send + Sync + 'static,
     ) -> Cluster {
+        Self::start_partly(n, n, converge, configure).await
+    }
+
+    /// A cluster of `n` nodes of which only the first `running` start now; the others
+    /// join later ([`Cluster::join`]) as new nodes, which the network has never seen
+    /// (no registry record, no data) until then.
+    pub async fn start_partly(
+        n: usize,
+        running: usize,
+        converge: Duration,
+        configure: impl Fn(&mut Config) + Send + Sync + 'static,
+    ) -> Cluster {
         init_test_logging();
         let root = tempfile::tempdir().expect("temp dir");
         let network = format!("test-{:08x}", rand::random::<u32>());
@@ -96,8 +108,12 @@ impl Cluster {
             _root: root,
         };
         for i in 0..n {
-            let node = cluster.launch(i).await;
-            cluster.nodes.push(Some(node));
+            let node = if i < running {
+                Some(cluster.launch(i).await)
+            } else {
+                None
+            };
+            cluster.nodes.push(node);
         }
         cluster.wait_converged(converge).await;
         cluster
@@ -290,6 +306,12 @@ impl Cluster {
             t.server.abort();
             let _ = t.server.await;
         }
+    }
+
+    /// Starts node `i` for the first time (a cluster from [`Cluster::start_partly`]):
+    /// a new node joining the network.
+    pub async fn join(&mut self, i: usize) {
+        self.restart(i).await;
     }
 
     /// Starts node `i` again on the same data dir and address.

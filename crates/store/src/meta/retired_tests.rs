@@ -5,6 +5,7 @@
 
 use super::tests::{db, info, meta, node, tenant};
 use super::*;
+use crate::entropy::{LEAVES, leaf_of};
 
 #[test]
 fn removing_a_tombstone_keeps_the_digests_equal_to_a_rebuild() {
@@ -191,5 +192,131 @@ fn a_retired_tombstone_outranks_older_entries_and_answers_point_reads_only() {
     assert_eq!(
         store.scan(None, 100).unwrap(),
         fresh.scan(None, 100).unwrap()
+    );
+}
+
+#[test]
+fn a_retired_tombstone_from_a_peer_replaces_only_older_entries_and_keeps_the_cold_digest() {
+    let w1 = node();
+    let (_d, db1) = db();
+    let store = MetaStore::new(db1);
+    // Both digests built first, so every step below must keep them current.
+    assert!(store.bucket_digests().unwrap().is_empty());
+    let empty = store.retired_bucket_digest(&tenant(1), "bucket").unwrap();
+    assert!(empty.is_empty());
+    let older = ObjectPath::new(tenant(1), "bucket", "older").unwrap();
+    let newer = ObjectPath::new(tenant(1), "bucket", "newer").unwrap();
+    let old_version = meta(&older, 10, w1, Some(info("old")));
+    let new_version = meta(&newer, 30, w1, Some(info("new")));
+    store.merge(old_version.clone()).unwrap();
+    store.merge(new_version.clone()).unwrap();
+
+    // A retired tombstone newer than the hot entry replaces it: the key reads deleted,
+    // leaves the hot table and its digest, and the cold digest counts it.
+    let cold_older = meta(&older, 20, w1, None);
+    assert!(store.merge_retired(cold_older.clone()).unwrap());
+    assert_eq!(store.get_hot(&older).unwrap(), None);
+    assert_eq!(store.get(&older).unwrap(), Some(cold_older.clone()));
+    // The old version offered again loses to it, as to a hot tombstone.
+    assert!(!store.merge(old_version).unwrap());
+    assert_eq!(store.get(&older).unwrap(), Some(cold_older.clone()));
+
+    // One older than the hot entry changes nothing.
+    let cold_newer = meta(&newer, 20, w1, None);
+    assert!(!store.merge_retired(cold_newer).unwrap());
+    assert_eq!(store.get(&newer).unwrap(), Some(new_version.clone()));
+    assert_eq!(store.get_retired(&newer).unwrap(), None);
+
+    // A live entry is never stored as retired; the same record twice is held already.
+    let live_as_cold = meta(&newer, 40, w1, Some(info("live")));
+    assert!(!store.merge_retired(live_as_cold).unwrap());
+    assert_eq!(store.get(&newer).unwrap(), Some(new_version.clone()));
+    assert!(!store.merge_retired(cold_older.clone()).unwrap());
+    assert_eq!(store.retired_count().unwrap(), 1);
+
+    // Both digests equal those of a replica that built them from the same tables.
+    let (_d2, db2) = db();
+    let fresh = MetaStore::new(db2);
+    fresh.merge(new_version).unwrap();
+    fresh.merge(cold_older.clone()).unwrap();
+    assert!(fresh.retire_tombstone_if_equal(&cold_older).unwrap());
+    assert_eq!(
+        store.bucket_digests().unwrap(),
+        fresh.bucket_digests().unwrap()
+    );
+    let digest = store.retired_bucket_digest(&tenant(1), "bucket").unwrap();
+    assert!(!digest.is_empty());
+    assert_eq!(
+        digest,
+        fresh.retired_bucket_digest(&tenant(1), "bucket").unwrap()
+    );
+    let (_d3, db3) = db();
+    let rebuilt = MetaStore::new(db3);
+    rebuilt.merge(cold_older.clone()).unwrap();
+    assert!(rebuilt.retire_tombstone_if_equal(&cold_older).unwrap());
+    assert_eq!(
+        digest,
+        rebuilt.retired_bucket_digest(&tenant(1), "bucket").unwrap()
+    );
+
+    // A newer write brings the key back; the cold record leaves the cold digest.
+    store
+        .merge(meta(&older, 50, w1, Some(info("back"))))
+        .unwrap();
+    assert!(
+        store
+            .retired_bucket_digest(&tenant(1), "bucket")
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn retired_leaves_name_only_the_cold_records_that_differ() {
+    let w = node();
+    let (_d1, db1) = db();
+    let (_d2, db2) = db();
+    let ours = MetaStore::new(db1);
+    let theirs = MetaStore::new(db2);
+    let mut shared = Vec::new();
+    for i in 0..20u64 {
+        let path = ObjectPath::new(tenant(1), "bucket", format!("k{i}")).unwrap();
+        shared.push(meta(&path, 20, w, None));
+    }
+    for tombstone in &shared {
+        assert!(ours.merge_retired(tombstone.clone()).unwrap());
+        assert!(theirs.merge_retired(tombstone.clone()).unwrap());
+    }
+    let only_ours = meta(
+        &ObjectPath::new(tenant(1), "bucket", "extra").unwrap(),
+        20,
+        w,
+        None,
+    );
+    assert!(ours.merge_retired(only_ours.clone()).unwrap());
+    // The hot table knows nothing of them.
+    assert!(ours.bucket_digests().unwrap().is_empty());
+    assert_eq!(
+        ours.leaf_digests(&tenant(1), "bucket").unwrap(),
+        theirs.leaf_digests(&tenant(1), "bucket").unwrap()
+    );
+    assert_eq!(ours.retired_bucket_digests().unwrap().len(), 1);
+    let (a, b) = (
+        ours.retired_leaf_digests(&tenant(1), "bucket").unwrap(),
+        theirs.retired_leaf_digests(&tenant(1), "bucket").unwrap(),
+    );
+    let differing: Vec<usize> = (0..LEAVES).filter(|&l| a[l] != b[l]).collect();
+    assert_eq!(differing, [leaf_of(&only_ours.path.storage_key())]);
+    let sent = ours
+        .retired_leaf_entries(&tenant(1), "bucket", &differing, None, 100)
+        .unwrap();
+    assert!(sent.contains(&only_ours));
+    assert!(sent.iter().all(|m| m.is_tombstone()));
+    for tombstone in sent {
+        theirs.merge_retired(tombstone).unwrap();
+    }
+    assert_eq!(
+        ours.retired_bucket_digests().unwrap(),
+        theirs.retired_bucket_digests().unwrap()
     );
 }

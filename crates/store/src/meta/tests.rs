@@ -4,6 +4,7 @@
 use xnode_types::SecretKey;
 
 use super::*;
+use crate::entropy::{LEAVES, leaf_of};
 
 pub(super) fn db() -> (tempfile::TempDir, Db) {
     let dir = tempfile::tempdir().unwrap();

@@ -326,12 +326,13 @@ async fn a_peer_cannot_make_a_node_drop_a_young_or_different_tombstone() {
     c.shutdown().await;
 }
 
-/// Collection is off by default (retired tombstones do not follow a bucket's placement
-/// yet), and a node with it off removes nothing, even the exact, old tombstone it holds
-/// when a peer asks.
+/// Collection is on by default (retired tombstones follow a bucket's placement, see
+/// `a_collected_delete_survives_a_full_turnover_of_the_buckets_replicas`), and a node
+/// with it turned off removes nothing, even the exact, old tombstone it holds when a
+/// peer asks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_does_not_collect_tombstones_keeps_them_whoever_asks() {
-    assert!(!xnode_storage::StorageConfig::default().collect_tombstones);
+    assert!(xnode_storage::StorageConfig::default().collect_tombstones);
     let c = cluster_collecting(Duration::ZERO, false).await;
     let tenant = Tenant::new();
     let tombstones = write_and_delete(&c, &tenant, &[], &["gone"]).await;
@@ -488,4 +489,260 @@ async fn a_holder_that_kept_a_collected_keys_old_version_cannot_bring_it_back() 
         assert_eq!(range.entries.len(), 1, "node {i}: {:?}", range.entries);
     }
     c.shutdown().await;
+}
+
+/// Waits until every node placement puts `tenant`'s bucket on (by node `view`'s storage
+/// set) is running and holds `retired` retired tombstones. Returns those nodes' indices.
+async fn placed_replicas_hold_retired(
+    c: &Cluster,
+    tenant: &Tenant,
+    view: usize,
+    retired: u64,
+) -> Vec<usize> {
+    let started = std::time::Instant::now();
+    loop {
+        let replicas = c
+            .node(view)
+            .storage()
+            .metadata_replicas(&tenant.id(), BUCKET);
+        let running: Vec<usize> = c
+            .running()
+            .into_iter()
+            .filter(|&i| replicas.contains(&c.id(i)))
+            .collect();
+        let mut all_hold = running.len() == replicas.len();
+        for &i in &running {
+            all_hold &= c.node(i).storage().local_retired_count().await.unwrap() == retired;
+        }
+        if all_hold {
+            return running;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the bucket's replicas {running:?} (of {} placed) did not all get the retired tombstone",
+            replicas.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The attack that kept collection off by default while retired tombstones did not
+/// travel: a bucket's metadata replicas change completely after a collection (three new
+/// nodes join, the three that held the bucket stop one by one), and one of the new
+/// replicas offers the version the collected delete replaced, which it got from someone
+/// who kept it: pushed to the other replicas (`PutMeta`), as its answer to quorum reads
+/// (`GetMeta`) and in its listing ranges (`MetaRange`). The retired tombstone followed
+/// the bucket's placement by anti-entropy, so the key stays deleted through every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_collected_delete_survives_a_full_turnover_of_the_buckets_replicas() {
+    let mut c = Cluster::start_partly(6, 3, Duration::from_secs(10), |cfg| {
+        cfg.storage.chunk_size = 64 * 1024;
+        cfg.storage.tombstone_grace = Duration::ZERO;
+        cfg.storage.collect_tombstones = true;
+        // A stopped node gives its place up at once, so placement moves with each stop.
+        cfg.storage.repair_grace = Duration::ZERO;
+        cfg.storage.repair_interval = Duration::from_millis(100);
+        cfg.storage.gc_interval = Duration::from_secs(3600);
+        cfg.storage.read_linger = Duration::from_secs(2);
+    })
+    .await;
+    let tenant = Tenant::new();
+    // Nodes 0 to 2 hold the bucket (rf 3 of 3) when the delete is collected; nodes 3 to 5
+    // do not exist yet.
+    c.create_bucket(0, &tenant, BUCKET).await;
+    for key in ["kept", "gone"] {
+        c.put(0, &tenant, BUCKET, key, key.as_bytes())
+            .await
+            .unwrap();
+    }
+    let old = held_everywhere(&c, &tenant, "gone", false).await;
+    c.node(0)
+        .storage()
+        .delete_object(&tenant.id(), BUCKET, "gone")
+        .await
+        .unwrap();
+    held_everywhere(&c, &tenant, "gone", true).await;
+    let round = c.node(0).storage().collect_tombstones().await.unwrap();
+    assert_eq!((round.candidates, round.collected), (1, 1), "{round:?}");
+    assert_eq!(holders_of(&c, &tenant, "gone").await, 0);
+
+    // New nodes join; placement takes some of them in, and the replicas placed hand the
+    // retired tombstone on.
+    for new in 3..6 {
+        c.join(new).await;
+        c.authorise(new, &tenant);
+    }
+    c.wait_converged(Duration::from_secs(20)).await;
+    placed_replicas_hold_retired(&c, &tenant, 3, 1).await;
+    // The old replicas stop one by one; each time placement moves, the replicas left
+    // pass the record on before the next one goes.
+    for old_replica in 0..3 {
+        c.stop(old_replica).await;
+        c.wait_until(
+            "the storage sets to drop the stopped node",
+            Duration::from_secs(20),
+            |c| {
+                (3..6).all(|i| {
+                    c.node(i)
+                        .storage()
+                        .storage_set()
+                        .iter()
+                        .all(|m| m.id != c.id(old_replica))
+                })
+            },
+        )
+        .await;
+        placed_replicas_hold_retired(&c, &tenant, 3, 1).await;
+    }
+    let replicas = placed_replicas_hold_retired(&c, &tenant, 3, 1).await;
+    assert_eq!(
+        replicas,
+        [3, 4, 5],
+        "placement moved wholly to the new nodes"
+    );
+    // The hot half of anti-entropy brought the live key to the new replicas too.
+    held_by(&c, &tenant, "kept", &replicas).await;
+
+    // Node 5 lies: it offers the old version to reads, ranges and the other replicas.
+    let offered = old.clone();
+    c.node(5)
+        .storage()
+        .set_serve_tamper(Some(Arc::new(move |request, honest| {
+            match (request, honest) {
+                (StoreRequest::GetMeta { path }, _) if *path == offered.path => {
+                    ServeFault::Answer(StoreResponse::Meta(Some(offered.clone())))
+                }
+                (
+                    StoreRequest::MetaRange { after: None, .. },
+                    StoreResponse::MetaRange {
+                        mut entries,
+                        truncated,
+                    },
+                ) => {
+                    let at = entries.partition_point(|m| m.path.key < offered.path.key);
+                    if entries.get(at).is_none_or(|m| m.path != offered.path) {
+                        entries.insert(at, offered.clone());
+                    }
+                    ServeFault::Answer(StoreResponse::MetaRange { entries, truncated })
+                }
+                (_, honest) => ServeFault::Answer(honest),
+            }
+        })));
+    // Node 4 does not answer peers' reads, so reads and listings through node 3 merge
+    // the liar's answer with node 3's own, whatever the timing.
+    c.node(4)
+        .storage()
+        .set_serve_tamper(Some(Arc::new(|request, honest| match request {
+            StoreRequest::GetMeta { .. }
+            | StoreRequest::MetaRange { .. }
+            | StoreRequest::ListMeta { .. } => {
+                ServeFault::Answer(StoreResponse::Error("down".into()))
+            }
+            _ => ServeFault::Answer(honest),
+        })));
+    for honest in [3, 4] {
+        match c
+            .raw_store_request(
+                5,
+                c.id(honest),
+                &StoreRequest::PutMeta { meta: old.clone() },
+            )
+            .await
+        {
+            Ok(StoreResponse::MetaMerged { outcome }) => assert!(
+                matches!(outcome, xnode_store::MergeOutcome::Superseded { .. }),
+                "node {honest} took the old version: {outcome:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Nor can it plant cold records that delete live data: a live entry, an unsealed
+    // tombstone and one under another entry's seal are all refused, and the live key
+    // stays.
+    let kept = c
+        .node(3)
+        .storage()
+        .local_meta(&path(&tenant, "kept"))
+        .await
+        .unwrap()
+        .unwrap();
+    let later = Hlc::new(kept.version.wall_ms + 1, 0);
+    let planted = vec![
+        kept.clone(),
+        ObjectMeta {
+            version: later,
+            info: None,
+            seal: None,
+            ..kept.clone()
+        },
+        ObjectMeta {
+            version: later,
+            info: None,
+            ..kept.clone()
+        },
+    ];
+    let request = StoreRequest::PutRetiredMany {
+        tombstones: planted,
+    };
+    match c.raw_store_request(5, c.id(3), &request).await {
+        Ok(StoreResponse::RetiredMerged(merged)) => assert_eq!(merged, [false; 3]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.node(3).storage().local_retired_count().await.unwrap(), 1);
+    assert!(c.get(3, &tenant, BUCKET, "kept", None).await.is_ok());
+    for i in 3..6 {
+        assert!(
+            matches!(
+                c.get(i, &tenant, BUCKET, "gone", None).await,
+                Err(StorageError::NoSuchKey(_))
+            ),
+            "GET through node {i} found the deleted object"
+        );
+        assert!(
+            matches!(
+                c.node(i)
+                    .storage()
+                    .head_object(&tenant.id(), BUCKET, "gone")
+                    .await,
+                Err(StorageError::NoSuchKey(_))
+            ),
+            "HEAD through node {i} found the deleted object"
+        );
+        let listed: Vec<String> = c
+            .node(i)
+            .storage()
+            .list_objects(&tenant.id(), BUCKET, "", None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.path.key)
+            .collect();
+        assert_eq!(listed, ["kept"], "listing through node {i}");
+    }
+    c.shutdown().await;
+}
+
+/// Waits until each of `nodes` holds a live entry of `key` in its hot table.
+async fn held_by(c: &Cluster, tenant: &Tenant, key: &str, nodes: &[usize]) {
+    let started = std::time::Instant::now();
+    loop {
+        let mut all = true;
+        for &i in nodes {
+            all &= c
+                .node(i)
+                .storage()
+                .local_meta(&path(tenant, key))
+                .await
+                .unwrap()
+                .is_some_and(|m| !m.is_tombstone());
+        }
+        if all {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{key} did not reach the replicas {nodes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
