@@ -7,7 +7,9 @@
 //! 40 and 50, half of each bucket deleted afterwards; `XNODE_BENCH_IDLE_SECS`, default 30,
 //! the idle window; `XNODE_BENCH_IDLE_BASELINE=0` skips the baseline cluster;
 //! `XNODE_BENCH_REPAIR=1` then loses a node's data and times its repair against a raw copy,
-//! see `repair_drill`). Prints a Markdown row each.
+//! see `repair_drill`; `XNODE_BENCH_SETTLE_SECS`, default 600, bounds the wait for
+//! anti-entropy to go quiet after the deleted half was garbage-collected, before the idle
+//! window). Prints a Markdown row each, and the cost of one garbage-collection round.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -162,12 +164,10 @@ async fn measure(
 ) -> Idle {
     let mut c = Cluster::start_with(3, move |cfg| {
         cfg.storage.repair_interval = Duration::from_secs(1);
-        if repair {
-            // The drill counts the chunks a node must get back: garbage collection first
-            // removes those only deleted objects referenced (younger than the default
-            // grace of an hour here).
-            cfg.storage.gc_grace = Duration::from_secs(1);
-        }
+        // Garbage collection removes the chunks only deleted objects referenced before
+        // the idle window (and before the drill counts what a node must get back); they
+        // are younger than the default grace of an hour here.
+        cfg.storage.gc_grace = Duration::from_secs(1);
         if every_check {
             cfg.storage.anti_entropy_full_interval = Duration::from_secs(1);
         }
@@ -228,7 +228,42 @@ async fn measure(
         })
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The deleted half's chunks are garbage: collect them now, as a round would within
+    // `gc_interval`, so the idle window measures a settled network, not that work. The
+    // round's own cost is reported (every node runs one per `gc_interval`).
+    let rpcs_before_gc = store_rpcs_served(&c);
+    let cpu_before_gc = process_cpu();
+    let collecting = Instant::now();
+    for i in 0..3 {
+        c.node(i).storage().collect_garbage().await.unwrap();
+    }
+    eprintln!(
+        "a garbage-collection round on each node: {:.1} s, {:.1} CPU-s and {} store RPCs in all",
+        collecting.elapsed().as_secs_f64(),
+        (process_cpu() - cpu_before_gc).as_secs_f64(),
+        store_rpcs_served(&c) - rpcs_before_gc
+    );
+    // Then wait until every node's anti-entropy skips a round (nothing changed since its
+    // last clean one), at most `XNODE_BENCH_SETTLE_SECS` (the baseline never skips).
+    let settling = Instant::now();
+    let settle_limit = if every_check {
+        Duration::ZERO
+    } else {
+        Duration::from_secs(env("XNODE_BENCH_SETTLE_SECS", 600) as u64)
+    };
+    let skipped_at_start: Vec<u64> = (0..3)
+        .map(|i| c.node(i).storage().health().anti_entropy_skipped)
+        .collect();
+    while settling.elapsed() < settle_limit
+        && !(0..3).all(|i| c.node(i).storage().health().anti_entropy_skipped > skipped_at_start[i])
+    {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "anti-entropy quiet on every node after {:.0} s (limit {} s)",
+        settling.elapsed().as_secs_f64(),
+        settle_limit.as_secs()
+    );
 
     let health = |c: &Cluster| -> (u64, u64) {
         (0..3)
