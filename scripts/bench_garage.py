@@ -19,8 +19,7 @@ import threading
 import time
 import uuid
 
-import boto3
-from botocore.config import Config
+import bench_s3
 
 rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
 ops = int(os.environ.get("BENCH_OPS", "200"))
@@ -29,19 +28,11 @@ big_mib = int(os.environ.get("BENCH_BIG_MIB", "64"))
 
 
 def client(system):
-    return boto3.client(
-        "s3",
-        endpoint_url=system["endpoint"],
-        aws_access_key_id=system["key"],
-        aws_secret_access_key=system["secret"],
-        region_name=system["region"],
-        config=Config(
-            s3={"addressing_style": "path"},
-            max_pool_connections=1,
-            retries={"max_attempts": 1, "mode": "standard"},
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        ),
+    return bench_s3.client(
+        system["endpoint"],
+        system["key"],
+        system["secret"],
+        region=system["region"],
         verify=system.get("verify"),
     )
 

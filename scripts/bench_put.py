@@ -13,28 +13,12 @@ import sys
 import time
 import uuid
 
-import boto3
-from botocore.config import Config
+from bench_s3 import devnet_client
 
 devnet, limits_bin, work = sys.argv[1], sys.argv[2], sys.argv[3]
 rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
 sizes = [int(s) for s in os.environ.get("BENCH_SIZES_MIB", "64 1024").split()]
-nodes = json.load(open(os.path.join(devnet, "devnet.json")))["nodes"]
-key = json.load(open(os.path.join(devnet, "s3-key.json")))
-s3 = boto3.client(
-    "s3",
-    endpoint_url=nodes[0]["s3_url"],
-    aws_access_key_id=key["access_key_id"],
-    aws_secret_access_key=key["secret_access_key"],
-    region_name="us-east-1",
-    config=Config(
-        s3={"addressing_style": "path"},
-        max_pool_connections=1,
-        retries={"max_attempts": 1, "mode": "standard"},
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-    ),
-)
+s3 = devnet_client(devnet)
 bucket = "bench-put-" + uuid.uuid4().hex[:8]
 s3.create_bucket(Bucket=bucket)
 s3.put_object(Bucket=bucket, Key="warm", Body=os.urandom(1 << 20))
