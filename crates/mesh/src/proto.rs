@@ -185,28 +185,9 @@ impl RpcRequest {
             kind: Self::KIND_NAME,
             reason,
         };
-        if frame.len() > limit {
-            return Err(WireError::TooLarge {
-                len: frame.len(),
-                limit,
-            });
-        }
-        let [tag, version, payload @ ..] = frame.as_slice() else {
-            return Err(WireError::Truncated);
-        };
-        if *tag != Self::KIND_TAG {
-            return Err(WireError::WrongKind {
-                expected: Self::KIND_NAME,
-                expected_tag: Self::KIND_TAG,
-                found: *tag,
-            });
-        }
-        if *version != Self::VERSION {
-            return Err(WireError::UnsupportedVersion {
-                kind: Self::KIND_NAME,
-                found: *version,
-                supported: Self::VERSION,
-            });
+        let (version, payload) = xnode_wire::split_header::<Self>(&frame, limit)?;
+        if version != Self::VERSION {
+            return Err(xnode_wire::unsupported::<Self>(version));
         }
         let (request, rest) = postcard::take_from_bytes::<RpcRequestRef<'_>>(payload)
             .map_err(|e| malformed(e.to_string()))?;

@@ -95,6 +95,19 @@ pub fn encode<T: Versioned>(value: &T) -> Result<Vec<u8>, WireError> {
 
 /// Decodes a value, checking its header and refusing inputs longer than `limit` bytes.
 pub fn decode<T: Versioned>(bytes: &[u8], limit: usize) -> Result<T, WireError> {
+    let (version, body) = split_header::<T>(bytes, limit)?;
+    if version == T::VERSION {
+        decode_body::<T, T>(body)
+    } else if version < T::VERSION {
+        T::upgrade(version, body)
+    } else {
+        Err(unsupported::<T>(version))
+    }
+}
+
+/// Checks a `T` message's size and kind, and splits it into its format version and body,
+/// for a decoder that reads the body its own way.
+pub fn split_header<T: Versioned>(bytes: &[u8], limit: usize) -> Result<(u8, &[u8]), WireError> {
     if bytes.len() > limit {
         return Err(WireError::TooLarge {
             len: bytes.len(),
@@ -111,13 +124,7 @@ pub fn decode<T: Versioned>(bytes: &[u8], limit: usize) -> Result<T, WireError> 
             found: *tag,
         });
     }
-    if *version == T::VERSION {
-        decode_body::<T, T>(body)
-    } else if *version < T::VERSION {
-        T::upgrade(*version, body)
-    } else {
-        Err(unsupported::<T>(*version))
-    }
+    Ok((*version, body))
 }
 
 /// Kind tags in use. Keeping them in one place prevents two subsystems picking the same.
