@@ -11,6 +11,11 @@
 //! `gc_grace` is never removed, because it may belong to an upload whose metadata is not
 //! written yet. And what is removed goes to the trash first, for days, so a mistaken round
 //! can be undone: a read that misses a trashed chunk restores it.
+//!
+//! Cost follows change, not size: a round asks each holder for its bucket digests and
+//! rereads only the buckets whose digest moved since the last round, and reads each
+//! manifest once (see `gc/view.rs`). A holder of an older version, which cannot list its
+//! bucket digests, is scanned whole (`ScanMeta`).
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -21,6 +26,12 @@ use xnode_types::{NodeId, NodeStatus};
 
 use super::proto::{StoreRequest, StoreResponse};
 use super::{Storage, StorageError};
+
+mod view;
+
+use view::Budget;
+pub use view::GcRound;
+pub(crate) use view::ReferenceView;
 
 const PAGE: u32 = 1000;
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -57,6 +68,13 @@ impl Storage {
 
     /// One garbage-collection round. Returns the number of chunks moved to the trash.
     pub async fn collect_garbage(self: &Arc<Self>) -> Result<u64, StorageError> {
+        Ok(self.collect_garbage_round().await?.removed)
+    }
+
+    /// One garbage-collection round, saying what it read. Rounds run one at a time (a
+    /// round started meanwhile waits), as each continues from what the last one saw.
+    pub async fn collect_garbage_round(self: &Arc<Self>) -> Result<GcRound, StorageError> {
+        let mut view = self.gc_view.lock().await;
         let trash = self.trash.clone();
         let retention = self.config.gc_trash_retention;
         let purged = tokio::task::spawn_blocking(move || trash.purge(retention))
@@ -70,21 +88,34 @@ impl Storage {
         }
         let set = self.storage_set();
         let holders = self.metadata_holders();
+        view.keep_holders(&holders);
+        let mut round = GcRound {
+            holders: holders.len(),
+            ..GcRound::default()
+        };
 
-        // Every chunk a live object references, cluster-wide. Peers answer the scan, so
-        // it is bounded: entries in total, and time; and every page must move forward.
-        let mut referenced: HashSet<ChunkId> = HashSet::new();
+        // Every manifest a live entry names, cluster-wide. Peers answer the survey, so it
+        // is bounded: entries in total, and time; and every page must move forward.
         let mut manifests: HashSet<ChunkId> = HashSet::new();
-        let mut budget = self.config.gc_max_scan_entries;
+        let mut budget = Budget::new(self.config.gc_max_scan_entries);
         let scan = async {
             for &node in &holders {
-                self.scan_references(node, &mut budget, &mut manifests)
-                    .await
-                    .map_err(|e| {
-                        StorageError::Quorum(format!(
-                            "metadata holder {node} did not answer the whole scan, so the set of referenced chunks could be incomplete: {e}"
-                        ))
-                    })?;
+                let surveyed = self
+                    .survey_holder(node, &mut view, &mut budget, &mut round, &mut manifests)
+                    .await;
+                let scanned = match surveyed {
+                    Ok(true) => Ok(()),
+                    Ok(false) => {
+                        self.scan_references(node, &mut budget, &mut round, &mut manifests)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                scanned.map_err(|e| {
+                    StorageError::Quorum(format!(
+                        "metadata holder {node} did not answer the whole scan, so the set of referenced chunks could be incomplete: {e}"
+                    ))
+                })?;
             }
             Ok::<(), StorageError>(())
         };
@@ -95,13 +126,24 @@ impl Storage {
                     "the metadata scan took longer than {SCAN_TIME_LIMIT:?}"
                 ))
             })??;
-        referenced.extend(self.gc_roots());
-        for manifest_id in manifests {
-            let bytes = self.get_chunk(manifest_id, &set).await?;
-            let manifest = Manifest::decode(&bytes)?;
+
+        // Every chunk those manifests name: read once, then remembered (a manifest's id
+        // is the hash of its bytes, so what it names never changes).
+        let mut referenced: HashSet<ChunkId> = self.gc_roots().into_iter().collect();
+        for &manifest_id in &manifests {
             referenced.insert(manifest_id);
-            referenced.extend(manifest.all_chunk_ids());
+            if let Some(chunks) = view.manifest_chunks(&manifest_id) {
+                referenced.extend(chunks.iter().copied());
+                continue;
+            }
+            let bytes = self.get_chunk(manifest_id, &set).await?;
+            let chunks: Vec<ChunkId> = Manifest::decode(&bytes)?.all_chunk_ids().collect();
+            round.manifests_read += 1;
+            referenced.extend(chunks.iter().copied());
+            view.remember_manifest(manifest_id, chunks);
         }
+        view.keep_manifests(&manifests);
+        drop(view);
 
         // The chunks this edge placed that nothing references any more stop counting as
         // its tenants' stored bytes: the replicas' collection removes them now too.
@@ -146,7 +188,9 @@ impl Storage {
         if let Ok(mut health) = self.health.lock() {
             health.gc_removed_chunks += removed;
         }
-        Ok(removed)
+        round.removed = removed;
+        tracing::debug!(?round, "garbage collection round done");
+        Ok(round)
     }
 
     /// Reads every metadata entry `node` holds, page by page, and notes the manifests live
@@ -155,7 +199,8 @@ impl Storage {
     async fn scan_references(
         &self,
         node: NodeId,
-        budget: &mut u64,
+        budget: &mut Budget,
+        round: &mut GcRound,
         manifests: &mut HashSet<ChunkId>,
     ) -> Result<(), StorageError> {
         let mut after: Vec<u8> = Vec::new();
@@ -173,13 +218,13 @@ impl Storage {
                 }
             };
             let len = u64::try_from(page.len()).unwrap_or(u64::MAX);
-            if len > u64::from(PAGE) || len > *budget {
-                return Err(StorageError::Quorum(format!(
-                    "the metadata scan of node {node} went past the round's budget of {} entries",
-                    self.config.gc_max_scan_entries
+            if len > u64::from(PAGE) {
+                return Err(StorageError::Internal(format!(
+                    "node {node} answered the metadata scan with more entries than asked"
                 )));
             }
-            *budget -= len;
+            budget.charge(node, len)?;
+            round.entries_read += len;
             let mut last: Option<Vec<u8>> = (!after.is_empty()).then(|| after.clone());
             for meta in &page {
                 let key = meta.path.storage_key();

@@ -123,9 +123,10 @@ pub struct StorageConfig {
     /// comes back with metadata that refers to it.
     #[serde(with = "xnode_types::duration_text")]
     pub gc_silent_holder_after: Duration,
-    /// Most metadata entries one garbage-collection round reads from all nodes together;
-    /// a round that would read more (a peer answering with endless pages) stops and
-    /// removes nothing. It bounds the round's memory (about 50 bytes per entry).
+    /// Most metadata entries (and buckets) one garbage-collection round reads from all
+    /// nodes together, or remembers from its last round; a round that would go past it (a
+    /// peer answering with endless pages) stops and removes nothing. It bounds the round's
+    /// memory (about 50 bytes per entry).
     pub gc_max_scan_entries: u64,
     /// How old a delete's tombstone (by its version's clock) must be before garbage
     /// collection may retire it from the metadata table to the cold table, once every
@@ -347,6 +348,9 @@ pub struct Storage {
     /// Chunks that higher layers keep alive outside any object (deployed modules), asked
     /// for at every garbage-collection round.
     gc_roots: std::sync::Mutex<Vec<GcRoots>>,
+    /// What garbage collection saw at its last round (see `gc/view.rs`); locked for a
+    /// whole round, so rounds run one at a time.
+    pub(crate) gc_view: tokio::sync::Mutex<gc::ReferenceView>,
     /// Storage audits: this node's key and log, and the reputation it computed.
     pub(crate) auditor: audit::Auditor,
     /// The keys whose conditional writes this node is coordinating (see `conditional`).
@@ -449,6 +453,7 @@ impl Storage {
             corrupt_served_chunks: Default::default(),
             serve_tamper: Default::default(),
             gc_roots: Default::default(),
+            gc_view: Default::default(),
             signer: key.clone(),
             authorities: Default::default(),
             verified_seals: Default::default(),

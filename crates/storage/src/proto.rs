@@ -214,7 +214,29 @@ pub enum StoreRequest {
     PutRetiredMany {
         tombstones: Vec<ObjectMeta>,
     },
+    /// Garbage collection's first look at a metadata holder (version 12): the digest of
+    /// every bucket the receiver holds entries of, in bucket order after `after`, at most
+    /// `limit` (capped at [`MAX_BUCKET_DIGESTS`]). Answered by `BucketDigests`. The
+    /// collector rereads (`ScanBucketMeta`) only the buckets whose digest moved since its
+    /// last round.
+    MetaBucketDigests {
+        after: Option<BucketRef>,
+        limit: u32,
+    },
+    /// Every entry of one bucket the receiver holds, internal keys and tombstones
+    /// included, in key order after `after`, at most `limit` (capped as `ScanMeta`'s)
+    /// (version 12). Answered by `MetaList`.
+    ScanBucketMeta {
+        bucket: BucketRef,
+        after: Option<String>,
+        limit: u32,
+    },
 }
+
+/// Most bucket digests one `MetaBucketDigests` answer holds (about 100 bytes each).
+pub const MAX_BUCKET_DIGESTS: u32 = 1024;
+/// Most entries one `ScanMeta` or `ScanBucketMeta` answer holds.
+pub const MAX_SCAN_ENTRIES: u32 = 10_000;
 
 /// Most bytes of sealed chunks one forwarded read answer carries, whatever was asked.
 pub const MAX_FORWARDED_BYTES: u32 = 4 * 1024 * 1024;
@@ -330,6 +352,9 @@ pub enum StoreResponse {
     /// The answer to `PutRetiredMany` (version 10): per tombstone, in the order asked,
     /// whether the receiver stored it now (`false`: held already, outranked, or refused).
     RetiredMerged(Vec<bool>),
+    /// The answer to `MetaBucketDigests` (version 11): buckets in order, with the digest
+    /// of the receiver's entries of each.
+    BucketDigests(Vec<(BucketRef, SetDigest)>),
 }
 
 /// What a coordinator did with a conditional write.
@@ -367,12 +392,13 @@ impl Versioned for StoreRequest {
     // conditional writes; version 6 sealed object metadata (entries carry a seal) and
     // appended `CommitSealedMeta`; version 7 appended `GetTenantChunk`, version 8
     // `ForwardedRead`, version 9 `DropTombstones`, version 10 `AttestMeta` and
-    // `QuorumForwardedRead`, version 11 the retired-tombstone anti-entropy requests.
-    const VERSION: u8 = 11;
+    // `QuorumForwardedRead`, version 11 the retired-tombstone anti-entropy requests,
+    // version 12 garbage collection's `MetaBucketDigests` and `ScanBucketMeta`.
+    const VERSION: u8 = 12;
 
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
-        if (6..=10).contains(&version) {
-            // Versions 7 to 11 only appended variants: a version-6 to 10 body decodes as it
+        if (6..=11).contains(&version) {
+            // Versions 7 to 12 only appended variants: a version-6 to 11 body decodes as it
             // is.
             return xnode_wire::decode_body::<Self, _>(body);
         }
@@ -473,17 +499,17 @@ impl Versioned for StoreResponse {
     // `MetaMergedMany`, version 5 the audit answers, `MetaRange`, `Committed` and
     // `MetaMergedIf`; version 6 sealed the entries answers carry; version 7 appended
     // `Forwarded`, version 8 `TombstonesDropped`, version 9 `Attested` and
-    // `QuorumForwarded`, version 10 `RetiredMerged`.
-    const VERSION: u8 = 10;
+    // `QuorumForwarded`, version 10 `RetiredMerged`, version 11 `BucketDigests`.
+    const VERSION: u8 = 11;
 
     /// Versions before 6 only appended variants, so an older body decodes as the current
-    /// type, with its entries in the unsealed layout; versions 7 to 10 only appended
-    /// variants, so a version-6 to 9 body decodes as it is.
+    /// type, with its entries in the unsealed layout; versions 7 to 11 only appended
+    /// variants, so a version-6 to 10 body decodes as it is.
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
         if version == 0 {
             return Err(xnode_wire::unsupported::<Self>(version));
         }
-        if (6..=9).contains(&version) {
+        if (6..=10).contains(&version) {
             return xnode_wire::decode_body::<Self, _>(body);
         }
         xnode_store::decode_unsealed_layout(|| xnode_wire::decode_body::<Self, _>(body))
@@ -537,7 +563,7 @@ mod tests {
             },
         };
         let bytes = xnode_wire::encode(&request).unwrap();
-        assert_eq!(bytes[1], 11, "the format version is carried");
+        assert_eq!(bytes[1], 12, "the format version is carried");
         match xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap() {
             StoreRequest::CommitMeta {
                 path: got,
@@ -552,7 +578,7 @@ mod tests {
         }
         // A version this node does not know yet is refused, not guessed at.
         let mut future = xnode_wire::encode(&request).unwrap();
-        future[1] = 12;
+        future[1] = StoreRequest::VERSION + 1;
         assert!(xnode_wire::decode::<StoreRequest>(&future, MAX_STORE_MESSAGE).is_err());
     }
 
@@ -580,7 +606,7 @@ mod tests {
             max_bytes: MAX_FORWARDED_BYTES,
         };
         let bytes = xnode_wire::encode(&request).unwrap();
-        assert_eq!(bytes[1], 11, "the format version is carried");
+        assert_eq!(bytes[1], 12, "the format version is carried");
         assert!(matches!(
             xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap(),
             StoreRequest::ForwardedRead { path: p, from: 5, max_bytes }
@@ -596,7 +622,7 @@ mod tests {
             }],
         });
         let bytes = xnode_wire::encode(&answer).unwrap();
-        assert_eq!(bytes[1], 10);
+        assert_eq!(bytes[1], 11);
         match xnode_wire::decode::<StoreResponse>(&bytes, MAX_STORE_MESSAGE).unwrap() {
             StoreResponse::Forwarded(a) => {
                 assert_eq!(a.manifest.as_deref(), Some(&b"m"[..]));
@@ -656,13 +682,13 @@ mod tests {
             tombstones: vec![tombstone.clone()],
         };
         let bytes = xnode_wire::encode(&request).unwrap();
-        assert_eq!(bytes[1], 11, "the format version is carried");
+        assert_eq!(bytes[1], 12, "the format version is carried");
         match xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap() {
             StoreRequest::DropTombstones { tombstones } => assert_eq!(tombstones, [tombstone]),
             other => panic!("{other:?}"),
         }
         let answer = xnode_wire::encode(&StoreResponse::TombstonesDropped(vec![true])).unwrap();
-        assert_eq!(answer[1], 10);
+        assert_eq!(answer[1], 11);
         assert!(matches!(
             xnode_wire::decode::<StoreResponse>(&answer, MAX_STORE_MESSAGE).unwrap(),
             StoreResponse::TombstonesDropped(d) if d == [true]
@@ -709,12 +735,12 @@ mod tests {
             },
         ] {
             let bytes = xnode_wire::encode(&request).unwrap();
-            assert_eq!(bytes[1], 11, "the format version is carried");
+            assert_eq!(bytes[1], 12, "the format version is carried");
             let decoded: StoreRequest = xnode_wire::decode(&bytes, MAX_STORE_MESSAGE).unwrap();
             assert_eq!(format!("{decoded:?}"), format!("{request:?}"));
         }
         let answer = xnode_wire::encode(&StoreResponse::RetiredMerged(vec![true, false])).unwrap();
-        assert_eq!(answer[1], 10);
+        assert_eq!(answer[1], 11);
         assert!(matches!(
             xnode_wire::decode::<StoreResponse>(&answer, MAX_STORE_MESSAGE).unwrap(),
             StoreResponse::RetiredMerged(m) if m == [true, false]
@@ -736,6 +762,59 @@ mod tests {
         assert!(matches!(
             xnode_wire::decode::<StoreResponse>(&old, MAX_STORE_MESSAGE).unwrap(),
             StoreResponse::TombstonesDropped(d) if d == [true]
+        ));
+    }
+
+    #[test]
+    fn garbage_collection_scans_round_trip_and_version_11_requests_and_10_answers_still_decode() {
+        let bucket = BucketRef {
+            tenant: PublicKeyBytes([7; 32]),
+            name: "bucket".into(),
+        };
+        for request in [
+            StoreRequest::MetaBucketDigests {
+                after: Some(bucket.clone()),
+                limit: MAX_BUCKET_DIGESTS,
+            },
+            StoreRequest::MetaBucketDigests {
+                after: None,
+                limit: 1,
+            },
+            StoreRequest::ScanBucketMeta {
+                bucket: bucket.clone(),
+                after: Some("key".into()),
+                limit: 1000,
+            },
+        ] {
+            let bytes = xnode_wire::encode(&request).unwrap();
+            assert_eq!(bytes[1], 12, "the format version is carried");
+            let decoded: StoreRequest = xnode_wire::decode(&bytes, MAX_STORE_MESSAGE).unwrap();
+            assert_eq!(format!("{decoded:?}"), format!("{request:?}"));
+        }
+        let answer = StoreResponse::BucketDigests(vec![(bucket.clone(), SetDigest([9; 32]))]);
+        let bytes = xnode_wire::encode(&answer).unwrap();
+        assert_eq!(bytes[1], 11);
+        assert!(matches!(
+            xnode_wire::decode::<StoreResponse>(&bytes, MAX_STORE_MESSAGE).unwrap(),
+            StoreResponse::BucketDigests(d) if d == [(bucket, SetDigest([9; 32]))]
+        ));
+        let mut old = vec![kinds::STORE_REQUEST, 11];
+        old.extend(
+            postcard::to_stdvec(&StoreRequest::ScanMeta {
+                after: b"a".to_vec(),
+                limit: 5,
+            })
+            .unwrap(),
+        );
+        assert!(matches!(
+            xnode_wire::decode::<StoreRequest>(&old, MAX_STORE_MESSAGE).unwrap(),
+            StoreRequest::ScanMeta { limit: 5, .. }
+        ));
+        let mut old = vec![kinds::STORE_RESPONSE, 10];
+        old.extend(postcard::to_stdvec(&StoreResponse::RetiredMerged(vec![true])).unwrap());
+        assert!(matches!(
+            xnode_wire::decode::<StoreResponse>(&old, MAX_STORE_MESSAGE).unwrap(),
+            StoreResponse::RetiredMerged(m) if m == [true]
         ));
     }
 

@@ -8,9 +8,9 @@ use xnode_mesh::{Handler, MeshError, RpcError, RpcErrorCode, Server, Service};
 use xnode_types::{NodeId, unix_ms};
 
 use crate::proto::{
-    MAX_CHUNK_PARTITIONS, MAX_DIGEST_BUCKETS, MAX_DROP_TOMBSTONES, MAX_LIST_ANSWER_BYTES,
-    MAX_LIST_LIMIT, MAX_PUT_META_MANY, MAX_PUT_RETIRED_MANY, MAX_STORE_MESSAGE, StoreRequest,
-    StoreResponse,
+    BucketRef, MAX_CHUNK_PARTITIONS, MAX_DIGEST_BUCKETS, MAX_DROP_TOMBSTONES,
+    MAX_LIST_ANSWER_BYTES, MAX_LIST_LIMIT, MAX_PUT_META_MANY, MAX_PUT_RETIRED_MANY,
+    MAX_STORE_MESSAGE, StoreRequest, StoreResponse,
 };
 use crate::{MAX_VERSION_AHEAD_MS, ServeFault, Storage, StorageError, blocking};
 
@@ -410,9 +410,35 @@ impl Storage {
                     self.merge_retired_from_peer(tombstones).await?,
                 ))
             }
+            StoreRequest::MetaBucketDigests { after, limit } => {
+                let store = self.meta.clone();
+                let limit = limit.min(crate::proto::MAX_BUCKET_DIGESTS) as usize;
+                let after = after.map(|b| (b.tenant, b.name));
+                let digests =
+                    blocking(move || store.bucket_digests_after(after.as_ref(), limit)).await?;
+                Ok(StoreResponse::BucketDigests(
+                    digests
+                        .into_iter()
+                        .map(|((tenant, name), digest)| (BucketRef { tenant, name }, digest))
+                        .collect(),
+                ))
+            }
+            StoreRequest::ScanBucketMeta {
+                bucket,
+                after,
+                limit,
+            } => {
+                let store = self.meta.clone();
+                let limit = limit.min(crate::proto::MAX_SCAN_ENTRIES) as usize;
+                let list = blocking(move || {
+                    store.scan_bucket(&bucket.tenant, &bucket.name, after.as_deref(), limit)
+                })
+                .await?;
+                Ok(StoreResponse::MetaList(list))
+            }
             StoreRequest::ScanMeta { after, limit } => {
                 let store = self.meta.clone();
-                let limit = (limit as usize).min(10_000);
+                let limit = limit.min(crate::proto::MAX_SCAN_ENTRIES) as usize;
                 let after = (!after.is_empty()).then_some(after);
                 let list = blocking(move || store.scan(after.as_deref(), limit)).await?;
                 Ok(StoreResponse::MetaList(list))

@@ -794,6 +794,7 @@ fn decode_entry(key: &[u8], value: &[u8]) -> Option<ObjectMeta> {
 }
 
 mod leaves;
+mod references;
 mod retention;
 mod retired;
 pub use retention::{COMPLIANCE_MODE, LOCK_MODE_ENTRY, LOCK_UNTIL_ENTRY, VERSIONS_DIRECTORY};

@@ -359,9 +359,21 @@ async fn listings_hold_only_the_requested_tenants_bucket_and_prefix() {
 }
 
 /// Finding 9d: a peer that answers the garbage collector's `ScanMeta` with endless full
-/// pages kept the round going, and its memory growing, for ever.
+/// pages kept the round going, and its memory growing, for ever. The same holds for the
+/// survey rounds make now (endless bucket digest listings, endless pages of one bucket),
+/// and for the whole-table scan a round falls back to with a holder that cannot list its
+/// buckets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn endless_scan_pages_cannot_keep_garbage_collection_going() {
+    endless_pages_stop_the_round(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn endless_scan_pages_cannot_keep_a_whole_table_scan_going() {
+    endless_pages_stop_the_round(true).await;
+}
+
+async fn endless_pages_stop_the_round(refuse_bucket_listing: bool) {
     let c = Cluster::start_with(3, |cfg| {
         storage_config(cfg);
         cfg.storage.gc_max_scan_entries = 20_000;
@@ -371,36 +383,66 @@ async fn endless_scan_pages_cannot_keep_garbage_collection_going() {
     let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let junk_tenant = Tenant::new().id();
     let writer = c.id(2);
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<&'static str>::new()));
+    let seen = asked.clone();
+    let junk_page = move |bucket: &str, limit: u32| -> Vec<ObjectMeta> {
+        (0..limit)
+            .map(|_| {
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let key = format!("k{n:016}");
+                ObjectMeta {
+                    path: ObjectPath::new(junk_tenant, bucket, key.clone()).unwrap(),
+                    version: Hlc::new(1, 0),
+                    writer,
+                    info: Some(xnode_store::ObjectInfo {
+                        manifest: xnode_store::ChunkId::of(key.as_bytes()),
+                        size: 1,
+                        etag: String::new(),
+                        content_type: String::new(),
+                        user_meta: Default::default(),
+                        created_ms: 1,
+                    }),
+                    seal: None,
+                }
+            })
+            .collect()
+    };
+    let buckets = std::sync::atomic::AtomicU64::new(0);
     c.node(2)
         .storage()
-        .set_serve_tamper(Some(std::sync::Arc::new(
-            move |request, honest| match request {
-                StoreRequest::ScanMeta { limit, .. } => {
-                    let page = (0..*limit)
-                        .map(|_| {
-                            let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let key = format!("k{n:016}");
-                            ObjectMeta {
-                                path: ObjectPath::new(junk_tenant, "junk", key.clone()).unwrap(),
-                                version: Hlc::new(1, 0),
-                                writer,
-                                info: Some(xnode_store::ObjectInfo {
-                                    manifest: xnode_store::ChunkId::of(key.as_bytes()),
-                                    size: 1,
-                                    etag: String::new(),
-                                    content_type: String::new(),
-                                    user_meta: Default::default(),
-                                    created_ms: 1,
-                                }),
-                                seal: None,
-                            }
-                        })
-                        .collect();
-                    xnode_storage::ServeFault::Answer(StoreResponse::MetaList(page))
+        .set_serve_tamper(Some(std::sync::Arc::new(move |request, honest| {
+            let answer = match request {
+                StoreRequest::MetaBucketDigests { .. } if refuse_bucket_listing => {
+                    seen.lock().unwrap().push("bucket digests");
+                    StoreResponse::Error("unknown request".into())
                 }
-                _ => xnode_storage::ServeFault::Answer(honest),
-            },
-        )));
+                StoreRequest::MetaBucketDigests { limit, .. } => {
+                    seen.lock().unwrap().push("bucket digests");
+                    StoreResponse::BucketDigests(
+                        (0..*limit)
+                            .map(|_| {
+                                let n = buckets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                let bucket = xnode_storage::proto::BucketRef {
+                                    tenant: junk_tenant,
+                                    name: format!("b{n:016}"),
+                                };
+                                (bucket, xnode_store::entropy::SetDigest([1; 32]))
+                            })
+                            .collect(),
+                    )
+                }
+                StoreRequest::ScanBucketMeta { bucket, limit, .. } => {
+                    seen.lock().unwrap().push("bucket scan");
+                    StoreResponse::MetaList(junk_page(&bucket.name, *limit))
+                }
+                StoreRequest::ScanMeta { limit, .. } => {
+                    seen.lock().unwrap().push("whole scan");
+                    StoreResponse::MetaList(junk_page("junk", *limit))
+                }
+                _ => honest,
+            };
+            xnode_storage::ServeFault::Answer(answer)
+        })));
     let round = tokio::time::timeout(
         Duration::from_secs(120),
         c.node(0).storage().collect_garbage(),
@@ -411,6 +453,18 @@ async fn endless_scan_pages_cannot_keep_garbage_collection_going() {
         round.is_err(),
         "the round must stop and remove nothing: {round:?}"
     );
+    let asked = asked.lock().unwrap().clone();
+    let expected: &[&str] = if refuse_bucket_listing {
+        &["bucket digests", "whole scan"]
+    } else {
+        &["bucket digests", "bucket scan"]
+    };
+    for what in expected {
+        assert!(
+            asked.contains(what),
+            "the round never made a {what}: {asked:?}"
+        );
+    }
     c.shutdown().await;
 }
 

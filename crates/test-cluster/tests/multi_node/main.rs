@@ -16,6 +16,7 @@ mod bonded;
 mod cluster;
 mod compute;
 mod forwarded_reads;
+mod gc;
 mod hostile_grants;
 mod hostile_http;
 mod hostile_mesh;
