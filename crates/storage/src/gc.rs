@@ -157,8 +157,16 @@ impl Storage {
         let grace = self.config.gc_grace;
         let chunks = self.chunks.clone();
         let trash = self.trash.clone();
-        let removed =
-            tokio::task::spawn_blocking(move || -> Result<u64, xnode_store::StoreError> {
+        let (removed, restored) =
+            tokio::task::spawn_blocking(move || -> Result<(u64, u64), xnode_store::StoreError> {
+                // Trashed chunks that are referenced again (a mistaken round, or an
+                // object written since with the same bytes) come back first.
+                let mut restored = 0u64;
+                for id in trash.ids()? {
+                    if referenced.contains(&id) && trash.restore(&chunks, &id)?.is_some() {
+                        restored += 1;
+                    }
+                }
                 let mut removed = 0;
                 let mut cursor: Option<ChunkId> = None;
                 loop {
@@ -181,7 +189,7 @@ impl Storage {
                         }
                     }
                 }
-                Ok(removed)
+                Ok((removed, restored))
             })
             .await
             .map_err(|e| StorageError::Internal(e.to_string()))??;
@@ -189,6 +197,13 @@ impl Storage {
             health.gc_removed_chunks += removed;
         }
         round.removed = removed;
+        round.restored = restored;
+        if restored > 0 {
+            tracing::warn!(
+                restored,
+                "garbage collection restored trashed chunks that are referenced again"
+            );
+        }
         tracing::debug!(?round, "garbage collection round done");
         Ok(round)
     }

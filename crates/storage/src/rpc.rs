@@ -217,8 +217,19 @@ impl Storage {
             }
             StoreRequest::HasChunks { ids } => {
                 let chunks = self.chunks.clone();
-                let has =
-                    blocking(move || ids.iter().map(|id| chunks.contains(id)).collect()).await?;
+                let trash = self.trash.clone();
+                // A chunk this node's garbage collection trashed counts as held: the round
+                // had positive proof that nothing referenced it, a read restores it, and a
+                // later round restores it should it be referenced again. Answered as
+                // missing, the replicas that have not collected it yet would copy the
+                // garbage back (anti-entropy asks this), and it would bounce between
+                // them for as long as their rounds do not fall in the same moment.
+                let has = blocking(move || {
+                    ids.iter()
+                        .map(|id| Ok::<_, xnode_store::StoreError>(chunks.contains(id)? || trash.contains(id)))
+                        .collect()
+                })
+                .await?;
                 Ok(StoreResponse::Has(has))
             }
             StoreRequest::PutMeta { meta } => {

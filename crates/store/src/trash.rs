@@ -62,6 +62,27 @@ impl Trash {
         self.path_of(id).exists()
     }
 
+    /// The chunks the trash holds (files that are not named by a chunk id are left out).
+    pub fn ids(&self) -> Result<Vec<ChunkId>, StoreError> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&self.dir)(e)),
+        };
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_err(&self.dir))?;
+            if let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| ChunkId::from_hex(name).ok())
+            {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+
     /// Puts chunk `id` back into `store` if the trash holds it intact, and returns its
     /// bytes. A trashed file that no longer matches its id is deleted.
     pub fn restore(&self, store: &ChunkStore, id: &ChunkId) -> Result<Option<Vec<u8>>, StoreError> {
@@ -136,6 +157,13 @@ mod tests {
         assert_eq!(store.get(&ida).unwrap(), None);
         assert!(trash.contains(&ida));
         assert!(!trash.put(&store, &ChunkId::of(b"never held")).unwrap());
+        std::fs::write(trash.dir().join("not-a-chunk"), b"x").unwrap();
+        let mut ids = trash.ids().unwrap();
+        ids.sort();
+        let mut expected = vec![ida, idb];
+        expected.sort();
+        assert_eq!(ids, expected);
+        std::fs::remove_file(trash.dir().join("not-a-chunk")).unwrap();
 
         // A restore verifies the bytes and puts the chunk back.
         assert_eq!(trash.restore(&store, &ida).unwrap(), Some(a.clone()));

@@ -56,6 +56,8 @@ pub struct GcRound {
     pub manifests_read: u64,
     /// Chunks moved to the trash.
     pub removed: u64,
+    /// Trashed chunks put back because something references them again.
+    pub restored: u64,
 }
 
 /// The round's allowance of entries (and buckets) read or remembered; see

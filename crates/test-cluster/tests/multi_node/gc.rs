@@ -1,6 +1,7 @@
 //! Garbage collection costs what changed: a round rereads only the buckets whose digest
 //! moved since the last one, reads each manifest once, and still removes exactly what
-//! nothing references.
+//! nothing references, once: anti-entropy does not copy back what one replica collected
+//! while another has not yet.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -101,10 +102,32 @@ async fn garbage_collection_rereads_only_what_changed_since_its_last_round() {
         "only the two changed buckets are reread, on up to three holders: {changed:?}"
     );
     assert!(changed.manifests_read <= 1, "{changed:?}");
-    // Each node collects its own copies; the last replica of a write may lag, so rounds
-    // run until every node has dropped the old versions' chunks.
+    // Node 0 alone collects its copies of the two old versions (two data chunks and a
+    // manifest each); the last replica of the writes may lag, so it runs rounds until it
+    // has.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut removed = changed.removed;
+    while removed < 6 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node 0 removed {removed} of its 6 garbage chunks in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        removed += c.node(0).storage().collect_garbage().await.unwrap();
+    }
+    assert_eq!(removed, 6);
+    // Nodes 1 and 2 still hold their copies. Anti-entropy (every 500 ms here) must not copy
+    // them back to node 0: garbage would bounce between replicas whose rounds do not fall
+    // in the same moment.
+    let held = c.node(0).storage().health().chunks_stored;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        c.node(0).storage().health().chunks_stored,
+        held,
+        "garbage node 0 collected came back"
+    );
+    // Then the others collect theirs.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         for i in 0..3 {
             removed += c.node(i).storage().collect_garbage().await.unwrap();
@@ -121,6 +144,7 @@ async fn garbage_collection_rereads_only_what_changed_since_its_last_round() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    assert_eq!(removed, 18, "each garbage copy was collected once");
 
     // Everything still referenced is intact, through every node.
     for (bucket, key, body) in &bodies {
@@ -142,5 +166,18 @@ async fn garbage_collection_rereads_only_what_changed_since_its_last_round() {
         (0, 0),
         "{settled:?}"
     );
+    // What was collected stays collected: anti-entropy (every 500 ms here) does not copy
+    // the garbage back from a replica that collected later.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stored = chunks_stored(&c);
+    for i in 0..3 {
+        let round = c.node(i).storage().collect_garbage_round().await.unwrap();
+        assert_eq!(
+            (round.removed, round.restored),
+            (0, 0),
+            "node {i}: {round:?}"
+        );
+    }
+    assert_eq!(chunks_stored(&c), stored);
     c.shutdown().await;
 }
