@@ -72,6 +72,13 @@ pub(crate) struct EntropyState {
     last_round_ms: u64,
     /// A peer saw digests unlike its own, or a round could not finish: run one soon.
     dirty: bool,
+    /// Per peer, the chunk digests it gave at this node's last clean round (hashed) and
+    /// this node's chunk generation then: the same digests from that peer again, with
+    /// nothing changed here, would make a round that finds nothing to do (the difference
+    /// is on the peer's side, for example garbage it holds that this node collected), so
+    /// they do not mark this node dirty. Without this, two such peers would wake each
+    /// other for a round at every check until the difference went away.
+    settled_chunk_digests: BTreeMap<NodeId, (u64, [u8; 32])>,
     /// Rounds skipped because nothing changed, and rounds run.
     pub(crate) skipped: u64,
     pub(crate) rounds: u64,
@@ -85,6 +92,8 @@ pub(crate) struct RoundReport {
     pub(crate) under_objects: u64,
     /// Every live replica answered and nothing differed.
     pub(crate) clean: bool,
+    /// The chunk digests each peer gave in this round, hashed ([`partitions_hash`]).
+    pub(crate) compared_chunk_digests: Vec<(NodeId, [u8; 32])>,
 }
 
 /// Per live peer, the digests of the chunks this node holds that placement puts on both.
@@ -131,9 +140,19 @@ impl Storage {
             under_chunks: chunks.under_chunks,
             under_objects: meta.under_objects,
             clean: chunks.clean && meta.clean && retired.clean,
+            compared_chunk_digests: Vec::new(),
         };
         {
             let mut state = self.entropy_state();
+            state.settled_chunk_digests = if chunks.clean {
+                chunks
+                    .compared_chunk_digests
+                    .iter()
+                    .map(|(peer, hash)| (*peer, (inputs.chunks_generation, *hash)))
+                    .collect()
+            } else {
+                BTreeMap::new()
+            };
             state.rounds = state.rounds.saturating_add(1);
             state.last_round_ms = unix_ms();
             state.last_clean = report.clean.then_some(inputs);
@@ -211,6 +230,16 @@ impl Storage {
                         break;
                     }
                 }
+            }
+            if compared {
+                let given: Vec<(u8, SetDigest)> = partitions
+                    .iter()
+                    .map(|(p, _)| *p)
+                    .zip(theirs.iter().copied())
+                    .collect();
+                report
+                    .compared_chunk_digests
+                    .push((*peer, partitions_hash(&given)));
             }
             let diff: BTreeSet<u8> = if compared {
                 partitions
@@ -390,7 +419,12 @@ impl Storage {
             .zip(&answer)
             .any(|((_, theirs), ours)| theirs != ours)
         {
-            self.mark_entropy_dirty();
+            let mut state = self.entropy_state();
+            let settled = state.settled_chunk_digests.get(&peer)
+                == Some(&(self.chunks.generation(), partitions_hash(asked)));
+            if !settled {
+                state.dirty = true;
+            }
         }
         Ok(answer)
     }
@@ -683,6 +717,16 @@ impl Storage {
 struct PeersOfChunk {
     in_sync: usize,
     to_ask: Vec<NodeId>,
+}
+
+/// A hash of a peer's chunk digests, partition by partition.
+fn partitions_hash(digests: &[(u8, SetDigest)]) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    for (partition, digest) in digests {
+        hasher.update(&[*partition]);
+        hasher.update(&digest.0);
+    }
+    *hasher.finalize().as_bytes()
 }
 
 fn membership_hash(set: &[Candidate], live: &std::collections::HashSet<NodeId>) -> [u8; 32] {

@@ -119,12 +119,25 @@ async fn garbage_collection_rereads_only_what_changed_since_its_last_round() {
     // Nodes 1 and 2 still hold their copies. Anti-entropy (every 500 ms here) must not copy
     // them back to node 0: garbage would bounce between replicas whose rounds do not fall
     // in the same moment.
+    // Nor do the replicas wake each other for a round at every check over that difference
+    // (it is the others' to collect, not anyone's to repair): each skips checks.
     let held = c.node(0).storage().health().chunks_stored;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let skipped = |c: &Cluster| -> Vec<u64> {
+        (0..3)
+            .map(|i| c.node(i).storage().health().anti_entropy_skipped)
+            .collect()
+    };
+    let skipped_before = skipped(&c);
+    tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(
         c.node(0).storage().health().chunks_stored,
         held,
         "garbage node 0 collected came back"
+    );
+    let skipped_after = skipped(&c);
+    assert!(
+        (0..3).all(|i| skipped_after[i] > skipped_before[i]),
+        "anti-entropy ran a round at every check for 4 s: checks skipped {skipped_before:?} -> {skipped_after:?}"
     );
     // Then the others collect theirs.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
