@@ -224,8 +224,10 @@ pub enum StoreRequest {
         limit: u32,
     },
     /// Every entry of one bucket the receiver holds, internal keys and tombstones
-    /// included, in key order after `after`, at most `limit` (capped as `ScanMeta`'s)
-    /// (version 12). Answered by `MetaList`.
+    /// included, in key order after `after`, at most `limit` (capped at
+    /// [`MAX_SCAN_ENTRIES`]) and about [`MAX_LIST_ANSWER_BYTES`] (version 12). Answered by
+    /// `MetaList`; a short page may be cut by the byte bound, an empty one ends the
+    /// bucket.
     ScanBucketMeta {
         bucket: BucketRef,
         after: Option<String>,

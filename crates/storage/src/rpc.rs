@@ -442,7 +442,13 @@ impl Storage {
                 let store = self.meta.clone();
                 let limit = limit.min(crate::proto::MAX_SCAN_ENTRIES) as usize;
                 let list = blocking(move || {
-                    store.scan_bucket(&bucket.tenant, &bucket.name, after.as_deref(), limit)
+                    store.scan_bucket(
+                        &bucket.tenant,
+                        &bucket.name,
+                        after.as_deref(),
+                        limit,
+                        MAX_LIST_ANSWER_BYTES,
+                    )
                 })
                 .await?;
                 Ok(StoreResponse::MetaList(list))

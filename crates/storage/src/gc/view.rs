@@ -237,7 +237,9 @@ impl Storage {
                 }
             }
             seen.entries += len;
-            if len < u64::from(PAGE) {
+            // A page may be cut short by the holder's byte bound: only an empty one says
+            // the bucket ended.
+            if len == 0 {
                 return Ok(seen);
             }
         }

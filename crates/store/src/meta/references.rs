@@ -40,14 +40,17 @@ impl MetaStore {
     }
 
     /// Every entry of a bucket, internal keys and tombstones included, in key order after
-    /// `after` (exclusive), at most `limit`: what garbage collection rereads of a bucket
-    /// whose digest moved.
+    /// `after` (exclusive), at most `limit` entries and about `max_bytes` of encoded
+    /// entries (at least one entry whatever its size): what garbage collection rereads of
+    /// a bucket whose digest moved. A short page does not mean the bucket ended; an empty
+    /// one does.
     pub fn scan_bucket(
         &self,
         tenant: &PublicKeyBytes,
         bucket: &str,
         after: Option<&str>,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<ObjectMeta>, StoreError> {
         validate_bucket_name(bucket)?;
         if limit == 0 {
@@ -63,7 +66,12 @@ impl MetaStore {
             None => prefix.clone(),
         };
         let mut out = Vec::new();
-        self.scan_pages(&prefix, start, |meta, _| {
+        let mut bytes = 0usize;
+        self.scan_pages(&prefix, start, |meta, len| {
+            bytes = bytes.saturating_add(len);
+            if bytes > max_bytes && !out.is_empty() {
+                return false;
+            }
             out.push(meta);
             out.len() < limit
         })?;
@@ -129,7 +137,7 @@ mod tests {
         put("abc0", "c", true);
         let keys = |after: Option<&str>, limit| -> Vec<String> {
             store
-                .scan_bucket(&tenant(1), "abc", after, limit)
+                .scan_bucket(&tenant(1), "abc", after, limit, usize::MAX)
                 .unwrap()
                 .into_iter()
                 .map(|m| m.path.key)
@@ -148,12 +156,20 @@ mod tests {
         assert_eq!(keys(None, 2), all[..2]);
         assert_eq!(keys(Some(&all[1]), 100), all[2..]);
         assert!(keys(Some("z"), 100).is_empty());
+        // The byte bound cuts a page short, but never to nothing.
+        let one = store.scan_bucket(&tenant(1), "abc", None, 100, 1).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].path.key, all[0]);
         assert!(
             store
-                .scan_bucket(&tenant(2), "abc", None, 100)
+                .scan_bucket(&tenant(2), "abc", None, 100, usize::MAX)
                 .unwrap()
                 .is_empty()
         );
-        assert!(store.scan_bucket(&tenant(1), "a/b", None, 100).is_err());
+        assert!(
+            store
+                .scan_bucket(&tenant(1), "a/b", None, 100, usize::MAX)
+                .is_err()
+        );
     }
 }
