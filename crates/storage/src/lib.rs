@@ -370,6 +370,8 @@ pub struct Storage {
     pub(crate) metering: Arc<xnode_metering::Metering>,
     /// When stored byte-hours were last sampled.
     pub(crate) sample_clock: metered::SampleClock,
+    /// The last sampling round's sums, reused while nothing they depend on changed.
+    pub(crate) sample_cache: metered::SampleCache,
     /// Where the next tombstone-collection round resumes its walk of the local metadata
     /// table (the last storage key read; empty: from the start).
     pub(crate) tombstone_cursor: std::sync::Mutex<Vec<u8>>,
@@ -463,6 +465,7 @@ impl Storage {
             usage: Default::default(),
             metering,
             sample_clock: Default::default(),
+            sample_cache: Default::default(),
             tombstone_cursor: Default::default(),
         }
     }
