@@ -75,6 +75,10 @@ impl Storage {
     /// round started meanwhile waits), as each continues from what the last one saw.
     pub async fn collect_garbage_round(self: &Arc<Self>) -> Result<GcRound, StorageError> {
         let mut view = self.gc_view.lock().await;
+        // A chunk is old enough to remove if it was older than `gc_grace` when the survey
+        // began, not merely when the sweep reaches it: a chunk written during a long
+        // survey may belong to an object whose entry the survey read before it existed.
+        let survey_started = SystemTime::now();
         let trash = self.trash.clone();
         let retention = self.config.gc_trash_retention;
         let purged = tokio::task::spawn_blocking(move || trash.purge(retention))
@@ -154,7 +158,7 @@ impl Storage {
         }
 
         // Local chunks that nothing references and that are old enough go to the trash.
-        let grace = self.config.gc_grace;
+        let cutoff = survey_started.checked_sub(self.config.gc_grace);
         let chunks = self.chunks.clone();
         let trash = self.trash.clone();
         let (removed, restored) =
@@ -182,8 +186,8 @@ impl Storage {
                         let old_enough = std::fs::metadata(&path)
                             .and_then(|m| m.modified())
                             .ok()
-                            .and_then(|t| SystemTime::now().duration_since(t).ok())
-                            .is_some_and(|age| age >= grace);
+                            .zip(cutoff)
+                            .is_some_and(|(written, cutoff)| written <= cutoff);
                         if old_enough && trash.put(&chunks, &id)? {
                             removed += 1;
                         }
