@@ -78,19 +78,65 @@ impl From<PeerId> for NodeId {
     }
 }
 
+/// A node id is written as its base58 text. Base58 is quadratic in the length and every
+/// metadata entry names its writer, so encoding an entry (for the wire, and for the hashes
+/// of digests and seals) spent more time on that one field than on all the others: the
+/// texts of recent ids are remembered, both ways. Few distinct ids recur (the nodes of a
+/// network); a peer that sends many only empties the memo now and then.
 mod peer_id_string {
+    use std::collections::HashMap;
     use std::str::FromStr;
+    use std::sync::{Arc, LazyLock, RwLock};
 
     use libp2p_identity::PeerId;
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// Ids remembered in each direction; the memo is emptied when it is full.
+    const MAX_REMEMBERED: usize = 4096;
+
+    static TEXT_OF: LazyLock<RwLock<HashMap<PeerId, Arc<str>>>> = LazyLock::new(Default::default);
+    static ID_OF: LazyLock<RwLock<HashMap<Arc<str>, PeerId>>> = LazyLock::new(Default::default);
+
+    fn remember<K: std::hash::Hash + Eq, V>(memo: &RwLock<HashMap<K, V>>, key: K, value: V) {
+        let mut memo = memo
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if memo.len() >= MAX_REMEMBERED {
+            memo.clear();
+        }
+        memo.insert(key, value);
+    }
+
+    fn text_of(peer: &PeerId) -> Arc<str> {
+        let known = TEXT_OF
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(peer)
+            .cloned();
+        known.unwrap_or_else(|| {
+            let text: Arc<str> = peer.to_base58().into();
+            remember(&TEXT_OF, *peer, text.clone());
+            text
+        })
+    }
+
     pub fn serialize<S: Serializer>(peer: &PeerId, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(peer)
+        s.serialize_str(&text_of(peer))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PeerId, D::Error> {
         let text = String::deserialize(d)?;
-        PeerId::from_str(&text).map_err(serde::de::Error::custom)
+        let known = ID_OF
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(text.as_str())
+            .copied();
+        if let Some(peer) = known {
+            return Ok(peer);
+        }
+        let peer = PeerId::from_str(&text).map_err(serde::de::Error::custom)?;
+        remember(&ID_OF, Arc::from(text), peer);
+        Ok(peer)
     }
 }
 
@@ -274,6 +320,24 @@ impl Signer for SecretKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_ids_are_written_as_their_text_whatever_the_memo_holds() {
+        // More ids than the memo keeps, twice over, so it is emptied along the way.
+        let ids: Vec<NodeId> = (0..5000).map(|_| SecretKey::generate().node_id()).collect();
+        for round in 0..2 {
+            for id in &ids {
+                let json = serde_json::to_string(id).unwrap();
+                assert_eq!(
+                    json,
+                    format!("\"{}\"", id.peer_id().to_base58()),
+                    "round {round}"
+                );
+                assert_eq!(serde_json::from_str::<NodeId>(&json).unwrap(), *id);
+            }
+        }
+        assert!(serde_json::from_str::<NodeId>("\"not a peer id\"").is_err());
+    }
 
     #[test]
     fn sign_and_verify_round_trip() {
