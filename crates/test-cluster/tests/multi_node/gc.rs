@@ -194,3 +194,84 @@ async fn garbage_collection_rereads_only_what_changed_since_its_last_round() {
     assert_eq!(chunks_stored(&c), stored);
     c.shutdown().await;
 }
+
+/// A round judges a chunk's age at the start of its survey: a chunk written while a slow
+/// survey was under way may belong to an object whose entry the survey read before it
+/// existed, so it is kept, however old it is when the sweep reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_chunk_written_during_a_rounds_survey_is_kept_by_that_round() {
+    let c = Cluster::start_with(3, |cfg| {
+        cfg.storage.chunk_size = 64 * 1024;
+        cfg.storage.gc_grace = Duration::from_millis(500);
+        cfg.storage.gc_interval = Duration::from_secs(3600);
+    })
+    .await;
+    c.wait_converged(Duration::from_secs(30)).await;
+    let tenant = Tenant::new();
+    c.create_bucket(0, &tenant, "slow-survey").await;
+    // Nodes 1 and 2 answer the survey 1.5 s late each: the round's survey takes 3 s.
+    let surveying = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for i in 1..3 {
+        let surveying = surveying.clone();
+        c.node(i)
+            .storage()
+            .set_serve_tamper(Some(std::sync::Arc::new(
+                move |request, honest| match request {
+                    xnode_storage::proto::StoreRequest::MetaBucketDigests { .. } => {
+                        surveying.store(true, std::sync::atomic::Ordering::SeqCst);
+                        xnode_storage::ServeFault::Delay(Duration::from_millis(1500), honest)
+                    }
+                    _ => xnode_storage::ServeFault::Answer(honest),
+                },
+            )));
+    }
+    let stored_before = c.node(0).storage().health().chunks_stored;
+    let storage = c.node(0).storage().clone();
+    let round = tokio::spawn(async move { storage.collect_garbage_round().await });
+    while !surveying.load(std::sync::atomic::Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Meanwhile an upload stores its chunks; its entry is not written (here: never).
+    let broken = futures::stream::iter(vec![
+        Ok(bytes::Bytes::from(data(300_000, 7))),
+        Err(std::io::Error::other("client went away")),
+    ]);
+    c.node(0)
+        .storage()
+        .put_object(
+            &tenant.id(),
+            "slow-survey",
+            "in-flight",
+            &tenant.data_key(),
+            "x/y".into(),
+            Default::default(),
+            None,
+            broken,
+        )
+        .await
+        .unwrap_err();
+    let written = c.node(0).storage().health().chunks_stored - stored_before;
+    assert!(written > 0, "the upload stored no chunk on node 0");
+    let round = round.await.unwrap().unwrap();
+    assert_eq!(
+        round.removed, 0,
+        "chunks written during the survey were removed, though older than gc_grace by the sweep"
+    );
+    // The next round, begun more than `gc_grace` after they were written, removes them.
+    for i in 1..3 {
+        c.node(i).storage().set_serve_tamper(None);
+    }
+    // (Rounds until all are gone: the upload's last copies may land after it failed.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut removed = 0;
+    while c.node(0).storage().health().chunks_stored > stored_before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the in-flight upload's chunks were not collected within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        removed += c.node(0).storage().collect_garbage().await.unwrap();
+    }
+    assert!(removed >= written, "removed {removed}, written {written}");
+    c.shutdown().await;
+}
