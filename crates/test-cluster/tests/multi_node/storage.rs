@@ -646,6 +646,19 @@ async fn a_bucket_can_choose_its_replication_factor_and_regions() {
     // Crash a holder: repair restores 2 copies on live nodes.
     let victim = holders(&c, &ids[0])[0];
     c.crash(victim).await;
+    // Reads below go to the metadata replicas each node's own view places: wait until
+    // every node has seen the crash (on a loaded machine the chunks' repair, by the nodes
+    // that saw it first, can finish before the last node does).
+    c.wait_until(
+        "every node to see the crash",
+        Duration::from_secs(30),
+        |c| {
+            c.running()
+                .into_iter()
+                .all(|o| c.state(o, victim) == Some(xnode_mesh::MemberState::Dead))
+        },
+    )
+    .await;
     c.wait_until("repair to restore 2 copies", Duration::from_secs(30), |c| {
         ids.iter().all(|id| holders(c, id).len() == 2)
     })
