@@ -670,6 +670,41 @@ impl Cluster {
             .await
     }
 
+    /// An upload through node `via` whose client goes away after sending `data`: its
+    /// chunks are stored, but no object points at them. Returns the upload's error.
+    pub async fn put_interrupted(
+        &self,
+        via: usize,
+        tenant: &Tenant,
+        bucket: &str,
+        key: &str,
+        data: &[u8],
+    ) -> xnode_storage::StorageError {
+        let body = futures::stream::iter(vec![
+            Ok(bytes::Bytes::copy_from_slice(data)),
+            Err(std::io::Error::other("client went away")),
+        ]);
+        self.authorise(via, tenant);
+        match self
+            .node(via)
+            .storage()
+            .put_object(
+                &tenant.id(),
+                bucket,
+                key,
+                &tenant.data_key(),
+                "x/y".into(),
+                Default::default(),
+                None,
+                body,
+            )
+            .await
+        {
+            Ok(meta) => panic!("an interrupted upload was stored: {meta:?}"),
+            Err(e) => e,
+        }
+    }
+
     /// Reads `bucket/key` through node `via`, optionally a byte range `[start, end]`.
     pub async fn get(
         &self,

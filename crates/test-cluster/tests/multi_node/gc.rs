@@ -232,24 +232,8 @@ async fn a_chunk_written_during_a_rounds_survey_is_kept_by_that_round() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Meanwhile an upload stores its chunks; its entry is not written (here: never).
-    let broken = futures::stream::iter(vec![
-        Ok(bytes::Bytes::from(data(300_000, 7))),
-        Err(std::io::Error::other("client went away")),
-    ]);
-    c.node(0)
-        .storage()
-        .put_object(
-            &tenant.id(),
-            "slow-survey",
-            "in-flight",
-            &tenant.data_key(),
-            "x/y".into(),
-            Default::default(),
-            None,
-            broken,
-        )
-        .await
-        .unwrap_err();
+    c.put_interrupted(0, &tenant, "slow-survey", "in-flight", &data(300_000, 7))
+        .await;
     let written = c.node(0).storage().health().chunks_stored - stored_before;
     assert!(written > 0, "the upload stored no chunk on node 0");
     let round = round.await.unwrap().unwrap();

@@ -317,25 +317,9 @@ async fn an_interrupted_upload_leaves_no_object() {
     let c = Cluster::start_with(3, storage_config).await;
     let tenant = Tenant::new();
     c.create_bucket(0, &tenant, "int").await;
-    let good = futures::stream::iter(vec![
-        Ok(bytes::Bytes::from(data(200_000, 1))),
-        Err(std::io::Error::other("client went away")),
-    ]);
     let err = c
-        .node(0)
-        .storage()
-        .put_object(
-            &tenant.id(),
-            "int",
-            "k",
-            &tenant.data_key(),
-            "x/y".into(),
-            Default::default(),
-            None,
-            good,
-        )
-        .await
-        .unwrap_err();
+        .put_interrupted(0, &tenant, "int", "k", &data(200_000, 1))
+        .await;
     assert!(matches!(err, StorageError::Interrupted(_)), "{err}");
     // A body shorter than its declared length is refused too.
     let short = futures::stream::iter(vec![Ok::<_, std::io::Error>(bytes::Bytes::from(data(
@@ -505,25 +489,8 @@ async fn garbage_collection_removes_only_unreferenced_chunks() {
         .await
         .unwrap();
     // An interrupted upload: its chunks are stored, but no object points at them.
-    let broken = futures::stream::iter(vec![
-        Ok(bytes::Bytes::from(data(700_000, 3))),
-        Err(std::io::Error::other("client went away")),
-    ]);
-    let _ = c
-        .node(0)
-        .storage()
-        .put_object(
-            &tenant.id(),
-            "gcb",
-            "broken",
-            &tenant.data_key(),
-            "x/y".into(),
-            Default::default(),
-            None,
-            broken,
-        )
-        .await
-        .unwrap_err();
+    c.put_interrupted(0, &tenant, "gcb", "broken", &data(700_000, 3))
+        .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // With a node down the set of references could be incomplete: GC refuses to run.
