@@ -506,6 +506,21 @@ impl Registry {
         node: &xnode_types::NodeId,
         scope: &revocation::RevokedScope,
     ) -> Option<u64> {
+        // Readers ask this of every entry they check, and most tenants revoke nothing: one
+        // probe of the tenant's revocation prefix spares building the full key (the node's
+        // base58 text and the scope) for them.
+        let prefix = revocation::tenant_revocations_prefix(tenant);
+        let any_revocation = self
+            .read_entries()
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix.as_str()),
+                std::ops::Bound::Unbounded,
+            ))
+            .next()
+            .is_some_and(|(key, _)| key.starts_with(&prefix));
+        if !any_revocation {
+            return None;
+        }
         let key = revocation::revocation_key(tenant, node, scope);
         let entry = self.get(&key)?;
         if entry.owner != *tenant {

@@ -270,7 +270,7 @@ impl ObjectMeta {
         let Some(seal) = &self.seal else {
             return Err(SealError::Unsigned);
         };
-        if NodeId::from_public_key(&seal.writer_key).ok() != Some(self.writer) {
+        if !self.writer.is_id_of_key(&seal.writer_key) {
             return Err(SealError::WrongWriterKey);
         }
         let tenant = &self.path.tenant;

@@ -42,6 +42,22 @@ impl NodeId {
         Ok(Self(PeerId::from_public_key(&public)))
     }
 
+    /// Whether this is the node id of the ed25519 public key `key`, as
+    /// [`NodeId::from_public_key`] would say, without decoding the key's curve point: an
+    /// ed25519 node id is the identity multihash of the key's protobuf encoding, so this
+    /// compares bytes. It says nothing of whether `key` is a valid point (a signature check
+    /// with the key does); readers call it for every entry they check, and the decoding
+    /// cost more than the rest of a remembered seal's check.
+    pub fn is_id_of_key(&self, key: &PublicKeyBytes) -> bool {
+        /// The identity multihash's code (0) and length (36), then the protobuf header of
+        /// an ed25519 public key: field 1 (key type) = 1 (Ed25519), field 2 (data), 32 bytes.
+        const ED25519_ID_HEADER: [u8; 6] = [0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
+        let id = self.0.to_bytes();
+        id.len() == ED25519_ID_HEADER.len() + key.0.len()
+            && id.starts_with(&ED25519_ID_HEADER)
+            && id.ends_with(&key.0)
+    }
+
     /// The raw bytes of the multihash, used for deterministic hashing (placement, ordering).
     pub fn to_bytes(&self) -> Vec<u8> {
         self.0.to_bytes()
@@ -337,6 +353,22 @@ mod tests {
             }
         }
         assert!(serde_json::from_str::<NodeId>("\"not a peer id\"").is_err());
+    }
+
+    #[test]
+    fn a_node_id_is_recognised_as_its_keys_without_decoding_the_key() {
+        for _ in 0..200 {
+            let key = SecretKey::generate();
+            let id = key.node_id();
+            assert_eq!(NodeId::from_public_key(&key.public()).ok(), Some(id));
+            assert!(id.is_id_of_key(&key.public()));
+            let other = SecretKey::generate();
+            assert!(!id.is_id_of_key(&other.public()));
+            assert!(!other.node_id().is_id_of_key(&key.public()));
+            let mut flipped = key.public();
+            flipped.0[31] ^= 1;
+            assert!(!id.is_id_of_key(&flipped));
+        }
     }
 
     #[test]
