@@ -143,7 +143,11 @@ impl Storage {
                 after: cursor.as_deref(),
                 limit: ask,
             };
-            let merged = match self.range_round(&question, &set, &targets, needed).await {
+            let merged = match self.agreed_round(&question, &targets, needed).await {
+                Some(agreed) => Ok(agreed),
+                None => self.range_round(&question, &set, &targets, needed).await,
+            };
+            let merged = match merged {
                 Ok(merged) => merged,
                 Err(e) => {
                     // Replicas of an older version cannot answer ranges: list the rest the
@@ -167,6 +171,109 @@ impl Storage {
                 Next::After(next) => cursor = Some(next),
             }
         }
+    }
+
+    /// A round served from this node's own table, when it is one of the bucket's metadata
+    /// replicas: it reads the range, and asks the other replicas only for the digest of
+    /// the same range (`MetaRangeDigest`: its keys up to the last one read, as many
+    /// entries as were read). When a read quorum, this node included, holds exactly what
+    /// it read, and no replica that answers within the linger differs, the page is its own
+    /// entries: every answer holds each of them identically, so a merge could make nothing
+    /// else of them, and nothing is sent, decoded, checked or merged per entry. Their seals
+    /// were checked when they were stored; a revocation of the writer since then is
+    /// checked here.
+    ///
+    /// `None` leaves the round to [`Self::range_round`], which merges the replicas'
+    /// entries: this node holds no replica of the bucket, a replica differs or cannot
+    /// answer, or an entry needs the full round's judgement (dated too far ahead, or after
+    /// a revocation of its writer).
+    async fn agreed_round(
+        self: &Arc<Self>,
+        q: &RangeQuestion<'_>,
+        targets: &[NodeId],
+        needed: usize,
+    ) -> Option<MergedRange> {
+        if !targets.contains(&self.node_id) {
+            return None;
+        }
+        let read = self
+            .local_range(q.tenant, q.bucket, q.prefix, q.after, q.limit)
+            .await
+            .ok()?;
+        let digest = read.digest;
+        let latest_ms = unix_ms().saturating_add(MAX_VERSION_AHEAD_MS);
+        let checked = check_range(q, read.entries, read.truncated, latest_ms).ok()?;
+        if checked.future > 0
+            || checked
+                .entries
+                .iter()
+                .any(|m| self.dated_after_revocation(m))
+        {
+            return None;
+        }
+        let request = StoreRequest::MetaRangeDigest {
+            bucket: BucketRef {
+                tenant: *q.tenant,
+                name: q.bucket.to_owned(),
+            },
+            prefix: q.prefix.to_owned(),
+            after: q.after.map(str::to_owned),
+            until: checked.until.clone(),
+            limit: digest.entries,
+        };
+        let mut calls: FuturesUnordered<_> = targets
+            .iter()
+            .filter(|&&node| node != self.node_id)
+            .map(|&node| {
+                let request = request.clone();
+                async move { self.call(node, request, META_TIMEOUT).await }
+            })
+            .collect();
+        // As in `range_round`: once a quorum agrees, the others get the linger to answer,
+        // and one that differs in that time sends the round to the full merge.
+        let mut agreeing = 1usize;
+        let started = tokio::time::Instant::now();
+        let mut deadline = None;
+        loop {
+            if deadline.is_none() && agreeing >= needed {
+                if self.config.read_linger.is_zero() {
+                    break;
+                }
+                let now = tokio::time::Instant::now();
+                let linger = self
+                    .config
+                    .read_linger
+                    .max(now.saturating_duration_since(started));
+                deadline = Some(now + linger);
+            }
+            let next = match deadline {
+                None => calls.next().await,
+                Some(deadline) => match tokio::time::timeout_at(deadline, calls.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+            };
+            match next {
+                None => break,
+                Some(Ok(StoreResponse::RangeDigest(theirs))) if theirs == digest => agreeing += 1,
+                // A replica that differs: its entries are needed.
+                Some(Ok(_)) => return None,
+                // One that cannot answer (down, or of a version before range digests)
+                // does not count, as in a full round.
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "a metadata replica did not answer a range digest");
+                }
+            }
+        }
+        if agreeing < needed {
+            return None;
+        }
+        self.metrics.listing_rounds_agreed.inc();
+        Some(MergedRange {
+            newest: checked.entries,
+            until: checked.until,
+            behind: Vec::new(),
+        })
     }
 
     /// Asks every metadata replica for the range `q`, merges the first `needed` answers
@@ -267,6 +374,7 @@ impl Storage {
             )));
         }
         let mut merged = merge_ranges(&answers);
+        self.metrics.listing_rounds_merged.inc();
         let overturned = self
             .confirm_lacking_keys(&mut merged, &answers, set)
             .await?;

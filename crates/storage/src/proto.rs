@@ -3,7 +3,9 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use xnode_store::entropy::SetDigest;
-use xnode_store::{ChunkId, ConditionalMerge, MergeOutcome, ObjectInfo, ObjectMeta, ObjectPath};
+use xnode_store::{
+    ChunkId, ConditionalMerge, MergeOutcome, ObjectInfo, ObjectMeta, ObjectPath, RangeDigest,
+};
 use xnode_types::{Hlc, NodeId, PublicKeyBytes, SignatureBytes};
 
 use crate::conditional::Preconditions;
@@ -233,6 +235,19 @@ pub enum StoreRequest {
         after: Option<String>,
         limit: u32,
     },
+    /// The digest of the range of one bucket's metadata table that `MetaRange` would read
+    /// (keys that start with `prefix`, after `after`), tombstones included, up to `until`
+    /// (to the end when `None`), counting at most `limit` entries (capped at
+    /// [`MAX_LIST_LIMIT`]) (version 13). A listing edge that holds the bucket reads the
+    /// range from its own table and asks the other replicas only this; the ones whose
+    /// digest differs are asked for their entries. Answered by `RangeDigest`.
+    MetaRangeDigest {
+        bucket: BucketRef,
+        prefix: String,
+        after: Option<String>,
+        until: Option<String>,
+        limit: u32,
+    },
 }
 
 /// Most bucket digests one `MetaBucketDigests` answer holds (about 100 bytes each).
@@ -357,6 +372,8 @@ pub enum StoreResponse {
     /// The answer to `MetaBucketDigests` (version 11): buckets in order, with the digest
     /// of the receiver's entries of each.
     BucketDigests(Vec<(BucketRef, SetDigest)>),
+    /// The answer to `MetaRangeDigest` (version 12).
+    RangeDigest(RangeDigest),
 }
 
 /// What a coordinator did with a conditional write.
@@ -395,12 +412,13 @@ impl Versioned for StoreRequest {
     // appended `CommitSealedMeta`; version 7 appended `GetTenantChunk`, version 8
     // `ForwardedRead`, version 9 `DropTombstones`, version 10 `AttestMeta` and
     // `QuorumForwardedRead`, version 11 the retired-tombstone anti-entropy requests,
-    // version 12 garbage collection's `MetaBucketDigests` and `ScanBucketMeta`.
-    const VERSION: u8 = 12;
+    // version 12 garbage collection's `MetaBucketDigests` and `ScanBucketMeta`, version 13
+    // the listing's `MetaRangeDigest`.
+    const VERSION: u8 = 13;
 
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
-        if (6..=11).contains(&version) {
-            // Versions 7 to 12 only appended variants: a version-6 to 11 body decodes as it
+        if (6..=12).contains(&version) {
+            // Versions 7 to 13 only appended variants: a version-6 to 12 body decodes as it
             // is.
             return xnode_wire::decode_body::<Self, _>(body);
         }
@@ -501,17 +519,18 @@ impl Versioned for StoreResponse {
     // `MetaMergedMany`, version 5 the audit answers, `MetaRange`, `Committed` and
     // `MetaMergedIf`; version 6 sealed the entries answers carry; version 7 appended
     // `Forwarded`, version 8 `TombstonesDropped`, version 9 `Attested` and
-    // `QuorumForwarded`, version 10 `RetiredMerged`, version 11 `BucketDigests`.
-    const VERSION: u8 = 11;
+    // `QuorumForwarded`, version 10 `RetiredMerged`, version 11 `BucketDigests`, version
+    // 12 `RangeDigest`.
+    const VERSION: u8 = 12;
 
     /// Versions before 6 only appended variants, so an older body decodes as the current
-    /// type, with its entries in the unsealed layout; versions 7 to 11 only appended
-    /// variants, so a version-6 to 10 body decodes as it is.
+    /// type, with its entries in the unsealed layout; versions 7 to 12 only appended
+    /// variants, so a version-6 to 11 body decodes as it is.
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
         if version == 0 {
             return Err(xnode_wire::unsupported::<Self>(version));
         }
-        if (6..=10).contains(&version) {
+        if (6..=11).contains(&version) {
             return xnode_wire::decode_body::<Self, _>(body);
         }
         xnode_store::decode_unsealed_layout(|| xnode_wire::decode_body::<Self, _>(body))
@@ -565,7 +584,11 @@ mod tests {
             },
         };
         let bytes = xnode_wire::encode(&request).unwrap();
-        assert_eq!(bytes[1], 12, "the format version is carried");
+        assert_eq!(
+            bytes[1],
+            StoreRequest::VERSION,
+            "the format version is carried"
+        );
         match xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap() {
             StoreRequest::CommitMeta {
                 path: got,
@@ -608,7 +631,11 @@ mod tests {
             max_bytes: MAX_FORWARDED_BYTES,
         };
         let bytes = xnode_wire::encode(&request).unwrap();
-        assert_eq!(bytes[1], 12, "the format version is carried");
+        assert_eq!(
+            bytes[1],
+            StoreRequest::VERSION,
+            "the format version is carried"
+        );
         assert!(matches!(
             xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap(),
             StoreRequest::ForwardedRead { path: p, from: 5, max_bytes }
@@ -624,7 +651,7 @@ mod tests {
             }],
         });
         let bytes = xnode_wire::encode(&answer).unwrap();
-        assert_eq!(bytes[1], 11);
+        assert_eq!(bytes[1], StoreResponse::VERSION);
         match xnode_wire::decode::<StoreResponse>(&bytes, MAX_STORE_MESSAGE).unwrap() {
             StoreResponse::Forwarded(a) => {
                 assert_eq!(a.manifest.as_deref(), Some(&b"m"[..]));
@@ -684,13 +711,17 @@ mod tests {
             tombstones: vec![tombstone.clone()],
         };
         let bytes = xnode_wire::encode(&request).unwrap();
-        assert_eq!(bytes[1], 12, "the format version is carried");
+        assert_eq!(
+            bytes[1],
+            StoreRequest::VERSION,
+            "the format version is carried"
+        );
         match xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap() {
             StoreRequest::DropTombstones { tombstones } => assert_eq!(tombstones, [tombstone]),
             other => panic!("{other:?}"),
         }
         let answer = xnode_wire::encode(&StoreResponse::TombstonesDropped(vec![true])).unwrap();
-        assert_eq!(answer[1], 11);
+        assert_eq!(answer[1], StoreResponse::VERSION);
         assert!(matches!(
             xnode_wire::decode::<StoreResponse>(&answer, MAX_STORE_MESSAGE).unwrap(),
             StoreResponse::TombstonesDropped(d) if d == [true]
@@ -737,12 +768,16 @@ mod tests {
             },
         ] {
             let bytes = xnode_wire::encode(&request).unwrap();
-            assert_eq!(bytes[1], 12, "the format version is carried");
+            assert_eq!(
+                bytes[1],
+                StoreRequest::VERSION,
+                "the format version is carried"
+            );
             let decoded: StoreRequest = xnode_wire::decode(&bytes, MAX_STORE_MESSAGE).unwrap();
             assert_eq!(format!("{decoded:?}"), format!("{request:?}"));
         }
         let answer = xnode_wire::encode(&StoreResponse::RetiredMerged(vec![true, false])).unwrap();
-        assert_eq!(answer[1], 11);
+        assert_eq!(answer[1], StoreResponse::VERSION);
         assert!(matches!(
             xnode_wire::decode::<StoreResponse>(&answer, MAX_STORE_MESSAGE).unwrap(),
             StoreResponse::RetiredMerged(m) if m == [true, false]
@@ -789,13 +824,17 @@ mod tests {
             },
         ] {
             let bytes = xnode_wire::encode(&request).unwrap();
-            assert_eq!(bytes[1], 12, "the format version is carried");
+            assert_eq!(
+                bytes[1],
+                StoreRequest::VERSION,
+                "the format version is carried"
+            );
             let decoded: StoreRequest = xnode_wire::decode(&bytes, MAX_STORE_MESSAGE).unwrap();
             assert_eq!(format!("{decoded:?}"), format!("{request:?}"));
         }
         let answer = StoreResponse::BucketDigests(vec![(bucket.clone(), SetDigest([9; 32]))]);
         let bytes = xnode_wire::encode(&answer).unwrap();
-        assert_eq!(bytes[1], 11);
+        assert_eq!(bytes[1], 12);
         assert!(matches!(
             xnode_wire::decode::<StoreResponse>(&bytes, MAX_STORE_MESSAGE).unwrap(),
             StoreResponse::BucketDigests(d) if d == [(bucket, SetDigest([9; 32]))]
@@ -817,6 +856,53 @@ mod tests {
         assert!(matches!(
             xnode_wire::decode::<StoreResponse>(&old, MAX_STORE_MESSAGE).unwrap(),
             StoreResponse::RetiredMerged(m) if m == [true]
+        ));
+    }
+
+    #[test]
+    fn range_digests_round_trip_and_version_12_requests_and_11_answers_still_decode() {
+        let request = StoreRequest::MetaRangeDigest {
+            bucket: BucketRef {
+                tenant: PublicKeyBytes([7; 32]),
+                name: "bucket".into(),
+            },
+            prefix: "a/".into(),
+            after: Some("a/1".into()),
+            until: Some("a/9".into()),
+            limit: 1000,
+        };
+        let bytes = xnode_wire::encode(&request).unwrap();
+        assert_eq!(bytes[1], 13);
+        let decoded: StoreRequest = xnode_wire::decode(&bytes, MAX_STORE_MESSAGE).unwrap();
+        assert_eq!(format!("{decoded:?}"), format!("{request:?}"));
+        let digest = RangeDigest {
+            entries: 3,
+            digest: [5; 32],
+            complete: true,
+        };
+        let bytes = xnode_wire::encode(&StoreResponse::RangeDigest(digest)).unwrap();
+        assert_eq!(bytes[1], 12);
+        assert!(matches!(
+            xnode_wire::decode::<StoreResponse>(&bytes, MAX_STORE_MESSAGE).unwrap(),
+            StoreResponse::RangeDigest(d) if d == digest
+        ));
+        let mut old = vec![kinds::STORE_REQUEST, 12];
+        old.extend(
+            postcard::to_stdvec(&StoreRequest::MetaBucketDigests {
+                after: None,
+                limit: 3,
+            })
+            .unwrap(),
+        );
+        assert!(matches!(
+            xnode_wire::decode::<StoreRequest>(&old, MAX_STORE_MESSAGE).unwrap(),
+            StoreRequest::MetaBucketDigests { limit: 3, .. }
+        ));
+        let mut old = vec![kinds::STORE_RESPONSE, 11];
+        old.extend(postcard::to_stdvec(&StoreResponse::BucketDigests(Vec::new())).unwrap());
+        assert!(matches!(
+            xnode_wire::decode::<StoreResponse>(&old, MAX_STORE_MESSAGE).unwrap(),
+            StoreResponse::BucketDigests(d) if d.is_empty()
         ));
     }
 

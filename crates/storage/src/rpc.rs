@@ -383,6 +383,28 @@ impl Storage {
                     truncated: page.truncated,
                 })
             }
+            StoreRequest::MetaRangeDigest {
+                bucket,
+                prefix,
+                after,
+                until,
+                limit,
+            } => {
+                let store = self.meta.clone();
+                let limit = (limit as usize).min(MAX_LIST_LIMIT);
+                let digest = blocking(move || {
+                    store.range_digest(
+                        &bucket.tenant,
+                        &bucket.name,
+                        &prefix,
+                        after.as_deref(),
+                        until.as_deref(),
+                        limit,
+                    )
+                })
+                .await?;
+                Ok(StoreResponse::RangeDigest(digest))
+            }
             StoreRequest::DropTombstones { tombstones } => {
                 if tombstones.len() > MAX_DROP_TOMBSTONES {
                     return Err(StorageError::BadRequest(format!(

@@ -268,6 +268,17 @@ impl Storage {
         Ok(())
     }
 
+    /// Whether the tenant revoked the authority of `meta`'s writer before the entry's date:
+    /// such an entry fails its seal check however it was stored (see
+    /// [`Self::verify_seal`]). A listing that reads entries from this node's own table,
+    /// whose seals were checked when they were stored, asks only this.
+    pub(crate) fn dated_after_revocation(&self, meta: &ObjectMeta) -> bool {
+        matches!(
+            meta.revocation_status(&RegistryRevocations(&self.registry)),
+            RevocationStatus::DatedAfter { .. }
+        )
+    }
+
     /// How far a reader trusts an entry a replica answered with; forged entries are
     /// counted.
     pub(crate) fn trust(&self, meta: &ObjectMeta) -> Trust {

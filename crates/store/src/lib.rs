@@ -42,8 +42,8 @@ pub use manifest::{ChunkRef, MAX_MANIFEST_BYTES, Manifest, Piece, Segment, Segme
 pub use meta::{
     BucketName, COMPLIANCE_MODE, ConditionalMerge, INTERNAL_KEY_PREFIX, LOCK_MODE_ENTRY,
     LOCK_UNTIL_ENTRY, MAX_META_BYTES, MergeOutcome, MetaRange, MetaStore, ObjectInfo, ObjectMeta,
-    ObjectPath, VERSIONS_DIRECTORY, decode_unsealed_layout, internal_key, is_internal_key,
-    validate_bucket_name, validate_object_key,
+    ObjectPath, RangeDigest, VERSIONS_DIRECTORY, decode_unsealed_layout, internal_key,
+    is_internal_key, validate_bucket_name, validate_object_key,
 };
 pub use metrics::StoreMetrics;
 pub use placement::{Candidate, RegionError, in_regions, place, validate_regions};

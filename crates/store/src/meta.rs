@@ -619,8 +619,9 @@ impl MetaStore {
         }
         let (scan_prefix, start) = range_bounds(tenant, bucket, prefix, after);
         let mut bytes = 0usize;
-        self.scan_pages(&scan_prefix, start, |meta, len| {
-            let total = bytes.saturating_add(len);
+        let mut digest = RangeHasher::new();
+        self.scan_pages(&scan_prefix, start, |meta, stored| {
+            let total = bytes.saturating_add(stored.len());
             // One entry past either bound is seen before stopping, so an answer that ends
             // exactly at the end of the range is not reported cut.
             if page.entries.len() >= limit || (total > max_bytes && !page.entries.is_empty()) {
@@ -628,9 +629,11 @@ impl MetaStore {
                 return false;
             }
             bytes = total;
+            digest.add(stored);
             page.entries.push(meta);
             true
         })?;
+        page.digest = digest.finish(true);
         Ok(page)
     }
 
@@ -675,7 +678,7 @@ impl MetaStore {
         &self,
         prefix: &[u8],
         start: Vec<u8>,
-        visit: impl FnMut(ObjectMeta, usize) -> bool,
+        visit: impl FnMut(ObjectMeta, &[u8]) -> bool,
     ) -> Result<(), StoreError> {
         self.scan_table(TABLE, prefix, start, visit)
     }
@@ -686,7 +689,7 @@ impl MetaStore {
         table: Table,
         prefix: &[u8],
         mut start: Vec<u8>,
-        mut visit: impl FnMut(ObjectMeta, usize) -> bool,
+        mut visit: impl FnMut(ObjectMeta, &[u8]) -> bool,
     ) -> Result<(), StoreError> {
         let mut more = true;
         loop {
@@ -696,7 +699,7 @@ impl MetaStore {
                     return Ok(());
                 }
                 if let Some(meta) = decode_entry(key, value) {
-                    more = visit(meta, value.len());
+                    more = visit(meta, value);
                 }
             }
             if !more {
@@ -718,6 +721,8 @@ pub struct MetaRange {
     /// The page was cut at the limit or the byte bound: keys after the last entry were not
     /// read. `false` means it holds every entry of the range.
     pub truncated: bool,
+    /// The digest of the entries read (see [`MetaStore::range_digest`]).
+    pub digest: RangeDigest,
 }
 
 /// The scan prefix and first storage key of a listing of `prefix` after `after` in a
@@ -794,9 +799,12 @@ fn decode_entry(key: &[u8], value: &[u8]) -> Option<ObjectMeta> {
 }
 
 mod leaves;
+mod range_digest;
 mod references;
 mod retention;
 mod retired;
+pub use range_digest::RangeDigest;
+use range_digest::RangeHasher;
 pub use retention::{COMPLIANCE_MODE, LOCK_MODE_ENTRY, LOCK_UNTIL_ENTRY, VERSIONS_DIRECTORY};
 use retired::toggle_digest;
 

@@ -43,6 +43,12 @@ pub struct StoreMetrics {
     /// Writes refused because the bucket is pinned to regions where no admitted storage
     /// node is left (data residency never falls back to other regions).
     pub pinned_writes_unplaceable: Counter,
+    /// Listing rounds this edge, a metadata replica of the bucket, served from its own
+    /// table because the other replicas' digests of the range agreed with it.
+    pub listing_rounds_agreed: Counter,
+    /// Listing rounds that merged the replicas' entries: the edge holds no replica of the
+    /// bucket, or some replica's digest differed.
+    pub listing_rounds_merged: Counter,
     /// Chunk reads that asked a second replica because the first was slow.
     pub hedged_reads: Counter,
     /// Object reads through this edge that used a forwarded read: a near metadata
@@ -143,6 +149,16 @@ impl StoreMetrics {
             "bad_replica_reads",
             "Reads where a peer answered wrongly: chunk bytes that do not match the chunk id, or metadata for another path",
             m.bad_replica_reads.clone(),
+        );
+        r.register(
+            "listing_rounds_agreed",
+            "Listing rounds served from this edge's own table because the other metadata replicas' digests of the range agreed",
+            m.listing_rounds_agreed.clone(),
+        );
+        r.register(
+            "listing_rounds_merged",
+            "Listing rounds that merged the metadata replicas' entries (no local replica, or a replica's digest differed)",
+            m.listing_rounds_merged.clone(),
         );
         r.register(
             "meta_seals_refused",

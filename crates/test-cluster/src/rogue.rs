@@ -323,6 +323,27 @@ impl Corpus {
                 limit: u32::MAX,
             },
         );
+        // A range digest (store protocol v13) counting without bound, up to a key past
+        // every other, and one whose range ends before it starts.
+        for (after, until) in [
+            (None, "\u{10FFFF}".repeat(300)),
+            (Some("z".to_owned()), "a".to_owned()),
+        ] {
+            push(
+                &mut s,
+                Channel::Rpc("store"),
+                &StoreRequest::MetaRangeDigest {
+                    bucket: xnode_storage::proto::BucketRef {
+                        tenant,
+                        name: "photos".into(),
+                    },
+                    prefix: String::new(),
+                    after,
+                    until: Some(until),
+                    limit: u32::MAX,
+                },
+            );
+        }
         // Conditional writes and audits (store protocol v5): a commit for a key the receiver
         // may not coordinate, a compare-and-set expecting a version from the far future, a
         // challenge for a slice past any chunk's end, and the audit log of an absurd epoch.

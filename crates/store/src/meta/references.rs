@@ -67,8 +67,8 @@ impl MetaStore {
         };
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        self.scan_pages(&prefix, start, |meta, len| {
-            bytes = bytes.saturating_add(len);
+        self.scan_pages(&prefix, start, |meta, stored| {
+            bytes = bytes.saturating_add(stored.len());
             if bytes > max_bytes && !out.is_empty() {
                 return false;
             }

@@ -333,6 +333,11 @@ async fn listings_hold_only_the_requested_tenants_bucket_and_prefix() {
                     truncated: false,
                 })
             }
+            // A liar's range digest differs from the edge's, or its entries would never
+            // be read.
+            (StoreRequest::MetaRangeDigest { .. }, _) => {
+                xnode_storage::ServeFault::Answer(StoreResponse::RangeDigest(Default::default()))
+            }
             // Range answers that break the question are refused whole (and the edge
             // falls back to listing by key reads, whose answers are filtered).
             (StoreRequest::MetaRange { .. }, StoreResponse::MetaRange { mut entries, .. }) => {
@@ -1279,7 +1284,11 @@ async fn a_replica_withholding_the_latest_entry_cannot_roll_an_object_back() {
                 StoreRequest::GetMeta { .. } => {
                     xnode_storage::ServeFault::Answer(StoreResponse::Meta(Some(old.clone())))
                 }
-                // ... and hides the new key from its range answers.
+                // ... and hides the new key from its range answers (saying its range
+                // differs, so the edge reads them).
+                StoreRequest::MetaRangeDigest { .. } => xnode_storage::ServeFault::Answer(
+                    StoreResponse::RangeDigest(Default::default()),
+                ),
                 StoreRequest::MetaRange { .. } => match honest {
                     StoreResponse::MetaRange { entries, truncated } => {
                         xnode_storage::ServeFault::Answer(StoreResponse::MetaRange {
@@ -1298,7 +1307,9 @@ async fn a_replica_withholding_the_latest_entry_cannot_roll_an_object_back() {
     c.node(holds)
         .storage()
         .set_serve_tamper(Some(std::sync::Arc::new(|request, honest| match request {
-            StoreRequest::GetMeta { .. } | StoreRequest::MetaRange { .. } => {
+            StoreRequest::GetMeta { .. }
+            | StoreRequest::MetaRange { .. }
+            | StoreRequest::MetaRangeDigest { .. } => {
                 xnode_storage::ServeFault::Delay(Duration::from_millis(20), honest)
             }
             _ => xnode_storage::ServeFault::Answer(honest),
@@ -1360,6 +1371,9 @@ async fn a_rogue_metadata_replica_cannot_inject_keys_into_a_listing() {
         .storage()
         .set_serve_tamper(Some(std::sync::Arc::new(move |request, honest| {
             match (request, honest) {
+                (StoreRequest::MetaRangeDigest { .. }, _) => xnode_storage::ServeFault::Answer(
+                    StoreResponse::RangeDigest(Default::default()),
+                ),
                 (
                     StoreRequest::MetaRange { .. },
                     StoreResponse::MetaRange { entries, truncated },

@@ -941,6 +941,133 @@ async fn listings_merge_replicas_and_see_every_acknowledged_key_with_one_stale_o
     c.shutdown().await;
 }
 
+/// Counts the range requests (entries, digests) node `i` serves its peers from now on,
+/// answering them honestly.
+fn count_ranges_served(
+    c: &Cluster,
+    i: usize,
+) -> std::sync::Arc<[std::sync::atomic::AtomicUsize; 2]> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use xnode_storage::proto::StoreRequest;
+    let counts = std::sync::Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let seen = counts.clone();
+    c.node(i)
+        .storage()
+        .set_serve_tamper(Some(std::sync::Arc::new(move |request, honest| {
+            match request {
+                StoreRequest::MetaRange { .. } => seen[0].fetch_add(1, Ordering::Relaxed),
+                StoreRequest::MetaRangeDigest { .. } => seen[1].fetch_add(1, Ordering::Relaxed),
+                _ => 0,
+            };
+            xnode_storage::ServeFault::Answer(honest)
+        })));
+    counts
+}
+
+/// A listing through a metadata replica reads each page from the edge's own table and
+/// asks the other replicas only for a digest of the same range: while they agree, no peer
+/// sends an entry. A replica that missed writes and a delete lists them all the same: the
+/// others' digests differ from its own, so its rounds merge the replicas' entries (and
+/// read repair brings it level, after which its rounds agree again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_listing_through_a_replica_asks_only_digests_while_the_replicas_agree() {
+    use std::sync::atomic::Ordering;
+    let c = Cluster::start_with(3, |cfg| {
+        storage_config(cfg);
+        // Node 2 must stay behind until it lists: no anti-entropy rounds.
+        cfg.storage.repair_interval = Duration::from_secs(3600);
+        cfg.storage.anti_entropy_full_interval = Duration::from_secs(3600);
+    })
+    .await;
+    c.wait_converged(Duration::from_secs(20)).await;
+    let tenant = Tenant::new();
+    c.create_bucket(0, &tenant, "many").await;
+    let key = |i: usize| format!("k{i:04}");
+    let now = xnode_types::unix_ms();
+    put_entries(
+        &c,
+        &[0, 1, 2],
+        &entries_of(&c, &tenant, (0..500).map(key), now - 3000, true),
+    )
+    .await;
+    let all: Vec<String> = (0..500).map(key).collect();
+    let served: Vec<_> = (0..3).map(|i| count_ranges_served(&c, i)).collect();
+    let rounds = |i: usize| {
+        let m = c.node(i).storage().metrics();
+        (m.listing_rounds_agreed.get(), m.listing_rounds_merged.get())
+    };
+    let ranges_served =
+        |kind: usize| -> usize { served.iter().map(|s| s[kind].load(Ordering::Relaxed)).sum() };
+
+    // Every replica holds the same: three pages of 200 keys, each a round agreed by
+    // digests alone.
+    let (listed, pages) = list_all(&c, 0, &tenant, "many", 200).await;
+    assert!(listed == all, "every key, in order");
+    assert_eq!(pages, 3);
+    let (agreed, merged) = rounds(0);
+    assert!(
+        agreed >= 3 && merged == 0,
+        "agreed {agreed}, merged {merged}"
+    );
+    assert_eq!(ranges_served(0), 0, "no peer sent an entry");
+    assert!(ranges_served(1) >= 6, "each page asked both other replicas");
+
+    // Node 2 misses new keys, an overwrite and a delete.
+    let mut missed = entries_of(&c, &tenant, (500..520).map(key), now - 2000, true);
+    missed.extend(entries_of(
+        &c,
+        &tenant,
+        [key(7)].into_iter(),
+        now - 2000,
+        false,
+    ));
+    missed.extend(entries_of(
+        &c,
+        &tenant,
+        [key(9)].into_iter(),
+        now - 1000,
+        true,
+    ));
+    put_entries(&c, &[0, 1], &missed).await;
+    let expected: Vec<String> = (0..520).filter(|&i| i != 7).map(key).collect();
+
+    // Through node 2: the others' digests differ from its own, so it merges their entries.
+    let before = (rounds(2), ranges_served(0));
+    let (listed, _) = list_all(&c, 2, &tenant, "many", 1000).await;
+    assert!(
+        listed == expected,
+        "the keys node 2 missed are listed, the deleted one is not"
+    );
+    assert!(
+        rounds(2).1 > before.0.1,
+        "node 2's rounds merged the replicas' entries"
+    );
+    assert!(
+        ranges_served(0) > before.1,
+        "node 2 read its peers' entries"
+    );
+
+    // Read repair brings node 2 level; then its rounds agree again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let agreed_before = rounds(2).0;
+        let (listed, _) = list_all(&c, 2, &tenant, "many", 1000).await;
+        assert!(listed == expected, "through node 2 while it is repaired");
+        if rounds(2).0 > agreed_before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 2's rounds never agreed again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Through node 0: the same keys.
+    let (listed, _) = list_all(&c, 0, &tenant, "many", 1000).await;
+    assert!(listed == expected, "through node 0");
+    c.shutdown().await;
+}
+
 /// One node's S3 gateway, called in-process (no HTTP: the signature check is s3s's own),
 /// with the tenant's access key registered on it.
 fn s3_gateway(c: &Cluster, i: usize, tenant: &Tenant) -> xnode_s3::Gateway {

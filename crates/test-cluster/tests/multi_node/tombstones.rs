@@ -390,6 +390,10 @@ async fn a_holder_that_kept_a_collected_keys_old_version_cannot_bring_it_back() 
                 (StoreRequest::GetMeta { path }, _) if *path == offered.path => {
                     ServeFault::Answer(StoreResponse::Meta(Some(offered.clone())))
                 }
+                // Its range differs from the edge's, so the edge reads its entries.
+                (StoreRequest::MetaRangeDigest { after: None, .. }, _) => {
+                    ServeFault::Answer(StoreResponse::RangeDigest(Default::default()))
+                }
                 (
                     StoreRequest::MetaRange { after: None, .. },
                     StoreResponse::MetaRange {
@@ -413,6 +417,7 @@ async fn a_holder_that_kept_a_collected_keys_old_version_cannot_bring_it_back() 
         .set_serve_tamper(Some(Arc::new(|request, honest| match request {
             StoreRequest::GetMeta { .. }
             | StoreRequest::MetaRange { .. }
+            | StoreRequest::MetaRangeDigest { .. }
             | StoreRequest::ListMeta { .. } => {
                 ServeFault::Answer(StoreResponse::Error("down".into()))
             }
@@ -612,6 +617,10 @@ async fn a_collected_delete_survives_a_full_turnover_of_the_buckets_replicas() {
                 (StoreRequest::GetMeta { path }, _) if *path == offered.path => {
                     ServeFault::Answer(StoreResponse::Meta(Some(offered.clone())))
                 }
+                // Its range differs from the edge's, so the edge reads its entries.
+                (StoreRequest::MetaRangeDigest { after: None, .. }, _) => {
+                    ServeFault::Answer(StoreResponse::RangeDigest(Default::default()))
+                }
                 (
                     StoreRequest::MetaRange { after: None, .. },
                     StoreResponse::MetaRange {
@@ -635,6 +644,7 @@ async fn a_collected_delete_survives_a_full_turnover_of_the_buckets_replicas() {
         .set_serve_tamper(Some(Arc::new(|request, honest| match request {
             StoreRequest::GetMeta { .. }
             | StoreRequest::MetaRange { .. }
+            | StoreRequest::MetaRangeDigest { .. }
             | StoreRequest::ListMeta { .. } => {
                 ServeFault::Answer(StoreResponse::Error("down".into()))
             }

@@ -1,0 +1,262 @@
+//! The digest of a range of a bucket's entries. A listing edge that holds the bucket's
+//! metadata reads a page from its own table and asks its fellow replicas only whether
+//! they hold exactly the same entries in that range: agreement costs each replica a scan
+//! and a hash, and the edge no decoding, seal checks or merging of their entries. Only a
+//! replica that differs is asked for its entries (see `xnode_storage::listing`).
+//!
+//! A member's hash is the hash of the entry's current encoding, as in the bucket digests
+//! anti-entropy keeps; an entry stored in the current format is hashed as stored, without
+//! decoding it. The range digest hashes the members in key order, then their count, so
+//! two replicas agree only when they hold the same entries in the range, byte for byte.
+
+use serde::{Deserialize, Serialize};
+use xnode_types::PublicKeyBytes;
+use xnode_wire::Versioned;
+
+use super::{
+    MAX_META_BYTES, MetaStore, ObjectMeta, PAGE, StoreError, TABLE, bucket_prefix, range_bounds,
+    validate_bucket_name,
+};
+use crate::successor;
+
+/// The BLAKE3 key-derivation context of a range digest: names what the digest is for.
+const RANGE_DIGEST_CONTEXT: &str = "xnode 2026-11 object-metadata range digest v1";
+
+/// What a replica holds in a range of a bucket's table, in 37 bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeDigest {
+    /// Entries in the range, tombstones included (at most the limit asked for).
+    pub entries: u32,
+    /// The hash of the entries' member hashes in key order, and of their count.
+    pub digest: [u8; 32],
+    /// `false`: the range holds more entries than the limit asked for, and the digest
+    /// covers only the first ones.
+    pub complete: bool,
+}
+
+/// Builds a [`RangeDigest`] from stored entries given in key order.
+pub(crate) struct RangeHasher {
+    hasher: blake3::Hasher,
+    entries: u32,
+}
+
+impl RangeHasher {
+    pub(crate) fn new() -> RangeHasher {
+        RangeHasher {
+            hasher: blake3::Hasher::new_derive_key(RANGE_DIGEST_CONTEXT),
+            entries: 0,
+        }
+    }
+
+    /// Adds the entry stored as `stored` (its encoding, in any format version).
+    pub(crate) fn add(&mut self, stored: &[u8]) {
+        self.hasher.update(&member_hash(stored));
+        self.entries = self.entries.saturating_add(1);
+    }
+
+    pub(crate) fn finish(mut self, complete: bool) -> RangeDigest {
+        self.hasher.update(&u64::from(self.entries).to_le_bytes());
+        RangeDigest {
+            entries: self.entries,
+            digest: *self.hasher.finalize().as_bytes(),
+            complete,
+        }
+    }
+}
+
+/// The hash of a stored entry's current encoding. Bytes in the current format are that
+/// encoding; older ones are decoded and encoded again. Bytes that do not decode are
+/// hashed as they are: no honest replica's entry has that hash, so the range differs.
+fn member_hash(stored: &[u8]) -> [u8; 32] {
+    let current = stored.first() == Some(&ObjectMeta::KIND_TAG)
+        && stored.get(1) == Some(&ObjectMeta::VERSION);
+    if !current
+        && let Ok(meta) = xnode_wire::decode::<ObjectMeta>(stored, MAX_META_BYTES)
+        && let Ok(encoded) = xnode_wire::encode(&meta)
+    {
+        return *blake3::hash(&encoded).as_bytes();
+    }
+    *blake3::hash(stored).as_bytes()
+}
+
+impl MetaStore {
+    /// The digest of a bucket's entries, tombstones included, whose keys start with
+    /// `prefix`, are greater than `after` and at most `until` (to the end of the range when
+    /// `None`), counting at most `limit` of them: the same range [`MetaStore::range`]
+    /// reads, so a replica can tell an edge whether it holds what the edge read.
+    pub fn range_digest(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        until: Option<&str>,
+        limit: usize,
+    ) -> Result<RangeDigest, StoreError> {
+        validate_bucket_name(bucket)?;
+        let (scan_prefix, mut start) = range_bounds(tenant, bucket, prefix, after);
+        let until = until.map(|until| {
+            let mut key = bucket_prefix(tenant, bucket);
+            key.extend_from_slice(until.as_bytes());
+            key
+        });
+        let mut hasher = RangeHasher::new();
+        loop {
+            let page = self.db.scan_from(TABLE, &scan_prefix, &start, PAGE)?;
+            for (key, value) in &page {
+                if until.as_ref().is_some_and(|until| key > until) {
+                    return Ok(hasher.finish(true));
+                }
+                if hasher.entries as usize >= limit {
+                    return Ok(hasher.finish(false));
+                }
+                hasher.add(value);
+            }
+            match page.last() {
+                Some((key, _)) if page.len() == PAGE => start = successor(key),
+                _ => return Ok(hasher.finish(true)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::super::tests::{db, info, meta, node, tenant};
+    use super::*;
+    use crate::meta::ObjectPath;
+
+    fn store_with(entries: &[(&str, u64, bool)]) -> (tempfile::TempDir, MetaStore) {
+        let (dir, db) = db();
+        let store = MetaStore::new(db);
+        let writer = node();
+        for &(key, ms, live) in entries {
+            let path = ObjectPath::new(tenant(1), "bucket", key).unwrap();
+            store
+                .merge(meta(&path, ms, writer, live.then(|| info(key))))
+                .unwrap();
+        }
+        (dir, store)
+    }
+
+    /// The same writer for every store, so equal entries are equal bytes.
+    fn stores(a: &[(&str, u64, bool)], b: &[(&str, u64, bool)]) -> (MetaStore, MetaStore) {
+        let (dir_a, db_a) = db();
+        let (dir_b, db_b) = db();
+        let (one, other) = (MetaStore::new(db_a), MetaStore::new(db_b));
+        let writer = node();
+        for (store, entries) in [(&one, a), (&other, b)] {
+            for &(key, ms, live) in entries {
+                let path = ObjectPath::new(tenant(1), "bucket", key).unwrap();
+                store
+                    .merge(meta(&path, ms, writer, live.then(|| info(key))))
+                    .unwrap();
+            }
+        }
+        // The stores keep their databases open; the directories may go.
+        drop((dir_a, dir_b));
+        (one, other)
+    }
+
+    const HELD: &[(&str, u64, bool)] = &[("a/1", 1, true), ("a/2", 2, false), ("a/3", 3, true)];
+
+    #[test]
+    fn replicas_holding_the_same_range_agree_and_any_difference_shows() {
+        let t = tenant(1);
+        let (edge, same) = stores(HELD, HELD);
+        let read = edge
+            .range(&t, "bucket", "a/", None, 10, usize::MAX)
+            .unwrap();
+        assert_eq!(read.digest.entries, 3);
+        let asked = |store: &MetaStore| {
+            store
+                .range_digest(&t, "bucket", "a/", None, None, 10)
+                .unwrap()
+        };
+        assert_eq!(asked(&same), read.digest);
+
+        let lacking = [("a/1", 1, true), ("a/3", 3, true)];
+        let newer = [("a/1", 1, true), ("a/2", 2, false), ("a/3", 4, true)];
+        let more = [
+            ("a/1", 1, true),
+            ("a/2", 2, false),
+            ("a/3", 3, true),
+            ("a/4", 1, true),
+        ];
+        let undeleted = [("a/1", 1, true), ("a/2", 2, true), ("a/3", 3, true)];
+        for other in [&lacking[..], &newer, &more, &undeleted] {
+            let (edge, replica) = stores(HELD, other);
+            let read = edge
+                .range(&t, "bucket", "a/", None, 10, usize::MAX)
+                .unwrap();
+            assert_ne!(asked(&replica), read.digest, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn a_cut_read_is_compared_up_to_its_last_key_and_within_the_limit() {
+        let t = tenant(1);
+        let edge_held = [
+            ("a/1", 1, true),
+            ("a/2", 2, true),
+            ("a/3", 3, true),
+            ("b/1", 1, true),
+        ];
+        // The replica holds a key past the edge's cut, and one outside the prefix.
+        let replica_held = [
+            ("a/1", 1, true),
+            ("a/2", 2, true),
+            ("a/3", 3, true),
+            ("a/5", 5, true),
+            ("b/1", 1, true),
+        ];
+        let (edge, replica) = stores(&edge_held, &replica_held);
+        let read = edge
+            .range(&t, "bucket", "a/", Some("a/1"), 1, usize::MAX)
+            .unwrap();
+        assert!(read.truncated);
+        assert_eq!(read.entries.len(), 1);
+        let until = read.entries.last().map(|m| m.path.key.clone());
+        let answer = replica
+            .range_digest(&t, "bucket", "a/", Some("a/1"), until.as_deref(), 1)
+            .unwrap();
+        assert_eq!(answer, read.digest, "a/3 and a/5 lie past the cut");
+
+        // Without the cut the replica counts past the limit, and says so.
+        let answer = replica
+            .range_digest(&t, "bucket", "a/", Some("a/1"), None, 1)
+            .unwrap();
+        assert!(!answer.complete);
+        assert_ne!(answer, read.digest);
+
+        // A whole-range read agrees with a replica that holds the same range, whatever
+        // other prefixes hold.
+        let whole = edge
+            .range(&t, "bucket", "a/", None, 10, usize::MAX)
+            .unwrap();
+        let (_, same) = store_with(&edge_held);
+        let answer = same
+            .range_digest(&t, "bucket", "a/", None, None, 10)
+            .unwrap();
+        assert_eq!(answer.entries, whole.digest.entries);
+        assert_ne!(answer.digest, [0; 32]);
+    }
+
+    #[test]
+    fn an_entry_in_an_older_format_is_hashed_as_its_current_encoding() {
+        let (_dir, store) = store_with(HELD);
+        let path = ObjectPath::new(tenant(1), "bucket", "a/1").unwrap();
+        let entry = store.get(&path).unwrap().unwrap();
+        let current = xnode_wire::encode(&entry).unwrap();
+        assert_eq!(member_hash(&current), *blake3::hash(&current).as_bytes());
+        // Format 1 is format 2 without the seal, which postcard writes last: one byte
+        // for `None`.
+        assert_eq!(current.last(), Some(&0));
+        let mut older = current[..current.len() - 1].to_vec();
+        older[1] = 1;
+        assert_eq!(member_hash(&older), member_hash(&current));
+        assert_eq!(member_hash(b"junk"), *blake3::hash(b"junk").as_bytes());
+    }
+}
