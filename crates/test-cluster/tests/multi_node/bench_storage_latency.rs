@@ -97,6 +97,11 @@ async fn listing_cost() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5_000);
+    // More rounds give a profiler more to see; the medians are the same.
+    let rounds: usize = std::env::var("XNODE_BENCH_LIST_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     const PAGE: usize = 1_000;
     let c = Cluster::start(3).await;
     c.wait_converged(Duration::from_secs(30)).await;
@@ -127,7 +132,7 @@ async fn listing_cost() {
     // 10,000 keys it would take most of the run, so it is measured only below that.
     let ways: &[usize] = if keys > 10_000 { &[0, 2] } else { &[0, 1, 2] };
     let (mut ranges, mut by_key, mut local) = (vec![], vec![], vec![]);
-    for _ in 0..3 {
+    for _ in 0..rounds {
         for &way in ways {
             let rpcs = store_rpcs_served(&c);
             let started = Instant::now();
