@@ -9,7 +9,8 @@
 //! `XNODE_BENCH_REPAIR=1` then loses a node's data and times its repair against a raw copy,
 //! see `repair_drill`; `XNODE_BENCH_SETTLE_SECS`, default 600, bounds the wait for
 //! anti-entropy to go quiet after the deleted half was garbage-collected, before the idle
-//! window). Prints a Markdown row each, and the cost of the first garbage-collection round
+//! window; `XNODE_BENCH_PROFILE_SECS` keeps the nodes idle that much longer, unmeasured,
+//! for a profiler). Prints a Markdown row each, and the cost of the first garbage-collection round
 //! (which reads everything) and of the next (which rereads what changed).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -320,6 +321,15 @@ async fn measure(
         idle.rounds,
         idle.skipped
     );
+    // Idle longer, unmeasured, for a profiler to attach (`XNODE_BENCH_PROFILE_SECS`).
+    let profile = env("XNODE_BENCH_PROFILE_SECS", 0) as u64;
+    if profile > 0 {
+        eprintln!(
+            "idle {profile} s more for a profiler (pid {})",
+            std::process::id()
+        );
+        tokio::time::sleep(Duration::from_secs(profile)).await;
+    }
     if repair {
         repair_drill(&mut c, &tenant, buckets).await;
     }
