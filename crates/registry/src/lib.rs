@@ -131,6 +131,8 @@ pub fn node_record(entry: &Entry) -> Option<NodeRecord> {
 pub struct Registry {
     db: Db,
     entries: RwLock<BTreeMap<String, Entry>>,
+    /// The anti-entropy digest of `entries`, moved in the same order (under its lock).
+    digest: Mutex<sync::SyncDigest>,
     claims: RwLock<ClaimIndex>,
     spread: OnceLock<Arc<dyn Spread>>,
     clock: Arc<HlcClock>,
@@ -208,6 +210,7 @@ impl Registry {
             live_entries: AtomicUsize::new(live),
             tombstones: AtomicUsize::new(tombstones),
             owner_quota: AtomicU64::new(u64::MAX),
+            digest: Mutex::new(sync::SyncDigest::of(entries.values())),
             entries: RwLock::new(entries),
             claims: RwLock::new(claims),
             spread: OnceLock::new(),
@@ -596,6 +599,7 @@ impl Registry {
         let mut published = Vec::with_capacity(newest.len());
         for (_, (position, entry)) in newest {
             let old = entries.insert(entry.key.clone(), entry.clone());
+            xnode_types::lock(&self.digest).replace(old.as_ref(), &entry);
             match self.claims.write() {
                 Ok(mut claims) => claims.replace(old.as_ref(), &entry),
                 Err(poisoned) => poisoned.into_inner().replace(old.as_ref(), &entry),
@@ -744,6 +748,7 @@ impl Registry {
     }
 
     /// Every entry including tombstones, for anti-entropy.
+    #[cfg(test)]
     pub(crate) fn snapshot(&self) -> Vec<Entry> {
         self.read_entries().values().cloned().collect()
     }
