@@ -512,16 +512,7 @@ impl Registry {
         // Readers ask this of every entry they check, and most tenants revoke nothing: one
         // probe of the tenant's revocation prefix spares building the full key (the node's
         // base58 text and the scope) for them.
-        let prefix = revocation::tenant_revocations_prefix(tenant);
-        let any_revocation = self
-            .read_entries()
-            .range::<str, _>((
-                std::ops::Bound::Included(prefix.as_str()),
-                std::ops::Bound::Unbounded,
-            ))
-            .next()
-            .is_some_and(|(key, _)| key.starts_with(&prefix));
-        if !any_revocation {
+        if !self.has_revocations(tenant) {
             return None;
         }
         let key = revocation::revocation_key(tenant, node, scope);
@@ -532,6 +523,20 @@ impl Registry {
         revocation::parse_revocation(&entry, u64::MAX)
             .ok()
             .map(|r| r.after_ms)
+    }
+
+    /// Whether `tenant` holds any revocation entry (live or deleted): when it does not, no
+    /// authority of the tenant's is revoked, and a reader checking many of its entries can
+    /// skip the per-entry lookups.
+    pub fn has_revocations(&self, tenant: &PublicKeyBytes) -> bool {
+        let prefix = revocation::tenant_revocations_prefix(tenant);
+        self.read_entries()
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix.as_str()),
+                std::ops::Bound::Unbounded,
+            ))
+            .next()
+            .is_some_and(|(key, _)| key.starts_with(&prefix))
     }
 
     pub(crate) fn read_entries(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Entry>> {
