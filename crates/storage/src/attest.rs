@@ -207,6 +207,9 @@ impl Storage {
                     self.metrics.bad_replica_reads.inc();
                     return None;
                 }
+                // As the edge's own read does: an entry of a revoked writer dated after the
+                // revocation counts as no entry.
+                Some(meta) if self.trust(meta) == Trust::Revoked => None,
                 // As the edge's own read does: an entry dated further ahead than
                 // replicas accept counts as no entry.
                 Some(meta) if meta.version.wall_ms > limit => None,

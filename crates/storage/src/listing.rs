@@ -203,12 +203,14 @@ impl Storage {
         let digest = read.digest;
         let latest_ms = unix_ms().saturating_add(MAX_VERSION_AHEAD_MS);
         let checked = check_range(q, read.entries, read.truncated, latest_ms).ok()?;
-        if checked.future > 0
-            || checked
+        // Every entry is the tenant's (`check_range`): one probe says whether any could be
+        // revoked.
+        let revoked = self.tenant_revoked_anything(q.tenant)
+            && checked
                 .entries
                 .iter()
-                .any(|m| self.dated_after_revocation(m))
-        {
+                .any(|m| self.dated_after_revocation(m));
+        if checked.future > 0 || revoked {
             return None;
         }
         let request = StoreRequest::MetaRangeDigest {

@@ -67,6 +67,8 @@ pub(crate) struct CheckedRange {
     pub until: Option<String>,
     /// Entries left out because their version is dated too far ahead.
     pub future: usize,
+    /// Entries left out because the tenant revoked their writer before their date.
+    pub revoked: usize,
     /// Per entry, whether its seal verified; an entry that did not (written before
     /// metadata was signed) counts only if every answer of the round holds it. All true
     /// until [`classify`] says otherwise.
@@ -74,23 +76,32 @@ pub(crate) struct CheckedRange {
 }
 
 /// Marks which entries of a checked answer verify; an answer holding a forged entry is
-/// refused whole, as a lying replica's.
+/// refused whole, as a lying replica's. Entries of a revoked writer dated after the
+/// revocation are left out (the answer then holds nothing for their keys), as quorum
+/// reads leave them out: honest replicas may hold them.
 pub(crate) fn classify(
     mut checked: CheckedRange,
     trust: impl Fn(&ObjectMeta) -> Trust,
 ) -> Result<CheckedRange, BadRange> {
+    let mut entries = Vec::with_capacity(checked.entries.len());
     let mut verified = Vec::with_capacity(checked.entries.len());
-    for meta in &checked.entries {
-        match trust(meta) {
+    for meta in std::mem::take(&mut checked.entries) {
+        match trust(&meta) {
             Trust::Verified => verified.push(true),
             Trust::Unverifiable => verified.push(false),
+            Trust::Revoked => {
+                checked.revoked += 1;
+                continue;
+            }
             Trust::Forged => {
                 return Err(BadRange::Forged {
                     key: clip(&meta.path.key),
                 });
             }
         }
+        entries.push(meta);
     }
+    checked.entries = entries;
     checked.verified = verified;
     Ok(checked)
 }
@@ -150,6 +161,7 @@ pub(crate) fn check_range(
         .collect();
     Ok(CheckedRange {
         future: total - entries.len(),
+        revoked: 0,
         verified: vec![true; entries.len()],
         entries,
         until,

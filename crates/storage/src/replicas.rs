@@ -343,10 +343,17 @@ impl Storage {
                     StoreResponse::Meta(Some(meta)) if meta.version.wall_ms > limit => Ok(None),
                     // A replica that answers with a forged entry is lying: its answer does
                     // not count towards the quorum.
-                    StoreResponse::Meta(Some(meta)) if self.trust(&meta) == Trust::Forged => {
-                        self.metrics.bad_replica_reads.inc();
-                        Err("answered with an entry whose seal fails".into())
-                    }
+                    StoreResponse::Meta(Some(meta)) => match self.trust(&meta) {
+                        Trust::Forged => {
+                            self.metrics.bad_replica_reads.inc();
+                            Err("answered with an entry whose seal fails".into())
+                        }
+                        // The tenant revoked its writer before its date: the replica may
+                        // have taken it before it learnt of that, and holds nothing else
+                        // for the key.
+                        Trust::Revoked => Ok(None),
+                        Trust::Verified | Trust::Unverifiable => Ok(Some(meta)),
+                    },
                     StoreResponse::Meta(meta) => Ok(meta),
                     StoreResponse::Error(message) => Err(message),
                     _ => Err("unexpected answer".into()),

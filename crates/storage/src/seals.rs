@@ -59,6 +59,11 @@ pub(crate) enum Trust {
     Unverifiable,
     /// The seal fails: the replica that sent it is lying.
     Forged,
+    /// The tenant revoked the writer's authority for entries dated after some moment, and
+    /// this one is dated after it. The entry does not count (as if the replica held
+    /// nothing for its key), but the replica is not lying: it may have taken the entry
+    /// before it learnt of the revocation, and a revocation may name a moment in the past.
+    Revoked,
 }
 
 /// The authorities tenants gave this node, by tenant.
@@ -271,12 +276,18 @@ impl Storage {
     /// Whether the tenant revoked the authority of `meta`'s writer before the entry's date:
     /// such an entry fails its seal check however it was stored (see
     /// [`Self::verify_seal`]). A listing that reads entries from this node's own table,
-    /// whose seals were checked when they were stored, asks only this.
+    /// whose seals were checked when they were stored, asks only this (and only when the
+    /// tenant revoked anything at all, [`Self::tenant_revoked_anything`]).
     pub(crate) fn dated_after_revocation(&self, meta: &ObjectMeta) -> bool {
         matches!(
             meta.revocation_status(&RegistryRevocations(&self.registry)),
             RevocationStatus::DatedAfter { .. }
         )
+    }
+
+    /// Whether the tenant holds any revocation in the registry.
+    pub(crate) fn tenant_revoked_anything(&self, tenant: &PublicKeyBytes) -> bool {
+        self.registry.has_revocations(tenant)
     }
 
     /// How far a reader trusts an entry a replica answered with; forged entries are
@@ -291,10 +302,13 @@ impl Storage {
                 _ => Trust::Verified,
             },
             Err(SealError::Unsigned | SealError::ComputeNotConfirmed { .. }) => Trust::Unverifiable,
+            Err(e @ SealError::Revoked { .. }) => {
+                self.metrics.meta_revoked_refused.inc();
+                self.metrics.meta_seals_refused.inc();
+                tracing::debug!(key = %crate::range::clip(&meta.path.key), error = %e, "a metadata replica holds an entry of a revoked writer; left out");
+                Trust::Revoked
+            }
             Err(e) => {
-                if matches!(e, SealError::Revoked { .. }) {
-                    self.metrics.meta_revoked_refused.inc();
-                }
                 self.metrics.meta_seals_refused.inc();
                 tracing::warn!(key = %crate::range::clip(&meta.path.key), error = %e, "a metadata replica answered with an entry whose seal fails; ignored");
                 Trust::Forged
@@ -321,6 +335,11 @@ impl RevocationCheck for RegistryRevocations<'_> {
         writer: &NodeId,
         authority: &WriteAuthority,
     ) -> Option<u64> {
+        // Most tenants revoke nothing: one probe spares the lookups (and the registration
+        // id's hash) for them.
+        if !self.0.has_revocations(tenant) {
+            return None;
+        }
         let all = self.0.revoked_after(tenant, writer, &RevokedScope::All);
         let one = match authority {
             WriteAuthority::S3Key(registration) => self.0.revoked_after(
@@ -358,7 +377,7 @@ pub(crate) fn newest_trusted(
                 }
                 false
             }
-            Trust::Forged => continue,
+            Trust::Forged | Trust::Revoked => continue,
         };
         let breaks_a_lock = judged
             .iter()

@@ -415,6 +415,7 @@ fn a_range_merge_keeps_a_compliance_locked_version_over_a_tombstone_that_breaks_
         entries: vec![meta.clone()],
         until: None,
         future: 0,
+        revoked: 0,
         verified: vec![true],
     };
     for answers in [

@@ -1404,6 +1404,72 @@ async fn a_rogue_metadata_replica_cannot_inject_keys_into_a_listing() {
 
 // ----- a tenant can revoke an edge -----------------------------------------------------------
 
+/// A revocation covers what the revoked edge wrote after the moment the tenant names, even
+/// though every replica took those entries before it learnt of the revocation: listings
+/// through every node leave them out (an edge that holds the bucket does not list them
+/// from its own table), and keep what the edge wrote before and what others wrote after;
+/// reads find no such object. (Before, every replica's answer was refused as a liar's,
+/// and the tenant could neither list the bucket nor read the key.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_listing_leaves_out_what_a_revoked_edge_wrote_after_the_revocation() {
+    use xnode_registry::revocation::{RevokedScope, revocation_key, revocation_record};
+
+    let c = Cluster::start_with(3, storage_config).await;
+    let tenant = Tenant::new();
+    c.create_bucket(1, &tenant, "lists").await;
+    c.put(0, &tenant, "lists", "early", b"e").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let after_ms = now_ms();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.put(0, &tenant, "lists", "late", b"l").await.unwrap();
+    c.put(1, &tenant, "lists", "other", b"o").await.unwrap();
+
+    let revoked = c.id(0);
+    let revocation = xnode_registry::Entry::sign(
+        &tenant.key,
+        revocation_key(&tenant.id(), &revoked, &RevokedScope::All),
+        Some(revocation_record(&revoked, &RevokedScope::All, after_ms).into_bytes()),
+        Hlc::new(now_ms(), 0),
+    )
+    .unwrap();
+    c.node(1)
+        .registry()
+        .apply_tenant_entry(revocation.clone())
+        .unwrap();
+    c.node(1).gossip_entry(&revocation).await;
+    c.wait_until("the revocation spread", Duration::from_secs(20), |c| {
+        (0..3).all(|i| {
+            c.node(i)
+                .registry()
+                .revoked_after(&tenant.id(), &revoked, &RevokedScope::All)
+                == Some(after_ms)
+        })
+    })
+    .await;
+    for via in 0..3 {
+        let listed = c
+            .node(via)
+            .storage()
+            .list_objects(&tenant.id(), "lists", "", None, 100)
+            .await
+            .unwrap();
+        let keys: Vec<&str> = listed.iter().map(|m| m.path.key.as_str()).collect();
+        assert_eq!(keys, ["early", "other"], "the listing through node {via}");
+        // A read finds no object there, as if the write never happened (not a failed
+        // quorum: the replicas holding it are not lying).
+        let late = c.get(via, &tenant, "lists", "late", None).await;
+        assert!(
+            matches!(late, Err(StorageError::NoSuchKey(_))),
+            "node {via}: {late:?}"
+        );
+        assert_eq!(
+            c.get(via, &tenant, "lists", "early", None).await.unwrap(),
+            b"e"
+        );
+    }
+    c.shutdown().await;
+}
+
 /// Issue 12: an edge the tenant used, and then revoked through another node, keeps writing
 /// with the authority it holds. The replicas refuse its new entries, reads through every
 /// other node never see them, and what it wrote before the revocation still reads back.
