@@ -356,10 +356,11 @@ impl Compute {
                     .push((node, run));
             }
         }
-        for entry in self.registry.list("tenant/") {
-            if !entry.key.contains("/job/") {
-                continue;
-            }
+        // Every pass: copy the jobs only, not every tenant entry (bucket claims, keys).
+        for entry in self
+            .registry
+            .list_where("tenant/", |key| key.contains("/job/"))
+        {
             let Some(job) = decode_job(&entry) else {
                 continue;
             };

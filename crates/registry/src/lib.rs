@@ -686,10 +686,21 @@ impl Registry {
 
     /// Live entries whose key starts with `prefix`, in key order.
     pub fn list(&self, prefix: &str) -> Vec<Entry> {
+        self.list_where(prefix, |_| true)
+    }
+
+    /// Live entries whose key starts with `prefix` and passes `keep`, in key order. Only
+    /// those are copied: a caller that wants one kind of entry from under a wide prefix
+    /// (every tenant's jobs, among every tenant's buckets, keys and grants) pays a key
+    /// comparison for the rest, not a copy.
+    pub fn list_where(&self, prefix: &str, keep: impl Fn(&str) -> bool) -> Vec<Entry> {
         self.read_entries()
-            .range(prefix.to_owned()..)
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(|(k, _)| k.starts_with(prefix))
-            .filter(|(_, e)| e.value.is_some())
+            .filter(|(k, e)| e.value.is_some() && keep(k))
             .map(|(_, e)| e.clone())
             .collect()
     }
