@@ -238,7 +238,8 @@ pub enum StoreRequest {
     /// The digest of the range of one bucket's metadata table that `MetaRange` would read
     /// (keys that start with `prefix`, after `after`), tombstones included, up to `until`
     /// (to the end when `None`), counting at most `limit` entries (capped at
-    /// [`MAX_LIST_LIMIT`]) (version 13). A listing edge that holds the bucket reads the
+    /// [`MAX_LIST_LIMIT`]) and hashing at most twice [`MAX_LIST_ANSWER_BYTES`] (version 13).
+    /// A listing edge that holds the bucket reads the
     /// range from its own table and asks the other replicas only this; the ones whose
     /// digest differs are asked for their entries. Answered by `RangeDigest`.
     MetaRangeDigest {

@@ -392,15 +392,17 @@ impl Storage {
             } => {
                 let store = self.meta.clone();
                 let limit = (limit as usize).min(MAX_LIST_LIMIT);
+                // An honest edge's range holds about `MAX_LIST_ANSWER_BYTES` at most (its own
+                // read is cut there); twice that bounds what a peer can make this node hash.
                 let digest = blocking(move || {
-                    store.range_digest(
-                        &bucket.tenant,
-                        &bucket.name,
-                        &prefix,
-                        after.as_deref(),
-                        until.as_deref(),
-                        limit,
-                    )
+                    let range = xnode_store::DigestRange {
+                        tenant: &bucket.tenant,
+                        bucket: &bucket.name,
+                        prefix: &prefix,
+                        after: after.as_deref(),
+                        until: until.as_deref(),
+                    };
+                    store.range_digest(&range, limit, MAX_LIST_ANSWER_BYTES.saturating_mul(2))
                 })
                 .await?;
                 Ok(StoreResponse::RangeDigest(digest))

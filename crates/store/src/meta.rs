@@ -803,8 +803,8 @@ mod range_digest;
 mod references;
 mod retention;
 mod retired;
-pub use range_digest::RangeDigest;
 use range_digest::RangeHasher;
+pub use range_digest::{DigestRange, RangeDigest};
 pub use retention::{COMPLIANCE_MODE, LOCK_MODE_ENTRY, LOCK_UNTIL_ENTRY, VERSIONS_DIRECTORY};
 use retired::toggle_digest;
 

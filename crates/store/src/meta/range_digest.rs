@@ -29,8 +29,8 @@ pub struct RangeDigest {
     pub entries: u32,
     /// The hash of the entries' member hashes in key order, and of their count.
     pub digest: [u8; 32],
-    /// `false`: the range holds more entries than the limit asked for, and the digest
-    /// covers only the first ones.
+    /// `false`: the range holds more entries than the limit asked for (or more bytes than
+    /// the bound the replica keeps to), and the digest covers only the first ones.
     pub complete: bool,
 }
 
@@ -79,20 +79,36 @@ fn member_hash(stored: &[u8]) -> [u8; 32] {
     *blake3::hash(stored).as_bytes()
 }
 
+/// The range of a bucket's table a [`RangeDigest`] covers: keys that start with `prefix`,
+/// are greater than `after` and at most `until` (to the end of the range when `None`).
+#[derive(Clone, Copy, Debug)]
+pub struct DigestRange<'a> {
+    pub tenant: &'a PublicKeyBytes,
+    pub bucket: &'a str,
+    pub prefix: &'a str,
+    pub after: Option<&'a str>,
+    pub until: Option<&'a str>,
+}
+
 impl MetaStore {
-    /// The digest of a bucket's entries, tombstones included, whose keys start with
-    /// `prefix`, are greater than `after` and at most `until` (to the end of the range when
-    /// `None`), counting at most `limit` of them: the same range [`MetaStore::range`]
-    /// reads, so a replica can tell an edge whether it holds what the edge read.
+    /// The digest of a bucket's entries in `range`, tombstones included, counting at most
+    /// `limit` of them and hashing at most about `max_bytes` of stored entries: the range
+    /// [`MetaStore::range`] reads, so a replica can tell an edge whether it holds what the
+    /// edge read. Past either bound the digest says it is not complete (and differs from
+    /// any edge's).
     pub fn range_digest(
         &self,
-        tenant: &PublicKeyBytes,
-        bucket: &str,
-        prefix: &str,
-        after: Option<&str>,
-        until: Option<&str>,
+        range: &DigestRange<'_>,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<RangeDigest, StoreError> {
+        let DigestRange {
+            tenant,
+            bucket,
+            prefix,
+            after,
+            until,
+        } = *range;
         validate_bucket_name(bucket)?;
         let (scan_prefix, mut start) = range_bounds(tenant, bucket, prefix, after);
         let until = until.map(|until| {
@@ -101,13 +117,15 @@ impl MetaStore {
             key
         });
         let mut hasher = RangeHasher::new();
+        let mut bytes = 0usize;
         loop {
             let page = self.db.scan_from(TABLE, &scan_prefix, &start, PAGE)?;
             for (key, value) in &page {
                 if until.as_ref().is_some_and(|until| key > until) {
                     return Ok(hasher.finish(true));
                 }
-                if hasher.entries as usize >= limit {
+                bytes = bytes.saturating_add(value.len());
+                if hasher.entries as usize >= limit || bytes > max_bytes {
                     return Ok(hasher.finish(false));
                 }
                 hasher.add(value);
@@ -160,6 +178,21 @@ mod tests {
         (one, other)
     }
 
+    /// The keys under `a/` of the test bucket, after `after` and up to `until`.
+    fn in_a<'a>(
+        tenant: &'a PublicKeyBytes,
+        after: Option<&'a str>,
+        until: Option<&'a str>,
+    ) -> DigestRange<'a> {
+        DigestRange {
+            tenant,
+            bucket: "bucket",
+            prefix: "a/",
+            after,
+            until,
+        }
+    }
+
     const HELD: &[(&str, u64, bool)] = &[("a/1", 1, true), ("a/2", 2, false), ("a/3", 3, true)];
 
     #[test]
@@ -172,7 +205,7 @@ mod tests {
         assert_eq!(read.digest.entries, 3);
         let asked = |store: &MetaStore| {
             store
-                .range_digest(&t, "bucket", "a/", None, None, 10)
+                .range_digest(&in_a(&t, None, None), 10, usize::MAX)
                 .unwrap()
         };
         assert_eq!(asked(&same), read.digest);
@@ -220,13 +253,13 @@ mod tests {
         assert_eq!(read.entries.len(), 1);
         let until = read.entries.last().map(|m| m.path.key.clone());
         let answer = replica
-            .range_digest(&t, "bucket", "a/", Some("a/1"), until.as_deref(), 1)
+            .range_digest(&in_a(&t, Some("a/1"), until.as_deref()), 1, usize::MAX)
             .unwrap();
         assert_eq!(answer, read.digest, "a/3 and a/5 lie past the cut");
 
         // Without the cut the replica counts past the limit, and says so.
         let answer = replica
-            .range_digest(&t, "bucket", "a/", Some("a/1"), None, 1)
+            .range_digest(&in_a(&t, Some("a/1"), None), 1, usize::MAX)
             .unwrap();
         assert!(!answer.complete);
         assert_ne!(answer, read.digest);
@@ -238,10 +271,13 @@ mod tests {
             .unwrap();
         let (_, same) = store_with(&edge_held);
         let answer = same
-            .range_digest(&t, "bucket", "a/", None, None, 10)
+            .range_digest(&in_a(&t, None, None), 10, usize::MAX)
             .unwrap();
         assert_eq!(answer.entries, whole.digest.entries);
-        assert_ne!(answer.digest, [0; 32]);
+        assert!(answer.complete);
+        // A byte bound below what the range holds: not complete, so it agrees with nobody.
+        let bounded = same.range_digest(&in_a(&t, None, None), 10, 100).unwrap();
+        assert!(!bounded.complete);
     }
 
     #[test]
