@@ -18,11 +18,13 @@
 //! would make an acknowledged key fall between two pages and never be listed.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use xnode_store::{Candidate, ObjectMeta, ObjectPath, is_internal_key};
+use xnode_store::{Candidate, ObjectMeta, ObjectPath, RangeDigest, is_internal_key};
 use xnode_types::{NodeId, PublicKeyBytes, unix_ms};
 
 use crate::proto::{BucketRef, MAX_LIST_LIMIT, MAX_PUT_META_MANY, StoreRequest, StoreResponse};
@@ -111,6 +113,46 @@ pub(crate) struct Round {
     pub(crate) cut: Option<String>,
 }
 
+/// Hears the answers of `calls` as a quorum read does: until `needed` count, then for
+/// the linger (`linger`, or as long as the quorum took if that is longer), so that a
+/// replica that hides entries and one that missed them cannot make a round alone. `hear`
+/// takes each answer and says how many count so far (`counted` before any), or breaks to
+/// end the wait at once. The calls still running after that are left to the caller to
+/// drop. Returns how many counted, or `None` if `hear` broke.
+async fn hear_quorum<T>(
+    calls: &mut FuturesUnordered<impl Future<Output = T>>,
+    needed: usize,
+    mut counted: usize,
+    linger: Duration,
+    mut hear: impl FnMut(T) -> ControlFlow<(), usize>,
+) -> Option<usize> {
+    let started = tokio::time::Instant::now();
+    let mut deadline = None;
+    loop {
+        if deadline.is_none() && counted >= needed {
+            if linger.is_zero() {
+                return Some(counted);
+            }
+            let now = tokio::time::Instant::now();
+            deadline = Some(now + linger.max(now.saturating_duration_since(started)));
+        }
+        let next = match deadline {
+            None => calls.next().await,
+            Some(deadline) => match tokio::time::timeout_at(deadline, calls.next()).await {
+                Ok(next) => next,
+                Err(_) => return Some(counted),
+            },
+        };
+        let Some(answer) = next else {
+            return Some(counted);
+        };
+        match hear(answer) {
+            ControlFlow::Continue(now_counted) => counted = now_counted,
+            ControlFlow::Break(()) => return None,
+        }
+    }
+}
+
 impl Storage {
     /// Lists a bucket's live objects whose key starts with `prefix`, after `start_after`,
     /// in key order, at most `limit`, by merging ranges of `R` replicas' tables (see the
@@ -143,7 +185,12 @@ impl Storage {
                 after: cursor.as_deref(),
                 limit: ask,
             };
-            let merged = match self.agreed_round(&question, &targets, needed).await {
+            let agreed = if targets.contains(&self.node_id) {
+                self.agreed_round(&question, &targets, needed).await
+            } else {
+                self.vouched_round(&question, &targets, needed).await
+            };
+            let merged = match agreed {
                 Some(agreed) => Ok(agreed),
                 None => self.range_round(&question, &set, &targets, needed).await,
             };
@@ -233,41 +280,142 @@ impl Storage {
             .collect();
         // As in `range_round`: once a quorum agrees, the others get the linger to answer,
         // and one that differs in that time sends the round to the full merge.
-        let mut agreeing = 1usize;
-        let started = tokio::time::Instant::now();
-        let mut deadline = None;
-        loop {
-            if deadline.is_none() && agreeing >= needed {
-                if self.config.read_linger.is_zero() {
-                    break;
+        let mut agreed = 1usize;
+        let agreeing = hear_quorum(
+            &mut calls,
+            needed,
+            agreed,
+            self.config.read_linger,
+            |answer| match answer {
+                Ok(StoreResponse::RangeDigest(theirs)) if theirs == digest => {
+                    agreed += 1;
+                    ControlFlow::Continue(agreed)
                 }
-                let now = tokio::time::Instant::now();
-                let linger = self
-                    .config
-                    .read_linger
-                    .max(now.saturating_duration_since(started));
-                deadline = Some(now + linger);
-            }
-            let next = match deadline {
-                None => calls.next().await,
-                Some(deadline) => match tokio::time::timeout_at(deadline, calls.next()).await {
-                    Ok(next) => next,
-                    Err(_) => break,
-                },
-            };
-            match next {
-                None => break,
-                Some(Ok(StoreResponse::RangeDigest(theirs))) if theirs == digest => agreeing += 1,
                 // A replica that differs: its entries are needed.
-                Some(Ok(_)) => return None,
+                Ok(_) => ControlFlow::Break(()),
                 // One that cannot answer (down, or of a version before range digests)
                 // does not count, as in a full round.
-                Some(Err(e)) => {
+                Err(e) => {
                     tracing::debug!(error = %e, "a metadata replica did not answer a range digest");
+                    ControlFlow::Continue(agreed)
                 }
-            }
-        }
+            },
+        )
+        .await?;
         if agreeing < needed {
+            return None;
+        }
+        self.metrics.listing_rounds_agreed.inc();
+        Some(MergedRange {
+            newest: checked.entries,
+            until: checked.until,
+            behind: Vec::new(),
+        })
+    }
+
+    /// A round for an edge that holds no replica of the bucket: the first replica of the
+    /// placement sends its entries (`MetaRange`), the others at the same time only the
+    /// digest of the same range (`MetaRangeDigest`, as many entries as asked). When the
+    /// entries hash to the digest every other replica heard within the linger answers,
+    /// and those replicas and the reader make a read quorum, every answer would hold each
+    /// entry identically, so the page is the reader's entries, with nothing to merge or
+    /// repair. The reader's entries are checked as in a full round (question, seals,
+    /// revocations): a reader cannot make the edge take an entry no writer sealed, and
+    /// one that hides or rolls back entries differs from an honest replica's digest.
+    ///
+    /// `None` leaves the round to [`Self::range_round`]: a replica differs, the reader
+    /// does not answer by the time the others and the linger are heard, or an entry needs
+    /// the full round's judgement (dated too far ahead, revoked, or not sealed).
+    async fn vouched_round(
+        self: &Arc<Self>,
+        q: &RangeQuestion<'_>,
+        targets: &[NodeId],
+        needed: usize,
+    ) -> Option<MergedRange> {
+        let (&reader, _) = targets.split_first()?;
+        let bucket = BucketRef {
+            tenant: *q.tenant,
+            name: q.bucket.to_owned(),
+        };
+        let limit = u32::try_from(q.limit).unwrap_or(u32::MAX);
+        let read = StoreRequest::MetaRange {
+            bucket: bucket.clone(),
+            prefix: q.prefix.to_owned(),
+            after: q.after.map(str::to_owned),
+            limit,
+        };
+        let vouch = StoreRequest::MetaRangeDigest {
+            bucket,
+            prefix: q.prefix.to_owned(),
+            after: q.after.map(str::to_owned),
+            until: None,
+            limit,
+        };
+        let latest_ms = unix_ms().saturating_add(MAX_VERSION_AHEAD_MS);
+        let mut calls: FuturesUnordered<_> = targets
+            .iter()
+            .map(|&node| {
+                let request = if node == reader {
+                    read.clone()
+                } else {
+                    vouch.clone()
+                };
+                async move { (node, self.call(node, request, META_TIMEOUT).await) }
+            })
+            .collect();
+        // The reader's checked entries and their digest, once they are in.
+        let mut entries: Option<(CheckedRange, RangeDigest)> = None;
+        let mut digests: Vec<RangeDigest> = Vec::new();
+        // Each answer counts, the reader's included, so a reader slower than the others
+        // and the linger sends the round to the full merge instead of holding it.
+        let counted = hear_quorum(
+            &mut calls,
+            needed,
+            0,
+            self.config.read_linger,
+            |(node, result)| {
+                if node == reader {
+                    let Ok(StoreResponse::MetaRange {
+                        entries: read,
+                        truncated,
+                    }) = result
+                    else {
+                        return ControlFlow::Break(());
+                    };
+                    let mine = RangeDigest::of_entries(&read, !truncated).ok();
+                    let checked = check_range(q, read, truncated, latest_ms)
+                        .and_then(|checked| classify(checked, |m| self.trust(m)));
+                    let (Some(mine), Ok(checked)) = (mine, checked) else {
+                        return ControlFlow::Break(());
+                    };
+                    let judged = checked.future == 0
+                        && checked.revoked == 0
+                        && checked.verified.iter().all(|&v| v);
+                    if !judged || digests.iter().any(|theirs| *theirs != mine) {
+                        return ControlFlow::Break(());
+                    }
+                    entries = Some((checked, mine));
+                } else {
+                    match result {
+                        Ok(StoreResponse::RangeDigest(theirs)) => {
+                            if entries.as_ref().is_some_and(|(_, mine)| *mine != theirs) {
+                                return ControlFlow::Break(());
+                            }
+                            digests.push(theirs);
+                        }
+                        Ok(_) => return ControlFlow::Break(()),
+                        Err(e) => {
+                            tracing::debug!(%node, error = %e, "a metadata replica did not answer a range digest");
+                        }
+                    }
+                }
+                ControlFlow::Continue(digests.len() + usize::from(entries.is_some()))
+            },
+        )
+        .await?;
+        drop(calls);
+        let (checked, _) = entries?;
+        if counted < needed {
             return None;
         }
         self.metrics.listing_rounds_agreed.inc();
@@ -311,61 +459,45 @@ impl Storage {
         let mut answers = Vec::with_capacity(targets.len());
         let mut errors = Vec::new();
         // Once `needed` answers are in, the listing waits for the other replicas as a
-        // quorum read does, for `read_linger` or as long as the quorum took: a replica
-        // that hides entries and one that missed them cannot then make the page alone.
-        // The calls still running after that are dropped.
-        let started = tokio::time::Instant::now();
-        let mut deadline = None;
-        loop {
-            if deadline.is_none() && answers.len() >= needed {
-                if self.config.read_linger.is_zero() {
-                    break;
-                }
-                let now = tokio::time::Instant::now();
-                let linger = self
-                    .config
-                    .read_linger
-                    .max(now.saturating_duration_since(started));
-                deadline = Some(now + linger);
-            }
-            let next = match deadline {
-                None => calls.next().await,
-                Some(deadline) => match tokio::time::timeout_at(deadline, calls.next()).await {
-                    Ok(next) => next,
-                    Err(_) => break,
-                },
-            };
-            let Some((node, result)) = next else {
-                break;
-            };
-            let (entries, truncated) = match result {
-                Ok(StoreResponse::MetaRange { entries, truncated }) => (entries, truncated),
-                Ok(_) => {
-                    errors.push(format!("{node}: unexpected answer"));
-                    continue;
-                }
-                Err(e) => {
-                    errors.push(e.to_string());
-                    continue;
-                }
-            };
-            match check_range(q, entries, truncated, latest_ms)
-                .and_then(|checked| classify(checked, |m| self.trust(m)))
-            {
-                Ok(checked) => {
-                    if checked.future > 0 {
-                        tracing::warn!(%node, entries = checked.future, "a metadata replica listed versions dated too far ahead; left out");
+        // quorum read does (see `hear_quorum`); the calls still running after that are
+        // dropped.
+        hear_quorum(
+            &mut calls,
+            needed,
+            0,
+            self.config.read_linger,
+            |(node, result)| {
+                let (entries, truncated) = match result {
+                    Ok(StoreResponse::MetaRange { entries, truncated }) => (entries, truncated),
+                    Ok(_) => {
+                        errors.push(format!("{node}: unexpected answer"));
+                        return ControlFlow::Continue(answers.len());
                     }
-                    answered.push(node);
-                    answers.push(checked);
+                    Err(e) => {
+                        errors.push(e.to_string());
+                        return ControlFlow::Continue(answers.len());
+                    }
+                };
+                match check_range(q, entries, truncated, latest_ms)
+                    .and_then(|checked| classify(checked, |m| self.trust(m)))
+                {
+                    Ok(checked) => {
+                        if checked.future > 0 {
+                            tracing::warn!(%node, entries = checked.future, "a metadata replica listed versions dated too far ahead; left out");
+                        }
+                        answered.push(node);
+                        answers.push(checked);
+                    }
+                    Err(bad) => {
+                        self.metrics.bad_replica_reads.inc();
+                        tracing::warn!(%node, error = %bad, "a metadata replica's range answer does not answer the question; refused");
+                        errors.push(format!("{node}: {bad}"));
+                    }
                 }
-                Err(bad) => {
-                    self.metrics.bad_replica_reads.inc();
-                    tracing::warn!(%node, error = %bad, "a metadata replica's range answer does not answer the question; refused");
-                    errors.push(format!("{node}: {bad}"));
-                }
-            }
-        }
+                ControlFlow::Continue(answers.len())
+            },
+        )
+        .await;
         drop(calls);
         if answers.len() < needed {
             self.metrics.quorum_failures.inc();

@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 use xnode_types::PublicKeyBytes;
-use xnode_wire::Versioned;
+use xnode_wire::{Versioned, WireError};
 
 use super::{
     MAX_META_BYTES, MetaStore, ObjectMeta, PAGE, StoreError, TABLE, bucket_prefix, range_bounds,
@@ -32,6 +32,20 @@ pub struct RangeDigest {
     /// `false`: the range holds more entries than the limit asked for (or more bytes than
     /// the bound the replica keeps to), and the digest covers only the first ones.
     pub complete: bool,
+}
+
+impl RangeDigest {
+    /// The digest a replica holding exactly `entries` (in key order) answers for their
+    /// range: an edge that holds no replica of the bucket reads the entries from one
+    /// replica and compares this with the digests the others send. `complete`: nothing
+    /// follows the entries in the range (the answer was not cut).
+    pub fn of_entries(entries: &[ObjectMeta], complete: bool) -> Result<RangeDigest, WireError> {
+        let mut hasher = RangeHasher::new();
+        for meta in entries {
+            hasher.add(&xnode_wire::encode(meta)?);
+        }
+        Ok(hasher.finish(complete))
+    }
 }
 
 /// Builds a [`RangeDigest`] from stored entries given in key order.
@@ -226,6 +240,52 @@ mod tests {
                 .unwrap();
             assert_ne!(asked(&replica), read.digest, "{other:?}");
         }
+    }
+
+    #[test]
+    fn entries_received_from_one_replica_hash_to_what_the_others_answer() {
+        let t = tenant(1);
+        let more = [
+            ("a/1", 1, true),
+            ("a/2", 2, false),
+            ("a/3", 3, true),
+            ("a/4", 1, true),
+        ];
+        let (reader, same) = stores(&more, &more);
+        // The whole range, and a read cut at its limit: the entries as decoded, encoded
+        // again, give the digest a replica holding the same entries answers for the same
+        // range and limit, completeness included.
+        for limit in [10, 2] {
+            let read = reader
+                .range(&t, "bucket", "a/", None, limit, usize::MAX)
+                .unwrap();
+            let received = RangeDigest::of_entries(&read.entries, !read.truncated).unwrap();
+            let answered = same
+                .range_digest(&in_a(&t, None, None), limit, usize::MAX)
+                .unwrap();
+            assert_eq!(received, answered, "limit {limit}");
+            assert_eq!(received.complete, limit == 10);
+        }
+        // A reader that leaves an entry out, or claims the range ends early, is caught.
+        let read = reader
+            .range(&t, "bucket", "a/", None, 10, usize::MAX)
+            .unwrap();
+        let answered = same
+            .range_digest(&in_a(&t, None, None), 10, usize::MAX)
+            .unwrap();
+        let mut hidden = read.entries.clone();
+        hidden.remove(1);
+        assert_ne!(RangeDigest::of_entries(&hidden, true).unwrap(), answered);
+        let cut = reader
+            .range(&t, "bucket", "a/", None, 2, usize::MAX)
+            .unwrap();
+        let cut_short = same
+            .range_digest(&in_a(&t, None, None), 2, usize::MAX)
+            .unwrap();
+        assert_ne!(
+            RangeDigest::of_entries(&cut.entries, true).unwrap(),
+            cut_short
+        );
     }
 
     #[test]

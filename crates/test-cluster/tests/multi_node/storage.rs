@@ -1068,6 +1068,105 @@ async fn a_listing_through_a_replica_asks_only_digests_while_the_replicas_agree(
     c.shutdown().await;
 }
 
+/// A listing through an edge that holds no replica of the bucket reads each page's
+/// entries from one replica and asks the others only for the digest of the same range:
+/// while they agree, one replica sends entries and the page needs no merge. A reader that
+/// hides an entry (as a hostile or lagging one would) differs from the others' digests,
+/// so those rounds merge every replica's entries and the key is listed all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_listing_through_an_edge_without_a_replica_reads_one_and_asks_the_others_for_digests() {
+    use std::sync::atomic::Ordering;
+    use xnode_storage::proto::{StoreRequest, StoreResponse};
+    let c = Cluster::start_with(4, storage_config).await;
+    c.wait_converged(Duration::from_secs(20)).await;
+    let tenant = Tenant::new();
+    c.create_bucket(0, &tenant, "many").await;
+    let replicas: Vec<usize> = c
+        .node(0)
+        .storage()
+        .metadata_replicas(&tenant.id(), "many")
+        .iter()
+        .map(|id| (0..c.len()).find(|&i| c.id(i) == *id).unwrap())
+        .collect();
+    assert_eq!(replicas.len(), 3, "rf 3 of 4 nodes");
+    let edge = (0..c.len()).find(|i| !replicas.contains(i)).unwrap();
+    let key = |i: usize| format!("k{i:04}");
+    let now = xnode_types::unix_ms();
+    put_entries(
+        &c,
+        &replicas,
+        &entries_of(&c, &tenant, (0..500).map(key), now - 3000, true),
+    )
+    .await;
+    let all: Vec<String> = (0..500).map(key).collect();
+    let served: Vec<_> = replicas
+        .iter()
+        .map(|&i| count_ranges_served(&c, i))
+        .collect();
+    let rounds = || {
+        let m = c.node(edge).storage().metrics();
+        (m.listing_rounds_agreed.get(), m.listing_rounds_merged.get())
+    };
+
+    let (listed, pages) = list_all(&c, edge, &tenant, "many", 200).await;
+    assert!(listed == all, "every key, in order");
+    assert_eq!(pages, 3);
+    let (agreed, merged) = rounds();
+    assert!(
+        agreed >= 3 && merged == 0,
+        "agreed {agreed}, merged {merged}"
+    );
+    let entries_sent: Vec<usize> = served
+        .iter()
+        .map(|s| s[0].load(Ordering::Relaxed))
+        .collect();
+    let digests_sent: Vec<usize> = served
+        .iter()
+        .map(|s| s[1].load(Ordering::Relaxed))
+        .collect();
+    assert_eq!(
+        entries_sent.iter().filter(|&&n| n > 0).count(),
+        1,
+        "one replica sent entries: {entries_sent:?}"
+    );
+    assert_eq!(
+        digests_sent.iter().filter(|&&n| n >= 3).count(),
+        2,
+        "the two others sent a digest for each page: {digests_sent:?}"
+    );
+
+    // The reader now hides a key of the last page from its answers (an answer that ends
+    // the range may hold any number of entries, so nothing but the others' digests can
+    // tell).
+    let reader = replicas[entries_sent.iter().position(|&n| n > 0).unwrap()];
+    c.node(reader)
+        .storage()
+        .set_serve_tamper(Some(std::sync::Arc::new(|request, honest| {
+            match (request, honest) {
+                (
+                    StoreRequest::MetaRange { .. },
+                    StoreResponse::MetaRange { entries, truncated },
+                ) => xnode_storage::ServeFault::Answer(StoreResponse::MetaRange {
+                    entries: entries
+                        .into_iter()
+                        .filter(|m| m.path.key != "k0450")
+                        .collect(),
+                    truncated,
+                }),
+                (_, honest) => xnode_storage::ServeFault::Answer(honest),
+            }
+        })));
+    let before = rounds();
+    let (listed, _) = list_all(&c, edge, &tenant, "many", 200).await;
+    assert!(listed == all, "the hidden key is listed");
+    let after = rounds();
+    assert!(
+        after.1 > before.1,
+        "the page with the hidden key was merged"
+    );
+    c.shutdown().await;
+}
+
 /// One node's S3 gateway, called in-process (no HTTP: the signature check is s3s's own),
 /// with the tenant's access key registered on it.
 fn s3_gateway(c: &Cluster, i: usize, tenant: &Tenant) -> xnode_s3::Gateway {
