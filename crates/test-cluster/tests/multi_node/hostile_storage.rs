@@ -1404,6 +1404,34 @@ async fn a_rogue_metadata_replica_cannot_inject_keys_into_a_listing() {
 
 // ----- a tenant can revoke an edge -----------------------------------------------------------
 
+/// The tenant revokes, through node `through`, every authority it gave node `revoked`
+/// after `after_ms`; returns once every running node holds the revocation.
+async fn revoke_edge(c: &Cluster, tenant: &Tenant, revoked: usize, through: usize, after_ms: u64) {
+    use xnode_registry::revocation::{RevokedScope, revocation_key, revocation_record};
+    let revoked = c.id(revoked);
+    let revocation = xnode_registry::Entry::sign(
+        &tenant.key,
+        revocation_key(&tenant.id(), &revoked, &RevokedScope::All),
+        Some(revocation_record(&revoked, &RevokedScope::All, after_ms).into_bytes()),
+        Hlc::new(now_ms().max(after_ms), 0),
+    )
+    .unwrap();
+    c.node(through)
+        .registry()
+        .apply_tenant_entry(revocation.clone())
+        .unwrap();
+    c.node(through).gossip_entry(&revocation).await;
+    c.wait_until("the revocation spread", Duration::from_secs(20), |c| {
+        c.running().into_iter().all(|i| {
+            c.node(i)
+                .registry()
+                .revoked_after(&tenant.id(), &revoked, &RevokedScope::All)
+                == Some(after_ms)
+        })
+    })
+    .await;
+}
+
 /// A revocation covers what the revoked edge wrote after the moment the tenant names, even
 /// though every replica took those entries before it learnt of the revocation: listings
 /// through every node leave them out (an edge that holds the bucket does not list them
@@ -1412,8 +1440,6 @@ async fn a_rogue_metadata_replica_cannot_inject_keys_into_a_listing() {
 /// and the tenant could neither list the bucket nor read the key.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_listing_leaves_out_what_a_revoked_edge_wrote_after_the_revocation() {
-    use xnode_registry::revocation::{RevokedScope, revocation_key, revocation_record};
-
     let c = Cluster::start_with(3, storage_config).await;
     let tenant = Tenant::new();
     c.create_bucket(1, &tenant, "lists").await;
@@ -1424,28 +1450,7 @@ async fn a_listing_leaves_out_what_a_revoked_edge_wrote_after_the_revocation() {
     c.put(0, &tenant, "lists", "late", b"l").await.unwrap();
     c.put(1, &tenant, "lists", "other", b"o").await.unwrap();
 
-    let revoked = c.id(0);
-    let revocation = xnode_registry::Entry::sign(
-        &tenant.key,
-        revocation_key(&tenant.id(), &revoked, &RevokedScope::All),
-        Some(revocation_record(&revoked, &RevokedScope::All, after_ms).into_bytes()),
-        Hlc::new(now_ms(), 0),
-    )
-    .unwrap();
-    c.node(1)
-        .registry()
-        .apply_tenant_entry(revocation.clone())
-        .unwrap();
-    c.node(1).gossip_entry(&revocation).await;
-    c.wait_until("the revocation spread", Duration::from_secs(20), |c| {
-        (0..3).all(|i| {
-            c.node(i)
-                .registry()
-                .revoked_after(&tenant.id(), &revoked, &RevokedScope::All)
-                == Some(after_ms)
-        })
-    })
-    .await;
+    revoke_edge(&c, &tenant, 0, 1, after_ms).await;
     for via in 0..3 {
         let listed = c
             .node(via)
@@ -1475,8 +1480,6 @@ async fn a_listing_leaves_out_what_a_revoked_edge_wrote_after_the_revocation() {
 /// other node never see them, and what it wrote before the revocation still reads back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revoked_edge_can_no_longer_write_the_tenants_objects() {
-    use xnode_registry::revocation::{RevokedScope, revocation_key, revocation_record};
-
     let c = Cluster::start_with(4, storage_config).await;
     let tenant = Tenant::new();
     c.create_bucket(1, &tenant, "revoked").await;
@@ -1491,31 +1494,7 @@ async fn a_revoked_edge_can_no_longer_write_the_tenants_objects() {
     // The tenant revokes node 0 through node 1; the registry carries it to every node.
     let after_ms = now_ms();
     let revoked = c.id(0);
-    let revocation = xnode_registry::Entry::sign(
-        &tenant.key,
-        revocation_key(&tenant.id(), &revoked, &RevokedScope::All),
-        Some(revocation_record(&revoked, &RevokedScope::All, after_ms).into_bytes()),
-        Hlc::new(after_ms, 0),
-    )
-    .unwrap();
-    c.node(1)
-        .registry()
-        .apply_tenant_entry(revocation.clone())
-        .unwrap();
-    c.node(1).gossip_entry(&revocation).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !c.running().into_iter().all(|i| {
-        c.node(i)
-            .registry()
-            .revoked_after(&tenant.id(), &revoked, &RevokedScope::All)
-            == Some(after_ms)
-    }) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the revocation did not spread"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    revoke_edge(&c, &tenant, 0, 1, after_ms).await;
     tokio::time::sleep(Duration::from_millis(5)).await;
 
     // Node 0 still holds the tenant's request and writes with it: a new object, and a new
