@@ -176,7 +176,13 @@ impl PublicKeyBytes {
     }
 
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        // Into a buffer at once: `hex::encode` builds the string a char at a time, and
+        // readers format keys per entry (registry prefixes of a tenant's revocations).
+        let mut text = [0u8; 64];
+        match hex::encode_to_slice(self.0, &mut text) {
+            Ok(()) => String::from_utf8_lossy(&text).into_owned(),
+            Err(_) => hex::encode(self.0),
+        }
     }
 
     pub fn from_hex(text: &str) -> Result<Self, KeyError> {
