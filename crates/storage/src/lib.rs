@@ -685,12 +685,19 @@ impl Storage {
         prefix: &str,
         after: Option<&str>,
         limit: usize,
+        digested: bool,
     ) -> Result<xnode_store::MetaRange, StorageError> {
         let store = self.meta.clone();
         let (tenant, bucket, prefix) = (*tenant, bucket.to_owned(), prefix.to_owned());
         let after = after.map(str::to_owned);
         blocking(move || {
-            store.range(
+            let read = if digested {
+                xnode_store::MetaStore::range_digested
+            } else {
+                xnode_store::MetaStore::range
+            };
+            read(
+                &store,
                 &tenant,
                 &bucket,
                 &prefix,

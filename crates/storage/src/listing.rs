@@ -244,10 +244,10 @@ impl Storage {
             return None;
         }
         let read = self
-            .local_range(q.tenant, q.bucket, q.prefix, q.after, q.limit)
+            .local_range(q.tenant, q.bucket, q.prefix, q.after, q.limit, true)
             .await
             .ok()?;
-        let digest = read.digest;
+        let digest = read.digest?;
         let latest_ms = unix_ms().saturating_add(MAX_VERSION_AHEAD_MS);
         let checked = check_range(q, read.entries, read.truncated, latest_ms).ok()?;
         // Every entry is the tenant's (`check_range`): one probe says whether any could be

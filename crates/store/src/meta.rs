@@ -610,6 +610,50 @@ impl MetaStore {
         limit: usize,
         max_bytes: usize,
     ) -> Result<MetaRange, StoreError> {
+        let read = RangeRead {
+            tenant,
+            bucket,
+            prefix,
+            after,
+            limit,
+            max_bytes,
+        };
+        self.read_range(&read, false)
+    }
+
+    /// [`MetaStore::range`], with the digest of the entries read (as
+    /// [`MetaStore::range_digest`] makes it): what a listing edge holding the bucket
+    /// compares with the other replicas' digests. Hashing every entry costs about as much
+    /// as reading it, so only that read pays for it.
+    pub fn range_digested(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<MetaRange, StoreError> {
+        let read = RangeRead {
+            tenant,
+            bucket,
+            prefix,
+            after,
+            limit,
+            max_bytes,
+        };
+        self.read_range(&read, true)
+    }
+
+    fn read_range(&self, read: &RangeRead<'_>, digested: bool) -> Result<MetaRange, StoreError> {
+        let RangeRead {
+            tenant,
+            bucket,
+            prefix,
+            after,
+            limit,
+            max_bytes,
+        } = *read;
         validate_bucket_name(bucket)?;
         let mut page = MetaRange::default();
         if limit == 0 {
@@ -619,7 +663,7 @@ impl MetaStore {
         }
         let (scan_prefix, start) = range_bounds(tenant, bucket, prefix, after);
         let mut bytes = 0usize;
-        let mut digest = RangeHasher::new();
+        let mut digest = digested.then(RangeHasher::new);
         self.scan_pages(&scan_prefix, start, |meta, stored| {
             let total = bytes.saturating_add(stored.len());
             // One entry past either bound is seen before stopping, so an answer that ends
@@ -629,11 +673,13 @@ impl MetaStore {
                 return false;
             }
             bytes = total;
-            digest.add(stored);
+            if let Some(digest) = digest.as_mut() {
+                digest.add(stored);
+            }
             page.entries.push(meta);
             true
         })?;
-        page.digest = digest.finish(true);
+        page.digest = digest.map(|digest| digest.finish(true));
         Ok(page)
     }
 
@@ -721,8 +767,20 @@ pub struct MetaRange {
     /// The page was cut at the limit or the byte bound: keys after the last entry were not
     /// read. `false` means it holds every entry of the range.
     pub truncated: bool,
-    /// The digest of the entries read (see [`MetaStore::range_digest`]).
-    pub digest: RangeDigest,
+    /// The digest of the entries read (see [`MetaStore::range_digest`]), when asked for
+    /// ([`MetaStore::range_digested`]).
+    pub digest: Option<RangeDigest>,
+}
+
+/// What [`MetaStore::range`] reads.
+#[derive(Clone, Copy)]
+struct RangeRead<'a> {
+    tenant: &'a PublicKeyBytes,
+    bucket: &'a str,
+    prefix: &'a str,
+    after: Option<&'a str>,
+    limit: usize,
+    max_bytes: usize,
 }
 
 /// The scan prefix and first storage key of a listing of `prefix` after `after` in a

@@ -214,15 +214,15 @@ mod tests {
         let t = tenant(1);
         let (edge, same) = stores(HELD, HELD);
         let read = edge
-            .range(&t, "bucket", "a/", None, 10, usize::MAX)
+            .range_digested(&t, "bucket", "a/", None, 10, usize::MAX)
             .unwrap();
-        assert_eq!(read.digest.entries, 3);
+        assert_eq!(read.digest.unwrap().entries, 3);
         let asked = |store: &MetaStore| {
             store
                 .range_digest(&in_a(&t, None, None), 10, usize::MAX)
                 .unwrap()
         };
-        assert_eq!(asked(&same), read.digest);
+        assert_eq!(asked(&same), read.digest.unwrap());
 
         let lacking = [("a/1", 1, true), ("a/3", 3, true)];
         let newer = [("a/1", 1, true), ("a/2", 2, false), ("a/3", 4, true)];
@@ -236,9 +236,9 @@ mod tests {
         for other in [&lacking[..], &newer, &more, &undeleted] {
             let (edge, replica) = stores(HELD, other);
             let read = edge
-                .range(&t, "bucket", "a/", None, 10, usize::MAX)
+                .range_digested(&t, "bucket", "a/", None, 10, usize::MAX)
                 .unwrap();
-            assert_ne!(asked(&replica), read.digest, "{other:?}");
+            assert_ne!(asked(&replica), read.digest.unwrap(), "{other:?}");
         }
     }
 
@@ -257,7 +257,7 @@ mod tests {
         // range and limit, completeness included.
         for limit in [10, 2] {
             let read = reader
-                .range(&t, "bucket", "a/", None, limit, usize::MAX)
+                .range_digested(&t, "bucket", "a/", None, limit, usize::MAX)
                 .unwrap();
             let received = RangeDigest::of_entries(&read.entries, !read.truncated).unwrap();
             let answered = same
@@ -268,7 +268,7 @@ mod tests {
         }
         // A reader that leaves an entry out, or claims the range ends early, is caught.
         let read = reader
-            .range(&t, "bucket", "a/", None, 10, usize::MAX)
+            .range_digested(&t, "bucket", "a/", None, 10, usize::MAX)
             .unwrap();
         let answered = same
             .range_digest(&in_a(&t, None, None), 10, usize::MAX)
@@ -277,7 +277,7 @@ mod tests {
         hidden.remove(1);
         assert_ne!(RangeDigest::of_entries(&hidden, true).unwrap(), answered);
         let cut = reader
-            .range(&t, "bucket", "a/", None, 2, usize::MAX)
+            .range_digested(&t, "bucket", "a/", None, 2, usize::MAX)
             .unwrap();
         let cut_short = same
             .range_digest(&in_a(&t, None, None), 2, usize::MAX)
@@ -307,7 +307,7 @@ mod tests {
         ];
         let (edge, replica) = stores(&edge_held, &replica_held);
         let read = edge
-            .range(&t, "bucket", "a/", Some("a/1"), 1, usize::MAX)
+            .range_digested(&t, "bucket", "a/", Some("a/1"), 1, usize::MAX)
             .unwrap();
         assert!(read.truncated);
         assert_eq!(read.entries.len(), 1);
@@ -315,25 +315,25 @@ mod tests {
         let answer = replica
             .range_digest(&in_a(&t, Some("a/1"), until.as_deref()), 1, usize::MAX)
             .unwrap();
-        assert_eq!(answer, read.digest, "a/3 and a/5 lie past the cut");
+        assert_eq!(answer, read.digest.unwrap(), "a/3 and a/5 lie past the cut");
 
         // Without the cut the replica counts past the limit, and says so.
         let answer = replica
             .range_digest(&in_a(&t, Some("a/1"), None), 1, usize::MAX)
             .unwrap();
         assert!(!answer.complete);
-        assert_ne!(answer, read.digest);
+        assert_ne!(answer, read.digest.unwrap());
 
         // A whole-range read agrees with a replica that holds the same range, whatever
         // other prefixes hold.
         let whole = edge
-            .range(&t, "bucket", "a/", None, 10, usize::MAX)
+            .range_digested(&t, "bucket", "a/", None, 10, usize::MAX)
             .unwrap();
         let (_, same) = store_with(&edge_held);
         let answer = same
             .range_digest(&in_a(&t, None, None), 10, usize::MAX)
             .unwrap();
-        assert_eq!(answer.entries, whole.digest.entries);
+        assert_eq!(answer.entries, whole.digest.unwrap().entries);
         assert!(answer.complete);
         // A byte bound below what the range holds: not complete, so it agrees with nobody.
         let bounded = same.range_digest(&in_a(&t, None, None), 10, 100).unwrap();

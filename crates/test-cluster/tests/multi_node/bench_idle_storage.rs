@@ -68,7 +68,14 @@ async fn entries_held(c: &Cluster, i: usize, tenant: &Tenant, buckets: usize) ->
         let mut after: Option<String> = None;
         loop {
             let page = storage
-                .local_range(&tenant.id(), &bucket_name(b), "", after.as_deref(), 1000)
+                .local_range(
+                    &tenant.id(),
+                    &bucket_name(b),
+                    "",
+                    after.as_deref(),
+                    1000,
+                    false,
+                )
                 .await
                 .unwrap();
             held += page.entries.len();

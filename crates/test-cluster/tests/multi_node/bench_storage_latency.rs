@@ -84,12 +84,13 @@ fn median(mut runs: Vec<Listing>) -> Listing {
 }
 
 /// Benchmark: listing a bucket of `XNODE_BENCH_LIST_KEYS` keys (default 5,000) in pages of
-/// 1,000 through one edge of 3 nodes (rf 3, R = 2), which holds a replica of the bucket:
+/// 1,000 on 4 nodes (rf 3, R = 2). Through an edge that holds a replica of the bucket:
 /// range listings as they run (the edge's own table, agreed by the other replicas'
 /// digests), range listings made to merge the replicas' entries (the other replicas say
-/// their digest differs, as when one missed a write, or when the edge holds no replica),
-/// listing by key reads (a quorum read per listed key, the path before store protocol 5),
-/// and reading the same entries from the edge's own table; interleaved rounds, medians.
+/// their digest differs, as when one missed a write), listing by key reads (a quorum read
+/// per listed key, the path before store protocol 5), and reading the same entries from
+/// the edge's own table; and through the node that holds no replica (one replica's
+/// entries, agreed by the others' digests). Interleaved rounds, medians.
 /// Run with
 /// `cargo nextest run --workspace --run-ignored only --no-capture -E 'test(listing_cost)'`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -106,17 +107,26 @@ async fn listing_cost() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     const PAGE: usize = 1_000;
-    let c = Cluster::start(3).await;
+    let c = Cluster::start(4).await;
     c.wait_converged(Duration::from_secs(30)).await;
     let tenant = Tenant::new();
     c.create_bucket(0, &tenant, "listed").await;
+    let replicas = c
+        .node(0)
+        .storage()
+        .metadata_replicas(&tenant.id(), "listed");
+    let index_of = |id: &xnode_types::NodeId| (0..c.len()).find(|&i| c.id(i) == *id).unwrap();
+    let edge = index_of(&replicas[0]);
+    let outside = (0..c.len())
+        .find(|&i| !replicas.contains(&c.id(i)))
+        .unwrap();
     let loading = Instant::now();
     futures::stream::iter(0..keys)
         .map(|i| {
             let (c, tenant) = (&c, &tenant);
             async move {
                 let key = format!("dir{}/key{i:07}", i % 10);
-                c.put(i % 3, tenant, "listed", &key, b"x").await.unwrap();
+                c.put(i % 4, tenant, "listed", &key, b"x").await.unwrap();
             }
         })
         .buffer_unordered(32)
@@ -128,17 +138,18 @@ async fn listing_cost() {
     );
     // Let the writes' background copies finish.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let storage = c.node(0).storage();
+    let storage = c.node(edge).storage();
     let id = tenant.id();
 
     // A quorum read per key is the old path, thousands of times slower per key; above
     // 10,000 keys it would take most of the run, so it is measured only below that.
     let ways: &[usize] = if keys > 10_000 {
-        &[0, 3, 2]
+        &[0, 3, 4, 2]
     } else {
-        &[0, 3, 1, 2]
+        &[0, 3, 4, 1, 2]
     };
-    let (mut ranges, mut by_key, mut local, mut merged) = (vec![], vec![], vec![], vec![]);
+    let (mut ranges, mut by_key, mut local, mut merged, mut vouched) =
+        (vec![], vec![], vec![], vec![], vec![]);
     let differing: xnode_storage::ServeTamper =
         std::sync::Arc::new(|request, honest| match request {
             xnode_storage::proto::StoreRequest::MetaRangeDigest { .. } => {
@@ -150,7 +161,7 @@ async fn listing_cost() {
         });
     for _ in 0..rounds {
         for &way in ways {
-            for i in 1..3 {
+            for i in (0..c.len()).filter(|&i| i != edge) {
                 c.node(i)
                     .storage()
                     .set_serve_tamper((way == 3).then(|| differing.clone()));
@@ -168,6 +179,15 @@ async fn listing_cost() {
                         .into_iter()
                         .map(|m| m.path.key)
                         .collect(),
+                    4 => c
+                        .node(outside)
+                        .storage()
+                        .list_objects(&id, "listed", "", after.as_deref(), PAGE)
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .map(|m| m.path.key)
+                        .collect(),
                     1 => storage
                         .list_objects_by_key_reads(&id, "listed", "", after.as_deref(), PAGE)
                         .await
@@ -176,7 +196,7 @@ async fn listing_cost() {
                         .map(|m| m.path.key)
                         .collect(),
                     2 => storage
-                        .local_range(&id, "listed", "", after.as_deref(), PAGE)
+                        .local_range(&id, "listed", "", after.as_deref(), PAGE, false)
                         .await
                         .unwrap()
                         .entries
@@ -199,16 +219,24 @@ async fn listing_cost() {
                 keys: listed,
             };
             assert_eq!(run.keys, keys, "every key listed");
-            [&mut ranges, &mut by_key, &mut local, &mut merged][way].push(run);
+            [
+                &mut ranges,
+                &mut by_key,
+                &mut local,
+                &mut merged,
+                &mut vouched,
+            ][way]
+                .push(run);
         }
     }
     // The first merged listing finds the seals of the entries this edge wrote itself
     // unverified (it verified the rest as a replica when they arrived); later rounds find
     // every seal remembered (see `xnode_store::VerifiedSeals`).
     eprintln!(
-        "first listings: {:.0} ms agreed, {:.0} ms merged",
+        "first listings: {:.0} ms agreed, {:.0} ms merged, {:.0} ms without a replica",
         ranges[0].seconds * 1e3,
-        merged[0].seconds * 1e3
+        merged[0].seconds * 1e3,
+        vouched[0].seconds * 1e3
     );
     let metrics = storage.metrics();
     eprintln!(
@@ -217,13 +245,22 @@ async fn listing_cost() {
         metrics.listing_rounds_merged.get()
     );
     let by_key = (!by_key.is_empty()).then(|| median(by_key));
-    let (ranges, local, merged) = (median(ranges), median(local), median(merged));
+    let (ranges, local, merged, vouched) = (
+        median(ranges),
+        median(local),
+        median(merged),
+        median(vouched),
+    );
     let pages = keys.div_ceil(PAGE) as f64;
     eprintln!("| way | keys | total | per page | store RPCs served per page |");
     eprintln!("|---|---:|---:|---:|---:|");
     let rows = [
         ("ranges: the edge's table, agreed by digests", Some(ranges)),
         ("ranges: the replicas' entries merged", Some(merged)),
+        (
+            "ranges via an edge without a replica: one replica's entries, agreed by digests",
+            Some(vouched),
+        ),
         ("a quorum read per key (before)", by_key),
         ("the edge's own table, no network", Some(local)),
     ];
@@ -243,9 +280,10 @@ async fn listing_cost() {
         );
     }
     eprintln!(
-        "range listing: {:.2}x the local table ({:.2}x when the replicas' entries are merged)",
+        "range listing: {:.2}x the local table ({:.2}x when the replicas' entries are merged, {:.2}x through an edge without a replica)",
         ranges.seconds / local.seconds,
-        merged.seconds / local.seconds
+        merged.seconds / local.seconds,
+        vouched.seconds / local.seconds
     );
     c.shutdown().await;
 }

@@ -488,7 +488,7 @@ async fn a_holder_that_kept_a_collected_keys_old_version_cannot_bring_it_back() 
         );
         assert_eq!(storage.local_retired_count().await.unwrap(), 1, "node {i}");
         let range = storage
-            .local_range(&tenant.id(), BUCKET, "", None, 100)
+            .local_range(&tenant.id(), BUCKET, "", None, 100, false)
             .await
             .unwrap();
         assert_eq!(range.entries.len(), 1, "node {i}: {:?}", range.entries);
