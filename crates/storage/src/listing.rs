@@ -352,6 +352,7 @@ impl Storage {
             limit,
         };
         let latest_ms = unix_ms().saturating_add(MAX_VERSION_AHEAD_MS);
+        let trust = self.tenant_trust(q.tenant);
         let mut calls: FuturesUnordered<_> = targets
             .iter()
             .map(|&node| {
@@ -384,7 +385,7 @@ impl Storage {
                     };
                     let mine = RangeDigest::of_entries(&read, !truncated).ok();
                     let checked = check_range(q, read, truncated, latest_ms)
-                        .and_then(|checked| classify(checked, |m| self.trust(m)));
+                        .and_then(|checked| classify(checked, &trust));
                     let (Some(mine), Ok(checked)) = (mine, checked) else {
                         return ControlFlow::Break(());
                     };
@@ -448,6 +449,7 @@ impl Storage {
         // Entries dated further ahead than replicas accept are left out, as quorum reads
         // leave them out (see MAX_VERSION_AHEAD_MS).
         let latest_ms = unix_ms().saturating_add(MAX_VERSION_AHEAD_MS);
+        let trust = self.tenant_trust(q.tenant);
         let mut calls: FuturesUnordered<_> = targets
             .iter()
             .map(|&node| {
@@ -479,7 +481,7 @@ impl Storage {
                     }
                 };
                 match check_range(q, entries, truncated, latest_ms)
-                    .and_then(|checked| classify(checked, |m| self.trust(m)))
+                    .and_then(|checked| classify(checked, &trust))
                 {
                     Ok(checked) => {
                         if checked.future > 0 {

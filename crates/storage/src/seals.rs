@@ -293,10 +293,29 @@ impl Storage {
     /// How far a reader trusts an entry a replica answered with; forged entries are
     /// counted.
     pub(crate) fn trust(&self, meta: &ObjectMeta) -> Trust {
-        match self.verify_seal(meta) {
+        self.trust_checking(meta, true)
+    }
+
+    /// [`Self::trust`] for the entries of one tenant's range (a listing round): whether the
+    /// tenant revoked anything is looked up once, not twice per entry.
+    pub(crate) fn tenant_trust(&self, tenant: &PublicKeyBytes) -> impl Fn(&ObjectMeta) -> Trust {
+        let revocations = self.tenant_revoked_anything(tenant);
+        let tenant = *tenant;
+        move |meta| self.trust_checking(meta, revocations || meta.path.tenant != tenant)
+    }
+
+    fn trust_checking(&self, meta: &ObjectMeta, revocations: bool) -> Trust {
+        let checked = if revocations {
+            self.verify_seal(meta)
+        } else {
+            let compute = self.authorities.compute();
+            meta.verify_seal_remembering(compute.as_ref(), Some(&self.verified_seals))
+        };
+        match checked {
             // An entry of a revoked writer dated before the revocation may be genuine or
             // back-dated (see `check_peer_entry`): it counts only when every answer of the
             // read quorum holds it, so one replica colluding with the writer cannot use it.
+            Ok(()) if !revocations => Trust::Verified,
             Ok(()) => match meta.revocation_status(&RegistryRevocations(&self.registry)) {
                 RevocationStatus::DatedBefore { .. } => Trust::Unverifiable,
                 _ => Trust::Verified,
