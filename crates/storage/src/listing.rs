@@ -302,15 +302,7 @@ impl Storage {
             },
         )
         .await?;
-        if agreeing < needed {
-            return None;
-        }
-        self.metrics.listing_rounds_agreed.inc();
-        Some(MergedRange {
-            newest: checked.entries,
-            until: checked.until,
-            behind: Vec::new(),
-        })
+        (agreeing >= needed).then(|| self.agreed_page(checked))
     }
 
     /// A round for an edge that holds no replica of the bucket: the first replica of the
@@ -416,15 +408,17 @@ impl Storage {
         .await?;
         drop(calls);
         let (checked, _) = entries?;
-        if counted < needed {
-            return None;
-        }
+        (counted >= needed).then(|| self.agreed_page(checked))
+    }
+
+    /// The page of a round whose replicas agreed: the entries read, nothing to repair.
+    fn agreed_page(&self, checked: CheckedRange) -> MergedRange {
         self.metrics.listing_rounds_agreed.inc();
-        Some(MergedRange {
+        MergedRange {
             newest: checked.entries,
             until: checked.until,
             behind: Vec::new(),
-        })
+        }
     }
 
     /// Asks every metadata replica for the range `q`, merges the first `needed` answers

@@ -136,8 +136,23 @@ async fn listing_cost() {
         "loaded {keys} keys in {:.1} s",
         loading.elapsed().as_secs_f64()
     );
-    // Let the writes' background copies finish.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Let the writes' background copies, read repairs and anti-entropy rounds finish
+    // before measuring: until no store RPC is served for 2 s (an idle network serves
+    // none), at most 2 minutes.
+    let settling = Instant::now();
+    let mut served = store_rpcs_served(&c);
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = store_rpcs_served(&c);
+        if now == served || settling.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        served = now;
+    }
+    eprintln!(
+        "settled {:.1} s after the load",
+        settling.elapsed().as_secs_f64()
+    );
     let storage = c.node(edge).storage();
     let id = tenant.id();
 
