@@ -1077,7 +1077,14 @@ async fn a_listing_through_a_replica_asks_only_digests_while_the_replicas_agree(
 async fn a_listing_through_an_edge_without_a_replica_reads_one_and_asks_the_others_for_digests() {
     use std::sync::atomic::Ordering;
     use xnode_storage::proto::{StoreRequest, StoreResponse};
-    let c = Cluster::start_with(4, storage_config).await;
+    let c = Cluster::start_with(4, |cfg| {
+        storage_config(cfg);
+        // A reader slower than the others and the linger sends its round to the full
+        // merge; on a loaded machine that must not happen by chance here. A linger costs
+        // nothing while every replica answers.
+        cfg.storage.read_linger = Duration::from_secs(2);
+    })
+    .await;
     c.wait_converged(Duration::from_secs(20)).await;
     let tenant = Tenant::new();
     c.create_bucket(0, &tenant, "many").await;
