@@ -8,6 +8,12 @@
 //! replica, not a quorum read per key. What the merge finds a replica lacking is pushed to
 //! it in the background (read repair).
 //!
+//! **Rounds agreed by digests** (store requests format 13): while the replicas hold the
+//! same range, the merge is skipped. An edge that is a replica reads the page from its own
+//! table and asks the others only for a digest of that range ([`Storage::agreed_round`]);
+//! an edge that is not asks one replica for the entries and the others for the digest
+//! ([`Storage::vouched_round`]). A differing digest sends the round to the full merge.
+//!
 //! **Listings by key reads** (before version 5, still used when replicas cannot answer
 //! ranges): replicas list their live entries, the answers are merged, and every listed
 //! key is confirmed by a quorum read, which sees tombstones the live-only answers cannot.
