@@ -40,6 +40,8 @@ use crate::{
 const MEMBERSHIP_TOPIC: &str = "membership";
 const TICK: Duration = Duration::from_millis(50);
 const BOOTSTRAP_RETRY: Duration = Duration::from_secs(2);
+/// How many connected strangers one join retry pushes to.
+const JOIN_RETRY_FANOUT: usize = 3;
 const KAD_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(30);
 /// How often hearsay members that died unverified are forgotten and idle rate-limit
 /// buckets dropped.
@@ -197,6 +199,7 @@ pub(crate) async fn start(
         peer_coordinates: HashMap::new(),
         clock_base: (Instant::now(), unix_ms()),
         last_bootstrap_dial: None,
+        last_join_retry: Instant::now(),
         last_kad_bootstrap: Instant::now(),
         leaving: None,
         refused: HashSet::new(),
@@ -301,6 +304,8 @@ struct Driver {
     peer_coordinates: HashMap<NodeId, crate::vivaldi::Coordinate>,
     clock_base: (Instant, u64),
     last_bootstrap_dial: Option<Instant>,
+    /// When this node last pushed its table again to connected peers it does not know.
+    last_join_retry: Instant,
     last_kad_bootstrap: Instant,
     leaving: Option<(Instant, oneshot::Sender<()>)>,
     /// Peers whose protocol range this node refuses: their messages are dropped.
@@ -362,6 +367,39 @@ impl Driver {
                 tracing::debug!(%addr, error = %e, "bootstrap dial failed");
             }
         }
+    }
+
+    /// Pushes this node's table again to a few connected peers that are not members.
+    ///
+    /// The push-pull sent when a connection opens is what brings a new peer in. When it is
+    /// lost (the peer was still starting and timed out, or the connection it went over
+    /// closed), nothing else would repair it for a node that knows no other member: the
+    /// periodic push-pull picks among known members, and the bootstrap redial waits for no
+    /// connection at all. Such a node stayed connected and alone. At most a few peers are
+    /// pushed to per retry, and the receiver's sync budget bounds what a peer costs.
+    fn retry_joins(&mut self, now: Instant) {
+        let membership = self.swim.membership();
+        use rand::seq::SliceRandom;
+        let strangers: Vec<NodeId> = self
+            .connected
+            .iter()
+            .filter(|n| membership.member(n).is_none() && !self.refused.contains(n))
+            .copied()
+            .collect();
+        if strangers.is_empty() {
+            return;
+        }
+        // A random few, so strangers that never answer cannot keep the others waiting.
+        let chosen: Vec<NodeId> = strangers
+            .choose_multiple(&mut rand::thread_rng(), JOIN_RETRY_FANOUT)
+            .copied()
+            .collect();
+        for node in chosen {
+            tracing::debug!(%node, "connected to a peer that is not a member; pushing again");
+            let by_digest = swim_io::speaks_digest(&self.shared, &node);
+            self.swim.push_pull(node, now, by_digest);
+        }
+        self.run_swim_actions();
     }
 
     async fn run(
@@ -962,6 +1000,10 @@ impl Driver {
                 .is_none_or(|t| now.duration_since(t) >= BOOTSTRAP_RETRY)
         {
             self.dial_bootstrap();
+        }
+        if now.duration_since(self.last_join_retry) >= BOOTSTRAP_RETRY {
+            self.last_join_retry = now;
+            self.retry_joins(now);
         }
         if now.duration_since(self.last_kad_bootstrap) >= KAD_BOOTSTRAP_INTERVAL {
             self.last_kad_bootstrap = now;

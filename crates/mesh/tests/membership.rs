@@ -103,6 +103,32 @@ async fn nodes_of_different_networks_do_not_merge() {
     assert!(b.members().is_empty());
 }
 
+/// The push-pull sent when a connection opens can be lost (the peer was still starting,
+/// or the connection it went over closed). Two nodes connected to each other and to no
+/// one else must still find each other once messages get through again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_whose_first_push_pull_was_lost_still_join() {
+    let net = format!("j{}", rand_suffix());
+    let (a, _ha) = start_mesh(&net, vec![]).await;
+    let lossy = xnode_mesh::FaultRules {
+        drop_rate: 1.0,
+        ..Default::default()
+    };
+    a.set_faults(lossy).await.unwrap();
+    let (b, _hb) = start_mesh(&net, vec![a.listen_addrs()[0].clone()]).await;
+    // Both sides' pushes on connect are lost: a drops b's, and its own never leave.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(a.members().is_empty() && b.members().is_empty());
+    a.set_faults(xnode_mesh::FaultRules::default())
+        .await
+        .unwrap();
+    wait_for("a and b to see each other", Duration::from_secs(10), || {
+        state_of(&a, b.local_id()) == Some(MemberState::Alive)
+            && state_of(&b, a.local_id()) == Some(MemberState::Alive)
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpc_and_gossip_between_nodes() {
     let net = format!("r{}", rand_suffix());
