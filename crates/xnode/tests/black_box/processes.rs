@@ -240,9 +240,7 @@ fn client_commands_print_tables_json_and_clear_errors() {
     let root = tempfile::tempdir().unwrap();
     let procs = start_cluster(root.path(), 2);
     let id = node_id(&procs[0].api_url);
-    wait_until("2 nodes to converge", Duration::from_secs(10), || {
-        all_alive(&procs, 2)
-    });
+    wait_converged(&procs, 2);
     let run = |args: &[&str]| {
         let out = Command::new(xnode())
             .args(args)
@@ -288,10 +286,7 @@ fn client_commands_print_tables_json_and_clear_errors() {
 fn top_prints_nodes_and_scopes() {
     let root = tempfile::tempdir().unwrap();
     let procs = start_cluster(root.path(), 2);
-    node_id(&procs[0].api_url);
-    wait_until("2 nodes to converge", Duration::from_secs(10), || {
-        all_alive(&procs, 2)
-    });
+    wait_converged(&procs, 2);
     let out = Command::new(xnode())
         .args(["top", "--once", "--api", &procs[0].api_url])
         .output()

@@ -19,12 +19,7 @@ fn no_false_suspicion_under_a_cpu_hog() {
         .unwrap_or(60);
     let root = tempfile::tempdir().unwrap();
     let procs = start_cluster(root.path(), 5);
-    for p in &procs {
-        node_id(&p.api_url);
-    }
-    wait_until("5 nodes to converge", Duration::from_secs(10), || {
-        all_alive(&procs, 5)
-    });
+    wait_converged(&procs, 5);
 
     // One core busy for the whole test: a tight loop in its own thread.
     let stop = Arc::new(AtomicBool::new(false));

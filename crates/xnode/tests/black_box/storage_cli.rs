@@ -24,12 +24,7 @@ fn run(args: &[&str], key: &std::path::Path) -> (bool, String, String) {
 fn put_get_ls_rm_through_different_nodes() {
     let root = tempfile::tempdir().unwrap();
     let procs = start_cluster(root.path(), 3);
-    for p in &procs {
-        node_id(&p.api_url);
-    }
-    wait_until("3 nodes to converge", Duration::from_secs(10), || {
-        all_alive(&procs, 3)
-    });
+    wait_converged(&procs, 3);
     let key = root.path().join("tenant.key");
     let (ok, out, err) = run(&["key", "new", "--json"], &key);
     assert!(ok, "{err}");

@@ -213,6 +213,33 @@ pub fn node_id(api: &str) -> String {
     id.unwrap()
 }
 
+/// Waits until every running node answers and sees `expected` alive members, for tests
+/// that need a converged network but do not time it. On a timeout it prints what each
+/// node sees and the end of its log, so a failure on a loaded machine can be read.
+pub fn wait_converged(procs: &[Proc], expected: usize) {
+    for p in procs.iter().filter(|p| p.child.is_some()) {
+        node_id(&p.api_url);
+    }
+    let timeout = Duration::from_secs(30);
+    let start = Instant::now();
+    while !all_alive(procs, expected) {
+        if start.elapsed() > timeout {
+            for p in procs.iter().filter(|p| p.child.is_some()) {
+                let log = std::fs::read_to_string(root_log(&p.data_dir)).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                eprintln!(
+                    "--- {} sees {:?}; the end of its log:\n{tail}",
+                    p.api_url,
+                    states(&p.api_url)
+                );
+            }
+            panic!("timed out after {timeout:?} waiting for {expected} nodes to converge");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn all_alive(procs: &[Proc], expected: usize) -> bool {
     procs.iter().filter(|p| p.child.is_some()).all(|p| {
         states(&p.api_url)
