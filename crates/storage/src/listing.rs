@@ -30,7 +30,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use xnode_store::{Candidate, ObjectMeta, ObjectPath, RangeDigest, is_internal_key};
+use xnode_store::{
+    Candidate, MAX_META_BYTES, ObjectMeta, ObjectPath, RangeDigest, is_internal_key,
+};
 use xnode_types::{NodeId, PublicKeyBytes, unix_ms};
 
 use crate::proto::{BucketRef, MAX_LIST_LIMIT, MAX_PUT_META_MANY, StoreRequest, StoreResponse};
@@ -117,6 +119,15 @@ pub(crate) fn check_answer(
 pub(crate) struct Round {
     pub(crate) merged: BTreeMap<String, ObjectMeta>,
     pub(crate) cut: Option<String>,
+}
+
+/// Decodes the entries a replica sent as encodings; `None` if any does not decode (no
+/// honest replica sends such bytes, so the round is not agreed).
+fn decode_entries(encoded: &[serde_bytes::ByteBuf]) -> Option<Vec<ObjectMeta>> {
+    encoded
+        .iter()
+        .map(|bytes| xnode_wire::decode::<ObjectMeta>(bytes, MAX_META_BYTES).ok())
+        .collect()
 }
 
 /// Hears the answers of `calls` as a quorum read does: until `needed` count, then for
@@ -336,7 +347,7 @@ impl Storage {
             name: q.bucket.to_owned(),
         };
         let limit = u32::try_from(q.limit).unwrap_or(u32::MAX);
-        let read = StoreRequest::MetaRange {
+        let read = StoreRequest::MetaRangeEncoded {
             bucket: bucket.clone(),
             prefix: q.prefix.to_owned(),
             after: q.after.map(str::to_owned),
@@ -374,17 +385,23 @@ impl Storage {
             self.config.read_linger,
             |(node, result)| {
                 if node == reader {
-                    let Ok(StoreResponse::MetaRange {
-                        entries: read,
+                    let Ok(StoreResponse::MetaRangeEncoded {
+                        entries: encoded,
                         truncated,
                     }) = result
                     else {
                         return ControlFlow::Break(());
                     };
-                    let mine = RangeDigest::of_entries(&read, !truncated).ok();
-                    let checked = check_range(q, read, truncated, latest_ms)
-                        .and_then(|checked| classify(checked, &trust));
-                    let (Some(mine), Ok(checked)) = (mine, checked) else {
+                    // Hashed as received, as the others hash what they hold; then decoded
+                    // once, and checked as any replica's entries are.
+                    let mine = RangeDigest::of_encoded(&encoded, !truncated);
+                    let Some(read) = decode_entries(&encoded) else {
+                        return ControlFlow::Break(());
+                    };
+                    drop(encoded);
+                    let Ok(checked) = check_range(q, read, truncated, latest_ms)
+                        .and_then(|checked| classify(checked, &trust))
+                    else {
                         return ControlFlow::Break(());
                     };
                     let judged = checked.future == 0

@@ -249,6 +249,17 @@ pub enum StoreRequest {
         until: Option<String>,
         limit: u32,
     },
+    /// The range `MetaRange` reads, as the entries' encodings (version 14): what a listing
+    /// edge that holds no replica of the bucket reads from one replica while the others
+    /// send `MetaRangeDigest`. The replica sends its stored bytes without decoding them,
+    /// and the edge hashes what it received as the others hash what they hold, then
+    /// decodes and checks each entry. Answered by `MetaRangeEncoded`.
+    MetaRangeEncoded {
+        bucket: BucketRef,
+        prefix: String,
+        after: Option<String>,
+        limit: u32,
+    },
 }
 
 /// Most bucket digests one `MetaBucketDigests` answer holds (about 100 bytes each).
@@ -375,6 +386,12 @@ pub enum StoreResponse {
     BucketDigests(Vec<(BucketRef, SetDigest)>),
     /// The answer to `MetaRangeDigest` (version 12).
     RangeDigest(RangeDigest),
+    /// The answer to `MetaRangeEncoded` (version 13): the entries' encodings in key
+    /// order, tombstones included; `truncated` as in `MetaRange`.
+    MetaRangeEncoded {
+        entries: Vec<serde_bytes::ByteBuf>,
+        truncated: bool,
+    },
 }
 
 /// What a coordinator did with a conditional write.
@@ -414,12 +431,12 @@ impl Versioned for StoreRequest {
     // `ForwardedRead`, version 9 `DropTombstones`, version 10 `AttestMeta` and
     // `QuorumForwardedRead`, version 11 the retired-tombstone anti-entropy requests,
     // version 12 garbage collection's `MetaBucketDigests` and `ScanBucketMeta`, version 13
-    // the listing's `MetaRangeDigest`.
-    const VERSION: u8 = 13;
+    // the listing's `MetaRangeDigest`, version 14 `MetaRangeEncoded`.
+    const VERSION: u8 = 14;
 
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
-        if (6..=12).contains(&version) {
-            // Versions 7 to 13 only appended variants: a version-6 to 12 body decodes as it
+        if (6..=13).contains(&version) {
+            // Versions 7 to 14 only appended variants: a version-6 to 13 body decodes as it
             // is.
             return xnode_wire::decode_body::<Self, _>(body);
         }
@@ -521,17 +538,17 @@ impl Versioned for StoreResponse {
     // `MetaMergedIf`; version 6 sealed the entries answers carry; version 7 appended
     // `Forwarded`, version 8 `TombstonesDropped`, version 9 `Attested` and
     // `QuorumForwarded`, version 10 `RetiredMerged`, version 11 `BucketDigests`, version
-    // 12 `RangeDigest`.
-    const VERSION: u8 = 12;
+    // 12 `RangeDigest`, version 13 `MetaRangeEncoded`.
+    const VERSION: u8 = 13;
 
     /// Versions before 6 only appended variants, so an older body decodes as the current
-    /// type, with its entries in the unsealed layout; versions 7 to 12 only appended
-    /// variants, so a version-6 to 11 body decodes as it is.
+    /// type, with its entries in the unsealed layout; versions 7 to 13 only appended
+    /// variants, so a version-6 to 12 body decodes as it is.
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
         if version == 0 {
             return Err(xnode_wire::unsupported::<Self>(version));
         }
-        if (6..=11).contains(&version) {
+        if (6..=12).contains(&version) {
             return xnode_wire::decode_body::<Self, _>(body);
         }
         xnode_store::decode_unsealed_layout(|| xnode_wire::decode_body::<Self, _>(body))

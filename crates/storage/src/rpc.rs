@@ -383,6 +383,34 @@ impl Storage {
                     truncated: page.truncated,
                 })
             }
+            StoreRequest::MetaRangeEncoded {
+                bucket,
+                prefix,
+                after,
+                limit,
+            } => {
+                let store = self.meta.clone();
+                let limit = (limit as usize).min(MAX_LIST_LIMIT);
+                let page = blocking(move || {
+                    store.range_encoded(
+                        &bucket.tenant,
+                        &bucket.name,
+                        &prefix,
+                        after.as_deref(),
+                        limit,
+                        MAX_LIST_ANSWER_BYTES,
+                    )
+                })
+                .await?;
+                Ok(StoreResponse::MetaRangeEncoded {
+                    entries: page
+                        .entries
+                        .into_iter()
+                        .map(serde_bytes::ByteBuf::from)
+                        .collect(),
+                    truncated: page.truncated,
+                })
+            }
             StoreRequest::MetaRangeDigest {
                 bucket,
                 prefix,

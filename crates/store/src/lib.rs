@@ -40,7 +40,7 @@ pub use crypto::{
 pub use keyring::{BucketKey, KEY_CHECK_CONTEXT, KeyCheck, Keyring, ScopedKeys};
 pub use manifest::{ChunkRef, MAX_MANIFEST_BYTES, Manifest, Piece, Segment, SegmentView, wrap_aad};
 pub use meta::{
-    BucketName, COMPLIANCE_MODE, ConditionalMerge, DigestRange, INTERNAL_KEY_PREFIX,
+    BucketName, COMPLIANCE_MODE, ConditionalMerge, DigestRange, EncodedRange, INTERNAL_KEY_PREFIX,
     LOCK_MODE_ENTRY, LOCK_UNTIL_ENTRY, MAX_META_BYTES, MergeOutcome, MetaRange, MetaStore,
     ObjectInfo, ObjectMeta, ObjectPath, RangeDigest, VERSIONS_DIRECTORY, decode_unsealed_layout,
     internal_key, is_internal_key, validate_bucket_name, validate_object_key,

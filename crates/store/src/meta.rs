@@ -862,7 +862,7 @@ mod references;
 mod retention;
 mod retired;
 use range_digest::RangeHasher;
-pub use range_digest::{DigestRange, RangeDigest};
+pub use range_digest::{DigestRange, EncodedRange, RangeDigest};
 pub use retention::{COMPLIANCE_MODE, LOCK_MODE_ENTRY, LOCK_UNTIL_ENTRY, VERSIONS_DIRECTORY};
 use retired::toggle_digest;
 

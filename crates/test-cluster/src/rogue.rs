@@ -323,6 +323,23 @@ impl Corpus {
                 limit: u32::MAX,
             },
         );
+        // The same range as encodings (store protocol v14), without bound, after a key
+        // past every other.
+        for after in [None, Some("\u{10FFFF}".repeat(300))] {
+            push(
+                &mut s,
+                Channel::Rpc("store"),
+                &StoreRequest::MetaRangeEncoded {
+                    bucket: xnode_storage::proto::BucketRef {
+                        tenant,
+                        name: "photos".into(),
+                    },
+                    prefix: String::new(),
+                    after,
+                    limit: u32::MAX,
+                },
+            );
+        }
         // A range digest (store protocol v13) counting without bound, up to a key past
         // every other, and one whose range ends before it starts.
         for (after, until) in [
@@ -591,4 +608,36 @@ pub async fn fuzz(
     }
     while in_flight.join_next().await.is_some() {}
     report
+}
+
+/// A replica's answer to a range read with its entries changed by `change`, whether the
+/// edge asked for the entries (`MetaRange`) or their encodings (`MetaRangeEncoded`, what
+/// an edge without a replica reads), so a tampering replica lies to either. Any other
+/// answer is returned as it is.
+pub fn tamper_range(
+    honest: xnode_storage::proto::StoreResponse,
+    change: impl FnOnce(Vec<ObjectMeta>) -> Vec<ObjectMeta>,
+) -> xnode_storage::proto::StoreResponse {
+    use xnode_storage::proto::StoreResponse;
+    match honest {
+        StoreResponse::MetaRange { entries, truncated } => StoreResponse::MetaRange {
+            entries: change(entries),
+            truncated,
+        },
+        StoreResponse::MetaRangeEncoded { entries, truncated } => {
+            let decoded = entries
+                .iter()
+                .filter_map(|e| xnode_wire::decode(e, xnode_store::MAX_META_BYTES).ok())
+                .collect();
+            StoreResponse::MetaRangeEncoded {
+                entries: change(decoded)
+                    .iter()
+                    .filter_map(|m| xnode_wire::encode(m).ok())
+                    .map(serde_bytes::ByteBuf::from)
+                    .collect(),
+                truncated,
+            }
+        }
+        other => other,
+    }
 }

@@ -294,7 +294,7 @@ fn garbage_collection_scans_round_trip_and_version_11_requests_and_10_answers_st
     }
     let answer = StoreResponse::BucketDigests(vec![(bucket.clone(), SetDigest([9; 32]))]);
     let bytes = xnode_wire::encode(&answer).unwrap();
-    assert_eq!(bytes[1], 12);
+    assert_eq!(bytes[1], StoreResponse::VERSION);
     assert!(matches!(
         xnode_wire::decode::<StoreResponse>(&bytes, MAX_STORE_MESSAGE).unwrap(),
         StoreResponse::BucketDigests(d) if d == [(bucket, SetDigest([9; 32]))]
@@ -332,7 +332,7 @@ fn range_digests_round_trip_and_version_12_requests_and_11_answers_still_decode(
         limit: 1000,
     };
     let bytes = xnode_wire::encode(&request).unwrap();
-    assert_eq!(bytes[1], 13);
+    assert_eq!(bytes[1], StoreRequest::VERSION);
     let decoded: StoreRequest = xnode_wire::decode(&bytes, MAX_STORE_MESSAGE).unwrap();
     assert_eq!(format!("{decoded:?}"), format!("{request:?}"));
     let digest = RangeDigest {
@@ -341,7 +341,7 @@ fn range_digests_round_trip_and_version_12_requests_and_11_answers_still_decode(
         complete: true,
     };
     let bytes = xnode_wire::encode(&StoreResponse::RangeDigest(digest)).unwrap();
-    assert_eq!(bytes[1], 12);
+    assert_eq!(bytes[1], StoreResponse::VERSION);
     assert!(matches!(
         xnode_wire::decode::<StoreResponse>(&bytes, MAX_STORE_MESSAGE).unwrap(),
         StoreResponse::RangeDigest(d) if d == digest
@@ -363,6 +363,56 @@ fn range_digests_round_trip_and_version_12_requests_and_11_answers_still_decode(
     assert!(matches!(
         xnode_wire::decode::<StoreResponse>(&old, MAX_STORE_MESSAGE).unwrap(),
         StoreResponse::BucketDigests(d) if d.is_empty()
+    ));
+}
+
+#[test]
+fn encoded_ranges_round_trip_and_version_13_requests_and_12_answers_still_decode() {
+    let request = StoreRequest::MetaRangeEncoded {
+        bucket: BucketRef {
+            tenant: PublicKeyBytes([7; 32]),
+            name: "bucket".into(),
+        },
+        prefix: "a/".into(),
+        after: Some("a/1".into()),
+        limit: 1000,
+    };
+    let bytes = xnode_wire::encode(&request).unwrap();
+    assert_eq!(bytes[1], 14);
+    let decoded: StoreRequest = xnode_wire::decode(&bytes, MAX_STORE_MESSAGE).unwrap();
+    assert_eq!(format!("{decoded:?}"), format!("{request:?}"));
+    let answer = StoreResponse::MetaRangeEncoded {
+        entries: vec![
+            serde_bytes::ByteBuf::from(vec![1, 2, 3]),
+            serde_bytes::ByteBuf::new(),
+        ],
+        truncated: true,
+    };
+    let bytes = xnode_wire::encode(&answer).unwrap();
+    assert_eq!(bytes[1], 13);
+    assert!(matches!(
+        xnode_wire::decode::<StoreResponse>(&bytes, MAX_STORE_MESSAGE).unwrap(),
+        StoreResponse::MetaRangeEncoded { entries, truncated: true }
+            if entries.len() == 2 && entries[0].as_slice() == [1, 2, 3]
+    ));
+    let mut old = vec![kinds::STORE_REQUEST, 13];
+    old.extend(
+        postcard::to_stdvec(&StoreRequest::MetaBucketDigests {
+            after: None,
+            limit: 3,
+        })
+        .unwrap(),
+    );
+    assert!(matches!(
+        xnode_wire::decode::<StoreRequest>(&old, MAX_STORE_MESSAGE).unwrap(),
+        StoreRequest::MetaBucketDigests { limit: 3, .. }
+    ));
+    let digest = RangeDigest::default();
+    let mut old = vec![kinds::STORE_RESPONSE, 12];
+    old.extend(postcard::to_stdvec(&StoreResponse::RangeDigest(digest)).unwrap());
+    assert!(matches!(
+        xnode_wire::decode::<StoreResponse>(&old, MAX_STORE_MESSAGE).unwrap(),
+        StoreResponse::RangeDigest(d) if d == digest
     ));
 }
 

@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 use xnode_types::PublicKeyBytes;
-use xnode_wire::{Versioned, WireError};
+use xnode_wire::Versioned;
 
 use super::{
     MAX_META_BYTES, MetaStore, ObjectMeta, PAGE, StoreError, TABLE, bucket_prefix, range_bounds,
@@ -38,17 +38,31 @@ pub struct RangeDigest {
 }
 
 impl RangeDigest {
-    /// The digest a replica holding exactly `entries` (in key order) answers for their
-    /// range: an edge that holds no replica of the bucket reads the entries from one
-    /// replica and compares this with the digests the others send. `complete`: nothing
-    /// follows the entries in the range (the answer was not cut).
-    pub fn of_entries(entries: &[ObjectMeta], complete: bool) -> Result<RangeDigest, WireError> {
+    /// The digest a replica holding exactly `entries` (their encodings, in key order)
+    /// answers for their range; an entry in an older format is hashed as its current
+    /// encoding, as a replica does. An edge that holds no replica of the bucket reads the
+    /// encodings from one replica ([`MetaStore::range_encoded`]) and compares this with the
+    /// digests the others send. `complete`: nothing follows the entries in the range (the
+    /// answer was not cut).
+    pub fn of_encoded<E: AsRef<[u8]>>(entries: &[E], complete: bool) -> RangeDigest {
         let mut hasher = RangeHasher::new();
-        for meta in entries {
-            hasher.add_current(&xnode_wire::encode(meta)?);
+        for encoded in entries {
+            hasher.add(encoded.as_ref());
         }
-        Ok(hasher.finish(complete))
+        hasher.finish(complete)
     }
+}
+
+/// One page of a bucket's entries in their encodings, read by
+/// [`MetaStore::range_encoded`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EncodedRange {
+    /// The entries' encodings in key order, tombstones included: each the current
+    /// encoding, except an entry whose stored bytes do not decode (sent as stored).
+    pub entries: Vec<Vec<u8>>,
+    /// The page was cut at the limit or the byte bound: keys after the last entry were not
+    /// read. `false` means it holds every entry of the range.
+    pub truncated: bool,
 }
 
 /// Builds a [`RangeDigest`] from stored entries given in key order.
@@ -181,6 +195,56 @@ impl MetaStore {
     }
 }
 
+impl MetaStore {
+    /// The range [`MetaStore::range`] reads, as the entries' encodings: exactly the entries
+    /// [`MetaStore::range_digest`] hashes for the same range and bounds, so an honest
+    /// replica's digest matches what an edge hashes of this answer
+    /// ([`RangeDigest::of_encoded`]). Entries stored in the current format (nearly all)
+    /// are neither decoded nor encoded again here: the edge decodes them once, where it
+    /// checks them anyway. Nothing is checked either: an entry that does not decode, or
+    /// sits under the wrong key, reaches the edge, which refuses the answer.
+    pub fn range_encoded(
+        &self,
+        tenant: &PublicKeyBytes,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<EncodedRange, StoreError> {
+        validate_bucket_name(bucket)?;
+        let mut page = EncodedRange::default();
+        if limit == 0 {
+            page.truncated = true;
+            return Ok(page);
+        }
+        let (scan_prefix, mut start) = range_bounds(tenant, bucket, prefix, after);
+        let mut bytes = 0usize;
+        loop {
+            let scanned = self.db.scan_from(TABLE, &scan_prefix, &start, PAGE)?;
+            let next = match scanned.last() {
+                Some((key, _)) if scanned.len() == PAGE => Some(successor(key)),
+                _ => None,
+            };
+            for (_, value) in scanned {
+                let total = bytes.saturating_add(value.len());
+                // As `MetaStore::range` cuts: one entry past either bound is seen first, so
+                // an answer that ends exactly at the end of the range is not reported cut.
+                if page.entries.len() >= limit || (total > max_bytes && !page.entries.is_empty()) {
+                    page.truncated = true;
+                    return Ok(page);
+                }
+                bytes = total;
+                page.entries.push(reencoded(&value).unwrap_or(value));
+            }
+            match next {
+                Some(next) => start = next,
+                None => return Ok(page),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -281,40 +345,52 @@ mod tests {
             ("a/4", 1, true),
         ];
         let (reader, same) = stores(&more, &more);
-        // The whole range, and a read cut at its limit: the entries as decoded, encoded
-        // again, give the digest a replica holding the same entries answers for the same
-        // range and limit, completeness included.
+        // The whole range, and a read cut at its limit: the encodings one replica sends
+        // give the digest a replica holding the same entries answers for the same range
+        // and limit, completeness included, and decode to the entries `range` reads.
         for limit in [10, 2] {
             let read = reader
-                .range_digested(&t, "bucket", "a/", None, limit, usize::MAX)
+                .range_encoded(&t, "bucket", "a/", None, limit, usize::MAX)
                 .unwrap();
-            let received = RangeDigest::of_entries(&read.entries, !read.truncated).unwrap();
+            let received = RangeDigest::of_encoded(&read.entries, !read.truncated);
             let answered = same
                 .range_digest(&in_a(&t, None, None), limit, usize::MAX)
                 .unwrap();
             assert_eq!(received, answered, "limit {limit}");
             assert_eq!(received.complete, limit == 10);
+            let decoded: Vec<ObjectMeta> = read
+                .entries
+                .iter()
+                .map(|e| xnode_wire::decode(e, MAX_META_BYTES).unwrap())
+                .collect();
+            let plain = reader
+                .range(&t, "bucket", "a/", None, limit, usize::MAX)
+                .unwrap();
+            assert_eq!(decoded, plain.entries);
+            assert_eq!(read.truncated, plain.truncated);
         }
         // A reader that leaves an entry out, or claims the range ends early, is caught.
         let read = reader
-            .range_digested(&t, "bucket", "a/", None, 10, usize::MAX)
+            .range_encoded(&t, "bucket", "a/", None, 10, usize::MAX)
             .unwrap();
         let answered = same
             .range_digest(&in_a(&t, None, None), 10, usize::MAX)
             .unwrap();
         let mut hidden = read.entries.clone();
         hidden.remove(1);
-        assert_ne!(RangeDigest::of_entries(&hidden, true).unwrap(), answered);
+        assert_ne!(RangeDigest::of_encoded(&hidden, true), answered);
         let cut = reader
-            .range_digested(&t, "bucket", "a/", None, 2, usize::MAX)
+            .range_encoded(&t, "bucket", "a/", None, 2, usize::MAX)
             .unwrap();
         let cut_short = same
             .range_digest(&in_a(&t, None, None), 2, usize::MAX)
             .unwrap();
-        assert_ne!(
-            RangeDigest::of_entries(&cut.entries, true).unwrap(),
-            cut_short
-        );
+        assert_ne!(RangeDigest::of_encoded(&cut.entries, true), cut_short);
+        // The byte bound cuts as `range` does: one entry at least, then within the bound.
+        let one = reader
+            .range_encoded(&t, "bucket", "a/", None, 10, 1)
+            .unwrap();
+        assert_eq!((one.entries.len(), one.truncated), (1, true));
     }
 
     #[test]

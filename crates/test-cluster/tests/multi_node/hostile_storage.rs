@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use xnode_storage::StorageError;
 use xnode_storage::proto::{StoreRequest, StoreResponse};
 use xnode_store::{ObjectMeta, ObjectPath};
+use xnode_test_cluster::rogue::tamper_range;
 use xnode_test_cluster::{Cluster, Tenant};
 use xnode_types::{Hlc, NodeId};
 
@@ -340,13 +341,12 @@ async fn listings_hold_only_the_requested_tenants_bucket_and_prefix() {
             }
             // Range answers that break the question are refused whole (and the edge
             // falls back to listing by key reads, whose answers are filtered).
-            (StoreRequest::MetaRange { .. }, StoreResponse::MetaRange { mut entries, .. }) => {
-                entries.push(secret.clone());
-                entries.push(elsewhere.clone());
-                xnode_storage::ServeFault::Answer(StoreResponse::MetaRange {
-                    entries,
-                    truncated: false,
-                })
+            (StoreRequest::MetaRange { .. } | StoreRequest::MetaRangeEncoded { .. }, honest) => {
+                xnode_storage::ServeFault::Answer(tamper_range(honest, |mut entries| {
+                    entries.push(secret.clone());
+                    entries.push(elsewhere.clone());
+                    entries
+                }))
             }
             (_, honest) => xnode_storage::ServeFault::Answer(honest),
         }),
@@ -1289,18 +1289,14 @@ async fn a_replica_withholding_the_latest_entry_cannot_roll_an_object_back() {
                 StoreRequest::MetaRangeDigest { .. } => xnode_storage::ServeFault::Answer(
                     StoreResponse::RangeDigest(Default::default()),
                 ),
-                StoreRequest::MetaRange { .. } => match honest {
-                    StoreResponse::MetaRange { entries, truncated } => {
-                        xnode_storage::ServeFault::Answer(StoreResponse::MetaRange {
-                            entries: entries
-                                .into_iter()
-                                .filter(|m| m.path.key != "fresh")
-                                .collect(),
-                            truncated,
-                        })
-                    }
-                    honest => xnode_storage::ServeFault::Answer(honest),
-                },
+                StoreRequest::MetaRange { .. } | StoreRequest::MetaRangeEncoded { .. } => {
+                    xnode_storage::ServeFault::Answer(tamper_range(honest, |entries| {
+                        entries
+                            .into_iter()
+                            .filter(|m| m.path.key != "fresh")
+                            .collect()
+                    }))
+                }
                 _ => xnode_storage::ServeFault::Answer(honest),
             },
         )));
@@ -1309,6 +1305,7 @@ async fn a_replica_withholding_the_latest_entry_cannot_roll_an_object_back() {
         .set_serve_tamper(Some(std::sync::Arc::new(|request, honest| match request {
             StoreRequest::GetMeta { .. }
             | StoreRequest::MetaRange { .. }
+            | StoreRequest::MetaRangeEncoded { .. }
             | StoreRequest::MetaRangeDigest { .. } => {
                 xnode_storage::ServeFault::Delay(Duration::from_millis(20), honest)
             }
@@ -1375,17 +1372,13 @@ async fn a_rogue_metadata_replica_cannot_inject_keys_into_a_listing() {
                     StoreResponse::RangeDigest(Default::default()),
                 ),
                 (
-                    StoreRequest::MetaRange { .. },
-                    StoreResponse::MetaRange { entries, truncated },
-                ) => {
-                    let mut entries = entries;
+                    StoreRequest::MetaRange { .. } | StoreRequest::MetaRangeEncoded { .. },
+                    honest,
+                ) => xnode_storage::ServeFault::Answer(tamper_range(honest, |mut entries| {
                     entries.extend(injected.iter().cloned());
                     entries.sort_by(|a, b| a.path.key.cmp(&b.path.key));
-                    xnode_storage::ServeFault::Answer(StoreResponse::MetaRange {
-                        entries,
-                        truncated,
-                    })
-                }
+                    entries
+                })),
                 (_, honest) => xnode_storage::ServeFault::Answer(honest),
             }
         })));

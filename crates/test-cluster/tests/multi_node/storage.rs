@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use xnode_storage::StorageError;
 use xnode_store::{ChunkId, Manifest};
+use xnode_test_cluster::rogue::tamper_range;
 use xnode_test_cluster::{Cluster, Tenant};
 
 const CHUNK: u32 = 64 * 1024;
@@ -955,7 +956,9 @@ fn count_ranges_served(
         .storage()
         .set_serve_tamper(Some(std::sync::Arc::new(move |request, honest| {
             match request {
-                StoreRequest::MetaRange { .. } => seen[0].fetch_add(1, Ordering::Relaxed),
+                StoreRequest::MetaRange { .. } | StoreRequest::MetaRangeEncoded { .. } => {
+                    seen[0].fetch_add(1, Ordering::Relaxed)
+                }
                 StoreRequest::MetaRangeDigest { .. } => seen[1].fetch_add(1, Ordering::Relaxed),
                 _ => 0,
             };
@@ -1076,7 +1079,7 @@ async fn a_listing_through_a_replica_asks_only_digests_while_the_replicas_agree(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_listing_through_an_edge_without_a_replica_reads_one_and_asks_the_others_for_digests() {
     use std::sync::atomic::Ordering;
-    use xnode_storage::proto::{StoreRequest, StoreResponse};
+    use xnode_storage::proto::StoreRequest;
     let c = Cluster::start_with(4, |cfg| {
         storage_config(cfg);
         // A reader slower than the others and the linger sends its round to the full
@@ -1150,16 +1153,14 @@ async fn a_listing_through_an_edge_without_a_replica_reads_one_and_asks_the_othe
         .storage()
         .set_serve_tamper(Some(std::sync::Arc::new(|request, honest| {
             match (request, honest) {
-                (
-                    StoreRequest::MetaRange { .. },
-                    StoreResponse::MetaRange { entries, truncated },
-                ) => xnode_storage::ServeFault::Answer(StoreResponse::MetaRange {
-                    entries: entries
-                        .into_iter()
-                        .filter(|m| m.path.key != "k0450")
-                        .collect(),
-                    truncated,
-                }),
+                (StoreRequest::MetaRangeEncoded { .. }, honest) => {
+                    xnode_storage::ServeFault::Answer(tamper_range(honest, |entries| {
+                        entries
+                            .into_iter()
+                            .filter(|m| m.path.key != "k0450")
+                            .collect()
+                    }))
+                }
                 (_, honest) => xnode_storage::ServeFault::Answer(honest),
             }
         })));

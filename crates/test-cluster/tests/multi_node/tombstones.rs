@@ -8,6 +8,7 @@ use xnode_storage::proto::{BucketRef, StoreRequest, StoreResponse};
 use xnode_storage::{ServeFault, StorageError};
 use xnode_store::entropy::SetDigest;
 use xnode_store::{ObjectMeta, ObjectPath};
+use xnode_test_cluster::rogue::tamper_range;
 use xnode_test_cluster::{Cluster, Tenant};
 use xnode_types::Hlc;
 
@@ -395,18 +396,16 @@ async fn a_holder_that_kept_a_collected_keys_old_version_cannot_bring_it_back() 
                     ServeFault::Answer(StoreResponse::RangeDigest(Default::default()))
                 }
                 (
-                    StoreRequest::MetaRange { after: None, .. },
-                    StoreResponse::MetaRange {
-                        mut entries,
-                        truncated,
-                    },
-                ) => {
+                    StoreRequest::MetaRange { after: None, .. }
+                    | StoreRequest::MetaRangeEncoded { after: None, .. },
+                    honest,
+                ) => ServeFault::Answer(tamper_range(honest, |mut entries| {
                     let at = entries.partition_point(|m| m.path.key < offered.path.key);
                     if entries.get(at).is_none_or(|m| m.path != offered.path) {
                         entries.insert(at, offered.clone());
                     }
-                    ServeFault::Answer(StoreResponse::MetaRange { entries, truncated })
-                }
+                    entries
+                })),
                 (_, honest) => ServeFault::Answer(honest),
             }
         })));
@@ -417,6 +416,7 @@ async fn a_holder_that_kept_a_collected_keys_old_version_cannot_bring_it_back() 
         .set_serve_tamper(Some(Arc::new(|request, honest| match request {
             StoreRequest::GetMeta { .. }
             | StoreRequest::MetaRange { .. }
+            | StoreRequest::MetaRangeEncoded { .. }
             | StoreRequest::MetaRangeDigest { .. }
             | StoreRequest::ListMeta { .. } => {
                 ServeFault::Answer(StoreResponse::Error("down".into()))
@@ -622,18 +622,16 @@ async fn a_collected_delete_survives_a_full_turnover_of_the_buckets_replicas() {
                     ServeFault::Answer(StoreResponse::RangeDigest(Default::default()))
                 }
                 (
-                    StoreRequest::MetaRange { after: None, .. },
-                    StoreResponse::MetaRange {
-                        mut entries,
-                        truncated,
-                    },
-                ) => {
+                    StoreRequest::MetaRange { after: None, .. }
+                    | StoreRequest::MetaRangeEncoded { after: None, .. },
+                    honest,
+                ) => ServeFault::Answer(tamper_range(honest, |mut entries| {
                     let at = entries.partition_point(|m| m.path.key < offered.path.key);
                     if entries.get(at).is_none_or(|m| m.path != offered.path) {
                         entries.insert(at, offered.clone());
                     }
-                    ServeFault::Answer(StoreResponse::MetaRange { entries, truncated })
-                }
+                    entries
+                })),
                 (_, honest) => ServeFault::Answer(honest),
             }
         })));
@@ -644,6 +642,7 @@ async fn a_collected_delete_survives_a_full_turnover_of_the_buckets_replicas() {
         .set_serve_tamper(Some(Arc::new(|request, honest| match request {
             StoreRequest::GetMeta { .. }
             | StoreRequest::MetaRange { .. }
+            | StoreRequest::MetaRangeEncoded { .. }
             | StoreRequest::MetaRangeDigest { .. }
             | StoreRequest::ListMeta { .. } => {
                 ServeFault::Answer(StoreResponse::Error("down".into()))
