@@ -121,6 +121,54 @@ pub(crate) struct Round {
     pub(crate) cut: Option<String>,
 }
 
+/// The requests a range question makes of the bucket's replicas.
+impl RangeQuestion<'_> {
+    fn bucket_ref(&self) -> BucketRef {
+        BucketRef {
+            tenant: *self.tenant,
+            name: self.bucket.to_owned(),
+        }
+    }
+
+    /// The question's limit as the requests carry it.
+    fn wire_limit(&self) -> u32 {
+        u32::try_from(self.limit).unwrap_or(u32::MAX)
+    }
+
+    /// The range's entries (`MetaRange`), for a full merge.
+    fn entries_request(&self) -> StoreRequest {
+        StoreRequest::MetaRange {
+            bucket: self.bucket_ref(),
+            prefix: self.prefix.to_owned(),
+            after: self.after.map(str::to_owned),
+            limit: self.wire_limit(),
+        }
+    }
+
+    /// The range's entries as their encodings (`MetaRangeEncoded`), for an edge that
+    /// hashes them as received.
+    fn encoded_request(&self) -> StoreRequest {
+        StoreRequest::MetaRangeEncoded {
+            bucket: self.bucket_ref(),
+            prefix: self.prefix.to_owned(),
+            after: self.after.map(str::to_owned),
+            limit: self.wire_limit(),
+        }
+    }
+
+    /// The digest of the range up to `until` (to its end when `None`), counting at most
+    /// `limit` entries (`MetaRangeDigest`).
+    fn digest_request(&self, until: Option<String>, limit: u32) -> StoreRequest {
+        StoreRequest::MetaRangeDigest {
+            bucket: self.bucket_ref(),
+            prefix: self.prefix.to_owned(),
+            after: self.after.map(str::to_owned),
+            until,
+            limit,
+        }
+    }
+}
+
 /// Decodes the entries a replica sent as encodings; `None` if any does not decode (no
 /// honest replica sends such bytes, so the round is not agreed).
 fn decode_entries(encoded: &[serde_bytes::ByteBuf]) -> Option<Vec<ObjectMeta>> {
@@ -277,16 +325,7 @@ impl Storage {
         if checked.future > 0 || revoked {
             return None;
         }
-        let request = StoreRequest::MetaRangeDigest {
-            bucket: BucketRef {
-                tenant: *q.tenant,
-                name: q.bucket.to_owned(),
-            },
-            prefix: q.prefix.to_owned(),
-            after: q.after.map(str::to_owned),
-            until: checked.until.clone(),
-            limit: digest.entries,
-        };
+        let request = q.digest_request(checked.until.clone(), digest.entries);
         let mut calls: FuturesUnordered<_> = targets
             .iter()
             .filter(|&&node| node != self.node_id)
@@ -342,24 +381,9 @@ impl Storage {
         needed: usize,
     ) -> Option<MergedRange> {
         let (&reader, _) = targets.split_first()?;
-        let bucket = BucketRef {
-            tenant: *q.tenant,
-            name: q.bucket.to_owned(),
-        };
-        let limit = u32::try_from(q.limit).unwrap_or(u32::MAX);
-        let read = StoreRequest::MetaRangeEncoded {
-            bucket: bucket.clone(),
-            prefix: q.prefix.to_owned(),
-            after: q.after.map(str::to_owned),
-            limit,
-        };
-        let vouch = StoreRequest::MetaRangeDigest {
-            bucket,
-            prefix: q.prefix.to_owned(),
-            after: q.after.map(str::to_owned),
-            until: None,
-            limit,
-        };
+        let read = q.encoded_request();
+        // As many entries as asked, to the end of the range: what the reader sends.
+        let vouch = q.digest_request(None, q.wire_limit());
         let latest_ms = unix_ms().saturating_add(MAX_VERSION_AHEAD_MS);
         let trust = self.tenant_trust(q.tenant);
         let mut calls: FuturesUnordered<_> = targets
@@ -454,15 +478,7 @@ impl Storage {
         targets: &[NodeId],
         needed: usize,
     ) -> Result<MergedRange, StorageError> {
-        let request = StoreRequest::MetaRange {
-            bucket: BucketRef {
-                tenant: *q.tenant,
-                name: q.bucket.to_owned(),
-            },
-            prefix: q.prefix.to_owned(),
-            after: q.after.map(str::to_owned),
-            limit: u32::try_from(q.limit).unwrap_or(u32::MAX),
-        };
+        let request = q.entries_request();
         // Entries dated further ahead than replicas accept are left out, as quorum reads
         // leave them out (see MAX_VERSION_AHEAD_MS).
         let latest_ms = unix_ms().saturating_add(MAX_VERSION_AHEAD_MS);
