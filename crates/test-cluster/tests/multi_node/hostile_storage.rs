@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use xnode_storage::StorageError;
 use xnode_storage::proto::{StoreRequest, StoreResponse};
@@ -1248,6 +1248,23 @@ async fn a_replica_withholding_the_latest_entry_cannot_roll_an_object_back() {
         .put(edge, &tenant, &bucket, "doc", &old_body)
         .await
         .unwrap();
+    // The write was acknowledged by two replicas; the third copy may still be on its way
+    // (it finishes in the background), and the cut below must not be what stops it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c
+        .node(missed)
+        .storage()
+        .local_meta(&old.path)
+        .await
+        .unwrap()
+        .is_none_or(|held| held.version != old.version)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the third replica never got the first version"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     // One honest replica misses the next write (it is cut off for a moment), so the write
     // is held by the rogue, which acknowledges it, and by the other honest replica.
@@ -1270,8 +1287,9 @@ async fn a_replica_withholding_the_latest_entry_cannot_roll_an_object_back() {
         .await
         .unwrap();
     assert!(
-        held.is_some_and(|held| held.version == old.version),
-        "the cut-off replica should hold only the older version"
+        held.as_ref()
+            .is_some_and(|held| held.version == old.version),
+        "the cut-off replica should hold only the older version, not {held:?}"
     );
 
     // Now the rogue answers reads with the older genuine entry, at once, and the replica
