@@ -46,6 +46,10 @@ const KAD_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(30);
 /// How often hearsay members that died unverified are forgotten and idle rate-limit
 /// buckets dropped.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(5);
+/// How stale the shared view of the members may grow when nothing changes in the table.
+/// Every change (a state, a round trip, a merge, a connection) refreshes it at once; the
+/// periodic refresh only moves `last_seen` on, so it need not run at every tick.
+const SHARED_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 pub(crate) async fn start(
     config: MeshConfig,
@@ -191,6 +195,7 @@ pub(crate) async fn start(
         pending_validations: PendingValidations::default(),
         swim_limits: SwimInboundLimits::default(),
         last_housekeeping: Instant::now(),
+        last_shared_refresh: Instant::now(),
         swim_pending: HashMap::new(),
         rpc_pending: HashMap::new(),
         connected: HashSet::new(),
@@ -293,6 +298,8 @@ struct Driver {
     pending_validations: PendingValidations,
     swim_limits: SwimInboundLimits,
     last_housekeeping: Instant,
+    /// When the shared view of the members was last rebuilt.
+    last_shared_refresh: Instant,
     swim_pending: HashMap<OutboundRequestId, SwimPending>,
     rpc_pending: HashMap<OutboundRequestId, (NodeId, RpcReply)>,
     connected: HashSet<NodeId>,
@@ -378,8 +385,8 @@ impl Driver {
     /// connection at all. Such a node stayed connected and alone. At most a few peers are
     /// pushed to per retry, and the receiver's sync budget bounds what a peer costs.
     fn retry_joins(&mut self, now: Instant) {
-        let membership = self.swim.membership();
         use rand::seq::SliceRandom;
+        let membership = self.swim.membership();
         let strangers: Vec<NodeId> = self
             .connected
             .iter()
@@ -479,6 +486,7 @@ impl Driver {
     }
 
     fn refresh_shared(&mut self) {
+        self.last_shared_refresh = Instant::now();
         let mut infos: Vec<MemberInfo> = self
             .swim
             .membership()
@@ -1012,7 +1020,9 @@ impl Driver {
             }
         }
         // Keep last_seen fresh in the shared view at a modest rate.
-        self.refresh_shared();
+        if now.duration_since(self.last_shared_refresh) >= SHARED_REFRESH_INTERVAL {
+            self.refresh_shared();
+        }
         false
     }
 }

@@ -121,12 +121,16 @@ impl PendingValidations {
     /// Messages whose verdict did not come in time; the caller ignores them.
     pub(crate) fn expired(&mut self, now: Instant) -> Vec<GossipId> {
         let mut out = Vec::new();
-        while let Some((id, at)) = self.order.front().cloned() {
-            let current = self.waiting.get(&id).is_some_and(|(_, since)| *since == at);
-            if current && now.duration_since(at) < VALIDATION_TIMEOUT {
+        // Looked at in place: this runs at every tick of the driver, and a message id is
+        // an allocation.
+        while let Some((id, at)) = self.order.front() {
+            let current = self.waiting.get(id).is_some_and(|(_, since)| since == at);
+            if current && now.duration_since(*at) < VALIDATION_TIMEOUT {
                 break;
             }
-            self.order.pop_front();
+            let Some((id, at)) = self.order.pop_front() else {
+                break;
+            };
             if let Some(source) = self.remove_if_current(&id, at) {
                 out.push(GossipId {
                     message: id,

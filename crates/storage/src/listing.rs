@@ -8,7 +8,8 @@
 //! replica, not a quorum read per key. What the merge finds a replica lacking is pushed to
 //! it in the background (read repair).
 //!
-//! **Rounds agreed by digests** (store requests format 13): while the replicas hold the
+//! **Rounds agreed by digests** (store requests format 13; the encoded read of an edge
+//! without a replica, 14): while the replicas hold the
 //! same range, the merge is skipped. An edge that is a replica reads the page from its own
 //! table and asks the others only for a digest of that range ([`Storage::agreed_round`]);
 //! an edge that is not asks one replica for the entries and the others for the digest
