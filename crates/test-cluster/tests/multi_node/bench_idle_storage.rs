@@ -298,6 +298,22 @@ async fn measure(
         settle_limit.as_secs()
     );
 
+    // A node's first collection of its peers' audit logs (one `audit_collect_interval`
+    // after it starts) asks each peer for every epoch reputation counts, once: closed
+    // epochs never change, so later collections ask only for newly closed ones. That
+    // start-up burst is not idle work; the window begins after it.
+    let collecting = Instant::now();
+    while collecting.elapsed() < Duration::from_secs(120)
+        && !(0..3).all(|i| {
+            c.node(i)
+                .workers()
+                .iter()
+                .any(|w| w.name == "storage-reputation" && w.steps > 0)
+        })
+    {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
     let health = |c: &Cluster| -> (u64, u64) {
         (0..3)
             .map(|i| c.node(i).storage().health())
