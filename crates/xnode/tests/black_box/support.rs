@@ -206,11 +206,42 @@ pub fn start_cluster(root: &Path, n: usize) -> Vec<Proc> {
 
 pub fn node_id(api: &str) -> String {
     let mut id = None;
-    wait_until("the node API to answer", Duration::from_secs(20), || {
+    // Generous: a debug build starting beside other tests' clusters on a loaded two-core
+    // machine can take tens of seconds, and no caller times this.
+    wait_until("the node API to answer", Duration::from_secs(60), || {
         id = get(api, "/v1/node").and_then(|v| v["id"].as_str().map(String::from));
         id.is_some()
     });
     id.unwrap()
+}
+
+/// Waits for a started node's API, for tests that do not time the start. A debug build
+/// starting beside other tests' clusters on a loaded two-core machine can take tens of
+/// seconds; on a timeout the end of the node's log says why it did not answer.
+pub fn wait_api(p: &Proc) -> String {
+    let timeout = Duration::from_secs(60);
+    let start = Instant::now();
+    loop {
+        if let Some(id) =
+            get(&p.api_url, "/v1/node").and_then(|v| v["id"].as_str().map(String::from))
+        {
+            return id;
+        }
+        if start.elapsed() > timeout {
+            eprintln!("--- the end of {}'s log:\n{}", p.api_url, log_tail(p, 40));
+            panic!(
+                "timed out after {timeout:?} waiting for {} to answer",
+                p.api_url
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn log_tail(p: &Proc, lines: usize) -> String {
+    let log = std::fs::read_to_string(root_log(&p.data_dir)).unwrap_or_default();
+    let all: Vec<&str> = log.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Waits until every running node answers and sees `expected` alive members, for tests
@@ -218,20 +249,18 @@ pub fn node_id(api: &str) -> String {
 /// node sees and the end of its log, so a failure on a loaded machine can be read.
 pub fn wait_converged(procs: &[Proc], expected: usize) {
     for p in procs.iter().filter(|p| p.child.is_some()) {
-        node_id(&p.api_url);
+        wait_api(p);
     }
     let timeout = Duration::from_secs(30);
     let start = Instant::now();
     while !all_alive(procs, expected) {
         if start.elapsed() > timeout {
             for p in procs.iter().filter(|p| p.child.is_some()) {
-                let log = std::fs::read_to_string(root_log(&p.data_dir)).unwrap_or_default();
-                let lines: Vec<&str> = log.lines().collect();
-                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
                 eprintln!(
-                    "--- {} sees {:?}; the end of its log:\n{tail}",
+                    "--- {} sees {:?}; the end of its log:\n{}",
                     p.api_url,
-                    states(&p.api_url)
+                    states(&p.api_url),
+                    log_tail(p, 40)
                 );
             }
             panic!("timed out after {timeout:?} waiting for {expected} nodes to converge");
