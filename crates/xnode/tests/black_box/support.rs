@@ -205,37 +205,30 @@ pub fn start_cluster(root: &Path, n: usize) -> Vec<Proc> {
 }
 
 pub fn node_id(api: &str) -> String {
-    let mut id = None;
-    // Generous: a debug build starting beside other tests' clusters on a loaded two-core
-    // machine can take tens of seconds, and no caller times this.
-    wait_until("the node API to answer", Duration::from_secs(60), || {
-        id = get(api, "/v1/node").and_then(|v| v["id"].as_str().map(String::from));
-        id.is_some()
-    });
-    id.unwrap()
+    answering_id(api).unwrap_or_else(|| panic!("timed out waiting for {api} to answer"))
 }
 
-/// Waits for a started node's API, for tests that do not time the start. A debug build
-/// starting beside other tests' clusters on a loaded two-core machine can take tens of
-/// seconds; on a timeout the end of the node's log says why it did not answer.
+/// Waits for a started node's API, as [`node_id`] does; on a timeout the end of the
+/// node's log says why it did not answer.
 pub fn wait_api(p: &Proc) -> String {
-    let timeout = Duration::from_secs(60);
+    answering_id(&p.api_url).unwrap_or_else(|| {
+        eprintln!("--- the end of {}'s log:\n{}", p.api_url, log_tail(p, 40));
+        panic!("timed out waiting for {} to answer", p.api_url)
+    })
+}
+
+/// The node's id once its API answers, or `None` after a minute. Generous, for tests that
+/// do not time the start: a debug build starting beside other tests' clusters on a loaded
+/// two-core machine can take tens of seconds.
+fn answering_id(api: &str) -> Option<String> {
     let start = Instant::now();
-    loop {
-        if let Some(id) =
-            get(&p.api_url, "/v1/node").and_then(|v| v["id"].as_str().map(String::from))
-        {
-            return id;
-        }
-        if start.elapsed() > timeout {
-            eprintln!("--- the end of {}'s log:\n{}", p.api_url, log_tail(p, 40));
-            panic!(
-                "timed out after {timeout:?} waiting for {} to answer",
-                p.api_url
-            );
+    while start.elapsed() < Duration::from_secs(60) {
+        if let Some(id) = get(api, "/v1/node").and_then(|v| v["id"].as_str().map(String::from)) {
+            return Some(id);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    None
 }
 
 fn log_tail(p: &Proc, lines: usize) -> String {
