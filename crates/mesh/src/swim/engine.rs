@@ -91,6 +91,10 @@ pub enum Action<R> {
 struct Round {
     started: Instant,
     phase: Phase,
+    /// Started because another member reported the target suspect (not this node's own
+    /// turn or observation): a failure is counted here but not spread (see
+    /// [`Engine::probe_failed`]).
+    hearsay: bool,
 }
 
 #[derive(Debug)]
@@ -151,6 +155,11 @@ pub struct Engine<R> {
     /// so the tick calls it only while one of these may be due, which keeps a simulation
     /// of many large tables fast; a stale entry costs one scan, never a missed expiry.
     suspects: BTreeSet<NodeId>,
+    /// Suspects whose suspicion this node spread in its own name. Only these get this
+    /// node's `dead` spread too: a member that only heard the suspicion declares the death
+    /// on its own timer and keeps it to itself, so a death costs gossip from a few
+    /// witnesses, not from every member (which made it O(N^2) messages network-wide).
+    announced: BTreeSet<NodeId>,
     /// When each peer last had an answer to its digest larger than
     /// [`REPEATED_DIFF_ENTRIES`]; pruned after a push-pull interval.
     large_diffs: BTreeMap<NodeId, Instant>,
@@ -173,6 +182,7 @@ impl<R> Engine<R> {
             last_dead_probe: now,
             last_push_pull: now,
             suspects: BTreeSet::new(),
+            announced: BTreeSet::new(),
             large_diffs: BTreeMap::new(),
             leaving: false,
             actions: VecDeque::new(),
@@ -222,7 +232,7 @@ impl<R> Engine<R> {
                 .member(&update.node())
                 .is_some_and(|m| m.state == MemberState::Suspect)
         {
-            self.start_probe(update.node(), now);
+            self.start_round(update.node(), now, true);
         }
         applied
     }
@@ -246,6 +256,7 @@ impl<R> Engine<R> {
             self.suspects.insert(node);
         } else {
             self.suspects.remove(&node);
+            self.announced.remove(&node);
         }
         if state != MemberState::Suspect && state != MemberState::Alive {
             self.rounds.remove(&node);
@@ -278,8 +289,13 @@ impl<R> Engine<R> {
         self.actions.push_back(Action::Send { token, to, request });
     }
 
-    /// Probes `target` now, unless a round for it is already under way or it is not live.
+    /// Probes `target` now, on this node's own account (its turn, or a broken
+    /// connection), unless a round for it is already under way or it is not live.
     pub fn start_probe(&mut self, target: NodeId, now: Instant) {
+        self.start_round(target, now, false);
+    }
+
+    fn start_round(&mut self, target: NodeId, now: Instant, hearsay: bool) {
         if self.rounds.contains_key(&target) {
             return;
         }
@@ -296,6 +312,7 @@ impl<R> Engine<R> {
             Round {
                 started: now,
                 phase: Phase::Direct { deadline },
+                hearsay,
             },
         );
         let request = SwimRequest::Ping {
@@ -339,23 +356,32 @@ impl<R> Engine<R> {
         self.membership.heard_from(&target, now);
     }
 
+    /// A probe round found `target` unreachable. A new suspicion is always spread. A
+    /// confirmation of a suspicion already held is spread only if this node probed on its
+    /// own account and the suspicion has fewer confirmations than shorten its timeout
+    /// (Lifeguard's expected number): a confirmation from every member that heard the
+    /// rumour and checked (each flooded to every member) made a death cost O(N^2)
+    /// messages, and beyond that number confirmations change nobody's timer.
     fn probe_failed(&mut self, target: NodeId, now: Instant) {
-        if self.rounds.remove(&target).is_none() {
+        let Some(round) = self.rounds.remove(&target) else {
             return;
-        }
+        };
         self.actions.push_back(Action::Probed {
             target,
             result: "failed",
         });
-        let was_alive = self
-            .membership
-            .member(&target)
-            .is_some_and(|m| m.state == MemberState::Alive);
+        let (was_alive, confirmations) = self.membership.member(&target).map_or((false, 0), |m| {
+            (m.state == MemberState::Alive, m.confirmations())
+        });
+        let useful = !round.hearsay && confirmations < self.membership.confirmations_that_count();
         if let Some(update) = self.membership.probe_failed(&target, now) {
             if was_alive {
                 self.changed(target, MemberState::Suspect, update.incarnation());
             }
-            self.actions.push_back(Action::Broadcast(update));
+            if was_alive || useful {
+                self.announced.insert(target);
+                self.actions.push_back(Action::Broadcast(update));
+            }
         }
     }
 
@@ -774,8 +800,12 @@ impl<R> Engine<R> {
         }
         if !self.suspects.is_empty() {
             for update in self.membership.expire_suspicions(now) {
-                self.changed(update.node(), MemberState::Dead, update.incarnation());
-                self.actions.push_back(Action::Broadcast(update));
+                let node = update.node();
+                let spread = self.announced.contains(&node);
+                self.changed(node, MemberState::Dead, update.incarnation());
+                if spread {
+                    self.actions.push_back(Action::Broadcast(update));
+                }
             }
         }
         let config = self.membership.config();

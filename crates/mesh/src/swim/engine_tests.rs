@@ -231,3 +231,113 @@ fn a_bad_or_hostile_digest_gets_at_most_one_whole_view_per_interval() {
     while b.next_action().is_some() {}
     assert!(ask(&mut b, everywhere, later).unwrap() >= 150);
 }
+
+/// What an engine spread about `subject` while its clock ran from `from` to `to` in
+/// 50 ms ticks (the driver's), with no answer to anything it sent: the updates it
+/// broadcast, and whether it came to hold `subject` dead.
+fn run_silent(
+    engine: &mut Engine<u64>,
+    subject: &NodeId,
+    from: Instant,
+    to: Instant,
+) -> (Vec<MembershipUpdate>, bool) {
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut spread = Vec::new();
+    let mut at = from;
+    while at <= to {
+        engine.tick(at, &mut rng, |_| true);
+        while let Some(action) = engine.next_action() {
+            if let Action::Broadcast(update) = action
+                && update.node() == *subject
+            {
+                spread.push(update);
+            }
+        }
+        at += Duration::from_millis(50);
+    }
+    let dead = state_of(engine, subject).is_some_and(|(s, _)| s == MemberState::Dead);
+    (spread, dead)
+}
+
+/// An engine whose own probes never come round (its turn is an hour away), so that only
+/// a rumour or a broken connection makes it probe.
+fn engine_without_turns(key: &SecretKey, members: &[&SecretKey], now: Instant) -> Engine<u64> {
+    let config = SwimConfig {
+        probe_interval: Duration::from_secs(3600),
+        dead_probe_interval: Duration::from_secs(3600),
+        ..SwimConfig::default()
+    };
+    let mut membership = Membership::new(key.clone(), NET, 1, config);
+    membership.set_local_addresses(addresses());
+    for m in members {
+        if m.node_id() != key.node_id() {
+            membership.introduce(&record(m, 1), now);
+        }
+    }
+    Engine::new(membership, Duration::from_secs(3600), now)
+}
+
+#[test]
+fn a_death_is_spread_by_its_witnesses_not_by_every_member_that_heard_of_it() {
+    let now = Instant::now();
+    let keys: Vec<SecretKey> = (0..6).map(|_| SecretKey::generate()).collect();
+    let all: Vec<&SecretKey> = keys.iter().collect();
+    let (crashed, first_witness) = (keys[0].node_id(), keys[1].node_id());
+    let later = now + Duration::from_secs(4);
+
+    // A member that only heard the suspicion checks it (its own probe of the suspect
+    // fails too) and declares the death on its own timer, but spreads neither.
+    let mut hearer = engine_without_turns(&keys[2], &all, now);
+    let rumour = MembershipUpdate::Suspect {
+        node: crashed,
+        incarnation: 1,
+        from: first_witness,
+    };
+    hearer.apply(&rumour, first_witness, now);
+    let (spread, dead) = run_silent(&mut hearer, &crashed, now, later);
+    assert!(dead, "the hearer declares the death on its own timer");
+    assert!(spread.is_empty(), "the hearer spread {spread:?}");
+
+    // A member whose own turn found the crashed member unreachable spreads its suspicion,
+    // then its finding of death.
+    let mut witness = engine_without_turns(&keys[3], &all, now);
+    witness.start_probe(crashed, now);
+    let (spread, dead) = run_silent(&mut witness, &crashed, now, later);
+    assert!(dead);
+    assert!(
+        matches!(
+            spread.as_slice(),
+            [
+                MembershipUpdate::Suspect { .. },
+                MembershipUpdate::Dead { .. }
+            ]
+        ),
+        "the witness spread {spread:?}"
+    );
+
+    // A member whose own probe confirms a suspicion that enough others confirmed already
+    // (which is all that shortens anyone's timeout) keeps its confirmation to itself.
+    let mut late = engine_without_turns(&keys[4], &all, now);
+    for witness in &keys[1..4] {
+        let report = MembershipUpdate::Suspect {
+            node: crashed,
+            incarnation: 1,
+            from: witness.node_id(),
+        };
+        late.apply(&report, witness.node_id(), now);
+    }
+    let report = MembershipUpdate::Suspect {
+        node: crashed,
+        incarnation: 1,
+        from: keys[5].node_id(),
+    };
+    late.apply(&report, keys[5].node_id(), now);
+    assert_eq!(
+        late.membership().member(&crashed).unwrap().confirmations(),
+        4
+    );
+    late.start_probe(crashed, now);
+    let (spread, dead) = run_silent(&mut late, &crashed, now, later);
+    assert!(dead);
+    assert!(spread.is_empty(), "the late witness spread {spread:?}");
+}

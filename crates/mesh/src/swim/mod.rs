@@ -253,6 +253,12 @@ impl Member {
     fn is_live(&self) -> bool {
         matches!(self.state, MemberState::Alive | MemberState::Suspect)
     }
+
+    /// How many members (this node included) independently confirmed the suspicion of
+    /// this member; 0 if it is not suspected.
+    pub fn confirmations(&self) -> usize {
+        self.suspicion.as_ref().map_or(0, |s| s.confirmations.len())
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -561,11 +567,7 @@ impl Membership {
     /// shrinks from `suspicion_max` towards `suspicion_min` logarithmically in the number of
     /// independent confirmations, reaching the minimum at the expected number of witnesses.
     pub fn suspicion_timeout(&self, confirmations: usize) -> Duration {
-        let expected = self
-            .config
-            .indirect_probes
-            .min(self.live_count().saturating_sub(1))
-            .max(1);
+        let expected = self.expected_confirmations();
         let extra = confirmations.saturating_sub(1).min(expected);
         let frac = ((extra + 1) as f64).ln() / ((expected + 1) as f64).ln();
         let max = self.config.suspicion_max.as_secs_f64();
@@ -574,7 +576,20 @@ impl Membership {
             .unwrap_or(self.config.suspicion_max)
     }
 
-    /// Declares dead every suspect whose suspicion timed out; returns the updates to spread.
+    /// Confirmations beyond the first that bring a suspicion's timeout to its minimum.
+    fn expected_confirmations(&self) -> usize {
+        self.config
+            .indirect_probes
+            .min(self.live_count().saturating_sub(1))
+            .max(1)
+    }
+
+    /// How many confirmations of a suspicion shorten its timeout; more change nothing.
+    pub fn confirmations_that_count(&self) -> usize {
+        self.expected_confirmations() + 1
+    }
+
+    /// Declares dead every suspect whose suspicion timed out; returns this node's findings.
     pub fn expire_suspicions(&mut self, now: Instant) -> Vec<MembershipUpdate> {
         let expired: Vec<(NodeId, u64)> = self
             .members
