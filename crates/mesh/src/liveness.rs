@@ -93,9 +93,14 @@ impl LivenessRecord {
 
     /// Checks the record's bounds (cheap) and then its signature against the key embedded
     /// in its node id, for the given network.
+    ///
+    /// A record that verified once is remembered (by a hash of everything the check read:
+    /// the signed bytes, which name the network and the key, and the signature), so the same
+    /// record arriving again from other peers costs a hash, not a curve operation. In a
+    /// process that runs many nodes (the membership simulator, multi-node tests) each
+    /// record is then checked once, not once per node.
     pub fn verify(&self, network: &str) -> Result<(), LivenessError> {
         self.check_bounds()?;
-        let key = public_key_of(&self.node).ok_or(LivenessError::NoPublicKey(self.node))?;
         let message = signed_bytes(
             network,
             &self.node,
@@ -103,7 +108,16 @@ impl LivenessRecord {
             self.status,
             &self.addresses,
         );
+        let checked = blake3::Hasher::new()
+            .update(&message)
+            .update(&self.signature.0)
+            .finalize();
+        if verified::remembers(checked.as_bytes()) {
+            return Ok(());
+        }
+        let key = public_key_of(&self.node).ok_or(LivenessError::NoPublicKey(self.node))?;
         if key.verify(&message, &self.signature.0) {
+            verified::remember(*checked.as_bytes());
             Ok(())
         } else {
             Err(LivenessError::BadSignature(self.node))
@@ -119,6 +133,37 @@ impl LivenessRecord {
             return Err(LivenessError::AddressTooLong(long.len()));
         }
         Ok(())
+    }
+}
+
+/// Records whose signature verified, by the hash of their signed bytes and signature. Only
+/// successes are remembered, so a flood of forgeries leaves no trace; valid records from
+/// many keys only empty the memo now and then (it is cleared when full).
+mod verified {
+    use std::collections::HashSet;
+    use std::sync::{LazyLock, Mutex};
+
+    /// About 2 MiB of hashes: every member's current record in a network of tens of
+    /// thousands of nodes.
+    const MAX_REMEMBERED: usize = 65_536;
+
+    static VERIFIED: LazyLock<Mutex<HashSet<[u8; 32]>>> = LazyLock::new(Default::default);
+
+    pub(super) fn remembers(checked: &[u8; 32]) -> bool {
+        VERIFIED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(checked)
+    }
+
+    pub(super) fn remember(checked: [u8; 32]) {
+        let mut memo = VERIFIED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if memo.len() >= MAX_REMEMBERED {
+            memo.clear();
+        }
+        memo.insert(checked);
     }
 }
 
@@ -178,6 +223,8 @@ mod tests {
         let record = LivenessRecord::sign(&key, "net", 7, SelfStatus::Alive, &addrs());
         assert_eq!(record.node, key.node_id());
         record.verify("net").unwrap();
+        // The second check finds the record remembered; the answers must not change.
+        record.verify("net").unwrap();
         assert!(record.verify("other").is_err(), "bound to the network name");
         for tamper in [
             |r: &mut LivenessRecord| r.incarnation += 1,
@@ -185,6 +232,7 @@ mod tests {
             |r: &mut LivenessRecord| r.addresses.push("/ip4/1.2.3.4/tcp/1".into()),
             |r: &mut LivenessRecord| r.addresses.clear(),
             |r: &mut LivenessRecord| r.node = SecretKey::generate().node_id(),
+            |r: &mut LivenessRecord| r.signature.0[0] ^= 1,
         ] {
             let mut forged = record.clone();
             tamper(&mut forged);
