@@ -495,7 +495,7 @@ impl Driver {
                 id: m.id,
                 state: m.state,
                 incarnation: m.incarnation,
-                addresses: m.addresses.clone(),
+                addresses: m.addresses().to_vec(),
                 last_seen_ms: m.last_seen.map(|t| self.to_unix(t)),
                 state_since_ms: self.to_unix(m.state_since),
                 connected: self.connected.contains(&m.id),

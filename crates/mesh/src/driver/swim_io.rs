@@ -119,7 +119,12 @@ impl Driver {
             .swim
             .membership()
             .member(node)
-            .map(|m| m.addresses.iter().filter_map(|a| a.parse().ok()).collect())
+            .map(|m| {
+                m.addresses()
+                    .iter()
+                    .filter_map(|a| a.parse().ok())
+                    .collect()
+            })
             .unwrap_or_default();
         dial_addresses(all)
     }

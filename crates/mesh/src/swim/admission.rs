@@ -22,8 +22,10 @@ pub const MAX_ADMISSIONS_PER_WINDOW: u32 = 64;
 /// Members known only from hearsay (never heard from directly, not vouched for by the
 /// registry) at any one time.
 pub const MAX_UNVERIFIED_MEMBERS: usize = 256;
-/// Members of any kind. Beyond this, only members already known are updated.
-pub const MAX_MEMBERS: usize = 4096;
+/// Members of any kind. Beyond this, only members already known are updated. Room for a
+/// network of 10,000 nodes with margin; a member costs about 200 bytes here (the table
+/// keeps entries small, see `table`), so a full table is a few megabytes.
+pub const MAX_MEMBERS: usize = 16_384;
 /// How long an unverified member that is dead or gone is remembered before it is
 /// forgotten, freeing its place.
 pub const UNVERIFIED_RETENTION: Duration = Duration::from_secs(60);

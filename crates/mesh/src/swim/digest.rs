@@ -126,7 +126,7 @@ impl Membership {
         }
         for m in self.shared_members() {
             if let Some(h) = hashes.get_mut(bucket_of(&m.id, n)) {
-                *h ^= entry_hash(&m.id, m.state, m.incarnation, m.record.as_ref());
+                *h ^= entry_hash(&m.id, m.state, m.incarnation, m.record());
             }
         }
         ViewDigest {
@@ -198,8 +198,8 @@ impl Membership {
             }),
             MemberState::Alive | MemberState::Left => None,
         };
-        m.record
-            .clone()
+        m.record()
+            .cloned()
             .map(MembershipUpdate::Signed)
             .into_iter()
             .chain(finding)

@@ -33,9 +33,11 @@
 pub mod admission;
 pub mod digest;
 pub mod engine;
+mod table;
 mod updates;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::SeedableRng;
@@ -48,6 +50,7 @@ use xnode_wire::{Versioned, WireError, kinds};
 
 use crate::liveness::{LivenessRecord, SelfStatus};
 use admission::{Admissions, UNVERIFIED_RETENTION};
+use table::MemberTable;
 
 /// The shortest time between two refutations (incarnation bumps) of this node. Each bump
 /// is persisted and republished by the node, so a flood of rumours must not turn into a
@@ -214,27 +217,57 @@ mod millis {
     }
 }
 
-/// What this node knows about one member.
+/// What this node knows about one member. Every node holds one per member of the
+/// network, so it is kept small: the signed record is shared, and the rarely present parts
+/// (a suspicion, addresses the record does not carry) are boxed.
 #[derive(Clone, Debug)]
 pub struct Member {
     pub id: NodeId,
     pub state: MemberState,
     pub incarnation: u64,
-    pub addresses: Vec<String>,
     /// When we last heard from the member directly (ack, ping, or gossip it published).
     pub last_seen: Option<Instant>,
     pub state_since: Instant,
-    suspicion: Option<Suspicion>,
+    suspicion: Option<Box<Suspicion>>,
     /// The highest incarnation the member itself vouched for: in a record it signed, or in
     /// its registry record. Nobody else may push it further.
     vouched_incarnation: u64,
     /// The newest record the member signed, passed on in push-pull.
-    record: Option<LivenessRecord>,
+    record: Option<Arc<LivenessRecord>>,
+    /// Where the member can be reached.
+    addresses: Addresses,
     /// Whether the registry (signed by the member) told us of it.
     in_registry: bool,
 }
 
+/// Where a member can be reached: usually what its record says, held once.
+#[derive(Clone, Debug)]
+enum Addresses {
+    /// The addresses of the member's record (none without a record).
+    OfRecord,
+    /// Addresses the record does not carry (from the registry, or kept from an older
+    /// record that a newer one without addresses replaced). Boxed so the common case
+    /// costs one word per member (a `Vec` inline would cost three).
+    #[allow(clippy::box_collection)]
+    Own(Box<Vec<String>>),
+}
+
 impl Member {
+    fn new(id: NodeId, incarnation: u64, now: Instant) -> Self {
+        Self {
+            id,
+            state: MemberState::Alive,
+            incarnation,
+            last_seen: None,
+            state_since: now,
+            suspicion: None,
+            vouched_incarnation: incarnation,
+            record: None,
+            addresses: Addresses::OfRecord,
+            in_registry: false,
+        }
+    }
+
     /// The highest incarnation the member itself vouched for.
     pub fn vouched_incarnation(&self) -> u64 {
         self.vouched_incarnation
@@ -242,7 +275,35 @@ impl Member {
 
     /// The newest liveness record the member signed that this node holds.
     pub fn record(&self) -> Option<&LivenessRecord> {
-        self.record.as_ref()
+        self.record.as_deref()
+    }
+
+    /// Where the member can be reached.
+    pub fn addresses(&self) -> &[String] {
+        match &self.addresses {
+            Addresses::Own(addresses) => addresses,
+            Addresses::OfRecord => self.record.as_deref().map_or(&[], |r| &r.addresses),
+        }
+    }
+
+    /// Replaces the member's record, keeping its addresses as they were.
+    fn set_record(&mut self, record: Arc<LivenessRecord>) {
+        if matches!(self.addresses, Addresses::OfRecord) && self.addresses() != record.addresses {
+            self.addresses = Addresses::Own(Box::new(self.addresses().to_vec()));
+        }
+        self.record = Some(record);
+    }
+
+    fn set_addresses(&mut self, addresses: Vec<String>) {
+        let of_record = self
+            .record
+            .as_deref()
+            .is_some_and(|r| r.addresses == addresses);
+        self.addresses = if of_record {
+            Addresses::OfRecord
+        } else {
+            Addresses::Own(Box::new(addresses))
+        };
     }
 
     /// Known only from hearsay: never heard from directly and not in the registry.
@@ -345,7 +406,7 @@ pub struct Membership {
     refutation_due: bool,
     // Ordered, so that with a seeded `rng` the simulation replays exactly (a hash map's
     // order changes from run to run), and so no chosen node ids can degrade lookups.
-    members: BTreeMap<NodeId, Member>,
+    members: MemberTable,
     admissions: Admissions,
     config: SwimConfig,
     /// The member probed last; the next probe goes to the next live member after it.
@@ -370,7 +431,7 @@ impl Membership {
             leaving: false,
             last_refutation: None,
             refutation_due: false,
-            members: BTreeMap::new(),
+            members: MemberTable::default(),
             admissions: Admissions::default(),
             config,
             probe_cursor: None,
@@ -444,6 +505,12 @@ impl Membership {
         self.members.values()
     }
 
+    /// Makes room for `additional` more members at once, so a table filled in one go
+    /// (from the registry, or in a simulation) is not regrown along the way.
+    pub fn reserve_members(&mut self, additional: usize) {
+        self.members.reserve(additional.min(admission::MAX_MEMBERS));
+    }
+
     /// How many members the table holds, in any state.
     pub fn member_count(&self) -> usize {
         self.members.len()
@@ -485,15 +552,12 @@ impl Membership {
     /// which alone put a death past two seconds. Each node still probes every member once
     /// per pass, as SWIM requires for its time bound.
     pub fn next_probe_target(&mut self) -> Option<NodeId> {
-        use std::ops::Bound::{Excluded, Unbounded};
         let after = self.probe_cursor.unwrap_or(self.local);
         let next = self
             .members
-            .range((Excluded(after), Unbounded))
-            .chain(self.members.range((Unbounded, Excluded(after))))
-            .chain(self.members.get_key_value(&after))
-            .find(|(_, m)| m.is_live())
-            .map(|(id, _)| *id)?;
+            .ring_after(&after)
+            .find(|m| m.is_live())
+            .map(|m| m.id)?;
         self.probe_cursor = Some(next);
         Some(next)
     }
@@ -553,9 +617,11 @@ impl Membership {
                 _ => None,
             },
             MemberState::Suspect => {
-                let suspicion = member.suspicion.get_or_insert_with(|| Suspicion {
-                    since: now,
-                    confirmations: BTreeSet::new(),
+                let suspicion = member.suspicion.get_or_insert_with(|| {
+                    Box::new(Suspicion {
+                        since: now,
+                        confirmations: BTreeSet::new(),
+                    })
                 });
                 suspicion.confirmations.insert(local).then_some(update)
             }
@@ -627,7 +693,7 @@ impl Membership {
     /// have been so for [`UNVERIFIED_RETENTION`], and old admission windows.
     pub fn reap(&mut self, now: Instant) -> usize {
         let before = self.members.len();
-        self.members.retain(|_, m| {
+        self.members.retain(|m| {
             !(m.is_unverified()
                 && !m.is_live()
                 && now.duration_since(m.state_since) >= UNVERIFIED_RETENTION)

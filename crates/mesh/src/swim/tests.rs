@@ -338,7 +338,7 @@ fn alive_and_left_forged_by_a_third_party_are_refused() {
     let member = m.member(&victim.node_id()).unwrap();
     assert_eq!(member.state, MemberState::Alive);
     assert_eq!(member.incarnation, 1);
-    assert_eq!(member.addresses, addrs(1));
+    assert_eq!(member.addresses(), addrs(1));
     // The victim's own left is believed, whoever relays it.
     assert!(matches!(
         m.apply(&left(victim, 1), rid, now),
@@ -471,7 +471,7 @@ fn addresses_change_only_through_a_signed_record_of_the_subject() {
     // A record signed by b at a newer incarnation replaces them.
     let moved = LivenessRecord::sign(b, NET, 2, SelfStatus::Alive, &addrs(7));
     m.apply(&MembershipUpdate::Signed(moved), w, now);
-    assert_eq!(m.member(&bid).unwrap().addresses, addrs(7));
+    assert_eq!(m.member(&bid).unwrap().addresses(), addrs(7));
     // Anyone else's version is refused.
     let mut poisoned = LivenessRecord::sign(b, NET, 3, SelfStatus::Alive, &addrs(7));
     poisoned.addresses = vec!["/ip4/198.51.100.1/tcp/1".into()];
@@ -479,7 +479,7 @@ fn addresses_change_only_through_a_signed_record_of_the_subject() {
         m.apply(&MembershipUpdate::Signed(poisoned), w, now),
         Applied::Refused(Refusal::BadRecord)
     );
-    assert_eq!(m.member(&bid).unwrap().addresses, addrs(7));
+    assert_eq!(m.member(&bid).unwrap().addresses(), addrs(7));
     // Even b cannot make others dial more than MAX_ADDRESSES addresses.
     let mut bloated = LivenessRecord::sign(b, NET, 4, SelfStatus::Alive, &addrs(7));
     bloated.addresses = (0..100).map(|i| format!("/ip4/10.0.0.1/tcp/{i}")).collect();
@@ -487,7 +487,7 @@ fn addresses_change_only_through_a_signed_record_of_the_subject() {
         m.apply(&MembershipUpdate::Signed(bloated), w, now),
         Applied::Refused(Refusal::BadRecord)
     );
-    assert!(m.member(&bid).unwrap().addresses.len() <= crate::liveness::MAX_ADDRESSES);
+    assert!(m.member(&bid).unwrap().addresses().len() <= crate::liveness::MAX_ADDRESSES);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! admission limits, rate-limited refutation). See the parent module's documentation.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use tokio::time::Instant;
 use xnode_types::NodeId;
@@ -58,7 +59,7 @@ impl Membership {
         let new_addresses = record.status == SelfStatus::Alive
             && incarnation >= member.incarnation
             && !record.addresses.is_empty()
-            && record.addresses != member.addresses;
+            && record.addresses != member.addresses();
         if !wins && !newer_record && !new_addresses {
             // Old news: no signature work.
             return Applied::Ignored;
@@ -71,10 +72,10 @@ impl Membership {
         };
         member.vouched_incarnation = member.vouched_incarnation.max(incarnation);
         if newer_record {
-            member.record = Some(record.clone());
+            member.set_record(Arc::new(record.clone()));
         }
         if new_addresses {
-            member.addresses = record.addresses.clone();
+            member.set_addresses(record.addresses.clone());
         }
         if !wins {
             return Applied::Ignored;
@@ -112,15 +113,9 @@ impl Membership {
             return Applied::Refused(Refusal::BadRecord);
         }
         self.admissions.record(sender, now);
-        self.insert(
-            record.node,
-            record.incarnation,
-            record.addresses.clone(),
-            now,
-        );
-        if let Some(member) = self.members.get_mut(&record.node) {
-            member.record = Some(record.clone());
-        }
+        let mut member = Member::new(record.node, record.incarnation, now);
+        member.record = Some(Arc::new(record.clone()));
+        self.members.insert(member);
         Applied::Changed {
             node: record.node,
             state: MemberState::Alive,
@@ -128,28 +123,26 @@ impl Membership {
         }
     }
 
-    fn insert(&mut self, node: NodeId, incarnation: u64, addresses: Vec<String>, now: Instant) {
-        self.members.insert(
-            node,
-            Member {
-                id: node,
-                state: MemberState::Alive,
-                incarnation,
-                addresses,
-                last_seen: None,
-                state_since: now,
-                suspicion: None,
-                vouched_incarnation: incarnation,
-                record: None,
-                in_registry: false,
-            },
-        );
-    }
-
     /// A peer that contacted this node directly (so the transport authenticated it) and
     /// presented its own signed record: admitted within the table's hard cap only, since
     /// it is not hearsay.
     pub fn introduce(&mut self, record: &LivenessRecord, now: Instant) -> Applied {
+        self.introduce_record(record, None, now)
+    }
+
+    /// [`Membership::introduce`] with a record other tables may hold too: a new member
+    /// shares it instead of copying it (a simulation of many nodes in one process holds
+    /// each record once, not once per node).
+    pub fn introduce_shared(&mut self, record: &Arc<LivenessRecord>, now: Instant) -> Applied {
+        self.introduce_record(record, Some(record), now)
+    }
+
+    fn introduce_record(
+        &mut self,
+        record: &LivenessRecord,
+        shared: Option<&Arc<LivenessRecord>>,
+        now: Instant,
+    ) -> Applied {
         if self.members.contains_key(&record.node) || record.node == self.local {
             let applied = self.apply_record(record, record.node, now);
             self.heard_from(&record.node, now);
@@ -164,16 +157,10 @@ impl Membership {
         if self.members.len() >= MAX_MEMBERS {
             return Applied::Refused(Refusal::AdmissionLimit);
         }
-        self.insert(
-            record.node,
-            record.incarnation,
-            record.addresses.clone(),
-            now,
-        );
-        if let Some(member) = self.members.get_mut(&record.node) {
-            member.record = Some(record.clone());
-            member.last_seen = Some(now);
-        }
+        let mut member = Member::new(record.node, record.incarnation, now);
+        member.record = Some(shared.map_or_else(|| Arc::new(record.clone()), Arc::clone));
+        member.last_seen = Some(now);
+        self.members.insert(member);
         Applied::Changed {
             node: record.node,
             state: MemberState::Alive,
@@ -209,11 +196,11 @@ impl Membership {
             if self.members.len() >= MAX_MEMBERS {
                 return Applied::Refused(Refusal::AdmissionLimit);
             }
-            self.insert(node, incarnation, addresses, now);
-            if let Some(member) = self.members.get_mut(&node) {
-                member.in_registry = true;
-                member.state = state;
-            }
+            let mut member = Member::new(node, incarnation, now);
+            member.addresses = super::Addresses::Own(Box::new(addresses));
+            member.in_registry = true;
+            member.state = state;
+            self.members.insert(member);
             return Applied::Changed {
                 node,
                 state,
@@ -223,7 +210,7 @@ impl Membership {
         member.in_registry = true;
         member.vouched_incarnation = member.vouched_incarnation.max(incarnation);
         if !left && incarnation >= member.incarnation && !addresses.is_empty() {
-            member.addresses = addresses;
+            member.set_addresses(addresses);
         }
         let wins = if left && member.state != MemberState::Left {
             incarnation >= member.incarnation
@@ -302,10 +289,10 @@ impl Membership {
             return Applied::Ignored;
         }
         Self::set_state(member, MemberState::Suspect, incarnation, now);
-        member.suspicion = Some(Suspicion {
+        member.suspicion = Some(Box::new(Suspicion {
             since: now,
             confirmations: BTreeSet::from([witness]),
-        });
+        }));
         Applied::Changed {
             node,
             state: MemberState::Suspect,
