@@ -341,3 +341,53 @@ fn a_death_is_spread_by_its_witnesses_not_by_every_member_that_heard_of_it() {
     assert!(dead);
     assert!(spread.is_empty(), "the late witness spread {spread:?}");
 }
+
+#[test]
+fn a_probe_that_lost_its_first_ping_tries_once_more_directly_alongside_the_helpers() {
+    let now = Instant::now();
+    let keys: Vec<SecretKey> = (0..3).map(|_| SecretKey::generate()).collect();
+    let all: Vec<&SecretKey> = keys.iter().collect();
+    let (target, helper) = (keys[1].node_id(), keys[2].node_id());
+    let mut prober = engine_without_turns(&keys[0], &all, now);
+    prober.start_probe(target, now);
+    while prober.next_action().is_some() {}
+
+    // The first ping (or its answer) was lost: at the direct deadline the prober asks the
+    // helper and pings the target again.
+    let indirect = now + SwimConfig::default().probe_timeout + Duration::from_millis(10);
+    prober.tick(indirect, &mut StdRng::seed_from_u64(3), |_| true);
+    let mut again = None;
+    let mut asked_helper = false;
+    while let Some(action) = prober.next_action() {
+        match action {
+            Action::Send {
+                token,
+                to,
+                request: SwimRequest::Ping { .. },
+            } if to == target => again = Some(token),
+            Action::Send {
+                to,
+                request: SwimRequest::PingReq { .. },
+                ..
+            } if to == helper => asked_helper = true,
+            _ => {}
+        }
+    }
+    assert!(asked_helper, "the helper is asked as before");
+    let again = again.expect("a second direct ping goes out with the indirect probes");
+
+    // Its answer ends the round: no suspicion, whatever the helper does.
+    prober.on_response(
+        again,
+        target,
+        Some(SwimResponse::Ack { record: None }),
+        indirect,
+    );
+    let (spread, dead) = run_silent(&mut prober, &target, indirect, now + Duration::from_secs(3));
+    assert!(!dead);
+    assert!(spread.is_empty(), "{spread:?}");
+    assert_eq!(
+        state_of(&prober, &target).map(|(s, _)| s),
+        Some(MemberState::Alive)
+    );
+}
