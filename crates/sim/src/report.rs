@@ -67,6 +67,17 @@ pub struct TrafficReport {
     pub received_kbit: Spread,
     /// Mean kbit/s sent per node, by class (probe, push-pull, gossip).
     pub mean_sent_kbit_by_class: [f64; 3],
+    /// Updates published to gossip in the window, network-wide: suspicions, deaths,
+    /// signed records (refutations, joins, departures).
+    pub published: Published,
+}
+
+/// Updates published to gossip, by kind.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Published {
+    pub suspicions: u64,
+    pub deaths: u64,
+    pub records: u64,
 }
 
 /// Everything one run measured.
@@ -118,6 +129,12 @@ impl fmt::Display for Report {
                 self.steady.mean_sent_kbit_by_class[class.index()]
             )?;
         }
+        let published = self.steady.published;
+        writeln!(
+            f,
+            "  gossip published         {} suspicions, {} deaths, {} records (all nodes)",
+            published.suspicions, published.deaths, published.records
+        )?;
         writeln!(
             f,
             "death of a node ({} events), seconds:",
