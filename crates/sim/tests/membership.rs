@@ -40,6 +40,14 @@ fn a_short_simulation_converges_within_the_bounds() {
         "death known at p99 in {:.3} s (issue 16: 2 s; Serf's model: 2.2 s)",
         death.settled.p99
     );
+    // A death is spread by the few members that witnessed it, not by every member that
+    // heard of it: about 9 KiB per node here; when every member spread its own suspicion
+    // and finding (each flooded to all), it was about 150 KiB at this size, growing with N.
+    assert!(
+        report.death_gossip_kib_per_node <= 40.0,
+        "gossip per node per death {:.1} KiB",
+        report.death_gossip_kib_per_node
+    );
     // Detection takes at least a probe timeout and the indirect timeout.
     assert!(death.first.p50 >= 0.9, "{:.3}", death.first.p50);
     let join = &report.joins;
@@ -63,6 +71,12 @@ fn a_short_simulation_converges_within_the_bounds() {
     assert!(
         probe + push_pull <= 50.0,
         "probes {probe:.1} + push-pull {push_pull:.1} kbit/s"
+    );
+    // Everything a node sent, gossip included, for all but the busiest 1 % of nodes.
+    assert!(
+        report.steady.sent_kbit.p99 <= 50.0,
+        "sent per node, p99 {:.1} kbit/s",
+        report.steady.sent_kbit.p99
     );
 
     let placement = report.placement.expect("placement measured");
