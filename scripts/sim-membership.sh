@@ -7,21 +7,25 @@
 #   XNODE_SIM_NODES=1000 scripts/sim-membership.sh --deaths 5
 #
 # Environment: XNODE_SIM_NODES (default 10000), XNODE_SIM_PROFILE (release or dev,
-# default release), XNODE_SIM_MAX_MIB (memory allowed, default 6144). Other arguments go
-# to xnode-sim (--steady, --deaths, --joins, --settle, --loss, --keys, --seed).
+# default release), XNODE_SIM_MAX_MIB (memory allowed; default: what the machine has
+# available, less 1 GiB). Other arguments go to xnode-sim (--steady, --deaths, --joins,
+# --settle, --loss, --keys, --seed).
 #
-# Every simulated node holds a full membership table with signed records, about 1.5 KiB
-# per member (peak RSS 57 MiB at 200 nodes, 1.6 GiB at 1,000), and a table is capped at 4,096 members (MAX_MEMBERS), so the run needs about
-# nodes x min(nodes, 4096) KiB. A size that does not fit in XNODE_SIM_MAX_MIB is reduced
-# to the largest that does, and the script says so.
+# Every simulated node holds a full membership table (a sorted vector of small entries
+# that share each signed record), about 180 bytes per member: peak RSS 179 MiB at 1,000
+# nodes, 1.4 GiB at 3,000, about 17 GiB at 10,000. A table is capped at 16,384 members
+# (MAX_MEMBERS), so the run needs about nodes x min(nodes, 16384) x 180 bytes. A size that
+# does not fit in XNODE_SIM_MAX_MIB is reduced to the largest that does, and the script
+# says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 nodes="${XNODE_SIM_NODES:-10000}"
 profile="${XNODE_SIM_PROFILE:-release}"
-max_mib="${XNODE_SIM_MAX_MIB:-6144}"
-bytes_per_member=1536
-cap=4096
+available_mib=$(awk '/^MemAvailable:/ { print int($2 / 1024) }' /proc/meminfo 2>/dev/null || echo 6144)
+max_mib="${XNODE_SIM_MAX_MIB:-$((available_mib > 2048 ? available_mib - 1024 : 1024))}"
+bytes_per_member=180
+cap=16384
 
 need_mib() {
   local n="$1" table="$1"
