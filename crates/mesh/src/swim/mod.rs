@@ -288,8 +288,11 @@ impl Member {
 
     /// Replaces the member's record, keeping its addresses as they were.
     fn set_record(&mut self, record: Arc<LivenessRecord>) {
-        if matches!(self.addresses, Addresses::OfRecord) && self.addresses() != record.addresses {
-            self.addresses = Addresses::Own(Box::new(self.addresses().to_vec()));
+        if matches!(self.addresses, Addresses::OfRecord)
+            && let Some(old) = self.record.as_deref()
+            && old.addresses != record.addresses
+        {
+            self.addresses = Addresses::Own(Box::new(old.addresses.clone()));
         }
         self.record = Some(record);
     }

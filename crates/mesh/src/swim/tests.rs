@@ -491,6 +491,44 @@ fn addresses_change_only_through_a_signed_record_of_the_subject() {
 }
 
 #[test]
+fn a_member_keeps_its_addresses_until_something_it_signed_moves_them() {
+    let (mut m, others, now) = setup(2);
+    let (b, c) = (&others[0], &others[1]);
+    let (bid, cid) = (b.node_id(), c.node_id());
+    let introduced = m.member(&bid).unwrap().addresses().to_vec();
+    assert!(!introduced.is_empty());
+    // A departure carries no addresses; the member keeps the ones it had.
+    let left = LivenessRecord::sign(b, NET, 2, SelfStatus::Left, &[]);
+    m.apply(&MembershipUpdate::Signed(left), cid, now);
+    assert_eq!(state(&m, &bid), MemberState::Left);
+    assert_eq!(m.member(&bid).unwrap().addresses(), introduced);
+    assert!(
+        m.member(&bid)
+            .unwrap()
+            .record()
+            .unwrap()
+            .addresses
+            .is_empty()
+    );
+    // The registry (b's own registry record) moves them, and a record of b's that says
+    // the same holds them once.
+    m.observe_vouched(bid, &addrs(9), 3, false, now);
+    assert_eq!(m.member(&bid).unwrap().addresses(), addrs(9));
+    let back = LivenessRecord::sign(b, NET, 3, SelfStatus::Alive, &addrs(9));
+    m.apply(&MembershipUpdate::Signed(back), cid, now);
+    assert_eq!(m.member(&bid).unwrap().addresses(), addrs(9));
+    // A newer record with other addresses moves them again.
+    let moved = LivenessRecord::sign(b, NET, 4, SelfStatus::Alive, &addrs(5));
+    m.apply(&MembershipUpdate::Signed(moved), cid, now);
+    assert_eq!(m.member(&bid).unwrap().addresses(), addrs(5));
+    // A member known only from the registry has the registry's addresses.
+    let d = key();
+    m.observe_vouched(d.node_id(), &addrs(11), 1, false, now);
+    assert_eq!(m.member(&d.node_id()).unwrap().addresses(), addrs(11));
+    assert!(m.member(&d.node_id()).unwrap().record().is_none());
+}
+
+#[test]
 fn hearsay_admissions_are_capped_per_source_and_in_total() {
     let (mut m, others, now) = setup(6);
     // A stranger cannot introduce anyone but itself.
