@@ -391,3 +391,55 @@ fn a_probe_that_lost_its_first_ping_tries_once_more_directly_alongside_the_helpe
         Some(MemberState::Alive)
     );
 }
+
+/// How many of `engines` probe `suspect` at once on hearing a suspicion of it.
+fn checkers(engines: &mut [Engine<u64>], suspect: NodeId, witness: NodeId, now: Instant) -> usize {
+    let rumour = MembershipUpdate::Suspect {
+        node: suspect,
+        incarnation: 1,
+        from: witness,
+    };
+    let mut probing = 0;
+    for engine in engines.iter_mut() {
+        engine.apply(&rumour, witness, now);
+        let mut pinged = false;
+        while let Some(action) = engine.next_action() {
+            pinged |= matches!(
+                action,
+                Action::Send { to, request: SwimRequest::Ping { .. }, .. } if to == suspect
+            );
+        }
+        probing += usize::from(pinged);
+    }
+    probing
+}
+
+#[test]
+fn a_suspicion_is_checked_by_every_member_of_a_small_table_and_by_a_few_of_a_large_one() {
+    let now = Instant::now();
+    let keys: Vec<SecretKey> = (0..10).map(|_| SecretKey::generate()).collect();
+    let all: Vec<&SecretKey> = keys.iter().collect();
+    let (suspect, witness) = (keys[0].node_id(), keys[1].node_id());
+    let mut small: Vec<Engine<u64>> = keys[2..]
+        .iter()
+        .map(|k| engine_without_turns(k, &all, now))
+        .collect();
+    assert_eq!(checkers(&mut small, suspect, witness, now), small.len());
+
+    // 300 members: about RUMOUR_CHECKERS of the 298 hearers check, not all of them.
+    let keys: Vec<SecretKey> = (0..300).map(|_| SecretKey::generate()).collect();
+    let all: Vec<&SecretKey> = keys.iter().collect();
+    let (suspect, witness) = (keys[0].node_id(), keys[1].node_id());
+    let mut large: Vec<Engine<u64>> = keys[2..]
+        .iter()
+        .map(|k| engine_without_turns(k, &all, now))
+        .collect();
+    let probing = checkers(&mut large, suspect, witness, now);
+    let expected = super::engine::RUMOUR_CHECKERS;
+    assert!(
+        // Binomial around 16: outside 2..=60 about once in a million runs.
+        (2..=60).contains(&probing),
+        "{probing} of {} hearers checked (about {expected} expected)",
+        large.len()
+    );
+}
