@@ -86,9 +86,6 @@ pub enum Action<R> {
     Merged,
 }
 
-/// About how many members check a suspicion they heard with a probe of their own.
-pub const RUMOUR_CHECKERS: u64 = 16;
-
 /// An ongoing probe of one member.
 #[derive(Debug)]
 struct Round {
@@ -219,9 +216,8 @@ impl<R> Engine<R> {
     }
 
     /// Applies an update delivered by `sender` (this node for its own findings); when it
-    /// leaves a member suspected by someone else, this node may probe that member at once
-    /// ([`Engine::checks_rumour`]), so it either confirms the suspicion for itself or hears
-    /// from the member and clears it.
+    /// leaves a member suspected by someone else, probes that member at once, so this node
+    /// either confirms the suspicion (speeding up detection) or hears from it and clears it.
     pub fn apply(&mut self, update: &MembershipUpdate, sender: NodeId, now: Instant) -> Applied {
         let applied = self.membership.apply(update, sender, now);
         self.note_applied(&applied);
@@ -235,32 +231,10 @@ impl<R> Engine<R> {
                 .membership
                 .member(&update.node())
                 .is_some_and(|m| m.state == MemberState::Suspect)
-            && self.checks_rumour(&update.node(), update.incarnation())
         {
             self.start_round(update.node(), now, true);
         }
         applied
-    }
-
-    /// Whether this node checks a suspicion it heard with a probe of its own: every node of
-    /// a table up to [`RUMOUR_CHECKERS`] members, and about that many in a larger one,
-    /// chosen by a hash of this node, the suspect and the incarnation. Most suspicions
-    /// are a lost message about a live node, and when every member checked, the suspect
-    /// took a ping from each at once (a burst of 3 MB of answers at 10,000 nodes); the
-    /// rest rely on the suspect's refutation and on the witnesses' confirmations.
-    fn checks_rumour(&self, node: &NodeId, incarnation: u64) -> bool {
-        let members = self.membership.member_count() as u64;
-        if members <= RUMOUR_CHECKERS {
-            return true;
-        }
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(b"xnode/swim/rumour-check/v1\0");
-        hasher.update(&self.membership.local().to_bytes());
-        hasher.update(&node.to_bytes());
-        hasher.update(&incarnation.to_be_bytes());
-        let mut draw = [0u8; 8];
-        draw.copy_from_slice(&hasher.finalize().as_bytes()[..8]);
-        u64::from_le_bytes(draw) % members < RUMOUR_CHECKERS
     }
 
     /// Reports a change the membership made, however it was made.
