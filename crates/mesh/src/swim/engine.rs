@@ -620,9 +620,11 @@ impl<R> Engine<R> {
                         SwimResponse::Ack { record } => (record, None),
                         _ => (None, None),
                     };
+                    let rtt = now.saturating_duration_since(sent);
+                    self.membership.observe_rtt(&target, rtt);
                     self.actions.push_back(Action::RoundTrip {
                         target,
-                        rtt: now.saturating_duration_since(sent),
+                        rtt,
                         coordinate,
                     });
                     let applied = self.membership.acked_by(target, record.as_deref(), now);

@@ -40,9 +40,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use xnode_types::{NodeId, SecretKey};
@@ -56,6 +56,9 @@ use table::MemberTable;
 /// is persisted and republished by the node, so a flood of rumours must not turn into a
 /// flood of bumps.
 pub const REFUTATION_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How many random members an indirect probe picks its near helpers from.
+pub const NEAR_HELPER_SAMPLE: usize = 16;
 
 /// Up to this many members, push-pull runs at the configured interval.
 pub const PUSH_PULL_SCALE_THRESHOLD: usize = 32;
@@ -238,6 +241,9 @@ pub struct Member {
     addresses: Addresses,
     /// Whether the registry (signed by the member) told us of it.
     in_registry: bool,
+    /// The smoothed round trip of this node's direct probes of the member, in
+    /// microseconds; 0 before the first.
+    rtt_micros: u32,
 }
 
 /// Where a member can be reached: usually what its record says, held once.
@@ -265,6 +271,7 @@ impl Member {
             record: None,
             addresses: Addresses::OfRecord,
             in_registry: false,
+            rtt_micros: 0,
         }
     }
 
@@ -276,6 +283,11 @@ impl Member {
     /// The newest liveness record the member signed that this node holds.
     pub fn record(&self) -> Option<&LivenessRecord> {
         self.record.as_deref()
+    }
+
+    /// The smoothed round trip of this node's direct probes of the member, once measured.
+    pub fn rtt(&self) -> Option<Duration> {
+        (self.rtt_micros > 0).then(|| Duration::from_micros(u64::from(self.rtt_micros)))
     }
 
     /// Where the member can be reached.
@@ -581,10 +593,33 @@ impl Membership {
         dead.get(self.dead_cursor).copied()
     }
 
+    /// Folds one round trip of a direct probe of `node` into its smoothed round trip
+    /// (weight 1/8, as TCP's).
+    pub fn observe_rtt(&mut self, node: &NodeId, rtt: Duration) {
+        let Some(member) = self.members.get_mut(node) else {
+            return;
+        };
+        let sample = i64::from(u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX).max(1));
+        let old = i64::from(member.rtt_micros);
+        let smoothed = if old == 0 {
+            sample
+        } else {
+            old + (sample - old) / 8
+        };
+        member.rtt_micros = u32::try_from(smoothed.max(1)).unwrap_or(u32::MAX);
+    }
+
     /// Up to `k` alive members other than `target` to ask for indirect probes, preferring
     /// members this node has heard from directly (hearsay members may not exist at all).
+    ///
+    /// Of those, all but one are the nearest (by this node's round trips) of a random
+    /// sample of [`NEAR_HELPER_SAMPLE`]: an indirect probe goes prober, helper, target,
+    /// helper, prober within `indirect_timeout`, which a far helper of a far target misses
+    /// on latency alone (four hops of up to 160 ms one way between the simulator's
+    /// regions), and such misses were most false suspicions left. The last place is
+    /// anyone's, so a near member cannot make itself every probe's only way round.
     pub fn indirect_helpers(&mut self, target: &NodeId, k: usize) -> Vec<NodeId> {
-        let candidates = |verified: bool| -> Vec<NodeId> {
+        let candidates = |verified: bool| -> Vec<(NodeId, u32)> {
             self.members
                 .values()
                 .filter(|m| {
@@ -592,15 +627,25 @@ impl Membership {
                         && m.state == MemberState::Alive
                         && m.last_seen.is_some() == verified
                 })
-                .map(|m| m.id)
+                .map(|m| (m.id, m.rtt_micros))
                 .collect()
         };
         let (mut helpers, mut hearsay) = (candidates(true), candidates(false));
         helpers.shuffle(&mut self.rng);
+        let sample = helpers.len().min(NEAR_HELPER_SAMPLE);
+        let near = k.saturating_sub(1).min(sample);
+        if let Some(sampled) = helpers.get_mut(..sample) {
+            // Unmeasured members count as far.
+            sampled.sort_by_key(|&(_, rtt)| if rtt == 0 { u32::MAX } else { rtt });
+        }
+        if near < helpers.len() {
+            let any = self.rng.gen_range(near..helpers.len());
+            helpers.swap(near, any);
+        }
         hearsay.shuffle(&mut self.rng);
         helpers.extend(hearsay);
         helpers.truncate(k);
-        helpers
+        helpers.into_iter().map(|(id, _)| id).collect()
     }
 
     /// A direct and all indirect probes of `node` failed. An alive member becomes suspect;

@@ -529,6 +529,54 @@ fn a_member_keeps_its_addresses_until_something_it_signed_moves_them() {
 }
 
 #[test]
+fn indirect_probes_go_mostly_through_near_helpers_and_one_random_one() {
+    let (mut m, others, _) = setup(40);
+    m.seed_rng(5);
+    let ids: Vec<NodeId> = others.iter().map(SecretKey::node_id).collect();
+    let target = ids[0];
+    let near: Vec<NodeId> = ids[1..9].to_vec();
+    // Far members at 300 ms and more, each a little farther than the one before.
+    for (i, id) in ids.iter().enumerate().skip(1) {
+        let rtt = if near.contains(id) { 2 } else { 300 + i as u64 };
+        m.observe_rtt(id, Duration::from_millis(rtt));
+    }
+    let farthest: Vec<NodeId> = ids[ids.len() - 10..].to_vec();
+    let (mut near_first, mut last_farthest) = (0, 0);
+    for _ in 0..200 {
+        let helpers = m.indirect_helpers(&target, 3);
+        assert_eq!(helpers.len(), 3);
+        assert!(!helpers.contains(&target));
+        near_first += usize::from(near.contains(&helpers[0]) && near.contains(&helpers[1]));
+        last_farthest += usize::from(farthest.contains(&helpers[2]));
+    }
+    // A sample of 16 of the 39 holds two of the 8 near members 95 % of the time.
+    assert!(
+        near_first >= 180,
+        "both near places near in {near_first} of 200"
+    );
+    // The last place is anyone's: one of the 10 farthest of the 37 left about a quarter
+    // of the time (the nearest of a sample would almost never be).
+    assert!(last_farthest >= 25, "{last_farthest} of 200");
+}
+
+#[test]
+fn a_round_trip_is_smoothed_and_an_unmeasured_member_counts_as_far() {
+    let (mut m, others, _) = setup(2);
+    let (a, b) = (others[0].node_id(), others[1].node_id());
+    m.observe_rtt(&a, Duration::from_millis(100));
+    m.observe_rtt(&a, Duration::from_millis(900));
+    // 100 + (900 - 100) / 8.
+    assert_eq!(
+        m.member(&a).unwrap().rtt(),
+        Some(Duration::from_millis(200))
+    );
+    assert_eq!(m.member(&b).unwrap().rtt(), None);
+    // Absurd round trips saturate instead of overflowing.
+    m.observe_rtt(&b, Duration::from_secs(u64::MAX / 4));
+    assert!(m.member(&b).unwrap().rtt().is_some());
+}
+
+#[test]
 fn hearsay_admissions_are_capped_per_source_and_in_total() {
     let (mut m, others, now) = setup(6);
     // A stranger cannot introduce anyone but itself.
