@@ -551,7 +551,7 @@ fn indirect_probes_go_mostly_through_near_helpers_and_one_random_one() {
     }
     // A sample of 16 of the 39 holds two of the 8 near members 95 % of the time.
     assert!(
-        near_first >= 180,
+        near_first >= 170,
         "both near places near in {near_first} of 200"
     );
     // The last place is anyone's: one of the 10 farthest of the 37 left about a quarter
