@@ -619,33 +619,51 @@ impl Membership {
     /// regions), and such misses were most false suspicions left. The last place is
     /// anyone's, so a near member cannot make itself every probe's only way round.
     pub fn indirect_helpers(&mut self, target: &NodeId, k: usize) -> Vec<NodeId> {
-        let candidates = |verified: bool| -> Vec<(NodeId, u32)> {
-            self.members
-                .values()
-                .filter(|m| {
-                    m.id != *target
-                        && m.state == MemberState::Alive
-                        && m.last_seen.is_some() == verified
-                })
-                .map(|m| (m.id, m.rtt_micros))
-                .collect()
+        let eligible = |m: &Member, verified: bool| {
+            m.id != *target && m.state == MemberState::Alive && m.last_seen.is_some() == verified
         };
-        let (mut helpers, mut hearsay) = (candidates(true), candidates(false));
-        helpers.shuffle(&mut self.rng);
-        let sample = helpers.len().min(NEAR_HELPER_SAMPLE);
-        let near = k.saturating_sub(1).min(sample);
-        if let Some(sampled) = helpers.get_mut(..sample) {
-            // Unmeasured members count as far.
-            sampled.sort_by_key(|&(_, rtt)| if rtt == 0 { u32::MAX } else { rtt });
+        // A uniform sample of the verified candidates, drawn in one pass over the table
+        // (reservoir sampling), so a probe of a large table copies nothing of it.
+        let mut sample: Vec<(NodeId, u32)> = Vec::with_capacity(NEAR_HELPER_SAMPLE);
+        for (before, m) in self
+            .members
+            .values()
+            .filter(|m| eligible(m, true))
+            .enumerate()
+        {
+            if sample.len() < NEAR_HELPER_SAMPLE {
+                sample.push((m.id, m.rtt_micros));
+            } else if let Some(slot) = sample.get_mut(self.rng.gen_range(0..=before)) {
+                *slot = (m.id, m.rtt_micros);
+            }
         }
-        if near < helpers.len() {
-            let any = self.rng.gen_range(near..helpers.len());
-            helpers.swap(near, any);
+        // Unmeasured members count as far.
+        sample.sort_by_key(|&(_, rtt)| if rtt == 0 { u32::MAX } else { rtt });
+        let mut helpers: Vec<NodeId> = sample
+            .iter()
+            .take(k.saturating_sub(1))
+            .map(|&(id, _)| id)
+            .collect();
+        // The last place: any verified candidate not chosen already, then, while places
+        // are left, members known only from hearsay.
+        for verified in [true, false] {
+            let wanted = k.saturating_sub(helpers.len());
+            let mut picks: Vec<NodeId> = Vec::with_capacity(wanted.min(NEAR_HELPER_SAMPLE));
+            let candidates = self
+                .members
+                .values()
+                .filter(|m| eligible(m, verified) && !helpers.contains(&m.id));
+            for (before, m) in candidates.enumerate() {
+                if picks.len() < wanted {
+                    picks.push(m.id);
+                } else if let Some(slot) = picks.get_mut(self.rng.gen_range(0..=before)) {
+                    *slot = m.id;
+                }
+            }
+            picks.shuffle(&mut self.rng);
+            helpers.extend(picks);
         }
-        hearsay.shuffle(&mut self.rng);
-        helpers.extend(hearsay);
-        helpers.truncate(k);
-        helpers.into_iter().map(|(id, _)| id).collect()
+        helpers
     }
 
     /// A direct and all indirect probes of `node` failed. An alive member becomes suspect;
