@@ -13,6 +13,7 @@
 //!
 //! This crate does no I/O: the node feeds it and publishes its output.
 
+pub mod aggregate;
 mod histogram;
 mod recorder;
 mod summary;

@@ -12,7 +12,7 @@ use crate::ScopeStats;
 pub const MAX_SCOPES: usize = 64;
 
 /// The scope that collects what does not fit.
-const OTHER: &str = "other";
+pub(crate) const OTHER: &str = "other";
 /// Longest scope name kept as its own scope (`deployment:` plus a 64-character name fits);
 /// longer ones are counted under `other`, so no request can make a summary huge.
 pub const MAX_SCOPE_NAME: usize = 96;

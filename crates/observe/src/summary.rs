@@ -114,6 +114,37 @@ pub struct NodeSummary {
     pub peer_rtts: Vec<PeerRtt>,
 }
 
+impl NodeSummary {
+    /// What happened between `earlier` (this node's previous summary, if any) and this
+    /// summary, per scope, leaving out scopes where nothing did. `None` if this summary is
+    /// not newer than `earlier`. A summary of a new run counts whole: its counters started
+    /// from zero.
+    pub fn scopes_since(
+        &self,
+        earlier: Option<&NodeSummary>,
+    ) -> Option<BTreeMap<String, ScopeStats>> {
+        match earlier {
+            Some(last) if last.started_ms == self.started_ms => {
+                if self.seq <= last.seq {
+                    return None;
+                }
+                Some(
+                    self.scopes
+                        .iter()
+                        .map(|(k, v)| {
+                            let delta = last.scopes.get(k).map(|e| v.since(e));
+                            (k.clone(), delta.unwrap_or_else(|| v.clone()))
+                        })
+                        .filter(|(_, v)| !v.is_empty())
+                        .collect(),
+                )
+            }
+            Some(last) if self.started_ms < last.started_ms => None,
+            _ => Some(self.scopes.clone()),
+        }
+    }
+}
+
 /// Format version 1 of [`NodeSummary`], without peer round trips.
 #[derive(Deserialize)]
 struct NodeSummaryV1 {

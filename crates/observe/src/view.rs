@@ -100,29 +100,8 @@ impl NetworkView {
     /// Folds a summary in. Returns false for a stale or duplicate summary.
     fn fold(&mut self, summary: NodeSummary) -> bool {
         let series = self.series.entry(summary.node).or_default();
-        let delta: BTreeMap<String, ScopeStats> = match &series.last {
-            Some(last) if last.started_ms == summary.started_ms => {
-                if summary.seq <= last.seq {
-                    return false;
-                }
-                summary
-                    .scopes
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            last.scopes
-                                .get(k)
-                                .map(|e| v.since(e))
-                                .unwrap_or_else(|| v.clone()),
-                        )
-                    })
-                    .filter(|(_, v)| !v.is_empty())
-                    .collect()
-            }
-            // A node we just met, or a new run of it: everything since it started is new.
-            Some(last) if summary.started_ms < last.started_ms => return false,
-            _ => summary.scopes.clone(),
+        let Some(delta) = summary.scopes_since(series.last.as_ref()) else {
+            return false;
         };
         let slot = summary.at_ms - summary.at_ms % SLOT_MS;
         if !delta.is_empty() {

@@ -148,6 +148,10 @@ pub mod kinds {
     pub const S3_ACCESS_KEY: u8 = 16;
     pub const TENANT_KEY_FILE: u8 = 17;
     pub const NODE_SUMMARY: u8 = 18;
+    /// A node's figures and its subtree's, sent up the observability tree.
+    pub const SUBTREE_REPORT: u8 = 19;
+    /// A parent's answer to a subtree report: network totals coming down the tree.
+    pub const NETWORK_TOTALS: u8 = 21;
     /// The storage scrubber's progress, in a node's local database (`xnode-storage`).
     pub const SCRUB_STATE: u8 = 24;
     /// A node's drain or departure, kept across restarts.

@@ -1,0 +1,412 @@
+use std::collections::BTreeMap;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+use crate::{PeerCounts, SystemStats};
+
+fn node(n: u32) -> NodeId {
+    let mut seed = [7u8; 32];
+    seed[..4].copy_from_slice(&n.to_le_bytes());
+    xnode_types::SecretKey::from_seed(&seed).unwrap().node_id()
+}
+
+/// A start time in the middle of an epoch, at a slot boundary.
+const T0: u64 = 1_800_000_000_000 - 1_800_000_000_000 % EPOCH_MS + EPOCH_MS / 2;
+const ROUND_MS: u64 = 2_000;
+
+fn stats(requests: u64) -> ScopeStats {
+    ScopeStats {
+        requests,
+        bytes_in: requests * 100,
+        ..ScopeStats::default()
+    }
+}
+
+/// One simulated node: its aggregator and the cumulative counters it gossips.
+struct Sim {
+    id: NodeId,
+    aggregator: Aggregator,
+    cumulative: BTreeMap<String, ScopeStats>,
+    seq: u64,
+}
+
+impl Sim {
+    fn new(id: NodeId) -> Self {
+        Self {
+            id,
+            aggregator: Aggregator::new(id),
+            cumulative: BTreeMap::new(),
+            seq: 0,
+        }
+    }
+
+    /// Serves `requests` in `scope` and folds the resulting summary in at `now`.
+    fn serve(&mut self, scope: &str, requests: u64, now: u64) {
+        self.cumulative
+            .entry(scope.to_owned())
+            .or_default()
+            .merge(&stats(requests));
+        self.seq += 1;
+        let summary = NodeSummary {
+            node: self.id,
+            started_ms: T0 - 1,
+            seq: self.seq,
+            at_ms: now,
+            system: SystemStats::default(),
+            peers: PeerCounts::default(),
+            active_tenants: 0,
+            scopes: self.cumulative.clone(),
+            peer_rtts: Vec::new(),
+        };
+        self.aggregator.record_own(&summary);
+    }
+}
+
+struct Network {
+    nodes: Vec<Sim>,
+    rng: StdRng,
+    /// Reports received per node in the last round.
+    received: HashMap<NodeId, usize>,
+    /// Drop every report with this probability.
+    loss: f64,
+}
+
+impl Network {
+    fn new(n: u32, seed: u64) -> Self {
+        Self {
+            nodes: (0..n).map(|i| Sim::new(node(i))).collect(),
+            rng: StdRng::seed_from_u64(seed),
+            received: HashMap::new(),
+            loss: 0.0,
+        }
+    }
+
+    fn trees(&self, now: u64) -> Vec<Tree> {
+        epochs_at(now)
+            .into_iter()
+            .map(|epoch| Tree::new(epoch, self.nodes.iter().map(|s| s.id)))
+            .collect()
+    }
+
+    /// Every node, in random order, sends its reports and takes the answers.
+    fn round(&mut self, now: u64) {
+        let trees = self.trees(now);
+        self.received.clear();
+        let mut order: Vec<usize> = (0..self.nodes.len()).collect();
+        order.shuffle(&mut self.rng);
+        for i in order {
+            let me = self.nodes[i].id;
+            for out in self.nodes[i].aggregator.round(now, &trees) {
+                if self.rng.gen_bool(self.loss) {
+                    continue;
+                }
+                let Some(p) = self.nodes.iter().position(|s| s.id == out.parent) else {
+                    continue;
+                };
+                *self.received.entry(out.parent).or_default() += 1;
+                let (_, answer) = self.nodes[p]
+                    .aggregator
+                    .accept_report(me, out.report, now, &trees);
+                self.nodes[i]
+                    .aggregator
+                    .accept_answer(out.parent, answer, now);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_member_but_the_root_has_one_parent_that_lists_it_among_its_children() {
+    let tree = Tree::new(5, (0..10_000).map(node));
+    assert_eq!(tree.len(), 10_000);
+    assert_eq!(tree.depth(), 4);
+    let root = tree.root().unwrap();
+    assert_eq!(tree.parent(&root), None);
+    assert_eq!(tree.subtree_size(&root), 10_000);
+    let mut children_total = 0;
+    for i in 0..10_000 {
+        let id = node(i);
+        let children = tree.children(&id);
+        assert!(children.len() <= FANOUT);
+        children_total += children.len();
+        assert_eq!(
+            tree.subtree_size(&id),
+            1 + children.iter().map(|c| tree.subtree_size(c)).sum::<usize>()
+        );
+        if id != root {
+            let parent = tree.parent(&id).unwrap();
+            assert!(tree.children(&parent).contains(&id));
+        }
+    }
+    assert_eq!(children_total, 9_999);
+    assert_eq!(tree.parent(&node(20_000)), None);
+    assert!(tree.children(&node(20_000)).is_empty());
+    assert_eq!(tree.subtree_size(&node(20_000)), 0);
+}
+
+#[test]
+fn each_epoch_ranks_the_members_anew() {
+    let members: Vec<NodeId> = (0..1_000).map(node).collect();
+    let roots: std::collections::HashSet<NodeId> = (0..20)
+        .map(|epoch| Tree::new(epoch, members.iter().copied()).root().unwrap())
+        .collect();
+    assert!(
+        roots.len() >= 15,
+        "the root moves with the epoch: {} roots",
+        roots.len()
+    );
+    // The ranking is a function of the epoch and the members alone.
+    let a = Tree::new(3, members.iter().copied());
+    let b = Tree::new(3, members.iter().rev().copied());
+    assert_eq!(a.ranked, b.ranked);
+}
+
+/// Every node serves requests in the current slot for a minute, with rounds every two
+/// seconds; `check` then compares every node's totals with the truth.
+fn run_network(n: u32, seed: u64, loss: f64) -> (Network, BTreeMap<u64, u64>) {
+    let mut net = Network::new(n, seed);
+    net.loss = loss;
+    let mut truth: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut now = T0;
+    // Serve for 60 s, then keep rounding until the last busy slot is final everywhere.
+    while now < T0 + 60_000 + FRESH_MS {
+        if now < T0 + 60_000 {
+            for i in 0..net.nodes.len() {
+                let requests = net.rng.gen_range(0..5u64);
+                let scope = format!("bucket:b{}", net.rng.gen_range(0..4u32));
+                net.nodes[i].serve(&scope, requests, now);
+                *truth.entry(slot_of(now)).or_default() += requests;
+            }
+        }
+        net.round(now);
+        now += ROUND_MS;
+    }
+    (net, truth)
+}
+
+fn requests(figures: &SlotFigures) -> u64 {
+    figures.scopes.values().map(|s| s.requests).sum()
+}
+
+#[test]
+fn every_node_learns_the_exact_network_total_of_every_slot() {
+    let (net, truth) = run_network(300, 1, 0.0);
+    for sim in &net.nodes {
+        for (slot, expected) in &truth {
+            let total = sim.aggregator.total(*slot).expect("every slot comes down");
+            assert_eq!(total.nodes, 300, "slot {slot}");
+            assert_eq!(requests(total), *expected, "slot {slot}");
+        }
+    }
+    // Windows and series read the same totals.
+    let now = T0 + 60_000 + FRESH_MS;
+    let window = net.nodes[7].aggregator.window(3_600_000, now);
+    let all: u64 = window.scopes.values().map(|s| s.requests).sum();
+    assert_eq!(all, truth.values().sum::<u64>());
+    let series = net.nodes[9].aggregator.series("bucket:b1", 3_600_000, now);
+    assert_eq!(series.len(), truth.len());
+}
+
+#[test]
+fn lost_reports_and_answers_are_made_up_by_later_rounds() {
+    let (net, truth) = run_network(300, 2, 0.2);
+    for sim in &net.nodes {
+        for (slot, expected) in &truth {
+            let total = sim.aggregator.total(*slot).expect("every slot comes down");
+            assert_eq!(
+                (total.nodes, requests(total)),
+                (300, *expected),
+                "slot {slot}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_node_receives_at_most_fanout_reports_a_round_whatever_the_network_size() {
+    let mut net = Network::new(2_000, 3);
+    let mut now = T0;
+    for _ in 0..5 {
+        for i in 0..net.nodes.len() {
+            net.nodes[i].serve("api", 1, now);
+        }
+        net.round(now);
+        now += ROUND_MS;
+        let busiest = net.received.values().copied().max().unwrap_or(0);
+        assert!(busiest <= FANOUT, "{busiest} reports");
+    }
+}
+
+#[test]
+fn when_an_inner_node_dies_its_subtree_reports_to_new_parents_and_is_counted_once() {
+    let mut net = Network::new(300, 4);
+    let mut now = T0;
+    let serve_all = |net: &mut Network, now: u64| {
+        for i in 0..net.nodes.len() {
+            net.nodes[i].serve("api", 2, now);
+        }
+    };
+    for _ in 0..10 {
+        serve_all(&mut net, now);
+        net.round(now);
+        now += ROUND_MS;
+    }
+    // Remove a node with children (the root's first child).
+    let tree = Tree::new(epoch_of(now), net.nodes.iter().map(|s| s.id));
+    let victim = tree.children(&tree.root().unwrap())[0];
+    assert!(!tree.children(&victim).is_empty());
+    net.nodes.retain(|s| s.id != victim);
+    // Slots that start after the death must count every survivor exactly once.
+    let first_after = slot_of(now) + SLOT_MS;
+    let end = first_after + 3 * SLOT_MS;
+    while now < end + FRESH_MS {
+        if now < end {
+            serve_all(&mut net, now);
+        }
+        net.round(now);
+        now += ROUND_MS;
+    }
+    // Slots that were still open at the death (`T0` and the next) lose the dead node's own
+    // figures, which nobody else has, and count every survivor once: those that moved
+    // report again to their new parents.
+    let open_at_death = [T0, T0 + SLOT_MS];
+    for slot in (first_after..end).step_by(SLOT_MS as usize).chain(open_at_death) {
+        for sim in &net.nodes {
+            let total = sim.aggregator.total(slot).unwrap();
+            assert_eq!(total.nodes, 299, "slot {slot}");
+            assert_eq!(
+                requests(total),
+                299 * 2 * (SLOT_MS / ROUND_MS),
+                "slot {slot}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_report_is_taken_only_from_a_child_for_open_slots_and_within_its_subtree() {
+    let members: Vec<NodeId> = (0..50).map(node).collect();
+    let now = T0 + 5_000;
+    let trees = vec![Tree::new(epoch_of(now), members.iter().copied())];
+    let tree = &trees[0];
+    let root = tree.root().unwrap();
+    let child = tree.children(&root)[0];
+    let stranger = node(999);
+    let mut aggregator = Aggregator::new(root);
+    let figures = |slot_ms: u64, nodes: u32| SlotFigures {
+        slot_ms,
+        nodes,
+        scopes: BTreeMap::from([("api".to_owned(), stats(3))]),
+    };
+    let report = |slots: Vec<SlotFigures>| SubtreeReport {
+        slots,
+        holds: Vec::new(),
+    };
+    let slot = slot_of(now);
+    let size = u32::try_from(tree.subtree_size(&child)).unwrap();
+    let cases = [
+        (stranger, figures(slot, 1), Refused::NotAChild),
+        (child, figures(slot + SLOT_MS, 1), Refused::NotOpen),
+        (child, figures(slot - OPEN_MS, 1), Refused::NotOpen),
+        (child, figures(slot, size + 1), Refused::TooManyNodes),
+    ];
+    for (from, figures, why) in cases {
+        let (accepted, _) = aggregator.accept_report(from, report(vec![figures]), now, &trees);
+        assert_eq!(
+            accepted,
+            Accepted {
+                slots: 0,
+                refused: Some(why)
+            }
+        );
+    }
+    let mut crowded = figures(slot, 1);
+    for i in 0..=MAX_SCOPES {
+        crowded.scopes.insert(format!("s{i}"), stats(1));
+    }
+    let (accepted, _) = aggregator.accept_report(child, report(vec![crowded]), now, &trees);
+    assert_eq!(accepted.refused, Some(Refused::TooManyScopes));
+    let (accepted, answer) = aggregator.accept_report(
+        child,
+        report(vec![figures(slot, size), figures(slot, size)]),
+        now,
+        &trees,
+    );
+    assert_eq!(
+        accepted,
+        Accepted {
+            slots: 1,
+            refused: Some(Refused::Repeated)
+        }
+    );
+    assert_eq!(answer.have.len(), 1);
+    // The root's total counts the child's subtree once, and itself.
+    aggregator.round(now, &trees);
+    let total = aggregator.total(slot).unwrap();
+    assert_eq!((total.nodes, requests(total)), (size + 1, 3));
+}
+
+#[test]
+fn totals_from_a_parent_outside_the_kept_range_or_crowded_are_skipped() {
+    let now = T0 + 5_000;
+    let mut aggregator = Aggregator::new(node(1));
+    let figures = |slot_ms: u64| SlotFigures {
+        slot_ms,
+        nodes: 3,
+        scopes: BTreeMap::new(),
+    };
+    let mut crowded = figures(slot_of(now));
+    for i in 0..=MAX_SCOPES {
+        crowded.scopes.insert(format!("s{i}"), stats(1));
+    }
+    let answer = NetworkTotals {
+        slots: vec![
+            figures(slot_of(now)),
+            figures(slot_of(now) + SLOT_MS),
+            figures(slot_of(now) - RETAIN_MS - SLOT_MS),
+            figures(slot_of(now) + 1),
+            crowded,
+        ],
+        have: Vec::new(),
+    };
+    assert_eq!(aggregator.accept_answer(node(2), answer, now), 1);
+}
+
+#[test]
+fn crowded_figures_fold_their_smallest_scopes_into_other_and_keep_the_sum() {
+    let mut figures = SlotFigures::empty(0);
+    for i in 0..100u64 {
+        figures
+            .scopes
+            .insert(format!("bucket:{i:03}"), stats(i + 1));
+    }
+    let before: u64 = requests(&figures);
+    figures.cap_scopes();
+    assert_eq!(figures.scopes.len(), MAX_SCOPES);
+    assert_eq!(requests(&figures), before);
+    assert!(figures.scopes.contains_key("bucket:099"));
+    assert!(!figures.scopes.contains_key("bucket:000"));
+    assert_eq!(figures.scopes[OTHER].requests, (1..=37).sum::<u64>());
+}
+
+#[test]
+fn reports_and_answers_round_trip_on_the_wire() {
+    let report = SubtreeReport {
+        slots: vec![SlotFigures {
+            slot_ms: T0,
+            nodes: 4,
+            scopes: BTreeMap::from([("api".to_owned(), stats(9))]),
+        }],
+        holds: vec![SlotDigest {
+            slot_ms: T0,
+            digest: 42,
+        }],
+    };
+    let bytes = xnode_wire::encode(&report).unwrap();
+    let back: SubtreeReport = xnode_wire::decode(&bytes, MAX_AGGREGATE_BYTES).unwrap();
+    assert_eq!(back, report);
+    assert!(xnode_wire::decode::<NetworkTotals>(&bytes, MAX_AGGREGATE_BYTES).is_err());
+}
