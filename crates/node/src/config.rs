@@ -43,6 +43,8 @@ pub struct Config {
     /// How often the node gossips its observability summary.
     #[serde(with = "xnode_types::duration_text")]
     pub observe_interval: Duration,
+    /// Network totals come from gossiped summaries up to this many live nodes, then from the tree.
+    pub observe_summaries_up_to: usize,
     /// The length of a "day" in S3 lifecycle rules: 24 hours, shortened only in tests
     /// (the conformance suite makes it 10 s, as Ceph RGW's `rgw_lc_debug_interval` does).
     #[serde(with = "xnode_types::duration_text")]
@@ -238,6 +240,7 @@ impl Default for Config {
             anti_entropy_interval: Duration::from_secs(2),
             record_refresh_interval: Duration::from_secs(15),
             observe_interval: Duration::from_secs(2),
+            observe_summaries_up_to: 64,
             http: xnode_serve::HttpLimits::default(),
             storage: xnode_storage::StorageConfig::default(),
             compute: xnode_deploy::ComputeConfig::default(),
@@ -428,6 +431,14 @@ impl Config {
                     reason: "must be greater than zero".into(),
                 });
             }
+        }
+        // Tree reports climb a level a round and must reach the root within `OPEN_MS`.
+        if self.observe_interval > Duration::from_secs(10) {
+            return Err(ConfigError::Timing {
+                field: "observe_interval",
+                reason: "must be at most 10s, so tree reports reach the root before a slot closes"
+                    .into(),
+            });
         }
         let st = &self.storage;
         if st.replication_factor == 0 || st.replication_factor > 16 {

@@ -12,6 +12,7 @@ pub mod config;
 pub mod drain;
 pub mod identity;
 pub mod observe;
+pub mod observe_tree;
 mod settlement;
 mod workers;
 
@@ -135,6 +136,8 @@ pub(crate) struct Inner {
     pub settlement: Arc<xnode_settle::Settlement>,
     pub recorder: Arc<xnode_observe::Recorder>,
     pub view: Mutex<xnode_observe::NetworkView>,
+    /// Network totals summed along the observability tree.
+    pub observe_tree: Arc<observe_tree::ObserveTree>,
     pub tenant_rate: Arc<xnode_serve::KeyedRateLimiter<PublicKeyBytes>>,
     /// Module bytes each tenant may still upload through this node
     /// (`compute.module_upload_mb_per_hour`).
@@ -407,6 +410,7 @@ impl Node {
             operator: Some(operator_cert),
         };
         let registry_sync = Endpoint::new(&mesh);
+        let observe_tree = observe_tree::ObserveTree::new(&mesh);
         let http_limits = config.http.clone();
         // Validated to at most 2^20 MiB, which f64 holds exactly.
         let module_upload_bytes_per_hour =
@@ -434,6 +438,7 @@ impl Node {
                 settlement: settlement.clone(),
                 recorder,
                 view: Default::default(),
+                observe_tree,
                 tenant_rate: Arc::new(xnode_serve::KeyedRateLimiter::new(
                     http_limits.requests_per_second_per_tenant,
                     http_limits.tenant_burst,

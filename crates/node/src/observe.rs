@@ -144,6 +144,17 @@ pub struct NetworkReport {
     pub windows:
         std::collections::BTreeMap<String, std::collections::BTreeMap<String, ScopeReport>>,
     pub active_tenants: u32,
+    /// Where the network totals (`windows`) come from.
+    pub totals: TotalsSource,
+}
+
+/// Where network totals come from: every node's gossiped summary while the network is
+/// small, the observability tree beyond `observe_summaries_up_to` live nodes.
+#[derive(Clone, Debug, Serialize)]
+pub struct TotalsSource {
+    /// `summaries` or `tree`.
+    pub source: &'static str,
+    pub tree: crate::observe_tree::TreeStatus,
 }
 
 use xnode_types::unix_ms;
@@ -166,9 +177,56 @@ impl Node {
             .unwrap_or(MemberState::Alive)
     }
 
+    /// The members the observability tree is laid over: this node and the members it
+    /// holds alive or suspect that have a signed record in the registry.
+    pub(crate) fn tree_members(&self) -> Vec<NodeId> {
+        let known: std::collections::HashSet<NodeId> =
+            self.records().into_iter().map(|r| r.node_id).collect();
+        let mut members: Vec<NodeId> = self
+            .inner
+            .mesh
+            .members()
+            .into_iter()
+            .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
+            .filter(|m| known.contains(&m.id))
+            .map(|m| m.id)
+            .collect();
+        members.push(self.inner.id);
+        members
+    }
+
+    /// Whether network totals come from the tree: once this node holds more live nodes
+    /// (itself included) than `observe_summaries_up_to`.
+    pub fn totals_from_tree(&self) -> bool {
+        let live = self
+            .inner
+            .mesh
+            .members()
+            .iter()
+            .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
+            .count();
+        live.saturating_add(1) > self.config().observe_summaries_up_to
+    }
+
+    /// Network totals over `window_ms`, from the source [`Node::totals_from_tree`] picks.
+    fn network_window(
+        &self,
+        view: &xnode_observe::NetworkView,
+        from_tree: bool,
+        window_ms: u64,
+        now: u64,
+    ) -> xnode_observe::WindowTotals {
+        if from_tree {
+            self.inner.observe_tree.window(window_ms, now)
+        } else {
+            view.window(window_ms, now, |_| true)
+        }
+    }
+
     /// The network-wide view: live nodes and per-window totals.
     pub fn observe_network(&self) -> NetworkReport {
         let now = unix_ms();
+        let from_tree = self.totals_from_tree();
         let view = xnode_types::lock(&self.inner.view);
         let nodes: Vec<NodeReport> = view
             .live()
@@ -179,7 +237,7 @@ impl Node {
         let windows = WINDOWS
             .iter()
             .map(|(name, ms)| {
-                let totals = view.window(*ms, now, |_| true);
+                let totals = self.network_window(&view, from_tree, *ms, now);
                 (
                     (*name).to_owned(),
                     totals
@@ -196,6 +254,10 @@ impl Node {
             nodes,
             windows,
             active_tenants,
+            totals: TotalsSource {
+                source: if from_tree { "tree" } else { "summaries" },
+                tree: self.inner.observe_tree.status(),
+            },
         }
     }
 
@@ -225,11 +287,12 @@ impl Node {
     /// and the same per node that reported it (dead nodes' past included).
     pub fn observe_scope(&self, scope: &str) -> ScopeObservation {
         let now = unix_ms();
+        let from_tree = self.totals_from_tree();
         let view = xnode_types::lock(&self.inner.view);
         let windows = WINDOWS
             .iter()
             .filter_map(|(name, ms)| {
-                let totals = view.window(*ms, now, |_| true);
+                let totals = self.network_window(&view, from_tree, *ms, now);
                 totals
                     .scopes
                     .get(scope)
@@ -287,13 +350,16 @@ impl Node {
     /// One scope over the last `window_ms`, in slots, summed over every node.
     pub fn observe_series(&self, scope: &str, window_ms: u64) -> SeriesReport {
         let now = unix_ms();
-        let view = xnode_types::lock(&self.inner.view);
+        let points = if self.totals_from_tree() {
+            self.inner.observe_tree.series(scope, window_ms, now)
+        } else {
+            xnode_types::lock(&self.inner.view).series(scope, window_ms, now)
+        };
         SeriesReport {
             scope: scope.to_owned(),
             slot_ms: SLOT_MS,
             at_ms: now,
-            points: view
-                .series(scope, window_ms, now)
+            points: points
                 .into_iter()
                 .map(|(at_ms, stats)| SeriesPoint {
                     at_ms,
@@ -417,6 +483,7 @@ pub(crate) async fn spawn_workers(node: &Node) -> Result<(), crate::NodeError> {
                 let summary = tokio::task::spawn_blocking(move || builder.build_summary(seq))
                     .await
                     .map_err(|e| xnode_worker::WorkerError::new(format!("summary failed: {e}")))?;
+                n.inner.observe_tree.record_own(&summary);
                 {
                     let known: std::collections::HashSet<xnode_types::NodeId> =
                         n.records().into_iter().map(|r| r.node_id).collect();
@@ -431,6 +498,24 @@ pub(crate) async fn spawn_workers(node: &Node) -> Result<(), crate::NodeError> {
                     tracing::debug!(error = %e, "could not gossip the node summary");
                 }
                 Ok(1)
+            }
+        },
+    ));
+    node.runner().spawn(node.inner.observe_tree.serve());
+    let n = node.clone();
+    node.runner().spawn(xnode_worker::periodic(
+        "observe-tree",
+        xnode_worker::Interval::AfterFirstPeriod(node.config().observe_interval),
+        move || {
+            let n = n.clone();
+            async move {
+                let members = n.tree_members();
+                let reported = n
+                    .inner
+                    .observe_tree
+                    .round(members, unix_ms(), n.config().observe_interval)
+                    .await;
+                Ok(reported as u64)
             }
         },
     ));

@@ -273,7 +273,10 @@ fn when_an_inner_node_dies_its_subtree_reports_to_new_parents_and_is_counted_onc
     // figures, which nobody else has, and count every survivor once: those that moved
     // report again to their new parents.
     let open_at_death = [T0, T0 + SLOT_MS];
-    for slot in (first_after..end).step_by(SLOT_MS as usize).chain(open_at_death) {
+    for slot in (first_after..end)
+        .step_by(SLOT_MS as usize)
+        .chain(open_at_death)
+    {
         for sim in &net.nodes {
             let total = sim.aggregator.total(slot).unwrap();
             assert_eq!(total.nodes, 299, "slot {slot}");

@@ -1,0 +1,215 @@
+//! Network totals along the observability tree ([`xnode_observe::aggregate`]): the
+//! `observe-tree` service that takes children's reports and answers with the totals they
+//! lack, and the worker that reports to this node's parent every `observe_interval`.
+//!
+//! The tree is laid over the members this node holds alive or suspect that have a signed
+//! record in the registry (the same rule that gives a node a series in the gossiped view),
+//! plus this node.
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use serde::Serialize;
+use xnode_mesh::{Endpoint, Handler, Mesh, RpcError, RpcErrorCode, Server, Service};
+use xnode_observe::aggregate::{
+    Aggregator, MAX_AGGREGATE_BYTES, NetworkTotals, SubtreeReport, Tree, epochs_at,
+};
+use xnode_observe::{NodeSummary, ScopeStats, WindowTotals};
+use xnode_types::{NodeId, lock};
+
+/// The `observe-tree` RPC service: a child's report up, its parent's totals down.
+pub struct ObserveTreeService;
+
+impl Service for ObserveTreeService {
+    const NAME: &'static str = "observe-tree";
+    const MAX_MESSAGE: usize = MAX_AGGREGATE_BYTES;
+    /// A child reports once a round: a few at once is already a misbehaving peer.
+    const MAX_IN_FLIGHT_PER_PEER: usize = 4;
+    type Request = SubtreeReport;
+    type Response = NetworkTotals;
+}
+
+/// Where this node stands in the tree and how its rounds went, for `/v1/observe/network`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TreeStatus {
+    /// Members the tree is laid over (this node included).
+    pub members: usize,
+    /// Levels below the root.
+    pub depth: usize,
+    /// This node's parent; `None` at the root.
+    pub parent: Option<NodeId>,
+    pub children: usize,
+    /// Children whose reports this node holds.
+    pub reporting_children: usize,
+    pub rounds: u64,
+    /// Rounds whose report did not reach the parent or whose answer did not come back.
+    pub failed_rounds: u64,
+    /// Reports taken from children, and reports with a slot refused.
+    pub reports_taken: u64,
+    pub reports_refused: u64,
+}
+
+struct State {
+    aggregator: Aggregator,
+    /// Sorted: the members the trees were built over.
+    members: Vec<NodeId>,
+    trees: Vec<Tree>,
+    status: TreeStatus,
+}
+
+impl State {
+    /// Rebuilds the trees if the members or the epochs the round at `now_ms` needs changed.
+    fn refresh(&mut self, members: Option<Vec<NodeId>>, now_ms: u64) {
+        let epochs = epochs_at(now_ms);
+        let same_epochs = self
+            .trees
+            .iter()
+            .map(Tree::epoch)
+            .eq(epochs.iter().copied());
+        let members = match members {
+            Some(mut members) => {
+                members.sort();
+                members.dedup();
+                members
+            }
+            None => self.members.clone(),
+        };
+        if same_epochs && members == self.members {
+            return;
+        }
+        self.trees = epochs
+            .into_iter()
+            .map(|epoch| Tree::new(epoch, members.iter().copied()))
+            .collect();
+        self.members = members;
+    }
+}
+
+/// This node's part in the observability tree.
+pub struct ObserveTree {
+    me: NodeId,
+    endpoint: Endpoint<ObserveTreeService>,
+    state: Mutex<State>,
+}
+
+impl ObserveTree {
+    pub fn new(mesh: &Mesh) -> Arc<Self> {
+        let me = mesh.local_id();
+        Arc::new(Self {
+            me,
+            endpoint: Endpoint::new(mesh),
+            state: Mutex::new(State {
+                aggregator: Aggregator::new(me),
+                members: vec![me],
+                trees: Vec::new(),
+                status: TreeStatus::default(),
+            }),
+        })
+    }
+
+    /// The server of the `observe-tree` service.
+    pub fn serve(self: &Arc<Self>) -> Server<ObserveTreeService> {
+        self.endpoint
+            .serve(Arc::new(TreeHandler(Arc::downgrade(self))))
+    }
+
+    /// Folds in this node's latest summary.
+    pub fn record_own(&self, summary: &NodeSummary) {
+        lock(&self.state).aggregator.record_own(summary);
+    }
+
+    /// One round: lays the trees over `members`, sends this node's report to its parent
+    /// (waiting at most `timeout`) and takes the answer. Returns the slots reported.
+    pub async fn round(&self, members: Vec<NodeId>, now_ms: u64, timeout: Duration) -> usize {
+        let outgoing = {
+            let mut state = lock(&self.state);
+            state.refresh(Some(members), now_ms);
+            let State {
+                aggregator, trees, ..
+            } = &mut *state;
+            aggregator.round(now_ms, trees)
+        };
+        let mut reported = 0;
+        let mut failed = false;
+        for out in outgoing {
+            let slots = out.report.slots.len();
+            match self.endpoint.call(out.parent, out.report, timeout).await {
+                Ok(answer) => {
+                    reported += slots;
+                    lock(&self.state)
+                        .aggregator
+                        .accept_answer(out.parent, answer, now_ms);
+                }
+                Err(e) => {
+                    failed = true;
+                    tracing::debug!(parent = %out.parent, error = %e, "the observe report did not reach the parent");
+                }
+            }
+        }
+        let mut state = lock(&self.state);
+        state.status.rounds += 1;
+        if failed {
+            state.status.failed_rounds += 1;
+        }
+        reported
+    }
+
+    /// Network totals over the last `window_ms`.
+    pub fn window(&self, window_ms: u64, now_ms: u64) -> WindowTotals {
+        lock(&self.state).aggregator.window(window_ms, now_ms)
+    }
+
+    /// One scope's network totals per slot.
+    pub fn series(&self, scope: &str, window_ms: u64, now_ms: u64) -> Vec<(u64, ScopeStats)> {
+        lock(&self.state)
+            .aggregator
+            .series(scope, window_ms, now_ms)
+    }
+
+    pub fn status(&self) -> TreeStatus {
+        let state = lock(&self.state);
+        let tree = state.trees.last();
+        TreeStatus {
+            members: state.members.len(),
+            depth: tree.map_or(0, Tree::depth),
+            parent: tree.and_then(|t| t.parent(&self.me)),
+            children: tree.map_or(0, |t| t.children(&self.me).len()),
+            reporting_children: state.aggregator.reporting_children(),
+            ..state.status.clone()
+        }
+    }
+}
+
+/// Takes children's reports. Holds the tree weakly: the tree owns the endpoint that owns
+/// this handler.
+struct TreeHandler(Weak<ObserveTree>);
+
+#[async_trait::async_trait]
+impl Handler<ObserveTreeService> for TreeHandler {
+    async fn handle(&self, from: NodeId, report: SubtreeReport) -> Result<NetworkTotals, RpcError> {
+        let Some(tree) = self.0.upgrade() else {
+            return Err(RpcError::new(
+                RpcErrorCode::Unavailable,
+                "the node is closing",
+            ));
+        };
+        let now_ms = xnode_types::unix_ms();
+        let mut state = lock(&tree.state);
+        // The worker lays the trees over the members every round; only a new epoch
+        // between two rounds needs them rebuilt here.
+        state.refresh(None, now_ms);
+        let State {
+            aggregator,
+            trees,
+            status,
+            ..
+        } = &mut *state;
+        let (accepted, answer) = aggregator.accept_report(from, report, now_ms, trees);
+        status.reports_taken += 1;
+        if let Some(why) = accepted.refused {
+            status.reports_refused += 1;
+            tracing::debug!(%from, reason = %why, "refused part of an observe report");
+        }
+        Ok(answer)
+    }
+}
