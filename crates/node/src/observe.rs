@@ -395,8 +395,14 @@ impl Node {
         }
         // The round trips to every peer grow with the network (the rest of a summary does
         // not): they ride on every PEER_RTTS_EVERY-th summary only, and views keep the last
-        // ones they heard.
-        if seq % PEER_RTTS_EVERY != 1 {
+        // ones they heard. Beyond `observe_summaries_up_to` live nodes they are not gossiped
+        // at all: a map of every node's round trips is no longer what anyone reads.
+        let live = members
+            .iter()
+            .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
+            .count()
+            .saturating_add(1);
+        if seq % PEER_RTTS_EVERY != 1 || live > self.config().observe_summaries_up_to {
             peer_rtts.clear();
         }
         for m in members {
@@ -431,6 +437,21 @@ impl Node {
             peer_rtts,
         }
     }
+}
+
+/// Whether this node gossips its summary number `seq`. Up to `up_to` live nodes every
+/// summary is gossiped; beyond, each node gossips one in `ceil(live / up_to)` (at a phase
+/// drawn from its id, so the network's summaries spread over the rounds), which keeps the
+/// summaries a node receives at about `up_to` per round however large the network grows.
+/// Counters are cumulative, so a sparser summary loses nothing; the per-node figures are
+/// only coarser in time. Network totals come from the tree then.
+fn gossips_summary(id: &NodeId, seq: u64, live: usize, up_to: usize) -> bool {
+    let every = live.div_ceil(up_to.max(1)).max(1) as u64;
+    let hash = blake3::hash(&id.peer_id().to_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash.as_bytes()[..8]);
+    let phase = u64::from_le_bytes(first) % every;
+    seq.wrapping_add(phase).is_multiple_of(every)
 }
 
 pub(crate) async fn spawn_workers(node: &Node) -> Result<(), crate::NodeError> {
@@ -492,6 +513,10 @@ pub(crate) async fn spawn_workers(node: &Node) -> Result<(), crate::NodeError> {
                     // Forget the series of nodes the registry no longer knows.
                     view.retain_nodes(|id| *id == n.id() || known.contains(id));
                 }
+                let live = n.tree_members().len();
+                if !gossips_summary(&n.id(), seq, live, n.config().observe_summaries_up_to) {
+                    return Ok(0);
+                }
                 let bytes = xnode_wire::encode(&summary)
                     .map_err(|e| xnode_worker::WorkerError::from_error(&e))?;
                 if let Err(e) = n.mesh().publish(OBSERVE_TOPIC, bytes).await {
@@ -520,4 +545,42 @@ pub(crate) async fn spawn_workers(node: &Node) -> Result<(), crate::NodeError> {
         },
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gossips_summary;
+
+    fn node(n: u32) -> xnode_types::NodeId {
+        let mut seed = [3u8; 32];
+        seed[..4].copy_from_slice(&n.to_le_bytes());
+        xnode_types::SecretKey::from_seed(&seed).unwrap().node_id()
+    }
+
+    #[test]
+    fn small_networks_gossip_every_summary() {
+        for seq in 1..20 {
+            assert!(gossips_summary(&node(1), seq, 64, 64));
+        }
+    }
+
+    #[test]
+    fn beyond_the_limit_the_network_gossips_about_the_limit_per_round() {
+        let (live, up_to) = (1_000usize, 64usize);
+        let every = live.div_ceil(up_to) as u64;
+        let ids: Vec<_> = (0..live as u32).map(node).collect();
+        for id in &ids {
+            let rounds: Vec<u64> = (1..=every)
+                .filter(|s| gossips_summary(id, *s, live, up_to))
+                .collect();
+            assert_eq!(rounds.len(), 1, "one summary in {every} rounds");
+        }
+        for seq in 1..=every {
+            let published = ids
+                .iter()
+                .filter(|id| gossips_summary(id, seq, live, up_to))
+                .count();
+            assert!(published <= 2 * up_to, "round {seq}: {published} summaries");
+        }
+    }
 }
