@@ -301,6 +301,21 @@ pub struct Outgoing {
     pub report: SubtreeReport,
 }
 
+/// Figures held with their digest, computed once: answering a report compares digests,
+/// and a peer that sends many reports must not make this node hash everything each time.
+#[derive(Debug)]
+struct Held {
+    figures: SlotFigures,
+    digest: u64,
+}
+
+impl Held {
+    fn new(figures: SlotFigures) -> Self {
+        let digest = figures.digest();
+        Self { figures, digest }
+    }
+}
+
 /// One node's part in the aggregation: its own figures per slot, its children's latest
 /// reports, and the network totals it has computed (as the root) or heard.
 #[derive(Debug)]
@@ -308,8 +323,8 @@ pub struct Aggregator {
     me: NodeId,
     last_own: Option<NodeSummary>,
     own: BTreeMap<u64, BTreeMap<String, ScopeStats>>,
-    children: HashMap<NodeId, BTreeMap<u64, SlotFigures>>,
-    totals: BTreeMap<u64, SlotFigures>,
+    children: HashMap<NodeId, BTreeMap<u64, Held>>,
+    totals: BTreeMap<u64, Held>,
     /// What this node's parent last said it holds of this node's slots.
     parent_has: Option<(NodeId, HashMap<u64, u64>)>,
 }
@@ -350,9 +365,9 @@ impl Aggregator {
         let holds: Vec<SlotDigest> = self
             .totals
             .range(slot_of(now_ms.saturating_sub(FRESH_MS))..)
-            .map(|(slot, figures)| SlotDigest {
+            .map(|(slot, held)| SlotDigest {
                 slot_ms: *slot,
-                digest: figures.digest(),
+                digest: held.digest,
             })
             .collect();
         let mut outgoing: Vec<Outgoing> = Vec::new();
@@ -365,7 +380,7 @@ impl Aggregator {
             }
             let figures = self.subtree(slot, tree);
             let Some(parent) = tree.parent(&self.me) else {
-                self.totals.insert(slot, figures);
+                self.totals.insert(slot, Held::new(figures));
                 continue;
             };
             let at = match outgoing.iter().position(|o| o.parent == parent) {
@@ -403,7 +418,7 @@ impl Aggregator {
         }
         for child in tree.children(&self.me) {
             if let Some(reported) = self.children.get(child).and_then(|s| s.get(&slot)) {
-                figures.add(reported);
+                figures.add(&reported.figures);
             }
         }
         figures.cap_scopes();
@@ -455,7 +470,7 @@ impl Aggregator {
                     self.children
                         .entry(from)
                         .or_default()
-                        .insert(figures.slot_ms, figures);
+                        .insert(figures.slot_ms, Held::new(figures));
                 }
                 Err(why) => {
                     accepted.refused.get_or_insert(why);
@@ -467,8 +482,8 @@ impl Aggregator {
             slots: self
                 .totals
                 .range(slot_of(now_ms.saturating_sub(FRESH_MS))..)
-                .filter(|(slot, figures)| holds.get(slot) != Some(&figures.digest()))
-                .map(|(_, figures)| figures.clone())
+                .filter(|(slot, held)| holds.get(slot) != Some(&held.digest))
+                .map(|(_, held)| held.figures.clone())
                 .collect(),
             have: self
                 .children
@@ -476,9 +491,9 @@ impl Aggregator {
                 .map(|slots| {
                     slots
                         .iter()
-                        .map(|(slot, figures)| SlotDigest {
+                        .map(|(slot, held)| SlotDigest {
                             slot_ms: *slot,
-                            digest: figures.digest(),
+                            digest: held.digest,
                         })
                         .collect()
                 })
@@ -531,7 +546,7 @@ impl Aggregator {
             {
                 continue;
             }
-            self.totals.insert(figures.slot_ms, figures);
+            self.totals.insert(figures.slot_ms, Held::new(figures));
             taken += 1;
         }
         taken
@@ -541,9 +556,9 @@ impl Aggregator {
     pub fn window(&self, window_ms: u64, now_ms: u64) -> WindowTotals {
         let from = now_ms.saturating_sub(window_ms);
         let mut scopes: BTreeMap<String, ScopeStats> = BTreeMap::new();
-        for (slot, figures) in &self.totals {
+        for (slot, held) in &self.totals {
             if slot.saturating_add(SLOT_MS) > from {
-                for (scope, stats) in &figures.scopes {
+                for (scope, stats) in &held.figures.scopes {
                     scopes.entry(scope.clone()).or_default().merge(stats);
                 }
             }
@@ -557,13 +572,13 @@ impl Aggregator {
         self.totals
             .iter()
             .filter(|(slot, _)| slot.saturating_add(SLOT_MS) > from)
-            .filter_map(|(slot, figures)| Some((*slot, figures.scopes.get(scope)?.clone())))
+            .filter_map(|(slot, held)| Some((*slot, held.figures.scopes.get(scope)?.clone())))
             .collect()
     }
 
     /// The network total of one slot as this node holds it.
     pub fn total(&self, slot_ms: u64) -> Option<&SlotFigures> {
-        self.totals.get(&slot_ms)
+        self.totals.get(&slot_ms).map(|held| &held.figures)
     }
 
     /// How many children's reports this node holds (for its status and metrics).
