@@ -29,6 +29,10 @@ impl Service for ObserveTreeService {
     type Response = NetworkTotals;
 }
 
+/// Every this many rounds a node checks its final totals against a random member, so a
+/// parent that misstates them to its subtree is found and outvoted.
+const AUDIT_EVERY: u64 = 5;
+
 /// Where this node stands in the tree and how its rounds went, for `/v1/observe/network`.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct TreeStatus {
@@ -47,6 +51,12 @@ pub struct TreeStatus {
     /// Reports taken from children, and reports with a slot refused.
     pub reports_taken: u64,
     pub reports_refused: u64,
+    /// Audits of this node's final totals against a random member, the final slots on
+    /// which the member disagreed with the parent's totals, and the slots corrected because
+    /// a second member agreed with the first.
+    pub audits: u64,
+    pub audit_disagreements: u64,
+    pub audit_corrections: u64,
 }
 
 struct State {
@@ -129,6 +139,7 @@ impl ObserveTree {
             } = &mut *state;
             aggregator.round(now_ms, trees)
         };
+        let parents: Vec<NodeId> = outgoing.iter().map(|o| o.parent).collect();
         let mut reported = 0;
         let mut failed = false;
         for out in outgoing {
@@ -146,12 +157,66 @@ impl ObserveTree {
                 }
             }
         }
-        let mut state = lock(&self.state);
-        state.status.rounds += 1;
-        if failed {
-            state.status.failed_rounds += 1;
+        let auditors = {
+            let mut state = lock(&self.state);
+            state.status.rounds += 1;
+            if failed {
+                state.status.failed_rounds += 1;
+            }
+            if state.status.rounds.is_multiple_of(AUDIT_EVERY) {
+                let others: Vec<NodeId> = state
+                    .members
+                    .iter()
+                    .filter(|m| **m != self.me && !parents.contains(m))
+                    .copied()
+                    .collect();
+                let mut rng = rand::thread_rng();
+                rand::seq::SliceRandom::choose_multiple(others.as_slice(), &mut rng, 2)
+                    .copied()
+                    .collect()
+            } else {
+                Vec::new()
+            }
+        };
+        if let [first, second] = auditors[..] {
+            // An audit is not bound to the round's pace: give a busy peer time to answer.
+            let timeout = timeout.max(Duration::from_secs(2));
+            self.audit(first, second, now_ms, timeout).await;
         }
         reported
+    }
+
+    /// Asks `first` for its final totals where they differ from this node's; where they
+    /// do, asks `second`, and takes the figures both agree on. One liar among the two
+    /// changes nothing; a parent that misstated a total to its subtree is outvoted.
+    async fn audit(&self, first: NodeId, second: NodeId, now_ms: u64, timeout: Duration) {
+        let request = lock(&self.state).aggregator.audit_request(now_ms);
+        if request.holds.is_empty() {
+            return;
+        }
+        let Ok(answer) = self.endpoint.call(first, request.clone(), timeout).await else {
+            return;
+        };
+        let found = {
+            let mut state = lock(&self.state);
+            state.status.audits += 1;
+            let found = state.aggregator.disagreements(&answer, now_ms);
+            state.status.audit_disagreements += found.len() as u64;
+            found
+        };
+        if found.is_empty() {
+            return;
+        }
+        let Ok(second_answer) = self.endpoint.call(second, request, timeout).await else {
+            return;
+        };
+        let mut state = lock(&self.state);
+        for figures in found {
+            if second_answer.slots.contains(&figures) && state.aggregator.correct(figures, now_ms) {
+                state.status.audit_corrections += 1;
+                tracing::warn!(%first, %second, "two members agreed on a final network total that differs from the one this node's parent sent: corrected");
+            }
+        }
     }
 
     /// Network totals over the last `window_ms`.

@@ -125,6 +125,8 @@ pub struct SubtreeReport {
     pub slots: Vec<SlotFigures>,
     /// The network totals the reporter already holds (recent slots only).
     pub holds: Vec<SlotDigest>,
+    /// An audit: answer only about the slots in `holds`.
+    pub only_held: bool,
 }
 
 /// A parent's answer to a report: the network totals it holds that its child does not,
@@ -166,6 +168,14 @@ fn slot_of(ms: u64) -> u64 {
 
 fn oldest_open_slot(now_ms: u64) -> u64 {
     slot_of(now_ms.saturating_sub(OPEN_MS - SLOT_MS))
+}
+
+/// The slots an audit compares: final at the root for at least one slot's length, and
+/// still within [`FRESH_MS`].
+fn audited_range(now_ms: u64) -> (u64, u64) {
+    let from = slot_of(now_ms.saturating_sub(FRESH_MS));
+    let to = oldest_open_slot(now_ms).saturating_sub(SLOT_MS);
+    (from, to.max(from))
 }
 
 fn open_slots(now_ms: u64) -> impl Iterator<Item = u64> {
@@ -327,6 +337,9 @@ pub struct Aggregator {
     totals: BTreeMap<u64, Held>,
     /// What this node's parent last said it holds of this node's slots.
     parent_has: Option<(NodeId, HashMap<u64, u64>)>,
+    /// Final slots corrected by an audit: a final total never changes, so a parent that
+    /// sends it again differently is not listened to.
+    corrected: std::collections::BTreeSet<u64>,
 }
 
 impl Aggregator {
@@ -338,6 +351,7 @@ impl Aggregator {
             children: HashMap::new(),
             totals: BTreeMap::new(),
             parent_has: None,
+            corrected: Default::default(),
         }
     }
 
@@ -391,6 +405,7 @@ impl Aggregator {
                         report: SubtreeReport {
                             slots: Vec::new(),
                             holds: holds.clone(),
+                            only_held: false,
                         },
                     });
                     outgoing.len() - 1
@@ -441,6 +456,7 @@ impl Aggregator {
         });
         let oldest_kept = now_ms.saturating_sub(RETAIN_MS);
         self.totals.retain(|slot, _| *slot >= oldest_kept);
+        self.corrected.retain(|slot| *slot >= oldest_kept);
     }
 
     /// Takes a report from `from` (authenticated by the transport) and answers it with the
@@ -482,7 +498,10 @@ impl Aggregator {
             slots: self
                 .totals
                 .range(slot_of(now_ms.saturating_sub(FRESH_MS))..)
-                .filter(|(slot, held)| holds.get(slot) != Some(&held.digest))
+                .filter(|(slot, held)| match holds.get(slot) {
+                    Some(digest) => *digest != held.digest,
+                    None => !report.only_held,
+                })
                 .map(|(_, held)| held.figures.clone())
                 .collect(),
             have: self
@@ -543,6 +562,7 @@ impl Aggregator {
                 || figures.slot_ms < oldest_kept
                 || figures.slot_ms > newest
                 || figures.scopes.len() > MAX_SCOPES
+                || self.corrected.contains(&figures.slot_ms)
             {
                 continue;
             }
@@ -574,6 +594,53 @@ impl Aggregator {
             .filter(|(slot, _)| slot.saturating_add(SLOT_MS) > from)
             .filter_map(|(slot, held)| Some((*slot, held.figures.scopes.get(scope)?.clone())))
             .collect()
+    }
+
+    /// A request for a peer other than the parent, to check the final totals this node
+    /// holds (slots final for at least a slot's length, so that honest nodes have had
+    /// time to receive them): the peer answers with its totals where they differ.
+    pub fn audit_request(&self, now_ms: u64) -> SubtreeReport {
+        let (from, to) = audited_range(now_ms);
+        SubtreeReport {
+            slots: Vec::new(),
+            holds: self
+                .totals
+                .range(from..to)
+                .map(|(slot, held)| SlotDigest {
+                    slot_ms: *slot,
+                    digest: held.digest,
+                })
+                .collect(),
+            only_held: true,
+        }
+    }
+
+    /// The audited slots of which `answer` holds other totals than this node does.
+    pub fn disagreements(&self, answer: &NetworkTotals, now_ms: u64) -> Vec<SlotFigures> {
+        let (from, to) = audited_range(now_ms);
+        answer
+            .slots
+            .iter()
+            .filter(|figures| (from..to).contains(&figures.slot_ms))
+            .filter(|figures| {
+                self.totals
+                    .get(&figures.slot_ms)
+                    .is_some_and(|held| held.digest != figures.digest())
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Replaces this node's total of a final slot with `figures`, which two other peers
+    /// agreed on against the parent's. Returns false if the slot is not audited now.
+    pub fn correct(&mut self, figures: SlotFigures, now_ms: u64) -> bool {
+        let (from, to) = audited_range(now_ms);
+        if !(from..to).contains(&figures.slot_ms) || figures.scopes.len() > MAX_SCOPES {
+            return false;
+        }
+        self.corrected.insert(figures.slot_ms);
+        self.totals.insert(figures.slot_ms, Held::new(figures));
+        true
     }
 
     /// The network total of one slot as this node holds it.

@@ -307,6 +307,7 @@ fn a_report_is_taken_only_from_a_child_for_open_slots_and_within_its_subtree() {
     let report = |slots: Vec<SlotFigures>| SubtreeReport {
         slots,
         holds: Vec::new(),
+        only_held: false,
     };
     let slot = slot_of(now);
     let size = u32::try_from(tree.subtree_size(&child)).unwrap();
@@ -407,9 +408,82 @@ fn reports_and_answers_round_trip_on_the_wire() {
             slot_ms: T0,
             digest: 42,
         }],
+        only_held: false,
     };
     let bytes = xnode_wire::encode(&report).unwrap();
     let back: SubtreeReport = xnode_wire::decode(&bytes, MAX_AGGREGATE_BYTES).unwrap();
     assert_eq!(back, report);
     assert!(xnode_wire::decode::<NetworkTotals>(&bytes, MAX_AGGREGATE_BYTES).is_err());
+}
+
+#[test]
+fn an_audit_finds_a_final_total_the_parent_misstated_and_another_peer_corrects_it() {
+    let (mut net, truth) = run_network(300, 5, 0.0);
+    // Audit while the served slots are final and still fresh.
+    let now = T0 + 60_000 + OPEN_MS + 5_000;
+    let trees = net.trees(now);
+    let slot = T0 + SLOT_MS;
+    // A lying parent tells node 0 the slot served ten times what it did.
+    let mut lie = net.nodes[0].aggregator.total(slot).unwrap().clone();
+    for stats in lie.scopes.values_mut() {
+        stats.requests *= 10;
+    }
+    let liar = net.nodes[1].id;
+    let lie_answer = NetworkTotals {
+        slots: vec![lie],
+        have: Vec::new(),
+    };
+    assert_eq!(
+        net.nodes[0].aggregator.accept_answer(liar, lie_answer, now),
+        1
+    );
+    assert_ne!(
+        requests(net.nodes[0].aggregator.total(slot).unwrap()),
+        truth[&slot]
+    );
+
+    // An honest peer agrees on every other audited slot and names this one only.
+    let audit = net.nodes[0].aggregator.audit_request(now);
+    assert!(audit.only_held && audit.slots.is_empty());
+    assert_eq!(
+        audit.holds.len(),
+        truth.len(),
+        "every served slot is audited"
+    );
+    let me = net.nodes[0].id;
+    let (_, answer) = net.nodes[2]
+        .aggregator
+        .accept_report(me, audit, now, &trees);
+    assert_eq!(answer.slots.len(), 1, "only the misstated slot comes back");
+    let found = net.nodes[0].aggregator.disagreements(&answer, now);
+    assert_eq!(found.len(), 1);
+    assert!(net.nodes[0].aggregator.correct(found[0].clone(), now));
+    assert_eq!(
+        requests(net.nodes[0].aggregator.total(slot).unwrap()),
+        truth[&slot]
+    );
+
+    // The parent cannot undo the correction by sending its figures again.
+    let mut again = found[0].clone();
+    for stats in again.scopes.values_mut() {
+        stats.requests *= 10;
+    }
+    let again = NetworkTotals {
+        slots: vec![again],
+        have: Vec::new(),
+    };
+    assert_eq!(net.nodes[0].aggregator.accept_answer(liar, again, now), 0);
+    assert_eq!(
+        requests(net.nodes[0].aggregator.total(slot).unwrap()),
+        truth[&slot]
+    );
+
+    // Once it agrees, an audit comes back empty; open slots are never audited.
+    let audit = net.nodes[0].aggregator.audit_request(now);
+    let (_, answer) = net.nodes[3]
+        .aggregator
+        .accept_report(me, audit, now, &trees);
+    assert!(answer.slots.is_empty());
+    let open = SlotFigures::empty(slot_of(now));
+    assert!(!net.nodes[0].aggregator.correct(open, now));
 }

@@ -145,3 +145,97 @@ async fn anonymous_requests_cannot_fill_a_nodes_scopes() {
     }
     c.shutdown().await;
 }
+
+/// A parent in the observability tree that sends one child false final totals (here: a
+/// million requests in a bucket nobody used) is outvoted: the child's audits ask two
+/// other members, which agree with each other, and the child takes their figures. A slot
+/// is audited once it has been final for a slot's length, so the test waits that long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_parent_that_misstates_final_totals_to_a_child_is_outvoted() {
+    use xnode_observe::SLOT_MS;
+    use xnode_observe::aggregate::{NetworkTotals, OPEN_MS, SlotFigures};
+
+    let c = Cluster::start_with(5, |cfg| {
+        cfg.observe_interval = Duration::from_millis(300);
+        cfg.observe_summaries_up_to = 1;
+    })
+    .await;
+    let started = std::time::Instant::now();
+    c.wait_until("one tree over all five", Duration::from_secs(30), |c| {
+        (0..5).all(|i| c.node(i).observe_network().totals.tree.members == 5)
+    })
+    .await;
+    let root = (0..5)
+        .find(|&i| c.node(i).observe_network().totals.tree.parent.is_none())
+        .unwrap();
+    let victim = (root + 1) % 5;
+    let victim_id = c.id(victim);
+    // Slots are audited once final for a slot's length: let the network run that long.
+    let audited_after = Duration::from_millis(OPEN_MS + 2 * SLOT_MS);
+    tokio::time::sleep(audited_after.saturating_sub(started.elapsed())).await;
+
+    // The root's service is taken over: the victim gets false totals of audited slots,
+    // the others an empty answer.
+    let mut inbound = c.node(root).mesh().serve("observe-tree");
+    let lying = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let still_lying = lying.clone();
+    tokio::spawn(async move {
+        while let Some(request) = inbound.recv().await {
+            let now = unix_ms();
+            let slots = if request.from == victim_id
+                && still_lying.load(std::sync::atomic::Ordering::Relaxed)
+            {
+                // Slots that stay audited for ten to twenty seconds more.
+                let first = now - 100_000 - now % SLOT_MS;
+                (0..2)
+                    .map(|k| SlotFigures {
+                        slot_ms: first + k * SLOT_MS,
+                        nodes: 5,
+                        scopes: [(
+                            "bucket:lie".to_owned(),
+                            xnode_observe::ScopeStats {
+                                requests: 1_000_000,
+                                ..Default::default()
+                            },
+                        )]
+                        .into(),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let answer = NetworkTotals {
+                slots,
+                have: Vec::new(),
+            };
+            let _ = request.reply.send(Ok(xnode_wire::encode(&answer).unwrap()));
+        }
+    });
+    c.wait_until(
+        "the victim to find and correct the lie",
+        Duration::from_secs(30),
+        |c| {
+            let tree = c.node(victim).observe_network().totals.tree;
+            tree.audit_corrections >= 2 && tree.audit_disagreements >= 2
+        },
+    )
+    .await;
+    // Once the lies stop, every false slot the victim took is found within a few audits.
+    lying.store(false, std::sync::atomic::Ordering::Relaxed);
+    c.wait_until(
+        "the victim to hold no false slot",
+        Duration::from_secs(30),
+        |c| {
+            c.node(victim)
+                .observe_series("bucket:lie", 3_600_000)
+                .points
+                .is_empty()
+        },
+    )
+    .await;
+    // The members that heard no lie never disagreed.
+    for i in (0..5).filter(|&i| i != victim && i != root) {
+        assert_eq!(c.node(i).observe_network().totals.tree.audit_corrections, 0);
+    }
+    c.shutdown().await;
+}
