@@ -1,3 +1,6 @@
+//! Tests of the observability tree: its shape, exact totals at every node under loss and
+//! deaths, bounded fan-in, and the checks against hostile children and parents.
+
 use std::collections::BTreeMap;
 
 use rand::rngs::StdRng;
