@@ -410,7 +410,7 @@ impl Node {
             operator: Some(operator_cert),
         };
         let registry_sync = Endpoint::new(&mesh);
-        let observe_tree = observe_tree::ObserveTree::new(&mesh);
+        let observe_tree = observe_tree::ObserveTree::new(&mesh, &mut metrics);
         let http_limits = config.http.clone();
         // Validated to at most 2^20 MiB, which f64 holds exactly.
         let module_upload_bytes_per_hour =

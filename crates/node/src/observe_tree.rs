@@ -9,6 +9,8 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry as MetricsRegistry;
 use serde::Serialize;
 use xnode_mesh::{Endpoint, Handler, Mesh, RpcError, RpcErrorCode, Server, Service};
 use xnode_observe::aggregate::{
@@ -59,12 +61,72 @@ pub struct TreeStatus {
     pub audit_corrections: u64,
 }
 
+/// The tree's counters, registered under the `observe_tree_` prefix; [`TreeStatus`] reads
+/// them too.
+#[derive(Clone, Debug, Default)]
+struct TreeMetrics {
+    rounds: Counter,
+    failed_rounds: Counter,
+    reports_taken: Counter,
+    reports_refused: Counter,
+    audits: Counter,
+    audit_disagreements: Counter,
+    audit_corrections: Counter,
+}
+
+impl TreeMetrics {
+    fn register(registry: &mut MetricsRegistry) -> Self {
+        let m = Self::default();
+        let r = registry.sub_registry_with_prefix("observe_tree");
+        let counters = [
+            (
+                "rounds",
+                "Rounds of this node in the observability tree",
+                &m.rounds,
+            ),
+            (
+                "failed_rounds",
+                "Rounds whose report or answer was lost",
+                &m.failed_rounds,
+            ),
+            (
+                "reports_taken",
+                "Reports children (or auditors) sent this node",
+                &m.reports_taken,
+            ),
+            (
+                "reports_refused",
+                "Reports with a slot this node refused",
+                &m.reports_refused,
+            ),
+            (
+                "audits",
+                "Audits of this node's final totals that were answered",
+                &m.audits,
+            ),
+            (
+                "audit_disagreements",
+                "Final slots on which an audited member disagreed with this node",
+                &m.audit_disagreements,
+            ),
+            (
+                "audit_corrections",
+                "Final slots corrected because two members agreed against the parent",
+                &m.audit_corrections,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            r.register(name, help, counter.clone());
+        }
+        m
+    }
+}
+
 struct State {
     aggregator: Aggregator,
     /// Sorted: the members the trees were built over.
     members: Vec<NodeId>,
     trees: Vec<Tree>,
-    status: TreeStatus,
 }
 
 impl State {
@@ -100,10 +162,11 @@ pub struct ObserveTree {
     me: NodeId,
     endpoint: Endpoint<ObserveTreeService>,
     state: Mutex<State>,
+    metrics: TreeMetrics,
 }
 
 impl ObserveTree {
-    pub fn new(mesh: &Mesh) -> Arc<Self> {
+    pub fn new(mesh: &Mesh, metrics: &mut MetricsRegistry) -> Arc<Self> {
         let me = mesh.local_id();
         Arc::new(Self {
             me,
@@ -112,8 +175,8 @@ impl ObserveTree {
                 aggregator: Aggregator::new(me),
                 members: vec![me],
                 trees: Vec::new(),
-                status: TreeStatus::default(),
             }),
+            metrics: TreeMetrics::register(metrics),
         })
     }
 
@@ -158,12 +221,12 @@ impl ObserveTree {
             }
         }
         let auditors = {
-            let mut state = lock(&self.state);
-            state.status.rounds += 1;
+            let state = lock(&self.state);
+            let rounds = self.metrics.rounds.inc().saturating_add(1);
             if failed {
-                state.status.failed_rounds += 1;
+                self.metrics.failed_rounds.inc();
             }
-            if state.status.rounds.is_multiple_of(AUDIT_EVERY) {
+            if rounds.is_multiple_of(AUDIT_EVERY) {
                 let others: Vec<NodeId> = state
                     .members
                     .iter()
@@ -197,13 +260,9 @@ impl ObserveTree {
         let Ok(answer) = self.endpoint.call(first, request.clone(), timeout).await else {
             return;
         };
-        let found = {
-            let mut state = lock(&self.state);
-            state.status.audits += 1;
-            let found = state.aggregator.disagreements(&answer, now_ms);
-            state.status.audit_disagreements += found.len() as u64;
-            found
-        };
+        self.metrics.audits.inc();
+        let found = lock(&self.state).aggregator.disagreements(&answer, now_ms);
+        self.metrics.audit_disagreements.inc_by(found.len() as u64);
         if found.is_empty() {
             return;
         }
@@ -213,7 +272,7 @@ impl ObserveTree {
         let mut state = lock(&self.state);
         for figures in found {
             if second_answer.slots.contains(&figures) && state.aggregator.correct(figures, now_ms) {
-                state.status.audit_corrections += 1;
+                self.metrics.audit_corrections.inc();
                 tracing::warn!(%first, %second, "two members agreed on a final network total that differs from the one this node's parent sent: corrected");
             }
         }
@@ -240,7 +299,13 @@ impl ObserveTree {
             parent: tree.and_then(|t| t.parent(&self.me)),
             children: tree.map_or(0, |t| t.children(&self.me).len()),
             reporting_children: state.aggregator.reporting_children(),
-            ..state.status.clone()
+            rounds: self.metrics.rounds.get(),
+            failed_rounds: self.metrics.failed_rounds.get(),
+            reports_taken: self.metrics.reports_taken.get(),
+            reports_refused: self.metrics.reports_refused.get(),
+            audits: self.metrics.audits.get(),
+            audit_disagreements: self.metrics.audit_disagreements.get(),
+            audit_corrections: self.metrics.audit_corrections.get(),
         }
     }
 }
@@ -264,15 +329,12 @@ impl Handler<ObserveTreeService> for TreeHandler {
         // between two rounds needs them rebuilt here.
         state.refresh(None, now_ms);
         let State {
-            aggregator,
-            trees,
-            status,
-            ..
+            aggregator, trees, ..
         } = &mut *state;
         let (accepted, answer) = aggregator.accept_report(from, report, now_ms, trees);
-        status.reports_taken += 1;
+        tree.metrics.reports_taken.inc();
         if let Some(why) = accepted.refused {
-            status.reports_refused += 1;
+            tree.metrics.reports_refused.inc();
             tracing::debug!(%from, reason = %why, "refused part of an observe report");
         }
         Ok(answer)
