@@ -44,6 +44,8 @@ pub const OPEN_MS: u64 = 6 * SLOT_MS;
 /// How long a node keeps asking its parent for totals it may have missed: an open slot,
 /// then as long again for the final total to come down.
 pub const FRESH_MS: u64 = 2 * OPEN_MS;
+/// How far back a node that holds no totals yet is sent them.
+pub const NEWCOMER_MS: u64 = 5 * 60_000;
 /// Totals are kept this long, the longest window the API reports.
 pub const RETAIN_MS: u64 = 3_600_000 + SLOT_MS;
 /// The tree is re-ranked every epoch.
@@ -494,10 +496,17 @@ impl Aggregator {
             }
         }
         let holds: HashMap<u64, u64> = report.holds.iter().map(|h| (h.slot_ms, h.digest)).collect();
+        // A reporter that holds nothing has just started: it gets the five minutes the
+        // API's middle window needs, not only the fresh slots.
+        let since = if report.holds.is_empty() && !report.only_held {
+            NEWCOMER_MS
+        } else {
+            FRESH_MS
+        };
         let answer = NetworkTotals {
             slots: self
                 .totals
-                .range(slot_of(now_ms.saturating_sub(FRESH_MS))..)
+                .range(slot_of(now_ms.saturating_sub(since))..)
                 .filter(|(slot, held)| match holds.get(slot) {
                     Some(digest) => *digest != held.digest,
                     None => !report.only_held,

@@ -490,3 +490,42 @@ fn an_audit_finds_a_final_total_the_parent_misstated_and_another_peer_corrects_i
     let open = SlotFigures::empty(slot_of(now));
     assert!(!net.nodes[0].aggregator.correct(open, now));
 }
+
+#[test]
+fn a_node_that_holds_nothing_is_sent_five_minutes_of_totals() {
+    let mut net = Network::new(20, 6);
+    let mut now = T0;
+    while now < T0 + 8 * 60_000 {
+        for i in 0..net.nodes.len() {
+            net.nodes[i].serve("api", 1, now);
+        }
+        net.round(now);
+        now += ROUND_MS;
+    }
+    let trees = net.trees(now);
+    let root = trees[0].root().unwrap();
+    let at = net.nodes.iter().position(|s| s.id == root).unwrap();
+    let newcomer = node(1_000);
+    let ask = |holds: Vec<SlotDigest>| SubtreeReport {
+        slots: Vec::new(),
+        holds,
+        only_held: false,
+    };
+    let (_, answer) =
+        net.nodes[at]
+            .aggregator
+            .accept_report(newcomer, ask(Vec::new()), now, &trees);
+    let oldest = answer.slots.iter().map(|f| f.slot_ms).min().unwrap();
+    assert!(oldest <= now - NEWCOMER_MS + SLOT_MS, "{}", now - oldest);
+    // A node that holds recent totals is sent only what differs among the fresh ones.
+    let held = net.nodes[at].aggregator.audit_request(now).holds;
+    let (_, answer) = net.nodes[at]
+        .aggregator
+        .accept_report(newcomer, ask(held), now, &trees);
+    assert!(
+        answer
+            .slots
+            .iter()
+            .all(|f| f.slot_ms >= now - FRESH_MS - SLOT_MS)
+    );
+}
