@@ -154,6 +154,9 @@ pub struct NetworkReport {
 pub struct TotalsSource {
     /// `summaries` or `tree`.
     pub source: &'static str,
+    /// Where the windows end: now for summaries; the end of the newest settled slot for
+    /// the tree, 10 to 20 s before now.
+    pub as_of_ms: u64,
     pub tree: crate::observe_tree::TreeStatus,
 }
 
@@ -256,6 +259,11 @@ impl Node {
             active_tenants,
             totals: TotalsSource {
                 source: if from_tree { "tree" } else { "summaries" },
+                as_of_ms: if from_tree {
+                    self.inner.observe_tree.settled_until(now)
+                } else {
+                    now
+                },
                 tree: self.inner.observe_tree.status(),
             },
         }

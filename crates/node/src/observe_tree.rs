@@ -290,6 +290,11 @@ impl ObserveTree {
             .series(scope, window_ms, now_ms)
     }
 
+    /// Where settled tree totals end (windows and series describe the time up to there).
+    pub fn settled_until(&self, now_ms: u64) -> u64 {
+        lock(&self.state).aggregator.settled_until(now_ms)
+    }
+
     pub fn status(&self) -> TreeStatus {
         let state = lock(&self.state);
         let tree = state.trees.last();

@@ -44,6 +44,11 @@ pub const OPEN_MS: u64 = 6 * SLOT_MS;
 /// How long a node keeps asking its parent for totals it may have missed: an open slot,
 /// then as long again for the final total to come down.
 pub const FRESH_MS: u64 = 2 * OPEN_MS;
+/// A slot's total goes down the tree once the slot has been closed this long: reports
+/// climb a level a round, so by then every level of a deep tree has reported. Sending a
+/// slot down while it fills would send it again at every round: an inner node would send
+/// its sixteen children a slot's figures five times a slot instead of about once.
+pub const SETTLE_MS: u64 = SLOT_MS;
 /// How far back a node that holds no totals yet is sent them.
 pub const NEWCOMER_MS: u64 = 5 * 60_000;
 /// Totals are kept this long, the longest window the API reports.
@@ -178,6 +183,11 @@ fn audited_range(now_ms: u64) -> (u64, u64) {
     let from = slot_of(now_ms.saturating_sub(FRESH_MS));
     let to = oldest_open_slot(now_ms).saturating_sub(SLOT_MS);
     (from, to.max(from))
+}
+
+/// The newest slot whose total is settled at `now_ms` (see [`SETTLE_MS`]).
+pub fn newest_settled_slot(now_ms: u64) -> u64 {
+    slot_of(now_ms.saturating_sub(SLOT_MS + SETTLE_MS))
 }
 
 fn open_slots(now_ms: u64) -> impl Iterator<Item = u64> {
@@ -380,7 +390,7 @@ impl Aggregator {
         self.forget(now_ms, trees);
         let holds: Vec<SlotDigest> = self
             .totals
-            .range(slot_of(now_ms.saturating_sub(FRESH_MS))..)
+            .range(slot_of(now_ms.saturating_sub(FRESH_MS))..=newest_settled_slot(now_ms))
             .map(|(slot, held)| SlotDigest {
                 slot_ms: *slot,
                 digest: held.digest,
@@ -506,7 +516,7 @@ impl Aggregator {
         let answer = NetworkTotals {
             slots: self
                 .totals
-                .range(slot_of(now_ms.saturating_sub(since))..)
+                .range(slot_of(now_ms.saturating_sub(since))..=newest_settled_slot(now_ms))
                 .filter(|(slot, held)| match holds.get(slot) {
                     Some(digest) => *digest != held.digest,
                     None => !report.only_held,
@@ -581,26 +591,36 @@ impl Aggregator {
         taken
     }
 
-    /// The network totals of every slot that started within `window_ms` before `now_ms`.
+    /// The settled slots of the `window_ms` that ends where settled totals end
+    /// ([`Aggregator::settled_until`]), oldest first.
+    fn settled_window(&self, window_ms: u64, now_ms: u64) -> impl Iterator<Item = (&u64, &Held)> {
+        let end = self.settled_until(now_ms);
+        let from = end.saturating_sub(window_ms);
+        self.totals.range(from..end)
+    }
+
+    /// Where settled totals end at `now_ms` (the end of the newest settled slot): windows
+    /// and series of tree totals describe the time up to there, 10 to 20 s before now.
+    pub fn settled_until(&self, now_ms: u64) -> u64 {
+        newest_settled_slot(now_ms).saturating_add(SLOT_MS)
+    }
+
+    /// The network totals of the settled slots within `window_ms` before
+    /// [`Aggregator::settled_until`].
     pub fn window(&self, window_ms: u64, now_ms: u64) -> WindowTotals {
-        let from = now_ms.saturating_sub(window_ms);
         let mut scopes: BTreeMap<String, ScopeStats> = BTreeMap::new();
-        for (slot, held) in &self.totals {
-            if slot.saturating_add(SLOT_MS) > from {
-                for (scope, stats) in &held.figures.scopes {
-                    scopes.entry(scope.clone()).or_default().merge(stats);
-                }
+        for (_, held) in self.settled_window(window_ms, now_ms) {
+            for (scope, stats) in &held.figures.scopes {
+                scopes.entry(scope.clone()).or_default().merge(stats);
             }
         }
         WindowTotals { window_ms, scopes }
     }
 
-    /// One scope's network totals per slot over the last `window_ms`, oldest first.
+    /// One scope's network totals per settled slot within `window_ms` before
+    /// [`Aggregator::settled_until`], oldest first.
     pub fn series(&self, scope: &str, window_ms: u64, now_ms: u64) -> Vec<(u64, ScopeStats)> {
-        let from = now_ms.saturating_sub(window_ms);
-        self.totals
-            .iter()
-            .filter(|(slot, _)| slot.saturating_add(SLOT_MS) > from)
+        self.settled_window(window_ms, now_ms)
             .filter_map(|(slot, held)| Some((*slot, held.figures.scopes.get(scope)?.clone())))
             .collect()
     }

@@ -516,6 +516,10 @@ fn a_node_that_holds_nothing_is_sent_five_minutes_of_totals() {
             .aggregator
             .accept_report(newcomer, ask(Vec::new()), now, &trees);
     let oldest = answer.slots.iter().map(|f| f.slot_ms).min().unwrap();
+    // Only settled slots go down: the root holds the filling ones but does not send them.
+    let newest = answer.slots.iter().map(|f| f.slot_ms).max().unwrap();
+    assert_eq!(newest, newest_settled_slot(now));
+    assert!(net.nodes[at].aggregator.total(slot_of(now - ROUND_MS)).is_some());
     assert!(oldest <= now - NEWCOMER_MS + SLOT_MS, "{}", now - oldest);
     // A node that holds recent totals is sent only what differs among the fresh ones.
     let held = net.nodes[at].aggregator.audit_request(now).holds;
