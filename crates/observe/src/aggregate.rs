@@ -7,11 +7,12 @@
 //! `observe_interval`) a node sends its parent a [`SubtreeReport`]: for every *open* slot
 //! (the last [`OPEN_MS`]), its own figures plus the latest figures each of its children
 //! reported, with the number of nodes they cover. The parent answers with the
-//! [`NetworkTotals`] it holds that differ from what the child holds: the root's sums, one
-//! level further down per round. A slot's total is final once the slot has closed for
-//! [`OPEN_MS`]: the root stops changing it, and it reaches every node within a round per
-//! level. Each node sends one report and receives at most [`FANOUT`] reports and one
-//! answer per round, whatever the size of the network.
+//! settled [`NetworkTotals`] it holds that differ from what the child holds: the root's
+//! sums, one level further down per round ([`SETTLE_MS`]). The root closes a slot
+//! [`COMPLETE_AFTER_MS`] after it starts if its total covers every member once, and at
+//! [`OPEN_MS`] otherwise; a closed slot's total is final, and it reaches every node within
+//! a round per level. Each node sends one report and receives at most [`FANOUT`] reports
+//! and one answer per round, whatever the size of the network.
 //!
 //! Reports *replace* what the same child said earlier of the same slot, so a lost, late
 //! or repeated report is harmless. A node that changes parent (a death, a join, a new
@@ -37,10 +38,15 @@ use crate::{MAX_SCOPES, NodeSummary, SLOT_MS, ScopeStats, WindowTotals};
 
 /// Children per node in the tree: a 10,000-node network is four levels deep.
 pub const FANOUT: usize = 16;
-/// How long a slot stays open after it starts: reports still carry it, and the root's
-/// total of it may still change. Long enough for a report to climb a tree of five levels
-/// at one level per round of a few seconds.
-pub const OPEN_MS: u64 = 6 * SLOT_MS;
+/// How long a slot stays open after it starts, at the longest: reports still carry it, and
+/// the root's total of it may still change.
+pub const OPEN_MS: u64 = 9 * SLOT_MS;
+/// The root closes a slot this long after it starts if its total covers every member of
+/// the root's tree by then; otherwise it keeps the slot open until [`OPEN_MS`]. A death or
+/// join moves subtrees to new parents, and they report again within a few rounds: a slot
+/// that would close in the middle of that waits for them. Long enough for a report to
+/// climb a tree of five levels at one level per round of a few seconds.
+pub const COMPLETE_AFTER_MS: u64 = 6 * SLOT_MS;
 /// How long a node keeps asking its parent for totals it may have missed: an open slot,
 /// then as long again for the final total to come down.
 pub const FRESH_MS: u64 = 2 * OPEN_MS;
@@ -406,7 +412,15 @@ impl Aggregator {
             }
             let figures = self.subtree(slot, tree);
             let Some(parent) = tree.parent(&self.me) else {
-                self.totals.insert(slot, Held::new(figures));
+                let complete = self.totals.get(&slot).is_some_and(|held| {
+                    usize::try_from(held.figures.nodes).is_ok_and(|nodes| nodes == tree.len())
+                });
+                // Past COMPLETE_AFTER_MS a total that covers every member exactly once is
+                // closed: it stays as it is. One short of them, or over (a subtree counted
+                // under two parents while views differ), waits for the tree to settle.
+                if !(complete && slot.saturating_add(COMPLETE_AFTER_MS) <= now_ms) {
+                    self.totals.insert(slot, Held::new(figures));
+                }
                 continue;
             };
             let at = match outgoing.iter().position(|o| o.parent == parent) {
