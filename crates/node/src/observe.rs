@@ -181,20 +181,28 @@ impl Node {
     }
 
     /// The members the observability tree is laid over: this node and the members it
-    /// holds alive or suspect that have a signed record in the registry.
+    /// holds alive or suspect that have a signed record in the registry, once they have
+    /// run for [`xnode_observe::aggregate::JOIN_SETTLE_MS`] (by their record).
     pub(crate) fn tree_members(&self) -> Vec<NodeId> {
-        let known: std::collections::HashSet<NodeId> =
-            self.records().into_iter().map(|r| r.node_id).collect();
+        let settled_since = unix_ms().saturating_sub(xnode_observe::aggregate::JOIN_SETTLE_MS);
+        let settled: std::collections::HashSet<NodeId> = self
+            .records()
+            .into_iter()
+            .filter(|r| r.started_at_ms <= settled_since)
+            .map(|r| r.node_id)
+            .collect();
         let mut members: Vec<NodeId> = self
             .inner
             .mesh
             .members()
             .into_iter()
             .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
-            .filter(|m| known.contains(&m.id))
+            .filter(|m| settled.contains(&m.id))
             .map(|m| m.id)
             .collect();
-        members.push(self.inner.id);
+        if self.inner.started_at_ms <= settled_since {
+            members.push(self.inner.id);
+        }
         members
     }
 

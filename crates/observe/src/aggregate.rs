@@ -55,6 +55,12 @@ pub const FRESH_MS: u64 = 2 * OPEN_MS;
 /// slot down while it fills would send it again at every round: an inner node would send
 /// its sixteen children a slot's figures five times a slot instead of about once.
 pub const SETTLE_MS: u64 = SLOT_MS;
+/// A member takes a place in the tree once it has run this long (by its signed record's
+/// start time, which every node reads alike). A node that just started has yet to learn
+/// the members and their records; placed at once, it would refuse the reports of the
+/// children the others give it, and their subtrees would miss the oldest open slots. Its
+/// own figures of that time are not lost: they are still open when it takes its place.
+pub const JOIN_SETTLE_MS: u64 = 30_000;
 /// How far back a node that holds no totals yet is sent them.
 pub const NEWCOMER_MS: u64 = 5 * 60_000;
 /// Totals are kept this long, the longest window the API reports.

@@ -161,7 +161,8 @@ async fn a_parent_that_misstates_final_totals_to_a_child_is_outvoted() {
     })
     .await;
     let started = std::time::Instant::now();
-    c.wait_until("one tree over all five", Duration::from_secs(30), |c| {
+    // Members take their places 30 s after they start (`JOIN_SETTLE_MS`).
+    c.wait_until("one tree over all five", Duration::from_secs(60), |c| {
         (0..5).all(|i| c.node(i).observe_network().totals.tree.members == 5)
     })
     .await;
@@ -171,9 +172,10 @@ async fn a_parent_that_misstates_final_totals_to_a_child_is_outvoted() {
     let victim = (root + 1) % 5;
     let victim_id = c.id(victim);
     // The lies below are about slots that started 100 s ago, which audits compare. Honest
-    // members hold totals of every slot since OPEN_MS before they started (the root sums
-    // every open slot from its first round), so after 40 s they hold the lied-about ones.
-    let audited_after = Duration::from_secs(40);
+    // members hold totals of every slot since OPEN_MS before the tree formed (the root
+    // sums every open slot from its first round, 30 s after the start), so after 60 s
+    // they hold the lied-about ones.
+    let audited_after = Duration::from_secs(60);
     const { assert!(OPEN_MS >= 80_000) };
     tokio::time::sleep(audited_after.saturating_sub(started.elapsed())).await;
 

@@ -198,8 +198,9 @@ async fn beyond_the_summary_limit_network_totals_come_down_the_tree() {
     put_many(&c, &tenant, "tree-before", &[0, 1, 2, 3, 4], 25).await;
     c.wait_until(
         "every node to hold the exact network total",
-        // Tree totals settle 10 to 20 s after the slot closes.
-        Duration::from_secs(60),
+        // Members take their places 30 s after they start (`JOIN_SETTLE_MS`), and tree
+        // totals settle 10 to 20 s after the slot closes.
+        Duration::from_secs(90),
         |c| (0..5).all(|i| bucket_requests(c, i, "tree-before") == Some(25)),
     )
     .await;
