@@ -526,6 +526,7 @@ impl Aggregator {
             }
         }
         let holds: HashMap<u64, u64> = report.holds.iter().map(|h| (h.slot_ms, h.digest)).collect();
+        let is_child = trees.iter().any(|t| t.parent(&from) == Some(self.me));
         // A reporter that holds nothing has just started: it gets the five minutes the
         // API's middle window needs, not only the fresh slots.
         let since = if report.holds.is_empty() && !report.only_held {
@@ -539,7 +540,9 @@ impl Aggregator {
                 .range(slot_of(now_ms.saturating_sub(since))..=newest_settled_slot(now_ms))
                 .filter(|(slot, held)| match holds.get(slot) {
                     Some(digest) => *digest != held.digest,
-                    None => !report.only_held,
+                    // Totals a peer lacks go only to this node's children: anyone else
+                    // could ask again and again for minutes of totals with a few bytes.
+                    None => !report.only_held && is_child,
                 })
                 .map(|(_, held)| held.figures.clone())
                 .collect(),

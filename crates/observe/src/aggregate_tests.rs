@@ -509,7 +509,9 @@ fn a_node_that_holds_nothing_is_sent_five_minutes_of_totals() {
     let trees = net.trees(now);
     let root = trees[0].root().unwrap();
     let at = net.nodes.iter().position(|s| s.id == root).unwrap();
-    let newcomer = node(1_000);
+    // A child of the root that restarted: it holds nothing.
+    let newcomer = trees[0].children(&root)[0];
+    let stranger = node(1_000);
     let ask = |holds: Vec<SlotDigest>| SubtreeReport {
         slots: Vec::new(),
         holds,
@@ -530,6 +532,12 @@ fn a_node_that_holds_nothing_is_sent_five_minutes_of_totals() {
             .is_some()
     );
     assert!(oldest <= now - NEWCOMER_MS + SLOT_MS, "{}", now - oldest);
+    // A stranger asking the same is sent nothing: a few bytes must not buy minutes of totals.
+    let (_, answer) =
+        net.nodes[at]
+            .aggregator
+            .accept_report(stranger, ask(Vec::new()), now, &trees);
+    assert!(answer.slots.is_empty());
     // A node that holds recent totals is sent only what differs among the fresh ones.
     let held = net.nodes[at].aggregator.audit_request(now).holds;
     let (_, answer) = net.nodes[at]
