@@ -1,17 +1,22 @@
-//! A discrete-event simulation of the membership layer at network scale.
+//! A discrete-event simulation of the membership layer and summary aggregation at network
+//! scale.
 //!
 //! Every simulated node runs the product's own SWIM state machine
 //! ([`xnode_mesh::swim::Membership`], with signed liveness records verified as in
-//! production), driven as the mesh driver drives it ([`node`]). The transport is replaced
-//! by a simulated network ([`net`]): per-message latency from a region matrix with jitter,
-//! random loss, and gossip over a random gossipsub-like mesh. Time is virtual (the state
-//! machine takes `now` as an argument), so a run's results do not depend on how busy the
-//! machine is. Bytes are counted from the real encoded messages plus an estimate of the
-//! transport's framing. The real placement function is measured alongside
-//! ([`placement`]). See `docs/design/membership.md`, "Simulation at scale".
+//! production), driven as the mesh driver drives it ([`node`]), and, unless turned off,
+//! the product's summary aggregator ([`xnode_observe::aggregate::Aggregator`]) over trees
+//! built from its own SWIM view, fed by a synthetic workload whose ground truth the
+//! simulator keeps ([`observe`]). The transport is replaced by a simulated network
+//! ([`net`]): per-message latency from a region matrix with jitter, random loss, and
+//! gossip over a random gossipsub-like mesh. Time is virtual (the state machines take
+//! `now` as an argument), so a run's results do not depend on how busy the machine is.
+//! Bytes are counted from the real encoded messages plus an estimate of the transport's
+//! framing. The real placement function is measured alongside ([`placement`]). See
+//! `docs/design/membership.md`, "Simulation at scale".
 
 pub mod net;
 pub mod node;
+pub mod observe;
 pub mod placement;
 pub mod report;
 
@@ -28,8 +33,9 @@ use xnode_mesh::SwimConfig;
 use xnode_mesh::swim::{Applied, MemberState, Membership, MembershipUpdate};
 use xnode_types::{NodeId, SecretKey};
 
-use net::{Class, Links, REGIONS, Traffic};
+use net::{CLASSES, Class, Links, REGIONS, Traffic};
 use node::{GossipMessage, Outgoing, Payload, SimNode};
+use observe::Observer;
 use report::{Convergence, Published, Report, Spread, TrafficReport};
 
 /// The driver's tick (`crates/mesh/src/driver.rs`).
@@ -58,6 +64,11 @@ pub struct SimConfig {
     pub deaths: usize,
     pub joins: usize,
     pub settle: Duration,
+    /// Quiet time after the deaths and joins, so that the aggregation's slots that were
+    /// open during them become final (a slot is open for a minute after it starts).
+    pub tail: Duration,
+    /// Every node runs summary aggregation (a round every 2 s) over its own view.
+    pub observe: bool,
     /// Keys for the placement measurement (0 skips it).
     pub placement_keys: usize,
     pub seed: u64,
@@ -80,6 +91,8 @@ impl Default for SimConfig {
             deaths: 2,
             joins: 2,
             settle: Duration::from_secs(6),
+            tail: Duration::ZERO,
+            observe: true,
             placement_keys: 2000,
             seed: 1,
         }
@@ -88,6 +101,8 @@ impl Default for SimConfig {
 
 enum Event {
     Tick(usize),
+    /// A node's aggregation round.
+    Observe(usize),
     Deliver {
         to: usize,
         from: NodeId,
@@ -155,6 +170,8 @@ struct World {
     death_gossip_bytes: u64,
     next_gossip: u64,
     watch: Option<Watch>,
+    /// Summary aggregation, when simulated.
+    observer: Option<Observer>,
     config: SimConfig,
 }
 
@@ -174,6 +191,14 @@ fn address(index: usize) -> String {
 impl World {
     fn now(&self) -> Instant {
         self.base + Duration::from_micros(self.now_us)
+    }
+
+    /// Starts or stops counting traffic (the steady window).
+    fn set_counting(&mut self, counting: bool) {
+        self.counting = counting;
+        if let Some(observer) = self.observer.as_mut() {
+            observer.set_counting(counting, self.now_us);
+        }
     }
 
     fn schedule(&mut self, at: u64, event: Event) {
@@ -210,6 +235,12 @@ impl World {
         self.traffic.push(Traffic::default());
         let offset = self.rng.gen_range(0..micros(TICK).max(1));
         self.schedule(self.now_us + offset, Event::Tick(index));
+        if let Some(observer) = self.observer.as_mut()
+            && let Some(id) = self.nodes.get(index).map(SimNode::id)
+        {
+            let first_round = observer.add_node(index, id, self.now_us);
+            self.schedule(first_round, Event::Observe(index));
+        }
         index
     }
 
@@ -272,6 +303,9 @@ impl World {
         }
         let outgoing: Vec<Outgoing> = std::mem::take(&mut node.outbox);
         let changes = std::mem::take(&mut node.changes);
+        if let Some(observer) = self.observer.as_mut() {
+            observer.note_changes(index, &changes, self.now_us);
+        }
         let from = node.id();
         let watching_death = self
             .watch
@@ -337,6 +371,21 @@ impl World {
                 self.flush(index);
                 self.schedule(self.now_us.saturating_add(micros(TICK)), Event::Tick(index));
             }
+            Event::Observe(index) => {
+                // A dead node neither reports nor answers.
+                if !self.alive.get(index).copied().unwrap_or(false) {
+                    return;
+                }
+                if let Some(observer) = self.observer.as_mut()
+                    && let Some(node) = self.nodes.get_mut(index)
+                {
+                    let reports = observer.round(index, node.membership(), self.now_us);
+                    node.outbox.extend(reports);
+                }
+                self.flush(index);
+                let next = self.now_us.saturating_add(micros(observe::ROUND));
+                self.schedule(next, Event::Observe(index));
+            }
             Event::Deliver {
                 to,
                 from,
@@ -368,6 +417,21 @@ impl World {
                             }
                         }
                     }
+                    Payload::Report(report) => {
+                        if let Some(observer) = self.observer.as_mut()
+                            && let Some(answer) = observer.on_report(to, from, report, self.now_us)
+                        {
+                            node.outbox.push(answer);
+                        }
+                    }
+                    Payload::Totals { answer, audit } => {
+                        if let Some(observer) = self.observer.as_mut()
+                            && let Some(next) =
+                                observer.on_answer(to, from, answer, audit, self.now_us)
+                        {
+                            node.outbox.push(next);
+                        }
+                    }
                 }
                 self.flush(to);
             }
@@ -391,6 +455,9 @@ impl World {
         };
         if let Some(alive) = self.alive.get_mut(index) {
             *alive = false;
+        }
+        if let Some(observer) = self.observer.as_mut() {
+            observer.kill(index, self.now_us);
         }
         // Its gossip peers notice the closed connections and leave it out of the mesh.
         for node in &mut self.nodes {
@@ -416,6 +483,9 @@ impl World {
             }
         }
         let index = self.add_node(membership);
+        if let Some(observer) = self.observer.as_mut() {
+            observer.joined(index, self.now_us);
+        }
         for _ in 0..self.config.gossip_links.max(1) {
             if let Some(peer) = self.random_live(index) {
                 self.link_gossip(index, peer);
@@ -504,6 +574,7 @@ pub fn run(config: SimConfig) -> Report {
         death_gossip_bytes: 0,
         next_gossip: 0,
         watch: None,
+        observer: config.observe.then(|| Observer::new(config.seed)),
         config: config.clone(),
     };
     // Bootstrap: every node has heard every other directly (as after a while in a stable
@@ -532,6 +603,10 @@ pub fn run(config: SimConfig) -> Report {
         }
         world.add_node(membership);
     }
+    if let Some(observer) = world.observer.as_mut() {
+        let ids: Vec<NodeId> = world.nodes.iter().map(SimNode::id).collect();
+        observer.start_with(&ids, world.now_us);
+    }
     for a in 0..config.nodes {
         for _ in 0..config.gossip_links {
             let b = world.rng.gen_range(0..config.nodes);
@@ -541,16 +616,16 @@ pub fn run(config: SimConfig) -> Report {
     let bootstrap_wall_seconds = wall.elapsed().as_secs_f64();
 
     world.run_until(micros(config.warmup));
-    world.counting = true;
+    world.set_counting(true);
     let steady_start = world.now_us;
     world.run_until(steady_start.saturating_add(micros(config.steady)));
-    world.counting = false;
+    world.set_counting(false);
     let steady_seconds = config.steady.as_secs_f64().max(f64::MIN_POSITIVE);
     let kbit = |bytes: u64| bytes as f64 * 8.0 / 1000.0 / steady_seconds;
     let live: Vec<usize> = (0..world.nodes.len())
         .filter(|&i| world.alive.get(i).copied().unwrap_or(false))
         .collect();
-    let mut mean_by_class = [0.0; 3];
+    let mut mean_by_class = [0.0; CLASSES];
     for &i in &live {
         if let Some(t) = world.traffic.get(i) {
             for class in Class::ALL {
@@ -559,23 +634,27 @@ pub fn run(config: SimConfig) -> Report {
             }
         }
     }
+    // Kbit/s per live node of the bytes `of` picks from each node's traffic.
+    let spread = |of: &dyn Fn(&Traffic) -> u64| {
+        let per_node: Vec<f64> = live
+            .iter()
+            .filter_map(|&i| world.traffic.get(i))
+            .map(|t| kbit(of(t)))
+            .collect();
+        let mean = per_node.iter().sum::<f64>() / per_node.len().max(1) as f64;
+        (Spread::of(per_node), mean)
+    };
     let steady = TrafficReport {
         seconds: steady_seconds,
-        sent_kbit: Spread::of(
-            live.iter()
-                .filter_map(|&i| world.traffic.get(i))
-                .map(|t| kbit(t.sent.iter().sum()))
-                .collect(),
-        ),
-        received_kbit: Spread::of(
-            live.iter()
-                .filter_map(|&i| world.traffic.get(i))
-                .map(|t| kbit(t.received.iter().sum()))
-                .collect(),
-        ),
+        sent_kbit: spread(&|t| t.sent_in(&Class::ALL)).0,
+        received_kbit: spread(&|t| t.received_in(&Class::ALL)).0,
+        membership_sent_kbit: spread(&|t| t.sent_in(&Class::MEMBERSHIP)).0,
+        membership_received_kbit: spread(&|t| t.received_in(&Class::MEMBERSHIP)).0,
         mean_sent_kbit_by_class: mean_by_class,
         published: world.published,
     };
+    let aggregation_sent = spread(&|t| t.sent_in(&[Class::Observe]));
+    let aggregation_received = spread(&|t| t.received_in(&[Class::Observe]));
 
     let mut death_samples = Vec::new();
     let mut join_samples = Vec::new();
@@ -591,6 +670,8 @@ pub fn run(config: SimConfig) -> Report {
             world.observe(WatchKind::Join, joined, config.settle, &mut join_samples);
         }
     }
+
+    world.run_until(world.now_us.saturating_add(micros(config.tail)));
 
     let mut false_deaths = 0;
     let mut members = Vec::new();
@@ -630,5 +711,16 @@ pub fn run(config: SimConfig) -> Report {
         false_deaths,
         members_per_node: Spread::of(members),
         placement,
+        aggregation: world.observer.as_ref().map(|observer| {
+            let mut report = observer.report(
+                &world.alive,
+                world.nodes.iter().map(SimNode::membership),
+                steady_seconds,
+                world.now_us,
+            );
+            (report.sent_kbit, report.mean_sent_kbit) = aggregation_sent;
+            (report.received_kbit, report.mean_received_kbit) = aggregation_received;
+            report
+        }),
     }
 }

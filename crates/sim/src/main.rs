@@ -1,8 +1,11 @@
-//! `xnode-sim`: runs the membership simulation and prints its report.
+//! `xnode-sim`: runs the membership and aggregation simulation and prints its report.
 //!
-//! Usage: `xnode-sim [--nodes N] [--steady SECONDS] [--deaths N] [--joins N]
-//! [--settle SECONDS] [--loss FRACTION] [--keys N] [--seed N] [--full-push-pull]`
-//! (`--full-push-pull`: periodic push-pulls send the whole view, as before protocol 1.3)
+//! Usage: `xnode-sim [--nodes N] [--warmup SECONDS] [--steady SECONDS] [--deaths N]
+//! [--joins N] [--settle SECONDS] [--tail SECONDS] [--loss FRACTION] [--keys N] [--seed N]
+//! [--full-push-pull] [--observe | --no-observe]`
+//! (`--full-push-pull`: periodic push-pulls send the whole view, as before protocol 1.3;
+//! `--no-observe`: no summary aggregation, which is on by default; `--tail`: quiet time
+//! after the deaths and joins, so the aggregation slots open during them become final)
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,9 +16,20 @@ fn parse(args: &[String]) -> Result<SimConfig, String> {
     let mut config = SimConfig::default();
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
-        if flag == "--full-push-pull" {
-            config.full_push_pull = true;
-            continue;
+        match flag.as_str() {
+            "--full-push-pull" => {
+                config.full_push_pull = true;
+                continue;
+            }
+            "--observe" => {
+                config.observe = true;
+                continue;
+            }
+            "--no-observe" => {
+                config.observe = false;
+                continue;
+            }
+            _ => {}
         }
         let value = rest.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number = || {
@@ -40,6 +54,7 @@ fn parse(args: &[String]) -> Result<SimConfig, String> {
             "--deaths" => config.deaths = count()?,
             "--joins" => config.joins = count()?,
             "--settle" => config.settle = seconds()?,
+            "--tail" => config.tail = seconds()?,
             "--loss" => config.links.loss = number()?.clamp(0.0, 1.0),
             "--keys" => config.placement_keys = count()?,
             "--seed" => config.seed = value.parse().map_err(|e| format!("{flag} {value}: {e}"))?,
@@ -62,7 +77,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("xnode-sim: {e}");
             eprintln!(
-                "usage: xnode-sim [--nodes N] [--warmup S] [--steady S] [--deaths N] [--joins N] [--settle S] [--loss F] [--keys N] [--seed N] [--full-push-pull]"
+                "usage: xnode-sim [--nodes N] [--warmup S] [--steady S] [--deaths N] [--joins N] [--settle S] [--tail S] [--loss F] [--keys N] [--seed N] [--full-push-pull] [--observe | --no-observe]"
             );
             ExitCode::from(2)
         }

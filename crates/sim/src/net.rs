@@ -1,5 +1,7 @@
 //! The simulated network: regions with a one-way latency matrix, jitter, loss, and the
-//! framing bytes each message costs on the wire beyond its encoded payload.
+//! framing bytes each message costs on the wire beyond its encoded payload. Every class of
+//! traffic (SWIM probes and push-pulls, gossip, summary aggregation) goes over the same
+//! links.
 
 use std::time::Duration;
 
@@ -65,16 +67,27 @@ pub enum Class {
     PushPull,
     /// Membership updates spread by gossipsub.
     Gossip,
+    /// Summary aggregation: subtree reports to a parent and the parent's answers with the
+    /// network totals (requests and responses, like SWIM's).
+    Observe,
 }
 
+/// How many classes of traffic there are.
+pub const CLASSES: usize = 4;
+
 impl Class {
-    pub const ALL: [Class; 3] = [Class::Probe, Class::PushPull, Class::Gossip];
+    pub const ALL: [Class; CLASSES] =
+        [Class::Probe, Class::PushPull, Class::Gossip, Class::Observe];
+
+    /// The classes that belong to membership (everything but aggregation).
+    pub const MEMBERSHIP: [Class; 3] = [Class::Probe, Class::PushPull, Class::Gossip];
 
     pub fn index(self) -> usize {
         match self {
             Class::Probe => 0,
             Class::PushPull => 1,
             Class::Gossip => 2,
+            Class::Observe => 3,
         }
     }
 
@@ -83,6 +96,7 @@ impl Class {
             Class::Probe => "probe",
             Class::PushPull => "push-pull",
             Class::Gossip => "gossip",
+            Class::Observe => "aggregation",
         }
     }
 }
@@ -90,8 +104,8 @@ impl Class {
 /// Bytes one node sent and received, by class, with framing.
 #[derive(Clone, Debug, Default)]
 pub struct Traffic {
-    pub sent: [u64; 3],
-    pub received: [u64; 3],
+    pub sent: [u64; CLASSES],
+    pub received: [u64; CLASSES],
 }
 
 impl Traffic {
@@ -105,5 +119,21 @@ impl Traffic {
         if let Some(slot) = self.received.get_mut(class.index()) {
             *slot = slot.saturating_add(bytes as u64);
         }
+    }
+
+    /// Bytes sent in the given classes.
+    pub fn sent_in(&self, classes: &[Class]) -> u64 {
+        classes
+            .iter()
+            .filter_map(|c| self.sent.get(c.index()))
+            .fold(0, |sum, bytes| sum.saturating_add(*bytes))
+    }
+
+    /// Bytes received in the given classes.
+    pub fn received_in(&self, classes: &[Class]) -> u64 {
+        classes
+            .iter()
+            .filter_map(|c| self.received.get(c.index()))
+            .fold(0, |sum, bytes| sum.saturating_add(*bytes))
     }
 }

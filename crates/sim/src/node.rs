@@ -2,7 +2,8 @@
 //! [`Membership`] state machine), the same code the mesh driver runs. Only the I/O is
 //! replaced: the engine's requests and answers are the real messages, encoded to count
 //! their bytes and handed to the simulated network, and its updates go to a simulated
-//! gossip mesh.
+//! gossip mesh. The node's part in summary aggregation lives in [`crate::observe`]; its
+//! messages travel as [`Payload::Report`] and [`Payload::Totals`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use xnode_mesh::proto::{SwimRequest, SwimResponse};
 use xnode_mesh::swim::engine::{Action, Engine};
 use xnode_mesh::swim::{Applied, MemberState, Membership, MembershipUpdate};
 use xnode_mesh::vivaldi::Coordinate;
+use xnode_observe::aggregate::{NetworkTotals, SubtreeReport};
 use xnode_types::NodeId;
 
 use crate::net::{Class, GOSSIP_FRAMING_BYTES, REQUEST_FRAMING_BYTES, RESPONSE_FRAMING_BYTES};
@@ -31,9 +33,24 @@ pub struct GossipMessage {
 /// the answer carries it back.
 #[derive(Debug)]
 pub enum Payload {
-    Request { id: u64, request: SwimRequest },
-    Response { id: u64, response: SwimResponse },
+    Request {
+        id: u64,
+        request: SwimRequest,
+    },
+    Response {
+        id: u64,
+        response: SwimResponse,
+    },
     Gossip(Arc<GossipMessage>),
+    /// A child's subtree report to its parent, or an audit request to a random member
+    /// (`only_held`): both go to the same RPC service.
+    Report(SubtreeReport),
+    /// The answer to a report (the network totals the child lacks) or to an audit, which
+    /// the requester tells apart as the product does by the call it answers.
+    Totals {
+        answer: NetworkTotals,
+        audit: bool,
+    },
 }
 
 /// A message a node hands to the network.
