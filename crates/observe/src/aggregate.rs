@@ -364,6 +364,10 @@ pub struct Aggregator {
     /// Final slots corrected by an audit: a final total never changes, so a parent that
     /// sends it again differently is not listened to.
     corrected: std::collections::BTreeSet<u64>,
+    /// As the root: the last total of each open, settled slot that covered every member of
+    /// the tree exactly once. A slot that reaches [`OPEN_MS`] short (churn moved subtrees
+    /// that have yet to report again) closes with this one instead.
+    last_complete: BTreeMap<u64, SlotFigures>,
 }
 
 impl Aggregator {
@@ -376,6 +380,7 @@ impl Aggregator {
             totals: BTreeMap::new(),
             parent_has: None,
             corrected: Default::default(),
+            last_complete: BTreeMap::new(),
         }
     }
 
@@ -425,6 +430,10 @@ impl Aggregator {
                 // closed: it stays as it is. One short of them, or over (a subtree counted
                 // under two parents while views differ), waits for the tree to settle.
                 if !(complete && slot.saturating_add(COMPLETE_AFTER_MS) <= now_ms) {
+                    let covers_all = usize::try_from(figures.nodes).is_ok_and(|n| n == tree.len());
+                    if covers_all && slot <= newest_settled_slot(now_ms) {
+                        self.last_complete.insert(slot, figures.clone());
+                    }
                     self.totals.insert(slot, Held::new(figures));
                 }
                 continue;
@@ -474,6 +483,24 @@ impl Aggregator {
 
     fn forget(&mut self, now_ms: u64, trees: &[Tree]) {
         let oldest_open = oldest_open_slot(now_ms);
+        // Slots that just closed at the root: one that closed short of its last complete
+        // total (a settled slot's figures no longer change, so that one is the better)
+        // takes it. Only the root keeps complete totals.
+        let closing: Vec<u64> = self
+            .last_complete
+            .range(..oldest_open)
+            .map(|(s, _)| *s)
+            .collect();
+        for slot in closing {
+            if let Some(complete) = self.last_complete.remove(&slot)
+                && self
+                    .totals
+                    .get(&slot)
+                    .is_some_and(|held| held.figures.nodes < complete.nodes)
+            {
+                self.totals.insert(slot, Held::new(complete));
+            }
+        }
         self.own.retain(|slot, _| *slot >= oldest_open);
         let me = self.me;
         self.children.retain(|child, slots| {

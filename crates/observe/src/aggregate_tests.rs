@@ -585,3 +585,33 @@ fn a_slot_missing_a_subtree_stays_open_past_a_minute_for_it() {
     // now and stays so.
     assert!(T0 + SLOT_MS + COMPLETE_AFTER_MS <= now);
 }
+
+#[test]
+fn a_slot_that_reaches_its_limit_short_closes_with_its_last_complete_total() {
+    let mut net = Network::new(50, 9);
+    let trees = net.trees(T0);
+    let root = trees[0].root().unwrap();
+    let late = trees[0].children(&root)[0];
+    let at = net.nodes.iter().position(|s| s.id == root).unwrap();
+    let mut now = T0;
+    while now < T0 + 100_000 {
+        if now < T0 + SLOT_MS {
+            for i in 0..net.nodes.len() {
+                net.nodes[i].serve("api", 1, now);
+            }
+        }
+        // A subtree drops out (say churn moved it and it has yet to report again) after
+        // the slot was complete and settled, and stays out until the slot's limit.
+        if now == T0 + 40_000 {
+            net.silent = Some(late);
+            let parent = net.nodes.iter().position(|s| s.id == root).unwrap();
+            // Its parent forgets it, as a parent whose tree moved it elsewhere would.
+            net.nodes[parent].aggregator.children.remove(&late);
+        }
+        net.round(now);
+        now += ROUND_MS;
+    }
+    let total = net.nodes[at].aggregator.total(T0).unwrap();
+    assert_eq!(total.nodes, 50);
+    assert_eq!(requests(total), 50 * (SLOT_MS / ROUND_MS));
+}
