@@ -227,7 +227,10 @@ pub(crate) struct NodeObservation {
     windows: WindowReports,
 }
 
-#[utoipa::path(get, path = "/v1/observe/nodes/{id}", params(("id" = String, Path)), responses((status = 200), (status = 404, body = crate::error::ErrorBody)))]
+/// `GET /v1/observe/nodes/{id}`: one node's figures. Beyond `observe_summaries_up_to` live
+/// nodes they are asked of that node (summaries are no longer gossiped); 503 if it does not
+/// answer and this node holds nothing of it.
+#[utoipa::path(get, path = "/v1/observe/nodes/{id}", params(("id" = String, Path)), responses((status = 200), (status = 404, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub(crate) async fn one_node(
     State(node): State<Node>,
     Path(id): Path<String>,
@@ -235,9 +238,15 @@ pub(crate) async fn one_node(
     let parsed = id
         .parse()
         .map_err(|e: xnode_types::KeyError| ApiError::BadRequest(e.to_string()))?;
-    let (report, windows) = node.observe_node(&parsed).ok_or_else(|| {
-        ApiError::NotFound(format!("no summary from node {id} has reached this node"))
-    })?;
+    let (report, windows) = node
+        .observe_node(&parsed)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "node {id} is not a live member this node knows, and none of its figures has reached this node"
+            ))
+        })?;
     Ok(Json(NodeObservation {
         node: report,
         windows,

@@ -12,6 +12,7 @@ pub mod config;
 pub mod drain;
 pub mod identity;
 pub mod observe;
+pub mod observe_pull;
 pub mod observe_tree;
 mod settlement;
 mod workers;
@@ -138,6 +139,8 @@ pub(crate) struct Inner {
     pub view: Mutex<xnode_observe::NetworkView>,
     /// Network totals summed along the observability tree.
     pub observe_tree: Arc<observe_tree::ObserveTree>,
+    /// One node's figures asked of it, beyond the size at which summaries are gossiped.
+    pub observe_pull: Arc<observe_pull::FiguresPull>,
     pub tenant_rate: Arc<xnode_serve::KeyedRateLimiter<PublicKeyBytes>>,
     /// Module bytes each tenant may still upload through this node
     /// (`compute.module_upload_mb_per_hour`).
@@ -411,6 +414,7 @@ impl Node {
         };
         let registry_sync = Endpoint::new(&mesh);
         let observe_tree = observe_tree::ObserveTree::new(&mesh, &mut metrics);
+        let observe_pull = observe_pull::FiguresPull::new(&mesh, &mut metrics);
         let http_limits = config.http.clone();
         // Validated to at most 2^20 MiB, which f64 holds exactly.
         let module_upload_bytes_per_hour =
@@ -439,6 +443,7 @@ impl Node {
                 recorder,
                 view: Default::default(),
                 observe_tree,
+                observe_pull,
                 tenant_rate: Arc::new(xnode_serve::KeyedRateLimiter::new(
                     http_limits.requests_per_second_per_tenant,
                     http_limits.tenant_burst,

@@ -123,7 +123,8 @@ pub struct ScopeObservation {
     pub at_ms: u64,
     /// Per window ("1m", "5m", "1h") totals over every node.
     pub windows: std::collections::BTreeMap<String, ScopeReport>,
-    /// The last minute, per node that served this scope (as gateway).
+    /// The last minute, per node that served this scope (as gateway); beyond
+    /// `observe_summaries_up_to` live nodes, this node only.
     pub nodes: Vec<ScopeByNode>,
 }
 
@@ -146,6 +147,10 @@ pub struct NetworkReport {
     pub active_tenants: u32,
     /// Where the network totals (`windows`) come from.
     pub totals: TotalsSource,
+    /// Whose figures `nodes` holds: `gossiped`, every live node's; `on_demand`, beyond
+    /// `observe_summaries_up_to` live nodes, where summaries are no longer gossiped, this
+    /// node's only (`GET /v1/observe/nodes/{id}` asks another node for its own).
+    pub node_figures: &'static str,
 }
 
 /// Where network totals come from: every node's gossiped summary while the network is
@@ -161,6 +166,15 @@ pub struct TotalsSource {
 }
 
 use xnode_types::unix_ms;
+
+fn peer_rtt_reports(rtts: &[PeerRtt]) -> Vec<PeerRttReport> {
+    rtts.iter()
+        .map(|p| PeerRttReport {
+            node: p.node,
+            rtt_ms: (p.rtt_us as f64 / 10.0).round() / 100.0,
+        })
+        .collect()
+}
 
 impl Node {
     pub fn recorder(&self) -> &xnode_observe::Recorder {
@@ -239,9 +253,12 @@ impl Node {
         let now = unix_ms();
         let from_tree = self.totals_from_tree();
         let view = xnode_types::lock(&self.inner.view);
+        // Beyond the limit the view holds other nodes' summaries from when the network was
+        // smaller, if any: old figures are not shown as current.
         let nodes: Vec<NodeReport> = view
             .live()
             .into_iter()
+            .filter(|l| !from_tree || l.node == self.inner.id)
             .map(|l| self.node_report(&view, &l, now))
             .filter(|n| matches!(n.state, MemberState::Alive | MemberState::Suspect))
             .collect();
@@ -274,11 +291,85 @@ impl Node {
                 },
                 tree: self.inner.observe_tree.status(),
             },
+            node_figures: if from_tree { "on_demand" } else { "gossiped" },
         }
     }
 
-    /// One node's figures and per-window totals, if this node has heard from it.
-    pub fn observe_node(&self, id: &NodeId) -> Option<(NodeReport, WindowReports)> {
+    /// One node's figures and per-window totals. Beyond `observe_summaries_up_to` live
+    /// nodes summaries are not gossiped, so another node's figures are asked of it
+    /// (`observe-figures`); below, they are asked only if none has arrived. `Ok(None)`:
+    /// this node knows nothing of `id`.
+    pub async fn observe_node(
+        &self,
+        id: &NodeId,
+    ) -> Result<Option<(NodeReport, WindowReports)>, crate::observe_pull::PullError> {
+        let held = self.held_node(id);
+        let ask = *id != self.inner.id
+            && (held.is_none() || self.totals_from_tree())
+            && self.pullable(id);
+        if !ask {
+            return Ok(held);
+        }
+        match self
+            .inner
+            .observe_pull
+            .pull(*id, std::time::Duration::from_secs(2))
+            .await
+        {
+            Ok(figures) => Ok(Some(self.pulled_node(figures))),
+            // What is held, however old, is still worth showing.
+            Err(e) if held.is_some() => {
+                tracing::debug!(node = %id, error = %e, "could not ask a node for its figures");
+                Ok(held)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A node's report from the figures it sent.
+    fn pulled_node(&self, figures: xnode_observe::NodeFigures) -> (NodeReport, WindowReports) {
+        let summary = figures.summary;
+        let windows: WindowReports = figures
+            .windows
+            .iter()
+            .filter_map(|(ms, scopes)| {
+                let (name, _) = WINDOWS.iter().find(|(_, known)| known == ms)?;
+                let scopes = scopes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), report(v, *ms)))
+                    .collect();
+                Some(((*name).to_owned(), scopes))
+            })
+            .collect();
+        let last_minute = windows.get("1m").and_then(|w| w.get("api")).cloned();
+        let node = NodeReport {
+            id: summary.node,
+            state: self.state_of(&summary.node),
+            reported_at_ms: summary.at_ms,
+            system: summary.system,
+            peers: summary.peers,
+            active_tenants: summary.active_tenants,
+            last_minute,
+            peer_rtts: peer_rtt_reports(&summary.peer_rtts),
+        };
+        (node, windows)
+    }
+
+    /// Whether `id` may be asked for its figures: a member held alive or suspect with a
+    /// signed record in the registry (the rule that gives a gossiped summary a series), so
+    /// a client naming made-up ids cannot make this node dial them.
+    fn pullable(&self, id: &NodeId) -> bool {
+        let live =
+            self.inner.mesh.members().iter().any(|m| {
+                m.id == *id && matches!(m.state, MemberState::Alive | MemberState::Suspect)
+            });
+        live && self
+            .registry()
+            .get(&xnode_types::NodeRecord::registry_key(id))
+            .is_some()
+    }
+
+    fn held_node(&self, id: &NodeId) -> Option<(NodeReport, WindowReports)> {
         let now = unix_ms();
         let view = xnode_types::lock(&self.inner.view);
         let live = view.live().into_iter().find(|l| l.node == *id)?;
@@ -317,6 +408,9 @@ impl Node {
             .collect();
         let mut nodes = Vec::new();
         for live in view.live() {
+            if from_tree && live.node != self.inner.id {
+                continue;
+            }
             let minute = view.window(60_000, now, |n| *n == live.node);
             if let Some(s) = minute.scopes.get(scope) {
                 nodes.push(ScopeByNode {
@@ -352,14 +446,7 @@ impl Node {
                 .scopes
                 .get("api")
                 .map(|s| report(s, 60_000)),
-            peer_rtts: live
-                .peer_rtts
-                .iter()
-                .map(|p| PeerRttReport {
-                    node: p.node,
-                    rtt_ms: (p.rtt_us as f64 / 10.0).round() / 100.0,
-                })
-                .collect(),
+            peer_rtts: peer_rtt_reports(&live.peer_rtts),
         }
     }
 
@@ -411,14 +498,8 @@ impl Node {
         }
         // The round trips to every peer grow with the network (the rest of a summary does
         // not): they ride on every PEER_RTTS_EVERY-th summary only, and views keep the last
-        // ones they heard. Beyond `observe_summaries_up_to` live nodes they are not gossiped
-        // at all: a map of every node's round trips is no longer what anyone reads.
-        let live = members
-            .iter()
-            .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
-            .count()
-            .saturating_add(1);
-        if seq % PEER_RTTS_EVERY != 1 || live > self.config().observe_summaries_up_to {
+        // ones they heard.
+        if seq % PEER_RTTS_EVERY != 1 {
             peer_rtts.clear();
         }
         for m in members {
@@ -453,21 +534,6 @@ impl Node {
             peer_rtts,
         }
     }
-}
-
-/// Whether this node gossips its summary number `seq`. Up to `up_to` live nodes every
-/// summary is gossiped; beyond, each node gossips one in `ceil(live / up_to)` (at a phase
-/// drawn from its id, so the network's summaries spread over the rounds), which keeps the
-/// summaries a node receives at about `up_to` per round however large the network grows.
-/// Counters are cumulative, so a sparser summary loses nothing; the per-node figures are
-/// only coarser in time. Network totals come from the tree then.
-fn gossips_summary(id: &NodeId, seq: u64, live: usize, up_to: usize) -> bool {
-    let every = live.div_ceil(up_to.max(1)).max(1) as u64;
-    let hash = blake3::hash(&id.peer_id().to_bytes());
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&hash.as_bytes()[..8]);
-    let phase = u64::from_le_bytes(first) % every;
-    seq.wrapping_add(phase).is_multiple_of(every)
 }
 
 pub(crate) async fn spawn_workers(node: &Node) -> Result<(), crate::NodeError> {
@@ -525,12 +591,24 @@ pub(crate) async fn spawn_workers(node: &Node) -> Result<(), crate::NodeError> {
                     let known: std::collections::HashSet<xnode_types::NodeId> =
                         n.records().into_iter().map(|r| r.node_id).collect();
                     let mut view = xnode_types::lock(&n.inner.view);
-                    view.ingest(summary.clone(), unix_ms());
+                    let now = unix_ms();
+                    view.ingest(summary.clone(), now);
                     // Forget the series of nodes the registry no longer knows.
                     view.retain_nodes(|id| *id == n.id() || known.contains(id));
+                    let me = n.id();
+                    let windows = WINDOWS
+                        .iter()
+                        .map(|(_, ms)| (*ms, view.window(*ms, now, |id| *id == me).scopes))
+                        .collect();
+                    n.inner.observe_pull.set_latest(xnode_observe::NodeFigures {
+                        summary: summary.clone(),
+                        windows,
+                    });
                 }
-                let live = n.tree_members().len();
-                if !gossips_summary(&n.id(), seq, live, n.config().observe_summaries_up_to) {
+                // Beyond `observe_summaries_up_to` live nodes nobody gossips a summary: what
+                // each node received would grow with the network. Totals come down the tree
+                // then, and one node's figures are asked of it (`observe_pull`).
+                if n.totals_from_tree() {
                     return Ok(0);
                 }
                 let bytes = xnode_wire::encode(&summary)
@@ -543,6 +621,7 @@ pub(crate) async fn spawn_workers(node: &Node) -> Result<(), crate::NodeError> {
         },
     ));
     node.runner().spawn(node.inner.observe_tree.serve());
+    node.runner().spawn(node.inner.observe_pull.serve());
     let n = node.clone();
     node.runner().spawn(xnode_worker::periodic(
         "observe-tree",
@@ -561,42 +640,4 @@ pub(crate) async fn spawn_workers(node: &Node) -> Result<(), crate::NodeError> {
         },
     ));
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::gossips_summary;
-
-    fn node(n: u32) -> xnode_types::NodeId {
-        let mut seed = [3u8; 32];
-        seed[..4].copy_from_slice(&n.to_le_bytes());
-        xnode_types::SecretKey::from_seed(&seed).unwrap().node_id()
-    }
-
-    #[test]
-    fn small_networks_gossip_every_summary() {
-        for seq in 1..20 {
-            assert!(gossips_summary(&node(1), seq, 64, 64));
-        }
-    }
-
-    #[test]
-    fn beyond_the_limit_the_network_gossips_about_the_limit_per_round() {
-        let (live, up_to) = (1_000usize, 64usize);
-        let every = live.div_ceil(up_to) as u64;
-        let ids: Vec<_> = (0..live as u32).map(node).collect();
-        for id in &ids {
-            let rounds: Vec<u64> = (1..=every)
-                .filter(|s| gossips_summary(id, *s, live, up_to))
-                .collect();
-            assert_eq!(rounds.len(), 1, "one summary in {every} rounds");
-        }
-        for seq in 1..=every {
-            let published = ids
-                .iter()
-                .filter(|id| gossips_summary(id, seq, live, up_to))
-                .count();
-            assert!(published <= 2 * up_to, "round {seq}: {published} summaries");
-        }
-    }
 }

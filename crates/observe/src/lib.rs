@@ -22,7 +22,8 @@ mod view;
 pub use histogram::Histogram;
 pub use recorder::{MAX_SCOPE_NAME, MAX_SCOPES, Outcome, Recorder};
 pub use summary::{
-    MAX_PEER_RTTS, MAX_SUMMARY_BYTES, NodeSummary, PeerCounts, PeerRtt, ScopeStats, SystemStats,
+    FiguresRequest, MAX_PEER_RTTS, MAX_SUMMARY_BYTES, NodeFigures, NodeSummary, PeerCounts,
+    PeerRtt, ScopeStats, SystemStats,
 };
 pub use view::{
     Ingested, MAX_SERIES, MAX_SUMMARY_SKEW_MS, NetworkView, NodeLive, SLOT_MS, WINDOWS,

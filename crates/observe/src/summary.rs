@@ -11,6 +11,46 @@ use crate::Histogram;
 /// Largest summary accepted from a peer.
 pub const MAX_SUMMARY_BYTES: usize = 256 * 1024;
 
+/// A request for a node's own figures (the `observe-figures` service): how one node's
+/// figures reach another once the network is too large for every summary to be gossiped.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FiguresRequest {}
+
+impl Versioned for FiguresRequest {
+    const KIND_TAG: u8 = kinds::FIGURES_REQUEST;
+    const KIND_NAME: &'static str = "figures request";
+    const VERSION: u8 = 1;
+}
+
+/// A node's answer to a [`FiguresRequest`]: its latest summary and what it did over each
+/// window of [`crate::WINDOWS`]. The node computes its windows itself, from its own
+/// summaries slot by slot: one summary alone says what a node did since it started, not
+/// when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeFigures {
+    pub summary: NodeSummary,
+    /// (window length in ms, per-scope totals over it).
+    pub windows: Vec<(u64, BTreeMap<String, ScopeStats>)>,
+}
+
+impl NodeFigures {
+    /// Whether a peer's answer has the shape this node asked for: one entry per known
+    /// window at most, each a known length with at most as many scopes as a summary.
+    pub fn is_well_formed(&self) -> bool {
+        self.windows.len() <= crate::WINDOWS.len()
+            && self.windows.iter().all(|(ms, scopes)| {
+                crate::WINDOWS.iter().any(|(_, known)| known == ms)
+                    && scopes.len() <= crate::MAX_SCOPES.saturating_add(1)
+            })
+    }
+}
+
+impl Versioned for NodeFigures {
+    const KIND_TAG: u8 = kinds::NODE_FIGURES;
+    const KIND_NAME: &'static str = "node figures";
+    const VERSION: u8 = 1;
+}
+
 /// What happened in one scope (cumulative since the node started, or a delta).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScopeStats {
@@ -179,5 +219,63 @@ impl Versioned for NodeSummary {
             scopes: v1.scopes,
             peer_rtts: Vec::new(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures(windows: Vec<(u64, BTreeMap<String, ScopeStats>)>) -> NodeFigures {
+        NodeFigures {
+            summary: NodeSummary {
+                node: xnode_types::SecretKey::generate().node_id(),
+                started_ms: 1,
+                seq: 1,
+                at_ms: 2,
+                system: SystemStats::default(),
+                peers: PeerCounts::default(),
+                active_tenants: 0,
+                scopes: BTreeMap::new(),
+                peer_rtts: Vec::new(),
+            },
+            windows,
+        }
+    }
+
+    fn scopes(n: usize) -> BTreeMap<String, ScopeStats> {
+        (0..n)
+            .map(|i| (format!("bucket:b{i}"), ScopeStats::default()))
+            .collect()
+    }
+
+    #[test]
+    fn figures_from_a_peer_have_known_windows_and_bounded_scopes() {
+        let known: Vec<_> = crate::WINDOWS
+            .iter()
+            .map(|(_, ms)| (*ms, scopes(3)))
+            .collect();
+        assert!(figures(known.clone()).is_well_formed());
+        assert!(figures(Vec::new()).is_well_formed());
+        assert!(figures(vec![(60_000, scopes(crate::MAX_SCOPES + 1))]).is_well_formed());
+
+        assert!(!figures(vec![(60_001, scopes(1))]).is_well_formed());
+        assert!(!figures(vec![(60_000, scopes(crate::MAX_SCOPES + 2))]).is_well_formed());
+        let mut too_many = known;
+        too_many.push((60_000, scopes(1)));
+        assert!(!figures(too_many).is_well_formed());
+    }
+
+    #[test]
+    fn figures_round_trip_on_the_wire() {
+        let f = figures(vec![(300_000, scopes(2))]);
+        let bytes = xnode_wire::encode(&f).unwrap();
+        assert_eq!(
+            xnode_wire::decode::<NodeFigures>(&bytes, 1 << 20).unwrap(),
+            f
+        );
+        assert!(
+            xnode_wire::decode::<NodeFigures>(&[kinds::NODE_FIGURES, 1, 0xff], 1 << 20).is_err()
+        );
     }
 }

@@ -152,6 +152,11 @@ pub mod kinds {
     pub const SUBTREE_REPORT: u8 = 19;
     /// A parent's answer to a subtree report: network totals coming down the tree.
     pub const NETWORK_TOTALS: u8 = 21;
+    /// A request for a node's own figures, asked of it on demand beyond the size at which
+    /// every summary is gossiped.
+    pub const FIGURES_REQUEST: u8 = 22;
+    /// A node's answer: its latest summary and its totals per window.
+    pub const NODE_FIGURES: u8 = 23;
     /// The storage scrubber's progress, in a node's local database (`xnode-storage`).
     pub const SCRUB_STATE: u8 = 24;
     /// A node's drain or departure, kept across restarts.

@@ -244,3 +244,76 @@ async fn a_parent_that_misstates_final_totals_to_a_child_is_outvoted() {
     }
     c.shutdown().await;
 }
+
+/// Beyond `observe_summaries_up_to` a node's figures are asked of it. A node that answers
+/// with another node's figures, with windows nobody asked for or with garbage gets a clear
+/// refusal to the client, and names no live member cannot make the node dial anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_asked_for_its_figures_can_only_speak_for_itself() {
+    use xnode_observe::NodeFigures;
+
+    let c = Cluster::start_with(3, |cfg| {
+        cfg.observe_interval = Duration::from_millis(300);
+        cfg.observe_summaries_up_to = 1;
+    })
+    .await;
+    let (asker, rogue, honest) = (0, 1, 2);
+    let url = |id: &xnode_types::NodeId| format!("{}/v1/observe/nodes/{id}", c.api_url(asker));
+    // Once the asker holds the others alive (and their records), it asks them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let honest_figures: Value = loop {
+        let r = reqwest::get(url(&c.id(honest))).await.unwrap();
+        if r.status() == 200 && c.node(asker).totals_from_tree() {
+            break r.json().await.unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", r.status());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(honest_figures["id"], c.id(honest).to_string());
+
+    // The rogue's service is taken over: it answers first with the honest node's figures
+    // (as if it spoke for it), then with a window of a length nobody asked for, then with
+    // bytes that decode as nothing.
+    let impersonated = {
+        let summary = forged_summary(c.id(honest), unix_ms(), 1, unix_ms());
+        NodeFigures {
+            summary,
+            windows: Vec::new(),
+        }
+    };
+    let mut odd_window = impersonated.clone();
+    odd_window.summary.node = c.id(rogue);
+    odd_window.windows = vec![(7, Default::default())];
+    let answers = vec![
+        xnode_wire::encode(&impersonated).unwrap(),
+        xnode_wire::encode(&odd_window).unwrap(),
+        vec![0xff; 40],
+    ];
+    let mut inbound = c.node(rogue).mesh().serve("observe-figures");
+    tokio::spawn(async move {
+        let mut answers = answers.into_iter();
+        while let Some(request) = inbound.recv().await {
+            let Some(answer) = answers.next() else { break };
+            let _ = request.reply.send(Ok(answer));
+        }
+    });
+    for expected in [
+        "answered with the figures of node",
+        "windows this node does not know",
+        "did not send its figures",
+    ] {
+        let r = reqwest::get(url(&c.id(rogue))).await.unwrap();
+        assert_eq!(r.status(), 503);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unavailable");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(expected), "{body}");
+    }
+    // An id that is no member is not dialled: a 404 at once.
+    let stranger = xnode_types::SecretKey::generate().node_id();
+    let started = std::time::Instant::now();
+    let r = reqwest::get(url(&stranger)).await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    c.shutdown().await;
+}

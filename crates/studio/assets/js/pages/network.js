@@ -8,7 +8,7 @@ import { latencyMap } from '../latmap.js';
 
 export function render(root) {
   const head = h('header.page-head',
-    h('div', h('h1', 'Network'), h('p.muted', 'Every node this node knows, live. States come from the failure detector; load from the summaries every node gossips.')));
+    h('div', h('h1', 'Network'), h('p.muted', 'Every node this node knows, live. States come from the failure detector; load from the summaries every node gossips or, in a network too large for that, the capacity each node last signed in the registry.')));
   const stats = h('div.stats');
   const zones = h('div.zones', { 'aria-live': 'off' });
   const rtt = h('section.card');

@@ -1,7 +1,9 @@
 // Observability: network-wide requests, errors and latency over time (every node's
-// gossiped summaries, summed), and the slowest and most failing scopes.
+// gossiped summaries summed, or beyond `observe_summaries_up_to` nodes the totals summed
+// along the observability tree), the slowest and most failing scopes, and per node figures
+// (gossiped in a small network, asked of a node at a time in a large one).
 
-import { h, clear, lineChart, ms, num, pct, shortId, empty, errorBox } from '../ui.js';
+import { h, clear, lineChart, ms, num, pct, shortId, empty, errorBox, toast } from '../ui.js';
 import { get, subscribe } from '../api.js';
 
 const COLORS = { requests: '#7c5cff', client: '#f59e0b', server: '#ef4444', p50: '#22d3ee', p99: '#a78bfa' };
@@ -93,11 +95,43 @@ export function render(root, { params }) {
         cells(s).map((c) => h('td.num', c)))))));
   }
 
+  // Beyond `observe_summaries_up_to` live nodes summaries are not gossiped: the snapshot
+  // holds this node's figures only, and another node's are asked of it, one at a time.
+  const asked = new Map();
+  const askSel = h('select#ask-node', { 'aria-label': 'Node to ask for its figures' });
+  const askBtn = h('button.btn', { type: 'button' }, 'Ask for its figures');
+  const askForm = h('div.controls', h('label', { for: 'ask-node' }, 'Node'), askSel, askBtn);
+  let lastSnap = null;
+  askBtn.addEventListener('click', async () => {
+    const id = askSel.value;
+    if (!id) return;
+    askBtn.disabled = true;
+    try {
+      asked.set(id, await get(`/v1/observe/nodes/${encodeURIComponent(id)}`));
+      if (alive && lastSnap) drawNodes(lastSnap);
+    } catch (e) { toast(`Node ${shortId(id)}: ${e.message}`, 'error'); }
+    finally { askBtn.disabled = false; }
+  });
+
   function drawNodes(snap) {
-    const rows = snap.network.nodes;
-    clear(nodesBox, h('header.card-head', h('h2', 'Per node'), h('span.muted', 'API traffic each node served over the last minute')),
+    lastSnap = snap;
+    const onDemand = snap.network.node_figures === 'on_demand';
+    const own = snap.network.nodes;
+    const rows = onDemand ? [...own, ...[...asked.values()].filter((n) => !own.some((o) => o.id === n.id))] : own;
+    if (onDemand) {
+      const others = snap.nodes.filter((n) => !n.is_self && (n.state === 'alive' || n.state === 'suspect')).map((n) => n.id);
+      if ([...askSel.options].map((o) => o.value).join() !== others.join()) {
+        const chosen = askSel.value;
+        clear(askSel, others.map((id) => h('option', { value: id, selected: id === chosen }, shortId(id))));
+      }
+    }
+    const sub = onDemand
+      ? 'This network is too large for every node to send its figures to every other: this node\'s own, and those of the nodes you ask'
+      : 'API traffic each node served over the last minute';
+    clear(nodesBox, h('header.card-head', h('h2', 'Per node'), h('span.muted', sub)),
+      onDemand ? askForm : null,
       rows.length ? h('div.table-wrap', h('table.table.compact',
-        h('thead', h('tr', ['Node', 'State', 'req/s', 'p99', '5xx', 'CPU busy', 'Tenants'].map((c, i) => h(i > 1 ? 'th.num' : 'th', { scope: 'col' }, c)))),
+        h('thead', h('tr', ['Node', 'State', 'req/s', 'p99', '5xx', 'CPU busy', 'Tenants', 'As of'].map((c, i) => h(i > 1 ? 'th.num' : 'th', { scope: 'col' }, c)))),
         h('tbody', rows.map((n) => h('tr',
           h('td', h('code', { title: n.id }, shortId(n.id))),
           h('td', n.state),
@@ -105,7 +139,8 @@ export function render(root, { params }) {
           h('td.num', n.last_minute ? ms(n.last_minute.latency_ms.p99) : '–'),
           h('td.num', num(n.last_minute?.server_errors ?? 0, 0)),
           h('td.num', pct(n.system.cpu_busy_millis / Math.max(1, n.system.cpu_cores * 1000))),
-          h('td.num', String(n.active_tenants))))))) : empty('No summaries yet', 'Nodes publish a summary every couple of seconds.'));
+          h('td.num', String(n.active_tenants)),
+          h('td.num', new Date(n.reported_at_ms).toLocaleTimeString())))))) : empty('No summaries yet', 'Nodes publish a summary every couple of seconds.'));
   }
 
   refresh();
