@@ -70,6 +70,12 @@ pub const TARGETS: &[Target] = &[
     wire::<xnode_types::NodeRecord, { 64 * 1024 }>("node_record"),
     // Observability summaries gossiped by every node.
     wire::<xnode_observe::NodeSummary, { xnode_observe::MAX_SUMMARY_BYTES }>("node_summary"),
+    // The observability tree (`observe-tree` service) and figures asked of a node
+    // (`observe-figures`).
+    wire::<xnode_observe::aggregate::SubtreeReport, { MAX_AGGREGATE }>("subtree_report"),
+    wire::<xnode_observe::aggregate::NetworkTotals, { MAX_AGGREGATE }>("network_totals"),
+    wire::<xnode_observe::FiguresRequest, { xnode_observe::MAX_SUMMARY_BYTES }>("figures_request"),
+    wire::<xnode_observe::NodeFigures, { 4 * xnode_observe::MAX_SUMMARY_BYTES }>("node_figures"),
     // Object metadata and manifests, from peers and from the disk.
     wire::<xnode_store::ObjectMeta, { xnode_store::meta::MAX_META_BYTES }>("object_meta"),
     Target {
@@ -116,6 +122,7 @@ const MAX_STORE: usize = xnode_storage::proto::MAX_STORE_MESSAGE;
 const MAX_COMPUTE: usize = xnode_deploy::proto::MAX_COMPUTE_MESSAGE;
 const MAX_SWIM: usize = xnode_mesh::proto::MAX_SWIM_BYTES;
 const MAX_SYNC: usize = xnode_registry::sync::MAX_SYNC_MESSAGE_BYTES;
+const MAX_AGGREGATE: usize = xnode_observe::aggregate::MAX_AGGREGATE_BYTES;
 
 /// The target of one [`Versioned`] type decoded with `xnode_wire::decode` under `LIMIT`,
 /// the limit the node applies on that path.

@@ -1,7 +1,8 @@
 //! Every fuzz target, on every committed corpus file and a fixed number of deterministic
 //! mutations of them (see `xnode_fuzz::harness`). Also the seed generator, an ignored test:
 //! `cargo test -p xnode-fuzz --test decoders -- --ignored write_seeds` rewrites the
-//! `seed-*` files of `crates/fuzz/corpus/` from real, valid values.
+//! `seed-*` files of `crates/fuzz/corpus/` from real, valid values (`XNODE_SEED_TARGETS=a,b`
+//! only those targets').
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -132,6 +133,16 @@ const WIRE_KINDS: &[(&str, u8)] = &[
     ),
     ("node_record", xnode_types::NodeRecord::KIND_TAG),
     ("node_summary", xnode_observe::NodeSummary::KIND_TAG),
+    (
+        "subtree_report",
+        xnode_observe::aggregate::SubtreeReport::KIND_TAG,
+    ),
+    (
+        "network_totals",
+        xnode_observe::aggregate::NetworkTotals::KIND_TAG,
+    ),
+    ("figures_request", xnode_observe::FiguresRequest::KIND_TAG),
+    ("node_figures", xnode_observe::NodeFigures::KIND_TAG),
     ("object_meta", xnode_store::ObjectMeta::KIND_TAG),
     ("manifest", xnode_store::Manifest::KIND_TAG),
     ("s3_access_key", xnode_s3::AccessKey::KIND_TAG),
@@ -219,6 +230,8 @@ fn write_seeds() {
     for meta in &metas {
         seeds.wire("object_meta", meta);
     }
+
+    observe_seeds(&mut seeds);
 
     // Answers no rogue request carries: every SWIM, sync, store and compute answer.
     if let Some(xnode_mesh::MembershipUpdate::Signed(record)) = updates
@@ -439,11 +452,19 @@ fn write_seeds() {
     );
 
     // The receipt targets' seeds are written by the metering crate's own exchange test
-    // (`XNODE_WRITE_FUZZ_SEEDS=crates/fuzz/corpus cargo test -p xnode-metering an_exchange`).
-    const SEEDED_ELSEWHERE: &[&str] = &["receipt_request", "receipt_response"];
+    // (`XNODE_WRITE_FUZZ_SEEDS=crates/fuzz/corpus cargo test -p xnode-metering an_exchange`);
+    // the payout binding's were committed with the registry change that added them.
+    const SEEDED_ELSEWHERE: &[&str] = &["receipt_request", "receipt_response", "payout_binding"];
+    // `XNODE_SEED_TARGETS=a,b` writes only those targets' seeds (a new target's, without
+    // rewriting every other's).
+    let only = std::env::var("XNODE_SEED_TARGETS").ok();
+    let chosen = |name: &str| {
+        only.as_ref()
+            .is_none_or(|o| o.split(',').any(|t| t == name))
+    };
     for target in TARGETS
         .iter()
-        .filter(|t| !SEEDED_ELSEWHERE.contains(&t.name))
+        .filter(|t| !SEEDED_ELSEWHERE.contains(&t.name) && chosen(t.name))
     {
         let list = seeds.0.get(target.name).cloned().unwrap_or_default();
         assert!(!list.is_empty(), "no seed made for target {}", target.name);
@@ -463,4 +484,81 @@ fn write_seeds() {
         }
         eprintln!("{:<20} {} seeds", target.name, list.len());
     }
+}
+
+/// Seeds of the observability tree's messages and of a node's figures, from a real
+/// recorder's figures.
+fn observe_seeds(seeds: &mut Seeds) {
+    use xnode_observe::aggregate::{NetworkTotals, SlotDigest, SlotFigures, SubtreeReport};
+    use xnode_observe::{FiguresRequest, NodeFigures, NodeSummary, Outcome, Recorder};
+
+    let at_ms = 1_800_000_000_000;
+    let recorder = Recorder::new();
+    let outcome = Outcome {
+        status: 200,
+        latency_us: 1_500,
+        bytes_in: 100,
+        bytes_out: 2_000,
+        fuel: 0,
+    };
+    recorder.record(&["api", "storage", "bucket:photos"], outcome, None, at_ms);
+    let (scopes, active_tenants) = recorder.snapshot(at_ms);
+    let node = xnode_types::SecretKey::from_seed(&[7u8; 32])
+        .unwrap()
+        .node_id();
+    let slot = SlotFigures {
+        slot_ms: at_ms - at_ms % xnode_observe::SLOT_MS,
+        nodes: 3,
+        scopes: scopes.clone(),
+    };
+    let digest = SlotDigest {
+        slot_ms: slot.slot_ms,
+        digest: 0x0123_4567_89ab_cdef,
+    };
+    seeds.wire(
+        "subtree_report",
+        &SubtreeReport {
+            slots: vec![slot.clone()],
+            holds: vec![digest],
+            only_held: false,
+        },
+    );
+    seeds.wire(
+        "subtree_report",
+        &SubtreeReport {
+            slots: Vec::new(),
+            holds: vec![digest],
+            only_held: true,
+        },
+    );
+    seeds.wire(
+        "network_totals",
+        &NetworkTotals {
+            slots: vec![slot],
+            have: vec![digest],
+        },
+    );
+    seeds.wire("network_totals", &NetworkTotals::default());
+    seeds.wire("figures_request", &FiguresRequest {});
+    let summary = NodeSummary {
+        node,
+        started_ms: at_ms - 60_000,
+        seq: 12,
+        at_ms,
+        system: Default::default(),
+        peers: Default::default(),
+        active_tenants,
+        scopes: scopes.clone(),
+        peer_rtts: vec![xnode_observe::PeerRtt { node, rtt_us: 900 }],
+    };
+    seeds.wire(
+        "node_figures",
+        &NodeFigures {
+            summary,
+            windows: xnode_observe::WINDOWS
+                .iter()
+                .map(|(_, ms)| (*ms, scopes.clone()))
+                .collect(),
+        },
+    );
 }
