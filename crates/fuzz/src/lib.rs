@@ -116,12 +116,22 @@ pub const TARGETS: &[Target] = &[
     wire::<xnode_metering::ReceiptResponse, { xnode_metering::MAX_RECEIPT_MESSAGE }>(
         "receipt_response",
     ),
+    // Settlement (`settle` service): requests, answers, the evidence bundles and carried
+    // reputation inside answers.
+    wire::<xnode_settle::proto::SettleRequest, { MAX_SETTLE }>("settle_request"),
+    wire::<xnode_settle::proto::SettleResponse, { MAX_SETTLE }>("settle_response"),
+    Target {
+        name: "evidence_bundle",
+        run: evidence_bundle,
+    },
+    wire::<xnode_settle::CarriedReputation, { MAX_SETTLE }>("carried_reputation"),
 ];
 
 const MAX_STORE: usize = xnode_storage::proto::MAX_STORE_MESSAGE;
 const MAX_COMPUTE: usize = xnode_deploy::proto::MAX_COMPUTE_MESSAGE;
 const MAX_SWIM: usize = xnode_mesh::proto::MAX_SWIM_BYTES;
 const MAX_SYNC: usize = xnode_registry::sync::MAX_SYNC_MESSAGE_BYTES;
+const MAX_SETTLE: usize = xnode_settle::proto::MAX_SETTLE_MESSAGE;
 const MAX_AGGREGATE: usize = xnode_observe::aggregate::MAX_AGGREGATE_BYTES;
 
 /// The target of one [`Versioned`] type decoded with `xnode_wire::decode` under `LIMIT`,
@@ -174,6 +184,17 @@ fn registry_entry(data: &[u8]) {
     let _ = entry.version();
     let _ = xnode_registry::node_record(&entry);
     read_entry_values(&entry);
+}
+
+/// An evidence bundle as a committee member fetches it: decoded under the default limits,
+/// then verified for the epoch it names.
+fn evidence_bundle(data: &[u8]) {
+    let limits = xnode_settle::BundleLimits::default();
+    let Ok(bundle) = xnode_settle::EvidenceBundle::decode(data, &limits) else {
+        return;
+    };
+    let epoch = bundle.body.epoch;
+    let _ = bundle.verify(NETWORK, epoch, &limits);
 }
 
 fn read_entry_values(entry: &Entry) {

@@ -78,6 +78,69 @@ fn every_corpus_folder_belongs_to_a_target_and_names_are_unique() {
     }
 }
 
+/// Kinds no peer sends: records a node writes to its own database or key files and reads
+/// back. A hostile peer cannot reach their decoders.
+const LOCAL_ONLY_KINDS: &[&str] = &[
+    "KEY_FILE",
+    "TENANT_KEY_FILE",
+    "NODE_STATE",
+    "NODE_RETIREMENT",
+    "SCRUB_STATE",
+    "METER_COUNTER",
+    "STORED_RECEIPT",
+    "STORED_GRANT",
+    "CHUNK_USAGE",
+    "RUN_USAGE_SEEN",
+    "SETTLE_EPOCH_RECORD",
+    "SETTLE_SLASHES",
+];
+
+/// Kinds decoded by a target of its own (with the checks after decoding) rather than a
+/// plain wire target.
+const KINDS_OF_OTHER_TARGETS: &[(&str, &str)] = &[
+    ("ADMISSION_LIST", "admission_list"),
+    ("SIGNED_ADMISSION_LIST", "admission_list"),
+    ("PAYOUT_BINDING", "payout_binding"),
+];
+
+/// Every kind tag in `xnode_wire::kinds` (read from its source: constants cannot be
+/// listed otherwise) is a fuzz target or named above as local only: a new message type
+/// cannot reach the network without one.
+#[test]
+fn every_wire_kind_a_peer_can_send_is_a_target() {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wire/src/lib.rs");
+    let source = std::fs::read_to_string(source).unwrap();
+    let kinds = &source[source.find("pub mod kinds {").unwrap()..];
+    let kinds = &kinds[..kinds.find("\n}").unwrap()];
+    let mut missing = Vec::new();
+    let mut seen = 0;
+    for line in kinds.lines().map(str::trim) {
+        let Some(rest) = line.strip_prefix("pub const ") else {
+            continue;
+        };
+        let (name, value) = rest.split_once(": u8 = ").unwrap();
+        let tag: u8 = value.trim_end_matches(';').parse().unwrap();
+        seen += 1;
+        let covered = LOCAL_ONLY_KINDS.contains(&name)
+            || WIRE_KINDS.iter().any(|(_, t)| *t == tag)
+            || KINDS_OF_OTHER_TARGETS
+                .iter()
+                .any(|(k, target)| *k == name && TARGETS.iter().any(|t| t.name == *target));
+        if !covered {
+            missing.push(format!("{name} ({tag})"));
+        }
+    }
+    assert!(
+        seen >= 40,
+        "read only {seen} kinds from crates/wire/src/lib.rs"
+    );
+    assert!(
+        missing.is_empty(),
+        "kinds without a fuzz target (add one to xnode_fuzz::TARGETS and WIRE_KINDS, or to LOCAL_ONLY_KINDS if no peer sends it): {}",
+        missing.join(", ")
+    );
+}
+
 #[test]
 fn wire_corpora_hold_encodings_of_their_own_kind() {
     // A corpus of garbage would still "pass"; the committed seeds must include inputs the
@@ -143,6 +206,18 @@ const WIRE_KINDS: &[(&str, u8)] = &[
     ),
     ("figures_request", xnode_observe::FiguresRequest::KIND_TAG),
     ("node_figures", xnode_observe::NodeFigures::KIND_TAG),
+    (
+        "settle_request",
+        xnode_settle::proto::SettleRequest::KIND_TAG,
+    ),
+    (
+        "settle_response",
+        xnode_settle::proto::SettleResponse::KIND_TAG,
+    ),
+    (
+        "carried_reputation",
+        xnode_settle::CarriedReputation::KIND_TAG,
+    ),
     ("object_meta", xnode_store::ObjectMeta::KIND_TAG),
     ("manifest", xnode_store::Manifest::KIND_TAG),
     ("s3_access_key", xnode_s3::AccessKey::KIND_TAG),
@@ -232,6 +307,7 @@ fn write_seeds() {
     }
 
     observe_seeds(&mut seeds);
+    settle_seeds(&mut seeds);
 
     // Answers no rogue request carries: every SWIM, sync, store and compute answer.
     if let Some(xnode_mesh::MembershipUpdate::Signed(record)) = updates
@@ -559,6 +635,61 @@ fn observe_seeds(seeds: &mut Seeds) {
                 .iter()
                 .map(|(_, ms)| (*ms, scopes.clone()))
                 .collect(),
+        },
+    );
+}
+
+/// Seeds of the `settle` service's messages, of an evidence bundle signed by a real key and
+/// of a carried reputation.
+fn settle_seeds(seeds: &mut Seeds) {
+    use xnode_ledger::Epoch;
+    use xnode_settle::proto::{SettleRequest, SettleResponse};
+
+    let key = xnode_types::SecretKey::from_seed(&[9u8; 32]).unwrap();
+    let epoch = Epoch(41);
+    for request in [
+        SettleRequest::Summary { epoch },
+        SettleRequest::Bundle {
+            epoch,
+            publisher: key.node_id(),
+        },
+        SettleRequest::Vote { epoch },
+        SettleRequest::Reputation { epoch },
+    ] {
+        seeds.wire("settle_request", &request);
+    }
+    let bundle =
+        xnode_settle::EvidenceBundle::sign(&key, NETWORK, epoch, Vec::new(), Vec::new()).unwrap();
+    let encoded = bundle.encode().unwrap();
+    seeds.add("evidence_bundle", encoded.clone());
+    let digest = xnode_settle::EvidenceBundle::body_digest(&bundle.body).unwrap();
+    for response in [
+        SettleResponse::Summary(xnode_settle::SetSummary {
+            epoch,
+            bundles: vec![(key.node_id(), digest)],
+        }),
+        SettleResponse::Bundle(Some(encoded)),
+        SettleResponse::Bundle(None),
+        SettleResponse::Vote(None),
+        SettleResponse::Reputation(None),
+        SettleResponse::SlashSignature(None),
+        SettleResponse::ExitClearance(None),
+    ] {
+        seeds.wire("settle_response", &response);
+    }
+    seeds.wire(
+        "carried_reputation",
+        &xnode_settle::CarriedReputation {
+            context: xnode_settle::EpochContext {
+                epoch,
+                params_digest: [1u8; 32],
+                previous_epoch: Some(40),
+                previous_reputation: [2u8; 32],
+                reputation: [3u8; 32],
+            },
+            digest: Default::default(),
+            state: Default::default(),
+            votes: Vec::new(),
         },
     );
 }
