@@ -313,7 +313,11 @@ impl Node {
         match self
             .inner
             .observe_pull
-            .pull(*id, std::time::Duration::from_secs(2))
+            .pull(
+                *id,
+                self.config().observe_interval,
+                std::time::Duration::from_secs(2),
+            )
             .await
         {
             Ok(figures) => Ok(Some(self.pulled_node(figures))),

@@ -33,6 +33,10 @@ impl Service for ObserveFiguresService {
 /// a request to every node of the network together.
 const MAX_PULLS_IN_FLIGHT: usize = 8;
 
+/// Nodes whose last figures are kept, so clients asking again within the freshness window
+/// cost their node nothing.
+const MAX_CACHED: usize = 256;
+
 /// Why a node's figures could not be pulled.
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
@@ -58,6 +62,9 @@ pub struct FiguresPull {
     /// This node's figures as of its latest summary (every `observe_interval`).
     latest: Mutex<Option<NodeFigures>>,
     pulls_in_flight: tokio::sync::Semaphore,
+    /// Figures pulled lately, with when they came: a node is asked at most once per
+    /// freshness window however often clients look at it.
+    recent: Mutex<std::collections::HashMap<NodeId, (std::time::Instant, NodeFigures)>>,
     metrics: PullMetrics,
 }
 
@@ -91,6 +98,7 @@ impl FiguresPull {
             endpoint: Endpoint::new(mesh),
             latest: Mutex::new(None),
             pulls_in_flight: tokio::sync::Semaphore::new(MAX_PULLS_IN_FLIGHT),
+            recent: Mutex::new(std::collections::HashMap::new()),
             metrics: m,
         })
     }
@@ -113,8 +121,19 @@ impl FiguresPull {
         *latest = Some(figures);
     }
 
-    /// Asks `node` for its figures, waiting at most `timeout`.
-    pub async fn pull(&self, node: NodeId, timeout: Duration) -> Result<NodeFigures, PullError> {
+    /// `node`'s figures: those pulled within `fresh_for`, or asked of it, waiting at most
+    /// `timeout`.
+    pub async fn pull(
+        &self,
+        node: NodeId,
+        fresh_for: Duration,
+        timeout: Duration,
+    ) -> Result<NodeFigures, PullError> {
+        if let Some((at, figures)) = lock(&self.recent).get(&node)
+            && at.elapsed() < fresh_for
+        {
+            return Ok(figures.clone());
+        }
         let _permit = self
             .pulls_in_flight
             .try_acquire()
@@ -140,6 +159,11 @@ impl FiguresPull {
         if !figures.is_well_formed() {
             self.metrics.failed_pulls.inc();
             return Err(PullError::Malformed { node });
+        }
+        let mut recent = lock(&self.recent);
+        recent.retain(|_, (at, _)| at.elapsed() < fresh_for);
+        if recent.len() < MAX_CACHED {
+            recent.insert(node, (std::time::Instant::now(), figures.clone()));
         }
         Ok(figures)
     }

@@ -270,6 +270,35 @@ async fn a_node_asked_for_its_figures_can_only_speak_for_itself() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(honest_figures["id"], c.id(honest).to_string());
+    // Clients asking again and again within `observe_interval` are answered from what the
+    // asker pulled last: the honest node is not asked forty times.
+    let served = |c: &Cluster| {
+        let base = c.api_url(honest).to_owned();
+        async move {
+            let text = reqwest::get(format!("{base}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix("observe_figures_served_total "))
+                .map(|v| v.trim().parse::<u64>().unwrap())
+                .unwrap()
+        }
+    };
+    let before = served(&c).await;
+    let started = std::time::Instant::now();
+    for _ in 0..40 {
+        let r = reqwest::get(url(&c.id(honest))).await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let rounds = started.elapsed().as_millis() / 300 + 1;
+    let asked = served(&c).await - before;
+    assert!(
+        u128::from(asked) <= rounds,
+        "asked {asked} times in {rounds} windows"
+    );
 
     // The rogue's service is taken over: it answers first with the honest node's figures
     // (as if it spoke for it), then with a window of a length nobody asked for, then with

@@ -60,6 +60,25 @@ export function render(root, { params }) {
         { name: 'p99', color: COLORS.p99, points: pts.map((p) => [p.at_ms, p.latency_ms.p99]) }], { from, to, format: ms, label: `Latency, ${scope}`, area: false }), 'chart-latency'));
   }
 
+  // Beyond `observe_summaries_up_to` live nodes summaries are not gossiped: the snapshot
+  // holds this node's figures only, and another node's are asked of it, one at a time.
+  const asked = new Map();
+  const askSel = h('select#ask-node', { 'aria-label': 'Node to ask for its figures' });
+  const askBtn = h('button.btn', { type: 'button' }, 'Ask for its figures');
+  const askForm = h('div.controls', h('label', { for: 'ask-node' }, 'Node'), askSel, askBtn);
+  // Declared before the subscription below, whose first call may come at once.
+  let lastSnap = null;
+  askBtn.addEventListener('click', async () => {
+    const id = askSel.value;
+    if (!id) return;
+    askBtn.disabled = true;
+    try {
+      asked.set(id, await get(`/v1/observe/nodes/${encodeURIComponent(id)}`));
+      if (alive && lastSnap) drawNodes(lastSnap);
+    } catch (e) { toast(`Node ${shortId(id)}: ${e.message}`, 'error'); }
+    finally { askBtn.disabled = false; }
+  });
+
   const unsubscribe = subscribe((live) => {
     if (!live.snapshot) return;
     const windows = live.snapshot.network.windows || {};
@@ -94,24 +113,6 @@ export function render(root, { params }) {
       h('tbody', rows.map(([name, s]) => h('tr', h('td', h('a', { href: `/observe/${encodeURIComponent(name)}`, onclick: (e) => { e.preventDefault(); scope = name; scopeSel.value = name; history.replaceState(null, '', `/observe/${encodeURIComponent(name)}`); refresh(); } }, label(name))),
         cells(s).map((c) => h('td.num', c)))))));
   }
-
-  // Beyond `observe_summaries_up_to` live nodes summaries are not gossiped: the snapshot
-  // holds this node's figures only, and another node's are asked of it, one at a time.
-  const asked = new Map();
-  const askSel = h('select#ask-node', { 'aria-label': 'Node to ask for its figures' });
-  const askBtn = h('button.btn', { type: 'button' }, 'Ask for its figures');
-  const askForm = h('div.controls', h('label', { for: 'ask-node' }, 'Node'), askSel, askBtn);
-  let lastSnap = null;
-  askBtn.addEventListener('click', async () => {
-    const id = askSel.value;
-    if (!id) return;
-    askBtn.disabled = true;
-    try {
-      asked.set(id, await get(`/v1/observe/nodes/${encodeURIComponent(id)}`));
-      if (alive && lastSnap) drawNodes(lastSnap);
-    } catch (e) { toast(`Node ${shortId(id)}: ${e.message}`, 'error'); }
-    finally { askBtn.disabled = false; }
-  });
 
   function drawNodes(snap) {
     lastSnap = snap;
