@@ -82,6 +82,14 @@ fn frame(api: &str, nodes: &Value, network: &Value) -> String {
         count("left"),
         network["active_tenants"]
     ));
+    // Beyond `observe_summaries_up_to` live nodes summaries are not gossiped: the answering
+    // node holds its own figures only, and another's are asked of that node.
+    let on_demand = network["node_figures"] == "on_demand";
+    if on_demand {
+        out.push_str(&format!(
+            "{DIM}A large network: nodes no longer send every node their figures, so the rows show this node's own; another node's: {api}/v1/observe/nodes/ID{RESET}\n\n"
+        ));
+    }
     let reports: Vec<Value> = network["nodes"].as_array().cloned().unwrap_or_default();
     let rows: Vec<Vec<String>> = list
         .iter()
@@ -98,6 +106,13 @@ fn frame(api: &str, nodes: &Value, network: &Value) -> String {
                 .find(|r| r["id"] == n["id"])
                 .cloned()
                 .unwrap_or(Value::Null);
+            if on_demand && r.is_null() {
+                let unknown = || "?".to_owned();
+                let zone = n["zone"].as_str().unwrap_or("-").to_owned();
+                let mut row = vec![short(id), state, zone];
+                row.extend(std::iter::repeat_with(unknown).take(6));
+                return row;
+            }
             let sys = &r["system"];
             let [rps, err, p99, _] = rate_cells(&r["last_minute"]);
             vec![
@@ -256,5 +271,35 @@ pub async fn run(api: &str, once: bool, json: bool) -> anyhow::Result<()> {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_network_shows_unknown_figures_for_nodes_not_asked() {
+        let nodes = serde_json::json!([
+            {"id": "12D3KooWAAAAAAAAAAAA", "state": "alive", "zone": "a"},
+            {"id": "12D3KooWBBBBBBBBBBBB", "state": "alive", "zone": "b"},
+        ]);
+        let own = serde_json::json!({
+            "id": "12D3KooWAAAAAAAAAAAA",
+            "system": {"cpu_busy_millis": 500, "cpu_cores": 2, "memory_used_bytes": 1,
+                       "memory_total_bytes": 4, "disk_used_bytes": 1, "disk_total_bytes": 2},
+            "last_minute": null,
+        });
+        let network = |mode: &str| serde_json::json!({"nodes": [own.clone()], "node_figures": mode, "windows": {}});
+        let large = frame("http://x", &nodes, &network("on_demand"));
+        assert!(large.contains("rows show this node's own"), "{large}");
+        let other = large
+            .lines()
+            .find(|l| l.contains("12D3Ko") && l.contains('b'))
+            .unwrap();
+        assert!(other.contains('?'), "{other}");
+        let small = frame("http://x", &nodes, &network("gossiped"));
+        assert!(!small.contains("rows show this node's own"));
+        assert!(!small.contains('?'), "{small}");
     }
 }
