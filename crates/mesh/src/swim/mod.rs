@@ -613,7 +613,9 @@ impl Membership {
     /// members this node has heard from directly (hearsay members may not exist at all).
     ///
     /// Of those, all but one are the nearest (by this node's round trips) of a random
-    /// sample of [`NEAR_HELPER_SAMPLE`]: an indirect probe goes prober, helper, target,
+    /// sample of [`NEAR_HELPER_SAMPLE`] members it has measured (in a large network a node
+    /// has measured few members, and a sample of all would hold almost none of them, so
+    /// the choice would be random): an indirect probe goes prober, helper, target,
     /// helper, prober within `indirect_timeout`, which a far helper of a far target misses
     /// on latency alone (four hops of up to 160 ms one way between the simulator's
     /// regions), and such misses were most false suspicions left. The last place is
@@ -622,13 +624,13 @@ impl Membership {
         let eligible = |m: &Member, verified: bool| {
             m.id != *target && m.state == MemberState::Alive && m.last_seen.is_some() == verified
         };
-        // A uniform sample of the verified candidates, drawn in one pass over the table
+        // A uniform sample of the measured candidates, drawn in one pass over the table
         // (reservoir sampling), so a probe of a large table copies nothing of it.
         let mut sample: Vec<(NodeId, u32)> = Vec::with_capacity(NEAR_HELPER_SAMPLE);
         for (before, m) in self
             .members
             .values()
-            .filter(|m| eligible(m, true))
+            .filter(|m| eligible(m, true) && m.rtt_micros > 0)
             .enumerate()
         {
             if sample.len() < NEAR_HELPER_SAMPLE {
@@ -637,8 +639,7 @@ impl Membership {
                 *slot = (m.id, m.rtt_micros);
             }
         }
-        // Unmeasured members count as far.
-        sample.sort_by_key(|&(_, rtt)| if rtt == 0 { u32::MAX } else { rtt });
+        sample.sort_by_key(|&(_, rtt)| rtt);
         let mut helpers: Vec<NodeId> = sample
             .iter()
             .take(k.saturating_sub(1))

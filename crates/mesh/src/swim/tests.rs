@@ -559,6 +559,30 @@ fn indirect_probes_go_mostly_through_near_helpers_and_one_random_one() {
     assert!(last_farthest >= 25, "{last_farthest} of 200");
 }
 
+/// In a large network a node has measured few of its members (it probes one in each
+/// interval): the near helpers come from those it measured, not from a sample of everyone,
+/// which would hardly ever hold one of them.
+#[test]
+fn near_helpers_come_from_the_members_measured_in_a_large_table() {
+    let (mut m, others, _) = setup(600);
+    m.seed_rng(9);
+    let ids: Vec<NodeId> = others.iter().map(SecretKey::node_id).collect();
+    let target = ids[0];
+    let measured: Vec<NodeId> = ids[1..7].to_vec();
+    for (i, id) in measured.iter().enumerate() {
+        m.observe_rtt(id, Duration::from_millis(2 + i as u64));
+    }
+    let mut near_first = 0;
+    for _ in 0..200 {
+        let helpers = m.indirect_helpers(&target, 3);
+        assert_eq!(helpers.len(), 3);
+        near_first += usize::from(measured.contains(&helpers[0]) && measured.contains(&helpers[1]));
+    }
+    // A sample of 16 of all 599 would hold two of the six measured members about 1 % of
+    // the time.
+    assert_eq!(near_first, 200);
+}
+
 #[test]
 fn a_round_trip_is_smoothed_and_an_unmeasured_member_counts_as_far() {
     let (mut m, others, _) = setup(2);
