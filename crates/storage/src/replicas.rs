@@ -54,7 +54,16 @@ impl Storage {
         // The edge observes the byte-hours of what it placed on each replica; repair keeps
         // the chunk on its placement, so the placement is what the edge expects to pay.
         let targets = self.placement(&id.0, &pinned, rf);
-        if let Err(e) = self.record_placed_chunk(&id, bucket.tenant, bytes, &targets) {
+        // A durable database write: off the async workers, like the chunk's.
+        let storage = Arc::clone(self);
+        let tenant = bucket.tenant;
+        let recorded = tokio::task::spawn_blocking(move || {
+            storage.record_placed_chunk(&id, tenant, bytes, &targets)
+        })
+        .await
+        .map_err(|e| StorageError::Internal(e.to_string()))
+        .and_then(|r| r);
+        if let Err(e) = recorded {
             tracing::warn!(chunk = %id, "could not record a placed chunk for metering: {e}");
         }
         Ok(())

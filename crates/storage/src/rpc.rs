@@ -55,10 +55,18 @@ impl Handler<StoreService> for StoreHandler {
                 let placed = bucket.as_ref().map(|b| (b.tenant, data.len() as u64));
                 match storage.accept_chunk(id, data, bucket).await {
                     Ok(()) => {
-                        if let Some((tenant, bytes)) = placed
-                            && let Err(e) = storage.record_held_chunk(&id, tenant, bytes, from)
-                        {
-                            tracing::warn!(chunk = %id, "could not record a held chunk for metering: {e}");
+                        // A durable database write: off the async workers, like the chunk's.
+                        if let Some((tenant, bytes)) = placed {
+                            let s = storage.clone();
+                            let recorded = tokio::task::spawn_blocking(move || {
+                                s.record_held_chunk(&id, tenant, bytes, from)
+                            })
+                            .await
+                            .map_err(|e| StorageError::Internal(e.to_string()))
+                            .and_then(|r| r);
+                            if let Err(e) = recorded {
+                                tracing::warn!(chunk = %id, "could not record a held chunk for metering: {e}");
+                            }
                         }
                         Ok(StoreResponse::Stored)
                     }
