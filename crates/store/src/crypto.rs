@@ -220,16 +220,17 @@ pub fn random_nonce_prefix() -> [u8; 16] {
     prefix
 }
 
-fn chunk_nonce(prefix: &[u8; 16], index: u64) -> XNonce {
-    let mut nonce = [0u8; 24];
-    nonce[..16].copy_from_slice(prefix);
-    nonce[16..].copy_from_slice(&index.to_le_bytes());
-    XNonce::from(nonce)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The nonce a chunk is sealed under, as the reference implementation takes it.
+    fn chunk_nonce(prefix: &[u8; 16], index: u64) -> XNonce {
+        let mut nonce = [0u8; 24];
+        nonce[..16].copy_from_slice(prefix);
+        nonce[16..].copy_from_slice(&index.to_le_bytes());
+        XNonce::from(nonce)
+    }
 
     #[test]
     fn data_key_is_derived_deterministically_and_hex_round_trips() {
