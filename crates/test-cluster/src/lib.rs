@@ -680,10 +680,30 @@ impl Cluster {
         key: &str,
         data: &[u8],
     ) -> xnode_storage::StorageError {
-        let body = futures::stream::iter(vec![
-            Ok(bytes::Bytes::copy_from_slice(data)),
-            Err(std::io::Error::other("client went away")),
-        ]);
+        self.put_cut_off_when(via, tenant, bucket, key, data, async {})
+            .await
+    }
+
+    /// As [`Cluster::put_interrupted`], the client going away only once `cut` completes
+    /// (say, once some chunks are stored: an upload cut off at once may have stored none,
+    /// since cutting it off aborts its chunk writes in flight).
+    pub async fn put_cut_off_when(
+        &self,
+        via: usize,
+        tenant: &Tenant,
+        bucket: &str,
+        key: &str,
+        data: &[u8],
+        cut: impl std::future::Future<Output = ()> + Send,
+    ) -> xnode_storage::StorageError {
+        use futures::StreamExt;
+        let body = futures::stream::iter(vec![Ok(bytes::Bytes::copy_from_slice(data))]).chain(
+            futures::stream::once(async move {
+                cut.await;
+                Err(std::io::Error::other("client went away"))
+            })
+            .boxed(),
+        );
         self.authorise(via, tenant);
         match self
             .node(via)

@@ -231,9 +231,26 @@ async fn a_chunk_written_during_a_rounds_survey_is_kept_by_that_round() {
     while !surveying.load(std::sync::atomic::Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Meanwhile an upload stores its chunks; its entry is not written (here: never).
-    c.put_interrupted(0, &tenant, "slow-survey", "in-flight", &data(300_000, 7))
-        .await;
+    // Meanwhile an upload stores its chunks; its entry is not written (here: never). The
+    // client goes away once node 0 holds some of them.
+    let node0 = c.node(0).storage().clone();
+    let some_stored = async move {
+        for _ in 0..500 {
+            if node0.health().chunks_stored > stored_before {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    c.put_cut_off_when(
+        0,
+        &tenant,
+        "slow-survey",
+        "in-flight",
+        &data(300_000, 7),
+        some_stored,
+    )
+    .await;
     let written = c.node(0).storage().health().chunks_stored - stored_before;
     assert!(written > 0, "the upload stored no chunk on node 0");
     let round = round.await.unwrap().unwrap();

@@ -489,8 +489,19 @@ async fn garbage_collection_removes_only_unreferenced_chunks() {
         .delete_object(&tenant.id(), "gcb", "drop")
         .await
         .unwrap();
-    // An interrupted upload: its chunks are stored, but no object points at them.
-    c.put_interrupted(0, &tenant, "gcb", "broken", &data(700_000, 3))
+    // An interrupted upload: its chunks are stored, but no object points at them. The
+    // client goes away once node 0 holds some (cut off at once, it may have stored none).
+    let node0 = c.node(0).storage().clone();
+    let held_before = node0.health().chunks_stored;
+    let some_stored = async move {
+        for _ in 0..500 {
+            if node0.health().chunks_stored > held_before {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    c.put_cut_off_when(0, &tenant, "gcb", "broken", &data(700_000, 3), some_stored)
         .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
