@@ -40,6 +40,11 @@ pub const TARGETS: &[Target] = &[
     // Storage RPC (`store` service) and its answers.
     wire::<xnode_storage::proto::StoreRequest, { MAX_STORE }>("store_request"),
     wire::<xnode_storage::proto::StoreResponse, { MAX_STORE }>("store_response"),
+    // The storage bulk link's chunk header, as a peer holding a link's key may seal any.
+    Target {
+        name: "bulk_header",
+        run: bulk_header,
+    },
     // Compute RPC (`compute` service).
     wire::<xnode_deploy::proto::ComputeRequest, { MAX_COMPUTE }>("compute_request"),
     wire::<xnode_deploy::proto::ComputeResponse, { MAX_COMPUTE }>("compute_response"),
@@ -171,6 +176,19 @@ fn membership_update(data: &[u8]) {
     {
         let _ = record.check_bounds();
         let _ = record.verify(NETWORK);
+    }
+}
+
+/// A bulk link chunk header (opened already), and its encoding back.
+fn bulk_header(data: &[u8]) {
+    use xnode_storage::bulk::frame::ChunkHeader;
+    if let Ok(header) = ChunkHeader::decode(data)
+        && let Ok(encoded) = header.encode()
+    {
+        assert_eq!(
+            encoded, data,
+            "a decoded bulk header encodes back to its bytes"
+        );
     }
 }
 

@@ -308,6 +308,21 @@ fn write_seeds() {
 
     observe_seeds(&mut seeds);
     settle_seeds(&mut seeds);
+    for bucket in [
+        None,
+        Some(xnode_storage::proto::BucketRef {
+            tenant: xnode_types::PublicKeyBytes([3; 32]),
+            name: "photos".into(),
+        }),
+    ] {
+        let header = xnode_storage::bulk::frame::ChunkHeader {
+            request: 9,
+            id: xnode_store::ChunkId([5; 32]),
+            len: 1 << 20,
+            bucket,
+        };
+        seeds.add("bulk_header", header.encode().unwrap());
+    }
 
     // Answers no rogue request carries: every SWIM, sync, store and compute answer.
     if let Some(xnode_mesh::MembershipUpdate::Signed(record)) = updates

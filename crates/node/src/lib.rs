@@ -65,6 +65,9 @@ pub enum NodeError {
     State(String),
     #[error("admission list {path}: {reason}")]
     AdmissionList { path: String, reason: String },
+    /// The bulk link's listener could not be bound (`storage.bulk_port` taken, say).
+    #[error("storage bulk link: {0}")]
+    BulkLink(#[source] xnode_storage::StorageError),
     #[error("fault injection is disabled on this node (start it with --enable-fault-injection)")]
     FaultInjectionDisabled,
     /// The node left the network for good (`xnode leave`, or a finished drain).
@@ -73,6 +76,29 @@ pub enum NodeError {
          the same identity; to join again, start it with a new, empty data dir"
     )]
     Left { at_ms: u64 },
+}
+
+/// Where the storage bulk link listens: the host of the first TCP listen address, on
+/// `storage.bulk_port`; none when the link is off or the node listens on no TCP address.
+fn bulk_link_address(config: &Config) -> Option<std::net::SocketAddr> {
+    use xnode_mesh::multiaddr::Protocol;
+    if !config.storage.bulk_link {
+        return None;
+    }
+    config.listen.iter().find_map(|addr| {
+        let mut host = None;
+        let mut tcp = false;
+        for part in addr.iter() {
+            match part {
+                Protocol::Ip4(ip) => host = Some(std::net::IpAddr::V4(ip)),
+                Protocol::Ip6(ip) => host = Some(std::net::IpAddr::V6(ip)),
+                Protocol::Tcp(_) => tcp = true,
+                _ => {}
+            }
+        }
+        host.filter(|_| tcp)
+            .map(|ip| std::net::SocketAddr::new(ip, config.storage.bulk_port))
+    })
 }
 
 /// This node, as the API describes it.
@@ -465,6 +491,9 @@ impl Node {
         let runner = &node.inner.runner;
         observe::spawn_workers(&node).await?;
         runner.spawn(storage.serve());
+        if let Some(bind) = bulk_link_address(&node.inner.config) {
+            runner.spawn(storage.bulk_listener(bind).map_err(NodeError::BulkLink)?);
+        }
         for worker in storage.workers() {
             runner.spawn(worker);
         }

@@ -18,6 +18,7 @@ mod attest;
 pub mod audit;
 pub mod bucket_settings;
 pub mod buckets;
+pub mod bulk;
 pub mod conditional;
 pub mod details;
 pub mod drain;
@@ -186,6 +187,14 @@ pub struct StorageConfig {
     pub audit_collect_interval: Duration,
     /// Storage quotas per tenant (`[storage.quota]`), enforced at the edge; off by default.
     pub quota: TenantQuota,
+    /// Whether this node sends its uploads' data chunks to replicas, and takes them from
+    /// edges, over the bulk link (a TCP connection beside the mesh; the chunks are sealed
+    /// already, and the request is sealed per frame), instead of through the mesh's
+    /// encrypted transport. Off, or where a link cannot be opened, chunks go by the mesh.
+    pub bulk_link: bool,
+    /// The bulk link's TCP port, on the host of the node's first TCP listen address; 0
+    /// picks a free port (edges learn it over the mesh when they open a link).
+    pub bulk_port: u16,
 }
 
 impl Default for StorageConfig {
@@ -221,6 +230,8 @@ impl Default for StorageConfig {
             audit_unsynced_after: Duration::from_secs(24 * 3600),
             audit_collect_interval: Duration::from_secs(60),
             quota: TenantQuota::default(),
+            bulk_link: true,
+            bulk_port: 0,
         }
     }
 }
@@ -351,6 +362,8 @@ pub struct Storage {
     /// What garbage collection saw at its last round (see `gc/view.rs`); locked for a
     /// whole round, so rounds run one at a time.
     pub(crate) gc_view: tokio::sync::Mutex<gc::ReferenceView>,
+    /// The bulk link's listener, offers and links (see `bulk`).
+    pub(crate) bulk: bulk::Bulk,
     /// Storage audits: this node's key and log, and the reputation it computed.
     pub(crate) auditor: audit::Auditor,
     /// The keys whose conditional writes this node is coordinating (see `conditional`).
@@ -456,6 +469,7 @@ impl Storage {
             serve_tamper: Default::default(),
             gc_roots: Default::default(),
             gc_view: Default::default(),
+            bulk: Default::default(),
             signer: key.clone(),
             authorities: Default::default(),
             verified_seals: Default::default(),

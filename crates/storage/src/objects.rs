@@ -17,6 +17,7 @@ use xnode_types::{PublicKeyBytes, unix_ms};
 use crate::conditional::Preconditions;
 use crate::forward::Prefetched;
 use crate::proto::BucketRef;
+use crate::quorum::Route;
 use crate::{Storage, StorageError};
 
 /// An object's metadata and the byte range a read returns.
@@ -156,7 +157,7 @@ impl ObjectWriter {
         let (storage, set, bucket) = (self.storage.clone(), self.set.clone(), self.bucket.clone());
         self.uploads.spawn(async move {
             storage
-                .put_bucket_chunk(chunk.id, chunk.sealed, &set, &bucket)
+                .put_bucket_chunk(chunk.id, chunk.sealed, &set, &bucket, Route::BulkLink)
                 .await
         });
         Ok(())
@@ -364,8 +365,13 @@ impl Storage {
             user_meta,
             created_ms: unix_ms(),
         };
-        let store_manifest =
-            self.put_bucket_chunk(manifest_id, Bytes::from(encoded_manifest), set, bucket_ref);
+        let store_manifest = self.put_bucket_chunk(
+            manifest_id,
+            Bytes::from(encoded_manifest),
+            set,
+            bucket_ref,
+            Route::Mesh,
+        );
         if !pre.is_empty() {
             // The manifest must be stored before the metadata naming it can be visible.
             store_manifest.await?;

@@ -260,6 +260,10 @@ pub enum StoreRequest {
         after: Option<String>,
         limit: u32,
     },
+    /// Asks the receiver for a bulk link (version 15): a one-time token and a session key
+    /// for a TCP connection to its bulk port, over which the sender's data chunks then go
+    /// (see `bulk`). Refused by a node that offers none.
+    OpenBulk,
 }
 
 /// Most bucket digests one `MetaBucketDigests` answer holds (about 100 bytes each).
@@ -392,6 +396,16 @@ pub enum StoreResponse {
         entries: Vec<serde_bytes::ByteBuf>,
         truncated: bool,
     },
+    /// The answer to `OpenBulk` (version 14): the bulk listener's port on the receiver's
+    /// TCP address, a 16-byte one-time token that binds a connection to the asker, and
+    /// the 32-byte session key of its frames.
+    BulkOffered {
+        port: u16,
+        #[serde(with = "serde_bytes")]
+        token: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+    },
 }
 
 /// What a coordinator did with a conditional write.
@@ -431,12 +445,13 @@ impl Versioned for StoreRequest {
     // `ForwardedRead`, version 9 `DropTombstones`, version 10 `AttestMeta` and
     // `QuorumForwardedRead`, version 11 the retired-tombstone anti-entropy requests,
     // version 12 garbage collection's `MetaBucketDigests` and `ScanBucketMeta`, version 13
-    // the listing's `MetaRangeDigest`, version 14 `MetaRangeEncoded`.
-    const VERSION: u8 = 14;
+    // the listing's `MetaRangeDigest`, version 14 `MetaRangeEncoded`, version 15
+    // `OpenBulk`.
+    const VERSION: u8 = 15;
 
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
-        if (6..=13).contains(&version) {
-            // Versions 7 to 14 only appended variants: a version-6 to 13 body decodes as it
+        if (6..=14).contains(&version) {
+            // Versions 7 to 15 only appended variants: a version-6 to 14 body decodes as it
             // is.
             return xnode_wire::decode_body::<Self, _>(body);
         }
@@ -538,17 +553,17 @@ impl Versioned for StoreResponse {
     // `MetaMergedIf`; version 6 sealed the entries answers carry; version 7 appended
     // `Forwarded`, version 8 `TombstonesDropped`, version 9 `Attested` and
     // `QuorumForwarded`, version 10 `RetiredMerged`, version 11 `BucketDigests`, version
-    // 12 `RangeDigest`, version 13 `MetaRangeEncoded`.
-    const VERSION: u8 = 13;
+    // 12 `RangeDigest`, version 13 `MetaRangeEncoded`, version 14 `BulkOffered`.
+    const VERSION: u8 = 14;
 
     /// Versions before 6 only appended variants, so an older body decodes as the current
-    /// type, with its entries in the unsealed layout; versions 7 to 13 only appended
-    /// variants, so a version-6 to 12 body decodes as it is.
+    /// type, with its entries in the unsealed layout; versions 7 to 14 only appended
+    /// variants, so a version-6 to 13 body decodes as it is.
     fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
         if version == 0 {
             return Err(xnode_wire::unsupported::<Self>(version));
         }
-        if (6..=12).contains(&version) {
+        if (6..=13).contains(&version) {
             return xnode_wire::decode_body::<Self, _>(body);
         }
         xnode_store::decode_unsealed_layout(|| xnode_wire::decode_body::<Self, _>(body))

@@ -47,6 +47,21 @@ impl BackgroundBudget {
     }
 }
 
+/// How a quorum write reaches its replicas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    Mesh,
+    /// A data chunk: by the bulk link where one can be used (see `bulk`), else the mesh.
+    BulkLink,
+}
+
+/// How a quorum write's calls go out: how long each may take, and by which route.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CallsGo {
+    pub(crate) timeout: Duration,
+    pub(crate) route: Route,
+}
+
 /// See [`Storage::quorums`].
 fn quorums_for(write_quorum: usize, read_quorum: usize, n: usize) -> (usize, usize) {
     let n = n.max(1);
@@ -56,6 +71,24 @@ fn quorums_for(write_quorum: usize, read_quorum: usize, n: usize) -> (usize, usi
 }
 
 impl Storage {
+    /// Calls one node as [`Storage::call`] does, a data chunk by the bulk link if one can
+    /// be used.
+    async fn call_routed(
+        self: &Arc<Self>,
+        node: NodeId,
+        request: StoreRequest,
+        timeout: Duration,
+        route: Route,
+    ) -> Result<StoreResponse, StorageError> {
+        if route == Route::BulkLink
+            && let crate::bulk::Sent::Answered(result) =
+                self.put_chunk_bulk(node, &request, timeout).await
+        {
+            return result;
+        }
+        self.call(node, request, timeout).await
+    }
+
     /// The write and read quorums for `n` replicas (a bucket's replication factor, or
     /// fewer when the storage set is smaller): the configured ones, raised as needed so that
     /// a write reaches a majority and `W + R > n`, so every read quorum meets every write
@@ -73,7 +106,7 @@ impl Storage {
         needed: usize,
         request: StoreRequest,
         weight: usize,
-        timeout: Duration,
+        calls_go: CallsGo,
         mut accept: F,
     ) -> Result<Vec<(NodeId, T)>, QuorumError>
     where
@@ -89,7 +122,9 @@ impl Storage {
             calls.insert(
                 peer,
                 tokio::spawn(async move {
-                    let result = this.call(peer, request, timeout).await;
+                    let result = this
+                        .call_routed(peer, request, calls_go.timeout, calls_go.route)
+                        .await;
                     let _ = tx.send((peer, result)).await;
                 }),
             );

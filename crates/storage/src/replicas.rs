@@ -11,6 +11,7 @@ use xnode_store::{
 use xnode_types::{Hlc, NodeId, PublicKeyBytes, unix_ms};
 
 use crate::proto::{BucketRef, StoreRequest, StoreResponse};
+use crate::quorum::{CallsGo, Route};
 use crate::seals::{Trust, newest_trusted};
 use crate::{CHUNK_TIMEOUT, MAX_VERSION_AHEAD_MS, META_TIMEOUT, Storage, StorageError};
 
@@ -34,22 +35,26 @@ impl Storage {
         set: &[Candidate],
     ) -> Result<(), StorageError> {
         let rf = self.config.replication_factor;
-        self.put_chunk_to(id, data, set, rf, None).await
+        self.put_chunk_to(id, data, set, rf, None, Route::Mesh)
+            .await
     }
 
     /// Stores a chunk of `bucket` on its placement for the bucket's replication factor.
+    /// `route` is [`Route::BulkLink`] only for an object's data chunks, whose bytes are
+    /// sealed with the object's key (a manifest's are not all).
     pub(crate) async fn put_bucket_chunk(
         self: &Arc<Self>,
         id: ChunkId,
         data: Bytes,
         set: &[Candidate],
         bucket: &BucketRef,
+        route: Route,
     ) -> Result<(), StorageError> {
         let rf = self.bucket_rf(&bucket.tenant, &bucket.name);
         self.require_placeable(&bucket.tenant, &bucket.name, set)?;
         let pinned = self.pinned_set(&bucket.tenant, &bucket.name, set);
         let bytes = data.len() as u64;
-        self.put_chunk_to(id, data, &pinned, rf, Some(bucket.clone()))
+        self.put_chunk_to(id, data, &pinned, rf, Some(bucket.clone()), route)
             .await?;
         // The edge observes the byte-hours of what it placed on each replica; repair keeps
         // the chunk on its placement, so the placement is what the edge expects to pay.
@@ -78,6 +83,7 @@ impl Storage {
         set: &[Candidate],
         rf: usize,
         bucket: Option<BucketRef>,
+        route: Route,
     ) -> Result<(), StorageError> {
         let targets = self.placement(&id.0, set, rf);
         let (needed, _) = self.quorums(targets.len());
@@ -91,7 +97,10 @@ impl Storage {
             needed,
             request,
             data.len(),
-            CHUNK_TIMEOUT,
+            CallsGo {
+                timeout: CHUNK_TIMEOUT,
+                route,
+            },
             accept_success,
         )
         .await
@@ -196,7 +205,10 @@ impl Storage {
                 needed,
                 request,
                 weight,
-                META_TIMEOUT,
+                CallsGo {
+                    timeout: META_TIMEOUT,
+                    route: Route::Mesh,
+                },
                 |_, response| match response {
                     StoreResponse::MetaMerged { outcome } if outcome.is_held() => Ok(()),
                     StoreResponse::MetaMergedIf(ConditionalMerge::Merged(outcome))

@@ -39,6 +39,19 @@ impl Handler<StoreService> for StoreHandler {
                 "storage is stopping",
             ));
         };
+        Ok(storage.answer_peer(from, request).await)
+    }
+}
+
+impl Storage {
+    /// Serves one request from a peer, whether it came by the mesh or by the bulk link:
+    /// the same checks, fault injection and metering either way.
+    pub(crate) async fn answer_peer(
+        self: &Arc<Self>,
+        from: NodeId,
+        request: StoreRequest,
+    ) -> StoreResponse {
+        let storage = self;
         let tamper = storage.serve_tamper();
         let asked = tamper.as_ref().map(|_| request.clone());
         // A tenant's chunk read is metered on the bytes actually sent (below).
@@ -124,6 +137,7 @@ impl Handler<StoreService> for StoreHandler {
                 meta,
                 preconditions,
             } => storage.answer_commit(meta, preconditions).await,
+            StoreRequest::OpenBulk => storage.answer_open_bulk(from),
             request => storage.handle(request).await,
         };
         let response = match result {
@@ -152,11 +166,9 @@ impl Handler<StoreService> for StoreHandler {
             }
             _ => {}
         }
-        Ok(response)
+        response
     }
-}
 
-impl Storage {
     /// The worker that serves the `store` service to peers.
     pub fn serve(self: &Arc<Self>) -> Server<StoreService> {
         self.endpoint
@@ -258,6 +270,9 @@ impl Storage {
                 let merged = blocking(move || store.merge_if(meta, expected)).await?;
                 Ok(StoreResponse::MetaMergedIf(merged))
             }
+            StoreRequest::OpenBulk => Err(StorageError::BadRequest(
+                "a bulk link is opened to a peer, never to this node itself".into(),
+            )),
             StoreRequest::CommitMeta { .. } | StoreRequest::CommitSealedMeta { .. } => {
                 Err(StorageError::BadRequest(
                     "a conditional write is coordinated for a peer; an edge coordinates its own directly"

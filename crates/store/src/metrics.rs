@@ -40,6 +40,14 @@ pub struct StoreMetrics {
     pub conditional_writes_refused: Counter,
     /// `PutChunk` refused because placement does not put the chunk on this node.
     pub chunks_refused: Counter,
+    /// Data chunks this edge sent to replicas over the bulk link, and their bytes.
+    pub bulk_chunks_sent: Counter,
+    pub bulk_bytes_sent: Counter,
+    /// Data chunks edges sent this replica over the bulk link.
+    pub bulk_chunks_served: Counter,
+    /// Data chunks this edge meant to send over the bulk link and sent by the mesh (no
+    /// link could be opened, or it broke).
+    pub bulk_fallbacks: Counter,
     /// Writes refused because the bucket is pinned to regions where no admitted storage
     /// node is left (data residency never falls back to other regions).
     pub pinned_writes_unplaceable: Counter,
@@ -189,6 +197,26 @@ impl StoreMetrics {
             "chunks_refused",
             "Chunks a peer sent that placement does not put on this node, refused",
             m.chunks_refused.clone(),
+        );
+        r.register(
+            "bulk_chunks_sent",
+            "Data chunks this edge sent to replicas over the bulk link",
+            m.bulk_chunks_sent.clone(),
+        );
+        r.register(
+            "bulk_bytes_sent",
+            "Bytes of data chunks this edge sent to replicas over the bulk link",
+            m.bulk_bytes_sent.clone(),
+        );
+        r.register(
+            "bulk_chunks_served",
+            "Data chunks edges sent this replica over the bulk link",
+            m.bulk_chunks_served.clone(),
+        );
+        r.register(
+            "bulk_fallbacks",
+            "Data chunks meant for the bulk link that went by the mesh (no link, or it broke)",
+            m.bulk_fallbacks.clone(),
         );
         r.register(
             "pinned_writes_unplaceable",

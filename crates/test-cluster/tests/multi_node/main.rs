@@ -13,6 +13,7 @@ mod bench_gossip;
 mod bench_idle_storage;
 mod bench_storage_latency;
 mod bonded;
+mod bulk_link;
 mod cluster;
 mod compute;
 mod forwarded_reads;
