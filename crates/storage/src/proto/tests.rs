@@ -378,7 +378,7 @@ fn encoded_ranges_round_trip_and_version_13_requests_and_12_answers_still_decode
         limit: 1000,
     };
     let bytes = xnode_wire::encode(&request).unwrap();
-    assert_eq!(bytes[1], 14);
+    assert_eq!(bytes[1], StoreRequest::VERSION);
     let decoded: StoreRequest = xnode_wire::decode(&bytes, MAX_STORE_MESSAGE).unwrap();
     assert_eq!(format!("{decoded:?}"), format!("{request:?}"));
     let answer = StoreResponse::MetaRangeEncoded {
@@ -389,7 +389,7 @@ fn encoded_ranges_round_trip_and_version_13_requests_and_12_answers_still_decode
         truncated: true,
     };
     let bytes = xnode_wire::encode(&answer).unwrap();
-    assert_eq!(bytes[1], 13);
+    assert_eq!(bytes[1], StoreResponse::VERSION);
     assert!(matches!(
         xnode_wire::decode::<StoreResponse>(&bytes, MAX_STORE_MESSAGE).unwrap(),
         StoreResponse::MetaRangeEncoded { entries, truncated: true }
@@ -413,6 +413,45 @@ fn encoded_ranges_round_trip_and_version_13_requests_and_12_answers_still_decode
     assert!(matches!(
         xnode_wire::decode::<StoreResponse>(&old, MAX_STORE_MESSAGE).unwrap(),
         StoreResponse::RangeDigest(d) if d == digest
+    ));
+}
+
+#[test]
+fn bulk_offers_round_trip_and_version_14_requests_and_13_answers_still_decode() {
+    let bytes = xnode_wire::encode(&StoreRequest::OpenBulk).unwrap();
+    assert_eq!(&bytes[..2], &[kinds::STORE_REQUEST, 15]);
+    assert!(matches!(
+        xnode_wire::decode::<StoreRequest>(&bytes, MAX_STORE_MESSAGE).unwrap(),
+        StoreRequest::OpenBulk
+    ));
+    let offer = StoreResponse::BulkOffered {
+        port: 4002,
+        token: vec![1; 16],
+        key: vec![2; 32],
+    };
+    let bytes = xnode_wire::encode(&offer).unwrap();
+    assert_eq!(&bytes[..2], &[kinds::STORE_RESPONSE, 14]);
+    assert!(matches!(
+        xnode_wire::decode::<StoreResponse>(&bytes, MAX_STORE_MESSAGE).unwrap(),
+        StoreResponse::BulkOffered { port: 4002, token, key } if token == [1; 16] && key == [2; 32]
+    ));
+    // The variants before them keep their encodings: an older body decodes as it was.
+    let mut old = vec![kinds::STORE_REQUEST, 14];
+    old.extend(
+        postcard::to_stdvec(&StoreRequest::GetChunk {
+            id: ChunkId([4; 32]),
+        })
+        .unwrap(),
+    );
+    assert!(matches!(
+        xnode_wire::decode::<StoreRequest>(&old, MAX_STORE_MESSAGE).unwrap(),
+        StoreRequest::GetChunk { id } if id == ChunkId([4; 32])
+    ));
+    let mut old = vec![kinds::STORE_RESPONSE, 13];
+    old.extend(postcard::to_stdvec(&StoreResponse::Stored).unwrap());
+    assert!(matches!(
+        xnode_wire::decode::<StoreResponse>(&old, MAX_STORE_MESSAGE).unwrap(),
+        StoreResponse::Stored
     ));
 }
 
