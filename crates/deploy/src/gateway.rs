@@ -374,9 +374,10 @@ impl Compute {
                                         (first.await, None)
                                     }
                                     other => {
-                                        // The first replica lost the race; its health
-                                        // still learns how slow it was, at least this.
-                                        self.note_forward(name, *node, first_started.elapsed(), true);
+                                        // The first replica lost the race to a peer
+                                        // asked after it: its health learns that, and
+                                        // how slow it was at least.
+                                        self.note_lost_race(name, *node, first_started.elapsed());
                                         (self.hedge_outcome(other), Some(*node))
                                     }
                                 },

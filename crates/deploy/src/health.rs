@@ -2,6 +2,11 @@
 //! outside its peers' for the same deployment is marked degraded for a while, and the
 //! gateway sends it nothing while healthy replicas exist. When the mark expires the
 //! replica gets traffic again and is re-marked at once if it is still slow.
+//!
+//! A hedged call hides how slow its first replica was: when the hedge's answer wins, the
+//! first call is dropped and its latency is only known to exceed the time waited. So a
+//! lost race is a signal of its own: a replica that keeps losing to peers asked after it
+//! is slower than they are, whatever the lower bounds of its latency say.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -14,11 +19,15 @@ const DEGRADED_FOR: Duration = Duration::from_secs(15);
 const MIN_SAMPLES: u32 = 3;
 /// Weight of the newest sample in the moving averages.
 const ALPHA: f64 = 0.3;
+/// Share of recent calls a replica may lose to a later-asked peer before it is judged
+/// slow: three lost races in a row cross it, and so does losing most of them for long.
+const LOST_RACES_LIMIT: f64 = 0.6;
 
 #[derive(Clone, Debug, Default)]
 struct ReplicaHealth {
     latency_ms: f64,
     errors: f64,
+    lost_races: f64,
     samples: u32,
     degraded_until: Option<Instant>,
 }
@@ -29,7 +38,18 @@ pub struct HealthBook {
 }
 
 impl HealthBook {
+    /// Notes a call `node` answered (`ok`) or failed, after `latency`.
     pub fn note(&mut self, deployment: &str, node: NodeId, latency: Duration, ok: bool) {
+        self.sample(deployment, node, latency, if ok { 0.0 } else { 1.0 }, 0.0);
+    }
+
+    /// Notes a hedged call `node` lost: a peer asked later answered first, so `node`
+    /// had not answered after `at_least`.
+    pub fn note_lost_race(&mut self, deployment: &str, node: NodeId, at_least: Duration) {
+        self.sample(deployment, node, at_least, 0.0, 1.0);
+    }
+
+    fn sample(&mut self, deployment: &str, node: NodeId, latency: Duration, error: f64, lost: f64) {
         let h = self
             .replicas
             .entry((deployment.to_owned(), node))
@@ -37,13 +57,16 @@ impl HealthBook {
         let ms = latency.as_secs_f64() * 1000.0;
         if h.samples == 0 {
             h.latency_ms = ms;
-            h.errors = if ok { 0.0 } else { 1.0 };
+            h.errors = error;
+            h.lost_races = lost;
         } else {
             h.latency_ms = ALPHA * ms + (1.0 - ALPHA) * h.latency_ms;
-            h.errors = ALPHA * (if ok { 0.0 } else { 1.0 }) + (1.0 - ALPHA) * h.errors;
+            h.errors = ALPHA * error + (1.0 - ALPHA) * h.errors;
+            h.lost_races = ALPHA * lost + (1.0 - ALPHA) * h.lost_races;
         }
         h.samples = h.samples.saturating_add(1);
-        let (latency_ms, errors, samples) = (h.latency_ms, h.errors, h.samples);
+        let (latency_ms, errors, lost_races, samples) =
+            (h.latency_ms, h.errors, h.lost_races, h.samples);
         if samples < MIN_SAMPLES {
             return;
         }
@@ -59,13 +82,14 @@ impl HealthBook {
             })
             .map(|(_, p)| p.latency_ms)
             .fold(f64::INFINITY, f64::min);
-        let slow = best_peer.is_finite() && latency_ms > 3.0 * best_peer + 100.0;
+        let slow = (best_peer.is_finite() && latency_ms > 3.0 * best_peer + 100.0)
+            || lost_races > LOST_RACES_LIMIT;
         let failing = errors > 0.5;
         if (slow || failing)
             && let Some(h) = self.replicas.get_mut(&(deployment.to_owned(), node))
             && h.degraded_until.is_none_or(|t| t <= Instant::now())
         {
-            tracing::warn!(%node, deployment, latency_ms, errors, best_peer, "replica marked degraded");
+            tracing::warn!(%node, deployment, latency_ms, errors, lost_races, best_peer, "replica marked degraded");
             h.degraded_until = Some(Instant::now() + DEGRADED_FOR);
         }
     }
@@ -114,6 +138,27 @@ mod tests {
             book.note("f", fast, Duration::from_millis(3), true);
             book.note("f", slow, Duration::from_millis(503), true);
         }
+        assert_eq!(book.degraded("f"), vec![slow]);
+    }
+
+    #[test]
+    fn a_replica_that_keeps_losing_hedged_races_is_marked_and_one_lost_race_is_forgiven() {
+        let mut book = HealthBook::default();
+        let fast = xnode_types::SecretKey::generate().node_id();
+        let slow = xnode_types::SecretKey::generate().node_id();
+        // Under load every replica takes a few hundred milliseconds, and the hedge delay
+        // (the deployment's p95) is about that too: the lower bounds a lost race gives
+        // are not far enough above the best peer's latency to judge by latency alone.
+        for _ in 0..5 {
+            book.note("f", fast, Duration::from_millis(300), true);
+            book.note("f", slow, Duration::from_millis(300), true);
+        }
+        book.note_lost_race("f", slow, Duration::from_millis(350));
+        book.note("f", slow, Duration::from_millis(300), true);
+        book.note_lost_race("f", slow, Duration::from_millis(350));
+        assert!(book.degraded("f").is_empty(), "two races lost among wins");
+        book.note_lost_race("f", slow, Duration::from_millis(350));
+        book.note_lost_race("f", slow, Duration::from_millis(350));
         assert_eq!(book.degraded("f"), vec![slow]);
     }
 }

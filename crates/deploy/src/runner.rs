@@ -184,6 +184,12 @@ impl Compute {
             .note(deployment, node, latency, ok);
     }
 
+    pub(crate) fn note_lost_race(&self, deployment: &str, node: NodeId, at_least: Duration) {
+        xnode_types::lock(&self.local)
+            .health
+            .note_lost_race(deployment, node, at_least);
+    }
+
     pub fn degraded_nodes(&self, deployment: &str) -> Vec<NodeId> {
         xnode_types::lock(&self.local).health.degraded(deployment)
     }

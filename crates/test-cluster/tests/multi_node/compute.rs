@@ -548,14 +548,20 @@ async fn a_slow_replica_is_marked_degraded_and_gets_no_more_traffic() {
     let slow = (0..4)
         .find(|&i| cluster.id(i).to_string() == preferred)
         .unwrap();
-    // 1.5 s of extra latency: a replica is judged slow against 3x its best peer's latency
-    // plus 100 ms, and on a heavily loaded machine the healthy replicas' own latency can
-    // reach a few hundred milliseconds in a debug build, so a smaller delay can hide in it.
-    cluster
-        .node(slow)
-        .set_handling_faults(Duration::from_millis(1500), 0.0)
-        .unwrap();
+    // Every replica is made slow, as on a heavily loaded machine (300 ms), and the chosen
+    // one much slower (1.8 s). The gateway hedges these GETs, so it never sees the slow
+    // replica answer: it has to judge it by the races it loses, because the lower bounds
+    // of its latency (the hedge delay plus a peer's 300 ms) are not 3x its peers'.
+    for &node in &placed {
+        let i = (0..4).find(|&i| cluster.id(i) == node).unwrap();
+        let delay = if i == slow { 1800 } else { 300 };
+        cluster
+            .node(i)
+            .set_handling_faults(Duration::from_millis(delay), 0.0)
+            .unwrap();
+    }
     let started = Instant::now();
+    let mut calls = 0;
     loop {
         let response = client.get(&url).send().await.unwrap();
         assert_eq!(response.status(), 200);
@@ -567,12 +573,19 @@ async fn a_slow_replica_is_marked_degraded_and_gets_no_more_traffic() {
         {
             break;
         }
+        // The gateway tries the nearest replica first, so the slow one comes first in
+        // only some of the calls (its band by network coordinates varies): the bound is
+        // generous, and a gateway that judges by latency alone never gets there.
+        calls += 1;
         assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "not marked degraded within 30 s"
+            started.elapsed() < Duration::from_secs(60),
+            "not marked degraded within 60 s ({calls} calls)"
         );
     }
-    println!("marked degraded after {:?}", started.elapsed());
+    println!(
+        "marked degraded after {:?} and {calls} calls",
+        started.elapsed()
+    );
     let view: Value = client
         .get(format!("{}/v1/deployments/hello", cluster.api_url(gateway)))
         .send()
@@ -590,7 +603,7 @@ async fn a_slow_replica_is_marked_degraded_and_gets_no_more_traffic() {
             .any(|r| r["node"] == slow_id.as_str() && r["degraded"] == true),
         "{view}"
     );
-    for _ in 0..40 {
+    for _ in 0..20 {
         let response = client.get(&url).send().await.unwrap();
         let served_by = response.headers()["x-xnode-served-by"]
             .to_str()
