@@ -671,6 +671,13 @@ impl Registry {
             .set(i64::try_from(tombstones).unwrap_or(i64::MAX));
     }
 
+    /// How many entries this registry holds, tombstones included.
+    pub fn entry_count(&self) -> usize {
+        self.live_entries
+            .load(Ordering::Relaxed)
+            .saturating_add(self.tombstones.load(Ordering::Relaxed))
+    }
+
     /// The live (non-tombstone) entry under `key`.
     pub fn get(&self, key: &str) -> Option<Entry> {
         self.read_entries()

@@ -342,6 +342,77 @@ async fn anti_entropy_converges_two_diverged_replicas() {
     assert_eq!(stats, Default::default());
 }
 
+/// The requests of one round from `a` to `b`, by name, and what it changed.
+async fn sync_requests(a: &Registry, b: &Registry) -> (Vec<&'static str>, sync::SyncStats) {
+    let mut sent = Vec::new();
+    let stats = a
+        .sync_with(|req: SyncRequest| {
+            sent.push(match &req {
+                SyncRequest::Root { .. } => "root",
+                SyncRequest::Digest { .. } => "digest",
+                SyncRequest::Pull { .. } => "pull",
+                SyncRequest::Push { .. } => "push",
+            });
+            let resp = Ok(b.handle_sync(req));
+            async move { resp }
+        })
+        .await
+        .unwrap();
+    (sent, stats)
+}
+
+#[tokio::test]
+async fn registries_in_sync_exchange_only_their_roots() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open_registry(&dir, "a");
+    let b = open_registry(&dir, "b");
+    let key = SecretKey::generate();
+    for i in 0..100 {
+        let entry = a
+            .put(&key, &tenant_key(&key, &format!("k{i}")), vec![i])
+            .unwrap();
+        b.apply_remote(entry).unwrap();
+    }
+    assert_eq!(a.digest_root(), b.digest_root());
+    let (sent, stats) = sync_requests(&a, &b).await;
+    assert_eq!(sent, ["root"]);
+    assert_eq!(stats, Default::default());
+    // One entry more on either side: the roots differ and the round goes on as before.
+    b.put(&key, &tenant_key(&key, "late"), vec![1]).unwrap();
+    assert_ne!(a.digest_root(), b.digest_root());
+    let (sent, stats) = sync_requests(&a, &b).await;
+    assert_eq!(sent, ["root", "digest", "pull"]);
+    assert_eq!(stats.pulled, 1);
+    a.put(&key, &tenant_key(&key, "later"), vec![2]).unwrap();
+    let (sent, stats) = sync_requests(&a, &b).await;
+    assert_eq!(sent, ["root", "digest", "push"]);
+    assert_eq!(stats.pushed, 1);
+    assert_eq!(a.digest_root(), b.digest_root());
+}
+
+#[test]
+fn version_1_sync_messages_still_decode() {
+    let request = SyncRequest::Digest {
+        buckets: vec![[7; 16]; sync::BUCKETS],
+    };
+    let mut bytes = xnode_wire::encode(&request).unwrap();
+    assert_eq!(bytes[1], 2);
+    bytes[1] = 1;
+    let decoded: SyncRequest = xnode_wire::decode(&bytes, sync::MAX_SYNC_MESSAGE_BYTES).unwrap();
+    assert!(matches!(decoded, SyncRequest::Digest { buckets } if buckets.len() == sync::BUCKETS));
+    let mut bytes = xnode_wire::encode(&SyncResponse::Pushed {
+        updated: 3,
+        rejected: 0,
+    })
+    .unwrap();
+    bytes[1] = 1;
+    let decoded: SyncResponse = xnode_wire::decode(&bytes, sync::MAX_SYNC_MESSAGE_BYTES).unwrap();
+    assert!(matches!(decoded, SyncResponse::Pushed { updated: 3, .. }));
+    // A version this build does not know is refused, not misread.
+    bytes[1] = 3;
+    assert!(xnode_wire::decode::<SyncResponse>(&bytes, sync::MAX_SYNC_MESSAGE_BYTES).is_err());
+}
+
 #[tokio::test]
 async fn anti_entropy_does_not_accept_forged_entries() {
     let dir = tempfile::tempdir().unwrap();

@@ -11,13 +11,16 @@
 //! gossip over a random gossipsub-like mesh. Time is virtual (the state machines take
 //! `now` as an argument), so a run's results do not depend on how busy the machine is.
 //! Bytes are counted from the real encoded messages plus an estimate of the transport's
-//! framing. The real placement function is measured alongside ([`placement`]). See
-//! `docs/design/membership.md`, "Simulation at scale".
+//! framing. The real placement function is measured alongside ([`placement`]), and the
+//! registry's anti-entropy runs in a simulation of its own over the same links
+//! ([`registry`]: a real registry per node). See `docs/design/membership.md`,
+//! "Simulation at scale".
 
 pub mod net;
 pub mod node;
 pub mod observe;
 pub mod placement;
+pub mod registry;
 pub mod report;
 
 use std::cmp::Ordering;
