@@ -378,6 +378,8 @@ fn write_seeds() {
             rejected: 1,
         },
     );
+    seeds.wire("sync_response", &SyncResponse::InSync);
+    seeds.wire("sync_response", &SyncResponse::Differs);
     seeds.wire("store_response", &StoreResponse::Stored);
     seeds.wire(
         "store_response",

@@ -244,6 +244,11 @@ impl Corpus {
                 keys: vec!["tenant/".into(); 64],
             },
         );
+        push(
+            &mut s,
+            Channel::Rpc("registry-sync"),
+            &SyncRequest::Root { root: [0xff; 16] },
+        );
 
         // Storage: every request, with hostile but well-formed values.
         let tenant: PublicKeyBytes = stranger.public();
