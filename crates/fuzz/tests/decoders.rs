@@ -86,6 +86,7 @@ const LOCAL_ONLY_KINDS: &[&str] = &[
     "NODE_STATE",
     "NODE_RETIREMENT",
     "SCRUB_STATE",
+    "GC_VIEW",
     "METER_COUNTER",
     "STORED_RECEIPT",
     "STORED_GRANT",

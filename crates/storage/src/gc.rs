@@ -92,6 +92,7 @@ impl Storage {
         }
         let set = self.storage_set();
         let holders = self.metadata_holders();
+        let size_before = view.size();
         view.keep_holders(&holders);
         let mut round = GcRound {
             holders: holders.len(),
@@ -147,6 +148,13 @@ impl Storage {
             view.remember_manifest(manifest_id, chunks);
         }
         view.keep_manifests(&manifests);
+        // Kept for the next start when the round changed it: a round in a network at
+        // rest writes nothing.
+        let changed =
+            round.buckets_rescanned > 0 || round.manifests_read > 0 || view.size() != size_before;
+        if changed && let Err(e) = view.save(&self.db).await {
+            tracing::warn!(error = %e, "could not keep garbage collection's view for the next start");
+        }
         drop(view);
 
         // The chunks this edge placed that nothing references any more stop counting as

@@ -447,6 +447,7 @@ impl Storage {
     ) -> Self {
         let background = quorum::BackgroundBudget::new(config.background_copy_bytes);
         let trash = xnode_store::Trash::new(chunks.dir());
+        let gc_view = gc::ReferenceView::load(&db);
         Self {
             node_id,
             db,
@@ -468,7 +469,7 @@ impl Storage {
             corrupt_served_chunks: Default::default(),
             serve_tamper: Default::default(),
             gc_roots: Default::default(),
-            gc_view: Default::default(),
+            gc_view: tokio::sync::Mutex::new(gc_view),
             bulk: Default::default(),
             signer: key.clone(),
             authorities: Default::default(),

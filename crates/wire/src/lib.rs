@@ -159,6 +159,9 @@ pub mod kinds {
     pub const NODE_FIGURES: u8 = 23;
     /// The storage scrubber's progress, in a node's local database (`xnode-storage`).
     pub const SCRUB_STATE: u8 = 24;
+    /// Garbage collection's view of the metadata holders, in a node's local database
+    /// (`xnode-storage`).
+    pub const GC_VIEW: u8 = 25;
     /// A node's drain or departure, kept across restarts.
     pub const NODE_RETIREMENT: u8 = 20;
     /// A network authority's list of admitted nodes and operators (`xnode-registry`).

@@ -5,8 +5,9 @@
 //! buckets whose digest moved since the last round; manifests are content addressed, so
 //! one read once is good for as long as an entry names it. A round in a network where
 //! nothing changed therefore costs a few calls per holder and a walk of the local chunk
-//! index, whatever is stored. The view is memory only: after a restart the first round
-//! reads everything again, as every round did before the view existed.
+//! index, whatever is stored. The view is kept in the node's database after every round
+//! that changed it, so a restart does not cost a round that reads everything again (about
+//! 435 CPU-seconds per node with 100,000 objects on three nodes).
 //!
 //! Nothing here weakens the positive-proof rule of [`super`]: a bucket whose digest
 //! matches holds exactly the entries read when it was cached (digests change with every
@@ -15,15 +16,24 @@
 
 use std::collections::{HashMap, HashSet};
 
+use serde::{Deserialize, Serialize};
+use xnode_db::{Db, Table};
 use xnode_store::entropy::SetDigest;
 use xnode_store::meta::BucketName;
 use xnode_store::{ChunkId, ObjectMeta};
-use xnode_types::NodeId;
+use xnode_types::{NodeId, PublicKeyBytes};
 
 use crate::proto::{BucketRef, MAX_BUCKET_DIGESTS, StoreRequest, StoreResponse};
 use crate::{Storage, StorageError};
 
 use super::{PAGE, TIMEOUT};
+
+/// Where the view is kept between starts.
+const GC_VIEW_TABLE: Table = Table("gc_view");
+const GC_VIEW_KEY: &[u8] = b"view";
+/// The largest view written or read back: beyond it (tens of millions of objects) the
+/// view stays in memory and the first round after a start reads everything.
+const MAX_PERSISTED_VIEW_BYTES: usize = 512 * 1024 * 1024;
 
 /// What the collector last saw of each holder, and the chunks of each manifest it read.
 #[derive(Default)]
@@ -35,10 +45,37 @@ pub(crate) struct ReferenceView {
 }
 
 /// One holder's entries of one bucket, as of a digest.
+#[derive(Clone, Serialize, Deserialize)]
 struct SeenBucket {
     digest: SetDigest,
     entries: u64,
     manifests: Vec<ChunkId>,
+}
+
+/// The view as the node's database keeps it. Any view read back is safe to use, however
+/// old: a bucket is taken as seen only while its digest is the one seen (digests change
+/// with every entry written or removed), and a manifest names the same chunks forever.
+#[derive(Serialize, Deserialize)]
+struct PersistedView {
+    holders: Vec<(NodeId, Vec<PersistedBucket>)>,
+    manifests: Vec<(ChunkId, Vec<ChunkId>)>,
+}
+
+/// One holder's bucket: its tenant, its name, and what was seen of it.
+type PersistedBucket = (PublicKeyBytes, String, SeenBucket);
+
+impl xnode_wire::Versioned for PersistedView {
+    const KIND_TAG: u8 = xnode_wire::kinds::GC_VIEW;
+    const KIND_NAME: &'static str = "garbage collection view";
+    const VERSION: u8 = 1;
+}
+
+/// What a view holds, to tell whether a round changed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct ViewSize {
+    holders: usize,
+    buckets: usize,
+    manifests: usize,
 }
 
 /// What one garbage-collection round did.
@@ -84,6 +121,91 @@ impl Budget {
 }
 
 impl ReferenceView {
+    /// The view this node kept at its last round that changed it, or an empty one (the
+    /// first round then reads everything) if there is none or it does not read back.
+    pub(crate) fn load(db: &Db) -> ReferenceView {
+        let bytes = match db.get(GC_VIEW_TABLE, GC_VIEW_KEY) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return ReferenceView::default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read garbage collection's view; its first round reads everything");
+                return ReferenceView::default();
+            }
+        };
+        let persisted = match xnode_wire::decode::<PersistedView>(&bytes, MAX_PERSISTED_VIEW_BYTES)
+        {
+            Ok(view) => view,
+            Err(e) => {
+                tracing::warn!(error = %e, "garbage collection's stored view does not read back; its first round reads everything");
+                return ReferenceView::default();
+            }
+        };
+        ReferenceView {
+            holders: persisted
+                .holders
+                .into_iter()
+                .map(|(node, buckets)| {
+                    let buckets = buckets
+                        .into_iter()
+                        .map(|(tenant, name, seen)| ((tenant, name), seen))
+                        .collect();
+                    (node, buckets)
+                })
+                .collect(),
+            manifests: persisted
+                .manifests
+                .into_iter()
+                .map(|(id, chunks)| (id, chunks.into_boxed_slice()))
+                .collect(),
+        }
+    }
+
+    /// Keeps the view in `db` for the next start. A view too large to keep is removed
+    /// instead, so that an older one is not read back in its place (it would be safe,
+    /// only slower).
+    pub(super) async fn save(&self, db: &Db) -> Result<(), StorageError> {
+        let persisted = PersistedView {
+            holders: self
+                .holders
+                .iter()
+                .map(|(node, buckets)| {
+                    let buckets = buckets
+                        .iter()
+                        .map(|((tenant, name), seen)| (*tenant, name.clone(), seen.clone()))
+                        .collect();
+                    (*node, buckets)
+                })
+                .collect(),
+            manifests: self
+                .manifests
+                .iter()
+                .map(|(id, chunks)| (*id, chunks.to_vec()))
+                .collect(),
+        };
+        let bytes = xnode_wire::encode(&persisted)
+            .map_err(|e| StorageError::Internal(format!("encoding the collector's view: {e}")))?;
+        drop(persisted);
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || {
+            if bytes.len() <= MAX_PERSISTED_VIEW_BYTES {
+                db.put(GC_VIEW_TABLE, GC_VIEW_KEY, &bytes)
+            } else {
+                db.delete(GC_VIEW_TABLE, GC_VIEW_KEY)
+            }
+        })
+        .await
+        .map_err(|e| StorageError::Internal(e.to_string()))?
+        .map_err(|e| StorageError::Internal(format!("storing the collector's view: {e}")))
+    }
+
+    pub(super) fn size(&self) -> ViewSize {
+        ViewSize {
+            holders: self.holders.len(),
+            buckets: self.holders.values().map(HashMap::len).sum(),
+            manifests: self.manifests.len(),
+        }
+    }
+
     /// Forgets holders that are no longer metadata holders.
     pub(super) fn keep_holders(&mut self, holders: &[NodeId]) {
         self.holders.retain(|node, _| holders.contains(node));
@@ -242,6 +364,53 @@ impl Storage {
             if len == 0 {
                 return Ok(seen);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_view_is_kept_and_read_back_and_garbage_reads_back_empty() {
+        let db = Db::in_memory().unwrap();
+        assert_eq!(ReferenceView::load(&db).size().holders, 0);
+        let holder = xnode_types::SecretKey::generate().node_id();
+        let tenant = xnode_types::SecretKey::generate().public();
+        let manifest = ChunkId([1; 32]);
+        let mut view = ReferenceView::default();
+        view.holders.insert(
+            holder,
+            HashMap::from([(
+                (tenant, "photos".to_owned()),
+                SeenBucket {
+                    digest: SetDigest([9; 32]),
+                    entries: 4,
+                    manifests: vec![manifest],
+                },
+            )]),
+        );
+        view.remember_manifest(manifest, vec![ChunkId([2; 32]), ChunkId([3; 32])]);
+        view.save(&db).await.unwrap();
+        let back = ReferenceView::load(&db);
+        assert_eq!(back.size(), view.size());
+        let seen = &back.holders[&holder][&(tenant, "photos".to_owned())];
+        assert_eq!((seen.digest, seen.entries), (SetDigest([9; 32]), 4));
+        assert_eq!(seen.manifests, vec![manifest]);
+        assert_eq!(
+            back.manifest_chunks(&manifest),
+            Some(&[ChunkId([2; 32]), ChunkId([3; 32])][..])
+        );
+        // A view that does not read back (a torn write, a newer format) is no view: the
+        // next round reads everything, and nothing fails.
+        for garbage in [
+            &b""[..],
+            &[xnode_wire::kinds::GC_VIEW, 1, 0xff, 0xff],
+            &[0xff; 64],
+        ] {
+            db.put(GC_VIEW_TABLE, GC_VIEW_KEY, garbage).unwrap();
+            assert_eq!(ReferenceView::load(&db).size().holders, 0);
         }
     }
 }
