@@ -17,35 +17,40 @@ use std::time::Duration;
 use xnode_sim::registry::RegistrySimConfig;
 use xnode_sim::{SimConfig, run};
 
+/// A flag and its value, parsed with errors that name both.
+struct Arg<'a> {
+    flag: &'a str,
+    value: &'a str,
+}
+
+impl Arg<'_> {
+    fn parse<T: std::str::FromStr<Err: std::fmt::Display>>(&self) -> Result<T, String> {
+        self.value
+            .parse()
+            .map_err(|e| format!("{} {}: {e}", self.flag, self.value))
+    }
+
+    fn seconds(&self) -> Result<Duration, String> {
+        Duration::try_from_secs_f64(self.parse()?)
+            .map_err(|e| format!("{} {}: {e}", self.flag, self.value))
+    }
+}
+
 fn parse_registry(args: &[String]) -> Result<RegistrySimConfig, String> {
     let mut config = RegistrySimConfig::default();
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
         let value = rest.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let number = || {
-            value
-                .parse::<f64>()
-                .map_err(|e| format!("{flag} {value}: {e}"))
-        };
-        let count = || {
-            value
-                .parse::<usize>()
-                .map_err(|e| format!("{flag} {value}: {e}"))
-        };
-        let seconds = || {
-            number().and_then(|s| {
-                Duration::try_from_secs_f64(s).map_err(|e| format!("{flag} {value}: {e}"))
-            })
-        };
+        let arg = Arg { flag, value };
         match flag.as_str() {
-            "--nodes" => config.nodes = count()?,
-            "--entries" => config.entries = count()?,
-            "--value-bytes" => config.value_bytes = count()?,
-            "--interval" => config.interval = seconds()?,
-            "--steady" => config.steady = seconds()?,
-            "--limit" => config.limit = seconds()?,
-            "--loss" => config.links.loss = number()?.clamp(0.0, 1.0),
-            "--seed" => config.seed = value.parse().map_err(|e| format!("{flag} {value}: {e}"))?,
+            "--nodes" => config.nodes = arg.parse()?,
+            "--entries" => config.entries = arg.parse()?,
+            "--value-bytes" => config.value_bytes = arg.parse()?,
+            "--interval" => config.interval = arg.seconds()?,
+            "--steady" => config.steady = arg.seconds()?,
+            "--limit" => config.limit = arg.seconds()?,
+            "--loss" => config.links.loss = arg.parse::<f64>()?.clamp(0.0, 1.0),
+            "--seed" => config.seed = arg.parse()?,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -81,32 +86,18 @@ fn parse(args: &[String]) -> Result<SimConfig, String> {
             _ => {}
         }
         let value = rest.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let number = || {
-            value
-                .parse::<f64>()
-                .map_err(|e| format!("{flag} {value}: {e}"))
-        };
-        let count = || {
-            value
-                .parse::<usize>()
-                .map_err(|e| format!("{flag} {value}: {e}"))
-        };
-        let seconds = || {
-            number().and_then(|s| {
-                Duration::try_from_secs_f64(s).map_err(|e| format!("{flag} {value}: {e}"))
-            })
-        };
+        let arg = Arg { flag, value };
         match flag.as_str() {
-            "--nodes" => config.nodes = count()?,
-            "--steady" => config.steady = seconds()?,
-            "--warmup" => config.warmup = seconds()?,
-            "--deaths" => config.deaths = count()?,
-            "--joins" => config.joins = count()?,
-            "--settle" => config.settle = seconds()?,
-            "--tail" => config.tail = seconds()?,
-            "--loss" => config.links.loss = number()?.clamp(0.0, 1.0),
-            "--keys" => config.placement_keys = count()?,
-            "--seed" => config.seed = value.parse().map_err(|e| format!("{flag} {value}: {e}"))?,
+            "--nodes" => config.nodes = arg.parse()?,
+            "--steady" => config.steady = arg.seconds()?,
+            "--warmup" => config.warmup = arg.seconds()?,
+            "--deaths" => config.deaths = arg.parse()?,
+            "--joins" => config.joins = arg.parse()?,
+            "--settle" => config.settle = arg.seconds()?,
+            "--tail" => config.tail = arg.seconds()?,
+            "--loss" => config.links.loss = arg.parse::<f64>()?.clamp(0.0, 1.0),
+            "--keys" => config.placement_keys = arg.parse()?,
+            "--seed" => config.seed = arg.parse()?,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -116,14 +107,23 @@ fn parse(args: &[String]) -> Result<SimConfig, String> {
     Ok(config)
 }
 
+/// Prints a report; a reader that went away (`| head`) is not an error.
+fn emit(report: &impl std::fmt::Display) -> ExitCode {
+    use std::io::Write;
+    match write!(std::io::stdout().lock(), "{report}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("xnode-sim: cannot print the report: {e}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a == "registry") {
         return match parse_registry(&args[1..]) {
-            Ok(config) => {
-                print!("{}", xnode_sim::registry::run(config));
-                ExitCode::SUCCESS
-            }
+            Ok(config) => emit(&xnode_sim::registry::run(config)),
             Err(e) => {
                 eprintln!("xnode-sim registry: {e}");
                 eprintln!(
@@ -134,10 +134,7 @@ fn main() -> ExitCode {
         };
     }
     match parse(&args) {
-        Ok(config) => {
-            print!("{}", run(config));
-            ExitCode::SUCCESS
-        }
+        Ok(config) => emit(&run(config)),
         Err(e) => {
             eprintln!("xnode-sim: {e}");
             eprintln!(
