@@ -276,29 +276,35 @@ impl Sim {
                 let (from, to) = (round.initiator, round.peer);
                 let bytes = encoded_len(&request) + REQUEST_FRAMING_BYTES as u64;
                 round.request = Some(request);
-                self.sent[from] += bytes;
-                match self
-                    .config
-                    .links
-                    .delay(region(from), region(to), &mut self.rng)
-                {
-                    Some(delay) => {
-                        self.received[to] += bytes;
-                        self.schedule(
-                            self.now_us + micros(delay),
-                            Event::RequestArrives { round: index },
-                        );
-                    }
-                    None => self.schedule(
-                        self.now_us + micros(SYNC_TIMEOUT),
-                        Event::ReplyArrives {
-                            round: index,
-                            lost: true,
-                        },
-                    ),
+                match self.transmit(from, to, bytes) {
+                    Some(at) => self.schedule(at, Event::RequestArrives { round: index }),
+                    None => self.time_out(index),
                 }
             }
         }
+    }
+
+    /// Counts a message of `bytes` from `from` to `to`; when it arrives, or `None` if the
+    /// link lost it.
+    fn transmit(&mut self, from: usize, to: usize, bytes: u64) -> Option<u64> {
+        self.sent[from] += bytes;
+        let delay = self
+            .config
+            .links
+            .delay(region(from), region(to), &mut self.rng)?;
+        self.received[to] += bytes;
+        Some(self.now_us + micros(delay))
+    }
+
+    /// The round's initiator gives up on its call, as the node does after its timeout.
+    fn time_out(&mut self, index: usize) {
+        self.schedule(
+            self.now_us + micros(SYNC_TIMEOUT),
+            Event::ReplyArrives {
+                round: index,
+                lost: true,
+            },
+        );
     }
 
     fn on_request(&mut self, index: usize) {
@@ -310,41 +316,21 @@ impl Sim {
             return;
         };
         if !self.live[to] {
-            self.schedule(
-                self.now_us + micros(SYNC_TIMEOUT),
-                Event::ReplyArrives {
-                    round: index,
-                    lost: true,
-                },
-            );
+            self.time_out(index);
             return;
         }
         let response = self.registries[to].handle_sync(request);
         let bytes = encoded_len(&response) + RESPONSE_FRAMING_BYTES as u64;
-        self.sent[to] += bytes;
         round.mailbox.borrow_mut().reply = Some(Ok(response));
-        match self
-            .config
-            .links
-            .delay(region(to), region(from), &mut self.rng)
-        {
-            Some(delay) => {
-                self.received[from] += bytes;
-                self.schedule(
-                    self.now_us + micros(delay),
-                    Event::ReplyArrives {
-                        round: index,
-                        lost: false,
-                    },
-                );
-            }
-            None => self.schedule(
-                self.now_us + micros(SYNC_TIMEOUT),
+        match self.transmit(to, from, bytes) {
+            Some(at) => self.schedule(
+                at,
                 Event::ReplyArrives {
                     round: index,
-                    lost: true,
+                    lost: false,
                 },
             ),
+            None => self.time_out(index),
         }
     }
 
