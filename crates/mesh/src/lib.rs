@@ -354,6 +354,16 @@ impl Mesh {
         read(&self.shared.peer_protocols)
     }
 
+    /// The protocol version this node and `peer` talk at, once the peer has identified
+    /// itself; `None` before that, or when it is refused.
+    pub fn negotiated_protocol(&self, peer: &NodeId) -> Option<ProtocolVersion> {
+        let table = match self.shared.peer_protocols.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        table.get(peer).and_then(|p| p.negotiated)
+    }
+
     /// Every member this node knows of, except itself.
     pub fn members(&self) -> Vec<MemberInfo> {
         read(&self.shared.members)

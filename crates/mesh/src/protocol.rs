@@ -22,14 +22,17 @@ use serde::{Deserialize, Serialize};
 /// The protocol this release speaks. 1.0 is every release before versions were
 /// advertised; 1.1 added the advertisement itself and the `draining` node status; 1.2 the
 /// network coordinate in SWIM acks (`SwimResponse::CoordinatedAck`); 1.3 push-pull by
-/// digest (`SwimRequest::SyncDigest` and what follows it).
-pub const CURRENT: ProtocolVersion = ProtocolVersion { major: 1, minor: 3 };
+/// digest (`SwimRequest::SyncDigest` and what follows it); 1.4 the registry's root-first
+/// anti-entropy round (`SyncRequest::Root`, answered `InSync` or `Differs`).
+pub const CURRENT: ProtocolVersion = ProtocolVersion { major: 1, minor: 4 };
 /// The first version whose nodes understand `SwimResponse::CoordinatedAck`.
 pub const COORDINATES: ProtocolVersion = ProtocolVersion { major: 1, minor: 2 };
 /// The first version whose nodes understand a push-pull by digest
 /// (`SwimRequest::SyncDigest`, `SwimResponse::SyncDiff`, `SwimRequest::SyncEntries`,
 /// `SwimResponse::Merged`).
 pub const DIGEST_SYNC: ProtocolVersion = ProtocolVersion { major: 1, minor: 3 };
+/// The first version whose nodes understand the registry's `SyncRequest::Root`.
+pub const REGISTRY_ROOT: ProtocolVersion = ProtocolVersion { major: 1, minor: 4 };
 /// The oldest protocol this release still speaks.
 pub const OLDEST: ProtocolVersion = ProtocolVersion { major: 1, minor: 0 };
 /// What a peer whose agent string carries no version speaks: a release from before

@@ -299,9 +299,14 @@ fn random_live_peer(node: &Node) -> Option<NodeId> {
 /// One anti-entropy round with `peer`; returns the number of entries exchanged.
 async fn sync_with(node: &Node, peer: NodeId) -> u64 {
     let endpoint = node.inner.registry_sync.clone();
+    // An older peer does not know the root-first round; it gets the bucket hashes first.
+    let root_first = node
+        .mesh()
+        .negotiated_protocol(&peer)
+        .is_some_and(|v| v >= xnode_mesh::protocol::REGISTRY_ROOT);
     let result = node
         .registry()
-        .sync_with(|request: SyncRequest| {
+        .sync_with(root_first, |request: SyncRequest| {
             let endpoint = endpoint.clone();
             async move {
                 endpoint

@@ -3,7 +3,8 @@
 //! One round between an initiator `A` and a responder `B`:
 //!
 //! 1. `A` sends the hash of its [`BUCKETS`] bucket hashes (`SyncRequest::Root`, 16 bytes);
-//!    `B` answers `InSync` if its own is the same, and the round ends.
+//!    `B` answers `InSync` if its own is the same, and the round ends. Only peers of
+//!    protocol 1.4 know `Root`: with an older one `A` starts at step 2.
 //! 2. Otherwise `A` sends the bucket hashes themselves (`SyncRequest::Digest`), and `B`
 //!    answers with `(key, version)` for every entry it holds in the buckets whose hash
 //!    differs (`SyncResponse::Summaries`).
@@ -12,7 +13,7 @@
 //! Identical registries, the usual case, cost a 16-byte hash and a one-byte answer: every
 //! node runs a round every few seconds, so this is what the registry costs a network at
 //! rest, whatever it holds (about 0.8 kbit/s per node with framing, against 4.7 for the
-//! 1 KiB of bucket hashes that a round sent first before format version 2; see the
+//! 1 KiB of bucket hashes that a round sent first before protocol 1.4; see the
 //! registry simulation, `xnode-sim registry`). The messages are plain data, so any
 //! transport can carry them.
 
@@ -43,7 +44,7 @@ pub enum SyncRequest {
     Push {
         entries: Vec<Entry>,
     },
-    /// The hash of the sender's bucket hashes (format version 2).
+    /// The hash of the sender's bucket hashes (protocol 1.4).
     Root {
         root: [u8; 16],
     },
@@ -67,39 +68,26 @@ pub enum SyncResponse {
     Refused {
         reason: String,
     },
-    /// The answer to `Root` when the roots are equal (format version 2).
+    /// The answer to `Root` when the roots are equal (protocol 1.4).
     InSync,
-    /// The answer to `Root` when they differ: send the bucket hashes (format version 2).
+    /// The answer to `Root` when they differ: send the bucket hashes (protocol 1.4).
     Differs,
 }
 
 impl Versioned for SyncRequest {
     const KIND_TAG: u8 = kinds::REGISTRY_SYNC_REQUEST;
     const KIND_NAME: &'static str = "registry sync request";
-    // Version 2 appended `Root`.
-    const VERSION: u8 = 2;
-
-    fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
-        match version {
-            // Version 2 only appended a variant: a version-1 body decodes as it is.
-            1 => xnode_wire::decode_body::<Self, _>(body),
-            _ => Err(xnode_wire::unsupported::<Self>(version)),
-        }
-    }
+    // `Root` was appended in protocol 1.4 and is sent only to peers that negotiated it
+    // (as SWIM's newer messages are), so the format stays 1: older nodes read every
+    // message they are sent.
+    const VERSION: u8 = 1;
 }
 
 impl Versioned for SyncResponse {
     const KIND_TAG: u8 = kinds::REGISTRY_SYNC_RESPONSE;
     const KIND_NAME: &'static str = "registry sync response";
-    // Version 2 appended `InSync` and `Differs`.
-    const VERSION: u8 = 2;
-
-    fn upgrade(version: u8, body: &[u8]) -> Result<Self, xnode_wire::WireError> {
-        match version {
-            1 => xnode_wire::decode_body::<Self, _>(body),
-            _ => Err(xnode_wire::unsupported::<Self>(version)),
-        }
-    }
+    // `InSync` and `Differs` answer only `Root`, so only peers of protocol 1.4 get them.
+    const VERSION: u8 = 1;
 }
 
 /// What one round changed locally and remotely.
@@ -255,26 +243,33 @@ impl Registry {
     }
 
     /// Runs one anti-entropy round as the initiator. `send` carries a request to the peer
-    /// and returns its response.
-    pub async fn sync_with<F, Fut>(&self, mut send: F) -> Result<SyncStats, SyncError>
+    /// and returns its response. `root_first`: the peer knows `SyncRequest::Root`
+    /// (protocol 1.4), so the round opens with the roots.
+    pub async fn sync_with<F, Fut>(
+        &self,
+        root_first: bool,
+        mut send: F,
+    ) -> Result<SyncStats, SyncError>
     where
         F: FnMut(SyncRequest) -> Fut,
         Fut: Future<Output = Result<SyncResponse, String>>,
     {
         // The roots first: registries in sync, the usual case, end the round here.
-        match send(SyncRequest::Root {
-            root: self.digest_root(),
-        })
-        .await
-        .map_err(SyncError::Transport)?
-        {
-            SyncResponse::InSync => {
-                self.metrics.sync_rounds.inc();
-                return Ok(SyncStats::default());
+        if root_first {
+            match send(SyncRequest::Root {
+                root: self.digest_root(),
+            })
+            .await
+            .map_err(SyncError::Transport)?
+            {
+                SyncResponse::InSync => {
+                    self.metrics.sync_rounds.inc();
+                    return Ok(SyncStats::default());
+                }
+                SyncResponse::Differs => {}
+                SyncResponse::Refused { reason } => return Err(SyncError::Refused(reason)),
+                _ => return Err(SyncError::Protocol),
             }
-            SyncResponse::Differs => {}
-            SyncResponse::Refused { reason } => return Err(SyncError::Refused(reason)),
-            _ => return Err(SyncError::Protocol),
         }
         let response = send(SyncRequest::Digest {
             buckets: self.digest(),

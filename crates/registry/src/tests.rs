@@ -290,7 +290,7 @@ fn garbage_bytes_from_peers_are_errors_not_panics() {
 }
 
 async fn sync_pair(a: &Registry, b: &Registry) -> crate::sync::SyncStats {
-    a.sync_with(|req: SyncRequest| {
+    a.sync_with(true, |req: SyncRequest| {
         // Round-trip through the wire encoding, as a real transport would.
         let bytes = xnode_wire::encode(&req).unwrap();
         let req: SyncRequest = xnode_wire::decode(&bytes, sync::MAX_SYNC_MESSAGE_BYTES).unwrap();
@@ -343,10 +343,14 @@ async fn anti_entropy_converges_two_diverged_replicas() {
 }
 
 /// The requests of one round from `a` to `b`, by name, and what it changed.
-async fn sync_requests(a: &Registry, b: &Registry) -> (Vec<&'static str>, sync::SyncStats) {
+async fn sync_requests(
+    a: &Registry,
+    b: &Registry,
+    root_first: bool,
+) -> (Vec<&'static str>, sync::SyncStats) {
     let mut sent = Vec::new();
     let stats = a
-        .sync_with(|req: SyncRequest| {
+        .sync_with(root_first, |req: SyncRequest| {
             sent.push(match &req {
                 SyncRequest::Root { .. } => "root",
                 SyncRequest::Digest { .. } => "digest",
@@ -374,43 +378,60 @@ async fn registries_in_sync_exchange_only_their_roots() {
         b.apply_remote(entry).unwrap();
     }
     assert_eq!(a.digest_root(), b.digest_root());
-    let (sent, stats) = sync_requests(&a, &b).await;
+    let (sent, stats) = sync_requests(&a, &b, true).await;
     assert_eq!(sent, ["root"]);
+    assert_eq!(stats, Default::default());
+    // A peer older than protocol 1.4 does not know `Root`: it gets the bucket hashes.
+    let (sent, stats) = sync_requests(&a, &b, false).await;
+    assert_eq!(sent, ["digest"]);
     assert_eq!(stats, Default::default());
     // One entry more on either side: the roots differ and the round goes on as before.
     b.put(&key, &tenant_key(&key, "late"), vec![1]).unwrap();
     assert_ne!(a.digest_root(), b.digest_root());
-    let (sent, stats) = sync_requests(&a, &b).await;
+    let (sent, stats) = sync_requests(&a, &b, true).await;
     assert_eq!(sent, ["root", "digest", "pull"]);
     assert_eq!(stats.pulled, 1);
     a.put(&key, &tenant_key(&key, "later"), vec![2]).unwrap();
-    let (sent, stats) = sync_requests(&a, &b).await;
+    let (sent, stats) = sync_requests(&a, &b, true).await;
     assert_eq!(sent, ["root", "digest", "push"]);
     assert_eq!(stats.pushed, 1);
     assert_eq!(a.digest_root(), b.digest_root());
 }
 
+/// Every sync message stays in format 1: the messages an older node is sent (it is never
+/// sent `Root`) are the ones it reads, so a rolling upgrade keeps anti-entropy working.
 #[test]
-fn version_1_sync_messages_still_decode() {
-    let request = SyncRequest::Digest {
-        buckets: vec![[7; 16]; sync::BUCKETS],
-    };
-    let mut bytes = xnode_wire::encode(&request).unwrap();
-    assert_eq!(bytes[1], 2);
-    bytes[1] = 1;
-    let decoded: SyncRequest = xnode_wire::decode(&bytes, sync::MAX_SYNC_MESSAGE_BYTES).unwrap();
-    assert!(matches!(decoded, SyncRequest::Digest { buckets } if buckets.len() == sync::BUCKETS));
-    let mut bytes = xnode_wire::encode(&SyncResponse::Pushed {
-        updated: 3,
-        rejected: 0,
-    })
-    .unwrap();
-    bytes[1] = 1;
-    let decoded: SyncResponse = xnode_wire::decode(&bytes, sync::MAX_SYNC_MESSAGE_BYTES).unwrap();
-    assert!(matches!(decoded, SyncResponse::Pushed { updated: 3, .. }));
-    // A version this build does not know is refused, not misread.
-    bytes[1] = 3;
-    assert!(xnode_wire::decode::<SyncResponse>(&bytes, sync::MAX_SYNC_MESSAGE_BYTES).is_err());
+fn sync_messages_stay_in_format_1() {
+    let requests = [
+        SyncRequest::Digest {
+            buckets: vec![[7; 16]; sync::BUCKETS],
+        },
+        SyncRequest::Pull {
+            keys: vec!["tenant/x".into()],
+        },
+        SyncRequest::Root { root: [1; 16] },
+    ];
+    for request in &requests {
+        let bytes = xnode_wire::encode(request).unwrap();
+        assert_eq!(bytes[1], 1);
+        let _: SyncRequest = xnode_wire::decode(&bytes, sync::MAX_SYNC_MESSAGE_BYTES).unwrap();
+    }
+    let responses = [
+        SyncResponse::Pushed {
+            updated: 3,
+            rejected: 0,
+        },
+        SyncResponse::InSync,
+        SyncResponse::Differs,
+    ];
+    for response in &responses {
+        let mut bytes = xnode_wire::encode(response).unwrap();
+        assert_eq!(bytes[1], 1);
+        let _: SyncResponse = xnode_wire::decode(&bytes, sync::MAX_SYNC_MESSAGE_BYTES).unwrap();
+        // A version this build does not know is refused, not misread.
+        bytes[1] = 2;
+        assert!(xnode_wire::decode::<SyncResponse>(&bytes, sync::MAX_SYNC_MESSAGE_BYTES).is_err());
+    }
 }
 
 #[tokio::test]

@@ -229,7 +229,7 @@ impl Sim {
         let outbox = Rc::clone(&mailbox);
         let future: RoundFuture = Box::pin(async move {
             registry
-                .sync_with(move |request| {
+                .sync_with(true, move |request| {
                     outbox.borrow_mut().outgoing = Some(request);
                     Reply(Rc::clone(&outbox))
                 })

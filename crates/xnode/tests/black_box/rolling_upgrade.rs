@@ -2,8 +2,8 @@
 //! reading: each node in turn is stopped with SIGTERM and started again as "the next
 //! release", and no acknowledged write is lost.
 //!
-//! The "next release" is this same binary started with `--advertised-protocol 1.4`, a
-//! higher protocol minor than this release's 1.3: the test exercises what changes between
+//! The "next release" is this same binary started with `--advertised-protocol 1.5`, a
+//! higher protocol minor than this release's 1.4: the test exercises what changes between
 //! neighbouring releases on the wire (the advertised range, the negotiated version, a
 //! mixed network) and the restart itself, not a second code base.
 
@@ -160,7 +160,7 @@ fn five_nodes_replaced_one_at_a_time_under_load_lose_no_acknowledged_write() {
         replacing.store(i, Ordering::SeqCst);
         let status = procs[i].stop_with(Signal::SIGTERM);
         assert!(status.success(), "node {i} stops cleanly: {status}");
-        procs[i].extra_args = vec!["--advertised-protocol".into(), "1.4".into()];
+        procs[i].extra_args = vec!["--advertised-protocol".into(), "1.5".into()];
         procs[i].start();
         assert_eq!(
             node_id(&procs[i].api_url),
@@ -175,13 +175,13 @@ fn five_nodes_replaced_one_at_a_time_under_load_lose_no_acknowledged_write() {
         // The replaced node advertises the new version, and a neighbour that is still
         // on the old one talks to it at the old one (or at the new one, once both are new).
         let observer = &apis[(i + 1) % NODES];
-        let expected_negotiated = if i + 1 < NODES { "1.3" } else { "1.4" };
+        let expected_negotiated = if i + 1 < NODES { "1.4" } else { "1.5" };
         wait_until(
             "a neighbour to identify the replaced node",
             Duration::from_secs(10),
             || {
                 protocol_seen(observer, &ids[i]).is_some_and(|(advertised, negotiated)| {
-                    advertised == "1.4 (oldest 1.0)"
+                    advertised == "1.5 (oldest 1.0)"
                         && negotiated.as_deref() == Some(expected_negotiated)
                 })
             },
