@@ -7,8 +7,11 @@
 //! The file carries its own format version in a meta table; a node refuses to open a
 //! database written by a newer format rather than misreading it.
 
+mod commit;
+
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -75,10 +78,13 @@ pub enum WriteOp {
     },
 }
 
-/// A handle to the node's database. Cheap to clone; all clones share one file.
+/// A handle to the node's database. Cheap to clone; all clones share one file, and one
+/// queue of writers ([`commit`]: writes that wait at the same time share a commit).
 #[derive(Clone)]
 pub struct Db {
     inner: Arc<redb::Database>,
+    writers: Arc<commit::CommitQueue>,
+    commits: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Db {
@@ -95,9 +101,7 @@ impl Db {
             path: shown.clone(),
             reason: e.to_string(),
         })?;
-        let this = Self {
-            inner: Arc::new(db),
-        };
+        let this = Self::around(db);
         this.check_format(&shown)?;
         Ok(this)
     }
@@ -111,11 +115,23 @@ impl Db {
                 path: "(memory)".into(),
                 reason: e.to_string(),
             })?;
-        let this = Self {
-            inner: Arc::new(db),
-        };
+        let this = Self::around(db);
         this.check_format("(memory)")?;
         Ok(this)
+    }
+
+    fn around(db: redb::Database) -> Self {
+        Self {
+            inner: Arc::new(db),
+            writers: Arc::default(),
+            commits: Arc::default(),
+        }
+    }
+
+    /// Write transactions committed since the database was opened: fewer than the calls
+    /// to [`Db::write`] when writers overlapped and shared commits.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     fn check_format(&self, path: &str) -> Result<(), DbError> {
@@ -173,13 +189,33 @@ impl Db {
         }])
     }
 
-    /// Applies every operation atomically and durably (fsync before returning).
+    /// Applies every operation atomically and durably (fsync before returning). Writes
+    /// that wait at the same time are committed together, in one transaction; each still
+    /// applies all of its operations or none.
     pub fn write(&self, ops: Vec<WriteOp>) -> Result<(), DbError> {
         if ops.is_empty() {
             return Ok(());
         }
+        self.writers
+            .write(ops, |batches| self.commit_batches(batches))
+    }
+
+    /// Commits `batches` in one transaction; if that fails, each alone, so that one
+    /// batch's error is its own. One outcome per batch, in order.
+    fn commit_batches(&self, batches: &[&[WriteOp]]) -> Vec<Result<(), DbError>> {
+        if batches.len() > 1 && self.commit_together(batches).is_ok() {
+            return batches.iter().map(|_| Ok(())).collect();
+        }
+        batches
+            .iter()
+            .map(|batch| self.commit_together(std::slice::from_ref(batch)))
+            .collect()
+    }
+
+    /// Applies every operation of `batches`, in order, in one transaction, and commits it.
+    fn commit_together(&self, batches: &[&[WriteOp]]) -> Result<(), DbError> {
         let txn = self.inner.begin_write()?;
-        for op in ops {
+        for op in batches.iter().flat_map(|batch| batch.iter()) {
             match op {
                 WriteOp::Put { table, key, value } => {
                     let mut t = txn.open_table(table.def())?;
@@ -192,6 +228,7 @@ impl Db {
             }
         }
         txn.commit()?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -287,6 +324,70 @@ mod tests {
         assert_eq!(a.get(T, b"k").unwrap().as_deref(), Some(&b"v"[..]));
         assert_eq!(b.get(T, b"k").unwrap(), None);
         assert_eq!(a.scan_prefix(T, b"", 10).unwrap().len(), 1);
+    }
+
+    fn put(key: &str) -> WriteOp {
+        WriteOp::Put {
+            table: T,
+            key: key.as_bytes().to_vec(),
+            value: b"v".to_vec(),
+        }
+    }
+
+    /// A write redb refuses: the meta table holds text keys, not bytes.
+    fn refused() -> WriteOp {
+        WriteOp::Put {
+            table: Table("__meta"),
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        }
+    }
+
+    #[test]
+    fn concurrent_writers_share_commits_and_each_gets_its_own_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("x.redb")).unwrap();
+        let before = db.commits();
+        let (threads, each) = (16, 50);
+        std::thread::scope(|scope| {
+            for t in 0..threads {
+                let db = db.clone();
+                scope.spawn(move || {
+                    for i in 0..each {
+                        // Two keys in one batch: both or neither.
+                        db.write(vec![put(&format!("{t}/{i}/a")), put(&format!("{t}/{i}/b"))])
+                            .unwrap();
+                        if t == 0 {
+                            // A refused batch fails alone, whoever shares its commit.
+                            assert!(db.write(vec![put("never"), refused()]).is_err());
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(db.len(T).unwrap(), threads * each * 2);
+        assert_eq!(db.get(T, b"never").unwrap(), None);
+        let commits = db.commits() - before;
+        assert!(
+            commits < threads * each,
+            "{commits} commits for {} writes: no writes shared a commit",
+            threads * each
+        );
+    }
+
+    #[test]
+    fn a_shared_commit_that_fails_is_retried_batch_by_batch() {
+        let db = Db::in_memory().unwrap();
+        let good_a = [put("a")];
+        let bad = [put("b"), refused()];
+        let good_c = [put("c")];
+        let outcomes = db.commit_batches(&[&good_a, &bad, &good_c]);
+        assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
+        assert!(outcomes[1].is_err(), "{outcomes:?}");
+        assert!(db.get(T, b"a").unwrap().is_some());
+        assert!(db.get(T, b"c").unwrap().is_some());
+        // The refused batch left nothing, not even its first write.
+        assert_eq!(db.get(T, b"b").unwrap(), None);
     }
 
     #[test]
